@@ -1,0 +1,108 @@
+//! Container records: what the runner needs to start, list, commit and
+//! remove a container. The filesystem itself is the upper directory.
+
+use crate::digest::Digest;
+use crate::image::RunConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// Recorded, upper made, never started.
+    Created,
+    /// The monitor process serves the mount and waits on `pid`.
+    Running { monitor_pid: i32, pid: i32, started_ns: i64 },
+    /// Frozen for a commit.
+    Paused { monitor_pid: i32, pid: i32, started_ns: i64 },
+    Exited { code: i32, started_ns: i64, finished_ns: i64 },
+}
+
+impl State {
+    pub fn is_running(&self) -> bool {
+        matches!(self, State::Running { .. } | State::Paused { .. })
+    }
+    pub fn can_start(&self) -> bool {
+        matches!(self, State::Created | State::Exited { .. })
+    }
+    pub fn can_kill(&self) -> bool {
+        self.is_running()
+    }
+    pub fn can_remove(&self) -> bool {
+        !self.is_running()
+    }
+    pub fn can_pause(&self) -> bool {
+        matches!(self, State::Running { .. })
+    }
+}
+
+/// A bind mount given with `-v SRC:DST[:ro]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 hex characters, random.
+    pub id: String,
+    /// Unique among containers, without docker's leading `/`.
+    pub name: String,
+    pub image: Digest,
+    /// The reference the user gave (`ubuntu`, `sample-app:latest`...).
+    pub image_ref: String,
+    pub created_ns: i64,
+    pub state: State,
+    /// The process: entrypoint + cmd as resolved at create time.
+    pub command: Vec<String>,
+    /// The image's run config with the run flags applied (-e, -w, -u...).
+    pub config: RunConfig,
+    pub hostname: String,
+    pub tty: bool,
+    pub interactive: bool,
+    pub network: String,
+    pub mounts: Vec<BindMount>,
+    pub auto_remove: bool,
+    /// The writable upper layer, inside the store root.
+    pub upper: PathBuf,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// Container ids and names become paths and keys: check them first.
+pub fn valid_container_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+pub fn valid_container_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_pattern() {
+        assert!(valid_container_name("base-container"));
+        assert!(valid_container_name("a.b_c-1"));
+        assert!(!valid_container_name("-x"));
+        assert!(!valid_container_name("a/b"));
+        assert!(!valid_container_name(""));
+    }
+
+    #[test]
+    fn a_running_container_cannot_be_removed_or_started() {
+        let s = State::Running { monitor_pid: 1, pid: 2, started_ns: 0 };
+        assert!(!s.can_remove() && !s.can_start() && s.can_kill());
+        let e = State::Exited { code: 0, started_ns: 0, finished_ns: 1 };
+        assert!(e.can_remove() && e.can_start() && !e.can_kill());
+    }
+}

@@ -1,0 +1,138 @@
+//! One path of a layer: the change-set record that import, the union
+//! filesystem and commit all share.
+//!
+//! Paths are bytes (Linux names need not be UTF-8), relative to the layer
+//! root, without a leading `/`; the root directory itself is the empty path.
+
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Regular,
+    Dir,
+    Symlink,
+    /// Another name for a regular file earlier in the same layer; `link`
+    /// holds that file's path. Attributes and data are the target's.
+    Hardlink,
+    CharDev,
+    BlockDev,
+    Fifo,
+    Socket,
+    /// Hides the same path in every lower layer (OCI `.wh.<name>`).
+    Whiteout,
+}
+
+/// A piece of file content, stored once per store under its digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub digest: Digest,
+    pub len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Data {
+    /// Not a regular file, or an empty one.
+    #[default]
+    None,
+    /// Small files live in the entry itself: a chunk file would waste a block.
+    Inline(Vec<u8>),
+    /// Content-defined chunks in file order.
+    Chunks(Vec<ChunkRef>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: Kind,
+    /// Permission bits with suid, sgid and sticky (`0o7777` mask).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Symlink target, or the path a hardlink names.
+    pub link: Vec<u8>,
+    /// Device major and minor numbers for char and block devices.
+    pub rdev: (u32, u32),
+    pub size: u64,
+    pub data: Data,
+    /// For directories: hides every lower child (OCI `.wh..wh..opq`).
+    pub opaque: bool,
+    /// Names this file has inside the layer (1 + hardlinks to it).
+    pub nlink: u32,
+}
+
+impl Entry {
+    /// A fresh entry of `kind` with root ownership and zero times.
+    pub fn new(kind: Kind, mode: u32) -> Entry {
+        Entry {
+            kind,
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: Vec::new(),
+            link: Vec::new(),
+            rdev: (0, 0),
+            size: 0,
+            data: Data::None,
+            opaque: false,
+            nlink: 1,
+        }
+    }
+
+    /// `st_mode` file type bits for this kind (`S_IFREG`...); whiteouts
+    /// read as the 0/0 character device overlayfs uses.
+    pub fn file_type_bits(&self) -> u32 {
+        match self.kind {
+            Kind::Regular | Kind::Hardlink => libc::S_IFREG,
+            Kind::Dir => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+            Kind::CharDev | Kind::Whiteout => libc::S_IFCHR,
+            Kind::BlockDev => libc::S_IFBLK,
+            Kind::Fifo => libc::S_IFIFO,
+            Kind::Socket => libc::S_IFSOCK,
+        }
+    }
+
+    pub fn chunks(&self) -> &[ChunkRef] {
+        match &self.data {
+            Data::Chunks(c) => c,
+            _ => &[],
+        }
+    }
+}
+
+/// The parent of a layer path and the last name in it (`b"a/b"` gives
+/// `(b"a", b"b")`; a top-level name has the empty parent).
+pub fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// `parent/name`, or just `name` under the root.
+pub fn join_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        p.extend_from_slice(parent);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join_are_inverse() {
+        assert_eq!(split_path(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_path(b"top"), (&b""[..], &b"top"[..]));
+        assert_eq!(join_path(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(join_path(b"", b"c"), b"c");
+    }
+}
