@@ -1,1 +1,48 @@
-//! fusefs
+//! fusefs: a stack of image layers shown as one directory tree over FUSE,
+//! with a writable upper directory.
+//!
+//! - [`lower`]: the [`Lower`] seam, one read-only layer: [`StoreLower`]
+//!   (a layerdb layer), [`DirLower`] (a host directory in overlay format),
+//!   [`MemLower`] (in memory, for tests).
+//! - [`union`]: resolution top-down, whiteouts, opaque directories, merged
+//!   listings. Pure, tested without a kernel.
+//! - `upper`, `copy_up`: the writable host directory and how lower files
+//!   move into it; container metadata lives in xattrs
+//!   ([`override_stat`], [`whiteout`]) so an unprivileged server works.
+//! - `union_fs`: every filesystem operation, returning `Result` and no FUSE
+//!   types; `adapter` implements `fuser::Filesystem` by calling it and
+//!   replying; [`mount`] starts and stops servers.
+//! - [`changes`]: the upper as a change set, for commit and diff.
+//!
+//! Inode numbers are stable for a file's life (across copy-up and remount)
+//! and shared by hardlinks; see [`lower::ino_tag`].
+
+mod adapter;
+pub mod changes;
+mod copy_up;
+pub mod dir_lower;
+pub mod error;
+mod handles;
+mod inode;
+mod layers;
+pub mod lower;
+pub mod mem_lower;
+pub mod mount;
+pub mod override_stat;
+pub mod store_lower;
+pub mod union;
+pub mod union_fs;
+mod upper;
+pub mod whiteout;
+mod xattr;
+
+pub use changes::{changes, Change, ChangeKind};
+pub use dir_lower::DirLower;
+pub use error::FsError;
+pub use layers::Layers;
+pub use lower::{Lower, Node};
+pub use mem_lower::MemLower;
+pub use mount::{mount, serve, unmount, MountError, MountHandle, MountOptions};
+pub use store_lower::StoreLower;
+pub use union_fs::UnionFs;
+pub use upper::TimeSet;

@@ -11,10 +11,22 @@ pub enum State {
     /// Recorded, upper made, never started.
     Created,
     /// The monitor process serves the mount and waits on `pid`.
-    Running { monitor_pid: i32, pid: i32, started_ns: i64 },
+    Running {
+        monitor_pid: i32,
+        pid: i32,
+        started_ns: i64,
+    },
     /// Frozen for a commit.
-    Paused { monitor_pid: i32, pid: i32, started_ns: i64 },
-    Exited { code: i32, started_ns: i64, finished_ns: i64 },
+    Paused {
+        monitor_pid: i32,
+        pid: i32,
+        started_ns: i64,
+    },
+    Exited {
+        code: i32,
+        started_ns: i64,
+        finished_ns: i64,
+    },
 }
 
 impl State {
@@ -100,9 +112,17 @@ mod tests {
 
     #[test]
     fn a_running_container_cannot_be_removed_or_started() {
-        let s = State::Running { monitor_pid: 1, pid: 2, started_ns: 0 };
+        let s = State::Running {
+            monitor_pid: 1,
+            pid: 2,
+            started_ns: 0,
+        };
         assert!(!s.can_remove() && !s.can_start() && s.can_kill());
-        let e = State::Exited { code: 0, started_ns: 0, finished_ns: 1 };
+        let e = State::Exited {
+            code: 0,
+            started_ns: 0,
+            finished_ns: 1,
+        };
         assert!(e.can_remove() && e.can_start() && !e.can_kill());
     }
 }

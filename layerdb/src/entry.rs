@@ -61,6 +61,10 @@ pub struct Entry {
     pub opaque: bool,
     /// Names this file has inside the layer (1 + hardlinks to it).
     pub nlink: u32,
+    /// Stable number of the file within its layer (its position in path
+    /// order); a Hardlink entry carries its target's. With the layer's
+    /// store-wide sequence number it makes a stable inode number.
+    pub ino: u32,
 }
 
 impl Entry {
@@ -79,6 +83,7 @@ impl Entry {
             data: Data::None,
             opaque: false,
             nlink: 1,
+            ino: 0,
         }
     }
 

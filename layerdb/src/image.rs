@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 pub struct RunConfig {
     #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
     pub user: String,
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub exposed_ports: BTreeMap<String, Empty>,
     #[serde(rename = "Env", default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
@@ -19,17 +23,33 @@ pub struct RunConfig {
     pub entrypoint: Vec<String>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Vec::is_empty")]
     pub cmd: Vec<String>,
-    #[serde(rename = "Healthcheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthcheck: Option<serde_json::Value>,
-    #[serde(rename = "Volumes", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "Volumes",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub volumes: BTreeMap<String, Empty>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub working_dir: String,
     #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "OnBuild", default, skip_serializing_if = "Vec::is_empty")]
     pub on_build: Vec<String>,
-    #[serde(rename = "StopSignal", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub stop_signal: String,
 }
 
@@ -126,6 +146,7 @@ pub struct ImageRecord {
 
 impl ImageRecord {
     pub fn config(&self) -> ImageConfig {
-        serde_json::from_slice(&self.config_json).expect("stored config was valid JSON when written")
+        serde_json::from_slice(&self.config_json)
+            .expect("stored config was valid JSON when written")
     }
 }

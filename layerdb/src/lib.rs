@@ -1,1 +1,50 @@
-//! layerdb
+//! layerdb: the content-addressed store of container image layers.
+//!
+//! - File content is cut into content-defined chunks ([`chunk`]), each named
+//!   by its sha256 and kept once per store as a file; files up to
+//!   [`chunk::INLINE_MAX`] bytes live inside their entry instead.
+//! - A layer is an immutable change set: per path an [`Entry`] (type, mode,
+//!   owner, mtime in ns, xattrs, link target, device numbers, size, chunk
+//!   list; whiteouts and opaque directories). Its diff id is the sha256 of
+//!   its canonical OCI tar ([`oci_tar`]), so export and re-import keep it.
+//! - An image is an OCI config (its sha256 is the image id) naming its
+//!   layers bottom to top, plus the local parent it was committed from.
+//! - Containers are records naming their image and their upper directory.
+//! - Everything but chunk files lives in one RocksDB index ([`keys`] has the
+//!   schema). Every change is one atomic, synced write batch; chunks are
+//!   synced before the batch that first references them, so after a crash
+//!   at any instant the store is whole, and `gc` removes what a crash
+//!   orphaned.
+//! - Writers take a file lock and wait for each other; long-lived readers
+//!   (mount servers) open a secondary instance and never wait ([`db`]).
+
+pub mod chunk;
+pub mod container;
+mod db;
+pub mod df;
+pub mod digest;
+pub mod entry;
+pub mod error;
+pub mod gc;
+pub mod image;
+pub mod import;
+pub mod ingest;
+pub mod keys;
+pub mod layer;
+pub mod oci_tar;
+pub mod pins;
+pub mod reference;
+pub mod store;
+pub mod verify;
+
+pub use chunk::ChunkDir;
+pub use container::{BindMount, ContainerRecord, State};
+pub use digest::Digest;
+pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};
+pub use error::StoreError;
+pub use image::{History, ImageConfig, ImageRecord, RunConfig};
+pub use ingest::Ingest;
+pub use layer::{LayerBuilder, LayerMeta, PendingLayer};
+pub use pins::Pin;
+pub use reference::Reference;
+pub use store::{default_root, NewImage, Removal, Store};

@@ -1,1 +1,50 @@
-fn main() {}
+//! `strata`: docker's verbs on a layer store (layerdb) and a FUSE union
+//! filesystem (fusefs), with no daemon.
+
+mod changes;
+mod cli;
+mod clock;
+mod commands;
+mod container;
+mod hooks;
+mod humanize;
+mod liveness;
+mod names;
+mod output;
+mod stack;
+mod sys;
+mod truncate;
+
+use clap::Parser;
+
+/// A failure that carries the exit status to use (a container's own
+/// status, or docker's 125/126/127).
+#[derive(Debug)]
+pub struct ExitCode(pub i32);
+
+impl std::fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitCode {}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("STRATA_LOG", "warn"))
+        .init();
+    let cli = cli::Cli::parse();
+    let code = match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<ExitCode>() {
+            Some(ExitCode(code)) => *code,
+            None => {
+                // One line: the error and its causes, outermost first.
+                let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                eprintln!("Error: {}", msg.join(": "));
+                125
+            }
+        },
+    };
+    std::process::exit(code);
+}

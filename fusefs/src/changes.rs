@@ -1,0 +1,139 @@
+//! The upper as a change set against its lowers: what commit writes as a
+//! layer and what diff prints.
+//!
+//! Only the upper is walked; lowers are consulted once per upper entry to
+//! tell an addition from a modification, so the cost follows the size of
+//! the changes, not of the image.
+
+use crate::dir_lower::{host_path, DirLower};
+use crate::error::{FsError, Result};
+use crate::lower::Lower;
+use crate::union;
+use crate::whiteout::{hidden_name, is_marker};
+use layerdb::{join_path, Entry, Kind};
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One changed path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: Vec<u8>,
+    pub kind: ChangeKind,
+    /// Metadata as the container sees it: `Kind::Whiteout` for a deletion,
+    /// `opaque` for a directory replacing the lower one, `Kind::Hardlink`
+    /// (with `link` = the first name) for further names of one inode.
+    /// Never carries strata's or overlay's own xattrs.
+    pub entry: Entry,
+    /// Host file holding a regular file's data.
+    pub source: Option<PathBuf>,
+}
+
+/// The change set of `upper` over `lowers` (top first), sorted by path with
+/// parents before children. Run it on a quiet upper (container paused).
+pub fn changes(upper: &Path, lowers: &[&dyn Lower]) -> Result<Vec<Change>> {
+    let mut walk = Walk {
+        upper,
+        view: DirLower::upper(upper),
+        lowers,
+        first_name: HashMap::new(),
+        out: Vec::new(),
+    };
+    walk.dir(b"")?;
+    Ok(walk.out)
+}
+
+struct Walk<'a> {
+    upper: &'a Path,
+    view: DirLower,
+    lowers: &'a [&'a dyn Lower],
+    /// (dev, ino) of multi-linked upper files -> first path seen.
+    first_name: HashMap<(u64, u64), Vec<u8>>,
+    out: Vec<Change>,
+}
+
+impl Walk<'_> {
+    fn in_lowers(&self, path: &[u8]) -> Result<bool> {
+        Ok(union::resolve(self.lowers, path)?.is_some())
+    }
+
+    fn dir(&mut self, dir: &[u8]) -> Result<()> {
+        let host = host_path(self.upper, dir);
+        let mut names = Vec::new();
+        for de in std::fs::read_dir(&host).map_err(|e| FsError::io("readdir", dir, e))? {
+            let de = de.map_err(|e| FsError::io("readdir", dir, e))?;
+            names.push(de.file_name().as_bytes().to_vec());
+        }
+        // Sort by the container name so a whiteout sits where its file was.
+        names.sort_by(|a, b| hidden_name(a).unwrap_or(a).cmp(hidden_name(b).unwrap_or(b)));
+        for name in names {
+            if is_marker(&name) {
+                continue;
+            }
+            if let Some(gone) = hidden_name(&name) {
+                let path = join_path(dir, gone);
+                // A name both whited out and present is present.
+                if self.view.node(&path)?.is_some_and(|n| !n.is_whiteout()) {
+                    continue;
+                }
+                self.out.push(Change {
+                    path,
+                    kind: ChangeKind::Deleted,
+                    entry: Entry::new(Kind::Whiteout, 0),
+                    source: None,
+                });
+                continue;
+            }
+            let path = join_path(dir, &name);
+            let Some(node) = self.view.node(&path)? else {
+                continue;
+            };
+            let kind = if node.is_whiteout() {
+                ChangeKind::Deleted
+            } else if self.in_lowers(&path)? {
+                ChangeKind::Modified
+            } else {
+                ChangeKind::Added
+            };
+            let mut entry = node.entry;
+            let mut source = None;
+            if entry.kind == Kind::Regular {
+                let h = host_path(self.upper, &path);
+                let md = h
+                    .symlink_metadata()
+                    .map_err(|e| FsError::io("lstat", &path, e))?;
+                if md.nlink() > 1 {
+                    if let Some(first) = self.first_name.get(&(md.dev(), md.ino())) {
+                        entry.kind = Kind::Hardlink;
+                        entry.link = first.clone();
+                        entry.size = 0;
+                    } else {
+                        self.first_name.insert((md.dev(), md.ino()), path.clone());
+                    }
+                }
+                if entry.kind == Kind::Regular {
+                    source = Some(h);
+                }
+            }
+            let is_dir = entry.kind == Kind::Dir;
+            self.out.push(Change {
+                path: path.clone(),
+                kind,
+                entry,
+                source,
+            });
+            if is_dir {
+                self.dir(&path)?;
+            }
+        }
+        Ok(())
+    }
+}

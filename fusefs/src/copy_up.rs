@@ -1,0 +1,122 @@
+//! Copy-up: the first write or metadata change of a lower file moves it
+//! into the upper, with data, owner, mode, times, xattrs and its stable
+//! inode number (`user.strata.ino`).
+//!
+//! A file is built under a temporary name and renamed into place, so after
+//! a crash the upper holds the old state or the whole copy, never half a
+//! file. A lower file with several names is copied once; its other names in
+//! the same layer that the container still sees become hardlinks of the
+//! copy, so they keep sharing one inode.
+
+use crate::error::{FsError, Result};
+use crate::layers::Layers;
+use crate::union::Resolved;
+use crate::upper::TimeSet;
+use layerdb::{split_path, Kind};
+use std::io::Write;
+
+/// Size of the buffer data is copied through.
+const COPY_CHUNK: usize = 1 << 20;
+
+impl Layers {
+    /// Makes `path` live in the upper and returns its resolution there.
+    /// `with_data: false` skips file content (the caller truncates to 0).
+    pub fn copy_up(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
+        let r = self.get(path)?;
+        if self.in_upper(&r) {
+            return Ok(r);
+        }
+        let upper = self.upper(path)?;
+        // The root always exists in the upper, so recursion ends.
+        let (parent, _) = split_path(path);
+        self.copy_up(parent, true)?;
+        let node = &r.node;
+        let entry = &node.entry;
+        match entry.kind {
+            Kind::Dir => {
+                // Not opaque: the lower directory keeps merging below it.
+                upper.mkdir(path, entry, Some(node.ino), false)?;
+            }
+            Kind::Whiteout | Kind::Hardlink => {
+                return Err(FsError::Corrupt {
+                    path: crate::error::show(path),
+                    reason: format!("layer yielded a {:?} node to copy up", entry.kind),
+                })
+            }
+            _ => {
+                let (tmp, _) = upper.tmp_path(parent);
+                let built = self.build_copy(&tmp, path, &r, with_data);
+                if let Err(e) =
+                    built.and_then(|()| upper.rename(&tmp, path, nix::fcntl::RenameFlags::empty()))
+                {
+                    // Best effort: the temporary name is invisible anyway.
+                    let _ = upper.remove_file(&tmp);
+                    return Err(e);
+                }
+            }
+        }
+        let t = TimeSet::At(entry.mtime_ns);
+        upper.set_times(path, TimeSet::At(node.atime_ns), t)?;
+        if entry.kind == Kind::Regular && entry.nlink > 1 {
+            self.link_other_names(path, &r)?;
+        }
+        self.get(path)
+    }
+
+    /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
+    fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, with_data: bool) -> Result<()> {
+        let upper = self.upper(path)?;
+        let mut file = upper.create_file(tmp)?;
+        let entry = &r.node.entry;
+        let layer = self
+            .layer(r.layer)
+            .ok_or_else(|| FsError::posix(nix::errno::Errno::EIO, path))?;
+        match entry.kind {
+            Kind::Regular if with_data => {
+                let mut buf = vec![0u8; COPY_CHUNK.min(entry.size.max(1) as usize)];
+                let mut off = 0u64;
+                loop {
+                    let n = layer.read_at(path, &r.node, off, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&buf[..n])
+                        .map_err(|e| FsError::io("write copy-up", path, e))?;
+                    off += n as u64;
+                }
+            }
+            Kind::Symlink => {
+                let target = layer.read_link(path, &r.node)?;
+                file.write_all(&target)
+                    .map_err(|e| FsError::io("write copy-up", path, e))?;
+            }
+            _ => {}
+        }
+        file.sync_data()
+            .map_err(|e| FsError::io("fsync copy-up", path, e))?;
+        upper.write_meta(tmp, entry, Some(r.node.ino))
+    }
+
+    /// After copying up `path`, makes the other names of the same lower
+    /// inode that the container still sees hardlinks of the copy.
+    fn link_other_names(&self, path: &[u8], r: &Resolved) -> Result<()> {
+        let Some(layer) = self.layer(r.layer) else {
+            return Ok(());
+        };
+        let upper = self.upper(path)?;
+        for other in layer.names_of(r.node.ino)? {
+            if other == path {
+                continue;
+            }
+            let Some(o) = self.resolve(&other)? else {
+                continue; // deleted in the container
+            };
+            if o.layer != r.layer || o.node.ino != r.node.ino {
+                continue; // replaced by another file
+            }
+            self.copy_up(split_path(&other).0, true)?;
+            upper.link(path, &other)?;
+        }
+        Ok(())
+    }
+}

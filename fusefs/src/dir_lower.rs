@@ -1,0 +1,301 @@
+//! A host directory read as a layer: a plain overlay-format lower, or the
+//! upper read back with strata's metadata applied.
+//!
+//! Container metadata comes from `user.containers.override_stat` when
+//! present (see [`crate::override_stat`]), else from the host inode; an
+//! override of type `symlink` on a regular file means the file's content is
+//! the link target (how the upper keeps symlinks with an owner). Whiteouts
+//! and opaque directories follow [`crate::whiteout`].
+
+use crate::error::{show, FsError, Result};
+use crate::lower::{ino_tag, Lower, Node};
+use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
+use crate::whiteout::{hidden_name, is_marker, whiteout_name, OPAQUE_MARKER, OPAQUE_XATTRS};
+use crate::xattr;
+use layerdb::{join_path, split_path, Entry, Kind};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Where inode numbers of a host directory layer come from.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    /// A read-only lower: numbers from the host (device, inode).
+    Lower,
+    /// The upper: a copied-up file keeps the number recorded in
+    /// `user.strata.ino`, a file born in the upper uses its host inode.
+    Upper,
+}
+
+/// A host directory in overlay format, used as a layer.
+#[derive(Debug)]
+pub struct DirLower {
+    root: PathBuf,
+    role: Role,
+}
+
+/// `root/path` for a layer path (`root` itself for the empty path).
+pub fn host_path(root: &Path, path: &[u8]) -> PathBuf {
+    if path.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(path))
+    }
+}
+
+fn ns(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+impl DirLower {
+    /// A read-only overlay-format directory layer.
+    pub fn new(root: impl Into<PathBuf>) -> DirLower {
+        DirLower {
+            root: root.into(),
+            role: Role::Lower,
+        }
+    }
+
+    /// The upper directory read back as a layer.
+    pub(crate) fn upper(root: impl Into<PathBuf>) -> DirLower {
+        DirLower {
+            root: root.into(),
+            role: Role::Upper,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn stable_ino(&self, host: &Path, md: &Metadata) -> Result<u64> {
+        match self.role {
+            Role::Lower => {
+                let dev = md.dev();
+                let dev_tag = (dev ^ (dev >> 22)) & ((1 << 22) - 1);
+                Ok(ino_tag::HOST_DIR | dev_tag << 40 | (md.ino() & ino_tag::HOST_INO_MASK))
+            }
+            Role::Upper => {
+                if md.file_type().is_file() || md.is_dir() {
+                    let rec = xattr::get(host, STRATA_INO)
+                        .map_err(|e| FsError::io("getxattr", host.as_os_str().as_bytes(), e))?;
+                    if let Some(v) = rec {
+                        return std::str::from_utf8(&v)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| FsError::Corrupt {
+                                path: host.display().to_string(),
+                                reason: "unreadable user.strata.ino".into(),
+                            });
+                    }
+                }
+                Ok(ino_tag::UPPER | md.ino())
+            }
+        }
+    }
+
+    /// The node for a host file that exists; `name` is its last component.
+    fn node_of(&self, path: &[u8], host: &Path, md: &Metadata) -> Result<Node> {
+        let ft = md.file_type();
+        let hp = || path.to_vec();
+        if ft.is_char_device() && md.rdev() == 0 {
+            return Ok(Node::from_entry(Entry::new(Kind::Whiteout, 0), 0));
+        }
+        let can_xattr = ft.is_file() || ft.is_dir();
+        let ovr = if can_xattr {
+            match xattr::get(host, OVERRIDE_STAT).map_err(|e| FsError::io("getxattr", &hp(), e))? {
+                Some(v) => Some(OverrideStat::parse(&v).ok_or_else(|| FsError::Corrupt {
+                    path: show(path),
+                    reason: format!("unreadable override_stat {:?}", String::from_utf8_lossy(&v)),
+                })?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let host_kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::CharDev
+        } else if ft.is_block_device() {
+            Kind::BlockDev
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            Kind::Regular
+        };
+        let kind = ovr.and_then(|o| o.kind).unwrap_or(host_kind);
+        let mut e = Entry::new(kind, md.mode() & 0o7777);
+        e.uid = md.uid();
+        e.gid = md.gid();
+        let rdev = md.rdev();
+        e.rdev = (libc::major(rdev), libc::minor(rdev));
+        if let Some(o) = ovr {
+            e.uid = o.uid;
+            e.gid = o.gid;
+            e.mode = o.mode;
+            if o.kind.is_some() && matches!(kind, Kind::CharDev | Kind::BlockDev) {
+                e.rdev = o.rdev;
+            }
+        }
+        e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+        e.nlink = if kind == Kind::Dir {
+            1
+        } else {
+            md.nlink() as u32
+        };
+        e.size = match kind {
+            Kind::Regular => md.size(),
+            Kind::Symlink => md.size(),
+            _ => 0,
+        };
+        if kind == Kind::Symlink {
+            e.link = if ft.is_symlink() {
+                std::fs::read_link(host)
+                    .map_err(|e| FsError::io("readlink", path, e))?
+                    .into_os_string()
+                    .into_vec()
+            } else {
+                std::fs::read(host).map_err(|e| FsError::io("read", path, e))?
+            };
+            e.size = e.link.len() as u64;
+        }
+        if kind == Kind::Dir {
+            e.opaque = self.is_opaque(host, path)?;
+        }
+        if can_xattr {
+            e.xattrs = self.container_xattrs(host, path)?;
+        }
+        e.ino = md.ino() as u32;
+        let ino = self.stable_ino(host, md)?;
+        Ok(Node {
+            ino,
+            atime_ns: ns(md.atime(), md.atime_nsec()),
+            ctime_ns: ns(md.ctime(), md.ctime_nsec()),
+            blocks: md.blocks(),
+            entry: e,
+        })
+    }
+
+    fn is_opaque(&self, host: &Path, path: &[u8]) -> Result<bool> {
+        for name in OPAQUE_XATTRS {
+            if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {
+                if v == b"y" {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(host
+            .join(OsStr::from_bytes(OPAQUE_MARKER))
+            .symlink_metadata()
+            .is_ok())
+    }
+
+    fn container_xattrs(&self, host: &Path, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for name in xattr::list(host).map_err(|e| FsError::io("listxattr", path, e))? {
+            let Some(visible) = container_xattr_name(&name) else {
+                continue;
+            };
+            if let Some(v) =
+                xattr::get(host, &name).map_err(|e| FsError::io("getxattr", path, e))?
+            {
+                out.push((visible.to_vec(), v));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn lstat_opt(host: &Path, path: &[u8]) -> Result<Option<Metadata>> {
+    match host.symlink_metadata() {
+        Ok(md) => Ok(Some(md)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
+        Err(e) => Err(FsError::io("lstat", path, e)),
+    }
+}
+
+impl Lower for DirLower {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn node(&self, path: &[u8]) -> Result<Option<Node>> {
+        let (parent, name) = split_path(path);
+        if hidden_name(name).is_some() || is_marker(name) {
+            // Bookkeeping names are not files of the container.
+            return Ok(None);
+        }
+        let host = host_path(&self.root, path);
+        if let Some(md) = lstat_opt(&host, path)? {
+            return self.node_of(path, &host, &md).map(Some);
+        }
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let wh = host_path(&self.root, &join_path(parent, &whiteout_name(name)));
+        Ok(lstat_opt(&wh, path)?.map(|_| Node::from_entry(Entry::new(Kind::Whiteout, 0), 0)))
+    }
+
+    fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
+        let host_dir = host_path(&self.root, dir);
+        let rd = match std::fs::read_dir(&host_dir) {
+            Ok(rd) => rd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(FsError::io("readdir", dir, e)),
+        };
+        let mut out: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
+        for de in rd {
+            let de = de.map_err(|e| FsError::io("readdir", dir, e))?;
+            let name = de.file_name().into_vec();
+            if is_marker(&name) {
+                continue;
+            }
+            if let Some(hidden) = hidden_name(&name) {
+                // A real entry of the same layer wins over its whiteout.
+                out.entry(hidden.to_vec())
+                    .or_insert_with(|| Node::from_entry(Entry::new(Kind::Whiteout, 0), 0));
+                continue;
+            }
+            let path = join_path(dir, &name);
+            let host = host_dir.join(OsStr::from_bytes(&name));
+            let Some(md) = lstat_opt(&host, &path)? else {
+                continue; // removed while listing
+            };
+            let node = self.node_of(&path, &host, &md)?;
+            out.insert(name, node);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn read_at(&self, path: &[u8], _node: &Node, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let f = open_no_follow(&host_path(&self.root, path))
+            .map_err(|e| FsError::io("open", path, e))?;
+        f.read_at(buf, offset)
+            .map_err(|e| FsError::io("read", path, e))
+    }
+
+    fn host_path(&self, path: &[u8]) -> Option<PathBuf> {
+        Some(host_path(&self.root, path))
+    }
+}
+
+/// Opens a host file for reading without following a final symlink.
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}

@@ -1,0 +1,102 @@
+//! The one error type of the union core and its errno table.
+//!
+//! Handlers never panic: every failure becomes an [`FsError`], and the FUSE
+//! adapter turns it into an errno with [`FsError::errno`] at the boundary.
+
+use std::io;
+
+/// Displayable form of a layer path for messages (`/` for the root).
+pub fn show(path: &[u8]) -> String {
+    format!("/{}", String::from_utf8_lossy(path))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// A POSIX outcome the caller must see as-is (ENOENT, EEXIST, ENOTEMPTY,
+    /// EROFS...). Not a fault of the filesystem.
+    #[error("{path}: {errno}")]
+    Posix {
+        errno: nix::errno::Errno,
+        path: String,
+    },
+    /// A host system call on the upper or a directory layer failed.
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading a store layer failed.
+    #[error("reading {path} from layer {layer}")]
+    Layer {
+        layer: String,
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Our own metadata in the upper could not be understood.
+    #[error("{path}: {reason} (was the upper directory written by another tool?)")]
+    Corrupt { path: String, reason: String },
+}
+
+pub type Result<T, E = FsError> = std::result::Result<T, E>;
+
+impl FsError {
+    pub fn posix(errno: nix::errno::Errno, path: &[u8]) -> FsError {
+        FsError::Posix {
+            errno,
+            path: show(path),
+        }
+    }
+
+    pub fn io(op: &'static str, path: &[u8], source: io::Error) -> FsError {
+        FsError::Io {
+            op,
+            path: show(path),
+            source,
+        }
+    }
+
+    /// The errno a FUSE client sees for this error: the one table.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::Posix { errno, .. } => *errno as i32,
+            FsError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Layer { source, .. } => source
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+                .unwrap_or(libc::EIO),
+            FsError::Corrupt { .. } => libc::EIO,
+        }
+    }
+
+    /// Expected outcomes (a missing name, an existing one...) are not worth an
+    /// error log line; faults are.
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, FsError::Posix { .. })
+            && !matches!(self.errno(), libc::ENOENT | libc::ENOTDIR | libc::ENODATA)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.errno(), libc::ENOENT | libc::ENOTDIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    #[test]
+    fn io_errors_keep_their_errno_and_unknown_faults_become_eio() {
+        let e = FsError::io("open", b"a", io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.errno(), libc::EACCES);
+        let e = FsError::Corrupt {
+            path: show(b"a"),
+            reason: "bad".into(),
+        };
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(FsError::posix(Errno::EROFS, b"").errno(), libc::EROFS);
+    }
+}

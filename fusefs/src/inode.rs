@@ -1,0 +1,133 @@
+//! The FUSE inode table: which paths a node id stands for, and how many
+//! kernel references it has.
+//!
+//! Node ids are the stable inode numbers themselves (fuser sends `st_ino` as
+//! the node id), except the root, which FUSE fixes at 1. Hardlinks share
+//! one node id, so a node keeps every path the kernel has looked it up by;
+//! any of them reaches the same file.
+
+use std::collections::HashMap;
+
+pub const ROOT: u64 = 1;
+
+#[derive(Debug, Default)]
+struct Slot {
+    paths: Vec<Vec<u8>>,
+    lookups: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct InodeTable {
+    slots: HashMap<u64, Slot>,
+}
+
+fn under(path: &[u8], dir: &[u8]) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+impl InodeTable {
+    /// The node id for a node with stable number `ino` at `path`.
+    pub fn node_id(path: &[u8], ino: u64) -> u64 {
+        if path.is_empty() {
+            ROOT
+        } else {
+            ino
+        }
+    }
+
+    /// Records one kernel reference to `id` reached by `path`.
+    pub fn add_lookup(&mut self, id: u64, path: &[u8]) {
+        if id == ROOT {
+            return;
+        }
+        let slot = self.slots.entry(id).or_default();
+        slot.lookups += 1;
+        if !slot.paths.iter().any(|p| p == path) {
+            slot.paths.push(path.to_vec());
+        }
+    }
+
+    /// A path of `id`, or `None` when the kernel holds no reference to it.
+    pub fn path(&self, id: u64) -> Option<Vec<u8>> {
+        if id == ROOT {
+            return Some(Vec::new());
+        }
+        self.slots.get(&id).and_then(|s| s.paths.first().cloned())
+    }
+
+    pub fn forget(&mut self, id: u64, n: u64) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.lookups = slot.lookups.saturating_sub(n);
+            if slot.lookups == 0 {
+                self.slots.remove(&id);
+            }
+        }
+    }
+
+    /// `path` no longer names anything (unlink, rmdir, replaced by rename):
+    /// it and everything under it leave every node.
+    pub fn remove_path(&mut self, path: &[u8]) {
+        for slot in self.slots.values_mut() {
+            slot.paths.retain(|p| p != path && !under(p, path));
+        }
+    }
+
+    /// What was at `from` (and under it) is now at `to`.
+    pub fn rename(&mut self, from: &[u8], to: &[u8]) {
+        for slot in self.slots.values_mut() {
+            for p in &mut slot.paths {
+                if p == from || under(p, from) {
+                    let mut np = to.to_vec();
+                    np.extend_from_slice(&p[from.len()..]);
+                    *p = np;
+                }
+            }
+        }
+    }
+
+    /// `a` and `b` swapped places (RENAME_EXCHANGE).
+    pub fn exchange(&mut self, a: &[u8], b: &[u8]) {
+        const MARK: &[u8] = b"\0exchange";
+        self.rename(a, MARK);
+        self.rename(b, a);
+        self.rename(MARK, b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_a_directory_moves_the_paths_of_everything_under_it() {
+        let mut t = InodeTable::default();
+        t.add_lookup(10, b"a");
+        t.add_lookup(11, b"a/b");
+        t.add_lookup(12, b"ab");
+        t.rename(b"a", b"z");
+        assert_eq!(t.path(10).as_deref(), Some(&b"z"[..]));
+        assert_eq!(t.path(11).as_deref(), Some(&b"z/b"[..]));
+        assert_eq!(t.path(12).as_deref(), Some(&b"ab"[..]));
+    }
+
+    #[test]
+    fn a_hardlinked_node_survives_unlinking_one_of_its_names() {
+        let mut t = InodeTable::default();
+        t.add_lookup(10, b"x");
+        t.add_lookup(10, b"y");
+        t.remove_path(b"x");
+        assert_eq!(t.path(10).as_deref(), Some(&b"y"[..]));
+        t.forget(10, 2);
+        assert!(t.path(10).is_none());
+    }
+
+    #[test]
+    fn exchange_swaps_two_subtrees() {
+        let mut t = InodeTable::default();
+        t.add_lookup(10, b"a/x");
+        t.add_lookup(11, b"b/y");
+        t.exchange(b"a", b"b");
+        assert_eq!(t.path(10).as_deref(), Some(&b"b/x"[..]));
+        assert_eq!(t.path(11).as_deref(), Some(&b"a/y"[..]));
+    }
+}

@@ -1,0 +1,97 @@
+//! The stack a mount serves: the optional writable upper (layer 0 when
+//! present, read back through [`DirLower`]) over the read-only lowers.
+
+use crate::dir_lower::DirLower;
+use crate::error::{FsError, Result};
+use crate::lower::Lower;
+use crate::union::{self, Resolved};
+use crate::upper::Upper;
+use layerdb::split_path;
+use nix::errno::Errno;
+use std::path::Path;
+
+pub struct Layers {
+    upper: Option<(Upper, DirLower)>,
+    lowers: Vec<Box<dyn Lower>>,
+}
+
+impl Layers {
+    /// `lowers` top first.
+    pub fn new(upper: Option<&Path>, lowers: Vec<Box<dyn Lower>>) -> Result<Layers> {
+        let upper = match upper {
+            Some(root) => Some((Upper::open(root)?, DirLower::upper(root))),
+            None => None,
+        };
+        Ok(Layers { upper, lowers })
+    }
+
+    pub fn stack(&self) -> Vec<&dyn Lower> {
+        let mut s: Vec<&dyn Lower> = Vec::with_capacity(self.lowers.len() + 1);
+        if let Some((_, view)) = &self.upper {
+            s.push(view);
+        }
+        s.extend(self.lowers.iter().map(|l| l.as_ref()));
+        s
+    }
+
+    /// The writable upper, or EROFS for a read-only stack.
+    pub fn upper(&self, path: &[u8]) -> Result<&Upper> {
+        self.upper
+            .as_ref()
+            .map(|(u, _)| u)
+            .ok_or_else(|| FsError::posix(Errno::EROFS, path))
+    }
+
+    pub fn has_upper(&self) -> bool {
+        self.upper.is_some()
+    }
+
+    /// True when `r` is served by the upper.
+    pub fn in_upper(&self, r: &Resolved) -> bool {
+        self.upper.is_some() && r.layer == 0
+    }
+
+    pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
+        union::resolve(&self.stack(), path)
+    }
+
+    /// Like [`Layers::resolve`] but a missing path is ENOENT.
+    pub fn get(&self, path: &[u8]) -> Result<Resolved> {
+        self.resolve(path)?
+            .ok_or_else(|| FsError::posix(Errno::ENOENT, path))
+    }
+
+    /// The directory `path` must be, or ENOENT/ENOTDIR.
+    pub fn get_dir(&self, path: &[u8]) -> Result<Resolved> {
+        let r = self.get(path)?;
+        if !r.is_dir() {
+            return Err(FsError::posix(Errno::ENOTDIR, path));
+        }
+        Ok(r)
+    }
+
+    /// True when a layer below the upper shows something at `path`: then
+    /// removing it from the upper needs a whiteout.
+    pub fn lower_has(&self, path: &[u8]) -> Result<bool> {
+        let (parent, _) = split_path(path);
+        let Some(mut dir) = self.resolve(parent)? else {
+            return Ok(false);
+        };
+        if !dir.is_dir() {
+            return Ok(false);
+        }
+        if self.has_upper() {
+            dir.dir_layers.retain(|&i| i != 0);
+        }
+        Ok(union::resolve_child(&self.stack(), &dir, path)?.is_some())
+    }
+
+    /// The merged listing of a directory.
+    pub fn list(&self, dir: &Resolved, path: &[u8]) -> Result<Vec<(Vec<u8>, Resolved)>> {
+        union::list(&self.stack(), dir, path)
+    }
+
+    pub fn layer(&self, i: usize) -> Option<&dyn Lower> {
+        self.stack().get(i).copied()
+    }
+}

@@ -1,0 +1,113 @@
+//! One layer of the stack, whatever it is stored in.
+//!
+//! The union core sees every layer (the upper included, read through the same
+//! interface) as a [`Lower`]: a tree of [`Node`]s keyed by layer paths (bytes,
+//! relative, no leading `/`, the root is `b""`).
+
+use crate::error::Result;
+use layerdb::{Entry, Kind};
+
+/// Tag bits of stable inode numbers. Every stable number has one of them set,
+/// so none collides with FUSE's root (1) or with another source.
+pub mod ino_tag {
+    /// Files of store layers: `STORE | seq << 32 | entry.ino`.
+    pub const STORE: u64 = 1 << 63;
+    /// Files of host directory layers: `HOST_DIR | dev-hash << 40 | st_ino`.
+    pub const HOST_DIR: u64 = 3 << 62;
+    /// Files born in the upper: `UPPER | st_ino`.
+    pub const UPPER: u64 = 1 << 62;
+    /// Mask keeping a host st_ino under the tag bits.
+    pub const HOST_INO_MASK: u64 = (1 << 40) - 1;
+}
+
+/// One file of one layer, as the container sees it.
+///
+/// Invariants: `entry.kind` is never [`Kind::Hardlink`] (layers resolve a
+/// hardlink to its target's metadata and keep the shared `ino`); a whiteout
+/// is `Kind::Whiteout`; `entry.opaque` marks an opaque directory; xattrs are
+/// the container's own, never strata's or overlay's bookkeeping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub entry: Entry,
+    /// Stable inode number (see [`ino_tag`]), shared by hardlinks.
+    pub ino: u64,
+    pub atime_ns: i64,
+    pub ctime_ns: i64,
+    /// 512-byte blocks used; estimated from the size for store files.
+    pub blocks: u64,
+}
+
+impl Node {
+    /// A node whose times all equal the entry's mtime (store and test layers
+    /// keep no atime/ctime).
+    pub fn from_entry(entry: Entry, ino: u64) -> Node {
+        let t = entry.mtime_ns;
+        let blocks = entry.size.div_ceil(512);
+        Node {
+            entry,
+            ino,
+            atime_ns: t,
+            ctime_ns: t,
+            blocks,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.entry.kind == Kind::Dir
+    }
+
+    pub fn is_whiteout(&self) -> bool {
+        self.entry.kind == Kind::Whiteout
+    }
+}
+
+/// A read-only layer: a store layer, a host directory in overlay format, the
+/// upper read back, or an in-memory tree in tests.
+pub trait Lower: Send + Sync {
+    /// Human name for messages ("layer sha256:…", "/path/to/dir").
+    fn describe(&self) -> String;
+
+    /// The node at `path`, whiteouts included; `None` when this layer has
+    /// nothing there (also when a parent is missing or not a directory).
+    fn node(&self, path: &[u8]) -> Result<Option<Node>>;
+
+    /// Direct children of `dir` sorted by name, whiteouts included (with the
+    /// name they hide, not the `.wh.` form).
+    fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>>;
+
+    /// Regular-file (or symlink-target) content at `offset`.
+    fn read_at(&self, path: &[u8], node: &Node, offset: u64, buf: &mut [u8]) -> Result<usize>;
+
+    /// Symlink target.
+    fn read_link(&self, path: &[u8], node: &Node) -> Result<Vec<u8>> {
+        let _ = path;
+        Ok(node.entry.link.clone())
+    }
+
+    /// The host file holding `path`, for layers that are host directories:
+    /// lets open files keep a host descriptor instead of reopening per read.
+    fn host_path(&self, path: &[u8]) -> Option<std::path::PathBuf> {
+        let _ = path;
+        None
+    }
+
+    /// Every path of this layer naming inode `ino` (hardlinks), found by
+    /// walking the layer. Only called on the first copy-up of a file with
+    /// `nlink > 1`, so the walk's cost is paid once per such file.
+    fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        let mut dirs = vec![Vec::new()];
+        while let Some(dir) = dirs.pop() {
+            for (name, child) in self.children(&dir)? {
+                let path = layerdb::join_path(&dir, &name);
+                if child.is_dir() {
+                    dirs.push(path);
+                } else if child.ino == ino && !child.is_whiteout() {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}

@@ -1,0 +1,178 @@
+//! Starting and stopping a mount server.
+
+use crate::adapter::Adapter;
+use crate::error::FsError;
+use crate::layers::Layers;
+use crate::lower::Lower;
+use crate::union_fs::UnionFs;
+use fuser::{Config, MountOption, SessionACL};
+use std::path::{Path, PathBuf};
+
+/// What to mount.
+pub struct MountOptions {
+    /// Read-only layers, top first.
+    pub lowers: Vec<Box<dyn Lower>>,
+    /// The writable upper directory; `None` gives a read-only mount.
+    pub upper: Option<PathBuf>,
+    /// EROFS for every write even with an upper.
+    pub read_only: bool,
+    /// Let other users (the container's mapped ids) use the mount.
+    pub allow_other: bool,
+    /// Shown as the source in /proc/mounts.
+    pub fsname: String,
+    /// FUSE worker threads (each reads requests from the device).
+    pub threads: usize,
+}
+
+impl MountOptions {
+    pub fn new(lowers: Vec<Box<dyn Lower>>, upper: Option<PathBuf>) -> MountOptions {
+        MountOptions {
+            lowers,
+            upper,
+            read_only: false,
+            allow_other: false,
+            fsname: "strata".into(),
+            threads: 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("cannot set up the layer stack")]
+    Layers(#[source] FsError),
+    #[error("cannot mount on {mountpoint} (is /dev/fuse usable and fusermount3 installed?)")]
+    Mount {
+        mountpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the mount server at {mountpoint} failed")]
+    Serve {
+        mountpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapter>, MountError> {
+    let layers = Layers::new(opts.upper.as_deref(), opts.lowers).map_err(MountError::Layers)?;
+    let fs = UnionFs::new(layers, opts.read_only);
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(opts.fsname),
+        MountOption::Subtype("strata".into()),
+        // The kernel checks permissions against the modes and owners we
+        // report, as a local filesystem would.
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+    ];
+    if fs.is_read_only() {
+        config.mount_options.push(MountOption::RO);
+    }
+    if opts.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    fuser::Session::new(Adapter::new(fs), mountpoint, &config).map_err(|source| MountError::Mount {
+        mountpoint: mountpoint.display().to_string(),
+        source,
+    })
+}
+
+/// A mount served by background threads; dropping it unmounts.
+#[derive(Debug)]
+pub struct MountHandle {
+    session: Option<fuser::BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+impl MountHandle {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits for the server threads.
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.stop()
+    }
+
+    /// Serves until someone else unmounts the filesystem (`strata umount`,
+    /// `fusermount3 -u`), then returns.
+    pub fn join(mut self) -> Result<(), MountError> {
+        match self.session.take() {
+            Some(s) => s.join().map_err(|source| MountError::Serve {
+                mountpoint: self.mountpoint.display().to_string(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> Result<(), MountError> {
+        match self.session.take() {
+            Some(s) => s.umount_and_join().map_err(|source| MountError::Serve {
+                mountpoint: self.mountpoint.display().to_string(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            log::error!("{e}: {:?}", std::error::Error::source(&e));
+        }
+    }
+}
+
+/// Mounts and serves in background threads. Returns once the kernel
+/// accepted the mount (the FUSE handshake is done), so the tree is usable.
+pub fn mount(opts: MountOptions, mountpoint: &Path) -> Result<MountHandle, MountError> {
+    let s = session(opts, mountpoint)?;
+    let bg = s.spawn().map_err(|source| MountError::Serve {
+        mountpoint: mountpoint.display().to_string(),
+        source,
+    })?;
+    Ok(MountHandle {
+        session: Some(bg),
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}
+
+/// Mounts and serves on the calling thread until unmounted.
+pub fn serve(opts: MountOptions, mountpoint: &Path) -> Result<(), MountError> {
+    session(opts, mountpoint)?
+        .run()
+        .map_err(|source| MountError::Serve {
+            mountpoint: mountpoint.display().to_string(),
+            source,
+        })
+}
+
+/// Detaches a mount whose server is gone ("transport endpoint is not
+/// connected"): a lazy unmount as root, else `fusermount3 -u -z`.
+pub fn unmount(mountpoint: &Path) -> std::io::Result<()> {
+    match nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            let status = std::process::Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(mountpoint)
+                .status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "fusermount3 -u -z {} failed: {status}",
+                    mountpoint.display()
+                )))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}

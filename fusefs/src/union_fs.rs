@@ -1,0 +1,792 @@
+//! Every filesystem operation of a mount, on node ids and file handles,
+//! returning `Result` and no FUSE types (the adapter only calls and
+//! replies).
+//!
+//! Locking: `tree` serialises changes of the namespace and copy-ups
+//! (writers) against resolutions (readers); reads and writes through open
+//! handles take no tree lock. A file opened read-only from a lower layer
+//! keeps reading the lower data if it is copied up later, as in overlayfs.
+
+use crate::error::{FsError, Result};
+use crate::handles::{lock, DirItem, Handles, OpenFile};
+use crate::inode::{InodeTable, ROOT};
+use crate::layers::Layers;
+use crate::lower::Node;
+use crate::override_stat::{host_xattr_name, is_private_xattr};
+use crate::union::Resolved;
+use crate::upper::{override_of, TimeSet, Upper};
+use crate::whiteout::is_reserved;
+use crate::xattr;
+use layerdb::{join_path, split_path, Entry, Kind};
+use nix::errno::Errno;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::{Mutex, RwLock};
+
+/// Attributes to report for a node id.
+#[derive(Clone, Debug)]
+pub struct Attr {
+    pub id: u64,
+    pub node: Node,
+}
+
+/// Who asks: owner of new files.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A `setattr` request; `None` leaves a field as is.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+/// What a new node is.
+enum NewNode<'a> {
+    Dir,
+    File,
+    Special(Kind, (u32, u32)),
+    Symlink(&'a [u8]),
+}
+
+pub struct UnionFs {
+    layers: Layers,
+    read_only: bool,
+    tree: RwLock<()>,
+    inodes: Mutex<InodeTable>,
+    handles: Handles,
+}
+
+fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_guard(l: &RwLock<()>) -> std::sync::RwLockWriteGuard<'_, ()> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl UnionFs {
+    /// A stack without an upper is always read-only.
+    pub fn new(layers: Layers, read_only: bool) -> UnionFs {
+        let read_only = read_only || !layers.has_upper();
+        UnionFs {
+            layers,
+            read_only,
+            tree: RwLock::new(()),
+            inodes: Mutex::new(InodeTable::default()),
+            handles: Handles::default(),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn path_of(&self, id: u64) -> Result<Vec<u8>> {
+        lock(&self.inodes)
+            .path(id)
+            .ok_or_else(|| FsError::posix(Errno::ENOENT, format!("<inode {id:#x}>").as_bytes()))
+    }
+
+    fn child_path(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let dir = self.path_of(parent)?;
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(FsError::posix(Errno::EINVAL, &join_path(&dir, name)));
+        }
+        Ok(join_path(&dir, name))
+    }
+
+    /// The upper, unless the mount is read-only.
+    fn writable(&self, path: &[u8]) -> Result<&Upper> {
+        if self.read_only {
+            return Err(FsError::posix(Errno::EROFS, path));
+        }
+        self.layers.upper(path)
+    }
+
+    /// Names the overlay format reserves cannot be created in the container.
+    fn check_new_name(path: &[u8]) -> Result<()> {
+        if is_reserved(split_path(path).1) {
+            return Err(FsError::posix(Errno::EINVAL, path));
+        }
+        Ok(())
+    }
+
+    fn attr(path: &[u8], r: Resolved) -> Attr {
+        Attr {
+            id: InodeTable::node_id(path, r.node.ino),
+            node: r.node,
+        }
+    }
+
+    /// An attr handed to the kernel as a new reference (lookup, create...).
+    fn entry(&self, path: &[u8], r: Resolved) -> Attr {
+        let a = Self::attr(path, r);
+        lock(&self.inodes).add_lookup(a.id, path);
+        a
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let path = self.child_path(parent, name)?;
+        if is_reserved(name) {
+            return Err(FsError::posix(Errno::ENOENT, &path));
+        }
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        Ok(self.entry(&path, r))
+    }
+
+    pub fn forget(&self, id: u64, n: u64) {
+        lock(&self.inodes).forget(id, n);
+    }
+
+    /// Records a reference the kernel took through readdirplus.
+    pub fn note_lookup(&self, id: u64, path: &[u8]) {
+        lock(&self.inodes).add_lookup(id, path);
+    }
+
+    pub fn getattr(&self, id: u64) -> Result<Attr> {
+        let path = self.path_of(id)?;
+        let _g = read_guard(&self.tree);
+        Ok(Self::attr(&path, self.layers.get(&path)?))
+    }
+
+    pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        let _g = write_guard(&self.tree);
+        let r = self.layers.copy_up(&path, sa.size != Some(0))?;
+        if sa.mode.is_some() || sa.uid.is_some() || sa.gid.is_some() {
+            let mut e: Entry = r.node.entry.clone();
+            e.mode = sa.mode.map_or(e.mode, |m| m & 0o7777);
+            e.uid = sa.uid.unwrap_or(e.uid);
+            e.gid = sa.gid.unwrap_or(e.gid);
+            upper.set_override(&path, &override_of(&e))?;
+        }
+        if let Some(size) = sa.size {
+            match r.node.entry.kind {
+                Kind::Regular => {
+                    let f = upper.open_file(&path, libc::O_WRONLY)?;
+                    f.set_len(size)
+                        .map_err(|e| FsError::io("truncate", &path, e))?;
+                }
+                Kind::Dir => return Err(FsError::posix(Errno::EISDIR, &path)),
+                _ => return Err(FsError::posix(Errno::EINVAL, &path)),
+            }
+        }
+        if sa.atime.is_some() || sa.mtime.is_some() {
+            upper.set_times(
+                &path,
+                sa.atime.unwrap_or(TimeSet::Omit),
+                sa.mtime.unwrap_or(TimeSet::Omit),
+            )?;
+        }
+        Ok(Self::attr(&path, self.layers.get(&path)?))
+    }
+
+    pub fn readlink(&self, id: u64) -> Result<Vec<u8>> {
+        let path = self.path_of(id)?;
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        if r.node.entry.kind != Kind::Symlink {
+            return Err(FsError::posix(Errno::EINVAL, &path));
+        }
+        Ok(r.node.entry.link)
+    }
+
+    /// Creates a node in the upper; the caller holds the tree write lock.
+    fn create_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        caller: Caller,
+        mode: u32,
+        what: NewNode<'_>,
+    ) -> Result<(Vec<u8>, Resolved)> {
+        let path = self.child_path(parent, name)?;
+        Self::check_new_name(&path)?;
+        let upper = self.writable(&path)?;
+        let (dir_path, _) = split_path(&path);
+        let dir = self.layers.copy_up(dir_path, true)?;
+        if !dir.is_dir() {
+            return Err(FsError::posix(Errno::ENOTDIR, dir_path));
+        }
+        if self.layers.resolve(&path)?.is_some() {
+            return Err(FsError::posix(Errno::EEXIST, &path));
+        }
+        let kind = match what {
+            NewNode::Dir => Kind::Dir,
+            NewNode::File => Kind::Regular,
+            NewNode::Special(k, _) => k,
+            NewNode::Symlink(_) => Kind::Symlink,
+        };
+        let mut e = Entry::new(kind, mode);
+        e.uid = caller.uid;
+        e.gid = caller.gid;
+        // BSD group semantics of a setgid directory, as the kernel applies them.
+        let pe = &dir.node.entry;
+        if pe.mode & libc::S_ISGID != 0 {
+            e.gid = pe.gid;
+            if kind == Kind::Dir {
+                e.mode |= libc::S_ISGID;
+            }
+        }
+        if let NewNode::Special(_, rdev) = what {
+            e.rdev = rdev;
+        }
+        e.mtime_ns = now_ns();
+        let whiteout = join_path(dir_path, &crate::whiteout::whiteout_name(name));
+        let had_whiteout = upper.host(&whiteout).symlink_metadata().is_ok();
+        match what {
+            NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
+            _ => {
+                let mut f = upper.create_file(&path)?;
+                if let NewNode::Symlink(target) = what {
+                    f.write_all(target)
+                        .map_err(|err| FsError::io("write symlink", &path, err))?;
+                }
+                upper.write_meta(&path, &e, None)?;
+            }
+        }
+        // After the new node exists: in one layer the real entry wins over
+        // its whiteout, so no instant shows the deleted lower file again.
+        upper.remove_whiteout(dir_path, name)?;
+        let r = self.layers.get(&path)?;
+        Ok((path, r))
+    }
+
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        let kind = Upper::kind_of_mode(mode).ok_or_else(|| FsError::posix(Errno::EINVAL, name))?;
+        let what = match kind {
+            Kind::Regular => NewNode::File,
+            k => NewNode::Special(k, (libc::major(rdev as u64), libc::minor(rdev as u64))),
+        };
+        let _g = write_guard(&self.tree);
+        let (path, r) = self.create_node(parent, name, caller, mode, what)?;
+        Ok(self.entry(&path, r))
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
+        let _g = write_guard(&self.tree);
+        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
+        Ok(self.entry(&path, r))
+    }
+
+    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
+        let _g = write_guard(&self.tree);
+        let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
+        Ok(self.entry(&path, r))
+    }
+
+    /// Creates and opens a regular file.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> Result<(Attr, u64)> {
+        let _g = write_guard(&self.tree);
+        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
+        let upper = self.writable(&path)?;
+        let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
+        let fh = self.handles.add_file(OpenFile::Host {
+            file,
+            writable: true,
+        });
+        Ok((self.entry(&path, r), fh))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let path = self.child_path(parent, name)?;
+        let upper = self.writable(&path)?;
+        let _g = write_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        if r.is_dir() {
+            return Err(FsError::posix(Errno::EISDIR, &path));
+        }
+        self.remove(upper, &path, &r)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let path = self.child_path(parent, name)?;
+        let upper = self.writable(&path)?;
+        let _g = write_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        if !r.is_dir() {
+            return Err(FsError::posix(Errno::ENOTDIR, &path));
+        }
+        // Lower entries count: the directory must look empty in the union.
+        if !self.layers.list(&r, &path)?.is_empty() {
+            return Err(FsError::posix(Errno::ENOTEMPTY, &path));
+        }
+        self.remove(upper, &path, &r)
+    }
+
+    /// Removes `path` from the union: the whiteout first (the real upper
+    /// entry wins until it is gone), then the upper entry.
+    fn remove(&self, upper: &Upper, path: &[u8], r: &Resolved) -> Result<()> {
+        let (dir, name) = split_path(path);
+        if self.layers.lower_has(path)? {
+            self.layers.copy_up(dir, true)?;
+            upper.whiteout(dir, name)?;
+        }
+        if self.layers.in_upper(r) {
+            if r.is_dir() {
+                upper.remove_dir(path)?;
+            } else {
+                upper.remove_file(path)?;
+            }
+        }
+        lock(&self.inodes).remove_path(path);
+        Ok(())
+    }
+
+    /// Copies up `path` and, for a directory, everything the union shows
+    /// under it, so the upper alone holds the whole subtree.
+    fn deep_copy_up(&self, path: &[u8]) -> Result<Resolved> {
+        let r = self.layers.copy_up(path, true)?;
+        if r.is_dir() && r.merges_lower() {
+            for (name, _) in self.layers.list(&r, path)? {
+                self.deep_copy_up(&join_path(path, &name))?;
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        let from = self.child_path(parent, name)?;
+        let to = self.child_path(new_parent, new_name)?;
+        let upper = self.writable(&from)?;
+        Self::check_new_name(&to)?;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange)
+        {
+            return Err(FsError::posix(Errno::EINVAL, &from));
+        }
+        if to.starts_with(&from) && to.get(from.len()) == Some(&b'/') {
+            return Err(FsError::posix(Errno::EINVAL, &to));
+        }
+        let _g = write_guard(&self.tree);
+        let src = self.layers.get(&from)?;
+        let dst = self.layers.resolve(&to)?;
+        if from == to {
+            return Ok(());
+        }
+        let (from_dir, _) = split_path(&from);
+        let (to_dir, _) = split_path(&to);
+        if exchange {
+            let dst = dst.ok_or_else(|| FsError::posix(Errno::ENOENT, &to))?;
+            self.deep_copy_up(&from)?;
+            self.deep_copy_up(&to)?;
+            // Each side now holds its whole content: hide what lower layers
+            // have at its new place.
+            for (r, p) in [(&src, &from), (&dst, &to)] {
+                if r.is_dir() {
+                    upper.set_opaque(p)?;
+                }
+            }
+            upper.rename(&from, &to, nix::fcntl::RenameFlags::RENAME_EXCHANGE)?;
+            lock(&self.inodes).exchange(&from, &to);
+            return Ok(());
+        }
+        if let Some(d) = &dst {
+            if noreplace {
+                return Err(FsError::posix(Errno::EEXIST, &to));
+            }
+            match (src.is_dir(), d.is_dir()) {
+                (true, false) => return Err(FsError::posix(Errno::ENOTDIR, &to)),
+                (false, true) => return Err(FsError::posix(Errno::EISDIR, &to)),
+                (true, true) => {
+                    if !self.layers.list(d, &to)?.is_empty() {
+                        return Err(FsError::posix(Errno::ENOTEMPTY, &to));
+                    }
+                    if self.layers.in_upper(d) {
+                        upper.clear_markers(&to)?;
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        self.deep_copy_up(&from)?;
+        let to_parent = self.layers.copy_up(to_dir, true)?;
+        if !to_parent.is_dir() {
+            return Err(FsError::posix(Errno::ENOTDIR, to_dir));
+        }
+        if src.is_dir() {
+            // The moved tree is complete in the upper; lower directories at
+            // the destination must not merge into it.
+            upper.set_opaque(&from)?;
+        }
+        if self.layers.lower_has(&from)? {
+            upper.whiteout(from_dir, name)?;
+        }
+        upper.rename(&from, &to, nix::fcntl::RenameFlags::empty())?;
+        upper.remove_whiteout(to_dir, new_name)?;
+        let mut t = lock(&self.inodes);
+        t.remove_path(&to);
+        t.rename(&from, &to);
+        Ok(())
+    }
+
+    pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
+        let path = self.path_of(id)?;
+        let to = self.child_path(new_parent, new_name)?;
+        Self::check_new_name(&to)?;
+        let upper = self.writable(&to)?;
+        let _g = write_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        if r.is_dir() {
+            return Err(FsError::posix(Errno::EPERM, &path));
+        }
+        if self.layers.resolve(&to)?.is_some() {
+            return Err(FsError::posix(Errno::EEXIST, &to));
+        }
+        let (to_dir, _) = split_path(&to);
+        if !self.layers.get(to_dir)?.is_dir() {
+            return Err(FsError::posix(Errno::ENOTDIR, to_dir));
+        }
+        self.layers.copy_up(&path, true)?;
+        self.layers.copy_up(to_dir, true)?;
+        upper.link(&path, &to)?;
+        upper.remove_whiteout(to_dir, new_name)?;
+        let r = self.layers.get(&to)?;
+        Ok(self.entry(&to, r))
+    }
+
+    /// Opens a file; returns the handle and whether the kernel may keep its
+    /// page cache (lower files never change).
+    pub fn open(&self, id: u64, flags: i32) -> Result<(u64, bool)> {
+        let path = self.path_of(id)?;
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if write {
+            let upper = self.writable(&path)?;
+            let _g = write_guard(&self.tree);
+            let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
+            if r.is_dir() {
+                return Err(FsError::posix(Errno::EISDIR, &path));
+            }
+            let file = upper.open_file(&path, flags)?;
+            let fh = self.handles.add_file(OpenFile::Host {
+                file,
+                writable: true,
+            });
+            return Ok((fh, false));
+        }
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        let in_upper = self.layers.in_upper(&r);
+        let layer = self
+            .layers
+            .layer(r.layer)
+            .ok_or_else(|| FsError::posix(Errno::EIO, &path))?;
+        let open = match layer.host_path(&path) {
+            Some(host) => OpenFile::Host {
+                file: crate::dir_lower::open_no_follow(&host)
+                    .map_err(|e| FsError::io("open", &path, e))?,
+                writable: false,
+            },
+            None => OpenFile::Layer {
+                layer: r.layer,
+                path: path.clone(),
+                node: r.node,
+            },
+        };
+        Ok((self.handles.add_file(open), !in_upper))
+    }
+
+    fn handle(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {
+        self.handles
+            .file(fh)
+            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<handle {fh}>").as_bytes()))
+    }
+
+    fn host_file(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {
+        let h = self.handle(fh)?;
+        match &*h {
+            OpenFile::Host { writable: true, .. } => Ok(h),
+            _ => Err(FsError::posix(
+                Errno::EBADF,
+                format!("<handle {fh}>").as_bytes(),
+            )),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let off = offset + done as u64;
+            let n = match &*h {
+                OpenFile::Host { file, .. } => file
+                    .read_at(&mut buf[done..], off)
+                    .map_err(|e| FsError::io("read", b"<open file>", e))?,
+                OpenFile::Layer { layer, path, node } => {
+                    let _g = read_guard(&self.tree);
+                    let l = self
+                        .layers
+                        .layer(*layer)
+                        .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
+                    l.read_at(path, node, off, &mut buf[done..])?
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let h = self.host_file(fh)?;
+        let OpenFile::Host { file, .. } = &*h else {
+            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
+        };
+        // pwrite on an O_APPEND descriptor appends whatever the offset, which
+        // is what an O_APPEND writer expects.
+        file.write_all_at(data, offset)
+            .map_err(|e| FsError::io("write", b"<open file>", e))?;
+        Ok(data.len())
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        if let OpenFile::Host { file, .. } = &*self.handle(fh)? {
+            let r = if datasync {
+                file.sync_data()
+            } else {
+                file.sync_all()
+            };
+            r.map_err(|e| FsError::io("fsync", b"<open file>", e))?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.close_file(fh);
+    }
+
+    pub fn opendir(&self, id: u64) -> Result<u64> {
+        let path = self.path_of(id)?;
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get_dir(&path)?;
+        let mut items = Vec::new();
+        let parent_path = split_path(&path).0.to_vec();
+        let parent_id = if path.is_empty() {
+            ROOT
+        } else {
+            self.layers
+                .get(&parent_path)
+                .map(|p| InodeTable::node_id(&parent_path, p.node.ino))
+                .unwrap_or(ROOT)
+        };
+        items.push(DirItem {
+            name: b".".to_vec(),
+            id,
+            path: path.clone(),
+            node: r.node.clone(),
+            is_dot: true,
+        });
+        items.push(DirItem {
+            name: b"..".to_vec(),
+            id: parent_id,
+            path: parent_path,
+            node: r.node.clone(),
+            is_dot: true,
+        });
+        for (name, child) in self.layers.list(&r, &path)? {
+            let cpath = join_path(&path, &name);
+            items.push(DirItem {
+                id: InodeTable::node_id(&cpath, child.node.ino),
+                name,
+                path: cpath,
+                node: child.node,
+                is_dot: false,
+            });
+        }
+        Ok(self.handles.add_dir(items))
+    }
+
+    /// The listing snapshot of an open directory.
+    pub fn dir_items(&self, fh: u64) -> Result<std::sync::Arc<Vec<DirItem>>> {
+        self.handles
+            .dir(fh)
+            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<dir handle {fh}>").as_bytes()))
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.close_dir(fh);
+    }
+
+    /// Space of the upper's filesystem (zeros for a read-only stack).
+    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        let p = match self.layers.upper(b"") {
+            Ok(u) => u.root().to_path_buf(),
+            Err(_) => std::path::PathBuf::from("/"),
+        };
+        nix::sys::statvfs::statvfs(&p).map_err(|e| FsError::io("statvfs", b"", e.into()))
+    }
+
+    pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let path = self.path_of(id)?;
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        r.node
+            .entry
+            .xattrs
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
+    }
+
+    /// Names, each NUL-terminated, as listxattr(2) returns them.
+    pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
+        let path = self.path_of(id)?;
+        let _g = read_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        let mut out = Vec::new();
+        for (n, _) in &r.node.entry.xattrs {
+            out.extend_from_slice(n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        if is_private_xattr(name) {
+            return Err(FsError::posix(Errno::EPERM, &path));
+        }
+        let _g = write_guard(&self.tree);
+        let r = self.layers.copy_up(&path, true)?;
+        let exists = r.node.entry.xattrs.iter().any(|(n, _)| n == name);
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(FsError::posix(Errno::EEXIST, &path));
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::posix(Errno::ENODATA, &path));
+        }
+        xattr::set(&upper.host(&path), &host_xattr_name(name), value, 0)
+            .map_err(|e| FsError::io("setxattr", &path, e))
+    }
+
+    pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        let _g = write_guard(&self.tree);
+        let r = self.layers.get(&path)?;
+        if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
+            return Err(FsError::posix(Errno::ENODATA, &path));
+        }
+        self.layers.copy_up(&path, true)?;
+        let host = upper.host(&path);
+        xattr::remove(&host, &host_xattr_name(name))
+            .and_then(|()| xattr::remove(&host, name))
+            .map_err(|e| FsError::io("removexattr", &path, e))
+    }
+
+    /// The kernel checks permissions itself (default_permissions); this
+    /// only answers existence and a write on a read-only mount.
+    pub fn access(&self, id: u64, mask: i32) -> Result<()> {
+        let path = self.path_of(id)?;
+        if mask & libc::W_OK != 0 && self.read_only {
+            return Err(FsError::posix(Errno::EROFS, &path));
+        }
+        let _g = read_guard(&self.tree);
+        self.layers.get(&path).map(|_| ())
+    }
+
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.host_file(fh)?;
+        let OpenFile::Host { file, .. } = &*h else {
+            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
+        };
+        nix::fcntl::fallocate(
+            file,
+            nix::fcntl::FallocateFlags::from_bits_truncate(mode),
+            offset as libc::off_t,
+            length as libc::off_t,
+        )
+        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
+    }
+
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        let h = self.handle(fh)?;
+        match &*h {
+            OpenFile::Host { file, .. } => {
+                let w = match whence {
+                    libc::SEEK_DATA => nix::unistd::Whence::SeekData,
+                    libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
+                    libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
+                    libc::SEEK_END => nix::unistd::Whence::SeekEnd,
+                    _ => nix::unistd::Whence::SeekSet,
+                };
+                // The handle's offset is not shared with the caller (the
+                // kernel keeps file positions); only the answer matters.
+                nix::unistd::lseek(file, offset, w)
+                    .map_err(|e| FsError::io("lseek", b"<open file>", e.into()))
+            }
+            OpenFile::Layer { node, path, .. } => {
+                // Store files have no holes: data everywhere up to the size.
+                let size = node.entry.size as i64;
+                match whence {
+                    libc::SEEK_DATA if offset < size => Ok(offset),
+                    libc::SEEK_HOLE if offset < size => Ok(size),
+                    libc::SEEK_DATA | libc::SEEK_HOLE => Err(FsError::posix(Errno::ENXIO, path)),
+                    _ => Err(FsError::posix(Errno::EINVAL, path)),
+                }
+            }
+        }
+    }
+
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<usize> {
+        self.host_file(fh_out)?;
+        // nix offers copy_file_range only behind its `zerocopy` feature,
+        // which the workspace does not enable: copy through a buffer (at
+        // most 1 MiB per call; the kernel loops for more).
+        let data = self.read(fh_in, off_in, len.min(1 << 20) as u32)?;
+        self.write(fh_out, off_out, &data)
+    }
+}

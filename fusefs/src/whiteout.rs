@@ -1,0 +1,62 @@
+//! Overlay-format markers in host directories (the upper and directory
+//! layers): how a deletion and an opaque directory are written down.
+//!
+//! - A whiteout for `name` is a file `.wh.<name>` (what an unprivileged
+//!   server can create; strata writes this form) or, as kernel overlayfs
+//!   writes it, a 0/0 character device named `name`.
+//! - An opaque directory carries `user.overlay.opaque="y"` (strata writes
+//!   this), `trusted.overlay.opaque="y"`, or holds a `.wh..wh..opq` file.
+//!
+//! Names starting with `.wh.` are therefore never container files: they are
+//! hidden from listings and refused on creation.
+
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The opaque xattr strata writes.
+pub const OPAQUE_XATTR: &[u8] = b"user.overlay.opaque";
+/// Opaque xattrs strata honours when reading.
+pub const OPAQUE_XATTRS: [&[u8]; 2] = [b"user.overlay.opaque", b"trusted.overlay.opaque"];
+
+/// Prefix of temporary names the upper uses while copying up: a `.wh.` name,
+/// so a leftover from a crash never shows in the container.
+pub const TMP_PREFIX: &[u8] = b".wh..strata-tmp.";
+
+/// True for the opaque marker and temporary files: bookkeeping that neither
+/// shows nor hides anything.
+pub fn is_marker(file_name: &[u8]) -> bool {
+    file_name == OPAQUE_MARKER || file_name.starts_with(TMP_PREFIX)
+}
+
+/// The name a `.wh.<name>` file hides; `None` for ordinary names and for
+/// markers.
+pub fn hidden_name(file_name: &[u8]) -> Option<&[u8]> {
+    if is_marker(file_name) {
+        return None;
+    }
+    file_name
+        .strip_prefix(WHITEOUT_PREFIX)
+        .filter(|n| !n.is_empty())
+}
+
+/// `.wh.<name>`
+pub fn whiteout_name(name: &[u8]) -> Vec<u8> {
+    [WHITEOUT_PREFIX, name].concat()
+}
+
+/// True for names reserved by the overlay format.
+pub fn is_reserved(name: &[u8]) -> bool {
+    name.starts_with(WHITEOUT_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names_hide_the_stripped_name_but_the_opaque_marker_hides_none() {
+        assert_eq!(hidden_name(b".wh.foo"), Some(&b"foo"[..]));
+        assert_eq!(hidden_name(OPAQUE_MARKER), None);
+        assert_eq!(hidden_name(b"foo"), None);
+        assert_eq!(whiteout_name(b"foo"), b".wh.foo");
+    }
+}

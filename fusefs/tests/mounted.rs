@@ -1,0 +1,332 @@
+//! Real mounts through /dev/fuse. They need root (CI runs as root): without
+//! it they fail with the reason, they never skip.
+
+use fusefs::{changes, ChangeKind, DirLower, Lower, MountHandle, MountOptions};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn require_fuse() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "mount tests need root (CI runs them as root); run `sudo -E cargo test -p fusefs`"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "mount tests need /dev/fuse; load the fuse module or pass --device /dev/fuse to the container"
+    );
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Two lower layers in overlay format:
+    /// bottom: etc/passwd, etc/group, bin/sh + bin/bash (hardlinks), d/a,
+    ///         d/b, removed, opq/old
+    /// top:    .wh.removed, opq/ (opaque) with opq/new, etc/hostname
+    fn new() -> Fixture {
+        require_fuse();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = dir.path().join("bottom");
+        let t = dir.path().join("top");
+        for d in ["etc", "bin", "d", "opq"] {
+            fs::create_dir_all(b.join(d)).expect("mkdir");
+        }
+        fs::write(b.join("etc/passwd"), "root:x:0:0\n").expect("write");
+        fs::write(b.join("etc/group"), "root:x:0:\n").expect("write");
+        fs::write(b.join("bin/sh"), "#!shell").expect("write");
+        fs::hard_link(b.join("bin/sh"), b.join("bin/bash")).expect("link");
+        fs::set_permissions(b.join("bin/sh"), fs::Permissions::from_mode(0o4755)).expect("chmod");
+        fs::write(b.join("d/a"), "a").expect("write");
+        fs::write(b.join("d/b"), "b").expect("write");
+        fs::write(b.join("removed"), "gone").expect("write");
+        fs::write(b.join("opq/old"), "old").expect("write");
+        fs::create_dir_all(t.join("opq")).expect("mkdir");
+        fs::create_dir_all(t.join("etc")).expect("mkdir");
+        fs::write(t.join(".wh.removed"), "").expect("write");
+        fs::write(t.join("opq/.wh..wh..opq"), "").expect("write");
+        fs::write(t.join("opq/new"), "new").expect("write");
+        fs::write(t.join("etc/hostname"), "box\n").expect("write");
+        fs::create_dir_all(dir.path().join("mnt")).expect("mkdir");
+        Fixture { dir }
+    }
+
+    fn lowers(&self) -> Vec<Box<dyn Lower>> {
+        vec![
+            Box::new(DirLower::new(self.dir.path().join("top"))),
+            Box::new(DirLower::new(self.dir.path().join("bottom"))),
+        ]
+    }
+
+    fn upper(&self) -> PathBuf {
+        self.dir.path().join("upper")
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    fn mount(&self, read_only: bool) -> MountHandle {
+        let mut o = MountOptions::new(self.lowers(), Some(self.upper()));
+        o.read_only = read_only;
+        let h = fusefs::mount(o, &self.mnt()).expect("mount");
+        wait_mounted(&self.mnt());
+        h
+    }
+}
+
+/// Polls /proc/self/mountinfo until the mountpoint shows up.
+fn wait_mounted(mnt: &Path) {
+    let want = mnt.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        if info
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{want} never appeared in mountinfo"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn lookup_and_readdir_honour_whiteouts_and_opaque_directories() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    assert_eq!(names(&m), ["bin", "d", "etc", "opq"]);
+    assert!(!m.join("removed").exists());
+    assert_eq!(names(&m.join("opq")), ["new"]);
+    assert!(!m.join("opq/old").exists());
+    assert_eq!(names(&m.join("etc")), ["group", "hostname", "passwd"]);
+    assert_eq!(
+        fs::read_to_string(m.join("etc/passwd")).expect("read"),
+        "root:x:0:0\n"
+    );
+}
+
+#[test]
+fn copy_up_keeps_mode_content_and_hardlinks() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    let before = fs::metadata(m.join("bin/sh")).expect("stat");
+    assert_eq!(before.nlink(), 2);
+    assert_eq!(
+        before.ino(),
+        fs::metadata(m.join("bin/bash")).expect("stat").ino()
+    );
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("bin/sh"))
+        .expect("open for append")
+        .write_all_at_end(b" more");
+    let sh = fs::metadata(m.join("bin/sh")).expect("stat");
+    let bash = fs::metadata(m.join("bin/bash")).expect("stat");
+    assert_eq!(sh.mode() & 0o7777, 0o4755, "mode survives copy-up");
+    assert_eq!(sh.ino(), before.ino(), "inode survives copy-up");
+    assert_eq!(bash.ino(), sh.ino(), "hardlinks still share one inode");
+    assert_eq!(sh.nlink(), 2);
+    assert_eq!(
+        fs::read_to_string(m.join("bin/bash")).expect("read"),
+        "#!shell more"
+    );
+    assert_eq!(
+        fs::read_to_string(fx.dir.path().join("bottom/bin/sh")).expect("read"),
+        "#!shell",
+        "the lower layer is never written"
+    );
+}
+
+trait AppendAll {
+    fn write_all_at_end(self, data: &[u8]);
+}
+
+impl AppendAll for fs::File {
+    fn write_all_at_end(mut self, data: &[u8]) {
+        std::io::Write::write_all(&mut self, data).expect("write");
+    }
+}
+
+#[test]
+fn deleting_a_lower_file_leaves_a_whiteout() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    fs::remove_file(m.join("d/a")).expect("unlink");
+    assert!(!m.join("d/a").exists());
+    assert_eq!(names(&m.join("d")), ["b"]);
+    assert!(fx.upper().join("d/.wh.a").exists());
+    assert_eq!(
+        fs::remove_dir(m.join("d")).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::ENOTEMPTY)),
+        "lower entries count for rmdir"
+    );
+    fs::remove_file(m.join("d/b")).expect("unlink");
+    fs::remove_dir(m.join("d")).expect("rmdir");
+    assert!(!m.join("d").exists());
+    fs::create_dir(m.join("d")).expect("mkdir over a whiteout");
+    assert!(
+        names(&m.join("d")).is_empty(),
+        "a recreated directory is opaque"
+    );
+}
+
+#[test]
+fn renaming_a_lower_directory_moves_its_whole_tree() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    let ino = fs::metadata(m.join("d/a")).expect("stat").ino();
+    fs::rename(m.join("d"), m.join("e")).expect("rename lower dir");
+    assert!(!m.join("d").exists());
+    assert_eq!(names(&m.join("e")), ["a", "b"]);
+    assert_eq!(fs::read_to_string(m.join("e/a")).expect("read"), "a");
+    assert_eq!(fs::metadata(m.join("e/a")).expect("stat").ino(), ino);
+}
+
+#[test]
+fn inode_numbers_are_stable_across_copy_up_and_remount() {
+    let fx = Fixture::new();
+    let m = fx.mnt();
+    let (passwd, new_file) = {
+        let _m = fx.mount(false);
+        let passwd = fs::metadata(m.join("etc/passwd")).expect("stat").ino();
+        fs::write(m.join("etc/passwd"), "changed\n").expect("write");
+        assert_eq!(
+            fs::metadata(m.join("etc/passwd")).expect("stat").ino(),
+            passwd
+        );
+        fs::write(m.join("etc/new"), "n").expect("create");
+        (passwd, fs::metadata(m.join("etc/new")).expect("stat").ino())
+    };
+    let _m = fx.mount(false);
+    assert_eq!(
+        fs::metadata(m.join("etc/passwd")).expect("stat").ino(),
+        passwd
+    );
+    assert_eq!(
+        fs::metadata(m.join("etc/new")).expect("stat").ino(),
+        new_file
+    );
+    assert_eq!(
+        fs::read_to_string(m.join("etc/passwd")).expect("read"),
+        "changed\n",
+        "changes persist"
+    );
+}
+
+#[test]
+fn read_only_mount_refuses_writes_with_erofs() {
+    let fx = Fixture::new();
+    let _m = fx.mount(true);
+    let m = fx.mnt();
+    let errno = |r: std::io::Result<()>| r.map_err(|e| e.raw_os_error());
+    assert_eq!(errno(fs::write(m.join("x"), "x")), Err(Some(libc::EROFS)));
+    assert_eq!(
+        errno(fs::remove_file(m.join("etc/passwd"))),
+        Err(Some(libc::EROFS))
+    );
+    assert_eq!(errno(fs::create_dir(m.join("y"))), Err(Some(libc::EROFS)));
+    assert_eq!(
+        fs::read_to_string(m.join("etc/hostname")).expect("read"),
+        "box\n"
+    );
+}
+
+#[test]
+fn owner_and_device_nodes_are_kept_as_metadata_not_host_state() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    fs::write(m.join("etc/shadow"), "s").expect("create");
+    std::os::unix::fs::chown(m.join("etc/shadow"), Some(42), Some(43)).expect("chown");
+    nix::sys::stat::mknod(
+        &m.join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .expect("mknod");
+    std::os::unix::fs::symlink("etc/passwd", m.join("link")).expect("symlink");
+    let st = fs::metadata(m.join("etc/shadow")).expect("stat");
+    assert_eq!((st.uid(), st.gid()), (42, 43));
+    let host = fs::metadata(fx.upper().join("etc/shadow")).expect("stat");
+    assert_eq!(host.uid(), 0, "the host file keeps the server's owner");
+    let dev = fs::symlink_metadata(m.join("null")).expect("stat");
+    assert_eq!(dev.rdev(), nix::sys::stat::makedev(1, 3));
+    assert!(fs::symlink_metadata(fx.upper().join("null"))
+        .expect("stat")
+        .is_file());
+    assert_eq!(
+        fs::read_link(m.join("link")).expect("readlink"),
+        Path::new("etc/passwd")
+    );
+}
+
+#[test]
+fn changes_report_added_modified_and_deleted_paths_without_private_xattrs() {
+    let fx = Fixture::new();
+    {
+        let _m = fx.mount(false);
+        let m = fx.mnt();
+        fs::write(m.join("etc/passwd"), "changed\n").expect("write");
+        fs::write(m.join("added"), "new").expect("create");
+        fs::remove_file(m.join("etc/group")).expect("unlink");
+        fs::hard_link(m.join("added"), m.join("added2")).expect("link");
+    }
+    let lowers = fx.lowers();
+    let refs: Vec<&dyn Lower> = lowers.iter().map(|l| l.as_ref()).collect();
+    let cs = changes(&fx.upper(), &refs).expect("changes");
+    let summary: Vec<(String, ChangeKind, layerdb::Kind)> = cs
+        .iter()
+        .map(|c| {
+            (
+                String::from_utf8_lossy(&c.path).into_owned(),
+                c.kind,
+                c.entry.kind,
+            )
+        })
+        .collect();
+    use layerdb::Kind as K;
+    use ChangeKind::*;
+    assert_eq!(
+        summary,
+        [
+            ("added".to_string(), Added, K::Regular),
+            ("added2".to_string(), Added, K::Hardlink),
+            ("etc".to_string(), Modified, K::Dir),
+            ("etc/group".to_string(), Deleted, K::Whiteout),
+            ("etc/passwd".to_string(), Modified, K::Regular),
+        ]
+    );
+    for c in &cs {
+        for (name, _) in &c.entry.xattrs {
+            assert!(
+                !fusefs::override_stat::is_private_xattr(name),
+                "{name:?} leaked"
+            );
+        }
+    }
+    assert_eq!(cs[1].entry.link, b"added");
+    let src = cs[4].source.as_ref().expect("data source");
+    assert_eq!(fs::read_to_string(src).expect("read"), "changed\n");
+}

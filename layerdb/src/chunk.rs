@@ -1,0 +1,201 @@
+//! Chunks: pieces of file content cut by content-defined chunking and kept
+//! once per store as `chunks/<2 hex>/<62 hex>`, named by their sha256.
+//!
+//! A chunk file is written to a temporary name in its directory and renamed
+//! into place, so a reader never sees half a chunk. Durability comes from one
+//! `syncfs` before the database commit that first references the chunk (see
+//! `ChunkDir::sync`), not from an fsync per chunk: chunks that a crash leaves
+//! unreferenced are harmless and `gc` removes them.
+
+use crate::digest::Digest;
+use crate::entry::ChunkRef;
+use crate::error::{IoContext, Result, StoreError};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// FastCDC sizes, chosen by `scripts/bench-store` (see docs/design.md):
+/// 64 KiB average keeps the per-chunk overhead (one file, one 36-byte
+/// reference) small while a one-byte edit still costs about one chunk.
+pub const MIN_CHUNK: u32 = 16 * 1024;
+pub const AVG_CHUNK: u32 = 64 * 1024;
+pub const MAX_CHUNK: u32 = 256 * 1024;
+
+/// Files up to this size are kept inside their entry: a chunk file would
+/// waste most of a disk block on them.
+pub const INLINE_MAX: u64 = 512;
+
+#[derive(Clone, Debug)]
+pub struct ChunkDir {
+    dir: PathBuf,
+}
+
+impl ChunkDir {
+    pub fn new(dir: PathBuf) -> ChunkDir {
+        ChunkDir { dir }
+    }
+
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.dir.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Stores `data` under its digest unless it is there already. Returns the
+    /// reference and whether new bytes were written.
+    pub fn put(&self, data: &[u8]) -> Result<(ChunkRef, bool)> {
+        let digest = Digest::of(data);
+        let chunk = ChunkRef {
+            digest,
+            len: data.len() as u32,
+        };
+        let path = self.path_of(&digest);
+        if path.exists() {
+            return Ok((chunk, false));
+        }
+        let parent = path.parent().expect("chunk paths have a fan-out directory");
+        fs::create_dir_all(parent).at(parent)?;
+        let tmp = parent.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            &digest.hex()[2..]
+        ));
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(data).at(&tmp)?;
+        drop(f);
+        fs::rename(&tmp, &path).at(&path)?;
+        Ok((chunk, true))
+    }
+
+    /// Splits a stream into chunks and stores each. Returns the chunk list
+    /// and the number of bytes read.
+    pub fn put_stream(&self, reader: &mut dyn Read) -> Result<(Vec<ChunkRef>, u64, u64)> {
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        let mut written = 0u64;
+        let cdc = fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+        for piece in cdc {
+            let piece = piece.map_err(|e| StoreError::Io {
+                path: PathBuf::from("<input>"),
+                source: match e {
+                    fastcdc::v2020::Error::IoError(io) => io,
+                    other => io::Error::other(other.to_string()),
+                },
+            })?;
+            let (chunk, new) = self.put(&piece.data)?;
+            total += piece.length as u64;
+            if new {
+                written += piece.length as u64;
+            }
+            chunks.push(chunk);
+        }
+        Ok((chunks, total, written))
+    }
+
+    /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`.
+    pub fn read_at(&self, chunk: &ChunkRef, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let path = self.path_of(&chunk.digest);
+        let f = File::open(&path).map_err(|e| StoreError::BadChunk {
+            digest: chunk.digest,
+            reason: e.to_string(),
+        })?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = f
+                .read_at(&mut buf[done..], offset + done as u64)
+                .at(&path)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Reads a whole chunk and checks its digest.
+    pub fn read_verified(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let bad = |reason: String| StoreError::BadChunk {
+            digest: chunk.digest,
+            reason,
+        };
+        let data = fs::read(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
+        if data.len() != chunk.len as usize {
+            return Err(bad(format!("{} bytes, expected {}", data.len(), chunk.len)));
+        }
+        if Digest::of(&data) != chunk.digest {
+            return Err(bad("content does not match its name".to_string()));
+        }
+        Ok(data)
+    }
+
+    /// Flushes every chunk written so far to disk, so that a database commit
+    /// that references them can be trusted after a power loss.
+    pub fn sync(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let f = File::open(&self.dir).at(&self.dir)?;
+        nix_syncfs(&f).at(&self.dir)
+    }
+
+    /// Every chunk file and leftover temporary file, for gc and verify.
+    pub fn list(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
+        let mut out = Vec::new();
+        let Ok(fans) = fs::read_dir(&self.dir) else {
+            return Ok(out);
+        };
+        for fan in fans {
+            let fan = fan.at(&self.dir)?;
+            let fan_name = fan.file_name().to_string_lossy().into_owned();
+            for f in fs::read_dir(fan.path()).at(fan.path())? {
+                let f = f.at(fan.path())?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                out.push((f.path(), format!("{fan_name}{name}").parse().ok()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn nix_syncfs(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads `buf.len()` bytes from `offset` of a file made of `chunks`,
+/// touching only the chunks that cover the range.
+pub fn read_chunked(
+    dir: &ChunkDir,
+    chunks: &[ChunkRef],
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let mut start = 0u64;
+    let mut done = 0usize;
+    // Chunk lists are short enough (16 per MiB) that a linear skip costs
+    // less than keeping prefix sums around.
+    for chunk in chunks {
+        let end = start + chunk.len as u64;
+        let want = offset + done as u64;
+        if done == buf.len() {
+            break;
+        }
+        if want < end {
+            let n = dir.read_at(chunk, want - start, &mut buf[done..])?;
+            done += n;
+            if n == 0 {
+                break;
+            }
+        }
+        start = end;
+    }
+    Ok(done)
+}
+
+/// The path a chunk lives at, for tests and tools.
+pub fn chunk_path(root: &Path, digest: &Digest) -> PathBuf {
+    ChunkDir::new(root.join("chunks")).path_of(digest)
+}

@@ -1,0 +1,194 @@
+//! The RocksDB index and how processes share it.
+//!
+//! RocksDB admits one read-write opener. strata has no daemon, so writers
+//! (import, commit, rm...) take `<root>/lock` with flock first and wait for
+//! it, bounded, printing once why they wait; the database is opened only
+//! after that, so RocksDB's own LOCK is never contended. Long-lived readers
+//! (mount servers) open a *secondary* instance instead, which takes no lock
+//! and keeps reading while writers commit: layers are immutable, so the
+//! view a secondary has when it opens is all it ever needs.
+
+use crate::error::{IoContext, Result, StoreError};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Db {
+    db: DB,
+    path: PathBuf,
+    /// Held for a writer's whole life; None for a secondary.
+    _lock: Option<File>,
+    /// A secondary's private directory, removed on drop.
+    secondary_dir: Option<PathBuf>,
+}
+
+/// How long a writer waits for another to finish before giving up.
+fn lock_timeout() -> Duration {
+    std::env::var("STRATA_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(120))
+}
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.set_compression_type(rocksdb::DBCompressionType::Zstd);
+    // Small store, few files: keep every table open (required for secondaries).
+    o.set_max_open_files(-1);
+    o.set_keep_log_file_num(2);
+    o
+}
+
+impl Db {
+    pub fn open_writer(root: &Path) -> Result<Db> {
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        wait_for_flock(&lock, &lock_path)?;
+        let path = root.join("db");
+        let db = DB::open(&options(), &path).map_err(|source| StoreError::Db {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Db {
+            db,
+            path,
+            _lock: Some(lock),
+            secondary_dir: None,
+        })
+    }
+
+    pub fn open_secondary(root: &Path) -> Result<Db> {
+        let path = root.join("db");
+        if !path.join("CURRENT").exists() {
+            // A reader of a store nobody wrote yet: make it, then read it.
+            drop(Db::open_writer(root)?);
+        }
+        let dir = root
+            .join("tmp")
+            .join(format!("secondary-{}-{}", std::process::id(), unique()));
+        fs::create_dir_all(&dir).at(&dir)?;
+        let db =
+            DB::open_as_secondary(&options(), &path, &dir).map_err(|source| StoreError::Db {
+                path: path.clone(),
+                source,
+            })?;
+        db.try_catch_up_with_primary()
+            .map_err(|source| StoreError::Db {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Db {
+            db,
+            path,
+            _lock: None,
+            secondary_dir: Some(dir),
+        })
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(|e| self.err(e))
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.scan_each(prefix, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` for each pair under `prefix` until it returns false.
+    pub fn scan_each(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let iter = self.db.iterator(rocksdb::IteratorMode::From(
+            prefix,
+            rocksdb::Direction::Forward,
+        ));
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a batch atomically and durably: after a crash the store shows
+    /// all of it or none of it.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        if !self.is_writer() {
+            return Err(StoreError::ReadOnly(self.path.clone()));
+        }
+        let mut o = WriteOptions::default();
+        o.set_sync(true);
+        self.db.write_opt(batch, &o).map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.secondary_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Takes an exclusive flock, polling so the wait is bounded and the user is
+/// told, once, what is being waited for.
+fn wait_for_flock(file: &File, path: &Path) -> Result<()> {
+    let deadline = Instant::now() + lock_timeout();
+    let mut told = false;
+    loop {
+        // SAFETY: flock only reads the descriptor, which `file` keeps open.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: err,
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Busy(
+                path.parent().unwrap_or(path).to_path_buf(),
+            ));
+        }
+        if !told {
+            eprintln!(
+                "waiting for another strata process to finish with the store at {}",
+                path.parent().unwrap_or(path).display()
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,59 @@
+//! `system df`: what the store's content would take unshared, against what
+//! it takes on disk.
+
+use crate::error::Result;
+use crate::store::{logical_bytes, Store};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+#[derive(Debug, Default)]
+pub struct DiskUsage {
+    pub images: u64,
+    pub layers: u64,
+    pub containers: u64,
+    /// File content of every layer, each file counted in full.
+    pub logical_bytes: u64,
+    /// Disk blocks of chunk files.
+    pub chunk_bytes: u64,
+    pub chunk_files: u64,
+    /// Disk blocks of the index (inline small files live there).
+    pub index_bytes: u64,
+}
+
+impl DiskUsage {
+    pub fn stored_bytes(&self) -> u64 {
+        self.chunk_bytes + self.index_bytes
+    }
+}
+
+impl Store {
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let mut du = DiskUsage {
+            images: self.images()?.len() as u64,
+            containers: self.containers()?.len() as u64,
+            ..Default::default()
+        };
+        for layer in self.layers()? {
+            du.layers += 1;
+            du.logical_bytes += logical_bytes(&self.layer_entries(&layer)?);
+        }
+        for (path, _) in self.chunks().list()? {
+            du.chunk_files += 1;
+            du.chunk_bytes += blocks(&path);
+        }
+        du.index_bytes = tree_blocks(&self.root().join("db"));
+        Ok(du)
+    }
+}
+
+fn blocks(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+fn tree_blocks(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|f| blocks(&f.path())).sum())
+        .unwrap_or(0)
+}

@@ -1,0 +1,73 @@
+//! Garbage collection: drops layers no image uses (and no live mount pins),
+//! then chunk files no layer references, leftover temporary files and
+//! container directories without a record.
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+use crate::keys;
+use crate::store::Store;
+use rocksdb::WriteBatch;
+use std::collections::HashSet;
+use std::fs;
+use std::time::Duration;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub layers_removed: u64,
+    pub chunks_removed: u64,
+    pub bytes_freed: u64,
+    pub dirs_removed: u64,
+}
+
+impl Store {
+    pub fn gc(&self) -> Result<GcReport> {
+        // No ingest may be between writing chunks and committing them.
+        let _lock = crate::ingest::flock(
+            &self.root().join("gc.lock"),
+            libc::LOCK_EX,
+            Duration::from_secs(600),
+        )?;
+        let mut report = GcReport::default();
+
+        let mut keep: HashSet<Digest> = crate::pins::live_pins(self.root()).into_iter().collect();
+        for (image, _) in self.images()? {
+            keep.extend(image.layers.iter().copied());
+        }
+        let mut batch = WriteBatch::default();
+        let mut referenced: HashSet<Digest> = HashSet::new();
+        for layer in self.layers()? {
+            if keep.contains(&layer.diff_id) {
+                for (_, e) in self.layer_entries(&layer)? {
+                    referenced.extend(e.chunks().iter().map(|c| c.digest));
+                }
+            } else {
+                batch.delete_range(
+                    keys::entries_of_layer(layer.seq),
+                    keys::entries_of_layer(layer.seq + 1),
+                );
+                batch.delete(keys::layer(&layer.diff_id));
+                report.layers_removed += 1;
+            }
+        }
+        self.db().write(batch)?;
+
+        for (path, digest) in self.chunks().list()? {
+            if digest.is_some_and(|d| referenced.contains(&d)) {
+                continue;
+            }
+            report.bytes_freed += fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).at(&path)?;
+            report.chunks_removed += 1;
+        }
+
+        let ids: HashSet<String> = self.containers()?.into_iter().map(|c| c.id).collect();
+        let dir = self.root().join("containers");
+        for d in fs::read_dir(&dir).at(&dir)?.flatten() {
+            if !ids.contains(&*d.file_name().to_string_lossy()) {
+                fs::remove_dir_all(d.path()).at(d.path())?;
+                report.dirs_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}

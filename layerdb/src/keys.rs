@@ -1,0 +1,97 @@
+//! The key schema of the index (one RocksDB keyspace, first byte = kind).
+//! docs/design.md describes it in prose; this is the one place that
+//! builds keys.
+//!
+//! | key                                   | value                    |
+//! |---------------------------------------|--------------------------|
+//! | `L` diff_id(32)                       | LayerMeta                |
+//! | `E` seq(4, BE) parent `\0` name       | Entry (root: empty name) |
+//! | `I` image_id(32)                      | ImageRecord              |
+//! | `R` "name:tag"                        | image_id(32)             |
+//! | `C` container_id(64 hex)              | ContainerRecord          |
+//! | `N` container name                    | container_id(64 hex)     |
+//! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
+
+use crate::digest::Digest;
+
+pub const LAYER: u8 = b'L';
+pub const ENTRY: u8 = b'E';
+pub const IMAGE: u8 = b'I';
+pub const REF: u8 = b'R';
+pub const CONTAINER: u8 = b'C';
+pub const NAME: u8 = b'N';
+pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
+
+fn tagged(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+pub fn layer(diff_id: &Digest) -> Vec<u8> {
+    tagged(LAYER, &diff_id.0)
+}
+
+/// Entries of one directory share the prefix `entry_dir(seq, dir)`, so a
+/// listing is one range scan and a lookup one get.
+pub fn entry_dir(seq: u32, dir: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(6 + dir.len());
+    k.push(ENTRY);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(dir);
+    k.push(0);
+    k
+}
+
+pub fn entry(seq: u32, path: &[u8]) -> Vec<u8> {
+    let (parent, name) = crate::entry::split_path(path);
+    let mut k = entry_dir(seq, parent);
+    k.extend_from_slice(name);
+    k
+}
+
+pub fn entries_of_layer(seq: u32) -> Vec<u8> {
+    tagged(ENTRY, &seq.to_be_bytes())
+}
+
+/// The path an entry key names.
+pub fn entry_path(key: &[u8]) -> Vec<u8> {
+    let rest = &key[5..];
+    let zero = rest
+        .iter()
+        .position(|&b| b == 0)
+        .expect("entry keys hold a NUL");
+    crate::entry::join_path(&rest[..zero], &rest[zero + 1..])
+}
+
+pub fn image(id: &Digest) -> Vec<u8> {
+    tagged(IMAGE, &id.0)
+}
+
+pub fn reference(r: &str) -> Vec<u8> {
+    tagged(REF, r.as_bytes())
+}
+
+pub fn container(id: &str) -> Vec<u8> {
+    tagged(CONTAINER, id.as_bytes())
+}
+
+pub fn name(n: &str) -> Vec<u8> {
+    tagged(NAME, n.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_group_children_under_their_directory() {
+        let dir = entry_dir(7, b"usr");
+        assert!(entry(7, b"usr/bin").starts_with(&dir));
+        assert!(!entry(7, b"usr/bin/ls").starts_with(&dir));
+        assert!(!entry(7, b"usrx/a").starts_with(&dir));
+        assert_eq!(entry_path(&entry(7, b"usr/bin/ls")), b"usr/bin/ls");
+        assert_eq!(entry_path(&entry(7, b"top")), b"top");
+    }
+}

@@ -1,0 +1,63 @@
+//! Pins: a live mount server names the layers it reads in
+//! `<root>/pins/<pid>-<n>`; gc keeps every layer a live process pins, so an
+//! image removed while mounted keeps its files until the mount ends.
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub struct Pin {
+    path: PathBuf,
+}
+
+impl Pin {
+    pub fn new(root: &Path, layers: &[Digest]) -> Result<Pin> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = root.join("pins");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let text: String = layers.iter().map(|d| format!("{}\n", d.hex())).collect();
+        fs::write(&path, text).at(&path)?;
+        Ok(Pin { path })
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Layers pinned by live processes; stale pin files are removed.
+pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir(root.join("pins")) else {
+        return out;
+    };
+    for f in dir.flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        let pid: i32 = name
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if pid > 0 && process_alive(pid) {
+            let text = fs::read_to_string(f.path()).unwrap_or_default();
+            out.extend(text.lines().filter_map(|l| l.parse::<Digest>().ok()));
+        } else {
+            let _ = fs::remove_file(f.path());
+        }
+    }
+    out
+}
+
+pub(crate) fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}

@@ -1,0 +1,506 @@
+//! The store: one root directory holding the RocksDB index (`db/`), the
+//! chunk files (`chunks/`), container uppers (`containers/<id>/`) and
+//! lock files. Every change is one atomic index write.
+
+use crate::chunk::ChunkDir;
+use crate::container::ContainerRecord;
+use crate::db::Db;
+use crate::digest::Digest;
+use crate::entry::{Data, Entry, Kind};
+use crate::error::{IoContext, Result, StoreError};
+use crate::image::{ImageConfig, ImageRecord};
+use crate::keys;
+use crate::layer::{LayerMeta, PendingLayer};
+use crate::reference::Reference;
+use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    root: PathBuf,
+    db: Db,
+    chunks: ChunkDir,
+}
+
+/// Where the store lives when neither `--root` nor `STRATA_ROOT` says.
+pub fn default_root() -> PathBuf {
+    if let Some(r) = std::env::var_os("STRATA_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(r);
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/strata");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share")
+        });
+    data.join("strata")
+}
+
+/// Creates the store root readable by its owner only: it holds every
+/// image's files and every container's writes.
+pub fn create_root(root: &Path) -> Result<()> {
+    if !root.exists() {
+        if let Some(parent) = root.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => fs::set_permissions(root, fs::Permissions::from_mode(0o700)).at(root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at(root),
+        }
+    }
+    for sub in ["chunks", "containers", "tmp", "pins"] {
+        let p = root.join(sub);
+        fs::create_dir_all(&p).at(&p)?;
+    }
+    Ok(())
+}
+
+/// An image to add: new layers (pending) or existing ones, bottom first.
+pub struct NewImage {
+    pub config: ImageConfig,
+    pub layers: Vec<PendingLayer>,
+    pub parent: Option<Digest>,
+    pub reference: Option<Reference>,
+}
+
+/// What `rmi` did, in docker's words.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+impl Store {
+    /// Opens for writing, waiting (bounded) while another process writes.
+    pub fn open(root: &Path) -> Result<Store> {
+        create_root(root)?;
+        let db = Db::open_writer(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            db,
+            chunks: ChunkDir::new(root.join("chunks")),
+        })
+    }
+
+    /// Opens for reading without ever waiting: for long-lived mount servers.
+    pub fn open_read_only(root: &Path) -> Result<Store> {
+        create_root(root)?;
+        let db = Db::open_secondary(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            db,
+            chunks: ChunkDir::new(root.join("chunks")),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn chunks(&self) -> &ChunkDir {
+        &self.chunks
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+        bincode::deserialize(bytes).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        bincode::serialize(value).expect("store records always serialize")
+    }
+
+    // ---- layers -------------------------------------------------------
+
+    pub fn layer(&self, diff_id: &Digest) -> Result<LayerMeta> {
+        let key = keys::layer(diff_id);
+        match self.db.get(&key)? {
+            Some(v) => Self::decode(&key, &v),
+            None => Err(StoreError::NoSuchLayer(*diff_id)),
+        }
+    }
+
+    pub fn has_layer(&self, diff_id: &Digest) -> Result<bool> {
+        Ok(self.db.get(&keys::layer(diff_id))?.is_some())
+    }
+
+    pub fn layers(&self) -> Result<Vec<LayerMeta>> {
+        self.db
+            .scan(&[keys::LAYER])?
+            .iter()
+            .map(|(k, v)| Self::decode(k, v))
+            .collect()
+    }
+
+    pub fn entry(&self, layer: &LayerMeta, path: &[u8]) -> Result<Option<Entry>> {
+        let key = keys::entry(layer.seq, path);
+        self.db
+            .get(&key)?
+            .map(|v| Self::decode(&key, &v))
+            .transpose()
+    }
+
+    /// Direct children of `dir` in name order, whiteouts included.
+    pub fn children(&self, layer: &LayerMeta, dir: &[u8]) -> Result<Vec<(Vec<u8>, Entry)>> {
+        let prefix = keys::entry_dir(layer.seq, dir);
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.db.scan_each(&prefix, |k, v| {
+            let name = &k[prefix.len()..];
+            if name.is_empty() {
+                return true; // the root's own entry
+            }
+            match Self::decode(k, v) {
+                Ok(e) => out.push((name.to_vec(), e)),
+                Err(e) => failed = Some(e),
+            }
+            failed.is_none()
+        })?;
+        failed.map_or(Ok(out), Err)
+    }
+
+    /// Every entry of a layer, in path order.
+    pub fn layer_entries(&self, layer: &LayerMeta) -> Result<Vec<(Vec<u8>, Entry)>> {
+        let mut out: Vec<(Vec<u8>, Entry)> = self
+            .db
+            .scan(&keys::entries_of_layer(layer.seq))?
+            .iter()
+            .map(|(k, v)| Ok((keys::entry_path(k), Self::decode(k, v)?)))
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Reads a regular file's content from `offset`, touching only the
+    /// chunks that cover the range.
+    pub fn read_at(&self, entry: &Entry, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if offset >= entry.size {
+            return Ok(0);
+        }
+        let want = buf.len().min((entry.size - offset) as usize);
+        match &entry.data {
+            Data::None => Ok(0),
+            Data::Inline(bytes) => {
+                let start = offset as usize;
+                buf[..want].copy_from_slice(&bytes[start..start + want]);
+                Ok(want)
+            }
+            Data::Chunks(list) => {
+                crate::chunk::read_chunked(&self.chunks, list, offset, &mut buf[..want])
+            }
+        }
+    }
+
+    /// Writes the layer's canonical OCI tar: the bytes its diff id hashes.
+    pub fn write_layer_tar(&self, diff_id: &Digest, out: &mut dyn Write) -> Result<()> {
+        let layer = self.layer(diff_id)?;
+        let entries = self.layer_entries(&layer)?;
+        crate::oci_tar::write(
+            entries.iter().map(|(p, e)| (p.as_slice(), e)),
+            &self.chunks,
+            out,
+        )
+    }
+
+    fn next_seq(&self) -> Result<u32> {
+        Ok(match self.db.get(keys::NEXT_SEQ)? {
+            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            _ => 1,
+        })
+    }
+
+    // ---- images -------------------------------------------------------
+
+    /// Adds an image and its new layers in one atomic write. Layers the
+    /// store has already are shared, not written again.
+    pub fn commit_image(&self, new: NewImage) -> Result<ImageRecord> {
+        let mut batch = WriteBatch::default();
+        let mut seq = self.next_seq()?;
+        let mut written = std::collections::HashSet::new();
+        for layer in &new.layers {
+            if self.has_layer(&layer.diff_id)? || !written.insert(layer.diff_id) {
+                continue;
+            }
+            let meta = LayerMeta {
+                diff_id: layer.diff_id,
+                seq,
+                size: layer.size,
+                entries: layer.entries.len() as u64,
+            };
+            for (path, entry) in &layer.entries {
+                batch.put(keys::entry(seq, path), Self::encode(entry));
+            }
+            batch.put(keys::layer(&layer.diff_id), Self::encode(&meta));
+            seq += 1;
+        }
+        batch.put(keys::NEXT_SEQ, seq.to_be_bytes());
+        let config_json = new.config.to_bytes();
+        let layers = new.config.diff_ids().map_err(|e| StoreError::Corrupt {
+            key: "new image config".into(),
+            reason: e.to_string(),
+        })?;
+        for d in &layers {
+            if !written.contains(d) && !self.has_layer(d)? {
+                return Err(StoreError::NoSuchLayer(*d));
+            }
+        }
+        let record = ImageRecord {
+            id: Digest::of(&config_json),
+            config_json,
+            layers,
+            parent: new.parent,
+        };
+        batch.put(keys::image(&record.id), Self::encode(&record));
+        if let Some(r) = &new.reference {
+            batch.put(keys::reference(&r.to_string()), record.id.0);
+        }
+        // Chunks were written without fsync; make them durable before the
+        // index points at them.
+        self.chunks.sync()?;
+        self.db.write(batch)?;
+        Ok(record)
+    }
+
+    pub fn image(&self, id: &Digest) -> Result<Option<ImageRecord>> {
+        let key = keys::image(id);
+        self.db
+            .get(&key)?
+            .map(|v| Self::decode(&key, &v))
+            .transpose()
+    }
+
+    /// Every image with its references (`name:tag`), sorted.
+    pub fn images(&self) -> Result<Vec<(ImageRecord, Vec<String>)>> {
+        let refs = self.references()?;
+        let mut by_id: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        for (r, id) in refs {
+            by_id.entry(id).or_default().push(r);
+        }
+        self.db
+            .scan(&[keys::IMAGE])?
+            .iter()
+            .map(|(k, v)| {
+                let rec: ImageRecord = Self::decode(k, v)?;
+                let tags = by_id.remove(&rec.id).unwrap_or_default();
+                Ok((rec, tags))
+            })
+            .collect()
+    }
+
+    pub fn references(&self) -> Result<Vec<(String, Digest)>> {
+        self.db
+            .scan(&[keys::REF])?
+            .into_iter()
+            .map(|(k, v)| {
+                let name = String::from_utf8_lossy(&k[1..]).into_owned();
+                let id: [u8; 32] = v.try_into().map_err(|_| StoreError::Corrupt {
+                    key: name.clone(),
+                    reason: "reference does not hold a digest".into(),
+                })?;
+                Ok((name, Digest(id)))
+            })
+            .collect()
+    }
+
+    /// Finds an image by `name[:tag]`, full id (with or without `sha256:`)
+    /// or unique id prefix, as docker does.
+    pub fn resolve_image(&self, s: &str) -> Result<ImageRecord> {
+        let missing = || StoreError::NoSuchImage(s.to_string());
+        if let Ok(id) = s.parse::<Digest>() {
+            return self.image(&id)?.ok_or_else(missing);
+        }
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        if !hex.is_empty()
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let matches: Vec<ImageRecord> = self
+                .images()?
+                .into_iter()
+                .map(|(rec, _)| rec)
+                .filter(|rec| rec.id.hex().starts_with(hex))
+                .collect();
+            if matches.len() == 1 {
+                return Ok(matches.into_iter().next().expect("one match"));
+            }
+        }
+        let r = Reference::parse(s)?;
+        match self.db.get(&keys::reference(&r.to_string()))? {
+            Some(v) if v.len() == 32 => self
+                .image(&Digest(v.try_into().expect("length checked")))?
+                .ok_or_else(missing),
+            _ => Err(missing()),
+        }
+    }
+
+    pub fn tag(&self, id: &Digest, r: &Reference) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(keys::reference(&r.to_string()), id.0);
+        self.db.write(batch)
+    }
+
+    /// `rmi`: a reference with other references beside it is only untagged;
+    /// otherwise the image goes, unless a container uses it (then `force`
+    /// untags and keeps the image for the container, as docker does).
+    pub fn remove_image(&self, s: &str, force: bool) -> Result<Vec<Removal>> {
+        let image = self.resolve_image(s)?;
+        let refs: Vec<String> = self
+            .references()?
+            .into_iter()
+            .filter(|(_, id)| *id == image.id)
+            .map(|(r, _)| r)
+            .collect();
+        let by_ref = Reference::parse(s)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|r| refs.contains(r));
+        let user = self.containers()?.into_iter().find(|c| c.image == image.id);
+        let mut batch = WriteBatch::default();
+        let mut done = Vec::new();
+        if let Some(r) = by_ref.as_ref().filter(|_| refs.len() > 1) {
+            batch.delete(keys::reference(r));
+            done.push(Removal::Untagged(r.clone()));
+        } else if let Some(c) = user {
+            if !force {
+                let what = match &by_ref {
+                    Some(_) => {
+                        format!("unable to remove repository reference \"{s}\" (must force)")
+                    }
+                    None if !refs.is_empty() => {
+                        format!("unable to delete {} (must be forced)", image.id.short())
+                    }
+                    None => format!("unable to delete {} (cannot be forced)", image.id.short()),
+                };
+                return Err(StoreError::Conflict(format!(
+                    "conflict: {what} - image is being used by container {}",
+                    c.short_id()
+                )));
+            }
+            for r in &refs {
+                batch.delete(keys::reference(r));
+                done.push(Removal::Untagged(r.clone()));
+            }
+        } else {
+            for r in &refs {
+                batch.delete(keys::reference(r));
+                done.push(Removal::Untagged(r.clone()));
+            }
+            batch.delete(keys::image(&image.id));
+            done.push(Removal::Deleted(image.id));
+        }
+        self.db.write(batch)?;
+        Ok(done)
+    }
+
+    // ---- containers ---------------------------------------------------
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Records a new container whose directory (with its upper) exists
+    /// already, refusing a name in use with docker's message.
+    pub fn create_container(&self, rec: &ContainerRecord) -> Result<()> {
+        if let Some(other) = self.db.get(&keys::name(&rec.name))? {
+            return Err(StoreError::Conflict(format!(
+                "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                rec.name,
+                String::from_utf8_lossy(&other)
+            )));
+        }
+        self.put_container(rec)
+    }
+
+    /// Writes a container's record (its name key too).
+    pub fn put_container(&self, rec: &ContainerRecord) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(keys::container(&rec.id), Self::encode(rec));
+        batch.put(keys::name(&rec.name), rec.id.as_bytes());
+        self.db.write(batch)
+    }
+
+    pub fn rename_container(
+        &self,
+        rec: &ContainerRecord,
+        new_name: &str,
+    ) -> Result<ContainerRecord> {
+        if self.db.get(&keys::name(new_name))?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "Error when allocating new name: Conflict. The container name \"/{new_name}\" is already in use"
+            )));
+        }
+        let mut renamed = rec.clone();
+        renamed.name = new_name.to_string();
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::name(&rec.name));
+        batch.put(keys::container(&rec.id), Self::encode(&renamed));
+        batch.put(keys::name(new_name), rec.id.as_bytes());
+        self.db.write(batch)?;
+        Ok(renamed)
+    }
+
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.db
+            .scan(&[keys::CONTAINER])?
+            .iter()
+            .map(|(k, v)| Self::decode(k, v))
+            .collect()
+    }
+
+    /// By full id, unique id prefix or name.
+    pub fn container(&self, s: &str) -> Result<ContainerRecord> {
+        if let Some(id) = self.db.get(&keys::name(s))? {
+            let key = keys::container(&String::from_utf8_lossy(&id));
+            if let Some(v) = self.db.get(&key)? {
+                return Self::decode(&key, &v);
+            }
+        }
+        let matches: Vec<ContainerRecord> = self
+            .containers()?
+            .into_iter()
+            .filter(|c| !s.is_empty() && c.id.starts_with(s))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            _ => Err(StoreError::NoSuchContainer(s.to_string())),
+        }
+    }
+
+    /// Drops the record first, then the directory: a crash between leaves
+    /// only an orphan directory, which gc removes.
+    pub fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::container(&rec.id));
+        batch.delete(keys::name(&rec.name));
+        self.db.write(batch)?;
+        let dir = self.container_dir(&rec.id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(&dir),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// Logical size of a layer's file content (every name counted), for `df`.
+pub fn logical_bytes(entries: &[(Vec<u8>, Entry)]) -> u64 {
+    entries
+        .iter()
+        .filter(|(_, e)| e.kind == Kind::Regular)
+        .map(|(_, e)| e.size)
+        .sum()
+}

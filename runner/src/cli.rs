@@ -1,0 +1,375 @@
+//! The command line: clap structures only, shaped like docker's.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "Container image layers, stored once, stacked with FUSE, run without a daemon"
+)]
+pub struct Cli {
+    /// Store root (default: /var/lib/strata for root, else $XDG_DATA_HOME/strata)
+    #[arg(long, global = true, env = "STRATA_ROOT")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Import a tar (plain, gzip or zstd; - for stdin) or a directory as a one-layer image
+    Import(ImportArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Return low-level information on images or containers
+    Inspect(InspectArgs),
+    /// Write an image's layers as canonical OCI layer tars in an OCI layout
+    Save(SaveArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Store-wide commands
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Remove layers and chunks nothing references
+    Gc,
+    /// Re-hash every chunk and resolve every reference
+    Verify,
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive to stdout
+    Export(ExportArgs),
+    /// Fetch the logs of a detached container
+    Logs(LogsArgs),
+    /// Stop running containers
+    Stop(StopArgs),
+    /// Kill running containers
+    Kill(KillArgs),
+    /// Start stopped containers
+    Start(StartArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Mount an image (read-only) or container, or list active mounts
+    Mount(MountArgs),
+    /// Unmount what `strata mount` mounted
+    Umount { target: String },
+    /// Serve a mount in the foreground (used by `mount`; not for users)
+    #[command(hide = true)]
+    ServeMount(ServeMountArgs),
+    /// Start a created container (run and start re-exec into this, so that
+    /// the fork happens in a process with one thread; not for users)
+    #[command(name = "__launch", hide = true)]
+    Launch(LaunchArgs),
+    /// Join a running container's namespaces (exec re-execs into this)
+    #[command(name = "__exec", hide = true)]
+    ExecIn(ExecInArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    #[arg(long)]
+    pub detach: bool,
+    /// Print the container's id once it runs (run -d)
+    #[arg(long)]
+    pub print_id: bool,
+    /// Print the container's name once it runs (start)
+    #[arg(long)]
+    pub print_name: Option<String>,
+    #[arg(long)]
+    pub rm: bool,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecInArgs {
+    #[arg(long)]
+    pub pid: i32,
+    #[arg(long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub interactive: bool,
+    #[arg(long, default_value = "")]
+    pub user: String,
+    #[arg(long, default_value = "")]
+    pub workdir: String,
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    History(HistoryArgs),
+    Ls(ImagesArgs),
+    Rm(RmiArgs),
+    Inspect(InspectArgs),
+    Import(ImportArgs),
+    Tag { source: String, target: String },
+    Save(SaveArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    Commit(CommitArgs),
+    Ls(PsArgs),
+    Rm(RmArgs),
+    Run(RunArgs),
+    Inspect(InspectArgs),
+    Diff {
+        container: String,
+    },
+    Export(ExportArgs),
+    /// Remove all stopped containers
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show logical bytes against bytes stored (the dedup ratio)
+    Df,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    pub change: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// A tar file, - for stdin, or a directory
+    pub source: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub no_trunc: bool,
+    pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub human: bool,
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// "json" for one JSON object per row
+    #[arg(long)]
+    pub format: Option<String>,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a directory (OCI layout) instead of a tar on stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    pub image: String,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    #[arg(short = 'h', long = "hostname")]
+    pub hostname: Option<String>,
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    #[arg(short, long)]
+    pub author: Option<String>,
+    #[arg(short, long)]
+    pub message: Option<String>,
+    #[arg(short, long = "change")]
+    pub change: Vec<String>,
+    /// Do not pause the container during commit
+    #[arg(long)]
+    pub no_pause: bool,
+    pub container: String,
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[arg(short, long)]
+    pub follow: bool,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Lower directories in overlay format, topmost first (A:B:C)
+    #[arg(long)]
+    pub lower: Option<String>,
+    /// Writable upper directory for --lower mounts
+    #[arg(long)]
+    pub upper: Option<PathBuf>,
+    /// Image or container (or, with --lower, the mountpoint)
+    pub target: Option<String>,
+    /// Mountpoint (default: a directory under the store's runtime dir)
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeMountArgs {
+    #[arg(long)]
+    pub image: Option<String>,
+    #[arg(long)]
+    pub container: Option<String>,
+    #[arg(long)]
+    pub lower: Option<String>,
+    #[arg(long)]
+    pub upper: Option<PathBuf>,
+    #[arg(long)]
+    pub read_only: bool,
+    /// File descriptor to write "ready\n" to once mounted
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    pub mountpoint: PathBuf,
+}

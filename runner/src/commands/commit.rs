@@ -1,0 +1,132 @@
+//! `strata commit` and `strata diff`: a container's change set, read from
+//! its upper directory (so the cost follows the size of the changes, not
+//! of the image), as a new layer and image, or as A/C/D lines.
+
+use super::Ctx;
+use crate::cli::CommitArgs;
+use crate::liveness;
+use crate::stack::{image_lowers, is_runtime_path};
+use anyhow::{Context, Result};
+use fusefs::{Change, ChangeKind};
+use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Store};
+use std::sync::Arc;
+
+/// The container's changes, without the files strata mounts into it.
+fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
+    let image = store
+        .image(&rec.image)?
+        .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
+    let lowers = image_lowers(store, &image)?;
+    let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
+    let mut changes = fusefs::changes(&rec.upper, &refs)
+        .with_context(|| format!("reading the changes of {}", rec.name))?;
+    changes.retain(|c| !is_runtime_path(&c.path, rec));
+    Ok(changes)
+}
+
+/// Freezes a running container for as long as it lives, so the change set
+/// is one instant's; data written through mmap is flushed to the upper.
+struct Paused(Option<i32>);
+
+impl Paused {
+    fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
+        let State::Running { pid, .. } = rec.state else {
+            return Ok(Paused(None));
+        };
+        if pause {
+            crate::container::freeze(pid)?;
+        }
+        let merged = crate::stack::ContainerPaths::of(&ctx.root, rec).merged();
+        let dir =
+            std::fs::File::open(&merged).with_context(|| format!("open {}", merged.display()))?;
+        nix::unistd::syncfs(&dir).with_context(|| format!("flushing {}", merged.display()))?;
+        Ok(Paused(pause.then_some(pid)))
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            if let Err(e) = crate::container::thaw(pid) {
+                log::error!("resuming the container after commit: {e:#}");
+            }
+        }
+    }
+}
+
+pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
+    let reference = args
+        .reference
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()?;
+    let ingest = Ingest::begin(&ctx.root)?;
+    let store = Arc::new(ctx.store()?);
+    let rec = liveness::container(&store, &args.container)?;
+    let image = store
+        .image(&rec.image)?
+        .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
+    let run_config = crate::changes::commit_config(&rec.config, &args.change)?;
+
+    let layer = {
+        let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
+        let changes = change_set(&store, &rec)?;
+        if changes.is_empty() {
+            None
+        } else {
+            let mut builder = ingest.builder(&format!("container {}", rec.name));
+            for c in changes {
+                let mut file = match &c.source {
+                    Some(p) => Some(
+                        std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
+                    ),
+                    None => None,
+                };
+                builder.add(
+                    c.path,
+                    c.entry,
+                    file.as_mut().map(|f| f as &mut dyn std::io::Read),
+                )?;
+            }
+            Some(builder.finish()?)
+        }
+    };
+
+    let now = crate::humanize::format_rfc3339_nano(crate::clock::now_ns());
+    let mut config = image.config();
+    config.config = run_config;
+    config.created = now.clone();
+    config.author = args.author.clone().unwrap_or_default();
+    config.history.push(History {
+        created: now,
+        created_by: rec.command.join(" "),
+        author: args.author.unwrap_or_default(),
+        comment: args.message.unwrap_or_default(),
+        empty_layer: layer.is_none(),
+    });
+    if let Some(l) = &layer {
+        config.rootfs.diff_ids.push(format!("{:#}", l.diff_id));
+    }
+    let new = store.commit_image(NewImage {
+        config,
+        layers: layer.into_iter().collect(),
+        parent: Some(image.id),
+        reference,
+    })?;
+    println!("{:#}", new.id);
+    Ok(0)
+}
+
+pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
+    let store = Arc::new(ctx.store()?);
+    let rec = liveness::container(&store, container)?;
+    for c in change_set(&store, &rec)? {
+        let letter = match c.kind {
+            ChangeKind::Added => 'A',
+            ChangeKind::Modified => 'C',
+            ChangeKind::Deleted => 'D',
+        };
+        println!("{letter} /{}", String::from_utf8_lossy(&c.path));
+    }
+    Ok(0)
+}

@@ -1,0 +1,56 @@
+//! `strata export CONTAINER`: the container's whole tree, flattened, as a
+//! tar. A running container is read through its live mount; a stopped one
+//! through a private read-only mount made for the occasion.
+
+use super::Ctx;
+use crate::cli::ExportArgs;
+use crate::liveness;
+use crate::stack::{image_lowers, ContainerPaths};
+use anyhow::{bail, Context, Result};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
+    let store = Arc::new(ctx.store()?);
+    let rec = liveness::container(&store, &args.container)?;
+    let paths = ContainerPaths::of(&ctx.root, &rec);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?)
+        }
+        None if std::io::stdout().is_terminal() => {
+            bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let (tree, mount, tmp) = if rec.state.is_running() {
+        (paths.merged(), None, None)
+    } else {
+        let image = store
+            .image(&rec.image)?
+            .with_context(|| format!("the image of {} is gone", rec.name))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("export-")
+            .tempdir_in(ctx.root.join("tmp"))?;
+        let mut opts =
+            fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(rec.upper.clone()));
+        opts.read_only = true;
+        let mount = fusefs::mount(opts, tmp.path())?;
+        (tmp.path().to_path_buf(), Some(mount), Some(tmp))
+    };
+    write_tree(&tree, &mut out)?;
+    out.flush()?;
+    // Unmount before the mountpoint's directory is removed.
+    drop(mount);
+    drop(tmp);
+    Ok(0)
+}
+
+fn write_tree(tree: &std::path::Path, out: &mut dyn Write) -> Result<()> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", tree)
+        .with_context(|| format!("reading {}", tree.display()))?;
+    tar.into_inner()?;
+    Ok(())
+}

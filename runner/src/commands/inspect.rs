@@ -1,0 +1,107 @@
+//! `strata inspect`: docker's JSON array for images and containers.
+
+use super::Ctx;
+use crate::cli::InspectArgs;
+use crate::humanize::format_rfc3339;
+use anyhow::{bail, Result};
+use layerdb::{ContainerRecord, ImageRecord, State, Store};
+use serde_json::{json, Value};
+
+pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
+    let store = ctx.store()?;
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for t in &args.targets {
+        if let Ok(c) = store.container(t) {
+            out.push(container_json(&c));
+        } else if let Ok(i) = store.resolve_image(t) {
+            out.push(image_json(&store, &i)?);
+        } else {
+            missing.push(t.clone());
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    if let Some(first) = missing.first() {
+        bail!("No such object: {first}");
+    }
+    Ok(0)
+}
+
+pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
+    let config = image.config();
+    let tags: Vec<String> = store
+        .references()?
+        .into_iter()
+        .filter(|(_, id)| *id == image.id)
+        .map(|(r, _)| r)
+        .collect();
+    let mut size = 0;
+    for d in &image.layers {
+        size += store.layer(d)?.size;
+    }
+    let comment = config
+        .history
+        .last()
+        .map(|h| h.comment.clone())
+        .unwrap_or_default();
+    Ok(json!({
+        "Id": format!("{:#}", image.id),
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Parent": image.parent.map(|p| format!("{p:#}")).unwrap_or_default(),
+        "Comment": comment,
+        "Created": config.created,
+        "Author": config.author,
+        "Config": serde_json::to_value(&config.config)?,
+        "Architecture": config.architecture,
+        "Os": config.os,
+        "Size": size,
+        "RootFS": { "Type": "layers", "Layers": config.rootfs.diff_ids },
+    }))
+}
+
+pub fn container_json(c: &ContainerRecord) -> Value {
+    let (status, running, paused, pid, code, started, finished) = match &c.state {
+        State::Created => ("created", false, false, 0, 0, 0, 0),
+        State::Running {
+            pid, started_ns, ..
+        } => ("running", true, false, *pid, 0, *started_ns, 0),
+        State::Paused {
+            pid, started_ns, ..
+        } => ("paused", true, true, *pid, 0, *started_ns, 0),
+        State::Exited {
+            code,
+            started_ns,
+            finished_ns,
+        } => ("exited", false, false, 0, *code, *started_ns, *finished_ns),
+    };
+    let time = |ns: i64| {
+        if ns == 0 {
+            "0001-01-01T00:00:00Z".to_string()
+        } else {
+            format_rfc3339(ns)
+        }
+    };
+    json!({
+        "Id": c.id,
+        "Created": format_rfc3339(c.created_ns),
+        "Path": c.command.first().cloned().unwrap_or_default(),
+        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": status, "Running": running, "Paused": paused, "Pid": pid,
+            "ExitCode": code, "StartedAt": time(started), "FinishedAt": time(finished),
+        },
+        "Image": format!("{:#}", c.image),
+        "Name": format!("/{}", c.name),
+        "HostConfig": { "NetworkMode": c.network, "AutoRemove": c.auto_remove,
+            "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>() },
+        "GraphDriver": { "Name": "strata", "Data": { "UpperDir": c.upper } },
+        "Config": {
+            "Hostname": c.hostname, "Tty": c.tty, "OpenStdin": c.interactive,
+            "Image": c.image_ref,
+            "User": c.config.user, "Env": c.config.env, "Cmd": c.config.cmd,
+            "Entrypoint": c.config.entrypoint, "WorkingDir": c.config.working_dir,
+            "Labels": c.config.labels,
+        },
+    })
+}

@@ -1,0 +1,78 @@
+//! `strata __launch ID`: start a recorded container. `run` and `start`
+//! re-execute into this so the monitor is forked from a process with one
+//! thread; nothing here opens the index before `container::launch`.
+
+use super::Ctx;
+use crate::cli::LaunchArgs;
+use crate::container::{self, EtcFiles, Outcome, Spec};
+use crate::hooks::ContainerHooks;
+use crate::stack::ContainerPaths;
+use anyhow::{Context, Result};
+use layerdb::ContainerRecord;
+
+pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
+    layerdb::container::valid_container_id(&args.id)
+        .then_some(())
+        .with_context(|| format!("invalid container id {:?}", args.id))?;
+    let paths = ContainerPaths::new(&ctx.root, &args.id);
+    let rec: ContainerRecord = serde_json::from_slice(
+        &std::fs::read(paths.launch_file())
+            .with_context(|| format!("No such container: {}", args.id))?,
+    )?;
+    let spec = spec_of(&rec, &paths);
+    let hooks = Box::new(ContainerHooks::new(ctx.root.clone(), rec.id.clone()));
+    let outcome = container::launch(&spec, hooks, args.detach);
+    let code = match outcome {
+        Ok(Outcome::Detached { .. }) => {
+            if args.print_id {
+                println!("{}", rec.id);
+            }
+            if let Some(name) = &args.print_name {
+                println!("{name}");
+            }
+            return Ok(0);
+        }
+        Ok(Outcome::Exited { code }) => code,
+        Err(e) => {
+            eprintln!("strata: {e:#}");
+            container::exit_code_for(&e)
+        }
+    };
+    if args.rm {
+        let store = ctx.store()?;
+        let rec = store.container(&rec.id)?;
+        store.remove_container(&rec)?;
+    }
+    Ok(code)
+}
+
+/// What the container process needs, from its record.
+fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
+    Spec {
+        id: rec.id.clone(),
+        rootfs: paths.merged(),
+        args: rec.command.clone(),
+        env: rec.config.env.clone(),
+        cwd: rec.config.working_dir.clone(),
+        user: rec.config.user.clone(),
+        hostname: rec.hostname.clone(),
+        tty: rec.tty,
+        interactive: rec.interactive,
+        network_none: rec.network == "none",
+        mounts: rec
+            .mounts
+            .iter()
+            .map(|m| container::BindMount {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
+        etc_files: EtcFiles {
+            hosts: Some(paths.hosts()),
+            hostname: Some(paths.hostname()),
+            resolv_conf: Some(paths.resolv_conf()),
+        },
+        log_file: paths.log(),
+    }
+}

@@ -1,0 +1,78 @@
+//! One file per verb; `dispatch` routes the parsed command line to it.
+
+mod commit;
+mod containers;
+mod export;
+mod images;
+mod import;
+mod inspect;
+mod launch;
+mod mount;
+mod run;
+mod save;
+mod store_admin;
+
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// What every command gets: where the store is.
+pub struct Ctx {
+    pub root: PathBuf,
+}
+
+impl Ctx {
+    pub fn store(&self) -> Result<layerdb::Store> {
+        Ok(layerdb::Store::open(&self.root)?)
+    }
+}
+
+/// Runs a command; the result is the process exit status.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    let ctx = Ctx {
+        root: cli.root.unwrap_or_else(layerdb::default_root),
+    };
+    match cli.command {
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, a),
+        Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
+            images::tag(&ctx, &source, &target)
+        }
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::remove(&ctx, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(&ctx, a),
+        Command::Inspect(a)
+        | Command::Image(ImageCommand::Inspect(a))
+        | Command::Container(ContainerCommand::Inspect(a)) => inspect::run(&ctx, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
+        Command::System(SystemCommand::Df) => store_admin::df(&ctx),
+        Command::Gc => store_admin::gc(&ctx),
+        Command::Verify => store_admin::verify(&ctx),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, a),
+        Command::Launch(a) => launch::run(&ctx, a),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            commit::commit(&ctx, a)
+        }
+        Command::Diff { container } | Command::Container(ContainerCommand::Diff { container }) => {
+            commit::diff(&ctx, &container)
+        }
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            export::export(&ctx, a)
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => containers::ps(&ctx, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => containers::rm(&ctx, a),
+        Command::Container(ContainerCommand::Prune { .. }) => containers::prune(&ctx),
+        Command::Stop(a) => containers::stop(&ctx, a),
+        Command::Kill(a) => containers::kill(&ctx, a),
+        Command::Start(a) => containers::start(&ctx, a),
+        Command::Logs(a) => containers::logs(&ctx, a),
+        Command::Rename {
+            container,
+            new_name,
+        } => containers::rename(&ctx, &container, &new_name),
+        Command::Exec(a) => containers::exec(&ctx, a),
+        Command::ExecIn(a) => containers::exec_in(a),
+        Command::Mount(a) => mount::mount(&ctx, a),
+        Command::Umount { target } => mount::umount(&ctx, &target),
+        Command::ServeMount(a) => mount::serve(&ctx, a),
+    }
+}

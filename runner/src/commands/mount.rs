@@ -1,0 +1,178 @@
+//! `strata mount` / `strata umount`: inspection mounts that outlive the
+//! command. `mount` starts `strata serve-mount` in its own session, waits
+//! until the filesystem is mounted, prints the mountpoint and returns; the
+//! server runs until `strata umount`.
+
+use super::Ctx;
+use crate::cli::{MountArgs, ServeMountArgs};
+use crate::liveness;
+use crate::stack::{image_lowers, ContainerPaths};
+use anyhow::{bail, Context, Result};
+use layerdb::{Pin, State, Store};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+/// What `strata mount` with no argument lists: one file per live mount.
+#[derive(Serialize, Deserialize)]
+struct MountRecord {
+    pid: u32,
+    target: String,
+    mountpoint: PathBuf,
+}
+
+fn records_dir(root: &Path) -> PathBuf {
+    root.join("mounts")
+}
+
+fn record_path(root: &Path, mountpoint: &Path) -> PathBuf {
+    let d = layerdb::Digest::of(mountpoint.as_os_str().as_encoded_bytes());
+    records_dir(root).join(format!("{}.json", d.short()))
+}
+
+pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
+    let Some(target) = args.target.clone() else {
+        return list(ctx);
+    };
+    let mut serve = Command::new("/proc/self/exe");
+    serve.arg("--root").arg(&ctx.root).arg("serve-mount");
+    let mountpoint = if let Some(lower) = &args.lower {
+        // --lower A:B [--upper U] MOUNTPOINT
+        serve.arg("--lower").arg(lower);
+        if let Some(u) = &args.upper {
+            serve.arg("--upper").arg(u);
+        }
+        PathBuf::from(&target)
+    } else {
+        let store = ctx.store()?;
+        if let Ok(rec) = liveness::container(&store, &target) {
+            let paths = ContainerPaths::of(&ctx.root, &rec);
+            if matches!(rec.state, State::Running { .. } | State::Paused { .. }) {
+                // Its monitor serves it already.
+                println!("{}", paths.merged().display());
+                return Ok(0);
+            }
+            serve.arg("--container").arg(&rec.id).arg("--read-only");
+            args.dir.clone().unwrap_or_else(|| {
+                ctx.root
+                    .join("mnt")
+                    .join(format!("container-{}", rec.short_id()))
+            })
+        } else {
+            let image = store.resolve_image(&target)?;
+            serve
+                .arg("--image")
+                .arg(format!("{:#}", image.id))
+                .arg("--read-only");
+            args.dir.clone().unwrap_or_else(|| {
+                ctx.root
+                    .join("mnt")
+                    .join(format!("image-{}", image.id.short()))
+            })
+        }
+    };
+    std::fs::create_dir_all(&mountpoint)
+        .with_context(|| format!("create {}", mountpoint.display()))?;
+    let mountpoint = std::fs::canonicalize(&mountpoint)?;
+    serve
+        .arg(&mountpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = serve.spawn().context("starting the mount server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err)?;
+        let _ = child.wait();
+        bail!(
+            "mounting {target} on {}: {}",
+            mountpoint.display(),
+            err.trim()
+        );
+    }
+    println!("{}", mountpoint.display());
+    Ok(0)
+}
+
+fn list(ctx: &Ctx) -> Result<i32> {
+    let Ok(dir) = std::fs::read_dir(records_dir(&ctx.root)) else {
+        return Ok(0);
+    };
+    for f in dir.flatten() {
+        let Ok(rec) = serde_json::from_slice::<MountRecord>(&std::fs::read(f.path())?) else {
+            continue;
+        };
+        if liveness::process_alive(rec.pid as i32) {
+            println!("{} {}", rec.target, rec.mountpoint.display());
+        } else {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+    Ok(0)
+}
+
+pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
+    let path =
+        std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
+    fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
+    let _ = std::fs::remove_file(record_path(&ctx.root, &path));
+    println!("{}", path.display());
+    Ok(0)
+}
+
+/// The mount server: mounts, says "ready" on stdout, serves until unmounted.
+pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
+    // Its own session: the server outlives the terminal that asked for it.
+    let _ = nix::unistd::setsid();
+    let mut pin = None;
+    let (opts, target) = if let Some(lower) = &args.lower {
+        let lowers: Vec<Box<dyn fusefs::Lower>> = lower
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Box::new(fusefs::DirLower::new(d)) as Box<dyn fusefs::Lower>)
+            .collect();
+        let mut o = fusefs::MountOptions::new(lowers, args.upper.clone());
+        o.read_only = args.read_only || args.upper.is_none();
+        (o, lower.clone())
+    } else {
+        let store = Arc::new(Store::open_read_only(&ctx.root)?);
+        let (image, upper, target) = match (&args.image, &args.container) {
+            (Some(i), _) => (store.resolve_image(i)?, None, i.clone()),
+            (None, Some(c)) => {
+                let rec = store.container(c)?;
+                let image = store
+                    .image(&rec.image)?
+                    .with_context(|| format!("the image of {c} is gone"))?;
+                (image, Some(rec.upper.clone()), rec.name.clone())
+            }
+            (None, None) => bail!("serve-mount needs --image, --container or --lower"),
+        };
+        pin = Some(Pin::new(&ctx.root, &image.layers)?);
+        let mut o = fusefs::MountOptions::new(image_lowers(&store, &image)?, upper);
+        o.read_only = true;
+        (o, target)
+    };
+    let mut opts = opts;
+    opts.allow_other = true;
+    let handle = fusefs::mount(opts, &args.mountpoint)?;
+    let rec = MountRecord {
+        pid: std::process::id(),
+        target,
+        mountpoint: args.mountpoint.clone(),
+    };
+    std::fs::create_dir_all(records_dir(&ctx.root))?;
+    let record = record_path(&ctx.root, &args.mountpoint);
+    std::fs::write(&record, serde_json::to_vec(&rec)?)?;
+    println!("ready");
+    // Nothing more goes to the parent's pipe, which is closed after "ready".
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    let _ = nix::unistd::dup2_stdout(&devnull);
+    handle.join()?;
+    let _ = std::fs::remove_file(&record);
+    drop(pin);
+    Ok(0)
+}

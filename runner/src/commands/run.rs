@@ -1,0 +1,275 @@
+//! `strata run`: record a container over an image, then start it.
+//!
+//! The record, the upper directory and the files strata bind-mounts into
+//! the container are made first, in this process; then it re-executes
+//! itself as `strata __launch ID`, because the launcher forks the monitor
+//! and must do so with a single thread, while RocksDB has started several
+//! here by then.
+
+use super::Ctx;
+use crate::cli::RunArgs;
+use crate::stack::ContainerPaths;
+use anyhow::{bail, Context, Result};
+use layerdb::{BindMount, ContainerRecord, ImageRecord, RunConfig, State, Store, StoreError};
+use std::fs;
+use std::os::unix::process::CommandExt;
+
+pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
+    let rec = create(ctx, &args)?;
+    let mut cmd = relaunch(ctx, &rec.id);
+    if args.detach {
+        cmd.arg("--detach").arg("--print-id");
+    }
+    if args.rm {
+        cmd.arg("--rm");
+    }
+    Err(cmd.exec()).context("re-executing strata to start the container")
+}
+
+/// `strata __launch` with the store root, ready for more flags.
+pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--root").arg(&ctx.root).arg("__launch").arg(id);
+    cmd
+}
+
+/// Checks every flag, then makes the container's directory and record.
+pub fn create(ctx: &Ctx, args: &RunArgs) -> Result<ContainerRecord> {
+    let env = parse_env(&args.env)?;
+    let mounts = args
+        .volume
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    if !matches!(args.network.as_str(), "host" | "none") {
+        bail!(
+            "network {:?} not found: strata offers --network host or none",
+            args.network
+        );
+    }
+    if let Some(name) = &args.name {
+        if !layerdb::container::valid_container_name(name) {
+            bail!("{}", crate::names::invalid_name_message(name));
+        }
+    }
+    if let Some(user) = &args.user {
+        check_user(user)?;
+    }
+    let store = ctx.store()?;
+    let image = store.resolve_image(&args.image).map_err(|e| match e {
+        StoreError::NoSuchImage(_) => anyhow::anyhow!(
+            "Unable to find image '{}' locally: strata has no registry to pull from; build one with scripts/build-busybox-image or scripts/build-debian-image, or `strata import`",
+            layerdb::Reference::parse(&args.image).map(|r| r.to_string()).unwrap_or(args.image.clone())
+        ),
+        other => other.into(),
+    })?;
+    let config = run_config(&image, args, env)?;
+    let command: Vec<String> = config
+        .entrypoint
+        .iter()
+        .chain(&config.cmd)
+        .cloned()
+        .collect();
+    if command.is_empty() {
+        bail!("No command specified");
+    }
+
+    let id = random_id();
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let paths = ContainerPaths::new(&ctx.root, &id);
+    let rec = ContainerRecord {
+        id: id.clone(),
+        name: String::new(),
+        image: image.id,
+        image_ref: args.image.clone(),
+        created_ns: crate::clock::now_ns(),
+        state: State::Created,
+        command,
+        config,
+        hostname,
+        tty: args.tty,
+        interactive: args.interactive,
+        network: args.network.clone(),
+        mounts,
+        auto_remove: args.rm,
+        upper: paths.upper(),
+    };
+    // The filesystem first, the record last: no record without its files.
+    make_files(&paths, &rec)?;
+    let named = with_name(&store, rec, args.name.as_deref());
+    if named.is_err() {
+        let _ = fs::remove_dir_all(&paths.dir);
+    }
+    named
+}
+
+/// Records the container under the given name, or a generated one that
+/// is free.
+fn with_name(
+    store: &Store,
+    mut rec: ContainerRecord,
+    name: Option<&str>,
+) -> Result<ContainerRecord> {
+    if let Some(name) = name {
+        rec.name = name.to_string();
+        store.create_container(&rec)?;
+        return Ok(rec);
+    }
+    let seed = crate::names::random_seed();
+    for retry in 0..16 {
+        rec.name = crate::names::generated_name(seed, retry);
+        match store.create_container(&rec) {
+            Ok(()) => return Ok(rec),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("no free generated container name: give one with --name")
+}
+
+fn make_files(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
+    fs::create_dir_all(paths.upper())
+        .with_context(|| format!("create {}", paths.upper().display()))?;
+    fs::create_dir_all(paths.merged())?;
+    fs::write(
+        paths.hosts(),
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            rec.hostname
+        ),
+    )?;
+    fs::write(paths.hostname(), format!("{}\n", rec.hostname))?;
+    let resolv = if rec.network == "none" {
+        String::new()
+    } else {
+        fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    };
+    fs::write(paths.resolv_conf(), resolv)?;
+    fs::write(paths.launch_file(), serde_json::to_vec(rec)?)?;
+    Ok(())
+}
+
+/// The image's config with the run flags applied, as docker does:
+/// `--entrypoint` replaces the entrypoint and drops the image's Cmd; a
+/// command given replaces Cmd; -e adds or replaces by key.
+fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<RunConfig> {
+    let mut config = image.config().config;
+    if let Some(e) = &args.entrypoint {
+        config.entrypoint = if e.is_empty() {
+            vec![]
+        } else {
+            vec![e.clone()]
+        };
+        config.cmd.clear();
+    }
+    if !args.command.is_empty() {
+        config.cmd = args.command.clone();
+    }
+    for kv in env {
+        let key = kv.split('=').next().unwrap_or_default().to_string();
+        config
+            .env
+            .retain(|old| old.split('=').next() != Some(key.as_str()));
+        config.env.push(kv);
+    }
+    if let Some(w) = &args.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+        }
+        config.working_dir = w.clone();
+    }
+    if let Some(u) = &args.user {
+        config.user = u.clone();
+    }
+    Ok(config)
+}
+
+/// `-e K=V` as given; `-e K` takes K's value from strata's own environment
+/// and is dropped when unset, as docker does.
+pub fn parse_env(given: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in given {
+        let key = e.split('=').next().unwrap_or_default();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!("invalid environment variable: {e}");
+        }
+        if e.contains('=') {
+            out.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            out.push(format!("{e}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_volume(v: &str) -> Result<BindMount> {
+    let m = crate::container::BindMount::parse(v)?;
+    let source = fs::canonicalize(&m.source).with_context(|| {
+        format!(
+            "invalid volume specification {v:?}: source {}",
+            m.source.display()
+        )
+    })?;
+    Ok(BindMount {
+        source,
+        target: m.target,
+        read_only: m.read_only,
+    })
+}
+
+/// `-u` is `user[:group]`, each a name or a number.
+fn check_user(u: &str) -> Result<()> {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    let mut parts = u.splitn(2, ':');
+    let user = parts.next().unwrap_or_default();
+    if !ok(user) || parts.next().is_some_and(|g| !ok(g)) {
+        bail!("invalid user {u:?}: expected user[:group], each a name or a number");
+    }
+    Ok(())
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_without_a_value_comes_from_the_callers_environment() {
+        std::env::set_var("STRATA_TEST_ENV_FROM_CALLER", "yes");
+        let env = parse_env(&[
+            "A=1".into(),
+            "STRATA_TEST_ENV_FROM_CALLER".into(),
+            "UNSET_FOR_SURE_42".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            env,
+            vec![
+                "A=1".to_string(),
+                "STRATA_TEST_ENV_FROM_CALLER=yes".to_string()
+            ]
+        );
+        assert!(parse_env(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn malformed_users_are_refused() {
+        assert!(check_user("1000:1000").is_ok());
+        assert!(check_user("node").is_ok());
+        assert!(check_user(":x").is_err());
+        assert!(check_user("a:").is_err());
+        assert!(check_user("a b").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! `strata save [-o DIR] IMAGE`: an OCI image layout (`oci-layout`,
+//! `index.json`, `blobs/sha256/`) plus docker's `manifest.json`. Layers are
+//! the canonical uncompressed tars, so each blob's digest is its diff id.
+//! Without -o the layout is written as a tar to stdout.
+
+use super::Ctx;
+use crate::cli::SaveArgs;
+use anyhow::{bail, Context, Result};
+use layerdb::{Digest, Store};
+use serde_json::json;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
+    let store = ctx.store()?;
+    let image = store.resolve_image(&args.image)?;
+    match &args.output {
+        Some(dir) => write_layout(&store, &image, &args.image, dir)?,
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix("save-")
+                .tempdir_in(store.root().join("tmp"))?;
+            write_layout(&store, &image, &args.image, tmp.path())?;
+            let mut tar = tar::Builder::new(std::io::stdout().lock());
+            tar.mode(tar::HeaderMode::Deterministic);
+            tar.append_dir_all(".", tmp.path())?;
+            tar.into_inner()?.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
+    let d = Digest::of(bytes);
+    fs::write(blobs.join(d.hex()), bytes)?;
+    Ok(d)
+}
+
+fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &Path) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).with_context(|| format!("create {}", blobs.display()))?;
+    let mut layers = Vec::new();
+    for diff_id in &image.layers {
+        let path = blobs.join(diff_id.hex());
+        let mut f = fs::File::create(&path)?;
+        store.write_layer_tar(diff_id, &mut f)?;
+        layers.push(json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("{diff_id:#}"),
+            "size": f.metadata()?.len(),
+        }));
+    }
+    let config = write_blob(&blobs, &image.config_json)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("{config:#}"), "size": image.config_json.len() },
+        "layers": layers,
+    }))?;
+    let manifest_digest = write_blob(&blobs, &manifest)?;
+    let tag = layerdb::Reference::parse(name).ok().map(|r| r.to_string());
+    let mut desc = json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": format!("{manifest_digest:#}"), "size": manifest.len() });
+    if let Some(t) = &tag {
+        desc["annotations"] = json!({ "io.containerd.image.name": t, "org.opencontainers.image.ref.name": t.rsplit(':').next() });
+    }
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": [desc] }))?,
+    )?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let docker = json!([{
+        "Config": format!("blobs/sha256/{}", config.hex()),
+        "RepoTags": tag.into_iter().collect::<Vec<_>>(),
+        "Layers": image.layers.iter().map(|d| format!("blobs/sha256/{}", d.hex())).collect::<Vec<_>>(),
+    }]);
+    fs::write(dir.join("manifest.json"), serde_json::to_vec(&docker)?)?;
+    Ok(())
+}

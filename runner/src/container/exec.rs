@@ -1,0 +1,160 @@
+//! `strata exec`: a new process in a running container's namespaces.
+//!
+//! ```text
+//! CLI          opens /proc/<pid>/ns/*, the pty; forks the helper; attach.rs
+//!  +- helper   setsid; setns into ipc, uts, net, pid; forks (a pid
+//!      |       namespace applies to children only); reports to the CLI
+//!      +- process  setns into mnt; pty, user, cwd, exec
+//! ```
+
+use std::os::fd::{AsFd as _, OwnedFd};
+
+use anyhow::Context as _;
+use nix::fcntl::OFlag;
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{pipe2, setsid, ForkResult, Pid};
+
+use super::attach;
+use super::events::{Event, EventReceiver, EventSender};
+use super::exit::StartError;
+use super::monitor::{exit_process, reap, supervise};
+use super::namespaces::NamespaceFiles;
+use super::process::{self, ProcessSpec};
+use super::pty::{attach_stdio, Pty};
+use crate::sys;
+
+/// What the exec'd process runs with.
+struct ExecRequest<'a> {
+    namespaces: NamespaceFiles,
+    slave: Option<OwnedFd>,
+    args: &'a [String],
+    env: &'a [String],
+    cwd: &'a str,
+    user: &'a str,
+    tty: bool,
+    interactive: bool,
+}
+
+/// Runs `args` inside the container whose init is `pid` (on the host) and
+/// returns its exit code. Start failures are errors carrying a
+/// [`StartError`] (see [`super::exit_code_for`]). Must be called while the
+/// CLI has a single thread.
+pub fn exec_in(
+    pid: i32,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    user: &str,
+    tty: bool,
+    interactive: bool,
+) -> anyhow::Result<i32> {
+    anyhow::ensure!(!args.is_empty(), "no command specified");
+    let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
+    let pty = tty.then(Pty::open).transpose()?;
+    let (master, slave) = match pty {
+        Some(pty) => (Some(pty.master), Some(pty.slave)),
+        None => (None, None),
+    };
+    let (events_read, events_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    match sys::fork().context("fork the exec helper")? {
+        ForkResult::Child => {
+            drop((events_read, master));
+            let request = ExecRequest {
+                namespaces,
+                slave,
+                args,
+                env,
+                cwd,
+                user,
+                tty,
+                interactive,
+            };
+            exit_process(run_helper(request, &EventSender::new(events_write)))
+        }
+        ForkResult::Parent { child } => {
+            drop((events_write, slave, namespaces));
+            let result = attach::foreground(EventReceiver::new(events_read), master, interactive);
+            reap(child);
+            result
+        }
+    }
+}
+
+/// The helper: joins the namespaces, forks the process, reports its start
+/// and its exit. Returns the exit code.
+fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
+    let fail = |err: StartError| {
+        let code = err.exit_code();
+        events.send(&Event::Failed(err));
+        code
+    };
+    if let Err(err) = enter_container(&request.namespaces) {
+        return fail(err);
+    }
+    let pid = match fork_process(request) {
+        Ok(pid) => pid,
+        Err(err) => return fail(err),
+    };
+    events.send(&Event::Started { pid: pid.as_raw() });
+    let code = supervise(pid, None, None);
+    events.send(&Event::Exited { code });
+    code
+}
+
+/// A session of our own (Ctrl-C at the CLI's terminal is forwarded by the
+/// CLI, it must not kill us), death with the CLI, then the namespaces.
+fn enter_container(namespaces: &NamespaceFiles) -> Result<(), StartError> {
+    setsid().map_err(|errno| StartError::from_errno("setsid", errno))?;
+    prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
+    namespaces.join_all_but_mount()
+}
+
+/// Forks the process (now inside the pid namespace) and waits for its exec.
+fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
+    let pipe = |what| pipe2(OFlag::O_CLOEXEC).map_err(|errno| StartError::from_errno(what, errno));
+    let (errors_read, errors_write) = pipe("pipe")?;
+    let (alive_read, alive_write) = pipe("pipe")?;
+    match sys::fork().map_err(|err| StartError::other(format!("fork: {err:#}")))? {
+        ForkResult::Child => {
+            drop((errors_read, alive_write));
+            let err = exec_process(request, &alive_read);
+            process::send_start_error(errors_write, &err);
+            exit_process(err.exit_code())
+        }
+        ForkResult::Parent { child } => {
+            drop((errors_write, alive_read));
+            let started = process::receive_start_result(errors_read);
+            drop(alive_write);
+            match started {
+                Ok(()) => Ok(child),
+                Err(err) => {
+                    reap(child);
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
+    if let Err(err) = request.namespaces.join_mount() {
+        return err;
+    }
+    if let Err(err) = attach_stdio(request.slave, request.interactive) {
+        return err;
+    }
+    let hostname = nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let process = ProcessSpec {
+        args: request.args,
+        env: request.env,
+        cwd: request.cwd,
+        user: request.user,
+        hostname,
+        tty: request.tty,
+    };
+    process::exec(&process, Some(alive.as_fd()))
+}

@@ -1,0 +1,114 @@
+//! Running containers: namespaces, rootfs, pivot_root, the user's process,
+//! its pty, and the per-container monitor.
+//!
+//! Processes and where each file's code runs:
+//!
+//! ```text
+//! CLI (strata run)           launch(): opens the pty, forks the monitor, then
+//!  |                         attach.rs: copies the pty, forwards signals, gets the exit code
+//!  +- monitor                monitor.rs: setsid; forks the container init *before*
+//!      |                     mount_rootfs() may start FUSE threads; releases it; waits
+//!      +- container pid 1    monitor.rs/namespaces.rs/rootfs.rs/process.rs: unshare
+//!                            mnt/uts/ipc[/net], pty, mounts, pivot_root, user, exec
+//! ```
+//!
+//! The user's command becomes pid 1 of its pid namespace, as in docker
+//! without `--init`: `ps` shows it as PID 1, and its exit is the
+//! container's exit. Start failures travel as typed [`StartError`]s over
+//! pipes and give docker's exit codes (125/126/127).
+
+mod attach;
+mod events;
+mod exec;
+mod exit;
+mod lookup;
+mod monitor;
+mod namespaces;
+mod process;
+mod pty;
+mod rootfs;
+mod signals;
+mod spec;
+mod user;
+
+pub use exec::exec_in;
+pub use exit::{
+    exit_code_for, StartError, StartErrorKind, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND,
+    EXIT_STRATA_FAILED,
+};
+pub use monitor::MonitorHooks;
+pub use signals::{freeze, kill, thaw};
+pub use spec::{validate_id, BindMount, EtcFiles, Spec, DEFAULT_PATH};
+
+use anyhow::Context as _;
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, ForkResult, Pid};
+
+use events::{EventReceiver, EventSender};
+use monitor::{exit_process, reap, MonitorSetup};
+use pty::Pty;
+
+/// How a launched container ended up, as far as the CLI is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Foreground: the container ran and exited with `code` (128 + signal
+    /// when a signal killed it). The monitor has unmounted the rootfs.
+    Exited { code: i32 },
+    /// Detached: the container is running under `monitor_pid`; `pid` is
+    /// its init on the host.
+    Detached { monitor_pid: i32, pid: i32 },
+}
+
+/// Starts the container described by `spec` under a new monitor process.
+///
+/// Must be called while the CLI has a single thread (it forks). The hooks
+/// run in the monitor only; the CLI's copy is dropped unused. A start
+/// failure is an error carrying a [`StartError`]: print it with a `strata: `
+/// prefix and exit with [`exit_code_for`].
+pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow::Result<Outcome> {
+    spec.validate()?;
+    let pty = spec.tty.then(Pty::open).transpose()?;
+    let (events_read, events_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (alive_read, alive_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    match crate::sys::fork().context("fork the container monitor")? {
+        ForkResult::Child => {
+            drop((events_read, alive_write));
+            let mut hooks = hooks;
+            let setup = MonitorSetup {
+                pty,
+                events: EventSender::new(events_write),
+                cli_alive: (!detach).then_some(alive_read),
+                detach,
+            };
+            let code = monitor::run(spec, hooks.as_mut(), setup);
+            drop(hooks);
+            exit_process(code)
+        }
+        ForkResult::Parent { child } => {
+            drop((events_write, alive_read, hooks));
+            let master = pty.map(|pty| pty.master);
+            let events = EventReceiver::new(events_read);
+            let outcome = if detach {
+                wait_detached(events, child)
+            } else {
+                attach::foreground(events, master, spec.interactive)
+                    .map(|code| Outcome::Exited { code })
+            };
+            // Foreground: the monitor unmounts before it exits, so the caller
+            // may remove the container's files once we return.
+            if !matches!(outcome, Ok(Outcome::Detached { .. })) {
+                reap(child);
+            }
+            drop(alive_write);
+            outcome
+        }
+    }
+}
+
+fn wait_detached(mut events: EventReceiver, monitor: Pid) -> anyhow::Result<Outcome> {
+    let pid = events.wait_started()?;
+    Ok(Outcome::Detached {
+        monitor_pid: monitor.as_raw(),
+        pid,
+    })
+}

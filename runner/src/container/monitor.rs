@@ -1,0 +1,274 @@
+//! The per-container monitor process: forked by the CLI before any thread
+//! exists, it forks the container's first process (parked on a pipe), lets
+//! the caller mount the rootfs (which may start FUSE threads: no fork after
+//! that point), releases the container, waits for it and reports to the CLI.
+
+use std::convert::Infallible;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::fd::{AsFd as _, OwnedFd};
+
+use anyhow::Context as _;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::prctl;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, pipe2, setsid, ForkResult, Pid};
+
+use super::attach::copy_once;
+use super::events::{Event, EventSender};
+use super::exit::{exit_code_of_status, StartError, EXIT_STRATA_FAILED};
+use super::namespaces;
+use super::process::{self, ProcessSpec};
+use super::pty::{attach_stdio, Pty};
+use super::rootfs;
+use super::spec::Spec;
+use crate::sys;
+
+/// What the caller does around the container's life. All methods run in
+/// the monitor process.
+pub trait MonitorHooks {
+    /// Before the container starts: make the merged tree at `spec.rootfs`
+    /// (may start threads).
+    fn mount_rootfs(&mut self) -> anyhow::Result<()>;
+    /// The user's command is running: `pid` is the container's init on the host.
+    fn started(&mut self, monitor_pid: i32, pid: i32) -> anyhow::Result<()>;
+    /// The container finished (or never started) with `code`; the rootfs is still mounted.
+    fn exited(&mut self, code: i32);
+    /// Last call; made whenever `mount_rootfs` was called, even if it failed.
+    fn unmount(&mut self);
+}
+
+/// The monitor's inputs besides the spec and the hooks.
+pub struct MonitorSetup {
+    pub pty: Option<Pty>,
+    pub events: EventSender,
+    /// Read end of a pipe the foreground CLI holds open: a hang-up means
+    /// the CLI died, and a foreground container dies with it. `None` when detached.
+    pub cli_alive: Option<OwnedFd>,
+    pub detach: bool,
+}
+
+/// Runs the monitor to the end and returns its exit code (the container's).
+pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i32 {
+    let MonitorSetup {
+        pty,
+        events,
+        cli_alive,
+        detach,
+    } = setup;
+    let fail = |err: StartError| {
+        let code = err.exit_code();
+        events.send(&Event::Failed(err));
+        code
+    };
+    if let Err(err) = leave_terminal(spec, detach) {
+        return fail(StartError::other(format!("{err:#}")));
+    }
+    // Foreground: the CLI copies the master. Detached: we copy it to the log.
+    let (master, slave) = match pty {
+        Some(pty) => (detach.then_some(pty.master), Some(pty.slave)),
+        None => (None, None),
+    };
+    let child = match ContainerChild::fork(spec, slave) {
+        Ok(child) => child,
+        Err(err) => return fail(StartError::other(format!("{err:#}"))),
+    };
+    if let Err(err) = hooks.mount_rootfs() {
+        child.abandon();
+        hooks.unmount();
+        return fail(StartError::other(format!(
+            "mount the container's rootfs: {err:#}"
+        )));
+    }
+    let pid = child.pid;
+    if let Err(err) = child.release() {
+        let code = err.exit_code();
+        reap(pid);
+        hooks.exited(code);
+        hooks.unmount();
+        return fail(err);
+    }
+    if let Err(err) = hooks.started(getpid().as_raw(), pid.as_raw()) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let code = reap(pid);
+        hooks.exited(code);
+        hooks.unmount();
+        return fail(StartError::other(format!(
+            "record the container as started: {err:#}"
+        )));
+    }
+    events.send(&Event::Started { pid: pid.as_raw() });
+    let code = supervise(pid, cli_alive, master);
+    hooks.exited(code);
+    hooks.unmount();
+    events.send(&Event::Exited { code });
+    code
+}
+
+/// A session of our own, so a Ctrl-C typed at the CLI's terminal does not
+/// kill the monitor (the CLI forwards signals instead); detached, stdio
+/// goes to the container log.
+fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<()> {
+    setsid().context("setsid")?;
+    if !detach {
+        return Ok(());
+    }
+    let null = OpenOptions::new()
+        .read(true)
+        .open("/dev/null")
+        .context("open /dev/null")?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_file)
+        .with_context(|| format!("open the container log {}", spec.log_file.display()))?;
+    dup2_stdin(&null).context("dup2 stdin")?;
+    dup2_stdout(&log).context("dup2 stdout")?;
+    dup2_stderr(&log).context("dup2 stderr")?;
+    Ok(())
+}
+
+/// The container's first process, parked until [`Self::release`].
+struct ContainerChild {
+    pid: Pid,
+    /// We write one byte when the rootfs is mounted and keep it open until
+    /// the exec result is in: the child treats a hang-up as our death.
+    go: OwnedFd,
+    /// Close-on-exec in the child: EOF alone means the exec succeeded.
+    errors: OwnedFd,
+}
+
+impl ContainerChild {
+    fn fork(spec: &Spec, slave: Option<OwnedFd>) -> anyhow::Result<Self> {
+        let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (errors_read, errors_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        match namespaces::fork_into_new_pid_namespace().context("fork the container process")? {
+            ForkResult::Child => {
+                drop((go_write, errors_read));
+                let err = container_init(spec, slave, &go_read);
+                process::send_start_error(errors_write, &err);
+                crate::sys::exit_immediately(err.exit_code())
+            }
+            ForkResult::Parent { child } => Ok(Self {
+                pid: child,
+                go: go_write,
+                errors: errors_read,
+            }),
+        }
+    }
+
+    /// The rootfs could not be mounted: the parked child goes away.
+    fn abandon(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        reap(self.pid);
+    }
+
+    /// Lets the child go on and waits until it exec'd or failed.
+    fn release(self) -> Result<(), StartError> {
+        nix::unistd::write(&self.go, &[1])
+            .map_err(|errno| StartError::from_errno("release the container process", errno))?;
+        process::receive_start_result(self.errors)
+    }
+}
+
+/// pid 1 of the new pid namespace, until it execs the user's command
+/// (which then is pid 1: docker's default, without --init). Returns only
+/// the error that stopped it.
+fn container_init(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> StartError {
+    match init_steps(spec, slave, go) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infallible, StartError> {
+    // If the monitor dies (even by SIGKILL), so does the container: with
+    // pid 1 gone, the kernel kills the rest of the pid namespace.
+    prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
+    process::wait_for_go(go)?;
+    namespaces::unshare_container_namespaces(spec.network_none)?;
+    let console = attach_stdio(slave, spec.interactive)?;
+    rootfs::enter(spec, console.as_deref())?;
+    namespaces::configure(&spec.hostname, spec.network_none)?;
+    let process = ProcessSpec {
+        args: &spec.args,
+        env: &spec.env,
+        cwd: &spec.cwd,
+        user: &spec.user,
+        hostname: spec.hostname.clone(),
+        tty: spec.tty,
+    };
+    Err(process::exec(&process, Some(go.as_fd())))
+}
+
+/// Waits for the container to exit, killing it if the foreground CLI dies
+/// and copying a detached container's pty to the log.
+pub fn supervise(pid: Pid, mut cli_alive: Option<OwnedFd>, mut master: Option<OwnedFd>) -> i32 {
+    let Ok(exited) = sys::pidfd_open(pid) else {
+        return reap(pid);
+    };
+    loop {
+        let mut fds = vec![PollFd::new(exited.as_fd(), PollFlags::POLLIN)];
+        let cli_index = cli_alive.as_ref().map(|fd| {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let master_index = master.as_ref().map(|fd| {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return reap(pid),
+        }
+        let ready = |index: usize| {
+            fds[index]
+                .revents()
+                .is_some_and(|events| !events.is_empty())
+        };
+        let container_exited = ready(0);
+        let cli_died = cli_index.is_some_and(ready);
+        let output = master_index.is_some_and(ready);
+        drop(fds);
+        if cli_died {
+            let _ = kill(pid, Signal::SIGKILL);
+            cli_alive = None;
+        }
+        if output
+            && !master
+                .as_ref()
+                .is_some_and(|fd| copy_once(fd.as_fd(), &mut std::io::stdout()))
+        {
+            master = None;
+        }
+        if container_exited {
+            return reap(pid);
+        }
+    }
+}
+
+/// Waits for `pid` and returns its exit code (128 + signal when killed).
+pub fn reap(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => return EXIT_STRATA_FAILED,
+            Ok(status) => {
+                if let Some(code) = exit_code_of_status(status) {
+                    return code;
+                }
+            }
+        }
+    }
+}
+
+/// Ends a forked helper process without running the parent's exit
+/// handlers (they belong to the CLI: its store, its buffers).
+pub fn exit_process(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    crate::sys::exit_immediately(code)
+}

@@ -1,0 +1,183 @@
+//! The last steps of the process that becomes the user's command, shared by
+//! `run` (after pivot_root) and `exec` (after setns): user, environment,
+//! working directory, PATH lookup, execve. Also the pipe protocol that
+//! carries a [`StartError`] back to the parent: the write end is
+//! close-on-exec, so EOF with no bytes means the exec succeeded.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{chdir, execve, setgid, setgroups, setuid, Gid, Uid};
+
+use super::exit::{errno_text, kind_of_errno, StartError};
+use super::lookup::{probe_path, resolve_command};
+use super::spec::{final_env, lookup_env};
+use super::user::{self, Ids};
+use crate::sys;
+
+/// What the user's process runs with, before defaults are applied.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec<'a> {
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub user: &'a str,
+    pub hostname: String,
+    pub tty: bool,
+}
+
+/// Runs the steps and execs; returns only the error that stopped it.
+/// `parent_alive` is a pipe whose write end the parent holds until it has
+/// seen the result: a hang-up on it means the parent died, and we must not
+/// start a process nobody supervises.
+pub fn exec(process: &ProcessSpec<'_>, parent_alive: Option<BorrowedFd<'_>>) -> StartError {
+    match prepare_and_exec(process, parent_alive) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+fn prepare_and_exec(
+    process: &ProcessSpec<'_>,
+    parent_alive: Option<BorrowedFd<'_>>,
+) -> Result<Infallible, StartError> {
+    let command = process
+        .args
+        .first()
+        .ok_or_else(|| StartError::other("no command specified"))?;
+    let ids = resolve_user(process.user)?;
+    let env = final_env(process.env, &ids.home, &process.hostname, process.tty);
+    let cwd = if process.cwd.is_empty() {
+        "/"
+    } else {
+        process.cwd
+    };
+    create_working_dir(cwd)?;
+    switch_user(&ids)?;
+    chdir(cwd).map_err(|errno| {
+        StartError::new(
+            kind_of_errno(errno),
+            format!(
+                "chdir to cwd ({cwd:?}) set in config.json failed: {}",
+                errno_text(errno)
+            ),
+        )
+    })?;
+    let path = resolve_command(command, lookup_env(&env, "PATH").unwrap_or(""), probe_path)?;
+    arm_parent_death_signal(parent_alive)?;
+    sys::reset_signal_handling().map_err(|errno| StartError::from_errno("reset signals", errno))?;
+    sys::cloexec_from(3)
+        .map_err(|err| StartError::other(format!("close inherited files: {err}")))?;
+    execve(
+        &c_string(path.as_os_str().as_encoded_bytes())?,
+        &c_strings(process.args)?,
+        &c_strings(&env)?,
+    )
+    .map_err(|errno| exec_error(command, errno))
+}
+
+fn resolve_user(spec: &str) -> Result<Ids, StartError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    user::resolve(spec, &passwd, &group)
+}
+
+/// docker -w creates a missing working directory (owned by root, before the
+/// switch to the user).
+fn create_working_dir(cwd: &str) -> Result<(), StartError> {
+    std::fs::create_dir_all(cwd).map_err(|err| StartError::other(format!("mkdir {cwd}: {err}")))
+}
+
+/// Groups first: after setuid to a non-root user we may no longer change them.
+fn switch_user(ids: &Ids) -> Result<(), StartError> {
+    let groups: Vec<Gid> = ids.groups.iter().copied().map(Gid::from_raw).collect();
+    setgroups(&groups).map_err(|errno| StartError::from_errno("setgroups", errno))?;
+    setgid(Gid::from_raw(ids.gid)).map_err(|errno| StartError::from_errno("setgid", errno))?;
+    setuid(Uid::from_raw(ids.uid)).map_err(|errno| StartError::from_errno("setuid", errno))
+}
+
+/// The parent-death signal is cleared by a credential change, so it is set
+/// (again) after switch_user; then we check the parent did not die before it
+/// was armed.
+fn arm_parent_death_signal(parent_alive: Option<BorrowedFd<'_>>) -> Result<(), StartError> {
+    prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
+    let Some(fd) = parent_alive else {
+        return Ok(());
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::ZERO)
+        .map_err(|errno| StartError::from_errno("poll parent", errno))?;
+    let hung_up = ready > 0
+        && fds[0]
+            .revents()
+            .is_some_and(|events| events.contains(PollFlags::POLLHUP));
+    if hung_up {
+        return Err(StartError::other(
+            "the monitor exited before the container started",
+        ));
+    }
+    Ok(())
+}
+
+fn exec_error(command: &str, errno: Errno) -> StartError {
+    StartError::new(
+        kind_of_errno(errno),
+        format!("exec: {command:?}: {}", errno_text(errno)),
+    )
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, StartError> {
+    CString::new(bytes)
+        .map_err(|_| StartError::other("argument or environment contains a NUL byte"))
+}
+
+fn c_strings(items: &[String]) -> Result<Vec<CString>, StartError> {
+    items.iter().map(|item| c_string(item.as_bytes())).collect()
+}
+
+/// Sends `err` to the parent (child side of the error pipe).
+pub fn send_start_error(pipe: OwnedFd, err: &StartError) {
+    let mut file = File::from(pipe);
+    // If the parent is gone there is nobody to tell; the exit code remains.
+    if let Ok(json) = serde_json::to_vec(err) {
+        let _ = file.write_all(&json);
+    }
+}
+
+/// Waits for the child's exec: EOF with no bytes means it succeeded.
+pub fn receive_start_result(pipe: OwnedFd) -> Result<(), StartError> {
+    let mut bytes = Vec::new();
+    File::from(pipe)
+        .read_to_end(&mut bytes)
+        .map_err(|err| StartError::other(format!("read start result: {err}")))?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    Err(serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| StartError::other(String::from_utf8_lossy(&bytes).into_owned())))
+}
+
+/// Reads the one "go" byte the monitor writes once the rootfs is mounted.
+pub fn wait_for_go(pipe: &OwnedFd) -> Result<(), StartError> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(pipe.as_fd(), &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(StartError::other(
+                    "the monitor exited before the container started",
+                ))
+            }
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(StartError::from_errno("wait for the monitor", errno)),
+        }
+    }
+}

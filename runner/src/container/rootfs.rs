@@ -1,0 +1,365 @@
+//! Turning the merged tree into the container's root: kernel file systems,
+//! a minimal /dev, the /etc files and volumes, then pivot_root.
+//!
+//! Runs in the container's first process, in its new mount namespace,
+//! before pivot_root, so every target inside the rootfs is resolved with
+//! [`resolve_in_root`]: a symlink in the image must not send a mount to the
+//! host.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{symlink, OpenOptionsExt as _};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, pivot_root};
+
+use super::exit::StartError;
+use super::spec::{BindMount, Spec};
+
+/// Host devices bind-mounted into the container's /dev.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Symlinks every /dev has: (name, target).
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Symlinks followed while resolving one path before we call it a loop.
+const MAX_SYMLINKS: usize = 255;
+
+/// All the steps, in order. `console` is the host path of the pty slave
+/// when the container has a tty.
+pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
+    let root = spec.rootfs.as_path();
+    make_mounts_private()?;
+    bind_rootfs_onto_itself(root)?;
+    mount_proc(root)?;
+    mount_sys(root)?;
+    mount_dev(root, console)?;
+    bind_etc_files(root, spec)?;
+    bind_volumes(root, &spec.mounts)?;
+    pivot_into(root)
+}
+
+fn mount_error(what: &str, target: &Path, errno: Errno) -> StartError {
+    StartError::other(format!(
+        "error mounting {what} to rootfs at {:?}: {}",
+        target,
+        super::exit::errno_text(errno)
+    ))
+}
+
+fn io_error(what: &str, path: &Path, err: &std::io::Error) -> StartError {
+    StartError::other(format!("{what} {}: {err}", path.display()))
+}
+
+/// Our mounts must not propagate back to the host (nor host mounts in).
+fn make_mounts_private() -> Result<(), StartError> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|errno| mount_error("private propagation", Path::new("/"), errno))
+}
+
+/// pivot_root needs the new root to be a mount point; a plain directory
+/// rootfs is not one until bound onto itself.
+fn bind_rootfs_onto_itself(root: &Path) -> Result<(), StartError> {
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|errno| mount_error("rootfs", root, errno))
+}
+
+fn mount_proc(root: &Path) -> Result<(), StartError> {
+    let target = dir_in_root(root, "/proc")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
+        .map_err(|errno| mount_error("proc", &target, errno))
+}
+
+/// A read-only sysfs; where the kernel refuses a new one (no own network
+/// namespace without privilege), a read-only bind of the host's.
+fn mount_sys(root: &Path) -> Result<(), StartError> {
+    let target = dir_in_root(root, "/sys")?;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(Some("sysfs"), &target, Some("sysfs"), flags, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => bind(Path::new("/sys"), &target, true, "sysfs"),
+        Err(errno) => Err(mount_error("sysfs", &target, errno)),
+    }
+}
+
+fn mount_dev(root: &Path, console: Option<&Path>) -> Result<(), StartError> {
+    let dev = dir_in_root(root, "/dev")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|errno| mount_error("tmpfs", &dev, errno))?;
+    bind_host_devices(&dev)?;
+    mount_devpts(&dev)?;
+    mount_shm(&dev)?;
+    make_dev_links(&dev)?;
+    if let Some(console) = console {
+        let target = dev.join("console");
+        create_file(&target)?;
+        bind(console, &target, false, "console")?;
+    }
+    Ok(())
+}
+
+fn bind_host_devices(dev: &Path) -> Result<(), StartError> {
+    for name in DEVICES {
+        let target = dev.join(name);
+        create_file(&target)?;
+        bind(&Path::new("/dev").join(name), &target, false, "device")?;
+    }
+    Ok(())
+}
+
+/// A devpts instance of the container's own, so its ptys are not the host's.
+fn mount_devpts(dev: &Path) -> Result<(), StartError> {
+    let pts = dev.join("pts");
+    create_dir(&pts)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let data = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+    mount(Some("devpts"), &pts, Some("devpts"), flags, Some(data))
+        .map_err(|errno| mount_error("devpts", &pts, errno))
+}
+
+fn mount_shm(dev: &Path) -> Result<(), StartError> {
+    let shm = dev.join("shm");
+    create_dir(&shm)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        flags,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|errno| mount_error("shm", &shm, errno))
+}
+
+fn make_dev_links(dev: &Path) -> Result<(), StartError> {
+    for (name, target) in DEV_LINKS {
+        let link = dev.join(name);
+        symlink(target, &link).map_err(|err| io_error("symlink", &link, &err))?;
+    }
+    Ok(())
+}
+
+/// /etc/hosts, /etc/hostname, /etc/resolv.conf. Creating a missing target
+/// writes an empty file to the upper layer; commit leaves these paths out.
+fn bind_etc_files(root: &Path, spec: &Spec) -> Result<(), StartError> {
+    for (source, target) in spec.etc_files.binds() {
+        let target = resolve_in_root(root, target, read_link)?;
+        create_file(&target)?;
+        bind(source, &target, false, "bind")?;
+    }
+    Ok(())
+}
+
+/// `-v`: a missing host directory is created (as docker does); the target
+/// is created as a directory or an empty file to match the source.
+fn bind_volumes(root: &Path, mounts: &[BindMount]) -> Result<(), StartError> {
+    for volume in mounts {
+        if !volume.source.exists() {
+            create_dir(&volume.source)?;
+        }
+        let target = resolve_in_root(root, &volume.target, read_link)?;
+        if volume.source.is_dir() {
+            create_dir(&target)?;
+        } else {
+            create_file(&target)?;
+        }
+        bind(&volume.source, &target, volume.read_only, "bind")?;
+    }
+    Ok(())
+}
+
+/// A recursive bind; read-only needs a second, remounting call because the
+/// kernel ignores MS_RDONLY on the bind itself.
+fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(), StartError> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(source), target, None::<&str>, flags, None::<&str>)
+        .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
+    if read_only {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .map_err(|errno| mount_error("read-only remount", target, errno))?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") stacks the old root on top of the new one at "/";
+/// unmounting "." then takes the old root out of this mount namespace. From
+/// then on no path, `..` chain or chroot trick inside the container leads to
+/// the host tree: the topmost directory reachable is the container's root.
+/// MNT_DETACH because the old root is busy (every host process uses it) and
+/// a plain umount would fail with EBUSY; detached, it is gone from our tree
+/// at once and freed when its last user lets go.
+fn pivot_into(root: &Path) -> Result<(), StartError> {
+    chdir(root).map_err(|errno| StartError::from_errno("chdir to rootfs", errno))?;
+    pivot_root(".", ".").map_err(|errno| StartError::from_errno("pivot_root", errno))?;
+    umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|errno| StartError::from_errno("unmount the old root", errno))?;
+    chdir("/").map_err(|errno| StartError::from_errno("chdir to /", errno))
+}
+
+fn dir_in_root(root: &Path, path: &str) -> Result<PathBuf, StartError> {
+    let dir = resolve_in_root(root, path, read_link)?;
+    create_dir(&dir)?;
+    Ok(dir)
+}
+
+fn create_dir(path: &Path) -> Result<(), StartError> {
+    fs::create_dir_all(path).map_err(|err| io_error("mkdir", path, &err))
+}
+
+/// An empty file to bind a file onto; an existing file is left as it is.
+fn create_file(path: &Path) -> Result<(), StartError> {
+    if let Some(parent) = path.parent() {
+        create_dir(parent)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+        .map(drop)
+        .map_err(|err| io_error("create mount target", path, &err))
+}
+
+fn read_link(path: &Path) -> Option<PathBuf> {
+    fs::read_link(path).ok()
+}
+
+/// Resolves `path` (taken as absolute inside the container) to a host path
+/// under `root`, following symlinks as if `root` were `/`: an absolute link
+/// restarts at `root` and `..` stops at it. Missing components are kept
+/// as they are (the caller creates them). `read_link` returns a symlink's
+/// target, or `None` for anything that is not a symlink.
+pub fn resolve_in_root(
+    root: &Path,
+    path: &str,
+    read_link: impl Fn(&Path) -> Option<PathBuf>,
+) -> Result<PathBuf, StartError> {
+    let mut resolved: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = components_reversed(Path::new(path));
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "." => {}
+            ".." => {
+                resolved.pop();
+            }
+            name => {
+                let candidate = join_under(root, &resolved).join(name);
+                let Some(target) = read_link(&candidate) else {
+                    resolved.push(name.to_owned());
+                    continue;
+                };
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(StartError::other(format!(
+                        "resolve {path} in rootfs: too many levels of symbolic links"
+                    )));
+                }
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                pending.extend(components_reversed(&target));
+            }
+        }
+    }
+    Ok(join_under(root, &resolved))
+}
+
+/// Path components as strings, last first (a stack to pop from), without
+/// the root; `.` and `..` are kept for the resolver.
+fn components_reversed(path: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = path
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".to_owned()),
+            Component::CurDir => Some(".".to_owned()),
+            Component::RootDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    parts.reverse();
+    parts
+}
+
+fn join_under(root: &Path, parts: &[String]) -> PathBuf {
+    parts
+        .iter()
+        .fold(root.to_path_buf(), |path, part| path.join(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn links(path: &Path) -> Option<PathBuf> {
+        match path.to_str() {
+            Some("/r/etc/hosts") => Some("/../../host/hosts".into()),
+            Some("/r/etc/rel") => Some("../data/x".into()),
+            Some("/r/loop") => Some("/loop".into()),
+            Some("/r/var/run") => Some("/run".into()),
+            _ => None,
+        }
+    }
+
+    fn resolve(path: &str) -> Result<PathBuf, StartError> {
+        resolve_in_root(Path::new("/r"), path, links)
+    }
+
+    #[test]
+    fn plain_path_is_joined_under_root() {
+        assert_eq!(resolve("/etc/hostname"), Ok("/r/etc/hostname".into()));
+    }
+
+    #[test]
+    fn absolute_symlink_escaping_root_stays_inside() {
+        assert_eq!(resolve("/etc/hosts"), Ok("/r/host/hosts".into()));
+    }
+
+    #[test]
+    fn dot_dot_stops_at_root() {
+        assert_eq!(resolve("/../../../etc"), Ok("/r/etc".into()));
+    }
+
+    #[test]
+    fn relative_symlink_resolves_from_its_directory() {
+        assert_eq!(resolve("/etc/rel"), Ok("/r/data/x".into()));
+    }
+
+    #[test]
+    fn symlinked_directory_in_the_middle_is_followed() {
+        assert_eq!(resolve("/var/run/x.sock"), Ok("/r/run/x.sock".into()));
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error() {
+        assert!(resolve("/loop").is_err());
+    }
+}

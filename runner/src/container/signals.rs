@@ -1,0 +1,138 @@
+//! Signals to a running container: `kill`, and the pause `commit` needs.
+//!
+//! Pausing stops every process of the container's pid namespace with
+//! SIGSTOP (found by comparing /proc/*/ns/pid with the init's) rather than
+//! using the cgroup v2 freezer: it needs no cgroup of our own, so it works
+//! the same for root and rootless (a rootless user may signal its own
+//! processes but usually cannot create cgroups without a systemd delegation).
+//! The cost: a parent in the container can observe the stop (waitpid with
+//! WUNTRACED), which the freezer would hide.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+/// Rounds of "list, stop, wait" before we give up on a container that
+/// keeps forking.
+const FREEZE_ROUNDS: usize = 20;
+/// How long one process may take to reach the stopped state.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `signal` to the container's init (`pid` on the host).
+pub fn kill(pid: i32, signal: Signal) -> anyhow::Result<()> {
+    signal::kill(Pid::from_raw(pid), signal)
+        .with_context(|| format!("send {signal} to container process {pid}"))
+}
+
+/// Stops every process in the container of init `pid`, and returns once all
+/// of them are stopped. New processes forked meanwhile are caught by
+/// listing again until a round finds nothing left running.
+pub fn freeze(pid: i32) -> anyhow::Result<()> {
+    let mut stopped: BTreeSet<i32> = BTreeSet::new();
+    for _ in 0..FREEZE_ROUNDS {
+        let running: Vec<i32> = processes_in_namespace_of(pid)?
+            .into_iter()
+            .filter(|member| !stopped.contains(member))
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        for member in running {
+            stop(member)?;
+            stopped.insert(member);
+        }
+    }
+    bail!("container process {pid} kept starting processes while being paused")
+}
+
+/// Resumes every process in the container of init `pid`.
+pub fn thaw(pid: i32) -> anyhow::Result<()> {
+    for member in processes_in_namespace_of(pid)? {
+        match signal::kill(Pid::from_raw(member), Signal::SIGCONT) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(errno) => return Err(errno).with_context(|| format!("resume process {member}")),
+        }
+    }
+    Ok(())
+}
+
+/// SIGSTOP and wait until /proc shows the process stopped (or gone).
+fn stop(member: i32) -> anyhow::Result<()> {
+    match signal::kill(Pid::from_raw(member), Signal::SIGSTOP) {
+        Ok(()) => {}
+        Err(Errno::ESRCH) => return Ok(()),
+        Err(errno) => return Err(errno).with_context(|| format!("stop process {member}")),
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !is_stopped_or_gone(member) {
+        if Instant::now() > deadline {
+            bail!("process {member} did not stop within {STOP_TIMEOUT:?}");
+        }
+        std::thread::yield_now();
+    }
+    Ok(())
+}
+
+fn is_stopped_or_gone(member: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{member}/stat")).map_or(true, |stat| {
+        matches!(process_state(&stat), Some('T' | 't' | 'Z' | 'X'))
+    })
+}
+
+/// The state letter of a /proc/<pid>/stat line: the field after the
+/// command name, which is in parentheses and may itself hold ") ".
+fn process_state(stat: &str) -> Option<char> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.trim_start().chars().next()
+}
+
+/// Host pids whose pid namespace is the one `pid` lives in.
+fn processes_in_namespace_of(pid: i32) -> anyhow::Result<Vec<i32>> {
+    let namespace =
+        namespace_id(pid).with_context(|| format!("container process {pid} is not running"))?;
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("list /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(candidate) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process may exit between listing and stat: then it is no member.
+        if namespace_id(candidate).is_ok_and(|id| id == namespace) {
+            members.push(candidate);
+        }
+    }
+    Ok(members)
+}
+
+fn namespace_id(pid: i32) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/ns/pid"))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_is_read_after_a_command_name_with_parentheses() {
+        assert_eq!(process_state("42 (a) b) T 1 42"), Some('T'));
+        assert_eq!(process_state("1 (sh) S 0 1"), Some('S'));
+        assert_eq!(process_state("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_process_is_in_our_pid_namespace() {
+        let own = std::process::id() as i32;
+        let members = processes_in_namespace_of(own).expect("list namespace members");
+        assert!(members.contains(&own));
+    }
+}

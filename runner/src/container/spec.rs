@@ -1,0 +1,269 @@
+//! What a container needs to start, and the pure rules that complete it:
+//! `-v` parsing, environment defaults, id validation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+/// Docker's default PATH when the image and `-e` give none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything needed to start a container's first process.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// The container id: 64 lower-case hex digits.
+    pub id: String,
+    /// The merged tree: a FUSE mount made by the caller, or any directory.
+    pub rootfs: PathBuf,
+    /// Entrypoint + cmd, already resolved; `args[0]` is looked up in the
+    /// container's PATH when it has no `/`.
+    pub args: Vec<String>,
+    /// `K=V` from the image and `-e`; see [`final_env`] for the defaults added.
+    pub env: Vec<String>,
+    /// Working directory; "" means "/". Created when missing (docker -w).
+    pub cwd: String,
+    /// "", "name", "uid", "name:group", "uid:gid", resolved with the
+    /// rootfs's /etc/passwd and /etc/group.
+    pub user: String,
+    pub hostname: String,
+    pub tty: bool,
+    pub interactive: bool,
+    /// A new network namespace with only `lo` up; else the host network.
+    pub network_none: bool,
+    /// `-v src:dst[:ro]`.
+    pub mounts: Vec<BindMount>,
+    /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
+    pub etc_files: EtcFiles,
+    /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
+    pub log_file: PathBuf,
+}
+
+/// Files the caller prepared for the container's /etc. A `None` leaves the
+/// image's file in place.
+#[derive(Debug, Clone, Default)]
+pub struct EtcFiles {
+    pub hosts: Option<PathBuf>,
+    pub hostname: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+}
+
+impl EtcFiles {
+    /// (source on the host, target inside the container) pairs.
+    pub fn binds(&self) -> Vec<(&Path, &'static str)> {
+        [
+            (&self.hosts, "/etc/hosts"),
+            (&self.hostname, "/etc/hostname"),
+            (&self.resolv_conf, "/etc/resolv.conf"),
+        ]
+        .into_iter()
+        .filter_map(|(source, target)| source.as_deref().map(|source| (source, target)))
+        .collect()
+    }
+}
+
+/// One `-v /host/path:/container/path[:ro|rw]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl BindMount {
+    /// Parses docker's `-v` value. Only host paths are supported (no named
+    /// volumes); both sides must be absolute.
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = value.split(':').collect();
+        let (source, target, options) = match parts.as_slice() {
+            [source, target] => (*source, *target, ""),
+            [source, target, options] => (*source, *target, *options),
+            _ => bail!("invalid volume specification: '{value}'"),
+        };
+        if !source.starts_with('/') {
+            bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
+        }
+        if !target.starts_with('/') {
+            bail!("invalid volume specification: '{value}': mount path must be absolute");
+        }
+        let read_only = parse_volume_options(options)
+            .with_context(|| format!("invalid volume specification: '{value}'"))?;
+        Ok(Self {
+            source: PathBuf::from(source),
+            target: target.to_owned(),
+            read_only,
+        })
+    }
+}
+
+/// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
+/// are accepted and ignored, as on a host without SELinux.
+fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
+    let mut read_only = false;
+    for option in options.split(',').filter(|option| !option.is_empty()) {
+        match option {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "z" | "Z" => {}
+            other => bail!("unknown option '{other}'"),
+        }
+    }
+    Ok(read_only)
+}
+
+impl Spec {
+    /// Checks what must hold before any of the spec becomes a path or a
+    /// syscall argument.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        validate_id(&self.id)?;
+        if self.args.is_empty() {
+            bail!("no command specified");
+        }
+        if !self.rootfs.is_absolute() {
+            bail!("rootfs {} is not an absolute path", self.rootfs.display());
+        }
+        if let Some(bad) = self.env.iter().find(|entry| !entry.contains('=')) {
+            bail!("invalid environment entry {bad:?}: expected KEY=VALUE");
+        }
+        Ok(())
+    }
+}
+
+/// A container id is 64 lower-case hex digits; anything else is refused
+/// before it can become part of a path.
+pub fn validate_id(id: &str) -> anyhow::Result<()> {
+    let is_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if id.len() != 64 || !id.chars().all(is_hex) {
+        bail!("invalid container id {id:?}: expected 64 lower-case hex digits");
+    }
+    Ok(())
+}
+
+/// The environment the process gets, in docker's order: PATH (default when
+/// unset), HOSTNAME, TERM=xterm with a tty, the given entries (a later entry
+/// replaces an earlier one with the same key, in the earlier's place), HOME
+/// from /etc/passwd when unset.
+pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    if lookup_env(given, "PATH").is_none() {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    env.push(format!("HOSTNAME={hostname}"));
+    if tty {
+        env.push("TERM=xterm".to_owned());
+    }
+    for entry in given {
+        set_env(&mut env, entry);
+    }
+    if lookup_env(&env, "HOME").is_none() {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(key, _)| key)
+}
+
+fn set_env(env: &mut Vec<String>, entry: &str) {
+    match env
+        .iter_mut()
+        .find(|existing| env_key(existing) == env_key(entry))
+    {
+        Some(existing) => *existing = entry.to_owned(),
+        None => env.push(entry.to_owned()),
+    }
+}
+
+/// The value of `key` in a `K=V` list (the last one wins, as in getenv after putenv).
+pub fn lookup_env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .filter_map(|entry| entry.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn volume_with_ro_option_is_read_only() {
+        let mount = BindMount::parse("/data:/mnt/data:ro").expect("valid spec");
+        assert_eq!(
+            mount,
+            BindMount {
+                source: "/data".into(),
+                target: "/mnt/data".into(),
+                read_only: true
+            }
+        );
+    }
+
+    #[test]
+    fn volume_without_options_is_read_write() {
+        let mount = BindMount::parse("/a:/b").expect("valid spec");
+        assert!(!mount.read_only);
+    }
+
+    #[test]
+    fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
+        assert!(BindMount::parse("data:/b").is_err());
+        assert!(BindMount::parse("/a:b").is_err());
+        assert!(BindMount::parse("/a:/b:bogus").is_err());
+        assert!(BindMount::parse("/a").is_err());
+        assert!(BindMount::parse("/a:/b:ro:x").is_err());
+    }
+
+    #[test]
+    fn env_gets_docker_defaults_in_docker_order() {
+        let env = final_env(&strings(&["FOO=bar"]), "/root", "abc", false);
+        assert_eq!(
+            env,
+            strings(&[
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=abc",
+                "FOO=bar",
+                "HOME=/root"
+            ])
+        );
+    }
+
+    #[test]
+    fn env_keeps_given_path_home_and_hostname() {
+        let given = strings(&["PATH=/bin", "HOME=/h", "HOSTNAME=x"]);
+        let env = final_env(&given, "/root", "abc", true);
+        assert_eq!(
+            env,
+            strings(&["HOSTNAME=x", "TERM=xterm", "PATH=/bin", "HOME=/h"])
+        );
+    }
+
+    #[test]
+    fn env_later_entry_replaces_earlier_with_same_key() {
+        let env = final_env(&strings(&["A=1", "A=2"]), "/", "h", false);
+        assert_eq!(lookup_env(&env, "A"), Some("2"));
+        assert_eq!(env.iter().filter(|e| e.starts_with("A=")).count(), 1);
+    }
+
+    #[test]
+    fn id_must_be_64_lower_hex() {
+        assert!(validate_id(&"a".repeat(64)).is_ok());
+        assert!(validate_id(&"A".repeat(64)).is_err());
+        assert!(validate_id("../../etc").is_err());
+        assert!(validate_id(&"a".repeat(63)).is_err());
+    }
+
+    #[test]
+    fn etc_binds_skip_missing_files() {
+        let files = EtcFiles {
+            hosts: Some("/x/hosts".into()),
+            ..EtcFiles::default()
+        };
+        assert_eq!(files.binds(), vec![(Path::new("/x/hosts"), "/etc/hosts")]);
+    }
+}

@@ -1,0 +1,93 @@
+//! What the container monitor does around the container's life: serve its
+//! filesystem over FUSE and keep its record's state current.
+
+use crate::container::MonitorHooks;
+use crate::stack::{image_lowers, ContainerPaths};
+use anyhow::{Context, Result};
+use layerdb::{Pin, State, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct ContainerHooks {
+    root: PathBuf,
+    id: String,
+    mount: Option<fusefs::MountHandle>,
+    _pin: Option<Pin>,
+    started_ns: i64,
+}
+
+impl ContainerHooks {
+    pub fn new(root: PathBuf, id: String) -> ContainerHooks {
+        ContainerHooks {
+            root,
+            id,
+            mount: None,
+            _pin: None,
+            started_ns: 0,
+        }
+    }
+
+    /// Applies `change` to the record under the store's write lock.
+    fn update(&self, change: impl FnOnce(&mut layerdb::ContainerRecord)) -> Result<()> {
+        let store = Store::open(&self.root)?;
+        let mut rec = store.container(&self.id)?;
+        change(&mut rec);
+        store.put_container(&rec)?;
+        Ok(())
+    }
+}
+
+impl MonitorHooks for ContainerHooks {
+    fn mount_rootfs(&mut self) -> Result<()> {
+        // A secondary instance: the monitor reads layers for the container's
+        // whole life and must never hold up other strata commands.
+        let store = Arc::new(Store::open_read_only(&self.root)?);
+        let rec = store.container(&self.id)?;
+        let image = store
+            .image(&rec.image)?
+            .with_context(|| format!("image {:#} of container {} is gone", rec.image, rec.name))?;
+        self._pin = Some(Pin::new(&self.root, &image.layers)?);
+        let paths = ContainerPaths::of(&self.root, &rec);
+        let mut opts =
+            fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(paths.upper()));
+        // The container's processes may run as any user (-u).
+        opts.allow_other = true;
+        opts.fsname = format!("strata:{}", rec.short_id());
+        self.mount = Some(fusefs::mount(opts, &paths.merged())?);
+        Ok(())
+    }
+
+    fn started(&mut self, monitor_pid: i32, pid: i32) -> Result<()> {
+        self.started_ns = crate::clock::now_ns();
+        let started_ns = self.started_ns;
+        self.update(|rec| {
+            rec.state = State::Running {
+                monitor_pid,
+                pid,
+                started_ns,
+            }
+        })
+    }
+
+    fn exited(&mut self, code: i32) {
+        let started_ns = self.started_ns;
+        let finished_ns = crate::clock::now_ns();
+        if let Err(e) = self.update(|rec| {
+            rec.state = State::Exited {
+                code,
+                started_ns,
+                finished_ns,
+            }
+        }) {
+            log::error!("container {}: recording its exit: {e:#}", self.id);
+        }
+    }
+
+    fn unmount(&mut self) {
+        if let Some(m) = self.mount.take() {
+            if let Err(e) = m.unmount() {
+                log::error!("container {}: unmounting its filesystem: {e}", self.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The layers of an image as the union filesystem's lowers, and the paths
+//! a container's files live at.
+
+use anyhow::Result;
+use fusefs::{Lower, StoreLower};
+use layerdb::{ContainerRecord, ImageRecord, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The image's layers, top first, as the union filesystem wants them.
+pub fn image_lowers(store: &Arc<Store>, image: &ImageRecord) -> Result<Vec<Box<dyn Lower>>> {
+    let mut lowers: Vec<Box<dyn Lower>> = Vec::new();
+    for diff_id in image.layers.iter().rev() {
+        let meta = store.layer(diff_id)?;
+        lowers.push(Box::new(StoreLower::new(store.clone(), meta)));
+    }
+    Ok(lowers)
+}
+
+/// Where a container's files are, under `<root>/containers/<id>/`.
+pub struct ContainerPaths {
+    pub dir: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn new(root: &Path, id: &str) -> ContainerPaths {
+        ContainerPaths {
+            dir: root.join("containers").join(id),
+        }
+    }
+    pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
+        ContainerPaths::new(root, &rec.id)
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    /// The merged tree the monitor mounts and the container pivots into.
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    /// The record's copy for the launcher, which must not open the index
+    /// before it forks (RocksDB starts threads).
+    pub fn launch_file(&self) -> PathBuf {
+        self.dir.join("launch.json")
+    }
+}
+
+/// Paths a commit or diff never includes: files strata bind-mounts into
+/// every container, as docker leaves them out.
+pub fn is_runtime_path(path: &[u8], rec: &ContainerRecord) -> bool {
+    const MOUNTED: [&[u8]; 3] = [b"etc/hosts", b"etc/hostname", b"etc/resolv.conf"];
+    MOUNTED.contains(&path)
+        || rec.mounts.iter().any(|m| {
+            let target = m.target.trim_start_matches('/').as_bytes();
+            path == target || (path.starts_with(target) && path.get(target.len()) == Some(&b'/'))
+        })
+}

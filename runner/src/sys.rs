@@ -1,0 +1,156 @@
+//! The runner's only `unsafe` code: thin wrappers over syscalls that nix
+//! does not cover safely. Each block says why it is sound.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+
+use anyhow::bail;
+use nix::pty::Winsize;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::unistd::{ForkResult, Pid};
+
+/// How many threads this process has, from /proc/self/task.
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// fork(2), refused unless this process has exactly one thread: a fork taken
+/// while another thread holds a lock (malloc, stdio, a FUSE session) leaves
+/// that lock held forever in the child.
+pub fn fork() -> anyhow::Result<ForkResult> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        bail!("refusing to fork with {threads} threads: fork must happen before any thread starts");
+    }
+    // SAFETY: the process has exactly one thread (checked just above, and
+    // only this thread could start another), so the child starts with no lock
+    // held by a thread that does not exist in it.
+    Ok(unsafe { nix::unistd::fork() }?)
+}
+
+/// pidfd_open(2): a descriptor that becomes readable when `pid` exits, so a
+/// monitor can poll a child's exit together with other descriptors.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and shares no memory with us.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(ret).map_err(|_| io::Error::other("pidfd_open returned a bad fd"))?;
+    // SAFETY: `fd` was just created by the kernel for us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Marks every descriptor from `first` up close-on-exec, so the container
+/// process inherits nothing the CLI or monitor opened (store files, FUSE).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range takes integers only; CLOSE_RANGE_CLOEXEC closes
+    // nothing now, so no OwnedFd in this process is invalidated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the terminal `tty` the controlling terminal of this process, which
+/// must be a session leader without one (right after setsid).
+pub fn set_controlling_terminal(tty: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and
+    // reads no memory from us.
+    let ret = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The window size of terminal `tty`, or `None` when it is not a terminal.
+pub fn window_size(tty: BorrowedFd<'_>) -> Option<Winsize> {
+    let mut size = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` (Winsize is libc's
+    // winsize) into the valid, exclusively borrowed `size`.
+    let ret = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (ret == 0).then_some(size)
+}
+
+/// Sets the window size of terminal `tty` (the kernel sends SIGWINCH to its
+/// foreground process group).
+pub fn set_window_size(tty: BorrowedFd<'_>, size: &Winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` from the valid `size`.
+    let ret = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, size) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets IFF_UP on the loopback interface of this network namespace.
+pub fn bring_up_loopback() -> io::Result<()> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data (a name array and a union of integers
+    // and sockaddrs) for which all-zero bytes are a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    interface_ioctl(sock.as_fd(), libc::SIOCGIFFLAGS, &mut request)?;
+    // SAFETY: SIOCGIFFLAGS just filled the `ifru_flags` member of the union,
+    // so reading it reads initialised data of the right type.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    request.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    interface_ioctl(sock.as_fd(), libc::SIOCSIFFLAGS, &mut request)
+}
+
+fn interface_ioctl(
+    sock: BorrowedFd<'_>,
+    request: libc::Ioctl,
+    ifreq: &mut libc::ifreq,
+) -> io::Result<()> {
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write one `struct ifreq`,
+    // and `ifreq` is a valid, exclusively borrowed one.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), request, ifreq as *mut libc::ifreq) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Puts every signal back to its default action and unblocks all of them,
+/// so the container's process does not inherit Rust's ignored SIGPIPE or the
+/// CLI's blocked signals (both survive execve).
+pub fn reset_signal_handling() -> nix::Result<()> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: SIG_DFL installs no handler, so no Rust code can run in
+        // signal context as a result of this call.
+        unsafe { sigaction(signal, &default) }?;
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// _exit(2): ends a forked child at once, without the exit handlers and
+/// buffers it inherited from the CLI (they belong to the parent).
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns; skipping atexit
+    // handlers is its purpose, and nothing in the child depends on them.
+    unsafe { libc::_exit(code) }
+}

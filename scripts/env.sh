@@ -1,0 +1,9 @@
+# Sourced by the other scripts: where cargo builds and where the binary is.
+# The target dir lives outside the clone so a fresh clone (as CI makes one)
+# reuses the previous RocksDB build; a cold build takes 15-20 minutes.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strata-target}"
+export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
+STRATA_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export STRATA_SRC
+# Base images are built once and cached here between runs.
+export STRATA_CACHE="${STRATA_CACHE:-/var/tmp/strata-cache}"

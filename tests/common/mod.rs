@@ -1,0 +1,180 @@
+//! Shared helpers for the end-to-end tests: a private store per test and
+//! the built `strata` binary.
+
+#![allow(dead_code)]
+
+pub mod privileges;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Strata {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "command failed: {}", self.stderr);
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_strata")
+}
+
+impl Strata {
+    pub fn new() -> Strata {
+        Strata {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(self.root()).args(args);
+        c.env_remove("STRATA_ROOT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("strata runs")
+            .into()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strata runs");
+        child.stdin.take().expect("piped").write_all(input).ok();
+        child.wait_with_output().expect("strata finishes").into()
+    }
+
+    /// Imports a tar file and returns the image id line.
+    pub fn import(&self, tar: &Path, reference: &str) -> String {
+        let r = self
+            .run(&["import", tar.to_str().expect("utf-8 path"), reference])
+            .ok();
+        r.stdout.trim().to_string()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A tar builder for fixtures made at test time.
+pub struct TarMaker {
+    b: tar::Builder<Vec<u8>>,
+}
+
+impl TarMaker {
+    pub fn new() -> TarMaker {
+        TarMaker {
+            b: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    pub fn dir(mut self, path: &str) -> TarMaker {
+        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
+        self.b
+            .append_data(&mut h, path, std::io::empty())
+            .expect("tar dir");
+        self
+    }
+
+    pub fn file(mut self, path: &str, data: &[u8]) -> TarMaker {
+        let mut h = Self::header(tar::EntryType::Regular, 0o644, data.len() as u64);
+        self.b.append_data(&mut h, path, data).expect("tar file");
+        self
+    }
+
+    /// Writes the name bytes raw, so names tar::Builder refuses ("..",
+    /// absolute) can be made.
+    pub fn raw(mut self, kind: tar::EntryType, name: &str, link: &str, data: &[u8]) -> TarMaker {
+        let mut h = Self::header(kind, 0o644, data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_cksum();
+        self.b.append(&h, data).expect("tar raw");
+        self
+    }
+
+    pub fn symlink(mut self, path: &str, target: &str) -> TarMaker {
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        self.b
+            .append_link(&mut h, path, target)
+            .expect("tar symlink");
+        self
+    }
+
+    pub fn hardlink(mut self, path: &str, target: &str) -> TarMaker {
+        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
+        self.b
+            .append_link(&mut h, path, target)
+            .expect("tar hardlink");
+        self
+    }
+
+    pub fn bytes(self) -> Vec<u8> {
+        self.b.into_inner().expect("tar finishes")
+    }
+
+    pub fn write(self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.bytes()).expect("write tar");
+        path.to_path_buf()
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for big incompressible files.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

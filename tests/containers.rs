@@ -1,0 +1,342 @@
+//! Containers end to end on a busybox image: run's flags and exit codes,
+//! bad input, isolation, lifecycle, diff, export and inspection mounts.
+
+mod common;
+
+use common::Strata;
+
+fn busybox() -> Strata {
+    common::privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/build-busybox-image"
+    ))
+    .env("STRATA", common::bin())
+    .env("STRATA_ROOT", s.root())
+    .output()
+    .expect("the busybox script runs");
+    assert!(
+        out.status.success(),
+        "build-busybox-image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+#[test]
+fn run_gives_the_containers_exit_status_and_dockers_codes() {
+    let s = busybox();
+    assert_eq!(
+        s.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"])
+            .code,
+        3
+    );
+    let r = s.run(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found"),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    let r = s.run(&["run", "--rm", "busybox", "echo", "hi"]).ok();
+    assert_eq!(r.stdout, "hi\n");
+    // --rm leaves nothing behind.
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
+#[test]
+fn run_applies_flags_and_config() {
+    let s = busybox();
+    let out = s
+        .run(&[
+            "run",
+            "--rm",
+            "-e",
+            "A=1",
+            "-w",
+            "/made/here",
+            "-u",
+            "1000:1000",
+            "-h",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $(pwd) $(id -u):$(id -g) $(hostname)",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(out.trim(), "1 /made/here 1000:1000 box");
+    let id = s
+        .run(&["run", "-d", "busybox", "sleep", "30"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    let host = s.run(&["exec", &id, "hostname"]).ok().stdout;
+    assert_eq!(host.trim(), &id[..12], "hostname defaults to the short id");
+    s.run(&["rm", "-f", &id]).ok();
+}
+
+#[test]
+fn a_container_sees_only_its_image_and_its_processes() {
+    let s = busybox();
+    let out = s
+        .run(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /; echo ---; ps -o pid,comm",
+        ])
+        .ok()
+        .stdout;
+    let (ls, ps) = out.split_once("---").unwrap();
+    assert!(
+        !ls.contains("work") && !ls.contains("var") && ls.contains("bin"),
+        "{ls}"
+    );
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(pids.len() <= 3 && pids[0].trim().starts_with('1'), "{ps}");
+}
+
+#[test]
+fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
+    let s = busybox();
+    s.run(&["run", "--name", "taken", "busybox", "true"]).ok();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "nosuchimage"],
+            "Unable to find image 'nosuchimage:latest' locally",
+        ),
+        (
+            vec!["run", "--name", "taken", "busybox", "true"],
+            "Conflict. The container name \"/taken\" is already in use by container",
+        ),
+        (
+            vec!["run", "-e", "=x", "busybox", "true"],
+            "invalid environment variable",
+        ),
+        (vec!["run", "-v", "nocolon", "busybox", "true"], "nocolon"),
+        (
+            vec!["run", "-u", "a:b:c d", "busybox", "true"],
+            "invalid user",
+        ),
+        (
+            vec!["run", "--name", "bad/name", "busybox", "true"],
+            "Invalid container name",
+        ),
+        (
+            vec!["commit", "nosuchcontainer"],
+            "No such container: nosuchcontainer",
+        ),
+        (
+            vec!["commit", "-c", "RUN ls", "taken"],
+            "is not a valid change command",
+        ),
+    ];
+    for (args, expect) in cases {
+        let r = s.run(&args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout.lines().count(), 1);
+    let id = s
+        .run(&["run", "-d", "busybox", "sleep", "30"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let r = s.run(&["rm", &id]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("container is running"), "{}", r.stderr);
+    s.run(&["rm", "-f", &id]).ok();
+    s.run(&["verify"]).ok();
+}
+
+#[test]
+fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
+    let s = busybox();
+    let id = s
+        .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.run(&["inspect", &id]).ok().stdout).unwrap();
+    let pid = inspect[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    // The monitor is the container init's parent.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill sends a signal; no memory is involved.
+    unsafe { libc::kill(ppid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ps = s.run(&["ps", "-a"]).ok().stdout;
+        if ps.contains("Exited (137)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ps}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let merged = s.root().join("containers").join(&id).join("merged");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(merged.to_str().unwrap()),
+        "stale mount left"
+    );
+    s.run(&["rm", "victim"]).ok();
+    assert!(!s.root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn two_containers_from_one_image_have_their_own_uppers() {
+    let s = busybox();
+    let a = s
+        .run(&["run", "-d", "busybox", "sh", "-c", "echo a > /f; sleep 30"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let b = s
+        .run(&["run", "-d", "busybox", "sh", "-c", "echo b > /f; sleep 30"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let read = |id: &str| {
+        for _ in 0..200 {
+            let r = s.run(&["exec", id, "cat", "/f"]);
+            if r.code == 0 {
+                return r.stdout;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("/f never appeared in {id}");
+    };
+    assert_eq!(read(&a), "a\n");
+    assert_eq!(read(&b), "b\n");
+    assert_eq!(
+        s.run(&["run", "--rm", "busybox", "cat", "/f"]).code,
+        1,
+        "the image is untouched"
+    );
+    let diff = s.run(&["diff", &a]).ok().stdout;
+    assert!(diff.lines().any(|l| l == "A /f"), "{diff}");
+    s.run(&["rm", "-f", &a, &b]).ok();
+}
+
+#[test]
+fn commit_of_an_unchanged_container_adds_an_empty_history_entry() {
+    let s = busybox();
+    s.run(&["run", "--name", "same", "busybox", "true"]).ok();
+    s.run(&["commit", "-m", "nothing", "same", "same-img"]).ok();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.run(&["inspect", "same-img"]).ok().stdout).unwrap();
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    let history = s.run(&["history", "same-img"]).ok().stdout;
+    assert!(
+        history
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("0B        nothing"),
+        "{history}"
+    );
+}
+
+#[test]
+fn commit_records_deletions_as_whiteouts_and_leaves_out_runtime_files() {
+    let s = busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /bin/vi; echo x > /new; echo 1.2.3.4 h >> /etc/hosts",
+    ])
+    .ok();
+    let diff = s.run(&["diff", "changer"]).ok().stdout;
+    assert!(
+        diff.contains("D /bin/vi") && diff.contains("A /new") && diff.contains("C /bin"),
+        "{diff}"
+    );
+    assert!(!diff.contains("/etc/hosts"), "{diff}");
+    s.run(&["commit", "changer", "changed"]).ok();
+    let out = s.run(&["run", "--rm", "changed", "sh", "-c", "ls /bin/vi; cat /new"]);
+    assert!(
+        out.stdout.contains('x') && out.stderr.contains("No such file"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let layout = s.path("layout");
+    s.run(&["save", "-o", layout.to_str().unwrap(), "changed"])
+        .ok();
+}
+
+#[test]
+fn export_writes_the_flattened_tree() {
+    let s = busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "ex",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /greeting",
+    ])
+    .ok();
+    let tar = s.path("ex.tar");
+    s.run(&["export", "-o", tar.to_str().unwrap(), "ex"]).ok();
+    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("greeting")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("bin/busybox")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn an_inspection_mount_is_read_only_and_outlives_the_command() {
+    let s = busybox();
+    let dir = s.path("mnt");
+    let out = s
+        .run(&["mount", "busybox", dir.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert_eq!(out.trim(), dir.to_str().unwrap());
+    assert!(dir.join("bin/busybox").exists());
+    let err = std::fs::write(dir.join("x"), b"no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let listed = s.run(&["mount"]).ok().stdout;
+    assert!(listed.contains(dir.to_str().unwrap()), "{listed}");
+    s.run(&["umount", dir.to_str().unwrap()]).ok();
+    assert!(!dir.join("bin/busybox").exists());
+}

@@ -1,0 +1,348 @@
+//! The layer store through the `strata` binary: import, images, tag, rmi,
+//! inspect, save, df, gc, verify, bad input and several processes at once.
+
+mod common;
+
+use common::{noise, Strata, TarMaker};
+use std::process::Stdio;
+
+fn sample_tar() -> TarMaker {
+    TarMaker::new()
+        .dir("./")
+        .dir("./etc")
+        .file("./etc/os-release", b"NAME=test\n")
+        .dir("./usr")
+        .dir("./usr/bin")
+        .file("./usr/bin/tool", &noise(300_000, 7))
+        .hardlink("./usr/bin/tool2", "./usr/bin/tool")
+        .symlink("./bin", "usr/bin")
+}
+
+fn diff_ids(s: &Strata, image: &str) -> Vec<String> {
+    let out = s.run(&["image", "inspect", image]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    v[0]["RootFS"]["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_store_clean(s: &Strata) {
+    let v = s.run(&["verify"]);
+    assert_eq!(v.code, 0, "verify failed: {}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn import_prints_the_image_id_and_images_lists_it() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let id = s.import(&tar, "sample:1");
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let images = s.run(&["images"]).ok().stdout;
+    let header = images.lines().next().unwrap();
+    for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = images.lines().nth(1).expect("a row");
+    assert!(row.starts_with("sample"), "{row}");
+    assert!(row.contains(&id[7..19]), "{row}");
+    // 10 + 300000 bytes of files, the hardlink once, the symlink's 7 bytes.
+    assert!(row.contains("300kB"), "{row}");
+    assert_store_clean(&s);
+}
+
+#[test]
+fn compressed_and_piped_tars_give_the_same_layer_as_the_plain_one() {
+    let s = Strata::new();
+    let plain = sample_tar().bytes();
+    let tar = s.path("a.tar");
+    std::fs::write(&tar, &plain).unwrap();
+    s.import(&tar, "plain");
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    std::fs::write(s.path("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    s.import(&s.path("a.tar.gz"), "gz");
+
+    std::fs::write(
+        s.path("a.tar.zst"),
+        zstd::encode_all(&plain[..], 1).unwrap(),
+    )
+    .unwrap();
+    s.import(&s.path("a.tar.zst"), "zst");
+
+    s.run_stdin(&["import", "-", "piped"], &plain).ok();
+    let want = diff_ids(&s, "plain");
+    for other in ["gz", "zst", "piped"] {
+        assert_eq!(diff_ids(&s, other), want, "{other}");
+    }
+    let history = s.run(&["history", "piped"]).ok().stdout;
+    assert!(history.contains("Imported from -"), "{history}");
+}
+
+#[test]
+fn a_directory_imports_with_its_hardlinks_and_symlinks() {
+    let s = Strata::new();
+    let dir = s.path("tree");
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::write(dir.join("a/b/f"), noise(100_000, 3)).unwrap();
+    std::fs::hard_link(dir.join("a/b/f"), dir.join("a/g")).unwrap();
+    std::os::unix::fs::symlink("b/f", dir.join("a/link")).unwrap();
+    let out = s.run(&["import", dir.to_str().unwrap(), "tree"]).ok();
+    assert!(out.stdout.starts_with("sha256:"));
+    let history = s.run(&["history", "tree"]).ok().stdout;
+    assert!(
+        history.contains(&format!("Imported from {}", dir.display())),
+        "{history}"
+    );
+    assert_store_clean(&s);
+}
+
+#[test]
+fn save_then_reimport_keeps_the_diff_id() {
+    let s = Strata::new();
+    let tar = TarMaker::new()
+        .dir("etc")
+        .file("etc/.wh.gone", b"")
+        .dir("opq")
+        .file("opq/.wh..wh..opq", b"")
+        .file("opq/new", b"fresh")
+        .file("big", &noise(1 << 20, 11))
+        .write(&s.path("w.tar"));
+    s.import(&tar, "w");
+    let out = s.path("layout");
+    s.run(&["save", "-o", out.to_str().unwrap(), "w"]).ok();
+    for f in ["oci-layout", "index.json", "manifest.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let id = &diff_ids(&s, "w")[0];
+    let blob = out.join("blobs/sha256").join(&id[7..]);
+    let bytes = std::fs::read(&blob).expect("the layer blob is named by its diff id");
+    assert_eq!(format!("sha256:{}", layerdb::Digest::of(&bytes).hex()), *id);
+    // The whiteout and the opaque marker survive in the layer tar.
+    let names: Vec<String> = tar::Archive::new(&bytes[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.contains(&"etc/.wh.gone".to_string()), "{names:?}");
+    assert!(names.contains(&"opq/.wh..wh..opq".to_string()), "{names:?}");
+    s.import(&blob, "again");
+    assert_eq!(diff_ids(&s, "again"), diff_ids(&s, "w"));
+}
+
+#[test]
+fn the_same_content_is_stored_once() {
+    let s = Strata::new();
+    let tar = sample_tar()
+        .file("./big", &noise(4 << 20, 5))
+        .write(&s.path("a.tar"));
+    s.import(&tar, "one");
+    let chunks = || walkdir_count(&s.root().join("chunks"));
+    let before = chunks();
+    // Different tar, same files under other names: no new chunks.
+    let tar2 = TarMaker::new()
+        .file("elsewhere", &noise(4 << 20, 5))
+        .write(&s.path("b.tar"));
+    s.import(&tar2, "two");
+    assert_eq!(chunks(), before);
+    let df = s.run(&["system", "df"]).ok().stdout;
+    assert!(df.contains("Dedup ratio"), "{df}");
+}
+
+fn walkdir_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walkdir_count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn rmi_untags_first_then_deletes_and_gc_reclaims_the_chunks() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    s.import(&tar, "x:1");
+    s.run(&["tag", "x:1", "y"]).ok();
+    let out = s.run(&["rmi", "y"]).ok().stdout;
+    assert_eq!(out.trim(), "Untagged: y:latest");
+    let out = s.run(&["rmi", "x:1"]).ok().stdout;
+    assert!(
+        out.contains("Untagged: x:1") && out.contains("Deleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(s.run(&["images", "-q"]).ok().stdout, "");
+    let gc = s.run(&["gc"]).ok().stdout;
+    assert!(gc.contains("Removed 1 layers"), "{gc}");
+    assert_eq!(walkdir_count(&s.root().join("chunks")), 0);
+    assert_store_clean(&s);
+}
+
+#[test]
+fn the_store_root_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Strata::new();
+    s.run(&["images"]).ok();
+    let mode = std::fs::metadata(s.root()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+/// Each bad input fails with one line naming the culprit, exit 125, and
+/// leaves no image behind.
+#[test]
+fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
+    let s = Strata::new();
+    let good = sample_tar().bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "truncated"),
+        (
+            "corrupt-gzip",
+            [&[0x1f, 0x8b, 8, 0][..], &[0xff; 64][..]].concat(),
+            "truncated",
+        ),
+        (
+            "dotdot",
+            TarMaker::new()
+                .raw(tar::EntryType::Regular, "a/../../x", "", b"x")
+                .bytes(),
+            "\"..\"",
+        ),
+        (
+            "absolute",
+            TarMaker::new()
+                .raw(tar::EntryType::Regular, "/etc/passwd", "", b"x")
+                .bytes(),
+            "absolute",
+        ),
+        (
+            "symlink-out",
+            TarMaker::new()
+                .dir("a")
+                .symlink("a/l", "../../etc/passwd")
+                .bytes(),
+            "outside the layer",
+        ),
+        (
+            "hardlink-out",
+            TarMaker::new()
+                .raw(tar::EntryType::Link, "l", "../etc/passwd", b"")
+                .bytes(),
+            "outside the layer",
+        ),
+        (
+            "empty-whiteout",
+            TarMaker::new().file("d/.wh.", b"").bytes(),
+            "names no file",
+        ),
+        (
+            "duplicate",
+            TarMaker::new().file("a", b"1").file("./a", b"2").bytes(),
+            "duplicate",
+        ),
+        (
+            "not-a-tar",
+            b"hello world, this is not a tar archive at all".repeat(20),
+            "tar",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let path = s.path(&format!("{name}.tar"));
+        std::fs::write(&path, bytes).unwrap();
+        let r = s.run(&["import", path.to_str().unwrap(), name]);
+        assert_eq!(r.code, 125, "{name}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(path.to_str().unwrap()),
+            "{name} not named: {}",
+            r.stderr
+        );
+    }
+    for (args, expect) in [
+        (
+            vec!["import", "/no/such/file.tar", "x"],
+            "/no/such/file.tar",
+        ),
+        (vec!["history", "nosuch"], "No such image: nosuch"),
+        (vec!["rmi", "nosuch"], "No such image: nosuch"),
+        (vec!["tag", "nosuch", "x"], "No such image: nosuch"),
+        (vec!["import", "-", "Bad:Ref"], "invalid reference format"),
+    ] {
+        let r = s.run(&args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(s.run(&["images", "-a", "-q"]).ok().stdout, "");
+    assert_store_clean(&s);
+}
+
+#[test]
+fn two_imports_started_together_both_succeed() {
+    let s = Strata::new();
+    let a = TarMaker::new()
+        .file("a", &noise(8 << 20, 1))
+        .write(&s.path("a.tar"));
+    let b = TarMaker::new()
+        .file("b", &noise(8 << 20, 2))
+        .write(&s.path("b.tar"));
+    let mut ca = s
+        .cmd(&["import", a.to_str().unwrap(), "a"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cb = s
+        .cmd(&["import", b.to_str().unwrap(), "b"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(ca.wait().unwrap().success());
+    assert!(cb.wait().unwrap().success());
+    let images = s.run(&["images", "-q"]).ok().stdout;
+    assert_eq!(images.lines().count(), 2, "{images}");
+}
+
+#[test]
+fn a_reader_keeps_reading_layers_while_another_process_imports() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    s.import(&tar, "base");
+    // The long-lived reader, as a mount server has it: a read-only store.
+    let reader = layerdb::Store::open_read_only(&s.root()).unwrap();
+    let image = reader.resolve_image("base").unwrap();
+    let layer = reader.layer(&image.layers[0]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let reads = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let e = reader
+                .entry(&layer, b"usr/bin/tool")
+                .unwrap()
+                .expect("the file is there");
+            let mut buf = vec![0u8; 4096];
+            assert_eq!(reader.read_at(&e, 100_000, &mut buf).unwrap(), 4096);
+            assert_eq!(buf, noise(300_000, 7)[100_000..104_096]);
+            n += 1;
+        }
+        n
+    });
+    for i in 0..5 {
+        let t = TarMaker::new()
+            .file("f", &noise(2 << 20, 100 + i))
+            .write(&s.path(&format!("{i}.tar")));
+        s.import(&t, &format!("img{i}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reads.join().unwrap() > 0);
+}
