@@ -120,6 +120,19 @@ impl Store {
         bincode::serialize(value).expect("store records always serialize")
     }
 
+    /// Container records hold an image's run config, whose optional fields
+    /// bincode (not self-describing) cannot carry: they are JSON.
+    fn encode_container(rec: &ContainerRecord) -> Vec<u8> {
+        serde_json::to_vec(rec).expect("container records always serialize")
+    }
+
+    fn decode_container(key: &[u8], bytes: &[u8]) -> Result<ContainerRecord> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        })
+    }
+
     // ---- layers -------------------------------------------------------
 
     pub fn layer(&self, diff_id: &Digest) -> Result<LayerMeta> {
@@ -425,7 +438,7 @@ impl Store {
     /// Writes a container's record (its name key too).
     pub fn put_container(&self, rec: &ContainerRecord) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put(keys::container(&rec.id), Self::encode(rec));
+        batch.put(keys::container(&rec.id), Self::encode_container(rec));
         batch.put(keys::name(&rec.name), rec.id.as_bytes());
         self.db.write(batch)
     }
@@ -444,7 +457,7 @@ impl Store {
         renamed.name = new_name.to_string();
         let mut batch = WriteBatch::default();
         batch.delete(keys::name(&rec.name));
-        batch.put(keys::container(&rec.id), Self::encode(&renamed));
+        batch.put(keys::container(&rec.id), Self::encode_container(&renamed));
         batch.put(keys::name(new_name), rec.id.as_bytes());
         self.db.write(batch)?;
         Ok(renamed)
@@ -454,7 +467,7 @@ impl Store {
         self.db
             .scan(&[keys::CONTAINER])?
             .iter()
-            .map(|(k, v)| Self::decode(k, v))
+            .map(|(k, v)| Self::decode_container(k, v))
             .collect()
     }
 
@@ -463,7 +476,7 @@ impl Store {
         if let Some(id) = self.db.get(&keys::name(s))? {
             let key = keys::container(&String::from_utf8_lossy(&id));
             if let Some(v) = self.db.get(&key)? {
-                return Self::decode(&key, &v);
+                return Self::decode_container(&key, &v);
             }
         }
         let matches: Vec<ContainerRecord> = self

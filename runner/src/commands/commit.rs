@@ -18,10 +18,28 @@ fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> 
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
     let lowers = image_lowers(store, &image)?;
     let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
-    let mut changes = fusefs::changes(&rec.upper, &refs)
+    let changes = fusefs::changes(&rec.upper, &refs)
         .with_context(|| format!("reading the changes of {}", rec.name))?;
-    changes.retain(|c| !is_runtime_path(&c.path, rec));
-    Ok(changes)
+    Ok(without_runtime_paths(changes, rec))
+}
+
+/// Drops the files strata mounts into every container, and the directories
+/// that show as changed only because those mount points were made in them
+/// (docker makes them in a layer it never commits).
+fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Change> {
+    let (dropped, kept): (Vec<Change>, Vec<Change>) =
+        changes.into_iter().partition(|c| is_runtime_path(&c.path, rec));
+    let under = |dir: &[u8], path: &[u8]| {
+        dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+    };
+    let only_for_mounts = |c: &Change| {
+        c.kind == ChangeKind::Modified
+            && c.entry.kind == layerdb::Kind::Dir
+            && dropped.iter().any(|d| under(&c.path, &d.path))
+            && !kept.iter().any(|k| under(&c.path, &k.path))
+    };
+    let keep: Vec<bool> = kept.iter().map(|c| !only_for_mounts(c)).collect();
+    kept.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
 }
 
 /// Freezes a running container for as long as it lives, so the change set
