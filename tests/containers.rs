@@ -101,7 +101,11 @@ fn a_container_sees_only_its_image_and_its_processes() {
         !ls.contains("work") && !ls.contains("var") && ls.contains("bin"),
         "{ls}"
     );
-    let pids: Vec<&str> = ps.lines().filter(|l| !l.trim().is_empty()).skip(1).collect();
+    let pids: Vec<&str> = ps
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .skip(1)
+        .collect();
     assert!(pids.len() <= 3 && pids[0].trim().starts_with('1'), "{ps}");
 }
 

@@ -86,13 +86,7 @@ impl ContainerRecord {
     }
 }
 
-/// Container ids and names become paths and keys: check them first.
-pub fn valid_container_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
+/// Container ids become paths: check them first.
 pub fn valid_container_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -100,15 +94,6 @@ pub fn valid_container_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_dockers_pattern() {
-        assert!(valid_container_name("base-container"));
-        assert!(valid_container_name("a.b_c-1"));
-        assert!(!valid_container_name("-x"));
-        assert!(!valid_container_name("a/b"));
-        assert!(!valid_container_name(""));
-    }
 
     #[test]
     fn a_running_container_cannot_be_removed_or_started() {

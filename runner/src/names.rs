@@ -112,15 +112,6 @@ pub fn invalid_name_message(name: &str) -> String {
     format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 }
 
-/// docker's message when a name is taken (`id` is the full container id).
-pub fn name_conflict_message(name: &str, id: &str) -> String {
-    let name = name.strip_prefix('/').unwrap_or(name);
-    format!(
-        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". \
-         You have to remove (or rename) that container to be able to reuse that name."
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,14 +180,5 @@ mod tests {
         assert!(!is_valid_name("my app"));
         assert!(!is_valid_name("app/x"));
         assert!(!is_valid_name(""));
-    }
-
-    #[test]
-    fn conflict_message_matches_docker() {
-        assert_eq!(
-            name_conflict_message("web", "abc"),
-            "Conflict. The container name \"/web\" is already in use by container \"abc\". \
-             You have to remove (or rename) that container to be able to reuse that name."
-        );
     }
 }

@@ -419,12 +419,10 @@ pub enum ContainerStatus {
         exit_code: i32,
         finished_at: i64,
     },
-    RemovalInProgress,
-    Dead,
 }
 
 /// moby's `State.String()`: `Up 3 minutes`, `Up 2 hours (Paused)`,
-/// `Exited (0) 5 seconds ago`, `Created`, `Removal In Progress`, `Dead`.
+/// `Exited (0) 5 seconds ago`, `Created`.
 pub fn status_text(status: &ContainerStatus, now: i64) -> String {
     match *status {
         ContainerStatus::Created => "Created".to_string(),
@@ -442,8 +440,6 @@ pub fn status_text(status: &ContainerStatus, now: i64) -> String {
             "Exited ({exit_code}) {} ago",
             human_duration(now.saturating_sub(finished_at))
         ),
-        ContainerStatus::RemovalInProgress => "Removal In Progress".to_string(),
-        ContainerStatus::Dead => "Dead".to_string(),
     }
 }
 
@@ -1069,7 +1065,6 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
             ),
             "Exited (137) 3 weeks ago"
         );
-        assert_eq!(status_text(&ContainerStatus::Dead, NOW), "Dead");
     }
 
     #[test]

@@ -27,8 +27,9 @@ fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> 
 /// that show as changed only because those mount points were made in them
 /// (docker makes them in a layer it never commits).
 fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Change> {
-    let (dropped, kept): (Vec<Change>, Vec<Change>) =
-        changes.into_iter().partition(|c| is_runtime_path(&c.path, rec));
+    let (dropped, kept): (Vec<Change>, Vec<Change>) = changes
+        .into_iter()
+        .partition(|c| is_runtime_path(&c.path, rec));
     let under = |dir: &[u8], path: &[u8]| {
         dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
     };
@@ -39,7 +40,10 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
             && !kept.iter().any(|k| under(&c.path, &k.path))
     };
     let keep: Vec<bool> = kept.iter().map(|c| !only_for_mounts(c)).collect();
-    kept.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
+    kept.into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect()
 }
 
 /// Freezes a running container for as long as it lives, so the change set
@@ -117,7 +121,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     config.author = args.author.clone().unwrap_or_default();
     config.history.push(History {
         created: now,
-        created_by: rec.command.join(" "),
+        created_by: crate::changes::commit_created_by(&rec.config),
         author: args.author.unwrap_or_default(),
         comment: args.message.unwrap_or_default(),
         empty_layer: layer.is_none(),

@@ -7,7 +7,7 @@ use crate::liveness;
 use crate::output::{self, ContainerStatus, PsOptions, PsRow};
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::{ContainerRecord, State, Store};
+use layerdb::{ContainerRecord, State};
 use nix::sys::signal::Signal;
 use std::os::unix::process::CommandExt;
 use std::str::FromStr;
@@ -35,7 +35,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let store = ctx.store()?;
     let mut recs = liveness::containers(&store)?;
     recs.retain(|c| args.all || c.state.is_running());
-    recs.sort_by(|a, b| b.created_ns.cmp(&a.created_ns));
+    recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
     let rows: Vec<PsRow> = recs
         .iter()
         .map(|c| PsRow {
@@ -60,24 +60,6 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits until the container's monitor has gone (it unmounts and records
-/// the exit before it does), at most `limit`.
-fn wait_stopped(store: &Store, rec: &ContainerRecord, limit: Duration) -> Result<bool> {
-    let monitor = match rec.state {
-        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } => monitor_pid,
-        _ => return Ok(true),
-    };
-    let deadline = Instant::now() + limit;
-    while liveness::process_alive(monitor) {
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    liveness::settle(store, store.container(&rec.id)?)?;
-    Ok(true)
-}
-
 fn signal(rec: &ContainerRecord, sig: Signal) -> Result<()> {
     match rec.state {
         State::Paused { pid, .. } => {
@@ -87,17 +69,6 @@ fn signal(rec: &ContainerRecord, sig: Signal) -> Result<()> {
         State::Running { pid, .. } => crate::container::kill(pid, sig),
         _ => bail!("container {} is not running", rec.name),
     }
-}
-
-/// Kills a running container and waits for its monitor to clean up.
-fn kill_and_wait(store: &Store, rec: &ContainerRecord) -> Result<()> {
-    if rec.state.is_running() {
-        signal(rec, Signal::SIGKILL)?;
-        if !wait_stopped(store, rec, Duration::from_secs(30))? {
-            bail!("container {} did not stop after SIGKILL", rec.name);
-        }
-    }
-    Ok(())
 }
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
@@ -284,7 +255,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
 }
 
 pub fn rename(ctx: &Ctx, container: &str, new_name: &str) -> Result<i32> {
-    if !layerdb::container::valid_container_name(new_name) {
+    if !crate::names::is_valid_name(new_name) {
         bail!("{}", crate::names::invalid_name_message(new_name));
     }
     let store = ctx.store()?;

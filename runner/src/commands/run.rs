@@ -48,7 +48,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs) -> Result<ContainerRecord> {
         );
     }
     if let Some(name) = &args.name {
-        if !layerdb::container::valid_container_name(name) {
+        if !crate::names::is_valid_name(name) {
             bail!("{}", crate::names::invalid_name_message(name));
         }
     }

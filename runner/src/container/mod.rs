@@ -32,13 +32,10 @@ mod spec;
 mod user;
 
 pub use exec::exec_in;
-pub use exit::{
-    exit_code_for, StartError, StartErrorKind, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND,
-    EXIT_STRATA_FAILED,
-};
+pub use exit::exit_code_for;
 pub use monitor::MonitorHooks;
 pub use signals::{freeze, kill, thaw};
-pub use spec::{validate_id, BindMount, EtcFiles, Spec, DEFAULT_PATH};
+pub use spec::{BindMount, EtcFiles, Spec};
 
 use anyhow::Context as _;
 use nix::fcntl::OFlag;
