@@ -90,7 +90,8 @@ fn file_attr(id: u64, node: &Node) -> FileAttr {
         crtime: time(e.mtime_ns),
         kind: file_type(e.kind),
         perm: (e.mode & 0o7777) as u16,
-        nlink: e.nlink.max(1),
+        // 0 only for a file unlinked while open, as fstat must show it.
+        nlink: e.nlink,
         uid: e.uid,
         gid: e.gid,
         rdev: libc::makedev(e.rdev.0, e.rdev.1) as u32,
@@ -139,8 +140,8 @@ impl Filesystem for Adapter {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&self.ttl, &to_attr(&a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }

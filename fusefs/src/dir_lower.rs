@@ -10,7 +10,9 @@
 use crate::error::{show, FsError, Result};
 use crate::lower::{ino_tag, Lower, Node};
 use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
-use crate::whiteout::{hidden_name, is_marker, whiteout_name, OPAQUE_MARKER, OPAQUE_XATTRS};
+use crate::whiteout::{
+    hidden_name, is_marker, whiteout_fits, whiteout_name, OPAQUE_MARKER, OPAQUE_XATTRS,
+};
 use crate::xattr;
 use layerdb::{join_path, split_path, Entry, Kind};
 use std::collections::BTreeMap;
@@ -147,11 +149,9 @@ impl DirLower {
             }
         }
         e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
-        e.nlink = if kind == Kind::Dir {
-            1
-        } else {
-            md.nlink() as u32
-        };
+        // A directory's count is 2 + its subdirectories on the host too
+        // (whiteouts and markers are files); see `union` for merged ones.
+        e.nlink = md.nlink() as u32;
         e.size = match kind {
             Kind::Regular => md.size(),
             Kind::Symlink => md.size(),
@@ -239,7 +239,7 @@ impl Lower for DirLower {
         if let Some(md) = lstat_opt(&host, path)? {
             return self.node_of(path, &host, &md).map(Some);
         }
-        if path.is_empty() {
+        if path.is_empty() || !whiteout_fits(name) {
             return Ok(None);
         }
         let wh = host_path(&self.root, &join_path(parent, &whiteout_name(name)));
@@ -289,6 +289,38 @@ impl Lower for DirLower {
     fn host_path(&self, path: &[u8]) -> Option<PathBuf> {
         Some(host_path(&self.root, path))
     }
+}
+
+/// The attributes of an open upper file that may have no name left
+/// (unlinked while open): owner, mode and type from its override_stat,
+/// the rest, nlink 0 included, from the host inode.
+pub(crate) fn node_of_open_file(file: &File) -> Result<Node> {
+    let what = b"<open file>";
+    let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
+    let ovr = xattr::get_fd(file, OVERRIDE_STAT)
+        .map_err(|e| FsError::io("fgetxattr", what, e))?
+        .and_then(|v| OverrideStat::parse(&v));
+    let kind = ovr.and_then(|o| o.kind).unwrap_or(if md.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::Regular
+    });
+    let mut e = Entry::new(kind, md.mode() & 0o7777);
+    e.uid = md.uid();
+    e.gid = md.gid();
+    if let Some(o) = ovr {
+        (e.uid, e.gid, e.mode, e.rdev) = (o.uid, o.gid, o.mode, o.rdev);
+    }
+    e.size = md.size();
+    e.nlink = md.nlink() as u32;
+    e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+    Ok(Node {
+        ino: ino_tag::UPPER | md.ino(),
+        atime_ns: ns(md.atime(), md.atime_nsec()),
+        ctime_ns: ns(md.ctime(), md.ctime_nsec()),
+        blocks: md.blocks(),
+        entry: e,
+    })
 }
 
 /// Opens a host file for reading without following a final symlink.

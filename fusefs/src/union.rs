@@ -28,6 +28,17 @@ impl Resolved {
         self.node.is_dir()
     }
 
+    /// A merged directory's subdirectories are spread over layers: counting
+    /// them means listing every layer. Like overlayfs, report nlink 1, which
+    /// `find` and fts read as "unknown"; a directory of one layer keeps its
+    /// layer's count (2 + subdirectories).
+    fn settle_nlink(mut self) -> Resolved {
+        if self.merges_lower() {
+            self.node.entry.nlink = 1;
+        }
+        self
+    }
+
     /// True when layers below `layer` contribute to this directory.
     pub fn merges_lower(&self) -> bool {
         self.dir_layers.len() > 1
@@ -56,7 +67,7 @@ pub fn resolve_root(stack: &[&dyn Lower]) -> Result<Option<Resolved>> {
             break;
         }
     }
-    Ok(found)
+    Ok(found.map(Resolved::settle_nlink))
 }
 
 /// The child at `path` of the directory `parent` (`path` is the full path).
@@ -97,7 +108,7 @@ pub fn resolve_child(
             }
         }
     }
-    Ok(found)
+    Ok(found.map(Resolved::settle_nlink))
 }
 
 /// Resolves a whole path component by component.
@@ -163,7 +174,7 @@ pub fn list(
     }
     Ok(seen
         .into_iter()
-        .filter_map(|(name, (r, _))| r.map(|r| (name, r)))
+        .filter_map(|(name, (r, _))| r.map(|r| (name, r.settle_nlink())))
         .collect())
 }
 

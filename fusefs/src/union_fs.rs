@@ -159,10 +159,23 @@ impl UnionFs {
         lock(&self.inodes).add_lookup(id, path);
     }
 
-    pub fn getattr(&self, id: u64) -> Result<Attr> {
-        let path = self.path_of(id)?;
-        let _g = read_guard(&self.tree);
-        Ok(Self::attr(&path, self.layers.get(&path)?))
+    /// `fh` is the open file an fstat came through: a file unlinked while
+    /// open has no path left, and its attributes come from the handle.
+    pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<Attr> {
+        let by_path = self.path_of(id).and_then(|path| {
+            let _g = read_guard(&self.tree);
+            Ok(Self::attr(&path, self.layers.get(&path)?))
+        });
+        match (by_path, fh) {
+            (Err(e), Some(fh)) if e.is_not_found() => match &*self.handle(fh)? {
+                OpenFile::Host { file, .. } => Ok(Attr {
+                    id,
+                    node: crate::dir_lower::node_of_open_file(file)?,
+                }),
+                OpenFile::Layer { .. } => Err(e),
+            },
+            (r, _) => r,
+        }
     }
 
     pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {

@@ -11,7 +11,8 @@
 use crate::dir_lower::host_path;
 use crate::error::{FsError, Result};
 use crate::override_stat::{host_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
-use crate::whiteout::{whiteout_name, OPAQUE_XATTR, TMP_PREFIX};
+use crate::whiteout::{whiteout_fits, whiteout_name, OPAQUE_XATTR, TMP_PREFIX};
+use nix::errno::Errno;
 use crate::xattr;
 use layerdb::{join_path, Entry, Kind};
 use nix::sys::stat::UtimensatFlags;
@@ -164,7 +165,14 @@ impl Upper {
     }
 
     /// Records that `name` in `dir` is deleted (hides every lower layer).
+    ///
+    /// A name within 4 bytes of NAME_MAX has no `.wh.` form: deleting such a
+    /// *lower* file is refused with ENAMETOOLONG (files born in the upper
+    /// need no whiteout and are unaffected).
     pub fn whiteout(&self, dir: &[u8], name: &[u8]) -> Result<()> {
+        if !whiteout_fits(name) {
+            return Err(FsError::posix(Errno::ENAMETOOLONG, &join_path(dir, name)));
+        }
         let p = join_path(dir, &whiteout_name(name));
         match self.create_file(&p) {
             Ok(_) => Ok(()),
@@ -175,6 +183,9 @@ impl Upper {
 
     /// Removes the whiteout of `name` in `dir`; true when there was one.
     pub fn remove_whiteout(&self, dir: &[u8], name: &[u8]) -> Result<bool> {
+        if !whiteout_fits(name) {
+            return Ok(false);
+        }
         let p = join_path(dir, &whiteout_name(name));
         match std::fs::remove_file(self.host(&p)) {
             Ok(()) => Ok(true),
@@ -234,7 +245,12 @@ impl Upper {
     /// Opens an upper file with `open(2)` flags (creation flags removed:
     /// creation goes through [`Upper::create_file`]).
     pub fn open_file(&self, path: &[u8], flags: i32) -> Result<File> {
-        let acc = flags & libc::O_ACCMODE;
+        // O_ACCMODE 3 (Linux: "no read, no write", for ioctls) passed the
+        // kernel's checks for both; the host needs a real access mode.
+        let acc = match flags & libc::O_ACCMODE {
+            3 => libc::O_RDWR,
+            a => a,
+        };
         let keep = flags
             & (libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
         OpenOptions::new()

@@ -43,6 +43,16 @@ pub fn whiteout_name(name: &[u8]) -> Vec<u8> {
     [WHITEOUT_PREFIX, name].concat()
 }
 
+/// Longest file name the host accepts (NAME_MAX on Linux filesystems).
+pub const NAME_MAX: usize = 255;
+
+/// True when `name` has a `.wh.<name>` form the host can hold. Longer names
+/// (up to NAME_MAX) are valid container names that simply cannot have a
+/// whiteout file: no lookup needs to look for one.
+pub fn whiteout_fits(name: &[u8]) -> bool {
+    name.len() + WHITEOUT_PREFIX.len() <= NAME_MAX
+}
+
 /// True for names reserved by the overlay format.
 pub fn is_reserved(name: &[u8]) -> bool {
     name.starts_with(WHITEOUT_PREFIX)

@@ -46,6 +46,30 @@ pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The value of `name` on an open file (which may have no name left).
+pub fn get_fd(file: &std::fs::File, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    use std::os::fd::AsRawFd;
+    let n = c_name(name)?;
+    let fd = file.as_raw_fd();
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: fd is open for the borrow of `file`; n is NUL-terminated;
+        // buf is valid for buf.len() bytes.
+        let r = unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            // Grow and retry: the value changed size between calls.
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
 pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
     let p = c_path(path)?;
     let n = c_name(name)?;

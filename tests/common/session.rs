@@ -53,7 +53,7 @@ impl Session {
     }
 
     /// Polls the output until it contains `text`.
-    pub fn wait_for(&self, text: &str, limit: Duration) {
+    pub fn wait_for(&mut self, text: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             if self.out.lock().unwrap().contains(text) {
@@ -64,6 +64,9 @@ impl Session {
                 "timed out waiting for {text:?}; output so far:\n{}",
                 self.output()
             );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the container ended ({status}) before printing {text:?}; output:\n{}", self.output());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
