@@ -5,28 +5,9 @@ mod common;
 
 use common::Strata;
 
-fn busybox() -> Strata {
-    common::privileges::require_root_and_fuse();
-    let s = Strata::new();
-    let out = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/build-busybox-image"
-    ))
-    .env("STRATA", common::bin())
-    .env("STRATA_ROOT", s.root())
-    .output()
-    .expect("the busybox script runs");
-    assert!(
-        out.status.success(),
-        "build-busybox-image: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s
-}
-
 #[test]
 fn run_gives_the_containers_exit_status_and_dockers_codes() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     assert_eq!(
         s.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"])
             .code,
@@ -49,7 +30,7 @@ fn run_gives_the_containers_exit_status_and_dockers_codes() {
 
 #[test]
 fn run_applies_flags_and_config() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     let out = s
         .run(&[
             "run",
@@ -84,7 +65,7 @@ fn run_applies_flags_and_config() {
 
 #[test]
 fn a_container_sees_only_its_image_and_its_processes() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     let out = s
         .run(&[
             "run",
@@ -111,7 +92,7 @@ fn a_container_sees_only_its_image_and_its_processes() {
 
 #[test]
 fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     s.run(&["run", "--name", "taken", "busybox", "true"]).ok();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -165,7 +146,7 @@ fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
 
 #[test]
 fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     let id = s
         .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
         .ok()
@@ -209,7 +190,7 @@ fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
 
 #[test]
 fn two_containers_from_one_image_have_their_own_uppers() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     let a = s
         .run(&["run", "-d", "busybox", "sh", "-c", "echo a > /f; sleep 30"])
         .ok()
@@ -246,7 +227,7 @@ fn two_containers_from_one_image_have_their_own_uppers() {
 
 #[test]
 fn commit_of_an_unchanged_container_adds_an_empty_history_entry() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     s.run(&["run", "--name", "same", "busybox", "true"]).ok();
     s.run(&["commit", "-m", "nothing", "same", "same-img"]).ok();
     let inspect: serde_json::Value =
@@ -265,7 +246,7 @@ fn commit_of_an_unchanged_container_adds_an_empty_history_entry() {
 
 #[test]
 fn commit_records_deletions_as_whiteouts_and_leaves_out_runtime_files() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     s.run(&[
         "run",
         "--name",
@@ -297,7 +278,7 @@ fn commit_records_deletions_as_whiteouts_and_leaves_out_runtime_files() {
 
 #[test]
 fn export_writes_the_flattened_tree() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     s.run(&[
         "run",
         "--name",
@@ -325,7 +306,7 @@ fn export_writes_the_flattened_tree() {
 
 #[test]
 fn an_inspection_mount_is_read_only_and_outlives_the_command() {
-    let s = busybox();
+    let s = Strata::with_busybox();
     let dir = s.path("mnt");
     let out = s
         .run(&["mount", "busybox", dir.to_str().unwrap()])

@@ -16,22 +16,6 @@ if [ "$1" = -e ]; then src="$2"; else src=$(cat "$1"); fi
 echo "$src" | sed -n "s/.*console.log(['\"]\(.*\)['\"]).*/\1/p"
 "#;
 
-fn import_busybox(s: &Strata) {
-    let out = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/build-busybox-image"
-    ))
-    .env("STRATA", common::bin())
-    .env("STRATA_ROOT", s.root())
-    .output()
-    .expect("the busybox script runs");
-    assert!(
-        out.status.success(),
-        "build-busybox-image: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn import_debian(s: &Strata) {
     let tar = std::env::var("STRATA_TEST_DEBIAN_TAR")
         .expect("STRATA_TEST_DEBIAN_TAR must name the Debian rootfs tarball: scripts/test sets it (scripts/debian-rootfs builds it)");
@@ -129,9 +113,7 @@ fn walkthrough(s: &Strata, base: &str, shell: &str, install: &str, install_time:
 
 #[test]
 fn the_walkthrough_works_on_busybox() {
-    common::privileges::require_root_and_fuse();
-    let s = Strata::new();
-    import_busybox(&s);
+    let s = Strata::with_busybox();
     let install = format!(
         "mkdir -p /usr/local/bin && cat > /usr/local/bin/node <<'EOF'\n{FAKE_NODE}EOF\nchmod +x /usr/local/bin/node"
     );

@@ -101,6 +101,27 @@ impl Entry {
         }
     }
 
+    /// The kind a host file's type maps to (never Hardlink or Whiteout:
+    /// those are decided by the layer format, not by the file).
+    pub fn kind_of(ft: std::fs::FileType) -> Kind {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::CharDev
+        } else if ft.is_block_device() {
+            Kind::BlockDev
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            Kind::Regular
+        }
+    }
+
     pub fn chunks(&self) -> &[ChunkRef] {
         match &self.data {
             Data::Chunks(c) => c,

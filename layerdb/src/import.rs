@@ -8,7 +8,7 @@ use crate::layer::{LayerBuilder, PendingLayer};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Counts bytes as they are read, for progress reports.
@@ -195,22 +195,7 @@ pub fn from_dir(
 }
 
 fn entry_of_metadata(meta: &fs::Metadata) -> Entry {
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_char_device() {
-        Kind::CharDev
-    } else if ft.is_block_device() {
-        Kind::BlockDev
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else if ft.is_socket() {
-        Kind::Socket
-    } else {
-        Kind::Regular
-    };
+    let kind = Entry::kind_of(meta.file_type());
     let mut e = Entry::new(kind, meta.mode());
     e.uid = meta.uid();
     e.gid = meta.gid();

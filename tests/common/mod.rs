@@ -47,6 +47,27 @@ impl Strata {
         }
     }
 
+    /// A store holding `busybox:latest`, made by scripts/build-busybox-image
+    /// (offline, about a second). Needs root and FUSE for what follows.
+    pub fn with_busybox() -> Strata {
+        privileges::require_root_and_fuse();
+        let s = Strata::new();
+        let out = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/build-busybox-image"
+        ))
+        .env("STRATA", bin())
+        .env("STRATA_ROOT", s.root())
+        .output()
+        .expect("the busybox script runs");
+        assert!(
+            out.status.success(),
+            "build-busybox-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("store")
     }

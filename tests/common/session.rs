@@ -65,7 +65,10 @@ impl Session {
                 self.output()
             );
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the container ended ({status}) before printing {text:?}; output:\n{}", self.output());
+                panic!(
+                    "the container ended ({status}) before printing {text:?}; output:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
