@@ -31,8 +31,10 @@ impl std::fmt::Display for ExitCode {
 impl std::error::Error for ExitCode {}
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error"))
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error"),
+    )
+    .init();
     let cli = cli::Cli::parse();
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
