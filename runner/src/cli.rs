@@ -368,8 +368,5 @@ pub struct ServeMountArgs {
     pub upper: Option<PathBuf>,
     #[arg(long)]
     pub read_only: bool,
-    /// File descriptor to write "ready\n" to once mounted
-    #[arg(long)]
-    pub ready_fd: Option<i32>,
     pub mountpoint: PathBuf,
 }

@@ -11,6 +11,7 @@ mod humanize;
 mod liveness;
 mod names;
 mod output;
+mod overlay_compat;
 mod stack;
 mod sys;
 mod truncate;
@@ -35,8 +36,18 @@ fn main() {
         env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error"),
     )
     .init();
-    let cli = cli::Cli::parse();
-    let code = match commands::dispatch(cli) {
+    let argv: Vec<String> = std::env::args().collect();
+    let as_overlay = argv
+        .first()
+        .is_some_and(|a| a.rsplit('/').next().unwrap_or(a).contains("fuse-overlayfs"));
+    let result = if as_overlay {
+        commands::fuse_overlayfs(&argv[1..])
+    } else if argv.get(1).map(String::as_str) == Some("fuse-overlayfs") {
+        commands::fuse_overlayfs(&argv[2..])
+    } else {
+        commands::dispatch(cli::Cli::parse())
+    };
+    let code = match result {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<ExitCode>() {
             Some(ExitCode(code)) => *code,

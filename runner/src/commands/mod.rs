@@ -27,6 +27,18 @@ impl Ctx {
     }
 }
 
+/// fuse-overlayfs's command line (see `overlay_compat`).
+pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
+    let a = crate::overlay_compat::parse(args)?;
+    for opt in &a.ignored {
+        eprintln!("strata: ignoring fuse-overlayfs option {opt}");
+    }
+    let ctx = Ctx {
+        root: layerdb::default_root(),
+    };
+    mount::overlay(&ctx, a)
+}
+
 /// Runs a command; the result is the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let ctx = Ctx {

@@ -73,9 +73,44 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
             })
         }
     };
-    std::fs::create_dir_all(&mountpoint)
+    start_server(serve, &mountpoint, &target)?;
+    println!("{}", std::fs::canonicalize(&mountpoint)?.display());
+    Ok(0)
+}
+
+/// fuse-overlayfs's way in: directory lowers (top first) and an upper.
+pub fn overlay(ctx: &Ctx, a: crate::overlay_compat::OverlayArgs) -> Result<i32> {
+    let args = ServeMountArgs {
+        image: None,
+        container: None,
+        lower: Some(a.lowers.join(":")),
+        upper: a.upper.clone(),
+        read_only: a.upper.is_none(),
+        mountpoint: a.mountpoint.clone(),
+    };
+    if a.foreground {
+        return serve(ctx, args);
+    }
+    let mut server = Command::new("/proc/self/exe");
+    server
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("serve-mount")
+        .arg("--lower")
+        .arg(a.lowers.join(":"));
+    if let Some(u) = &a.upper {
+        server.arg("--upper").arg(u);
+    }
+    start_server(server, &a.mountpoint, "the overlay")?;
+    Ok(0)
+}
+
+/// Starts a mount server (`serve` is its command line without the
+/// mountpoint) and returns once it has mounted.
+pub fn start_server(mut serve: Command, mountpoint: &Path, what: &str) -> Result<()> {
+    std::fs::create_dir_all(mountpoint)
         .with_context(|| format!("create {}", mountpoint.display()))?;
-    let mountpoint = std::fs::canonicalize(&mountpoint)?;
+    let mountpoint = std::fs::canonicalize(mountpoint)?;
     serve
         .arg(&mountpoint)
         .stdin(Stdio::null())
@@ -89,13 +124,12 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err)?;
         let _ = child.wait();
         bail!(
-            "mounting {target} on {}: {}",
+            "mounting {what} on {}: {}",
             mountpoint.display(),
             err.trim()
         );
     }
-    println!("{}", mountpoint.display());
-    Ok(0)
+    Ok(())
 }
 
 fn list(ctx: &Ctx) -> Result<i32> {
@@ -168,9 +202,12 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     let record = record_path(&ctx.root, &args.mountpoint);
     std::fs::write(&record, serde_json::to_vec(&rec)?)?;
     println!("ready");
-    // Nothing more goes to the parent's pipe, which is closed after "ready".
+    // The parent stops reading after "ready": from here on errors go to a
+    // log beside the mount's record.
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
     let _ = nix::unistd::dup2_stdout(&devnull);
+    let log = std::fs::File::create(record.with_extension("log"))?;
+    let _ = nix::unistd::dup2_stderr(&log);
     handle.join()?;
     let _ = std::fs::remove_file(&record);
     drop(pin);
