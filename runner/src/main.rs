@@ -33,7 +33,7 @@ impl std::error::Error for ExitCode {}
 
 fn main() {
     env_logger::Builder::from_env(
-        env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error"),
+        env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error,fuser::reply=off"),
     )
     .init();
     let argv: Vec<String> = std::env::args().collect();
