@@ -23,9 +23,9 @@ fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> 
     Ok(without_runtime_paths(changes, rec))
 }
 
-/// Drops the files strata mounts into every container, and the directories
-/// that show as changed only because those mount points were made in them
-/// (docker makes them in a layer it never commits).
+/// Drops the files strata mounts into every container and the targets of
+/// bind mounts, and the directories that were made or changed only to hold
+/// those mount points (docker makes them in a layer it never commits).
 fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Change> {
     let (dropped, kept): (Vec<Change>, Vec<Change>) = changes
         .into_iter()
@@ -34,7 +34,7 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
         dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
     };
     let only_for_mounts = |c: &Change| {
-        c.kind == ChangeKind::Modified
+        c.kind != ChangeKind::Deleted
             && c.entry.kind == layerdb::Kind::Dir
             && dropped.iter().any(|d| under(&c.path, &d.path))
             && !kept.iter().any(|k| under(&c.path, &k.path))

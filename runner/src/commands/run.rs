@@ -215,9 +215,18 @@ fn parse_volume(v: &str) -> Result<BindMount> {
     })?;
     Ok(BindMount {
         source,
-        target: m.target,
+        target: clean_target(&m.target),
         read_only: m.read_only,
     })
+}
+
+/// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
+fn clean_target(target: &str) -> String {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// `-u` is `user[:group]`, each a name or a number.
@@ -262,6 +271,12 @@ mod tests {
             ]
         );
         assert!(parse_env(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn volume_targets_are_cleaned_for_comparison() {
+        assert_eq!(clean_target("/deep//data/./"), "/deep/data");
+        assert_eq!(clean_target("/"), "/");
     }
 
     #[test]

@@ -116,10 +116,12 @@ impl Session {
 
     fn wait_ready(&self) -> anyhow::Result<Vec<Source>> {
         let stdin = std::io::stdin();
-        let mut sources = vec![
-            (Source::Events, self.events.as_fd()),
-            (Source::Signals, self.signals.fd.as_fd()),
-        ];
+        let mut sources = vec![(Source::Events, self.events.as_fd())];
+        // Signals wait, blocked and queued, until the container's pid is
+        // known: read before that, they would have nowhere to go.
+        if self.pid.is_some() {
+            sources.push((Source::Signals, self.signals.fd.as_fd()));
+        }
         if let Some(master) = &self.master {
             sources.push((Source::Master, master.as_fd()));
             if self.stdin_open {
