@@ -346,3 +346,23 @@ fn a_reader_keeps_reading_layers_while_another_process_imports() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reads.join().unwrap() > 0);
 }
+
+#[test]
+fn save_to_a_tar_then_load_into_another_store_keeps_the_image_id() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let id = s.import(&tar, "moving:1");
+    let saved = s.cmd(&["save", "moving:1"]).output().unwrap();
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let other = Strata::new();
+    let out = other.run_stdin(&["load"], &saved.stdout).ok().stdout;
+    assert_eq!(out.trim(), "Loaded image: moving:1");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&other.run(&["inspect", "moving:1"]).ok().stdout).unwrap();
+    assert_eq!(inspect[0]["Id"].as_str().unwrap(), id);
+    other.run(&["verify"]).ok();
+}

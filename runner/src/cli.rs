@@ -33,6 +33,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write an image's layers as canonical OCI layer tars in an OCI layout
     Save(SaveArgs),
+    /// Load images from what `save` writes (a tar, a directory, or stdin)
+    Load(LoadArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -128,6 +130,7 @@ pub enum ImageCommand {
     Import(ImportArgs),
     Tag { source: String, target: String },
     Save(SaveArgs),
+    Load(LoadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,6 +217,13 @@ pub struct SaveArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from a tar file or a directory instead of stdin
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

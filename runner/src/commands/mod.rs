@@ -7,6 +7,7 @@ mod images;
 mod import;
 mod inspect;
 mod launch;
+mod load;
 mod mount;
 mod run;
 mod save;
@@ -56,6 +57,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         | Command::Image(ImageCommand::Inspect(a))
         | Command::Container(ContainerCommand::Inspect(a)) => inspect::run(&ctx, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
         Command::System(SystemCommand::Df) => store_admin::df(&ctx),
         Command::Gc => store_admin::gc(&ctx),
         Command::Verify => store_admin::verify(&ctx),
