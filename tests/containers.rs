@@ -321,3 +321,61 @@ fn an_inspection_mount_is_read_only_and_outlives_the_command() {
     s.run(&["umount", dir.to_str().unwrap()]).ok();
     assert!(!dir.join("bin/busybox").exists());
 }
+
+#[test]
+fn logs_rename_and_prune_work_on_detached_containers() {
+    let s = Strata::with_busybox();
+    let id = s
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "echo one; echo two",
+        ])
+        .ok()
+        .stdout;
+    let id = id.trim();
+    // Wait for it to finish, by polling its state.
+    for _ in 0..400 {
+        if s.run(&["ps", "-q"]).ok().stdout.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(s.run(&["logs", "talker"]).ok().stdout, "one\ntwo\n");
+    assert_eq!(s.run(&["logs", "-f", "talker"]).ok().stdout, "one\ntwo\n");
+    s.run(&["rename", "talker", "quiet"]).ok();
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    assert!(ps.contains("quiet") && !ps.contains("talker"), "{ps}");
+    let r = s.run(&["rename", "quiet", "bad name"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    let pruned = s.run(&["container", "prune", "-f"]).ok().stdout;
+    assert!(pruned.contains(id), "{pruned}");
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
+#[test]
+fn mount_of_a_container_shows_its_changes_over_its_image() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "mc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo mine > /mine; rm /bin/vi",
+    ])
+    .ok();
+    let dir = s.path("cmnt");
+    s.run(&["mount", "mc", dir.to_str().unwrap()]).ok();
+    let mine = std::fs::read_to_string(dir.join("mine"));
+    let vi = dir.join("bin/vi").exists();
+    s.run(&["umount", dir.to_str().unwrap()]).ok();
+    assert_eq!(mine.unwrap(), "mine\n");
+    assert!(!vi, "the deleted file shows through");
+}
