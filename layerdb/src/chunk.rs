@@ -199,3 +199,39 @@ pub fn read_chunked(
 pub fn chunk_path(root: &Path, digest: &Digest) -> PathBuf {
     ChunkDir::new(root.join("chunks")).path_of(digest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_read_touches_only_the_chunks_that_cover_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkDir::new(dir.path().to_path_buf());
+        let refs: Vec<ChunkRef> = [[1u8; 100], [2u8; 100], [3u8; 100]]
+            .iter()
+            .map(|data| chunks.put(data).unwrap().0)
+            .collect();
+        // Without the first and last chunk, a read inside the middle one works.
+        std::fs::remove_file(chunks.path_of(&refs[0].digest)).unwrap();
+        std::fs::remove_file(chunks.path_of(&refs[2].digest)).unwrap();
+        let mut buf = [0u8; 50];
+        assert_eq!(read_chunked(&chunks, &refs, 120, &mut buf).unwrap(), 50);
+        assert_eq!(buf, [2u8; 50]);
+        // A read that crosses into a missing chunk fails, naming it.
+        let mut buf = [0u8; 50];
+        let err = read_chunked(&chunks, &refs, 180, &mut buf).unwrap_err();
+        assert!(err.to_string().contains(&refs[2].digest.hex()));
+    }
+
+    #[test]
+    fn the_same_bytes_are_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkDir::new(dir.path().to_path_buf());
+        let (a, new_a) = chunks.put(b"same").unwrap();
+        let (b, new_b) = chunks.put(b"same").unwrap();
+        assert_eq!(a, b);
+        assert!(new_a && !new_b);
+        assert_eq!(chunks.list().unwrap().len(), 1);
+    }
+}

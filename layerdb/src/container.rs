@@ -45,6 +45,38 @@ impl State {
     pub fn can_pause(&self) -> bool {
         matches!(self, State::Running { .. })
     }
+
+    fn name(&self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running { .. } => "running",
+            State::Paused { .. } => "paused",
+            State::Exited { .. } => "exited",
+        }
+    }
+
+    /// Whether a container may go from `self` to `to`: created and exited
+    /// containers start, running ones pause, resume and exit, and a start
+    /// that fails leaves a created container exited.
+    pub fn can_become(&self, to: &State) -> bool {
+        use State::*;
+        matches!(
+            (self, to),
+            (Created | Exited { .. }, Running { .. })
+                | (Created, Exited { .. })
+                | (Running { .. }, Paused { .. } | Exited { .. })
+                | (Paused { .. }, Running { .. } | Exited { .. })
+        )
+    }
+}
+
+/// A state change the container's current state does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("container {name} is {from}: it cannot become {to}")]
+pub struct BadTransition {
+    pub name: String,
+    pub from: &'static str,
+    pub to: &'static str,
 }
 
 /// A bind mount given with `-v SRC:DST[:ro]`.
@@ -84,6 +116,19 @@ impl ContainerRecord {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
+
+    /// Moves to `to` if the current state allows it.
+    pub fn transition(&mut self, to: State) -> Result<(), BadTransition> {
+        if !self.state.can_become(&to) {
+            return Err(BadTransition {
+                name: self.name.clone(),
+                from: self.state.name(),
+                to: to.name(),
+            });
+        }
+        self.state = to;
+        Ok(())
+    }
 }
 
 /// Container ids become paths: check them first.
@@ -94,6 +139,30 @@ pub fn valid_container_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transitions_follow_the_containers_life() {
+        let running = State::Running {
+            monitor_pid: 1,
+            pid: 2,
+            started_ns: 0,
+        };
+        let exited = State::Exited {
+            code: 0,
+            started_ns: 0,
+            finished_ns: 1,
+        };
+        assert!(State::Created.can_become(&running));
+        assert!(running.can_become(&exited));
+        assert!(exited.can_become(&running));
+        assert!(!exited.can_become(&State::Created));
+        assert!(!State::Created.can_become(&State::Paused {
+            monitor_pid: 1,
+            pid: 2,
+            started_ns: 0
+        }));
+        assert!(!running.can_become(&running));
+    }
 
     #[test]
     fn a_running_container_cannot_be_removed_or_started() {
