@@ -32,11 +32,11 @@ pub fn settle(store: &Store, mut rec: ContainerRecord) -> Result<ContainerRecord
         return Ok(rec);
     }
     let _ = fusefs::unmount(&ContainerPaths::of(store.root(), &rec).merged());
-    rec.state = State::Exited {
+    rec.transition(State::Exited {
         code: VANISHED,
         started_ns,
         finished_ns: crate::clock::now_ns(),
-    };
+    })?;
     store.put_container(&rec)?;
     Ok(rec)
 }
