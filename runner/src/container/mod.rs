@@ -12,6 +12,13 @@
 //!                            mnt/uts/ipc[/net], pty, mounts, pivot_root, user, exec
 //! ```
 //!
+//! Rootless (an ordinary user), the monitor first makes a user namespace,
+//! which the CLI maps from outside (`userns.rs`: the user is root in the
+//! container, ids 1.. are the /etc/subuid range when there is one), and a
+//! mount namespace owned by it: the FUSE mount is made there, invisible to
+//! the host. Its pid namespace comes from a short-lived helper
+//! (`namespaces.rs`), since the monitor may not setns back into the host's.
+//!
 //! The user's command becomes pid 1 of its pid namespace, as in docker
 //! without `--init`: `ps` shows it as PID 1, and its exit is the
 //! container's exit. Start failures travel as typed [`StartError`]s over
@@ -30,6 +37,7 @@ mod rootfs;
 mod signals;
 mod spec;
 mod user;
+mod userns;
 
 pub use exec::exec_in;
 pub use exit::exit_code_for;
@@ -44,6 +52,7 @@ use nix::unistd::{pipe2, ForkResult, Pid};
 use events::{EventReceiver, EventSender};
 use monitor::{exit_process, reap, MonitorSetup};
 use pty::Pty;
+use userns::{MapHandshake, UserNamespace};
 
 /// How a launched container ended up, as far as the CLI is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,27 +71,48 @@ pub enum Outcome {
 /// run in the monitor only; the CLI's copy is dropped unused. A start
 /// failure is an error carrying a [`StartError`]: print it with a `strata: `
 /// prefix and exit with [`exit_code_for`].
+///
+/// Run by an ordinary user, the monitor makes a user namespace (mapped
+/// from here, see `userns.rs`) and a mount namespace before it mounts.
 pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow::Result<Outcome> {
     spec.validate()?;
+    let userns = UserNamespace::for_caller()?;
+    if let Some(notice) = userns.as_ref().and_then(|userns| userns.notice.as_deref()) {
+        eprintln!("strata: {notice}");
+    }
+    let (monitor_side, launcher_side) = match &userns {
+        Some(_) => {
+            let (monitor, launcher) = MapHandshake::new()?.split();
+            (Some(monitor), Some(launcher))
+        }
+        None => (None, None),
+    };
     let pty = spec.tty.then(Pty::open).transpose()?;
     let (events_read, events_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (alive_read, alive_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork the container monitor")? {
         ForkResult::Child => {
-            drop((events_read, alive_write));
+            drop((events_read, alive_write, launcher_side));
             let mut hooks = hooks;
             let setup = MonitorSetup {
                 pty,
                 events: EventSender::new(events_write),
                 cli_alive: (!detach).then_some(alive_read),
                 detach,
+                userns: monitor_side,
             };
             let code = monitor::run(spec, hooks.as_mut(), setup);
             drop(hooks);
             exit_process(code)
         }
         ForkResult::Parent { child } => {
-            drop((events_write, alive_read, hooks));
+            drop((events_write, alive_read, hooks, monitor_side));
+            if let (Some(userns), Some(launcher)) = (&userns, launcher_side) {
+                if let Err(err) = launcher.map(userns, child) {
+                    reap(child);
+                    return Err(err.context("map the container's user namespace"));
+                }
+            }
             let master = pty.map(|pty| pty.master);
             let events = EventReceiver::new(events_read);
             let outcome = if detach {

@@ -25,6 +25,7 @@ use super::process::{self, ProcessSpec};
 use super::pty::{attach_stdio, Pty};
 use super::rootfs;
 use super::spec::Spec;
+use super::userns;
 use crate::sys;
 
 /// What the caller does around the container's life. All methods run in
@@ -49,6 +50,9 @@ pub struct MonitorSetup {
     /// the CLI died, and a foreground container dies with it. `None` when detached.
     pub cli_alive: Option<OwnedFd>,
     pub detach: bool,
+    /// Rootless: our end of the handshake through which the launcher maps
+    /// the user namespace we make before anything else.
+    pub userns: Option<userns::MonitorSide>,
 }
 
 /// Runs the monitor to the end and returns its exit code (the container's).
@@ -58,6 +62,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         events,
         cli_alive,
         detach,
+        userns,
     } = setup;
     let fail = |err: StartError| {
         let code = err.exit_code();
@@ -67,12 +72,20 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     if let Err(err) = leave_terminal(spec, detach) {
         return fail(StartError::other(format!("{err:#}")));
     }
+    // Before the fork below: the container inherits the user and mount
+    // namespaces, and the FUSE mount is made in them.
+    let in_user_namespace = userns.is_some();
+    if let Some(userns) = userns {
+        if let Err(err) = userns.enter() {
+            return fail(StartError::other(format!("{err:#}")));
+        }
+    }
     // Foreground: the CLI copies the master. Detached: we copy it to the log.
     let (master, slave) = match pty {
         Some(pty) => (detach.then_some(pty.master), Some(pty.slave)),
         None => (None, None),
     };
-    let child = match ContainerChild::fork(spec, slave) {
+    let child = match ContainerChild::fork(spec, slave, in_user_namespace) {
         Ok(child) => child,
         Err(err) => return fail(StartError::other(format!("{err:#}"))),
     };
@@ -142,10 +155,12 @@ struct ContainerChild {
 }
 
 impl ContainerChild {
-    fn fork(spec: &Spec, slave: Option<OwnedFd>) -> anyhow::Result<Self> {
+    fn fork(spec: &Spec, slave: Option<OwnedFd>, in_user_namespace: bool) -> anyhow::Result<Self> {
         let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (errors_read, errors_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        match namespaces::fork_into_new_pid_namespace().context("fork the container process")? {
+        match namespaces::fork_into_new_pid_namespace(in_user_namespace)
+            .context("fork the container process")?
+        {
             ForkResult::Child => {
                 drop((go_write, errors_read));
                 let err = container_init(spec, slave, &go_read);
@@ -185,11 +200,15 @@ fn container_init(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> StartErr
 }
 
 fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infallible, StartError> {
-    // If the monitor dies (even by SIGKILL), so does the container: with
-    // pid 1 gone, the kernel kills the rest of the pid namespace.
+    // Until "go", a monitor that dies closes the pipe and wait_for_go
+    // fails. After it, if the monitor dies (even by SIGKILL), so does the
+    // container: with pid 1 gone, the kernel kills the rest of the pid
+    // namespace. Armed only now because a rootless monitor is our parent
+    // only once its pid namespace helper has exited (see namespaces.rs);
+    // process::exec checks the pipe again after arming it.
+    process::wait_for_go(go)?;
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
-    process::wait_for_go(go)?;
     namespaces::unshare_container_namespaces(spec.network_none)?;
     let console = attach_stdio(slave, spec.interactive)?;
     rootfs::enter(spec, console.as_deref())?;

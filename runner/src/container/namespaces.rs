@@ -7,10 +7,16 @@
 //! it whatever the host's mount propagation is.
 
 use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::MetadataExt as _;
 
 use anyhow::Context as _;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::unistd::{ForkResult, Pid};
+use nix::sys::prctl;
+use nix::sys::wait::waitpid;
+use nix::unistd::{pipe2, ForkResult, Pid};
 
 use super::exit::StartError;
 use crate::sys;
@@ -20,7 +26,16 @@ use crate::sys;
 /// only changes where the *next* child goes, and the kernel refuses to start
 /// threads while that differs from the caller's own, so we switch back at
 /// once with setns.
-pub fn fork_into_new_pid_namespace() -> anyhow::Result<ForkResult> {
+///
+/// `in_user_namespace`: the caller is a rootless monitor in a user
+/// namespace of its own. It may not setns back into the host's pid
+/// namespace (that takes CAP_SYS_ADMIN in the host's user namespace), so a
+/// short-lived helper unshares and forks instead; see
+/// [`fork_through_helper`].
+pub fn fork_into_new_pid_namespace(in_user_namespace: bool) -> anyhow::Result<ForkResult> {
+    if in_user_namespace {
+        return fork_through_helper();
+    }
     let own = File::open("/proc/self/ns/pid").context("open /proc/self/ns/pid")?;
     unshare(CloneFlags::CLONE_NEWPID).context("unshare the pid namespace")?;
     let forked = sys::fork();
@@ -28,6 +43,51 @@ pub fn fork_into_new_pid_namespace() -> anyhow::Result<ForkResult> {
         setns(&own, CloneFlags::CLONE_NEWPID).context("return to our own pid namespace")?;
     }
     forked
+}
+
+/// The helper's way: we become a child subreaper, fork a helper that
+/// unshares the pid namespace, forks pid 1, reports pid 1's pid (as our pid
+/// namespace sees it) and exits. Orphaned, pid 1 is reparented to us, so we
+/// wait for it and get its exit status as if we had forked it. Our own
+/// `pid_for_children` never changes, so threads (FUSE) stay possible.
+///
+/// The child must not set its parent-death signal before the monitor has
+/// released it: until the helper is gone, "parent" means the helper.
+fn fork_through_helper() -> anyhow::Result<ForkResult> {
+    prctl::set_child_subreaper(true).context("become a child subreaper")?;
+    let (pid_read, pid_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    match sys::fork().context("fork the pid namespace helper")? {
+        ForkResult::Child => {
+            drop(pid_read);
+            let report = match unshare(CloneFlags::CLONE_NEWPID) {
+                Err(errno) => -(errno as i32),
+                Ok(()) => match sys::fork() {
+                    Ok(ForkResult::Child) => {
+                        drop(pid_write);
+                        return Ok(ForkResult::Child);
+                    }
+                    Ok(ForkResult::Parent { child }) => child.as_raw(),
+                    Err(_) => -(Errno::EAGAIN as i32),
+                },
+            };
+            let _ = File::from(pid_write).write_all(&report.to_be_bytes());
+            sys::exit_immediately(0)
+        }
+        ForkResult::Parent { child: helper } => {
+            drop(pid_write);
+            let mut bytes = [0u8; 4];
+            let read = File::from(pid_read).read_exact(&mut bytes);
+            // The helper exits at once; reaping it makes pid 1 our child.
+            let _ = waitpid(helper, None);
+            read.context("the pid namespace helper died")?;
+            match i32::from_be_bytes(bytes) {
+                pid if pid > 0 => Ok(ForkResult::Parent {
+                    child: Pid::from_raw(pid),
+                }),
+                errno => Err(Errno::from_raw(-errno)).context("unshare the pid namespace"),
+            }
+        }
+    }
 }
 
 /// The namespaces the container's first process unshares for itself.
@@ -52,10 +112,16 @@ pub fn configure(hostname: &str, network_none: bool) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The namespaces `strata exec` joins. The helper joins all but mnt and
-/// forks; the new process joins mnt itself, so the helper keeps the host's
-/// /proc (and its fork safety check keeps working).
-const JOINED: [(&str, CloneFlags); 5] = [
+/// The namespaces `strata exec` joins, in order. The helper joins all but
+/// mnt and forks; the new process joins mnt itself, so the helper keeps the
+/// host's /proc (and its fork safety check keeps working). A rootless
+/// container's user namespace comes first: it grants the capabilities the
+/// other joins need. A namespace the caller is already in is skipped (the
+/// host network; the host user namespace of a root container), since
+/// setns into one's own user namespace is refused, and into a host
+/// namespace from a user namespace is not allowed.
+const JOINED: [(&str, CloneFlags); 6] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -71,15 +137,15 @@ pub struct NamespaceFiles {
 
 impl NamespaceFiles {
     pub fn open(pid: Pid) -> anyhow::Result<Self> {
-        let files = JOINED
-            .iter()
-            .map(|(name, flag)| {
-                let path = format!("/proc/{pid}/ns/{name}");
-                let file = File::open(&path)
-                    .with_context(|| format!("container process {pid} is not running ({path})"))?;
-                Ok((file, *flag, *name))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut files = Vec::new();
+        for (name, flag) in JOINED {
+            let path = format!("/proc/{pid}/ns/{name}");
+            let file = File::open(&path)
+                .with_context(|| format!("container process {pid} is not running ({path})"))?;
+            if !is_own_namespace(&file, name)? {
+                files.push((file, flag, name));
+            }
+        }
         Ok(Self { files })
     }
 
@@ -103,4 +169,12 @@ impl NamespaceFiles {
         }
         Ok(())
     }
+}
+
+/// Whether `file` (a /proc/PID/ns/NAME) is the namespace we are in.
+fn is_own_namespace(file: &File, name: &str) -> anyhow::Result<bool> {
+    let theirs = file.metadata().context("stat a container namespace")?;
+    let own_path = format!("/proc/self/ns/{name}");
+    let ours = std::fs::metadata(&own_path).with_context(|| format!("stat {own_path}"))?;
+    Ok(theirs.dev() == ours.dev() && theirs.ino() == ours.ino())
 }

@@ -12,10 +12,15 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, pivot_root};
 
 use super::exit::StartError;
 use super::spec::{BindMount, Spec};
+use super::userns::map_text_covers;
+
+/// The group that owns terminals, as in every distribution's /etc/group.
+const TTY_GID: u32 = 5;
 
 /// Host devices bind-mounted into the container's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -135,11 +140,18 @@ fn bind_host_devices(dev: &Path) -> Result<(), StartError> {
 }
 
 /// A devpts instance of the container's own, so its ptys are not the host's.
+/// Its ptys belong to group tty (5), unless the container has no gid 5 (a
+/// rootless container with a single id): the kernel refuses an unmapped gid.
 fn mount_devpts(dev: &Path) -> Result<(), StartError> {
     let pts = dev.join("pts");
     create_dir(&pts)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let data = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+    let gid_map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    let data = if map_text_covers(&gid_map, TTY_GID) {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620"
+    };
     mount(Some("devpts"), &pts, Some("devpts"), flags, Some(data))
         .map_err(|errno| mount_error("devpts", &pts, errno))
 }
@@ -196,13 +208,19 @@ fn bind_volumes(root: &Path, mounts: &[BindMount]) -> Result<(), StartError> {
 }
 
 /// A recursive bind; read-only needs a second, remounting call because the
-/// kernel ignores MS_RDONLY on the bind itself.
+/// kernel ignores MS_RDONLY on the bind itself. The remount keeps the
+/// bound mount's nosuid/nodev/noexec/atime flags: in a user namespace the
+/// kernel locks those of mounts inherited from the host (/sys, a volume)
+/// and refuses a remount that would clear them.
 fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(), StartError> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(source), target, None::<&str>, flags, None::<&str>)
         .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
     if read_only {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        let kept = statvfs(target)
+            .map(|stat| locked_flags(stat.flags()))
+            .unwrap_or(MsFlags::empty());
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
         mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
             .map_err(|errno| mount_error("read-only remount", target, errno))?;
     }
@@ -222,6 +240,22 @@ fn pivot_into(root: &Path) -> Result<(), StartError> {
     umount2(".", MntFlags::MNT_DETACH)
         .map_err(|errno| StartError::from_errno("unmount the old root", errno))?;
     chdir("/").map_err(|errno| StartError::from_errno("chdir to /", errno))
+}
+
+/// The flags of a mount that a user namespace may not clear, as mount(2)
+/// flags.
+fn locked_flags(flags: FsFlags) -> MsFlags {
+    [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| flags.contains(*st))
+    .fold(MsFlags::empty(), |kept, (_, ms)| kept | ms)
 }
 
 fn dir_in_root(root: &Path, path: &str) -> Result<PathBuf, StartError> {
@@ -331,6 +365,12 @@ mod tests {
 
     fn resolve(path: &str) -> Result<PathBuf, StartError> {
         resolve_in_root(Path::new("/r"), path, links)
+    }
+
+    #[test]
+    fn read_only_remount_keeps_the_flags_a_user_namespace_locks() {
+        let kept = locked_flags(FsFlags::ST_NOSUID | FsFlags::ST_NOEXEC | FsFlags::ST_RDONLY);
+        assert_eq!(kept, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
     }
 
     #[test]
