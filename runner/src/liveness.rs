@@ -13,6 +13,17 @@ pub fn process_alive(pid: i32) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether something is mounted on `path` in this mount namespace.
+pub fn is_mounted(path: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    // Field 5 is the mount point (spaces and the like octal-escaped).
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+}
+
 /// The record with a dead monitor settled as exited (and written back).
 pub fn settle(store: &Store, mut rec: ContainerRecord) -> Result<ContainerRecord> {
     let (monitor_pid, started_ns) = match rec.state {
@@ -31,7 +42,12 @@ pub fn settle(store: &Store, mut rec: ContainerRecord) -> Result<ContainerRecord
     if process_alive(monitor_pid) {
         return Ok(rec);
     }
-    let _ = fusefs::unmount(&ContainerPaths::of(store.root(), &rec).merged());
+    // A root container's mount outlives its server as a dead FUSE mount; a
+    // rootless one lived in the monitor's namespace and went with it.
+    let merged = ContainerPaths::of(store.root(), &rec).merged();
+    if is_mounted(&merged) {
+        let _ = fusefs::unmount(&merged);
+    }
     rec.transition(State::Exited {
         code: VANISHED,
         started_ns,

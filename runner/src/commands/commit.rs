@@ -9,6 +9,7 @@ use crate::stack::{image_lowers, is_runtime_path};
 use anyhow::{Context, Result};
 use fusefs::{Change, ChangeKind};
 use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Store};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The container's changes, without the files strata mounts into it.
@@ -51,19 +52,42 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
 struct Paused(Option<i32>);
 
 impl Paused {
-    fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
+    fn new(rec: &ContainerRecord, pause: bool) -> Result<Paused> {
         let State::Running { pid, .. } = rec.state else {
             return Ok(Paused(None));
         };
         if pause {
             crate::container::freeze(pid)?;
         }
-        let merged = crate::stack::ContainerPaths::of(&ctx.root, rec).merged();
-        let dir =
-            std::fs::File::open(&merged).with_context(|| format!("open {}", merged.display()))?;
-        nix::unistd::syncfs(&dir).with_context(|| format!("flushing {}", merged.display()))?;
-        Ok(Paused(pause.then_some(pid)))
+        // The guard first: whatever fails below, the container is resumed.
+        let paused = Paused(pause.then_some(pid));
+        flush(rec, pid);
+        Ok(paused)
     }
+}
+
+/// Makes pages the container wrote through mmap reach the upper: syncfs on
+/// its root filesystem, reached through its init (`/proc/PID/root`), or
+/// through the monitor's mountpoint. Plain writes need no flush: the mount
+/// has no write-back cache, so they are in the upper when write returns.
+fn flush(rec: &ContainerRecord, pid: i32) {
+    let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
+    let merged = rec.upper.with_file_name("merged");
+    // The merged directory is the container's filesystem only where the
+    // monitor's mount is visible (root); rootless, it is an empty directory.
+    let merged = crate::liveness::is_mounted(&merged).then_some(merged);
+    for root in std::iter::once(proc_root).chain(merged) {
+        if let Ok(dir) = std::fs::File::open(&root) {
+            match nix::unistd::syncfs(&dir) {
+                Ok(()) => return,
+                Err(e) => log::warn!("syncfs {}: {e}", root.display()),
+            }
+        }
+    }
+    eprintln!(
+        "strata: cannot reach the filesystem of {} to flush it; pages it wrote through mmap and not yet written back may be missing from the commit",
+        rec.name
+    );
 }
 
 impl Drop for Paused {
@@ -91,7 +115,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     let run_config = crate::changes::commit_config(&rec.config, &args.change)?;
 
     let layer = {
-        let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
+        let _paused = Paused::new(&rec, !args.no_pause)?;
         let changes = change_set(&store, &rec)?;
         if changes.is_empty() {
             None

@@ -90,7 +90,6 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
             }
             let store = ctx.store()?;
             let rec = liveness::container(&store, &rec.id)?;
-            let _ = fusefs::unmount(&ContainerPaths::of(&ctx.root, &rec).merged());
             store.remove_container(&rec)?;
             Ok(())
         })();

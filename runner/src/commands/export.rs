@@ -1,11 +1,10 @@
 //! `strata export CONTAINER`: the container's whole tree, flattened, as a
-//! tar. A running container is read through its live mount; a stopped one
-//! through a private read-only mount made for the occasion.
+//! tar, read through a private read-only mount of its upper and image.
 
 use super::Ctx;
 use crate::cli::ExportArgs;
 use crate::liveness;
-use crate::stack::{image_lowers, ContainerPaths};
+use crate::stack::image_lowers;
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -13,7 +12,6 @@ use std::sync::Arc;
 pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let store = Arc::new(ctx.store()?);
     let rec = liveness::container(&store, &args.container)?;
-    let paths = ContainerPaths::of(&ctx.root, &rec);
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?)
@@ -23,21 +21,20 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let (tree, mount, tmp) = if rec.state.is_running() {
-        (paths.merged(), None, None)
-    } else {
-        let image = store
-            .image(&rec.image)?
-            .with_context(|| format!("the image of {} is gone", rec.name))?;
-        let tmp = tempfile::Builder::new()
-            .prefix("export-")
-            .tempdir_in(ctx.root.join("tmp"))?;
-        let mut opts =
-            fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(rec.upper.clone()));
-        opts.read_only = true;
-        let mount = fusefs::mount(opts, tmp.path())?;
-        (tmp.path().to_path_buf(), Some(mount), Some(tmp))
-    };
+    // A private read-only view of the upper over the image, running or
+    // not: it is the same tree the container sees, without its /proc, /sys
+    // and /dev mounts, and it works the same for rootless containers.
+    let image = store
+        .image(&rec.image)?
+        .with_context(|| format!("the image of {} is gone", rec.name))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("export-")
+        .tempdir_in(ctx.root.join("tmp"))?;
+    let mut opts =
+        fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(rec.upper.clone()));
+    opts.read_only = true;
+    let mount = fusefs::mount(opts, tmp.path())?;
+    let tree = tmp.path().to_path_buf();
     write_tree(&tree, &mut out)?;
     out.flush()?;
     // Unmount before the mountpoint's directory is removed.

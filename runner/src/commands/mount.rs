@@ -49,9 +49,14 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         let store = ctx.store()?;
         if let Ok(rec) = liveness::container(&store, &target) {
             let paths = ContainerPaths::of(&ctx.root, &rec);
-            if matches!(rec.state, State::Running { .. } | State::Paused { .. }) {
-                // Its monitor serves it already.
-                println!("{}", paths.merged().display());
+            if let State::Running { pid, .. } | State::Paused { pid, .. } = rec.state {
+                // Its monitor serves it already; a rootless container's mount
+                // is visible only through its own processes.
+                if nix::unistd::geteuid().is_root() {
+                    println!("{}", paths.merged().display());
+                } else {
+                    println!("/proc/{pid}/root");
+                }
                 return Ok(0);
             }
             serve.arg("--container").arg(&rec.id).arg("--read-only");
@@ -191,7 +196,10 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         (o, target)
     };
     let mut opts = opts;
-    opts.allow_other = true;
+    // Other users (a container's mapped ids) need allow_other; fusermount3
+    // refuses it to ordinary users unless /etc/fuse.conf says
+    // user_allow_other, and their own inspection mounts do not need it.
+    opts.allow_other = nix::unistd::geteuid().is_root();
     let handle = fusefs::mount(opts, &args.mountpoint)?;
     let rec = MountRecord {
         pid: std::process::id(),
