@@ -27,11 +27,11 @@ impl ContainerHooks {
         }
     }
 
-    /// Applies `change` to the record under the store's write lock.
-    fn update(&self, change: impl FnOnce(&mut layerdb::ContainerRecord)) -> Result<()> {
+    /// Moves the record to `state` under the store's write lock.
+    fn record(&self, state: State) -> Result<()> {
         let store = Store::open(&self.root)?;
         let mut rec = store.container(&self.id)?;
-        change(&mut rec);
+        rec.transition(state)?;
         store.put_container(&rec)?;
         Ok(())
     }
@@ -60,24 +60,20 @@ impl MonitorHooks for ContainerHooks {
     fn started(&mut self, monitor_pid: i32, pid: i32) -> Result<()> {
         self.started_ns = crate::clock::now_ns();
         let started_ns = self.started_ns;
-        self.update(|rec| {
-            rec.state = State::Running {
-                monitor_pid,
-                pid,
-                started_ns,
-            }
+        self.record(State::Running {
+            monitor_pid,
+            pid,
+            started_ns,
         })
     }
 
     fn exited(&mut self, code: i32) {
         let started_ns = self.started_ns;
         let finished_ns = crate::clock::now_ns();
-        if let Err(e) = self.update(|rec| {
-            rec.state = State::Exited {
-                code,
-                started_ns,
-                finished_ns,
-            }
+        if let Err(e) = self.record(State::Exited {
+            code,
+            started_ns,
+            finished_ns,
         }) {
             log::error!("container {}: recording its exit: {e:#}", self.id);
         }
