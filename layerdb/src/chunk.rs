@@ -1,8 +1,8 @@
 //! Chunks: pieces of file content cut by content-defined chunking and kept
-//! once per store as `chunks/<2 hex>/<62 hex>`, named by their sha256.
+//! once per store as `chunks/<64 hex>`, named by their sha256.
 //!
-//! A chunk file is written to a temporary name in its directory and renamed
-//! into place, so a reader never sees half a chunk. Durability comes from one
+//! A chunk file is written unnamed (O_TMPFILE) and linked under its name
+//! when complete, so a reader never sees half a chunk. Durability comes from one
 //! `syncfs` before the database commit that first references the chunk (see
 //! `ChunkDir::sync`), not from an fsync per chunk: chunks that a crash leaves
 //! unreferenced are harmless and `gc` removes them.
@@ -38,7 +38,7 @@ impl ChunkDir {
 
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.dir.join(&hex[..2]).join(&hex[2..])
+        self.dir.join(hex)
     }
 
     /// Stores `data` under its digest unless it is there already. Returns the
@@ -53,17 +53,7 @@ impl ChunkDir {
         if path.exists() {
             return Ok((chunk, false));
         }
-        let parent = path.parent().expect("chunk paths have a fan-out directory");
-        fs::create_dir_all(parent).at(parent)?;
-        let tmp = parent.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            &digest.hex()[2..]
-        ));
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(data).at(&tmp)?;
-        drop(f);
-        fs::rename(&tmp, &path).at(&path)?;
+        write_whole(&self.dir, &path, data)?;
         Ok((chunk, true))
     }
 
@@ -112,8 +102,8 @@ impl ChunkDir {
         Ok(done)
     }
 
-    /// Reads a whole chunk and checks its digest.
-    pub fn read_verified(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+    /// Reads a whole chunk, checking its length (`verify` checks digests).
+    pub fn read(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
         let bad = |reason: String| StoreError::BadChunk {
             digest: chunk.digest,
             reason,
@@ -122,8 +112,17 @@ impl ChunkDir {
         if data.len() != chunk.len as usize {
             return Err(bad(format!("{} bytes, expected {}", data.len(), chunk.len)));
         }
+        Ok(data)
+    }
+
+    /// Reads a whole chunk and checks its digest.
+    pub fn read_verified(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let data = self.read(chunk)?;
         if Digest::of(&data) != chunk.digest {
-            return Err(bad("content does not match its name".to_string()));
+            return Err(StoreError::BadChunk {
+                digest: chunk.digest,
+                reason: "content does not match its name".to_string(),
+            });
         }
         Ok(data)
     }
@@ -139,19 +138,83 @@ impl ChunkDir {
     /// Every chunk file and leftover temporary file, for gc and verify.
     pub fn list(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
         let mut out = Vec::new();
-        let Ok(fans) = fs::read_dir(&self.dir) else {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
             return Ok(out);
         };
-        for fan in fans {
-            let fan = fan.at(&self.dir)?;
-            let fan_name = fan.file_name().to_string_lossy().into_owned();
-            for f in fs::read_dir(fan.path()).at(fan.path())? {
-                let f = f.at(fan.path())?;
-                let name = f.file_name().to_string_lossy().into_owned();
-                out.push((f.path(), format!("{fan_name}{name}").parse().ok()));
-            }
+        for f in dir {
+            let f = f.at(&self.dir)?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            out.push((f.path(), name.parse().ok()));
         }
         Ok(out)
+    }
+}
+
+/// Creates `path` holding `data`, so that no reader ever sees it partly
+/// written: the bytes go to an unnamed file (O_TMPFILE) that is linked
+/// under its name only when complete, one directory update per chunk; where
+/// the filesystem has no O_TMPFILE, through a temporary name and a rename.
+fn write_whole(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open_unnamed = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+    };
+    let unnamed = match open_unnamed() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).at(dir)?;
+            open_unnamed()
+        }
+        other => other,
+    };
+    match unnamed {
+        Ok(mut f) => {
+            f.write_all(data).at(path)?;
+            link_unnamed(&f, path)
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)) => {
+            let name = path
+                .file_name()
+                .expect("chunk paths end in a name")
+                .to_string_lossy();
+            let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+            fs::write(&tmp, data).at(&tmp)?;
+            fs::rename(&tmp, path).at(path)
+        }
+        Err(e) => Err(e).at(dir),
+    }
+}
+
+/// Gives an O_TMPFILE file its name. Another process may have stored the
+/// same chunk meanwhile: that is as good.
+fn link_unnamed(f: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .expect("no NUL in a number");
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(io::Error::other)
+        .at(path)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; linkat
+    // only reads them.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        e if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        e => Err(e).at(path),
     }
 }
 

@@ -39,12 +39,16 @@ impl Write for HashingWriter {
     }
 }
 
-/// Streams a file's content chunk by chunk.
+/// Streams a file's content, one whole chunk read at a time (a chunk file
+/// is opened once, however small the caller's buffer).
 pub struct ContentReader<'a> {
     chunks: &'a ChunkDir,
     data: &'a Data,
-    pos: u64,
-    size: u64,
+    /// Index of the next chunk to load.
+    next: usize,
+    current: Vec<u8>,
+    /// Read position in `current` (or in the inline data).
+    offset: usize,
 }
 
 impl<'a> ContentReader<'a> {
@@ -52,28 +56,33 @@ impl<'a> ContentReader<'a> {
         ContentReader {
             chunks,
             data: &entry.data,
-            pos: 0,
-            size: entry.size,
+            next: 0,
+            current: Vec::new(),
+            offset: 0,
         }
     }
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min((self.size - self.pos) as usize);
-        let n = match self.data {
-            Data::None => 0,
-            Data::Inline(bytes) => {
-                let start = self.pos as usize;
-                buf[..want].copy_from_slice(&bytes[start..start + want]);
-                want
-            }
+        let source: &[u8] = match self.data {
+            Data::None => &[],
+            Data::Inline(bytes) => bytes,
             Data::Chunks(list) => {
-                crate::chunk::read_chunked(self.chunks, list, self.pos, &mut buf[..want])
-                    .map_err(io::Error::other)?
+                if self.offset == self.current.len() {
+                    let Some(chunk) = list.get(self.next) else {
+                        return Ok(0);
+                    };
+                    self.current = self.chunks.read(chunk).map_err(io::Error::other)?;
+                    self.next += 1;
+                    self.offset = 0;
+                }
+                &self.current
             }
         };
-        self.pos += n as u64;
+        let n = buf.len().min(source.len() - self.offset);
+        buf[..n].copy_from_slice(&source[self.offset..self.offset + n]);
+        self.offset += n;
         Ok(n)
     }
 }
