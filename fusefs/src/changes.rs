@@ -120,7 +120,7 @@ impl Walk<'_> {
                     }
                 }
                 if entry.kind == Kind::Regular {
-                    source = Some(h);
+                    source = Some(h.to_path_buf());
                 }
             }
             let is_dir = entry.kind == Kind::Dir;

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -40,13 +41,83 @@ pub struct DirLower {
     role: Role,
 }
 
+/// Longest host path handed to a system call as is (PATH_MAX is 4096 with
+/// its NUL; keep a margin for a `.wh.` or temporary name joined later).
+const DIRECT_PATH_MAX: usize = 3800;
+
+/// A host path usable in system calls even when `root/path` is longer than
+/// PATH_MAX (a container path near PATH_MAX under a deep upper): then it is
+/// `/proc/self/fd/<dir>/<rest>`, with `<dir>` an open descriptor of a parent
+/// directory that lives as long as this value. Use it while it is alive.
+#[derive(Debug)]
+pub struct HostPath {
+    path: PathBuf,
+    _anchor: Option<OwnedFd>,
+}
+
+impl std::ops::Deref for HostPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for HostPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// `root/path` for a layer path (`root` itself for the empty path).
-pub fn host_path(root: &Path, path: &[u8]) -> PathBuf {
-    if path.is_empty() {
+pub fn host_path(root: &Path, path: &[u8]) -> HostPath {
+    let full = if path.is_empty() {
         root.to_path_buf()
     } else {
         root.join(OsStr::from_bytes(path))
+    };
+    if full.as_os_str().len() <= DIRECT_PATH_MAX {
+        return HostPath {
+            path: full,
+            _anchor: None,
+        };
     }
+    anchored(root, path).unwrap_or(HostPath {
+        // A missing or non-directory component: a path that does not exist
+        // gives the caller its ENOENT.
+        path: PathBuf::from("/proc/self/fd/-1/strata-unreachable"),
+        _anchor: None,
+    })
+}
+
+/// Walks `path` below `root` in steps shorter than PATH_MAX, opening each
+/// step's directory relative to the previous one, until the rest is short.
+fn anchored(root: &Path, path: &[u8]) -> Option<HostPath> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir = nix::fcntl::open(root, flags, Mode::empty()).ok()?;
+    let mut rest = path;
+    while rest.len() > DIRECT_PATH_MAX - 64 {
+        // Cut at the last '/' within the budget: a step of whole components.
+        let cut = rest[..DIRECT_PATH_MAX - 64]
+            .iter()
+            .rposition(|&b| b == b'/')?;
+        let step = &rest[..cut];
+        dir = openat(
+            &dir,
+            OsStr::from_bytes(step),
+            flags | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .ok()?;
+        rest = &rest[cut + 1..];
+    }
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(OsStr::from_bytes(rest));
+    Some(HostPath {
+        path: p,
+        _anchor: Some(dir),
+    })
 }
 
 fn ns(sec: i64, nsec: i64) -> i64 {
@@ -286,7 +357,7 @@ impl Lower for DirLower {
             .map_err(|e| FsError::io("read", path, e))
     }
 
-    fn host_path(&self, path: &[u8]) -> Option<PathBuf> {
+    fn host_path(&self, path: &[u8]) -> Option<HostPath> {
         Some(host_path(&self.root, path))
     }
 }

@@ -41,7 +41,8 @@ pub struct DirItem {
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// fh -> (node id the file was opened as, the file).
+    files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
 }
 
@@ -51,14 +52,23 @@ impl Handles {
         self.next.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn add_file(&self, f: OpenFile) -> u64 {
+    pub fn add_file(&self, node_id: u64, f: OpenFile) -> u64 {
         let fh = self.next_fh();
-        lock(&self.files).insert(fh, Arc::new(f));
+        lock(&self.files).insert(fh, (node_id, Arc::new(f)));
         fh
     }
 
     pub fn file(&self, fh: u64) -> Option<Arc<OpenFile>> {
-        lock(&self.files).get(&fh).cloned()
+        lock(&self.files).get(&fh).map(|(_, f)| f.clone())
+    }
+
+    /// An open upper file of node `node_id`: the way to a file unlinked
+    /// while open (fstat sends no handle). A scan, for that rare case only.
+    pub fn host_file_of_node(&self, node_id: u64) -> Option<Arc<OpenFile>> {
+        lock(&self.files)
+            .values()
+            .find(|(id, f)| *id == node_id && matches!(**f, OpenFile::Host { .. }))
+            .map(|(_, f)| f.clone())
     }
 
     pub fn close_file(&self, fh: u64) {

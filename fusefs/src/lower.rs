@@ -86,7 +86,7 @@ pub trait Lower: Send + Sync {
 
     /// The host file holding `path`, for layers that are host directories:
     /// lets open files keep a host descriptor instead of reopening per read.
-    fn host_path(&self, path: &[u8]) -> Option<std::path::PathBuf> {
+    fn host_path(&self, path: &[u8]) -> Option<crate::dir_lower::HostPath> {
         let _ = path;
         None
     }

@@ -159,22 +159,29 @@ impl UnionFs {
         lock(&self.inodes).add_lookup(id, path);
     }
 
-    /// `fh` is the open file an fstat came through: a file unlinked while
-    /// open has no path left, and its attributes come from the handle.
+    /// A file unlinked while open has no path left: its attributes come
+    /// from an open handle (`fh` when the kernel sent one, else any handle
+    /// of the node; fstat sends none).
     pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<Attr> {
         let by_path = self.path_of(id).and_then(|path| {
             let _g = read_guard(&self.tree);
             Ok(Self::attr(&path, self.layers.get(&path)?))
         });
-        match (by_path, fh) {
-            (Err(e), Some(fh)) if e.is_not_found() => match &*self.handle(fh)? {
-                OpenFile::Host { file, .. } => Ok(Attr {
-                    id,
-                    node: crate::dir_lower::node_of_open_file(file)?,
-                }),
-                OpenFile::Layer { .. } => Err(e),
-            },
-            (r, _) => r,
+        match by_path {
+            Err(e) if e.is_not_found() => {
+                let open = match fh {
+                    Some(fh) => self.handles.file(fh),
+                    None => self.handles.host_file_of_node(id),
+                };
+                match open.as_deref() {
+                    Some(OpenFile::Host { file, .. }) => Ok(Attr {
+                        id,
+                        node: crate::dir_lower::node_of_open_file(file)?,
+                    }),
+                    _ => Err(e),
+                }
+            }
+            r => r,
         }
     }
 
@@ -325,11 +332,15 @@ impl UnionFs {
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
-        let fh = self.handles.add_file(OpenFile::Host {
-            file,
-            writable: true,
-        });
-        Ok((self.entry(&path, r), fh))
+        let attr = self.entry(&path, r);
+        let fh = self.handles.add_file(
+            attr.id,
+            OpenFile::Host {
+                file,
+                writable: true,
+            },
+        );
+        Ok((attr, fh))
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
@@ -511,10 +522,13 @@ impl UnionFs {
                 return Err(FsError::posix(Errno::EISDIR, &path));
             }
             let file = upper.open_file(&path, flags)?;
-            let fh = self.handles.add_file(OpenFile::Host {
-                file,
-                writable: true,
-            });
+            let fh = self.handles.add_file(
+                id,
+                OpenFile::Host {
+                    file,
+                    writable: true,
+                },
+            );
             return Ok((fh, false));
         }
         let _g = read_guard(&self.tree);
@@ -536,7 +550,7 @@ impl UnionFs {
                 node: r.node,
             },
         };
-        Ok((self.handles.add_file(open), !in_upper))
+        Ok((self.handles.add_file(id, open), !in_upper))
     }
 
     fn handle(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {

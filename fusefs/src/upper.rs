@@ -8,13 +8,13 @@
 //! unprivileged server keeps root's files, and no host symlink inside the
 //! upper can redirect a path operation outside it.
 
-use crate::dir_lower::host_path;
+use crate::dir_lower::{host_path, HostPath};
 use crate::error::{FsError, Result};
 use crate::override_stat::{host_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
 use crate::whiteout::{whiteout_fits, whiteout_name, OPAQUE_XATTR, TMP_PREFIX};
-use nix::errno::Errno;
 use crate::xattr;
 use layerdb::{join_path, Entry, Kind};
+use nix::errno::Errno;
 use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 use std::fs::{File, OpenOptions};
@@ -87,12 +87,12 @@ impl Upper {
         &self.root
     }
 
-    pub fn host(&self, path: &[u8]) -> PathBuf {
+    pub fn host(&self, path: &[u8]) -> HostPath {
         host_path(&self.root, path)
     }
 
     /// A fresh temporary path in directory `dir` (for build-then-rename).
-    pub fn tmp_path(&self, dir: &[u8]) -> (Vec<u8>, PathBuf) {
+    pub fn tmp_path(&self, dir: &[u8]) -> (Vec<u8>, HostPath) {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let name = [TMP_PREFIX, format!("{}.{n}", std::process::id()).as_bytes()].concat();
         let p = join_path(dir, &name);
@@ -156,7 +156,7 @@ impl Upper {
     pub fn set_times(&self, path: &[u8], atime: TimeSet, mtime: TimeSet) -> Result<()> {
         nix::sys::stat::utimensat(
             nix::fcntl::AT_FDCWD,
-            &self.host(path),
+            &*self.host(path),
             &atime.timespec(),
             &mtime.timespec(),
             UtimensatFlags::NoFollowSymlink,
@@ -229,9 +229,9 @@ impl Upper {
     pub fn rename(&self, from: &[u8], to: &[u8], flags: nix::fcntl::RenameFlags) -> Result<()> {
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
-            &self.host(from),
+            &*self.host(from),
             nix::fcntl::AT_FDCWD,
-            &self.host(to),
+            &*self.host(to),
             flags,
         )
         .map_err(|e| FsError::io("rename", from, e.into()))
