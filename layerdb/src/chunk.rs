@@ -175,7 +175,12 @@ fn write_whole(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
             f.write_all(data).at(path)?;
             link_unnamed(&f, path)
         }
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)
+            ) =>
+        {
             let name = path
                 .file_name()
                 .expect("chunk paths end in a name")
