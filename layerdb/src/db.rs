@@ -9,11 +9,11 @@
 //! view a secondary has when it opens is all it ever needs.
 
 use crate::error::{IoContext, Result, StoreError};
+use crate::lock;
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
-use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) struct Db {
     db: DB,
@@ -45,19 +45,14 @@ fn options() -> Options {
 
 impl Db {
     pub fn open_writer(root: &Path) -> Result<Db> {
-        let lock_path = root.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
-        wait_for_flock(&lock, &lock_path)?;
+        let lock = lock::take(
+            &root.join("lock"),
+            lock::Mode::Exclusive,
+            lock_timeout(),
+            "another strata process to finish writing",
+        )?;
         let path = root.join("db");
-        let db = DB::open(&options(), &path).map_err(|source| StoreError::Db {
-            path: path.clone(),
-            source,
-        })?;
+        let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
         Ok(Db {
             db,
             path,
@@ -76,16 +71,9 @@ impl Db {
             .join("tmp")
             .join(format!("secondary-{}-{}", std::process::id(), unique()));
         fs::create_dir_all(&dir).at(&dir)?;
-        let db =
-            DB::open_as_secondary(&options(), &path, &dir).map_err(|source| StoreError::Db {
-                path: path.clone(),
-                source,
-            })?;
+        let db = DB::open_as_secondary(&options(), &path, &dir).map_err(|e| db_error(&path, e))?;
         db.try_catch_up_with_primary()
-            .map_err(|source| StoreError::Db {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|e| db_error(&path, e))?;
         Ok(Db {
             db,
             path,
@@ -99,10 +87,7 @@ impl Db {
     }
 
     fn err(&self, source: rocksdb::Error) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source,
-        }
+        db_error(&self.path, source)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -160,35 +145,9 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Takes an exclusive flock, polling so the wait is bounded and the user is
-/// told, once, what is being waited for.
-fn wait_for_flock(file: &File, path: &Path) -> Result<()> {
-    let deadline = Instant::now() + lock_timeout();
-    let mut told = false;
-    loop {
-        // SAFETY: flock only reads the descriptor, which `file` keeps open.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(StoreError::Io {
-                path: path.to_path_buf(),
-                source: err,
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(StoreError::Busy(
-                path.parent().unwrap_or(path).to_path_buf(),
-            ));
-        }
-        if !told {
-            eprintln!(
-                "waiting for another strata process to finish with the store at {}",
-                path.parent().unwrap_or(path).display()
-            );
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+fn db_error(path: &Path, source: rocksdb::Error) -> StoreError {
+    StoreError::Db {
+        path: path.to_path_buf(),
+        source,
     }
 }

@@ -22,10 +22,11 @@ pub struct GcReport {
 impl Store {
     pub fn gc(&self) -> Result<GcReport> {
         // No ingest may be between writing chunks and committing them.
-        let _lock = crate::ingest::flock(
+        let _lock = crate::lock::take(
             &self.root().join("gc.lock"),
-            libc::LOCK_EX,
+            crate::lock::Mode::Exclusive,
             Duration::from_secs(600),
+            "imports and commits in progress to finish",
         )?;
         let mut report = GcReport::default();
 
@@ -58,6 +59,19 @@ impl Store {
             report.bytes_freed += fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(&path).at(&path)?;
             report.chunks_removed += 1;
+        }
+
+        // Secondary-instance directories of mount servers that died.
+        let tmp = self.root().join("tmp");
+        for d in fs::read_dir(&tmp).at(&tmp)?.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("secondary-")
+                .and_then(|r| r.split('-').next()?.parse().ok());
+            if pid.is_some_and(|p| !crate::pins::process_alive(p)) {
+                let _ = fs::remove_dir_all(d.path());
+                report.dirs_removed += 1;
+            }
         }
 
         let ids: HashSet<String> = self.containers()?.into_iter().map(|c| c.id).collect();

@@ -31,6 +31,7 @@ pub mod import;
 pub mod ingest;
 pub mod keys;
 pub mod layer;
+mod lock;
 pub mod oci_tar;
 pub mod pins;
 pub mod reference;

@@ -1,0 +1,50 @@
+//! File locks between strata processes: flock, polled so that every wait
+//! is bounded and the user is told, once, what is being waited for.
+
+use crate::error::{IoContext, Result, StoreError};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy)]
+pub(crate) enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// Takes the lock on `path` (made if missing), waiting at most `limit`;
+/// `waiting_for` is printed once if the wait is not immediate.
+pub(crate) fn take(path: &Path, mode: Mode, limit: Duration, waiting_for: &str) -> Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    let how = match mode {
+        Mode::Shared => libc::LOCK_SH,
+        Mode::Exclusive => libc::LOCK_EX,
+    };
+    let deadline = Instant::now() + limit;
+    let mut told = false;
+    loop {
+        // SAFETY: flock only reads the descriptor, which `f` keeps open.
+        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err).at(path);
+        }
+        let store = path.parent().unwrap_or(path).to_path_buf();
+        if Instant::now() >= deadline {
+            return Err(StoreError::Busy(store));
+        }
+        if !told {
+            eprintln!("waiting for {waiting_for} (store {})", store.display());
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
