@@ -15,12 +15,23 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// FastCDC sizes, chosen by `scripts/bench-store` (see docs/design.md):
-/// 64 KiB average keeps the per-chunk overhead (one file, one 36-byte
-/// reference) small while a one-byte edit still costs about one chunk.
-pub const MIN_CHUNK: u32 = 16 * 1024;
+/// FastCDC's average chunk size, chosen by `scripts/bench-store` (see
+/// docs/design.md): 64 KiB keeps the per-chunk overhead (one file, one
+/// 36-byte reference) small while a one-byte edit still costs about one
+/// chunk. Minimum and maximum are a quarter and four times the average.
 pub const AVG_CHUNK: u32 = 64 * 1024;
-pub const MAX_CHUNK: u32 = 256 * 1024;
+
+/// The (min, avg, max) FastCDC sizes. `STRATA_CHUNK_AVG` (bytes) overrides
+/// the average, so the benchmark can compare sizes on real trees; chunk
+/// boundaries never change a layer's diff id, only how it is stored.
+fn chunk_sizes() -> (u32, u32, u32) {
+    let avg = std::env::var("STRATA_CHUNK_AVG")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|v| (1024..=16 << 20).contains(v))
+        .unwrap_or(AVG_CHUNK);
+    (avg / 4, avg, avg * 4)
+}
 
 /// Files up to this size are kept inside their entry: a chunk file would
 /// waste most of a disk block on them.
@@ -63,7 +74,8 @@ impl ChunkDir {
         let mut chunks = Vec::new();
         let mut total = 0u64;
         let mut written = 0u64;
-        let cdc = fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+        let (min, avg, max) = chunk_sizes();
+        let cdc = fastcdc::v2020::StreamCDC::new(reader, min, avg, max);
         for piece in cdc {
             let piece = piece.map_err(|e| StoreError::Io {
                 path: PathBuf::from("<input>"),
