@@ -4,16 +4,18 @@
 use crate::error::FsError;
 use crate::inode::ROOT;
 use crate::lower::Node;
+use crate::passthrough::{Passthrough, Route};
 use crate::union_fs::{Attr, Caller, SetAttr, UnionFs};
 use crate::upper::TimeSet;
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use layerdb::Kind;
 use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,16 +26,36 @@ pub struct Adapter {
     /// writable mount (another process may change the upper), long for a
     /// read-only one (nothing changes).
     ttl: Duration,
+    /// Whether to ask the kernel for passthrough at FUSE_INIT.
+    want_passthrough: bool,
+    passthrough: Passthrough,
 }
 
 impl Adapter {
-    pub fn new(fs: UnionFs) -> Adapter {
+    pub fn new(fs: UnionFs, want_passthrough: bool) -> Adapter {
         let ttl = if fs.is_read_only() {
             Duration::from_secs(60)
         } else {
             Duration::from_secs(1)
         };
-        Adapter { fs, ttl }
+        Adapter {
+            fs,
+            ttl,
+            want_passthrough,
+            passthrough: Passthrough::default(),
+        }
+    }
+
+    /// How the kernel does the I/O of a handle just opened.
+    fn route(
+        &self,
+        id: u64,
+        fh: u64,
+        open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
+    ) -> Route {
+        self.fs.with_backing_file(fh, |host| {
+            self.passthrough.route(id, fh, host, open_backing)
+        })
     }
 }
 
@@ -126,6 +148,15 @@ impl Filesystem for Adapter {
         // Optional speed-ups; the kernel may refuse them.
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // Stack depth 1: backing files may not live on a stacked filesystem
+        // (overlayfs); those opens fall back to the server. It keeps this
+        // mount usable as a layer of an overlayfs.
+        if self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.enable();
+        }
         Ok(())
     }
 
@@ -299,16 +330,20 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
-            Ok((fh, keep)) => {
-                let f = if keep {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(fh), f)
+        let (fh, keep) = match self.fs.open(ino.0, flags.0) {
+            Ok(o) => o,
+            Err(e) => return reply.error(errno("open", &e)),
+        };
+        match self.route(ino.0, fh, |fd| reply.open_backing(fd)) {
+            Route::Passthrough(id) => {
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
             }
-            Err(e) => reply.error(errno("open", &e)),
+            Route::Conflict => {
+                self.fs.release(fh);
+                reply.error(Errno::from_i32(libc::EBUSY))
+            }
+            Route::Cached if keep => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Route::Cached => reply.opened(FileHandle(fh), FopenFlags::empty()),
         }
     }
 
@@ -329,13 +364,21 @@ impl Filesystem for Adapter {
             flags,
             caller(req),
         ) {
-            Ok((a, fh)) => reply.created(
-                &self.ttl,
-                &to_attr(&a),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((a, fh)) => {
+                let attr = to_attr(&a);
+                let fh = FileHandle(fh);
+                let g = Generation(0);
+                match self.route(a.id, fh.0, |fd| reply.open_backing(fd)) {
+                    Route::Passthrough(id) => {
+                        reply.created_passthrough(&self.ttl, &attr, g, fh, FopenFlags::empty(), &id)
+                    }
+                    Route::Conflict => {
+                        self.fs.release(fh.0);
+                        reply.error(Errno::from_i32(libc::EBUSY))
+                    }
+                    Route::Cached => reply.created(&self.ttl, &attr, g, fh, FopenFlags::empty()),
+                }
+            }
             Err(e) => reply.error(errno("create", &e)),
         }
     }
@@ -397,6 +440,7 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.passthrough.release(fh.0);
         self.fs.release(fh.0);
         reply.ok();
     }

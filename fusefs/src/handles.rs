@@ -16,7 +16,15 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub enum OpenFile {
     /// An upper file, or a file of a host directory layer.
-    Host { file: File, writable: bool },
+    Host {
+        file: File,
+        writable: bool,
+        /// `file` stays the node's file while it is open: an upper file, or
+        /// any file of a read-only mount. A lower file of a writable mount
+        /// is not (a copy-up replaces it), so it cannot back FUSE
+        /// passthrough, which fixes one backing file per inode.
+        backs_node: bool,
+    },
     /// A file of a store (or in-memory) layer, read through [`crate::Lower`].
     Layer {
         layer: usize,

@@ -11,7 +11,8 @@
 //!   ([`override_stat`], [`whiteout`]) so an unprivileged server works.
 //! - `union_fs`: every filesystem operation, returning `Result` and no FUSE
 //!   types; `adapter` implements `fuser::Filesystem` by calling it and
-//!   replying; [`mount`] starts and stops servers.
+//!   replying; [`mount`] starts and stops servers; `passthrough` lets the
+//!   kernel do the I/O of host-backed files itself where it can.
 //! - [`changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
@@ -29,6 +30,7 @@ pub mod lower;
 pub mod mem_lower;
 pub mod mount;
 pub mod override_stat;
+mod passthrough;
 pub mod store_lower;
 pub mod union;
 pub mod union_fs;

@@ -22,6 +22,11 @@ pub struct MountOptions {
     pub fsname: String,
     /// FUSE worker threads (each reads requests from the device).
     pub threads: usize,
+    /// Let the kernel read and write host files directly (FUSE passthrough)
+    /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files, and files of
+    /// host directory lowers on a read-only mount. Otherwise, or when
+    /// false, file I/O goes through the server; store layers always do.
+    pub passthrough: bool,
 }
 
 impl MountOptions {
@@ -33,6 +38,7 @@ impl MountOptions {
             allow_other: false,
             fsname: "strata".into(),
             threads: 4,
+            passthrough: true,
         }
     }
 }
@@ -76,9 +82,11 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
     }
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    fuser::Session::new(Adapter::new(fs), mountpoint, &config).map_err(|source| MountError::Mount {
-        mountpoint: mountpoint.display().to_string(),
-        source,
+    fuser::Session::new(Adapter::new(fs, opts.passthrough), mountpoint, &config).map_err(|source| {
+        MountError::Mount {
+            mountpoint: mountpoint.display().to_string(),
+            source,
+        }
     })
 }
 

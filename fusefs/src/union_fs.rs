@@ -338,6 +338,7 @@ impl UnionFs {
             OpenFile::Host {
                 file,
                 writable: true,
+                backs_node: true,
             },
         );
         Ok((attr, fh))
@@ -527,6 +528,7 @@ impl UnionFs {
                 OpenFile::Host {
                     file,
                     writable: true,
+                    backs_node: true,
                 },
             );
             return Ok((fh, false));
@@ -543,6 +545,7 @@ impl UnionFs {
                 file: crate::dir_lower::open_no_follow(&host)
                     .map_err(|e| FsError::io("open", &path, e))?,
                 writable: false,
+                backs_node: in_upper || self.read_only,
             },
             None => OpenFile::Layer {
                 layer: r.layer,
@@ -551,6 +554,21 @@ impl UnionFs {
             },
         };
         Ok((self.handles.add_file(id, open), !in_upper))
+    }
+
+    /// Calls `f` with the host file behind handle `fh` if it stays the
+    /// node's file while open (see [`OpenFile::Host`]): what FUSE
+    /// passthrough can hand to the kernel. `None` for a file of a store
+    /// layer, or of a host lower that a copy-up may replace.
+    pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(Option<&std::fs::File>) -> R) -> R {
+        match self.handles.file(fh).as_deref() {
+            Some(OpenFile::Host {
+                file,
+                backs_node: true,
+                ..
+            }) => f(Some(file)),
+            _ => f(None),
+        }
     }
 
     fn handle(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {

@@ -1,0 +1,498 @@
+//! Real mounts served by a separate process, for what an in-process mount
+//! cannot show: the server killed with SIGKILL mid-write, and the server's
+//! own memory while a large tree is walked.
+//!
+//! The server is this test binary run again: `serve_mount_for_parent_test`
+//! serves a mount described by `STRATA_TEST_SERVE_*` variables until it is
+//! killed or unmounted (and does nothing when they are unset, as in a plain
+//! `cargo test` run). Needs root and /dev/fuse; fails, never skips,
+//! without them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ENV_LOWER: &str = "STRATA_TEST_SERVE_LOWER";
+const ENV_UPPER: &str = "STRATA_TEST_SERVE_UPPER";
+const ENV_MNT: &str = "STRATA_TEST_SERVE_MNT";
+const ENV_NO_PASSTHROUGH: &str = "STRATA_TEST_SERVE_NO_PASSTHROUGH";
+const SERVER_TEST: &str = "serve_mount_for_parent_test";
+
+fn require_fuse() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "mount tests need root (CI runs them as root); run `sudo -E cargo test -p fusefs`"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "mount tests need /dev/fuse; load the fuse module or pass --device /dev/fuse to the container"
+    );
+}
+
+/// The server side: only does something in a process started by
+/// [`Server::start`].
+#[test]
+fn serve_mount_for_parent_test() {
+    let (Some(lower), Some(upper), Some(mnt)) = (
+        std::env::var_os(ENV_LOWER),
+        std::env::var_os(ENV_UPPER),
+        std::env::var_os(ENV_MNT),
+    ) else {
+        return;
+    };
+    let lowers: Vec<Box<dyn fusefs::Lower>> = vec![Box::new(fusefs::DirLower::new(lower))];
+    let mut opts = fusefs::MountOptions::new(lowers, Some(PathBuf::from(upper)));
+    opts.passthrough = std::env::var_os(ENV_NO_PASSTHROUGH).is_none();
+    fusefs::serve(opts, Path::new(&mnt)).expect("serve");
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let want = mnt.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Polls until `cond` holds; panics with `what` after 20 s.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A mount server in a child process. Dropping it kills the server and
+/// detaches the mount, so a failing test leaves no dead mount behind.
+struct Server {
+    child: Child,
+    mnt: PathBuf,
+}
+
+impl Server {
+    /// Starts a server for `lower` + `upper` on `mnt` and waits until the
+    /// mount is up.
+    fn start(lower: &Path, upper: &Path, mnt: &Path) -> Server {
+        Server::start_with(lower, upper, mnt, true)
+    }
+
+    /// Like [`Server::start`], choosing whether to ask for passthrough.
+    fn start_with(lower: &Path, upper: &Path, mnt: &Path, passthrough: bool) -> Server {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.args([SERVER_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ENV_LOWER, lower)
+            .env(ENV_UPPER, upper)
+            .env(ENV_MNT, mnt)
+            .stdout(Stdio::null());
+        if !passthrough {
+            cmd.env(ENV_NO_PASSTHROUGH, "1");
+        }
+        let mut child = cmd.spawn().expect("start the server process");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(mnt) {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("the server process exited before mounting: {status}");
+            }
+            assert!(Instant::now() < deadline, "{} never mounted", mnt.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Server {
+            child,
+            mnt: mnt.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn kill9(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9 the server");
+        self.child.wait().expect("reap the server");
+    }
+
+    /// Bytes the server moved through read(2)-like and write(2)-like calls
+    /// (`rchar` + `wchar`), FUSE requests and replies included.
+    fn io_bytes(&self) -> u64 {
+        let io = fs::read_to_string(format!("/proc/{}/io", self.pid())).expect("server io");
+        io.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                matches!(k, "rchar" | "wchar").then(|| v.trim().parse::<u64>().ok())?
+            })
+            .sum()
+    }
+
+    /// `VmHWM` and `VmRSS` of the server, in KiB.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("server status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/<server>/status"))
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if is_mounted(&self.mnt) {
+            let _ = fusefs::unmount(&self.mnt);
+        }
+    }
+}
+
+/// What the container sees at each path: type, mode, owner, size, content.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).expect("readdir") {
+            let p = e.expect("entry").path();
+            let md = fs::symlink_metadata(&p).expect("lstat");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            let what = if md.is_dir() {
+                dirs.push(p);
+                String::from("dir")
+            } else if md.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).expect("readlink").display())
+            } else {
+                format!("{:?}", fs::read(&p).expect("read"))
+            };
+            let line = format!(
+                "{:o} {}:{} {} {what}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.size()
+            );
+            out.insert(rel, line);
+        }
+    }
+    out
+}
+
+/// Byte `i` of the interrupted file: not periodic in small powers of two,
+/// so a misplaced block shows.
+fn pattern_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn kill_9_of_the_server_mid_write_loses_nothing_written_before() {
+    kill_9_mid_write(true);
+}
+
+#[test]
+fn kill_9_of_the_server_mid_write_without_passthrough_loses_nothing_written_before() {
+    kill_9_mid_write(false);
+}
+
+fn kill_9_mid_write(passthrough: bool) {
+    require_fuse();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = (
+        dir.path().join("lower"),
+        dir.path().join("upper"),
+        dir.path().join("mnt"),
+    );
+    for d in [&lower, &upper, &mnt] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    fs::create_dir_all(lower.join("etc/conf.d")).expect("mkdir");
+    fs::write(lower.join("etc/passwd"), "root:x:0:0\n").expect("write");
+    fs::write(lower.join("etc/conf.d/a"), "a").expect("write");
+    fs::write(lower.join("etc/gone"), "gone").expect("write");
+
+    let mut server = Server::start_with(&lower, &upper, &mnt, passthrough);
+    // Changes made and closed before the crash: a copy-up, a new file, a
+    // whiteout, a renamed lower directory, a symlink, an owner change.
+    fs::write(mnt.join("etc/passwd"), "root:x:0:0\nuser:x:1000:1000\n").expect("write");
+    fs::create_dir(mnt.join("home")).expect("mkdir");
+    fs::write(mnt.join("home/notes"), vec![7u8; 300_000]).expect("write");
+    fs::remove_file(mnt.join("etc/gone")).expect("unlink");
+    fs::rename(mnt.join("etc/conf.d"), mnt.join("etc/conf")).expect("rename");
+    std::os::unix::fs::symlink("../etc/passwd", mnt.join("home/link")).expect("symlink");
+    std::os::unix::fs::chown(mnt.join("home/notes"), Some(1000), Some(1000)).expect("chown");
+    let before = snapshot(&mnt);
+
+    // The writer appends 64 KiB blocks until the mount dies or it is told
+    // to stop (with passthrough, writes to an open file may outlive the
+    // server); `acked` counts bytes whose write(2) returned.
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        let path = mnt.join("home/big");
+        std::thread::spawn(move || -> Option<std::io::Error> {
+            let mut f = match fs::File::create(&path) {
+                Ok(f) => f,
+                Err(e) => return Some(e),
+            };
+            let mut off = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let block: Vec<u8> = (off..off + 65536).map(pattern_byte).collect();
+                if let Err(e) = f.write_all(&block) {
+                    return Some(e);
+                }
+                off += block.len() as u64;
+                acked.store(off, Ordering::SeqCst);
+            }
+            None
+        })
+    };
+    wait_for("the writer to write 8 MiB", || {
+        acked.load(Ordering::SeqCst) >= 8 << 20 || writer.is_finished()
+    });
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    let err = writer.join().expect("writer thread");
+    let acked = acked.load(Ordering::SeqCst);
+    assert!(
+        acked >= 8 << 20,
+        "the writer failed before the kill: {err:?}"
+    );
+    println!("writer stopped after {acked} bytes: {err:?}");
+
+    // The dead mount answers ENOTCONN until it is detached.
+    assert_eq!(
+        fs::metadata(&mnt).map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::ENOTCONN)),
+        "a mount whose server died is not connected"
+    );
+    fusefs::unmount(&mnt).expect("detach the dead mount");
+    wait_for("the dead mount to go", || !is_mounted(&mnt));
+
+    // Whatever reached the upper of the interrupted file is a prefix of
+    // what was written, and holds at least every acknowledged byte.
+    let big = fs::read(upper.join("home/big")).expect("the interrupted file is in the upper");
+    assert!(
+        big.len() as u64 >= acked,
+        "{} bytes in the upper, {acked} acknowledged",
+        big.len()
+    );
+    if let Some(i) = (0..big.len()).find(|&i| big[i] != pattern_byte(i as u64)) {
+        panic!("the interrupted file differs from what was written at byte {i}");
+    }
+
+    let _server = Server::start(&lower, &upper, &mnt);
+    let mut after = snapshot(&mnt);
+    let big_line = after
+        .remove("home/big")
+        .expect("the interrupted file shows after remount");
+    assert!(
+        big_line.contains(&format!(" {} ", big.len())),
+        "remount shows the interrupted file with its upper size ({}): {}",
+        big.len(),
+        &big_line[..big_line.len().min(80)]
+    );
+    assert_eq!(
+        after, before,
+        "the remounted tree is the tree before the crash"
+    );
+}
+
+/// Builds `dirs` x 10 x `files` empty files under `root`: d000/e0/f000...
+fn build_wide_tree(root: &Path, dirs: usize, files: usize) -> usize {
+    let mut n = 0;
+    for d in 0..dirs {
+        for e in 0..10 {
+            let sub = root.join(format!("d{d:03}/e{e}"));
+            fs::create_dir_all(&sub).expect("mkdir");
+            for f in 0..files {
+                fs::File::create(sub.join(format!("f{f:03}"))).expect("create");
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn server_memory_stays_under_100_mb_while_walking_100k_files() {
+    require_fuse();
+    const LIMIT_KIB: u64 = 100 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = (
+        dir.path().join("lower"),
+        dir.path().join("upper"),
+        dir.path().join("mnt"),
+    );
+    for d in [&upper, &mnt] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let files = build_wide_tree(&lower, 100, 100);
+    assert_eq!(files, 100_000);
+
+    let server = Server::start(&lower, &upper, &mnt);
+    let (hwm_start, _) = server.memory_kib();
+    let found = run(Command::new("find").arg(&mnt)).lines().count();
+    assert_eq!(found, 1 + 100 + 100 * 10 + files, "find sees every entry");
+    let (hwm_find, rss_find) = server.memory_kib();
+    let listing = run(Command::new("ls").arg("-lR").arg(&mnt));
+    assert!(listing.lines().filter(|l| l.starts_with("-rw")).count() == files);
+    let stat_all = run(Command::new("find")
+        .arg(&mnt)
+        .args(["-type", "f", "-printf", "%i %s\n"]));
+    assert_eq!(stat_all.lines().count(), files);
+    let (hwm, rss) = server.memory_kib();
+    println!(
+        "server memory walking {files} files: VmHWM {} KiB at start, {hwm_find} KiB after find \
+         (VmRSS {rss_find} KiB), {hwm} KiB after ls -lR and a stat walk (VmRSS {rss} KiB)",
+        hwm_start
+    );
+    assert!(
+        hwm < LIMIT_KIB,
+        "the server peaked at {hwm} KiB walking {files} files (limit {LIMIT_KIB} KiB)"
+    );
+}
+
+/// Three directories for a server: (lower, upper, mnt), created.
+fn server_dirs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ds = ["lower", "upper", "mnt"].map(|d| dir.join(d));
+    for d in &ds {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let [lower, upper, mnt] = ds;
+    (lower, upper, mnt)
+}
+
+/// FUSE passthrough is in the kernel this suite runs on (Linux >= 6.9) and
+/// the tests run as root, so it must be in use here.
+#[test]
+fn upper_files_are_read_and_written_by_the_kernel_not_the_server() {
+    require_fuse();
+    const SIZE: usize = 32 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    let data: Vec<u8> = (0..SIZE as u64).map(pattern_byte).collect();
+    fs::write(lower.join("lower-file"), &data).expect("write");
+    let server = Server::start(&lower, &upper, &mnt);
+    let mut copied = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("lower-file"))
+        .expect("open a lower file for writing: copy-up");
+
+    let before = server.io_bytes();
+    fs::write(mnt.join("new-file"), &data).expect("write a new upper file");
+    assert!(fs::read(mnt.join("new-file")).expect("read") == data);
+    copied
+        .write_all(&data)
+        .expect("append to the copied-up file");
+    drop(copied);
+    let both = fs::read(mnt.join("lower-file")).expect("read");
+    assert!(both.len() == 2 * SIZE && both[..SIZE] == data[..] && both[SIZE..] == data[..]);
+    let moved = server.io_bytes() - before;
+    println!("the server moved {moved} bytes for 160 MiB of upper file I/O");
+    assert!(
+        moved < SIZE as u64 / 2,
+        "the server moved {moved} bytes: upper file I/O went through it, not passthrough"
+    );
+    assert_eq!(
+        fs::metadata(upper.join("lower-file"))
+            .expect("copied up")
+            .len(),
+        2 * SIZE as u64
+    );
+}
+
+/// Opens keep working when a file open from a host lower is copied up and
+/// opened again (the kernel allows one backing file per inode, and a mix of
+/// passthrough and cached opens of one inode fails with EIO).
+#[test]
+fn a_lower_file_held_open_while_copied_up_stays_readable_and_writable() {
+    require_fuse();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    fs::write(lower.join("f"), "lower data").expect("write");
+    let _server = Server::start(&lower, &upper, &mnt);
+    let reader = fs::File::open(mnt.join("f")).expect("open read-only");
+    fs::write(mnt.join("f"), "upper data!").expect("copy up and rewrite");
+    assert_eq!(
+        fs::read_to_string(mnt.join("f")).expect("read"),
+        "upper data!"
+    );
+    // Which data the old handle shows is up to the kernel's page cache
+    // (shared by the inode); it must read without error.
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut &reader, &mut old).expect("read the old handle");
+    drop(reader);
+    fs::write(mnt.join("f"), "again").expect("rewrite once the lower handle closed");
+    assert_eq!(fs::read_to_string(mnt.join("f")).expect("read"), "again");
+    assert_eq!(fs::read_to_string(upper.join("f")).expect("read"), "again");
+}
+
+fn dd(args: &[String]) -> f64 {
+    let start = Instant::now();
+    let out = Command::new("dd")
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run dd");
+    assert!(out.status.success(), "dd {args:?}: {out:?}");
+    start.elapsed().as_secs_f64()
+}
+
+/// Sequential 1 GiB write and read of an upper file, with and without
+/// passthrough: `cargo test -p fusefs --test server_process -- --ignored
+/// --nocapture bench`. Drops the page cache (machine-wide) before reads.
+#[test]
+#[ignore = "a benchmark: writes 1 GiB twice and drops the page cache"]
+fn bench_sequential_1_gib_upper_file_with_and_without_passthrough() {
+    require_fuse();
+    for passthrough in [false, true] {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        let (lower, upper, mnt) = server_dirs(dir.path());
+        let server = Server::start_with(&lower, &upper, &mnt, passthrough);
+        let file = mnt.join("big").display().to_string();
+        let write = dd(&[
+            "if=/dev/zero".into(),
+            format!("of={file}"),
+            "bs=1M".into(),
+            "count=1024".into(),
+            "conv=fsync".into(),
+        ]);
+        fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
+        let read = dd(&[format!("if={file}"), "of=/dev/null".into(), "bs=1M".into()]);
+        let hot = dd(&[format!("if={file}"), "of=/dev/null".into(), "bs=1M".into()]);
+        println!(
+            "passthrough {passthrough}: write {:.0} MiB/s, cold read {:.0} MiB/s, hot read {:.0} MiB/s \
+             (server moved {} MiB)",
+            1024.0 / write,
+            1024.0 / read,
+            1024.0 / hot,
+            server.io_bytes() >> 20
+        );
+        drop(server);
+    }
+}
