@@ -190,21 +190,7 @@ impl DirLower {
         } else {
             None
         };
-        let host_kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_char_device() {
-            Kind::CharDev
-        } else if ft.is_block_device() {
-            Kind::BlockDev
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else if ft.is_socket() {
-            Kind::Socket
-        } else {
-            Kind::Regular
-        };
+        let host_kind = Entry::kind_of(ft);
         let kind = ovr.and_then(|o| o.kind).unwrap_or(host_kind);
         let mut e = Entry::new(kind, md.mode() & 0o7777);
         e.uid = md.uid();
