@@ -56,11 +56,41 @@ pub fn create_root(root: &Path) -> Result<()> {
             Err(e) => return Err(e).at(root),
         }
     }
+    check_format(root)?;
     for sub in ["chunks", "containers", "tmp", "pins"] {
         let p = root.join(sub);
         fs::create_dir_all(&p).at(&p)?;
     }
     Ok(())
+}
+
+/// The on-disk format this code reads and writes (docs/design.md). A store
+/// of another format is refused rather than misread.
+const FORMAT: &str = "strata store format 2\n";
+
+fn check_format(root: &Path) -> Result<()> {
+    let path = root.join("format");
+    match fs::read_to_string(&path) {
+        Ok(found) if found == FORMAT => Ok(()),
+        Ok(found) => Err(StoreError::Corrupt {
+            key: path.display().to_string(),
+            reason: format!(
+                "the store is {:?}, this strata reads {:?}: use another --root",
+                found.trim(),
+                FORMAT.trim()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if root.join("db").exists() {
+                return Err(StoreError::Corrupt {
+                    key: path.display().to_string(),
+                    reason: "a store from before format 2 (chunks in fan-out directories): use another --root".into(),
+                });
+            }
+            fs::write(&path, FORMAT).at(&path)
+        }
+        Err(e) => Err(e).at(&path),
+    }
 }
 
 /// An image to add: new layers (pending) or existing ones, bottom first.
