@@ -523,19 +523,31 @@ impl Store {
     /// Drops the record first, then the directory: a crash between leaves
     /// only an orphan directory, which gc removes.
     pub fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
+        self.forget_container(rec)?;
+        remove_container_dir(&self.container_dir(&rec.id))
+    }
+
+    /// Drops a container's record, leaving its directory to the caller
+    /// (the monitor of an exiting `--rm` container, which still has the
+    /// filesystem mounted there, removes it after unmounting).
+    pub fn forget_container(&self, rec: &ContainerRecord) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete(keys::container(&rec.id));
         batch.delete(keys::name(&rec.name));
-        self.db.write(batch)?;
-        let dir = self.container_dir(&rec.id);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(&dir),
-            _ => Ok(()),
-        }
+        self.db.write(batch)
     }
 
     pub(crate) fn db(&self) -> &Db {
         &self.db
+    }
+}
+
+/// Removes a container's directory (never while its filesystem is mounted
+/// there: it would delete through the mount).
+pub fn remove_container_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(dir),
+        _ => Ok(()),
     }
 }
 

@@ -98,8 +98,6 @@ pub struct LaunchArgs {
     /// Print the container's name once it runs (start)
     #[arg(long)]
     pub print_name: Option<String>,
-    #[arg(long)]
-    pub rm: bool,
     pub id: String,
 }
 

@@ -11,16 +11,20 @@ use std::sync::Arc;
 pub struct ContainerHooks {
     root: PathBuf,
     id: String,
+    /// `--rm`: the monitor removes the container when it exits (also when
+    /// detached, with nobody waiting).
+    auto_remove: bool,
     mount: Option<fusefs::MountHandle>,
     _pin: Option<Pin>,
     started_ns: i64,
 }
 
 impl ContainerHooks {
-    pub fn new(root: PathBuf, id: String) -> ContainerHooks {
+    pub fn new(root: PathBuf, id: String, auto_remove: bool) -> ContainerHooks {
         ContainerHooks {
             root,
             id,
+            auto_remove,
             mount: None,
             _pin: None,
             started_ns: 0,
@@ -70,11 +74,19 @@ impl MonitorHooks for ContainerHooks {
     fn exited(&mut self, code: i32) {
         let started_ns = self.started_ns;
         let finished_ns = crate::clock::now_ns();
-        if let Err(e) = self.record(State::Exited {
-            code,
-            started_ns,
-            finished_ns,
-        }) {
+        let done = if self.auto_remove {
+            // The record goes now; the directory once the mount is gone.
+            Store::open(&self.root)
+                .and_then(|store| store.forget_container(&store.container(&self.id)?))
+                .map_err(Into::into)
+        } else {
+            self.record(State::Exited {
+                code,
+                started_ns,
+                finished_ns,
+            })
+        };
+        if let Err(e) = done {
             log::error!("container {}: recording its exit: {e:#}", self.id);
         }
     }
@@ -83,6 +95,13 @@ impl MonitorHooks for ContainerHooks {
         if let Some(m) = self.mount.take() {
             if let Err(e) = m.unmount() {
                 log::error!("container {}: unmounting its filesystem: {e}", self.id);
+                return;
+            }
+        }
+        if self.auto_remove {
+            let dir = ContainerPaths::new(&self.root, &self.id).dir;
+            if let Err(e) = layerdb::store::remove_container_dir(&dir) {
+                log::error!("container {}: removing its files: {e}", self.id);
             }
         }
     }

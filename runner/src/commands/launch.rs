@@ -20,7 +20,11 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
             .with_context(|| format!("No such container: {}", args.id))?,
     )?;
     let spec = spec_of(&rec, &paths);
-    let hooks = Box::new(ContainerHooks::new(ctx.root.clone(), rec.id.clone()));
+    let hooks = Box::new(ContainerHooks::new(
+        ctx.root.clone(),
+        rec.id.clone(),
+        rec.auto_remove,
+    ));
     let outcome = container::launch(&spec, hooks, args.detach);
     let code = match outcome {
         Ok(Outcome::Detached { .. }) => {
@@ -32,17 +36,20 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
             }
             return Ok(0);
         }
+        // The monitor removed an --rm container already.
         Ok(Outcome::Exited { code }) => code,
         Err(e) => {
             eprintln!("strata: {e:#}");
+            // If the monitor never ran, an --rm container's record is here.
+            if rec.auto_remove {
+                let store = ctx.store()?;
+                if let Ok(rec) = store.container(&rec.id) {
+                    store.remove_container(&rec)?;
+                }
+            }
             container::exit_code_for(&e)
         }
     };
-    if args.rm {
-        let store = ctx.store()?;
-        let rec = store.container(&rec.id)?;
-        store.remove_container(&rec)?;
-    }
     Ok(code)
 }
 

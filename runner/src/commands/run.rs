@@ -20,9 +20,6 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
     if args.detach {
         cmd.arg("--detach").arg("--print-id");
     }
-    if args.rm {
-        cmd.arg("--rm");
-    }
     Err(cmd.exec()).context("re-executing strata to start the container")
 }
 
