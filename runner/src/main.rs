@@ -12,6 +12,7 @@ mod liveness;
 mod names;
 mod output;
 mod overlay_compat;
+mod runtime;
 mod stack;
 mod sys;
 mod truncate;

@@ -23,13 +23,18 @@ struct MountRecord {
     mountpoint: PathBuf,
 }
 
-fn records_dir(root: &Path) -> PathBuf {
-    root.join("mounts")
+fn records_dir(root: &Path) -> Result<PathBuf> {
+    Ok(crate::runtime::dir(root)?.join("mounts"))
 }
 
-fn record_path(root: &Path, mountpoint: &Path) -> PathBuf {
+fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
     let d = layerdb::Digest::of(mountpoint.as_os_str().as_encoded_bytes());
-    records_dir(root).join(format!("{}.json", d.short()))
+    Ok(records_dir(root)?.join(format!("{}.json", d.short())))
+}
+
+/// Where `strata mount IMAGE` mounts when no directory is given.
+fn default_mountpoint(root: &Path, name: &str) -> Result<PathBuf> {
+    Ok(crate::runtime::dir(root)?.join("mnt").join(name))
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
@@ -60,22 +65,20 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
                 return Ok(0);
             }
             serve.arg("--container").arg(&rec.id).arg("--read-only");
-            args.dir.clone().unwrap_or_else(|| {
-                ctx.root
-                    .join("mnt")
-                    .join(format!("container-{}", rec.short_id()))
-            })
+            match &args.dir {
+                Some(d) => d.clone(),
+                None => default_mountpoint(&ctx.root, &format!("container-{}", rec.short_id()))?,
+            }
         } else {
             let image = store.resolve_image(&target)?;
             serve
                 .arg("--image")
                 .arg(format!("{:#}", image.id))
                 .arg("--read-only");
-            args.dir.clone().unwrap_or_else(|| {
-                ctx.root
-                    .join("mnt")
-                    .join(format!("image-{}", image.id.short()))
-            })
+            match &args.dir {
+                Some(d) => d.clone(),
+                None => default_mountpoint(&ctx.root, &format!("image-{}", image.id.short()))?,
+            }
         }
     };
     start_server(serve, &mountpoint, &target)?;
@@ -138,7 +141,7 @@ pub fn start_server(mut serve: Command, mountpoint: &Path, what: &str) -> Result
 }
 
 fn list(ctx: &Ctx) -> Result<i32> {
-    let Ok(dir) = std::fs::read_dir(records_dir(&ctx.root)) else {
+    let Ok(dir) = std::fs::read_dir(records_dir(&ctx.root)?) else {
         return Ok(0);
     };
     for f in dir.flatten() {
@@ -148,6 +151,7 @@ fn list(ctx: &Ctx) -> Result<i32> {
         if liveness::process_alive(rec.pid as i32) {
             println!("{} {}", rec.target, rec.mountpoint.display());
         } else {
+            let _ = std::fs::remove_file(f.path().with_extension("log"));
             let _ = std::fs::remove_file(f.path());
         }
     }
@@ -158,7 +162,9 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     let path =
         std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
     fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
-    let _ = std::fs::remove_file(record_path(&ctx.root, &path));
+    let record = record_path(&ctx.root, &path)?;
+    let _ = std::fs::remove_file(record.with_extension("log"));
+    let _ = std::fs::remove_file(record);
     println!("{}", path.display());
     Ok(0)
 }
@@ -206,8 +212,8 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         target,
         mountpoint: args.mountpoint.clone(),
     };
-    std::fs::create_dir_all(records_dir(&ctx.root))?;
-    let record = record_path(&ctx.root, &args.mountpoint);
+    std::fs::create_dir_all(records_dir(&ctx.root)?)?;
+    let record = record_path(&ctx.root, &args.mountpoint)?;
     std::fs::write(&record, serde_json::to_vec(&rec)?)?;
     println!("ready");
     // The parent stops reading after "ready": from here on errors go to a
@@ -217,6 +223,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     let log = std::fs::File::create(record.with_extension("log"))?;
     let _ = nix::unistd::dup2_stderr(&log);
     handle.join()?;
+    let _ = std::fs::remove_file(record.with_extension("log"));
     let _ = std::fs::remove_file(&record);
     drop(pin);
     Ok(0)

@@ -1,0 +1,49 @@
+//! Runtime state: what lives only while processes do (mount records and
+//! their logs, default inspection mountpoints), kept apart from the store:
+//! `/run/strata` for root, `$XDG_RUNTIME_DIR/strata` for other users, or
+//! `/tmp/strata-<uid>` when that is unset. Each store gets its own
+//! subdirectory, named by a digest of its root, so stores never mix.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The runtime directory for the store at `root`, made 0700 if missing.
+pub fn dir(root: &Path) -> Result<PathBuf> {
+    let base = base()?;
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let key = layerdb::Digest::of(root.as_os_str().as_encoded_bytes()).short();
+    let dir = base.join(key);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn base() -> Result<PathBuf> {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return Ok(PathBuf::from("/run/strata"));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        return Ok(PathBuf::from(xdg).join("strata"));
+    }
+    // A shared /tmp: the directory must be ours and private, or another
+    // user could have placed it to watch or redirect our mounts.
+    let dir = PathBuf::from(format!("/tmp/strata-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{} is not a private directory of yours: remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
