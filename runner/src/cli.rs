@@ -76,6 +76,12 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount what `strata mount` mounted
     Umount { target: String },
+    /// Run a shell or CMD in strata's user and mount namespaces, where you
+    /// are root with your subordinate ids mapped (like podman unshare)
+    Unshare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Serve a mount in the foreground (used by `mount`; not for users)
     #[command(hide = true)]
     ServeMount(ServeMountArgs),

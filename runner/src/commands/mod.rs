@@ -12,6 +12,7 @@ mod mount;
 mod run;
 mod save;
 mod store_admin;
+mod unshare;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::Result;
@@ -87,6 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::ExecIn(a) => containers::exec_in(a),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount { target } => mount::umount(&ctx, &target),
+        Command::Unshare { command } => unshare::run(command),
         Command::ServeMount(a) => mount::serve(&ctx, a),
     }
 }

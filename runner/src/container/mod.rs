@@ -139,3 +139,43 @@ fn wait_detached(mut events: EventReceiver, monitor: Pid) -> anyhow::Result<Outc
         pid,
     })
 }
+
+/// `strata unshare`: runs `args` in a new user namespace where the caller
+/// is root (with its /etc/subuid range mapped when granted) and a new mount
+/// namespace, as `podman unshare` does: where a user's FUSE mounts and
+/// container files can be handled with the ids containers see. Root gets
+/// the command run as it is. Must be called with a single thread (it forks).
+pub fn unshare(args: &[String]) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt as _;
+    let Some(userns) = UserNamespace::for_caller()? else {
+        return Err(std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .exec()
+            .into());
+    };
+    if let Some(notice) = &userns.notice {
+        eprintln!("{notice}");
+    }
+    let (monitor_side, launcher_side) = MapHandshake::new()?.split();
+    match crate::sys::fork().context("fork")? {
+        ForkResult::Child => {
+            drop(launcher_side);
+            if let Err(e) = monitor_side.enter() {
+                eprintln!("strata: {e:#}");
+                crate::sys::exit_immediately(125);
+            }
+            let err = std::process::Command::new(&args[0])
+                .args(&args[1..])
+                .env("STRATA_UNSHARED", "1")
+                .exec();
+            eprintln!("strata: {}: {err}", args[0]);
+            crate::sys::exit_immediately(127)
+        }
+        ForkResult::Parent { child } => {
+            drop(monitor_side);
+            launcher_side.map(&userns, child)?;
+            let status = nix::sys::wait::waitpid(child, None).context("wait")?;
+            Ok(exit::exit_code_of_status(status).unwrap_or(125))
+        }
+    }
+}
