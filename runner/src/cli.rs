@@ -89,6 +89,10 @@ pub enum Command {
     /// the fork happens in a process with one thread; not for users)
     #[command(name = "__launch", hide = true)]
     Launch(LaunchArgs),
+    /// syncfs of a running container's filesystem from inside its user
+    /// namespace (commit runs this; not for users)
+    #[command(name = "__flush", hide = true)]
+    Flush { pid: i32 },
     /// Join a running container's namespaces (exec re-execs into this)
     #[command(name = "__exec", hide = true)]
     ExecIn(ExecInArgs),

@@ -14,7 +14,7 @@ pub fn process_alive(pid: i32) -> bool {
 }
 
 /// Whether something is mounted on `path` in this mount namespace.
-pub fn is_mounted(path: &std::path::Path) -> bool {
+fn is_mounted(path: &std::path::Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -6,10 +6,9 @@ use super::Ctx;
 use crate::cli::CommitArgs;
 use crate::liveness;
 use crate::stack::{image_lowers, is_runtime_path};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use fusefs::{Change, ChangeKind};
 use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Store};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The container's changes, without the files strata mounts into it.
@@ -52,7 +51,7 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
 struct Paused(Option<i32>);
 
 impl Paused {
-    fn new(rec: &ContainerRecord, pause: bool) -> Result<Paused> {
+    fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
         let State::Running { pid, .. } = rec.state else {
             return Ok(Paused(None));
         };
@@ -61,33 +60,38 @@ impl Paused {
         }
         // The guard first: whatever fails below, the container is resumed.
         let paused = Paused(pause.then_some(pid));
-        flush(rec, pid);
+        flush(ctx, rec, pid)?;
         Ok(paused)
     }
 }
 
-/// Makes pages the container wrote through mmap reach the upper: syncfs on
-/// its root filesystem, reached through its init (`/proc/PID/root`), or
-/// through the monitor's mountpoint. Plain writes need no flush: the mount
-/// has no write-back cache, so they are in the upper when write returns.
-fn flush(rec: &ContainerRecord, pid: i32) {
-    let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
-    let merged = rec.upper.with_file_name("merged");
-    // The merged directory is the container's filesystem only where the
-    // monitor's mount is visible (root); rootless, it is an empty directory.
-    let merged = crate::liveness::is_mounted(&merged).then_some(merged);
-    for root in std::iter::once(proc_root).chain(merged) {
-        if let Ok(dir) = std::fs::File::open(&root) {
-            match nix::unistd::syncfs(&dir) {
-                Ok(()) => return,
-                Err(e) => log::warn!("syncfs {}: {e}", root.display()),
-            }
-        }
+/// Makes pages the container wrote through mmap reach the upper. Plain
+/// writes need no flush: the mount has no write-back cache, so they are in
+/// the upper when write returns. The flush runs in a child process
+/// (`strata __flush`), which may join the container's user namespace: this
+/// one has threads (the store's) and may not.
+fn flush(ctx: &Ctx, rec: &ContainerRecord, pid: i32) -> Result<()> {
+    let out = std::process::Command::new("/proc/self/exe")
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("__flush")
+        .arg(pid.to_string())
+        .output()
+        .context("starting strata __flush")?;
+    if !out.status.success() {
+        bail!(
+            "cannot flush the filesystem of {}: {}",
+            rec.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    eprintln!(
-        "strata: cannot reach the filesystem of {} to flush it; pages it wrote through mmap and not yet written back may be missing from the commit",
-        rec.name
-    );
+    Ok(())
+}
+
+/// `strata __flush PID`: the child half of [`flush`].
+pub fn flush_in(pid: i32) -> Result<i32> {
+    crate::container::sync_root_filesystem(nix::unistd::Pid::from_raw(pid))?;
+    Ok(0)
 }
 
 impl Drop for Paused {
@@ -115,7 +119,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     let run_config = crate::changes::commit_config(&rec.config, &args.change)?;
 
     let layer = {
-        let _paused = Paused::new(&rec, !args.no_pause)?;
+        let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
         let changes = change_set(&store, &rec)?;
         if changes.is_empty() {
             None

@@ -86,6 +86,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => containers::rename(&ctx, &container, &new_name),
         Command::Exec(a) => containers::exec(&ctx, a),
         Command::ExecIn(a) => containers::exec_in(a),
+        Command::Flush { pid } => commit::flush_in(pid),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount { target } => mount::umount(&ctx, &target),
         Command::Unshare { command } => unshare::run(command),

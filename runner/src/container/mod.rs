@@ -42,6 +42,7 @@ mod userns;
 pub use exec::exec_in;
 pub use exit::exit_code_for;
 pub use monitor::MonitorHooks;
+pub use namespaces::sync_root_filesystem;
 pub use signals::{freeze, kill, thaw};
 pub use spec::{BindMount, EtcFiles, Spec};
 

@@ -171,6 +171,23 @@ impl NamespaceFiles {
     }
 }
 
+/// `syncfs` of a running container's root filesystem, so pages it wrote
+/// through mmap reach the upper. A rootless container's FUSE mount admits
+/// only processes of its user namespace, so this joins that namespace
+/// first: call it in a process of its own, with one thread (setns into a
+/// user namespace requires it); `strata commit` runs it as `__flush`.
+pub fn sync_root_filesystem(pid: Pid) -> anyhow::Result<()> {
+    let user = format!("/proc/{pid}/ns/user");
+    let ns =
+        File::open(&user).with_context(|| format!("container process {pid} is not running"))?;
+    if !is_own_namespace(&ns, "user")? {
+        setns(&ns, CloneFlags::CLONE_NEWUSER).context("join the container's user namespace")?;
+    }
+    let root = format!("/proc/{pid}/root");
+    let dir = File::open(&root).with_context(|| format!("open {root}"))?;
+    nix::unistd::syncfs(&dir).with_context(|| format!("syncfs {root}"))
+}
+
 /// Whether `file` (a /proc/PID/ns/NAME) is the namespace we are in.
 fn is_own_namespace(file: &File, name: &str) -> anyhow::Result<bool> {
     let theirs = file.metadata().context("stat a container namespace")?;
