@@ -22,9 +22,19 @@ pub fn dir(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Whether this process runs in the host's user namespace, whose uid map
+/// is the identity over every id.
+fn is_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
+}
+
 fn base() -> Result<PathBuf> {
     let uid = nix::unistd::geteuid();
-    if uid.is_root() {
+    // Root of the host, not root of a user namespace (`strata unshare`),
+    // which may not write to the host's /run.
+    if uid.is_root() && is_initial_user_namespace() {
         return Ok(PathBuf::from("/run/strata"));
     }
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
