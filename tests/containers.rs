@@ -383,7 +383,10 @@ fn mount_of_a_container_shows_its_changes_over_its_image() {
 #[test]
 fn a_detached_container_run_with_rm_is_removed_when_it_exits() {
     let s = Strata::with_busybox();
-    let id = s.run(&["run", "-d", "--rm", "busybox", "sleep", "0.2"]).ok().stdout;
+    let id = s
+        .run(&["run", "-d", "--rm", "busybox", "sleep", "0.2"])
+        .ok()
+        .stdout;
     let dir = s.root().join("containers").join(id.trim());
     for _ in 0..400 {
         if s.run(&["ps", "-a", "-q"]).ok().stdout.is_empty() && !dir.exists() {
@@ -391,5 +394,8 @@ fn a_detached_container_run_with_rm_is_removed_when_it_exits() {
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    panic!("the --rm container is still there: {}", s.run(&["ps", "-a"]).stdout);
+    panic!(
+        "the --rm container is still there: {}",
+        s.run(&["ps", "-a"]).stdout
+    );
 }

@@ -22,25 +22,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Adapter {
     fs: UnionFs,
-    /// How long the kernel may cache names and attributes: short for a
-    /// writable mount (another process may change the upper), long for a
-    /// read-only one (nothing changes).
+    /// How long the kernel may cache names and attributes. Long on every
+    /// mount, as fuse-overlayfs does: all changes go through this mount
+    /// (the upper is the mount's own; nothing else may write it while it is
+    /// mounted), and the kernel invalidates what its own requests change.
     ttl: Duration,
     /// Whether to ask the kernel for passthrough at FUSE_INIT.
     want_passthrough: bool,
     passthrough: Passthrough,
 }
 
+/// See [`Adapter::ttl`]; a day, which the kernel treats as "until changed".
+const ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 impl Adapter {
     pub fn new(fs: UnionFs, want_passthrough: bool) -> Adapter {
-        let ttl = if fs.is_read_only() {
-            Duration::from_secs(60)
-        } else {
-            Duration::from_secs(1)
-        };
         Adapter {
             fs,
-            ttl,
+            ttl: ENTRY_TTL,
             want_passthrough,
             passthrough: Passthrough::default(),
         }
@@ -461,7 +460,13 @@ impl Filesystem for Adapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel may keep listings: every change goes through this
+            // mount, and the kernel drops a directory's cached listing when
+            // its own requests change the directory.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(errno("opendir", &e)),
         }
     }

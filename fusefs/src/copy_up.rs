@@ -2,21 +2,51 @@
 //! into the upper, with data, owner, mode, times, xattrs and its stable
 //! inode number (`user.strata.ino`).
 //!
-//! A file is built under a temporary name and renamed into place, so after
-//! a crash the upper holds the old state or the whole copy, never half a
-//! file. A lower file with several names is copied once; its other names in
+//! A file is built under a temporary name and renamed into place, so no
+//! request ever sees half a copy. Nothing is fsynced here (as in
+//! fuse-overlayfs): the upper of a running container promises no per-file
+//! durability; a commit syncs what it stores. A lower file with several names is copied once; its other names in
 //! the same layer that the container still sees become hardlinks of the
 //! copy, so they keep sharing one inode.
 
+use crate::dir_lower::open_no_follow;
 use crate::error::{FsError, Result};
 use crate::layers::Layers;
+use crate::lower::Lower;
 use crate::union::Resolved;
 use crate::upper::TimeSet;
 use layerdb::{split_path, Kind};
+use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 
-/// Size of the buffer data is copied through.
+/// Size of the buffer store-layer data is copied through.
 const COPY_CHUNK: usize = 1 << 20;
+
+/// Copies a host lower file in the kernel: `std::io::copy` between two
+/// files uses copy_file_range(2), which clones extents where the host
+/// filesystem can (XFS, btrfs) and otherwise copies without a trip through
+/// userspace.
+fn copy_host_file(host: &Path, to: &mut File, path: &[u8]) -> Result<()> {
+    let mut from = open_no_follow(host).map_err(|e| FsError::io("open copy-up", path, e))?;
+    std::io::copy(&mut from, to).map_err(|e| FsError::io("copy-up", path, e))?;
+    Ok(())
+}
+
+/// Copies a file of a layer without a host file (a store layer).
+fn copy_through_buffer(layer: &dyn Lower, path: &[u8], r: &Resolved, to: &mut File) -> Result<()> {
+    let mut buf = vec![0u8; COPY_CHUNK.min(r.node.entry.size.max(1) as usize)];
+    let mut off = 0u64;
+    loop {
+        let n = layer.read_at(path, &r.node, off, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])
+            .map_err(|e| FsError::io("write copy-up", path, e))?;
+        off += n as u64;
+    }
+}
 
 impl Layers {
     /// Makes `path` live in the upper and returns its resolution there.
@@ -72,19 +102,10 @@ impl Layers {
             .layer(r.layer)
             .ok_or_else(|| FsError::posix(nix::errno::Errno::EIO, path))?;
         match entry.kind {
-            Kind::Regular if with_data => {
-                let mut buf = vec![0u8; COPY_CHUNK.min(entry.size.max(1) as usize)];
-                let mut off = 0u64;
-                loop {
-                    let n = layer.read_at(path, &r.node, off, &mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    file.write_all(&buf[..n])
-                        .map_err(|e| FsError::io("write copy-up", path, e))?;
-                    off += n as u64;
-                }
-            }
+            Kind::Regular if with_data => match layer.host_path(path) {
+                Some(host) => copy_host_file(&host, &mut file, path)?,
+                None => copy_through_buffer(layer, path, r, &mut file)?,
+            },
             Kind::Symlink => {
                 let target = layer.read_link(path, &r.node)?;
                 file.write_all(&target)
@@ -92,8 +113,6 @@ impl Layers {
             }
             _ => {}
         }
-        file.sync_data()
-            .map_err(|e| FsError::io("fsync copy-up", path, e))?;
         upper.write_meta(tmp, entry, Some(r.node.ino))
     }
 

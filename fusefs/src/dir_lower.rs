@@ -145,7 +145,7 @@ impl DirLower {
         &self.root
     }
 
-    fn stable_ino(&self, host: &Path, md: &Metadata) -> Result<u64> {
+    fn stable_ino(&self, host: &Path, md: &Metadata, names: &[Vec<u8>]) -> Result<u64> {
         match self.role {
             Role::Lower => {
                 let dev = md.dev();
@@ -153,7 +153,7 @@ impl DirLower {
                 Ok(ino_tag::HOST_DIR | dev_tag << 40 | (md.ino() & ino_tag::HOST_INO_MASK))
             }
             Role::Upper => {
-                if md.file_type().is_file() || md.is_dir() {
+                if has(names, STRATA_INO) {
                     let rec = xattr::get(host, STRATA_INO)
                         .map_err(|e| FsError::io("getxattr", host.as_os_str().as_bytes(), e))?;
                     if let Some(v) = rec {
@@ -179,7 +179,15 @@ impl DirLower {
             return Ok(Node::from_entry(Entry::new(Kind::Whiteout, 0), 0));
         }
         let can_xattr = ft.is_file() || ft.is_dir();
-        let ovr = if can_xattr {
+        // One listing, then only the attributes present: most host files
+        // have none, and a lookup should not pay a failed getxattr for each
+        // name strata might have written.
+        let names = if can_xattr {
+            xattr::list(host).map_err(|e| FsError::io("listxattr", path, e))?
+        } else {
+            Vec::new()
+        };
+        let ovr = if has(&names, OVERRIDE_STAT) {
             match xattr::get(host, OVERRIDE_STAT).map_err(|e| FsError::io("getxattr", &hp(), e))? {
                 Some(v) => Some(OverrideStat::parse(&v).ok_or_else(|| FsError::Corrupt {
                     path: show(path),
@@ -226,13 +234,11 @@ impl DirLower {
             e.size = e.link.len() as u64;
         }
         if kind == Kind::Dir {
-            e.opaque = self.is_opaque(host, path)?;
+            e.opaque = self.is_opaque(host, path, &names)?;
         }
-        if can_xattr {
-            e.xattrs = self.container_xattrs(host, path)?;
-        }
+        e.xattrs = self.container_xattrs(host, path, &names)?;
         e.ino = md.ino() as u32;
-        let ino = self.stable_ino(host, md)?;
+        let ino = self.stable_ino(host, md, &names)?;
         Ok(Node {
             ino,
             atime_ns: ns(md.atime(), md.atime_nsec()),
@@ -242,8 +248,8 @@ impl DirLower {
         })
     }
 
-    fn is_opaque(&self, host: &Path, path: &[u8]) -> Result<bool> {
-        for name in OPAQUE_XATTRS {
+    fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
+        for name in OPAQUE_XATTRS.into_iter().filter(|n| has(names, n)) {
             if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {
                 if v == b"y" {
                     return Ok(true);
@@ -256,21 +262,29 @@ impl DirLower {
             .is_ok())
     }
 
-    fn container_xattrs(&self, host: &Path, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn container_xattrs(
+        &self,
+        host: &Path,
+        path: &[u8],
+        names: &[Vec<u8>],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for name in xattr::list(host).map_err(|e| FsError::io("listxattr", path, e))? {
-            let Some(visible) = container_xattr_name(&name) else {
+        for name in names {
+            let Some(visible) = container_xattr_name(name) else {
                 continue;
             };
-            if let Some(v) =
-                xattr::get(host, &name).map_err(|e| FsError::io("getxattr", path, e))?
-            {
+            if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {
                 out.push((visible.to_vec(), v));
             }
         }
         out.sort();
         Ok(out)
     }
+}
+
+/// True when `names` (a file's xattr listing) holds `name`.
+fn has(names: &[Vec<u8>], name: &[u8]) -> bool {
+    names.iter().any(|n| n == name)
 }
 
 fn lstat_opt(host: &Path, path: &[u8]) -> Result<Option<Metadata>> {

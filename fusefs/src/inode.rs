@@ -6,7 +6,7 @@
 //! one node id, so a node keeps every path the kernel has looked it up by;
 //! any of them reaches the same file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub const ROOT: u64 = 1;
 
@@ -16,13 +16,27 @@ struct Slot {
     lookups: u64,
 }
 
+/// Invariant: `by_path` holds exactly the (path, id) pairs of `slots`, so
+/// that removing or renaming a subtree touches only the nodes in it (a scan
+/// of every node made each unlink cost the whole table after a `find`).
 #[derive(Debug, Default)]
 pub struct InodeTable {
     slots: HashMap<u64, Slot>,
+    by_path: BTreeMap<Vec<u8>, Vec<u64>>,
 }
 
-fn under(path: &[u8], dir: &[u8]) -> bool {
-    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+/// The keys of `map` at `path` or under it: `path` itself, then the range
+/// [path + "/", path + "0") ('0' is the byte after '/').
+fn subtree<V>(map: &BTreeMap<Vec<u8>, V>, path: &[u8]) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = map
+        .get_key_value(path)
+        .map(|(k, _)| k.clone())
+        .into_iter()
+        .collect();
+    let lo = [path, b"/"].concat();
+    let hi = [path, b"0"].concat();
+    keys.extend(map.range(lo..hi).map(|(k, _)| k.clone()));
+    keys
 }
 
 impl InodeTable {
@@ -44,6 +58,7 @@ impl InodeTable {
         slot.lookups += 1;
         if !slot.paths.iter().any(|p| p == path) {
             slot.paths.push(path.to_vec());
+            self.by_path.entry(path.to_vec()).or_default().push(id);
         }
     }
 
@@ -59,7 +74,20 @@ impl InodeTable {
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.lookups = slot.lookups.saturating_sub(n);
             if slot.lookups == 0 {
-                self.slots.remove(&id);
+                if let Some(slot) = self.slots.remove(&id) {
+                    for p in slot.paths {
+                        self.unindex(&p, id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unindex(&mut self, path: &[u8], id: u64) {
+        if let Some(ids) = self.by_path.get_mut(path) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.by_path.remove(path);
             }
         }
     }
@@ -67,19 +95,41 @@ impl InodeTable {
     /// `path` no longer names anything (unlink, rmdir, replaced by rename):
     /// it and everything under it leave every node.
     pub fn remove_path(&mut self, path: &[u8]) {
-        for slot in self.slots.values_mut() {
-            slot.paths.retain(|p| p != path && !under(p, path));
+        for p in subtree(&self.by_path, path) {
+            for id in self.by_path.remove(&p).unwrap_or_default() {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.paths.retain(|q| *q != p);
+                }
+            }
         }
     }
 
     /// What was at `from` (and under it) is now at `to`.
     pub fn rename(&mut self, from: &[u8], to: &[u8]) {
-        for slot in self.slots.values_mut() {
-            for p in &mut slot.paths {
-                if p == from || under(p, from) {
-                    let mut np = to.to_vec();
-                    np.extend_from_slice(&p[from.len()..]);
-                    *p = np;
+        for p in subtree(&self.by_path, from) {
+            let mut np = to.to_vec();
+            np.extend_from_slice(&p[from.len()..]);
+            for id in self.by_path.remove(&p).unwrap_or_default() {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    for q in &mut slot.paths {
+                        if *q == p {
+                            q.clone_from(&np);
+                        }
+                    }
+                    // Two names of one node may meet (a hardlink renamed
+                    // over another): keep one.
+                    let mut seen = Vec::new();
+                    slot.paths.retain(|q| {
+                        let dup = seen.contains(q);
+                        if !dup {
+                            seen.push(q.clone());
+                        }
+                        !dup
+                    });
+                }
+                let ids = self.by_path.entry(np.clone()).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
             }
         }

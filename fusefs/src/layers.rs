@@ -1,28 +1,42 @@
 //! The stack a mount serves: the optional writable upper (layer 0 when
 //! present, read back through [`DirLower`]) over the read-only lowers.
 
+use crate::cached_lower::CachedLower;
 use crate::dir_lower::DirLower;
 use crate::error::{FsError, Result};
 use crate::lower::Lower;
+use crate::resolution_cache::ResolutionCache;
 use crate::union::{self, Resolved};
 use crate::upper::Upper;
 use layerdb::split_path;
 use nix::errno::Errno;
 use std::path::Path;
+use std::sync::Arc;
 
 pub struct Layers {
     upper: Option<(Upper, DirLower)>,
     lowers: Vec<Box<dyn Lower>>,
+    /// Directories resolved before; the upper invalidates what it changes.
+    dirs: Arc<ResolutionCache>,
 }
 
 impl Layers {
     /// `lowers` top first.
     pub fn new(upper: Option<&Path>, lowers: Vec<Box<dyn Lower>>) -> Result<Layers> {
+        let dirs = Arc::new(ResolutionCache::default());
         let upper = match upper {
-            Some(root) => Some((Upper::open(root)?, DirLower::upper(root))),
+            Some(root) => Some((Upper::open(root, dirs.clone())?, DirLower::upper(root))),
             None => None,
         };
-        Ok(Layers { upper, lowers })
+        let lowers = lowers
+            .into_iter()
+            .map(|l| Box::new(CachedLower::new(l)) as Box<dyn Lower>)
+            .collect();
+        Ok(Layers {
+            upper,
+            lowers,
+            dirs,
+        })
     }
 
     pub fn stack(&self) -> Vec<&dyn Lower> {
@@ -51,8 +65,44 @@ impl Layers {
         self.upper.is_some() && r.layer == 0
     }
 
+    /// Resolves `path` from its nearest remembered ancestor directory
+    /// (see [`ResolutionCache`]); the node itself is always read fresh.
     pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
-        union::resolve(&self.stack(), path)
+        let stack = self.stack();
+        let (mut end, mut cur) = match self.dirs.nearest_ancestor(path) {
+            Some(found) => found,
+            None => {
+                let Some(root) = union::resolve_root(&stack)? else {
+                    return Ok(None);
+                };
+                self.dirs.insert(b"", &root);
+                (0, root)
+            }
+        };
+        while end < path.len() {
+            if !cur.is_dir() {
+                return Ok(None);
+            }
+            let start = if end == 0 { 0 } else { end + 1 };
+            end = path[start..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |i| start + i);
+            match union::resolve_child(&stack, &cur, &path[..end])? {
+                Some(r) => cur = r,
+                None => return Ok(None),
+            }
+            if cur.is_dir() {
+                self.dirs.insert(&path[..end], &cur);
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// Forgets remembered resolutions at and under `path`, for a change
+    /// made to the upper other than through [`Upper`]'s own methods.
+    pub fn invalidate(&self, path: &[u8]) {
+        self.dirs.invalidate(path);
     }
 
     /// Like [`Layers::resolve`] but a missing path is ENOENT.

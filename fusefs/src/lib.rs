@@ -19,6 +19,7 @@
 //! and shared by hardlinks; see [`lower::ino_tag`].
 
 mod adapter;
+mod cached_lower;
 pub mod changes;
 mod copy_up;
 pub mod dir_lower;
@@ -31,6 +32,7 @@ pub mod mem_lower;
 pub mod mount;
 pub mod override_stat;
 mod passthrough;
+mod resolution_cache;
 pub mod store_lower;
 pub mod union;
 pub mod union_fs;

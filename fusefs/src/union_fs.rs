@@ -746,6 +746,7 @@ impl UnionFs {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
+        self.layers.invalidate(&path);
         xattr::set(&upper.host(&path), &host_xattr_name(name), value, 0)
             .map_err(|e| FsError::io("setxattr", &path, e))
     }
@@ -759,6 +760,7 @@ impl UnionFs {
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
         self.layers.copy_up(&path, true)?;
+        self.layers.invalidate(&path);
         let host = upper.host(&path);
         xattr::remove(&host, &host_xattr_name(name))
             .and_then(|()| xattr::remove(&host, name))

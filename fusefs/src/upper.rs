@@ -11,6 +11,7 @@
 use crate::dir_lower::{host_path, HostPath};
 use crate::error::{FsError, Result};
 use crate::override_stat::{host_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
+use crate::resolution_cache::ResolutionCache;
 use crate::whiteout::{whiteout_fits, whiteout_name, OPAQUE_XATTR, TMP_PREFIX};
 use crate::xattr;
 use layerdb::{join_path, Entry, Kind};
@@ -22,16 +23,20 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Host permission of upper files and directories: the server's user needs
 /// access, nobody else does (the container's view comes from xattrs).
 const HOST_FILE_MODE: u32 = 0o600;
 const HOST_DIR_MODE: u32 = 0o700;
 
+/// The writable upper directory. Every method that changes it tells the
+/// [`ResolutionCache`] which paths may have changed shape.
 #[derive(Debug)]
 pub struct Upper {
     root: PathBuf,
     tmp_counter: AtomicU64,
+    dirs: Arc<ResolutionCache>,
 }
 
 /// A time to set: a value, the current time, or leave as is.
@@ -67,7 +72,7 @@ pub fn override_of(entry: &Entry) -> OverrideStat {
 
 impl Upper {
     /// Uses `root` as the upper, creating it if needed.
-    pub fn open(root: &Path) -> Result<Upper> {
+    pub fn open(root: &Path, dirs: Arc<ResolutionCache>) -> Result<Upper> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(HOST_DIR_MODE)
@@ -80,6 +85,7 @@ impl Upper {
         Ok(Upper {
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
+            dirs,
         })
     }
 
@@ -102,6 +108,7 @@ impl Upper {
 
     /// Creates a directory with the container metadata of `entry`.
     pub fn mkdir(&self, path: &[u8], entry: &Entry, ino: Option<u64>, opaque: bool) -> Result<()> {
+        self.dirs.invalidate(path);
         let host = self.host(path);
         std::fs::DirBuilder::new()
             .mode(HOST_DIR_MODE)
@@ -117,6 +124,7 @@ impl Upper {
     /// Creates an empty host file at `path` (failing if it exists) and
     /// opens it for writing.
     pub fn create_file(&self, path: &[u8]) -> Result<File> {
+        self.dirs.invalidate(path);
         OpenOptions::new()
             .read(true)
             .write(true)
@@ -130,6 +138,7 @@ impl Upper {
     /// Writes override_stat, the stable inode number (for copied-up files)
     /// and the container xattrs of `entry` onto the upper file at `path`.
     pub fn write_meta(&self, path: &[u8], entry: &Entry, ino: Option<u64>) -> Result<()> {
+        self.dirs.invalidate(path);
         let host = self.host(path);
         self.set_override(path, &override_of(entry))?;
         if let Some(ino) = ino {
@@ -144,11 +153,13 @@ impl Upper {
     }
 
     pub fn set_override(&self, path: &[u8], ovr: &OverrideStat) -> Result<()> {
+        self.dirs.invalidate(path);
         xattr::set(&self.host(path), OVERRIDE_STAT, &ovr.format(), 0)
             .map_err(|e| FsError::io("setxattr override_stat", path, e))
     }
 
     pub fn set_opaque(&self, path: &[u8]) -> Result<()> {
+        self.dirs.invalidate(path);
         xattr::set(&self.host(path), OPAQUE_XATTR, b"y", 0)
             .map_err(|e| FsError::io("setxattr opaque", path, e))
     }
@@ -173,6 +184,7 @@ impl Upper {
         if !whiteout_fits(name) {
             return Err(FsError::posix(Errno::ENAMETOOLONG, &join_path(dir, name)));
         }
+        self.dirs.invalidate(&join_path(dir, name));
         let p = join_path(dir, &whiteout_name(name));
         match self.create_file(&p) {
             Ok(_) => Ok(()),
@@ -186,6 +198,7 @@ impl Upper {
         if !whiteout_fits(name) {
             return Ok(false);
         }
+        self.dirs.invalidate(&join_path(dir, name));
         let p = join_path(dir, &whiteout_name(name));
         match std::fs::remove_file(self.host(&p)) {
             Ok(()) => Ok(true),
@@ -200,6 +213,7 @@ impl Upper {
     /// directory empty to the container) so the host can remove or replace
     /// it.
     pub fn clear_markers(&self, dir: &[u8]) -> Result<()> {
+        self.dirs.invalidate(dir);
         let host = self.host(dir);
         let rd = match std::fs::read_dir(&host) {
             Ok(rd) => rd,
@@ -218,15 +232,19 @@ impl Upper {
     }
 
     pub fn remove_file(&self, path: &[u8]) -> Result<()> {
+        self.dirs.invalidate(path);
         std::fs::remove_file(self.host(path)).map_err(|e| FsError::io("unlink", path, e))
     }
 
     pub fn remove_dir(&self, path: &[u8]) -> Result<()> {
+        self.dirs.invalidate(path);
         self.clear_markers(path)?;
         std::fs::remove_dir(self.host(path)).map_err(|e| FsError::io("rmdir", path, e))
     }
 
     pub fn rename(&self, from: &[u8], to: &[u8], flags: nix::fcntl::RenameFlags) -> Result<()> {
+        self.dirs.invalidate(from);
+        self.dirs.invalidate(to);
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
             &*self.host(from),
@@ -238,6 +256,7 @@ impl Upper {
     }
 
     pub fn link(&self, existing: &[u8], new: &[u8]) -> Result<()> {
+        self.dirs.invalidate(new);
         std::fs::hard_link(self.host(existing), self.host(new))
             .map_err(|e| FsError::io("link", new, e))
     }
