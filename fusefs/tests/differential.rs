@@ -15,6 +15,8 @@
 //! A failure names its seed: `STRATA_DIFF_SEEDS=<seed> cargo test -p fusefs
 //! --test differential` replays it.
 
+mod common;
+
 use fusefs::{DirLower, MountHandle, MountOptions};
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,17 +30,6 @@ const DEFAULT_SEEDS: [u64; 3] = [1, 2, 3];
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 const OWNERS: [u32; 3] = [0, 1000, 1001];
 const MODES: [u32; 6] = [0o644, 0o600, 0o755, 0o4755, 0o2750, 0o1777];
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the differential test mounts overlayfs and FUSE: run it as root (`sudo -E cargo test -p fusefs --test differential`)"
-    );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "the differential test needs /dev/fuse; load the fuse module or pass --device /dev/fuse"
-    );
-}
 
 /// splitmix64: deterministic per seed, no dependency.
 struct Rng(u64);
@@ -434,7 +425,7 @@ fn run_seed(seed: u64) -> Vec<String> {
 
 #[test]
 fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
-    require_root();
+    common::require_fuse();
     let seeds: Vec<u64> = match std::env::var("STRATA_DIFF_SEEDS") {
         Ok(s) => s
             .split(',')

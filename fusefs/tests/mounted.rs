@@ -1,22 +1,13 @@
 //! Real mounts through /dev/fuse. They need root (CI runs as root): without
 //! it they fail with the reason, they never skip.
 
+mod common;
+
 use fusefs::{changes, ChangeKind, DirLower, Lower, MountHandle, MountOptions};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn require_fuse() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "mount tests need root (CI runs them as root); run `sudo -E cargo test -p fusefs`"
-    );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "mount tests need /dev/fuse; load the fuse module or pass --device /dev/fuse to the container"
-    );
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -28,7 +19,7 @@ impl Fixture {
     ///         d/b, removed, opq/old
     /// top:    .wh.removed, opq/ (opaque) with opq/new, etc/hostname
     fn new() -> Fixture {
-        require_fuse();
+        common::require_fuse();
         let dir = tempfile::tempdir().expect("tempdir");
         let b = dir.path().join("bottom");
         let t = dir.path().join("top");

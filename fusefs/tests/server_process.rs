@@ -8,6 +8,8 @@
 //! `cargo test` run). Needs root and /dev/fuse; fails, never skips,
 //! without them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -23,17 +25,6 @@ const ENV_UPPER: &str = "STRATA_TEST_SERVE_UPPER";
 const ENV_MNT: &str = "STRATA_TEST_SERVE_MNT";
 const ENV_NO_PASSTHROUGH: &str = "STRATA_TEST_SERVE_NO_PASSTHROUGH";
 const SERVER_TEST: &str = "serve_mount_for_parent_test";
-
-fn require_fuse() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "mount tests need root (CI runs them as root); run `sudo -E cargo test -p fusefs`"
-    );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "mount tests need /dev/fuse; load the fuse module or pass --device /dev/fuse to the container"
-    );
-}
 
 /// The server side: only does something in a process started by
 /// [`Server::start`].
@@ -213,7 +204,7 @@ fn kill_9_of_the_server_mid_write_without_passthrough_loses_nothing_written_befo
 }
 
 fn kill_9_mid_write(passthrough: bool) {
-    require_fuse();
+    common::require_fuse();
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = (
         dir.path().join("lower"),
@@ -340,7 +331,7 @@ fn run(cmd: &mut Command) -> String {
 
 #[test]
 fn server_memory_stays_under_100_mb_while_walking_100k_files() {
-    require_fuse();
+    common::require_fuse();
     const LIMIT_KIB: u64 = 100 * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = (
@@ -391,7 +382,7 @@ fn server_dirs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// the tests run as root, so it must be in use here.
 #[test]
 fn upper_files_are_read_and_written_by_the_kernel_not_the_server() {
-    require_fuse();
+    common::require_fuse();
     const SIZE: usize = 32 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = server_dirs(dir.path());
@@ -431,7 +422,7 @@ fn upper_files_are_read_and_written_by_the_kernel_not_the_server() {
 /// passthrough and cached opens of one inode fails with EIO).
 #[test]
 fn a_lower_file_held_open_while_copied_up_stays_readable_and_writable() {
-    require_fuse();
+    common::require_fuse();
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = server_dirs(dir.path());
     fs::write(lower.join("f"), "lower data").expect("write");
@@ -469,7 +460,7 @@ fn dd(args: &[String]) -> f64 {
 #[test]
 #[ignore = "a benchmark: writes 1 GiB twice and drops the page cache"]
 fn bench_sequential_1_gib_upper_file_with_and_without_passthrough() {
-    require_fuse();
+    common::require_fuse();
     for passthrough in [false, true] {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
         let (lower, upper, mnt) = server_dirs(dir.path());
