@@ -366,3 +366,30 @@ fn save_to_a_tar_then_load_into_another_store_keeps_the_image_id() {
     assert_eq!(inspect[0]["Id"].as_str().unwrap(), id);
     other.run(&["verify"]).ok();
 }
+
+#[test]
+fn verify_names_every_broken_chunk_and_exits_non_zero() {
+    let s = Strata::new();
+    let tar = TarMaker::new()
+        .file("one", &noise(200_000, 1))
+        .file("two", &noise(200_000, 2))
+        .write(&s.path("a.tar"));
+    s.import(&tar, "victim");
+    let chunks: Vec<std::path::PathBuf> = std::fs::read_dir(s.root().join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(chunks.len() >= 2);
+    // One chunk altered in place, one gone.
+    let mut bytes = std::fs::read(&chunks[0]).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&chunks[0], bytes).unwrap();
+    std::fs::remove_file(&chunks[1]).unwrap();
+    let r = s.run(&["verify"]);
+    assert_ne!(r.code, 0);
+    for c in &chunks[..2] {
+        let name = c.file_name().unwrap().to_str().unwrap();
+        assert!(r.stderr.contains(name), "{name} not named: {}", r.stderr);
+    }
+    assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
+}
