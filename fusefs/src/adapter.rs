@@ -56,6 +56,22 @@ impl Adapter {
             self.passthrough.route(id, fh, host, open_backing)
         })
     }
+
+    /// Replies with a new entry (the kernel takes a reference) or the errno.
+    fn reply_entry(&self, op: &str, r: Result<Attr, FsError>, reply: ReplyEntry) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(op, &e)),
+        }
+    }
+
+    /// Replies with attributes or the errno.
+    fn reply_attr(&self, op: &str, r: Result<Attr, FsError>, reply: ReplyAttr) {
+        match r {
+            Ok(a) => reply.attr(&self.ttl, &to_attr(&a)),
+            Err(e) => reply.error(errno(op, &e)),
+        }
+    }
 }
 
 /// The errno a failed operation replies with; faults are logged once here.
@@ -121,6 +137,14 @@ fn file_attr(id: u64, node: &Node) -> FileAttr {
     }
 }
 
+/// Replies to a request that succeeds with nothing to say.
+fn reply_empty(op: &str, r: Result<(), FsError>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 fn to_attr(a: &Attr) -> FileAttr {
     file_attr(a.id, &a.node)
 }
@@ -160,10 +184,7 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name.as_bytes()) {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("lookup", &e)),
-        }
+        self.reply_entry("lookup", self.fs.lookup(parent.0, name.as_bytes()), reply)
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -171,10 +192,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&self.ttl, &to_attr(&a)),
-            Err(e) => reply.error(errno("getattr", &e)),
-        }
+        self.reply_attr("getattr", self.fs.getattr(ino.0, fh.map(|f| f.0)), reply)
     }
 
     fn setattr(
@@ -203,10 +221,7 @@ impl Filesystem for Adapter {
             atime: time_set(atime),
             mtime: time_set(mtime),
         };
-        match self.fs.setattr(ino.0, &sa) {
-            Ok(a) => reply.attr(&self.ttl, &to_attr(&a)),
-            Err(e) => reply.error(errno("setattr", &e)),
-        }
+        self.reply_attr("setattr", self.fs.setattr(ino.0, &sa), reply)
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -227,16 +242,17 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let perm = mode & 0o7777 & !umask;
-        match self.fs.mknod(
-            parent.0,
-            name.as_bytes(),
-            (mode & libc::S_IFMT) | perm,
-            rdev,
-            caller(req),
-        ) {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("mknod", &e)),
-        }
+        self.reply_entry(
+            "mknod",
+            self.fs.mknod(
+                parent.0,
+                name.as_bytes(),
+                (mode & libc::S_IFMT) | perm,
+                rdev,
+                caller(req),
+            ),
+            reply,
+        )
     }
 
     fn mkdir(
@@ -248,29 +264,24 @@ impl Filesystem for Adapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(
-            parent.0,
-            name.as_bytes(),
-            mode & 0o7777 & !umask,
-            caller(req),
-        ) {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("mkdir", &e)),
-        }
+        self.reply_entry(
+            "mkdir",
+            self.fs.mkdir(
+                parent.0,
+                name.as_bytes(),
+                mode & 0o7777 & !umask,
+                caller(req),
+            ),
+            reply,
+        )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", &e)),
-        }
+        reply_empty("unlink", self.fs.unlink(parent.0, name.as_bytes()), reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", &e)),
-        }
+        reply_empty("rmdir", self.fs.rmdir(parent.0, name.as_bytes()), reply)
     }
 
     fn symlink(
@@ -281,15 +292,16 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(
-            parent.0,
-            link_name.as_bytes(),
-            target.as_os_str().as_bytes(),
-            caller(req),
-        ) {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("symlink", &e)),
-        }
+        self.reply_entry(
+            "symlink",
+            self.fs.symlink(
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                caller(req),
+            ),
+            reply,
+        )
     }
 
     fn rename(
@@ -302,16 +314,17 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.rename(
-            parent.0,
-            name.as_bytes(),
-            newparent.0,
-            newname.as_bytes(),
-            flags.bits(),
-        ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rename", &e)),
-        }
+        reply_empty(
+            "rename",
+            self.fs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                flags.bits(),
+            ),
+            reply,
+        )
     }
 
     fn link(
@@ -322,10 +335,11 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.fs.link(ino.0, newparent.0, newname.as_bytes()) {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("link", &e)),
-        }
+        self.reply_entry(
+            "link",
+            self.fs.link(ino.0, newparent.0, newname.as_bytes()),
+            reply,
+        )
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -452,10 +466,7 @@ impl Filesystem for Adapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", &e)),
-        }
+        reply_empty("fsync", self.fs.fsync(fh.0, datasync), reply)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -567,10 +578,11 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(ino.0, name.as_bytes(), value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("setxattr", &e)),
-        }
+        reply_empty(
+            "setxattr",
+            self.fs.setxattr(ino.0, name.as_bytes(), value, flags),
+            reply,
+        )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -588,17 +600,15 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(ino.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("removexattr", &e)),
-        }
+        reply_empty(
+            "removexattr",
+            self.fs.removexattr(ino.0, name.as_bytes()),
+            reply,
+        )
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.access(ino.0, mask.bits()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("access", &e)),
-        }
+        reply_empty("access", self.fs.access(ino.0, mask.bits()), reply)
     }
 
     fn fallocate(
@@ -611,10 +621,11 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fallocate(fh.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fallocate", &e)),
-        }
+        reply_empty(
+            "fallocate",
+            self.fs.fallocate(fh.0, offset, length, mode),
+            reply,
+        )
     }
 
     fn lseek(

@@ -15,16 +15,13 @@ fn c_name(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// The value of `name`, or `None` when the file lacks it (or the host
-/// filesystem has no xattrs at all).
-pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let p = c_path(path)?;
-    let n = c_name(name)?;
+/// Calls `read` (a get/list xattr syscall into the buffer given, returning
+/// its length or -1) with a buffer grown until the value fits. `None` when
+/// the attribute is missing or the host filesystem has no xattrs.
+fn read_sized(mut read: impl FnMut(&mut [u8]) -> isize) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: p and n are NUL-terminated; buf is valid for buf.len() bytes.
-        let r =
-            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let r = read(&mut buf);
         if r >= 0 {
             buf.truncate(r as usize);
             return Ok(Some(buf));
@@ -32,18 +29,22 @@ pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            Some(libc::ERANGE) => {
-                // SAFETY: a size query (NULL buffer, size 0) writes nothing.
-                let need =
-                    unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
-                if need < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                buf.resize(need as usize + 1, 0);
-            }
+            // Too small, or the value grew between calls: retry bigger.
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
             _ => return Err(e),
         }
     }
+}
+
+/// The value of `name`, or `None` when the file lacks it (or the host
+/// filesystem has no xattrs at all).
+pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let p = c_path(path)?;
+    let n = c_name(name)?;
+    // SAFETY: p and n are NUL-terminated; buf is valid for buf.len() bytes.
+    read_sized(|buf| unsafe {
+        libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })
 }
 
 /// The value of `name` on an open file (which may have no name left).
@@ -51,23 +52,9 @@ pub fn get_fd(file: &std::fs::File, name: &[u8]) -> io::Result<Option<Vec<u8>>> 
     use std::os::fd::AsRawFd;
     let n = c_name(name)?;
     let fd = file.as_raw_fd();
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: fd is open for the borrow of `file`; n is NUL-terminated;
-        // buf is valid for buf.len() bytes.
-        let r = unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            // Grow and retry: the value changed size between calls.
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            _ => return Err(e),
-        }
-    }
+    // SAFETY: fd is open for the borrow of `file`; n is NUL-terminated;
+    // buf is valid for buf.len() bytes.
+    read_sized(|buf| unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
@@ -107,28 +94,13 @@ pub fn remove(path: &Path, name: &[u8]) -> io::Result<()> {
 /// Names of all attributes of the file.
 pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = c_path(path)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: p is NUL-terminated; buf is valid for buf.len() bytes.
-        let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            Some(libc::ERANGE) => {
-                // SAFETY: a size query (NULL buffer, size 0) writes nothing.
-                let need = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
-                if need < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                buf.resize(need as usize + 1, 0);
-            }
-            _ => return Err(e),
-        }
-    }
+    // SAFETY: p is NUL-terminated; buf is valid for buf.len() bytes.
+    let Some(buf) = read_sized(|buf| unsafe {
+        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })?
+    else {
+        return Ok(Vec::new());
+    };
     Ok(buf
         .split(|&b| b == 0)
         .filter(|n| !n.is_empty())
