@@ -9,9 +9,7 @@ use layerdb::{ContainerRecord, State, Store};
 /// Exit code recorded for a container whose monitor vanished: as if killed.
 const VANISHED: i32 = 137;
 
-pub fn process_alive(pid: i32) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
+pub use layerdb::pins::process_alive;
 
 /// Whether something is mounted on `path` in this mount namespace.
 fn is_mounted(path: &std::path::Path) -> bool {

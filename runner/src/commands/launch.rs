@@ -66,15 +66,7 @@ fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
         tty: rec.tty,
         interactive: rec.interactive,
         network_none: rec.network == "none",
-        mounts: rec
-            .mounts
-            .iter()
-            .map(|m| container::BindMount {
-                source: m.source.clone(),
-                target: m.target.clone(),
-                read_only: m.read_only,
-            })
-            .collect(),
+        mounts: rec.mounts.clone(),
         etc_files: EtcFiles {
             hosts: Some(paths.hosts()),
             hostname: Some(paths.hostname()),

@@ -203,7 +203,7 @@ pub fn parse_env(given: &[String]) -> Result<Vec<String>> {
 }
 
 fn parse_volume(v: &str) -> Result<BindMount> {
-    let m = crate::container::BindMount::parse(v)?;
+    let m = crate::container::parse_bind_mount(v)?;
     let source = fs::canonicalize(&m.source).with_context(|| {
         format!(
             "invalid volume specification {v:?}: source {}",

@@ -44,7 +44,7 @@ pub use exit::exit_code_for;
 pub use monitor::MonitorHooks;
 pub use namespaces::sync_root_filesystem;
 pub use signals::{freeze, kill, thaw};
-pub use spec::{BindMount, EtcFiles, Spec};
+pub use spec::{parse_bind_mount, EtcFiles, Spec};
 
 use anyhow::Context as _;
 use nix::fcntl::OFlag;

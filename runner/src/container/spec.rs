@@ -61,38 +61,31 @@ impl EtcFiles {
     }
 }
 
-/// One `-v /host/path:/container/path[:ro|rw]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
-    pub source: PathBuf,
-    pub target: String,
-    pub read_only: bool,
-}
+/// One `-v /host/path:/container/path[:ro|rw]`: the record's type.
+pub use layerdb::BindMount;
 
-impl BindMount {
-    /// Parses docker's `-v` value. Only host paths are supported (no named
-    /// volumes); both sides must be absolute.
-    pub fn parse(value: &str) -> anyhow::Result<Self> {
-        let parts: Vec<&str> = value.split(':').collect();
-        let (source, target, options) = match parts.as_slice() {
-            [source, target] => (*source, *target, ""),
-            [source, target, options] => (*source, *target, *options),
-            _ => bail!("invalid volume specification: '{value}'"),
-        };
-        if !source.starts_with('/') {
-            bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
-        }
-        if !target.starts_with('/') {
-            bail!("invalid volume specification: '{value}': mount path must be absolute");
-        }
-        let read_only = parse_volume_options(options)
-            .with_context(|| format!("invalid volume specification: '{value}'"))?;
-        Ok(Self {
-            source: PathBuf::from(source),
-            target: target.to_owned(),
-            read_only,
-        })
+/// Parses docker's `-v` value. Only host paths are supported (no named
+/// volumes); both sides must be absolute.
+pub fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
+        _ => bail!("invalid volume specification: '{value}'"),
+    };
+    if !source.starts_with('/') {
+        bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
     }
+    if !target.starts_with('/') {
+        bail!("invalid volume specification: '{value}': mount path must be absolute");
+    }
+    let read_only = parse_volume_options(options)
+        .with_context(|| format!("invalid volume specification: '{value}'"))?;
+    Ok(BindMount {
+        source: PathBuf::from(source),
+        target: target.to_owned(),
+        read_only,
+    })
 }
 
 /// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
@@ -131,8 +124,7 @@ impl Spec {
 /// A container id is 64 lower-case hex digits; anything else is refused
 /// before it can become part of a path.
 pub fn validate_id(id: &str) -> anyhow::Result<()> {
-    let is_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-    if id.len() != 64 || !id.chars().all(is_hex) {
+    if !layerdb::container::valid_container_id(id) {
         bail!("invalid container id {id:?}: expected 64 lower-case hex digits");
     }
     Ok(())
@@ -193,7 +185,7 @@ mod tests {
 
     #[test]
     fn volume_with_ro_option_is_read_only() {
-        let mount = BindMount::parse("/data:/mnt/data:ro").expect("valid spec");
+        let mount = parse_bind_mount("/data:/mnt/data:ro").expect("valid spec");
         assert_eq!(
             mount,
             BindMount {
@@ -206,17 +198,17 @@ mod tests {
 
     #[test]
     fn volume_without_options_is_read_write() {
-        let mount = BindMount::parse("/a:/b").expect("valid spec");
+        let mount = parse_bind_mount("/a:/b").expect("valid spec");
         assert!(!mount.read_only);
     }
 
     #[test]
     fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
-        assert!(BindMount::parse("data:/b").is_err());
-        assert!(BindMount::parse("/a:b").is_err());
-        assert!(BindMount::parse("/a:/b:bogus").is_err());
-        assert!(BindMount::parse("/a").is_err());
-        assert!(BindMount::parse("/a:/b:ro:x").is_err());
+        assert!(parse_bind_mount("data:/b").is_err());
+        assert!(parse_bind_mount("/a:b").is_err());
+        assert!(parse_bind_mount("/a:/b:bogus").is_err());
+        assert!(parse_bind_mount("/a").is_err());
+        assert!(parse_bind_mount("/a:/b:ro:x").is_err());
     }
 
     #[test]
