@@ -191,8 +191,8 @@ impl Filesystem for Adapter {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr("getattr", self.fs.getattr(ino.0, fh.map(|f| f.0)), reply)
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.reply_attr("getattr", self.fs.getattr(ino.0), reply)
     }
 
     fn setattr(
@@ -494,7 +494,7 @@ impl Filesystem for Adapter {
             Ok(i) => i,
             Err(e) => return reply.error(errno("readdir", &e)),
         };
-        for (i, it) in items.iter().enumerate().skip(offset as usize) {
+        for (i, it) in items.items.iter().enumerate().skip(offset as usize) {
             // Offset = index of the next entry.
             if reply.add(
                 INodeNo(it.id),
@@ -520,7 +520,7 @@ impl Filesystem for Adapter {
             Ok(i) => i,
             Err(e) => return reply.error(errno("readdirplus", &e)),
         };
-        for (i, it) in items.iter().enumerate().skip(offset as usize) {
+        for (i, it) in items.items.iter().enumerate().skip(offset as usize) {
             let attr = file_attr(it.id, &it.node);
             if reply.add(
                 INodeNo(it.id),
@@ -534,7 +534,7 @@ impl Filesystem for Adapter {
             }
             // Every entry but . and .. counts as a lookup in the kernel.
             if !it.is_dot && it.id != ROOT {
-                self.fs.note_lookup(it.id, &it.path);
+                self.fs.note_lookup(&items, it.id, &it.path);
             }
         }
         reply.ok();

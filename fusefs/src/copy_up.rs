@@ -93,6 +93,26 @@ impl Layers {
         self.get(path)
     }
 
+    /// A nameless upper copy of `r`, the lower file `path` named before a
+    /// whiteout hid it (see [`crate::orphan`]): built under a temporary
+    /// name, opened, then unlinked.
+    pub fn copy_out(&self, path: &[u8], r: &Resolved) -> Result<File> {
+        let upper = self.upper(path)?;
+        let (tmp, _) = upper.tmp_path(b"");
+        let node = &r.node;
+        let file = self
+            .build_copy(&tmp, path, r, true)
+            .and_then(|()| {
+                let (a, m) = (TimeSet::At(node.atime_ns), TimeSet::At(node.entry.mtime_ns));
+                upper.set_times(&tmp, a, m)
+            })
+            .and_then(|()| upper.open_file(&tmp, libc::O_RDWR));
+        let removed = upper.remove_file(&tmp);
+        let file = file?;
+        removed?;
+        Ok(file)
+    }
+
     /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
     fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, with_data: bool) -> Result<()> {
         let upper = self.upper(path)?;

@@ -364,8 +364,9 @@ impl Lower for DirLower {
 
 /// The attributes of an open upper file that may have no name left
 /// (unlinked while open): owner, mode and type from its override_stat,
-/// the rest, nlink 0 included, from the host inode.
-pub(crate) fn node_of_open_file(file: &File) -> Result<Node> {
+/// the rest, nlink 0 included, from the host inode; `ino` is its stable
+/// number, which the caller knows.
+pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     let what = b"<open file>";
     let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
     let ovr = xattr::get_fd(file, OVERRIDE_STAT)
@@ -386,7 +387,7 @@ pub(crate) fn node_of_open_file(file: &File) -> Result<Node> {
     e.nlink = md.nlink() as u32;
     e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
     Ok(Node {
-        ino: ino_tag::UPPER | md.ino(),
+        ino,
         atime_ns: ns(md.atime(), md.atime_nsec()),
         ctime_ns: ns(md.ctime(), md.ctime_nsec()),
         blocks: md.blocks(),

@@ -46,12 +46,20 @@ pub struct DirItem {
     pub is_dot: bool,
 }
 
+/// A directory listing snapshot.
+#[derive(Debug)]
+pub struct Listing {
+    /// The tree's generation when it was taken (see `UnionFs::note_lookup`).
+    pub generation: u64,
+    pub items: Vec<DirItem>,
+}
+
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
     /// fh -> (node id the file was opened as, the file).
     files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
 }
 
 impl Handles {
@@ -70,28 +78,19 @@ impl Handles {
         lock(&self.files).get(&fh).map(|(_, f)| f.clone())
     }
 
-    /// An open upper file of node `node_id`: the way to a file unlinked
-    /// while open (fstat sends no handle). A scan, for that rare case only.
-    pub fn host_file_of_node(&self, node_id: u64) -> Option<Arc<OpenFile>> {
-        lock(&self.files)
-            .values()
-            .find(|(id, f)| *id == node_id && matches!(**f, OpenFile::Host { .. }))
-            .map(|(_, f)| f.clone())
-    }
-
     pub fn close_file(&self, fh: u64) {
         lock(&self.files).remove(&fh);
     }
 
     /// A listing is snapshotted at opendir, so offsets (index of the next
     /// entry) stay valid while the directory changes.
-    pub fn add_dir(&self, items: Vec<DirItem>) -> u64 {
+    pub fn add_dir(&self, listing: Listing) -> u64 {
         let fh = self.next_fh();
-        lock(&self.dirs).insert(fh, Arc::new(items));
+        lock(&self.dirs).insert(fh, Arc::new(listing));
         fh
     }
 
-    pub fn dir(&self, fh: u64) -> Option<Arc<Vec<DirItem>>> {
+    pub fn dir(&self, fh: u64) -> Option<Arc<Listing>> {
         lock(&self.dirs).get(&fh).cloned()
     }
 

@@ -4,9 +4,12 @@
 //! Node ids are the stable inode numbers themselves (fuser sends `st_ino` as
 //! the node id), except the root, which FUSE fixes at 1. Hardlinks share
 //! one node id, so a node keeps every path the kernel has looked it up by;
-//! any of them reaches the same file.
+//! any of them reaches the same file. A node whose last name went while the
+//! kernel still holds it keeps its file as an [`Orphan`].
 
+use crate::orphan::Orphan;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 pub const ROOT: u64 = 1;
 
@@ -14,6 +17,7 @@ pub const ROOT: u64 = 1;
 struct Slot {
     paths: Vec<Vec<u8>>,
     lookups: u64,
+    orphan: Option<Arc<Orphan>>,
 }
 
 /// Invariant: `by_path` holds exactly the (path, id) pairs of `slots`, so
@@ -49,13 +53,19 @@ impl InodeTable {
         }
     }
 
-    /// Records one kernel reference to `id` reached by `path`.
-    pub fn add_lookup(&mut self, id: u64, path: &[u8]) {
+    /// Records one kernel reference to `id` reached by `path` (`None`: by
+    /// a name that is no longer its own, so only the count changes).
+    pub fn add_lookup(&mut self, id: u64, path: Option<&[u8]>) {
         if id == ROOT {
             return;
         }
         let slot = self.slots.entry(id).or_default();
         slot.lookups += 1;
+        let Some(path) = path else {
+            return;
+        };
+        // Found by a name again (another hardlink): the name is the way in.
+        slot.orphan = None;
         if !slot.paths.iter().any(|p| p == path) {
             slot.paths.push(path.to_vec());
             self.by_path.entry(path.to_vec()).or_default().push(id);
@@ -68,6 +78,27 @@ impl InodeTable {
             return Some(Vec::new());
         }
         self.slots.get(&id).and_then(|s| s.paths.first().cloned())
+    }
+
+    /// The node the kernel knows by `path` and by no other name: the one
+    /// that becomes an orphan when `path` goes.
+    pub fn sole_node(&self, path: &[u8]) -> Option<u64> {
+        self.by_path.get(path)?.iter().copied().find(|id| {
+            self.slots
+                .get(id)
+                .is_some_and(|s| s.paths.len() == 1 && s.paths[0] == path)
+        })
+    }
+
+    /// `id` has no name left but keeps `orphan` until the kernel forgets it.
+    pub fn set_orphan(&mut self, id: u64, orphan: Orphan) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.orphan = Some(Arc::new(orphan));
+        }
+    }
+
+    pub fn orphan(&self, id: u64) -> Option<Arc<Orphan>> {
+        self.slots.get(&id).and_then(|s| s.orphan.clone())
     }
 
     pub fn forget(&mut self, id: u64, n: u64) {
@@ -151,9 +182,9 @@ mod tests {
     #[test]
     fn renaming_a_directory_moves_the_paths_of_everything_under_it() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, b"a");
-        t.add_lookup(11, b"a/b");
-        t.add_lookup(12, b"ab");
+        t.add_lookup(10, Some(b"a"));
+        t.add_lookup(11, Some(b"a/b"));
+        t.add_lookup(12, Some(b"ab"));
         t.rename(b"a", b"z");
         assert_eq!(t.path(10).as_deref(), Some(&b"z"[..]));
         assert_eq!(t.path(11).as_deref(), Some(&b"z/b"[..]));
@@ -163,8 +194,8 @@ mod tests {
     #[test]
     fn a_hardlinked_node_survives_unlinking_one_of_its_names() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, b"x");
-        t.add_lookup(10, b"y");
+        t.add_lookup(10, Some(b"x"));
+        t.add_lookup(10, Some(b"y"));
         t.remove_path(b"x");
         assert_eq!(t.path(10).as_deref(), Some(&b"y"[..]));
         t.forget(10, 2);
@@ -174,8 +205,8 @@ mod tests {
     #[test]
     fn exchange_swaps_two_subtrees() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, b"a/x");
-        t.add_lookup(11, b"b/y");
+        t.add_lookup(10, Some(b"a/x"));
+        t.add_lookup(11, Some(b"b/y"));
         t.exchange(b"a", b"b");
         assert_eq!(t.path(10).as_deref(), Some(&b"b/x"[..]));
         assert_eq!(t.path(11).as_deref(), Some(&b"a/y"[..]));

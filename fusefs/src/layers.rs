@@ -4,6 +4,7 @@
 use crate::cached_lower::CachedLower;
 use crate::dir_lower::DirLower;
 use crate::error::{FsError, Result};
+use crate::handles::OpenFile;
 use crate::lower::Lower;
 use crate::resolution_cache::ResolutionCache;
 use crate::union::{self, Resolved};
@@ -139,6 +140,28 @@ impl Layers {
     /// The merged listing of a directory.
     pub fn list(&self, dir: &Resolved, path: &[u8]) -> Result<Vec<(Vec<u8>, Resolved)>> {
         union::list(&self.stack(), dir, path)
+    }
+
+    /// Opens `path`, resolved as `r`, for reading: a host file where the
+    /// layer has one, else reads go through the layer. `backs_node`: see
+    /// [`OpenFile::Host`].
+    pub fn open_read(&self, path: &[u8], r: &Resolved, backs_node: bool) -> Result<OpenFile> {
+        let layer = self
+            .layer(r.layer)
+            .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
+        Ok(match layer.host_path(path) {
+            Some(host) => OpenFile::Host {
+                file: crate::dir_lower::open_no_follow(&host)
+                    .map_err(|e| FsError::io("open", path, e))?,
+                writable: false,
+                backs_node,
+            },
+            None => OpenFile::Layer {
+                layer: r.layer,
+                path: path.to_vec(),
+                node: r.node.clone(),
+            },
+        })
     }
 
     pub fn layer(&self, i: usize) -> Option<&dyn Lower> {

@@ -30,6 +30,7 @@ mod layers;
 pub mod lower;
 pub mod mem_lower;
 pub mod mount;
+mod orphan;
 pub mod override_stat;
 mod passthrough;
 mod resolution_cache;

@@ -3,15 +3,19 @@
 //! replies).
 //!
 //! Locking: `tree` serialises changes of the namespace and copy-ups
-//! (writers) against resolutions (readers); reads and writes through open
-//! handles take no tree lock. A file opened read-only from a lower layer
-//! keeps reading the lower data if it is copied up later, as in overlayfs.
+//! (writers) against resolutions (readers), and a node id is turned into a
+//! path under it too (else a rename in between leads to another file);
+//! reads and writes through open handles take no tree lock. A file opened
+//! read-only from a lower layer keeps reading the lower data if it is
+//! copied up later, as in overlayfs. A node whose last name goes while the
+//! kernel holds it lives on as an [`Orphan`].
 
 use crate::error::{FsError, Result};
-use crate::handles::{lock, DirItem, Handles, OpenFile};
+use crate::handles::{lock, DirItem, Handles, Listing, OpenFile};
 use crate::inode::{InodeTable, ROOT};
 use crate::layers::Layers;
 use crate::lower::Node;
+use crate::orphan::Orphan;
 use crate::override_stat::{host_xattr_name, is_private_xattr};
 use crate::union::Resolved;
 use crate::upper::{override_of, TimeSet, Upper};
@@ -21,7 +25,8 @@ use layerdb::{join_path, split_path, Entry, Kind};
 use nix::errno::Errno;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Attributes to report for a node id.
 #[derive(Clone, Debug)]
@@ -48,6 +53,11 @@ pub struct SetAttr {
     pub mtime: Option<TimeSet>,
 }
 
+enum Place {
+    Path(Vec<u8>),
+    Orphan(Arc<Orphan>),
+}
+
 /// What a new node is.
 enum NewNode<'a> {
     Dir,
@@ -60,6 +70,8 @@ pub struct UnionFs {
     layers: Layers,
     read_only: bool,
     tree: RwLock<()>,
+    /// Bumped by every change of the tree, under its write lock.
+    generation: AtomicU64,
     inodes: Mutex<InodeTable>,
     handles: Handles,
 }
@@ -70,6 +82,11 @@ fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
 
 fn write_guard(l: &RwLock<()>) -> std::sync::RwLockWriteGuard<'_, ()> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A node id the kernel no longer holds.
+fn gone(id: u64) -> FsError {
+    FsError::posix(Errno::ENOENT, format!("<inode {id:#x}>").as_bytes())
 }
 
 fn now_ns() -> i64 {
@@ -87,19 +104,37 @@ impl UnionFs {
             layers,
             read_only,
             tree: RwLock::new(()),
+            generation: AtomicU64::new(0),
             inodes: Mutex::new(InodeTable::default()),
             handles: Handles::default(),
         }
+    }
+
+    /// The tree write lock, for a change of the tree.
+    fn change_tree(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        let g = write_guard(&self.tree);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        g
     }
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
 
+    /// A path of node `id`. Callers hold the tree lock: a rename between
+    /// reading the path and resolving it would reach another file.
     fn path_of(&self, id: u64) -> Result<Vec<u8>> {
-        lock(&self.inodes)
-            .path(id)
-            .ok_or_else(|| FsError::posix(Errno::ENOENT, format!("<inode {id:#x}>").as_bytes()))
+        lock(&self.inodes).path(id).ok_or_else(|| gone(id))
+    }
+
+    /// Where node `id` is: a path of the union or, with no name left, its
+    /// orphan. Callers hold the tree lock.
+    fn place(&self, id: u64) -> Result<Place> {
+        let t = lock(&self.inodes);
+        if let Some(p) = t.path(id) {
+            return Ok(Place::Path(p));
+        }
+        t.orphan(id).map(Place::Orphan).ok_or_else(|| gone(id))
     }
 
     fn child_path(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>> {
@@ -136,16 +171,16 @@ impl UnionFs {
     /// An attr handed to the kernel as a new reference (lookup, create...).
     fn entry(&self, path: &[u8], r: Resolved) -> Attr {
         let a = Self::attr(path, r);
-        lock(&self.inodes).add_lookup(a.id, path);
+        lock(&self.inodes).add_lookup(a.id, Some(path));
         a
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let _g = read_guard(&self.tree);
         let path = self.child_path(parent, name)?;
         if is_reserved(name) {
             return Err(FsError::posix(Errno::ENOENT, &path));
         }
-        let _g = read_guard(&self.tree);
         let r = self.layers.get(&path)?;
         Ok(self.entry(&path, r))
     }
@@ -154,41 +189,38 @@ impl UnionFs {
         lock(&self.inodes).forget(id, n);
     }
 
-    /// Records a reference the kernel took through readdirplus.
-    pub fn note_lookup(&self, id: u64, path: &[u8]) {
-        lock(&self.inodes).add_lookup(id, path);
+    /// Records a reference the kernel took through readdirplus. The
+    /// listing is a snapshot: after a change of the tree its name may have
+    /// moved, so it is checked before it becomes a way to the node.
+    pub fn note_lookup(&self, listing: &Listing, id: u64, path: &[u8]) {
+        let _g = read_guard(&self.tree);
+        let current = listing.generation == self.generation.load(Ordering::Relaxed)
+            || self
+                .layers
+                .get(path)
+                .is_ok_and(|r| InodeTable::node_id(path, r.node.ino) == id);
+        lock(&self.inodes).add_lookup(id, current.then_some(path));
     }
 
-    /// A file unlinked while open has no path left: its attributes come
-    /// from an open handle (`fh` when the kernel sent one, else any handle
-    /// of the node; fstat sends none).
-    pub fn getattr(&self, id: u64, fh: Option<u64>) -> Result<Attr> {
-        let by_path = self.path_of(id).and_then(|path| {
-            let _g = read_guard(&self.tree);
-            Ok(Self::attr(&path, self.layers.get(&path)?))
-        });
-        match by_path {
-            Err(e) if e.is_not_found() => {
-                let open = match fh {
-                    Some(fh) => self.handles.file(fh),
-                    None => self.handles.host_file_of_node(id),
-                };
-                match open.as_deref() {
-                    Some(OpenFile::Host { file, .. }) => Ok(Attr {
-                        id,
-                        node: crate::dir_lower::node_of_open_file(file)?,
-                    }),
-                    _ => Err(e),
-                }
-            }
-            r => r,
+    /// A node with no name left answers from its orphan.
+    pub fn getattr(&self, id: u64) -> Result<Attr> {
+        let _g = read_guard(&self.tree);
+        match self.place(id)? {
+            Place::Path(path) => Ok(Self::attr(&path, self.layers.get(&path)?)),
+            Place::Orphan(o) => Ok(Attr {
+                id,
+                node: o.node(id)?,
+            }),
         }
     }
 
     pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {
-        let path = self.path_of(id)?;
+        let _g = self.change_tree();
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.orphan_setattr(id, &o, sa),
+        };
         let upper = self.writable(&path)?;
-        let _g = write_guard(&self.tree);
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
         if sa.mode.is_some() || sa.uid.is_some() || sa.gid.is_some() {
             let mut e: Entry = r.node.entry.clone();
@@ -219,8 +251,8 @@ impl UnionFs {
     }
 
     pub fn readlink(&self, id: u64) -> Result<Vec<u8>> {
-        let path = self.path_of(id)?;
         let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
         let r = self.layers.get(&path)?;
         if r.node.entry.kind != Kind::Symlink {
             return Err(FsError::posix(Errno::EINVAL, &path));
@@ -302,19 +334,19 @@ impl UnionFs {
             Kind::Regular => NewNode::File,
             k => NewNode::Special(k, (libc::major(rdev as u64), libc::minor(rdev as u64))),
         };
-        let _g = write_guard(&self.tree);
+        let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, what)?;
         Ok(self.entry(&path, r))
     }
 
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
-        let _g = write_guard(&self.tree);
+        let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
     pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
-        let _g = write_guard(&self.tree);
+        let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
         Ok(self.entry(&path, r))
     }
@@ -328,7 +360,7 @@ impl UnionFs {
         flags: i32,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
-        let _g = write_guard(&self.tree);
+        let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
@@ -345,9 +377,9 @@ impl UnionFs {
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
         let upper = self.writable(&path)?;
-        let _g = write_guard(&self.tree);
         let r = self.layers.get(&path)?;
         if r.is_dir() {
             return Err(FsError::posix(Errno::EISDIR, &path));
@@ -356,9 +388,9 @@ impl UnionFs {
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
         let upper = self.writable(&path)?;
-        let _g = write_guard(&self.tree);
         let r = self.layers.get(&path)?;
         if !r.is_dir() {
             return Err(FsError::posix(Errno::ENOTDIR, &path));
@@ -374,6 +406,7 @@ impl UnionFs {
     /// entry wins until it is gone), then the upper entry.
     fn remove(&self, upper: &Upper, path: &[u8], r: &Resolved) -> Result<()> {
         let (dir, name) = split_path(path);
+        let orphan = self.orphan_of(path, r)?;
         if self.layers.lower_has(path)? {
             self.layers.copy_up(dir, true)?;
             upper.whiteout(dir, name)?;
@@ -385,8 +418,53 @@ impl UnionFs {
                 upper.remove_file(path)?;
             }
         }
-        lock(&self.inodes).remove_path(path);
+        self.forget_path(path, orphan);
         Ok(())
+    }
+
+    /// Before `path` (resolved as `r`) leaves the union: the node the kernel
+    /// knows by that name alone, with what keeps its file reachable.
+    fn orphan_of(&self, path: &[u8], r: &Resolved) -> Result<Option<(u64, Orphan)>> {
+        if r.is_dir() {
+            return Ok(None);
+        }
+        let Some(id) = lock(&self.inodes).sole_node(path) else {
+            return Ok(None);
+        };
+        Ok(Some((id, Orphan::keep(&self.layers, path, r)?)))
+    }
+
+    /// `path` names nothing any more; `orphan` is from [`Self::orphan_of`].
+    fn forget_path(&self, path: &[u8], orphan: Option<(u64, Orphan)>) {
+        let mut t = lock(&self.inodes);
+        t.remove_path(path);
+        if let Some((id, o)) = orphan {
+            t.set_orphan(id, o);
+        }
+    }
+
+    /// A lower orphan about to change becomes an upper one; the caller
+    /// holds the tree write lock.
+    fn writable_orphan(&self, id: u64, o: &Arc<Orphan>) -> Result<Arc<Orphan>> {
+        self.writable(b"<unlinked file>")?;
+        match o.copied_up(&self.layers)? {
+            Some(up) => {
+                let mut t = lock(&self.inodes);
+                t.set_orphan(id, up);
+                t.orphan(id)
+                    .ok_or_else(|| FsError::posix(Errno::ENOENT, b"<unlinked file>"))
+            }
+            None => Ok(o.clone()),
+        }
+    }
+
+    fn orphan_setattr(&self, id: u64, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
+        let o = self.writable_orphan(id, o)?;
+        o.setattr(id, sa)?;
+        Ok(Attr {
+            id,
+            node: o.node(id)?,
+        })
     }
 
     /// Copies up `path` and, for a directory, everything the union shows
@@ -409,6 +487,7 @@ impl UnionFs {
         new_name: &[u8],
         flags: u32,
     ) -> Result<()> {
+        let _g = self.change_tree();
         let from = self.child_path(parent, name)?;
         let to = self.child_path(new_parent, new_name)?;
         let upper = self.writable(&from)?;
@@ -422,7 +501,6 @@ impl UnionFs {
         if to.starts_with(&from) && to.get(from.len()) == Some(&b'/') {
             return Err(FsError::posix(Errno::EINVAL, &to));
         }
-        let _g = write_guard(&self.tree);
         let src = self.layers.get(&from)?;
         let dst = self.layers.resolve(&to)?;
         if from == to {
@@ -445,10 +523,12 @@ impl UnionFs {
             lock(&self.inodes).exchange(&from, &to);
             return Ok(());
         }
+        let mut replaced = None;
         if let Some(d) = &dst {
             if noreplace {
                 return Err(FsError::posix(Errno::EEXIST, &to));
             }
+            replaced = self.orphan_of(&to, d)?;
             match (src.is_dir(), d.is_dir()) {
                 (true, false) => return Err(FsError::posix(Errno::ENOTDIR, &to)),
                 (false, true) => return Err(FsError::posix(Errno::EISDIR, &to)),
@@ -478,18 +558,17 @@ impl UnionFs {
         }
         upper.rename(&from, &to, nix::fcntl::RenameFlags::empty())?;
         upper.remove_whiteout(to_dir, new_name)?;
-        let mut t = lock(&self.inodes);
-        t.remove_path(&to);
-        t.rename(&from, &to);
+        self.forget_path(&to, replaced);
+        lock(&self.inodes).rename(&from, &to);
         Ok(())
     }
 
     pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
+        let _g = self.change_tree();
         let path = self.path_of(id)?;
         let to = self.child_path(new_parent, new_name)?;
         Self::check_new_name(&to)?;
         let upper = self.writable(&to)?;
-        let _g = write_guard(&self.tree);
         let r = self.layers.get(&path)?;
         if r.is_dir() {
             return Err(FsError::posix(Errno::EPERM, &path));
@@ -512,48 +591,52 @@ impl UnionFs {
     /// Opens a file; returns the handle and whether the kernel may keep its
     /// page cache (lower files never change).
     pub fn open(&self, id: u64, flags: i32) -> Result<(u64, bool)> {
-        let path = self.path_of(id)?;
         let acc = flags & libc::O_ACCMODE;
-        let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        if write {
-            let upper = self.writable(&path)?;
-            let _g = write_guard(&self.tree);
-            let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
-            if r.is_dir() {
-                return Err(FsError::posix(Errno::EISDIR, &path));
-            }
-            let file = upper.open_file(&path, flags)?;
-            let fh = self.handles.add_file(
-                id,
-                OpenFile::Host {
-                    file,
-                    writable: true,
-                    backs_node: true,
-                },
-            );
-            return Ok((fh, false));
-        }
-        let _g = read_guard(&self.tree);
-        let r = self.layers.get(&path)?;
-        let in_upper = self.layers.in_upper(&r);
-        let layer = self
-            .layers
-            .layer(r.layer)
-            .ok_or_else(|| FsError::posix(Errno::EIO, &path))?;
-        let open = match layer.host_path(&path) {
-            Some(host) => OpenFile::Host {
-                file: crate::dir_lower::open_no_follow(&host)
-                    .map_err(|e| FsError::io("open", &path, e))?,
-                writable: false,
-                backs_node: in_upper || self.read_only,
-            },
-            None => OpenFile::Layer {
-                layer: r.layer,
-                path: path.clone(),
-                node: r.node,
-            },
+        let (file, keep_cache) = if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            let _g = self.change_tree();
+            (self.open_for_write(id, flags)?, false)
+        } else {
+            let _g = read_guard(&self.tree);
+            self.open_for_read(id, flags)?
         };
-        Ok((self.handles.add_file(id, open), !in_upper))
+        Ok((self.handles.add_file(id, file), keep_cache))
+    }
+
+    /// Copies up first; the caller holds the tree write lock.
+    fn open_for_write(&self, id: u64, flags: i32) -> Result<OpenFile> {
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.writable_orphan(id, &o)?.open(&self.layers, flags),
+        };
+        let upper = self.writable(&path)?;
+        let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
+        if r.is_dir() {
+            return Err(FsError::posix(Errno::EISDIR, &path));
+        }
+        let file = upper.open_file(&path, flags)?;
+        Ok(OpenFile::Host {
+            file,
+            writable: true,
+            backs_node: true,
+        })
+    }
+
+    /// The caller holds the tree read lock.
+    fn open_for_read(&self, id: u64, flags: i32) -> Result<(OpenFile, bool)> {
+        match self.place(id)? {
+            Place::Path(path) => {
+                let r = self.layers.get(&path)?;
+                let in_upper = self.layers.in_upper(&r);
+                let file = self
+                    .layers
+                    .open_read(&path, &r, in_upper || self.read_only)?;
+                Ok((file, !in_upper))
+            }
+            Place::Orphan(o) => Ok((
+                o.open(&self.layers, flags)?,
+                matches!(*o, Orphan::Lower { .. }),
+            )),
+        }
     }
 
     /// Calls `f` with the host file behind handle `fh` if it stays the
@@ -571,13 +654,13 @@ impl UnionFs {
         }
     }
 
-    fn handle(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {
+    fn handle(&self, fh: u64) -> Result<Arc<OpenFile>> {
         self.handles
             .file(fh)
             .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<handle {fh}>").as_bytes()))
     }
 
-    fn host_file(&self, fh: u64) -> Result<std::sync::Arc<OpenFile>> {
+    fn host_file(&self, fh: u64) -> Result<Arc<OpenFile>> {
         let h = self.handle(fh)?;
         match &*h {
             OpenFile::Host { writable: true, .. } => Ok(h),
@@ -645,8 +728,8 @@ impl UnionFs {
     }
 
     pub fn opendir(&self, id: u64) -> Result<u64> {
-        let path = self.path_of(id)?;
         let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
         let r = self.layers.get_dir(&path)?;
         let mut items = Vec::new();
         let parent_path = split_path(&path).0.to_vec();
@@ -682,11 +765,12 @@ impl UnionFs {
                 is_dot: false,
             });
         }
-        Ok(self.handles.add_dir(items))
+        let generation = self.generation.load(Ordering::Relaxed);
+        Ok(self.handles.add_dir(Listing { generation, items }))
     }
 
     /// The listing snapshot of an open directory.
-    pub fn dir_items(&self, fh: u64) -> Result<std::sync::Arc<Vec<DirItem>>> {
+    pub fn dir_items(&self, fh: u64) -> Result<Arc<Listing>> {
         self.handles
             .dir(fh)
             .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<dir handle {fh}>").as_bytes()))
@@ -706,8 +790,8 @@ impl UnionFs {
     }
 
     pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
-        let path = self.path_of(id)?;
         let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
         let r = self.layers.get(&path)?;
         r.node
             .entry
@@ -720,8 +804,8 @@ impl UnionFs {
 
     /// Names, each NUL-terminated, as listxattr(2) returns them.
     pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
-        let path = self.path_of(id)?;
         let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
         let r = self.layers.get(&path)?;
         let mut out = Vec::new();
         for (n, _) in &r.node.entry.xattrs {
@@ -732,12 +816,12 @@ impl UnionFs {
     }
 
     pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        let _g = self.change_tree();
         let path = self.path_of(id)?;
         let upper = self.writable(&path)?;
         if is_private_xattr(name) {
             return Err(FsError::posix(Errno::EPERM, &path));
         }
-        let _g = write_guard(&self.tree);
         let r = self.layers.copy_up(&path, true)?;
         let exists = r.node.entry.xattrs.iter().any(|(n, _)| n == name);
         if flags & libc::XATTR_CREATE != 0 && exists {
@@ -752,9 +836,9 @@ impl UnionFs {
     }
 
     pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
+        let _g = self.change_tree();
         let path = self.path_of(id)?;
         let upper = self.writable(&path)?;
-        let _g = write_guard(&self.tree);
         let r = self.layers.get(&path)?;
         if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
             return Err(FsError::posix(Errno::ENODATA, &path));
@@ -770,11 +854,11 @@ impl UnionFs {
     /// The kernel checks permissions itself (default_permissions); this
     /// only answers existence and a write on a read-only mount.
     pub fn access(&self, id: u64, mask: i32) -> Result<()> {
+        let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
         if mask & libc::W_OK != 0 && self.read_only {
             return Err(FsError::posix(Errno::EROFS, &path));
         }
-        let _g = read_guard(&self.tree);
         self.layers.get(&path).map(|_| ())
     }
 

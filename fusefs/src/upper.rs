@@ -48,7 +48,7 @@ pub enum TimeSet {
 }
 
 impl TimeSet {
-    fn timespec(self) -> TimeSpec {
+    pub(crate) fn timespec(self) -> TimeSpec {
         match self {
             TimeSet::Now => TimeSpec::UTIME_NOW,
             TimeSet::Omit => TimeSpec::UTIME_OMIT,

@@ -76,6 +76,27 @@ pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()>
     Ok(())
 }
 
+/// Sets `name` on an open file (which may have no name left).
+pub fn set_fd(file: &std::fs::File, name: &[u8], value: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let n = c_name(name)?;
+    // SAFETY: the fd is open for the borrow of `file`; n is NUL-terminated;
+    // value is valid for value.len() bytes.
+    let r = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Removes `name`; a missing attribute is not an error.
 pub fn remove(path: &Path, name: &[u8]) -> io::Result<()> {
     let p = c_path(path)?;

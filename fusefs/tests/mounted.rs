@@ -321,3 +321,89 @@ fn changes_report_added_modified_and_deleted_paths_without_private_xattrs() {
     let src = cs[4].source.as_ref().expect("data source");
     assert_eq!(fs::read_to_string(src).expect("read"), "changed\n");
 }
+
+/// `/proc/self/fd/N`: reopens what descriptor N holds, even with no name.
+fn reopen(f: &fs::File, write: bool) -> std::io::Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
+
+#[test]
+fn a_file_unlinked_while_open_still_works_through_its_descriptor() {
+    use std::io::{Read, Seek, Write};
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    // Born in the upper: the tmpfile pattern (create, unlink, size it).
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.join("tmp"))
+        .expect("create");
+    f.write_all(b"0123456789").expect("write");
+    fs::remove_file(m.join("tmp")).expect("unlink");
+    f.set_len(100).expect("ftruncate an unlinked file");
+    f.set_permissions(fs::Permissions::from_mode(0o640))
+        .expect("fchmod an unlinked file");
+    let md = f.metadata().expect("fstat");
+    assert_eq!((md.len(), md.mode() & 0o777, md.nlink()), (100, 0o640, 0));
+    let mut again = String::new();
+    reopen(&f, false)
+        .expect("reopen an unlinked upper file")
+        .read_to_string(&mut again)
+        .expect("read");
+    assert!(again.starts_with("0123456789"));
+    // From a lower layer: still readable, and writable as a copy.
+    let lower = fs::File::open(m.join("d/a")).expect("open");
+    let ino = lower.metadata().expect("fstat").ino();
+    fs::remove_file(m.join("d/a")).expect("unlink");
+    assert_eq!(lower.metadata().expect("fstat").ino(), ino);
+    let mut w = reopen(&lower, true).expect("reopen an unlinked lower file");
+    w.write_all(b"A!").expect("write");
+    w.rewind().expect("seek");
+    let mut s = String::new();
+    w.read_to_string(&mut s).expect("read");
+    assert_eq!(s, "A!");
+    assert_eq!(w.metadata().expect("fstat").ino(), ino);
+    assert!(!m.join("d/a").exists(), "the unlinked name stays gone");
+    assert_eq!(names(&m.join("d")), ["b"]);
+}
+
+#[test]
+fn a_file_replaced_by_rename_can_still_be_opened_by_a_racing_reader() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    fs::write(m.join("counter"), "0").expect("write");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (m, stop) = (m.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                fs::write(m.join("c.tmp"), i.to_string()).expect("write");
+                fs::rename(m.join("c.tmp"), m.join("counter")).expect("rename");
+            }
+        })
+    };
+    // Each read looks the name up, then opens the node it found: a rename
+    // between the two must not make the open fail (on ext4 it never does).
+    let failures = (0..20_000)
+        .filter(|_| match fs::read_to_string(m.join("counter")) {
+            Ok(s) if s.parse::<u64>().is_ok() => false,
+            r => {
+                eprintln!("read of counter: {r:?}");
+                true
+            }
+        })
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert_eq!(failures, 0, "reads of a file renamed over failed");
+}

@@ -1,0 +1,120 @@
+//! Nodes that lost their last name while the kernel still holds them.
+//!
+//! POSIX lets a file outlive its last name: a process that looked it up an
+//! instant before (`cat f` racing `mv tmp f`) or holds it open (fstat,
+//! ftruncate, fchmod, reopening `/proc/self/fd/N`) keeps using the same
+//! file. FUSE asks for such a file by node id, and the union has no path
+//! for it any more, so at removal the node keeps its file: an upper file
+//! stays open (the host inode lives on, unlinked), a lower file keeps its
+//! place in its immutable layer. The kernel's FORGET drops it.
+
+use crate::dir_lower::node_of_open_file;
+use crate::error::{FsError, Result};
+use crate::handles::OpenFile;
+use crate::layers::Layers;
+use crate::lower::Node;
+use crate::override_stat::OVERRIDE_STAT;
+use crate::union::Resolved;
+use crate::union_fs::SetAttr;
+use crate::upper::{override_of, TimeSet};
+use crate::xattr;
+use nix::errno::Errno;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+const WHAT: &[u8] = b"<unlinked file>";
+
+#[derive(Debug)]
+pub enum Orphan {
+    /// An upper file, held open since its last name went.
+    Upper(File),
+    /// A file of a lower layer, hidden now by a whiteout.
+    Lower { path: Vec<u8>, r: Box<Resolved> },
+}
+
+impl Orphan {
+    /// Keeps the file that `path` (resolved as `r`) names, before the name
+    /// goes.
+    pub fn keep(layers: &Layers, path: &[u8], r: &Resolved) -> Result<Orphan> {
+        if layers.in_upper(r) {
+            // Read-write: a later ftruncate goes through this descriptor.
+            let file = layers.upper(path)?.open_file(path, libc::O_RDWR)?;
+            return Ok(Orphan::Upper(file));
+        }
+        Ok(Orphan::Lower {
+            path: path.to_vec(),
+            r: Box::new(r.clone()),
+        })
+    }
+
+    pub fn node(&self, ino: u64) -> Result<Node> {
+        match self {
+            Orphan::Upper(file) => node_of_open_file(file, ino),
+            Orphan::Lower { r, .. } => Ok(r.node.clone()),
+        }
+    }
+
+    /// Opens the file with `open(2)` flags. A lower file opened for writing
+    /// must first become an upper one: see [`Orphan::copied_up`].
+    pub fn open(&self, layers: &Layers, flags: i32) -> Result<OpenFile> {
+        match self {
+            Orphan::Upper(file) => {
+                // The descriptor's /proc link reopens the unlinked inode with
+                // new flags; O_NOFOLLOW would refuse the link itself.
+                let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+                let keep = flags & (libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
+                let file = OpenOptions::new()
+                    .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                    .write(write)
+                    .custom_flags(keep | libc::O_CLOEXEC)
+                    .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                    .map_err(|e| FsError::io("reopen", WHAT, e))?;
+                Ok(OpenFile::Host {
+                    file,
+                    writable: write,
+                    backs_node: true,
+                })
+            }
+            Orphan::Lower { path, r } => layers.open_read(path, r, false),
+        }
+    }
+
+    /// An upper orphan with the same content and metadata as this one: a
+    /// lower file is copied to a nameless upper file before it is changed.
+    pub fn copied_up(&self, layers: &Layers) -> Result<Option<Orphan>> {
+        let Orphan::Lower { path, r } = self else {
+            return Ok(None);
+        };
+        let file = layers.copy_out(path, r)?;
+        Ok(Some(Orphan::Upper(file)))
+    }
+
+    /// Applies a setattr to an upper orphan through its descriptor.
+    pub fn setattr(&self, ino: u64, sa: &SetAttr) -> Result<()> {
+        let Orphan::Upper(file) = self else {
+            return Err(FsError::posix(Errno::EROFS, WHAT));
+        };
+        if sa.mode.is_some() || sa.uid.is_some() || sa.gid.is_some() {
+            let mut e = node_of_open_file(file, ino)?.entry;
+            e.mode = sa.mode.map_or(e.mode, |m| m & 0o7777);
+            e.uid = sa.uid.unwrap_or(e.uid);
+            e.gid = sa.gid.unwrap_or(e.gid);
+            xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
+                .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
+        }
+        if let Some(size) = sa.size {
+            file.set_len(size)
+                .map_err(|e| FsError::io("ftruncate", WHAT, e))?;
+        }
+        if sa.atime.is_some() || sa.mtime.is_some() {
+            nix::sys::stat::futimens(
+                file,
+                &sa.atime.unwrap_or(TimeSet::Omit).timespec(),
+                &sa.mtime.unwrap_or(TimeSet::Omit).timespec(),
+            )
+            .map_err(|e| FsError::io("futimens", WHAT, e.into()))?;
+        }
+        Ok(())
+    }
+}
