@@ -54,12 +54,19 @@ pub struct Listing {
     pub items: Vec<DirItem>,
 }
 
+/// An open directory: its node and, once read, its listing.
+#[derive(Debug)]
+pub struct DirHandle {
+    pub id: u64,
+    pub listing: Mutex<Option<Arc<Listing>>>,
+}
+
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
     /// fh -> (node id the file was opened as, the file).
     files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
-    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
 }
 
 impl Handles {
@@ -82,15 +89,17 @@ impl Handles {
         lock(&self.files).remove(&fh);
     }
 
-    /// A listing is snapshotted at opendir, so offsets (index of the next
-    /// entry) stay valid while the directory changes.
-    pub fn add_dir(&self, listing: Listing) -> u64 {
+    pub fn add_dir(&self, id: u64) -> u64 {
         let fh = self.next_fh();
-        lock(&self.dirs).insert(fh, Arc::new(listing));
+        let dir = DirHandle {
+            id,
+            listing: Mutex::new(None),
+        };
+        lock(&self.dirs).insert(fh, Arc::new(dir));
         fh
     }
 
-    pub fn dir(&self, fh: u64) -> Option<Arc<Listing>> {
+    pub fn dir(&self, fh: u64) -> Option<Arc<DirHandle>> {
         lock(&self.dirs).get(&fh).cloned()
     }
 

@@ -727,9 +727,43 @@ impl UnionFs {
         self.handles.close_file(fh);
     }
 
+    /// Opens a directory; its listing waits for the first readdir, which
+    /// the kernel skips while it still caches the listing (FOPEN_CACHE_DIR):
+    /// a warm walk then costs one cheap request per directory.
     pub fn opendir(&self, id: u64) -> Result<u64> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
+        self.layers.get_dir(&path)?;
+        Ok(self.handles.add_dir(id))
+    }
+
+    /// The listing snapshot of an open directory, taken at its first read
+    /// and kept for the handle's life, so offsets (index of the next entry)
+    /// stay valid while the directory changes.
+    pub fn dir_items(&self, fh: u64) -> Result<Arc<Listing>> {
+        let dir = self
+            .handles
+            .dir(fh)
+            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<dir handle {fh}>").as_bytes()))?;
+        let mut listing = lock(&dir.listing);
+        if let Some(l) = &*listing {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(self.list(dir.id)?);
+        *listing = Some(l.clone());
+        Ok(l)
+    }
+
+    fn list(&self, id: u64) -> Result<Listing> {
+        let _g = read_guard(&self.tree);
+        let generation = self.generation.load(Ordering::Relaxed);
+        let Ok(path) = self.path_of(id) else {
+            // Removed since it was opened: nothing to list.
+            return Ok(Listing {
+                generation,
+                items: Vec::new(),
+            });
+        };
         let r = self.layers.get_dir(&path)?;
         let mut items = Vec::new();
         let parent_path = split_path(&path).0.to_vec();
@@ -765,15 +799,7 @@ impl UnionFs {
                 is_dot: false,
             });
         }
-        let generation = self.generation.load(Ordering::Relaxed);
-        Ok(self.handles.add_dir(Listing { generation, items }))
-    }
-
-    /// The listing snapshot of an open directory.
-    pub fn dir_items(&self, fh: u64) -> Result<Arc<Listing>> {
-        self.handles
-            .dir(fh)
-            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<dir handle {fh}>").as_bytes()))
+        Ok(Listing { generation, items })
     }
 
     pub fn releasedir(&self, fh: u64) {
