@@ -20,7 +20,11 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Shown as the source in /proc/mounts.
     pub fsname: String,
-    /// FUSE worker threads (each reads requests from the device).
+    /// FUSE worker threads (each reads requests from the device). One per
+    /// core, at most 4: a synchronous walk keeps one request in flight, and
+    /// more threads than cores only add wakeups (warm `ls -lR` of a Debian
+    /// rootfs on 2 busy cores: median 234-244 ms with 1 or 2 threads, 300-
+    /// 640 ms with 4; fuse-overlayfs, one thread, 200 ms).
     pub threads: usize,
     /// Let the kernel read and write host files directly (FUSE passthrough)
     /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files, and files of
@@ -37,7 +41,7 @@ impl MountOptions {
             read_only: false,
             allow_other: false,
             fsname: "strata".into(),
-            threads: 4,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
             passthrough: true,
         }
     }
