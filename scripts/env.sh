@@ -1,7 +1,14 @@
 # Sourced by the other scripts: where cargo builds and where the binary is.
 # The target dir lives outside the clone so a fresh clone (as CI makes one)
-# reuses the previous RocksDB build; a cold build takes 15-20 minutes.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strata-target}"
+# reuses the previous RocksDB build; a cold build takes 15-20 minutes. An
+# ordinary user who cannot write root's builds into their own cache.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  CARGO_TARGET_DIR=/var/tmp/strata-target
+  if [ "$(id -u)" != 0 ] && [ -e "$CARGO_TARGET_DIR" ] && [ ! -w "$CARGO_TARGET_DIR" ]; then
+    CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/strata-target"
+  fi
+fi
+export CARGO_TARGET_DIR
 export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 STRATA_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_SRC
