@@ -316,7 +316,9 @@ impl UnionFs {
         }
         // After the new node exists: in one layer the real entry wins over
         // its whiteout, so no instant shows the deleted lower file again.
-        upper.remove_whiteout(dir_path, name)?;
+        if had_whiteout {
+            upper.remove_whiteout(dir_path, name)?;
+        }
         let r = self.layers.get(&path)?;
         Ok((path, r))
     }
