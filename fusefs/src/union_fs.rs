@@ -408,7 +408,7 @@ impl UnionFs {
     /// entry wins until it is gone), then the upper entry.
     fn remove(&self, upper: &Upper, path: &[u8], r: &Resolved) -> Result<()> {
         let (dir, name) = split_path(path);
-        let orphan = self.orphan_of(path, r)?;
+        let orphan = self.orphan_of(path, r);
         if self.layers.lower_has(path)? {
             self.layers.copy_up(dir, true)?;
             upper.whiteout(dir, name)?;
@@ -425,15 +425,20 @@ impl UnionFs {
     }
 
     /// Before `path` (resolved as `r`) leaves the union: the node the kernel
-    /// knows by that name alone, with what keeps its file reachable.
-    fn orphan_of(&self, path: &[u8], r: &Resolved) -> Result<Option<(u64, Orphan)>> {
+    /// knows by that name alone, with what keeps its file reachable. Best
+    /// effort: the removal itself must not fail for it (EMFILE, say).
+    fn orphan_of(&self, path: &[u8], r: &Resolved) -> Option<(u64, Orphan)> {
         if r.is_dir() {
-            return Ok(None);
+            return None;
         }
-        let Some(id) = lock(&self.inodes).sole_node(path) else {
-            return Ok(None);
-        };
-        Ok(Some((id, Orphan::keep(&self.layers, path, r)?)))
+        let id = lock(&self.inodes).sole_node(path)?;
+        match Orphan::keep(&self.layers, path, r) {
+            Ok(o) => Some((id, o)),
+            Err(e) => {
+                log::warn!("{e}: once removed, node {id:#x} cannot be opened again");
+                None
+            }
+        }
     }
 
     /// `path` names nothing any more; `orphan` is from [`Self::orphan_of`].
@@ -530,7 +535,7 @@ impl UnionFs {
             if noreplace {
                 return Err(FsError::posix(Errno::EEXIST, &to));
             }
-            replaced = self.orphan_of(&to, d)?;
+            replaced = self.orphan_of(&to, d);
             match (src.is_dir(), d.is_dir()) {
                 (true, false) => return Err(FsError::posix(Errno::ENOTDIR, &to)),
                 (false, true) => return Err(FsError::posix(Errno::EISDIR, &to)),
