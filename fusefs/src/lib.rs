@@ -13,6 +13,8 @@
 //!   types; `adapter` implements `fuser::Filesystem` by calling it and
 //!   replying; [`mount`] starts and stops servers; `passthrough` lets the
 //!   kernel do the I/O of host-backed files itself where it can.
+//! - `inode`, `orphan`: which paths a node id stands for, and the file a
+//!   node keeps when its last name goes while the kernel still holds it.
 //! - [`changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
