@@ -96,7 +96,7 @@ impl Layers {
     /// A nameless upper copy of `r`, the lower file `path` named before a
     /// whiteout hid it (see [`crate::orphan`]): built under a temporary
     /// name, opened, then unlinked.
-    pub fn copy_out(&self, path: &[u8], r: &Resolved) -> Result<File> {
+    pub(crate) fn copy_out(&self, path: &[u8], r: &Resolved) -> Result<File> {
         let upper = self.upper(path)?;
         let (tmp, _) = upper.tmp_path(b"");
         let node = &r.node;

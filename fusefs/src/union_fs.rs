@@ -8,7 +8,7 @@
 //! reads and writes through open handles take no tree lock. A file opened
 //! read-only from a lower layer keeps reading the lower data if it is
 //! copied up later, as in overlayfs. A node whose last name goes while the
-//! kernel holds it lives on as an [`Orphan`].
+//! kernel holds it lives on as an `Orphan`.
 
 use crate::error::{FsError, Result};
 use crate::handles::{lock, DirItem, Handles, Listing, OpenFile};
