@@ -57,44 +57,30 @@ pub fn get_fd(file: &std::fs::File, name: &[u8]) -> io::Result<Option<Vec<u8>>> 
     read_sized(|buf| unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
-pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
-    let p = c_path(path)?;
-    let n = c_name(name)?;
-    // SAFETY: p and n are NUL-terminated; value is valid for value.len() bytes.
-    let r = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    };
+/// The result of a set/remove xattr syscall.
+fn done(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
+pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let p = c_path(path)?;
+    let n = c_name(name)?;
+    let (v, len) = (value.as_ptr().cast(), value.len());
+    // SAFETY: p and n are NUL-terminated; value is valid for value.len() bytes.
+    done(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), v, len, flags) })
+}
+
 /// Sets `name` on an open file (which may have no name left).
 pub fn set_fd(file: &std::fs::File, name: &[u8], value: &[u8]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let n = c_name(name)?;
+    let (v, len) = (value.as_ptr().cast(), value.len());
     // SAFETY: the fd is open for the borrow of `file`; n is NUL-terminated;
     // value is valid for value.len() bytes.
-    let r = unsafe {
-        libc::fsetxattr(
-            file.as_raw_fd(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    done(unsafe { libc::fsetxattr(file.as_raw_fd(), n.as_ptr(), v, len, 0) })
 }
 
 /// Removes `name`; a missing attribute is not an error.
@@ -102,14 +88,10 @@ pub fn remove(path: &Path, name: &[u8]) -> io::Result<()> {
     let p = c_path(path)?;
     let n = c_name(name)?;
     // SAFETY: p and n are NUL-terminated.
-    let r = unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENODATA) {
-            return Err(e);
-        }
+    match done(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        r => r,
     }
-    Ok(())
 }
 
 /// Names of all attributes of the file.
