@@ -1,10 +1,11 @@
 //! What the container monitor does around the container's life: serve its
-//! filesystem over FUSE and keep its record's state current.
+//! filesystem over FUSE and record its state (run_state.rs).
 
 use crate::container::MonitorHooks;
+use crate::run_state;
 use crate::stack::{image_lowers, ContainerPaths};
 use anyhow::{Context, Result};
-use layerdb::{Pin, State, Store};
+use layerdb::{ContainerRecord, Pin, State, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ pub struct ContainerHooks {
     /// `--rm`: the monitor removes the container when it exits (also when
     /// detached, with nobody waiting).
     auto_remove: bool,
+    /// The record as the monitor read it when mounting; its state follows
+    /// what the monitor records.
+    rec: Option<ContainerRecord>,
     mount: Option<fusefs::MountHandle>,
     _pin: Option<Pin>,
     started_ns: i64,
@@ -25,19 +29,21 @@ impl ContainerHooks {
             root,
             id,
             auto_remove,
+            rec: None,
             mount: None,
             _pin: None,
             started_ns: 0,
         }
     }
 
-    /// Moves the record to `state` under the store's write lock.
-    fn record(&self, state: State) -> Result<()> {
-        let store = Store::open(&self.root)?;
-        let mut rec = store.container(&self.id)?;
-        rec.transition(state)?;
-        store.put_container(&rec)?;
-        Ok(())
+    /// Records `state` in the container's state file: the index is not
+    /// opened (see run_state.rs).
+    fn record(&mut self, state: State) -> Result<()> {
+        let rec = self
+            .rec
+            .as_mut()
+            .context("the container's record was never read")?;
+        run_state::transition(&self.root, rec, state)
     }
 }
 
@@ -57,6 +63,7 @@ impl MonitorHooks for ContainerHooks {
         // The container's processes may run as any user (-u).
         opts.allow_other = true;
         opts.fsname = format!("strata:{}", rec.short_id());
+        self.rec = Some(run_state::current(&self.root, rec));
         self.mount = Some(fusefs::mount(opts, &paths.merged())?);
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Noticing containers whose monitor died (kill -9, a crash, a reboot):
-//! their record still says running. Any command that opens the store for
-//! writing settles them: the stale mount goes and the state becomes exited.
+//! their state still says running. Any command that looks a container up
+//! settles it: the stale mount goes and the state becomes exited.
 
+use crate::run_state;
 use crate::stack::ContainerPaths;
 use anyhow::Result;
 use layerdb::{ContainerRecord, State, Store};
@@ -22,9 +23,35 @@ fn is_mounted(path: &std::path::Path) -> bool {
         .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
 }
 
-/// The record with a dead monitor settled as exited (and written back).
-pub fn settle(store: &Store, mut rec: ContainerRecord) -> Result<ContainerRecord> {
-    let (monitor_pid, started_ns) = match rec.state {
+/// The record with its current state (run_state.rs), a dead monitor's
+/// container settled as exited (and recorded so).
+pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
+    let mut rec = run_state::current(store.root(), rec);
+    if vanished(&rec.state).is_none() {
+        return Ok(rec);
+    }
+    // A root container's mount outlives its server as a dead FUSE mount; a
+    // rootless one lived in the monitor's namespace and went with it.
+    let merged = ContainerPaths::of(store.root(), &rec).merged();
+    if is_mounted(&merged) {
+        let _ = fusefs::unmount(&merged);
+    }
+    let finished_ns = crate::clock::now_ns();
+    // Checked again under the state's lock: a start may have come between.
+    run_state::update(store.root(), &mut rec, |state| {
+        let started_ns = vanished(state)?;
+        Some(State::Exited {
+            code: VANISHED,
+            started_ns,
+            finished_ns,
+        })
+    })?;
+    Ok(rec)
+}
+
+/// When the state says running but its monitor is gone: the start time.
+fn vanished(state: &State) -> Option<i64> {
+    match *state {
         State::Running {
             monitor_pid,
             started_ns,
@@ -34,25 +61,9 @@ pub fn settle(store: &Store, mut rec: ContainerRecord) -> Result<ContainerRecord
             monitor_pid,
             started_ns,
             ..
-        } => (monitor_pid, started_ns),
-        _ => return Ok(rec),
-    };
-    if process_alive(monitor_pid) {
-        return Ok(rec);
+        } if !process_alive(monitor_pid) => Some(started_ns),
+        _ => None,
     }
-    // A root container's mount outlives its server as a dead FUSE mount; a
-    // rootless one lived in the monitor's namespace and went with it.
-    let merged = ContainerPaths::of(store.root(), &rec).merged();
-    if is_mounted(&merged) {
-        let _ = fusefs::unmount(&merged);
-    }
-    rec.transition(State::Exited {
-        code: VANISHED,
-        started_ns,
-        finished_ns: crate::clock::now_ns(),
-    })?;
-    store.put_container(&rec)?;
-    Ok(rec)
 }
 
 /// A container by name or id, settled.

@@ -47,6 +47,10 @@ impl ContainerPaths {
     pub fn resolv_conf(&self) -> PathBuf {
         self.dir.join("resolv.conf")
     }
+    /// The run state the monitor records (see run_state.rs).
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }

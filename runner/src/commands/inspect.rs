@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for t in &args.targets {
-        if let Ok(c) = store.container(t) {
+        if let Ok(c) = crate::liveness::container(&store, t) {
             out.push(container_json(&c));
         } else if let Ok(i) = store.resolve_image(t) {
             out.push(image_json(&store, &i)?);

@@ -1,0 +1,134 @@
+//! A container's run state (running, exited) lives in a small file in its
+//! directory, `containers/<id>/state`, not in the index. Recording a start
+//! and an exit in the index meant two more read-write RocksDB opens per
+//! `run`, each with its fsyncs (manifest, CURRENT, OPTIONS, the log), and
+//! the writer lock taken twice by every container's monitor. The record in
+//! the index keeps what does not change while the container lives (image,
+//! command, name) and the state it was created in; the file, once written,
+//! supersedes that state.
+//!
+//! Crash safety: the file is replaced by a rename, so a process killed at
+//! any instant leaves the old state or the new one, never a mix; a state
+//! that says running after its monitor died is settled as exited by the
+//! next command that looks (liveness.rs). After a power loss an unreadable
+//! file counts as absent (the record's state). Every change is a checked
+//! transition made under an flock of the container's directory, so two
+//! monitors started at once cannot both record a start.
+
+use crate::stack::ContainerPaths;
+use anyhow::{Context, Result};
+use layerdb::{ContainerRecord, State};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File};
+use std::path::Path;
+
+/// `rec` with its state as last recorded in its state file, if any.
+pub fn current(root: &Path, mut rec: ContainerRecord) -> ContainerRecord {
+    if let Some(state) = read(&ContainerPaths::of(root, &rec)) {
+        rec.state = state;
+    }
+    rec
+}
+
+/// Moves the container to `to` if its current state allows it, and
+/// updates `rec` to match.
+pub fn transition(root: &Path, rec: &mut ContainerRecord, to: State) -> Result<()> {
+    update(root, rec, |_| Some(to))
+}
+
+/// Under the lock, `decide` sees the current state and names the state
+/// to move to, if any: a decision taken on a state read earlier could
+/// undo a change made since (a new start).
+pub fn update(
+    root: &Path,
+    rec: &mut ContainerRecord,
+    decide: impl FnOnce(&State) -> Option<State>,
+) -> Result<()> {
+    let paths = ContainerPaths::of(root, rec);
+    let dir = File::open(&paths.dir).with_context(|| format!("open {}", paths.dir.display()))?;
+    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("lock {}", paths.dir.display()))?;
+    if let Some(state) = read(&paths) {
+        rec.state = state;
+    }
+    let Some(to) = decide(&rec.state) else {
+        return Ok(());
+    };
+    rec.transition(to)?;
+    let tmp = paths.dir.join("state.tmp");
+    fs::write(&tmp, serde_json::to_vec(&rec.state)?)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, paths.state())
+        .with_context(|| format!("replace {}", paths.state().display()))?;
+    Ok(())
+}
+
+fn read(paths: &ContainerPaths) -> Option<State> {
+    let bytes = fs::read(paths.state()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(root: &Path) -> ContainerRecord {
+        let id = "ab".repeat(32);
+        fs::create_dir_all(root.join("containers").join(&id)).unwrap();
+        ContainerRecord {
+            id,
+            name: "c".into(),
+            image: layerdb::Digest([0; 32]),
+            image_ref: "busybox".into(),
+            created_ns: 0,
+            state: State::Created,
+            command: vec!["/bin/true".into()],
+            config: Default::default(),
+            hostname: "h".into(),
+            tty: false,
+            interactive: false,
+            network: "host".into(),
+            mounts: vec![],
+            auto_remove: false,
+            upper: root.join("upper"),
+        }
+    }
+
+    #[test]
+    fn the_file_supersedes_the_recorded_state_and_transitions_are_checked() {
+        let root = tempfile::tempdir().unwrap();
+        let rec = record(root.path());
+        assert_eq!(current(root.path(), rec.clone()).state, State::Created);
+
+        let running = State::Running {
+            monitor_pid: 1,
+            pid: 2,
+            started_ns: 3,
+        };
+        // A second monitor's copy of the record still says created: the
+        // file, read under the lock, refuses its start.
+        let mut first = rec.clone();
+        let mut second = rec.clone();
+        transition(root.path(), &mut first, running.clone()).unwrap();
+        assert!(transition(root.path(), &mut second, running.clone()).is_err());
+        assert_eq!(current(root.path(), rec.clone()).state, running);
+
+        let exited = State::Exited {
+            code: 0,
+            started_ns: 3,
+            finished_ns: 4,
+        };
+        transition(root.path(), &mut first, exited.clone()).unwrap();
+        assert_eq!(first.state, exited);
+        assert_eq!(current(root.path(), rec).state, exited);
+    }
+
+    #[test]
+    fn an_unreadable_file_counts_as_absent() {
+        let root = tempfile::tempdir().unwrap();
+        let rec = record(root.path());
+        fs::write(ContainerPaths::of(root.path(), &rec).state(), b"").unwrap();
+        assert_eq!(current(root.path(), rec).state, State::Created);
+    }
+}
