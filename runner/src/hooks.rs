@@ -36,6 +36,19 @@ impl ContainerHooks {
         }
     }
 
+    /// `--rm`, once nothing is mounted: the record, then the directory
+    /// (without holding the store). Killed between, the directory is an
+    /// orphan that gc removes; killed before, `ps -a` shows the container
+    /// exited and `rm` removes it; no mount is left either way.
+    fn remove(&self) -> Result<()> {
+        {
+            let store = Store::open(&self.root)?;
+            store.forget_container(&store.container(&self.id)?)?;
+        }
+        let dir = ContainerPaths::new(&self.root, &self.id).dir;
+        Ok(layerdb::store::remove_container_dir(&dir)?)
+    }
+
     /// Records `state` in the container's state file: the index is not
     /// opened (see run_state.rs).
     fn record(&mut self, state: State) -> Result<()> {
@@ -79,21 +92,14 @@ impl MonitorHooks for ContainerHooks {
     }
 
     fn exited(&mut self, code: i32) {
-        let started_ns = self.started_ns;
-        let finished_ns = crate::clock::now_ns();
-        let done = if self.auto_remove {
-            // The record goes now; the directory once the mount is gone.
-            Store::open(&self.root)
-                .and_then(|store| store.forget_container(&store.container(&self.id)?))
-                .map_err(Into::into)
-        } else {
-            self.record(State::Exited {
-                code,
-                started_ns,
-                finished_ns,
-            })
+        // Recorded for --rm containers too: killed before it is removed,
+        // the container shows as exited and `rm` removes it.
+        let state = State::Exited {
+            code,
+            started_ns: self.started_ns,
+            finished_ns: crate::clock::now_ns(),
         };
-        if let Err(e) = done {
+        if let Err(e) = self.record(state) {
             log::error!("container {}: recording its exit: {e:#}", self.id);
         }
     }
@@ -106,9 +112,8 @@ impl MonitorHooks for ContainerHooks {
             }
         }
         if self.auto_remove {
-            let dir = ContainerPaths::new(&self.root, &self.id).dir;
-            if let Err(e) = layerdb::store::remove_container_dir(&dir) {
-                log::error!("container {}: removing its files: {e}", self.id);
+            if let Err(e) = self.remove() {
+                log::error!("container {}: removing it: {e:#}", self.id);
             }
         }
     }
