@@ -1,6 +1,7 @@
-//! `strata __launch ID`: start a recorded container. `run` and `start`
-//! re-execute into this so the monitor is forked from a process with one
-//! thread; nothing here opens the index before `container::launch`.
+//! `strata __launch ID`: start a recorded container. `start` re-executes
+//! into this, and `run` calls it once a forked child has recorded the
+//! container, so the monitor is forked from a process with one thread;
+//! nothing here opens the index before `container::launch`.
 
 use super::Ctx;
 use crate::cli::LaunchArgs;

@@ -1,26 +1,67 @@
 //! `strata run`: record a container over an image, then start it.
 //!
 //! The record, the upper directory and the files strata bind-mounts into
-//! the container are made first, in this process; then it re-executes
-//! itself as `strata __launch ID`, because the launcher forks the monitor
-//! and must do so with a single thread, while RocksDB has started several
-//! here by then.
+//! the container are made first, in a forked child: the launcher forks the
+//! monitor and must do so with a single thread, and RocksDB starts several
+//! when the index opens. The child takes them with it when it exits, and
+//! this process starts the container itself (`start` re-executes itself as
+//! `strata __launch ID` instead: a second process start, ~4 ms).
 
 use super::Ctx;
-use crate::cli::RunArgs;
+use crate::cli::{LaunchArgs, RunArgs};
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{BindMount, ContainerRecord, ImageRecord, RunConfig, State, Store, StoreError};
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, ForkResult};
 use std::fs;
-use std::os::unix::process::CommandExt;
+use std::io::Read;
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
-    let rec = create(ctx, &args)?;
-    let mut cmd = relaunch(ctx, &rec.id);
-    if args.detach {
-        cmd.arg("--detach").arg("--print-id");
+    let id = random_id();
+    create_apart(ctx, &args, &id)?;
+    super::launch::run(
+        ctx,
+        LaunchArgs {
+            detach: args.detach,
+            print_id: args.detach,
+            print_name: None,
+            id,
+        },
+    )
+}
+
+/// [`create`] in a forked child, which reports a failure through a pipe,
+/// so that this process never opens the index and keeps a single thread.
+fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    match crate::sys::fork().context("fork to record the container")? {
+        ForkResult::Child => {
+            drop(read);
+            let code = match create(ctx, args, id) {
+                Ok(_) => 0,
+                Err(e) => {
+                    let _ = nix::unistd::write(&write, format!("{e:#}").as_bytes());
+                    1
+                }
+            };
+            crate::sys::exit_immediately(code)
+        }
+        ForkResult::Parent { child } => {
+            drop(write);
+            let mut failure = String::new();
+            let read_result = std::fs::File::from(read).read_to_string(&mut failure);
+            let status = crate::container::reap(child);
+            read_result.context("read the container's creation result")?;
+            if !failure.is_empty() {
+                bail!("{failure}");
+            }
+            if status != 0 {
+                bail!("recording the container failed (exit status {status})");
+            }
+            Ok(())
+        }
     }
-    Err(cmd.exec()).context("re-executing strata to start the container")
 }
 
 /// `strata __launch` with the store root, ready for more flags.
@@ -31,7 +72,7 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 }
 
 /// Checks every flag, then makes the container's directory and record.
-pub fn create(ctx: &Ctx, args: &RunArgs) -> Result<ContainerRecord> {
+pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     let env = parse_env(&args.env)?;
     let mounts = args
         .volume
@@ -71,7 +112,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs) -> Result<ContainerRecord> {
         bail!("No command specified");
     }
 
-    let id = random_id();
+    let id = id.to_string();
     let hostname = args
         .hostname
         .clone()

@@ -41,7 +41,7 @@ mod userns;
 
 pub use exec::exec_in;
 pub use exit::exit_code_for;
-pub use monitor::MonitorHooks;
+pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
 pub use signals::{freeze, kill, thaw};
 pub use spec::{parse_bind_mount, EtcFiles, Spec};
@@ -51,7 +51,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult, Pid};
 
 use events::{EventReceiver, EventSender};
-use monitor::{exit_process, reap, MonitorSetup};
+use monitor::{exit_process, MonitorSetup};
 use pty::Pty;
 use userns::{MapHandshake, UserNamespace};
 
