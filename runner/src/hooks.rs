@@ -39,10 +39,11 @@ impl ContainerHooks {
     /// `--rm`, once nothing is mounted: the record, then the directory
     /// (without holding the store). Killed between, the directory is an
     /// orphan that gc removes; killed before, `ps -a` shows the container
-    /// exited and `rm` removes it; no mount is left either way.
-    fn remove(&self) -> Result<()> {
+    /// exited and `rm` removes it; no mount is left either way. `store` is
+    /// the index, opened for writing.
+    fn remove(&self, store: Result<Store>) -> Result<()> {
         {
-            let store = Store::open(&self.root)?;
+            let store = store?;
             store.forget_container(&store.container(&self.id)?)?;
         }
         let dir = ContainerPaths::new(&self.root, &self.id).dir;
@@ -105,14 +106,24 @@ impl MonitorHooks for ContainerHooks {
     }
 
     fn unmount(&mut self) {
-        if let Some(m) = self.mount.take() {
-            if let Err(e) = m.unmount() {
-                log::error!("container {}: unmounting its filesystem: {e}", self.id);
-                return;
-            }
+        // --rm: the index opens (milliseconds: RocksDB's recovery and its
+        // fsyncs) while the filesystem unmounts; the record is deleted only
+        // once the unmount succeeded.
+        let opening = self.auto_remove.then(|| {
+            let root = self.root.clone();
+            std::thread::spawn(move || Store::open(&root))
+        });
+        let unmounted = self.mount.take().map_or(Ok(()), |m| m.unmount());
+        let store = opening.map(|opening| match opening.join() {
+            Ok(store) => store.map_err(Into::into),
+            Err(_) => Err(anyhow::anyhow!("opening the store panicked")),
+        });
+        if let Err(e) = unmounted {
+            log::error!("container {}: unmounting its filesystem: {e}", self.id);
+            return;
         }
-        if self.auto_remove {
-            if let Err(e) = self.remove() {
+        if let Some(store) = store {
+            if let Err(e) = self.remove(store) {
                 log::error!("container {}: removing it: {e:#}", self.id);
             }
         }
