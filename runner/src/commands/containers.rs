@@ -32,7 +32,7 @@ fn status_of(state: &State) -> ContainerStatus {
 }
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
-    let store = ctx.store()?;
+    let store = ctx.reader()?;
     let mut recs = liveness::containers(&store)?;
     recs.retain(|c| args.all || c.state.is_running());
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
@@ -169,7 +169,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
     let sig = parse_signal(&args.signal)?;
-    let store = ctx.store()?;
+    let store = ctx.reader()?;
     for name in &args.containers {
         let rec = liveness::container(&store, name)?;
         if !rec.state.can_kill() {
@@ -215,7 +215,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     use std::io::{Read, Seek, Write};
     let (rec, log) = {
-        let store = ctx.store()?;
+        let store = ctx.reader()?;
         let rec = liveness::container(&store, &args.container)?;
         let log = ContainerPaths::of(&ctx.root, &rec).log();
         (rec, log)
@@ -281,7 +281,7 @@ pub fn prune(ctx: &Ctx) -> Result<i32> {
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     let env = super::run::parse_env(&args.env)?;
     let rec = {
-        let store = ctx.store()?;
+        let store = ctx.reader()?;
         liveness::container(&store, &args.container)?
     };
     let State::Running { pid, .. } = rec.state else {

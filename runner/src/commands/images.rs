@@ -21,7 +21,7 @@ fn created_ns(image: &ImageRecord) -> Option<i64> {
 }
 
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
-    let store = ctx.store()?;
+    let store = ctx.reader()?;
     let images = store.images()?;
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
@@ -112,7 +112,7 @@ pub fn history(ctx: &Ctx, args: HistoryArgs) -> Result<i32> {
         Some("json") => ListFormat::Json,
         Some(other) => bail!("unsupported --format {other:?}: use json or table"),
     };
-    let store = ctx.store()?;
+    let store = ctx.reader()?;
     let image = store.resolve_image(&args.image)?;
     let mut chain = vec![format!("{:#}", image.id)];
     let mut next = image.parent;

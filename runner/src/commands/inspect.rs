@@ -8,7 +8,7 @@ use layerdb::{ContainerRecord, ImageRecord, State, Store};
 use serde_json::{json, Value};
 
 pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
-    let store = ctx.store()?;
+    let store = ctx.reader()?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for t in &args.targets {

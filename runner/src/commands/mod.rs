@@ -24,8 +24,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The store, opened for writing (waiting while another process writes).
     pub fn store(&self) -> Result<layerdb::Store> {
         Ok(layerdb::Store::open(&self.root)?)
+    }
+
+    /// The store for a command that only reads the index: a secondary
+    /// instance, which never waits for a writer and costs no fsync (a
+    /// read-write open writes a new MANIFEST, CURRENT and OPTIONS file).
+    /// Settling a container whose monitor died writes only its state file.
+    pub fn reader(&self) -> Result<layerdb::Store> {
+        Ok(layerdb::Store::open_read_only(&self.root)?)
     }
 }
 
