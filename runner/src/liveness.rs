@@ -4,7 +4,7 @@
 
 use crate::run_state;
 use crate::stack::ContainerPaths;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use layerdb::{ContainerRecord, State, Store};
 
 /// Exit code recorded for a container whose monitor vanished: as if killed.
@@ -64,6 +64,18 @@ fn vanished(state: &State) -> Option<i64> {
         } if !process_alive(monitor_pid) => Some(started_ns),
         _ => None,
     }
+}
+
+/// Removes a container that does not run: first a mount its monitor left
+/// when it died (the state may not say running: killed between mounting and
+/// recording the start), since deleting the directory would fail on it
+/// once the record is gone; then the record, then the directory.
+pub fn remove(store: &Store, rec: &ContainerRecord) -> Result<()> {
+    let merged = ContainerPaths::of(store.root(), rec).merged();
+    if is_mounted(&merged) {
+        fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
+    }
+    Ok(store.remove_container(rec)?)
 }
 
 /// A container by name or id, settled.

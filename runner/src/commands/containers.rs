@@ -90,7 +90,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
             }
             let store = ctx.store()?;
             let rec = liveness::container(&store, &rec.id)?;
-            store.remove_container(&rec)?;
+            liveness::remove(&store, &rec)?;
             Ok(())
         })();
         match result {
@@ -268,7 +268,7 @@ pub fn prune(ctx: &Ctx) -> Result<i32> {
     println!("Deleted Containers:");
     for rec in liveness::containers(&store)? {
         if rec.state.can_remove() {
-            store.remove_container(&rec)?;
+            liveness::remove(&store, &rec)?;
             println!("{}", rec.id);
         }
     }

@@ -41,11 +41,12 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         Ok(Outcome::Exited { code }) => code,
         Err(e) => {
             eprintln!("strata: {e:#}");
-            // If the monitor never ran, an --rm container's record is here.
+            // The monitor did not remove an --rm container: it never ran,
+            // or it was killed (its mount may be left: settled first).
             if rec.auto_remove {
                 let store = ctx.store()?;
-                if let Ok(rec) = store.container(&rec.id) {
-                    store.remove_container(&rec)?;
+                if let Ok(rec) = crate::liveness::container(&store, &rec.id) {
+                    crate::liveness::remove(&store, &rec)?;
                 }
             }
             container::exit_code_for(&e)
