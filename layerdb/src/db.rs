@@ -54,23 +54,33 @@ fn options() -> Options {
     o.set_stats_persist_period_sec(0);
     // Recovery replays the log into the memtable and keeps the log rather
     // than writing (and fsyncing) a tiny table at each open after a write;
-    // `open_writer` flushes once logs pile up. Not wrapped by the crate.
+    // `open_writer` flushes once logs pile up or grow (an import's batch).
+    // Not wrapped by the crate.
     o.get_options_from_string("avoid_flush_during_recovery=true")
         .expect("a valid option string")
 }
 
 /// Write-ahead logs a writer lets accumulate (one per open that wrote)
-/// before it flushes them into a table, so an open replays a bounded log.
+/// before it flushes them into a table, so every open (and every
+/// secondary's) replays a bounded log: at most this many files...
 const MAX_LOGS: usize = 16;
+/// ...and this many bytes. Container records are a few KB; an import or a
+/// commit writes more in one batch, and the next writer flushes it, as
+/// RocksDB's default recovery did.
+const MAX_LOG_BYTES: u64 = 256 * 1024;
 
-fn log_count(db_dir: &Path) -> usize {
-    fs::read_dir(db_dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .count()
-        })
-        .unwrap_or(0)
+/// Whether the write-ahead logs in `db_dir` are past either bound.
+fn logs_piled_up(db_dir: &Path) -> bool {
+    let Ok(dir) = fs::read_dir(db_dir) else {
+        return false;
+    };
+    let (count, bytes) = dir
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .fold((0, 0), |(n, b), e| {
+            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+        });
+    count > MAX_LOGS || bytes > MAX_LOG_BYTES
 }
 
 impl Db {
@@ -83,7 +93,7 @@ impl Db {
         )?;
         let path = root.join("db");
         let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
-        if log_count(&path) > MAX_LOGS {
+        if logs_piled_up(&path) {
             db.flush().map_err(|e| db_error(&path, e))?;
         }
         Ok(Db {
@@ -189,22 +199,38 @@ fn db_error(path: &Path, source: rocksdb::Error) -> StoreError {
 mod tests {
     use super::*;
 
+    fn logs(root: &Path) -> (usize, u64) {
+        fs::read_dir(root.join("db"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().unwrap().len()))
+    }
+
+    fn put(root: &Path, key: u32, value: &[u8]) {
+        let db = Db::open_writer(root).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put(key.to_be_bytes(), value);
+        db.write(batch).unwrap();
+    }
+
     #[test]
     fn writes_survive_reopening_and_the_replayed_logs_stay_bounded() {
         let root = tempfile::tempdir().unwrap();
         for n in 0..(3 * MAX_LOGS as u32) {
-            let db = Db::open_writer(root.path()).unwrap();
-            let mut batch = WriteBatch::default();
-            batch.put(n.to_be_bytes(), b"v");
-            db.write(batch).unwrap();
+            put(root.path(), n, b"v");
         }
-        // Each open that wrote leaves a log behind; the writer flushes them
+        // Each open that wrote leaves a log behind; a writer flushes them
         // into a table before they exceed the bound.
-        assert!(log_count(&root.path().join("db")) <= MAX_LOGS + 1);
+        assert!(logs(root.path()).0 <= MAX_LOGS + 1);
+        // A large batch (an import) is flushed by the next writer.
+        put(root.path(), 1000, &vec![7; 2 * MAX_LOG_BYTES as usize]);
+        drop(Db::open_writer(root.path()).unwrap());
+        assert!(logs(root.path()).1 <= MAX_LOG_BYTES);
         let writer = Db::open_writer(root.path()).unwrap();
-        assert_eq!(writer.scan(b"").unwrap().len(), 3 * MAX_LOGS);
+        assert_eq!(writer.scan(b"").unwrap().len(), 3 * MAX_LOGS + 1);
         drop(writer);
         let reader = Db::open_secondary(root.path()).unwrap();
-        assert_eq!(reader.scan(b"").unwrap().len(), 3 * MAX_LOGS);
+        assert_eq!(reader.scan(b"").unwrap().len(), 3 * MAX_LOGS + 1);
     }
 }
