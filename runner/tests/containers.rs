@@ -156,19 +156,8 @@ fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
     let inspect: serde_json::Value =
         serde_json::from_str(&s.run(&["inspect", &id]).ok().stdout).unwrap();
     let pid = inspect[0]["State"]["Pid"].as_i64().unwrap() as i32;
-    // The monitor is the container init's parent.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
     // SAFETY: kill sends a signal; no memory is involved.
-    unsafe { libc::kill(ppid, libc::SIGKILL) };
+    unsafe { libc::kill(parent_of(pid), libc::SIGKILL) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let ps = s.run(&["ps", "-a"]).ok().stdout;
@@ -186,6 +175,66 @@ fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
     );
     s.run(&["rm", "victim"]).ok();
     assert!(!s.root().join("containers").join(&id).exists());
+}
+
+/// The parent of process `pid` (the monitor of a container's init).
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat of the init");
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse().ok())
+        .expect("a parent pid")
+}
+
+#[test]
+fn a_killed_monitor_of_a_foreground_rm_container_leaves_nothing_behind() {
+    let s = Strata::with_busybox();
+    let mut cli = s
+        .cmd(&["run", "--rm", "--name", "fg", "busybox", "sleep", "300"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start strata run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pid = loop {
+        let r = s.run(&["inspect", "fg"]);
+        if r.code == 0 {
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
+            if let Some(pid) = v[0]["State"]["Pid"].as_i64().filter(|&p| p > 0) {
+                break pid as i32;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "fg never ran");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
+    let id = serde_json::from_str::<serde_json::Value>(&s.run(&["inspect", "fg"]).ok().stdout)
+        .expect("inspect JSON")[0]["Id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    // SAFETY: kill sends a signal; no memory is involved.
+    unsafe { libc::kill(parent_of(pid), libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while cli.try_wait().expect("wait for strata run").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run outlived its monitor"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    // Whatever instant the kill hit, the container is gone or exited, and
+    // rm -f clears what is left: no record, no directory, no mount.
+    s.run(&["rm", "-f", "fg"]);
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+    let dir = s.root().join("containers").join(&id);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(dir.to_str().expect("utf-8 path")),
+        "a mount is left: {mounts}"
+    );
+    assert!(!dir.exists(), "the container's directory is left");
+    s.run(&["verify"]).ok();
 }
 
 #[test]
