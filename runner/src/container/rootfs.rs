@@ -268,18 +268,22 @@ fn create_dir(path: &Path) -> Result<(), StartError> {
     fs::create_dir_all(path).map_err(|err| io_error("mkdir", path, &err))
 }
 
-/// An empty file to bind a file onto; an existing file is left as it is.
+/// An empty file to bind a file onto; an existing file is left as it is,
+/// not even opened: opening it for writing would copy it up for nothing.
 fn create_file(path: &Path) -> Result<(), StartError> {
     if let Some(parent) = path.parent() {
         create_dir(parent)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .mode(0o644)
         .open(path)
-        .map(drop)
-        .map_err(|err| io_error("create mount target", path, &err))
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(io_error("create mount target", path, &err)),
+    }
 }
 
 fn read_link(path: &Path) -> Option<PathBuf> {
