@@ -37,27 +37,48 @@ pub struct Change {
     pub source: Option<PathBuf>,
 }
 
-/// The change set of `upper` over `lowers` (top first), sorted by path with
-/// parents before children. Run it on a quiet upper (container paused).
+/// The change set of `upper` over `lowers` (top first), sorted by path
+/// (bytewise: the order of a layer's tar, so commit can hash the tar as it
+/// reads the files). Of several names of one file the first in that order
+/// is the file, the others hardlinks to it. Run it on a quiet upper
+/// (container paused).
 pub fn changes(upper: &Path, lowers: &[&dyn Lower]) -> Result<Vec<Change>> {
     let mut walk = Walk {
         upper,
         view: DirLower::upper(upper),
         lowers,
-        first_name: HashMap::new(),
         out: Vec::new(),
     };
     walk.dir(b"")?;
-    Ok(walk.out)
+    walk.out.sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
+    let mut first_name: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut out = Vec::with_capacity(walk.out.len());
+    for (mut change, inode) in walk.out {
+        if let Some(inode) = inode {
+            match first_name.get(&inode) {
+                Some(first) => {
+                    change.entry.kind = Kind::Hardlink;
+                    change.entry.link = first.clone();
+                    change.entry.size = 0;
+                    change.source = None;
+                }
+                None => {
+                    first_name.insert(inode, change.path.clone());
+                }
+            }
+        }
+        out.push(change);
+    }
+    Ok(out)
 }
 
 struct Walk<'a> {
     upper: &'a Path,
     view: DirLower,
     lowers: &'a [&'a dyn Lower],
-    /// (dev, ino) of multi-linked upper files -> first path seen.
-    first_name: HashMap<(u64, u64), Vec<u8>>,
-    out: Vec<Change>,
+    /// Changes in walk order, each regular file with several names with
+    /// its (dev, ino).
+    out: Vec<(Change, Option<(u64, u64)>)>,
 }
 
 impl Walk<'_> {
@@ -84,12 +105,15 @@ impl Walk<'_> {
                 if self.view.node(&path)?.is_some_and(|n| !n.is_whiteout()) {
                     continue;
                 }
-                self.out.push(Change {
-                    path,
-                    kind: ChangeKind::Deleted,
-                    entry: Entry::new(Kind::Whiteout, 0),
-                    source: None,
-                });
+                self.out.push((
+                    Change {
+                        path,
+                        kind: ChangeKind::Deleted,
+                        entry: Entry::new(Kind::Whiteout, 0),
+                        source: None,
+                    },
+                    None,
+                ));
                 continue;
             }
             let path = join_path(dir, &name);
@@ -103,37 +127,64 @@ impl Walk<'_> {
             } else {
                 ChangeKind::Added
             };
-            let mut entry = node.entry;
+            let entry = node.entry;
             let mut source = None;
+            let mut inode = None;
             if entry.kind == Kind::Regular {
                 let h = host_path(self.upper, &path);
                 let md = h
                     .symlink_metadata()
                     .map_err(|e| FsError::io("lstat", &path, e))?;
                 if md.nlink() > 1 {
-                    if let Some(first) = self.first_name.get(&(md.dev(), md.ino())) {
-                        entry.kind = Kind::Hardlink;
-                        entry.link = first.clone();
-                        entry.size = 0;
-                    } else {
-                        self.first_name.insert((md.dev(), md.ino()), path.clone());
-                    }
+                    inode = Some((md.dev(), md.ino()));
                 }
-                if entry.kind == Kind::Regular {
-                    source = Some(h.to_path_buf());
-                }
+                source = Some(h.to_path_buf());
             }
             let is_dir = entry.kind == Kind::Dir;
-            self.out.push(Change {
-                path: path.clone(),
-                kind,
-                entry,
-                source,
-            });
+            self.out.push((
+                Change {
+                    path: path.clone(),
+                    kind,
+                    entry,
+                    source,
+                },
+                inode,
+            ));
             if is_dir {
                 self.dir(&path)?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn changes_come_in_path_order_with_the_first_name_of_a_file_first() {
+        // Walked depth first, `d/f` comes before `d-x`; in path order (the
+        // layer tar's) `d-x` is first, so it is the file and `d/f` links
+        // to it.
+        let upper = tempfile::tempdir().unwrap();
+        fs::create_dir(upper.path().join("d")).unwrap();
+        fs::write(upper.path().join("d/f"), "data").unwrap();
+        fs::hard_link(upper.path().join("d/f"), upper.path().join("d-x")).unwrap();
+        let cs = changes(upper.path(), &[]).unwrap();
+        let got: Vec<(&[u8], Kind, &[u8])> = cs
+            .iter()
+            .map(|c| (c.path.as_slice(), c.entry.kind, c.entry.link.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"d"[..], Kind::Dir, &b""[..]),
+                (b"d-x", Kind::Regular, b""),
+                (b"d/f", Kind::Hardlink, b"d-x"),
+            ]
+        );
+        assert!(cs[1].source.is_some() && cs[2].source.is_none());
     }
 }
