@@ -10,10 +10,14 @@
 use crate::digest::Digest;
 use crate::entry::ChunkRef;
 use crate::error::{IoContext, Result, StoreError};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// FastCDC's average chunk size, chosen by `scripts/bench-store` (see
 /// docs/design.md): 64 KiB keeps the per-chunk overhead (one file, one
@@ -50,48 +54,6 @@ impl ChunkDir {
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.dir.join(hex)
-    }
-
-    /// Stores `data` under its digest unless it is there already. Returns the
-    /// reference and whether new bytes were written.
-    pub fn put(&self, data: &[u8]) -> Result<(ChunkRef, bool)> {
-        let digest = Digest::of(data);
-        let chunk = ChunkRef {
-            digest,
-            len: data.len() as u32,
-        };
-        let path = self.path_of(&digest);
-        if path.exists() {
-            return Ok((chunk, false));
-        }
-        write_whole(&self.dir, &path, data)?;
-        Ok((chunk, true))
-    }
-
-    /// Splits a stream into chunks and stores each. Returns the chunk list
-    /// and the number of bytes read.
-    pub fn put_stream(&self, reader: &mut dyn Read) -> Result<(Vec<ChunkRef>, u64, u64)> {
-        let mut chunks = Vec::new();
-        let mut total = 0u64;
-        let mut written = 0u64;
-        let (min, avg, max) = chunk_sizes();
-        let cdc = fastcdc::v2020::StreamCDC::new(reader, min, avg, max);
-        for piece in cdc {
-            let piece = piece.map_err(|e| StoreError::Io {
-                path: PathBuf::from("<input>"),
-                source: match e {
-                    fastcdc::v2020::Error::IoError(io) => io,
-                    other => io::Error::other(other.to_string()),
-                },
-            })?;
-            let (chunk, new) = self.put(&piece.data)?;
-            total += piece.length as u64;
-            if new {
-                written += piece.length as u64;
-            }
-            chunks.push(chunk);
-        }
-        Ok((chunks, total, written))
     }
 
     /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`.
@@ -162,6 +124,148 @@ impl ChunkDir {
     }
 }
 
+/// Cuts streams into content-defined chunks. It reads in large blocks into
+/// one buffer kept across streams and cuts there, where FastCDC's own
+/// streaming reader would copy every chunk out of a buffer it then shifts
+/// and zero-fills. The cut points are FastCDC's: a chunk's end depends on
+/// at most `max` bytes from its start, and a cut is only made with that
+/// many bytes (or the end of the stream) in the buffer.
+pub struct Chunker {
+    buf: Vec<u8>,
+    sizes: (u32, u32, u32),
+}
+
+/// Bytes read per block: large enough that reads and cuts per block are
+/// few, small enough to stay in the cache-friendly range of one buffer.
+const READ_BLOCK: usize = 4 << 20;
+
+impl Default for Chunker {
+    fn default() -> Chunker {
+        Chunker {
+            buf: Vec::new(),
+            sizes: chunk_sizes(),
+        }
+    }
+}
+
+impl Chunker {
+    /// Calls `each` with every chunk of `reader`'s content, in order.
+    /// Returns the number of bytes read.
+    pub fn split(
+        &mut self,
+        reader: &mut dyn Read,
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        let (min, avg, max) = self.sizes;
+        if self.buf.len() < READ_BLOCK + max as usize {
+            self.buf.resize(READ_BLOCK + max as usize, 0);
+        }
+        let mut filled = 0usize;
+        let mut total = 0u64;
+        let mut end_of_input = false;
+        while !end_of_input || filled > 0 {
+            while !end_of_input && filled < self.buf.len() {
+                match reader.read(&mut self.buf[filled..]) {
+                    Ok(0) => end_of_input = true,
+                    Ok(n) => {
+                        filled += n;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).at("<input>"),
+                }
+            }
+            let cdc = fastcdc::v2020::FastCDC::new(&self.buf[..filled], min, avg, max);
+            let mut start = 0;
+            while start < filled && (end_of_input || filled - start >= max as usize) {
+                let (_, end) = cdc.cut(start, filled - start);
+                each(&self.buf[start..end])?;
+                start = end;
+            }
+            self.buf.copy_within(start..filled, 0);
+            filled -= start;
+        }
+        Ok(total)
+    }
+}
+
+/// Stores new chunks from a thread of its own, so that writing chunk files
+/// overlaps reading, cutting and hashing on another core. A chunk is named
+/// (hashed) and looked up by the caller, so only new bytes cross over, each
+/// once however often it repeats in the ingest.
+pub struct ChunkWriter {
+    dir: ChunkDir,
+    queued: HashSet<Digest>,
+    to_writer: Option<SyncSender<(PathBuf, Arc<Vec<u8>>)>>,
+    writer: Option<JoinHandle<Result<()>>>,
+}
+
+impl ChunkWriter {
+    pub fn new(dir: ChunkDir) -> ChunkWriter {
+        ChunkWriter {
+            dir,
+            queued: HashSet::new(),
+            to_writer: None,
+            writer: None,
+        }
+    }
+
+    /// Names `data` and queues it to be stored, unless the store has it or
+    /// it is queued already. Returns its reference and whether it is new.
+    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<(ChunkRef, bool)> {
+        let digest = Digest::of(&data);
+        let chunk = ChunkRef {
+            digest,
+            len: data.len() as u32,
+        };
+        if self.queued.contains(&digest) {
+            return Ok((chunk, false));
+        }
+        let path = self.dir.path_of(&digest);
+        if path.exists() {
+            return Ok((chunk, false));
+        }
+        self.queued.insert(digest);
+        let dir = &self.dir;
+        let writer = &mut self.writer;
+        let to_writer = self.to_writer.get_or_insert_with(|| {
+            // Bounded, so that queued chunks (64: 16 MiB at most) wait
+            // for a slow disk instead of piling up in memory.
+            let (to_writer, queued) = sync_channel::<(PathBuf, Arc<Vec<u8>>)>(64);
+            let dir = dir.dir.clone();
+            *writer = Some(std::thread::spawn(move || {
+                for (path, data) in queued {
+                    write_whole(&dir, &path, &data)?;
+                }
+                Ok(())
+            }));
+            to_writer
+        });
+        if to_writer.send((path, data)).is_err() {
+            // The writer stopped at an error: that error is the answer.
+            self.finish_writes()?;
+        }
+        Ok((chunk, true))
+    }
+
+    /// Waits until every queued chunk is on disk (not yet durable: see
+    /// `ChunkDir::sync`), or returns the first write that failed.
+    pub fn finish(mut self) -> Result<()> {
+        self.finish_writes()
+    }
+
+    fn finish_writes(&mut self) -> Result<()> {
+        self.to_writer = None;
+        match self.writer.take() {
+            Some(writer) => writer.join().map_err(|_| StoreError::Io {
+                path: self.dir.dir.clone(),
+                source: io::Error::other("the chunk writing thread panicked"),
+            })?,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Creates `path` holding `data`, so that no reader ever sees it partly
 /// written: the bytes go to an unnamed file (O_TMPFILE) that is linked
 /// under its name only when complete, one directory update per chunk; where
@@ -185,6 +289,7 @@ fn write_whole(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
     match unnamed {
         Ok(mut f) => {
             f.write_all(data).at(path)?;
+            start_writeback(&f);
             link_unnamed(&f, path)
         }
         Err(e)
@@ -232,6 +337,19 @@ fn link_unnamed(f: &File, path: &Path) -> Result<()> {
     match io::Error::last_os_error() {
         e if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         e => Err(e).at(path),
+    }
+}
+
+/// Starts writing a new chunk's pages to disk without waiting for them:
+/// the `syncfs` before the index commit then finds them written or on
+/// their way, instead of starting on all of an ingest's bytes at once
+/// while the CPU idles. Only a hint: its failure changes nothing.
+fn start_writeback(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps
+    // open; offset 0 and length 0 mean the whole file.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -288,10 +406,12 @@ mod tests {
     fn a_range_read_touches_only_the_chunks_that_cover_it() {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().to_path_buf());
-        let refs: Vec<ChunkRef> = [[1u8; 100], [2u8; 100], [3u8; 100]]
+        let mut writer = ChunkWriter::new(chunks.clone());
+        let refs: Vec<ChunkRef> = [1u8, 2, 3]
             .iter()
-            .map(|data| chunks.put(data).unwrap().0)
+            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap().0)
             .collect();
+        writer.finish().unwrap();
         // Without the first and last chunk, a read inside the middle one works.
         std::fs::remove_file(chunks.path_of(&refs[0].digest)).unwrap();
         std::fs::remove_file(chunks.path_of(&refs[2].digest)).unwrap();
@@ -308,10 +428,73 @@ mod tests {
     fn the_same_bytes_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().to_path_buf());
-        let (a, new_a) = chunks.put(b"same").unwrap();
-        let (b, new_b) = chunks.put(b"same").unwrap();
-        assert_eq!(a, b);
-        assert!(new_a && !new_b);
+        let same = Arc::new(b"same".to_vec());
+        let mut writer = ChunkWriter::new(chunks.clone());
+        let (a, new_a) = writer.put(same.clone()).unwrap();
+        let (b, new_b) = writer.put(same.clone()).unwrap();
+        writer.finish().unwrap();
+        let mut writer = ChunkWriter::new(chunks.clone());
+        let (c, new_c) = writer.put(same).unwrap();
+        writer.finish().unwrap();
+        assert!(a == b && b == c);
+        assert!(new_a && !new_b && !new_c);
         assert_eq!(chunks.list().unwrap().len(), 1);
+    }
+
+    /// Hands out at most `step` bytes per read, as pipes and tar entries do.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_chunker_cuts_where_fastcdcs_stream_reader_does() {
+        // Cut points must never move: stores made before keep deduplicating
+        // against new input. Pseudo-random bytes over several read blocks,
+        // with runs of zeros that force maximum-size chunks.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data: Vec<u8> = (0..9_500_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        data[5_000_000..6_000_000].fill(0);
+        let (min, avg, max) = chunk_sizes();
+        let expected: Vec<usize> = fastcdc::v2020::StreamCDC::new(&data[..], min, avg, max)
+            .map(|c| c.unwrap().length)
+            .collect();
+        let mut chunker = Chunker::default();
+        for step in [usize::MAX, 4097] {
+            let mut got = Vec::new();
+            let mut input = Trickle { data: &data, step };
+            let total = chunker
+                .split(&mut input, &mut |c| {
+                    got.push(c.len());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(total, data.len() as u64);
+            assert_eq!(got, expected, "reads of at most {step} bytes");
+        }
+        let mut none = Vec::new();
+        chunker
+            .split(&mut io::empty(), &mut |c| {
+                none.push(c.len());
+                Ok(())
+            })
+            .unwrap();
+        assert!(none.is_empty());
     }
 }

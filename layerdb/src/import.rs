@@ -93,6 +93,9 @@ fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<Entry> {
         }
     };
     let mut e = Entry::new(kind, h.mode()?);
+    if kind == Kind::Regular {
+        e.size = item.size();
+    }
     e.uid = h.uid()? as u32;
     e.gid = h.gid()? as u32;
     e.mtime_ns = h.mtime()? as i64 * 1_000_000_000;
@@ -144,15 +147,31 @@ pub fn from_dir(
 ) -> Result<PendingLayer> {
     let source = dir.display().to_string();
     let mut builder = LayerBuilder::new(chunks, &source);
-    let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut stack = vec![Vec::<u8>::new()];
     let io_err = |p: &Path, e: io::Error| StoreError::Io {
         path: p.to_path_buf(),
         source: e,
     };
+    let host_of = |rel: &[u8]| dir.join(std::ffi::OsStr::from_bytes_path(rel));
+    // The whole tree first, then its files in path order: the order of the
+    // layer's tar, which the builder then hashes as it reads them. The
+    // first name of a file in that order is the file, later ones link to it.
+    let mut tree = Vec::new();
+    let mut stack = vec![Vec::<u8>::new()];
     while let Some(rel) = stack.pop() {
-        let host = dir.join(std::ffi::OsStr::from_bytes_path(&rel));
+        let host = host_of(&rel);
         let meta = fs::symlink_metadata(&host).map_err(|e| io_err(&host, e))?;
+        if meta.is_dir() {
+            for d in fs::read_dir(&host).map_err(|e| io_err(&host, e))? {
+                let name = d.map_err(|e| io_err(&host, e))?.file_name();
+                stack.push(crate::entry::join_path(&rel, name.as_encoded_bytes()));
+            }
+        }
+        tree.push((rel, meta));
+    }
+    tree.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    for (rel, meta) in tree {
+        let host = host_of(&rel);
         let mut entry = entry_of_metadata(&meta);
         entry.xattrs = read_xattrs(&host);
         let ft = meta.file_type();
@@ -179,17 +198,6 @@ pub fn from_dir(
         } else {
             builder.add_oci(&rel, entry, None)?;
         }
-        if ft.is_dir() {
-            let mut names: Vec<Vec<u8>> = fs::read_dir(&host)
-                .map_err(|e| io_err(&host, e))?
-                .map(|d| d.map(|d| d.file_name().into_encoded_bytes()))
-                .collect::<io::Result<_>>()
-                .map_err(|e| io_err(&host, e))?;
-            // Reverse order on the stack gives sorted order when popped, so
-            // hardlink targets are met before the names that point at them.
-            names.sort_unstable_by(|a, b| b.cmp(a));
-            stack.extend(names.into_iter().map(|n| crate::entry::join_path(&rel, &n)));
-        }
     }
     builder.finish()
 }
@@ -197,6 +205,9 @@ pub fn from_dir(
 fn entry_of_metadata(meta: &fs::Metadata) -> Entry {
     let kind = Entry::kind_of(meta.file_type());
     let mut e = Entry::new(kind, meta.mode());
+    if kind == Kind::Regular {
+        e.size = meta.len();
+    }
     e.uid = meta.uid();
     e.gid = meta.gid();
     e.mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();

@@ -1,15 +1,23 @@
 //! Layers: immutable change sets. `LayerBuilder` turns a stream of entries
 //! (from a tar, a directory or a container's upper) into a `PendingLayer`,
 //! checking every path on the way in; the store commits it atomically.
+//!
+//! Content is read once: as it is cut into chunks it also goes to the
+//! canonical tar whose sha256 is the diff id, hashed on a thread of its
+//! own, while new chunks are written on another. That takes entries in the
+//! tar's order (path order), which commit and directory imports give and
+//! canonical tars have; for other input the tar is hashed at the end,
+//! from the stored chunks.
 
-use crate::chunk::{ChunkDir, INLINE_MAX};
+use crate::chunk::{ChunkDir, ChunkWriter, Chunker, INLINE_MAX};
 use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{Result, StoreError};
-use crate::oci_tar;
+use crate::oci_tar::{self, BackgroundHasher, TarWriter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// What the index keeps per layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +45,14 @@ pub struct PendingLayer {
 
 pub struct LayerBuilder {
     chunks: ChunkDir,
+    chunker: Chunker,
+    writer: ChunkWriter,
+    /// The canonical tar, hashed as the entries arrive; `None` once one
+    /// arrived out of the tar's order (or with another size than it said).
+    tar: Option<TarWriter<BackgroundHasher>>,
+    /// The last entry the tar has, and whether an opaque marker may still
+    /// follow it (it is a directory not yet marked).
+    last: Option<(Vec<u8>, bool)>,
     /// Names the input in error messages (a file name, `-`, a container).
     source: String,
     entries: BTreeMap<Vec<u8>, Entry>,
@@ -56,7 +72,11 @@ enum Name {
 impl LayerBuilder {
     pub fn new(chunks: ChunkDir, source: &str) -> LayerBuilder {
         LayerBuilder {
+            writer: ChunkWriter::new(chunks.clone()),
             chunks,
+            chunker: Chunker::default(),
+            tar: Some(TarWriter::new(BackgroundHasher::spawn())),
+            last: None,
             source: source.to_string(),
             entries: BTreeMap::new(),
             opaque_dirs: BTreeSet::new(),
@@ -89,6 +109,7 @@ impl LayerBuilder {
                 self.add(path, w, None)
             }
             Name::Opaque(dir) => {
+                self.stream_opaque_marker(&dir);
                 self.opaque_dirs.insert(dir);
                 Ok(())
             }
@@ -96,7 +117,9 @@ impl LayerBuilder {
     }
 
     /// Adds an entry whose path is already clean and whose kind already
-    /// says what it is (the union filesystem's change set uses this).
+    /// says what it is (the union filesystem's change set uses this). A
+    /// regular file's `entry.size` should be its content's length: the
+    /// tar header, hashed before the content is read, says that size.
     pub fn add(
         &mut self,
         path: Vec<u8>,
@@ -108,7 +131,6 @@ impl LayerBuilder {
             return Err(self.bad(format!("duplicate entry {shown:?}")));
         }
         match entry.kind {
-            Kind::Regular => self.store_content(&mut entry, content, &shown)?,
             Kind::Hardlink => {
                 entry.link = self.clean_link(&entry.link, &shown)?;
                 match self.entries.get(&entry.link) {
@@ -132,8 +154,66 @@ impl LayerBuilder {
             }
             _ => {}
         }
+        self.stream_entry(&path, &entry);
+        if entry.kind == Kind::Regular {
+            self.store_content(&mut entry, content, &shown)?;
+        }
         self.entries.insert(path, entry);
         Ok(())
+    }
+
+    /// Writes an entry's headers to the hashed tar, if it comes in the
+    /// tar's order.
+    fn stream_entry(&mut self, path: &[u8], entry: &Entry) {
+        let in_order = match &self.last {
+            Some((last, _)) => last.as_slice() < path,
+            None => true,
+        };
+        let streamed = in_order
+            && self
+                .tar
+                .as_mut()
+                .is_some_and(|t| t.entry(path, entry).is_ok());
+        if streamed {
+            self.last = Some((path.to_vec(), entry.kind == Kind::Dir && !entry.opaque));
+        } else {
+            self.tar = None;
+        }
+    }
+
+    /// The canonical tar has a directory's opaque marker right after it:
+    /// one met anywhere else stops the hashing as entries arrive.
+    fn stream_opaque_marker(&mut self, dir: &[u8]) {
+        let already =
+            self.opaque_dirs.contains(dir) || self.entries.get(dir).is_some_and(|e| e.opaque);
+        if already {
+            return;
+        }
+        let follows_its_dir = matches!(&self.last, Some((last, true)) if last == dir);
+        let mtime_ns = self.entries.get(dir).map_or(0, |e| e.mtime_ns);
+        let streamed = follows_its_dir
+            && self
+                .tar
+                .as_mut()
+                .is_some_and(|t| t.opaque_marker(dir, mtime_ns).is_ok());
+        if streamed {
+            self.last = Some((dir.to_vec(), false));
+        } else {
+            self.tar = None;
+        }
+    }
+
+    /// Ends a file's content in the hashed tar: `len` bytes followed the
+    /// header, which said `declared`.
+    fn stream_content_end(&mut self, declared: u64, len: u64) {
+        let ended = declared == len
+            && self
+                .tar
+                .as_mut()
+                .is_some_and(|t| t.end_content(len).is_ok());
+        if !ended {
+            self.tar = None;
+        }
     }
 
     fn store_content(
@@ -142,8 +222,10 @@ impl LayerBuilder {
         content: Option<&mut dyn Read>,
         shown: &str,
     ) -> Result<()> {
+        let declared = entry.size;
         let Some(reader) = content else {
             entry.data = Data::None;
+            self.stream_content_end(declared, 0);
             return Ok(());
         };
         let mut head = Vec::with_capacity(INLINE_MAX as usize + 1);
@@ -155,6 +237,12 @@ impl LayerBuilder {
             entry.size = head.len() as u64;
             self.logical_bytes += entry.size;
             self.new_bytes += entry.size;
+            if let Some(tar) = &mut self.tar {
+                if tar.out().write_all(&head).is_err() {
+                    self.tar = None;
+                }
+            }
+            self.stream_content_end(declared, entry.size);
             entry.data = if head.is_empty() {
                 Data::None
             } else {
@@ -163,10 +251,28 @@ impl LayerBuilder {
             return Ok(());
         }
         let mut whole = std::io::Cursor::new(head).chain(reader);
-        let (chunks, total, written) = self
-            .chunks
-            .put_stream(&mut whole)
+        let mut chunks = Vec::new();
+        let mut written = 0u64;
+        let (writer, tar) = (&mut self.writer, &mut self.tar);
+        let total = self
+            .chunker
+            .split(&mut whole, &mut |piece| {
+                let piece = Arc::new(piece.to_vec());
+                let (chunk, new) = writer.put(piece.clone())?;
+                if new {
+                    written += piece.len() as u64;
+                }
+                chunks.push(chunk);
+                if tar
+                    .as_mut()
+                    .is_some_and(|t| t.out().write_shared(piece).is_err())
+                {
+                    *tar = None;
+                }
+                Ok(())
+            })
             .map_err(|e| self.bad(format!("reading {shown:?}: {e}")))?;
+        self.stream_content_end(declared, total);
         entry.size = total;
         self.logical_bytes += total;
         self.new_bytes += written;
@@ -270,14 +376,26 @@ impl LayerBuilder {
         }
         let entries: Vec<(Vec<u8>, Entry)> = self.entries.into_iter().collect();
         let size = docker_size(entries.iter().map(|(_, e)| e));
-        let mut hasher = oci_tar::HashingWriter::default();
-        oci_tar::write(
-            entries.iter().map(|(p, e)| (p.as_slice(), e)),
-            &self.chunks,
-            &mut hasher,
-        )?;
+        self.writer.finish()?;
+        let streamed = self
+            .tar
+            .map(|t| t.finish().and_then(BackgroundHasher::digest));
+        let diff_id = match streamed {
+            Some(Ok(digest)) => digest,
+            // Out of order, or the hashing thread failed: hash the tar
+            // again from the chunks, all on disk now.
+            _ => {
+                let mut hasher = oci_tar::HashingWriter::default();
+                oci_tar::write(
+                    entries.iter().map(|(p, e)| (p.as_slice(), e)),
+                    &self.chunks,
+                    &mut hasher,
+                )?;
+                hasher.digest()
+            }
+        };
         Ok(PendingLayer {
-            diff_id: hasher.digest(),
+            diff_id,
             size,
             entries,
             logical_bytes: self.logical_bytes,
@@ -411,5 +529,86 @@ mod tests {
             b.finish().unwrap().diff_id
         };
         assert_eq!(build(), build());
+    }
+
+    /// A layer in path order with every form the tar has: the root, PAX
+    /// names and times, xattrs, inline and chunked files, a hardlink, a
+    /// symlink, an opaque directory (by marker) and a whiteout.
+    /// A path, its entry and a regular file's content.
+    type Item = (Vec<u8>, Entry, Option<Vec<u8>>);
+
+    fn sample() -> Vec<Item> {
+        let mut out = Vec::new();
+        let mut add = |path: &str, mut e: Entry, data: Option<Vec<u8>>| {
+            if let Some(d) = &data {
+                e.size = d.len() as u64;
+            }
+            e.mtime_ns = 1_700_000_000_123_456_789;
+            out.push((path.as_bytes().to_vec(), e, data));
+        };
+        add("", Entry::new(Kind::Dir, 0o755), None);
+        add("a", Entry::new(Kind::Dir, 0o755), None);
+        add(
+            "a/.wh..wh..opq",
+            Entry::new(Kind::Regular, 0),
+            Some(Vec::new()),
+        );
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        add("a/big", Entry::new(Kind::Regular, 0o644), Some(big));
+        let mut link = Entry::new(Kind::Hardlink, 0);
+        link.link = b"a/big".to_vec();
+        add("a/big-link", link, None);
+        add("a/gone", Entry::new(Kind::Regular, 0), Some(Vec::new()));
+        let mut attrs = Entry::new(Kind::Regular, 0o600);
+        attrs.xattrs = vec![(b"user.k".to_vec(), b"v".to_vec())];
+        add(
+            &format!("b/{}", "n".repeat(120)),
+            attrs,
+            Some(b"small".to_vec()),
+        );
+        let mut sym = Entry::new(Kind::Symlink, 0o777);
+        sym.link = b"a/big".to_vec();
+        add("s", sym, None);
+        out[5].0 = b"a/.wh.gone".to_vec();
+        out
+    }
+
+    /// Builds a layer of `items`; says whether the tar was hashed as they
+    /// arrived.
+    fn build_from(items: &[Item]) -> (bool, PendingLayer, ChunkDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkDir::new(dir.keep().join("chunks"));
+        let mut b = LayerBuilder::new(chunks.clone(), "test");
+        for (path, entry, data) in items {
+            let mut reader = data.as_deref();
+            let content = reader.as_mut().map(|r| r as &mut dyn Read);
+            b.add_oci(path, entry.clone(), content).unwrap();
+        }
+        let streamed = b.tar.is_some();
+        (streamed, b.finish().unwrap(), chunks)
+    }
+
+    #[test]
+    fn the_diff_id_hashed_as_entries_arrive_is_the_canonical_tars() {
+        let in_order = sample();
+        let mut shuffled = in_order.clone();
+        shuffled.swap(6, 7);
+        let mut misdeclared = in_order.clone();
+        misdeclared[3].1.size -= 1;
+        let mut ids = Vec::new();
+        for (items, streams) in [(in_order, true), (shuffled, false), (misdeclared, false)] {
+            let (streamed, layer, chunks) = build_from(&items);
+            assert_eq!(streamed, streams);
+            let mut canonical = oci_tar::HashingWriter::default();
+            oci_tar::write(
+                layer.entries.iter().map(|(p, e)| (p.as_slice(), e)),
+                &chunks,
+                &mut canonical,
+            )
+            .unwrap();
+            assert_eq!(layer.diff_id, canonical.digest());
+            ids.push(layer.diff_id);
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]));
     }
 }

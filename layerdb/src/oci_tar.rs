@@ -13,6 +13,9 @@ use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{IoContext, Result};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use tar::{EntryType, Header};
 
 /// A Write that only hashes and counts.
@@ -32,6 +35,81 @@ impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.hasher.update(buf);
         self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A Write that hashes on a thread of its own: an ingest hashes its layer's
+/// tar there while it cuts, names and stores chunks on another core. File
+/// content is handed over as the shared chunks it was cut into, not copied;
+/// headers are gathered into blocks to keep the hand-overs few.
+pub struct BackgroundHasher {
+    to_hasher: SyncSender<Arc<Vec<u8>>>,
+    gathered: Vec<u8>,
+    hasher: JoinHandle<Digest>,
+}
+
+/// Header bytes gathered before a hand-over.
+const GATHER: usize = 64 * 1024;
+
+impl BackgroundHasher {
+    pub fn spawn() -> BackgroundHasher {
+        // Bounded, so a slow hasher holds the ingest back instead of
+        // letting the queued content grow (64 chunks: 16 MiB at most).
+        let (to_hasher, queued) = sync_channel::<Arc<Vec<u8>>>(64);
+        let hasher = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for data in queued {
+                h.update(&data[..]);
+            }
+            Digest::from_hasher(h)
+        });
+        BackgroundHasher {
+            to_hasher,
+            gathered: Vec::with_capacity(GATHER),
+            hasher,
+        }
+    }
+
+    /// Hashes `data` next, without copying it.
+    pub fn write_shared(&mut self, data: Arc<Vec<u8>>) -> io::Result<()> {
+        self.hand_over()?;
+        self.send(data)
+    }
+
+    /// The digest of everything written.
+    pub fn digest(mut self) -> io::Result<Digest> {
+        self.hand_over()?;
+        drop(self.to_hasher);
+        self.hasher
+            .join()
+            .map_err(|_| io::Error::other("the tar hashing thread panicked"))
+    }
+
+    fn hand_over(&mut self) -> io::Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.gathered, Vec::with_capacity(GATHER));
+        self.send(Arc::new(block))
+    }
+
+    fn send(&self, data: Arc<Vec<u8>>) -> io::Result<()> {
+        self.to_hasher
+            .send(data)
+            .map_err(|_| io::Error::other("the tar hashing thread is gone"))
+    }
+}
+
+impl Write for BackgroundHasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.gathered.extend_from_slice(buf);
+        if self.gathered.len() >= GATHER {
+            self.hand_over()?;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -95,33 +173,73 @@ pub fn write<'a>(
     chunks: &ChunkDir,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut builder = tar::Builder::new(out);
+    let mut tar = TarWriter::new(out);
     for (path, entry) in entries {
-        append(&mut builder, path, entry, chunks).at("<layer tar>")?;
-        if entry.kind == Kind::Dir && entry.opaque {
-            let marker = Entry {
-                mtime_ns: entry.mtime_ns,
-                ..Entry::new(Kind::Regular, 0)
-            };
-            append(
-                &mut builder,
-                &join_path(path, b".wh..wh..opq"),
-                &marker,
-                chunks,
-            )
-            .at("<layer tar>")?;
+        tar.entry(path, entry).at("<layer tar>")?;
+        if entry.kind == Kind::Regular && entry.size > 0 {
+            let n =
+                io::copy(&mut ContentReader::new(chunks, entry), tar.out()).at("<layer tar>")?;
+            tar.end_content(n).at("<layer tar>")?;
         }
     }
-    builder.into_inner().at("<layer tar>")?;
+    tar.finish().at("<layer tar>")?;
     Ok(())
 }
 
-fn append(
-    builder: &mut tar::Builder<&mut dyn Write>,
-    path: &[u8],
-    entry: &Entry,
-    chunks: &ChunkDir,
-) -> io::Result<()> {
+/// The canonical tar written one entry at a time, so that an ingest can
+/// hash it as its entries arrive: `entry` writes the headers, the caller
+/// writes a regular file's `entry.size` bytes of content to `out` and then
+/// calls `end_content`.
+pub struct TarWriter<W: Write> {
+    builder: tar::Builder<W>,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W) -> TarWriter<W> {
+        TarWriter {
+            builder: tar::Builder::new(out),
+        }
+    }
+
+    /// Writes the headers of one entry, and an opaque directory's marker
+    /// after it.
+    pub fn entry(&mut self, path: &[u8], entry: &Entry) -> io::Result<()> {
+        append(&mut self.builder, path, entry)?;
+        if entry.kind == Kind::Dir && entry.opaque {
+            self.opaque_marker(path, entry.mtime_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Marks directory `dir` (just written, with `mtime_ns`) opaque.
+    pub fn opaque_marker(&mut self, dir: &[u8], mtime_ns: i64) -> io::Result<()> {
+        let marker = Entry {
+            mtime_ns,
+            ..Entry::new(Kind::Regular, 0)
+        };
+        append(&mut self.builder, &join_path(dir, b".wh..wh..opq"), &marker)
+    }
+
+    /// Where a file's content goes, between `entry` and `end_content`.
+    pub fn out(&mut self) -> &mut W {
+        self.builder.get_mut()
+    }
+
+    /// Pads `len` bytes of content to the end of their tar block.
+    pub fn end_content(&mut self, len: u64) -> io::Result<()> {
+        let pad = (512 - len % 512) % 512;
+        self.out().write_all(&[0u8; 512][..pad as usize])
+    }
+
+    /// Ends the archive and gives back where it went.
+    pub fn finish(self) -> io::Result<W> {
+        self.builder.into_inner()
+    }
+}
+
+/// Writes the headers (PAX and ustar) of one entry; its content, if any,
+/// follows them.
+fn append<W: Write>(builder: &mut tar::Builder<W>, path: &[u8], entry: &Entry) -> io::Result<()> {
     let (name, kind, link): (Vec<u8>, EntryType, &[u8]) = match entry.kind {
         Kind::Whiteout => {
             let (parent, base) = split_path(path);
@@ -197,9 +315,5 @@ fn append(
         h.set_device_minor(entry.rdev.1)?;
     }
     h.set_cksum();
-    if size > 0 {
-        builder.append(&h, ContentReader::new(chunks, entry))
-    } else {
-        builder.append(&h, io::empty())
-    }
+    builder.append(&h, io::empty())
 }
