@@ -19,6 +19,9 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+mod open_chunks;
+use open_chunks::OpenChunks;
+
 /// FastCDC's average chunk size, chosen by `scripts/bench-store` (see
 /// docs/design.md): 64 KiB keeps the per-chunk overhead (one file, one
 /// 36-byte reference) small while a one-byte edit still costs about one
@@ -44,11 +47,17 @@ pub const INLINE_MAX: u64 = 512;
 #[derive(Clone, Debug)]
 pub struct ChunkDir {
     dir: PathBuf,
+    /// Shared by clones: a store's readers (mount server threads) share
+    /// one set of open chunk files.
+    open: Arc<OpenChunks>,
 }
 
 impl ChunkDir {
     pub fn new(dir: PathBuf) -> ChunkDir {
-        ChunkDir { dir }
+        ChunkDir {
+            dir,
+            open: Arc::default(),
+        }
     }
 
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
@@ -56,18 +65,46 @@ impl ChunkDir {
         self.dir.join(hex)
     }
 
+    /// A chunk's file, from the open ones if kept.
+    fn open_for_reading(&self, digest: &Digest) -> io::Result<Arc<File>> {
+        if let Some(f) = self.open.get(digest) {
+            return Ok(f);
+        }
+        let f = Arc::new(File::open(self.path_of(digest))?);
+        self.open.keep(*digest, f.clone());
+        Ok(f)
+    }
+
+    /// Opens `chunks` and has the kernel read them in, for a reader about
+    /// to need them. Windows are opened front to back, so the chunks before
+    /// the last open one are open already: a reader moving on by a chunk
+    /// opens one.
+    fn read_ahead(&self, chunks: &[ChunkRef]) {
+        let opened = chunks
+            .iter()
+            .rposition(|c| self.open.contains(&c.digest))
+            .map_or(0, |i| i + 1);
+        for chunk in &chunks[opened..] {
+            if let Ok(f) = File::open(self.path_of(&chunk.digest)) {
+                open_chunks::start_reading(&f);
+                self.open.keep(chunk.digest, Arc::new(f));
+            }
+        }
+    }
+
     /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`.
     pub fn read_at(&self, chunk: &ChunkRef, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let path = self.path_of(&chunk.digest);
-        let f = File::open(&path).map_err(|e| StoreError::BadChunk {
-            digest: chunk.digest,
-            reason: e.to_string(),
-        })?;
+        let f = self
+            .open_for_reading(&chunk.digest)
+            .map_err(|e| StoreError::BadChunk {
+                digest: chunk.digest,
+                reason: e.to_string(),
+            })?;
         let mut done = 0;
         while done < buf.len() {
             let n = f
                 .read_at(&mut buf[done..], offset + done as u64)
-                .at(&path)?;
+                .at(self.path_of(&chunk.digest))?;
             if n == 0 {
                 break;
             }
@@ -364,7 +401,9 @@ fn nix_syncfs(f: &File) -> io::Result<()> {
 }
 
 /// Reads `buf.len()` bytes from `offset` of a file made of `chunks`,
-/// touching only the chunks that cover the range.
+/// touching only the chunks that cover the range, unless the read follows
+/// on from the chunk before (its file is open): then the next chunks are
+/// read ahead.
 pub fn read_chunked(
     dir: &ChunkDir,
     chunks: &[ChunkRef],
@@ -375,13 +414,17 @@ pub fn read_chunked(
     let mut done = 0usize;
     // Chunk lists are short enough (16 per MiB) that a linear skip costs
     // less than keeping prefix sums around.
-    for chunk in chunks {
+    for (i, chunk) in chunks.iter().enumerate() {
         let end = start + chunk.len as u64;
         let want = offset + done as u64;
         if done == buf.len() {
             break;
         }
         if want < end {
+            if i > 0 && dir.open.contains(&chunks[i - 1].digest) {
+                let ahead = &chunks[i + 1..chunks.len().min(i + 1 + open_chunks::AHEAD)];
+                dir.read_ahead(ahead);
+            }
             let n = dir.read_at(chunk, want - start, &mut buf[done..])?;
             done += n;
             if n == 0 {

@@ -16,9 +16,12 @@ impl Digest {
     }
 
     pub fn hex(&self) -> String {
+        // Every chunk read and write names a file by it: no formatter.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(64);
         for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
+            s.push(DIGITS[(b >> 4) as usize] as char);
+            s.push(DIGITS[(b & 15) as usize] as char);
         }
         s
     }

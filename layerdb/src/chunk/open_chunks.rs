@@ -1,0 +1,111 @@
+//! Chunk files kept open for reading, and read ahead of sequential readers.
+//!
+//! A mount server reads a file 128 KiB at a time, two or three chunk files
+//! per read. Opening each per read, and reading each only when asked,
+//! made a cold sequential read wait for one small disk read after another
+//! (a 1 GiB file: 3 s, against 0.7 s for the same file on a plain
+//! directory). Here a read that follows on from the chunk before it opens
+//! the next chunks of the file and asks the kernel to read them in
+//! (`POSIX_FADV_WILLNEED`, no wait), so the disk has many reads in flight;
+//! the open files are kept for the reads that come for them.
+
+use crate::digest::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+/// Open chunk files kept: room for the read-ahead windows of a few
+/// concurrent sequential readers, far below the descriptor limit.
+const KEPT: usize = 256;
+
+/// Chunks opened ahead of a sequential reader: about 2 MiB at the average
+/// chunk size, enough reads in flight to keep the disk busy.
+pub const AHEAD: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct OpenChunks {
+    inner: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Each file with the time of its last use.
+    files: HashMap<Digest, (Arc<File>, u64)>,
+    /// The same by time of last use: the least recently used file is
+    /// closed first.
+    by_use: BTreeMap<u64, Digest>,
+    clock: u64,
+}
+
+impl Kept {
+    fn touch(&mut self, digest: &Digest) -> Option<Arc<File>> {
+        self.clock += 1;
+        let now = self.clock;
+        let (file, used) = self.files.get_mut(digest)?;
+        self.by_use.remove(used);
+        *used = now;
+        self.by_use.insert(now, *digest);
+        Some(file.clone())
+    }
+}
+
+impl OpenChunks {
+    /// The open file of a chunk, if kept.
+    pub fn get(&self, digest: &Digest) -> Option<Arc<File>> {
+        let mut kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        kept.touch(digest)
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        let kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        kept.files.contains_key(digest)
+    }
+
+    /// Keeps `file` open for `digest`, closing the least recently used
+    /// file when full.
+    pub fn keep(&self, digest: Digest, file: Arc<File>) {
+        let mut kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.touch(&digest).is_some() {
+            return;
+        }
+        if kept.files.len() >= KEPT {
+            if let Some((_, oldest)) = kept.by_use.pop_first() {
+                kept.files.remove(&oldest);
+            }
+        }
+        let now = kept.clock;
+        kept.files.insert(digest, (file, now));
+        kept.by_use.insert(now, digest);
+    }
+}
+
+/// Asks the kernel to read a whole file in, without waiting. Only a hint:
+/// the read that follows reports any error.
+pub fn start_reading(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads the descriptor, which `f` keeps
+    // open; offset 0 and length 0 mean the whole file.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_file_is_closed_first() {
+        let open = OpenChunks::default();
+        let f = Arc::new(File::open("/dev/null").unwrap());
+        let d = |i: u32| Digest::of(&i.to_be_bytes());
+        for i in 0..KEPT as u32 {
+            open.keep(d(i), f.clone());
+        }
+        assert!(open.get(&d(0)).is_some());
+        open.keep(d(KEPT as u32), f.clone());
+        assert!(open.contains(&d(0)), "used last, kept");
+        assert!(!open.contains(&d(1)), "the least recently used, closed");
+        assert!(open.contains(&d(KEPT as u32)));
+    }
+}
