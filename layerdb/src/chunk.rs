@@ -292,6 +292,7 @@ impl ChunkWriter {
     }
 
     fn finish_writes(&mut self) -> Result<()> {
+        // Closing the queue ends the writer once it has written the rest.
         self.to_writer = None;
         match self.writer.take() {
             Some(writer) => writer.join().map_err(|_| StoreError::Io {
@@ -300,6 +301,14 @@ impl ChunkWriter {
             })?,
             None => Ok(()),
         }
+    }
+}
+
+/// An ingest that fails still waits for its queued chunks: no write
+/// outlives it (and the gc lock it holds).
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        let _ = self.finish_writes();
     }
 }
 
