@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 mod open_chunks;
@@ -234,8 +234,13 @@ pub struct ChunkWriter {
     dir: ChunkDir,
     queued: HashSet<Digest>,
     to_writer: Option<SyncSender<(PathBuf, Arc<Vec<u8>>)>>,
-    writer: Option<JoinHandle<Result<()>>>,
+    writers: Vec<JoinHandle<Result<()>>>,
 }
+
+/// Threads writing chunk files: creating and linking a file waits on the
+/// filesystem's journal as much as it works, so two keep the writes going
+/// while one waits.
+const WRITERS: usize = 2;
 
 impl ChunkWriter {
     pub fn new(dir: ChunkDir) -> ChunkWriter {
@@ -243,7 +248,7 @@ impl ChunkWriter {
             dir,
             queued: HashSet::new(),
             to_writer: None,
-            writer: None,
+            writers: Vec::new(),
         }
     }
 
@@ -264,18 +269,22 @@ impl ChunkWriter {
         }
         self.queued.insert(digest);
         let dir = &self.dir;
-        let writer = &mut self.writer;
+        let writers = &mut self.writers;
         let to_writer = self.to_writer.get_or_insert_with(|| {
             // Bounded, so that queued chunks (64: 16 MiB at most) wait
             // for a slow disk instead of piling up in memory.
             let (to_writer, queued) = sync_channel::<(PathBuf, Arc<Vec<u8>>)>(64);
-            let dir = dir.dir.clone();
-            *writer = Some(std::thread::spawn(move || {
-                for (path, data) in queued {
+            let queued = Arc::new(Mutex::new(queued));
+            for _ in 0..WRITERS {
+                let (dir, queued) = (dir.dir.clone(), queued.clone());
+                writers.push(std::thread::spawn(move || loop {
+                    let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((path, data)) = next else {
+                        return Ok(());
+                    };
                     write_whole(&dir, &path, &data)?;
-                }
-                Ok(())
-            }));
+                }));
+            }
             to_writer
         });
         if to_writer.send((path, data)).is_err() {
@@ -294,13 +303,19 @@ impl ChunkWriter {
     fn finish_writes(&mut self) -> Result<()> {
         // Closing the queue ends the writer once it has written the rest.
         self.to_writer = None;
-        match self.writer.take() {
-            Some(writer) => writer.join().map_err(|_| StoreError::Io {
-                path: self.dir.dir.clone(),
-                source: io::Error::other("the chunk writing thread panicked"),
-            })?,
-            None => Ok(()),
+        let mut first_error = Ok(());
+        for writer in self.writers.drain(..) {
+            let done = writer.join().unwrap_or_else(|_| {
+                Err(StoreError::Io {
+                    path: self.dir.dir.clone(),
+                    source: io::Error::other("a chunk writing thread panicked"),
+                })
+            });
+            if first_error.is_ok() {
+                first_error = done;
+            }
         }
+        first_error
     }
 }
 
