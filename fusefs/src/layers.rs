@@ -145,7 +145,12 @@ impl Layers {
     /// Opens `path`, resolved as `r`, for reading: a host file where the
     /// layer has one, else reads go through the layer. `backs_node`: see
     /// [`OpenFile::Host`].
-    pub(crate) fn open_read(&self, path: &[u8], r: &Resolved, backs_node: bool) -> Result<OpenFile> {
+    pub(crate) fn open_read(
+        &self,
+        path: &[u8],
+        r: &Resolved,
+        backs_node: bool,
+    ) -> Result<OpenFile> {
         let layer = self
             .layer(r.layer)
             .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
