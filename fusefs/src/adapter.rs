@@ -470,36 +470,30 @@ impl Filesystem for Adapter {
         reply_empty("fsync", self.fs.fsync(fh.0, datasync), reply)
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            // The kernel may keep listings: every change goes through this
-            // mount, and the kernel drops a directory's cached listing when
-            // its own requests change the directory.
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(errno("opendir", &e)),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS: the kernel sends no OPENDIR or RELEASEDIR again and keeps
+        // listings itself (FOPEN_CACHE_DIR); every change goes through this
+        // mount, and the kernel drops a directory's cached listing when its
+        // own requests change the directory. See `crate::listings`.
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let items = match self.fs.dir_items(fh.0) {
-            Ok(i) => i,
+        let (listing, start) = match self.fs.dir_items(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno("readdir", &e)),
         };
-        for (i, it) in items.items.iter().enumerate().skip(offset as usize) {
-            // Offset = index of the next entry.
+        for (i, it) in listing.items.iter().enumerate().skip(start) {
             if reply.add(
                 INodeNo(it.id),
-                (i + 1) as u64,
+                listing.offset_after(i),
                 file_type(it.node.entry.kind),
                 OsStr::from_bytes(&it.name),
             ) {
@@ -512,20 +506,20 @@ impl Filesystem for Adapter {
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let items = match self.fs.dir_items(fh.0) {
-            Ok(i) => i,
+        let (listing, start) = match self.fs.dir_items(ino.0, offset) {
+            Ok(l) => l,
             Err(e) => return reply.error(errno("readdirplus", &e)),
         };
-        for (i, it) in items.items.iter().enumerate().skip(offset as usize) {
+        for (i, it) in listing.items.iter().enumerate().skip(start) {
             let attr = file_attr(it.id, &it.node);
             if reply.add(
                 INodeNo(it.id),
-                (i + 1) as u64,
+                listing.offset_after(i),
                 OsStr::from_bytes(&it.name),
                 &self.ttl,
                 &attr,
@@ -535,21 +529,9 @@ impl Filesystem for Adapter {
             }
             // Every entry but . and .. counts as a lookup in the kernel.
             if !it.is_dot && it.id != ROOT {
-                self.fs.note_lookup(&items, it.id, &it.path);
+                self.fs.note_lookup(&listing, it.id, &it.path);
             }
         }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.fs.releasedir(fh.0);
         reply.ok();
     }
 

@@ -1,4 +1,4 @@
-//! Open files and directory listings, keyed by FUSE file handle.
+//! Open files, keyed by FUSE file handle.
 
 use crate::lower::Node;
 use std::collections::HashMap;
@@ -33,40 +33,10 @@ pub enum OpenFile {
     },
 }
 
-/// One row of a directory listing snapshot.
-#[derive(Clone, Debug)]
-pub struct DirItem {
-    pub name: Vec<u8>,
-    /// Node id to report.
-    pub id: u64,
-    /// Full path (for readdirplus lookups).
-    pub path: Vec<u8>,
-    pub node: Node,
-    /// `.` and `..`, which readdirplus must not count as lookups.
-    pub is_dot: bool,
-}
-
-/// A directory listing snapshot.
-#[derive(Debug)]
-pub struct Listing {
-    /// The tree's generation when it was taken (see `UnionFs::note_lookup`).
-    pub generation: u64,
-    pub items: Vec<DirItem>,
-}
-
-/// An open directory: its node and, once read, its listing.
-#[derive(Debug)]
-pub struct DirHandle {
-    pub id: u64,
-    pub listing: Mutex<Option<Arc<Listing>>>,
-}
-
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
-    /// fh -> (node id the file was opened as, the file).
-    files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
-    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
 }
 
 impl Handles {
@@ -75,35 +45,17 @@ impl Handles {
         self.next.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn add_file(&self, node_id: u64, f: OpenFile) -> u64 {
+    pub fn add_file(&self, f: OpenFile) -> u64 {
         let fh = self.next_fh();
-        lock(&self.files).insert(fh, (node_id, Arc::new(f)));
+        lock(&self.files).insert(fh, Arc::new(f));
         fh
     }
 
     pub fn file(&self, fh: u64) -> Option<Arc<OpenFile>> {
-        lock(&self.files).get(&fh).map(|(_, f)| f.clone())
+        lock(&self.files).get(&fh).cloned()
     }
 
     pub fn close_file(&self, fh: u64) {
         lock(&self.files).remove(&fh);
-    }
-
-    pub fn add_dir(&self, id: u64) -> u64 {
-        let fh = self.next_fh();
-        let dir = DirHandle {
-            id,
-            listing: Mutex::new(None),
-        };
-        lock(&self.dirs).insert(fh, Arc::new(dir));
-        fh
-    }
-
-    pub fn dir(&self, fh: u64) -> Option<Arc<DirHandle>> {
-        lock(&self.dirs).get(&fh).cloned()
-    }
-
-    pub fn close_dir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
     }
 }

@@ -14,7 +14,8 @@
 //!   replying; [`mount`] starts and stops servers; `passthrough` lets the
 //!   kernel do the I/O of host-backed files itself where it can.
 //! - `inode`, `orphan`: which paths a node id stands for, and the file a
-//!   node keeps when its last name goes while the kernel still holds it.
+//!   node keeps when its last name goes while the kernel still holds it;
+//!   `listings`: directory snapshots that READDIR offsets name.
 //! - [`changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
@@ -29,6 +30,7 @@ pub mod error;
 mod handles;
 mod inode;
 mod layers;
+mod listings;
 pub mod lower;
 pub mod mem_lower;
 pub mod mount;

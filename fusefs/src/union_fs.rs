@@ -11,9 +11,10 @@
 //! kernel holds it lives on as an `Orphan`.
 
 use crate::error::{FsError, Result};
-use crate::handles::{lock, DirItem, Handles, Listing, OpenFile};
+use crate::handles::{lock, Handles, OpenFile};
 use crate::inode::{InodeTable, ROOT};
 use crate::layers::Layers;
+use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
 use crate::orphan::Orphan;
 use crate::override_stat::{host_xattr_name, is_private_xattr};
@@ -74,6 +75,7 @@ pub struct UnionFs {
     generation: AtomicU64,
     inodes: Mutex<InodeTable>,
     handles: Handles,
+    listings: Listings,
 }
 
 fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -107,6 +109,7 @@ impl UnionFs {
             generation: AtomicU64::new(0),
             inodes: Mutex::new(InodeTable::default()),
             handles: Handles::default(),
+            listings: Listings::default(),
         }
     }
 
@@ -367,14 +370,11 @@ impl UnionFs {
         let upper = self.writable(&path)?;
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
         let attr = self.entry(&path, r);
-        let fh = self.handles.add_file(
-            attr.id,
-            OpenFile::Host {
-                file,
-                writable: true,
-                backs_node: true,
-            },
-        );
+        let fh = self.handles.add_file(OpenFile::Host {
+            file,
+            writable: true,
+            backs_node: true,
+        });
         Ok((attr, fh))
     }
 
@@ -606,7 +606,7 @@ impl UnionFs {
             let _g = read_guard(&self.tree);
             self.open_for_read(id, flags)?
         };
-        Ok((self.handles.add_file(id, file), keep_cache))
+        Ok((self.handles.add_file(file), keep_cache))
     }
 
     /// Copies up first; the caller holds the tree write lock.
@@ -734,42 +734,20 @@ impl UnionFs {
         self.handles.close_file(fh);
     }
 
-    /// Opens a directory; its listing waits for the first readdir, which
-    /// the kernel skips while it still caches the listing (FOPEN_CACHE_DIR):
-    /// a warm walk then costs one cheap request per directory.
-    pub fn opendir(&self, id: u64) -> Result<u64> {
-        let _g = read_guard(&self.tree);
-        let path = self.path_of(id)?;
-        self.layers.get_dir(&path)?;
-        Ok(self.handles.add_dir(id))
+    /// The listing a READDIR of directory `id` at `offset` reads, and the
+    /// index to start at (see [`crate::listings`]).
+    pub fn dir_items(&self, id: u64, offset: u64) -> Result<(Arc<Listing>, usize)> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        self.listings
+            .get(id, offset, generation, |seq| self.list(id, seq))
     }
 
-    /// The listing snapshot of an open directory, taken at its first read
-    /// and kept for the handle's life, so offsets (index of the next entry)
-    /// stay valid while the directory changes.
-    pub fn dir_items(&self, fh: u64) -> Result<Arc<Listing>> {
-        let dir = self
-            .handles
-            .dir(fh)
-            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<dir handle {fh}>").as_bytes()))?;
-        let mut listing = lock(&dir.listing);
-        if let Some(l) = &*listing {
-            return Ok(l.clone());
-        }
-        let l = Arc::new(self.list(dir.id)?);
-        *listing = Some(l.clone());
-        Ok(l)
-    }
-
-    fn list(&self, id: u64) -> Result<Listing> {
+    fn list(&self, id: u64, seq: u32) -> Result<Listing> {
         let _g = read_guard(&self.tree);
         let generation = self.generation.load(Ordering::Relaxed);
         let Ok(path) = self.path_of(id) else {
-            // Removed since it was opened: nothing to list.
-            return Ok(Listing {
-                generation,
-                items: Vec::new(),
-            });
+            // Removed while a process still has it open: nothing to list.
+            return Ok(Listing::new(seq, generation, Vec::new()));
         };
         let r = self.layers.get_dir(&path)?;
         let mut items = Vec::new();
@@ -806,11 +784,7 @@ impl UnionFs {
                 is_dot: false,
             });
         }
-        Ok(Listing { generation, items })
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.handles.close_dir(fh);
+        Ok(Listing::new(seq, generation, items))
     }
 
     /// Space of the upper's filesystem (zeros for a read-only stack).

@@ -407,3 +407,34 @@ fn a_file_replaced_by_rename_can_still_be_opened_by_a_racing_reader() {
     writer.join().expect("writer");
     assert_eq!(failures, 0, "reads of a file renamed over failed");
 }
+
+#[test]
+fn a_directory_read_while_it_changes_shows_each_unchanged_entry_once() {
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let dir = fx.mnt().join("big");
+    fs::create_dir(&dir).expect("mkdir");
+    let name = |i: usize| format!("f{i:05}");
+    for i in 0..3000 {
+        fs::write(dir.join(name(i)), "").expect("create");
+    }
+    // More entries than one READDIR reply holds: the stream spans requests
+    // whose offsets must stay good while files go and come.
+    let mut seen = Vec::new();
+    for (k, e) in fs::read_dir(&dir).expect("opendir").enumerate() {
+        seen.push(e.expect("entry").file_name().into_string().expect("utf-8"));
+        if k == 100 {
+            for i in 2000..2100 {
+                fs::remove_file(dir.join(name(i))).expect("unlink");
+            }
+            for i in 0..50 {
+                fs::write(dir.join(format!("a{i:03}")), "").expect("create");
+            }
+        }
+    }
+    for i in (0..2000).chain(2100..3000) {
+        let n = seen.iter().filter(|s| **s == name(i)).count();
+        assert_eq!(n, 1, "{} seen {n} times", name(i));
+    }
+    assert_eq!(fs::read_dir(&dir).expect("opendir").count(), 2950);
+}
