@@ -145,6 +145,13 @@ fn reply_empty(op: &str, r: Result<(), FsError>, reply: ReplyEmpty) {
     }
 }
 
+fn reply_data(op: &str, r: Result<Vec<u8>, FsError>, reply: ReplyData) {
+    match r {
+        Ok(d) => reply.data(&d),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 fn to_attr(a: &Attr) -> FileAttr {
     file_attr(a.id, &a.node)
 }
@@ -225,10 +232,7 @@ impl Filesystem for Adapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno("readlink", &e)),
-        }
+        reply_data("readlink", self.fs.readlink(ino.0), reply)
     }
 
     fn mknod(
@@ -407,10 +411,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno("read", &e)),
-        }
+        reply_data("read", self.fs.read(fh.0, offset, size), reply)
     }
 
     fn write(
