@@ -239,13 +239,7 @@ impl DirLower {
         e.xattrs = self.container_xattrs(host, path, &names)?;
         e.ino = md.ino() as u32;
         let ino = self.stable_ino(host, md, &names)?;
-        Ok(Node {
-            ino,
-            atime_ns: ns(md.atime(), md.atime_nsec()),
-            ctime_ns: ns(md.ctime(), md.ctime_nsec()),
-            blocks: md.blocks(),
-            entry: e,
-        })
+        Ok(host_node(ino, md, e))
     }
 
     fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
@@ -386,13 +380,18 @@ pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     e.size = md.size();
     e.nlink = md.nlink() as u32;
     e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
-    Ok(Node {
+    Ok(host_node(ino, &md, e))
+}
+
+/// The node `entry` makes with the host inode's times and block count.
+fn host_node(ino: u64, md: &Metadata, entry: Entry) -> Node {
+    Node {
         ino,
         atime_ns: ns(md.atime(), md.atime_nsec()),
         ctime_ns: ns(md.ctime(), md.ctime_nsec()),
         blocks: md.blocks(),
-        entry: e,
-    })
+        entry,
+    }
 }
 
 /// Opens a host file for reading without following a final symlink.
