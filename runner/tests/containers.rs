@@ -448,3 +448,51 @@ fn a_detached_container_run_with_rm_is_removed_when_it_exits() {
         s.run(&["ps", "-a"]).stdout
     );
 }
+
+#[test]
+fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
+    let s = Strata::with_busybox();
+    // busybox plus /etc/hosts, /etc/hostname and /etc/resolv.conf of its own.
+    s.run(&["run", "--name", "base", "busybox", "true"]).ok();
+    let tar = s.path("base.tar");
+    s.run(&["export", "-o", tar.to_str().unwrap(), "base"]).ok();
+    let tree = s.path("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&tree)
+        .status()
+        .expect("tar runs");
+    assert!(untar.success());
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        std::fs::write(tree.join("etc").join(f), "from the image\n").unwrap();
+    }
+    s.run(&["import", tree.to_str().unwrap(), "withetc"]).ok();
+    let out = s
+        .run(&[
+            "run",
+            "--name",
+            "withetc-run",
+            "-h",
+            "box",
+            "withetc",
+            "cat",
+            "/etc/hostname",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(
+        out, "box\n",
+        "the container's own /etc/hostname is bound over the image's"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.run(&["inspect", "withetc-run"]).ok().stdout).unwrap();
+    let id = inspect[0]["Id"].as_str().unwrap();
+    let upper_etc = s.root().join("containers").join(id).join("upper/etc");
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        assert!(!upper_etc.join(f).exists(), "/etc/{f} was copied up");
+    }
+    assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
+}
