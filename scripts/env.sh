@@ -1,4 +1,8 @@
 # Sourced by the other scripts: where cargo builds and where the binary is.
+# A rustup install in the user's home serves shells that predate it.
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+  . "$HOME/.cargo/env"
+fi
 # The target dir lives outside the clone so a fresh clone (as CI makes one)
 # reuses the previous RocksDB build; a cold build takes 15-20 minutes. An
 # ordinary user who cannot write root's builds into their own cache.
