@@ -16,12 +16,11 @@ use crate::lower::Node;
 use crate::override_stat::OVERRIDE_STAT;
 use crate::union::Resolved;
 use crate::union_fs::SetAttr;
-use crate::upper::{override_of, TimeSet};
+use crate::upper::{host_open_options, override_of, TimeSet};
 use crate::xattr;
 use nix::errno::Errno;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 
 const WHAT: &[u8] = b"<unlinked file>";
 
@@ -62,17 +61,12 @@ impl Orphan {
             Orphan::Upper(file) => {
                 // The descriptor's /proc link reopens the unlinked inode with
                 // new flags; O_NOFOLLOW would refuse the link itself.
-                let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                let keep = flags & (libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
-                let file = OpenOptions::new()
-                    .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-                    .write(write)
-                    .custom_flags(keep | libc::O_CLOEXEC)
+                let file = host_open_options(flags, 0)
                     .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
                     .map_err(|e| FsError::io("reopen", WHAT, e))?;
                 Ok(OpenFile::Host {
                     file,
-                    writable: write,
+                    writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
                     backs_node: true,
                 })
             }

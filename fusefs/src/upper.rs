@@ -59,6 +59,25 @@ impl TimeSet {
     }
 }
 
+/// Options opening a host file for a container's `open(2)` flags (creation
+/// flags dropped: creation goes through [`Upper::create_file`]), plus
+/// `extra` flags.
+pub(crate) fn host_open_options(flags: i32, extra: i32) -> OpenOptions {
+    // O_ACCMODE 3 (Linux: "no read, no write", for ioctls) passed the
+    // kernel's checks for both; the host needs a real access mode.
+    let acc = match flags & libc::O_ACCMODE {
+        3 => libc::O_RDWR,
+        a => a,
+    };
+    let keep =
+        flags & (libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
+    let mut o = OpenOptions::new();
+    o.read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(keep | extra | libc::O_CLOEXEC);
+    o
+}
+
 /// The override_stat describing `entry`.
 pub fn override_of(entry: &Entry) -> OverrideStat {
     OverrideStat {
@@ -261,21 +280,9 @@ impl Upper {
             .map_err(|e| FsError::io("link", new, e))
     }
 
-    /// Opens an upper file with `open(2)` flags (creation flags removed:
-    /// creation goes through [`Upper::create_file`]).
+    /// Opens an upper file with `open(2)` flags (see [`host_open_options`]).
     pub fn open_file(&self, path: &[u8], flags: i32) -> Result<File> {
-        // O_ACCMODE 3 (Linux: "no read, no write", for ioctls) passed the
-        // kernel's checks for both; the host needs a real access mode.
-        let acc = match flags & libc::O_ACCMODE {
-            3 => libc::O_RDWR,
-            a => a,
-        };
-        let keep = flags
-            & (libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
-        OpenOptions::new()
-            .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-            .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-            .custom_flags(keep | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        host_open_options(flags, libc::O_NOFOLLOW)
             .open(self.host(path))
             .map_err(|e| FsError::io("open", path, e))
     }

@@ -197,22 +197,17 @@ fn a_killed_monitor_of_a_foreground_rm_container_leaves_nothing_behind() {
         .spawn()
         .expect("start strata run");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let pid = loop {
+    let (pid, id) = loop {
         let r = s.run(&["inspect", "fg"]);
         if r.code == 0 {
             let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
             if let Some(pid) = v[0]["State"]["Pid"].as_i64().filter(|&p| p > 0) {
-                break pid as i32;
+                break (pid as i32, v[0]["Id"].as_str().expect("an id").to_string());
             }
         }
         assert!(std::time::Instant::now() < deadline, "fg never ran");
         std::thread::sleep(std::time::Duration::from_millis(25));
     };
-    let id = serde_json::from_str::<serde_json::Value>(&s.run(&["inspect", "fg"]).ok().stdout)
-        .expect("inspect JSON")[0]["Id"]
-        .as_str()
-        .expect("an id")
-        .to_string();
     // SAFETY: kill sends a signal; no memory is involved.
     unsafe { libc::kill(parent_of(pid), libc::SIGKILL) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
