@@ -33,11 +33,31 @@ impl Layers {
             .into_iter()
             .map(|l| Box::new(CachedLower::new(l)) as Box<dyn Lower>)
             .collect();
-        Ok(Layers {
+        let layers = Layers {
             upper,
             lowers,
             dirs,
-        })
+        };
+        layers.init_upper_root()?;
+        Ok(layers)
+    }
+
+    /// A fresh upper's root takes the owner, mode and xattrs of the
+    /// image's root, as a copied-up directory would (containers-storage
+    /// gives an overlay upper its parent's root the same way); otherwise
+    /// the host directory's own (0700, the server's owner) would show.
+    fn init_upper_root(&self) -> Result<()> {
+        let Some((upper, _)) = &self.upper else {
+            return Ok(());
+        };
+        if upper.has_meta(b"")? {
+            return Ok(());
+        }
+        let lowers: Vec<&dyn Lower> = self.lowers.iter().map(|l| l.as_ref()).collect();
+        match union::resolve_root(&lowers)? {
+            Some(r) => upper.write_meta(b"", &r.node.entry, None),
+            None => Ok(()),
+        }
     }
 
     pub fn stack(&self) -> Vec<&dyn Lower> {

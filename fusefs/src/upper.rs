@@ -171,6 +171,14 @@ impl Upper {
         Ok(())
     }
 
+    /// Whether the entry at `path` has its container metadata (owner,
+    /// mode, kind) recorded.
+    pub fn has_meta(&self, path: &[u8]) -> Result<bool> {
+        xattr::get(&self.host(path), OVERRIDE_STAT)
+            .map(|v| v.is_some())
+            .map_err(|e| FsError::io("getxattr override_stat", path, e))
+    }
+
     pub fn set_override(&self, path: &[u8], ovr: &OverrideStat) -> Result<()> {
         self.dirs.invalidate(path);
         xattr::set(&self.host(path), OVERRIDE_STAT, &ovr.format(), 0)
