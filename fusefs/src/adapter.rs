@@ -166,10 +166,11 @@ fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     })
 }
 
-fn caller(req: &Request) -> Caller {
+fn caller(req: &Request, umask: u32) -> Caller {
     Caller {
         uid: req.uid(),
         gid: req.gid(),
+        umask,
     }
 }
 
@@ -178,6 +179,13 @@ impl Filesystem for Adapter {
         // Optional speed-ups; the kernel may refuse them.
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // The kernel keeps ACLs and checks permissions against them (see
+        // `crate::acl`), so a walk asks for each file's ACL once, not on
+        // every `ls -l`; with DONT_MASK the umask comes to the server,
+        // which must not apply it where a default ACL does.
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
+        // A symlink's target never changes: the kernel may keep it.
+        let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
         // Stack depth 1: backing files may not live on a stacked filesystem
         // (overlayfs); those opens fall back to the server. It keeps this
         // mount usable as a layer of an overlayfs.
@@ -245,15 +253,14 @@ impl Filesystem for Adapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let perm = mode & 0o7777 & !umask;
         self.reply_entry(
             "mknod",
             self.fs.mknod(
                 parent.0,
                 name.as_bytes(),
-                (mode & libc::S_IFMT) | perm,
+                mode & (libc::S_IFMT | 0o7777),
                 rdev,
-                caller(req),
+                caller(req, umask),
             ),
             reply,
         )
@@ -270,12 +277,8 @@ impl Filesystem for Adapter {
     ) {
         self.reply_entry(
             "mkdir",
-            self.fs.mkdir(
-                parent.0,
-                name.as_bytes(),
-                mode & 0o7777 & !umask,
-                caller(req),
-            ),
+            self.fs
+                .mkdir(parent.0, name.as_bytes(), mode & 0o7777, caller(req, umask)),
             reply,
         )
     }
@@ -302,7 +305,7 @@ impl Filesystem for Adapter {
                 parent.0,
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
-                caller(req),
+                caller(req, 0),
             ),
             reply,
         )
@@ -377,9 +380,9 @@ impl Filesystem for Adapter {
         match self.fs.create(
             parent.0,
             name.as_bytes(),
-            mode & 0o7777 & !umask,
+            mode & 0o7777,
             flags,
-            caller(req),
+            caller(req, umask),
         ) {
             Ok((a, fh)) => {
                 let attr = to_attr(&a);

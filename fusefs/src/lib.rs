@@ -21,6 +21,7 @@
 //! Inode numbers are stable for a file's life (across copy-up and remount)
 //! and shared by hardlinks; see [`lower::ino_tag`].
 
+mod acl;
 mod adapter;
 mod cached_lower;
 pub mod changes;

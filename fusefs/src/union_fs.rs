@@ -10,6 +10,7 @@
 //! copied up later, as in overlayfs. A node whose last name goes while the
 //! kernel holds it lives on as an `Orphan`.
 
+use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
 use crate::handles::{lock, Handles, OpenFile};
 use crate::inode::{InodeTable, ROOT};
@@ -36,11 +37,13 @@ pub struct Attr {
     pub node: Node,
 }
 
-/// Who asks: owner of new files.
+/// Who creates a node: its owner, and the umask that limits its mode
+/// where the directory has no default ACL.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    pub umask: u32,
 }
 
 /// A `setattr` request; `None` leaves a field as is.
@@ -76,6 +79,28 @@ pub struct UnionFs {
     inodes: Mutex<InodeTable>,
     handles: Handles,
     listings: Listings,
+}
+
+/// SELinux labels are not kept: on a host running SELinux the kernel
+/// answers for them from the mount's context (podman mounts container
+/// filesystems with `context=`), and docker's layers never carry them (it
+/// records only security.capability). Saying "not supported" rather than
+/// "no such attribute" lets `ls -l` stop asking after the first file.
+const SELINUX_XATTR: &[u8] = b"security.selinux";
+
+fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
+    if name == SELINUX_XATTR {
+        return Err(FsError::posix(Errno::EOPNOTSUPP, path));
+    }
+    Ok(())
+}
+
+/// The value of an entry's container xattr `name`.
+fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
+    e.xattrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
 }
 
 fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -231,6 +256,11 @@ impl UnionFs {
             e.uid = sa.uid.unwrap_or(e.uid);
             e.gid = sa.gid.unwrap_or(e.gid);
             upper.set_override(&path, &override_of(&e))?;
+            // chmod changes an access ACL's owner, mask and other entries.
+            let access = xattr_of(&e, acl::ACCESS).and_then(|v| Acl::parse(&v));
+            if let (Some(mode), Some(a)) = (sa.mode, access) {
+                self.set_container_xattr(upper, &path, acl::ACCESS, &a.chmod(mode).to_bytes())?;
+            }
         }
         if let Some(size) = sa.size {
             match r.node.entry.kind {
@@ -289,11 +319,26 @@ impl UnionFs {
             NewNode::Special(k, _) => k,
             NewNode::Symlink(_) => Kind::Symlink,
         };
-        let mut e = Entry::new(kind, mode);
+        let pe = &dir.node.entry;
+        let default_acl = (kind != Kind::Symlink)
+            .then(|| xattr_of(pe, acl::DEFAULT).and_then(|v| Acl::parse(&v)))
+            .flatten();
+        let mut e = match &default_acl {
+            Some(d) => {
+                let (mode, access) = d.inherit(mode);
+                let mut e = Entry::new(kind, mode);
+                e.xattrs
+                    .extend(access.map(|a| (acl::ACCESS.to_vec(), a.to_bytes())));
+                if kind == Kind::Dir {
+                    e.xattrs.push((acl::DEFAULT.to_vec(), d.to_bytes()));
+                }
+                e
+            }
+            None => Entry::new(kind, mode & !caller.umask),
+        };
         e.uid = caller.uid;
         e.gid = caller.gid;
         // BSD group semantics of a setgid directory, as the kernel applies them.
-        let pe = &dir.node.entry;
         if pe.mode & libc::S_ISGID != 0 {
             e.gid = pe.gid;
             if kind == Kind::Dir {
@@ -799,14 +844,9 @@ impl UnionFs {
     pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
+        unsupported_xattr(name, &path)?;
         let r = self.layers.get(&path)?;
-        r.node
-            .entry
-            .xattrs
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
+        xattr_of(&r.node.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
     }
 
     /// Names, each NUL-terminated, as listxattr(2) returns them.
@@ -816,6 +856,9 @@ impl UnionFs {
         let r = self.layers.get(&path)?;
         let mut out = Vec::new();
         for (n, _) in &r.node.entry.xattrs {
+            if n == SELINUX_XATTR {
+                continue;
+            }
             out.extend_from_slice(n);
             out.push(0);
         }
@@ -826,6 +869,7 @@ impl UnionFs {
         let _g = self.change_tree();
         let path = self.path_of(id)?;
         let upper = self.writable(&path)?;
+        unsupported_xattr(name, &path)?;
         if is_private_xattr(name) {
             return Err(FsError::posix(Errno::EPERM, &path));
         }
@@ -837,25 +881,60 @@ impl UnionFs {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
-        self.layers.invalidate(&path);
-        xattr::set(&upper.host(&path), &host_xattr_name(name), value, 0)
-            .map_err(|e| FsError::io("setxattr", &path, e))
+        if name == acl::ACCESS {
+            return self.set_access_acl(upper, &path, r.node.entry.clone(), value);
+        }
+        self.set_container_xattr(upper, &path, name, value)
+    }
+
+    fn set_container_xattr(
+        &self,
+        upper: &Upper,
+        path: &[u8],
+        name: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        self.layers.invalidate(path);
+        xattr::set(&upper.host(path), &host_xattr_name(name), value, 0)
+            .map_err(|e| FsError::io("setxattr", path, e))
+    }
+
+    /// setfacl: the mode takes the ACL's owner, group class and other
+    /// bits, and an ACL the mode says all of is kept only as the mode.
+    fn set_access_acl(&self, upper: &Upper, path: &[u8], mut e: Entry, value: &[u8]) -> Result<()> {
+        let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
+        let (mode, keep) = a.set_on(e.mode);
+        e.mode = mode;
+        upper.set_override(path, &override_of(&e))?;
+        match keep {
+            Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
+            None => self.remove_container_xattr(upper, path, acl::ACCESS),
+        }
     }
 
     pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;
         let upper = self.writable(&path)?;
+        unsupported_xattr(name, &path)?;
         let r = self.layers.get(&path)?;
         if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
+            // Removing an ACL that is not there succeeds, as on ext4.
+            if name == acl::ACCESS || name == acl::DEFAULT {
+                return Ok(());
+            }
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
         self.layers.copy_up(&path, true)?;
-        self.layers.invalidate(&path);
-        let host = upper.host(&path);
+        self.remove_container_xattr(upper, &path, name)
+    }
+
+    fn remove_container_xattr(&self, upper: &Upper, path: &[u8], name: &[u8]) -> Result<()> {
+        self.layers.invalidate(path);
+        let host = upper.host(path);
         xattr::remove(&host, &host_xattr_name(name))
             .and_then(|()| xattr::remove(&host, name))
-            .map_err(|e| FsError::io("removexattr", &path, e))
+            .map_err(|e| FsError::io("removexattr", path, e))
     }
 
     /// The kernel checks permissions itself (default_permissions); this

@@ -438,3 +438,48 @@ fn a_directory_read_while_it_changes_shows_each_unchanged_entry_once() {
     }
     assert_eq!(fs::read_dir(&dir).expect("opendir").count(), 2950);
 }
+
+#[test]
+fn selinux_labels_are_not_supported_so_ls_stops_asking() {
+    let fx = Fixture::new();
+    fs::write(fx.dir.path().join("top/labelled"), "x").expect("write");
+    xattr::set(
+        fx.dir.path().join("top/labelled"),
+        "security.selinux",
+        b"system_u:object_r:etc_t:s0",
+    )
+    .expect("label the lower file");
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    let unsupported = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{what}: {e}");
+    };
+    unsupported(
+        xattr::get(m.join("labelled"), "security.selinux").map(drop),
+        "get a lower file's label",
+    );
+    unsupported(
+        xattr::set(m.join("etc/passwd"), "security.selinux", b"x"),
+        "set a label",
+    );
+    unsupported(
+        xattr::remove(m.join("labelled"), "security.selinux"),
+        "remove a label",
+    );
+    let names: Vec<_> = xattr::list(m.join("labelled"))
+        .expect("listxattr")
+        .collect();
+    assert!(names.is_empty(), "listed {names:?}");
+    // Other security attributes are kept: file capabilities (revision 2,
+    // effective, cap_net_raw permitted), as `setcap` writes them.
+    let caps: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    xattr::set(m.join("etc/passwd"), "security.capability", &caps).expect("set capability");
+    assert_eq!(
+        xattr::get(m.join("etc/passwd"), "security.capability").expect("get"),
+        Some(caps)
+    );
+}
