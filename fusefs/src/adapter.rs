@@ -350,6 +350,14 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if !self.passthrough.is_enabled() {
+            // ENOSYS: the kernel sends no OPEN or RELEASE for existing files
+            // again, keeps their pages (all writes go through it) and names
+            // the node in each READ or WRITE; see `crate::node_files`. A
+            // warm tar of the Debian rootfs: 0.42 s with OPENs, 0.15 s
+            // without (kernel overlayfs 0.16 s).
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         let (fh, keep) = match self.fs.open(ino.0, flags.0) {
             Ok(o) => o,
             Err(e) => return reply.error(errno("open", &e)),
@@ -406,7 +414,7 @@ impl Filesystem for Adapter {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -414,13 +422,13 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        reply_data("read", self.fs.read(fh.0, offset, size), reply)
+        reply_data("read", self.fs.read(ino.0, fh.0, offset, size), reply)
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -429,7 +437,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -466,12 +474,12 @@ impl Filesystem for Adapter {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty("fsync", self.fs.fsync(fh.0, datasync), reply)
+        reply_empty("fsync", self.fs.fsync(ino.0, fh.0, datasync), reply)
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -601,7 +609,7 @@ impl Filesystem for Adapter {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
@@ -610,7 +618,7 @@ impl Filesystem for Adapter {
     ) {
         reply_empty(
             "fallocate",
-            self.fs.fallocate(fh.0, offset, length, mode),
+            self.fs.fallocate(ino.0, fh.0, offset, length, mode),
             reply,
         )
     }
@@ -618,13 +626,13 @@ impl Filesystem for Adapter {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.fs.lseek(fh.0, offset, whence) {
+        match self.fs.lseek(ino.0, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", &e)),
         }
@@ -633,20 +641,21 @@ impl Filesystem for Adapter {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self
-            .fs
-            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-        {
+        match self.fs.copy_file_range(
+            (ino_in.0, fh_in.0, offset_in),
+            (ino_out.0, fh_out.0, offset_out),
+            len,
+        ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("copy_file_range", &e)),
         }

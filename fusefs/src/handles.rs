@@ -33,6 +33,12 @@ pub enum OpenFile {
     },
 }
 
+impl OpenFile {
+    pub fn is_writable(&self) -> bool {
+        matches!(self, OpenFile::Host { writable: true, .. })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,

@@ -15,7 +15,8 @@
 //!   kernel do the I/O of host-backed files itself where it can.
 //! - `inode`, `orphan`: which paths a node id stands for, and the file a
 //!   node keeps when its last name goes while the kernel still holds it;
-//!   `listings`: directory snapshots that READDIR offsets name.
+//!   `listings`: directory snapshots that READDIR offsets name;
+//!   `node_files`: files the kernel reads and writes by node, not handle.
 //! - [`changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
@@ -35,6 +36,7 @@ mod listings;
 pub mod lower;
 pub mod mem_lower;
 pub mod mount;
+mod node_files;
 mod orphan;
 pub mod override_stat;
 mod passthrough;

@@ -28,8 +28,13 @@ pub struct MountOptions {
     pub threads: usize,
     /// Let the kernel read and write host files directly (FUSE passthrough)
     /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files, and files of
-    /// host directory lowers on a read-only mount. Otherwise, or when
-    /// false, file I/O goes through the server; store layers always do.
+    /// host directory lowers on a read-only mount. It needs an OPEN request
+    /// for every open, so it is off by default: without it the kernel
+    /// opens files without asking (see `crate::node_files`) and serves
+    /// reads from its page cache; writes and cold reads go through the
+    /// server (1 GiB `dd` to an upper file: 1162 MiB/s with passthrough,
+    /// 394 without; a warm tar of the Debian rootfs: 0.42 s with, 0.15 s
+    /// without).
     pub passthrough: bool,
 }
 
@@ -42,7 +47,7 @@ impl MountOptions {
             allow_other: false,
             fsname: "strata".into(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
-            passthrough: true,
+            passthrough: false,
         }
     }
 }

@@ -78,6 +78,12 @@ impl Passthrough {
         self.enabled.store(true, Ordering::Relaxed);
     }
 
+    /// Whether opens get backing files: the kernel agreed at FUSE_INIT
+    /// and backing files can be registered (not without privilege).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     /// Decides how the kernel does the I/O of handle `fh` of `node`;
     /// `host` is the host file behind it, if any. `open_backing` registers
     /// a backing file with the kernel.

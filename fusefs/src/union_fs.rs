@@ -17,6 +17,7 @@ use crate::inode::{InodeTable, ROOT};
 use crate::layers::Layers;
 use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
+use crate::node_files::NodeFiles;
 use crate::orphan::Orphan;
 use crate::override_stat::{host_xattr_name, is_private_xattr};
 use crate::union::Resolved;
@@ -78,6 +79,7 @@ pub struct UnionFs {
     generation: AtomicU64,
     inodes: Mutex<InodeTable>,
     handles: Handles,
+    node_files: NodeFiles,
     listings: Listings,
 }
 
@@ -134,6 +136,7 @@ impl UnionFs {
             generation: AtomicU64::new(0),
             inodes: Mutex::new(InodeTable::default()),
             handles: Handles::default(),
+            node_files: NodeFiles::default(),
             listings: Listings::default(),
         }
     }
@@ -215,6 +218,7 @@ impl UnionFs {
 
     pub fn forget(&self, id: u64, n: u64) {
         lock(&self.inodes).forget(id, n);
+        self.node_files.forget(id);
     }
 
     /// Records a reference the kernel took through readdirplus. The
@@ -706,16 +710,15 @@ impl UnionFs {
         }
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<OpenFile>> {
-        self.handles
-            .file(fh)
-            .ok_or_else(|| FsError::posix(Errno::EBADF, format!("<handle {fh}>").as_bytes()))
-    }
-
-    fn host_file(&self, fh: u64) -> Result<Arc<OpenFile>> {
-        let h = self.handle(fh)?;
-        match &*h {
-            OpenFile::Host { writable: true, .. } => Ok(h),
+    /// The file an I/O request names: handle `fh`'s or, for handle 0 (the
+    /// kernel sent no OPEN, see `crate::node_files`), node `id`'s. A
+    /// writable host file when `write`.
+    fn file_of(&self, id: u64, fh: u64, write: bool) -> Result<Arc<OpenFile>> {
+        if fh == 0 {
+            return self.node_file(id, write);
+        }
+        match self.handles.file(fh) {
+            Some(h) if !write || h.is_writable() => Ok(h),
             _ => Err(FsError::posix(
                 Errno::EBADF,
                 format!("<handle {fh}>").as_bytes(),
@@ -723,8 +726,57 @@ impl UnionFs {
         }
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let h = self.handle(fh)?;
+    /// Node `id`'s file, opened as OPEN would open it and kept (see
+    /// [`NodeFiles`]); for a write, copied up first if it is still lower.
+    fn node_file(&self, id: u64, write: bool) -> Result<Arc<OpenFile>> {
+        let now = || self.generation.load(Ordering::Relaxed);
+        if let Some(f) = self.node_files.get(id, now(), write) {
+            return Ok(f);
+        }
+        let (file, generation) = {
+            let _g = read_guard(&self.tree);
+            match write {
+                false => (Some(self.open_for_read(id, libc::O_RDONLY)?.0), now()),
+                true => (self.open_upper_for_write(id)?, now()),
+            }
+        };
+        if let Some(f) = file {
+            return Ok(self.node_files.insert(id, generation, f));
+        }
+        // A copy-up changes the tree: the write lock, and a new generation.
+        let _g = self.change_tree();
+        let f = self.open_for_write(id, libc::O_RDWR)?;
+        Ok(self.node_files.insert(id, now(), f))
+    }
+
+    /// Node `id`'s file opened for writing if it is in the upper already
+    /// (no copy-up, so the tree read lock will do; the caller holds it).
+    fn open_upper_for_write(&self, id: u64) -> Result<Option<OpenFile>> {
+        let file = match self.place(id)? {
+            Place::Path(path) => {
+                let r = self.layers.get(&path)?;
+                if !self.layers.in_upper(&r) || self.read_only {
+                    return Ok(None);
+                }
+                if r.is_dir() {
+                    return Err(FsError::posix(Errno::EISDIR, &path));
+                }
+                self.writable(&path)?.open_file(&path, libc::O_RDWR)?
+            }
+            Place::Orphan(o) => match *o {
+                Orphan::Upper(_) => return o.open(&self.layers, libc::O_RDWR).map(Some),
+                Orphan::Lower { .. } => return Ok(None),
+            },
+        };
+        Ok(Some(OpenFile::Host {
+            file,
+            writable: true,
+            backs_node: true,
+        }))
+    }
+
+    pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.file_of(id, fh, false)?;
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
@@ -751,8 +803,8 @@ impl UnionFs {
         Ok(buf)
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        let h = self.host_file(fh)?;
+    pub fn write(&self, id: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let h = self.file_of(id, fh, true)?;
         let OpenFile::Host { file, .. } = &*h else {
             return Err(FsError::posix(Errno::EBADF, b"<open file>"));
         };
@@ -763,8 +815,8 @@ impl UnionFs {
         Ok(data.len())
     }
 
-    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
-        if let OpenFile::Host { file, .. } = &*self.handle(fh)? {
+    pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
+        if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
             let r = if datasync {
                 file.sync_data()
             } else {
@@ -948,8 +1000,8 @@ impl UnionFs {
         self.layers.get(&path).map(|_| ())
     }
 
-    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
-        let h = self.host_file(fh)?;
+    pub fn fallocate(&self, id: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.file_of(id, fh, true)?;
         let OpenFile::Host { file, .. } = &*h else {
             return Err(FsError::posix(Errno::EBADF, b"<open file>"));
         };
@@ -962,8 +1014,8 @@ impl UnionFs {
         .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
     }
 
-    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64> {
-        let h = self.handle(fh)?;
+    pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        let h = self.file_of(id, fh, false)?;
         match &*h {
             OpenFile::Host { file, .. } => {
                 let w = match whence {
@@ -993,17 +1045,15 @@ impl UnionFs {
 
     pub fn copy_file_range(
         &self,
-        fh_in: u64,
-        off_in: u64,
-        fh_out: u64,
-        off_out: u64,
+        (id_in, fh_in, off_in): (u64, u64, u64),
+        (id_out, fh_out, off_out): (u64, u64, u64),
         len: u64,
     ) -> Result<usize> {
-        self.host_file(fh_out)?;
+        self.file_of(id_out, fh_out, true)?;
         // nix offers copy_file_range only behind its `zerocopy` feature,
         // which the workspace does not enable: copy through a buffer (at
         // most 1 MiB per call; the kernel loops for more).
-        let data = self.read(fh_in, off_in, len.min(1 << 20) as u32)?;
-        self.write(fh_out, off_out, &data)
+        let data = self.read(id_in, fh_in, off_in, len.min(1 << 20) as u32)?;
+        self.write(id_out, fh_out, off_out, &data)
     }
 }

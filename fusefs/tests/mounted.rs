@@ -483,3 +483,36 @@ fn selinux_labels_are_not_supported_so_ls_stops_asking() {
         Some(caps)
     );
 }
+
+/// The kernel opens existing files without asking the server (OPEN is
+/// answered ENOSYS), so a lower file is copied up by its first write, and
+/// reads after it see the upper file.
+#[test]
+fn a_lower_file_is_copied_up_by_its_first_write_not_by_open() {
+    use std::os::unix::fs::FileExt;
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    let reader = fs::File::open(m.join("d/a")).expect("open for reading");
+    let writer = fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("d/a"))
+        .expect("open for writing");
+    assert!(
+        !fx.upper().join("d/a").exists(),
+        "an open for writing copied the file up"
+    );
+    writer.write_all_at(b"A!", 0).expect("write");
+    assert!(fx.upper().join("d/a").exists(), "the write did not copy up");
+    let mut buf = [0u8; 8];
+    let n = reader
+        .read_at(&mut buf, 0)
+        .expect("read the older descriptor");
+    assert_eq!(&buf[..n], b"A!");
+    assert_eq!(fs::read_to_string(m.join("d/a")).expect("read"), "A!");
+    assert_eq!(
+        fs::read_to_string(fx.dir.path().join("bottom/d/a")).expect("lower"),
+        "a",
+        "the lower changed"
+    );
+}

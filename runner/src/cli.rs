@@ -368,6 +368,10 @@ pub struct MountArgs {
     /// Writable upper directory for --lower mounts
     #[arg(long)]
     pub upper: Option<PathBuf>,
+    /// Let the kernel read and write upper files itself (FUSE passthrough;
+    /// root, Linux 6.9+): faster big writes, but every open asks the server
+    #[arg(long)]
+    pub passthrough: bool,
     /// Image or container (or, with --lower, the mountpoint)
     pub target: Option<String>,
     /// Mountpoint (default: a directory under the store's runtime dir)
@@ -386,5 +390,7 @@ pub struct ServeMountArgs {
     pub upper: Option<PathBuf>,
     #[arg(long)]
     pub read_only: bool,
+    #[arg(long)]
+    pub passthrough: bool,
     pub mountpoint: PathBuf,
 }

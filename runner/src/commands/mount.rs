@@ -43,6 +43,9 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     };
     let mut serve = Command::new("/proc/self/exe");
     serve.arg("--root").arg(&ctx.root).arg("serve-mount");
+    if args.passthrough {
+        serve.arg("--passthrough");
+    }
     let mountpoint = if let Some(lower) = &args.lower {
         // --lower A:B [--upper U] MOUNTPOINT
         serve.arg("--lower").arg(lower);
@@ -94,6 +97,7 @@ pub fn overlay(ctx: &Ctx, a: crate::overlay_compat::OverlayArgs) -> Result<i32> 
         lower: Some(a.lowers.join(":")),
         upper: a.upper.clone(),
         read_only: a.upper.is_none(),
+        passthrough: false,
         mountpoint: a.mountpoint.clone(),
     };
     if a.foreground {
@@ -202,6 +206,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         (o, target)
     };
     let mut opts = opts;
+    opts.passthrough = args.passthrough;
     // Other users (a container's mapped ids) need allow_other; fusermount3
     // refuses it to ordinary users unless /etc/fuse.conf says
     // user_allow_other, and their own inspection mounts do not need it.

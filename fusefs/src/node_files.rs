@@ -1,0 +1,94 @@
+//! Host files of nodes the kernel does I/O on without a file handle.
+//!
+//! Without passthrough, OPEN is answered ENOSYS (see `adapter`): the kernel
+//! then sends no OPEN or RELEASE for existing files, keeps their pages, and
+//! names only the node in READ, WRITE, FSYNC and the like. A node's file is
+//! opened on its first such request and kept here while the tree stays as
+//! it was (a change may put another file behind the node: a copy-up, a
+//! truncate), checked by the union's generation number. At most
+//! [`CAPACITY`] files stay open; a full table starts over.
+
+use crate::handles::{lock, OpenFile};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const CAPACITY: usize = 1024;
+
+#[derive(Debug, Default)]
+pub struct NodeFiles {
+    /// node id -> (generation it was opened at, its file)
+    files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
+}
+
+impl NodeFiles {
+    /// Node `id`'s file if it was opened at `generation` and can be
+    /// written when `write` asks for it.
+    pub fn get(&self, id: u64, generation: u64, write: bool) -> Option<Arc<OpenFile>> {
+        let mut files = lock(&self.files);
+        match files.get(&id) {
+            Some((g, f)) if *g == generation && (!write || f.is_writable()) => Some(f.clone()),
+            // Stale: drop it now, so it holds no unlinked file open.
+            Some(_) => {
+                files.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn insert(&self, id: u64, generation: u64, file: OpenFile) -> Arc<OpenFile> {
+        let mut files = lock(&self.files);
+        if files.len() >= CAPACITY {
+            files.clear();
+        }
+        let file = Arc::new(file);
+        files.insert(id, (generation, file.clone()));
+        file
+    }
+
+    /// The kernel forgot the node.
+    pub fn forget(&self, id: u64) {
+        lock(&self.files).remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(writable: bool) -> OpenFile {
+        OpenFile::Host {
+            file: tempfile::tempfile().expect("tempfile"),
+            writable,
+            backs_node: true,
+        }
+    }
+
+    #[test]
+    fn a_file_is_kept_for_its_generation_and_for_writes_only_if_writable() {
+        let t = NodeFiles::default();
+        t.insert(7, 1, host(false));
+        assert!(t.get(7, 1, false).is_some());
+        assert!(
+            t.get(7, 1, true).is_none(),
+            "a read-only file serves no write"
+        );
+        t.insert(7, 1, host(true));
+        assert!(t.get(7, 1, true).is_some());
+        assert!(t.get(7, 2, false).is_none(), "the tree changed");
+        assert!(t.get(7, 1, false).is_none(), "a stale file is dropped");
+        t.insert(8, 2, host(false));
+        t.forget(8);
+        assert!(t.get(8, 2, false).is_none());
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let t = NodeFiles::default();
+        for id in 0..(CAPACITY as u64 + 10) {
+            t.insert(id, 0, host(false));
+        }
+        assert!(lock(&t.files).len() <= CAPACITY);
+        assert!(t.get(CAPACITY as u64 + 9, 0, false).is_some());
+    }
+}
