@@ -70,7 +70,23 @@ pub enum MountError {
     },
 }
 
+/// A server holds host files open for the kernel (`crate::node_files`,
+/// orphans, handles): the soft limit on open files goes up to the hard one,
+/// as podman raises it for its processes (an ordinary user's soft limit is
+/// often 1,024).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
 fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapter>, MountError> {
+    raise_open_file_limit();
     let layers = Layers::new(opts.upper.as_deref(), opts.lowers).map_err(MountError::Layers)?;
     let fs = UnionFs::new(layers, opts.read_only);
     let mut config = Config::default();

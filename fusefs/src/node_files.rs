@@ -6,7 +6,8 @@
 //! opened on its first such request and kept here while the tree stays as
 //! it was (a change may put another file behind the node: a copy-up, a
 //! truncate), checked by the union's generation number. At most
-//! [`CAPACITY`] files stay open; a full table starts over.
+//! [`CAPACITY`] files, and a quarter of the open-file limit, stay open; a
+//! full table starts over.
 
 use crate::handles::{lock, OpenFile};
 use std::collections::HashMap;
@@ -14,13 +15,31 @@ use std::sync::{Arc, Mutex};
 
 pub const CAPACITY: usize = 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeFiles {
     /// node id -> (generation it was opened at, its file)
     files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
+    capacity: usize,
+}
+
+impl Default for NodeFiles {
+    /// Sized by the process's open-file limit as it is now (see
+    /// `crate::mount`, which raises it first).
+    fn default() -> NodeFiles {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        NodeFiles::with_capacity(usize::try_from(soft / 4).unwrap_or(CAPACITY))
+    }
 }
 
 impl NodeFiles {
+    pub fn with_capacity(capacity: usize) -> NodeFiles {
+        NodeFiles {
+            files: Mutex::default(),
+            capacity: capacity.clamp(1, CAPACITY),
+        }
+    }
+
     /// Node `id`'s file if it was opened at `generation` and can be
     /// written when `write` asks for it.
     pub fn get(&self, id: u64, generation: u64, write: bool) -> Option<Arc<OpenFile>> {
@@ -38,7 +57,7 @@ impl NodeFiles {
 
     pub fn insert(&self, id: u64, generation: u64, file: OpenFile) -> Arc<OpenFile> {
         let mut files = lock(&self.files);
-        if files.len() >= CAPACITY {
+        if files.len() >= self.capacity {
             files.clear();
         }
         let file = Arc::new(file);
@@ -84,11 +103,14 @@ mod tests {
 
     #[test]
     fn the_table_stays_bounded() {
-        let t = NodeFiles::default();
-        for id in 0..(CAPACITY as u64 + 10) {
-            t.insert(id, 0, host(false));
+        for cap in [CAPACITY, 10] {
+            let t = NodeFiles::with_capacity(cap);
+            for id in 0..(cap as u64 + 10) {
+                t.insert(id, 0, host(false));
+            }
+            assert!(lock(&t.files).len() <= cap);
+            assert!(t.get(cap as u64 + 9, 0, false).is_some());
         }
-        assert!(lock(&t.files).len() <= CAPACITY);
-        assert!(t.get(CAPACITY as u64 + 9, 0, false).is_some());
+        assert_eq!(NodeFiles::with_capacity(1 << 20).capacity, CAPACITY);
     }
 }
