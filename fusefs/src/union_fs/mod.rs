@@ -1,14 +1,13 @@
 //! Every filesystem operation of a mount, on node ids and file handles,
 //! returning `Result` and no FUSE types (the adapter only calls and
-//! replies).
+//! replies): the namespace here, file I/O in `file_io`, extended
+//! attributes in `xattrs`.
 //!
 //! Locking: `tree` serialises changes of the namespace and copy-ups
 //! (writers) against resolutions (readers), and a node id is turned into a
 //! path under it too (else a rename in between leads to another file);
-//! reads and writes through open handles take no tree lock. A file opened
-//! read-only from a lower layer keeps reading the lower data if it is
-//! copied up later, as in overlayfs. A node whose last name goes while the
-//! kernel holds it lives on as an `Orphan`.
+//! reads and writes through a file already open take no tree lock. A node
+//! whose last name goes while the kernel holds it lives on as an `Orphan`.
 
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
@@ -19,15 +18,16 @@ use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
 use crate::node_files::NodeFiles;
 use crate::orphan::Orphan;
-use crate::override_stat::{host_xattr_name, is_private_xattr};
 use crate::union::Resolved;
 use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
-use crate::xattr;
+use xattrs::xattr_of;
+
+mod file_io;
+mod xattrs;
 use layerdb::{join_path, split_path, Entry, Kind};
 use nix::errno::Errno;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -81,28 +81,6 @@ pub struct UnionFs {
     handles: Handles,
     node_files: NodeFiles,
     listings: Listings,
-}
-
-/// SELinux labels are not kept: on a host running SELinux the kernel
-/// answers for them from the mount's context (podman mounts container
-/// filesystems with `context=`), and docker's layers never carry them (it
-/// records only security.capability). Saying "not supported" rather than
-/// "no such attribute" lets `ls -l` stop asking after the first file.
-const SELINUX_XATTR: &[u8] = b"security.selinux";
-
-fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
-    if name == SELINUX_XATTR {
-        return Err(FsError::posix(Errno::EOPNOTSUPP, path));
-    }
-    Ok(())
-}
-
-/// The value of an entry's container xattr `name`.
-fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
-    e.xattrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
 }
 
 fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
@@ -644,193 +622,6 @@ impl UnionFs {
         Ok(self.entry(&to, r))
     }
 
-    /// Opens a file; returns the handle and whether the kernel may keep its
-    /// page cache (lower files never change).
-    pub fn open(&self, id: u64, flags: i32) -> Result<(u64, bool)> {
-        let acc = flags & libc::O_ACCMODE;
-        let (file, keep_cache) = if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            let _g = self.change_tree();
-            (self.open_for_write(id, flags)?, false)
-        } else {
-            let _g = read_guard(&self.tree);
-            self.open_for_read(id, flags)?
-        };
-        Ok((self.handles.add_file(file), keep_cache))
-    }
-
-    /// Copies up first; the caller holds the tree write lock.
-    fn open_for_write(&self, id: u64, flags: i32) -> Result<OpenFile> {
-        let path = match self.place(id)? {
-            Place::Path(p) => p,
-            Place::Orphan(o) => return self.writable_orphan(id, &o)?.open(&self.layers, flags),
-        };
-        let upper = self.writable(&path)?;
-        let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
-        if r.is_dir() {
-            return Err(FsError::posix(Errno::EISDIR, &path));
-        }
-        let file = upper.open_file(&path, flags)?;
-        Ok(OpenFile::Host {
-            file,
-            writable: true,
-            backs_node: true,
-        })
-    }
-
-    /// The caller holds the tree read lock.
-    fn open_for_read(&self, id: u64, flags: i32) -> Result<(OpenFile, bool)> {
-        match self.place(id)? {
-            Place::Path(path) => {
-                let r = self.layers.get(&path)?;
-                let in_upper = self.layers.in_upper(&r);
-                let file = self
-                    .layers
-                    .open_read(&path, &r, in_upper || self.read_only)?;
-                Ok((file, !in_upper))
-            }
-            Place::Orphan(o) => Ok((
-                o.open(&self.layers, flags)?,
-                matches!(*o, Orphan::Lower { .. }),
-            )),
-        }
-    }
-
-    /// Calls `f` with the host file behind handle `fh` if it stays the
-    /// node's file while open (see [`OpenFile::Host`]): what FUSE
-    /// passthrough can hand to the kernel. `None` for a file of a store
-    /// layer, or of a host lower that a copy-up may replace.
-    pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(Option<&std::fs::File>) -> R) -> R {
-        match self.handles.file(fh).as_deref() {
-            Some(OpenFile::Host {
-                file,
-                backs_node: true,
-                ..
-            }) => f(Some(file)),
-            _ => f(None),
-        }
-    }
-
-    /// The file an I/O request names: handle `fh`'s or, for handle 0 (the
-    /// kernel sent no OPEN, see `crate::node_files`), node `id`'s. A
-    /// writable host file when `write`.
-    fn file_of(&self, id: u64, fh: u64, write: bool) -> Result<Arc<OpenFile>> {
-        if fh == 0 {
-            return self.node_file(id, write);
-        }
-        match self.handles.file(fh) {
-            Some(h) if !write || h.is_writable() => Ok(h),
-            _ => Err(FsError::posix(
-                Errno::EBADF,
-                format!("<handle {fh}>").as_bytes(),
-            )),
-        }
-    }
-
-    /// Node `id`'s file, opened as OPEN would open it and kept (see
-    /// [`NodeFiles`]); for a write, copied up first if it is still lower.
-    fn node_file(&self, id: u64, write: bool) -> Result<Arc<OpenFile>> {
-        let now = || self.generation.load(Ordering::Relaxed);
-        if let Some(f) = self.node_files.get(id, now(), write) {
-            return Ok(f);
-        }
-        let (file, generation) = {
-            let _g = read_guard(&self.tree);
-            match write {
-                false => (Some(self.open_for_read(id, libc::O_RDONLY)?.0), now()),
-                true => (self.open_upper_for_write(id)?, now()),
-            }
-        };
-        if let Some(f) = file {
-            return Ok(self.node_files.insert(id, generation, f));
-        }
-        // A copy-up changes the tree: the write lock, and a new generation.
-        let _g = self.change_tree();
-        let f = self.open_for_write(id, libc::O_RDWR)?;
-        Ok(self.node_files.insert(id, now(), f))
-    }
-
-    /// Node `id`'s file opened for writing if it is in the upper already
-    /// (no copy-up, so the tree read lock will do; the caller holds it).
-    fn open_upper_for_write(&self, id: u64) -> Result<Option<OpenFile>> {
-        let file = match self.place(id)? {
-            Place::Path(path) => {
-                let r = self.layers.get(&path)?;
-                if !self.layers.in_upper(&r) || self.read_only {
-                    return Ok(None);
-                }
-                if r.is_dir() {
-                    return Err(FsError::posix(Errno::EISDIR, &path));
-                }
-                self.writable(&path)?.open_file(&path, libc::O_RDWR)?
-            }
-            Place::Orphan(o) => match *o {
-                Orphan::Upper(_) => return o.open(&self.layers, libc::O_RDWR).map(Some),
-                Orphan::Lower { .. } => return Ok(None),
-            },
-        };
-        Ok(Some(OpenFile::Host {
-            file,
-            writable: true,
-            backs_node: true,
-        }))
-    }
-
-    pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let h = self.file_of(id, fh, false)?;
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            let off = offset + done as u64;
-            let n = match &*h {
-                OpenFile::Host { file, .. } => file
-                    .read_at(&mut buf[done..], off)
-                    .map_err(|e| FsError::io("read", b"<open file>", e))?,
-                OpenFile::Layer { layer, path, node } => {
-                    let _g = read_guard(&self.tree);
-                    let l = self
-                        .layers
-                        .layer(*layer)
-                        .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
-                    l.read_at(path, node, off, &mut buf[done..])?
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
-    pub fn write(&self, id: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        let h = self.file_of(id, fh, true)?;
-        let OpenFile::Host { file, .. } = &*h else {
-            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
-        };
-        // pwrite on an O_APPEND descriptor appends whatever the offset, which
-        // is what an O_APPEND writer expects.
-        file.write_all_at(data, offset)
-            .map_err(|e| FsError::io("write", b"<open file>", e))?;
-        Ok(data.len())
-    }
-
-    pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
-        if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
-            let r = if datasync {
-                file.sync_data()
-            } else {
-                file.sync_all()
-            };
-            r.map_err(|e| FsError::io("fsync", b"<open file>", e))?;
-        }
-        Ok(())
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.handles.close_file(fh);
-    }
-
     /// The listing a READDIR of directory `id` at `offset` reads, and the
     /// index to start at (see [`crate::listings`]).
     pub fn dir_items(&self, id: u64, offset: u64) -> Result<(Arc<Listing>, usize)> {
@@ -893,102 +684,6 @@ impl UnionFs {
         nix::sys::statvfs::statvfs(&p).map_err(|e| FsError::io("statvfs", b"", e.into()))
     }
 
-    pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
-        let _g = read_guard(&self.tree);
-        let path = self.path_of(id)?;
-        unsupported_xattr(name, &path)?;
-        let r = self.layers.get(&path)?;
-        xattr_of(&r.node.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
-    }
-
-    /// Names, each NUL-terminated, as listxattr(2) returns them.
-    pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
-        let _g = read_guard(&self.tree);
-        let path = self.path_of(id)?;
-        let r = self.layers.get(&path)?;
-        let mut out = Vec::new();
-        for (n, _) in &r.node.entry.xattrs {
-            if n == SELINUX_XATTR {
-                continue;
-            }
-            out.extend_from_slice(n);
-            out.push(0);
-        }
-        Ok(out)
-    }
-
-    pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        let _g = self.change_tree();
-        let path = self.path_of(id)?;
-        let upper = self.writable(&path)?;
-        unsupported_xattr(name, &path)?;
-        if is_private_xattr(name) {
-            return Err(FsError::posix(Errno::EPERM, &path));
-        }
-        let r = self.layers.copy_up(&path, true)?;
-        let exists = r.node.entry.xattrs.iter().any(|(n, _)| n == name);
-        if flags & libc::XATTR_CREATE != 0 && exists {
-            return Err(FsError::posix(Errno::EEXIST, &path));
-        }
-        if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return Err(FsError::posix(Errno::ENODATA, &path));
-        }
-        if name == acl::ACCESS {
-            return self.set_access_acl(upper, &path, r.node.entry.clone(), value);
-        }
-        self.set_container_xattr(upper, &path, name, value)
-    }
-
-    fn set_container_xattr(
-        &self,
-        upper: &Upper,
-        path: &[u8],
-        name: &[u8],
-        value: &[u8],
-    ) -> Result<()> {
-        self.layers.invalidate(path);
-        xattr::set(&upper.host(path), &host_xattr_name(name), value, 0)
-            .map_err(|e| FsError::io("setxattr", path, e))
-    }
-
-    /// setfacl: the mode takes the ACL's owner, group class and other
-    /// bits, and an ACL the mode says all of is kept only as the mode.
-    fn set_access_acl(&self, upper: &Upper, path: &[u8], mut e: Entry, value: &[u8]) -> Result<()> {
-        let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
-        let (mode, keep) = a.set_on(e.mode);
-        e.mode = mode;
-        upper.set_override(path, &override_of(&e))?;
-        match keep {
-            Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
-            None => self.remove_container_xattr(upper, path, acl::ACCESS),
-        }
-    }
-
-    pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
-        let _g = self.change_tree();
-        let path = self.path_of(id)?;
-        let upper = self.writable(&path)?;
-        unsupported_xattr(name, &path)?;
-        let r = self.layers.get(&path)?;
-        if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
-            // Removing an ACL that is not there succeeds, as on ext4.
-            if name == acl::ACCESS || name == acl::DEFAULT {
-                return Ok(());
-            }
-            return Err(FsError::posix(Errno::ENODATA, &path));
-        }
-        self.layers.copy_up(&path, true)?;
-        self.remove_container_xattr(upper, &path, name)
-    }
-
-    fn remove_container_xattr(&self, upper: &Upper, path: &[u8], name: &[u8]) -> Result<()> {
-        self.layers.invalidate(path);
-        let host = upper.host(path);
-        xattr::remove(&host, &host_xattr_name(name))
-            .and_then(|()| xattr::remove(&host, name))
-            .map_err(|e| FsError::io("removexattr", path, e))
-    }
-
     /// The kernel checks permissions itself (default_permissions); this
     /// only answers existence and a write on a read-only mount.
     pub fn access(&self, id: u64, mask: i32) -> Result<()> {
@@ -998,62 +693,5 @@ impl UnionFs {
             return Err(FsError::posix(Errno::EROFS, &path));
         }
         self.layers.get(&path).map(|_| ())
-    }
-
-    pub fn fallocate(&self, id: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
-        let h = self.file_of(id, fh, true)?;
-        let OpenFile::Host { file, .. } = &*h else {
-            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
-        };
-        nix::fcntl::fallocate(
-            file,
-            nix::fcntl::FallocateFlags::from_bits_truncate(mode),
-            offset as libc::off_t,
-            length as libc::off_t,
-        )
-        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
-    }
-
-    pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
-        let h = self.file_of(id, fh, false)?;
-        match &*h {
-            OpenFile::Host { file, .. } => {
-                let w = match whence {
-                    libc::SEEK_DATA => nix::unistd::Whence::SeekData,
-                    libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
-                    libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
-                    libc::SEEK_END => nix::unistd::Whence::SeekEnd,
-                    _ => nix::unistd::Whence::SeekSet,
-                };
-                // The handle's offset is not shared with the caller (the
-                // kernel keeps file positions); only the answer matters.
-                nix::unistd::lseek(file, offset, w)
-                    .map_err(|e| FsError::io("lseek", b"<open file>", e.into()))
-            }
-            OpenFile::Layer { node, path, .. } => {
-                // Store files have no holes: data everywhere up to the size.
-                let size = node.entry.size as i64;
-                match whence {
-                    libc::SEEK_DATA if offset < size => Ok(offset),
-                    libc::SEEK_HOLE if offset < size => Ok(size),
-                    libc::SEEK_DATA | libc::SEEK_HOLE => Err(FsError::posix(Errno::ENXIO, path)),
-                    _ => Err(FsError::posix(Errno::EINVAL, path)),
-                }
-            }
-        }
-    }
-
-    pub fn copy_file_range(
-        &self,
-        (id_in, fh_in, off_in): (u64, u64, u64),
-        (id_out, fh_out, off_out): (u64, u64, u64),
-        len: u64,
-    ) -> Result<usize> {
-        self.file_of(id_out, fh_out, true)?;
-        // nix offers copy_file_range only behind its `zerocopy` feature,
-        // which the workspace does not enable: copy through a buffer (at
-        // most 1 MiB per call; the kernel loops for more).
-        let data = self.read(id_in, fh_in, off_in, len.min(1 << 20) as u32)?;
-        self.write(id_out, fh_out, off_out, &data)
     }
 }

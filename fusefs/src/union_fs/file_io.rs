@@ -1,0 +1,258 @@
+//! Opening files and their I/O: through a handle (CREATE, or OPEN with
+//! passthrough) or, with no handle, through the node's kept file (see
+//! `crate::node_files`).
+
+use super::{read_guard, Place, UnionFs};
+use crate::error::{FsError, Result};
+use crate::handles::OpenFile;
+use crate::orphan::Orphan;
+use nix::errno::Errno;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl UnionFs {
+    /// Opens a file; returns the handle and whether the kernel may keep its
+    /// page cache (lower files never change).
+    pub fn open(&self, id: u64, flags: i32) -> Result<(u64, bool)> {
+        let acc = flags & libc::O_ACCMODE;
+        let (file, keep_cache) = if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            let _g = self.change_tree();
+            (self.open_for_write(id, flags)?, false)
+        } else {
+            let _g = read_guard(&self.tree);
+            self.open_for_read(id, flags)?
+        };
+        Ok((self.handles.add_file(file), keep_cache))
+    }
+
+    /// Copies up first; the caller holds the tree write lock.
+    fn open_for_write(&self, id: u64, flags: i32) -> Result<OpenFile> {
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.writable_orphan(id, &o)?.open(&self.layers, flags),
+        };
+        let upper = self.writable(&path)?;
+        let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
+        if r.is_dir() {
+            return Err(FsError::posix(Errno::EISDIR, &path));
+        }
+        let file = upper.open_file(&path, flags)?;
+        Ok(OpenFile::Host {
+            file,
+            writable: true,
+            backs_node: true,
+        })
+    }
+
+    /// The caller holds the tree read lock.
+    fn open_for_read(&self, id: u64, flags: i32) -> Result<(OpenFile, bool)> {
+        match self.place(id)? {
+            Place::Path(path) => {
+                let r = self.layers.get(&path)?;
+                let in_upper = self.layers.in_upper(&r);
+                let file = self
+                    .layers
+                    .open_read(&path, &r, in_upper || self.read_only)?;
+                Ok((file, !in_upper))
+            }
+            Place::Orphan(o) => Ok((
+                o.open(&self.layers, flags)?,
+                matches!(*o, Orphan::Lower { .. }),
+            )),
+        }
+    }
+
+    /// Calls `f` with the host file behind handle `fh` if it stays the
+    /// node's file while open (see [`OpenFile::Host`]): what FUSE
+    /// passthrough can hand to the kernel. `None` for a file of a store
+    /// layer, or of a host lower that a copy-up may replace.
+    pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(Option<&std::fs::File>) -> R) -> R {
+        match self.handles.file(fh).as_deref() {
+            Some(OpenFile::Host {
+                file,
+                backs_node: true,
+                ..
+            }) => f(Some(file)),
+            _ => f(None),
+        }
+    }
+
+    /// The file an I/O request names: handle `fh`'s or, for handle 0 (the
+    /// kernel sent no OPEN, see `crate::node_files`), node `id`'s. A
+    /// writable host file when `write`.
+    fn file_of(&self, id: u64, fh: u64, write: bool) -> Result<Arc<OpenFile>> {
+        if fh == 0 {
+            return self.node_file(id, write);
+        }
+        match self.handles.file(fh) {
+            Some(h) if !write || h.is_writable() => Ok(h),
+            _ => Err(FsError::posix(
+                Errno::EBADF,
+                format!("<handle {fh}>").as_bytes(),
+            )),
+        }
+    }
+
+    /// Node `id`'s file, opened as OPEN would open it and kept (see
+    /// [`NodeFiles`]); for a write, copied up first if it is still lower.
+    fn node_file(&self, id: u64, write: bool) -> Result<Arc<OpenFile>> {
+        let now = || self.generation.load(Ordering::Relaxed);
+        if let Some(f) = self.node_files.get(id, now(), write) {
+            return Ok(f);
+        }
+        let (file, generation) = {
+            let _g = read_guard(&self.tree);
+            match write {
+                false => (Some(self.open_for_read(id, libc::O_RDONLY)?.0), now()),
+                true => (self.open_upper_for_write(id)?, now()),
+            }
+        };
+        if let Some(f) = file {
+            return Ok(self.node_files.insert(id, generation, f));
+        }
+        // A copy-up changes the tree: the write lock, and a new generation.
+        let _g = self.change_tree();
+        let f = self.open_for_write(id, libc::O_RDWR)?;
+        Ok(self.node_files.insert(id, now(), f))
+    }
+
+    /// Node `id`'s file opened for writing if it is in the upper already
+    /// (no copy-up, so the tree read lock will do; the caller holds it).
+    fn open_upper_for_write(&self, id: u64) -> Result<Option<OpenFile>> {
+        let file = match self.place(id)? {
+            Place::Path(path) => {
+                let r = self.layers.get(&path)?;
+                if !self.layers.in_upper(&r) || self.read_only {
+                    return Ok(None);
+                }
+                if r.is_dir() {
+                    return Err(FsError::posix(Errno::EISDIR, &path));
+                }
+                self.writable(&path)?.open_file(&path, libc::O_RDWR)?
+            }
+            Place::Orphan(o) => match *o {
+                Orphan::Upper(_) => return o.open(&self.layers, libc::O_RDWR).map(Some),
+                Orphan::Lower { .. } => return Ok(None),
+            },
+        };
+        Ok(Some(OpenFile::Host {
+            file,
+            writable: true,
+            backs_node: true,
+        }))
+    }
+
+    pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.file_of(id, fh, false)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let off = offset + done as u64;
+            let n = match &*h {
+                OpenFile::Host { file, .. } => file
+                    .read_at(&mut buf[done..], off)
+                    .map_err(|e| FsError::io("read", b"<open file>", e))?,
+                OpenFile::Layer { layer, path, node } => {
+                    let _g = read_guard(&self.tree);
+                    let l = self
+                        .layers
+                        .layer(*layer)
+                        .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
+                    l.read_at(path, node, off, &mut buf[done..])?
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn write(&self, id: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let h = self.file_of(id, fh, true)?;
+        let OpenFile::Host { file, .. } = &*h else {
+            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
+        };
+        // pwrite on an O_APPEND descriptor appends whatever the offset, which
+        // is what an O_APPEND writer expects.
+        file.write_all_at(data, offset)
+            .map_err(|e| FsError::io("write", b"<open file>", e))?;
+        Ok(data.len())
+    }
+
+    pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
+        if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
+            let r = if datasync {
+                file.sync_data()
+            } else {
+                file.sync_all()
+            };
+            r.map_err(|e| FsError::io("fsync", b"<open file>", e))?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.close_file(fh);
+    }
+
+    pub fn fallocate(&self, id: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.file_of(id, fh, true)?;
+        let OpenFile::Host { file, .. } = &*h else {
+            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
+        };
+        nix::fcntl::fallocate(
+            file,
+            nix::fcntl::FallocateFlags::from_bits_truncate(mode),
+            offset as libc::off_t,
+            length as libc::off_t,
+        )
+        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
+    }
+
+    pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        let h = self.file_of(id, fh, false)?;
+        match &*h {
+            OpenFile::Host { file, .. } => {
+                let w = match whence {
+                    libc::SEEK_DATA => nix::unistd::Whence::SeekData,
+                    libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
+                    libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
+                    libc::SEEK_END => nix::unistd::Whence::SeekEnd,
+                    _ => nix::unistd::Whence::SeekSet,
+                };
+                // The handle's offset is not shared with the caller (the
+                // kernel keeps file positions); only the answer matters.
+                nix::unistd::lseek(file, offset, w)
+                    .map_err(|e| FsError::io("lseek", b"<open file>", e.into()))
+            }
+            OpenFile::Layer { node, path, .. } => {
+                // Store files have no holes: data everywhere up to the size.
+                let size = node.entry.size as i64;
+                match whence {
+                    libc::SEEK_DATA if offset < size => Ok(offset),
+                    libc::SEEK_HOLE if offset < size => Ok(size),
+                    libc::SEEK_DATA | libc::SEEK_HOLE => Err(FsError::posix(Errno::ENXIO, path)),
+                    _ => Err(FsError::posix(Errno::EINVAL, path)),
+                }
+            }
+        }
+    }
+
+    pub fn copy_file_range(
+        &self,
+        (id_in, fh_in, off_in): (u64, u64, u64),
+        (id_out, fh_out, off_out): (u64, u64, u64),
+        len: u64,
+    ) -> Result<usize> {
+        self.file_of(id_out, fh_out, true)?;
+        // nix offers copy_file_range only behind its `zerocopy` feature,
+        // which the workspace does not enable: copy through a buffer (at
+        // most 1 MiB per call; the kernel loops for more).
+        let data = self.read(id_in, fh_in, off_in, len.min(1 << 20) as u32)?;
+        self.write(id_out, fh_out, off_out, &data)
+    }
+}

@@ -1,0 +1,132 @@
+//! Extended attributes of the union's entries: stored in the upper under
+//! `user.strata.x.` (see `crate::override_stat`), POSIX ACLs kept in step
+//! with the mode (see `crate::acl`), SELinux labels not kept.
+
+use super::{read_guard, UnionFs};
+use crate::acl::{self, Acl};
+use crate::error::{FsError, Result};
+use crate::override_stat::{host_xattr_name, is_private_xattr};
+use crate::upper::{override_of, Upper};
+use crate::xattr;
+use layerdb::Entry;
+use nix::errno::Errno;
+
+/// SELinux labels are not kept: on a host running SELinux the kernel
+/// answers for them from the mount's context (podman mounts container
+/// filesystems with `context=`), and docker's layers never carry them (it
+/// records only security.capability). Saying "not supported" rather than
+/// "no such attribute" lets `ls -l` stop asking after the first file.
+const SELINUX_XATTR: &[u8] = b"security.selinux";
+
+fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
+    if name == SELINUX_XATTR {
+        return Err(FsError::posix(Errno::EOPNOTSUPP, path));
+    }
+    Ok(())
+}
+
+/// The value of an entry's container xattr `name`.
+pub(super) fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
+    e.xattrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+impl UnionFs {
+    pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
+        unsupported_xattr(name, &path)?;
+        let r = self.layers.get(&path)?;
+        xattr_of(&r.node.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
+    }
+
+    /// Names, each NUL-terminated, as listxattr(2) returns them.
+    pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
+        let _g = read_guard(&self.tree);
+        let path = self.path_of(id)?;
+        let r = self.layers.get(&path)?;
+        let mut out = Vec::new();
+        for (n, _) in &r.node.entry.xattrs {
+            if n == SELINUX_XATTR {
+                continue;
+            }
+            out.extend_from_slice(n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        let _g = self.change_tree();
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        unsupported_xattr(name, &path)?;
+        if is_private_xattr(name) {
+            return Err(FsError::posix(Errno::EPERM, &path));
+        }
+        let r = self.layers.copy_up(&path, true)?;
+        let exists = r.node.entry.xattrs.iter().any(|(n, _)| n == name);
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return Err(FsError::posix(Errno::EEXIST, &path));
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::posix(Errno::ENODATA, &path));
+        }
+        if name == acl::ACCESS {
+            return self.set_access_acl(upper, &path, r.node.entry.clone(), value);
+        }
+        self.set_container_xattr(upper, &path, name, value)
+    }
+
+    pub(super) fn set_container_xattr(
+        &self,
+        upper: &Upper,
+        path: &[u8],
+        name: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        self.layers.invalidate(path);
+        xattr::set(&upper.host(path), &host_xattr_name(name), value, 0)
+            .map_err(|e| FsError::io("setxattr", path, e))
+    }
+
+    /// setfacl: the mode takes the ACL's owner, group class and other
+    /// bits, and an ACL the mode says all of is kept only as the mode.
+    fn set_access_acl(&self, upper: &Upper, path: &[u8], mut e: Entry, value: &[u8]) -> Result<()> {
+        let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
+        let (mode, keep) = a.set_on(e.mode);
+        e.mode = mode;
+        upper.set_override(path, &override_of(&e))?;
+        match keep {
+            Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
+            None => self.remove_container_xattr(upper, path, acl::ACCESS),
+        }
+    }
+
+    pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
+        let _g = self.change_tree();
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        unsupported_xattr(name, &path)?;
+        let r = self.layers.get(&path)?;
+        if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
+            // Removing an ACL that is not there succeeds, as on ext4.
+            if name == acl::ACCESS || name == acl::DEFAULT {
+                return Ok(());
+            }
+            return Err(FsError::posix(Errno::ENODATA, &path));
+        }
+        self.layers.copy_up(&path, true)?;
+        self.remove_container_xattr(upper, &path, name)
+    }
+
+    fn remove_container_xattr(&self, upper: &Upper, path: &[u8], name: &[u8]) -> Result<()> {
+        self.layers.invalidate(path);
+        let host = upper.host(path);
+        xattr::remove(&host, &host_xattr_name(name))
+            .and_then(|()| xattr::remove(&host, name))
+            .map_err(|e| FsError::io("removexattr", path, e))
+    }
+}
