@@ -13,7 +13,7 @@ use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::layers::Layers;
 use crate::lower::Node;
-use crate::override_stat::OVERRIDE_STAT;
+use crate::override_stat::{host_xattr_name, OVERRIDE_STAT};
 use crate::union::Resolved;
 use crate::union_fs::SetAttr;
 use crate::upper::{host_open_options, override_of, TimeSet};
@@ -89,13 +89,21 @@ impl Orphan {
         let Orphan::Upper(file) = self else {
             return Err(FsError::posix(Errno::EROFS, WHAT));
         };
-        if sa.mode.is_some() || sa.uid.is_some() || sa.gid.is_some() {
+        if sa.changes_owner_or_mode() {
             let mut e = node_of_open_file(file, ino)?.entry;
-            e.mode = sa.mode.map_or(e.mode, |m| m & 0o7777);
-            e.uid = sa.uid.unwrap_or(e.uid);
-            e.gid = sa.gid.unwrap_or(e.gid);
+            let access = host_xattr_name(crate::acl::ACCESS);
+            if let Some(v) =
+                xattr::get_fd(file, &access).map_err(|e| FsError::io("fgetxattr ACL", WHAT, e))?
+            {
+                e.xattrs.push((crate::acl::ACCESS.to_vec(), v));
+            }
+            let (e, acl) = sa.owner_and_mode(&e);
             xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
                 .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
+            if let Some(v) = acl {
+                xattr::set_fd(file, &access, &v)
+                    .map_err(|e| FsError::io("fsetxattr ACL", WHAT, e))?;
+            }
         }
         if let Some(size) = sa.size {
             file.set_len(size)

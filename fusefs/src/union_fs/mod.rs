@@ -58,6 +58,25 @@ pub struct SetAttr {
     pub mtime: Option<TimeSet>,
 }
 
+impl SetAttr {
+    pub fn changes_owner_or_mode(&self) -> bool {
+        self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
+    }
+
+    /// `e` with this request's owner and mode, and the access ACL that
+    /// chmod makes of `e`'s (its owner, mask and other entries follow the
+    /// new mode), if `e` has one.
+    pub fn owner_and_mode(&self, e: &Entry) -> (Entry, Option<Vec<u8>>) {
+        let mut e = e.clone();
+        e.mode = self.mode.map_or(e.mode, |m| m & 0o7777);
+        e.uid = self.uid.unwrap_or(e.uid);
+        e.gid = self.gid.unwrap_or(e.gid);
+        let access = xattr_of(&e, acl::ACCESS).and_then(|v| Acl::parse(&v));
+        let acl = self.mode.zip(access).map(|(m, a)| a.chmod(m).to_bytes());
+        (e, acl)
+    }
+}
+
 enum Place {
     Path(Vec<u8>),
     Orphan(Arc<Orphan>),
@@ -232,16 +251,11 @@ impl UnionFs {
         };
         let upper = self.writable(&path)?;
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
-        if sa.mode.is_some() || sa.uid.is_some() || sa.gid.is_some() {
-            let mut e: Entry = r.node.entry.clone();
-            e.mode = sa.mode.map_or(e.mode, |m| m & 0o7777);
-            e.uid = sa.uid.unwrap_or(e.uid);
-            e.gid = sa.gid.unwrap_or(e.gid);
+        if sa.changes_owner_or_mode() {
+            let (e, acl) = sa.owner_and_mode(&r.node.entry);
             upper.set_override(&path, &override_of(&e))?;
-            // chmod changes an access ACL's owner, mask and other entries.
-            let access = xattr_of(&e, acl::ACCESS).and_then(|v| Acl::parse(&v));
-            if let (Some(mode), Some(a)) = (sa.mode, access) {
-                self.set_container_xattr(upper, &path, acl::ACCESS, &a.chmod(mode).to_bytes())?;
+            if let Some(v) = acl {
+                self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
             }
         }
         if let Some(size) = sa.size {
