@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 mod open_chunks;
@@ -50,6 +50,9 @@ pub struct ChunkDir {
     /// Shared by clones: a store's readers (mount server threads) share
     /// one set of open chunk files.
     open: Arc<OpenChunks>,
+    /// Windows of chunks for the read-ahead thread, started by the first
+    /// sequential read; it ends when the last clone goes.
+    ahead: Arc<OnceLock<SyncSender<Vec<Digest>>>>,
 }
 
 impl ChunkDir {
@@ -57,6 +60,7 @@ impl ChunkDir {
         ChunkDir {
             dir,
             open: Arc::default(),
+            ahead: Arc::default(),
         }
     }
 
@@ -75,21 +79,48 @@ impl ChunkDir {
         Ok(f)
     }
 
-    /// Opens `chunks` and has the kernel read them in, for a reader about
-    /// to need them. Windows are opened front to back, so the chunks before
-    /// the last open one are open already: a reader moving on by a chunk
-    /// opens one.
+    /// Has `chunks` opened and read in by the read-ahead thread, for a
+    /// reader about to need them, without waiting: opening a chunk file
+    /// cold waits for its inode on disk, and the reader's request need not.
+    /// Windows are opened front to back, so the chunks before the last open
+    /// one are open already: a reader moving on by a chunk asks for one. A
+    /// full queue drops the window (the reads open what they need).
     fn read_ahead(&self, chunks: &[ChunkRef]) {
         let opened = chunks
             .iter()
             .rposition(|c| self.open.contains(&c.digest))
             .map_or(0, |i| i + 1);
-        for chunk in &chunks[opened..] {
-            if let Ok(f) = File::open(self.path_of(&chunk.digest)) {
-                open_chunks::start_reading(&f);
-                self.open.keep(chunk.digest, Arc::new(f));
-            }
+        if opened < chunks.len() {
+            let window = chunks[opened..].iter().map(|c| c.digest).collect();
+            let _ = self.reader_ahead().try_send(window);
         }
+    }
+
+    fn reader_ahead(&self) -> &SyncSender<Vec<Digest>> {
+        self.ahead.get_or_init(|| {
+            let (tx, rx) = sync_channel::<Vec<Digest>>(8);
+            let (dir, open) = (self.dir.clone(), self.open.clone());
+            let spawned = std::thread::Builder::new()
+                .name("chunk-read-ahead".into())
+                .spawn(move || {
+                    for window in rx {
+                        for digest in window {
+                            if open.contains(&digest) {
+                                continue;
+                            }
+                            if let Ok(f) = File::open(dir.join(digest.hex())) {
+                                open_chunks::start_reading(&f);
+                                open.keep(digest, Arc::new(f));
+                            }
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                // The receiver is gone with the closure: windows are dropped.
+                log::warn!("no chunk read-ahead thread: {e}");
+            }
+            tx
+        })
     }
 
     /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`.
