@@ -16,6 +16,9 @@
 //! - removing an ACL an entry does not have: ext4 and strata succeed;
 //!   overlayfs says ENODATA when the entry is still only in the lower.
 //!
+//! Each seed runs twice: on a strata mount as made by default (no OPEN
+//! requests) and on one with FUSE passthrough.
+//!
 //! Needs root (overlayfs and FUSE mounts); fails, never skips, without it.
 //! A failure names its seed: `STRATA_DIFF_SEEDS=<seed> cargo test -p fusefs
 //! --test differential` replays it.
@@ -484,7 +487,13 @@ fn undo_rename(strata: &Path, from: &str, to: &str, replaced: Option<ReplacedDir
     }
 }
 
-fn run_seed(seed: u64) -> Vec<String> {
+/// One seed's run, on a strata mount opening files as by default or with
+/// FUSE passthrough.
+fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
+    let run = format!(
+        "seed {seed}{}",
+        if passthrough { " (passthrough)" } else { "" }
+    );
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
     let d = dir.path();
     let mut rng = Rng(seed);
@@ -502,10 +511,11 @@ fn run_seed(seed: u64) -> Vec<String> {
         Some(d.join("upper")),
     );
     opts.allow_other = true; // OpenAs acts as other users
+    opts.passthrough = passthrough;
     let _strata: MountHandle = fusefs::mount(opts, &d.join("strata")).expect("mount strata");
     wait_mounted(&d.join("strata"));
     let (s, o) = (d.join("strata"), d.join("ovl"));
-    assert_same_trees(&s, &o, &format!("seed {seed}, before any operation"));
+    assert_same_trees(&s, &o, &format!("{run}, before any operation"));
 
     let mut accepted = Vec::new();
     for i in 0..OPS_PER_SEED {
@@ -530,7 +540,7 @@ fn run_seed(seed: u64) -> Vec<String> {
             // overlayfs refuses before any other check; strata gives the
             // answer a local filesystem gives (done, or ENOTEMPTY...).
             accepted.push(format!(
-                "seed {seed} op {i}: {op:?}: overlayfs EXDEV, strata {got:?}"
+                "{run} op {i}: {op:?}: overlayfs EXDEV, strata {got:?}"
             ));
             if got.is_ok() {
                 undo_rename(&s, from, to, replaced);
@@ -542,22 +552,22 @@ fn run_seed(seed: u64) -> Vec<String> {
                 // overlayfs answers for a lower-only entry from the lower;
                 // ext4, and strata, remove an absent ACL without error.
                 accepted.push(format!(
-                    "seed {seed} op {i}: {op:?}: overlayfs ENODATA, strata {got:?}"
+                    "{run} op {i}: {op:?}: overlayfs ENODATA, strata {got:?}"
                 ));
                 continue;
             }
         }
         if got != want {
             panic!(
-                "seed {seed} op {i}: {op:?}: strata {got:?}, overlayfs {want:?}\n{}",
+                "{run} op {i}: {op:?}: strata {got:?}, overlayfs {want:?}\n{}",
                 tree_differences(&s, &o)
             );
         }
         if i % 500 == 499 {
-            assert_same_trees(&s, &o, &format!("seed {seed}, after op {i}"));
+            assert_same_trees(&s, &o, &format!("{run}, after op {i}"));
         }
     }
-    assert_same_trees(&s, &o, &format!("seed {seed}, at the end"));
+    assert_same_trees(&s, &o, &format!("{run}, at the end"));
     accepted
 }
 
@@ -575,10 +585,10 @@ fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
             .collect(),
         Err(_) => DEFAULT_SEEDS.to_vec(),
     };
-    for seed in seeds {
-        let accepted = run_seed(seed);
+    for (seed, passthrough) in seeds.iter().flat_map(|&s| [(s, false), (s, true)]) {
+        let accepted = run_seed(seed, passthrough);
         eprintln!(
-            "seed {seed}: {OPS_PER_SEED} ops equal; {} accepted differences:",
+            "seed {seed}, passthrough {passthrough}: {OPS_PER_SEED} ops equal; {} accepted differences:",
             accepted.len()
         );
         for a in accepted {
