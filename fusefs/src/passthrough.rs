@@ -2,8 +2,11 @@
 //! directory lowers) the kernel reads and writes the host file itself, with
 //! no round trip through the server. Store layers stay served by the server.
 //!
-//! Needs Linux >= 6.9 (`FUSE_PASSTHROUGH`) and CAP_SYS_ADMIN for the
-//! backing-file ioctl; without either, opens quietly go through the server.
+//! Asked for per mount (`MountOptions::passthrough`, off by default). Needs
+//! Linux >= 6.9 (`FUSE_PASSTHROUGH`) and CAP_SYS_ADMIN for the backing-file
+//! ioctl; without either the mount works as one that did not ask: OPEN is
+//! answered ENOSYS from then on and files open without the server (see
+//! `crate::node_files`).
 //!
 //! Kernel rules this table keeps (fs/fuse/iomode.c), since breaking one fails
 //! the container's open(2) with EIO:
