@@ -8,6 +8,8 @@
 //! Values are the xattr format the kernel sends: a little-endian u32
 //! version (2), then 8-byte entries (u16 tag, u16 perm, u32 id).
 
+use layerdb::Kind;
+
 pub const ACCESS: &[u8] = b"system.posix_acl_access";
 pub const DEFAULT: &[u8] = b"system.posix_acl_default";
 
@@ -54,6 +56,12 @@ impl Acl {
                 && e.perm & !0o7 == 0
         });
         (known && has(USER_OBJ) && has(GROUP_OBJ) && has(OTHER)).then_some(Acl(entries))
+    }
+
+    /// The ACL an entry keeps as xattr `name` (ACCESS or DEFAULT).
+    pub fn of(e: &layerdb::Entry, name: &[u8]) -> Option<Acl> {
+        let (_, v) = e.xattrs.iter().find(|(n, _)| n == name)?;
+        Acl::parse(v)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -143,6 +151,27 @@ impl Acl {
         let keep = (!acl.is_minimal()).then_some(acl);
         ((mode & !0o777) | bits, keep)
     }
+}
+
+/// A new node of `kind` created with `mode` in directory `dir`: under a
+/// default ACL its mode and access ACL come from that (and a directory
+/// keeps it as its own default); otherwise the umask applies. Symlinks
+/// have no ACLs.
+pub fn new_entry(dir: &layerdb::Entry, kind: Kind, mode: u32, umask: u32) -> layerdb::Entry {
+    let default = (kind != Kind::Symlink)
+        .then(|| Acl::of(dir, DEFAULT))
+        .flatten();
+    let Some(d) = default else {
+        return layerdb::Entry::new(kind, mode & !umask);
+    };
+    let (mode, access) = d.inherit(mode);
+    let mut e = layerdb::Entry::new(kind, mode);
+    e.xattrs
+        .extend(access.map(|a| (ACCESS.to_vec(), a.to_bytes())));
+    if kind == Kind::Dir {
+        e.xattrs.push((DEFAULT.to_vec(), d.to_bytes()));
+    }
+    e
 }
 
 #[cfg(test)]

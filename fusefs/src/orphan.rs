@@ -91,11 +91,12 @@ impl Orphan {
         };
         if sa.changes_owner_or_mode() {
             let mut e = node_of_open_file(file, ino)?.entry;
+            // The access ACL, for chmod to rewrite (the node has no xattrs).
             let access = host_xattr_name(crate::acl::ACCESS);
-            if let Some(v) =
-                xattr::get_fd(file, &access).map_err(|e| FsError::io("fgetxattr ACL", WHAT, e))?
-            {
-                e.xattrs.push((crate::acl::ACCESS.to_vec(), v));
+            if sa.mode.is_some() {
+                let v = xattr::get_fd(file, &access)
+                    .map_err(|e| FsError::io("fgetxattr ACL", WHAT, e))?;
+                e.xattrs.extend(v.map(|v| (crate::acl::ACCESS.to_vec(), v)));
             }
             let (e, acl) = sa.owner_and_mode(&e);
             xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())

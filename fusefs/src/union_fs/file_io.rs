@@ -6,10 +6,24 @@ use super::{read_guard, Place, UnionFs};
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::orphan::Orphan;
+use crate::union::Resolved;
+use crate::upper::Upper;
 use nix::errno::Errno;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// The upper file at `path` (resolved as `r`) opened for writing.
+fn open_upper_file(upper: &Upper, path: &[u8], r: &Resolved, flags: i32) -> Result<OpenFile> {
+    if r.is_dir() {
+        return Err(FsError::posix(Errno::EISDIR, path));
+    }
+    Ok(OpenFile::Host {
+        file: upper.open_file(path, flags)?,
+        writable: true,
+        backs_node: true,
+    })
+}
 
 impl UnionFs {
     /// Opens a file; returns the handle and whether the kernel may keep its
@@ -28,21 +42,14 @@ impl UnionFs {
 
     /// Copies up first; the caller holds the tree write lock.
     fn open_for_write(&self, id: u64, flags: i32) -> Result<OpenFile> {
-        let path = match self.place(id)? {
-            Place::Path(p) => p,
-            Place::Orphan(o) => return self.writable_orphan(id, &o)?.open(&self.layers, flags),
-        };
-        let upper = self.writable(&path)?;
-        let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
-        if r.is_dir() {
-            return Err(FsError::posix(Errno::EISDIR, &path));
+        match self.place(id)? {
+            Place::Path(path) => {
+                let upper = self.writable(&path)?;
+                let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
+                open_upper_file(upper, &path, &r, flags)
+            }
+            Place::Orphan(o) => self.writable_orphan(id, &o)?.open(&self.layers, flags),
         }
-        let file = upper.open_file(&path, flags)?;
-        Ok(OpenFile::Host {
-            file,
-            writable: true,
-            backs_node: true,
-        })
     }
 
     /// The caller holds the tree read lock.
@@ -105,7 +112,7 @@ impl UnionFs {
             let _g = read_guard(&self.tree);
             match write {
                 false => (Some(self.open_for_read(id, libc::O_RDONLY)?.0), now()),
-                true => (self.open_upper_for_write(id)?, now()),
+                true => (self.open_upper_for_write(id, libc::O_RDWR)?, now()),
             }
         };
         if let Some(f) = file {
@@ -117,30 +124,24 @@ impl UnionFs {
         Ok(self.node_files.insert(id, now(), f))
     }
 
-    /// Node `id`'s file opened for writing if it is in the upper already
-    /// (no copy-up, so the tree read lock will do; the caller holds it).
-    fn open_upper_for_write(&self, id: u64) -> Result<Option<OpenFile>> {
-        let file = match self.place(id)? {
+    /// Node `id`'s file opened for writing with `flags`, if it is in the
+    /// upper already; `None` while it is still in a lower layer. No
+    /// copy-up, so the tree read lock will do (the caller holds a lock).
+    fn open_upper_for_write(&self, id: u64, flags: i32) -> Result<Option<OpenFile>> {
+        match self.place(id)? {
             Place::Path(path) => {
+                let upper = self.writable(&path)?;
                 let r = self.layers.get(&path)?;
-                if !self.layers.in_upper(&r) || self.read_only {
+                if !self.layers.in_upper(&r) {
                     return Ok(None);
                 }
-                if r.is_dir() {
-                    return Err(FsError::posix(Errno::EISDIR, &path));
-                }
-                self.writable(&path)?.open_file(&path, libc::O_RDWR)?
+                open_upper_file(upper, &path, &r, flags).map(Some)
             }
             Place::Orphan(o) => match *o {
-                Orphan::Upper(_) => return o.open(&self.layers, libc::O_RDWR).map(Some),
-                Orphan::Lower { .. } => return Ok(None),
+                Orphan::Upper(_) => o.open(&self.layers, flags).map(Some),
+                Orphan::Lower { .. } => Ok(None),
             },
-        };
-        Ok(Some(OpenFile::Host {
-            file,
-            writable: true,
-            backs_node: true,
-        }))
+        }
     }
 
     pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {

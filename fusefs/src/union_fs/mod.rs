@@ -21,15 +21,14 @@ use crate::orphan::Orphan;
 use crate::union::Resolved;
 use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
-use xattrs::xattr_of;
-
-mod file_io;
-mod xattrs;
 use layerdb::{join_path, split_path, Entry, Kind};
 use nix::errno::Errno;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+mod file_io;
+mod xattrs;
 
 /// Attributes to report for a node id.
 #[derive(Clone, Debug)]
@@ -71,7 +70,7 @@ impl SetAttr {
         e.mode = self.mode.map_or(e.mode, |m| m & 0o7777);
         e.uid = self.uid.unwrap_or(e.uid);
         e.gid = self.gid.unwrap_or(e.gid);
-        let access = xattr_of(&e, acl::ACCESS).and_then(|v| Acl::parse(&v));
+        let access = Acl::of(&e, acl::ACCESS);
         let acl = self.mode.zip(access).map(|(m, a)| a.chmod(m).to_bytes());
         (e, acl)
     }
@@ -316,22 +315,7 @@ impl UnionFs {
             NewNode::Symlink(_) => Kind::Symlink,
         };
         let pe = &dir.node.entry;
-        let default_acl = (kind != Kind::Symlink)
-            .then(|| xattr_of(pe, acl::DEFAULT).and_then(|v| Acl::parse(&v)))
-            .flatten();
-        let mut e = match &default_acl {
-            Some(d) => {
-                let (mode, access) = d.inherit(mode);
-                let mut e = Entry::new(kind, mode);
-                e.xattrs
-                    .extend(access.map(|a| (acl::ACCESS.to_vec(), a.to_bytes())));
-                if kind == Kind::Dir {
-                    e.xattrs.push((acl::DEFAULT.to_vec(), d.to_bytes()));
-                }
-                e
-            }
-            None => Entry::new(kind, mode & !caller.umask),
-        };
+        let mut e = acl::new_entry(pe, kind, mode, caller.umask);
         e.uid = caller.uid;
         e.gid = caller.gid;
         // BSD group semantics of a setgid directory, as the kernel applies them.

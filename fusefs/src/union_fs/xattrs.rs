@@ -26,7 +26,7 @@ fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
 }
 
 /// The value of an entry's container xattr `name`.
-pub(super) fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
+fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
     e.xattrs
         .iter()
         .find(|(n, _)| n == name)
