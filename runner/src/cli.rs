@@ -96,6 +96,17 @@ pub enum Command {
     /// Join a running container's namespaces (exec re-execs into this)
     #[command(name = "__exec", hide = true)]
     ExecIn(ExecInArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout {
+        /// Registry (default: Docker Hub)
+        registry: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +150,8 @@ pub enum ImageCommand {
     Tag { source: String, target: String },
     Save(SaveArgs),
     Load(LoadArgs),
+    Pull(PullArgs),
+    Push(PushArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +277,9 @@ pub struct RunArgs {
     pub network: String,
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -393,4 +409,48 @@ pub struct ServeMountArgs {
     #[arg(long)]
     pub passthrough: bool,
     pub mountpoint: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registry (default: Docker Hub)
+    pub registry: Option<String>,
+}
+
+/// When `run` pulls its image.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
 }

@@ -12,6 +12,7 @@ mod liveness;
 mod names;
 mod output;
 mod overlay_compat;
+mod registry;
 mod run_state;
 mod runtime;
 mod stack;

@@ -96,8 +96,14 @@ fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
     s.run(&["run", "--name", "taken", "busybox", "true"]).ok();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["run", "nosuchimage"],
-            "Unable to find image 'nosuchimage:latest' locally",
+            // A registry on loopback that is not there: the pull is tried
+            // and fails (a bare name would try Docker Hub).
+            vec!["run", "127.0.0.1:9/nosuchimage"],
+            "Unable to find image '127.0.0.1:9/nosuchimage:latest' locally",
+        ),
+        (
+            vec!["run", "--pull=never", "nosuchimage"],
+            "No such image: nosuchimage:latest",
         ),
         (
             vec!["run", "--name", "taken", "busybox", "true"],

@@ -8,7 +8,10 @@ mod import;
 mod inspect;
 mod launch;
 mod load;
+mod login;
 mod mount;
+pub mod pull;
+mod push;
 mod run;
 mod save;
 mod store_admin;
@@ -100,5 +103,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Umount { target } => mount::umount(&ctx, &target),
         Command::Unshare { command } => unshare::run(command),
         Command::ServeMount(a) => mount::serve(&ctx, a),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
+        Command::Login(a) => login::login(a),
+        Command::Logout { registry } => login::logout(registry.as_deref()),
     }
 }

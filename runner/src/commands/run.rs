@@ -93,11 +93,14 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     if let Some(user) = &args.user {
         check_user(user)?;
     }
+    super::pull::ensure_image(ctx, &args.image, args.pull)?;
     let store = ctx.store()?;
     let image = store.resolve_image(&args.image).map_err(|e| match e {
         StoreError::NoSuchImage(_) => anyhow::anyhow!(
-            "Unable to find image '{}' locally: strata has no registry to pull from; build one with scripts/build-busybox-image or scripts/build-debian-image, or `strata import`",
-            layerdb::Reference::parse(&args.image).map(|r| r.to_string()).unwrap_or(args.image.clone())
+            "No such image: {}",
+            layerdb::Reference::parse(&args.image)
+                .map(|r| r.to_string())
+                .unwrap_or(args.image.clone())
         ),
         other => other.into(),
     })?;

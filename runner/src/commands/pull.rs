@@ -1,0 +1,275 @@
+//! `strata pull [--platform OS/ARCH[/VARIANT]] [-q] NAME[:TAG|@DIGEST]`,
+//! and the pull `run` does for an image it does not have. Output is
+//! docker's, one plain line per step.
+
+use super::Ctx;
+use crate::cli::{PullArgs, PullPolicy};
+use crate::registry::client::{Client, StatusError};
+use crate::registry::manifest::Platform;
+use crate::registry::pull::{self, LayerEvent};
+use crate::registry::{credentials, image_store};
+use anyhow::{anyhow, Result};
+use layerdb::reference::RemoteReference;
+use layerdb::{ImageRecord, Ingest};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+pub fn run(ctx: &Ctx, args: PullArgs) -> Result<i32> {
+    let reference = RemoteReference::parse(&args.name)?;
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::Stdout
+    };
+    pull_image(ctx, &reference, &platform, progress)?;
+    println!("{}", full_name(&reference));
+    Ok(0)
+}
+
+/// Where pull progress goes: nowhere (`-q`), stdout (`pull`) or stderr
+/// (the pull `run` does, whose stdout is the container's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Quiet,
+    Stdout,
+    Stderr,
+}
+
+impl Progress {
+    fn writer(self) -> Box<dyn Write + Send> {
+        match self {
+            Progress::Quiet => Box::new(std::io::sink()),
+            Progress::Stdout => Box::new(std::io::stdout()),
+            Progress::Stderr => Box::new(std::io::stderr()),
+        }
+    }
+
+    fn is_terminal(self) -> bool {
+        match self {
+            Progress::Quiet => false,
+            Progress::Stdout => std::io::stdout().is_terminal(),
+            Progress::Stderr => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// docker's live lines on a terminal: one per layer, `Waiting`,
+/// `Downloading [===>   ] 1.2MiB/3.4MiB`, `Pull complete`.
+struct LayerBars {
+    _multi: indicatif::MultiProgress,
+    bars: Vec<indicatif::ProgressBar>,
+}
+
+impl LayerBars {
+    fn new(progress: Progress, shorts: &[String]) -> LayerBars {
+        let target = if progress == Progress::Stdout {
+            indicatif::ProgressDrawTarget::stdout()
+        } else {
+            indicatif::ProgressDrawTarget::stderr()
+        };
+        let multi = indicatif::MultiProgress::with_draw_target(target);
+        let bars = shorts
+            .iter()
+            .map(|short| {
+                let bar = multi.add(indicatif::ProgressBar::new(0));
+                bar.set_style(Self::text());
+                bar.set_prefix(short.clone());
+                bar.set_message("Waiting");
+                bar
+            })
+            .collect();
+        LayerBars {
+            _multi: multi,
+            bars,
+        }
+    }
+
+    fn text() -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template("{prefix}: {msg}").expect("the template is valid")
+    }
+
+    fn update(&self, i: usize, event: LayerEvent) {
+        let bar = &self.bars[i];
+        match event {
+            LayerEvent::AlreadyExists => bar.finish_with_message("Already exists"),
+            LayerEvent::Started => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix}: {msg} [{bar:50}] {bytes}/{total_bytes}",
+                    )
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+                );
+                bar.set_message("Downloading");
+            }
+            LayerEvent::Downloading { done, total } => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            LayerEvent::Complete => {
+                bar.set_style(Self::text());
+                bar.finish_with_message("Pull complete");
+            }
+        }
+    }
+}
+
+/// docker's last line: the full name, `docker.io/library/busybox:latest`.
+fn full_name(reference: &RemoteReference) -> String {
+    match (&reference.digest, &reference.tag) {
+        (Some(d), _) => format!("{}/{}@{d}", reference.domain, reference.path),
+        (None, Some(t)) => format!("{}/{}:{t}", reference.domain, reference.path),
+        (None, None) => format!("{}/{}", reference.domain, reference.path),
+    }
+}
+
+/// The familiar `busybox:latest` or `busybox@sha256:...`.
+pub fn familiar_string(reference: &RemoteReference) -> String {
+    let name = reference.familiar_name();
+    match (&reference.digest, &reference.tag) {
+        (Some(d), _) => format!("{name}@{d}"),
+        (None, Some(t)) => format!("{name}:{t}"),
+        (None, None) => name,
+    }
+}
+
+/// Pulls an image into the store and tags it; progress lines go to
+/// `progress`. Nothing is committed unless every blob checked out.
+pub fn pull_image(
+    ctx: &Ctx,
+    reference: &RemoteReference,
+    platform: &Platform,
+    progress: Progress,
+) -> Result<ImageRecord> {
+    let out = Mutex::new(progress.writer());
+    let say = |line: String| {
+        let mut out = out.lock().expect("not poisoned");
+        // Progress is best effort: a closed pipe must not fail the pull.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let credentials = credentials::lookup(&reference.domain)?;
+    let client = Client::connect(reference.api_host(), credentials)?;
+    let plan = pull::resolve(&client, reference, platform)
+        .map_err(|e| translate_pull_error(e, reference))?;
+    say(format!(
+        "{}: Pulling from {}",
+        reference.tag_or_digest(),
+        reference.path
+    ));
+
+    let reader = ctx.reader()?;
+    let present = reader.image(&plan.image_id())?;
+    let known = image_store::known_layers(&reader)?;
+    drop(reader);
+
+    let status = match present {
+        Some(image) => {
+            if let Some(local) = reference.local() {
+                ctx.store()?.tag(&image.id, &local)?;
+            }
+            say(format!("Digest: {:#}", plan.digest));
+            say(format!(
+                "Status: Image is up to date for {}",
+                familiar_string(reference)
+            ));
+            return Ok(image);
+        }
+        None => "Downloaded newer image",
+    };
+
+    let ingest = Ingest::begin(&ctx.root)?;
+    let short = |i: usize| -> String {
+        let digest = plan.manifest.layers()[i].digest().to_string();
+        let hex = digest.split_once(':').map_or(digest.as_str(), |(_, h)| h);
+        hex.chars().take(12).collect()
+    };
+    let bars = progress.is_terminal().then(|| {
+        let shorts: Vec<String> = (0..plan.manifest.layers().len()).map(short).collect();
+        LayerBars::new(progress, &shorts)
+    });
+    let (layers, new_layers) =
+        pull::download_layers(&client, reference, &plan, &ingest, &known, &|i, event| {
+            if let Some(bars) = &bars {
+                return bars.update(i, event);
+            }
+            let what = match event {
+                LayerEvent::AlreadyExists => "Already exists",
+                LayerEvent::Started => "Pulling fs layer",
+                LayerEvent::Downloading { .. } => return,
+                LayerEvent::Complete => "Pull complete",
+            };
+            say(format!("{}: {what}", short(i)));
+        })?;
+    drop(bars);
+    let store = ctx.store()?;
+    let image = image_store::commit(
+        &store,
+        image_store::PulledImage {
+            config_json: plan.config_json.clone(),
+            layers,
+            new_layers,
+            reference: reference.local(),
+        },
+    )?;
+    drop(ingest);
+    say(format!("Digest: {:#}", plan.digest));
+    say(format!(
+        "Status: {status} for {}",
+        familiar_string(reference)
+    ));
+    Ok(image)
+}
+
+/// docker's wording for a registry's refusal of a manifest.
+fn translate_pull_error(e: anyhow::Error, reference: &RemoteReference) -> anyhow::Error {
+    let Some(status) = e.downcast_ref::<StatusError>() else {
+        return e;
+    };
+    match status.code.as_deref() {
+        Some("MANIFEST_UNKNOWN") => anyhow!(
+            "manifest for {} not found: {status}",
+            familiar_string(reference)
+        ),
+        Some("NAME_UNKNOWN") => anyhow!(
+            "repository {} not found: {status}",
+            reference.familiar_name()
+        ),
+        Some("DENIED" | "UNAUTHORIZED") => anyhow!(
+            "pull access denied for {}, repository does not exist or may require 'strata login': {status}",
+            reference.familiar_name()
+        ),
+        _ => e,
+    }
+}
+
+/// `run --pull`: pulls the image when the policy says so, with docker's
+/// `Unable to find image 'X' locally` first when it is missing. Progress
+/// goes to stderr, leaving stdout to the container.
+pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<()> {
+    if policy == PullPolicy::Never {
+        return Ok(());
+    }
+    // An image id or id prefix is never pulled.
+    let Ok(reference) = RemoteReference::parse(image) else {
+        return Ok(());
+    };
+    if policy == PullPolicy::Missing {
+        match ctx.reader()?.resolve_image(image) {
+            Ok(_) => return Ok(()),
+            Err(layerdb::StoreError::NoSuchImage(_) | layerdb::StoreError::BadReference(_)) => {
+                eprintln!(
+                    "Unable to find image '{}' locally",
+                    familiar_string(&reference)
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    pull_image(ctx, &reference, &Platform::host(), Progress::Stderr)?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `strata push [-q] NAME[:TAG]`: docker's output, one plain line per step.
+
+use super::Ctx;
+use crate::cli::PushArgs;
+use crate::registry::client::Client;
+use crate::registry::credentials;
+use crate::registry::push::{self, PushEvent};
+use anyhow::Result;
+use layerdb::reference::RemoteReference;
+
+pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
+    let reference = RemoteReference::parse(&args.name)?;
+    // Reading the image needs no writer lock: an upload may take long.
+    let store = ctx.reader()?;
+    let image = store.resolve_image(&args.name)?;
+    let say = |line: String| {
+        if !args.quiet {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "The push refers to repository [{}/{}]",
+        reference.domain, reference.path
+    ));
+    let credentials = credentials::lookup(&reference.domain)?;
+    let client = Client::connect(reference.api_host(), credentials)?;
+    let pushed = push::push_image(
+        &client,
+        &reference,
+        &store,
+        &image,
+        &ctx.root.join("tmp"),
+        &|i, event| {
+            let what = match event {
+                PushEvent::Preparing => "Preparing",
+                PushEvent::AlreadyExists => "Layer already exists",
+                PushEvent::Pushed => "Pushed",
+            };
+            say(format!("{}: {what}", image.layers[i].short()));
+        },
+    )?;
+    say(format!(
+        "{}: digest: {:#} size: {}",
+        reference.tag.as_deref().unwrap_or("latest"),
+        pushed.digest,
+        pushed.size
+    ));
+    if args.quiet {
+        println!(
+            "{}/{}:{}",
+            reference.domain,
+            reference.path,
+            reference.tag.as_deref().unwrap_or("latest")
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,430 @@
+//! One registry's HTTP API (OCI distribution v1.1) over `ureq`: the
+//! scheme (TLS, or plain HTTP where docker allows it), the auth handshake
+//! and the error bodies registries send.
+//!
+//! Auth follows docker: `GET /v2/` first; a 401 names the scheme in
+//! `WWW-Authenticate`. `Basic` sends the stored credentials with every
+//! request; `Bearer realm=...,service=...` fetches a token from the realm
+//! for each scope (`repository:<path>:pull`), with the credentials if
+//! there are any, anonymously otherwise, and keeps it for later requests
+//! of that scope.
+
+use super::credentials::Credentials;
+use super::transport;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use ureq::http::Response;
+use ureq::Body;
+
+/// Largest manifest, index or token response read (docker's limit too).
+const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
+
+/// How the registry wants requests authorized, learnt from a 401.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// Sends one request with the `Authorization` value given, if any.
+type SendFn<'a> = dyn FnMut(Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
+
+/// A request body, sent with its length.
+pub enum Payload {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    /// `https://host[:port]` or `http://host[:port]`.
+    base: String,
+    credentials: Option<Credentials>,
+    challenge: Mutex<Option<Challenge>>,
+    /// Bearer tokens per scope.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+/// A response that was not a success, in the registry's words:
+/// `manifest unknown: manifest unknown` from its `errors` list, else the
+/// HTTP status.
+#[derive(Debug)]
+pub struct StatusError {
+    /// The first error code the registry named (`MANIFEST_UNKNOWN`).
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+impl Client {
+    /// Connects to the registry API at `host` (docker's ping of `/v2/`),
+    /// learning its scheme and auth challenge.
+    pub fn connect(host: &str, credentials: Option<Credentials>) -> Result<Client> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let plain_allowed = transport::plain_http_allowed(host);
+        let mut client = Client {
+            agent,
+            base: format!("https://{host}"),
+            credentials,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        };
+        match client.ping() {
+            Ok(()) => Ok(client),
+            // docker's rule for insecure registries: TLS first, then HTTP.
+            Err(_) if plain_allowed => {
+                client.base = format!("http://{host}");
+                client.ping()?;
+                Ok(client)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v2/`: reachable, and which auth it wants.
+    fn ping(&self) -> Result<()> {
+        let url = format!("{}/v2/", self.base);
+        let response = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| transport_error("Get", &url, e))?;
+        if response.status() == 401 {
+            *self.challenge.lock().expect("not poisoned") = parse_challenge(&response);
+        }
+        Ok(())
+    }
+
+    /// Checks the credentials: `GET /v2/` with them must not be refused.
+    pub fn check_login(&self) -> Result<()> {
+        let url = format!("{}/v2/", self.base);
+        let response = self.get("/v2/", "", &[])?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            401 => bail!("login attempt to {url} failed with status: 401 Unauthorized"),
+            status => bail!("login attempt to {url} failed with status: {status}"),
+        }
+    }
+
+    /// A GET with auth for `scope`. Any status comes back; see
+    /// [`Client::expect_ok`].
+    pub fn get(&self, path: &str, scope: &str, accept: &[&str]) -> Result<Response<Body>> {
+        let url = self.url(path);
+        self.with_auth("Get", &url, scope, &mut |auth| {
+            let mut request = self.agent.get(&url);
+            if !accept.is_empty() {
+                request = request.header("Accept", accept.join(", "));
+            }
+            if let Some(value) = auth {
+                request = request.header("Authorization", value);
+            }
+            request.call()
+        })
+    }
+
+    /// A HEAD with auth for `scope`.
+    pub fn head(&self, path: &str, scope: &str) -> Result<Response<Body>> {
+        let url = self.url(path);
+        self.with_auth("Head", &url, scope, &mut |auth| {
+            let mut request = self.agent.head(&url);
+            if let Some(value) = auth {
+                request = request.header("Authorization", value);
+            }
+            request.call()
+        })
+    }
+
+    /// A POST or PUT of `body` with auth for `scope`; `url` may be a path
+    /// or the absolute URL an upload's `Location` gave.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        scope: &str,
+        content_type: &str,
+        body: &mut dyn FnMut() -> std::io::Result<Payload>,
+    ) -> Result<Response<Body>> {
+        let url = self.url(url);
+        let shown = if method == "PUT" { "Put" } else { "Post" };
+        self.with_auth(shown, &url, scope, &mut |auth| {
+            let mut request = if method == "PUT" {
+                self.agent.put(&url)
+            } else {
+                self.agent.post(&url)
+            };
+            request = request.header("Content-Type", content_type);
+            if let Some(value) = auth {
+                request = request.header("Authorization", value);
+            }
+            match body().map_err(ureq::Error::Io)? {
+                Payload::Bytes(bytes) => request.send(bytes),
+                Payload::File(file) => request.send(file),
+            }
+        })
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    /// Sends with the `Authorization` for `scope`, once more after a 401
+    /// that says how to authorize.
+    fn with_auth(
+        &self,
+        method: &str,
+        url: &str,
+        scope: &str,
+        send: &mut SendFn<'_>,
+    ) -> Result<Response<Body>> {
+        let mut retried = false;
+        loop {
+            let auth = self.authorization(scope)?;
+            let response = send(auth.as_deref()).map_err(|e| transport_error(method, url, e))?;
+            if response.status() != 401 || retried {
+                return Ok(response);
+            }
+            retried = true;
+            let Some(challenge) = parse_challenge(&response) else {
+                return Ok(response);
+            };
+            // A token for this scope was refused (expired, or too narrow):
+            // fetch a new one.
+            self.tokens.lock().expect("not poisoned").remove(scope);
+            *self.challenge.lock().expect("not poisoned") = Some(challenge);
+        }
+    }
+
+    /// The response if it is a success, else its error as the registry
+    /// put it.
+    pub fn expect_ok(response: Response<Body>) -> Result<Response<Body>> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(status_error(response).into())
+    }
+
+    /// Reads a small response body (a manifest, a config, a token).
+    pub fn read_document(response: Response<Body>) -> Result<Vec<u8>> {
+        response
+            .into_body()
+            .into_with_config()
+            .limit(MAX_DOCUMENT_BYTES)
+            .read_to_vec()
+            .context("reading the registry's answer")
+    }
+
+    /// The `Authorization` header for a scope, fetching a token if the
+    /// registry wants bearer tokens and none is kept for it.
+    fn authorization(&self, scope: &str) -> Result<Option<String>> {
+        let challenge = self.challenge.lock().expect("not poisoned").clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self
+                .credentials
+                .as_ref()
+                .map(|c| format!("Basic {}", c.basic()))),
+            Some(Challenge::Bearer { realm, service }) => {
+                if let Some(token) = self.tokens.lock().expect("not poisoned").get(scope) {
+                    return Ok(Some(format!("Bearer {token}")));
+                }
+                let token = self.fetch_token(&realm, service.as_deref(), scope)?;
+                self.tokens
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(scope.to_string(), token.clone());
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        let mut request = self.agent.get(realm);
+        if let Some(service) = service {
+            request = request.query("service", service);
+        }
+        if !scope.is_empty() {
+            request = request.query("scope", scope);
+        }
+        if let Some(c) = &self.credentials {
+            request = request.header("Authorization", format!("Basic {}", c.basic()));
+        }
+        let response = request
+            .call()
+            .map_err(|e| transport_error("Get", realm, e))?;
+        if response.status() == 401 {
+            bail!("unauthorized: incorrect username or password");
+        }
+        let body = Self::read_document(Self::expect_ok(response)?)?;
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let parsed: Token = serde_json::from_slice(&body)
+            .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
+        parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("{realm}: the token service gave no token"))
+    }
+}
+
+/// One line for a request that got no HTTP answer, in docker's shape:
+/// `Get "http://127.0.0.1:5000/v2/": connection refused`.
+fn transport_error(method: &str, url: &str, error: ureq::Error) -> anyhow::Error {
+    let cause = match &error {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+            _ => io.to_string(),
+        },
+        other => other.to_string(),
+    };
+    anyhow!("{method} \"{url}\": {cause}")
+}
+
+/// The registry's `errors` list as one line, docker's errcode format
+/// (`manifest unknown: manifest unknown`).
+pub fn status_error(response: Response<Body>) -> StatusError {
+    let status = response.status().as_u16();
+    let body = Client::read_document(response).unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Errors>(&body) {
+        Ok(parsed) if !parsed.errors.is_empty() => {
+            let first = &parsed.errors[0];
+            let code_words = first.code.replace('_', " ").to_lowercase();
+            let message = if first.message.is_empty() {
+                code_words
+            } else {
+                format!("{code_words}: {}", first.message)
+            };
+            StatusError {
+                code: Some(first.code.clone()),
+                message,
+            }
+        }
+        _ => StatusError {
+            code: None,
+            message: format!("unexpected HTTP status {status}"),
+        },
+    }
+}
+
+/// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
+fn parse_challenge(response: &Response<Body>) -> Option<Challenge> {
+    let header = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| !v.is_empty())?;
+    challenge_of(header)
+}
+
+fn challenge_of(header: &str) -> Option<Challenge> {
+    let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => {
+            let params = auth_params(params);
+            Some(Challenge::Bearer {
+                realm: params.get("realm")?.clone(),
+                service: params.get("service").cloned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `key="value", key=value` pairs; values may be quoted with `\` escapes.
+fn auth_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return out;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        out.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_give_realm_and_service() {
+        let c = challenge_of(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+            })
+        );
+        assert_eq!(
+            challenge_of(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(challenge_of("Negotiate"), None);
+        assert_eq!(challenge_of("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn auth_params_take_quoted_and_bare_values() {
+        let p = auth_params(r#"realm="a,b\"c", service=reg , scope="x:y:pull,push""#);
+        assert_eq!(p["realm"], "a,b\"c");
+        assert_eq!(p["service"], "reg");
+        assert_eq!(p["scope"], "x:y:pull,push");
+    }
+}

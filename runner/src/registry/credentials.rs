@@ -1,0 +1,294 @@
+//! Registry credentials where docker and podman keep them.
+//!
+//! `strata login` writes docker's `config.json` (`$DOCKER_CONFIG/config.json`,
+//! else `~/.docker/config.json`), entry `auths.<registry>.auth` =
+//! base64(`user:password`), the file mode 0600, so docker reads what strata
+//! wrote and the other way round. Lookups also read podman's `auth.json`
+//! (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`).
+//! Credential helpers (`credsStore`) are not supported: their entries are
+//! left alone. Nothing here prints or logs a secret.
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use serde_json::{Map, Value};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The key docker uses for Docker Hub in `auths`.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// A user name and password (or token) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <hidden>)", self.username)
+    }
+}
+
+impl Credentials {
+    /// `Basic <base64(user:password)>`, the header and `auth` field value.
+    pub fn basic(&self) -> String {
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.username, self.password))
+    }
+}
+
+/// The `auths` key for a registry domain: docker's legacy URL for Docker
+/// Hub, the bare `host[:port]` otherwise.
+pub fn auth_key(domain: &str) -> String {
+    if domain == layerdb::reference::DOCKER_HUB {
+        DOCKER_HUB_KEY.to_string()
+    } else {
+        domain.to_string()
+    }
+}
+
+/// docker's `config.json`.
+pub fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".docker/config.json"))
+}
+
+/// podman's `auth.json`.
+fn podman_auth_path() -> Option<PathBuf> {
+    if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
+        return Some(PathBuf::from(file));
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|dir| PathBuf::from(dir).join("containers/auth.json"))
+}
+
+/// The registry host an `auths` key names: keys may be URLs
+/// (`https://host/v1/`) or `host[/repo]` (podman).
+fn key_host(key: &str) -> &str {
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+fn is_docker_hub_host(host: &str) -> bool {
+    matches!(
+        host,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+/// Credentials for `domain` from a parsed config file, if it has them.
+fn from_config(config: &Value, domain: &str) -> Option<Credentials> {
+    let auths = config.get("auths")?.as_object()?;
+    let wanted_hub = domain == layerdb::reference::DOCKER_HUB;
+    auths
+        .iter()
+        .filter(|(key, _)| {
+            let host = key_host(key);
+            host == domain || (wanted_hub && is_docker_hub_host(host))
+        })
+        .find_map(|(_, entry)| decode_entry(entry))
+}
+
+fn decode_entry(entry: &Value) -> Option<Credentials> {
+    if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (username, password) = text.split_once(':')?;
+        return Some(Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        });
+    }
+    Some(Credentials {
+        username: entry.get("username")?.as_str()?.to_string(),
+        password: entry.get("password")?.as_str()?.to_string(),
+    })
+}
+
+fn read_config(path: &Path) -> Result<Option<Value>> {
+    match fs::read(path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!("{}: not a JSON credentials file", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+/// The stored credentials for a registry domain: docker's file first, then
+/// podman's.
+pub fn lookup(domain: &str) -> Result<Option<Credentials>> {
+    for path in [docker_config_path(), podman_auth_path()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(config) = read_config(&path)? {
+            if let Some(found) = from_config(&config, domain) {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Saves credentials for `domain` in docker's config.json, keeping
+/// everything else in it.
+pub fn store(domain: &str, credentials: &Credentials) -> Result<PathBuf> {
+    let path = docker_config_path().context("no home directory: set HOME or DOCKER_CONFIG")?;
+    let mut config = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
+    let auths = auths_mut(&mut config, &path)?;
+    let mut entry = Map::new();
+    entry.insert("auth".into(), Value::String(credentials.basic()));
+    auths.insert(auth_key(domain), Value::Object(entry));
+    write_private(&path, &config)?;
+    Ok(path)
+}
+
+/// Removes the credentials for `domain` from docker's config.json;
+/// whether there were any.
+pub fn remove(domain: &str) -> Result<bool> {
+    let Some(path) = docker_config_path() else {
+        return Ok(false);
+    };
+    let Some(mut config) = read_config(&path)? else {
+        return Ok(false);
+    };
+    let auths = auths_mut(&mut config, &path)?;
+    let wanted_hub = domain == layerdb::reference::DOCKER_HUB;
+    let keys: Vec<String> = auths
+        .keys()
+        .filter(|key| {
+            let host = key_host(key);
+            host == domain || (wanted_hub && is_docker_hub_host(host))
+        })
+        .cloned()
+        .collect();
+    for key in &keys {
+        auths.remove(key);
+    }
+    if !keys.is_empty() {
+        write_private(&path, &config)?;
+    }
+    Ok(!keys.is_empty())
+}
+
+fn auths_mut<'a>(config: &'a mut Value, path: &Path) -> Result<&'a mut Map<String, Value>> {
+    let Some(object) = config.as_object_mut() else {
+        bail!("{}: not a JSON object", path.display());
+    };
+    object
+        .entry("auths")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .with_context(|| format!("{}: \"auths\" is not an object", path.display()))
+}
+
+/// Writes the file through a private temporary beside it and a rename, so
+/// a reader never sees it half-written and its mode is 0600 from the start.
+fn write_private(path: &Path, config: &Value) -> Result<()> {
+    let dir = path.parent().context("a config file has a directory")?;
+    if !dir.exists() {
+        fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
+    let tmp = dir.join(format!(
+        ".{}.strata-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut bytes = serde_json::to_vec_pretty(config).context("encode credentials file")?;
+    bytes.push(b'\n');
+    let written = (|| -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("write {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn creds(user: &str, pass: &str) -> Credentials {
+        Credentials {
+            username: user.into(),
+            password: pass.into(),
+        }
+    }
+
+    #[test]
+    fn entries_are_found_by_host_whatever_form_the_key_has() {
+        let auth = creds("u", "p:w").basic();
+        let config = json!({"auths": {
+            "https://index.docker.io/v1/": {"auth": auth},
+            "http://127.0.0.1:5000": {"auth": creds("a", "b").basic()},
+            "quay.io/team/app": {"username": "q", "password": "r"},
+        }});
+        assert_eq!(from_config(&config, "docker.io"), Some(creds("u", "p:w")));
+        assert_eq!(
+            from_config(&config, "127.0.0.1:5000"),
+            Some(creds("a", "b"))
+        );
+        assert_eq!(from_config(&config, "quay.io"), Some(creds("q", "r")));
+        assert_eq!(from_config(&config, "127.0.0.1:5001"), None);
+    }
+
+    #[test]
+    fn podman_keys_docker_hub_as_docker_io() {
+        let config = json!({"auths": {"docker.io": {"auth": creds("x", "y").basic()}}});
+        assert_eq!(from_config(&config, "docker.io"), Some(creds("x", "y")));
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        assert!(!format!("{:?}", creds("user", "s3cret")).contains("s3cret"));
+    }
+
+    #[test]
+    fn the_written_file_is_private_and_keeps_other_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker/config.json");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, r#"{"credHelpers": {"gcr.io": "gcloud"}}"#).unwrap();
+        let mut config = read_config(&path).unwrap().unwrap();
+        auths_mut(&mut config, &path)
+            .unwrap()
+            .insert("h:1".into(), json!({"auth": "eDp5"}));
+        write_private(&path, &config).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = read_config(&path).unwrap().unwrap();
+        assert_eq!(back["credHelpers"]["gcr.io"], "gcloud");
+        assert_eq!(from_config(&back, "h:1"), Some(creds("x", "y")));
+    }
+}

@@ -1,0 +1,60 @@
+//! Where a pulled image meets the store: which of its layers the store
+//! has already, and committing it with its config bytes exactly as the
+//! registry served them, so its id is the one docker and podman show.
+//!
+//! A layer's diff id in a foreign config is the sha256 of the tar as its
+//! builder wrote it; the store names the layer by its canonical tar, which
+//! differs unless the tar was canonical already. An image kept with its
+//! exact config relates the two: `rootfs.diff_ids[i]` is `layers[i]`.
+
+use anyhow::Result;
+use layerdb::{Digest, ImageRecord, PendingLayer, Reference, Store};
+use std::collections::HashMap;
+
+/// The store's layer for each diff id a config may name: every layer by
+/// its own id, and the layers of images kept with foreign configs by the
+/// ids those configs give them.
+pub fn known_layers(store: &Store) -> Result<HashMap<Digest, Digest>> {
+    let mut known: HashMap<Digest, Digest> = store
+        .layers()?
+        .into_iter()
+        .map(|l| (l.diff_id, l.diff_id))
+        .collect();
+    for (image, _) in store.images()? {
+        let Ok(config_ids) = image.config().diff_ids() else {
+            continue;
+        };
+        if config_ids.len() == image.layers.len() {
+            for (config_id, layer) in config_ids.into_iter().zip(&image.layers) {
+                known.entry(config_id).or_insert(*layer);
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// A pulled image to commit: its config as served, the store's layer ids
+/// bottom first, and the layers among them that are new.
+pub struct PulledImage {
+    pub config_json: Vec<u8>,
+    pub layers: Vec<Digest>,
+    pub new_layers: Vec<PendingLayer>,
+    pub reference: Option<Reference>,
+}
+
+/// Commits a pulled image in one atomic write.
+///
+/// Until layerdb can keep a config's exact bytes (the `load` work), the
+/// config is re-serialized with the store's layer ids, so an image whose
+/// config or layer tars are not in strata's canonical form gets another
+/// id than docker's.
+pub fn commit(store: &Store, image: PulledImage) -> Result<ImageRecord> {
+    let mut config: layerdb::ImageConfig = serde_json::from_slice(&image.config_json)?;
+    config.rootfs.diff_ids = image.layers.iter().map(|d| format!("{d:#}")).collect();
+    Ok(store.commit_image(layerdb::NewImage {
+        config,
+        layers: image.new_layers,
+        parent: None,
+        reference: image.reference,
+    })?)
+}

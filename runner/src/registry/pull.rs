@@ -1,0 +1,333 @@
+//! Pulling one image: the manifest (through an index to the platform's
+//! manifest), the config, then each missing layer streamed from the
+//! registry through its digest check and decompressor into the store's
+//! ingest, three at a time. Nothing touches the index until every blob has
+//! been checked; the caller commits.
+
+use super::client::Client;
+use super::manifest::{self, Compression, Document, Platform};
+use super::verified::VerifiedReader;
+use anyhow::{bail, Context, Result};
+use layerdb::reference::RemoteReference;
+use layerdb::{Digest, Ingest, PendingLayer};
+use oci_spec::image::{Descriptor, ImageManifest};
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Layers downloaded at once, as docker's default.
+const PARALLEL_LAYERS: usize = 3;
+/// Largest image config read; the descriptor's size is checked first and
+/// the download may not exceed it.
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// What the registry says the image is.
+pub struct Plan {
+    /// The digest of the document the reference named (the index for a
+    /// multi-platform image): what `Digest:` shows and RepoDigests keep.
+    pub digest: Digest,
+    pub manifest: ImageManifest,
+    /// The config exactly as served; its sha256 is the image id.
+    pub config_json: Vec<u8>,
+    /// `rootfs.diff_ids`, one per manifest layer.
+    pub diff_ids: Vec<Digest>,
+}
+
+impl Plan {
+    pub fn image_id(&self) -> Digest {
+        Digest::of(&self.config_json)
+    }
+}
+
+/// A layer's progress, for the caller's output.
+pub enum LayerEvent {
+    AlreadyExists,
+    Started,
+    /// Bytes of the blob received so far, of its size.
+    Downloading {
+        done: u64,
+        total: u64,
+    },
+    Complete,
+}
+
+/// Tells `report` how many bytes passed, as they pass.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    report: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.report)(self.done);
+        Ok(n)
+    }
+}
+
+fn scope(reference: &RemoteReference) -> String {
+    format!("repository:{}:pull", reference.path)
+}
+
+/// `sha256:<hex>` as a store digest; other algorithms are refused.
+pub fn sha256_of(descriptor_digest: &str) -> Result<Digest> {
+    if !descriptor_digest.starts_with("sha256:") {
+        bail!("unsupported digest {descriptor_digest}: only sha256 is supported");
+    }
+    descriptor_digest
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid digest {descriptor_digest}"))
+}
+
+/// Fetches the manifest (choosing `platform` from an index) and config.
+pub fn resolve(client: &Client, reference: &RemoteReference, platform: &Platform) -> Result<Plan> {
+    let scope = scope(reference);
+    let wanted = reference.digest.as_deref().map(sha256_of).transpose()?;
+    let (bytes, content_type) =
+        fetch_manifest(client, reference, &scope, reference.tag_or_digest())?;
+    let digest = Digest::of(&bytes);
+    if let Some(wanted) = wanted {
+        if digest != wanted {
+            bail!("manifest {wanted:#}: digest mismatch: the registry served {digest:#}");
+        }
+    }
+    let manifest = match manifest::parse(content_type.as_deref(), &bytes)? {
+        Document::Image(m) => *m,
+        Document::Index(index) => {
+            let entry = manifest::choose(&index, platform)?;
+            let entry_digest = sha256_of(entry.digest().as_ref())?;
+            let (bytes, content_type) =
+                fetch_manifest(client, reference, &scope, &format!("{entry_digest:#}"))?;
+            if Digest::of(&bytes) != entry_digest {
+                bail!("manifest {entry_digest:#}: digest mismatch");
+            }
+            match manifest::parse(content_type.as_deref(), &bytes)? {
+                Document::Image(m) => *m,
+                Document::Index(_) => {
+                    bail!("manifest {entry_digest:#} is an index inside an index")
+                }
+            }
+        }
+    };
+    let config_json = fetch_config(client, reference, &scope, manifest.config())?;
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    let config: Config =
+        serde_json::from_slice(&config_json).context("the image config has no rootfs.diff_ids")?;
+    let diff_ids = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| sha256_of(d))
+        .collect::<Result<Vec<_>>>()?;
+    if diff_ids.len() != manifest.layers().len() {
+        bail!(
+            "the manifest has {} layers but the image config names {}",
+            manifest.layers().len(),
+            diff_ids.len()
+        );
+    }
+    Ok(Plan {
+        digest,
+        manifest,
+        config_json,
+        diff_ids,
+    })
+}
+
+fn fetch_manifest(
+    client: &Client,
+    reference: &RemoteReference,
+    scope: &str,
+    tag_or_digest: &str,
+) -> Result<(Vec<u8>, Option<String>)> {
+    let path = format!("/v2/{}/manifests/{tag_or_digest}", reference.path);
+    let response = Client::expect_ok(client.get(&path, scope, manifest::ACCEPTED)?)?;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((Client::read_document(response)?, content_type))
+}
+
+fn fetch_config(
+    client: &Client,
+    reference: &RemoteReference,
+    scope: &str,
+    descriptor: &Descriptor,
+) -> Result<Vec<u8>> {
+    let digest = sha256_of(descriptor.digest().as_ref())?;
+    if descriptor.size() > MAX_CONFIG_BYTES {
+        bail!(
+            "config {digest:#}: {} bytes is too big for an image config",
+            descriptor.size()
+        );
+    }
+    let response = blob(client, reference, scope, &digest)?;
+    let mut reader = VerifiedReader::new(
+        response.into_body().into_reader(),
+        digest,
+        Some(descriptor.size()),
+        format!("config {digest:#}"),
+    );
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("config {digest:#}"))?;
+    reader.finish()?;
+    Ok(bytes)
+}
+
+fn blob(
+    client: &Client,
+    reference: &RemoteReference,
+    scope: &str,
+    digest: &Digest,
+) -> Result<ureq::http::Response<ureq::Body>> {
+    let path = format!("/v2/{}/blobs/{digest:#}", reference.path);
+    Client::expect_ok(client.get(&path, scope, &[])?).with_context(|| format!("blob {digest:#}"))
+}
+
+/// The store's layer ids for the plan, bottom first, and the new layers,
+/// downloaded and ingested (not committed). `known` maps config diff ids
+/// to layers the store has; `event` is told about each layer by its index.
+pub fn download_layers(
+    client: &Client,
+    reference: &RemoteReference,
+    plan: &Plan,
+    ingest: &Ingest,
+    known: &HashMap<Digest, Digest>,
+    event: &(dyn Fn(usize, LayerEvent) + Sync),
+) -> Result<(Vec<Digest>, Vec<PendingLayer>)> {
+    let scope = scope(reference);
+    // Each missing diff id once, at the first layer that has it.
+    let mut jobs: Vec<usize> = Vec::new();
+    for (i, diff_id) in plan.diff_ids.iter().enumerate() {
+        if known.contains_key(diff_id) {
+            event(i, LayerEvent::AlreadyExists);
+        } else if !jobs.iter().any(|&j| plan.diff_ids[j] == *diff_id) {
+            jobs.push(i);
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<HashMap<Digest, PendingLayer>> = Mutex::new(HashMap::new());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.len().min(PARALLEL_LAYERS) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= jobs.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let i = jobs[k];
+                event(i, LayerEvent::Started);
+                let descriptor = &plan.manifest.layers()[i];
+                let total = descriptor.size();
+                let report = |done: u64| event(i, LayerEvent::Downloading { done, total });
+                let fetched = fetch_layer(
+                    client,
+                    reference,
+                    &scope,
+                    descriptor,
+                    &plan.diff_ids[i],
+                    ingest,
+                    &report,
+                );
+                match fetched {
+                    Ok(layer) => {
+                        done.lock()
+                            .expect("not poisoned")
+                            .insert(plan.diff_ids[i], layer);
+                        event(i, LayerEvent::Complete);
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        first_error.lock().expect("not poisoned").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    let mut done = done.into_inner().expect("not poisoned");
+    let mut fetched: HashMap<Digest, Digest> = HashMap::new();
+    let mut store_ids = Vec::new();
+    let mut new_layers = Vec::new();
+    for diff_id in &plan.diff_ids {
+        let id = if let Some(id) = known.get(diff_id).or(fetched.get(diff_id)) {
+            *id
+        } else {
+            let layer = done
+                .remove(diff_id)
+                .expect("every missing layer was fetched or the pull failed");
+            fetched.insert(*diff_id, layer.diff_id);
+            let id = layer.diff_id;
+            new_layers.push(layer);
+            id
+        };
+        store_ids.push(id);
+    }
+    Ok((store_ids, new_layers))
+}
+
+/// One layer: the blob checked against its digest as it streams, its
+/// decompressed tar against the config's diff id, ingested on the way.
+fn fetch_layer(
+    client: &Client,
+    reference: &RemoteReference,
+    scope: &str,
+    descriptor: &Descriptor,
+    diff_id: &Digest,
+    ingest: &Ingest,
+    report: &dyn Fn(u64),
+) -> Result<PendingLayer> {
+    let digest = sha256_of(descriptor.digest().as_ref())?;
+    let compression = manifest::compression_of(descriptor.media_type())
+        .with_context(|| format!("layer {digest:#}"))?;
+    let response = blob(client, reference, scope, &digest)?;
+    let what = format!("layer {digest:#}");
+    let body = Counting {
+        inner: response.into_body().into_reader(),
+        done: 0,
+        report,
+    };
+    let mut compressed = VerifiedReader::new(body, digest, Some(descriptor.size()), what.clone());
+    let layer = {
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut compressed),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 20, &mut compressed),
+            )),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(&mut compressed)
+                    .with_context(|| format!("{what}: zstd"))?,
+            ),
+        };
+        let mut tar = VerifiedReader::new(
+            decoded,
+            *diff_id,
+            None,
+            format!("{what}: the uncompressed tar (diff id {diff_id:#})"),
+        );
+        let layer = ingest.from_tar(&what, &mut tar, &mut |_| {})?;
+        // The errors name the layer already.
+        tar.finish()?;
+        layer
+    };
+    compressed.finish()?;
+    Ok(layer)
+}

@@ -1,0 +1,671 @@
+//! Registries end to end, against the real distribution registry (Debian's
+//! `docker-registry`) on 127.0.0.1 at a free port, with skopeo as the
+//! other client: images skopeo pushed are pulled and run by strata with
+//! the ids skopeo sees; tampered blobs, unknown names, a registry that is
+//! down and wrong passwords each cost one line and exit 125.
+
+mod common;
+
+use common::{Run, Strata, TarMaker};
+use sha2::{Digest as _, Sha256};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// One registry process with its own config and storage, stopped by pid
+/// when dropped (also when the test fails).
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With htpasswd basic auth for `user`/`password`.
+    fn start_with(login: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let port = free_port();
+        let storage = dir.path().join("storage");
+        std::fs::create_dir(&storage).unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils, installed by scripts/setup) runs");
+            assert!(out.status.success());
+            std::fs::write(&htpasswd, &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (installed by scripts/setup) starts");
+        let mut registry = Registry { child, port, dir };
+        registry.wait_until_listening();
+        registry
+    }
+
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry not listening: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// skopeo copy of a docker-archive into `repo:tag`, with extra flags.
+    fn push(&self, archive: &Path, name: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{name}", self.host()))
+            .output()
+            .expect("skopeo (installed by scripts/setup) runs");
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The config bytes skopeo reads for `name`.
+    fn raw_config(&self, name: &str, extra: &[&str]) -> Vec<u8> {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--config", "--raw"])
+            .args(extra)
+            .arg(format!("docker://{}/{name}", self.host()))
+            .output()
+            .expect("skopeo runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn blob_path(&self, hex: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Our own child, by pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The canonical busybox layer tar, from `build-busybox-image` and `save`.
+fn busybox_layer() -> Vec<u8> {
+    let s = Strata::with_busybox();
+    let out = s.path("saved");
+    s.run(&["save", "-o", out.to_str().unwrap(), "busybox"])
+        .ok();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    std::fs::read(out.join(manifest[0]["Layers"][0].as_str().unwrap())).unwrap()
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An image config as another builder writes it: indented, keys in its
+/// own order, fields strata does not model. Its sha256 is the image id.
+fn foreign_config(layers: &[Vec<u8>]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let history: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|_| serde_json::json!({"created": "2024-01-02T03:04:05Z", "created_by": "test"}))
+        .collect();
+    format!(
+        "{{\n  \"rootfs\": {{\"type\": \"layers\", \"diff_ids\": {}}},\n  \"os\": \"linux\",\n  \"architecture\": \"{}\",\n  \"docker_version\": \"24.0.0-test\",\n  \"created\": \"2024-01-02T03:04:05.123456789Z\",\n  \"config\": {{\"Cmd\": [\"/bin/sh\"], \"Env\": [\"PATH=/bin\"], \"Labels\": {{\"made-by\": \"registry test\"}}}},\n  \"history\": {}\n}}\n",
+        serde_json::to_string(&diff_ids).unwrap(),
+        host_arch(),
+        serde_json::to_string(&history).unwrap()
+    )
+    .into_bytes()
+}
+
+/// A docker-archive (what `docker save` writes) holding one image.
+fn docker_archive(path: &Path, layers: &[Vec<u8>], config: &[u8]) -> PathBuf {
+    let mut maker = TarMaker::new();
+    let names: Vec<String> = (0..layers.len()).map(|i| format!("layer{i}.tar")).collect();
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": ["image:latest"],
+        "Layers": names,
+    }]);
+    maker = maker.file("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    maker = maker.file("config.json", config);
+    for (name, layer) in names.iter().zip(layers) {
+        maker = maker.file(name, layer);
+    }
+    maker.write(path)
+}
+
+/// A layer in another tool's tar form (not strata's canonical one).
+fn hello_layer(text: &str) -> Vec<u8> {
+    TarMaker::new()
+        .dir("greeting/")
+        .file("greeting/hello.txt", text.as_bytes())
+        .bytes()
+}
+
+/// A store whose strata commands find no credentials but the test's own.
+fn client_store() -> Strata {
+    Strata::new()
+}
+
+fn strata(s: &Strata, args: &[&str]) -> Run {
+    s.cmd(args)
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("strata runs")
+        .into()
+}
+
+fn one_line_125(r: &Run, what: &str) {
+    assert_eq!(r.code, 125, "{what}: {}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{what}: {}", r.stderr);
+}
+
+fn image_id(s: &Strata, name: &str) -> String {
+    let out = strata(s, &["inspect", name]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_pulled_image_runs_and_keeps_the_id_skopeo_sees() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = foreign_config(std::slice::from_ref(&base));
+    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
+    registry.push(&archive, "busybox:latest", &[]);
+
+    let s = client_store();
+    let name = format!("{}/busybox", registry.host());
+    let r = strata(&s, &["pull", &name]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "latest: Pulling from busybox", "{}", r.stdout);
+    assert!(r.stdout.contains(": Pull complete\n"), "{}", r.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Digest: sha256:") && l.len() == 79),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "Status: Downloaded newer image for {name}:latest\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lines.last().unwrap(), &format!("{name}:latest"));
+
+    let served = registry.raw_config("busybox:latest", &[]);
+    assert_eq!(served, config, "skopeo pushed the config bytes as given");
+    assert_eq!(
+        image_id(&s, &name),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+
+    let images = strata(&s, &["images"]).ok().stdout;
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with(&name) && l.contains("latest")),
+        "{images}"
+    );
+    // A second pull finds it up to date and downloads nothing.
+    let again = strata(&s, &["pull", &name]).ok().stdout;
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}:latest")),
+        "{again}"
+    );
+    assert!(!again.contains("Pull complete"), "{again}");
+    // -q prints the full name alone.
+    let quiet = strata(&s, &["pull", "-q", &name]).ok().stdout;
+    assert_eq!(quiet, format!("{name}:latest\n"));
+    strata(&s, &["verify"]).ok();
+
+    common::privileges::require_root_and_fuse();
+    let hi = strata(&s, &["run", "--rm", &name, "echo", "hi"]).ok();
+    assert_eq!(hi.stdout, "hi\n", "{}", hi.stderr);
+}
+
+#[test]
+fn run_pulls_a_missing_image_first_with_dockers_message() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = foreign_config(std::slice::from_ref(&base));
+    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
+    registry.push(&archive, "busybox:latest", &[]);
+    let name = format!("{}/busybox", registry.host());
+
+    let s = client_store();
+    let never = strata(&s, &["run", "--rm", "--pull=never", &name, "echo", "hi"]);
+    one_line_125(&never, "--pull=never");
+    assert!(never.stderr.contains("No such image"), "{}", never.stderr);
+
+    let r = strata(&s, &["run", "--rm", &name, "echo", "hi"]).ok();
+    assert_eq!(r.stdout, "hi\n", "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "Unable to find image '{name}:latest' locally\nlatest: Pulling from busybox\n"
+        )),
+        "{}",
+        r.stderr
+    );
+    // Present now: no pull, no message.
+    let r = strata(&s, &["run", "--rm", &name, "echo", "again"]).ok();
+    assert_eq!(r.stdout, "again\n");
+    assert!(!r.stderr.contains("Pulling"), "{}", r.stderr);
+    // --pull=always asks the registry even so.
+    let r = strata(&s, &["run", "--rm", "--pull=always", &name, "true"]).ok();
+    assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
+}
+
+#[test]
+fn a_second_image_on_the_same_base_downloads_only_its_new_layer() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let one = [base.clone()];
+    let two = [base, hello_layer("hello from layer two\n")];
+    let a = docker_archive(&work.path().join("a.tar"), &one, &foreign_config(&one));
+    let b = docker_archive(&work.path().join("b.tar"), &two, &foreign_config(&two));
+    registry.push(&a, "base:1", &[]);
+    registry.push(&b, "app:1", &[]);
+
+    let s = client_store();
+    strata(&s, &["pull", &format!("{}/base:1", registry.host())]).ok();
+    let r = strata(&s, &["pull", &format!("{}/app:1", registry.host())]).ok();
+    assert_eq!(
+        r.stdout.matches(": Already exists").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches(": Pull complete").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches(": Pulling fs layer").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    let app = format!("{}/app:1", registry.host());
+    let config = registry.raw_config("app:1", &[]);
+    assert_eq!(
+        image_id(&s, &app),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+    strata(&s, &["verify"]).ok();
+}
+
+#[test]
+fn zstd_and_uncompressed_oci_layers_are_pulled_too() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [base, hello_layer("zstd\n")];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("i.tar"), &layers, &config);
+    registry.push(
+        &archive,
+        "zimage:1",
+        &["--format", "oci", "--dest-compress-format", "zstd"],
+    );
+    registry.push(
+        &archive,
+        "plain:1",
+        &["--format", "oci", "--dest-decompress"],
+    );
+    let manifest = |name: &str| -> serde_json::Value {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{}/{name}", registry.host()))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        manifest("zimage:1")["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        manifest("plain:1")["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    for name in ["zimage:1", "plain:1"] {
+        let s = client_store();
+        let full = format!("{}/{name}", registry.host());
+        strata(&s, &["pull", &full]).ok();
+        let served = registry.raw_config(name, &[]);
+        assert_eq!(
+            image_id(&s, &full),
+            format!("sha256:{}", sha256_hex(&served))
+        );
+        strata(&s, &["verify"]).ok();
+    }
+}
+
+#[test]
+fn a_tampered_blob_is_refused_and_nothing_is_stored() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layer = hello_layer("the original text\n");
+    let layers = [layer.clone()];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("t.tar"), &layers, &config);
+    // Uncompressed, so that only the digest check can notice the change.
+    registry.push(
+        &archive,
+        "tampered:1",
+        &["--format", "oci", "--dest-decompress"],
+    );
+    let blob = registry.blob_path(&sha256_hex(&layer));
+    let mut bytes = std::fs::read(&blob).expect("the layer blob is in the registry's storage");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"original")
+        .expect("the text is in the tar");
+    bytes[at..at + 8].copy_from_slice(b"TAMPERED");
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let s = client_store();
+    let before = strata(&s, &["images"]).ok().stdout;
+    let r = strata(&s, &["pull", &format!("{}/tampered:1", registry.host())]);
+    one_line_125(&r, "tampered blob");
+    assert!(r.stderr.contains("digest mismatch"), "{}", r.stderr);
+    assert_eq!(strata(&s, &["images"]).ok().stdout, before);
+    strata(&s, &["verify"]).ok();
+}
+
+#[test]
+fn unknown_names_and_a_registry_that_is_down_fail_in_one_line() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer("x\n")];
+    let archive = docker_archive(
+        &work.path().join("x.tar"),
+        &layers,
+        &foreign_config(&layers),
+    );
+    registry.push(&archive, "known:1", &[]);
+    let s = client_store();
+    let host = registry.host();
+
+    let r = strata(&s, &["pull", &format!("{host}/known:nope")]);
+    one_line_125(&r, "unknown tag");
+    assert!(
+        r.stderr.contains(&format!(
+            "manifest for {host}/known:nope not found: manifest unknown: manifest unknown"
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = strata(&s, &["pull", &format!("{host}/nosuchrepo")]);
+    one_line_125(&r, "unknown repository");
+    assert!(
+        r.stderr.contains(&format!("{host}/nosuchrepo")) && r.stderr.contains("not found"),
+        "{}",
+        r.stderr
+    );
+    let r = strata(&s, &["pull", "Bad/Name"]);
+    one_line_125(&r, "bad name");
+    assert!(
+        r.stderr.contains("invalid reference format"),
+        "{}",
+        r.stderr
+    );
+
+    let down = format!("127.0.0.1:{}/busybox", free_port());
+    let r = strata(&s, &["pull", &down]);
+    one_line_125(&r, "registry down");
+    assert!(r.stderr.contains("connection refused"), "{}", r.stderr);
+    assert_eq!(strata(&s, &["images", "-q"]).ok().stdout, "");
+}
+
+#[test]
+fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
+    let registry = Registry::start_with(Some(("tester", "right-pass")));
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer("private\n")];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("p.tar"), &layers, &config);
+    registry.push(
+        &archive,
+        "private:1",
+        &["--dest-creds", "tester:right-pass"],
+    );
+    let s = client_store();
+    let config_json = s.path("docker-config/config.json");
+
+    let r = strata(&s, &["pull", &format!("{host}/private:1")]);
+    one_line_125(&r, "pull without login");
+
+    let login = |password: &str| -> Run {
+        use std::io::Write;
+        let mut child = s
+            .cmd(&["login", "-u", "tester", "--password-stdin", &host])
+            .env("DOCKER_CONFIG", s.path("docker-config"))
+            .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    };
+    let r = login("wrong-pass");
+    one_line_125(&r, "wrong password");
+    assert!(r.stderr.contains("401 Unauthorized"), "{}", r.stderr);
+    assert!(!r.stderr.contains("wrong-pass"));
+    assert!(!config_json.exists(), "nothing stored for a refused login");
+
+    let r = login("right-pass");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "Login Succeeded\n");
+    assert!(!r.stdout.contains("right-pass") && !r.stderr.contains("right-pass"));
+    let mode = std::fs::metadata(&config_json)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_json).unwrap()).unwrap();
+    assert!(saved["auths"][&host]["auth"].is_string(), "{saved}");
+
+    let full = format!("{host}/private:1");
+    let r = strata(&s, &["pull", &full]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("right-pass") && !r.stderr.contains("right-pass"));
+    assert_eq!(
+        image_id(&s, &full),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+
+    let r = strata(&s, &["logout", &host]).ok();
+    assert_eq!(r.stdout, format!("Removing login credentials for {host}\n"));
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_json).unwrap()).unwrap();
+    assert!(saved["auths"].get(&host).is_none(), "{saved}");
+    let r = strata(&s, &["logout", &host]).ok();
+    assert_eq!(r.stdout, format!("Not logged in to {host}\n"));
+}
+
+#[test]
+fn an_ordinary_user_pulls_into_their_own_store() {
+    common::privileges::require_root_and_fuse();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer("rootless\n")];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("r.tar"), &layers, &config);
+    registry.push(&archive, "rootless:1", &[]);
+
+    // A home of nobody's own, reachable through the temp dir.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let user_home = home.path().join("nobody");
+    std::fs::create_dir(&user_home).unwrap();
+    let chown = Command::new("chown")
+        .args(["65534:65534"])
+        .arg(&user_home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let full = format!("{}/rootless:1", registry.host());
+    let as_nobody = |args: &[&str]| -> Run {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "env", "-i"])
+            .arg(format!("HOME={}", user_home.display()))
+            .arg("PATH=/usr/bin:/bin")
+            .arg(common::bin())
+            .arg("--root")
+            .arg(user_home.join("store"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runuser runs")
+            .into()
+    };
+    let r = as_nobody(&["pull", &full]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_nobody(&["inspect", &full]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["Id"], format!("sha256:{}", sha256_hex(&config)));
+    let r = as_nobody(&["verify"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn an_image_pushed_by_strata_is_read_by_skopeo_and_pulled_back_with_its_id() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let name = format!("{host}/pushed:1");
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = strata(&s, &["push", &name]).ok();
+    assert!(
+        r.stdout
+            .starts_with(&format!("The push refers to repository [{host}/pushed]\n")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(": Pushed\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("\n1: digest: sha256:"), "{}", r.stdout);
+    let again = strata(&s, &["push", &name]).ok();
+    assert!(
+        again.stdout.contains(": Layer already exists\n"),
+        "{}",
+        again.stdout
+    );
+    assert!(!again.stdout.contains(": Pushed"), "{}", again.stdout);
+
+    let id = image_id(&s, &name);
+    let raw = registry.raw_config("pushed:1", &[]);
+    assert_eq!(id, format!("sha256:{}", sha256_hex(&raw)));
+    // skopeo copies it out, checking every digest on the way.
+    let out = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .arg(format!("oci:{}:x", out.path().join("layout").display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+
+    let t = client_store();
+    strata(&t, &["pull", &name]).ok();
+    assert_eq!(image_id(&t, &name), id);
+    strata(&t, &["verify"]).ok();
+}
