@@ -25,6 +25,7 @@ pub mod df;
 pub mod digest;
 pub mod entry;
 pub mod error;
+pub mod escape;
 pub mod gc;
 pub mod image;
 pub mod import;
@@ -35,6 +36,7 @@ mod lock;
 pub mod oci_tar;
 pub mod pins;
 pub mod reference;
+mod sparse;
 pub mod store;
 pub mod verify;
 
