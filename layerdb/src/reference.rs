@@ -35,6 +35,24 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// A name another tool wrote, in the short form docker shows:
+    /// `docker.io/library/busybox:1` is `busybox:1`, `docker.io/x/y` is
+    /// `x/y`; other registries' names stay whole.
+    pub fn parse_familiar(s: &str) -> Result<Reference, StoreError> {
+        let short = ["docker.io/", "index.docker.io/"]
+            .iter()
+            .find_map(|host| s.strip_prefix(host))
+            .map(|rest| {
+                rest.strip_prefix("library/")
+                    .filter(|r| !r.contains('/'))
+                    .unwrap_or(rest)
+            })
+            .unwrap_or(s);
+        Reference::parse(short)
+    }
+}
+
 /// Path components of lowercase alphanumerics joined by `.`, `_`, `__` or
 /// `-` runs, separated by `/`; the first may be a registry host with a port.
 fn valid_name(name: &str) -> bool {
@@ -81,6 +99,15 @@ mod tests {
             "a/b:v1.2"
         );
         assert_eq!(Reference::parse("localhost:5000/x").unwrap().tag, "latest");
+    }
+
+    #[test]
+    fn docker_hub_names_take_their_short_form() {
+        let short = |s| Reference::parse_familiar(s).unwrap().to_string();
+        assert_eq!(short("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(short("docker.io/x/y"), "x/y:latest");
+        assert_eq!(short("localhost/bbx:v1"), "localhost/bbx:v1");
+        assert!(Reference::parse_familiar("docker.io/library/Bad").is_err());
     }
 
     #[test]
