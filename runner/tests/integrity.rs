@@ -29,9 +29,21 @@ fn layer_tar() -> Vec<u8> {
         .bytes()
 }
 
-/// A config as podman writes one for an imported tar, without `created`
-/// and with docker's `null`s.
+/// An image config with every field docker writes.
 fn config_for(diff_ids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "architecture": layerdb::image::host_architecture(),
+        "created": "2024-01-02T03:04:05Z",
+        "os": "linux",
+        "config": { "Env": ["PATH=/bin"] },
+        "history": [{ "created": "2024-01-02T03:04:05Z", "created_by": "test" }],
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .unwrap()
+}
+
+/// A config without `created` or history and with docker's `null`s.
+fn sparse_config_for(diff_ids: &[String]) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "architecture": layerdb::image::host_architecture(),
         "os": "linux",
@@ -55,17 +67,16 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
 
 /// Writes an OCI layout of one image (its layer gzip-compressed, as
 /// podman's are) and gives the manifest's bytes.
-fn oci_layout(dir: &Path, layer: &[u8], annotations: Value) -> Vec<u8> {
+fn oci_layout(dir: &Path, layer: &[u8], config: &[u8], annotations: Value) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(layer).unwrap();
     let gz = gz.finish().unwrap();
     write_blob(dir, &gz);
-    let config = config_for(&[sha(layer)]);
-    write_blob(dir, &config);
+    write_blob(dir, config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
         "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &gz)],
     }))
     .unwrap();
@@ -154,7 +165,8 @@ fn load_refuses_layer_paths_that_leave_the_archive() {
 fn load_refuses_digests_that_are_not_sha256_hex() {
     let s = Strata::new();
     let dir = s.path("layout");
-    let manifest = oci_layout(&dir, &layer_tar(), json!({}));
+    let layer = layer_tar();
+    let manifest = oci_layout(&dir, &layer, &config_for(&[sha(&layer)]), json!({}));
     // The manifest outside blobs/, reached by a digest that is a path.
     std::fs::write(dir.join("m.json"), &manifest).unwrap();
     for digest in ["sha256:../../m.json", "sha256:../../.."] {
@@ -216,6 +228,7 @@ fn a_changed_byte_in_any_blob_is_refused_and_changes_nothing() {
     oci_layout(
         &dir,
         &layer,
+        &config_for(&[sha(&layer)]),
         json!({ "io.containerd.image.name": "victim:1" }),
     );
     let layer_gz = dir.join("blobs/sha256").join(hex(&sha(&{
@@ -289,7 +302,8 @@ fn an_index_picks_this_machines_image_and_the_config_keeps_its_bytes() {
     let s = Strata::new();
     let dir = s.path("multi");
     let layer = layer_tar();
-    let manifest = oci_layout(&dir, &layer, json!({}));
+    let config = sparse_config_for(&[sha(&layer)]);
+    let manifest = oci_layout(&dir, &layer, &config, json!({}));
     let other = json!({
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "digest": format!("sha256:{}", "e".repeat(64)), "size": 10,
@@ -306,7 +320,7 @@ fn an_index_picks_this_machines_image_and_the_config_keeps_its_bytes() {
     write_index(&dir, vec![top]);
     let out = s.run(&["load", "-i", dir.to_str().unwrap()]).ok().stdout;
     assert_eq!(out.trim(), "Loaded image: multi:2");
-    assert_eq!(image_id(&s, "multi:2"), sha(&config_for(&[sha(&layer)])));
+    assert_eq!(image_id(&s, "multi:2"), sha(&config));
     s.run(&["history", "multi:2"]).ok();
     s.run(&["verify"]).ok();
 }
@@ -335,38 +349,101 @@ fn ok(c: &mut Command) -> String {
 }
 
 /// A busybox tree as a tar, for podman to import.
+/// A busybox tree as GNU tar writes it (GNU headers, owner names, out of
+/// path order): the layer strata keeps, its canonical tar, has another
+/// diff id than the one podman names.
 fn busybox_tar(path: &Path) -> PathBuf {
-    TarMaker::new()
-        .dir("bin")
-        .file(
-            "bin/busybox",
-            &std::fs::read("/bin/busybox").expect("busybox-static"),
-        )
-        .symlink("bin/sh", "busybox")
-        .dir("etc")
-        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
-        .write(path)
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |kind: tar::EntryType, name: &str, mode: u32, data: &[u8], link: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_username("root").unwrap();
+        h.set_groupname("root").unwrap();
+        if link.is_empty() {
+            b.append_data(&mut h, name, data).unwrap();
+        } else {
+            b.append_link(&mut h, name, link).unwrap();
+        }
+    };
+    use tar::EntryType::{Directory, Regular, Symlink};
+    add(Directory, "etc/", 0o755, b"", "");
+    add(
+        Regular,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        "",
+    );
+    add(Directory, "bin/", 0o755, b"", "");
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    add(Regular, "bin/busybox", 0o755, &busybox, "");
+    add(Symlink, "bin/sh", 0o777, b"", "busybox");
+    std::fs::write(path, b.into_inner().unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+/// podman's save of a busybox image it imported, and podman's image id.
+fn podman_archive(s: &Strata, format: &str) -> (PathBuf, String) {
+    let pod = s.path("podman");
+    if !pod.exists() {
+        let tar = busybox_tar(&s.path("bb.tar"));
+        ok(podman(&pod).arg("import").arg(&tar).arg("localhost/bbx:v1"));
+    }
+    let id = ok(podman(&pod).args(["images", "--no-trunc", "--format", "{{.ID}}"]));
+    let id = id.trim().trim_start_matches("sha256:");
+    let archive = s.path(&format!("{format}.tar"));
+    ok(podman(&pod)
+        .args(["save", "--format", format, "-o"])
+        .arg(&archive)
+        .arg("localhost/bbx:v1"));
+    (archive, format!("sha256:{id}"))
+}
+
+#[test]
+fn a_commit_on_a_loaded_foreign_image_keeps_its_layers() {
+    let s = Strata::new();
+    common::privileges::require_root_and_fuse();
+    let (archive, _) = podman_archive(&s, "oci-archive");
+    s.run(&["load", "-i", archive.to_str().unwrap()]).ok();
+    s.run(&[
+        "run",
+        "--name",
+        "changer",
+        "localhost/bbx:v1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo hi > /f",
+    ])
+    .ok();
+    s.run(&["commit", "changer", "child:1"]).ok();
+    s.run(&["rm", "changer"]).ok();
+    let out = s
+        .run(&[
+            "run",
+            "--rm",
+            "child:1",
+            "/bin/busybox",
+            "cat",
+            "/f",
+            "/etc/passwd",
+        ])
+        .ok()
+        .stdout;
+    assert!(out.starts_with("hi\nroot:"), "{out}");
+    s.run(&["verify"]).ok();
 }
 
 #[test]
 fn images_podman_saved_keep_podmans_id_and_name() {
     let s = Strata::new();
-    let pod = s.path("podman");
-    let tar = busybox_tar(&s.path("bb.tar"));
-    ok(podman(&pod).arg("import").arg(&tar).arg("localhost/bbx:v1"));
-    let id = ok(podman(&pod).args(["images", "--no-trunc", "--format", "{{.ID}}"]));
-    let id = id.trim();
-    let id = if id.starts_with("sha256:") {
-        id.to_string()
-    } else {
-        format!("sha256:{id}")
-    };
     for format in ["oci-archive", "docker-archive"] {
-        let archive = s.path(&format!("{format}.tar"));
-        ok(podman(&pod)
-            .args(["save", "--format", format, "-o"])
-            .arg(&archive)
-            .arg("localhost/bbx:v1"));
+        let (archive, id) = podman_archive(&s, format);
         let fresh = Strata::new();
         let out = fresh
             .run(&["load", "-i", archive.to_str().unwrap()])
@@ -375,17 +452,19 @@ fn images_podman_saved_keep_podmans_id_and_name() {
         assert_eq!(out.trim(), "Loaded image: localhost/bbx:v1", "{format}");
         assert_eq!(image_id(&fresh, "localhost/bbx:v1"), id, "{format}");
         fresh.run(&["verify"]).ok();
+        // Compressed, through stdin, the same.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&std::fs::read(&archive).unwrap()).unwrap();
+        let piped = Strata::new();
+        piped.run_stdin(&["load"], &gz.finish().unwrap()).ok();
+        assert_eq!(image_id(&piped, "localhost/bbx:v1"), id, "{format}");
         // What strata saves of it loads again.
-        let saved = fresh.path("saved.tar");
+        let out = fresh.path("out");
         fresh
-            .run(&[
-                "save",
-                "-o",
-                fresh.path("out").to_str().unwrap(),
-                "localhost/bbx:v1",
-            ])
+            .run(&["save", "-o", out.to_str().unwrap(), "localhost/bbx:v1"])
             .ok();
-        std::fs::write(&saved, tar_of(&fresh.path("out"))).unwrap();
+        let saved = fresh.path("saved.tar");
+        std::fs::write(&saved, tar_of(&out)).unwrap();
         Strata::new()
             .run(&["load", "-i", saved.to_str().unwrap()])
             .ok();
@@ -395,22 +474,7 @@ fn images_podman_saved_keep_podmans_id_and_name() {
 #[test]
 fn skopeo_layouts_keep_their_ref_name() {
     let s = Strata::new();
-    let pod = s.path("podman");
-    let tar = busybox_tar(&s.path("bb.tar"));
-    ok(podman(&pod).arg("import").arg(&tar).arg("localhost/bbx:v1"));
-    let archive = s.path("podman.tar");
-    ok(podman(&pod)
-        .args(["save", "--format", "oci-archive", "-o"])
-        .arg(&archive)
-        .arg("localhost/bbx:v1"));
-    let id = image_id(
-        &{
-            let p = Strata::new();
-            p.run(&["load", "-i", archive.to_str().unwrap()]).ok();
-            p
-        },
-        "localhost/bbx:v1",
-    );
+    let (archive, id) = podman_archive(&s, "oci-archive");
     let from = format!("oci-archive:{}", archive.display());
     let layout = s.path("layout");
     ok(Command::new("skopeo").args(["copy", &from, &format!("oci:{}:mytag", layout.display())]));
@@ -558,10 +622,10 @@ fn sparse_files_import_with_their_whole_content() {
             .unwrap();
     }
     let cases = [
-        ("gnu", vec!["--format=gnu"]),
-        ("pax00", vec!["--format=posix", "--sparse-version=0.0"]),
-        ("pax01", vec!["--format=posix", "--sparse-version=0.1"]),
         ("pax10", vec!["--format=posix", "--sparse-version=1.0"]),
+        ("pax01", vec!["--format=posix", "--sparse-version=0.1"]),
+        ("pax00", vec!["--format=posix", "--sparse-version=0.0"]),
+        ("gnu", vec!["--format=gnu"]),
     ];
     for (name, flags) in cases {
         let tar = s.path(&format!("{name}.tar"));
