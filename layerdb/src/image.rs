@@ -9,45 +9,80 @@ use std::collections::BTreeMap;
 /// shaped as docker writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
-    #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "User",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub user: String,
     #[serde(
         rename = "ExposedPorts",
         default,
+        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub exposed_ports: BTreeMap<String, Empty>,
-    #[serde(rename = "Env", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Env",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub env: Vec<String>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub entrypoint: Vec<String>,
-    #[serde(rename = "Cmd", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Cmd",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cmd: Vec<String>,
     #[serde(
         rename = "Healthcheck",
         default,
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Option::is_none"
     )]
     pub healthcheck: Option<serde_json::Value>,
     #[serde(
         rename = "Volumes",
         default,
+        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub volumes: BTreeMap<String, Empty>,
     #[serde(
         rename = "WorkingDir",
         default,
+        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub working_dir: String,
-    #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "Labels",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
-    #[serde(rename = "OnBuild", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "OnBuild",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub on_build: Vec<String>,
     #[serde(
         rename = "StopSignal",
         default,
+        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub stop_signal: String,
@@ -59,15 +94,35 @@ pub struct Empty {}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub created: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub created_by: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub author: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub comment: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub empty_layer: bool,
 }
 
@@ -80,19 +135,41 @@ pub struct RootFs {
 
 /// The OCI image config document. Its exact serialized bytes are stored and
 /// hashed: the image id is sha256 of them.
+///
+/// Only `rootfs` is required when reading one: docker loads configs
+/// without `created`, `architecture`, `os` or history, and writes `null`
+/// for empty lists (`"Entrypoint": null`). Written, every field but
+/// `author` is present, as before.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub architecture: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub author: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config: RunConfig,
     /// RFC 3339 UTC time with nanoseconds.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub history: Vec<History>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub os: String,
     pub rootfs: RootFs,
+}
+
+/// Reads `null` as the type's default (docker's configs write empty lists
+/// and maps as `null`).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ImageConfig {
@@ -131,6 +208,22 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// An image to add with its config bytes kept exactly as they came (from
+/// `load` or a registry), so its id is the one every other tool shows.
+/// The config's `rootfs.diff_ids` name the layers as they were read; the
+/// store keeps each layer under the diff id of its canonical tar, which
+/// for a layer another tool wrote may differ: `layers` says, position by
+/// position, the store's layer for each diff id of the config.
+pub struct ExactImage {
+    pub config_json: Vec<u8>,
+    /// The store's layers, bottom first, one per `rootfs.diff_ids` entry.
+    pub layers: Vec<Digest>,
+    /// Layers of `layers` that are not in the store yet.
+    pub new_layers: Vec<crate::layer::PendingLayer>,
+    pub parent: Option<Digest>,
+    pub reference: Option<crate::reference::Reference>,
+}
+
 /// What the store keeps per image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -138,7 +231,9 @@ pub struct ImageRecord {
     pub id: Digest,
     /// The config exactly as hashed.
     pub config_json: Vec<u8>,
-    /// Layers bottom to top (the config's rootfs.diff_ids, parsed).
+    /// The store's layers bottom to top: the config's rootfs.diff_ids,
+    /// except where a loaded layer is kept under its canonical diff id
+    /// (see `ExactImage`).
     pub layers: Vec<Digest>,
     /// The image this one was committed from, if it is in this store.
     pub parent: Option<Digest>,

@@ -1,10 +1,18 @@
 //! Reading layers in: a tar stream (plain, gzip or zstd, told apart by
 //! their first bytes) or a directory on the host, into a `LayerBuilder`.
+//!
+//! A tar is read as docker extracts one: the stream to its end with every
+//! checksum checked, missing parent directories made, GNU and PAX sparse
+//! files expanded, the last of duplicate entries kept.
 
 use crate::chunk::ChunkDir;
+use crate::digest::Digest;
 use crate::entry::{Entry, Kind};
 use crate::error::{Result, StoreError};
+use crate::escape::escape;
 use crate::layer::{LayerBuilder, PendingLayer};
+use crate::sparse::Sparse;
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
@@ -25,8 +33,28 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Wraps `input` in the decompressor its magic bytes call for.
-fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+/// Hashes the uncompressed tar as the tar reader takes it in: the layer's
+/// diff id as the tool that wrote it computed it.
+struct Digesting<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+}
+
+impl<R: Read> Read for Digesting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Wraps `input` in the decompressor its magic bytes call for. Both read
+/// every member or frame to the end of the input and check its checksum
+/// (gzip's CRC32 and length, zstd's content checksum when the frame has
+/// one) as they reach it.
+pub fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buffered = BufReader::with_capacity(1 << 20, input);
     let head = buffered.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
@@ -46,6 +74,28 @@ pub fn from_tar(
     input: impl Read,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PendingLayer> {
+    read_tar(chunks, source, input, progress, false).map(|(layer, _)| layer)
+}
+
+/// `from_tar`, also giving the sha256 of the uncompressed tar as read:
+/// the diff id an image config names the layer by.
+pub fn from_tar_with_diff_id(
+    chunks: ChunkDir,
+    source: &str,
+    input: impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(PendingLayer, Digest)> {
+    let (layer, digest) = read_tar(chunks, source, input, progress, true)?;
+    Ok((layer, digest.expect("asked for")))
+}
+
+fn read_tar(
+    chunks: ChunkDir,
+    source: &str,
+    input: impl Read,
+    progress: &mut dyn FnMut(u64),
+    diff_id: bool,
+) -> Result<(PendingLayer, Option<Digest>)> {
     let bad = |reason: String| StoreError::BadLayer {
         source_name: source.to_string(),
         reason,
@@ -54,32 +104,79 @@ pub fn from_tar(
         inner: input,
         progress,
     };
-    let stream = decompressed(counted).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let mut archive = tar::Archive::new(stream);
+    let stream = decompressed(counted).map_err(|e| bad(format!("cannot read: {}", shown(&e))))?;
+    let mut stream = Digesting {
+        inner: stream,
+        hasher: diff_id.then(Sha256::new),
+    };
     let mut builder = LayerBuilder::new(chunks, source);
     let mut count = 0u64;
-    let entries = archive
-        .entries()
-        .map_err(|e| bad(format!("not a tar archive: {e}")))?;
-    for item in entries {
-        let mut item = item.map_err(|e| bad(format!("corrupt or truncated archive: {e}")))?;
-        count += 1;
-        let path = item.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&path).into_owned();
-        let entry = entry_of_tar(&mut item).map_err(|e| bad(format!("entry {shown:?}: {e}")))?;
-        let is_file = entry.kind == Kind::Regular;
-        builder.add_oci(&path, entry, if is_file { Some(&mut item) } else { None })?;
+    {
+        let mut archive = tar::Archive::new(&mut stream);
+        let entries = archive
+            .entries()
+            .map_err(|e| bad(format!("not a tar archive: {}", shown(&e))))?;
+        for item in entries {
+            let mut item =
+                item.map_err(|e| bad(format!("corrupt or truncated archive: {}", shown(&e))))?;
+            count += 1;
+            let (entry, sparse) = entry_of_tar(&mut item).map_err(|e| {
+                bad(format!(
+                    "entry {:?}: {}",
+                    String::from_utf8_lossy(&item.path_bytes()),
+                    shown(&e)
+                ))
+            })?;
+            let path = match &sparse {
+                Some(Sparse { name: Some(n), .. }) => n.clone(),
+                _ => item.path_bytes().into_owned(),
+            };
+            match sparse {
+                Some(s) => {
+                    let mut whole = s.reader(&mut item).map_err(|e| {
+                        bad(format!(
+                            "entry {:?}: {}",
+                            String::from_utf8_lossy(&path),
+                            shown(&e)
+                        ))
+                    })?;
+                    builder.add_oci(&path, entry, Some(&mut whole))?
+                }
+                None if entry.kind == Kind::Regular => {
+                    builder.add_oci(&path, entry, Some(&mut item))?
+                }
+                None => builder.add_oci(&path, entry, None)?,
+            }
+        }
     }
     if count == 0 {
         return Err(bad("not a tar archive, or an empty one".to_string()));
     }
-    builder.finish()
+    // The tar reader stops at the first end-of-archive block: the rest of
+    // the stream (the second zero block, record padding, a compressed
+    // stream's trailer and checksum) is read here, so a damaged byte
+    // anywhere fails the import and the diff id covers every byte.
+    io::copy(&mut stream, &mut io::sink())
+        .map_err(|e| bad(format!("corrupt or truncated archive: {}", shown(&e))))?;
+    builder.add_missing_parents()?;
+    let digest = stream.hasher.map(Digest::from_hasher);
+    Ok((builder.finish()?, digest))
 }
 
-fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<Entry> {
+/// An error from the tar or compression crates, which quote names from
+/// the input as they are, escaped for printing.
+fn shown(e: &io::Error) -> String {
+    escape(&e.to_string())
+}
+
+/// An entry's attributes, and its sparse map when it is a PAX sparse file.
+fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<(Entry, Option<Sparse>)> {
     let h = item.header();
     let kind = match h.entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous => Kind::Regular,
+        // The tar crate expands GNU sparse files itself.
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            Kind::Regular
+        }
         tar::EntryType::Directory => Kind::Dir,
         tar::EntryType::Symlink => Kind::Symlink,
         tar::EntryType::Link => Kind::Hardlink,
@@ -111,19 +208,29 @@ fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<Entry> {
             .map(|c| c.into_owned())
             .unwrap_or_default();
     }
+    let mut records = Vec::new();
     if let Some(pax) = item.pax_extensions()? {
         for ext in pax {
             let ext = ext?;
-            let key = ext.key_bytes();
-            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                e.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-            } else if key == b"mtime" {
-                e.mtime_ns = parse_pax_time(ext.value_bytes()).unwrap_or(e.mtime_ns);
-            }
+            records.push((ext.key_bytes().to_vec(), ext.value_bytes().to_vec()));
         }
-        e.xattrs.sort();
     }
-    Ok(e)
+    for (key, value) in &records {
+        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+            e.xattrs.push((name.to_vec(), value.clone()));
+        } else if key == b"mtime" {
+            e.mtime_ns = parse_pax_time(value).unwrap_or(e.mtime_ns);
+        }
+    }
+    e.xattrs.sort();
+    let sparse = match kind {
+        Kind::Regular => Sparse::from_pax(&records)?,
+        _ => None,
+    };
+    if let Some(s) = &sparse {
+        e.size = s.size;
+    }
+    Ok((e, sparse))
 }
 
 /// `1700000000.123456789` as nanoseconds.

@@ -44,6 +44,16 @@ impl Ingest {
         crate::import::from_tar(self.chunks.clone(), source, input, progress)
     }
 
+    /// `from_tar`, also giving the sha256 of the uncompressed tar as read
+    /// (the diff id an image config names the layer by).
+    pub fn from_tar_with_diff_id(
+        &self,
+        source: &str,
+        input: impl Read,
+    ) -> Result<(PendingLayer, crate::Digest)> {
+        crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, &mut |_| {})
+    }
+
     pub fn from_dir(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<PendingLayer> {
         crate::import::from_dir(self.chunks.clone(), dir, progress)
     }

@@ -127,8 +127,8 @@ impl LayerBuilder {
         content: Option<&mut dyn Read>,
     ) -> Result<()> {
         let shown = String::from_utf8_lossy(&path).into_owned();
-        if self.entries.contains_key(&path) {
-            return Err(self.bad(format!("duplicate entry {shown:?}")));
+        if let Some(old) = self.entries.remove(&path) {
+            self.replace(&path, &old, &mut entry);
         }
         match entry.kind {
             Kind::Hardlink => {
@@ -143,15 +143,9 @@ impl LayerBuilder {
                     }
                 }
             }
-            Kind::Symlink => {
-                if escapes_root(&path, &entry.link) {
-                    return Err(self.bad(format!(
-                        "symlink {shown:?} points outside the layer: {:?}",
-                        String::from_utf8_lossy(&entry.link)
-                    )));
-                }
-                entry.size = entry.link.len() as u64;
-            }
+            // A relative target that climbs above the root is kept, as
+            // docker keeps it: it resolves inside the container's root.
+            Kind::Symlink => entry.size = entry.link.len() as u64,
             _ => {}
         }
         self.stream_entry(&path, &entry);
@@ -159,6 +153,68 @@ impl LayerBuilder {
             self.store_content(&mut entry, content, &shown)?;
         }
         self.entries.insert(path, entry);
+        Ok(())
+    }
+
+    /// A second entry for `path` (`old` is gone from the entries): the
+    /// later one wins, as in docker's extraction. A directory over a
+    /// directory only changes its attributes; anything else replaces the
+    /// old entry and, when that was a directory, everything under it.
+    fn replace(&mut self, path: &[u8], old: &Entry, new: &mut Entry) {
+        // The hashed tar holds the old entry: hash it again at the end.
+        self.tar = None;
+        if old.kind == Kind::Dir && new.kind == Kind::Dir {
+            new.opaque |= old.opaque;
+        } else if old.kind == Kind::Dir {
+            let prefix = [path, b"/"].concat();
+            self.entries.retain(|p, _| !p.starts_with(&prefix));
+            self.opaque_dirs
+                .retain(|p| !p.starts_with(&prefix) && p != path);
+        }
+    }
+
+    /// Adds the parent directories no entry names, as docker's extraction
+    /// makes them (0755, owned by root; their time is that of the first
+    /// entry under them). Whiteouts make none: theirs are in a lower
+    /// layer. A parent that is not a directory is an error.
+    pub fn add_missing_parents(&mut self) -> Result<()> {
+        let mut missing: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for (path, entry) in &self.entries {
+            if entry.kind == Kind::Whiteout {
+                continue;
+            }
+            // The root is the union's, whether a layer names it or not.
+            let mut child = path.as_slice();
+            loop {
+                let (parent, _) = split_path(child);
+                if parent.is_empty() {
+                    break;
+                }
+                match self.entries.get(parent) {
+                    Some(p) if p.kind == Kind::Dir => {}
+                    Some(_) => {
+                        return Err(self.bad(format!(
+                            "entry {:?} is inside {:?}, which is not a directory",
+                            String::from_utf8_lossy(path),
+                            String::from_utf8_lossy(parent)
+                        )))
+                    }
+                    None => {
+                        missing.entry(parent.to_vec()).or_insert(entry.mtime_ns);
+                    }
+                }
+                child = parent;
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.tar = None;
+        for (dir, mtime_ns) in missing {
+            let mut e = Entry::new(Kind::Dir, 0o755);
+            e.mtime_ns = mtime_ns;
+            self.entries.insert(dir, e);
+        }
         Ok(())
     }
 
@@ -414,32 +470,6 @@ pub fn docker_size<'a>(entries: impl Iterator<Item = &'a Entry>) -> u64 {
         .sum()
 }
 
-/// Whether a relative symlink at `path` climbs above the layer root.
-/// Absolute targets resolve inside the container's root, so they never do.
-fn escapes_root(path: &[u8], target: &[u8]) -> bool {
-    if target.starts_with(b"/") {
-        return false;
-    }
-    let (parent, _) = split_path(path);
-    let mut depth = parent
-        .split(|&b| b == b'/')
-        .filter(|p| !p.is_empty())
-        .count() as i64;
-    for part in target.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
-                }
-            }
-            _ => depth += 1,
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,10 +489,13 @@ mod tests {
     }
 
     #[test]
-    fn relative_symlinks_may_not_climb_above_the_root() {
-        assert!(escapes_root(b"a/link", b"../../etc/passwd"));
-        assert!(!escapes_root(b"a/b/link", b"../../etc/passwd"));
-        assert!(!escapes_root(b"link", b"/etc/passwd"));
+    fn a_relative_symlink_that_climbs_above_the_root_is_kept() {
+        let (_d, mut b) = builder();
+        let mut link = Entry::new(Kind::Symlink, 0o777);
+        link.link = b"../../etc/passwd".to_vec();
+        b.add_oci(b"a/l", link, None).unwrap();
+        let layer = b.finish().unwrap();
+        assert_eq!(layer.entries[0].1.link, b"../../etc/passwd");
     }
 
     #[test]
@@ -494,13 +527,45 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_and_dangling_hardlinks_are_refused() {
+    fn the_last_of_duplicate_entries_wins() {
         let (_d, mut b) = builder();
         file(&mut b, "a", b"x").unwrap();
-        assert!(file(&mut b, "./a", b"y")
-            .unwrap_err()
-            .to_string()
-            .contains("duplicate"));
+        file(&mut b, "./a", b"y").unwrap();
+        b.add_oci(b"d", Entry::new(Kind::Dir, 0o700), None).unwrap();
+        file(&mut b, "d/f", b"in d").unwrap();
+        file(&mut b, "d", b"d is a file now").unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        assert_eq!(map[&b"a".to_vec()].data, Data::Inline(b"y".to_vec()));
+        assert_eq!(map[&b"d".to_vec()].kind, Kind::Regular);
+        assert!(!map.contains_key(&b"d/f"[..]));
+    }
+
+    #[test]
+    fn missing_parents_become_root_owned_0755_directories() {
+        let (_d, mut b) = builder();
+        file(&mut b, "a/b/file", b"x").unwrap();
+        file(&mut b, "gone/.wh.x", b"").unwrap();
+        b.add_missing_parents().unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        for dir in ["a", "a/b"] {
+            let e = &map[dir.as_bytes()];
+            assert_eq!(
+                (e.kind, e.mode & 0o7777, e.uid, e.gid),
+                (Kind::Dir, 0o755, 0, 0)
+            );
+        }
+        assert!(!map.contains_key(&b"gone"[..]));
+        let (_d, mut b) = builder();
+        file(&mut b, "f", b"x").unwrap();
+        file(&mut b, "f/g", b"x").unwrap();
+        assert!(b.add_missing_parents().is_err());
+    }
+
+    #[test]
+    fn dangling_hardlinks_are_refused() {
+        let (_d, mut b) = builder();
         let mut link = Entry::new(Kind::Hardlink, 0);
         link.link = b"missing".to_vec();
         assert!(b.add_oci(b"l", link, None).is_err());

@@ -35,6 +35,17 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// A name another tool wrote, in the short form docker shows:
+    /// `docker.io/library/busybox:1` is `busybox:1`, `docker.io/x/y` is
+    /// `x/y`; other registries' names stay whole.
+    pub fn parse_familiar(s: &str) -> Result<Reference, StoreError> {
+        RemoteReference::parse(s)?
+            .local()
+            .ok_or_else(|| StoreError::BadReference(s.to_string()))
+    }
+}
+
 /// docker's name grammar: an optional registry domain, then path
 /// components (see `RemoteReference`).
 fn valid_name(name: &str) -> bool {
@@ -66,6 +77,15 @@ mod tests {
             "a/b:v1.2"
         );
         assert_eq!(Reference::parse("localhost:5000/x").unwrap().tag, "latest");
+    }
+
+    #[test]
+    fn docker_hub_names_take_their_short_form() {
+        let short = |s| Reference::parse_familiar(s).unwrap().to_string();
+        assert_eq!(short("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(short("docker.io/x/y"), "x/y:latest");
+        assert_eq!(short("localhost/bbx:v1"), "localhost/bbx:v1");
+        assert!(Reference::parse_familiar("docker.io/library/Bad").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::db::Db;
 use crate::digest::Digest;
 use crate::entry::{Data, Entry, Kind};
 use crate::error::{IoContext, Result, StoreError};
-use crate::image::{ImageConfig, ImageRecord};
+use crate::image::{ExactImage, ImageConfig, ImageRecord};
 use crate::keys;
 use crate::layer::{LayerMeta, PendingLayer};
 use crate::reference::Reference;
@@ -267,10 +267,63 @@ impl Store {
     /// Adds an image and its new layers in one atomic write. Layers the
     /// store has already are shared, not written again.
     pub fn commit_image(&self, new: NewImage) -> Result<ImageRecord> {
+        let config_json = new.config.to_bytes();
+        let diff_ids = new.config.diff_ids().map_err(|e| StoreError::Corrupt {
+            key: "new image config".into(),
+            reason: e.to_string(),
+        })?;
+        let layers = self.layers_by_diff_id(new.parent.as_ref(), diff_ids)?;
+        self.commit_exact_image(ExactImage {
+            config_json,
+            layers,
+            new_layers: new.layers,
+            parent: new.parent,
+            reference: new.reference,
+        })
+    }
+
+    /// The store's layers for a config's diff ids. A child's config starts
+    /// with its parent's diff ids, and a parent that was loaded keeps some
+    /// layers under another (canonical) id: those positions take the
+    /// parent's stored layers.
+    fn layers_by_diff_id(
+        &self,
+        parent: Option<&Digest>,
+        mut diff_ids: Vec<Digest>,
+    ) -> Result<Vec<Digest>> {
+        let Some(parent) = parent.map(|p| self.image(p)).transpose()?.flatten() else {
+            return Ok(diff_ids);
+        };
+        let parent_ids = parent.config().diff_ids().unwrap_or_default();
+        for ((id, named), stored) in diff_ids.iter_mut().zip(&parent_ids).zip(&parent.layers) {
+            if id != named {
+                break;
+            }
+            *id = *stored;
+        }
+        Ok(diff_ids)
+    }
+
+    /// Adds an image whose config bytes are kept as given (see
+    /// `ExactImage`), and its new layers, in one atomic write.
+    pub fn commit_exact_image(&self, new: ExactImage) -> Result<ImageRecord> {
+        let named =
+            crate::oci::config_diff_ids("new image config", &new.config_json).map_err(|e| {
+                StoreError::Corrupt {
+                    key: "new image config".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        if named.len() != new.layers.len() {
+            return Err(StoreError::Corrupt {
+                key: "new image config".into(),
+                reason: format!("{} diff ids for {} layers", named.len(), new.layers.len()),
+            });
+        }
         let mut batch = WriteBatch::default();
         let mut seq = self.next_seq()?;
         let mut written = std::collections::HashSet::new();
-        for layer in &new.layers {
+        for layer in &new.new_layers {
             if self.has_layer(&layer.diff_id)? || !written.insert(layer.diff_id) {
                 continue;
             }
@@ -287,20 +340,15 @@ impl Store {
             seq += 1;
         }
         batch.put(keys::NEXT_SEQ, seq.to_be_bytes());
-        let config_json = new.config.to_bytes();
-        let layers = new.config.diff_ids().map_err(|e| StoreError::Corrupt {
-            key: "new image config".into(),
-            reason: e.to_string(),
-        })?;
-        for d in &layers {
+        for d in &new.layers {
             if !written.contains(d) && !self.has_layer(d)? {
                 return Err(StoreError::NoSuchLayer(*d));
             }
         }
         let record = ImageRecord {
-            id: Digest::of(&config_json),
-            config_json,
-            layers,
+            id: Digest::of(&new.config_json),
+            config_json: new.config_json,
+            layers: new.layers,
             parent: new.parent,
         };
         batch.put(keys::image(&record.id), Self::encode(&record));

@@ -1,165 +1,292 @@
-//! `strata load [-i FILE|DIR]`: images from what `save` writes (an OCI
-//! image layout with docker's `manifest.json`), from stdin, a tar file or a
-//! directory. Layers are re-imported: a layer `save` wrote keeps its diff
-//! id, so the image keeps its id; a foreign layer whose tar is not in
-//! strata's canonical form gets strata's diff id, and its image a new id.
+//! `strata load [-i FILE|DIR]`: images from an OCI image layout (what
+//! `save`, podman and skopeo write; `index.json`) or a docker archive
+//! (`manifest.json`), as a directory, a tar file (plain, gzip or zstd) or
+//! stdin.
+//!
+//! Nothing in the input is trusted: every path stays inside it
+//! (`layout`), every digest is `sha256:<64 hex>`, every blob is checked
+//! against its digest and size as it is read, and each layer's
+//! uncompressed tar must hash to the diff id its config names. The image
+//! keeps its config bytes exactly, so its id is the one docker and podman
+//! show. Everything is read and checked before the first image is
+//! committed: a bad input leaves no image and takes over no tag.
+
+mod layout;
 
 use super::Ctx;
 use crate::cli::LoadArgs;
 use anyhow::{bail, Context, Result};
-use layerdb::{ImageConfig, Ingest, NewImage, Reference};
-use serde_json::Value;
-use std::fs;
-use std::path::{Path, PathBuf};
+use layerdb::escape::escape;
+use layerdb::oci::{self, VerifiedReader};
+use layerdb::{Digest, ExactImage, Ingest, Reference};
+use layout::Layout;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use std::collections::HashMap;
 
-/// One image found in the layout: its config blob, layer blobs (bottom
-/// first) and references.
+/// Largest JSON document (index, manifest, config) read into memory.
+const DOCUMENT_LIMIT: u64 = 32 << 20;
+/// Nested indexes followed before giving up.
+const INDEX_DEPTH: usize = 8;
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// A file of the layout and what it must hash to, when something names
+/// its digest.
+struct Blob {
+    path: String,
+    digest: Option<Digest>,
+    size: Option<u64>,
+}
+
+impl Blob {
+    fn of(what: &str, d: &Descriptor) -> Result<Blob> {
+        let digest = oci::descriptor_digest(what, d)?;
+        Ok(Blob {
+            path: format!("blobs/sha256/{}", digest.hex()),
+            digest: Some(digest),
+            size: Some(d.size()),
+        })
+    }
+
+    /// A docker `manifest.json` path: checked against its name when the
+    /// name is a digest (`blobs/sha256/<hex>`, `<hex>.json`).
+    fn at(path: &str) -> Blob {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let named = path
+            .strip_prefix("blobs/sha256/")
+            .or(name.strip_suffix(".json"));
+        Blob {
+            path: path.to_string(),
+            digest: named.and_then(|hex| oci::parse_sha256("", &format!("sha256:{hex}")).ok()),
+            size: None,
+        }
+    }
+
+    fn reader<'a>(
+        &self,
+        layout: &'a Layout,
+    ) -> Result<VerifiedReader<Box<dyn std::io::Read + 'a>>> {
+        let what = format!("{:?}", self.path);
+        let reader = layout.open_file(&self.path)?;
+        Ok(VerifiedReader::new(reader, &what, self.digest, self.size))
+    }
+
+    fn read(&self, layout: &Layout) -> Result<Vec<u8>> {
+        Ok(self.reader(layout)?.read_all(DOCUMENT_LIMIT)?)
+    }
+}
+
+/// One image the input holds.
 struct Found {
-    config: PathBuf,
-    layers: Vec<PathBuf>,
-    tags: Vec<String>,
+    config: Blob,
+    layers: Vec<Blob>,
+    names: Vec<Reference>,
 }
 
 pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
-    let tmp;
-    let dir: PathBuf = match args.input.as_deref() {
-        Some(p) if p.is_dir() => p.to_path_buf(),
-        other => {
-            layerdb::store::create_root(&ctx.root)?;
-            tmp = tempfile::Builder::new()
-                .prefix("load-")
-                .tempdir_in(ctx.root.join("tmp"))?;
-            let input: Box<dyn std::io::Read> = match other {
-                Some(p) => {
-                    Box::new(fs::File::open(p).with_context(|| format!("open {}", p.display()))?)
-                }
-                None => Box::new(std::io::stdin().lock()),
-            };
-            tar::Archive::new(input)
-                .unpack(tmp.path())
-                .context("reading the image archive")?;
-            tmp.path().to_path_buf()
-        }
+    layerdb::store::create_root(&ctx.root)?;
+    let layout = Layout::open(args.input.as_deref(), &ctx.root.join("tmp"))?;
+    let found = if layout.has("index.json") {
+        oci_images(&layout)?
+    } else if layout.has("manifest.json") {
+        docker_images(&layout)?
+    } else {
+        bail!("no image found: expected index.json (an OCI layout) or manifest.json (a docker archive)");
     };
-    let found = find_images(&dir)?;
     if found.is_empty() {
         bail!(
-            "no image found in {}: expected manifest.json or index.json",
-            dir.display()
+            "no image for linux/{} in the input",
+            layerdb::image::host_architecture()
         );
     }
     let ingest = Ingest::begin(&ctx.root)?;
     let mut loaded = Vec::new();
-    for image in found {
-        let mut layers = Vec::new();
-        for blob in &image.layers {
-            let f = fs::File::open(blob).with_context(|| format!("open {}", blob.display()))?;
-            layers.push(ingest.from_tar(&blob.display().to_string(), f, &mut |_| {})?);
-        }
-        let bytes =
-            fs::read(&image.config).with_context(|| format!("open {}", image.config.display()))?;
-        let mut config: ImageConfig = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not an OCI image config", image.config.display()))?;
-        config.rootfs.diff_ids = layers.iter().map(|l| format!("{:#}", l.diff_id)).collect();
-        let tags: Vec<Reference> = image
-            .tags
-            .iter()
-            .map(|t| Reference::parse(t))
-            .collect::<Result<_, _>>()?;
-        loaded.push((config, layers, tags));
+    for image in &found {
+        loaded.push((read_image(&layout, &ingest, image)?, &image.names));
     }
     let store = ctx.store()?;
-    for (config, layers, tags) in loaded {
-        let record = store.commit_image(NewImage {
-            config,
-            layers,
-            parent: None,
-            reference: tags.first().cloned(),
+    for (image, names) in loaded {
+        let record = store.commit_exact_image(ExactImage {
+            reference: names.first().cloned(),
+            ..image
         })?;
-        for t in tags.iter().skip(1) {
-            store.tag(&record.id, t)?;
+        for name in names.iter().skip(1) {
+            store.tag(&record.id, name)?;
         }
-        if tags.is_empty() {
+        if names.is_empty() {
             println!("Loaded image ID: {:#}", record.id);
         }
-        for t in &tags {
-            println!("Loaded image: {t}");
+        for name in names {
+            println!("Loaded image: {name}");
         }
     }
     Ok(0)
 }
 
-fn blob(dir: &Path, digest: &str) -> Result<PathBuf> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .with_context(|| format!("unsupported digest {digest}"))?;
-    Ok(dir.join("blobs/sha256").join(hex))
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let bytes = fs::read(path).with_context(|| format!("open {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
-}
-
-fn find_images(dir: &Path) -> Result<Vec<Found>> {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    if dir.join("manifest.json").exists() {
-        let manifest = read_json(&dir.join("manifest.json"))?;
-        return manifest
-            .as_array()
-            .context("manifest.json is not a list")?
-            .iter()
-            .map(|m| {
-                Ok(Found {
-                    config: dir.join(
-                        m["Config"]
-                            .as_str()
-                            .context("manifest.json: an image without Config")?,
-                    ),
-                    layers: strings(&m["Layers"]).iter().map(|l| dir.join(l)).collect(),
-                    tags: strings(&m["RepoTags"]),
-                })
-            })
-            .collect();
+/// Reads and checks one image: its config, then each layer into the
+/// store's chunks, hashed as it streams.
+fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactImage> {
+    let config_json = image.config.read(layout)?;
+    let what = format!("image config {:?}", image.config.path);
+    let diff_ids = oci::config_diff_ids(&what, &config_json)?;
+    if diff_ids.len() != image.layers.len() {
+        bail!(
+            "{what} names {} layers, the manifest {}",
+            diff_ids.len(),
+            image.layers.len()
+        );
     }
-    let index = read_json(&dir.join("index.json"))?;
-    let mut out = Vec::new();
-    for desc in index["manifests"]
-        .as_array()
-        .context("index.json has no manifests")?
-    {
-        let manifest = read_json(&blob(
-            dir,
-            desc["digest"]
-                .as_str()
-                .context("a manifest without digest")?,
-        )?)?;
-        let name = desc["annotations"]["io.containerd.image.name"]
-            .as_str()
-            .map(str::to_string);
-        out.push(Found {
-            config: blob(
-                dir,
-                manifest["config"]["digest"]
-                    .as_str()
-                    .context("a manifest without config")?,
-            )?,
-            layers: manifest["layers"]
-                .as_array()
-                .context("a manifest without layers")?
-                .iter()
-                .map(|l| blob(dir, l["digest"].as_str().unwrap_or_default()))
-                .collect::<Result<_>>()?,
-            tags: name.into_iter().collect(),
+    let mut layers = Vec::new();
+    let mut new_layers = Vec::new();
+    for (blob, expected) in image.layers.iter().zip(&diff_ids) {
+        let name = format!("layer {:?}", blob.path);
+        let mut reader = blob.reader(layout)?;
+        let (layer, diff_id) = ingest.from_tar_with_diff_id(&name, &mut reader)?;
+        reader.finish().with_context(|| name.clone())?;
+        if diff_id != *expected {
+            bail!("{name}: its tar hashes to {diff_id:#}, the image config says {expected:#}");
+        }
+        layers.push(layer.diff_id);
+        new_layers.push(layer);
+    }
+    Ok(ExactImage {
+        config_json,
+        layers,
+        new_layers,
+        parent: None,
+        reference: None,
+    })
+}
+
+/// The images of an OCI layout: each entry of `index.json` that fits this
+/// machine, through nested indexes to its manifest.
+fn oci_images(layout: &Layout) -> Result<Vec<Found>> {
+    let index_json = Blob::at("index.json").read(layout)?;
+    let index: ImageIndex = oci::parse_document("index.json", "image index", &index_json)?;
+    let mut found = Vec::new();
+    for desc in index.manifests() {
+        if desc
+            .platform()
+            .as_ref()
+            .is_some_and(|p| !oci::is_host_platform(p))
+        {
+            continue;
+        }
+        let names = oci_names(desc.annotations().as_ref());
+        let manifest_desc = resolve(layout, desc, 0)?;
+        let blob = Blob::of("a manifest in index.json", &manifest_desc)?;
+        let what = format!("manifest {:?}", blob.path);
+        let manifest: ImageManifest =
+            oci::parse_document(&what, "image manifest", &blob.read(layout)?)?;
+        let config = manifest.config();
+        let config_type = config.media_type().to_string();
+        if !CONFIG_TYPES.contains(&config_type.as_str()) {
+            bail!(
+                "{what}: config of type {:?} is not a container image",
+                escape(&config_type)
+            );
+        }
+        let layers = manifest
+            .layers()
+            .iter()
+            .map(|l| {
+                let kind = l.media_type().to_string();
+                if !kind.contains(".tar") || kind.contains("encrypted") {
+                    bail!("{what}: layer type {:?} is not supported", escape(&kind));
+                }
+                Blob::of(&what, l)
+            })
+            .collect::<Result<_>>()?;
+        found.push(Found {
+            config: Blob::of(&what, config)?,
+            layers,
+            names,
         });
     }
-    Ok(out)
+    Ok(found)
+}
+
+/// Follows a descriptor through indexes (picking this machine's platform)
+/// to an image manifest.
+fn resolve(layout: &Layout, desc: &Descriptor, depth: usize) -> Result<Descriptor> {
+    let kind = desc.media_type().to_string();
+    match kind.as_str() {
+        OCI_MANIFEST | DOCKER_MANIFEST => Ok(desc.clone()),
+        OCI_INDEX | DOCKER_LIST if depth < INDEX_DEPTH => {
+            let blob = Blob::of("an image index", desc)?;
+            let what = format!("index {:?}", blob.path);
+            let index: ImageIndex = oci::parse_document(&what, "image index", &blob.read(layout)?)?;
+            let picked = oci::pick_for_host(&index).with_context(|| {
+                format!(
+                    "{what}: no image for linux/{}",
+                    layerdb::image::host_architecture()
+                )
+            })?;
+            resolve(layout, picked, depth + 1)
+        }
+        OCI_INDEX | DOCKER_LIST => bail!("indexes nested more than {INDEX_DEPTH} deep"),
+        other => bail!("an index entry of type {:?} is not an image", escape(other)),
+    }
+}
+
+/// An index entry's names: containerd's full name, else the OCI ref
+/// name (podman and skopeo write `name:tag` there; a bare word is a name,
+/// as podman reads it).
+fn oci_names(annotations: Option<&HashMap<String, String>>) -> Vec<Reference> {
+    let Some(a) = annotations else {
+        return Vec::new();
+    };
+    a.get("io.containerd.image.name")
+        .or_else(|| a.get("org.opencontainers.image.ref.name"))
+        .and_then(|n| familiar(n))
+        .into_iter()
+        .collect()
+}
+
+/// A name as docker shows it, or `None` (with a warning) for one strata
+/// cannot hold: the image still loads, by id.
+fn familiar(name: &str) -> Option<Reference> {
+    match Reference::parse_familiar(name) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            eprintln!("warning: ignoring the image name {:?}", escape(name));
+            None
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DockerManifest {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+/// The images of a docker archive's `manifest.json`.
+fn docker_images(layout: &Layout) -> Result<Vec<Found>> {
+    let json = Blob::at("manifest.json").read(layout)?;
+    let list: Vec<DockerManifest> = oci::parse_document("manifest.json", "docker manifest", &json)?;
+    Ok(list
+        .into_iter()
+        .map(|m| Found {
+            config: Blob::at(&m.config),
+            layers: m.layers.iter().map(|l| Blob::at(l)).collect(),
+            names: m
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| familiar(t))
+                .collect(),
+        })
+        .collect())
 }

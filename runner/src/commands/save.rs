@@ -8,6 +8,7 @@ use crate::cli::SaveArgs;
 use anyhow::{bail, Context, Result};
 use layerdb::{Digest, Store};
 use serde_json::json;
+use std::borrow::Cow;
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -40,6 +41,25 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
     Ok(d)
 }
 
+/// The config to write: the image's own bytes, unless a layer is kept
+/// under another diff id than its config names (a loaded layer another
+/// tool wrote, which the store keeps as its canonical tar). The layout
+/// holds the canonical tars, so then its config names those, and the
+/// saved image has another id than the stored one.
+fn saved_config(image: &layerdb::ImageRecord) -> Result<Cow<'_, [u8]>> {
+    let named = image.config().diff_ids().unwrap_or_default();
+    if named == image.layers {
+        return Ok(Cow::Borrowed(&image.config_json));
+    }
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config_json)?;
+    config["rootfs"]["diff_ids"] = json!(image
+        .layers
+        .iter()
+        .map(|d| format!("{d:#}"))
+        .collect::<Vec<_>>());
+    Ok(Cow::Owned(serde_json::to_vec(&config)?))
+}
+
 fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &Path) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("create {}", blobs.display()))?;
@@ -54,12 +74,13 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
             "size": f.metadata()?.len(),
         }));
     }
-    let config = write_blob(&blobs, &image.config_json)?;
+    let config_json = saved_config(image)?;
+    let config = write_blob(&blobs, &config_json)?;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": format!("{config:#}"), "size": image.config_json.len() },
+                    "digest": format!("{config:#}"), "size": config_json.len() },
         "layers": layers,
     }))?;
     let manifest_digest = write_blob(&blobs, &manifest)?;

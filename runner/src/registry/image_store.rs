@@ -43,17 +43,11 @@ pub struct PulledImage {
 }
 
 /// Commits a pulled image in one atomic write.
-///
-/// Until layerdb can keep a config's exact bytes (the `load` work), the
-/// config is re-serialized with the store's layer ids, so an image whose
-/// config or layer tars are not in strata's canonical form gets another
-/// id than docker's.
 pub fn commit(store: &Store, image: PulledImage) -> Result<ImageRecord> {
-    let mut config: layerdb::ImageConfig = serde_json::from_slice(&image.config_json)?;
-    config.rootfs.diff_ids = image.layers.iter().map(|d| format!("{d:#}")).collect();
-    Ok(store.commit_image(layerdb::NewImage {
-        config,
-        layers: image.new_layers,
+    Ok(store.commit_exact_image(layerdb::ExactImage {
+        config_json: image.config_json,
+        layers: image.layers,
+        new_layers: image.new_layers,
         parent: None,
         reference: image.reference,
     })?)

@@ -1,8 +1,9 @@
 //! Registries (the OCI distribution protocol): names are parsed in
-//! `layerdb::reference`; here are the HTTP client and its auth
+//! `layerdb::reference`, blobs are checked as they stream by
+//! `layerdb::oci::VerifiedReader`; here are the HTTP client and its auth
 //! ([`client`]), which registries may use plain HTTP ([`transport`]),
 //! stored credentials ([`credentials`]), manifests and platforms
-//! ([`manifest`]), digest-checked streams ([`verified`]), the pull itself
+//! ([`manifest`]), the pull itself
 //! ([`pull`], [`push`]) and how a pulled image is committed ([`image_store`]).
 
 pub mod client;
@@ -12,4 +13,3 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod transport;
-pub mod verified;

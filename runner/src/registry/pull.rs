@@ -6,8 +6,8 @@
 
 use super::client::Client;
 use super::manifest::{self, Compression, Document, Platform};
-use super::verified::VerifiedReader;
 use anyhow::{bail, Context, Result};
+use layerdb::oci::VerifiedReader;
 use layerdb::reference::RemoteReference;
 use layerdb::{Digest, Ingest, PendingLayer};
 use oci_spec::image::{Descriptor, ImageManifest};
@@ -73,13 +73,8 @@ fn scope(reference: &RemoteReference) -> String {
 }
 
 /// `sha256:<hex>` as a store digest; other algorithms are refused.
-pub fn sha256_of(descriptor_digest: &str) -> Result<Digest> {
-    if !descriptor_digest.starts_with("sha256:") {
-        bail!("unsupported digest {descriptor_digest}: only sha256 is supported");
-    }
-    descriptor_digest
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid digest {descriptor_digest}"))
+pub fn sha256_of(digest: &str) -> Result<Digest> {
+    Ok(layerdb::oci::parse_sha256("digest", digest)?)
 }
 
 /// Fetches the manifest (choosing `platform` from an index) and config.
@@ -113,22 +108,7 @@ pub fn resolve(client: &Client, reference: &RemoteReference, platform: &Platform
         }
     };
     let config_json = fetch_config(client, reference, &scope, manifest.config())?;
-    #[derive(serde::Deserialize)]
-    struct RootFs {
-        diff_ids: Vec<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Config {
-        rootfs: RootFs,
-    }
-    let config: Config =
-        serde_json::from_slice(&config_json).context("the image config has no rootfs.diff_ids")?;
-    let diff_ids = config
-        .rootfs
-        .diff_ids
-        .iter()
-        .map(|d| sha256_of(d))
-        .collect::<Result<Vec<_>>>()?;
+    let diff_ids = layerdb::oci::config_diff_ids("the image config", &config_json)?;
     if diff_ids.len() != manifest.layers().len() {
         bail!(
             "the manifest has {} layers but the image config names {}",
@@ -174,17 +154,13 @@ fn fetch_config(
         );
     }
     let response = blob(client, reference, scope, &digest)?;
-    let mut reader = VerifiedReader::new(
+    let reader = VerifiedReader::new(
         response.into_body().into_reader(),
-        digest,
+        &format!("config {digest:#}"),
+        Some(digest),
         Some(descriptor.size()),
-        format!("config {digest:#}"),
     );
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("config {digest:#}"))?;
-    reader.finish()?;
+    let bytes = reader.read_all(MAX_CONFIG_BYTES)?;
     Ok(bytes)
 }
 
@@ -305,7 +281,7 @@ fn fetch_layer(
         done: 0,
         report,
     };
-    let mut compressed = VerifiedReader::new(body, digest, Some(descriptor.size()), what.clone());
+    let mut compressed = VerifiedReader::new(body, &what, Some(digest), Some(descriptor.size()));
     let layer = {
         let decoded: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut compressed),
@@ -319,9 +295,9 @@ fn fetch_layer(
         };
         let mut tar = VerifiedReader::new(
             decoded,
-            *diff_id,
+            &format!("{what}: the uncompressed tar (diff id {diff_id:#})"),
+            Some(*diff_id),
             None,
-            format!("{what}: the uncompressed tar (diff id {diff_id:#})"),
         );
         let layer = ingest.from_tar(&what, &mut tar, &mut |_| {})?;
         // The errors name the layer already.
