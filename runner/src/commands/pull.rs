@@ -205,7 +205,11 @@ pub fn pull_image(
             };
             say(format!("{}: {what}", short(i)));
         })?;
-    drop(bars);
+    if let Some(bars) = bars {
+        drop(bars);
+        // The bars leave the cursor at the end of the last one.
+        say(String::new());
+    }
     let store = ctx.store()?;
     let image = image_store::commit(
         &store,
