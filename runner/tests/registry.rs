@@ -708,3 +708,37 @@ fn an_image_pushed_by_strata_is_read_by_skopeo_and_pulled_back_with_its_id() {
     assert_eq!(image_id(&t, &name), id);
     strata(&t, &["verify"]).ok();
 }
+
+#[test]
+fn a_pulled_image_of_another_tools_layers_is_pushed_and_pulled_again() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let layers = [hello_layer("foreign\n")];
+    let config = foreign_config(&layers);
+    registry.push_raw(
+        "foreign",
+        "1",
+        &[("application/vnd.oci.image.layer.v1.tar", layers[0].clone())],
+        &config,
+    );
+    let s = client_store();
+    strata(&s, &["pull", &format!("{host}/foreign:1")]).ok();
+    strata(
+        &s,
+        &[
+            "tag",
+            &format!("{host}/foreign:1"),
+            &format!("{host}/copy:1"),
+        ],
+    )
+    .ok();
+    strata(&s, &["push", &format!("{host}/copy:1")]).ok();
+    let t = client_store();
+    strata(&t, &["pull", &format!("{host}/copy:1")]).ok();
+    let served = registry.raw_config("copy:1", &[]);
+    assert_eq!(
+        image_id(&t, &format!("{host}/copy:1")),
+        format!("sha256:{}", sha256_hex(&served))
+    );
+    strata(&t, &["verify"]).ok();
+}

@@ -22,6 +22,16 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         "The push refers to repository [{}/{}]",
         reference.domain, reference.path
     ));
+    // Layers another tool wrote are pushed as strata's canonical tars, so
+    // their config is rewritten to name those, as `save` does.
+    let config_json = super::save::saved_config(&image)?;
+    if *config_json != *image.config_json {
+        eprintln!(
+            "strata: {} keeps layers as another tool wrote them; pushed in canonical form, the image gets id {:#}",
+            args.name,
+            layerdb::Digest::of(&config_json)
+        );
+    }
     let credentials = credentials::lookup(&reference.domain)?;
     let client = Client::connect(reference.api_host(), credentials)?;
     let pushed = push::push_image(
@@ -29,6 +39,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         &reference,
         &store,
         &image,
+        &config_json,
         &ctx.root.join("tmp"),
         &|i, event| {
             let what = match event {

@@ -46,7 +46,7 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
 /// tool wrote, which the store keeps as its canonical tar). The layout
 /// holds the canonical tars, so then its config names those, and the
 /// saved image has another id than the stored one.
-fn saved_config(image: &layerdb::ImageRecord) -> Result<Cow<'_, [u8]>> {
+pub(super) fn saved_config(image: &layerdb::ImageRecord) -> Result<Cow<'_, [u8]>> {
     let named = image.config().diff_ids().unwrap_or_default();
     if named == image.layers {
         return Ok(Cow::Borrowed(&image.config_json));

@@ -2,6 +2,8 @@
 //! a private temporary file while hashed, skipped when the registry has
 //! the blob already (HEAD), else uploaded (POST for an upload URL, one PUT
 //! with the digest); then the config, then an OCI manifest under the tag.
+//! The layers pushed are the store's canonical tars, so the config must
+//! name those (see `save`'s `saved_config`).
 
 use super::client::{Client, Payload};
 use anyhow::{bail, Context, Result};
@@ -53,6 +55,7 @@ pub fn push_image(
     reference: &RemoteReference,
     store: &Store,
     image: &ImageRecord,
+    config_json: &[u8],
     tmp_dir: &Path,
     event: &dyn Fn(usize, PushEvent),
 ) -> Result<Pushed> {
@@ -63,16 +66,6 @@ pub fn push_image(
     else {
         bail!("cannot push to a digest reference: name a tag");
     };
-    let config_ids = image
-        .config()
-        .diff_ids()
-        .context("the image config's diff ids")?;
-    if config_ids != image.layers {
-        bail!(
-            "image {:#} keeps layers in another tar form than its config names; pushing it is not supported yet",
-            image.id
-        );
-    }
     let scope = format!("repository:{}:pull,push", reference.path);
     let mut layers = Vec::new();
     for (i, diff_id) in image.layers.iter().enumerate() {
@@ -95,10 +88,10 @@ pub fn push_image(
             "size": size,
         }));
     }
-    let config_digest = Digest::of(&image.config_json);
+    let config_digest = Digest::of(config_json);
     if !has_blob(client, reference, &scope, &config_digest)? {
         upload(client, reference, &scope, &config_digest, &mut || {
-            Ok(Payload::Bytes(image.config_json.clone()))
+            Ok(Payload::Bytes(config_json.to_vec()))
         })
         .context("the image config")?;
     }
@@ -108,7 +101,7 @@ pub fn push_image(
         "config": {
             "mediaType": OCI_CONFIG,
             "digest": format!("{config_digest:#}"),
-            "size": image.config_json.len(),
+            "size": config_json.len(),
         },
         "layers": layers,
     }))
