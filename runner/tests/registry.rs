@@ -377,6 +377,24 @@ fn run_pulls_a_missing_image_first_with_dockers_message() {
     // --pull=always asks the registry even so.
     let r = strata(&s, &["run", "--rm", "--pull=always", &name, "true"]).ok();
     assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
+
+    // By digest, into a store without it: pulled untagged and run.
+    let manifest = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{name}:latest"))
+        .output()
+        .unwrap()
+        .stdout;
+    let by_digest = format!("{name}@sha256:{}", sha256_hex(&manifest));
+    let t = client_store();
+    let r = strata(&t, &["run", "--rm", &by_digest, "echo", "pinned"]).ok();
+    assert_eq!(r.stdout, "pinned\n", "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("Unable to find image '{by_digest}' locally")),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -252,19 +252,20 @@ fn translate_pull_error(e: anyhow::Error, reference: &RemoteReference) -> anyhow
 }
 
 /// `run --pull`: pulls the image when the policy says so, with docker's
-/// `Unable to find image 'X' locally` first when it is missing. Progress
-/// goes to stderr, leaving stdout to the container.
-pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<()> {
+/// `Unable to find image 'X' locally` first when it is missing, and gives
+/// what it pulled. Progress goes to stderr, leaving stdout to the
+/// container.
+pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<Option<ImageRecord>> {
     if policy == PullPolicy::Never {
-        return Ok(());
+        return Ok(None);
     }
     // An image id or id prefix is never pulled.
     let Ok(reference) = RemoteReference::parse(image) else {
-        return Ok(());
+        return Ok(None);
     };
     if policy == PullPolicy::Missing {
         match ctx.reader()?.resolve_image(image) {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(None),
             Err(layerdb::StoreError::NoSuchImage(_) | layerdb::StoreError::BadReference(_)) => {
                 eprintln!(
                     "Unable to find image '{}' locally",
@@ -274,6 +275,5 @@ pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    pull_image(ctx, &reference, &Platform::host(), Progress::Stderr)?;
-    Ok(())
+    pull_image(ctx, &reference, &Platform::host(), Progress::Stderr).map(Some)
 }

@@ -93,17 +93,20 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     if let Some(user) = &args.user {
         check_user(user)?;
     }
-    super::pull::ensure_image(ctx, &args.image, args.pull)?;
+    let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
     let store = ctx.store()?;
-    let image = store.resolve_image(&args.image).map_err(|e| match e {
-        StoreError::NoSuchImage(_) => anyhow::anyhow!(
-            "No such image: {}",
-            layerdb::Reference::parse(&args.image)
-                .map(|r| r.to_string())
-                .unwrap_or(args.image.clone())
-        ),
-        other => other.into(),
-    })?;
+    // An image pulled by digest alone has no tag to resolve it by.
+    let image = pulled
+        .map_or_else(|| store.resolve_image(&args.image), Ok)
+        .map_err(|e| match e {
+            StoreError::NoSuchImage(_) => anyhow::anyhow!(
+                "No such image: {}",
+                layerdb::Reference::parse(&args.image)
+                    .map(|r| r.to_string())
+                    .unwrap_or(args.image.clone())
+            ),
+            other => other.into(),
+        })?;
     let config = run_config(&image, args, env)?;
     let command: Vec<String> = config
         .entrypoint
