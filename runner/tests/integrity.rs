@@ -325,6 +325,26 @@ fn an_index_picks_this_machines_image_and_the_config_keeps_its_bytes() {
     s.run(&["verify"]).ok();
 }
 
+#[test]
+fn an_empty_layer_loads() {
+    let s = Strata::new();
+    let dir = s.path("archive");
+    let layer = layer_tar();
+    let empty = vec![0u8; 1024];
+    docker_manifest(&dir, "config.json", &["l.tar", "empty.tar"], "withempty:1");
+    std::fs::write(dir.join("l.tar"), &layer).unwrap();
+    std::fs::write(dir.join("empty.tar"), &empty).unwrap();
+    let config = config_for(&[sha(&layer), sha(&empty)]);
+    assert_eq!(
+        sha(&empty),
+        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+    );
+    std::fs::write(dir.join("config.json"), &config).unwrap();
+    s.run(&["load", "-i", dir.to_str().unwrap()]).ok();
+    assert_eq!(image_id(&s, "withempty:1"), sha(&config));
+    s.run(&["verify"]).ok();
+}
+
 /// podman in a store of its own under `dir`, never the machine's.
 fn podman(dir: &Path) -> Command {
     let mut c = Command::new("podman");
