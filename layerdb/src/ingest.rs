@@ -44,14 +44,16 @@ impl Ingest {
         crate::import::from_tar(self.chunks.clone(), source, input, progress)
     }
 
-    /// `from_tar`, also giving the sha256 of the uncompressed tar as read
-    /// (the diff id an image config names the layer by).
+    /// `from_tar` for a layer of an image, also giving the sha256 of the
+    /// uncompressed tar as read (the diff id an image config names the
+    /// layer by); `below` finds directories in the layers beneath it.
     pub fn from_tar_with_diff_id(
         &self,
         source: &str,
         input: impl Read,
+        below: &dyn Fn(&[u8]) -> Option<crate::Entry>,
     ) -> Result<(PendingLayer, crate::Digest)> {
-        crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, &mut |_| {})
+        crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, below)
     }
 
     pub fn from_dir(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<PendingLayer> {

@@ -174,10 +174,13 @@ impl LayerBuilder {
     }
 
     /// Adds the parent directories no entry names, as docker's extraction
-    /// makes them (0755, owned by root; their time is that of the first
-    /// entry under them). Whiteouts make none: theirs are in a lower
-    /// layer. A parent that is not a directory is an error.
-    pub fn add_missing_parents(&mut self) -> Result<()> {
+    /// makes them: a directory the layers below have keeps what it is
+    /// there (`below` finds it; the union looks a child up only in layers
+    /// that have its parent, so the layer must name it), any other is
+    /// made 0755, owned by root, with the time of the first entry under
+    /// it. Whiteouts make none: theirs are below. A parent that is not a
+    /// directory is an error.
+    pub fn add_missing_parents(&mut self, below: &dyn Fn(&[u8]) -> Option<Entry>) -> Result<()> {
         let mut missing: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for (path, entry) in &self.entries {
             if entry.kind == Kind::Whiteout {
@@ -211,8 +214,20 @@ impl LayerBuilder {
         }
         self.tar = None;
         for (dir, mtime_ns) in missing {
-            let mut e = Entry::new(Kind::Dir, 0o755);
-            e.mtime_ns = mtime_ns;
+            let e = match below(&dir).filter(|e| e.kind == Kind::Dir) {
+                Some(lower) => Entry {
+                    mode: lower.mode,
+                    uid: lower.uid,
+                    gid: lower.gid,
+                    mtime_ns: lower.mtime_ns,
+                    xattrs: lower.xattrs,
+                    ..Entry::new(Kind::Dir, 0)
+                },
+                None => Entry {
+                    mtime_ns,
+                    ..Entry::new(Kind::Dir, 0o755)
+                },
+            };
             self.entries.insert(dir, e);
         }
         Ok(())
@@ -542,25 +557,27 @@ mod tests {
     }
 
     #[test]
-    fn missing_parents_become_root_owned_0755_directories() {
+    fn missing_parents_are_made_as_below_or_root_owned_0755() {
         let (_d, mut b) = builder();
         file(&mut b, "a/b/file", b"x").unwrap();
         file(&mut b, "gone/.wh.x", b"").unwrap();
-        b.add_missing_parents().unwrap();
+        let mut lower_a = Entry::new(Kind::Dir, 0o700);
+        lower_a.uid = 1000;
+        let below = |p: &[u8]| (p == b"a").then(|| lower_a.clone());
+        b.add_missing_parents(&below).unwrap();
         let layer = b.finish().unwrap();
         let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
-        for dir in ["a", "a/b"] {
+        let attrs = |dir: &str| {
             let e = &map[dir.as_bytes()];
-            assert_eq!(
-                (e.kind, e.mode & 0o7777, e.uid, e.gid),
-                (Kind::Dir, 0o755, 0, 0)
-            );
-        }
+            (e.kind, e.mode & 0o7777, e.uid, e.gid)
+        };
+        assert_eq!(attrs("a"), (Kind::Dir, 0o700, 1000, 0), "as below");
+        assert_eq!(attrs("a/b"), (Kind::Dir, 0o755, 0, 0), "docker's default");
         assert!(!map.contains_key(&b"gone"[..]));
         let (_d, mut b) = builder();
         file(&mut b, "f", b"x").unwrap();
         file(&mut b, "f/g", b"x").unwrap();
-        assert!(b.add_missing_parents().is_err());
+        assert!(b.add_missing_parents(&|_| None).is_err());
     }
 
     #[test]

@@ -325,6 +325,26 @@ fn an_index_picks_this_machines_image_and_the_config_keeps_its_bytes() {
     s.run(&["verify"]).ok();
 }
 
+#[test]
+fn an_empty_layer_loads() {
+    let s = Strata::new();
+    let dir = s.path("archive");
+    let layer = layer_tar();
+    let empty = vec![0u8; 1024];
+    docker_manifest(&dir, "config.json", &["l.tar", "empty.tar"], "withempty:1");
+    std::fs::write(dir.join("l.tar"), &layer).unwrap();
+    std::fs::write(dir.join("empty.tar"), &empty).unwrap();
+    let config = config_for(&[sha(&layer), sha(&empty)]);
+    assert_eq!(
+        sha(&empty),
+        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+    );
+    std::fs::write(dir.join("config.json"), &config).unwrap();
+    s.run(&["load", "-i", dir.to_str().unwrap()]).ok();
+    assert_eq!(image_id(&s, "withempty:1"), sha(&config));
+    s.run(&["verify"]).ok();
+}
+
 /// podman in a store of its own under `dir`, never the machine's.
 fn podman(dir: &Path) -> Command {
     let mut c = Command::new("podman");
@@ -582,6 +602,47 @@ fn missing_parent_directories_are_made_as_docker_makes_them() {
         assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0), "{d}");
     }
     assert_eq!(std::fs::read(dir.join("a/b/file")).unwrap(), b"deep\n");
+}
+
+#[test]
+fn a_layer_without_its_parents_keeps_the_lower_layers_directories() {
+    common::privileges::require_root_and_fuse();
+    use std::os::unix::fs::MetadataExt;
+    let s = Strata::new();
+    let mut lower = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o700);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_size(0);
+    lower.append_data(&mut h, "a/", std::io::empty()).unwrap();
+    let lower = lower.into_inner().unwrap();
+    let upper = TarMaker::new().file("a/b/file", b"upper\n").bytes();
+    let dir = s.path("archive");
+    docker_manifest(&dir, "config.json", &["lower.tar", "upper.tar"], "two:1");
+    std::fs::write(dir.join("lower.tar"), &lower).unwrap();
+    std::fs::write(dir.join("upper.tar"), &upper).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config_for(&[sha(&lower), sha(&upper)]),
+    )
+    .unwrap();
+    s.run(&["load", "-i", dir.to_str().unwrap()]).ok();
+    let mnt = s.path("mnt");
+    s.run(&["mount", "two:1", mnt.to_str().unwrap()]).ok();
+    let _mounted = Mounted(&s, mnt.clone());
+    let attrs = |d: &str| {
+        let m = std::fs::metadata(mnt.join(d)).unwrap();
+        (m.is_dir(), m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(
+        attrs("a"),
+        (true, 0o700, 1000, 1000),
+        "the lower layer's a/"
+    );
+    assert_eq!(attrs("a/b"), (true, 0o755, 0, 0), "docker's default");
+    assert_eq!(std::fs::read(mnt.join("a/b/file")).unwrap(), b"upper\n");
 }
 
 /// The content of `path` in the image's saved layer tar.

@@ -18,7 +18,7 @@ use crate::cli::LoadArgs;
 use anyhow::{bail, Context, Result};
 use layerdb::escape::escape;
 use layerdb::oci::{self, VerifiedReader};
-use layerdb::{Digest, ExactImage, Ingest, Reference};
+use layerdb::{Digest, Entry, ExactImage, Ingest, Kind, PendingLayer, Reference};
 use layout::Layout;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::HashMap;
@@ -148,7 +148,8 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
     for (blob, expected) in image.layers.iter().zip(&diff_ids) {
         let name = format!("layer {:?}", blob.path);
         let mut reader = blob.reader(layout)?;
-        let (layer, diff_id) = ingest.from_tar_with_diff_id(&name, &mut reader)?;
+        let below = |path: &[u8]| directory_below(&new_layers, path);
+        let (layer, diff_id) = ingest.from_tar_with_diff_id(&name, &mut reader, &below)?;
         reader.finish().with_context(|| name.clone())?;
         if diff_id != *expected {
             bail!("{name}: its tar hashes to {diff_id:#}, the image config says {expected:#}");
@@ -163,6 +164,22 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
         parent: None,
         reference: None,
     })
+}
+
+/// The entry for `path` in the topmost of `layers` (bottom first) that
+/// names it, if that is a directory.
+fn directory_below(layers: &[PendingLayer], path: &[u8]) -> Option<Entry> {
+    layers
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.entries
+                .binary_search_by(|(p, _)| p.as_slice().cmp(path))
+                .ok()
+                .map(|i| &l.entries[i].1)
+        })
+        .filter(|e| e.kind == Kind::Dir)
+        .cloned()
 }
 
 /// The images of an OCI layout: each entry of `index.json` that fits this
