@@ -760,3 +760,86 @@ fn a_pulled_image_of_another_tools_layers_is_pushed_and_pulled_again() {
     );
     strata(&t, &["verify"]).ok();
 }
+
+#[test]
+fn a_missing_blob_or_an_unknown_layer_type_fails_in_one_line_and_stores_nothing() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let layer = hello_layer("gone\n");
+    let config = foreign_config(std::slice::from_ref(&layer));
+    registry.push_raw(
+        "missing",
+        "1",
+        &[("application/vnd.oci.image.layer.v1.tar", layer.clone())],
+        &config,
+    );
+    std::fs::remove_file(registry.blob_path(&sha256_hex(&layer))).unwrap();
+    let odd = hello_layer("odd\n");
+    registry.push_raw(
+        "odd",
+        "1",
+        &[("application/x-squashfs", odd.clone())],
+        &foreign_config(&[odd]),
+    );
+    let s = client_store();
+    let r = strata(&s, &["pull", &format!("{host}/missing:1")]);
+    one_line_125(&r, "missing blob");
+    assert!(r.stderr.contains("blob unknown"), "{}", r.stderr);
+    let r = strata(&s, &["pull", &format!("{host}/odd:1")]);
+    one_line_125(&r, "unknown media type");
+    assert!(
+        r.stderr
+            .contains("unsupported layer media type application/x-squashfs"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(strata(&s, &["images", "-q"]).ok().stdout, "");
+    strata(&s, &["verify"]).ok();
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_a_consistent_store_and_the_next_pull_completes() {
+    let registry = Registry::start();
+    let host = registry.host();
+    // Big and incompressible, so the kill most likely lands mid-download;
+    // the checks below hold wherever it lands.
+    let big = TarMaker::new()
+        .file("big.bin", &common::noise(96 << 20, 7))
+        .bytes();
+    let config = foreign_config(std::slice::from_ref(&big));
+    registry.push_raw(
+        "big",
+        "1",
+        &[("application/vnd.oci.image.layer.v1.tar", big)],
+        &config,
+    );
+    let s = client_store();
+    let name = format!("{host}/big:1");
+    let mut child = s
+        .cmd(&["pull", &name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0 {
+        if line.contains("Pulling fs layer") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    strata(&s, &["verify"]).ok();
+    let images = strata(&s, &["images", "-q"]).ok().stdout;
+    let id = format!("sha256:{}", sha256_hex(&config));
+    assert!(
+        images.is_empty() || id.starts_with(&format!("sha256:{}", images.trim())),
+        "{images}"
+    );
+    strata(&s, &["pull", &name]).ok();
+    assert_eq!(image_id(&s, &name), id);
+    strata(&s, &["verify"]).ok();
+}
