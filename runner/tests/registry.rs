@@ -139,7 +139,13 @@ impl Registry {
     /// Pushes an OCI image blob by blob with a plain HTTP client, for
     /// layer forms skopeo will not write to a registry (uncompressed) or
     /// writes only through its blob cache (zstd).
-    fn push_raw(&self, repo: &str, tag: &str, layers: &[(&str, Vec<u8>)], config: &[u8]) {
+    fn push_raw(
+        &self,
+        repo: &str,
+        tag: &str,
+        layers: &[(&str, Vec<u8>)],
+        config: &[u8],
+    ) -> serde_json::Value {
         let base = format!("http://{}", self.host());
         let upload = |bytes: &[u8]| -> String {
             let digest = format!("sha256:{}", sha256_hex(bytes));
@@ -172,10 +178,32 @@ impl Registry {
                        "digest": upload(config), "size": config.len()},
             "layers": layers,
         });
-        ureq::put(&format!("{base}/v2/{repo}/manifests/{tag}"))
-            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            .send(serde_json::to_vec(&manifest).unwrap())
+        self.put_manifest(
+            repo,
+            tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )
+    }
+
+    /// PUTs a manifest or index; gives its descriptor.
+    fn put_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        media_type: &str,
+        document: &serde_json::Value,
+    ) -> serde_json::Value {
+        let bytes = serde_json::to_vec(document).unwrap();
+        ureq::put(&format!("http://{}/v2/{repo}/manifests/{tag}", self.host()))
+            .header("Content-Type", media_type)
+            .send(&bytes)
             .expect("manifest upload");
+        serde_json::json!({
+            "mediaType": media_type,
+            "digest": format!("sha256:{}", sha256_hex(&bytes)),
+            "size": bytes.len(),
+        })
     }
 }
 
@@ -842,4 +870,79 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_next_pull_completes() 
     strata(&s, &["pull", &name]).ok();
     assert_eq!(image_id(&s, &name), id);
     strata(&s, &["verify"]).ok();
+}
+
+#[test]
+fn an_index_gives_the_hosts_platform_or_the_one_asked_for() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let mine = hello_layer("host platform\n");
+    let other = hello_layer("s390x\n");
+    let mine_config = foreign_config(std::slice::from_ref(&mine));
+    let other_config = foreign_config(std::slice::from_ref(&other));
+    let tar = "application/vnd.oci.image.layer.v1.tar";
+    let mine_desc = registry.push_raw("multi", "mine", &[(tar, mine)], &mine_config);
+    let other_desc = registry.push_raw("multi", "other", &[(tar, other)], &other_config);
+    let entry = |desc: &serde_json::Value, arch: &str| {
+        let mut d = desc.clone();
+        d["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        d
+    };
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [entry(&other_desc, "s390x"), entry(&mine_desc, host_arch())],
+    });
+    let index_desc = registry.put_manifest("multi", "both", index_type, &index);
+    let only_other = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [entry(&other_desc, "s390x")],
+    });
+    registry.put_manifest("multi", "s390x", index_type, &only_other);
+
+    let s = client_store();
+    let r = strata(&s, &["pull", &format!("{host}/multi:both")]).ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "Digest: {}\n",
+            index_desc["digest"].as_str().unwrap()
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        image_id(&s, &format!("{host}/multi:both")),
+        format!("sha256:{}", sha256_hex(&mine_config))
+    );
+    let r = strata(&s, &["pull", &format!("{host}/multi:s390x")]);
+    one_line_125(&r, "no matching platform");
+    assert!(
+        r.stderr.contains(&format!(
+            "no matching manifest for linux/{} in the manifest list entries",
+            host_arch()
+        )),
+        "{}",
+        r.stderr
+    );
+    strata(
+        &s,
+        &[
+            "pull",
+            "--platform",
+            "linux/s390x",
+            &format!("{host}/multi:s390x"),
+        ],
+    )
+    .ok();
+    assert_eq!(
+        image_id(&s, &format!("{host}/multi:s390x")),
+        format!("sha256:{}", sha256_hex(&other_config))
+    );
+    let r = strata(
+        &s,
+        &["pull", "--platform", "linux", &format!("{host}/multi:both")],
+    );
+    one_line_125(&r, "bad platform");
 }
