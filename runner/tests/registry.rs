@@ -683,13 +683,17 @@ fn an_ordinary_user_pulls_into_their_own_store() {
         .status()
         .unwrap();
     assert!(chown.success());
+    // A copy of the binary nobody can reach, wherever the build tree is.
+    let binary = home.path().join("strata");
+    std::fs::copy(common::bin(), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     let full = format!("{}/rootless:1", registry.host());
     let as_nobody = |args: &[&str]| -> Run {
         Command::new("runuser")
             .args(["-u", "nobody", "--", "env", "-i"])
             .arg(format!("HOME={}", user_home.display()))
             .arg("PATH=/usr/bin:/bin")
-            .arg(common::bin())
+            .arg(&binary)
             .arg("--root")
             .arg(user_home.join("store"))
             .args(args)
