@@ -35,6 +35,7 @@ mod lock;
 pub mod oci_tar;
 pub mod pins;
 pub mod reference;
+mod reserve;
 pub mod store;
 pub mod verify;
 
