@@ -112,7 +112,7 @@ impl ChunkDir {
     /// A chunk's file, checked against its name, from the open ones if
     /// kept. Only checked files are kept.
     fn open_for_reading(&self, chunk: &ChunkRef) -> Result<Arc<File>> {
-        if let Some(f) = self.open.get(&chunk.digest) {
+        if let Some(f) = self.open.get_or_wait(&chunk.digest) {
             return Ok(f);
         }
         let f = File::open(self.path_of(&chunk.digest))
@@ -165,19 +165,25 @@ impl ChunkDir {
                 .spawn(move || {
                     for window in rx {
                         // All of the window's reads are asked for first, so
-                        // the disk has them in flight while each is checked.
-                        let files: Vec<(ChunkRef, File)> = window
+                        // the disk has them in flight while each is checked;
+                        // a reader needing one meanwhile waits for it.
+                        let claimed = open.claim(window.iter().map(|c| c.digest));
+                        let files: Vec<(ChunkRef, Option<File>)> = window
                             .into_iter()
-                            .filter(|c| !open.contains(&c.digest))
-                            .filter_map(|c| Some((c, File::open(dir.join(c.digest.hex())).ok()?)))
-                            .inspect(|(_, f)| open_chunks::start_reading(f))
+                            .filter(|c| claimed.contains(&c.digest))
+                            .map(|c| {
+                                let f = File::open(dir.join(c.digest.hex())).ok();
+                                if let Some(f) = &f {
+                                    open_chunks::start_reading(f);
+                                }
+                                (c, f)
+                            })
                             .collect();
                         // A file that fails its check is left to the
                         // reader, who reports it.
                         for (c, f) in files {
-                            if checked.check(&f, &c).is_ok() {
-                                open.keep(c.digest, Arc::new(f));
-                            }
+                            let good = f.filter(|f| checked.check(f, &c).is_ok());
+                            open.settle(c.digest, good.map(Arc::new));
                         }
                     }
                 });
