@@ -19,8 +19,21 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
+mod checked;
 mod open_chunks;
+use checked::Checked;
 use open_chunks::OpenChunks;
+
+/// Whether `data` is `chunk`'s content: its length and its sha256.
+pub(crate) fn content_matches(chunk: &ChunkRef, data: &[u8]) -> std::result::Result<(), String> {
+    if data.len() != chunk.len as usize {
+        return Err(format!("{} bytes, expected {}", data.len(), chunk.len));
+    }
+    if Digest::of(data) != chunk.digest {
+        return Err("content does not match its name".to_string());
+    }
+    Ok(())
+}
 
 /// FastCDC's average chunk size, chosen by `scripts/bench-store` (see
 /// docs/design.md): 64 KiB keeps the per-chunk overhead (one file, one
@@ -52,7 +65,12 @@ pub struct ChunkDir {
     open: Arc<OpenChunks>,
     /// Windows of chunks for the read-ahead thread, started by the first
     /// sequential read; it ends when the last clone goes.
-    ahead: Arc<OnceLock<SyncSender<Vec<Digest>>>>,
+    ahead: Arc<OnceLock<SyncSender<Vec<ChunkRef>>>>,
+    /// Which chunk files were found to hold their name's content.
+    checked: Arc<Checked>,
+    /// New chunk files written through this directory, when an ingest
+    /// asked (so that it can remove them if it fails).
+    created: Option<Arc<Mutex<Vec<Digest>>>>,
 }
 
 impl ChunkDir {
@@ -61,6 +79,28 @@ impl ChunkDir {
             dir,
             open: Arc::default(),
             ahead: Arc::default(),
+            checked: Arc::default(),
+            created: None,
+        }
+    }
+
+    /// The same directory, noting every chunk file written through it (or
+    /// its clones) in the list returned.
+    pub(crate) fn recording_new(&self) -> (ChunkDir, Arc<Mutex<Vec<Digest>>>) {
+        let created = Arc::new(Mutex::new(Vec::new()));
+        let dir = ChunkDir {
+            created: Some(created.clone()),
+            ..self.clone()
+        };
+        (dir, created)
+    }
+
+    /// Removes a chunk file; gone already is as good.
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<()> {
+        let path = self.path_of(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
+            _ => Ok(()),
         }
     }
 
@@ -69,14 +109,34 @@ impl ChunkDir {
         self.dir.join(hex)
     }
 
-    /// A chunk's file, from the open ones if kept.
-    fn open_for_reading(&self, digest: &Digest) -> io::Result<Arc<File>> {
-        if let Some(f) = self.open.get(digest) {
+    /// A chunk's file, checked against its name, from the open ones if
+    /// kept. Only checked files are kept.
+    fn open_for_reading(&self, chunk: &ChunkRef) -> Result<Arc<File>> {
+        if let Some(f) = self.open.get_or_wait(&chunk.digest) {
             return Ok(f);
         }
-        let f = Arc::new(File::open(self.path_of(digest))?);
-        self.open.keep(*digest, f.clone());
+        let f = File::open(self.path_of(&chunk.digest))
+            .map_err(|e| e.to_string())
+            .and_then(|f| self.checked.check(&f, chunk).map(|()| f))
+            .map_err(|reason| self.damaged(chunk, reason))?;
+        let f = Arc::new(f);
+        self.open.keep(chunk.digest, f.clone());
         Ok(f)
+    }
+
+    /// The error for a chunk file that is missing or does not hold its
+    /// name's content, logged once per chunk: every read of it fails alike.
+    fn damaged(&self, chunk: &ChunkRef, reason: String) -> StoreError {
+        if self.checked.first_report(&chunk.digest) {
+            log::error!(
+                "chunk {} is damaged ({reason}): reads of it fail with EIO; `strata verify` lists what uses it, `strata verify --repair` removes it",
+                self.path_of(&chunk.digest).display()
+            );
+        }
+        StoreError::BadChunk {
+            digest: chunk.digest,
+            reason,
+        }
     }
 
     /// Has `chunks` opened and read in by the read-ahead thread, for a
@@ -91,27 +151,39 @@ impl ChunkDir {
             .rposition(|c| self.open.contains(&c.digest))
             .map_or(0, |i| i + 1);
         if opened < chunks.len() {
-            let window = chunks[opened..].iter().map(|c| c.digest).collect();
+            let window = chunks[opened..].to_vec();
             let _ = self.reader_ahead().try_send(window);
         }
     }
 
-    fn reader_ahead(&self) -> &SyncSender<Vec<Digest>> {
+    fn reader_ahead(&self) -> &SyncSender<Vec<ChunkRef>> {
         self.ahead.get_or_init(|| {
-            let (tx, rx) = sync_channel::<Vec<Digest>>(8);
-            let (dir, open) = (self.dir.clone(), self.open.clone());
+            let (tx, rx) = sync_channel::<Vec<ChunkRef>>(8);
+            let (dir, open, checked) = (self.dir.clone(), self.open.clone(), self.checked.clone());
             let spawned = std::thread::Builder::new()
                 .name("chunk-read-ahead".into())
                 .spawn(move || {
                     for window in rx {
-                        for digest in window {
-                            if open.contains(&digest) {
-                                continue;
-                            }
-                            if let Ok(f) = File::open(dir.join(digest.hex())) {
-                                open_chunks::start_reading(&f);
-                                open.keep(digest, Arc::new(f));
-                            }
+                        // All of the window's reads are asked for first, so
+                        // the disk has them in flight while each is checked;
+                        // a reader needing one meanwhile waits for it.
+                        let claimed = open.claim(window.iter().map(|c| c.digest));
+                        let files: Vec<(ChunkRef, Option<File>)> = window
+                            .into_iter()
+                            .filter(|c| claimed.contains(&c.digest))
+                            .map(|c| {
+                                let f = File::open(dir.join(c.digest.hex())).ok();
+                                if let Some(f) = &f {
+                                    open_chunks::start_reading(f);
+                                }
+                                (c, f)
+                            })
+                            .collect();
+                        // A file that fails its check is left to the
+                        // reader, who reports it.
+                        for (c, f) in files {
+                            let good = f.filter(|f| checked.check(f, &c).is_ok());
+                            open.settle(c.digest, good.map(Arc::new));
                         }
                     }
                 });
@@ -123,49 +195,43 @@ impl ChunkDir {
         })
     }
 
-    /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`.
+    /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`,
+    /// from a file checked against the chunk's name.
     pub fn read_at(&self, chunk: &ChunkRef, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let f = self
-            .open_for_reading(&chunk.digest)
-            .map_err(|e| StoreError::BadChunk {
-                digest: chunk.digest,
-                reason: e.to_string(),
-            })?;
+        let f = self.open_for_reading(chunk)?;
+        let want = buf
+            .len()
+            .min((chunk.len as u64).saturating_sub(offset) as usize);
         let mut done = 0;
-        while done < buf.len() {
+        while done < want {
             let n = f
-                .read_at(&mut buf[done..], offset + done as u64)
+                .read_at(&mut buf[done..want], offset + done as u64)
                 .at(self.path_of(&chunk.digest))?;
             if n == 0 {
-                break;
+                // Shortened since it was checked.
+                return Err(self.damaged(
+                    chunk,
+                    format!(
+                        "ends at {}, expected {} bytes",
+                        offset + done as u64,
+                        chunk.len
+                    ),
+                ));
             }
             done += n;
         }
         Ok(done)
     }
 
-    /// Reads a whole chunk, checking its length (`verify` checks digests).
+    /// Reads a whole chunk and checks it against its name: no byte leaves
+    /// the store under a name it does not hash to.
     pub fn read(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
         let bad = |reason: String| StoreError::BadChunk {
             digest: chunk.digest,
             reason,
         };
         let data = fs::read(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
-        if data.len() != chunk.len as usize {
-            return Err(bad(format!("{} bytes, expected {}", data.len(), chunk.len)));
-        }
-        Ok(data)
-    }
-
-    /// Reads a whole chunk and checks its digest.
-    pub fn read_verified(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        let data = self.read(chunk)?;
-        if Digest::of(&data) != chunk.digest {
-            return Err(StoreError::BadChunk {
-                digest: chunk.digest,
-                reason: "content does not match its name".to_string(),
-            });
-        }
+        content_matches(chunk, &data).map_err(bad)?;
         Ok(data)
     }
 
@@ -264,8 +330,18 @@ impl Chunker {
 pub struct ChunkWriter {
     dir: ChunkDir,
     queued: HashSet<Digest>,
-    to_writer: Option<SyncSender<(PathBuf, Arc<Vec<u8>>)>>,
+    to_writer: Option<SyncSender<Job>>,
     writers: Vec<JoinHandle<Result<()>>>,
+}
+
+/// Work for a chunk writing thread.
+enum Job {
+    /// A chunk the store has no file for.
+    Write(Digest, PathBuf, Arc<Vec<u8>>),
+    /// A chunk whose file exists: the file is compared with the bytes and
+    /// replaced if it differs, so importing the same content again repairs
+    /// a damaged chunk.
+    Check(PathBuf, Arc<Vec<u8>>),
 }
 
 /// Threads writing chunk files: creating and linking a file waits on the
@@ -291,38 +367,54 @@ impl ChunkWriter {
             digest,
             len: data.len() as u32,
         };
-        if self.queued.contains(&digest) {
+        if !self.queued.insert(digest) {
             return Ok((chunk, false));
         }
         let path = self.dir.path_of(&digest);
-        if path.exists() {
-            return Ok((chunk, false));
-        }
-        self.queued.insert(digest);
+        let exists = path.exists();
+        let job = match exists {
+            true => Job::Check(path, data),
+            false => Job::Write(digest, path, data),
+        };
         let dir = &self.dir;
         let writers = &mut self.writers;
         let to_writer = self.to_writer.get_or_insert_with(|| {
             // Bounded, so that queued chunks (64: 16 MiB at most) wait
             // for a slow disk instead of piling up in memory.
-            let (to_writer, queued) = sync_channel::<(PathBuf, Arc<Vec<u8>>)>(64);
+            let (to_writer, queued) = sync_channel::<Job>(64);
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
-                let (dir, queued) = (dir.dir.clone(), queued.clone());
+                let (dir, queued) = (dir.clone(), queued.clone());
                 writers.push(std::thread::spawn(move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((path, data)) = next else {
-                        return Ok(());
-                    };
-                    write_whole(&dir, &path, &data)?;
+                    match next {
+                        Err(_) => return Ok(()),
+                        Ok(Job::Write(digest, path, data)) => {
+                            let new = write_whole(&dir.dir, &path, &data, false)?;
+                            if let Some(created) = dir.created.as_ref().filter(|_| new) {
+                                created
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(digest);
+                            }
+                        }
+                        Ok(Job::Check(path, data)) => {
+                            if fs::read(&path).is_ok_and(|old| old == *data) {
+                                continue;
+                            }
+                            log::warn!("replacing damaged chunk {}", path.display());
+                            write_whole(&dir.dir, &path, &data, true)?;
+                        }
+                    }
                 }));
             }
             to_writer
         });
-        if to_writer.send((path, data)).is_err() {
+        if to_writer.send(job).is_err() {
             // The writer stopped at an error: that error is the answer.
             self.finish_writes()?;
         }
-        Ok((chunk, true))
+        Ok((chunk, !exists))
     }
 
     /// Waits until every queued chunk is on disk (not yet durable: see
@@ -361,9 +453,14 @@ impl Drop for ChunkWriter {
 /// Creates `path` holding `data`, so that no reader ever sees it partly
 /// written: the bytes go to an unnamed file (O_TMPFILE) that is linked
 /// under its name only when complete, one directory update per chunk; where
-/// the filesystem has no O_TMPFILE, through a temporary name and a rename.
-fn write_whole(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+/// the filesystem has no O_TMPFILE, or to `replace` a damaged file, through
+/// a temporary name and a rename. Returns whether this call made the file
+/// (another process may have stored the same chunk meanwhile: as good).
+fn write_whole(dir: &Path, path: &Path, data: &[u8], replace: bool) -> Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
+    if replace {
+        return write_renamed(dir, path, data).map(|()| true);
+    }
     let open_unnamed = || {
         fs::OpenOptions::new()
             .write(true)
@@ -390,21 +487,38 @@ fn write_whole(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
                 Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)
             ) =>
         {
-            let name = path
-                .file_name()
-                .expect("chunk paths end in a name")
-                .to_string_lossy();
-            let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-            fs::write(&tmp, data).at(&tmp)?;
-            fs::rename(&tmp, path).at(path)
+            write_renamed(dir, path, data).map(|()| true)
         }
         Err(e) => Err(e).at(dir),
     }
 }
 
-/// Gives an O_TMPFILE file its name. Another process may have stored the
-/// same chunk meanwhile: that is as good.
-fn link_unnamed(f: &File, path: &Path) -> Result<()> {
+/// Writes `data` under a temporary name, then renames it to `path`; the
+/// temporary file is removed if anything fails (a full disk leaves nothing).
+fn write_renamed(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .expect("chunk paths end in a name")
+        .to_string_lossy();
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.at(path)
+}
+
+/// Gives an O_TMPFILE file its name; returns false if the name was taken
+/// meanwhile (another process stored the same chunk: as good).
+fn link_unnamed(f: &File, path: &Path) -> Result<bool> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
@@ -424,10 +538,10 @@ fn link_unnamed(f: &File, path: &Path) -> Result<()> {
         )
     };
     if rc == 0 {
-        return Ok(());
+        return Ok(true);
     }
     match io::Error::last_os_error() {
-        e if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        e if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         e => Err(e).at(path),
     }
 }
@@ -480,11 +594,9 @@ pub fn read_chunked(
                 let ahead = &chunks[i + 1..chunks.len().min(i + 1 + open_chunks::AHEAD)];
                 dir.read_ahead(ahead);
             }
-            let n = dir.read_at(chunk, want - start, &mut buf[done..])?;
-            done += n;
-            if n == 0 {
-                break;
-            }
+            // `ChunkDir::read_at` gives every byte of the chunk from
+            // `want` or fails: the next chunk starts where this one ends.
+            done += dir.read_at(chunk, want - start, &mut buf[done..])?;
         }
         start = end;
     }
@@ -520,6 +632,61 @@ mod tests {
         let mut buf = [0u8; 50];
         let err = read_chunked(&chunks, &refs, 180, &mut buf).unwrap_err();
         assert!(err.to_string().contains(&refs[2].digest.hex()));
+    }
+
+    /// Three chunks of 100 bytes each (1s, 2s, 3s) in a fresh directory.
+    fn three_chunks() -> (tempfile::TempDir, ChunkDir, Vec<ChunkRef>) {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkDir::new(dir.path().to_path_buf());
+        let mut writer = ChunkWriter::new(chunks.clone());
+        let refs: Vec<ChunkRef> = [1u8, 2, 3]
+            .iter()
+            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap().0)
+            .collect();
+        writer.finish().unwrap();
+        (dir, chunks, refs)
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_hash_to_its_name_is_never_read() {
+        let (_dir, chunks, refs) = three_chunks();
+        let mut bytes = vec![2u8; 100];
+        bytes[50] = 9;
+        fs::write(chunks.path_of(&refs[1].digest), bytes).unwrap();
+        let mut buf = [0u8; 300];
+        let err = read_chunked(&chunks, &refs, 0, &mut buf).unwrap_err();
+        assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[1].digest));
+        // Its neighbours still read.
+        let mut buf = [0u8; 100];
+        assert_eq!(read_chunked(&chunks, &refs, 200, &mut buf).unwrap(), 100);
+        assert_eq!(buf, [3u8; 100]);
+        assert!(
+            chunks.read(&refs[1]).is_err(),
+            "whole-chunk reads check too"
+        );
+    }
+
+    #[test]
+    fn a_short_chunk_fails_the_read_instead_of_shifting_the_next() {
+        let (_dir, chunks, refs) = three_chunks();
+        fs::write(chunks.path_of(&refs[0].digest), [1u8; 60]).unwrap();
+        let mut buf = [0u8; 300];
+        let err = read_chunked(&chunks, &refs, 0, &mut buf).unwrap_err();
+        assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[0].digest));
+        let err = read_chunked(&chunks, &refs, 70, &mut buf).unwrap_err();
+        assert!(matches!(err, StoreError::BadChunk { .. }), "{err}");
+    }
+
+    #[test]
+    fn storing_the_same_bytes_again_replaces_a_damaged_chunk() {
+        let (_dir, chunks, refs) = three_chunks();
+        let path = chunks.path_of(&refs[1].digest);
+        fs::write(&path, [7u8; 100]).unwrap();
+        let mut writer = ChunkWriter::new(chunks.clone());
+        let (_, new) = writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.finish().unwrap();
+        assert!(!new, "the chunk was known");
+        assert_eq!(fs::read(&path).unwrap(), vec![2u8; 100]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(crate) struct Db {
 }
 
 /// How long a writer waits for another to finish before giving up.
-fn lock_timeout() -> Duration {
+pub fn lock_timeout() -> Duration {
     std::env::var("STRATA_LOCK_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -55,8 +55,11 @@ fn options() -> Options {
     // Recovery replays the log into the memtable and keeps the log rather
     // than writing (and fsyncing) a tiny table at each open after a write;
     // `open_writer` flushes once logs pile up or grow (an import's batch).
-    // Not wrapped by the crate.
-    o.get_options_from_string("avoid_flush_during_recovery=true")
+    // RocksDB preallocates its logs and MANIFEST (tens of MB) with
+    // fallocate; on a nearly full disk that swallowed the space a deleting
+    // command had just freed (see reserve.rs). The files stay small here.
+    // Neither is wrapped by the crate.
+    o.get_options_from_string("avoid_flush_during_recovery=true;allow_fallocate=false")
         .expect("a valid option string")
 }
 
@@ -85,12 +88,19 @@ fn logs_piled_up(db_dir: &Path) -> bool {
 
 impl Db {
     pub fn open_writer(root: &Path) -> Result<Db> {
+        Db::open_writer_then(root, || {})
+    }
+
+    /// Opens for writing, calling `locked` once the writer lock is held,
+    /// before the database opens (and writes its new MANIFEST).
+    pub fn open_writer_then(root: &Path, locked: impl FnOnce()) -> Result<Db> {
         let lock = lock::take(
             &root.join("lock"),
             lock::Mode::Exclusive,
             lock_timeout(),
             "another strata process to finish writing",
         )?;
+        locked();
         let path = root.join("db");
         let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
         if logs_piled_up(&path) {
@@ -122,6 +132,22 @@ impl Db {
             path,
             _lock: None,
             secondary_dir: Some(dir),
+        })
+    }
+
+    /// Opens without writing anything at all (no lock, no log, no
+    /// directory): for reading the index on a full disk. The view is the
+    /// one at open; a writer replacing files during the open makes it fail.
+    pub fn open_without_writing(root: &Path) -> Result<Db> {
+        let path = root.join("db");
+        let mut o = options();
+        o.create_if_missing(false);
+        let db = DB::open_for_read_only(&o, &path, false).map_err(|e| db_error(&path, e))?;
+        Ok(Db {
+            db,
+            path,
+            _lock: None,
+            secondary_dir: None,
         })
     }
 

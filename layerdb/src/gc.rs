@@ -1,6 +1,12 @@
 //! Garbage collection: drops layers no image uses (and no live mount pins),
 //! then chunk files no layer references, leftover temporary files and
 //! container directories without a record.
+//!
+//! Lock order: `gc.lock` before the writer lock (`lock`), always. An ingest
+//! holds `gc.lock` shared from its first chunk and then takes the writer
+//! lock to commit; gc took the writer lock first and then waited for
+//! `gc.lock` exclusively, so an import and a gc each waited for the lock
+//! the other held until one gave up ("store is busy").
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
@@ -9,6 +15,7 @@ use crate::store::Store;
 use rocksdb::WriteBatch;
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,15 +26,22 @@ pub struct GcReport {
     pub dirs_removed: u64,
 }
 
+/// Collects the store's garbage. Works on a full disk (see reserve.rs).
+pub fn collect(root: &Path) -> Result<GcReport> {
+    crate::store::create_root(root)?;
+    // No ingest may be between writing chunks and committing them.
+    let _lock = crate::lock::take(
+        &root.join("gc.lock"),
+        crate::lock::Mode::Exclusive,
+        Duration::from_secs(600),
+        "imports and commits in progress to finish",
+    )?;
+    Store::open_to_delete(root)?.collect_garbage()
+}
+
 impl Store {
-    pub fn gc(&self) -> Result<GcReport> {
-        // No ingest may be between writing chunks and committing them.
-        let _lock = crate::lock::take(
-            &self.root().join("gc.lock"),
-            crate::lock::Mode::Exclusive,
-            Duration::from_secs(600),
-            "imports and commits in progress to finish",
-        )?;
+    /// The collection itself; the caller holds `gc.lock` exclusively.
+    fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
 
         let mut keep: HashSet<Digest> = crate::pins::live_pins(self.root()).into_iter().collect();

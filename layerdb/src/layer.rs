@@ -342,7 +342,12 @@ impl LayerBuilder {
                 }
                 Ok(())
             })
-            .map_err(|e| self.bad(format!("reading {shown:?}: {e}")))?;
+            .map_err(|e| {
+                self.bad(format!(
+                    "reading {shown:?}: {}",
+                    crate::error::with_causes(&e)
+                ))
+            })?;
         self.stream_content_end(declared, total);
         entry.size = total;
         self.logical_bytes += total;

@@ -37,6 +37,7 @@ pub mod oci;
 pub mod oci_tar;
 pub mod pins;
 pub mod reference;
+mod reserve;
 mod sparse;
 pub mod store;
 pub mod verify;

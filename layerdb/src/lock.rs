@@ -48,3 +48,12 @@ pub(crate) fn take(path: &Path, mode: Mode, limit: Duration, waiting_for: &str) 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Turns the shared lock held through `f` into an exclusive one if nobody
+/// else holds the lock, without waiting. A failed conversion may drop the
+/// shared lock (flock conversions are not atomic): for a holder about to
+/// give the lock up either way.
+pub(crate) fn try_exclusive(f: &File) -> bool {
+    // SAFETY: flock only reads the descriptor, which `f` keeps open.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}

@@ -23,6 +23,24 @@ pub struct Store {
     root: PathBuf,
     db: Db,
     chunks: ChunkDir,
+    /// Set when opened by [`Store::open_to_delete`]: the disk space reserve
+    /// is made again when the store closes (after `db`, so after the
+    /// writer lock is released).
+    _remake_reserve: Option<RemakeReserve>,
+}
+
+pub(crate) struct RemakeReserve(PathBuf);
+
+impl Drop for RemakeReserve {
+    fn drop(&mut self) {
+        crate::reserve::keep(&self.0);
+    }
+}
+
+/// How long a writer waits for the writer lock before giving up
+/// (`STRATA_LOCK_TIMEOUT` seconds, 120 by default).
+pub fn writer_wait_limit() -> std::time::Duration {
+    crate::db::lock_timeout()
 }
 
 /// Where the store lives when neither `--root` nor `STRATA_ROOT` says.
@@ -61,7 +79,76 @@ pub fn create_root(root: &Path) -> Result<()> {
         let p = root.join(sub);
         fs::create_dir_all(&p).at(&p)?;
     }
+    make_private(root)
+}
+
+/// Makes the store private to its owner whatever made it before: a root
+/// made by hand (or by an older strata) with mode 0755 let other users
+/// read the index, whose RocksDB log holds file content. The root and
+/// `db/` are checked at every open (RocksDB makes its files 0644); a root
+/// or `db/` found open has everything of the store's own made private:
+/// directories 0700, files 0600. Inside `containers/` only the directory
+/// itself: the container files below keep the modes their processes need.
+fn make_private(root: &Path) -> Result<()> {
+    let open_to_others = |p: &Path| -> Result<bool> {
+        Ok(fs::symlink_metadata(p).at(p)?.permissions().mode() & 0o077 != 0)
+    };
+    let db = root.join("db");
+    let was_open = open_to_others(root)? || (db.exists() && open_to_others(&db)?);
+    if was_open {
+        for sub in ["chunks", "tmp", "pins"] {
+            make_tree_private(&root.join(sub))?;
+        }
+        make_tree_private(&root.join("containers"))?;
+    }
+    make_tree_private(&db)?;
+    // The root's own files (format, locks, reserve) and the root last: until
+    // then nothing below was reachable by others only if it was private.
+    for f in fs::read_dir(root).at(root)?.flatten() {
+        if f.file_type().is_ok_and(|t| t.is_file()) {
+            set_private(&f.path())?;
+        }
+    }
+    set_private(root)
+}
+
+/// `dir` and everything in it private, recursively, except for
+/// the container directories below `containers/`.
+fn make_tree_private(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(()); // not made yet
+    };
+    set_private(dir)?;
+    if dir.file_name().is_some_and(|n| n == "containers") {
+        return Ok(());
+    }
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => make_tree_private(&e.path())?,
+            Ok(t) if t.is_file() => set_private(&e.path())?,
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// Drops the group and other bits of `path` if it has any (directories
+/// become 0700, files 0600 from the usual 0755 and 0644).
+fn set_private(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Gone meanwhile (a RocksDB file replaced by a writer): nothing to hide.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at(path),
+    };
+    let current = meta.permissions().mode() & 0o7777;
+    if current & 0o077 == 0 {
+        return Ok(());
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(current & !0o077)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.at(path),
+    }
 }
 
 /// The on-disk format this code reads and writes (docs/design.md). A store
@@ -113,10 +200,38 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         create_root(root)?;
         let db = Db::open_writer(root)?;
+        crate::reserve::keep(root);
         Ok(Store {
             root: root.to_path_buf(),
             db,
             chunks: ChunkDir::new(root.join("chunks")),
+            _remake_reserve: None,
+        })
+    }
+
+    /// Opens for writing for a command that deletes (`rm`, `rmi`, `gc`),
+    /// which must work on a full disk: the disk space reserve is freed once
+    /// the writer lock is held, before the index opens, and made again when
+    /// the store closes.
+    pub fn open_to_delete(root: &Path) -> Result<Store> {
+        create_root(root)?;
+        let db = Db::open_writer_then(root, || crate::reserve::release(root))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            db,
+            chunks: ChunkDir::new(root.join("chunks")),
+            _remake_reserve: Some(RemakeReserve(root.to_path_buf())),
+        })
+    }
+
+    /// Opens the index without writing anything (not even a lock file):
+    /// for a failed ingest on a full disk looking for its chunks' users.
+    pub(crate) fn open_without_writing(root: &Path) -> Result<Store> {
+        Ok(Store {
+            root: root.to_path_buf(),
+            db: Db::open_without_writing(root)?,
+            chunks: ChunkDir::new(root.join("chunks")),
+            _remake_reserve: None,
         })
     }
 
@@ -128,6 +243,7 @@ impl Store {
             root: root.to_path_buf(),
             db,
             chunks: ChunkDir::new(root.join("chunks")),
+            _remake_reserve: None,
         })
     }
 
@@ -359,6 +475,7 @@ impl Store {
         // index points at them.
         self.chunks.sync()?;
         self.db.write(batch)?;
+        crate::ingest::note_commit(&self.root);
         Ok(record)
     }
 

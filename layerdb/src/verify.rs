@@ -1,6 +1,13 @@
 //! `verify`: re-hash every chunk and resolve every reference. Problems are
 //! collected, not stopped at, so one run names every broken object.
 //! Unreferenced chunks and layers are not problems: gc reclaims them.
+//!
+//! A damaged chunk (missing, or not hashing to its name) cannot be rebuilt
+//! from the store: its bytes are nowhere else. `--repair` removes the
+//! damaged files and names the images that need their content imported
+//! again; an import of the same content writes the chunk anew (an import
+//! compares every chunk file it finds with the bytes it brings, and
+//! replaces one that differs, so it repairs without `--repair` too).
 
 use crate::digest::Digest;
 use crate::entry::Kind;
@@ -15,6 +22,9 @@ pub struct VerifyReport {
     pub layers: u64,
     pub chunks: u64,
     pub problems: Vec<String>,
+    /// Chunks that are missing or do not hash to their name, with the
+    /// layers that use them.
+    pub damaged: Vec<(Digest, Vec<Digest>)>,
 }
 
 impl Store {
@@ -23,6 +33,7 @@ impl Store {
         let layers: HashMap<Digest, crate::layer::LayerMeta> =
             self.layers()?.into_iter().map(|l| (l.diff_id, l)).collect();
         let mut checked: HashSet<Digest> = HashSet::new();
+        let mut damaged: HashMap<Digest, Vec<Digest>> = HashMap::new();
 
         for layer in layers.values() {
             r.layers += 1;
@@ -41,13 +52,19 @@ impl Store {
                 for c in e.chunks() {
                     if checked.insert(c.digest) {
                         r.chunks += 1;
-                        if let Err(err) = self.chunks().read_verified(c) {
-                            chunks_ok = false;
+                        if let Err(err) = self.chunks().read(c) {
+                            damaged.insert(c.digest, Vec::new());
                             r.problems.push(format!(
                                 "layer {:#}: file {:?}: {err}",
                                 layer.diff_id,
                                 String::from_utf8_lossy(path)
                             ));
+                        }
+                    }
+                    if let Some(users) = damaged.get_mut(&c.digest) {
+                        chunks_ok = false;
+                        if users.last() != Some(&layer.diff_id) {
+                            users.push(layer.diff_id);
                         }
                     }
                 }
@@ -114,6 +131,30 @@ impl Store {
                 ));
             }
         }
+        r.damaged = damaged.into_iter().collect();
+        r.damaged.sort();
         Ok(r)
+    }
+
+    /// Removes the damaged chunk files `report` found; returns the images
+    /// (with their tags) whose content must be imported again.
+    pub fn remove_damaged_chunks(&self, report: &VerifyReport) -> Result<Vec<String>> {
+        let mut layers = HashSet::new();
+        for (digest, users) in &report.damaged {
+            self.chunks().remove(digest)?;
+            layers.extend(users.iter().copied());
+        }
+        let mut out = Vec::new();
+        for (image, tags) in self.images()? {
+            if image.layers.iter().any(|l| layers.contains(l)) {
+                let names = if tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", tags.join(", "))
+                };
+                out.push(format!("{}{names}", image.id.short()));
+            }
+        }
+        Ok(out)
     }
 }

@@ -47,7 +47,7 @@ pub enum Command {
     /// Remove layers and chunks nothing references
     Gc,
     /// Re-hash every chunk and resolve every reference
-    Verify,
+    Verify(VerifyArgs),
     /// Create and run a new container from an image
     Run(RunArgs),
     /// Create a new image from a container's changes
@@ -453,4 +453,11 @@ pub enum PullPolicy {
     Always,
     Missing,
     Never,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Remove damaged chunk files and name the images to import again
+    #[arg(long)]
+    pub repair: bool,
 }

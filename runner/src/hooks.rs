@@ -106,23 +106,19 @@ impl MonitorHooks for ContainerHooks {
     }
 
     fn unmount(&mut self) {
-        // --rm: the index opens (milliseconds: RocksDB's recovery and its
-        // fsyncs) while the filesystem unmounts; the record is deleted only
-        // once the unmount succeeded.
-        let opening = self.auto_remove.then(|| {
-            let root = self.root.clone();
-            std::thread::spawn(move || Store::open(&root))
-        });
+        // --rm: the index opens only once the filesystem is unmounted. It
+        // used to open meanwhile, to save its few milliseconds, but then
+        // the writer lock was held while the unmount waited for the server
+        // to finish, which has no bound (a file still open in the mount),
+        // and every other writer queued behind it.
         let unmounted = self.mount.take().map_or(Ok(()), |m| m.unmount());
-        let store = opening.map(|opening| match opening.join() {
-            Ok(store) => store.map_err(Into::into),
-            Err(_) => Err(anyhow::anyhow!("opening the store panicked")),
-        });
         if let Err(e) = unmounted {
             log::error!("container {}: unmounting its filesystem: {e}", self.id);
             return;
         }
-        if let Some(store) = store {
+        if self.auto_remove {
+            // A container that filled the disk is removed all the same.
+            let store = Store::open_to_delete(&self.root).map_err(Into::into);
             if let Err(e) = self.remove(store) {
                 log::error!("container {}: removing it: {e:#}", self.id);
             }

@@ -10,9 +10,10 @@
 //! the open files are kept for the reads that come for them.
 
 use crate::digest::Digest;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Open chunk files kept: room for the read-ahead windows of a few
 /// concurrent sequential readers, far below the descriptor limit.
@@ -25,7 +26,14 @@ pub const AHEAD: usize = 32;
 #[derive(Debug, Default)]
 pub struct OpenChunks {
     inner: Mutex<Kept>,
+    /// Signalled when a pending chunk is kept or given up.
+    settled: Condvar,
 }
+
+/// How long a reader waits for the read-ahead thread to finish checking a
+/// chunk it needs, before opening and checking it itself: the read-ahead
+/// is a disk read and a hash of one chunk away, far below this.
+const PENDING_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Kept {
@@ -35,6 +43,9 @@ struct Kept {
     /// closed first.
     by_use: BTreeMap<u64, Digest>,
     clock: u64,
+    /// Chunks the read-ahead thread has opened and is checking: a reader
+    /// waits for them rather than read and hash them a second time.
+    pending: HashSet<Digest>,
 }
 
 impl Kept {
@@ -50,15 +61,56 @@ impl Kept {
 }
 
 impl OpenChunks {
-    /// The open file of a chunk, if kept.
-    pub fn get(&self, digest: &Digest) -> Option<Arc<File>> {
-        let mut kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        kept.touch(digest)
+    /// The open file of a chunk, waiting (bounded) if the read-ahead thread
+    /// is checking it; None if it is neither kept nor pending.
+    pub fn get_or_wait(&self, digest: &Digest) -> Option<Arc<File>> {
+        let deadline = Instant::now() + PENDING_WAIT;
+        let mut kept = self.lock();
+        loop {
+            if let Some(f) = kept.touch(digest) {
+                return Some(f);
+            }
+            let now = Instant::now();
+            if !kept.pending.contains(digest) || now >= deadline {
+                return None;
+            }
+            kept = self
+                .settled
+                .wait_timeout(kept, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the chunk is kept open or being checked for a reader.
     pub fn contains(&self, digest: &Digest) -> bool {
-        let kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        kept.files.contains_key(digest)
+        let kept = self.lock();
+        kept.files.contains_key(digest) || kept.pending.contains(digest)
+    }
+
+    /// Marks chunks the read-ahead thread is about to check; returns those
+    /// that were neither kept nor pending (the ones it should check).
+    pub fn claim(&self, digests: impl IntoIterator<Item = Digest>) -> Vec<Digest> {
+        let mut kept = self.lock();
+        digests
+            .into_iter()
+            .filter(|d| !kept.files.contains_key(d) && kept.pending.insert(*d))
+            .collect()
+    }
+
+    /// Ends a claim: the chunk is kept (`file`) or left to the reader.
+    pub fn settle(&self, digest: Digest, file: Option<Arc<File>>) {
+        let mut kept = self.lock();
+        kept.pending.remove(&digest);
+        drop(kept);
+        if let Some(f) = file {
+            self.keep(digest, f);
+        }
+        self.settled.notify_all();
     }
 
     /// Keeps `file` open for `digest`, closing the least recently used
@@ -102,7 +154,7 @@ mod tests {
         for i in 0..KEPT as u32 {
             open.keep(d(i), f.clone());
         }
-        assert!(open.get(&d(0)).is_some());
+        assert!(open.get_or_wait(&d(0)).is_some());
         open.keep(d(KEPT as u32), f.clone());
         assert!(open.contains(&d(0)), "used last, kept");
         assert!(!open.contains(&d(1)), "the least recently used, closed");

@@ -111,7 +111,10 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
         .map(Reference::parse)
         .transpose()?;
     let ingest = Ingest::begin(&ctx.root)?;
-    let store = Arc::new(ctx.store()?);
+    // The index is read through a reader and opened for writing only to
+    // commit: the writer lock is never held while the container is frozen
+    // and flushed, or while its changes are read (neither has a bound).
+    let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, &args.container)?;
     let image = store
         .image(&rec.image)?
@@ -157,7 +160,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     if let Some(l) = &layer {
         config.rootfs.diff_ids.push(format!("{:#}", l.diff_id));
     }
-    let new = store.commit_image(NewImage {
+    let new = ctx.store()?.commit_image(NewImage {
         config,
         layers: layer.into_iter().collect(),
         parent: Some(image.id),

@@ -78,7 +78,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
         // an exit needs the write lock free.
         let result = (|| -> Result<()> {
             let rec = {
-                let store = ctx.store()?;
+                let store = ctx.store_to_delete()?;
                 liveness::container(&store, name)?
             };
             if rec.state.is_running() {
@@ -88,7 +88,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 signal(&rec, Signal::SIGKILL)?;
                 wait_monitor(&rec)?;
             }
-            let store = ctx.store()?;
+            let store = ctx.store_to_delete()?;
             let rec = liveness::container(&store, &rec.id)?;
             liveness::remove(&store, &rec)?;
             Ok(())

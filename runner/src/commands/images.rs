@@ -85,7 +85,7 @@ pub fn tag(ctx: &Ctx, source: &str, target: &str) -> Result<i32> {
 }
 
 pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
-    let store = ctx.store()?;
+    let store = ctx.store_to_delete()?;
     let mut failed = None;
     for name in &args.images {
         match store.remove_image(name, args.force) {

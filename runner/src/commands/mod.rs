@@ -32,6 +32,12 @@ impl Ctx {
         Ok(layerdb::Store::open(&self.root)?)
     }
 
+    /// The store for a command that deletes (`rm`, `rmi`): opened with the
+    /// disk space reserve freed, so it works on a full disk.
+    pub fn store_to_delete(&self) -> Result<layerdb::Store> {
+        Ok(layerdb::Store::open_to_delete(&self.root)?)
+    }
+
     /// The store for a command that only reads the index: a secondary
     /// instance, which never waits for a writer and costs no fsync (a
     /// read-write open writes a new MANIFEST, CURRENT and OPTIONS file).
@@ -73,7 +79,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
         Command::System(SystemCommand::Df) => store_admin::df(&ctx),
         Command::Gc => store_admin::gc(&ctx),
-        Command::Verify => store_admin::verify(&ctx),
+        Command::Verify(a) => store_admin::verify(&ctx, a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, a),
         Command::Launch(a) => launch::run(&ctx, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {

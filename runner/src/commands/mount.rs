@@ -54,7 +54,9 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         }
         PathBuf::from(&target)
     } else {
-        let store = ctx.store()?;
+        // Only reads: the writer lock must not be held while the server
+        // mounts (start_server waits on its pipe, without bound).
+        let store = ctx.reader()?;
         if let Ok(rec) = liveness::container(&store, &target) {
             let paths = ContainerPaths::of(&ctx.root, &rec);
             if let State::Running { pid, .. } | State::Paused { pid, .. } = rec.state {

@@ -31,6 +31,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
     )
 }
 
+/// Seconds [`create`] may take once it holds the writer lock.
+const RECORD_WORK_SECS: u64 = 60;
+
 /// [`create`] in a forked child, which reports a failure through a pipe,
 /// so that this process never opens the index and keeps a single thread.
 fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
@@ -38,6 +41,11 @@ fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
             drop(read);
+            // This child holds the writer lock, and every writer queues
+            // behind it: it must never wait without bound (one was seen
+            // hanging for minutes). SIGALRM ends it, which frees the lock.
+            let limit = layerdb::store::writer_wait_limit().as_secs() + RECORD_WORK_SECS;
+            nix::unistd::alarm::set(limit.try_into().unwrap_or(u32::MAX));
             let code = match create(ctx, args, id) {
                 Ok(_) => 0,
                 Err(e) => {
@@ -55,6 +63,9 @@ fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
             read_result.context("read the container's creation result")?;
             if !failure.is_empty() {
                 bail!("{failure}");
+            }
+            if status == 128 + nix::sys::signal::Signal::SIGALRM as i32 {
+                bail!("recording the container took too long and was stopped, so that it does not hold the store; try again");
             }
             if status != 0 {
                 bail!("recording the container failed (exit status {status})");

@@ -67,7 +67,12 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
     for diff_id in &image.layers {
         let path = blobs.join(diff_id.hex());
         let mut f = fs::File::create(&path)?;
-        store.write_layer_tar(diff_id, &mut f)?;
+        if let Err(e) = store.write_layer_tar(diff_id, &mut f) {
+            // No blob under a name its bytes do not hash to.
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
         layers.push(json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
             "digest": format!("{diff_id:#}"),

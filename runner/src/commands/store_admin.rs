@@ -1,11 +1,12 @@
 //! `strata gc`, `strata verify`, `strata system df`.
 
 use super::Ctx;
+use crate::cli::VerifyArgs;
 use crate::humanize::human_size;
 use anyhow::Result;
 
 pub fn gc(ctx: &Ctx) -> Result<i32> {
-    let r = ctx.store()?.gc()?;
+    let r = layerdb::gc::collect(&ctx.root)?;
     println!(
         "Removed {} layers, {} chunks, {} container directories; reclaimed space: {}",
         r.layers_removed,
@@ -16,10 +17,19 @@ pub fn gc(ctx: &Ctx) -> Result<i32> {
     Ok(0)
 }
 
-pub fn verify(ctx: &Ctx) -> Result<i32> {
-    let r = ctx.store()?.verify()?;
+pub fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<i32> {
+    let store = ctx.store()?;
+    let r = store.verify()?;
     for p in &r.problems {
         eprintln!("{p}");
+    }
+    if args.repair && !r.damaged.is_empty() {
+        let images = store.remove_damaged_chunks(&r)?;
+        eprintln!(
+            "removed {} damaged chunk files; import the content of these images again to restore them: {}",
+            r.damaged.len(),
+            images.join(", ")
+        );
     }
     println!(
         "checked {} images, {} layers, {} chunks: {} problems",

@@ -1,0 +1,368 @@
+//! The store serves only bytes that hash to their names, stays private,
+//! and survives damaged chunks, a full disk and writers racing with gc.
+
+mod common;
+
+use common::{noise, privileges, Strata, TarMaker};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The chunk files holding `file` of `image`'s top layer.
+fn chunks_of(s: &Strata, image: &str, file: &str) -> Vec<PathBuf> {
+    let store = layerdb::Store::open_read_only(&s.root()).unwrap();
+    let image = store.resolve_image(image).unwrap();
+    let layer = store.layer(image.layers.last().unwrap()).unwrap();
+    let entry = store.entry(&layer, file.as_bytes()).unwrap().unwrap();
+    entry
+        .chunks()
+        .iter()
+        .map(|c| layerdb::chunk::chunk_path(&s.root(), &c.digest))
+        .collect()
+}
+
+fn flip_a_byte(chunk: &Path) {
+    let mut bytes = std::fs::read(chunk).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(chunk, bytes).unwrap();
+}
+
+/// `strata mount IMAGE DIR`, unmounted when dropped (also on failure).
+struct Mounted<'a> {
+    s: &'a Strata,
+    dir: PathBuf,
+}
+
+impl<'a> Mounted<'a> {
+    fn new(s: &'a Strata, image: &str, name: &str) -> Mounted<'a> {
+        let dir = s.path(name);
+        s.run(&["mount", image, dir.to_str().unwrap()]).ok();
+        Mounted { s, dir }
+    }
+
+    fn read(&self, file: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.dir.join(file))
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let r = self.s.run(&["umount", self.dir.to_str().unwrap()]);
+        if r.code != 0 && !std::thread::panicking() {
+            panic!("umount {}: {}", self.dir.display(), r.stderr);
+        }
+    }
+}
+
+fn assert_eio(r: std::io::Result<Vec<u8>>, what: &str) {
+    match r {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{what}: {e}"),
+        Ok(bytes) => panic!("{what}: read {} bytes, expected EIO", bytes.len()),
+    }
+}
+
+/// A store with image `victim` holding three files of several chunks each.
+fn victim() -> (Strata, PathBuf, Vec<Vec<u8>>) {
+    privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let data: Vec<Vec<u8>> = [11, 21, 31].map(|seed| noise(300_000, seed)).to_vec();
+    let tar = TarMaker::new()
+        .file("a", &data[0])
+        .file("b", &data[1])
+        .file("c", &data[2])
+        .write(&s.path("victim.tar"));
+    s.import(&tar, "victim");
+    (s, tar, data)
+}
+
+#[test]
+fn a_flipped_byte_in_a_chunk_reads_as_eio_and_verify_repair_then_reimport_restore_it() {
+    let (s, tar, data) = victim();
+    let damaged = chunks_of(&s, "victim", "a")[1].clone();
+    flip_a_byte(&damaged);
+    {
+        let m = Mounted::new(&s, "victim", "mnt");
+        assert_eio(m.read("a"), "a file with a flipped byte");
+        assert_eq!(m.read("b").unwrap(), data[1], "another file still reads");
+        assert_eio(m.read("a"), "the same file again");
+    }
+    let name = damaged.file_name().unwrap().to_str().unwrap();
+    let r = s.run(&["verify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(name), "{}", r.stderr);
+
+    let r = s.run(&["verify", "--repair"]);
+    assert!(!damaged.exists(), "the damaged chunk is removed");
+    assert!(r.stderr.contains("victim:latest"), "{}", r.stderr);
+    s.import(&tar, "victim");
+    s.run(&["verify"]).ok();
+    let m = Mounted::new(&s, "victim", "mnt2");
+    assert_eq!(m.read("a").unwrap(), data[0]);
+}
+
+#[test]
+fn importing_the_same_content_again_replaces_a_damaged_chunk() {
+    let (s, tar, data) = victim();
+    let damaged = chunks_of(&s, "victim", "b")[0].clone();
+    flip_a_byte(&damaged);
+    s.import(&tar, "again");
+    s.run(&["verify"]).ok();
+    let m = Mounted::new(&s, "victim", "mnt");
+    assert_eq!(m.read("b").unwrap(), data[1]);
+}
+
+#[test]
+fn a_truncated_and_a_missing_chunk_give_eio_and_the_mount_survives() {
+    let (s, _, data) = victim();
+    let truncated = chunks_of(&s, "victim", "a")[1].clone();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+    drop(f);
+    std::fs::remove_file(&chunks_of(&s, "victim", "b")[1]).unwrap();
+    let m = Mounted::new(&s, "victim", "mnt");
+    assert_eio(m.read("a"), "a file with a truncated chunk");
+    assert_eio(m.read("b"), "a file with a missing chunk");
+    assert_eq!(m.read("c").unwrap(), data[2], "the mount still serves");
+    assert_eio(m.read("a"), "the truncated one again");
+}
+
+#[test]
+fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
+    let s = Strata::new();
+    let tar = TarMaker::new()
+        .file("a", &noise(300_000, 7))
+        .write(&s.path("a.tar"));
+    s.import(&tar, "victim");
+    flip_a_byte(&chunks_of(&s, "victim", "a")[0]);
+    let out = s.path("saved");
+    let r = s.run(&["save", "-o", out.to_str().unwrap(), "victim"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
+    for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap().path();
+        let digest = layerdb::Digest::of(&std::fs::read(&blob).unwrap());
+        assert_eq!(
+            digest.hex(),
+            blob.file_name().unwrap().to_str().unwrap(),
+            "a blob named for bytes it does not hold"
+        );
+    }
+}
+
+#[test]
+fn a_public_store_root_and_its_files_are_made_private_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Strata::new();
+    let tar = TarMaker::new()
+        .file("secret", &noise(100_000, 3))
+        .write(&s.path("a.tar"));
+    s.import(&tar, "secret");
+    let set = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let root = s.root();
+    let chunk = chunks_of(&s, "secret", "secret")[0].clone();
+    set(&root, 0o755);
+    set(&root.join("db"), 0o755);
+    set(&root.join("chunks"), 0o755);
+    set(&chunk, 0o644);
+    let db_files: Vec<PathBuf> = std::fs::read_dir(root.join("db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for f in &db_files {
+        set(f, 0o644);
+    }
+    s.run(&["images"]).ok();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&root.join("db")), 0o700);
+    assert_eq!(mode(&root.join("chunks")), 0o700);
+    assert_eq!(mode(&chunk), 0o600);
+    for f in db_files.iter().filter(|f| f.exists()) {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+}
+
+#[test]
+fn a_store_error_says_its_cause_once() {
+    let s = Strata::new();
+    std::fs::create_dir_all(s.root()).unwrap();
+    // The root's format file as a directory: reading it fails with EISDIR.
+    std::fs::create_dir(s.root().join("format")).unwrap();
+    let r = s.run(&["images"]);
+    assert_eq!(r.code, 125);
+    let cause = "Is a directory";
+    assert_eq!(r.stderr.matches(cause).count(), 1, "{}", r.stderr);
+}
+
+/// A small ext4 filesystem on a loop device, mounted at `dir`: unmounted
+/// (and its loop device detached) when dropped, also on failure.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn new(image: &Path, dir: &Path, megabytes: u64) -> SmallDisk {
+        let f = std::fs::File::create(image).unwrap();
+        f.set_len(megabytes << 20).unwrap();
+        drop(f);
+        let ok = |c: &mut Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // -m 0: no blocks kept back for root, who runs the test.
+        ok(Command::new("mkfs.ext4").args(["-q", "-m", "0"]).arg(image));
+        std::fs::create_dir_all(dir).unwrap();
+        ok(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(dir));
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(&self.dir).unwrap();
+        st.blocks_available() as u64 * st.fragment_size() as u64
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // The loop device goes with the mount (mount -o loop sets autoclear).
+        let out = Command::new("umount").arg(&self.dir).output().unwrap();
+        if !out.status.success() {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+            if !std::thread::panicking() {
+                panic!("umount: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}
+
+fn chunk_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("chunks")).unwrap().count()
+}
+
+#[test]
+fn a_full_disk_costs_the_import_and_the_container_only() {
+    privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 200);
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/build-busybox-image"
+    ))
+    .env("STRATA", common::bin())
+    .env("STRATA_ROOT", s.root())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A container fills the disk and keeps running.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "filler",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/fill bs=1M; sleep 1000",
+    ])
+    .ok();
+    let stop_filler = Cleanup(|| {
+        let _ = s.run(&["rm", "-f", "filler"]);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while disk.free_bytes() > 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk never filled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // An import fails and leaves no chunk behind.
+    let before = chunk_count(&s.root());
+    let tar = TarMaker::new()
+        .file("big", &noise(32 << 20, 9))
+        .write(&std::env::temp_dir().join(format!("strata-full-{}.tar", std::process::id())));
+    let r = s.run(&["import", tar.to_str().unwrap(), "big"]);
+    std::fs::remove_file(&tar).unwrap();
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert_eq!(chunk_count(&s.root()), before, "the failed import's chunks");
+
+    // The commands that free space work.
+    s.run(&["rm", "-f", "filler"]).ok();
+    drop(stop_filler);
+    s.run(&["rmi", "busybox"]).ok();
+    s.run(&["gc"]).ok();
+    s.run(&["verify"]).ok();
+    assert_eq!(chunk_count(&s.root()), 0);
+    drop(disk);
+}
+
+/// Runs a closure when dropped.
+struct Cleanup<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Cleanup<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn imports_commits_rmi_and_gc_racing_all_succeed() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "--name", "c1", "busybox", "sh", "-c", "echo hi > /f"])
+        .ok();
+    for round in 0..4u64 {
+        let tar = TarMaker::new()
+            .file("f", &noise(2 << 20, 100 + round))
+            .write(&s.path(&format!("r{round}.tar")));
+        let mut children = vec![
+            s.cmd(&["import", tar.to_str().unwrap(), &format!("r:{round}")]),
+            s.cmd(&["gc"]),
+            s.cmd(&["commit", "c1", &format!("c:{round}")]),
+            s.cmd(&["gc"]),
+        ];
+        if round > 0 {
+            children.push(s.cmd(&["rmi", &format!("r:{}", round - 1)]));
+        }
+        // Short enough that a lock-order deadlock fails fast.
+        let running: Vec<_> = children
+            .iter_mut()
+            .map(|c| {
+                c.env("STRATA_LOCK_TIMEOUT", "30")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in running {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    s.run(&["verify"]).ok();
+}
