@@ -485,7 +485,7 @@ fn dev_holds_only_the_standard_devices_and_an_own_devpts() {
     assert_eq!(parts.len(), 3, "{out}");
     let listed: Vec<&str> = parts[0].lines().collect();
     let required = [
-        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "mqueue",
     ];
     // The usual symlinks to /proc/self/fd.
     let links = ["fd", "stdin", "stdout", "stderr"];

@@ -93,6 +93,12 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     if let Some(user) = &args.user {
         check_user(user)?;
     }
+    let security = crate::container::options_from_flags(
+        &args.cap_add,
+        &args.cap_drop,
+        args.privileged,
+        &args.security_opt,
+    )?;
     let store = ctx.store()?;
     let image = store.resolve_image(&args.image).map_err(|e| match e {
         StoreError::NoSuchImage(_) => anyhow::anyhow!(
@@ -134,6 +140,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         mounts,
         auto_remove: args.rm,
         upper: paths.upper(),
+        security,
     };
     // The filesystem first, the record last: no record without its files.
     make_files(&paths, &rec)?;

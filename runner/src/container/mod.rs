@@ -25,6 +25,7 @@
 //! pipes and give docker's exit codes (125/126/127).
 
 mod attach;
+mod capabilities;
 mod events;
 mod exec;
 mod exit;
@@ -34,15 +35,18 @@ mod namespaces;
 mod process;
 mod pty;
 mod rootfs;
+mod seccomp;
+mod security;
 mod signals;
 mod spec;
 mod user;
 mod userns;
 
-pub use exec::exec_in;
+pub use exec::{exec_in, ExecSpec};
 pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
+pub use security::options_from_flags;
 pub use signals::{freeze, kill, thaw};
 pub use spec::{parse_bind_mount, EtcFiles, Spec};
 

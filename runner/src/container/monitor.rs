@@ -220,6 +220,7 @@ fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infal
         user: &spec.user,
         hostname: spec.hostname.clone(),
         tty: spec.tty,
+        security: &spec.security,
     };
     Err(process::exec(&process, Some(go.as_fd())))
 }

@@ -1,6 +1,8 @@
 //! The last steps of the process that becomes the user's command, shared by
 //! `run` (after pivot_root) and `exec` (after setns): user, environment,
-//! working directory, PATH lookup, execve. Also the pipe protocol that
+//! working directory, PATH lookup, capabilities, no_new_privs, the seccomp
+//! filter (loaded last, so that it judges the user's command and as few
+//! of our own syscalls as possible), execve. Also the pipe protocol that
 //! carries a [`StartError`] back to the parent: the write end is
 //! close-on-exec, so EOF with no bytes means the exec succeeded.
 
@@ -16,8 +18,11 @@ use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{chdir, execve, setgid, setgroups, setuid, Gid, Uid};
 
+use super::capabilities;
 use super::exit::{errno_text, kind_of_errno, StartError};
 use super::lookup::{probe_path, resolve_command};
+use super::seccomp::{self, Seccomp};
+use super::security::{Security, SecurityOptions};
 use super::spec::{final_env, lookup_env};
 use super::user::{self, Ids};
 use crate::sys;
@@ -31,6 +36,7 @@ pub struct ProcessSpec<'a> {
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
+    pub security: &'a SecurityOptions,
 }
 
 /// Runs the steps and execs; returns only the error that stopped it.
@@ -60,7 +66,19 @@ fn prepare_and_exec(
         process.cwd
     };
     create_working_dir(cwd)?;
+    let security =
+        Security::resolve(process.security).map_err(|err| StartError::other(format!("{err:#}")))?;
+    let filter = match &security.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::Profile(profile) => Some(
+            seccomp::compile(profile, &security.capabilities)
+                .map_err(|err| StartError::other(format!("{err:#}")))?,
+        ),
+    };
+    capabilities::limit_bounding(&security.capabilities)?;
+    let kept = capabilities::final_set(&security.capabilities, ids.uid == 0)?;
     switch_user(&ids)?;
+    capabilities::raise_for_setup()?;
     chdir(cwd).map_err(|errno| {
         StartError::new(
             kind_of_errno(errno),
@@ -75,6 +93,18 @@ fn prepare_and_exec(
     sys::reset_signal_handling().map_err(|errno| StartError::from_errno("reset signals", errno))?;
     sys::cloexec_from(3)
         .map_err(|err| StartError::other(format!("close inherited files: {err}")))?;
+    if security.no_new_privileges {
+        prctl::set_no_new_privs()
+            .map_err(|errno| StartError::from_errno("set no_new_privs", errno))?;
+    }
+    // Loading needs CAP_SYS_ADMIN (raised above) or no_new_privs; from
+    // here on only capget, capset and execve, which a profile must allow.
+    if let Some(filter) = &filter {
+        filter
+            .load()
+            .map_err(|err| StartError::other(format!("load the seccomp filter: {err}")))?;
+    }
+    capabilities::set_final(&kept)?;
     execve(
         &c_string(path.as_os_str().as_encoded_bytes())?,
         &c_strings(process.args)?,
