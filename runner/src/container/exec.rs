@@ -22,7 +22,7 @@ use super::monitor::{exit_process, reap, supervise};
 use super::namespaces::NamespaceFiles;
 use super::process::{self, ProcessSpec};
 use super::pty::{attach_stdio, Pty};
-use super::security::SecurityOptions;
+use super::security::{Prepared, SecurityOptions};
 use crate::sys;
 
 /// What `strata exec` asks for: the process and the container's
@@ -43,6 +43,7 @@ struct ExecRequest<'a> {
     namespaces: NamespaceFiles,
     slave: Option<OwnedFd>,
     spec: ExecSpec<'a>,
+    security: Prepared,
 }
 
 /// Runs `spec.args` inside the container whose init is `pid` (on the host)
@@ -51,6 +52,7 @@ struct ExecRequest<'a> {
 /// CLI has a single thread.
 pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
     anyhow::ensure!(!spec.args.is_empty(), "no command specified");
+    let security = Prepared::new(spec.security)?;
     let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
     let pty = spec.tty.then(Pty::open).transpose()?;
     let (master, slave) = match pty {
@@ -65,6 +67,7 @@ pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
                 namespaces,
                 slave,
                 spec,
+                security,
             };
             exit_process(run_helper(request, &EventSender::new(events_write)))
         }
@@ -153,7 +156,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         user: spec.user,
         hostname,
         tty: spec.tty,
-        security: spec.security,
+        security: &request.security,
     };
     process::exec(&process, Some(alive.as_fd()))
 }

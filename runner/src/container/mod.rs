@@ -81,6 +81,7 @@ pub enum Outcome {
 /// from here, see `userns.rs`) and a mount namespace before it mounts.
 pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow::Result<Outcome> {
     spec.validate()?;
+    let security = security::Prepared::new(&spec.security)?;
     let userns = UserNamespace::for_caller()?;
     if let Some(notice) = userns.as_ref().and_then(|userns| userns.notice.as_deref()) {
         eprintln!("strata: {notice}");
@@ -105,6 +106,7 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
                 cli_alive: (!detach).then_some(alive_read),
                 detach,
                 userns: monitor_side,
+                security,
             };
             let code = monitor::run(spec, hooks.as_mut(), setup);
             drop(hooks);

@@ -21,8 +21,7 @@ use nix::unistd::{chdir, execve, setgid, setgroups, setuid, Gid, Uid};
 use super::capabilities;
 use super::exit::{errno_text, kind_of_errno, StartError};
 use super::lookup::{probe_path, resolve_command};
-use super::seccomp::{self, Seccomp};
-use super::security::{Security, SecurityOptions};
+use super::security::Prepared;
 use super::spec::{final_env, lookup_env};
 use super::user::{self, Ids};
 use crate::sys;
@@ -36,7 +35,7 @@ pub struct ProcessSpec<'a> {
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
-    pub security: &'a SecurityOptions,
+    pub security: &'a Prepared,
 }
 
 /// Runs the steps and execs; returns only the error that stopped it.
@@ -66,15 +65,7 @@ fn prepare_and_exec(
         process.cwd
     };
     create_working_dir(cwd)?;
-    let security =
-        Security::resolve(process.security).map_err(|err| StartError::other(format!("{err:#}")))?;
-    let filter = match &security.seccomp {
-        Seccomp::Unconfined => None,
-        Seccomp::Profile(profile) => Some(
-            seccomp::compile(profile, &security.capabilities)
-                .map_err(|err| StartError::other(format!("{err:#}")))?,
-        ),
-    };
+    let security = process.security;
     capabilities::limit_bounding(&security.capabilities)?;
     let kept = capabilities::final_set(&security.capabilities, ids.uid == 0)?;
     switch_user(&ids)?;
@@ -99,9 +90,8 @@ fn prepare_and_exec(
     }
     // Loading needs CAP_SYS_ADMIN (raised above) or no_new_privs; from
     // here on only capget, capset and execve, which a profile must allow.
-    if let Some(filter) = &filter {
-        filter
-            .load()
+    if let Some(program) = &security.filter {
+        sys::load_seccomp_program(program)
             .map_err(|err| StartError::other(format!("load the seccomp filter: {err}")))?;
     }
     capabilities::set_final(&kept)?;

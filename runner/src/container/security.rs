@@ -13,7 +13,7 @@ use caps::CapsHashSet;
 pub use layerdb::SecurityOptions;
 
 use super::capabilities;
-use super::seccomp::Seccomp;
+use super::seccomp::{self, Seccomp};
 
 /// What a container process runs with.
 #[derive(Debug, Clone)]
@@ -79,6 +79,42 @@ pub fn options_from_flags(
     };
     Security::resolve(&options)?;
     Ok(options)
+}
+
+/// A container process's privileges, ready before it is forked: the
+/// process itself then only applies them (no JSON, no libseccomp).
+#[derive(Debug)]
+pub struct Prepared {
+    pub capabilities: CapsHashSet,
+    pub no_new_privileges: bool,
+    /// The seccomp program (BPF instructions); `None`: unconfined.
+    pub filter: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    /// Resolves the options and compiles (or finds in the cache) the
+    /// seccomp program.
+    pub fn new(options: &SecurityOptions) -> anyhow::Result<Prepared> {
+        let security = Security::resolve(options)?;
+        let filter = match &security.seccomp {
+            Seccomp::Unconfined => None,
+            Seccomp::Profile(profile) => {
+                let cache = crate::runtime::base_dir()
+                    .ok()
+                    .map(|base| seccomp::cache_dir(&base));
+                Some(seccomp::program(
+                    cache.as_deref(),
+                    profile,
+                    &security.capabilities,
+                )?)
+            }
+        };
+        Ok(Prepared {
+            capabilities: security.capabilities,
+            no_new_privileges: security.no_new_privileges,
+            filter,
+        })
+    }
 }
 
 impl Security {

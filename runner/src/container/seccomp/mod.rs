@@ -10,6 +10,7 @@
 //! (libseccomp can compare an argument only once per rule), other
 //! conditions are ANDed in one rule.
 
+mod cache;
 mod default;
 mod profile;
 
@@ -21,6 +22,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
+pub use cache::{dir as cache_dir, program};
 pub use profile::Profile;
 
 /// Which filter a container gets.
