@@ -77,7 +77,13 @@ pub fn options_from_flags(
         security_opt: security_opt.to_vec(),
         seccomp_profile,
     };
-    Security::resolve(&options)?;
+    if options.seccomp_profile.is_some() {
+        // A profile of the user's: compiled now, so that what libseccomp
+        // refuses fails the create, not a later start (and is cached).
+        Prepared::new(&options)?;
+    } else {
+        Security::resolve(&options)?;
+    }
     Ok(options)
 }
 
