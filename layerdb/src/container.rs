@@ -110,6 +110,25 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     /// The writable upper layer, inside the store root.
     pub upper: PathBuf,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
+    #[serde(default)]
+    pub security: SecurityOptions,
+}
+
+/// What `run`/`create` were told about the container's privileges, as
+/// given (docker's inspect shows them so); the runner resolves them into
+/// capability sets and a seccomp filter at every start and exec.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityOptions {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    /// The JSON of `--security-opt seccomp=FILE`, read when the container
+    /// was created: the profile belongs to the container, as in docker,
+    /// not to a file that may change or go away.
+    pub seccomp_profile: Option<String>,
 }
 
 impl ContainerRecord {

@@ -136,6 +136,9 @@ pub struct ExecInArgs {
     pub workdir: String,
     #[arg(long = "env")]
     pub env: Vec<String>,
+    /// The container's recorded security options, as JSON
+    #[arg(long, default_value = "{}")]
+    pub security: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -280,6 +283,18 @@ pub struct RunArgs {
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options (seccomp=unconfined|PROFILE.json, no-new-privileges)
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

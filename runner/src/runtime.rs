@@ -22,6 +22,12 @@ pub fn dir(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The directory that holds every store's runtime directory, for what is
+/// shared between stores (compiled seccomp filters).
+pub fn base_dir() -> Result<PathBuf> {
+    base()
+}
+
 /// Whether this process runs in the host's user namespace, whose uid map
 /// is the identity over every id.
 fn is_initial_user_namespace() -> bool {

@@ -147,6 +147,41 @@ pub fn reset_signal_handling() -> nix::Result<()> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 
+/// Installs `program`, a classic BPF seccomp filter as libseccomp exports
+/// it (8-byte `struct sock_filter`s in host order), on this process.
+/// Needs no_new_privs or CAP_SYS_ADMIN in the process's user namespace.
+pub fn load_seccomp_program(program: &[u8]) -> io::Result<()> {
+    let instructions: Vec<libc::sock_filter> = program
+        .chunks_exact(8)
+        .map(|bytes| libc::sock_filter {
+            code: u16::from_ne_bytes([bytes[0], bytes[1]]),
+            jt: bytes[2],
+            jf: bytes[3],
+            k: u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        })
+        .collect();
+    let len = u16::try_from(instructions.len())
+        .map_err(|_| io::Error::other("seccomp program too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: instructions.as_ptr().cast_mut(),
+    };
+    // SAFETY: PR_SET_SECCOMP reads `len` instructions through `fprog`,
+    // which points into `instructions`, alive and unchanged until the call
+    // returns; the kernel copies the program and keeps no pointer to it.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// _exit(2): ends a forked child at once, without the exit handlers and
 /// buffers it inherited from the CLI (they belong to the parent).
 pub fn exit_immediately(code: i32) -> ! {

@@ -355,10 +355,12 @@ fn hostname_and_etc_files_are_the_containers_own() {
     let host_hostname = fs::read_to_string("/proc/sys/kernel/hostname").expect("host hostname");
     let host_hosts = fs::read_to_string("/etc/hosts").expect("host /etc/hosts");
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // sethostname needs CAP_SYS_ADMIN, which docker's default set lacks:
+    // given it, the rename must stay in the container's uts namespace.
     let out = f
         .run_named(
             "named-host",
-            &["-h", "boxname"],
+            &["-h", "boxname", "--cap-add", "SYS_ADMIN"],
             &[
                 "sh",
                 "-c",
@@ -485,7 +487,7 @@ fn dev_holds_only_the_standard_devices_and_an_own_devpts() {
     assert_eq!(parts.len(), 3, "{out}");
     let listed: Vec<&str> = parts[0].lines().collect();
     let required = [
-        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "mqueue",
     ];
     // The usual symlinks to /proc/self/fd.
     let links = ["fd", "stdin", "stdout", "stderr"];

@@ -306,20 +306,25 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     for e in rec.config.env.iter().chain(&env) {
         cmd.arg("--env").arg(e);
     }
+    cmd.arg("--security")
+        .arg(serde_json::to_string(&rec.security)?);
     cmd.arg("--").args(&args.command);
     Err(cmd.exec()).context("re-executing strata to join the container")
 }
 
 pub fn exec_in(args: ExecInArgs) -> Result<i32> {
-    match crate::container::exec_in(
-        args.pid,
-        &args.command,
-        &args.env,
-        &args.workdir,
-        &args.user,
-        args.tty,
-        args.interactive,
-    ) {
+    let security: layerdb::SecurityOptions =
+        serde_json::from_str(&args.security).context("--security")?;
+    let spec = crate::container::ExecSpec {
+        args: &args.command,
+        env: &args.env,
+        cwd: &args.workdir,
+        user: &args.user,
+        tty: args.tty,
+        interactive: args.interactive,
+        security: &security,
+    };
+    match crate::container::exec_in(args.pid, spec) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("strata: {e:#}");

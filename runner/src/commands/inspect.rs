@@ -94,7 +94,11 @@ pub fn container_json(c: &ContainerRecord) -> Value {
         "Image": format!("{:#}", c.image),
         "Name": format!("/{}", c.name),
         "HostConfig": { "NetworkMode": c.network, "AutoRemove": c.auto_remove,
-            "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>() },
+            "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            "CapAdd": list_or_null(&c.security.cap_add),
+            "CapDrop": list_or_null(&c.security.cap_drop),
+            "Privileged": c.security.privileged,
+            "SecurityOpt": list_or_null(&security_opt(&c.security)) },
         "GraphDriver": { "Name": "strata", "Data": { "UpperDir": c.upper } },
         "Config": {
             "Hostname": c.hostname, "Tty": c.tty, "OpenStdin": c.interactive,
@@ -104,4 +108,37 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             "Labels": c.config.labels,
         },
     })
+}
+
+/// docker shows an empty CapAdd, CapDrop or SecurityOpt as null.
+fn list_or_null(items: &[String]) -> Value {
+    if items.is_empty() {
+        Value::Null
+    } else {
+        json!(items)
+    }
+}
+
+/// `--security-opt` as given, except that docker shows a profile file
+/// as the JSON it read (`seccomp={...}`), which is what the container has.
+fn security_opt(security: &layerdb::SecurityOptions) -> Vec<String> {
+    security
+        .security_opt
+        .iter()
+        .map(|opt| {
+            let file = opt
+                .strip_prefix("seccomp=")
+                .or_else(|| opt.strip_prefix("seccomp:"))
+                .filter(|value| *value != "unconfined");
+            match (file, &security.seccomp_profile) {
+                (Some(_), Some(json)) => {
+                    let compact = serde_json::from_str::<Value>(json)
+                        .map(|value| value.to_string())
+                        .unwrap_or_else(|_| json.clone());
+                    format!("seccomp={compact}")
+                }
+                _ => opt.clone(),
+            }
+        })
+        .collect()
 }

@@ -75,5 +75,6 @@ fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
             resolv_conf: Some(paths.resolv_conf()),
         },
         log_file: paths.log(),
+        security: rec.security.clone(),
     }
 }

@@ -105,6 +105,12 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         check_user(user)?;
     }
     let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
+    let security = crate::container::options_from_flags(
+        &args.cap_add,
+        &args.cap_drop,
+        args.privileged,
+        &args.security_opt,
+    )?;
     let store = ctx.store()?;
     // An image pulled by digest alone has no tag to resolve it by.
     let image = pulled
@@ -151,6 +157,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         mounts,
         auto_remove: args.rm,
         upper: paths.upper(),
+        security,
     };
     // The filesystem first, the record last: no record without its files.
     make_files(&paths, &rec)?;

@@ -22,36 +22,39 @@ use super::monitor::{exit_process, reap, supervise};
 use super::namespaces::NamespaceFiles;
 use super::process::{self, ProcessSpec};
 use super::pty::{attach_stdio, Pty};
+use super::security::{Prepared, SecurityOptions};
 use crate::sys;
+
+/// What `strata exec` asks for: the process and the container's
+/// recorded privileges, which it gets as the container's own processes do.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecSpec<'a> {
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub user: &'a str,
+    pub tty: bool,
+    pub interactive: bool,
+    pub security: &'a SecurityOptions,
+}
 
 /// What the exec'd process runs with.
 struct ExecRequest<'a> {
     namespaces: NamespaceFiles,
     slave: Option<OwnedFd>,
-    args: &'a [String],
-    env: &'a [String],
-    cwd: &'a str,
-    user: &'a str,
-    tty: bool,
-    interactive: bool,
+    spec: ExecSpec<'a>,
+    security: Prepared,
 }
 
-/// Runs `args` inside the container whose init is `pid` (on the host) and
-/// returns its exit code. Start failures are errors carrying a
+/// Runs `spec.args` inside the container whose init is `pid` (on the host)
+/// and returns its exit code. Start failures are errors carrying a
 /// [`StartError`] (see [`super::exit_code_for`]). Must be called while the
 /// CLI has a single thread.
-pub fn exec_in(
-    pid: i32,
-    args: &[String],
-    env: &[String],
-    cwd: &str,
-    user: &str,
-    tty: bool,
-    interactive: bool,
-) -> anyhow::Result<i32> {
-    anyhow::ensure!(!args.is_empty(), "no command specified");
+pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
+    anyhow::ensure!(!spec.args.is_empty(), "no command specified");
+    let security = Prepared::new(spec.security)?;
     let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
-    let pty = tty.then(Pty::open).transpose()?;
+    let pty = spec.tty.then(Pty::open).transpose()?;
     let (master, slave) = match pty {
         Some(pty) => (Some(pty.master), Some(pty.slave)),
         None => (None, None),
@@ -63,18 +66,15 @@ pub fn exec_in(
             let request = ExecRequest {
                 namespaces,
                 slave,
-                args,
-                env,
-                cwd,
-                user,
-                tty,
-                interactive,
+                spec,
+                security,
             };
             exit_process(run_helper(request, &EventSender::new(events_write)))
         }
         ForkResult::Parent { child } => {
             drop((events_write, slave, namespaces));
-            let result = attach::foreground(EventReceiver::new(events_read), master, interactive);
+            let result =
+                attach::foreground(EventReceiver::new(events_read), master, spec.interactive);
             reap(child);
             result
         }
@@ -142,19 +142,21 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
     if let Err(err) = request.namespaces.join_mount() {
         return err;
     }
-    if let Err(err) = attach_stdio(request.slave, request.interactive) {
+    let spec = request.spec;
+    if let Err(err) = attach_stdio(request.slave, spec.interactive) {
         return err;
     }
     let hostname = nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let process = ProcessSpec {
-        args: request.args,
-        env: request.env,
-        cwd: request.cwd,
-        user: request.user,
+        args: spec.args,
+        env: spec.env,
+        cwd: spec.cwd,
+        user: spec.user,
         hostname,
-        tty: request.tty,
+        tty: spec.tty,
+        security: &request.security,
     };
     process::exec(&process, Some(alive.as_fd()))
 }

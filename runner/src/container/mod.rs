@@ -25,6 +25,7 @@
 //! pipes and give docker's exit codes (125/126/127).
 
 mod attach;
+mod capabilities;
 mod events;
 mod exec;
 mod exit;
@@ -34,15 +35,18 @@ mod namespaces;
 mod process;
 mod pty;
 mod rootfs;
+mod seccomp;
+mod security;
 mod signals;
 mod spec;
 mod user;
 mod userns;
 
-pub use exec::exec_in;
+pub use exec::{exec_in, ExecSpec};
 pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
+pub use security::options_from_flags;
 pub use signals::{freeze, kill, thaw};
 pub use spec::{parse_bind_mount, EtcFiles, Spec};
 
@@ -77,6 +81,7 @@ pub enum Outcome {
 /// from here, see `userns.rs`) and a mount namespace before it mounts.
 pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow::Result<Outcome> {
     spec.validate()?;
+    let security = security::Prepared::new(&spec.security)?;
     let userns = UserNamespace::for_caller()?;
     if let Some(notice) = userns.as_ref().and_then(|userns| userns.notice.as_deref()) {
         eprintln!("strata: {notice}");
@@ -101,6 +106,7 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
                 cli_alive: (!detach).then_some(alive_read),
                 detach,
                 userns: monitor_side,
+                security,
             };
             let code = monitor::run(spec, hooks.as_mut(), setup);
             drop(hooks);

@@ -24,6 +24,7 @@ use super::namespaces;
 use super::process::{self, ProcessSpec};
 use super::pty::{attach_stdio, Pty};
 use super::rootfs;
+use super::security::Prepared;
 use super::spec::Spec;
 use super::userns;
 use crate::sys;
@@ -53,6 +54,8 @@ pub struct MonitorSetup {
     /// Rootless: our end of the handshake through which the launcher maps
     /// the user namespace we make before anything else.
     pub userns: Option<userns::MonitorSide>,
+    /// The container process's capabilities and seccomp program.
+    pub security: Prepared,
 }
 
 /// Runs the monitor to the end and returns its exit code (the container's).
@@ -63,6 +66,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         cli_alive,
         detach,
         userns,
+        security,
     } = setup;
     let fail = |err: StartError| {
         let code = err.exit_code();
@@ -85,7 +89,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Some(pty) => (detach.then_some(pty.master), Some(pty.slave)),
         None => (None, None),
     };
-    let child = match ContainerChild::fork(spec, slave, in_user_namespace) {
+    let child = match ContainerChild::fork(spec, &security, slave, in_user_namespace) {
         Ok(child) => child,
         Err(err) => return fail(StartError::other(format!("{err:#}"))),
     };
@@ -155,7 +159,12 @@ struct ContainerChild {
 }
 
 impl ContainerChild {
-    fn fork(spec: &Spec, slave: Option<OwnedFd>, in_user_namespace: bool) -> anyhow::Result<Self> {
+    fn fork(
+        spec: &Spec,
+        security: &Prepared,
+        slave: Option<OwnedFd>,
+        in_user_namespace: bool,
+    ) -> anyhow::Result<Self> {
         let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (errors_read, errors_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         match namespaces::fork_into_new_pid_namespace(in_user_namespace)
@@ -163,7 +172,7 @@ impl ContainerChild {
         {
             ForkResult::Child => {
                 drop((go_write, errors_read));
-                let err = container_init(spec, slave, &go_read);
+                let err = container_init(spec, security, slave, &go_read);
                 process::send_start_error(errors_write, &err);
                 crate::sys::exit_immediately(err.exit_code())
             }
@@ -192,14 +201,24 @@ impl ContainerChild {
 /// pid 1 of the new pid namespace, until it execs the user's command
 /// (which then is pid 1: docker's default, without --init). Returns only
 /// the error that stopped it.
-fn container_init(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> StartError {
-    match init_steps(spec, slave, go) {
+fn container_init(
+    spec: &Spec,
+    security: &Prepared,
+    slave: Option<OwnedFd>,
+    go: &OwnedFd,
+) -> StartError {
+    match init_steps(spec, security, slave, go) {
         Ok(never) => match never {},
         Err(err) => err,
     }
 }
 
-fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infallible, StartError> {
+fn init_steps(
+    spec: &Spec,
+    security: &Prepared,
+    slave: Option<OwnedFd>,
+    go: &OwnedFd,
+) -> Result<Infallible, StartError> {
     // Until "go", a monitor that dies closes the pipe and wait_for_go
     // fails. After it, if the monitor dies (even by SIGKILL), so does the
     // container: with pid 1 gone, the kernel kills the rest of the pid
@@ -220,6 +239,7 @@ fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infal
         user: &spec.user,
         hostname: spec.hostname.clone(),
         tty: spec.tty,
+        security,
     };
     Err(process::exec(&process, Some(go.as_fd())))
 }

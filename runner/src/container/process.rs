@@ -1,6 +1,8 @@
 //! The last steps of the process that becomes the user's command, shared by
 //! `run` (after pivot_root) and `exec` (after setns): user, environment,
-//! working directory, PATH lookup, execve. Also the pipe protocol that
+//! working directory, PATH lookup, capabilities, no_new_privs, the seccomp
+//! filter (loaded last, so that it judges the user's command and as few
+//! of our own syscalls as possible), execve. Also the pipe protocol that
 //! carries a [`StartError`] back to the parent: the write end is
 //! close-on-exec, so EOF with no bytes means the exec succeeded.
 
@@ -16,8 +18,10 @@ use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{chdir, execve, setgid, setgroups, setuid, Gid, Uid};
 
+use super::capabilities;
 use super::exit::{errno_text, kind_of_errno, StartError};
 use super::lookup::{probe_path, resolve_command};
+use super::security::Prepared;
 use super::spec::{final_env, lookup_env};
 use super::user::{self, Ids};
 use crate::sys;
@@ -31,6 +35,7 @@ pub struct ProcessSpec<'a> {
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
+    pub security: &'a Prepared,
 }
 
 /// Runs the steps and execs; returns only the error that stopped it.
@@ -60,7 +65,11 @@ fn prepare_and_exec(
         process.cwd
     };
     create_working_dir(cwd)?;
+    let security = process.security;
+    capabilities::limit_bounding(&security.capabilities)?;
+    let kept = capabilities::final_set(&security.capabilities, ids.uid == 0)?;
     switch_user(&ids)?;
+    capabilities::raise_for_setup()?;
     chdir(cwd).map_err(|errno| {
         StartError::new(
             kind_of_errno(errno),
@@ -75,6 +84,17 @@ fn prepare_and_exec(
     sys::reset_signal_handling().map_err(|errno| StartError::from_errno("reset signals", errno))?;
     sys::cloexec_from(3)
         .map_err(|err| StartError::other(format!("close inherited files: {err}")))?;
+    if security.no_new_privileges {
+        prctl::set_no_new_privs()
+            .map_err(|errno| StartError::from_errno("set no_new_privs", errno))?;
+    }
+    // Loading needs CAP_SYS_ADMIN (raised above) or no_new_privs; from
+    // here on only capget, capset and execve, which a profile must allow.
+    if let Some(program) = &security.filter {
+        sys::load_seccomp_program(program)
+            .map_err(|err| StartError::other(format!("load the seccomp filter: {err}")))?;
+    }
+    capabilities::set_final(&kept)?;
     execve(
         &c_string(path.as_os_str().as_encoded_bytes())?,
         &c_strings(process.args)?,

@@ -1,5 +1,14 @@
 //! Turning the merged tree into the container's root: kernel file systems,
-//! a minimal /dev, the /etc files and volumes, then pivot_root.
+//! a minimal /dev, the /etc files and volumes, docker's masked and
+//! read-only paths, then pivot_root.
+//!
+//! As docker's (runc's applying moby's defaults): /proc and /sys are
+//! nosuid,nodev,noexec, /sys read-only; /dev a nosuid tmpfs holding only
+//! the standard devices (bind-mounted from the host, and nodev itself, so
+//! a node the container makes there opens nothing); what in /proc and /sys
+//! shows or changes the host is masked (a file under /dev/null, a
+//! directory under an empty read-only tmpfs) or read-only. `--privileged`
+//! gets none of the masking, a writable /sys and the host's devices.
 //!
 //! Runs in the container's first process, in its new mount namespace,
 //! before pivot_root, so every target inside the rootfs is resolved with
@@ -34,6 +43,37 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
+/// Hidden from the container: they show the host's hardware, keys and
+/// kernel internals (moby's default masked paths).
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Readable but not writable: writing them changes the host's kernel
+/// (moby's default read-only paths).
+const READ_ONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Host /dev entries a privileged container does not get as devices:
+/// its own instances or links are made instead.
+const NOT_HOST_DEVICES: [&str; 5] = ["pts", "shm", "mqueue", "ptmx", "console"];
+
 /// Symlinks followed while resolving one path before we call it a loop.
 const MAX_SYMLINKS: usize = 255;
 
@@ -41,13 +81,18 @@ const MAX_SYMLINKS: usize = 255;
 /// when the container has a tty.
 pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     let root = spec.rootfs.as_path();
+    let privileged = spec.security.privileged;
     make_mounts_private()?;
     bind_rootfs_onto_itself(root)?;
     mount_proc(root)?;
-    mount_sys(root)?;
-    mount_dev(root, console)?;
+    mount_sys(root, privileged)?;
+    mount_dev(root, console, privileged)?;
     bind_etc_files(root, spec)?;
     bind_volumes(root, &spec.mounts)?;
+    if !privileged {
+        mask_paths(root)?;
+        make_paths_read_only(root)?;
+    }
     pivot_into(root)
 }
 
@@ -95,21 +140,31 @@ fn mount_proc(root: &Path) -> Result<(), StartError> {
         .map_err(|errno| mount_error("proc", &target, errno))
 }
 
-/// A read-only sysfs; where the kernel refuses a new one (no own network
-/// namespace without privilege), a read-only bind of the host's.
-fn mount_sys(root: &Path) -> Result<(), StartError> {
+/// A read-only sysfs (writable when privileged); where the kernel refuses
+/// a new one (no own network namespace without privilege), a bind of the
+/// host's. Without CAP_SYS_ADMIN the container cannot remount it.
+fn mount_sys(root: &Path, privileged: bool) -> Result<(), StartError> {
     let target = dir_in_root(root, "/sys")?;
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if !privileged {
+        flags |= MsFlags::MS_RDONLY;
+    }
     match mount(Some("sysfs"), &target, Some("sysfs"), flags, None::<&str>) {
         Ok(()) => Ok(()),
-        Err(Errno::EPERM) => bind(Path::new("/sys"), &target, true, "sysfs"),
+        Err(Errno::EPERM) => bind(Path::new("/sys"), &target, !privileged, "sysfs"),
         Err(errno) => Err(mount_error("sysfs", &target, errno)),
     }
 }
 
-fn mount_dev(root: &Path, console: Option<&Path>) -> Result<(), StartError> {
+/// docker's /dev: a tmpfs of 64 MiB, mode 755. nodev (unless privileged)
+/// is ours: the devices are bind mounts, which keep the host's flags, and
+/// a node made with mknod in the tmpfs itself then opens nothing.
+fn mount_dev(root: &Path, console: Option<&Path>, privileged: bool) -> Result<(), StartError> {
     let dev = dir_in_root(root, "/dev")?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    if !privileged {
+        flags |= MsFlags::MS_NODEV;
+    }
     mount(
         Some("tmpfs"),
         &dev,
@@ -119,8 +174,12 @@ fn mount_dev(root: &Path, console: Option<&Path>) -> Result<(), StartError> {
     )
     .map_err(|errno| mount_error("tmpfs", &dev, errno))?;
     bind_host_devices(&dev)?;
+    if privileged {
+        bind_all_host_devices(Path::new("/dev"), &dev)?;
+    }
     mount_devpts(&dev)?;
     mount_shm(&dev)?;
+    mount_mqueue(&dev)?;
     make_dev_links(&dev)?;
     if let Some(console) = console {
         let target = dev.join("console");
@@ -135,6 +194,35 @@ fn bind_host_devices(dev: &Path) -> Result<(), StartError> {
         let target = dev.join(name);
         create_file(&target)?;
         bind(&Path::new("/dev").join(name), &target, false, "device")?;
+    }
+    Ok(())
+}
+
+/// `--privileged`: every other device node of the host's /dev (and its
+/// subdirectories, as /dev/net/tun), bound at the same place.
+fn bind_all_host_devices(host: &Path, dev: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let entries = fs::read_dir(host).map_err(|err| io_error("read", host, &err))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let top_level = host == Path::new("/dev");
+        if top_level
+            && name
+                .to_str()
+                .is_some_and(|name| NOT_HOST_DEVICES.contains(&name) || DEVICES.contains(&name))
+        {
+            continue;
+        }
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let target = dev.join(&name);
+        if kind.is_dir() {
+            bind_all_host_devices(&entry.path(), &target)?;
+        } else if kind.is_char_device() || kind.is_block_device() {
+            create_file(&target)?;
+            bind(&entry.path(), &target, false, "device")?;
+        }
     }
     Ok(())
 }
@@ -168,6 +256,46 @@ fn mount_shm(dev: &Path) -> Result<(), StartError> {
         Some("mode=1777,size=65536k"),
     )
     .map_err(|errno| mount_error("shm", &shm, errno))
+}
+
+/// POSIX message queues of the container's own ipc namespace.
+fn mount_mqueue(dev: &Path) -> Result<(), StartError> {
+    let mqueue = dev.join("mqueue");
+    create_dir(&mqueue)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("mqueue"), &mqueue, Some("mqueue"), flags, None::<&str>)
+        .map_err(|errno| mount_error("mqueue", &mqueue, errno))
+}
+
+/// A masked file shows as /dev/null, a masked directory as an empty
+/// read-only tmpfs; paths this kernel does not have are skipped.
+fn mask_paths(root: &Path) -> Result<(), StartError> {
+    for path in MASKED_PATHS {
+        let target = resolve_in_root(root, path, read_link)?;
+        let Ok(meta) = fs::metadata(&target) else {
+            continue;
+        };
+        if meta.is_dir() {
+            let flags =
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("tmpfs"), &target, Some("tmpfs"), flags, Some("size=0"))
+                .map_err(|errno| mount_error("tmpfs mask", &target, errno))?;
+        } else {
+            bind(Path::new("/dev/null"), &target, false, "mask")?;
+        }
+    }
+    Ok(())
+}
+
+/// Each read-only path becomes a read-only bind of itself.
+fn make_paths_read_only(root: &Path) -> Result<(), StartError> {
+    for path in READ_ONLY_PATHS {
+        let target = resolve_in_root(root, path, read_link)?;
+        if target.exists() {
+            bind(&target, &target, true, "read-only path")?;
+        }
+    }
+    Ok(())
 }
 
 fn make_dev_links(dev: &Path) -> Result<(), StartError> {

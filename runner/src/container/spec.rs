@@ -36,6 +36,8 @@ pub struct Spec {
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
     pub log_file: PathBuf,
+    /// Capabilities, seccomp, no_new_privs, `--privileged`, as recorded.
+    pub security: layerdb::SecurityOptions,
 }
 
 /// Files the caller prepared for the container's /etc. A `None` leaves the
@@ -81,11 +83,32 @@ pub fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
     }
     let read_only = parse_volume_options(options)
         .with_context(|| format!("invalid volume specification: '{value}'"))?;
+    check_target(target).with_context(|| {
+        format!("invalid volume specification: '{value}': invalid mount config for type \"bind\"")
+    })?;
     Ok(BindMount {
         source: PathBuf::from(source),
         target: target.to_owned(),
         read_only,
     })
+}
+
+/// Where a volume may not go: over the root or the kernel file systems
+/// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
+/// inside it; a bind over /sys or /dev would hand the container the host's).
+fn check_target(target: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    match parts.as_slice() {
+        [] => bail!("invalid specification: destination can't be '/'"),
+        [top @ ("proc" | "sys" | "dev")] => {
+            bail!("invalid specification: destination can't be '/{top}'")
+        }
+        ["proc", ..] => bail!("{target:?} cannot be mounted because it is inside /proc"),
+        _ => Ok(()),
+    }
 }
 
 /// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
@@ -209,6 +232,22 @@ mod tests {
         assert!(parse_bind_mount("/a:/b:bogus").is_err());
         assert!(parse_bind_mount("/a").is_err());
         assert!(parse_bind_mount("/a:/b:ro:x").is_err());
+    }
+
+    #[test]
+    fn volume_over_root_or_the_kernel_file_systems_is_refused() {
+        let message = |value: &str| format!("{:#}", parse_bind_mount(value).expect_err("refused"));
+        assert_eq!(
+            message("/tmp:/"),
+            "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": \
+             invalid specification: destination can't be '/'"
+        );
+        assert!(message("/tmp:/proc/").ends_with("destination can't be '/proc'"));
+        assert!(message("/tmp://sys").ends_with("destination can't be '/sys'"));
+        assert!(message("/tmp:/dev:ro").ends_with("destination can't be '/dev'"));
+        assert!(message("/tmp:/proc/sys").contains("inside /proc"));
+        assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
+        assert!(parse_bind_mount("/tmp:/system").is_ok());
     }
 
     #[test]

@@ -1,0 +1,425 @@
+//! A container is not the host's root: docker's default capabilities,
+//! seccomp profile, masked and read-only paths and /dev, and the flags
+//! that change them (`--cap-add`, `--cap-drop`, `--privileged`,
+//! `--security-opt`), probed from inside busybox containers made at test
+//! time. Each probe is harmless to the host even where the isolation it
+//! checks is missing: a sysctl is written with the value it already has.
+//!
+//! Root only; the same probes as an ordinary user (rootless) are in
+//! scripts/test-rootless.
+
+mod common;
+
+use std::cell::RefCell;
+use std::fs;
+
+use common::{Run, Strata};
+
+/// docker's default capability set (moby's caps.DefaultCapabilities).
+const DOCKER_DEFAULT_CAPS: u64 = 0xa804_25fb;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// A store holding busybox, and the named containers a test made in it,
+/// removed (`rm -f`) when the fixture drops, also when the test fails.
+struct Fixture {
+    strata: Strata,
+    containers: RefCell<Vec<String>>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        common::privileges::require_root_and_fuse();
+        Fixture {
+            strata: Strata::with_busybox(),
+            containers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `strata run --rm OPTIONS... busybox sh -c SCRIPT`.
+    fn sh(&self, options: &[&str], script: &str) -> Run {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["busybox", "sh", "-c", script]);
+        self.strata.run(&args)
+    }
+
+    fn track(&self, name: &str) {
+        self.containers.borrow_mut().push(name.to_owned());
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let names = self.containers.take();
+        if names.is_empty() {
+            return;
+        }
+        let mut args = vec!["rm", "-f"];
+        args.extend(names.iter().map(String::as_str));
+        let _ = self.strata.run(&args);
+    }
+}
+
+/// A `Name:\tvalue` line of /proc/self/status as printed by grep.
+fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {status:?}"))
+        .trim()
+}
+
+fn caps_field(status: &str, name: &str) -> u64 {
+    u64::from_str_radix(status_field(status, name), 16).expect("a hex capability mask")
+}
+
+/// The capabilities, seccomp mode and no_new_privs of a container's process.
+fn status(f: &Fixture, options: &[&str]) -> String {
+    f.sh(
+        options,
+        "grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status",
+    )
+    .ok()
+    .stdout
+}
+
+#[test]
+fn a_default_container_has_dockers_capabilities_and_seccomp_filter() {
+    let f = Fixture::new();
+    let status = status(&f, &[]);
+    for set in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(
+            caps_field(&status, set),
+            DOCKER_DEFAULT_CAPS,
+            "{set}: {status}"
+        );
+    }
+    // Empty, as docker asks of runc since the inheritable-set fix
+    // (CVE-2022-24769), and ambient cleared.
+    assert_eq!(caps_field(&status, "CapInh"), 0, "{status}");
+    assert_eq!(caps_field(&status, "CapAmb"), 0, "{status}");
+    assert_eq!(status_field(&status, "Seccomp"), "2", "{status}");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "0", "{status}");
+}
+
+#[test]
+fn another_user_keeps_only_the_bounding_set_as_with_docker() {
+    let f = Fixture::new();
+    let status = status(&f, &["-u", "65534"]);
+    assert_eq!(
+        caps_field(&status, "CapBnd"),
+        DOCKER_DEFAULT_CAPS,
+        "{status}"
+    );
+    assert_eq!(caps_field(&status, "CapEff"), 0, "{status}");
+    assert_eq!(caps_field(&status, "CapPrm"), 0, "{status}");
+    assert_eq!(status_field(&status, "Seccomp"), "2", "{status}");
+}
+
+#[test]
+fn cap_add_and_cap_drop_change_the_set_with_dockers_names() {
+    let f = Fixture::new();
+    let none = status(&f, &["--cap-drop", "ALL"]);
+    assert_eq!(caps_field(&none, "CapEff"), 0, "{none}");
+    assert_eq!(caps_field(&none, "CapBnd"), 0, "{none}");
+    let admin = status(&f, &["--cap-add", "sys_admin"]);
+    assert_eq!(
+        caps_field(&admin, "CapEff"),
+        DOCKER_DEFAULT_CAPS | CAP_SYS_ADMIN,
+        "{admin}"
+    );
+    let fewer = status(&f, &["--cap-drop", "CAP_CHOWN", "--cap-drop", "net_raw"]);
+    assert_eq!(
+        caps_field(&fewer, "CapEff"),
+        DOCKER_DEFAULT_CAPS & !(1 | 1 << 13),
+        "{fewer}"
+    );
+    let bad = f.sh(&["--cap-add", "FLY"], "true");
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("unknown capability: \"CAP_FLY\""),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(bad.stderr.lines().count(), 1, "{}", bad.stderr);
+}
+
+#[test]
+fn the_escapes_docker_blocks_fail_inside_a_default_container() {
+    let f = Fixture::new();
+    // Each probe prints its name when the container managed it. The
+    // core_pattern write puts back the value already there.
+    let script = "\
+        mkdir -p /mnt/t /mnt/cg; \
+        mount -t tmpfs none /mnt/t 2>/dev/null && echo tmpfs-mount; \
+        mount -t cgroup -o memory cgroup /mnt/cg 2>/dev/null && echo cgroup-mount; \
+        unshare -U true 2>/dev/null && echo unshare-user; \
+        unshare -r true 2>/dev/null && echo unshare-root; \
+        cat /proc/sys/kernel/core_pattern > /tmp/pattern; \
+        cat /tmp/pattern 2>/dev/null > /proc/sys/kernel/core_pattern && echo core-pattern; \
+        mount -o remount,rw /sys 2>/dev/null && echo sys-remount; \
+        touch /sys/kernel/strata-probe 2>/dev/null && echo sys-write; \
+        for masked in kcore timer_list sched_debug; do \
+          [ \"$(head -c 1 /proc/$masked 2>/dev/null | wc -c)\" = 0 ] || echo $masked-readable; \
+        done; \
+        [ -z \"$(ls /sys/firmware)\" ] || echo firmware-listed; \
+        echo done";
+    let out = f.sh(&[], script).ok().stdout;
+    assert_eq!(out, "done\n", "probes that got through: {out}");
+}
+
+#[test]
+fn a_block_device_made_with_mknod_in_dev_opens_nothing() {
+    let f = Fixture::new();
+    // The host's first disk, by number, as the container would guess it.
+    let partitions = fs::read_to_string("/proc/partitions").expect("read /proc/partitions");
+    let (major, minor) = partitions
+        .lines()
+        .skip(2)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some((fields.first()?.to_string(), fields.get(1)?.to_string()))
+        })
+        .expect("the host has a block device");
+    let script =
+        format!("mknod /dev/probe b {major} {minor} && head -c 512 /dev/probe 2>/dev/null | wc -c");
+    let out = f.sh(&[], &script);
+    let read: u32 = out.stdout.trim().parse().unwrap_or(0);
+    assert_eq!(
+        read, 0,
+        "read the host's disk: {} {}",
+        out.stdout, out.stderr
+    );
+}
+
+#[test]
+fn dev_mounts_have_dockers_flags() {
+    let f = Fixture::new();
+    let out = f
+        .sh(
+            &[],
+            "grep -E ' /(dev|dev/shm|dev/mqueue|dev/pts|proc|sys|proc/sys) ' /proc/mounts",
+        )
+        .ok()
+        .stdout;
+    let options = |target: &str| -> Vec<String> {
+        out.lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(target))
+            .unwrap_or_else(|| panic!("{target} not mounted: {out}"))
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    };
+    let has = |target: &str, wanted: &[&str]| {
+        let got = options(target);
+        for flag in wanted {
+            assert!(
+                got.iter().any(|o| o == flag),
+                "{target} lacks {flag}: {got:?}"
+            );
+        }
+    };
+    has("/dev", &["nosuid", "nodev", "mode=755"]);
+    has("/dev/shm", &["nosuid", "nodev", "noexec"]);
+    has("/dev/mqueue", &["nosuid", "nodev", "noexec"]);
+    has("/dev/pts", &["nosuid", "noexec"]);
+    has("/proc", &["nosuid", "nodev", "noexec"]);
+    has("/sys", &["ro", "nosuid", "nodev", "noexec"]);
+    has("/proc/sys", &["ro"]);
+}
+
+#[test]
+fn privileged_gets_every_capability_no_filter_and_writable_proc_sys() {
+    let f = Fixture::new();
+    let own = fs::read_to_string("/proc/self/status").expect("read own status");
+    let script = "grep -E '^(Cap|Seccomp)' /proc/self/status; \
+                  test -w /proc/sys/kernel/hostname && echo proc-sys-writable; \
+                  grep -q ' /sys sysfs ro' /proc/mounts || echo sys-rw; \
+                  ls /dev";
+    let out = f.sh(&["--privileged"], script).ok().stdout;
+    assert_eq!(
+        caps_field(&out, "CapEff"),
+        caps_field(&own, "CapBnd"),
+        "every capability this host has: {out}"
+    );
+    assert_eq!(status_field(&out, "Seccomp"), "0", "{out}");
+    assert!(out.contains("proc-sys-writable\n"), "{out}");
+    assert!(out.contains("sys-rw\n"), "{out}");
+    let host_device = fs::read_dir("/dev")
+        .expect("list /dev")
+        .flatten()
+        .find(|entry| {
+            use std::os::unix::fs::FileTypeExt as _;
+            entry.file_type().is_ok_and(|kind| kind.is_block_device())
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned());
+    if let Some(device) = host_device {
+        assert!(
+            out.lines().any(|line| line == device),
+            "host device {device} missing from a privileged /dev: {out}"
+        );
+    }
+}
+
+#[test]
+fn seccomp_unconfined_and_no_new_privileges_are_honoured() {
+    let f = Fixture::new();
+    let unconfined = status(&f, &["--security-opt", "seccomp=unconfined"]);
+    assert_eq!(status_field(&unconfined, "Seccomp"), "0", "{unconfined}");
+    for spelling in ["no-new-privileges", "no-new-privileges:true"] {
+        let nnp = status(&f, &["--security-opt", spelling]);
+        assert_eq!(status_field(&nnp, "NoNewPrivs"), "1", "{spelling}: {nnp}");
+        assert_eq!(status_field(&nnp, "Seccomp"), "2", "{spelling}: {nnp}");
+    }
+}
+
+#[test]
+fn a_json_profile_denies_what_it_names_with_its_errno() {
+    let f = Fixture::new();
+    let profile = f.strata.path("deny-mkdir.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 36}]}"#,
+    )
+    .expect("write the profile");
+    let opt = format!("seccomp={}", profile.display());
+    let out = f.sh(
+        &["--security-opt", &opt],
+        "mkdir /made; touch /touched && echo touched",
+    );
+    assert!(
+        out.stderr.contains("File name too long"),
+        "mkdir not denied with ENAMETOOLONG: {}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "touched\n");
+
+    let bad = f.strata.path("bad.json");
+    fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).expect("write");
+    let opt = format!("seccomp={}", bad.display());
+    let r = f.sh(&["--security-opt", &opt], "true");
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("decoding seccomp profile failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let r = f.sh(&["--security-opt", "seccomp=/nonexistent.json"], "true");
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("opening seccomp profile (/nonexistent.json) failed"),
+        "{}",
+        r.stderr
+    );
+    let r = f.sh(&["--security-opt", "bogus"], "true");
+    assert_eq!(r.code, 125, "{}", r.stderr);
+}
+
+#[test]
+fn volumes_over_the_root_or_proc_sys_dev_are_refused() {
+    let f = Fixture::new();
+    for target in ["/", "/proc", "/sys", "/dev"] {
+        let volume = format!("/tmp:{target}");
+        let r = f.sh(&["-v", &volume], "true");
+        assert_eq!(r.code, 125, "{volume}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "invalid volume specification: '{volume}': invalid mount config for type \"bind\""
+            )),
+            "{volume}: {}",
+            r.stderr
+        );
+    }
+    let listed = f.strata.run(&["ps", "-a", "-q"]).ok().stdout;
+    assert_eq!(listed, "", "a refused run left a container");
+}
+
+#[test]
+fn exec_and_start_apply_the_recorded_options_and_inspect_shows_them() {
+    let f = Fixture::new();
+    f.track("secured");
+    f.strata
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "secured",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "kill",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "sleep",
+            "600",
+        ])
+        .ok();
+    let exec = f
+        .strata
+        .run(&[
+            "exec",
+            "secured",
+            "grep",
+            "-E",
+            "^(Cap|Seccomp|NoNewPrivs)",
+            "/proc/self/status",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(caps_field(&exec, "CapEff"), 1 << 5, "only KILL: {exec}");
+    assert_eq!(caps_field(&exec, "CapBnd"), 1 << 5, "{exec}");
+    assert_eq!(status_field(&exec, "Seccomp"), "2", "{exec}");
+    assert_eq!(status_field(&exec, "NoNewPrivs"), "1", "{exec}");
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&f.strata.run(&["inspect", "secured"]).ok().stdout)
+            .expect("inspect prints JSON");
+    let host = &inspect[0]["HostConfig"];
+    assert_eq!(host["CapAdd"], serde_json::json!(["kill"]));
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(host["Privileged"], serde_json::json!(false));
+    assert_eq!(
+        host["SecurityOpt"],
+        serde_json::json!(["no-new-privileges"])
+    );
+
+    f.track("restarted");
+    let first = f
+        .strata
+        .run(&[
+            "run",
+            "--name",
+            "restarted",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok()
+        .stdout;
+    let again = f.strata.run(&["start", "-a", "restarted"]).ok().stdout;
+    assert_eq!(caps_field(&first, "CapEff"), 0, "{first}");
+    assert_eq!(
+        caps_field(&again, "CapEff"),
+        0,
+        "start kept --cap-drop: {again}"
+    );
+    let plain: serde_json::Value =
+        serde_json::from_str(&f.strata.run(&["inspect", "restarted"]).ok().stdout)
+            .expect("inspect prints JSON");
+    assert_eq!(plain[0]["HostConfig"]["CapAdd"], serde_json::Value::Null);
+    assert_eq!(
+        plain[0]["HostConfig"]["SecurityOpt"],
+        serde_json::Value::Null
+    );
+}
