@@ -614,14 +614,7 @@ mod tests {
 
     #[test]
     fn a_range_read_touches_only_the_chunks_that_cover_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let chunks = ChunkDir::new(dir.path().to_path_buf());
-        let mut writer = ChunkWriter::new(chunks.clone());
-        let refs: Vec<ChunkRef> = [1u8, 2, 3]
-            .iter()
-            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap().0)
-            .collect();
-        writer.finish().unwrap();
+        let (_dir, chunks, refs) = three_chunks();
         // Without the first and last chunk, a read inside the middle one works.
         std::fs::remove_file(chunks.path_of(&refs[0].digest)).unwrap();
         std::fs::remove_file(chunks.path_of(&refs[2].digest)).unwrap();
