@@ -13,7 +13,7 @@
 //! a `,` inside an option as `\,`.
 
 use anyhow::{bail, Result};
-use fusefs::{IdMap, View};
+use fusefs::{IdMap, UpperFormat, View};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct OverlayArgs {
     pub foreground: bool,
     /// Owners and options as the kernel is shown them.
     pub view: View,
+    /// `xattr_permissions=2`: owners and modes in
+    /// `user.containers.override_stat` even where the server could chown.
+    pub upper_format: Option<UpperFormat>,
     /// Options strata has no use for, to warn about.
     pub ignored: Vec<String>,
 }
@@ -156,6 +159,13 @@ fn options(out: &mut OverlayArgs, opts: &str, cwd: &Path) -> Result<()> {
             "noxattrs" => v.xattrs = !flag(key, value)?,
             "fsync" => v.fsync = flag(key, value)?,
             "volatile" => v.fsync = false,
+            "xattr_permissions" => match value {
+                "0" => out.upper_format = None,
+                "2" => out.upper_format = Some(UpperFormat::Rootless),
+                // 1 keeps them in a privileged xattr of fuse-overlayfs's
+                // own, which nothing else reads.
+                _ => out.ignored.push(opt.to_string()),
+            },
             k if HARMLESS.contains(&k) => {}
             _ => out.ignored.push(opt.to_string()),
         }
@@ -231,6 +241,12 @@ mod tests {
         assert_eq!((v.uids.squash, v.gids.squash), (Some(0), Some(5)));
         assert!(v.static_nlink && !v.xattrs && !v.fsync);
         assert!(a.ignored.is_empty());
+        let a = parse_in(
+            &strings(&["/m", "-o", "lowerdir=/a,xattr_permissions=2"]),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(a.upper_format, Some(UpperFormat::Rootless));
         let bad = parse_in(
             &strings(&["/m", "-o", "lowerdir=/a,uidmapping=0:1"]),
             Path::new("/"),

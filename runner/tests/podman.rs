@@ -55,16 +55,26 @@ fn busybox_tar(dir: &Path) -> PathBuf {
     tar
 }
 
+/// The ordinary user the rootless runs are made as (Debian's `nobody`:
+/// no /etc/subuid range, so podman maps that one id).
+const ROOTLESS_UID: u32 = 65534;
+
 /// A podman with storage of its own in a temporary directory on the
-/// disk (an overlay upper needs xattrs), mounting through `program`.
+/// disk (an overlay upper needs xattrs), mounting through `program`, run
+/// as root or, rootless, as [`ROOTLESS_UID`].
 struct Podman {
     dir: tempfile::TempDir,
     program: PathBuf,
+    rootless: bool,
 }
 
 impl Podman {
-    fn new(program: &Path) -> Podman {
+    fn new(program: &Path, rootless: bool) -> Podman {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        if rootless {
+            std::os::unix::fs::chown(dir.path(), Some(ROOTLESS_UID), Some(ROOTLESS_UID))
+                .expect("give the storage to the rootless user");
+        }
         // No storage.conf of the machine's: its options must not apply.
         let conf = format!(
             "[storage]\ndriver = \"overlay\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
@@ -75,12 +85,24 @@ impl Podman {
         Podman {
             dir,
             program: program.to_path_buf(),
+            rootless,
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let d = self.dir.path();
-        let mut c = Command::new("podman");
+        let mut c = if self.rootless {
+            let uid = ROOTLESS_UID.to_string();
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "podman"])
+                .env("HOME", d)
+                .env("XDG_RUNTIME_DIR", d.join("xdg"))
+                .env("XDG_CONFIG_HOME", d.join("config"))
+                .env("XDG_DATA_HOME", d.join("data"));
+            c
+        } else {
+            Command::new("podman")
+        };
         c.env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
             .env("TMPDIR", d)
             .arg("--root")
@@ -152,6 +174,17 @@ impl Drop for Podman {
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
             let _ = Command::new("umount").args(["-l", p]).status();
+        }
+        // A rootless podman leaves its namespaces' pause process running.
+        let pause = self.dir.path().join("xdg/libpod/tmp/pause.pid");
+        if let Some(pid) = fs::read_to_string(pause)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -231,21 +264,33 @@ fn top_layer(p: &Podman, image: &str) -> BTreeMap<String, String> {
     layer_listing(&files[top])
 }
 
-/// What the container changes: files added, changed, chowned and
-/// chmodded, removed, a directory replaced, a fifo, a symlink.
+/// What the container changes: files added, changed, chmodded, removed, a
+/// directory replaced, a fifo, a symlink (and, as root, an owner).
 const CHANGES: &str = "mkdir -p /new/dir && echo data > /new/dir/f && chmod 640 /new/dir/f \
-    && chown 1:2 /new/dir/f && rm /bin/vi && echo more >> /etc/passwd && chmod 600 /etc/group \
+    && rm /bin/vi && echo more >> /etc/passwd && chmod 600 /etc/group \
     && rm -rf /home && mkdir /home && touch /home/x && mkfifo /new/fifo && ln -s /etc /new/lnk \
     && mkdir /tmp/gone && rmdir /tmp/gone && echo ok";
+const CHOWN: &str = "chown 1:2 /new/dir/f";
 
 /// Runs the same container on `program`; returns `podman diff` sorted and
 /// the committed layer's listing.
-fn changes_with(program: &Path, tar: &Path) -> (Vec<String>, BTreeMap<String, String>) {
-    let p = Podman::new(program);
-    p.ok(&["import", tar.to_str().expect("utf-8"), "busybox"]);
+fn changes_with(
+    program: &Path,
+    tar: &Path,
+    rootless: bool,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let p = Podman::new(program, rootless);
+    let tar_copy = p.dir.path().join("busybox.tar");
+    fs::copy(tar, &tar_copy).expect("copy the tar where podman's user reads it");
+    p.ok(&["import", tar_copy.to_str().expect("utf-8"), "busybox"]);
     let hello = p.run(&["--rm"], &["busybox", "echo", "hello"]);
     assert_eq!(hello.trim(), "hello", "podman run on {}", program.display());
-    let out = p.run(&["--name", "c"], &["busybox", "sh", "-c", CHANGES]);
+    // A rootless podman without a subordinate range maps one id only.
+    let changes = match rootless {
+        true => CHANGES.to_string(),
+        false => format!("{CHANGES} && {CHOWN}"),
+    };
+    let out = p.run(&["--name", "c"], &["busybox", "sh", "-c", &changes]);
     assert_eq!(out.trim(), "ok");
     let mut diff: Vec<String> = p.ok(&["diff", "c"]).lines().map(str::to_string).collect();
     diff.sort();
@@ -268,12 +313,38 @@ fn changes_with(program: &Path, tar: &Path) -> (Vec<String>, BTreeMap<String, St
 #[test]
 fn podman_runs_diffs_and_commits_on_strata_as_on_fuse_overlayfs() {
     require_podman();
-    let t = tempfile::tempdir().expect("tempdir");
+    same_as_fuse_overlayfs(false);
+}
+
+#[test]
+fn rootless_podman_runs_diffs_and_commits_on_strata_as_on_fuse_overlayfs() {
+    require_podman();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata("/dev/fuse")
+        .expect("/dev/fuse")
+        .permissions()
+        .mode();
+    assert!(
+        mode & 0o666 == 0o666,
+        "rootless FUSE needs /dev/fuse open to all (0666, as Debian's udev makes it; \
+         scripts/test-rootless sets it); it is {:o}",
+        mode & 0o777
+    );
+    same_as_fuse_overlayfs(true);
+}
+
+/// podman (root or rootless) on strata and on fuse-overlayfs: the same
+/// container gives the same `podman diff` and the same committed layer.
+fn same_as_fuse_overlayfs(rootless: bool) {
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    // The rootless user reaches the link to strata through it.
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let tar = busybox_tar(t.path());
     let strata = t.path().join("fuse-overlayfs");
     std::os::unix::fs::symlink(common::bin(), &strata).expect("link fuse-overlayfs to strata");
-    let (want_diff, want_layer) = changes_with(Path::new(FUSE_OVERLAYFS), &tar);
-    let (diff, layer) = changes_with(&strata, &tar);
+    let (want_diff, want_layer) = changes_with(Path::new(FUSE_OVERLAYFS), &tar, rootless);
+    let (diff, layer) = changes_with(&strata, &tar, rootless);
     assert_eq!(diff, want_diff, "podman diff: strata, then fuse-overlayfs");
     let mut differ = String::new();
     for k in layer

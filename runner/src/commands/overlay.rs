@@ -93,6 +93,7 @@ fn serve(a: OverlayArgs, notify: bool) -> Result<i32> {
     opts.allow_other = nix::unistd::geteuid().is_root();
     opts.fsname = "fuse-overlayfs".into();
     opts.view = a.view;
+    opts.upper_format = a.upper_format;
     let handle = fusefs::mount(opts, &a.mountpoint)?;
     if notify {
         println!("ready");
