@@ -97,6 +97,12 @@ pub(crate) fn resolved_root(root: &Path) -> PathBuf {
     std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
 }
 
+/// True for a container's 0/0 character device, which the kernel format
+/// cannot hold as a device (it is the whiteout).
+fn is_whiteout_like(kind: Kind, rdev: (u32, u32)) -> bool {
+    kind == Kind::CharDev && rdev == (0, 0)
+}
+
 /// True for a 0/0 character device: kernel overlayfs's whiteout.
 pub(crate) fn is_whiteout_device(md: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -210,6 +216,12 @@ impl Upper {
         }
         use nix::sys::stat::{mknod, Mode, SFlag};
         self.dirs.invalidate(path);
+        if is_whiteout_like(entry.kind, entry.rdev) {
+            // A 0/0 device in this format would read as a whiteout (kernel
+            // overlayfs refuses to make one, ext4 makes it): a plain file
+            // with its type in override_stat instead.
+            return self.create_file(path).map(drop);
+        }
         let kind = match entry.kind {
             Kind::CharDev => SFlag::S_IFCHR,
             Kind::BlockDev => SFlag::S_IFBLK,
@@ -299,7 +311,10 @@ impl Upper {
         self.dirs.invalidate(path);
         let host = self.host(path);
         self.owner_mode(&host, path, kind, ovr)?;
-        if self.format.is_kernel() && matches!(kind, Kind::Regular | Kind::Dir) {
+        if self.format.is_kernel()
+            && matches!(kind, Kind::Regular | Kind::Dir)
+            && !is_whiteout_like(kind, ovr.rdev)
+        {
             // An entry recorded in the rootless format before: its
             // override would still win over the host's owner and mode.
             xattr::remove(&host, OVERRIDE_STAT)
@@ -309,7 +324,7 @@ impl Upper {
     }
 
     fn owner_mode(&self, host: &Path, path: &[u8], kind: Kind, ovr: &OverrideStat) -> Result<()> {
-        if !self.format.is_kernel() {
+        if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
             return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }

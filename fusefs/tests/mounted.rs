@@ -573,6 +573,17 @@ fn as_root_the_upper_is_written_in_kernel_overlayfs_format() {
             nix::sys::stat::makedev(1, 3),
         )
         .expect("mknod");
+        // Kernel overlayfs refuses a 0/0 device (its whiteout); ext4, and
+        // strata, make one.
+        nix::sys::stat::mknod(
+            &m.join("zero"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mknod c 0 0");
+        let zero = fs::symlink_metadata(m.join("zero")).expect("a 0/0 device is a file");
+        assert_eq!(zero.rdev(), 0);
     }
     let u = fx.upper();
     let a = fs::symlink_metadata(u.join("d/a")).expect("upper d/a");
