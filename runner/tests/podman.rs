@@ -175,16 +175,22 @@ impl Drop for Podman {
         for p in points {
             let _ = Command::new("umount").args(["-l", p]).status();
         }
-        // A rootless podman leaves its namespaces' pause process running.
-        let pause = self.dir.path().join("xdg/libpod/tmp/pause.pid");
-        if let Some(pid) = fs::read_to_string(pause)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // A rootless podman leaves pause processes (catatonit) holding its
+        // namespaces: the processes whose HOME is this storage are ours.
+        if self.rootless {
+            let home = format!("HOME={}", self.dir.path().display());
+            for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let env = fs::read(p.path().join("environ")).unwrap_or_default();
+                if env.split(|&b| b == 0).any(|v| v == home.as_bytes()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
         }
     }
 }
