@@ -72,8 +72,16 @@ impl Podman {
     fn new(program: &Path, rootless: bool) -> Podman {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
         if rootless {
-            std::os::unix::fs::chown(dir.path(), Some(ROOTLESS_UID), Some(ROOTLESS_UID))
-                .expect("give the storage to the rootless user");
+            // Its runtime directory too: without one podman falls back to
+            // /var/tmp/podman-run-UID, shared by every run.
+            let xdg = dir.path().join("xdg");
+            fs::create_dir(&xdg).expect("mkdir xdg");
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700)).expect("chmod xdg");
+            for d in [dir.path(), xdg.as_path()] {
+                std::os::unix::fs::chown(d, Some(ROOTLESS_UID), Some(ROOTLESS_UID))
+                    .expect("give the storage to the rootless user");
+            }
         }
         // No storage.conf of the machine's: its options must not apply.
         let conf = format!(
@@ -278,6 +286,11 @@ const CHANGES: &str = "mkdir -p /new/dir && echo data > /new/dir/f && chmod 640 
     && mkdir /tmp/gone && rmdir /tmp/gone && echo ok";
 const CHOWN: &str = "chown 1:2 /new/dir/f";
 
+/// The container's name. Not hexadecimal: `podman diff` takes a name
+/// that is also a prefix of an image id (\"c\" was, now and then) for
+/// the image, and lists the whole image as added.
+const CONTAINER: &str = "box-under-test";
+
 /// Runs the same container on `program`; returns `podman diff` sorted and
 /// the committed layer's listing.
 fn changes_with(
@@ -296,16 +309,12 @@ fn changes_with(
         true => CHANGES.to_string(),
         false => format!("{CHANGES} && {CHOWN}"),
     };
-    let out = p.run(&["--name", "c"], &["busybox", "sh", "-c", &changes]);
+    let out = p.run(&["--name", CONTAINER], &["busybox", "sh", "-c", &changes]);
     assert_eq!(out.trim(), "ok");
-    // `run` returns before podman's exit command has unmounted the
-    // container; a diff racing that cleanup now and then reported the
-    // whole image as added (on fuse-overlayfs as on strata). This cleanup
-    // waits for the container's lock, so for the other one.
-    let _ = p.output(&["container", "cleanup", "c"]);
-    let mut diff: Vec<String> = p.ok(&["diff", "c"]).lines().map(str::to_string).collect();
+    let text = p.ok(&["diff", CONTAINER]);
+    let mut diff: Vec<String> = text.lines().map(str::to_string).collect();
     diff.sort();
-    p.ok(&["commit", "-q", "c", "changed"]);
+    p.ok(&["commit", "-q", CONTAINER, "changed"]);
     let layer = top_layer(&p, "changed");
     // The committed image runs on the same mount program.
     let seen = p.run(
