@@ -5,8 +5,9 @@ use crate::error::FsError;
 use crate::inode::ROOT;
 use crate::lower::Node;
 use crate::passthrough::{Passthrough, Route};
-use crate::union_fs::{Attr, Caller, SetAttr, UnionFs};
+use crate::union_fs::{Attr, Caller, SetAttr, UnionFs, Writer};
 use crate::upper::TimeSet;
+use crate::view::View;
 use fuser::{
     AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
     FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
@@ -30,6 +31,8 @@ pub struct Adapter {
     /// Whether to ask the kernel for passthrough at FUSE_INIT.
     want_passthrough: bool,
     passthrough: Passthrough,
+    /// Owners, link counts and options as the kernel is shown them.
+    view: View,
 }
 
 /// See [`Adapter::ttl`]; a day, which the kernel treats as "until changed".
@@ -42,6 +45,48 @@ impl Adapter {
             ttl: ENTRY_TTL,
             want_passthrough,
             passthrough: Passthrough::default(),
+            view: View::default(),
+        }
+    }
+
+    /// Shows the union through `view` (fuse-overlayfs's id and
+    /// attribute options).
+    pub fn with_view(mut self, view: View) -> Adapter {
+        self.view = view;
+        self
+    }
+
+    /// The attributes the kernel is shown for `node`.
+    fn file_attr(&self, id: u64, node: &Node) -> FileAttr {
+        let mut a = file_attr(id, node);
+        a.uid = self.view.uids.shown(a.uid);
+        a.gid = self.view.gids.shown(a.gid);
+        if self.view.static_nlink && a.kind == FileType::Directory {
+            a.nlink = 1;
+        }
+        a
+    }
+
+    fn to_attr(&self, a: &Attr) -> FileAttr {
+        self.file_attr(a.id, &a.node)
+    }
+
+    /// The writer of a request, for the set-group-ID rule.
+    fn writer(&self, req: &Request) -> Writer {
+        let c = self.caller(req, 0);
+        Writer {
+            uid: c.uid,
+            gid: c.gid,
+            pid: req.pid(),
+        }
+    }
+
+    /// The caller of a request, with its ids as the union stores them.
+    fn caller(&self, req: &Request, umask: u32) -> Caller {
+        Caller {
+            uid: self.view.uids.stored(req.uid()),
+            gid: self.view.gids.stored(req.gid()),
+            umask,
         }
     }
 
@@ -60,7 +105,7 @@ impl Adapter {
     /// Replies with a new entry (the kernel takes a reference) or the errno.
     fn reply_entry(&self, op: &str, r: Result<Attr, FsError>, reply: ReplyEntry) {
         match r {
-            Ok(a) => reply.entry(&self.ttl, &to_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.ttl, &self.to_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(op, &e)),
         }
     }
@@ -68,7 +113,7 @@ impl Adapter {
     /// Replies with attributes or the errno.
     fn reply_attr(&self, op: &str, r: Result<Attr, FsError>, reply: ReplyAttr) {
         match r {
-            Ok(a) => reply.attr(&self.ttl, &to_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &self.to_attr(&a)),
             Err(e) => reply.error(errno(op, &e)),
         }
     }
@@ -152,10 +197,6 @@ fn reply_data(op: &str, r: Result<Vec<u8>, FsError>, reply: ReplyData) {
     }
 }
 
-fn to_attr(a: &Attr) -> FileAttr {
-    file_attr(a.id, &a.node)
-}
-
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     t.map(|t| match t {
         TimeOrNow::Now => TimeSet::Now,
@@ -164,14 +205,6 @@ fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
             Err(e) => -(e.duration().as_nanos() as i64),
         }),
     })
-}
-
-fn caller(req: &Request, umask: u32) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        umask,
-    }
 }
 
 impl Filesystem for Adapter {
@@ -230,8 +263,8 @@ impl Filesystem for Adapter {
     ) {
         let sa = SetAttr {
             mode,
-            uid,
-            gid,
+            uid: uid.map(|u| self.view.uids.stored(u)),
+            gid: gid.map(|g| self.view.gids.stored(g)),
             size,
             atime: time_set(atime),
             mtime: time_set(mtime),
@@ -260,7 +293,7 @@ impl Filesystem for Adapter {
                 name.as_bytes(),
                 mode & (libc::S_IFMT | 0o7777),
                 rdev,
-                caller(req, umask),
+                self.caller(req, umask),
             ),
             reply,
         )
@@ -277,8 +310,12 @@ impl Filesystem for Adapter {
     ) {
         self.reply_entry(
             "mkdir",
-            self.fs
-                .mkdir(parent.0, name.as_bytes(), mode & 0o7777, caller(req, umask)),
+            self.fs.mkdir(
+                parent.0,
+                name.as_bytes(),
+                mode & 0o7777,
+                self.caller(req, umask),
+            ),
             reply,
         )
     }
@@ -305,7 +342,7 @@ impl Filesystem for Adapter {
                 parent.0,
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
-                caller(req, 0),
+                self.caller(req, 0),
             ),
             reply,
         )
@@ -385,17 +422,27 @@ impl Filesystem for Adapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        // Without passthrough OPEN is answered ENOSYS, and the kernel then
+        // sends no RELEASE at all: no handle (see `UnionFs::create`).
+        let handle = self.passthrough.is_enabled();
         match self.fs.create(
             parent.0,
             name.as_bytes(),
             mode & 0o7777,
-            flags,
-            caller(req, umask),
+            (flags, handle),
+            self.caller(req, umask),
         ) {
+            Ok((a, 0)) => reply.created(
+                &self.ttl,
+                &self.to_attr(&a),
+                Generation(a.generation),
+                FileHandle(0),
+                FopenFlags::empty(),
+            ),
             Ok((a, fh)) => {
-                let attr = to_attr(&a);
+                let attr = self.to_attr(&a);
                 let fh = FileHandle(fh);
-                let g = Generation(0);
+                let g = Generation(a.generation);
                 match self.route(a.id, fh.0, |fd| reply.open_backing(fd)) {
                     Route::Passthrough(id) => {
                         reply.created_passthrough(&self.ttl, &attr, g, fh, FopenFlags::empty(), &id)
@@ -427,7 +474,7 @@ impl Filesystem for Adapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -437,7 +484,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, fh.0, offset, data) {
+        match self.fs.write(ino.0, fh.0, offset, data, &self.writer(req)) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -479,6 +526,11 @@ impl Filesystem for Adapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if !self.view.fsync {
+            // fsync=0: ENOSYS makes the kernel treat every later fsync as
+            // done without asking (fuse-overlayfs answers the same).
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         reply_empty("fsync", self.fs.fsync(ino.0, fh.0, datasync), reply)
     }
 
@@ -528,14 +580,14 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(errno("readdirplus", &e)),
         };
         for (i, it) in listing.items.iter().enumerate().skip(start) {
-            let attr = file_attr(it.id, &it.node);
+            let attr = self.file_attr(it.id, &it.node);
             if reply.add(
                 INodeNo(it.id),
                 listing.offset_after(i),
                 OsStr::from_bytes(&it.name),
                 &self.ttl,
                 &attr,
-                Generation(0),
+                Generation(self.fs.generation(it.id)),
             ) {
                 break;
             }
@@ -573,6 +625,10 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if !self.view.xattrs {
+            // noxattrs: ENOSYS, and the kernel stops asking.
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         reply_empty(
             "setxattr",
             self.fs.setxattr(ino.0, name.as_bytes(), value, flags),
@@ -581,6 +637,10 @@ impl Filesystem for Adapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.view.xattrs {
+            // noxattrs: ENOSYS, and the kernel stops asking.
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         match self.fs.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(errno("getxattr", &e)),
@@ -588,6 +648,10 @@ impl Filesystem for Adapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.view.xattrs {
+            // noxattrs: ENOSYS, and the kernel stops asking.
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         match self.fs.listxattr(ino.0) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(errno("listxattr", &e)),
@@ -595,6 +659,10 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.view.xattrs {
+            // noxattrs: ENOSYS, and the kernel stops asking.
+            return reply.error(Errno::from_i32(libc::ENOSYS));
+        }
         reply_empty(
             "removexattr",
             self.fs.removexattr(ino.0, name.as_bytes()),
@@ -608,7 +676,7 @@ impl Filesystem for Adapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -618,7 +686,8 @@ impl Filesystem for Adapter {
     ) {
         reply_empty(
             "fallocate",
-            self.fs.fallocate(ino.0, fh.0, offset, length, mode),
+            self.fs
+                .fallocate((ino.0, fh.0), offset, length, mode, &self.writer(req)),
             reply,
         )
     }
@@ -640,7 +709,7 @@ impl Filesystem for Adapter {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
@@ -655,6 +724,7 @@ impl Filesystem for Adapter {
             (ino_in.0, fh_in.0, offset_in),
             (ino_out.0, fh_out.0, offset_out),
             len,
+            &self.writer(req),
         ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("copy_file_range", &e)),

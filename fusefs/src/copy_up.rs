@@ -59,7 +59,7 @@ impl Layers {
         let upper = self.upper(path)?;
         // The root always exists in the upper, so recursion ends.
         let (parent, _) = split_path(path);
-        self.copy_up(parent, true)?;
+        let parent_times = self.copy_up(parent, true)?.node;
         let node = &r.node;
         let entry = &node.entry;
         match entry.kind {
@@ -87,8 +87,19 @@ impl Layers {
         }
         let t = TimeSet::At(entry.mtime_ns);
         upper.set_times(path, TimeSet::At(node.atime_ns), t)?;
+        // Copy-up changes nothing the container sees in the parent: its
+        // times are put back, as kernel overlayfs puts them back.
+        let (pa, pm) = (parent_times.atime_ns, parent_times.entry.mtime_ns);
+        upper.set_times(parent, TimeSet::At(pa), TimeSet::At(pm))?;
         if entry.kind == Kind::Regular && entry.nlink > 1 {
-            self.link_other_names(path, &r)?;
+            let linked = self.link_other_names(path, &r)?;
+            let hidden = entry.nlink.saturating_sub(1 + linked);
+            if hidden > 0 {
+                let name = upper.format().nlink_xattr();
+                crate::xattr::set(&upper.host(path), name, hidden.to_string().as_bytes(), 0)
+                    .map_err(|e| FsError::io("setxattr link count", path, e))?;
+                self.invalidate(path);
+            }
         }
         self.get(path)
     }
@@ -99,6 +110,7 @@ impl Layers {
     pub(crate) fn copy_out(&self, path: &[u8], r: &Resolved) -> Result<File> {
         let upper = self.upper(path)?;
         let (tmp, _) = upper.tmp_path(b"");
+        let root = self.get(b"")?.node;
         let node = &r.node;
         let file = self
             .build_copy(&tmp, path, r, true)
@@ -110,38 +122,46 @@ impl Layers {
         let removed = upper.remove_file(&tmp);
         let file = file?;
         removed?;
+        // The temporary name came and went: the root looks untouched.
+        upper.set_times(
+            b"",
+            TimeSet::At(root.atime_ns),
+            TimeSet::At(root.entry.mtime_ns),
+        )?;
         Ok(file)
     }
 
     /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
     fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, with_data: bool) -> Result<()> {
         let upper = self.upper(path)?;
-        let mut file = upper.create_file(tmp)?;
         let entry = &r.node.entry;
         let layer = self
             .layer(r.layer)
             .ok_or_else(|| FsError::posix(nix::errno::Errno::EIO, path))?;
         match entry.kind {
-            Kind::Regular if with_data => match layer.host_path(path) {
-                Some(host) => copy_host_file(&host, &mut file, path)?,
-                None => copy_through_buffer(layer, path, r, &mut file)?,
-            },
-            Kind::Symlink => {
-                let target = layer.read_link(path, &r.node)?;
-                file.write_all(&target)
-                    .map_err(|e| FsError::io("write copy-up", path, e))?;
+            Kind::Regular => {
+                let mut file = upper.create_file(tmp)?;
+                if with_data {
+                    match layer.host_path(path) {
+                        Some(host) => copy_host_file(&host, &mut file, path)?,
+                        None => copy_through_buffer(layer, path, r, &mut file)?,
+                    }
+                }
             }
-            _ => {}
+            Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(path, &r.node)?)?,
+            _ => upper.create_special(tmp, entry)?,
         }
         upper.write_meta(tmp, entry, Some(r.node.ino))
     }
 
     /// After copying up `path`, makes the other names of the same lower
-    /// inode that the container still sees hardlinks of the copy.
-    fn link_other_names(&self, path: &[u8], r: &Resolved) -> Result<()> {
+    /// inode that the container still sees hardlinks of the copy; returns
+    /// how many.
+    fn link_other_names(&self, path: &[u8], r: &Resolved) -> Result<u32> {
         let Some(layer) = self.layer(r.layer) else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut linked = 0;
         let upper = self.upper(path)?;
         for other in layer.names_of(r.node.ino)? {
             if other == path {
@@ -155,7 +175,8 @@ impl Layers {
             }
             self.copy_up(split_path(&other).0, true)?;
             upper.link(path, &other)?;
+            linked += 1;
         }
-        Ok(())
+        Ok(linked)
     }
 }

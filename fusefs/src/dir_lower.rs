@@ -9,7 +9,8 @@
 
 use crate::error::{show, FsError, Result};
 use crate::lower::{ino_tag, Lower, Node};
-use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
+use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT};
+use crate::upper_format::{INO_XATTRS, NLINK_XATTRS};
 use crate::whiteout::{
     hidden_name, is_marker, whiteout_fits, whiteout_name, OPAQUE_MARKER, OPAQUE_XATTRS,
 };
@@ -125,10 +126,12 @@ fn ns(sec: i64, nsec: i64) -> i64 {
 }
 
 impl DirLower {
-    /// A read-only overlay-format directory layer.
+    /// A read-only overlay-format directory layer; a root given as a
+    /// symlink or a relative path is resolved now (see
+    /// [`crate::upper::resolved_root`]).
     pub fn new(root: impl Into<PathBuf>) -> DirLower {
         DirLower {
-            root: root.into(),
+            root: crate::upper::resolved_root(&root.into()),
             role: Role::Lower,
         }
     }
@@ -153,8 +156,8 @@ impl DirLower {
                 Ok(ino_tag::HOST_DIR | dev_tag << 40 | (md.ino() & ino_tag::HOST_INO_MASK))
             }
             Role::Upper => {
-                if has(names, STRATA_INO) {
-                    let rec = xattr::get(host, STRATA_INO)
+                if let Some(name) = INO_XATTRS.into_iter().find(|n| has(names, n)) {
+                    let rec = xattr::get(host, name)
                         .map_err(|e| FsError::io("getxattr", host.as_os_str().as_bytes(), e))?;
                     if let Some(v) = rec {
                         return std::str::from_utf8(&v)
@@ -162,7 +165,7 @@ impl DirLower {
                             .and_then(|s| s.parse().ok())
                             .ok_or_else(|| FsError::Corrupt {
                                 path: host.display().to_string(),
-                                reason: "unreadable user.strata.ino".into(),
+                                reason: "unreadable stable inode number".into(),
                             });
                     }
                 }
@@ -217,6 +220,13 @@ impl DirLower {
         // A directory's count is 2 + its subdirectories on the host too
         // (whiteouts and markers are files); see `union` for merged ones.
         e.nlink = md.nlink() as u32;
+        if let Some(name) = NLINK_XATTRS.into_iter().find(|n| has(&names, n)) {
+            let hidden = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))?;
+            let hidden: u32 = hidden
+                .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                .unwrap_or(0);
+            e.nlink += hidden;
+        }
         e.size = match kind {
             Kind::Regular => md.size(),
             Kind::Symlink => md.size(),

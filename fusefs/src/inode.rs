@@ -6,6 +6,13 @@
 //! one node id, so a node keeps every path the kernel has looked it up by;
 //! any of them reaches the same file. A node whose last name went while the
 //! kernel still holds it keeps its file as an [`Orphan`].
+//!
+//! An upper node's number is its host inode's, which the host gives to a
+//! new file once the old one is freed (a removed directory's at once). If
+//! the kernel still holds the old node when the new file shows up, the
+//! reply carries a new generation: the kernel then retires its old inode
+//! instead of taking it for the new file (a `mkdir` answered with the
+//! number of a directory just removed failed with ESTALE).
 
 use crate::orphan::Orphan;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +25,18 @@ struct Slot {
     paths: Vec<Vec<u8>>,
     lookups: u64,
     orphan: Option<Arc<Orphan>>,
+    generation: u64,
+}
+
+impl Slot {
+    /// True when a file found by name under this number now cannot be
+    /// the one the kernel holds: the node has no name left and its host
+    /// inode may have been freed.
+    fn is_retired(&self) -> bool {
+        self.lookups > 0
+            && self.paths.is_empty()
+            && self.orphan.as_ref().is_none_or(|o| o.lost_its_inode())
+    }
 }
 
 /// Invariant: `by_path` holds exactly the (path, id) pairs of `slots`, so
@@ -27,6 +46,8 @@ struct Slot {
 pub struct InodeTable {
     slots: HashMap<u64, Slot>,
     by_path: BTreeMap<Vec<u8>, Vec<u64>>,
+    /// The last generation handed out for a reused number.
+    last_generation: u64,
 }
 
 /// The keys of `map` at `path` or under it: `path` itself, then the range
@@ -53,23 +74,41 @@ impl InodeTable {
         }
     }
 
-    /// Records one kernel reference to `id` reached by `path` (`None`: by
-    /// a name that is no longer its own, so only the count changes).
-    pub fn add_lookup(&mut self, id: u64, path: Option<&[u8]>) {
-        if id == ROOT {
-            return;
+    /// The generation a reply naming `id` by a name carries now (see the
+    /// module documentation).
+    pub fn generation(&self, id: u64) -> u64 {
+        match self.slots.get(&id) {
+            Some(s) if s.is_retired() => self.last_generation + 1,
+            Some(s) => s.generation,
+            None => 0,
         }
+    }
+
+    /// Records one kernel reference to `id` reached by `path` (`None`: by
+    /// a name that is no longer its own, so only the count changes);
+    /// returns the node's generation.
+    pub fn add_lookup(&mut self, id: u64, path: Option<&[u8]>) -> u64 {
+        if id == ROOT {
+            return 0;
+        }
+        let last_generation = &mut self.last_generation;
         let slot = self.slots.entry(id).or_default();
+        if path.is_some() && slot.is_retired() {
+            *last_generation += 1;
+            slot.generation = *last_generation;
+        }
         slot.lookups += 1;
         let Some(path) = path else {
-            return;
+            return slot.generation;
         };
         // Found by a name again (another hardlink): the name is the way in.
         slot.orphan = None;
+        let generation = slot.generation;
         if !slot.paths.iter().any(|p| p == path) {
             slot.paths.push(path.to_vec());
             self.by_path.entry(path.to_vec()).or_default().push(id);
         }
+        generation
     }
 
     /// A path of `id`, or `None` when the kernel holds no reference to it.
@@ -200,6 +239,21 @@ mod tests {
         assert_eq!(t.path(10).as_deref(), Some(&b"y"[..]));
         t.forget(10, 2);
         assert!(t.path(10).is_none());
+    }
+
+    #[test]
+    fn a_number_found_again_after_its_directory_went_gets_a_new_generation() {
+        let mut t = InodeTable::default();
+        assert_eq!(t.add_lookup(10, Some(b"d")), 0);
+        t.remove_path(b"d");
+        let mut node =
+            crate::lower::Node::from_entry(layerdb::Entry::new(layerdb::Kind::Dir, 0o755), 10);
+        node.entry.nlink = 0;
+        t.set_orphan(10, Orphan::Gone(Box::new(node)));
+        let g = t.generation(10);
+        assert_eq!(t.add_lookup(10, Some(b"e")), g);
+        assert_ne!(g, 0);
+        assert_eq!(t.add_lookup(10, Some(b"e")), g, "the same node keeps it");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::lower::Lower;
 use crate::resolution_cache::ResolutionCache;
 use crate::union::{self, Resolved};
 use crate::upper::Upper;
+use crate::upper_format::UpperFormat;
 use layerdb::split_path;
 use nix::errno::Errno;
 use std::path::Path;
@@ -24,9 +25,24 @@ pub struct Layers {
 impl Layers {
     /// `lowers` top first.
     pub fn new(upper: Option<&Path>, lowers: Vec<Box<dyn Lower>>) -> Result<Layers> {
+        Layers::with_format(upper, lowers, None)
+    }
+
+    /// Like [`Layers::new`], writing the upper in `format` (`None`: the
+    /// one the server's privileges allow).
+    pub fn with_format(
+        upper: Option<&Path>,
+        lowers: Vec<Box<dyn Lower>>,
+        format: Option<UpperFormat>,
+    ) -> Result<Layers> {
         let dirs = Arc::new(ResolutionCache::default());
         let upper = match upper {
-            Some(root) => Some((Upper::open(root, dirs.clone())?, DirLower::upper(root))),
+            Some(root) => {
+                let format = format.unwrap_or_else(UpperFormat::detect);
+                let upper = Upper::open_as(root, dirs.clone(), format)?;
+                let view = DirLower::upper(upper.root());
+                Some((upper, view))
+            }
             None => None,
         };
         let lowers = lowers
@@ -50,12 +66,15 @@ impl Layers {
         let Some((upper, _)) = &self.upper else {
             return Ok(());
         };
-        if upper.has_meta(b"")? {
+        if !upper.root_needs_meta()? {
             return Ok(());
         }
         let lowers: Vec<&dyn Lower> = self.lowers.iter().map(|l| l.as_ref()).collect();
         match union::resolve_root(&lowers)? {
-            Some(r) => upper.write_meta(b"", &r.node.entry, None),
+            Some(r) => {
+                upper.write_meta(b"", &r.node.entry, None)?;
+                upper.mark_root()
+            }
             None => Ok(()),
         }
     }

@@ -17,6 +17,8 @@
 //!   node keeps when its last name goes while the kernel still holds it;
 //!   `listings`: directory snapshots that READDIR offsets name;
 //!   `node_files`: files the kernel reads and writes by node, not handle.
+//! - [`view`]: owners and options as the kernel is shown them
+//!   (fuse-overlayfs's `uidmapping`, `squash_to_*`, `static_nlink`...).
 //! - [`changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
@@ -45,6 +47,8 @@ pub mod store_lower;
 pub mod union;
 pub mod union_fs;
 mod upper;
+pub mod upper_format;
+pub mod view;
 pub mod whiteout;
 mod xattr;
 
@@ -58,3 +62,5 @@ pub use mount::{mount, serve, unmount, MountError, MountHandle, MountOptions};
 pub use store_lower::StoreLower;
 pub use union_fs::UnionFs;
 pub use upper::TimeSet;
+pub use upper_format::UpperFormat;
+pub use view::{IdMap, IdRange, View};

@@ -6,17 +6,20 @@
 //! file. FUSE asks for such a file by node id, and the union has no path
 //! for it any more, so at removal the node keeps its file: an upper file
 //! stays open (the host inode lives on, unlinked), a lower file keeps its
-//! place in its immutable layer. The kernel's FORGET drops it.
+//! place in its immutable layer. A directory (or a device, fifo or socket
+//! node of the upper) keeps only its last attributes, with no links, as
+//! fstat of a removed directory shows it. The kernel's FORGET drops it.
 
 use crate::dir_lower::node_of_open_file;
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::layers::Layers;
 use crate::lower::Node;
-use crate::override_stat::{host_xattr_name, OVERRIDE_STAT};
+use crate::override_stat::OVERRIDE_STAT;
 use crate::union::Resolved;
 use crate::union_fs::SetAttr;
 use crate::upper::{host_open_options, override_of, TimeSet};
+use crate::upper_format::UpperFormat;
 use crate::xattr;
 use nix::errno::Errno;
 use std::fs::File;
@@ -30,16 +33,25 @@ pub enum Orphan {
     Upper(File),
     /// A file of a lower layer, hidden now by a whiteout.
     Lower { path: Vec<u8>, r: Box<Resolved> },
+    /// A node with no file to keep: its attributes when it went.
+    Gone(Box<Node>),
 }
 
 impl Orphan {
     /// Keeps the file that `path` (resolved as `r`) names, before the name
     /// goes.
     pub fn keep(layers: &Layers, path: &[u8], r: &Resolved) -> Result<Orphan> {
-        if layers.in_upper(r) {
+        if layers.in_upper(r) && r.node.entry.kind == layerdb::Kind::Regular {
             // Read-write: a later ftruncate goes through this descriptor.
+            // (Only a regular file: in the kernel format a fifo or device
+            // node of the upper is real, and opening it would act on it.)
             let file = layers.upper(path)?.open_file(path, libc::O_RDWR)?;
             return Ok(Orphan::Upper(file));
+        }
+        if r.is_dir() || layers.in_upper(r) {
+            let mut node = r.node.clone();
+            node.entry.nlink = 0;
+            return Ok(Orphan::Gone(Box::new(node)));
         }
         Ok(Orphan::Lower {
             path: path.to_vec(),
@@ -51,7 +63,14 @@ impl Orphan {
         match self {
             Orphan::Upper(file) => node_of_open_file(file, ino),
             Orphan::Lower { r, .. } => Ok(r.node.clone()),
+            Orphan::Gone(node) => Ok((**node).clone()),
         }
+    }
+
+    /// True when the node's host inode may have been freed (and its
+    /// number given to a new file): see `crate::inode`.
+    pub fn lost_its_inode(&self) -> bool {
+        matches!(self, Orphan::Gone(_))
     }
 
     /// Opens the file with `open(2)` flags. A lower file opened for writing
@@ -71,6 +90,7 @@ impl Orphan {
                 })
             }
             Orphan::Lower { path, r } => layers.open_read(path, r, false),
+            Orphan::Gone(_) => Err(FsError::posix(Errno::ENOENT, WHAT)),
         }
     }
 
@@ -84,23 +104,34 @@ impl Orphan {
         Ok(Some(Orphan::Upper(file)))
     }
 
-    /// Applies a setattr to an upper orphan through its descriptor.
-    pub fn setattr(&self, ino: u64, sa: &SetAttr) -> Result<()> {
-        let Orphan::Upper(file) = self else {
-            return Err(FsError::posix(Errno::EROFS, WHAT));
+    /// Applies a setattr to an upper orphan through its descriptor, in the
+    /// upper's `format`.
+    pub fn setattr(&self, ino: u64, sa: &SetAttr, format: UpperFormat) -> Result<()> {
+        let file = match self {
+            Orphan::Upper(file) => file,
+            Orphan::Gone(_) => return Err(FsError::posix(Errno::ENOENT, WHAT)),
+            Orphan::Lower { .. } => return Err(FsError::posix(Errno::EROFS, WHAT)),
         };
         if sa.changes_owner_or_mode() {
             let mut e = node_of_open_file(file, ino)?.entry;
             // The access ACL, for chmod to rewrite (the node has no xattrs).
-            let access = host_xattr_name(crate::acl::ACCESS);
+            let access = format.host_xattr(crate::acl::ACCESS);
             if sa.mode.is_some() {
                 let v = xattr::get_fd(file, &access)
                     .map_err(|e| FsError::io("fgetxattr ACL", WHAT, e))?;
                 e.xattrs.extend(v.map(|v| (crate::acl::ACCESS.to_vec(), v)));
             }
             let (e, acl) = sa.owner_and_mode(&e);
-            xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
-                .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
+            if format.is_kernel() {
+                use std::os::unix::fs::PermissionsExt;
+                std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))
+                    .map_err(|e| FsError::io("fchown", WHAT, e))?;
+                file.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o7777))
+                    .map_err(|e| FsError::io("fchmod", WHAT, e))?;
+            } else {
+                xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
+                    .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
+            }
             if let Some(v) = acl {
                 xattr::set_fd(file, &access, &v)
                     .map_err(|e| FsError::io("fsetxattr ACL", WHAT, e))?;

@@ -1,18 +1,22 @@
-//! Writes to the upper directory, in strata's format (see
-//! [`crate::override_stat`] and [`crate::whiteout`]).
+//! Writes to the upper directory, in the format the server's privileges
+//! allow (see [`crate::upper_format`]).
 //!
-//! Host files are always plain files (mode 0600) or directories (0700)
-//! owned by the server's user: type, owner, permission bits and device
-//! numbers live in `user.containers.override_stat`, symlink targets in the
-//! file content. So no host chown, mknod or symlink is ever made, an
-//! unprivileged server keeps root's files, and no host symlink inside the
-//! upper can redirect a path operation outside it.
+//! In the rootless format host files are always plain files (mode 0600)
+//! or directories (0700) owned by the server's user: type, owner,
+//! permission bits and device numbers live in
+//! `user.containers.override_stat`, symlink targets in the file content.
+//! So no host chown, mknod or symlink is ever made, and an unprivileged
+//! server keeps root's files. In the kernel format they are real.
+//!
+//! Host paths are only ever made of directories the union resolved, under
+//! the tree lock, so a symlink in the upper never redirects one.
 
 use crate::dir_lower::{host_path, HostPath};
 use crate::error::{FsError, Result};
-use crate::override_stat::{host_xattr_name, OverrideStat, OVERRIDE_STAT, STRATA_INO};
+use crate::override_stat::{OverrideStat, OVERRIDE_STAT};
 use crate::resolution_cache::ResolutionCache;
-use crate::whiteout::{whiteout_fits, whiteout_name, OPAQUE_XATTR, TMP_PREFIX};
+use crate::upper_format::UpperFormat;
+use crate::whiteout::{whiteout_fits, whiteout_name, TMP_PREFIX};
 use crate::xattr;
 use layerdb::{join_path, Entry, Kind};
 use nix::errno::Errno;
@@ -20,13 +24,17 @@ use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Host permission of upper files and directories: the server's user needs
-/// access, nobody else does (the container's view comes from xattrs).
+/// Host permission of upper files and directories as made, before the
+/// kernel format gives them their own: the server's user needs access,
+/// nobody else does (in the rootless format the container's view comes
+/// from xattrs).
 const HOST_FILE_MODE: u32 = 0o600;
 const HOST_DIR_MODE: u32 = 0o700;
 
@@ -37,6 +45,7 @@ pub struct Upper {
     root: PathBuf,
     tmp_counter: AtomicU64,
     dirs: Arc<ResolutionCache>,
+    format: UpperFormat,
 }
 
 /// A time to set: a value, the current time, or leave as is.
@@ -78,6 +87,28 @@ pub(crate) fn host_open_options(flags: i32, extra: i32) -> OpenOptions {
     o
 }
 
+/// The directory a layer's root names, with symlinks resolved: a root
+/// given as a link (containers-storage's `overlay/l/<short id>` ->
+/// `../<id>/diff`) shows the directory's owner and mode, never the link's,
+/// and relative roots stay valid whatever the server's working directory.
+/// A root that cannot be resolved (missing) stays as given, for the first
+/// access to report.
+pub(crate) fn resolved_root(root: &Path) -> PathBuf {
+    std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// True for a container's 0/0 character device, which the kernel format
+/// cannot hold as a device (it is the whiteout).
+fn is_whiteout_like(kind: Kind, rdev: (u32, u32)) -> bool {
+    kind == Kind::CharDev && rdev == (0, 0)
+}
+
+/// True for a 0/0 character device: kernel overlayfs's whiteout.
+pub(crate) fn is_whiteout_device(md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
 /// The override_stat describing `entry`.
 pub fn override_of(entry: &Entry) -> OverrideStat {
     OverrideStat {
@@ -90,8 +121,9 @@ pub fn override_of(entry: &Entry) -> OverrideStat {
 }
 
 impl Upper {
-    /// Uses `root` as the upper, creating it if needed.
-    pub fn open(root: &Path, dirs: Arc<ResolutionCache>) -> Result<Upper> {
+    /// Uses `root` as the upper, creating it if needed, written in
+    /// `format`.
+    pub fn open_as(root: &Path, dirs: Arc<ResolutionCache>, format: UpperFormat) -> Result<Upper> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(HOST_DIR_MODE)
@@ -102,10 +134,15 @@ impl Upper {
                 source: e,
             })?;
         Ok(Upper {
-            root: root.to_path_buf(),
+            root: resolved_root(root),
             tmp_counter: AtomicU64::new(0),
             dirs,
+            format,
         })
+    }
+
+    pub fn format(&self) -> UpperFormat {
+        self.format
     }
 
     pub fn root(&self) -> &Path {
@@ -154,40 +191,156 @@ impl Upper {
             .map_err(|e| FsError::io("create", path, e))
     }
 
-    /// Writes override_stat, the stable inode number (for copied-up files)
-    /// and the container xattrs of `entry` onto the upper file at `path`.
+    /// Creates a symlink at `path` (failing if it exists); its owner comes
+    /// with [`Upper::write_meta`].
+    pub fn create_symlink(&self, path: &[u8], target: &[u8]) -> Result<()> {
+        if self.format.is_kernel() {
+            self.dirs.invalidate(path);
+            return std::os::unix::fs::symlink(
+                std::ffi::OsStr::from_bytes(target),
+                self.host(path),
+            )
+            .map_err(|e| FsError::io("symlink", path, e));
+        }
+        let mut f = self.create_file(path)?;
+        f.write_all(target)
+            .map_err(|e| FsError::io("write symlink", path, e))
+    }
+
+    /// Creates a device, fifo or socket node like `entry` at `path`
+    /// (failing if it exists); its owner and mode come with
+    /// [`Upper::write_meta`].
+    pub fn create_special(&self, path: &[u8], entry: &Entry) -> Result<()> {
+        if !self.format.is_kernel() {
+            return self.create_file(path).map(drop);
+        }
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        self.dirs.invalidate(path);
+        if is_whiteout_like(entry.kind, entry.rdev) {
+            // A 0/0 device in this format would read as a whiteout (kernel
+            // overlayfs refuses to make one, ext4 makes it): a plain file
+            // with its type in override_stat instead.
+            return self.create_file(path).map(drop);
+        }
+        let kind = match entry.kind {
+            Kind::CharDev => SFlag::S_IFCHR,
+            Kind::BlockDev => SFlag::S_IFBLK,
+            Kind::Fifo => SFlag::S_IFIFO,
+            Kind::Socket => SFlag::S_IFSOCK,
+            _ => return self.create_file(path).map(drop),
+        };
+        let dev = libc::makedev(entry.rdev.0, entry.rdev.1);
+        mknod(
+            &*self.host(path),
+            kind,
+            Mode::from_bits_truncate(0o600),
+            dev,
+        )
+        .map_err(|e| FsError::io("mknod", path, e.into()))
+    }
+
+    /// Gives the new upper node at `path` the owner, mode and xattrs of
+    /// `entry`, and records its stable inode number (for copied-up files).
     pub fn write_meta(&self, path: &[u8], entry: &Entry, ino: Option<u64>) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.set_override(path, &override_of(entry))?;
+        self.owner_mode(&host, path, entry.kind, &override_of(entry))?;
         if let Some(ino) = ino {
-            xattr::set(&host, STRATA_INO, ino.to_string().as_bytes(), 0)
-                .map_err(|e| FsError::io("setxattr user.strata.ino", path, e))?;
+            match xattr::set(
+                &host,
+                self.format.ino_xattr(),
+                ino.to_string().as_bytes(),
+                0,
+            ) {
+                // A symlink of a user namespace's upper takes no user.*
+                // xattr: its number changes with the copy-up.
+                Err(_) if entry.kind == Kind::Symlink => {}
+                r => r.map_err(|e| FsError::io("setxattr stable inode number", path, e))?,
+            }
+        }
+        if self.format.is_kernel() && matches!(entry.kind, Kind::Regular | Kind::Dir) {
+            // The host may have given the node its directory's default
+            // ACL; only the ACLs `entry` has may stay.
+            let present = xattr::list(&host).map_err(|e| FsError::io("listxattr", path, e))?;
+            for acl in [crate::acl::ACCESS, crate::acl::DEFAULT] {
+                if present.iter().any(|n| n == acl) && !entry.xattrs.iter().any(|(n, _)| n == acl) {
+                    xattr::remove(&host, acl).map_err(|e| FsError::io("removexattr", path, e))?;
+                }
+            }
         }
         for (name, value) in &entry.xattrs {
-            xattr::set(&host, &host_xattr_name(name), value, 0)
+            xattr::set(&host, &self.format.host_xattr(name), value, 0)
                 .map_err(|e| FsError::io("setxattr", path, e))?;
         }
         Ok(())
     }
 
-    /// Whether the entry at `path` has its container metadata (owner,
-    /// mode, kind) recorded.
-    pub fn has_meta(&self, path: &[u8]) -> Result<bool> {
-        xattr::get(&self.host(path), OVERRIDE_STAT)
-            .map(|v| v.is_some())
-            .map_err(|e| FsError::io("getxattr override_stat", path, e))
+    /// Whether the upper's root needs the image root's owner, mode and
+    /// xattrs: in the rootless format until it has them recorded; in the
+    /// kernel format while it is empty and not marked as given them (an
+    /// upper with content is shown as it is, as kernel overlayfs shows it).
+    pub fn root_needs_meta(&self) -> Result<bool> {
+        let root = self.host(b"");
+        let marked = |name: &[u8]| {
+            xattr::get(&root, name)
+                .map(|v| v.is_some())
+                .map_err(|e| FsError::io("getxattr", b"", e))
+        };
+        if !self.format.is_kernel() {
+            return Ok(!marked(OVERRIDE_STAT)?);
+        }
+        if marked(self.format.root_marker())? {
+            return Ok(false);
+        }
+        let mut entries = std::fs::read_dir(&root).map_err(|e| FsError::io("readdir", b"", e))?;
+        Ok(entries.next().is_none())
     }
 
-    pub fn set_override(&self, path: &[u8], ovr: &OverrideStat) -> Result<()> {
+    /// Records that the root has the image root's metadata (see
+    /// [`Upper::root_needs_meta`]).
+    pub fn mark_root(&self) -> Result<()> {
+        if !self.format.is_kernel() {
+            return Ok(());
+        }
+        xattr::set(&self.host(b""), self.format.root_marker(), b"y", 0)
+            .map_err(|e| FsError::io("setxattr", b"", e))
+    }
+
+    /// Sets the owner and mode of the node at `path` (of type `kind`).
+    pub fn set_owner_mode(&self, path: &[u8], kind: Kind, ovr: &OverrideStat) -> Result<()> {
         self.dirs.invalidate(path);
-        xattr::set(&self.host(path), OVERRIDE_STAT, &ovr.format(), 0)
-            .map_err(|e| FsError::io("setxattr override_stat", path, e))
+        let host = self.host(path);
+        self.owner_mode(&host, path, kind, ovr)?;
+        if self.format.is_kernel()
+            && matches!(kind, Kind::Regular | Kind::Dir)
+            && !is_whiteout_like(kind, ovr.rdev)
+        {
+            // An entry recorded in the rootless format before: its
+            // override would still win over the host's owner and mode.
+            xattr::remove(&host, OVERRIDE_STAT)
+                .map_err(|e| FsError::io("removexattr override_stat", path, e))?;
+        }
+        Ok(())
+    }
+
+    fn owner_mode(&self, host: &Path, path: &[u8], kind: Kind, ovr: &OverrideStat) -> Result<()> {
+        if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
+            return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
+                .map_err(|e| FsError::io("setxattr override_stat", path, e));
+        }
+        // chown first: it clears the set-id bits the mode may set again.
+        std::os::unix::fs::lchown(host, Some(ovr.uid), Some(ovr.gid))
+            .map_err(|e| FsError::io("chown", path, e))?;
+        if kind != Kind::Symlink {
+            std::fs::set_permissions(host, std::fs::Permissions::from_mode(ovr.mode & 0o7777))
+                .map_err(|e| FsError::io("chmod", path, e))?;
+        }
+        Ok(())
     }
 
     pub fn set_opaque(&self, path: &[u8]) -> Result<()> {
         self.dirs.invalidate(path);
-        xattr::set(&self.host(path), OPAQUE_XATTR, b"y", 0)
+        xattr::set(&self.host(path), self.format.opaque_xattr(), b"y", 0)
             .map_err(|e| FsError::io("setxattr opaque", path, e))
     }
 
@@ -203,15 +356,29 @@ impl Upper {
     }
 
     /// Records that `name` in `dir` is deleted (hides every lower layer).
+    /// In the kernel format the whiteout takes the name itself: the upper
+    /// must have nothing there any more.
     ///
     /// A name within 4 bytes of NAME_MAX has no `.wh.` form: deleting such a
-    /// *lower* file is refused with ENAMETOOLONG (files born in the upper
-    /// need no whiteout and are unaffected).
+    /// *lower* file in the rootless format is refused with ENAMETOOLONG
+    /// (files born in the upper need no whiteout and are unaffected).
     pub fn whiteout(&self, dir: &[u8], name: &[u8]) -> Result<()> {
-        if !whiteout_fits(name) {
-            return Err(FsError::posix(Errno::ENAMETOOLONG, &join_path(dir, name)));
+        let path = join_path(dir, name);
+        self.dirs.invalidate(&path);
+        if self.format.is_kernel() {
+            use nix::sys::stat::{mknod, Mode, SFlag};
+            match mknod(&*self.host(&path), SFlag::S_IFCHR, Mode::empty(), 0) {
+                Ok(()) | Err(Errno::EEXIST) => return Ok(()),
+                // No devices here (a nodev filesystem, a user namespace
+                // without whiteout devices): the `.wh.` form, as
+                // fuse-overlayfs falls back to.
+                Err(Errno::EPERM) => {}
+                Err(e) => return Err(FsError::io("mknod whiteout", &path, e.into())),
+            }
         }
-        self.dirs.invalidate(&join_path(dir, name));
+        if !whiteout_fits(name) {
+            return Err(FsError::posix(Errno::ENAMETOOLONG, &path));
+        }
         let p = join_path(dir, &whiteout_name(name));
         match self.create_file(&p) {
             Ok(_) => Ok(()),
@@ -220,17 +387,42 @@ impl Upper {
         }
     }
 
-    /// Removes the whiteout of `name` in `dir`; true when there was one.
+    /// True when the host node at `path` is a kernel-format whiteout.
+    fn is_whiteout_device(&self, path: &[u8]) -> bool {
+        self.host(path)
+            .symlink_metadata()
+            .is_ok_and(|md| is_whiteout_device(&md))
+    }
+
+    /// Whether `name` in `dir` is whited out in the upper (either form).
+    pub fn has_whiteout(&self, dir: &[u8], name: &[u8]) -> bool {
+        let dotted = whiteout_fits(name)
+            && self
+                .host(&join_path(dir, &whiteout_name(name)))
+                .symlink_metadata()
+                .is_ok();
+        dotted || self.is_whiteout_device(&join_path(dir, name))
+    }
+
+    /// Removes the whiteout of `name` in `dir`, in either form; true when
+    /// there was one.
     pub fn remove_whiteout(&self, dir: &[u8], name: &[u8]) -> Result<bool> {
-        if !whiteout_fits(name) {
-            return Ok(false);
+        let path = join_path(dir, name);
+        self.dirs.invalidate(&path);
+        let mut removed = false;
+        if self.is_whiteout_device(&path) {
+            std::fs::remove_file(self.host(&path))
+                .map_err(|e| FsError::io("unlink whiteout", &path, e))?;
+            removed = true;
         }
-        self.dirs.invalidate(&join_path(dir, name));
+        if !whiteout_fits(name) {
+            return Ok(removed);
+        }
         let p = join_path(dir, &whiteout_name(name));
         match std::fs::remove_file(self.host(&p)) {
             Ok(()) => Ok(true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                Ok(false)
+                Ok(removed)
             }
             Err(e) => Err(FsError::io("unlink whiteout", &p, e)),
         }
@@ -250,7 +442,12 @@ impl Upper {
         for de in rd {
             let de = de.map_err(|e| FsError::io("readdir", dir, e))?;
             let name = std::os::unix::ffi::OsStrExt::as_bytes(de.file_name().as_os_str()).to_vec();
-            if crate::whiteout::is_reserved(&name) {
+            let device = || {
+                de.path()
+                    .symlink_metadata()
+                    .is_ok_and(|md| is_whiteout_device(&md))
+            };
+            if crate::whiteout::is_reserved(&name) || device() {
                 std::fs::remove_file(de.path())
                     .map_err(|e| FsError::io("unlink", &join_path(dir, &name), e))?;
             }

@@ -1,19 +1,18 @@
 //! Overlay-format markers in host directories (the upper and directory
 //! layers): how a deletion and an opaque directory are written down.
 //!
-//! - A whiteout for `name` is a file `.wh.<name>` (what an unprivileged
-//!   server can create; strata writes this form) or, as kernel overlayfs
-//!   writes it, a 0/0 character device named `name`.
-//! - An opaque directory carries `user.overlay.opaque="y"` (strata writes
-//!   this), `trusted.overlay.opaque="y"`, or holds a `.wh..wh..opq` file.
+//! - A whiteout for `name` is, as kernel overlayfs writes it, a 0/0
+//!   character device named `name` (strata writes this form where it may
+//!   make devices), or a file `.wh.<name>` (the rootless form).
+//! - An opaque directory carries `trusted.overlay.opaque="y"` or
+//!   `user.overlay.opaque="y"` (see [`crate::upper_format`] for which strata
+//!   writes), or holds a `.wh..wh..opq` file.
 //!
 //! Names starting with `.wh.` are therefore never container files: they are
 //! hidden from listings and refused on creation.
 
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-/// The opaque xattr strata writes.
-pub const OPAQUE_XATTR: &[u8] = b"user.overlay.opaque";
 /// Opaque xattrs strata honours when reading.
 pub const OPAQUE_XATTRS: [&[u8]; 2] = [b"user.overlay.opaque", b"trusted.overlay.opaque"];
 

@@ -322,7 +322,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
 
 /// The entries where the trees differ, both ways, or "trees equal".
 fn tree_differences(strata: &Path, ovl: &Path) -> String {
-    let (s, o) = (snapshot(strata), snapshot(ovl));
+    snapshot_differences(&snapshot(strata), &snapshot(ovl))
+}
+
+fn snapshot_differences(s: &BTreeMap<String, String>, o: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     for k in s.keys().chain(o.keys().filter(|k| !s.contains_key(*k))) {
         let (a, b) = (s.get(k), o.get(k));
@@ -499,7 +502,7 @@ fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
     let mut rng = Rng(seed);
     build_lower(&d.join("lower"), &mut rng);
     copy_tree(&d.join("lower"), &d.join("ovl-lower"));
-    let _ovl = Overlay::mount(
+    let ovl = Overlay::mount(
         &d.join("ovl-lower"),
         &d.join("ovl-upper"),
         &d.join("ovl-work"),
@@ -512,7 +515,7 @@ fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
     );
     opts.allow_other = true; // OpenAs acts as other users
     opts.passthrough = passthrough;
-    let _strata: MountHandle = fusefs::mount(opts, &d.join("strata")).expect("mount strata");
+    let strata: MountHandle = fusefs::mount(opts, &d.join("strata")).expect("mount strata");
     wait_mounted(&d.join("strata"));
     let (s, o) = (d.join("strata"), d.join("ovl"));
     assert_same_trees(&s, &o, &format!("{run}, before any operation"));
@@ -568,7 +571,41 @@ fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
         }
     }
     assert_same_trees(&s, &o, &format!("{run}, at the end"));
+    let want = snapshot(&o);
+    strata.unmount().expect("unmount strata");
+    drop(ovl);
+    uppers_are_read_across(d, &want, &run);
     accepted
+}
+
+/// Each upper in the other's hands: strata's upper (in kernel overlayfs's
+/// format, as root writes it) mounted by kernel overlayfs over the same
+/// lower, and kernel overlayfs's upper served by strata, both show `want`,
+/// the tree kernel overlayfs showed at the end of the run.
+fn uppers_are_read_across(d: &Path, want: &BTreeMap<String, String>, run: &str) {
+    {
+        let k = d.join("kernel-on-strata-upper");
+        let _m = Overlay::mount(&d.join("lower"), &d.join("upper"), &d.join("k-work"), &k);
+        let diff = snapshot_differences(want, &snapshot(&k));
+        assert!(
+            diff == "trees equal",
+            "{run}: strata's upper under kernel overlayfs (\"strata\" is what overlayfs showed, \"overlayfs\" what it shows on strata's upper): {diff}"
+        );
+    }
+    let s = d.join("strata-on-kernel-upper");
+    fs::create_dir_all(&s).expect("mkdir");
+    let mut opts = MountOptions::new(
+        vec![Box::new(DirLower::new(d.join("ovl-lower")))],
+        Some(d.join("ovl-upper")),
+    );
+    opts.allow_other = true;
+    let _m: MountHandle = fusefs::mount(opts, &s).expect("mount strata");
+    wait_mounted(&s);
+    let diff = snapshot_differences(&snapshot(&s), want);
+    assert!(
+        diff == "trees equal",
+        "{run}: kernel overlayfs's upper served by strata: {diff}"
+    );
 }
 
 #[test]

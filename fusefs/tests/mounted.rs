@@ -3,8 +3,9 @@
 
 mod common;
 
-use fusefs::{changes, ChangeKind, DirLower, Lower, MountHandle, MountOptions};
+use fusefs::{changes, ChangeKind, DirLower, Lower, MountHandle, MountOptions, UpperFormat};
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,9 +61,23 @@ impl Fixture {
         self.dir.path().join("mnt")
     }
 
+    /// A mount writing the rootless format, as a server without root's
+    /// privileges does (these tests run as root).
     fn mount(&self, read_only: bool) -> MountHandle {
+        self.mount_as(read_only, UpperFormat::Rootless)
+    }
+
+    fn mount_as(&self, read_only: bool, format: UpperFormat) -> MountHandle {
+        self.mount_with(|o| {
+            o.read_only = read_only;
+            o.upper_format = Some(format);
+        })
+    }
+
+    /// A writable mount with the options `set` chooses.
+    fn mount_with(&self, set: impl FnOnce(&mut MountOptions)) -> MountHandle {
         let mut o = MountOptions::new(self.lowers(), Some(self.upper()));
-        o.read_only = read_only;
+        set(&mut o);
         let h = fusefs::mount(o, &self.mnt()).expect("mount");
         wait_mounted(&self.mnt());
         h
@@ -515,4 +530,277 @@ fn a_lower_file_is_copied_up_by_its_first_write_not_by_open() {
         "a",
         "the lower changed"
     );
+}
+
+#[test]
+fn as_root_the_upper_is_written_in_kernel_overlayfs_format() {
+    let fx = Fixture::new();
+    let format = UpperFormat::detect();
+    assert!(format.is_kernel(), "root writes the kernel's format");
+    let lower_d = fx.dir.path().join("bottom/d");
+    let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &lower_d,
+        &old,
+        &old,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .expect("set the lower directory's times");
+    {
+        let _m = fx.mount_as(false, format);
+        let m = fx.mnt();
+        fs::set_permissions(m.join("d/a"), fs::Permissions::from_mode(0o640)).expect("chmod");
+        std::os::unix::fs::chown(m.join("d/a"), Some(42), Some(43)).expect("chown");
+        xattr::set(m.join("d/a"), "user.k", b"v").expect("setxattr");
+        let d = fs::metadata(m.join("d")).expect("stat d");
+        assert_eq!(
+            d.mtime(),
+            1_000_000_000,
+            "copy-up keeps the directory's times"
+        );
+        let host_d = fs::symlink_metadata(fx.upper().join("d")).expect("upper d");
+        assert_eq!(host_d.mtime(), 1_000_000_000, "also in the upper");
+        fs::remove_file(m.join("d/b")).expect("unlink a lower file");
+        fs::remove_file(m.join("opq/new")).expect("unlink");
+        fs::remove_dir(m.join("opq")).expect("rmdir");
+        fs::create_dir(m.join("opq")).expect("mkdir over the whiteout");
+        std::os::unix::fs::symlink("etc/passwd", m.join("link")).expect("symlink");
+        nix::sys::stat::mknod(
+            &m.join("null"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .expect("mknod");
+        // Kernel overlayfs refuses a 0/0 device (its whiteout); ext4, and
+        // strata, make one.
+        nix::sys::stat::mknod(
+            &m.join("zero"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mknod c 0 0");
+        let zero = fs::symlink_metadata(m.join("zero")).expect("a 0/0 device is a file");
+        assert_eq!(zero.rdev(), 0);
+    }
+    let u = fx.upper();
+    let a = fs::symlink_metadata(u.join("d/a")).expect("upper d/a");
+    assert_eq!((a.mode() & 0o7777, a.uid(), a.gid()), (0o640, 42, 43));
+    let names: Vec<String> = xattr::list(u.join("d/a"))
+        .expect("listxattr")
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"user.k".to_string()), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("user.containers") || n.starts_with("user.strata")),
+        "{names:?}"
+    );
+    let d = fs::symlink_metadata(u.join("d")).expect("upper d");
+    assert_eq!(
+        d.mode() & 0o7777,
+        0o755,
+        "a copied-up directory keeps its mode"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    let wh = fs::symlink_metadata(u.join("d/b")).expect("whiteout");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "a 0/0 whiteout"
+    );
+    assert_eq!(
+        xattr::get(u.join("opq"), "trusted.overlay.opaque").expect("getxattr"),
+        Some(b"y".to_vec())
+    );
+    assert!(fs::symlink_metadata(u.join("link"))
+        .expect("link")
+        .is_symlink());
+    assert_eq!(
+        fs::symlink_metadata(u.join("null")).expect("dev").rdev(),
+        nix::sys::stat::makedev(1, 3)
+    );
+}
+
+#[test]
+fn a_hardlink_keeps_counting_its_deleted_lower_name_across_copy_up() {
+    let fx = Fixture::new();
+    let _m = fx.mount_with(|_| {});
+    let m = fx.mnt();
+    fs::remove_file(m.join("bin/bash")).expect("unlink one name");
+    assert_eq!(fs::metadata(m.join("bin/sh")).expect("stat").nlink(), 2);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("bin/sh"))
+        .expect("open")
+        .write_all(b"x")
+        .expect("write: copy-up");
+    assert_eq!(
+        fs::metadata(m.join("bin/sh")).expect("stat").nlink(),
+        2,
+        "the hidden name still counts, as kernel overlayfs's index counts it"
+    );
+}
+
+#[test]
+fn fstat_of_an_open_directory_replaced_by_rename_shows_no_links() {
+    let fx = Fixture::new();
+    let _m = fx.mount_with(|_| {});
+    let m = fx.mnt();
+    fs::create_dir(m.join("x")).expect("mkdir");
+    fs::create_dir(m.join("y")).expect("mkdir");
+    let held = fs::File::open(m.join("x")).expect("open the directory");
+    fs::rename(m.join("y"), m.join("x")).expect("rename over it");
+    let st = held.metadata().expect("fstat of the replaced directory");
+    assert!(st.is_dir());
+    assert_eq!(st.nlink(), 0);
+}
+
+#[test]
+fn concurrent_mkdir_and_rmdir_of_different_directories_never_fail() {
+    let fx = Fixture::new();
+    let _m = fx.mount_with(|_| {});
+    let m = fx.mnt();
+    let workers: Vec<_> = (1..=2)
+        .map(|w| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for r in 0..300 {
+                    let d = m.join(format!("cdir_{w}_{r}"));
+                    let deep = d.join("sub/deep");
+                    if let Err(e) = fs::create_dir_all(&deep) {
+                        failures.push(format!("mkdir -p {}: {e}", deep.display()));
+                        continue;
+                    }
+                    let f = deep.join("f");
+                    let steps = fs::write(&f, "x")
+                        .and_then(|()| fs::remove_file(&f))
+                        .and_then(|()| fs::remove_dir(&deep))
+                        .and_then(|()| fs::remove_dir(d.join("sub")))
+                        .and_then(|()| fs::remove_dir(&d));
+                    if let Err(e) = steps {
+                        failures.push(format!("{}: {e}", d.display()));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn seekdir_to_an_earlier_offset_of_a_big_directory_reads_on_from_there() {
+    let fx = Fixture::new();
+    let _m = fx.mount_with(|_| {});
+    let big = fx.mnt().join("big");
+    fs::create_dir(&big).expect("mkdir");
+    for i in 0..4000 {
+        fs::write(big.join(format!("entry-{i:04}")), "").expect("create");
+    }
+    // perl's telldir/seekdir are libc's.
+    let out = std::process::Command::new("perl")
+        .arg("-e")
+        .arg(
+            r#"opendir(my $d, $ARGV[0]) or die "opendir: $!";
+               for (1..100) { defined(readdir($d)) or die "short" }
+               my $pos = telldir($d);
+               my $want = readdir($d);
+               for (1..2000) { defined(readdir($d)) or die "short" }
+               seekdir($d, $pos);
+               my $got = readdir($d);
+               defined($got) or die "end of directory after seekdir (errno $!)";
+               $got eq $want or die "seekdir gave $got, want $want";
+               my $n = 1; $n++ while defined(readdir($d));
+               print "$n\n";"#,
+        )
+        .arg(&big)
+        .output()
+        .expect("perl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 4,002 entries with . and ..: 100 read before the seek, the rest after.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3902");
+}
+
+#[test]
+fn fuse_overlayfs_options_change_what_the_kernel_is_shown() {
+    let fx = Fixture::new();
+    let mut view = fusefs::View {
+        static_nlink: true,
+        xattrs: false,
+        fsync: false,
+        ..Default::default()
+    };
+    view.uids.ranges = fusefs::IdMap::parse_ranges("0:1000:1").expect("mapping");
+    view.gids.squash = Some(7);
+    let _m = fx.mount_with(|o| o.view = view);
+    let m = fx.mnt();
+    let etc = fs::metadata(m.join("etc")).expect("stat");
+    assert_eq!(etc.nlink(), 1, "static_nlink");
+    let passwd = fs::metadata(m.join("etc/passwd")).expect("stat");
+    assert_eq!(
+        (passwd.uid(), passwd.gid()),
+        (1000, 7),
+        "uidmapping and squash_to_gid"
+    );
+    std::os::unix::fs::chown(m.join("etc/passwd"), Some(1000), None).expect("chown");
+    let host = fs::metadata(fx.upper().join("etc/passwd")).expect("upper");
+    assert_eq!(host.uid(), 0, "1000 is stored as 0");
+    let e = xattr::get(m.join("etc/passwd"), "user.k").expect_err("noxattrs");
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("etc/group"))
+        .expect("open");
+    f.sync_all()
+        .expect("fsync=0: fsync succeeds without syncing");
+}
+
+#[test]
+fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
+    let fx = Fixture::new();
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let _m = fx.mount_with(|o| {
+            o.allow_other = true; // uid 1000 writes
+            o.upper_format = Some(format);
+        });
+        let f = fx.mnt().join(format!("sgid-{format:?}"));
+        fs::write(&f, "").expect("create");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6666)).expect("chmod 6666");
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid",
+                "1000",
+                "--regid",
+                "1000",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("echo x >> '{}'", f.display()))
+            .output()
+            .expect("setpriv runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = fs::metadata(&f).expect("stat").mode() & 0o7777;
+        assert_eq!(
+            mode, 0o666,
+            "{format:?}: set-id bits after a write by a non-member"
+        );
+    }
 }

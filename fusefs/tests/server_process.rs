@@ -76,8 +76,30 @@ impl Server {
 
     /// Like [`Server::start`], choosing whether to ask for passthrough.
     fn start_with(lower: &Path, upper: &Path, mnt: &Path, passthrough: bool) -> Server {
+        Server::start_limited(lower, upper, mnt, passthrough, None)
+    }
+
+    /// Like [`Server::start_with`], with the server's open-file limit (soft
+    /// and hard) set to `nofile` when given.
+    fn start_limited(
+        lower: &Path,
+        upper: &Path,
+        mnt: &Path,
+        passthrough: bool,
+        nofile: Option<u32>,
+    ) -> Server {
         let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(exe);
+        let mut cmd = match nofile {
+            None => Command::new(exe),
+            Some(n) => {
+                // The shell sets the limit and becomes the server (exec):
+                // the child's pid is the server's.
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(exe);
+                c
+            }
+        };
         cmd.args([SERVER_TEST, "--exact", "--nocapture", "--test-threads=1"])
             .env(ENV_LOWER, lower)
             .env(ENV_UPPER, upper)
@@ -103,6 +125,21 @@ impl Server {
 
     fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The server's open descriptors, and how many of them name a
+    /// deleted file.
+    fn open_fds(&self) -> (usize, usize) {
+        let mut n = 0;
+        let mut deleted = 0;
+        for fd in fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("/proc/PID/fd") {
+            let target = fs::read_link(fd.expect("fd").path()).unwrap_or_default();
+            n += 1;
+            if target.to_string_lossy().ends_with(" (deleted)") {
+                deleted += 1;
+            }
+        }
+        (n, deleted)
     }
 
     fn kill9(&mut self) {
@@ -485,5 +522,86 @@ fn bench_sequential_1_gib_upper_file_with_and_without_passthrough() {
             server.io_bytes() >> 20
         );
         drop(server);
+    }
+}
+
+/// Mounts a tmpfs of `size` on `dir` for a test; detached on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).expect("mkdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .expect("mount a tmpfs");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Bytes in use.
+    fn used(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
+        (s.blocks() - s.blocks_free()) * s.fragment_size()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// `: > w; echo x >> w; rm w` over and over (a log rotated and removed)
+/// keeps no descriptor of a removed file: the server stays within a low
+/// open-file limit, and a removed file's space comes back at once.
+#[test]
+fn rewritten_and_removed_files_leave_no_descriptor_and_give_their_space_back() {
+    common::require_fuse();
+    const CYCLES: usize = 3000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, _, mnt) = server_dirs(dir.path());
+    let upper_fs = Tmpfs::mount(&dir.path().join("upper-fs"), "400m");
+    let upper = upper_fs.0.join("upper");
+    let server = Server::start_limited(&lower, &upper, &mnt, false, Some(256));
+    let w = mnt.join("w");
+    for i in 0..CYCLES {
+        fs::File::create(&w).unwrap_or_else(|e| panic!("cycle {i}: create: {e}"));
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&w)
+            .unwrap_or_else(|e| panic!("cycle {i}: open for append: {e}"));
+        f.write_all(b"x\n").expect("append");
+        drop(f);
+        fs::remove_file(&w).unwrap_or_else(|e| panic!("cycle {i}: unlink: {e}"));
+    }
+    let (open, deleted) = server.open_fds();
+    println!(
+        "after {CYCLES} cycles the server holds {open} descriptors, {deleted} of deleted files"
+    );
+    assert!(
+        deleted <= 2,
+        "{deleted} descriptors of deleted files stay open"
+    );
+    assert!(open < 64, "the server holds {open} descriptors");
+
+    let base = upper_fs.used();
+    let chunk = vec![7u8; 1 << 20];
+    for round in 0..3 {
+        fs::File::create(&w).expect("truncate");
+        let mut f = fs::OpenOptions::new().append(true).open(&w).expect("open");
+        for _ in 0..100 {
+            f.write_all(&chunk).expect("write 100 MiB");
+        }
+        drop(f);
+        fs::remove_file(&w).expect("unlink");
+        // The kernel tells the server it dropped the node (FORGET) right
+        // after the unlink, not within it: poll.
+        wait_for(&format!("round {round}: the deleted file's space"), || {
+            upper_fs.used() < base + (8 << 20)
+        });
     }
 }

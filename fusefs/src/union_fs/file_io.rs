@@ -13,6 +13,31 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Who writes: the ids the union stores for the caller, and its process
+/// (whose supplementary groups count too).
+#[derive(Clone, Copy, Debug)]
+pub struct Writer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+impl Writer {
+    /// Whether the writer is in group `gid` (its own or a supplementary
+    /// one, from /proc; a process gone counts as outside).
+    fn in_group(&self, gid: u32) -> bool {
+        if self.gid == gid {
+            return true;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
+        status.is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        })
+    }
+}
+
 /// The upper file at `path` (resolved as `r`) opened for writing.
 fn open_upper_file(upper: &Upper, path: &[u8], r: &Resolved, flags: i32) -> Result<OpenFile> {
     if r.is_dir() {
@@ -138,7 +163,7 @@ impl UnionFs {
                 open_upper_file(upper, &path, &r, flags).map(Some)
             }
             Place::Orphan(o) => match *o {
-                Orphan::Upper(_) => o.open(&self.layers, flags).map(Some),
+                Orphan::Upper(_) | Orphan::Gone(_) => o.open(&self.layers, flags).map(Some),
                 Orphan::Lower { .. } => Ok(None),
             },
         }
@@ -172,7 +197,14 @@ impl UnionFs {
         Ok(buf)
     }
 
-    pub fn write(&self, id: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+    pub fn write(
+        &self,
+        id: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        writer: &Writer,
+    ) -> Result<usize> {
         let h = self.file_of(id, fh, true)?;
         let OpenFile::Host { file, .. } = &*h else {
             return Err(FsError::posix(Errno::EBADF, b"<open file>"));
@@ -181,7 +213,49 @@ impl UnionFs {
         // is what an O_APPEND writer expects.
         file.write_all_at(data, offset)
             .map_err(|e| FsError::io("write", b"<open file>", e))?;
+        self.drop_setgid(file, writer)?;
         Ok(data.len())
+    }
+
+    /// A write (or fallocate) by a user outside a file's group, without
+    /// CAP_FSETID, clears S_ISGID even on a file that is not
+    /// group-executable, as the kernel does on a local filesystem. FUSE's
+    /// kernel side clears S_ISUID, and S_ISGID only with group execute,
+    /// and leaves the rest to the server.
+    fn drop_setgid(&self, file: &std::fs::File, w: &Writer) -> Result<()> {
+        if w.uid == 0 {
+            return Ok(());
+        }
+        let format = self.layers.upper(b"<open file>")?.format();
+        let what = b"<open file>";
+        let (mode, gid, ovr) = if format.is_kernel() {
+            use std::os::unix::fs::MetadataExt;
+            let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
+            (md.mode(), md.gid(), None)
+        } else {
+            let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
+                .map_err(|e| FsError::io("fgetxattr", what, e))?;
+            match v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) {
+                Some(o) => (o.mode, o.gid, Some(o)),
+                None => return Ok(()),
+            }
+        };
+        if mode & (libc::S_ISGID | libc::S_IXGRP) != libc::S_ISGID || w.in_group(gid) {
+            return Ok(());
+        }
+        match ovr {
+            None => {
+                use std::os::unix::fs::PermissionsExt;
+                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !libc::S_ISGID);
+                file.set_permissions(perm)
+                    .map_err(|e| FsError::io("fchmod", what, e))
+            }
+            Some(mut o) => {
+                o.mode &= !libc::S_ISGID;
+                crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
+                    .map_err(|e| FsError::io("fsetxattr override_stat", what, e))
+            }
+        }
     }
 
     pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
@@ -200,7 +274,14 @@ impl UnionFs {
         self.handles.close_file(fh);
     }
 
-    pub fn fallocate(&self, id: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+    pub fn fallocate(
+        &self,
+        (id, fh): (u64, u64),
+        offset: u64,
+        length: u64,
+        mode: i32,
+        writer: &Writer,
+    ) -> Result<()> {
         let h = self.file_of(id, fh, true)?;
         let OpenFile::Host { file, .. } = &*h else {
             return Err(FsError::posix(Errno::EBADF, b"<open file>"));
@@ -211,7 +292,8 @@ impl UnionFs {
             offset as libc::off_t,
             length as libc::off_t,
         )
-        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
+        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))?;
+        self.drop_setgid(file, writer)
     }
 
     pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
@@ -248,12 +330,13 @@ impl UnionFs {
         (id_in, fh_in, off_in): (u64, u64, u64),
         (id_out, fh_out, off_out): (u64, u64, u64),
         len: u64,
+        writer: &Writer,
     ) -> Result<usize> {
         self.file_of(id_out, fh_out, true)?;
         // nix offers copy_file_range only behind its `zerocopy` feature,
         // which the workspace does not enable: copy through a buffer (at
         // most 1 MiB per call; the kernel loops for more).
         let data = self.read(id_in, fh_in, off_in, len.min(1 << 20) as u32)?;
-        self.write(id_out, fh_out, off_out, &data)
+        self.write(id_out, fh_out, off_out, &data, writer)
     }
 }

@@ -23,18 +23,22 @@ use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
 use layerdb::{join_path, split_path, Entry, Kind};
 use nix::errno::Errno;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod file_io;
 mod xattrs;
 
+pub use file_io::Writer;
+
 /// Attributes to report for a node id.
 #[derive(Clone, Debug)]
 pub struct Attr {
     pub id: u64,
     pub node: Node,
+    /// The node's generation, for replies that hand out a reference
+    /// (see `crate::inode`).
+    pub generation: u64,
 }
 
 /// Who creates a node: its owner, and the umask that limits its mode
@@ -192,13 +196,14 @@ impl UnionFs {
         Attr {
             id: InodeTable::node_id(path, r.node.ino),
             node: r.node,
+            generation: 0,
         }
     }
 
     /// An attr handed to the kernel as a new reference (lookup, create...).
     fn entry(&self, path: &[u8], r: Resolved) -> Attr {
-        let a = Self::attr(path, r);
-        lock(&self.inodes).add_lookup(a.id, Some(path));
+        let mut a = Self::attr(path, r);
+        a.generation = lock(&self.inodes).add_lookup(a.id, Some(path));
         a
     }
 
@@ -230,6 +235,11 @@ impl UnionFs {
         lock(&self.inodes).add_lookup(id, current.then_some(path));
     }
 
+    /// The generation a readdirplus entry for node `id` carries.
+    pub fn generation(&self, id: u64) -> u64 {
+        lock(&self.inodes).generation(id)
+    }
+
     /// A node with no name left answers from its orphan.
     pub fn getattr(&self, id: u64) -> Result<Attr> {
         let _g = read_guard(&self.tree);
@@ -238,6 +248,7 @@ impl UnionFs {
             Place::Orphan(o) => Ok(Attr {
                 id,
                 node: o.node(id)?,
+                generation: 0,
             }),
         }
     }
@@ -252,7 +263,7 @@ impl UnionFs {
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
-            upper.set_override(&path, &override_of(&e))?;
+            upper.set_owner_mode(&path, e.kind, &override_of(&e))?;
             if let Some(v) = acl {
                 self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
             }
@@ -329,21 +340,28 @@ impl UnionFs {
             e.rdev = rdev;
         }
         e.mtime_ns = now_ns();
-        let whiteout = join_path(dir_path, &crate::whiteout::whiteout_name(name));
-        let had_whiteout = upper.host(&whiteout).symlink_metadata().is_ok();
+        let had_whiteout = upper.has_whiteout(dir_path, name);
+        if had_whiteout && upper.format().is_kernel() {
+            // The whiteout device holds the name itself.
+            upper.remove_whiteout(dir_path, name)?;
+        }
         match what {
             NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
-            _ => {
-                let mut f = upper.create_file(&path)?;
-                if let NewNode::Symlink(target) = what {
-                    f.write_all(target)
-                        .map_err(|err| FsError::io("write symlink", &path, err))?;
-                }
+            NewNode::File => {
+                upper.create_file(&path)?;
+                upper.write_meta(&path, &e, None)?;
+            }
+            NewNode::Symlink(target) => {
+                upper.create_symlink(&path, target)?;
+                upper.write_meta(&path, &e, None)?;
+            }
+            NewNode::Special(..) => {
+                upper.create_special(&path, &e)?;
                 upper.write_meta(&path, &e, None)?;
             }
         }
         // After the new node exists: in one layer the real entry wins over
-        // its whiteout, so no instant shows the deleted lower file again.
+        // its `.wh.` file, so no instant shows the deleted lower file again.
         if had_whiteout {
             upper.remove_whiteout(dir_path, name)?;
         }
@@ -381,18 +399,25 @@ impl UnionFs {
         Ok(self.entry(&path, r))
     }
 
-    /// Creates and opens a regular file.
+    /// Creates and opens a regular file. With `handle: false` no file
+    /// is opened and the handle is 0: I/O then goes through the node's
+    /// file (see `crate::node_files`). A mount that answers OPEN with
+    /// ENOSYS must create so: the kernel then sends no RELEASE for any
+    /// file, created ones included, and a handle would stay open for good.
     pub fn create(
         &self,
         parent: u64,
         name: &[u8],
         mode: u32,
-        flags: i32,
+        (flags, handle): (i32, bool),
         caller: Caller,
     ) -> Result<(Attr, u64)> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
+        if !handle {
+            return Ok((self.entry(&path, r), 0));
+        }
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
         let attr = self.entry(&path, r);
         let fh = self.handles.add_file(OpenFile::Host {
@@ -434,8 +459,14 @@ impl UnionFs {
     fn remove(&self, upper: &Upper, path: &[u8], r: &Resolved) -> Result<()> {
         let (dir, name) = split_path(path);
         let orphan = self.orphan_of(path, r);
-        if self.layers.lower_has(path)? {
+        let whiteout = self.layers.lower_has(path)?;
+        if whiteout {
             self.layers.copy_up(dir, true)?;
+        }
+        // A `.wh.` file goes first (the real upper entry wins until it is
+        // gone); a whiteout device takes the name, so it goes after.
+        let device = upper.format().is_kernel();
+        if whiteout && !device {
             upper.whiteout(dir, name)?;
         }
         if self.layers.in_upper(r) {
@@ -445,6 +476,9 @@ impl UnionFs {
                 upper.remove_file(path)?;
             }
         }
+        if whiteout && device {
+            upper.whiteout(dir, name)?;
+        }
         self.forget_path(path, orphan);
         Ok(())
     }
@@ -453,9 +487,6 @@ impl UnionFs {
     /// knows by that name alone, with what keeps its file reachable. Best
     /// effort: the removal itself must not fail for it (EMFILE, say).
     fn orphan_of(&self, path: &[u8], r: &Resolved) -> Option<(u64, Orphan)> {
-        if r.is_dir() {
-            return None;
-        }
         let id = lock(&self.inodes).sole_node(path)?;
         match Orphan::keep(&self.layers, path, r) {
             Ok(o) => Some((id, o)),
@@ -492,10 +523,11 @@ impl UnionFs {
 
     fn orphan_setattr(&self, id: u64, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
-        o.setattr(id, sa)?;
+        o.setattr(id, sa, self.layers.upper(b"<unlinked file>")?.format())?;
         Ok(Attr {
             id,
             node: o.node(id)?,
+            generation: 0,
         })
     }
 
@@ -585,11 +617,23 @@ impl UnionFs {
             // the destination must not merge into it.
             upper.set_opaque(&from)?;
         }
-        if self.layers.lower_has(&from)? {
-            upper.whiteout(from_dir, name)?;
+        let whiteout = self.layers.lower_has(&from)?;
+        if upper.format().is_kernel() {
+            // Whiteout devices hold their names: the one at `to` goes
+            // before (a directory cannot replace it), the one at `from`
+            // comes once the name is free.
+            upper.remove_whiteout(to_dir, new_name)?;
+            upper.rename(&from, &to, nix::fcntl::RenameFlags::empty())?;
+            if whiteout {
+                upper.whiteout(from_dir, name)?;
+            }
+        } else {
+            if whiteout {
+                upper.whiteout(from_dir, name)?;
+            }
+            upper.rename(&from, &to, nix::fcntl::RenameFlags::empty())?;
+            upper.remove_whiteout(to_dir, new_name)?;
         }
-        upper.rename(&from, &to, nix::fcntl::RenameFlags::empty())?;
-        upper.remove_whiteout(to_dir, new_name)?;
         self.forget_path(&to, replaced);
         lock(&self.inodes).rename(&from, &to);
         Ok(())
@@ -614,6 +658,10 @@ impl UnionFs {
         }
         self.layers.copy_up(&path, true)?;
         self.layers.copy_up(to_dir, true)?;
+        if upper.format().is_kernel() {
+            // A whiteout device holds the name.
+            upper.remove_whiteout(to_dir, new_name)?;
+        }
         upper.link(&path, &to)?;
         upper.remove_whiteout(to_dir, new_name)?;
         let r = self.layers.get(&to)?;

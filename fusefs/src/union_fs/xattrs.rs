@@ -5,7 +5,7 @@
 use super::{read_guard, UnionFs};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
-use crate::override_stat::{host_xattr_name, is_private_xattr};
+use crate::override_stat::is_private_xattr;
 use crate::upper::{override_of, Upper};
 use crate::xattr;
 use layerdb::Entry;
@@ -88,8 +88,13 @@ impl UnionFs {
         value: &[u8],
     ) -> Result<()> {
         self.layers.invalidate(path);
-        xattr::set(&upper.host(path), &host_xattr_name(name), value, 0)
-            .map_err(|e| FsError::io("setxattr", path, e))
+        xattr::set(
+            &upper.host(path),
+            &upper.format().host_xattr(name),
+            value,
+            0,
+        )
+        .map_err(|e| FsError::io("setxattr", path, e))
     }
 
     /// setfacl: the mode takes the ACL's owner, group class and other
@@ -98,7 +103,7 @@ impl UnionFs {
         let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
         let (mode, keep) = a.set_on(e.mode);
         e.mode = mode;
-        upper.set_override(path, &override_of(&e))?;
+        upper.set_owner_mode(path, e.kind, &override_of(&e))?;
         match keep {
             Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
             None => self.remove_container_xattr(upper, path, acl::ACCESS),
@@ -125,7 +130,7 @@ impl UnionFs {
     fn remove_container_xattr(&self, upper: &Upper, path: &[u8], name: &[u8]) -> Result<()> {
         self.layers.invalidate(path);
         let host = upper.host(path);
-        xattr::remove(&host, &host_xattr_name(name))
+        xattr::remove(&host, &upper.format().host_xattr(name))
             .and_then(|()| xattr::remove(&host, name))
             .map_err(|e| FsError::io("removexattr", path, e))
     }

@@ -10,6 +10,7 @@ mod launch;
 mod load;
 mod login;
 mod mount;
+mod overlay;
 pub mod pull;
 mod push;
 mod run;
@@ -49,14 +50,7 @@ impl Ctx {
 
 /// fuse-overlayfs's command line (see `overlay_compat`).
 pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
-    let a = crate::overlay_compat::parse(args)?;
-    for opt in &a.ignored {
-        eprintln!("strata: ignoring fuse-overlayfs option {opt}");
-    }
-    let ctx = Ctx {
-        root: layerdb::default_root(),
-    };
-    mount::overlay(&ctx, a)
+    overlay::run(args)
 }
 
 /// Runs a command; the result is the process exit status.

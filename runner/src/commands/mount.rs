@@ -91,34 +91,6 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// fuse-overlayfs's way in: directory lowers (top first) and an upper.
-pub fn overlay(ctx: &Ctx, a: crate::overlay_compat::OverlayArgs) -> Result<i32> {
-    let args = ServeMountArgs {
-        image: None,
-        container: None,
-        lower: Some(a.lowers.join(":")),
-        upper: a.upper.clone(),
-        read_only: a.upper.is_none(),
-        passthrough: false,
-        mountpoint: a.mountpoint.clone(),
-    };
-    if a.foreground {
-        return serve(ctx, args);
-    }
-    let mut server = Command::new("/proc/self/exe");
-    server
-        .arg("--root")
-        .arg(&ctx.root)
-        .arg("serve-mount")
-        .arg("--lower")
-        .arg(a.lowers.join(":"));
-    if let Some(u) = &a.upper {
-        server.arg("--upper").arg(u);
-    }
-    start_server(server, &a.mountpoint, "the overlay")?;
-    Ok(0)
-}
-
 /// Starts a mount server (`serve` is its command line without the
 /// mountpoint) and returns once it has mounted.
 pub fn start_server(mut serve: Command, mountpoint: &Path, what: &str) -> Result<()> {

@@ -1,0 +1,211 @@
+//! strata as a drop-in for fuse-overlayfs: the binary run through a link
+//! named `fuse-overlayfs`, with the command lines containers-storage and
+//! users type. Needs root and /dev/fuse; every test unmounts what it
+//! mounted and stops what it started, also when it fails.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long anything a test waits for may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A directory holding `fuse-overlayfs`, a link to the built strata.
+fn overlay_program(dir: &Path) -> PathBuf {
+    let p = dir.join("fuse-overlayfs");
+    if !p.exists() {
+        std::os::unix::fs::symlink(common::bin(), &p).expect("link fuse-overlayfs to strata");
+    }
+    p
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let want = mnt.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A mount made through the `fuse-overlayfs` name; dropping it detaches
+/// the mount and stops a foreground server still running.
+struct Mounted {
+    mnt: PathBuf,
+    server: Option<Child>,
+}
+
+impl Mounted {
+    /// `fuse-overlayfs -o OPTS MNT` run in `cwd`, returning once mounted.
+    fn background(dir: &Path, cwd: &Path, opts: &str, mnt: &Path) -> Mounted {
+        let out = Command::new(overlay_program(dir))
+            .current_dir(cwd)
+            .args(["-o", opts])
+            .arg(mnt)
+            .output()
+            .expect("fuse-overlayfs runs");
+        let m = Mounted {
+            mnt: cwd.join(mnt),
+            server: None,
+        };
+        assert!(
+            out.status.success(),
+            "fuse-overlayfs -o {opts}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(is_mounted(&m.mnt), "{} is not mounted", m.mnt.display());
+        m
+    }
+
+    /// `fuse-overlayfs -f -o OPTS MNT`, once its mount is up.
+    fn foreground(dir: &Path, opts: &str, mnt: &Path) -> Mounted {
+        let child = Command::new(overlay_program(dir))
+            .args(["-f", "-o", opts])
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("fuse-overlayfs -f starts");
+        let mut m = Mounted {
+            mnt: mnt.to_path_buf(),
+            server: Some(child),
+        };
+        wait_for("the foreground server to mount", || {
+            if let Some(s) = m
+                .server
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
+                panic!("the server exited before mounting: {s}");
+            }
+            is_mounted(mnt)
+        });
+        m
+    }
+
+    /// Waits for the foreground server to end by itself.
+    fn wait_server(&mut self) -> ExitStatus {
+        let child = self.server.as_mut().expect("a foreground server");
+        let mut status = None;
+        wait_for("the server to exit", || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        self.server = None;
+        status.expect("exited")
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.server.as_ref().expect("a foreground server").id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `name=value` for every xattr of `p`.
+fn xattrs(p: &Path) -> Vec<String> {
+    xattr::list(p)
+        .expect("listxattr")
+        .map(|n| {
+            let v = xattr::get(p, &n).expect("getxattr").unwrap_or_default();
+            format!("{}={}", n.to_string_lossy(), String::from_utf8_lossy(&v))
+        })
+        .collect()
+}
+
+#[test]
+fn lowers_given_as_links_relative_paths_and_escaped_colons_are_the_directories() {
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    // containers-storage's layout: overlay/l/<short> -> ../<id>/diff,
+    // paths relative to the overlay directory.
+    for (id, file) in [("id1", "a"), ("id:2", "b")] {
+        let diff = d.join(id).join("diff");
+        fs::create_dir_all(&diff).expect("mkdir diff");
+        fs::write(diff.join(file), file).expect("write lower file");
+        fs::set_permissions(&diff, fs::Permissions::from_mode(0o751)).expect("chmod");
+    }
+    fs::create_dir(d.join("l")).expect("mkdir l");
+    std::os::unix::fs::symlink("../id1/diff", d.join("l/SHORT1")).expect("link");
+    for dir in ["u", "w", "m"] {
+        fs::create_dir(d.join(dir)).expect("mkdir");
+    }
+    let m = Mounted::background(
+        d,
+        d,
+        r"lowerdir=l/SHORT1:id\:2/diff,upperdir=u,workdir=w",
+        Path::new("m"),
+    );
+    let root = fs::metadata(&m.mnt).expect("stat the mount's root");
+    assert!(root.is_dir(), "the root is a directory");
+    assert_eq!(root.mode() & 0o7777, 0o751, "the root has the lower's mode");
+    assert_eq!(fs::read_to_string(m.mnt.join("a")).expect("read a"), "a");
+    assert_eq!(fs::read_to_string(m.mnt.join("b")).expect("read b"), "b");
+    fs::write(m.mnt.join("new"), "n").expect("write a new file");
+    let marks = xattrs(&d.join("u"));
+    assert!(
+        !marks.iter().any(|l| l.contains("symlink")),
+        "the upper's root records a link: {marks:?}"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
+    use nix::sys::signal::Signal;
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    for dir in ["lower", "u", "w", "m"] {
+        fs::create_dir(d.join(dir)).expect("mkdir");
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        d.join("lower").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let mnt = d.join("m");
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut m = Mounted::foreground(d, &opts, &mnt);
+        fs::write(mnt.join("f"), "x").expect("write through the mount");
+        m.signal(sig);
+        let status = m.wait_server();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{sig}: the server ended with {status}"
+        );
+        assert!(!is_mounted(&mnt), "{sig}: the mount is left behind");
+    }
+    let mut m = Mounted::foreground(d, &opts, &mnt);
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .output()
+        .expect("fusermount3 runs");
+    assert!(out.status.success(), "fusermount3 -u: {out:?}");
+    let status = m.wait_server();
+    assert_eq!(status.code(), Some(0), "after fusermount3 -u: {status}");
+}

@@ -1,0 +1,383 @@
+//! podman on strata: Debian's podman with its overlay driver's
+//! `mount_program` set to strata (run through a link named
+//! `fuse-overlayfs`) runs a busybox container, and `podman diff` and
+//! `podman commit` give what they give with fuse-overlayfs itself.
+//!
+//! Every podman here has its own `--root` and `--runroot` in a temporary
+//! directory, never the machine's storage; containers are removed and
+//! mounts detached when a test ends, also when it fails. Needs root,
+//! /dev/fuse, podman, runc and fuse-overlayfs; fails, never skips, without
+//! them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FUSE_OVERLAYFS: &str = "/usr/bin/fuse-overlayfs";
+
+fn require_podman() {
+    common::privileges::require_root_and_fuse();
+    for (tool, args) in [("podman", "--version"), ("runc", "--version")] {
+        let ok = Command::new(tool)
+            .arg(args)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{tool} is missing: this test needs Debian's {tool} (scripts/setup installs it)"
+        );
+    }
+    assert!(
+        Path::new(FUSE_OVERLAYFS).exists(),
+        "{FUSE_OVERLAYFS} is missing: the test compares strata with it (apt-get install fuse-overlayfs)"
+    );
+}
+
+/// The busybox rootfs as a tar, made by scripts/build-busybox-image.
+fn busybox_tar(dir: &Path) -> PathBuf {
+    let tar = dir.join("busybox.tar");
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/build-busybox-image"
+    ))
+    .env("BUSYBOX_TAR_ONLY", &tar)
+    .output()
+    .expect("the busybox script runs");
+    assert!(
+        out.status.success(),
+        "build-busybox-image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tar
+}
+
+/// The ordinary user the rootless runs are made as (Debian's `nobody`:
+/// no /etc/subuid range, so podman maps that one id).
+const ROOTLESS_UID: u32 = 65534;
+
+/// A podman with storage of its own in a temporary directory on the
+/// disk (an overlay upper needs xattrs), mounting through `program`, run
+/// as root or, rootless, as [`ROOTLESS_UID`].
+struct Podman {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+    rootless: bool,
+}
+
+impl Podman {
+    fn new(program: &Path, rootless: bool) -> Podman {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        if rootless {
+            // Its runtime directory too: without one podman falls back to
+            // /var/tmp/podman-run-UID, shared by every run.
+            let xdg = dir.path().join("xdg");
+            fs::create_dir(&xdg).expect("mkdir xdg");
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700)).expect("chmod xdg");
+            for d in [dir.path(), xdg.as_path()] {
+                std::os::unix::fs::chown(d, Some(ROOTLESS_UID), Some(ROOTLESS_UID))
+                    .expect("give the storage to the rootless user");
+            }
+        }
+        // No storage.conf of the machine's: its options must not apply.
+        let conf = format!(
+            "[storage]\ndriver = \"overlay\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            dir.path().join("runroot").display(),
+            dir.path().join("root").display()
+        );
+        fs::write(dir.path().join("storage.conf"), conf).expect("write storage.conf");
+        Podman {
+            dir,
+            program: program.to_path_buf(),
+            rootless,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let mut c = if self.rootless {
+            let uid = ROOTLESS_UID.to_string();
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "podman"])
+                .env("HOME", d)
+                .env("XDG_RUNTIME_DIR", d.join("xdg"))
+                .env("XDG_CONFIG_HOME", d.join("config"))
+                .env("XDG_DATA_HOME", d.join("data"));
+            c
+        } else {
+            Command::new("podman")
+        };
+        c.env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("TMPDIR", d)
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .args(["--storage-driver", "overlay", "--storage-opt"])
+            .arg(format!("overlay.mount_program={}", self.program.display()))
+            .args([
+                "--runtime",
+                "runc",
+                "--cgroup-manager=cgroupfs",
+                "--events-backend=file",
+                "--log-level=error",
+            ])
+            .args(args);
+        c
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("podman runs")
+    }
+
+    /// Runs podman and returns its stdout; fails the test on an error.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "podman {} (mount program {}): {}{}",
+            args.join(" "),
+            self.program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `podman run` with the limits and network the tests use.
+    fn run(&self, extra: &[&str], image_and_command: &[&str]) -> String {
+        let mut args = vec![
+            "run",
+            "--network",
+            "none",
+            "--pull",
+            "never",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(image_and_command);
+        self.ok(&args)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.output(&["rm", "-af"]);
+        let _ = self.output(&["rmi", "-af"]);
+        // Whatever a failure left mounted under this storage.
+        let under = self.dir.path().to_string_lossy().into_owned();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&under))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").args(["-l", p]).status();
+        }
+        // A rootless podman leaves pause processes (catatonit) holding its
+        // namespaces: the processes whose HOME is this storage are ours.
+        if self.rootless {
+            let home = format!("HOME={}", self.dir.path().display());
+            for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let env = fs::read(p.path().join("environ")).unwrap_or_default();
+                if env.split(|&b| b == 0).any(|v| v == home.as_bytes()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One line per entry of a layer tar: path, type, mode, owner, size, link
+/// target and a hash of the content (times left out: they are the
+/// commit's).
+fn layer_listing(layer: &[u8]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(layer);
+    for e in a.entries().expect("layer tar") {
+        let mut e = e.expect("layer entry");
+        let h = e.header().clone();
+        let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let link = e
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).expect("entry data");
+        let sum = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut xattrs: Vec<String> = e
+            .pax_extensions()
+            .ok()
+            .flatten()
+            .map(|exts| {
+                exts.filter_map(Result::ok)
+                    .filter(|x| x.key().is_ok_and(|k| k.starts_with("SCHILY.xattr.")))
+                    .map(|x| format!("{}={:?}", x.key().unwrap_or(""), x.value_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        xattrs.sort();
+        out.insert(
+            path.trim_end_matches('/').to_string(),
+            format!(
+                "{:?} {:o} {}:{} size={} link={link} sum={sum:x} {}",
+                h.entry_type(),
+                h.mode().unwrap_or(0),
+                h.uid().unwrap_or(0),
+                h.gid().unwrap_or(0),
+                data.len(),
+                xattrs.join(" ")
+            ),
+        );
+    }
+    out
+}
+
+/// The top layer of `image`, from `podman save` in docker's archive format.
+fn top_layer(p: &Podman, image: &str) -> BTreeMap<String, String> {
+    let archive = p.dir.path().join("saved.tar");
+    let _ = fs::remove_file(&archive);
+    p.ok(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().expect("utf-8"),
+        image,
+    ]);
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut a = tar::Archive::new(fs::File::open(&archive).expect("open archive"));
+    for e in a.entries().expect("archive") {
+        let mut e = e.expect("archive entry");
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).expect("read");
+        files.insert(name, data);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+    let layers = manifest[0]["Layers"].as_array().expect("Layers");
+    let top = layers.last().and_then(|l| l.as_str()).expect("a layer");
+    layer_listing(&files[top])
+}
+
+/// What the container changes: files added, changed, chmodded, removed, a
+/// directory replaced, a fifo, a symlink (and, as root, an owner).
+const CHANGES: &str = "mkdir -p /new/dir && echo data > /new/dir/f && chmod 640 /new/dir/f \
+    && rm /bin/vi && echo more >> /etc/passwd && chmod 600 /etc/group \
+    && rm -rf /home && mkdir /home && touch /home/x && mkfifo /new/fifo && ln -s /etc /new/lnk \
+    && mkdir /tmp/gone && rmdir /tmp/gone && echo ok";
+const CHOWN: &str = "chown 1:2 /new/dir/f";
+
+/// The container's name. Not hexadecimal: `podman diff` takes a name
+/// that is also a prefix of an image id (\"c\" was, now and then) for
+/// the image, and lists the whole image as added.
+const CONTAINER: &str = "box-under-test";
+
+/// Runs the same container on `program`; returns `podman diff` sorted and
+/// the committed layer's listing.
+fn changes_with(
+    program: &Path,
+    tar: &Path,
+    rootless: bool,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let p = Podman::new(program, rootless);
+    let tar_copy = p.dir.path().join("busybox.tar");
+    fs::copy(tar, &tar_copy).expect("copy the tar where podman's user reads it");
+    p.ok(&["import", tar_copy.to_str().expect("utf-8"), "busybox"]);
+    let hello = p.run(&["--rm"], &["busybox", "echo", "hello"]);
+    assert_eq!(hello.trim(), "hello", "podman run on {}", program.display());
+    // A rootless podman without a subordinate range maps one id only.
+    let changes = match rootless {
+        true => CHANGES.to_string(),
+        false => format!("{CHANGES} && {CHOWN}"),
+    };
+    let out = p.run(&["--name", CONTAINER], &["busybox", "sh", "-c", &changes]);
+    assert_eq!(out.trim(), "ok");
+    let text = p.ok(&["diff", CONTAINER]);
+    let mut diff: Vec<String> = text.lines().map(str::to_string).collect();
+    diff.sort();
+    p.ok(&["commit", "-q", CONTAINER, "changed"]);
+    let layer = top_layer(&p, "changed");
+    // The committed image runs on the same mount program.
+    let seen = p.run(
+        &["--rm"],
+        &["changed", "sh", "-c", "cat /new/dir/f; ls /home"],
+    );
+    assert_eq!(
+        seen,
+        "data\nx\n",
+        "the committed image on {}",
+        program.display()
+    );
+    (diff, layer)
+}
+
+#[test]
+fn podman_runs_diffs_and_commits_on_strata_as_on_fuse_overlayfs() {
+    require_podman();
+    same_as_fuse_overlayfs(false);
+}
+
+#[test]
+fn rootless_podman_runs_diffs_and_commits_on_strata_as_on_fuse_overlayfs() {
+    require_podman();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata("/dev/fuse")
+        .expect("/dev/fuse")
+        .permissions()
+        .mode();
+    assert!(
+        mode & 0o666 == 0o666,
+        "rootless FUSE needs /dev/fuse open to all (0666, as Debian's udev makes it; \
+         scripts/test-rootless sets it); it is {:o}",
+        mode & 0o777
+    );
+    same_as_fuse_overlayfs(true);
+}
+
+/// podman (root or rootless) on strata and on fuse-overlayfs: the same
+/// container gives the same `podman diff` and the same committed layer.
+fn same_as_fuse_overlayfs(rootless: bool) {
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    // The rootless user reaches the link to strata through it.
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tar = busybox_tar(t.path());
+    let strata = t.path().join("fuse-overlayfs");
+    std::os::unix::fs::symlink(common::bin(), &strata).expect("link fuse-overlayfs to strata");
+    let (want_diff, want_layer) = changes_with(Path::new(FUSE_OVERLAYFS), &tar, rootless);
+    let (diff, layer) = changes_with(&strata, &tar, rootless);
+    assert_eq!(diff, want_diff, "podman diff: strata, then fuse-overlayfs");
+    let mut differ = String::new();
+    for k in layer
+        .keys()
+        .chain(want_layer.keys().filter(|k| !layer.contains_key(*k)))
+    {
+        if layer.get(k) != want_layer.get(k) {
+            differ += &format!(
+                "  {k}:\n    strata         {:?}\n    fuse-overlayfs {:?}\n",
+                layer.get(k),
+                want_layer.get(k)
+            );
+        }
+    }
+    assert!(differ.is_empty(), "committed layers differ:\n{differ}");
+}
