@@ -110,6 +110,24 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     /// The writable upper layer, inside the store root.
     pub upper: PathBuf,
+    /// `--memory`, `--cpus`, `--pids-limit` and device access, applied
+    /// through the container's cgroup. Absent in records made before it.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// What the container may use, in docker's HostConfig units: 0 means no
+/// limit for each number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Bytes of memory (`--memory`).
+    pub memory: i64,
+    /// CPU time in billionths of a CPU (`--cpus 1.5` is 1_500_000_000).
+    pub nano_cpus: i64,
+    /// Most tasks at once (`--pids-limit`).
+    pub pids_limit: i64,
+    /// Every device, not only docker's defaults (`--privileged`).
+    pub all_devices: bool,
 }
 
 impl ContainerRecord {

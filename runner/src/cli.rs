@@ -264,6 +264,18 @@ pub struct RunArgs {
     pub network: String,
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Memory limit (bytes, or with a unit: b, k, m, g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (a CFS quota over a 100 ms period)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+    /// Give extended privileges to this container (every device)
+    #[arg(long)]
+    pub privileged: bool,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -376,6 +388,9 @@ pub struct MountArgs {
     pub target: Option<String>,
     /// Mountpoint (default: a directory under the store's runtime dir)
     pub dir: Option<PathBuf>,
+    /// Let other users than the caller into the mount (it stays nosuid,nodev)
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Args, Debug)]
@@ -393,4 +408,9 @@ pub struct ServeMountArgs {
     #[arg(long)]
     pub passthrough: bool,
     pub mountpoint: PathBuf,
+    /// An inspection mount (`strata mount`): nosuid,nodev
+    #[arg(long)]
+    pub inspection: bool,
+    #[arg(long)]
+    pub allow_other: bool,
 }

@@ -113,7 +113,7 @@ impl MonitorHooks for ContainerHooks {
             let root = self.root.clone();
             std::thread::spawn(move || Store::open(&root))
         });
-        let unmounted = self.mount.take().map_or(Ok(()), |m| m.unmount());
+        let unmounted = self.mount.take().map_or(Ok(()), detach);
         let store = opening.map(|opening| match opening.join() {
             Ok(store) => store.map_err(Into::into),
             Err(_) => Err(anyhow::anyhow!("opening the store panicked")),
@@ -128,4 +128,22 @@ impl MonitorHooks for ContainerHooks {
             }
         }
     }
+}
+
+/// Takes the container's filesystem off its mountpoint without waiting
+/// for the server's threads to end. They end only when no mount of the
+/// filesystem is left anywhere, and a mount namespace made while the
+/// container ran (a rootless container's monitor, `unshare -m`, podman:
+/// with the host's `/` private, nothing propagates the unmount to them)
+/// holds a copy until it goes: waiting kept the monitor alive long after
+/// its container died, `rm -f` gave up after 30 s with "did not stop" and
+/// the attached `run -ti` hung. The threads go with the monitor, which
+/// exits right after; its exit closes /dev/fuse, which aborts the
+/// connection, so those copies fail (ENOTCONN) instead of serving a
+/// removed container.
+fn detach(mount: fusefs::MountHandle) -> std::result::Result<(), std::io::Error> {
+    let detached = fusefs::unmount(mount.mountpoint());
+    // Dropping the handle would unmount again and join the threads.
+    std::mem::forget(mount);
+    detached
 }

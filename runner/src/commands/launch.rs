@@ -75,5 +75,7 @@ fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
             resolv_conf: Some(paths.resolv_conf()),
         },
         log_file: paths.log(),
+        resources: rec.resources.clone(),
+        container_dir: paths.dir.clone(),
     }
 }

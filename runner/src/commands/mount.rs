@@ -42,7 +42,14 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         return list(ctx);
     };
     let mut serve = Command::new("/proc/self/exe");
-    serve.arg("--root").arg(&ctx.root).arg("serve-mount");
+    serve
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("serve-mount")
+        .arg("--inspection");
+    if args.allow_other {
+        serve.arg("--allow-other");
+    }
     if args.passthrough {
         serve.arg("--passthrough");
     }
@@ -99,6 +106,8 @@ pub fn overlay(ctx: &Ctx, a: crate::overlay_compat::OverlayArgs) -> Result<i32> 
         read_only: a.upper.is_none(),
         passthrough: false,
         mountpoint: a.mountpoint.clone(),
+        inspection: false,
+        allow_other: nix::unistd::geteuid().is_root(),
     };
     if a.foreground {
         return serve(ctx, args);
@@ -110,6 +119,11 @@ pub fn overlay(ctx: &Ctx, a: crate::overlay_compat::OverlayArgs) -> Result<i32> 
         .arg("serve-mount")
         .arg("--lower")
         .arg(a.lowers.join(":"));
+    // fuse-overlayfs's stand-in: a container runtime mounts a container's
+    // root this way, which other ids (the container's) use.
+    if nix::unistd::geteuid().is_root() {
+        server.arg("--allow-other");
+    }
     if let Some(u) = &a.upper {
         server.arg("--upper").arg(u);
     }
@@ -207,10 +221,13 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     };
     let mut opts = opts;
     opts.passthrough = args.passthrough;
-    // Other users (a container's mapped ids) need allow_other; fusermount3
-    // refuses it to ordinary users unless /etc/fuse.conf says
-    // user_allow_other, and their own inspection mounts do not need it.
-    opts.allow_other = nix::unistd::geteuid().is_root();
+    // An inspection mount serves an image one may not trust: setuid bits
+    // and device nodes in it do nothing, and only the caller may enter it
+    // unless asked (as podman keeps image mounts below a root-only
+    // directory). fusermount3 refuses allow_other to ordinary users
+    // unless /etc/fuse.conf says user_allow_other.
+    opts.nosuid_nodev = args.inspection;
+    opts.allow_other = args.allow_other;
     let handle = fusefs::mount(opts, &args.mountpoint)?;
     let rec = MountRecord {
         pid: std::process::id(),

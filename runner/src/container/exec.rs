@@ -27,6 +27,8 @@ use crate::sys;
 /// What the exec'd process runs with.
 struct ExecRequest<'a> {
     namespaces: NamespaceFiles,
+    /// The container's cgroup, joined before its namespaces.
+    cgroup: Option<super::cgroup::ContainerCgroup>,
     slave: Option<OwnedFd>,
     args: &'a [String],
     env: &'a [String],
@@ -51,6 +53,7 @@ pub fn exec_in(
 ) -> anyhow::Result<i32> {
     anyhow::ensure!(!args.is_empty(), "no command specified");
     let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
+    let cgroup = super::cgroup::ContainerCgroup::of_process(pid)?;
     let pty = tty.then(Pty::open).transpose()?;
     let (master, slave) = match pty {
         Some(pty) => (Some(pty.master), Some(pty.slave)),
@@ -62,6 +65,7 @@ pub fn exec_in(
             drop((events_read, master));
             let request = ExecRequest {
                 namespaces,
+                cgroup,
                 slave,
                 args,
                 env,
@@ -89,7 +93,13 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
-    if let Err(err) = enter_container(&request.namespaces) {
+    let joined = match &request.cgroup {
+        Some(cgroup) => cgroup
+            .add(0)
+            .map_err(|err| StartError::other(format!("{err:#}"))),
+        None => Ok(()),
+    };
+    if let Err(err) = joined.and_then(|()| enter_container(&request.namespaces)) {
         return fail(err);
     }
     let pid = match fork_process(request) {

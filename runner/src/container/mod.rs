@@ -25,12 +25,14 @@
 //! pipes and give docker's exit codes (125/126/127).
 
 mod attach;
+pub mod cgroup;
 mod events;
 mod exec;
 mod exit;
 mod lookup;
 mod monitor;
 mod namespaces;
+pub mod pause;
 mod process;
 mod pty;
 mod rootfs;
@@ -43,7 +45,7 @@ pub use exec::exec_in;
 pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
-pub use signals::{freeze, kill, thaw};
+pub use signals::kill;
 pub use spec::{parse_bind_mount, EtcFiles, Spec};
 
 use anyhow::Context as _;

@@ -120,8 +120,9 @@ pub fn configure(hostname: &str, network_none: bool) -> Result<(), StartError> {
 /// host network; the host user namespace of a root container), since
 /// setns into one's own user namespace is refused, and into a host
 /// namespace from a user namespace is not allowed.
-const JOINED: [(&str, CloneFlags); 6] = [
+const JOINED: [(&str, CloneFlags); 7] = [
     ("user", CloneFlags::CLONE_NEWUSER),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),

@@ -36,6 +36,11 @@ pub struct Spec {
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
     pub log_file: PathBuf,
+    /// Limits and device access, applied through the container's cgroup.
+    pub resources: layerdb::Resources,
+    /// The container's directory: the monitor keeps the record of its
+    /// cgroup and the socket `commit` pauses it through there.
+    pub container_dir: PathBuf,
 }
 
 /// Files the caller prepared for the container's /etc. A `None` leaves the
