@@ -25,17 +25,22 @@ pub fn create(id: &str, resources: &Resources) -> anyhow::Result<Option<Containe
             None => return Ok(None),
         }
     };
-    let dir = make_dir(&base, id)?;
+    create_in(&base, id, resources).map(Some)
+}
+
+/// The cgroup `strata/<id>` below `base` (a cgroup v2 directory).
+fn create_in(base: &Path, id: &str, resources: &Resources) -> anyhow::Result<ContainerCgroup> {
+    let dir = make_dir(base, id)?;
     let cgroup = ContainerCgroup {
         version: Version::V2,
         dirs: vec![dir.clone()],
         freezer: Some(dir.clone()),
     };
-    if let Err(err) = configure(&base, &dir, resources) {
+    if let Err(err) = configure(base, &dir, resources) {
         cgroup.remove();
         return Err(err);
     }
-    Ok(Some(cgroup))
+    Ok(cgroup)
 }
 
 fn configure(base: &Path, dir: &Path, resources: &Resources) -> anyhow::Result<()> {
@@ -152,11 +157,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_device_filter_lets_the_kernel_refuse_kmsg_and_allow_dev_null() {
+    fn require_unified_as_root() -> PathBuf {
         assert!(
             nix::unistd::geteuid().is_root(),
-            "this test needs root: it attaches an eBPF program to a cgroup"
+            "this test needs root: it makes cgroups and attaches an eBPF program"
         );
         let base = unified();
         assert!(
@@ -164,6 +168,53 @@ mod tests {
             "this test needs the cgroup v2 hierarchy mounted at {}",
             base.display()
         );
+        base
+    }
+
+    fn state_of(pid: u32) -> char {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(") ")
+            .next()
+            .and_then(|s| s.chars().next())
+            .unwrap_or('X')
+    }
+
+    #[test]
+    fn a_v2_cgroup_freezes_thaws_and_is_removed_with_what_is_left_in_it() {
+        let base = require_unified_as_root();
+        let id = format!("test-{}", std::process::id());
+        let cgroup = create_in(&base, &id, &Resources::default()).expect("make the cgroup");
+        let mut sleeper = Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("sleep runs");
+        let pid = sleeper.id();
+        let moved = cgroup.add(i32::try_from(pid).unwrap());
+        let frozen = moved.and_then(|()| cgroup.freeze());
+        let events = fs::read_to_string(base.join("strata").join(&id).join("cgroup.events"));
+        let thawed = cgroup.thaw();
+        let killed = cgroup.kill_remaining();
+        let status = sleeper.wait().expect("reap sleep");
+        cgroup.remove();
+        killed.expect("kill what is left");
+        frozen.expect("freeze");
+        thawed.expect("thaw");
+        assert!(events.unwrap().contains("frozen 1"));
+        assert!(
+            !base.join("strata").join(&id).exists(),
+            "the cgroup is left"
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "the process left in the cgroup is killed"
+        );
+        assert_eq!(state_of(pid), 'X');
+    }
+
+    #[test]
+    fn the_device_filter_lets_the_kernel_refuse_kmsg_and_allow_dev_null() {
+        let base = require_unified_as_root();
         let dir = base.join(format!("strata-test-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("create a test cgroup");
         let program: Vec<[u8; 8]> = devices::bpf_program(devices::DOCKER_DEFAULT_DEVICES)
