@@ -68,8 +68,9 @@ impl Paused {
                 .with_context(|| format!("cannot pause {}", rec.name))?;
             if std::env::var_os(HOLD_PAUSE_FOR_TESTS).is_some() {
                 eprintln!(
-                    "strata: {} is paused; holding ({HOLD_PAUSE_FOR_TESTS})",
-                    rec.name
+                    "strata: {} is paused; holding ({HOLD_PAUSE_FOR_TESTS}), pid {}",
+                    rec.name,
+                    std::process::id()
                 );
                 loop {
                     std::thread::park();
