@@ -89,15 +89,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Ok(child) => child,
         Err(err) => return fail(StartError::other(format!("{err:#}"))),
     };
-    // Its cgroup (limits, devices, freezer) before it runs anything; gone
-    // when this drops, after the container ended.
-    let placement = match super::cgroup::Placement::new(spec, child.pid) {
-        Ok(placement) => placement,
-        Err(err) => {
-            child.abandon();
-            return fail(StartError::other(format!("{err:#}")));
-        }
-    };
+    // Its cgroup (limits, devices, freezer) before it runs anything, made
+    // while the rootfs mounts; gone when `placement` drops, after the
+    // container ended.
+    let placing = super::cgroup::Placement::start(spec, child.pid);
     if let Err(err) = hooks.mount_rootfs() {
         child.abandon();
         hooks.unmount();
@@ -105,6 +100,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
             "mount the container's rootfs: {err:#}"
         )));
     }
+    let placement = match placing.finish() {
+        Ok(placement) => placement,
+        Err(err) => {
+            child.abandon();
+            hooks.unmount();
+            return fail(StartError::other(format!("{err:#}")));
+        }
+    };
     let pid = child.pid;
     if let Err(err) = child.release() {
         let code = err.exit_code();

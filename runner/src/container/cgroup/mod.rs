@@ -245,16 +245,41 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Makes the cgroup for `spec` and moves `pid` (still waiting to
-    /// start) into it.
-    pub fn new(spec: &super::Spec, pid: nix::unistd::Pid) -> anyhow::Result<Self> {
-        let record = record_path(&spec.container_dir);
-        let cgroup = ContainerCgroup::create(&spec.id, &spec.resources, &record)?;
+    /// Makes the cgroup of container `id` and moves `pid` (still waiting
+    /// to start) into it.
+    fn new(
+        id: &str,
+        resources: &Resources,
+        container_dir: &Path,
+        pid: nix::unistd::Pid,
+    ) -> anyhow::Result<Self> {
+        let record = record_path(container_dir);
+        let cgroup = ContainerCgroup::create(id, resources, &record)?;
         let placement = Placement { cgroup, record };
         if let Some(cgroup) = &placement.cgroup {
             cgroup.add(pid.as_raw())?;
         }
         Ok(placement)
+    }
+
+    /// [`Placement::new`] for `spec` on a thread of its own, so that its
+    /// cost overlaps the rootfs mount: the first move of a process between
+    /// cgroups waits for an RCU grace period (10-15 ms measured here under
+    /// load). Call it after the container's fork: the thread forks nothing.
+    pub fn start(spec: &super::Spec, pid: nix::unistd::Pid) -> Placing {
+        let id = spec.id.clone();
+        let resources = spec.resources.clone();
+        let dir = spec.container_dir.clone();
+        let work = move || Placement::new(&id, &resources, &dir, pid);
+        match std::thread::Builder::new()
+            .name("cgroup".into())
+            .spawn(work)
+        {
+            Ok(thread) => Placing(Some(Ok(thread))),
+            Err(err) => Placing(Some(Err(
+                anyhow::Error::from(err).context("start the cgroup thread")
+            ))),
+        }
     }
 
     pub fn cgroup(&self) -> Option<&ContainerCgroup> {
@@ -267,6 +292,31 @@ impl Drop for Placement {
         if let Some(cgroup) = self.cgroup.take() {
             cgroup.remove();
             let _ = fs::remove_file(&self.record);
+        }
+    }
+}
+
+/// A [`Placement`] being made; dropped unfinished, it waits for the
+/// thread and undoes what it made.
+pub struct Placing(Option<anyhow::Result<std::thread::JoinHandle<anyhow::Result<Placement>>>>);
+
+impl Placing {
+    /// Waits for the placement.
+    pub fn finish(mut self) -> anyhow::Result<Placement> {
+        match self.0.take() {
+            Some(Ok(thread)) => thread
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the cgroup thread panicked"))),
+            Some(Err(err)) => Err(err),
+            None => bail!("the container's cgroup was placed already"),
+        }
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        if let Some(Ok(thread)) = self.0.take() {
+            let _ = thread.join();
         }
     }
 }
