@@ -521,6 +521,7 @@ fn setuid_image(s: &Strata) {
     let tree = s.path("suid-tree");
     fs::create_dir_all(tree.join("bin")).expect("mkdir");
     fs::copy("/usr/bin/id", tree.join("bin/id")).expect("copy id");
+    fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("copy busybox");
     fs::set_permissions(tree.join("bin/id"), fs::Permissions::from_mode(0o4755)).expect("chmod");
     s.run(&["import", tree.to_str().unwrap(), "suid:latest"])
         .ok();
@@ -589,5 +590,51 @@ fn an_inspection_mount_gives_other_users_no_setuid_root() {
         r.stdout.trim(),
         "1000",
         "the setuid bit took effect through the mount"
+    );
+}
+
+#[test]
+fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
+    let s = Strata::with_busybox();
+    setuid_image(&s);
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "suidbox",
+        "suid",
+        "/bin/busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    struct Removed<'s>(&'s Strata);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["rm", "-f", "suidbox"]);
+        }
+    }
+    let _removed = Removed(&s);
+    let public = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = public.path().join("running");
+    let out = s
+        .run(&["mount", "suidbox", dir.to_str().unwrap()])
+        .ok()
+        .stdout;
+    let _mounted = Mounted(&s, dir.clone());
+    assert_eq!(out.trim(), dir.to_str().unwrap());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == dir.to_str())
+        .unwrap_or_else(|| panic!("nothing mounted on {}", dir.display()));
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    let r = id_as_user(&dir.join("bin/id"));
+    assert_eq!(
+        r.stdout.trim(),
+        "1000",
+        "the setuid bit took effect: {}",
+        r.stderr
     );
 }

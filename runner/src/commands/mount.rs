@@ -68,7 +68,10 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
                 // Its monitor serves it already; a rootless container's mount
                 // is visible only through its own processes.
                 if nix::unistd::geteuid().is_root() {
-                    println!("{}", paths.merged().display());
+                    match &args.dir {
+                        Some(dir) => bind_inspection(&paths.merged(), dir)?,
+                        None => println!("{}", paths.merged().display()),
+                    }
                 } else {
                     println!("/proc/{pid}/root");
                 }
@@ -94,6 +97,28 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     start_server(serve, &mountpoint, &target)?;
     println!("{}", std::fs::canonicalize(&mountpoint)?.display());
     Ok(0)
+}
+
+/// A running container's tree at `dir`, as an inspection mount is:
+/// a bind of its root filesystem, remounted `nosuid,nodev`.
+fn bind_inspection(merged: &Path, dir: &Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    mount(
+        Some(merged),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind {} on {}", merged.display(), dir.display()))?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if let Err(err) = mount(None::<&str>, dir, None::<&str>, flags, None::<&str>) {
+        let _ = fusefs::unmount(dir);
+        return Err(err).with_context(|| format!("remount {} nosuid,nodev", dir.display()));
+    }
+    println!("{}", std::fs::canonicalize(dir)?.display());
+    Ok(())
 }
 
 /// fuse-overlayfs's way in: directory lowers (top first) and an upper.
