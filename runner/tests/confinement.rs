@@ -638,3 +638,23 @@ fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
         r.stderr
     );
 }
+
+#[test]
+fn an_exec_process_joins_the_containers_cgroup_and_only_it_counts_against_the_limits() {
+    let f = Fixture::new();
+    f.detach("execd", &["--pids-limit", "4"], &["sleep", "300"]);
+    // sleep, sh, cat and head: four, the limit; the exec helper that
+    // waits for them is not the container's.
+    let r = f.exec("execd", &["sh", "-c", "cat /proc/self/cgroup | head -1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.trim_end().ends_with(":/"), "{}", r.stdout);
+    let r = f.exec(
+        "execd",
+        &["sh", "-c", "sleep 30 & sleep 30 & sleep 30 & wait"],
+    );
+    assert!(
+        r.stderr.contains("can't fork"),
+        "the exec escaped the pids limit: {}",
+        r.stderr
+    );
+}

@@ -27,7 +27,9 @@ use crate::sys;
 /// What the exec'd process runs with.
 struct ExecRequest<'a> {
     namespaces: NamespaceFiles,
-    /// The container's cgroup, joined before its namespaces.
+    /// The container's cgroup, which the process (not the helper, which
+    /// must not count against its limits nor be frozen with it) joins
+    /// before the container's cgroup namespace.
     cgroup: Option<super::cgroup::ContainerCgroup>,
     slave: Option<OwnedFd>,
     args: &'a [String],
@@ -93,13 +95,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
-    let joined = match &request.cgroup {
-        Some(cgroup) => cgroup
-            .add(0)
-            .map_err(|err| StartError::other(format!("{err:#}"))),
-        None => Ok(()),
-    };
-    if let Err(err) = joined.and_then(|()| enter_container(&request.namespaces)) {
+    if let Err(err) = enter_container(&request.namespaces) {
         return fail(err);
     }
     let pid = match fork_process(request) {
@@ -149,6 +145,11 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
 }
 
 fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
+    if let Some(cgroup) = &request.cgroup {
+        if let Err(err) = cgroup.add(0) {
+            return StartError::other(format!("{err:#}"));
+        }
+    }
     if let Err(err) = request.namespaces.join_mount() {
         return err;
     }

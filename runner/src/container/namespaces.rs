@@ -153,14 +153,20 @@ impl NamespaceFiles {
     /// Joins all but the mount namespace. The pid namespace applies to
     /// this process's children only.
     pub fn join_all_but_mount(&self) -> Result<(), StartError> {
-        self.join_where(|flag| flag != CloneFlags::CLONE_NEWNS)
+        self.join_where(|flag| !Self::joined_by_the_process(flag))
     }
 
-    /// Joins the mount namespace (root and cwd become the container's).
-    /// Must run in a single-threaded process: the kernel refuses a mount
-    /// namespace switch to a process that shares its file system context.
+    /// Joins the cgroup namespace (the process has joined the container's
+    /// cgroup before: from inside the namespace, v2 refuses the move) and
+    /// the mount namespace (root and cwd become the container's). Must run
+    /// in a single-threaded process: the kernel refuses a mount namespace
+    /// switch to a process that shares its file system context.
     pub fn join_mount(&self) -> Result<(), StartError> {
-        self.join_where(|flag| flag == CloneFlags::CLONE_NEWNS)
+        self.join_where(Self::joined_by_the_process)
+    }
+
+    fn joined_by_the_process(flag: CloneFlags) -> bool {
+        flag == CloneFlags::CLONE_NEWNS || flag == CloneFlags::CLONE_NEWCGROUP
     }
 
     fn join_where(&self, wanted: impl Fn(CloneFlags) -> bool) -> Result<(), StartError> {
