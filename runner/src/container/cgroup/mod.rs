@@ -71,10 +71,13 @@ fn is_root() -> bool {
 /// The warning `run` prints when limits were asked for and cannot be
 /// applied (podman's rule: rootless on cgroup v1).
 pub fn rootless_limits_warning(resources: &Resources) -> Option<&'static str> {
-    let limited = resources.memory > 0 || resources.nano_cpus > 0 || resources.pids_limit > 0;
-    (limited && !is_root() && host_version() == Version::V1).then_some(
+    (asks_for_limits(resources) && !is_root() && host_version() == Version::V1).then_some(
         "WARNING: resource limits are not supported and ignored on cgroup v1 rootless systems",
     )
+}
+
+fn asks_for_limits(resources: &Resources) -> bool {
+    resources.memory > 0 || resources.nano_cpus > 0 || resources.pids_limit > 0
 }
 
 /// A container's cgroup: one directory per hierarchy on v1, one on v2.
@@ -100,6 +103,9 @@ impl ContainerCgroup {
             Version::V2 => v2::create(id, resources)?,
         };
         let Some(cgroup) = made else {
+            if asks_for_limits(resources) && host_version() == Version::V2 {
+                bail!("cannot apply the container's limits: no cgroup is delegated to this user (systemd's Delegate=yes gives one)");
+            }
             return Ok(None);
         };
         let saved = serde_json::to_vec(&cgroup).context("encode the cgroup record")?;
