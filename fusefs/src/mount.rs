@@ -42,6 +42,9 @@ pub struct MountOptions {
     /// The upper's format; `None`: the one the server's privileges allow
     /// (see [`crate::upper_format`]).
     pub upper_format: Option<crate::upper_format::UpperFormat>,
+    /// `nosuid,nodev`: setuid bits and device nodes in the tree have no
+    /// effect (inspection mounts of images one may not trust).
+    pub nosuid_nodev: bool,
 }
 
 impl MountOptions {
@@ -56,6 +59,7 @@ impl MountOptions {
             passthrough: false,
             view: crate::view::View::default(),
             upper_format: None,
+            nosuid_nodev: false,
         }
     }
 }
@@ -105,9 +109,16 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
         // The kernel checks permissions against the modes and owners we
         // report, as a local filesystem would.
         MountOption::DefaultPermissions,
-        MountOption::Dev,
-        MountOption::Suid,
     ];
+    if opts.nosuid_nodev {
+        config
+            .mount_options
+            .extend([MountOption::NoSuid, MountOption::NoDev]);
+    } else {
+        config
+            .mount_options
+            .extend([MountOption::Dev, MountOption::Suid]);
+    }
     if fs.is_read_only() {
         config.mount_options.push(MountOption::RO);
     }

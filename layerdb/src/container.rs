@@ -113,6 +113,10 @@ pub struct ContainerRecord {
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     #[serde(default)]
     pub security: SecurityOptions,
+    /// `--memory`, `--cpus`, `--pids-limit` and device access, applied
+    /// through the container's cgroup. Absent in records made before it.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 /// What `run`/`create` were told about the container's privileges, as
@@ -129,6 +133,20 @@ pub struct SecurityOptions {
     /// was created: the profile belongs to the container, as in docker,
     /// not to a file that may change or go away.
     pub seccomp_profile: Option<String>,
+}
+
+/// What the container may use, in docker's HostConfig units: 0 means no
+/// limit for each number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Bytes of memory (`--memory`).
+    pub memory: i64,
+    /// CPU time in billionths of a CPU (`--cpus 1.5` is 1_500_000_000).
+    pub nano_cpus: i64,
+    /// Most tasks at once (`--pids-limit`).
+    pub pids_limit: i64,
+    /// Every device, not only docker's defaults (`--privileged`).
+    pub all_devices: bool,
 }
 
 impl ContainerRecord {

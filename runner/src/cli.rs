@@ -49,7 +49,7 @@ pub enum Command {
     /// Re-hash every chunk and resolve every reference
     Verify(VerifyArgs),
     /// Create and run a new container from an image
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
     /// List containers
@@ -162,7 +162,7 @@ pub enum ContainerCommand {
     Commit(CommitArgs),
     Ls(PsArgs),
     Rm(RmArgs),
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     Inspect(InspectArgs),
     Diff {
         container: String,
@@ -295,6 +295,15 @@ pub struct RunArgs {
     /// Security options (seccomp=unconfined|PROFILE.json, no-new-privileges)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Memory limit (bytes, or with a unit: b, k, m, g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (a CFS quota over a 100 ms period)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -407,6 +416,9 @@ pub struct MountArgs {
     pub target: Option<String>,
     /// Mountpoint (default: a directory under the store's runtime dir)
     pub dir: Option<PathBuf>,
+    /// Let other users than the caller into the mount (it stays nosuid,nodev)
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Args, Debug)]
@@ -424,6 +436,11 @@ pub struct ServeMountArgs {
     #[arg(long)]
     pub passthrough: bool,
     pub mountpoint: PathBuf,
+    /// An inspection mount (`strata mount`): nosuid,nodev
+    #[arg(long)]
+    pub inspection: bool,
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Args, Debug)]

@@ -111,7 +111,7 @@ impl MonitorHooks for ContainerHooks {
         // the writer lock was held while the unmount waited for the server
         // to finish, which has no bound (a file still open in the mount),
         // and every other writer queued behind it.
-        let unmounted = self.mount.take().map_or(Ok(()), |m| m.unmount());
+        let unmounted = self.mount.take().map_or(Ok(()), detach);
         if let Err(e) = unmounted {
             log::error!("container {}: unmounting its filesystem: {e}", self.id);
             return;
@@ -124,4 +124,22 @@ impl MonitorHooks for ContainerHooks {
             }
         }
     }
+}
+
+/// Takes the container's filesystem off its mountpoint without waiting
+/// for the server's threads to end. They end only when no mount of the
+/// filesystem is left anywhere, and a mount namespace made while the
+/// container ran (a rootless container's monitor, `unshare -m`, podman:
+/// with the host's `/` private, nothing propagates the unmount to them)
+/// holds a copy until it goes: waiting kept the monitor alive long after
+/// its container died, `rm -f` gave up after 30 s with "did not stop" and
+/// the attached `run -ti` hung. The threads go with the monitor, which
+/// exits right after; its exit closes /dev/fuse, which aborts the
+/// connection, so those copies fail (ENOTCONN) instead of serving a
+/// removed container.
+fn detach(mount: fusefs::MountHandle) -> std::result::Result<(), std::io::Error> {
+    let detached = fusefs::unmount(mount.mountpoint());
+    // Dropping the handle would unmount again and join the threads.
+    std::mem::forget(mount);
+    detached
 }

@@ -32,7 +32,11 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
     }
     // A root container's mount outlives its server as a dead FUSE mount; a
     // rootless one lived in the monitor's namespace and went with it.
-    let merged = ContainerPaths::of(store.root(), &rec).merged();
+    let paths = ContainerPaths::of(store.root(), &rec);
+    // Its processes died with the monitor (or are killed now: frozen
+    // ones would not die of it), and its cgroup goes.
+    crate::container::cgroup::remove_recorded(&paths.dir);
+    let merged = paths.merged();
     if is_mounted(&merged) {
         let _ = fusefs::unmount(&merged);
     }

@@ -93,6 +93,7 @@ mod tests {
             auto_remove: false,
             upper: root.join("upper"),
             security: Default::default(),
+            resources: Default::default(),
         }
     }
 

@@ -189,3 +189,92 @@ pub fn exit_immediately(code: i32) -> ! {
     // handlers is its purpose, and nothing in the child depends on them.
     unsafe { libc::_exit(code) }
 }
+
+/// bpf(2) commands and constants (linux/bpf.h) for the device filter.
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+/// Other programs attached above or below keep running: each may refuse.
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The leading fields of `union bpf_attr` that BPF_PROG_LOAD reads (the
+/// kernel takes a shorter attr as long as what it leaves out is zero).
+#[repr(C)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+/// The fields of `union bpf_attr` that BPF_PROG_ATTACH reads.
+#[repr(C)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+/// Loads `program` (`struct bpf_insn`s, 8 bytes each) as a cgroup device
+/// program and attaches it to the cgroup v2 directory `cgroup`. The
+/// attachment lasts as long as the cgroup; our descriptor of the program
+/// is closed on return.
+pub fn attach_device_filter(cgroup: &impl AsFd, program: &[[u8; 8]]) -> io::Result<()> {
+    let license = b"Apache-2.0\0";
+    let load = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(program.len()).map_err(io::Error::other)?,
+        insns: program.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+    };
+    // SAFETY: BPF_PROG_LOAD reads `load` (valid, of the size given) and,
+    // through it, `insn_cnt` 8-byte instructions at `program` and the
+    // NUL-terminated `license`, all of which outlive the call; with
+    // log_level 0 it writes nothing to our memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &load as *const BpfProgLoad,
+            std::mem::size_of::<BpfProgLoad>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(ret).map_err(|_| io::Error::other("bpf returned a bad fd"))?;
+    // SAFETY: the kernel just made `fd` for us and nothing else owns it.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd) };
+    let attach = BpfProgAttach {
+        target_fd: u32::try_from(cgroup.as_fd().as_raw_fd()).map_err(io::Error::other)?,
+        attach_bpf_fd: u32::try_from(prog.as_raw_fd()).map_err(io::Error::other)?,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+    };
+    // SAFETY: BPF_PROG_ATTACH reads `attach` (valid, of the size given)
+    // and takes its own reference to the program; both fds are open.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const BpfProgAttach,
+            std::mem::size_of::<BpfProgAttach>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

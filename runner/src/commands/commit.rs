@@ -46,20 +46,40 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
         .collect()
 }
 
-/// Freezes a running container for as long as it lives, so the change set
-/// is one instant's; data written through mmap is flushed to the upper.
-struct Paused(Option<i32>);
+/// Keeps a running container paused for as long as it lives, so the
+/// change set is one instant's; data written through mmap is flushed to
+/// the upper. The container's monitor does the pausing
+/// (`container::pause`): if this process dies while the container is
+/// paused, the monitor resumes it.
+struct Paused(Option<crate::container::pause::Paused>);
+
+/// Set in tests: after pausing, commit says so on stderr and waits to be
+/// killed, so a test can kill it while the container is paused.
+const HOLD_PAUSE_FOR_TESTS: &str = "STRATA_TEST_HOLD_PAUSE";
 
 impl Paused {
     fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
         let State::Running { pid, .. } = rec.state else {
             return Ok(Paused(None));
         };
-        if pause {
-            crate::container::freeze(pid)?;
-        }
-        // The guard first: whatever fails below, the container is resumed.
-        let paused = Paused(pause.then_some(pid));
+        let paused = if pause {
+            let dir = crate::stack::ContainerPaths::of(&ctx.root, rec).dir;
+            let paused = crate::container::pause::pause(&dir)
+                .with_context(|| format!("cannot pause {}", rec.name))?;
+            if std::env::var_os(HOLD_PAUSE_FOR_TESTS).is_some() {
+                eprintln!(
+                    "strata: {} is paused; holding ({HOLD_PAUSE_FOR_TESTS}), pid {}",
+                    rec.name,
+                    std::process::id()
+                );
+                loop {
+                    std::thread::park();
+                }
+            }
+            Paused(Some(paused))
+        } else {
+            Paused(None)
+        };
         flush(ctx, rec, pid)?;
         Ok(paused)
     }
@@ -96,8 +116,8 @@ pub fn flush_in(pid: i32) -> Result<i32> {
 
 impl Drop for Paused {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            if let Err(e) = crate::container::thaw(pid) {
+        if let Some(paused) = self.0.take() {
+            if let Err(e) = paused.resume() {
                 log::error!("resuming the container after commit: {e:#}");
             }
         }

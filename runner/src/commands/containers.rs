@@ -60,15 +60,19 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn signal(rec: &ContainerRecord, sig: Signal) -> Result<()> {
-    match rec.state {
-        State::Paused { pid, .. } => {
-            crate::container::thaw(pid)?;
-            crate::container::kill(pid, sig)
-        }
-        State::Running { pid, .. } => crate::container::kill(pid, sig),
+fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()> {
+    let pid = match rec.state {
+        State::Running { pid, .. } | State::Paused { pid, .. } => pid,
         _ => bail!("container {} is not running", rec.name),
+    };
+    crate::container::kill(pid, sig)?;
+    // A container frozen for a commit (its cgroup's freezer) would only
+    // die once thawed; the commit then fails, as docker's does.
+    if sig == Signal::SIGKILL {
+        let dir = ContainerPaths::of(&ctx.root, rec).dir;
+        crate::container::cgroup::thaw_recorded(&dir)?;
     }
+    Ok(())
 }
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
@@ -85,7 +89,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 if !args.force {
                     bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
                 }
-                signal(&rec, Signal::SIGKILL)?;
+                signal(ctx, &rec, Signal::SIGKILL)?;
                 wait_monitor(&rec)?;
             }
             let store = ctx.store_to_delete()?;
@@ -127,7 +131,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
         };
         if rec.state.is_running() {
             let sig = stop_signal(&rec.config.stop_signal)?;
-            signal(&rec, sig)?;
+            signal(ctx, &rec, sig)?;
             let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
                 rec.state
             else {
@@ -138,7 +142,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if liveness::process_alive(monitor_pid) {
-                signal(&rec, Signal::SIGKILL)?;
+                signal(ctx, &rec, Signal::SIGKILL)?;
                 wait_monitor(&rec)?;
             }
         }
@@ -178,7 +182,7 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
                 rec.id
             );
         }
-        signal(&rec, sig)?;
+        signal(ctx, &rec, sig)?;
         println!("{name}");
     }
     Ok(0)

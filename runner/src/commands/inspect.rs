@@ -82,7 +82,7 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             format_rfc3339(ns)
         }
     };
-    json!({
+    let mut value = json!({
         "Id": c.id,
         "Created": format_rfc3339(c.created_ns),
         "Path": c.command.first().cloned().unwrap_or_default(),
@@ -107,7 +107,13 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             "Entrypoint": c.config.entrypoint, "WorkingDir": c.config.working_dir,
             "Labels": c.config.labels,
         },
-    })
+    });
+    // docker's resource fields: 0 (and a null PidsLimit) mean no limit.
+    let limits = &c.resources;
+    value["HostConfig"]["Memory"] = json!(limits.memory);
+    value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
+    value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
+    value
 }
 
 /// docker shows an empty CapAdd, CapDrop or SecurityOpt as null.

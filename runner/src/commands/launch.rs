@@ -76,5 +76,7 @@ fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
         },
         log_file: paths.log(),
         security: rec.security.clone(),
+        resources: rec.resources.clone(),
+        container_dir: paths.dir.clone(),
     }
 }

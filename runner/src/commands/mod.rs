@@ -74,7 +74,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::System(SystemCommand::Df) => store_admin::df(&ctx),
         Command::Gc => store_admin::gc(&ctx),
         Command::Verify(a) => store_admin::verify(&ctx, a),
-        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, *a),
         Command::Launch(a) => launch::run(&ctx, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             commit::commit(&ctx, a)

@@ -42,7 +42,14 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         return list(ctx);
     };
     let mut serve = Command::new("/proc/self/exe");
-    serve.arg("--root").arg(&ctx.root).arg("serve-mount");
+    serve
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("serve-mount")
+        .arg("--inspection");
+    if args.allow_other {
+        serve.arg("--allow-other");
+    }
     if args.passthrough {
         serve.arg("--passthrough");
     }
@@ -63,7 +70,10 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
                 // Its monitor serves it already; a rootless container's mount
                 // is visible only through its own processes.
                 if nix::unistd::geteuid().is_root() {
-                    println!("{}", paths.merged().display());
+                    match &args.dir {
+                        Some(dir) => bind_inspection(&paths.merged(), dir)?,
+                        None => println!("{}", paths.merged().display()),
+                    }
                 } else {
                     println!("/proc/{pid}/root");
                 }
@@ -89,6 +99,28 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     start_server(serve, &mountpoint, &target)?;
     println!("{}", std::fs::canonicalize(&mountpoint)?.display());
     Ok(0)
+}
+
+/// A running container's tree at `dir`, as an inspection mount is:
+/// a bind of its root filesystem, remounted `nosuid,nodev`.
+fn bind_inspection(merged: &Path, dir: &Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    mount(
+        Some(merged),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind {} on {}", merged.display(), dir.display()))?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if let Err(err) = mount(None::<&str>, dir, None::<&str>, flags, None::<&str>) {
+        let _ = fusefs::unmount(dir);
+        return Err(err).with_context(|| format!("remount {} nosuid,nodev", dir.display()));
+    }
+    println!("{}", std::fs::canonicalize(dir)?.display());
+    Ok(())
 }
 
 /// Starts a mount server (`serve` is its command line without the
@@ -181,10 +213,13 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     };
     let mut opts = opts;
     opts.passthrough = args.passthrough;
-    // Other users (a container's mapped ids) need allow_other; fusermount3
-    // refuses it to ordinary users unless /etc/fuse.conf says
-    // user_allow_other, and their own inspection mounts do not need it.
-    opts.allow_other = nix::unistd::geteuid().is_root();
+    // An inspection mount serves an image one may not trust: setuid bits
+    // and device nodes in it do nothing, and only the caller may enter it
+    // unless asked (as podman keeps image mounts below a root-only
+    // directory). fusermount3 refuses allow_other to ordinary users
+    // unless /etc/fuse.conf says user_allow_other.
+    opts.nosuid_nodev = args.inspection;
+    opts.allow_other = args.allow_other;
     let handle = fusefs::mount(opts, &args.mountpoint)?;
     let rec = MountRecord {
         pid: std::process::id(),

@@ -111,6 +111,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         args.privileged,
         &args.security_opt,
     )?;
+    let resources = resources_of(args)?;
     let store = ctx.store()?;
     // An image pulled by digest alone has no tag to resolve it by.
     let image = pulled
@@ -158,6 +159,7 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         auto_remove: args.rm,
         upper: paths.upper(),
         security,
+        resources,
     };
     // The filesystem first, the record last: no record without its files.
     make_files(&paths, &rec)?;
@@ -305,6 +307,39 @@ fn check_user(u: &str) -> Result<()> {
         bail!("invalid user {u:?}: expected user[:group], each a name or a number");
     }
     Ok(())
+}
+
+/// `--memory`, `--cpus`, `--pids-limit`, `--privileged`, checked as
+/// docker checks them; warns when they cannot apply (rootless on v1).
+fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
+    use crate::container::cgroup;
+    let resources = layerdb::Resources {
+        memory: args
+            .memory
+            .as_deref()
+            .map(cgroup::parse_memory)
+            .transpose()?
+            .unwrap_or(0),
+        nano_cpus: args
+            .cpus
+            .as_deref()
+            .map(cgroup::parse_cpus)
+            .transpose()?
+            .unwrap_or(0),
+        pids_limit: args
+            .pids_limit
+            .as_deref()
+            .map(cgroup::parse_pids_limit)
+            .transpose()?
+            .unwrap_or(0),
+        all_devices: args.privileged,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cgroup::validate(&resources, cpus)?;
+    if let Some(warning) = cgroup::rootless_limits_warning(&resources) {
+        eprintln!("{warning}");
+    }
+    Ok(resources)
 }
 
 fn random_id() -> String {

@@ -41,6 +41,10 @@ pub struct ExecSpec<'a> {
 /// What the exec'd process runs with.
 struct ExecRequest<'a> {
     namespaces: NamespaceFiles,
+    /// The container's cgroup, which the process (not the helper, which
+    /// must not count against its limits nor be frozen with it) joins
+    /// before the container's cgroup namespace.
+    cgroup: Option<super::cgroup::ContainerCgroup>,
     slave: Option<OwnedFd>,
     spec: ExecSpec<'a>,
     security: Prepared,
@@ -54,6 +58,7 @@ pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
     anyhow::ensure!(!spec.args.is_empty(), "no command specified");
     let security = Prepared::new(spec.security)?;
     let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
+    let cgroup = super::cgroup::ContainerCgroup::of_process(pid)?;
     let pty = spec.tty.then(Pty::open).transpose()?;
     let (master, slave) = match pty {
         Some(pty) => (Some(pty.master), Some(pty.slave)),
@@ -65,6 +70,7 @@ pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
             drop((events_read, master));
             let request = ExecRequest {
                 namespaces,
+                cgroup,
                 slave,
                 spec,
                 security,
@@ -139,6 +145,11 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
 }
 
 fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
+    if let Some(cgroup) = &request.cgroup {
+        if let Err(err) = cgroup.add(0) {
+            return StartError::other(format!("{err:#}"));
+        }
+    }
     if let Err(err) = request.namespaces.join_mount() {
         return err;
     }

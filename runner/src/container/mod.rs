@@ -26,12 +26,14 @@
 
 mod attach;
 mod capabilities;
+pub mod cgroup;
 mod events;
 mod exec;
 mod exit;
 mod lookup;
 mod monitor;
 mod namespaces;
+pub mod pause;
 mod process;
 mod pty;
 mod rootfs;
@@ -47,7 +49,7 @@ pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
 pub use security::options_from_flags;
-pub use signals::{freeze, kill, thaw};
+pub use signals::kill;
 pub use spec::{parse_bind_mount, EtcFiles, Spec};
 
 use anyhow::Context as _;

@@ -93,6 +93,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Ok(child) => child,
         Err(err) => return fail(StartError::other(format!("{err:#}"))),
     };
+    // Its cgroup (limits, devices, freezer) before it runs anything, made
+    // while the rootfs mounts; gone when `placement` drops, after the
+    // container ended.
+    let placing = super::cgroup::Placement::start(spec, child.pid);
     if let Err(err) = hooks.mount_rootfs() {
         child.abandon();
         hooks.unmount();
@@ -100,6 +104,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
             "mount the container's rootfs: {err:#}"
         )));
     }
+    let placement = match placing.finish() {
+        Ok(placement) => placement,
+        Err(err) => {
+            child.abandon();
+            hooks.unmount();
+            return fail(StartError::other(format!("{err:#}")));
+        }
+    };
     let pid = child.pid;
     if let Err(err) = child.release() {
         let code = err.exit_code();
@@ -118,6 +130,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         )));
     }
     events.send(&Event::Started { pid: pid.as_raw() });
+    // commit pauses the container through us, so its death cannot leave
+    // it paused.
+    let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
+        .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let code = supervise(pid, cli_alive, master);
     hooks.exited(code);
     hooks.unmount();
@@ -228,6 +244,9 @@ fn init_steps(
     process::wait_for_go(go)?;
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
+    // The monitor has moved us into the container's cgroup by now.
+    super::cgroup::enter_namespace()
+        .map_err(|errno| StartError::from_errno("unshare the cgroup namespace", errno))?;
     namespaces::unshare_container_namespaces(spec.network_none)?;
     let console = attach_stdio(slave, spec.interactive)?;
     rootfs::enter(spec, console.as_deref())?;

@@ -120,8 +120,9 @@ pub fn configure(hostname: &str, network_none: bool) -> Result<(), StartError> {
 /// host network; the host user namespace of a root container), since
 /// setns into one's own user namespace is refused, and into a host
 /// namespace from a user namespace is not allowed.
-const JOINED: [(&str, CloneFlags); 6] = [
+const JOINED: [(&str, CloneFlags); 7] = [
     ("user", CloneFlags::CLONE_NEWUSER),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -152,14 +153,20 @@ impl NamespaceFiles {
     /// Joins all but the mount namespace. The pid namespace applies to
     /// this process's children only.
     pub fn join_all_but_mount(&self) -> Result<(), StartError> {
-        self.join_where(|flag| flag != CloneFlags::CLONE_NEWNS)
+        self.join_where(|flag| !Self::joined_by_the_process(flag))
     }
 
-    /// Joins the mount namespace (root and cwd become the container's).
-    /// Must run in a single-threaded process: the kernel refuses a mount
-    /// namespace switch to a process that shares its file system context.
+    /// Joins the cgroup namespace (the process has joined the container's
+    /// cgroup before: from inside the namespace, v2 refuses the move) and
+    /// the mount namespace (root and cwd become the container's). Must run
+    /// in a single-threaded process: the kernel refuses a mount namespace
+    /// switch to a process that shares its file system context.
     pub fn join_mount(&self) -> Result<(), StartError> {
-        self.join_where(|flag| flag == CloneFlags::CLONE_NEWNS)
+        self.join_where(Self::joined_by_the_process)
+    }
+
+    fn joined_by_the_process(flag: CloneFlags) -> bool {
+        flag == CloneFlags::CLONE_NEWNS || flag == CloneFlags::CLONE_NEWCGROUP
     }
 
     fn join_where(&self, wanted: impl Fn(CloneFlags) -> bool) -> Result<(), StartError> {

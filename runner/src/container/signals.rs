@@ -1,12 +1,12 @@
-//! Signals to a running container: `kill`, and the pause `commit` needs.
+//! Signals to a running container: `kill`, and the pause of a container
+//! without a cgroup of its own (rootless on cgroup v1), which its monitor
+//! makes for `commit` (see `pause.rs`).
 //!
-//! Pausing stops every process of the container's pid namespace with
-//! SIGSTOP (found by comparing /proc/*/ns/pid with the init's) rather than
-//! using the cgroup v2 freezer: it needs no cgroup of our own, so it works
-//! the same for root and rootless (a rootless user may signal its own
-//! processes but usually cannot create cgroups without a systemd delegation).
-//! The cost: a parent in the container can observe the stop (waitpid with
-//! WUNTRACED), which the freezer would hide.
+//! That pause stops every process of the container's pid namespace with
+//! SIGSTOP (found by comparing /proc/*/ns/pid with the init's): it needs no
+//! cgroup. The cost: a parent in the container can observe the stop
+//! (waitpid with WUNTRACED), which the freezer of a container's cgroup,
+//! used wherever it has one, hides.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt as _;

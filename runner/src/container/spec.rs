@@ -38,6 +38,11 @@ pub struct Spec {
     pub log_file: PathBuf,
     /// Capabilities, seccomp, no_new_privs, `--privileged`, as recorded.
     pub security: layerdb::SecurityOptions,
+    /// Limits and device access, applied through the container's cgroup.
+    pub resources: layerdb::Resources,
+    /// The container's directory: the monitor keeps the record of its
+    /// cgroup and the socket `commit` pauses it through there.
+    pub container_dir: PathBuf,
 }
 
 /// Files the caller prepared for the container's /etc. A `None` leaves the

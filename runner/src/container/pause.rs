@@ -1,0 +1,188 @@
+//! Pausing a running container for `commit`, done by its monitor so that
+//! a committer that dies cannot leave the container paused.
+//!
+//! The monitor listens on `<container dir>/pause.sock`. A client sends
+//! `pause`; the monitor freezes the container (its cgroup's freezer, or
+//! SIGSTOP to every process of its pid namespace where it has no cgroup:
+//! rootless on cgroup v1) and answers `paused`. It resumes the container
+//! when the client sends `resume` (answering `resumed`) or when the
+//! connection ends: the kernel closes a killed committer's socket, even
+//! after SIGKILL, and the monitor sees end of file and thaws. One client
+//! is served at a time; a second commit waits for the first.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use nix::unistd::Pid;
+
+use super::cgroup::ContainerCgroup;
+use super::signals;
+
+/// The socket's name in the container's directory.
+const SOCKET: &str = "pause.sock";
+
+/// How the container is paused: its cgroup's freezer, or signals.
+#[derive(Clone)]
+enum Method {
+    Freezer(ContainerCgroup),
+    Signals(Pid),
+}
+
+impl Method {
+    fn freeze(&self) -> anyhow::Result<()> {
+        match self {
+            Method::Freezer(cgroup) => cgroup.freeze(),
+            Method::Signals(pid) => signals::freeze(pid.as_raw()),
+        }
+    }
+
+    fn thaw(&self) -> anyhow::Result<()> {
+        match self {
+            Method::Freezer(cgroup) => cgroup.thaw(),
+            Method::Signals(pid) => signals::thaw(pid.as_raw()),
+        }
+    }
+}
+
+/// A path for `name` in `dir` that fits a socket address (108 bytes),
+/// however long `dir` is: through an open descriptor of the directory.
+/// The descriptor must stay open while the path is used.
+fn short_path(dir: &std::fs::File, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+fn open_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))
+}
+
+/// Starts serving pause requests for the container whose init is `pid`,
+/// on a thread of the monitor (call it after the rootfs is mounted: the
+/// monitor forks nothing after that). The socket is removed when the
+/// returned guard drops.
+pub fn serve(
+    container_dir: &Path,
+    pid: Pid,
+    cgroup: Option<&ContainerCgroup>,
+) -> anyhow::Result<ServerGuard> {
+    let method = match cgroup.filter(|cgroup| cgroup.has_freezer()) {
+        Some(cgroup) => Method::Freezer(cgroup.clone()),
+        None => Method::Signals(pid),
+    };
+    let dir = open_dir(container_dir)?;
+    let path = container_dir.join(SOCKET);
+    // A socket left by a monitor that was killed.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(short_path(&dir, SOCKET))
+        .with_context(|| format!("listen on {}", path.display()))?;
+    std::thread::Builder::new()
+        .name("pause".into())
+        .spawn(move || {
+            for client in listener.incoming().flatten() {
+                serve_client(client, &method);
+            }
+        })
+        .context("start the pause thread")?;
+    Ok(ServerGuard { path })
+}
+
+/// Removes the socket when the monitor is done.
+pub struct ServerGuard {
+    path: PathBuf,
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One client: pause on request, resume on request or when it is gone.
+fn serve_client(client: UnixStream, method: &Method) {
+    let Ok(reader) = client.try_clone() else {
+        return;
+    };
+    let mut lines = BufReader::new(reader).lines();
+    let mut writer = client;
+    let mut paused = false;
+    while let Some(Ok(line)) = lines.next() {
+        let answer = match (line.as_str(), paused) {
+            ("pause", false) => match method.freeze() {
+                Ok(()) => {
+                    paused = true;
+                    "paused".to_owned()
+                }
+                Err(err) => {
+                    // A partial freeze (SIGSTOP of some) is undone.
+                    let _ = method.thaw();
+                    format!("error: {err:#}")
+                }
+            },
+            ("resume", true) => match method.thaw() {
+                Ok(()) => {
+                    paused = false;
+                    "resumed".to_owned()
+                }
+                Err(err) => format!("error: {err:#}"),
+            },
+            (other, _) => format!("error: unexpected request {other:?}"),
+        };
+        if writeln!(writer, "{answer}").is_err() {
+            break;
+        }
+    }
+    if paused {
+        if let Err(err) = method.thaw() {
+            log::error!("resuming the container after its committer went away: {err:#}");
+        }
+    }
+}
+
+/// A container paused by its monitor for as long as this lives: dropping
+/// it (or the death of this process) resumes the container.
+pub struct Paused {
+    stream: UnixStream,
+    lines: std::io::Lines<BufReader<UnixStream>>,
+}
+
+/// Asks the monitor of the container in `container_dir` to pause it.
+pub fn pause(container_dir: &Path) -> anyhow::Result<Paused> {
+    let dir = open_dir(container_dir)?;
+    let stream = UnixStream::connect(short_path(&dir, SOCKET)).with_context(|| {
+        format!(
+            "reach the container's monitor at {}",
+            container_dir.join(SOCKET).display()
+        )
+    })?;
+    let mut paused = Paused {
+        lines: BufReader::new(stream.try_clone().context("clone the socket")?).lines(),
+        stream,
+    };
+    paused.request("pause", "paused")?;
+    Ok(paused)
+}
+
+impl Paused {
+    fn request(&mut self, request: &str, expected: &str) -> anyhow::Result<()> {
+        writeln!(self.stream, "{request}").context("write to the container's monitor")?;
+        let answer = self
+            .lines
+            .next()
+            .context("the container's monitor went away")?
+            .context("read from the container's monitor")?;
+        if answer != expected {
+            bail!(
+                "{request} the container: {}",
+                answer.strip_prefix("error: ").unwrap_or(&answer)
+            );
+        }
+        Ok(())
+    }
+
+    /// Resumes the container and waits until it runs again.
+    pub fn resume(mut self) -> anyhow::Result<()> {
+        self.request("resume", "resumed")
+    }
+}

@@ -1,0 +1,660 @@
+//! What confines a container beyond its namespaces: its cgroup (limits,
+//! device access, the freezer a commit pauses it with), and the lifecycle
+//! faults around it (a commit killed while the container is paused, `rm
+//! -f` of a container attached with `run -ti`), and the inspection mounts
+//! of images (`strata mount`), which must not hand setuid binaries to
+//! other users.
+//!
+//! Every test runs the built binary as root with FUSE, on a store made at
+//! test time, and removes what it made, also when it fails.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Run, Strata};
+
+/// How long anything a test waits for may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A busybox store and the containers a test made in it (`rm -f` on drop).
+struct Fixture {
+    strata: Strata,
+    names: std::cell::RefCell<Vec<String>>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            strata: Strata::with_busybox(),
+            names: Default::default(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.strata.run(args)
+    }
+
+    fn track(&self, name: &str) {
+        self.names.borrow_mut().push(name.to_owned());
+    }
+
+    /// `run -d --name NAME OPTIONS... busybox COMMAND...`
+    fn detach(&self, name: &str, options: &[&str], command: &[&str]) {
+        self.track(name);
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(options);
+        args.push("busybox");
+        args.extend_from_slice(command);
+        self.run(&args).ok();
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.run(&["inspect", name]).ok().stdout;
+        let all: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        all[0].clone()
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        let pid = self.inspect(name)["State"]["Pid"].as_i64().expect("a pid");
+        i32::try_from(pid).expect("a pid fits")
+    }
+
+    fn exec(&self, name: &str, command: &[&str]) -> Run {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(command);
+        self.run(&args)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let names = self.names.take();
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = self.strata.run(&args);
+        }
+    }
+}
+
+/// Kills and reaps a process we started when the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The host directories of process `pid`'s cgroups that strata made
+/// (`.../strata/<id>`), from /proc/PID/cgroup and the host's mounts.
+fn strata_cgroups(pid: i32) -> Vec<PathBuf> {
+    let listing = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read its cgroups");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mut dirs = Vec::new();
+    for line in listing.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if !path.contains("/strata/") {
+            continue;
+        }
+        for mount in mounts.lines() {
+            let (before, after) = mount.split_once(" - ").unwrap();
+            let mut fields = after.split(' ');
+            let (kind, options) = (fields.next().unwrap(), fields.nth(1).unwrap());
+            let matches = match kind {
+                "cgroup2" => controllers.is_empty(),
+                "cgroup" => options
+                    .split(',')
+                    .any(|o| controllers.split(',').any(|c| c == o)),
+                _ => false,
+            };
+            if matches {
+                let point = before.split(' ').nth(4).unwrap();
+                dirs.push(Path::new(point).join(path.trim_start_matches('/')));
+            }
+        }
+    }
+    dirs
+}
+
+/// The first of `dirs` holding control file `name`, read.
+fn control(dirs: &[PathBuf], name: &str) -> String {
+    let dir = dirs
+        .iter()
+        .find(|d| d.join(name).exists())
+        .unwrap_or_else(|| panic!("no cgroup of {dirs:?} has {name}"));
+    fs::read_to_string(dir.join(name))
+        .expect("read a control file")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn limits_given_to_run_are_applied_in_the_containers_own_cgroup_which_goes_with_it() {
+    let f = Fixture::new();
+    f.detach(
+        "limited",
+        &["--memory", "64m", "--cpus", "0.5", "--pids-limit", "50"],
+        &["sleep", "300"],
+    );
+    let pid = f.pid("limited");
+    let id = f.inspect("limited")["Id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let dirs = strata_cgroups(pid);
+    assert!(
+        !dirs.is_empty() && dirs.iter().all(|d| d.ends_with(format!("strata/{id}"))),
+        "the container is not in a cgroup of its own: {dirs:?}\n{}",
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+    );
+    let v2 = dirs
+        .iter()
+        .any(|d| d.join("cgroup.controllers").exists() && d.join("memory.max").exists());
+    if v2 {
+        assert_eq!(control(&dirs, "memory.max"), "67108864");
+        assert_eq!(control(&dirs, "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(control(&dirs, "memory.limit_in_bytes"), "67108864");
+        assert_eq!(control(&dirs, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(control(&dirs, "cpu.cfs_period_us"), "100000");
+    }
+    assert_eq!(control(&dirs, "pids.max"), "50");
+    let host_config = f.inspect("limited")["HostConfig"].clone();
+    assert_eq!(host_config["Memory"], 67_108_864, "{host_config}");
+    assert_eq!(host_config["NanoCpus"], 500_000_000, "{host_config}");
+    assert_eq!(host_config["PidsLimit"], 50, "{host_config}");
+
+    // Inside, the container's cgroup is its root (a cgroup namespace).
+    let inside = f.exec("limited", &["cat", "/proc/self/cgroup"]).ok().stdout;
+    assert!(
+        inside.lines().all(|l| l.ends_with(":/")),
+        "the container sees the host's cgroup paths:\n{inside}"
+    );
+    f.run(&["rm", "-f", "limited"]).ok();
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} is left after rm -f", dir.display());
+    }
+}
+
+#[test]
+fn a_pids_limit_stops_forks_beyond_it() {
+    let f = Fixture::new();
+    f.track("forks");
+    let r = f.run(&[
+        "run",
+        "--name",
+        "forks",
+        "--pids-limit",
+        "4",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do sleep 30 & done 2>&1; echo done",
+    ]);
+    assert!(
+        r.stdout.contains("can't fork") || r.stderr.contains("can't fork"),
+        "six background processes started under --pids-limit 4: {}{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_limits_fail_with_dockers_messages_and_leave_no_container() {
+    let f = Fixture::new();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--memory", "lots"],
+            "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'",
+        ),
+        (&["-m", "1m"], "Minimum memory limit allowed is 6MB"),
+        (
+            &["--cpus", "one"],
+            "failed to parse one as a rational number",
+        ),
+        (&["--cpus", "100000"], "range of CPUs is from 0.01 to"),
+        (&["--cpus", "0.001"], "range of CPUs is from 0.01 to"),
+        (
+            &["--pids-limit", "x"],
+            "invalid argument \"x\" for \"--pids-limit\" flag",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let r = f.run(&args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(f.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
+/// Major and minor of the block device holding the host's root.
+fn host_disk() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let dev = fs::metadata("/").expect("stat /").dev();
+    (u64::from(libc::major(dev)), u64::from(libc::minor(dev)))
+}
+
+#[test]
+fn a_default_container_cannot_open_devices_it_makes_but_its_own_devices_work() {
+    let f = Fixture::new();
+    f.track("devices");
+    f.track("privileged");
+    // /dev/kmsg (1:11) is not among docker's devices; the host opens it
+    // (some sandboxes refuse even root its disk, so that alone would
+    // prove nothing).
+    fs::File::open("/dev/kmsg").expect("the host opens /dev/kmsg");
+    let (major, minor) = host_disk();
+    let probe = format!(
+        "mknod /dev/disk b {major} {minor} && mknod /dev/log c 1 11 && echo made; \
+         true < /dev/log && echo opened the log; true < /dev/disk && echo opened the disk; \
+         echo x > /dev/null && head -c1 /dev/zero | wc -c"
+    );
+    let r = f.run(&["run", "--name", "devices", "busybox", "sh", "-c", &probe]);
+    assert!(
+        r.stdout.starts_with("made\n"),
+        "mknod is allowed, as in docker: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        !r.stdout.contains("opened"),
+        "a default container opened a device outside docker's list: {}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stderr.matches("Permission denied").count()
+            + r.stderr.matches("Operation not permitted").count(),
+        2,
+        "opening the nodes should fail with EPERM: {}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.ends_with("1\n"),
+        "/dev/null or /dev/zero failed: {}{}",
+        r.stdout,
+        r.stderr
+    );
+
+    let r = f.run(&[
+        "run",
+        "--name",
+        "privileged",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        &probe,
+    ]);
+    assert!(
+        r.stdout.contains("opened the log"),
+        "--privileged gives every device: {}{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
+#[test]
+fn the_container_cannot_reach_a_cgroup_root_or_write_its_cgroup_files() {
+    let f = Fixture::new();
+    f.track("cgroupfs");
+    // Each v1 hierarchy and the v2 one, mounted from inside: the mount is
+    // refused, or it shows the container's own cgroup (no release_agent,
+    // which only a hierarchy's root has).
+    let probe = "for o in memory,cgroup devices,cgroup freezer,cgroup pids,cgroup \
+                 cpu,cgroup blkio,cgroup none,name=systemd,cgroup x,cgroup2; do \
+                   mkdir -p /tmp/cg; t=${o##*,}; opts=${o%,*}; \
+                   if [ $t = cgroup2 ]; then m='mount -t cgroup2 none /tmp/cg'; \
+                   else m=\"mount -t cgroup -o $opts cgroup /tmp/cg\"; fi; \
+                   if $m 2>/dev/null; then \
+                     ls /tmp/cg | grep -q release_agent && echo ROOT $o; \
+                     [ -e /tmp/cg/strata ] && echo OTHERS $o; \
+                     umount /tmp/cg; fi; done; \
+                 touch /sys/fs/cgroup/x 2>/dev/null && echo WROTE; \
+                 ls /sys/fs/cgroup; echo end";
+    let r = f.run(&["run", "--name", "cgroupfs", "busybox", "sh", "-c", probe]);
+    assert!(r.stdout.ends_with("end\n"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.stdout.contains("ROOT"),
+        "the container mounted a hierarchy's root with release_agent:\n{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("OTHERS"),
+        "the container sees other containers' cgroups:\n{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("WROTE"),
+        "/sys/fs/cgroup is writable:\n{}",
+        r.stdout
+    );
+}
+
+/// The freezer state of a container's cgroup: "FROZEN"/"THAWED" (v1) or
+/// "frozen 1"/"frozen 0" (v2).
+fn freezer_state(pid: i32) -> String {
+    let dirs = strata_cgroups(pid);
+    if let Some(dir) = dirs.iter().find(|d| d.join("freezer.state").exists()) {
+        return fs::read_to_string(dir.join("freezer.state"))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+    let dir = dirs
+        .iter()
+        .find(|d| d.join("cgroup.events").exists())
+        .expect("a freezer");
+    fs::read_to_string(dir.join("cgroup.events"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("frozen "))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_commit_killed_while_the_container_is_paused_leaves_it_running() {
+    let f = Fixture::new();
+    f.detach(
+        "counting",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /c.tmp; mv /c.tmp /counter; done",
+        ],
+    );
+    let count = || -> Option<u64> {
+        f.exec("counting", &["cat", "/counter"])
+            .stdout
+            .trim()
+            .parse()
+            .ok()
+    };
+    wait_until("the counter", || count().is_some());
+    let pid = f.pid("counting");
+
+    let log = f.strata.path("commit.log");
+    let out = fs::File::create(&log).expect("create the log");
+    let mut commit = f.strata.cmd(&["commit", "counting", "never"]);
+    commit
+        .env("STRATA_TEST_HOLD_PAUSE", "1")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out);
+    let mut committer = Reaped(commit.spawn().expect("start the commit"));
+    wait_until("the commit to pause the container", || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("is paused"))
+            || committer.0.try_wait().ok().flatten().is_some()
+    });
+    assert!(
+        fs::read_to_string(&log).unwrap().contains("is paused"),
+        "commit ended without holding the pause: {}",
+        fs::read_to_string(&log).unwrap()
+    );
+    let paused_state = freezer_state(pid);
+    assert!(
+        paused_state == "FROZEN" || paused_state == "frozen 1",
+        "paused, the container's cgroup is {paused_state}"
+    );
+    let frozen_at: u64 = fs::read_to_string(
+        fs::read_dir(f.strata.root().join("containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("upper/counter"))
+            .find(|p| p.exists())
+            .expect("the counter in the upper"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .expect("a count");
+
+    committer.0.kill().expect("kill -9 the commit");
+    committer.0.wait().expect("reap the commit");
+    wait_until("the counter to advance after the commit died", || {
+        count().is_some_and(|n| n > frozen_at)
+    });
+    let state = freezer_state(pid);
+    assert!(state == "THAWED" || state == "frozen 0", "{state}");
+    assert_eq!(f.inspect("counting")["State"]["Running"], true);
+    // And a commit that ends normally pauses and resumes as before.
+    f.run(&["commit", "counting", "counted"]).ok();
+    let after = count().expect("a count");
+    wait_until("the counter to advance after a commit", || {
+        count().is_some_and(|n| n > after)
+    });
+}
+
+#[test]
+fn rm_f_of_a_container_attached_with_run_ti_removes_it_at_once_and_the_client_exits_137() {
+    let f = Fixture::new();
+    f.track("attached");
+    let command = format!(
+        "{} --root {} run -ti --name attached busybox sh",
+        common::bin(),
+        f.strata.root().display()
+    );
+    let log = f.strata.path("attached.log");
+    let out = fs::File::create(&log).expect("create the log");
+    // `script` gives the client a real terminal; its stdin stays open (a
+    // pipe we hold) so the shell waits for input.
+    let mut client = Reaped(
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("script (util-linux) runs"),
+    );
+    wait_until("the attached container to run", || {
+        f.run(&["inspect", "attached"]).code == 0
+            && f.inspect("attached")["State"]["Running"] == true
+    });
+    // A mount namespace made while the container runs holds a copy of its
+    // filesystem's mount (the host's / is private: nothing propagates an
+    // unmount there), as a rootless container's monitor does.
+    let mut holder = Command::new("unshare");
+    holder.args(["-m", "--propagation", "unchanged", "sleep", "600"]);
+    let holder = Reaped(holder.spawn().expect("unshare runs"));
+    let own_ns = fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+    wait_until("the copy of the mount namespace", || {
+        fs::read_link(format!("/proc/{}/ns/mnt", holder.0.id())).is_ok_and(|ns| {
+            ns != own_ns
+                && fs::read_to_string(format!("/proc/{}/cmdline", holder.0.id()))
+                    .is_ok_and(|c| c.starts_with("sleep"))
+        })
+    });
+
+    let rm = f.run(&["rm", "-f", "attached"]);
+    assert_eq!(rm.code, 0, "rm -f failed: {}", rm.stderr);
+    assert_eq!(rm.stdout, "attached\n");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = client.0.try_wait().expect("wait for the client") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attached client did not return after rm -f: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        f.run(&["ps", "-a", "-q"]).ok().stdout,
+        "",
+        "rm -f left the container"
+    );
+}
+
+/// An image whose /bin/id is a setuid-root copy of the host's `id`
+/// (busybox drops a setuid root at start, so it cannot show the effect).
+fn setuid_image(s: &Strata) {
+    let tree = s.path("suid-tree");
+    fs::create_dir_all(tree.join("bin")).expect("mkdir");
+    fs::copy("/usr/bin/id", tree.join("bin/id")).expect("copy id");
+    fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("copy busybox");
+    fs::set_permissions(tree.join("bin/id"), fs::Permissions::from_mode(0o4755)).expect("chmod");
+    s.run(&["import", tree.to_str().unwrap(), "suid:latest"])
+        .ok();
+}
+
+/// Runs `path -u` as uid and gid 1000.
+fn id_as_user(path: &Path) -> Run {
+    Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .arg(path)
+        .arg("-u")
+        .output()
+        .expect("setpriv runs")
+        .into()
+}
+
+/// Unmounts an inspection mount when the test ends.
+struct Mounted<'s>(&'s Strata, PathBuf);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["umount", self.1.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn an_inspection_mount_gives_other_users_no_setuid_root() {
+    let s = Strata::with_busybox();
+    setuid_image(&s);
+    // A mountpoint other users can reach.
+    let public = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let dir = public.path().join("private");
+    s.run(&["mount", "suid", dir.to_str().unwrap()]).ok();
+    let _mounted = Mounted(&s, dir.clone());
+    let r = id_as_user(&dir.join("bin/id"));
+    assert_ne!(
+        r.stdout.trim(),
+        "0",
+        "uid 1000 ran a setuid-root binary through `strata mount`"
+    );
+    assert_ne!(
+        r.code, 0,
+        "uid 1000 reached a mount made without --allow-other: {}",
+        r.stdout
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(dir.to_str().unwrap()))
+        .expect("the mount");
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+
+    let shared = public.path().join("shared");
+    s.run(&["mount", "--allow-other", "suid", shared.to_str().unwrap()])
+        .ok();
+    let _shared = Mounted(&s, shared.clone());
+    let r = id_as_user(&shared.join("bin/id"));
+    assert_eq!(
+        r.code, 0,
+        "with --allow-other uid 1000 can run it: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout.trim(),
+        "1000",
+        "the setuid bit took effect through the mount"
+    );
+}
+
+#[test]
+fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
+    let s = Strata::with_busybox();
+    setuid_image(&s);
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "suidbox",
+        "suid",
+        "/bin/busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    struct Removed<'s>(&'s Strata);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["rm", "-f", "suidbox"]);
+        }
+    }
+    let _removed = Removed(&s);
+    let public = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = public.path().join("running");
+    let out = s
+        .run(&["mount", "suidbox", dir.to_str().unwrap()])
+        .ok()
+        .stdout;
+    let _mounted = Mounted(&s, dir.clone());
+    assert_eq!(out.trim(), dir.to_str().unwrap());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == dir.to_str())
+        .unwrap_or_else(|| panic!("nothing mounted on {}", dir.display()));
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    let r = id_as_user(&dir.join("bin/id"));
+    assert_eq!(
+        r.stdout.trim(),
+        "1000",
+        "the setuid bit took effect: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_exec_process_joins_the_containers_cgroup_and_only_it_counts_against_the_limits() {
+    let f = Fixture::new();
+    f.detach("execd", &["--pids-limit", "4"], &["sleep", "300"]);
+    // sleep, sh, cat and head: four, the limit; the exec helper that
+    // waits for them is not the container's.
+    let r = f.exec("execd", &["sh", "-c", "cat /proc/self/cgroup | head -1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.trim_end().ends_with(":/"), "{}", r.stdout);
+    let r = f.exec(
+        "execd",
+        &["sh", "-c", "sleep 30 & sleep 30 & sleep 30 & wait"],
+    );
+    assert!(
+        r.stderr.contains("can't fork"),
+        "the exec escaped the pids limit: {}",
+        r.stderr
+    );
+}
