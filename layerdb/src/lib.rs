@@ -39,7 +39,7 @@ pub mod store;
 pub mod verify;
 
 pub use chunk::ChunkDir;
-pub use container::{BadTransition, BindMount, ContainerRecord, State};
+pub use container::{BadTransition, BindMount, ContainerRecord, NetworkConfig, PortBinding, State};
 pub use digest::Digest;
 pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};
 pub use error::StoreError;

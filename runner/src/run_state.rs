@@ -92,6 +92,7 @@ mod tests {
             mounts: vec![],
             auto_remove: false,
             upper: root.join("upper"),
+            net: Default::default(),
         }
     }
 

@@ -358,7 +358,7 @@ fn hostname_and_etc_files_are_the_containers_own() {
     let out = f
         .run_named(
             "named-host",
-            &["-h", "boxname"],
+            &["-h", "boxname", "--network", "host"],
             &[
                 "sh",
                 "-c",

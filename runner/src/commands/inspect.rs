@@ -82,7 +82,7 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             format_rfc3339(ns)
         }
     };
-    json!({
+    let mut container = json!({
         "Id": c.id,
         "Created": format_rfc3339(c.created_ns),
         "Path": c.command.first().cloned().unwrap_or_default(),
@@ -103,5 +103,54 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             "Entrypoint": c.config.entrypoint, "WorkingDir": c.config.working_dir,
             "Labels": c.config.labels,
         },
-    })
+    });
+    add_network_json(c, &mut container);
+    container
+}
+
+/// docker's network fields: HostConfig's PortBindings, Dns, ExtraHosts
+/// (as given), and NetworkSettings (what the running container got, from
+/// its `network.json`; empty once it stopped, as docker shows it).
+fn add_network_json(c: &ContainerRecord, container: &mut Value) {
+    let asked = port_map(&c.net.ports, |port| match port.host_port {
+        0 => String::new(),
+        n => n.to_string(),
+    });
+    container["HostConfig"]["PortBindings"] = asked;
+    container["HostConfig"]["Dns"] = json!(c.net.dns);
+    container["HostConfig"]["ExtraHosts"] = json!(c.net.extra_hosts);
+    let settings = crate::network::settings_of(c);
+    let endpoint = json!({
+        "Gateway": settings.gateway,
+        "IPAddress": settings.ip_address,
+        "IPPrefixLen": settings.prefix_len,
+        "MacAddress": settings.mac_address,
+    });
+    let mut network_settings = json!({
+        "Ports": port_map(&settings.ports, |port| port.host_port.to_string()),
+        "Networks": { c.network.clone(): endpoint.clone() },
+    });
+    for (key, value) in endpoint.as_object().into_iter().flatten() {
+        network_settings[key] = value.clone();
+    }
+    container["NetworkSettings"] = network_settings;
+}
+
+/// docker's port maps: `{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}`.
+fn port_map(
+    ports: &[layerdb::PortBinding],
+    host_port: impl Fn(&layerdb::PortBinding) -> String,
+) -> Value {
+    let mut map = serde_json::Map::new();
+    for port in ports {
+        let entry = json!({ "HostIp": port.host_ip, "HostPort": host_port(port) });
+        let key = crate::network::options::port_key(port);
+        match map.get_mut(&key).and_then(Value::as_array_mut) {
+            Some(list) => list.push(entry),
+            None => {
+                map.insert(key, json!([entry]));
+            }
+        }
+    }
+    Value::Object(map)
 }

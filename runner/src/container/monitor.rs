@@ -89,6 +89,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Ok(child) => child,
         Err(err) => return fail(StartError::other(format!("{err:#}"))),
     };
+    // Connected before the container runs; undone when `network` drops.
+    let network = match crate::network::attach(spec, child.pid, in_user_namespace) {
+        Ok(network) => network,
+        Err(err) => {
+            child.abandon();
+            return fail(StartError::other(format!("{err:#}")));
+        }
+    };
     if let Err(err) = hooks.mount_rootfs() {
         child.abandon();
         hooks.unmount();
@@ -115,6 +123,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     }
     events.send(&Event::Started { pid: pid.as_raw() });
     let code = supervise(pid, cli_alive, master);
+    drop(network);
     hooks.exited(code);
     hooks.unmount();
     events.send(&Event::Exited { code });
@@ -158,8 +167,11 @@ impl ContainerChild {
     fn fork(spec: &Spec, slave: Option<OwnedFd>, in_user_namespace: bool) -> anyhow::Result<Self> {
         let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (errors_read, errors_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        match namespaces::fork_into_new_pid_namespace(in_user_namespace)
-            .context("fork the container process")?
+        match namespaces::fork_into_new_pid_namespace(
+            in_user_namespace,
+            spec.network.mode.is_private(),
+        )
+        .context("fork the container process")?
         {
             ForkResult::Child => {
                 drop((go_write, errors_read));
@@ -209,10 +221,10 @@ fn init_steps(spec: &Spec, slave: Option<OwnedFd>, go: &OwnedFd) -> Result<Infal
     process::wait_for_go(go)?;
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
-    namespaces::unshare_container_namespaces(spec.network_none)?;
+    namespaces::unshare_container_namespaces()?;
     let console = attach_stdio(slave, spec.interactive)?;
     rootfs::enter(spec, console.as_deref())?;
-    namespaces::configure(&spec.hostname, spec.network_none)?;
+    namespaces::configure(&spec.hostname, spec.network.mode.is_private())?;
     let process = ProcessSpec {
         args: &spec.args,
         env: &spec.env,
