@@ -79,3 +79,17 @@ impl Drop for Lease {
         }
     }
 }
+
+/// Frees the leases still naming container `id`: its monitor was killed
+/// before it could (`rm` calls this). Nothing to do for rootless users.
+pub fn forget(dir: &Path, id: &str) {
+    let Ok(entries) = fs::read_dir(dir.join("leases")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let holder = fs::read_to_string(entry.path()).unwrap_or_default();
+        if holder.split_whitespace().next() == Some(id) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}

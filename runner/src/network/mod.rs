@@ -185,6 +185,12 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
     Ok(attachment)
 }
 
+/// Frees what a container whose monitor died may have left: its address
+/// lease (the veth pair went with its namespace, pasta with the monitor).
+pub fn forget(id: &str) {
+    lease::forget(&bridge::state_dir(), id);
+}
+
 /// `--add-host` entries, checked when the container was created.
 pub fn parsed_extra_hosts(entries: &[String]) -> Vec<(String, std::net::IpAddr)> {
     entries
