@@ -539,3 +539,44 @@ fn a_rootless_container_does_not_reach_services_on_the_hosts_loopback() {
     );
     assert_eq!(out, "exit 1\n", "nc is refused at once");
 }
+
+/// The bridge's address leases that name container `id`.
+fn leases_of(id: &str) -> Vec<PathBuf> {
+    fs::read_dir("/run/strata/network/leases")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| fs::read_to_string(path).is_ok_and(|holder| holder.starts_with(id)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rm_frees_the_address_of_a_container_whose_monitor_was_killed() {
+    let s = Stack::root();
+    s.detach("orphan", &[], &["sleep".into(), "600".into()]);
+    let id = s.inspect("orphan")["Id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    assert_eq!(leases_of(&id).len(), 1, "one lease while it runs");
+    let state: serde_json::Value = serde_json::from_slice(
+        &fs::read(s.store().join("containers").join(&id).join("state")).expect("state file"),
+    )
+    .expect("state JSON");
+    let monitor = state["Running"]["monitor_pid"]
+        .as_i64()
+        .expect("a monitor pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the monitor");
+    wait_until("the monitor to die", || {
+        !Path::new(&format!("/proc/{monitor}")).exists()
+    });
+    s.run(&["rm", "-f", "orphan"]).ok();
+    assert_eq!(leases_of(&id), Vec::<PathBuf>::new(), "rm frees the lease");
+}
