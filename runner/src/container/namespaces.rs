@@ -63,7 +63,8 @@ pub fn fork_into_new_pid_namespace(
 }
 
 /// The helper's way: we become a child subreaper, fork a helper that
-/// unshares the pid namespace, forks pid 1, reports pid 1's pid (as our pid
+/// unshares the pid namespace (and the network namespace, in `flags`),
+/// forks pid 1, reports pid 1's pid (as our pid
 /// namespace sees it) and exits. Orphaned, pid 1 is reparented to us, so we
 /// wait for it and get its exit status as if we had forked it. Our own
 /// `pid_for_children` never changes, so threads (FUSE) stay possible.
