@@ -117,6 +117,10 @@ pub struct ContainerRecord {
     /// through the container's cgroup. Absent in records made before it.
     #[serde(default)]
     pub resources: Resources,
+    /// `-p`, `--dns`, `--add-host`: what the container's network is given
+    /// beyond its mode (`network`). Absent in records made before it.
+    #[serde(default)]
+    pub net: NetworkConfig,
 }
 
 /// What `run`/`create` were told about the container's privileges, as
@@ -147,6 +151,29 @@ pub struct Resources {
     pub pids_limit: i64,
     /// Every device, not only docker's defaults (`--privileged`).
     pub all_devices: bool,
+}
+
+/// A container's network options as given to `run` (the addresses it gets
+/// are runtime state, kept beside its run state).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// `-p [IP:][HOST:]CONTAINER[/PROTO]`, in the order given.
+    pub ports: Vec<PortBinding>,
+    /// `--dns`: name servers replacing the host's.
+    pub dns: Vec<String>,
+    /// `--add-host NAME:IP`, as given.
+    pub extra_hosts: Vec<String>,
+}
+
+/// One published port. `host_port` 0 means "any free port", chosen when
+/// the container starts; an empty `host_ip` means every address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub protocol: String,
 }
 
 impl ContainerRecord {

@@ -43,7 +43,10 @@ pub mod store;
 pub mod verify;
 
 pub use chunk::ChunkDir;
-pub use container::{BadTransition, BindMount, ContainerRecord, Resources, SecurityOptions, State};
+pub use container::{
+    BadTransition, BindMount, ContainerRecord, NetworkConfig, PortBinding, Resources,
+    SecurityOptions, State,
+};
 pub use digest::Digest;
 pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};
 pub use error::StoreError;

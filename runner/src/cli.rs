@@ -276,7 +276,9 @@ pub struct RunArgs {
     pub hostname: Option<String>,
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
-    #[arg(long, default_value = "host")]
+    /// bridge (the default: a network of its own, NAT to the outside),
+    /// host or none
+    #[arg(long, alias = "net", default_value = "bridge")]
     pub network: String,
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -304,6 +306,15 @@ pub struct RunArgs {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
+    /// Publish a container's port to the host: [IP:][HOST:]CONTAINER[/tcp|/udp]
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Set a custom DNS server
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -73,12 +73,14 @@ fn vanished(state: &State) -> Option<i64> {
 /// Removes a container that does not run: first a mount its monitor left
 /// when it died (the state may not say running: killed between mounting and
 /// recording the start), since deleting the directory would fail on it
-/// once the record is gone; then the record, then the directory.
+/// once the record is gone; then an address lease it may have left; then
+/// the record, then the directory.
 pub fn remove(store: &Store, rec: &ContainerRecord) -> Result<()> {
     let merged = ContainerPaths::of(store.root(), rec).merged();
     if is_mounted(&merged) {
         fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
     }
+    crate::network::forget(&rec.id);
     Ok(store.remove_container(rec)?)
 }
 

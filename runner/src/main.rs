@@ -10,6 +10,7 @@ mod hooks;
 mod humanize;
 mod liveness;
 mod names;
+mod network;
 mod output;
 mod overlay_compat;
 mod registry;

@@ -570,6 +570,21 @@ fn ps_names(names: &[String], trunc: bool) -> String {
     names.join(",")
 }
 
+/// The PORTS cell: each published port as docker shows it,
+/// `0.0.0.0:8080->80/tcp`, joined by `, `.
+pub fn ports_text(ports: &[layerdb::PortBinding]) -> String {
+    ports
+        .iter()
+        .map(|port| {
+            format!(
+                "{}:{}->{}/{}",
+                port.host_ip, port.host_port, port.container_port, port.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The whole output of `ps`.
 pub fn render_ps(rows: &[PsRow], options: &PsOptions, now: i64) -> String {
     let trunc = !options.no_trunc;
@@ -1151,6 +1166,25 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
         assert!(out.trim_end().ends_with("a,b/link"), "{out}");
         let truncated = render_ps(&[row], &PsOptions::default(), NOW);
         assert!(truncated.trim_end().ends_with("   a"), "{truncated}");
+    }
+
+    #[test]
+    fn ps_ports_show_host_address_and_port_then_the_containers() {
+        let port =
+            |host_ip: &str, host_port, container_port, protocol: &str| layerdb::PortBinding {
+                host_ip: host_ip.into(),
+                host_port,
+                container_port,
+                protocol: protocol.into(),
+            };
+        assert_eq!(
+            ports_text(&[
+                port("0.0.0.0", 8080, 80, "tcp"),
+                port("127.0.0.1", 5353, 53, "udp")
+            ]),
+            "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"
+        );
+        assert_eq!(ports_text(&[]), "");
     }
 
     #[test]

@@ -94,6 +94,7 @@ mod tests {
             upper: root.join("upper"),
             security: Default::default(),
             resources: Default::default(),
+            net: Default::default(),
         }
     }
 

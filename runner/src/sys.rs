@@ -278,3 +278,26 @@ pub fn attach_device_filter(cgroup: &impl AsFd, program: &[[u8; 8]]) -> io::Resu
     }
     Ok(())
 }
+
+/// Has `command`'s process killed (SIGKILL) when the thread that spawns it
+/// exits, and refuses to start it if that thread is already gone: a
+/// helper such as pasta must not outlive the container monitor that
+/// started it, even when the monitor is killed.
+pub fn kill_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // calls prctl and getppid, which are async-signal-safe, and builds its
+    // errors from raw errno values, allocating nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        })
+    };
+}

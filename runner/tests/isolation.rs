@@ -360,7 +360,14 @@ fn hostname_and_etc_files_are_the_containers_own() {
     let out = f
         .run_named(
             "named-host",
-            &["-h", "boxname", "--cap-add", "SYS_ADMIN"],
+            &[
+                "-h",
+                "boxname",
+                "--cap-add",
+                "SYS_ADMIN",
+                "--network",
+                "host",
+            ],
             &[
                 "sh",
                 "-c",

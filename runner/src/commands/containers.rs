@@ -45,7 +45,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
             command: output::container_command(&c.command),
             created: c.created_ns,
             status: status_of(&c.state),
-            ports: String::new(),
+            ports: output::ports_text(&crate::network::settings_of(c).ports),
             names: vec![c.name.clone()],
         })
         .collect();

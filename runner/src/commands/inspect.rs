@@ -113,6 +113,7 @@ pub fn container_json(c: &ContainerRecord) -> Value {
     value["HostConfig"]["Memory"] = json!(limits.memory);
     value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
     value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
+    add_network_json(c, &mut value);
     value
 }
 
@@ -147,4 +148,51 @@ fn security_opt(security: &layerdb::SecurityOptions) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// docker's network fields: HostConfig's PortBindings, Dns, ExtraHosts
+/// (as given), and NetworkSettings (what the running container got, from
+/// its `network.json`; empty once it stopped, as docker shows it).
+fn add_network_json(c: &ContainerRecord, value: &mut Value) {
+    let asked = port_map(&c.net.ports, |port| match port.host_port {
+        0 => String::new(),
+        n => n.to_string(),
+    });
+    value["HostConfig"]["PortBindings"] = asked;
+    value["HostConfig"]["Dns"] = json!(c.net.dns);
+    value["HostConfig"]["ExtraHosts"] = json!(c.net.extra_hosts);
+    let settings = crate::network::settings_of(c);
+    let endpoint = json!({
+        "Gateway": settings.gateway,
+        "IPAddress": settings.ip_address,
+        "IPPrefixLen": settings.prefix_len,
+        "MacAddress": settings.mac_address,
+    });
+    let mut network_settings = json!({
+        "Ports": port_map(&settings.ports, |port| port.host_port.to_string()),
+        "Networks": { c.network.clone(): endpoint.clone() },
+    });
+    for (key, field) in endpoint.as_object().into_iter().flatten() {
+        network_settings[key] = field.clone();
+    }
+    value["NetworkSettings"] = network_settings;
+}
+
+/// docker's port maps: `{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}`.
+fn port_map(
+    ports: &[layerdb::PortBinding],
+    host_port: impl Fn(&layerdb::PortBinding) -> String,
+) -> Value {
+    let mut map = serde_json::Map::new();
+    for port in ports {
+        let entry = json!({ "HostIp": port.host_ip, "HostPort": host_port(port) });
+        let key = crate::network::options::port_key(port);
+        match map.get_mut(&key).and_then(Value::as_array_mut) {
+            Some(list) => list.push(entry),
+            None => {
+                map.insert(key, json!([entry]));
+            }
+        }
+    }
+    Value::Object(map)
 }

@@ -67,7 +67,13 @@ fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
         hostname: rec.hostname.clone(),
         tty: rec.tty,
         interactive: rec.interactive,
-        network_none: rec.network == "none",
+        network: crate::network::NetworkSpec {
+            // Checked when the container was created.
+            mode: crate::network::Mode::parse(&rec.network).unwrap_or_default(),
+            ports: rec.net.ports.clone(),
+            extra_hosts: rec.net.extra_hosts.clone(),
+            dir: paths.dir.clone(),
+        },
         mounts: rec.mounts.clone(),
         etc_files: EtcFiles {
             hosts: Some(paths.hosts()),

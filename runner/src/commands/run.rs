@@ -11,7 +11,9 @@ use super::Ctx;
 use crate::cli::{LaunchArgs, RunArgs};
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::{BindMount, ContainerRecord, ImageRecord, RunConfig, State, Store, StoreError};
+use layerdb::{
+    BindMount, ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError,
+};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult};
 use std::fs;
@@ -90,12 +92,8 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         .iter()
         .map(|v| parse_volume(v))
         .collect::<Result<Vec<_>>>()?;
-    if !matches!(args.network.as_str(), "host" | "none") {
-        bail!(
-            "network {:?} not found: strata offers --network host or none",
-            args.network
-        );
-    }
+    let network = crate::network::Mode::parse(&args.network)?;
+    let net = network_config(args, network)?;
     if let Some(name) = &args.name {
         if !crate::names::is_valid_name(name) {
             bail!("{}", crate::names::invalid_name_message(name));
@@ -154,12 +152,13 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         hostname,
         tty: args.tty,
         interactive: args.interactive,
-        network: args.network.clone(),
+        network: network.name().to_string(),
         mounts,
         auto_remove: args.rm,
         upper: paths.upper(),
         security,
         resources,
+        net,
     };
     // The filesystem first, the record last: no record without its files.
     make_files(&paths, &rec)?;
@@ -198,22 +197,50 @@ fn make_files(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
     fs::create_dir_all(paths.upper())
         .with_context(|| format!("create {}", paths.upper().display()))?;
     fs::create_dir_all(paths.merged())?;
+    // The bridge's address replaces 127.0.1.1 when the monitor connects it.
+    let extra_hosts = crate::network::parsed_extra_hosts(&rec.net.extra_hosts);
     fs::write(
         paths.hosts(),
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            rec.hostname
-        ),
+        crate::network::hosts(&rec.hostname, &extra_hosts, None),
     )?;
     fs::write(paths.hostname(), format!("{}\n", rec.hostname))?;
-    let resolv = if rec.network == "none" {
-        String::new()
-    } else {
-        fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-    };
-    fs::write(paths.resolv_conf(), resolv)?;
+    let mode = crate::network::Mode::parse(&rec.network)?;
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    fs::write(
+        paths.resolv_conf(),
+        crate::network::resolv_conf(&host_resolv, mode, &rec.net.dns),
+    )?;
     fs::write(paths.launch_file(), serde_json::to_vec(rec)?)?;
     Ok(())
+}
+
+/// `-p`, `--dns` and `--add-host`, checked. Published ports mean nothing
+/// on the host's network or none: docker warns and drops them.
+fn network_config(args: &RunArgs, mode: crate::network::Mode) -> Result<NetworkConfig> {
+    use crate::network::options;
+    let mut ports = args
+        .publish
+        .iter()
+        .map(|spec| options::parse_publish(spec))
+        .collect::<Result<Vec<_>>>()?;
+    if !ports.is_empty() && mode != crate::network::Mode::Bridge {
+        eprintln!(
+            "WARNING: Published ports are discarded when using {} network mode",
+            mode.name()
+        );
+        ports.clear();
+    }
+    for server in &args.dns {
+        options::check_dns(server)?;
+    }
+    for entry in &args.add_host {
+        options::parse_extra_host(entry)?;
+    }
+    Ok(NetworkConfig {
+        ports,
+        dns: args.dns.clone(),
+        extra_hosts: args.add_host.clone(),
+    })
 }
 
 /// The image's config with the run flags applied, as docker does:

@@ -97,6 +97,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     // while the rootfs mounts; gone when `placement` drops, after the
     // container ended.
     let placing = super::cgroup::Placement::start(spec, child.pid);
+    // Connected before the container runs; undone when `network` drops.
+    let network = match crate::network::attach(spec, child.pid, in_user_namespace) {
+        Ok(network) => network,
+        Err(err) => {
+            child.abandon();
+            return fail(StartError::other(format!("{err:#}")));
+        }
+    };
     if let Err(err) = hooks.mount_rootfs() {
         child.abandon();
         hooks.unmount();
@@ -135,6 +143,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let code = supervise(pid, cli_alive, master);
+    drop(network);
     hooks.exited(code);
     hooks.unmount();
     events.send(&Event::Exited { code });
@@ -183,8 +192,11 @@ impl ContainerChild {
     ) -> anyhow::Result<Self> {
         let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (errors_read, errors_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        match namespaces::fork_into_new_pid_namespace(in_user_namespace)
-            .context("fork the container process")?
+        match namespaces::fork_into_new_pid_namespace(
+            in_user_namespace,
+            spec.network.mode.is_private(),
+        )
+        .context("fork the container process")?
         {
             ForkResult::Child => {
                 drop((go_write, errors_read));
@@ -247,10 +259,10 @@ fn init_steps(
     // The monitor has moved us into the container's cgroup by now.
     super::cgroup::enter_namespace()
         .map_err(|errno| StartError::from_errno("unshare the cgroup namespace", errno))?;
-    namespaces::unshare_container_namespaces(spec.network_none)?;
+    namespaces::unshare_container_namespaces()?;
     let console = attach_stdio(slave, spec.interactive)?;
     rootfs::enter(spec, console.as_deref())?;
-    namespaces::configure(&spec.hostname, spec.network_none)?;
+    namespaces::configure(&spec.hostname, spec.network.mode.is_private())?;
     let process = ProcessSpec {
         args: &spec.args,
         env: &spec.env,

@@ -1,10 +1,12 @@
 //! Creating and joining the namespaces a container lives in.
 //!
-//! The pid namespace is made first, when the monitor forks the container's
-//! first process (before the rootfs is mounted); the mount, uts, ipc and net
-//! namespaces are unshared later by that process, once the monitor has made
-//! the FUSE mount, so the new mount namespace's copy of the host tree holds
-//! it whatever the host's mount propagation is.
+//! The pid namespace and a private network namespace are made first, when
+//! the monitor forks the container's first process (before the rootfs is
+//! mounted), so the monitor can connect that network before it releases the
+//! process (network/); the mount, uts and ipc namespaces are unshared later
+//! by that process, once the monitor has made the FUSE mount, so the new
+//! mount namespace's copy of the host tree holds it whatever the host's
+//! mount propagation is.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -32,34 +34,50 @@ use crate::sys;
 /// namespace (that takes CAP_SYS_ADMIN in the host's user namespace), so a
 /// short-lived helper unshares and forks instead; see
 /// [`fork_through_helper`].
-pub fn fork_into_new_pid_namespace(in_user_namespace: bool) -> anyhow::Result<ForkResult> {
-    if in_user_namespace {
-        return fork_through_helper();
+///
+/// `private_network`: the child also gets a new network namespace, made
+/// the same way, which the caller then connects before releasing it.
+pub fn fork_into_new_pid_namespace(
+    in_user_namespace: bool,
+    private_network: bool,
+) -> anyhow::Result<ForkResult> {
+    let mut flags = CloneFlags::CLONE_NEWPID;
+    if private_network {
+        flags |= CloneFlags::CLONE_NEWNET;
     }
-    let own = File::open("/proc/self/ns/pid").context("open /proc/self/ns/pid")?;
-    unshare(CloneFlags::CLONE_NEWPID).context("unshare the pid namespace")?;
+    if in_user_namespace {
+        return fork_through_helper(flags);
+    }
+    let own_pid = File::open("/proc/self/ns/pid").context("open /proc/self/ns/pid")?;
+    let own_net = File::open("/proc/self/ns/net").context("open /proc/self/ns/net")?;
+    unshare(flags).context("unshare the pid and network namespaces")?;
     let forked = sys::fork();
     if let Ok(ForkResult::Parent { .. }) | Err(_) = forked {
-        setns(&own, CloneFlags::CLONE_NEWPID).context("return to our own pid namespace")?;
+        setns(&own_pid, CloneFlags::CLONE_NEWPID).context("return to our own pid namespace")?;
+        if private_network {
+            setns(&own_net, CloneFlags::CLONE_NEWNET)
+                .context("return to our own network namespace")?;
+        }
     }
     forked
 }
 
 /// The helper's way: we become a child subreaper, fork a helper that
-/// unshares the pid namespace, forks pid 1, reports pid 1's pid (as our pid
+/// unshares the pid namespace (and the network namespace, in `flags`),
+/// forks pid 1, reports pid 1's pid (as our pid
 /// namespace sees it) and exits. Orphaned, pid 1 is reparented to us, so we
 /// wait for it and get its exit status as if we had forked it. Our own
 /// `pid_for_children` never changes, so threads (FUSE) stay possible.
 ///
 /// The child must not set its parent-death signal before the monitor has
 /// released it: until the helper is gone, "parent" means the helper.
-fn fork_through_helper() -> anyhow::Result<ForkResult> {
+fn fork_through_helper(flags: CloneFlags) -> anyhow::Result<ForkResult> {
     prctl::set_child_subreaper(true).context("become a child subreaper")?;
     let (pid_read, pid_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match sys::fork().context("fork the pid namespace helper")? {
         ForkResult::Child => {
             drop(pid_read);
-            let report = match unshare(CloneFlags::CLONE_NEWPID) {
+            let report = match unshare(flags) {
                 Err(errno) => -(errno as i32),
                 Ok(()) => match sys::fork() {
                     Ok(ForkResult::Child) => {
@@ -91,22 +109,19 @@ fn fork_through_helper() -> anyhow::Result<ForkResult> {
 }
 
 /// The namespaces the container's first process unshares for itself.
-pub fn unshare_container_namespaces(network_none: bool) -> Result<(), StartError> {
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if network_none {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+pub fn unshare_container_namespaces() -> Result<(), StartError> {
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     unshare(flags).map_err(|errno| StartError::from_errno("unshare namespaces", errno))
 }
 
 /// Sets the hostname in the container's uts namespace, and brings `lo` up in
-/// its own network namespace (`--network none`).
-pub fn configure(hostname: &str, network_none: bool) -> Result<(), StartError> {
+/// its own network namespace (every network but `host`).
+pub fn configure(hostname: &str, private_network: bool) -> Result<(), StartError> {
     if !hostname.is_empty() {
         nix::unistd::sethostname(hostname)
             .map_err(|errno| StartError::from_errno("sethostname", errno))?;
     }
-    if network_none {
+    if private_network {
         sys::bring_up_loopback().map_err(|err| StartError::other(format!("bring up lo: {err}")))?;
     }
     Ok(())

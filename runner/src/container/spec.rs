@@ -28,8 +28,9 @@ pub struct Spec {
     pub hostname: String,
     pub tty: bool,
     pub interactive: bool,
-    /// A new network namespace with only `lo` up; else the host network.
-    pub network_none: bool,
+    /// The network: its mode (a namespace of its own but for `host`), the
+    /// published ports, the extra /etc/hosts entries.
+    pub network: crate::network::NetworkSpec,
     /// `-v src:dst[:ro]`.
     pub mounts: Vec<BindMount>,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.

@@ -1,0 +1,312 @@
+//! The host side of the default network for root: the `strata0` bridge,
+//! docker's `docker0` under another name. Made once, by the first
+//! container that needs it: a private /16 that no host route overlaps
+//! (docker's pool, 172.17-31.0.0/16), the gateway address on the bridge,
+//! IPv4 forwarding on, and NAT to the outside (iptables MASQUERADE of the
+//! subnet leaving by any other interface, plus the FORWARD rules that let
+//! its traffic through a DROP policy). Like docker0 it stays when
+//! containers go; `ip link del strata0` and the rules below remove it.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use nix::fcntl::{Flock, FlockArg};
+
+use super::netlink::Netlink;
+
+pub const BRIDGE: &str = "strata0";
+
+/// Where the bridge's subnet and the address leases are kept: the
+/// bridge's lifetime is the host's uptime, as /run's is.
+pub fn state_dir() -> PathBuf {
+    PathBuf::from("/run/strata/network")
+}
+
+/// An IPv4 subnet: the network address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Subnet {
+    fn mask(&self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// The gateway: the first host address, on the bridge.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    fn overlaps(&self, other: &Subnet) -> bool {
+        let mask = self.mask() & other.mask();
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+
+    /// The addresses containers may get (all but the network, the gateway
+    /// and broadcast), starting after `last` and wrapping around.
+    pub fn hosts_after(&self, last: Option<Ipv4Addr>) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(self.network) + 2;
+        let end = (u32::from(self.network) | !self.mask()) - 1;
+        let start = last
+            .map(u32::from)
+            .filter(|last| (first..=end).contains(last))
+            .map_or(first, |last| if last == end { first } else { last + 1 });
+        (start..=end).chain(first..start).map(Ipv4Addr::from)
+    }
+
+    pub fn parse(text: &str) -> Option<Subnet> {
+        let (network, prefix) = text.trim().split_once('/')?;
+        let subnet = Subnet {
+            network: network.parse().ok()?,
+            prefix: prefix.parse().ok().filter(|p| (8..=30).contains(p))?,
+        };
+        Some(subnet)
+    }
+}
+
+/// The bridge as a container's network setup needs it.
+pub struct Bridge {
+    pub index: u32,
+    pub subnet: Subnet,
+}
+
+/// The network state directory, locked: bridge creation and leases happen
+/// under it, so concurrent runs neither make two bridges nor share an
+/// address.
+pub struct Locked {
+    pub dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+pub fn lock() -> anyhow::Result<Locked> {
+    let dir = state_dir();
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let file = File::create(dir.join("lock")).context("open the network lock")?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .context("lock the network state")?;
+    Ok(Locked { dir, _lock: lock })
+}
+
+/// The bridge, made first if it does not exist.
+pub fn ensure(locked: &Locked, netlink: &mut Netlink) -> anyhow::Result<Bridge> {
+    let subnet_file = locked.dir.join("subnet");
+    let recorded = fs::read_to_string(&subnet_file)
+        .ok()
+        .and_then(|text| Subnet::parse(&text));
+    if let Ok(index) = nix::net::if_::if_nametoindex(BRIDGE) {
+        let Some(subnet) = recorded else {
+            bail!(
+                "the bridge {BRIDGE} exists but {} does not say its subnet: remove the bridge (ip link del {BRIDGE}) and strata makes it again",
+                subnet_file.display()
+            );
+        };
+        return Ok(Bridge { index, subnet });
+    }
+    let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let subnet = free_subnet(&host_routes(&routes))?;
+    netlink
+        .add_bridge(BRIDGE)
+        .with_context(|| format!("create the bridge {BRIDGE}"))?;
+    let index = nix::net::if_::if_nametoindex(BRIDGE)
+        .with_context(|| format!("find the new bridge {BRIDGE}"))?;
+    netlink
+        .add_address(index, subnet.gateway(), subnet.prefix)
+        .with_context(|| format!("give {BRIDGE} the address {}", subnet.gateway()))?;
+    netlink
+        .set_up(index)
+        .with_context(|| format!("bring {BRIDGE} up"))?;
+    enable_forwarding()?;
+    install_nat(&subnet)?;
+    fs::write(&subnet_file, subnet.to_string())
+        .with_context(|| format!("write {}", subnet_file.display()))?;
+    Ok(Bridge { index, subnet })
+}
+
+/// The first of docker's default pool that no host route overlaps.
+fn free_subnet(routes: &[Subnet]) -> anyhow::Result<Subnet> {
+    (17..=31)
+        .map(|second| Subnet {
+            network: Ipv4Addr::new(172, second, 0, 0),
+            prefix: 16,
+        })
+        .find(|candidate| !routes.iter().any(|route| route.overlaps(candidate)))
+        .context("every subnet of 172.17.0.0/16 to 172.31.0.0/16 overlaps a route of the host: no subnet left for the strata0 bridge")
+}
+
+/// The destinations of the host's IPv4 routes (not the default route),
+/// from /proc/net/route: hex in the kernel's byte order.
+fn host_routes(table: &str) -> Vec<Subnet> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let hex = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|field| u32::from_str_radix(field, 16).ok())
+                    .map(u32::from_be)
+            };
+            let (destination, mask) = (hex(1)?, hex(7)?);
+            (mask != 0).then(|| Subnet {
+                network: Ipv4Addr::from(destination),
+                prefix: mask.count_ones() as u8,
+            })
+        })
+        .collect()
+}
+
+fn enable_forwarding() -> anyhow::Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(path).is_ok_and(|value| value.trim() == "1") {
+        return Ok(());
+    }
+    fs::write(path, "1").with_context(|| format!("enable IPv4 forwarding ({path})"))
+}
+
+/// docker's rules for its bridge: MASQUERADE the subnet's traffic that
+/// leaves by another interface, accept what the bridge forwards and the
+/// replies to it (placed first, in case the FORWARD policy is DROP, as
+/// docker sets it).
+fn nat_rules(subnet: &Subnet) -> Vec<Vec<String>> {
+    let rule = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let subnet = subnet.to_string();
+    vec![
+        rule(&[
+            "-t",
+            "nat",
+            "POSTROUTING",
+            "-s",
+            &subnet,
+            "!",
+            "-o",
+            BRIDGE,
+            "-j",
+            "MASQUERADE",
+        ]),
+        rule(&["-t", "filter", "FORWARD", "-i", BRIDGE, "-j", "ACCEPT"]),
+        rule(&[
+            "-t",
+            "filter",
+            "FORWARD",
+            "-o",
+            BRIDGE,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ]),
+    ]
+}
+
+fn install_nat(subnet: &Subnet) -> anyhow::Result<()> {
+    for rule in nat_rules(subnet) {
+        // `-t TABLE CHAIN ...`: check first, insert if missing.
+        let (table, rest) = rule.split_at(2);
+        let (chain, spec) = rest.split_at(1);
+        let present = iptables(table, "-C", &chain[0], spec)?;
+        if !present.status.success() {
+            let added = iptables(table, "-I", &chain[0], spec)?;
+            if !added.status.success() {
+                bail!(
+                    "iptables {} -I {} {}: {}",
+                    table.join(" "),
+                    chain[0],
+                    spec.join(" "),
+                    String::from_utf8_lossy(&added.stderr).trim()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn iptables(
+    table: &[String],
+    action: &str,
+    chain: &str,
+    spec: &[String],
+) -> anyhow::Result<std::process::Output> {
+    Command::new(iptables_path())
+        .args(table)
+        .arg("-w")
+        .arg(action)
+        .arg(chain)
+        .args(spec)
+        .output()
+        .context("run iptables for the strata0 bridge's NAT (apt-get install iptables)")
+}
+
+/// iptables lives in /usr/sbin, which an ordinary PATH may lack.
+fn iptables_path() -> PathBuf {
+    ["/usr/sbin/iptables", "/sbin/iptables"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("iptables"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+
+    #[test]
+    fn the_subnet_skips_those_the_host_routes_already() {
+        let routes = host_routes(ROUTES);
+        assert_eq!(
+            routes,
+            vec![
+                Subnet::parse("192.0.2.0/24").unwrap(),
+                Subnet::parse("172.17.0.0/16").unwrap()
+            ]
+        );
+        assert_eq!(
+            free_subnet(&routes).unwrap(),
+            Subnet::parse("172.18.0.0/16").unwrap()
+        );
+        let everything = vec![Subnet::parse("172.16.0.0/12").unwrap()];
+        assert!(free_subnet(&everything).is_err());
+    }
+
+    #[test]
+    fn hosts_go_round_robin_and_skip_gateway_and_broadcast() {
+        let subnet = Subnet::parse("10.1.0.0/30").unwrap();
+        assert_eq!(subnet.gateway(), Ipv4Addr::new(10, 1, 0, 1));
+        let all: Vec<_> = subnet.hosts_after(None).collect();
+        assert_eq!(all, vec![Ipv4Addr::new(10, 1, 0, 2)]);
+        let subnet = Subnet::parse("10.1.0.0/29").unwrap();
+        let after: Vec<_> = subnet
+            .hosts_after(Some(Ipv4Addr::new(10, 1, 0, 4)))
+            .collect();
+        assert_eq!(
+            after,
+            [5, 6, 2, 3, 4]
+                .iter()
+                .map(|last| Ipv4Addr::new(10, 1, 0, *last))
+                .collect::<Vec<_>>()
+        );
+    }
+}
