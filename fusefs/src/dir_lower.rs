@@ -128,7 +128,7 @@ fn ns(sec: i64, nsec: i64) -> i64 {
 impl DirLower {
     /// A read-only overlay-format directory layer; a root given as a
     /// symlink or a relative path is resolved now (see
-    /// [`crate::upper::resolved_root`]).
+    /// `upper::resolved_root`).
     pub fn new(root: impl Into<PathBuf>) -> DirLower {
         DirLower {
             root: crate::upper::resolved_root(&root.into()),

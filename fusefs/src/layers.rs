@@ -106,7 +106,7 @@ impl Layers {
     }
 
     /// Resolves `path` from its nearest remembered ancestor directory
-    /// (see [`ResolutionCache`]); the node itself is always read fresh.
+    /// (see `ResolutionCache`); the node itself is always read fresh.
     pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
         let stack = self.stack();
         let (mut end, mut cur) = match self.dirs.nearest_ancestor(path) {
@@ -140,7 +140,7 @@ impl Layers {
     }
 
     /// Forgets remembered resolutions at and under `path`, for a change
-    /// made to the upper other than through [`Upper`]'s own methods.
+    /// made to the upper other than through `Upper`'s own methods.
     pub fn invalidate(&self, path: &[u8]) {
         self.dirs.invalidate(path);
     }

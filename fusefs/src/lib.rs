@@ -11,7 +11,7 @@
 //!   ([`override_stat`], [`whiteout`]) so an unprivileged server works.
 //! - `union_fs`: every filesystem operation, returning `Result` and no FUSE
 //!   types; `adapter` implements `fuser::Filesystem` by calling it and
-//!   replying; [`mount`] starts and stops servers; `passthrough` lets the
+//!   replying; [`mod@mount`] starts and stops servers; `passthrough` lets the
 //!   kernel do the I/O of host-backed files itself where it can.
 //! - `inode`, `orphan`: which paths a node id stands for, and the file a
 //!   node keeps when its last name goes while the kernel still holds it;
@@ -19,7 +19,7 @@
 //!   `node_files`: files the kernel reads and writes by node, not handle.
 //! - [`view`]: owners and options as the kernel is shown them
 //!   (fuse-overlayfs's `uidmapping`, `squash_to_*`, `static_nlink`...).
-//! - [`changes`]: the upper as a change set, for commit and diff.
+//! - [`mod@changes`]: the upper as a change set, for commit and diff.
 //!
 //! Inode numbers are stable for a file's life (across copy-up and remount)
 //! and shared by hardlinks; see [`lower::ino_tag`].

@@ -23,6 +23,8 @@
 //! A failure names its seed: `STRATA_DIFF_SEEDS=<seed> cargo test -p fusefs
 //! --test differential` replays it.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use fusefs::{DirLower, MountHandle, MountOptions};

@@ -1,6 +1,8 @@
 //! Real mounts through /dev/fuse. They need root (CI runs as root): without
 //! it they fail with the reason, they never skip.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use fusefs::{changes, ChangeKind, DirLower, Lower, MountHandle, MountOptions, UpperFormat};

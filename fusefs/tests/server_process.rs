@@ -8,6 +8,8 @@
 //! `cargo test` run). Needs root and /dev/fuse; fails, never skips,
 //! without them.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::collections::BTreeMap;

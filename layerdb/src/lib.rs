@@ -16,7 +16,7 @@
 //!   at any instant the store is whole, and `gc` removes what a crash
 //!   orphaned.
 //! - Writers take a file lock and wait for each other; long-lived readers
-//!   (mount servers) open a secondary instance and never wait ([`db`]).
+//!   (mount servers) open a secondary instance and never wait (the `db` module).
 
 pub mod chunk;
 pub mod container;

@@ -8,6 +8,8 @@
 //! Every test runs the built binary as root with FUSE, on a store made at
 //! test time, and removes what it made, also when it fails.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,8 @@
 //! Containers end to end on a busybox image: run's flags and exit codes,
 //! bad input, isolation, lifecycle, diff, export and inspection mounts.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::Strata;

@@ -3,6 +3,8 @@
 //! users type. Needs root and /dev/fuse; every test unmounts what it
 //! mounted and stops what it started, also when it fails.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::fs;

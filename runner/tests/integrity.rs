@@ -4,6 +4,8 @@
 //! archive is made here, at test time; podman and skopeo (Debian's) make
 //! the foreign ones, in temporary stores of their own.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{noise, Strata, TarMaker};

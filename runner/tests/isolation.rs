@@ -7,6 +7,8 @@
 //! needs root and /dev/fuse, and removes the containers it made through a
 //! [`Fixture`] guard, also when it fails.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::cell::RefCell;

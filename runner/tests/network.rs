@@ -17,6 +17,8 @@
 //! Nothing here talks to an address outside the host: published ports are
 //! reached on 127.0.0.1, and containers talk to each other on the bridge.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::cell::RefCell;

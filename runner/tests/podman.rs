@@ -9,6 +9,8 @@
 //! /dev/fuse, podman, runc and fuse-overlayfs; fails, never skips, without
 //! them.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,8 @@
 //! the ids skopeo sees; tampered blobs, unknown names, a registry that is
 //! down and wrong passwords each cost one line and exit 125.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{Run, Strata, TarMaker};

@@ -8,6 +8,8 @@
 //! Root only; the same probes as an ordinary user (rootless) are in
 //! scripts/test-rootless.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use std::cell::RefCell;

@@ -1,6 +1,8 @@
 //! The layer store through the `strata` binary: import, images, tag, rmi,
 //! inspect, save, df, gc, verify, bad input and several processes at once.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{noise, Strata, TarMaker};

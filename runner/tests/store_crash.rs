@@ -2,6 +2,8 @@
 //! After each kill the store must verify, list no partial image, and gc
 //! must reclaim what the dead import left.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{noise, Strata, TarMaker};
@@ -30,7 +32,7 @@ fn seed() -> u64 {
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
+                .expect("the clock is after 1970")
                 .as_nanos() as u64
         });
     eprintln!("STRATA_CRASH_SEED={s}");

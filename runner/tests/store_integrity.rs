@@ -1,6 +1,8 @@
 //! The store serves only bytes that hash to their names, stays private,
 //! and survives damaged chunks, a full disk and writers racing with gc.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{noise, privileges, Strata, TarMaker};

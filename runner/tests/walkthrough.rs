@@ -3,6 +3,8 @@
 //! commit it, commit an app on top, and run it. Once on busybox (offline,
 //! a fake `node`), once on Debian with the real `apt install nodejs`.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::session::Session;

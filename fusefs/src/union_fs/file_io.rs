@@ -96,7 +96,7 @@ impl UnionFs {
     }
 
     /// Calls `f` with the host file behind handle `fh` if it stays the
-    /// node's file while open (see [`OpenFile::Host`]): what FUSE
+    /// node's file while open (see `OpenFile::Host`): what FUSE
     /// passthrough can hand to the kernel. `None` for a file of a store
     /// layer, or of a host lower that a copy-up may replace.
     pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(Option<&std::fs::File>) -> R) -> R {

@@ -669,7 +669,7 @@ impl UnionFs {
     }
 
     /// The listing a READDIR of directory `id` at `offset` reads, and the
-    /// index to start at (see [`crate::listings`]).
+    /// index to start at (see the `listings` module).
     pub fn dir_items(&self, id: u64, offset: u64) -> Result<(Arc<Listing>, usize)> {
         let generation = self.generation.load(Ordering::Relaxed);
         self.listings

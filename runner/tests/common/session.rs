@@ -34,7 +34,7 @@ impl Session {
                         break;
                     }
                     out.lock()
-                        .unwrap()
+                        .expect("the output lock")
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
             });
@@ -56,7 +56,7 @@ impl Session {
     pub fn wait_for(&mut self, text: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
-            if self.out.lock().unwrap().contains(text) {
+            if self.out.lock().expect("the output lock").contains(text) {
                 return;
             }
             assert!(
@@ -75,7 +75,7 @@ impl Session {
     }
 
     pub fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
+        self.out.lock().expect("the output lock").clone()
     }
 
     /// Closes stdin (the shell exits) and returns the exit status.
