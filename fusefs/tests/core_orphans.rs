@@ -1,0 +1,86 @@
+//! Files that lose their last name while open, driven on the union core
+//! without a mount: the node keeps its file for reads, writes and
+//! attributes until the kernel forgets it.
+
+mod common;
+
+use common::fixture::{errno, for_each_setup, read_fh, writer, Item};
+use fusefs::union_fs::SetAttr;
+
+const LOWER: &[Item] = &[Item::File("lower", b"from the lower", 0o644)];
+
+#[test]
+fn an_unlinked_upper_file_still_open_keeps_reading_and_writing_until_release() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.create("tmp", b"before");
+        let (fh, _) = fx.fs.open(id, libc::O_RDWR).expect("open");
+        fx.unlink("tmp").expect("unlink");
+        assert!(!fx.exists("tmp"));
+        assert!(!fx.in_upper("tmp"), "the name is gone from the upper");
+
+        fx.fs.write(id, fh, 6, b" after", &writer()).expect("write");
+        assert_eq!(read_fh(&fx.fs, id, fh), b"before after");
+        let st = fx.fs.getattr(id).expect("fstat of the orphan").node;
+        assert_eq!((st.entry.size, st.entry.nlink), (12, 0));
+        // ftruncate reaches the same file.
+        let sa = SetAttr {
+            size: Some(3),
+            ..SetAttr::default()
+        };
+        assert_eq!(
+            fx.fs.setattr(id, &sa).expect("ftruncate").node.entry.size,
+            3
+        );
+        assert_eq!(read_fh(&fx.fs, id, fh), b"bef");
+        fx.fs.release(fh);
+
+        // Reopening through the node (/proc/self/fd/N) still works until
+        // the kernel forgets it; then the node is gone.
+        assert_eq!(fx.read_id(id), b"bef");
+        fx.fs.forget(id, 1);
+        assert_eq!(errno(fx.fs.getattr(id)), libc::ENOENT);
+        assert_eq!(errno(fx.fs.open(id, libc::O_RDONLY)), libc::ENOENT);
+    });
+}
+
+#[test]
+fn an_unlinked_lower_file_still_open_keeps_its_content_and_becomes_writable() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("lower");
+        let (ro, _) = fx.fs.open(id, libc::O_RDONLY).expect("open");
+        fx.unlink("lower").expect("unlink");
+        assert!(fx.whiteout_in_upper("lower"));
+        assert_eq!(read_fh(&fx.fs, id, ro), b"from the lower");
+        fx.fs.release(ro);
+
+        // Opened for writing by node, it is copied to a nameless upper file:
+        // the container's write lands there, not in the lower and not
+        // under any name.
+        let (rw, _) = fx.fs.open(id, libc::O_RDWR).expect("open for writing");
+        fx.fs.write(id, rw, 0, b"FROM", &writer()).expect("write");
+        assert_eq!(read_fh(&fx.fs, id, rw), b"FROM the lower");
+        fx.fs.release(rw);
+        assert!(!fx.exists("lower"));
+        assert!(fx.whiteout_in_upper("lower"));
+        if let Some(lower) = fx.lower_path(0, "lower") {
+            assert_eq!(std::fs::read(lower).expect("lower"), b"from the lower");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(fx.upper_path(""))
+            .expect("upper")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "only the whiteout: {leftovers:?}");
+    });
+}
+
+#[test]
+fn a_file_replaced_by_rename_lives_on_for_the_node_that_held_it() {
+    for_each_setup(LOWER, |fx| {
+        let old = fx.create("cur", b"old");
+        fx.create("next", b"new");
+        fx.rename("next", "cur", 0).expect("rename over");
+        assert_eq!(fx.read("cur"), b"new");
+        assert_eq!(fx.read_id(old), b"old");
+        assert_eq!(fx.fs.getattr(old).expect("getattr").node.entry.nlink, 0);
+    });
+}
