@@ -136,3 +136,40 @@ fn a_symlink_copied_up_by_chown_keeps_its_target() {
         }
     });
 }
+
+#[test]
+fn io_by_node_without_a_handle_copies_up_on_the_first_write() {
+    // A mount without OPEN requests reads and writes by node (handle 0).
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("top");
+        assert_eq!(
+            fx.fs.read(id, 0, 0, 100).expect("read by node"),
+            b"0123456789"
+        );
+        assert!(!fx.in_upper("top"));
+        let w = common::fixture::writer();
+        fx.fs.write(id, 0, 2, b"ab", &w).expect("write by node");
+        assert_eq!(
+            fx.fs.read(id, 0, 0, 100).expect("read by node"),
+            b"01ab456789"
+        );
+        assert_eq!(fx.upper_bytes("top"), b"01ab456789");
+        assert_eq!(fx.read("top"), b"01ab456789");
+    });
+}
+
+#[test]
+fn chmod_of_a_lower_directory_copies_it_up_still_merging_its_lower_children() {
+    for_each_setup(LOWER, |fx| {
+        let sa = SetAttr {
+            mode: Some(0o711),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(fx.id("etc"), &sa).expect("chmod");
+        assert_eq!(fx.stat("etc").entry.mode, 0o711);
+        assert_eq!(fx.upper_mode("etc"), 0o711);
+        assert!(!fx.opaque_in_upper("etc"));
+        assert_eq!(fx.names("etc"), ["conf"]);
+        assert!(!fx.in_upper("etc/conf"));
+    });
+}

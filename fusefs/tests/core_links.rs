@@ -74,3 +74,46 @@ fn a_directory_cannot_be_hardlinked_and_an_existing_name_is_not_replaced() {
         assert!(!fx.in_upper("d2") && !fx.in_upper("solo"));
     });
 }
+
+#[test]
+fn renaming_one_name_of_a_lower_pair_keeps_both_names_on_one_file() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("d/f", "moved", 0).expect("rename");
+        assert_eq!(fx.names("d"), ["twin"]);
+        assert_eq!(fx.stat("moved").ino, fx.stat("d/twin").ino);
+        assert_eq!(fx.stat("moved").entry.nlink, 2);
+        fx.write("moved", 0, b"M");
+        assert_eq!(fx.read("d/twin"), b"Mhared");
+        assert!(fx.whiteout_in_upper("d/f"));
+    });
+}
+
+#[test]
+fn a_lower_directory_moved_whole_keeps_its_file_linked_to_a_name_outside() {
+    let lower = &[
+        Item::Dir("tree", 0o755),
+        Item::File("tree/x", b"linked", 0o644),
+        Item::Hardlink("out", "tree/x"),
+    ];
+    for_each_setup(lower, |fx| {
+        fx.rename("tree", "moved", 0)
+            .expect("rename of a lower directory");
+        assert_eq!(fx.stat("moved/x").ino, fx.stat("out").ino);
+        fx.write("moved/x", 0, b"L");
+        assert_eq!(fx.read("out"), b"Linked");
+        let ino = |p: &str| std::fs::metadata(fx.upper_path(p)).expect("upper").ino();
+        assert_eq!(ino("moved/x"), ino("out"));
+    });
+}
+
+#[test]
+fn linking_a_name_of_a_lower_pair_makes_a_third_name_of_the_same_file() {
+    for_each_setup(LOWER, |fx| {
+        let a = fx.fs.link(fx.id("d/f"), ROOT, b"third").expect("link");
+        assert_eq!(a.node.entry.nlink, 3);
+        fx.write("third", 0, b"T");
+        assert_eq!(fx.read("d/f"), b"Thared");
+        assert_eq!(fx.read("d/twin"), b"Thared");
+        assert_eq!(fx.stat("d/twin").entry.nlink, 3);
+    });
+}

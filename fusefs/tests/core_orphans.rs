@@ -84,3 +84,43 @@ fn a_file_replaced_by_rename_lives_on_for_the_node_that_held_it() {
         assert_eq!(fx.fs.getattr(old).expect("getattr").node.entry.nlink, 0);
     });
 }
+
+#[test]
+fn an_unlinked_lower_file_truncated_by_node_keeps_the_rest() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("lower");
+        fx.unlink("lower").expect("unlink");
+        let sa = SetAttr {
+            size: Some(4),
+            ..SetAttr::default()
+        };
+        let a = fx.fs.setattr(id, &sa).expect("ftruncate of the orphan");
+        assert_eq!((a.node.entry.size, a.node.entry.nlink), (4, 0));
+        assert_eq!(fx.read_id(id), b"from");
+        if let Some(lower) = fx.lower_path(0, "lower") {
+            assert_eq!(std::fs::read(lower).expect("lower"), b"from the lower");
+        }
+    });
+}
+
+#[test]
+fn a_removed_directory_still_held_reports_no_links_and_lists_nothing() {
+    let lower = &[Item::Dir("d", 0o755)];
+    for_each_setup(lower, |fx| {
+        let id = fx.id("d");
+        fx.rmdir("d").expect("rmdir");
+        let st = fx
+            .fs
+            .getattr(id)
+            .expect("fstat of the removed directory")
+            .node;
+        assert!(st.is_dir());
+        assert_eq!(st.entry.nlink, 0);
+        let (listing, _) = fx.fs.dir_items(id, 0).expect("readdir");
+        assert!(listing.items.is_empty());
+        // A new directory by that name is another node.
+        let new = fx.mkdir("d", 0o755).expect("mkdir");
+        assert_eq!(fx.names("d"), Vec::<String>::new());
+        assert_ne!(new, id);
+    });
+}

@@ -142,3 +142,48 @@ fn a_node_id_follows_its_file_through_a_rename() {
         assert_eq!(fx.read("b/f"), b"FILE f");
     });
 }
+
+#[test]
+fn a_new_directory_where_a_lower_one_was_moved_away_is_empty() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("tree", "b/moved", 0).expect("rename");
+        fx.mkdir("tree", 0o755).expect("mkdir");
+        assert_eq!(fx.names("tree"), Vec::<String>::new());
+        assert!(fx.opaque_in_upper("tree"));
+        assert_eq!(fx.names("b/moved"), ["sub", "top"]);
+    });
+}
+
+#[test]
+fn a_directory_moved_onto_a_removed_lower_directory_shows_only_its_own_content() {
+    for_each_setup(LOWER, |fx| {
+        fx.rmdir("empty").expect("rmdir");
+        fx.unlink("a/f").expect("unlink");
+        fx.unlink("a/g").expect("unlink");
+        fx.rmdir("a")
+            .expect("rmdir of a directory emptied in the union");
+        fx.rename("tree", "a", 0)
+            .expect("rename onto a removed name");
+        assert_eq!(fx.names(""), ["a", "b"]);
+        assert_eq!(fx.names("a"), ["sub", "top"]);
+        assert!(!fx.whiteout_in_upper("a"));
+        assert!(fx.whiteout_in_upper("tree"));
+        assert!(fx.opaque_in_upper("a"));
+    });
+}
+
+#[test]
+fn node_ids_under_a_moved_directory_follow_it() {
+    for_each_setup(LOWER, |fx| {
+        let leaf = fx.id("tree/sub/leaf");
+        fx.rename("tree", "b/moved", 0).expect("rename");
+        assert_eq!(fx.read_id(leaf), b"leaf");
+        let sa = fusefs::union_fs::SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        fx.fs.setattr(leaf, &sa).expect("chmod by node");
+        assert_eq!(fx.stat("b/moved/sub/leaf").entry.mode, 0o640);
+        assert_eq!(fx.upper_mode("b/moved/sub/leaf"), 0o640);
+    });
+}
