@@ -124,3 +124,45 @@ fn a_removed_directory_still_held_reports_no_links_and_lists_nothing() {
         assert_ne!(new, id);
     });
 }
+
+#[test]
+fn a_write_by_node_to_an_unlinked_name_of_a_lower_pair_shows_through_the_other_name() {
+    // A mount without OPEN requests: the process opened `f` (no copy-up),
+    // then `f` was unlinked; its writes arrive by node. The file still has
+    // its other name, which must show them, as on a local filesystem.
+    let lower = &[
+        Item::File("f", b"shared", 0o644),
+        Item::Hardlink("twin", "f"),
+    ];
+    for_each_setup(lower, |fx| {
+        let id = fx.id("f");
+        fx.unlink("f").expect("unlink");
+        fx.fs
+            .write(id, 0, 0, b"W", &writer())
+            .expect("write by node");
+        assert_eq!(fx.fs.read(id, 0, 0, 100).expect("read by node"), b"Whared");
+        assert_eq!(fx.read("twin"), b"Whared");
+        assert_eq!(fx.upper_bytes("twin"), b"Whared");
+        assert!(fx.whiteout_in_upper("f"));
+    });
+}
+
+#[test]
+fn an_unlinked_name_of_a_pair_whose_other_name_was_copied_up_writes_to_that_copy() {
+    let lower = &[
+        Item::File("f", b"shared", 0o644),
+        Item::Dir("d", 0o755),
+        Item::Hardlink("d/twin", "f"),
+    ];
+    for_each_setup(lower, |fx| {
+        let id = fx.id("f");
+        fx.unlink("f").expect("unlink");
+        // Moving the directory copies `twin` up without a lookup of it.
+        fx.rename("d", "moved", 0).expect("rename");
+        assert!(fx.in_upper("moved/twin"));
+        fx.fs
+            .write(id, 0, 0, b"W", &writer())
+            .expect("write by node");
+        assert_eq!(fx.read("moved/twin"), b"Whared");
+    });
+}
