@@ -95,11 +95,19 @@ impl Orphan {
     }
 
     /// An upper orphan with the same content and metadata as this one: a
-    /// lower file is copied to a nameless upper file before it is changed.
+    /// lower file is copied to a nameless upper file before it is changed,
+    /// unless the union still shows it by another name (a hardlink): then
+    /// that name is copied up and the orphan is its file, so a write shows
+    /// there, as on a local filesystem.
     pub fn copied_up(&self, layers: &Layers) -> Result<Option<Orphan>> {
         let Orphan::Lower { path, r } = self else {
             return Ok(None);
         };
+        if let Some(other) = other_name(layers, path, r)? {
+            layers.copy_up(&other, true)?;
+            let file = layers.upper(&other)?.open_file(&other, libc::O_RDWR)?;
+            return Ok(Some(Orphan::Upper(file)));
+        }
         let file = layers.copy_out(path, r)?;
         Ok(Some(Orphan::Upper(file)))
     }
@@ -151,4 +159,29 @@ impl Orphan {
         }
         Ok(())
     }
+}
+
+/// A name the union still shows for the lower file `r` that `path` named:
+/// one of its names in its layer or in the upper (a copy-up keeps the
+/// stable inode number) that resolves to that number. Each layer is
+/// walked, so only files with several names look (see
+/// [`crate::lower::Lower::names_of`]).
+fn other_name(layers: &Layers, path: &[u8], r: &Resolved) -> Result<Option<Vec<u8>>> {
+    if r.node.entry.nlink < 2 || r.node.entry.kind != layerdb::Kind::Regular {
+        return Ok(None);
+    }
+    let ino = r.node.ino;
+    let upper = layers.has_upper().then_some(0);
+    for layer in upper.into_iter().chain([r.layer]) {
+        let Some(l) = layers.layer(layer) else {
+            continue;
+        };
+        for name in l.names_of(ino)? {
+            let same = |o: Resolved| o.node.ino == ino && !o.is_dir();
+            if name != *path && layers.resolve(&name)?.is_some_and(same) {
+                return Ok(Some(name));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -1,4 +1,10 @@
-//! What every real-mount test of fusefs needs first.
+//! What every real-mount test of fusefs needs first, and the fixture of
+//! the tests that drive the union core without a mount.
+
+// Each test crate uses a part of these helpers.
+#![allow(dead_code)]
+
+pub mod fixture;
 
 use std::path::Path;
 

@@ -1,0 +1,120 @@
+//! New nodes, driven on the union core without a mount: owner and mode
+//! from the caller and its umask, the group of a setgid directory, and how
+//! the upper records each type in its format.
+
+mod common;
+
+use common::fixture::{caller, errno, for_each_setup, Fx, Item, ROOT};
+use fusefs::override_stat::OverrideStat;
+use fusefs::{Layers, MemLower, UnionFs};
+use layerdb::Kind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+const LOWER: &[Item] = &[Item::Dir("sg", 0o2775), Item::File("file", b"f", 0o644)];
+
+/// The owner and type the upper records for `path`: the host inode's
+/// (kernel format) or `user.containers.override_stat`'s (rootless).
+fn recorded(fx: &Fx, path: &str) -> (u32, u32, Option<Kind>) {
+    let host = fx.upper_path(path);
+    if fx.setup.format.is_kernel() {
+        let md = std::fs::symlink_metadata(&host).expect("lstat upper");
+        let ft = md.file_type();
+        let kind = if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::Regular
+        };
+        return (md.uid(), md.gid(), Some(kind));
+    }
+    let v = xattr::get(&host, "user.containers.override_stat")
+        .expect("getxattr")
+        .expect("override_stat");
+    let o = OverrideStat::parse(&v).expect("valid override_stat");
+    (o.uid, o.gid, o.kind)
+}
+
+#[test]
+fn new_nodes_take_the_callers_owner_and_their_mode_under_the_umask() {
+    for_each_setup(LOWER, |fx| {
+        fx.create("f", b"");
+        fx.mkdir("d", 0o777).expect("mkdir");
+        fx.fs
+            .symlink(ROOT, b"l", b"target", caller())
+            .expect("symlink");
+        fx.fs
+            .mknod(ROOT, b"p", libc::S_IFIFO | 0o666, 0, caller())
+            .expect("mkfifo");
+        for (path, kind, mode) in [
+            ("f", Kind::Regular, 0o644),
+            ("d", Kind::Dir, 0o755),
+            ("p", Kind::Fifo, 0o644),
+        ] {
+            let e = fx.stat(path).entry;
+            assert_eq!(
+                (e.kind, e.mode, e.uid, e.gid),
+                (kind, mode, 1000, 1000),
+                "/{path}"
+            );
+            assert_eq!(fx.upper_mode(path), mode, "/{path} in the upper");
+            assert_eq!(
+                recorded(fx, path),
+                (1000, 1000, Some(kind)),
+                "/{path} in the upper"
+            );
+        }
+        assert_eq!(fx.stat("l").entry.kind, Kind::Symlink);
+        assert_eq!(fx.fs.readlink(fx.id("l")).expect("readlink"), b"target");
+        assert_eq!(recorded(fx, "l"), (1000, 1000, Some(Kind::Symlink)));
+        assert_eq!(fx.names(""), ["d", "f", "file", "l", "p", "sg"]);
+    });
+}
+
+#[test]
+fn a_setgid_directory_gives_new_nodes_its_group_and_new_directories_its_bit() {
+    for_each_setup(LOWER, |fx| {
+        let group = fx.stat("sg").entry.gid;
+        assert_ne!(group, caller().gid, "the test needs another group");
+        fx.create("sg/f", b"");
+        fx.mkdir("sg/d", 0o755).expect("mkdir");
+        assert_eq!(fx.stat("sg/f").entry.gid, group);
+        assert_eq!(fx.stat("sg/f").entry.mode, 0o644);
+        let d = fx.stat("sg/d").entry;
+        assert_eq!((d.gid, d.mode), (group, 0o2755));
+        assert_eq!(recorded(fx, "sg/d").1, group);
+        assert_eq!(fx.upper_mode("sg/d"), 0o2755);
+    });
+}
+
+#[test]
+fn creating_refuses_an_existing_name_and_a_parent_that_is_no_directory() {
+    for_each_setup(LOWER, |fx| {
+        let c = caller();
+        assert_eq!(errno(fx.fs.mkdir(ROOT, b"file", 0o755, c)), libc::EEXIST);
+        let file = fx.id("file");
+        assert_eq!(errno(fx.fs.mkdir(file, b"x", 0o755, c)), libc::ENOTDIR);
+        assert_eq!(errno(fx.fs.symlink(ROOT, b"sg", b"t", c)), libc::EEXIST);
+        assert_eq!(fx.read("file"), b"f");
+        assert_eq!(fx.names(""), ["file", "sg"]);
+    });
+}
+
+#[test]
+fn a_union_without_an_upper_refuses_every_change_with_erofs() {
+    let mut lower = MemLower::new("ro", 1);
+    lower.file("f", b"ro");
+    let layers = Layers::new(None, vec![Box::new(lower)]).expect("layers");
+    let fs = UnionFs::new(layers, false);
+    assert!(fs.is_read_only());
+    let f = fs.lookup(ROOT, b"f").expect("lookup").id;
+    assert_eq!(errno(fs.open(f, libc::O_WRONLY)), libc::EROFS);
+    assert_eq!(errno(fs.unlink(ROOT, b"f")), libc::EROFS);
+    assert_eq!(errno(fs.mkdir(ROOT, b"d", 0o755, caller())), libc::EROFS);
+    assert_eq!(errno(fs.setxattr(f, b"user.k", b"v", 0)), libc::EROFS);
+    let (fh, _) = fs.open(f, libc::O_RDONLY).expect("open for reading");
+    assert_eq!(fs.read(f, fh, 0, 10).expect("read"), b"ro");
+    fs.release(fh);
+}

@@ -1,0 +1,189 @@
+//! Renames, driven on the union core without a mount: files across
+//! directories and over each other, lower directories (moved whole), and
+//! the errors rename(2) gives.
+
+mod common;
+
+use common::fixture::{for_each_setup, Item};
+
+const LOWER: &[Item] = &[
+    Item::Dir("a", 0o755),
+    Item::File("a/f", b"file f", 0o640),
+    Item::File("a/g", b"file g", 0o644),
+    Item::Dir("b", 0o755),
+    Item::File("b/h", b"file h", 0o644),
+    Item::Dir("tree", 0o751),
+    Item::Dir("tree/sub", 0o700),
+    Item::File("tree/sub/leaf", b"leaf", 0o600),
+    Item::File("tree/top", b"top", 0o644),
+    Item::Dir("empty", 0o755),
+];
+
+#[test]
+fn renaming_a_lower_file_across_directories_moves_it_and_whites_out_the_old_name() {
+    for_each_setup(LOWER, |fx| {
+        let ino = fx.stat("a/f").ino;
+        fx.rename("a/f", "b/f", 0).expect("rename");
+        assert_eq!(fx.names("a"), ["g"]);
+        assert_eq!(fx.names("b"), ["f", "h"]);
+        assert_eq!(fx.read("b/f"), b"file f");
+        let st = fx.stat("b/f");
+        assert_eq!((st.ino, st.entry.mode), (ino, 0o640), "the same file moved");
+        assert!(fx.whiteout_in_upper("a/f"));
+        assert_eq!(fx.upper_bytes("b/f"), b"file f");
+        assert_eq!(fx.upper_mode("b/f"), 0o640);
+    });
+}
+
+#[test]
+fn renaming_over_an_existing_file_replaces_it() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("a/f", "a/g", 0).expect("rename");
+        assert_eq!(fx.names("a"), ["g"]);
+        assert_eq!(fx.read("a/g"), b"file f");
+        assert!(fx.whiteout_in_upper("a/f"));
+        assert_eq!(fx.upper_bytes("a/g"), b"file f");
+        assert!(
+            !fx.upper_path("a/.wh.g").exists(),
+            "the new name is not hidden"
+        );
+    });
+}
+
+#[test]
+fn renaming_an_upper_file_onto_a_whited_out_name_brings_the_name_back() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("b/h").expect("unlink");
+        fx.create("b/new", b"n");
+        fx.rename("b/new", "b/h", 0).expect("rename");
+        assert_eq!(fx.names("b"), ["h"]);
+        assert_eq!(fx.read("b/h"), b"n");
+        assert!(!fx.whiteout_in_upper("b/h"));
+        assert!(
+            !fx.whiteout_in_upper("b/new"),
+            "born in the upper: no whiteout"
+        );
+        assert_eq!(fx.upper_bytes("b/h"), b"n");
+    });
+}
+
+#[test]
+fn renaming_a_lower_directory_moves_its_whole_tree_into_an_opaque_directory() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("tree", "b/moved", 0)
+            .expect("rename of a lower directory");
+        assert!(!fx.exists("tree"));
+        assert_eq!(fx.names("b"), ["h", "moved"]);
+        assert_eq!(fx.names("b/moved"), ["sub", "top"]);
+        assert_eq!(fx.names("b/moved/sub"), ["leaf"]);
+        assert_eq!(fx.read("b/moved/sub/leaf"), b"leaf");
+        assert_eq!(fx.stat("b/moved").entry.mode, 0o751);
+        // The upper holds the whole tree under the new name, opaque, and a
+        // whiteout for the old one.
+        assert!(fx.whiteout_in_upper("tree"));
+        assert!(fx.opaque_in_upper("b/moved"));
+        assert_eq!(fx.upper_bytes("b/moved/sub/leaf"), b"leaf");
+        assert_eq!(fx.upper_mode("b/moved/sub"), 0o700);
+        assert_eq!(fx.upper_mode("b/moved/sub/leaf"), 0o600);
+    });
+}
+
+#[test]
+fn a_directory_renamed_over_an_empty_lower_directory_shows_only_its_own_content() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("tree", "empty", 0)
+            .expect("rename over an empty directory");
+        assert_eq!(fx.names(""), ["a", "b", "empty"]);
+        assert_eq!(fx.names("empty"), ["sub", "top"]);
+        assert!(fx.opaque_in_upper("empty"));
+    });
+}
+
+#[test]
+fn rename_refuses_what_rename_2_refuses() {
+    for_each_setup(LOWER, |fx| {
+        assert_eq!(fx.rename("a", "b", 0), Err(libc::ENOTEMPTY));
+        assert_eq!(fx.rename("a/f", "b", 0), Err(libc::EISDIR));
+        assert_eq!(fx.rename("a", "b/h", 0), Err(libc::ENOTDIR));
+        assert_eq!(fx.rename("tree", "tree/sub/x", 0), Err(libc::EINVAL));
+        assert_eq!(fx.rename("a/nope", "b/x", 0), Err(libc::ENOENT));
+        let noreplace = libc::RENAME_NOREPLACE;
+        assert_eq!(fx.rename("a/f", "a/g", noreplace), Err(libc::EEXIST));
+        // Nothing changed, in the union or in the upper.
+        assert_eq!(fx.names("a"), ["f", "g"]);
+        assert_eq!(fx.read("a/g"), b"file g");
+        assert!(!fx.whiteout_in_upper("a/f"));
+    });
+}
+
+#[test]
+fn rename_exchange_swaps_a_file_and_a_directory() {
+    for_each_setup(LOWER, |fx| {
+        let exchange = libc::RENAME_EXCHANGE;
+        fx.rename("b/h", "tree", exchange).expect("exchange");
+        assert_eq!(fx.read("tree"), b"file h");
+        assert_eq!(fx.names("b/h"), ["sub", "top"]);
+        assert_eq!(fx.read("b/h/sub/leaf"), b"leaf");
+        assert!(fx.opaque_in_upper("b/h"));
+    });
+}
+
+#[test]
+fn a_node_id_follows_its_file_through_a_rename() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("a/f");
+        fx.rename("a/f", "b/f", 0).expect("rename");
+        assert_eq!(fx.read_id(id), b"file f");
+        let (fh, _) = fx.fs.open(id, libc::O_WRONLY).expect("open by id");
+        fx.fs
+            .write(id, fh, 0, b"FILE", &common::fixture::writer())
+            .expect("write");
+        fx.fs.release(fh);
+        assert_eq!(fx.read("b/f"), b"FILE f");
+    });
+}
+
+#[test]
+fn a_new_directory_where_a_lower_one_was_moved_away_is_empty() {
+    for_each_setup(LOWER, |fx| {
+        fx.rename("tree", "b/moved", 0).expect("rename");
+        fx.mkdir("tree", 0o755).expect("mkdir");
+        assert_eq!(fx.names("tree"), Vec::<String>::new());
+        assert!(fx.opaque_in_upper("tree"));
+        assert_eq!(fx.names("b/moved"), ["sub", "top"]);
+    });
+}
+
+#[test]
+fn a_directory_moved_onto_a_removed_lower_directory_shows_only_its_own_content() {
+    for_each_setup(LOWER, |fx| {
+        fx.rmdir("empty").expect("rmdir");
+        fx.unlink("a/f").expect("unlink");
+        fx.unlink("a/g").expect("unlink");
+        fx.rmdir("a")
+            .expect("rmdir of a directory emptied in the union");
+        fx.rename("tree", "a", 0)
+            .expect("rename onto a removed name");
+        assert_eq!(fx.names(""), ["a", "b"]);
+        assert_eq!(fx.names("a"), ["sub", "top"]);
+        assert!(!fx.whiteout_in_upper("a"));
+        assert!(fx.whiteout_in_upper("tree"));
+        assert!(fx.opaque_in_upper("a"));
+    });
+}
+
+#[test]
+fn node_ids_under_a_moved_directory_follow_it() {
+    for_each_setup(LOWER, |fx| {
+        let leaf = fx.id("tree/sub/leaf");
+        fx.rename("tree", "b/moved", 0).expect("rename");
+        assert_eq!(fx.read_id(leaf), b"leaf");
+        let sa = fusefs::union_fs::SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        fx.fs.setattr(leaf, &sa).expect("chmod by node");
+        assert_eq!(fx.stat("b/moved/sub/leaf").entry.mode, 0o640);
+        assert_eq!(fx.upper_mode("b/moved/sub/leaf"), 0o640);
+    });
+}

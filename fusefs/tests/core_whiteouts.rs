@@ -1,0 +1,128 @@
+//! Deletions and opaque directories, driven on the union core without a
+//! mount: what the container sees, and the whiteouts and opaque markers the
+//! upper records in its format.
+
+mod common;
+
+use common::fixture::{errno, for_each_setup, setups, Fx, Item};
+
+const LOWER: &[Item] = &[
+    Item::Dir("d", 0o755),
+    Item::File("d/x", b"x", 0o644),
+    Item::File("d/y", b"y", 0o644),
+    Item::File("f", b"lower f", 0o644),
+];
+
+#[test]
+fn unlinking_a_lower_file_hides_it_and_writes_a_whiteout() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink");
+        assert!(!fx.exists("f"));
+        assert_eq!(fx.names(""), ["d"]);
+        assert!(fx.whiteout_in_upper("f"));
+        if let Some(lower) = fx.lower_path(0, "f") {
+            assert!(lower.exists(), "the lower keeps its file");
+        }
+    });
+}
+
+#[test]
+fn creating_a_whited_out_name_again_removes_the_whiteout() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink");
+        fx.create("f", b"new");
+        assert_eq!(fx.read("f"), b"new");
+        assert_eq!(fx.names(""), ["d", "f"]);
+        assert!(!fx.whiteout_in_upper("f"));
+        assert_eq!(fx.upper_bytes("f"), b"new");
+        let dotted = fx.upper_path(".wh.f");
+        assert!(!dotted.exists(), "no .wh. file left beside the new one");
+    });
+}
+
+#[test]
+fn unlinking_a_file_born_in_the_upper_leaves_no_whiteout() {
+    for_each_setup(LOWER, |fx| {
+        fx.create("d/new", b"");
+        fx.unlink("d/new").expect("unlink");
+        assert_eq!(fx.names("d"), ["x", "y"]);
+        assert!(!fx.in_upper("d/new"));
+        assert!(!fx.whiteout_in_upper("d/new"));
+    });
+}
+
+#[test]
+fn rmdir_of_a_lower_directory_needs_it_empty_in_the_union() {
+    for_each_setup(LOWER, |fx| {
+        assert_eq!(fx.rmdir("d"), Err(libc::ENOTEMPTY));
+        fx.unlink("d/x").expect("unlink x");
+        assert_eq!(fx.rmdir("d"), Err(libc::ENOTEMPTY));
+        fx.unlink("d/y").expect("unlink y");
+        assert!(fx.whiteout_in_upper("d/x") && fx.whiteout_in_upper("d/y"));
+        fx.rmdir("d")
+            .expect("rmdir of a directory empty in the union");
+        assert!(!fx.exists("d"));
+        assert!(fx.whiteout_in_upper("d"));
+    });
+}
+
+#[test]
+fn mkdir_where_a_lower_directory_was_removed_gives_an_empty_opaque_directory() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("d/x").expect("unlink x");
+        fx.unlink("d/y").expect("unlink y");
+        fx.rmdir("d").expect("rmdir");
+        fx.mkdir("d", 0o700).expect("mkdir");
+        assert_eq!(fx.names("d"), Vec::<String>::new());
+        assert!(!fx.exists("d/x"));
+        assert_eq!(fx.stat("d").entry.mode, 0o700 & !common::fixture::UMASK);
+        assert!(fx.opaque_in_upper("d"));
+        assert!(!fx.whiteout_in_upper("d"));
+        // The old children's whiteouts went with the old directory.
+        assert!(!fx.upper_path("d/.wh.x").exists());
+    });
+}
+
+#[test]
+fn a_whiteout_in_an_upper_layer_hides_the_name_below() {
+    let top: &[Item] = &[Item::Dir("d", 0o755), Item::Whiteout("d/x")];
+    for setup in setups() {
+        let fx = Fx::new(setup, &[top, LOWER]);
+        assert_eq!(fx.names("d"), ["y"]);
+        assert_eq!(fx.try_id("d/x"), Err(libc::ENOENT));
+        // The name is free: creating it needs no whiteout in the upper.
+        fx.create("d/x", b"again");
+        assert_eq!(fx.names("d"), ["x", "y"]);
+        assert_eq!(fx.read("d/x"), b"again");
+    }
+}
+
+#[test]
+fn an_opaque_lower_directory_hides_the_layers_below() {
+    let top: &[Item] = &[Item::OpaqueDir("d"), Item::File("d/z", b"z", 0o644)];
+    for setup in setups() {
+        let fx = Fx::new(setup, &[top, LOWER]);
+        assert_eq!(fx.names("d"), ["z"]);
+        assert_eq!(fx.try_id("d/x"), Err(libc::ENOENT));
+        // Copying it up keeps it opaque to the container.
+        fx.create("d/n", b"");
+        assert_eq!(fx.names("d"), ["n", "z"]);
+        assert_eq!(fx.try_id("d/x"), Err(libc::ENOENT));
+    }
+}
+
+#[test]
+fn overlay_names_are_neither_found_nor_created() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink");
+        assert_eq!(fx.try_id(".wh.f"), Err(libc::ENOENT));
+        let r = fx.fs.mkdir(
+            common::fixture::ROOT,
+            b".wh.f",
+            0o755,
+            common::fixture::caller(),
+        );
+        assert_eq!(errno(r), libc::EINVAL);
+        assert!(fx.whiteout_in_upper("f"), "the whiteout is untouched");
+    });
+}
