@@ -73,6 +73,21 @@ impl UpperFormat {
         }
     }
 
+    /// The format of an upper its owner reads back from the host, outside
+    /// any user namespace (strata's own containers and mounts, whose
+    /// commit and diff read the upper directly): the kernel's as real
+    /// root; the rootless one otherwise, since files a server in a user
+    /// namespace chowned to mapped ids are neither readable by the host
+    /// user nor mappable back. [`UpperFormat::detect`] suits a server whose
+    /// readers share its namespace (podman's mount_program).
+    pub fn for_host_owner() -> UpperFormat {
+        if nix::unistd::geteuid().is_root() && in_initial_user_namespace() {
+            UpperFormat::Kernel(MarkerNamespace::Trusted)
+        } else {
+            UpperFormat::Rootless
+        }
+    }
+
     pub fn is_kernel(self) -> bool {
         matches!(self, UpperFormat::Kernel(_))
     }

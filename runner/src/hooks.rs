@@ -76,6 +76,7 @@ impl MonitorHooks for ContainerHooks {
             fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(paths.upper()));
         // The container's processes may run as any user (-u).
         opts.allow_other = true;
+        opts.upper_format = Some(fusefs::UpperFormat::for_host_owner());
         opts.fsname = format!("strata:{}", rec.short_id());
         self.rec = Some(run_state::current(&self.root, rec));
         self.mount = Some(fusefs::mount(opts, &paths.merged())?);

@@ -354,6 +354,11 @@ fn podman(dir: &Path) -> Command {
         .arg(dir.join("root"))
         .arg("--runroot")
         .arg(dir.join("runroot"))
+        // libpod's state (its `alive` file) too: the default, /run/libpod,
+        // is shared with every other podman on the machine, which may be
+        // setting it up or tearing it down at the same moment.
+        .arg("--tmpdir")
+        .arg(dir.join("tmp"))
         .args(["--storage-driver", "vfs"]);
     c
 }

@@ -119,6 +119,9 @@ impl Podman {
             .arg(d.join("root"))
             .arg("--runroot")
             .arg(d.join("runroot"))
+            // Not /run/libpod, which every other podman shares.
+            .arg("--tmpdir")
+            .arg(d.join("libpod"))
             .args(["--storage-driver", "overlay", "--storage-opt"])
             .arg(format!("overlay.mount_program={}", self.program.display()))
             .args([

@@ -213,6 +213,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     };
     let mut opts = opts;
     opts.passthrough = args.passthrough;
+    opts.upper_format = Some(fusefs::UpperFormat::for_host_owner());
     // An inspection mount serves an image one may not trust: setuid bits
     // and device nodes in it do nothing, and only the caller may enter it
     // unless asked (as podman keeps image mounts below a root-only
