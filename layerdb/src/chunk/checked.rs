@@ -1,13 +1,14 @@
 //! Which chunk files hold their name's content.
 //!
 //! A chunk is checked (read whole and hashed) before any of its bytes
-//! reach a reader. The verdict is kept per file as it was when checked
-//! (device, inode, size, mtime and ctime): an unchanged file needs no
-//! second check, so a warm read costs one `fstat` when it opens a chunk
-//! file, and nothing while the file stays open. A write to the file, a
-//! truncation or a new file under the name changes the fingerprint, and
-//! the next open checks again. (A file changed while a reader keeps it
-//! open is not checked again until it is reopened.)
+//! reach a reader, and the reader is served from the bytes that were
+//! hashed: the check costs the hash, not a second read. The verdict is
+//! kept per file as it was when checked (device, inode, size, mtime and
+//! ctime): an unchanged file needs no second check, so a read of a
+//! chunk checked before costs one `fstat`. A write to the file, a
+//! truncation, a `touch`, a new file under the name all change the
+//! fingerprint (ctime cannot be set back through the filesystem), and
+//! the next read checks again.
 
 use crate::digest::Digest;
 use crate::entry::ChunkRef;
@@ -49,13 +50,15 @@ pub(crate) struct Checked {
 }
 
 impl Checked {
-    /// Whether `f` holds `chunk`'s content; the reason if not.
-    pub fn check(&self, f: &File, chunk: &ChunkRef) -> Result<(), String> {
+    /// Whether `f` holds `chunk`'s content; the reason if not. The bytes
+    /// read and hashed, if it took a read (not when the file was found
+    /// good, unchanged, before).
+    pub fn check(&self, f: &File, chunk: &ChunkRef) -> Result<Option<Vec<u8>>, String> {
         let meta = f.metadata().map_err(|e| e.to_string())?;
         let print = Fingerprint::of(&meta);
         let lock = || self.good.lock().unwrap_or_else(|p| p.into_inner());
         if lock().get(&chunk.digest) == Some(&print) {
-            return Ok(());
+            return Ok(None);
         }
         if meta.len() != chunk.len as u64 {
             return Err(format!("{} bytes, expected {}", meta.len(), chunk.len));
@@ -70,7 +73,7 @@ impl Checked {
             good.clear();
         }
         good.insert(chunk.digest, print);
-        Ok(())
+        Ok(Some(data))
     }
 
     /// True the first time a damaged chunk is reported.
