@@ -195,18 +195,28 @@ impl ChunkDir {
             .len()
             .min((chunk.len as u64).saturating_sub(offset) as usize);
         let checking = f.checking();
-        match self.checked.check(&f.file, chunk) {
-            Ok(Some(data)) => {
-                // `data` is the chunk's length: `want` ends inside it.
-                let from = (offset as usize).min(data.len());
-                buf[..want].copy_from_slice(&data[from..from + want]);
-                return Ok(want);
+        let bad = |reason: String| {
+            self.open.forget(&chunk.digest);
+            self.damaged(chunk, reason)
+        };
+        if let Some(print) = self.checked.needs_check(&f.file, chunk).map_err(bad)? {
+            let len = chunk.len as usize;
+            if offset == 0 && want == len {
+                // The whole chunk is wanted: read and hashed where it goes
+                // (a failed check returns no bytes).
+                self.checked
+                    .check_into(&f.file, chunk, print, &mut buf[..len])
+                    .map_err(bad)?;
+                return Ok(len);
             }
-            Ok(None) => {}
-            Err(reason) => {
-                self.open.forget(&chunk.digest);
-                return Err(self.damaged(chunk, reason));
-            }
+            let mut data = vec![0u8; len];
+            self.checked
+                .check_into(&f.file, chunk, print, &mut data)
+                .map_err(bad)?;
+            // `data` is the chunk's length: `want` ends inside it.
+            let from = (offset as usize).min(len);
+            buf[..want].copy_from_slice(&data[from..from + want]);
+            return Ok(want);
         }
         drop(checking);
         let mut done = 0;
