@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 mod checked;
 mod open_chunks;
 use checked::Checked;
-use open_chunks::OpenChunks;
+use open_chunks::{ChunkFile, OpenChunks};
 
 /// Whether `data` is `chunk`'s content: its length and its sha256.
 pub(crate) fn content_matches(chunk: &ChunkRef, data: &[u8]) -> std::result::Result<(), String> {
@@ -109,17 +109,14 @@ impl ChunkDir {
         self.dir.join(hex)
     }
 
-    /// A chunk's file, checked against its name, from the open ones if
-    /// kept. Only checked files are kept.
-    fn open_for_reading(&self, chunk: &ChunkRef) -> Result<Arc<File>> {
+    /// A chunk's file, from the open ones if kept (checked or not yet).
+    fn open_for_reading(&self, chunk: &ChunkRef) -> Result<Arc<ChunkFile>> {
         if let Some(f) = self.open.get_or_wait(&chunk.digest) {
             return Ok(f);
         }
         let f = File::open(self.path_of(&chunk.digest))
-            .map_err(|e| e.to_string())
-            .and_then(|f| self.checked.check(&f, chunk).map(|()| f))
-            .map_err(|reason| self.damaged(chunk, reason))?;
-        let f = Arc::new(f);
+            .map_err(|e| self.damaged(chunk, e.to_string()))?;
+        let f = Arc::new(ChunkFile::new(f));
         self.open.keep(chunk.digest, f.clone());
         Ok(f)
     }
@@ -159,31 +156,23 @@ impl ChunkDir {
     fn reader_ahead(&self) -> &SyncSender<Vec<ChunkRef>> {
         self.ahead.get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<ChunkRef>>(8);
-            let (dir, open, checked) = (self.dir.clone(), self.open.clone(), self.checked.clone());
+            let (dir, open) = (self.dir.clone(), self.open.clone());
             let spawned = std::thread::Builder::new()
                 .name("chunk-read-ahead".into())
                 .spawn(move || {
                     for window in rx {
-                        // All of the window's reads are asked for first, so
-                        // the disk has them in flight while each is checked;
-                        // a reader needing one meanwhile waits for it.
-                        let claimed = open.claim(window.iter().map(|c| c.digest));
-                        let files: Vec<(ChunkRef, Option<File>)> = window
-                            .into_iter()
-                            .filter(|c| claimed.contains(&c.digest))
-                            .map(|c| {
-                                let f = File::open(dir.join(c.digest.hex())).ok();
-                                if let Some(f) = &f {
-                                    open_chunks::start_reading(f);
-                                }
-                                (c, f)
-                            })
-                            .collect();
-                        // A file that fails its check is left to the
-                        // reader, who reports it.
-                        for (c, f) in files {
-                            let good = f.filter(|f| checked.check(f, &c).is_ok());
-                            open.settle(c.digest, good.map(Arc::new));
+                        // Each file is handed over as soon as it is open,
+                        // its read asked for and not waited for, so the
+                        // disk has the window's reads in flight; the
+                        // readers check what they read (`read_at`), on
+                        // their own threads. A file that cannot be opened
+                        // is left to the reader, who reports it.
+                        for c in open.claim(window.iter().map(|c| c.digest)) {
+                            let f = File::open(dir.join(c.hex())).ok();
+                            if let Some(f) = &f {
+                                open_chunks::start_reading(f);
+                            }
+                            open.settle(c, f.map(|f| Arc::new(ChunkFile::new(f))));
                         }
                     }
                 });
@@ -196,19 +185,49 @@ impl ChunkDir {
     }
 
     /// Reads `buf.len()` bytes (fewer at the end) of a chunk from `offset`,
-    /// from a file checked against the chunk's name.
+    /// from a file checked against the chunk's name. Every read compares
+    /// the file with its verdict (one `fstat`, see `checked`), so a file
+    /// changed since it was checked is checked again, even one kept open;
+    /// a read that checks serves the bytes it hashed.
     pub fn read_at(&self, chunk: &ChunkRef, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let f = self.open_for_reading(chunk)?;
         let want = buf
             .len()
             .min((chunk.len as u64).saturating_sub(offset) as usize);
+        let checking = f.checking();
+        let bad = |reason: String| {
+            self.open.forget(&chunk.digest);
+            self.damaged(chunk, reason)
+        };
+        if let Some(print) = self.checked.needs_check(&f.file, chunk).map_err(bad)? {
+            let len = chunk.len as usize;
+            if offset == 0 && want == len {
+                // The whole chunk is wanted: read and hashed where it goes
+                // (a failed check returns no bytes).
+                self.checked
+                    .check_into(&f.file, chunk, print, &mut buf[..len])
+                    .map_err(bad)?;
+                return Ok(len);
+            }
+            let mut data = vec![0u8; len];
+            self.checked
+                .check_into(&f.file, chunk, print, &mut data)
+                .map_err(bad)?;
+            // `data` is the chunk's length: `want` ends inside it.
+            let from = (offset as usize).min(len);
+            buf[..want].copy_from_slice(&data[from..from + want]);
+            return Ok(want);
+        }
+        drop(checking);
         let mut done = 0;
         while done < want {
             let n = f
+                .file
                 .read_at(&mut buf[done..want], offset + done as u64)
                 .at(self.path_of(&chunk.digest))?;
             if n == 0 {
                 // Shortened since it was checked.
+                self.open.forget(&chunk.digest);
                 return Err(self.damaged(
                     chunk,
                     format!(
@@ -611,6 +630,7 @@ pub fn chunk_path(root: &Path, digest: &Digest) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_range_read_touches_only_the_chunks_that_cover_it() {
@@ -657,6 +677,47 @@ mod tests {
             chunks.read(&refs[1]).is_err(),
             "whole-chunk reads check too"
         );
+    }
+
+    #[test]
+    fn a_chunk_damaged_in_place_after_its_check_is_caught_on_the_next_read() {
+        let (dir, chunks, refs) = three_chunks();
+        let mut buf = [0u8; 100];
+        assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
+        assert!(chunks.open.contains(&refs[1].digest), "checked, kept open");
+        // Rewritten in place (same inode, same size) with its mtime put
+        // back, as `touch -r` would: only the ctime tells. It moves with the
+        // filesystem's clock, whose ticks are coarse: wait until a new
+        // file's ctime is past the chunk's.
+        let path = chunks.path_of(&refs[1].digest);
+        let before = fs::metadata(&path).unwrap();
+        let probe = dir.path().join("probe");
+        while fs::File::create(&probe)
+            .and_then(|f| f.metadata())
+            .map(|m| (m.ctime(), m.ctime_nsec()))
+            .unwrap()
+            <= (before.ctime(), before.ctime_nsec())
+        {
+            std::thread::yield_now();
+        }
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[9u8], 50).unwrap();
+        f.set_modified(before.modified().unwrap()).unwrap();
+        drop(f);
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.ino(), after.len(), after.modified().unwrap()),
+            (before.ino(), before.len(), before.modified().unwrap())
+        );
+        let err = read_chunked(&chunks, &refs, 100, &mut buf).unwrap_err();
+        assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[1].digest));
+        // Put right (by `verify --repair` and a re-import), it reads again.
+        fs::remove_file(&path).unwrap();
+        let mut writer = ChunkWriter::new(chunks.clone());
+        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
+        assert_eq!(buf, [2u8; 100]);
     }
 
     #[test]

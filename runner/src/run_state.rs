@@ -16,11 +16,12 @@
 //! monitors started at once cannot both record a start.
 
 use crate::stack::ContainerPaths;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// `rec` with its state as last recorded in its state file, if any.
 pub fn current(root: &Path, mut rec: ContainerRecord) -> ContainerRecord {
@@ -46,9 +47,7 @@ pub fn update(
 ) -> Result<()> {
     let paths = ContainerPaths::of(root, rec);
     let dir = File::open(&paths.dir).with_context(|| format!("open {}", paths.dir.display()))?;
-    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| errno)
-        .with_context(|| format!("lock {}", paths.dir.display()))?;
+    let _lock = lock_bounded(dir, &paths.dir)?;
     if let Some(state) = read(&paths) {
         rec.state = state;
     }
@@ -62,6 +61,33 @@ pub fn update(
     fs::rename(&tmp, paths.state())
         .with_context(|| format!("replace {}", paths.state().display()))?;
     Ok(())
+}
+
+/// How long a state change waits for another one on the same container:
+/// each holds the lock for a read and a rename, far below this. Callers
+/// may hold the writer lock (a command settling a container), which must
+/// never wait without bound.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The container directory's flock, waited for at most [`LOCK_WAIT`].
+fn lock_bounded(dir: File, path: &Path) -> Result<Flock<File>> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut dir = dir;
+    loop {
+        match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                dir = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
+                "container state {} is locked by another process for more than {}s",
+                path.display(),
+                LOCK_WAIT.as_secs()
+            ),
+            Err((_, e)) => return Err(e).with_context(|| format!("lock {}", path.display())),
+        }
+    }
 }
 
 fn read(paths: &ContainerPaths) -> Option<State> {

@@ -1,13 +1,14 @@
 //! Which chunk files hold their name's content.
 //!
 //! A chunk is checked (read whole and hashed) before any of its bytes
-//! reach a reader. The verdict is kept per file as it was when checked
-//! (device, inode, size, mtime and ctime): an unchanged file needs no
-//! second check, so a warm read costs one `fstat` when it opens a chunk
-//! file, and nothing while the file stays open. A write to the file, a
-//! truncation or a new file under the name changes the fingerprint, and
-//! the next open checks again. (A file changed while a reader keeps it
-//! open is not checked again until it is reopened.)
+//! reach a reader, and the reader is served from the bytes that were
+//! hashed: the check costs the hash, not a second read. The verdict is
+//! kept per file as it was when checked (device, inode, size, mtime and
+//! ctime): an unchanged file needs no second check, so a read of a
+//! chunk checked before costs one `fstat`. A write to the file, a
+//! truncation, a `touch`, a new file under the name all change the
+//! fingerprint (ctime cannot be set back through the filesystem), and
+//! the next read checks again.
 
 use crate::digest::Digest;
 use crate::entry::ChunkRef;
@@ -21,7 +22,7 @@ use std::sync::Mutex;
 const KEPT: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     dev: u64,
     ino: u64,
     size: u64,
@@ -49,28 +50,44 @@ pub(crate) struct Checked {
 }
 
 impl Checked {
-    /// Whether `f` holds `chunk`'s content; the reason if not.
-    pub fn check(&self, f: &File, chunk: &ChunkRef) -> Result<(), String> {
+    /// Whether `f` must be checked before it is read: its fingerprint if
+    /// so, None if it was found good, unchanged, before; the reason if it
+    /// cannot hold `chunk` (its size).
+    pub fn needs_check(&self, f: &File, chunk: &ChunkRef) -> Result<Option<Fingerprint>, String> {
         let meta = f.metadata().map_err(|e| e.to_string())?;
         let print = Fingerprint::of(&meta);
-        let lock = || self.good.lock().unwrap_or_else(|p| p.into_inner());
-        if lock().get(&chunk.digest) == Some(&print) {
-            return Ok(());
+        if self.lock().get(&chunk.digest) == Some(&print) {
+            return Ok(None);
         }
         if meta.len() != chunk.len as u64 {
             return Err(format!("{} bytes, expected {}", meta.len(), chunk.len));
         }
-        let mut data = vec![0u8; chunk.len as usize];
-        f.read_exact_at(&mut data, 0).map_err(|e| e.to_string())?;
-        super::content_matches(chunk, &data)?;
-        // The fingerprint from before the read: a change during it makes
-        // the next open check again.
-        let mut good = lock();
+        Ok(Some(print))
+    }
+
+    /// Reads `f` whole into `into` (the chunk's length) and checks it
+    /// against `chunk`'s name; the reason if it does not match. `print` is
+    /// the file's fingerprint from before the read (`needs_check`): a
+    /// change during the read makes the next read check again.
+    pub fn check_into(
+        &self,
+        f: &File,
+        chunk: &ChunkRef,
+        print: Fingerprint,
+        into: &mut [u8],
+    ) -> Result<(), String> {
+        f.read_exact_at(into, 0).map_err(|e| e.to_string())?;
+        super::content_matches(chunk, into)?;
+        let mut good = self.lock();
         if good.len() >= KEPT {
             good.clear();
         }
         good.insert(chunk.digest, print);
         Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Fingerprint>> {
+        self.good.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True the first time a damaged chunk is reported.
@@ -96,13 +113,23 @@ mod tests {
             len: 4,
         };
         let checked = Checked::default();
-        checked.check(&File::open(&path).unwrap(), &chunk).unwrap();
+        let check = |f: &File| {
+            let mut data = [0u8; 4];
+            match checked.needs_check(f, &chunk)? {
+                Some(print) => checked.check_into(f, &chunk, print, &mut data),
+                None => Ok(()),
+            }
+        };
+        check(&File::open(&path).unwrap()).unwrap();
+        assert_eq!(
+            checked.needs_check(&File::open(&path).unwrap(), &chunk),
+            Ok(None),
+            "unchanged: no second check"
+        );
         // Same length, new bytes: mtime and ctime move.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&path, b"evil").unwrap();
-        let err = checked
-            .check(&File::open(&path).unwrap(), &chunk)
-            .unwrap_err();
+        let err = check(&File::open(&path).unwrap()).unwrap_err();
         assert!(err.contains("does not match"), "{err}");
         assert!(checked.first_report(&chunk.digest));
         assert!(!checked.first_report(&chunk.digest), "reported once");

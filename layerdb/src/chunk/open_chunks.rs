@@ -8,6 +8,10 @@
 //! the next chunks of the file and asks the kernel to read them in
 //! (`POSIX_FADV_WILLNEED`, no wait), so the disk has many reads in flight;
 //! the open files are kept for the reads that come for them.
+//!
+//! The read-ahead thread only opens: the readers check what they read
+//! against its name (`ChunkDir::read_at`), on the mount server's reader
+//! threads, and serve the bytes they hashed.
 
 use crate::digest::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,6 +27,29 @@ const KEPT: usize = 256;
 /// chunk size, enough reads in flight to keep the disk busy.
 pub const AHEAD: usize = 32;
 
+/// An open chunk file.
+#[derive(Debug)]
+pub struct ChunkFile {
+    pub file: File,
+    /// Held while the file's verdict is looked up or made, so that a
+    /// second reader of the same chunk (two requests sharing it) waits
+    /// for the first one's verdict instead of hashing the same bytes again.
+    checking: Mutex<()>,
+}
+
+impl ChunkFile {
+    pub fn new(file: File) -> ChunkFile {
+        ChunkFile {
+            file,
+            checking: Mutex::new(()),
+        }
+    }
+
+    pub fn checking(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.checking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct OpenChunks {
     inner: Mutex<Kept>,
@@ -30,26 +57,26 @@ pub struct OpenChunks {
     settled: Condvar,
 }
 
-/// How long a reader waits for the read-ahead thread to finish checking a
-/// chunk it needs, before opening and checking it itself: the read-ahead
-/// is a disk read and a hash of one chunk away, far below this.
+/// How long a reader waits for the read-ahead thread to open a chunk it
+/// needs, before opening it itself: the read-ahead is one file open (an
+/// inode read) away, far below this.
 const PENDING_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Kept {
     /// Each file with the time of its last use.
-    files: HashMap<Digest, (Arc<File>, u64)>,
+    files: HashMap<Digest, (Arc<ChunkFile>, u64)>,
     /// The same by time of last use: the least recently used file is
     /// closed first.
     by_use: BTreeMap<u64, Digest>,
     clock: u64,
-    /// Chunks the read-ahead thread has opened and is checking: a reader
-    /// waits for them rather than read and hash them a second time.
+    /// Chunks the read-ahead thread is opening: a reader waits for them
+    /// rather than open them a second time.
     pending: HashSet<Digest>,
 }
 
 impl Kept {
-    fn touch(&mut self, digest: &Digest) -> Option<Arc<File>> {
+    fn touch(&mut self, digest: &Digest) -> Option<Arc<ChunkFile>> {
         self.clock += 1;
         let now = self.clock;
         let (file, used) = self.files.get_mut(digest)?;
@@ -62,8 +89,8 @@ impl Kept {
 
 impl OpenChunks {
     /// The open file of a chunk, waiting (bounded) if the read-ahead thread
-    /// is checking it; None if it is neither kept nor pending.
-    pub fn get_or_wait(&self, digest: &Digest) -> Option<Arc<File>> {
+    /// is opening it; None if it is neither kept nor pending.
+    pub fn get_or_wait(&self, digest: &Digest) -> Option<Arc<ChunkFile>> {
         let deadline = Instant::now() + PENDING_WAIT;
         let mut kept = self.lock();
         loop {
@@ -86,14 +113,14 @@ impl OpenChunks {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the chunk is kept open or being checked for a reader.
+    /// Whether the chunk is kept open or being opened for a reader.
     pub fn contains(&self, digest: &Digest) -> bool {
         let kept = self.lock();
         kept.files.contains_key(digest) || kept.pending.contains(digest)
     }
 
-    /// Marks chunks the read-ahead thread is about to check; returns those
-    /// that were neither kept nor pending (the ones it should check).
+    /// Marks chunks the read-ahead thread is about to open; returns those
+    /// that were neither kept nor pending (the ones it should open).
     pub fn claim(&self, digests: impl IntoIterator<Item = Digest>) -> Vec<Digest> {
         let mut kept = self.lock();
         digests
@@ -103,7 +130,7 @@ impl OpenChunks {
     }
 
     /// Ends a claim: the chunk is kept (`file`) or left to the reader.
-    pub fn settle(&self, digest: Digest, file: Option<Arc<File>>) {
+    pub fn settle(&self, digest: Digest, file: Option<Arc<ChunkFile>>) {
         let mut kept = self.lock();
         kept.pending.remove(&digest);
         drop(kept);
@@ -113,9 +140,18 @@ impl OpenChunks {
         self.settled.notify_all();
     }
 
+    /// Closes a kept file (it failed its check): the next read opens the
+    /// chunk again, and finds it repaired or reports it again.
+    pub fn forget(&self, digest: &Digest) {
+        let mut kept = self.lock();
+        if let Some((_, used)) = kept.files.remove(digest) {
+            kept.by_use.remove(&used);
+        }
+    }
+
     /// Keeps `file` open for `digest`, closing the least recently used
     /// file when full.
-    pub fn keep(&self, digest: Digest, file: Arc<File>) {
+    pub fn keep(&self, digest: Digest, file: Arc<ChunkFile>) {
         let mut kept = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if kept.touch(&digest).is_some() {
             return;
@@ -149,7 +185,7 @@ mod tests {
     #[test]
     fn the_least_recently_used_file_is_closed_first() {
         let open = OpenChunks::default();
-        let f = Arc::new(File::open("/dev/null").unwrap());
+        let f = Arc::new(ChunkFile::new(File::open("/dev/null").unwrap()));
         let d = |i: u32| Digest::of(&i.to_be_bytes());
         for i in 0..KEPT as u32 {
             open.keep(d(i), f.clone());

@@ -10,7 +10,10 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
-    let store = Arc::new(ctx.store()?);
+    // Only reads, through a reader: the writer lock must not be held while
+    // the tar goes to its output (a reader that stops reading holds it up
+    // without bound). The pin below keeps the layers from gc meanwhile.
+    let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, &args.container)?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => {
@@ -27,6 +30,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("the image of {} is gone", rec.name))?;
+    let _pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
     let tmp = tempfile::Builder::new()
         .prefix("export-")
         .tempdir_in(ctx.root.join("tmp"))?;

@@ -14,8 +14,12 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
-    let store = ctx.store()?;
+    // Only reads, through a reader: the writer lock must not be held while
+    // the tar goes to stdout (a reader that stops reading holds it up
+    // without bound). The pin keeps the layers from gc meanwhile.
+    let store = ctx.reader()?;
     let image = store.resolve_image(&args.image)?;
+    let _pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
     match &args.output {
         Some(dir) => write_layout(&store, &image, &args.image, dir)?,
         None => {
