@@ -1,6 +1,8 @@
 //! No strata process holds the writer lock while it waits on something
 //! without bound: the other writers would queue behind it and fail.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
 mod common;
 
 use common::{noise, Strata, TarMaker};
