@@ -43,11 +43,6 @@ fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
             drop(read);
-            // This child holds the writer lock, and every writer queues
-            // behind it: it must never wait without bound (one was seen
-            // hanging for minutes). SIGALRM ends it, which frees the lock.
-            let limit = layerdb::store::writer_wait_limit().as_secs() + RECORD_WORK_SECS;
-            nix::unistd::alarm::set(limit.try_into().unwrap_or(u32::MAX));
             let code = match create(ctx, args, id) {
                 Ok(_) => 0,
                 Err(e) => {
@@ -84,8 +79,10 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
     cmd
 }
 
-/// Checks every flag, then makes the container's directory and record.
-pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
+/// Checks every flag, pulls the image if it must, then makes the
+/// container's directory and record. Only in [`create_apart`]'s child: it
+/// arms SIGALRM for its time under the writer lock.
+fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     let env = parse_env(&args.env)?;
     let mounts = args
         .volume
@@ -110,6 +107,13 @@ pub fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         &args.security_opt,
     )?;
     let resources = resources_of(args)?;
+    // From here this process (create_apart's child) holds the writer lock,
+    // and every writer queues behind it: it must never wait without bound
+    // (one was seen hanging for minutes). SIGALRM ends it, which frees the
+    // lock. Armed after the pull, which takes what the network takes and
+    // holds the lock only to record each layer.
+    let limit = layerdb::store::writer_wait_limit().as_secs() + RECORD_WORK_SECS;
+    nix::unistd::alarm::set(limit.try_into().unwrap_or(u32::MAX));
     let store = ctx.store()?;
     // An image pulled by digest alone has no tag to resolve it by.
     let image = pulled
