@@ -8,6 +8,7 @@
 //! | `E` seq(4, BE) parent `\0` name       | Entry (root: empty name) |
 //! | `I` image_id(32)                      | ImageRecord              |
 //! | `R` "name:tag"                        | image_id(32)             |
+//! | `D` "name@sha256:hex"                 | image_id(32)             |
 //! | `C` container_id(64 hex)              | ContainerRecord          |
 //! | `N` container name                    | container_id(64 hex)     |
 //! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
@@ -18,6 +19,7 @@ pub const LAYER: u8 = b'L';
 pub const ENTRY: u8 = b'E';
 pub const IMAGE: u8 = b'I';
 pub const REF: u8 = b'R';
+pub const REPO_DIGEST: u8 = b'D';
 pub const CONTAINER: u8 = b'C';
 pub const NAME: u8 = b'N';
 pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
@@ -71,6 +73,10 @@ pub fn image(id: &Digest) -> Vec<u8> {
 
 pub fn reference(r: &str) -> Vec<u8> {
     tagged(REF, r.as_bytes())
+}
+
+pub fn repo_digest(r: &str) -> Vec<u8> {
+    tagged(REPO_DIGEST, r.as_bytes())
 }
 
 pub fn container(id: &str) -> Vec<u8> {

@@ -204,6 +204,9 @@ pub struct ImagesArgs {
     #[arg(long)]
     pub no_trunc: bool,
     pub repository: Option<String>,
+    /// Show the repository digests (RepoDigests) in a DIGEST column.
+    #[arg(long)]
+    pub digests: bool,
 }
 
 #[derive(Args, Debug)]

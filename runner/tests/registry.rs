@@ -950,3 +950,111 @@ fn an_index_gives_the_hosts_platform_or_the_one_asked_for() {
     );
     one_line_125(&r, "bad platform");
 }
+
+/// The RepoDigests `inspect` shows for `name`.
+fn repo_digests(s: &Strata, name: &str) -> Vec<String> {
+    let out = strata(s, &["inspect", name]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["RepoDigests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dockers() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = foreign_config(std::slice::from_ref(&base));
+    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
+    registry.push(&archive, "busybox:latest", &[]);
+    let name = format!("{}/busybox", registry.host());
+    let manifest = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{name}:latest"))
+        .output()
+        .unwrap()
+        .stdout;
+    let digest = format!("sha256:{}", sha256_hex(&manifest));
+    let by_digest = format!("{name}@{digest}");
+    let id = format!("sha256:{}", sha256_hex(&config));
+
+    let s = client_store();
+    strata(&s, &["pull", &name]).ok();
+    assert_eq!(repo_digests(&s, &name), std::slice::from_ref(&by_digest));
+    // Resolved locally by it, as docker resolves `run NAME@sha256:...`.
+    assert_eq!(image_id(&s, &by_digest), id);
+    let table = strata(&s, &["images", "--digests"]).ok().stdout;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        [name.as_str(), "latest", digest.as_str(), &id[7..19]],
+        "{table}"
+    );
+    assert!(!strata(&s, &["images"]).ok().stdout.contains("DIGEST"));
+
+    // Untagging the digest keeps the tag; a pull that finds the image
+    // present records the digest again.
+    let r = strata(&s, &["rmi", &by_digest]).ok();
+    assert_eq!(r.stdout, format!("Untagged: {by_digest}\n"));
+    assert!(repo_digests(&s, &name).is_empty());
+    strata(&s, &["pull", "-q", &name]).ok();
+    assert_eq!(repo_digests(&s, &name), std::slice::from_ref(&by_digest));
+    // The repository's last tag takes its digests with it.
+    let r = strata(&s, &["rmi", &name]).ok();
+    assert_eq!(
+        r.stdout,
+        format!("Untagged: {name}:latest\nUntagged: {by_digest}\nDeleted: {id}\n")
+    );
+    strata(&s, &["verify"]).ok();
+
+    // Pulled by digest alone: listed under its repository without a tag.
+    strata(&s, &["pull", &by_digest]).ok();
+    let table = strata(&s, &["images"]).ok().stdout;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], [name.as_str(), "<none>", &id[7..19]], "{table}");
+    let table = strata(&s, &["images", "--digests"]).ok().stdout;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..3],
+        [name.as_str(), "<none>", digest.as_str()],
+        "{table}"
+    );
+
+    // A push records what the registry now calls the image.
+    let t = Strata::with_busybox();
+    let pushed = format!("{}/pushed:1", registry.host());
+    strata(&t, &["tag", "busybox", &pushed]).ok();
+    let out = strata(&t, &["push", &pushed]).ok().stdout;
+    let pushed_digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert_eq!(
+        repo_digests(&t, &pushed),
+        [format!("{}/pushed@{pushed_digest}", registry.host())]
+    );
+
+    common::privileges::require_root_and_fuse();
+    let r = strata(&s, &["run", "--rm", &by_digest, "echo", "local"]).ok();
+    assert_eq!(r.stdout, "local\n", "{}", r.stderr);
+    assert!(!r.stderr.contains("Unable to find"), "{}", r.stderr);
+}

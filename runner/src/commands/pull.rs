@@ -169,9 +169,11 @@ pub fn pull_image(
 
     let status = match present {
         Some(image) => {
+            let store = ctx.store()?;
             if let Some(local) = reference.local() {
-                ctx.store()?.tag(&image.id, &local)?;
+                store.tag(&image.id, &local)?;
             }
+            store.add_repo_digest(&image.id, &reference.local_digest(plan.digest))?;
             say(format!("Digest: {:#}", plan.digest));
             say(format!(
                 "Status: Image is up to date for {}",
@@ -218,6 +220,7 @@ pub fn pull_image(
             layers,
             new_layers,
             reference: reference.local(),
+            repo_digest: reference.local_digest(plan.digest),
         },
     )?;
     drop(ingest);

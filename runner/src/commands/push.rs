@@ -50,6 +50,13 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
             say(format!("{}: {what}", image.layers[i].short()));
         },
     )?;
+    // docker remembers what the registry now calls the image; a config
+    // rewritten for the push names another image, not this one.
+    if *config_json == *image.config_json {
+        drop(store);
+        ctx.store()?
+            .add_repo_digest(&image.id, &reference.local_digest(pushed.digest))?;
+    }
     say(format!(
         "{}: digest: {:#} size: {}",
         reference.tag.as_deref().unwrap_or("latest"),
