@@ -2,6 +2,7 @@
 //! chunk files (`chunks/`), container uppers (`containers/<id>/`) and
 //! lock files. Every change is one atomic index write.
 
+use crate::blob::CompressedBlob;
 use crate::chunk::ChunkDir;
 use crate::container::ContainerRecord;
 use crate::db::Db;
@@ -533,6 +534,36 @@ impl Store {
     pub fn add_repo_digest(&self, id: &Digest, r: &DigestReference) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(keys::repo_digest(&r.to_string()), id.0);
+        self.db.write(batch)
+    }
+
+    /// The blob `diff_id` was last pushed as with `compression`.
+    pub fn compressed_blob(
+        &self,
+        diff_id: &Digest,
+        compression: &str,
+    ) -> Result<Option<CompressedBlob>> {
+        let key = keys::compressed_blob(diff_id, compression);
+        self.db
+            .get(&key)?
+            .map(|v| Self::decode(&key, &v))
+            .transpose()
+    }
+
+    /// Records what layers were pushed as: (diff id, compression, blob).
+    pub fn remember_compressed_blobs(
+        &self,
+        blobs: &[(Digest, &str, CompressedBlob)],
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (diff_id, compression, blob) in blobs {
+            if self.has_layer(diff_id)? {
+                batch.put(
+                    keys::compressed_blob(diff_id, compression),
+                    Self::encode(blob),
+                );
+            }
+        }
         self.db.write(batch)
     }
 

@@ -448,6 +448,17 @@ pub struct PushArgs {
     pub quiet: bool,
     /// NAME[:TAG]
     pub name: String,
+    /// Compression of the layers pushed ("gzip", "zstd")
+    #[arg(long = "compression-format", value_enum, default_value_t = PushCompression::Gzip)]
+    pub compression_format: PushCompression,
+}
+
+/// How `push` compresses layers: gzip reads everywhere; zstd is smaller
+/// and faster to decompress, for clients that take it (podman, containerd).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
 }
 
 #[derive(Args, Debug)]

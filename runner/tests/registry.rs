@@ -848,3 +848,76 @@ fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dock
     assert_eq!(r.stdout, "local\n", "{}", r.stderr);
     assert!(!r.stderr.contains("Unable to find"), "{}", r.stderr);
 }
+
+#[test]
+fn a_layer_pushed_before_is_found_or_mounted_without_compressing_it_again() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let first = format!("{host}/first:1");
+    strata(&s, &["tag", "busybox", &first]).ok();
+    strata(&s, &["push", &first]).ok();
+    // Nothing of the layer is left to compress: what follows must not
+    // need it.
+    for chunk in std::fs::read_dir(s.root().join("chunks")).unwrap() {
+        std::fs::remove_file(chunk.unwrap().path()).unwrap();
+    }
+    let again = strata(&s, &["push", &first]).ok().stdout;
+    assert!(again.contains(": Layer already exists\n"), "{again}");
+    let second = format!("{host}/second:1");
+    strata(&s, &["tag", "busybox", &second]).ok();
+    let mounted = strata(&s, &["push", &second]).ok().stdout;
+    assert!(mounted.contains(": Mounted from first\n"), "{mounted}");
+    // The mounted blob is really there: skopeo copies the image out,
+    // checking every digest.
+    let out = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{second}"))
+        .arg(format!("oci:{}:x", out.path().join("layout").display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+}
+
+#[test]
+fn push_compresses_with_zstd_when_asked_and_the_image_keeps_its_id() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let id = image_id(&s, "busybox");
+    for (format, media_type) in [
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ] {
+        let name = format!("{host}/{format}:1");
+        strata(&s, &["tag", "busybox", &name]).ok();
+        strata(&s, &["push", "--compression-format", format, &name]).ok();
+        let raw = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap()
+            .stdout;
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], media_type, "{manifest}");
+        let t = client_store();
+        strata(&t, &["pull", &name]).ok();
+        assert_eq!(image_id(&t, &name), id);
+        strata(&t, &["verify"]).ok();
+    }
+    let r = strata(
+        &s,
+        &[
+            "push",
+            "--compression-format",
+            "lz4",
+            &format!("{host}/x:1"),
+        ],
+    );
+    assert_ne!(r.code, 0);
+}
