@@ -439,6 +439,9 @@ pub struct PullArgs {
     pub quiet: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
+    /// Download all tagged images in the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
 }
 
 #[derive(Args, Debug)]

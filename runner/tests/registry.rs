@@ -921,3 +921,39 @@ fn push_compresses_with_zstd_when_asked_and_the_image_keeps_its_id() {
     );
     assert_ne!(r.code, 0);
 }
+
+#[test]
+fn pull_all_tags_pulls_every_tag_of_the_repository() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for tag in ["1", "2"] {
+        let layers = [hello_layer(&format!("tag {tag}\n"))];
+        let config = foreign_config(&layers);
+        let archive = docker_archive(&work.path().join(format!("{tag}.tar")), &layers, &config);
+        registry.push(&archive, &format!("many:{tag}"), &[]);
+        ids.push(format!("sha256:{}", sha256_hex(&config)));
+    }
+    let s = client_store();
+    let r = strata(&s, &["pull", "--all-tags", &format!("{host}/many")]).ok();
+    assert_eq!(r.stdout.lines().last().unwrap(), format!("{host}/many"));
+    assert_eq!(
+        r.stdout.matches("Status: Downloaded newer image").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(image_id(&s, &format!("{host}/many:1")), ids[0]);
+    assert_eq!(image_id(&s, &format!("{host}/many:2")), ids[1]);
+
+    let r = strata(&s, &["pull", "-a", &format!("{host}/many:1")]);
+    one_line_125(&r, "a tag with --all-tags");
+    assert!(
+        r.stderr.contains("tag can't be used with --all-tags/-a"),
+        "{}",
+        r.stderr
+    );
+    let r = strata(&s, &["pull", "-a", &format!("{host}/nosuch")]);
+    one_line_125(&r, "--all-tags of an unknown repository");
+}

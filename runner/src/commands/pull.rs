@@ -25,8 +25,39 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<i32> {
     } else {
         Progress::Stdout
     };
+    if args.all_tags {
+        return pull_all_tags(ctx, &args.name, reference, &platform, progress);
+    }
     pull_image(ctx, &reference, &platform, progress)?;
     println!("{}", full_name(&reference));
+    Ok(0)
+}
+
+/// `pull --all-tags NAME`: every tag the registry lists, one pull each,
+/// then the repository's full name, as docker prints it.
+fn pull_all_tags(
+    ctx: &Ctx,
+    name: &str,
+    reference: RemoteReference,
+    platform: &Platform,
+    progress: Progress,
+) -> Result<i32> {
+    let after_path = name.rsplit('/').next().unwrap_or(name);
+    if after_path.contains([':', '@']) {
+        anyhow::bail!("tag can't be used with --all-tags/-a");
+    }
+    let credentials = credentials::lookup(&reference.domain)?;
+    let client = Client::connect(reference.api_host(), credentials)?;
+    let tags =
+        pull::list_tags(&client, &reference).map_err(|e| translate_pull_error(e, &reference))?;
+    for tag in tags {
+        let tagged = RemoteReference {
+            tag: Some(tag),
+            ..reference.clone()
+        };
+        pull_image(ctx, &tagged, platform, progress)?;
+    }
+    println!("{}/{}", reference.domain, reference.path);
     Ok(0)
 }
 
