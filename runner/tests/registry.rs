@@ -957,3 +957,62 @@ fn pull_all_tags_pulls_every_tag_of_the_repository() {
     let r = strata(&s, &["pull", "-a", &format!("{host}/nosuch")]);
     one_line_125(&r, "--all-tags of an unknown repository");
 }
+
+#[test]
+fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
+    let registry = Registry::start_with(Some(("tester", "right-pass")));
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer("podman's login\n")];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("p.tar"), &layers, &config);
+    registry.push(
+        &archive,
+        "private:1",
+        &["--dest-creds", "tester:right-pass"],
+    );
+    // skopeo writes the same auth.json podman does.
+    let runtime = tempfile::tempdir().unwrap();
+    let auth_file = runtime.path().join("containers/auth.json");
+    let login = Command::new("skopeo")
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "tester",
+            "-p",
+            "right-pass",
+        ])
+        .arg("--authfile")
+        .arg(&auth_file)
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let full = format!("{host}/private:1");
+    let s = client_store();
+    let pull = |env: (&str, &Path)| -> Run {
+        s.cmd(&["pull", "-q", &full])
+            .env("DOCKER_CONFIG", s.path("docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env(env.0, env.1)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = pull(("REGISTRY_AUTH_FILE", &auth_file));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    strata(&s, &["rmi", &full]).ok();
+    let r = pull(("XDG_RUNTIME_DIR", runtime.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        image_id(&s, &full),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+}
