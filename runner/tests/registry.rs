@@ -1016,3 +1016,27 @@ fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
         format!("sha256:{}", sha256_hex(&config))
     );
 }
+
+#[test]
+fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start_logging_requests();
+    let name = format!("{}/chunked:1", registry.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    // busybox's layer is about 1 MB compressed: 64 KiB chunks make many.
+    let r: Run = s
+        .cmd(&["push", &name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("STRATA_PUSH_CHUNK_BYTES", "65536")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let patches = registry.requests("PATCH", "/v2/chunked/blobs/uploads/");
+    assert!(patches > 4, "{patches} PATCH requests: {}", registry.log());
+    let t = client_store();
+    strata(&t, &["pull", &name]).ok();
+    assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
+    strata(&t, &["verify"]).ok();
+}

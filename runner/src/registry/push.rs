@@ -134,9 +134,13 @@ pub fn push_image(
     }
     let config_digest = Digest::of(config_json);
     if !has_blob(client, reference, &scope, &config_digest)? {
-        upload(client, reference, &scope, &config_digest, &mut || {
-            Ok(Payload::Bytes(config_json.to_vec()))
-        })
+        upload(
+            client,
+            reference,
+            &scope,
+            &config_digest,
+            Blob::Bytes(config_json),
+        )
         .context("the image config")?;
     }
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -214,11 +218,13 @@ fn push_layer(
     if has_blob(client, reference, scope, &digest)? {
         return Ok((digest, size, PushEvent::AlreadyExists));
     }
-    upload(client, reference, scope, &digest, &mut || {
-        let mut f = file.try_clone()?;
-        f.rewind()?;
-        Ok(Payload::File(f))
-    })?;
+    upload(
+        client,
+        reference,
+        scope,
+        &digest,
+        Blob::File { file: &file, size },
+    )?;
     Ok((digest, size, PushEvent::Pushed))
 }
 
@@ -268,13 +274,32 @@ fn has_blob(
     }
 }
 
-/// POST for an upload URL, then one PUT of the whole blob with its digest.
+/// A blob to upload: small ones from memory, layers from their file.
+enum Blob<'a> {
+    Bytes(&'a [u8]),
+    File { file: &'a File, size: u64 },
+}
+
+/// Blobs up to this size go in the PUT that ends the upload; larger ones
+/// in PATCH chunks of this size first, so no single request carries a
+/// whole large layer (`STRATA_PUSH_CHUNK_BYTES` changes it).
+fn chunk_bytes() -> u64 {
+    std::env::var("STRATA_PUSH_CHUNK_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(32 << 20)
+}
+
+/// POST for an upload URL; a large blob's chunks by PATCH, each to the
+/// URL the registry gave last; then the PUT with the digest (and a small
+/// blob's bytes).
 fn upload(
     client: &Client,
     reference: &RemoteReference,
     scope: &str,
     digest: &Digest,
-    body: &mut dyn FnMut() -> std::io::Result<Payload>,
+    blob: Blob,
 ) -> Result<()> {
     let start = format!("/v2/{}/blobs/uploads/", reference.path);
     let response = Client::expect_ok(client.send(
@@ -284,14 +309,44 @@ fn upload(
         "application/octet-stream",
         &mut || Ok(Payload::Bytes(Vec::new())),
     )?)?;
-    let location = response
+    let mut location = upload_location(&response)?;
+    let chunk = chunk_bytes();
+    let rewound = |file: &File| -> std::io::Result<File> {
+        let mut f = file.try_clone()?;
+        f.rewind()?;
+        Ok(f)
+    };
+    let mut last: Box<dyn FnMut() -> std::io::Result<Payload> + '_> = match blob {
+        Blob::Bytes(bytes) => Box::new(move || Ok(Payload::Bytes(bytes.to_vec()))),
+        Blob::File { file, size } if size <= chunk => {
+            Box::new(move || Ok(Payload::File(rewound(file)?)))
+        }
+        Blob::File { file, size } => {
+            let mut f = rewound(file)?;
+            let mut buf = vec![0u8; chunk as usize];
+            let mut offset = 0;
+            while offset < size {
+                let n = (size - offset).min(chunk) as usize;
+                std::io::Read::read_exact(&mut f, &mut buf[..n])?;
+                let response =
+                    Client::expect_ok(client.patch_chunk(&location, scope, offset, &buf[..n])?)?;
+                location = upload_location(&response)?;
+                offset += n as u64;
+            }
+            Box::new(|| Ok(Payload::Bytes(Vec::new())))
+        }
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = format!("{location}{separator}digest={digest:#}");
+    Client::expect_ok(client.send("PUT", &put, scope, "application/octet-stream", &mut *last)?)?;
+    Ok(())
+}
+
+fn upload_location(response: &ureq::http::Response<ureq::Body>) -> Result<String> {
+    Ok(response
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
         .context("the registry gave no upload location")?
-        .to_string();
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = format!("{location}{separator}digest={digest:#}");
-    Client::expect_ok(client.send("PUT", &put, scope, "application/octet-stream", body)?)?;
-    Ok(())
+        .to_string())
 }

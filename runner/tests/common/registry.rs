@@ -27,12 +27,34 @@ impl Registry {
 
     /// With htpasswd basic auth for `user`/`password`.
     pub fn start_with(login: Option<(&str, &str)>) -> Registry {
+        Registry::start_configured(login, "error")
+    }
+
+    /// Logging every request (see `requests`).
+    pub fn start_logging_requests() -> Registry {
+        Registry::start_configured(None, "info")
+    }
+
+    /// How many `method` requests the registry answered to paths holding
+    /// `path_part` (needs `start_logging_requests`).
+    pub fn requests(&self, method: &str, path_part: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("response completed")
+                    && l.contains(&format!("http.request.method={method} "))
+                    && l.contains(path_part)
+            })
+            .count()
+    }
+
+    fn start_configured(login: Option<(&str, &str)>, log_level: &str) -> Registry {
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).unwrap();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: {log_level}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
         if let Some((user, password)) = login {
