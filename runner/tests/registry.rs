@@ -1040,3 +1040,25 @@ fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
     assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
     strata(&t, &["verify"]).ok();
 }
+
+#[test]
+fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let src = format!("{host}/src:1");
+    strata(&s, &["tag", "busybox", &src]).ok();
+    strata(&s, &["push", &src]).ok();
+
+    let t = client_store();
+    strata(&t, &["pull", &src]).ok();
+    let dst = format!("{host}/dst:1");
+    strata(&t, &["tag", &src, &dst]).ok();
+    let r = strata(&t, &["push", &dst]).ok().stdout;
+    assert!(r.contains(": Mounted from src\n"), "{r}");
+    assert!(!r.contains(": Pushed"), "{r}");
+    let u = client_store();
+    strata(&u, &["pull", &dst]).ok();
+    assert_eq!(image_id(&u, &dst), image_id(&s, "busybox"));
+    strata(&u, &["verify"]).ok();
+}

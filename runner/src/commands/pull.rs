@@ -244,6 +244,7 @@ pub fn pull_image(
         say(String::new());
     }
     let store = ctx.store()?;
+    let blobs = pull::canonical_blobs(reference, &plan, &layers);
     let image = image_store::commit(
         &store,
         image_store::PulledImage {
@@ -255,6 +256,10 @@ pub fn pull_image(
         },
     )?;
     drop(ingest);
+    // Best effort: what is lost is only a mount at a later push.
+    if let Err(e) = store.remember_compressed_blobs(&blobs) {
+        log::warn!("remembering the pulled blobs: {e:#}");
+    }
     say(format!("Digest: {:#}", plan.digest));
     say(format!(
         "Status: {status} for {}",

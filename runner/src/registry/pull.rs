@@ -298,6 +298,42 @@ pub fn download_layers(
     Ok((store_ids, new_layers))
 }
 
+/// The blobs a pull fetched that are the store's own canonical tars,
+/// compressed: (diff id, compression name, blob), for a later push to
+/// find in the registry or mount from this repository.
+pub fn canonical_blobs(
+    reference: &RemoteReference,
+    plan: &Plan,
+    store_ids: &[Digest],
+) -> Vec<(Digest, &'static str, layerdb::blob::CompressedBlob)> {
+    let repository = format!("{}/{}", reference.domain, reference.path);
+    let mut out = Vec::new();
+    for ((descriptor, named), stored) in plan
+        .manifest
+        .layers()
+        .iter()
+        .zip(&plan.diff_ids)
+        .zip(store_ids)
+    {
+        let compression = manifest::compression_of(descriptor.media_type())
+            .ok()
+            .and_then(|c| c.blob_name());
+        let digest = sha256_of(descriptor.digest().as_ref()).ok();
+        if let (Some(compression), Some(digest), true) = (compression, digest, named == stored) {
+            out.push((
+                *stored,
+                compression,
+                layerdb::blob::CompressedBlob {
+                    digest,
+                    size: descriptor.size(),
+                    repository: repository.clone(),
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// One layer: the blob checked against its digest as it streams, its
 /// decompressed tar against the config's diff id, ingested on the way.
 fn fetch_layer(

@@ -33,10 +33,11 @@ impl PushCompression {
 
     /// The name the store remembers blobs by.
     pub fn name(self) -> &'static str {
-        match self {
-            PushCompression::Gzip => "gzip",
-            PushCompression::Zstd => "zstd",
-        }
+        let compression = match self {
+            PushCompression::Gzip => super::manifest::Compression::Gzip,
+            PushCompression::Zstd => super::manifest::Compression::Zstd,
+        };
+        compression.blob_name().expect("a push always compresses")
     }
 }
 
