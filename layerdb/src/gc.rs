@@ -61,6 +61,9 @@ impl Store {
                     keys::entries_of_layer(layer.seq + 1),
                 );
                 batch.delete(keys::layer(&layer.diff_id));
+                for (key, _) in self.db().scan(&keys::compressed_blobs_of(&layer.diff_id))? {
+                    batch.delete(key);
+                }
                 report.layers_removed += 1;
             }
         }

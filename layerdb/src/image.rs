@@ -222,6 +222,8 @@ pub struct ExactImage {
     pub new_layers: Vec<crate::layer::PendingLayer>,
     pub parent: Option<Digest>,
     pub reference: Option<crate::reference::Reference>,
+    /// The repository's manifest digest the image came by (a pull).
+    pub repo_digest: Option<crate::reference::DigestReference>,
 }
 
 /// What the store keeps per image.

@@ -8,6 +8,8 @@
 //! | `E` seq(4, BE) parent `\0` name       | Entry (root: empty name) |
 //! | `I` image_id(32)                      | ImageRecord              |
 //! | `R` "name:tag"                        | image_id(32)             |
+//! | `D` "name@sha256:hex"                 | image_id(32)             |
+//! | `B` diff_id(32) compression name      | CompressedBlob           |
 //! | `C` container_id(64 hex)              | ContainerRecord          |
 //! | `N` container name                    | container_id(64 hex)     |
 //! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
@@ -18,6 +20,8 @@ pub const LAYER: u8 = b'L';
 pub const ENTRY: u8 = b'E';
 pub const IMAGE: u8 = b'I';
 pub const REF: u8 = b'R';
+pub const REPO_DIGEST: u8 = b'D';
+pub const COMPRESSED_BLOB: u8 = b'B';
 pub const CONTAINER: u8 = b'C';
 pub const NAME: u8 = b'N';
 pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
@@ -71,6 +75,23 @@ pub fn image(id: &Digest) -> Vec<u8> {
 
 pub fn reference(r: &str) -> Vec<u8> {
     tagged(REF, r.as_bytes())
+}
+
+pub fn repo_digest(r: &str) -> Vec<u8> {
+    tagged(REPO_DIGEST, r.as_bytes())
+}
+
+/// The blobs a layer was pushed as share the prefix
+/// `compressed_blobs_of(diff_id)`; the compression's name (`gzip`, `zstd`)
+/// ends the key.
+pub fn compressed_blobs_of(diff_id: &Digest) -> Vec<u8> {
+    tagged(COMPRESSED_BLOB, &diff_id.0)
+}
+
+pub fn compressed_blob(diff_id: &Digest, compression: &str) -> Vec<u8> {
+    let mut k = compressed_blobs_of(diff_id);
+    k.extend_from_slice(compression.as_bytes());
+    k
 }
 
 pub fn container(id: &str) -> Vec<u8> {

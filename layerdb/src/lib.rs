@@ -18,6 +18,7 @@
 //! - Writers take a file lock and wait for each other; long-lived readers
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
+pub mod blob;
 pub mod chunk;
 pub mod container;
 mod db;

@@ -1,6 +1,7 @@
 //! Image references `name[:tag]` with docker's grammar; the tag defaults
 //! to `latest`.
 
+use crate::digest::Digest;
 use crate::error::StoreError;
 use std::fmt;
 
@@ -43,6 +44,39 @@ impl Reference {
         RemoteReference::parse(s)?
             .local()
             .ok_or_else(|| StoreError::BadReference(s.to_string()))
+    }
+}
+
+/// `name@sha256:<hex>`: an image as a repository's manifest digest names
+/// it, which docker keeps as the image's RepoDigests. The name is in its
+/// familiar form (`busybox`, `127.0.0.1:5000/app`), as tags are.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DigestReference {
+    pub name: String,
+    pub digest: Digest,
+}
+
+impl fmt::Display for DigestReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{:#}", self.name, self.digest)
+    }
+}
+
+impl DigestReference {
+    /// `name@sha256:<64 hex>` in any form docker takes (`docker.io/library/busybox@...`
+    /// is `busybox@...`); a tag beside the digest is refused, as it names
+    /// nothing more locally.
+    pub fn parse(s: &str) -> Result<DigestReference, StoreError> {
+        let bad = || StoreError::BadReference(s.to_string());
+        let remote = RemoteReference::parse(s)?;
+        let digest = remote.digest.as_deref().ok_or_else(bad)?;
+        if remote.tag.is_some() || !digest.starts_with("sha256:") {
+            return Err(bad());
+        }
+        Ok(DigestReference {
+            name: remote.familiar_name(),
+            digest: digest.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -240,6 +274,15 @@ impl RemoteReference {
         })
     }
 
+    /// The RepoDigest a pull or push of this repository records for the
+    /// manifest `digest`.
+    pub fn local_digest(&self, digest: Digest) -> DigestReference {
+        DigestReference {
+            name: self.familiar_name(),
+            digest,
+        }
+    }
+
     /// The host (and port) that serves the registry API for the domain.
     pub fn api_host(&self) -> &str {
         if self.domain == DOCKER_HUB {
@@ -431,6 +474,28 @@ mod remote_tests {
         ] {
             assert!(RemoteReference::parse(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn digest_references_take_the_familiar_name() {
+        let hex = "c".repeat(64);
+        let r = DigestReference::parse(&format!("docker.io/library/busybox@sha256:{hex}")).unwrap();
+        assert_eq!(r.to_string(), format!("busybox@sha256:{hex}"));
+        let r = DigestReference::parse(&format!("127.0.0.1:5000/a/b@sha256:{hex}")).unwrap();
+        assert_eq!(r.name, "127.0.0.1:5000/a/b");
+        for bad in [
+            "busybox".to_string(),
+            format!("busybox:1@sha256:{hex}"),
+            format!("busybox@sha512:{hex}"),
+            format!("busybox@sha256:{}", &hex[..40]),
+        ] {
+            assert!(DigestReference::parse(&bad).is_err(), "{bad}");
+        }
+        let remote = RemoteReference::parse("localhost:5000/x:1").unwrap();
+        assert_eq!(
+            remote.local_digest(Digest([0; 32])).to_string(),
+            format!("localhost:5000/x@sha256:{}", "0".repeat(64))
+        );
     }
 
     #[test]

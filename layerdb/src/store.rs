@@ -2,6 +2,7 @@
 //! chunk files (`chunks/`), container uppers (`containers/<id>/`) and
 //! lock files. Every change is one atomic index write.
 
+use crate::blob::CompressedBlob;
 use crate::chunk::ChunkDir;
 use crate::container::ContainerRecord;
 use crate::db::Db;
@@ -11,7 +12,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::image::{ExactImage, ImageConfig, ImageRecord};
 use crate::keys;
 use crate::layer::{LayerMeta, PendingLayer};
-use crate::reference::Reference;
+use crate::reference::{DigestReference, Reference};
 use rocksdb::WriteBatch;
 use std::collections::BTreeMap;
 use std::fs;
@@ -395,6 +396,7 @@ impl Store {
             new_layers: new.layers,
             parent: new.parent,
             reference: new.reference,
+            repo_digest: None,
         })
     }
 
@@ -471,6 +473,9 @@ impl Store {
         if let Some(r) = &new.reference {
             batch.put(keys::reference(&r.to_string()), record.id.0);
         }
+        if let Some(r) = &new.repo_digest {
+            batch.put(keys::repo_digest(&r.to_string()), record.id.0);
+        }
         // Chunks were written without fsync; make them durable before the
         // index points at them.
         self.chunks.sync()?;
@@ -506,8 +511,65 @@ impl Store {
     }
 
     pub fn references(&self) -> Result<Vec<(String, Digest)>> {
+        self.scan_references(keys::REF)
+    }
+
+    /// Every RepoDigest (`name@sha256:<hex>`) with its image, sorted.
+    pub fn repo_digests(&self) -> Result<Vec<(String, Digest)>> {
+        self.scan_references(keys::REPO_DIGEST)
+    }
+
+    /// The RepoDigests of one image.
+    pub fn repo_digests_of(&self, id: &Digest) -> Result<Vec<String>> {
+        Ok(self
+            .repo_digests()?
+            .into_iter()
+            .filter(|(_, image)| image == id)
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    /// Records that the repository's manifest `r.digest` is image `id`
+    /// (a pull that found the image present, a push).
+    pub fn add_repo_digest(&self, id: &Digest, r: &DigestReference) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(keys::repo_digest(&r.to_string()), id.0);
+        self.db.write(batch)
+    }
+
+    /// The blob `diff_id` was last pushed as with `compression`.
+    pub fn compressed_blob(
+        &self,
+        diff_id: &Digest,
+        compression: &str,
+    ) -> Result<Option<CompressedBlob>> {
+        let key = keys::compressed_blob(diff_id, compression);
         self.db
-            .scan(&[keys::REF])?
+            .get(&key)?
+            .map(|v| Self::decode(&key, &v))
+            .transpose()
+    }
+
+    /// Records what layers were pushed as: (diff id, compression, blob).
+    pub fn remember_compressed_blobs(
+        &self,
+        blobs: &[(Digest, &str, CompressedBlob)],
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (diff_id, compression, blob) in blobs {
+            if self.has_layer(diff_id)? {
+                batch.put(
+                    keys::compressed_blob(diff_id, compression),
+                    Self::encode(blob),
+                );
+            }
+        }
+        self.db.write(batch)
+    }
+
+    fn scan_references(&self, kind: u8) -> Result<Vec<(String, Digest)>> {
+        self.db
+            .scan(&[kind])?
             .into_iter()
             .map(|(k, v)| {
                 let name = String::from_utf8_lossy(&k[1..]).into_owned();
@@ -543,8 +605,12 @@ impl Store {
                 return Ok(matches.into_iter().next().expect("one match"));
             }
         }
-        let r = Reference::parse(s)?;
-        match self.db.get(&keys::reference(&r.to_string()))? {
+        let key = if s.contains('@') {
+            keys::repo_digest(&DigestReference::parse(s)?.to_string())
+        } else {
+            keys::reference(&Reference::parse(s)?.to_string())
+        };
+        match self.db.get(&key)? {
             Some(v) if v.len() == 32 => self
                 .image(&Digest(v.try_into().expect("length checked")))?
                 .ok_or_else(missing),
@@ -561,31 +627,62 @@ impl Store {
     /// `rmi`: a reference with other references beside it is only untagged;
     /// otherwise the image goes, unless a container uses it (then `force`
     /// untags and keeps the image for the container, as docker does).
+    /// RepoDigests count as references; untagging a repository's last tag
+    /// also drops that repository's digests, as docker does.
     pub fn remove_image(&self, s: &str, force: bool) -> Result<Vec<Removal>> {
         let image = self.resolve_image(s)?;
-        let refs: Vec<String> = self
-            .references()?
-            .into_iter()
-            .filter(|(_, id)| *id == image.id)
-            .map(|(r, _)| r)
-            .collect();
-        let by_ref = Reference::parse(s)
-            .ok()
-            .map(|r| r.to_string())
-            .filter(|r| refs.contains(r));
+        let tags = self.tags_of(&image.id)?;
+        let digests = self.repo_digests_of(&image.id)?;
+        let by_ref = if s.contains('@') {
+            DigestReference::parse(s)
+                .ok()
+                .map(|r| r.to_string())
+                .filter(|r| digests.contains(r))
+        } else {
+            Reference::parse(s)
+                .ok()
+                .map(|r| r.to_string())
+                .filter(|r| tags.contains(r))
+        };
         let user = self.containers()?.into_iter().find(|c| c.image == image.id);
         let mut batch = WriteBatch::default();
         let mut done = Vec::new();
-        if let Some(r) = by_ref.as_ref().filter(|_| refs.len() > 1) {
-            batch.delete(keys::reference(r));
+        let untag = |batch: &mut WriteBatch, done: &mut Vec<Removal>, r: &String| {
+            if r.contains('@') {
+                batch.delete(keys::repo_digest(r));
+            } else {
+                batch.delete(keys::reference(r));
+            }
             done.push(Removal::Untagged(r.clone()));
+        };
+        let all: Vec<&String> = tags.iter().chain(&digests).collect();
+        let only_untag: Option<Vec<&String>> = by_ref.as_ref().and_then(|r| {
+            // The repository of `name:tag` or `name@sha256:<hex>`.
+            let repo = |x: &str| -> String {
+                let end = x.find('@').or_else(|| x.rfind(':')).unwrap_or(x.len());
+                x[..end].to_string()
+            };
+            let name = repo(r);
+            let last_tag_of_repo =
+                !r.contains('@') && !tags.iter().any(|t| t != r && repo(t) == name);
+            let going: Vec<&String> = all
+                .iter()
+                .copied()
+                .filter(|x| *x == r || (last_tag_of_repo && x.contains('@') && repo(x) == name))
+                .collect();
+            (going.len() < all.len()).then_some(going)
+        });
+        if let Some(going) = only_untag {
+            for r in going {
+                untag(&mut batch, &mut done, r);
+            }
         } else if let Some(c) = user {
             if !force {
                 let what = match &by_ref {
                     Some(_) => {
                         format!("unable to remove repository reference \"{s}\" (must force)")
                     }
-                    None if !refs.is_empty() => {
+                    None if !all.is_empty() => {
                         format!("unable to delete {} (must be forced)", image.id.short())
                     }
                     None => format!("unable to delete {} (cannot be forced)", image.id.short()),
@@ -595,20 +692,28 @@ impl Store {
                     c.short_id()
                 )));
             }
-            for r in &refs {
-                batch.delete(keys::reference(r));
-                done.push(Removal::Untagged(r.clone()));
+            for r in all {
+                untag(&mut batch, &mut done, r);
             }
         } else {
-            for r in &refs {
-                batch.delete(keys::reference(r));
-                done.push(Removal::Untagged(r.clone()));
+            for r in all {
+                untag(&mut batch, &mut done, r);
             }
             batch.delete(keys::image(&image.id));
             done.push(Removal::Deleted(image.id));
         }
         self.db.write(batch)?;
         Ok(done)
+    }
+
+    /// The `name:tag` references of one image.
+    pub fn tags_of(&self, id: &Digest) -> Result<Vec<String>> {
+        Ok(self
+            .references()?
+            .into_iter()
+            .filter(|(_, image)| image == id)
+            .map(|(r, _)| r)
+            .collect())
     }
 
     // ---- containers ---------------------------------------------------

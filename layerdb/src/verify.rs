@@ -110,7 +110,7 @@ impl Store {
                 }
             }
         }
-        for (name, id) in self.references()? {
+        for (name, id) in self.references()?.into_iter().chain(self.repo_digests()?) {
             if !ids.contains(&id) {
                 r.problems
                     .push(format!("reference {name}: image {id:#} is missing"));

@@ -204,6 +204,9 @@ pub struct ImagesArgs {
     #[arg(long)]
     pub no_trunc: bool,
     pub repository: Option<String>,
+    /// Show the repository digests (RepoDigests) in a DIGEST column.
+    #[arg(long)]
+    pub digests: bool,
 }
 
 #[derive(Args, Debug)]
@@ -464,6 +467,9 @@ pub struct PullArgs {
     pub quiet: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
+    /// Download all tagged images in the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
 }
 
 #[derive(Args, Debug)]
@@ -473,6 +479,17 @@ pub struct PushArgs {
     pub quiet: bool,
     /// NAME[:TAG]
     pub name: String,
+    /// Compression of the layers pushed ("gzip", "zstd")
+    #[arg(long = "compression-format", value_enum, default_value_t = PushCompression::Gzip)]
+    pub compression_format: PushCompression,
+}
+
+/// How `push` compresses layers: gzip reads everywhere; zstd is smaller
+/// and faster to decompress, for clients that take it (podman, containerd).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
 }
 
 #[derive(Args, Debug)]

@@ -366,12 +366,17 @@ pub struct ImageRow {
     pub created: Option<i64>,
     /// All layers of the image.
     pub size: u64,
+    /// The repository's manifest digest (`sha256:<hex>`) or `<none>`,
+    /// shown with `--digests`.
+    pub digest: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImagesOptions {
     pub quiet: bool,
     pub no_trunc: bool,
+    /// A DIGEST column after TAG.
+    pub digests: bool,
 }
 
 /// The whole output of `images`. `-q` prints one id per row (docker repeats
@@ -387,16 +392,24 @@ pub fn render_images(rows: &[ImageRow], options: &ImagesOptions, now: i64) -> St
     if options.quiet {
         return rows.iter().map(|row| id(row) + "\n").collect();
     }
+    let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+    if options.digests {
+        header.insert(2, "DIGEST");
+    }
     table(
-        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &header,
         rows.iter().map(|row| {
-            vec![
+            let mut cells = vec![
                 row.repository.clone(),
                 row.tag.clone(),
                 id(row),
                 created_since(row.created, now),
                 human_size(row.size),
-            ]
+            ];
+            if options.digests {
+                cells.insert(2, row.digest.clone());
+            }
+            cells
         }),
     )
 }
@@ -1007,6 +1020,7 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
                 id: sha("c1502e2ec875"),
                 created: Some(NOW - 65 * SECOND),
                 size: 195_200_033,
+                digest: format!("sha256:{}", "d".repeat(64)),
             },
             ImageRow {
                 repository: "<none>".into(),
@@ -1014,6 +1028,7 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
                 id: sha("5310da79c50a"),
                 created: None,
                 size: 0,
+                digest: "<none>".into(),
             },
         ];
         let expected = concat!(
@@ -1028,10 +1043,33 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
         let quiet = ImagesOptions {
             quiet: true,
             no_trunc: true,
+            digests: false,
         };
         assert_eq!(
             render_images(&rows, &quiet, NOW),
             format!("{}\n{}\n", sha("c1502e2ec875"), sha("5310da79c50a"))
+        );
+        let digests = ImagesOptions {
+            digests: true,
+            ..ImagesOptions::default()
+        };
+        let table = render_images(&rows, &digests, NOW);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("REPOSITORY   TAG       DIGEST  ")
+                && lines[0].contains("  IMAGE ID       CREATED"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "sample-app   latest    sha256:{}   c1502e2ec875",
+                "d".repeat(64)
+            )),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("<none>       <none>    <none>  "),
+            "{table}"
         );
     }
 

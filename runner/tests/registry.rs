@@ -8,221 +8,11 @@
 
 mod common;
 
+use common::registry::{free_port, sha256_hex, Registry};
 use common::{Run, Strata, TarMaker};
-use sha2::{Digest as _, Sha256};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
-/// One registry process with its own config and storage, stopped by pid
-/// when dropped (also when the test fails).
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        Registry::start_with(None)
-    }
-
-    /// With htpasswd basic auth for `user`/`password`.
-    fn start_with(login: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let port = free_port();
-        let storage = dir.path().join("storage");
-        std::fs::create_dir(&storage).unwrap();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if let Some((user, password)) = login {
-            let htpasswd = dir.path().join("htpasswd");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .expect("htpasswd (apache2-utils, installed by scripts/setup) runs");
-            assert!(out.status.success());
-            std::fs::write(&htpasswd, &out.stdout).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (installed by scripts/setup) starts");
-        let mut registry = Registry { child, port, dir };
-        registry.wait_until_listening();
-        registry
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("docker-registry exited ({status}): {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "registry not listening: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// skopeo copy of a docker-archive into `repo:tag`, with extra flags.
-    fn push(&self, archive: &Path, name: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .expect("skopeo (installed by scripts/setup) runs");
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The config bytes skopeo reads for `name`.
-    fn raw_config(&self, name: &str, extra: &[&str]) -> Vec<u8> {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", "--config", "--raw"])
-            .args(extra)
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .expect("skopeo runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    fn blob_path(&self, hex: &str) -> PathBuf {
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Registry {
-    /// Pushes an OCI image blob by blob with a plain HTTP client, for
-    /// layer forms skopeo will not write to a registry (uncompressed) or
-    /// writes only through its blob cache (zstd).
-    fn push_raw(
-        &self,
-        repo: &str,
-        tag: &str,
-        layers: &[(&str, Vec<u8>)],
-        config: &[u8],
-    ) -> serde_json::Value {
-        let base = format!("http://{}", self.host());
-        let upload = |bytes: &[u8]| -> String {
-            let digest = format!("sha256:{}", sha256_hex(bytes));
-            let started = ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/"))
-                .send_empty()
-                .expect("upload starts");
-            let location = started.headers()["location"].to_str().unwrap().to_string();
-            let url = if location.starts_with('/') {
-                format!("{base}{location}")
-            } else {
-                location
-            };
-            let separator = if url.contains('?') { '&' } else { '?' };
-            ureq::put(&format!("{url}{separator}digest={digest}"))
-                .header("Content-Type", "application/octet-stream")
-                .send(bytes)
-                .expect("blob upload");
-            digest
-        };
-        let layers: Vec<serde_json::Value> = layers
-            .iter()
-            .map(|(media_type, bytes)| {
-                serde_json::json!({"mediaType": media_type, "digest": upload(bytes), "size": bytes.len()})
-            })
-            .collect();
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": upload(config), "size": config.len()},
-            "layers": layers,
-        });
-        self.put_manifest(
-            repo,
-            tag,
-            "application/vnd.oci.image.manifest.v1+json",
-            &manifest,
-        )
-    }
-
-    /// PUTs a manifest or index; gives its descriptor.
-    fn put_manifest(
-        &self,
-        repo: &str,
-        tag: &str,
-        media_type: &str,
-        document: &serde_json::Value,
-    ) -> serde_json::Value {
-        let bytes = serde_json::to_vec(document).unwrap();
-        ureq::put(&format!("http://{}/v2/{repo}/manifests/{tag}", self.host()))
-            .header("Content-Type", media_type)
-            .send(&bytes)
-            .expect("manifest upload");
-        serde_json::json!({
-            "mediaType": media_type,
-            "digest": format!("sha256:{}", sha256_hex(&bytes)),
-            "size": bytes.len(),
-        })
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Our own child, by pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use std::process::{Command, Stdio};
 
 /// The canonical busybox layer tar, from `build-busybox-image` and `save`.
 fn busybox_layer() -> Vec<u8> {
@@ -951,4 +741,326 @@ fn an_index_gives_the_hosts_platform_or_the_one_asked_for() {
         &["pull", "--platform", "linux", &format!("{host}/multi:both")],
     );
     one_line_125(&r, "bad platform");
+}
+
+/// The RepoDigests `inspect` shows for `name`.
+fn repo_digests(s: &Strata, name: &str) -> Vec<String> {
+    let out = strata(s, &["inspect", name]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["RepoDigests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dockers() {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = foreign_config(std::slice::from_ref(&base));
+    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
+    registry.push(&archive, "busybox:latest", &[]);
+    let name = format!("{}/busybox", registry.host());
+    let manifest = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{name}:latest"))
+        .output()
+        .unwrap()
+        .stdout;
+    let digest = format!("sha256:{}", sha256_hex(&manifest));
+    let by_digest = format!("{name}@{digest}");
+    let id = format!("sha256:{}", sha256_hex(&config));
+
+    let s = client_store();
+    strata(&s, &["pull", &name]).ok();
+    assert_eq!(repo_digests(&s, &name), std::slice::from_ref(&by_digest));
+    // Resolved locally by it, as docker resolves `run NAME@sha256:...`.
+    assert_eq!(image_id(&s, &by_digest), id);
+    let table = strata(&s, &["images", "--digests"]).ok().stdout;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        [name.as_str(), "latest", digest.as_str(), &id[7..19]],
+        "{table}"
+    );
+    assert!(!strata(&s, &["images"]).ok().stdout.contains("DIGEST"));
+
+    // Untagging the digest keeps the tag; a pull that finds the image
+    // present records the digest again.
+    let r = strata(&s, &["rmi", &by_digest]).ok();
+    assert_eq!(r.stdout, format!("Untagged: {by_digest}\n"));
+    assert!(repo_digests(&s, &name).is_empty());
+    strata(&s, &["pull", "-q", &name]).ok();
+    assert_eq!(repo_digests(&s, &name), std::slice::from_ref(&by_digest));
+    // The repository's last tag takes its digests with it.
+    let r = strata(&s, &["rmi", &name]).ok();
+    assert_eq!(
+        r.stdout,
+        format!("Untagged: {name}:latest\nUntagged: {by_digest}\nDeleted: {id}\n")
+    );
+    strata(&s, &["verify"]).ok();
+
+    // Pulled by digest alone: listed under its repository without a tag.
+    strata(&s, &["pull", &by_digest]).ok();
+    let table = strata(&s, &["images"]).ok().stdout;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], [name.as_str(), "<none>", &id[7..19]], "{table}");
+    let table = strata(&s, &["images", "--digests"]).ok().stdout;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..3],
+        [name.as_str(), "<none>", digest.as_str()],
+        "{table}"
+    );
+
+    // A push records what the registry now calls the image.
+    let t = Strata::with_busybox();
+    let pushed = format!("{}/pushed:1", registry.host());
+    strata(&t, &["tag", "busybox", &pushed]).ok();
+    let out = strata(&t, &["push", &pushed]).ok().stdout;
+    let pushed_digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert_eq!(
+        repo_digests(&t, &pushed),
+        [format!("{}/pushed@{pushed_digest}", registry.host())]
+    );
+
+    common::privileges::require_root_and_fuse();
+    let r = strata(&s, &["run", "--rm", &by_digest, "echo", "local"]).ok();
+    assert_eq!(r.stdout, "local\n", "{}", r.stderr);
+    assert!(!r.stderr.contains("Unable to find"), "{}", r.stderr);
+}
+
+#[test]
+fn a_layer_pushed_before_is_found_or_mounted_without_compressing_it_again() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let first = format!("{host}/first:1");
+    strata(&s, &["tag", "busybox", &first]).ok();
+    strata(&s, &["push", &first]).ok();
+    // Nothing of the layer is left to compress: what follows must not
+    // need it.
+    for chunk in std::fs::read_dir(s.root().join("chunks")).unwrap() {
+        std::fs::remove_file(chunk.unwrap().path()).unwrap();
+    }
+    let again = strata(&s, &["push", &first]).ok().stdout;
+    assert!(again.contains(": Layer already exists\n"), "{again}");
+    let second = format!("{host}/second:1");
+    strata(&s, &["tag", "busybox", &second]).ok();
+    let mounted = strata(&s, &["push", &second]).ok().stdout;
+    assert!(mounted.contains(": Mounted from first\n"), "{mounted}");
+    // The mounted blob is really there: skopeo copies the image out,
+    // checking every digest.
+    let out = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{second}"))
+        .arg(format!("oci:{}:x", out.path().join("layout").display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+}
+
+#[test]
+fn push_compresses_with_zstd_when_asked_and_the_image_keeps_its_id() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let id = image_id(&s, "busybox");
+    for (format, media_type) in [
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ] {
+        let name = format!("{host}/{format}:1");
+        strata(&s, &["tag", "busybox", &name]).ok();
+        strata(&s, &["push", "--compression-format", format, &name]).ok();
+        let raw = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap()
+            .stdout;
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], media_type, "{manifest}");
+        let t = client_store();
+        strata(&t, &["pull", &name]).ok();
+        assert_eq!(image_id(&t, &name), id);
+        strata(&t, &["verify"]).ok();
+    }
+    let r = strata(
+        &s,
+        &[
+            "push",
+            "--compression-format",
+            "lz4",
+            &format!("{host}/x:1"),
+        ],
+    );
+    assert_ne!(r.code, 0);
+}
+
+#[test]
+fn pull_all_tags_pulls_every_tag_of_the_repository() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for tag in ["1", "2"] {
+        let layers = [hello_layer(&format!("tag {tag}\n"))];
+        let config = foreign_config(&layers);
+        let archive = docker_archive(&work.path().join(format!("{tag}.tar")), &layers, &config);
+        registry.push(&archive, &format!("many:{tag}"), &[]);
+        ids.push(format!("sha256:{}", sha256_hex(&config)));
+    }
+    let s = client_store();
+    let r = strata(&s, &["pull", "--all-tags", &format!("{host}/many")]).ok();
+    assert_eq!(r.stdout.lines().last().unwrap(), format!("{host}/many"));
+    assert_eq!(
+        r.stdout.matches("Status: Downloaded newer image").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(image_id(&s, &format!("{host}/many:1")), ids[0]);
+    assert_eq!(image_id(&s, &format!("{host}/many:2")), ids[1]);
+
+    let r = strata(&s, &["pull", "-a", &format!("{host}/many:1")]);
+    one_line_125(&r, "a tag with --all-tags");
+    assert!(
+        r.stderr.contains("tag can't be used with --all-tags/-a"),
+        "{}",
+        r.stderr
+    );
+    let r = strata(&s, &["pull", "-a", &format!("{host}/nosuch")]);
+    one_line_125(&r, "--all-tags of an unknown repository");
+}
+
+#[test]
+fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
+    let registry = Registry::start_with(Some(("tester", "right-pass")));
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer("podman's login\n")];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("p.tar"), &layers, &config);
+    registry.push(
+        &archive,
+        "private:1",
+        &["--dest-creds", "tester:right-pass"],
+    );
+    // skopeo writes the same auth.json podman does.
+    let runtime = tempfile::tempdir().unwrap();
+    let auth_file = runtime.path().join("containers/auth.json");
+    let login = Command::new("skopeo")
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "tester",
+            "-p",
+            "right-pass",
+        ])
+        .arg("--authfile")
+        .arg(&auth_file)
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let full = format!("{host}/private:1");
+    let s = client_store();
+    let pull = |env: (&str, &Path)| -> Run {
+        s.cmd(&["pull", "-q", &full])
+            .env("DOCKER_CONFIG", s.path("docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env(env.0, env.1)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = pull(("REGISTRY_AUTH_FILE", &auth_file));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    strata(&s, &["rmi", &full]).ok();
+    let r = pull(("XDG_RUNTIME_DIR", runtime.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        image_id(&s, &full),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+}
+
+#[test]
+fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start_logging_requests();
+    let name = format!("{}/chunked:1", registry.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    // busybox's layer is about 1 MB compressed: 64 KiB chunks make many.
+    let r: Run = s
+        .cmd(&["push", &name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("STRATA_PUSH_CHUNK_BYTES", "65536")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let patches = registry.requests("PATCH", "/v2/chunked/blobs/uploads/");
+    assert!(patches > 4, "{patches} PATCH requests: {}", registry.log());
+    let t = client_store();
+    strata(&t, &["pull", &name]).ok();
+    assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
+    strata(&t, &["verify"]).ok();
+}
+
+#[test]
+fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let host = registry.host();
+    let src = format!("{host}/src:1");
+    strata(&s, &["tag", "busybox", &src]).ok();
+    strata(&s, &["push", &src]).ok();
+
+    let t = client_store();
+    strata(&t, &["pull", &src]).ok();
+    let dst = format!("{host}/dst:1");
+    strata(&t, &["tag", &src, &dst]).ok();
+    let r = strata(&t, &["push", &dst]).ok().stdout;
+    assert!(r.contains(": Mounted from src\n"), "{r}");
+    assert!(!r.contains(": Pushed"), "{r}");
+    let u = client_store();
+    strata(&u, &["pull", &dst]).ok();
+    assert_eq!(image_id(&u, &dst), image_id(&s, "busybox"));
+    strata(&u, &["verify"]).ok();
 }

@@ -1,12 +1,15 @@
 //! The walkthrough of ../shared/seed/understanding-image-layers.md with
-//! strata in place of docker: build a base image by hand in a container,
-//! commit it, commit an app on top, and run it. Once on busybox (offline,
-//! a fake `node`), once on Debian with the real `apt install nodejs`.
+//! strata in place of docker: pull the base image (from a local registry,
+//! as the guide's `docker run ubuntu` pulls it from Docker Hub), build on
+//! it by hand in a container, commit it, commit an app on top, and run it.
+//! Once on busybox (offline, a fake `node`), once on Debian with the real
+//! `apt install nodejs`.
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
 mod common;
 
+use common::registry::Registry;
 use common::session::Session;
 use common::Strata;
 use std::time::Duration;
@@ -31,8 +34,18 @@ fn import_debian(s: &Strata) {
     .ok();
 }
 
-/// Runs the walkthrough on `base`; `install` is what step 3 types in the
-/// container to get node.
+/// Pushes `image` of `publisher` into `registry` as `name`; gives the
+/// full name another store pulls.
+fn publish(publisher: &Strata, image: &str, registry: &Registry, name: &str) -> String {
+    let full = format!("{}/{name}", registry.host());
+    publisher.run(&["tag", image, &full]).ok();
+    publisher.run(&["push", "-q", &full]).ok();
+    full
+}
+
+/// Runs the walkthrough on `base`, which the store has not got: the first
+/// `run` pulls it. `install` is what step 3 types in the container to get
+/// node.
 fn walkthrough(s: &Strata, base: &str, shell: &str, install: &str, install_time: Duration) {
     // Create a base image: an interactive container, changed by hand.
     let mut base_container =
@@ -40,6 +53,12 @@ fn walkthrough(s: &Strata, base: &str, shell: &str, install: &str, install_time:
     base_container.send(install);
     base_container.send("node -e 'console.log(\"Hello world!\")'");
     base_container.wait_for("Hello world!", install_time);
+    let pulled = base_container.output();
+    assert!(
+        pulled.starts_with(&format!("Unable to find image '{base}' locally\n"))
+            && pulled.contains(&format!("Status: Downloaded newer image for {base}\n")),
+        "{pulled}"
+    );
 
     // Commit from "another terminal" while the container still runs.
     let id = s
@@ -115,21 +134,32 @@ fn walkthrough(s: &Strata, base: &str, shell: &str, install: &str, install_time:
 
 #[test]
 fn the_walkthrough_works_on_busybox() {
-    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    let base = publish(
+        &Strata::with_busybox(),
+        "busybox",
+        &registry,
+        "busybox:latest",
+    );
+    let s = Strata::new();
     let install = format!(
         "mkdir -p /usr/local/bin && cat > /usr/local/bin/node <<'EOF'\n{FAKE_NODE}EOF\nchmod +x /usr/local/bin/node"
     );
-    walkthrough(&s, "busybox", "sh", &install, Duration::from_secs(30));
+    walkthrough(&s, &base, "sh", &install, Duration::from_secs(30));
 }
 
 #[test]
 fn the_walkthrough_works_on_debian_with_apt() {
     common::privileges::require_root_and_fuse();
+    let registry = Registry::start();
+    let publisher = Strata::new();
+    import_debian(&publisher);
+    let base = publish(&publisher, "debian:bookworm", &registry, "debian:bookworm");
+    drop(publisher);
     let s = Strata::new();
-    import_debian(&s);
     walkthrough(
         &s,
-        "debian:bookworm",
+        &base,
         "/bin/bash",
         "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs",
         Duration::from_secs(900),

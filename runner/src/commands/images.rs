@@ -5,7 +5,7 @@ use crate::cli::{HistoryArgs, ImagesArgs, RmiArgs};
 use crate::output::{self, HistoryOptions, ImageRow, ImagesOptions, ListFormat};
 use anyhow::{bail, Result};
 use layerdb::{Digest, ImageRecord, Reference, Removal, Store};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The image's size as docker's classic store reports it: all its layers.
 pub fn image_size(store: &Store, image: &ImageRecord) -> Result<u64> {
@@ -23,27 +23,22 @@ fn created_ns(image: &ImageRecord) -> Option<i64> {
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let store = ctx.reader()?;
     let images = store.images()?;
+    let mut digests: HashMap<Digest, Vec<String>> = HashMap::new();
+    for (r, id) in store.repo_digests()? {
+        digests.entry(id).or_default().push(r);
+    }
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
     let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
     let mut rows = Vec::new();
     for (image, refs) in &images {
-        if refs.is_empty() && parents.contains(&image.id) && !args.all {
+        let image_digests = digests.remove(&image.id).unwrap_or_default();
+        if refs.is_empty() && image_digests.is_empty() && parents.contains(&image.id) && !args.all {
             continue;
         }
         let size = image_size(&store, image)?;
         let created = created_ns(image);
-        let tags: Vec<(String, String)> = if refs.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            refs.iter()
-                .map(|r| {
-                    let (n, t) = r.rsplit_once(':').expect("stored references carry a tag");
-                    (n.to_string(), t.to_string())
-                })
-                .collect()
-        };
-        for (repository, tag) in tags {
+        for (repository, tag, digest) in image_rows(refs, &image_digests, args.digests) {
             if args
                 .repository
                 .as_deref()
@@ -57,6 +52,7 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
                 id: format!("{:#}", image.id),
                 created,
                 size,
+                digest,
             });
         }
     }
@@ -68,12 +64,60 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let options = ImagesOptions {
         quiet: args.quiet,
         no_trunc: args.no_trunc,
+        digests: args.digests,
     };
     print!(
         "{}",
         output::render_images(&rows, &options, crate::clock::now_ns())
     );
     Ok(0)
+}
+
+/// docker's rows for one image: (repository, tag, digest) per tag, with
+/// the repository's digest beside each when `with_digests` (a row per
+/// digest when there are several); a repository known only by digest gets
+/// `<none>` as its tag; an image with neither is `<none>` throughout.
+fn image_rows(
+    tags: &[String],
+    digests: &[String],
+    with_digests: bool,
+) -> Vec<(String, String, String)> {
+    let none = || "<none>".to_string();
+    let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for d in digests {
+        let (repo, digest) = d.split_once('@').expect("stored digests carry an @");
+        by_repo.entry(repo).or_default().push(digest);
+    }
+    let mut rows = Vec::new();
+    for t in tags {
+        let (repo, tag) = t.rsplit_once(':').expect("stored references carry a tag");
+        let repo_digests = match by_repo.get(repo) {
+            Some(d) if with_digests => d.clone(),
+            _ => Vec::new(),
+        };
+        if repo_digests.is_empty() {
+            rows.push((repo.to_string(), tag.to_string(), none()));
+        }
+        for d in repo_digests {
+            rows.push((repo.to_string(), tag.to_string(), d.to_string()));
+        }
+    }
+    for t in tags {
+        by_repo.remove(t.rsplit_once(':').map_or("", |p| p.0));
+    }
+    for (repo, repo_digests) in by_repo {
+        if with_digests {
+            for d in repo_digests {
+                rows.push((repo.to_string(), none(), d.to_string()));
+            }
+        } else {
+            rows.push((repo.to_string(), none(), none()));
+        }
+    }
+    if rows.is_empty() {
+        rows.push((none(), none(), none()));
+    }
+    rows
 }
 
 pub fn tag(ctx: &Ctx, source: &str, target: &str) -> Result<i32> {
@@ -141,4 +185,34 @@ pub fn history(ctx: &Ctx, args: HistoryArgs) -> Result<i32> {
         output::render_history(&rows, &options, crate::clock::now_ns())
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_rows;
+
+    fn rows(tags: &[&str], digests: &[&str], with: bool) -> Vec<String> {
+        let tags: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
+        let digests: Vec<String> = digests.iter().map(|s| s.to_string()).collect();
+        image_rows(&tags, &digests, with)
+            .into_iter()
+            .map(|(r, t, d)| format!("{r} {t} {d}"))
+            .collect()
+    }
+
+    #[test]
+    fn rows_pair_each_tag_with_its_repositorys_digests_as_docker_does() {
+        let d = "sha256:aa";
+        assert_eq!(
+            rows(&["h:5/a:1", "b:2"], &["h:5/a@sha256:aa"], true),
+            ["h:5/a 1 sha256:aa", "b 2 <none>"]
+        );
+        assert_eq!(
+            rows(&["h:5/a:1"], &["h:5/a@sha256:aa"], false),
+            ["h:5/a 1 <none>"]
+        );
+        assert_eq!(rows(&[], &["a@sha256:aa"], true), [format!("a <none> {d}")]);
+        assert_eq!(rows(&[], &["a@sha256:aa"], false), ["a <none> <none>"]);
+        assert_eq!(rows(&[], &[], true), ["<none> <none> <none>"]);
+    }
 }

@@ -29,12 +29,8 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
 
 pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
     let config = image.config();
-    let tags: Vec<String> = store
-        .references()?
-        .into_iter()
-        .filter(|(_, id)| *id == image.id)
-        .map(|(r, _)| r)
-        .collect();
+    let tags = store.tags_of(&image.id)?;
+    let digests = store.repo_digests_of(&image.id)?;
     let mut size = 0;
     for d in &image.layers {
         size += store.layer(d)?.size;
@@ -47,7 +43,7 @@ pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
     Ok(json!({
         "Id": format!("{:#}", image.id),
         "RepoTags": tags,
-        "RepoDigests": [],
+        "RepoDigests": digests,
         "Parent": image.parent.map(|p| format!("{p:#}")).unwrap_or_default(),
         "Comment": comment,
         "Created": config.created,

@@ -163,6 +163,7 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
         new_layers,
         parent: None,
         reference: None,
+        repo_digest: None,
     })
 }
 

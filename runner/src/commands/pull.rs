@@ -25,8 +25,39 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<i32> {
     } else {
         Progress::Stdout
     };
+    if args.all_tags {
+        return pull_all_tags(ctx, &args.name, reference, &platform, progress);
+    }
     pull_image(ctx, &reference, &platform, progress)?;
     println!("{}", full_name(&reference));
+    Ok(0)
+}
+
+/// `pull --all-tags NAME`: every tag the registry lists, one pull each,
+/// then the repository's full name, as docker prints it.
+fn pull_all_tags(
+    ctx: &Ctx,
+    name: &str,
+    reference: RemoteReference,
+    platform: &Platform,
+    progress: Progress,
+) -> Result<i32> {
+    let after_path = name.rsplit('/').next().unwrap_or(name);
+    if after_path.contains([':', '@']) {
+        anyhow::bail!("tag can't be used with --all-tags/-a");
+    }
+    let credentials = credentials::lookup(&reference.domain)?;
+    let client = Client::connect(reference.api_host(), credentials)?;
+    let tags =
+        pull::list_tags(&client, &reference).map_err(|e| translate_pull_error(e, &reference))?;
+    for tag in tags {
+        let tagged = RemoteReference {
+            tag: Some(tag),
+            ..reference.clone()
+        };
+        pull_image(ctx, &tagged, platform, progress)?;
+    }
+    println!("{}/{}", reference.domain, reference.path);
     Ok(0)
 }
 
@@ -169,9 +200,11 @@ pub fn pull_image(
 
     let status = match present {
         Some(image) => {
+            let store = ctx.store()?;
             if let Some(local) = reference.local() {
-                ctx.store()?.tag(&image.id, &local)?;
+                store.tag(&image.id, &local)?;
             }
+            store.add_repo_digest(&image.id, &reference.local_digest(plan.digest))?;
             say(format!("Digest: {:#}", plan.digest));
             say(format!(
                 "Status: Image is up to date for {}",
@@ -211,6 +244,7 @@ pub fn pull_image(
         say(String::new());
     }
     let store = ctx.store()?;
+    let blobs = pull::canonical_blobs(reference, &plan, &layers);
     let image = image_store::commit(
         &store,
         image_store::PulledImage {
@@ -218,9 +252,14 @@ pub fn pull_image(
             layers,
             new_layers,
             reference: reference.local(),
+            repo_digest: reference.local_digest(plan.digest),
         },
     )?;
     drop(ingest);
+    // Best effort: what is lost is only a mount at a later push.
+    if let Err(e) = store.remember_compressed_blobs(&blobs) {
+        log::warn!("remembering the pulled blobs: {e:#}");
+    }
     say(format!("Digest: {:#}", plan.digest));
     say(format!(
         "Status: {status} for {}",

@@ -1,4 +1,5 @@
-//! `strata push [-q] NAME[:TAG]`: docker's output, one plain line per step.
+//! `strata push [-q] [--compression-format gzip|zstd] NAME[:TAG]`:
+//! docker's output, one plain line per step.
 
 use super::Ctx;
 use crate::cli::PushArgs;
@@ -34,22 +35,35 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
     }
     let credentials = credentials::lookup(&reference.domain)?;
     let client = Client::connect(reference.api_host(), credentials)?;
-    let pushed = push::push_image(
-        &client,
-        &reference,
-        &store,
-        &image,
-        &config_json,
-        &ctx.root.join("tmp"),
-        &|i, event| {
-            let what = match event {
-                PushEvent::Preparing => "Preparing",
-                PushEvent::AlreadyExists => "Layer already exists",
-                PushEvent::Pushed => "Pushed",
-            };
-            say(format!("{}: {what}", image.layers[i].short()));
-        },
-    )?;
+    let target = push::Target {
+        client: &client,
+        reference: &reference,
+        compression: args.compression_format,
+        tmp_dir: &ctx.root.join("tmp"),
+    };
+    let pushed = push::push_image(&target, &store, &image, &config_json, &|i, event| {
+        let what = match event {
+            PushEvent::Preparing => "Preparing".to_string(),
+            PushEvent::AlreadyExists => "Layer already exists".to_string(),
+            PushEvent::Mounted(from) => format!("Mounted from {from}"),
+            PushEvent::Pushed => "Pushed".to_string(),
+        };
+        say(format!("{}: {what}", image.layers[i].short()));
+    })?;
+    drop(store);
+    let store = ctx.store()?;
+    let compression = args.compression_format.name();
+    let blobs: Vec<_> = pushed
+        .blobs
+        .into_iter()
+        .map(|(diff_id, blob)| (diff_id, compression, blob))
+        .collect();
+    store.remember_compressed_blobs(&blobs)?;
+    // docker remembers what the registry now calls the image; a config
+    // rewritten for the push names another image, not this one.
+    if *config_json == *image.config_json {
+        store.add_repo_digest(&image.id, &reference.local_digest(pushed.digest))?;
+    }
     say(format!(
         "{}: digest: {:#} size: {}",
         reference.tag.as_deref().unwrap_or("latest"),

@@ -181,6 +181,31 @@ impl Client {
         })
     }
 
+    /// A PATCH of one chunk of an upload: `bytes` at offset `start`
+    /// (`Content-Range: start-end`, end inclusive, as the distribution
+    /// spec has it).
+    pub fn patch_chunk(
+        &self,
+        url: &str,
+        scope: &str,
+        start: u64,
+        bytes: &[u8],
+    ) -> Result<Response<Body>> {
+        let url = self.url(url);
+        let end = start + bytes.len() as u64 - 1;
+        self.with_auth("Patch", &url, scope, &mut |auth| {
+            let mut request = self
+                .agent
+                .patch(&url)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Range", format!("{start}-{end}"));
+            if let Some(value) = auth {
+                request = request.header("Authorization", value);
+            }
+            request.send(bytes)
+        })
+    }
+
     fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()

@@ -8,6 +8,7 @@
 //! exact config relates the two: `rootfs.diff_ids[i]` is `layers[i]`.
 
 use anyhow::Result;
+use layerdb::reference::DigestReference;
 use layerdb::{Digest, ImageRecord, PendingLayer, Reference, Store};
 use std::collections::HashMap;
 
@@ -40,6 +41,8 @@ pub struct PulledImage {
     pub layers: Vec<Digest>,
     pub new_layers: Vec<PendingLayer>,
     pub reference: Option<Reference>,
+    /// `name@<manifest digest>`: what docker shows as RepoDigests.
+    pub repo_digest: DigestReference,
 }
 
 /// Commits a pulled image in one atomic write.
@@ -50,5 +53,6 @@ pub fn commit(store: &Store, image: PulledImage) -> Result<ImageRecord> {
         new_layers: image.new_layers,
         parent: None,
         reference: image.reference,
+        repo_digest: Some(image.repo_digest),
     })?)
 }

@@ -164,6 +164,18 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The name the store remembers pushed or pulled blobs by
+    /// (`layerdb::blob`); `None` for an uncompressed blob.
+    pub fn blob_name(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+}
+
 /// The compression a layer's media type says; unknown types are refused.
 pub fn compression_of(media_type: &MediaType) -> Result<Compression> {
     Ok(match media_type {

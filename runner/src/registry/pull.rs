@@ -77,6 +77,44 @@ pub fn sha256_of(digest: &str) -> Result<Digest> {
     Ok(layerdb::oci::parse_sha256("digest", digest)?)
 }
 
+/// The repository's tags (`/v2/<name>/tags/list`), following the
+/// registry's `Link: <...>; rel="next"` pages, in the order it gives them.
+pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct TagList {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let scope = scope(reference);
+    let mut tags = Vec::new();
+    let mut next = Some(format!("/v2/{}/tags/list", reference.path));
+    while let Some(path) = next.take() {
+        let response = Client::expect_ok(client.get(&path, &scope, &[])?)?;
+        next = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_page);
+        let body = Client::read_document(response)?;
+        let page: TagList = serde_json::from_slice(&body)
+            .with_context(|| format!("{path}: the registry's tag list is not JSON"))?;
+        tags.extend(page.tags.unwrap_or_default());
+    }
+    Ok(tags)
+}
+
+/// The target of `Link: </v2/x/tags/list?n=2&last=b>; rel="next"`.
+fn next_page(link: &str) -> Option<String> {
+    let (target, params) = link.split_once(';')?;
+    params.contains("rel=\"next\"").then(|| {
+        target
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()
+    })
+}
+
 /// Fetches the manifest (choosing `platform` from an index) and config.
 pub fn resolve(client: &Client, reference: &RemoteReference, platform: &Platform) -> Result<Plan> {
     let scope = scope(reference);
@@ -260,6 +298,42 @@ pub fn download_layers(
     Ok((store_ids, new_layers))
 }
 
+/// The blobs a pull fetched that are the store's own canonical tars,
+/// compressed: (diff id, compression name, blob), for a later push to
+/// find in the registry or mount from this repository.
+pub fn canonical_blobs(
+    reference: &RemoteReference,
+    plan: &Plan,
+    store_ids: &[Digest],
+) -> Vec<(Digest, &'static str, layerdb::blob::CompressedBlob)> {
+    let repository = format!("{}/{}", reference.domain, reference.path);
+    let mut out = Vec::new();
+    for ((descriptor, named), stored) in plan
+        .manifest
+        .layers()
+        .iter()
+        .zip(&plan.diff_ids)
+        .zip(store_ids)
+    {
+        let compression = manifest::compression_of(descriptor.media_type())
+            .ok()
+            .and_then(|c| c.blob_name());
+        let digest = sha256_of(descriptor.digest().as_ref()).ok();
+        if let (Some(compression), Some(digest), true) = (compression, digest, named == stored) {
+            out.push((
+                *stored,
+                compression,
+                layerdb::blob::CompressedBlob {
+                    digest,
+                    size: descriptor.size(),
+                    repository: repository.clone(),
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// One layer: the blob checked against its digest as it streams, its
 /// decompressed tar against the config's diff id, ingested on the way.
 fn fetch_layer(
@@ -306,4 +380,18 @@ fn fetch_layer(
     };
     compressed.finish()?;
     Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_page;
+
+    #[test]
+    fn the_next_page_is_the_link_marked_next() {
+        assert_eq!(
+            next_page(r#"</v2/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/x/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_page(r#"</v2/x/tags/list>; rel="prev""#), None);
+    }
 }

@@ -1,12 +1,17 @@
-//! Pushing one image: each layer's canonical tar gzip-compressed once into
-//! a private temporary file while hashed, skipped when the registry has
-//! the blob already (HEAD), else uploaded (POST for an upload URL, one PUT
-//! with the digest); then the config, then an OCI manifest under the tag.
-//! The layers pushed are the store's canonical tars, so the config must
-//! name those (see `save`'s `saved_config`).
+//! Pushing one image: each layer's canonical tar compressed once (gzip or
+//! zstd) into a private temporary file while hashed, skipped when the
+//! registry has the blob already (HEAD), mounted from the repository the
+//! store last pushed it to on the same registry, else uploaded (POST for
+//! an upload URL, one PUT with the digest); then the config, then an OCI
+//! manifest under the tag. What each layer was pushed as is remembered
+//! (`layerdb::blob`), so a layer the registry has costs a HEAD, not a
+//! compression. The layers pushed are the store's canonical tars, so the
+//! config must name those (see `save`'s `saved_config`).
 
 use super::client::{Client, Payload};
+use crate::cli::PushCompression;
 use anyhow::{bail, Context, Result};
+use layerdb::blob::CompressedBlob;
 use layerdb::reference::RemoteReference;
 use layerdb::{Digest, ImageRecord, Store};
 use sha2::{Digest as _, Sha256};
@@ -16,18 +21,41 @@ use std::path::Path;
 
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+impl PushCompression {
+    fn media_type(self) -> &'static str {
+        match self {
+            PushCompression::Gzip => OCI_LAYER_GZIP,
+            PushCompression::Zstd => OCI_LAYER_ZSTD,
+        }
+    }
+
+    /// The name the store remembers blobs by.
+    pub fn name(self) -> &'static str {
+        let compression = match self {
+            PushCompression::Gzip => super::manifest::Compression::Gzip,
+            PushCompression::Zstd => super::manifest::Compression::Zstd,
+        };
+        compression.blob_name().expect("a push always compresses")
+    }
+}
 
 /// A layer's progress, for the caller's output.
 pub enum PushEvent {
     Preparing,
     AlreadyExists,
+    /// Mounted from another repository of the registry (its path).
+    Mounted(String),
     Pushed,
 }
 
-/// What the registry now holds under the tag.
+/// What the registry now holds under the tag, and the blobs the layers
+/// were pushed as, for the store to remember.
 pub struct Pushed {
     pub digest: Digest,
     pub size: usize,
+    pub blobs: Vec<(Digest, CompressedBlob)>,
 }
 
 /// Hashes and counts what is written through it.
@@ -50,15 +78,22 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// Where the push goes and how.
+pub struct Target<'a> {
+    pub client: &'a Client,
+    pub reference: &'a RemoteReference,
+    pub compression: PushCompression,
+    pub tmp_dir: &'a Path,
+}
+
 pub fn push_image(
-    client: &Client,
-    reference: &RemoteReference,
+    target: &Target,
     store: &Store,
     image: &ImageRecord,
     config_json: &[u8],
-    tmp_dir: &Path,
     event: &dyn Fn(usize, PushEvent),
 ) -> Result<Pushed> {
+    let (client, reference) = (target.client, target.reference);
     let Some(tag) = reference
         .tag
         .as_deref()
@@ -67,32 +102,46 @@ pub fn push_image(
         bail!("cannot push to a digest reference: name a tag");
     };
     let scope = format!("repository:{}:pull,push", reference.path);
+    let here = format!("{}/{}", reference.domain, reference.path);
     let mut layers = Vec::new();
+    let mut blobs = Vec::new();
     for (i, diff_id) in image.layers.iter().enumerate() {
         event(i, PushEvent::Preparing);
-        let (file, digest, size) = compress_layer(store, diff_id, tmp_dir)?;
-        if has_blob(client, reference, &scope, &digest)? {
-            event(i, PushEvent::AlreadyExists);
-        } else {
-            upload(client, reference, &scope, &digest, &mut || {
-                let mut f = file.try_clone()?;
-                f.rewind()?;
-                Ok(Payload::File(f))
-            })
-            .with_context(|| format!("layer {diff_id:#}"))?;
-            event(i, PushEvent::Pushed);
-        }
+        let known = store.compressed_blob(diff_id, target.compression.name())?;
+        let placed = match &known {
+            Some(blob) => place_known_blob(client, reference, &scope, blob)?
+                .map(|outcome| (blob.digest, blob.size, outcome)),
+            None => None,
+        };
+        let (digest, size, outcome) = match placed {
+            Some(placed) => placed,
+            None => push_layer(target, &scope, store, diff_id)
+                .with_context(|| format!("layer {diff_id:#}"))?,
+        };
+        event(i, outcome);
+        blobs.push((
+            *diff_id,
+            CompressedBlob {
+                digest,
+                size,
+                repository: here.clone(),
+            },
+        ));
         layers.push(serde_json::json!({
-            "mediaType": OCI_LAYER_GZIP,
+            "mediaType": target.compression.media_type(),
             "digest": format!("{digest:#}"),
             "size": size,
         }));
     }
     let config_digest = Digest::of(config_json);
     if !has_blob(client, reference, &scope, &config_digest)? {
-        upload(client, reference, &scope, &config_digest, &mut || {
-            Ok(Payload::Bytes(config_json.to_vec()))
-        })
+        upload(
+            client,
+            reference,
+            &scope,
+            &config_digest,
+            Blob::Bytes(config_json),
+        )
         .context("the image config")?;
     }
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -118,12 +167,72 @@ pub fn push_image(
     Ok(Pushed {
         digest: Digest::of(&manifest),
         size: manifest.len(),
+        blobs,
     })
 }
 
-/// The layer's canonical tar, gzip-compressed into an unnamed temporary
-/// file; its digest and size.
-fn compress_layer(store: &Store, diff_id: &Digest, tmp_dir: &Path) -> Result<(File, Digest, u64)> {
+/// A blob the store pushed before: already in this repository (HEAD), or
+/// mounted from the repository it went to on the same registry. `None`
+/// when neither: the layer must be compressed and uploaded.
+fn place_known_blob(
+    client: &Client,
+    reference: &RemoteReference,
+    scope: &str,
+    blob: &CompressedBlob,
+) -> Result<Option<PushEvent>> {
+    if has_blob(client, reference, scope, &blob.digest)? {
+        return Ok(Some(PushEvent::AlreadyExists));
+    }
+    let Some(from) = blob
+        .repository
+        .strip_prefix(&format!("{}/", reference.domain))
+        .filter(|path| *path != reference.path)
+    else {
+        return Ok(None);
+    };
+    let mount = format!(
+        "/v2/{}/blobs/uploads/?mount={:#}&from={from}",
+        reference.path, blob.digest
+    );
+    let response = client.send(
+        "POST",
+        &mount,
+        scope,
+        "application/octet-stream",
+        &mut || Ok(Payload::Bytes(Vec::new())),
+    )?;
+    // 201: mounted. 202 opens an upload instead (the source lacks it, or
+    // the registry does not mount); it is left to expire.
+    Ok((response.status() == 201).then(|| PushEvent::Mounted(from.to_string())))
+}
+
+/// Compresses the layer and uploads it unless the registry has it; its
+/// digest, size and what happened.
+fn push_layer(
+    target: &Target,
+    scope: &str,
+    store: &Store,
+    diff_id: &Digest,
+) -> Result<(Digest, u64, PushEvent)> {
+    let (client, reference) = (target.client, target.reference);
+    let (file, digest, size) = compress_layer(store, diff_id, target)?;
+    if has_blob(client, reference, scope, &digest)? {
+        return Ok((digest, size, PushEvent::AlreadyExists));
+    }
+    upload(
+        client,
+        reference,
+        scope,
+        &digest,
+        Blob::File { file: &file, size },
+    )?;
+    Ok((digest, size, PushEvent::Pushed))
+}
+
+/// The layer's canonical tar, compressed into an unnamed temporary file;
+/// its digest and size.
+fn compress_layer(store: &Store, diff_id: &Digest, target: &Target) -> Result<(File, Digest, u64)> {
+    let tmp_dir = target.tmp_dir;
     let file = tempfile::tempfile_in(tmp_dir)
         .with_context(|| format!("a temporary file in {}", tmp_dir.display()))?;
     let hashing = Hashing {
@@ -131,9 +240,19 @@ fn compress_layer(store: &Store, diff_id: &Digest, tmp_dir: &Path) -> Result<(Fi
         hasher: Sha256::new(),
         written: 0,
     };
-    let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::fast());
-    store.write_layer_tar(diff_id, &mut gz)?;
-    let mut hashing = gz.finish().context("compressing a layer")?;
+    let mut hashing = match target.compression {
+        PushCompression::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::fast());
+            store.write_layer_tar(diff_id, &mut gz)?;
+            gz.finish().context("compressing a layer")?
+        }
+        PushCompression::Zstd => {
+            let mut zst =
+                zstd::stream::write::Encoder::new(hashing, 3).context("compressing a layer")?;
+            store.write_layer_tar(diff_id, &mut zst)?;
+            zst.finish().context("compressing a layer")?
+        }
+    };
     hashing.flush()?;
     let digest = Digest::from_hasher(hashing.hasher);
     Ok((file, digest, hashing.written))
@@ -156,13 +275,32 @@ fn has_blob(
     }
 }
 
-/// POST for an upload URL, then one PUT of the whole blob with its digest.
+/// A blob to upload: small ones from memory, layers from their file.
+enum Blob<'a> {
+    Bytes(&'a [u8]),
+    File { file: &'a File, size: u64 },
+}
+
+/// Blobs up to this size go in the PUT that ends the upload; larger ones
+/// in PATCH chunks of this size first, so no single request carries a
+/// whole large layer (`STRATA_PUSH_CHUNK_BYTES` changes it).
+fn chunk_bytes() -> u64 {
+    std::env::var("STRATA_PUSH_CHUNK_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(32 << 20)
+}
+
+/// POST for an upload URL; a large blob's chunks by PATCH, each to the
+/// URL the registry gave last; then the PUT with the digest (and a small
+/// blob's bytes).
 fn upload(
     client: &Client,
     reference: &RemoteReference,
     scope: &str,
     digest: &Digest,
-    body: &mut dyn FnMut() -> std::io::Result<Payload>,
+    blob: Blob,
 ) -> Result<()> {
     let start = format!("/v2/{}/blobs/uploads/", reference.path);
     let response = Client::expect_ok(client.send(
@@ -172,14 +310,44 @@ fn upload(
         "application/octet-stream",
         &mut || Ok(Payload::Bytes(Vec::new())),
     )?)?;
-    let location = response
+    let mut location = upload_location(&response)?;
+    let chunk = chunk_bytes();
+    let rewound = |file: &File| -> std::io::Result<File> {
+        let mut f = file.try_clone()?;
+        f.rewind()?;
+        Ok(f)
+    };
+    let mut last: Box<dyn FnMut() -> std::io::Result<Payload> + '_> = match blob {
+        Blob::Bytes(bytes) => Box::new(move || Ok(Payload::Bytes(bytes.to_vec()))),
+        Blob::File { file, size } if size <= chunk => {
+            Box::new(move || Ok(Payload::File(rewound(file)?)))
+        }
+        Blob::File { file, size } => {
+            let mut f = rewound(file)?;
+            let mut buf = vec![0u8; chunk as usize];
+            let mut offset = 0;
+            while offset < size {
+                let n = (size - offset).min(chunk) as usize;
+                std::io::Read::read_exact(&mut f, &mut buf[..n])?;
+                let response =
+                    Client::expect_ok(client.patch_chunk(&location, scope, offset, &buf[..n])?)?;
+                location = upload_location(&response)?;
+                offset += n as u64;
+            }
+            Box::new(|| Ok(Payload::Bytes(Vec::new())))
+        }
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = format!("{location}{separator}digest={digest:#}");
+    Client::expect_ok(client.send("PUT", &put, scope, "application/octet-stream", &mut *last)?)?;
+    Ok(())
+}
+
+fn upload_location(response: &ureq::http::Response<ureq::Body>) -> Result<String> {
+    Ok(response
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
         .context("the registry gave no upload location")?
-        .to_string();
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = format!("{location}{separator}digest={digest:#}");
-    Client::expect_ok(client.send("PUT", &put, scope, "application/octet-stream", body)?)?;
-    Ok(())
+        .to_string())
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod privileges;
+pub mod registry;
 pub mod session;
 
 use std::path::{Path, PathBuf};
