@@ -48,8 +48,7 @@ pub fn default_root() -> PathBuf {
     if let Some(r) = std::env::var_os("STRATA_ROOT").filter(|r| !r.is_empty()) {
         return PathBuf::from(r);
     }
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/strata");
     }
     let data = std::env::var_os("XDG_DATA_HOME")
