@@ -24,7 +24,6 @@
 //! Inode numbers are stable for a file's life (across copy-up and remount)
 //! and shared by hardlinks; see [`lower::ino_tag`].
 
-#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod acl;

@@ -18,7 +18,6 @@
 //! - Writers take a file lock and wait for each other; long-lived readers
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
-#![warn(missing_docs)]
 // Every system call goes through nix or rustix, except the one in
 // `writeback` that neither wraps: `forbid` would not let that module opt
 // back in, so the crate denies unsafe code and that module alone allows it.
