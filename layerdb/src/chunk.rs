@@ -57,6 +57,8 @@ fn chunk_sizes() -> (u32, u32, u32) {
 /// waste most of a disk block on them.
 pub const INLINE_MAX: u64 = 512;
 
+/// The store's chunk directory (`<root>/chunks`), with the open files, read-
+/// ahead and verdicts of checked reads its clones share.
 #[derive(Clone, Debug)]
 pub struct ChunkDir {
     dir: PathBuf,
@@ -74,6 +76,7 @@ pub struct ChunkDir {
 }
 
 impl ChunkDir {
+    /// The chunk directory at `dir` (not created here), with nothing open yet.
     pub fn new(dir: PathBuf) -> ChunkDir {
         ChunkDir {
             dir,
@@ -104,6 +107,8 @@ impl ChunkDir {
         }
     }
 
+    /// Where the chunk `digest` lives: `<dir>/<64 hex>`. The file may be
+    /// absent.
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.dir.join(hex)
@@ -350,6 +355,8 @@ enum Job {
 const WRITERS: usize = 2;
 
 impl ChunkWriter {
+    /// A writer of new chunks into `dir`; its threads start with the first
+    /// chunk.
     pub fn new(dir: ChunkDir) -> ChunkWriter {
         ChunkWriter {
             dir,

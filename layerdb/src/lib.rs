@@ -22,6 +22,7 @@
 // `writeback` that neither wraps: `forbid` would not let that module opt
 // back in, so the crate denies unsafe code and that module alone allows it.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod chunk;
 pub mod container;

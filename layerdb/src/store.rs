@@ -19,6 +19,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// An open store: the index (RocksDB under `<root>/db`), the chunk files
+/// (`<root>/chunks`) and the containers' directories (`<root>/containers`).
+/// Opened for writing it holds the writer lock until dropped.
 pub struct Store {
     root: PathBuf,
     db: Db,
@@ -181,16 +184,24 @@ fn check_format(root: &Path) -> Result<()> {
 
 /// An image to add: new layers (pending) or existing ones, bottom first.
 pub struct NewImage {
+    /// The image's config; its `rootfs.diff_ids` must name `layers` in order.
     pub config: ImageConfig,
+    /// The image's layers, bottom first; those already in the store are kept,
+    /// the others are added.
     pub layers: Vec<PendingLayer>,
+    /// The local image it was committed from, if any.
     pub parent: Option<Digest>,
+    /// The name to tag it with, if any.
     pub reference: Option<Reference>,
 }
 
 /// What `rmi` did, in docker's words.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Removal {
+    /// A reference was removed; the image stays under its other names
+    /// (`name:tag`).
     Untagged(String),
+    /// The image itself was removed (its id).
     Deleted(Digest),
 }
 
@@ -246,10 +257,12 @@ impl Store {
         })
     }
 
+    /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The store's chunk files, for reading file content.
     pub fn chunks(&self) -> &ChunkDir {
         &self.chunks
     }
@@ -280,6 +293,7 @@ impl Store {
 
     // ---- layers -------------------------------------------------------
 
+    /// The record of the layer with this diff id; `NoSuchLayer` if absent.
     pub fn layer(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let key = keys::layer(diff_id);
         match self.db.get(&key)? {
@@ -288,10 +302,12 @@ impl Store {
         }
     }
 
+    /// Whether a layer with this diff id is in the store.
     pub fn has_layer(&self, diff_id: &Digest) -> Result<bool> {
         Ok(self.db.get(&keys::layer(diff_id))?.is_some())
     }
 
+    /// Every layer in the store, in diff-id order.
     pub fn layers(&self) -> Result<Vec<LayerMeta>> {
         self.db
             .scan(&[keys::LAYER])?
@@ -300,6 +316,8 @@ impl Store {
             .collect()
     }
 
+    /// The entry of `path` (relative, no leading `/`; the root is empty) in
+    /// `layer`, or `None` if that layer does not have it.
     pub fn entry(&self, layer: &LayerMeta, path: &[u8]) -> Result<Option<Entry>> {
         let key = keys::entry(layer.seq, path);
         self.db
@@ -478,6 +496,7 @@ impl Store {
         Ok(record)
     }
 
+    /// The image with this exact id, or `None`.
     pub fn image(&self, id: &Digest) -> Result<Option<ImageRecord>> {
         let key = keys::image(id);
         self.db
@@ -504,6 +523,7 @@ impl Store {
             .collect()
     }
 
+    /// Every reference (`name:tag`) with the image id it names, in name order.
     pub fn references(&self) -> Result<Vec<(String, Digest)>> {
         self.db
             .scan(&[keys::REF])?
@@ -551,6 +571,8 @@ impl Store {
         }
     }
 
+    /// Points `r` at the image `id`, taking it from any image it named before,
+    /// as docker's tag does. Does not check that the image exists.
     pub fn tag(&self, id: &Digest, r: &Reference) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(keys::reference(&r.to_string()), id.0);
@@ -612,6 +634,8 @@ impl Store {
 
     // ---- containers ---------------------------------------------------
 
+    /// The directory of the container `id` (64 hex): its upper and runtime
+    /// files.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
@@ -637,6 +661,8 @@ impl Store {
         self.db.write(batch)
     }
 
+    /// Renames a container; a name in use by another container is a `Conflict`
+    /// with docker's message. Returns the renamed record.
     pub fn rename_container(
         &self,
         rec: &ContainerRecord,
@@ -657,6 +683,7 @@ impl Store {
         Ok(renamed)
     }
 
+    /// Every container's record, in id order.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         self.db
             .scan(&[keys::CONTAINER])?
