@@ -17,8 +17,11 @@ use std::sync::Arc;
 /// (whose supplementary groups count too).
 #[derive(Clone, Copy, Debug)]
 pub struct Writer {
+    /// The uid the union stores for the writer.
     pub uid: u32,
+    /// The gid the union stores for the writer.
     pub gid: u32,
+    /// The writing process, whose supplementary groups count too.
     pub pid: u32,
 }
 

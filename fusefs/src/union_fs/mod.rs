@@ -34,7 +34,9 @@ pub use file_io::Writer;
 /// Attributes to report for a node id.
 #[derive(Clone, Debug)]
 pub struct Attr {
+    /// The node id the kernel knows the node by.
     pub id: u64,
+    /// The node as the union resolves it.
     pub node: Node,
     /// The node's generation, for replies that hand out a reference
     /// (see `crate::inode`).
@@ -45,23 +47,34 @@ pub struct Attr {
 /// where the directory has no default ACL.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
+    /// The owner uid the new node gets.
     pub uid: u32,
+    /// The owner gid the new node gets (unless the directory is setgid).
     pub gid: u32,
+    /// The caller's umask.
     pub umask: u32,
 }
 
 /// A `setattr` request; `None` leaves a field as is.
 #[derive(Clone, Debug, Default)]
 pub struct SetAttr {
+    /// New permission bits (`0o7777`).
     pub mode: Option<u32>,
+    /// New owner uid.
     pub uid: Option<u32>,
+    /// New owner gid.
     pub gid: Option<u32>,
+    /// New size in bytes (truncate or extend).
     pub size: Option<u64>,
+    /// New access time.
     pub atime: Option<TimeSet>,
+    /// New modification time.
     pub mtime: Option<TimeSet>,
 }
 
 impl SetAttr {
+    /// Whether the request changes the owner or the mode (what needs ownership
+    /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
         self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
     }
