@@ -144,6 +144,7 @@ impl DirLower {
         }
     }
 
+    /// The host directory the layer reads.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -25,6 +25,7 @@
 //! and shared by hardlinks; see [`lower::ino_tag`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod acl;
 mod adapter;

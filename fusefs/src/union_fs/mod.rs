@@ -106,6 +106,10 @@ enum NewNode<'a> {
     Symlink(&'a [u8]),
 }
 
+/// The union filesystem core: every operation the FUSE adapter serves, on node
+/// ids the kernel holds, returning `Result` and no FUSE types, so tests drive
+/// it without a kernel. Operations on one tree take its lock, changes
+/// exclusively.
 pub struct UnionFs {
     layers: Layers,
     read_only: bool,
@@ -161,6 +165,7 @@ impl UnionFs {
         g
     }
 
+    /// Whether every change answers EROFS (asked for, or no upper).
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -220,6 +225,8 @@ impl UnionFs {
         a
     }
 
+    /// The child `name` of directory `parent`, as a new kernel reference (the
+    /// kernel later forgets it); ENOENT if the union has no such name.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         let _g = read_guard(&self.tree);
         let path = self.child_path(parent, name)?;
@@ -230,6 +237,8 @@ impl UnionFs {
         Ok(self.entry(&path, r))
     }
 
+    /// The kernel dropped `n` references to node `id`; once it holds
+    /// none, the node's id and its node file are let go.
     pub fn forget(&self, id: u64, n: u64) {
         lock(&self.inodes).forget(id, n);
         self.node_files.forget(id);
@@ -266,6 +275,9 @@ impl UnionFs {
         }
     }
 
+    /// chmod, chown, truncate and utimes in one: copies the file up (without
+    /// its content for a truncation to 0) and changes what `sa` sets. A node
+    /// with no name left changes its orphan.
     pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {
         let _g = self.change_tree();
         let path = match self.place(id)? {
@@ -302,6 +314,7 @@ impl UnionFs {
         Ok(Self::attr(&path, self.layers.get(&path)?))
     }
 
+    /// A symlink's target; EINVAL for anything else.
     pub fn readlink(&self, id: u64) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
@@ -382,6 +395,8 @@ impl UnionFs {
         Ok((path, r))
     }
 
+    /// Makes a regular file, device, fifo or socket `name` in `parent`; `mode`
+    /// holds the type and permission bits, `rdev` the device number.
     pub fn mknod(
         &self,
         parent: u64,
@@ -400,12 +415,15 @@ impl UnionFs {
         Ok(self.entry(&path, r))
     }
 
+    /// Makes directory `name` in `parent` with `mode` (less the umask, or as
+    /// the default ACL says).
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
+    /// Makes symlink `name` in `parent` pointing at `target`.
     pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
@@ -441,6 +459,8 @@ impl UnionFs {
         Ok((attr, fh))
     }
 
+    /// Removes the non-directory `name` from `parent`: a whiteout hides a lower
+    /// one. A file the kernel still holds lives on as an orphan.
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
@@ -452,6 +472,8 @@ impl UnionFs {
         self.remove(upper, &path, &r)
     }
 
+    /// Removes directory `name` from `parent`; ENOTEMPTY if the union shows
+    /// anything in it (lower entries count).
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
@@ -556,6 +578,8 @@ impl UnionFs {
         Ok(r)
     }
 
+    /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags; a
+    /// directory moves with everything the union shows under it.
     pub fn rename(
         &self,
         parent: u64,
@@ -652,6 +676,8 @@ impl UnionFs {
         Ok(())
     }
 
+    /// A new name `new_name` in `new_parent` for the non-directory `id` (copied
+    /// up first); EPERM for a directory, EEXIST for a name in use.
     pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;

@@ -34,6 +34,8 @@ fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl UnionFs {
+    /// The value of the container xattr `name`; ENODATA when the file lacks it,
+    /// EOPNOTSUPP for `security.selinux`.
     pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
@@ -58,6 +60,9 @@ impl UnionFs {
         Ok(out)
     }
 
+    /// Sets the container xattr `name` (copying the file up); `flags` are
+    /// setxattr(2)'s XATTR_CREATE and XATTR_REPLACE. strata's own xattrs are
+    /// EPERM; an access ACL also sets the mode.
     pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;
@@ -110,6 +115,8 @@ impl UnionFs {
         }
     }
 
+    /// Removes the container xattr `name`; ENODATA when absent, except for ACLs
+    /// (success, as on ext4).
     pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;
