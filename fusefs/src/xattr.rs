@@ -58,3 +58,22 @@ pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         Err(e) => Err(e),
     }
 }
+
+/// Removes `name` from an open file (which may have no name left); a
+/// missing attribute is not an error.
+pub fn remove_fd(file: &std::fs::File, name: &[u8]) -> io::Result<()> {
+    match file.remove_xattr(OsStr::from_bytes(name)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        r => r,
+    }
+}
+
+/// Names of all attributes of an open file (which may have no name left);
+/// none on a host filesystem without xattrs.
+pub fn list_fd(file: &std::fs::File) -> io::Result<Vec<Vec<u8>>> {
+    match file.list_xattr() {
+        Ok(names) => Ok(names.map(OsStringExt::into_vec).collect()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod file_io;
+mod orphan_xattrs;
 mod xattrs;
 
 pub use file_io::Writer;
