@@ -49,8 +49,8 @@ pub struct MountOptions {
 
 impl MountOptions {
     /// Options for serving `lowers` (top first) with `upper` as the writable
-    /// directory (`None`: read-only); everything else off, up to 4 server
-    /// threads.
+    /// directory (`None`: read-only): every other option off, one server
+    /// thread per core, at most 4.
     pub fn new(lowers: Vec<Box<dyn Lower>>, upper: Option<PathBuf>) -> MountOptions {
         MountOptions {
             lowers,

@@ -26,7 +26,8 @@ pub enum Kind {
     BlockDev,
     /// A named pipe.
     Fifo,
-    /// A Unix socket (kept as tar keeps it: a name only).
+    /// A Unix socket: a name only, left out of the layer's tar (tar cannot
+    /// carry one).
     Socket,
     /// Hides the same path in every lower layer (OCI `.wh.<name>`).
     Whiteout,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 /// shaped as docker writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The user the process runs as: `name`, `uid`, `uid:gid` or `name:group`;
-    /// empty for root.
+    /// The user the process runs as: `user`, `uid`, `user:group` or
+    /// `uid:gid`; empty for root.
     #[serde(
         rename = "User",
         default,
