@@ -16,17 +16,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// How a path differs from the layers below the upper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
+    /// Not in the layers below.
     Added,
+    /// In the layers below, changed (content, metadata or both).
     Modified,
+    /// In the layers below, deleted (a whiteout in the upper).
     Deleted,
 }
 
 /// One changed path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
+    /// The path, relative to the root, without a leading `/`.
     pub path: Vec<u8>,
+    /// How it changed.
     pub kind: ChangeKind,
     /// Metadata as the container sees it: `Kind::Whiteout` for a deletion,
     /// `opaque` for a directory replacing the lower one, `Kind::Hardlink`

@@ -144,6 +144,7 @@ impl DirLower {
         }
     }
 
+    /// The host directory the layer reads.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -272,18 +273,29 @@ impl DirLower {
         path: &[u8],
         names: &[Vec<u8>],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for name in names {
-            let Some(visible) = container_xattr_name(name) else {
-                continue;
-            };
-            if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {
-                out.push((visible.to_vec(), v));
-            }
-        }
-        out.sort();
-        Ok(out)
+        visible_xattrs(names, |name| {
+            xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))
+        })
     }
+}
+
+/// The container's xattrs among a host file's `names`, sorted, each value
+/// read with `get`; strata's and overlay's bookkeeping left out.
+fn visible_xattrs(
+    names: &[Vec<u8>],
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in names {
+        let Some(visible) = container_xattr_name(name) else {
+            continue;
+        };
+        if let Some(v) = get(name)? {
+            out.push((visible.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// True when `names` (a file's xattr listing) holds `name`.
@@ -390,6 +402,12 @@ pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     e.size = md.size();
     e.nlink = md.nlink() as u32;
     e.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+    // The container's xattrs, which getxattr and listxattr of a file
+    // unlinked while open answer from.
+    let names = xattr::list_fd(file).map_err(|e| FsError::io("flistxattr", what, e))?;
+    e.xattrs = visible_xattrs(&names, |name| {
+        xattr::get_fd(file, name).map_err(|e| FsError::io("fgetxattr", what, e))
+    })?;
     Ok(host_node(ino, &md, e))
 }
 

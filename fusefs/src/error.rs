@@ -10,39 +10,57 @@ pub fn show(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
 }
 
+/// Every failure of a filesystem operation; [`FsError::errno`] is what the
+/// kernel is answered.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     /// A POSIX outcome the caller must see as-is (ENOENT, EEXIST, ENOTEMPTY,
     /// EROFS...). Not a fault of the filesystem.
     #[error("{path}: {errno}")]
     Posix {
+        /// The errno to answer.
         errno: nix::errno::Errno,
+        /// The union path involved, with a leading `/`.
         path: String,
     },
     /// A host system call on the upper or a directory layer failed.
     #[error("{op} {path}")]
     Io {
+        /// The system call or step that failed (`open`, `setxattr`...).
         op: &'static str,
+        /// The union path involved, with a leading `/`.
         path: String,
+        /// What the host answered; its errno is passed on.
         #[source]
         source: io::Error,
     },
     /// Reading a store layer failed.
     #[error("reading {path} from layer {layer}")]
     Layer {
+        /// The layer's diff id.
         layer: String,
+        /// The union path involved, with a leading `/`.
         path: String,
+        /// The store's error; an I/O errno in it is passed on, else EIO.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Our own metadata in the upper could not be understood.
+    /// Answered EIO.
     #[error("{path}: {reason} (was the upper directory written by another tool?)")]
-    Corrupt { path: String, reason: String },
+    Corrupt {
+        /// The union path involved, with a leading `/`.
+        path: String,
+        /// What could not be understood.
+        reason: String,
+    },
 }
 
+/// A filesystem result; the error defaults to [`FsError`].
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
 
 impl FsError {
+    /// The POSIX outcome `errno` at the layer path `path` (no leading `/`).
     pub fn posix(errno: nix::errno::Errno, path: &[u8]) -> FsError {
         FsError::Posix {
             errno,
@@ -50,6 +68,7 @@ impl FsError {
         }
     }
 
+    /// A failed host call `op` on the layer path `path`.
     pub fn io(op: &'static str, path: &[u8], source: io::Error) -> FsError {
         FsError::Io {
             op,
@@ -78,6 +97,7 @@ impl FsError {
             && !matches!(self.errno(), libc::ENOENT | libc::ENOTDIR | libc::ENODATA)
     }
 
+    /// Whether the error says the name does not exist (ENOENT or ENOTDIR).
     pub fn is_not_found(&self) -> bool {
         matches!(self.errno(), libc::ENOENT | libc::ENOTDIR)
     }

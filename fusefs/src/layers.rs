@@ -15,6 +15,8 @@ use nix::errno::Errno;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The stack a mount serves: an optional writable upper over read-only lowers,
+/// with the resolution of paths through them and copy-up into the upper.
 pub struct Layers {
     upper: Option<(Upper, DirLower)>,
     lowers: Vec<Box<dyn Lower>>,
@@ -79,6 +81,8 @@ impl Layers {
         }
     }
 
+    /// Every layer, top first: the upper (as read back) when there is one, then
+    /// the lowers.
     pub fn stack(&self) -> Vec<&dyn Lower> {
         let mut s: Vec<&dyn Lower> = Vec::with_capacity(self.lowers.len() + 1);
         if let Some((_, view)) = &self.upper {
@@ -96,6 +100,7 @@ impl Layers {
             .ok_or_else(|| FsError::posix(Errno::EROFS, path))
     }
 
+    /// Whether there is a writable upper.
     pub fn has_upper(&self) -> bool {
         self.upper.is_some()
     }
@@ -208,6 +213,7 @@ impl Layers {
         })
     }
 
+    /// Layer `i` of [`Layers::stack`] (top is 0).
     pub fn layer(&self, i: usize) -> Option<&dyn Lower> {
         self.stack().get(i).copied()
     }

@@ -24,6 +24,9 @@
 //! Inode numbers are stable for a file's life (across copy-up and remount)
 //! and shared by hardlinks; see [`lower::ino_tag`].
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod acl;
 mod adapter;
 mod cached_lower;

@@ -28,10 +28,13 @@ pub mod ino_tag {
 /// the container's own, never strata's or overlay's bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
+    /// The path's record as the layer has it.
     pub entry: Entry,
     /// Stable inode number (see [`ino_tag`]), shared by hardlinks.
     pub ino: u64,
+    /// Last access, in ns since the Unix epoch.
     pub atime_ns: i64,
+    /// Last status change, in ns since the Unix epoch.
     pub ctime_ns: i64,
     /// 512-byte blocks used; estimated from the size for store files.
     pub blocks: u64,
@@ -52,10 +55,12 @@ impl Node {
         }
     }
 
+    /// Whether the node is a directory.
     pub fn is_dir(&self) -> bool {
         self.entry.kind == Kind::Dir
     }
 
+    /// Whether the node hides the path in the layers below.
     pub fn is_whiteout(&self) -> bool {
         self.entry.kind == Kind::Whiteout
     }

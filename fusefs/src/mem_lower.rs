@@ -35,16 +35,20 @@ impl MemLower {
         self
     }
 
+    /// Adds directory `path` (relative, no leading `/`) with permission bits
+    /// `mode`.
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
         self.put(path, Entry::new(Kind::Dir, mode))
     }
 
+    /// Adds an opaque directory `path`, mode 0755: it hides every lower child.
     pub fn opaque_dir(&mut self, path: &str) -> &mut Self {
         let mut e = Entry::new(Kind::Dir, 0o755);
         e.opaque = true;
         self.put(path, e)
     }
 
+    /// Adds regular file `path`, mode 0644, holding `content`.
     pub fn file(&mut self, path: &str, content: &[u8]) -> &mut Self {
         let mut e = Entry::new(Kind::Regular, 0o644);
         e.size = content.len() as u64;
@@ -52,6 +56,7 @@ impl MemLower {
         self.put(path, e)
     }
 
+    /// Adds symlink `path` pointing at `target`.
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
         let mut e = Entry::new(Kind::Symlink, 0o777);
         e.link = target.as_bytes().to_vec();
@@ -59,6 +64,7 @@ impl MemLower {
         self.put(path, e)
     }
 
+    /// Adds a whiteout at `path`, hiding it in the layers below.
     pub fn whiteout(&mut self, path: &str) -> &mut Self {
         self.put(path, Entry::new(Kind::Whiteout, 0))
     }
@@ -81,6 +87,7 @@ impl MemLower {
         self
     }
 
+    /// Sets the owner and permission bits of the node at `path`, if any.
     pub fn set_owner(&mut self, path: &str, uid: u32, gid: u32, mode: u32) -> &mut Self {
         if let Some(n) = self.nodes.get_mut(path.as_bytes()) {
             n.entry.uid = uid;

@@ -48,6 +48,9 @@ pub struct MountOptions {
 }
 
 impl MountOptions {
+    /// Options for serving `lowers` (top first) with `upper` as the writable
+    /// directory (`None`: read-only): every other option off, one server
+    /// thread per core, at most 4.
     pub fn new(lowers: Vec<Box<dyn Lower>>, upper: Option<PathBuf>) -> MountOptions {
         MountOptions {
             lowers,
@@ -64,19 +67,27 @@ impl MountOptions {
     }
 }
 
+/// Why a mount could not start or its server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
+    /// The upper or a lower could not be opened.
     #[error("cannot set up the layer stack")]
     Layers(#[source] FsError),
+    /// The kernel refused the mount.
     #[error("cannot mount on {mountpoint} (is /dev/fuse usable and fusermount3 installed?)")]
     Mount {
+        /// The directory mounted on.
         mountpoint: String,
+        /// What the mount answered.
         #[source]
         source: std::io::Error,
     },
+    /// The server stopped with an error.
     #[error("the mount server at {mountpoint} failed")]
     Serve {
+        /// The directory mounted on.
         mountpoint: String,
+        /// What the server's session answered.
         #[source]
         source: std::io::Error,
     },
@@ -142,6 +153,7 @@ pub struct MountHandle {
 }
 
 impl MountHandle {
+    /// The directory the filesystem is mounted on.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }

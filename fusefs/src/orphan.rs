@@ -121,14 +121,9 @@ impl Orphan {
             Orphan::Lower { .. } => return Err(FsError::posix(Errno::EROFS, WHAT)),
         };
         if sa.changes_owner_or_mode() {
-            let mut e = node_of_open_file(file, ino)?.entry;
-            // The access ACL, for chmod to rewrite (the node has no xattrs).
+            // The node carries the access ACL, for chmod to rewrite.
+            let e = node_of_open_file(file, ino)?.entry;
             let access = format.host_xattr(crate::acl::ACCESS);
-            if sa.mode.is_some() {
-                let v = xattr::get_fd(file, &access)
-                    .map_err(|e| FsError::io("fgetxattr ACL", WHAT, e))?;
-                e.xattrs.extend(v.map(|v| (crate::acl::ACCESS.to_vec(), v)));
-            }
             let (e, acl) = sa.owner_and_mode(&e);
             if format.is_kernel() {
                 use std::os::unix::fs::PermissionsExt;

@@ -14,6 +14,8 @@
 
 use layerdb::Kind;
 
+/// The xattr holding a host file's container owner, mode and type in a rootless
+/// upper (fuse-overlayfs's name, so both read each other's uppers).
 pub const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
 /// Stable inode number a copied-up file had in its lower layer (decimal).
 pub const STRATA_INO: &[u8] = b"user.strata.ino";
@@ -23,16 +25,22 @@ pub const CONTAINER_XATTR_PREFIX: &[u8] = b"user.strata.x.";
 /// Owner, permission bits and type of a file as the container sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverrideStat {
+    /// The owner uid the container sees.
     pub uid: u32,
+    /// The owner gid the container sees.
     pub gid: u32,
     /// `0o7777` bits.
     pub mode: u32,
     /// `None` when the xattr carries no type: the host type stands.
     pub kind: Option<Kind>,
+    /// Device major and minor numbers, for character and block devices.
     pub rdev: (u32, u32),
 }
 
 impl OverrideStat {
+    /// The xattr's value, in fuse-overlayfs's `uid:gid:mode[:type]` text
+    /// form (type `file`, `dir`, `symlink`, `pipe`, `socket`,
+    /// `char-MAJOR-MINOR` or `block-MAJOR-MINOR`).
     pub fn format(&self) -> Vec<u8> {
         let ty = match self.kind {
             None => String::new(),

@@ -13,6 +13,7 @@ pub struct StoreLower {
 }
 
 impl StoreLower {
+    /// The layer `layer` of `store` as a lower.
     pub fn new(store: Arc<Store>, layer: LayerMeta) -> StoreLower {
         StoreLower { store, layer }
     }

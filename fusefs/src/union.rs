@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 pub struct Resolved {
     /// Index in the stack of the layer providing the node.
     pub layer: usize,
+    /// The node as that layer has it.
     pub node: Node,
     /// For a directory: the layers merged into it, top first, starting with
     /// `layer`. Empty for anything else.
@@ -24,6 +25,7 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Whether the resolved node is a directory.
     pub fn is_dir(&self) -> bool {
         self.node.is_dir()
     }

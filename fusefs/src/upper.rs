@@ -51,8 +51,11 @@ pub struct Upper {
 /// A time to set: a value, the current time, or leave as is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeSet {
+    /// The current time.
     Now,
+    /// Leave the time as it is.
     Omit,
+    /// This time, in ns since the Unix epoch.
     At(i64),
 }
 

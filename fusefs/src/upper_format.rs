@@ -23,13 +23,20 @@ use crate::override_stat::{host_xattr_name, STRATA_INO};
 /// Where the overlay markers of a [`UpperFormat::Kernel`] upper live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MarkerNamespace {
+    /// `trusted.overlay.*`: the kernel's default, needs CAP_SYS_ADMIN in the
+    /// host.
     Trusted,
+    /// `user.overlay.*`: the kernel's `userxattr` option, in a user namespace.
     User,
 }
 
+/// How the upper directory records the container's tree (see the module
+/// documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpperFormat {
+    /// Kernel overlayfs's format, with its markers in this namespace.
     Kernel(MarkerNamespace),
+    /// fuse-overlayfs's rootless format: metadata in `user.` xattrs.
     Rootless,
 }
 
@@ -88,6 +95,7 @@ impl UpperFormat {
         }
     }
 
+    /// Whether this is kernel overlayfs's format.
     pub fn is_kernel(self) -> bool {
         matches!(self, UpperFormat::Kernel(_))
     }

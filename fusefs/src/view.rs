@@ -10,8 +10,11 @@
 /// containers-storage writes `ContainerID:HostID:Size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdRange {
+    /// First id of the range as the layers store it.
     pub stored: u32,
+    /// The id `stored` is shown as.
     pub shown: u32,
+    /// Number of ids in the range.
     pub len: u32,
 }
 
@@ -85,7 +88,9 @@ impl IdMap {
 /// See the module documentation; the default shows the union as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
+    /// How stored uids are shown.
     pub uids: IdMap,
+    /// How stored gids are shown.
     pub gids: IdMap,
     /// Directories report one link (fuse-overlayfs's `static_nlink`).
     pub static_nlink: bool,

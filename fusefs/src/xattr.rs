@@ -1,112 +1,79 @@
-//! Extended attributes of host files (nix has no wrapper): the crate's only
-//! `unsafe`, each call with its SAFETY note. Symlinks are never followed.
+//! Extended attributes of host files, through the `xattr` crate (and
+//! `rustix`, which it is built on, where flags are needed). Symlinks are
+//! never followed: the path forms act on the link itself (l*xattr), the
+//! `_fd` forms on an open file, which may have no name left (f*xattr).
 
-use std::ffi::CString;
+use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+use xattr::FileExt;
 
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn c_name(name: &[u8]) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// Calls `read` (a get/list xattr syscall into the buffer given, returning
-/// its length or -1) with a buffer grown until the value fits. `None` when
-/// the attribute is missing or the host filesystem has no xattrs.
-fn read_sized(mut read: impl FnMut(&mut [u8]) -> isize) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        let r = read(&mut buf);
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            // Too small, or the value grew between calls: retry bigger.
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            _ => return Err(e),
-        }
+/// `None` for an attribute that is missing (the crate already answers
+/// ENODATA so) or a host filesystem without xattrs at all (ENOTSUP).
+fn absent_if_unsupported(r: io::Result<Option<Vec<u8>>>) -> io::Result<Option<Vec<u8>>> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+        r => r,
     }
 }
 
 /// The value of `name`, or `None` when the file lacks it (or the host
 /// filesystem has no xattrs at all).
 pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let p = c_path(path)?;
-    let n = c_name(name)?;
-    // SAFETY: p and n are NUL-terminated; buf is valid for buf.len() bytes.
-    read_sized(|buf| unsafe {
-        libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })
+    absent_if_unsupported(xattr::get(path, OsStr::from_bytes(name)))
 }
 
 /// The value of `name` on an open file (which may have no name left).
 pub fn get_fd(file: &std::fs::File, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    use std::os::fd::AsRawFd;
-    let n = c_name(name)?;
-    let fd = file.as_raw_fd();
-    // SAFETY: fd is open for the borrow of `file`; n is NUL-terminated;
-    // buf is valid for buf.len() bytes.
-    read_sized(|buf| unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+    absent_if_unsupported(file.get_xattr(OsStr::from_bytes(name)))
 }
 
-/// The result of a set/remove xattr syscall.
-fn done(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
+/// Sets `name` to `value`; `flags` are setxattr(2)'s (`XATTR_CREATE`,
+/// `XATTR_REPLACE`, or 0), which the `xattr` crate cannot pass.
 pub fn set(path: &Path, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
-    let p = c_path(path)?;
-    let n = c_name(name)?;
-    let (v, len) = (value.as_ptr().cast(), value.len());
-    // SAFETY: p and n are NUL-terminated; value is valid for value.len() bytes.
-    done(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), v, len, flags) })
+    let flags = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
+    rustix::fs::lsetxattr(path, OsStr::from_bytes(name), value, flags).map_err(io::Error::from)
 }
 
 /// Sets `name` on an open file (which may have no name left).
 pub fn set_fd(file: &std::fs::File, name: &[u8], value: &[u8]) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let n = c_name(name)?;
-    let (v, len) = (value.as_ptr().cast(), value.len());
-    // SAFETY: the fd is open for the borrow of `file`; n is NUL-terminated;
-    // value is valid for value.len() bytes.
-    done(unsafe { libc::fsetxattr(file.as_raw_fd(), n.as_ptr(), v, len, 0) })
+    file.set_xattr(OsStr::from_bytes(name), value)
 }
 
 /// Removes `name`; a missing attribute is not an error.
 pub fn remove(path: &Path, name: &[u8]) -> io::Result<()> {
-    let p = c_path(path)?;
-    let n = c_name(name)?;
-    // SAFETY: p and n are NUL-terminated.
-    match done(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }) {
+    match xattr::remove(path, OsStr::from_bytes(name)) {
         Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
         r => r,
     }
 }
 
-/// Names of all attributes of the file.
+/// Names of all attributes of the file; none on a host filesystem
+/// without xattrs.
 pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let p = c_path(path)?;
-    // SAFETY: p is NUL-terminated; buf is valid for buf.len() bytes.
-    let Some(buf) = read_sized(|buf| unsafe {
-        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })?
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
+    match xattr::list(path) {
+        Ok(names) => Ok(names.map(OsStringExt::into_vec).collect()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `name` from an open file (which may have no name left); a
+/// missing attribute is not an error.
+pub fn remove_fd(file: &std::fs::File, name: &[u8]) -> io::Result<()> {
+    match file.remove_xattr(OsStr::from_bytes(name)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        r => r,
+    }
+}
+
+/// Names of all attributes of an open file (which may have no name left);
+/// none on a host filesystem without xattrs.
+pub fn list_fd(file: &std::fs::File) -> io::Result<Vec<Vec<u8>>> {
+    match file.list_xattr() {
+        Ok(names) => Ok(names.map(OsStringExt::into_vec).collect()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }

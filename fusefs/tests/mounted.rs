@@ -806,3 +806,33 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
         );
     }
 }
+
+#[test]
+fn a_file_unlinked_while_open_keeps_its_xattrs_through_its_descriptor() {
+    use xattr::FileExt;
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(fx.mnt().join("tmp"))
+        .expect("create");
+    f.set_xattr("user.kept", b"before").expect("fsetxattr");
+    fs::remove_file(fx.mnt().join("tmp")).expect("unlink");
+    // What ext4 and kernel overlayfs answer on an unlinked file.
+    assert_eq!(
+        f.get_xattr("user.kept").expect("fgetxattr"),
+        Some(b"before".to_vec())
+    );
+    f.set_xattr("user.new", b"after")
+        .expect("fsetxattr an unlinked file");
+    f.remove_xattr("user.kept")
+        .expect("fremovexattr an unlinked file");
+    let names: Vec<_> = f.list_xattr().expect("flistxattr").collect();
+    assert_eq!(names, ["user.new"]);
+    assert_eq!(
+        f.get_xattr("user.new").expect("fgetxattr"),
+        Some(b"after".to_vec())
+    );
+}

@@ -7,10 +7,12 @@
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 
+/// One compressed form of a layer, as a registry holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompressedBlob {
     /// sha256 of the compressed bytes.
     pub digest: Digest,
+    /// Bytes of the compressed blob.
     pub size: u64,
     /// `domain/path` of the repository it was last pushed to.
     pub repository: String,

@@ -57,6 +57,8 @@ fn chunk_sizes() -> (u32, u32, u32) {
 /// waste most of a disk block on them.
 pub const INLINE_MAX: u64 = 512;
 
+/// The store's chunk directory (`<root>/chunks`), with the open files, read-
+/// ahead and verdicts of checked reads its clones share.
 #[derive(Clone, Debug)]
 pub struct ChunkDir {
     dir: PathBuf,
@@ -74,6 +76,7 @@ pub struct ChunkDir {
 }
 
 impl ChunkDir {
+    /// The chunk directory at `dir` (not created here), with nothing open yet.
     pub fn new(dir: PathBuf) -> ChunkDir {
         ChunkDir {
             dir,
@@ -104,6 +107,8 @@ impl ChunkDir {
         }
     }
 
+    /// Where the chunk `digest` lives: `<dir>/<64 hex>`. The file may be
+    /// absent.
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.dir.join(hex)
@@ -369,6 +374,8 @@ enum Job {
 const WRITERS: usize = 2;
 
 impl ChunkWriter {
+    /// A writer of new chunks into `dir`; its threads start with the first
+    /// chunk.
     pub fn new(dir: ChunkDir) -> ChunkWriter {
         ChunkWriter {
             dir,
@@ -538,30 +545,20 @@ fn write_renamed(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
 /// Gives an O_TMPFILE file its name; returns false if the name was taken
 /// meanwhile (another process stored the same chunk: as good).
 fn link_unnamed(f: &File, path: &Path) -> Result<bool> {
+    use nix::fcntl::{AtFlags, AT_FDCWD};
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
-        .expect("no NUL in a number");
-    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(io::Error::other)
-        .at(path)?;
-    // SAFETY: both strings are NUL-terminated and outlive the call; linkat
-    // only reads them.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    match io::Error::last_os_error() {
-        e if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        e => Err(e).at(path),
+    let from = format!("/proc/self/fd/{}", f.as_raw_fd());
+    let linked = nix::unistd::linkat(
+        AT_FDCWD,
+        from.as_str(),
+        AT_FDCWD,
+        path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    );
+    match linked.map_err(io::Error::from) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).at(path),
     }
 }
 
@@ -570,22 +567,11 @@ fn link_unnamed(f: &File, path: &Path) -> Result<bool> {
 /// their way, instead of starting on all of an ingest's bytes at once
 /// while the CPU idles. Only a hint: its failure changes nothing.
 fn start_writeback(f: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps
-    // open; offset 0 and length 0 mean the whole file.
-    unsafe {
-        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
+    crate::writeback::start(f);
 }
 
 fn nix_syncfs(f: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::unistd::syncfs(f).map_err(io::Error::from)
 }
 
 /// Reads `buf.len()` bytes from `offset` of a file made of `chunks`,

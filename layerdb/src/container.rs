@@ -6,42 +6,63 @@ use crate::image::RunConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// A container's run state as the store records it; the runner moves it through
+/// [`ContainerRecord::transition`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     /// Recorded, upper made, never started.
     Created,
     /// The monitor process serves the mount and waits on `pid`.
     Running {
+        /// The `strata` process that serves the container's mount and waits on
+        /// it.
         monitor_pid: i32,
+        /// The container's init process, as the host sees it.
         pid: i32,
+        /// When it started, in ns since the Unix epoch.
         started_ns: i64,
     },
     /// Frozen for a commit.
     Paused {
+        /// The `strata` process that serves the container's mount and waits on
+        /// it.
         monitor_pid: i32,
+        /// The container's init process, as the host sees it.
         pid: i32,
+        /// When it started, in ns since the Unix epoch.
         started_ns: i64,
     },
+    /// Its process ended (or a start failed).
     Exited {
+        /// The exit code docker would show: the process's, or 128 + the signal
+        /// that killed it.
         code: i32,
+        /// When it last started, in ns since the Unix epoch (0 if it never
+        /// did).
         started_ns: i64,
+        /// When it ended, in ns since the Unix epoch.
         finished_ns: i64,
     },
 }
 
 impl State {
+    /// Whether a process is alive: running or paused.
     pub fn is_running(&self) -> bool {
         matches!(self, State::Running { .. } | State::Paused { .. })
     }
+    /// Whether `start` may run it: created or exited.
     pub fn can_start(&self) -> bool {
         matches!(self, State::Created | State::Exited { .. })
     }
+    /// Whether there is a process to signal.
     pub fn can_kill(&self) -> bool {
         self.is_running()
     }
+    /// Whether `rm` (without `-f`) may remove it: no process alive.
     pub fn can_remove(&self) -> bool {
         !self.is_running()
     }
+    /// Whether `pause` may freeze it: running and not already paused.
     pub fn can_pause(&self) -> bool {
         matches!(self, State::Running { .. })
     }
@@ -74,39 +95,57 @@ impl State {
 #[derive(Debug, thiserror::Error)]
 #[error("container {name} is {from}: it cannot become {to}")]
 pub struct BadTransition {
+    /// The container's name.
     pub name: String,
+    /// Its current state, as `ps` shows it (`running`, `exited`...).
     pub from: &'static str,
+    /// The state asked for.
     pub to: &'static str,
 }
 
 /// A bind mount given with `-v SRC:DST[:ro]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
+    /// The host path mounted.
     pub source: PathBuf,
+    /// Where it appears inside the container (absolute).
     pub target: String,
+    /// Mounted read-only (`:ro`).
     pub read_only: bool,
 }
 
+/// Everything the store keeps about one container; stored as JSON under its id
+/// (see the `keys` schema).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// 64 hex characters, random.
     pub id: String,
     /// Unique among containers, without docker's leading `/`.
     pub name: String,
+    /// The image id (config digest) it was created from; the image cannot be
+    /// removed while this record exists.
     pub image: Digest,
     /// The reference the user gave (`ubuntu`, `sample-app:latest`...).
     pub image_ref: String,
+    /// When it was created, in ns since the Unix epoch.
     pub created_ns: i64,
+    /// Its run state; change it only through [`ContainerRecord::transition`].
     pub state: State,
     /// The process: entrypoint + cmd as resolved at create time.
     pub command: Vec<String>,
     /// The image's run config with the run flags applied (-e, -w, -u...).
     pub config: RunConfig,
+    /// The hostname inside its UTS namespace (`-h`, else the short id).
     pub hostname: String,
+    /// A pseudo-terminal is the process's stdio (`-t`).
     pub tty: bool,
+    /// Stdin stays open (`-i`).
     pub interactive: bool,
+    /// The network mode (`--network`): `bridge`, `host`, `none`...
     pub network: String,
+    /// `-v` bind mounts, in the order given.
     pub mounts: Vec<BindMount>,
+    /// Removed when its process exits (`--rm`).
     pub auto_remove: bool,
     /// The writable upper layer, inside the store root.
     pub upper: PathBuf,
@@ -129,9 +168,14 @@ pub struct ContainerRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecurityOptions {
+    /// Capabilities added to docker's default set (`--cap-add`), as given.
     pub cap_add: Vec<String>,
+    /// Capabilities removed from it (`--cap-drop`), as given.
     pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability and device, no seccomp filter.
     pub privileged: bool,
+    /// `--security-opt` values, as given (`seccomp=...`, `no-new-
+    /// privileges`...).
     pub security_opt: Vec<String>,
     /// The JSON of `--security-opt seccomp=FILE`, read when the container
     /// was created: the profile belongs to the container, as in docker,
@@ -169,14 +213,18 @@ pub struct NetworkConfig {
 /// the container starts; an empty `host_ip` means every address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortBinding {
+    /// The host address to listen on; empty for all.
     pub host_ip: String,
+    /// The host port; 0 until the container starts and one is chosen.
     pub host_port: u16,
+    /// The port inside the container.
     pub container_port: u16,
     /// "tcp" or "udp".
     pub protocol: String,
 }
 
 impl ContainerRecord {
+    /// The first 12 hex characters of the id, as docker shows it.
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }

@@ -11,10 +11,12 @@ use std::str::FromStr;
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
+    /// The sha256 of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// The 64 lowercase hex characters (the Display form without `sha256:`).
     pub fn hex(&self) -> String {
         // Every chunk read and write names a file by it: no formatter.
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -31,6 +33,7 @@ impl Digest {
         self.hex()[..12].to_string()
     }
 
+    /// The digest of everything fed to `h` so far.
     pub fn from_hasher(h: Sha256) -> Digest {
         Digest(h.finalize().into())
     }
@@ -51,6 +54,7 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// A string that is not a sha256 digest; it holds the string as given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid digest {0:?}: expected 64 hex characters, optionally after \"sha256:\"")]
 pub struct BadDigest(pub String);

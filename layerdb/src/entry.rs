@@ -7,17 +7,27 @@
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 
+/// What an entry is: a file type as a tar header or `st_mode` says it, plus the
+/// layer-format kinds (hardlink, whiteout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
+    /// A regular file; its content is `data`.
     Regular,
+    /// A directory; see `opaque`.
     Dir,
+    /// A symbolic link; its target is `link`.
     Symlink,
     /// Another name for a regular file earlier in the same layer; `link`
     /// holds that file's path. Attributes and data are the target's.
     Hardlink,
+    /// A character device; its numbers are `rdev`.
     CharDev,
+    /// A block device; its numbers are `rdev`.
     BlockDev,
+    /// A named pipe.
     Fifo,
+    /// A Unix socket: a name only, left out of the layer's tar (tar cannot
+    /// carry one).
     Socket,
     /// Hides the same path in every lower layer (OCI `.wh.<name>`).
     Whiteout,
@@ -26,10 +36,14 @@ pub enum Kind {
 /// A piece of file content, stored once per store under its digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
+    /// The sha256 of the chunk's bytes, which names its file in the chunk
+    /// directory.
     pub digest: Digest,
+    /// The chunk's length in bytes.
     pub len: u32,
 }
 
+/// Where a regular file's content is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Data {
     /// Not a regular file, or an empty one.
@@ -41,13 +55,18 @@ pub enum Data {
     Chunks(Vec<ChunkRef>),
 }
 
+/// The record of one path in a layer: type, metadata and content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The file type.
     pub kind: Kind,
     /// Permission bits with suid, sgid and sticky (`0o7777` mask).
     pub mode: u32,
+    /// Owner uid, as in the layer (not mapped to the host).
     pub uid: u32,
+    /// Owner gid, as in the layer (not mapped to the host).
     pub gid: u32,
+    /// Modification time in ns since the Unix epoch.
     pub mtime_ns: i64,
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
@@ -55,7 +74,9 @@ pub struct Entry {
     pub link: Vec<u8>,
     /// Device major and minor numbers for char and block devices.
     pub rdev: (u32, u32),
+    /// Content length in bytes (0 for everything but regular files).
     pub size: u64,
+    /// The content, for regular files; its total length is `size`.
     pub data: Data,
     /// For directories: hides every lower child (OCI `.wh..wh..opq`).
     pub opaque: bool,
@@ -122,6 +143,7 @@ impl Entry {
         }
     }
 
+    /// The content's chunks in file order; empty for inline or no content.
     pub fn chunks(&self) -> &[ChunkRef] {
         match &self.data {
             Data::Chunks(c) => c,

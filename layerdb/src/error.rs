@@ -5,45 +5,80 @@
 
 use std::path::PathBuf;
 
+/// Everything a store operation can fail with. Display names the object (path,
+/// image, layer, key); the cause, if any, is only in `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file system call on a store file failed.
     #[error("{}", path.display())]
     Io {
+        /// The file or directory involved.
         path: PathBuf,
+        /// What the system call answered.
         #[source]
         source: std::io::Error,
     },
+    /// RocksDB failed to open, read or write the index.
     #[error("store database at {}", path.display())]
     Db {
+        /// The index directory (`<root>/db`).
         path: PathBuf,
+        /// RocksDB's error.
         #[source]
         source: rocksdb::Error,
     },
+    /// Another process held the store's lock past the wait limit; the store
+    /// root. Retrying later is the fix.
     #[error("the store at {0} is busy: another strata process held it for too long; try again")]
     Busy(PathBuf),
+    /// No image has this reference, id or id prefix (docker's wording).
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// No layer with this diff id is in the store.
     #[error("no such layer: {0:#}")]
     NoSuchLayer(crate::Digest),
+    /// No container has this name, id or id prefix (docker's wording).
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// Not a valid `name[:tag]` reference.
     #[error("invalid reference format: {0:?}")]
     BadReference(String),
+    /// An imported tar or directory is not a valid layer.
     #[error("{source_name}: {reason}")]
-    BadLayer { source_name: String, reason: String },
-    #[error("chunk {digest:#} is missing or corrupt: {reason}")]
-    BadChunk {
-        digest: crate::Digest,
+    BadLayer {
+        /// The input's name (a file name, `-`, a container).
+        source_name: String,
+        /// What is wrong, naming the path in the layer.
         reason: String,
     },
+    /// A chunk file is absent or its bytes do not hash to its name: the store
+    /// is damaged (`strata verify` says where).
+    #[error("chunk {digest:#} is missing or corrupt: {reason}")]
+    BadChunk {
+        /// The chunk's digest.
+        digest: crate::Digest,
+        /// What is wrong with it (missing, short, wrong hash).
+        reason: String,
+    },
+    /// The operation contradicts what the store holds (a name in use, an image
+    /// still used); the message says which.
     #[error("{0}")]
     Conflict(String),
+    /// A write was asked of a store opened without writing; the store root.
     #[error("the store at {0} was opened read-only")]
     ReadOnly(PathBuf),
+    /// An index record could not be decoded: the store is damaged or was
+    /// written by another version.
     #[error("corrupt record {key}: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The record's key, lossily as text.
+        key: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
 }
 
+/// A store result; the error defaults to [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An error followed by its causes, outermost first, each once: for
@@ -84,5 +119,17 @@ mod tests {
         let shown = with_causes(&e.unwrap_err());
         assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
         assert!(shown.starts_with("/store/db/LOCK: "), "{shown}");
+    }
+
+    #[test]
+    fn an_io_error_shows_only_its_path_and_leaves_the_cause_to_source() {
+        let e = Err::<(), _>(std::io::Error::from_raw_os_error(libc::EACCES))
+            .at("/store/chunks")
+            .unwrap_err();
+        // What anyhow's `{:#}` and the runner's chain print: each layer's
+        // Display, joined; a Display that embedded its source said it twice.
+        assert_eq!(e.to_string(), "/store/chunks");
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("Permission denied (os error 13)"));
     }
 }

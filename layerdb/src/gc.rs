@@ -18,11 +18,18 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+/// What `strata gc` removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// Layers no image (nor a live mount's pin) referenced, removed from the
+    /// index.
     pub layers_removed: u64,
+    /// Chunk files no remaining layer references.
     pub chunks_removed: u64,
+    /// Bytes of those chunk files (their lengths, not their blocks).
     pub bytes_freed: u64,
+    /// Leftover directories removed: dead readers' secondary-instance dirs and
+    /// dirs of containers the index no longer has.
     pub dirs_removed: u64,
 }
 

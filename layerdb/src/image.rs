@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 /// shaped as docker writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// The user the process runs as: `user`, `uid`, `user:group` or
+    /// `uid:gid`; empty for root.
     #[serde(
         rename = "User",
         default,
@@ -16,6 +18,8 @@ pub struct RunConfig {
         skip_serializing_if = "String::is_empty"
     )]
     pub user: String,
+    /// Ports the image declares, as `PORT/PROTO` keys (`80/tcp`); informative
+    /// only.
     #[serde(
         rename = "ExposedPorts",
         default,
@@ -23,6 +27,7 @@ pub struct RunConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub exposed_ports: BTreeMap<String, Empty>,
+    /// The process environment, `KEY=VALUE` each.
     #[serde(
         rename = "Env",
         default,
@@ -30,6 +35,8 @@ pub struct RunConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env: Vec<String>,
+    /// The program that `cmd` (or the run arguments) are given to; empty for
+    /// none.
     #[serde(
         rename = "Entrypoint",
         default,
@@ -37,6 +44,7 @@ pub struct RunConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub entrypoint: Vec<String>,
+    /// The default command, or the entrypoint's default arguments.
     #[serde(
         rename = "Cmd",
         default,
@@ -44,6 +52,7 @@ pub struct RunConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub cmd: Vec<String>,
+    /// Docker's health check, kept as given and not run.
     #[serde(
         rename = "Healthcheck",
         default,
@@ -51,6 +60,7 @@ pub struct RunConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub healthcheck: Option<serde_json::Value>,
+    /// Container paths the image declares as volumes; kept, not mounted.
     #[serde(
         rename = "Volumes",
         default,
@@ -58,6 +68,7 @@ pub struct RunConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub volumes: BTreeMap<String, Empty>,
+    /// The process's working directory (absolute); empty for `/`.
     #[serde(
         rename = "WorkingDir",
         default,
@@ -65,6 +76,7 @@ pub struct RunConfig {
         skip_serializing_if = "String::is_empty"
     )]
     pub working_dir: String,
+    /// Free-form labels.
     #[serde(
         rename = "Labels",
         default,
@@ -72,6 +84,7 @@ pub struct RunConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
+    /// Dockerfile `ONBUILD` instructions, kept as given.
     #[serde(
         rename = "OnBuild",
         default,
@@ -79,6 +92,7 @@ pub struct RunConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub on_build: Vec<String>,
+    /// The signal `stop` sends first (`SIGTERM` when empty), by name or number.
     #[serde(
         rename = "StopSignal",
         default,
@@ -92,32 +106,39 @@ pub struct RunConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
 
+/// One step of the image's history, as `strata history` shows it; steps with
+/// `empty_layer` made no layer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
+    /// When the step ran, RFC 3339.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub created: String,
+    /// The command or instruction that made the step.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub created_by: String,
+    /// Who made it (`commit --author`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub author: String,
+    /// A free-form comment (`commit -m`, `import -m`).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub comment: String,
+    /// The step changed only the config and added no layer.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -126,10 +147,13 @@ pub struct History {
     pub empty_layer: bool,
 }
 
+/// The config's list of layers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootFs {
+    /// Always `layers`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The layers' diff ids (`sha256:<hex>`), bottom first.
     pub diff_ids: Vec<String>,
 }
 
@@ -142,23 +166,29 @@ pub struct RootFs {
 /// `author` is present, as before.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
+    /// The OCI architecture name (`amd64`, `arm64`...).
     #[serde(default, deserialize_with = "null_as_default")]
     pub architecture: String,
+    /// Who made the image, if said.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub author: String,
+    /// How a container of this image runs.
     #[serde(default, deserialize_with = "null_as_default")]
     pub config: RunConfig,
     /// RFC 3339 UTC time with nanoseconds.
     #[serde(default, deserialize_with = "null_as_default")]
     pub created: String,
+    /// One record per build step, oldest first.
     #[serde(default, deserialize_with = "null_as_default")]
     pub history: Vec<History>,
+    /// Always `linux` for images strata makes.
     #[serde(default, deserialize_with = "null_as_default")]
     pub os: String,
+    /// The image's layers.
     pub rootfs: RootFs,
 }
 
@@ -173,6 +203,9 @@ where
 }
 
 impl ImageConfig {
+    /// A config for the layers `diff_ids` (bottom first) made at `created` (RFC
+    /// 3339), for this machine's architecture, with an empty run config and
+    /// history.
     pub fn new(created: String, diff_ids: &[Digest]) -> ImageConfig {
         ImageConfig {
             architecture: host_architecture().to_string(),
@@ -193,6 +226,8 @@ impl ImageConfig {
         serde_json::to_vec(self).expect("an ImageConfig always serializes")
     }
 
+    /// The layers' diff ids parsed; an error names the first that is not a
+    /// sha256 digest.
     pub fn diff_ids(&self) -> Result<Vec<Digest>, crate::digest::BadDigest> {
         self.rootfs.diff_ids.iter().map(|s| s.parse()).collect()
     }
@@ -215,12 +250,15 @@ pub fn host_architecture() -> &'static str {
 /// for a layer another tool wrote may differ: `layers` says, position by
 /// position, the store's layer for each diff id of the config.
 pub struct ExactImage {
+    /// The config bytes as read; the image id is their sha256.
     pub config_json: Vec<u8>,
     /// The store's layers, bottom first, one per `rootfs.diff_ids` entry.
     pub layers: Vec<Digest>,
     /// Layers of `layers` that are not in the store yet.
     pub new_layers: Vec<crate::layer::PendingLayer>,
+    /// The local image it was committed from, if any.
     pub parent: Option<Digest>,
+    /// The name to tag it with, if any.
     pub reference: Option<crate::reference::Reference>,
     /// The repository's manifest digest the image came by (a pull).
     pub repo_digest: Option<crate::reference::DigestReference>,
@@ -242,6 +280,8 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// The parsed config. The bytes were parsed before they were stored, so
+    /// this panics only on a damaged index.
     pub fn config(&self) -> ImageConfig {
         serde_json::from_slice(&self.config_json)
             .expect("stored config was valid JSON when written")

@@ -41,6 +41,10 @@ pub(crate) fn note_commit(root: &Path) {
     }
 }
 
+/// One import or commit in progress: new layers are built through it, and it
+/// holds `gc.lock` shared until dropped, so `gc` cannot remove their chunks
+/// before the image is committed. Dropped without a commit, it removes the
+/// chunk files it wrote that nothing references.
 pub struct Ingest {
     root: PathBuf,
     chunks: ChunkDir,
@@ -51,6 +55,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// Starts an ingest into the store at `root` (made if missing), waiting up
+    /// to 10 minutes for a running `gc` to finish.
     pub fn begin(root: &Path) -> Result<Ingest> {
         crate::store::create_root(root)?;
         let lock = crate::lock::take(
@@ -69,10 +75,14 @@ impl Ingest {
         })
     }
 
+    /// A builder for a layer made entry by entry (commit of a container's
+    /// upper); `source` names it in error messages.
     pub fn builder(&self, source: &str) -> LayerBuilder {
         LayerBuilder::new(self.chunks.clone(), source)
     }
 
+    /// Reads an uncompressed layer tar into a new layer; `source` names it in
+    /// error messages, `progress` is told how many bytes each read took.
     pub fn from_tar(
         &self,
         source: &str,
@@ -94,6 +104,8 @@ impl Ingest {
         crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, below)
     }
 
+    /// Reads a host directory tree into a new layer; `progress` is told each
+    /// regular file's size as it is read.
     pub fn from_dir(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<PendingLayer> {
         crate::import::from_dir(self.chunks.clone(), dir, progress)
     }

@@ -16,14 +16,24 @@
 
 use crate::digest::Digest;
 
+/// Kind byte of a layer's record ([`crate::layer::LayerMeta`]).
 pub const LAYER: u8 = b'L';
+/// Kind byte of an entry of a layer, by layer seq and path.
 pub const ENTRY: u8 = b'E';
+/// Kind byte of an image's record.
 pub const IMAGE: u8 = b'I';
+/// Kind byte of a `name:tag` reference to an image id.
 pub const REF: u8 = b'R';
+/// Kind byte of a `name@sha256:...` repo digest, mapping it to an image id.
 pub const REPO_DIGEST: u8 = b'D';
+/// Kind byte of a compressed blob a layer was pushed as, by diff id and
+/// compression ([`crate::blob::CompressedBlob`]).
 pub const COMPRESSED_BLOB: u8 = b'B';
+/// Kind byte of a container's record.
 pub const CONTAINER: u8 = b'C';
+/// Kind byte of a container name, mapping it to the container's id.
 pub const NAME: u8 = b'N';
+/// The key of the next layer sequence number to hand out.
 pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
 
 fn tagged(tag: u8, rest: &[u8]) -> Vec<u8> {
@@ -33,6 +43,7 @@ fn tagged(tag: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The key of the layer with this diff id.
 pub fn layer(diff_id: &Digest) -> Vec<u8> {
     tagged(LAYER, &diff_id.0)
 }
@@ -48,6 +59,7 @@ pub fn entry_dir(seq: u32, dir: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The key of `path`'s entry in the layer numbered `seq`.
 pub fn entry(seq: u32, path: &[u8]) -> Vec<u8> {
     let (parent, name) = crate::entry::split_path(path);
     let mut k = entry_dir(seq, parent);
@@ -55,6 +67,9 @@ pub fn entry(seq: u32, path: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The prefix every entry key of the layer numbered `seq` starts with: the
+/// range `[entries_of_layer(seq), entries_of_layer(seq + 1))` holds exactly its
+/// entries.
 pub fn entries_of_layer(seq: u32) -> Vec<u8> {
     tagged(ENTRY, &seq.to_be_bytes())
 }
@@ -69,14 +84,17 @@ pub fn entry_path(key: &[u8]) -> Vec<u8> {
     crate::entry::join_path(&rest[..zero], &rest[zero + 1..])
 }
 
+/// The key of the image with this id.
 pub fn image(id: &Digest) -> Vec<u8> {
     tagged(IMAGE, &id.0)
 }
 
+/// The key of a reference, `name:tag` as stored (tag always present).
 pub fn reference(r: &str) -> Vec<u8> {
     tagged(REF, r.as_bytes())
 }
 
+/// The key of a repo digest (`name@sha256:<hex>`).
 pub fn repo_digest(r: &str) -> Vec<u8> {
     tagged(REPO_DIGEST, r.as_bytes())
 }
@@ -88,16 +106,19 @@ pub fn compressed_blobs_of(diff_id: &Digest) -> Vec<u8> {
     tagged(COMPRESSED_BLOB, &diff_id.0)
 }
 
+/// The key of the blob `diff_id` was pushed as with `compression`.
 pub fn compressed_blob(diff_id: &Digest, compression: &str) -> Vec<u8> {
     let mut k = compressed_blobs_of(diff_id);
     k.extend_from_slice(compression.as_bytes());
     k
 }
 
+/// The key of the container with this 64-hex id.
 pub fn container(id: &str) -> Vec<u8> {
     tagged(CONTAINER, id.as_bytes())
 }
 
+/// The key of a container name (without docker's leading `/`).
 pub fn name(n: &str) -> Vec<u8> {
     tagged(NAME, n.as_bytes())
 }

@@ -28,6 +28,7 @@ pub struct LayerMeta {
     pub seq: u32,
     /// Size as docker's classic store counts it (see `docker_size`).
     pub size: u64,
+    /// Number of entries (paths) in the layer.
     pub entries: u64,
 }
 
@@ -35,14 +36,22 @@ pub struct LayerMeta {
 /// disk already; committing it is one atomic index write.
 #[derive(Debug)]
 pub struct PendingLayer {
+    /// sha256 of the layer's canonical OCI tar: the layer's name in the store.
     pub diff_id: Digest,
+    /// Size as docker's classic store counts it (see [`LayerMeta::size`]).
     pub size: u64,
+    /// The layer's entries by path, in path order.
     pub entries: Vec<(Vec<u8>, Entry)>,
     /// Bytes of file content read, and bytes of it new to the store.
     pub logical_bytes: u64,
+    /// Of `logical_bytes`, the bytes of chunks the store did not have.
     pub new_bytes: u64,
 }
 
+/// Builds one layer from entries given in any order (a tar's, a directory
+/// walk's, an upper's): writes new chunks as content arrives, hashes the
+/// canonical tar on the way when the entries come in its order, and ends in a
+/// [`PendingLayer`].
 pub struct LayerBuilder {
     chunks: ChunkDir,
     chunker: Chunker,
@@ -70,6 +79,8 @@ enum Name {
 }
 
 impl LayerBuilder {
+    /// A builder writing chunks into `chunks`; `source` names the input in
+    /// error messages (a file name, `-`, a container).
     pub fn new(chunks: ChunkDir, source: &str) -> LayerBuilder {
         LayerBuilder {
             writer: ChunkWriter::new(chunks.clone()),

@@ -2,8 +2,10 @@
 //! is bounded and the user is told, once, what is being waited for.
 
 use crate::error::{IoContext, Result, StoreError};
+// rustix rather than nix: nix's `Flock` owns the file and panics when
+// dropping it fails to unlock, and nix's plain `flock` is deprecated.
+use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,19 +25,16 @@ pub(crate) fn take(path: &Path, mode: Mode, limit: Duration, waiting_for: &str) 
         .open(path)
         .at(path)?;
     let how = match mode {
-        Mode::Shared => libc::LOCK_SH,
-        Mode::Exclusive => libc::LOCK_EX,
+        Mode::Shared => FlockOperation::NonBlockingLockShared,
+        Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
     };
     let deadline = Instant::now() + limit;
     let mut told = false;
     loop {
-        // SAFETY: flock only reads the descriptor, which `f` keeps open.
-        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
-            return Ok(f);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(err).at(path);
+        match flock(&f, how) {
+            Ok(()) => return Ok(f),
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            Err(errno) => return Err(std::io::Error::from(errno)).at(path),
         }
         let store = path.parent().unwrap_or(path).to_path_buf();
         if Instant::now() >= deadline {
@@ -54,6 +53,5 @@ pub(crate) fn take(path: &Path, mode: Mode, limit: Duration, waiting_for: &str) 
 /// shared lock (flock conversions are not atomic): for a holder about to
 /// give the lock up either way.
 pub(crate) fn try_exclusive(f: &File) -> bool {
-    // SAFETY: flock only reads the descriptor, which `f` keeps open.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    flock(f, FlockOperation::NonBlockingLockExclusive).is_ok()
 }

@@ -10,14 +10,27 @@ use oci_spec::image::{Descriptor, ImageIndex, Platform};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
 
+/// An OCI document or digest from outside the store that is not what the spec
+/// allows; `what` names where it came from (a file in the archive, a blob).
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
+    /// A digest not of the form `sha256:<64 lowercase hex>`.
     #[error("{what}: invalid digest {digest:?}: expected sha256:<64 lowercase hex>")]
-    BadDigest { what: String, digest: String },
+    BadDigest {
+        /// Where the digest came from.
+        what: String,
+        /// The digest as found, escaped for printing.
+        digest: String,
+    },
+    /// A document that does not parse as the kind it should be.
     #[error("{what}: not a valid {kind}: {reason}")]
     BadDocument {
+        /// Where the document came from.
         what: String,
+        /// What it should have been (`image index`, `manifest`, `image
+        /// config`...).
         kind: &'static str,
+        /// Why it is not.
         reason: String,
     },
 }

@@ -22,10 +22,12 @@ use tar::{EntryType, Header};
 #[derive(Default)]
 pub struct HashingWriter {
     hasher: Sha256,
+    /// Bytes written so far.
     pub bytes: u64,
 }
 
 impl HashingWriter {
+    /// The sha256 of everything written.
     pub fn digest(self) -> Digest {
         Digest::from_hasher(self.hasher)
     }
@@ -63,6 +65,7 @@ const GATHER: usize = 64 * 1024;
 const BATCH: usize = 1 << 20;
 
 impl BackgroundHasher {
+    /// Starts the hashing thread.
     pub fn spawn() -> BackgroundHasher {
         // Bounded, so a slow hasher holds the ingest back instead of
         // letting the queued content grow (16 MiB at most).
@@ -155,6 +158,8 @@ pub struct ContentReader<'a> {
 }
 
 impl<'a> ContentReader<'a> {
+    /// A reader of `entry`'s content (inline or chunked) from `chunks`; chunks
+    /// are read checked, so a damaged one is an error, never wrong bytes.
     pub fn new(chunks: &'a ChunkDir, entry: &'a Entry) -> ContentReader<'a> {
         ContentReader {
             chunks,
@@ -220,6 +225,7 @@ pub struct TarWriter<W: Write> {
 }
 
 impl<W: Write> TarWriter<W> {
+    /// A tar writer into `out`, nothing written yet.
     pub fn new(out: W) -> TarWriter<W> {
         TarWriter {
             builder: tar::Builder::new(out),

@@ -7,11 +7,15 @@ use crate::error::{IoContext, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A live process's claim on some layers: while it exists `gc` keeps them, even
+/// if no image names them any more. Dropping it removes the pin file; a pin of
+/// a dead process is ignored and removed.
 pub struct Pin {
     path: PathBuf,
 }
 
 impl Pin {
+    /// Pins `layers` in the store at `root` for this process, until dropped.
     pub fn new(root: &Path, layers: &[Digest]) -> Result<Pin> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);

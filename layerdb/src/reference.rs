@@ -5,9 +5,13 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use std::fmt;
 
+/// An image reference, `name:tag`; Display gives that form.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Reference {
+    /// The repository name, with any registry host and port
+    /// (`localhost:5000/app`).
     pub name: String,
+    /// The tag; `latest` when none was given.
     pub tag: String,
 }
 
@@ -18,6 +22,8 @@ impl fmt::Display for Reference {
 }
 
 impl Reference {
+    /// Parses `name[:tag]` with docker's grammar (a `:` before the last `/` is
+    /// a registry port); `BadReference` names `s` when it does not fit.
     pub fn parse(s: &str) -> Result<Reference, StoreError> {
         let bad = || StoreError::BadReference(s.to_string());
         // A ':' after the last '/' starts the tag; one before is a registry port.
@@ -52,7 +58,9 @@ impl Reference {
 /// familiar form (`busybox`, `127.0.0.1:5000/app`), as tags are.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DigestReference {
+    /// The repository, in its familiar form.
     pub name: String,
+    /// The manifest's digest in that repository.
     pub digest: Digest,
 }
 

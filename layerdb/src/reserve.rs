@@ -20,7 +20,6 @@ fn path(root: &Path) -> PathBuf {
 /// Makes the reserve if it is missing and the space is there; a disk too
 /// full for it is not an error (the reserve is for that case).
 pub(crate) fn keep(root: &Path) {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let path = path(root);
     if path.exists() {
@@ -34,14 +33,9 @@ pub(crate) fn keep(root: &Path) {
     else {
         return; // made meanwhile by another process, or no room for an inode
     };
-    // SAFETY: fallocate only reads the descriptor, which `f` keeps open.
-    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES) };
-    if rc != 0 {
-        log::debug!(
-            "no disk space reserve at {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
+    let mode = nix::fcntl::FallocateFlags::empty();
+    if let Err(e) = nix::fcntl::fallocate(&f, mode, 0, RESERVE_BYTES) {
+        log::debug!("no disk space reserve at {}: {e}", path.display());
         let _ = fs::remove_file(&path);
     }
 }

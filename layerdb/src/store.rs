@@ -20,6 +20,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// An open store: the index (RocksDB under `<root>/db`), the chunk files
+/// (`<root>/chunks`) and the containers' directories (`<root>/containers`).
+/// Opened for writing it holds the writer lock until dropped.
 pub struct Store {
     root: PathBuf,
     db: Db,
@@ -49,8 +52,7 @@ pub fn default_root() -> PathBuf {
     if let Some(r) = std::env::var_os("STRATA_ROOT").filter(|r| !r.is_empty()) {
         return PathBuf::from(r);
     }
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/strata");
     }
     let data = std::env::var_os("XDG_DATA_HOME")
@@ -183,16 +185,24 @@ fn check_format(root: &Path) -> Result<()> {
 
 /// An image to add: new layers (pending) or existing ones, bottom first.
 pub struct NewImage {
+    /// The image's config; its `rootfs.diff_ids` must name `layers` in order.
     pub config: ImageConfig,
+    /// The image's layers, bottom first; those already in the store are kept,
+    /// the others are added.
     pub layers: Vec<PendingLayer>,
+    /// The local image it was committed from, if any.
     pub parent: Option<Digest>,
+    /// The name to tag it with, if any.
     pub reference: Option<Reference>,
 }
 
 /// What `rmi` did, in docker's words.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Removal {
+    /// A reference was removed; the image stays under its other names
+    /// (`name:tag`).
     Untagged(String),
+    /// The image itself was removed (its id).
     Deleted(Digest),
 }
 
@@ -248,10 +258,12 @@ impl Store {
         })
     }
 
+    /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The store's chunk files, for reading file content.
     pub fn chunks(&self) -> &ChunkDir {
         &self.chunks
     }
@@ -282,6 +294,7 @@ impl Store {
 
     // ---- layers -------------------------------------------------------
 
+    /// The record of the layer with this diff id; `NoSuchLayer` if absent.
     pub fn layer(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let key = keys::layer(diff_id);
         match self.db.get(&key)? {
@@ -290,10 +303,12 @@ impl Store {
         }
     }
 
+    /// Whether a layer with this diff id is in the store.
     pub fn has_layer(&self, diff_id: &Digest) -> Result<bool> {
         Ok(self.db.get(&keys::layer(diff_id))?.is_some())
     }
 
+    /// Every layer in the store, in diff-id order.
     pub fn layers(&self) -> Result<Vec<LayerMeta>> {
         self.db
             .scan(&[keys::LAYER])?
@@ -302,6 +317,8 @@ impl Store {
             .collect()
     }
 
+    /// The entry of `path` (relative, no leading `/`; the root is empty) in
+    /// `layer`, or `None` if that layer does not have it.
     pub fn entry(&self, layer: &LayerMeta, path: &[u8]) -> Result<Option<Entry>> {
         let key = keys::entry(layer.seq, path);
         self.db
@@ -484,6 +501,7 @@ impl Store {
         Ok(record)
     }
 
+    /// The image with this exact id, or `None`.
     pub fn image(&self, id: &Digest) -> Result<Option<ImageRecord>> {
         let key = keys::image(id);
         self.db
@@ -510,6 +528,7 @@ impl Store {
             .collect()
     }
 
+    /// Every reference (`name:tag`) with the image id it names, in name order.
     pub fn references(&self) -> Result<Vec<(String, Digest)>> {
         self.scan_references(keys::REF)
     }
@@ -618,6 +637,8 @@ impl Store {
         }
     }
 
+    /// Points `r` at the image `id`, taking it from any image it named before,
+    /// as docker's tag does. Does not check that the image exists.
     pub fn tag(&self, id: &Digest, r: &Reference) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(keys::reference(&r.to_string()), id.0);
@@ -718,6 +739,8 @@ impl Store {
 
     // ---- containers ---------------------------------------------------
 
+    /// The directory of the container `id` (64 hex): its upper and runtime
+    /// files.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
@@ -743,6 +766,8 @@ impl Store {
         self.db.write(batch)
     }
 
+    /// Renames a container; a name in use by another container is a `Conflict`
+    /// with docker's message. Returns the renamed record.
     pub fn rename_container(
         &self,
         rec: &ContainerRecord,
@@ -763,6 +788,7 @@ impl Store {
         Ok(renamed)
     }
 
+    /// Every container's record, in id order.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         self.db
             .scan(&[keys::CONTAINER])?

@@ -16,11 +16,16 @@ use crate::oci_tar::HashingWriter;
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 
+/// What `strata verify` found; the store is sound when `problems` is empty.
 #[derive(Debug, Default)]
 pub struct VerifyReport {
+    /// Images checked.
     pub images: u64,
+    /// Layers checked.
     pub layers: u64,
+    /// Distinct chunks re-hashed.
     pub chunks: u64,
+    /// One line per broken object, naming it (layer, path, chunk or image).
     pub problems: Vec<String>,
     /// Chunks that are missing or do not hash to their name, with the
     /// layers that use them.
@@ -28,6 +33,9 @@ pub struct VerifyReport {
 }
 
 impl Store {
+    /// Re-hashes every chunk every layer uses and checks every image's layers
+    /// and every hardlink's target exist; changes nothing. An error is one the
+    /// check could not go on after (the index unreadable).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut r = VerifyReport::default();
         let layers: HashMap<Digest, crate::layer::LayerMeta> =

@@ -17,8 +17,11 @@ use std::sync::Arc;
 /// (whose supplementary groups count too).
 #[derive(Clone, Copy, Debug)]
 pub struct Writer {
+    /// The uid the union stores for the writer.
     pub uid: u32,
+    /// The gid the union stores for the writer.
     pub gid: u32,
+    /// The writing process, whose supplementary groups count too.
     pub pid: u32,
 }
 
@@ -169,6 +172,8 @@ impl UnionFs {
         }
     }
 
+    /// Reads up to `size` bytes at `offset` of the file open as handle `fh` (0:
+    /// node `id`'s own file); fewer only at the end of the file.
     pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let h = self.file_of(id, fh, false)?;
         let mut buf = vec![0u8; size as usize];
@@ -197,6 +202,9 @@ impl UnionFs {
         Ok(buf)
     }
 
+    /// Writes `data` at `offset` through handle `fh` (0: node `id`'s file) and
+    /// returns the bytes written; clears S_ISGID as the kernel would for
+    /// `writer`.
     pub fn write(
         &self,
         id: u64,
@@ -258,6 +266,8 @@ impl UnionFs {
         }
     }
 
+    /// Flushes a host-backed file to disk: its data only with `datasync`, else
+    /// its metadata too. Store-backed files have nothing to flush.
     pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
         if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
             let r = if datasync {
@@ -270,10 +280,14 @@ impl UnionFs {
         Ok(())
     }
 
+    /// Closes handle `fh`; the kernel sends this once per OPEN or CREATE.
     pub fn release(&self, fh: u64) {
         self.handles.close_file(fh);
     }
 
+    /// fallocate(2) on an open upper file: `mode` takes its flags (keep size,
+    /// punch hole...), offset and length are bytes; clears S_ISGID as a write
+    /// does.
     pub fn fallocate(
         &self,
         (id, fh): (u64, u64),
@@ -296,6 +310,8 @@ impl UnionFs {
         self.drop_setgid(file, writer)
     }
 
+    /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store
+    /// file is data up to its size, with ENXIO from there.
     pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
         let h = self.file_of(id, fh, false)?;
         match &*h {
@@ -325,6 +341,8 @@ impl UnionFs {
         }
     }
 
+    /// Copies up to `len` bytes (at most 1 MiB a call) from one open file to
+    /// another, each given as (node, handle, offset); returns the bytes copied.
     pub fn copy_file_range(
         &self,
         (id_in, fh_in, off_in): (u64, u64, u64),

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod file_io;
+mod orphan_xattrs;
 mod xattrs;
 
 pub use file_io::Writer;
@@ -34,7 +35,9 @@ pub use file_io::Writer;
 /// Attributes to report for a node id.
 #[derive(Clone, Debug)]
 pub struct Attr {
+    /// The node id the kernel knows the node by.
     pub id: u64,
+    /// The node as the union resolves it.
     pub node: Node,
     /// The node's generation, for replies that hand out a reference
     /// (see `crate::inode`).
@@ -45,23 +48,34 @@ pub struct Attr {
 /// where the directory has no default ACL.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
+    /// The owner uid the new node gets.
     pub uid: u32,
+    /// The owner gid the new node gets (unless the directory is setgid).
     pub gid: u32,
+    /// The caller's umask.
     pub umask: u32,
 }
 
 /// A `setattr` request; `None` leaves a field as is.
 #[derive(Clone, Debug, Default)]
 pub struct SetAttr {
+    /// New permission bits (`0o7777`).
     pub mode: Option<u32>,
+    /// New owner uid.
     pub uid: Option<u32>,
+    /// New owner gid.
     pub gid: Option<u32>,
+    /// New size in bytes (truncate or extend).
     pub size: Option<u64>,
+    /// New access time.
     pub atime: Option<TimeSet>,
+    /// New modification time.
     pub mtime: Option<TimeSet>,
 }
 
 impl SetAttr {
+    /// Whether the request changes the owner or the mode (what needs ownership
+    /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
         self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
     }
@@ -93,6 +107,10 @@ enum NewNode<'a> {
     Symlink(&'a [u8]),
 }
 
+/// The union filesystem core: every operation the FUSE adapter serves, on node
+/// ids the kernel holds, returning `Result` and no FUSE types, so tests drive
+/// it without a kernel. Operations on one tree take its lock, changes
+/// exclusively.
 pub struct UnionFs {
     layers: Layers,
     read_only: bool,
@@ -148,6 +166,7 @@ impl UnionFs {
         g
     }
 
+    /// Whether every change answers EROFS (asked for, or no upper).
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -207,6 +226,8 @@ impl UnionFs {
         a
     }
 
+    /// The child `name` of directory `parent`, as a new kernel reference (the
+    /// kernel later forgets it); ENOENT if the union has no such name.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         let _g = read_guard(&self.tree);
         let path = self.child_path(parent, name)?;
@@ -217,6 +238,8 @@ impl UnionFs {
         Ok(self.entry(&path, r))
     }
 
+    /// The kernel dropped `n` references to node `id`; once it holds
+    /// none, the node's id and its node file are let go.
     pub fn forget(&self, id: u64, n: u64) {
         lock(&self.inodes).forget(id, n);
         self.node_files.forget(id);
@@ -253,6 +276,9 @@ impl UnionFs {
         }
     }
 
+    /// chmod, chown, truncate and utimes in one: copies the file up (without
+    /// its content for a truncation to 0) and changes what `sa` sets. A node
+    /// with no name left changes its orphan.
     pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {
         let _g = self.change_tree();
         let path = match self.place(id)? {
@@ -289,6 +315,7 @@ impl UnionFs {
         Ok(Self::attr(&path, self.layers.get(&path)?))
     }
 
+    /// A symlink's target; EINVAL for anything else.
     pub fn readlink(&self, id: u64) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
@@ -369,6 +396,8 @@ impl UnionFs {
         Ok((path, r))
     }
 
+    /// Makes a regular file, device, fifo or socket `name` in `parent`; `mode`
+    /// holds the type and permission bits, `rdev` the device number.
     pub fn mknod(
         &self,
         parent: u64,
@@ -387,12 +416,15 @@ impl UnionFs {
         Ok(self.entry(&path, r))
     }
 
+    /// Makes directory `name` in `parent` with `mode` (less the umask, or as
+    /// the default ACL says).
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
+    /// Makes symlink `name` in `parent` pointing at `target`.
     pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
@@ -428,6 +460,8 @@ impl UnionFs {
         Ok((attr, fh))
     }
 
+    /// Removes the non-directory `name` from `parent`: a whiteout hides a lower
+    /// one. A file the kernel still holds lives on as an orphan.
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
@@ -439,6 +473,8 @@ impl UnionFs {
         self.remove(upper, &path, &r)
     }
 
+    /// Removes directory `name` from `parent`; ENOTEMPTY if the union shows
+    /// anything in it (lower entries count).
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
@@ -543,6 +579,8 @@ impl UnionFs {
         Ok(r)
     }
 
+    /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags; a
+    /// directory moves with everything the union shows under it.
     pub fn rename(
         &self,
         parent: u64,
@@ -639,6 +677,8 @@ impl UnionFs {
         Ok(())
     }
 
+    /// A new name `new_name` in `new_parent` for the non-directory `id` (copied
+    /// up first); EPERM for a directory, EEXIST for a name in use.
     pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;

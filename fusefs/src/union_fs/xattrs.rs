@@ -2,7 +2,7 @@
 //! `user.strata.x.` (see `crate::override_stat`), POSIX ACLs kept in step
 //! with the mode (see `crate::acl`), SELinux labels not kept.
 
-use super::{read_guard, UnionFs};
+use super::{read_guard, Place, UnionFs};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
 use crate::override_stat::is_private_xattr;
@@ -18,7 +18,7 @@ use nix::errno::Errno;
 /// "no such attribute" lets `ls -l` stop asking after the first file.
 const SELINUX_XATTR: &[u8] = b"security.selinux";
 
-fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
+pub(super) fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
     if name == SELINUX_XATTR {
         return Err(FsError::posix(Errno::EOPNOTSUPP, path));
     }
@@ -26,17 +26,36 @@ fn unsupported_xattr(name: &[u8], path: &[u8]) -> Result<()> {
 }
 
 /// The value of an entry's container xattr `name`.
-fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn xattr_of(e: &Entry, name: &[u8]) -> Option<Vec<u8>> {
     e.xattrs
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.clone())
 }
 
+/// An entry's xattr names, each NUL-terminated, as listxattr(2) returns
+/// them; SELinux labels left out (see [`SELINUX_XATTR`]).
+pub(super) fn listing(e: &Entry) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, _) in &e.xattrs {
+        if n == SELINUX_XATTR {
+            continue;
+        }
+        out.extend_from_slice(n);
+        out.push(0);
+    }
+    out
+}
+
 impl UnionFs {
+    /// The value of the container xattr `name`; ENODATA when the file lacks it,
+    /// EOPNOTSUPP for `security.selinux`.
     pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
-        let path = self.path_of(id)?;
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.orphan_getxattr(id, &o, name),
+        };
         unsupported_xattr(name, &path)?;
         let r = self.layers.get(&path)?;
         xattr_of(&r.node.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
@@ -45,22 +64,23 @@ impl UnionFs {
     /// Names, each NUL-terminated, as listxattr(2) returns them.
     pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
-        let path = self.path_of(id)?;
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.orphan_listxattr(id, &o),
+        };
         let r = self.layers.get(&path)?;
-        let mut out = Vec::new();
-        for (n, _) in &r.node.entry.xattrs {
-            if n == SELINUX_XATTR {
-                continue;
-            }
-            out.extend_from_slice(n);
-            out.push(0);
-        }
-        Ok(out)
+        Ok(listing(&r.node.entry))
     }
 
+    /// Sets the container xattr `name` (copying the file up); `flags` are
+    /// setxattr(2)'s XATTR_CREATE and XATTR_REPLACE. strata's own xattrs are
+    /// EPERM; an access ACL also sets the mode.
     pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         let _g = self.change_tree();
-        let path = self.path_of(id)?;
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.orphan_setxattr(id, &o, (name, value), flags),
+        };
         let upper = self.writable(&path)?;
         unsupported_xattr(name, &path)?;
         if is_private_xattr(name) {
@@ -110,9 +130,14 @@ impl UnionFs {
         }
     }
 
+    /// Removes the container xattr `name`; ENODATA when absent, except for ACLs
+    /// (success, as on ext4).
     pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
-        let path = self.path_of(id)?;
+        let path = match self.place(id)? {
+            Place::Path(p) => p,
+            Place::Orphan(o) => return self.orphan_removexattr(id, &o, name),
+        };
         let upper = self.writable(&path)?;
         unsupported_xattr(name, &path)?;
         let r = self.layers.get(&path)?;

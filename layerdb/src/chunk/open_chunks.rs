@@ -170,12 +170,9 @@ impl OpenChunks {
 /// Asks the kernel to read a whole file in, without waiting. Only a hint:
 /// the read that follows reports any error.
 pub fn start_reading(f: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: posix_fadvise only reads the descriptor, which `f` keeps
-    // open; offset 0 and length 0 mean the whole file.
-    unsafe {
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-    }
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    // Offset 0 and length 0 mean the whole file.
+    let _ = posix_fadvise(f, 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
 }
 
 #[cfg(test)]
