@@ -617,7 +617,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -631,7 +631,8 @@ impl Filesystem for Adapter {
         }
         reply_empty(
             "setxattr",
-            self.fs.setxattr(ino.0, name.as_bytes(), value, flags),
+            self.fs
+                .setxattr(ino.0, name.as_bytes(), value, flags, &self.writer(req)),
             reply,
         )
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture::{caller, errno, for_each_setup, Fx, Item};
+use common::fixture::{caller, errno, for_each_setup, writer, Fx, Item};
 
 const ACCESS: &str = "system.posix_acl_access";
 const DEFAULT: &str = "system.posix_acl_default";
@@ -45,7 +45,7 @@ const LOWER: &[Item] = &[Item::Dir("shared", 0o775), Item::File("plain", b"p", 0
 fn set_default_acl(fx: &Fx) {
     let dir = fx.id("shared");
     fx.fs
-        .setxattr(dir, DEFAULT.as_bytes(), &shared_default(), 0)
+        .setxattr(dir, DEFAULT.as_bytes(), &shared_default(), 0, &writer())
         .expect("setfacl -d");
 }
 
@@ -158,7 +158,7 @@ fn an_access_acl_the_mode_says_all_of_is_kept_as_the_mode_alone() {
             (OTHER, 0, NO_ID),
         ]);
         fx.fs
-            .setxattr(fx.id("plain"), ACCESS.as_bytes(), &minimal, 0)
+            .setxattr(fx.id("plain"), ACCESS.as_bytes(), &minimal, 0, &writer())
             .expect("setfacl");
         assert_eq!(fx.stat("plain").entry.mode, 0o740);
         assert_eq!(

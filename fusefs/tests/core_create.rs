@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture::{caller, errno, for_each_setup, Fx, Item, ROOT};
+use common::fixture::{caller, errno, for_each_setup, writer, Fx, Item, ROOT};
 use fusefs::override_stat::OverrideStat;
 use fusefs::{Layers, MemLower, UnionFs};
 use layerdb::Kind;
@@ -113,7 +113,10 @@ fn a_union_without_an_upper_refuses_every_change_with_erofs() {
     assert_eq!(errno(fs.open(f, libc::O_WRONLY)), libc::EROFS);
     assert_eq!(errno(fs.unlink(ROOT, b"f")), libc::EROFS);
     assert_eq!(errno(fs.mkdir(ROOT, b"d", 0o755, caller())), libc::EROFS);
-    assert_eq!(errno(fs.setxattr(f, b"user.k", b"v", 0)), libc::EROFS);
+    assert_eq!(
+        errno(fs.setxattr(f, b"user.k", b"v", 0, &writer())),
+        libc::EROFS
+    );
     let (fh, _) = fs.open(f, libc::O_RDONLY).expect("open for reading");
     assert_eq!(fs.read(f, fh, 0, 10).expect("read"), b"ro");
     fs.release(fh);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture::{errno, for_each_setup, Item};
+use common::fixture::{errno, for_each_setup, writer, Item};
 
 const LOWER: &[Item] = &[Item::Dir("d", 0o755), Item::File("d/f", b"f", 0o644)];
 
@@ -12,7 +12,9 @@ const LOWER: &[Item] = &[Item::Dir("d", 0o755), Item::File("d/f", b"f", 0o644)];
 fn setting_an_xattr_on_a_lower_file_copies_it_up_and_records_it() {
     for_each_setup(LOWER, |fx| {
         let id = fx.id("d/f");
-        fx.fs.setxattr(id, b"user.k", b"v1", 0).expect("setxattr");
+        fx.fs
+            .setxattr(id, b"user.k", b"v1", 0, &writer())
+            .expect("setxattr");
         assert_eq!(fx.fs.getxattr(id, b"user.k").expect("getxattr"), b"v1");
         assert_eq!(fx.upper_xattr("d/f", "user.k"), Some(b"v1".to_vec()));
         assert_eq!(fx.upper_bytes("d/f"), b"f");
@@ -30,15 +32,17 @@ fn setting_an_xattr_on_a_lower_file_copies_it_up_and_records_it() {
 fn xattr_flags_and_reserved_names_are_refused_as_the_kernel_refuses_them() {
     for_each_setup(LOWER, |fx| {
         let id = fx.id("d/f");
-        fx.fs.setxattr(id, b"user.k", b"v", 0).expect("setxattr");
+        fx.fs
+            .setxattr(id, b"user.k", b"v", 0, &writer())
+            .expect("setxattr");
         let create = libc::XATTR_CREATE;
         let replace = libc::XATTR_REPLACE;
         assert_eq!(
-            errno(fx.fs.setxattr(id, b"user.k", b"w", create)),
+            errno(fx.fs.setxattr(id, b"user.k", b"w", create, &writer())),
             libc::EEXIST
         );
         assert_eq!(
-            errno(fx.fs.setxattr(id, b"user.no", b"w", replace)),
+            errno(fx.fs.setxattr(id, b"user.no", b"w", replace, &writer())),
             libc::ENODATA
         );
         assert_eq!(errno(fx.fs.removexattr(id, b"user.no")), libc::ENODATA);
@@ -47,7 +51,7 @@ fn xattr_flags_and_reserved_names_are_refused_as_the_kernel_refuses_them() {
             "trusted.overlay.opaque",
             "user.strata.ino",
         ] {
-            let r = fx.fs.setxattr(id, private.as_bytes(), b"y", 0);
+            let r = fx.fs.setxattr(id, private.as_bytes(), b"y", 0, &writer());
             assert_eq!(errno(r), libc::EPERM, "{private}");
         }
         let r = fx.fs.getxattr(id, b"security.selinux");

@@ -836,3 +836,103 @@ fn a_file_unlinked_while_open_keeps_its_xattrs_through_its_descriptor() {
         Some(b"after".to_vec())
     );
 }
+
+/// Sets small user xattrs on `p` until the filesystem has no room for
+/// another; returns how many it took.
+fn fill_user_xattrs(p: &Path) -> usize {
+    let mut n = 0;
+    loop {
+        match xattr::set(p, format!("user.k{n:03}"), &[b'v'; 8]) {
+            Ok(()) => n += 1,
+            Err(e) => {
+                let errno = e.raw_os_error();
+                assert!(
+                    errno == Some(libc::ENOSPC) || errno == Some(libc::E2BIG),
+                    "setxattr {n} on {}: {e}",
+                    p.display()
+                );
+                return n;
+            }
+        }
+    }
+}
+
+/// A file through strata (root, kernel-format upper) holds about as many
+/// user xattrs as one on the upper's own filesystem: they keep their own
+/// names, and a new file carries no xattr of strata's. A copied-up file
+/// carries one (its origin), as kernel overlayfs's copies carry theirs
+/// (on ext4: 148 on a plain file, 145 on the kernel's copy-up).
+#[test]
+fn a_file_holds_as_many_user_xattrs_as_on_the_upper_s_filesystem() {
+    let fx = Fixture::new();
+    let plain = fx.dir.path().join("plain");
+    fs::write(&plain, "").expect("create");
+    let want = fill_user_xattrs(&plain);
+    let _m = fx.mount_with(|o| o.upper_format = Some(UpperFormat::detect()));
+    let m = fx.mnt();
+    fs::write(m.join("new"), "").expect("create");
+    let new = fill_user_xattrs(&m.join("new"));
+    let copied = fill_user_xattrs(&m.join("d/a"));
+    assert_eq!(
+        new, want,
+        "user xattrs on a new file: strata, the upper's filesystem"
+    );
+    assert!(
+        copied + 3 >= want,
+        "user xattrs on a copied-up file: {copied}, on the upper's filesystem {want}"
+    );
+}
+
+/// The file the helper below sets an ACL on, as another user.
+const ENV_SET_ACL: &str = "STRATA_TEST_SET_ACL";
+
+/// Not a test of its own: the test below runs this test binary as
+/// another user with [`ENV_SET_ACL`] naming a file, and this sets that
+/// file's access ACL to the minimal one of mode 754 (what `setfacl -m
+/// u::rwx,g::r-x,o::r--` writes). Without the variable it does nothing.
+#[test]
+fn set_acl_for_parent_test() {
+    let Some(p) = std::env::var_os(ENV_SET_ACL) else {
+        return;
+    };
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 4)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    xattr::set(&p, "system.posix_acl_access", &acl).expect("set the access ACL");
+}
+
+/// An ACL's mode change by the owner, outside the file's group, clears
+/// S_ISGID as the kernel's posix_acl_update_mode does on ext4 (issue 14:
+/// strata kept 2754 where ext4 gives 754).
+#[test]
+fn an_acl_change_by_an_owner_outside_the_group_clears_setgid() {
+    let fx = Fixture::new();
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _m = fx.mount_with(|o| {
+        o.allow_other = true; // uid 1000 sets the ACL
+        o.upper_format = Some(UpperFormat::detect());
+    });
+    let f = fx.mnt().join("sgid");
+    fs::write(&f, "").expect("create");
+    std::os::unix::fs::chown(&f, Some(1000), Some(0)).expect("chown 1000:0");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o2775)).expect("chmod 2775");
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["set_acl_for_parent_test", "--exact", "--test-threads=1"])
+        .env(ENV_SET_ACL, &f)
+        .uid(1000)
+        .gid(1000)
+        .output()
+        .expect("run the helper as uid 1000");
+    assert!(
+        out.status.success(),
+        "setting the ACL as uid 1000: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = fs::metadata(&f).expect("stat").mode() & 0o7777;
+    assert_eq!(mode, 0o754, "the mode after the owner's setfacl");
+}

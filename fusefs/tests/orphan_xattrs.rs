@@ -4,7 +4,7 @@
 //! overlayfs, for an upper file and for a lower one (which a change
 //! copies to a nameless upper file).
 
-use fusefs::union_fs::Caller;
+use fusefs::union_fs::{Caller, Writer};
 use fusefs::{FsError, Layers, MemLower, UnionFs, UpperFormat};
 
 /// The root directory's node id, which FUSE fixes at 1.
@@ -68,18 +68,18 @@ fn an_unlinked_upper_file_keeps_its_xattrs_readable_and_writable() {
             )
             .expect("create");
         let id = attr.id;
-        fs.setxattr(id, b"user.kept", b"before", 0)
+        fs.setxattr(id, b"user.kept", b"before", 0, &writer())
             .expect("setxattr");
         fs.unlink(ROOT, b"tmp").expect("unlink");
 
         assert_eq!(fs.getxattr(id, b"user.kept").expect("fgetxattr"), b"before");
         assert_eq!(names(fs, id), ["user.kept"]);
 
-        fs.setxattr(id, b"user.new", b"after", 0)
+        fs.setxattr(id, b"user.new", b"after", 0, &writer())
             .expect("fsetxattr");
         assert_eq!(fs.getxattr(id, b"user.new").expect("fgetxattr"), b"after");
         assert_eq!(
-            errno(fs.setxattr(id, b"user.new", b"x", libc::XATTR_CREATE)),
+            errno(fs.setxattr(id, b"user.new", b"x", libc::XATTR_CREATE, &writer())),
             libc::EEXIST
         );
 
@@ -100,7 +100,7 @@ fn an_unlinked_lower_file_answers_for_its_xattrs_and_takes_new_ones() {
         assert!(names(fs, id).is_empty());
 
         // The change copies the file to a nameless upper file first.
-        fs.setxattr(id, b"user.new", b"value", 0)
+        fs.setxattr(id, b"user.new", b"value", 0, &writer())
             .expect("fsetxattr");
         assert_eq!(fs.getxattr(id, b"user.new").expect("fgetxattr"), b"value");
         assert_eq!(names(fs, id), ["user.new"]);
@@ -111,4 +111,13 @@ fn an_unlinked_lower_file_answers_for_its_xattrs_and_takes_new_ones() {
             Err(libc::ENOENT)
         );
     });
+}
+
+/// The user changing xattrs here: root, this process.
+fn writer() -> Writer {
+    Writer {
+        uid: 0,
+        gid: 0,
+        pid: std::process::id(),
+    }
 }

@@ -28,7 +28,7 @@ pub struct Writer {
 impl Writer {
     /// Whether the writer is in group `gid` (its own or a supplementary
     /// one, from /proc; a process gone counts as outside).
-    fn in_group(&self, gid: u32) -> bool {
+    pub(super) fn in_group(&self, gid: u32) -> bool {
         if self.gid == gid {
             return true;
         }

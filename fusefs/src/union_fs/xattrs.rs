@@ -2,7 +2,7 @@
 //! `user.strata.x.` (see `crate::override_stat`), POSIX ACLs kept in step
 //! with the mode (see `crate::acl`), SELinux labels not kept.
 
-use super::{read_guard, Place, UnionFs};
+use super::{read_guard, Place, UnionFs, Writer};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
 use crate::override_stat::is_private_xattr;
@@ -75,7 +75,14 @@ impl UnionFs {
     /// Sets the container xattr `name` (copying the file up); `flags` are
     /// setxattr(2)'s XATTR_CREATE and XATTR_REPLACE. strata's own xattrs are
     /// EPERM; an access ACL also sets the mode.
-    pub fn setxattr(&self, id: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+    pub fn setxattr(
+        &self,
+        id: u64,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+        writer: &Writer,
+    ) -> Result<()> {
         let _g = self.change_tree();
         let path = match self.place(id)? {
             Place::Path(p) => p,
@@ -95,7 +102,7 @@ impl UnionFs {
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
         if name == acl::ACCESS {
-            return self.set_access_acl(upper, &path, r.node.entry.clone(), value);
+            return self.set_access_acl(upper, &path, r.node.entry.clone(), value, writer);
         }
         self.set_container_xattr(upper, &path, name, value)
     }
@@ -118,10 +125,22 @@ impl UnionFs {
     }
 
     /// setfacl: the mode takes the ACL's owner, group class and other
-    /// bits, and an ACL the mode says all of is kept only as the mode.
-    fn set_access_acl(&self, upper: &Upper, path: &[u8], mut e: Entry, value: &[u8]) -> Result<()> {
+    /// bits, and an ACL the mode says all of is kept only as the mode. As
+    /// the kernel's posix_acl_update_mode does, a writer outside the
+    /// file's group (and not root, who holds CAP_FSETID) loses S_ISGID.
+    fn set_access_acl(
+        &self,
+        upper: &Upper,
+        path: &[u8],
+        mut e: Entry,
+        value: &[u8],
+        writer: &Writer,
+    ) -> Result<()> {
         let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
-        let (mode, keep) = a.set_on(e.mode);
+        let (mut mode, keep) = a.set_on(e.mode);
+        if mode & libc::S_ISGID != 0 && writer.uid != 0 && !writer.in_group(e.gid) {
+            mode &= !libc::S_ISGID;
+        }
         e.mode = mode;
         upper.set_owner_mode(path, e.kind, &override_of(&e))?;
         match keep {

@@ -8,13 +8,10 @@
 use crate::overlay_compat::{self, OverlayArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
-use std::io::{BufRead, BufReader};
+use nix::unistd::ForkResult;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// Set in the background server's environment: say "ready" on stdout once
-/// mounted, then let go of the caller's stdio.
-const NOTIFY_ENV: &str = "STRATA_OVERLAY_NOTIFY";
 
 pub fn run(args: &[String]) -> Result<i32> {
     let a = overlay_compat::parse(args)?;
@@ -23,9 +20,9 @@ pub fn run(args: &[String]) -> Result<i32> {
     }
     check_dirs(&a)?;
     if !a.foreground {
-        return start_in_background(args, &a.mountpoint);
+        return start_in_background(a);
     }
-    serve(a, std::env::var_os(NOTIFY_ENV).is_some())
+    serve(a, None)
 }
 
 /// Bad paths fail here, before anything is mounted or made.
@@ -42,33 +39,39 @@ fn check_dirs(a: &OverlayArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs this same command line again with `-f` in a new session and
-/// returns once it has mounted.
-fn start_in_background(args: &[String], mountpoint: &Path) -> Result<i32> {
-    let mut child = Command::new("/proc/self/exe")
-        .arg("fuse-overlayfs")
-        .args(args)
-        .arg("-f")
-        .env(NOTIFY_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the fuse-overlayfs server")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
-    if line.trim() != "ready" {
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
-        let _ = child.wait();
-        bail!("mounting on {}: {}", mountpoint.display(), err.trim());
+/// Forks the server, which mounts and serves in a session of its own, and
+/// returns once it has mounted. A fork, not a new run of this program: a
+/// binary this size takes as long to start as the mount itself, and
+/// podman starts one for every container.
+fn start_in_background(a: OverlayArgs) -> Result<i32> {
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    match crate::sys::fork().context("starting the fuse-overlayfs server")? {
+        ForkResult::Child => {
+            drop(ready_r);
+            // Its errors go to the caller's stderr and end this process.
+            serve(a, Some(ready_w))
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            let mut line = String::new();
+            BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line)?;
+            if line.trim() != "ready" {
+                let _ = nix::sys::wait::waitpid(child, None);
+                bail!(
+                    "mounting on {}: the server ended before the mount was up",
+                    a.mountpoint.display()
+                );
+            }
+            Ok(0)
+        }
     }
-    Ok(0)
 }
 
-/// Mounts, then serves until unmounted or stopped by a signal.
-fn serve(a: OverlayArgs, notify: bool) -> Result<i32> {
-    if notify {
+/// Mounts, then serves until unmounted or stopped by a signal. A
+/// background server (`ready`: where it says "ready" once mounted) then
+/// lets go of the caller's stdio, which podman waits on.
+fn serve(a: OverlayArgs, ready: Option<OwnedFd>) -> Result<i32> {
+    if ready.is_some() {
         // Its own session: the server outlives the caller's terminal.
         let _ = nix::unistd::setsid();
     }
@@ -95,14 +98,17 @@ fn serve(a: OverlayArgs, notify: bool) -> Result<i32> {
     opts.view = a.view;
     opts.upper_format = a.upper_format;
     let handle = fusefs::mount(opts, &a.mountpoint)?;
-    if notify {
-        println!("ready");
+    if let Some(ready) = ready {
         let devnull = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")?;
+        let _ = nix::unistd::dup2_stdin(&devnull);
         let _ = nix::unistd::dup2_stdout(&devnull);
         let _ = nix::unistd::dup2_stderr(&devnull);
+        std::fs::File::from(ready)
+            .write_all(b"ready\n")
+            .context("telling the caller the mount is up")?;
     }
     let mountpoint = a.mountpoint.clone();
     std::thread::spawn(move || stop_on_signal(&stop, &mountpoint));

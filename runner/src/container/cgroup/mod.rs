@@ -338,10 +338,22 @@ pub fn remove_recorded(container_dir: &Path) {
 
 /// A SIGKILL does not reach a process frozen by a v1 freezer: `rm -f`
 /// and `kill` thaw the container's cgroup once the signal is sent.
+///
+/// A cgroup gone meanwhile is thawed enough: the container died of the
+/// signal and its monitor removed it.
 pub fn thaw_recorded(container_dir: &Path) -> anyhow::Result<()> {
-    match ContainerCgroup::recorded(&record_path(container_dir)) {
-        Some(cgroup) => cgroup.thaw(),
-        None => Ok(()),
+    let Some(cgroup) = ContainerCgroup::recorded(&record_path(container_dir)) else {
+        return Ok(());
+    };
+    match cgroup.thaw() {
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+        {
+            Ok(())
+        }
+        thawed => thawed,
     }
 }
 
@@ -422,6 +434,23 @@ mod tests {
         fs::write(&record, serde_json::to_vec(&cgroup).expect("encode")).expect("write");
         assert_eq!(ContainerCgroup::recorded(&record), Some(cgroup));
         assert_eq!(ContainerCgroup::recorded(&dir.path().join("none")), None);
+    }
+
+    #[test]
+    fn thawing_a_cgroup_its_monitor_removed_meanwhile_succeeds() {
+        // rm -f: the SIGKILL ended the container, and its monitor removed
+        // the cgroup before the thaw that follows the signal.
+        let dir = tempfile::tempdir().expect("temp dir");
+        for version in [Version::V1, Version::V2] {
+            let cgroup = ContainerCgroup {
+                version,
+                dirs: vec![dir.path().join("gone")],
+                freezer: Some(dir.path().join("gone")),
+            };
+            let record = record_path(dir.path());
+            fs::write(&record, serde_json::to_vec(&cgroup).expect("encode")).expect("write");
+            thaw_recorded(dir.path()).expect("nothing left to thaw");
+        }
     }
 
     #[test]
