@@ -126,9 +126,6 @@ impl Podman {
             .arg(d.join("root"))
             .arg("--runroot")
             .arg(d.join("runroot"))
-            // Not /run/libpod, which every other podman shares.
-            .arg("--tmpdir")
-            .arg(d.join("libpod"))
             .args(["--storage-driver", "overlay", "--storage-opt"])
             .arg(format!("overlay.mount_program={}", self.program.display()));
         c
@@ -136,6 +133,9 @@ impl Podman {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self.storage_cmd("podman");
+        // libpod's state not in /run/libpod, which every other podman on
+        // the machine shares (buildah has no such flag, nor the state).
+        c.arg("--tmpdir").arg(self.dir.path().join("libpod"));
         c.args([
             "--runtime",
             "runc",
