@@ -78,6 +78,17 @@ fn hello_layer(text: &str) -> Vec<u8> {
         .bytes()
 }
 
+/// Pushes a one-layer image of `text` (another tool's archive, as
+/// skopeo copies it) to `registry` as `name`; returns its config.
+fn push_hello(registry: &Registry, text: &str, name: &str, skopeo_args: &[&str]) -> Vec<u8> {
+    let work = tempfile::tempdir().unwrap();
+    let layers = [hello_layer(text)];
+    let config = foreign_config(&layers);
+    let archive = docker_archive(&work.path().join("image.tar"), &layers, &config);
+    registry.push(&archive, name, skopeo_args);
+    config
+}
+
 /// A store whose strata commands find no credentials but the test's own.
 fn client_store() -> Strata {
     Strata::new()
@@ -382,12 +393,9 @@ fn unknown_names_and_a_registry_that_is_down_fail_in_one_line() {
 fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
     let registry = Registry::start_with(Some(("tester", "right-pass")));
     let host = registry.host();
-    let work = tempfile::tempdir().unwrap();
-    let layers = [hello_layer("private\n")];
-    let config = foreign_config(&layers);
-    let archive = docker_archive(&work.path().join("p.tar"), &layers, &config);
-    registry.push(
-        &archive,
+    let config = push_hello(
+        &registry,
+        "private\n",
         "private:1",
         &["--dest-creds", "tester:right-pass"],
     );
@@ -458,11 +466,7 @@ fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
 fn an_ordinary_user_pulls_into_their_own_store() {
     common::privileges::require_root_and_fuse();
     let registry = Registry::start();
-    let work = tempfile::tempdir().unwrap();
-    let layers = [hello_layer("rootless\n")];
-    let config = foreign_config(&layers);
-    let archive = docker_archive(&work.path().join("r.tar"), &layers, &config);
-    registry.push(&archive, "rootless:1", &[]);
+    let config = push_hello(&registry, "rootless\n", "rootless:1", &[]);
 
     // A home of nobody's own, reachable through the temp dir.
     let home = tempfile::tempdir().unwrap();
@@ -928,13 +932,14 @@ fn push_compresses_with_zstd_when_asked_and_the_image_keeps_its_id() {
 fn pull_all_tags_pulls_every_tag_of_the_repository() {
     let registry = Registry::start();
     let host = registry.host();
-    let work = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
     for tag in ["1", "2"] {
-        let layers = [hello_layer(&format!("tag {tag}\n"))];
-        let config = foreign_config(&layers);
-        let archive = docker_archive(&work.path().join(format!("{tag}.tar")), &layers, &config);
-        registry.push(&archive, &format!("many:{tag}"), &[]);
+        let config = push_hello(
+            &registry,
+            &format!("tag {tag}\n"),
+            &format!("many:{tag}"),
+            &[],
+        );
         ids.push(format!("sha256:{}", sha256_hex(&config)));
     }
     let s = client_store();
@@ -964,12 +969,9 @@ fn pull_all_tags_pulls_every_tag_of_the_repository() {
 fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
     let registry = Registry::start_with(Some(("tester", "right-pass")));
     let host = registry.host();
-    let work = tempfile::tempdir().unwrap();
-    let layers = [hello_layer("podman's login\n")];
-    let config = foreign_config(&layers);
-    let archive = docker_archive(&work.path().join("p.tar"), &layers, &config);
-    registry.push(
-        &archive,
+    let config = push_hello(
+        &registry,
+        "podman's login\n",
         "private:1",
         &["--dest-creds", "tester:right-pass"],
     );
