@@ -78,6 +78,23 @@ fn hello_layer(text: &str) -> Vec<u8> {
         .bytes()
 }
 
+/// skopeo copies `name` out of its registry into an OCI layout, checking
+/// every digest on the way; fails the test if it cannot.
+fn skopeo_copies_out(name: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let copy = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .arg(format!("oci:{}:x", out.path().join("layout").display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+}
+
 /// Pushes a one-layer image of `text` (another tool's archive, as
 /// skopeo copies it) to `registry` as `name`; returns its config.
 fn push_hello(registry: &Registry, text: &str, name: &str, skopeo_args: &[&str]) -> Vec<u8> {
@@ -536,18 +553,7 @@ fn an_image_pushed_by_strata_is_read_by_skopeo_and_pulled_back_with_its_id() {
     let raw = registry.raw_config("pushed:1", &[]);
     assert_eq!(id, format!("sha256:{}", sha256_hex(&raw)));
     // skopeo copies it out, checking every digest on the way.
-    let out = tempfile::tempdir().unwrap();
-    let copy = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
-        .arg(format!("docker://{name}"))
-        .arg(format!("oci:{}:x", out.path().join("layout").display()))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
+    skopeo_copies_out(&name);
 
     let t = client_store();
     strata(&t, &["pull", &name]).ok();
@@ -876,18 +882,7 @@ fn a_layer_pushed_before_is_found_or_mounted_without_compressing_it_again() {
     assert!(mounted.contains(": Mounted from first\n"), "{mounted}");
     // The mounted blob is really there: skopeo copies the image out,
     // checking every digest.
-    let out = tempfile::tempdir().unwrap();
-    let copy = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
-        .arg(format!("docker://{second}"))
-        .arg(format!("oci:{}:x", out.path().join("layout").display()))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
+    skopeo_copies_out(&second);
 }
 
 #[test]

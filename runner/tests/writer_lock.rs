@@ -61,28 +61,10 @@ fn a_save_whose_output_is_not_read_holds_up_no_writer() {
         .file("big", &noise(4 << 20, 5))
         .write(&s.path("big.tar"));
     s.import(&tar, "big");
-    let save = Stalled(
-        s.cmd(&["save", "big"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_blocked_on_a_pipe(save.0.id(), "strata save");
+    let save = stalled_on_its_output(&s, &["save", "big"]);
     // A writer behind it: before, it waited for the lock save held and
     // failed with "store is busy".
-    let r = s
-        .cmd(&["tag", "big", "big:2"])
-        .env("STRATA_LOCK_TIMEOUT", "5")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        r.status.success(),
-        "tag while save is stalled: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    tag_succeeds(&s, "big", "big:2", "save");
     finish(save, "strata save");
 }
 
@@ -90,27 +72,38 @@ fn a_save_whose_output_is_not_read_holds_up_no_writer() {
 fn an_export_whose_output_is_not_read_holds_up_no_writer() {
     let s = Strata::with_busybox();
     s.run(&["run", "--name", "c1", "busybox", "true"]).ok();
-    let export = Stalled(
-        s.cmd(&["export", "c1"])
+    let export = stalled_on_its_output(&s, &["export", "c1"]);
+    tag_succeeds(&s, "busybox", "busybox:2", "export");
+    finish(export, "strata export");
+}
+
+/// `strata ARGS` writing to a pipe nobody reads, once it blocks there.
+fn stalled_on_its_output(s: &Strata, args: &[&str]) -> Stalled {
+    let stalled = Stalled(
+        s.cmd(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    wait_blocked_on_a_pipe(export.0.id(), "strata export");
+    wait_blocked_on_a_pipe(stalled.0.id(), &format!("strata {}", args[0]));
+    stalled
+}
+
+/// A writer (`tag`) gets through while `what` is stalled.
+fn tag_succeeds(s: &Strata, source: &str, target: &str, what: &str) {
     let r = s
-        .cmd(&["tag", "busybox", "busybox:2"])
+        .cmd(&["tag", source, target])
         .env("STRATA_LOCK_TIMEOUT", "5")
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(
         r.status.success(),
-        "tag while export is stalled: {}",
+        "tag while {what} is stalled: {}",
         String::from_utf8_lossy(&r.stderr)
     );
-    finish(export, "strata export");
 }
 
 /// Whether another process holds the flock on `path` (tried without
