@@ -71,6 +71,16 @@ impl Store {
                 for (key, _) in self.db().scan(&keys::compressed_blobs_of(&layer.diff_id))? {
                     batch.delete(key);
                 }
+                // The layer's tars as other tools wrote them, and the
+                // blobs those were pushed as (named by their own digest).
+                for (key, _) in self.db().scan(&keys::tar_splits_of(&layer.diff_id))? {
+                    if let Some(named) = keys::tar_split_original(&key) {
+                        for (blob, _) in self.db().scan(&keys::compressed_blobs_of(&named))? {
+                            batch.delete(blob);
+                        }
+                    }
+                    batch.delete(key);
+                }
                 report.layers_removed += 1;
             }
         }

@@ -12,12 +12,15 @@ use crate::error::{Result, StoreError};
 use crate::escape::escape;
 use crate::layer::{LayerBuilder, PendingLayer};
 use crate::sparse::Sparse;
+use crate::tar_split::{OriginalTar, Recorder};
 use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Counts bytes as they are read, for progress reports.
 struct Counting<'a, R> {
@@ -34,10 +37,12 @@ impl<R: Read> Read for Counting<'_, R> {
 }
 
 /// Hashes the uncompressed tar as the tar reader takes it in: the layer's
-/// diff id as the tool that wrote it computed it.
+/// diff id as the tool that wrote it computed it; and records it, so that
+/// the store can write it again byte for byte (see `tar_split`).
 struct Digesting<R> {
     inner: R,
     hasher: Option<Sha256>,
+    recorder: Option<Rc<RefCell<Recorder>>>,
 }
 
 impl<R: Read> Read for Digesting<R> {
@@ -45,6 +50,9 @@ impl<R: Read> Read for Digesting<R> {
         let n = self.inner.read(buf)?;
         if let Some(h) = &mut self.hasher {
             h.update(&buf[..n]);
+        }
+        if let Some(r) = &self.recorder {
+            r.borrow_mut().took(&buf[..n])?;
         }
         Ok(n)
     }
@@ -108,9 +116,16 @@ fn read_tar(
         progress,
     };
     let stream = decompressed(counted).map_err(|e| bad(format!("cannot read: {}", shown(&e))))?;
+    let recorder = match diff_id {
+        true => Some(Rc::new(RefCell::new(Recorder::new().map_err(|e| {
+            bad(format!("cannot record the tar: {}", shown(&e)))
+        })?))),
+        false => None,
+    };
     let mut stream = Digesting {
         inner: stream,
         hasher: diff_id.then(Sha256::new),
+        recorder: recorder.clone(),
     };
     let mut builder = LayerBuilder::new(chunks, source);
     let mut count = 0u64;
@@ -134,6 +149,13 @@ fn read_tar(
                 Some(Sparse { name: Some(n), .. }) => n.clone(),
                 _ => item.path_bytes().into_owned(),
             };
+            if let Some(r) = &recorder {
+                if sparse.is_some() || item.header().entry_type() == tar::EntryType::GNUSparse {
+                    r.borrow_mut().spoil();
+                } else if let (Kind::Regular, Some(p)) = (entry.kind, builder.plain_path(&path)) {
+                    r.borrow_mut().start_content(p);
+                }
+            }
             match sparse {
                 Some(s) => {
                     let mut whole = s.reader(&mut item).map_err(|e| {
@@ -150,6 +172,9 @@ fn read_tar(
                 }
                 None => builder.add_oci(&path, entry, None)?,
             }
+            if let Some(r) = &recorder {
+                r.borrow_mut().end_content();
+            }
         }
     }
     // An empty tar is no image to import, but a layer of an image may be
@@ -165,8 +190,24 @@ fn read_tar(
     io::copy(&mut stream, &mut io::sink())
         .map_err(|e| bad(format!("corrupt or truncated archive: {}", shown(&e))))?;
     builder.add_missing_parents(below)?;
+    stream.recorder = None;
     let digest = stream.hasher.map(Digest::from_hasher);
-    Ok((builder.finish()?, digest))
+    let mut layer = builder.finish()?;
+    if let (Some(r), Some(digest)) = (recorder, digest) {
+        let recorded = Rc::try_unwrap(r)
+            .map_err(|_| bad("the tar recorder is still in use".to_string()))?
+            .into_inner();
+        let split = recorded
+            .finish(&layer.entries)
+            .map_err(|e| bad(format!("cannot record the tar: {}", shown(&e))))?;
+        if let (Some(split), true) = (split, digest != layer.diff_id) {
+            layer.original = Some(OriginalTar {
+                diff_id: digest,
+                split,
+            });
+        }
+    }
+    Ok((layer, digest))
 }
 
 /// An error from the tar or compression crates, which quote names from

@@ -13,6 +13,7 @@
 //! | `C` container_id(64 hex)              | ContainerRecord          |
 //! | `N` container name                    | container_id(64 hex)     |
 //! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
+//! | `S` diff_id(32) original diff_id(32)  | TarSplit                 |
 
 use crate::digest::Digest;
 
@@ -33,6 +34,9 @@ pub const COMPRESSED_BLOB: u8 = b'B';
 pub const CONTAINER: u8 = b'C';
 /// Kind byte of a container name, mapping it to the container's id.
 pub const NAME: u8 = b'N';
+/// Kind byte of how to write a layer as the tar another tool wrote
+/// ([`crate::tar_split::TarSplit`]), by layer and that tar's sha256.
+pub const TAR_SPLIT: u8 = b'S';
 /// The key of the next layer sequence number to hand out.
 pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
 
@@ -121,6 +125,24 @@ pub fn container(id: &str) -> Vec<u8> {
 /// The key of a container name (without docker's leading `/`).
 pub fn name(n: &str) -> Vec<u8> {
     tagged(NAME, n.as_bytes())
+}
+
+/// The key of how to write layer `diff_id` as the tar `original` hashes.
+pub fn tar_split(diff_id: &Digest, original: &Digest) -> Vec<u8> {
+    let mut k = tar_splits_of(diff_id);
+    k.extend_from_slice(&original.0);
+    k
+}
+
+/// The prefix of every tar split of layer `diff_id`.
+pub fn tar_splits_of(diff_id: &Digest) -> Vec<u8> {
+    tagged(TAR_SPLIT, &diff_id.0)
+}
+
+/// The original tar's diff id a [`tar_split`] key names.
+pub fn tar_split_original(key: &[u8]) -> Option<Digest> {
+    let bytes: [u8; 32] = key.get(33..65)?.try_into().ok()?;
+    Some(Digest(bytes))
 }
 
 #[cfg(test)]

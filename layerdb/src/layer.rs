@@ -14,6 +14,7 @@ use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{Result, StoreError};
 use crate::oci_tar::{self, BackgroundHasher, TarWriter};
+use crate::tar_split::OriginalTar;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -46,6 +47,9 @@ pub struct PendingLayer {
     pub logical_bytes: u64,
     /// Of `logical_bytes`, the bytes of chunks the store did not have.
     pub new_bytes: u64,
+    /// The tar this layer was read from, when that was not its canonical
+    /// tar and the store can write it again (see `tar_split`).
+    pub original: Option<OriginalTar>,
 }
 
 /// Builds one layer from entries given in any order (a tar's, a directory
@@ -390,6 +394,15 @@ impl LayerBuilder {
         Ok(out)
     }
 
+    /// The path a regular file named `raw` in a tar is stored at, or None
+    /// for a whiteout or opaque marker (or a name `add_oci` refuses).
+    pub(crate) fn plain_path(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        match self.classify(raw) {
+            Ok(Name::Plain(path)) => Some(path),
+            _ => None,
+        }
+    }
+
     fn clean_link(&self, raw: &[u8], shown: &str) -> Result<Vec<u8>> {
         let trimmed = raw.strip_prefix(b"/").unwrap_or(raw);
         self.clean(trimmed).map_err(|_| {
@@ -487,6 +500,7 @@ impl LayerBuilder {
             entries,
             logical_bytes: self.logical_bytes,
             new_bytes: self.new_bytes,
+            original: None,
         })
     }
 }

@@ -47,6 +47,7 @@ pub mod reference;
 mod reserve;
 mod sparse;
 pub mod store;
+pub mod tar_split;
 pub mod verify;
 mod writeback;
 

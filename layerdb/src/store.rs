@@ -268,7 +268,7 @@ impl Store {
         &self.chunks
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
         bincode::deserialize(bytes).map_err(|e| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
             reason: e.to_string(),
@@ -459,6 +459,12 @@ impl Store {
         let mut seq = self.next_seq()?;
         let mut written = std::collections::HashSet::new();
         for layer in &new.new_layers {
+            if let Some(original) = &layer.original {
+                batch.put(
+                    keys::tar_split(&layer.diff_id, &original.diff_id),
+                    Self::encode(&original.split),
+                );
+            }
             if self.has_layer(&layer.diff_id)? || !written.insert(layer.diff_id) {
                 continue;
             }

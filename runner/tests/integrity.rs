@@ -492,9 +492,19 @@ fn images_podman_saved_keep_podmans_id_and_name() {
             .ok();
         let saved = fresh.path("saved.tar");
         std::fs::write(&saved, tar_of(&out)).unwrap();
-        Strata::new()
-            .run(&["load", "-i", saved.to_str().unwrap()])
-            .ok();
+        let again = Strata::new();
+        again.run(&["load", "-i", saved.to_str().unwrap()]).ok();
+        // With podman's layer tars byte for byte, so with podman's id, in
+        // strata and back in podman.
+        assert_eq!(image_id(&again, "localhost/bbx:v1"), id, "{format}");
+        let pod = fresh.path("podman-again");
+        ok(podman(&pod).arg("load").arg("-i").arg(&saved));
+        let back = ok(podman(&pod).args(["images", "--no-trunc", "--format", "{{.ID}}"]));
+        assert_eq!(
+            format!("sha256:{}", back.trim().trim_start_matches("sha256:")),
+            id,
+            "{format}: podman's id of strata's save"
+        );
     }
 }
 

@@ -70,12 +70,15 @@ fn docker_archive(path: &Path, layers: &[Vec<u8>], config: &[u8]) -> PathBuf {
     maker.write(path)
 }
 
-/// A layer in another tool's tar form (not strata's canonical one).
+/// A layer in another tool's tar form (not strata's canonical one): `./`
+/// names and GNU tar's 10 KiB record padding.
 fn hello_layer(text: &str) -> Vec<u8> {
-    TarMaker::new()
-        .dir("greeting/")
-        .file("greeting/hello.txt", text.as_bytes())
-        .bytes()
+    let mut tar = TarMaker::new()
+        .dir("./greeting/")
+        .file("./greeting/hello.txt", text.as_bytes())
+        .bytes();
+    tar.resize(tar.len().div_ceil(10240) * 10240, 0);
+    tar
 }
 
 /// skopeo copies `name` out of its registry into an OCI layout, checking
@@ -584,13 +587,27 @@ fn a_pulled_image_of_another_tools_layers_is_pushed_and_pulled_again() {
         ],
     )
     .ok();
-    strata(&s, &["push", &format!("{host}/copy:1")]).ok();
+    let pushed = strata(&s, &["push", &format!("{host}/copy:1")]).ok();
+    assert!(
+        !pushed.stderr.contains("canonical form"),
+        "{}",
+        pushed.stderr
+    );
     let t = client_store();
     strata(&t, &["pull", &format!("{host}/copy:1")]).ok();
     let served = registry.raw_config("copy:1", &[]);
     assert_eq!(
         image_id(&t, &format!("{host}/copy:1")),
         format!("sha256:{}", sha256_hex(&served))
+    );
+    // The layer went out as the tool wrote it: the image keeps its id.
+    assert!(
+        served == config,
+        "the pushed config differs from the pulled one"
+    );
+    assert_eq!(
+        image_id(&t, &format!("{host}/copy:1")),
+        image_id(&s, &format!("{host}/foreign:1"))
     );
     strata(&t, &["verify"]).ok();
 }

@@ -244,7 +244,6 @@ pub fn pull_image(
         say(String::new());
     }
     let store = ctx.store()?;
-    let blobs = pull::canonical_blobs(reference, &plan, &layers);
     let image = image_store::commit(
         &store,
         image_store::PulledImage {
@@ -257,6 +256,7 @@ pub fn pull_image(
     )?;
     drop(ingest);
     // Best effort: what is lost is only a mount at a later push.
+    let blobs = pull::rewritable_blobs(reference, &plan, &image.layers, &store);
     if let Err(e) = store.remember_compressed_blobs(&blobs) {
         log::warn!("remembering the pulled blobs: {e:#}");
     }

@@ -23,14 +23,14 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         "The push refers to repository [{}/{}]",
         reference.domain, reference.path
     ));
-    // Layers another tool wrote are pushed as strata's canonical tars, so
-    // their config is rewritten to name those, as `save` does.
-    let config_json = super::save::saved_config(&image)?;
-    if *config_json != *image.config_json {
+    // Layers another tool wrote go out as it wrote them where the store
+    // kept how; otherwise as canonical tars, under a config naming those.
+    let outgoing = store.outgoing(&image)?;
+    if outgoing.rewritten() {
         eprintln!(
-            "strata: {} keeps layers as another tool wrote them; pushed in canonical form, the image gets id {:#}",
+            "strata: {} has layers the store cannot write as their config names them; pushed in canonical form, the image gets id {:#}",
             args.name,
-            layerdb::Digest::of(&config_json)
+            layerdb::Digest::of(&outgoing.config_json)
         );
     }
     let credentials = credentials::lookup(&reference.domain)?;
@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         compression: args.compression_format,
         tmp_dir: &ctx.root.join("tmp"),
     };
-    let pushed = push::push_image(&target, &store, &image, &config_json, &|i, event| {
+    let pushed = push::push_image(&target, &store, &outgoing, &|i, event| {
         let what = match event {
             PushEvent::Preparing => "Preparing".to_string(),
             PushEvent::AlreadyExists => "Layer already exists".to_string(),
@@ -50,6 +50,8 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         };
         say(format!("{}: {what}", image.layers[i].short()));
     })?;
+    let rewritten = outgoing.rewritten();
+    drop(outgoing);
     drop(store);
     let store = ctx.store()?;
     let compression = args.compression_format.name();
@@ -61,7 +63,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
     store.remember_compressed_blobs(&blobs)?;
     // docker remembers what the registry now calls the image; a config
     // rewritten for the push names another image, not this one.
-    if *config_json == *image.config_json {
+    if !rewritten {
         store.add_repo_digest(&image.id, &reference.local_digest(pushed.digest))?;
     }
     say(format!(

@@ -1,6 +1,8 @@
 //! `strata save [-o DIR] IMAGE`: an OCI image layout (`oci-layout`,
 //! `index.json`, `blobs/sha256/`) plus docker's `manifest.json`. Layers are
-//! the canonical uncompressed tars, so each blob's digest is its diff id.
+//! uncompressed tars, each blob's digest its diff id: the tars the image's
+//! config names (another tool's, kept byte for byte), else the canonical
+//! ones under a config that names those.
 //! Without -o the layout is written as a tar to stdout.
 
 use super::Ctx;
@@ -8,7 +10,6 @@ use crate::cli::SaveArgs;
 use anyhow::{bail, Context, Result};
 use layerdb::{Digest, Store};
 use serde_json::json;
-use std::borrow::Cow;
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -45,33 +46,15 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
     Ok(d)
 }
 
-/// The config to write: the image's own bytes, unless a layer is kept
-/// under another diff id than its config names (a loaded layer another
-/// tool wrote, which the store keeps as its canonical tar). The layout
-/// holds the canonical tars, so then its config names those, and the
-/// saved image has another id than the stored one.
-pub(super) fn saved_config(image: &layerdb::ImageRecord) -> Result<Cow<'_, [u8]>> {
-    let named = image.config().diff_ids().unwrap_or_default();
-    if named == image.layers {
-        return Ok(Cow::Borrowed(&image.config_json));
-    }
-    let mut config: serde_json::Value = serde_json::from_slice(&image.config_json)?;
-    config["rootfs"]["diff_ids"] = json!(image
-        .layers
-        .iter()
-        .map(|d| format!("{d:#}"))
-        .collect::<Vec<_>>());
-    Ok(Cow::Owned(serde_json::to_vec(&config)?))
-}
-
 fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &Path) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("create {}", blobs.display()))?;
+    let outgoing = store.outgoing(image)?;
     let mut layers = Vec::new();
-    for diff_id in &image.layers {
+    for (stored, diff_id) in &outgoing.layers {
         let path = blobs.join(diff_id.hex());
         let mut f = fs::File::create(&path)?;
-        if let Err(e) = store.write_layer_tar(diff_id, &mut f) {
+        if let Err(e) = store.write_layer_tar_as(stored, diff_id, &mut f) {
             // No blob under a name its bytes do not hash to.
             drop(f);
             let _ = fs::remove_file(&path);
@@ -83,8 +66,8 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
             "size": f.metadata()?.len(),
         }));
     }
-    let config_json = saved_config(image)?;
-    let config = write_blob(&blobs, &config_json)?;
+    let config_json = &outgoing.config_json;
+    let config = write_blob(&blobs, config_json)?;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -107,7 +90,7 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
     let docker = json!([{
         "Config": format!("blobs/sha256/{}", config.hex()),
         "RepoTags": tag.into_iter().collect::<Vec<_>>(),
-        "Layers": image.layers.iter().map(|d| format!("blobs/sha256/{}", d.hex())).collect::<Vec<_>>(),
+        "Layers": outgoing.layers.iter().map(|(_, d)| format!("blobs/sha256/{}", d.hex())).collect::<Vec<_>>(),
     }]);
     fs::write(dir.join("manifest.json"), serde_json::to_vec(&docker)?)?;
     Ok(())

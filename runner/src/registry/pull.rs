@@ -298,13 +298,15 @@ pub fn download_layers(
     Ok((store_ids, new_layers))
 }
 
-/// The blobs a pull fetched that are the store's own canonical tars,
-/// compressed: (diff id, compression name, blob), for a later push to
-/// find in the registry or mount from this repository.
-pub fn canonical_blobs(
+/// The blobs a pull fetched whose tars the store can write again (its
+/// canonical tars, or another tool's it kept the way of), compressed:
+/// (diff id, compression name, blob), for a later push to find in the
+/// registry or mount from this repository.
+pub fn rewritable_blobs(
     reference: &RemoteReference,
     plan: &Plan,
     store_ids: &[Digest],
+    store: &layerdb::Store,
 ) -> Vec<(Digest, &'static str, layerdb::blob::CompressedBlob)> {
     let repository = format!("{}/{}", reference.domain, reference.path);
     let mut out = Vec::new();
@@ -319,9 +321,10 @@ pub fn canonical_blobs(
             .ok()
             .and_then(|c| c.blob_name());
         let digest = sha256_of(descriptor.digest().as_ref()).ok();
-        if let (Some(compression), Some(digest), true) = (compression, digest, named == stored) {
+        let rewritable = store.can_write_layer_as(stored, named).unwrap_or(false);
+        if let (Some(compression), Some(digest), true) = (compression, digest, rewritable) {
             out.push((
-                *stored,
+                *named,
                 compression,
                 layerdb::blob::CompressedBlob {
                     digest,
@@ -367,15 +370,12 @@ fn fetch_layer(
                     .with_context(|| format!("{what}: zstd"))?,
             ),
         };
-        let mut tar = VerifiedReader::new(
-            decoded,
-            &format!("{what}: the uncompressed tar (diff id {diff_id:#})"),
-            Some(*diff_id),
-            None,
-        );
-        let layer = ingest.from_tar(&what, &mut tar, &mut |_| {})?;
-        // The errors name the layer already.
-        tar.finish()?;
+        // Read with its diff id, so a tar another tool wrote is kept the
+        // way it was written and a push gives it back byte for byte.
+        let (layer, read) = ingest.from_tar_with_diff_id(&what, decoded, &|_| None)?;
+        if read != *diff_id {
+            bail!("{what}: the uncompressed tar hashes to {read:#}, the image config says {diff_id:#}");
+        }
         layer
     };
     compressed.finish()?;

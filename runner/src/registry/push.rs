@@ -1,19 +1,21 @@
-//! Pushing one image: each layer's canonical tar compressed once (gzip or
+//! Pushing one image: each layer's tar compressed once (gzip or
 //! zstd) into a private temporary file while hashed, skipped when the
 //! registry has the blob already (HEAD), mounted from the repository the
 //! store last pushed it to on the same registry, else uploaded (POST for
 //! an upload URL, one PUT with the digest); then the config, then an OCI
 //! manifest under the tag. What each layer was pushed as is remembered
 //! (`layerdb::blob`), so a layer the registry has costs a HEAD, not a
-//! compression. The layers pushed are the store's canonical tars, so the
-//! config must name those (see `save`'s `saved_config`).
+//! compression. Each layer goes out as the tar the config names
+//! (`layerdb::tar_split::OutgoingImage`): another tool's byte for byte, so
+//! the image keeps its id, or the canonical one under a rewritten config.
 
 use super::client::{Client, Payload};
 use crate::cli::PushCompression;
 use anyhow::{bail, Context, Result};
 use layerdb::blob::CompressedBlob;
 use layerdb::reference::RemoteReference;
-use layerdb::{Digest, ImageRecord, Store};
+use layerdb::tar_split::OutgoingImage;
+use layerdb::{Digest, Store};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -89,10 +91,10 @@ pub struct Target<'a> {
 pub fn push_image(
     target: &Target,
     store: &Store,
-    image: &ImageRecord,
-    config_json: &[u8],
+    image: &OutgoingImage,
     event: &dyn Fn(usize, PushEvent),
 ) -> Result<Pushed> {
+    let config_json: &[u8] = &image.config_json;
     let (client, reference) = (target.client, target.reference);
     let Some(tag) = reference
         .tag
@@ -105,7 +107,7 @@ pub fn push_image(
     let here = format!("{}/{}", reference.domain, reference.path);
     let mut layers = Vec::new();
     let mut blobs = Vec::new();
-    for (i, diff_id) in image.layers.iter().enumerate() {
+    for (i, (stored, diff_id)) in image.layers.iter().enumerate() {
         event(i, PushEvent::Preparing);
         let known = store.compressed_blob(diff_id, target.compression.name())?;
         let placed = match &known {
@@ -115,7 +117,7 @@ pub fn push_image(
         };
         let (digest, size, outcome) = match placed {
             Some(placed) => placed,
-            None => push_layer(target, &scope, store, diff_id)
+            None => push_layer(target, &scope, store, stored, diff_id)
                 .with_context(|| format!("layer {diff_id:#}"))?,
         };
         event(i, outcome);
@@ -212,10 +214,11 @@ fn push_layer(
     target: &Target,
     scope: &str,
     store: &Store,
+    stored: &Digest,
     diff_id: &Digest,
 ) -> Result<(Digest, u64, PushEvent)> {
     let (client, reference) = (target.client, target.reference);
-    let (file, digest, size) = compress_layer(store, diff_id, target)?;
+    let (file, digest, size) = compress_layer(store, stored, diff_id, target)?;
     if has_blob(client, reference, scope, &digest)? {
         return Ok((digest, size, PushEvent::AlreadyExists));
     }
@@ -229,9 +232,14 @@ fn push_layer(
     Ok((digest, size, PushEvent::Pushed))
 }
 
-/// The layer's canonical tar, compressed into an unnamed temporary file;
-/// its digest and size.
-fn compress_layer(store: &Store, diff_id: &Digest, target: &Target) -> Result<(File, Digest, u64)> {
+/// Layer `stored` as the tar `diff_id` names, compressed into an unnamed
+/// temporary file; its digest and size.
+fn compress_layer(
+    store: &Store,
+    stored: &Digest,
+    diff_id: &Digest,
+    target: &Target,
+) -> Result<(File, Digest, u64)> {
     let tmp_dir = target.tmp_dir;
     let file = tempfile::tempfile_in(tmp_dir)
         .with_context(|| format!("a temporary file in {}", tmp_dir.display()))?;
@@ -243,13 +251,13 @@ fn compress_layer(store: &Store, diff_id: &Digest, target: &Target) -> Result<(F
     let mut hashing = match target.compression {
         PushCompression::Gzip => {
             let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::fast());
-            store.write_layer_tar(diff_id, &mut gz)?;
+            store.write_layer_tar_as(stored, diff_id, &mut gz)?;
             gz.finish().context("compressing a layer")?
         }
         PushCompression::Zstd => {
             let mut zst =
                 zstd::stream::write::Encoder::new(hashing, 3).context("compressing a layer")?;
-            store.write_layer_tar(diff_id, &mut zst)?;
+            store.write_layer_tar_as(stored, diff_id, &mut zst)?;
             zst.finish().context("compressing a layer")?
         }
     };
