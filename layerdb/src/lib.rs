@@ -19,8 +19,9 @@
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
 // Every system call goes through nix or rustix, except the one in
-// `writeback` that neither wraps: `forbid` would not let that module opt
-// back in, so the crate denies unsafe code and that module alone allows it.
+// `storage::writeback` that neither wraps: `forbid` would not let that
+// module opt back in, so the crate denies unsafe code and that module alone
+// allows it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,9 +47,9 @@ pub mod pins;
 pub mod reference;
 mod reserve;
 mod sparse;
+pub mod storage;
 pub mod store;
 pub mod verify;
-mod writeback;
 
 pub use chunk::ChunkDir;
 pub use container::{
