@@ -133,7 +133,8 @@ impl Db {
         let dir = root
             .join("tmp")
             .join(format!("secondary-{}-{}", std::process::id(), unique()));
-        fs::create_dir_all(&dir).at(&dir)?;
+        let storage = crate::storage::of(root);
+        storage.create_dir_all(&dir).at(&dir)?;
         let db = DB::open_as_secondary(&options(), &path, &dir).map_err(|e| db_error(&path, e))?;
         db.try_catch_up_with_primary()
             .map_err(|e| db_error(&path, e))?;
@@ -142,7 +143,7 @@ impl Db {
             path,
             _lock: None,
             secondary_dir: Some(dir),
-            storage: crate::storage::of(root),
+            storage,
         })
     }
 
@@ -220,7 +221,7 @@ impl Db {
 impl Drop for Db {
     fn drop(&mut self) {
         if let Some(dir) = &self.secondary_dir {
-            let _ = fs::remove_dir_all(dir);
+            let _ = self.storage.remove_dir_all(dir);
         }
     }
 }
