@@ -394,3 +394,74 @@ impl Storage for Recording {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file `name` of a store rebuilt after `events` (paths relative
+    /// to its root) as `crash` leaves it: its bytes, or None if absent.
+    /// Before the events the store held one file, `old`.
+    fn after(events: &[Event], crash: Crash, name: &str) -> Option<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, before) = (dir.path().join("store"), dir.path().join("before"));
+        fs::create_dir_all(&before).unwrap();
+        fs::write(before.join("old"), b"before").unwrap();
+        let out = dir.path().join("out");
+        let events: Vec<Event> = events.iter().map(|e| e.under(&root)).collect();
+        Recording::rebuild(&root, &before, &events, crash, &out).unwrap();
+        fs::read(out.join(name)).ok()
+    }
+
+    impl Event {
+        /// The event with its relative paths taken from `root`.
+        fn under(&self, root: &Path) -> Event {
+            let at = |p: &PathBuf| root.join(p);
+            match self {
+                Event::CreateFile { path, data, synced } => Event::CreateFile {
+                    path: at(path),
+                    data: data.clone(),
+                    synced: *synced,
+                },
+                Event::RemoveFile(p) => Event::RemoveFile(at(p)),
+                Event::SyncDir(p) => Event::SyncDir(at(p)),
+                other => other.clone(),
+            }
+        }
+    }
+
+    fn create(name: &str, synced: bool) -> Event {
+        Event::CreateFile {
+            path: name.into(),
+            data: b"new".to_vec(),
+            synced,
+        }
+    }
+
+    #[test]
+    fn a_new_file_needs_its_bytes_and_its_directory_synced_to_survive_a_power_cut() {
+        let made = [create("f", false)];
+        assert_eq!(after(&made, Crash::Kill, "f"), Some(b"new".to_vec()));
+        assert_eq!(after(&made, Crash::PowerCut, "f"), None);
+        assert_eq!(after(&made, Crash::PowerCutKeepingNames, "f"), Some(vec![]));
+        let named = [create("f", false), Event::SyncDir("".into())];
+        assert_eq!(after(&named, Crash::PowerCut, "f"), Some(vec![]));
+        let both = [create("f", true), Event::SyncDir("".into())];
+        assert_eq!(after(&both, Crash::PowerCut, "f"), Some(b"new".to_vec()));
+        let all = [create("f", false), Event::SyncAll];
+        assert_eq!(after(&all, Crash::PowerCut, "f"), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn a_removal_survives_a_power_cut_only_once_its_directory_is_synced() {
+        let removed = [Event::RemoveFile("old".into())];
+        assert_eq!(after(&removed, Crash::Kill, "old"), None);
+        assert_eq!(
+            after(&removed, Crash::PowerCut, "old"),
+            Some(b"before".to_vec())
+        );
+        assert_eq!(after(&removed, Crash::PowerCutKeepingNames, "old"), None);
+        let synced = [Event::RemoveFile("old".into()), Event::SyncDir("".into())];
+        assert_eq!(after(&synced, Crash::PowerCut, "old"), None);
+    }
+}
