@@ -14,7 +14,9 @@
 //!   schema). Every change is one atomic, synced write batch; chunks are
 //!   synced before the batch that first references them, so after a crash
 //!   at any instant the store is whole, and `gc` removes what a crash
-//!   orphaned.
+//!   orphaned. Every change to the store's own files goes through one
+//!   seam ([`storage`]), whose recording backend lets tests cut the power
+//!   at every step (`tests/power_cut.rs`).
 //! - Writers take a file lock and wait for each other; long-lived readers
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
