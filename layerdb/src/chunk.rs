@@ -10,9 +10,10 @@
 use crate::digest::Digest;
 use crate::entry::ChunkRef;
 use crate::error::{IoContext, Result, StoreError};
+use crate::storage::Storage;
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -73,12 +74,16 @@ pub struct ChunkDir {
     /// New chunk files written through this directory, when an ingest
     /// asked (so that it can remove them if it fails).
     created: Option<Arc<Mutex<Vec<Digest>>>>,
+    /// Where chunk files are written, removed and synced (the store's
+    /// storage seam).
+    storage: Arc<dyn Storage>,
 }
 
 impl ChunkDir {
     /// The chunk directory at `dir` (not created here), with nothing open yet.
     pub fn new(dir: PathBuf) -> ChunkDir {
         ChunkDir {
+            storage: crate::storage::of(&dir),
             dir,
             open: Arc::default(),
             ahead: Arc::default(),
@@ -100,8 +105,13 @@ impl ChunkDir {
 
     /// Removes a chunk file; gone already is as good.
     pub(crate) fn remove(&self, digest: &Digest) -> Result<()> {
-        let path = self.path_of(digest);
-        match fs::remove_file(&path) {
+        self.remove_path(&self.path_of(digest))
+    }
+
+    /// Removes a file of the chunk directory (a chunk or a leftover
+    /// temporary file); gone already is as good.
+    pub(crate) fn remove_path(&self, path: &Path) -> Result<()> {
+        match self.storage.remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
             _ => Ok(()),
         }
@@ -262,9 +272,8 @@ impl ChunkDir {
     /// Flushes every chunk written so far to disk, so that a database commit
     /// that references them can be trusted after a power loss.
     pub fn sync(&self) -> Result<()> {
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
-        let f = File::open(&self.dir).at(&self.dir)?;
-        nix_syncfs(&f).at(&self.dir)
+        self.storage.create_dir_all(&self.dir).at(&self.dir)?;
+        self.storage.sync_all(&self.dir).at(&self.dir)
     }
 
     /// Every chunk file and leftover temporary file, for gc and verify.
@@ -416,7 +425,7 @@ impl ChunkWriter {
                     match next {
                         Err(_) => return Ok(()),
                         Ok(Job::Write(digest, path, data)) => {
-                            let new = write_whole(&dir.dir, &path, &data, false)?;
+                            let new = dir.storage.create_file(&path, &data, false).at(&path)?;
                             if let Some(created) = dir.created.as_ref().filter(|_| new) {
                                 created
                                     .lock()
@@ -429,7 +438,7 @@ impl ChunkWriter {
                                 continue;
                             }
                             log::warn!("replacing damaged chunk {}", path.display());
-                            write_whole(&dir.dir, &path, &data, true)?;
+                            dir.storage.replace_file(&path, &data).at(&path)?;
                         }
                     }
                 }));
@@ -474,104 +483,6 @@ impl Drop for ChunkWriter {
     fn drop(&mut self) {
         let _ = self.finish_writes();
     }
-}
-
-/// Creates `path` holding `data`, so that no reader ever sees it partly
-/// written: the bytes go to an unnamed file (O_TMPFILE) that is linked
-/// under its name only when complete, one directory update per chunk; where
-/// the filesystem has no O_TMPFILE, or to `replace` a damaged file, through
-/// a temporary name and a rename. Returns whether this call made the file
-/// (another process may have stored the same chunk meanwhile: as good).
-fn write_whole(dir: &Path, path: &Path, data: &[u8], replace: bool) -> Result<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if replace {
-        return write_renamed(dir, path, data).map(|()| true);
-    }
-    let open_unnamed = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
-    };
-    let unnamed = match open_unnamed() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).at(dir)?;
-            open_unnamed()
-        }
-        other => other,
-    };
-    match unnamed {
-        Ok(mut f) => {
-            f.write_all(data).at(path)?;
-            start_writeback(&f);
-            link_unnamed(&f, path)
-        }
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)
-            ) =>
-        {
-            write_renamed(dir, path, data).map(|()| true)
-        }
-        Err(e) => Err(e).at(dir),
-    }
-}
-
-/// Writes `data` under a temporary name, then renames it to `path`; the
-/// temporary file is removed if anything fails (a full disk leaves nothing).
-fn write_renamed(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .expect("chunk paths end in a name")
-        .to_string_lossy();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(data))
-        .and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.at(path)
-}
-
-/// Gives an O_TMPFILE file its name; returns false if the name was taken
-/// meanwhile (another process stored the same chunk: as good).
-fn link_unnamed(f: &File, path: &Path) -> Result<bool> {
-    use nix::fcntl::{AtFlags, AT_FDCWD};
-    use std::os::fd::AsRawFd;
-    let from = format!("/proc/self/fd/{}", f.as_raw_fd());
-    let linked = nix::unistd::linkat(
-        AT_FDCWD,
-        from.as_str(),
-        AT_FDCWD,
-        path,
-        AtFlags::AT_SYMLINK_FOLLOW,
-    );
-    match linked.map_err(io::Error::from) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).at(path),
-    }
-}
-
-/// Starts writing a new chunk's pages to disk without waiting for them:
-/// the `syncfs` before the index commit then finds them written or on
-/// their way, instead of starting on all of an ingest's bytes at once
-/// while the CPU idles. Only a hint: its failure changes nothing.
-fn start_writeback(f: &File) {
-    crate::writeback::start(f);
-}
-
-fn nix_syncfs(f: &File) -> io::Result<()> {
-    nix::unistd::syncfs(f).map_err(io::Error::from)
 }
 
 /// Reads `buf.len()` bytes from `offset` of a file made of `chunks`,

@@ -10,9 +10,11 @@
 
 use crate::error::{IoContext, Result, StoreError};
 use crate::lock;
+use crate::storage::Storage;
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) struct Db {
@@ -22,6 +24,8 @@ pub(crate) struct Db {
     _lock: Option<File>,
     /// A secondary's private directory, removed on drop.
     secondary_dir: Option<PathBuf>,
+    /// The store's storage seam, told of every batch written (tests).
+    storage: Arc<dyn Storage>,
 }
 
 /// How long a writer waits for another to finish before giving up.
@@ -86,6 +90,11 @@ fn logs_piled_up(db_dir: &Path) -> bool {
     count > MAX_LOGS || bytes > MAX_LOG_BYTES
 }
 
+/// Every index write is synced (its log record is on disk when the write
+/// returns): a command that returned has happened, and the chunks a batch
+/// names were synced before it (`ChunkDir::sync`), gc's unlinks come after.
+const SYNC_WRITES: bool = true;
+
 impl Db {
     pub fn open_writer(root: &Path) -> Result<Db> {
         Db::open_writer_then(root, || {})
@@ -111,6 +120,7 @@ impl Db {
             path,
             _lock: Some(lock),
             secondary_dir: None,
+            storage: crate::storage::of(root),
         })
     }
 
@@ -123,7 +133,8 @@ impl Db {
         let dir = root
             .join("tmp")
             .join(format!("secondary-{}-{}", std::process::id(), unique()));
-        fs::create_dir_all(&dir).at(&dir)?;
+        let storage = crate::storage::of(root);
+        storage.create_dir_all(&dir).at(&dir)?;
         let db = DB::open_as_secondary(&options(), &path, &dir).map_err(|e| db_error(&path, e))?;
         db.try_catch_up_with_primary()
             .map_err(|e| db_error(&path, e))?;
@@ -132,6 +143,7 @@ impl Db {
             path,
             _lock: None,
             secondary_dir: Some(dir),
+            storage,
         })
     }
 
@@ -148,6 +160,7 @@ impl Db {
             path,
             _lock: None,
             secondary_dir: None,
+            storage: crate::storage::of(root),
         })
     }
 
@@ -195,15 +208,20 @@ impl Db {
             return Err(StoreError::ReadOnly(self.path.clone()));
         }
         let mut o = WriteOptions::default();
-        o.set_sync(true);
-        self.db.write_opt(batch, &o).map_err(|e| self.err(e))
+        o.set_sync(SYNC_WRITES);
+        let watched = self.storage.watches_index().then(|| batch.data().to_vec());
+        self.db.write_opt(batch, &o).map_err(|e| self.err(e))?;
+        if let Some(batch) = watched {
+            self.storage.index_written(&batch, SYNC_WRITES);
+        }
+        Ok(())
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
         if let Some(dir) = &self.secondary_dir {
-            let _ = fs::remove_dir_all(dir);
+            let _ = self.storage.remove_dir_all(dir);
         }
     }
 }

@@ -91,10 +91,11 @@ impl Store {
                 continue;
             }
             report.bytes_freed += fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).at(&path)?;
+            self.chunks().remove_path(&path)?;
             report.chunks_removed += 1;
         }
 
+        let storage = crate::storage::of(self.root());
         // Secondary-instance directories of mount servers that died.
         let tmp = self.root().join("tmp");
         for d in fs::read_dir(&tmp).at(&tmp)?.flatten() {
@@ -103,7 +104,7 @@ impl Store {
                 .strip_prefix("secondary-")
                 .and_then(|r| r.split('-').next()?.parse().ok());
             if pid.is_some_and(|p| !crate::pins::process_alive(p)) {
-                let _ = fs::remove_dir_all(d.path());
+                let _ = storage.remove_dir_all(&d.path());
                 report.dirs_removed += 1;
             }
         }
@@ -112,7 +113,7 @@ impl Store {
         let dir = self.root().join("containers");
         for d in fs::read_dir(&dir).at(&dir)?.flatten() {
             if !ids.contains(&*d.file_name().to_string_lossy()) {
-                fs::remove_dir_all(d.path()).at(d.path())?;
+                storage.remove_dir_all(&d.path()).at(d.path())?;
                 report.dirs_removed += 1;
             }
         }

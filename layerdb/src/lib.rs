@@ -14,13 +14,16 @@
 //!   schema). Every change is one atomic, synced write batch; chunks are
 //!   synced before the batch that first references them, so after a crash
 //!   at any instant the store is whole, and `gc` removes what a crash
-//!   orphaned.
+//!   orphaned. Every change to the store's own files goes through one
+//!   seam ([`storage`]), whose recording backend lets tests cut the power
+//!   at every step (`tests/power_cut.rs`).
 //! - Writers take a file lock and wait for each other; long-lived readers
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
 // Every system call goes through nix or rustix, except the one in
-// `writeback` that neither wraps: `forbid` would not let that module opt
-// back in, so the crate denies unsafe code and that module alone allows it.
+// `storage::writeback` that neither wraps: `forbid` would not let that
+// module opt back in, so the crate denies unsafe code and that module alone
+// allows it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,10 +49,10 @@ pub mod pins;
 pub mod reference;
 mod reserve;
 mod sparse;
+pub mod storage;
 pub mod store;
 pub mod tar_split;
 pub mod verify;
-mod writeback;
 
 pub use chunk::ChunkDir;
 pub use container::{

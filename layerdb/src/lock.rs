@@ -5,7 +5,7 @@ use crate::error::{IoContext, Result, StoreError};
 // rustix rather than nix: nix's `Flock` owns the file and panics when
 // dropping it fails to unlock, and nix's plain `flock` is deprecated.
 use rustix::fs::{flock, FlockOperation};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,7 @@ pub(crate) enum Mode {
 /// Takes the lock on `path` (made if missing), waiting at most `limit`;
 /// `waiting_for` is printed once if the wait is not immediate.
 pub(crate) fn take(path: &Path, mode: Mode, limit: Duration, waiting_for: &str) -> Result<File> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .at(path)?;
+    let f = crate::storage::of(path).open_lock(path).at(path)?;
     let how = match mode {
         Mode::Shared => FlockOperation::NonBlockingLockShared,
         Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,

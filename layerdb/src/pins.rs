@@ -19,22 +19,26 @@ impl Pin {
     pub fn new(root: &Path, layers: &[Digest]) -> Result<Pin> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
+        let storage = crate::storage::of(root);
         let dir = root.join("pins");
-        fs::create_dir_all(&dir).at(&dir)?;
+        storage.create_dir_all(&dir).at(&dir)?;
         let path = dir.join(format!(
             "{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let text: String = layers.iter().map(|d| format!("{}\n", d.hex())).collect();
-        fs::write(&path, text).at(&path)?;
+        // Named only when whole: gc never reads half a pin.
+        storage
+            .create_file(&path, text.as_bytes(), false)
+            .at(&path)?;
         Ok(Pin { path })
     }
 }
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = crate::storage::of(&self.path).remove_file(&self.path);
     }
 }
 
@@ -55,7 +59,7 @@ pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
             let text = fs::read_to_string(f.path()).unwrap_or_default();
             out.extend(text.lines().filter_map(|l| l.parse::<Digest>().ok()));
         } else {
-            let _ = fs::remove_file(f.path());
+            let _ = crate::storage::of(root).remove_file(&f.path());
         }
     }
     out

@@ -7,7 +7,6 @@
 //! a command that only deletes removes it before it opens the index and
 //! puts it back when done, if the space is there again.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Enough for an index open and a batch of deletes, many times over.
@@ -20,27 +19,18 @@ fn path(root: &Path) -> PathBuf {
 /// Makes the reserve if it is missing and the space is there; a disk too
 /// full for it is not an error (the reserve is for that case).
 pub(crate) fn keep(root: &Path) {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = path(root);
     if path.exists() {
         return;
     }
-    let Ok(f) = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    else {
-        return; // made meanwhile by another process, or no room for an inode
-    };
-    let mode = nix::fcntl::FallocateFlags::empty();
-    if let Err(e) = nix::fcntl::fallocate(&f, mode, 0, RESERVE_BYTES) {
+    // Made meanwhile by another process, no room for an inode, or no room
+    // for the bytes (then nothing is left behind).
+    if let Err(e) = crate::storage::of(root).preallocate(&path, RESERVE_BYTES) {
         log::debug!("no disk space reserve at {}: {e}", path.display());
-        let _ = fs::remove_file(&path);
     }
 }
 
 /// Frees the reserve for a command that is about to delete.
 pub(crate) fn release(root: &Path) {
-    let _ = fs::remove_file(path(root));
+    let _ = crate::storage::of(root).remove_file(&path(root));
 }
