@@ -50,6 +50,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Create and run a new container from an image
     Run(Box<RunArgs>),
+    /// Create a new container from an image, without starting it
+    Create(Box<RunArgs>),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
     /// List containers
@@ -163,6 +165,7 @@ pub enum ContainerCommand {
     Ls(PsArgs),
     Rm(RmArgs),
     Run(Box<RunArgs>),
+    Create(Box<RunArgs>),
     Inspect(InspectArgs),
     Diff {
         container: String,

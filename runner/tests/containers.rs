@@ -499,3 +499,51 @@ fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
     }
     assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
 }
+
+#[test]
+fn create_records_a_container_that_start_runs_later() {
+    let s = Strata::with_busybox();
+    let id = s
+        .run(&[
+            "create",
+            "--name",
+            "later",
+            "-e",
+            "X=1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi $X; exit 3",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "create prints the full id: {id:?}"
+    );
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    assert!(ps.contains(&id[..12]) && ps.contains("Created"), "{ps}");
+    let r = s.run(&["start", "-a", "later"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "hi 1\n"), "{}", r.stderr);
+    assert!(s.run(&["ps", "-a"]).ok().stdout.contains("Exited (3)"));
+    // `container create` too, and run's checks before anything is made.
+    s.run(&["container", "create", "busybox", "true"]).ok();
+    for (args, expect) in [
+        (
+            vec!["create", "--name", "later", "busybox", "true"],
+            "Conflict. The container name \"/later\" is already in use",
+        ),
+        (
+            vec!["create", "--pull=never", "nosuchimage"],
+            "No such image: nosuchimage:latest",
+        ),
+    ] {
+        let r = s.run(&args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout.lines().count(), 2);
+    s.run(&["verify"]).ok();
+}

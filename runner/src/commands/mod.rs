@@ -2,6 +2,7 @@
 
 mod commit;
 mod containers;
+mod create;
 mod export;
 mod images;
 mod import;
@@ -75,6 +76,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc => store_admin::gc(&ctx),
         Command::Verify(a) => store_admin::verify(&ctx, a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, *a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            create::run(&ctx, *a)
+        }
         Command::Launch(a) => launch::run(&ctx, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             commit::commit(&ctx, a)

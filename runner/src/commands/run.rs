@@ -38,7 +38,7 @@ const RECORD_WORK_SECS: u64 = 60;
 
 /// [`create`] in a forked child, which reports a failure through a pipe,
 /// so that this process never opens the index and keeps a single thread.
-fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
+pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
     let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
@@ -373,7 +373,7 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     Ok(resources)
 }
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
