@@ -1,11 +1,11 @@
 //! `strata`: docker's verbs on a layer store (layerdb) and a FUSE union
 //! filesystem (fusefs), with no daemon.
 
-mod changes;
 mod cli;
 mod clock;
 mod commands;
 mod container;
+mod dockerfile;
 mod hooks;
 mod humanize;
 mod liveness;
@@ -16,6 +16,7 @@ mod overlay_compat;
 mod registry;
 mod run_state;
 mod runtime;
+mod signal;
 mod stack;
 mod sys;
 mod truncate;

@@ -139,7 +139,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
-    let run_config = crate::changes::commit_config(&rec.config, &args.change)?;
+    let run_config = crate::dockerfile::commit_config(&rec.config, &args.change)?;
 
     let layer = {
         let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
@@ -172,7 +172,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     config.author = args.author.clone().unwrap_or_default();
     config.history.push(History {
         created: now,
-        created_by: crate::changes::commit_created_by(&rec.config),
+        created_by: crate::dockerfile::commit_created_by(&rec.config),
         author: args.author.unwrap_or_default(),
         comment: args.message.unwrap_or_default(),
         empty_layer: layer.is_none(),

@@ -5,12 +5,11 @@ use super::Ctx;
 use crate::cli::{ExecArgs, ExecInArgs, KillArgs, LogsArgs, PsArgs, RmArgs, StartArgs, StopArgs};
 use crate::liveness;
 use crate::output::{self, ContainerStatus, PsOptions, PsRow};
+use crate::signal::Signal;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
-use nix::sys::signal::Signal;
 use std::os::unix::process::CommandExt;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 fn status_of(state: &State) -> ContainerStatus {
@@ -68,7 +67,7 @@ fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()> {
     crate::container::kill(pid, sig)?;
     // A container frozen for a commit (its cgroup's freezer) would only
     // die once thawed; the commit then fails, as docker's does.
-    if sig == Signal::SIGKILL {
+    if sig == Signal::KILL {
         let dir = ContainerPaths::of(&ctx.root, rec).dir;
         crate::container::cgroup::thaw_recorded(&dir)?;
     }
@@ -89,7 +88,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 if !args.force {
                     bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
                 }
-                signal(ctx, &rec, Signal::SIGKILL)?;
+                signal(ctx, &rec, Signal::KILL)?;
                 wait_monitor(&rec)?;
             }
             let store = ctx.store_to_delete()?;
@@ -130,7 +129,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
             liveness::container(&store, name)?
         };
         if rec.state.is_running() {
-            let sig = stop_signal(&rec.config.stop_signal)?;
+            let sig = Signal::for_stop(&rec.config.stop_signal)?;
             signal(ctx, &rec, sig)?;
             let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
                 rec.state
@@ -142,7 +141,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if liveness::process_alive(monitor_pid) {
-                signal(ctx, &rec, Signal::SIGKILL)?;
+                signal(ctx, &rec, Signal::KILL)?;
                 wait_monitor(&rec)?;
             }
         }
@@ -151,28 +150,8 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn stop_signal(s: &str) -> Result<Signal> {
-    if s.is_empty() {
-        return Ok(Signal::SIGTERM);
-    }
-    parse_signal(s)
-}
-
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).with_context(|| format!("invalid signal: {s}"));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name).with_context(|| format!("invalid signal: {s}"))
-}
-
 pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
-    let sig = parse_signal(&args.signal)?;
+    let sig: Signal = args.signal.parse()?;
     let store = ctx.reader()?;
     for name in &args.containers {
         let rec = liveness::container(&store, name)?;

@@ -8,6 +8,7 @@
 //! Env as it stands at that instruction, and shell quotes removed; CMD,
 //! ENTRYPOINT and HEALTHCHECK keep their text (the shell expands it later).
 
+use crate::signal::Signal;
 use layerdb::image::{Empty, RunConfig};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -550,29 +551,6 @@ fn exposed_ports(spec: &str) -> Result<Vec<String>, ChangeError> {
     Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
 }
 
-/// Linux signal names docker accepts (without `SIG`).
-const SIGNALS: [&str; 33] = [
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
-    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
-];
-
-/// docker's `signal.ParseSignal`: a non-zero number, or a name with or
-/// without `SIG` in any case (`RTMIN+n`, `RTMAX-n` included).
-fn is_valid_signal(signal: &str) -> bool {
-    if let Ok(number) = signal.parse::<i64>() {
-        return number != 0;
-    }
-    let upper = signal.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&name) || name == "XFSZ" || name == "RTMIN" || name == "RTMAX" {
-        return true;
-    }
-    let offset = |text: &str| text.parse::<u8>().is_ok_and(|n| (1..=15).contains(&n));
-    name.strip_prefix("RTMIN+").is_some_and(offset)
-        || name.strip_prefix("RTMAX-").is_some_and(offset)
-}
-
 /// Go's `time.ParseDuration`, in nanoseconds.
 fn parse_go_duration(text: &str) -> Option<i64> {
     let (negative, mut rest) = match text.as_bytes().first() {
@@ -773,9 +751,11 @@ impl State {
             }
             "stopsignal" => {
                 let signal = single_argument("STOPSIGNAL", rest, &env)?;
-                if !is_valid_signal(&signal) {
-                    return Err(invalid(format!("Invalid signal: {signal}")));
-                }
+                // Checked with `stop`'s own rule, so what commit records
+                // stop can send; the text is kept as written, as docker does.
+                signal
+                    .parse::<Signal>()
+                    .map_err(|e| invalid(e.to_string()))?;
                 self.config.stop_signal = signal;
             }
             "volume" => {
