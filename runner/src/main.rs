@@ -6,6 +6,7 @@ mod clock;
 mod commands;
 mod container;
 mod dockerfile;
+mod environment;
 mod hooks;
 mod humanize;
 mod liveness;

@@ -262,7 +262,7 @@ pub fn prune(ctx: &Ctx) -> Result<i32> {
 /// `strata exec`: finds the container, then re-executes into `__exec`,
 /// which joins its namespaces from a process with one thread.
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
-    let env = super::run::parse_env(&args.env)?;
+    let env = crate::environment::from_flags(&args.env)?;
     let rec = {
         let store = ctx.reader()?;
         liveness::container(&store, &args.container)?

@@ -83,7 +83,7 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// container's directory and record. Only in [`create_apart`]'s child: it
 /// arms SIGALRM for its time under the writer lock.
 fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
-    let env = parse_env(&args.env)?;
+    let env = crate::environment::from_flags(&args.env)?;
     let mounts = args
         .volume
         .iter()
@@ -263,12 +263,8 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
     if !args.command.is_empty() {
         config.cmd = args.command.clone();
     }
-    for kv in env {
-        let key = kv.split('=').next().unwrap_or_default().to_string();
-        config
-            .env
-            .retain(|old| old.split('=').next() != Some(key.as_str()));
-        config.env.push(kv);
+    for entry in env {
+        crate::environment::set(&mut config.env, entry);
     }
     if let Some(w) = &args.workdir {
         if !w.starts_with('/') {
@@ -280,24 +276,6 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
         config.user = u.clone();
     }
     Ok(config)
-}
-
-/// `-e K=V` as given; `-e K` takes K's value from strata's own environment
-/// and is dropped when unset, as docker does.
-pub fn parse_env(given: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in given {
-        let key = e.split('=').next().unwrap_or_default();
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            bail!("invalid environment variable: {e}");
-        }
-        if e.contains('=') {
-            out.push(e.clone());
-        } else if let Ok(v) = std::env::var(e) {
-            out.push(format!("{e}={v}"));
-        }
-    }
-    Ok(out)
 }
 
 fn parse_volume(v: &str) -> Result<BindMount> {
@@ -381,25 +359,6 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_without_a_value_comes_from_the_callers_environment() {
-        std::env::set_var("STRATA_TEST_ENV_FROM_CALLER", "yes");
-        let env = parse_env(&[
-            "A=1".into(),
-            "STRATA_TEST_ENV_FROM_CALLER".into(),
-            "UNSET_FOR_SURE_42".into(),
-        ])
-        .unwrap();
-        assert_eq!(
-            env,
-            vec![
-                "A=1".to_string(),
-                "STRATA_TEST_ENV_FROM_CALLER=yes".to_string()
-            ]
-        );
-        assert!(parse_env(&["=x".into()]).is_err());
-    }
 
     #[test]
     fn volume_targets_are_cleaned_for_comparison() {

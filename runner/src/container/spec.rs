@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
+use crate::environment;
+
 /// Docker's default PATH when the image and `-e` give none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -165,7 +167,7 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
 /// from /etc/passwd when unset.
 pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec<String> {
     let mut env: Vec<String> = Vec::new();
-    if lookup_env(given, "PATH").is_none() {
+    if environment::lookup(given, "PATH").is_none() {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     env.push(format!("HOSTNAME={hostname}"));
@@ -173,35 +175,12 @@ pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec
         env.push("TERM=xterm".to_owned());
     }
     for entry in given {
-        set_env(&mut env, entry);
+        environment::set(&mut env, entry.clone());
     }
-    if lookup_env(&env, "HOME").is_none() {
+    if environment::lookup(&env, "HOME").is_none() {
         env.push(format!("HOME={home}"));
     }
     env
-}
-
-fn env_key(entry: &str) -> &str {
-    entry.split_once('=').map_or(entry, |(key, _)| key)
-}
-
-fn set_env(env: &mut Vec<String>, entry: &str) {
-    match env
-        .iter_mut()
-        .find(|existing| env_key(existing) == env_key(entry))
-    {
-        Some(existing) => *existing = entry.to_owned(),
-        None => env.push(entry.to_owned()),
-    }
-}
-
-/// The value of `key` in a `K=V` list (the last one wins, as in getenv after putenv).
-pub fn lookup_env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter()
-        .rev()
-        .filter_map(|entry| entry.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -283,7 +262,7 @@ mod tests {
     #[test]
     fn env_later_entry_replaces_earlier_with_same_key() {
         let env = final_env(&strings(&["A=1", "A=2"]), "/", "h", false);
-        assert_eq!(lookup_env(&env, "A"), Some("2"));
+        assert_eq!(environment::lookup(&env, "A"), Some("2"));
         assert_eq!(env.iter().filter(|e| e.starts_with("A=")).count(), 1);
     }
 
