@@ -10,6 +10,7 @@ mod environment;
 mod hooks;
 mod humanize;
 mod liveness;
+mod mount_spec;
 mod names;
 mod network;
 mod output;

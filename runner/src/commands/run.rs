@@ -11,9 +11,7 @@ use super::Ctx;
 use crate::cli::{LaunchArgs, RunArgs};
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::{
-    BindMount, ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError,
-};
+use layerdb::{ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult};
 use std::fs;
@@ -87,7 +85,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
     let mounts = args
         .volume
         .iter()
-        .map(|v| parse_volume(v))
+        .map(|v| crate::mount_spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
     let network = crate::network::Mode::parse(&args.network)?;
     let net = network_config(args, network)?;
@@ -278,30 +276,6 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
     Ok(config)
 }
 
-fn parse_volume(v: &str) -> Result<BindMount> {
-    let m = crate::container::parse_bind_mount(v)?;
-    let source = fs::canonicalize(&m.source).with_context(|| {
-        format!(
-            "invalid volume specification {v:?}: source {}",
-            m.source.display()
-        )
-    })?;
-    Ok(BindMount {
-        source,
-        target: clean_target(&m.target),
-        read_only: m.read_only,
-    })
-}
-
-/// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
-fn clean_target(target: &str) -> String {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
-}
-
 /// `-u` is `user[:group]`, each a name or a number.
 fn check_user(u: &str) -> Result<()> {
     let ok = |part: &str| {
@@ -359,12 +333,6 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn volume_targets_are_cleaned_for_comparison() {
-        assert_eq!(clean_target("/deep//data/./"), "/deep/data");
-        assert_eq!(clean_target("/"), "/");
-    }
 
     #[test]
     fn malformed_users_are_refused() {

@@ -50,7 +50,7 @@ pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
 pub use security::options_from_flags;
 pub use signals::kill;
-pub use spec::{parse_bind_mount, EtcFiles, Spec};
+pub use spec::{EtcFiles, Spec};
 
 use anyhow::Context as _;
 use nix::fcntl::OFlag;

@@ -1,9 +1,9 @@
 //! What a container needs to start, and the pure rules that complete it:
-//! `-v` parsing, environment defaults, id validation.
+//! environment defaults, id validation.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use crate::environment;
 
@@ -34,7 +34,7 @@ pub struct Spec {
     /// published ports, the extra /etc/hosts entries.
     pub network: crate::network::NetworkSpec,
     /// `-v src:dst[:ro]`.
-    pub mounts: Vec<BindMount>,
+    pub mounts: Vec<layerdb::BindMount>,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
@@ -69,69 +69,6 @@ impl EtcFiles {
         .filter_map(|(source, target)| source.as_deref().map(|source| (source, target)))
         .collect()
     }
-}
-
-/// One `-v /host/path:/container/path[:ro|rw]`: the record's type.
-pub use layerdb::BindMount;
-
-/// Parses docker's `-v` value. Only host paths are supported (no named
-/// volumes); both sides must be absolute.
-pub fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
-    let parts: Vec<&str> = value.split(':').collect();
-    let (source, target, options) = match parts.as_slice() {
-        [source, target] => (*source, *target, ""),
-        [source, target, options] => (*source, *target, *options),
-        _ => bail!("invalid volume specification: '{value}'"),
-    };
-    if !source.starts_with('/') {
-        bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
-    }
-    if !target.starts_with('/') {
-        bail!("invalid volume specification: '{value}': mount path must be absolute");
-    }
-    let read_only = parse_volume_options(options)
-        .with_context(|| format!("invalid volume specification: '{value}'"))?;
-    check_target(target).with_context(|| {
-        format!("invalid volume specification: '{value}': invalid mount config for type \"bind\"")
-    })?;
-    Ok(BindMount {
-        source: PathBuf::from(source),
-        target: target.to_owned(),
-        read_only,
-    })
-}
-
-/// Where a volume may not go: over the root or the kernel file systems
-/// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
-/// inside it; a bind over /sys or /dev would hand the container the host's).
-fn check_target(target: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
-    match parts.as_slice() {
-        [] => bail!("invalid specification: destination can't be '/'"),
-        [top @ ("proc" | "sys" | "dev")] => {
-            bail!("invalid specification: destination can't be '/{top}'")
-        }
-        ["proc", ..] => bail!("{target:?} cannot be mounted because it is inside /proc"),
-        _ => Ok(()),
-    }
-}
-
-/// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
-/// are accepted and ignored, as on a host without SELinux.
-fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
-    let mut read_only = false;
-    for option in options.split(',').filter(|option| !option.is_empty()) {
-        match option {
-            "ro" => read_only = true,
-            "rw" => read_only = false,
-            "z" | "Z" => {}
-            other => bail!("unknown option '{other}'"),
-        }
-    }
-    Ok(read_only)
 }
 
 impl Spec {
@@ -189,50 +126,6 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn volume_with_ro_option_is_read_only() {
-        let mount = parse_bind_mount("/data:/mnt/data:ro").expect("valid spec");
-        assert_eq!(
-            mount,
-            BindMount {
-                source: "/data".into(),
-                target: "/mnt/data".into(),
-                read_only: true
-            }
-        );
-    }
-
-    #[test]
-    fn volume_without_options_is_read_write() {
-        let mount = parse_bind_mount("/a:/b").expect("valid spec");
-        assert!(!mount.read_only);
-    }
-
-    #[test]
-    fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
-        assert!(parse_bind_mount("data:/b").is_err());
-        assert!(parse_bind_mount("/a:b").is_err());
-        assert!(parse_bind_mount("/a:/b:bogus").is_err());
-        assert!(parse_bind_mount("/a").is_err());
-        assert!(parse_bind_mount("/a:/b:ro:x").is_err());
-    }
-
-    #[test]
-    fn volume_over_root_or_the_kernel_file_systems_is_refused() {
-        let message = |value: &str| format!("{:#}", parse_bind_mount(value).expect_err("refused"));
-        assert_eq!(
-            message("/tmp:/"),
-            "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": \
-             invalid specification: destination can't be '/'"
-        );
-        assert!(message("/tmp:/proc/").ends_with("destination can't be '/proc'"));
-        assert!(message("/tmp://sys").ends_with("destination can't be '/sys'"));
-        assert!(message("/tmp:/dev:ro").ends_with("destination can't be '/dev'"));
-        assert!(message("/tmp:/proc/sys").contains("inside /proc"));
-        assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
-        assert!(parse_bind_mount("/tmp:/system").is_ok());
     }
 
     #[test]
