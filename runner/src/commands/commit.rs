@@ -1,6 +1,7 @@
-//! `strata commit` and `strata diff`: a container's change set, read from
-//! its upper directory (so the cost follows the size of the changes, not
-//! of the image), as a new layer and image, or as A/C/D lines.
+//! `strata commit`: a container's change set, read from its upper
+//! directory (so the cost follows the size of the changes, not of the
+//! image), as a new layer and image; `__flush`, which commit runs in the
+//! container to sync its writes first.
 
 use super::Ctx;
 use crate::cli::CommitArgs;
@@ -12,7 +13,7 @@ use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Stor
 use std::sync::Arc;
 
 /// The container's changes, without the files strata mounts into it.
-fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
+pub(super) fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
@@ -187,19 +188,5 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
         reference,
     })?;
     println!("{:#}", new.id);
-    Ok(0)
-}
-
-pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
-    let store = Arc::new(ctx.store()?);
-    let rec = liveness::container(&store, container)?;
-    for c in change_set(&store, &rec)? {
-        let letter = match c.kind {
-            ChangeKind::Added => 'A',
-            ChangeKind::Modified => 'C',
-            ChangeKind::Deleted => 'D',
-        };
-        println!("{letter} /{}", String::from_utf8_lossy(&c.path));
-    }
     Ok(0)
 }
