@@ -7,6 +7,7 @@ mod commands;
 mod container;
 mod dockerfile;
 mod environment;
+mod error_text;
 mod hooks;
 mod humanize;
 mod liveness;
@@ -59,9 +60,7 @@ fn main() {
         Err(e) => match e.downcast_ref::<ExitCode>() {
             Some(ExitCode(code)) => *code,
             None => {
-                // One line: the error and its causes, outermost first.
-                let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                eprintln!("Error: {}", msg.join(": "));
+                eprintln!("Error: {}", error_text::describe(&e));
                 125
             }
         },

@@ -59,7 +59,7 @@ pub fn exec_in(args: ExecInArgs) -> Result<i32> {
     match crate::container::exec_in(args.pid, spec) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("strata: {}", crate::error_text::describe(&e));
             Ok(crate::container::exit_code_for(&e))
         }
     }

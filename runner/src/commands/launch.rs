@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         // The monitor removed an --rm container already.
         Ok(Outcome::Exited { code }) => code,
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("strata: {}", crate::error_text::describe(&e));
             // The monitor did not remove an --rm container: it never ran,
             // or it was killed (its mount may be left: settled first).
             if rec.auto_remove {

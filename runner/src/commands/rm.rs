@@ -33,7 +33,10 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
         match result {
             Ok(()) => println!("{name}"),
             Err(e) => {
-                eprintln!("Error response from daemon: {e:#}");
+                eprintln!(
+                    "Error response from daemon: {}",
+                    crate::error_text::describe(&e)
+                );
                 failed = Some(());
             }
         }

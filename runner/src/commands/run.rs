@@ -44,7 +44,7 @@ fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
             let code = match create(ctx, args, id) {
                 Ok(_) => 0,
                 Err(e) => {
-                    let _ = nix::unistd::write(&write, format!("{e:#}").as_bytes());
+                    let _ = nix::unistd::write(&write, crate::error_text::describe(&e).as_bytes());
                     1
                 }
             };

@@ -170,7 +170,7 @@ pub fn unshare(args: &[String]) -> anyhow::Result<i32> {
         ForkResult::Child => {
             drop(launcher_side);
             if let Err(e) = monitor_side.enter() {
-                eprintln!("strata: {e:#}");
+                eprintln!("strata: {}", crate::error_text::describe(&e));
                 crate::sys::exit_immediately(125);
             }
             let err = std::process::Command::new(&args[0])
