@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use fusefs::{Lower, StoreLower};
-use layerdb::{ContainerRecord, ImageRecord, Store};
+use layerdb::{ContainerDir, ContainerRecord, ImageRecord, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,22 +17,26 @@ pub fn image_lowers(store: &Arc<Store>, image: &ImageRecord) -> Result<Vec<Box<d
     Ok(lowers)
 }
 
-/// Where a container's files are, under `<root>/containers/<id>/`.
+/// Where a container's files are: the directory and upper layerdb's
+/// [`ContainerDir`] places, and the runtime files the runner keeps there.
 pub struct ContainerPaths {
     pub dir: PathBuf,
+    upper: PathBuf,
 }
 
 impl ContainerPaths {
     pub fn new(root: &Path, id: &str) -> ContainerPaths {
+        let store_dir = ContainerDir::new(root, id);
         ContainerPaths {
-            dir: root.join("containers").join(id),
+            dir: store_dir.path().to_path_buf(),
+            upper: store_dir.upper(),
         }
     }
     pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
         ContainerPaths::new(root, &rec.id)
     }
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
+        self.upper.clone()
     }
     /// The merged tree the monitor mounts and the container pivots into.
     pub fn merged(&self) -> PathBuf {

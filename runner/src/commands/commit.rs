@@ -19,7 +19,7 @@ pub(super) fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Ve
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
     let lowers = image_lowers(store, &image)?;
     let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
-    let changes = fusefs::changes(&rec.upper, &refs)
+    let changes = fusefs::changes(&store.container_dir(&rec.id).upper(), &refs)
         .with_context(|| format!("reading the changes of {}", rec.name))?;
     Ok(without_runtime_paths(changes, rec))
 }

@@ -191,7 +191,11 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
                 let image = store
                     .image(&rec.image)?
                     .with_context(|| format!("the image of {c} is gone"))?;
-                (image, Some(rec.upper.clone()), rec.name.clone())
+                (
+                    image,
+                    Some(store.container_dir(&rec.id).upper()),
+                    rec.name.clone(),
+                )
             }
             (None, None) => bail!("serve-mount needs --image, --container or --lower"),
         };

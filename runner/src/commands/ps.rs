@@ -39,7 +39,9 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
             command: output::container_command(&c.command),
             created: c.created_ns,
             status: status_of(&c.state),
-            ports: output::ports_text(&crate::network::settings_of(c).ports),
+            ports: output::ports_text(
+                &crate::network::settings_of(&store.container_dir(&c.id), c).ports,
+            ),
             names: vec![c.name.clone()],
         })
         .collect();

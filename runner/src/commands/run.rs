@@ -157,7 +157,6 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         network: network.name().to_string(),
         mounts,
         auto_remove: args.rm,
-        upper: paths.upper(),
         security,
         resources,
         net,

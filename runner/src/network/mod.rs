@@ -74,13 +74,15 @@ fn settings_file(dir: &Path) -> PathBuf {
     dir.join("network.json")
 }
 
-/// What a container's network is now: empty unless it runs. The
-/// container's directory is its upper's parent.
-pub fn settings_of(rec: &layerdb::ContainerRecord) -> Settings {
-    rec.upper
-        .parent()
-        .filter(|_| rec.state.is_running())
-        .and_then(|dir| serde_json::from_slice(&fs::read(settings_file(dir)).ok()?).ok())
+/// What a container's network is now, from its directory `dir`: empty
+/// unless it runs.
+pub fn settings_of(dir: &layerdb::ContainerDir, rec: &layerdb::ContainerRecord) -> Settings {
+    if !rec.state.is_running() {
+        return Settings::default();
+    }
+    fs::read(settings_file(dir.path()))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
