@@ -5,6 +5,7 @@ mod cli;
 mod clock;
 mod commands;
 mod container;
+mod container_id;
 mod dockerfile;
 mod environment;
 mod error_text;

@@ -1,6 +1,7 @@
 //! The layers of an image as the union filesystem's lowers, and the paths
 //! a container's files live at.
 
+use crate::container_id::ContainerId;
 use anyhow::Result;
 use fusefs::{Lower, StoreLower};
 use layerdb::{ContainerDir, ContainerRecord, ImageRecord, Store};
@@ -25,15 +26,20 @@ pub struct ContainerPaths {
 }
 
 impl ContainerPaths {
-    pub fn new(root: &Path, id: &str) -> ContainerPaths {
+    pub fn new(root: &Path, id: &ContainerId) -> ContainerPaths {
+        ContainerPaths::at(root, id.as_str())
+    }
+    /// The paths of a recorded container (its id was checked when it was
+    /// made).
+    pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
+        ContainerPaths::at(root, &rec.id)
+    }
+    fn at(root: &Path, id: &str) -> ContainerPaths {
         let store_dir = ContainerDir::new(root, id);
         ContainerPaths {
             dir: store_dir.path().to_path_buf(),
             upper: store_dir.upper(),
         }
-    }
-    pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
-        ContainerPaths::new(root, &rec.id)
     }
     pub fn upper(&self) -> PathBuf {
         self.upper.clone()

@@ -9,6 +9,7 @@
 
 use super::Ctx;
 use crate::cli::{LaunchArgs, RunArgs};
+use crate::container_id::ContainerId;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError};
@@ -18,7 +19,7 @@ use std::fs;
 use std::io::Read;
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
-    let id = random_id();
+    let id = ContainerId::random();
     create_apart(ctx, &args, &id)?;
     super::launch::run(
         ctx,
@@ -36,7 +37,7 @@ const RECORD_WORK_SECS: u64 = 60;
 
 /// [`create`] in a forked child, which reports a failure through a pipe,
 /// so that this process never opens the index and keeps a single thread.
-fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
+fn create_apart(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
     let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
@@ -80,7 +81,7 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// Checks every flag, pulls the image if it must, then makes the
 /// container's directory and record. Only in [`create_apart`]'s child: it
 /// arms SIGALRM for its time under the writer lock.
-fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
+fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord> {
     let env = crate::environment::from_flags(&args.env)?;
     let mounts = args
         .volume
@@ -136,14 +137,13 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         bail!("No command specified");
     }
 
-    let id = id.to_string();
     let hostname = args
         .hostname
         .clone()
-        .unwrap_or_else(|| id[..12].to_string());
-    let paths = ContainerPaths::new(&ctx.root, &id);
+        .unwrap_or_else(|| id.short().to_string());
+    let paths = ContainerPaths::new(&ctx.root, id);
     let rec = ContainerRecord {
-        id: id.clone(),
+        id: id.to_string(),
         name: String::new(),
         image: image.id,
         image_ref: args.image.clone(),
@@ -322,11 +322,6 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
         eprintln!("{warning}");
     }
     Ok(resources)
-}
-
-fn random_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -136,7 +136,12 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
     let (bridge, lease) = {
         let locked = bridge::lock()?;
         let bridge = bridge::ensure(&locked, &mut host)?;
-        let lease = Lease::take(&locked.dir, &bridge.subnet, &spec.id, std::process::id())?;
+        let lease = Lease::take(
+            &locked.dir,
+            &bridge.subnet,
+            spec.id.as_str(),
+            std::process::id(),
+        )?;
         (bridge, lease)
     };
     let address = lease.address;
@@ -151,7 +156,7 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
         .iter()
         .map(proxy::bind)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let host_interface = veth_name(&spec.id);
+    let host_interface = veth_name(spec.id.as_str());
     let mac = mac_of(address);
     host.add_veth(&host_interface, bridge.index, "eth0", mac, netns.as_fd())
         .context("create the container's veth pair")?;
