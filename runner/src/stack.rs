@@ -81,3 +81,26 @@ pub fn is_runtime_path(path: &[u8], rec: &ContainerRecord) -> bool {
             path == target || (path.starts_with(target) && path.get(target.len()) == Some(&b'/'))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_containers_files_are_in_the_directory_layerdb_places() {
+        let root = Path::new("/store");
+        let id = ContainerId::random();
+        let paths = ContainerPaths::new(root, &id);
+        let dir = ContainerDir::new(root, id.as_str());
+        assert_eq!(paths.dir, dir.path());
+        assert_eq!(paths.upper(), dir.upper());
+        for file in [
+            paths.merged(),
+            paths.state(),
+            paths.log(),
+            paths.launch_file(),
+        ] {
+            assert_eq!(file.parent(), Some(dir.path()), "{}", file.display());
+        }
+    }
+}
