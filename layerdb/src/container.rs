@@ -4,7 +4,7 @@
 use crate::digest::Digest;
 use crate::image::RunConfig;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A container's run state as the store records it; the runner moves it through
 /// [`ContainerRecord::transition`].
@@ -147,8 +147,6 @@ pub struct ContainerRecord {
     pub mounts: Vec<BindMount>,
     /// Removed when its process exits (`--rm`).
     pub auto_remove: bool,
-    /// The writable upper layer, inside the store root.
-    pub upper: PathBuf,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     #[serde(default)]
     pub security: SecurityOptions,
@@ -248,6 +246,34 @@ pub fn valid_container_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// A container's directory in the store, `<root>/containers/<id>/`: its
+/// upper (`upper/`) and the runtime files the runner keeps beside it. The
+/// one place that layout is spelled: the store, verify and the runner ask
+/// it (records made before it also stored the upper's path; that field is
+/// now ignored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerDir(PathBuf);
+
+impl ContainerDir {
+    /// The directory of the store root that holds every container's.
+    pub const PARENT: &'static str = "containers";
+
+    /// The directory of container `id` (64 hex) under store `root`.
+    pub fn new(root: &Path, id: &str) -> ContainerDir {
+        ContainerDir(root.join(Self::PARENT).join(id))
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The container's writable upper layer.
+    pub fn upper(&self) -> PathBuf {
+        self.0.join("upper")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +316,43 @@ mod tests {
             finished_ns: 1,
         };
         assert!(e.can_remove() && e.can_start() && !e.can_kill());
+    }
+
+    #[test]
+    fn a_containers_upper_is_in_its_directory_under_the_store_root() {
+        let id = "ab".repeat(32);
+        let dir = ContainerDir::new(Path::new("/store"), &id);
+        assert_eq!(dir.path(), Path::new("/store/containers").join(&id));
+        assert_eq!(
+            dir.upper(),
+            Path::new("/store/containers").join(&id).join("upper")
+        );
+    }
+
+    #[test]
+    fn a_record_that_stored_its_upper_path_still_reads() {
+        let rec = ContainerRecord {
+            id: "ab".repeat(32),
+            name: "c".into(),
+            image: Digest([0; 32]),
+            image_ref: "busybox".into(),
+            created_ns: 0,
+            state: State::Created,
+            command: vec!["true".into()],
+            config: RunConfig::default(),
+            hostname: "h".into(),
+            tty: false,
+            interactive: false,
+            network: "none".into(),
+            mounts: vec![],
+            auto_remove: false,
+            security: SecurityOptions::default(),
+            resources: Resources::default(),
+            net: NetworkConfig::default(),
+        };
+        let mut old = serde_json::to_value(&rec).expect("encode");
+        old["upper"] = "/elsewhere/upper".into();
+        let read: ContainerRecord = serde_json::from_value(old).expect("old record decodes");
+        assert_eq!(read, rec);
     }
 }

@@ -56,7 +56,7 @@ pub mod verify;
 
 pub use chunk::ChunkDir;
 pub use container::{
-    BadTransition, BindMount, ContainerRecord, NetworkConfig, PortBinding, Resources,
+    BadTransition, BindMount, ContainerDir, ContainerRecord, NetworkConfig, PortBinding, Resources,
     SecurityOptions, State,
 };
 pub use digest::Digest;

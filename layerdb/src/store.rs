@@ -759,8 +759,8 @@ impl Store {
 
     /// The directory of the container `id` (64 hex): its upper and runtime
     /// files.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.root.join("containers").join(id)
+    pub fn container_dir(&self, id: &str) -> crate::container::ContainerDir {
+        crate::container::ContainerDir::new(&self.root, id)
     }
 
     /// Records a new container whose directory (with its upper) exists
@@ -838,7 +838,7 @@ impl Store {
     /// only an orphan directory, which gc removes.
     pub fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
         self.forget_container(rec)?;
-        remove_container_dir(&self.container_dir(&rec.id))
+        remove_container_dir(self.container_dir(&rec.id).path())
     }
 
     /// Drops a container's record, leaving its directory to the caller

@@ -131,11 +131,12 @@ impl Store {
                     c.name, c.image
                 ));
             }
-            if !c.upper.is_dir() {
+            let upper = self.container_dir(&c.id).upper();
+            if !upper.is_dir() {
                 r.problems.push(format!(
                     "container {}: upper {} is missing",
                     c.name,
-                    c.upper.display()
+                    upper.display()
                 ));
             }
         }

@@ -121,7 +121,7 @@ pub struct LaunchArgs {
     /// Print the container's name once it runs (start)
     #[arg(long)]
     pub print_name: Option<String>,
-    pub id: String,
+    pub id: crate::container_id::ContainerId,
 }
 
 #[derive(Args, Debug)]

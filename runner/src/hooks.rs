@@ -2,6 +2,7 @@
 //! filesystem over FUSE and record its state (run_state.rs).
 
 use crate::container::MonitorHooks;
+use crate::container_id::ContainerId;
 use crate::run_state;
 use crate::stack::{image_lowers, ContainerPaths};
 use anyhow::{Context, Result};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 pub struct ContainerHooks {
     root: PathBuf,
-    id: String,
+    id: ContainerId,
     /// `--rm`: the monitor removes the container when it exits (also when
     /// detached, with nobody waiting).
     auto_remove: bool,
@@ -24,7 +25,7 @@ pub struct ContainerHooks {
 }
 
 impl ContainerHooks {
-    pub fn new(root: PathBuf, id: String, auto_remove: bool) -> ContainerHooks {
+    pub fn new(root: PathBuf, id: ContainerId, auto_remove: bool) -> ContainerHooks {
         ContainerHooks {
             root,
             id,
@@ -44,7 +45,7 @@ impl ContainerHooks {
     fn remove(&self, store: Result<Store>) -> Result<()> {
         {
             let store = store?;
-            store.forget_container(&store.container(&self.id)?)?;
+            store.forget_container(&store.container(self.id.as_str())?)?;
         }
         let dir = ContainerPaths::new(&self.root, &self.id).dir;
         Ok(layerdb::store::remove_container_dir(&dir)?)
@@ -66,7 +67,7 @@ impl MonitorHooks for ContainerHooks {
         // A secondary instance: the monitor reads layers for the container's
         // whole life and must never hold up other strata commands.
         let store = Arc::new(Store::open_read_only(&self.root)?);
-        let rec = store.container(&self.id)?;
+        let rec = store.container(self.id.as_str())?;
         let image = store
             .image(&rec.image)?
             .with_context(|| format!("image {:#} of container {} is gone", rec.image, rec.name))?;

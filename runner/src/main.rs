@@ -1,14 +1,18 @@
 //! `strata`: docker's verbs on a layer store (layerdb) and a FUSE union
 //! filesystem (fusefs), with no daemon.
 
-mod changes;
 mod cli;
 mod clock;
 mod commands;
 mod container;
+mod container_id;
+mod dockerfile;
+mod environment;
+mod error_text;
 mod hooks;
 mod humanize;
 mod liveness;
+mod mount_spec;
 mod names;
 mod network;
 mod output;
@@ -16,6 +20,7 @@ mod overlay_compat;
 mod registry;
 mod run_state;
 mod runtime;
+mod signal;
 mod stack;
 mod sys;
 mod truncate;
@@ -56,9 +61,7 @@ fn main() {
         Err(e) => match e.downcast_ref::<ExitCode>() {
             Some(ExitCode(code)) => *code,
             None => {
-                // One line: the error and its causes, outermost first.
-                let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                eprintln!("Error: {}", msg.join(": "));
+                eprintln!("Error: {}", error_text::describe(&e));
                 125
             }
         },

@@ -101,7 +101,7 @@ mod tests {
 
     fn record(root: &Path) -> ContainerRecord {
         let id = "ab".repeat(32);
-        fs::create_dir_all(root.join("containers").join(&id)).unwrap();
+        fs::create_dir_all(layerdb::ContainerDir::new(root, &id).path()).unwrap();
         ContainerRecord {
             id,
             name: "c".into(),
@@ -117,7 +117,6 @@ mod tests {
             network: "host".into(),
             mounts: vec![],
             auto_remove: false,
-            upper: root.join("upper"),
             security: Default::default(),
             resources: Default::default(),
             net: Default::default(),

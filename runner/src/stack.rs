@@ -1,9 +1,10 @@
 //! The layers of an image as the union filesystem's lowers, and the paths
 //! a container's files live at.
 
+use crate::container_id::ContainerId;
 use anyhow::Result;
 use fusefs::{Lower, StoreLower};
-use layerdb::{ContainerRecord, ImageRecord, Store};
+use layerdb::{ContainerDir, ContainerRecord, ImageRecord, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,22 +18,31 @@ pub fn image_lowers(store: &Arc<Store>, image: &ImageRecord) -> Result<Vec<Box<d
     Ok(lowers)
 }
 
-/// Where a container's files are, under `<root>/containers/<id>/`.
+/// Where a container's files are: the directory and upper layerdb's
+/// [`ContainerDir`] places, and the runtime files the runner keeps there.
 pub struct ContainerPaths {
     pub dir: PathBuf,
+    upper: PathBuf,
 }
 
 impl ContainerPaths {
-    pub fn new(root: &Path, id: &str) -> ContainerPaths {
+    pub fn new(root: &Path, id: &ContainerId) -> ContainerPaths {
+        ContainerPaths::at(root, id.as_str())
+    }
+    /// The paths of a recorded container (its id was checked when it was
+    /// made).
+    pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
+        ContainerPaths::at(root, &rec.id)
+    }
+    fn at(root: &Path, id: &str) -> ContainerPaths {
+        let store_dir = ContainerDir::new(root, id);
         ContainerPaths {
-            dir: root.join("containers").join(id),
+            dir: store_dir.path().to_path_buf(),
+            upper: store_dir.upper(),
         }
     }
-    pub fn of(root: &Path, rec: &ContainerRecord) -> ContainerPaths {
-        ContainerPaths::new(root, &rec.id)
-    }
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
+        self.upper.clone()
     }
     /// The merged tree the monitor mounts and the container pivots into.
     pub fn merged(&self) -> PathBuf {
@@ -70,4 +80,27 @@ pub fn is_runtime_path(path: &[u8], rec: &ContainerRecord) -> bool {
             let target = m.target.trim_start_matches('/').as_bytes();
             path == target || (path.starts_with(target) && path.get(target.len()) == Some(&b'/'))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_containers_files_are_in_the_directory_layerdb_places() {
+        let root = Path::new("/store");
+        let id = ContainerId::random();
+        let paths = ContainerPaths::new(root, &id);
+        let dir = ContainerDir::new(root, id.as_str());
+        assert_eq!(paths.dir, dir.path());
+        assert_eq!(paths.upper(), dir.upper());
+        for file in [
+            paths.merged(),
+            paths.state(),
+            paths.log(),
+            paths.launch_file(),
+        ] {
+            assert_eq!(file.parent(), Some(dir.path()), "{}", file.display());
+        }
+    }
 }

@@ -134,6 +134,17 @@ fn interface_ioctl(
     Ok(())
 }
 
+/// Sends signal number `signal` to `pid`: kill(2) for the realtime
+/// signals too, which nix's `Signal` cannot name.
+pub fn send_signal(pid: Pid, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) only takes two integers; no memory is involved.
+    let ret = unsafe { libc::kill(pid.as_raw(), signal) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Puts every signal back to its default action and unblocks all of them,
 /// so the container's process does not inherit Rust's ignored SIGPIPE or the
 /// CLI's blocked signals (both survive execve).

@@ -547,3 +547,34 @@ fn create_records_a_container_that_start_runs_later() {
     assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout.lines().count(), 2);
     s.run(&["verify"]).ok();
 }
+
+#[test]
+fn stop_sends_a_realtime_stop_signal_that_commit_accepted() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "--name", "base", "busybox", "true"]).ok();
+    s.run(&["commit", "-c", "STOPSIGNAL RTMIN+3", "base", "rt-stop"])
+        .ok();
+    // RTMIN+3 is signal 37 (docker's numbering); pid 1 ignores a signal it
+    // has no handler for, so the trap is what proves it arrived.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "trapper",
+        "rt-stop",
+        "sh",
+        "-c",
+        "trap 'echo got 37; exit 3' 37; echo ready; while true; do sleep 1; done",
+    ])
+    .ok();
+    for _ in 0..400 {
+        if s.run(&["logs", "trapper"]).ok().stdout.contains("ready") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    s.run(&["stop", "-t", "30", "trapper"]).ok();
+    let logs = s.run(&["logs", "trapper"]).ok().stdout;
+    assert!(logs.contains("got 37"), "{logs}");
+    s.run(&["rm", "trapper", "base"]).ok();
+}

@@ -1,6 +1,7 @@
-//! `strata commit` and `strata diff`: a container's change set, read from
-//! its upper directory (so the cost follows the size of the changes, not
-//! of the image), as a new layer and image, or as A/C/D lines.
+//! `strata commit`: a container's change set, read from its upper
+//! directory (so the cost follows the size of the changes, not of the
+//! image), as a new layer and image; `__flush`, which commit runs in the
+//! container to sync its writes first.
 
 use super::Ctx;
 use crate::cli::CommitArgs;
@@ -12,13 +13,13 @@ use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Stor
 use std::sync::Arc;
 
 /// The container's changes, without the files strata mounts into it.
-fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
+pub(super) fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
     let lowers = image_lowers(store, &image)?;
     let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
-    let changes = fusefs::changes(&rec.upper, &refs)
+    let changes = fusefs::changes(&store.container_dir(&rec.id).upper(), &refs)
         .with_context(|| format!("reading the changes of {}", rec.name))?;
     Ok(without_runtime_paths(changes, rec))
 }
@@ -139,7 +140,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
-    let run_config = crate::changes::commit_config(&rec.config, &args.change)?;
+    let run_config = crate::dockerfile::commit_config(&rec.config, &args.change)?;
 
     let layer = {
         let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
@@ -172,7 +173,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     config.author = args.author.clone().unwrap_or_default();
     config.history.push(History {
         created: now,
-        created_by: crate::changes::commit_created_by(&rec.config),
+        created_by: crate::dockerfile::commit_created_by(&rec.config),
         author: args.author.unwrap_or_default(),
         comment: args.message.unwrap_or_default(),
         empty_layer: layer.is_none(),
@@ -187,19 +188,5 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
         reference,
     })?;
     println!("{:#}", new.id);
-    Ok(0)
-}
-
-pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
-    let store = Arc::new(ctx.store()?);
-    let rec = liveness::container(&store, container)?;
-    for c in change_set(&store, &rec)? {
-        let letter = match c.kind {
-            ChangeKind::Added => 'A',
-            ChangeKind::Modified => 'C',
-            ChangeKind::Deleted => 'D',
-        };
-        println!("{letter} /{}", String::from_utf8_lossy(&c.path));
-    }
     Ok(0)
 }

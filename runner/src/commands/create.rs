@@ -9,7 +9,7 @@ use crate::cli::RunArgs;
 use anyhow::Result;
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
-    let id = super::run::random_id();
+    let id = crate::container_id::ContainerId::random();
     super::run::create_apart(ctx, &args, &id)?;
     println!("{id}");
     Ok(0)

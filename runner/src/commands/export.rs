@@ -34,8 +34,10 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let tmp = tempfile::Builder::new()
         .prefix("export-")
         .tempdir_in(ctx.root.join("tmp"))?;
-    let mut opts =
-        fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(rec.upper.clone()));
+    let mut opts = fusefs::MountOptions::new(
+        image_lowers(&store, &image)?,
+        Some(store.container_dir(&rec.id).upper()),
+    );
     opts.read_only = true;
     let mount = fusefs::mount(opts, tmp.path())?;
     let tree = tmp.path().to_path_buf();

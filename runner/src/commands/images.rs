@@ -1,10 +1,10 @@
-//! `strata images`, `tag`, `rmi`, `history`.
+//! `strata images` (`image ls`).
 
 use super::Ctx;
-use crate::cli::{HistoryArgs, ImagesArgs, RmiArgs};
-use crate::output::{self, HistoryOptions, ImageRow, ImagesOptions, ListFormat};
-use anyhow::{bail, Result};
-use layerdb::{Digest, ImageRecord, Reference, Removal, Store};
+use crate::cli::ImagesArgs;
+use crate::output::{self, ImageRow, ImagesOptions};
+use anyhow::Result;
+use layerdb::{Digest, ImageRecord, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The image's size as docker's classic store reports it: all its layers.
@@ -118,73 +118,6 @@ fn image_rows(
         rows.push((none(), none(), none()));
     }
     rows
-}
-
-pub fn tag(ctx: &Ctx, source: &str, target: &str) -> Result<i32> {
-    let target = Reference::parse(target)?;
-    let store = ctx.store()?;
-    let image = store.resolve_image(source)?;
-    store.tag(&image.id, &target)?;
-    Ok(0)
-}
-
-pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
-    let store = ctx.store_to_delete()?;
-    let mut failed = None;
-    for name in &args.images {
-        match store.remove_image(name, args.force) {
-            Ok(done) => {
-                for d in done {
-                    match d {
-                        Removal::Untagged(r) => println!("Untagged: {r}"),
-                        Removal::Deleted(id) => println!("Deleted: {id:#}"),
-                    }
-                }
-            }
-            Err(e) => failed = Some(e),
-        }
-    }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(0),
-    }
-}
-
-pub fn history(ctx: &Ctx, args: HistoryArgs) -> Result<i32> {
-    let format = match args.format.as_deref() {
-        None | Some("") | Some("table") => ListFormat::Table,
-        Some("json") => ListFormat::Json,
-        Some(other) => bail!("unsupported --format {other:?}: use json or table"),
-    };
-    let store = ctx.reader()?;
-    let image = store.resolve_image(&args.image)?;
-    let mut chain = vec![format!("{:#}", image.id)];
-    let mut next = image.parent;
-    while let Some(id) = next {
-        match store.image(&id)? {
-            Some(parent) => {
-                chain.push(format!("{:#}", parent.id));
-                next = parent.parent;
-            }
-            None => break,
-        }
-    }
-    let mut sizes = Vec::new();
-    for d in &image.layers {
-        sizes.push(store.layer(d)?.size);
-    }
-    let rows = output::history_rows(&image.config().history, &chain, &sizes)?;
-    let options = HistoryOptions {
-        human: args.human,
-        no_trunc: args.no_trunc,
-        quiet: args.quiet,
-        format,
-    };
-    print!(
-        "{}",
-        output::render_history(&rows, &options, crate::clock::now_ns())
-    );
-    Ok(0)
 }
 
 #[cfg(test)]

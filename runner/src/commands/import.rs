@@ -15,7 +15,8 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> Result<i32> {
         .as_deref()
         .map(Reference::parse)
         .transpose()?;
-    let run_config = crate::changes::apply_changes(&layerdb::RunConfig::default(), &args.change)?;
+    let run_config =
+        crate::dockerfile::apply_changes(&layerdb::RunConfig::default(), &args.change)?;
     let source = Path::new(&args.source);
     let ingest = Ingest::begin(&ctx.root)?;
     let layer = if args.source == "-" {

@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     let mut missing = Vec::new();
     for t in &args.targets {
         if let Ok(c) = crate::liveness::container(&store, t) {
-            out.push(container_json(&c));
+            out.push(container_json(&store, &c));
         } else if let Ok(i) = store.resolve_image(t) {
             out.push(image_json(&store, &i)?);
         } else {
@@ -56,7 +56,8 @@ pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
     }))
 }
 
-pub fn container_json(c: &ContainerRecord) -> Value {
+pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
+    let dir = store.container_dir(&c.id);
     let (status, running, paused, pid, code, started, finished) = match &c.state {
         State::Created => ("created", false, false, 0, 0, 0, 0),
         State::Running {
@@ -95,7 +96,7 @@ pub fn container_json(c: &ContainerRecord) -> Value {
             "CapDrop": list_or_null(&c.security.cap_drop),
             "Privileged": c.security.privileged,
             "SecurityOpt": list_or_null(&security_opt(&c.security)) },
-        "GraphDriver": { "Name": "strata", "Data": { "UpperDir": c.upper } },
+        "GraphDriver": { "Name": "strata", "Data": { "UpperDir": dir.upper() } },
         "Config": {
             "Hostname": c.hostname, "Tty": c.tty, "OpenStdin": c.interactive,
             "Image": c.image_ref,
@@ -109,7 +110,7 @@ pub fn container_json(c: &ContainerRecord) -> Value {
     value["HostConfig"]["Memory"] = json!(limits.memory);
     value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
     value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
-    add_network_json(c, &mut value);
+    add_network_json(&dir, c, &mut value);
     value
 }
 
@@ -149,7 +150,7 @@ fn security_opt(security: &layerdb::SecurityOptions) -> Vec<String> {
 /// docker's network fields: HostConfig's PortBindings, Dns, ExtraHosts
 /// (as given), and NetworkSettings (what the running container got, from
 /// its `network.json`; empty once it stopped, as docker shows it).
-fn add_network_json(c: &ContainerRecord, value: &mut Value) {
+fn add_network_json(dir: &layerdb::ContainerDir, c: &ContainerRecord, value: &mut Value) {
     let asked = port_map(&c.net.ports, |port| match port.host_port {
         0 => String::new(),
         n => n.to_string(),
@@ -157,7 +158,7 @@ fn add_network_json(c: &ContainerRecord, value: &mut Value) {
     value["HostConfig"]["PortBindings"] = asked;
     value["HostConfig"]["Dns"] = json!(c.net.dns);
     value["HostConfig"]["ExtraHosts"] = json!(c.net.extra_hosts);
-    let settings = crate::network::settings_of(c);
+    let settings = crate::network::settings_of(dir, c);
     let endpoint = json!({
         "Gateway": settings.gateway,
         "IPAddress": settings.ip_address,

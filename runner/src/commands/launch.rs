@@ -6,24 +6,22 @@
 use super::Ctx;
 use crate::cli::LaunchArgs;
 use crate::container::{self, EtcFiles, Outcome, Spec};
+use crate::container_id::ContainerId;
 use crate::hooks::ContainerHooks;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::ContainerRecord;
 
 pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
-    layerdb::container::valid_container_id(&args.id)
-        .then_some(())
-        .with_context(|| format!("invalid container id {:?}", args.id))?;
     let paths = ContainerPaths::new(&ctx.root, &args.id);
     let rec: ContainerRecord = serde_json::from_slice(
         &std::fs::read(paths.launch_file())
             .with_context(|| format!("No such container: {}", args.id))?,
     )?;
-    let spec = spec_of(&rec, &paths);
+    let spec = spec_of(&args.id, &rec, &paths);
     let hooks = Box::new(ContainerHooks::new(
         ctx.root.clone(),
-        rec.id.clone(),
+        args.id.clone(),
         rec.auto_remove,
     ));
     let outcome = container::launch(&spec, hooks, args.detach);
@@ -40,7 +38,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         // The monitor removed an --rm container already.
         Ok(Outcome::Exited { code }) => code,
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("strata: {}", crate::error_text::describe(&e));
             // The monitor did not remove an --rm container: it never ran,
             // or it was killed (its mount may be left: settled first).
             if rec.auto_remove {
@@ -56,9 +54,9 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
 }
 
 /// What the container process needs, from its record.
-fn spec_of(rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
+fn spec_of(id: &ContainerId, rec: &ContainerRecord, paths: &ContainerPaths) -> Spec {
     Spec {
-        id: rec.id.clone(),
+        id: id.clone(),
         rootfs: paths.merged(),
         args: rec.command.clone(),
         env: rec.config.env.clone(),

@@ -1,6 +1,5 @@
-//! `strata login [-u USER] [-p PASS | --password-stdin] [REGISTRY]` and
-//! `strata logout [REGISTRY]`: docker's config.json (see
-//! `registry::credentials`). Login checks the credentials against the
+//! `strata login [-u USER] [-p PASS | --password-stdin] [REGISTRY]`:
+//! docker's config.json (see `registry::credentials`; logout.rs undoes it). Login checks the credentials against the
 //! registry before it stores them; no secret is ever printed.
 
 use crate::cli::LoginArgs;
@@ -12,7 +11,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 
 /// `https://host:port/v2/`, `index.docker.io` and the like as the registry
 /// domain docker means.
-fn registry_domain(arg: Option<&str>) -> Result<String> {
+pub(super) fn registry_domain(arg: Option<&str>) -> Result<String> {
     let Some(arg) = arg else {
         return Ok(DOCKER_HUB.to_string());
     };
@@ -39,7 +38,7 @@ fn api_host(domain: &str) -> &str {
 }
 
 /// What the user shows as the registry: docker's key for Docker Hub.
-fn shown(domain: &str) -> String {
+pub(super) fn shown(domain: &str) -> String {
     credentials::auth_key(domain)
 }
 
@@ -96,16 +95,6 @@ pub fn login(args: LoginArgs) -> Result<i32> {
         path.display()
     );
     println!("Login Succeeded");
-    Ok(0)
-}
-
-pub fn logout(registry: Option<&str>) -> Result<i32> {
-    let domain = registry_domain(registry)?;
-    if credentials::remove(&domain)? {
-        println!("Removing login credentials for {}", shown(&domain));
-    } else {
-        println!("Not logged in to {}", shown(&domain));
-    }
     Ok(0)
 }
 

@@ -1,23 +1,41 @@
-//! One file per verb; `dispatch` routes the parsed command line to it.
+//! One file per verb (a hidden helper verb lives with the verb it serves:
+//! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs);
+//! `dispatch` routes the parsed command line to it.
 
 mod commit;
-mod containers;
 mod create;
+mod df;
+mod diff;
+mod exec;
 mod export;
+mod gc;
+mod history;
 mod images;
 mod import;
 mod inspect;
+mod kill;
 mod launch;
 mod load;
 mod login;
+mod logout;
+mod logs;
 mod mount;
 mod overlay;
+mod prune;
+mod ps;
 pub mod pull;
 mod push;
+mod rename;
+mod rm;
+mod rmi;
 mod run;
 mod save;
-mod store_admin;
+mod start;
+mod stop;
+mod tag;
+mod umount;
 mod unshare;
+mod verify;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::Result;
@@ -63,18 +81,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, a),
         Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
-            images::tag(&ctx, &source, &target)
+            tag::tag(&ctx, &source, &target)
         }
-        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::remove(&ctx, a),
-        Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(&ctx, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::remove(&ctx, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => history::history(&ctx, a),
         Command::Inspect(a)
         | Command::Image(ImageCommand::Inspect(a))
         | Command::Container(ContainerCommand::Inspect(a)) => inspect::run(&ctx, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
-        Command::System(SystemCommand::Df) => store_admin::df(&ctx),
-        Command::Gc => store_admin::gc(&ctx),
-        Command::Verify(a) => store_admin::verify(&ctx, a),
+        Command::System(SystemCommand::Df) => df::df(&ctx),
+        Command::Gc => gc::gc(&ctx),
+        Command::Verify(a) => verify::verify(&ctx, a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, *a),
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
             create::run(&ctx, *a)
@@ -84,32 +102,32 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             commit::commit(&ctx, a)
         }
         Command::Diff { container } | Command::Container(ContainerCommand::Diff { container }) => {
-            commit::diff(&ctx, &container)
+            diff::diff(&ctx, &container)
         }
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             export::export(&ctx, a)
         }
-        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => containers::ps(&ctx, a),
-        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => containers::rm(&ctx, a),
-        Command::Container(ContainerCommand::Prune { .. }) => containers::prune(&ctx),
-        Command::Stop(a) => containers::stop(&ctx, a),
-        Command::Kill(a) => containers::kill(&ctx, a),
-        Command::Start(a) => containers::start(&ctx, a),
-        Command::Logs(a) => containers::logs(&ctx, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
+        Command::Container(ContainerCommand::Prune { .. }) => prune::prune(&ctx),
+        Command::Stop(a) => stop::stop(&ctx, a),
+        Command::Kill(a) => kill::kill(&ctx, a),
+        Command::Start(a) => start::start(&ctx, a),
+        Command::Logs(a) => logs::logs(&ctx, a),
         Command::Rename {
             container,
             new_name,
-        } => containers::rename(&ctx, &container, &new_name),
-        Command::Exec(a) => containers::exec(&ctx, a),
-        Command::ExecIn(a) => containers::exec_in(a),
+        } => rename::rename(&ctx, &container, &new_name),
+        Command::Exec(a) => exec::exec(&ctx, a),
+        Command::ExecIn(a) => exec::exec_in(a),
         Command::Flush { pid } => commit::flush_in(pid),
         Command::Mount(a) => mount::mount(&ctx, a),
-        Command::Umount { target } => mount::umount(&ctx, &target),
+        Command::Umount { target } => umount::umount(&ctx, &target),
         Command::Unshare { command } => unshare::run(command),
         Command::ServeMount(a) => mount::serve(&ctx, a),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(&ctx, a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(&ctx, a),
         Command::Login(a) => login::login(a),
-        Command::Logout { registry } => login::logout(registry.as_deref()),
+        Command::Logout { registry } => logout::logout(registry.as_deref()),
     }
 }

@@ -1,7 +1,7 @@
-//! `strata mount` / `strata umount`: inspection mounts that outlive the
-//! command. `mount` starts `strata serve-mount` in its own session, waits
-//! until the filesystem is mounted, prints the mountpoint and returns; the
-//! server runs until `strata umount`.
+//! `strata mount` and its server `serve-mount`: inspection mounts that
+//! outlive the command. `mount` starts `strata serve-mount` in its own
+//! session, waits until the filesystem is mounted, prints the mountpoint
+//! and returns; the server runs until `strata umount` (umount.rs).
 
 use super::Ctx;
 use crate::cli::{MountArgs, ServeMountArgs};
@@ -27,7 +27,7 @@ fn records_dir(root: &Path) -> Result<PathBuf> {
     Ok(crate::runtime::dir(root)?.join("mounts"))
 }
 
-fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
+pub(super) fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
     let d = layerdb::Digest::of(mountpoint.as_os_str().as_encoded_bytes());
     Ok(records_dir(root)?.join(format!("{}.json", d.short())))
 }
@@ -168,17 +168,6 @@ fn list(ctx: &Ctx) -> Result<i32> {
     Ok(0)
 }
 
-pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
-    let path =
-        std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
-    fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
-    let record = record_path(&ctx.root, &path)?;
-    let _ = std::fs::remove_file(record.with_extension("log"));
-    let _ = std::fs::remove_file(record);
-    println!("{}", path.display());
-    Ok(0)
-}
-
 /// The mount server: mounts, says "ready" on stdout, serves until unmounted.
 pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     // Its own session: the server outlives the terminal that asked for it.
@@ -202,7 +191,11 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
                 let image = store
                     .image(&rec.image)?
                     .with_context(|| format!("the image of {c} is gone"))?;
-                (image, Some(rec.upper.clone()), rec.name.clone())
+                (
+                    image,
+                    Some(store.container_dir(&rec.id).upper()),
+                    rec.name.clone(),
+                )
             }
             (None, None) => bail!("serve-mount needs --image, --container or --lower"),
         };

@@ -9,18 +9,17 @@
 
 use super::Ctx;
 use crate::cli::{LaunchArgs, RunArgs};
+use crate::container_id::ContainerId;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::{
-    BindMount, ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError,
-};
+use layerdb::{ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult};
 use std::fs;
 use std::io::Read;
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
-    let id = random_id();
+    let id = ContainerId::random();
     create_apart(ctx, &args, &id)?;
     super::launch::run(
         ctx,
@@ -38,7 +37,7 @@ const RECORD_WORK_SECS: u64 = 60;
 
 /// [`create`] in a forked child, which reports a failure through a pipe,
 /// so that this process never opens the index and keeps a single thread.
-pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
+pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
     let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
@@ -46,7 +45,7 @@ pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<()> {
             let code = match create(ctx, args, id) {
                 Ok(_) => 0,
                 Err(e) => {
-                    let _ = nix::unistd::write(&write, format!("{e:#}").as_bytes());
+                    let _ = nix::unistd::write(&write, crate::error_text::describe(&e).as_bytes());
                     1
                 }
             };
@@ -82,12 +81,12 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// Checks every flag, pulls the image if it must, then makes the
 /// container's directory and record. Only in [`create_apart`]'s child: it
 /// arms SIGALRM for its time under the writer lock.
-fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
-    let env = parse_env(&args.env)?;
+fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord> {
+    let env = crate::environment::from_flags(&args.env)?;
     let mounts = args
         .volume
         .iter()
-        .map(|v| parse_volume(v))
+        .map(|v| crate::mount_spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
     let network = crate::network::Mode::parse(&args.network)?;
     let net = network_config(args, network)?;
@@ -138,14 +137,13 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         bail!("No command specified");
     }
 
-    let id = id.to_string();
     let hostname = args
         .hostname
         .clone()
-        .unwrap_or_else(|| id[..12].to_string());
-    let paths = ContainerPaths::new(&ctx.root, &id);
+        .unwrap_or_else(|| id.short().to_string());
+    let paths = ContainerPaths::new(&ctx.root, id);
     let rec = ContainerRecord {
-        id: id.clone(),
+        id: id.to_string(),
         name: String::new(),
         image: image.id,
         image_ref: args.image.clone(),
@@ -159,7 +157,6 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &str) -> Result<ContainerRecord> {
         network: network.name().to_string(),
         mounts,
         auto_remove: args.rm,
-        upper: paths.upper(),
         security,
         resources,
         net,
@@ -263,12 +260,8 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
     if !args.command.is_empty() {
         config.cmd = args.command.clone();
     }
-    for kv in env {
-        let key = kv.split('=').next().unwrap_or_default().to_string();
-        config
-            .env
-            .retain(|old| old.split('=').next() != Some(key.as_str()));
-        config.env.push(kv);
+    for entry in env {
+        crate::environment::set(&mut config.env, entry);
     }
     if let Some(w) = &args.workdir {
         if !w.starts_with('/') {
@@ -280,48 +273,6 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
         config.user = u.clone();
     }
     Ok(config)
-}
-
-/// `-e K=V` as given; `-e K` takes K's value from strata's own environment
-/// and is dropped when unset, as docker does.
-pub fn parse_env(given: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in given {
-        let key = e.split('=').next().unwrap_or_default();
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            bail!("invalid environment variable: {e}");
-        }
-        if e.contains('=') {
-            out.push(e.clone());
-        } else if let Ok(v) = std::env::var(e) {
-            out.push(format!("{e}={v}"));
-        }
-    }
-    Ok(out)
-}
-
-fn parse_volume(v: &str) -> Result<BindMount> {
-    let m = crate::container::parse_bind_mount(v)?;
-    let source = fs::canonicalize(&m.source).with_context(|| {
-        format!(
-            "invalid volume specification {v:?}: source {}",
-            m.source.display()
-        )
-    })?;
-    Ok(BindMount {
-        source,
-        target: clean_target(&m.target),
-        read_only: m.read_only,
-    })
-}
-
-/// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
-fn clean_target(target: &str) -> String {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
 }
 
 /// `-u` is `user[:group]`, each a name or a number.
@@ -373,39 +324,9 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     Ok(resources)
 }
 
-pub(super) fn random_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_without_a_value_comes_from_the_callers_environment() {
-        std::env::set_var("STRATA_TEST_ENV_FROM_CALLER", "yes");
-        let env = parse_env(&[
-            "A=1".into(),
-            "STRATA_TEST_ENV_FROM_CALLER".into(),
-            "UNSET_FOR_SURE_42".into(),
-        ])
-        .unwrap();
-        assert_eq!(
-            env,
-            vec![
-                "A=1".to_string(),
-                "STRATA_TEST_ENV_FROM_CALLER=yes".to_string()
-            ]
-        );
-        assert!(parse_env(&["=x".into()]).is_err());
-    }
-
-    #[test]
-    fn volume_targets_are_cleaned_for_comparison() {
-        assert_eq!(clean_target("/deep//data/./"), "/deep/data");
-        assert_eq!(clean_target("/"), "/");
-    }
 
     #[test]
     fn malformed_users_are_refused() {

@@ -122,7 +122,9 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
     let pipe = |what| pipe2(OFlag::O_CLOEXEC).map_err(|errno| StartError::from_errno(what, errno));
     let (errors_read, errors_write) = pipe("pipe")?;
     let (alive_read, alive_write) = pipe("pipe")?;
-    match sys::fork().map_err(|err| StartError::other(format!("fork: {err:#}")))? {
+    match sys::fork()
+        .map_err(|err| StartError::other(format!("fork: {}", crate::error_text::describe(&err))))?
+    {
         ForkResult::Child => {
             drop((errors_read, alive_write));
             let err = exec_process(request, &alive_read);
@@ -147,7 +149,7 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
 fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
     if let Some(cgroup) = &request.cgroup {
         if let Err(err) = cgroup.add(0) {
-            return StartError::other(format!("{err:#}"));
+            return StartError::other(crate::error_text::describe(&err));
         }
     }
     if let Err(err) = request.namespaces.join_mount() {

@@ -50,7 +50,7 @@ pub use monitor::{reap, MonitorHooks};
 pub use namespaces::sync_root_filesystem;
 pub use security::options_from_flags;
 pub use signals::kill;
-pub use spec::{parse_bind_mount, EtcFiles, Spec};
+pub use spec::{EtcFiles, Spec};
 
 use anyhow::Context as _;
 use nix::fcntl::OFlag;
@@ -170,7 +170,7 @@ pub fn unshare(args: &[String]) -> anyhow::Result<i32> {
         ForkResult::Child => {
             drop(launcher_side);
             if let Err(e) = monitor_side.enter() {
-                eprintln!("strata: {e:#}");
+                eprintln!("strata: {}", crate::error_text::describe(&e));
                 crate::sys::exit_immediately(125);
             }
             let err = std::process::Command::new(&args[0])

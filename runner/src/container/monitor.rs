@@ -74,14 +74,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         code
     };
     if let Err(err) = leave_terminal(spec, detach) {
-        return fail(StartError::other(format!("{err:#}")));
+        return fail(StartError::other(crate::error_text::describe(&err)));
     }
     // Before the fork below: the container inherits the user and mount
     // namespaces, and the FUSE mount is made in them.
     let in_user_namespace = userns.is_some();
     if let Some(userns) = userns {
         if let Err(err) = userns.enter() {
-            return fail(StartError::other(format!("{err:#}")));
+            return fail(StartError::other(crate::error_text::describe(&err)));
         }
     }
     // Foreground: the CLI copies the master. Detached: we copy it to the log.
@@ -91,7 +91,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     };
     let child = match ContainerChild::fork(spec, &security, slave, in_user_namespace) {
         Ok(child) => child,
-        Err(err) => return fail(StartError::other(format!("{err:#}"))),
+        Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
     // Its cgroup (limits, devices, freezer) before it runs anything, made
     // while the rootfs mounts; gone when `placement` drops, after the
@@ -102,14 +102,15 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Ok(network) => network,
         Err(err) => {
             child.abandon();
-            return fail(StartError::other(format!("{err:#}")));
+            return fail(StartError::other(crate::error_text::describe(&err)));
         }
     };
     if let Err(err) = hooks.mount_rootfs() {
         child.abandon();
         hooks.unmount();
         return fail(StartError::other(format!(
-            "mount the container's rootfs: {err:#}"
+            "mount the container's rootfs: {}",
+            crate::error_text::describe(&err)
         )));
     }
     let placement = match placing.finish() {
@@ -117,7 +118,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         Err(err) => {
             child.abandon();
             hooks.unmount();
-            return fail(StartError::other(format!("{err:#}")));
+            return fail(StartError::other(crate::error_text::describe(&err)));
         }
     };
     let pid = child.pid;
@@ -134,7 +135,8 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         hooks.exited(code);
         hooks.unmount();
         return fail(StartError::other(format!(
-            "record the container as started: {err:#}"
+            "record the container as started: {}",
+            crate::error_text::describe(&err)
         )));
     }
     events.send(&Event::Started { pid: pid.as_raw() });

@@ -117,7 +117,7 @@ fn serve_client(client: UnixStream, method: &Method) {
                 Err(err) => {
                     // A partial freeze (SIGSTOP of some) is undone.
                     let _ = method.thaw();
-                    format!("error: {err:#}")
+                    format!("error: {}", crate::error_text::describe(&err))
                 }
             },
             ("resume", true) => match method.thaw() {
@@ -125,7 +125,7 @@ fn serve_client(client: UnixStream, method: &Method) {
                     paused = false;
                     "resumed".to_owned()
                 }
-                Err(err) => format!("error: {err:#}"),
+                Err(err) => format!("error: {}", crate::error_text::describe(&err)),
             },
             (other, _) => format!("error: unexpected request {other:?}"),
         };

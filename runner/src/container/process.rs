@@ -22,7 +22,7 @@ use super::capabilities;
 use super::exit::{errno_text, kind_of_errno, StartError};
 use super::lookup::{probe_path, resolve_command};
 use super::security::Prepared;
-use super::spec::{final_env, lookup_env};
+use super::spec::final_env;
 use super::user::{self, Ids};
 use crate::sys;
 
@@ -79,7 +79,11 @@ fn prepare_and_exec(
             ),
         )
     })?;
-    let path = resolve_command(command, lookup_env(&env, "PATH").unwrap_or(""), probe_path)?;
+    let path = resolve_command(
+        command,
+        crate::environment::lookup(&env, "PATH").unwrap_or(""),
+        probe_path,
+    )?;
     arm_parent_death_signal(parent_alive)?;
     sys::reset_signal_handling().map_err(|errno| StartError::from_errno("reset signals", errno))?;
     sys::cloexec_from(3)

@@ -25,8 +25,9 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, pivot_root};
 
 use super::exit::StartError;
-use super::spec::{BindMount, Spec};
+use super::spec::Spec;
 use super::userns::map_text_covers;
+use layerdb::BindMount;
 
 /// The group that owns terminals, as in every distribution's /etc/group.
 const TTY_GID: u32 = 5;

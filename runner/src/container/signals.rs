@@ -24,8 +24,8 @@ const FREEZE_ROUNDS: usize = 20;
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends `signal` to the container's init (`pid` on the host).
-pub fn kill(pid: i32, signal: Signal) -> anyhow::Result<()> {
-    signal::kill(Pid::from_raw(pid), signal)
+pub fn kill(pid: i32, signal: crate::signal::Signal) -> anyhow::Result<()> {
+    crate::sys::send_signal(Pid::from_raw(pid), signal.number())
         .with_context(|| format!("send {signal} to container process {pid}"))
 }
 

@@ -1,18 +1,20 @@
 //! What a container needs to start, and the pure rules that complete it:
-//! `-v` parsing, environment defaults, id validation.
+//! environment defaults, id validation.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
+
+use crate::environment;
 
 /// Docker's default PATH when the image and `-e` give none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything needed to start a container's first process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Spec {
-    /// The container id: 64 lower-case hex digits.
-    pub id: String,
+    /// The container id.
+    pub id: crate::container_id::ContainerId,
     /// The merged tree: a FUSE mount made by the caller, or any directory.
     pub rootfs: PathBuf,
     /// Entrypoint + cmd, already resolved; `args[0]` is looked up in the
@@ -32,7 +34,7 @@ pub struct Spec {
     /// published ports, the extra /etc/hosts entries.
     pub network: crate::network::NetworkSpec,
     /// `-v src:dst[:ro]`.
-    pub mounts: Vec<BindMount>,
+    pub mounts: Vec<layerdb::BindMount>,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
@@ -69,74 +71,10 @@ impl EtcFiles {
     }
 }
 
-/// One `-v /host/path:/container/path[:ro|rw]`: the record's type.
-pub use layerdb::BindMount;
-
-/// Parses docker's `-v` value. Only host paths are supported (no named
-/// volumes); both sides must be absolute.
-pub fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
-    let parts: Vec<&str> = value.split(':').collect();
-    let (source, target, options) = match parts.as_slice() {
-        [source, target] => (*source, *target, ""),
-        [source, target, options] => (*source, *target, *options),
-        _ => bail!("invalid volume specification: '{value}'"),
-    };
-    if !source.starts_with('/') {
-        bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
-    }
-    if !target.starts_with('/') {
-        bail!("invalid volume specification: '{value}': mount path must be absolute");
-    }
-    let read_only = parse_volume_options(options)
-        .with_context(|| format!("invalid volume specification: '{value}'"))?;
-    check_target(target).with_context(|| {
-        format!("invalid volume specification: '{value}': invalid mount config for type \"bind\"")
-    })?;
-    Ok(BindMount {
-        source: PathBuf::from(source),
-        target: target.to_owned(),
-        read_only,
-    })
-}
-
-/// Where a volume may not go: over the root or the kernel file systems
-/// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
-/// inside it; a bind over /sys or /dev would hand the container the host's).
-fn check_target(target: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
-    match parts.as_slice() {
-        [] => bail!("invalid specification: destination can't be '/'"),
-        [top @ ("proc" | "sys" | "dev")] => {
-            bail!("invalid specification: destination can't be '/{top}'")
-        }
-        ["proc", ..] => bail!("{target:?} cannot be mounted because it is inside /proc"),
-        _ => Ok(()),
-    }
-}
-
-/// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
-/// are accepted and ignored, as on a host without SELinux.
-fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
-    let mut read_only = false;
-    for option in options.split(',').filter(|option| !option.is_empty()) {
-        match option {
-            "ro" => read_only = true,
-            "rw" => read_only = false,
-            "z" | "Z" => {}
-            other => bail!("unknown option '{other}'"),
-        }
-    }
-    Ok(read_only)
-}
-
 impl Spec {
     /// Checks what must hold before any of the spec becomes a path or a
     /// syscall argument.
     pub fn validate(&self) -> anyhow::Result<()> {
-        validate_id(&self.id)?;
         if self.args.is_empty() {
             bail!("no command specified");
         }
@@ -150,22 +88,13 @@ impl Spec {
     }
 }
 
-/// A container id is 64 lower-case hex digits; anything else is refused
-/// before it can become part of a path.
-pub fn validate_id(id: &str) -> anyhow::Result<()> {
-    if !layerdb::container::valid_container_id(id) {
-        bail!("invalid container id {id:?}: expected 64 lower-case hex digits");
-    }
-    Ok(())
-}
-
 /// The environment the process gets, in docker's order: PATH (default when
 /// unset), HOSTNAME, TERM=xterm with a tty, the given entries (a later entry
 /// replaces an earlier one with the same key, in the earlier's place), HOME
 /// from /etc/passwd when unset.
 pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec<String> {
     let mut env: Vec<String> = Vec::new();
-    if lookup_env(given, "PATH").is_none() {
+    if environment::lookup(given, "PATH").is_none() {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     env.push(format!("HOSTNAME={hostname}"));
@@ -173,35 +102,12 @@ pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec
         env.push("TERM=xterm".to_owned());
     }
     for entry in given {
-        set_env(&mut env, entry);
+        environment::set(&mut env, entry.clone());
     }
-    if lookup_env(&env, "HOME").is_none() {
+    if environment::lookup(&env, "HOME").is_none() {
         env.push(format!("HOME={home}"));
     }
     env
-}
-
-fn env_key(entry: &str) -> &str {
-    entry.split_once('=').map_or(entry, |(key, _)| key)
-}
-
-fn set_env(env: &mut Vec<String>, entry: &str) {
-    match env
-        .iter_mut()
-        .find(|existing| env_key(existing) == env_key(entry))
-    {
-        Some(existing) => *existing = entry.to_owned(),
-        None => env.push(entry.to_owned()),
-    }
-}
-
-/// The value of `key` in a `K=V` list (the last one wins, as in getenv after putenv).
-pub fn lookup_env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter()
-        .rev()
-        .filter_map(|entry| entry.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -210,50 +116,6 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn volume_with_ro_option_is_read_only() {
-        let mount = parse_bind_mount("/data:/mnt/data:ro").expect("valid spec");
-        assert_eq!(
-            mount,
-            BindMount {
-                source: "/data".into(),
-                target: "/mnt/data".into(),
-                read_only: true
-            }
-        );
-    }
-
-    #[test]
-    fn volume_without_options_is_read_write() {
-        let mount = parse_bind_mount("/a:/b").expect("valid spec");
-        assert!(!mount.read_only);
-    }
-
-    #[test]
-    fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
-        assert!(parse_bind_mount("data:/b").is_err());
-        assert!(parse_bind_mount("/a:b").is_err());
-        assert!(parse_bind_mount("/a:/b:bogus").is_err());
-        assert!(parse_bind_mount("/a").is_err());
-        assert!(parse_bind_mount("/a:/b:ro:x").is_err());
-    }
-
-    #[test]
-    fn volume_over_root_or_the_kernel_file_systems_is_refused() {
-        let message = |value: &str| format!("{:#}", parse_bind_mount(value).expect_err("refused"));
-        assert_eq!(
-            message("/tmp:/"),
-            "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": \
-             invalid specification: destination can't be '/'"
-        );
-        assert!(message("/tmp:/proc/").ends_with("destination can't be '/proc'"));
-        assert!(message("/tmp://sys").ends_with("destination can't be '/sys'"));
-        assert!(message("/tmp:/dev:ro").ends_with("destination can't be '/dev'"));
-        assert!(message("/tmp:/proc/sys").contains("inside /proc"));
-        assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
-        assert!(parse_bind_mount("/tmp:/system").is_ok());
     }
 
     #[test]
@@ -283,16 +145,8 @@ mod tests {
     #[test]
     fn env_later_entry_replaces_earlier_with_same_key() {
         let env = final_env(&strings(&["A=1", "A=2"]), "/", "h", false);
-        assert_eq!(lookup_env(&env, "A"), Some("2"));
+        assert_eq!(environment::lookup(&env, "A"), Some("2"));
         assert_eq!(env.iter().filter(|e| e.starts_with("A=")).count(), 1);
-    }
-
-    #[test]
-    fn id_must_be_64_lower_hex() {
-        assert!(validate_id(&"a".repeat(64)).is_ok());
-        assert!(validate_id(&"A".repeat(64)).is_err());
-        assert!(validate_id("../../etc").is_err());
-        assert!(validate_id(&"a".repeat(63)).is_err());
     }
 
     #[test]

@@ -74,13 +74,15 @@ fn settings_file(dir: &Path) -> PathBuf {
     dir.join("network.json")
 }
 
-/// What a container's network is now: empty unless it runs. The
-/// container's directory is its upper's parent.
-pub fn settings_of(rec: &layerdb::ContainerRecord) -> Settings {
-    rec.upper
-        .parent()
-        .filter(|_| rec.state.is_running())
-        .and_then(|dir| serde_json::from_slice(&fs::read(settings_file(dir)).ok()?).ok())
+/// What a container's network is now, from its directory `dir`: empty
+/// unless it runs.
+pub fn settings_of(dir: &layerdb::ContainerDir, rec: &layerdb::ContainerRecord) -> Settings {
+    if !rec.state.is_running() {
+        return Settings::default();
+    }
+    fs::read(settings_file(dir.path()))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
@@ -134,7 +136,12 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
     let (bridge, lease) = {
         let locked = bridge::lock()?;
         let bridge = bridge::ensure(&locked, &mut host)?;
-        let lease = Lease::take(&locked.dir, &bridge.subnet, &spec.id, std::process::id())?;
+        let lease = Lease::take(
+            &locked.dir,
+            &bridge.subnet,
+            spec.id.as_str(),
+            std::process::id(),
+        )?;
         (bridge, lease)
     };
     let address = lease.address;
@@ -149,7 +156,7 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
         .iter()
         .map(proxy::bind)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let host_interface = veth_name(&spec.id);
+    let host_interface = veth_name(spec.id.as_str());
     let mac = mac_of(address);
     host.add_veth(&host_interface, bridge.index, "eth0", mac, netns.as_fd())
         .context("create the container's veth pair")?;

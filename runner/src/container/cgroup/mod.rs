@@ -276,7 +276,7 @@ impl Placement {
         let id = spec.id.clone();
         let resources = spec.resources.clone();
         let dir = spec.container_dir.clone();
-        let work = move || Placement::new(&id, &resources, &dir, pid);
+        let work = move || Placement::new(id.as_str(), &resources, &dir, pid);
         match std::thread::Builder::new()
             .name("cgroup".into())
             .spawn(work)

@@ -8,6 +8,8 @@
 //! Env as it stands at that instruction, and shell quotes removed; CMD,
 //! ENTRYPOINT and HEALTHCHECK keep their text (the shell expands it later).
 
+use crate::environment;
+use crate::signal::Signal;
 use layerdb::image::{Empty, RunConfig};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -110,12 +112,7 @@ pub fn merge_defaults(config: &mut RunConfig, defaults: &RunConfig) {
     for port in defaults.exposed_ports.keys() {
         config.exposed_ports.entry(port.clone()).or_default();
     }
-    for variable in &defaults.env {
-        let key = env_key(variable);
-        if !config.env.iter().any(|own| env_key(own) == key) {
-            config.env.push(variable.clone());
-        }
-    }
+    environment::add_missing(&mut config.env, &defaults.env);
     for (label, value) in &defaults.labels {
         config
             .labels
@@ -160,10 +157,6 @@ fn merge_healthcheck(own: &mut Option<Value>, default: Option<&Value>) {
             own.insert(key.clone(), value.clone());
         }
     }
-}
-
-fn env_key(variable: &str) -> &str {
-    variable.split_once('=').map_or(variable, |(key, _)| key)
 }
 
 /// Splits Dockerfile text into instructions: blank lines and `#` comments
@@ -363,13 +356,6 @@ fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeError> {
     Ok(out)
 }
 
-fn lookup<'e>(env: &'e [String], name: &str) -> Option<&'e str> {
-    env.iter()
-        .filter_map(|variable| variable.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
@@ -388,7 +374,7 @@ fn expand_variable(
             i += 1;
         }
         let name: String = chars[start..i].iter().collect();
-        let value = lookup(env, &name);
+        let value = environment::lookup(env, &name);
         if chars.get(i) == Some(&'}') {
             return Ok((value.unwrap_or_default().to_string(), i + 1));
         }
@@ -455,7 +441,12 @@ fn expand_variable(
         return Ok(("$".to_string(), i));
     }
     let name: String = chars[start..i].iter().collect();
-    Ok((lookup(env, &name).unwrap_or_default().to_string(), i))
+    Ok((
+        environment::lookup(env, &name)
+            .unwrap_or_default()
+            .to_string(),
+        i,
+    ))
 }
 
 /// `k=v k2="v 2"` pairs, or the legacy `k v` form; keys and values expanded.
@@ -548,29 +539,6 @@ fn exposed_ports(spec: &str) -> Result<Vec<String>, ChangeError> {
         return Err(bad());
     }
     Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// Linux signal names docker accepts (without `SIG`).
-const SIGNALS: [&str; 33] = [
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
-    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
-];
-
-/// docker's `signal.ParseSignal`: a non-zero number, or a name with or
-/// without `SIG` in any case (`RTMIN+n`, `RTMAX-n` included).
-fn is_valid_signal(signal: &str) -> bool {
-    if let Ok(number) = signal.parse::<i64>() {
-        return number != 0;
-    }
-    let upper = signal.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&name) || name == "XFSZ" || name == "RTMIN" || name == "RTMAX" {
-        return true;
-    }
-    let offset = |text: &str| text.parse::<u8>().is_ok_and(|n| (1..=15).contains(&n));
-    name.strip_prefix("RTMIN+").is_some_and(offset)
-        || name.strip_prefix("RTMAX-").is_some_and(offset)
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds.
@@ -737,11 +705,7 @@ impl State {
             }
             "env" => {
                 for (key, value) in key_values("ENV", rest, &env)? {
-                    let variable = format!("{key}={value}");
-                    match self.config.env.iter_mut().find(|v| env_key(v) == key) {
-                        Some(existing) => *existing = variable,
-                        None => self.config.env.push(variable),
-                    }
+                    environment::set(&mut self.config.env, format!("{key}={value}"));
                 }
             }
             "label" => {
@@ -773,9 +737,11 @@ impl State {
             }
             "stopsignal" => {
                 let signal = single_argument("STOPSIGNAL", rest, &env)?;
-                if !is_valid_signal(&signal) {
-                    return Err(invalid(format!("Invalid signal: {signal}")));
-                }
+                // Checked with `stop`'s own rule, so what commit records
+                // stop can send; the text is kept as written, as docker does.
+                signal
+                    .parse::<Signal>()
+                    .map_err(|e| invalid(e.to_string()))?;
                 self.config.stop_signal = signal;
             }
             "volume" => {
@@ -937,6 +903,20 @@ mod tests {
             config.env[2..],
             strings(&["B=12", "C=dflt", "D=set", "E=$A", "F=1"])
         );
+    }
+
+    #[test]
+    fn a_key_given_twice_reads_and_is_replaced_as_the_process_sees_it() {
+        // The process gets the last A (see `environment`): so do `$A` and ENV.
+        let twice = RunConfig {
+            env: strings(&["A=1", "A=2"]),
+            ..RunConfig::default()
+        };
+        let config = apply(&twice, &["LABEL seen=$A", "ENV B=${A}0"]).unwrap();
+        assert_eq!(config.labels["seen"], "2");
+        assert_eq!(crate::environment::lookup(&config.env, "B"), Some("20"));
+        let config = apply(&twice, &["ENV A=3"]).unwrap();
+        assert_eq!(crate::environment::lookup(&config.env, "A"), Some("3"));
     }
 
     #[test]

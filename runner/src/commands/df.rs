@@ -1,0 +1,32 @@
+//! `strata system df`: the store's counts, sizes and dedup ratio.
+
+use super::Ctx;
+use crate::humanize::human_size;
+use anyhow::Result;
+
+pub fn df(ctx: &Ctx) -> Result<i32> {
+    let du = ctx.store()?.disk_usage()?;
+    let ratio = if du.stored_bytes() == 0 {
+        0.0
+    } else {
+        du.logical_bytes as f64 / du.stored_bytes() as f64
+    };
+    println!("TYPE        COUNT");
+    println!("Images      {}", du.images);
+    println!("Layers      {}", du.layers);
+    println!("Containers  {}", du.containers);
+    println!();
+    println!(
+        "Logical size (every file of every layer):  {}",
+        human_size(du.logical_bytes)
+    );
+    println!(
+        "Stored (chunks {} in {} files, index {}):  {}",
+        human_size(du.chunk_bytes),
+        du.chunk_files,
+        human_size(du.index_bytes),
+        human_size(du.stored_bytes())
+    );
+    println!("Dedup ratio:  {ratio:.2}x");
+    Ok(0)
+}

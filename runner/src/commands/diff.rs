@@ -1,0 +1,23 @@
+//! `strata diff`: a container's change set as A/C/D lines, read from its
+//! upper directory.
+
+use super::commit::change_set;
+use super::Ctx;
+use crate::liveness;
+use anyhow::Result;
+use fusefs::ChangeKind;
+use std::sync::Arc;
+
+pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
+    let store = Arc::new(ctx.store()?);
+    let rec = liveness::container(&store, container)?;
+    for c in change_set(&store, &rec)? {
+        let letter = match c.kind {
+            ChangeKind::Added => 'A',
+            ChangeKind::Modified => 'C',
+            ChangeKind::Deleted => 'D',
+        };
+        println!("{letter} /{}", String::from_utf8_lossy(&c.path));
+    }
+    Ok(0)
+}

@@ -1,0 +1,66 @@
+//! `strata exec`, and `__exec`, the re-executed process that joins the
+//! container's namespaces.
+
+use super::Ctx;
+use crate::cli::{ExecArgs, ExecInArgs};
+use crate::liveness;
+use anyhow::{bail, Context, Result};
+use layerdb::State;
+use std::os::unix::process::CommandExt;
+
+/// `strata exec`: finds the container, then re-executes into `__exec`,
+/// which joins its namespaces from a process with one thread.
+pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
+    let env = crate::environment::from_flags(&args.env)?;
+    let rec = {
+        let store = ctx.reader()?;
+        liveness::container(&store, &args.container)?
+    };
+    let State::Running { pid, .. } = rec.state else {
+        bail!("container {} is not running", rec.id);
+    };
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--root")
+        .arg(&ctx.root)
+        .arg("__exec")
+        .arg("--pid")
+        .arg(pid.to_string());
+    if args.tty {
+        cmd.arg("--tty");
+    }
+    if args.interactive {
+        cmd.arg("--interactive");
+    }
+    cmd.arg("--user")
+        .arg(args.user.as_deref().unwrap_or(&rec.config.user));
+    cmd.arg("--workdir")
+        .arg(args.workdir.as_deref().unwrap_or(&rec.config.working_dir));
+    for e in rec.config.env.iter().chain(&env) {
+        cmd.arg("--env").arg(e);
+    }
+    cmd.arg("--security")
+        .arg(serde_json::to_string(&rec.security)?);
+    cmd.arg("--").args(&args.command);
+    Err(cmd.exec()).context("re-executing strata to join the container")
+}
+
+pub fn exec_in(args: ExecInArgs) -> Result<i32> {
+    let security: layerdb::SecurityOptions =
+        serde_json::from_str(&args.security).context("--security")?;
+    let spec = crate::container::ExecSpec {
+        args: &args.command,
+        env: &args.env,
+        cwd: &args.workdir,
+        user: &args.user,
+        tty: args.tty,
+        interactive: args.interactive,
+        security: &security,
+    };
+    match crate::container::exec_in(args.pid, spec) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("strata: {}", crate::error_text::describe(&e));
+            Ok(crate::container::exit_code_for(&e))
+        }
+    }
+}

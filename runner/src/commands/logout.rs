@@ -1,0 +1,15 @@
+//! `strata logout [REGISTRY]`: forgets the credentials login stored.
+
+use super::login::{registry_domain, shown};
+use crate::registry::credentials;
+use anyhow::Result;
+
+pub fn logout(registry: Option<&str>) -> Result<i32> {
+    let domain = registry_domain(registry)?;
+    if credentials::remove(&domain)? {
+        println!("Removing login credentials for {}", shown(&domain));
+    } else {
+        println!("Not logged in to {}", shown(&domain));
+    }
+    Ok(0)
+}

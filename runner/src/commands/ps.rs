@@ -1,0 +1,57 @@
+//! `strata ps` (`container ls`): the containers, running or all.
+
+use super::Ctx;
+use crate::cli::PsArgs;
+use crate::liveness;
+use crate::output::{self, ContainerStatus, PsOptions, PsRow};
+use anyhow::Result;
+use layerdb::State;
+
+fn status_of(state: &State) -> ContainerStatus {
+    match *state {
+        State::Created => ContainerStatus::Created,
+        State::Running { started_ns, .. } => ContainerStatus::Running {
+            started_at: started_ns,
+        },
+        State::Paused { started_ns, .. } => ContainerStatus::Paused {
+            started_at: started_ns,
+        },
+        State::Exited {
+            code, finished_ns, ..
+        } => ContainerStatus::Exited {
+            exit_code: code,
+            finished_at: finished_ns,
+        },
+    }
+}
+
+pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
+    let store = ctx.reader()?;
+    let mut recs = liveness::containers(&store)?;
+    recs.retain(|c| args.all || c.state.is_running());
+    recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
+    let rows: Vec<PsRow> = recs
+        .iter()
+        .map(|c| PsRow {
+            id: c.id.clone(),
+            image: c.image_ref.clone(),
+            image_id: format!("{:#}", c.image),
+            command: output::container_command(&c.command),
+            created: c.created_ns,
+            status: status_of(&c.state),
+            ports: output::ports_text(
+                &crate::network::settings_of(&store.container_dir(&c.id), c).ports,
+            ),
+            names: vec![c.name.clone()],
+        })
+        .collect();
+    let options = PsOptions {
+        quiet: args.quiet,
+        no_trunc: args.no_trunc,
+    };
+    print!(
+        "{}",
+        output::render_ps(&rows, &options, crate::clock::now_ns())
+    );
+    Ok(0)
+}

@@ -1,0 +1,45 @@
+//! `strata rm` (`container rm`): removes containers, killing running ones
+//! with `-f`.
+
+use super::stop::{signal, wait_monitor};
+use super::Ctx;
+use crate::cli::RmArgs;
+use crate::liveness;
+use crate::signal::Signal;
+use anyhow::{bail, Result};
+
+pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
+    let mut failed = None;
+    for name in &args.containers {
+        // The store is opened per container: waiting for a monitor to record
+        // an exit needs the write lock free.
+        let result = (|| -> Result<()> {
+            let rec = {
+                let store = ctx.store_to_delete()?;
+                liveness::container(&store, name)?
+            };
+            if rec.state.is_running() {
+                if !args.force {
+                    bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
+                }
+                signal(ctx, &rec, Signal::KILL)?;
+                wait_monitor(&rec)?;
+            }
+            let store = ctx.store_to_delete()?;
+            let rec = liveness::container(&store, &rec.id)?;
+            liveness::remove(&store, &rec)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!(
+                    "Error response from daemon: {}",
+                    crate::error_text::describe(&e)
+                );
+                failed = Some(());
+            }
+        }
+    }
+    Ok(if failed.is_some() { 1 } else { 0 })
+}

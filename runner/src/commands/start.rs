@@ -1,0 +1,36 @@
+//! `strata start`: starts stopped containers again by re-executing `run`
+//! for them.
+
+use super::Ctx;
+use crate::cli::StartArgs;
+use crate::liveness;
+use anyhow::{bail, Context, Result};
+use std::os::unix::process::CommandExt;
+
+pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
+    if args.containers.len() > 1 && (args.attach || args.interactive) {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    for name in &args.containers {
+        let rec = {
+            let store = ctx.store()?;
+            liveness::container(&store, name)?
+        };
+        if rec.state.is_running() {
+            println!("{name}");
+            continue;
+        }
+        let mut cmd = super::run::relaunch(ctx, &rec.id);
+        if !(args.attach || args.interactive) {
+            cmd.arg("--detach").arg("--print-name").arg(name);
+        }
+        if args.containers.len() == 1 {
+            return Err(cmd.exec()).context("re-executing strata to start the container");
+        }
+        let status = cmd.status()?;
+        if !status.success() {
+            bail!("starting {name} failed");
+        }
+    }
+    Ok(0)
+}

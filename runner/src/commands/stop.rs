@@ -1,0 +1,69 @@
+//! `strata stop`: the container's stop signal, then SIGKILL after `-t`
+//! seconds; and the signalling and waiting that `kill` and `rm -f` share.
+
+use super::Ctx;
+use crate::cli::StopArgs;
+use crate::liveness;
+use crate::signal::Signal;
+use crate::stack::ContainerPaths;
+use anyhow::{bail, Result};
+use layerdb::{ContainerRecord, State};
+use std::time::{Duration, Instant};
+
+pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()> {
+    let pid = match rec.state {
+        State::Running { pid, .. } | State::Paused { pid, .. } => pid,
+        _ => bail!("container {} is not running", rec.name),
+    };
+    crate::container::kill(pid, sig)?;
+    // A container frozen for a commit (its cgroup's freezer) would only
+    // die once thawed; the commit then fails, as docker's does.
+    if sig == Signal::KILL {
+        let dir = ContainerPaths::of(&ctx.root, rec).dir;
+        crate::container::cgroup::thaw_recorded(&dir)?;
+    }
+    Ok(())
+}
+
+/// Waits (without holding the store) for a container's monitor to exit.
+pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
+    let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while liveness::process_alive(monitor_pid) {
+        if Instant::now() >= deadline {
+            bail!("container {} did not stop", rec.name);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
+    for name in &args.containers {
+        let rec = {
+            let store = ctx.store()?;
+            liveness::container(&store, name)?
+        };
+        if rec.state.is_running() {
+            let sig = Signal::for_stop(&rec.config.stop_signal)?;
+            signal(ctx, &rec, sig)?;
+            let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
+                rec.state
+            else {
+                unreachable!("checked running above")
+            };
+            let deadline = Instant::now() + Duration::from_secs(args.time);
+            while liveness::process_alive(monitor_pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if liveness::process_alive(monitor_pid) {
+                signal(ctx, &rec, Signal::KILL)?;
+                wait_monitor(&rec)?;
+            }
+        }
+        println!("{name}");
+    }
+    Ok(0)
+}

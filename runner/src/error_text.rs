@@ -1,0 +1,78 @@
+//! How the runner shows an error to its user: one line, the error and its
+//! causes outermost first, each said once.
+//!
+//! Our own errors keep the cause out of their Display (it is the `source`),
+//! but not every library's do: an error whose message already ends with its
+//! cause's text would print it twice with anyhow's `{:#}` (`open x:
+//! Permission denied (os error 13): Permission denied (os error 13)`). A
+//! cause the line already ends with is left out.
+
+/// The error and its causes, joined with `: `, each once.
+pub fn describe(err: &anyhow::Error) -> String {
+    join_causes(err.chain().map(ToString::to_string))
+}
+
+fn join_causes(layers: impl Iterator<Item = String>) -> String {
+    let mut line = String::new();
+    for layer in layers {
+        if layer.is_empty() || line.ends_with(&layer) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&layer);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    /// A library error that repeats its source in its own message.
+    #[derive(Debug)]
+    struct Embedding(std::io::Error);
+
+    impl std::fmt::Display for Embedding {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "open /store/db: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Embedding {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn denied() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EACCES)
+    }
+
+    #[test]
+    fn a_cause_its_error_already_names_is_printed_once() {
+        let err = Err::<(), _>(Embedding(denied()))
+            .context("open the store")
+            .unwrap_err();
+        let line = describe(&err);
+        assert_eq!(
+            line,
+            "open the store: open /store/db: Permission denied (os error 13)"
+        );
+        assert_eq!(line.matches("Permission denied").count(), 1, "{line}");
+    }
+
+    #[test]
+    fn every_distinct_cause_is_printed_outermost_first() {
+        let err = Err::<(), _>(denied())
+            .context("/store/format")
+            .context("open the store")
+            .unwrap_err();
+        assert_eq!(
+            describe(&err),
+            "open the store: /store/format: Permission denied (os error 13)"
+        );
+    }
+}

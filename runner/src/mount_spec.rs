@@ -1,0 +1,149 @@
+//! Mount specs: docker's `-v` (host paths only; `--mount` and `--tmpfs`
+//! belong here when they come), parsed and checked before a container is
+//! recorded. The record's type is layerdb's [`BindMount`].
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use layerdb::BindMount;
+
+/// A `-v` value checked and made ready for the record: the source
+/// resolved on the host, the target cleaned.
+pub fn volume(v: &str) -> anyhow::Result<BindMount> {
+    let m = parse_bind_mount(v)?;
+    let source = std::fs::canonicalize(&m.source).with_context(|| {
+        format!(
+            "invalid volume specification {v:?}: source {}",
+            m.source.display()
+        )
+    })?;
+    Ok(BindMount {
+        source,
+        target: clean_target(&m.target),
+        read_only: m.read_only,
+    })
+}
+
+/// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
+fn clean_target(target: &str) -> String {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// Parses docker's `-v` value. Only host paths are supported (no named
+/// volumes); both sides must be absolute.
+fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
+        _ => bail!("invalid volume specification: '{value}'"),
+    };
+    if !source.starts_with('/') {
+        bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
+    }
+    if !target.starts_with('/') {
+        bail!("invalid volume specification: '{value}': mount path must be absolute");
+    }
+    let read_only = parse_volume_options(options)
+        .with_context(|| format!("invalid volume specification: '{value}'"))?;
+    check_target(target).with_context(|| {
+        format!("invalid volume specification: '{value}': invalid mount config for type \"bind\"")
+    })?;
+    Ok(BindMount {
+        source: PathBuf::from(source),
+        target: target.to_owned(),
+        read_only,
+    })
+}
+
+/// Where a volume may not go: over the root or the kernel file systems
+/// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
+/// inside it; a bind over /sys or /dev would hand the container the host's).
+fn check_target(target: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    match parts.as_slice() {
+        [] => bail!("invalid specification: destination can't be '/'"),
+        [top @ ("proc" | "sys" | "dev")] => {
+            bail!("invalid specification: destination can't be '/{top}'")
+        }
+        ["proc", ..] => bail!("{target:?} cannot be mounted because it is inside /proc"),
+        _ => Ok(()),
+    }
+}
+
+/// Returns whether the options ask for read-only. `z`/`Z` (SELinux labels)
+/// are accepted and ignored, as on a host without SELinux.
+fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
+    let mut read_only = false;
+    for option in options.split(',').filter(|option| !option.is_empty()) {
+        match option {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "z" | "Z" => {}
+            other => bail!("unknown option '{other}'"),
+        }
+    }
+    Ok(read_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_with_ro_option_is_read_only() {
+        let mount = parse_bind_mount("/data:/mnt/data:ro").expect("valid spec");
+        assert_eq!(
+            mount,
+            BindMount {
+                source: "/data".into(),
+                target: "/mnt/data".into(),
+                read_only: true
+            }
+        );
+    }
+
+    #[test]
+    fn volume_without_options_is_read_write() {
+        let mount = parse_bind_mount("/a:/b").expect("valid spec");
+        assert!(!mount.read_only);
+    }
+
+    #[test]
+    fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
+        assert!(parse_bind_mount("data:/b").is_err());
+        assert!(parse_bind_mount("/a:b").is_err());
+        assert!(parse_bind_mount("/a:/b:bogus").is_err());
+        assert!(parse_bind_mount("/a").is_err());
+        assert!(parse_bind_mount("/a:/b:ro:x").is_err());
+    }
+
+    #[test]
+    fn volume_over_root_or_the_kernel_file_systems_is_refused() {
+        let message = |value: &str| format!("{:#}", parse_bind_mount(value).expect_err("refused"));
+        assert_eq!(
+            message("/tmp:/"),
+            "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": \
+             invalid specification: destination can't be '/'"
+        );
+        assert!(message("/tmp:/proc/").ends_with("destination can't be '/proc'"));
+        assert!(message("/tmp://sys").ends_with("destination can't be '/sys'"));
+        assert!(message("/tmp:/dev:ro").ends_with("destination can't be '/dev'"));
+        assert!(message("/tmp:/proc/sys").contains("inside /proc"));
+        assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
+        assert!(parse_bind_mount("/tmp:/system").is_ok());
+    }
+
+    #[test]
+    fn volume_targets_are_cleaned_for_comparison() {
+        assert_eq!(clean_target("/deep//data/./"), "/deep/data");
+        assert_eq!(clean_target("/"), "/");
+    }
+}
