@@ -482,6 +482,119 @@ fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
     assert_eq!(r.stdout, format!("Not logged in to {host}\n"));
 }
 
+/// A docker credential helper (`docker-credential-testkeeper`) that keeps
+/// each server's JSON in a file beside it, speaking docker's protocol.
+const TEST_KEEPER: &str = r#"#!/bin/sh
+keep="$(dirname "$0")/kept"
+mkdir -p "$keep"
+name() { printf %s "$1" | sha256sum | cut -c1-16; }
+case "$1" in
+get) read -r url || true
+     if [ -f "$keep/$(name "$url")" ]; then cat "$keep/$(name "$url")"
+     else echo "credentials not found in native keychain"; exit 1; fi ;;
+store) json=$(cat)
+     url=$(printf %s "$json" | sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p')
+     printf %s "$json" > "$keep/$(name "$url")" ;;
+erase) read -r url || true
+     if [ -f "$keep/$(name "$url")" ]; then rm "$keep/$(name "$url")"
+     else echo "credentials not found in native keychain"; exit 1; fi ;;
+*) echo "unknown action $1"; exit 1 ;;
+esac
+"#;
+
+#[test]
+fn a_credential_helper_named_in_config_json_keeps_the_secret() {
+    let registry = Registry::start_with(Some(("tester", "right-pass")));
+    let host = registry.host();
+    let config = push_hello(
+        &registry,
+        "helped\n",
+        "helped:1",
+        &["--dest-creds", "tester:right-pass"],
+    );
+    let s = client_store();
+    let bin = s.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let keeper = bin.join("docker-credential-testkeeper");
+    std::fs::write(&keeper, TEST_KEEPER).unwrap();
+    std::fs::set_permissions(&keeper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config_json = s.path("docker-config/config.json");
+    std::fs::create_dir_all(config_json.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config_json,
+        serde_json::to_vec(&serde_json::json!({"credHelpers": {&host: "testkeeper"}})).unwrap(),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |args: &[&str], stdin: &str| -> Run {
+        use std::io::Write;
+        let mut child = s
+            .cmd(args)
+            .env("DOCKER_CONFIG", s.path("docker-config"))
+            .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+            .env("PATH", &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    };
+
+    let r = run(
+        &["login", "-u", "tester", "--password-stdin", &host],
+        "right-pass\n",
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Login Succeeded\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("unencrypted"), "{}", r.stderr);
+    // The file names the registry; the helper holds the secret.
+    let saved = std::fs::read_to_string(&config_json).unwrap();
+    assert!(!saved.contains("auth\""), "{saved}");
+    let held: Vec<_> = std::fs::read_dir(bin.join("kept")).unwrap().collect();
+    assert_eq!(held.len(), 1);
+
+    let full = format!("{host}/helped:1");
+    let r = run(&["pull", &full], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        image_id(&s, &full),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+
+    let r = run(&["logout", &host], "");
+    assert_eq!(
+        r.stdout,
+        format!("Removing login credentials for {host}\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_dir(bin.join("kept")).unwrap().count(), 0);
+    strata(&s, &["rmi", &full]).ok();
+    let r = run(&["pull", &full], "");
+    one_line_125(&r, "pull after logout");
+
+    // A helper that is not there is named in the error.
+    std::fs::remove_file(&keeper).unwrap();
+    let r = run(&["pull", &full], "");
+    one_line_125(&r, "missing helper");
+    assert!(
+        r.stderr.contains("docker-credential-testkeeper"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn an_ordinary_user_pulls_into_their_own_store() {
     common::privileges::require_root_and_fuse();

@@ -89,11 +89,12 @@ pub fn login(args: LoginArgs) -> Result<i32> {
     }
     let client = Client::connect(api_host(&domain), Some(credentials.clone()))?;
     client.check_login()?;
-    let path = credentials::store(&domain, &credentials)?;
-    eprintln!(
-        "WARNING! Your password will be stored unencrypted in {}.",
-        path.display()
-    );
+    if let credentials::Stored::File(path) = credentials::store(&domain, &credentials)? {
+        eprintln!(
+            "WARNING! Your password will be stored unencrypted in {}.",
+            path.display()
+        );
+    }
     println!("Login Succeeded");
     Ok(0)
 }

@@ -5,9 +5,11 @@
 //! base64(`user:password`), the file mode 0600, so docker reads what strata
 //! wrote and the other way round. Lookups also read podman's `auth.json`
 //! (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`).
-//! Credential helpers (`credsStore`) are not supported: their entries are
-//! left alone. Nothing here prints or logs a secret.
+//! A credential helper the config names for a registry (`credHelpers`,
+//! else `credsStore`; see `cred_helper`) keeps that registry's secret
+//! instead, as docker does. Nothing here prints or logs a secret.
 
+use super::cred_helper;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -87,16 +89,22 @@ fn is_docker_hub_host(host: &str) -> bool {
     )
 }
 
+/// Whether a config key (of `auths` or `credHelpers`) names `domain`.
+fn names(domain: &str) -> impl Fn(&str) -> bool + '_ {
+    let wanted_hub = domain == layerdb::reference::DOCKER_HUB;
+    move |key| {
+        let host = key_host(key);
+        host == domain || (wanted_hub && is_docker_hub_host(host))
+    }
+}
+
 /// Credentials for `domain` from a parsed config file, if it has them.
 fn from_config(config: &Value, domain: &str) -> Option<Credentials> {
     let auths = config.get("auths")?.as_object()?;
-    let wanted_hub = domain == layerdb::reference::DOCKER_HUB;
+    let named = names(domain);
     auths
         .iter()
-        .filter(|(key, _)| {
-            let host = key_host(key);
-            host == domain || (wanted_hub && is_docker_hub_host(host))
-        })
+        .filter(|(key, _)| named(key))
         .find_map(|(_, entry)| decode_entry(entry))
 }
 
@@ -129,37 +137,67 @@ fn read_config(path: &Path) -> Result<Option<Value>> {
     }
 }
 
-/// The stored credentials for a registry domain: docker's file first, then
-/// podman's.
+/// The stored credentials for a registry domain: from the credential
+/// helper docker's config names for it, else docker's file, then podman's.
 pub fn lookup(domain: &str) -> Result<Option<Credentials>> {
-    for path in [docker_config_path(), podman_auth_path()]
+    for (i, path) in [docker_config_path(), podman_auth_path()]
         .into_iter()
-        .flatten()
+        .enumerate()
     {
-        if let Some(config) = read_config(&path)? {
-            if let Some(found) = from_config(&config, domain) {
-                return Ok(Some(found));
+        let Some(config) = path.map(|p| read_config(&p)).transpose()?.flatten() else {
+            continue;
+        };
+        if i == 0 {
+            if let Some(helper) = cred_helper::named_in(&config, names(domain)) {
+                // The helper has this registry's secret, not the file.
+                if let Some(found) = cred_helper::get(&helper, &auth_key(domain))? {
+                    return Ok(Some(found));
+                }
+                continue;
             }
+        }
+        if let Some(found) = from_config(&config, domain) {
+            return Ok(Some(found));
         }
     }
     Ok(None)
 }
 
-/// Saves credentials for `domain` in docker's config.json, keeping
-/// everything else in it.
-pub fn store(domain: &str, credentials: &Credentials) -> Result<PathBuf> {
-    let path = docker_config_path().context("no home directory: set HOME or DOCKER_CONFIG")?;
-    let mut config = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
-    let auths = auths_mut(&mut config, &path)?;
-    let mut entry = Map::new();
-    entry.insert("auth".into(), Value::String(credentials.basic()));
-    auths.insert(auth_key(domain), Value::Object(entry));
-    write_private(&path, &config)?;
-    Ok(path)
+/// Where `store` put credentials.
+pub enum Stored {
+    /// In this file, base64-encoded (docker warns that this is unencrypted).
+    File(PathBuf),
+    /// With the credential helper the config names.
+    Helper,
 }
 
-/// Removes the credentials for `domain` from docker's config.json;
-/// whether there were any.
+/// Saves credentials for `domain` with the credential helper docker's
+/// config.json names for it, else in that file, keeping everything else
+/// in it.
+pub fn store(domain: &str, credentials: &Credentials) -> Result<Stored> {
+    let path = docker_config_path().context("no home directory: set HOME or DOCKER_CONFIG")?;
+    let mut config = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
+    let helper = cred_helper::named_in(&config, names(domain));
+    if let Some(helper) = &helper {
+        cred_helper::store(helper, &auth_key(domain), credentials)?;
+    }
+    let auths = auths_mut(&mut config, &path)?;
+    let mut entry = Map::new();
+    // With a helper, docker keeps an empty entry: the registry is known,
+    // its secret is elsewhere.
+    if helper.is_none() {
+        entry.insert("auth".into(), Value::String(credentials.basic()));
+    }
+    auths.insert(auth_key(domain), Value::Object(entry));
+    write_private(&path, &config)?;
+    Ok(match helper {
+        Some(_) => Stored::Helper,
+        None => Stored::File(path),
+    })
+}
+
+/// Removes the credentials for `domain` from docker's config.json and
+/// from the credential helper it names; whether there were any.
 pub fn remove(domain: &str) -> Result<bool> {
     let Some(path) = docker_config_path() else {
         return Ok(false);
@@ -167,23 +205,20 @@ pub fn remove(domain: &str) -> Result<bool> {
     let Some(mut config) = read_config(&path)? else {
         return Ok(false);
     };
+    let erased = match cred_helper::named_in(&config, names(domain)) {
+        Some(helper) => cred_helper::erase(&helper, &auth_key(domain))?,
+        None => false,
+    };
     let auths = auths_mut(&mut config, &path)?;
-    let wanted_hub = domain == layerdb::reference::DOCKER_HUB;
-    let keys: Vec<String> = auths
-        .keys()
-        .filter(|key| {
-            let host = key_host(key);
-            host == domain || (wanted_hub && is_docker_hub_host(host))
-        })
-        .cloned()
-        .collect();
+    let named = names(domain);
+    let keys: Vec<String> = auths.keys().filter(|key| named(key)).cloned().collect();
     for key in &keys {
         auths.remove(key);
     }
     if !keys.is_empty() {
         write_private(&path, &config)?;
     }
-    Ok(!keys.is_empty())
+    Ok(erased || !keys.is_empty())
 }
 
 fn auths_mut<'a>(config: &'a mut Value, path: &Path) -> Result<&'a mut Map<String, Value>> {

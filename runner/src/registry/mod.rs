@@ -2,11 +2,12 @@
 //! `layerdb::reference`, blobs are checked as they stream by
 //! `layerdb::oci::VerifiedReader`; here are the HTTP client and its auth
 //! ([`client`]), which registries may use plain HTTP ([`transport`]),
-//! stored credentials ([`credentials`]), manifests and platforms
+//! stored credentials ([`credentials`], [`cred_helper`]), manifests and platforms
 //! ([`manifest`]), the pull itself
 //! ([`pull`], [`push`]) and how a pulled image is committed ([`image_store`]).
 
 pub mod client;
+pub mod cred_helper;
 pub mod credentials;
 pub mod image_store;
 pub mod manifest;
