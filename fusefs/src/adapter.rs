@@ -219,6 +219,11 @@ impl Filesystem for Adapter {
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
         // A symlink's target never changes: the kernel may keep it.
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
+        // Node ids live only as long as the kernel remembers them, so a
+        // file handle could not be decoded once it forgot the node: the
+        // kernel refuses to encode any (name_to_handle_at gives
+        // EOPNOTSUPP), as kernel overlayfs does without nfs_export.
+        let _ = config.add_capabilities(InitFlags::FUSE_NO_EXPORT_SUPPORT);
         // Stack depth 1: backing files may not live on a stacked filesystem
         // (overlayfs); those opens fall back to the server. It keeps this
         // mount usable as a layer of an overlayfs.
