@@ -157,6 +157,16 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
+impl RootFs {
+    /// The list naming `diff_ids`, bottom first.
+    pub fn of(diff_ids: &[Digest]) -> RootFs {
+        RootFs {
+            kind: "layers".to_string(),
+            diff_ids: diff_ids.iter().map(|d| format!("{d:#}")).collect(),
+        }
+    }
+}
+
 /// The OCI image config document. Its exact serialized bytes are stored and
 /// hashed: the image id is sha256 of them.
 ///
@@ -203,10 +213,10 @@ where
 }
 
 impl ImageConfig {
-    /// A config for the layers `diff_ids` (bottom first) made at `created` (RFC
-    /// 3339), for this machine's architecture, with an empty run config and
-    /// history.
-    pub fn new(created: String, diff_ids: &[Digest]) -> ImageConfig {
+    /// A config made at `created` (RFC 3339), for this machine's
+    /// architecture, with an empty run config, history and layer list
+    /// (`Store::commit_image` fills that in).
+    pub fn new(created: String) -> ImageConfig {
         ImageConfig {
             architecture: host_architecture().to_string(),
             author: String::new(),
@@ -214,10 +224,7 @@ impl ImageConfig {
             created,
             history: Vec::new(),
             os: "linux".to_string(),
-            rootfs: RootFs {
-                kind: "layers".to_string(),
-                diff_ids: diff_ids.iter().map(|d| format!("{d:#}")).collect(),
-            },
+            rootfs: RootFs::of(&[]),
         }
     }
 

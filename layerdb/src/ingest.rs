@@ -188,11 +188,11 @@ mod tests {
         let ingest = Ingest::begin(&root).unwrap();
         let kept = add_file(&ingest, 1);
         let store = Store::open(&root).unwrap();
-        let config = crate::image::ImageConfig::new("2024-01-01T00:00:00Z".into(), &[kept.diff_id]);
+        let config = crate::image::ImageConfig::new("2024-01-01T00:00:00Z".into());
         store
             .commit_image(crate::store::NewImage {
                 config,
-                layers: vec![kept],
+                layer: Some(kept),
                 parent: None,
                 reference: None,
             })

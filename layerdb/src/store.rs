@@ -195,14 +195,15 @@ fn check_format(root: &Path, storage: &dyn crate::storage::Storage) -> Result<()
     }
 }
 
-/// An image to add: new layers (pending) or existing ones, bottom first.
+/// An image to add: at most one new layer on top of its parent's (an
+/// import has no parent, a commit of an unchanged container adds no layer).
 pub struct NewImage {
-    /// The image's config; its `rootfs.diff_ids` must name `layers` in order.
+    /// The image's config. Its `rootfs` is the store's to fill in: the
+    /// parent's diff ids, then the new layer's.
     pub config: ImageConfig,
-    /// The image's layers, bottom first; those already in the store are kept,
-    /// the others are added.
-    pub layers: Vec<PendingLayer>,
-    /// The local image it was committed from, if any.
+    /// The layer it adds on top of its parent's, if any.
+    pub layer: Option<PendingLayer>,
+    /// The local image it is made from, if any: its layers come first.
     pub parent: Option<Digest>,
     /// The name to tag it with, if any.
     pub reference: Option<Reference>,
@@ -410,45 +411,41 @@ impl Store {
 
     // ---- images -------------------------------------------------------
 
-    /// Adds an image and its new layers in one atomic write. Layers the
-    /// store has already are shared, not written again.
+    /// Adds an image made from its parent's layers and config names
+    /// (those of a parent loaded from another tool included) and its new
+    /// layer, in one atomic write. A layer the store has already is
+    /// shared, not written again.
     pub fn commit_image(&self, new: NewImage) -> Result<ImageRecord> {
-        let config_json = new.config.to_bytes();
-        let diff_ids = new.config.diff_ids().map_err(|e| StoreError::Corrupt {
-            key: "new image config".into(),
-            reason: e.to_string(),
-        })?;
-        let layers = self.layers_by_diff_id(new.parent.as_ref(), diff_ids)?;
+        let (mut named, mut layers) = match &new.parent {
+            None => (Vec::new(), Vec::new()),
+            Some(p) => {
+                let parent = self
+                    .image(p)?
+                    .ok_or_else(|| StoreError::NoSuchImage(format!("{p:#}")))?;
+                let named = parent
+                    .config()
+                    .diff_ids()
+                    .map_err(|e| StoreError::Corrupt {
+                        key: format!("image {p:#}"),
+                        reason: e.to_string(),
+                    })?;
+                (named, parent.layers)
+            }
+        };
+        if let Some(layer) = &new.layer {
+            named.push(layer.diff_id);
+            layers.push(layer.diff_id);
+        }
+        let mut config = new.config;
+        config.rootfs = crate::image::RootFs::of(&named);
         self.commit_exact_image(ExactImage {
-            config_json,
+            config_json: config.to_bytes(),
             layers,
-            new_layers: new.layers,
+            new_layers: new.layer.into_iter().collect(),
             parent: new.parent,
             reference: new.reference,
             repo_digest: None,
         })
-    }
-
-    /// The store's layers for a config's diff ids. A child's config starts
-    /// with its parent's diff ids, and a parent that was loaded keeps some
-    /// layers under another (canonical) id: those positions take the
-    /// parent's stored layers.
-    fn layers_by_diff_id(
-        &self,
-        parent: Option<&Digest>,
-        mut diff_ids: Vec<Digest>,
-    ) -> Result<Vec<Digest>> {
-        let Some(parent) = parent.map(|p| self.image(p)).transpose()?.flatten() else {
-            return Ok(diff_ids);
-        };
-        let parent_ids = parent.config().diff_ids().unwrap_or_default();
-        for ((id, named), stored) in diff_ids.iter_mut().zip(&parent_ids).zip(&parent.layers) {
-            if id != named {
-                break;
-            }
-            *id = *stored;
-        }
-        Ok(diff_ids)
     }
 
     /// Adds an image whose config bytes are kept as given (see

@@ -146,3 +146,41 @@ fn gc_removes_a_split_with_its_layer() {
         .unwrap();
     assert!(out == tar);
 }
+
+#[test]
+fn a_child_of_a_foreign_image_names_its_parents_tars_and_leaves_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tar = foreign_tar(&[]);
+    let (stored, _) = load(&root, &tar);
+    let ingest = Ingest::begin(&root).unwrap();
+    let mut b = ingest.builder("container test");
+    let mut e = layerdb::Entry::new(layerdb::Kind::Regular, 0o644);
+    e.size = 3;
+    b.add(
+        b"new".to_vec(),
+        e,
+        Some(&mut &b"new"[..] as &mut dyn std::io::Read),
+    )
+    .unwrap();
+    let layer = b.finish().unwrap();
+    let new = layer.diff_id;
+    let store = Store::open(&root).unwrap();
+    let parent = store.resolve_image("foreign:1").unwrap();
+    let child = store
+        .commit_image(layerdb::NewImage {
+            config: layerdb::ImageConfig::new("2024-01-02T00:00:00Z".into()),
+            layer: Some(layer),
+            parent: Some(parent.id),
+            reference: None,
+        })
+        .unwrap();
+    assert_eq!(child.layers, vec![stored, new]);
+    assert_eq!(child.config().diff_ids().unwrap(), vec![sha256(&tar), new]);
+    let out = store.outgoing(&child).unwrap();
+    assert!(
+        !out.rewritten(),
+        "every layer can leave as its config names it"
+    );
+    assert_eq!(out.layers, vec![(stored, sha256(&tar)), (new, new)]);
+}

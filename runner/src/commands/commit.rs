@@ -178,12 +178,9 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
         comment: args.message.unwrap_or_default(),
         empty_layer: layer.is_none(),
     });
-    if let Some(l) = &layer {
-        config.rootfs.diff_ids.push(format!("{:#}", l.diff_id));
-    }
     let new = ctx.store()?.commit_image(NewImage {
         config,
-        layers: layer.into_iter().collect(),
+        layer,
         parent: Some(image.id),
         reference,
     })?;

@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> Result<i32> {
     };
 
     let created = crate::humanize::format_rfc3339_nano(crate::clock::now_ns());
-    let mut config = ImageConfig::new(created.clone(), &[layer.diff_id]);
+    let mut config = ImageConfig::new(created.clone());
     config.config = run_config;
     let comment = match &args.message {
         Some(m) => m.clone(),
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> Result<i32> {
     let store = ctx.store()?;
     let image = store.commit_image(NewImage {
         config,
-        layers: vec![layer],
+        layer: Some(layer),
         parent: None,
         reference,
     })?;
