@@ -38,6 +38,11 @@ pub struct Node {
     pub ctime_ns: i64,
     /// 512-byte blocks used; estimated from the size for store files.
     pub blocks: u64,
+    /// For a directory renamed in this layer (kernel overlayfs's
+    /// `redirect_dir`): where the layers below keep its content, as the
+    /// redirect xattr says: `/`-prefixed from the layer root, or a bare
+    /// name in the same parent directory. See [`crate::union`].
+    pub redirect: Option<Vec<u8>>,
 }
 
 impl Node {
@@ -52,6 +57,7 @@ impl Node {
             atime_ns: t,
             ctime_ns: t,
             blocks,
+            redirect: None,
         }
     }
 
