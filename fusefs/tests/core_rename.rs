@@ -250,6 +250,7 @@ fn a_directory_moved_into_an_opaque_directory_keeps_its_lower_content() {
             .expect("mkdir over a removed lower directory");
         assert!(fx.opaque_in_upper("b"));
         fx.rename("tree", "b/moved", 0).expect("rename");
+        assert_eq!(fx.redirect_in_upper("b/moved").as_deref(), Some("/tree"));
         assert_eq!(fx.names("b"), ["moved"]);
         assert_eq!(fx.names("b/moved"), ["sub", "top"]);
         assert_eq!(fx.read("b/moved/sub/leaf"), b"leaf");
