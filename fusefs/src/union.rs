@@ -18,6 +18,7 @@
 use crate::error::Result;
 use crate::lower::{Lower, Node};
 use layerdb::{join_path, split_path};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A directory as one layer of a merge has it.
@@ -109,23 +110,23 @@ pub fn resolve_root(stack: &[&dyn Lower]) -> Result<Option<Resolved>> {
 }
 
 /// How the layers below the one just looked at are searched for a child.
-enum Lookup {
+enum Lookup<'a> {
     /// This name in each directory of the parent's merge set.
-    Name(Vec<u8>),
+    Name(Cow<'a, [u8]>),
     /// This path from the root of every layer (an absolute redirect).
     Absolute(Vec<u8>),
 }
 
 /// The redirect a directory node found in a merge makes the layers below
 /// follow; an opaque directory merges nothing below, so it has none.
-fn redirect_of(node: &Node) -> Option<Lookup> {
+fn redirect_of(node: &Node) -> Option<Lookup<'static>> {
     if !node.is_dir() || node.entry.opaque {
         return None;
     }
     let r = node.redirect.as_ref()?;
     Some(match r.strip_prefix(b"/") {
         Some(abs) => Lookup::Absolute(abs.to_vec()),
-        None => Lookup::Name(r.clone()),
+        None => Lookup::Name(Cow::Owned(r.clone())),
     })
 }
 
@@ -146,7 +147,8 @@ pub fn resolve_child(
     parent: &Resolved,
     path: &[u8],
 ) -> Result<Option<Resolved>> {
-    let mut lookup = Lookup::Name(split_path(path).1.to_vec());
+    let (parent_path, name) = split_path(path);
+    let mut lookup = Lookup::Name(Cow::Borrowed(name));
     let mut last: Option<usize> = None;
     let mut found: Option<Resolved> = None;
     loop {
@@ -156,7 +158,12 @@ pub fn resolve_child(
                 let Some(d) = parent.dir_layers.iter().find(|d| below(d.layer)) else {
                     break;
                 };
-                let lpath = join_path(&d.path, name);
+                // Mostly the union path itself: no copy to look it up.
+                let lpath = if d.path == parent_path && name.as_ref() == split_path(path).1 {
+                    Cow::Borrowed(path)
+                } else {
+                    Cow::Owned(join_path(&d.path, name))
+                };
                 let node = stack[d.layer].node(&lpath)?;
                 (d.layer, lpath, node)
             }
@@ -165,7 +172,7 @@ pub fn resolve_child(
                 if i >= stack.len() {
                     break;
                 }
-                (i, p.clone(), node_along(stack[i], p)?)
+                (i, Cow::Borrowed(p.as_slice()), node_along(stack[i], p)?)
             }
         };
         last = Some(i);
@@ -179,7 +186,7 @@ pub fn resolve_child(
                 if node.is_whiteout() {
                     return Ok(None);
                 }
-                found = Some(Resolved::single(i, lpath, node));
+                found = Some(Resolved::single(i, lpath.into_owned(), node));
             }
             Some(r) => {
                 if !node.is_dir() {
@@ -187,7 +194,7 @@ pub fn resolve_child(
                 }
                 r.dir_layers.push(LayerDir {
                     layer: i,
-                    path: lpath,
+                    path: lpath.into_owned(),
                 });
             }
         }
