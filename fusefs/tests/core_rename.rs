@@ -128,8 +128,27 @@ fn rename_exchange_swaps_a_file_and_a_directory() {
         assert_eq!(fx.read("tree"), b"file h");
         assert_eq!(fx.names("b/h"), ["sub", "top"]);
         assert_eq!(fx.read("b/h/sub/leaf"), b"leaf");
-        assert!(fx.opaque_in_upper("b/h"));
+        assert_eq!(fx.redirect_in_upper("b/h").as_deref(), Some("/tree"));
+        assert!(!fx.in_upper("b/h/sub"), "moved, not copied");
     });
+}
+
+#[test]
+fn rename_exchange_of_two_lower_directories_moves_neither_content() {
+    for setup in setups() {
+        eprintln!("setup: {setup:?}");
+        let mut fx = Fx::new(setup, &[LOWER]);
+        fx.rename("a", "b", libc::RENAME_EXCHANGE)
+            .expect("exchange");
+        assert_eq!(fx.names("a"), ["h"]);
+        assert_eq!(fx.names("b"), ["f", "g"]);
+        assert_eq!(fx.read("b/f"), b"file f");
+        assert_eq!(fx.redirect_in_upper("a").as_deref(), Some("b"));
+        assert_eq!(fx.redirect_in_upper("b").as_deref(), Some("a"));
+        fx.remount();
+        assert_eq!(fx.names("a"), ["h"]);
+        assert_eq!(fx.read("a/h"), b"file h");
+    }
 }
 
 #[test]

@@ -771,8 +771,8 @@ fn strata_upper_with_renamed_directories_shows_the_same_tree_under_kernel_overla
 /// The moves of [`a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs`]:
 /// within a directory, across directories, a renamed directory moved
 /// again and back, a file changed, one deleted and one created under a
-/// moved directory, a directory moved into an opaque one, and one removed
-/// once emptied.
+/// moved directory, a directory moved into an opaque one, one removed
+/// once emptied, and two exchanged.
 fn move_directories(m: &Path) {
     let ok = |what: &str, r: std::io::Result<()>| r.unwrap_or_else(|e| panic!("{what}: {e}"));
     ok(
@@ -807,6 +807,14 @@ fn move_directories(m: &Path) {
         "move in",
         fs::rename(m.join("usr/share2/man"), m.join("srv/man")),
     );
+    let exchange = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &m.join("usr/lib"),
+        nix::fcntl::AT_FDCWD,
+        &m.join("opt/doc"),
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    );
+    ok("exchange", exchange.map_err(std::io::Error::from));
 }
 
 #[test]
@@ -861,7 +869,7 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
         snapshot(&k.0)
     };
     assert!(!want.contains_key("usr/share2/empty-later"));
-    assert!(want.contains_key("srv/man/man1/ls.1") && want.contains_key("opt/doc/b/README"));
+    assert!(want.contains_key("srv/man/man1/ls.1") && want.contains_key("usr/lib/b/README"));
     let same = |got: &BTreeMap<String, String>, what: &str| {
         let diff = snapshot_differences(got, &want);
         assert!(
@@ -878,8 +886,8 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
         h.unmount().expect("unmount strata");
     }
     let upper = d.join("upper");
-    assert!(!upper.join("opt/doc/b").exists(), "moved, not copied");
-    assert!(!upper.join("usr/lib/sub").exists(), "moved, not copied");
+    assert!(!upper.join("usr/lib/b").exists(), "moved, not copied");
+    assert!(!upper.join("opt/doc/sub").exists(), "moved, not copied");
     assert_eq!(
         xattr::get(upper.join("usr/share2"), "trusted.overlay.redirect").expect("getxattr"),
         Some(b"share".to_vec())

@@ -582,7 +582,7 @@ impl UnionFs {
 
     /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags. A
     /// directory with lower content moves alone with a redirect to that
-    /// content (see `redirect`); an exchange moves both sides whole.
+    /// content (see `redirect`), in an exchange too.
     pub fn rename(
         &self,
         parent: u64,
@@ -614,13 +614,26 @@ impl UnionFs {
         let (to_dir, _) = split_path(&to);
         if exchange {
             let dst = dst.ok_or_else(|| FsError::posix(Errno::ENOENT, &to))?;
-            self.deep_copy_up(&from)?;
-            self.deep_copy_up(&to)?;
-            // Each side now holds its whole content: hide what lower layers
+            let same_dir = from_dir == to_dir;
+            let sides = [(&src, &from), (&dst, &to)];
+            let mut redirects = Vec::with_capacity(2);
+            for (r, p) in sides {
+                let redirect = self.redirect_for(p, r, same_dir)?;
+                if redirect.is_some() {
+                    self.layers.copy_up(p, true)?;
+                } else {
+                    self.deep_copy_up(p)?;
+                }
+                redirects.push(redirect);
+            }
+            // A side with lower content keeps finding it through its
+            // redirect; one whole in the upper hides what lower layers
             // have at its new place.
-            for (r, p) in [(&src, &from), (&dst, &to)] {
-                if r.is_dir() {
-                    upper.set_opaque(p)?;
+            for ((r, p), redirect) in sides.into_iter().zip(redirects) {
+                match redirect {
+                    Some(target) => upper.set_redirect(p, &target)?,
+                    None if r.is_dir() => upper.set_opaque(p)?,
+                    None => {}
                 }
             }
             upper.rename(&from, &to, nix::fcntl::RenameFlags::RENAME_EXCHANGE)?;
