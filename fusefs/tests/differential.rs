@@ -845,8 +845,10 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
         fs::write(lower.join(p), data).expect("write");
     }
     copy_tree(&lower, &d.join("ovl-lower"));
-    let mount_strata = |lower: &str, upper: &str| {
-        let m = d.join("strata");
+    // Each mount on a mountpoint of its own, so none waits for the last
+    // one's teardown.
+    let mount_strata = |lower: &str, upper: &str, at: &str| {
+        let m = d.join(at);
         fs::create_dir_all(&m).expect("mkdir");
         let opts = MountOptions::new(
             vec![Box::new(DirLower::new(d.join(lower)))],
@@ -880,7 +882,7 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
 
     // strata does the same moves, without copying the content up.
     {
-        let (h, m) = mount_strata("lower", "upper");
+        let (h, m) = mount_strata("lower", "upper", "strata");
         move_directories(&m);
         same(&snapshot(&m), "strata");
         h.unmount().expect("unmount strata");
@@ -893,7 +895,7 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
         Some(b"share".to_vec())
     );
     {
-        let (h, m) = mount_strata("lower", "upper");
+        let (h, m) = mount_strata("lower", "upper", "strata-again");
         same(&snapshot(&m), "strata after a remount");
         h.unmount().expect("unmount strata");
     }
@@ -902,6 +904,6 @@ fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
         same(&snapshot(&k.0), "kernel overlayfs on strata's upper");
     }
     // strata serves the upper kernel overlayfs wrote.
-    let (_h, m) = mount_strata("ovl-lower", "ovl-upper");
+    let (_h, m) = mount_strata("ovl-lower", "ovl-upper", "strata-on-kernel-upper");
     same(&snapshot(&m), "strata on kernel overlayfs's upper");
 }
