@@ -389,6 +389,16 @@ fn build_lower(root: &Path, rng: &mut Rng) {
     }
 }
 
+/// Held by each test of this file while it runs. The random runs fork
+/// (`sh` opening files as other users), and a child between fork and exec
+/// holds every descriptor of its parent: one open on another test's mount
+/// made that test's unmount fail with EBUSY.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A kernel overlayfs mount with `redirect_dir=on` (directories with
 /// lower content move with a redirect, as on strata), unmounted on drop
 /// (also when a test fails).
@@ -579,6 +589,7 @@ fn uppers_are_read_across(d: &Path, want: &BTreeMap<String, String>, run: &str) 
 #[test]
 fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     let seeds = seeds_or(&DEFAULT_SEEDS);
     for (seed, passthrough) in seeds.iter().flat_map(|&s| [(s, false), (s, true)]) {
         let accepted = run_seed(seed, passthrough);
@@ -599,6 +610,7 @@ fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
 #[test]
 fn directory_times_across_copy_up_are_kernel_overlayfs_s() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
     let d = dir.path();
     let lower = d.join("lower");
@@ -725,6 +737,7 @@ fn some_free_place(root: &Path, rng: &mut Rng) -> Option<String> {
 #[test]
 fn strata_upper_with_renamed_directories_shows_the_same_tree_under_kernel_overlayfs() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     for seed in seeds_or(&[11, 12, 13]) {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
         let d = dir.path();
@@ -820,6 +833,7 @@ fn move_directories(m: &Path) {
 #[test]
 fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
     let d = dir.path();
     let lower = d.join("lower");
