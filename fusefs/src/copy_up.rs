@@ -164,18 +164,14 @@ impl Layers {
         };
         let mut linked = 0;
         let upper = self.upper(path)?;
+        let same = |o: &Resolved| o.layer == r.layer && o.node.ino == r.node.ino;
         for layer_name in layer.names_of(r.node.ino)? {
-            // Under a renamed directory the union shows it elsewhere.
-            for other in self.union_names(r.layer, &layer_name)? {
-                if other == path {
-                    continue;
-                }
-                let Some(o) = self.resolve(&other)? else {
-                    continue; // deleted in the container
-                };
-                if o.layer != r.layer || o.node.ino != r.node.ino {
-                    continue; // replaced by another file
-                }
+            if layer_name == r.path {
+                continue; // the file being copied
+            }
+            // Deleted or replaced in the container: none; under a renamed
+            // directory: the path there.
+            for other in self.union_names(r.layer, &layer_name, same)? {
                 self.copy_up(split_path(&other).0, true)?;
                 upper.link(path, &other)?;
                 linked += 1;

@@ -6,16 +6,25 @@
 
 use crate::error::Result;
 use crate::layers::Layers;
+use crate::union::Resolved;
 use layerdb::join_path;
 
 impl Layers {
-    /// The union paths that may show `path` of layer `layer`: the path
-    /// itself and, for each redirected upper directory whose content in
-    /// that layer holds it, the path under that directory. Candidates
-    /// only: callers resolve each and check it is the same file. Walks the
-    /// upper's directories, so it is for the rare hardlink cases.
-    pub(crate) fn union_names(&self, layer: usize, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut out = vec![path.to_vec()];
+    /// The union paths showing `path` of layer `layer` as `shows` tells
+    /// it from the resolution: the path itself when it does, else the
+    /// paths under each redirected upper directory whose content in that
+    /// layer holds it. Only the second walks the upper's directories, so
+    /// it is for the rare hardlink cases.
+    pub(crate) fn union_names(
+        &self,
+        layer: usize,
+        path: &[u8],
+        shows: impl Fn(&Resolved) -> bool,
+    ) -> Result<Vec<Vec<u8>>> {
+        if self.resolve(path)?.is_some_and(|r| shows(&r)) {
+            return Ok(vec![path.to_vec()]);
+        }
+        let mut out = Vec::new();
         if !self.has_upper() {
             return Ok(out);
         }
@@ -37,8 +46,12 @@ impl Layers {
                         let rest = path
                             .strip_prefix(d.path.as_slice())
                             .filter(|rest| rest.first() == Some(&b'/'));
-                        if let Some(rest) = rest {
-                            out.push([upath.as_slice(), rest].concat());
+                        let Some(rest) = rest else {
+                            continue;
+                        };
+                        let candidate = [upath.as_slice(), rest].concat();
+                        if self.resolve(&candidate)?.is_some_and(|r| shows(&r)) {
+                            out.push(candidate);
                         }
                     }
                 }
