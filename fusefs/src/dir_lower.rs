@@ -25,6 +25,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where inode numbers of a host directory layer come from.
 #[derive(Clone, Copy, Debug)]
@@ -253,7 +254,7 @@ impl DirLower {
         let ino = self.stable_ino(host, md, &names)?;
         let mut node = host_node(ino, md, e);
         if kind == Kind::Dir && !node.entry.opaque {
-            node.redirect = self.redirect(host, path, &names)?;
+            node.redirect = self.redirect(host, path, &names)?.map(Arc::new);
         }
         Ok(node)
     }

@@ -29,7 +29,7 @@ pub enum OpenFile {
     Layer {
         layer: usize,
         path: Vec<u8>,
-        node: Box<Node>,
+        node: Node,
     },
 }
 

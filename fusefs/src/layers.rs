@@ -209,7 +209,7 @@ impl Layers {
             None => OpenFile::Layer {
                 layer: r.layer,
                 path: r.path.clone(),
-                node: Box::new(r.node.clone()),
+                node: r.node.clone(),
             },
         })
     }

@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use layerdb::{Entry, Kind};
+use std::sync::Arc;
 
 /// Tag bits of stable inode numbers. Every stable number has one of them set,
 /// so none collides with FUSE's root (1) or with another source.
@@ -41,8 +42,10 @@ pub struct Node {
     /// For a directory renamed in this layer (kernel overlayfs's
     /// `redirect_dir`): where the layers below keep its content, as the
     /// redirect xattr says: `/`-prefixed from the layer root, or a bare
-    /// name in the same parent directory. See [`crate::union`].
-    pub redirect: Option<Vec<u8>>,
+    /// name in the same parent directory. See [`crate::union`]. Shared:
+    /// rare, and a node is cloned often and cached by the thousand, so
+    /// it costs one pointer.
+    pub redirect: Option<Arc<Vec<u8>>>,
 }
 
 impl Node {

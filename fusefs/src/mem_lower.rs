@@ -91,7 +91,7 @@ impl MemLower {
     /// renamed directory of a former upper has.
     pub fn redirect(&mut self, path: &str, target: &str) -> &mut Self {
         if let Some(n) = self.nodes.get_mut(path.as_bytes()) {
-            n.redirect = Some(target.as_bytes().to_vec());
+            n.redirect = Some(std::sync::Arc::new(target.as_bytes().to_vec()));
         }
         self
     }

@@ -126,7 +126,7 @@ fn redirect_of(node: &Node) -> Option<Lookup<'static>> {
     let r = node.redirect.as_ref()?;
     Some(match r.strip_prefix(b"/") {
         Some(abs) => Lookup::Absolute(abs.to_vec()),
-        None => Lookup::Name(Cow::Owned(r.clone())),
+        None => Lookup::Name(Cow::Owned(r.to_vec())),
     })
 }
 

@@ -33,7 +33,7 @@ impl UnionFs {
         }
         let own = |r: &Resolved| {
             if upper_layer(r.layer) && !r.node.entry.opaque {
-                r.node.redirect.clone()
+                r.node.redirect.as_deref().cloned()
             } else {
                 None
             }
