@@ -294,3 +294,29 @@ fn a_renamed_directory_shows_the_same_tree_after_a_remount() {
         assert_eq!(fx.stat("b/moved/sub/a/f").entry.mode, 0o640);
     }
 }
+
+#[test]
+fn a_directory_merged_from_two_lowers_moves_with_the_content_of_both() {
+    let top: &[Item] = &[
+        Item::Dir("d", 0o755),
+        Item::File("d/top", b"t", 0o644),
+        Item::Whiteout("d/gone"),
+    ];
+    let bottom: &[Item] = &[
+        Item::Dir("d", 0o755),
+        Item::File("d/bottom", b"b", 0o644),
+        Item::File("d/gone", b"g", 0o644),
+        Item::Dir("x", 0o755),
+    ];
+    for setup in setups() {
+        eprintln!("setup: {setup:?}");
+        let mut fx = Fx::new(setup, &[top, bottom]);
+        fx.rename("d", "x/moved", 0).expect("rename");
+        assert_eq!(fx.names("x/moved"), ["bottom", "top"]);
+        assert_eq!(fx.read("x/moved/bottom"), b"b");
+        assert_eq!(fx.redirect_in_upper("x/moved").as_deref(), Some("/d"));
+        fx.remount();
+        assert_eq!(fx.names("x/moved"), ["bottom", "top"]);
+        assert_eq!(fx.names(""), ["x"]);
+    }
+}
