@@ -133,6 +133,17 @@ pub fn changes(upper: &Path, lowers: &[&dyn Lower]) -> Result<Vec<Change>> {
     Ok(out)
 }
 
+/// True for the redirect of a directory moved back where it was (kernel
+/// overlayfs keeps it): its lower content is at its own path, so it is no
+/// rename. Only asked outside renamed directories, where `path` is where
+/// the lowers keep it too.
+fn points_at_itself(path: &[u8], redirect: &[u8]) -> bool {
+    match redirect.strip_prefix(b"/") {
+        Some(abs) => abs == path,
+        None => redirect == layerdb::split_path(path).1,
+    }
+}
+
 struct Walk<'a> {
     upper: &'a Path,
     view: DirLower,
@@ -182,7 +193,12 @@ impl Walk<'_> {
             let Some(node) = self.view.node(&path)? else {
                 continue;
             };
-            let redirected = node.is_dir() && node.redirect.is_some() && !node.entry.opaque;
+            let redirected = node.is_dir()
+                && !node.entry.opaque
+                && node
+                    .redirect
+                    .as_deref()
+                    .is_some_and(|r| !points_at_itself(&path, r));
             let kind = if node.is_whiteout() {
                 ChangeKind::Deleted
             } else {
@@ -362,5 +378,41 @@ mod tests {
             .unwrap();
         assert_eq!(data, b"lower f");
         assert!(!cs[0].entry.opaque, "nothing at the new path below");
+    }
+
+    #[test]
+    fn a_directory_moved_back_where_it_was_gives_only_its_own_changes() {
+        let upper = tempfile::tempdir().unwrap();
+        for (dir, redirect) in [("a", &b"a"[..]), ("b", b"/b")] {
+            fs::create_dir(upper.path().join(dir)).unwrap();
+            crate::xattr::set(
+                &upper.path().join(dir),
+                b"user.overlay.redirect",
+                redirect,
+                0,
+            )
+            .unwrap();
+        }
+        fs::write(upper.path().join("a/new"), "n").unwrap();
+        let mut low = crate::MemLower::new("low", 1);
+        low.dir("a", 0o755)
+            .file("a/f", b"f")
+            .dir("b", 0o755)
+            .file("b/g", b"g");
+        let lowers: [&dyn Lower; 1] = [&low];
+        let cs = changes(upper.path(), &lowers).unwrap();
+        let got: Vec<(&[u8], ChangeKind, bool)> = cs
+            .iter()
+            .map(|c| (c.path.as_slice(), c.kind, c.entry.opaque))
+            .collect();
+        use ChangeKind::*;
+        assert_eq!(
+            got,
+            [
+                (&b"a"[..], Modified, false),
+                (b"a/new", Added, false),
+                (b"b", Modified, false),
+            ]
+        );
     }
 }
