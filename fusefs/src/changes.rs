@@ -3,7 +3,10 @@
 //!
 //! Only the upper is walked; lowers are consulted once per upper entry to
 //! tell an addition from a modification, so the cost follows the size of
-//! the changes, not of the image.
+//! the changes, not of the image. A layer has no redirects: a directory
+//! renamed with one (see [`crate::union`]) is given whole at its new path,
+//! its lower content included, and its old path is the whiteout the upper
+//! has there, as containers-storage's naive diff gives it.
 
 use crate::dir_lower::{host_path, DirLower};
 use crate::error::{FsError, Result};
@@ -12,6 +15,7 @@ use crate::union;
 use crate::whiteout::{hidden_name, is_marker};
 use layerdb::{join_path, Entry, Kind};
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,57 @@ pub struct Change {
     pub entry: Entry,
     /// Host file holding a regular file's data.
     pub source: Option<PathBuf>,
+    /// A regular file of a lower layer with no host file (a store layer),
+    /// shown under a renamed directory: the index of the layer in the
+    /// `lowers` given to [`changes`] and its path there. See
+    /// [`Change::data`].
+    pub layer_file: Option<(usize, Vec<u8>)>,
+}
+
+impl Change {
+    /// A regular file's content: its host file, or read from the lower
+    /// layer holding it (`lowers` as given to [`changes`]); `None` for
+    /// anything else.
+    pub fn data<'a>(&self, lowers: &[&'a dyn Lower]) -> Result<Option<Box<dyn Read + 'a>>> {
+        if let Some(p) = &self.source {
+            let f = std::fs::File::open(p).map_err(|e| FsError::io("open", &self.path, e))?;
+            return Ok(Some(Box::new(f)));
+        }
+        let Some((i, path)) = &self.layer_file else {
+            return Ok(None);
+        };
+        let layer = *lowers
+            .get(*i)
+            .ok_or_else(|| FsError::posix(nix::errno::Errno::EIO, path))?;
+        let node = layer
+            .node(path)?
+            .ok_or_else(|| FsError::posix(nix::errno::Errno::ENOENT, path))?;
+        Ok(Some(Box::new(LayerReader {
+            layer,
+            path: path.clone(),
+            node,
+            offset: 0,
+        })))
+    }
+}
+
+/// Reads a file of a layer from start to end.
+struct LayerReader<'a> {
+    layer: &'a dyn Lower,
+    path: Vec<u8>,
+    node: crate::lower::Node,
+    offset: u64,
+}
+
+impl Read for LayerReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .layer
+            .read_at(&self.path, &self.node, self.offset, buf)
+            .map_err(std::io::Error::other)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// The change set of `upper` over `lowers` (top first), sorted by path
@@ -76,6 +131,17 @@ pub fn changes(upper: &Path, lowers: &[&dyn Lower]) -> Result<Vec<Change>> {
         out.push(change);
     }
     Ok(out)
+}
+
+/// True for the redirect of a directory moved back where it was (kernel
+/// overlayfs keeps it): its lower content is at its own path, so it is no
+/// rename. Only asked outside renamed directories, where `path` is where
+/// the lowers keep it too.
+fn points_at_itself(path: &[u8], redirect: &[u8]) -> bool {
+    match redirect.strip_prefix(b"/") {
+        Some(abs) => abs == path,
+        None => redirect == layerdb::split_path(path).1,
+    }
 }
 
 struct Walk<'a> {
@@ -117,6 +183,7 @@ impl Walk<'_> {
                         kind: ChangeKind::Deleted,
                         entry: Entry::new(Kind::Whiteout, 0),
                         source: None,
+                        layer_file: None,
                     },
                     None,
                 ));
@@ -126,25 +193,28 @@ impl Walk<'_> {
             let Some(node) = self.view.node(&path)? else {
                 continue;
             };
+            let redirected = node.is_dir()
+                && !node.entry.opaque
+                && node
+                    .redirect
+                    .as_deref()
+                    .is_some_and(|r| !points_at_itself(&path, r));
             let kind = if node.is_whiteout() {
                 ChangeKind::Deleted
-            } else if self.in_lowers(&path)? {
-                ChangeKind::Modified
             } else {
-                ChangeKind::Added
+                self.kind_at(&path)?
             };
-            let entry = node.entry;
+            let mut entry = node.entry;
+            if redirected {
+                // Whole at its new path: lowers there must not merge in.
+                entry.opaque = kind == ChangeKind::Modified;
+            }
             let mut source = None;
             let mut inode = None;
             if entry.kind == Kind::Regular {
-                let h = host_path(self.upper, &path);
-                let md = h
-                    .symlink_metadata()
-                    .map_err(|e| FsError::io("lstat", &path, e))?;
-                if md.nlink() > 1 {
-                    inode = Some((md.dev(), md.ino()));
-                }
-                source = Some(h.to_path_buf());
+                let (h, ino) = self.upper_file(&path)?;
+                inode = ino;
+                source = Some(h);
             }
             let is_dir = entry.kind == Kind::Dir;
             self.out.push((
@@ -153,11 +223,78 @@ impl Walk<'_> {
                     kind,
                     entry,
                     source,
+                    layer_file: None,
+                },
+                inode,
+            ));
+            if redirected {
+                self.whole(&path)?;
+            } else if is_dir {
+                self.dir(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn kind_at(&self, path: &[u8]) -> Result<ChangeKind> {
+        Ok(if self.in_lowers(path)? {
+            ChangeKind::Modified
+        } else {
+            ChangeKind::Added
+        })
+    }
+
+    /// The host file of upper file `path`, and its (dev, ino) when it has
+    /// several names.
+    fn upper_file(&self, path: &[u8]) -> Result<(PathBuf, Option<(u64, u64)>)> {
+        let h = host_path(self.upper, path);
+        let md = h
+            .symlink_metadata()
+            .map_err(|e| FsError::io("lstat", path, e))?;
+        let inode = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        Ok((h.to_path_buf(), inode))
+    }
+
+    /// Everything the union shows under the renamed directory `dir`, from
+    /// the upper and from the lowers its redirects lead to.
+    fn whole(&mut self, dir: &[u8]) -> Result<()> {
+        let mut stack: Vec<&dyn Lower> = vec![&self.view];
+        stack.extend_from_slice(self.lowers);
+        let Some(r) = union::resolve(&stack, dir)? else {
+            return Ok(());
+        };
+        for (name, child) in union::list(&stack, &r, dir)? {
+            let path = join_path(dir, &name);
+            let mut entry = child.node.entry.clone();
+            // Nothing below the renamed directory merges: no markers.
+            entry.opaque = false;
+            let (mut source, mut layer_file, mut inode) = (None, None, None);
+            if entry.kind == Kind::Regular {
+                if child.layer == 0 {
+                    let (h, ino) = self.upper_file(&path)?;
+                    (source, inode) = (Some(h), ino);
+                } else {
+                    let lower = child.layer - 1;
+                    match self.lowers[lower].host_path(&child.path) {
+                        Some(h) => source = Some(h.to_path_buf()),
+                        None => layer_file = Some((lower, child.path.clone())),
+                    }
+                }
+            }
+            let is_dir = entry.kind == Kind::Dir;
+            let kind = self.kind_at(&path)?;
+            self.out.push((
+                Change {
+                    path: path.clone(),
+                    kind,
+                    entry,
+                    source,
+                    layer_file,
                 },
                 inode,
             ));
             if is_dir {
-                self.dir(&path)?;
+                self.whole(&path)?;
             }
         }
         Ok(())
@@ -192,5 +329,90 @@ mod tests {
             ]
         );
         assert!(cs[1].source.is_some() && cs[2].source.is_none());
+    }
+
+    #[test]
+    fn a_renamed_directory_is_given_whole_at_its_new_path_and_deleted_at_the_old() {
+        let upper = tempfile::tempdir().unwrap();
+        fs::create_dir(upper.path().join("new")).unwrap();
+        crate::xattr::set(
+            &upper.path().join("new"),
+            b"user.overlay.redirect",
+            b"old",
+            0,
+        )
+        .unwrap();
+        fs::write(upper.path().join(".wh.old"), "").unwrap();
+        fs::write(upper.path().join("new/mine"), "m").unwrap();
+        let mut low = crate::MemLower::new("low", 1);
+        low.dir("old", 0o755)
+            .file("old/f", b"lower f")
+            .dir("old/sub", 0o700)
+            .symlink("old/sub/l", "../f");
+        let lowers: [&dyn Lower; 1] = [&low];
+        let cs = changes(upper.path(), &lowers).unwrap();
+        let got: Vec<(&[u8], ChangeKind, Kind)> = cs
+            .iter()
+            .map(|c| (c.path.as_slice(), c.kind, c.entry.kind))
+            .collect();
+        use ChangeKind::*;
+        assert_eq!(
+            got,
+            [
+                (&b"new"[..], Added, Kind::Dir),
+                (b"new/f", Added, Kind::Regular),
+                (b"new/mine", Added, Kind::Regular),
+                (b"new/sub", Added, Kind::Dir),
+                (b"new/sub/l", Added, Kind::Symlink),
+                (b"old", Deleted, Kind::Whiteout),
+            ]
+        );
+        assert_eq!(cs[3].entry.mode, 0o700);
+        assert_eq!(cs[4].entry.link, b"../f");
+        let mut data = Vec::new();
+        cs[1]
+            .data(&lowers)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut data)
+            .unwrap();
+        assert_eq!(data, b"lower f");
+        assert!(!cs[0].entry.opaque, "nothing at the new path below");
+    }
+
+    #[test]
+    fn a_directory_moved_back_where_it_was_gives_only_its_own_changes() {
+        let upper = tempfile::tempdir().unwrap();
+        for (dir, redirect) in [("a", &b"a"[..]), ("b", b"/b")] {
+            fs::create_dir(upper.path().join(dir)).unwrap();
+            crate::xattr::set(
+                &upper.path().join(dir),
+                b"user.overlay.redirect",
+                redirect,
+                0,
+            )
+            .unwrap();
+        }
+        fs::write(upper.path().join("a/new"), "n").unwrap();
+        let mut low = crate::MemLower::new("low", 1);
+        low.dir("a", 0o755)
+            .file("a/f", b"f")
+            .dir("b", 0o755)
+            .file("b/g", b"g");
+        let lowers: [&dyn Lower; 1] = [&low];
+        let cs = changes(upper.path(), &lowers).unwrap();
+        let got: Vec<(&[u8], ChangeKind, bool)> = cs
+            .iter()
+            .map(|c| (c.path.as_slice(), c.kind, c.entry.opaque))
+            .collect();
+        use ChangeKind::*;
+        assert_eq!(
+            got,
+            [
+                (&b"a"[..], Modified, false),
+                (b"a/new", Added, false),
+                (b"b", Modified, false),
+            ]
+        );
     }
 }

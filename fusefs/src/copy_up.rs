@@ -141,14 +141,15 @@ impl Layers {
         match entry.kind {
             Kind::Regular => {
                 let mut file = upper.create_file(tmp)?;
+                // The layer keeps it under its own path (`Resolved::path`).
                 if with_data {
-                    match layer.host_path(path) {
+                    match layer.host_path(&r.path) {
                         Some(host) => copy_host_file(&host, &mut file, path)?,
-                        None => copy_through_buffer(layer, path, r, &mut file)?,
+                        None => copy_through_buffer(layer, &r.path, r, &mut file)?,
                     }
                 }
             }
-            Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(path, &r.node)?)?,
+            Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(&r.path, &r.node)?)?,
             _ => upper.create_special(tmp, entry)?,
         }
         upper.write_meta(tmp, entry, Some(r.node.ino))
@@ -163,19 +164,18 @@ impl Layers {
         };
         let mut linked = 0;
         let upper = self.upper(path)?;
-        for other in layer.names_of(r.node.ino)? {
-            if other == path {
-                continue;
+        let same = |o: &Resolved| o.layer == r.layer && o.node.ino == r.node.ino;
+        for layer_name in layer.names_of(r.node.ino)? {
+            if layer_name == r.path {
+                continue; // the file being copied
             }
-            let Some(o) = self.resolve(&other)? else {
-                continue; // deleted in the container
-            };
-            if o.layer != r.layer || o.node.ino != r.node.ino {
-                continue; // replaced by another file
+            // Deleted or replaced in the container: none; under a renamed
+            // directory: the path there.
+            for other in self.union_names(r.layer, &layer_name, same)? {
+                self.copy_up(split_path(&other).0, true)?;
+                upper.link(path, &other)?;
+                linked += 1;
             }
-            self.copy_up(split_path(&other).0, true)?;
-            upper.link(path, &other)?;
-            linked += 1;
         }
         Ok(linked)
     }

@@ -12,7 +12,8 @@ use crate::lower::{ino_tag, Lower, Node};
 use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT};
 use crate::upper_format::{INO_XATTRS, NLINK_XATTRS};
 use crate::whiteout::{
-    hidden_name, is_marker, whiteout_fits, whiteout_name, OPAQUE_MARKER, OPAQUE_XATTRS,
+    hidden_name, is_marker, is_valid_redirect, whiteout_fits, whiteout_name, OPAQUE_MARKER,
+    OPAQUE_XATTRS, REDIRECT_XATTRS,
 };
 use crate::xattr;
 use layerdb::{join_path, split_path, Entry, Kind};
@@ -24,6 +25,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where inode numbers of a host directory layer come from.
 #[derive(Clone, Copy, Debug)]
@@ -250,7 +252,29 @@ impl DirLower {
         e.xattrs = self.container_xattrs(host, path, &names)?;
         e.ino = md.ino() as u32;
         let ino = self.stable_ino(host, md, &names)?;
-        Ok(host_node(ino, md, e))
+        let mut node = host_node(ino, md, e);
+        if kind == Kind::Dir && !node.entry.opaque {
+            node.redirect = self.redirect(host, path, &names)?.map(Arc::new);
+        }
+        Ok(node)
+    }
+
+    /// A renamed directory's redirect (see [`crate::whiteout`]); a value
+    /// that could leave the layers or is malformed is ignored.
+    fn redirect(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<Option<Vec<u8>>> {
+        for name in REDIRECT_XATTRS.into_iter().filter(|n| has(names, n)) {
+            let v = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))?;
+            match v {
+                Some(v) if is_valid_redirect(&v) => return Ok(Some(v)),
+                Some(v) => log::warn!(
+                    "{}: ignoring invalid redirect {:?}",
+                    show(path),
+                    String::from_utf8_lossy(&v)
+                ),
+                None => {}
+            }
+        }
+        Ok(None)
     }
 
     fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
@@ -419,6 +443,7 @@ fn host_node(ino: u64, md: &Metadata, entry: Entry) -> Node {
         ctime_ns: ns(md.ctime(), md.ctime_nsec()),
         blocks: md.blocks(),
         entry,
+        redirect: None,
     }
 }
 

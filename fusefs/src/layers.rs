@@ -176,7 +176,7 @@ impl Layers {
             return Ok(false);
         }
         if self.has_upper() {
-            dir.dir_layers.retain(|&i| i != 0);
+            dir.dir_layers.retain(|d| d.layer != 0);
         }
         Ok(union::resolve_child(&self.stack(), &dir, path)?.is_some())
     }
@@ -198,7 +198,8 @@ impl Layers {
         let layer = self
             .layer(r.layer)
             .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
-        Ok(match layer.host_path(path) {
+        // The layer keeps the file under its own path (see `Resolved::path`).
+        Ok(match layer.host_path(&r.path) {
             Some(host) => OpenFile::Host {
                 file: crate::dir_lower::open_no_follow(&host)
                     .map_err(|e| FsError::io("open", path, e))?,
@@ -207,7 +208,7 @@ impl Layers {
             },
             None => OpenFile::Layer {
                 layer: r.layer,
-                path: path.to_vec(),
+                path: r.path.clone(),
                 node: r.node.clone(),
             },
         })

@@ -41,6 +41,7 @@ mod listings;
 pub mod lower;
 pub mod mem_lower;
 pub mod mount;
+mod moved_names;
 mod node_files;
 mod orphan;
 pub mod override_stat;

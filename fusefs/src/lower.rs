@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use layerdb::{Entry, Kind};
+use std::sync::Arc;
 
 /// Tag bits of stable inode numbers. Every stable number has one of them set,
 /// so none collides with FUSE's root (1) or with another source.
@@ -38,6 +39,13 @@ pub struct Node {
     pub ctime_ns: i64,
     /// 512-byte blocks used; estimated from the size for store files.
     pub blocks: u64,
+    /// For a directory renamed in this layer (kernel overlayfs's
+    /// `redirect_dir`): where the layers below keep its content, as the
+    /// redirect xattr says: `/`-prefixed from the layer root, or a bare
+    /// name in the same parent directory. See [`crate::union`]. Shared:
+    /// rare, and a node is cloned often and cached by the thousand, so
+    /// it costs one pointer.
+    pub redirect: Option<Arc<Vec<u8>>>,
 }
 
 impl Node {
@@ -52,6 +60,7 @@ impl Node {
             atime_ns: t,
             ctime_ns: t,
             blocks,
+            redirect: None,
         }
     }
 

@@ -87,6 +87,15 @@ impl MemLower {
         self
     }
 
+    /// Gives directory `path` a redirect (see [`crate::whiteout`]), as a
+    /// renamed directory of a former upper has.
+    pub fn redirect(&mut self, path: &str, target: &str) -> &mut Self {
+        if let Some(n) = self.nodes.get_mut(path.as_bytes()) {
+            n.redirect = Some(std::sync::Arc::new(target.as_bytes().to_vec()));
+        }
+        self
+    }
+
     /// Sets the owner and permission bits of the node at `path`, if any.
     pub fn set_owner(&mut self, path: &str, uid: u32, gid: u32, mode: u32) -> &mut Self {
         if let Some(n) = self.nodes.get_mut(path.as_bytes()) {

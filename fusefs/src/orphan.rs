@@ -171,9 +171,10 @@ fn other_name(layers: &Layers, path: &[u8], r: &Resolved) -> Result<Option<Vec<u
         let Some(l) = layers.layer(layer) else {
             continue;
         };
-        for name in l.names_of(ino)? {
-            let same = |o: Resolved| o.node.ino == ino && !o.is_dir();
-            if name != *path && layers.resolve(&name)?.is_some_and(same) {
+        let same = |o: &Resolved| o.node.ino == ino && !o.is_dir();
+        for layer_name in l.names_of(ino)? {
+            let names = layers.union_names(layer, &layer_name, same)?;
+            if let Some(name) = names.into_iter().find(|n| n != path) {
                 return Ok(Some(name));
             }
         }

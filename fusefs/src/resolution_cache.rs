@@ -77,8 +77,12 @@ mod tests {
     fn dir() -> Resolved {
         Resolved {
             layer: 0,
+            path: Vec::new(),
             node: Node::from_entry(Entry::new(Kind::Dir, 0o755), 7),
-            dir_layers: vec![0],
+            dir_layers: vec![crate::union::LayerDir {
+                layer: 0,
+                path: Vec::new(),
+            }],
         }
     }
 

@@ -347,6 +347,14 @@ impl Upper {
             .map_err(|e| FsError::io("setxattr opaque", path, e))
     }
 
+    /// Records that the lower content of directory `path` is at `target`
+    /// (see [`crate::whiteout`]).
+    pub fn set_redirect(&self, path: &[u8], target: &[u8]) -> Result<()> {
+        self.dirs.invalidate(path);
+        xattr::set(&self.host(path), self.format.redirect_xattr(), target, 0)
+            .map_err(|e| FsError::io("setxattr redirect", path, e))
+    }
+
     pub fn set_times(&self, path: &[u8], atime: TimeSet, mtime: TimeSet) -> Result<()> {
         nix::sys::stat::utimensat(
             nix::fcntl::AT_FDCWD,

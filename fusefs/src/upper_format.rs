@@ -9,12 +9,14 @@
 //!   names, a whiteout is a 0/0 character device with the deleted name, an
 //!   opaque directory has `trusted.overlay.opaque=y` (`user.overlay.` in a
 //!   user namespace, where `trusted.` is out of reach, as the kernel's
-//!   `userxattr` option reads it).
+//!   `userxattr` option reads it), and a directory renamed with lower
+//!   content has `trusted.overlay.redirect` (`user.overlay.redirect`).
 //! - [`UpperFormat::Rootless`], when it may not: fuse-overlayfs's rootless
 //!   format (see [`crate::override_stat`] and [`crate::whiteout`]): plain
 //!   files and directories owned by the server, the container's owner,
 //!   mode and type in `user.containers.override_stat`, container xattrs
-//!   under `user.strata.x.`, whiteouts as `.wh.` files.
+//!   under `user.strata.x.`, whiteouts as `.wh.` files; opaque and
+//!   redirect markers as `user.overlay.opaque` and `user.overlay.redirect`.
 //!
 //! Readers ([`crate::dir_lower`]) understand both, also mixed in one upper.
 
@@ -108,6 +110,15 @@ impl UpperFormat {
         }
     }
 
+    /// The xattr recording where a renamed directory's lower content is
+    /// (kernel overlayfs's `redirect_dir`; see [`crate::whiteout`]).
+    pub fn redirect_xattr(self) -> &'static [u8] {
+        match self {
+            UpperFormat::Kernel(MarkerNamespace::Trusted) => b"trusted.overlay.redirect",
+            _ => b"user.overlay.redirect",
+        }
+    }
+
     /// The xattr recording a copied-up file's stable inode number.
     pub fn ino_xattr(self) -> &'static [u8] {
         match self {
@@ -156,6 +167,7 @@ mod tests {
             let f = UpperFormat::Kernel(ns);
             assert!(is_private_xattr(f.ino_xattr()));
             assert!(is_private_xattr(f.opaque_xattr()));
+            assert!(is_private_xattr(f.redirect_xattr()));
             assert_eq!(f.host_xattr(b"user.k"), b"user.k");
         }
         assert_eq!(

@@ -8,6 +8,13 @@
 //!   `user.overlay.opaque="y"` (see [`crate::upper_format`] for which strata
 //!   writes), or holds a `.wh..wh..opq` file.
 //!
+//! - A directory renamed with its lower content left in place (kernel
+//!   overlayfs's `redirect_dir=on`) carries `trusted.overlay.redirect` or
+//!   `user.overlay.redirect`: where the layers below keep its content,
+//!   `/a/b` from the layer root (a move across directories) or a bare
+//!   name in the same parent (a rename within one directory). Its old
+//!   name has a whiteout.
+//!
 //! Names starting with `.wh.` are therefore never container files: they are
 //! hidden from listings and refused on creation.
 
@@ -18,6 +25,24 @@ pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// Opaque xattrs strata honours when reading.
 pub const OPAQUE_XATTRS: [&[u8]; 2] = [b"user.overlay.opaque", b"trusted.overlay.opaque"];
+
+/// Redirect xattrs strata honours when reading.
+pub const REDIRECT_XATTRS: [&[u8]; 2] = [b"user.overlay.redirect", b"trusted.overlay.redirect"];
+
+/// Longest redirect strata writes: kernel overlayfs's default
+/// `redirect_max` (longer ones, it moves the content instead).
+pub const REDIRECT_MAX: usize = 256;
+
+/// True for a redirect value that stays inside the layers: a bare name, or
+/// `/`-separated names after a leading `/`; never empty, `.` or `..`
+/// names, as kernel overlayfs checks.
+pub fn is_valid_redirect(value: &[u8]) -> bool {
+    let good = |n: &[u8]| !n.is_empty() && n != b"." && n != b".." && !n.contains(&0);
+    match value.strip_prefix(b"/") {
+        Some(abs) => abs.split(|&b| b == b'/').all(good),
+        None => good(value) && !value.contains(&b'/'),
+    }
+}
 
 /// Prefix of temporary names the upper uses while copying up: a `.wh.` name,
 /// so a leftover from a crash never shows in the container.
@@ -70,5 +95,23 @@ mod tests {
         assert_eq!(hidden_name(OPAQUE_MARKER), None);
         assert_eq!(hidden_name(b"foo"), None);
         assert_eq!(whiteout_name(b"foo"), b".wh.foo");
+    }
+
+    #[test]
+    fn redirects_name_places_inside_the_layers_only() {
+        for ok in [&b"share"[..], b"/usr/share", b"/a"] {
+            assert!(is_valid_redirect(ok), "{ok:?}");
+        }
+        for bad in [
+            &b""[..],
+            b"/",
+            b"a/b",
+            b"/usr//share",
+            b"/usr/../etc",
+            b"..",
+            b"/a/",
+        ] {
+            assert!(!is_valid_redirect(bad), "{bad:?}");
+        }
     }
 }

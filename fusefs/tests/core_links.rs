@@ -89,7 +89,7 @@ fn renaming_one_name_of_a_lower_pair_keeps_both_names_on_one_file() {
 }
 
 #[test]
-fn a_lower_directory_moved_whole_keeps_its_file_linked_to_a_name_outside() {
+fn a_lower_directory_moved_keeps_its_file_linked_to_a_name_outside() {
     let lower = &[
         Item::Dir("tree", 0o755),
         Item::File("tree/x", b"linked", 0o644),
@@ -101,6 +101,25 @@ fn a_lower_directory_moved_whole_keeps_its_file_linked_to_a_name_outside() {
         assert_eq!(fx.stat("moved/x").ino, fx.stat("out").ino);
         fx.write("moved/x", 0, b"L");
         assert_eq!(fx.read("out"), b"Linked");
+        let ino = |p: &str| std::fs::metadata(fx.upper_path(p)).expect("upper").ino();
+        assert_eq!(ino("moved/x"), ino("out"));
+    });
+}
+
+#[test]
+fn a_write_through_a_name_outside_shows_under_a_moved_directory() {
+    let lower = &[
+        Item::Dir("tree", 0o755),
+        Item::File("tree/x", b"linked", 0o644),
+        Item::Hardlink("out", "tree/x"),
+    ];
+    for_each_setup(lower, |fx| {
+        fx.rename("tree", "moved", 0)
+            .expect("rename of a lower directory");
+        // `out`'s copy-up finds its other name under the moved directory,
+        // not at the path its layer has.
+        fx.write("out", 0, b"L");
+        assert_eq!(fx.read("moved/x"), b"Linked");
         let ino = |p: &str| std::fs::metadata(fx.upper_path(p)).expect("upper").ino();
         assert_eq!(ino("moved/x"), ino("out"));
     });

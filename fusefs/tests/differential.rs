@@ -7,22 +7,20 @@
 //! opening files as another user, so the kernel's ACL checks on strata are
 //! compared too.
 //!
-//! Accepted differences, where strata gives a local filesystem's answer:
-//! - renaming a directory that has lower content: overlayfs (without
-//!   redirect_dir) says EXDEV before any other check, strata moves it (or
-//!   gives ext4's answer, such as ENOTEMPTY). The test then renames it back
-//!   on strata (recreating an empty directory it replaced), so both trees
-//!   stay equal and the run goes on.
+//! Kernel overlayfs is mounted with `redirect_dir=on`, as strata moves a
+//! directory with lower content: alone, with a redirect to that content.
+//!
+//! Accepted difference, where strata gives a local filesystem's answer:
 //! - removing an ACL an entry does not have: ext4 and strata succeed;
 //!   overlayfs says ENODATA when the entry is still only in the lower.
 //!
 //! Each seed runs twice: on a strata mount as made by default (no OPEN
 //! requests) and on one with FUSE passthrough. At the end of each run the
 //! uppers change hands: kernel overlayfs mounts strata's upper and strata
-//! serves the kernel's, and both must show the kernel's tree. A one-sided
-//! run renames directories with lower content on strata (which the paired
-//! run cannot) and has kernel overlayfs read that upper. Directory times
-//! across copy-up are compared with the kernel's too.
+//! serves the kernel's (with the kernel's redirects), and both must show
+//! the kernel's tree. A one-sided run renames many more directories with
+//! lower content on strata and has kernel overlayfs read that upper.
+//! Directory times across copy-up are compared with the kernel's too.
 //!
 //! Needs root (overlayfs and FUSE mounts); fails, never skips, without it.
 //! A failure names its seed: `STRATA_DIFF_SEEDS=<seed> cargo test -p fusefs
@@ -391,7 +389,19 @@ fn build_lower(root: &Path, rng: &mut Rng) {
     }
 }
 
-/// A kernel overlayfs mount, unmounted on drop (also when a test fails).
+/// Held by each test of this file while it runs. The random runs fork
+/// (`sh` opening files as other users), and a child between fork and exec
+/// holds every descriptor of its parent: one open on another test's mount
+/// made that test's unmount fail with EBUSY.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A kernel overlayfs mount with `redirect_dir=on` (directories with
+/// lower content move with a redirect, as on strata), unmounted on drop
+/// (also when a test fails).
 struct Overlay(PathBuf);
 
 impl Overlay {
@@ -400,7 +410,7 @@ impl Overlay {
             fs::create_dir_all(d).expect("mkdir");
         }
         let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={},redirect_dir=on",
             lower.display(),
             upper.display(),
             work.display()
@@ -456,10 +466,7 @@ fn copy_tree(from: &Path, to: &Path) {
     );
 }
 
-/// What a rename's target directory had, to recreate it: mode, owner and
-/// the xattrs compared (user ones and ACLs).
-type ReplacedDir = (u32, u32, u32, Vec<(String, Vec<u8>)>);
-
+/// The xattrs compared: user ones and ACLs.
 fn compared_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
     let mut names: Vec<String> = xattr::list(p)
         .expect("listxattr")
@@ -474,27 +481,6 @@ fn compared_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
             Some((n, v))
         })
         .collect()
-}
-
-/// Undoes on strata a directory rename that overlayfs refused with EXDEV.
-fn undo_rename(strata: &Path, from: &str, to: &str, replaced: Option<ReplacedDir>) {
-    fs::rename(strata.join(to), strata.join(from)).expect("rename back on strata");
-    if let Some((mode, uid, gid, xattrs)) = replaced {
-        let p = strata.join(to);
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(&p)
-            .expect("recreate replaced dir");
-        // Its own xattrs; not the ACLs it inherited when recreated.
-        for name in ACL_NAMES {
-            xattr::remove(&p, name).expect("remove inherited ACL");
-        }
-        for (name, v) in xattrs {
-            xattr::set(&p, name, &v).expect("restore xattr");
-        }
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).expect("chown");
-    }
 }
 
 /// One seed's run, on a strata mount opening files as by default or with
@@ -528,34 +514,14 @@ fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
     assert_same_trees(&s, &o, &format!("{run}, before any operation"));
 
     let mut accepted = Vec::new();
+    let mut moved_dirs = 0;
     for i in 0..OPS_PER_SEED {
-        let op = random_op(&mut rng);
-        let replaced = match &op {
-            Op::Rename(_, to) => fs::symlink_metadata(s.join(to))
-                .ok()
-                .filter(fs::Metadata::is_dir)
-                .map(|m| {
-                    (
-                        m.mode() & 0o7777,
-                        m.uid(),
-                        m.gid(),
-                        compared_xattrs(&s.join(to)),
-                    )
-                }),
-            _ => None,
-        };
+        let op = directory_move(&o, &mut rng).unwrap_or_else(|| random_op(&mut rng));
+        let moved_dir = matches!(&op, Op::Rename(from, _) if o.join(from).is_dir());
         let got = apply(&s, &op);
         let want = apply(&o, &op);
-        if let (Op::Rename(from, to), Err(libc::EXDEV)) = (&op, &want) {
-            // overlayfs refuses before any other check; strata gives the
-            // answer a local filesystem gives (done, or ENOTEMPTY...).
-            accepted.push(format!(
-                "{run} op {i}: {op:?}: overlayfs EXDEV, strata {got:?}"
-            ));
-            if got.is_ok() {
-                undo_rename(&s, from, to, replaced);
-            }
-            continue;
+        if moved_dir && want.is_ok() {
+            moved_dirs += 1;
         }
         if let (Op::SetAcl(p, _, None), Ok(_), Err(libc::ENODATA)) = (&op, &got, &want) {
             if fs::symlink_metadata(d.join("ovl-upper").join(p)).is_err() {
@@ -577,6 +543,11 @@ fn run_seed(seed: u64, passthrough: bool) -> Vec<String> {
             assert_same_trees(&s, &o, &format!("{run}, after op {i}"));
         }
     }
+    eprintln!(
+        "{run}: {moved_dirs} directories moved; redirects in the uppers: strata {}, overlayfs {}",
+        redirects(&d.join("upper")),
+        redirects(&d.join("ovl-upper"))
+    );
     assert_same_trees(&s, &o, &format!("{run}, at the end"));
     let want = snapshot(&o);
     strata.unmount().expect("unmount strata");
@@ -618,6 +589,7 @@ fn uppers_are_read_across(d: &Path, want: &BTreeMap<String, String>, run: &str) 
 #[test]
 fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     let seeds = seeds_or(&DEFAULT_SEEDS);
     for (seed, passthrough) in seeds.iter().flat_map(|&s| [(s, false), (s, true)]) {
         let accepted = run_seed(seed, passthrough);
@@ -638,6 +610,7 @@ fn random_operations_give_the_same_results_and_trees_as_overlayfs() {
 #[test]
 fn directory_times_across_copy_up_are_kernel_overlayfs_s() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
     let d = dir.path();
     let lower = d.join("lower");
@@ -719,6 +692,31 @@ fn seeds_or(default: &[u64]) -> Vec<u64> {
     }
 }
 
+/// How many directories of an upper carry a redirect.
+fn redirects(dir: &Path) -> usize {
+    let mut n = 0;
+    for de in fs::read_dir(dir).expect("readdir") {
+        let p = de.expect("dirent").path();
+        if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            n += usize::from(xattr::get(&p, "trusted.overlay.redirect").is_ok_and(|v| v.is_some()));
+            n += redirects(&p);
+        }
+    }
+    n
+}
+
+/// One op in 8: a rename of an existing directory of `root` (most have
+/// lower content) to a free place, which random paths rarely give.
+fn directory_move(root: &Path, rng: &mut Rng) -> Option<Op> {
+    if rng.below(8) != 0 {
+        return None;
+    }
+    Some(Op::Rename(
+        some_dir(root, rng)?,
+        some_free_place(root, rng)?,
+    ))
+}
+
 /// A random existing directory below `root` (relative), if any.
 fn some_dir(root: &Path, rng: &mut Rng) -> Option<String> {
     (0..16).map(|_| rng.path()).find(|p| root.join(p).is_dir())
@@ -732,14 +730,14 @@ fn some_free_place(root: &Path, rng: &mut Rng) -> Option<String> {
     })
 }
 
-/// Random operations on strata alone, renames of directories with lower
-/// content among them (kernel overlayfs without redirect_dir refuses
-/// those, so the paired run above undoes them): then strata is unmounted
-/// and kernel overlayfs, over the same lower with strata's upper, shows
-/// the tree strata showed.
+/// Random operations on strata alone, a quarter of them renames of
+/// existing directories (most with lower content): then strata is
+/// unmounted and kernel overlayfs (`redirect_dir=on`), over the same lower
+/// with strata's upper, shows the tree strata showed.
 #[test]
 fn strata_upper_with_renamed_directories_shows_the_same_tree_under_kernel_overlayfs() {
     common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
     for seed in seeds_or(&[11, 12, 13]) {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
         let d = dir.path();
@@ -781,4 +779,145 @@ fn strata_upper_with_renamed_directories_shows_the_same_tree_under_kernel_overla
              overlayfs (\"strata\" is what strata showed, \"overlayfs\" what the kernel shows): {diff}"
         );
     }
+}
+
+/// The moves of [`a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs`]:
+/// within a directory, across directories, a renamed directory moved
+/// again and back, a file changed, one deleted and one created under a
+/// moved directory, a directory moved into an opaque one, one removed
+/// once emptied, and two exchanged.
+fn move_directories(m: &Path) {
+    let ok = |what: &str, r: std::io::Result<()>| r.unwrap_or_else(|e| panic!("{what}: {e}"));
+    ok(
+        "rename",
+        fs::rename(m.join("usr/share"), m.join("usr/share2")),
+    );
+    ok(
+        "move",
+        fs::rename(m.join("usr/share2/doc"), m.join("opt/doc")),
+    );
+    ok("move", fs::rename(m.join("usr/lib"), m.join("lib2")));
+    ok("move", fs::rename(m.join("lib2"), m.join("usr/lib3")));
+    ok(
+        "move back",
+        fs::rename(m.join("usr/lib3"), m.join("usr/lib")),
+    );
+    ok("append", {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("usr/share2/man/man1/ls.1"))
+            .and_then(|mut f| f.write_all(b" more"))
+    });
+    ok("unlink", fs::remove_file(m.join("opt/doc/a/copyright")));
+    ok("create", fs::write(m.join("opt/doc/new"), "new"));
+    ok(
+        "rm -r",
+        fs::remove_dir_all(m.join("usr/share2/empty-later")),
+    );
+    ok("rmdir", fs::remove_dir(m.join("srv")));
+    ok("mkdir", fs::create_dir(m.join("srv")));
+    ok(
+        "move in",
+        fs::rename(m.join("usr/share2/man"), m.join("srv/man")),
+    );
+    let exchange = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &m.join("usr/lib"),
+        nix::fcntl::AT_FDCWD,
+        &m.join("opt/doc"),
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    );
+    ok("exchange", exchange.map_err(std::io::Error::from));
+}
+
+#[test]
+fn a_renamed_lower_directory_shows_one_tree_on_strata_and_kernel_overlayfs() {
+    common::require_fuse();
+    let _one_at_a_time = one_at_a_time();
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir on ext4");
+    let d = dir.path();
+    let lower = d.join("lower");
+    for p in [
+        "usr/share/doc/a",
+        "usr/share/doc/b",
+        "usr/share/man/man1",
+        "usr/share/empty-later/x",
+        "usr/lib/sub",
+        "opt",
+        "srv",
+    ] {
+        fs::create_dir_all(lower.join(p)).expect("mkdir");
+    }
+    for (p, data) in [
+        ("usr/share/doc/a/copyright", "c"),
+        ("usr/share/doc/b/README", "r"),
+        ("usr/share/man/man1/ls.1", "ls"),
+        ("usr/share/empty-later/x/f", "f"),
+        ("usr/lib/sub/lib.so", "so"),
+        ("usr/lib/top", "t"),
+    ] {
+        fs::write(lower.join(p), data).expect("write");
+    }
+    copy_tree(&lower, &d.join("ovl-lower"));
+    // Each mount on a mountpoint of its own, so none waits for the last
+    // one's teardown.
+    let mount_strata = |lower: &str, upper: &str, at: &str| {
+        let m = d.join(at);
+        fs::create_dir_all(&m).expect("mkdir");
+        let opts = MountOptions::new(
+            vec![Box::new(DirLower::new(d.join(lower)))],
+            Some(d.join(upper)),
+        );
+        let h: MountHandle = fusefs::mount(opts, &m).expect("mount strata");
+        wait_mounted(&m);
+        (h, m)
+    };
+
+    // Kernel overlayfs does the moves, writing its redirects.
+    let want = {
+        let k = Overlay::mount(
+            &d.join("ovl-lower"),
+            &d.join("ovl-upper"),
+            &d.join("ovl-work"),
+            &d.join("ovl"),
+        );
+        move_directories(&k.0);
+        snapshot(&k.0)
+    };
+    assert!(!want.contains_key("usr/share2/empty-later"));
+    assert!(want.contains_key("srv/man/man1/ls.1") && want.contains_key("usr/lib/b/README"));
+    let same = |got: &BTreeMap<String, String>, what: &str| {
+        let diff = snapshot_differences(got, &want);
+        assert!(
+            diff == "trees equal",
+            "{what} (\"overlayfs\" is what kernel overlayfs showed): {diff}"
+        );
+    };
+
+    // strata does the same moves, without copying the content up.
+    {
+        let (h, m) = mount_strata("lower", "upper", "strata");
+        move_directories(&m);
+        same(&snapshot(&m), "strata");
+        h.unmount().expect("unmount strata");
+    }
+    let upper = d.join("upper");
+    assert!(!upper.join("usr/lib/b").exists(), "moved, not copied");
+    assert!(!upper.join("opt/doc/sub").exists(), "moved, not copied");
+    assert_eq!(
+        xattr::get(upper.join("usr/share2"), "trusted.overlay.redirect").expect("getxattr"),
+        Some(b"share".to_vec())
+    );
+    {
+        let (h, m) = mount_strata("lower", "upper", "strata-again");
+        same(&snapshot(&m), "strata after a remount");
+        h.unmount().expect("unmount strata");
+    }
+    {
+        let k = Overlay::mount(&lower, &upper, &d.join("k-work"), &d.join("k"));
+        same(&snapshot(&k.0), "kernel overlayfs on strata's upper");
+    }
+    // strata serves the upper kernel overlayfs wrote.
+    let (_h, m) = mount_strata("ovl-lower", "ovl-upper", "strata-on-kernel-upper");
+    same(&snapshot(&m), "strata on kernel overlayfs's upper");
 }

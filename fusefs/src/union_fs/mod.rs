@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 mod file_io;
 mod orphan_xattrs;
+mod redirect;
 mod xattrs;
 
 pub use file_io::Writer;
@@ -579,8 +580,9 @@ impl UnionFs {
         Ok(r)
     }
 
-    /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags; a
-    /// directory moves with everything the union shows under it.
+    /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags. A
+    /// directory with lower content moves alone with a redirect to that
+    /// content (see `redirect`), in an exchange too.
     pub fn rename(
         &self,
         parent: u64,
@@ -612,13 +614,26 @@ impl UnionFs {
         let (to_dir, _) = split_path(&to);
         if exchange {
             let dst = dst.ok_or_else(|| FsError::posix(Errno::ENOENT, &to))?;
-            self.deep_copy_up(&from)?;
-            self.deep_copy_up(&to)?;
-            // Each side now holds its whole content: hide what lower layers
+            let same_dir = from_dir == to_dir;
+            let sides = [(&src, &from), (&dst, &to)];
+            let mut redirects = Vec::with_capacity(2);
+            for (r, p) in sides {
+                let redirect = self.redirect_for(p, r, same_dir)?;
+                if redirect.is_some() {
+                    self.layers.copy_up(p, true)?;
+                } else {
+                    self.deep_copy_up(p)?;
+                }
+                redirects.push(redirect);
+            }
+            // A side with lower content keeps finding it through its
+            // redirect; one whole in the upper hides what lower layers
             // have at its new place.
-            for (r, p) in [(&src, &from), (&dst, &to)] {
-                if r.is_dir() {
-                    upper.set_opaque(p)?;
+            for ((r, p), redirect) in sides.into_iter().zip(redirects) {
+                match redirect {
+                    Some(target) => upper.set_redirect(p, &target)?,
+                    None if r.is_dir() => upper.set_opaque(p)?,
+                    None => {}
                 }
             }
             upper.rename(&from, &to, nix::fcntl::RenameFlags::RENAME_EXCHANGE)?;
@@ -645,15 +660,25 @@ impl UnionFs {
                 (false, false) => {}
             }
         }
-        self.deep_copy_up(&from)?;
+        // A directory with lower content moves alone, recording where
+        // that content is; failing that (a redirect too long) it moves
+        // whole.
+        let redirect = self.redirect_for(&from, &src, from_dir == to_dir)?;
+        if redirect.is_some() {
+            self.layers.copy_up(&from, true)?;
+        } else {
+            self.deep_copy_up(&from)?;
+        }
         let to_parent = self.layers.copy_up(to_dir, true)?;
         if !to_parent.is_dir() {
             return Err(FsError::posix(Errno::ENOTDIR, to_dir));
         }
-        if src.is_dir() {
+        match &redirect {
+            Some(target) => upper.set_redirect(&from, target)?,
             // The moved tree is complete in the upper; lower directories at
             // the destination must not merge into it.
-            upper.set_opaque(&from)?;
+            None if src.is_dir() => upper.set_opaque(&from)?,
+            None => {}
         }
         let whiteout = self.layers.lower_has(&from)?;
         if upper.format().is_kernel() {

@@ -87,6 +87,8 @@ pub struct Fx {
     /// Host roots of the lowers, top first (empty for in-memory ones).
     lower_roots: Vec<PathBuf>,
     _tmp: TempDir,
+    /// What the lowers hold, top first, to build them again on remount.
+    lower_items: Vec<Vec<Item>>,
 }
 
 fn mem_lower(i: usize, items: &[Item]) -> MemLower {
@@ -171,7 +173,29 @@ impl Fx {
             upper,
             lower_roots,
             _tmp: tmp,
+            lower_items: lowers.iter().map(|l| l.to_vec()).collect(),
         }
+    }
+
+    /// A new union over the same lowers and upper, as after an unmount
+    /// and a mount: what it shows comes from the upper as written.
+    pub fn remount(&mut self) {
+        let boxed: Vec<Box<dyn Lower>> = match self.setup.lower {
+            LowerKind::Mem => self
+                .lower_items
+                .iter()
+                .enumerate()
+                .map(|(i, items)| Box::new(mem_lower(i, items)) as Box<dyn Lower>)
+                .collect(),
+            LowerKind::Dir => self
+                .lower_roots
+                .iter()
+                .map(|r| Box::new(DirLower::new(r)) as Box<dyn Lower>)
+                .collect(),
+        };
+        let layers = Layers::with_format(Some(&self.upper), boxed, Some(self.setup.format))
+            .expect("layers over the same upper");
+        self.fs = UnionFs::new(layers, false);
     }
 
     /// Node id of `path` ("" is the root), by one lookup per component as
@@ -327,6 +351,18 @@ impl Fx {
         xattr::get(self.upper_path(path), name)
             .expect("getxattr")
             .is_some_and(|v| v == b"y")
+    }
+
+    /// The redirect the upper directory `path` carries, under the name the
+    /// format writes (see `fusefs::whiteout`).
+    pub fn redirect_in_upper(&self, path: &str) -> Option<String> {
+        let name = match self.setup.format {
+            UpperFormat::Kernel(MarkerNamespace::Trusted) => "trusted.overlay.redirect",
+            _ => "user.overlay.redirect",
+        };
+        xattr::get(self.upper_path(path), name)
+            .expect("getxattr")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 
     /// The container's permission bits of upper entry `path`, as recorded:

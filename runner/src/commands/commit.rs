@@ -12,8 +12,16 @@ use fusefs::{Change, ChangeKind};
 use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Store};
 use std::sync::Arc;
 
-/// The container's changes, without the files strata mounts into it.
-pub(super) fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Vec<Change>> {
+/// An image's layers, top first.
+type Lowers = Vec<Box<dyn fusefs::Lower>>;
+
+/// The container's changes, without the files strata mounts into it, and
+/// the image's layers, which hold the content of the files of a renamed
+/// directory (see [`Change::data`]).
+pub(super) fn change_set(
+    store: &Arc<Store>,
+    rec: &ContainerRecord,
+) -> Result<(Vec<Change>, Lowers)> {
     let image = store
         .image(&rec.image)?
         .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
@@ -21,7 +29,7 @@ pub(super) fn change_set(store: &Arc<Store>, rec: &ContainerRecord) -> Result<Ve
     let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
     let changes = fusefs::changes(&store.container_dir(&rec.id).upper(), &refs)
         .with_context(|| format!("reading the changes of {}", rec.name))?;
-    Ok(without_runtime_paths(changes, rec))
+    Ok((without_runtime_paths(changes, rec), lowers))
 }
 
 /// Drops the files strata mounts into every container and the targets of
@@ -144,23 +152,18 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
 
     let layer = {
         let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
-        let changes = change_set(&store, &rec)?;
+        let (changes, lowers) = change_set(&store, &rec)?;
+        let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
         if changes.is_empty() {
             None
         } else {
             let mut builder = ingest.builder(&format!("container {}", rec.name));
             for c in changes {
-                let mut file = match &c.source {
-                    Some(p) => Some(
-                        std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?,
-                    ),
-                    None => None,
-                };
-                builder.add(
-                    c.path,
-                    c.entry,
-                    file.as_mut().map(|f| f as &mut dyn std::io::Read),
-                )?;
+                let mut data = c
+                    .data(&refs)
+                    .with_context(|| format!("reading /{}", String::from_utf8_lossy(&c.path)))?;
+                let data = data.as_mut().map(|d| &mut **d as &mut dyn std::io::Read);
+                builder.add(c.path, c.entry, data)?;
             }
             Some(builder.finish()?)
         }

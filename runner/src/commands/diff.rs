@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
     let store = Arc::new(ctx.store()?);
     let rec = liveness::container(&store, container)?;
-    for c in change_set(&store, &rec)? {
+    for c in change_set(&store, &rec)?.0 {
         let letter = match c.kind {
             ChangeKind::Added => 'A',
             ChangeKind::Modified => 'C',
