@@ -18,11 +18,10 @@
 //! Names starting with `.wh.` are therefore never container files: they are
 //! hidden from listings and refused on creation.
 
-/// The name prefix of an OCI (and rootless-upper) whiteout: `.wh.NAME` hides
-/// `NAME`.
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// The name of the OCI marker file making its directory opaque.
-pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The OCI names (`.wh.NAME` hides `NAME`, `.wh..wh..opq` makes its
+/// directory opaque) are layerdb's, the layer format's home; a rootless
+/// upper uses them too.
+pub use layerdb::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 /// Opaque xattrs strata honours when reading.
 pub const OPAQUE_XATTRS: [&[u8]; 2] = [b"user.overlay.opaque", b"trusted.overlay.opaque"];
 

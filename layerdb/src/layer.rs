@@ -13,6 +13,7 @@ use crate::chunk::{ChunkDir, ChunkWriter, Chunker, INLINE_MAX};
 use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{Result, StoreError};
+use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::oci_tar::{self, BackgroundHasher, TarWriter};
 use crate::tar_split::OriginalTar;
 use serde::{Deserialize, Serialize};
@@ -416,12 +417,12 @@ impl LayerBuilder {
     fn classify(&self, raw: &[u8]) -> Result<Name> {
         let path = self.clean(raw)?;
         let (parent, name) = split_path(&path);
-        let Some(hidden) = name.strip_prefix(b".wh.") else {
-            return Ok(Name::Plain(path));
-        };
-        if hidden == b".wh..opq" {
+        if name == OPAQUE_MARKER {
             return Ok(Name::Opaque(parent.to_vec()));
         }
+        let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) else {
+            return Ok(Name::Plain(path));
+        };
         if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(self.bad(format!(
                 "whiteout {:?} names no file",

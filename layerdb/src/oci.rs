@@ -10,6 +10,13 @@ use oci_spec::image::{Descriptor, ImageIndex, Platform};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
 
+/// The name prefix of an OCI layer's whiteout: `.wh.NAME` deletes `NAME`
+/// of the layers below (the image-spec's layer changeset rules).
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The name of the OCI marker file that makes its directory opaque: the
+/// layers below add nothing to it.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
 /// An OCI document or digest from outside the store that is not what the spec
 /// allows; `what` names where it came from (a file in the archive, a blob).
 #[derive(Debug, thiserror::Error)]

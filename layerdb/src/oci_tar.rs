@@ -11,6 +11,7 @@ use crate::chunk::ChunkDir;
 use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{IoContext, Result};
+use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -248,7 +249,7 @@ impl<W: Write> TarWriter<W> {
             mtime_ns,
             ..Entry::new(Kind::Regular, 0)
         };
-        append(&mut self.builder, &join_path(dir, b".wh..wh..opq"), &marker)
+        append(&mut self.builder, &join_path(dir, OPAQUE_MARKER), &marker)
     }
 
     /// Where a file's content goes, between `entry` and `end_content`.
@@ -275,7 +276,7 @@ fn append<W: Write>(builder: &mut tar::Builder<W>, path: &[u8], entry: &Entry) -
         Kind::Whiteout => {
             let (parent, base) = split_path(path);
             (
-                join_path(parent, &[b".wh.", base].concat()),
+                join_path(parent, &[WHITEOUT_PREFIX, base].concat()),
                 EntryType::Regular,
                 b"",
             )
