@@ -419,7 +419,11 @@ impl Filesystem for Adapter {
             // A copy-up now would leave passthrough readers on the lower file.
             return reply.error(Errno::from_i32(libc::ETXTBSY));
         }
+        // A set-id file goes through the server as a small one does: a
+        // write by a user outside its group must clear S_ISGID, which the
+        // kernel leaves to the server (see `UnionFs::write`).
         let size = match self.fs.getattr(ino.0) {
+            Ok(a) if a.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) != 0 => 0,
             Ok(a) => a.node.entry.size,
             Err(e) => return reply.error(errno("open", &e)),
         };
