@@ -4,7 +4,7 @@
 use crate::error::FsError;
 use crate::inode::ROOT;
 use crate::lower::Node;
-use crate::passthrough::{Passthrough, Route};
+use crate::passthrough::{Host, Passthrough, Route};
 use crate::union_fs::{Attr, Caller, SetAttr, UnionFs, Writer};
 use crate::upper::TimeSet;
 use crate::view::View;
@@ -39,12 +39,14 @@ pub struct Adapter {
 const ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Adapter {
-    pub fn new(fs: UnionFs, want_passthrough: bool) -> Adapter {
+    /// Passes files of at least `passthrough_min_size` bytes through when
+    /// `want_passthrough` and the kernel allows (see `crate::passthrough`).
+    pub fn new(fs: UnionFs, want_passthrough: bool, passthrough_min_size: u64) -> Adapter {
         Adapter {
             fs,
             ttl: ENTRY_TTL,
             want_passthrough,
-            passthrough: Passthrough::default(),
+            passthrough: Passthrough::new(passthrough_min_size),
             view: View::default(),
         }
     }
@@ -90,16 +92,29 @@ impl Adapter {
         }
     }
 
-    /// How the kernel does the I/O of a handle just opened.
+    /// How the kernel does the I/O of handle `fh` just opened;
+    /// `generation` is the tree's before the open. A cached
+    /// route's handle is closed: the caller answers with handle 0, and I/O
+    /// goes through the node's current file (see `crate::node_files`).
     fn route(
         &self,
         id: u64,
-        fh: u64,
+        (fh, generation): (u64, u64),
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
-        self.fs.with_backing_file(fh, |host| {
+        let current = self.fs.tree_generation() == generation;
+        let route = self.fs.with_backing_file(fh, |host| {
+            let host = host.map(|(file, replaceable)| Host {
+                file,
+                replaceable,
+                current,
+            });
             self.passthrough.route(id, fh, host, open_backing)
-        })
+        });
+        if !matches!(route, Route::Passthrough(_)) {
+            self.fs.release(fh);
+        }
+        route
     }
 
     /// Replies with a new entry (the kernel takes a reference) or the errno.
@@ -266,6 +281,10 @@ impl Filesystem for Adapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if size.is_some() && self.passthrough.refuses_write(ino.0) {
+            // A copy-up now would leave passthrough readers on the lower file.
+            return reply.error(Errno::from_i32(libc::ETXTBSY));
+        }
         let sa = SetAttr {
             mode,
             uid: uid.map(|u| self.view.uids.stored(u)),
@@ -392,7 +411,7 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if !self.passthrough.is_enabled() {
+        if !self.passthrough.is_enabled() || !self.passthrough.probe(|fd| reply.open_backing(fd)) {
             // ENOSYS: the kernel sends no OPEN or RELEASE for existing files
             // again, keeps their pages (all writes go through it) and names
             // the node in each READ or WRITE; see `crate::node_files`. A
@@ -400,20 +419,46 @@ impl Filesystem for Adapter {
             // without (kernel overlayfs 0.16 s).
             return reply.error(Errno::from_i32(libc::ENOSYS));
         }
-        let (fh, keep) = match self.fs.open(ino.0, flags.0) {
-            Ok(o) => o,
+        let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        if writes && self.passthrough.refuses_write(ino.0) {
+            // A copy-up now would leave passthrough readers on the lower file.
+            return reply.error(Errno::from_i32(libc::ETXTBSY));
+        }
+        // A set-id file goes through the server as a small one does: a
+        // write by a user outside its group must clear S_ISGID, which the
+        // kernel leaves to the server (see `UnionFs::write`).
+        let size = match self.fs.getattr(ino.0) {
+            Ok(a) if a.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) != 0 => 0,
+            Ok(a) => a.node.entry.size,
             Err(e) => return reply.error(errno("open", &e)),
         };
-        match self.route(ino.0, fh, |fd| reply.open_backing(fd)) {
-            Route::Passthrough(id) => {
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+        // A small file opens with no host file at all: handle 0, the cheapest
+        // OPEN there is.
+        let cached = match self.passthrough.wants(ino.0, size) {
+            false => self.passthrough.open_cached(ino.0),
+            true => None,
+        };
+        let route = match cached {
+            Some(route) => route,
+            None => {
+                let generation = self.fs.tree_generation();
+                let fh = match self.fs.open(ino.0, flags.0) {
+                    Ok((fh, _)) => fh,
+                    Err(e) => return reply.error(errno("open", &e)),
+                };
+                match self.route(ino.0, (fh, generation), |fd| reply.open_backing(fd)) {
+                    Route::Passthrough(id) => {
+                        return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                    }
+                    route => route,
+                }
             }
-            Route::Conflict => {
-                self.fs.release(fh);
-                reply.error(Errno::from_i32(libc::EBUSY))
-            }
-            Route::Cached if keep => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Route::Cached => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        };
+        match route {
+            // As the kernel keeps pages without OPEN: every change goes
+            // through it, and a passthrough open drops them.
+            Route::Cached => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Route::Conflict | Route::Passthrough(_) => reply.error(Errno::from_i32(libc::ETXTBSY)),
         }
     }
 
@@ -428,38 +473,48 @@ impl Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         // Without passthrough OPEN is answered ENOSYS, and the kernel then
-        // sends no RELEASE at all: no handle (see `UnionFs::create`).
+        // sends no RELEASE at all: no handle (see `UnionFs::create`). With
+        // it a new file is passed through, whatever the threshold, as it may
+        // be written big (a 1 GiB `dd` to a new file: 1162 MiB/s through
+        // passthrough, 394 through the server); opened again, it goes by
+        // its size.
         let handle = self.passthrough.is_enabled();
-        match self.fs.create(
+        let generation = self.fs.tree_generation();
+        let (a, fh) = match self.fs.create(
             parent.0,
             name.as_bytes(),
             mode & 0o7777,
             (flags, handle),
             self.caller(req, umask),
         ) {
-            Ok((a, 0)) => reply.created(
+            Ok(created) => created,
+            Err(e) => return reply.error(errno("create", &e)),
+        };
+        let attr = self.to_attr(&a);
+        let g = Generation(a.generation);
+        let route = if fh != 0 {
+            // An upper file: no copy-up can replace it, so the tree may
+            // have changed around the create (as the create itself did).
+            self.route(a.id, (fh, generation), |fd| reply.open_backing(fd))
+        } else if self.passthrough.is_enabled() {
+            // Counted, as the kernel will send a RELEASE for it.
+            self.passthrough
+                .open_cached(a.id)
+                .unwrap_or(Route::Conflict)
+        } else {
+            Route::Cached
+        };
+        match route {
+            Route::Passthrough(id) => reply.created_passthrough(
                 &self.ttl,
-                &self.to_attr(&a),
-                Generation(a.generation),
-                FileHandle(0),
+                &attr,
+                g,
+                FileHandle(fh),
                 FopenFlags::empty(),
+                &id,
             ),
-            Ok((a, fh)) => {
-                let attr = self.to_attr(&a);
-                let fh = FileHandle(fh);
-                let g = Generation(a.generation);
-                match self.route(a.id, fh.0, |fd| reply.open_backing(fd)) {
-                    Route::Passthrough(id) => {
-                        reply.created_passthrough(&self.ttl, &attr, g, fh, FopenFlags::empty(), &id)
-                    }
-                    Route::Conflict => {
-                        self.fs.release(fh.0);
-                        reply.error(Errno::from_i32(libc::EBUSY))
-                    }
-                    Route::Cached => reply.created(&self.ttl, &attr, g, fh, FopenFlags::empty()),
-                }
-            }
-            Err(e) => reply.error(errno("create", &e)),
+            Route::Cached => reply.created(&self.ttl, &attr, g, FileHandle(0), FopenFlags::empty()),
+            Route::Conflict => reply.error(Errno::from_i32(libc::ETXTBSY)),
         }
     }
 
@@ -511,14 +566,14 @@ impl Filesystem for Adapter {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.passthrough.release(fh.0);
+        self.passthrough.release(ino.0, fh.0);
         self.fs.release(fh.0);
         reply.ok();
     }

@@ -62,7 +62,9 @@ pub use error::FsError;
 pub use layers::Layers;
 pub use lower::{Lower, Node};
 pub use mem_lower::MemLower;
-pub use mount::{mount, serve, unmount, MountError, MountHandle, MountOptions};
+pub use mount::{
+    mount, serve, unmount, MountError, MountHandle, MountOptions, PASSTHROUGH_MIN_SIZE,
+};
 pub use store_lower::StoreLower;
 pub use union_fs::UnionFs;
 pub use upper::TimeSet;

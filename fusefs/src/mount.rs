@@ -27,14 +27,15 @@ pub struct MountOptions {
     /// 640 ms with 4; fuse-overlayfs, one thread, 200 ms).
     pub threads: usize,
     /// Let the kernel read and write host files directly (FUSE passthrough)
-    /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files, and files of
-    /// host directory lowers on a read-only mount. It needs an OPEN request
-    /// for every open, so it is off by default: without it the kernel
-    /// opens files without asking (see `crate::node_files`) and serves
-    /// reads from its page cache; writes and cold reads go through the
-    /// server (1 GiB `dd` to an upper file: 1162 MiB/s with passthrough,
-    /// 394 without; a warm tar of the Debian rootfs: 0.42 s with, 0.15 s
-    /// without).
+    /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files and files of
+    /// host directory lowers of at least [`MountOptions::passthrough_min_size`]
+    /// bytes, and new files (see `crate::passthrough`). Off by default: it
+    /// needs an OPEN round trip for every open, small files included, and
+    /// that costs walks that open files (a warm `tar` of the Debian rootfs
+    /// took 7x kernel overlayfs's time with it, 0.94x without; docs/design.md,
+    /// "Passthrough by size"). Off, the kernel opens files without asking
+    /// (see `crate::node_files`) and every read and write of a file not in
+    /// its page cache goes through the server.
     pub passthrough: bool,
     /// How owners, link counts, xattrs and fsync are shown to the kernel
     /// (fuse-overlayfs's options; see [`crate::view`]).
@@ -45,13 +46,39 @@ pub struct MountOptions {
     /// `nosuid,nodev`: setuid bits and device nodes in the tree have no
     /// effect (inspection mounts of images one may not trust).
     pub nosuid_nodev: bool,
+    /// Files at least this big are passed through (0: every host file);
+    /// smaller ones are served with the kernel's page cache. Default
+    /// [`PASSTHROUGH_MIN_SIZE`].
+    pub passthrough_min_size: u64,
+}
+
+/// See [`MountOptions::passthrough_min_size`]; docs/design.md has the
+/// measurements behind it.
+pub const PASSTHROUGH_MIN_SIZE: u64 = 1 << 20;
+
+/// `STRATA_PASSTHROUGH` (`off`, or a minimum size in bytes) overrides the
+/// defaults, so scripts/bench-fs measures each candidate through the same
+/// command lines (strata mount, the fuse-overlayfs one, containers).
+fn passthrough_default() -> (bool, u64) {
+    match std::env::var("STRATA_PASSTHROUGH").as_deref() {
+        Err(_) | Ok("off") => (false, PASSTHROUGH_MIN_SIZE),
+        Ok(n) => match n.parse() {
+            Ok(n) => (true, n),
+            Err(_) => {
+                log::warn!("STRATA_PASSTHROUGH={n}: neither off nor a size; ignored");
+                (false, PASSTHROUGH_MIN_SIZE)
+            }
+        },
+    }
 }
 
 impl MountOptions {
     /// Options for serving `lowers` (top first) with `upper` as the writable
-    /// directory (`None`: read-only): every other option off, one server
-    /// thread per core, at most 4.
+    /// directory (`None`: read-only): every other option off (unless
+    /// `STRATA_PASSTHROUGH` asks for passthrough), one server thread per
+    /// core, at most 4.
     pub fn new(lowers: Vec<Box<dyn Lower>>, upper: Option<PathBuf>) -> MountOptions {
+        let (passthrough, passthrough_min_size) = passthrough_default();
         MountOptions {
             lowers,
             upper,
@@ -59,10 +86,11 @@ impl MountOptions {
             allow_other: false,
             fsname: "strata".into(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
-            passthrough: false,
+            passthrough,
             view: crate::view::View::default(),
             upper_format: None,
             nosuid_nodev: false,
+            passthrough_min_size,
         }
     }
 }
@@ -138,7 +166,8 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
     }
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    let adapter = Adapter::new(fs, opts.passthrough).with_view(opts.view);
+    let adapter =
+        Adapter::new(fs, opts.passthrough, opts.passthrough_min_size).with_view(opts.view);
     fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {
         mountpoint: mountpoint.display().to_string(),
         source,

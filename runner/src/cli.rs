@@ -425,8 +425,9 @@ pub struct MountArgs {
     /// Writable upper directory for --lower mounts
     #[arg(long)]
     pub upper: Option<PathBuf>,
-    /// Let the kernel read and write upper files itself (FUSE passthrough;
-    /// root, Linux 6.9+): faster big writes, but every open asks the server
+    /// Let the kernel read and write host files of 1 MiB or more, and new
+    /// ones, itself (FUSE passthrough; root, Linux 6.9+): faster big reads
+    /// and writes, but every open asks the server
     #[arg(long)]
     pub passthrough: bool,
     /// Image or container (or, with --lower, the mountpoint)

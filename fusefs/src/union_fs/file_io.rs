@@ -98,19 +98,27 @@ impl UnionFs {
         }
     }
 
-    /// Calls `f` with the host file behind handle `fh` if it stays the
-    /// node's file while open (see `OpenFile::Host`): what FUSE
-    /// passthrough can hand to the kernel. `None` for a file of a store
-    /// layer, or of a host lower that a copy-up may replace.
-    pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(Option<&std::fs::File>) -> R) -> R {
+    /// Calls `f` with the host file behind handle `fh`, what FUSE
+    /// passthrough can hand to the kernel, and whether a copy-up may
+    /// replace it (a lower file of a writable mount, see
+    /// `OpenFile::Host`). `None` for a file of a store layer.
+    pub fn with_backing_file<R>(
+        &self,
+        fh: u64,
+        f: impl FnOnce(Option<(&std::fs::File, bool)>) -> R,
+    ) -> R {
         match self.handles.file(fh).as_deref() {
             Some(OpenFile::Host {
-                file,
-                backs_node: true,
-                ..
-            }) => f(Some(file)),
+                file, backs_node, ..
+            }) => f(Some((file, !backs_node))),
             _ => f(None),
         }
+    }
+
+    /// The tree's generation, bumped by every change (a copy-up among
+    /// them): an open that saw it unchanged around it saw no copy-up.
+    pub fn tree_generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The file an I/O request names: handle `fh`'s or, for handle 0 (the

@@ -205,7 +205,10 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         (o, target)
     };
     let mut opts = opts;
-    opts.passthrough = args.passthrough;
+    if args.passthrough {
+        // Files of 1 MiB or more, and new ones (see fusefs's passthrough).
+        opts.passthrough = true;
+    }
     opts.upper_format = Some(fusefs::UpperFormat::for_host_owner());
     // An inspection mount serves an image one may not trust: setuid bits
     // and device nodes in it do nothing, and only the caller may enter it
