@@ -124,6 +124,43 @@ fn strata(s: &Strata, args: &[&str]) -> Run {
         .into()
 }
 
+/// `strata` with `input` on its stdin and `PATH` set to `path` (where a
+/// credential helper may be), the test's own credentials files as above.
+fn strata_fed(s: &Strata, args: &[&str], input: &str, path: &str) -> Run {
+    use std::io::Write;
+    let mut child = s
+        .cmd(args)
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .env("PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
+/// A registry that wants `tester:right-pass`, holding a one-layer image
+/// `name` of `text`; its host and the image's config.
+fn private_registry(text: &str, name: &str) -> (Registry, String, Vec<u8>) {
+    let registry = Registry::start_with(Some(("tester", "right-pass")));
+    let host = registry.host();
+    let config = push_hello(
+        &registry,
+        text,
+        name,
+        &["--dest-creds", "tester:right-pass"],
+    );
+    (registry, host, config)
+}
+
 fn one_line_125(r: &Run, what: &str) {
     assert_eq!(r.code, 125, "{what}: {}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{what}: {}", r.stderr);
@@ -411,38 +448,17 @@ fn unknown_names_and_a_registry_that_is_down_fail_in_one_line() {
 
 #[test]
 fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
-    let registry = Registry::start_with(Some(("tester", "right-pass")));
-    let host = registry.host();
-    let config = push_hello(
-        &registry,
-        "private\n",
-        "private:1",
-        &["--dest-creds", "tester:right-pass"],
-    );
+    let (_registry, host, config) = private_registry("private\n", "private:1");
     let s = client_store();
     let config_json = s.path("docker-config/config.json");
 
     let r = strata(&s, &["pull", &format!("{host}/private:1")]);
     one_line_125(&r, "pull without login");
 
+    let path = std::env::var("PATH").unwrap();
     let login = |password: &str| -> Run {
-        use std::io::Write;
-        let mut child = s
-            .cmd(&["login", "-u", "tester", "--password-stdin", &host])
-            .env("DOCKER_CONFIG", s.path("docker-config"))
-            .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{password}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().into()
+        let args = ["login", "-u", "tester", "--password-stdin", &host];
+        strata_fed(&s, &args, &format!("{password}\n"), &path)
     };
     let r = login("wrong-pass");
     one_line_125(&r, "wrong password");
@@ -504,14 +520,7 @@ esac
 
 #[test]
 fn a_credential_helper_named_in_config_json_keeps_the_secret() {
-    let registry = Registry::start_with(Some(("tester", "right-pass")));
-    let host = registry.host();
-    let config = push_hello(
-        &registry,
-        "helped\n",
-        "helped:1",
-        &["--dest-creds", "tester:right-pass"],
-    );
+    let (_registry, host, config) = private_registry("helped\n", "helped:1");
     let s = client_store();
     let bin = s.path("helper-bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -526,26 +535,7 @@ fn a_credential_helper_named_in_config_json_keeps_the_secret() {
     )
     .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let run = |args: &[&str], stdin: &str| -> Run {
-        use std::io::Write;
-        let mut child = s
-            .cmd(args)
-            .env("DOCKER_CONFIG", s.path("docker-config"))
-            .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
-            .env("PATH", &path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().into()
-    };
+    let run = |args: &[&str], input: &str| strata_fed(&s, args, input, &path);
 
     let r = run(
         &["login", "-u", "tester", "--password-stdin", &host],
