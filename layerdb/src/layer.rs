@@ -304,17 +304,12 @@ impl LayerBuilder {
         }
         let mut whole = std::io::Cursor::new(head).chain(reader);
         let mut chunks = Vec::new();
-        let mut written = 0u64;
         let (writer, tar) = (&mut self.writer, &mut self.tar);
         let total = self
             .chunker
             .split(&mut whole, &mut |piece| {
                 let piece = Arc::new(piece.to_vec());
-                let (chunk, new) = writer.put(piece.clone())?;
-                if new {
-                    written += piece.len() as u64;
-                }
-                chunks.push(chunk);
+                chunks.push(writer.put(piece.clone())?);
                 tar.content(piece);
                 Ok(())
             })
@@ -327,7 +322,6 @@ impl LayerBuilder {
         self.stream_content_end(declared, total);
         entry.size = total;
         self.logical_bytes += total;
-        self.new_bytes += written;
         entry.data = Data::Chunks(chunks);
         Ok(())
     }
@@ -437,7 +431,7 @@ impl LayerBuilder {
         }
         let entries: Vec<(Vec<u8>, Entry)> = self.entries.into_iter().collect();
         let size = docker_size(entries.iter().map(|(_, e)| e));
-        self.writer.finish()?;
+        self.new_bytes += self.writer.finish()?;
         let streamed = self.tar.finish();
         let diff_id = match streamed {
             Some(Ok(digest)) => digest,
