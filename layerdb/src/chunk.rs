@@ -16,6 +16,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -359,23 +360,23 @@ impl Chunker {
 /// Stores new chunks from a thread of its own, so that writing chunk files
 /// overlaps reading, cutting and hashing on another core. A chunk is named
 /// (hashed) and looked up by the caller, so only new bytes cross over, each
-/// once however often it repeats in the ingest.
+/// once however often it repeats in the ingest. Whether the store has a
+/// chunk already is asked by the writing threads too (a `stat` per chunk
+/// off the thread that reads and cuts).
 pub struct ChunkWriter {
     dir: ChunkDir,
     queued: HashSet<Digest>,
+    /// Bytes of the chunks the store did not have.
+    new_bytes: Arc<AtomicU64>,
     to_writer: Option<SyncSender<Job>>,
     writers: Vec<JoinHandle<Result<()>>>,
 }
 
 /// Work for a chunk writing thread.
-enum Job {
-    /// A chunk the store has no file for.
-    Write(Digest, PathBuf, Arc<Vec<u8>>),
-    /// A chunk whose file exists: the file is compared with the bytes and
-    /// replaced if it differs, so importing the same content again repairs
-    /// a damaged chunk.
-    Check(PathBuf, Arc<Vec<u8>>),
-}
+/// A chunk to store: written if the store has no file for it; if it has
+/// one, the file is compared with the bytes and replaced if it differs, so
+/// importing the same content again repairs a damaged chunk.
+struct Job(Digest, PathBuf, Arc<Vec<u8>>);
 
 /// Threads writing chunk files: creating and linking a file waits on the
 /// filesystem's journal as much as it works, so two keep the writes going
@@ -389,29 +390,27 @@ impl ChunkWriter {
         ChunkWriter {
             dir,
             queued: HashSet::new(),
+            new_bytes: Arc::default(),
             to_writer: None,
             writers: Vec::new(),
         }
     }
 
-    /// Names `data` and queues it to be stored, unless the store has it or
-    /// it is queued already. Returns its reference and whether it is new.
-    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<(ChunkRef, bool)> {
+    /// Names `data` and queues it to be stored (checked against the
+    /// store's file if it has one), unless it is queued already. Returns
+    /// its reference.
+    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<ChunkRef> {
         let digest = Digest::of(&data);
         let chunk = ChunkRef {
             digest,
             len: data.len() as u32,
         };
         if !self.queued.insert(digest) {
-            return Ok((chunk, false));
+            return Ok(chunk);
         }
-        let path = self.dir.path_of(&digest);
-        let exists = path.exists();
-        let job = match exists {
-            true => Job::Check(path, data),
-            false => Job::Write(digest, path, data),
-        };
+        let job = Job(digest, self.dir.path_of(&digest), data);
         let dir = &self.dir;
+        let new_bytes = &self.new_bytes;
         let writers = &mut self.writers;
         let to_writer = self.to_writer.get_or_insert_with(|| {
             // Bounded, so that queued chunks (64: 16 MiB at most) wait
@@ -420,11 +419,15 @@ impl ChunkWriter {
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
                 let (dir, queued) = (dir.clone(), queued.clone());
+                let new_bytes = new_bytes.clone();
                 writers.push(std::thread::spawn(move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match next {
-                        Err(_) => return Ok(()),
-                        Ok(Job::Write(digest, path, data)) => {
+                    let Ok(Job(digest, path, data)) = next else {
+                        return Ok(());
+                    };
+                    match path.exists() {
+                        false => {
+                            new_bytes.fetch_add(data.len() as u64, AtomicOrdering::Relaxed);
                             let new = dir.storage.create_file(&path, &data, false).at(&path)?;
                             if let Some(created) = dir.created.as_ref().filter(|_| new) {
                                 created
@@ -433,7 +436,7 @@ impl ChunkWriter {
                                     .push(digest);
                             }
                         }
-                        Ok(Job::Check(path, data)) => {
+                        true => {
                             if fs::read(&path).is_ok_and(|old| old == *data) {
                                 continue;
                             }
@@ -449,13 +452,15 @@ impl ChunkWriter {
             // The writer stopped at an error: that error is the answer.
             self.finish_writes()?;
         }
-        Ok((chunk, !exists))
+        Ok(chunk)
     }
 
     /// Waits until every queued chunk is on disk (not yet durable: see
-    /// `ChunkDir::sync`), or returns the first write that failed.
-    pub fn finish(mut self) -> Result<()> {
-        self.finish_writes()
+    /// `ChunkDir::sync`), or returns the first write that failed. Gives
+    /// the bytes of the chunks the store did not have.
+    pub fn finish(mut self) -> Result<u64> {
+        self.finish_writes()?;
+        Ok(self.new_bytes.load(AtomicOrdering::Relaxed))
     }
 
     fn finish_writes(&mut self) -> Result<()> {
@@ -551,7 +556,7 @@ mod tests {
         let mut writer = ChunkWriter::new(chunks.clone());
         let refs: Vec<ChunkRef> = [1u8, 2, 3]
             .iter()
-            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap().0)
+            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap())
             .collect();
         writer.finish().unwrap();
         (dir, chunks, refs)
@@ -634,9 +639,8 @@ mod tests {
         let path = chunks.path_of(&refs[1].digest);
         fs::write(&path, [7u8; 100]).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
-        let (_, new) = writer.put(Arc::new(vec![2u8; 100])).unwrap();
-        writer.finish().unwrap();
-        assert!(!new, "the chunk was known");
+        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        assert_eq!(writer.finish().unwrap(), 0, "the chunk was known");
         assert_eq!(fs::read(&path).unwrap(), vec![2u8; 100]);
     }
 
@@ -646,14 +650,13 @@ mod tests {
         let chunks = ChunkDir::new(dir.path().to_path_buf());
         let same = Arc::new(b"same".to_vec());
         let mut writer = ChunkWriter::new(chunks.clone());
-        let (a, new_a) = writer.put(same.clone()).unwrap();
-        let (b, new_b) = writer.put(same.clone()).unwrap();
-        writer.finish().unwrap();
+        let a = writer.put(same.clone()).unwrap();
+        let b = writer.put(same.clone()).unwrap();
+        assert_eq!(writer.finish().unwrap(), 4, "new once");
         let mut writer = ChunkWriter::new(chunks.clone());
-        let (c, new_c) = writer.put(same).unwrap();
-        writer.finish().unwrap();
+        let c = writer.put(same).unwrap();
+        assert_eq!(writer.finish().unwrap(), 0, "known");
         assert!(a == b && b == c);
-        assert!(new_a && !new_b && !new_c);
         assert_eq!(chunks.list().unwrap().len(), 1);
     }
 

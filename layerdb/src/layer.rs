@@ -14,12 +14,15 @@ use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{Result, StoreError};
 use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::oci_tar::{self, BackgroundHasher, TarWriter};
+use crate::oci_tar;
 use crate::tar_split::OriginalTar;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
+
+mod canonical_stream;
+use canonical_stream::CanonicalStream;
 
 /// What the index keeps per layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,12 +64,10 @@ pub struct LayerBuilder {
     chunks: ChunkDir,
     chunker: Chunker,
     writer: ChunkWriter,
-    /// The canonical tar, hashed as the entries arrive; `None` once one
-    /// arrived out of the tar's order (or with another size than it said).
-    tar: Option<TarWriter<BackgroundHasher>>,
-    /// The last entry the tar has, and whether an opaque marker may still
-    /// follow it (it is a directory not yet marked).
-    last: Option<(Vec<u8>, bool)>,
+    /// The canonical tar, hashed as the entries arrive (put in its order
+    /// on the way); it stops when one arrives too far out of that order
+    /// (or with another size than it said).
+    tar: CanonicalStream,
     /// Names the input in error messages (a file name, `-`, a container).
     source: String,
     entries: BTreeMap<Vec<u8>, Entry>,
@@ -91,8 +92,7 @@ impl LayerBuilder {
             writer: ChunkWriter::new(chunks.clone()),
             chunks,
             chunker: Chunker::default(),
-            tar: Some(TarWriter::new(BackgroundHasher::spawn())),
-            last: None,
+            tar: CanonicalStream::new(),
             source: source.to_string(),
             entries: BTreeMap::new(),
             opaque_dirs: BTreeSet::new(),
@@ -178,7 +178,7 @@ impl LayerBuilder {
     /// old entry and, when that was a directory, everything under it.
     fn replace(&mut self, path: &[u8], old: &Entry, new: &mut Entry) {
         // The hashed tar holds the old entry: hash it again at the end.
-        self.tar = None;
+        self.tar.stop();
         if old.kind == Kind::Dir && new.kind == Kind::Dir {
             new.opaque |= old.opaque;
         } else if old.kind == Kind::Dir {
@@ -228,7 +228,7 @@ impl LayerBuilder {
         if missing.is_empty() {
             return Ok(());
         }
-        self.tar = None;
+        self.tar.stop();
         for (dir, mtime_ns) in missing {
             let e = match below(&dir).filter(|e| e.kind == Kind::Dir) {
                 Some(lower) => Entry {
@@ -249,58 +249,26 @@ impl LayerBuilder {
         Ok(())
     }
 
-    /// Writes an entry's headers to the hashed tar, if it comes in the
-    /// tar's order.
+    /// Gives an entry's headers to the hashed tar.
     fn stream_entry(&mut self, path: &[u8], entry: &Entry) {
-        let in_order = match &self.last {
-            Some((last, _)) => last.as_slice() < path,
-            None => true,
-        };
-        let streamed = in_order
-            && self
-                .tar
-                .as_mut()
-                .is_some_and(|t| t.entry(path, entry).is_ok());
-        if streamed {
-            self.last = Some((path.to_vec(), entry.kind == Kind::Dir && !entry.opaque));
-        } else {
-            self.tar = None;
-        }
+        self.tar.entry(path, entry);
     }
 
-    /// The canonical tar has a directory's opaque marker right after it:
-    /// one met anywhere else stops the hashing as entries arrive.
+    /// The canonical tar has a directory's opaque marker right after it.
     fn stream_opaque_marker(&mut self, dir: &[u8]) {
         let already =
             self.opaque_dirs.contains(dir) || self.entries.get(dir).is_some_and(|e| e.opaque);
         if already {
             return;
         }
-        let follows_its_dir = matches!(&self.last, Some((last, true)) if last == dir);
         let mtime_ns = self.entries.get(dir).map_or(0, |e| e.mtime_ns);
-        let streamed = follows_its_dir
-            && self
-                .tar
-                .as_mut()
-                .is_some_and(|t| t.opaque_marker(dir, mtime_ns).is_ok());
-        if streamed {
-            self.last = Some((dir.to_vec(), false));
-        } else {
-            self.tar = None;
-        }
+        self.tar.opaque_marker(dir, mtime_ns);
     }
 
     /// Ends a file's content in the hashed tar: `len` bytes followed the
     /// header, which said `declared`.
     fn stream_content_end(&mut self, declared: u64, len: u64) {
-        let ended = declared == len
-            && self
-                .tar
-                .as_mut()
-                .is_some_and(|t| t.end_content(len).is_ok());
-        if !ended {
-            self.tar = None;
-        }
+        self.tar.end_content(declared, len);
     }
 
     fn store_content(
@@ -324,10 +292,8 @@ impl LayerBuilder {
             entry.size = head.len() as u64;
             self.logical_bytes += entry.size;
             self.new_bytes += entry.size;
-            if let Some(tar) = &mut self.tar {
-                if tar.out().write_all(&head).is_err() {
-                    self.tar = None;
-                }
+            if !head.is_empty() {
+                self.tar.content(Arc::new(head.clone()));
             }
             self.stream_content_end(declared, entry.size);
             entry.data = if head.is_empty() {
@@ -339,23 +305,13 @@ impl LayerBuilder {
         }
         let mut whole = std::io::Cursor::new(head).chain(reader);
         let mut chunks = Vec::new();
-        let mut written = 0u64;
         let (writer, tar) = (&mut self.writer, &mut self.tar);
         let total = self
             .chunker
             .split(&mut whole, &mut |piece| {
                 let piece = Arc::new(piece.to_vec());
-                let (chunk, new) = writer.put(piece.clone())?;
-                if new {
-                    written += piece.len() as u64;
-                }
-                chunks.push(chunk);
-                if tar
-                    .as_mut()
-                    .is_some_and(|t| t.out().write_shared(piece).is_err())
-                {
-                    *tar = None;
-                }
+                chunks.push(writer.put(piece.clone())?);
+                tar.content(piece);
                 Ok(())
             })
             .map_err(|e| {
@@ -367,7 +323,6 @@ impl LayerBuilder {
         self.stream_content_end(declared, total);
         entry.size = total;
         self.logical_bytes += total;
-        self.new_bytes += written;
         entry.data = Data::Chunks(chunks);
         Ok(())
     }
@@ -477,10 +432,8 @@ impl LayerBuilder {
         }
         let entries: Vec<(Vec<u8>, Entry)> = self.entries.into_iter().collect();
         let size = docker_size(entries.iter().map(|(_, e)| e));
-        self.writer.finish()?;
-        let streamed = self
-            .tar
-            .map(|t| t.finish().and_then(BackgroundHasher::digest));
+        self.new_bytes += self.writer.finish()?;
+        let streamed = self.tar.finish();
         let diff_id = match streamed {
             Some(Ok(digest)) => digest,
             // Out of order, or the hashing thread failed: hash the tar
@@ -687,18 +640,36 @@ mod tests {
     }
 
     /// Builds a layer of `items`; says whether the tar was hashed as they
-    /// arrived.
-    fn build_from(items: &[Item]) -> (bool, PendingLayer, ChunkDir) {
+    /// arrived. `waiting` bounds the reorder buffer (bytes, entries).
+    fn build_from(
+        items: &[Item],
+        waiting: Option<(usize, usize)>,
+    ) -> (bool, PendingLayer, ChunkDir) {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.keep().join("chunks"));
         let mut b = LayerBuilder::new(chunks.clone(), "test");
+        if let Some((bytes, entries)) = waiting {
+            b.tar.set_limits(bytes, entries);
+        }
         for (path, entry, data) in items {
             let mut reader = data.as_deref();
             let content = reader.as_mut().map(|r| r as &mut dyn Read);
             b.add_oci(path, entry.clone(), content).unwrap();
         }
-        let streamed = b.tar.is_some();
+        let streamed = b.tar.is_streaming();
         (streamed, b.finish().unwrap(), chunks)
+    }
+
+    /// The canonical tar of `layer`, hashed from its stored chunks.
+    fn canonical_digest(layer: &PendingLayer, chunks: &ChunkDir) -> Digest {
+        let mut canonical = oci_tar::HashingWriter::default();
+        oci_tar::write(
+            layer.entries.iter().map(|(p, e)| (p.as_slice(), e)),
+            chunks,
+            &mut canonical,
+        )
+        .unwrap();
+        canonical.digest()
     }
 
     #[test]
@@ -708,20 +679,42 @@ mod tests {
         shuffled.swap(6, 7);
         let mut misdeclared = in_order.clone();
         misdeclared[3].1.size -= 1;
+        let no_wait = Some((0, 0));
         let mut ids = Vec::new();
-        for (items, streams) in [(in_order, true), (shuffled, false), (misdeclared, false)] {
-            let (streamed, layer, chunks) = build_from(&items);
-            assert_eq!(streamed, streams);
-            let mut canonical = oci_tar::HashingWriter::default();
-            oci_tar::write(
-                layer.entries.iter().map(|(p, e)| (p.as_slice(), e)),
-                &chunks,
-                &mut canonical,
-            )
-            .unwrap();
-            assert_eq!(layer.diff_id, canonical.digest());
+        for (items, waiting, streams) in [
+            (&in_order, None, true),
+            (&in_order, no_wait, true),
+            (&shuffled, None, true),
+            (&shuffled, no_wait, false),
+            (&misdeclared, None, false),
+        ] {
+            let (streamed, layer, chunks) = build_from(items, waiting);
+            assert_eq!(streamed, streams, "waiting {waiting:?}");
+            assert_eq!(layer.diff_id, canonical_digest(&layer, &chunks));
             ids.push(layer.diff_id);
         }
         assert!(ids.iter().all(|id| *id == ids[0]));
+    }
+
+    #[test]
+    fn a_tree_walks_order_is_hashed_as_entries_arrive() {
+        // A walk (tar, docker) puts a directory's contents right after
+        // it: `d/x` before `d.txt`, which bytewise order puts first.
+        let mut items = Vec::new();
+        for (path, kind, data) in [
+            ("", Kind::Dir, None),
+            ("d", Kind::Dir, None),
+            ("d/x", Kind::Regular, Some(vec![5u8; 100_000])),
+            ("d/y", Kind::Regular, Some(b"small".to_vec())),
+            ("d.txt", Kind::Regular, Some(vec![6u8; 70_000])),
+            ("e", Kind::Regular, Some(Vec::new())),
+        ] {
+            let mut e = Entry::new(kind, 0o755);
+            e.size = data.as_ref().map_or(0, |d: &Vec<u8>| d.len() as u64);
+            items.push((path.as_bytes().to_vec(), e, data));
+        }
+        let (streamed, layer, chunks) = build_from(&items, None);
+        assert!(streamed, "hashed as the entries arrived");
+        assert_eq!(layer.diff_id, canonical_digest(&layer, &chunks));
     }
 }

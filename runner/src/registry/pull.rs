@@ -14,6 +14,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 /// Layers downloaded at once, as docker's default.
@@ -56,7 +57,7 @@ pub enum LayerEvent {
 struct Counting<'a, R> {
     inner: R,
     done: u64,
-    report: &'a dyn Fn(u64),
+    report: &'a (dyn Fn(u64) + Sync),
 }
 
 impl<R: Read> Read for Counting<'_, R> {
@@ -346,7 +347,7 @@ fn fetch_layer(
     descriptor: &Descriptor,
     diff_id: &Digest,
     ingest: &Ingest,
-    report: &dyn Fn(u64),
+    report: &(dyn Fn(u64) + Sync),
 ) -> Result<PendingLayer> {
     let digest = sha256_of(descriptor.digest().as_ref())?;
     let compression = manifest::compression_of(descriptor.media_type())
@@ -359,27 +360,134 @@ fn fetch_layer(
         report,
     };
     let mut compressed = VerifiedReader::new(body, &what, Some(digest), Some(descriptor.size()));
-    let layer = {
-        let decoded: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut compressed),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 20, &mut compressed),
-            )),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(&mut compressed)
-                    .with_context(|| format!("{what}: zstd"))?,
-            ),
+    let (ingested, downloaded) = std::thread::scope(|s| {
+        // The download, its digest check and the decompression run on a
+        // thread of their own, so that they overlap the ingest's cutting,
+        // hashing and chunk writing on the other core.
+        let (to_ingest, from_download) = sync_channel(PIPE_DEPTH);
+        let what = &what;
+        let compressed = &mut compressed;
+        let download = s.spawn(move || -> Result<()> {
+            let decoded: Box<dyn Read + '_> = match compression {
+                Compression::None => Box::new(&mut *compressed),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                    BufReader::with_capacity(1 << 20, &mut *compressed),
+                )),
+                Compression::Zstd => Box::new(
+                    zstd::stream::read::Decoder::new(&mut *compressed)
+                        .with_context(|| format!("{what}: zstd"))?,
+                ),
+            };
+            pump(decoded, &to_ingest);
+            Ok(())
+        });
+        let piped = Piped {
+            from: from_download,
+            block: Vec::new(),
+            at: 0,
+            ended: false,
         };
         // Read with its diff id, so a tar another tool wrote is kept the
         // way it was written and a push gives it back byte for byte.
-        let (layer, read) = ingest.from_tar_with_diff_id(&what, decoded, &|_| None)?;
-        if read != *diff_id {
-            bail!("{what}: the uncompressed tar hashes to {read:#}, the image config says {diff_id:#}");
-        }
-        layer
+        let ingested = ingest.from_tar_with_diff_id(what, piped, &|_| None);
+        let downloaded = download
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{what}: the download thread panicked")));
+        (ingested, downloaded)
+    });
+    // An error the download met reached the ingest as a read error; one
+    // before the first read (the decompressor's setup) only here.
+    let (layer, read) = match ingested {
+        Ok(done) => done,
+        Err(e) => return Err(downloaded.err().unwrap_or_else(|| e.into())),
     };
+    downloaded?;
+    if read != *diff_id {
+        bail!("{what}: the uncompressed tar hashes to {read:#}, the image config says {diff_id:#}");
+    }
     compressed.finish()?;
     Ok(layer)
+}
+
+/// Bytes handed from a layer's download thread to its ingest at a time,
+/// and how many such blocks may wait.
+const PIPE_BLOCK: usize = 1 << 20;
+const PIPE_DEPTH: usize = 4;
+
+/// Sends what `from` reads, block by block, then an empty block for its
+/// end; an error ends it (sent in its turn). Stops when the reader at the
+/// other end is gone.
+fn pump(mut from: impl Read, to: &SyncSender<std::io::Result<Vec<u8>>>) {
+    loop {
+        let mut block = vec![0u8; PIPE_BLOCK];
+        let mut filled = 0;
+        let ended = loop {
+            match from.read(&mut block[filled..]) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    filled += n;
+                    if filled == block.len() {
+                        break Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        block.truncate(filled);
+        if !block.is_empty() && to.send(Ok(block)).is_err() {
+            return;
+        }
+        match ended {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = to.send(Ok(Vec::new()));
+                return;
+            }
+            Err(e) => {
+                let _ = to.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The reading end of [`pump`].
+struct Piped {
+    from: Receiver<std::io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.block.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.from.recv() {
+                Ok(Ok(block)) => {
+                    self.ended = block.is_empty();
+                    (self.block, self.at) = (block, 0);
+                }
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    return Err(e);
+                }
+                // The download stopped without an end or an error: it
+                // failed before its first read (the caller reports why).
+                Err(_) => {
+                    self.ended = true;
+                    return Err(std::io::Error::other("the download stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.at);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
