@@ -60,10 +60,29 @@ pub enum StoreError {
         /// What is wrong with it (missing, short, wrong hash).
         reason: String,
     },
-    /// The operation contradicts what the store holds (a name in use, an image
-    /// still used); the message says which.
-    #[error("{0}")]
-    Conflict(String),
+    /// A new container's name belongs to another container (docker's
+    /// message).
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse {
+        /// The name asked for.
+        name: String,
+        /// The id of the container that has it.
+        holder: String,
+    },
+    /// A rename to a name another container has (docker's message).
+    #[error(
+        "Error when allocating new name: Conflict. The container name \"/{0}\" is already in use"
+    )]
+    RenameTaken(String),
+    /// `rmi` without `--force` of an image a container uses (docker's
+    /// message).
+    #[error("conflict: {refusal} - image is being used by container {container}")]
+    ImageInUse {
+        /// What was refused, in docker's words (`unable to delete ...`).
+        refusal: String,
+        /// The short id of a container using the image.
+        container: String,
+    },
     /// A write was asked of a store opened without writing; the store root.
     #[error("the store at {0} was opened read-only")]
     ReadOnly(PathBuf),

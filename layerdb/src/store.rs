@@ -714,7 +714,7 @@ impl Store {
             }
         } else if let Some(c) = user {
             if !force {
-                let what = match &by_ref {
+                let refusal = match &by_ref {
                     Some(_) => {
                         format!("unable to remove repository reference \"{s}\" (must force)")
                     }
@@ -723,10 +723,10 @@ impl Store {
                     }
                     None => format!("unable to delete {} (cannot be forced)", image.id.short()),
                 };
-                return Err(StoreError::Conflict(format!(
-                    "conflict: {what} - image is being used by container {}",
-                    c.short_id()
-                )));
+                return Err(StoreError::ImageInUse {
+                    refusal,
+                    container: c.short_id().to_string(),
+                });
             }
             for r in all {
                 untag(&mut batch, &mut done, r);
@@ -764,11 +764,10 @@ impl Store {
     /// already, refusing a name in use with docker's message.
     pub fn create_container(&self, rec: &ContainerRecord) -> Result<()> {
         if let Some(other) = self.db.get(&keys::name(&rec.name))? {
-            return Err(StoreError::Conflict(format!(
-                "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                rec.name,
-                String::from_utf8_lossy(&other)
-            )));
+            return Err(StoreError::NameInUse {
+                name: rec.name.clone(),
+                holder: String::from_utf8_lossy(&other).into_owned(),
+            });
         }
         self.put_container(rec)
     }
@@ -789,9 +788,7 @@ impl Store {
         new_name: &str,
     ) -> Result<ContainerRecord> {
         if self.db.get(&keys::name(new_name))?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "Error when allocating new name: Conflict. The container name \"/{new_name}\" is already in use"
-            )));
+            return Err(StoreError::RenameTaken(new_name.to_string()));
         }
         let mut renamed = rec.clone();
         renamed.name = new_name.to_string();

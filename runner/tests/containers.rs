@@ -578,3 +578,31 @@ fn stop_sends_a_realtime_stop_signal_that_commit_accepted() {
     assert!(logs.contains("got 37"), "{logs}");
     s.run(&["rm", "trapper", "base"]).ok();
 }
+
+#[test]
+fn rmi_of_a_used_image_and_rename_to_a_taken_name_fail_with_dockers_messages() {
+    let s = Strata::with_busybox();
+    let a = s
+        .run(&["create", "--name", "first", "busybox", "true"])
+        .ok();
+    let b = s
+        .run(&["create", "--name", "second", "busybox", "true"])
+        .ok();
+    let r = s.run(&["rename", "first", "second"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "Error when allocating new name: Conflict. The container name \"/second\" is already in use"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["rmi", "busybox"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    // Either container may be the one docker's message names.
+    let named = [&a, &b].map(|c| {
+        format!("conflict: unable to remove repository reference \"busybox\" (must force) - image is being used by container {}", &c.stdout.trim()[..12])
+    });
+    assert!(named.iter().any(|n| r.stderr.contains(n)), "{}", r.stderr);
+    assert_eq!(s.run(&["images", "-q"]).ok().stdout.lines().count(), 1);
+}

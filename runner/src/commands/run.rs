@@ -187,7 +187,7 @@ fn with_name(
         rec.name = crate::names::generated_name(seed, retry);
         match store.create_container(&rec) {
             Ok(()) => return Ok(rec),
-            Err(StoreError::Conflict(_)) => continue,
+            Err(StoreError::NameInUse { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
