@@ -18,6 +18,24 @@ impl StoreLower {
         StoreLower { store, layer }
     }
 
+    /// The lowers of an image whose layers are `layers` in layerdb's
+    /// order (bottom first), in the union's (top first): the one place
+    /// the two orders meet.
+    pub fn of_image(
+        store: &Arc<Store>,
+        layers: &[layerdb::Digest],
+    ) -> Result<Vec<Box<dyn Lower>>, StoreError> {
+        layers
+            .iter()
+            .rev()
+            .map(|diff_id| {
+                let lower: Box<dyn Lower> =
+                    Box::new(StoreLower::new(store.clone(), store.layer(diff_id)?));
+                Ok(lower)
+            })
+            .collect()
+    }
+
     fn err(&self, path: &[u8], e: StoreError) -> FsError {
         let source: Box<dyn std::error::Error + Send + Sync> = match e {
             // Keep the io error itself so its errno reaches the caller.

@@ -8,14 +8,9 @@ use layerdb::{ContainerDir, ContainerRecord, ImageRecord, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The image's layers, top first, as the union filesystem wants them.
+/// The image's layers as the union filesystem's lowers.
 pub fn image_lowers(store: &Arc<Store>, image: &ImageRecord) -> Result<Vec<Box<dyn Lower>>> {
-    let mut lowers: Vec<Box<dyn Lower>> = Vec::new();
-    for diff_id in image.layers.iter().rev() {
-        let meta = store.layer(diff_id)?;
-        lowers.push(Box::new(StoreLower::new(store.clone(), meta)));
-    }
-    Ok(lowers)
+    Ok(StoreLower::of_image(store, &image.layers)?)
 }
 
 /// Where a container's files are: the directory and upper layerdb's
