@@ -166,8 +166,8 @@ impl TarSplit {
             hasher: HashingWriter::default(),
         };
         for s in &self.segments {
-            let copied = match s {
-                Segment::Raw(len) => io::copy(&mut (&mut raw).take(*len), &mut hashed),
+            let (copied, want) = match s {
+                Segment::Raw(len) => (io::copy(&mut (&mut raw).take(*len), &mut hashed), *len),
                 Segment::Content { path, len } => {
                     let entry =
                         by_path
@@ -179,16 +179,11 @@ impl TarSplit {
                                     String::from_utf8_lossy(path)
                                 ),
                             })?;
-                    io::copy(
-                        &mut ContentReader::new(chunks, entry).take(*len),
-                        &mut hashed,
-                    )
+                    let mut content = ContentReader::new(chunks, entry).take(*len);
+                    (io::copy(&mut content, &mut hashed), *len)
                 }
-            }
-            .at(&what)?;
-            let want = match s {
-                Segment::Raw(len) | Segment::Content { len, .. } => *len,
             };
+            let copied = copied.at(&what)?;
             if copied != want {
                 return Err(StoreError::Corrupt {
                     key: what,

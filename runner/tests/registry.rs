@@ -109,6 +109,18 @@ fn push_hello(registry: &Registry, text: &str, name: &str, skopeo_args: &[&str])
     config
 }
 
+/// A registry holding busybox as another tool pushed it (`busybox:latest`),
+/// and the image's config.
+fn registry_with_busybox() -> (Registry, Vec<u8>) {
+    let base = busybox_layer();
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = foreign_config(std::slice::from_ref(&base));
+    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
+    registry.push(&archive, "busybox:latest", &[]);
+    (registry, config)
+}
+
 /// A store whose strata commands find no credentials but the test's own.
 fn client_store() -> Strata {
     Strata::new()
@@ -174,12 +186,7 @@ fn image_id(s: &Strata, name: &str) -> String {
 
 #[test]
 fn a_pulled_image_runs_and_keeps_the_id_skopeo_sees() {
-    let base = busybox_layer();
-    let registry = Registry::start();
-    let work = tempfile::tempdir().unwrap();
-    let config = foreign_config(std::slice::from_ref(&base));
-    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
-    registry.push(&archive, "busybox:latest", &[]);
+    let (registry, config) = registry_with_busybox();
 
     let s = client_store();
     let name = format!("{}/busybox", registry.host());
@@ -236,12 +243,7 @@ fn a_pulled_image_runs_and_keeps_the_id_skopeo_sees() {
 
 #[test]
 fn run_pulls_a_missing_image_first_with_dockers_message() {
-    let base = busybox_layer();
-    let registry = Registry::start();
-    let work = tempfile::tempdir().unwrap();
-    let config = foreign_config(std::slice::from_ref(&base));
-    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
-    registry.push(&archive, "busybox:latest", &[]);
+    let (registry, _) = registry_with_busybox();
     let name = format!("{}/busybox", registry.host());
 
     let s = client_store();
@@ -887,12 +889,7 @@ fn repo_digests(s: &Strata, name: &str) -> Vec<String> {
 
 #[test]
 fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dockers() {
-    let base = busybox_layer();
-    let registry = Registry::start();
-    let work = tempfile::tempdir().unwrap();
-    let config = foreign_config(std::slice::from_ref(&base));
-    let archive = docker_archive(&work.path().join("bb.tar"), &[base], &config);
-    registry.push(&archive, "busybox:latest", &[]);
+    let (registry, config) = registry_with_busybox();
     let name = format!("{}/busybox", registry.host());
     let manifest = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", "--raw"])

@@ -138,29 +138,22 @@ fn read_config(path: &Path) -> Result<Option<Value>> {
 }
 
 /// The stored credentials for a registry domain: from the credential
-/// helper docker's config names for it, else docker's file, then podman's.
+/// helper docker's config names for it (which then has the secret, not the
+/// file), else docker's file, then podman's.
 pub fn lookup(domain: &str) -> Result<Option<Credentials>> {
-    for (i, path) in [docker_config_path(), podman_auth_path()]
-        .into_iter()
-        .enumerate()
-    {
-        let Some(config) = path.map(|p| read_config(&p)).transpose()?.flatten() else {
-            continue;
-        };
-        if i == 0 {
-            if let Some(helper) = cred_helper::named_in(&config, names(domain)) {
-                // The helper has this registry's secret, not the file.
-                if let Some(found) = cred_helper::get(&helper, &auth_key(domain))? {
-                    return Ok(Some(found));
-                }
-                continue;
+    let read = |path: Option<PathBuf>| path.map(|p| read_config(&p)).transpose();
+    if let Some(docker) = read(docker_config_path())?.flatten() {
+        if let Some(helper) = cred_helper::named_in(&docker, names(domain)) {
+            if let Some(found) = cred_helper::get(&helper, &auth_key(domain))? {
+                return Ok(Some(found));
             }
-        }
-        if let Some(found) = from_config(&config, domain) {
+        } else if let Some(found) = from_config(&docker, domain) {
             return Ok(Some(found));
         }
     }
-    Ok(None)
+    Ok(read(podman_auth_path())?
+        .flatten()
+        .and_then(|podman| from_config(&podman, domain)))
 }
 
 /// Where `store` put credentials.
