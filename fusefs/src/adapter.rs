@@ -1,18 +1,22 @@
 //! `fuser::Filesystem` for [`UnionFs`]: each method converts arguments,
-//! calls the core and replies. [`errno`] is the one error mapping.
+//! calls the core and replies. The one place that sees fuser's numbers:
+//! node ids and file handles become [`NodeId`] and [`FileHandle`] here.
+//! Every error is answered through [`errno`] (`FsError::errno`, the one
+//! table); the only other errnos are FUSE protocol answers
+//! ([`NOT_SERVED`], and ERANGE for a too small xattr buffer).
 
 use crate::error::FsError;
-use crate::inode::ROOT;
+use crate::ids::{FileHandle, NodeId};
 use crate::lower::Node;
 use crate::passthrough::{Host, Passthrough, Route};
 use crate::union_fs::{Attr, Caller, SetAttr, UnionFs, Writer};
 use crate::upper::TimeSet;
 use crate::view::View;
 use fuser::{
-    AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileAttr, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use layerdb::Kind;
 use std::ffi::OsStr;
@@ -38,6 +42,26 @@ pub struct Adapter {
 /// See [`Adapter::ttl`]; a day, which the kernel treats as "until changed".
 const ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The answer to a request this server leaves to the kernel (OPEN without
+/// passthrough, OPENDIR, FLUSH, FSYNC with `fsync=0`, xattrs with
+/// `noxattrs`): the kernel then stops sending it. A protocol answer, not
+/// an error, so not in `FsError`'s table.
+const NOT_SERVED: Errno = Errno::ENOSYS;
+
+/// Why an open for writing or a truncation is refused with ETXTBSY while
+/// passthrough readers hold the node's lower file.
+const COPY_UP_WOULD_STRAND: &str =
+    "open through passthrough on a lower file: a copy-up now would leave its readers on it";
+
+/// Why an open is refused with ETXTBSY: the kernel holds the node open
+/// through passthrough on another host file, and one inode has one.
+const BACKED_BY_ANOTHER_FILE: &str = "open through passthrough on another host file";
+
+/// A request passthrough's rules refuse (see `crate::passthrough`).
+fn busy(node: NodeId, reason: &'static str) -> FsError {
+    FsError::Busy { node, reason }
+}
+
 impl Adapter {
     /// Passes files of at least `passthrough_min_size` bytes through when
     /// `want_passthrough` and the kernel allows (see `crate::passthrough`).
@@ -59,7 +83,7 @@ impl Adapter {
     }
 
     /// The attributes the kernel is shown for `node`.
-    fn file_attr(&self, id: u64, node: &Node) -> FileAttr {
+    fn file_attr(&self, id: NodeId, node: &Node) -> FileAttr {
         let mut a = file_attr(id, node);
         a.uid = self.view.uids.shown(a.uid);
         a.gid = self.view.gids.shown(a.gid);
@@ -94,12 +118,12 @@ impl Adapter {
 
     /// How the kernel does the I/O of handle `fh` just opened;
     /// `generation` is the tree's before the open. A cached
-    /// route's handle is closed: the caller answers with handle 0, and I/O
+    /// route's handle is closed: the caller answers with no handle, and I/O
     /// goes through the node's current file (see `crate::node_files`).
     fn route(
         &self,
-        id: u64,
-        (fh, generation): (u64, u64),
+        id: NodeId,
+        (fh, generation): (FileHandle, u64),
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
         let current = self.fs.tree_generation() == generation;
@@ -175,10 +199,10 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
-fn file_attr(id: u64, node: &Node) -> FileAttr {
+fn file_attr(id: NodeId, node: &Node) -> FileAttr {
     let e = &node.entry;
     FileAttr {
-        ino: INodeNo(id),
+        ino: id.into(),
         size: e.size,
         blocks: node.blocks,
         atime: time(node.atime_ns),
@@ -252,15 +276,25 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry("lookup", self.fs.lookup(parent.0, name.as_bytes()), reply)
+        self.reply_entry(
+            "lookup",
+            self.fs.lookup(NodeId::from(parent), name.as_bytes()),
+            reply,
+        )
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget(ino.0, nlookup);
+        self.fs.forget(NodeId::from(ino), nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr("getattr", self.fs.getattr(ino.0), reply)
+    fn getattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: Option<fuser::FileHandle>,
+        reply: ReplyAttr,
+    ) {
+        self.reply_attr("getattr", self.fs.getattr(NodeId::from(ino)), reply)
     }
 
     fn setattr(
@@ -274,16 +308,16 @@ impl Filesystem for Adapter {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        _fh: Option<fuser::FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if size.is_some() && self.passthrough.refuses_write(ino.0) {
-            // A copy-up now would leave passthrough readers on the lower file.
-            return reply.error(Errno::from_i32(libc::ETXTBSY));
+        let id = NodeId::from(ino);
+        if size.is_some() && self.passthrough.refuses_write(id) {
+            return reply.error(errno("setattr", &busy(id, COPY_UP_WOULD_STRAND)));
         }
         let sa = SetAttr {
             mode,
@@ -293,11 +327,11 @@ impl Filesystem for Adapter {
             atime: time_set(atime),
             mtime: time_set(mtime),
         };
-        self.reply_attr("setattr", self.fs.setattr(ino.0, &sa), reply)
+        self.reply_attr("setattr", self.fs.setattr(id, &sa), reply)
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        reply_data("readlink", self.fs.readlink(ino.0), reply)
+        reply_data("readlink", self.fs.readlink(NodeId::from(ino)), reply)
     }
 
     fn mknod(
@@ -313,7 +347,7 @@ impl Filesystem for Adapter {
         self.reply_entry(
             "mknod",
             self.fs.mknod(
-                parent.0,
+                NodeId::from(parent),
                 name.as_bytes(),
                 mode & (libc::S_IFMT | 0o7777),
                 rdev,
@@ -335,7 +369,7 @@ impl Filesystem for Adapter {
         self.reply_entry(
             "mkdir",
             self.fs.mkdir(
-                parent.0,
+                NodeId::from(parent),
                 name.as_bytes(),
                 mode & 0o7777,
                 self.caller(req, umask),
@@ -345,11 +379,19 @@ impl Filesystem for Adapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty("unlink", self.fs.unlink(parent.0, name.as_bytes()), reply)
+        reply_empty(
+            "unlink",
+            self.fs.unlink(NodeId::from(parent), name.as_bytes()),
+            reply,
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty("rmdir", self.fs.rmdir(parent.0, name.as_bytes()), reply)
+        reply_empty(
+            "rmdir",
+            self.fs.rmdir(NodeId::from(parent), name.as_bytes()),
+            reply,
+        )
     }
 
     fn symlink(
@@ -363,7 +405,7 @@ impl Filesystem for Adapter {
         self.reply_entry(
             "symlink",
             self.fs.symlink(
-                parent.0,
+                NodeId::from(parent),
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
                 self.caller(req, 0),
@@ -385,9 +427,9 @@ impl Filesystem for Adapter {
         reply_empty(
             "rename",
             self.fs.rename(
-                parent.0,
+                NodeId::from(parent),
                 name.as_bytes(),
-                newparent.0,
+                NodeId::from(newparent),
                 newname.as_bytes(),
                 flags.bits(),
             ),
@@ -405,50 +447,58 @@ impl Filesystem for Adapter {
     ) {
         self.reply_entry(
             "link",
-            self.fs.link(ino.0, newparent.0, newname.as_bytes()),
+            self.fs.link(
+                NodeId::from(ino),
+                NodeId::from(newparent),
+                newname.as_bytes(),
+            ),
             reply,
         )
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let id = NodeId::from(ino);
         if !self.passthrough.is_enabled() || !self.passthrough.probe(|fd| reply.open_backing(fd)) {
             // ENOSYS: the kernel sends no OPEN or RELEASE for existing files
             // again, keeps their pages (all writes go through it) and names
             // the node in each READ or WRITE; see `crate::node_files`. A
             // warm tar of the Debian rootfs: 0.42 s with OPENs, 0.15 s
             // without (kernel overlayfs 0.16 s).
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
         let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        if writes && self.passthrough.refuses_write(ino.0) {
-            // A copy-up now would leave passthrough readers on the lower file.
-            return reply.error(Errno::from_i32(libc::ETXTBSY));
+        if writes && self.passthrough.refuses_write(id) {
+            return reply.error(errno("open", &busy(id, COPY_UP_WOULD_STRAND)));
         }
         // A set-id file goes through the server as a small one does: a
         // write by a user outside its group must clear S_ISGID, which the
         // kernel leaves to the server (see `UnionFs::write`).
-        let size = match self.fs.getattr(ino.0) {
+        let size = match self.fs.getattr(id) {
             Ok(a) if a.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) != 0 => 0,
             Ok(a) => a.node.entry.size,
             Err(e) => return reply.error(errno("open", &e)),
         };
-        // A small file opens with no host file at all: handle 0, the cheapest
-        // OPEN there is.
-        let cached = match self.passthrough.wants(ino.0, size) {
-            false => self.passthrough.open_cached(ino.0),
+        // A small file opens with no host file at all: no handle, the
+        // cheapest OPEN there is.
+        let cached = match self.passthrough.wants(id, size) {
+            false => self.passthrough.open_cached(id),
             true => None,
         };
         let route = match cached {
             Some(route) => route,
             None => {
                 let generation = self.fs.tree_generation();
-                let fh = match self.fs.open(ino.0, flags.0) {
+                let fh = match self.fs.open(id, flags.0) {
                     Ok((fh, _)) => fh,
                     Err(e) => return reply.error(errno("open", &e)),
                 };
-                match self.route(ino.0, (fh, generation), |fd| reply.open_backing(fd)) {
-                    Route::Passthrough(id) => {
-                        return reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                match self.route(id, (fh, generation), |fd| reply.open_backing(fd)) {
+                    Route::Passthrough(backing) => {
+                        return reply.opened_passthrough(
+                            FileHandle::to_fuser(Some(fh)),
+                            FopenFlags::empty(),
+                            &backing,
+                        )
                     }
                     route => route,
                 }
@@ -457,8 +507,10 @@ impl Filesystem for Adapter {
         match route {
             // As the kernel keeps pages without OPEN: every change goes
             // through it, and a passthrough open drops them.
-            Route::Cached => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Route::Conflict | Route::Passthrough(_) => reply.error(Errno::from_i32(libc::ETXTBSY)),
+            Route::Cached => reply.opened(FileHandle::to_fuser(None), FopenFlags::FOPEN_KEEP_CACHE),
+            Route::Conflict | Route::Passthrough(_) => {
+                reply.error(errno("open", &busy(id, BACKED_BY_ANOTHER_FILE)))
+            }
         }
     }
 
@@ -481,7 +533,7 @@ impl Filesystem for Adapter {
         let handle = self.passthrough.is_enabled();
         let generation = self.fs.tree_generation();
         let (a, fh) = match self.fs.create(
-            parent.0,
+            NodeId::from(parent),
             name.as_bytes(),
             mode & 0o7777,
             (flags, handle),
@@ -492,7 +544,7 @@ impl Filesystem for Adapter {
         };
         let attr = self.to_attr(&a);
         let g = Generation(a.generation);
-        let route = if fh != 0 {
+        let route = if let Some(fh) = fh {
             // An upper file: no copy-up can replace it, so the tree may
             // have changed around the create (as the create itself did).
             self.route(a.id, (fh, generation), |fd| reply.open_backing(fd))
@@ -505,16 +557,22 @@ impl Filesystem for Adapter {
             Route::Cached
         };
         match route {
-            Route::Passthrough(id) => reply.created_passthrough(
+            Route::Passthrough(backing) => reply.created_passthrough(
                 &self.ttl,
                 &attr,
                 g,
-                FileHandle(fh),
+                FileHandle::to_fuser(fh),
                 FopenFlags::empty(),
-                &id,
+                &backing,
             ),
-            Route::Cached => reply.created(&self.ttl, &attr, g, FileHandle(0), FopenFlags::empty()),
-            Route::Conflict => reply.error(Errno::from_i32(libc::ETXTBSY)),
+            Route::Cached => reply.created(
+                &self.ttl,
+                &attr,
+                g,
+                FileHandle::to_fuser(None),
+                FopenFlags::empty(),
+            ),
+            Route::Conflict => reply.error(errno("create", &busy(a.id, BACKED_BY_ANOTHER_FILE))),
         }
     }
 
@@ -522,21 +580,26 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        reply_data("read", self.fs.read(ino.0, fh.0, offset, size), reply)
+        reply_data(
+            "read",
+            self.fs
+                .read(NodeId::from(ino), FileHandle::from_fuser(fh), offset, size),
+            reply,
+        )
     }
 
     fn write(
         &self,
         req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -544,7 +607,13 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, fh.0, offset, data, &self.writer(req)) {
+        match self.fs.write(
+            NodeId::from(ino),
+            FileHandle::from_fuser(fh),
+            offset,
+            data,
+            &self.writer(req),
+        ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -554,27 +623,30 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        _fh: fuser::FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
         // Writes go straight to the host file: nothing is buffered here.
         // ENOSYS makes the kernel stop sending a FLUSH with every close.
-        reply.error(Errno::from_i32(libc::ENOSYS));
+        reply.error(NOT_SERVED);
     }
 
     fn release(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.passthrough.release(ino.0, fh.0);
-        self.fs.release(fh.0);
+        let fh = FileHandle::from_fuser(fh);
+        self.passthrough.release(NodeId::from(ino), fh);
+        if let Some(fh) = fh {
+            self.fs.release(fh);
+        }
         reply.ok();
     }
 
@@ -582,16 +654,21 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
         if !self.view.fsync {
             // fsync=0: ENOSYS makes the kernel treat every later fsync as
             // done without asking (fuse-overlayfs answers the same).
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
-        reply_empty("fsync", self.fs.fsync(ino.0, fh.0, datasync), reply)
+        reply_empty(
+            "fsync",
+            self.fs
+                .fsync(NodeId::from(ino), FileHandle::from_fuser(fh), datasync),
+            reply,
+        )
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -599,24 +676,24 @@ impl Filesystem for Adapter {
         // listings itself (FOPEN_CACHE_DIR); every change goes through this
         // mount, and the kernel drops a directory's cached listing when its
         // own requests change the directory. See `crate::listings`.
-        reply.error(Errno::from_i32(libc::ENOSYS));
+        reply.error(NOT_SERVED);
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        _fh: fuser::FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (listing, start) = match self.fs.dir_items(ino.0, offset) {
+        let (listing, start) = match self.fs.dir_items(NodeId::from(ino), offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno("readdir", &e)),
         };
         for (i, it) in listing.items.iter().enumerate().skip(start) {
             if reply.add(
-                INodeNo(it.id),
+                it.id.into(),
                 listing.offset_after(i),
                 file_type(it.node.entry.kind),
                 OsStr::from_bytes(&it.name),
@@ -631,18 +708,18 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        _fh: fuser::FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (listing, start) = match self.fs.dir_items(ino.0, offset) {
+        let (listing, start) = match self.fs.dir_items(NodeId::from(ino), offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno("readdirplus", &e)),
         };
         for (i, it) in listing.items.iter().enumerate().skip(start) {
             let attr = self.file_attr(it.id, &it.node);
             if reply.add(
-                INodeNo(it.id),
+                it.id.into(),
                 listing.offset_after(i),
                 OsStr::from_bytes(&it.name),
                 &self.ttl,
@@ -652,7 +729,7 @@ impl Filesystem for Adapter {
                 break;
             }
             // Every entry but . and .. counts as a lookup in the kernel.
-            if !it.is_dot && it.id != ROOT {
+            if !it.is_dot && it.id != NodeId::ROOT {
                 self.fs.note_lookup(&listing, it.id, &it.path);
             }
         }
@@ -687,12 +764,17 @@ impl Filesystem for Adapter {
     ) {
         if !self.view.xattrs {
             // noxattrs: ENOSYS, and the kernel stops asking.
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
         reply_empty(
             "setxattr",
-            self.fs
-                .setxattr(ino.0, name.as_bytes(), value, flags, &self.writer(req)),
+            self.fs.setxattr(
+                NodeId::from(ino),
+                name.as_bytes(),
+                value,
+                flags,
+                &self.writer(req),
+            ),
             reply,
         )
     }
@@ -700,9 +782,9 @@ impl Filesystem for Adapter {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if !self.view.xattrs {
             // noxattrs: ENOSYS, and the kernel stops asking.
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
-        match self.fs.getxattr(ino.0, name.as_bytes()) {
+        match self.fs.getxattr(NodeId::from(ino), name.as_bytes()) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(errno("getxattr", &e)),
         }
@@ -711,9 +793,9 @@ impl Filesystem for Adapter {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         if !self.view.xattrs {
             // noxattrs: ENOSYS, and the kernel stops asking.
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
-        match self.fs.listxattr(ino.0) {
+        match self.fs.listxattr(NodeId::from(ino)) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(errno("listxattr", &e)),
         }
@@ -722,24 +804,28 @@ impl Filesystem for Adapter {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         if !self.view.xattrs {
             // noxattrs: ENOSYS, and the kernel stops asking.
-            return reply.error(Errno::from_i32(libc::ENOSYS));
+            return reply.error(NOT_SERVED);
         }
         reply_empty(
             "removexattr",
-            self.fs.removexattr(ino.0, name.as_bytes()),
+            self.fs.removexattr(NodeId::from(ino), name.as_bytes()),
             reply,
         )
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        reply_empty("access", self.fs.access(ino.0, mask.bits()), reply)
+        reply_empty(
+            "access",
+            self.fs.access(NodeId::from(ino), mask.bits()),
+            reply,
+        )
     }
 
     fn fallocate(
         &self,
         req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
@@ -747,8 +833,13 @@ impl Filesystem for Adapter {
     ) {
         reply_empty(
             "fallocate",
-            self.fs
-                .fallocate((ino.0, fh.0), offset, length, mode, &self.writer(req)),
+            self.fs.fallocate(
+                (NodeId::from(ino), FileHandle::from_fuser(fh)),
+                offset,
+                length,
+                mode,
+                &self.writer(req),
+            ),
             reply,
         )
     }
@@ -757,12 +848,17 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        fh: fuser::FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.fs.lseek(ino.0, fh.0, offset, whence) {
+        match self.fs.lseek(
+            NodeId::from(ino),
+            FileHandle::from_fuser(fh),
+            offset,
+            whence,
+        ) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", &e)),
         }
@@ -772,18 +868,26 @@ impl Filesystem for Adapter {
         &self,
         req: &Request,
         ino_in: INodeNo,
-        fh_in: FileHandle,
+        fh_in: fuser::FileHandle,
         offset_in: u64,
         ino_out: INodeNo,
-        fh_out: FileHandle,
+        fh_out: fuser::FileHandle,
         offset_out: u64,
         len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
         match self.fs.copy_file_range(
-            (ino_in.0, fh_in.0, offset_in),
-            (ino_out.0, fh_out.0, offset_out),
+            (
+                NodeId::from(ino_in),
+                FileHandle::from_fuser(fh_in),
+                offset_in,
+            ),
+            (
+                NodeId::from(ino_out),
+                FileHandle::from_fuser(fh_out),
+                offset_out,
+            ),
             len,
             &self.writer(req),
         ) {
@@ -798,7 +902,7 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
     } else if value.len() > size as usize {
-        reply.error(Errno::from_i32(libc::ERANGE));
+        reply.error(Errno::ERANGE);
     } else {
         reply.data(value);
     }

@@ -3,6 +3,7 @@
 //! Handlers never panic: every failure becomes an [`FsError`], and the FUSE
 //! adapter turns it into an errno with [`FsError::errno`] at the boundary.
 
+use crate::ids::NodeId;
 use std::io;
 
 /// Displayable form of a layer path for messages (`/` for the root).
@@ -45,6 +46,16 @@ pub enum FsError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// FUSE passthrough's rules refuse the request (see
+    /// `crate::passthrough`): answered ETXTBSY, as writing to a running
+    /// program is. Not a fault of the filesystem.
+    #[error("node {node:#x}: {reason}")]
+    Busy {
+        /// The node the request named.
+        node: NodeId,
+        /// What holds the node.
+        reason: &'static str,
+    },
     /// Our own metadata in the upper could not be understood.
     /// Answered EIO.
     #[error("{path}: {reason} (was the upper directory written by another tool?)")]
@@ -86,6 +97,7 @@ impl FsError {
                 .downcast_ref::<io::Error>()
                 .and_then(io::Error::raw_os_error)
                 .unwrap_or(libc::EIO),
+            FsError::Busy { .. } => libc::ETXTBSY,
             FsError::Corrupt { .. } => libc::EIO,
         }
     }
@@ -93,7 +105,7 @@ impl FsError {
     /// Expected outcomes (a missing name, an existing one...) are not worth an
     /// error log line; faults are.
     pub fn is_fault(&self) -> bool {
-        !matches!(self, FsError::Posix { .. })
+        !matches!(self, FsError::Posix { .. } | FsError::Busy { .. })
             && !matches!(self.errno(), libc::ENOENT | libc::ENOTDIR | libc::ENODATA)
     }
 
@@ -118,5 +130,10 @@ mod tests {
         };
         assert_eq!(e.errno(), libc::EIO);
         assert_eq!(FsError::posix(Errno::EROFS, b"").errno(), libc::EROFS);
+        let e = FsError::Busy {
+            node: NodeId::ROOT,
+            reason: "held",
+        };
+        assert_eq!((e.errno(), e.is_fault()), (libc::ETXTBSY, false));
     }
 }

@@ -1,8 +1,10 @@
 //! Open files, keyed by FUSE file handle.
 
+use crate::ids::FileHandle;
 use crate::lower::Node;
 use std::collections::HashMap;
 use std::fs::File;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -42,26 +44,27 @@ impl OpenFile {
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    files: Mutex<HashMap<FileHandle, Arc<OpenFile>>>,
 }
 
 impl Handles {
-    fn next_fh(&self) -> u64 {
-        // Start at 1: some tools treat a 0 handle as "none".
-        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    fn next_fh(&self) -> FileHandle {
+        // Start at 1: FUSE's 0 is "no handle". 2^64 opens do not happen.
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        FileHandle::nth(NonZeroU64::MIN.saturating_add(n))
     }
 
-    pub fn add_file(&self, f: OpenFile) -> u64 {
+    pub fn add_file(&self, f: OpenFile) -> FileHandle {
         let fh = self.next_fh();
         lock(&self.files).insert(fh, Arc::new(f));
         fh
     }
 
-    pub fn file(&self, fh: u64) -> Option<Arc<OpenFile>> {
+    pub fn file(&self, fh: FileHandle) -> Option<Arc<OpenFile>> {
         lock(&self.files).get(&fh).cloned()
     }
 
-    pub fn close_file(&self, fh: u64) {
+    pub fn close_file(&self, fh: FileHandle) {
         lock(&self.files).remove(&fh);
     }
 }

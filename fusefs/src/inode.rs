@@ -14,11 +14,10 @@
 //! instead of taking it for the new file (a `mkdir` answered with the
 //! number of a directory just removed failed with ESTALE).
 
+use crate::ids::NodeId;
 use crate::orphan::Orphan;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-pub const ROOT: u64 = 1;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -44,8 +43,8 @@ impl Slot {
 /// of every node made each unlink cost the whole table after a `find`).
 #[derive(Debug, Default)]
 pub struct InodeTable {
-    slots: HashMap<u64, Slot>,
-    by_path: BTreeMap<Vec<u8>, Vec<u64>>,
+    slots: HashMap<NodeId, Slot>,
+    by_path: BTreeMap<Vec<u8>, Vec<NodeId>>,
     /// The last generation handed out for a reused number.
     last_generation: u64,
 }
@@ -66,17 +65,17 @@ fn subtree<V>(map: &BTreeMap<Vec<u8>, V>, path: &[u8]) -> Vec<Vec<u8>> {
 
 impl InodeTable {
     /// The node id for a node with stable number `ino` at `path`.
-    pub fn node_id(path: &[u8], ino: u64) -> u64 {
+    pub fn node_id(path: &[u8], ino: u64) -> NodeId {
         if path.is_empty() {
-            ROOT
+            NodeId::ROOT
         } else {
-            ino
+            NodeId::of_ino(ino)
         }
     }
 
     /// The generation a reply naming `id` by a name carries now (see the
     /// module documentation).
-    pub fn generation(&self, id: u64) -> u64 {
+    pub fn generation(&self, id: NodeId) -> u64 {
         match self.slots.get(&id) {
             Some(s) if s.is_retired() => self.last_generation + 1,
             Some(s) => s.generation,
@@ -87,8 +86,8 @@ impl InodeTable {
     /// Records one kernel reference to `id` reached by `path` (`None`: by
     /// a name that is no longer its own, so only the count changes);
     /// returns the node's generation.
-    pub fn add_lookup(&mut self, id: u64, path: Option<&[u8]>) -> u64 {
-        if id == ROOT {
+    pub fn add_lookup(&mut self, id: NodeId, path: Option<&[u8]>) -> u64 {
+        if id == NodeId::ROOT {
             return 0;
         }
         let last_generation = &mut self.last_generation;
@@ -112,8 +111,8 @@ impl InodeTable {
     }
 
     /// A path of `id`, or `None` when the kernel holds no reference to it.
-    pub fn path(&self, id: u64) -> Option<Vec<u8>> {
-        if id == ROOT {
+    pub fn path(&self, id: NodeId) -> Option<Vec<u8>> {
+        if id == NodeId::ROOT {
             return Some(Vec::new());
         }
         self.slots.get(&id).and_then(|s| s.paths.first().cloned())
@@ -121,7 +120,7 @@ impl InodeTable {
 
     /// The node the kernel knows by `path` and by no other name: the one
     /// that becomes an orphan when `path` goes.
-    pub fn sole_node(&self, path: &[u8]) -> Option<u64> {
+    pub fn sole_node(&self, path: &[u8]) -> Option<NodeId> {
         self.by_path.get(path)?.iter().copied().find(|id| {
             self.slots
                 .get(id)
@@ -130,17 +129,17 @@ impl InodeTable {
     }
 
     /// `id` has no name left but keeps `orphan` until the kernel forgets it.
-    pub fn set_orphan(&mut self, id: u64, orphan: Orphan) {
+    pub fn set_orphan(&mut self, id: NodeId, orphan: Orphan) {
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.orphan = Some(Arc::new(orphan));
         }
     }
 
-    pub fn orphan(&self, id: u64) -> Option<Arc<Orphan>> {
+    pub fn orphan(&self, id: NodeId) -> Option<Arc<Orphan>> {
         self.slots.get(&id).and_then(|s| s.orphan.clone())
     }
 
-    pub fn forget(&mut self, id: u64, n: u64) {
+    pub fn forget(&mut self, id: NodeId, n: u64) {
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.lookups = slot.lookups.saturating_sub(n);
             if slot.lookups == 0 {
@@ -153,7 +152,7 @@ impl InodeTable {
         }
     }
 
-    fn unindex(&mut self, path: &[u8], id: u64) {
+    fn unindex(&mut self, path: &[u8], id: NodeId) {
         if let Some(ids) = self.by_path.get_mut(path) {
             ids.retain(|&i| i != id);
             if ids.is_empty() {
@@ -218,51 +217,55 @@ impl InodeTable {
 mod tests {
     use super::*;
 
+    fn n(ino: u64) -> NodeId {
+        NodeId::of_ino(ino)
+    }
+
     #[test]
     fn renaming_a_directory_moves_the_paths_of_everything_under_it() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, Some(b"a"));
-        t.add_lookup(11, Some(b"a/b"));
-        t.add_lookup(12, Some(b"ab"));
+        t.add_lookup(n(10), Some(b"a"));
+        t.add_lookup(n(11), Some(b"a/b"));
+        t.add_lookup(n(12), Some(b"ab"));
         t.rename(b"a", b"z");
-        assert_eq!(t.path(10).as_deref(), Some(&b"z"[..]));
-        assert_eq!(t.path(11).as_deref(), Some(&b"z/b"[..]));
-        assert_eq!(t.path(12).as_deref(), Some(&b"ab"[..]));
+        assert_eq!(t.path(n(10)).as_deref(), Some(&b"z"[..]));
+        assert_eq!(t.path(n(11)).as_deref(), Some(&b"z/b"[..]));
+        assert_eq!(t.path(n(12)).as_deref(), Some(&b"ab"[..]));
     }
 
     #[test]
     fn a_hardlinked_node_survives_unlinking_one_of_its_names() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, Some(b"x"));
-        t.add_lookup(10, Some(b"y"));
+        t.add_lookup(n(10), Some(b"x"));
+        t.add_lookup(n(10), Some(b"y"));
         t.remove_path(b"x");
-        assert_eq!(t.path(10).as_deref(), Some(&b"y"[..]));
-        t.forget(10, 2);
-        assert!(t.path(10).is_none());
+        assert_eq!(t.path(n(10)).as_deref(), Some(&b"y"[..]));
+        t.forget(n(10), 2);
+        assert!(t.path(n(10)).is_none());
     }
 
     #[test]
     fn a_number_found_again_after_its_directory_went_gets_a_new_generation() {
         let mut t = InodeTable::default();
-        assert_eq!(t.add_lookup(10, Some(b"d")), 0);
+        assert_eq!(t.add_lookup(n(10), Some(b"d")), 0);
         t.remove_path(b"d");
         let mut node =
             crate::lower::Node::from_entry(layerdb::Entry::new(layerdb::Kind::Dir, 0o755), 10);
         node.entry.nlink = 0;
-        t.set_orphan(10, Orphan::Gone(Box::new(node)));
-        let g = t.generation(10);
-        assert_eq!(t.add_lookup(10, Some(b"e")), g);
+        t.set_orphan(n(10), Orphan::Gone(Box::new(node)));
+        let g = t.generation(n(10));
+        assert_eq!(t.add_lookup(n(10), Some(b"e")), g);
         assert_ne!(g, 0);
-        assert_eq!(t.add_lookup(10, Some(b"e")), g, "the same node keeps it");
+        assert_eq!(t.add_lookup(n(10), Some(b"e")), g, "the same node keeps it");
     }
 
     #[test]
     fn exchange_swaps_two_subtrees() {
         let mut t = InodeTable::default();
-        t.add_lookup(10, Some(b"a/x"));
-        t.add_lookup(11, Some(b"b/y"));
+        t.add_lookup(n(10), Some(b"a/x"));
+        t.add_lookup(n(11), Some(b"b/y"));
         t.exchange(b"a", b"b");
-        assert_eq!(t.path(10).as_deref(), Some(&b"b/x"[..]));
-        assert_eq!(t.path(11).as_deref(), Some(&b"a/y"[..]));
+        assert_eq!(t.path(n(10)).as_deref(), Some(&b"b/x"[..]));
+        assert_eq!(t.path(n(11)).as_deref(), Some(&b"a/y"[..]));
     }
 }

@@ -13,6 +13,8 @@
 //!   types; `adapter` implements `fuser::Filesystem` by calling it and
 //!   replying; [`mod@mount`] starts and stops servers; `passthrough` lets the
 //!   kernel do the I/O of host-backed files itself where it can.
+//! - [`NodeId`], [`FileHandle`]: the numbers the kernel and the server
+//!   share, converted from fuser's only in the adapter.
 //! - `inode`, `orphan`: which paths a node id stands for, and the file a
 //!   node keeps when its last name goes while the kernel still holds it;
 //!   `listings`: directory snapshots that READDIR offsets name;
@@ -35,6 +37,7 @@ mod copy_up;
 pub mod dir_lower;
 pub mod error;
 mod handles;
+mod ids;
 mod inode;
 mod layers;
 mod listings;
@@ -59,6 +62,7 @@ mod xattr;
 pub use changes::{changes, Change, ChangeKind};
 pub use dir_lower::DirLower;
 pub use error::FsError;
+pub use ids::{FileHandle, NodeId};
 pub use layers::Layers;
 pub use lower::{Lower, Node};
 pub use mem_lower::MemLower;

@@ -11,6 +11,7 @@
 
 use crate::error::Result;
 use crate::handles::lock;
+use crate::ids::NodeId;
 use crate::lower::Node;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ const MAX_ITEMS: usize = 1 << 16;
 pub struct DirItem {
     pub name: Vec<u8>,
     /// Node id to report.
-    pub id: u64,
+    pub id: NodeId,
     /// Full path (for readdirplus lookups).
     pub path: Vec<u8>,
     pub node: Node,
@@ -65,9 +66,9 @@ pub struct Listings {
 struct Inner {
     last_seq: u32,
     /// seq -> (node, snapshot), oldest first.
-    by_seq: BTreeMap<u32, (u64, Arc<Listing>)>,
+    by_seq: BTreeMap<u32, (NodeId, Arc<Listing>)>,
     /// node -> its newest snapshot.
-    newest: HashMap<u64, u32>,
+    newest: HashMap<NodeId, u32>,
     items: usize,
 }
 
@@ -78,7 +79,7 @@ impl Listings {
     /// sequence number it is given.
     pub fn get(
         &self,
-        node: u64,
+        node: NodeId,
         offset: u64,
         generation: u64,
         list: impl FnOnce(u32) -> Result<Listing>,
@@ -127,7 +128,7 @@ mod tests {
             .iter()
             .map(|n| DirItem {
                 name: n.as_bytes().to_vec(),
-                id: 10,
+                id: NodeId::of_ino(10),
                 path: n.as_bytes().to_vec(),
                 node: Node::from_entry(Entry::new(Kind::Regular, 0o644), 10),
                 is_dot: false,
@@ -139,29 +140,41 @@ mod tests {
     #[test]
     fn a_stream_keeps_its_snapshot_while_a_new_one_starts() {
         let l = Listings::default();
-        let (first, i) = l.get(5, 0, 1, |s| listing(s, 1, &["a", "b", "c"])).unwrap();
+        let (first, i) = l
+            .get(NodeId::of_ino(5), 0, 1, |s| listing(s, 1, &["a", "b", "c"]))
+            .unwrap();
         assert_eq!(i, 0);
         let next = first.offset_after(0);
         // The directory changed (generation 2): a new stream lists again...
         let (second, _) = l
-            .get(5, 0, 2, |s| listing(s, 2, &["0", "a", "b", "c"]))
+            .get(NodeId::of_ino(5), 0, 2, |s| {
+                listing(s, 2, &["0", "a", "b", "c"])
+            })
             .unwrap();
         assert_eq!(second.items.len(), 4);
         // ...while the first goes on in its own snapshot, at "b".
-        let (cont, i) = l.get(5, next, 2, |_| panic!("listed again")).unwrap();
+        let (cont, i) = l
+            .get(NodeId::of_ino(5), next, 2, |_| panic!("listed again"))
+            .unwrap();
         assert!(Arc::ptr_eq(&cont, &first));
         assert_eq!(cont.items[i].name, b"b");
         // Same generation: a new stream reuses the newest snapshot.
-        let (again, _) = l.get(5, 0, 2, |_| panic!("listed again")).unwrap();
+        let (again, _) = l
+            .get(NodeId::of_ino(5), 0, 2, |_| panic!("listed again"))
+            .unwrap();
         assert!(Arc::ptr_eq(&again, &second));
     }
 
     #[test]
     fn an_offset_of_another_node_or_a_dropped_snapshot_lists_afresh() {
         let l = Listings::default();
-        let (first, _) = l.get(5, 0, 1, |s| listing(s, 1, &["a", "b"])).unwrap();
+        let (first, _) = l
+            .get(NodeId::of_ino(5), 0, 1, |s| listing(s, 1, &["a", "b"]))
+            .unwrap();
         let (other, i) = l
-            .get(6, first.offset_after(0), 1, |s| listing(s, 1, &["x", "y"]))
+            .get(NodeId::of_ino(6), first.offset_after(0), 1, |s| {
+                listing(s, 1, &["x", "y"])
+            })
             .unwrap();
         assert_eq!((other.items[i].name.as_slice(), i), (&b"y"[..], 1));
     }

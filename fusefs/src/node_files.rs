@@ -10,6 +10,7 @@
 //! full table starts over.
 
 use crate::handles::{lock, OpenFile};
+use crate::ids::NodeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,7 @@ pub const CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub struct NodeFiles {
     /// node id -> (generation it was opened at, its file)
-    files: Mutex<HashMap<u64, (u64, Arc<OpenFile>)>>,
+    files: Mutex<HashMap<NodeId, (u64, Arc<OpenFile>)>>,
     capacity: usize,
 }
 
@@ -42,7 +43,7 @@ impl NodeFiles {
 
     /// Node `id`'s file if it was opened at `generation` and can be
     /// written when `write` asks for it.
-    pub fn get(&self, id: u64, generation: u64, write: bool) -> Option<Arc<OpenFile>> {
+    pub fn get(&self, id: NodeId, generation: u64, write: bool) -> Option<Arc<OpenFile>> {
         let mut files = lock(&self.files);
         match files.get(&id) {
             Some((g, f)) if *g == generation && (!write || f.is_writable()) => Some(f.clone()),
@@ -55,7 +56,7 @@ impl NodeFiles {
         }
     }
 
-    pub fn insert(&self, id: u64, generation: u64, file: OpenFile) -> Arc<OpenFile> {
+    pub fn insert(&self, id: NodeId, generation: u64, file: OpenFile) -> Arc<OpenFile> {
         let mut files = lock(&self.files);
         if files.len() >= self.capacity {
             files.clear();
@@ -66,7 +67,7 @@ impl NodeFiles {
     }
 
     /// The kernel forgot the node.
-    pub fn forget(&self, id: u64) {
+    pub fn forget(&self, id: NodeId) {
         lock(&self.files).remove(&id);
     }
 }
@@ -86,19 +87,25 @@ mod tests {
     #[test]
     fn a_file_is_kept_for_its_generation_and_for_writes_only_if_writable() {
         let t = NodeFiles::default();
-        t.insert(7, 1, host(false));
-        assert!(t.get(7, 1, false).is_some());
+        t.insert(NodeId::of_ino(7), 1, host(false));
+        assert!(t.get(NodeId::of_ino(7), 1, false).is_some());
         assert!(
-            t.get(7, 1, true).is_none(),
+            t.get(NodeId::of_ino(7), 1, true).is_none(),
             "a read-only file serves no write"
         );
-        t.insert(7, 1, host(true));
-        assert!(t.get(7, 1, true).is_some());
-        assert!(t.get(7, 2, false).is_none(), "the tree changed");
-        assert!(t.get(7, 1, false).is_none(), "a stale file is dropped");
-        t.insert(8, 2, host(false));
-        t.forget(8);
-        assert!(t.get(8, 2, false).is_none());
+        t.insert(NodeId::of_ino(7), 1, host(true));
+        assert!(t.get(NodeId::of_ino(7), 1, true).is_some());
+        assert!(
+            t.get(NodeId::of_ino(7), 2, false).is_none(),
+            "the tree changed"
+        );
+        assert!(
+            t.get(NodeId::of_ino(7), 1, false).is_none(),
+            "a stale file is dropped"
+        );
+        t.insert(NodeId::of_ino(8), 2, host(false));
+        t.forget(NodeId::of_ino(8));
+        assert!(t.get(NodeId::of_ino(8), 2, false).is_none());
     }
 
     #[test]
@@ -106,10 +113,10 @@ mod tests {
         for cap in [CAPACITY, 10] {
             let t = NodeFiles::with_capacity(cap);
             for id in 0..(cap as u64 + 10) {
-                t.insert(id, 0, host(false));
+                t.insert(NodeId::of_ino(id), 0, host(false));
             }
             assert!(lock(&t.files).len() <= cap);
-            assert!(t.get(cap as u64 + 9, 0, false).is_some());
+            assert!(t.get(NodeId::of_ino(cap as u64 + 9), 0, false).is_some());
         }
         assert_eq!(NodeFiles::with_capacity(1 << 20).capacity, CAPACITY);
     }

@@ -35,6 +35,7 @@
 //! itself, so the table never believes a mode is free before the kernel does.
 
 use crate::handles::lock;
+use crate::ids::{FileHandle, NodeId};
 use fuser::BackingId;
 use std::collections::HashMap;
 use std::fs::File;
@@ -88,10 +89,10 @@ pub struct Passthrough {
     probed: AtomicBool,
     /// Files at least this big are passed through.
     min_size: u64,
-    nodes: Mutex<HashMap<u64, NodeIo>>,
+    nodes: Mutex<HashMap<NodeId, NodeIo>>,
     /// fh -> node id, for the passthrough handles counted in `nodes`;
-    /// cached opens are counted by node (their handle is 0).
-    handles: Mutex<HashMap<u64, u64>>,
+    /// cached opens are counted by node (they have no handle).
+    handles: Mutex<HashMap<FileHandle, NodeId>>,
 }
 
 fn file_id(f: &File) -> Option<(u64, u64)> {
@@ -142,7 +143,7 @@ impl Passthrough {
 
     /// Whether an open of `node`, `size` bytes now, is to be passed
     /// through: the node's mode while it has opens, else by size.
-    pub fn wants(&self, node: u64, size: u64) -> bool {
+    pub fn wants(&self, node: NodeId, size: u64) -> bool {
         match lock(&self.nodes).get(&node) {
             Some(io) if io.backing.is_some() => true,
             Some(io) if io.cached > 0 => false,
@@ -152,16 +153,16 @@ impl Passthrough {
 
     /// Whether a write or truncation of `node` must be refused: a lower
     /// file that a copy-up would replace backs open passthrough files.
-    pub fn refuses_write(&self, node: u64) -> bool {
+    pub fn refuses_write(&self, node: NodeId) -> bool {
         lock(&self.nodes)
             .get(&node)
             .and_then(|io| io.backing.as_ref())
             .is_some_and(|b| b.replaceable)
     }
 
-    /// Counts a cached open of `node` (handle 0) unless a backing file
+    /// Counts a cached open of `node` (no handle) unless a backing file
     /// holds it now (`None`: the open must be passed through).
-    pub fn open_cached(&self, node: u64) -> Option<Route> {
+    pub fn open_cached(&self, node: NodeId) -> Option<Route> {
         let mut nodes = lock(&self.nodes);
         let io = nodes.entry(node).or_default();
         if io.backing.is_some() {
@@ -174,11 +175,11 @@ impl Passthrough {
     /// Decides how the kernel does the I/O of handle `fh` of `node`;
     /// `host` is the host file behind it, if any. `open_backing` registers
     /// a backing file with the kernel. A cached route is counted for the
-    /// node (the caller answers it with handle 0).
+    /// node (the caller answers it without a handle).
     pub fn route(
         &self,
-        node: u64,
-        fh: u64,
+        node: NodeId,
+        fh: FileHandle,
         host: Option<Host<'_>>,
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
@@ -244,9 +245,9 @@ impl Passthrough {
         }
     }
 
-    /// The kernel closed handle `fh` of `node` (0 for a cached open).
-    pub fn release(&self, node: u64, fh: u64) {
-        let passthrough = lock(&self.handles).remove(&fh).is_some();
+    /// The kernel closed handle `fh` of `node` (none for a cached open).
+    pub fn release(&self, node: NodeId, fh: Option<FileHandle>) {
+        let passthrough = fh.is_some_and(|fh| lock(&self.handles).remove(&fh).is_some());
         let mut nodes = lock(&self.nodes);
         let Some(io) = nodes.get_mut(&node) else {
             return;

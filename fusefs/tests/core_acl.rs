@@ -61,7 +61,7 @@ fn create(fx: &Fx, path: &str, mode: u32) {
         .fs
         .create(dir, name, mode, (libc::O_RDWR, true), caller())
         .expect("create");
-    fx.fs.release(fh);
+    fx.fs.release(fh.expect("create with a handle gives one"));
 }
 
 #[test]

@@ -143,14 +143,14 @@ fn io_by_node_without_a_handle_copies_up_on_the_first_write() {
     for_each_setup(LOWER, |fx| {
         let id = fx.id("top");
         assert_eq!(
-            fx.fs.read(id, 0, 0, 100).expect("read by node"),
+            fx.fs.read(id, None, 0, 100).expect("read by node"),
             b"0123456789"
         );
         assert!(!fx.in_upper("top"));
         let w = common::fixture::writer();
-        fx.fs.write(id, 0, 2, b"ab", &w).expect("write by node");
+        fx.fs.write(id, None, 2, b"ab", &w).expect("write by node");
         assert_eq!(
-            fx.fs.read(id, 0, 0, 100).expect("read by node"),
+            fx.fs.read(id, None, 0, 100).expect("read by node"),
             b"01ab456789"
         );
         assert_eq!(fx.upper_bytes("top"), b"01ab456789");

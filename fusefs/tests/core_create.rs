@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::fixture::{caller, errno, for_each_setup, writer, Fx, Item, ROOT};
+use common::fixture::{caller, errno, for_each_setup, writer, Fx, Item};
 use fusefs::override_stat::OverrideStat;
+use fusefs::NodeId;
 use fusefs::{Layers, MemLower, UnionFs};
 use layerdb::Kind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -43,10 +44,10 @@ fn new_nodes_take_the_callers_owner_and_their_mode_under_the_umask() {
         fx.create("f", b"");
         fx.mkdir("d", 0o777).expect("mkdir");
         fx.fs
-            .symlink(ROOT, b"l", b"target", caller())
+            .symlink(NodeId::ROOT, b"l", b"target", caller())
             .expect("symlink");
         fx.fs
-            .mknod(ROOT, b"p", libc::S_IFIFO | 0o666, 0, caller())
+            .mknod(NodeId::ROOT, b"p", libc::S_IFIFO | 0o666, 0, caller())
             .expect("mkfifo");
         for (path, kind, mode) in [
             ("f", Kind::Regular, 0o644),
@@ -93,10 +94,16 @@ fn a_setgid_directory_gives_new_nodes_its_group_and_new_directories_its_bit() {
 fn creating_refuses_an_existing_name_and_a_parent_that_is_no_directory() {
     for_each_setup(LOWER, |fx| {
         let c = caller();
-        assert_eq!(errno(fx.fs.mkdir(ROOT, b"file", 0o755, c)), libc::EEXIST);
+        assert_eq!(
+            errno(fx.fs.mkdir(NodeId::ROOT, b"file", 0o755, c)),
+            libc::EEXIST
+        );
         let file = fx.id("file");
         assert_eq!(errno(fx.fs.mkdir(file, b"x", 0o755, c)), libc::ENOTDIR);
-        assert_eq!(errno(fx.fs.symlink(ROOT, b"sg", b"t", c)), libc::EEXIST);
+        assert_eq!(
+            errno(fx.fs.symlink(NodeId::ROOT, b"sg", b"t", c)),
+            libc::EEXIST
+        );
         assert_eq!(fx.read("file"), b"f");
         assert_eq!(fx.names(""), ["file", "sg"]);
     });
@@ -109,15 +116,18 @@ fn a_union_without_an_upper_refuses_every_change_with_erofs() {
     let layers = Layers::new(None, vec![Box::new(lower)]).expect("layers");
     let fs = UnionFs::new(layers, false);
     assert!(fs.is_read_only());
-    let f = fs.lookup(ROOT, b"f").expect("lookup").id;
+    let f = fs.lookup(NodeId::ROOT, b"f").expect("lookup").id;
     assert_eq!(errno(fs.open(f, libc::O_WRONLY)), libc::EROFS);
-    assert_eq!(errno(fs.unlink(ROOT, b"f")), libc::EROFS);
-    assert_eq!(errno(fs.mkdir(ROOT, b"d", 0o755, caller())), libc::EROFS);
+    assert_eq!(errno(fs.unlink(NodeId::ROOT, b"f")), libc::EROFS);
+    assert_eq!(
+        errno(fs.mkdir(NodeId::ROOT, b"d", 0o755, caller())),
+        libc::EROFS
+    );
     assert_eq!(
         errno(fs.setxattr(f, b"user.k", b"v", 0, &writer())),
         libc::EROFS
     );
     let (fh, _) = fs.open(f, libc::O_RDONLY).expect("open for reading");
-    assert_eq!(fs.read(f, fh, 0, 10).expect("read"), b"ro");
+    assert_eq!(fs.read(f, Some(fh), 0, 10).expect("read"), b"ro");
     fs.release(fh);
 }

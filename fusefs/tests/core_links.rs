@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::fixture::{errno, for_each_setup, Item, ROOT};
+use common::fixture::{errno, for_each_setup, Item};
+use fusefs::NodeId;
 use std::os::unix::fs::MetadataExt;
 
 const LOWER: &[Item] = &[
@@ -19,7 +20,7 @@ fn a_hardlink_of_a_lower_file_shares_a_write_through_either_name() {
     for_each_setup(LOWER, |fx| {
         let a = fx
             .fs
-            .link(fx.id("solo"), ROOT, b"alias")
+            .link(fx.id("solo"), NodeId::ROOT, b"alias")
             .expect("link of a lower file");
         assert_eq!(a.id, fx.id("solo"), "one node for both names");
         fx.write("alias", 0, b"SO");
@@ -67,7 +68,10 @@ fn unlinking_one_name_of_a_lower_pair_keeps_the_count_of_the_other() {
 #[test]
 fn a_directory_cannot_be_hardlinked_and_an_existing_name_is_not_replaced() {
     for_each_setup(LOWER, |fx| {
-        assert_eq!(errno(fx.fs.link(fx.id("d"), ROOT, b"d2")), libc::EPERM);
+        assert_eq!(
+            errno(fx.fs.link(fx.id("d"), NodeId::ROOT, b"d2")),
+            libc::EPERM
+        );
         let d = fx.id("d");
         assert_eq!(errno(fx.fs.link(fx.id("solo"), d, b"f")), libc::EEXIST);
         assert_eq!(fx.read("d/f"), b"shared");
@@ -128,7 +132,10 @@ fn a_write_through_a_name_outside_shows_under_a_moved_directory() {
 #[test]
 fn linking_a_name_of_a_lower_pair_makes_a_third_name_of_the_same_file() {
     for_each_setup(LOWER, |fx| {
-        let a = fx.fs.link(fx.id("d/f"), ROOT, b"third").expect("link");
+        let a = fx
+            .fs
+            .link(fx.id("d/f"), NodeId::ROOT, b"third")
+            .expect("link");
         assert_eq!(a.node.entry.nlink, 3);
         fx.write("third", 0, b"T");
         assert_eq!(fx.read("d/f"), b"Thared");

@@ -18,7 +18,9 @@ fn an_unlinked_upper_file_still_open_keeps_reading_and_writing_until_release() {
         assert!(!fx.exists("tmp"));
         assert!(!fx.in_upper("tmp"), "the name is gone from the upper");
 
-        fx.fs.write(id, fh, 6, b" after", &writer()).expect("write");
+        fx.fs
+            .write(id, Some(fh), 6, b" after", &writer())
+            .expect("write");
         assert_eq!(read_fh(&fx.fs, id, fh), b"before after");
         let st = fx.fs.getattr(id).expect("fstat of the orphan").node;
         assert_eq!((st.entry.size, st.entry.nlink), (12, 0));
@@ -57,7 +59,9 @@ fn an_unlinked_lower_file_still_open_keeps_its_content_and_becomes_writable() {
         // the container's write lands there, not in the lower and not
         // under any name.
         let (rw, _) = fx.fs.open(id, libc::O_RDWR).expect("open for writing");
-        fx.fs.write(id, rw, 0, b"FROM", &writer()).expect("write");
+        fx.fs
+            .write(id, Some(rw), 0, b"FROM", &writer())
+            .expect("write");
         assert_eq!(read_fh(&fx.fs, id, rw), b"FROM the lower");
         fx.fs.release(rw);
         assert!(!fx.exists("lower"));
@@ -138,9 +142,12 @@ fn a_write_by_node_to_an_unlinked_name_of_a_lower_pair_shows_through_the_other_n
         let id = fx.id("f");
         fx.unlink("f").expect("unlink");
         fx.fs
-            .write(id, 0, 0, b"W", &writer())
+            .write(id, None, 0, b"W", &writer())
             .expect("write by node");
-        assert_eq!(fx.fs.read(id, 0, 0, 100).expect("read by node"), b"Whared");
+        assert_eq!(
+            fx.fs.read(id, None, 0, 100).expect("read by node"),
+            b"Whared"
+        );
         assert_eq!(fx.read("twin"), b"Whared");
         assert_eq!(fx.upper_bytes("twin"), b"Whared");
         assert!(fx.whiteout_in_upper("f"));
@@ -161,7 +168,7 @@ fn an_unlinked_name_of_a_pair_whose_other_name_was_copied_up_writes_to_that_copy
         // under another union path than its layer's.
         fx.rename("d", "moved", 0).expect("rename");
         fx.fs
-            .write(id, 0, 0, b"W", &writer())
+            .write(id, None, 0, b"W", &writer())
             .expect("write by node");
         assert_eq!(fx.read("moved/twin"), b"Whared");
     });

@@ -159,7 +159,7 @@ fn a_node_id_follows_its_file_through_a_rename() {
         assert_eq!(fx.read_id(id), b"file f");
         let (fh, _) = fx.fs.open(id, libc::O_WRONLY).expect("open by id");
         fx.fs
-            .write(id, fh, 0, b"FILE", &common::fixture::writer())
+            .write(id, Some(fh), 0, b"FILE", &common::fixture::writer())
             .expect("write");
         fx.fs.release(fh);
         assert_eq!(fx.read("b/f"), b"FILE f");

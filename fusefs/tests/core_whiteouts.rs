@@ -117,7 +117,7 @@ fn overlay_names_are_neither_found_nor_created() {
         fx.unlink("f").expect("unlink");
         assert_eq!(fx.try_id(".wh.f"), Err(libc::ENOENT));
         let r = fx.fs.mkdir(
-            common::fixture::ROOT,
+            fusefs::NodeId::ROOT,
             b".wh.f",
             0o755,
             common::fixture::caller(),

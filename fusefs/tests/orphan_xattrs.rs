@@ -5,10 +5,7 @@
 //! copies to a nameless upper file).
 
 use fusefs::union_fs::{Caller, Writer};
-use fusefs::{FsError, Layers, MemLower, UnionFs, UpperFormat};
-
-/// The root directory's node id, which FUSE fixes at 1.
-const ROOT: u64 = 1;
+use fusefs::{FsError, Layers, MemLower, NodeId, UnionFs, UpperFormat};
 
 /// The upper formats this process can write: the rootless one always,
 /// the kernel one (chown, `trusted.*`) only as root.
@@ -47,7 +44,7 @@ fn errno<T: std::fmt::Debug>(r: Result<T, FsError>) -> i32 {
 }
 
 /// The names listxattr(2) would return.
-fn names(fs: &UnionFs, id: u64) -> Vec<String> {
+fn names(fs: &UnionFs, id: NodeId) -> Vec<String> {
     let list = fs.listxattr(id).expect("listxattr");
     list.split(|&b| b == 0)
         .filter(|n| !n.is_empty())
@@ -60,7 +57,7 @@ fn an_unlinked_upper_file_keeps_its_xattrs_readable_and_writable() {
     for_each_format(|fs| {
         let (attr, _) = fs
             .create(
-                ROOT,
+                NodeId::ROOT,
                 b"tmp",
                 libc::S_IFREG | 0o644,
                 (libc::O_RDWR, false),
@@ -70,7 +67,7 @@ fn an_unlinked_upper_file_keeps_its_xattrs_readable_and_writable() {
         let id = attr.id;
         fs.setxattr(id, b"user.kept", b"before", 0, &writer())
             .expect("setxattr");
-        fs.unlink(ROOT, b"tmp").expect("unlink");
+        fs.unlink(NodeId::ROOT, b"tmp").expect("unlink");
 
         assert_eq!(fs.getxattr(id, b"user.kept").expect("fgetxattr"), b"before");
         assert_eq!(names(fs, id), ["user.kept"]);
@@ -93,8 +90,8 @@ fn an_unlinked_upper_file_keeps_its_xattrs_readable_and_writable() {
 #[test]
 fn an_unlinked_lower_file_answers_for_its_xattrs_and_takes_new_ones() {
     for_each_format(|fs| {
-        let id = fs.lookup(ROOT, b"lower").expect("lookup").id;
-        fs.unlink(ROOT, b"lower").expect("unlink");
+        let id = fs.lookup(NodeId::ROOT, b"lower").expect("lookup").id;
+        fs.unlink(NodeId::ROOT, b"lower").expect("unlink");
 
         assert_eq!(errno(fs.getxattr(id, b"user.none")), libc::ENODATA);
         assert!(names(fs, id).is_empty());
@@ -105,7 +102,7 @@ fn an_unlinked_lower_file_answers_for_its_xattrs_and_takes_new_ones() {
         assert_eq!(fs.getxattr(id, b"user.new").expect("fgetxattr"), b"value");
         assert_eq!(names(fs, id), ["user.new"]);
         assert_eq!(
-            fs.lookup(ROOT, b"lower")
+            fs.lookup(NodeId::ROOT, b"lower")
                 .map(|a| a.id)
                 .map_err(|e| e.errno()),
             Err(libc::ENOENT)

@@ -5,6 +5,7 @@
 use super::{read_guard, Place, UnionFs};
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
+use crate::ids::{FileHandle, NodeId};
 use crate::orphan::Orphan;
 use crate::union::Resolved;
 use crate::upper::Upper;
@@ -56,7 +57,7 @@ fn open_upper_file(upper: &Upper, path: &[u8], r: &Resolved, flags: i32) -> Resu
 impl UnionFs {
     /// Opens a file; returns the handle and whether the kernel may keep its
     /// page cache (lower files never change).
-    pub fn open(&self, id: u64, flags: i32) -> Result<(u64, bool)> {
+    pub fn open(&self, id: NodeId, flags: i32) -> Result<(FileHandle, bool)> {
         let acc = flags & libc::O_ACCMODE;
         let (file, keep_cache) = if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             let _g = self.change_tree();
@@ -69,7 +70,7 @@ impl UnionFs {
     }
 
     /// Copies up first; the caller holds the tree write lock.
-    fn open_for_write(&self, id: u64, flags: i32) -> Result<OpenFile> {
+    fn open_for_write(&self, id: NodeId, flags: i32) -> Result<OpenFile> {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
@@ -81,7 +82,7 @@ impl UnionFs {
     }
 
     /// The caller holds the tree read lock.
-    fn open_for_read(&self, id: u64, flags: i32) -> Result<(OpenFile, bool)> {
+    fn open_for_read(&self, id: NodeId, flags: i32) -> Result<(OpenFile, bool)> {
         match self.place(id)? {
             Place::Path(path) => {
                 let r = self.layers.get(&path)?;
@@ -104,7 +105,7 @@ impl UnionFs {
     /// `OpenFile::Host`). `None` for a file of a store layer.
     pub fn with_backing_file<R>(
         &self,
-        fh: u64,
+        fh: FileHandle,
         f: impl FnOnce(Option<(&std::fs::File, bool)>) -> R,
     ) -> R {
         match self.handles.file(fh).as_deref() {
@@ -121,13 +122,13 @@ impl UnionFs {
         self.generation.load(Ordering::Relaxed)
     }
 
-    /// The file an I/O request names: handle `fh`'s or, for handle 0 (the
+    /// The file an I/O request names: handle `fh`'s or, without a handle (the
     /// kernel sent no OPEN, see `crate::node_files`), node `id`'s. A
     /// writable host file when `write`.
-    fn file_of(&self, id: u64, fh: u64, write: bool) -> Result<Arc<OpenFile>> {
-        if fh == 0 {
+    fn file_of(&self, id: NodeId, fh: Option<FileHandle>, write: bool) -> Result<Arc<OpenFile>> {
+        let Some(fh) = fh else {
             return self.node_file(id, write);
-        }
+        };
         match self.handles.file(fh) {
             Some(h) if !write || h.is_writable() => Ok(h),
             _ => Err(FsError::posix(
@@ -139,7 +140,7 @@ impl UnionFs {
 
     /// Node `id`'s file, opened as OPEN would open it and kept (see
     /// [`NodeFiles`]); for a write, copied up first if it is still lower.
-    fn node_file(&self, id: u64, write: bool) -> Result<Arc<OpenFile>> {
+    fn node_file(&self, id: NodeId, write: bool) -> Result<Arc<OpenFile>> {
         let now = || self.generation.load(Ordering::Relaxed);
         if let Some(f) = self.node_files.get(id, now(), write) {
             return Ok(f);
@@ -163,7 +164,7 @@ impl UnionFs {
     /// Node `id`'s file opened for writing with `flags`, if it is in the
     /// upper already; `None` while it is still in a lower layer. No
     /// copy-up, so the tree read lock will do (the caller holds a lock).
-    fn open_upper_for_write(&self, id: u64, flags: i32) -> Result<Option<OpenFile>> {
+    fn open_upper_for_write(&self, id: NodeId, flags: i32) -> Result<Option<OpenFile>> {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
@@ -180,9 +181,15 @@ impl UnionFs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` of the file open as handle `fh` (0:
+    /// Reads up to `size` bytes at `offset` of the file open as handle `fh` (none:
     /// node `id`'s own file); fewer only at the end of the file.
-    pub fn read(&self, id: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        id: NodeId,
+        fh: Option<FileHandle>,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>> {
         let h = self.file_of(id, fh, false)?;
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
@@ -210,13 +217,13 @@ impl UnionFs {
         Ok(buf)
     }
 
-    /// Writes `data` at `offset` through handle `fh` (0: node `id`'s file) and
+    /// Writes `data` at `offset` through handle `fh` (none: node `id`'s file) and
     /// returns the bytes written; clears S_ISGID as the kernel would for
     /// `writer`.
     pub fn write(
         &self,
-        id: u64,
-        fh: u64,
+        id: NodeId,
+        fh: Option<FileHandle>,
         offset: u64,
         data: &[u8],
         writer: &Writer,
@@ -276,7 +283,7 @@ impl UnionFs {
 
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
     /// its metadata too. Store-backed files have nothing to flush.
-    pub fn fsync(&self, id: u64, fh: u64, datasync: bool) -> Result<()> {
+    pub fn fsync(&self, id: NodeId, fh: Option<FileHandle>, datasync: bool) -> Result<()> {
         if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
             let r = if datasync {
                 file.sync_data()
@@ -289,7 +296,7 @@ impl UnionFs {
     }
 
     /// Closes handle `fh`; the kernel sends this once per OPEN or CREATE.
-    pub fn release(&self, fh: u64) {
+    pub fn release(&self, fh: FileHandle) {
         self.handles.close_file(fh);
     }
 
@@ -298,7 +305,7 @@ impl UnionFs {
     /// does.
     pub fn fallocate(
         &self,
-        (id, fh): (u64, u64),
+        (id, fh): (NodeId, Option<FileHandle>),
         offset: u64,
         length: u64,
         mode: i32,
@@ -320,7 +327,13 @@ impl UnionFs {
 
     /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store
     /// file is data up to its size, with ENXIO from there.
-    pub fn lseek(&self, id: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+    pub fn lseek(
+        &self,
+        id: NodeId,
+        fh: Option<FileHandle>,
+        offset: i64,
+        whence: i32,
+    ) -> Result<i64> {
         let h = self.file_of(id, fh, false)?;
         match &*h {
             OpenFile::Host { file, .. } => {
@@ -353,8 +366,8 @@ impl UnionFs {
     /// another, each given as (node, handle, offset); returns the bytes copied.
     pub fn copy_file_range(
         &self,
-        (id_in, fh_in, off_in): (u64, u64, u64),
-        (id_out, fh_out, off_out): (u64, u64, u64),
+        (id_in, fh_in, off_in): (NodeId, Option<FileHandle>, u64),
+        (id_out, fh_out, off_out): (NodeId, Option<FileHandle>, u64),
         len: u64,
         writer: &Writer,
     ) -> Result<usize> {

@@ -12,7 +12,8 @@
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
 use crate::handles::{lock, Handles, OpenFile};
-use crate::inode::{InodeTable, ROOT};
+use crate::ids::{FileHandle, NodeId};
+use crate::inode::InodeTable;
 use crate::layers::Layers;
 use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
@@ -37,7 +38,7 @@ pub use file_io::Writer;
 #[derive(Clone, Debug)]
 pub struct Attr {
     /// The node id the kernel knows the node by.
-    pub id: u64,
+    pub id: NodeId,
     /// The node as the union resolves it.
     pub node: Node,
     /// The node's generation, for replies that hand out a reference
@@ -133,7 +134,7 @@ fn write_guard(l: &RwLock<()>) -> std::sync::RwLockWriteGuard<'_, ()> {
 }
 
 /// A node id the kernel no longer holds.
-fn gone(id: u64) -> FsError {
+fn gone(id: NodeId) -> FsError {
     FsError::posix(Errno::ENOENT, format!("<inode {id:#x}>").as_bytes())
 }
 
@@ -174,13 +175,13 @@ impl UnionFs {
 
     /// A path of node `id`. Callers hold the tree lock: a rename between
     /// reading the path and resolving it would reach another file.
-    fn path_of(&self, id: u64) -> Result<Vec<u8>> {
+    fn path_of(&self, id: NodeId) -> Result<Vec<u8>> {
         lock(&self.inodes).path(id).ok_or_else(|| gone(id))
     }
 
     /// Where node `id` is: a path of the union or, with no name left, its
     /// orphan. Callers hold the tree lock.
-    fn place(&self, id: u64) -> Result<Place> {
+    fn place(&self, id: NodeId) -> Result<Place> {
         let t = lock(&self.inodes);
         if let Some(p) = t.path(id) {
             return Ok(Place::Path(p));
@@ -188,7 +189,7 @@ impl UnionFs {
         t.orphan(id).map(Place::Orphan).ok_or_else(|| gone(id))
     }
 
-    fn child_path(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>> {
+    fn child_path(&self, parent: NodeId, name: &[u8]) -> Result<Vec<u8>> {
         let dir = self.path_of(parent)?;
         if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
             return Err(FsError::posix(Errno::EINVAL, &join_path(&dir, name)));
@@ -229,7 +230,7 @@ impl UnionFs {
 
     /// The child `name` of directory `parent`, as a new kernel reference (the
     /// kernel later forgets it); ENOENT if the union has no such name.
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+    pub fn lookup(&self, parent: NodeId, name: &[u8]) -> Result<Attr> {
         let _g = read_guard(&self.tree);
         let path = self.child_path(parent, name)?;
         if is_reserved(name) {
@@ -241,7 +242,7 @@ impl UnionFs {
 
     /// The kernel dropped `n` references to node `id`; once it holds
     /// none, the node's id and its node file are let go.
-    pub fn forget(&self, id: u64, n: u64) {
+    pub fn forget(&self, id: NodeId, n: u64) {
         lock(&self.inodes).forget(id, n);
         self.node_files.forget(id);
     }
@@ -249,7 +250,7 @@ impl UnionFs {
     /// Records a reference the kernel took through readdirplus. The
     /// listing is a snapshot: after a change of the tree its name may have
     /// moved, so it is checked before it becomes a way to the node.
-    pub fn note_lookup(&self, listing: &Listing, id: u64, path: &[u8]) {
+    pub fn note_lookup(&self, listing: &Listing, id: NodeId, path: &[u8]) {
         let _g = read_guard(&self.tree);
         let current = listing.generation == self.generation.load(Ordering::Relaxed)
             || self
@@ -260,18 +261,18 @@ impl UnionFs {
     }
 
     /// The generation a readdirplus entry for node `id` carries.
-    pub fn generation(&self, id: u64) -> u64 {
+    pub fn generation(&self, id: NodeId) -> u64 {
         lock(&self.inodes).generation(id)
     }
 
     /// A node with no name left answers from its orphan.
-    pub fn getattr(&self, id: u64) -> Result<Attr> {
+    pub fn getattr(&self, id: NodeId) -> Result<Attr> {
         let _g = read_guard(&self.tree);
         match self.place(id)? {
             Place::Path(path) => Ok(Self::attr(&path, self.layers.get(&path)?)),
             Place::Orphan(o) => Ok(Attr {
                 id,
-                node: o.node(id)?,
+                node: o.node(id.ino())?,
                 generation: 0,
             }),
         }
@@ -280,7 +281,7 @@ impl UnionFs {
     /// chmod, chown, truncate and utimes in one: copies the file up (without
     /// its content for a truncation to 0) and changes what `sa` sets. A node
     /// with no name left changes its orphan.
-    pub fn setattr(&self, id: u64, sa: &SetAttr) -> Result<Attr> {
+    pub fn setattr(&self, id: NodeId, sa: &SetAttr) -> Result<Attr> {
         let _g = self.change_tree();
         let path = match self.place(id)? {
             Place::Path(p) => p,
@@ -317,7 +318,7 @@ impl UnionFs {
     }
 
     /// A symlink's target; EINVAL for anything else.
-    pub fn readlink(&self, id: u64) -> Result<Vec<u8>> {
+    pub fn readlink(&self, id: NodeId) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
         let r = self.layers.get(&path)?;
@@ -330,7 +331,7 @@ impl UnionFs {
     /// Creates a node in the upper; the caller holds the tree write lock.
     fn create_node(
         &self,
-        parent: u64,
+        parent: NodeId,
         name: &[u8],
         caller: Caller,
         mode: u32,
@@ -401,7 +402,7 @@ impl UnionFs {
     /// holds the type and permission bits, `rdev` the device number.
     pub fn mknod(
         &self,
-        parent: u64,
+        parent: NodeId,
         name: &[u8],
         mode: u32,
         rdev: u32,
@@ -419,37 +420,43 @@ impl UnionFs {
 
     /// Makes directory `name` in `parent` with `mode` (less the umask, or as
     /// the default ACL says).
-    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
+    pub fn mkdir(&self, parent: NodeId, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
     /// Makes symlink `name` in `parent` pointing at `target`.
-    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
+    pub fn symlink(
+        &self,
+        parent: NodeId,
+        name: &[u8],
+        target: &[u8],
+        caller: Caller,
+    ) -> Result<Attr> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
         Ok(self.entry(&path, r))
     }
 
     /// Creates and opens a regular file. With `handle: false` no file
-    /// is opened and the handle is 0: I/O then goes through the node's
+    /// is opened and there is no handle: I/O then goes through the node's
     /// file (see `crate::node_files`). A mount that answers OPEN with
     /// ENOSYS must create so: the kernel then sends no RELEASE for any
     /// file, created ones included, and a handle would stay open for good.
     pub fn create(
         &self,
-        parent: u64,
+        parent: NodeId,
         name: &[u8],
         mode: u32,
         (flags, handle): (i32, bool),
         caller: Caller,
-    ) -> Result<(Attr, u64)> {
+    ) -> Result<(Attr, Option<FileHandle>)> {
         let _g = self.change_tree();
         let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
         if !handle {
-            return Ok((self.entry(&path, r), 0));
+            return Ok((self.entry(&path, r), None));
         }
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
         let attr = self.entry(&path, r);
@@ -458,12 +465,12 @@ impl UnionFs {
             writable: true,
             backs_node: true,
         });
-        Ok((attr, fh))
+        Ok((attr, Some(fh)))
     }
 
     /// Removes the non-directory `name` from `parent`: a whiteout hides a lower
     /// one. A file the kernel still holds lives on as an orphan.
-    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+    pub fn unlink(&self, parent: NodeId, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
         let upper = self.writable(&path)?;
@@ -476,7 +483,7 @@ impl UnionFs {
 
     /// Removes directory `name` from `parent`; ENOTEMPTY if the union shows
     /// anything in it (lower entries count).
-    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+    pub fn rmdir(&self, parent: NodeId, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = self.child_path(parent, name)?;
         let upper = self.writable(&path)?;
@@ -523,7 +530,7 @@ impl UnionFs {
     /// Before `path` (resolved as `r`) leaves the union: the node the kernel
     /// knows by that name alone, with what keeps its file reachable. Best
     /// effort: the removal itself must not fail for it (EMFILE, say).
-    fn orphan_of(&self, path: &[u8], r: &Resolved) -> Option<(u64, Orphan)> {
+    fn orphan_of(&self, path: &[u8], r: &Resolved) -> Option<(NodeId, Orphan)> {
         let id = lock(&self.inodes).sole_node(path)?;
         match Orphan::keep(&self.layers, path, r) {
             Ok(o) => Some((id, o)),
@@ -535,7 +542,7 @@ impl UnionFs {
     }
 
     /// `path` names nothing any more; `orphan` is from [`Self::orphan_of`].
-    fn forget_path(&self, path: &[u8], orphan: Option<(u64, Orphan)>) {
+    fn forget_path(&self, path: &[u8], orphan: Option<(NodeId, Orphan)>) {
         let mut t = lock(&self.inodes);
         t.remove_path(path);
         if let Some((id, o)) = orphan {
@@ -545,7 +552,7 @@ impl UnionFs {
 
     /// A lower orphan about to change becomes an upper one; the caller
     /// holds the tree write lock.
-    fn writable_orphan(&self, id: u64, o: &Arc<Orphan>) -> Result<Arc<Orphan>> {
+    fn writable_orphan(&self, id: NodeId, o: &Arc<Orphan>) -> Result<Arc<Orphan>> {
         self.writable(b"<unlinked file>")?;
         match o.copied_up(&self.layers)? {
             Some(up) => {
@@ -558,12 +565,16 @@ impl UnionFs {
         }
     }
 
-    fn orphan_setattr(&self, id: u64, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
+    fn orphan_setattr(&self, id: NodeId, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
-        o.setattr(id, sa, self.layers.upper(b"<unlinked file>")?.format())?;
+        o.setattr(
+            id.ino(),
+            sa,
+            self.layers.upper(b"<unlinked file>")?.format(),
+        )?;
         Ok(Attr {
             id,
-            node: o.node(id)?,
+            node: o.node(id.ino())?,
             generation: 0,
         })
     }
@@ -585,9 +596,9 @@ impl UnionFs {
     /// content (see `redirect`), in an exchange too.
     pub fn rename(
         &self,
-        parent: u64,
+        parent: NodeId,
         name: &[u8],
-        new_parent: u64,
+        new_parent: NodeId,
         new_name: &[u8],
         flags: u32,
     ) -> Result<()> {
@@ -704,7 +715,7 @@ impl UnionFs {
 
     /// A new name `new_name` in `new_parent` for the non-directory `id` (copied
     /// up first); EPERM for a directory, EEXIST for a name in use.
-    pub fn link(&self, id: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr> {
+    pub fn link(&self, id: NodeId, new_parent: NodeId, new_name: &[u8]) -> Result<Attr> {
         let _g = self.change_tree();
         let path = self.path_of(id)?;
         let to = self.child_path(new_parent, new_name)?;
@@ -735,13 +746,13 @@ impl UnionFs {
 
     /// The listing a READDIR of directory `id` at `offset` reads, and the
     /// index to start at (see the `listings` module).
-    pub fn dir_items(&self, id: u64, offset: u64) -> Result<(Arc<Listing>, usize)> {
+    pub fn dir_items(&self, id: NodeId, offset: u64) -> Result<(Arc<Listing>, usize)> {
         let generation = self.generation.load(Ordering::Relaxed);
         self.listings
             .get(id, offset, generation, |seq| self.list(id, seq))
     }
 
-    fn list(&self, id: u64, seq: u32) -> Result<Listing> {
+    fn list(&self, id: NodeId, seq: u32) -> Result<Listing> {
         let _g = read_guard(&self.tree);
         let generation = self.generation.load(Ordering::Relaxed);
         let Ok(path) = self.path_of(id) else {
@@ -752,12 +763,12 @@ impl UnionFs {
         let mut items = Vec::new();
         let parent_path = split_path(&path).0.to_vec();
         let parent_id = if path.is_empty() {
-            ROOT
+            NodeId::ROOT
         } else {
             self.layers
                 .get(&parent_path)
                 .map(|p| InodeTable::node_id(&parent_path, p.node.ino))
-                .unwrap_or(ROOT)
+                .unwrap_or(NodeId::ROOT)
         };
         items.push(DirItem {
             name: b".".to_vec(),
@@ -797,7 +808,7 @@ impl UnionFs {
 
     /// The kernel checks permissions itself (default_permissions); this
     /// only answers existence and a write on a read-only mount.
-    pub fn access(&self, id: u64, mask: i32) -> Result<()> {
+    pub fn access(&self, id: NodeId, mask: i32) -> Result<()> {
         let _g = read_guard(&self.tree);
         let path = self.path_of(id)?;
         if mask & libc::W_OK != 0 && self.read_only {

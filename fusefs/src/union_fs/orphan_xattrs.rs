@@ -7,6 +7,7 @@ use super::xattrs::{listing, unsupported_xattr, xattr_of};
 use super::{SetAttr, UnionFs};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
+use crate::ids::NodeId;
 use crate::orphan::Orphan;
 use crate::override_stat::is_private_xattr;
 use crate::xattr;
@@ -16,19 +17,19 @@ use std::sync::Arc;
 const WHAT: &[u8] = b"<unlinked file>";
 
 impl UnionFs {
-    pub(super) fn orphan_getxattr(&self, id: u64, o: &Orphan, name: &[u8]) -> Result<Vec<u8>> {
+    pub(super) fn orphan_getxattr(&self, id: NodeId, o: &Orphan, name: &[u8]) -> Result<Vec<u8>> {
         unsupported_xattr(name, WHAT)?;
-        xattr_of(&o.node(id)?.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, WHAT))
+        xattr_of(&o.node(id.ino())?.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, WHAT))
     }
 
-    pub(super) fn orphan_listxattr(&self, id: u64, o: &Orphan) -> Result<Vec<u8>> {
-        Ok(listing(&o.node(id)?.entry))
+    pub(super) fn orphan_listxattr(&self, id: NodeId, o: &Orphan) -> Result<Vec<u8>> {
+        Ok(listing(&o.node(id.ino())?.entry))
     }
 
     /// The caller holds the tree write lock.
     pub(super) fn orphan_setxattr(
         &self,
-        id: u64,
+        id: NodeId,
         o: &Arc<Orphan>,
         (name, value): (&[u8], &[u8]),
         flags: i32,
@@ -41,7 +42,7 @@ impl UnionFs {
         let Orphan::Upper(file) = &*o else {
             return Err(FsError::posix(Errno::ENOENT, WHAT));
         };
-        let e = o.node(id)?.entry;
+        let e = o.node(id.ino())?.entry;
         let exists = xattr_of(&e, name).is_some();
         if flags & libc::XATTR_CREATE != 0 && exists {
             return Err(FsError::posix(Errno::EEXIST, WHAT));
@@ -60,7 +61,7 @@ impl UnionFs {
                 mode: Some(mode),
                 ..SetAttr::default()
             };
-            o.setattr(id, &chmod, format)?;
+            o.setattr(id.ino(), &chmod, format)?;
             match keep {
                 Some(a) => value = a.to_bytes(),
                 None => return self.orphan_remove_host_xattr(file, name),
@@ -71,10 +72,15 @@ impl UnionFs {
     }
 
     /// The caller holds the tree write lock.
-    pub(super) fn orphan_removexattr(&self, id: u64, o: &Arc<Orphan>, name: &[u8]) -> Result<()> {
+    pub(super) fn orphan_removexattr(
+        &self,
+        id: NodeId,
+        o: &Arc<Orphan>,
+        name: &[u8],
+    ) -> Result<()> {
         self.writable(WHAT)?;
         unsupported_xattr(name, WHAT)?;
-        if xattr_of(&o.node(id)?.entry, name).is_none() {
+        if xattr_of(&o.node(id.ino())?.entry, name).is_none() {
             // Removing an ACL that is not there succeeds, as on ext4.
             if name == acl::ACCESS || name == acl::DEFAULT {
                 return Ok(());

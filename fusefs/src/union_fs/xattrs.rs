@@ -5,6 +5,7 @@
 use super::{read_guard, Place, UnionFs, Writer};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
+use crate::ids::NodeId;
 use crate::override_stat::is_private_xattr;
 use crate::upper::{override_of, Upper};
 use crate::xattr;
@@ -50,7 +51,7 @@ pub(super) fn listing(e: &Entry) -> Vec<u8> {
 impl UnionFs {
     /// The value of the container xattr `name`; ENODATA when the file lacks it,
     /// EOPNOTSUPP for `security.selinux`.
-    pub fn getxattr(&self, id: u64, name: &[u8]) -> Result<Vec<u8>> {
+    pub fn getxattr(&self, id: NodeId, name: &[u8]) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = match self.place(id)? {
             Place::Path(p) => p,
@@ -62,7 +63,7 @@ impl UnionFs {
     }
 
     /// Names, each NUL-terminated, as listxattr(2) returns them.
-    pub fn listxattr(&self, id: u64) -> Result<Vec<u8>> {
+    pub fn listxattr(&self, id: NodeId) -> Result<Vec<u8>> {
         let _g = read_guard(&self.tree);
         let path = match self.place(id)? {
             Place::Path(p) => p,
@@ -77,7 +78,7 @@ impl UnionFs {
     /// EPERM; an access ACL also sets the mode.
     pub fn setxattr(
         &self,
-        id: u64,
+        id: NodeId,
         name: &[u8],
         value: &[u8],
         flags: i32,
@@ -151,7 +152,7 @@ impl UnionFs {
 
     /// Removes the container xattr `name`; ENODATA when absent, except for ACLs
     /// (success, as on ext4).
-    pub fn removexattr(&self, id: u64, name: &[u8]) -> Result<()> {
+    pub fn removexattr(&self, id: NodeId, name: &[u8]) -> Result<()> {
         let _g = self.change_tree();
         let path = match self.place(id)? {
             Place::Path(p) => p,

@@ -13,14 +13,11 @@ use fusefs::lower::Lower;
 use fusefs::override_stat::OverrideStat;
 use fusefs::union_fs::{Caller, Writer};
 use fusefs::upper_format::MarkerNamespace;
-use fusefs::{DirLower, FsError, Layers, MemLower, UnionFs, UpperFormat};
+use fusefs::{DirLower, FileHandle, FsError, Layers, MemLower, NodeId, UnionFs, UpperFormat};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-
-/// The root directory's node id, which FUSE fixes at 1.
-pub const ROOT: u64 = 1;
 
 /// The umask of [`caller`].
 pub const UMASK: u32 = 0o022;
@@ -200,8 +197,8 @@ impl Fx {
 
     /// Node id of `path` ("" is the root), by one lookup per component as
     /// the kernel makes them.
-    pub fn try_id(&self, path: &str) -> Result<u64, i32> {
-        let mut id = ROOT;
+    pub fn try_id(&self, path: &str) -> Result<NodeId, i32> {
+        let mut id = NodeId::ROOT;
         for name in path.split('/').filter(|n| !n.is_empty()) {
             id = self
                 .fs
@@ -212,13 +209,13 @@ impl Fx {
         Ok(id)
     }
 
-    pub fn id(&self, path: &str) -> u64 {
+    pub fn id(&self, path: &str) -> NodeId {
         self.try_id(path)
             .unwrap_or_else(|e| panic!("lookup /{path}: errno {e}"))
     }
 
     /// The node id of `path`'s directory and `path`'s last name.
-    pub fn parent<'p>(&self, path: &'p str) -> (u64, &'p [u8]) {
+    pub fn parent<'p>(&self, path: &'p str) -> (NodeId, &'p [u8]) {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         (self.id(dir), name.as_bytes())
     }
@@ -237,7 +234,7 @@ impl Fx {
     }
 
     /// Reads the whole file behind node `id` through a handle.
-    pub fn read_id(&self, id: u64) -> Vec<u8> {
+    pub fn read_id(&self, id: NodeId) -> Vec<u8> {
         let (fh, _) = self.fs.open(id, libc::O_RDONLY).expect("open for reading");
         let data = read_fh(&self.fs, id, fh);
         self.fs.release(fh);
@@ -255,27 +252,28 @@ impl Fx {
         let (fh, _) = self.fs.open(id, libc::O_WRONLY).expect("open for writing");
         let n = self
             .fs
-            .write(id, fh, offset, data, &writer())
+            .write(id, Some(fh), offset, data, &writer())
             .expect("write");
         assert_eq!(n, data.len());
         self.fs.release(fh);
     }
 
     /// Creates `path` with `data`, mode 0666 under [`UMASK`].
-    pub fn create(&self, path: &str, data: &[u8]) -> u64 {
+    pub fn create(&self, path: &str, data: &[u8]) -> NodeId {
         let (dir, name) = self.parent(path);
         let (attr, fh) = self
             .fs
             .create(dir, name, 0o666, (libc::O_RDWR, true), caller())
             .unwrap_or_else(|e| panic!("create /{path}: {e}"));
+        let fh = fh.expect("create with a handle gives one");
         self.fs
-            .write(attr.id, fh, 0, data, &writer())
+            .write(attr.id, Some(fh), 0, data, &writer())
             .expect("write");
         self.fs.release(fh);
         attr.id
     }
 
-    pub fn mkdir(&self, path: &str, mode: u32) -> Result<u64, i32> {
+    pub fn mkdir(&self, path: &str, mode: u32) -> Result<NodeId, i32> {
         let (dir, name) = self.parent(path);
         self.fs
             .mkdir(dir, name, mode, caller())
@@ -400,10 +398,12 @@ fn is_whiteout_device(md: &fs::Metadata) -> bool {
 }
 
 /// Reads everything behind handle `fh` of node `id`.
-pub fn read_fh(fs: &UnionFs, id: u64, fh: u64) -> Vec<u8> {
+pub fn read_fh(fs: &UnionFs, id: NodeId, fh: FileHandle) -> Vec<u8> {
     let mut data = Vec::new();
     loop {
-        let chunk = fs.read(id, fh, data.len() as u64, 4096).expect("read");
+        let chunk = fs
+            .read(id, Some(fh), data.len() as u64, 4096)
+            .expect("read");
         if chunk.is_empty() {
             return data;
         }
