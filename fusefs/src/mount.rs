@@ -4,9 +4,13 @@ use crate::adapter::Adapter;
 use crate::error::FsError;
 use crate::layers::Layers;
 use crate::lower::Lower;
+use crate::store_lower::StoreLower;
 use crate::union_fs::UnionFs;
+use crate::upper_format::UpperFormat;
 use fuser::{Config, MountOption, SessionACL};
+use layerdb::{ImageRecord, Store, StoreError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What to mount.
 pub struct MountOptions {
@@ -92,6 +96,21 @@ impl MountOptions {
             nosuid_nodev: false,
             passthrough_min_size,
         }
+    }
+
+    /// Options for serving `image` of `store` with strata's own `upper`
+    /// (`None`: read-only): the one way an image becomes a mount. The
+    /// layers go top first (see [`StoreLower::of_image`]); the upper is
+    /// written in the format its owner reads back from the host, where
+    /// commit, diff and export read it ([`UpperFormat::for_host_owner`]).
+    pub fn of_image(
+        store: &Arc<Store>,
+        image: &ImageRecord,
+        upper: Option<PathBuf>,
+    ) -> Result<MountOptions, StoreError> {
+        let mut opts = MountOptions::new(StoreLower::of_image(store, image)?, upper);
+        opts.upper_format = Some(UpperFormat::for_host_owner());
+        Ok(opts)
     }
 }
 

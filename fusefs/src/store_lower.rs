@@ -2,7 +2,7 @@
 
 use crate::error::{show, FsError, Result};
 use crate::lower::{ino_tag, Lower, Node};
-use layerdb::{Entry, Kind, LayerMeta, Store, StoreError};
+use layerdb::{Entry, ImageRecord, Kind, LayerMeta, Store, StoreError};
 use std::sync::Arc;
 
 /// One layer of a store. Hardlink entries are resolved to their target's
@@ -18,14 +18,14 @@ impl StoreLower {
         StoreLower { store, layer }
     }
 
-    /// The lowers of an image whose layers are `layers` in layerdb's
-    /// order (bottom first), in the union's (top first): the one place
-    /// the two orders meet.
+    /// The lowers of `image`, whose layers layerdb keeps bottom first, in
+    /// the union's order (top first): the one place the two orders meet.
     pub fn of_image(
         store: &Arc<Store>,
-        layers: &[layerdb::Digest],
+        image: &ImageRecord,
     ) -> Result<Vec<Box<dyn Lower>>, StoreError> {
-        layers
+        image
+            .layers
             .iter()
             .rev()
             .map(|diff_id| {

@@ -4,7 +4,7 @@
 use crate::container::MonitorHooks;
 use crate::container_id::ContainerId;
 use crate::run_state;
-use crate::stack::{image_lowers, ContainerPaths};
+use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::{ContainerRecord, Pin, State, Store};
 use std::path::PathBuf;
@@ -73,11 +73,9 @@ impl MonitorHooks for ContainerHooks {
             .with_context(|| format!("image {:#} of container {} is gone", rec.image, rec.name))?;
         self._pin = Some(Pin::new(&self.root, &image.layers)?);
         let paths = ContainerPaths::of(&self.root, &rec);
-        let mut opts =
-            fusefs::MountOptions::new(image_lowers(&store, &image)?, Some(paths.upper()));
+        let mut opts = fusefs::MountOptions::of_image(&store, &image, Some(paths.upper()))?;
         // The container's processes may run as any user (-u).
         opts.allow_other = true;
-        opts.upper_format = Some(fusefs::UpperFormat::for_host_owner());
         opts.fsname = format!("strata:{}", rec.short_id());
         self.rec = Some(run_state::current(&self.root, rec));
         self.mount = Some(fusefs::mount(opts, &paths.merged())?);

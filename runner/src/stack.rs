@@ -1,17 +1,9 @@
-//! The layers of an image as the union filesystem's lowers, and the paths
-//! a container's files live at.
+//! The paths a container's files live at, and the ones a commit leaves
+//! out.
 
 use crate::container_id::ContainerId;
-use anyhow::Result;
-use fusefs::{Lower, StoreLower};
-use layerdb::{ContainerDir, ContainerRecord, ImageRecord, Store};
+use layerdb::{ContainerDir, ContainerRecord};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// The image's layers as the union filesystem's lowers.
-pub fn image_lowers(store: &Arc<Store>, image: &ImageRecord) -> Result<Vec<Box<dyn Lower>>> {
-    Ok(StoreLower::of_image(store, &image.layers)?)
-}
 
 /// Where a container's files are: the directory and upper layerdb's
 /// [`ContainerDir`] places, and the runtime files the runner keeps there.

@@ -6,26 +6,31 @@
 use super::Ctx;
 use crate::cli::CommitArgs;
 use crate::liveness;
-use crate::stack::{image_lowers, is_runtime_path};
+use crate::stack::is_runtime_path;
 use anyhow::{bail, Context, Result};
 use fusefs::{Change, ChangeKind};
-use layerdb::{ContainerRecord, History, Ingest, NewImage, Reference, State, Store};
+use layerdb::{ContainerRecord, History, ImageRecord, Ingest, NewImage, Reference, State, Store};
 use std::sync::Arc;
 
 /// An image's layers, top first.
 type Lowers = Vec<Box<dyn fusefs::Lower>>;
 
-/// The container's changes, without the files strata mounts into it, and
-/// the image's layers, which hold the content of the files of a renamed
-/// directory (see [`Change::data`]).
+/// The image a container runs.
+pub(super) fn image_of(store: &Store, rec: &ContainerRecord) -> Result<ImageRecord> {
+    store
+        .image(&rec.image)?
+        .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))
+}
+
+/// The changes of container `rec` over its `image`, without the files
+/// strata mounts into it, and the image's layers, which hold the content
+/// of the files of a renamed directory (see [`Change::data`]).
 pub(super) fn change_set(
     store: &Arc<Store>,
     rec: &ContainerRecord,
+    image: &ImageRecord,
 ) -> Result<(Vec<Change>, Lowers)> {
-    let image = store
-        .image(&rec.image)?
-        .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
-    let lowers = image_lowers(store, &image)?;
+    let lowers = fusefs::StoreLower::of_image(store, image)?;
     let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
     let changes = fusefs::changes(&store.container_dir(&rec.id).upper(), &refs)
         .with_context(|| format!("reading the changes of {}", rec.name))?;
@@ -145,14 +150,12 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     // and flushed, or while its changes are read (neither has a bound).
     let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, &args.container)?;
-    let image = store
-        .image(&rec.image)?
-        .with_context(|| format!("image {:#} of {} is gone", rec.image, rec.name))?;
+    let image = image_of(&store, &rec)?;
     let run_config = crate::dockerfile::commit_config(&rec.config, &args.change)?;
 
     let layer = {
         let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
-        let (changes, lowers) = change_set(&store, &rec)?;
+        let (changes, lowers) = change_set(&store, &rec, &image)?;
         let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
         if changes.is_empty() {
             None

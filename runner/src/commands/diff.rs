@@ -1,7 +1,7 @@
 //! `strata diff`: a container's change set as A/C/D lines, read from its
 //! upper directory.
 
-use super::commit::change_set;
+use super::commit::{change_set, image_of};
 use super::Ctx;
 use crate::liveness;
 use anyhow::Result;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
     let store = Arc::new(ctx.store()?);
     let rec = liveness::container(&store, container)?;
-    for c in change_set(&store, &rec)?.0 {
+    let image = image_of(&store, &rec)?;
+    for c in change_set(&store, &rec, &image)?.0 {
         let letter = match c.kind {
             ChangeKind::Added => 'A',
             ChangeKind::Modified => 'C',

@@ -4,7 +4,6 @@
 use super::Ctx;
 use crate::cli::ExportArgs;
 use crate::liveness;
-use crate::stack::image_lowers;
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -34,10 +33,8 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let tmp = tempfile::Builder::new()
         .prefix("export-")
         .tempdir_in(ctx.root.join("tmp"))?;
-    let mut opts = fusefs::MountOptions::new(
-        image_lowers(&store, &image)?,
-        Some(store.container_dir(&rec.id).upper()),
-    );
+    let mut opts =
+        fusefs::MountOptions::of_image(&store, &image, Some(store.container_dir(&rec.id).upper()))?;
     opts.read_only = true;
     let mount = fusefs::mount(opts, tmp.path())?;
     let tree = tmp.path().to_path_buf();

@@ -6,7 +6,7 @@
 use super::Ctx;
 use crate::cli::{MountArgs, ServeMountArgs};
 use crate::liveness;
-use crate::stack::{image_lowers, ContainerPaths};
+use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{Pin, State, Store};
 use serde::{Deserialize, Serialize};
@@ -181,6 +181,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
             .collect();
         let mut o = fusefs::MountOptions::new(lowers, args.upper.clone());
         o.read_only = args.read_only || args.upper.is_none();
+        o.upper_format = Some(fusefs::UpperFormat::for_host_owner());
         (o, lower.clone())
     } else {
         let store = Arc::new(Store::open_read_only(&ctx.root)?);
@@ -200,7 +201,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
             (None, None) => bail!("serve-mount needs --image, --container or --lower"),
         };
         pin = Some(Pin::new(&ctx.root, &image.layers)?);
-        let mut o = fusefs::MountOptions::new(image_lowers(&store, &image)?, upper);
+        let mut o = fusefs::MountOptions::of_image(&store, &image, upper)?;
         o.read_only = true;
         (o, target)
     };
@@ -209,7 +210,6 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         // Files of 1 MiB or more, and new ones (see fusefs's passthrough).
         opts.passthrough = true;
     }
-    opts.upper_format = Some(fusefs::UpperFormat::for_host_owner());
     // An inspection mount serves an image one may not trust: setuid bits
     // and device nodes in it do nothing, and only the caller may enter it
     // unless asked (as podman keeps image mounts below a root-only
