@@ -139,7 +139,7 @@ fn a_symlink_copied_up_by_chown_keeps_its_target() {
 
 #[test]
 fn io_by_node_without_a_handle_copies_up_on_the_first_write() {
-    // A mount without OPEN requests reads and writes by node (handle 0).
+    // A mount without OPEN requests reads and writes by node (no handle).
     for_each_setup(LOWER, |fx| {
         let id = fx.id("top");
         assert_eq!(
