@@ -637,6 +637,8 @@ fn of_containers_created_at_once_under_one_name_one_gets_it() {
     let rows: Vec<&str> = ps.lines().skip(1).collect();
     assert!(rows.len() == 1 && rows[0].ends_with(" same"), "{ps}");
     // The losers left no directory behind.
-    let dirs = std::fs::read_dir(s.root().join("containers")).unwrap().count();
+    let dirs = std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .count();
     assert_eq!(dirs, 1);
 }
