@@ -469,6 +469,50 @@ mod tests {
     }
 
     #[test]
+    fn a_gc_while_a_container_is_being_made_leaves_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let image = store_with_image(&root);
+        let reader = Store::open_read_only(&root).unwrap();
+        let made = reader
+            .new_container(record(&"a".repeat(64), image), NewName::Given("c".into()))
+            .unwrap();
+        // The directory has no record yet: gc, running meanwhile, must wait
+        // for it rather than take it for an orphan.
+        std::thread::scope(|s| {
+            let gc = s.spawn(|| crate::gc::collect(&root).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            made.commit().unwrap();
+            assert_eq!(gc.join().unwrap().dirs_removed, 0);
+        });
+        let rec = reader.container("c").unwrap();
+        assert!(reader.container_dir(&rec.id).upper().is_dir());
+    }
+
+    #[test]
+    fn an_rmi_while_a_container_is_being_made_over_the_image_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let image = store_with_image(&root);
+        let reader = Store::open_read_only(&root).unwrap();
+        let made = reader
+            .new_container(record(&"a".repeat(64), image), NewName::Given("c".into()))
+            .unwrap();
+        let removed = std::thread::scope(|s| {
+            let rmi = s.spawn(|| Store::open(&root).unwrap().remove_image("i", false));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            made.commit().unwrap();
+            rmi.join().unwrap()
+        });
+        assert!(
+            matches!(removed, Err(StoreError::ImageInUse { .. })),
+            "{removed:?}"
+        );
+        let problems = Store::open(&root).unwrap().verify().unwrap().problems;
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
     fn records_in_the_index_are_read_then_moved_into_files_by_a_writer() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
