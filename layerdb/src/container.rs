@@ -272,6 +272,12 @@ impl ContainerDir {
     pub fn upper(&self) -> PathBuf {
         self.0.join("upper")
     }
+
+    /// The container's record (`container_records`): the container exists
+    /// once this file does.
+    pub fn record(&self) -> PathBuf {
+        self.0.join("record.json")
+    }
 }
 
 #[cfg(test)]

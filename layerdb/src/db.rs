@@ -164,6 +164,17 @@ impl Db {
         })
     }
 
+    /// A secondary's view brought up to what the primary has written so
+    /// far (a writer's view is always current).
+    pub fn catch_up(&self) -> Result<()> {
+        if self.secondary_dir.is_some() {
+            self.db
+                .try_catch_up_with_primary()
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub fn is_writer(&self) -> bool {
         self._lock.is_some()
     }

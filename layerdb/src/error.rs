@@ -95,6 +95,9 @@ pub enum StoreError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// Every generated name tried for a new container was taken.
+    #[error("no free generated container name: give one with --name")]
+    NoFreeName,
 }
 
 /// A store result; the error defaults to [`StoreError`].

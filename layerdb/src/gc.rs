@@ -29,7 +29,7 @@ pub struct GcReport {
     /// Bytes of those chunk files (their lengths, not their blocks).
     pub bytes_freed: u64,
     /// Leftover directories removed: dead readers' secondary-instance dirs and
-    /// dirs of containers the index no longer has.
+    /// dirs of containers without a record.
     pub dirs_removed: u64,
 }
 
@@ -109,6 +109,9 @@ impl Store {
             }
         }
 
+        // A container being made has its directory before its record: the
+        // containers lock keeps it from looking like an orphan here.
+        let _containers = crate::container_records::lock(self.root())?;
         let ids: HashSet<String> = self.containers()?.into_iter().map(|c| c.id).collect();
         let dir = self.root().join("containers");
         for d in fs::read_dir(&dir).at(&dir)?.flatten() {

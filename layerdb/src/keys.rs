@@ -10,10 +10,13 @@
 //! | `R` "name:tag"                        | image_id(32)             |
 //! | `D` "name@sha256:hex"                 | image_id(32)             |
 //! | `B` diff_id(32) compression name      | CompressedBlob           |
-//! | `C` container_id(64 hex)              | ContainerRecord          |
-//! | `N` container name                    | container_id(64 hex)     |
+//! | `C` container_id(64 hex)              | ContainerRecord (old)    |
+//! | `N` container name                    | container_id (old)       |
 //! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
 //! | `S` diff_id(32) original diff_id(32)  | TarSplit                 |
+//!
+//! (old): only in stores made before container records became files
+//! (`container_records`); the first writer moves them out.
 
 use crate::digest::Digest;
 
@@ -30,9 +33,10 @@ pub const REPO_DIGEST: u8 = b'D';
 /// Kind byte of a compressed blob a layer was pushed as, by diff id and
 /// compression ([`crate::blob::CompressedBlob`]).
 pub const COMPRESSED_BLOB: u8 = b'B';
-/// Kind byte of a container's record.
+/// Kind byte of a container's record (stores made before record files).
 pub const CONTAINER: u8 = b'C';
-/// Kind byte of a container name, mapping it to the container's id.
+/// Kind byte of a container name, mapping it to the container's id
+/// (stores made before record files).
 pub const NAME: u8 = b'N';
 /// Kind byte of how to write a layer as the tar another tool wrote
 /// ([`crate::tar_split::TarSplit`]), by layer and that tar's sha256.

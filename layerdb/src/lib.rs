@@ -9,8 +9,9 @@
 //!   its canonical OCI tar ([`oci_tar`]), so export and re-import keep it.
 //! - An image is an OCI config (its sha256 is the image id) naming its
 //!   layers bottom to top, plus the local parent it was committed from.
-//! - Containers are records naming their image and their upper directory.
-//! - Everything but chunk files lives in one RocksDB index ([`keys`] has the
+//! - Containers are records naming their image, one file in each
+//!   container's directory beside its upper ([`container_records`]).
+//! - Everything else but chunk files lives in one RocksDB index ([`keys`] has the
 //!   schema). Every change is one atomic, synced write batch; chunks are
 //!   synced before the batch that first references them, so after a crash
 //!   at any instant the store is whole, and `gc` removes what a crash
@@ -30,6 +31,7 @@
 pub mod blob;
 pub mod chunk;
 pub mod container;
+pub mod container_records;
 mod db;
 pub mod df;
 pub mod digest;

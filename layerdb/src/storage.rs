@@ -48,6 +48,12 @@ pub trait Storage: Send + Sync + Debug {
     /// name and a rename (nothing is left behind on failure).
     fn replace_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
 
+    /// Replaces the file `path` by one holding `data`, its bytes synced
+    /// before the rename (after a crash the name holds the old bytes or
+    /// all the new ones; the rename itself is durable once the directory
+    /// is synced).
+    fn replace_file_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+
     /// Removes the file `path`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 

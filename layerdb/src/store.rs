@@ -4,7 +4,6 @@
 
 use crate::blob::CompressedBlob;
 use crate::chunk::ChunkDir;
-use crate::container::ContainerRecord;
 use crate::db::Db;
 use crate::digest::Digest;
 use crate::entry::{Data, Entry, Kind};
@@ -225,12 +224,14 @@ impl Store {
         create_root(root)?;
         let db = Db::open_writer(root)?;
         crate::reserve::keep(root);
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             db,
             chunks: ChunkDir::new(root.join("chunks")),
             _remake_reserve: None,
-        })
+        };
+        store.move_legacy_containers()?;
+        Ok(store)
     }
 
     /// Opens for writing for a command that deletes (`rm`, `rmi`, `gc`),
@@ -240,12 +241,14 @@ impl Store {
     pub fn open_to_delete(root: &Path) -> Result<Store> {
         create_root(root)?;
         let db = Db::open_writer_then(root, || crate::reserve::release(root))?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             db,
             chunks: ChunkDir::new(root.join("chunks")),
             _remake_reserve: Some(RemakeReserve(root.to_path_buf())),
-        })
+        };
+        store.move_legacy_containers()?;
+        Ok(store)
     }
 
     /// Opens the index without writing anything (not even a lock file):
@@ -290,19 +293,6 @@ impl Store {
 
     fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
         bincode::serialize(value).expect("store records always serialize")
-    }
-
-    /// Container records hold an image's run config, whose optional fields
-    /// bincode (not self-describing) cannot carry: they are JSON.
-    fn encode_container(rec: &ContainerRecord) -> Vec<u8> {
-        serde_json::to_vec(rec).expect("container records always serialize")
-    }
-
-    fn decode_container(key: &[u8], bytes: &[u8]) -> Result<ContainerRecord> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: e.to_string(),
-        })
     }
 
     // ---- layers -------------------------------------------------------
@@ -680,6 +670,10 @@ impl Store {
                 .map(|r| r.to_string())
                 .filter(|r| tags.contains(r))
         };
+        // Held until the batch is written: a `run` that found the image
+        // records its container before (and is seen here) or finds the
+        // image gone after.
+        let _containers = crate::container_records::lock(&self.root)?;
         let user = self.containers()?.into_iter().find(|c| c.image == image.id);
         let mut batch = WriteBatch::default();
         let mut done = Vec::new();
@@ -758,91 +752,6 @@ impl Store {
     /// files.
     pub fn container_dir(&self, id: &str) -> crate::container::ContainerDir {
         crate::container::ContainerDir::new(&self.root, id)
-    }
-
-    /// Records a new container whose directory (with its upper) exists
-    /// already, refusing a name in use with docker's message.
-    pub fn create_container(&self, rec: &ContainerRecord) -> Result<()> {
-        if let Some(other) = self.db.get(&keys::name(&rec.name))? {
-            return Err(StoreError::NameInUse {
-                name: rec.name.clone(),
-                holder: String::from_utf8_lossy(&other).into_owned(),
-            });
-        }
-        self.put_container(rec)
-    }
-
-    /// Writes a container's record (its name key too).
-    pub fn put_container(&self, rec: &ContainerRecord) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put(keys::container(&rec.id), Self::encode_container(rec));
-        batch.put(keys::name(&rec.name), rec.id.as_bytes());
-        self.db.write(batch)
-    }
-
-    /// Renames a container; a name in use by another container is a `Conflict`
-    /// with docker's message. Returns the renamed record.
-    pub fn rename_container(
-        &self,
-        rec: &ContainerRecord,
-        new_name: &str,
-    ) -> Result<ContainerRecord> {
-        if self.db.get(&keys::name(new_name))?.is_some() {
-            return Err(StoreError::RenameTaken(new_name.to_string()));
-        }
-        let mut renamed = rec.clone();
-        renamed.name = new_name.to_string();
-        let mut batch = WriteBatch::default();
-        batch.delete(keys::name(&rec.name));
-        batch.put(keys::container(&rec.id), Self::encode_container(&renamed));
-        batch.put(keys::name(new_name), rec.id.as_bytes());
-        self.db.write(batch)?;
-        Ok(renamed)
-    }
-
-    /// Every container's record, in id order.
-    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        self.db
-            .scan(&[keys::CONTAINER])?
-            .iter()
-            .map(|(k, v)| Self::decode_container(k, v))
-            .collect()
-    }
-
-    /// By full id, unique id prefix or name.
-    pub fn container(&self, s: &str) -> Result<ContainerRecord> {
-        if let Some(id) = self.db.get(&keys::name(s))? {
-            let key = keys::container(&String::from_utf8_lossy(&id));
-            if let Some(v) = self.db.get(&key)? {
-                return Self::decode_container(&key, &v);
-            }
-        }
-        let matches: Vec<ContainerRecord> = self
-            .containers()?
-            .into_iter()
-            .filter(|c| !s.is_empty() && c.id.starts_with(s))
-            .collect();
-        match matches.len() {
-            1 => Ok(matches.into_iter().next().expect("one match")),
-            _ => Err(StoreError::NoSuchContainer(s.to_string())),
-        }
-    }
-
-    /// Drops the record first, then the directory: a crash between leaves
-    /// only an orphan directory, which gc removes.
-    pub fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
-        self.forget_container(rec)?;
-        remove_container_dir(self.container_dir(&rec.id).path())
-    }
-
-    /// Drops a container's record, leaving its directory to the caller
-    /// (the monitor of an exiting `--rm` container, which still has the
-    /// filesystem mounted there, removes it after unmounting).
-    pub fn forget_container(&self, rec: &ContainerRecord) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete(keys::container(&rec.id));
-        batch.delete(keys::name(&rec.name));
-        self.db.write(batch)
     }
 
     pub(crate) fn db(&self) -> &Db {

@@ -1,7 +1,10 @@
-//! A power cut at every step of an import, a commit and a gc leaves a
-//! store that opens to the state before or after the operation, with every
-//! image readable, every referenced chunk hashing to its name and `verify`
-//! passing; once the operation has returned, to the state after.
+//! A power cut at every step of an import, a commit, a gc and the making
+//! and removal of a container leaves a store that opens to the state
+//! before or after the operation, with every image readable, every
+//! referenced chunk hashing to its name, every container whole and
+//! `verify` passing; once the operation has returned, to the state after
+//! (a container's removal excepted: it is not synced, see
+//! `layerdb::container_records`).
 //!
 //! The operations run on a real store through the recording backend of
 //! layerdb's storage seam; each crash state is rebuilt from a copy made
@@ -10,18 +13,23 @@
 //! a crash keeps).
 #![allow(clippy::unwrap_used)]
 
+use layerdb::container_records::NewName;
 use layerdb::oci_tar::HashingWriter;
 use layerdb::storage::{self, Crash, Recording};
-use layerdb::{Digest, Entry, ImageConfig, Ingest, Kind, NewImage, Reference, Store};
+use layerdb::{
+    ContainerRecord, Digest, Entry, ImageConfig, Ingest, Kind, NewImage, Reference, State, Store,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// What a store shows: its images with their tags, and its layers.
+/// What a store shows: its images with their tags, its layers and its
+/// containers (id and name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Shown {
     images: Vec<(Digest, Vec<String>)>,
     layers: Vec<Digest>,
+    containers: Vec<(String, String)>,
 }
 
 fn shown(store: &Store) -> Shown {
@@ -33,6 +41,12 @@ fn shown(store: &Store) -> Shown {
             .map(|(i, tags)| (i.id, tags))
             .collect(),
         layers: store.layers().unwrap().iter().map(|l| l.diff_id).collect(),
+        containers: store
+            .containers()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect(),
     }
 }
 
@@ -135,6 +149,7 @@ fn state_of(root: &Path) -> Shown {
         false => Shown {
             images: Vec::new(),
             layers: Vec::new(),
+            containers: Vec::new(),
         },
     }
 }
@@ -144,6 +159,20 @@ fn state_of(root: &Path) -> Shown {
 /// after every prefix of the record leaves it and checks it. Returns the
 /// record's length.
 fn replay(root: &Path, op: impl FnOnce(&Path)) -> usize {
+    replay_as(root, Promise::Durable, op)
+}
+
+/// What an operation promises once it has returned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Promise {
+    /// Its result survives any crash.
+    Durable,
+    /// A power cut may still undo it (not a kill): whole, but undone.
+    Atomic,
+}
+
+/// [`replay`], for an operation that promises `promise`.
+fn replay_as(root: &Path, promise: Promise, op: impl FnOnce(&Path)) -> usize {
     let work = root.parent().unwrap().join("crashes");
     std::fs::create_dir_all(&work).unwrap();
     let before_state = state_of(root);
@@ -158,17 +187,20 @@ fn replay(root: &Path, op: impl FnOnce(&Path)) -> usize {
     let after_state = state_of(root);
     assert_ne!(before_state, after_state, "the operation changed nothing");
     let events = recording.events();
-    assert!(events.iter().any(|e| e.is_sync()), "{events:?}");
+    if promise == Promise::Durable {
+        assert!(events.iter().any(|e| e.is_sync()), "{events:?}");
+    }
     for at in 0..=events.len() {
         for crash in [Crash::Kill, Crash::PowerCut, Crash::PowerCutKeepingNames] {
             let out = work.join(format!("{at}-{crash:?}"));
             Recording::rebuild(root, &before, &events[..at], crash, &out).unwrap();
             let whence = format!("{crash:?} after {at} of {} steps", events.len());
+            let returned = at == events.len();
             check(
                 &out,
                 &before_state,
                 &after_state,
-                at == events.len(),
+                returned && (promise == Promise::Durable || crash == Crash::Kill),
                 &whence,
             );
             std::fs::remove_dir_all(&out).unwrap();
@@ -205,11 +237,21 @@ fn check(root: &Path, before: &Shown, after: &Shown, returned: bool, whence: &st
     drop(store);
     layerdb::gc::collect(root).unwrap();
     let store = Store::open(root).unwrap();
+    let after_gc = shown(&store);
+    assert_eq!(after_gc.images, now.images, "{whence}: gc after the crash");
     assert_eq!(
-        shown(&store).images,
-        now.images,
+        after_gc.containers, now.containers,
         "{whence}: gc after the crash"
     );
+    // A container listed is whole: gc left its directory, and nothing else
+    // is under containers/ (a directory without a record is gc's).
+    let mut dirs: Vec<String> = std::fs::read_dir(root.join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let listed: Vec<String> = now.containers.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(dirs, listed, "{whence}: container directories after gc");
     let report = store.verify().unwrap();
     assert!(
         report.problems.is_empty(),
@@ -300,4 +342,62 @@ fn a_gc_survives_a_power_cut_at_every_step() {
         assert!(report.chunks_removed > 0, "{report:?}");
     });
     assert!(steps > 2, "{steps} steps");
+}
+
+/// A container record over `image`, named by the store.
+fn container_record(id: &str, image: Digest) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_string(),
+        name: String::new(),
+        image,
+        image_ref: "test:1".into(),
+        created_ns: 1,
+        state: State::Created,
+        command: vec!["/bin/true".into()],
+        config: Default::default(),
+        hostname: "h".into(),
+        tty: false,
+        interactive: false,
+        network: "none".into(),
+        mounts: vec![],
+        auto_remove: false,
+        security: Default::default(),
+        resources: Default::default(),
+        net: Default::default(),
+    }
+}
+
+/// `strata run`'s record: made through a reader of the index, as `run`
+/// makes it, with a runtime file of the caller's beside the upper.
+fn make_container(root: &Path, id: &str, image: Digest, name: &str) {
+    let store = Store::open_read_only(root).unwrap();
+    let made = store
+        .new_container(container_record(id, image), NewName::Given(name.into()))
+        .unwrap();
+    std::fs::write(made.dir().path().join("hostname"), "h\n").unwrap();
+    made.commit().unwrap();
+}
+
+#[test]
+fn making_a_container_survives_a_power_cut_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let image = import(&root, 1, "test:1");
+    make_container(&root, &"a".repeat(64), image, "first");
+    let steps = replay(&root, |root| {
+        make_container(root, &"b".repeat(64), image, "second");
+    });
+    assert!(steps > 3, "{steps} steps");
+}
+
+#[test]
+fn removing_a_container_survives_a_crash_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let image = import(&root, 1, "test:1");
+    make_container(&root, &"a".repeat(64), image, "first");
+    make_container(&root, &"b".repeat(64), image, "second");
+    replay_as(&root, Promise::Atomic, |root| {
+        layerdb::container_records::remove(root, &"b".repeat(64)).unwrap();
+    });
 }

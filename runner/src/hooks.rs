@@ -37,18 +37,15 @@ impl ContainerHooks {
         }
     }
 
-    /// `--rm`, once nothing is mounted: the record, then the directory
-    /// (without holding the store). Killed between, the directory is an
-    /// orphan that gc removes; killed before, `ps -a` shows the container
-    /// exited and `rm` removes it; no mount is left either way. `store` is
-    /// the index, opened for writing.
-    fn remove(&self, store: Result<Store>) -> Result<()> {
-        {
-            let store = store?;
-            store.forget_container(&store.container(self.id.as_str())?)?;
-        }
-        let dir = ContainerPaths::new(&self.root, &self.id).dir;
-        Ok(layerdb::store::remove_container_dir(&dir)?)
+    /// `--rm`, once nothing is mounted: the record file, then the
+    /// directory; the index is not opened. Killed between, the directory
+    /// is an orphan that gc removes; killed before, `ps -a` shows the
+    /// container exited and `rm` removes it; no mount is left either way.
+    fn remove(&self) -> Result<()> {
+        Ok(layerdb::container_records::remove(
+            &self.root,
+            self.id.as_str(),
+        )?)
     }
 
     /// Records `state` in the container's state file: the index is not
@@ -106,20 +103,16 @@ impl MonitorHooks for ContainerHooks {
     }
 
     fn unmount(&mut self) {
-        // --rm: the index opens only once the filesystem is unmounted. It
-        // used to open meanwhile, to save its few milliseconds, but then
-        // the writer lock was held while the unmount waited for the server
-        // to finish, which has no bound (a file still open in the mount),
-        // and every other writer queued behind it.
+        // --rm: the record goes only once the filesystem is unmounted, so
+        // that the directory can go right after it.
         let unmounted = self.mount.take().map_or(Ok(()), detach);
         if let Err(e) = unmounted {
             log::error!("container {}: unmounting its filesystem: {e}", self.id);
             return;
         }
         if self.auto_remove {
-            // A container that filled the disk is removed all the same.
-            let store = Store::open_to_delete(&self.root).map_err(Into::into);
-            if let Err(e) = self.remove(store) {
+            // An unlink and a tree removal: they work on a full disk too.
+            if let Err(e) = self.remove() {
                 log::error!("container {}: removing it: {e:#}", self.id);
             }
         }

@@ -51,11 +51,6 @@ impl ContainerPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }
-    /// The record's copy for the launcher, which must not open the index
-    /// before it forks (RocksDB starts threads).
-    pub fn launch_file(&self) -> PathBuf {
-        self.dir.join("launch.json")
-    }
 }
 
 /// Paths a commit or diff never includes: files strata bind-mounts into
@@ -81,12 +76,7 @@ mod tests {
         let dir = ContainerDir::new(root, id.as_str());
         assert_eq!(paths.dir, dir.path());
         assert_eq!(paths.upper(), dir.upper());
-        for file in [
-            paths.merged(),
-            paths.state(),
-            paths.log(),
-            paths.launch_file(),
-        ] {
+        for file in [paths.merged(), paths.state(), paths.log(), dir.record()] {
             assert_eq!(file.parent(), Some(dir.path()), "{}", file.display());
         }
     }

@@ -606,3 +606,39 @@ fn rmi_of_a_used_image_and_rename_to_a_taken_name_fail_with_dockers_messages() {
     assert!(named.iter().any(|n| r.stderr.contains(n)), "{}", r.stderr);
     assert_eq!(s.run(&["images", "-q"]).ok().stdout.lines().count(), 1);
 }
+
+#[test]
+fn of_containers_created_at_once_under_one_name_one_gets_it() {
+    let s = Strata::with_busybox();
+    let creates: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            s.cmd(&["create", "--name", "same", "busybox", "true"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<std::process::Output> = creates
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outputs:?}");
+    for o in outputs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("Conflict. The container name \"/same\" is already in use"),
+            "{err}"
+        );
+    }
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert!(rows.len() == 1 && rows[0].ends_with(" same"), "{ps}");
+    // The losers left no directory behind.
+    let dirs = std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .count();
+    assert_eq!(dirs, 1);
+}

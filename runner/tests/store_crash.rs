@@ -1,12 +1,14 @@
-//! Fault injection: kill -9 an import at random instants, many times.
-//! After each kill the store must verify, list no partial image, and gc
-//! must reclaim what the dead import left.
+//! Fault injection: kill -9 an import, or a container's creation, at
+//! random instants, many times. After each kill the store must verify,
+//! list no partial image or container, and gc must reclaim what the dead
+//! process left.
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
 mod common;
 
 use common::{noise, Strata, TarMaker};
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -98,4 +100,58 @@ fn an_import_killed_at_any_instant_leaves_a_store_that_verifies() {
         .sum::<usize>();
     assert_eq!(left, 0, "gc left chunks behind");
     s.run(&["verify"]).ok();
+}
+
+#[test]
+fn a_create_killed_at_any_instant_leaves_a_store_that_verifies() {
+    let s = Strata::with_busybox();
+    let start = Instant::now();
+    s.run(&["create", "--name", "whole", "busybox", "true"])
+        .ok();
+    let full = start.elapsed();
+    s.run(&["rm", "whole"]).ok();
+
+    let mut x = seed();
+    for round in 0..25 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_micros(x % (full.as_micros() as u64 + 1));
+        // Its own process group: the recording child dies with it.
+        let mut child = s
+            .cmd(&["create", "--name", "same", "busybox", "true"])
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        child.wait().unwrap();
+        let v = s.run(&["verify"]);
+        assert_eq!(
+            v.code, 0,
+            "round {round} (killed after {delay:?}): {}{}",
+            v.stdout, v.stderr
+        );
+        // At most the one container, whole: its upper is there and
+        // inspect reads its record.
+        let ids = s.run(&["ps", "-aq", "--no-trunc"]).ok().stdout;
+        assert!(ids.lines().count() <= 1, "round {round}: {ids}");
+        for id in ids.lines() {
+            assert!(
+                s.root().join("containers").join(id).join("upper").is_dir(),
+                "round {round}: container {id} without its upper"
+            );
+            s.run(&["inspect", id]).ok();
+            s.run(&["rm", id]).ok();
+        }
+        // What a killed creation left, gc removes.
+        s.run(&["gc"]).ok();
+        let left = std::fs::read_dir(s.root().join("containers"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0, "round {round}: gc left a container directory");
+    }
 }

@@ -169,3 +169,47 @@ fn a_container_whose_state_stays_locked_holds_up_writers_for_a_bounded_time() {
     drop(held);
     s.run(&["rm", "-f", "c1"]).ok();
 }
+
+#[test]
+fn a_run_takes_no_writer_lock_and_leaves_the_index_as_it_was() {
+    let s = Strata::with_busybox();
+    let db_files = || {
+        let mut names: Vec<String> = std::fs::read_dir(s.root().join("db"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = db_files();
+    // A writer holds the lock throughout (an import's final batch, a gc):
+    // before, run waited for it to record the container and again to
+    // delete it (--rm), and failed here with "store is busy".
+    let held = Flock::lock(
+        std::fs::File::open(s.root().join("lock")).unwrap(),
+        FlockArg::LockExclusive,
+    )
+    .unwrap();
+    for args in [
+        &["run", "--rm", "busybox", "true"][..],
+        &["run", "--name", "kept", "busybox", "true"][..],
+    ] {
+        let r = s
+            .cmd(args)
+            .env("STRATA_LOCK_TIMEOUT", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            r.status.success(),
+            "{args:?} while a writer holds the lock: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    drop(held);
+    // No MANIFEST, OPTIONS or log written: the records are files.
+    assert_eq!(db_files(), before);
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert!(rows.len() == 1 && rows[0].ends_with(" kept"), "{ps}");
+}

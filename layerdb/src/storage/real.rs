@@ -72,6 +72,10 @@ impl Storage for Real {
         write_renamed(path, data, false)
     }
 
+    fn replace_file_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        write_renamed(path, data, true)
+    }
+
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }

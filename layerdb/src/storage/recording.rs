@@ -39,6 +39,8 @@ pub enum Event {
         path: PathBuf,
         /// Its new bytes.
         data: Vec<u8>,
+        /// Whether its bytes were synced before the rename.
+        synced: bool,
     },
     /// A file was removed.
     RemoveFile(PathBuf),
@@ -66,6 +68,7 @@ impl Event {
                 | Event::SyncAll
                 | Event::IndexWrite { synced: true, .. }
                 | Event::CreateFile { synced: true, .. }
+                | Event::ReplaceFile { synced: true, .. }
         )
     }
 }
@@ -220,8 +223,9 @@ impl Model {
                 self.names
                     .insert(path.clone(), Node::File(self.files.len() - 1));
             }
-            Event::ReplaceFile { path, data } => {
-                self.files.push((data.clone(), None));
+            Event::ReplaceFile { path, data, synced } => {
+                let durable = synced.then(|| data.clone());
+                self.files.push((data.clone(), durable));
                 self.names
                     .insert(path.clone(), Node::File(self.files.len() - 1));
             }
@@ -344,6 +348,17 @@ impl Storage for Recording {
         self.record(Event::ReplaceFile {
             path: path.to_path_buf(),
             data: data.to_vec(),
+            synced: false,
+        });
+        Ok(())
+    }
+
+    fn replace_file_synced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.real.replace_file_synced(path, data)?;
+        self.record(Event::ReplaceFile {
+            path: path.to_path_buf(),
+            data: data.to_vec(),
+            synced: true,
         });
         Ok(())
     }

@@ -14,10 +14,10 @@ use layerdb::ContainerRecord;
 
 pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     let paths = ContainerPaths::new(&ctx.root, &args.id);
-    let rec: ContainerRecord = serde_json::from_slice(
-        &std::fs::read(paths.launch_file())
-            .with_context(|| format!("No such container: {}", args.id))?,
-    )?;
+    // The record file, not the index: nothing here opens the index before
+    // `container::launch` forks.
+    let rec = layerdb::container_records::read_record(&ctx.root, args.id.as_str())?
+        .with_context(|| format!("No such container: {}", args.id))?;
     let spec = spec_of(&args.id, &rec, &paths);
     let hooks = Box::new(ContainerHooks::new(
         ctx.root.clone(),
@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
             // The monitor did not remove an --rm container: it never ran,
             // or it was killed (its mount may be left: settled first).
             if rec.auto_remove {
-                let store = ctx.store()?;
+                let store = ctx.reader()?;
                 if let Ok(rec) = crate::liveness::container(&store, &rec.id) {
                     crate::liveness::remove(&store, &rec)?;
                 }

@@ -3,16 +3,19 @@
 //! The record, the upper directory and the files strata bind-mounts into
 //! the container are made first, in a forked child: the launcher forks the
 //! monitor and must do so with a single thread, and RocksDB starts several
-//! when the index opens. The child takes them with it when it exits, and
-//! this process starts the container itself (`start` re-executes itself as
-//! `strata __launch ID` instead: a second process start, ~4 ms).
+//! when the index opens (to look the image up: a secondary instance, which
+//! writes nothing; the record is a file, `layerdb::container_records`).
+//! The child takes them with it when it exits, and this process starts the
+//! container itself (`start` re-executes itself as `strata __launch ID`
+//! instead: a second process start, ~4 ms).
 
 use super::Ctx;
 use crate::cli::{LaunchArgs, RunArgs};
 use crate::container_id::ContainerId;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::{ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, Store, StoreError};
+use layerdb::container_records::NewName;
+use layerdb::{ContainerRecord, ImageRecord, NetworkConfig, RunConfig, State, StoreError};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult};
 use std::fs;
@@ -32,7 +35,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
     )
 }
 
-/// Seconds [`create`] may take once it holds the writer lock.
+/// Seconds [`create`] may take once it holds the containers lock.
 const RECORD_WORK_SECS: u64 = 60;
 
 /// [`create`] in a forked child, which reports a failure through a pipe,
@@ -106,14 +109,15 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         &args.security_opt,
     )?;
     let resources = resources_of(args)?;
-    // From here this process (create_apart's child) holds the writer lock,
-    // and every writer queues behind it: it must never wait without bound
-    // (one was seen hanging for minutes). SIGALRM ends it, which frees the
-    // lock. Armed after the pull, which takes what the network takes and
-    // holds the lock only to record each layer.
+    // From here this process (create_apart's child) takes the containers
+    // lock, and every other `run`, `rm`, `rmi` and gc queues behind it: it
+    // must never wait without bound (a writer holding the lock the same
+    // way was once seen hanging for minutes). SIGALRM ends it, which frees
+    // the lock. Armed after the pull, which takes what the network takes.
     let limit = layerdb::store::writer_wait_limit().as_secs() + RECORD_WORK_SECS;
     nix::unistd::alarm::set(limit.try_into().unwrap_or(u32::MAX));
-    let store = ctx.store()?;
+    // The index is only read: the record is a file of the container's.
+    let store = ctx.reader()?;
     // An image pulled by digest alone has no tag to resolve it by.
     let image = pulled
         .map_or_else(|| store.resolve_image(&args.image), Ok)
@@ -161,43 +165,29 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         resources,
         net,
     };
-    // The filesystem first, the record last: no record without its files.
-    make_files(&paths, &rec)?;
-    let named = with_name(&store, rec, args.name.as_deref());
-    if named.is_err() {
-        let _ = fs::remove_dir_all(&paths.dir);
-    }
-    named
-}
-
-/// Records the container under the given name, or a generated one that
-/// is free.
-fn with_name(
-    store: &Store,
-    mut rec: ContainerRecord,
-    name: Option<&str>,
-) -> Result<ContainerRecord> {
-    if let Some(name) = name {
-        rec.name = name.to_string();
-        store.create_container(&rec)?;
-        return Ok(rec);
-    }
-    let seed = crate::names::random_seed();
-    for retry in 0..16 {
-        rec.name = crate::names::generated_name(seed, retry);
-        match store.create_container(&rec) {
-            Ok(()) => return Ok(rec),
-            Err(StoreError::NameInUse { .. }) => continue,
-            Err(e) => return Err(e.into()),
+    let name = match &args.name {
+        Some(name) => NewName::Given(name.clone()),
+        None => {
+            let seed = crate::names::random_seed();
+            NewName::FirstFree(
+                (0..16)
+                    .map(|retry| crate::names::generated_name(seed, retry))
+                    .collect(),
+            )
         }
-    }
-    bail!("no free generated container name: give one with --name")
+    };
+    // The filesystem first, the record last: no record without its files.
+    // Dropped on an error, the new directory goes.
+    let made = store.new_container(rec, name)?;
+    make_files(&paths, made.record())?;
+    Ok(made.commit()?)
 }
 
+/// The files strata bind-mounts into the container and its mountpoint,
+/// in the directory layerdb made (with the upper).
 fn make_files(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
-    fs::create_dir_all(paths.upper())
-        .with_context(|| format!("create {}", paths.upper().display()))?;
-    fs::create_dir_all(paths.merged())?;
+    fs::create_dir_all(paths.merged())
+        .with_context(|| format!("create {}", paths.merged().display()))?;
     // The bridge's address replaces 127.0.1.1 when the monitor connects it.
     let extra_hosts = crate::network::parsed_extra_hosts(&rec.net.extra_hosts);
     fs::write(
@@ -211,7 +201,6 @@ fn make_files(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
         paths.resolv_conf(),
         crate::network::resolv_conf(&host_resolv, mode, &rec.net.dns),
     )?;
-    fs::write(paths.launch_file(), serde_json::to_vec(rec)?)?;
     Ok(())
 }
 
