@@ -1178,3 +1178,141 @@ fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
     assert_eq!(image_id(&u, &dst), image_id(&s, "busybox"));
     strata(&u, &["verify"]).ok();
 }
+
+/// PATCH chunk size for the interrupted-upload tests: busybox's layer
+/// (about 1 MB compressed) goes in many chunks.
+const CUT_CHUNK: u64 = 64 << 10;
+
+/// `strata push` of `name` in 64 KiB chunks.
+fn push_in_chunks(s: &Strata, name: &str) -> Run {
+    s.cmd(&["push", name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// The size of the one layer of `repo:tag` as the registry holds it.
+fn pushed_layer_size(registry: &Registry, repo: &str, tag: &str) -> u64 {
+    let url = format!("http://{}/v2/{repo}/manifests/{tag}", registry.host());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &ureq::get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    manifest["layers"][0]["size"].as_u64().unwrap()
+}
+
+/// The pushed image arrived whole: skopeo copies it out checking every
+/// digest, and strata pulls it back with busybox's id.
+fn pushed_image_is_whole(s: &Strata, registry: &Registry, repo_tag: &str) {
+    let direct = format!("{}/{repo_tag}", registry.host());
+    skopeo_copies_out(&direct);
+    let t = client_store();
+    strata(&t, &["pull", &direct]).ok();
+    assert_eq!(image_id(&t, &direct), image_id(s, "busybox"));
+    strata(&t, &["verify"]).ok();
+}
+
+#[test]
+fn a_push_cut_mid_chunk_asks_the_registry_where_it_stands_and_resumes() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH loses its connection after half its chunk left
+    // strata, before any of it reached the registry: the session still
+    // holds two whole chunks, and says so.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: CUT_CHUNK / 2,
+            then_down: false,
+        }),
+    );
+    let name = format!("{}/resumed:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.cuts(), 1);
+    let size = pushed_layer_size(&registry, "resumed", "1");
+    let chunks = size.div_ceil(CUT_CHUNK) as usize;
+    assert!(chunks > 4, "{size}");
+    // Every chunk once, plus the one cut: nothing started over.
+    assert_eq!(proxy.patches(), chunks + 1);
+    // The layer's bytes once, and the half chunk that was lost.
+    assert_eq!(proxy.patch_bytes(), size + CUT_CHUNK / 2);
+    assert!(r.stdout.contains(": Pushed\n"), "{}", r.stdout);
+    pushed_image_is_whole(&s, &registry, "resumed:1");
+}
+
+#[test]
+fn a_session_the_registry_cancelled_after_a_cut_starts_the_blob_over() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // Half of the third chunk reaches docker-registry 2.8, which keeps it,
+    // then refuses the session as resumed at the wrong offset (404): the
+    // blob is sent again from its first byte.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: CUT_CHUNK / 2,
+            swallow: 0,
+            then_down: false,
+        }),
+    );
+    let name = format!("{}/restarted:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.cuts(), 1);
+    let chunks = pushed_layer_size(&registry, "restarted", "1").div_ceil(CUT_CHUNK) as usize;
+    assert_eq!(proxy.patches(), 3 + chunks);
+    pushed_image_is_whole(&s, &registry, "restarted:1");
+}
+
+#[test]
+fn a_push_run_again_after_the_registry_went_away_continues_the_upload() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH is cut and the registry stays unreachable: the push
+    // fails in one line. Run again once it is back, it continues the
+    // session the first run kept.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: CUT_CHUNK / 2,
+            then_down: true,
+        }),
+    );
+    let name = format!("{}/rerun:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    one_line_125(&r, "push to a registry that went away");
+    assert!(r.stderr.contains("Patch \""), "{}", r.stderr);
+    proxy.heal();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "rerun", "1");
+    let chunks = size.div_ceil(CUT_CHUNK) as usize;
+    assert_eq!(proxy.patches(), chunks + 1);
+    assert_eq!(proxy.patch_bytes(), size + CUT_CHUNK / 2);
+    // The finished upload's session is forgotten.
+    let sessions = s.root().join("tmp/uploads");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    pushed_image_is_whole(&s, &registry, "rerun:1");
+}

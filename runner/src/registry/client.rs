@@ -37,7 +37,6 @@ type SendFn<'a> = dyn FnMut(Option<&str>) -> Result<Response<Body>, ureq::Error>
 /// A request body, sent with its length.
 pub enum Payload {
     Bytes(Vec<u8>),
-    File(std::fs::File),
 }
 
 pub struct Client {
@@ -176,7 +175,6 @@ impl Client {
             }
             match body().map_err(ureq::Error::Io)? {
                 Payload::Bytes(bytes) => request.send(bytes),
-                Payload::File(file) => request.send(file),
             }
         })
     }
@@ -204,6 +202,14 @@ impl Client {
             }
             request.send(bytes)
         })
+    }
+
+    /// Whether `url` (a path, or an absolute URL) goes to this registry.
+    pub fn owns_url(&self, url: &str) -> bool {
+        url.starts_with('/')
+            || url
+                .strip_prefix(&self.base)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     fn url(&self, path_or_url: &str) -> String {
@@ -318,8 +324,11 @@ impl Client {
 }
 
 /// One line for a request that got no HTTP answer, in docker's shape:
-/// `Get "http://127.0.0.1:5000/v2/": connection refused`.
+/// `Get "http://127.0.0.1:5000/v2/": connection refused`. The URL's query
+/// is left out: an upload's carries the registry's state (or a signed
+/// grant), long and of no use to the reader.
 fn transport_error(method: &str, url: &str, error: ureq::Error) -> anyhow::Error {
+    let url = url.split_once('?').map_or(url, |(path, _)| path);
     let cause = match &error {
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),

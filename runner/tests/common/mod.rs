@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod privileges;
 pub mod registry;
 pub mod session;
