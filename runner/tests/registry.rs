@@ -1316,3 +1316,160 @@ fn a_push_run_again_after_the_registry_went_away_continues_the_upload() {
     assert!(left.is_empty(), "{left:?}");
     pushed_image_is_whole(&s, &registry, "rerun:1");
 }
+
+/// A helper (`docker-credential-tokenhelper`) that answers every `get`
+/// with an identity token, as docker's helpers give one: user `<token>`.
+const TOKEN_HELPER: &str = r#"#!/bin/sh
+case "$1" in
+get) read -r url || true
+     printf '{"ServerURL":"%s","Username":"<token>","Secret":"idt-right-1234"}' "$url" ;;
+*) echo "unsupported"; exit 1 ;;
+esac
+"#;
+
+/// Writes `auths.<host>` (and anything else in `extra`) to the store's
+/// docker config.json.
+fn docker_config(s: &Strata, host: &str, entry: serde_json::Value, extra: serde_json::Value) {
+    let path = s.path("docker-config/config.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut config = serde_json::json!({"auths": {host: entry}});
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config[k] = v.clone();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+fn basic64(user_password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(user_password)
+}
+
+#[test]
+fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
+    use common::token_server::{Secrets, TokenServer};
+    let s = Strata::with_busybox();
+    let work = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(
+        work.path(),
+        Secrets {
+            identity_token: "idt-right-1234".into(),
+            basic: ("tester".into(), "right-pass".into()),
+        },
+    );
+    // The real registry, trusting only JWTs the token service signed.
+    let registry = Registry::start_with_auth_config(&tokens.registry_auth_config());
+    let host = registry.host();
+    let name = format!("{host}/guarded:1");
+    // What `docker login` keeps for an OAuth2 registry: the user in
+    // `auth` with no password, and the identity token.
+    let identity = serde_json::json!({
+        "auth": basic64("someone:"),
+        "identitytoken": "idt-right-1234",
+    });
+    let no_secret_shown = |r: &Run| {
+        for secret in ["idt-right", "idt-wrong", "right-pass"] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "{}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    };
+
+    docker_config(&s, &host, identity.clone(), serde_json::Value::Null);
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = strata(&s, &["push", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let verdicts = tokens.verdicts();
+    assert!(!verdicts.is_empty());
+    assert!(
+        verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+    for fields in tokens.post_fields() {
+        for wanted in [
+            "grant_type",
+            "refresh_token",
+            "service",
+            "scope",
+            "client_id",
+        ] {
+            assert!(fields.iter().any(|f| f == wanted), "{fields:?}");
+        }
+    }
+
+    // The registry checks the JWTs it is given: one the service did not
+    // sign is refused.
+    let forged = ureq::get(&format!("http://{host}/v2/guarded/manifests/1"))
+        .header("Authorization", "Bearer e30.e30.e30")
+        .call();
+    assert!(
+        matches!(forged, Err(ureq::Error::StatusCode(401))),
+        "{forged:?}"
+    );
+
+    let t = client_store();
+    docker_config(&t, &host, identity, serde_json::Value::Null);
+    let r = strata(&t, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
+
+    // A token the service does not know: one line, the token not in it.
+    let u = client_store();
+    docker_config(
+        &u,
+        &host,
+        serde_json::json!({"identitytoken": "idt-wrong-5678"}),
+        serde_json::Value::Null,
+    );
+    let r = strata(&u, &["pull", &name]);
+    one_line_125(&r, "a refused identity token");
+    assert!(r.stderr.contains("identity token"), "{}", r.stderr);
+    no_secret_shown(&r);
+
+    // Without an identity token, the token comes from the GET with basic
+    // auth, as before.
+    tokens.clear();
+    let v = client_store();
+    docker_config(
+        &v,
+        &host,
+        serde_json::json!({"auth": basic64("tester:right-pass")}),
+        serde_json::Value::Null,
+    );
+    strata(&v, &["pull", &name]).ok();
+    let verdicts = tokens.verdicts();
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v == "GET basic accepted"),
+        "{verdicts:?}"
+    );
+
+    // A credential helper's `<token>` answer is an identity token too.
+    tokens.clear();
+    let w = client_store();
+    let bin = w.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-tokenhelper");
+    std::fs::write(&helper, TOKEN_HELPER).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    docker_config(
+        &w,
+        &host,
+        serde_json::json!({}),
+        serde_json::json!({"credHelpers": {&host: "tokenhelper"}}),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let r = strata_fed(&w, &["pull", &name], "", &path);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let verdicts = tokens.verdicts();
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+}

@@ -8,6 +8,13 @@
 //! for each scope (`repository:<path>:pull`), with the credentials if
 //! there are any, anonymously otherwise, and keeps it for later requests
 //! of that scope.
+//!
+//! Stored credentials that are an identity token (an OAuth2 refresh
+//! token, see `credentials`) are traded as distribution's token spec
+//! says ("OAuth2 token"): a form POST to the realm with
+//! `grant_type=refresh_token`, the token, service, scope and client id.
+//! Without one, the token comes from a GET with basic auth. No token,
+//! identity or bearer, is ever printed or logged.
 
 use super::credentials::Credentials;
 use super::transport;
@@ -272,9 +279,11 @@ impl Client {
         let challenge = self.challenge.lock().expect("not poisoned").clone();
         match challenge {
             None => Ok(None),
+            // An identity token is for a token service, not a password.
             Some(Challenge::Basic) => Ok(self
                 .credentials
                 .as_ref()
+                .filter(|c| c.identity_token().is_none())
                 .map(|c| format!("Basic {}", c.basic()))),
             Some(Challenge::Bearer { realm, service }) => {
                 if let Some(token) = self.tokens.lock().expect("not poisoned").get(scope) {
@@ -291,6 +300,13 @@ impl Client {
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        if let Some(identity) = self
+            .credentials
+            .as_ref()
+            .and_then(Credentials::identity_token)
+        {
+            return self.exchange_identity_token(realm, service, scope, identity);
+        }
         let mut request = self.agent.get(realm);
         if let Some(service) = service {
             request = request.query("service", service);
@@ -307,20 +323,61 @@ impl Client {
         if response.status() == 401 {
             bail!("unauthorized: incorrect username or password");
         }
-        let body = Self::read_document(Self::expect_ok(response)?)?;
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let parsed: Token = serde_json::from_slice(&body)
-            .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
-        parsed
-            .token
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .with_context(|| format!("{realm}: the token service gave no token"))
+        token_of(realm, Self::expect_ok(response)?)
     }
+
+    /// The OAuth2 refresh-token grant: the identity token goes in the
+    /// form body, never in a URL.
+    fn exchange_identity_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        identity: &str,
+    ) -> Result<String> {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", identity),
+            ("client_id", CLIENT_ID),
+        ];
+        if let Some(service) = service {
+            form.push(("service", service));
+        }
+        if !scope.is_empty() {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .agent
+            .post(realm)
+            .send_form(form)
+            .map_err(|e| transport_error("Post", realm, e))?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403) {
+            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
+        }
+        token_of(realm, Self::expect_ok(response)?)
+    }
+}
+
+/// The client id the OAuth2 grant names (docker sends `docker`).
+const CLIENT_ID: &str = "strata";
+
+/// The bearer token of a token service's answer: `token`, or OAuth2's
+/// `access_token`.
+fn token_of(realm: &str, response: Response<Body>) -> Result<String> {
+    let body = Client::read_document(response)?;
+    #[derive(serde::Deserialize)]
+    struct Token {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let parsed: Token = serde_json::from_slice(&body)
+        .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
+    parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("{realm}: the token service gave no token"))
 }
 
 /// One line for a request that got no HTTP answer, in docker's shape:
