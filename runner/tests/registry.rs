@@ -1236,6 +1236,7 @@ fn a_push_cut_mid_chunk_asks_the_registry_where_it_stands_and_resumes() {
             forward: 0,
             swallow: CUT_CHUNK / 2,
             then_down: false,
+            hold: false,
         }),
     );
     let name = format!("{}/resumed:1", proxy.host());
@@ -1268,6 +1269,7 @@ fn a_session_the_registry_cancelled_after_a_cut_starts_the_blob_over() {
             forward: CUT_CHUNK / 2,
             swallow: 0,
             then_down: false,
+            hold: false,
         }),
     );
     let name = format!("{}/restarted:1", proxy.host());
@@ -1294,6 +1296,7 @@ fn a_push_run_again_after_the_registry_went_away_continues_the_upload() {
             forward: 0,
             swallow: CUT_CHUNK / 2,
             then_down: true,
+            hold: false,
         }),
     );
     let name = format!("{}/rerun:1", proxy.host());
@@ -1472,4 +1475,82 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
         !verdicts.is_empty() && verdicts.iter().all(|v| v == "POST refresh_token accepted"),
         "{verdicts:?}"
     );
+}
+
+#[test]
+fn a_push_without_login_to_a_registry_that_is_down_or_of_no_image_fails_in_one_line() {
+    let s = Strata::with_busybox();
+    let (_registry, host, _) = private_registry("guarded\n", "guarded:1");
+    let name = format!("{host}/mine:1");
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = strata(&s, &["push", &name]);
+    one_line_125(&r, "push without login");
+    assert!(
+        r.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        r.stderr
+    );
+
+    let down = format!("127.0.0.1:{}/mine:1", free_port());
+    strata(&s, &["tag", "busybox", &down]).ok();
+    let r = strata(&s, &["push", &down]);
+    one_line_125(&r, "push to a registry that is down");
+    assert!(r.stderr.contains("connection refused"), "{}", r.stderr);
+
+    let r = strata(&s, &["push", &format!("{host}/nothing:1")]);
+    one_line_125(&r, "push of no image");
+    assert!(r.stderr.contains("No such image"), "{}", r.stderr);
+    // Nothing was uploaded, so no session is left to resume.
+    assert!(std::fs::read_dir(s.root().join("tmp/uploads"))
+        .map(|d| d.count() == 0)
+        .unwrap_or(true));
+}
+
+#[test]
+fn a_push_killed_mid_chunk_leaves_a_consistent_store_and_the_next_push_resumes() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH is held: strata waits in the middle of it when it
+    // is killed.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: 0,
+            then_down: false,
+            hold: true,
+        }),
+    );
+    let name = format!("{}/killed:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let mut child = s
+        .cmd(&["push", &name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.cuts() == 0 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("push ended ({status}) before its third chunk");
+        }
+        assert!(std::time::Instant::now() < deadline, "no third PATCH");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.heal();
+    strata(&s, &["verify"]).ok();
+
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "killed", "1");
+    // The two chunks the killed push sent are not sent again.
+    assert_eq!(proxy.patches(), size.div_ceil(CUT_CHUNK) as usize + 1);
+    pushed_image_is_whole(&s, &registry, "killed:1");
 }

@@ -425,9 +425,15 @@ pub fn status_error(response: Response<Body>) -> StatusError {
                 message,
             }
         }
+        // A HEAD's answer has no body: docker's words for the statuses
+        // that need the user to act.
         _ => StatusError {
             code: None,
-            message: format!("unexpected HTTP status {status}"),
+            message: match status {
+                401 => "unauthorized: authentication required".to_string(),
+                403 => "denied: requested access to the resource is denied".to_string(),
+                _ => format!("unexpected HTTP status {status}"),
+            },
         },
     }
 }

@@ -25,6 +25,9 @@ pub struct Cut {
     /// After the cut, close every connection at once (the registry is
     /// unreachable) until `heal`.
     pub then_down: bool,
+    /// Before the cut, hold the request (read no more of it) until
+    /// `heal`: the client waits in the middle of its PATCH.
+    pub hold: bool,
 }
 
 #[derive(Default)]
@@ -93,7 +96,7 @@ impl FaultProxy {
         self.state.patches.load(Ordering::SeqCst)
     }
 
-    /// How many requests were cut (at most one).
+    /// How many requests were cut or are held (at most one).
     pub fn cuts(&self) -> usize {
         self.state.cuts.load(Ordering::SeqCst)
     }
@@ -197,6 +200,13 @@ fn requests(client: &mut TcpStream, server: &mut TcpStream, state: &State) -> st
         if let Some(cut) = cut {
             state.cuts.fetch_add(1, Ordering::SeqCst);
             *state.cut.lock().unwrap() = None;
+            // `heal` clears `down`; until then nothing moves here.
+            if cut.hold {
+                state.down.store(true, Ordering::SeqCst);
+                while state.down.load(Ordering::SeqCst) && !state.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
             if cut.then_down {
                 state.down.store(true, Ordering::SeqCst);
             }
