@@ -1554,3 +1554,61 @@ fn a_push_killed_mid_chunk_leaves_a_consistent_store_and_the_next_push_resumes()
     assert_eq!(proxy.patches(), size.div_ceil(CUT_CHUNK) as usize + 1);
     pushed_image_is_whole(&s, &registry, "killed:1");
 }
+
+#[test]
+fn a_saved_session_holding_other_bytes_is_refused_at_the_put_and_the_blob_sent_again() {
+    let s = Strata::with_busybox();
+    // Learn the layer's blob digest from a first push elsewhere.
+    let first = Registry::start();
+    let name = format!("{}/first:1", first.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    strata(&s, &["push", &name]).ok();
+    let url = format!("http://{}/v2/first/manifests/1", first.host());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &ureq::get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // On another registry, a session holding two chunks of zeros, saved
+    // under that digest as a run that died would have left it.
+    let registry = Registry::start();
+    let host = registry.host();
+    let started = ureq::post(&format!("http://{host}/v2/stale/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    let patched = ureq::patch(&location)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("0-{}", 2 * CUT_CHUNK - 1))
+        .send(&vec![0u8; 2 * CUT_CHUNK as usize][..])
+        .unwrap();
+    let location = patched.headers()["location"].to_str().unwrap().to_string();
+    let repository = format!("{host}/stale");
+    let sessions = s.root().join("tmp/uploads");
+    std::fs::create_dir_all(&sessions).unwrap();
+    std::fs::write(
+        sessions.join(sha256_hex(format!("{repository}\n{digest}").as_bytes())),
+        serde_json::to_vec(&serde_json::json!({
+            "repository": repository, "digest": digest, "location": location,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+
+    let name = format!("{host}/stale:1");
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    pushed_image_is_whole(&s, &registry, "stale:1");
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+}

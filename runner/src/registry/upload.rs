@@ -119,6 +119,10 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
             }
         }
     }
+    // Whether the registry holds bytes of an earlier request or run: if
+    // the PUT then refuses the blob (another push shared the session, a
+    // byte counted wrong), it is sent once more from a new session.
+    let mut resumed = session.is_some();
     let mut session = match session {
         Some(session) => session,
         None => open(dest, &mut chunk)?,
@@ -160,6 +164,14 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
             Ok(response) if worth_recovering(response.status().as_u16()) => {
                 anyhow::Error::from(super::client::status_error(response))
             }
+            Ok(response) if resumed && session.offset >= size => {
+                let refused = super::client::status_error(response);
+                log::info!("the registry refused the resumed upload of {digest:#} ({refused}): starting over");
+                resumed = false;
+                saved.forget();
+                session = open(dest, &mut chunk)?;
+                continue;
+            }
             Ok(response) => return Err(super::client::status_error(response).into()),
             Err(e) => e,
         };
@@ -173,6 +185,7 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
         session = match found {
             Progress::At(found) if found.offset <= size => {
                 log::info!("resuming the upload of {digest:#} at byte {}", found.offset);
+                resumed |= found.offset > 0;
                 found
             }
             _ => {
