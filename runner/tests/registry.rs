@@ -1278,7 +1278,14 @@ fn a_session_the_registry_cancelled_after_a_cut_starts_the_blob_over() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(proxy.cuts(), 1);
     let chunks = pushed_layer_size(&registry, "restarted", "1").div_ceil(CUT_CHUNK) as usize;
-    assert_eq!(proxy.patches(), 3 + chunks);
+    // Every chunk again after the three: the blob started over. (One more
+    // when the status query came before the registry had written the
+    // half chunk: the resumed PATCH then finds the session cancelled.)
+    let patches = proxy.patches();
+    assert!(
+        (3 + chunks..=4 + chunks).contains(&patches),
+        "{patches} PATCHes for {chunks} chunks"
+    );
     pushed_image_is_whole(&s, &registry, "restarted:1");
 }
 

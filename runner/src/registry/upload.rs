@@ -5,7 +5,7 @@
 //! PATCH requests of one chunk each (`Content-Range: start-end`), each to
 //! the `Location` the registry gave last, then a PUT with the digest
 //! closes it. A small blob goes in that PUT. When a request fails on the
-//! way (the connection drops, a timeout, a 5xx, a 416) the session is
+//! way (the connection drops, a timeout, a 5xx, a 416, a 404) the session is
 //! asked where it stands: `GET` on its URL answers 204 with `Range: 0-N`
 //! and a new `Location`, and the upload goes on from N+1. Only when the
 //! session is gone (404) or no range is reported does the blob start over,
@@ -202,9 +202,11 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
 }
 
 /// Statuses after which the session is asked where it stands: the
-/// registry's own trouble, a timeout, a range it did not expect.
+/// registry's own trouble, a timeout, a range it did not expect, a
+/// session it no longer knows (docker-registry cancels one whose size
+/// moved under a request still running when the status was asked).
 fn worth_recovering(status: u16) -> bool {
-    status >= 500 || status == 408 || status == 416 || status == 429
+    status >= 500 || matches!(status, 404 | 408 | 416 | 429)
 }
 
 /// POST for a new session; raises `chunk` to the registry's
@@ -377,10 +379,10 @@ mod tests {
 
     #[test]
     fn failures_worth_a_status_query_are_the_registry_s_own() {
-        for status in [500, 502, 503, 504, 408, 416, 429] {
+        for status in [500, 502, 503, 504, 404, 408, 416, 429] {
             assert!(worth_recovering(status), "{status}");
         }
-        for status in [400, 401, 403, 404] {
+        for status in [400, 401, 403] {
             assert!(!worth_recovering(status), "{status}");
         }
     }
