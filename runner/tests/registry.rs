@@ -1619,3 +1619,20 @@ fn a_saved_session_holding_other_bytes_is_refused_at_the_put_and_the_blob_sent_a
     pushed_image_is_whole(&s, &registry, "stale:1");
     assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
 }
+
+#[test]
+fn a_registry_s_chunk_minimum_is_kept() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // A registry that wants chunks of at least 256 KiB (OCI distribution
+    // 1.1's OCI-Chunk-Min-Length), for a push asked for 64 KiB ones.
+    let proxy = common::fault_proxy::FaultProxy::start(registry.port, None)
+        .with_answer_header("OCI-Chunk-Min-Length", "262144");
+    let name = format!("{}/minimum:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "minimum", "1");
+    assert_eq!(proxy.patches(), size.div_ceil(262144) as usize);
+    pushed_image_is_whole(&s, &registry, "minimum:1");
+}

@@ -3,7 +3,8 @@
 //! counts what the client sent: the PATCH requests and their body bytes.
 //!
 //! Requests are read as HTTP/1.1 with a `Content-Length` (what strata's
-//! client sends); the answers are copied back untouched. Threads, not
+//! client sends); the answers are copied back untouched, or with a header
+//! added to each `202 Accepted` (`with_answer_header`). Threads, not
 //! processes: they end when their connections close, and the listener's
 //! when the proxy is dropped.
 
@@ -38,6 +39,8 @@ struct State {
     patches: AtomicUsize,
     cuts: AtomicUsize,
     stop: AtomicBool,
+    /// A header line (`Name: value\r\n`) added to every 202 answer.
+    answer_header: Mutex<Option<String>>,
 }
 
 pub struct FaultProxy {
@@ -101,6 +104,13 @@ impl FaultProxy {
         self.state.cuts.load(Ordering::SeqCst)
     }
 
+    /// Adds `name: value` to every `202 Accepted` answer (an upload's
+    /// POST and PATCH), as a registry with that header would send it.
+    pub fn with_answer_header(self, name: &str, value: &str) -> FaultProxy {
+        *self.state.answer_header.lock().unwrap() = Some(format!("{name}: {value}\r\n"));
+        self
+    }
+
     /// Reachable again, with no cut to come.
     pub fn heal(&self) {
         *self.state.cut.lock().unwrap() = None;
@@ -126,14 +136,41 @@ fn relay(mut client: TcpStream, mut server: TcpStream, state: &State) {
     else {
         return;
     };
+    let header = state.answer_header.lock().unwrap().clone();
     let answers = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut answers_from, &mut answers_to);
+        let _ = copy_answers(&mut answers_from, &mut answers_to, header.as_deref());
         let _ = answers_to.shutdown(Shutdown::Write);
     });
     let _ = requests(&mut client, &mut server, state);
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
     let _ = answers.join();
+}
+
+/// Copies the registry's answers, adding `header` after a 202's status
+/// line. Each answer starts a read: the client sends one request at a
+/// time and waits for its answer.
+fn copy_answers(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    header: Option<&str>,
+) -> std::io::Result<()> {
+    const STATUS: &[u8] = b"HTTP/1.1 202 Accepted\r\n";
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        match header {
+            Some(header) if buf[..n].starts_with(STATUS) => {
+                to.write_all(STATUS)?;
+                to.write_all(header.as_bytes())?;
+                to.write_all(&buf[STATUS.len()..n])?;
+            }
+            _ => to.write_all(&buf[..n])?,
+        }
+    }
 }
 
 /// Passes requests on until the client closes or the cut comes.
