@@ -107,52 +107,25 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
     let mut chunk = chunk_bytes();
     let chunked = size > chunk;
     let saved = SavedSession::new(dest, digest);
-    let mut session = None;
-    if chunked {
-        if let Some(location) = saved.load(dest.client) {
-            match progress(dest, &location) {
-                Ok(Progress::At(found)) if found.offset <= size => {
-                    log::info!("resuming the upload of {digest:#} at byte {}", found.offset);
-                    session = Some(found);
-                }
-                _ => saved.forget(),
-            }
-        }
-    }
+    let resumable = if chunked {
+        resume_saved(dest, &saved, size)
+    } else {
+        None
+    };
     // Whether the registry holds bytes of an earlier request or run: if
     // the PUT then refuses the blob (another push shared the session, a
     // byte counted wrong), it is sent once more from a new session.
-    let mut resumed = session.is_some();
-    let mut session = match session {
+    let mut resumed = resumable.is_some();
+    let mut session = match resumable {
         Some(session) => session,
         None => open(dest, &mut chunk)?,
     };
     let mut recoveries = 0;
     loop {
-        let attempt = if chunked && session.offset < size {
-            let n = (size - session.offset).min(chunk);
-            let bytes = blob.read_at(session.offset, n)?;
-            dest.client
-                .patch_chunk(&session.location, dest.scope, session.offset, &bytes)
-        } else {
-            let rest = blob.read_at(session.offset, size - session.offset)?;
-            let separator = if session.location.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            let put = format!("{}{separator}digest={digest:#}", session.location);
-            dest.client.send(
-                "PUT",
-                &put,
-                dest.scope,
-                "application/octet-stream",
-                &mut || Ok(Payload::Bytes(rest.clone())),
-            )
-        };
-        let failure = match attempt {
+        let last = !chunked || session.offset >= size;
+        let failure = match send_next(dest, digest, &blob, &session, chunked, chunk) {
             Ok(response) if response.status().is_success() => {
-                if session.offset >= size || !chunked {
+                if last {
                     saved.forget();
                     return Ok(());
                 }
@@ -164,7 +137,7 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
             Ok(response) if worth_recovering(response.status().as_u16()) => {
                 anyhow::Error::from(super::client::status_error(response))
             }
-            Ok(response) if resumed && session.offset >= size => {
+            Ok(response) if resumed && last => {
                 let refused = super::client::status_error(response);
                 log::info!("the registry refused the resumed upload of {digest:#} ({refused}): starting over");
                 resumed = false;
@@ -181,8 +154,7 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
         }
         // The failed request's own error is the one worth showing if the
         // registry cannot be asked either.
-        let found = progress(dest, &session.location).map_err(|_| failure)?;
-        session = match found {
+        session = match progress(dest, &session.location).map_err(|_| failure)? {
             Progress::At(found) if found.offset <= size => {
                 log::info!("resuming the upload of {digest:#} at byte {}", found.offset);
                 resumed |= found.offset > 0;
@@ -199,6 +171,57 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
             }
         };
     }
+}
+
+/// The session a previous run saved for this blob, if the registry still
+/// has it; a saved session it does not know is forgotten.
+fn resume_saved(dest: &Destination, saved: &SavedSession, size: u64) -> Option<Session> {
+    let location = saved.load(dest.client)?;
+    match progress(dest, &location) {
+        Ok(Progress::At(found)) if found.offset <= size => {
+            log::info!("resuming a saved upload at byte {}", found.offset);
+            Some(found)
+        }
+        _ => {
+            saved.forget();
+            None
+        }
+    }
+}
+
+/// The next request of the upload: a PATCH of the chunk at the session's
+/// offset, or, when none is left (or the blob is small), the PUT that
+/// closes the session with the digest and the bytes still unsent.
+fn send_next(
+    dest: &Destination,
+    digest: &Digest,
+    blob: &Blob,
+    session: &Session,
+    chunked: bool,
+    chunk: u64,
+) -> Result<ureq::http::Response<ureq::Body>> {
+    let size = blob.size();
+    if chunked && session.offset < size {
+        let n = (size - session.offset).min(chunk);
+        let bytes = blob.read_at(session.offset, n)?;
+        return dest
+            .client
+            .patch_chunk(&session.location, dest.scope, session.offset, &bytes);
+    }
+    let rest = blob.read_at(session.offset, size - session.offset)?;
+    let separator = if session.location.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let put = format!("{}{separator}digest={digest:#}", session.location);
+    dest.client.send(
+        "PUT",
+        &put,
+        dest.scope,
+        "application/octet-stream",
+        &mut || Ok(Payload::Bytes(rest.clone())),
+    )
 }
 
 /// Statuses after which the session is asked where it stands: the
