@@ -1428,6 +1428,18 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     no_secret_shown(&r);
     assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
+    // `login` with what is stored checks the token and keeps it as docker
+    // does, never as a password.
+    let r = strata(&t, &["login", &host]);
+    assert_eq!(r.stdout, "Login Succeeded\n", "{}", r.stderr);
+    no_secret_shown(&r);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path("docker-config/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        saved["auths"][&host],
+        serde_json::json!({"identitytoken": "idt-right-1234"})
+    );
 
     // A token the service does not know: one line, the token not in it.
     let u = client_store();
