@@ -1178,3 +1178,473 @@ fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
     assert_eq!(image_id(&u, &dst), image_id(&s, "busybox"));
     strata(&u, &["verify"]).ok();
 }
+
+/// PATCH chunk size for the interrupted-upload tests: busybox's layer
+/// (about 1 MB compressed) goes in many chunks.
+const CUT_CHUNK: u64 = 64 << 10;
+
+/// `strata push` of `name` in 64 KiB chunks.
+fn push_in_chunks(s: &Strata, name: &str) -> Run {
+    s.cmd(&["push", name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// The size of the one layer of `repo:tag` as the registry holds it.
+fn pushed_layer_size(registry: &Registry, repo: &str, tag: &str) -> u64 {
+    let url = format!("http://{}/v2/{repo}/manifests/{tag}", registry.host());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &ureq::get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    manifest["layers"][0]["size"].as_u64().unwrap()
+}
+
+/// The pushed image arrived whole: skopeo copies it out checking every
+/// digest, and strata pulls it back with busybox's id.
+fn pushed_image_is_whole(s: &Strata, registry: &Registry, repo_tag: &str) {
+    let direct = format!("{}/{repo_tag}", registry.host());
+    skopeo_copies_out(&direct);
+    let t = client_store();
+    strata(&t, &["pull", &direct]).ok();
+    assert_eq!(image_id(&t, &direct), image_id(s, "busybox"));
+    strata(&t, &["verify"]).ok();
+}
+
+#[test]
+fn a_push_cut_mid_chunk_asks_the_registry_where_it_stands_and_resumes() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH loses its connection after half its chunk left
+    // strata, before any of it reached the registry: the session still
+    // holds two whole chunks, and says so.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: CUT_CHUNK / 2,
+            then_down: false,
+            hold: false,
+        }),
+    );
+    let name = format!("{}/resumed:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.cuts(), 1);
+    let size = pushed_layer_size(&registry, "resumed", "1");
+    let chunks = size.div_ceil(CUT_CHUNK) as usize;
+    assert!(chunks > 4, "{size}");
+    // Every chunk once, plus the one cut: nothing started over.
+    assert_eq!(proxy.patches(), chunks + 1);
+    // The layer's bytes once, and the half chunk that was lost.
+    assert_eq!(proxy.patch_bytes(), size + CUT_CHUNK / 2);
+    assert!(r.stdout.contains(": Pushed\n"), "{}", r.stdout);
+    pushed_image_is_whole(&s, &registry, "resumed:1");
+}
+
+#[test]
+fn a_session_the_registry_cancelled_after_a_cut_starts_the_blob_over() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // Half of the third chunk reaches docker-registry 2.8, which keeps it,
+    // then refuses the session as resumed at the wrong offset (404): the
+    // blob is sent again from its first byte.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: CUT_CHUNK / 2,
+            swallow: 0,
+            then_down: false,
+            hold: false,
+        }),
+    );
+    let name = format!("{}/restarted:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.cuts(), 1);
+    let chunks = pushed_layer_size(&registry, "restarted", "1").div_ceil(CUT_CHUNK) as usize;
+    // Every chunk again after the three: the blob started over. (One more
+    // when the status query came before the registry had written the
+    // half chunk: the resumed PATCH then finds the session cancelled.)
+    let patches = proxy.patches();
+    assert!(
+        (3 + chunks..=4 + chunks).contains(&patches),
+        "{patches} PATCHes for {chunks} chunks"
+    );
+    pushed_image_is_whole(&s, &registry, "restarted:1");
+}
+
+#[test]
+fn a_push_run_again_after_the_registry_went_away_continues_the_upload() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH is cut and the registry stays unreachable: the push
+    // fails in one line. Run again once it is back, it continues the
+    // session the first run kept.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: CUT_CHUNK / 2,
+            then_down: true,
+            hold: false,
+        }),
+    );
+    let name = format!("{}/rerun:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    one_line_125(&r, "push to a registry that went away");
+    assert!(r.stderr.contains("Patch \""), "{}", r.stderr);
+    proxy.heal();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "rerun", "1");
+    let chunks = size.div_ceil(CUT_CHUNK) as usize;
+    assert_eq!(proxy.patches(), chunks + 1);
+    assert_eq!(proxy.patch_bytes(), size + CUT_CHUNK / 2);
+    // The finished upload's session is forgotten.
+    let sessions = s.root().join("tmp/uploads");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    pushed_image_is_whole(&s, &registry, "rerun:1");
+}
+
+/// A helper (`docker-credential-tokenhelper`) that answers every `get`
+/// with an identity token, as docker's helpers give one: user `<token>`.
+const TOKEN_HELPER: &str = r#"#!/bin/sh
+case "$1" in
+get) read -r url || true
+     printf '{"ServerURL":"%s","Username":"<token>","Secret":"idt-right-1234"}' "$url" ;;
+*) echo "unsupported"; exit 1 ;;
+esac
+"#;
+
+/// Writes `auths.<host>` (and anything else in `extra`) to the store's
+/// docker config.json.
+fn docker_config(s: &Strata, host: &str, entry: serde_json::Value, extra: serde_json::Value) {
+    let path = s.path("docker-config/config.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut config = serde_json::json!({"auths": {host: entry}});
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config[k] = v.clone();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+fn basic64(user_password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(user_password)
+}
+
+#[test]
+fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
+    use common::token_server::{Secrets, TokenServer};
+    let s = Strata::with_busybox();
+    let work = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(
+        work.path(),
+        Secrets {
+            identity_token: "idt-right-1234".into(),
+            basic: ("tester".into(), "right-pass".into()),
+        },
+    );
+    // The real registry, trusting only JWTs the token service signed.
+    let registry = Registry::start_with_auth_config(&tokens.registry_auth_config());
+    let host = registry.host();
+    let name = format!("{host}/guarded:1");
+    // What `docker login` keeps for an OAuth2 registry: the user in
+    // `auth` with no password, and the identity token.
+    let identity = serde_json::json!({
+        "auth": basic64("someone:"),
+        "identitytoken": "idt-right-1234",
+    });
+    let no_secret_shown = |r: &Run| {
+        for secret in ["idt-right", "idt-wrong", "right-pass"] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "{}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    };
+
+    docker_config(&s, &host, identity.clone(), serde_json::Value::Null);
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = strata(&s, &["push", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let verdicts = tokens.verdicts();
+    assert!(!verdicts.is_empty());
+    assert!(
+        verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+    for fields in tokens.post_fields() {
+        for wanted in [
+            "grant_type",
+            "refresh_token",
+            "service",
+            "scope",
+            "client_id",
+        ] {
+            assert!(fields.iter().any(|f| f == wanted), "{fields:?}");
+        }
+    }
+
+    // The registry checks the JWTs it is given: one the service did not
+    // sign is refused.
+    let forged = ureq::get(&format!("http://{host}/v2/guarded/manifests/1"))
+        .header("Authorization", "Bearer e30.e30.e30")
+        .call();
+    assert!(
+        matches!(forged, Err(ureq::Error::StatusCode(401))),
+        "{forged:?}"
+    );
+
+    let t = client_store();
+    docker_config(&t, &host, identity, serde_json::Value::Null);
+    let r = strata(&t, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    assert_eq!(image_id(&t, &name), image_id(&s, "busybox"));
+    // `login` with what is stored checks the token and keeps it as docker
+    // does, never as a password.
+    let r = strata(&t, &["login", &host]);
+    assert_eq!(r.stdout, "Login Succeeded\n", "{}", r.stderr);
+    no_secret_shown(&r);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path("docker-config/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        saved["auths"][&host],
+        serde_json::json!({"identitytoken": "idt-right-1234"})
+    );
+
+    // A token the service does not know: one line, the token not in it.
+    let u = client_store();
+    docker_config(
+        &u,
+        &host,
+        serde_json::json!({"identitytoken": "idt-wrong-5678"}),
+        serde_json::Value::Null,
+    );
+    let r = strata(&u, &["pull", &name]);
+    one_line_125(&r, "a refused identity token");
+    assert!(r.stderr.contains("identity token"), "{}", r.stderr);
+    no_secret_shown(&r);
+
+    // Without an identity token, the token comes from the GET with basic
+    // auth, as before.
+    tokens.clear();
+    let v = client_store();
+    docker_config(
+        &v,
+        &host,
+        serde_json::json!({"auth": basic64("tester:right-pass")}),
+        serde_json::Value::Null,
+    );
+    strata(&v, &["pull", &name]).ok();
+    let verdicts = tokens.verdicts();
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v == "GET basic accepted"),
+        "{verdicts:?}"
+    );
+
+    // A credential helper's `<token>` answer is an identity token too.
+    tokens.clear();
+    let w = client_store();
+    let bin = w.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-tokenhelper");
+    std::fs::write(&helper, TOKEN_HELPER).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    docker_config(
+        &w,
+        &host,
+        serde_json::json!({}),
+        serde_json::json!({"credHelpers": {&host: "tokenhelper"}}),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let r = strata_fed(&w, &["pull", &name], "", &path);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let verdicts = tokens.verdicts();
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+}
+
+#[test]
+fn a_push_without_login_to_a_registry_that_is_down_or_of_no_image_fails_in_one_line() {
+    let s = Strata::with_busybox();
+    let (_registry, host, _) = private_registry("guarded\n", "guarded:1");
+    let name = format!("{host}/mine:1");
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = strata(&s, &["push", &name]);
+    one_line_125(&r, "push without login");
+    assert!(
+        r.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        r.stderr
+    );
+
+    let down = format!("127.0.0.1:{}/mine:1", free_port());
+    strata(&s, &["tag", "busybox", &down]).ok();
+    let r = strata(&s, &["push", &down]);
+    one_line_125(&r, "push to a registry that is down");
+    assert!(r.stderr.contains("connection refused"), "{}", r.stderr);
+
+    let r = strata(&s, &["push", &format!("{host}/nothing:1")]);
+    one_line_125(&r, "push of no image");
+    assert!(r.stderr.contains("No such image"), "{}", r.stderr);
+    // Nothing was uploaded, so no session is left to resume.
+    assert!(std::fs::read_dir(s.root().join("tmp/uploads"))
+        .map(|d| d.count() == 0)
+        .unwrap_or(true));
+}
+
+#[test]
+fn a_push_killed_mid_chunk_leaves_a_consistent_store_and_the_next_push_resumes() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // The third PATCH is held: strata waits in the middle of it when it
+    // is killed.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        registry.port,
+        Some(common::fault_proxy::Cut {
+            nth: 3,
+            forward: 0,
+            swallow: 0,
+            then_down: false,
+            hold: true,
+        }),
+    );
+    let name = format!("{}/killed:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let mut child = s
+        .cmd(&["push", &name])
+        .env("DOCKER_CONFIG", s.path("docker-config"))
+        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.cuts() == 0 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("push ended ({status}) before its third chunk");
+        }
+        assert!(std::time::Instant::now() < deadline, "no third PATCH");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.heal();
+    strata(&s, &["verify"]).ok();
+
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "killed", "1");
+    // The two chunks the killed push sent are not sent again.
+    assert_eq!(proxy.patches(), size.div_ceil(CUT_CHUNK) as usize + 1);
+    pushed_image_is_whole(&s, &registry, "killed:1");
+}
+
+#[test]
+fn a_saved_session_holding_other_bytes_is_refused_at_the_put_and_the_blob_sent_again() {
+    let s = Strata::with_busybox();
+    // Learn the layer's blob digest from a first push elsewhere.
+    let first = Registry::start();
+    let name = format!("{}/first:1", first.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    strata(&s, &["push", &name]).ok();
+    let url = format!("http://{}/v2/first/manifests/1", first.host());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &ureq::get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // On another registry, a session holding two chunks of zeros, saved
+    // under that digest as a run that died would have left it.
+    let registry = Registry::start();
+    let host = registry.host();
+    let started = ureq::post(&format!("http://{host}/v2/stale/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    let patched = ureq::patch(&location)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("0-{}", 2 * CUT_CHUNK - 1))
+        .send(&vec![0u8; 2 * CUT_CHUNK as usize][..])
+        .unwrap();
+    let location = patched.headers()["location"].to_str().unwrap().to_string();
+    let repository = format!("{host}/stale");
+    let sessions = s.root().join("tmp/uploads");
+    std::fs::create_dir_all(&sessions).unwrap();
+    std::fs::write(
+        sessions.join(sha256_hex(format!("{repository}\n{digest}").as_bytes())),
+        serde_json::to_vec(&serde_json::json!({
+            "repository": repository, "digest": digest, "location": location,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+
+    let name = format!("{host}/stale:1");
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    pushed_image_is_whole(&s, &registry, "stale:1");
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+}
+
+#[test]
+fn a_registry_s_chunk_minimum_is_kept() {
+    let s = Strata::with_busybox();
+    let registry = Registry::start();
+    // A registry that wants chunks of at least 256 KiB (OCI distribution
+    // 1.1's OCI-Chunk-Min-Length), for a push asked for 64 KiB ones.
+    let proxy = common::fault_proxy::FaultProxy::start(registry.port, None)
+        .with_answer_header("OCI-Chunk-Min-Length", "262144");
+    let name = format!("{}/minimum:1", proxy.host());
+    strata(&s, &["tag", "busybox", &name]).ok();
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let size = pushed_layer_size(&registry, "minimum", "1");
+    assert_eq!(proxy.patches(), size.div_ceil(262144) as usize);
+    pushed_image_is_whole(&s, &registry, "minimum:1");
+}

@@ -8,6 +8,13 @@
 //! for each scope (`repository:<path>:pull`), with the credentials if
 //! there are any, anonymously otherwise, and keeps it for later requests
 //! of that scope.
+//!
+//! Stored credentials that are an identity token (an OAuth2 refresh
+//! token, see `credentials`) are traded as distribution's token spec
+//! says ("OAuth2 token"): a form POST to the realm with
+//! `grant_type=refresh_token`, the token, service, scope and client id.
+//! Without one, the token comes from a GET with basic auth. No token,
+//! identity or bearer, is ever printed or logged.
 
 use super::credentials::Credentials;
 use super::transport;
@@ -37,7 +44,6 @@ type SendFn<'a> = dyn FnMut(Option<&str>) -> Result<Response<Body>, ureq::Error>
 /// A request body, sent with its length.
 pub enum Payload {
     Bytes(Vec<u8>),
-    File(std::fs::File),
 }
 
 pub struct Client {
@@ -176,7 +182,6 @@ impl Client {
             }
             match body().map_err(ureq::Error::Io)? {
                 Payload::Bytes(bytes) => request.send(bytes),
-                Payload::File(file) => request.send(file),
             }
         })
     }
@@ -204,6 +209,14 @@ impl Client {
             }
             request.send(bytes)
         })
+    }
+
+    /// Whether `url` (a path, or an absolute URL) goes to this registry.
+    pub fn owns_url(&self, url: &str) -> bool {
+        url.starts_with('/')
+            || url
+                .strip_prefix(&self.base)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     fn url(&self, path_or_url: &str) -> String {
@@ -266,9 +279,11 @@ impl Client {
         let challenge = self.challenge.lock().expect("not poisoned").clone();
         match challenge {
             None => Ok(None),
+            // An identity token is for a token service, not a password.
             Some(Challenge::Basic) => Ok(self
                 .credentials
                 .as_ref()
+                .filter(|c| c.identity_token().is_none())
                 .map(|c| format!("Basic {}", c.basic()))),
             Some(Challenge::Bearer { realm, service }) => {
                 if let Some(token) = self.tokens.lock().expect("not poisoned").get(scope) {
@@ -285,6 +300,13 @@ impl Client {
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        if let Some(identity) = self
+            .credentials
+            .as_ref()
+            .and_then(Credentials::identity_token)
+        {
+            return self.exchange_identity_token(realm, service, scope, identity);
+        }
         let mut request = self.agent.get(realm);
         if let Some(service) = service {
             request = request.query("service", service);
@@ -301,25 +323,69 @@ impl Client {
         if response.status() == 401 {
             bail!("unauthorized: incorrect username or password");
         }
-        let body = Self::read_document(Self::expect_ok(response)?)?;
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
+        token_of(realm, Self::expect_ok(response)?)
+    }
+
+    /// The OAuth2 refresh-token grant: the identity token goes in the
+    /// form body, never in a URL.
+    fn exchange_identity_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        identity: &str,
+    ) -> Result<String> {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", identity),
+            ("client_id", CLIENT_ID),
+        ];
+        if let Some(service) = service {
+            form.push(("service", service));
         }
-        let parsed: Token = serde_json::from_slice(&body)
-            .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
-        parsed
-            .token
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .with_context(|| format!("{realm}: the token service gave no token"))
+        if !scope.is_empty() {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .agent
+            .post(realm)
+            .send_form(form)
+            .map_err(|e| transport_error("Post", realm, e))?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403) {
+            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
+        }
+        token_of(realm, Self::expect_ok(response)?)
     }
 }
 
+/// The client id the OAuth2 grant names (docker sends `docker`).
+const CLIENT_ID: &str = "strata";
+
+/// The bearer token of a token service's answer: `token`, or OAuth2's
+/// `access_token`.
+fn token_of(realm: &str, response: Response<Body>) -> Result<String> {
+    let body = Client::read_document(response)?;
+    #[derive(serde::Deserialize)]
+    struct Token {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let parsed: Token = serde_json::from_slice(&body)
+        .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
+    parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("{realm}: the token service gave no token"))
+}
+
 /// One line for a request that got no HTTP answer, in docker's shape:
-/// `Get "http://127.0.0.1:5000/v2/": connection refused`.
+/// `Get "http://127.0.0.1:5000/v2/": connection refused`. The URL's query
+/// is left out: an upload's carries the registry's state (or a signed
+/// grant), long and of no use to the reader.
 fn transport_error(method: &str, url: &str, error: ureq::Error) -> anyhow::Error {
+    let url = url.split_once('?').map_or(url, |(path, _)| path);
     let cause = match &error {
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
@@ -359,9 +425,15 @@ pub fn status_error(response: Response<Body>) -> StatusError {
                 message,
             }
         }
+        // A HEAD's answer has no body: docker's words for the statuses
+        // that need the user to act.
         _ => StatusError {
             code: None,
-            message: format!("unexpected HTTP status {status}"),
+            message: match status {
+                401 => "unauthorized: authentication required".to_string(),
+                403 => "denied: requested access to the resource is denied".to_string(),
+                _ => format!("unexpected HTTP status {status}"),
+            },
         },
     }
 }

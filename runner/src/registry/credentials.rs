@@ -7,7 +7,10 @@
 //! (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`).
 //! A credential helper the config names for a registry (`credHelpers`,
 //! else `credsStore`; see `cred_helper`) keeps that registry's secret
-//! instead, as docker does. Nothing here prints or logs a secret.
+//! instead, as docker does. An entry's `identitytoken` (what `docker
+//! login` keeps for a registry whose token service speaks OAuth2) is read
+//! as the helpers give it: user `<token>`, the token as the password.
+//! Nothing here prints or logs a secret.
 
 use super::cred_helper;
 use anyhow::{bail, Context, Result};
@@ -20,6 +23,11 @@ use std::path::{Path, PathBuf};
 
 /// The key docker uses for Docker Hub in `auths`.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// The user name that marks an identity token (an OAuth2 refresh token)
+/// in place of a password: what docker's credential helpers answer for
+/// one, and how an `identitytoken` entry of config.json is read.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
 
 /// A user name and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,6 +47,14 @@ impl Credentials {
     pub fn basic(&self) -> String {
         base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", self.username, self.password))
+    }
+
+    /// An identity token: `docker login` keeps one for registries whose
+    /// token service speaks OAuth2, and the token service trades it for
+    /// a bearer token (`client` does the exchange).
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER && !self.password.is_empty())
+            .then_some(self.password.as_str())
     }
 }
 
@@ -109,6 +125,18 @@ fn from_config(config: &Value, domain: &str) -> Option<Credentials> {
 }
 
 fn decode_entry(entry: &Value) -> Option<Credentials> {
+    // docker keeps the user name in `auth` beside the token, with an empty
+    // password; the token is what authorizes.
+    if let Some(token) = entry
+        .get("identitytoken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(Credentials {
+            username: IDENTITY_TOKEN_USER.to_string(),
+            password: token.to_string(),
+        });
+    }
     if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
@@ -178,8 +206,14 @@ pub fn store(domain: &str, credentials: &Credentials) -> Result<Stored> {
     let mut entry = Map::new();
     // With a helper, docker keeps an empty entry: the registry is known,
     // its secret is elsewhere.
-    if helper.is_none() {
-        entry.insert("auth".into(), Value::String(credentials.basic()));
+    match (&helper, credentials.identity_token()) {
+        (Some(_), _) => {}
+        (None, Some(token)) => {
+            entry.insert("identitytoken".into(), Value::String(token.to_string()));
+        }
+        (None, None) => {
+            entry.insert("auth".into(), Value::String(credentials.basic()));
+        }
     }
     auths.insert(auth_key(domain), Value::Object(entry));
     write_private(&path, &config)?;
@@ -289,6 +323,18 @@ mod tests {
         );
         assert_eq!(from_config(&config, "quay.io"), Some(creds("q", "r")));
         assert_eq!(from_config(&config, "127.0.0.1:5001"), None);
+    }
+
+    #[test]
+    fn an_identity_token_entry_is_read_as_the_token_not_the_user_in_auth() {
+        let config = json!({"auths": {"reg:5000": {
+            "auth": creds("someone", "").basic(),
+            "identitytoken": "refresh-me",
+        }}});
+        let found = from_config(&config, "reg:5000").unwrap();
+        assert_eq!(found.identity_token(), Some("refresh-me"));
+        assert_eq!(creds("someone", "pw").identity_token(), None);
+        assert!(!format!("{found:?}").contains("refresh-me"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! ([`client`]), which registries may use plain HTTP ([`transport`]),
 //! stored credentials ([`credentials`], [`cred_helper`]), manifests and platforms
 //! ([`manifest`]), the pull itself
-//! ([`pull`], [`push`]) and how a pulled image is committed ([`image_store`]).
+//! ([`pull`], [`push`], a blob's resumable [`upload`]) and how a pulled image is committed ([`image_store`]).
 
 pub mod client;
 pub mod cred_helper;
@@ -14,3 +14,4 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod transport;
+pub mod upload;

@@ -1,8 +1,8 @@
 //! Pushing one image: each layer's tar compressed once (gzip or
 //! zstd) into a private temporary file while hashed, skipped when the
 //! registry has the blob already (HEAD), mounted from the repository the
-//! store last pushed it to on the same registry, else uploaded (POST for
-//! an upload URL, one PUT with the digest); then the config, then an OCI
+//! store last pushed it to on the same registry, else uploaded (see
+//! `upload`: chunked, resumed where an interrupted one stopped); then the config, then an OCI
 //! manifest under the tag. What each layer was pushed as is remembered
 //! (`layerdb::blob`), so a layer the registry has costs a HEAD, not a
 //! compression. Each layer goes out as the tar the config names
@@ -10,6 +10,7 @@
 //! the image keeps its id, or the canonical one under a rewritten config.
 
 use super::client::{Client, Payload};
+use super::upload::{upload, Blob, Destination};
 use crate::cli::PushCompression;
 use anyhow::{bail, Context, Result};
 use layerdb::blob::CompressedBlob;
@@ -18,7 +19,7 @@ use layerdb::tar_split::OutgoingImage;
 use layerdb::{Digest, Store};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::path::Path;
 
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -88,6 +89,18 @@ pub struct Target<'a> {
     pub tmp_dir: &'a Path,
 }
 
+impl Target<'_> {
+    fn destination<'s>(&'s self, scope: &'s str) -> Destination<'s> {
+        Destination {
+            client: self.client,
+            reference: self.reference,
+            scope,
+            // Chunked uploads keep their session URLs here.
+            sessions: self.tmp_dir.join("uploads"),
+        }
+    }
+}
+
 pub fn push_image(
     target: &Target,
     store: &Store,
@@ -138,9 +151,7 @@ pub fn push_image(
     let config_digest = Digest::of(config_json);
     if !has_blob(client, reference, &scope, &config_digest)? {
         upload(
-            client,
-            reference,
-            &scope,
+            &target.destination(&scope),
             &config_digest,
             Blob::Bytes(config_json),
         )
@@ -223,9 +234,7 @@ fn push_layer(
         return Ok((digest, size, PushEvent::AlreadyExists));
     }
     upload(
-        client,
-        reference,
-        scope,
+        &target.destination(scope),
         &digest,
         Blob::File { file: &file, size },
     )?;
@@ -266,7 +275,7 @@ fn compress_layer(
     Ok((file, digest, hashing.written))
 }
 
-fn has_blob(
+pub(super) fn has_blob(
     client: &Client,
     reference: &RemoteReference,
     scope: &str,
@@ -281,81 +290,4 @@ fn has_blob(
             .err()
             .unwrap_or_else(|| anyhow::anyhow!("HEAD {path}: unexpected answer"))),
     }
-}
-
-/// A blob to upload: small ones from memory, layers from their file.
-enum Blob<'a> {
-    Bytes(&'a [u8]),
-    File { file: &'a File, size: u64 },
-}
-
-/// Blobs up to this size go in the PUT that ends the upload; larger ones
-/// in PATCH chunks of this size first, so no single request carries a
-/// whole large layer (`STRATA_PUSH_CHUNK_BYTES` changes it).
-fn chunk_bytes() -> u64 {
-    std::env::var("STRATA_PUSH_CHUNK_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(32 << 20)
-}
-
-/// POST for an upload URL; a large blob's chunks by PATCH, each to the
-/// URL the registry gave last; then the PUT with the digest (and a small
-/// blob's bytes).
-fn upload(
-    client: &Client,
-    reference: &RemoteReference,
-    scope: &str,
-    digest: &Digest,
-    blob: Blob,
-) -> Result<()> {
-    let start = format!("/v2/{}/blobs/uploads/", reference.path);
-    let response = Client::expect_ok(client.send(
-        "POST",
-        &start,
-        scope,
-        "application/octet-stream",
-        &mut || Ok(Payload::Bytes(Vec::new())),
-    )?)?;
-    let mut location = upload_location(&response)?;
-    let chunk = chunk_bytes();
-    let rewound = |file: &File| -> std::io::Result<File> {
-        let mut f = file.try_clone()?;
-        f.rewind()?;
-        Ok(f)
-    };
-    let mut last: Box<dyn FnMut() -> std::io::Result<Payload> + '_> = match blob {
-        Blob::Bytes(bytes) => Box::new(move || Ok(Payload::Bytes(bytes.to_vec()))),
-        Blob::File { file, size } if size <= chunk => {
-            Box::new(move || Ok(Payload::File(rewound(file)?)))
-        }
-        Blob::File { file, size } => {
-            let mut f = rewound(file)?;
-            let mut buf = vec![0u8; chunk as usize];
-            let mut offset = 0;
-            while offset < size {
-                let n = (size - offset).min(chunk) as usize;
-                std::io::Read::read_exact(&mut f, &mut buf[..n])?;
-                let response =
-                    Client::expect_ok(client.patch_chunk(&location, scope, offset, &buf[..n])?)?;
-                location = upload_location(&response)?;
-                offset += n as u64;
-            }
-            Box::new(|| Ok(Payload::Bytes(Vec::new())))
-        }
-    };
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = format!("{location}{separator}digest={digest:#}");
-    Client::expect_ok(client.send("PUT", &put, scope, "application/octet-stream", &mut *last)?)?;
-    Ok(())
-}
-
-fn upload_location(response: &ureq::http::Response<ureq::Body>) -> Result<String> {
-    Ok(response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .context("the registry gave no upload location")?
-        .to_string())
 }

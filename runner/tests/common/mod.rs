@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod privileges;
 pub mod registry;
 pub mod session;
+pub mod token_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -30,6 +30,11 @@ impl Registry {
         Registry::start_configured(login, "error")
     }
 
+    /// With this `auth:` block in its config (a token service's, say).
+    pub fn start_with_auth_config(auth: &str) -> Registry {
+        Registry::start_configured_with(None, "error", auth)
+    }
+
     /// Logging every request (see `requests`).
     pub fn start_logging_requests() -> Registry {
         Registry::start_configured(None, "info")
@@ -49,6 +54,10 @@ impl Registry {
     }
 
     fn start_configured(login: Option<(&str, &str)>, log_level: &str) -> Registry {
+        Registry::start_configured_with(login, log_level, "")
+    }
+
+    fn start_configured_with(login: Option<(&str, &str)>, log_level: &str, auth: &str) -> Registry {
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
         let storage = dir.path().join("storage");
@@ -70,6 +79,7 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        config.push_str(auth);
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
