@@ -236,11 +236,21 @@ impl Client {
         scope: &str,
         send: &mut SendFn<'_>,
     ) -> Result<Response<Body>> {
+        // Credentials go to this registry only, as docker keys them by
+        // host: an upload `Location` may name another host (a storage
+        // front), which gets the request without them, and a challenge
+        // from it is not taken (its realm would get the password or the
+        // identity token next).
+        let own = self.owns_url(url);
         let mut retried = false;
         loop {
-            let auth = self.authorization(scope)?;
+            let auth = if own {
+                self.authorization(scope)?
+            } else {
+                None
+            };
             let response = send(auth.as_deref()).map_err(|e| transport_error(method, url, e))?;
-            if response.status() != 401 || retried {
+            if !own || response.status() != 401 || retried {
                 return Ok(response);
             }
             retried = true;
@@ -515,6 +525,57 @@ mod tests {
         );
         assert_eq!(challenge_of("Negotiate"), None);
         assert_eq!(challenge_of("Bearer service=x"), None);
+    }
+
+    /// A one-thread HTTP server on 127.0.0.1 answering every request with
+    /// `answer`; the requests' heads go to the returned channel.
+    fn serve(answer: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                if !head.starts_with(b"GET") {
+                    continue; // a TLS hello: dropped, so the client falls back to HTTP
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn another_host_gets_no_credentials_and_its_challenge_is_not_taken() {
+        let (registry, _) = serve(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\n\r\n",
+        );
+        let (foreign, heads) = serve(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:9/token\"\r\nContent-Length: 0\r\n\r\n",
+        );
+        let credentials = Credentials {
+            username: "u".into(),
+            password: "secret".into(),
+        };
+        let client = Client::connect(&format!("127.0.0.1:{registry}"), Some(credentials)).unwrap();
+        let response = client
+            .get(
+                &format!("http://127.0.0.1:{foreign}/upload"),
+                "repository:r:push",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let head = heads.recv().unwrap();
+        assert!(!head.contains("authorization"), "{head}");
+        assert_eq!(*client.challenge.lock().unwrap(), Some(Challenge::Basic));
     }
 
     #[test]

@@ -37,6 +37,10 @@ use std::path::PathBuf;
 /// before the push gives up with that request's error.
 const MAX_RECOVERIES: u32 = 5;
 
+/// The largest chunk a registry may ask for (`OCI-Chunk-Min-Length`): a
+/// chunk is held in memory while it is sent.
+const MAX_CHUNK: u64 = 256 << 20;
+
 /// A blob to upload: small ones from memory, layers from their file.
 pub enum Blob<'a> {
     Bytes(&'a [u8]),
@@ -137,7 +141,7 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
             Ok(response) if worth_recovering(response.status().as_u16()) => {
                 anyhow::Error::from(super::client::status_error(response))
             }
-            Ok(response) if resumed && last => {
+            Ok(response) if resumed && last && response.status() == 400 => {
                 let refused = super::client::status_error(response);
                 log::info!("the registry refused the resumed upload of {digest:#} ({refused}): starting over");
                 resumed = false;
@@ -249,6 +253,12 @@ fn open(dest: &Destination, chunk: &mut u64) -> Result<Session> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
     {
+        if min > MAX_CHUNK {
+            anyhow::bail!(
+                "registry {} asks for upload chunks of at least {min} bytes (OCI-Chunk-Min-Length); strata sends at most {MAX_CHUNK}",
+                dest.reference.domain
+            );
+        }
         *chunk = (*chunk).max(min);
     }
     Ok(Session {
@@ -292,7 +302,11 @@ fn next_offset(range: &str) -> Option<u64> {
         return None;
     }
     let end: u64 = end.trim().parse().ok()?;
-    Some(if end == 0 { 0 } else { end + 1 })
+    if end == 0 {
+        Some(0)
+    } else {
+        end.checked_add(1)
+    }
 }
 
 fn has_blob(dest: &Destination, digest: &Digest) -> Result<bool> {
