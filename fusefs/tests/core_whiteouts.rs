@@ -27,6 +27,39 @@ fn unlinking_a_lower_file_hides_it_and_writes_a_whiteout() {
 }
 
 #[test]
+fn whiteouts_are_names_of_one_host_inode() {
+    // A new inode per whiteout cost the host an inode allocation each (see
+    // fusefs/src/shared_whiteout.rs); kernel overlayfs links them too.
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink f");
+        fx.unlink("d/x").expect("unlink d/x");
+        fx.unlink("d/y").expect("unlink d/y");
+        let f = fx.whiteout_inode("f");
+        assert_eq!(fx.whiteout_inode("d/x"), f);
+        assert_eq!(fx.whiteout_inode("d/y"), f);
+        fx.rmdir("d").expect("rmdir");
+        assert_eq!(fx.whiteout_inode("d"), f);
+    });
+}
+
+#[test]
+fn a_whiteout_is_never_linked_to_what_took_the_name_of_an_earlier_one() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink f");
+        // The only name of the shared whiteout goes, and a file takes it.
+        fx.create("f", b"new");
+        fx.unlink("d/x").expect("unlink d/x");
+        assert!(!fx.exists("d/x"));
+        assert_ne!(fx.whiteout_inode("d/x"), fx.host_inode("f"));
+        assert_eq!(fx.read("f"), b"new");
+        fx.unlink("d/y").expect("unlink d/y");
+        assert_eq!(fx.whiteout_inode("d/y"), fx.whiteout_inode("d/x"));
+        assert_eq!(fx.names(""), ["d", "f"]);
+        assert_eq!(fx.names("d"), Vec::<String>::new());
+    });
+}
+
+#[test]
 fn creating_a_whited_out_name_again_removes_the_whiteout() {
     for_each_setup(LOWER, |fx| {
         fx.unlink("f").expect("unlink");
