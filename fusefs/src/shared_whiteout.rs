@@ -1,11 +1,16 @@
-//! Whiteouts made as hard links to one inode, as kernel overlayfs links
-//! its whiteouts to one in its work directory.
+//! Whiteout devices made as hard links to one inode, as kernel overlayfs
+//! (since Linux 5.8) links its whiteouts to one in its work directory.
 //!
-//! A whiteout is an empty node (a 0/0 device, or an empty `.wh.` file):
-//! every one may be the same inode. Making each a new inode cost the host
-//! an inode allocation, which on ext4 with many recently freed inodes
-//! scans the inode bitmap block by block (`recently_deleted`): half the
-//! server's time in `rm -rf` of a lower tree. A link allocates nothing.
+//! A whiteout device has no content: every one may be the same inode.
+//! Making each a new inode cost the host an inode allocation, which on
+//! ext4 with many recently freed inodes scans the inode bitmap block by
+//! block (`recently_deleted`): half the server's time in `rm -rf` of a
+//! lower tree. A link allocates nothing. Tools that read uppers already
+//! meet such linked devices from kernel overlayfs. The rootless form, an
+//! empty `.wh.` file, stays one inode each: a tar writer that groups
+//! files by inode (containers-storage's, for a rootless podman using
+//! strata as its mount program) would record all but one as hardlinks
+//! to another whiteout's name.
 //!
 //! The inode is remembered by an `O_PATH` descriptor, never by a path: a
 //! path may since name something else (a file created where the whiteout
@@ -25,7 +30,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The whiteout new ones link to, for one form (device or `.wh.` file).
+/// The whiteout device new ones link to.
 #[derive(Debug, Default)]
 pub struct SharedWhiteout {
     last: Mutex<Option<File>>,

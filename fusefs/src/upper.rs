@@ -47,9 +47,8 @@ pub struct Upper {
     tmp_counter: AtomicU64,
     dirs: Arc<ResolutionCache>,
     format: UpperFormat,
-    /// What new whiteouts link to: the device form and the `.wh.` form.
+    /// What new whiteout devices link to (see `shared_whiteout`).
     device_whiteouts: SharedWhiteout,
-    file_whiteouts: SharedWhiteout,
 }
 
 /// A time to set: a value, the current time, or leave as is.
@@ -146,7 +145,6 @@ impl Upper {
             dirs,
             format,
             device_whiteouts: SharedWhiteout::default(),
-            file_whiteouts: SharedWhiteout::default(),
         })
     }
 
@@ -406,16 +404,8 @@ impl Upper {
             return Err(FsError::posix(Errno::ENAMETOOLONG, &path));
         }
         let p = join_path(dir, &whiteout_name(name));
-        let host = self.host(&p);
-        match self.file_whiteouts.link(&host) {
-            Linked::Yes | Linked::Exists => return Ok(()),
-            Linked::No => {}
-        }
         match self.create_file(&p) {
-            Ok(_) => {
-                self.file_whiteouts.remember(&host);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(FsError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e),
         }
