@@ -168,8 +168,7 @@ impl Layers {
     /// True when a layer below the upper shows something at `path`: then
     /// removing it from the upper needs a whiteout.
     pub fn lower_has(&self, path: &[u8]) -> Result<bool> {
-        let (parent, _) = split_path(path);
-        let Some(mut dir) = self.resolve(parent)? else {
+        let Some(mut dir) = self.parent_of(path)? else {
             return Ok(false);
         };
         if !dir.is_dir() {
@@ -179,6 +178,27 @@ impl Layers {
             dir.dir_layers.retain(|d| d.layer != 0);
         }
         Ok(union::resolve_child(&self.stack(), &dir, path)?.is_some())
+    }
+
+    /// The directory holding `path`, as remembered (only its shape is
+    /// relied on: see `ResolutionCache`) or else resolved now. A removal
+    /// asks for it twice (does a lower have the name, is the directory in
+    /// the upper): resolving it afresh cost four host calls each time.
+    fn parent_of(&self, path: &[u8]) -> Result<Option<Resolved>> {
+        let (parent, _) = split_path(path);
+        match self.dirs.nearest_ancestor(path) {
+            Some((end, dir)) if end == parent.len() => Ok(Some(dir)),
+            _ => self.resolve(parent),
+        }
+    }
+
+    /// Copies up the directory holding `path`, unless it is in the upper
+    /// already.
+    pub fn copy_up_parent(&self, path: &[u8]) -> Result<()> {
+        if self.parent_of(path)?.is_some_and(|d| self.in_upper(&d)) {
+            return Ok(());
+        }
+        self.copy_up(split_path(path).0, true).map(drop)
     }
 
     /// The merged listing of a directory.

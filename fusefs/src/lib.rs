@@ -50,6 +50,7 @@ mod orphan;
 pub mod override_stat;
 mod passthrough;
 mod resolution_cache;
+mod shared_whiteout;
 pub mod store_lower;
 pub mod union;
 pub mod union_fs;

@@ -15,6 +15,7 @@ use crate::dir_lower::{host_path, HostPath};
 use crate::error::{FsError, Result};
 use crate::override_stat::{OverrideStat, OVERRIDE_STAT};
 use crate::resolution_cache::ResolutionCache;
+use crate::shared_whiteout::{Linked, SharedWhiteout};
 use crate::upper_format::UpperFormat;
 use crate::whiteout::{whiteout_fits, whiteout_name, TMP_PREFIX};
 use crate::xattr;
@@ -46,6 +47,8 @@ pub struct Upper {
     tmp_counter: AtomicU64,
     dirs: Arc<ResolutionCache>,
     format: UpperFormat,
+    /// What new whiteout devices link to (see `shared_whiteout`).
+    device_whiteouts: SharedWhiteout,
 }
 
 /// A time to set: a value, the current time, or leave as is.
@@ -141,6 +144,7 @@ impl Upper {
             tmp_counter: AtomicU64::new(0),
             dirs,
             format,
+            device_whiteouts: SharedWhiteout::default(),
         })
     }
 
@@ -378,8 +382,17 @@ impl Upper {
         self.dirs.invalidate(&path);
         if self.format.is_kernel() {
             use nix::sys::stat::{mknod, Mode, SFlag};
-            match mknod(&*self.host(&path), SFlag::S_IFCHR, Mode::empty(), 0) {
-                Ok(()) | Err(Errno::EEXIST) => return Ok(()),
+            let host = self.host(&path);
+            let made = match self.device_whiteouts.link(&host) {
+                Linked::Yes | Linked::Exists => return Ok(()),
+                Linked::No => mknod(&*host, SFlag::S_IFCHR, Mode::empty(), 0),
+            };
+            match made {
+                Ok(()) => {
+                    self.device_whiteouts.remember(&host);
+                    return Ok(());
+                }
+                Err(Errno::EEXIST) => return Ok(()),
                 // No devices here (a nodev filesystem, a user namespace
                 // without whiteout devices): the `.wh.` form, as
                 // fuse-overlayfs falls back to.

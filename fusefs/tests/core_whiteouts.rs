@@ -27,6 +27,43 @@ fn unlinking_a_lower_file_hides_it_and_writes_a_whiteout() {
 }
 
 #[test]
+fn whiteout_devices_are_names_of_one_host_inode_and_wh_files_are_not() {
+    // A new inode per whiteout cost the host an inode allocation each (see
+    // fusefs/src/shared_whiteout.rs); kernel overlayfs links them too. A
+    // `.wh.` file shared would read as a hardlink to tar writers.
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink f");
+        fx.unlink("d/x").expect("unlink d/x");
+        fx.unlink("d/y").expect("unlink d/y");
+        let shared = fx.setup.format.is_kernel();
+        let f = fx.whiteout_inode("f");
+        assert_eq!(fx.whiteout_inode("d/x") == f, shared);
+        assert_eq!(fx.whiteout_inode("d/y") == f, shared);
+        fx.rmdir("d").expect("rmdir");
+        assert_eq!(fx.whiteout_inode("d") == f, shared);
+    });
+}
+
+#[test]
+fn a_whiteout_is_never_linked_to_what_took_the_name_of_an_earlier_one() {
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("f").expect("unlink f");
+        // The only name of the shared whiteout goes, and a file takes it.
+        fx.create("f", b"new");
+        fx.unlink("d/x").expect("unlink d/x");
+        assert!(!fx.exists("d/x"));
+        assert_ne!(fx.whiteout_inode("d/x"), fx.host_inode("f"));
+        assert_eq!(fx.read("f"), b"new");
+        fx.unlink("d/y").expect("unlink d/y");
+        if fx.setup.format.is_kernel() {
+            assert_eq!(fx.whiteout_inode("d/y"), fx.whiteout_inode("d/x"));
+        }
+        assert_eq!(fx.names(""), ["d", "f"]);
+        assert_eq!(fx.names("d"), Vec::<String>::new());
+    });
+}
+
+#[test]
 fn creating_a_whited_out_name_again_removes_the_whiteout() {
     for_each_setup(LOWER, |fx| {
         fx.unlink("f").expect("unlink");

@@ -505,7 +505,7 @@ impl UnionFs {
         let orphan = self.orphan_of(path, r);
         let whiteout = self.layers.lower_has(path)?;
         if whiteout {
-            self.layers.copy_up(dir, true)?;
+            self.layers.copy_up_parent(path)?;
         }
         // A `.wh.` file goes first (the real upper entry wins until it is
         // gone); a whiteout device takes the name, so it goes after.

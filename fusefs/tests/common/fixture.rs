@@ -339,6 +339,27 @@ impl Fx {
         }
     }
 
+    /// The host (dev, inode) of the upper's entry at `path`.
+    pub fn host_inode(&self, path: &str) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let md = fs::symlink_metadata(self.upper_path(path)).expect("upper entry");
+        (md.dev(), md.ino())
+    }
+
+    /// The host (dev, inode) of the upper's whiteout for `path`, in the
+    /// form the format writes (see [`Fx::whiteout_in_upper`]).
+    pub fn whiteout_inode(&self, path: &str) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        assert!(self.whiteout_in_upper(path), "no whiteout for /{path}");
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let name = match self.setup.format.is_kernel() {
+            true => name.to_string(),
+            false => format!(".wh.{name}"),
+        };
+        let md = fs::symlink_metadata(self.upper.join(dir).join(name)).expect("whiteout");
+        (md.dev(), md.ino())
+    }
+
     /// True when the upper directory `path` carries the opaque xattr the
     /// format writes.
     pub fn opaque_in_upper(&self, path: &str) -> bool {

@@ -1,0 +1,80 @@
+//! Whiteout devices made as hard links to one inode, as kernel overlayfs
+//! (since Linux 5.8) links its whiteouts to one in its work directory.
+//!
+//! A whiteout device has no content: every one may be the same inode.
+//! Making each a new inode cost the host an inode allocation, which on
+//! ext4 with many recently freed inodes scans the inode bitmap block by
+//! block (`recently_deleted`): half the server's time in `rm -rf` of a
+//! lower tree. A link allocates nothing. Tools that read uppers already
+//! meet such linked devices from kernel overlayfs. The rootless form, an
+//! empty `.wh.` file, stays one inode each: a tar writer that groups
+//! files by inode (containers-storage's, for a rootless podman using
+//! strata as its mount program) would record all but one as hardlinks
+//! to another whiteout's name.
+//!
+//! The inode is remembered by an `O_PATH` descriptor, never by a path: a
+//! path may since name something else (a file created where the whiteout
+//! was), an inode never changes type. It is linked through
+//! `/proc/self/fd/N`, which needs no privilege (`AT_EMPTY_PATH` would need
+//! CAP_DAC_READ_SEARCH). Once its last name is gone (the kernel refuses to
+//! link an inode with no links), at the link limit (EMLINK), or where
+//! links fail at all, a new whiteout is made the ordinary way and
+//! remembered instead.
+
+use crate::handles::lock;
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The whiteout device new ones link to.
+#[derive(Debug, Default)]
+pub struct SharedWhiteout {
+    last: Mutex<Option<File>>,
+}
+
+/// What [`SharedWhiteout::link`] did.
+pub enum Linked {
+    /// `dest` is a new name of the shared whiteout.
+    Yes,
+    /// Something is at `dest` already.
+    Exists,
+    /// No whiteout to link to (none yet, gone, full): make one and
+    /// [`SharedWhiteout::remember`] it.
+    No,
+}
+
+impl SharedWhiteout {
+    /// Makes `dest` a name of the remembered whiteout.
+    pub fn link(&self, dest: &Path) -> Linked {
+        let last = lock(&self.last);
+        let Some(src) = last.as_ref() else {
+            return Linked::No;
+        };
+        let src = format!("/proc/self/fd/{}", src.as_raw_fd());
+        match nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            src.as_str(),
+            nix::fcntl::AT_FDCWD,
+            dest,
+            AtFlags::AT_SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Linked::Yes,
+            Err(Errno::EEXIST) => Linked::Exists,
+            Err(_) => Linked::No,
+        }
+    }
+
+    /// Remembers the whiteout just made at `dest`, for the next ones to
+    /// link to. Best effort: without it the next whiteout is made anew.
+    pub fn remember(&self, dest: &Path) {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dest);
+        *lock(&self.last) = opened.ok();
+    }
+}
