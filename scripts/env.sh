@@ -13,7 +13,7 @@ if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   fi
 fi
 export CARGO_TARGET_DIR
-export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
+export STRATA_BIN="${STRATA_BIN:-$CARGO_TARGET_DIR/debug/strata}"
 STRATA_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_SRC
 # Base images are built once and cached here between runs.

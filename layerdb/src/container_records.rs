@@ -82,22 +82,36 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<ContainerRecord>> {
     Ok(Some(rec))
 }
 
-/// Every container with a record file, by id.
-fn file_records(root: &Path) -> Result<BTreeMap<String, ContainerRecord>> {
+/// The record files: every container's by id, and the ids whose record
+/// cannot be read with the reason (damage, or a newer strata's format).
+#[derive(Default)]
+struct RecordFiles {
+    good: BTreeMap<String, ContainerRecord>,
+    damaged: Vec<(String, String)>,
+}
+
+/// Reads every record file. One that cannot be read is set aside, not an
+/// error: a damaged record must not stop `ps`, `run`, `rmi` or gc (which
+/// keeps its directory), and `verify` reports it.
+fn file_records(root: &Path) -> Result<RecordFiles> {
     let dir = root.join(ContainerDir::PARENT);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RecordFiles::default()),
         Err(e) => return Err(e).at(&dir),
     };
-    let mut out = BTreeMap::new();
+    let mut out = RecordFiles::default();
     for e in entries {
         let name = e.at(&dir)?.file_name();
         let Some(id) = name.to_str().filter(|n| valid_container_id(n)) else {
             continue;
         };
-        if let Some(rec) = read_record(root, id)? {
-            out.insert(id.to_string(), rec);
+        match read_record(root, id) {
+            Ok(Some(rec)) => {
+                out.good.insert(id.to_string(), rec);
+            }
+            Ok(None) => {}
+            Err(e) => out.damaged.push((id.to_string(), e.to_string())),
         }
     }
     Ok(out)
@@ -108,6 +122,10 @@ fn file_records(root: &Path) -> Result<BTreeMap<String, ContainerRecord>> {
 /// power cut that brings the record back leaves an exited container that
 /// `rm` removes. Removing a record already gone is no error.
 pub fn forget(root: &Path, id: &str) -> Result<()> {
+    // An id is a path component here: never `..` or a path.
+    if !valid_container_id(id) {
+        return Err(StoreError::NoSuchContainer(id.to_string()));
+    }
     let _lock = lock(root)?;
     let path = ContainerDir::new(root, id).record();
     match crate::storage::of(root).remove_file(&path) {
@@ -188,12 +206,24 @@ impl Drop for NewContainer<'_> {
 impl Store {
     /// Every container's record, in id order: the record files, and the
     /// records of a store made before them still in the index.
+    /// A record that cannot be read is left out (with a warning):
+    /// [`Store::damaged_containers`] lists those.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        let mut all = file_records(self.root())?;
+        let files = file_records(self.root())?;
+        for (id, reason) in &files.damaged {
+            log::warn!("container {id} is left out: {reason}");
+        }
+        let mut all = files.good;
         for rec in self.legacy_containers()? {
             all.entry(rec.id.clone()).or_insert(rec);
         }
         Ok(all.into_values().collect())
+    }
+
+    /// The containers whose record file cannot be read, by id, with the
+    /// reason: `verify` reports them and gc keeps their directories.
+    pub fn damaged_containers(&self) -> Result<Vec<(String, String)>> {
+        Ok(file_records(self.root())?.damaged)
     }
 
     /// By full id, unique id prefix or name.
@@ -399,6 +429,50 @@ mod tests {
 
     fn make(store: &Store, id: &str, image: Digest, name: NewName) -> Result<ContainerRecord> {
         store.new_container(record(id, image), name)?.commit()
+    }
+
+    #[test]
+    fn a_damaged_record_is_left_out_reported_and_kept_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let image = store_with_image(root);
+        let store = Store::open(root).unwrap();
+        let (good, bad) = ("a".repeat(64), "b".repeat(64));
+        make(&store, &good, image, NewName::Given("good".into())).unwrap();
+        make(&store, &bad, image, NewName::Given("bad".into())).unwrap();
+        let damaged = ContainerDir::new(root, &bad);
+        fs::write(damaged.record(), b"{\"id\": 7").unwrap();
+
+        let listed: Vec<String> = store
+            .containers()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(listed, std::slice::from_ref(&good));
+        make(
+            &store,
+            &"c".repeat(64),
+            image,
+            NewName::FirstFree(vec!["c".into()]),
+        )
+        .unwrap();
+        assert_eq!(store.damaged_containers().unwrap()[0].0, bad);
+        let report = store.verify().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&format!("container {bad}"))),
+            "{:?}",
+            report.problems
+        );
+        drop(store);
+        crate::gc::collect(root).unwrap();
+        assert!(
+            damaged.path().is_dir(),
+            "gc took a damaged container's directory"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! `gc.lock` exclusively, so an import and a gc each waited for the lock
 //! the other held until one gave up ("store is busy").
 
+use crate::container::{valid_container_id, ContainerDir};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::keys;
@@ -15,7 +16,7 @@ use crate::store::Store;
 use rocksdb::WriteBatch;
 use std::collections::HashSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What `strata gc` removed.
@@ -110,15 +111,35 @@ impl Store {
         }
 
         // A container being made has its directory before its record: the
-        // containers lock keeps it from looking like an orphan here.
-        let _containers = crate::container_records::lock(self.root())?;
-        let ids: HashSet<String> = self.containers()?.into_iter().map(|c| c.id).collect();
-        let dir = self.root().join("containers");
-        for d in fs::read_dir(&dir).at(&dir)?.flatten() {
-            if !ids.contains(&*d.file_name().to_string_lossy()) {
-                storage.remove_dir_all(&d.path()).at(d.path())?;
-                report.dirs_removed += 1;
-            }
+        // containers lock keeps it from looking like an orphan here. The
+        // orphans are removed after the lock is let go (a big upper takes
+        // long, and every `run` waits for the lock): none can gain a
+        // record meanwhile, as a new container's directory must not exist.
+        let orphans: Vec<PathBuf> = {
+            let _containers = crate::container_records::lock(self.root())?;
+            let damaged = self.damaged_containers()?.into_iter().map(|(id, _)| id);
+            let ids: HashSet<String> = self
+                .containers()?
+                .into_iter()
+                .map(|c| c.id)
+                .chain(damaged)
+                .collect();
+            let dir = self.root().join(ContainerDir::PARENT);
+            fs::read_dir(&dir)
+                .at(&dir)?
+                .flatten()
+                .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|d| {
+                    d.file_name()
+                        .to_str()
+                        .is_some_and(|n| valid_container_id(n) && !ids.contains(n))
+                })
+                .map(|d| d.path())
+                .collect()
+        };
+        for orphan in orphans {
+            storage.remove_dir_all(&orphan).at(&orphan)?;
+            report.dirs_removed += 1;
         }
         Ok(report)
     }

@@ -140,6 +140,9 @@ impl Store {
                 ));
             }
         }
+        for (id, reason) in self.damaged_containers()? {
+            r.problems.push(format!("container {id}: {reason}"));
+        }
         r.damaged = damaged.into_iter().collect();
         r.damaged.sort();
         Ok(r)
