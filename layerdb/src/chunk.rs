@@ -55,9 +55,12 @@ fn chunk_sizes() -> (u32, u32, u32) {
     (avg / 4, avg, avg * 4)
 }
 
-/// Files up to this size are kept inside their entry: a chunk file would
-/// waste most of a disk block on them.
-pub const INLINE_MAX: u64 = 512;
+/// Files up to this size (one filesystem block) are kept inside their
+/// entry: as a chunk file each would cost an inode, a whole block and six
+/// system calls, and creating the inode was most of an import's time (see
+/// docs/design.md, "Where an ingest spends its time"). In the index they
+/// are compressed with their neighbours.
+pub const INLINE_MAX: u64 = 4096;
 
 /// The store's chunk directory (`<root>/chunks`), with the open files, read-
 /// ahead and verdicts of checked reads its clones share.

@@ -587,6 +587,23 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_one_block_is_kept_in_its_entry_and_a_larger_one_in_chunks() {
+        let (d, mut b) = builder();
+        // One block of ext4 (and most filesystems) and a byte more.
+        let block = vec![3u8; 4096];
+        let more = vec![4u8; 4097];
+        file(&mut b, "block", &block).unwrap();
+        file(&mut b, "more", &more).unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        let inline = matches!(&map[&b"block".to_vec()].data, Data::Inline(b) if *b == block);
+        assert!(inline, "the 4096-byte file is in its entry");
+        assert_eq!(map[&b"more".to_vec()].chunks().len(), 1);
+        let files = std::fs::read_dir(d.path().join("chunks")).unwrap().count();
+        assert_eq!(files, 1, "only the larger file has a chunk file");
+    }
+
+    #[test]
     fn the_same_input_always_gives_the_same_diff_id() {
         let build = || {
             let (_d, mut b) = builder();
