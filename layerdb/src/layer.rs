@@ -632,6 +632,41 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_file_gets_the_names_of_its_last_content() {
+        // Chunks are named on the writing threads and put in the entries
+        // at `finish`: a path added twice must end with its second
+        // content's chunks, one replaced by a small file or a directory
+        // with none.
+        let (d, mut b) = builder();
+        let (first, second) = (vec![1u8; 100_000], vec![2u8; 150_000]);
+        file(&mut b, "a", &first).unwrap();
+        file(&mut b, "a", &second).unwrap();
+        file(&mut b, "s", &first).unwrap();
+        file(&mut b, "s", b"small now").unwrap();
+        file(&mut b, "dir", &second).unwrap();
+        b.add_oci(b"dir", Entry::new(Kind::Dir, 0o755), None)
+            .unwrap();
+        file(&mut b, "dir/f", &first).unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        let chunks = ChunkDir::new(d.path().join("chunks"));
+        let content = |path: &str| -> Vec<u8> {
+            let e = &map[path.as_bytes()];
+            e.chunks()
+                .iter()
+                .flat_map(|c| chunks.read(c).unwrap())
+                .collect()
+        };
+        assert_eq!(content("a"), second);
+        assert_eq!(content("dir/f"), first);
+        assert_eq!(
+            map[&b"s".to_vec()].data,
+            Data::Inline(b"small now".to_vec())
+        );
+        assert_eq!(map[&b"dir".to_vec()].data, Data::None);
+    }
+
+    #[test]
     fn the_same_input_always_gives_the_same_diff_id() {
         let build = || {
             let (_d, mut b) = builder();
