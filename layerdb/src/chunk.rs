@@ -55,9 +55,12 @@ fn chunk_sizes() -> (u32, u32, u32) {
     (avg / 4, avg, avg * 4)
 }
 
-/// Files up to this size are kept inside their entry: a chunk file would
-/// waste most of a disk block on them.
-pub const INLINE_MAX: u64 = 512;
+/// Files up to this size (one filesystem block) are kept inside their
+/// entry: as a chunk file each would cost an inode, a whole block and six
+/// system calls, and creating the inode was most of an import's time (see
+/// docs/design.md, "Where an ingest spends its time"). In the index they
+/// are compressed with their neighbours.
+pub const INLINE_MAX: u64 = 4096;
 
 /// The store's chunk directory (`<root>/chunks`), with the open files, read-
 /// ahead and verdicts of checked reads its clones share.
@@ -357,30 +360,43 @@ impl Chunker {
     }
 }
 
-/// Stores new chunks from a thread of its own, so that writing chunk files
-/// overlaps reading, cutting and hashing on another core. A chunk is named
-/// (hashed) and looked up by the caller, so only new bytes cross over, each
-/// once however often it repeats in the ingest. Whether the store has a
-/// chunk already is asked by the writing threads too (a `stat` per chunk
-/// off the thread that reads and cuts).
+/// Names and stores chunks on threads of their own, so that hashing and
+/// writing chunk files overlap reading and cutting on the caller's thread
+/// (which also feeds the canonical tar's hasher): the caller hands each
+/// chunk over unnamed and learns the names from [`ChunkWriter::finish`].
+/// A chunk repeated in the ingest is written once; whether the store has
+/// a chunk already is asked by the writing threads too (a `stat` per
+/// chunk).
 pub struct ChunkWriter {
     dir: ChunkDir,
-    queued: HashSet<Digest>,
-    /// Bytes of the chunks the store did not have.
-    new_bytes: Arc<AtomicU64>,
+    /// What the writing threads share.
+    shared: Arc<Written>,
+    /// The slot of the next chunk handed over.
+    next: u32,
     to_writer: Option<SyncSender<Job>>,
     writers: Vec<JoinHandle<Result<()>>>,
 }
 
-/// Work for a chunk writing thread.
-/// A chunk to store: written if the store has no file for it; if it has
-/// one, the file is compared with the bytes and replaced if it differs, so
-/// importing the same content again repairs a damaged chunk.
-struct Job(Digest, PathBuf, Arc<Vec<u8>>);
+/// The writing threads' results.
+#[derive(Default)]
+struct Written {
+    /// Chunks named so far, whether new or not: each is written once.
+    queued: Mutex<HashSet<Digest>>,
+    /// Every chunk's name by the slot it was handed over in.
+    names: Mutex<Vec<ChunkRef>>,
+    /// Bytes of the chunks the store did not have.
+    new_bytes: AtomicU64,
+}
 
-/// Threads writing chunk files: creating and linking a file waits on the
-/// filesystem's journal as much as it works, so two keep the writes going
-/// while one waits.
+/// Work for a chunk writing thread: the chunk of a slot, to name and then
+/// store: written if the store has no file for it; if it has one, the file
+/// is compared with the bytes and replaced if it differs, so importing the
+/// same content again repairs a damaged chunk.
+struct Job(u32, Arc<Vec<u8>>);
+
+/// Threads naming and writing chunk files: creating and linking a file
+/// waits on the filesystem's journal as much as it works, so two keep the
+/// writes going while one waits.
 const WRITERS: usize = 2;
 
 impl ChunkWriter {
@@ -389,28 +405,21 @@ impl ChunkWriter {
     pub fn new(dir: ChunkDir) -> ChunkWriter {
         ChunkWriter {
             dir,
-            queued: HashSet::new(),
-            new_bytes: Arc::default(),
+            shared: Arc::default(),
+            next: 0,
             to_writer: None,
             writers: Vec::new(),
         }
     }
 
-    /// Names `data` and queues it to be stored (checked against the
-    /// store's file if it has one), unless it is queued already. Returns
-    /// its reference.
-    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<ChunkRef> {
-        let digest = Digest::of(&data);
-        let chunk = ChunkRef {
-            digest,
-            len: data.len() as u32,
-        };
-        if !self.queued.insert(digest) {
-            return Ok(chunk);
-        }
-        let job = Job(digest, self.dir.path_of(&digest), data);
+    /// Queues `data` to be named and stored (checked against the store's
+    /// file if it has one). Returns its slot: its name is the slot's entry
+    /// in what `finish` returns.
+    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<u32> {
+        let slot = self.next;
+        self.next += 1;
         let dir = &self.dir;
-        let new_bytes = &self.new_bytes;
+        let shared = &self.shared;
         let writers = &mut self.writers;
         let to_writer = self.to_writer.get_or_insert_with(|| {
             // Bounded, so that queued chunks (64: 16 MiB at most) wait
@@ -418,49 +427,37 @@ impl ChunkWriter {
             let (to_writer, queued) = sync_channel::<Job>(64);
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
-                let (dir, queued) = (dir.clone(), queued.clone());
-                let new_bytes = new_bytes.clone();
+                let (dir, queued, shared) = (dir.clone(), queued.clone(), shared.clone());
                 writers.push(std::thread::spawn(move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok(Job(digest, path, data)) = next else {
+                    let Ok(Job(slot, data)) = next else {
                         return Ok(());
                     };
-                    match path.exists() {
-                        false => {
-                            new_bytes.fetch_add(data.len() as u64, AtomicOrdering::Relaxed);
-                            let new = dir.storage.create_file(&path, &data, false).at(&path)?;
-                            if let Some(created) = dir.created.as_ref().filter(|_| new) {
-                                created
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(digest);
-                            }
-                        }
-                        true => {
-                            if fs::read(&path).is_ok_and(|old| old == *data) {
-                                continue;
-                            }
-                            log::warn!("replacing damaged chunk {}", path.display());
-                            dir.storage.replace_file(&path, &data).at(&path)?;
-                        }
+                    let digest = Digest::of(&data);
+                    shared.name(slot, digest, data.len() as u32);
+                    if !lock(&shared.queued).insert(digest) {
+                        continue;
                     }
+                    store_chunk(&dir, &shared, digest, &data)?;
                 }));
             }
             to_writer
         });
-        if to_writer.send(job).is_err() {
+        if to_writer.send(Job(slot, data)).is_err() {
             // The writer stopped at an error: that error is the answer.
             self.finish_writes()?;
         }
-        Ok(chunk)
+        Ok(slot)
     }
 
     /// Waits until every queued chunk is on disk (not yet durable: see
     /// `ChunkDir::sync`), or returns the first write that failed. Gives
-    /// the bytes of the chunks the store did not have.
-    pub fn finish(mut self) -> Result<u64> {
+    /// the bytes of the chunks the store did not have, and every chunk's
+    /// name by its slot.
+    pub fn finish(mut self) -> Result<(u64, Vec<ChunkRef>)> {
         self.finish_writes()?;
-        Ok(self.new_bytes.load(AtomicOrdering::Relaxed))
+        let names = std::mem::take(&mut *lock(&self.shared.names));
+        Ok((self.shared.new_bytes.load(AtomicOrdering::Relaxed), names))
     }
 
     fn finish_writes(&mut self) -> Result<()> {
@@ -480,6 +477,48 @@ impl ChunkWriter {
         }
         first_error
     }
+}
+
+impl Written {
+    /// Notes the name of the chunk of `slot`.
+    fn name(&self, slot: u32, digest: Digest, len: u32) {
+        let mut names = lock(&self.names);
+        let slot = slot as usize;
+        if names.len() <= slot {
+            // Filled in by the other thread's slots, or by the next ones.
+            let unnamed = ChunkRef {
+                digest: Digest([0; 32]),
+                len: 0,
+            };
+            names.resize(slot + 1, unnamed);
+        }
+        names[slot] = ChunkRef { digest, len };
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the chunk `digest` unless the store has it; replaces a file
+/// under its name that holds other bytes.
+fn store_chunk(dir: &ChunkDir, shared: &Written, digest: Digest, data: &[u8]) -> Result<()> {
+    let path = dir.path_of(&digest);
+    if !path.exists() {
+        shared
+            .new_bytes
+            .fetch_add(data.len() as u64, AtomicOrdering::Relaxed);
+        let new = dir.storage.create_file(&path, data, false).at(&path)?;
+        if let Some(created) = dir.created.as_ref().filter(|_| new) {
+            lock(created).push(digest);
+        }
+        return Ok(());
+    }
+    if fs::read(&path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    log::warn!("replacing damaged chunk {}", path.display());
+    dir.storage.replace_file(&path, data).at(&path)
 }
 
 /// An ingest that fails still waits for its queued chunks: no write
@@ -554,11 +593,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().to_path_buf());
         let mut writer = ChunkWriter::new(chunks.clone());
-        let refs: Vec<ChunkRef> = [1u8, 2, 3]
-            .iter()
-            .map(|&b| writer.put(Arc::new(vec![b; 100])).unwrap())
-            .collect();
-        writer.finish().unwrap();
+        for b in [1u8, 2, 3] {
+            writer.put(Arc::new(vec![b; 100])).unwrap();
+        }
+        let (_, refs) = writer.finish().unwrap();
         (dir, chunks, refs)
     }
 
@@ -640,7 +678,7 @@ mod tests {
         fs::write(&path, [7u8; 100]).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
         writer.put(Arc::new(vec![2u8; 100])).unwrap();
-        assert_eq!(writer.finish().unwrap(), 0, "the chunk was known");
+        assert_eq!(writer.finish().unwrap().0, 0, "the chunk was known");
         assert_eq!(fs::read(&path).unwrap(), vec![2u8; 100]);
     }
 
@@ -650,13 +688,16 @@ mod tests {
         let chunks = ChunkDir::new(dir.path().to_path_buf());
         let same = Arc::new(b"same".to_vec());
         let mut writer = ChunkWriter::new(chunks.clone());
-        let a = writer.put(same.clone()).unwrap();
-        let b = writer.put(same.clone()).unwrap();
-        assert_eq!(writer.finish().unwrap(), 4, "new once");
+        writer.put(same.clone()).unwrap();
+        writer.put(same.clone()).unwrap();
+        let (new, names) = writer.finish().unwrap();
+        assert_eq!(new, 4, "new once");
         let mut writer = ChunkWriter::new(chunks.clone());
-        let c = writer.put(same).unwrap();
-        assert_eq!(writer.finish().unwrap(), 0, "known");
-        assert!(a == b && b == c);
+        writer.put(same).unwrap();
+        let (new, again) = writer.finish().unwrap();
+        assert_eq!(new, 0, "known");
+        assert!(names[0] == names[1] && names[1] == again[0]);
+        assert_eq!(names[0].digest, Digest::of(b"same"));
         assert_eq!(chunks.list().unwrap().len(), 1);
     }
 

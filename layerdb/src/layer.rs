@@ -11,13 +11,13 @@
 
 use crate::chunk::{ChunkDir, ChunkWriter, Chunker, INLINE_MAX};
 use crate::digest::Digest;
-use crate::entry::{join_path, split_path, Data, Entry, Kind};
+use crate::entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};
 use crate::error::{Result, StoreError};
 use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::oci_tar;
 use crate::tar_split::OriginalTar;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -74,6 +74,11 @@ pub struct LayerBuilder {
     opaque_dirs: BTreeSet<Vec<u8>>,
     logical_bytes: u64,
     new_bytes: u64,
+    /// The chunks of regular files by path, as the writer's slots: the
+    /// writing threads name them, and `finish` puts the names in the
+    /// entries (whose chunk lists are empty until then). A path whose
+    /// entry is gone or was replaced by one without chunks is skipped.
+    unnamed: HashMap<Vec<u8>, Vec<u32>>,
 }
 
 /// A change-set path as it appears in a tar or directory, already split
@@ -98,6 +103,7 @@ impl LayerBuilder {
             opaque_dirs: BTreeSet::new(),
             logical_bytes: 0,
             new_bytes: 0,
+            unnamed: HashMap::new(),
         }
     }
 
@@ -165,8 +171,12 @@ impl LayerBuilder {
             _ => {}
         }
         self.stream_entry(&path, &entry);
+        self.unnamed.remove(&path);
         if entry.kind == Kind::Regular {
-            self.store_content(&mut entry, content, &shown)?;
+            let slots = self.store_content(&mut entry, content, &shown)?;
+            if !slots.is_empty() {
+                self.unnamed.insert(path.clone(), slots);
+            }
         }
         self.entries.insert(path, entry);
         Ok(())
@@ -271,17 +281,20 @@ impl LayerBuilder {
         self.tar.end_content(declared, len);
     }
 
+    /// Reads a regular file's content into `entry` (inline, or chunks
+    /// handed to the writer) and the hashed tar; returns the writer's
+    /// slots of its chunks.
     fn store_content(
         &mut self,
         entry: &mut Entry,
         content: Option<&mut dyn Read>,
         shown: &str,
-    ) -> Result<()> {
+    ) -> Result<Vec<u32>> {
         let declared = entry.size;
         let Some(reader) = content else {
             entry.data = Data::None;
             self.stream_content_end(declared, 0);
-            return Ok(());
+            return Ok(Vec::new());
         };
         let mut head = Vec::with_capacity(INLINE_MAX as usize + 1);
         reader
@@ -301,16 +314,16 @@ impl LayerBuilder {
             } else {
                 Data::Inline(head)
             };
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut whole = std::io::Cursor::new(head).chain(reader);
-        let mut chunks = Vec::new();
+        let mut slots = Vec::new();
         let (writer, tar) = (&mut self.writer, &mut self.tar);
         let total = self
             .chunker
             .split(&mut whole, &mut |piece| {
                 let piece = Arc::new(piece.to_vec());
-                chunks.push(writer.put(piece.clone())?);
+                slots.push(writer.put(piece.clone())?);
                 tar.content(piece);
                 Ok(())
             })
@@ -323,8 +336,9 @@ impl LayerBuilder {
         self.stream_content_end(declared, total);
         entry.size = total;
         self.logical_bytes += total;
-        entry.data = Data::Chunks(chunks);
-        Ok(())
+        // Named in `finish`.
+        entry.data = Data::Chunks(Vec::new());
+        Ok(slots)
     }
 
     /// Normalises a tar path: drops a leading `./`, a trailing `/` and empty
@@ -430,9 +444,23 @@ impl LayerBuilder {
             e.ino = ino;
             e.nlink = nlink;
         }
+        let (new_bytes, names) = self.writer.finish()?;
+        self.new_bytes += new_bytes;
+        for (path, slots) in &self.unnamed {
+            if let Some(Data::Chunks(list)) = self.entries.get_mut(path).map(|e| &mut e.data) {
+                // Every slot handed over was named, or `finish` failed.
+                let named: Option<Vec<ChunkRef>> = slots
+                    .iter()
+                    .map(|&s| names.get(s as usize).copied())
+                    .collect();
+                *list = named.ok_or_else(|| StoreError::BadLayer {
+                    source_name: self.source.clone(),
+                    reason: "a chunk was left unnamed".to_string(),
+                })?;
+            }
+        }
         let entries: Vec<(Vec<u8>, Entry)> = self.entries.into_iter().collect();
         let size = docker_size(entries.iter().map(|(_, e)| e));
-        self.new_bytes += self.writer.finish()?;
         let streamed = self.tar.finish();
         let diff_id = match streamed {
             Some(Ok(digest)) => digest,
@@ -584,6 +612,58 @@ mod tests {
         assert_eq!((a.ino, a.nlink), (l.ino, l.nlink));
         assert_eq!(a.nlink, 2);
         assert_eq!(layer.size, 1000);
+    }
+
+    #[test]
+    fn a_file_of_one_block_is_kept_in_its_entry_and_a_larger_one_in_chunks() {
+        let (d, mut b) = builder();
+        // One block of ext4 (and most filesystems) and a byte more.
+        let block = vec![3u8; 4096];
+        let more = vec![4u8; 4097];
+        file(&mut b, "block", &block).unwrap();
+        file(&mut b, "more", &more).unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        let inline = matches!(&map[&b"block".to_vec()].data, Data::Inline(b) if *b == block);
+        assert!(inline, "the 4096-byte file is in its entry");
+        assert_eq!(map[&b"more".to_vec()].chunks().len(), 1);
+        let files = std::fs::read_dir(d.path().join("chunks")).unwrap().count();
+        assert_eq!(files, 1, "only the larger file has a chunk file");
+    }
+
+    #[test]
+    fn a_replaced_file_gets_the_names_of_its_last_content() {
+        // Chunks are named on the writing threads and put in the entries
+        // at `finish`: a path added twice must end with its second
+        // content's chunks, one replaced by a small file or a directory
+        // with none.
+        let (d, mut b) = builder();
+        let (first, second) = (vec![1u8; 100_000], vec![2u8; 150_000]);
+        file(&mut b, "a", &first).unwrap();
+        file(&mut b, "a", &second).unwrap();
+        file(&mut b, "s", &first).unwrap();
+        file(&mut b, "s", b"small now").unwrap();
+        file(&mut b, "dir", &second).unwrap();
+        b.add_oci(b"dir", Entry::new(Kind::Dir, 0o755), None)
+            .unwrap();
+        file(&mut b, "dir/f", &first).unwrap();
+        let layer = b.finish().unwrap();
+        let map: BTreeMap<_, _> = layer.entries.into_iter().collect();
+        let chunks = ChunkDir::new(d.path().join("chunks"));
+        let content = |path: &str| -> Vec<u8> {
+            let e = &map[path.as_bytes()];
+            e.chunks()
+                .iter()
+                .flat_map(|c| chunks.read(c).unwrap())
+                .collect()
+        };
+        assert_eq!(content("a"), second);
+        assert_eq!(content("dir/f"), first);
+        assert_eq!(
+            map[&b"s".to_vec()].data,
+            Data::Inline(b"small now".to_vec())
+        );
+        assert_eq!(map[&b"dir".to_vec()].data, Data::None);
     }
 
     #[test]

@@ -48,6 +48,7 @@ mod lock;
 pub mod oci;
 pub mod oci_tar;
 pub mod pins;
+pub mod placement;
 pub mod reference;
 mod reserve;
 mod sparse;

@@ -78,6 +78,9 @@ pub fn create_root(root: &Path) -> Result<()> {
         }
     }
     check_format(root, &*storage)?;
+    if !root.join("chunks").exists() {
+        crate::placement::mark_top_of_tree(root);
+    }
     // `db/` too, rather than leaving it to RocksDB: made here, after the
     // format file, it is a name of the store's like the others (RocksDB
     // syncs the files inside it, never the root's name for it).
