@@ -4,7 +4,7 @@ if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
   . "$HOME/.cargo/env"
 fi
 # The target dir lives outside the clone so a fresh clone (as CI makes one)
-# reuses the previous RocksDB build; a cold build takes 15-20 minutes. An
+# reuses the previous RocksDB build; a cold build takes half an hour. An
 # ordinary user who cannot write root's builds into their own cache.
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   CARGO_TARGET_DIR=/var/tmp/strata-target
