@@ -82,12 +82,15 @@ pub fn read_record(root: &Path, id: &str) -> Result<Option<ContainerRecord>> {
     Ok(Some(rec))
 }
 
+/// A container id and why its record file cannot be read.
+pub type DamagedRecord = (String, String);
+
 /// The record files: every container's by id, and the ids whose record
 /// cannot be read with the reason (damage, or a newer strata's format).
 #[derive(Default)]
 struct RecordFiles {
     good: BTreeMap<String, ContainerRecord>,
-    damaged: Vec<(String, String)>,
+    damaged: Vec<DamagedRecord>,
 }
 
 /// Reads every record file. One that cannot be read is set aside, not an
@@ -209,21 +212,28 @@ impl Store {
     /// A record that cannot be read is left out (with a warning):
     /// [`Store::damaged_containers`] lists those.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        let files = file_records(self.root())?;
-        for (id, reason) in &files.damaged {
+        let (good, damaged) = self.containers_and_damaged()?;
+        for (id, reason) in &damaged {
             log::warn!("container {id} is left out: {reason}");
         }
-        let mut all = files.good;
-        for rec in self.legacy_containers()? {
-            all.entry(rec.id.clone()).or_insert(rec);
-        }
-        Ok(all.into_values().collect())
+        Ok(good)
     }
 
     /// The containers whose record file cannot be read, by id, with the
     /// reason: `verify` reports them and gc keeps their directories.
-    pub fn damaged_containers(&self) -> Result<Vec<(String, String)>> {
+    pub fn damaged_containers(&self) -> Result<Vec<DamagedRecord>> {
         Ok(file_records(self.root())?.damaged)
+    }
+
+    /// [`Store::containers`] and [`Store::damaged_containers`] from one
+    /// reading of the record files, for gc and verify, which need both.
+    pub fn containers_and_damaged(&self) -> Result<(Vec<ContainerRecord>, Vec<DamagedRecord>)> {
+        let files = file_records(self.root())?;
+        let mut all = files.good;
+        for rec in self.legacy_containers()? {
+            all.entry(rec.id.clone()).or_insert(rec);
+        }
+        Ok((all.into_values().collect(), files.damaged))
     }
 
     /// By full id, unique id prefix or name.

@@ -117,12 +117,11 @@ impl Store {
         // record meanwhile, as a new container's directory must not exist.
         let orphans: Vec<PathBuf> = {
             let _containers = crate::container_records::lock(self.root())?;
-            let damaged = self.damaged_containers()?.into_iter().map(|(id, _)| id);
-            let ids: HashSet<String> = self
-                .containers()?
+            let (good, damaged) = self.containers_and_damaged()?;
+            let ids: HashSet<String> = good
                 .into_iter()
                 .map(|c| c.id)
-                .chain(damaged)
+                .chain(damaged.into_iter().map(|(id, _)| id))
                 .collect();
             let dir = self.root().join(ContainerDir::PARENT);
             fs::read_dir(&dir)

@@ -124,7 +124,8 @@ impl Store {
                     .push(format!("reference {name}: image {id:#} is missing"));
             }
         }
-        for c in self.containers()? {
+        let (containers, damaged_records) = self.containers_and_damaged()?;
+        for c in containers {
             if !ids.contains(&c.image) {
                 r.problems.push(format!(
                     "container {}: image {:#} is missing",
@@ -140,7 +141,7 @@ impl Store {
                 ));
             }
         }
-        for (id, reason) in self.damaged_containers()? {
+        for (id, reason) in damaged_records {
             r.problems.push(format!("container {id}: {reason}"));
         }
         r.damaged = damaged.into_iter().collect();
