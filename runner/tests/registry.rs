@@ -1247,10 +1247,24 @@ fn a_push_cut_mid_chunk_asks_the_registry_where_it_stands_and_resumes() {
     let size = pushed_layer_size(&registry, "resumed", "1");
     let chunks = size.div_ceil(CUT_CHUNK) as usize;
     assert!(chunks > 4, "{size}");
-    // Every chunk once, plus the one cut: nothing started over.
-    assert_eq!(proxy.patches(), chunks + 1);
-    // The layer's bytes once, and the half chunk that was lost.
-    assert_eq!(proxy.patch_bytes(), size + CUT_CHUNK / 2);
+    // Every chunk once, plus the one cut: nothing started over. A
+    // registry still busy with the cut request may refuse the resumed
+    // PATCH once (CI saw one PATCH more, once): then one chunk goes twice,
+    // never more.
+    let patches = proxy.patches();
+    assert!(
+        (chunks + 1..=chunks + 2).contains(&patches),
+        "{patches} PATCHes for {chunks} chunks"
+    );
+    let resent = patches - (chunks + 1);
+    // The layer's bytes once, the half chunk that was lost, and at most
+    // the chunk sent again if one was.
+    let once = size + CUT_CHUNK / 2;
+    let sent = proxy.patch_bytes();
+    assert!(
+        (once..=once + resent as u64 * CUT_CHUNK).contains(&sent),
+        "{sent} bytes sent for a layer of {size}"
+    );
     assert!(r.stdout.contains(": Pushed\n"), "{}", r.stdout);
     pushed_image_is_whole(&s, &registry, "resumed:1");
 }

@@ -6,7 +6,7 @@
 //! the `Location` the registry gave last, then a PUT with the digest
 //! closes it. A small blob goes in that PUT. When a request fails on the
 //! way (the connection drops, a timeout, a 5xx, a 416, a 404) the session is
-//! asked where it stands: `GET` on its URL answers 204 with `Range: 0-N`
+//! asked where it stands, after a pause that doubles each time: `GET` on its URL answers 204 with `Range: 0-N`
 //! and a new `Location`, and the upload goes on from N+1. Only when the
 //! session is gone (404) or no range is reported does the blob start over,
 //! after a HEAD shows the registry does not have it already (a PUT whose
@@ -156,6 +156,11 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
         if recoveries > MAX_RECOVERIES {
             return Err(failure);
         }
+        // A registry still busy with the request that failed (a cut
+        // connection it has not noticed yet, a 5xx under load) answers a
+        // status query asked at once with where it stood before it; waiting
+        // lets it settle, longer each time.
+        std::thread::sleep(recovery_pause(recoveries));
         // The failed request's own error is the one worth showing if the
         // registry cannot be asked either.
         session = match progress(dest, &session.location).map_err(|_| failure)? {
@@ -234,6 +239,12 @@ fn send_next(
 /// moved under a request still running when the status was asked).
 fn worth_recovering(status: u16) -> bool {
     status >= 500 || matches!(status, 404 | 408 | 416 | 429)
+}
+
+/// The pause before the `n`th recovery's status query (1-based): 100 ms,
+/// doubling, so five recoveries wait 3.1 s in all.
+fn recovery_pause(n: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100 << (n.saturating_sub(1)).min(4))
 }
 
 /// POST for a new session; raises `chunk` to the registry's
@@ -412,6 +423,14 @@ mod tests {
         assert_eq!(next_offset("5-9"), None);
         assert_eq!(next_offset("0-"), None);
         assert_eq!(next_offset("junk"), None);
+    }
+
+    #[test]
+    fn each_recovery_waits_longer_than_the_last() {
+        let pauses: Vec<u64> = (1..=MAX_RECOVERIES)
+            .map(|n| recovery_pause(n).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1600]);
     }
 
     #[test]
