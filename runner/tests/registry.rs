@@ -1497,6 +1497,35 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
 }
 
 #[test]
+fn a_push_forgets_upload_sessions_left_more_than_a_day_ago() {
+    let registry = Registry::start();
+    let source = format!("{}/source:1", registry.host());
+    push_hello(&registry, "sessions\n", "source:1", &[]);
+    let s = client_store();
+    strata(&s, &["pull", "-q", &source]).ok();
+    // What pushes that died left: one two days ago, one an hour ago.
+    let sessions = s.root().join("tmp/uploads");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let now = std::time::SystemTime::now();
+    let hours = |n: u64| std::time::Duration::from_secs(n * 3600);
+    for (file, age) in [("stale", hours(48)), ("recent", hours(1))] {
+        let path = sessions.join(file);
+        std::fs::write(&path, b"{}").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(now - age).unwrap();
+    }
+    let name = format!("{}/copy:1", registry.host());
+    strata(&s, &["tag", &source, &name]).ok();
+    strata(&s, &["push", &name]).ok();
+    let mut left: Vec<_> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["recent"]);
+}
+
+#[test]
 fn a_push_without_login_to_a_registry_that_is_down_or_of_no_image_fails_in_one_line() {
     let s = Strata::with_busybox();
     let (_registry, host, _) = private_registry("guarded\n", "guarded:1");
