@@ -531,15 +531,28 @@ erase) read -r url || true
 esac
 "#;
 
+/// Installs `script` as `docker-credential-<name>` in the store's
+/// `helper-bin/`; that directory, and a PATH that finds it first.
+fn credential_helper(s: &Strata, name: &str, script: &str) -> (PathBuf, String) {
+    let bin = s.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (bin, path)
+}
+
+/// The file where `TEST_KEEPER` in `bin` keeps `server`'s entry.
+fn kept_by_test_keeper(bin: &Path, server: &str) -> PathBuf {
+    bin.join("kept").join(&sha256_hex(server.as_bytes())[..16])
+}
+
 #[test]
 fn a_credential_helper_named_in_config_json_keeps_the_secret() {
     let (_registry, host, config) = private_registry("helped\n", "helped:1");
     let s = client_store();
-    let bin = s.path("helper-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let keeper = bin.join("docker-credential-testkeeper");
-    std::fs::write(&keeper, TEST_KEEPER).unwrap();
-    std::fs::set_permissions(&keeper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (bin, path) = credential_helper(&s, "testkeeper", TEST_KEEPER);
     let config_json = s.path("docker-config/config.json");
     std::fs::create_dir_all(config_json.parent().unwrap()).unwrap();
     std::fs::write(
@@ -547,7 +560,6 @@ fn a_credential_helper_named_in_config_json_keeps_the_secret() {
         serde_json::to_vec(&serde_json::json!({"credHelpers": {&host: "testkeeper"}})).unwrap(),
     )
     .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let run = |args: &[&str], input: &str| strata_fed(&s, args, input, &path);
 
     let r = run(
@@ -588,7 +600,7 @@ fn a_credential_helper_named_in_config_json_keeps_the_secret() {
     one_line_125(&r, "pull after logout");
 
     // A helper that is not there is named in the error.
-    std::fs::remove_file(&keeper).unwrap();
+    std::fs::remove_file(bin.join("docker-credential-testkeeper")).unwrap();
     let r = run(&["pull", &full], "");
     one_line_125(&r, "missing helper");
     assert!(
@@ -1499,18 +1511,13 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
     // A credential helper's `<token>` answer is an identity token too.
     tokens.clear();
     let w = client_store();
-    let bin = w.path("helper-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-tokenhelper");
-    std::fs::write(&helper, TOKEN_HELPER).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, path) = credential_helper(&w, "tokenhelper", TOKEN_HELPER);
     docker_config(
         &w,
         &host,
         serde_json::json!({}),
         serde_json::json!({"credHelpers": {&host: "tokenhelper"}}),
     );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let r = strata_fed(&w, &["pull", &name], "", &path);
     assert_eq!(r.code, 0, "{}", r.stderr);
     no_secret_shown(&r);
@@ -1575,6 +1582,30 @@ fn a_refresh_token_the_token_service_renews_replaces_the_stored_one() {
         tokens.identity_token()
     );
     assert!(!t.path("docker-config/config.json").exists());
+
+    // With the credential helper docker's config names for the registry:
+    // the helper keeps the new token, the file stays as it was.
+    let u = client_store();
+    let (bin, path) = credential_helper(&u, "testkeeper", TEST_KEEPER);
+    let kept = kept_by_test_keeper(&bin, &host);
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    let entry = serde_json::json!({
+        "ServerURL": &host, "Username": "<token>", "Secret": tokens.identity_token(),
+    });
+    std::fs::write(&kept, serde_json::to_vec(&entry).unwrap()).unwrap();
+    let helped = serde_json::json!({"credHelpers": {&host: "testkeeper"}});
+    docker_config(&u, &host, serde_json::json!({}), helped);
+    let before = std::fs::read(u.path("docker-config/config.json")).unwrap();
+    let r = strata_fed(&u, &["pull", &name], "", &path);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let held: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(held["Secret"], tokens.identity_token());
+    assert_eq!(held["Username"], "<token>");
+    assert_eq!(
+        std::fs::read(u.path("docker-config/config.json")).unwrap(),
+        before
+    );
 }
 
 #[test]

@@ -450,24 +450,13 @@ impl Client {
         scope: &str,
         credentials: &Credentials,
     ) -> Result<Grant> {
-        let mut form = vec![
+        let grant = [
             ("grant_type", "password"),
             ("username", credentials.username.as_str()),
             ("password", credentials.password.as_str()),
-            ("client_id", CLIENT_ID),
             ("access_type", "offline"),
         ];
-        if let Some(service) = service {
-            form.push(("service", service));
-        }
-        if !scope.is_empty() {
-            form.push(("scope", scope));
-        }
-        let response = self
-            .agent
-            .post(realm)
-            .send_form(form)
-            .map_err(|e| transport_error("Post", realm, e))?;
+        let response = self.post_oauth2(realm, service, scope, &grant)?;
         if matches!(response.status().as_u16(), 400 | 401 | 403 | 404 | 405) {
             log::info!(
                 "{realm} refused the OAuth2 password grant (HTTP {}): asking by GET",
@@ -487,27 +476,37 @@ impl Client {
         scope: &str,
         identity: &str,
     ) -> Result<Grant> {
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", identity),
-            ("client_id", CLIENT_ID),
-        ];
+        let grant = [("grant_type", "refresh_token"), ("refresh_token", identity)];
+        let response = self.post_oauth2(realm, service, scope, &grant)?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403) {
+            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
+        }
+        grant_of(realm, Self::expect_ok(response)?)
+    }
+
+    /// An OAuth2 token request of distribution's token spec: a form POST
+    /// to the realm with the `grant` fields, the client id, the service
+    /// and the scope. Secrets go in the body, never in the URL.
+    fn post_oauth2(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        grant: &[(&str, &str)],
+    ) -> Result<Response<Body>> {
+        let mut form = grant.to_vec();
+        form.push(("client_id", CLIENT_ID));
         if let Some(service) = service {
             form.push(("service", service));
         }
         if !scope.is_empty() {
             form.push(("scope", scope));
         }
-        let response = self
-            .agent
+        self.agent
             .post(realm)
             .send_form(form)
-            .map_err(|e| transport_error("Post", realm, e))?;
-        let status = response.status().as_u16();
-        if matches!(status, 400 | 401 | 403) {
-            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
-        }
-        grant_of(realm, Self::expect_ok(response)?)
+            .map_err(|e| transport_error("Post", realm, e))
     }
 }
 
