@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::registry::{free_port, sha256_hex, Registry};
+use common::registry::{checked_output, free_port, sha256_hex, Registry};
+use common::token_server::{PasswordGrant, Secrets, TokenServer};
 use common::{Run, Strata, TarMaker};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -85,16 +86,12 @@ fn hello_layer(text: &str) -> Vec<u8> {
 /// every digest on the way; fails the test if it cannot.
 fn skopeo_copies_out(name: &str) {
     let out = tempfile::tempdir().unwrap();
-    let copy = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
-        .arg(format!("docker://{name}"))
-        .arg(format!("oci:{}:x", out.path().join("layout").display()))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&copy.stderr)
+    checked_output(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:x", out.path().join("layout").display())),
+        "skopeo copy",
     );
 }
 
@@ -126,24 +123,27 @@ fn client_store() -> Strata {
     Strata::new()
 }
 
-fn strata(s: &Strata, args: &[&str]) -> Run {
-    s.cmd(args)
+/// A strata command that reads only the test's own credentials files
+/// (docker's config in the store's `docker-config/`, podman's
+/// `no-auth.json` beside it), its stdin empty.
+fn strata_cmd(s: &Strata, args: &[&str]) -> Command {
+    let mut command = s.cmd(args);
+    command
         .env("DOCKER_CONFIG", s.path("docker-config"))
         .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("strata runs")
-        .into()
+        .stdin(Stdio::null());
+    command
+}
+
+fn strata(s: &Strata, args: &[&str]) -> Run {
+    strata_cmd(s, args).output().expect("strata runs").into()
 }
 
 /// `strata` with `input` on its stdin and `PATH` set to `path` (where a
 /// credential helper may be), the test's own credentials files as above.
 fn strata_fed(s: &Strata, args: &[&str], input: &str, path: &str) -> Run {
     use std::io::Write;
-    let mut child = s
-        .cmd(args)
-        .env("DOCKER_CONFIG", s.path("docker-config"))
-        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
+    let mut child = strata_cmd(s, args)
         .env("PATH", path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -173,9 +173,38 @@ fn private_registry(text: &str, name: &str) -> (Registry, String, Vec<u8>) {
     (registry, host, config)
 }
 
+/// `strata login -u tester --password-stdin host` with `password`.
+fn login_as_tester(s: &Strata, host: &str, password: &str) -> Run {
+    let args = ["login", "-u", "tester", "--password-stdin", host];
+    let path = std::env::var("PATH").unwrap();
+    strata_fed(s, &args, &format!("{password}\n"), &path)
+}
+
 fn one_line_125(r: &Run, what: &str) {
     assert_eq!(r.code, 125, "{what}: {}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{what}: {}", r.stderr);
+}
+
+/// `name`'s manifest as the registry serves it to skopeo.
+fn raw_manifest(name: &str) -> Vec<u8> {
+    checked_output(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{name}")),
+        "skopeo inspect --raw",
+    )
+}
+
+/// The digest of `name`'s manifest.
+fn manifest_digest(name: &str) -> String {
+    format!("sha256:{}", sha256_hex(&raw_manifest(name)))
+}
+
+/// A store holding busybox, tagged `name` too.
+fn busybox_as(name: &str) -> Strata {
+    let s = Strata::with_busybox();
+    strata(&s, &["tag", "busybox", name]).ok();
+    s
 }
 
 fn image_id(s: &Strata, name: &str) -> String {
@@ -269,13 +298,7 @@ fn run_pulls_a_missing_image_first_with_dockers_message() {
     assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
 
     // By digest, into a store without it: pulled untagged and run.
-    let manifest = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{name}:latest"))
-        .output()
-        .unwrap()
-        .stdout;
-    let by_digest = format!("{name}@sha256:{}", sha256_hex(&manifest));
+    let by_digest = format!("{name}@{}", manifest_digest(&format!("{name}:latest")));
     let t = client_store();
     let r = strata(&t, &["run", "--rm", &by_digest, "echo", "pinned"]).ok();
     assert_eq!(r.stdout, "pinned\n", "{}", r.stderr);
@@ -457,35 +480,24 @@ fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
     let r = strata(&s, &["pull", &format!("{host}/private:1")]);
     one_line_125(&r, "pull without login");
 
-    let path = std::env::var("PATH").unwrap();
-    let login = |password: &str| -> Run {
-        let args = ["login", "-u", "tester", "--password-stdin", &host];
-        strata_fed(&s, &args, &format!("{password}\n"), &path)
-    };
-    let r = login("wrong-pass");
+    let r = login_as_tester(&s, &host, "wrong-pass");
     one_line_125(&r, "wrong password");
     assert!(r.stderr.contains("401 Unauthorized"), "{}", r.stderr);
-    assert!(!r.stderr.contains("wrong-pass"));
+    no_secret_shown(&r);
     assert!(!config_json.exists(), "nothing stored for a refused login");
 
-    let r = login("right-pass");
+    let r = login_as_tester(&s, &host, "right-pass");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "Login Succeeded\n");
-    assert!(!r.stdout.contains("right-pass") && !r.stderr.contains("right-pass"));
-    let mode = std::fs::metadata(&config_json)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    no_secret_shown(&r);
+    let (saved, mode) = saved_docker_config(&s);
     assert_eq!(mode, 0o600);
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_json).unwrap()).unwrap();
     assert!(saved["auths"][&host]["auth"].is_string(), "{saved}");
 
     let full = format!("{host}/private:1");
     let r = strata(&s, &["pull", &full]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!r.stdout.contains("right-pass") && !r.stderr.contains("right-pass"));
+    no_secret_shown(&r);
     assert_eq!(
         image_id(&s, &full),
         format!("sha256:{}", sha256_hex(&config))
@@ -493,8 +505,7 @@ fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
 
     let r = strata(&s, &["logout", &host]).ok();
     assert_eq!(r.stdout, format!("Removing login credentials for {host}\n"));
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_json).unwrap()).unwrap();
+    let (saved, _) = saved_docker_config(&s);
     assert!(saved["auths"].get(&host).is_none(), "{saved}");
     let r = strata(&s, &["logout", &host]).ok();
     assert_eq!(r.stdout, format!("Not logged in to {host}\n"));
@@ -520,15 +531,28 @@ erase) read -r url || true
 esac
 "#;
 
+/// Installs `script` as `docker-credential-<name>` in the store's
+/// `helper-bin/`; that directory, and a PATH that finds it first.
+fn credential_helper(s: &Strata, name: &str, script: &str) -> (PathBuf, String) {
+    let bin = s.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (bin, path)
+}
+
+/// The file where `TEST_KEEPER` in `bin` keeps `server`'s entry.
+fn kept_by_test_keeper(bin: &Path, server: &str) -> PathBuf {
+    bin.join("kept").join(&sha256_hex(server.as_bytes())[..16])
+}
+
 #[test]
 fn a_credential_helper_named_in_config_json_keeps_the_secret() {
     let (_registry, host, config) = private_registry("helped\n", "helped:1");
     let s = client_store();
-    let bin = s.path("helper-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let keeper = bin.join("docker-credential-testkeeper");
-    std::fs::write(&keeper, TEST_KEEPER).unwrap();
-    std::fs::set_permissions(&keeper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (bin, path) = credential_helper(&s, "testkeeper", TEST_KEEPER);
     let config_json = s.path("docker-config/config.json");
     std::fs::create_dir_all(config_json.parent().unwrap()).unwrap();
     std::fs::write(
@@ -536,7 +560,6 @@ fn a_credential_helper_named_in_config_json_keeps_the_secret() {
         serde_json::to_vec(&serde_json::json!({"credHelpers": {&host: "testkeeper"}})).unwrap(),
     )
     .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let run = |args: &[&str], input: &str| strata_fed(&s, args, input, &path);
 
     let r = run(
@@ -577,7 +600,7 @@ fn a_credential_helper_named_in_config_json_keeps_the_secret() {
     one_line_125(&r, "pull after logout");
 
     // A helper that is not there is named in the error.
-    std::fs::remove_file(&keeper).unwrap();
+    std::fs::remove_file(bin.join("docker-credential-testkeeper")).unwrap();
     let r = run(&["pull", &full], "");
     one_line_125(&r, "missing helper");
     assert!(
@@ -635,11 +658,10 @@ fn an_ordinary_user_pulls_into_their_own_store() {
 
 #[test]
 fn an_image_pushed_by_strata_is_read_by_skopeo_and_pulled_back_with_its_id() {
-    let s = Strata::with_busybox();
     let registry = Registry::start();
     let host = registry.host();
     let name = format!("{host}/pushed:1");
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let s = busybox_as(&name);
     let r = strata(&s, &["push", &name]).ok();
     assert!(
         r.stdout
@@ -891,13 +913,7 @@ fn repo_digests(s: &Strata, name: &str) -> Vec<String> {
 fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dockers() {
     let (registry, config) = registry_with_busybox();
     let name = format!("{}/busybox", registry.host());
-    let manifest = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{name}:latest"))
-        .output()
-        .unwrap()
-        .stdout;
-    let digest = format!("sha256:{}", sha256_hex(&manifest));
+    let digest = manifest_digest(&format!("{name}:latest"));
     let by_digest = format!("{name}@{digest}");
     let id = format!("sha256:{}", sha256_hex(&config));
 
@@ -957,9 +973,8 @@ fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dock
     );
 
     // A push records what the registry now calls the image.
-    let t = Strata::with_busybox();
     let pushed = format!("{}/pushed:1", registry.host());
-    strata(&t, &["tag", "busybox", &pushed]).ok();
+    let t = busybox_as(&pushed);
     let out = strata(&t, &["push", &pushed]).ok().stdout;
     let pushed_digest = out
         .lines()
@@ -980,11 +995,10 @@ fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dock
 
 #[test]
 fn a_layer_pushed_before_is_found_or_mounted_without_compressing_it_again() {
-    let s = Strata::with_busybox();
     let registry = Registry::start();
     let host = registry.host();
     let first = format!("{host}/first:1");
-    strata(&s, &["tag", "busybox", &first]).ok();
+    let s = busybox_as(&first);
     strata(&s, &["push", &first]).ok();
     // Nothing of the layer is left to compress: what follows must not
     // need it.
@@ -1015,13 +1029,7 @@ fn push_compresses_with_zstd_when_asked_and_the_image_keeps_its_id() {
         let name = format!("{host}/{format}:1");
         strata(&s, &["tag", "busybox", &name]).ok();
         strata(&s, &["push", "--compression-format", format, &name]).ok();
-        let raw = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", "--raw"])
-            .arg(format!("docker://{name}"))
-            .output()
-            .unwrap()
-            .stdout;
-        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw_manifest(&name)).unwrap();
         assert_eq!(manifest["layers"][0]["mediaType"], media_type, "{manifest}");
         let t = client_store();
         strata(&t, &["pull", &name]).ok();
@@ -1090,34 +1098,22 @@ fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
     // skopeo writes the same auth.json podman does.
     let runtime = tempfile::tempdir().unwrap();
     let auth_file = runtime.path().join("containers/auth.json");
-    let login = Command::new("skopeo")
-        .args([
-            "login",
-            "--tls-verify=false",
-            "-u",
-            "tester",
-            "-p",
-            "right-pass",
-        ])
-        .arg("--authfile")
-        .arg(&auth_file)
-        .arg(&host)
-        .output()
-        .unwrap();
-    assert!(
-        login.status.success(),
-        "{}",
-        String::from_utf8_lossy(&login.stderr)
+    checked_output(
+        Command::new("skopeo")
+            .args(["login", "--tls-verify=false"])
+            .args(["-u", "tester", "-p", "right-pass"])
+            .arg("--authfile")
+            .arg(&auth_file)
+            .arg(&host),
+        "skopeo login",
     );
     let full = format!("{host}/private:1");
     let s = client_store();
     let pull = |env: (&str, &Path)| -> Run {
-        s.cmd(&["pull", "-q", &full])
-            .env("DOCKER_CONFIG", s.path("docker-config"))
+        strata_cmd(&s, &["pull", "-q", &full])
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("XDG_RUNTIME_DIR")
             .env(env.0, env.1)
-            .stdin(Stdio::null())
             .output()
             .unwrap()
             .into()
@@ -1135,19 +1131,11 @@ fn a_login_podman_or_skopeo_made_is_used_from_their_auth_json() {
 
 #[test]
 fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
-    let s = Strata::with_busybox();
     let registry = Registry::start_logging_requests();
     let name = format!("{}/chunked:1", registry.host());
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let s = busybox_as(&name);
     // busybox's layer is about 1 MB compressed: 64 KiB chunks make many.
-    let r: Run = s
-        .cmd(&["push", &name])
-        .env("DOCKER_CONFIG", s.path("docker-config"))
-        .env("STRATA_PUSH_CHUNK_BYTES", "65536")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into();
+    let r = push_in_chunks(&s, &name);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let patches = registry.requests("PATCH", "/v2/chunked/blobs/uploads/");
     assert!(patches > 4, "{patches} PATCH requests: {}", registry.log());
@@ -1159,11 +1147,10 @@ fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
 
 #[test]
 fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
-    let s = Strata::with_busybox();
     let registry = Registry::start();
     let host = registry.host();
     let src = format!("{host}/src:1");
-    strata(&s, &["tag", "busybox", &src]).ok();
+    let s = busybox_as(&src);
     strata(&s, &["push", &src]).ok();
 
     let t = client_store();
@@ -1185,20 +1172,31 @@ const CUT_CHUNK: u64 = 64 << 10;
 
 /// `strata push` of `name` in 64 KiB chunks.
 fn push_in_chunks(s: &Strata, name: &str) -> Run {
-    s.cmd(&["push", name])
-        .env("DOCKER_CONFIG", s.path("docker-config"))
-        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
-        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into()
+    push_in_chunks_cmd(s, name).output().unwrap().into()
 }
 
-/// The size of the one layer of `repo:tag` as the registry holds it.
-fn pushed_layer_size(registry: &Registry, repo: &str, tag: &str) -> u64 {
+fn push_in_chunks_cmd(s: &Strata, name: &str) -> Command {
+    let mut command = strata_cmd(s, &["push", name]);
+    command.env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string());
+    command
+}
+
+/// busybox tagged for `repo_tag` on a registry behind a proxy that makes
+/// `cut`: the store, the registry, the proxy and the tagged name.
+fn busybox_behind_proxy(
+    cut: Option<common::fault_proxy::Cut>,
+    repo_tag: &str,
+) -> (Strata, Registry, common::fault_proxy::FaultProxy, String) {
+    let registry = Registry::start();
+    let proxy = common::fault_proxy::FaultProxy::start(registry.port, cut);
+    let name = format!("{}/{repo_tag}", proxy.host());
+    (busybox_as(&name), registry, proxy, name)
+}
+
+/// The OCI manifest of `repo:tag` as the registry holds it.
+fn pushed_manifest(registry: &Registry, repo: &str, tag: &str) -> serde_json::Value {
     let url = format!("http://{}/v2/{repo}/manifests/{tag}", registry.host());
-    let manifest: serde_json::Value = serde_json::from_slice(
+    serde_json::from_slice(
         &ureq::get(&url)
             .header("Accept", "application/vnd.oci.image.manifest.v1+json")
             .call()
@@ -1207,8 +1205,14 @@ fn pushed_layer_size(registry: &Registry, repo: &str, tag: &str) -> u64 {
             .read_to_vec()
             .unwrap(),
     )
-    .unwrap();
-    manifest["layers"][0]["size"].as_u64().unwrap()
+    .unwrap()
+}
+
+/// The size of the one layer of `repo:tag` as the registry holds it.
+fn pushed_layer_size(registry: &Registry, repo: &str, tag: &str) -> u64 {
+    pushed_manifest(registry, repo, tag)["layers"][0]["size"]
+        .as_u64()
+        .unwrap()
 }
 
 /// The pushed image arrived whole: skopeo copies it out checking every
@@ -1305,23 +1309,16 @@ fn a_session_the_registry_cancelled_after_a_cut_starts_the_blob_over() {
 
 #[test]
 fn a_push_run_again_after_the_registry_went_away_continues_the_upload() {
-    let s = Strata::with_busybox();
-    let registry = Registry::start();
     // The third PATCH is cut and the registry stays unreachable: the push
     // fails in one line. Run again once it is back, it continues the
     // session the first run kept.
-    let proxy = common::fault_proxy::FaultProxy::start(
-        registry.port,
-        Some(common::fault_proxy::Cut {
-            nth: 3,
-            forward: 0,
-            swallow: CUT_CHUNK / 2,
-            then_down: true,
-            hold: false,
-        }),
-    );
-    let name = format!("{}/rerun:1", proxy.host());
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let cut = common::fault_proxy::Cut {
+        nth: 3,
+        swallow: CUT_CHUNK / 2,
+        then_down: true,
+        ..Default::default()
+    };
+    let (s, registry, proxy, name) = busybox_behind_proxy(Some(cut), "rerun:1");
     let r = push_in_chunks(&s, &name);
     one_line_125(&r, "push to a registry that went away");
     assert!(r.stderr.contains("Patch \""), "{}", r.stderr);
@@ -1370,20 +1367,73 @@ fn basic64(user_password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(user_password)
 }
 
+/// What the test token service takes: identity token `idt-right-1234`,
+/// `tester:right-pass`.
+fn token_secrets(rotate: bool, password_grant: PasswordGrant) -> Secrets {
+    Secrets {
+        identity_token: "idt-right-1234".into(),
+        basic: ("tester".into(), "right-pass".into()),
+        rotate,
+        password_grant,
+    }
+}
+
+/// A token service with `secrets` (its files in `work`) and the real
+/// registry, trusting only JWTs that service signed.
+fn token_guarded_registry(work: &Path, secrets: Secrets) -> (TokenServer, Registry) {
+    let tokens = TokenServer::start(work, secrets);
+    let registry = Registry::start_with_auth_config(&tokens.registry_auth_config());
+    (tokens, registry)
+}
+
+/// As above, holding a one-layer image `guarded:1` skopeo pushed with
+/// the password; its full name and config. The service's verdicts start
+/// empty.
+fn token_guarded_image(work: &Path, secrets: Secrets) -> (TokenServer, Registry, String, Vec<u8>) {
+    let (tokens, registry) = token_guarded_registry(work, secrets);
+    let config = push_hello(
+        &registry,
+        "guarded\n",
+        "guarded:1",
+        &["--dest-creds", "tester:right-pass"],
+    );
+    tokens.clear();
+    let name = format!("{}/guarded:1", registry.host());
+    (tokens, registry, name, config)
+}
+
+/// Fails the test if `r` shows a password or an identity token.
+fn no_secret_shown(r: &Run) {
+    for secret in ["idt-right", "idt-wrong", "right-pass", "wrong-pass"] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "{}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
+/// The store's docker config.json, and its mode.
+fn saved_docker_config(s: &Strata) -> (serde_json::Value, u32) {
+    saved_credentials(&s.path("docker-config/config.json"))
+}
+
+/// A credentials file, and its mode.
+fn saved_credentials(path: &Path) -> (serde_json::Value, u32) {
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    (
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
+        mode,
+    )
+}
+
 #[test]
 fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
-    use common::token_server::{Secrets, TokenServer};
     let s = Strata::with_busybox();
     let work = tempfile::tempdir().unwrap();
-    let tokens = TokenServer::start(
-        work.path(),
-        Secrets {
-            identity_token: "idt-right-1234".into(),
-            basic: ("tester".into(), "right-pass".into()),
-        },
-    );
-    // The real registry, trusting only JWTs the token service signed.
-    let registry = Registry::start_with_auth_config(&tokens.registry_auth_config());
+    let (tokens, registry) =
+        token_guarded_registry(work.path(), token_secrets(false, PasswordGrant::Taken));
     let host = registry.host();
     let name = format!("{host}/guarded:1");
     // What `docker login` keeps for an OAuth2 registry: the user in
@@ -1392,17 +1442,6 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
         "auth": basic64("someone:"),
         "identitytoken": "idt-right-1234",
     });
-    let no_secret_shown = |r: &Run| {
-        for secret in ["idt-right", "idt-wrong", "right-pass"] {
-            assert!(
-                !r.stdout.contains(secret) && !r.stderr.contains(secret),
-                "{}{}",
-                r.stdout,
-                r.stderr
-            );
-        }
-    };
-
     docker_config(&s, &host, identity.clone(), serde_json::Value::Null);
     strata(&s, &["tag", "busybox", &name]).ok();
     let r = strata(&s, &["push", &name]);
@@ -1447,9 +1486,7 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
     let r = strata(&t, &["login", &host]);
     assert_eq!(r.stdout, "Login Succeeded\n", "{}", r.stderr);
     no_secret_shown(&r);
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(t.path("docker-config/config.json")).unwrap())
-            .unwrap();
+    let (saved, _) = saved_docker_config(&t);
     assert_eq!(
         saved["auths"][&host],
         serde_json::json!({"identitytoken": "idt-right-1234"})
@@ -1488,18 +1525,13 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
     // A credential helper's `<token>` answer is an identity token too.
     tokens.clear();
     let w = client_store();
-    let bin = w.path("helper-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-tokenhelper");
-    std::fs::write(&helper, TOKEN_HELPER).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, path) = credential_helper(&w, "tokenhelper", TOKEN_HELPER);
     docker_config(
         &w,
         &host,
         serde_json::json!({}),
         serde_json::json!({"credHelpers": {&host: "tokenhelper"}}),
     );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let r = strata_fed(&w, &["pull", &name], "", &path);
     assert_eq!(r.code, 0, "{}", r.stderr);
     no_secret_shown(&r);
@@ -1511,11 +1543,192 @@ fn an_identity_token_is_exchanged_for_a_bearer_token_by_the_oauth2_post() {
 }
 
 #[test]
+fn a_refresh_token_the_token_service_renews_replaces_the_stored_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (tokens, registry, name, config) =
+        token_guarded_image(work.path(), token_secrets(true, PasswordGrant::Taken));
+    let host = registry.host();
+    let id = format!("sha256:{}", sha256_hex(&config));
+
+    // In docker's config.json, beside a field of its own.
+    let s = client_store();
+    docker_config(
+        &s,
+        &host,
+        serde_json::json!({"auth": basic64("someone:"), "identitytoken": "idt-right-1234"}),
+        serde_json::json!({"psFormat": "table {{.ID}}"}),
+    );
+    let r = strata(&s, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let renewed = tokens.identity_token();
+    assert_ne!(renewed, "idt-right-1234");
+    let (saved, mode) = saved_docker_config(&s);
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        saved["auths"][&host],
+        serde_json::json!({"auth": basic64("someone:"), "identitytoken": renewed}),
+    );
+    assert_eq!(saved["psFormat"], "table {{.ID}}");
+    // The service takes only the renewed token now: the next run has it.
+    strata(&s, &["rmi", &name]).ok();
+    let r = strata(&s, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(image_id(&s, &name), id);
+    let verdicts = tokens.verdicts();
+    assert!(
+        verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+
+    // In podman's auth.json, where docker's file has nothing.
+    let t = client_store();
+    let auth_json = t.path("no-auth.json");
+    let entry = serde_json::json!({"auths": {&host: {"identitytoken": tokens.identity_token()}}});
+    std::fs::write(&auth_json, serde_json::to_vec(&entry).unwrap()).unwrap();
+    let r = strata(&t, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let (saved, mode) = saved_credentials(&auth_json);
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        saved["auths"][&host]["identitytoken"],
+        tokens.identity_token()
+    );
+    assert!(!t.path("docker-config/config.json").exists());
+
+    // With the credential helper docker's config names for the registry:
+    // the helper keeps the new token, the file stays as it was.
+    let u = client_store();
+    let (bin, path) = credential_helper(&u, "testkeeper", TEST_KEEPER);
+    let kept = kept_by_test_keeper(&bin, &host);
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    let entry = serde_json::json!({
+        "ServerURL": &host, "Username": "<token>", "Secret": tokens.identity_token(),
+    });
+    std::fs::write(&kept, serde_json::to_vec(&entry).unwrap()).unwrap();
+    let helped = serde_json::json!({"credHelpers": {&host: "testkeeper"}});
+    docker_config(&u, &host, serde_json::json!({}), helped);
+    let before = std::fs::read(u.path("docker-config/config.json")).unwrap();
+    let r = strata_fed(&u, &["pull", &name], "", &path);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_secret_shown(&r);
+    let held: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(held["Secret"], tokens.identity_token());
+    assert_eq!(held["Username"], "<token>");
+    assert_eq!(
+        std::fs::read(u.path("docker-config/config.json")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn login_keeps_the_identity_token_a_token_service_hands_out_not_the_password() {
+    let work = tempfile::tempdir().unwrap();
+    let (tokens, registry, name, config) =
+        token_guarded_image(work.path(), token_secrets(false, PasswordGrant::Taken));
+    let host = registry.host();
+    let s = client_store();
+
+    let r = login_as_tester(&s, &host, "wrong-pass");
+    one_line_125(&r, "wrong password");
+    no_secret_shown(&r);
+    assert!(!s.path("docker-config/config.json").exists());
+    assert_eq!(
+        tokens.verdicts(),
+        ["POST password refused", "GET basic refused"]
+    );
+
+    tokens.clear();
+    let r = login_as_tester(&s, &host, "right-pass");
+    assert_eq!(r.stdout, "Login Succeeded\n", "{}", r.stderr);
+    no_secret_shown(&r);
+    assert_eq!(tokens.verdicts(), ["POST password accepted"]);
+    // As docker keeps it: the user in `auth` with no password, and the
+    // token.
+    let (saved, mode) = saved_docker_config(&s);
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        saved["auths"][&host],
+        serde_json::json!({"auth": basic64("tester:"), "identitytoken": "idt-right-1234"})
+    );
+    let text = std::fs::read_to_string(s.path("docker-config/config.json")).unwrap();
+    assert!(!text.contains(&basic64("tester:right-pass")), "{text}");
+
+    tokens.clear();
+    let r = strata(&s, &["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        image_id(&s, &name),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+    let verdicts = tokens.verdicts();
+    assert!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| v == "POST refresh_token accepted"),
+        "{verdicts:?}"
+    );
+
+    // A service that refuses the POST (takes no POSTs: 404, 405) is asked
+    // by the GET with basic auth, and the password is stored as before.
+    for status in [404, 405] {
+        let work = tempfile::tempdir().unwrap();
+        let (tokens, registry) = token_guarded_registry(
+            work.path(),
+            token_secrets(false, PasswordGrant::Refused(status)),
+        );
+        let host = registry.host();
+        let t = client_store();
+        let r = login_as_tester(&t, &host, "right-pass");
+        assert_eq!(r.stdout, "Login Succeeded\n", "{status}: {}", r.stderr);
+        no_secret_shown(&r);
+        assert_eq!(
+            tokens.verdicts(),
+            ["POST password unsupported", "GET basic accepted"],
+            "{status}"
+        );
+        let (saved, _) = saved_docker_config(&t);
+        assert_eq!(
+            saved["auths"][&host],
+            serde_json::json!({"auth": basic64("tester:right-pass")}),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn a_push_forgets_upload_sessions_left_more_than_a_day_ago() {
+    let registry = Registry::start();
+    let source = format!("{}/source:1", registry.host());
+    push_hello(&registry, "sessions\n", "source:1", &[]);
+    let s = client_store();
+    strata(&s, &["pull", "-q", &source]).ok();
+    // What pushes that died left: one two days ago, one an hour ago.
+    let sessions = s.root().join("tmp/uploads");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let now = std::time::SystemTime::now();
+    let hours = |n: u64| std::time::Duration::from_secs(n * 3600);
+    for (file, age) in [("stale", hours(48)), ("recent", hours(1))] {
+        let path = sessions.join(file);
+        std::fs::write(&path, b"{}").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(now - age).unwrap();
+    }
+    let name = format!("{}/copy:1", registry.host());
+    strata(&s, &["tag", &source, &name]).ok();
+    strata(&s, &["push", &name]).ok();
+    let mut left: Vec<_> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["recent"]);
+}
+
+#[test]
 fn a_push_without_login_to_a_registry_that_is_down_or_of_no_image_fails_in_one_line() {
-    let s = Strata::with_busybox();
     let (_registry, host, _) = private_registry("guarded\n", "guarded:1");
     let name = format!("{host}/mine:1");
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let s = busybox_as(&name);
     let r = strata(&s, &["push", &name]);
     one_line_125(&r, "push without login");
     assert!(
@@ -1541,28 +1754,15 @@ fn a_push_without_login_to_a_registry_that_is_down_or_of_no_image_fails_in_one_l
 
 #[test]
 fn a_push_killed_mid_chunk_leaves_a_consistent_store_and_the_next_push_resumes() {
-    let s = Strata::with_busybox();
-    let registry = Registry::start();
     // The third PATCH is held: strata waits in the middle of it when it
     // is killed.
-    let proxy = common::fault_proxy::FaultProxy::start(
-        registry.port,
-        Some(common::fault_proxy::Cut {
-            nth: 3,
-            forward: 0,
-            swallow: 0,
-            then_down: false,
-            hold: true,
-        }),
-    );
-    let name = format!("{}/killed:1", proxy.host());
-    strata(&s, &["tag", "busybox", &name]).ok();
-    let mut child = s
-        .cmd(&["push", &name])
-        .env("DOCKER_CONFIG", s.path("docker-config"))
-        .env("REGISTRY_AUTH_FILE", s.path("no-auth.json"))
-        .env("STRATA_PUSH_CHUNK_BYTES", CUT_CHUNK.to_string())
-        .stdin(Stdio::null())
+    let cut = common::fault_proxy::Cut {
+        nth: 3,
+        hold: true,
+        ..Default::default()
+    };
+    let (s, registry, proxy, name) = busybox_behind_proxy(Some(cut), "killed:1");
+    let mut child = push_in_chunks_cmd(&s, &name)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1590,24 +1790,12 @@ fn a_push_killed_mid_chunk_leaves_a_consistent_store_and_the_next_push_resumes()
 
 #[test]
 fn a_saved_session_holding_other_bytes_is_refused_at_the_put_and_the_blob_sent_again() {
-    let s = Strata::with_busybox();
     // Learn the layer's blob digest from a first push elsewhere.
     let first = Registry::start();
     let name = format!("{}/first:1", first.host());
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let s = busybox_as(&name);
     strata(&s, &["push", &name]).ok();
-    let url = format!("http://{}/v2/first/manifests/1", first.host());
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &ureq::get(&url)
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap();
-    let digest = manifest["layers"][0]["digest"]
+    let digest = pushed_manifest(&first, "first", "1")["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1648,14 +1836,10 @@ fn a_saved_session_holding_other_bytes_is_refused_at_the_put_and_the_blob_sent_a
 
 #[test]
 fn a_registry_s_chunk_minimum_is_kept() {
-    let s = Strata::with_busybox();
-    let registry = Registry::start();
     // A registry that wants chunks of at least 256 KiB (OCI distribution
     // 1.1's OCI-Chunk-Min-Length), for a push asked for 64 KiB ones.
-    let proxy = common::fault_proxy::FaultProxy::start(registry.port, None)
-        .with_answer_header("OCI-Chunk-Min-Length", "262144");
-    let name = format!("{}/minimum:1", proxy.host());
-    strata(&s, &["tag", "busybox", &name]).ok();
+    let (s, registry, proxy, name) = busybox_behind_proxy(None, "minimum:1");
+    let proxy = proxy.with_answer_header("OCI-Chunk-Min-Length", "262144");
     let r = push_in_chunks(&s, &name);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let size = pushed_layer_size(&registry, "minimum", "1");

@@ -1,6 +1,9 @@
 //! `strata login [-u USER] [-p PASS | --password-stdin] [REGISTRY]`:
 //! docker's config.json (see `registry::credentials`; logout.rs undoes it). Login checks the credentials against the
-//! registry before it stores them; no secret is ever printed.
+//! registry before it stores them; where the registry's token service
+//! hands out an identity token for the password (see `registry::client`),
+//! that is stored instead of the password, as docker does. No secret is
+//! ever printed.
 
 use crate::cli::LoginArgs;
 use crate::registry::client::Client;
@@ -87,11 +90,22 @@ pub fn login(args: LoginArgs) -> Result<i32> {
     if credentials.password.is_empty() {
         bail!("Password Required");
     }
-    let client = Client::connect(api_host(&domain), Some(credentials.clone()))?;
+    let client =
+        Client::connect(api_host(&domain), Some(credentials.clone()))?.asking_for_identity_token();
     client.check_login()?;
-    if let credentials::Stored::File(path) = credentials::store(&domain, &credentials)? {
+    // An identity token the token service handed out (for the password,
+    // or renewing the one stored) is kept in place of what was given.
+    let kept = client.credentials().unwrap_or_else(|| credentials.clone());
+    let account = (kept.identity_token().is_some() && credentials.identity_token().is_none())
+        .then_some(credentials.username.as_str());
+    if let credentials::Stored::File(path) = credentials::store(&domain, &kept, account)? {
+        let what = if kept.identity_token().is_some() {
+            "identity token"
+        } else {
+            "password"
+        };
         eprintln!(
-            "WARNING! Your password will be stored unencrypted in {}.",
+            "WARNING! Your {what} will be stored unencrypted in {}.",
             path.display()
         );
     }

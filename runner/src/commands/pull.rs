@@ -5,9 +5,9 @@
 use super::Ctx;
 use crate::cli::{PullArgs, PullPolicy};
 use crate::registry::client::{Client, StatusError};
+use crate::registry::image_store;
 use crate::registry::manifest::Platform;
 use crate::registry::pull::{self, LayerEvent};
-use crate::registry::{credentials, image_store};
 use anyhow::{anyhow, Result};
 use layerdb::reference::RemoteReference;
 use layerdb::{ImageRecord, Ingest};
@@ -46,8 +46,7 @@ fn pull_all_tags(
     if after_path.contains([':', '@']) {
         anyhow::bail!("tag can't be used with --all-tags/-a");
     }
-    let credentials = credentials::lookup(&reference.domain)?;
-    let client = Client::connect(reference.api_host(), credentials)?;
+    let client = Client::for_registry(&reference.domain, reference.api_host())?;
     let tags =
         pull::list_tags(&client, &reference).map_err(|e| translate_pull_error(e, &reference))?;
     for tag in tags {
@@ -183,8 +182,7 @@ pub fn pull_image(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let credentials = credentials::lookup(&reference.domain)?;
-    let client = Client::connect(reference.api_host(), credentials)?;
+    let client = Client::for_registry(&reference.domain, reference.api_host())?;
     let plan = pull::resolve(&client, reference, platform)
         .map_err(|e| translate_pull_error(e, reference))?;
     say(format!(

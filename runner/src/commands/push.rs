@@ -4,7 +4,6 @@
 use super::Ctx;
 use crate::cli::PushArgs;
 use crate::registry::client::Client;
-use crate::registry::credentials;
 use crate::registry::push::{self, PushEvent};
 use anyhow::Result;
 use layerdb::reference::RemoteReference;
@@ -33,8 +32,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
             layerdb::Digest::of(&outgoing.config_json)
         );
     }
-    let credentials = credentials::lookup(&reference.domain)?;
-    let client = Client::connect(reference.api_host(), credentials)?;
+    let client = Client::for_registry(&reference.domain, reference.api_host())?;
     let target = push::Target {
         client: &client,
         reference: &reference,

@@ -13,10 +13,21 @@
 //! token, see `credentials`) are traded as distribution's token spec
 //! says ("OAuth2 token"): a form POST to the realm with
 //! `grant_type=refresh_token`, the token, service, scope and client id.
-//! Without one, the token comes from a GET with basic auth. No token,
-//! identity or bearer, is ever printed or logged.
+//! Without one, the token comes from a GET with basic auth. When the
+//! answer carries a new `refresh_token` (a service that rotates them), it
+//! replaces the one held, and the one stored where it was found (see
+//! [`Client::for_registry`]).
+//!
+//! `login` asks for an identity token for the password
+//! ([`Client::asking_for_identity_token`]): first by the OAuth2 password
+//! grant, a POST with `grant_type=password` and `access_type=offline`;
+//! a service that refuses that POST (404/405 where it takes no POSTs,
+//! 400/401 where it takes no password grant) is asked by the GET with
+//! basic auth and `offline_token=true`, which is how docker's login asks
+//! (containerd falls back from the POST the same way). No token,
+//! identity or bearer, nor a password, is ever printed or logged.
 
-use super::credentials::Credentials;
+use super::credentials::{self, Credentials};
 use super::transport;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -41,6 +52,10 @@ enum Challenge {
 /// Sends one request with the `Authorization` value given, if any.
 type SendFn<'a> = dyn FnMut(Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
 
+/// Keeps a new refresh token (the second argument) in place of the old
+/// one where the credentials were found.
+type TokenKeeper = dyn Fn(&str, &str) -> Result<()> + Send + Sync;
+
 /// A request body, sent with its length.
 pub enum Payload {
     Bytes(Vec<u8>),
@@ -50,10 +65,18 @@ pub struct Client {
     agent: ureq::Agent,
     /// `https://host[:port]` or `http://host[:port]`.
     base: String,
-    credentials: Option<Credentials>,
+    /// What authorizes: a refresh token the token service hands out
+    /// replaces the one here. Held while a token is fetched, so that one
+    /// refresh token is not sent twice (a rotating service takes it once).
+    credentials: Mutex<Option<Credentials>>,
     challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens per scope.
     tokens: Mutex<HashMap<String, String>>,
+    /// Ask the token service for an identity token (docker's
+    /// `OfflineAccess`): what `login` does with a password.
+    offline: bool,
+    /// Saves a refreshed identity token where it was stored.
+    keeper: Option<Box<TokenKeeper>>,
 }
 
 /// A response that was not a success, in the registry's words:
@@ -89,9 +112,11 @@ impl Client {
         let mut client = Client {
             agent,
             base: format!("https://{host}"),
-            credentials,
+            credentials: Mutex::new(credentials),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            offline: false,
+            keeper: None,
         };
         match client.ping() {
             Ok(()) => Ok(client),
@@ -103,6 +128,32 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Connects to the registry of `domain` at `api_host` with the
+    /// credentials stored for it; a refresh token the token service hands
+    /// out replaces the stored one, in the file or helper it came from.
+    pub fn for_registry(domain: &str, api_host: &str) -> Result<Client> {
+        let mut client = Client::connect(api_host, credentials::lookup(domain)?)?;
+        let domain = domain.to_string();
+        client.keeper = Some(Box::new(move |old: &str, new: &str| {
+            credentials::replace_identity_token(&domain, old, new)
+        }));
+        Ok(client)
+    }
+
+    /// Asks the token service for an identity token in exchange for the
+    /// password, as `docker login` does (the module doc says how); see
+    /// [`Client::credentials`].
+    pub fn asking_for_identity_token(mut self) -> Client {
+        self.offline = true;
+        self
+    }
+
+    /// The credentials as they stand: an identity token the token service
+    /// handed out in place of the password or of an older token.
+    pub fn credentials(&self) -> Option<Credentials> {
+        self.credentials.lock().expect("not poisoned").clone()
     }
 
     /// `GET /v2/`: reachable, and which auth it wants.
@@ -291,8 +342,7 @@ impl Client {
             None => Ok(None),
             // An identity token is for a token service, not a password.
             Some(Challenge::Basic) => Ok(self
-                .credentials
-                .as_ref()
+                .credentials()
                 .filter(|c| c.identity_token().is_none())
                 .map(|c| format!("Basic {}", c.basic()))),
             Some(Challenge::Bearer { realm, service }) => {
@@ -310,13 +360,54 @@ impl Client {
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
-        if let Some(identity) = self
-            .credentials
+        let mut held = self.credentials.lock().expect("not poisoned");
+        let grant = match held.as_ref() {
+            Some(c) => match c.identity_token() {
+                Some(identity) => self.exchange_identity_token(realm, service, scope, identity)?,
+                None if self.offline => self.password_grant(realm, service, scope, c)?,
+                None => self.basic_token(realm, service, scope, Some(c))?,
+            },
+            None => self.basic_token(realm, service, scope, None)?,
+        };
+        if let Some(refresh) = grant.refresh_token {
+            self.adopt_refresh_token(&mut held, refresh);
+        }
+        Ok(grant.token)
+    }
+
+    /// A new refresh token replaces the one held (and, with a keeper, the
+    /// one stored): a service that rotates them takes the old one no more.
+    fn adopt_refresh_token(&self, held: &mut Option<Credentials>, refresh: String) {
+        let old = held
             .as_ref()
             .and_then(Credentials::identity_token)
-        {
-            return self.exchange_identity_token(realm, service, scope, identity);
+            .map(str::to_string);
+        if old.as_deref() == Some(refresh.as_str()) {
+            return;
         }
+        *held = Some(Credentials {
+            username: credentials::IDENTITY_TOKEN_USER.to_string(),
+            password: refresh.clone(),
+        });
+        if let (Some(keeper), Some(old)) = (&self.keeper, old) {
+            // The pull or push goes on with the new token; only the next
+            // run would find the old one refused.
+            if let Err(e) = keeper(&old, &refresh) {
+                log::warn!("cannot keep the identity token the token service renewed: {e:#}");
+            }
+        }
+    }
+
+    /// The token by GET, with basic auth if there are credentials. Asked
+    /// for an identity token, it asks as docker's login does
+    /// (`offline_token`), and keeps a `refresh_token` the answer has.
+    fn basic_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Grant> {
         let mut request = self.agent.get(realm);
         if let Some(service) = service {
             request = request.query("service", service);
@@ -324,8 +415,15 @@ impl Client {
         if !scope.is_empty() {
             request = request.query("scope", scope);
         }
-        if let Some(c) = &self.credentials {
-            request = request.header("Authorization", format!("Basic {}", c.basic()));
+        if self.offline {
+            request = request
+                .query("offline_token", "true")
+                .query("client_id", CLIENT_ID);
+        }
+        if let Some(c) = credentials {
+            request = request
+                .query("account", &c.username)
+                .header("Authorization", format!("Basic {}", c.basic()));
         }
         let response = request
             .call()
@@ -333,7 +431,40 @@ impl Client {
         if response.status() == 401 {
             bail!("unauthorized: incorrect username or password");
         }
-        token_of(realm, Self::expect_ok(response)?)
+        let grant = grant_of(realm, Self::expect_ok(response)?)?;
+        Ok(Grant {
+            refresh_token: grant.refresh_token.filter(|_| self.offline),
+            ..grant
+        })
+    }
+
+    /// The OAuth2 password grant, asking for a refresh token
+    /// (`access_type=offline`); the password goes in the form body. A
+    /// service that refuses it (404/405: no POSTs; 400/401: no password
+    /// grant, or a wrong password) is asked by the GET, whose answer then
+    /// decides (containerd's fallback, and docker's only way).
+    fn password_grant(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: &Credentials,
+    ) -> Result<Grant> {
+        let grant = [
+            ("grant_type", "password"),
+            ("username", credentials.username.as_str()),
+            ("password", credentials.password.as_str()),
+            ("access_type", "offline"),
+        ];
+        let response = self.post_oauth2(realm, service, scope, &grant)?;
+        if matches!(response.status().as_u16(), 400 | 401 | 403 | 404 | 405) {
+            log::info!(
+                "{realm} refused the OAuth2 password grant (HTTP {}): asking by GET",
+                response.status().as_u16()
+            );
+            return self.basic_token(realm, service, scope, Some(credentials));
+        }
+        grant_of(realm, Self::expect_ok(response)?)
     }
 
     /// The OAuth2 refresh-token grant: the identity token goes in the
@@ -344,50 +475,72 @@ impl Client {
         service: Option<&str>,
         scope: &str,
         identity: &str,
-    ) -> Result<String> {
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", identity),
-            ("client_id", CLIENT_ID),
-        ];
+    ) -> Result<Grant> {
+        let grant = [("grant_type", "refresh_token"), ("refresh_token", identity)];
+        let response = self.post_oauth2(realm, service, scope, &grant)?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403) {
+            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
+        }
+        grant_of(realm, Self::expect_ok(response)?)
+    }
+
+    /// An OAuth2 token request of distribution's token spec: a form POST
+    /// to the realm with the `grant` fields, the client id, the service
+    /// and the scope. Secrets go in the body, never in the URL.
+    fn post_oauth2(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        grant: &[(&str, &str)],
+    ) -> Result<Response<Body>> {
+        let mut form = grant.to_vec();
+        form.push(("client_id", CLIENT_ID));
         if let Some(service) = service {
             form.push(("service", service));
         }
         if !scope.is_empty() {
             form.push(("scope", scope));
         }
-        let response = self
-            .agent
+        self.agent
             .post(realm)
             .send_form(form)
-            .map_err(|e| transport_error("Post", realm, e))?;
-        let status = response.status().as_u16();
-        if matches!(status, 400 | 401 | 403) {
-            bail!("unauthorized: {realm} refused the stored identity token (HTTP {status}): log in again");
-        }
-        token_of(realm, Self::expect_ok(response)?)
+            .map_err(|e| transport_error("Post", realm, e))
     }
+}
+
+/// A token service's answer: the bearer token, and a refresh token when
+/// it hands one out.
+struct Grant {
+    token: String,
+    refresh_token: Option<String>,
 }
 
 /// The client id the OAuth2 grant names (docker sends `docker`).
 const CLIENT_ID: &str = "strata";
 
-/// The bearer token of a token service's answer: `token`, or OAuth2's
-/// `access_token`.
-fn token_of(realm: &str, response: Response<Body>) -> Result<String> {
+/// The bearer token of a token service's answer (`token`, or OAuth2's
+/// `access_token`) and its `refresh_token`, if any.
+fn grant_of(realm: &str, response: Response<Body>) -> Result<Grant> {
     let body = Client::read_document(response)?;
     #[derive(serde::Deserialize)]
     struct Token {
         token: Option<String>,
         access_token: Option<String>,
+        refresh_token: Option<String>,
     }
     let parsed: Token = serde_json::from_slice(&body)
         .with_context(|| format!("{realm}: the token service's answer is not JSON"))?;
-    parsed
+    let token = parsed
         .token
         .or(parsed.access_token)
         .filter(|t| !t.is_empty())
-        .with_context(|| format!("{realm}: the token service gave no token"))
+        .with_context(|| format!("{realm}: the token service gave no token"))?;
+    Ok(Grant {
+        token,
+        refresh_token: parsed.refresh_token.filter(|t| !t.is_empty()),
+    })
 }
 
 /// One line for a request that got no HTTP answer, in docker's shape:

@@ -10,7 +10,11 @@
 //! instead, as docker does. An entry's `identitytoken` (what `docker
 //! login` keeps for a registry whose token service speaks OAuth2) is read
 //! as the helpers give it: user `<token>`, the token as the password.
-//! Nothing here prints or logs a secret.
+//! `login` keeps one a token service handed out as docker does (the user
+//! in `auth` with an empty password, beside `identitytoken`), and a token
+//! service that renews it has the new one replace the old wherever it was
+//! found ([`replace_identity_token`]). Nothing here prints or logs a
+//! secret.
 
 use super::cred_helper;
 use anyhow::{bail, Context, Result};
@@ -194,8 +198,9 @@ pub enum Stored {
 
 /// Saves credentials for `domain` with the credential helper docker's
 /// config.json names for it, else in that file, keeping everything else
-/// in it.
-pub fn store(domain: &str, credentials: &Credentials) -> Result<Stored> {
+/// in it. `account` is the user an identity token was issued to, kept in
+/// `auth` beside it as docker does.
+pub fn store(domain: &str, credentials: &Credentials, account: Option<&str>) -> Result<Stored> {
     let path = docker_config_path().context("no home directory: set HOME or DOCKER_CONFIG")?;
     let mut config = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
     let helper = cred_helper::named_in(&config, names(domain));
@@ -209,6 +214,13 @@ pub fn store(domain: &str, credentials: &Credentials) -> Result<Stored> {
     match (&helper, credentials.identity_token()) {
         (Some(_), _) => {}
         (None, Some(token)) => {
+            if let Some(account) = account {
+                let user = Credentials {
+                    username: account.to_string(),
+                    password: String::new(),
+                };
+                entry.insert("auth".into(), Value::String(user.basic()));
+            }
             entry.insert("identitytoken".into(), Value::String(token.to_string()));
         }
         (None, None) => {
@@ -221,6 +233,60 @@ pub fn store(domain: &str, credentials: &Credentials) -> Result<Stored> {
         Some(_) => Stored::Helper,
         None => Stored::File(path),
     })
+}
+
+/// Puts identity token `new` in place of `old` for `domain` where `lookup`
+/// found `old`: the credential helper docker's config names, docker's
+/// file, or podman's; written as `store` writes (0600, through a rename).
+/// Nothing is changed where the stored token is no longer `old` (another
+/// login came in between).
+pub fn replace_identity_token(domain: &str, old: &str, new: &str) -> Result<()> {
+    if let Some(path) = docker_config_path() {
+        if let Some(mut docker) = read_config(&path)? {
+            if let Some(helper) = cred_helper::named_in(&docker, names(domain)) {
+                let key = auth_key(domain);
+                let held = cred_helper::get(&helper, &key)?;
+                if held.as_ref().and_then(Credentials::identity_token) == Some(old) {
+                    let renewed = Credentials {
+                        username: IDENTITY_TOKEN_USER.to_string(),
+                        password: new.to_string(),
+                    };
+                    return cred_helper::store(&helper, &key, &renewed);
+                }
+            } else if from_config(&docker, domain).is_some() {
+                // `lookup` took the file's entry, renewed or not.
+                if replace_in(&mut docker, domain, old, new) {
+                    write_private(&path, &docker)?;
+                }
+                return Ok(());
+            }
+        }
+    }
+    if let Some(path) = podman_auth_path() {
+        if let Some(mut podman) = read_config(&path)? {
+            if replace_in(&mut podman, domain, old, new) {
+                write_private(&path, &podman)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `identitytoken` to `new` in the `auths` entries for `domain` that
+/// hold `old`; whether there was one.
+fn replace_in(config: &mut Value, domain: &str, old: &str, new: &str) -> bool {
+    let Some(auths) = config.get_mut("auths").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let named = names(domain);
+    let mut replaced = false;
+    for (_, entry) in auths.iter_mut().filter(|(key, _)| named(key)) {
+        if entry.get("identitytoken").and_then(Value::as_str) == Some(old) {
+            entry["identitytoken"] = Value::String(new.to_string());
+            replaced = true;
+        }
+    }
+    replaced
 }
 
 /// Removes the credentials for `domain` from docker's config.json and
@@ -335,6 +401,24 @@ mod tests {
         assert_eq!(found.identity_token(), Some("refresh-me"));
         assert_eq!(creds("someone", "pw").identity_token(), None);
         assert!(!format!("{found:?}").contains("refresh-me"));
+    }
+
+    #[test]
+    fn a_renewed_identity_token_replaces_only_the_old_one_of_its_registry() {
+        let mut config = json!({"auths": {
+            "reg:5000": {"auth": creds("someone", "").basic(), "identitytoken": "old"},
+            "other:5000": {"identitytoken": "old"},
+        }, "credsStore": ""});
+        assert!(replace_in(&mut config, "reg:5000", "old", "new"));
+        assert_eq!(config["auths"]["reg:5000"]["identitytoken"], "new");
+        assert_eq!(
+            config["auths"]["reg:5000"]["auth"],
+            creds("someone", "").basic()
+        );
+        assert_eq!(config["auths"]["other:5000"]["identitytoken"], "old");
+        // Another login came in between: its token stays.
+        assert!(!replace_in(&mut config, "reg:5000", "old", "newer"));
+        assert_eq!(config["auths"]["reg:5000"]["identitytoken"], "new");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! the image keeps its id, or the canonical one under a rewritten config.
 
 use super::client::{Client, Payload};
-use super::upload::{upload, Blob, Destination};
+use super::upload::{forget_stale_sessions, upload, Blob, Destination};
 use crate::cli::PushCompression;
 use anyhow::{bail, Context, Result};
 use layerdb::blob::CompressedBlob;
@@ -95,9 +95,13 @@ impl Target<'_> {
             client: self.client,
             reference: self.reference,
             scope,
-            // Chunked uploads keep their session URLs here.
-            sessions: self.tmp_dir.join("uploads"),
+            sessions: self.sessions(),
         }
+    }
+
+    /// Where chunked uploads keep their session URLs.
+    fn sessions(&self) -> std::path::PathBuf {
+        self.tmp_dir.join("uploads")
     }
 }
 
@@ -116,6 +120,9 @@ pub fn push_image(
     else {
         bail!("cannot push to a digest reference: name a tag");
     };
+    // Sessions are made by pushes, so a push clears out the stale ones:
+    // no other command reads them, and nothing else would.
+    forget_stale_sessions(&target.sessions());
     let scope = format!("repository:{}:pull,push", reference.path);
     let here = format!("{}/{}", reference.domain, reference.path);
     let mut layers = Vec::new();

@@ -410,6 +410,39 @@ impl SavedSession {
     }
 }
 
+/// How long a saved session is kept untouched (every chunk rewrites its
+/// file). A push retried within a day resumes; registries drop idle
+/// sessions in the end (docker-registry purges them after a week by
+/// default), and the saved file of a blob never pushed again has no
+/// other way out. A session still alive after a day costs its blob one
+/// upload from the start, nothing worse.
+const SAVED_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the saved sessions (and half-written ones) in `dir` untouched
+/// for longer than a day. Best effort: a file that cannot be read or
+/// removed stays.
+pub fn forget_stale_sessions(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .is_some_and(|m| {
+                m.modified()
+                    .ok()
+                    .and_then(|at| now.duration_since(at).ok())
+                    .is_some_and(|age| age > SAVED_SESSION_LIFETIME)
+            });
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

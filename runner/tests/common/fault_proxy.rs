@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Which PATCH to cut, and how.
-#[derive(Clone, Copy, Debug)]
+/// Which PATCH to cut, and how; `..Cut::default()` for what is left as
+/// it is (nothing forwarded or swallowed, no outage, no hold).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Cut {
     /// The nth PATCH request through the proxy (1 is the first).
     pub nth: usize,

@@ -12,6 +12,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Runs `command` (`what` names it in the failure), failing the test
+/// with its stderr unless it succeeds; its stdout.
+pub fn checked_output(command: &mut Command, what: &str) -> Vec<u8> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// One registry process with its own config and storage, stopped by pid
 /// when dropped (also when the test fails).
 pub struct Registry {
@@ -68,12 +82,11 @@ impl Registry {
         );
         if let Some((user, password)) = login {
             let htpasswd = dir.path().join("htpasswd");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .expect("htpasswd (apache2-utils, installed by scripts/setup) runs");
-            assert!(out.status.success());
-            std::fs::write(&htpasswd, &out.stdout).unwrap();
+            let entry = checked_output(
+                Command::new("htpasswd").args(["-Bbn", user, password]),
+                "htpasswd (apache2-utils, installed by scripts/setup)",
+            );
+            std::fs::write(&htpasswd, entry).unwrap();
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                 htpasswd.display()
@@ -121,34 +134,25 @@ impl Registry {
 
     /// skopeo copy of a docker-archive into `repo:tag`, with extra flags.
     pub fn push(&self, archive: &Path, name: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .expect("skopeo (installed by scripts/setup) runs");
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
+        checked_output(
+            Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
+                .args(extra)
+                .arg(format!("docker-archive:{}", archive.display()))
+                .arg(format!("docker://{}/{name}", self.host())),
+            "skopeo copy (installed by scripts/setup)",
         );
     }
 
     /// The config bytes skopeo reads for `name`.
     pub fn raw_config(&self, name: &str, extra: &[&str]) -> Vec<u8> {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", "--config", "--raw"])
-            .args(extra)
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .expect("skopeo runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        checked_output(
+            Command::new("skopeo")
+                .args(["inspect", "--tls-verify=false", "--config", "--raw"])
+                .args(extra)
+                .arg(format!("docker://{}/{name}", self.host())),
+            "skopeo inspect --config",
+        )
     }
 
     pub fn blob_path(&self, hex: &str) -> PathBuf {

@@ -1,11 +1,14 @@
 //! A registry token service on 127.0.0.1 (distribution's token spec) for
 //! a docker-registry started with `auth: token:`: it answers the OAuth2
-//! refresh-token POST only for the right identity token and fields, and
-//! the GET with basic auth only for the right user and password, each
-//! with a JWT signed by its own certificate (made with openssl at start),
-//! which the registry checks against that certificate as its root.
-//! It records each request's verdict, never the secrets.
+//! refresh-token POST only for the right identity token and fields, the
+//! OAuth2 password grant (if it takes one) and the GET with basic auth
+//! only for the right user and password, each with a JWT signed by its
+//! own certificate (made with openssl at start), which the registry
+//! checks against that certificate as its root. It may rotate identity
+//! tokens, as some services do. It records each request's verdict, never
+//! the secrets.
 
+use super::registry::checked_output;
 use base64::Engine;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,8 +24,24 @@ pub const ISSUER: &str = "strata-test-issuer";
 /// What the service accepts.
 pub struct Secrets {
     pub identity_token: String,
-    /// User and password for the GET flow.
+    /// User and password for the GET flow and the password grant.
     pub basic: (String, String),
+    /// Each refresh-token grant answers a new refresh token, and from
+    /// then on only that one is taken.
+    pub rotate: bool,
+    /// How a password grant is answered.
+    pub password_grant: PasswordGrant,
+}
+
+/// What the service does with an OAuth2 password grant (a POST with
+/// `grant_type=password`).
+#[derive(Clone, Copy)]
+pub enum PasswordGrant {
+    /// Takes it, answering the identity token as its refresh token.
+    Taken,
+    /// Refuses every such POST with this status, as a service that takes
+    /// no POSTs (404, 405) or no password grant (400) does.
+    Refused(u16),
 }
 
 /// One request as the service judged it: `POST refresh_token accepted`,
@@ -32,6 +51,7 @@ pub type Verdict = String;
 pub struct TokenServer {
     pub port: u16,
     pub cert: PathBuf,
+    secrets: Arc<Mutex<Secrets>>,
     verdicts: Arc<Mutex<Vec<Verdict>>>,
     /// Form field names of every POST, in order.
     fields: Arc<Mutex<Vec<Vec<String>>>>,
@@ -48,51 +68,51 @@ impl TokenServer {
     pub fn start(dir: &Path, secrets: Secrets) -> TokenServer {
         let key = dir.join("token-key.pem");
         let cert = dir.join("token-cert.pem");
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=strata-test-token"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            made.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&made.stderr)
+        checked_output(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=strata-test-token"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+            "openssl req",
         );
-        let der = Command::new("openssl")
-            .args(["x509", "-outform", "DER", "-in"])
-            .arg(&cert)
-            .output()
-            .expect("openssl runs");
-        assert!(der.status.success());
-        let signer = Signer {
-            key,
-            cert_der: der.stdout,
-        };
+        let cert_der = checked_output(
+            Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&cert),
+            "openssl x509",
+        );
+        let signer = Signer { key, cert_der };
         let listener = TcpListener::bind("127.0.0.1:0").expect("a token server port");
         let port = listener.local_addr().unwrap().port();
         let verdicts = Arc::new(Mutex::new(Vec::new()));
         let fields = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (v, f, st) = (verdicts.clone(), fields.clone(), stop.clone());
+        let secrets = Arc::new(Mutex::new(secrets));
+        let (s, v, f, st) = (
+            secrets.clone(),
+            verdicts.clone(),
+            fields.clone(),
+            stop.clone(),
+        );
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     return;
                 }
                 if let Ok(conn) = conn {
-                    let _ = serve(conn, &secrets, &signer, &v, &f);
+                    let _ = serve(conn, &s, &signer, &v, &f);
                 }
             }
         });
         TokenServer {
             port,
             cert,
+            secrets,
             verdicts,
             fields,
             stop,
@@ -122,6 +142,11 @@ impl TokenServer {
         self.fields.lock().unwrap().clone()
     }
 
+    /// The identity token the service takes now (rotated ones change).
+    pub fn identity_token(&self) -> String {
+        self.secrets.lock().unwrap().identity_token.clone()
+    }
+
     pub fn clear(&self) {
         self.verdicts.lock().unwrap().clear();
         self.fields.lock().unwrap().clear();
@@ -141,7 +166,7 @@ impl Drop for TokenServer {
 /// One request per connection (the answer closes it).
 fn serve(
     conn: TcpStream,
-    secrets: &Secrets,
+    secrets: &Mutex<Secrets>,
     signer: &Signer,
     verdicts: &Mutex<Vec<Verdict>>,
     fields: &Mutex<Vec<Vec<String>>>,
@@ -177,6 +202,11 @@ fn serve(
     let target = parts.next().unwrap_or("").to_string();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
 
+    let mut secrets = secrets.lock().unwrap();
+    // A refresh token the answer hands out, and a status refusing the
+    // request as unsupported.
+    let mut refresh = None;
+    let mut unsupported = None;
     let (verdict, scope) = match (method.as_str(), path) {
         ("POST", "/token") => {
             let form = parse_form(&String::from_utf8_lossy(&body));
@@ -185,16 +215,43 @@ fn serve(
                 .unwrap()
                 .push(form.iter().map(|(k, _)| k.clone()).collect());
             let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-            let right = header("content-type")
+            let common = header("content-type")
                 .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
-                && get("grant_type") == Some("refresh_token")
-                && get("refresh_token") == Some(secrets.identity_token.as_str())
                 && get("service") == Some(SERVICE)
                 && get("client_id").is_some_and(|c| !c.is_empty());
-            (
-                format!("POST refresh_token {}", judged(right)),
-                right.then(|| get("scope").unwrap_or("").to_string()),
-            )
+            let scope = get("scope").unwrap_or("").to_string();
+            match (get("grant_type"), secrets.password_grant) {
+                (Some("password"), PasswordGrant::Refused(status)) => {
+                    unsupported = Some(status);
+                    ("POST password unsupported".to_string(), None)
+                }
+                (Some("password"), PasswordGrant::Taken) => {
+                    let right = common
+                        && get("username") == Some(secrets.basic.0.as_str())
+                        && get("password") == Some(secrets.basic.1.as_str())
+                        && get("access_type") == Some("offline");
+                    if right {
+                        refresh = Some(secrets.identity_token.clone());
+                    }
+                    (
+                        format!("POST password {}", judged(right)),
+                        right.then_some(scope),
+                    )
+                }
+                (grant, _) => {
+                    let right = common
+                        && grant == Some("refresh_token")
+                        && get("refresh_token") == Some(secrets.identity_token.as_str());
+                    if right && secrets.rotate {
+                        secrets.identity_token = format!("{}-r", secrets.identity_token);
+                        refresh = Some(secrets.identity_token.clone());
+                    }
+                    (
+                        format!("POST refresh_token {}", judged(right)),
+                        right.then_some(scope),
+                    )
+                }
+            }
         }
         ("GET", "/token") => {
             let form = parse_form(query);
@@ -213,18 +270,24 @@ fn serve(
         }
         _ => (format!("{method} {path} refused"), None),
     };
+    drop(secrets);
     verdicts.lock().unwrap().push(verdict);
-    let (status, answer) = match scope {
-        Some(scope) => {
+    let (status, answer) = match (scope, unsupported) {
+        (_, Some(status)) => (
+            format!("{status} Unsupported"),
+            r#"{"error":"unsupported_grant_type"}"#.to_string(),
+        ),
+        (Some(scope), None) => {
             let token = signer.jwt(&scope);
-            (
-                "200 OK",
-                serde_json::json!({"access_token": token, "token": token, "expires_in": 300})
-                    .to_string(),
-            )
+            let mut answer =
+                serde_json::json!({"access_token": token, "token": token, "expires_in": 300});
+            if let Some(refresh) = refresh {
+                answer["refresh_token"] = refresh.into();
+            }
+            ("200 OK".to_string(), answer.to_string())
         }
-        None => (
-            "401 Unauthorized",
+        (None, None) => (
+            "401 Unauthorized".to_string(),
             r#"{"error":"invalid_grant"}"#.to_string(),
         ),
     };
