@@ -43,8 +43,9 @@ pub struct VerifyReport {
 impl Store {
     /// Re-hashes every chunk every layer uses and checks every image's layers
     /// and every hardlink's target exist; changes only the chunks' verdicts
-    /// (opened for writing). An error is one the check could not go on
-    /// after (the index unreadable, the verdicts not written).
+    /// (opened for writing; one that cannot be written is a warning, or a
+    /// problem for a damaged chunk's). An error is one the check could not
+    /// go on after (the index unreadable).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut r = VerifyReport::default();
         let layers: HashMap<Digest, crate::layer::LayerMeta> =
@@ -159,7 +160,18 @@ impl Store {
         }
         r.damaged = damaged.into_iter().collect();
         r.damaged.sort();
-        self.record_verdicts(&good, &r.damaged)?;
+        if let Err(e) = self.record_verdicts(&good, &r.damaged) {
+            // Unrecorded good verdicts cost later reads a hash; a damaged
+            // chunk's verdict left in place lets mounts serve it.
+            let e = crate::error::with_causes(&e);
+            if r.damaged.is_empty() {
+                log::warn!("chunk verdicts not recorded: {e}");
+            } else {
+                r.problems.push(format!(
+                    "the damaged chunks' verdicts were not dropped: {e}"
+                ));
+            }
+        }
         Ok(r)
     }
 
