@@ -23,8 +23,10 @@ use std::thread::JoinHandle;
 
 mod checked;
 mod open_chunks;
-use checked::Checked;
+pub(crate) mod verdicts;
+use checked::{Checked, Fingerprint};
 use open_chunks::{ChunkFile, OpenChunks};
+use verdicts::{StoredVerdicts, Verdict};
 
 /// Whether `data` is `chunk`'s content: its length and its sha256.
 pub(crate) fn content_matches(chunk: &ChunkRef, data: &[u8]) -> std::result::Result<(), String> {
@@ -81,6 +83,8 @@ pub struct ChunkDir {
     /// Where chunk files are written, removed and synced (the store's
     /// storage seam).
     storage: Arc<dyn Storage>,
+    /// The verdicts kept in the store, asked when a chunk has none here.
+    stored: StoredVerdicts,
 }
 
 impl ChunkDir {
@@ -93,7 +97,20 @@ impl ChunkDir {
             ahead: Arc::default(),
             checked: Arc::default(),
             created: None,
+            stored: StoredVerdicts::default(),
         }
+    }
+
+    /// The same directory, trusting the verdicts `stored` keeps (a store's
+    /// index) for chunk files unchanged since.
+    pub(crate) fn consulting(self, stored: StoredVerdicts) -> ChunkDir {
+        ChunkDir { stored, ..self }
+    }
+
+    /// Chunks this directory's readers (and its clones') read whole and
+    /// hashed: none for a chunk whose verdict they had.
+    pub fn chunks_hashed(&self) -> u64 {
+        self.checked.hashed()
     }
 
     /// The same directory, noting every chunk file written through it (or
@@ -176,6 +193,7 @@ impl ChunkDir {
         self.ahead.get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<ChunkRef>>(8);
             let (dir, open) = (self.dir.clone(), self.open.clone());
+            let (checked, stored) = (self.checked.clone(), self.stored.clone());
             let spawned = std::thread::Builder::new()
                 .name("chunk-read-ahead".into())
                 .spawn(move || {
@@ -186,12 +204,19 @@ impl ChunkDir {
                         // readers check what they read (`read_at`), on
                         // their own threads. A file that cannot be opened
                         // is left to the reader, who reports it.
-                        for c in open.claim(window.iter().map(|c| c.digest)) {
+                        let claimed = open.claim(window.iter().map(|c| c.digest));
+                        for &c in &claimed {
                             let f = File::open(dir.join(c.hex())).ok();
                             if let Some(f) = &f {
                                 open_chunks::start_reading(f);
                             }
                             open.settle(c, f.map(|f| Arc::new(ChunkFile::new(f))));
+                        }
+                        // Then their stored verdicts, while the disk reads
+                        // them in: a lookup may wait for an index block
+                        // the readers would otherwise wait for.
+                        for c in &claimed {
+                            checked.prefetch(c, &stored);
                         }
                     }
                 });
@@ -218,7 +243,11 @@ impl ChunkDir {
             self.open.forget(&chunk.digest);
             self.damaged(chunk, reason)
         };
-        if let Some(print) = self.checked.needs_check(&f.file, chunk).map_err(bad)? {
+        if let Some(print) = self
+            .checked
+            .needs_check(&f.file, chunk, &self.stored)
+            .map_err(bad)?
+        {
             let len = chunk.len as usize;
             if offset == 0 && want == len {
                 // The whole chunk is wanted: read and hashed where it goes
@@ -271,6 +300,26 @@ impl ChunkDir {
         let data = fs::read(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
         content_matches(chunk, &data).map_err(bad)?;
         Ok(data)
+    }
+
+    /// Reads a whole chunk and checks it against its name, whatever any
+    /// verdict says; gives its file's fingerprint from before the read
+    /// (`verify` records it).
+    pub(crate) fn check(&self, chunk: &ChunkRef) -> Result<Fingerprint> {
+        let bad = |reason: String| StoreError::BadChunk {
+            digest: chunk.digest,
+            reason,
+        };
+        let f = File::open(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
+        let meta = f.metadata().map_err(|e| bad(e.to_string()))?;
+        if meta.len() != chunk.len as u64 {
+            return Err(bad(format!("{} bytes, expected {}", meta.len(), chunk.len)));
+        }
+        let mut data = vec![0u8; chunk.len as usize];
+        f.read_exact_at(&mut data, 0)
+            .map_err(|e| bad(e.to_string()))?;
+        content_matches(chunk, &data).map_err(bad)?;
+        Ok(Fingerprint::of(&meta))
     }
 
     /// Flushes every chunk written so far to disk, so that a database commit
@@ -386,6 +435,9 @@ struct Written {
     names: Mutex<Vec<ChunkRef>>,
     /// Bytes of the chunks the store did not have.
     new_bytes: AtomicU64,
+    /// The chunk files written or found to hold their bytes, with their
+    /// fingerprints: their verdicts, recorded when the layer is committed.
+    verdicts: Mutex<Vec<Verdict>>,
 }
 
 /// Work for a chunk writing thread: the chunk of a slot, to name and then
@@ -438,7 +490,9 @@ impl ChunkWriter {
                     if !lock(&shared.queued).insert(digest) {
                         continue;
                     }
-                    store_chunk(&dir, &shared, digest, &data)?;
+                    if let Some(print) = store_chunk(&dir, &shared, digest, &data)? {
+                        lock(&shared.verdicts).push((digest, print));
+                    }
                 }));
             }
             to_writer
@@ -454,10 +508,22 @@ impl ChunkWriter {
     /// `ChunkDir::sync`), or returns the first write that failed. Gives
     /// the bytes of the chunks the store did not have, and every chunk's
     /// name by its slot.
-    pub fn finish(mut self) -> Result<(u64, Vec<ChunkRef>)> {
+    pub fn finish(self) -> Result<(u64, Vec<ChunkRef>)> {
+        self.finish_with_verdicts()
+            .map(|(new_bytes, names, _)| (new_bytes, names))
+    }
+
+    /// `finish`, also giving the verdicts of the chunk files written or
+    /// found good (see `verdicts`).
+    pub(crate) fn finish_with_verdicts(mut self) -> Result<(u64, Vec<ChunkRef>, Vec<Verdict>)> {
         self.finish_writes()?;
         let names = std::mem::take(&mut *lock(&self.shared.names));
-        Ok((self.shared.new_bytes.load(AtomicOrdering::Relaxed), names))
+        let verdicts = std::mem::take(&mut *lock(&self.shared.verdicts));
+        Ok((
+            self.shared.new_bytes.load(AtomicOrdering::Relaxed),
+            names,
+            verdicts,
+        ))
     }
 
     fn finish_writes(&mut self) -> Result<()> {
@@ -501,8 +567,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Writes the chunk `digest` unless the store has it; replaces a file
-/// under its name that holds other bytes.
-fn store_chunk(dir: &ChunkDir, shared: &Written, digest: Digest, data: &[u8]) -> Result<()> {
+/// under its name that holds other bytes. Returns the fingerprint of the
+/// file that now holds `data` (written or compared here): its verdict.
+fn store_chunk(
+    dir: &ChunkDir,
+    shared: &Written,
+    digest: Digest,
+    data: &[u8],
+) -> Result<Option<Fingerprint>> {
     let path = dir.path_of(&digest);
     if !path.exists() {
         shared
@@ -512,13 +584,15 @@ fn store_chunk(dir: &ChunkDir, shared: &Written, digest: Digest, data: &[u8]) ->
         if let Some(created) = dir.created.as_ref().filter(|_| new) {
             lock(created).push(digest);
         }
-        return Ok(());
+        // Named first by another process: its bytes are its writer's.
+        return Ok(new.then(|| verdicts::fingerprint_of(&path)).flatten());
     }
-    if fs::read(&path).is_ok_and(|old| old == data) {
-        return Ok(());
+    if let Some(print) = verdicts::holding(&path, data) {
+        return Ok(Some(print));
     }
     log::warn!("replacing damaged chunk {}", path.display());
-    dir.storage.replace_file(&path, data).at(&path)
+    dir.storage.replace_file(&path, data).at(&path)?;
+    Ok(verdicts::fingerprint_of(&path))
 }
 
 /// An ingest that fails still waits for its queued chunks: no write

@@ -85,6 +85,13 @@ impl Store {
                 report.layers_removed += 1;
             }
         }
+        // The verdicts of the chunk files removed below (and of any whose
+        // file went before): written before the unlinks, as the layers.
+        for digest in crate::chunk::verdicts::stored(self.db())? {
+            if !referenced.contains(&digest) {
+                crate::chunk::verdicts::drop_verdict(&mut batch, &digest);
+            }
+        }
         self.db().write(batch)?;
 
         for (path, digest) in self.chunks().list()? {

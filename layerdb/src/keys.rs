@@ -14,6 +14,7 @@
 //! | `N` container name                    | container_id (old)       |
 //! | `M` "layer-seq"                       | next layer seq (u32 BE)  |
 //! | `S` diff_id(32) original diff_id(32)  | TarSplit                 |
+//! | `V` chunk digest(32)                  | Fingerprint (56 bytes)   |
 //!
 //! (old): only in stores made before container records became files
 //! (`container_records`); the first writer moves them out.
@@ -41,6 +42,9 @@ pub const NAME: u8 = b'N';
 /// Kind byte of how to write a layer as the tar another tool wrote
 /// ([`crate::tar_split::TarSplit`]), by layer and that tar's sha256.
 pub const TAR_SPLIT: u8 = b'S';
+/// Kind byte of a chunk's verdict: its file's fingerprint when it was
+/// written or hashed (`chunk::verdicts`).
+pub const VERDICT: u8 = b'V';
 /// The key of the next layer sequence number to hand out.
 pub const NEXT_SEQ: &[u8] = b"Mlayer-seq";
 
@@ -141,6 +145,11 @@ pub fn tar_split(diff_id: &Digest, original: &Digest) -> Vec<u8> {
 /// The prefix of every tar split of layer `diff_id`.
 pub fn tar_splits_of(diff_id: &Digest) -> Vec<u8> {
     tagged(TAR_SPLIT, &diff_id.0)
+}
+
+/// The key of the verdict of the chunk `digest`.
+pub fn verdict(digest: &Digest) -> Vec<u8> {
+    tagged(VERDICT, &digest.0)
 }
 
 /// The original tar's diff id a [`tar_split`] key names.

@@ -54,6 +54,9 @@ pub struct PendingLayer {
     /// The tar this layer was read from, when that was not its canonical
     /// tar and the store can write it again (see `tar_split`).
     pub original: Option<OriginalTar>,
+    /// The chunk files its ingest wrote or found to hold their bytes, with
+    /// their fingerprints: recorded as verdicts by the commit, once synced.
+    pub(crate) verdicts: Vec<crate::chunk::verdicts::Verdict>,
 }
 
 /// Builds one layer from entries given in any order (a tar's, a directory
@@ -444,7 +447,7 @@ impl LayerBuilder {
             e.ino = ino;
             e.nlink = nlink;
         }
-        let (new_bytes, names) = self.writer.finish()?;
+        let (new_bytes, names, verdicts) = self.writer.finish_with_verdicts()?;
         self.new_bytes += new_bytes;
         for (path, slots) in &self.unnamed {
             if let Some(Data::Chunks(list)) = self.entries.get_mut(path).map(|e| &mut e.data) {
@@ -483,6 +486,7 @@ impl LayerBuilder {
             logical_bytes: self.logical_bytes,
             new_bytes: self.new_bytes,
             original: None,
+            verdicts,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! lock files. Every change is one atomic index write.
 
 use crate::blob::CompressedBlob;
+use crate::chunk::verdicts::{self, StoredVerdicts};
 use crate::chunk::ChunkDir;
 use crate::db::Db;
 use crate::digest::Digest;
@@ -18,13 +19,15 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An open store: the index (RocksDB under `<root>/db`), the chunk files
 /// (`<root>/chunks`) and the containers' directories (`<root>/containers`).
 /// Opened for writing it holds the writer lock until dropped.
 pub struct Store {
     root: PathBuf,
-    db: Db,
+    /// Shared (weakly) with the chunk directory, which looks verdicts up.
+    db: Arc<Db>,
     chunks: ChunkDir,
     /// Set when opened by [`Store::open_to_delete`]: the disk space reserve
     /// is made again when the store closes (after `db`, so after the
@@ -227,12 +230,7 @@ impl Store {
         create_root(root)?;
         let db = Db::open_writer(root)?;
         crate::reserve::keep(root);
-        let store = Store {
-            root: root.to_path_buf(),
-            db,
-            chunks: ChunkDir::new(root.join("chunks")),
-            _remake_reserve: None,
-        };
+        let store = Store::from_db(root, db, None);
         store.move_legacy_containers()?;
         Ok(store)
     }
@@ -244,12 +242,7 @@ impl Store {
     pub fn open_to_delete(root: &Path) -> Result<Store> {
         create_root(root)?;
         let db = Db::open_writer_then(root, || crate::reserve::release(root))?;
-        let store = Store {
-            root: root.to_path_buf(),
-            db,
-            chunks: ChunkDir::new(root.join("chunks")),
-            _remake_reserve: Some(RemakeReserve(root.to_path_buf())),
-        };
+        let store = Store::from_db(root, db, Some(RemakeReserve(root.to_path_buf())));
         store.move_legacy_containers()?;
         Ok(store)
     }
@@ -257,24 +250,26 @@ impl Store {
     /// Opens the index without writing anything (not even a lock file):
     /// for a failed ingest on a full disk looking for its chunks' users.
     pub(crate) fn open_without_writing(root: &Path) -> Result<Store> {
-        Ok(Store {
-            root: root.to_path_buf(),
-            db: Db::open_without_writing(root)?,
-            chunks: ChunkDir::new(root.join("chunks")),
-            _remake_reserve: None,
-        })
+        Ok(Store::from_db(root, Db::open_without_writing(root)?, None))
     }
 
     /// Opens for reading without ever waiting: for long-lived mount servers.
     pub fn open_read_only(root: &Path) -> Result<Store> {
         create_root(root)?;
         let db = Db::open_secondary(root)?;
-        Ok(Store {
+        Ok(Store::from_db(root, db, None))
+    }
+
+    /// The store at `root` over its opened index: its chunk files read
+    /// with the verdicts the index keeps.
+    fn from_db(root: &Path, db: Db, remake_reserve: Option<RemakeReserve>) -> Store {
+        let db = Arc::new(db);
+        Store {
             root: root.to_path_buf(),
+            chunks: ChunkDir::new(root.join("chunks")).consulting(StoredVerdicts::of(&db)),
             db,
-            chunks: ChunkDir::new(root.join("chunks")),
-            _remake_reserve: None,
-        })
+            _remake_reserve: remake_reserve,
+        }
     }
 
     /// The store's root directory.
@@ -504,6 +499,10 @@ impl Store {
         // Chunks were written without fsync; make them durable before the
         // index points at them.
         self.chunks.sync()?;
+        // The chunk files the new layers' ingests wrote or compared with
+        // their bytes are durable now (the syncfs above): their verdicts
+        // go in the same batch, so a mount reads them without hashing.
+        verdicts::record(&mut batch, new.new_layers.iter().flat_map(|l| &l.verdicts));
         self.db.write(batch)?;
         crate::ingest::note_commit(&self.root);
         Ok(record)
@@ -759,6 +758,13 @@ impl Store {
 
     pub(crate) fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Whether the index keeps a verdict for the chunk `digest` (tests,
+    /// tools): a reader trusts its file without hashing it while the
+    /// file's fingerprint matches.
+    pub fn has_chunk_verdict(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.db.get(&crate::keys::verdict(digest))?.is_some())
     }
 }
 

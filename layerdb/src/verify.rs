@@ -2,6 +2,13 @@
 //! collected, not stopped at, so one run names every broken object.
 //! Unreferenced chunks and layers are not problems: gc reclaims them.
 //!
+//! Every chunk is hashed whatever verdict the store keeps for it (damage
+//! beneath the filesystem keeps a file's fingerprint: this is the tool
+//! that finds it). The verdicts are then brought up to date in one batch:
+//! each good chunk's recorded with its file's fingerprint, so later cold
+//! reads need no hash, and each damaged one's dropped, so mounts hash
+//! that chunk again (and fail).
+//!
 //! A damaged chunk (missing, or not hashing to its name) cannot be rebuilt
 //! from the store: its bytes are nowhere else. `--repair` removes the
 //! damaged files and names the images that need their content imported
@@ -9,6 +16,7 @@
 //! compares every chunk file it finds with the bytes it brings, and
 //! replaces one that differs, so it repairs without `--repair` too).
 
+use crate::chunk::verdicts::{self, Verdict};
 use crate::digest::Digest;
 use crate::entry::Kind;
 use crate::error::Result;
@@ -34,14 +42,17 @@ pub struct VerifyReport {
 
 impl Store {
     /// Re-hashes every chunk every layer uses and checks every image's layers
-    /// and every hardlink's target exist; changes nothing. An error is one the
-    /// check could not go on after (the index unreadable).
+    /// and every hardlink's target exist; changes only the chunks' verdicts
+    /// (opened for writing; one that cannot be written is a warning, or a
+    /// problem for a damaged chunk's). An error is one the check could not
+    /// go on after (the index unreadable).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut r = VerifyReport::default();
         let layers: HashMap<Digest, crate::layer::LayerMeta> =
             self.layers()?.into_iter().map(|l| (l.diff_id, l)).collect();
         let mut checked: HashSet<Digest> = HashSet::new();
         let mut damaged: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        let mut good: Vec<Verdict> = Vec::new();
 
         for layer in layers.values() {
             r.layers += 1;
@@ -60,13 +71,16 @@ impl Store {
                 for c in e.chunks() {
                     if checked.insert(c.digest) {
                         r.chunks += 1;
-                        if let Err(err) = self.chunks().read(c) {
-                            damaged.insert(c.digest, Vec::new());
-                            r.problems.push(format!(
-                                "layer {:#}: file {:?}: {err}",
-                                layer.diff_id,
-                                String::from_utf8_lossy(path)
-                            ));
+                        match self.chunks().check(c) {
+                            Ok(print) => good.push((c.digest, print)),
+                            Err(err) => {
+                                damaged.insert(c.digest, Vec::new());
+                                r.problems.push(format!(
+                                    "layer {:#}: file {:?}: {err}",
+                                    layer.diff_id,
+                                    String::from_utf8_lossy(path)
+                                ));
+                            }
                         }
                     }
                     if let Some(users) = damaged.get_mut(&c.digest) {
@@ -146,7 +160,37 @@ impl Store {
         }
         r.damaged = damaged.into_iter().collect();
         r.damaged.sort();
+        if let Err(e) = self.record_verdicts(&good, &r.damaged) {
+            // Unrecorded good verdicts cost later reads a hash; a damaged
+            // chunk's verdict left in place lets mounts serve it.
+            let e = crate::error::with_causes(&e);
+            if r.damaged.is_empty() {
+                log::warn!("chunk verdicts not recorded: {e}");
+            } else {
+                r.problems.push(format!(
+                    "the damaged chunks' verdicts were not dropped: {e}"
+                ));
+            }
+        }
         Ok(r)
+    }
+
+    /// Records the verdicts of the chunks `verify` found good and drops
+    /// those of the damaged ones, in one batch (a store opened only for
+    /// reading keeps its verdicts).
+    fn record_verdicts(&self, good: &[Verdict], damaged: &[(Digest, Vec<Digest>)]) -> Result<()> {
+        if !self.db().is_writer() {
+            return Ok(());
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        for (digest, _) in damaged {
+            verdicts::drop_verdict(&mut batch, digest);
+        }
+        // What was hashed is on disk before its verdict is (a chunk an
+        // ingest replaced may not be synced yet).
+        self.chunks().sync()?;
+        verdicts::record(&mut batch, good);
+        self.db().write(batch)
     }
 
     /// Removes the damaged chunk files `report` found; returns the images

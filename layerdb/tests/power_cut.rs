@@ -228,6 +228,7 @@ fn check(root: &Path, before: &Shown, after: &Shown, returned: bool, whence: &st
         );
     }
     every_image_reads_whole(&store, whence);
+    every_verdict_names_good_bytes(&store, whence);
     let report = store.verify().unwrap();
     assert!(
         report.problems.is_empty(),
@@ -289,6 +290,27 @@ fn every_image_reads_whole(store: &Store, whence: &str) {
             let mut h = HashingWriter::default();
             store.write_layer_tar(diff_id, &mut h).unwrap();
             assert_eq!(h.digest(), *diff_id, "{whence}: layer content");
+        }
+    }
+}
+
+/// A chunk file the index keeps a verdict for holds its name's bytes: a
+/// crash never leaves a verdict for bytes that were not on disk.
+fn every_verdict_names_good_bytes(store: &Store, whence: &str) {
+    for f in std::fs::read_dir(store.root().join("chunks")).unwrap() {
+        let path = f.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Ok(digest) = name.parse::<Digest>() else {
+            continue;
+        };
+        if store.has_chunk_verdict(&digest).unwrap() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(
+                Digest::of(&bytes),
+                digest,
+                "{whence}: {} has a verdict but holds other bytes",
+                path.display()
+            );
         }
     }
 }

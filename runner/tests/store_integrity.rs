@@ -102,6 +102,61 @@ fn a_flipped_byte_in_a_chunk_reads_as_eio_and_verify_repair_then_reimport_restor
     assert_eq!(m.read("a").unwrap(), data[0]);
 }
 
+/// Rewrites a byte of `chunk` in place, same size, and puts its mtime
+/// back as `touch -r` would: only its ctime tells (once the filesystem's
+/// coarse clock has moved past the chunk's, which this waits for).
+fn flip_a_byte_in_place(chunk: &Path) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let before = std::fs::metadata(chunk).unwrap();
+    let probe = chunk.with_file_name("probe");
+    while std::fs::File::create(&probe)
+        .and_then(|f| f.metadata())
+        .map(|m| (m.ctime(), m.ctime_nsec()))
+        .unwrap()
+        <= (before.ctime(), before.ctime_nsec())
+    {
+        std::thread::yield_now();
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(chunk)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 100).unwrap();
+    f.write_all_at(&[b[0] ^ 0x01], 100).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+}
+
+#[test]
+fn a_chunk_changed_after_its_stored_verdict_reads_as_eio_on_a_fresh_mount() {
+    let (s, _, data) = victim();
+    let damaged = chunks_of(&s, "victim", "a")[1].clone();
+    let digest: layerdb::Digest = damaged
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        layerdb::Store::open_read_only(&s.root())
+            .unwrap()
+            .has_chunk_verdict(&digest)
+            .unwrap(),
+        "the import recorded the chunk's verdict"
+    );
+    {
+        let m = Mounted::new(&s, "victim", "mnt");
+        assert_eq!(m.read("a").unwrap(), data[0], "read by its stored verdict");
+    }
+    flip_a_byte_in_place(&damaged);
+    let m = Mounted::new(&s, "victim", "mnt2");
+    assert_eio(m.read("a"), "a chunk changed since its verdict");
+    assert_eq!(m.read("b").unwrap(), data[1], "another file still reads");
+}
+
 #[test]
 fn importing_the_same_content_again_replaces_a_damaged_chunk() {
     let (s, tar, data) = victim();

@@ -9,12 +9,18 @@
 //! truncation, a `touch`, a new file under the name all change the
 //! fingerprint (ctime cannot be set back through the filesystem), and
 //! the next read checks again.
+//!
+//! On a miss the verdict kept in the store is asked (`verdicts`): a chunk
+//! file unchanged since strata wrote it or `strata verify` hashed it is
+//! trusted without a hash.
 
+use super::verdicts::StoredVerdicts;
 use crate::digest::Digest;
 use crate::entry::ChunkRef;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Verdicts kept: past this many the map starts over (each is ~80 bytes;
@@ -30,8 +36,11 @@ pub(crate) struct Fingerprint {
     ctime: (i64, i64),
 }
 
+/// Bytes of a fingerprint as the index keeps it.
+const ENCODED: usize = 56;
+
 impl Fingerprint {
-    fn of(m: &Metadata) -> Fingerprint {
+    pub(crate) fn of(m: &Metadata) -> Fingerprint {
         Fingerprint {
             dev: m.dev(),
             ino: m.ino(),
@@ -40,6 +49,45 @@ impl Fingerprint {
             ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
+
+    /// The fixed-size form the index keeps (big-endian fields in order).
+    pub(crate) fn to_bytes(self) -> [u8; ENCODED] {
+        let mut out = [0u8; ENCODED];
+        let fields = [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime.0 as u64,
+            self.mtime.1 as u64,
+            self.ctime.0 as u64,
+            self.ctime.1 as u64,
+        ];
+        for (slot, v) in out.chunks_exact_mut(8).zip(fields) {
+            slot.copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// The fingerprint `to_bytes` made; None for bytes of another form
+    /// (read as no verdict, so the chunk is hashed).
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<Fingerprint> {
+        if b.len() != ENCODED {
+            return None;
+        }
+        let f = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Some(Fingerprint {
+            dev: f(0),
+            ino: f(1),
+            size: f(2),
+            mtime: (f(3) as i64, f(4) as i64),
+            ctime: (f(5) as i64, f(6) as i64),
+        })
+    }
+
+    /// When the file last changed (its ctime: seconds, nanoseconds).
+    pub(crate) fn changed(&self) -> (i64, i64) {
+        self.ctime
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,13 +95,22 @@ pub(crate) struct Checked {
     good: Mutex<HashMap<Digest, Fingerprint>>,
     /// Damaged chunks already logged.
     reported: Mutex<HashSet<Digest>>,
+    /// Chunks read whole and hashed so far (tests and measurements: a
+    /// cold read of chunks with stored verdicts hashes none).
+    hashed: AtomicU64,
 }
 
 impl Checked {
     /// Whether `f` must be checked before it is read: its fingerprint if
-    /// so, None if it was found good, unchanged, before; the reason if it
+    /// so, None if it was found good, unchanged, before (here, or by the
+    /// writer or `verify` whose verdict `stored` keeps); the reason if it
     /// cannot hold `chunk` (its size).
-    pub fn needs_check(&self, f: &File, chunk: &ChunkRef) -> Result<Option<Fingerprint>, String> {
+    pub fn needs_check(
+        &self,
+        f: &File,
+        chunk: &ChunkRef,
+        stored: &StoredVerdicts,
+    ) -> Result<Option<Fingerprint>, String> {
         let meta = f.metadata().map_err(|e| e.to_string())?;
         let print = Fingerprint::of(&meta);
         if self.lock().get(&chunk.digest) == Some(&print) {
@@ -61,6 +118,11 @@ impl Checked {
         }
         if meta.len() != chunk.len as u64 {
             return Err(format!("{} bytes, expected {}", meta.len(), chunk.len));
+        }
+        // A miss: one index lookup, against a hash of the whole chunk.
+        if stored.get(&chunk.digest) == Some(print) {
+            self.keep(chunk.digest, print);
+            return Ok(None);
         }
         Ok(Some(print))
     }
@@ -77,13 +139,34 @@ impl Checked {
         into: &mut [u8],
     ) -> Result<(), String> {
         f.read_exact_at(into, 0).map_err(|e| e.to_string())?;
+        self.hashed.fetch_add(1, Ordering::Relaxed);
         super::content_matches(chunk, into)?;
+        self.keep(chunk.digest, print);
+        Ok(())
+    }
+
+    /// Takes the stored verdict of `digest`, if any, ahead of its first
+    /// read (the reader still compares it with the file's fingerprint).
+    pub fn prefetch(&self, digest: &Digest, stored: &StoredVerdicts) {
+        if self.lock().contains_key(digest) {
+            return;
+        }
+        if let Some(print) = stored.get(digest) {
+            self.keep(*digest, print);
+        }
+    }
+
+    fn keep(&self, digest: Digest, print: Fingerprint) {
         let mut good = self.lock();
         if good.len() >= KEPT {
             good.clear();
         }
-        good.insert(chunk.digest, print);
-        Ok(())
+        good.insert(digest, print);
+    }
+
+    /// Chunks read whole and hashed so far.
+    pub fn hashed(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Fingerprint>> {
@@ -115,14 +198,14 @@ mod tests {
         let checked = Checked::default();
         let check = |f: &File| {
             let mut data = [0u8; 4];
-            match checked.needs_check(f, &chunk)? {
+            match checked.needs_check(f, &chunk, &StoredVerdicts::default())? {
                 Some(print) => checked.check_into(f, &chunk, print, &mut data),
                 None => Ok(()),
             }
         };
         check(&File::open(&path).unwrap()).unwrap();
         assert_eq!(
-            checked.needs_check(&File::open(&path).unwrap(), &chunk),
+            checked.needs_check(&File::open(&path).unwrap(), &chunk, &Default::default()),
             Ok(None),
             "unchanged: no second check"
         );
@@ -133,5 +216,15 @@ mod tests {
         assert!(err.contains("does not match"), "{err}");
         assert!(checked.first_report(&chunk.digest));
         assert!(!checked.first_report(&chunk.digest), "reported once");
+    }
+
+    #[test]
+    fn a_fingerprint_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        std::fs::write(&path, b"x").unwrap();
+        let print = Fingerprint::of(&std::fs::metadata(&path).unwrap());
+        assert_eq!(Fingerprint::from_bytes(&print.to_bytes()), Some(print));
+        assert_eq!(Fingerprint::from_bytes(&print.to_bytes()[1..]), None);
     }
 }
