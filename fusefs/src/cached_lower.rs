@@ -8,8 +8,8 @@ use crate::dir_lower::HostPath;
 use crate::error::Result;
 use crate::handles::lock;
 use crate::lower::{Lower, Node};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Condvar, Mutex};
 
 /// Bound on remembered nodes (listed children count); past it a map starts
 /// over. A Debian rootfs (~7k entries) fits whole; for larger trees the
@@ -18,17 +18,36 @@ use std::sync::Mutex;
 /// entry with its chunk list: 32k of them in two maps is ~20 MB).
 const MAX_NODES: usize = 1 << 15;
 
+/// A directory's listing: its children's names and nodes.
+type Children = Vec<(Vec<u8>, Node)>;
+
 pub struct CachedLower {
     inner: Box<dyn Lower>,
     nodes: Mutex<HashMap<Vec<u8>, Option<Node>>>,
     listings: Mutex<Listings>,
+    /// Signalled when a listing leaves `Listings::pending`.
+    listed: Condvar,
 }
 
 #[derive(Default)]
 struct Listings {
-    by_dir: HashMap<Vec<u8>, Vec<(Vec<u8>, Node)>>,
+    by_dir: HashMap<Vec<u8>, Children>,
     /// Children held in `by_dir`, for the bound.
     count: usize,
+    /// Directories being read from the layer now (by a request or by
+    /// `crate::walk_ahead`): a second reader waits for the first rather
+    /// than reading the host directory again.
+    pending: HashSet<Vec<u8>>,
+}
+
+/// What [`CachedLower::listing`] does when another thread is reading the
+/// same directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IfPending {
+    /// Wait for its result (a request needs the listing).
+    Wait,
+    /// Leave it (reading ahead: someone is already at it).
+    Skip,
 }
 
 impl CachedLower {
@@ -37,7 +56,59 @@ impl CachedLower {
             inner,
             nodes: Mutex::new(HashMap::new()),
             listings: Mutex::new(Listings::default()),
+            listed: Condvar::new(),
         }
+    }
+
+    /// Reads and remembers the listing of `dir` unless it is remembered or
+    /// being read already (see `crate::walk_ahead`).
+    pub fn read_ahead(&self, dir: &[u8]) -> Result<()> {
+        self.listing(dir, IfPending::Skip).map(drop)
+    }
+
+    /// The listing of `dir`, remembered or read now; `None` when skipped
+    /// because another thread is reading it.
+    fn listing(&self, dir: &[u8], if_pending: IfPending) -> Result<Option<Children>> {
+        let mut l = lock(&self.listings);
+        loop {
+            if let Some(kids) = l.by_dir.get(dir) {
+                return Ok((if_pending == IfPending::Wait).then(|| kids.clone()));
+            }
+            if !l.pending.contains(dir) {
+                break;
+            }
+            if if_pending == IfPending::Skip {
+                return Ok(None);
+            }
+            // Its reader remembers it (or fails, and this thread reads it).
+            l = self
+                .listed
+                .wait(l)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        l.pending.insert(dir.to_vec());
+        drop(l);
+        let read = self.inner.children(dir);
+        if let Ok(kids) = &read {
+            // A listing answers the lookups that usually follow it (stat
+            // of each entry): a child's node is what `node` would return.
+            for (name, node) in kids {
+                self.remember_node(&layerdb::join_path(dir, name), Some(node.clone()));
+            }
+        }
+        let mut l = lock(&self.listings);
+        l.pending.remove(dir);
+        if let Ok(kids) = &read {
+            if l.count + kids.len() > MAX_NODES {
+                l.by_dir.clear();
+                l.count = 0;
+            }
+            l.count += kids.len();
+            l.by_dir.insert(dir.to_vec(), kids.clone());
+        }
+        drop(l);
+        self.listed.notify_all();
+        read.map(Some)
     }
 
     fn remember_node(&self, path: &[u8], node: Option<Node>) {
@@ -64,23 +135,9 @@ impl Lower for CachedLower {
     }
 
     fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
-        if let Some(kids) = lock(&self.listings).by_dir.get(dir) {
-            return Ok(kids.clone());
-        }
-        let kids = self.inner.children(dir)?;
-        // A listing answers the lookups that usually follow it (stat of
-        // each entry): a child's node is what `node` would return.
-        for (name, node) in &kids {
-            self.remember_node(&layerdb::join_path(dir, name), Some(node.clone()));
-        }
-        let mut l = lock(&self.listings);
-        if l.count + kids.len() > MAX_NODES {
-            l.by_dir.clear();
-            l.count = 0;
-        }
-        l.count += kids.len();
-        l.by_dir.insert(dir.to_vec(), kids.clone());
-        Ok(kids)
+        // `Wait` never skips: the listing is always there.
+        let kids = self.listing(dir, IfPending::Wait)?;
+        Ok(kids.unwrap_or_default())
     }
 
     fn read_at(&self, path: &[u8], node: &Node, offset: u64, buf: &mut [u8]) -> Result<usize> {

@@ -10,6 +10,7 @@ use crate::resolution_cache::ResolutionCache;
 use crate::union::{self, Resolved};
 use crate::upper::Upper;
 use crate::upper_format::UpperFormat;
+use crate::walk_ahead::WalkAhead;
 use layerdb::split_path;
 use nix::errno::Errno;
 use std::path::Path;
@@ -19,9 +20,11 @@ use std::sync::Arc;
 /// with the resolution of paths through them and copy-up into the upper.
 pub struct Layers {
     upper: Option<(Upper, DirLower)>,
-    lowers: Vec<Box<dyn Lower>>,
+    lowers: Vec<Arc<CachedLower>>,
     /// Directories resolved before; the upper invalidates what it changes.
     dirs: Arc<ResolutionCache>,
+    /// Reads the lowers' listings of directories a walk will list next.
+    walk_ahead: WalkAhead,
 }
 
 impl Layers {
@@ -47,14 +50,16 @@ impl Layers {
             }
             None => None,
         };
-        let lowers = lowers
+        let lowers: Vec<Arc<CachedLower>> = lowers
             .into_iter()
-            .map(|l| Box::new(CachedLower::new(l)) as Box<dyn Lower>)
+            .map(|l| Arc::new(CachedLower::new(l)))
             .collect();
+        let walk_ahead = WalkAhead::start(lowers.clone());
         let layers = Layers {
             upper,
             lowers,
             dirs,
+            walk_ahead,
         };
         layers.init_upper_root()?;
         Ok(layers)
@@ -71,7 +76,7 @@ impl Layers {
         if !upper.root_needs_meta()? {
             return Ok(());
         }
-        let lowers: Vec<&dyn Lower> = self.lowers.iter().map(|l| l.as_ref()).collect();
+        let lowers: Vec<&dyn Lower> = self.lowers.iter().map(|l| l.as_ref() as _).collect();
         match union::resolve_root(&lowers)? {
             Some(r) => {
                 upper.write_meta(b"", &r.node.entry, None)?;
@@ -88,7 +93,7 @@ impl Layers {
         if let Some((_, view)) = &self.upper {
             s.push(view);
         }
-        s.extend(self.lowers.iter().map(|l| l.as_ref()));
+        s.extend(self.lowers.iter().map(|l| l.as_ref() as &dyn Lower));
         s
     }
 
@@ -204,6 +209,19 @@ impl Layers {
     /// The merged listing of a directory.
     pub fn list(&self, dir: &Resolved, path: &[u8]) -> Result<Vec<(Vec<u8>, Resolved)>> {
         union::list(&self.stack(), dir, path)
+    }
+
+    /// A walk just listed `children`: read the lower directories merged
+    /// into its subdirectories in the background (see `crate::walk_ahead`).
+    pub fn read_ahead(&self, children: &[(Vec<u8>, Resolved)]) {
+        let first_lower = usize::from(self.has_upper());
+        let dirs = children
+            .iter()
+            .flat_map(|(_, r)| &r.dir_layers)
+            .filter(|d| d.layer >= first_lower)
+            .map(|d| (d.layer - first_lower, d.path.clone()))
+            .collect();
+        self.walk_ahead.queue(dirs);
     }
 
     /// Opens `path`, resolved as `r`, for reading: a host file where the

@@ -57,6 +57,7 @@ pub mod union_fs;
 mod upper;
 pub mod upper_format;
 pub mod view;
+mod walk_ahead;
 pub mod whiteout;
 mod xattr;
 

@@ -936,3 +936,33 @@ fn an_acl_change_by_an_owner_outside_the_group_clears_setgid() {
     let mode = fs::metadata(&f).expect("stat").mode() & 0o7777;
     assert_eq!(mode, 0o754, "the mode after the owner's setfacl");
 }
+
+/// Every listing request is a READDIRPLUS (not READDIRPLUS_AUTO's first
+/// only): the entries of a directory bigger than one reply come with
+/// their attributes too, so a stat after the listing asks the server
+/// nothing. Seen by changing upper files behind the mount's back after
+/// the listing: an entry looked up afresh would show the change.
+#[test]
+fn every_entry_of_a_big_directory_is_listed_with_its_attributes() {
+    let fx = Fixture::new();
+    let name = |i: usize| format!("f{i:04}");
+    {
+        let _m = fx.mount(false);
+        let dir = fx.mnt().join("big");
+        fs::create_dir(&dir).expect("mkdir");
+        for i in 0..1000 {
+            fs::write(dir.join(name(i)), "").expect("create");
+        }
+    }
+    // Mounted afresh: the kernel knows nothing but what the listing says.
+    let _m = fx.mount(false);
+    let dir = fx.mnt().join("big");
+    assert_eq!(fs::read_dir(&dir).expect("opendir").count(), 1000);
+    for i in 0..1000 {
+        fs::write(fx.upper().join("big").join(name(i)), "x").expect("write the upper file");
+    }
+    let looked_up = (0..1000)
+        .filter(|&i| fs::symlink_metadata(dir.join(name(i))).expect("stat").len() != 0)
+        .count();
+    assert_eq!(looked_up, 0, "entries looked up again after the listing");
+}

@@ -784,7 +784,9 @@ impl UnionFs {
             node: r.node.clone(),
             is_dot: true,
         });
-        for (name, child) in self.layers.list(&r, &path)? {
+        let children = self.layers.list(&r, &path)?;
+        self.layers.read_ahead(&children);
+        for (name, child) in children {
             let cpath = join_path(&path, &name);
             items.push(DirItem {
                 id: InodeTable::node_id(&cpath, child.node.ino),
