@@ -367,6 +367,8 @@ impl UnionFs {
     }
 
     /// Creates a node in the upper; the caller holds the tree write lock.
+    /// A new regular file comes with its host file, open for reading and
+    /// writing.
     fn create_node(
         &self,
         parent: NodeId,
@@ -374,7 +376,7 @@ impl UnionFs {
         caller: Caller,
         mode: u32,
         what: NewNode<'_>,
-    ) -> Result<(Vec<u8>, Resolved)> {
+    ) -> Result<(Vec<u8>, Resolved, Option<std::fs::File>)> {
         let path = self.child_path(parent, name)?;
         Self::check_new_name(&path)?;
         let upper = self.writable(&path)?;
@@ -412,10 +414,11 @@ impl UnionFs {
             // The whiteout device holds the name itself.
             upper.remove_whiteout(dir_path, name)?;
         }
+        let mut file = None;
         match what {
             NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
             NewNode::File => {
-                upper.create_file(&path)?;
+                file = Some(upper.create_file(&path)?);
                 upper.write_meta(&path, &e, None)?;
             }
             NewNode::Symlink(target) => {
@@ -433,7 +436,7 @@ impl UnionFs {
             upper.remove_whiteout(dir_path, name)?;
         }
         let r = self.layers.get(&path)?;
-        Ok((path, r))
+        Ok((path, r, file))
     }
 
     /// Makes a regular file, device, fifo or socket `name` in `parent`; `mode`
@@ -452,7 +455,7 @@ impl UnionFs {
             k => NewNode::Special(k, (libc::major(rdev as u64), libc::minor(rdev as u64))),
         };
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, what)?;
+        let (path, r, _) = self.create_node(parent, name, caller, mode, what)?;
         Ok(self.entry(&path, r))
     }
 
@@ -460,7 +463,7 @@ impl UnionFs {
     /// the default ACL says).
     pub fn mkdir(&self, parent: NodeId, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
+        let (path, r, _) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
@@ -473,7 +476,8 @@ impl UnionFs {
         caller: Caller,
     ) -> Result<Attr> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
+        let (path, r, _) =
+            self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
         Ok(self.entry(&path, r))
     }
 
@@ -491,10 +495,23 @@ impl UnionFs {
         caller: Caller,
     ) -> Result<(Attr, Option<FileHandle>)> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
+        let (path, r, created) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
         if !handle {
-            return Ok((self.entry(&path, r), None));
+            let attr = self.entry(&path, r);
+            // The file just made becomes the node's file (see `NodeFiles`),
+            // so the WRITEs that follow a CREATE (tar's) neither reopen it
+            // nor resolve its path again.
+            if let Some(file) = created {
+                let generation = self.generation.load(Ordering::Relaxed);
+                let file = OpenFile::Host {
+                    file,
+                    writable: true,
+                    backs_node: true,
+                };
+                self.node_files.insert(attr.id, generation, file);
+            }
+            return Ok((attr, None));
         }
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
         let attr = self.entry(&path, r);
