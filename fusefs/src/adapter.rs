@@ -111,9 +111,11 @@ impl Adapter {
 
     /// The writer of a request that does not say whether its caller has
     /// CAP_FSETID (SETATTR, FALLOCATE, COPY_FILE_RANGE: fuser does not pass
-    /// FATTR_KILL_SUIDGID on): root is taken to have it, anyone else not.
+    /// FATTR_KILL_SUIDGID on): root, as the union stores ids (the view's
+    /// mapping applied), is taken to have it, anyone else not.
     fn writer_by_uid(&self, req: &Request) -> Writer {
-        self.writer(req, req.uid() != 0)
+        let root = self.caller(req, 0).uid == 0;
+        self.writer(req, !root)
     }
 
     /// The caller of a request, with its ids as the union stores them.
