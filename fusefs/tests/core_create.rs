@@ -131,3 +131,33 @@ fn a_union_without_an_upper_refuses_every_change_with_erofs() {
     assert_eq!(fs.read(f, Some(fh), 0, 10).expect("read"), b"ro");
     fs.release(fh);
 }
+
+/// Without a handle (OPEN answered ENOSYS), the host file CREATE made is
+/// the node's file: the WRITEs that follow (an untar's) go through it
+/// without opening the file again. Seen here by taking the host name away
+/// behind the union's back: a reopen would fail with ENOENT.
+#[test]
+fn writes_after_a_create_without_a_handle_use_the_file_create_opened() {
+    for_each_setup(LOWER, |fx| {
+        let (attr, fh) = fx
+            .fs
+            .create(
+                NodeId::ROOT,
+                b"new",
+                0o644,
+                (libc::O_WRONLY, false),
+                caller(),
+            )
+            .expect("create");
+        assert!(fh.is_none(), "no handle without passthrough");
+        let host = fx.upper_path("new");
+        let kept = host.with_file_name("kept");
+        std::fs::rename(&host, &kept).expect("move the host file away");
+        let n = fx
+            .fs
+            .write(attr.id, None, 0, b"data", &writer())
+            .expect("write through the node's file");
+        assert_eq!(n, 4);
+        assert_eq!(std::fs::read(&kept).expect("read the host file"), b"data");
+    });
+}

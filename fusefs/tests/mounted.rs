@@ -807,6 +807,41 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
     }
 }
 
+/// The mount leaves set-id clearing to the server (FUSE_HANDLE_KILLPRIV_V2,
+/// see `Adapter::init`): a chown, even root's, clears S_ISUID and
+/// group-executable S_ISGID, and a truncation by another user clears them.
+#[test]
+fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
+    let fx = Fixture::new();
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let _m = fx.mount_with(|o| {
+            o.allow_other = true; // uid 1000 truncates
+            o.upper_format = Some(format);
+        });
+        let f = fx.mnt().join(format!("setid-{format:?}"));
+        fs::write(&f, "0123456789").expect("create");
+        let mode = || fs::metadata(&f).expect("stat").mode() & 0o7777;
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).expect("chmod 6755");
+        std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
+        assert_eq!(mode(), 0o755, "{format:?}: after a chown by root");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).expect("chmod 6777");
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+            .args(["truncate", "-s", "3"])
+            .arg(&f)
+            .output()
+            .expect("setpriv runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(mode(), 0o777, "{format:?}: after a truncation by uid 1000");
+        assert_eq!(fs::read(&f).expect("read"), b"012");
+    }
+}
+
 #[test]
 fn a_file_unlinked_while_open_keeps_its_xattrs_through_its_descriptor() {
     use xattr::FileExt;

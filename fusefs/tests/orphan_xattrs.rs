@@ -116,5 +116,6 @@ fn writer() -> Writer {
         uid: 0,
         gid: 0,
         pid: std::process::id(),
+        clears_set_id: false,
     }
 }

@@ -73,6 +73,9 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     /// New modification time.
     pub mtime: Option<TimeSet>,
+    /// Who asks, for the set-id bits a chown or truncation clears (see
+    /// [`SetAttr::clearing_set_id`]); `None`: a caller with CAP_FSETID.
+    pub by: Option<Writer>,
 }
 
 impl SetAttr {
@@ -80,6 +83,40 @@ impl SetAttr {
     /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
         self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
+    }
+
+    /// This request with the set-id bits of `e` it clears added as a mode
+    /// change, as the kernel clears them on a local filesystem (the mount
+    /// leaves it to the server: FUSE_HANDLE_KILLPRIV_V2, see
+    /// `Adapter::init`). A chown of a non-directory clears S_ISUID, and
+    /// S_ISGID with group execute or when the caller is outside the file's
+    /// group and lacks CAP_FSETID; a truncation by a caller without
+    /// CAP_FSETID clears S_ISUID and group-executable S_ISGID. A request
+    /// that sets the mode itself says what it wants.
+    pub fn clearing_set_id(&self, e: &Entry) -> SetAttr {
+        let mut sa = self.clone();
+        if self.mode.is_some() || e.kind == Kind::Dir {
+            return sa;
+        }
+        let by = self.by.filter(|w| w.clears_set_id);
+        let xgrp = e.mode & libc::S_IXGRP != 0;
+        let mut clear = 0;
+        if self.uid.is_some() || self.gid.is_some() {
+            clear |= libc::S_ISUID;
+            if xgrp || by.is_some_and(|w| !w.in_group(e.gid)) {
+                clear |= libc::S_ISGID;
+            }
+        }
+        if self.size.is_some() && by.is_some() {
+            clear |= libc::S_ISUID;
+            if xgrp {
+                clear |= libc::S_ISGID;
+            }
+        }
+        if e.mode & clear != 0 {
+            sa.mode = Some(e.mode & 0o7777 & !clear);
+        }
+        sa
     }
 
     /// `e` with this request's owner and mode, and the access ACL that
@@ -289,6 +326,7 @@ impl UnionFs {
         };
         let upper = self.writable(&path)?;
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
+        let sa = &sa.clearing_set_id(&r.node.entry);
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
             upper.set_owner_mode(&path, e.kind, &override_of(&e))?;
@@ -329,6 +367,8 @@ impl UnionFs {
     }
 
     /// Creates a node in the upper; the caller holds the tree write lock.
+    /// A new regular file comes with its host file, open for reading and
+    /// writing.
     fn create_node(
         &self,
         parent: NodeId,
@@ -336,7 +376,7 @@ impl UnionFs {
         caller: Caller,
         mode: u32,
         what: NewNode<'_>,
-    ) -> Result<(Vec<u8>, Resolved)> {
+    ) -> Result<(Vec<u8>, Resolved, Option<std::fs::File>)> {
         let path = self.child_path(parent, name)?;
         Self::check_new_name(&path)?;
         let upper = self.writable(&path)?;
@@ -374,10 +414,11 @@ impl UnionFs {
             // The whiteout device holds the name itself.
             upper.remove_whiteout(dir_path, name)?;
         }
+        let mut file = None;
         match what {
             NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
             NewNode::File => {
-                upper.create_file(&path)?;
+                file = Some(upper.create_file(&path)?);
                 upper.write_meta(&path, &e, None)?;
             }
             NewNode::Symlink(target) => {
@@ -395,7 +436,7 @@ impl UnionFs {
             upper.remove_whiteout(dir_path, name)?;
         }
         let r = self.layers.get(&path)?;
-        Ok((path, r))
+        Ok((path, r, file))
     }
 
     /// Makes a regular file, device, fifo or socket `name` in `parent`; `mode`
@@ -414,7 +455,7 @@ impl UnionFs {
             k => NewNode::Special(k, (libc::major(rdev as u64), libc::minor(rdev as u64))),
         };
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, what)?;
+        let (path, r, _) = self.create_node(parent, name, caller, mode, what)?;
         Ok(self.entry(&path, r))
     }
 
@@ -422,7 +463,7 @@ impl UnionFs {
     /// the default ACL says).
     pub fn mkdir(&self, parent: NodeId, name: &[u8], mode: u32, caller: Caller) -> Result<Attr> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
+        let (path, r, _) = self.create_node(parent, name, caller, mode, NewNode::Dir)?;
         Ok(self.entry(&path, r))
     }
 
@@ -435,7 +476,8 @@ impl UnionFs {
         caller: Caller,
     ) -> Result<Attr> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
+        let (path, r, _) =
+            self.create_node(parent, name, caller, 0o777, NewNode::Symlink(target))?;
         Ok(self.entry(&path, r))
     }
 
@@ -453,10 +495,23 @@ impl UnionFs {
         caller: Caller,
     ) -> Result<(Attr, Option<FileHandle>)> {
         let _g = self.change_tree();
-        let (path, r) = self.create_node(parent, name, caller, mode, NewNode::File)?;
+        let (path, r, created) = self.create_node(parent, name, caller, mode, NewNode::File)?;
         let upper = self.writable(&path)?;
         if !handle {
-            return Ok((self.entry(&path, r), None));
+            let attr = self.entry(&path, r);
+            // The file just made becomes the node's file (see `NodeFiles`),
+            // so the WRITEs that follow a CREATE (tar's) neither reopen it
+            // nor resolve its path again.
+            if let Some(file) = created {
+                let generation = self.generation.load(Ordering::Relaxed);
+                let file = OpenFile::Host {
+                    file,
+                    writable: true,
+                    backs_node: true,
+                };
+                self.node_files.insert(attr.id, generation, file);
+            }
+            return Ok((attr, None));
         }
         let file = upper.open_file(&path, flags & !libc::O_TRUNC)?;
         let attr = self.entry(&path, r);
@@ -567,6 +622,7 @@ impl UnionFs {
 
     fn orphan_setattr(&self, id: NodeId, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
+        let sa = &sa.clearing_set_id(&o.node(id.ino())?.entry);
         o.setattr(
             id.ino(),
             sa,
