@@ -428,7 +428,7 @@ impl ChunkWriter {
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
                 let (dir, queued, shared) = (dir.clone(), queued.clone(), shared.clone());
-                writers.push(std::thread::spawn(move || loop {
+                let write = move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(Job(slot, data)) = next else {
                         return Ok(());
@@ -439,7 +439,9 @@ impl ChunkWriter {
                         continue;
                     }
                     store_chunk(&dir, &shared, digest, &data)?;
-                }));
+                };
+                let spawned = std::thread::Builder::new().name("chunk-writer".into());
+                writers.push(spawned.spawn(write).expect("a thread can be started"));
             }
             to_writer
         });

@@ -503,8 +503,14 @@ impl Store {
         }
         // Chunks were written without fsync; make them durable before the
         // index points at them.
+        let started = std::time::Instant::now();
         self.chunks.sync()?;
+        let synced = started.elapsed();
         self.db.write(batch)?;
+        log::debug!(
+            "commit: syncfs {synced:?}, index batch {:?}",
+            started.elapsed() - synced
+        );
         crate::ingest::note_commit(&self.root);
         Ok(record)
     }
