@@ -107,6 +107,7 @@ fn read_tar(
     below: &dyn Fn(&[u8]) -> Option<Entry>,
     diff_id: bool,
 ) -> Result<(PendingLayer, Option<Digest>)> {
+    let started = std::time::Instant::now();
     let bad = |reason: String| StoreError::BadLayer {
         source_name: source.to_string(),
         reason,
@@ -189,6 +190,7 @@ fn read_tar(
     // anywhere fails the import and the diff id covers every byte.
     io::copy(&mut stream, &mut io::sink())
         .map_err(|e| bad(format!("corrupt or truncated archive: {}", shown(&e))))?;
+    log::debug!("layer {source}: read in {:?}", started.elapsed());
     builder.add_missing_parents(below)?;
     stream.recorder = None;
     let digest = stream.hasher.map(Digest::from_hasher);

@@ -447,7 +447,9 @@ impl LayerBuilder {
             e.ino = ino;
             e.nlink = nlink;
         }
+        let waited = std::time::Instant::now();
         let (new_bytes, names, verdicts) = self.writer.finish_with_verdicts()?;
+        let writers_done = waited.elapsed();
         self.new_bytes += new_bytes;
         for (path, slots) in &self.unnamed {
             if let Some(Data::Chunks(list)) = self.entries.get_mut(path).map(|e| &mut e.data) {
@@ -479,6 +481,13 @@ impl LayerBuilder {
                 hasher.digest()
             }
         };
+        // Where an ingest's tail goes (docs/design.md, "Where an ingest
+        // spends its time"): the input is read by now.
+        log::debug!(
+            "layer {}: waited {writers_done:?} for the chunk writers, {:?} in all for the tar's hash",
+            self.source,
+            waited.elapsed()
+        );
         Ok(PendingLayer {
             diff_id,
             size,

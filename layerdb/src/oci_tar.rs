@@ -71,7 +71,7 @@ impl BackgroundHasher {
         // Bounded, so a slow hasher holds the ingest back instead of
         // letting the queued content grow (16 MiB at most).
         let (to_hasher, queued) = sync_channel::<Vec<Arc<Vec<u8>>>>(16);
-        let hasher = std::thread::spawn(move || {
+        let hash = move || {
             let mut h = Sha256::new();
             for batch in queued {
                 for data in batch {
@@ -79,7 +79,11 @@ impl BackgroundHasher {
                 }
             }
             Digest::from_hasher(h)
-        });
+        };
+        let hasher = std::thread::Builder::new()
+            .name("tar-hasher".into())
+            .spawn(hash)
+            .expect("a thread can be started");
         BackgroundHasher {
             to_hasher,
             gathered: Vec::with_capacity(GATHER),

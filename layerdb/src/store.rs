@@ -498,12 +498,18 @@ impl Store {
         }
         // Chunks were written without fsync; make them durable before the
         // index points at them.
+        let started = std::time::Instant::now();
         self.chunks.sync()?;
+        let synced = started.elapsed();
         // The chunk files the new layers' ingests wrote or compared with
         // their bytes are durable now (the syncfs above): their verdicts
         // go in the same batch, so a mount reads them without hashing.
         verdicts::record(&mut batch, new.new_layers.iter().flat_map(|l| &l.verdicts));
         self.db.write(batch)?;
+        log::debug!(
+            "commit: syncfs {synced:?}, index batch {:?}",
+            started.elapsed() - synced
+        );
         crate::ingest::note_commit(&self.root);
         Ok(record)
     }

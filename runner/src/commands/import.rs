@@ -51,7 +51,9 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> Result<i32> {
         ..Default::default()
     });
 
+    let opening = std::time::Instant::now();
     let store = ctx.store()?;
+    log::debug!("import: index opened in {:?}", opening.elapsed());
     let image = store.commit_image(NewImage {
         config,
         layer: Some(layer),

@@ -367,7 +367,7 @@ fn fetch_layer(
         let (to_ingest, from_download) = sync_channel(PIPE_DEPTH);
         let what = &what;
         let compressed = &mut compressed;
-        let download = s.spawn(move || -> Result<()> {
+        let fetch = move || -> Result<()> {
             let decoded: Box<dyn Read + '_> = match compression {
                 Compression::None => Box::new(&mut *compressed),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
@@ -380,7 +380,11 @@ fn fetch_layer(
             };
             pump(decoded, &to_ingest);
             Ok(())
-        });
+        };
+        let download = std::thread::Builder::new()
+            .name("layer-download".into())
+            .spawn_scoped(s, fetch)
+            .expect("a thread can be started");
         let piped = Piped {
             from: from_download,
             block: Vec::new(),
