@@ -97,25 +97,14 @@ impl Adapter {
         self.file_attr(a.id, &a.node)
     }
 
-    /// The writer of a request, for the set-id rules; `clears_set_id` as
-    /// the kernel flags a WRITE (see [`Writer::clears_set_id`]).
-    fn writer(&self, req: &Request, clears_set_id: bool) -> Writer {
+    /// The writer of a request, for the set-group-ID rule.
+    fn writer(&self, req: &Request) -> Writer {
         let c = self.caller(req, 0);
         Writer {
             uid: c.uid,
             gid: c.gid,
             pid: req.pid(),
-            clears_set_id,
         }
-    }
-
-    /// The writer of a request that does not say whether its caller has
-    /// CAP_FSETID (SETATTR, FALLOCATE, COPY_FILE_RANGE: fuser does not pass
-    /// FATTR_KILL_SUIDGID on): root, as the union stores ids (the view's
-    /// mapping applied), is taken to have it, anyone else not.
-    fn writer_by_uid(&self, req: &Request) -> Writer {
-        let root = self.caller(req, 0).uid == 0;
-        self.writer(req, !root)
     }
 
     /// The caller of a request, with its ids as the union stores them.
@@ -280,13 +269,6 @@ impl Filesystem for Adapter {
         // kernel refuses to encode any (name_to_handle_at gives
         // EOPNOTSUPP), as kernel overlayfs does without nfs_export.
         let _ = config.add_capabilities(InitFlags::FUSE_NO_EXPORT_SUPPORT);
-        // The server clears set-id bits on write, chown and truncate (see
-        // `SetAttr::clearing_set_id`, `Writer::clears_set_id`), so the
-        // kernel neither asks a GETATTR before each chown nor, once it has
-        // seen a file without security.capability (SB_NOSEC), a GETXATTR
-        // before each write(2): an untar of the Debian usr tree went from
-        // 86,000 requests to 70,000 (docs/design.md, "Untar").
-        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         // Stack depth 1: backing files may not live on a stacked filesystem
         // (overlayfs); those opens fall back to the server. It keeps this
         // mount usable as a layer of an overlayfs.
@@ -323,7 +305,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -350,7 +332,6 @@ impl Filesystem for Adapter {
             size,
             atime: time_set(atime),
             mtime: time_set(mtime),
-            by: Some(self.writer_by_uid(req)),
         };
         self.reply_attr("setattr", self.fs.setattr(id, &sa), reply)
     }
@@ -627,18 +608,17 @@ impl Filesystem for Adapter {
         fh: fuser::FileHandle,
         offset: u64,
         data: &[u8],
-        write_flags: WriteFlags,
+        _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.fs.write(
             NodeId::from(ino),
             FileHandle::from_fuser(fh),
             offset,
             data,
-            &self.writer(req, kill),
+            &self.writer(req),
         ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
@@ -799,7 +779,7 @@ impl Filesystem for Adapter {
                 name.as_bytes(),
                 value,
                 flags,
-                &self.writer(req, false),
+                &self.writer(req),
             ),
             reply,
         )
@@ -864,7 +844,7 @@ impl Filesystem for Adapter {
                 offset,
                 length,
                 mode,
-                &self.writer_by_uid(req),
+                &self.writer(req),
             ),
             reply,
         )
@@ -915,7 +895,7 @@ impl Filesystem for Adapter {
                 offset_out,
             ),
             len,
-            &self.writer_by_uid(req),
+            &self.writer(req),
         ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("copy_file_range", &e)),

@@ -116,6 +116,5 @@ fn writer() -> Writer {
         uid: 0,
         gid: 0,
         pid: std::process::id(),
-        clears_set_id: false,
     }
 }

@@ -24,11 +24,6 @@ pub struct Writer {
     pub gid: u32,
     /// The writing process, whose supplementary groups count too.
     pub pid: u32,
-    /// Whether the change clears S_ISUID, and S_ISGID with group execute,
-    /// as a write or truncation by a caller without CAP_FSETID does: the
-    /// mount leaves that to the server (FUSE_HANDLE_KILLPRIV_V2, see
-    /// `Adapter::init`), and the kernel flags each such WRITE.
-    pub clears_set_id: bool,
 }
 
 impl Writer {
@@ -223,7 +218,7 @@ impl UnionFs {
     }
 
     /// Writes `data` at `offset` through handle `fh` (none: node `id`'s file) and
-    /// returns the bytes written; clears set-id bits as the kernel would for
+    /// returns the bytes written; clears S_ISGID as the kernel would for
     /// `writer`.
     pub fn write(
         &self,
@@ -241,17 +236,17 @@ impl UnionFs {
         // is what an O_APPEND writer expects.
         file.write_all_at(data, offset)
             .map_err(|e| FsError::io("write", b"<open file>", e))?;
-        self.drop_set_id(file, writer)?;
+        self.drop_setgid(file, writer)?;
         Ok(data.len())
     }
 
-    /// The set-id bits a write (or fallocate) by `w` clears, as the kernel
-    /// clears them on a local filesystem: S_ISUID, and S_ISGID with group
-    /// execute, when `w` lacks CAP_FSETID (see [`Writer::clears_set_id`]);
-    /// S_ISGID without group execute when `w` is outside the file's group
-    /// (FUSE's kernel side never clears that one).
-    fn drop_set_id(&self, file: &std::fs::File, w: &Writer) -> Result<()> {
-        if w.uid == 0 && !w.clears_set_id {
+    /// A write (or fallocate) by a user outside a file's group, without
+    /// CAP_FSETID, clears S_ISGID even on a file that is not
+    /// group-executable, as the kernel does on a local filesystem. FUSE's
+    /// kernel side clears S_ISUID, and S_ISGID only with group execute,
+    /// and leaves the rest to the server.
+    fn drop_setgid(&self, file: &std::fs::File, w: &Writer) -> Result<()> {
+        if w.uid == 0 {
             return Ok(());
         }
         let format = self.layers.upper(b"<open file>")?.format();
@@ -268,29 +263,18 @@ impl UnionFs {
                 None => return Ok(()),
             }
         };
-        let mut clear = 0;
-        if w.clears_set_id {
-            clear |= libc::S_ISUID;
-            if mode & libc::S_IXGRP != 0 {
-                clear |= libc::S_ISGID;
-            }
-        }
-        if w.uid != 0 && mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID && !w.in_group(gid)
-        {
-            clear |= libc::S_ISGID;
-        }
-        if mode & clear == 0 {
+        if mode & (libc::S_ISGID | libc::S_IXGRP) != libc::S_ISGID || w.in_group(gid) {
             return Ok(());
         }
         match ovr {
             None => {
                 use std::os::unix::fs::PermissionsExt;
-                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !clear);
+                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !libc::S_ISGID);
                 file.set_permissions(perm)
                     .map_err(|e| FsError::io("fchmod", what, e))
             }
             Some(mut o) => {
-                o.mode &= !clear;
+                o.mode &= !libc::S_ISGID;
                 crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
                     .map_err(|e| FsError::io("fsetxattr override_stat", what, e))
             }
@@ -338,7 +322,7 @@ impl UnionFs {
             length as libc::off_t,
         )
         .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))?;
-        self.drop_set_id(file, writer)
+        self.drop_setgid(file, writer)
     }
 
     /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store

@@ -73,9 +73,6 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     /// New modification time.
     pub mtime: Option<TimeSet>,
-    /// Who asks, for the set-id bits a chown or truncation clears (see
-    /// [`SetAttr::clearing_set_id`]); `None`: a caller with CAP_FSETID.
-    pub by: Option<Writer>,
 }
 
 impl SetAttr {
@@ -83,40 +80,6 @@ impl SetAttr {
     /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
         self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
-    }
-
-    /// This request with the set-id bits of `e` it clears added as a mode
-    /// change, as the kernel clears them on a local filesystem (the mount
-    /// leaves it to the server: FUSE_HANDLE_KILLPRIV_V2, see
-    /// `Adapter::init`). A chown of a non-directory clears S_ISUID, and
-    /// S_ISGID with group execute or when the caller is outside the file's
-    /// group and lacks CAP_FSETID; a truncation by a caller without
-    /// CAP_FSETID clears S_ISUID and group-executable S_ISGID. A request
-    /// that sets the mode itself says what it wants.
-    pub fn clearing_set_id(&self, e: &Entry) -> SetAttr {
-        let mut sa = self.clone();
-        if self.mode.is_some() || e.kind == Kind::Dir {
-            return sa;
-        }
-        let by = self.by.filter(|w| w.clears_set_id);
-        let xgrp = e.mode & libc::S_IXGRP != 0;
-        let mut clear = 0;
-        if self.uid.is_some() || self.gid.is_some() {
-            clear |= libc::S_ISUID;
-            if xgrp || by.is_some_and(|w| !w.in_group(e.gid)) {
-                clear |= libc::S_ISGID;
-            }
-        }
-        if self.size.is_some() && by.is_some() {
-            clear |= libc::S_ISUID;
-            if xgrp {
-                clear |= libc::S_ISGID;
-            }
-        }
-        if e.mode & clear != 0 {
-            sa.mode = Some(e.mode & 0o7777 & !clear);
-        }
-        sa
     }
 
     /// `e` with this request's owner and mode, and the access ACL that
@@ -326,7 +289,6 @@ impl UnionFs {
         };
         let upper = self.writable(&path)?;
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
-        let sa = &sa.clearing_set_id(&r.node.entry);
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
             upper.set_owner_mode(&path, e.kind, &override_of(&e))?;
@@ -622,7 +584,6 @@ impl UnionFs {
 
     fn orphan_setattr(&self, id: NodeId, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
-        let sa = &sa.clearing_set_id(&o.node(id.ino())?.entry);
         o.setattr(
             id.ino(),
             sa,

@@ -447,7 +447,6 @@ pub fn writer() -> Writer {
         uid: 0,
         gid: 0,
         pid: std::process::id(),
-        clears_set_id: false,
     }
 }
 
