@@ -619,14 +619,18 @@ fn store_chunk(
             lock(created).push(digest);
         }
         // Named first by another process: its bytes are its writer's.
-        return Ok(new.then(|| verdicts::fingerprint_of(&path)).flatten());
+        // Ours: what the name holds now is read back and compared, its
+        // fingerprint taken before the read, so a change made to the file
+        // since it was written (or another file put under the name) gets
+        // no verdict, and one made after moves the fingerprint.
+        return Ok(new.then(|| verdicts::holding(&path, data)).flatten());
     }
     if let Some(print) = verdicts::holding(&path, data) {
         return Ok(Some(print));
     }
     log::warn!("replacing damaged chunk {}", path.display());
     dir.storage.replace_file(&path, data).at(&path)?;
-    Ok(verdicts::fingerprint_of(&path))
+    Ok(verdicts::holding(&path, data))
 }
 
 /// An ingest that fails still waits for its queued chunks: no write

@@ -130,8 +130,9 @@ pub(crate) fn stored(db: &Db) -> Result<Vec<Digest>> {
     Ok(out)
 }
 
-/// The fingerprint of the file at `path` (a chunk file just written), if
-/// it can be had.
+/// The fingerprint of the file at `path`, if it can be had (tests: a
+/// writer takes it through [`holding`], which also reads the bytes).
+#[cfg(test)]
 pub(crate) fn fingerprint_of(path: &Path) -> Option<Fingerprint> {
     std::fs::metadata(path).ok().map(|m| Fingerprint::of(&m))
 }
@@ -383,6 +384,79 @@ mod tests {
             stored(store.db()).unwrap().len(),
             kept.len(),
             "one verdict per chunk left"
+        );
+    }
+
+    /// An attacker who can write the chunk directory flips a byte of each
+    /// chunk file as soon as an import links it, racing the import's own
+    /// look at the file: whatever wins, a fresh reader never gets the
+    /// flipped bytes under the chunk's name (a verdict is only ever
+    /// recorded for bytes read back equal to what was written).
+    #[test]
+    fn a_chunk_changed_while_its_import_writes_it_is_never_served_as_good() {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        import(root, "first:1", &noise(100_000, 1));
+        let chunks = root.join("chunks");
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+        inotify
+            .add_watch(
+                &chunks,
+                AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+            )
+            .unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let racer = {
+            let (stop, chunks) = (stop.clone(), chunks.clone());
+            std::thread::spawn(move || {
+                let mut flipped = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(events) = inotify.read_events() else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    for e in events {
+                        let Some(name) = e.name else { continue };
+                        let path = chunks.join(name);
+                        if let Ok(f) = fs::OpenOptions::new().read(true).write(true).open(&path) {
+                            let mut b = [0u8; 1];
+                            if f.read_exact_at(&mut b, 10).is_ok() {
+                                let _ = f.write_all_at(&[b[0] ^ 1], 10);
+                                flipped += 1;
+                            }
+                        }
+                    }
+                }
+                flipped
+            })
+        };
+        let data = noise(8 << 20, 2);
+        import(root, "raced:1", &data);
+        stop.store(true, Ordering::SeqCst);
+        let flipped = racer.join().unwrap();
+        assert!(flipped > 0, "the racer flipped no chunk file");
+        // Chunk by chunk, as a fresh mount server reads them: refused, or
+        // the bytes the import was given.
+        let store = Store::open_read_only(root).unwrap();
+        let image = store.resolve_image("raced:1").unwrap();
+        let layer = store.layer(image.layers.last().unwrap()).unwrap();
+        let entry = store.entry(&layer, b"f").unwrap().unwrap();
+        let mut at = 0usize;
+        let mut served_bad = 0;
+        for c in entry.chunks() {
+            let mut buf = vec![0u8; c.len as usize];
+            if store.read_at(&entry, at as u64, &mut buf).is_ok()
+                && buf != data[at..at + c.len as usize]
+            {
+                served_bad += 1;
+            }
+            at += c.len as usize;
+        }
+        assert_eq!(
+            served_bad, 0,
+            "{served_bad} chunks served with bytes that do not hash to their name ({flipped} flipped)"
         );
     }
 }
