@@ -344,10 +344,17 @@ fn write_private(path: &Path, config: &Value) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(config).context("encode credentials file")?;
     bytes.push(b'\n');
     let written = (|| -> std::io::Result<()> {
+        // Made new, never opened through what is there: a symlink planted
+        // under the temporary name would have the secrets written where
+        // it points. A leftover of a crashed run is removed first (a
+        // symlink itself, not its target).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         file.set_permissions(fs::Permissions::from_mode(0o600))?;
@@ -448,5 +455,27 @@ mod tests {
         let back = read_config(&path).unwrap().unwrap();
         assert_eq!(back["credHelpers"]["gcr.io"], "gcloud");
         assert_eq!(from_config(&back, "h:1"), Some(creds("x", "y")));
+    }
+
+    #[test]
+    fn a_symlink_planted_under_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "untouched").unwrap();
+        let tmp = dir
+            .path()
+            .join(format!(".config.json.strata-{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        write_private(&path, &json!({"auths": {"h:1": {"auth": "eDp5"}}})).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+        assert_eq!(
+            from_config(&read_config(&path).unwrap().unwrap(), "h:1"),
+            Some(creds("x", "y"))
+        );
+        assert!(!fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }
