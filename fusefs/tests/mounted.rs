@@ -807,9 +807,9 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
     }
 }
 
-/// The mount leaves set-id clearing to the server (FUSE_HANDLE_KILLPRIV_V2,
-/// see `Adapter::init`): a chown, even root's, clears S_ISUID and
-/// group-executable S_ISGID, and a truncation by another user clears them.
+/// Set-id bits as a local filesystem keeps them, in the mount's view: a
+/// chown, even root's, clears S_ISUID and group-executable S_ISGID, and a
+/// truncation, a hole punched or an append by another user clears them.
 #[test]
 fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
     let fx = Fixture::new();
@@ -826,17 +826,7 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
         std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
         assert_eq!(mode(), 0o755, "{format:?}: after a chown by root");
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).expect("chmod 6777");
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
-            .args(["truncate", "-s", "3"])
-            .arg(&f)
-            .output()
-            .expect("setpriv runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        as_uid_1000("truncate -s 3 \"$0\"", &f);
         assert_eq!(mode(), 0o777, "{format:?}: after a truncation by uid 1000");
         assert_eq!(fs::read(&f).expect("read"), b"012");
         // A hole punched and bytes appended by uid 1000: each changes the
@@ -849,20 +839,26 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
             fs::write(&f, vec![b'.'; 64 << 10]).expect("rewrite");
             fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).expect("chmod 6777");
             assert_eq!(mode(), 0o6777, "{format:?}: before {what}");
-            let out = std::process::Command::new("setpriv")
-                .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
-                .args(["sh", "-c", cmd])
-                .arg(&f)
-                .output()
-                .expect("setpriv runs");
-            assert!(
-                out.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            as_uid_1000(cmd, &f);
             assert_eq!(mode(), 0o777, "{format:?}: after {what} by uid 1000");
         }
     }
+}
+
+/// Runs the shell command `cmd` as uid and gid 1000 with `file` as `$0`;
+/// it must succeed.
+fn as_uid_1000(cmd: &str, file: &Path) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .args(["sh", "-c", cmd])
+        .arg(file)
+        .output()
+        .expect("setpriv runs");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
