@@ -733,7 +733,7 @@ mod tests {
 
     #[test]
     fn a_chunk_damaged_in_place_after_its_check_is_caught_on_the_next_read() {
-        let (dir, chunks, refs) = three_chunks();
+        let (_dir, chunks, refs) = three_chunks();
         let mut buf = [0u8; 100];
         assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
         assert!(chunks.open.contains(&refs[1].digest), "checked, kept open");
@@ -743,15 +743,7 @@ mod tests {
         // file's ctime is past the chunk's.
         let path = chunks.path_of(&refs[1].digest);
         let before = fs::metadata(&path).unwrap();
-        let probe = dir.path().join("probe");
-        while fs::File::create(&probe)
-            .and_then(|f| f.metadata())
-            .map(|m| (m.ctime(), m.ctime_nsec()))
-            .unwrap()
-            <= (before.ctime(), before.ctime_nsec())
-        {
-            std::thread::yield_now();
-        }
+        verdicts::tests::wait_for_the_clock_to_pass(&path);
         let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&[9u8], 50).unwrap();
         f.set_modified(before.modified().unwrap()).unwrap();

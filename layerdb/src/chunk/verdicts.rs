@@ -156,7 +156,7 @@ pub(crate) fn holding(path: &Path, data: &[u8]) -> Option<Fingerprint> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::entry::{Entry, Kind};
     use crate::ingest::Ingest;
@@ -231,7 +231,7 @@ mod tests {
     /// Waits until a file made now gets a later ctime than `path` has: a
     /// change made after that moves `path`'s ctime (the filesystem's clock
     /// ticks coarsely).
-    fn wait_for_the_clock_to_pass(path: &Path) {
+    pub(crate) fn wait_for_the_clock_to_pass(path: &Path) {
         let before = fs::metadata(path).unwrap();
         let probe = path.with_file_name("probe");
         while fs::File::create(&probe)
