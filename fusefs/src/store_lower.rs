@@ -100,6 +100,8 @@ impl Lower for StoreLower {
             .store
             .children(&self.layer, dir)
             .map_err(|e| self.err(dir, e))?;
+        // A listing is what a reader of the files (tar, cp -a) does first.
+        self.store.expect_reads(kids.iter().map(|(_, e)| e));
         let mut out = Vec::with_capacity(kids.len());
         for (name, e) in kids {
             let path = layerdb::join_path(dir, &name);

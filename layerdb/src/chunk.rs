@@ -26,7 +26,7 @@ mod open_chunks;
 pub(crate) mod verdicts;
 use checked::{Checked, Fingerprint};
 use open_chunks::{ChunkFile, OpenChunks};
-use verdicts::{StoredVerdicts, Verdict};
+use verdicts::{LookupsAhead, StoredVerdicts, Verdict};
 
 /// Whether `data` is `chunk`'s content: its length and its sha256.
 pub(crate) fn content_matches(chunk: &ChunkRef, data: &[u8]) -> std::result::Result<(), String> {
@@ -85,6 +85,8 @@ pub struct ChunkDir {
     storage: Arc<dyn Storage>,
     /// The verdicts kept in the store, asked when a chunk has none here.
     stored: StoredVerdicts,
+    /// The thread that asks them ahead of reads (`ChunkDir::expect`).
+    lookups_ahead: LookupsAhead,
 }
 
 impl ChunkDir {
@@ -98,6 +100,7 @@ impl ChunkDir {
             checked: Arc::default(),
             created: None,
             stored: StoredVerdicts::default(),
+            lookups_ahead: LookupsAhead::default(),
         }
     }
 
@@ -189,6 +192,16 @@ impl ChunkDir {
         }
     }
 
+    /// Says that `chunks` are about to be read (the first chunks of the
+    /// files a mount just listed): their stored verdicts are looked up on
+    /// another thread, so that a read finds them in memory. Nothing
+    /// happens for a directory that keeps no verdicts.
+    pub fn expect(&self, chunks: Vec<Digest>) {
+        if self.stored.is_kept() && !chunks.is_empty() {
+            self.lookups_ahead.ask(chunks, &self.checked, &self.stored);
+        }
+    }
+
     fn reader_ahead(&self) -> &SyncSender<Vec<ChunkRef>> {
         self.ahead.get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<ChunkRef>>(8);
@@ -215,9 +228,7 @@ impl ChunkDir {
                         // Then their stored verdicts, while the disk reads
                         // them in: a lookup may wait for an index block
                         // the readers would otherwise wait for.
-                        for c in &claimed {
-                            checked.prefetch(c, &stored);
-                        }
+                        checked.prefetch(&claimed, &stored);
                     }
                 });
             if let Err(e) = spawned {

@@ -347,6 +347,20 @@ impl Store {
         failed.map_or(Ok(out), Err)
     }
 
+    /// Says that the files `entries` are about to be read (a mount listed
+    /// their directory): the stored verdicts of their first chunks are
+    /// looked up ahead, on another thread (`ChunkDir::expect`). The chunks
+    /// after them are asked by the sequential read-ahead.
+    pub fn expect_reads<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        const FIRST_CHUNKS: usize = 2;
+        let first = entries
+            .into_iter()
+            .flat_map(|e| e.chunks().iter().take(FIRST_CHUNKS))
+            .map(|c| c.digest)
+            .collect();
+        self.chunks.expect(first);
+    }
+
     /// Every entry of a layer, in path order.
     pub fn layer_entries(&self, layer: &LayerMeta) -> Result<Vec<(Vec<u8>, Entry)>> {
         let mut out: Vec<(Vec<u8>, Entry)> = self

@@ -145,15 +145,32 @@ impl Checked {
         Ok(())
     }
 
-    /// Takes the stored verdict of `digest`, if any, ahead of its first
-    /// read (the reader still compares it with the file's fingerprint).
-    pub fn prefetch(&self, digest: &Digest, stored: &StoredVerdicts) {
-        if self.lock().contains_key(digest) {
+    /// Takes the stored verdicts of `digests`, where there are some,
+    /// ahead of their first reads (each reader still compares its file's
+    /// fingerprint with the verdict), in one lookup for those not known.
+    pub fn prefetch(&self, digests: &[Digest], stored: &StoredVerdicts) {
+        let unknown: Vec<Digest> = {
+            let good = self.lock();
+            digests
+                .iter()
+                .filter(|d| !good.contains_key(*d))
+                .copied()
+                .collect()
+        };
+        if unknown.is_empty() {
             return;
         }
-        if let Some(print) = stored.get(digest) {
-            self.keep(*digest, print);
+        for (digest, print) in unknown.iter().zip(stored.get_many(&unknown)) {
+            if let Some(print) = print {
+                self.keep(*digest, print);
+            }
         }
+    }
+
+    /// Whether a verdict for `digest` is held in memory (tests).
+    #[cfg(test)]
+    pub fn knows(&self, digest: &Digest) -> bool {
+        self.lock().contains_key(digest)
     }
 
     fn keep(&self, digest: Digest, print: Fingerprint) {

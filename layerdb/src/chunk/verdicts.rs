@@ -17,7 +17,7 @@
 //! stored verdict is served as it reads; `strata verify` hashes every
 //! chunk whatever its verdict and drops the verdicts of damaged ones.
 
-use super::checked::Fingerprint;
+use super::checked::{Checked, Fingerprint};
 use crate::db::Db;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -26,7 +26,8 @@ use rocksdb::WriteBatch;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// A chunk found to hold its name's bytes, and its file's fingerprint then.
@@ -60,6 +61,63 @@ impl StoredVerdicts {
         let db = self.0.as_ref()?.upgrade()?;
         let bytes = db.get(&keys::verdict(digest)).ok()??;
         Fingerprint::from_bytes(&bytes)
+    }
+}
+
+impl StoredVerdicts {
+    /// Whether there is an index to ask (a store's chunk directory).
+    pub fn is_kept(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The fingerprints of `digests` (as [`StoredVerdicts::get`]), in one
+    /// lookup of the index.
+    pub fn get_many(&self, digests: &[Digest]) -> Vec<Option<Fingerprint>> {
+        let Some(db) = self.0.as_ref().and_then(Weak::upgrade) else {
+            return vec![None; digests.len()];
+        };
+        let keys: Vec<Vec<u8>> = digests.iter().map(keys::verdict).collect();
+        db.get_many(&keys)
+            .into_iter()
+            .map(|r| Fingerprint::from_bytes(&r.ok()??))
+            .collect()
+    }
+}
+
+/// Looks stored verdicts up ahead of the reads that need them, on a thread
+/// of its own: a mount that lists a directory hands over its files' first
+/// chunks, and the first read of each finds its verdict in memory. A cold
+/// lookup waits for an index block from disk, which a reader of many small
+/// files (`tar`, `cp -a`) otherwise waited for once per file. Batches
+/// beyond a few in flight are dropped (the reads look up what they need);
+/// the thread ends with the last clone of its chunk directory.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LookupsAhead(Arc<OnceLock<SyncSender<Vec<Digest>>>>);
+
+/// Batches waiting for the lookup thread.
+const BATCHES_QUEUED: usize = 16;
+
+impl LookupsAhead {
+    /// Has the verdicts of `digests` looked up into `checked`, without
+    /// waiting.
+    pub fn ask(&self, digests: Vec<Digest>, checked: &Arc<Checked>, stored: &StoredVerdicts) {
+        let tx = self.0.get_or_init(|| {
+            let (tx, rx) = sync_channel::<Vec<Digest>>(BATCHES_QUEUED);
+            let (checked, stored) = (checked.clone(), stored.clone());
+            let spawned = std::thread::Builder::new()
+                .name("verdicts-ahead".into())
+                .spawn(move || {
+                    for batch in rx {
+                        checked.prefetch(&batch, &stored);
+                    }
+                });
+            if let Err(e) = spawned {
+                // The receiver went with the closure: batches are dropped.
+                log::warn!("no verdict lookup thread: {e}");
+            }
+            tx
+        });
+        let _ = tx.try_send(digests);
     }
 }
 
@@ -272,6 +330,39 @@ pub(crate) mod tests {
         let (read, hashed) = read_fresh(&root, "a:1");
         assert_eq!(read.unwrap(), data);
         assert_eq!(hashed, 0, "every chunk trusted by its stored verdict");
+    }
+
+    #[test]
+    fn a_listing_looks_its_files_first_verdicts_up_ahead_and_reads_still_compare_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let data = noise(600_000, 7);
+        import(&root, "a:1", &data);
+        let chunks = chunks_of(&root, "a:1");
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        flip_in_place(&path_of(&root, &chunks[1]));
+
+        let store = Store::open_read_only(&root).unwrap();
+        let layer = store
+            .layer(store.resolve_image("a:1").unwrap().layers.last().unwrap())
+            .unwrap();
+        let kids = store.children(&layer, b"").unwrap();
+        store.expect_reads(kids.iter().map(|(_, e)| e));
+        let checked = &store.chunks().checked;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(checked.knows(&chunks[0].digest) && checked.knows(&chunks[1].digest)) {
+            assert!(Instant::now() < deadline, "no verdict was looked up ahead");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!checked.knows(&chunks[2].digest), "only the first chunks");
+
+        // The flipped chunk's verdict came ahead with its old fingerprint:
+        // the read compares it with the file's, hashes, and refuses.
+        let entry = store.entry(&layer, b"f").unwrap().unwrap();
+        let mut buf = vec![0u8; entry.size as usize];
+        let err = store.read_at(&entry, 0, &mut buf).unwrap_err().to_string();
+        assert!(err.contains(&chunks[1].digest.hex()), "{err}");
+        assert_eq!(store.chunks().chunks_hashed(), 1, "only the changed chunk");
     }
 
     #[test]
