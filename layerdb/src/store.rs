@@ -353,10 +353,14 @@ impl Store {
     /// after them are asked by the sequential read-ahead.
     pub fn expect_reads<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
         const FIRST_CHUNKS: usize = 2;
+        // A huge directory is read long after its first files: the rest
+        // would only crowd the verdicts kept in memory.
+        const MOST: usize = 8192;
         let first = entries
             .into_iter()
             .flat_map(|e| e.chunks().iter().take(FIRST_CHUNKS))
             .map(|c| c.digest)
+            .take(MOST)
             .collect();
         self.chunks.expect(first);
     }
