@@ -40,6 +40,23 @@ struct Listings {
     pending: HashSet<Vec<u8>>,
 }
 
+/// A directory marked in `Listings::pending` by the thread reading it.
+/// Dropped, on every path out of the read (a panic in the layer
+/// included), it takes the mark away and wakes the waiters, which then
+/// find the listing remembered or read it themselves: a mark left behind
+/// would hold every later reader of the directory for good.
+struct Reading<'a> {
+    cached: &'a CachedLower,
+    dir: &'a [u8],
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        lock(&self.cached.listings).pending.remove(self.dir);
+        self.cached.listed.notify_all();
+    }
+}
+
 /// What [`CachedLower::listing`] does when another thread is reading the
 /// same directory.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,27 +105,23 @@ impl CachedLower {
         }
         l.pending.insert(dir.to_vec());
         drop(l);
-        let read = self.inner.children(dir);
-        if let Ok(kids) = &read {
-            // A listing answers the lookups that usually follow it (stat
-            // of each entry): a child's node is what `node` would return.
-            for (name, node) in kids {
-                self.remember_node(&layerdb::join_path(dir, name), Some(node.clone()));
-            }
+        let reading = Reading { cached: self, dir };
+        let kids = self.inner.children(dir)?;
+        // A listing answers the lookups that usually follow it (stat
+        // of each entry): a child's node is what `node` would return.
+        for (name, node) in &kids {
+            self.remember_node(&layerdb::join_path(dir, name), Some(node.clone()));
         }
         let mut l = lock(&self.listings);
-        l.pending.remove(dir);
-        if let Ok(kids) = &read {
-            if l.count + kids.len() > MAX_NODES {
-                l.by_dir.clear();
-                l.count = 0;
-            }
-            l.count += kids.len();
-            l.by_dir.insert(dir.to_vec(), kids.clone());
+        if l.count + kids.len() > MAX_NODES {
+            l.by_dir.clear();
+            l.count = 0;
         }
+        l.count += kids.len();
+        l.by_dir.insert(dir.to_vec(), kids.clone());
         drop(l);
-        self.listed.notify_all();
-        read.map(Some)
+        drop(reading);
+        Ok(Some(kids))
     }
 
     fn remember_node(&self, path: &[u8], node: Option<Node>) {
@@ -154,5 +167,36 @@ impl Lower for CachedLower {
 
     fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         self.inner.names_of(ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem_lower::MemLower;
+    use crate::probe_lower::{Probe, Probed};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_listing_that_panicked_leaves_the_directory_to_the_next_reader() {
+        let mut tree = MemLower::new("low", 1);
+        tree.dir("a", 0o755).file("a/f", b"f");
+        let probe = Probe::new(tree, true);
+        probe.panic_next(1);
+        let cached = Arc::new(CachedLower::new(Box::new(Probed(probe.clone()))));
+        let first =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cached.children(b"a")));
+        assert!(first.is_err(), "the layer's listing panicked");
+        // The next reader must read it (not wait for the reader that
+        // panicked): on a thread, so that a hang fails the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = cached.clone();
+        std::thread::spawn(move || tx.send(c.children(b"a").map(|k| k.len())));
+        let second = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the second reader of a directory whose first reader panicked hung");
+        assert_eq!(second.expect("listed"), 1);
+        assert_eq!(probe.times_listed("a"), 2);
     }
 }

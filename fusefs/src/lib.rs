@@ -49,6 +49,8 @@ mod node_files;
 mod orphan;
 pub mod override_stat;
 mod passthrough;
+#[cfg(test)]
+mod probe_lower;
 mod resolution_cache;
 mod shared_whiteout;
 pub mod store_lower;
