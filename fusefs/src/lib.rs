@@ -49,6 +49,9 @@ mod node_files;
 mod orphan;
 pub mod override_stat;
 mod passthrough;
+#[cfg(test)]
+mod probe_lower;
+mod recent_map;
 mod resolution_cache;
 mod shared_whiteout;
 pub mod store_lower;

@@ -167,85 +167,14 @@ fn run(s: &Shared) {
 #[cfg(test)]
 mod tests {
     use crate::cached_lower::CachedLower;
-    use crate::error::Result;
     use crate::ids::NodeId;
     use crate::layers::Layers;
-    use crate::lower::{Lower, Node};
+    use crate::lower::Lower;
     use crate::mem_lower::MemLower;
+    use crate::probe_lower::{Probe, Probed};
     use crate::union_fs::UnionFs;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Condvar, Mutex};
-    use std::time::{Duration, Instant};
-
-    /// A layer that counts the listings read from it and, while its gate
-    /// is shut, holds every reader inside `children`.
-    struct Probe {
-        tree: MemLower,
-        listed: Mutex<HashMap<Vec<u8>, usize>>,
-        gate_open: Mutex<bool>,
-        changed: Condvar,
-    }
-
-    impl Probe {
-        fn new(tree: MemLower, gate_open: bool) -> Arc<Probe> {
-            Arc::new(Probe {
-                tree,
-                listed: Mutex::new(HashMap::new()),
-                gate_open: Mutex::new(gate_open),
-                changed: Condvar::new(),
-            })
-        }
-
-        fn times_listed(&self, dir: &str) -> usize {
-            let listed = self.listed.lock().expect("listed");
-            listed.get(dir.as_bytes()).copied().unwrap_or(0)
-        }
-
-        /// Waits (polling, bounded) until `dir` has been listed `n` times.
-        fn wait_listed(&self, dir: &str, n: usize) {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while self.times_listed(dir) < n {
-                assert!(Instant::now() < deadline, "{dir} never listed {n} times");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-
-        fn open_gate(&self) {
-            *self.gate_open.lock().expect("gate") = true;
-            self.changed.notify_all();
-        }
-    }
-
-    struct Probed(Arc<Probe>);
-
-    impl Lower for Probed {
-        fn describe(&self) -> String {
-            "probe".into()
-        }
-
-        fn node(&self, path: &[u8]) -> Result<Option<Node>> {
-            self.0.tree.node(path)
-        }
-
-        fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
-            let p = &self.0;
-            *p.listed
-                .lock()
-                .expect("listed")
-                .entry(dir.to_vec())
-                .or_default() += 1;
-            let mut open = p.gate_open.lock().expect("gate");
-            while !*open {
-                open = p.changed.wait(open).expect("gate");
-            }
-            drop(open);
-            p.tree.children(dir)
-        }
-
-        fn read_at(&self, path: &[u8], node: &Node, offset: u64, buf: &mut [u8]) -> Result<usize> {
-            self.0.tree.read_at(path, node, offset, buf)
-        }
-    }
+    use std::sync::Arc;
+    use std::time::Duration;
 
     fn tree() -> MemLower {
         let mut m = MemLower::new("low", 1);

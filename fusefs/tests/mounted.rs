@@ -821,7 +821,7 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
         });
         let f = fx.mnt().join(format!("setid-{format:?}"));
         fs::write(&f, "0123456789").expect("create");
-        let mode = || fs::metadata(&f).expect("stat").mode() & 0o7777;
+        let mode = || mode_as_cached(&f);
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).expect("chmod 6755");
         std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
         assert_eq!(mode(), 0o755, "{format:?}: after a chown by root");
@@ -843,6 +843,22 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
             assert_eq!(mode(), 0o777, "{format:?}: after {what} by uid 1000");
         }
     }
+}
+
+/// The permission bits of `file` as stat(1) shows them: it asks statx
+/// for the mode alone, which the kernel answers from its cache, as exec's
+/// set-id check reads it. (std's metadata asks for the times as well,
+/// which a write or fallocate marks stale, so it always gets the
+/// server's fresh mode and cannot see a stale cached one.)
+fn mode_as_cached(file: &Path) -> u32 {
+    let out = std::process::Command::new("stat")
+        .arg("--format=%a")
+        .arg(file)
+        .output()
+        .expect("stat runs");
+    assert!(out.status.success(), "stat {}", file.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    u32::from_str_radix(text.trim(), 8).expect("an octal mode")
 }
 
 /// Runs the shell command `cmd` as uid and gid 1000 with `file` as `$0`;

@@ -595,6 +595,83 @@ fn an_inspection_mount_gives_other_users_no_setuid_root() {
     );
 }
 
+/// A hole punched in, or bytes appended to, a set-id file by an ordinary
+/// user (nobody) through a mount served by its own `strata serve-mount`
+/// process clear the bits as the kernel sees them afterwards, its cached
+/// attributes included: the kernel clears them and tells the server. When
+/// the server cleared them itself (FUSE_HANDLE_KILLPRIV_V2, reverted in
+/// e9e5b72), the kernel's cache kept showing them for its day-long
+/// timeout, and exec honoured the stale bits (nobody ran a copy of `id`
+/// as root).
+#[test]
+fn a_hole_punch_or_an_append_by_nobody_clears_set_id_bits_in_a_served_mounts_view() {
+    use std::os::unix::fs::MetadataExt as _;
+    common::privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let public = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (lower, upper, mnt) = (
+        public.path().join("lower"),
+        public.path().join("upper"),
+        public.path().join("mnt"),
+    );
+    fs::create_dir_all(&lower).expect("mkdir lower");
+    fs::create_dir_all(&upper).expect("mkdir upper");
+    let changes = [
+        ("punched", "fallocate -p -o 40000 -l 4096 \"$0\""),
+        ("appended", "echo x >> \"$0\""),
+    ];
+    for (name, _) in changes {
+        // Root's, in the lower layer: the change copies it up first.
+        fs::write(lower.join(name), vec![b'.'; 64 << 10]).expect("write");
+        fs::set_permissions(lower.join(name), fs::Permissions::from_mode(0o6777)).expect("chmod");
+    }
+    s.run(&[
+        "mount",
+        "--allow-other",
+        "--lower",
+        lower.to_str().unwrap(),
+        "--upper",
+        upper.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ])
+    .ok();
+    let _mounted = Mounted(&s, mnt.clone());
+    // As stat(1) asks: for the mode alone, which the kernel answers from
+    // its cache as exec's set-id check reads it (std's metadata asks for
+    // the times as well, which a write marks stale, and so would see the
+    // server's fresh mode).
+    let mode = |p: &Path| {
+        let r: Run = Command::new("stat")
+            .args(["--format=%a"])
+            .arg(p)
+            .output()
+            .expect("stat runs")
+            .into();
+        r.ok().stdout.trim().to_string()
+    };
+    for (name, cmd) in changes {
+        let f = mnt.join(name);
+        // Stat first, so that the kernel holds the attributes.
+        assert_eq!(mode(&f), "6777", "{name}: before the change");
+        let r: Run = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(["sh", "-c", cmd])
+            .arg(&f)
+            .output()
+            .expect("setpriv runs")
+            .into();
+        assert_eq!(r.code, 0, "{cmd} as nobody: {}", r.stderr);
+        assert_eq!(
+            mode(&f),
+            "777",
+            "{name}: set-id bits the mount still shows after nobody changed the file"
+        );
+        let host = fs::metadata(upper.join(name)).expect("stat the upper copy");
+        assert_eq!(host.mode() & 0o7777, 0o777, "{name}: in the upper");
+    }
+}
+
 #[test]
 fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
     let s = Strata::with_busybox();

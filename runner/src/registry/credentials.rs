@@ -13,8 +13,9 @@
 //! `login` keeps one a token service handed out as docker does (the user
 //! in `auth` with an empty password, beside `identitytoken`), and a token
 //! service that renews it has the new one replace the old wherever it was
-//! found ([`replace_identity_token`]). Nothing here prints or logs a
-//! secret.
+//! found ([`replace_identity_token`]). Every change of a file is a read,
+//! change and write under the file's lock (`lock_config`), so a `login`
+//! and a renewal at once both land. Nothing here prints or logs a secret.
 
 use super::cred_helper;
 use anyhow::{bail, Context, Result};
@@ -202,6 +203,8 @@ pub enum Stored {
 /// `auth` beside it as docker does.
 pub fn store(domain: &str, credentials: &Credentials, account: Option<&str>) -> Result<Stored> {
     let path = docker_config_path().context("no home directory: set HOME or DOCKER_CONFIG")?;
+    make_config_dir(&path)?;
+    let _lock = lock_config(&path)?;
     let mut config = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
     let helper = cred_helper::named_in(&config, names(domain));
     if let Some(helper) = &helper {
@@ -242,6 +245,7 @@ pub fn store(domain: &str, credentials: &Credentials, account: Option<&str>) -> 
 /// login came in between).
 pub fn replace_identity_token(domain: &str, old: &str, new: &str) -> Result<()> {
     if let Some(path) = docker_config_path() {
+        let _lock = lock_config(&path)?;
         if let Some(mut docker) = read_config(&path)? {
             if let Some(helper) = cred_helper::named_in(&docker, names(domain)) {
                 let key = auth_key(domain);
@@ -263,6 +267,7 @@ pub fn replace_identity_token(domain: &str, old: &str, new: &str) -> Result<()> 
         }
     }
     if let Some(path) = podman_auth_path() {
+        let _lock = lock_config(&path)?;
         if let Some(mut podman) = read_config(&path)? {
             if replace_in(&mut podman, domain, old, new) {
                 write_private(&path, &podman)?;
@@ -295,6 +300,7 @@ pub fn remove(domain: &str) -> Result<bool> {
     let Some(path) = docker_config_path() else {
         return Ok(false);
     };
+    let _lock = lock_config(&path)?;
     let Some(mut config) = read_config(&path)? else {
         return Ok(false);
     };
@@ -325,15 +331,80 @@ fn auths_mut<'a>(config: &'a mut Value, path: &Path) -> Result<&'a mut Map<Strin
         .with_context(|| format!("{}: \"auths\" is not an object", path.display()))
 }
 
-/// Writes the file through a private temporary beside it and a rename, so
-/// a reader never sees it half-written and its mode is 0600 from the start.
-fn write_private(path: &Path, config: &Value) -> Result<()> {
+/// Makes the directory of config file `path` if missing, private (0700)
+/// as docker makes it.
+fn make_config_dir(path: &Path) -> Result<()> {
     let dir = path.parent().context("a config file has a directory")?;
     if !dir.exists() {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("chmod {}", dir.display()))?;
     }
+    Ok(())
+}
+
+/// How long a writer waits for another to finish with a config file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Holds config file `path`'s lock, an flock of `<path>.lock` beside it
+/// (made 0600 if missing), for a read, change and write of the file: two
+/// writers (a `login` and the renewal of a token, two logins) each read
+/// what the other wrote instead of writing back a copy without it. Only
+/// writers take it: the file is replaced by a rename, so a reader sees it
+/// whole, old or new. None when the file's directory does not exist (there
+/// is no file to change). A symlink planted as the lock file is refused
+/// (O_NOFOLLOW), never followed to create or open its target. The wait is
+/// bounded, and told once: a writer holds it for milliseconds.
+fn lock_config(path: &Path) -> Result<Option<fs::File>> {
+    let mut name = path
+        .file_name()
+        .context("a config file has a name")?
+        .to_os_string();
+    name.push(".lock");
+    let lock = path.with_file_name(name);
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("open the lock {}", lock.display())),
+    };
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("lock {}", lock.display()))
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "{}: another process has held this lock for {} s (a stopped strata login?)",
+                lock.display(),
+                LOCK_WAIT.as_secs()
+            );
+        }
+        if !told {
+            eprintln!("waiting for another process writing {}", path.display());
+            told = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Writes the file through a private temporary beside it and a rename, so
+/// a reader never sees it half-written and its mode is 0600 from the start.
+/// The caller holds the file's lock (`lock_config`).
+fn write_private(path: &Path, config: &Value) -> Result<()> {
+    make_config_dir(path)?;
+    let dir = path.parent().context("a config file has a directory")?;
     let tmp = dir.join(format!(
         ".{}.strata-{}",
         path.file_name()
@@ -477,5 +548,78 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    /// Environment of [`a_writer_for_parent_test`]: the prefix of the
+    /// registries it logs in to, one after another.
+    const ENV_WRITER_PREFIX: &str = "STRATA_TEST_CREDENTIALS_WRITER";
+    const WRITES: usize = 100;
+
+    fn writer_domain(prefix: &str, i: usize) -> String {
+        format!("{prefix}{i}:5000")
+    }
+
+    /// The writer side: only does something in a process started by
+    /// `two_processes_logging_in_at_once_both_keep_their_credentials`
+    /// (nothing in a plain `cargo test` run).
+    #[test]
+    fn a_writer_for_parent_test() {
+        let Ok(prefix) = std::env::var(ENV_WRITER_PREFIX) else {
+            return;
+        };
+        for i in 0..WRITES {
+            store(&writer_domain(&prefix, i), &creds(&prefix, "p"), None).unwrap();
+        }
+    }
+
+    #[test]
+    fn two_processes_logging_in_at_once_both_keep_their_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = ["one", "two"]
+            .into_iter()
+            .map(|prefix| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--exact",
+                        "--quiet",
+                        "registry::credentials::tests::a_writer_for_parent_test",
+                    ])
+                    .env(ENV_WRITER_PREFIX, prefix)
+                    .env("DOCKER_CONFIG", dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut w in writers {
+            assert!(w.wait().unwrap().success(), "a writer failed");
+        }
+        let config = read_config(&dir.path().join("config.json"))
+            .unwrap()
+            .unwrap();
+        // Each login read the file after the other's last write: none lost.
+        for prefix in ["one", "two"] {
+            for i in 0..WRITES {
+                let domain = writer_domain(prefix, i);
+                assert_eq!(
+                    from_config(&config, &domain),
+                    Some(creds(prefix, "p")),
+                    "the login to {domain} was lost"
+                );
+            }
+        }
+        let lock = fs::metadata(dir.path().join("config.json.lock")).unwrap();
+        assert_eq!(lock.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_lock_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join("config.json.lock")).unwrap();
+        let err = lock_config(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("config.json.lock"), "{err:#}");
+        assert!(!target.exists(), "the symlink's target was made");
     }
 }
