@@ -66,6 +66,12 @@ const SURNAMES: &[&str] = &[
 /// on (`retry > 0`, after a name collision) a digit appended, as moby's
 /// `GetRandomName` does. Like moby, never `boring_wozniak`.
 pub fn generated_name(random: u64, retry: u32) -> String {
+    // Each retry draws a new name, as moby's does: the same words with
+    // another digit gave 10 names for 16 tries.
+    let random = match retry {
+        0 => random,
+        _ => splitmix64(random.wrapping_add(u64::from(retry))),
+    };
     let adjective = ADJECTIVES[(random % ADJECTIVES.len() as u64) as usize];
     let rest = random / ADJECTIVES.len() as u64;
     let mut surname = SURNAMES[(rest % SURNAMES.len() as u64) as usize];
@@ -79,6 +85,15 @@ pub fn generated_name(random: u64, retry: u32) -> String {
         name.push_str(&digit.to_string());
     }
     name
+}
+
+/// One step of splitmix64: spreads a seed and a small counter over all
+/// bits, so neighbouring inputs give unrelated names.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A random number for [`generated_name`], from the process's hash seed (no
@@ -135,12 +150,23 @@ mod tests {
     }
 
     #[test]
-    fn generated_name_appends_a_digit_on_retry() {
-        let name = generated_name(0, 1);
-        assert!(name.starts_with("admiring_agnesi"), "{name}");
-        let digit = name.strip_prefix("admiring_agnesi").unwrap();
-        assert_eq!(digit.len(), 1);
-        assert!(digit.chars().all(|c| c.is_ascii_digit()));
+    fn a_retry_draws_a_new_name_with_a_digit() {
+        for random in [0, 1, 42, u64::MAX] {
+            let tries: Vec<String> = (0..16).map(|r| generated_name(random, r)).collect();
+            for name in &tries[1..] {
+                let (words, digit) = name.split_at(name.len() - 1);
+                assert!(digit.chars().all(|c| c.is_ascii_digit()), "{name}");
+                let (adjective, surname) = words.split_once('_').expect("has an underscore");
+                assert!(
+                    ADJECTIVES.contains(&adjective) && SURNAMES.contains(&surname),
+                    "{name}"
+                );
+            }
+            let mut distinct = tries.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), tries.len(), "{tries:?}");
+        }
     }
 
     #[test]
