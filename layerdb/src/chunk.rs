@@ -178,14 +178,16 @@ impl ChunkDir {
     /// reader about to need them, without waiting: opening a chunk file
     /// cold waits for its inode on disk, and the reader's request need not.
     /// Windows are opened front to back, so the chunks before the last open
-    /// one are open already: a reader moving on by a chunk asks for one. A
-    /// full queue drops the window (the reads open what they need).
+    /// one are open already. A reader asks for the rest of the window once
+    /// half of it is not open (or pending): the thread is woken once per
+    /// half window, not once per chunk a reader moves on by. A full queue
+    /// drops the window (the reads open what they need).
     fn read_ahead(&self, chunks: &[ChunkRef]) {
         let opened = chunks
             .iter()
             .rposition(|c| self.open.contains(&c.digest))
             .map_or(0, |i| i + 1);
-        if opened < chunks.len() {
+        if opened < chunks.len() && opened <= chunks.len() / 2 {
             let window = chunks[opened..].to_vec();
             let _ = self.reader_ahead().try_send(window);
         }
@@ -208,6 +210,9 @@ impl ChunkDir {
                         // is left to the reader, who reports it.
                         let claimed = open.claim(window.iter().map(|c| c.digest));
                         for &c in &claimed {
+                            if !open.start(c) {
+                                continue; // a reader took it
+                            }
                             let f = File::open(dir.join(c.hex())).ok();
                             if let Some(f) = &f {
                                 open_chunks::start_reading(f);
