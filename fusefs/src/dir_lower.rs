@@ -444,6 +444,7 @@ fn host_node(ino: u64, md: &Metadata, entry: Entry) -> Node {
         blocks: md.blocks(),
         entry,
         redirect: None,
+        chunk_ends: None,
     }
 }
 

@@ -28,10 +28,11 @@ pub enum OpenFile {
         backs_node: bool,
     },
     /// A file of a store (or in-memory) layer, read through [`crate::Lower`].
+    /// The node is boxed: it is the largest variant by far (its entry).
     Layer {
         layer: usize,
         path: Vec<u8>,
-        node: Node,
+        node: Box<Node>,
     },
 }
 

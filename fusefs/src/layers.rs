@@ -247,7 +247,7 @@ impl Layers {
             None => OpenFile::Layer {
                 layer: r.layer,
                 path: r.path.clone(),
-                node: r.node.clone(),
+                node: Box::new(r.node.clone()),
             },
         })
     }

@@ -39,6 +39,7 @@ pub mod error;
 mod handles;
 mod ids;
 mod inode;
+mod kernel_read_ahead;
 mod layers;
 mod listings;
 pub mod lower;

@@ -5,7 +5,7 @@
 //! relative, no leading `/`, the root is `b""`).
 
 use crate::error::Result;
-use layerdb::{Entry, Kind};
+use layerdb::{ChunkEnds, Entry, Kind};
 use std::sync::Arc;
 
 /// Tag bits of stable inode numbers. Every stable number has one of them set,
@@ -46,6 +46,11 @@ pub struct Node {
     /// rare, and a node is cloned often and cached by the thousand, so
     /// it costs one pointer.
     pub redirect: Option<Arc<Vec<u8>>>,
+    /// Where each chunk of a file of several chunks ends, computed once
+    /// when the node is made: a read finds its first chunk by a binary
+    /// search instead of walking the chunk list (16,384 chunks for 1 GiB)
+    /// from the start on every 128 KiB read. Shared, like `redirect`.
+    pub chunk_ends: Option<ChunkEnds>,
 }
 
 impl Node {
@@ -54,6 +59,7 @@ impl Node {
     pub fn from_entry(entry: Entry, ino: u64) -> Node {
         let t = entry.mtime_ns;
         let blocks = entry.size.div_ceil(512);
+        let chunk_ends = (entry.chunks().len() > 1).then(|| ChunkEnds::of(entry.chunks()));
         Node {
             entry,
             ino,
@@ -61,6 +67,7 @@ impl Node {
             ctime_ns: t,
             blocks,
             redirect: None,
+            chunk_ends,
         }
     }
 

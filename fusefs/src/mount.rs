@@ -187,10 +187,13 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
     config.clone_fd = true;
     let adapter =
         Adapter::new(fs, opts.passthrough, opts.passthrough_min_size).with_view(opts.view);
-    fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {
-        mountpoint: mountpoint.display().to_string(),
-        source,
-    })
+    let session =
+        fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {
+            mountpoint: mountpoint.display().to_string(),
+            source,
+        })?;
+    crate::kernel_read_ahead::widen(mountpoint);
+    Ok(session)
 }
 
 /// A mount served by background threads; dropping it unmounts.

@@ -111,8 +111,10 @@ impl Lower for StoreLower {
     }
 
     fn read_at(&self, path: &[u8], node: &Node, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        self.store
-            .read_at(&node.entry, offset, buf)
-            .map_err(|e| self.err(path, e))
+        match &node.chunk_ends {
+            Some(ends) => self.store.read_at_with(&node.entry, ends, offset, buf),
+            None => self.store.read_at(&node.entry, offset, buf),
+        }
+        .map_err(|e| self.err(path, e))
     }
 }

@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 mod checked;
+mod chunk_ends;
 mod open_chunks;
 pub(crate) mod verdicts;
 use checked::{Checked, Fingerprint};
+pub use chunk_ends::ChunkEnds;
 use open_chunks::{ChunkFile, OpenChunks};
 use verdicts::{LookupsAhead, StoredVerdicts, Verdict};
 
@@ -179,14 +181,16 @@ impl ChunkDir {
     /// reader about to need them, without waiting: opening a chunk file
     /// cold waits for its inode on disk, and the reader's request need not.
     /// Windows are opened front to back, so the chunks before the last open
-    /// one are open already: a reader moving on by a chunk asks for one. A
-    /// full queue drops the window (the reads open what they need).
+    /// one are open already. A reader asks for the rest of the window once
+    /// half of it is not open (or pending): the thread is woken once per
+    /// half window, not once per chunk a reader moves on by. A full queue
+    /// drops the window (the reads open what they need).
     fn read_ahead(&self, chunks: &[ChunkRef]) {
         let opened = chunks
             .iter()
             .rposition(|c| self.open.contains(&c.digest))
             .map_or(0, |i| i + 1);
-        if opened < chunks.len() {
+        if opened < chunks.len() && opened <= chunks.len() / 2 {
             let window = chunks[opened..].to_vec();
             let _ = self.reader_ahead().try_send(window);
         }
@@ -219,6 +223,9 @@ impl ChunkDir {
                         // is left to the reader, who reports it.
                         let claimed = open.claim(window.iter().map(|c| c.digest));
                         for &c in &claimed {
+                            if !open.start(c) {
+                                continue; // a reader took it
+                            }
                             let f = File::open(dir.join(c.hex())).ok();
                             if let Some(f) = &f {
                                 open_chunks::start_reading(f);
@@ -655,33 +662,34 @@ impl Drop for ChunkWriter {
 /// Reads `buf.len()` bytes from `offset` of a file made of `chunks`,
 /// touching only the chunks that cover the range, unless the read follows
 /// on from the chunk before (its file is open): then the next chunks are
-/// read ahead.
+/// read ahead. `ends` are the chunks' ends (`ChunkEnds::of(chunks)`, kept
+/// by a caller that reads the file more than once): the first chunk is
+/// found by a binary search, not a walk from the file's start.
 pub fn read_chunked(
     dir: &ChunkDir,
     chunks: &[ChunkRef],
+    ends: &ChunkEnds,
     offset: u64,
     buf: &mut [u8],
 ) -> Result<usize> {
-    let mut start = 0u64;
+    let Some((first, mut start)) = ends.find(offset) else {
+        return Ok(0);
+    };
     let mut done = 0usize;
-    // Chunk lists are short enough (16 per MiB) that a linear skip costs
-    // less than keeping prefix sums around.
-    for (i, chunk) in chunks.iter().enumerate() {
-        let end = start + chunk.len as u64;
-        let want = offset + done as u64;
+    for (i, chunk) in chunks.iter().enumerate().skip(first) {
         if done == buf.len() {
             break;
         }
-        if want < end {
-            if i > 0 && dir.open.contains(&chunks[i - 1].digest) {
-                let ahead = &chunks[i + 1..chunks.len().min(i + 1 + open_chunks::AHEAD)];
-                dir.read_ahead(ahead);
-            }
-            // `ChunkDir::read_at` gives every byte of the chunk from
-            // `want` or fails: the next chunk starts where this one ends.
-            done += dir.read_at(chunk, want - start, &mut buf[done..])?;
+        if i > 0 && dir.open.contains(&chunks[i - 1].digest) {
+            let ahead = &chunks[i + 1..chunks.len().min(i + 1 + open_chunks::AHEAD)];
+            dir.read_ahead(ahead);
         }
-        start = end;
+        // `ChunkDir::read_at` gives every byte of the chunk from the
+        // offset asked or fails: the next chunk starts where this one
+        // ends, and the read goes on at its start.
+        let want = offset + done as u64;
+        done += dir.read_at(chunk, want - start, &mut buf[done..])?;
+        start += chunk.len as u64;
     }
     Ok(done)
 }
@@ -703,11 +711,14 @@ mod tests {
         std::fs::remove_file(chunks.path_of(&refs[0].digest)).unwrap();
         std::fs::remove_file(chunks.path_of(&refs[2].digest)).unwrap();
         let mut buf = [0u8; 50];
-        assert_eq!(read_chunked(&chunks, &refs, 120, &mut buf).unwrap(), 50);
+        assert_eq!(
+            read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 120, &mut buf).unwrap(),
+            50
+        );
         assert_eq!(buf, [2u8; 50]);
         // A read that crosses into a missing chunk fails, naming it.
         let mut buf = [0u8; 50];
-        let err = read_chunked(&chunks, &refs, 180, &mut buf).unwrap_err();
+        let err = read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 180, &mut buf).unwrap_err();
         assert!(err.to_string().contains(&refs[2].digest.hex()));
     }
 
@@ -723,6 +734,68 @@ mod tests {
         (dir, chunks, refs)
     }
 
+    /// Random reads of a file of many chunks of uneven lengths, each
+    /// byte telling its own offset apart from its neighbours', across
+    /// chunk boundaries, at the last byte and past the end: a chunk found
+    /// one off (or a start offset one off) gives other bytes.
+    #[test]
+    fn random_reads_of_a_file_of_many_chunks_give_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = ChunkDir::new(dir.path().to_path_buf());
+        let byte_at = |p: u64| (p.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % below
+        };
+        let mut content = Vec::new();
+        let mut writer = ChunkWriter::new(chunks.clone());
+        for _ in 0..300 {
+            let len = 1 + next(200) as usize;
+            let piece: Vec<u8> = (0..len)
+                .map(|i| byte_at((content.len() + i) as u64))
+                .collect();
+            content.extend_from_slice(&piece);
+            writer.put(Arc::new(piece)).unwrap();
+        }
+        let (_, refs) = writer.finish().unwrap();
+        assert_eq!(refs.len(), 300);
+        let ends = ChunkEnds::of(&refs);
+        let size = content.len() as u64;
+        let read = |offset: u64, len: usize| {
+            let mut buf = vec![0u8; len];
+            let n = read_chunked(&chunks, &refs, &ends, offset, &mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        };
+        for _ in 0..2000 {
+            let offset = next(size);
+            let len = 1 + next(700) as usize;
+            let end = (offset as usize + len).min(content.len());
+            assert_eq!(
+                read(offset, len),
+                &content[offset as usize..end],
+                "{len} bytes at {offset}"
+            );
+        }
+        // Every chunk boundary, from one byte before to one after.
+        let mut start = 0usize;
+        for c in &refs {
+            let end = start + c.len as usize;
+            let from = end.saturating_sub(1);
+            assert_eq!(
+                read(from as u64, 2),
+                &content[from..(from + 2).min(content.len())]
+            );
+            start = end;
+        }
+        assert_eq!(read(size - 1, 10), &content[content.len() - 1..]);
+        assert_eq!(read(size, 10), b"");
+        assert_eq!(read(size + 5, 10), b"");
+    }
+
     #[test]
     fn a_chunk_that_does_not_hash_to_its_name_is_never_read() {
         let (_dir, chunks, refs) = three_chunks();
@@ -730,11 +803,14 @@ mod tests {
         bytes[50] = 9;
         fs::write(chunks.path_of(&refs[1].digest), bytes).unwrap();
         let mut buf = [0u8; 300];
-        let err = read_chunked(&chunks, &refs, 0, &mut buf).unwrap_err();
+        let err = read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 0, &mut buf).unwrap_err();
         assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[1].digest));
         // Its neighbours still read.
         let mut buf = [0u8; 100];
-        assert_eq!(read_chunked(&chunks, &refs, 200, &mut buf).unwrap(), 100);
+        assert_eq!(
+            read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 200, &mut buf).unwrap(),
+            100
+        );
         assert_eq!(buf, [3u8; 100]);
         assert!(
             chunks.read(&refs[1]).is_err(),
@@ -746,7 +822,10 @@ mod tests {
     fn a_chunk_damaged_in_place_after_its_check_is_caught_on_the_next_read() {
         let (_dir, chunks, refs) = three_chunks();
         let mut buf = [0u8; 100];
-        assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
+        assert_eq!(
+            read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 100, &mut buf).unwrap(),
+            100
+        );
         assert!(chunks.open.contains(&refs[1].digest), "checked, kept open");
         // Rewritten in place (same inode, same size) with its mtime put
         // back, as `touch -r` would: only the ctime tells. It moves with the
@@ -764,14 +843,17 @@ mod tests {
             (after.ino(), after.len(), after.modified().unwrap()),
             (before.ino(), before.len(), before.modified().unwrap())
         );
-        let err = read_chunked(&chunks, &refs, 100, &mut buf).unwrap_err();
+        let err = read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 100, &mut buf).unwrap_err();
         assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[1].digest));
         // Put right (by `verify --repair` and a re-import), it reads again.
         fs::remove_file(&path).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
         writer.put(Arc::new(vec![2u8; 100])).unwrap();
         writer.finish().unwrap();
-        assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
+        assert_eq!(
+            read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 100, &mut buf).unwrap(),
+            100
+        );
         assert_eq!(buf, [2u8; 100]);
     }
 
@@ -780,9 +862,9 @@ mod tests {
         let (_dir, chunks, refs) = three_chunks();
         fs::write(chunks.path_of(&refs[0].digest), [1u8; 60]).unwrap();
         let mut buf = [0u8; 300];
-        let err = read_chunked(&chunks, &refs, 0, &mut buf).unwrap_err();
+        let err = read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 0, &mut buf).unwrap_err();
         assert!(matches!(err, StoreError::BadChunk { digest, .. } if digest == refs[0].digest));
-        let err = read_chunked(&chunks, &refs, 70, &mut buf).unwrap_err();
+        let err = read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 70, &mut buf).unwrap_err();
         assert!(matches!(err, StoreError::BadChunk { .. }), "{err}");
     }
 

@@ -57,7 +57,7 @@ pub mod store;
 pub mod tar_split;
 pub mod verify;
 
-pub use chunk::ChunkDir;
+pub use chunk::{ChunkDir, ChunkEnds};
 pub use container::{
     BadTransition, BindMount, ContainerDir, ContainerRecord, NetworkConfig, PortBinding, Resources,
     SecurityOptions, State,

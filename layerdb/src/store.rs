@@ -4,7 +4,7 @@
 
 use crate::blob::CompressedBlob;
 use crate::chunk::verdicts::{self, StoredVerdicts};
-use crate::chunk::ChunkDir;
+use crate::chunk::{ChunkDir, ChunkEnds};
 use crate::db::Db;
 use crate::digest::Digest;
 use crate::entry::{Data, Entry, Kind};
@@ -378,8 +378,22 @@ impl Store {
     }
 
     /// Reads a regular file's content from `offset`, touching only the
-    /// chunks that cover the range.
+    /// chunks that cover the range. Finds the first one by computing the
+    /// file's chunk ends: a caller reading one big file many times keeps
+    /// them (`ChunkEnds::of(entry.chunks())`) and calls `read_at_with`.
     pub fn read_at(&self, entry: &Entry, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.read_at_with(entry, &ChunkEnds::of(entry.chunks()), offset, buf)
+    }
+
+    /// `read_at` with the file's chunk ends computed before; ends kept for
+    /// another file (another count or total) are computed again.
+    pub fn read_at_with(
+        &self,
+        entry: &Entry,
+        ends: &ChunkEnds,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
         if offset >= entry.size {
             return Ok(0);
         }
@@ -392,7 +406,14 @@ impl Store {
                 Ok(want)
             }
             Data::Chunks(list) => {
-                crate::chunk::read_chunked(&self.chunks, list, offset, &mut buf[..want])
+                let fresh;
+                let ends = if ends.fits(list, entry.size) {
+                    ends
+                } else {
+                    fresh = ChunkEnds::of(list);
+                    &fresh
+                };
+                crate::chunk::read_chunked(&self.chunks, list, ends, offset, &mut buf[..want])
             }
         }
     }

@@ -23,9 +23,13 @@ use std::time::{Duration, Instant};
 /// concurrent sequential readers, far below the descriptor limit.
 const KEPT: usize = 256;
 
-/// Chunks opened ahead of a sequential reader: about 2 MiB at the average
-/// chunk size, enough reads in flight to keep the disk busy.
-pub const AHEAD: usize = 32;
+/// Chunks opened ahead of a sequential reader: about 4 MiB at the average
+/// chunk size, as far as the kernel reads ahead of a reader of a mount
+/// (fusefs's `kernel_read_ahead`), so the READs it sends ahead find
+/// their chunks opened and on their way in, and enough reads in flight to
+/// keep the disk busy. (32 left a reader of a READ sent 4 MiB ahead
+/// waiting for the read-ahead thread to open its chunks.)
+pub const AHEAD: usize = 64;
 
 /// An open chunk file.
 #[derive(Debug)]
@@ -70,9 +74,17 @@ struct Kept {
     /// closed first.
     by_use: BTreeMap<u64, Digest>,
     clock: u64,
-    /// Chunks the read-ahead thread is opening: a reader waits for them
-    /// rather than open them a second time.
+    /// Chunks the read-ahead thread has claimed and not started opening
+    /// yet: a reader that needs one takes it (opens it itself) rather than
+    /// wait for the thread to open the window's chunks before it.
     pending: HashSet<Digest>,
+    /// Chunks the read-ahead thread is opening now: a reader waits for
+    /// them (one open and one read-ahead request) rather than open them a
+    /// second time.
+    opening: HashSet<Digest>,
+    /// Readers waiting in `get_or_wait`: a settled chunk wakes them only
+    /// if there are any (a wakeup is a system call).
+    waiting: usize,
 }
 
 impl Kept {
@@ -89,7 +101,9 @@ impl Kept {
 
 impl OpenChunks {
     /// The open file of a chunk, waiting (bounded) if the read-ahead thread
-    /// is opening it; None if it is neither kept nor pending.
+    /// is opening it; None if it is not kept, and then the caller opens
+    /// it: a chunk claimed by the read-ahead thread and not started yet is
+    /// taken from it (the thread skips it).
     pub fn get_or_wait(&self, digest: &Digest) -> Option<Arc<ChunkFile>> {
         let deadline = Instant::now() + PENDING_WAIT;
         let mut kept = self.lock();
@@ -97,15 +111,20 @@ impl OpenChunks {
             if let Some(f) = kept.touch(digest) {
                 return Some(f);
             }
-            let now = Instant::now();
-            if !kept.pending.contains(digest) || now >= deadline {
+            if kept.pending.remove(digest) {
                 return None;
             }
+            let now = Instant::now();
+            if !kept.opening.contains(digest) || now >= deadline {
+                return None;
+            }
+            kept.waiting += 1;
             kept = self
                 .settled
                 .wait_timeout(kept, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            kept.waiting -= 1;
         }
     }
 
@@ -113,31 +132,46 @@ impl OpenChunks {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the chunk is kept open or being opened for a reader.
+    /// Whether the chunk is kept open or claimed by the read-ahead thread.
     pub fn contains(&self, digest: &Digest) -> bool {
         let kept = self.lock();
-        kept.files.contains_key(digest) || kept.pending.contains(digest)
+        kept.files.contains_key(digest)
+            || kept.pending.contains(digest)
+            || kept.opening.contains(digest)
     }
 
     /// Marks chunks the read-ahead thread is about to open; returns those
-    /// that were neither kept nor pending (the ones it should open).
+    /// that were neither kept nor claimed (the ones it should open).
     pub fn claim(&self, digests: impl IntoIterator<Item = Digest>) -> Vec<Digest> {
         let mut kept = self.lock();
         digests
             .into_iter()
-            .filter(|d| !kept.files.contains_key(d) && kept.pending.insert(*d))
+            .filter(|d| {
+                !kept.files.contains_key(d) && !kept.opening.contains(d) && kept.pending.insert(*d)
+            })
             .collect()
     }
 
-    /// Ends a claim: the chunk is kept (`file`) or left to the reader.
-    pub fn settle(&self, digest: Digest, file: Option<Arc<ChunkFile>>) {
+    /// Starts opening a claimed chunk: false if a reader took it since
+    /// (the thread skips it).
+    pub fn start(&self, digest: Digest) -> bool {
         let mut kept = self.lock();
-        kept.pending.remove(&digest);
-        drop(kept);
+        kept.pending.remove(&digest) && kept.opening.insert(digest)
+    }
+
+    /// Ends a started claim: the chunk is kept (`file`) or left to the
+    /// reader.
+    pub fn settle(&self, digest: Digest, file: Option<Arc<ChunkFile>>) {
         if let Some(f) = file {
             self.keep(digest, f);
         }
-        self.settled.notify_all();
+        let mut kept = self.lock();
+        kept.opening.remove(&digest);
+        let waiting = kept.waiting > 0;
+        drop(kept);
+        if waiting {
+            self.settled.notify_all();
+        }
     }
 
     /// Closes a kept file (it failed its check): the next read opens the
@@ -178,6 +212,30 @@ pub fn start_reading(f: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_takes_a_claimed_chunk_not_started_and_waits_for_one_being_opened() {
+        let open = Arc::new(OpenChunks::default());
+        let d = |i: u32| Digest::of(&i.to_be_bytes());
+        assert_eq!(open.claim([d(1), d(2)]), [d(1), d(2)]);
+        assert!(open.contains(&d(2)), "claimed: a reader does not ask again");
+        // Not started: the reader opens it itself, and the thread skips it.
+        assert!(open.get_or_wait(&d(2)).is_none());
+        assert!(!open.start(d(2)), "taken by the reader");
+        // Being opened: the reader waits for the thread's file.
+        assert!(open.start(d(1)));
+        let reader = {
+            let open = open.clone();
+            std::thread::spawn(move || open.get_or_wait(&d(1)).is_some())
+        };
+        while open.lock().waiting == 0 {
+            std::thread::yield_now();
+        }
+        let f = Arc::new(ChunkFile::new(File::open("/dev/null").unwrap()));
+        open.settle(d(1), Some(f));
+        assert!(reader.join().unwrap(), "the thread's file, waited for");
+        assert_eq!(open.claim([d(1)]), [], "kept: not claimed again");
+    }
 
     #[test]
     fn the_least_recently_used_file_is_closed_first() {
