@@ -8,44 +8,32 @@ use crate::dir_lower::HostPath;
 use crate::error::Result;
 use crate::handles::lock;
 use crate::lower::{Lower, Node};
-use crate::recent_map::{RecentMap, Weigh};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
-/// Bound on remembered nodes, and on listed children: each map keeps the
-/// most recently used of them (`RecentMap`: past half the bound the older
-/// half is dropped). A Debian rootfs (~7k entries) fits whole; for larger
-/// trees the kernel's own caches (long TTLs, kept listings) carry the warm
-/// case, and the bound keeps the server far under its 100 MB budget (a
-/// node holds an entry with its chunk list: 32k of them in two maps is
-/// ~20 MB).
+/// Bound on remembered nodes (listed children count); past it a map starts
+/// over. A Debian rootfs (~7k entries) fits whole; for larger trees the
+/// kernel's own caches (long TTLs, kept listings) carry the warm case, and
+/// the bound keeps the server far under its 100 MB budget (a node holds an
+/// entry with its chunk list: 32k of them in two maps is ~20 MB).
 const MAX_NODES: usize = 1 << 15;
 
 /// A directory's listing: its children's names and nodes.
 type Children = Vec<(Vec<u8>, Node)>;
 
-impl Weigh for Children {
-    fn weight(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Weigh for Option<Node> {
-    fn weight(&self) -> usize {
-        0
-    }
-}
-
 pub struct CachedLower {
     inner: Box<dyn Lower>,
-    nodes: Mutex<RecentMap<Option<Node>>>,
+    nodes: Mutex<HashMap<Vec<u8>, Option<Node>>>,
     listings: Mutex<Listings>,
     /// Signalled when a listing leaves `Listings::pending`.
     listed: Condvar,
 }
 
+#[derive(Default)]
 struct Listings {
-    by_dir: RecentMap<Children>,
+    by_dir: HashMap<Vec<u8>, Children>,
+    /// Children held in `by_dir`, for the bound.
+    count: usize,
     /// Directories being read from the layer now (by a request or by
     /// `crate::walk_ahead`): a second reader waits for the first rather
     /// than reading the host directory again.
@@ -81,18 +69,10 @@ enum IfPending {
 
 impl CachedLower {
     pub fn new(inner: Box<dyn Lower>) -> CachedLower {
-        CachedLower::with_bound(inner, MAX_NODES)
-    }
-
-    /// Remembering about `bound` nodes and as many listed children.
-    fn with_bound(inner: Box<dyn Lower>, bound: usize) -> CachedLower {
         CachedLower {
             inner,
-            nodes: Mutex::new(RecentMap::new(bound)),
-            listings: Mutex::new(Listings {
-                by_dir: RecentMap::new(bound),
-                pending: HashSet::new(),
-            }),
+            nodes: Mutex::new(HashMap::new()),
+            listings: Mutex::new(Listings::default()),
             listed: Condvar::new(),
         }
     }
@@ -132,15 +112,24 @@ impl CachedLower {
         for (name, node) in &kids {
             self.remember_node(&layerdb::join_path(dir, name), Some(node.clone()));
         }
-        lock(&self.listings)
-            .by_dir
-            .insert(dir.to_vec(), kids.clone());
+        let mut l = lock(&self.listings);
+        if l.count + kids.len() > MAX_NODES {
+            l.by_dir.clear();
+            l.count = 0;
+        }
+        l.count += kids.len();
+        l.by_dir.insert(dir.to_vec(), kids.clone());
+        drop(l);
         drop(reading);
         Ok(Some(kids))
     }
 
     fn remember_node(&self, path: &[u8], node: Option<Node>) {
-        lock(&self.nodes).insert(path.to_vec(), node);
+        let mut nodes = lock(&self.nodes);
+        if nodes.len() >= MAX_NODES {
+            nodes.clear();
+        }
+        nodes.insert(path.to_vec(), node);
     }
 }
 
@@ -209,32 +198,5 @@ mod tests {
             .expect("the second reader of a directory whose first reader panicked hung");
         assert_eq!(second.expect("listed"), 1);
         assert_eq!(probe.times_listed("a"), 2);
-    }
-
-    /// As a walk with the walk-ahead thread goes: each directory is read
-    /// ahead, then asked for by the request after the next one was read
-    /// ahead. Far past the bound, the one asked for is still remembered
-    /// (when the maps were cleared whole at the bound, the walk lost it
-    /// there each time).
-    #[test]
-    fn a_listing_read_ahead_is_still_remembered_when_asked_for_far_past_the_bound() {
-        let mut tree = MemLower::new("low", 1);
-        let dirs: Vec<String> = (0..40).map(|d| format!("d{d}")).collect();
-        for d in &dirs {
-            tree.dir(d, 0o755);
-            for f in 0..3 {
-                tree.file(&format!("{d}/f{f}"), b"x");
-            }
-        }
-        let probe = Probe::new(tree, true);
-        // 160 entries in all against a bound of 24.
-        let cached = CachedLower::with_bound(Box::new(Probed(probe.clone())), 24);
-        cached.read_ahead(dirs[0].as_bytes()).expect("read ahead");
-        for pair in dirs.windows(2) {
-            let (asked, next) = (&pair[0], &pair[1]);
-            cached.read_ahead(next.as_bytes()).expect("read ahead");
-            assert_eq!(cached.children(asked.as_bytes()).expect("list").len(), 3);
-            assert_eq!(probe.times_listed(asked), 1, "{asked} was read again");
-        }
     }
 }

@@ -52,7 +52,6 @@ pub mod override_stat;
 mod passthrough;
 #[cfg(test)]
 mod probe_lower;
-mod recent_map;
 mod resolution_cache;
 mod shared_whiteout;
 pub mod store_lower;
