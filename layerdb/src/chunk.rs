@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::entry::ChunkRef;
 use crate::error::{IoContext, Result, StoreError};
 use crate::storage::Storage;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -344,14 +345,15 @@ impl ChunkDir {
     }
 }
 
-/// Cuts streams into content-defined chunks. It reads in large blocks into
-/// one buffer kept across streams and cuts there, where FastCDC's own
-/// streaming reader would copy every chunk out of a buffer it then shifts
-/// and zero-fills. The cut points are FastCDC's: a chunk's end depends on
-/// at most `max` bytes from its start, and a cut is only made with that
-/// many bytes (or the end of the stream) in the buffer.
+/// Cuts streams into content-defined chunks. It reads in large blocks and
+/// cuts there, handing each chunk out as a slice of its block (shared,
+/// not copied: the chunk writers and the tar's hasher take the same
+/// bytes), where FastCDC's own streaming reader would copy every chunk
+/// out of a buffer it then shifts and zero-fills. The cut points are
+/// FastCDC's: a chunk's end depends on at most `max` bytes from its
+/// start, and a cut is only made with that many bytes (or the end of the
+/// stream) in the block; the bytes after the last cut start the next one.
 pub struct Chunker {
-    buf: Vec<u8>,
     sizes: (u32, u32, u32),
 }
 
@@ -362,7 +364,6 @@ const READ_BLOCK: usize = 4 << 20;
 impl Default for Chunker {
     fn default() -> Chunker {
         Chunker {
-            buf: Vec::new(),
             sizes: chunk_sizes(),
         }
     }
@@ -374,18 +375,38 @@ impl Chunker {
     pub fn split(
         &mut self,
         reader: &mut dyn Read,
-        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+        each: &mut dyn FnMut(Bytes) -> Result<()>,
+    ) -> Result<u64> {
+        self.split_sized(reader, u64::MAX, each)
+    }
+
+    /// `split` for a stream expected to hold `expected` bytes (a tar
+    /// entry's size): a block is no larger than what is left of it and a
+    /// byte to see its end, so a small file's chunk keeps no more memory
+    /// than its bytes. A stream of another length is cut all the same.
+    pub fn split_sized(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: u64,
+        each: &mut dyn FnMut(Bytes) -> Result<()>,
     ) -> Result<u64> {
         let (min, avg, max) = self.sizes;
-        if self.buf.len() < READ_BLOCK + max as usize {
-            self.buf.resize(READ_BLOCK + max as usize, 0);
-        }
-        let mut filled = 0usize;
+        let full = READ_BLOCK + max as usize;
+        // The bytes after the last cut (fewer than `max`).
+        let mut carried: Vec<u8> = Vec::new();
         let mut total = 0u64;
         let mut end_of_input = false;
-        while !end_of_input || filled > 0 {
-            while !end_of_input && filled < self.buf.len() {
-                match reader.read(&mut self.buf[filled..]) {
+        while !end_of_input || !carried.is_empty() {
+            let left = expected.saturating_sub(total);
+            let size = (carried.len() as u64)
+                .saturating_add(left)
+                .saturating_add(1)
+                .min(full as u64) as usize;
+            let mut block = std::mem::take(&mut carried);
+            let mut filled = block.len();
+            block.resize(size.max(filled + 1), 0);
+            while !end_of_input && filled < block.len() {
+                match reader.read(&mut block[filled..]) {
                     Ok(0) => end_of_input = true,
                     Ok(n) => {
                         filled += n;
@@ -395,15 +416,16 @@ impl Chunker {
                     Err(e) => return Err(e).at("<input>"),
                 }
             }
-            let cdc = fastcdc::v2020::FastCDC::new(&self.buf[..filled], min, avg, max);
+            block.truncate(filled);
+            let block = Bytes::from(block);
+            let cdc = fastcdc::v2020::FastCDC::new(&block, min, avg, max);
             let mut start = 0;
             while start < filled && (end_of_input || filled - start >= max as usize) {
                 let (_, end) = cdc.cut(start, filled - start);
-                each(&self.buf[start..end])?;
+                each(block.slice(start..end))?;
                 start = end;
             }
-            self.buf.copy_within(start..filled, 0);
-            filled -= start;
+            carried = block[start..].to_vec();
         }
         Ok(total)
     }
@@ -453,7 +475,7 @@ struct Written {
 /// store: written if the store has no file for it; if it has one, the file
 /// is compared with the bytes and replaced if it differs, so importing the
 /// same content again repairs a damaged chunk.
-struct Job(u32, Arc<Vec<u8>>);
+struct Job(u32, Bytes);
 
 /// Threads naming and writing chunk files: creating and linking a file
 /// waits on the filesystem's journal as much as it works, so two keep the
@@ -478,7 +500,8 @@ impl ChunkWriter {
     /// Queues `data` to be named and stored (checked against the store's
     /// file if it has one). Returns its slot: its name is the slot's entry
     /// in what `finish` returns.
-    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<u32> {
+    pub fn put(&mut self, data: impl Into<Bytes>) -> Result<u32> {
+        let data = data.into();
         let slot = self.next;
         self.next += 1;
         self.batch_bytes += data.len();
@@ -706,7 +729,7 @@ mod tests {
         let chunks = ChunkDir::new(dir.path().to_path_buf());
         let mut writer = ChunkWriter::new(chunks.clone());
         for b in [1u8, 2, 3] {
-            writer.put(Arc::new(vec![b; 100])).unwrap();
+            writer.put(vec![b; 100]).unwrap();
         }
         let (_, refs) = writer.finish().unwrap();
         (dir, chunks, refs)
@@ -758,7 +781,7 @@ mod tests {
         // Put right (by `verify --repair` and a re-import), it reads again.
         fs::remove_file(&path).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
-        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.put(vec![2u8; 100]).unwrap();
         writer.finish().unwrap();
         assert_eq!(read_chunked(&chunks, &refs, 100, &mut buf).unwrap(), 100);
         assert_eq!(buf, [2u8; 100]);
@@ -781,7 +804,7 @@ mod tests {
         let path = chunks.path_of(&refs[1].digest);
         fs::write(&path, [7u8; 100]).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
-        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.put(vec![2u8; 100]).unwrap();
         assert_eq!(writer.finish().unwrap().0, 0, "the chunk was known");
         assert_eq!(fs::read(&path).unwrap(), vec![2u8; 100]);
     }
@@ -790,7 +813,7 @@ mod tests {
     fn the_same_bytes_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().to_path_buf());
-        let same = Arc::new(b"same".to_vec());
+        let same = Bytes::from_static(b"same");
         let mut writer = ChunkWriter::new(chunks.clone());
         writer.put(same.clone()).unwrap();
         writer.put(same.clone()).unwrap();
@@ -860,5 +883,34 @@ mod tests {
             })
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn chunks_are_handed_out_as_slices_of_the_block_they_were_read_into() {
+        // Pseudo-random bytes that cut into several chunks in one block.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..1_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        Chunker::default()
+            .split_sized(&mut &data[..], data.len() as u64, &mut |c| {
+                chunks.push(c);
+                Ok(())
+            })
+            .unwrap();
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        assert_eq!(chunks.concat(), data);
+        // Each chunk starts where the one before ends, in memory too: no
+        // chunk was copied out of the block.
+        for pair in chunks.windows(2) {
+            let end = pair[0].as_ptr() as usize + pair[0].len();
+            assert_eq!(pair[1].as_ptr() as usize, end);
+        }
     }
 }
