@@ -452,10 +452,23 @@ pub struct ChunkWriter {
     /// per Debian import.
     batch: Vec<Job>,
     batch_bytes: usize,
+    /// Syncs the store's filesystem each `BULK_WRITEBACK` new bytes, so
+    /// that the disk writes while the ingest still works (see there).
+    flusher: Option<JoinHandle<io::Result<()>>>,
 }
 
 /// Bytes of chunks handed to the writing threads at a time.
 const WRITER_BATCH: usize = 1 << 20;
+
+/// New chunk bytes after which the chunk writers have the store's
+/// filesystem synced, on a thread of its own, while they go on: the
+/// kernel writes the files back together, and the `syncfs` before the
+/// commit finds little left. Writeback started per chunk file
+/// (`sync_file_range`) cost a sixth of an import's CPU; none until the
+/// commit left the disk idle while the ingest worked and the commit's
+/// `syncfs` long (docs/design.md, "An ingest without a writeback per
+/// chunk").
+const BULK_WRITEBACK: u64 = 48 << 20;
 
 /// The writing threads' results.
 #[derive(Default)]
@@ -494,6 +507,7 @@ impl ChunkWriter {
             writers: Vec::new(),
             batch: Vec::new(),
             batch_bytes: 0,
+            flusher: None,
         }
     }
 
@@ -523,13 +537,27 @@ impl ChunkWriter {
         let dir = &self.dir;
         let shared = &self.shared;
         let writers = &mut self.writers;
+        let flusher = &mut self.flusher;
         let to_writer = self.to_writer.get_or_insert_with(|| {
+            // Ends when the writers (holding its senders) have; a sync
+            // asked while one runs is merged into the next.
+            let (to_flusher, flushes) = sync_channel::<()>(1);
+            let synced = dir.clone();
+            let sync = move || -> io::Result<()> {
+                for () in flushes {
+                    synced.storage.sync_all(&synced.dir)?;
+                }
+                Ok(())
+            };
+            let spawned = std::thread::Builder::new().name("chunk-flusher".into());
+            *flusher = Some(spawned.spawn(sync).expect("a thread can be started"));
             // Bounded, so that queued chunks (8 batches: 8 MiB and a
             // chunk) wait for a slow disk instead of piling up in memory.
             let (to_writer, queued) = sync_channel::<Vec<Job>>(8);
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
                 let (dir, queued, shared) = (dir.clone(), queued.clone(), shared.clone());
+                let to_flusher = to_flusher.clone();
                 let write = move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(batch) = next else {
@@ -541,8 +569,14 @@ impl ChunkWriter {
                         if !lock(&shared.queued).insert(digest) {
                             continue;
                         }
+                        let before = shared.new_bytes.load(AtomicOrdering::Relaxed);
                         if let Some(print) = store_chunk(&dir, &shared, digest, &data)? {
                             lock(&shared.verdicts).push((digest, print));
+                        }
+                        let after = shared.new_bytes.load(AtomicOrdering::Relaxed);
+                        if before / BULK_WRITEBACK != after / BULK_WRITEBACK {
+                            // Full: a sync is asked already.
+                            let _ = to_flusher.try_send(());
                         }
                     }
                 };
@@ -596,6 +630,18 @@ impl ChunkWriter {
             });
             if first_error.is_ok() {
                 first_error = done;
+            }
+        }
+        // The writers are gone, and the flusher's queue with them. A
+        // writeback error it met fails the ingest: the commit's `syncfs`,
+        // on a descriptor opened after it, would not see it.
+        if let Some(flusher) = self.flusher.take() {
+            let synced = flusher
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the chunk flushing thread panicked")))
+                .at(&self.dir.dir);
+            if first_error.is_ok() {
+                first_error = synced;
             }
         }
         first_error
@@ -912,5 +958,36 @@ mod tests {
             let end = pair[0].as_ptr() as usize + pair[0].len();
             assert_eq!(pair[1].as_ptr() as usize, end);
         }
+    }
+
+    #[test]
+    fn the_writers_have_the_filesystem_synced_as_new_bytes_pile_up() {
+        use crate::storage::{self, Event, Recording};
+        let dir = tempfile::tempdir().unwrap();
+        let recording = Arc::new(Recording::new());
+        let _installed = storage::install(dir.path(), recording.clone());
+        let chunks = ChunkDir::new(dir.path().join("chunks"));
+        let mut writer = ChunkWriter::new(chunks);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let pieces = (BULK_WRITEBACK >> 20) + 1;
+        for _ in 0..pieces {
+            let piece: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            writer.put(piece).unwrap();
+        }
+        let (new, _) = writer.finish().unwrap();
+        assert_eq!(new, pieces << 20);
+        let syncs = recording
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::SyncAll))
+            .count();
+        assert!(syncs >= 1, "no sync while {pieces} MiB were written");
     }
 }
