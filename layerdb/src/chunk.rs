@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::entry::ChunkRef;
 use crate::error::{IoContext, Result, StoreError};
 use crate::storage::Storage;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -362,14 +363,15 @@ impl ChunkDir {
     }
 }
 
-/// Cuts streams into content-defined chunks. It reads in large blocks into
-/// one buffer kept across streams and cuts there, where FastCDC's own
-/// streaming reader would copy every chunk out of a buffer it then shifts
-/// and zero-fills. The cut points are FastCDC's: a chunk's end depends on
-/// at most `max` bytes from its start, and a cut is only made with that
-/// many bytes (or the end of the stream) in the buffer.
+/// Cuts streams into content-defined chunks. It reads in large blocks and
+/// cuts there, handing each chunk out as a slice of its block (shared,
+/// not copied: the chunk writers and the tar's hasher take the same
+/// bytes), where FastCDC's own streaming reader would copy every chunk
+/// out of a buffer it then shifts and zero-fills. The cut points are
+/// FastCDC's: a chunk's end depends on at most `max` bytes from its
+/// start, and a cut is only made with that many bytes (or the end of the
+/// stream) in the block; the bytes after the last cut start the next one.
 pub struct Chunker {
-    buf: Vec<u8>,
     sizes: (u32, u32, u32),
 }
 
@@ -380,7 +382,6 @@ const READ_BLOCK: usize = 4 << 20;
 impl Default for Chunker {
     fn default() -> Chunker {
         Chunker {
-            buf: Vec::new(),
             sizes: chunk_sizes(),
         }
     }
@@ -392,18 +393,38 @@ impl Chunker {
     pub fn split(
         &mut self,
         reader: &mut dyn Read,
-        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+        each: &mut dyn FnMut(Bytes) -> Result<()>,
+    ) -> Result<u64> {
+        self.split_sized(reader, u64::MAX, each)
+    }
+
+    /// `split` for a stream expected to hold `expected` bytes (a tar
+    /// entry's size): a block is no larger than what is left of it and a
+    /// byte to see its end, so a small file's chunk keeps no more memory
+    /// than its bytes. A stream of another length is cut all the same.
+    pub fn split_sized(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: u64,
+        each: &mut dyn FnMut(Bytes) -> Result<()>,
     ) -> Result<u64> {
         let (min, avg, max) = self.sizes;
-        if self.buf.len() < READ_BLOCK + max as usize {
-            self.buf.resize(READ_BLOCK + max as usize, 0);
-        }
-        let mut filled = 0usize;
+        let full = READ_BLOCK + max as usize;
+        // The bytes after the last cut (fewer than `max`).
+        let mut carried: Vec<u8> = Vec::new();
         let mut total = 0u64;
         let mut end_of_input = false;
-        while !end_of_input || filled > 0 {
-            while !end_of_input && filled < self.buf.len() {
-                match reader.read(&mut self.buf[filled..]) {
+        while !end_of_input || !carried.is_empty() {
+            let left = expected.saturating_sub(total);
+            let size = (carried.len() as u64)
+                .saturating_add(left)
+                .saturating_add(1)
+                .min(full as u64) as usize;
+            let mut block = std::mem::take(&mut carried);
+            let mut filled = block.len();
+            block.resize(size.max(filled + 1), 0);
+            while !end_of_input && filled < block.len() {
+                match reader.read(&mut block[filled..]) {
                     Ok(0) => end_of_input = true,
                     Ok(n) => {
                         filled += n;
@@ -413,15 +434,16 @@ impl Chunker {
                     Err(e) => return Err(e).at("<input>"),
                 }
             }
-            let cdc = fastcdc::v2020::FastCDC::new(&self.buf[..filled], min, avg, max);
+            block.truncate(filled);
+            let block = Bytes::from(block);
+            let cdc = fastcdc::v2020::FastCDC::new(&block, min, avg, max);
             let mut start = 0;
             while start < filled && (end_of_input || filled - start >= max as usize) {
                 let (_, end) = cdc.cut(start, filled - start);
-                each(&self.buf[start..end])?;
+                each(block.slice(start..end))?;
                 start = end;
             }
-            self.buf.copy_within(start..filled, 0);
-            filled -= start;
+            carried = block[start..].to_vec();
         }
         Ok(total)
     }
@@ -448,10 +470,23 @@ pub struct ChunkWriter {
     /// per Debian import.
     batch: Vec<Job>,
     batch_bytes: usize,
+    /// Syncs the store's filesystem each `BULK_WRITEBACK` new bytes, so
+    /// that the disk writes while the ingest still works (see there).
+    flusher: Option<JoinHandle<io::Result<()>>>,
 }
 
 /// Bytes of chunks handed to the writing threads at a time.
 const WRITER_BATCH: usize = 1 << 20;
+
+/// New chunk bytes after which the chunk writers have the store's
+/// filesystem synced, on a thread of its own, while they go on: the
+/// kernel writes the files back together, and the `syncfs` before the
+/// commit finds little left. Writeback started per chunk file
+/// (`sync_file_range`) cost a sixth of an import's CPU; none until the
+/// commit left the disk idle while the ingest worked and the commit's
+/// `syncfs` long (docs/design.md, "An ingest without a writeback per
+/// chunk").
+const BULK_WRITEBACK: u64 = 48 << 20;
 
 /// The writing threads' results.
 #[derive(Default)]
@@ -471,7 +506,7 @@ struct Written {
 /// store: written if the store has no file for it; if it has one, the file
 /// is compared with the bytes and replaced if it differs, so importing the
 /// same content again repairs a damaged chunk.
-struct Job(u32, Arc<Vec<u8>>);
+struct Job(u32, Bytes);
 
 /// Threads naming and writing chunk files: creating and linking a file
 /// waits on the filesystem's journal as much as it works, so two keep the
@@ -490,13 +525,15 @@ impl ChunkWriter {
             writers: Vec::new(),
             batch: Vec::new(),
             batch_bytes: 0,
+            flusher: None,
         }
     }
 
     /// Queues `data` to be named and stored (checked against the store's
     /// file if it has one). Returns its slot: its name is the slot's entry
     /// in what `finish` returns.
-    pub fn put(&mut self, data: Arc<Vec<u8>>) -> Result<u32> {
+    pub fn put(&mut self, data: impl Into<Bytes>) -> Result<u32> {
+        let data = data.into();
         let slot = self.next;
         self.next += 1;
         self.batch_bytes += data.len();
@@ -518,13 +555,27 @@ impl ChunkWriter {
         let dir = &self.dir;
         let shared = &self.shared;
         let writers = &mut self.writers;
+        let flusher = &mut self.flusher;
         let to_writer = self.to_writer.get_or_insert_with(|| {
+            // Ends when the writers (holding its senders) have; a sync
+            // asked while one runs is merged into the next.
+            let (to_flusher, flushes) = sync_channel::<()>(1);
+            let synced = dir.clone();
+            let sync = move || -> io::Result<()> {
+                for () in flushes {
+                    synced.storage.sync_all(&synced.dir)?;
+                }
+                Ok(())
+            };
+            let spawned = std::thread::Builder::new().name("chunk-flusher".into());
+            *flusher = Some(spawned.spawn(sync).expect("a thread can be started"));
             // Bounded, so that queued chunks (8 batches: 8 MiB and a
             // chunk) wait for a slow disk instead of piling up in memory.
             let (to_writer, queued) = sync_channel::<Vec<Job>>(8);
             let queued = Arc::new(Mutex::new(queued));
             for _ in 0..WRITERS {
                 let (dir, queued, shared) = (dir.clone(), queued.clone(), shared.clone());
+                let to_flusher = to_flusher.clone();
                 let write = move || loop {
                     let next = queued.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(batch) = next else {
@@ -536,8 +587,14 @@ impl ChunkWriter {
                         if !lock(&shared.queued).insert(digest) {
                             continue;
                         }
+                        let before = shared.new_bytes.load(AtomicOrdering::Relaxed);
                         if let Some(print) = store_chunk(&dir, &shared, digest, &data)? {
                             lock(&shared.verdicts).push((digest, print));
+                        }
+                        let after = shared.new_bytes.load(AtomicOrdering::Relaxed);
+                        if before / BULK_WRITEBACK != after / BULK_WRITEBACK {
+                            // Full: a sync is asked already.
+                            let _ = to_flusher.try_send(());
                         }
                     }
                 };
@@ -591,6 +648,18 @@ impl ChunkWriter {
             });
             if first_error.is_ok() {
                 first_error = done;
+            }
+        }
+        // The writers are gone, and the flusher's queue with them. A
+        // writeback error it met fails the ingest: the commit's `syncfs`,
+        // on a descriptor opened after it, would not see it.
+        if let Some(flusher) = self.flusher.take() {
+            let synced = flusher
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the chunk flushing thread panicked")))
+                .at(&self.dir.dir);
+            if first_error.is_ok() {
+                first_error = synced;
             }
         }
         first_error
@@ -728,7 +797,7 @@ mod tests {
         let chunks = ChunkDir::new(dir.path().to_path_buf());
         let mut writer = ChunkWriter::new(chunks.clone());
         for b in [1u8, 2, 3] {
-            writer.put(Arc::new(vec![b; 100])).unwrap();
+            writer.put(vec![b; 100]).unwrap();
         }
         let (_, refs) = writer.finish().unwrap();
         (dir, chunks, refs)
@@ -848,7 +917,7 @@ mod tests {
         // Put right (by `verify --repair` and a re-import), it reads again.
         fs::remove_file(&path).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
-        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.put(vec![2u8; 100]).unwrap();
         writer.finish().unwrap();
         assert_eq!(
             read_chunked(&chunks, &refs, &ChunkEnds::of(&refs), 100, &mut buf).unwrap(),
@@ -874,7 +943,7 @@ mod tests {
         let path = chunks.path_of(&refs[1].digest);
         fs::write(&path, [7u8; 100]).unwrap();
         let mut writer = ChunkWriter::new(chunks.clone());
-        writer.put(Arc::new(vec![2u8; 100])).unwrap();
+        writer.put(vec![2u8; 100]).unwrap();
         assert_eq!(writer.finish().unwrap().0, 0, "the chunk was known");
         assert_eq!(fs::read(&path).unwrap(), vec![2u8; 100]);
     }
@@ -883,7 +952,7 @@ mod tests {
     fn the_same_bytes_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().to_path_buf());
-        let same = Arc::new(b"same".to_vec());
+        let same = Bytes::from_static(b"same");
         let mut writer = ChunkWriter::new(chunks.clone());
         writer.put(same.clone()).unwrap();
         writer.put(same.clone()).unwrap();
@@ -953,5 +1022,65 @@ mod tests {
             })
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn chunks_are_handed_out_as_slices_of_the_block_they_were_read_into() {
+        // Pseudo-random bytes that cut into several chunks in one block.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..1_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        Chunker::default()
+            .split_sized(&mut &data[..], data.len() as u64, &mut |c| {
+                chunks.push(c);
+                Ok(())
+            })
+            .unwrap();
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        assert_eq!(chunks.concat(), data);
+        // Each chunk starts where the one before ends, in memory too: no
+        // chunk was copied out of the block.
+        for pair in chunks.windows(2) {
+            let end = pair[0].as_ptr() as usize + pair[0].len();
+            assert_eq!(pair[1].as_ptr() as usize, end);
+        }
+    }
+
+    #[test]
+    fn the_writers_have_the_filesystem_synced_as_new_bytes_pile_up() {
+        use crate::storage::{self, Event, Recording};
+        let dir = tempfile::tempdir().unwrap();
+        let recording = Arc::new(Recording::new());
+        let _installed = storage::install(dir.path(), recording.clone());
+        let chunks = ChunkDir::new(dir.path().join("chunks"));
+        let mut writer = ChunkWriter::new(chunks);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let pieces = (BULK_WRITEBACK >> 20) + 1;
+        for _ in 0..pieces {
+            let piece: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            writer.put(piece).unwrap();
+        }
+        let (new, _) = writer.finish().unwrap();
+        assert_eq!(new, pieces << 20);
+        let syncs = recording
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::SyncAll))
+            .count();
+        assert!(syncs >= 1, "no sync while {pieces} MiB were written");
     }
 }

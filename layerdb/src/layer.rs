@@ -16,10 +16,10 @@ use crate::error::{Result, StoreError};
 use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::oci_tar;
 use crate::tar_split::OriginalTar;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::sync::Arc;
 
 mod canonical_stream;
 use canonical_stream::CanonicalStream;
@@ -309,7 +309,7 @@ impl LayerBuilder {
             self.logical_bytes += entry.size;
             self.new_bytes += entry.size;
             if !head.is_empty() {
-                self.tar.content(Arc::new(head.clone()));
+                self.tar.content(Bytes::from(head.clone()));
             }
             self.stream_content_end(declared, entry.size);
             entry.data = if head.is_empty() {
@@ -324,8 +324,7 @@ impl LayerBuilder {
         let (writer, tar) = (&mut self.writer, &mut self.tar);
         let total = self
             .chunker
-            .split(&mut whole, &mut |piece| {
-                let piece = Arc::new(piece.to_vec());
+            .split_sized(&mut whole, declared, &mut |piece| {
                 slots.push(writer.put(piece.clone())?);
                 tar.content(piece);
                 Ok(())

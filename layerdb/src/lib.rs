@@ -21,11 +21,8 @@
 //! - Writers take a file lock and wait for each other; long-lived readers
 //!   (mount servers) open a secondary instance and never wait (the `db` module).
 
-// Every system call goes through nix or rustix, except the one in
-// `storage::writeback` that neither wraps: `forbid` would not let that
-// module opt back in, so the crate denies unsafe code and that module alone
-// allows it.
-#![deny(unsafe_code)]
+// Every system call goes through nix or rustix.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod blob;

@@ -12,10 +12,10 @@ use crate::digest::Digest;
 use crate::entry::{join_path, split_path, Data, Entry, Kind};
 use crate::error::{IoContext, Result};
 use crate::oci::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use tar::{EntryType, Header};
 
@@ -51,11 +51,11 @@ impl Write for HashingWriter {
 /// headers are gathered into blocks, and pieces are handed over 1 MiB at a
 /// time: a hand-over per chunk woke the hasher 5,000 times per 200 MB.
 pub struct BackgroundHasher {
-    to_hasher: SyncSender<Vec<Arc<Vec<u8>>>>,
+    to_hasher: SyncSender<Vec<Bytes>>,
     /// Header bytes not yet a piece.
     gathered: Vec<u8>,
     /// Pieces not yet handed over, and their bytes.
-    batch: Vec<Arc<Vec<u8>>>,
+    batch: Vec<Bytes>,
     batch_bytes: usize,
     hasher: JoinHandle<Digest>,
 }
@@ -70,7 +70,7 @@ impl BackgroundHasher {
     pub fn spawn() -> BackgroundHasher {
         // Bounded, so a slow hasher holds the ingest back instead of
         // letting the queued content grow (16 MiB at most).
-        let (to_hasher, queued) = sync_channel::<Vec<Arc<Vec<u8>>>>(16);
+        let (to_hasher, queued) = sync_channel::<Vec<Bytes>>(16);
         let hash = move || {
             let mut h = Sha256::new();
             for batch in queued {
@@ -94,7 +94,7 @@ impl BackgroundHasher {
     }
 
     /// Hashes `data` next, without copying it.
-    pub fn write_shared(&mut self, data: Arc<Vec<u8>>) -> io::Result<()> {
+    pub fn write_shared(&mut self, data: Bytes) -> io::Result<()> {
         self.end_gathered();
         self.batch_bytes += data.len();
         self.batch.push(data);
@@ -119,7 +119,7 @@ impl BackgroundHasher {
         if !self.gathered.is_empty() {
             let block = std::mem::replace(&mut self.gathered, Vec::with_capacity(GATHER));
             self.batch_bytes += block.len();
-            self.batch.push(Arc::new(block));
+            self.batch.push(Bytes::from(block));
         }
     }
 

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 mod real;
 mod recording;
-mod writeback;
 
 pub use real::Real;
 pub use recording::{copy_tree, Crash, Event, Recording};

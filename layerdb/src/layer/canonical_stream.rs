@@ -16,9 +16,9 @@
 use crate::digest::Digest;
 use crate::entry::{Entry, Kind};
 use crate::oci_tar::{BackgroundHasher, TarWriter};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::Arc;
 
 /// Content bytes the reorder buffer holds at most.
 const MAX_WAITING_BYTES: usize = 32 << 20;
@@ -32,7 +32,7 @@ const SMALL_PIECE: usize = 4096;
 /// a regular file, its content.
 struct Waiting {
     entry: Entry,
-    content: Option<Vec<Arc<Vec<u8>>>>,
+    content: Option<Vec<Bytes>>,
 }
 
 /// The canonical tar being hashed, with its reorder buffer.
@@ -97,7 +97,7 @@ impl CanonicalStream {
     }
 
     /// The next piece of the current file's content.
-    pub(super) fn content(&mut self, piece: Arc<Vec<u8>>) {
+    pub(super) fn content(&mut self, piece: Bytes) {
         if let Some((
             _,
             Waiting {

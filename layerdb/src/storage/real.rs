@@ -44,12 +44,15 @@ impl Storage for Real {
         match unnamed {
             Ok(mut f) => {
                 f.write_all(data)?;
+                // Without `sync` the ingest's `syncfs` calls (its chunk
+                // writers' every 48 MiB, the one before the index commit)
+                // write the bytes back, many files at once: starting each
+                // file's writeback here (`sync_file_range`) cost an ingest
+                // a sixth of its CPU, a block allocation and a device
+                // request per chunk file (docs/design.md, "An ingest
+                // without a writeback per chunk").
                 if sync {
                     f.sync_data()?;
-                } else {
-                    // The `syncfs` before the index commit then finds the
-                    // bytes written or on their way.
-                    super::writeback::start(&f);
                 }
                 link_unnamed(&f, path)
             }
