@@ -827,7 +827,7 @@ mod tests {
                 .map(|i| byte_at((content.len() + i) as u64))
                 .collect();
             content.extend_from_slice(&piece);
-            writer.put(Arc::new(piece)).unwrap();
+            writer.put(bytes::Bytes::from(piece)).unwrap();
         }
         let (_, refs) = writer.finish().unwrap();
         assert_eq!(refs.len(), 300);
