@@ -982,20 +982,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_chunker_cuts_where_fastcdcs_stream_reader_does() {
-        // Cut points must never move: stores made before keep deduplicating
-        // against new input. Pseudo-random bytes over several read blocks,
-        // with runs of zeros that force maximum-size chunks.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut data: Vec<u8> = (0..9_500_000)
+    /// `len` pseudo-random bytes (xorshift64 from `seed`): content that
+    /// cuts into chunks of every size, the same on every run.
+    fn xorshift_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 (x >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_chunker_cuts_where_fastcdcs_stream_reader_does() {
+        // Cut points must never move: stores made before keep deduplicating
+        // against new input. Pseudo-random bytes over several read blocks,
+        // with runs of zeros that force maximum-size chunks.
+        let mut data = xorshift_bytes(9_500_000, 0x9e37_79b9_7f4a_7c15);
         data[5_000_000..6_000_000].fill(0);
         let (min, avg, max) = chunk_sizes();
         let expected: Vec<usize> = fastcdc::v2020::StreamCDC::new(&data[..], min, avg, max)
@@ -1027,15 +1033,7 @@ mod tests {
     #[test]
     fn chunks_are_handed_out_as_slices_of_the_block_they_were_read_into() {
         // Pseudo-random bytes that cut into several chunks in one block.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..1_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = xorshift_bytes(1_000_000, 0x2545_f491_4f6c_dd1d);
         let mut chunks: Vec<Bytes> = Vec::new();
         Chunker::default()
             .split_sized(&mut &data[..], data.len() as u64, &mut |c| {
