@@ -984,7 +984,7 @@ mod tests {
 
     /// `len` pseudo-random bytes (xorshift64 from `seed`): content that
     /// cuts into chunks of every size, the same on every run.
-    fn xorshift_bytes(len: usize, seed: u64) -> Vec<u8> {
+    pub(super) fn xorshift_bytes(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
         (0..len)
             .map(|_| {

@@ -226,15 +226,10 @@ pub(crate) mod tests {
 
     /// Bytes that cut into several chunks, different for each seed.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x85eb_ca6b);
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
+        crate::chunk::tests::xorshift_bytes(
+            len,
+            0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x85eb_ca6b),
+        )
     }
 
     /// Imports `data` as the file `f` of image `name`, as `strata import`
@@ -262,20 +257,23 @@ pub(crate) mod tests {
     /// the bytes it serves, or the error, and how many chunks it hashed.
     fn read_fresh(root: &Path, name: &str) -> (crate::error::Result<Vec<u8>>, u64) {
         let store = Store::open_read_only(root).unwrap();
-        let image = store.resolve_image(name).unwrap();
-        let layer = store.layer(image.layers.last().unwrap()).unwrap();
+        let layer = top_layer(&store, name);
         let entry = store.entry(&layer, b"f").unwrap().unwrap();
         let mut buf = vec![0u8; entry.size as usize];
         let read = store.read_at(&entry, 0, &mut buf).map(|_| buf);
         (read, store.chunks().chunks_hashed())
     }
 
+    /// The layer `import` made for image `name`.
+    fn top_layer(store: &Store, name: &str) -> crate::LayerMeta {
+        let image = store.resolve_image(name).unwrap();
+        store.layer(image.layers.last().unwrap()).unwrap()
+    }
+
     fn chunks_of(root: &Path, name: &str) -> Vec<ChunkRef> {
         let store = Store::open_read_only(root).unwrap();
-        let image = store.resolve_image(name).unwrap();
-        let layer = store.layer(image.layers.last().unwrap()).unwrap();
         store
-            .entry(&layer, b"f")
+            .entry(&top_layer(&store, name), b"f")
             .unwrap()
             .unwrap()
             .chunks()
@@ -343,9 +341,7 @@ pub(crate) mod tests {
         flip_in_place(&path_of(&root, &chunks[1]));
 
         let store = Store::open_read_only(&root).unwrap();
-        let layer = store
-            .layer(store.resolve_image("a:1").unwrap().layers.last().unwrap())
-            .unwrap();
+        let layer = top_layer(&store, "a:1");
         let kids = store.children(&layer, b"").unwrap();
         store.expect_reads(kids.iter().map(|(_, e)| e));
         let checked = &store.chunks().checked;
@@ -531,9 +527,10 @@ pub(crate) mod tests {
         // Chunk by chunk, as a fresh mount server reads them: refused, or
         // the bytes the import was given.
         let store = Store::open_read_only(root).unwrap();
-        let image = store.resolve_image("raced:1").unwrap();
-        let layer = store.layer(image.layers.last().unwrap()).unwrap();
-        let entry = store.entry(&layer, b"f").unwrap().unwrap();
+        let entry = store
+            .entry(&top_layer(&store, "raced:1"), b"f")
+            .unwrap()
+            .unwrap();
         let mut at = 0usize;
         let mut served_bad = 0;
         for c in entry.chunks() {
