@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{noise, Strata, TarMaker};
+use common::{gzip, noise, Strata, TarMaker};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,9 +70,7 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
 /// Writes an OCI layout of one image (its layer gzip-compressed, as
 /// podman's are) and gives the manifest's bytes.
 fn oci_layout(dir: &Path, layer: &[u8], config: &[u8], annotations: Value) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(layer).unwrap();
-    let gz = gz.finish().unwrap();
+    let gz = gzip(layer);
     write_blob(dir, &gz);
     write_blob(dir, config);
     let manifest = serde_json::to_vec(&json!({
@@ -233,11 +231,7 @@ fn a_changed_byte_in_any_blob_is_refused_and_changes_nothing() {
         &config_for(&[sha(&layer)]),
         json!({ "io.containerd.image.name": "victim:1" }),
     );
-    let layer_gz = dir.join("blobs/sha256").join(hex(&sha(&{
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&layer).unwrap();
-        gz.finish().unwrap()
-    })));
+    let layer_gz = dir.join("blobs/sha256").join(hex(&sha(&gzip(&layer))));
     let config = dir
         .join("blobs/sha256")
         .join(hex(&sha(&config_for(&[sha(&layer)]))));
@@ -480,10 +474,10 @@ fn images_podman_saved_keep_podmans_id_and_name() {
         assert_eq!(image_id(&fresh, "localhost/bbx:v1"), id, "{format}");
         fresh.run(&["verify"]).ok();
         // Compressed, through stdin, the same.
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&std::fs::read(&archive).unwrap()).unwrap();
         let piped = Strata::new();
-        piped.run_stdin(&["load"], &gz.finish().unwrap()).ok();
+        piped
+            .run_stdin(&["load"], &gzip(&std::fs::read(&archive).unwrap()))
+            .ok();
         assert_eq!(image_id(&piped, "localhost/bbx:v1"), id, "{format}");
         // What strata saves of it loads again.
         let out = fresh.path("out");
@@ -576,9 +570,7 @@ fn a_multi_member_gzip_imports_whole() {
     let (head, rest) = tar.split_at(30_000);
     let mut two = Vec::new();
     for part in [head, rest] {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(part).unwrap();
-        two.extend(gz.finish().unwrap());
+        two.extend(gzip(part));
     }
     std::fs::write(s.path("two.tar.gz"), &two).unwrap();
     std::fs::write(s.path("one.tar"), &tar).unwrap();

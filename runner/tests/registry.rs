@@ -10,7 +10,7 @@ mod common;
 
 use common::registry::{checked_output, free_port, sha256_hex, Registry};
 use common::token_server::{PasswordGrant, Secrets, TokenServer};
-use common::{Run, Strata, TarMaker};
+use common::{gzip, Run, Strata, TarMaker};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -1164,6 +1164,43 @@ fn a_pulled_layer_pushed_to_another_repository_is_mounted_from_where_it_came() {
     strata(&u, &["pull", &dst]).ok();
     assert_eq!(image_id(&u, &dst), image_id(&s, "busybox"));
     strata(&u, &["verify"]).ok();
+}
+
+/// A pull that skips a layer because the store has the diff id the config
+/// claims never compares the manifest's blob with that layer, so it must
+/// not remember the blob for it: a registry could otherwise name a blob of
+/// its own for a base layer the user has, and the user's next push of any
+/// image on that base would mount the registry's blob in its place.
+#[test]
+fn a_layer_a_pull_skipped_as_present_is_never_pushed_as_the_blob_it_claimed() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let base = format!("{host}/base:1");
+    let s = busybox_as(&base);
+    strata(&s, &["push", &base]).ok();
+    let theirs = gzip(&hello_layer("not busybox\n"));
+    registry.push_raw(
+        "evil",
+        "1",
+        &[(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            theirs.clone(),
+        )],
+        &foreign_config(&[busybox_layer()]),
+    );
+    let r = strata(&s, &["pull", &format!("{host}/evil:1")]).ok().stdout;
+    assert!(r.contains(": Already exists\n"), "{r}");
+
+    let app = format!("{host}/app:1");
+    strata(&s, &["tag", &base, &app]).ok();
+    let r = strata(&s, &["push", &app]).ok().stdout;
+    assert!(!r.contains("Mounted from evil"), "{r}");
+    let layer = pushed_manifest(&registry, "app", "1")["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(layer, format!("sha256:{}", sha256_hex(&theirs)));
+    pushed_image_is_whole(&s, &registry, "app:1");
 }
 
 /// PATCH chunk size for the interrupted-upload tests: busybox's layer

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{noise, Strata, TarMaker};
+use common::{gzip, noise, Strata, TarMaker};
 use std::process::Stdio;
 
 fn sample_tar() -> TarMaker {
@@ -63,9 +63,7 @@ fn compressed_and_piped_tars_give_the_same_layer_as_the_plain_one() {
     std::fs::write(&tar, &plain).unwrap();
     s.import(&tar, "plain");
 
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &plain).unwrap();
-    std::fs::write(s.path("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(s.path("a.tar.gz"), gzip(&plain)).unwrap();
     s.import(&s.path("a.tar.gz"), "gz");
 
     std::fs::write(

@@ -223,19 +223,22 @@ pub fn pull_image(
         let shorts: Vec<String> = (0..plan.manifest.layers().len()).map(short).collect();
         LayerBars::new(progress, &shorts)
     });
-    let (layers, new_layers) =
-        pull::download_layers(&client, reference, &plan, &ingest, &known, &|i, event| {
-            if let Some(bars) = &bars {
-                return bars.update(i, event);
-            }
-            let what = match event {
-                LayerEvent::AlreadyExists => "Already exists",
-                LayerEvent::Started => "Pulling fs layer",
-                LayerEvent::Downloading { .. } => return,
-                LayerEvent::Complete => "Pull complete",
-            };
-            say(format!("{}: {what}", short(i)));
-        })?;
+    let pull::Downloaded {
+        store_ids,
+        new_layers,
+        fetched,
+    } = pull::download_layers(&client, reference, &plan, &ingest, &known, &|i, event| {
+        if let Some(bars) = &bars {
+            return bars.update(i, event);
+        }
+        let what = match event {
+            LayerEvent::AlreadyExists => "Already exists",
+            LayerEvent::Started => "Pulling fs layer",
+            LayerEvent::Downloading { .. } => return,
+            LayerEvent::Complete => "Pull complete",
+        };
+        say(format!("{}: {what}", short(i)));
+    })?;
     if let Some(bars) = bars {
         drop(bars);
         // The bars leave the cursor at the end of the last one.
@@ -246,7 +249,7 @@ pub fn pull_image(
         &store,
         image_store::PulledImage {
             config_json: plan.config_json.clone(),
-            layers,
+            layers: store_ids.clone(),
             new_layers,
             reference: reference.local(),
             repo_digest: reference.local_digest(plan.digest),
@@ -254,7 +257,7 @@ pub fn pull_image(
     )?;
     drop(ingest);
     // Best effort: what is lost is only a mount at a later push.
-    let blobs = pull::rewritable_blobs(reference, &plan, &image.layers, &store);
+    let blobs = pull::rewritable_blobs(reference, &plan, &store_ids, &fetched, &store);
     if let Err(e) = store.remember_compressed_blobs(&blobs) {
         log::warn!("remembering the pulled blobs: {e:#}");
     }

@@ -213,9 +213,22 @@ fn blob(
     Client::expect_ok(client.get(&path, scope, &[])?).with_context(|| format!("blob {digest:#}"))
 }
 
-/// The store's layer ids for the plan, bottom first, and the new layers,
-/// downloaded and ingested (not committed). `known` maps config diff ids
-/// to layers the store has; `event` is told about each layer by its index.
+/// What [`download_layers`] got for a plan.
+pub struct Downloaded {
+    /// The store's layer ids for the plan, bottom first.
+    pub store_ids: Vec<Digest>,
+    /// The layers downloaded and ingested (not committed).
+    pub new_layers: Vec<PendingLayer>,
+    /// The manifest's layers (by index) whose blobs this pull downloaded
+    /// and checked against their digests and diff ids. A layer skipped
+    /// because the store has the diff id the config claims was never
+    /// checked against its blob: that claim is the registry's word only.
+    pub fetched: Vec<usize>,
+}
+
+/// Downloads and ingests the plan's layers the store lacks. `known` maps
+/// config diff ids to layers the store has; `event` is told about each
+/// layer by its index.
 pub fn download_layers(
     client: &Client,
     reference: &RemoteReference,
@@ -223,7 +236,7 @@ pub fn download_layers(
     ingest: &Ingest,
     known: &HashMap<Digest, Digest>,
     event: &(dyn Fn(usize, LayerEvent) + Sync),
-) -> Result<(Vec<Digest>, Vec<PendingLayer>)> {
+) -> Result<Downloaded> {
     let scope = scope(reference);
     // Each missing diff id once, at the first layer that has it.
     let mut jobs: Vec<usize> = Vec::new();
@@ -296,28 +309,32 @@ pub fn download_layers(
         };
         store_ids.push(id);
     }
-    Ok((store_ids, new_layers))
+    Ok(Downloaded {
+        store_ids,
+        new_layers,
+        fetched: jobs,
+    })
 }
 
-/// The blobs a pull fetched whose tars the store can write again (its
-/// canonical tars, or another tool's it kept the way of), compressed:
-/// (diff id, compression name, blob), for a later push to find in the
-/// registry or mount from this repository.
+/// The blobs a pull fetched (`fetched`, by manifest index) whose tars the
+/// store can write again (its canonical tars, or another tool's it kept
+/// the way of), compressed: (diff id, compression name, blob), for a later
+/// push to find in the registry or mount from this repository. Only
+/// blobs this pull checked: a layer it skipped as present is named by a
+/// blob nobody compared with it, and remembering that blob would let a
+/// registry's manifest choose what a later push of the layer sends.
 pub fn rewritable_blobs(
     reference: &RemoteReference,
     plan: &Plan,
     store_ids: &[Digest],
+    fetched: &[usize],
     store: &layerdb::Store,
 ) -> Vec<(Digest, &'static str, layerdb::blob::CompressedBlob)> {
     let repository = format!("{}/{}", reference.domain, reference.path);
     let mut out = Vec::new();
-    for ((descriptor, named), stored) in plan
-        .manifest
-        .layers()
-        .iter()
-        .zip(&plan.diff_ids)
-        .zip(store_ids)
-    {
+    for &i in fetched {
+        let descriptor = &plan.manifest.layers()[i];
+        let (named, stored) = (&plan.diff_ids[i], &store_ids[i]);
         let compression = manifest::compression_of(descriptor.media_type())
             .ok()
             .and_then(|c| c.blob_name());

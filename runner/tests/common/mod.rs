@@ -202,3 +202,12 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// `bytes` gzip-compressed, as registries and `docker save | gzip` carry
+/// layers.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).expect("gzip into memory");
+    gz.finish().expect("gzip into memory")
+}
