@@ -11,7 +11,10 @@
 //! ends. An entry that arrives after a larger one already left ends the
 //! streaming, and the tar is hashed at the end from the stored chunks, as
 //! before. Waiting content is the chunks it was cut into (shared with the
-//! chunk writer), never a copy.
+//! chunk writer), never a copy. A file bigger than the buffer does not
+//! wait whole: once its content passes the bound, what sorts before it
+//! goes out, and it follows straight into the tar as it arrives (a layer
+//! of a few MB of gzip can hold a file of many GB).
 
 use crate::digest::Digest;
 use crate::entry::{Entry, Kind};
@@ -35,12 +38,20 @@ struct Waiting {
     content: Option<Vec<Bytes>>,
 }
 
+/// The regular file being added, while its content arrives.
+enum Current {
+    /// Kept, to wait in the reorder buffer when it ends.
+    Kept(Vec<u8>, Waiting),
+    /// Too big to keep: its header and the content so far are in the tar,
+    /// the rest goes straight after it; `len` bytes of it so far.
+    Straight { len: u64 },
+}
+
 /// The canonical tar being hashed, with its reorder buffer.
 pub(super) struct CanonicalStream {
     /// `None` once the streaming ended (the tar is hashed at the end).
     tar: Option<TarWriter<BackgroundHasher>>,
-    /// The entry being added (its content still arriving).
-    current: Option<(Vec<u8>, Waiting)>,
+    current: Option<Current>,
     waiting: BTreeMap<Vec<u8>, Waiting>,
     waiting_bytes: usize,
     /// The last entry written to the tar, and whether it is a directory an
@@ -92,21 +103,32 @@ impl CanonicalStream {
         };
         match waiting.content {
             None => self.wait(path.to_vec(), waiting),
-            Some(_) => self.current = Some((path.to_vec(), waiting)),
+            Some(_) => self.current = Some(Current::Kept(path.to_vec(), waiting)),
         }
     }
 
     /// The next piece of the current file's content.
     pub(super) fn content(&mut self, piece: Bytes) {
-        if let Some((
-            _,
-            Waiting {
-                content: Some(c), ..
-            },
-        )) = &mut self.current
-        {
-            self.waiting_bytes += piece.len();
-            c.push(piece);
+        match &mut self.current {
+            Some(Current::Kept(
+                _,
+                Waiting {
+                    content: Some(c), ..
+                },
+            )) => {
+                self.waiting_bytes += piece.len();
+                c.push(piece);
+                if self.waiting_bytes > self.limits.0 {
+                    self.write_current();
+                }
+            }
+            Some(Current::Straight { len }) => {
+                *len += piece.len() as u64;
+                if self.put(&piece).is_err() {
+                    self.stop();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -116,7 +138,16 @@ impl CanonicalStream {
             return;
         }
         match self.current.take() {
-            Some((path, waiting)) if declared == len => self.wait(path, waiting),
+            Some(Current::Kept(path, waiting)) if declared == len => self.wait(path, waiting),
+            Some(Current::Straight { len: put }) if declared == len && put == len => {
+                if self
+                    .tar
+                    .as_mut()
+                    .is_none_or(|t| t.end_content(len).is_err())
+                {
+                    self.stop();
+                }
+            }
             _ => self.stop(),
         }
     }
@@ -172,33 +203,120 @@ impl CanonicalStream {
         }
     }
 
-    /// Writes one entry to the tar, in its turn.
-    fn write(&mut self, path: &[u8], waiting: Waiting) {
-        let Some(tar) = self.tar.as_mut() else {
+    /// The current file outgrew the buffer: everything waiting that sorts
+    /// before it is written, then its header and content so far; the rest
+    /// of its content follows straight (see [`Current::Straight`]).
+    fn write_current(&mut self) {
+        let Some(Current::Kept(path, waiting)) = self.current.take() else {
             return;
         };
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.key().as_slice() > path.as_slice() {
+                break;
+            }
+            let (before, w) = entry.remove_entry();
+            self.write(&before, w);
+        }
+        if let Some(len) = self.write_head(&path, &waiting) {
+            self.current = Some(Current::Straight { len });
+        }
+    }
+
+    /// Writes one entry to the tar, in its turn.
+    fn write(&mut self, path: &[u8], waiting: Waiting) {
+        let Some(len) = self.write_head(path, &waiting) else {
+            return;
+        };
+        if waiting.content.is_some()
+            && self
+                .tar
+                .as_mut()
+                .is_none_or(|t| t.end_content(len).is_err())
+        {
+            self.stop();
+        }
+    }
+
+    /// Writes an entry's header and the content it holds; gives that
+    /// content's length, or `None` when the streaming ended.
+    fn write_head(&mut self, path: &[u8], waiting: &Waiting) -> Option<u64> {
+        let mut written = self.tar.as_mut()?.entry(path, &waiting.entry);
         let mut len = 0u64;
-        let mut written = tar.entry(path, &waiting.entry);
         for piece in waiting.content.iter().flatten() {
             len += piece.len() as u64;
             self.waiting_bytes = self.waiting_bytes.saturating_sub(piece.len());
-            written = written.and_then(|()| match piece.len() < SMALL_PIECE {
-                true => tar.out().write_all(piece),
-                false => tar.out().write_shared(piece.clone()),
-            });
-        }
-        if waiting.content.is_some() {
-            written = written.and_then(|()| tar.end_content(len));
+            written = written.and_then(|()| self.put(piece));
         }
         if written.is_err() {
-            return self.stop();
+            self.stop();
+            return None;
         }
         let markable = waiting.entry.kind == Kind::Dir && !waiting.entry.opaque;
         self.last = Some((path.to_vec(), markable));
+        Some(len)
+    }
+
+    /// Puts a piece of content into the tar.
+    fn put(&mut self, piece: &Bytes) -> io::Result<()> {
+        let Some(tar) = self.tar.as_mut() else {
+            return Ok(());
+        };
+        match piece.len() < SMALL_PIECE {
+            true => tar.out().write_all(piece),
+            false => tar.out().write_shared(piece.clone()),
+        }
     }
 
     #[cfg(test)]
     pub(super) fn set_limits(&mut self, bytes: usize, entries: usize) {
         self.limits = (bytes, entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds a tree walk's order (`d/x` before the big `d.txt`, which the
+    /// canonical order puts first) with `limits`; gives the digest and the
+    /// most content the stream held at once.
+    fn hash_walk(limits: (usize, usize), big: usize) -> (Digest, usize) {
+        let mut s = CanonicalStream::new();
+        s.set_limits(limits.0, limits.1);
+        let mut most = 0;
+        let piece = Bytes::from(vec![7u8; 64 << 10]);
+        let mut feed = |s: &mut CanonicalStream, path: &str, kind: Kind, size: usize| {
+            let mut e = Entry::new(kind, 0o755);
+            e.size = size as u64;
+            s.entry(path.as_bytes(), &e);
+            if kind == Kind::Regular {
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(piece.len());
+                    s.content(piece.slice(..n));
+                    most = most.max(s.waiting_bytes);
+                    left -= n;
+                }
+                s.end_content(size as u64, size as u64);
+            }
+        };
+        feed(&mut s, "", Kind::Dir, 0);
+        feed(&mut s, "d", Kind::Dir, 0);
+        feed(&mut s, "d/x", Kind::Regular, 5_000);
+        feed(&mut s, "d.txt", Kind::Regular, big);
+        feed(&mut s, "e", Kind::Regular, 70_000);
+        let digest = s.finish().expect("still streaming").unwrap();
+        (digest, most)
+    }
+
+    #[test]
+    fn a_file_bigger_than_the_buffer_goes_straight_through_in_its_turn() {
+        let big = 4 << 20;
+        let (whole, most_whole) = hash_walk((usize::MAX, usize::MAX), big);
+        assert!(most_whole >= big, "kept whole without a bound");
+        let bound = 256 << 10;
+        let (straight, most) = hash_walk((bound, 1024), big);
+        assert_eq!(straight, whole, "the same canonical tar");
+        assert!(most <= bound + (64 << 10), "held {most} bytes at once");
     }
 }
