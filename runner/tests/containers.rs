@@ -30,6 +30,23 @@ fn run_gives_the_containers_exit_status_and_dockers_codes() {
     assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
 }
 
+/// `--root` relative to the current directory, as a user types it: the
+/// store's paths reach the runtime and the mount server, which run
+/// elsewhere, so they must be absolute.
+#[test]
+fn a_store_root_relative_to_the_working_directory_runs_containers() {
+    let s = Strata::with_busybox();
+    let r: common::Run = std::process::Command::new(common::bin())
+        .current_dir(s.path(""))
+        .args(["--root", "store", "run", "--rm", "busybox", "echo", "hi"])
+        .env_remove("STRATA_ROOT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.ok().stdout, "hi\n");
+}
+
 #[test]
 fn run_applies_flags_and_config() {
     let s = Strata::with_busybox();

@@ -74,9 +74,12 @@ pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
 
 /// Runs a command; the result is the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
-    let ctx = Ctx {
-        root: cli.root.unwrap_or_else(layerdb::default_root),
-    };
+    let root = cli.root.unwrap_or_else(layerdb::default_root);
+    // The store's paths reach the runtime and the mount server, which
+    // work from other directories: a relative root is made whole here.
+    let root = std::path::absolute(&root)
+        .map_err(|e| anyhow::anyhow!("store root {}: {e}", root.display()))?;
+    let ctx = Ctx { root };
     match cli.command {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, a),
