@@ -110,7 +110,7 @@ pub fn random_seed() -> u64 {
 
 /// Whether a user-given container name is acceptable to docker:
 /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, optionally after one leading `/`.
-pub fn is_valid_name(name: &str) -> bool {
+fn is_valid_name(name: &str) -> bool {
     let name = name.strip_prefix('/').unwrap_or(name);
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -120,6 +120,16 @@ pub fn is_valid_name(name: &str) -> bool {
         && rest
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A user-given container name as docker keeps it: without the one
+/// leading `/` it accepts (`--name /web` names `web`, so that a second
+/// `--name web` conflicts), or docker's message when it is not a name.
+pub fn given_name(name: &str) -> anyhow::Result<&str> {
+    if !is_valid_name(name) {
+        anyhow::bail!("{}", invalid_name_message(name));
+    }
+    Ok(name.strip_prefix('/').unwrap_or(name))
 }
 
 /// docker's message for an invalid name.

@@ -129,6 +129,11 @@ fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
             "Conflict. The container name \"/taken\" is already in use by container",
         ),
         (
+            // docker's one leading `/` names the same container.
+            vec!["run", "--name", "/taken", "busybox", "true"],
+            "Conflict. The container name \"/taken\" is already in use by container",
+        ),
+        (
             vec!["run", "-e", "=x", "busybox", "true"],
             "invalid environment variable",
         ),
@@ -605,15 +610,17 @@ fn rmi_of_a_used_image_and_rename_to_a_taken_name_fail_with_dockers_messages() {
     let b = s
         .run(&["create", "--name", "second", "busybox", "true"])
         .ok();
-    let r = s.run(&["rename", "first", "second"]);
-    assert_eq!(r.code, 125, "{}", r.stderr);
-    assert!(
-        r.stderr.contains(
-            "Error when allocating new name: Conflict. The container name \"/second\" is already in use"
-        ),
-        "{}",
-        r.stderr
-    );
+    for taken in ["second", "/second"] {
+        let r = s.run(&["rename", "first", taken]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(
+                "Error when allocating new name: Conflict. The container name \"/second\" is already in use"
+            ),
+            "{}",
+            r.stderr
+        );
+    }
     let r = s.run(&["rmi", "busybox"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     // Either container may be the one docker's message names.

@@ -1,12 +1,10 @@
 //! `strata rename`: a container's new name.
 
 use super::Ctx;
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 pub fn rename(ctx: &Ctx, container: &str, new_name: &str) -> Result<i32> {
-    if !crate::names::is_valid_name(new_name) {
-        bail!("{}", crate::names::invalid_name_message(new_name));
-    }
+    let new_name = crate::names::given_name(new_name)?;
     let store = ctx.store()?;
     let rec = store.container(container)?;
     store.rename_container(&rec, new_name)?;

@@ -94,9 +94,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     let network = crate::network::Mode::parse(&args.network)?;
     let net = network_config(args, network)?;
     if let Some(name) = &args.name {
-        if !crate::names::is_valid_name(name) {
-            bail!("{}", crate::names::invalid_name_message(name));
-        }
+        crate::names::given_name(name)?;
     }
     if let Some(user) = &args.user {
         check_user(user)?;
@@ -166,7 +164,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         net,
     };
     let name = match &args.name {
-        Some(name) => NewName::Given(name.clone()),
+        Some(name) => NewName::Given(crate::names::given_name(name)?.to_string()),
         None => {
             let seed = crate::names::random_seed();
             NewName::FirstFree(
