@@ -95,7 +95,8 @@ fn valid_name(name: &str) -> bool {
     name.len() <= MAX_NAME_LEN && valid_domain(domain) && valid_path(path)
 }
 
-fn valid_tag(tag: &str) -> bool {
+/// docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     !b.is_empty()
         && b.len() <= 128

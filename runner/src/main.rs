@@ -26,6 +26,7 @@ mod sys;
 mod truncate;
 
 use clap::Parser;
+use log::Log as _;
 
 /// A failure that carries the exit status to use (a container's own
 /// status, or docker's 125/126/127).
@@ -40,11 +41,45 @@ impl std::fmt::Display for ExitCode {
 
 impl std::error::Error for ExitCode {}
 
+/// The HTTP client's trace level dumps every request, `Authorization`
+/// headers with their tokens and passwords included (its debug level
+/// redacts them): whatever `STRATA_LOG` asks, it logs at most debug, so
+/// credentials are never logged.
+struct NoSecrets(env_logger::Logger);
+
+impl NoSecrets {
+    fn may_log(&self, metadata: &log::Metadata) -> bool {
+        let dumps_secrets = ["ureq", "rustls"]
+            .iter()
+            .any(|c| metadata.target().starts_with(c));
+        self.0.enabled(metadata) && !(dumps_secrets && metadata.level() > log::Level::Debug)
+    }
+}
+
+impl log::Log for NoSecrets {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.may_log(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.may_log(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 fn main() {
-    env_logger::Builder::from_env(
+    let logger = env_logger::Builder::from_env(
         env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error,fuser::reply=off"),
     )
-    .init();
+    .build();
+    log::set_max_level(logger.filter());
+    // Only fails when a logger is set already, which nothing else does.
+    let _ = log::set_boxed_logger(Box::new(NoSecrets(logger)));
     let argv: Vec<String> = std::env::args().collect();
     let as_overlay = argv
         .first()

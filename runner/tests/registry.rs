@@ -494,9 +494,18 @@ fn login_checks_the_password_stores_it_privately_and_pull_uses_it() {
     assert_eq!(mode, 0o600);
     assert!(saved["auths"][&host]["auth"].is_string(), "{saved}");
 
+    // The HTTP client's trace level dumps requests, Authorization headers
+    // included (as hex, cut over lines): it stays off whatever STRATA_LOG
+    // asks.
     let full = format!("{host}/private:1");
-    let r = strata(&s, &["pull", &full]);
+    let r: Run = strata_cmd(&s, &["pull", &full])
+        .env("STRATA_LOG", "trace")
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("DEBUG ureq"), "logged: {}", r.stderr);
+    assert!(!r.stderr.contains("TRACE ureq"), "{}", r.stderr);
     no_secret_shown(&r);
     assert_eq!(
         image_id(&s, &full),
@@ -1203,6 +1212,57 @@ fn a_layer_a_pull_skipped_as_present_is_never_pushed_as_the_blob_it_claimed() {
     pushed_image_is_whole(&s, &registry, "app:1");
 }
 
+/// A registry whose tag list or error text is hostile: tags that are no
+/// tags (a path, a slash), pages that name themselves next, and terminal
+/// escapes in an error message. Each fails the pull in one line, pulls
+/// nothing, and the escape reaches the terminal shown, not obeyed.
+#[test]
+fn a_hostile_tag_list_or_error_text_fails_in_one_line() {
+    use common::scripted_registry::{Answer, ScriptedRegistry};
+    let registry = ScriptedRegistry::start(|_, path| match path {
+        "/v2/" => Answer::json(200, serde_json::json!({})),
+        "/v2/odd/tags/list" => Answer::json(
+            200,
+            serde_json::json!({"name": "odd", "tags": ["1", "../../../x"]}),
+        ),
+        "/v2/loop/tags/list" => {
+            Answer::json(200, serde_json::json!({"name": "loop", "tags": ["1"]}))
+                .with_header("Link", "</v2/loop/tags/list>; rel=\"next\"")
+        }
+        _ => Answer::json(
+            404,
+            serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN",
+                "message": "gone\u{1b}[2J\r\nStatus: Downloaded newer image"}]}),
+        ),
+    });
+    let host = registry.host();
+    let s = client_store();
+    let r = strata(&s, &["pull", "--all-tags", &format!("{host}/odd")]);
+    one_line_125(&r, "invalid tag");
+    assert!(
+        r.stderr
+            .contains("the registry listed an invalid tag \"../../../x\""),
+        "{}",
+        r.stderr
+    );
+    let r = strata(&s, &["pull", "--all-tags", &format!("{host}/loop")]);
+    one_line_125(&r, "endless tag list");
+    assert!(r.stderr.contains("tag list does not end"), "{}", r.stderr);
+    let r = strata(&s, &["pull", &format!("{host}/esc:1")]);
+    one_line_125(&r, "escapes in an error");
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+    assert!(r.stderr.contains("gone\\u{1b}[2J\\r\\n"), "{:?}", r.stderr);
+    assert!(
+        !registry
+            .requests()
+            .iter()
+            .any(|r| r.contains("/manifests/") && !r.contains("/esc/")),
+        "nothing pulled: {:?}",
+        registry.requests()
+    );
+    assert_eq!(strata(&s, &["images", "-q"]).ok().stdout, "");
+}
+
 /// PATCH chunk size for the interrupted-upload tests: busybox's layer
 /// (about 1 MB compressed) goes in many chunks.
 const CUT_CHUNK: u64 = 64 << 10;
@@ -1441,7 +1501,9 @@ fn token_guarded_image(work: &Path, secrets: Secrets) -> (TokenServer, Registry,
 
 /// Fails the test if `r` shows a password or an identity token.
 fn no_secret_shown(r: &Run) {
-    for secret in ["idt-right", "idt-wrong", "right-pass", "wrong-pass"] {
+    let basic = ["tester:right-pass", "tester:wrong-pass"].map(basic64);
+    let plain = ["idt-right", "idt-wrong", "right-pass", "wrong-pass"];
+    for secret in plain.into_iter().chain(basic.iter().map(String::as_str)) {
         assert!(
             !r.stdout.contains(secret) && !r.stderr.contains(secret),
             "{}{}",

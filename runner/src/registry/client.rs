@@ -30,6 +30,7 @@
 use super::credentials::{self, Credentials};
 use super::transport;
 use anyhow::{anyhow, bail, Context, Result};
+use layerdb::escape::escape;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -577,11 +578,13 @@ pub fn status_error(response: Response<Body>) -> StatusError {
     match serde_json::from_slice::<Errors>(&body) {
         Ok(parsed) if !parsed.errors.is_empty() => {
             let first = &parsed.errors[0];
-            let code_words = first.code.replace('_', " ").to_lowercase();
+            // The registry's words reach the user's terminal: control
+            // characters are shown, never obeyed.
+            let code_words = escape(&first.code.replace('_', " ").to_lowercase());
             let message = if first.message.is_empty() {
                 code_words
             } else {
-                format!("{code_words}: {}", first.message)
+                format!("{code_words}: {}", escape(&first.message))
             };
             StatusError {
                 code: Some(first.code.clone()),

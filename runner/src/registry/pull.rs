@@ -78,8 +78,15 @@ pub fn sha256_of(digest: &str) -> Result<Digest> {
     Ok(layerdb::oci::parse_sha256("digest", digest)?)
 }
 
+/// Pages of a tag list followed at most: a registry answering pages
+/// without end (or a page naming itself next) must not hold a pull for
+/// good. Docker Hub pages 100 tags, so this is a million tags.
+const MAX_TAG_PAGES: usize = 10_000;
+
 /// The repository's tags (`/v2/<name>/tags/list`), following the
 /// registry's `Link: <...>; rel="next"` pages, in the order it gives them.
+/// Each is checked against docker's tag grammar before anything is
+/// pulled: a tag is the registry's word, and becomes a local name.
 pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct TagList {
@@ -89,7 +96,15 @@ pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<Str
     let scope = scope(reference);
     let mut tags = Vec::new();
     let mut next = Some(format!("/v2/{}/tags/list", reference.path));
+    let mut seen = std::collections::HashSet::new();
     while let Some(path) = next.take() {
+        if seen.len() == MAX_TAG_PAGES || !seen.insert(path.clone()) {
+            bail!(
+                "{}: the registry's tag list does not end (page {} again, or over {MAX_TAG_PAGES} pages)",
+                reference.path,
+                layerdb::escape::escape(&path)
+            );
+        }
         let response = Client::expect_ok(client.get(&path, &scope, &[])?)?;
         next = response
             .headers()
@@ -100,6 +115,13 @@ pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<Str
         let page: TagList = serde_json::from_slice(&body)
             .with_context(|| format!("{path}: the registry's tag list is not JSON"))?;
         tags.extend(page.tags.unwrap_or_default());
+    }
+    if let Some(bad) = tags.iter().find(|t| !layerdb::reference::valid_tag(t)) {
+        bail!(
+            "{}: the registry listed an invalid tag \"{}\"",
+            reference.path,
+            layerdb::escape::escape(bad)
+        );
     }
     Ok(tags)
 }

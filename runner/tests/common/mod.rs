@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod privileges;
 pub mod registry;
+pub mod scripted_registry;
 pub mod session;
 pub mod token_server;
 
