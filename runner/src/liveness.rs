@@ -14,13 +14,40 @@ pub use layerdb::pins::process_alive;
 
 /// Whether something is mounted on `path` in this mount namespace.
 fn is_mounted(path: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+    mount_at(path).is_some()
+}
+
+/// The filesystem type and source of the mount on top at `path` in this
+/// mount namespace (`fuse` and `strata` for `strata mount`'s), if anything
+/// is mounted there.
+pub fn mount_at(path: &std::path::Path) -> Option<(String, String)> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    mount_in(&info, path)
+}
+
+fn mount_in(mountinfo: &[u8], path: &std::path::Path) -> Option<(String, String)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    // Field 5 is the mount point, with space, tab, newline and backslash
+    // octal-escaped; the type and source follow the " - " separator. A later line
+    // is a mount made later: the one on top.
+    let mut want = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => want.extend(format!("\\{b:03o}").bytes()),
+            _ => want.push(b),
+        }
+    }
+    let fstype = |line: &[u8]| {
+        let rest = &line[line.windows(3).position(|w| w == b" - ")? + 3..];
+        let mut fields = rest.split(|&b| b == b' ');
+        let mut next = || String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+        Some((next(), next()))
     };
-    let want = path.to_string_lossy();
-    // Field 5 is the mount point (spaces and the like octal-escaped).
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+    mountinfo
+        .split(|&b| b == b'\n')
+        .filter(|l| l.split(|&b| b == b' ').nth(4) == Some(want.as_slice()))
+        .filter_map(fstype)
+        .next_back()
 }
 
 /// The record with its current state (run_state.rs), a dead monitor's
@@ -96,4 +123,23 @@ pub fn containers(store: &Store) -> Result<Vec<ContainerRecord>> {
         .into_iter()
         .map(|c| settle(store, c))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_type_on_top_of_an_escaped_mount_point_is_found() {
+        let info = b"36 25 0:32 / /mnt/a\\040b rw - ext4 /dev/vda rw
+40 36 0:45 / /mnt/a\\040b rw,nosuid - fuse strata rw
+41 25 0:46 / /mnt/ab rw - tmpfs tmpfs rw
+";
+        let mount = |p: &str| mount_in(info, Path::new(p));
+        let pair = |t: &str, s: &str| Some((t.to_string(), s.to_string()));
+        assert_eq!(mount("/mnt/a b"), pair("fuse", "strata"));
+        assert_eq!(mount("/mnt/ab"), pair("tmpfs", "tmpfs"));
+        assert_eq!(mount("/mnt/a"), None);
+    }
 }

@@ -32,6 +32,13 @@ pub(super) fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
     Ok(records_dir(root)?.join(format!("{}.json", d.short())))
 }
 
+/// The live server of the mount whose record is at `record`.
+pub(super) fn server_of(record: &Path) -> Option<i32> {
+    let rec: MountRecord = serde_json::from_slice(&std::fs::read(record).ok()?).ok()?;
+    let pid = i32::try_from(rec.pid).ok()?;
+    liveness::process_alive(pid).then_some(pid)
+}
+
 /// Where `strata mount IMAGE` mounts when no directory is given.
 fn default_mountpoint(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(crate::runtime::dir(root)?.join("mnt").join(name))

@@ -1,16 +1,49 @@
 //! `strata umount`: ends an inspection mount made by `strata mount`.
 
-use super::mount::record_path;
+use super::mount::{record_path, server_of};
 use super::Ctx;
-use anyhow::{Context, Result};
+use crate::liveness;
+use anyhow::{bail, Context, Result};
+use std::time::{Duration, Instant};
+
+/// How long `umount` waits for the mount's server to exit.
+const SERVER_EXIT: Duration = Duration::from_secs(10);
 
 pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     let path =
         std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
-    fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
+    // Only strata's own mounts: a bind mount or another filesystem that
+    // someone put there is not this command's to take away.
+    let ours = liveness::mount_at(&path)
+        .is_some_and(|(fstype, source)| fstype.starts_with("fuse") && source == "strata");
+    if !ours {
+        bail!("{}: not a strata mount", path.display());
+    }
     let record = record_path(&ctx.root, &path)?;
+    let server = server_of(&record);
+    fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
+    // The server unmounts its path once more as it exits (fuser 0.18's
+    // check for a mount still there is inverted: cberner/fuser#703), which
+    // would take away whatever was mounted there since: it is waited for.
+    if let Some(pid) = server {
+        let started = Instant::now();
+        while running(pid) && started.elapsed() < SERVER_EXIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     let _ = std::fs::remove_file(record.with_extension("log"));
     let _ = std::fs::remove_file(record);
     println!("{}", path.display());
     Ok(0)
+}
+
+/// Whether `pid` still runs: a zombie's work is done (the server is
+/// nobody's child by now, and who reaps it is not ours to wait for).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !state.is_some_and(|s| s.starts_with(['Z', 'X']))
 }
