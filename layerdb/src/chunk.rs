@@ -657,6 +657,7 @@ impl ChunkWriter {
             let synced = flusher
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the chunk flushing thread panicked")))
+                .map_err(|e| io::Error::new(e.kind(), format!("writing the new chunks back: {e}")))
                 .at(&self.dir.dir);
             if first_error.is_ok() {
                 first_error = synced;
