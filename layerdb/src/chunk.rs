@@ -335,6 +335,7 @@ impl ChunkDir {
             return Err(bad(format!("{} bytes, expected {}", meta.len(), chunk.len)));
         }
         let mut data = vec![0u8; chunk.len as usize];
+        Fingerprint::settle(&f);
         f.read_exact_at(&mut data, 0)
             .map_err(|e| bad(e.to_string()))?;
         content_matches(chunk, &data).map_err(bad)?;

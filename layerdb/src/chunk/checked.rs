@@ -40,6 +40,21 @@ pub(crate) struct Fingerprint {
 const ENCODED: usize = 56;
 
 impl Fingerprint {
+    /// Waits until every write to `f` whose times a fingerprint taken
+    /// before could carry has its bytes in the file; call it between the
+    /// `fstat` and the read. A `write(2)` sets the file's times before it
+    /// copies its bytes in, so a fingerprint can hold the times of a write
+    /// whose bytes the read then misses, and the chunk would be trusted
+    /// with bytes it was never checked with (an import racing a writer
+    /// served 2 of 105 flipped chunks as good, in 2 runs of 40). The write
+    /// holds the inode's lock from before it sets the times until its
+    /// bytes are in, and ext4's (XFS's, btrfs's) `lseek(SEEK_DATA)` takes
+    /// that lock; a write that starts later moves the times again. Moves
+    /// `f`'s offset: the reads after it say where they read.
+    pub(crate) fn settle(f: &File) {
+        let _ = nix::unistd::lseek(f, 0, nix::unistd::Whence::SeekData);
+    }
+
     pub(crate) fn of(m: &Metadata) -> Fingerprint {
         Fingerprint {
             dev: m.dev(),
@@ -138,6 +153,7 @@ impl Checked {
         print: Fingerprint,
         into: &mut [u8],
     ) -> Result<(), String> {
+        Fingerprint::settle(f);
         f.read_exact_at(into, 0).map_err(|e| e.to_string())?;
         self.hashed.fetch_add(1, Ordering::Relaxed);
         super::content_matches(chunk, into)?;

@@ -197,25 +197,15 @@ pub(crate) fn fingerprint_of(path: &Path) -> Option<Fingerprint> {
 
 /// The fingerprint of the file at `path` if it holds exactly `data` (a
 /// chunk file an ingest found under the name of the bytes it brings),
-/// taken before it is read: a change during the read moves it.
-///
-/// A `write(2)` sets the file's times before it copies its bytes in, so
-/// the fingerprint can already carry the times of a write whose bytes
-/// the read then misses (a racing writer got 2 bad chunks of 105 flipped
-/// served as good, 2 runs in 40). The write holds the inode's lock from
-/// before it sets the times until its bytes are in, and ext4's (and
-/// XFS's, btrfs's) `lseek(SEEK_DATA)` takes that lock: after one, every
-/// write whose times the fingerprint saw has its bytes in the file, and
-/// a later one moves the times again.
+/// taken before it is read: a change during the read moves it (see
+/// [`Fingerprint::settle`]).
 pub(crate) fn holding(path: &Path, data: &[u8]) -> Option<Fingerprint> {
     let mut f = File::open(path).ok()?;
     let meta = f.metadata().ok()?;
     if meta.len() != data.len() as u64 {
         return None;
     }
-    // Only a wait: where it finds data does not matter (a hole at the
-    // start moves the offset, which the read below must not follow).
-    let _ = nix::unistd::lseek(&f, 0, nix::unistd::Whence::SeekData);
+    Fingerprint::settle(&f);
     f.seek(SeekFrom::Start(0)).ok()?;
     let mut found = Vec::with_capacity(data.len());
     // One byte more than expected shows a file grown since the fstat.
