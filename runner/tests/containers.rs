@@ -82,6 +82,31 @@ fn run_applies_flags_and_config() {
     s.run(&["rm", "-f", &id]).ok();
 }
 
+/// A working directory reached through a symlink whose target is missing
+/// is made at the target, inside the container's root, as runc does.
+#[test]
+fn a_working_directory_through_a_dangling_symlink_is_made_where_it_points() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "linker",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /made/here /abs && ln -s ../rel/there /up",
+    ])
+    .ok();
+    s.run(&["commit", "linker", "linked"]).ok();
+    for (workdir, made) in [("/abs/wd", "/made/here/wd"), ("/up/wd", "/rel/there/wd")] {
+        let out = s
+            .run(&["run", "--rm", "-w", workdir, "linked", "sh", "-c", "pwd -P"])
+            .ok()
+            .stdout;
+        assert_eq!(out.trim(), made, "-w {workdir}");
+    }
+}
+
 #[test]
 fn a_container_sees_only_its_image_and_its_processes() {
     let s = Strata::with_busybox();

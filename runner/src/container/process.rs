@@ -114,9 +114,51 @@ fn resolve_user(spec: &str) -> Result<Ids, StartError> {
 }
 
 /// docker -w creates a missing working directory (owned by root, before the
-/// switch to the user).
+/// switch to the user). This runs inside the container's root, so a
+/// symlink on the way resolves within it; one whose target is missing has
+/// its target made, as runc does (`/s` -> `/made/here` and `-w /s/wd`
+/// make `/made/here/wd`), where `create_dir_all` stopped at the link.
 fn create_working_dir(cwd: &str) -> Result<(), StartError> {
-    std::fs::create_dir_all(cwd).map_err(|err| StartError::other(format!("mkdir {cwd}: {err}")))
+    use std::path::{Component, Path, PathBuf};
+    let failed = |err: std::io::Error| StartError::other(format!("mkdir {cwd}: {err}"));
+    let mut at = PathBuf::from("/");
+    let mut left: Vec<PathBuf> = vec![PathBuf::from(cwd)];
+    let mut links = 0;
+    while let Some(path) = left.pop() {
+        let mut parts = path.components();
+        let Some(part) = parts.next() else {
+            continue;
+        };
+        let rest = parts.as_path().to_path_buf();
+        if !rest.as_os_str().is_empty() {
+            left.push(rest);
+        }
+        let next = match part {
+            Component::RootDir => PathBuf::from("/"),
+            Component::CurDir => continue,
+            Component::ParentDir => at.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            Component::Normal(name) => at.join(name),
+            Component::Prefix(_) => continue,
+        };
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(failed(std::io::Error::from_raw_os_error(libc::ELOOP)));
+                }
+                // Its target is walked in its place, from where it is.
+                left.push(std::fs::read_link(&next).map_err(failed)?);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&next).map_err(failed)?;
+            }
+            Err(e) => return Err(failed(e)),
+        }
+        at = next;
+    }
+    Ok(())
 }
 
 /// Groups first: after setuid to a non-root user we may no longer change them.
