@@ -42,6 +42,13 @@ enum Role {
 pub struct DirLower {
     root: PathBuf,
     role: Role,
+    /// Whether its files' `user.containers.override_stat` says their
+    /// owners and modes: always for the upper (its own records); for a
+    /// lower only when its root carries one too, as fuse-overlayfs decides
+    /// per layer (containers-storage marks a layer it wrote so). A layer
+    /// extracted from an image otherwise keeps whatever xattrs the image
+    /// gave its files, and one could make a file look root's and setuid.
+    overrides: bool,
 }
 
 /// Longest host path handed to a system call as is (PATH_MAX is 4096 with
@@ -132,9 +139,12 @@ impl DirLower {
     /// symlink or a relative path is resolved now (see
     /// `upper::resolved_root`).
     pub fn new(root: impl Into<PathBuf>) -> DirLower {
+        let root = crate::upper::resolved_root(&root.into());
+        let overrides = xattr::get(&root, OVERRIDE_STAT).is_ok_and(|v| v.is_some());
         DirLower {
-            root: crate::upper::resolved_root(&root.into()),
+            root,
             role: Role::Lower,
+            overrides,
         }
     }
 
@@ -143,6 +153,7 @@ impl DirLower {
         DirLower {
             root: root.into(),
             role: Role::Upper,
+            overrides: true,
         }
     }
 
@@ -193,7 +204,7 @@ impl DirLower {
         } else {
             Vec::new()
         };
-        let ovr = if has(&names, OVERRIDE_STAT) {
+        let ovr = if self.overrides && has(&names, OVERRIDE_STAT) {
             match xattr::get(host, OVERRIDE_STAT).map_err(|e| FsError::io("getxattr", &hp(), e))? {
                 Some(v) => Some(OverrideStat::parse(&v).ok_or_else(|| FsError::Corrupt {
                     path: show(path),

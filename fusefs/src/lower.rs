@@ -55,8 +55,14 @@ pub struct Node {
 
 impl Node {
     /// A node whose times all equal the entry's mtime (store and test layers
-    /// keep no atime/ctime).
-    pub fn from_entry(entry: Entry, ino: u64) -> Node {
+    /// keep no atime/ctime). Xattrs named like strata's or overlay's
+    /// bookkeeping are left out: an image's tar may carry any name, and one
+    /// kept would be shown, copied up, and read back from the upper as the
+    /// union's own record (an owner and mode, an opaque mark, an inode).
+    pub fn from_entry(mut entry: Entry, ino: u64) -> Node {
+        entry
+            .xattrs
+            .retain(|(name, _)| !crate::override_stat::is_private_xattr(name));
         let t = entry.mtime_ns;
         let blocks = entry.size.div_ceil(512);
         let chunk_ends = (entry.chunks().len() > 1).then(|| ChunkEnds::of(entry.chunks()));

@@ -96,6 +96,17 @@ impl MemLower {
         self
     }
 
+    /// Gives the entry at `path` the xattr `name` as an image's tar may
+    /// carry it (what a node shows of it is [`Node::from_entry`]'s to say).
+    pub fn set_xattr(&mut self, path: &str, name: &[u8], value: &[u8]) -> &mut Self {
+        if let Some(n) = self.nodes.get_mut(path.as_bytes()) {
+            let mut entry = n.entry.clone();
+            entry.xattrs.push((name.to_vec(), value.to_vec()));
+            *n = Node::from_entry(entry, n.ino);
+        }
+        self
+    }
+
     /// Sets the owner and permission bits of the node at `path`, if any.
     pub fn set_owner(&mut self, path: &str, uid: u32, gid: u32, mode: u32) -> &mut Self {
         if let Some(n) = self.nodes.get_mut(path.as_bytes()) {

@@ -114,6 +114,10 @@ pub fn is_private_xattr(name: &[u8]) -> bool {
         || name.starts_with(b"user.overlay.")
         || name.starts_with(b"trusted.overlay.")
         || name.starts_with(b"user.fuseoverlayfs.")
+        // fuse-overlayfs's records of owners and modes with privileges,
+        // which it would honour in an upper it is given later.
+        || name.starts_with(b"security.fuseoverlayfs.")
+        || name.starts_with(b"trusted.fuseoverlayfs.")
 }
 
 /// The host xattr name a container xattr is stored under in the upper.
@@ -121,12 +125,14 @@ pub fn host_xattr_name(container_name: &[u8]) -> Vec<u8> {
     [CONTAINER_XATTR_PREFIX, container_name].concat()
 }
 
-/// The container's view of a host xattr name; `None` for bookkeeping.
+/// The container's view of a host xattr name; `None` for bookkeeping,
+/// also when it is stored under the container prefix (a layer written by
+/// another tool may carry any name there).
 pub fn container_xattr_name(host_name: &[u8]) -> Option<&[u8]> {
-    if let Some(inner) = host_name.strip_prefix(CONTAINER_XATTR_PREFIX) {
-        return Some(inner);
-    }
-    (!is_private_xattr(host_name)).then_some(host_name)
+    let name = host_name
+        .strip_prefix(CONTAINER_XATTR_PREFIX)
+        .unwrap_or(host_name);
+    (!is_private_xattr(name)).then_some(name)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 use crate::dir_lower::{host_path, HostPath};
 use crate::error::{FsError, Result};
-use crate::override_stat::{OverrideStat, OVERRIDE_STAT};
+use crate::override_stat::{is_private_xattr, OverrideStat, OVERRIDE_STAT};
 use crate::resolution_cache::ResolutionCache;
 use crate::shared_whiteout::{Linked, SharedWhiteout};
 use crate::upper_format::UpperFormat;
@@ -275,7 +275,10 @@ impl Upper {
                 }
             }
         }
-        for (name, value) in &entry.xattrs {
+        // Nodes never carry the union's own names (`Node::from_entry`); an
+        // entry from anywhere else must not write them either.
+        let container = entry.xattrs.iter().filter(|(n, _)| !is_private_xattr(n));
+        for (name, value) in container {
             xattr::set(&host, &self.format.host_xattr(name), value, 0)
                 .map_err(|e| FsError::io("setxattr", path, e))?;
         }

@@ -160,6 +160,9 @@ impl UnionFs {
         };
         let upper = self.writable(&path)?;
         unsupported_xattr(name, &path)?;
+        if is_private_xattr(name) {
+            return Err(FsError::posix(Errno::EPERM, &path));
+        }
         let r = self.layers.get(&path)?;
         if !r.node.entry.xattrs.iter().any(|(n, _)| n == name) {
             // Removing an ACL that is not there succeeds, as on ext4.

@@ -34,6 +34,10 @@ pub enum Item {
     Whiteout(&'static str),
     /// A directory hiding what the layers below have at its path.
     OpaqueDir(&'static str),
+    /// An xattr (name, value) of the entry at the path, as an image's tar
+    /// carries it: in a store layer's entry, or under the container
+    /// prefix in a directory layer, as the upper keeps the container's.
+    Xattr(&'static str, &'static str, &'static [u8]),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +102,7 @@ fn mem_lower(i: usize, items: &[Item]) -> MemLower {
             Item::Symlink(p, target) => l.symlink(p, target),
             Item::Whiteout(p) => l.whiteout(p),
             Item::OpaqueDir(p) => l.opaque_dir(p),
+            Item::Xattr(p, name, value) => l.set_xattr(p, name.as_bytes(), value),
         };
     }
     l
@@ -138,6 +143,10 @@ fn dir_lower(root: &Path, items: &[Item]) -> DirLower {
                 fs::create_dir(root.join(p)).expect("mkdir in a lower");
                 chmod(&root.join(p), 0o755);
                 fs::write(root.join(p).join(".wh..wh..opq"), b"").expect("write opaque marker");
+            }
+            Item::Xattr(p, name, value) => {
+                let prefixed = format!("user.strata.x.{name}");
+                xattr::set(root.join(p), prefixed, value).expect("setxattr in a lower");
             }
         }
     }
