@@ -161,25 +161,3 @@ fn writes_after_a_create_without_a_handle_use_the_file_create_opened() {
         assert_eq!(std::fs::read(&kept).expect("read the host file"), b"data");
     });
 }
-
-/// A 0/0 character device is the overlay format's whiteout: made through
-/// the union it would hide its name from every other reader of the layer
-/// (podman took a committed one for a whiteout), so it is refused as
-/// kernel overlayfs refuses it; other devices are made.
-#[test]
-fn a_whiteout_device_cannot_be_made_through_the_union() {
-    for_each_setup(LOWER, |fx| {
-        let r = fx
-            .fs
-            .mknod(NodeId::ROOT, b"wh", libc::S_IFCHR | 0o644, 0, caller());
-        assert_eq!(errno(r), libc::EPERM);
-        assert!(!fx.exists("wh"));
-        if fx.setup.format.is_kernel() {
-            let null = libc::makedev(1, 3) as u32;
-            fx.fs
-                .mknod(NodeId::ROOT, b"null", libc::S_IFCHR | 0o666, null, caller())
-                .expect("mknod 1:3");
-            assert_eq!(fx.stat("null").entry.kind, Kind::CharDev);
-        }
-    });
-}

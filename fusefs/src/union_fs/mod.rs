@@ -412,12 +412,6 @@ impl UnionFs {
         caller: Caller,
     ) -> Result<Attr> {
         let kind = Upper::kind_of_mode(mode).ok_or_else(|| FsError::posix(Errno::EINVAL, name))?;
-        // A 0/0 character device is the overlay format's whiteout: the
-        // upper, a commit and every tool that reads the layer would take
-        // it for one and hide the name. Kernel overlayfs refuses it too.
-        if kind == Kind::CharDev && rdev == 0 {
-            return Err(FsError::posix(Errno::EPERM, name));
-        }
         let what = match kind {
             Kind::Regular => NewNode::File,
             k => NewNode::Special(k, (libc::major(rdev as u64), libc::minor(rdev as u64))),
