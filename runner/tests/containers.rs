@@ -385,22 +385,86 @@ fn export_writes_the_flattened_tree() {
         "busybox",
         "sh",
         "-c",
-        "echo hello > /greeting",
+        "echo hello > /greeting && ln /greeting /again",
     ])
     .ok();
     let tar = s.path("ex.tar");
     s.run(&["export", "-o", tar.to_str().unwrap(), "ex"]).ok();
-    let mut a = tar::Archive::new(std::fs::File::open(&tar).unwrap());
-    let names: Vec<String> = a
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
-    assert!(names.iter().any(|n| n.ends_with("greeting")), "{names:?}");
+    let entries = tar_entries(&tar);
+    let names: Vec<&String> = entries.iter().map(|(n, _, _, _)| n).collect();
     assert!(
         names.iter().any(|n| n.ends_with("bin/busybox")),
         "{names:?}"
     );
+    // A file with two names goes once; its other name links to it.
+    let find = |n: &str| entries.iter().find(|e| e.0 == n).unwrap();
+    assert_eq!(find("again").1, tar::EntryType::Regular);
+    assert_eq!(find("greeting").1, tar::EntryType::Link);
+    assert_eq!(find("greeting").2.as_deref(), Some("again"));
+
+    // An image's xattrs (a file capability, a user xattr) reach the export.
+    let mut image = tar::Builder::new(Vec::new());
+    image
+        .append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
+        .unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    image
+        .append_data(&mut header, "note", &b"note"[..])
+        .unwrap();
+    std::fs::write(s.path("xi.tar"), image.into_inner().unwrap()).unwrap();
+    s.run(&["import", s.path("xi.tar").to_str().unwrap(), "xi"])
+        .ok();
+    s.run(&["create", "--name", "xe", "xi", "/none"]).ok();
+    let out = s.path("xe.tar");
+    s.run(&["export", "-o", out.to_str().unwrap(), "xe"]).ok();
+    let entries = tar_entries(&out);
+    let note = entries.iter().find(|e| e.0 == "note").unwrap();
+    assert_eq!(
+        note.3,
+        [("SCHILY.xattr.user.note".to_string(), b"kept".to_vec())]
+    );
+}
+
+/// Each entry of a tar file: its name, type, link name and PAX records.
+#[allow(clippy::type_complexity)]
+fn tar_entries(
+    path: &std::path::Path,
+) -> Vec<(
+    String,
+    tar::EntryType,
+    Option<String>,
+    Vec<(String, Vec<u8>)>,
+)> {
+    let mut a = tar::Archive::new(std::fs::File::open(path).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let pax = e
+                .pax_extensions()
+                .unwrap()
+                .map(|exts| {
+                    exts.map(|x| {
+                        let x = x.unwrap();
+                        (x.key().unwrap().to_string(), x.value_bytes().to_vec())
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            (
+                e.path().unwrap().display().to_string(),
+                e.header().entry_type(),
+                e.link_name().unwrap().map(|l| l.display().to_string()),
+                pax,
+            )
+        })
+        .collect()
 }
 
 #[test]
