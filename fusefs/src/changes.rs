@@ -44,7 +44,7 @@ pub struct Change {
     /// Never carries strata's or overlay's own xattrs.
     pub entry: Entry,
     /// Host file holding a regular file's data.
-    pub source: Option<PathBuf>,
+    pub source: Option<Source>,
     /// A regular file of a lower layer with no host file (a store layer),
     /// shown under a renamed directory: the index of the layer in the
     /// `lowers` given to [`changes`] and its path there. See
@@ -52,13 +52,35 @@ pub struct Change {
     pub layer_file: Option<(usize, Vec<u8>)>,
 }
 
+/// Where a regular file's data is on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file of the upper at its container path. A container commit
+    /// without a pause (`--no-pause`) changes the upper while it is read:
+    /// the file is opened from the upper's root one name at a time, never
+    /// through a symlink (one swapped in for a directory led the commit
+    /// out to the host, which then stored a host file in the image).
+    Upper {
+        /// The upper's root directory.
+        root: PathBuf,
+        /// The file's container path.
+        path: Vec<u8>,
+    },
+    /// A file of a host directory lower, which nothing changes.
+    Lower(PathBuf),
+}
+
 impl Change {
     /// A regular file's content: its host file, or read from the lower
     /// layer holding it (`lowers` as given to [`changes`]); `None` for
     /// anything else.
     pub fn data<'a>(&self, lowers: &[&'a dyn Lower]) -> Result<Option<Box<dyn Read + 'a>>> {
-        if let Some(p) = &self.source {
-            let f = std::fs::File::open(p).map_err(|e| FsError::io("open", &self.path, e))?;
+        if let Some(source) = &self.source {
+            let f = match source {
+                Source::Upper { root, path } => crate::dir_lower::open_beneath(root, path),
+                Source::Lower(p) => std::fs::File::open(p),
+            }
+            .map_err(|e| FsError::io("open", &self.path, e))?;
             return Ok(Some(Box::new(f)));
         }
         let Some((i, path)) = &self.layer_file else {
@@ -244,15 +266,18 @@ impl Walk<'_> {
         })
     }
 
-    /// The host file of upper file `path`, and its (dev, ino) when it has
-    /// several names.
-    fn upper_file(&self, path: &[u8]) -> Result<(PathBuf, Option<(u64, u64)>)> {
+    /// Upper file `path`, and its (dev, ino) when it has several names.
+    fn upper_file(&self, path: &[u8]) -> Result<(Source, Option<(u64, u64)>)> {
         let h = host_path(self.upper, path);
         let md = h
             .symlink_metadata()
             .map_err(|e| FsError::io("lstat", path, e))?;
         let inode = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
-        Ok((h.to_path_buf(), inode))
+        let source = Source::Upper {
+            root: self.upper.to_path_buf(),
+            path: path.to_vec(),
+        };
+        Ok((source, inode))
     }
 
     /// Everything the union shows under the renamed directory `dir`, from
@@ -276,7 +301,7 @@ impl Walk<'_> {
                 } else {
                     let lower = child.layer - 1;
                     match self.lowers[lower].host_path(&child.path) {
-                        Some(h) => source = Some(h.to_path_buf()),
+                        Some(h) => source = Some(Source::Lower(h.to_path_buf())),
                         None => layer_file = Some((lower, child.path.clone())),
                     }
                 }
@@ -329,6 +354,29 @@ mod tests {
             ]
         );
         assert!(cs[1].source.is_some() && cs[2].source.is_none());
+    }
+
+    /// A commit without a pause reads the upper while the container runs:
+    /// a directory swapped for a symlink to the host between the walk and
+    /// the read must fail the read, never give the host file's bytes.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_walk_is_not_followed() {
+        let upper = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("secret"), "host").unwrap();
+        fs::create_dir(upper.path().join("d")).unwrap();
+        fs::write(upper.path().join("d/secret"), "container").unwrap();
+        let cs = changes(upper.path(), &[]).unwrap();
+        let file = cs.iter().find(|c| c.path == b"d/secret").unwrap();
+        let read = |c: &Change| -> Option<String> {
+            let mut s = String::new();
+            c.data(&[]).ok()??.read_to_string(&mut s).ok()?;
+            Some(s)
+        };
+        assert_eq!(read(file).as_deref(), Some("container"));
+        fs::rename(upper.path().join("d"), upper.path().join("d2")).unwrap();
+        std::os::unix::fs::symlink(host.path(), upper.path().join("d")).unwrap();
+        assert_eq!(read(file), None, "read through the swapped-in symlink");
     }
 
     #[test]

@@ -467,3 +467,30 @@ pub fn open_no_follow(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
+
+/// Opens the file at container path `path` under `root` for reading, one
+/// name at a time, none followed if it is a symlink: a symlink anywhere
+/// on the way fails the open (ELOOP, or ENOTDIR where a directory was)
+/// instead of leading out of `root`, as one a running container swaps in
+/// for a directory of its upper would lead a reader of that upper out to
+/// the host. No path handed to the kernel is longer than one name.
+pub fn open_beneath(root: &Path, path: &[u8]) -> io::Result<File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let base = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let mut at: OwnedFd = openat(CWD, root, base | OFlags::DIRECTORY, Mode::empty())?;
+    let mut names = path
+        .split(|&b| b == b'/')
+        .filter(|n| !n.is_empty())
+        .peekable();
+    while let Some(name) = names.next() {
+        if name == b"." || name == b".." {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let flags = match names.peek() {
+            Some(_) => base | OFlags::DIRECTORY,
+            None => base,
+        };
+        at = openat(&at, OsStr::from_bytes(name), flags, Mode::empty())?;
+    }
+    Ok(File::from(at))
+}

@@ -64,7 +64,7 @@ mod walk_ahead;
 pub mod whiteout;
 mod xattr;
 
-pub use changes::{changes, Change, ChangeKind};
+pub use changes::{changes, Change, ChangeKind, Source};
 pub use dir_lower::DirLower;
 pub use error::FsError;
 pub use ids::{FileHandle, NodeId};

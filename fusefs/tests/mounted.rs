@@ -335,8 +335,13 @@ fn changes_report_added_modified_and_deleted_paths_without_private_xattrs() {
         }
     }
     assert_eq!(cs[1].entry.link, b"added");
-    let src = cs[4].source.as_ref().expect("data source");
-    assert_eq!(fs::read_to_string(src).expect("read"), "changed\n");
+    let mut data = String::new();
+    std::io::Read::read_to_string(
+        &mut cs[4].data(&[]).expect("open").expect("data source"),
+        &mut data,
+    )
+    .expect("read");
+    assert_eq!(data, "changed\n");
 }
 
 /// `/proc/self/fd/N`: reopens what descriptor N holds, even with no name.
