@@ -614,6 +614,42 @@ fn mount_of_a_container_shows_its_changes_over_its_image() {
     assert!(!vi, "the deleted file shows through");
 }
 
+/// `rm -f` of a container whose `run --rm` client is attached: the kill
+/// makes the client remove it too, and whichever comes first, `rm -f`
+/// has done what was asked (it said "No such container" when the client
+/// won, found by the review).
+#[test]
+fn rm_f_of_a_container_its_run_rm_client_also_removes_succeeds() {
+    let s = Strata::with_busybox();
+    for round in 0..10 {
+        let name = format!("both{round}");
+        let mut client = s
+            .cmd(&["run", "--rm", "--name", &name, "busybox", "sleep", "30"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !s
+            .run(&["ps", "-q"])
+            .ok()
+            .stdout
+            .contains(char::is_alphanumeric)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let r = s.run(&["rm", "-f", &name]);
+        let _ = client.wait();
+        assert_eq!(
+            (r.code, r.stdout.trim()),
+            (0, name.as_str()),
+            "round {round}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
 #[test]
 fn a_detached_container_run_with_rm_is_removed_when_it_exits() {
     let s = Strata::with_busybox();

@@ -26,7 +26,20 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 wait_monitor(&rec)?;
             }
             let store = ctx.store_to_delete()?;
-            let rec = liveness::container(&store, &rec.id)?;
+            let rec = match liveness::container(&store, &rec.id) {
+                Ok(rec) => rec,
+                // The `run --rm` client of a container killed here removes
+                // it once it exits: gone meanwhile is what was asked.
+                Err(e)
+                    if matches!(
+                        e.downcast_ref::<layerdb::StoreError>(),
+                        Some(layerdb::StoreError::NoSuchContainer(_))
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            };
             liveness::remove(&store, &rec)?;
             Ok(())
         })();
