@@ -716,6 +716,9 @@ fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
         "the setuid bit took effect: {}",
         r.stderr
     );
+    // The bind of a running container's tree is strata's to take away.
+    s.run(&["umount", dir.to_str().unwrap()]).ok();
+    assert!(!dir.join("bin/id").exists(), "still mounted");
 }
 
 #[test]

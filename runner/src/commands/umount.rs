@@ -14,8 +14,11 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
         std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
     // Only strata's own mounts: a bind mount or another filesystem that
     // someone put there is not this command's to take away.
-    let ours = liveness::mount_at(&path)
-        .is_some_and(|(fstype, source)| fstype.starts_with("fuse") && source == "strata");
+    // `strata` for a mount of its own server, `strata:<id>` for a bind of
+    // a running container's tree (`strata mount CONTAINER DIR`).
+    let ours = liveness::mount_at(&path).is_some_and(|(fstype, source)| {
+        fstype.starts_with("fuse") && (source == "strata" || source.starts_with("strata:"))
+    });
     if !ours {
         bail!("{}: not a strata mount", path.display());
     }
