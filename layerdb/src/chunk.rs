@@ -1061,18 +1061,9 @@ mod tests {
         let _installed = storage::install(dir.path(), recording.clone());
         let chunks = ChunkDir::new(dir.path().join("chunks"));
         let mut writer = ChunkWriter::new(chunks);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let pieces = (BULK_WRITEBACK >> 20) + 1;
-        for _ in 0..pieces {
-            let piece: Vec<u8> = (0..1 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 24) as u8
-                })
-                .collect();
-            writer.put(piece).unwrap();
+        for seed in 1..=pieces {
+            writer.put(xorshift_bytes(1 << 20, seed)).unwrap();
         }
         let (new, _) = writer.finish().unwrap();
         assert_eq!(new, pieces << 20);

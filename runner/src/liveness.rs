@@ -12,6 +12,19 @@ const VANISHED: i32 = 137;
 
 pub use layerdb::pins::process_alive;
 
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`...) from
+/// /proc/<pid>/stat; `None` once it is gone.
+pub fn process_state(pid: i32) -> Option<char> {
+    state_letter(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The state letter of a /proc/<pid>/stat line: the field after the
+/// command name, which is in parentheses and may itself hold ") ".
+fn state_letter(stat: &str) -> Option<char> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.trim_start().chars().next()
+}
+
 /// Whether something is mounted on `path` in this mount namespace.
 fn is_mounted(path: &std::path::Path) -> bool {
     mount_at(path).is_some()
@@ -129,6 +142,13 @@ pub fn containers(store: &Store) -> Result<Vec<ContainerRecord>> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn state_is_read_after_a_command_name_with_parentheses() {
+        assert_eq!(state_letter("42 (a) b) T 1 42"), Some('T'));
+        assert_eq!(state_letter("1 (sh) S 0 1"), Some('S'));
+        assert_eq!(state_letter("garbage"), None);
+    }
 
     #[test]
     fn the_type_on_top_of_an_escaped_mount_point_is_found() {

@@ -62,9 +62,7 @@ impl StoredVerdicts {
         let bytes = db.get(&keys::verdict(digest)).ok()??;
         Fingerprint::from_bytes(&bytes)
     }
-}
 
-impl StoredVerdicts {
     /// Whether there is an index to ask (a store's chunk directory).
     pub fn is_kept(&self) -> bool {
         self.0.is_some()

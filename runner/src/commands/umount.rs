@@ -30,7 +30,10 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     // would take away whatever was mounted there since: it is waited for.
     if let Some(pid) = server {
         let started = Instant::now();
-        while running(pid) && started.elapsed() < SERVER_EXIT {
+        // A zombie's work is done: the server is nobody's child by now,
+        // and who reaps it is not ours to wait for.
+        let running = || !matches!(liveness::process_state(pid), None | Some('Z' | 'X'));
+        while running() && started.elapsed() < SERVER_EXIT {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -38,15 +41,4 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     let _ = std::fs::remove_file(record);
     println!("{}", path.display());
     Ok(0)
-}
-
-/// Whether `pid` still runs: a zombie's work is done (the server is
-/// nobody's child by now, and who reaps it is not ours to wait for).
-fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses.
-    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-    !state.is_some_and(|s| s.starts_with(['Z', 'X']))
 }

@@ -79,16 +79,10 @@ fn stop(member: i32) -> anyhow::Result<()> {
 }
 
 fn is_stopped_or_gone(member: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{member}/stat")).map_or(true, |stat| {
-        matches!(process_state(&stat), Some('T' | 't' | 'Z' | 'X'))
-    })
-}
-
-/// The state letter of a /proc/<pid>/stat line: the field after the
-/// command name, which is in parentheses and may itself hold ") ".
-fn process_state(stat: &str) -> Option<char> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.trim_start().chars().next()
+    matches!(
+        crate::liveness::process_state(member),
+        None | Some('T' | 't' | 'Z' | 'X')
+    )
 }
 
 /// Host pids whose pid namespace is the one `pid` lives in.
@@ -121,13 +115,6 @@ fn namespace_id(pid: i32) -> std::io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_is_read_after_a_command_name_with_parentheses() {
-        assert_eq!(process_state("42 (a) b) T 1 42"), Some('T'));
-        assert_eq!(process_state("1 (sh) S 0 1"), Some('S'));
-        assert_eq!(process_state("garbage"), None);
-    }
 
     #[test]
     fn our_own_process_is_in_our_pid_namespace() {
