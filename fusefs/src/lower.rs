@@ -120,21 +120,33 @@ pub trait Lower: Send + Sync {
 
     /// Every path of this layer naming inode `ino` (hardlinks), found by
     /// walking the layer. Only called on the first copy-up of a file with
-    /// `nlink > 1`, so the walk's cost is paid once per such file.
+    /// `nlink > 1`; a mount's lowers walk once for all such files
+    /// ([`crate::cached_lower::CachedLower`]).
     fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         let mut found = Vec::new();
-        let mut dirs = vec![Vec::new()];
-        while let Some(dir) = dirs.pop() {
-            for (name, child) in self.children(&dir)? {
-                let path = layerdb::join_path(&dir, &name);
-                if child.is_dir() {
-                    dirs.push(path);
-                } else if child.ino == ino && !child.is_whiteout() {
-                    found.push(path);
-                }
+        walk_files(self, |path, node| {
+            if node.ino == ino {
+                found.push(path);
             }
-        }
+        })?;
         found.sort();
         Ok(found)
     }
+}
+
+/// Calls `f` with the path and node of every file of `layer` that is not
+/// a directory or a whiteout, in no particular order.
+pub fn walk_files<L: Lower + ?Sized>(layer: &L, mut f: impl FnMut(Vec<u8>, &Node)) -> Result<()> {
+    let mut dirs = vec![Vec::new()];
+    while let Some(dir) = dirs.pop() {
+        for (name, child) in layer.children(&dir)? {
+            let path = layerdb::join_path(&dir, &name);
+            if child.is_dir() {
+                dirs.push(path);
+            } else if !child.is_whiteout() {
+                f(path, &child);
+            }
+        }
+    }
+    Ok(())
 }
