@@ -501,6 +501,10 @@ struct Written {
     /// The chunk files written or found to hold their bytes, with their
     /// fingerprints: their verdicts, recorded when the layer is committed.
     verdicts: Mutex<Vec<Verdict>>,
+    /// Chunk files written since the flusher's last sync: once the next
+    /// has written them back, their pages leave the page cache (see
+    /// `drop_cached`).
+    unsynced: Mutex<Vec<Digest>>,
 }
 
 /// Work for a chunk writing thread: the chunk of a slot, to name and then
@@ -561,10 +565,12 @@ impl ChunkWriter {
             // Ends when the writers (holding its senders) have; a sync
             // asked while one runs is merged into the next.
             let (to_flusher, flushes) = sync_channel::<()>(1);
-            let synced = dir.clone();
+            let (synced, written) = (dir.clone(), shared.clone());
             let sync = move || -> io::Result<()> {
                 for () in flushes {
+                    let unsynced = std::mem::take(&mut *lock(&written.unsynced));
                     synced.storage.sync_all(&synced.dir)?;
+                    drop_cached(&synced, &unsynced);
                 }
                 Ok(())
             };
@@ -707,6 +713,9 @@ fn store_chunk(
         if let Some(created) = dir.created.as_ref().filter(|_| new) {
             lock(created).push(digest);
         }
+        if new {
+            lock(&shared.unsynced).push(digest);
+        }
         // Named first by another process: its bytes are its writer's.
         // Ours: what the name holds now is read back and compared, its
         // fingerprint taken before the read, so a change made to the file
@@ -720,6 +729,24 @@ fn store_chunk(
     log::warn!("replacing damaged chunk {}", path.display());
     dir.storage.replace_file(&path, data).at(&path)?;
     Ok(verdicts::holding(&path, data))
+}
+
+/// Takes the pages of chunk files the flusher has just written back out
+/// of the page cache. An ingest writes each chunk once and reads it back
+/// once, before this; the pages would otherwise stay, a pull's 350 MB of
+/// them pushing out what the host had cached. Dropped, they are reused by
+/// the ingest's next writes: in a VM whose free memory goes back to the
+/// host, every page a write takes fresh from the free pool costs a fault
+/// in the host (writing 350 MB in 64 KiB files, syncing every 48 MiB:
+/// 1.4 s of system time, 0.3 s with each batch's pages dropped after its
+/// sync). A hint: a file that cannot be opened keeps its pages.
+fn drop_cached(dir: &ChunkDir, digests: &[Digest]) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    for digest in digests {
+        if let Ok(f) = File::open(dir.path_of(digest)) {
+            let _ = posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        }
+    }
 }
 
 /// An ingest that fails still waits for its queued chunks: no write
