@@ -31,6 +31,10 @@ pub enum StoreError {
     /// root. Retrying later is the fix.
     #[error("the store at {0} is busy: another strata process held it for too long; try again")]
     Busy(PathBuf),
+    /// A command that writes was given a store on a read-only filesystem;
+    /// the store root. Commands that only read open it as it is.
+    #[error("the store at {0} is on a read-only filesystem: only commands that read work there")]
+    ReadOnlyFilesystem(PathBuf),
     /// No image has this reference, id or id prefix (docker's wording).
     #[error("No such image: {0}")]
     NoSuchImage(String),

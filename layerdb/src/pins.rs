@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// if no image names them any more. Dropping it removes the pin file; a pin of
 /// a dead process is ignored and removed.
 pub struct Pin {
-    path: PathBuf,
+    /// None in a store on a read-only filesystem, where no gc runs.
+    path: Option<PathBuf>,
 }
 
 impl Pin {
@@ -19,6 +20,11 @@ impl Pin {
     pub fn new(root: &Path, layers: &[Digest]) -> Result<Pin> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
+        if crate::store::on_read_only_fs(root) {
+            // Nothing removes a layer of it through this path (a store
+            // also written through another one is read at its own risk).
+            return Ok(Pin { path: None });
+        }
         let storage = crate::storage::of(root);
         let dir = root.join("pins");
         storage.create_dir_all(&dir).at(&dir)?;
@@ -32,13 +38,15 @@ impl Pin {
         storage
             .create_file(&path, text.as_bytes(), false)
             .at(&path)?;
-        Ok(Pin { path })
+        Ok(Pin { path: Some(path) })
     }
 }
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let _ = crate::storage::of(&self.path).remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = crate::storage::of(path).remove_file(path);
+        }
     }
 }
 

@@ -69,6 +69,9 @@ pub fn default_root() -> PathBuf {
 /// Creates the store root readable by its owner only: it holds every
 /// image's files and every container's writes.
 pub fn create_root(root: &Path) -> Result<()> {
+    if on_read_only_fs(root) {
+        return Err(StoreError::ReadOnlyFilesystem(root.to_path_buf()));
+    }
     let storage = crate::storage::of(root);
     if !root.exists() {
         if let Some(parent) = root.parent() {
@@ -167,6 +170,15 @@ fn set_private(path: &Path) -> Result<()> {
 /// of another format is refused rather than misread.
 const FORMAT: &str = "strata store format 2\n";
 
+/// Whether `root` exists on a filesystem mounted read-only (a store on
+/// read-only media or behind a read-only bind mount). Nothing can write
+/// such a store, so a reader needs no lock and no secondary view to keep
+/// up with a writer; a secondary could not even make its directory.
+pub(crate) fn on_read_only_fs(root: &Path) -> bool {
+    rustix::fs::statvfs(root)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
 fn check_format(root: &Path, storage: &dyn crate::storage::Storage) -> Result<()> {
     let path = root.join("format");
     match fs::read_to_string(&path) {
@@ -255,6 +267,10 @@ impl Store {
 
     /// Opens for reading without ever waiting: for long-lived mount servers.
     pub fn open_read_only(root: &Path) -> Result<Store> {
+        if on_read_only_fs(root) {
+            check_format(root, &*crate::storage::of(root))?;
+            return Store::open_without_writing(root);
+        }
         create_root(root)?;
         let db = Db::open_secondary(root)?;
         Ok(Store::from_db(root, db, None))

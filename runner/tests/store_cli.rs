@@ -380,3 +380,89 @@ fn verify_names_every_broken_chunk_and_exits_non_zero() {
     }
     assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
 }
+
+/// A path unmounted (lazily if busy) when dropped, also on failure.
+struct Unmounted(std::path::PathBuf);
+
+impl Drop for Unmounted {
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut c = std::process::Command::new("umount");
+            if lazy {
+                c.arg("-l");
+            }
+            c.arg(&self.0).status().is_ok_and(|s| s.success())
+        };
+        if !umount(false) && !umount(true) {
+            panic!("cannot unmount {}", self.0.display());
+        }
+    }
+}
+
+fn mount_or_panic(args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_store_on_a_read_only_filesystem_serves_the_commands_that_read() {
+    common::privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let id = s.import(&tar, "frozen:1");
+    // The store as read-only media would hold it: a read-only bind mount.
+    let at = s.path("ro");
+    std::fs::create_dir(&at).unwrap();
+    mount_or_panic(&["--bind".as_ref(), s.root().as_os_str(), at.as_os_str()]);
+    let _bound = Unmounted(at.clone());
+    mount_or_panic(&["-o".as_ref(), "remount,bind,ro".as_ref(), at.as_os_str()]);
+    let ro = |args: &[&str]| -> common::Run {
+        std::process::Command::new(common::bin())
+            .arg("--root")
+            .arg(&at)
+            .args(args)
+            .env_remove("STRATA_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    assert!(ro(&["images"]).ok().stdout.contains("frozen"));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ro(&["image", "inspect", "frozen:1"]).ok().stdout).unwrap();
+    assert_eq!(inspect[0]["Id"].as_str().unwrap(), id);
+    ro(&["history", "frozen:1"]).ok();
+    ro(&["ps", "-a"]).ok();
+    let saved = s.path("saved");
+    ro(&["save", "-o", saved.to_str().unwrap(), "frozen:1"]).ok();
+    assert!(saved.join("index.json").exists(), "save wrote no layout");
+    let mnt = s.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ro(&["mount", "frozen:1", mnt.to_str().unwrap()]).ok();
+    let mounted = Unmounted(mnt.clone());
+    assert_eq!(
+        std::fs::read(mnt.join("etc/os-release")).unwrap(),
+        b"NAME=test\n"
+    );
+    ro(&["umount", mnt.to_str().unwrap()]).ok();
+    std::mem::forget(mounted);
+    // A command that writes says why in one line, and changes nothing.
+    for args in [&["tag", "frozen:1", "thawed:1"][..], &["rmi", "frozen:1"]] {
+        let r = ro(args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("read-only filesystem"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(ro(&["images"]).ok().stdout.contains("frozen"));
+}
