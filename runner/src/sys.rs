@@ -158,6 +158,17 @@ pub fn reset_signal_handling() -> nix::Result<()> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 
+/// Puts SIGPIPE back to its default action: a command that only prints
+/// then ends at a write to a closed pipe (`strata images | head -1`) as
+/// docker's CLI does, where Rust's ignored SIGPIPE made every print a
+/// panic with a backtrace.
+pub fn die_on_closed_pipe() -> nix::Result<()> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL installs no handler, so no Rust code can run in
+    // signal context as a result of this call.
+    unsafe { sigaction(Signal::SIGPIPE, &default) }.map(drop)
+}
+
 /// Installs `program`, a classic BPF seccomp filter as libseccomp exports
 /// it (8-byte `struct sock_filter`s in host order), on this process.
 /// Needs no_new_privs or CAP_SYS_ADMIN in the process's user namespace.

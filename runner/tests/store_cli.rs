@@ -466,3 +466,39 @@ fn a_store_on_a_read_only_filesystem_serves_the_commands_that_read() {
     }
     assert!(ro(&["images"]).ok().stdout.contains("frozen"));
 }
+
+#[test]
+fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    s.import(&tar, "piped:1");
+    for args in [
+        &["image", "inspect", "piped:1"][..],
+        &["images"],
+        &["history", "piped:1"],
+    ] {
+        // The reading end is gone before the command writes a byte, as
+        // after `| head -0`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = s
+            .cmd(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

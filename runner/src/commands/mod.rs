@@ -72,6 +72,28 @@ pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
     overlay::run(args)
 }
 
+/// Whether the command only reads the store and prints: nothing it
+/// leaves half done or a child it feeds through a pipe, so it may end as
+/// soon as its output is closed (see `sys::die_on_closed_pipe`).
+fn only_prints(command: &Command) -> bool {
+    use ContainerCommand as C;
+    use ImageCommand as I;
+    matches!(
+        command,
+        Command::Images(_)
+            | Command::History(_)
+            | Command::Inspect(_)
+            | Command::Save(_)
+            | Command::Ps(_)
+            | Command::Diff { .. }
+            | Command::Export(_)
+            | Command::Logs(_)
+            | Command::System(SystemCommand::Df)
+            | Command::Image(I::Ls(_) | I::History(_) | I::Inspect(_) | I::Save(_))
+            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. } | C::Export(_))
+    )
+}
+
 /// Runs a command; the result is the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let root = cli.root.unwrap_or_else(layerdb::default_root);
@@ -80,6 +102,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let root = std::path::absolute(&root)
         .map_err(|e| anyhow::anyhow!("store root {}: {e}", root.display()))?;
     let ctx = Ctx { root };
+    if only_prints(&cli.command) {
+        crate::sys::die_on_closed_pipe()?;
+    }
     match cli.command {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(&ctx, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, a),
