@@ -121,7 +121,7 @@ pub trait Lower: Send + Sync {
     /// Every path of this layer naming inode `ino` (hardlinks), found by
     /// walking the layer. Only called on the first copy-up of a file with
     /// `nlink > 1`; a mount's lowers walk once for all such files
-    /// ([`crate::cached_lower::CachedLower`]).
+    /// (`CachedLower`).
     fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         let mut found = Vec::new();
         walk_files(self, |path, node| {
