@@ -102,11 +102,23 @@ impl FsError {
         }
     }
 
-    /// Expected outcomes (a missing name, an existing one...) are not worth an
-    /// error log line; faults are.
+    /// Expected outcomes (a missing name, an existing one, a full disk or
+    /// quota the container's own writes caused...) are not worth an error
+    /// log line; faults are. The line goes to the terminal or into the
+    /// container's own `logs`, where "write: No space left on device" read
+    /// as the server breaking.
     pub fn is_fault(&self) -> bool {
         !matches!(self, FsError::Posix { .. } | FsError::Busy { .. })
-            && !matches!(self.errno(), libc::ENOENT | libc::ENOTDIR | libc::ENODATA)
+            && !matches!(
+                self.errno(),
+                libc::ENOENT
+                    | libc::ENOTDIR
+                    | libc::ENODATA
+                    | libc::ENOSPC
+                    | libc::EDQUOT
+                    | libc::EFBIG
+                    | libc::ENAMETOOLONG
+            )
     }
 
     /// Whether the error says the name does not exist (ENOENT or ENOTDIR).
@@ -135,5 +147,15 @@ mod tests {
             reason: "held",
         };
         assert_eq!((e.errno(), e.is_fault()), (libc::ETXTBSY, false));
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_an_outcome_not_a_fault() {
+        for errno in [libc::ENOSPC, libc::EDQUOT, libc::EFBIG, libc::ENAMETOOLONG] {
+            let e = FsError::io("write", b"big", io::Error::from_raw_os_error(errno));
+            assert!(!e.is_fault(), "errno {errno} logged as a server fault");
+        }
+        let e = FsError::io("write", b"big", io::Error::from_raw_os_error(libc::EIO));
+        assert!(e.is_fault(), "EIO from the host is a fault");
     }
 }
