@@ -72,6 +72,36 @@ impl log::Log for NoSecrets {
     }
 }
 
+/// Prints what clap found wrong with the command line as docker's CLI
+/// does (one line, exit 125), or the help or version asked for (exit 0).
+/// clap's own rendering is a paragraph with tips and the usage, exit 2.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let shown = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            print!("{shown}");
+            0
+        }
+        _ => {
+            let what = shown.lines().next().unwrap_or_default();
+            let what = what.strip_prefix("error: ").unwrap_or(what);
+            // "Usage: strata run [OPTIONS] ..." names the command.
+            let command: Vec<&str> = shown
+                .lines()
+                .find_map(|l| l.strip_prefix("Usage: "))
+                .unwrap_or("strata")
+                .split(' ')
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect();
+            eprintln!("Error: {what}; see '{} --help'", command.join(" "));
+            125
+        }
+    }
+}
+
 fn main() {
     let logger = env_logger::Builder::from_env(
         env_logger::Env::default().filter_or("STRATA_LOG", "warn,fuser=error,fuser::reply=off"),
@@ -89,7 +119,10 @@ fn main() {
     } else if argv.get(1).map(String::as_str) == Some("fuse-overlayfs") {
         commands::fuse_overlayfs(&argv[2..])
     } else {
-        commands::dispatch(cli::Cli::parse())
+        match cli::Cli::try_parse() {
+            Ok(cli) => commands::dispatch(cli),
+            Err(e) => std::process::exit(usage_error(&e)),
+        }
     };
     let code = match result {
         Ok(code) => code,

@@ -502,3 +502,23 @@ fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
         );
     }
 }
+
+#[test]
+fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
+    let s = Strata::new();
+    let cases: [&[&str]; 4] = [
+        &["run", "--no-such-flag", "img"],
+        &["no-such-command"],
+        // Checked before the image is looked for (or pulled).
+        &["run", "-m", "-5", "--pull", "never", "img", "true"],
+        &["run", "--cpus", "-1", "--pull", "never", "img", "true"],
+    ];
+    for args in cases {
+        let r = s.run(args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with("Error: "), "{args:?}: {}", r.stderr);
+    }
+    assert!(s.run(&["run", "--help"]).ok().stdout.contains("Usage"));
+    s.run(&["--version"]).ok();
+}

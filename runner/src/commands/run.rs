@@ -99,7 +99,6 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     if let Some(user) = &args.user {
         check_user(user)?;
     }
-    let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
     let security = crate::container::options_from_flags(
         &args.cap_add,
         &args.cap_drop,
@@ -107,6 +106,9 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         &args.security_opt,
     )?;
     let resources = resources_of(args)?;
+    // Flags first: a bad one never costs a pull (docker checks them as it
+    // parses the command line).
+    let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
     // From here this process (create_apart's child) takes the containers
     // lock, and every other `run`, `rm`, `rmi` and gc queues behind it: it
     // must never wait without bound (a writer holding the lock the same
