@@ -42,6 +42,11 @@ pub enum State {
         started_ns: i64,
         /// When it ended, in ns since the Unix epoch.
         finished_ns: i64,
+        /// Whether the kernel killed a process of it for the container's
+        /// memory limit (docker's `State.OOMKilled`). Absent in records
+        /// written before it was kept.
+        #[serde(default)]
+        oom_killed: bool,
     },
 }
 
@@ -295,6 +300,7 @@ mod tests {
             code: 0,
             started_ns: 0,
             finished_ns: 1,
+            oom_killed: false,
         };
         assert!(State::Created.can_become(&running));
         assert!(running.can_become(&exited));
@@ -320,6 +326,7 @@ mod tests {
             code: 0,
             started_ns: 0,
             finished_ns: 1,
+            oom_killed: false,
         };
         assert!(e.can_remove() && e.can_start() && !e.can_kill());
     }

@@ -89,13 +89,14 @@ impl MonitorHooks for ContainerHooks {
         })
     }
 
-    fn exited(&mut self, code: i32) {
+    fn exited(&mut self, code: i32, oom_killed: bool) {
         // Recorded for --rm containers too: killed before it is removed,
         // the container shows as exited and `rm` removes it.
         let state = State::Exited {
             code,
             started_ns: self.started_ns,
             finished_ns: crate::clock::now_ns(),
+            oom_killed,
         };
         if let Err(e) = self.record(state) {
             log::error!("container {}: recording its exit: {e:#}", self.id);

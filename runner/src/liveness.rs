@@ -88,6 +88,7 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
             code: VANISHED,
             started_ns,
             finished_ns,
+            oom_killed: false,
         })
     })?;
     Ok(rec)

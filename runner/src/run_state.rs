@@ -146,6 +146,7 @@ mod tests {
             code: 0,
             started_ns: 3,
             finished_ns: 4,
+            oom_killed: false,
         };
         transition(root.path(), &mut first, exited.clone()).unwrap();
         assert_eq!(first.state, exited);

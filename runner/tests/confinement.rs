@@ -195,6 +195,35 @@ fn limits_given_to_run_are_applied_in_the_containers_own_cgroup_which_goes_with_
 }
 
 #[test]
+fn a_container_killed_for_its_memory_limit_shows_oomkilled_as_dockers_does() {
+    let f = Fixture::new();
+    f.track("hungry");
+    f.track("calm");
+    // dd's buffer alone is four times the limit.
+    let hungry = f.run(&[
+        "run",
+        "--name",
+        "hungry",
+        "-m",
+        "16m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_eq!(hungry.code, 137, "not killed: {}", hungry.stderr);
+    let state = f.inspect("hungry")["State"].clone();
+    assert_eq!(state["OOMKilled"], true, "{state}");
+    assert_eq!(state["ExitCode"], 137, "{state}");
+    f.run(&["run", "--name", "calm", "-m", "16m", "busybox", "true"])
+        .ok();
+    let state = f.inspect("calm")["State"].clone();
+    assert_eq!(state["OOMKilled"], false, "{state}");
+}
+
+#[test]
 fn a_pids_limit_stops_forks_beyond_it() {
     let f = Fixture::new();
     f.track("forks");

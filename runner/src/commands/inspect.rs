@@ -70,8 +70,16 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             code,
             started_ns,
             finished_ns,
+            ..
         } => ("exited", false, false, 0, *code, *started_ns, *finished_ns),
     };
+    let oom_killed = matches!(
+        c.state,
+        State::Exited {
+            oom_killed: true,
+            ..
+        }
+    );
     let time = |ns: i64| {
         if ns == 0 {
             "0001-01-01T00:00:00Z".to_string()
@@ -86,7 +94,8 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
         "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": status, "Running": running, "Paused": paused, "Pid": pid,
-            "ExitCode": code, "StartedAt": time(started), "FinishedAt": time(finished),
+            "OOMKilled": oom_killed, "ExitCode": code,
+            "StartedAt": time(started), "FinishedAt": time(finished),
         },
         "Image": format!("{:#}", c.image),
         "Name": format!("/{}", c.name),

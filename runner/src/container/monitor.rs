@@ -37,8 +37,10 @@ pub trait MonitorHooks {
     fn mount_rootfs(&mut self) -> anyhow::Result<()>;
     /// The user's command is running: `pid` is the container's init on the host.
     fn started(&mut self, monitor_pid: i32, pid: i32) -> anyhow::Result<()>;
-    /// The container finished (or never started) with `code`; the rootfs is still mounted.
-    fn exited(&mut self, code: i32);
+    /// The container finished (or never started) with `code`, and whether
+    /// its cgroup saw the kernel kill a process for its memory limit; the
+    /// rootfs is still mounted.
+    fn exited(&mut self, code: i32, oom_killed: bool);
     /// Last call; made whenever `mount_rootfs` was called, even if it failed.
     fn unmount(&mut self);
 }
@@ -125,14 +127,14 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     if let Err(err) = child.release() {
         let code = err.exit_code();
         reap(pid);
-        hooks.exited(code);
+        hooks.exited(code, false);
         hooks.unmount();
         return fail(err);
     }
     if let Err(err) = hooks.started(getpid().as_raw(), pid.as_raw()) {
         let _ = kill(pid, Signal::SIGKILL);
         let code = reap(pid);
-        hooks.exited(code);
+        hooks.exited(code, false);
         hooks.unmount();
         return fail(StartError::other(format!(
             "record the container as started: {}",
@@ -146,7 +148,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let code = supervise(pid, cli_alive, master);
     drop(network);
-    hooks.exited(code);
+    let oom_killed = placement
+        .cgroup()
+        .is_some_and(super::cgroup::ContainerCgroup::oom_killed);
+    hooks.exited(code, oom_killed);
     hooks.unmount();
     events.send(&Event::Exited { code });
     code

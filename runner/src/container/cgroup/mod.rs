@@ -201,6 +201,23 @@ impl ContainerCgroup {
         }
     }
 
+    /// Whether the kernel killed a process of the container for its
+    /// memory limit: the `oom_kill` count of its memory cgroup (v2's
+    /// `memory.events`, v1's `memory.oom_control`, Linux 4.13+).
+    pub fn oom_killed(&self) -> bool {
+        self.dirs.iter().any(|dir| {
+            ["memory.events", "memory.oom_control"].iter().any(|name| {
+                fs::read_to_string(dir.join(name)).is_ok_and(|text| {
+                    text.lines().any(|line| {
+                        line.strip_prefix("oom_kill ")
+                            .and_then(|n| n.trim().parse::<u64>().ok())
+                            .is_some_and(|n| n > 0)
+                    })
+                })
+            })
+        })
+    }
+
     /// Kills whatever is still in the cgroup and removes its directories
     /// (best effort: called on the way out, errors are logged).
     pub fn remove(&self) {
