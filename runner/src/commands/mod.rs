@@ -73,8 +73,10 @@ pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
 }
 
 /// Whether the command only reads the store and prints: nothing it
-/// leaves half done or a child it feeds through a pipe, so it may end as
-/// soon as its output is closed (see `sys::die_on_closed_pipe`).
+/// leaves half done, no mount to take down and no child it feeds through
+/// a pipe, so it may end as soon as its output is closed (see
+/// `sys::die_on_closed_pipe`). Not `export`: killed by the signal, it
+/// would leave its private mount of the container behind.
 fn only_prints(command: &Command) -> bool {
     use ContainerCommand as C;
     use ImageCommand as I;
@@ -86,11 +88,10 @@ fn only_prints(command: &Command) -> bool {
             | Command::Save(_)
             | Command::Ps(_)
             | Command::Diff { .. }
-            | Command::Export(_)
             | Command::Logs(_)
             | Command::System(SystemCommand::Df)
             | Command::Image(I::Ls(_) | I::History(_) | I::Inspect(_) | I::Save(_))
-            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. } | C::Export(_))
+            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. })
     )
 }
 
