@@ -305,6 +305,10 @@ impl LayerBuilder {
             .read_to_end(&mut head)
             .map_err(|e| self.bad(format!("reading {shown:?}: {e}")))?;
         if head.len() as u64 <= INLINE_MAX {
+            // The entry keeps `head` until the layer is committed: at the
+            // capacity read with, each small file held 4 KB (50,000 files
+            // of 2 bytes peaked at 270 MB).
+            head.shrink_to_fit();
             entry.size = head.len() as u64;
             self.logical_bytes += entry.size;
             self.new_bytes += entry.size;
@@ -641,6 +645,17 @@ mod tests {
         assert_eq!(map[&b"more".to_vec()].chunks().len(), 1);
         let files = std::fs::read_dir(d.path().join("chunks")).unwrap().count();
         assert_eq!(files, 1, "only the larger file has a chunk file");
+    }
+
+    #[test]
+    fn a_small_files_content_holds_no_more_memory_than_its_length() {
+        let (_d, mut b) = builder();
+        file(&mut b, "two", b"x\n").unwrap();
+        let layer = b.finish().unwrap();
+        match &layer.entries[0].1.data {
+            Data::Inline(head) => assert_eq!(head.capacity(), 2, "as long as its content"),
+            other => panic!("kept inline, not {other:?}"),
+        }
     }
 
     #[test]
