@@ -210,34 +210,14 @@ impl LayerBuilder {
     /// it. Whiteouts make none: theirs are below. A parent that is not a
     /// directory is an error.
     pub fn add_missing_parents(&mut self, below: &dyn Fn(&[u8]) -> Option<Entry>) -> Result<()> {
-        let mut missing: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-        for (path, entry) in &self.entries {
-            if entry.kind == Kind::Whiteout {
-                continue;
-            }
-            // The root is the union's, whether a layer names it or not.
-            let mut child = path.as_slice();
-            loop {
-                let (parent, _) = split_path(child);
-                if parent.is_empty() {
-                    break;
-                }
-                match self.entries.get(parent) {
-                    Some(p) if p.kind == Kind::Dir => {}
-                    Some(_) => {
-                        return Err(self.bad(format!(
-                            "entry {:?} is inside {:?}, which is not a directory",
-                            String::from_utf8_lossy(path),
-                            String::from_utf8_lossy(parent)
-                        )))
-                    }
-                    None => {
-                        missing.entry(parent.to_vec()).or_insert(entry.mtime_ns);
-                    }
-                }
-                child = parent;
-            }
-        }
+        let named = |p: &[u8]| self.entries.get(p);
+        let missing = unnamed_parents(self.entries.iter(), &named).map_err(|e| {
+            self.bad(format!(
+                "entry {:?} is inside {:?}, which is not a directory",
+                String::from_utf8_lossy(&e.path),
+                String::from_utf8_lossy(&e.parent)
+            ))
+        })?;
         if missing.is_empty() {
             return Ok(());
         }
@@ -503,6 +483,59 @@ impl LayerBuilder {
     }
 }
 
+/// An entry whose parent is named, but not as a directory.
+#[derive(Debug)]
+struct InsideNonDir {
+    path: Vec<u8>,
+    parent: Vec<u8>,
+}
+
+/// The directories above `entries` (in path order) that none of them
+/// names, each with the time of the first entry under it; whiteouts need
+/// none. `named` finds an entry by path. Or the first entry whose parent
+/// is named but not a directory.
+///
+/// The walk up from an entry stops at the first parent known: one named
+/// (it is an entry, walked up from in its turn) or one found missing
+/// already (walked up from when it was found). Each directory is looked
+/// up once per child, so the walk is linear in the entries; walking every
+/// entry to the root made a tar 10,000 directories deep cubic (132 s).
+/// Path order puts a directory before everything under it, so the first
+/// entry to reach a missing directory is the first under it either way.
+fn unnamed_parents<'a>(
+    entries: impl Iterator<Item = (&'a Vec<u8>, &'a Entry)>,
+    named: &dyn Fn(&[u8]) -> Option<&'a Entry>,
+) -> std::result::Result<BTreeMap<Vec<u8>, i64>, InsideNonDir> {
+    let mut missing: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for (path, entry) in entries {
+        if entry.kind == Kind::Whiteout {
+            continue;
+        }
+        // The root is the union's, whether a layer names it or not.
+        let mut child = path.as_slice();
+        loop {
+            let (parent, _) = split_path(child);
+            if parent.is_empty() || missing.contains_key(parent) {
+                break;
+            }
+            match named(parent) {
+                Some(p) if p.kind == Kind::Dir => break,
+                Some(_) => {
+                    return Err(InsideNonDir {
+                        path: path.clone(),
+                        parent: parent.to_vec(),
+                    })
+                }
+                None => {
+                    missing.insert(parent.to_vec(), entry.mtime_ns);
+                }
+            }
+            child = parent;
+        }
+    }
+    Ok(missing)
+}
+
 /// docker's classic-store layer size: apparent sizes of non-directories,
 /// hardlinked files once (their extra names add nothing), symlinks by the
 /// length of their target.
@@ -606,6 +639,32 @@ mod tests {
         file(&mut b, "f", b"x").unwrap();
         file(&mut b, "f/g", b"x").unwrap();
         assert!(b.add_missing_parents(&|_| None).is_err());
+    }
+
+    #[test]
+    fn the_walk_for_missing_parents_looks_each_directory_up_once_per_child() {
+        // A chain 300 directories deep, every one named, with a file at
+        // its bottom; and a file 300 levels down under unnamed ones.
+        let mut entries: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+        let (mut named_dir, mut unnamed_dir) = (b"n".to_vec(), b"u".to_vec());
+        for _ in 0..300 {
+            entries.insert(named_dir.clone(), Entry::new(Kind::Dir, 0o755));
+            named_dir.extend_from_slice(b"/d");
+            unnamed_dir.extend_from_slice(b"/d");
+        }
+        entries.insert(named_dir, Entry::new(Kind::Regular, 0o644));
+        entries.insert(unnamed_dir, Entry::new(Kind::Regular, 0o644));
+        let lookups = std::cell::Cell::new(0usize);
+        let named = |p: &[u8]| {
+            lookups.set(lookups.get() + 1);
+            entries.get(p)
+        };
+        let missing = unnamed_parents(entries.iter(), &named).unwrap();
+        assert_eq!(missing.len(), 300, "u and the 299 below it");
+        // The parent of each of the 300 named entries below `n`, and each
+        // missing directory once: linear, where walking every entry to
+        // the root looked up 45,450.
+        assert_eq!(lookups.get(), 300 + 300);
     }
 
     #[test]
