@@ -84,6 +84,23 @@ pub struct LayerBuilder {
     unnamed: HashMap<Vec<u8>, Vec<u32>>,
 }
 
+/// The longest path Linux names, counting its NUL: a layer's paths (and
+/// link targets) are shorter.
+pub const PATH_MAX: usize = 4096;
+
+/// `path` for an error message: whole when short, else its two ends.
+fn shortened(path: &[u8]) -> String {
+    const ENDS: usize = 40;
+    let text = String::from_utf8_lossy(path);
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 2 * ENDS + 1 {
+        return text.into_owned();
+    }
+    let head: String = chars[..ENDS].iter().collect();
+    let tail: String = chars[chars.len() - ENDS..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 /// A change-set path as it appears in a tar or directory, already split
 /// into OCI meaning.
 enum Name {
@@ -134,6 +151,8 @@ impl LayerBuilder {
                 self.add(path, w, None)
             }
             Name::Opaque(dir) => {
+                // `finish` makes the directory an entry if none names it.
+                self.refuse_past_path_max(&dir, &dir, "name")?;
                 self.stream_opaque_marker(&dir);
                 self.opaque_dirs.insert(dir);
                 Ok(())
@@ -151,6 +170,10 @@ impl LayerBuilder {
         mut entry: Entry,
         content: Option<&mut dyn Read>,
     ) -> Result<()> {
+        self.refuse_past_path_max(&path, &path, "name")?;
+        if matches!(entry.kind, Kind::Symlink | Kind::Hardlink) {
+            self.refuse_past_path_max(&path, &entry.link, "link target")?;
+        }
         let shown = String::from_utf8_lossy(&path).into_owned();
         if let Some(old) = self.entries.remove(&path) {
             self.replace(&path, &old, &mut entry);
@@ -183,6 +206,23 @@ impl LayerBuilder {
         }
         self.entries.insert(path, entry);
         Ok(())
+    }
+
+    /// Refuses an entry whose `what` (its name, or its link's target)
+    /// is `PATH_MAX` bytes or longer: no system call takes such a path
+    /// whole, so no extraction (docker's neither) can make it, and a
+    /// layer holding thousands of them (a tar 10,000 directories deep is
+    /// 113 MB of names) would weigh on every later command, whose index
+    /// keys hold each entry's path.
+    fn refuse_past_path_max(&self, path: &[u8], value: &[u8], what: &str) -> Result<()> {
+        if value.len() < PATH_MAX {
+            return Ok(());
+        }
+        Err(self.bad(format!(
+            "entry {:?}: its {what} is {} bytes; a path must be shorter than PATH_MAX ({PATH_MAX} bytes)",
+            shortened(path),
+            value.len()
+        )))
     }
 
     /// A second entry for `path` (`old` is gone from the entries): the
@@ -665,6 +705,29 @@ mod tests {
         // missing directory once: linear, where walking every entry to
         // the root looked up 45,450.
         assert_eq!(lookups.get(), 300 + 300);
+    }
+
+    #[test]
+    fn a_name_or_link_target_of_path_max_bytes_is_refused_and_named_shortened() {
+        let (_d, mut b) = builder();
+        // 4,095 bytes: the longest a system call takes (with its NUL).
+        let longest = format!("{}f", "d/".repeat(2047));
+        file(&mut b, &longest, b"x").unwrap();
+        let too_long = format!("{}ff", "d/".repeat(2047));
+        let err = file(&mut b, &too_long, b"x").unwrap_err().to_string();
+        assert!(
+            err.contains("4096 bytes") && err.contains("PATH_MAX"),
+            "{err}"
+        );
+        assert!(err.contains("\"d/d/") && err.contains("d/ff\""), "{err}");
+        assert!(err.len() < 300, "the name is shortened: {err}");
+        let mut link = Entry::new(Kind::Symlink, 0o777);
+        link.link = "x".repeat(PATH_MAX).into_bytes();
+        let err = b.add_oci(b"l", link, None).unwrap_err().to_string();
+        assert!(err.contains("link target is 4096 bytes"), "{err}");
+        let marker = format!("{}dd/.wh..wh..opq", "d/".repeat(2047));
+        let err = file(&mut b, &marker, b"").unwrap_err().to_string();
+        assert!(err.contains("its name is 4096 bytes"), "{err}");
     }
 
     #[test]
