@@ -58,16 +58,19 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         let mut referenced: HashSet<Digest> = HashSet::new();
+        let mut removed_ranges = Vec::new();
         for layer in self.layers()? {
             if keep.contains(&layer.diff_id) {
                 for (_, e) in self.layer_entries(&layer)? {
                     referenced.extend(e.chunks().iter().map(|c| c.digest));
                 }
             } else {
-                batch.delete_range(
+                let range = (
                     keys::entries_of_layer(layer.seq),
                     keys::entries_of_layer(layer.seq + 1),
                 );
+                batch.delete_range(&range.0, &range.1);
+                removed_ranges.push(range);
                 batch.delete(keys::layer(&layer.diff_id));
                 for (key, _) in self.db().scan(&keys::compressed_blobs_of(&layer.diff_id))? {
                     batch.delete(key);
@@ -101,6 +104,15 @@ impl Store {
             report.bytes_freed += fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
             self.chunks().remove_path(&path)?;
             report.chunks_removed += 1;
+        }
+        // The removed layers' entries out of the tables, or every later
+        // command still reads their keys' index (see `Db::compact_range`);
+        // after the unlinks, which make room for the new tables. One
+        // compaction over them all: one per layer would rewrite a table
+        // holding many of them as many times.
+        let span = removed_ranges.iter().map(|r| &r.0).min();
+        if let (Some(from), Some(to)) = (span, removed_ranges.iter().map(|r| &r.1).max()) {
+            self.db().compact_range(from, to);
         }
 
         let storage = crate::storage::of(self.root());

@@ -375,6 +375,27 @@ fn commit_records_deletions_as_whiteouts_and_leaves_out_runtime_files() {
         .ok();
 }
 
+/// A container can make a path of more than PATH_MAX bytes (one relative
+/// name at a time) and the union serves it, but no layer may hold one:
+/// commit refuses it in one line naming it, exit 125, and makes no image.
+#[test]
+fn commit_refuses_a_path_of_path_max_bytes_made_in_the_container() {
+    let s = Strata::with_busybox();
+    // 100 levels by `cd`, then 2,000 by one relative `mkdir -p` (4,000
+    // bytes): `e/` and 4,199 bytes below it.
+    let script = "mkdir /e && cd /e && for i in $(seq 100); do mkdir d && cd d; done \
+                  && mkdir -p $(printf 'd/%.0s' $(seq 2000)) && echo made";
+    let made = s.run(&["run", "--name", "deep", "busybox", "sh", "-c", script]);
+    assert!(made.ok().stdout.contains("made"));
+    let r = s.run(&["commit", "deep", "deep-img"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    for part in ["container deep: entry \"e/d/d/", "PATH_MAX (4096 bytes)"] {
+        assert!(r.stderr.contains(part), "{part}: {}", r.stderr);
+    }
+    assert!(!s.run(&["images"]).ok().stdout.contains("deep-img"));
+}
+
 #[test]
 fn export_writes_the_flattened_tree() {
     let s = Strata::with_busybox();

@@ -162,6 +162,22 @@ fn load_refuses_layer_paths_that_leave_the_archive() {
 }
 
 #[test]
+fn load_refuses_a_layer_path_of_path_max_bytes() {
+    let s = Strata::new();
+    let layer = TarMaker::new()
+        .file("big", &noise(1 << 20, 5))
+        .file(&format!("{}ff", "d/".repeat(2047)), b"x")
+        .bytes();
+    let dir = s.path("deep");
+    docker_manifest(&dir, "config.json", &["layer.tar"], "deep:1");
+    std::fs::write(dir.join("layer.tar"), &layer).unwrap();
+    std::fs::write(dir.join("config.json"), config_for(&[sha(&layer)])).unwrap();
+    assert_refused(&s, &dir, "its name is 4096 bytes");
+    let chunks = std::fs::read_dir(s.root().join("chunks")).unwrap().count();
+    assert_eq!(chunks, 0, "the big file's chunks are removed");
+}
+
+#[test]
 fn load_refuses_digests_that_are_not_sha256_hex() {
     let s = Strata::new();
     let dir = s.path("layout");

@@ -427,6 +427,29 @@ fn a_tampered_blob_is_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn a_layer_path_of_path_max_bytes_is_refused_and_nothing_is_stored() {
+    let registry = Registry::start();
+    let layer = TarMaker::new()
+        .file("big", &common::noise(1 << 20, 4))
+        .file(&format!("{}ff", "d/".repeat(2047)), b"x")
+        .bytes();
+    let layers = [layer.clone()];
+    registry.push_raw(
+        "deep",
+        "1",
+        &[("application/vnd.oci.image.layer.v1.tar", layer)],
+        &foreign_config(&layers),
+    );
+    let s = client_store();
+    let r = strata(&s, &["pull", &format!("{}/deep:1", registry.host())]);
+    one_line_125(&r, "a path of PATH_MAX bytes");
+    assert!(r.stderr.contains("its name is 4096 bytes"), "{}", r.stderr);
+    assert_eq!(strata(&s, &["images", "-a", "-q"]).ok().stdout, "");
+    let chunks = std::fs::read_dir(s.root().join("chunks")).unwrap().count();
+    assert_eq!(chunks, 0, "the big file's chunks are removed");
+}
+
+#[test]
 fn unknown_names_and_a_registry_that_is_down_fail_in_one_line() {
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
