@@ -135,9 +135,18 @@ impl Db {
             .join(format!("secondary-{}-{}", std::process::id(), unique()));
         let storage = crate::storage::of(root);
         storage.create_dir_all(&dir).at(&dir)?;
-        let db = DB::open_as_secondary(&options(), &path, &dir).map_err(|e| db_error(&path, e))?;
-        db.try_catch_up_with_primary()
-            .map_err(|e| db_error(&path, e))?;
+        let opened = DB::open_as_secondary(&options(), &path, &dir).and_then(|db| {
+            db.try_catch_up_with_primary()?;
+            Ok(db)
+        });
+        let db = match opened {
+            Ok(db) => db,
+            Err(e) => {
+                // Not left behind for gc (a full disk fails here too).
+                let _ = storage.remove_dir_all(&dir);
+                return Err(db_error(&path, e));
+            }
+        };
         Ok(Db {
             db,
             path,

@@ -104,6 +104,25 @@ pub enum StoreError {
     NoFreeName,
 }
 
+impl StoreError {
+    /// Whether the store's filesystem had no room for what was asked (no
+    /// space, or the user's quota). RocksDB's errors carry only text: its
+    /// message for ENOSPC is strerror's.
+    pub fn is_no_space(&self) -> bool {
+        const WORDS: [&str; 2] = ["No space left on device", "Disk quota exceeded"];
+        match self {
+            StoreError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            StoreError::Db { source, .. } => {
+                let text = source.to_string();
+                WORDS.iter().any(|w| text.contains(w))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A store result; the error defaults to [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

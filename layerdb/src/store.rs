@@ -272,7 +272,19 @@ impl Store {
             return Store::open_without_writing(root);
         }
         create_root(root)?;
-        let db = Db::open_secondary(root)?;
+        let db = match Db::open_secondary(root) {
+            // A full disk: the secondary's directory (or its files) found no
+            // room. The index is read as it is, as on a read-only
+            // filesystem: the view cannot catch up, and a writer replacing
+            // files during the open makes it fail, but a command that only
+            // reads still works (a container filling the disk can be seen
+            // and stopped).
+            Err(e) if e.is_no_space() => {
+                log::debug!("{}: reading the index as it is: {e}", root.display());
+                Db::open_without_writing(root)?
+            }
+            opened => opened?,
+        };
         Ok(Store::from_db(root, db, None))
     }
 
