@@ -103,6 +103,7 @@ impl Db {
     /// Opens for writing, calling `locked` once the writer lock is held,
     /// before the database opens (and writes its new MANIFEST).
     pub fn open_writer_then(root: &Path, locked: impl FnOnce()) -> Result<Db> {
+        crate::store::check_owner(root)?;
         let lock = lock::take(
             &root.join("lock"),
             lock::Mode::Exclusive,

@@ -102,6 +102,16 @@ pub enum StoreError {
     /// Every generated name tried for a new container was taken.
     #[error("no free generated container name: give one with --name")]
     NoFreeName,
+    /// A command that writes was run by a user who does not own the store
+    /// (root on a user's store): what it wrote would be theirs, and the
+    /// owner locked out of it.
+    #[error("the store at {} belongs to {owner}: only its owner may change it (commands that read work)", root.display())]
+    OtherOwner {
+        /// The store root.
+        root: PathBuf,
+        /// Its owner's name and uid.
+        owner: String,
+    },
 }
 
 impl StoreError {
