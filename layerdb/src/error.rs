@@ -102,6 +102,10 @@ pub enum StoreError {
     /// Every generated name tried for a new container was taken.
     #[error("no free generated container name: give one with --name")]
     NoFreeName,
+    /// A thread the index needs could not be started: most often the
+    /// user's process limit, which counts threads.
+    #[error("{}", no_thread_text(.0))]
+    NoThread(#[source] std::io::Error),
     /// A command that writes was run by a user who does not own the store
     /// (root on a user's store): what it wrote would be theirs, and the
     /// owner locked out of it.
@@ -112,6 +116,15 @@ pub enum StoreError {
         /// Its owner's name and uid.
         owner: String,
     },
+}
+
+/// What a failed thread start says: EAGAIN is the process limit.
+fn no_thread_text(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        "cannot start a thread: the user's process limit (ulimit -u) is reached"
+    } else {
+        "cannot start a thread"
+    }
 }
 
 impl StoreError {

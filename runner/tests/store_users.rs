@@ -1,4 +1,5 @@
-//! A store and the users who run strata on it: root on a user's store.
+//! A store and the users who run strata on it: root on a user's store, and
+//! a user at their process limit.
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
@@ -35,7 +36,7 @@ fn nobodys_store() -> Strata {
 }
 
 /// `strata --root STORE ARGS...` as nobody, after the shell line `limit`
-/// (nothing, so far).
+/// (a `ulimit`, or nothing).
 fn as_nobody(s: &Strata, args: &[&str], limit: &str) -> Run {
     let mut c = Command::new("/bin/bash");
     c.arg("-c")
@@ -99,4 +100,24 @@ fn root_is_refused_a_write_to_a_users_store_and_leaves_it_the_users() {
     // The owner's writes work after root's visit.
     as_nobody(&s, &["tag", "mine:1", "yours:1"], "").ok();
     assert!(as_nobody(&s, &["images"], "").ok().stdout.contains("yours"));
+}
+
+#[test]
+fn a_user_at_their_process_limit_gets_one_line_instead_of_an_abort() {
+    require_root();
+    let s = nobodys_store();
+    // The limit counts every thread of the user's: strata's own is the
+    // one, RocksDB's background pools would be the next two.
+    for args in [&["images"][..], &["tag", "mine:1", "yours:1"]] {
+        let r = as_nobody(&s, args, "ulimit -u 2");
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("cannot start a thread: the user's process limit (ulimit -u) is reached"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(as_nobody(&s, &["images"], "").ok().stdout.contains("mine"));
 }
