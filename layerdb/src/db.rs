@@ -103,6 +103,7 @@ impl Db {
     /// Opens for writing, calling `locked` once the writer lock is held,
     /// before the database opens (and writes its new MANIFEST).
     pub fn open_writer_then(root: &Path, locked: impl FnOnce()) -> Result<Db> {
+        crate::store::check_owner(root)?;
         let lock = lock::take(
             &root.join("lock"),
             lock::Mode::Exclusive,
@@ -111,7 +112,9 @@ impl Db {
         )?;
         locked();
         let path = root.join("db");
+        threads::check(threads::WRITER)?;
         let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
+        threads::started(threads::WRITER);
         if logs_piled_up(&path) {
             db.flush().map_err(|e| db_error(&path, e))?;
         }
@@ -134,10 +137,23 @@ impl Db {
             .join("tmp")
             .join(format!("secondary-{}-{}", std::process::id(), unique()));
         let storage = crate::storage::of(root);
+        threads::check(threads::READER)?;
         storage.create_dir_all(&dir).at(&dir)?;
-        let db = DB::open_as_secondary(&options(), &path, &dir).map_err(|e| db_error(&path, e))?;
-        db.try_catch_up_with_primary()
-            .map_err(|e| db_error(&path, e))?;
+        let opened = DB::open_as_secondary(&options(), &path, &dir).and_then(|db| {
+            db.try_catch_up_with_primary()?;
+            Ok(db)
+        });
+        let db = match opened {
+            Ok(db) => {
+                threads::started(threads::READER);
+                db
+            }
+            Err(e) => {
+                // Not left behind for gc (a full disk fails here too).
+                let _ = storage.remove_dir_all(&dir);
+                return Err(db_error(&path, e));
+            }
+        };
         Ok(Db {
             db,
             path,
@@ -154,7 +170,9 @@ impl Db {
         let path = root.join("db");
         let mut o = options();
         o.create_if_missing(false);
+        threads::check(threads::READER)?;
         let db = DB::open_for_read_only(&o, &path, false).map_err(|e| db_error(&path, e))?;
+        threads::started(threads::READER);
         Ok(Db {
             db,
             path,
@@ -267,6 +285,68 @@ impl Drop for Db {
                 log::warn!("{}: {e}", self.path.display());
             }
         }
+    }
+}
+
+/// RocksDB starts threads as it opens (its background pools, a timer) and
+/// cannot fail cleanly when it cannot: `std::system_error` crosses its C
+/// API and the process aborts ("Rust cannot catch foreign exceptions"), as
+/// it did for a user at their process limit (`ulimit -u`). So as many
+/// threads are started first, here, where failing is an error.
+mod threads {
+    use crate::error::{Result, StoreError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Threads a read-only or secondary open starts in a process that has
+    /// none of RocksDB's yet: `rocksdb:low` and `rocksdb:high` (strace).
+    pub const READER: usize = 2;
+    /// A read-write open starts those and the timer of its periodic tasks.
+    pub const WRITER: usize = 3;
+
+    /// How many of RocksDB's threads this process has started: they live
+    /// on (its pools are the process's), so a later open needs only the
+    /// rest.
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Fails with one line unless the threads an open of kind `wanted`
+    /// starts can be started now: that many are started, all alive at
+    /// once, then ended.
+    pub fn check(wanted: usize) -> Result<()> {
+        let more = wanted.saturating_sub(STARTED.load(Ordering::Relaxed));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+        let mut alive = Vec::with_capacity(more);
+        let mut failed = None;
+        for _ in 0..more {
+            let wait = wait.clone();
+            // Each holds on until `release` goes: they exist together.
+            let spawned = std::thread::Builder::new()
+                .name("strata:probe".into())
+                .stack_size(16 * 1024)
+                .spawn(move || {
+                    let _ = wait.lock().map(|w| w.recv());
+                });
+            match spawned {
+                Ok(t) => alive.push(t),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(release);
+        for t in alive {
+            let _ = t.join();
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(StoreError::NoThread(e)),
+        }
+    }
+
+    /// Notes that an open of kind `kind` succeeded, its threads started.
+    pub fn started(kind: usize) {
+        STARTED.fetch_max(kind, Ordering::Relaxed);
     }
 }
 

@@ -102,6 +102,48 @@ pub enum StoreError {
     /// Every generated name tried for a new container was taken.
     #[error("no free generated container name: give one with --name")]
     NoFreeName,
+    /// A thread the index needs could not be started: most often the
+    /// user's process limit, which counts threads.
+    #[error("{}", no_thread_text(.0))]
+    NoThread(#[source] std::io::Error),
+    /// A command that writes was run by a user who does not own the store
+    /// (root on a user's store): what it wrote would be theirs, and the
+    /// owner locked out of it.
+    #[error("the store at {} belongs to {owner}: only its owner may change it (commands that read work)", root.display())]
+    OtherOwner {
+        /// The store root.
+        root: PathBuf,
+        /// Its owner's name and uid.
+        owner: String,
+    },
+}
+
+/// What a failed thread start says: EAGAIN is the process limit.
+fn no_thread_text(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        "cannot start a thread: the user's process limit (ulimit -u) is reached"
+    } else {
+        "cannot start a thread"
+    }
+}
+
+impl StoreError {
+    /// Whether the store's filesystem had no room for what was asked (no
+    /// space, or the user's quota). RocksDB's errors carry only text: its
+    /// message for ENOSPC is strerror's.
+    pub fn is_no_space(&self) -> bool {
+        const WORDS: [&str; 2] = ["No space left on device", "Disk quota exceeded"];
+        match self {
+            StoreError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            StoreError::Db { source, .. } => {
+                let text = source.to_string();
+                WORDS.iter().any(|w| text.contains(w))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A store result; the error defaults to [`StoreError`].

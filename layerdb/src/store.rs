@@ -179,6 +179,35 @@ pub(crate) fn on_read_only_fs(root: &Path) -> bool {
         .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
+/// Refuses to write a store another user owns. RocksDB makes its files
+/// (a new MANIFEST, OPTIONS, logs) as whoever opens it for writing: root
+/// writing a user's store (`sudo strata --root ~u/S tag ...`) left files
+/// root owned, and the owner's next command failed on them. A reader's
+/// secondary leaves nothing behind and stays allowed. In a user namespace
+/// (a rootless container's monitor) the owner shows as the mapped id, 0,
+/// as the euid does.
+pub(crate) fn check_owner(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(root) else {
+        return Ok(()); // not made yet: this user makes it
+    };
+    let uid = meta.uid();
+    if uid == nix::unistd::geteuid().as_raw() {
+        return Ok(());
+    }
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(
+            || format!("uid {uid}"),
+            |u| format!("{} (uid {uid})", u.name),
+        );
+    Err(StoreError::OtherOwner {
+        root: root.to_path_buf(),
+        owner,
+    })
+}
+
 fn check_format(root: &Path, storage: &dyn crate::storage::Storage) -> Result<()> {
     let path = root.join("format");
     match fs::read_to_string(&path) {
@@ -239,6 +268,7 @@ pub enum Removal {
 impl Store {
     /// Opens for writing, waiting (bounded) while another process writes.
     pub fn open(root: &Path) -> Result<Store> {
+        check_owner(root)?;
         create_root(root)?;
         let db = Db::open_writer(root)?;
         crate::reserve::keep(root);
@@ -252,6 +282,7 @@ impl Store {
     /// the writer lock is held, before the index opens, and made again when
     /// the store closes.
     pub fn open_to_delete(root: &Path) -> Result<Store> {
+        check_owner(root)?;
         create_root(root)?;
         let db = Db::open_writer_then(root, || crate::reserve::release(root))?;
         let store = Store::from_db(root, db, Some(RemakeReserve(root.to_path_buf())));
@@ -272,7 +303,19 @@ impl Store {
             return Store::open_without_writing(root);
         }
         create_root(root)?;
-        let db = Db::open_secondary(root)?;
+        let db = match Db::open_secondary(root) {
+            // A full disk: the secondary's directory (or its files) found no
+            // room. The index is read as it is, as on a read-only
+            // filesystem: the view cannot catch up, and a writer replacing
+            // files during the open makes it fail, but a command that only
+            // reads still works (a container filling the disk can be seen
+            // and stopped).
+            Err(e) if e.is_no_space() => {
+                log::debug!("{}: reading the index as it is: {e}", root.display());
+                Db::open_without_writing(root)?
+            }
+            opened => opened?,
+        };
         Ok(Store::from_db(root, db, None))
     }
 

@@ -38,14 +38,35 @@ pub struct VerifyReport {
     /// Chunks that are missing or do not hash to their name, with the
     /// layers that use them.
     pub damaged: Vec<(Digest, Vec<Digest>)>,
+    /// The chunks found good, with their files' fingerprints: the verdicts
+    /// to record ([`Store::record_verdicts`]).
+    good: Vec<Verdict>,
+}
+
+impl VerifyReport {
+    /// Notes that the verdicts could not be recorded (`e`): a warning when
+    /// only good ones were to be (they cost later reads a hash), a problem
+    /// when a damaged chunk's was to be dropped (mounts would serve it).
+    pub fn verdicts_unrecorded(&mut self, e: &dyn std::error::Error) {
+        let e = crate::error::with_causes(e);
+        if self.damaged.is_empty() {
+            log::warn!("chunk verdicts not recorded: {e}");
+        } else {
+            self.problems.push(format!(
+                "the damaged chunks' verdicts were not dropped: {e}"
+            ));
+        }
+    }
 }
 
 impl Store {
     /// Re-hashes every chunk every layer uses and checks every image's layers
     /// and every hardlink's target exist; changes only the chunks' verdicts
     /// (opened for writing; one that cannot be written is a warning, or a
-    /// problem for a damaged chunk's). An error is one the check could not
-    /// go on after (the index unreadable).
+    /// problem for a damaged chunk's). Opened for reading it writes
+    /// nothing: [`Store::record_verdicts`] of a writer records them after.
+    /// An error is one the check could not go on after (the index
+    /// unreadable).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut r = VerifyReport::default();
         let layers: HashMap<Digest, crate::layer::LayerMeta> =
@@ -160,28 +181,34 @@ impl Store {
         }
         r.damaged = damaged.into_iter().collect();
         r.damaged.sort();
-        if let Err(e) = self.record_verdicts(&good, &r.damaged) {
-            // Unrecorded good verdicts cost later reads a hash; a damaged
-            // chunk's verdict left in place lets mounts serve it.
-            let e = crate::error::with_causes(&e);
-            if r.damaged.is_empty() {
-                log::warn!("chunk verdicts not recorded: {e}");
-            } else {
-                r.problems.push(format!(
-                    "the damaged chunks' verdicts were not dropped: {e}"
-                ));
-            }
+        r.good = good;
+        if self.db().is_writer() {
+            self.record_verdicts(&mut r);
         }
         Ok(r)
     }
 
-    /// Records the verdicts of the chunks `verify` found good and drops
-    /// those of the damaged ones, in one batch (a store opened only for
-    /// reading keeps its verdicts).
-    fn record_verdicts(&self, good: &[Verdict], damaged: &[(Digest, Vec<Digest>)]) -> Result<()> {
-        if !self.db().is_writer() {
-            return Ok(());
+    /// Records the verdicts of the chunks `report` found good and drops
+    /// those of the damaged ones, in one batch; a failure is noted in the
+    /// report ([`VerifyReport::verdicts_unrecorded`]). The check may have
+    /// read through another instance, without the writer lock: a good
+    /// chunk whose file changed or went since (gc, an import replacing
+    /// it) keeps no verdict.
+    pub fn record_verdicts(&self, report: &mut VerifyReport) {
+        let still_there: Vec<Verdict> = report
+            .good
+            .iter()
+            .filter(|(digest, print)| {
+                verdicts::fingerprint_of(&self.chunks().path_of(digest)) == Some(*print)
+            })
+            .copied()
+            .collect();
+        if let Err(e) = self.write_verdicts(&still_there, &report.damaged) {
+            report.verdicts_unrecorded(&e);
         }
+    }
+
+    fn write_verdicts(&self, good: &[Verdict], damaged: &[(Digest, Vec<Digest>)]) -> Result<()> {
         let mut batch = rocksdb::WriteBatch::default();
         for (digest, _) in damaged {
             verdicts::drop_verdict(&mut batch, digest);

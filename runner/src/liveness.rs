@@ -82,7 +82,7 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
     }
     let finished_ns = crate::clock::now_ns();
     // Checked again under the state's lock: a start may have come between.
-    run_state::update(store.root(), &mut rec, |state| {
+    let recorded = run_state::update(store.root(), &mut rec, |state| {
         let started_ns = vanished(state)?;
         Some(State::Exited {
             code: VANISHED,
@@ -90,7 +90,16 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
             finished_ns,
             oom_killed: false,
         })
-    })?;
+    });
+    if let Err(e) = recorded {
+        // Settled but not recorded (a full disk refused the state file):
+        // the caller sees it exited, and the next command that looks
+        // records it. A state not even decided (its lock) is an error.
+        if vanished(&rec.state).is_some() {
+            return Err(e);
+        }
+        log::warn!("container {}: its exit is not recorded: {e:#}", rec.name);
+    }
     Ok(rec)
 }
 

@@ -55,12 +55,35 @@ pub fn update(
         return Ok(());
     };
     rec.transition(to)?;
+    let bytes = serde_json::to_vec(&rec.state)?;
     let tmp = paths.dir.join("state.tmp");
-    fs::write(&tmp, serde_json::to_vec(&rec.state)?)
-        .with_context(|| format!("write {}", tmp.display()))?;
+    match fs::write(&tmp, &bytes) {
+        Ok(()) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            let _ = fs::remove_file(&tmp);
+            return overwrite(&paths.state(), &bytes)
+                .with_context(|| format!("write {} (the disk is full)", paths.state().display()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("write {}", tmp.display())),
+    }
     fs::rename(&tmp, paths.state())
         .with_context(|| format!("replace {}", paths.state().display()))?;
     Ok(())
+}
+
+/// Writes `bytes` over the state file in place, for a full disk: a new
+/// file needs a block, but the old one has a block already (a state is
+/// far smaller than one), so the exit of a container that filled the disk
+/// is still recorded. Padded with spaces (JSON allows them) to the old
+/// length, so one write leaves a whole state whenever it is killed; a
+/// state file not there yet (a start) has no block to reuse.
+fn overwrite(state: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(state)?;
+    let old = f.metadata()?.len() as usize;
+    let mut padded = bytes.to_vec();
+    padded.resize(old.max(bytes.len()), b' ');
+    f.write_all_at(&padded, 0)
 }
 
 /// How long a state change waits for another one on the same container:

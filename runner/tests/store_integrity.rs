@@ -374,6 +374,86 @@ fn a_full_disk_costs_the_import_and_the_container_only() {
     drop(disk);
 }
 
+#[test]
+fn a_container_filling_the_disk_can_be_listed_inspected_stopped_and_verified() {
+    privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 64);
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/build-busybox-image"
+    ))
+    .env("STRATA", common::bin())
+    .env("STRATA_ROOT", s.root())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Megabytes, then blocks, then directories until none can be made:
+    // the disk is full to its last block, and a directory (a reader's
+    // secondary) has no room either. Then the container's first process
+    // becomes `sleep`, which says the filling is done.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "filler",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1M; dd if=/dev/zero of=/big2 bs=1k; \
+         i=0; while mkdir /d$i; do i=$((i+1)); done; exec sleep 1000",
+    ])
+    .ok();
+    let stop_filler = Cleanup(|| {
+        let _ = s.run(&["rm", "-f", "filler"]);
+    });
+    // Asked at once, while the disk has room.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.run(&["inspect", "filler"]).ok().stdout).unwrap();
+    let id = inspect[0]["Id"].as_str().unwrap().to_owned();
+    let pid = inspect[0]["State"]["Pid"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let comm = format!("/proc/{pid}/comm");
+    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk never filled: {} bytes free",
+            disk.free_bytes()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        disk.free_bytes() < 16 << 10,
+        "{} bytes free",
+        disk.free_bytes()
+    );
+
+    assert!(s.run(&["ps"]).ok().stdout.contains("filler"));
+    assert!(s.run(&["images"]).ok().stdout.contains("busybox"));
+    s.run(&["inspect", "filler"]).ok();
+    assert!(s.run(&["diff", "filler"]).ok().stdout.contains("A /big"));
+    s.run(&["stop", "-t", "1", "filler"]).ok();
+    // Its monitor recorded its exit over the old state file (a new one
+    // has no room), before any command looked.
+    let state =
+        std::fs::read_to_string(s.root().join("containers").join(&id).join("state")).unwrap();
+    assert!(state.contains("Exited"), "{state}");
+    let ps = s.run(&["ps", "-a"]).ok();
+    assert!(ps.stdout.contains("Exited"), "{}", ps.stdout);
+    s.run(&["verify"]).ok();
+    s.run(&["system", "df"]).ok();
+    // A stopped container frees a block or so (its processes' files).
+    assert!(disk.free_bytes() < 64 << 10, "the disk was no longer full");
+
+    s.run(&["rm", "-f", "filler"]).ok();
+    drop(stop_filler);
+    drop(disk);
+}
+
 /// Runs a closure when dropped.
 struct Cleanup<F: FnMut()>(F);
 

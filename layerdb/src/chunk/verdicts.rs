@@ -186,9 +186,9 @@ pub(crate) fn stored(db: &Db) -> Result<Vec<Digest>> {
     Ok(out)
 }
 
-/// The fingerprint of the file at `path`, if it can be had (tests: a
-/// writer takes it through [`holding`], which also reads the bytes).
-#[cfg(test)]
+/// The fingerprint of the file at `path`, if it can be had (tests, and
+/// `verify` checking a file is the one it hashed; a writer takes it
+/// through [`holding`], which also reads the bytes).
 pub(crate) fn fingerprint_of(path: &Path) -> Option<Fingerprint> {
     std::fs::metadata(path).ok().map(|m| Fingerprint::of(&m))
 }

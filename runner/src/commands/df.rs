@@ -5,7 +5,8 @@ use crate::humanize::human_size;
 use anyhow::Result;
 
 pub fn df(ctx: &Ctx) -> Result<i32> {
-    let du = ctx.store()?.disk_usage()?;
+    // Counting writes nothing: a reader, which a full disk does not stop.
+    let du = ctx.reader()?.disk_usage()?;
     let ratio = if du.stored_bytes() == 0 {
         0.0
     } else {

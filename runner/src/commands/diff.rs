@@ -9,7 +9,8 @@ use fusefs::ChangeKind;
 use std::sync::Arc;
 
 pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
-    let store = Arc::new(ctx.store()?);
+    // Reading the upper and the layers writes nothing (as in commit).
+    let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, container)?;
     let image = image_of(&store, &rec)?;
     for c in change_set(&store, &rec, &image)?.0 {

@@ -13,7 +13,8 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
     }
     for name in &args.containers {
         let rec = {
-            let store = ctx.store()?;
+            // The lookup only reads; the relaunched `run` records the start.
+            let store = ctx.reader()?;
             liveness::container(&store, name)?
         };
         if rec.state.is_running() {

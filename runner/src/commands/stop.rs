@@ -42,8 +42,11 @@ pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
 
 pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
+        // Read through a reader: a stop needs no index write, and the
+        // writer's open writes a MANIFEST, which a full disk refuses (a
+        // container filling the disk must still be stoppable).
         let rec = {
-            let store = ctx.store()?;
+            let store = ctx.reader()?;
             liveness::container(&store, name)?
         };
         if rec.state.is_running() {
