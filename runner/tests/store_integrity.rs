@@ -306,6 +306,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// `run -d --name filler busybox sh -c SCRIPT`: the container that fills
+/// the disk.
+fn run_filler(s: &Strata, script: &str) {
+    s.run(&[
+        "run", "-d", "--name", "filler", "busybox", "sh", "-c", script,
+    ])
+    .ok();
+}
+
 fn chunk_count(root: &Path) -> usize {
     std::fs::read_dir(root.join("chunks")).unwrap().count()
 }
@@ -315,32 +324,10 @@ fn a_full_disk_costs_the_import_and_the_container_only() {
     privileges::require_root_and_fuse();
     let s = Strata::new();
     let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 200);
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/build-busybox-image"
-    ))
-    .env("STRATA", common::bin())
-    .env("STRATA_ROOT", s.root())
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.add_busybox();
 
     // A container fills the disk and keeps running.
-    s.run(&[
-        "run",
-        "-d",
-        "--name",
-        "filler",
-        "busybox",
-        "sh",
-        "-c",
-        "dd if=/dev/zero of=/fill bs=1M; sleep 1000",
-    ])
-    .ok();
+    run_filler(&s, "dd if=/dev/zero of=/fill bs=1M; sleep 1000");
     let stop_filler = Cleanup(|| {
         let _ = s.run(&["rm", "-f", "filler"]);
     });
@@ -379,35 +366,16 @@ fn a_container_filling_the_disk_can_be_listed_inspected_stopped_and_verified() {
     privileges::require_root_and_fuse();
     let s = Strata::new();
     let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 64);
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/build-busybox-image"
-    ))
-    .env("STRATA", common::bin())
-    .env("STRATA_ROOT", s.root())
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.add_busybox();
     // Megabytes, then blocks, then directories until none can be made:
     // the disk is full to its last block, and a directory (a reader's
     // secondary) has no room either. Then the container's first process
     // becomes `sleep`, which says the filling is done.
-    s.run(&[
-        "run",
-        "-d",
-        "--name",
-        "filler",
-        "busybox",
-        "sh",
-        "-c",
+    run_filler(
+        &s,
         "dd if=/dev/zero of=/big bs=1M; dd if=/dev/zero of=/big2 bs=1k; \
          i=0; while mkdir /d$i; do i=$((i+1)); done; exec sleep 1000",
-    ])
-    .ok();
+    );
     let stop_filler = Cleanup(|| {
         let _ = s.run(&["rm", "-f", "filler"]);
     });

@@ -56,12 +56,20 @@ impl Strata {
     pub fn with_busybox() -> Strata {
         privileges::require_root_and_fuse();
         let s = Strata::new();
+        s.add_busybox();
+        s
+    }
+
+    /// Makes `busybox:latest` in this store (scripts/build-busybox-image),
+    /// for a store whose root was prepared first (a small disk mounted
+    /// there, say).
+    pub fn add_busybox(&self) {
         let out = Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../scripts/build-busybox-image"
         ))
         .env("STRATA", bin())
-        .env("STRATA_ROOT", s.root())
+        .env("STRATA_ROOT", self.root())
         .output()
         .expect("the busybox script runs");
         assert!(
@@ -69,7 +77,6 @@ impl Strata {
             "build-busybox-image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        s
     }
 
     pub fn root(&self) -> PathBuf {
