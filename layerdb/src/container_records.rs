@@ -553,6 +553,23 @@ mod tests {
     }
 
     #[test]
+    fn gc_counts_what_the_orphan_directories_it_removes_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        drop(Store::open(&root).unwrap());
+        // What a killed `rm` leaves: a container's directory, no record.
+        let upper = root
+            .join(ContainerDir::PARENT)
+            .join("b".repeat(64))
+            .join("upper");
+        fs::create_dir_all(upper.join("d")).unwrap();
+        fs::write(upper.join("d/big"), vec![7u8; 300_000]).unwrap();
+        let report = crate::gc::collect(&root).unwrap();
+        assert_eq!(report.dirs_removed, 1);
+        assert!(report.bytes_freed >= 300_000, "{report:?}");
+    }
+
+    #[test]
     fn a_gc_while_a_container_is_being_made_leaves_its_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();

@@ -27,7 +27,8 @@ pub struct GcReport {
     pub layers_removed: u64,
     /// Chunk files no remaining layer references.
     pub chunks_removed: u64,
-    /// Bytes of those chunk files (their lengths, not their blocks).
+    /// Bytes of those chunk files and of the files in the container
+    /// directories removed (their lengths, not their blocks).
     pub bytes_freed: u64,
     /// Leftover directories removed: dead readers' secondary-instance dirs and
     /// dirs of containers without a record.
@@ -158,9 +159,27 @@ impl Store {
                 .collect()
         };
         for orphan in orphans {
+            // A container whose `rm` was killed keeps its upper here, out
+            // of `ps -a`: what its removal frees counts.
+            report.bytes_freed += bytes_under(&orphan);
             storage.remove_dir_all(&orphan).at(&orphan)?;
             report.dirs_removed += 1;
         }
         Ok(report)
     }
+}
+
+/// The lengths of the files under `dir`, symlinks not followed.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                _ => total += entry.metadata().map_or(0, |m| m.len()),
+            }
+        }
+    }
+    total
 }
