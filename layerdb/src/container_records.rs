@@ -266,6 +266,9 @@ impl Store {
         mut rec: ContainerRecord,
         name: NewName,
     ) -> Result<NewContainer<'_>> {
+        // A container's files are its maker's: root's in a user's store
+        // would be files the user's `rm` cannot remove.
+        crate::store::check_owner(self.root())?;
         let lock = lock(self.root())?;
         self.db().catch_up()?;
         if self.image(&rec.image)?.is_none() {

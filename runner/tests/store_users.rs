@@ -85,6 +85,9 @@ fn root_is_refused_a_write_to_a_users_store_and_leaves_it_the_users() {
         &["rmi", "mine:1"],
         &["gc"],
         &import,
+        &[
+            "create", "--pull", "never", "--name", "roots", "mine:1", "true",
+        ],
     ] {
         let r = s.run(args);
         assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
