@@ -82,7 +82,9 @@ fn usage_error(e: &clap::Error) -> i32 {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            print!("{shown}");
+            // clap's own print: a closed pipe (`strata --help | true`) is
+            // no panic.
+            let _ = e.print();
             0
         }
         _ => {

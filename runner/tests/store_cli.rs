@@ -597,4 +597,24 @@ fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
     }
     assert!(s.run(&["run", "--help"]).ok().stdout.contains("Usage"));
     s.run(&["--version"]).ok();
+    // Help into a pipe already closed (`strata --help | true`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = s
+        .cmd(&["--help"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
