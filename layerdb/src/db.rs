@@ -103,7 +103,6 @@ impl Db {
     /// Opens for writing, calling `locked` once the writer lock is held,
     /// before the database opens (and writes its new MANIFEST).
     pub fn open_writer_then(root: &Path, locked: impl FnOnce()) -> Result<Db> {
-        crate::store::check_owner(root)?;
         let lock = lock::take(
             &root.join("lock"),
             lock::Mode::Exclusive,
@@ -130,7 +129,10 @@ impl Db {
     pub fn open_secondary(root: &Path) -> Result<Db> {
         let path = root.join("db");
         if !path.join("CURRENT").exists() {
-            // A reader of a store nobody wrote yet: make it, then read it.
+            // A reader of a store nobody wrote yet: make it, then read it
+            // (its owner only: every other writer checked before it made
+            // the root, `store::create_root_for_writing`).
+            crate::store::check_owner(root)?;
             drop(Db::open_writer(root)?);
         }
         let dir = root

@@ -37,9 +37,8 @@ pub struct GcReport {
 
 /// Collects the store's garbage. Works on a full disk (see reserve.rs).
 pub fn collect(root: &Path) -> Result<GcReport> {
-    // Before `gc.lock` is made: another user's store stays theirs.
-    crate::store::check_owner(root)?;
-    crate::store::create_root(root)?;
+    // Before `gc.lock` is made.
+    crate::store::create_root_for_writing(root)?;
     // No ingest may be between writing chunks and committing them.
     let _lock = crate::lock::take(
         &root.join("gc.lock"),

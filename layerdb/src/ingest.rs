@@ -58,9 +58,8 @@ impl Ingest {
     /// Starts an ingest into the store at `root` (made if missing), waiting up
     /// to 10 minutes for a running `gc` to finish.
     pub fn begin(root: &Path) -> Result<Ingest> {
-        // Before any chunk file is made: another user's store stays theirs.
-        crate::store::check_owner(root)?;
-        crate::store::create_root(root)?;
+        // Before any chunk file is made.
+        crate::store::create_root_for_writing(root)?;
         let lock = crate::lock::take(
             &root.join("gc.lock"),
             crate::lock::Mode::Shared,

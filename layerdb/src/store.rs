@@ -66,12 +66,20 @@ pub fn default_root() -> PathBuf {
     data.join("strata")
 }
 
-/// Creates the store root readable by its owner only: it holds every
-/// image's files and every container's writes.
-pub fn create_root(root: &Path) -> Result<()> {
+/// Prepares `root` for a command that writes to it: only its owner may
+/// ([`check_owner`]), and not on a read-only filesystem; then
+/// [`create_root`]. Every writer starts here, before it makes any file.
+pub fn create_root_for_writing(root: &Path) -> Result<()> {
+    check_owner(root)?;
     if on_read_only_fs(root) {
         return Err(StoreError::ReadOnlyFilesystem(root.to_path_buf()));
     }
+    create_root(root)
+}
+
+/// Creates the store root readable by its owner only: it holds every
+/// image's files and every container's writes.
+pub fn create_root(root: &Path) -> Result<()> {
     let storage = crate::storage::of(root);
     if !root.exists() {
         if let Some(parent) = root.parent() {
@@ -268,8 +276,7 @@ pub enum Removal {
 impl Store {
     /// Opens for writing, waiting (bounded) while another process writes.
     pub fn open(root: &Path) -> Result<Store> {
-        check_owner(root)?;
-        create_root(root)?;
+        create_root_for_writing(root)?;
         let db = Db::open_writer(root)?;
         crate::reserve::keep(root);
         let store = Store::from_db(root, db, None);
@@ -282,8 +289,7 @@ impl Store {
     /// the writer lock is held, before the index opens, and made again when
     /// the store closes.
     pub fn open_to_delete(root: &Path) -> Result<Store> {
-        check_owner(root)?;
-        create_root(root)?;
+        create_root_for_writing(root)?;
         let db = Db::open_writer_then(root, || crate::reserve::release(root))?;
         let store = Store::from_db(root, db, Some(RemakeReserve(root.to_path_buf())));
         store.move_legacy_containers()?;

@@ -543,6 +543,18 @@ fn a_store_on_a_read_only_filesystem_serves_the_commands_that_read() {
     assert!(ro(&["images"]).ok().stdout.contains("frozen"));
 }
 
+/// `strata ARGS` with its output a pipe whose reading end is gone before
+/// the command writes a byte, as after `| head -0`.
+fn into_closed_pipe(s: &Strata, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    s.cmd(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
     use std::os::unix::process::ExitStatusExt;
@@ -554,16 +566,7 @@ fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
         &["images"],
         &["history", "piped:1"],
     ] {
-        // The reading end is gone before the command writes a byte, as
-        // after `| head -0`.
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = s
-            .cmd(args)
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
+        let out = into_closed_pipe(&s, args);
         assert_eq!(
             out.status.signal(),
             Some(libc::SIGPIPE),
@@ -598,14 +601,7 @@ fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
     assert!(s.run(&["run", "--help"]).ok().stdout.contains("Usage"));
     s.run(&["--version"]).ok();
     // Help into a pipe already closed (`strata --help | true`).
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = s
-        .cmd(&["--help"])
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = into_closed_pipe(&s, &["--help"]);
     assert_eq!(
         out.status.code(),
         Some(0),

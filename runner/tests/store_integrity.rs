@@ -306,6 +306,17 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A store holding busybox on a small disk of its own (`megabytes`),
+/// mounted at its root. The disk is declared after the store, so it is
+/// unmounted first when both drop.
+fn busybox_on_a_small_disk(megabytes: u64) -> (Strata, SmallDisk) {
+    privileges::require_root_and_fuse();
+    let s = Strata::new();
+    let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), megabytes);
+    s.add_busybox();
+    (s, disk)
+}
+
 /// `run -d --name filler busybox sh -c SCRIPT`: the container that fills
 /// the disk.
 fn run_filler(s: &Strata, script: &str) {
@@ -321,10 +332,7 @@ fn chunk_count(root: &Path) -> usize {
 
 #[test]
 fn a_full_disk_costs_the_import_and_the_container_only() {
-    privileges::require_root_and_fuse();
-    let s = Strata::new();
-    let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 200);
-    s.add_busybox();
+    let (s, disk) = busybox_on_a_small_disk(200);
 
     // A container fills the disk and keeps running.
     run_filler(&s, "dd if=/dev/zero of=/fill bs=1M; sleep 1000");
@@ -363,10 +371,7 @@ fn a_full_disk_costs_the_import_and_the_container_only() {
 
 #[test]
 fn a_container_filling_the_disk_can_be_listed_inspected_stopped_and_verified() {
-    privileges::require_root_and_fuse();
-    let s = Strata::new();
-    let disk = SmallDisk::new(&s.path("disk.img"), &s.root(), 64);
-    s.add_busybox();
+    let (s, disk) = busybox_on_a_small_disk(64);
     // Megabytes, then blocks, then directories until none can be made:
     // the disk is full to its last block, and a directory (a reader's
     // secondary) has no room either. Then the container's first process

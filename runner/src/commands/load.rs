@@ -91,7 +91,7 @@ struct Found {
 }
 
 pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
-    layerdb::store::create_root(&ctx.root)?;
+    layerdb::store::create_root_for_writing(&ctx.root)?;
     let layout = Layout::open(args.input.as_deref(), &ctx.root.join("tmp"))?;
     let found = if layout.has("index.json") {
         oci_images(&layout)?
