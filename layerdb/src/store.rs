@@ -67,7 +67,7 @@ pub fn default_root() -> PathBuf {
 }
 
 /// Prepares `root` for a command that writes to it: only its owner may
-/// ([`check_owner`]), and not on a read-only filesystem; then
+/// (`check_owner`), and not on a read-only filesystem; then
 /// [`create_root`]. Every writer starts here, before it makes any file.
 pub fn create_root_for_writing(root: &Path) -> Result<()> {
     check_owner(root)?;
