@@ -154,6 +154,10 @@ impl Lower for CachedLower {
         self.inner.describe()
     }
 
+    fn layer_id(&self) -> Option<String> {
+        self.inner.layer_id()
+    }
+
     fn node(&self, path: &[u8]) -> Result<Option<Node>> {
         if let Some(n) = lock(&self.nodes).get(path) {
             return Ok(n.clone());

@@ -11,6 +11,7 @@
 use crate::dir_lower::{host_path, DirLower};
 use crate::error::{FsError, Result};
 use crate::lower::Lower;
+use crate::partial;
 use crate::union;
 use crate::whiteout::{hidden_name, is_marker};
 use layerdb::{join_path, Entry, Kind};
@@ -81,6 +82,17 @@ impl Change {
                 Source::Lower(p) => std::fs::File::open(p),
             }
             .map_err(|e| FsError::io("open", &self.path, e))?;
+            if let Source::Upper { .. } = source {
+                if let Some(rec) = partial::record_of(&f, &self.path)? {
+                    let (i, node) = partial::find_origin(lowers.iter().copied(), &rec, &self.path)?;
+                    return Ok(Some(Box::new(PartialReader {
+                        file: f,
+                        rec,
+                        origin: (lowers[i], node),
+                        offset: 0,
+                    })));
+                }
+            }
             return Ok(Some(Box::new(f)));
         }
         let Some((i, path)) = &self.layer_file else {
@@ -98,6 +110,25 @@ impl Change {
             node,
             offset: 0,
         })))
+    }
+}
+
+/// Reads an upper file copied up block by block from start to end, each
+/// block from the upper or from its layer.
+struct PartialReader<'a> {
+    file: std::fs::File,
+    rec: partial::Record,
+    origin: (&'a dyn Lower, crate::lower::Node),
+    offset: u64,
+}
+
+impl Read for PartialReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (layer, node) = (self.origin.0, &self.origin.1);
+        let n = partial::read_at(&self.file, &self.rec, (layer, node), self.offset, buf)
+            .map_err(std::io::Error::other)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 

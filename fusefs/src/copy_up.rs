@@ -13,6 +13,7 @@ use crate::dir_lower::open_no_follow;
 use crate::error::{FsError, Result};
 use crate::layers::Layers;
 use crate::lower::Lower;
+use crate::partial;
 use crate::union::Resolved;
 use crate::upper::TimeSet;
 use layerdb::{split_path, Kind};
@@ -22,6 +23,18 @@ use std::path::Path;
 
 /// Size of the buffer store-layer data is copied through.
 const COPY_CHUNK: usize = 1 << 20;
+
+/// What of a regular file's content a copy takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// None: the file is about to be truncated to 0.
+    Nothing,
+    /// All of it, now.
+    Whole,
+    /// A big file of a store layer block by block, as writes need them
+    /// (see [`crate::partial`]); others whole.
+    ByBlock,
+}
 
 /// Copies a host lower file in the kernel: `std::io::copy` between two
 /// files uses copy_file_range(2), which clones extents where the host
@@ -75,7 +88,12 @@ impl Layers {
             }
             _ => {
                 let (tmp, _) = upper.tmp_path(parent);
-                let built = self.build_copy(&tmp, path, &r, with_data);
+                let content = if with_data {
+                    Content::ByBlock
+                } else {
+                    Content::Nothing
+                };
+                let built = self.build_copy(&tmp, path, &r, content);
                 if let Err(e) =
                     built.and_then(|()| upper.rename(&tmp, path, nix::fcntl::RenameFlags::empty()))
                 {
@@ -113,7 +131,7 @@ impl Layers {
         let root = self.get(b"")?.node;
         let node = &r.node;
         let file = self
-            .build_copy(&tmp, path, r, true)
+            .build_copy(&tmp, path, r, Content::Whole)
             .and_then(|()| {
                 let (a, m) = (TimeSet::At(node.atime_ns), TimeSet::At(node.entry.mtime_ns));
                 upper.set_times(&tmp, a, m)
@@ -132,7 +150,7 @@ impl Layers {
     }
 
     /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
-    fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, with_data: bool) -> Result<()> {
+    fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, content: Content) -> Result<()> {
         let upper = self.upper(path)?;
         let entry = &r.node.entry;
         let layer = self
@@ -142,11 +160,12 @@ impl Layers {
             Kind::Regular => {
                 let mut file = upper.create_file(tmp)?;
                 // The layer keeps it under its own path (`Resolved::path`).
-                if with_data {
-                    match layer.host_path(&r.path) {
-                        Some(host) => copy_host_file(&host, &mut file, path)?,
-                        None => copy_through_buffer(layer, &r.path, r, &mut file)?,
+                match (content, layer.host_path(&r.path)) {
+                    (Content::Nothing, _) => {}
+                    (_, Some(host)) => copy_host_file(&host, &mut file, path)?,
+                    (Content::ByBlock, None) if partial::start(&file, layer, &r.path, &r.node)? => {
                     }
+                    (_, None) => copy_through_buffer(layer, &r.path, r, &mut file)?,
                 }
             }
             Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(&r.path, &r.node)?)?,

@@ -2,6 +2,7 @@
 
 use crate::ids::FileHandle;
 use crate::lower::Node;
+use crate::partial::PartialFile;
 use std::collections::HashMap;
 use std::fs::File;
 use std::num::NonZeroU64;
@@ -27,6 +28,15 @@ pub enum OpenFile {
         /// passthrough, which fixes one backing file per inode.
         backs_node: bool,
     },
+    /// An upper file copied up block by block: read through its record,
+    /// merged with the layer it came from (see `crate::partial`).
+    Partial {
+        file: File,
+        writable: bool,
+        /// Opened `O_APPEND`: a write lands at the end, whatever its offset.
+        appends: bool,
+        partial: Arc<PartialFile>,
+    },
     /// A file of a store (or in-memory) layer, read through [`crate::Lower`].
     /// The node is boxed: it is the largest variant by far (its entry).
     Layer {
@@ -38,7 +48,10 @@ pub enum OpenFile {
 
 impl OpenFile {
     pub fn is_writable(&self) -> bool {
-        matches!(self, OpenFile::Host { writable: true, .. })
+        matches!(
+            self,
+            OpenFile::Host { writable: true, .. } | OpenFile::Partial { writable: true, .. }
+        )
     }
 }
 

@@ -6,6 +6,7 @@ use crate::dir_lower::DirLower;
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::lower::Lower;
+use crate::partial::{PartialFile, Partials};
 use crate::resolution_cache::ResolutionCache;
 use crate::union::{self, Resolved};
 use crate::upper::Upper;
@@ -13,6 +14,7 @@ use crate::upper_format::UpperFormat;
 use crate::walk_ahead::WalkAhead;
 use layerdb::split_path;
 use nix::errno::Errno;
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ pub struct Layers {
     dirs: Arc<ResolutionCache>,
     /// Reads the lowers' listings of directories a walk will list next.
     walk_ahead: WalkAhead,
+    /// Upper files copied up block by block that are open.
+    partials: Partials,
 }
 
 impl Layers {
@@ -60,6 +64,7 @@ impl Layers {
             lowers,
             dirs,
             walk_ahead,
+            partials: Partials::default(),
         };
         layers.init_upper_root()?;
         Ok(layers)
@@ -236,6 +241,10 @@ impl Layers {
         let layer = self
             .layer(r.layer)
             .ok_or_else(|| FsError::posix(Errno::EIO, path))?;
+        if self.in_upper(r) {
+            let file = self.upper(path)?.open_file(&r.path, libc::O_RDONLY)?;
+            return self.upper_open_file(file, libc::O_RDONLY, path);
+        }
         // The layer keeps the file under its own path (see `Resolved::path`).
         Ok(match layer.host_path(&r.path) {
             Some(host) => OpenFile::Host {
@@ -250,6 +259,47 @@ impl Layers {
                 node: Box::new(r.node.clone()),
             },
         })
+    }
+
+    /// Upper file `file`, opened at `path` with `flags`, as an open file:
+    /// one copied up block by block is read through its record.
+    pub(crate) fn upper_open_file(&self, file: File, flags: i32, path: &[u8]) -> Result<OpenFile> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let partial = match self.partial(&file, path)? {
+            // The open emptied it: nothing comes from the layer any more.
+            Some(p) if flags & libc::O_TRUNC != 0 => p.truncate(&file, 0).map(|()| None)?,
+            p => p,
+        };
+        Ok(match partial {
+            None => OpenFile::Host {
+                file,
+                writable,
+                backs_node: true,
+            },
+            Some(partial) => OpenFile::Partial {
+                file,
+                writable,
+                appends: flags & libc::O_APPEND != 0,
+                partial,
+            },
+        })
+    }
+
+    /// The state of upper file `file` if it was copied up block by block
+    /// and is not whole yet.
+    pub(crate) fn partial(&self, file: &File, path: &[u8]) -> Result<Option<Arc<PartialFile>>> {
+        self.partials.of(file, &self.lowers, path)
+    }
+
+    /// Truncates (or extends) upper file `file`, and its record if it was
+    /// copied up block by block.
+    pub(crate) fn truncate(&self, file: &File, size: u64, path: &[u8]) -> Result<()> {
+        match self.partial(file, path)? {
+            Some(p) => p.truncate(file, size),
+            None => file
+                .set_len(size)
+                .map_err(|e| FsError::io("truncate", path, e)),
+        }
     }
 
     /// Layer `i` of [`Layers::stack`] (top is 0).

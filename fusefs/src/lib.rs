@@ -49,6 +49,7 @@ mod moved_names;
 mod node_files;
 mod orphan;
 pub mod override_stat;
+mod partial;
 mod passthrough;
 #[cfg(test)]
 mod probe_lower;

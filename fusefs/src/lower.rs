@@ -94,6 +94,13 @@ pub trait Lower: Send + Sync {
     /// Human name for messages ("layer sha256:…", "/path/to/dir").
     fn describe(&self) -> String;
 
+    /// A name that finds this layer again in a later mount (a store
+    /// layer's diff id); `None` for layers that have none. A big file of a
+    /// layer with an id is copied up block by block (see `partial`).
+    fn layer_id(&self) -> Option<String> {
+        None
+    }
+
     /// The node at `path`, whiteouts included; `None` when this layer has
     /// nothing there (also when a parent is missing or not a directory).
     fn node(&self, path: &[u8]) -> Result<Option<Node>>;

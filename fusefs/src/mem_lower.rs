@@ -123,6 +123,11 @@ impl Lower for MemLower {
         self.name.clone()
     }
 
+    /// A test layer stands in for a store layer, named by its name.
+    fn layer_id(&self) -> Option<String> {
+        Some(self.name.clone())
+    }
+
     fn node(&self, path: &[u8]) -> Result<Option<Node>> {
         Ok(self.nodes.get(path).cloned())
     }

@@ -19,7 +19,6 @@ use crate::override_stat::OVERRIDE_STAT;
 use crate::union::Resolved;
 use crate::union_fs::SetAttr;
 use crate::upper::{host_open_options, override_of, TimeSet};
-use crate::upper_format::UpperFormat;
 use crate::xattr;
 use nix::errno::Errno;
 use std::fs::File;
@@ -83,11 +82,7 @@ impl Orphan {
                 let file = host_open_options(flags, 0)
                     .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
                     .map_err(|e| FsError::io("reopen", WHAT, e))?;
-                Ok(OpenFile::Host {
-                    file,
-                    writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
-                    backs_node: true,
-                })
+                layers.upper_open_file(file, flags, WHAT)
             }
             Orphan::Lower { path, r } => layers.open_read(path, r, false),
             Orphan::Gone(_) => Err(FsError::posix(Errno::ENOENT, WHAT)),
@@ -114,7 +109,8 @@ impl Orphan {
 
     /// Applies a setattr to an upper orphan through its descriptor, in the
     /// upper's `format`.
-    pub fn setattr(&self, ino: u64, sa: &SetAttr, format: UpperFormat) -> Result<()> {
+    pub fn setattr(&self, ino: u64, sa: &SetAttr, layers: &Layers) -> Result<()> {
+        let format = layers.upper(WHAT)?.format();
         let file = match self {
             Orphan::Upper(file) => file,
             Orphan::Gone(_) => return Err(FsError::posix(Errno::ENOENT, WHAT)),
@@ -141,8 +137,7 @@ impl Orphan {
             }
         }
         if let Some(size) = sa.size {
-            file.set_len(size)
-                .map_err(|e| FsError::io("ftruncate", WHAT, e))?;
+            layers.truncate(file, size, WHAT)?;
         }
         if sa.atime.is_some() || sa.mtime.is_some() {
             nix::sys::stat::futimens(

@@ -75,6 +75,10 @@ impl Lower for StoreLower {
         format!("layer {:#}", self.layer.diff_id)
     }
 
+    fn layer_id(&self) -> Option<String> {
+        Some(self.layer.diff_id.to_string())
+    }
+
     fn node(&self, path: &[u8]) -> Result<Option<Node>> {
         match self
             .store

@@ -883,3 +883,70 @@ fn of_containers_created_at_once_under_one_name_one_gets_it() {
         .count();
     assert_eq!(dirs, 1);
 }
+
+/// A write into a big file of the image copies only the blocks it touches
+/// (issue 13 item 6), and everything that reads the container afterwards
+/// sees the whole file with the change: a restart, diff, export and a
+/// commit run as a new container.
+#[test]
+fn a_write_into_a_big_image_file_copies_little_and_everything_sees_the_whole_file() {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let s = Strata::with_busybox();
+    let mut data = common::noise(40 << 20, 3);
+    s.run_stdin(
+        &[
+            "run",
+            "-i",
+            "--name",
+            "mk",
+            "busybox",
+            "sh",
+            "-c",
+            "cat > /big",
+        ],
+        &data,
+    )
+    .ok();
+    s.run(&["commit", "mk", "big:1"]).ok();
+    let at = 12_345_678;
+    let write = format!("printf x | dd of=/big bs=1 seek={at} conv=notrunc 2>/dev/null");
+    s.run(&["run", "--name", "writer", "big:1", "sh", "-c", &write])
+        .ok();
+    data[at] = b'x';
+    let want = format!("{:x}", sha2::Sha256::digest(&data));
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.run(&["inspect", "writer"]).ok().stdout).unwrap();
+    let upper = inspect[0]["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .unwrap();
+    let host = std::path::Path::new(upper).join("big");
+    let used = std::fs::metadata(&host).unwrap().blocks() * 512;
+    assert!(
+        used <= 4 << 20,
+        "the upper holds {used} bytes of a 40 MiB file"
+    );
+
+    let sum = "sha256sum /big | cut -d' ' -f1";
+    s.run(&["start", "writer"]).ok();
+    assert_eq!(s.run(&["diff", "writer"]).ok().stdout, "C /big\n");
+    let exported = s.cmd(&["export", "writer"]).output().unwrap();
+    assert!(exported.status.success());
+    let mut tar = tar::Archive::new(&exported.stdout[..]);
+    let mut found = false;
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_path_buf();
+        if path.file_name() == Some("big".as_ref()) && path.components().count() <= 2 {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut got).unwrap();
+            assert!(got == data, "export gives the whole file with the write");
+            found = true;
+        }
+    }
+    assert!(found, "export has /big");
+    s.run(&["commit", "writer", "big:2"]).ok();
+    let r = s.run(&["run", "--rm", "big:2", "sh", "-c", sum]).ok();
+    assert_eq!(r.stdout.trim(), want, "the commit holds the whole file");
+}

@@ -6,6 +6,7 @@ use super::{read_guard, Place, UnionFs};
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::ids::{FileHandle, NodeId};
+use crate::layers::Layers;
 use crate::orphan::Orphan;
 use crate::union::Resolved;
 use crate::upper::Upper;
@@ -43,15 +44,16 @@ impl Writer {
 }
 
 /// The upper file at `path` (resolved as `r`) opened for writing.
-fn open_upper_file(upper: &Upper, path: &[u8], r: &Resolved, flags: i32) -> Result<OpenFile> {
+fn open_upper_file(
+    layers: &Layers,
+    upper: &Upper,
+    (path, r): (&[u8], &Resolved),
+    flags: i32,
+) -> Result<OpenFile> {
     if r.is_dir() {
         return Err(FsError::posix(Errno::EISDIR, path));
     }
-    Ok(OpenFile::Host {
-        file: upper.open_file(path, flags)?,
-        writable: true,
-        backs_node: true,
-    })
+    layers.upper_open_file(upper.open_file(path, flags)?, flags, path)
 }
 
 impl UnionFs {
@@ -75,7 +77,7 @@ impl UnionFs {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
                 let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
-                open_upper_file(upper, &path, &r, flags)
+                open_upper_file(&self.layers, upper, (&path, &r), flags)
             }
             Place::Orphan(o) => self.writable_orphan(id, &o)?.open(&self.layers, flags),
         }
@@ -172,7 +174,7 @@ impl UnionFs {
                 if !self.layers.in_upper(&r) {
                     return Ok(None);
                 }
-                open_upper_file(upper, &path, &r, flags).map(Some)
+                open_upper_file(&self.layers, upper, (&path, &r), flags).map(Some)
             }
             Place::Orphan(o) => match *o {
                 Orphan::Upper(_) | Orphan::Gone(_) => o.open(&self.layers, flags).map(Some),
@@ -199,6 +201,9 @@ impl UnionFs {
                 OpenFile::Host { file, .. } => file
                     .read_at(&mut buf[done..], off)
                     .map_err(|e| FsError::io("read", b"<open file>", e))?,
+                OpenFile::Partial { file, partial, .. } => {
+                    partial.read_at(file, off, &mut buf[done..])?
+                }
                 OpenFile::Layer { layer, path, node } => {
                     let _g = read_guard(&self.tree);
                     let l = self
@@ -229,13 +234,36 @@ impl UnionFs {
         writer: &Writer,
     ) -> Result<usize> {
         let h = self.file_of(id, fh, true)?;
-        let OpenFile::Host { file, .. } = &*h else {
-            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
-        };
         // pwrite on an O_APPEND descriptor appends whatever the offset, which
         // is what an O_APPEND writer expects.
-        file.write_all_at(data, offset)
-            .map_err(|e| FsError::io("write", b"<open file>", e))?;
+        let write = |file: &std::fs::File| {
+            file.write_all_at(data, offset)
+                .map_err(|e| FsError::io("write", b"<open file>", e))
+        };
+        let file = match &*h {
+            OpenFile::Host { file, .. } => {
+                write(file)?;
+                file
+            }
+            OpenFile::Partial {
+                file,
+                appends,
+                partial,
+                ..
+            } => {
+                // Where the bytes land: an append's at the end.
+                let at = match appends {
+                    true => file
+                        .metadata()
+                        .map_err(|e| FsError::io("fstat", b"<open file>", e))?
+                        .len(),
+                    false => offset,
+                };
+                partial.change(file, (at, data.len() as u64), || write(file))?;
+                file
+            }
+            OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
+        };
         self.drop_setgid(file, writer)?;
         Ok(data.len())
     }
@@ -284,7 +312,9 @@ impl UnionFs {
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
     /// its metadata too. Store-backed files have nothing to flush.
     pub fn fsync(&self, id: NodeId, fh: Option<FileHandle>, datasync: bool) -> Result<()> {
-        if let OpenFile::Host { file, .. } = &*self.file_of(id, fh, false)? {
+        if let OpenFile::Host { file, .. } | OpenFile::Partial { file, .. } =
+            &*self.file_of(id, fh, false)?
+        {
             let r = if datasync {
                 file.sync_data()
             } else {
@@ -312,16 +342,34 @@ impl UnionFs {
         writer: &Writer,
     ) -> Result<()> {
         let h = self.file_of(id, fh, true)?;
-        let OpenFile::Host { file, .. } = &*h else {
-            return Err(FsError::posix(Errno::EBADF, b"<open file>"));
+        let flags = nix::fcntl::FallocateFlags::from_bits_truncate(mode);
+        let allocate = |file: &std::fs::File| {
+            nix::fcntl::fallocate(file, flags, offset as libc::off_t, length as libc::off_t)
+                .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
         };
-        nix::fcntl::fallocate(
-            file,
-            nix::fcntl::FallocateFlags::from_bits_truncate(mode),
-            offset as libc::off_t,
-            length as libc::off_t,
-        )
-        .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))?;
+        let file = match &*h {
+            OpenFile::Host { file, .. } => {
+                allocate(file)?;
+                file
+            }
+            OpenFile::Partial { file, partial, .. } => {
+                use nix::fcntl::FallocateFlags as F;
+                let zeroes = F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_ZERO_RANGE;
+                if flags.intersects(zeroes) {
+                    // Zeros in the range: the upper's from now on.
+                    partial.change(file, (offset, length), || allocate(file))?;
+                } else if flags.difference(F::FALLOC_FL_KEEP_SIZE).is_empty() {
+                    // Space only: no byte changes.
+                    allocate(file)?;
+                } else {
+                    // Collapse or insert moves bytes: all must be here.
+                    partial.fill(file)?;
+                    allocate(file)?;
+                }
+                file
+            }
+            OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
+        };
         self.drop_setgid(file, writer)
     }
 
@@ -349,15 +397,16 @@ impl UnionFs {
                 nix::unistd::lseek(file, offset, w)
                     .map_err(|e| FsError::io("lseek", b"<open file>", e.into()))
             }
+            OpenFile::Partial { file, .. } => {
+                // Its holes are the layer's data: data everywhere, as below.
+                let size = file
+                    .metadata()
+                    .map_err(|e| FsError::io("fstat", b"<open file>", e))?;
+                data_to_the_end(size.len() as i64, offset, whence, b"<open file>")
+            }
             OpenFile::Layer { node, path, .. } => {
                 // Store files have no holes: data everywhere up to the size.
-                let size = node.entry.size as i64;
-                match whence {
-                    libc::SEEK_DATA if offset < size => Ok(offset),
-                    libc::SEEK_HOLE if offset < size => Ok(size),
-                    libc::SEEK_DATA | libc::SEEK_HOLE => Err(FsError::posix(Errno::ENXIO, path)),
-                    _ => Err(FsError::posix(Errno::EINVAL, path)),
-                }
+                data_to_the_end(node.entry.size as i64, offset, whence, path)
             }
         }
     }
@@ -377,5 +426,16 @@ impl UnionFs {
         // most 1 MiB per call; the kernel loops for more).
         let data = self.read(id_in, fh_in, off_in, len.min(1 << 20) as u32)?;
         self.write(id_out, fh_out, off_out, &data, writer)
+    }
+}
+
+/// SEEK_DATA and SEEK_HOLE in a file of `size` bytes with data everywhere,
+/// ENXIO from its end; other seeks are the kernel's.
+fn data_to_the_end(size: i64, offset: i64, whence: i32, path: &[u8]) -> Result<i64> {
+    match whence {
+        libc::SEEK_DATA if offset < size => Ok(offset),
+        libc::SEEK_HOLE if offset < size => Ok(size),
+        libc::SEEK_DATA | libc::SEEK_HOLE => Err(FsError::posix(Errno::ENXIO, path)),
+        _ => Err(FsError::posix(Errno::EINVAL, path)),
     }
 }

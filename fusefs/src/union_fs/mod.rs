@@ -300,8 +300,7 @@ impl UnionFs {
             match r.node.entry.kind {
                 Kind::Regular => {
                     let f = upper.open_file(&path, libc::O_WRONLY)?;
-                    f.set_len(size)
-                        .map_err(|e| FsError::io("truncate", &path, e))?;
+                    self.layers.truncate(&f, size, &path)?;
                 }
                 Kind::Dir => return Err(FsError::posix(Errno::EISDIR, &path)),
                 _ => return Err(FsError::posix(Errno::EINVAL, &path)),
@@ -584,11 +583,7 @@ impl UnionFs {
 
     fn orphan_setattr(&self, id: NodeId, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
-        o.setattr(
-            id.ino(),
-            sa,
-            self.layers.upper(b"<unlinked file>")?.format(),
-        )?;
+        o.setattr(id.ino(), sa, &self.layers)?;
         Ok(Attr {
             id,
             node: o.node(id.ino())?,

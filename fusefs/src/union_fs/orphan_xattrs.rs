@@ -61,7 +61,7 @@ impl UnionFs {
                 mode: Some(mode),
                 ..SetAttr::default()
             };
-            o.setattr(id.ino(), &chmod, format)?;
+            o.setattr(id.ino(), &chmod, &self.layers)?;
             match keep {
                 Some(a) => value = a.to_bytes(),
                 None => return self.orphan_remove_host_xattr(file, name),

@@ -186,7 +186,14 @@ impl Fx {
     /// A new union over the same lowers and upper, as after an unmount
     /// and a mount: what it shows comes from the upper as written.
     pub fn remount(&mut self) {
-        let boxed: Vec<Box<dyn Lower>> = match self.setup.lower {
+        let layers = Layers::with_format(Some(&self.upper), self.lowers(), Some(self.setup.format))
+            .expect("layers over the same upper");
+        self.fs = UnionFs::new(layers, false);
+    }
+
+    /// The lowers again, as a new mount (or a commit) opens them.
+    pub fn lowers(&self) -> Vec<Box<dyn Lower>> {
+        match self.setup.lower {
             LowerKind::Mem => self
                 .lower_items
                 .iter()
@@ -198,10 +205,12 @@ impl Fx {
                 .iter()
                 .map(|r| Box::new(DirLower::new(r)) as Box<dyn Lower>)
                 .collect(),
-        };
-        let layers = Layers::with_format(Some(&self.upper), boxed, Some(self.setup.format))
-            .expect("layers over the same upper");
-        self.fs = UnionFs::new(layers, false);
+        }
+    }
+
+    /// The upper's root on the host.
+    pub fn upper_root(&self) -> &Path {
+        &self.upper
     }
 
     /// Node id of `path` ("" is the root), by one lookup per component as
