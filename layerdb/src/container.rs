@@ -198,6 +198,23 @@ pub struct Resources {
     pub pids_limit: i64,
     /// Every device, not only docker's defaults (`--privileged`).
     pub all_devices: bool,
+    /// `--ulimit`: resource limits of the container's processes, by name
+    /// (one each). Absent in records made before it.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`, in docker's HostConfig shape; -1 is
+/// no limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    /// docker's name of the limit (`nofile`, `nproc`, `core`...).
+    pub name: String,
+    /// The soft limit.
+    pub soft: i64,
+    /// The hard limit.
+    pub hard: i64,
 }
 
 /// A container's network options as given to `run` (the addresses it gets

@@ -141,6 +141,9 @@ pub struct ExecInArgs {
     /// The container's recorded security options, as JSON
     #[arg(long, default_value = "{}")]
     pub security: String,
+    /// The container's `--ulimit`s, as JSON
+    #[arg(long, default_value = "[]")]
+    pub ulimits: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -312,6 +315,9 @@ pub struct RunArgs {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
+    /// Ulimit options (NAME=SOFT[:HARD], -1 for no limit; e.g. nofile=1024:2048)
+    #[arg(long = "ulimit", allow_hyphen_values = true)]
+    pub ulimit: Vec<String>,
     /// Publish a container's port to the host: [IP:][HOST:]CONTAINER[/tcp|/udp]
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

@@ -40,6 +40,8 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     }
     cmd.arg("--security")
         .arg(serde_json::to_string(&rec.security)?);
+    cmd.arg("--ulimits")
+        .arg(serde_json::to_string(&rec.resources.ulimits)?);
     cmd.arg("--").args(&args.command);
     Err(cmd.exec()).context("re-executing strata to join the container")
 }
@@ -47,6 +49,7 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
 pub fn exec_in(args: ExecInArgs) -> Result<i32> {
     let security: layerdb::SecurityOptions =
         serde_json::from_str(&args.security).context("--security")?;
+    let ulimits: Vec<layerdb::Ulimit> = serde_json::from_str(&args.ulimits).context("--ulimits")?;
     let spec = crate::container::ExecSpec {
         args: &args.command,
         env: &args.env,
@@ -55,6 +58,7 @@ pub fn exec_in(args: ExecInArgs) -> Result<i32> {
         tty: args.tty,
         interactive: args.interactive,
         security: &security,
+        ulimits: &ulimits,
     };
     match crate::container::exec_in(args.pid, spec) {
         Ok(code) => Ok(code),

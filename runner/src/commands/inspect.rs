@@ -119,6 +119,10 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
     value["HostConfig"]["Memory"] = json!(limits.memory);
     value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
     value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
+    value["HostConfig"]["Ulimits"] = match limits.ulimits.is_empty() {
+        true => Value::Null,
+        false => json!(limits.ulimits),
+    };
     add_network_json(&dir, c, &mut value);
     value
 }

@@ -280,7 +280,7 @@ fn check_user(u: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--memory`, `--cpus`, `--pids-limit`, `--privileged`, checked as
+/// `--memory`, `--cpus`, `--pids-limit`, `--privileged`, `--ulimit`, checked as
 /// docker checks them; warns when they cannot apply (rootless on v1).
 fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     use crate::container::cgroup;
@@ -304,6 +304,7 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
             .transpose()?
             .unwrap_or(0),
         all_devices: args.privileged,
+        ulimits: crate::container::ulimits::parse_all(&args.ulimit)?,
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     cgroup::validate(&resources, cpus)?;

@@ -36,6 +36,7 @@ pub struct ExecSpec<'a> {
     pub tty: bool,
     pub interactive: bool,
     pub security: &'a SecurityOptions,
+    pub ulimits: &'a [layerdb::Ulimit],
 }
 
 /// What the exec'd process runs with.
@@ -170,6 +171,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         hostname,
         tty: spec.tty,
         security: &request.security,
+        ulimits: spec.ulimits,
     };
     process::exec(&process, Some(alive.as_fd()))
 }

@@ -41,6 +41,7 @@ mod seccomp;
 mod security;
 mod signals;
 mod spec;
+pub mod ulimits;
 mod user;
 mod userns;
 

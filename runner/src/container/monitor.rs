@@ -278,6 +278,7 @@ fn init_steps(
         hostname: spec.hostname.clone(),
         tty: spec.tty,
         security,
+        ulimits: &spec.resources.ulimits,
     };
     Err(process::exec(&process, Some(go.as_fd())))
 }

@@ -36,6 +36,7 @@ pub struct ProcessSpec<'a> {
     pub hostname: String,
     pub tty: bool,
     pub security: &'a Prepared,
+    pub ulimits: &'a [layerdb::Ulimit],
 }
 
 /// Runs the steps and execs; returns only the error that stopped it.
@@ -66,6 +67,8 @@ fn prepare_and_exec(
     };
     create_working_dir(cwd)?;
     let security = process.security;
+    // While the capability to raise a hard limit is still held.
+    super::ulimits::apply(process.ulimits)?;
     capabilities::limit_bounding(&security.capabilities)?;
     let kept = capabilities::final_set(&security.capabilities, ids.uid == 0)?;
     switch_user(&ids)?;
