@@ -192,6 +192,11 @@ pub struct SecurityOptions {
 pub struct Resources {
     /// Bytes of memory (`--memory`).
     pub memory: i64,
+    /// Bytes of memory and swap together (`--memory-swap`): 0 is docker's
+    /// default (swap as much as memory), -1 no limit on swap. Absent in
+    /// records made before it.
+    #[serde(default)]
+    pub memory_swap: i64,
     /// CPU time in billionths of a CPU (`--cpus 1.5` is 1_500_000_000).
     pub nano_cpus: i64,
     /// Most tasks at once (`--pids-limit`).

@@ -309,6 +309,9 @@ pub struct RunArgs {
     /// Memory limit (bytes, or with a unit: b, k, m, g)
     #[arg(short = 'm', long, allow_hyphen_values = true)]
     pub memory: Option<String>,
+    /// Memory plus swap (bytes, or with a unit); -1 for no limit on swap
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
     /// Number of CPUs (a CFS quota over a 100 ms period)
     #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<String>,

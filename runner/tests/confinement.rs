@@ -181,6 +181,10 @@ fn limits_given_to_run_are_applied_in_the_containers_own_cgroup_which_goes_with_
     assert_eq!(host_config["Memory"], 67_108_864, "{host_config}");
     assert_eq!(host_config["NanoCpus"], 500_000_000, "{host_config}");
     assert_eq!(host_config["PidsLimit"], 50, "{host_config}");
+    assert_eq!(
+        host_config["MemorySwap"], 134_217_728,
+        "twice the memory by default"
+    );
 
     // Inside, the container's cgroup is its root (a cgroup namespace).
     let inside = f.exec("limited", &["cat", "/proc/self/cgroup"]).ok().stdout;
@@ -191,6 +195,34 @@ fn limits_given_to_run_are_applied_in_the_containers_own_cgroup_which_goes_with_
     f.run(&["rm", "-f", "limited"]).ok();
     for dir in &dirs {
         assert!(!dir.exists(), "{} is left after rm -f", dir.display());
+    }
+}
+
+#[test]
+fn memory_swap_limits_memory_and_swap_together_as_dockers_does() {
+    let f = Fixture::new();
+    // --memory-swap, memory + swap, v2's swap alone, v1's read back.
+    let cases = [
+        ("swap96", "96m", 100_663_296, "33554432", "100663296"),
+        ("swapless", "-1", -1, "max", "9223372036854771712"),
+    ];
+    for (name, flag, both, v2_swap, v1_both) in cases {
+        f.detach(
+            name,
+            &["-m", "64m", "--memory-swap", flag],
+            &["sleep", "300"],
+        );
+        let dirs = strata_cgroups(f.pid(name));
+        if dirs.iter().any(|d| d.join("memory.swap.max").exists()) {
+            assert_eq!(control(&dirs, "memory.swap.max"), v2_swap);
+        } else if dirs
+            .iter()
+            .any(|d| d.join("memory.memsw.limit_in_bytes").exists())
+        {
+            assert_eq!(control(&dirs, "memory.memsw.limit_in_bytes"), v1_both);
+        }
+        assert_eq!(f.inspect(name)["HostConfig"]["MemorySwap"], both);
+        f.run(&["rm", "-f", name]).ok();
     }
 }
 
@@ -310,7 +342,7 @@ fn ulimits_bind_the_containers_processes_and_its_execs_and_inspect_shows_them() 
 #[test]
 fn bad_limits_fail_with_dockers_messages_and_leave_no_container() {
     let f = Fixture::new();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (
             &["--memory", "lots"],
             "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'",
@@ -325,6 +357,18 @@ fn bad_limits_fail_with_dockers_messages_and_leave_no_container() {
         (
             &["--pids-limit", "x"],
             "invalid argument \"x\" for \"--pids-limit\" flag",
+        ),
+        (
+            &["--memory-swap", "64m"],
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ),
+        (
+            &["-m", "64m", "--memory-swap", "32m"],
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ),
+        (
+            &["--memory-swap", "lots"],
+            "invalid argument \"lots\" for \"--memory-swap\" flag: invalid size: 'lots'",
         ),
         (
             &["--ulimit", "files=10"],

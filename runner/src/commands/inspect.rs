@@ -117,6 +117,7 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
     // docker's resource fields: 0 (and a null PidsLimit) mean no limit.
     let limits = &c.resources;
     value["HostConfig"]["Memory"] = json!(limits.memory);
+    value["HostConfig"]["MemorySwap"] = json!(crate::container::cgroup::memory_and_swap(limits));
     value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
     value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
     value["HostConfig"]["Ulimits"] = match limits.ulimits.is_empty() {

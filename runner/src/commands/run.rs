@@ -280,7 +280,8 @@ fn check_user(u: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--memory`, `--cpus`, `--pids-limit`, `--privileged`, `--ulimit`, checked as
+/// `--memory`, `--memory-swap`, `--cpus`, `--pids-limit`, `--privileged`,
+/// `--ulimit`, checked as
 /// docker checks them; warns when they cannot apply (rootless on v1).
 fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     use crate::container::cgroup;
@@ -289,6 +290,12 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
             .memory
             .as_deref()
             .map(cgroup::parse_memory)
+            .transpose()?
+            .unwrap_or(0),
+        memory_swap: args
+            .memory_swap
+            .as_deref()
+            .map(cgroup::parse_memory_swap)
             .transpose()?
             .unwrap_or(0),
         nano_cpus: args

@@ -1,5 +1,5 @@
-//! `--memory`, `--cpus` and `--pids-limit` as docker reads and checks
-//! them, with docker's messages for bad values.
+//! `--memory`, `--memory-swap`, `--cpus` and `--pids-limit` as docker
+//! reads and checks them, with docker's messages for bad values.
 
 use anyhow::bail;
 use layerdb::Resources;
@@ -9,17 +9,28 @@ pub const CFS_PERIOD_US: i64 = 100_000;
 /// docker's smallest memory limit: 6 MiB.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 /// memory + swap, as a multiple of memory, when `--memory-swap` is unset.
-pub const MEMORY_SWAP_FACTOR: i64 = 2;
+const MEMORY_SWAP_FACTOR: i64 = 2;
 const NANOS_PER_CPU: i64 = 1_000_000_000;
 
 /// docker's RAMInBytes: a number (a fraction allowed) and an optional unit
 /// b, k, m, g, t or p (any case, binary multiples), optionally followed
 /// by `b`/`ib` as in `512mb` or `1GiB`.
 pub fn parse_memory(value: &str) -> anyhow::Result<i64> {
+    parse_size(value, "-m, --memory")
+}
+
+/// docker's `--memory-swap`: a size as for `--memory`, or -1 for no limit
+/// on swap.
+pub fn parse_memory_swap(value: &str) -> anyhow::Result<i64> {
+    match value.trim() {
+        "-1" => Ok(-1),
+        _ => parse_size(value, "--memory-swap"),
+    }
+}
+
+fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
     let bad = || {
-        anyhow::anyhow!(
-            "invalid argument \"{value}\" for \"-m, --memory\" flag: invalid size: '{value}'"
-        )
+        anyhow::anyhow!("invalid argument \"{value}\" for \"{flag}\" flag: invalid size: '{value}'")
     };
     let lower = value.trim().to_ascii_lowercase();
     let digits_end = lower
@@ -76,6 +87,17 @@ pub fn parse_cpus(value: &str) -> anyhow::Result<i64> {
         .ok_or_else(not_rational)
 }
 
+/// Memory plus swap as docker shows and applies it: `--memory-swap` as
+/// given, twice the memory when only `--memory` was, -1 for no limit on
+/// swap, and 0 when neither limits anything.
+pub fn memory_and_swap(resources: &Resources) -> i64 {
+    match (resources.memory, resources.memory_swap) {
+        (0, _) => 0,
+        (memory, 0) => memory.saturating_mul(MEMORY_SWAP_FACTOR),
+        (_, swap) => swap,
+    }
+}
+
 /// docker's `--pids-limit`: an integer; 0 and -1 mean no limit.
 pub fn parse_pids_limit(value: &str) -> anyhow::Result<i64> {
     match value.parse::<i64>() {
@@ -91,6 +113,12 @@ pub fn parse_pids_limit(value: &str) -> anyhow::Result<i64> {
 pub fn validate(resources: &Resources, cpus_on_host: usize) -> anyhow::Result<()> {
     if resources.memory != 0 && resources.memory < MIN_MEMORY {
         bail!("Minimum memory limit allowed is 6MB");
+    }
+    if resources.memory == 0 && resources.memory_swap > 0 {
+        bail!("You should always set the Memory limit when using Memoryswap limit, see usage");
+    }
+    if resources.memory_swap > 0 && resources.memory_swap < resources.memory {
+        bail!("Minimum memoryswap limit should be larger than memory limit, see usage");
     }
     let host = i64::try_from(cpus_on_host).unwrap_or(i64::MAX);
     if resources.nano_cpus < 0 || resources.nano_cpus > host.saturating_mul(NANOS_PER_CPU) {

@@ -25,7 +25,9 @@ mod limits;
 mod v1;
 mod v2;
 
-pub use limits::{parse_cpus, parse_memory, parse_pids_limit, validate};
+pub use limits::{
+    memory_and_swap, parse_cpus, parse_memory, parse_memory_swap, parse_pids_limit, validate,
+};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use layerdb::Resources;
 
 use super::devices;
-use super::limits::{CFS_PERIOD_US, MEMORY_SWAP_FACTOR};
+use super::limits::{memory_and_swap, CFS_PERIOD_US};
 use super::{make_dir, wait_until, write_control, ContainerCgroup, Version};
 
 /// Makes `/strata/<id>` in each hierarchy and applies `resources`. On
@@ -67,10 +67,10 @@ fn configure(
     if resources.memory > 0 {
         let dir = dir_of("memory", "cannot apply --memory")?;
         write_control(dir, "memory.limit_in_bytes", &resources.memory.to_string())?;
-        // docker's default swap: as much again (memory+swap = twice the
-        // limit), where the kernel accounts swap at all.
+        // Memory + swap (docker's default: twice the limit), where the
+        // kernel accounts swap at all.
         if dir.join("memory.memsw.limit_in_bytes").exists() {
-            let both = resources.memory.saturating_mul(MEMORY_SWAP_FACTOR);
+            let both = memory_and_swap(resources);
             write_control(dir, "memory.memsw.limit_in_bytes", &both.to_string())?;
         }
     }

@@ -59,9 +59,13 @@ fn configure(base: &Path, dir: &Path, resources: &Resources) -> anyhow::Result<(
     }
     if resources.memory > 0 {
         write_control(dir, "memory.max", &resources.memory.to_string())?;
-        // docker's default: as much swap again as memory.
+        // Swap alone here (docker's default: as much again as memory).
         if dir.join("memory.swap.max").exists() {
-            write_control(dir, "memory.swap.max", &resources.memory.to_string())?;
+            let swap = match super::limits::memory_and_swap(resources) {
+                -1 => "max".to_string(),
+                both => (both - resources.memory).to_string(),
+            };
+            write_control(dir, "memory.swap.max", &swap)?;
         }
     }
     if resources.nano_cpus > 0 {
