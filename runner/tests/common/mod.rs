@@ -28,6 +28,18 @@ impl Run {
         assert_eq!(self.code, 0, "command failed: {}", self.stderr);
         self
     }
+
+    /// docker's shape for bad input: exit 125 and one line that says `text`.
+    pub fn refused_with(self, text: &str) -> Run {
+        assert_eq!(self.code, 125, "{}", self.stderr);
+        assert!(
+            self.stderr.contains(text),
+            "wanted {text:?} in: {}",
+            self.stderr
+        );
+        assert_eq!(self.stderr.lines().count(), 1, "{}", self.stderr);
+        self
+    }
 }
 
 impl From<Output> for Run {
