@@ -263,7 +263,7 @@ impl DirLower {
         e.xattrs = self.container_xattrs(host, path, &names)?;
         e.ino = md.ino() as u32;
         let ino = self.stable_ino(host, md, &names)?;
-        let mut node = host_node(ino, md, e);
+        let mut node = host_node(ino, md, e, &names);
         if kind == Kind::Dir && !node.entry.opaque {
             node.redirect = self.redirect(host, path, &names)?.map(Arc::new);
         }
@@ -443,16 +443,24 @@ pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     e.xattrs = visible_xattrs(&names, |name| {
         xattr::get_fd(file, name).map_err(|e| FsError::io("fgetxattr", what, e))
     })?;
-    Ok(host_node(ino, &md, e))
+    Ok(host_node(ino, &md, e, &names))
 }
 
 /// The node `entry` makes with the host inode's times and block count.
-fn host_node(ino: u64, md: &Metadata, entry: Entry) -> Node {
+/// The node of a host file whose xattrs are `names`. A file copied up
+/// block by block counts its layer's bytes as used: its holes are data,
+/// and a sparse-aware reader (tar's, GNU tar --sparse) that sees fewer
+/// blocks than bytes looks for holes, or with none at all reads nothing.
+fn host_node(ino: u64, md: &Metadata, entry: Entry, names: &[Vec<u8>]) -> Node {
+    let mut blocks = md.blocks();
+    if has(names, crate::partial::PARTIAL_XATTR) {
+        blocks = blocks.max(entry.size.div_ceil(512));
+    }
     Node {
         ino,
         atime_ns: ns(md.atime(), md.atime_nsec()),
         ctime_ns: ns(md.ctime(), md.ctime_nsec()),
-        blocks: md.blocks(),
+        blocks,
         entry,
         redirect: None,
         chunk_ends: None,

@@ -265,7 +265,7 @@ impl Layers {
     /// one copied up block by block is read through its record.
     pub(crate) fn upper_open_file(&self, file: File, flags: i32, path: &[u8]) -> Result<OpenFile> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let partial = match self.partial(&file, path)? {
+        let partial = match self.partial(&file, writable, path)? {
             // The open emptied it: nothing comes from the layer any more.
             Some(p) if flags & libc::O_TRUNC != 0 => p.truncate(&file, 0).map(|()| None)?,
             p => p,
@@ -287,14 +287,19 @@ impl Layers {
 
     /// The state of upper file `file` if it was copied up block by block
     /// and is not whole yet.
-    pub(crate) fn partial(&self, file: &File, path: &[u8]) -> Result<Option<Arc<PartialFile>>> {
-        self.partials.of(file, &self.lowers, path)
+    pub(crate) fn partial(
+        &self,
+        file: &File,
+        writable: bool,
+        path: &[u8],
+    ) -> Result<Option<Arc<PartialFile>>> {
+        self.partials.of(file, (&self.lowers, writable), path)
     }
 
     /// Truncates (or extends) upper file `file`, and its record if it was
     /// copied up block by block.
     pub(crate) fn truncate(&self, file: &File, size: u64, path: &[u8]) -> Result<()> {
-        match self.partial(file, path)? {
+        match self.partial(file, true, path)? {
             Some(p) => p.truncate(file, size),
             None => file
                 .set_len(size)

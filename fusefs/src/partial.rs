@@ -270,15 +270,26 @@ pub fn read_at(
 /// by every open of it ([`Partials`]); the lock orders writes that copy
 /// blocks against each other and against reads.
 pub struct PartialFile {
-    rec: RwLock<Record>,
+    kept: RwLock<Kept>,
     origin: Arc<dyn Lower>,
     node: Node,
+}
+
+/// The record as the mount knows it.
+#[derive(Debug)]
+struct Kept {
+    rec: Record,
+    /// `lower_len` was cut when a read-only open read the record, and not
+    /// stored then: a read-only mount (export's) must not write into an
+    /// upper a running container's server writes too. The first change
+    /// stores it.
+    unsaved: bool,
 }
 
 impl std::fmt::Debug for PartialFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartialFile")
-            .field("rec", &self.rec)
+            .field("kept", &self.kept)
             .finish()
     }
 }
@@ -294,8 +305,14 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl PartialFile {
     /// Reads through the record (see [`read_at`]).
     pub fn read_at(&self, file: &File, off: u64, buf: &mut [u8]) -> Result<usize> {
-        let rec = read_lock(&self.rec);
-        read_at(file, &rec, (self.origin.as_ref(), &self.node), off, buf)
+        let kept = read_lock(&self.kept);
+        read_at(
+            file,
+            &kept.rec,
+            (self.origin.as_ref(), &self.node),
+            off,
+            buf,
+        )
     }
 
     /// Changes bytes `[off, off + len)` with `change` (a write, a hole
@@ -307,8 +324,27 @@ impl PartialFile {
         (off, len): (u64, u64),
         change: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
-        let mut rec = write_lock(&self.rec);
-        let end = off.saturating_add(len);
+        self.copy_and_change(file, (off, off.saturating_add(len)), false, change)
+    }
+
+    /// Copies every block still in the layer: before a change that moves
+    /// data within the file (fallocate's collapse and insert).
+    pub fn fill(&self, file: &File) -> Result<()> {
+        self.copy_and_change(file, (0, u64::MAX), true, || Ok(()))
+    }
+
+    /// Copies the blocks of `[off, end)` still in the layer (`all`: every
+    /// one, else those the range covers only in part, whose other bytes
+    /// must stay), runs `change`, then marks them all and stores the record.
+    fn copy_and_change<R>(
+        &self,
+        file: &File,
+        (off, end): (u64, u64),
+        all: bool,
+        change: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let mut kept = write_lock(&self.kept);
+        let rec = &kept.rec;
         let blocks: Vec<u64> = rec
             .blocks(off, end)
             .filter(|&i| !rec.is_filled(i))
@@ -316,36 +352,31 @@ impl PartialFile {
         let b = rec.block();
         for &i in &blocks {
             let (start, stop) = (i * b, ((i + 1) * b).min(rec.lower_len));
-            if off > start || end < stop {
-                self.copy_block(file, &rec, start, stop)?;
+            if all || off > start || end < stop {
+                self.copy_block(file, rec, start, stop)?;
             }
         }
         let out = change()?;
-        if !blocks.is_empty() {
-            for i in blocks {
-                rec.set_filled(i);
-            }
-            store(file, &rec, &rec.path)?;
+        for &i in &blocks {
+            kept.rec.set_filled(i);
+        }
+        if !blocks.is_empty() || kept.unsaved {
+            store(file, &kept.rec, &kept.rec.path)?;
+            kept.unsaved = false;
         }
         Ok(out)
-    }
-
-    /// Copies every block still in the layer: before a change that moves
-    /// data within the file (fallocate's collapse and insert).
-    pub fn fill(&self, file: &File) -> Result<()> {
-        let len = read_lock(&self.rec).lower_len;
-        self.change(file, (0, len), || Ok(()))
     }
 
     /// Truncates the file to `size` and then the record (see the module's
     /// note on order).
     pub fn truncate(&self, file: &File, size: u64) -> Result<()> {
-        let mut rec = write_lock(&self.rec);
+        let mut kept = write_lock(&self.kept);
         file.set_len(size)
-            .map_err(|e| FsError::io("truncate", &rec.path, e))?;
-        if size < rec.lower_len {
-            rec.lower_len = size;
-            store(file, &rec, &rec.path)?;
+            .map_err(|e| FsError::io("truncate", &kept.rec.path, e))?;
+        if size < kept.rec.lower_len || kept.unsaved {
+            kept.rec.lower_len = kept.rec.lower_len.min(size);
+            store(file, &kept.rec, &kept.rec.path)?;
+            kept.unsaved = false;
         }
         Ok(())
     }
@@ -380,11 +411,12 @@ pub struct Partials {
 
 impl Partials {
     /// The partial state of upper file `file`, `None` for an ordinary one.
-    /// `lowers` are the mount's, one of which the record names.
+    /// `lowers` are the mount's, one of which the record names; `writable`:
+    /// the open may change the file (see `Kept::unsaved`).
     pub fn of<L: Lower + 'static>(
         &self,
         file: &File,
-        lowers: &[Arc<L>],
+        (lowers, writable): (&[Arc<L>], bool),
         what: &[u8],
     ) -> Result<Option<Arc<PartialFile>>> {
         // Most upper files have no record: one failed getxattr for them.
@@ -402,20 +434,24 @@ impl Partials {
         let Some((mut rec, size)) = stored_record(file, what)? else {
             return Ok(None);
         };
+        let mut unsaved = false;
         if size < rec.lower_len {
             // Shrunk after it was stored (a truncation cut short, or an
             // open with O_TRUNC): a later growth must read zeros there.
             rec.lower_len = size;
-            store(file, &rec, what)?;
-            if rec.is_complete() {
-                return Ok(None);
+            match writable {
+                true => store(file, &rec, what)?,
+                false => unsaved = true,
             }
+        }
+        if rec.is_complete() {
+            return Ok(None);
         }
         let (origin, node) =
             find_origin(lowers.iter().map(|l| l.as_ref() as &dyn Lower), &rec, what)?;
         let origin: Arc<dyn Lower> = lowers[origin].clone();
         let p = Arc::new(PartialFile {
-            rec: RwLock::new(rec),
+            kept: RwLock::new(Kept { rec, unsaved }),
             origin,
             node,
         });

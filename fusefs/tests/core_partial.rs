@@ -285,3 +285,84 @@ fn an_open_that_truncates_leaves_nothing_of_the_layer() {
         assert!(!has_record(fx, "d/big"));
     });
 }
+
+/// A copy-up that moves no byte (chmod) leaves the upper file all holes:
+/// its blocks must still count the layer's bytes, or a sparse-aware
+/// reader (export's tar, GNU tar --sparse) takes it for all holes.
+#[test]
+fn a_file_copied_up_for_its_metadata_counts_its_layers_bytes_as_used() {
+    let lower = big_lower();
+    for_each_setup(&lower, |fx| {
+        let sa = SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(fx.id("d/big"), &sa).expect("chmod");
+        assert!(fx.in_upper("d/big"));
+        let blocks = fx.stat("d/big").blocks;
+        assert!(blocks * 512 >= SIZE, "{blocks} blocks for {SIZE} bytes");
+        assert!(fx.read("d/big") == noise(SIZE, 7));
+    });
+}
+
+/// fallocate's collapse moves bytes: every block must be in the upper
+/// first, copied, not just marked.
+#[test]
+fn a_collapsed_range_moves_the_layers_bytes() {
+    let lower = big_lower();
+    for_each_setup(&lower, |fx| {
+        let mut model = noise(SIZE, 7);
+        fx.write("d/big", 5 * MIB, b"x");
+        model[(5 * MIB) as usize] = b'x';
+        let id = fx.id("d/big");
+        let (fh, _) = fx.fs.open(id, libc::O_WRONLY).expect("open");
+        let collapse = libc::FALLOC_FL_COLLAPSE_RANGE;
+        fx.fs
+            .fallocate((id, Some(fh)), MIB, MIB, collapse, &writer())
+            .expect("collapse");
+        fx.fs.release(fh);
+        model.drain(MIB as usize..(2 * MIB) as usize);
+        assert!(
+            fx.read("d/big") == model,
+            "the bytes after the range moved down"
+        );
+    });
+}
+
+/// A read-only mount (export's) over an upper whose file was shrunk after
+/// its record was stored reads the right bytes but leaves the record to
+/// the container's own server: the two must not both write it.
+#[test]
+fn a_read_only_mount_never_writes_a_record() {
+    let lower = big_lower();
+    let setup = common::fixture::setups()[0];
+    let fx = Fx::new(setup, &[&lower]);
+    fx.write("d/big", 5 * MIB, b"x");
+    let host = fx.upper_path("d/big");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&host)
+        .expect("open")
+        .set_len(3 * MIB)
+        .expect("shrink behind the record");
+    let before = xattr::get(&host, RECORD).expect("getxattr");
+    let layers = Layers::with_format(Some(fx.upper_root()), fx.lowers(), Some(setup.format))
+        .expect("layers");
+    let fs = UnionFs::new(layers, true);
+    let d = fs.lookup(fusefs::NodeId::ROOT, b"d").expect("d").id;
+    let id = fs.lookup(d, b"big").expect("big").id;
+    let (fh, _) = fs.open(id, libc::O_RDONLY).expect("open");
+    let data = common::fixture::read_fh(&fs, id, fh);
+    assert!(data == noise(SIZE, 7)[..(3 * MIB) as usize]);
+    assert_eq!(
+        xattr::get(&host, RECORD).expect("getxattr"),
+        before,
+        "record unchanged"
+    );
+    // The writable mount stores the cut with its first change.
+    fx.write("d/big", 0, b"y");
+    let after = xattr::get(&host, RECORD)
+        .expect("getxattr")
+        .expect("a record");
+    assert_ne!(Some(after), before);
+}

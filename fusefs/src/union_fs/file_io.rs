@@ -312,10 +312,11 @@ impl UnionFs {
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
     /// its metadata too. Store-backed files have nothing to flush.
     pub fn fsync(&self, id: NodeId, fh: Option<FileHandle>, datasync: bool) -> Result<()> {
-        if let OpenFile::Host { file, .. } | OpenFile::Partial { file, .. } =
-            &*self.file_of(id, fh, false)?
-        {
-            let r = if datasync {
+        let h = self.file_of(id, fh, false)?;
+        if let OpenFile::Host { file, .. } | OpenFile::Partial { file, .. } = &*h {
+            // A partial file's record says where its data is: fdatasync
+            // must make it durable too, which only fsync does.
+            let r = if datasync && matches!(*h, OpenFile::Host { .. }) {
                 file.sync_data()
             } else {
                 file.sync_all()
