@@ -224,6 +224,9 @@ fn memory_swap_limits_memory_and_swap_together_as_dockers_does() {
         assert_eq!(f.inspect(name)["HostConfig"]["MemorySwap"], both);
         f.run(&["rm", "-f", name]).ok();
     }
+    // No limit on swap without one on memory: docker keeps the -1.
+    f.detach("noswaplimit", &["--memory-swap", "-1"], &["true"]);
+    assert_eq!(f.inspect("noswaplimit")["HostConfig"]["MemorySwap"], -1);
 }
 
 #[test]
@@ -325,9 +328,9 @@ fn ulimits_bind_the_containers_processes_and_its_execs_and_inspect_shows_them() 
     assert_eq!(
         inspect[0]["HostConfig"]["Ulimits"],
         serde_json::json!([
+            {"Name": "core", "Soft": -1, "Hard": -1},
             {"Name": "nofile", "Soft": 512, "Hard": 1024},
             {"Name": "nproc", "Soft": 300, "Hard": 300},
-            {"Name": "core", "Soft": -1, "Hard": -1},
         ])
     );
 }

@@ -10,9 +10,10 @@ use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
 
 use super::exit::StartError;
 
-/// docker's names, and the limit each sets.
-const NAMES: [(&str, Resource); 16] = [
-    ("as", Resource::RLIMIT_AS),
+/// docker's names, and the limit each sets. Not `as`: go-units left it
+/// out ("doesn't seem usable with the way Docker inits a container"), and
+/// docker refuses it.
+const NAMES: [(&str, Resource); 15] = [
     ("core", Resource::RLIMIT_CORE),
     ("cpu", Resource::RLIMIT_CPU),
     ("data", Resource::RLIMIT_DATA),
@@ -35,7 +36,7 @@ fn resource(name: &str) -> Option<Resource> {
 }
 
 /// The `--ulimit` flags, a later one of a name replacing an earlier one
-/// as docker's does; docker's message for a bad one.
+/// and sorted by name as docker's are; docker's message for a bad one.
 pub fn parse_all(values: &[String]) -> anyhow::Result<Vec<Ulimit>> {
     let mut out: Vec<Ulimit> = Vec::new();
     for value in values {
@@ -45,6 +46,7 @@ pub fn parse_all(values: &[String]) -> anyhow::Result<Vec<Ulimit>> {
         out.retain(|o| o.name != u.name);
         out.push(u);
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -60,17 +62,32 @@ fn parse(value: &str) -> anyhow::Result<Ulimit> {
         bail!("too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`");
     }
     let number = |s: &str| match s.parse::<i64>() {
+        // Below -1 go-units takes it and runc fails at the start: refused
+        // here, with the flag.
         Ok(n) if n >= -1 => Ok(n),
         Ok(n) => bail!("invalid ulimit value: {n} (a number, or -1 for no limit)"),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+            ) =>
+        {
+            bail!("strconv.ParseInt: parsing \"{s}\": value out of range")
+        }
         Err(_) => bail!("strconv.ParseInt: parsing \"{s}\": invalid syntax"),
     };
+    // go-units reads the hard limit first.
+    let hard = parts.get(1).map(|h| number(h)).transpose()?;
     let soft = number(parts[0])?;
-    let hard = match parts.get(1) {
-        Some(h) => number(h)?,
-        None => soft,
-    };
-    if as_rlim(soft) > as_rlim(hard) {
-        bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    let hard = hard.unwrap_or(soft);
+    match (soft, hard) {
+        (-1, h) if h != -1 => bail!(
+            "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: {h}"
+        ),
+        (s, h) if h != -1 && s > h => {
+            bail!("ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
+        }
+        _ => {}
     }
     Ok(Ulimit {
         name: name.to_string(),
@@ -125,9 +142,11 @@ mod tests {
         assert_eq!(v(&["core=-1"]).unwrap(), [one("core", -1, -1)]);
         assert_eq!(v(&["memlock=-1:-1"]).unwrap(), [one("memlock", -1, -1)]);
         assert_eq!(
-            v(&["nofile=1:2", "nproc=5", "nofile=3"]).unwrap(),
-            [one("nproc", 5, 5), one("nofile", 3, 3)]
+            v(&["nproc=5", "nofile=1:2", "core=-1", "nofile=3"]).unwrap(),
+            [one("core", -1, -1), one("nofile", 3, 3), one("nproc", 5, 5)],
+            "a later flag of a name wins; sorted by name"
         );
+        assert_eq!(v(&["nofile=5:-1"]).unwrap(), [one("nofile", 5, -1)]);
     }
 
     #[test]
@@ -137,6 +156,8 @@ mod tests {
         for (flag, reason) in [
             ("nofile", "invalid ulimit argument: nofile"),
             ("files=1", "invalid ulimit type: files"),
+            ("as=1000", "invalid ulimit type: as"),
+            ("NOFILE=5", "invalid ulimit type: NOFILE"),
             (
                 "nofile=1:2:3",
                 "too many limit value arguments - 1:2:3, can only have up to two, `soft[:hard]`",
@@ -145,13 +166,19 @@ mod tests {
                 "nofile=x",
                 "strconv.ParseInt: parsing \"x\": invalid syntax",
             ),
+            ("nofile=x:y", "strconv.ParseInt: parsing \"y\": invalid syntax"),
+            ("nofile=:5", "strconv.ParseInt: parsing \"\": invalid syntax"),
+            (
+                "nofile=99999999999999999999",
+                "strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+            ),
             (
                 "nofile=2048:1024",
                 "ulimit soft limit must be less than or equal to hard limit: 2048 > 1024",
             ),
             (
                 "nofile=-1:1024",
-                "ulimit soft limit must be less than or equal to hard limit: -1 > 1024",
+                "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: 1024",
             ),
         ] {
             assert_eq!(err(flag), prefix(flag) + reason);

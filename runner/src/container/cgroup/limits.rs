@@ -22,7 +22,7 @@ pub fn parse_memory(value: &str) -> anyhow::Result<i64> {
 /// docker's `--memory-swap`: a size as for `--memory`, or -1 for no limit
 /// on swap.
 pub fn parse_memory_swap(value: &str) -> anyhow::Result<i64> {
-    match value.trim() {
+    match value {
         "-1" => Ok(-1),
         _ => parse_size(value, "--memory-swap"),
     }
@@ -92,7 +92,8 @@ pub fn parse_cpus(value: &str) -> anyhow::Result<i64> {
 /// swap, and 0 when neither limits anything.
 pub fn memory_and_swap(resources: &Resources) -> i64 {
     match (resources.memory, resources.memory_swap) {
-        (0, _) => 0,
+        // Without -m, validate() let only 0 or -1 through: shown as given.
+        (0, swap) => swap,
         (memory, 0) => memory.saturating_mul(MEMORY_SWAP_FACTOR),
         (_, swap) => swap,
     }
