@@ -74,12 +74,18 @@ pub fn create_root_for_writing(root: &Path) -> Result<()> {
     if on_read_only_fs(root) {
         return Err(StoreError::ReadOnlyFilesystem(root.to_path_buf()));
     }
-    create_root(root)
+    prepare_root(root, true)
 }
 
 /// Creates the store root readable by its owner only: it holds every
 /// image's files and every container's writes.
 pub fn create_root(root: &Path) -> Result<()> {
+    prepare_root(root, false)
+}
+
+/// [`create_root`]; `writing`: for a writer, which brings an older format
+/// up to [`FORMAT`].
+fn prepare_root(root: &Path, writing: bool) -> Result<()> {
     let storage = crate::storage::of(root);
     if !root.exists() {
         if let Some(parent) = root.parent() {
@@ -91,7 +97,7 @@ pub fn create_root(root: &Path) -> Result<()> {
             Err(e) => return Err(e).at(root),
         }
     }
-    check_format(root, &*storage)?;
+    check_format(root, &*storage, writing)?;
     if !root.join("chunks").exists() {
         crate::placement::mark_top_of_tree(root);
     }
@@ -174,9 +180,15 @@ fn set_private(path: &Path) -> Result<()> {
     }
 }
 
-/// The on-disk format this code reads and writes (docs/design.md). A store
-/// of another format is refused rather than misread.
-const FORMAT: &str = "strata store format 2\n";
+/// The on-disk format this code writes (docs/design.md). A store of
+/// another format is refused rather than misread. 3: a container's upper
+/// may hold files copied up block by block (fusefs's `partial`), which a
+/// strata of format 2 would read as zeros and commit so; it refuses 3.
+const FORMAT: &str = "strata store format 3\n";
+
+/// Formats this code reads as they are; its first writer rewrites one as
+/// [`FORMAT`] (a reader may be another user, who must not own the file).
+const OLDER_FORMATS: [&str; 1] = ["strata store format 2\n"];
 
 /// Whether `root` exists on a filesystem mounted read-only (a store on
 /// read-only media or behind a read-only bind mount). Nothing can write
@@ -216,10 +228,19 @@ pub(crate) fn check_owner(root: &Path) -> Result<()> {
     })
 }
 
-fn check_format(root: &Path, storage: &dyn crate::storage::Storage) -> Result<()> {
+fn check_format(root: &Path, storage: &dyn crate::storage::Storage, writing: bool) -> Result<()> {
     let path = root.join("format");
     match fs::read_to_string(&path) {
         Ok(found) if found == FORMAT => Ok(()),
+        Ok(found) if OLDER_FORMATS.contains(&found.as_str()) => {
+            if writing {
+                storage
+                    .replace_file_synced(&path, FORMAT.as_bytes())
+                    .at(&path)?;
+                storage.sync_dir(root).at(root)?;
+            }
+            Ok(())
+        }
         Ok(found) => Err(StoreError::Corrupt {
             key: path.display().to_string(),
             reason: format!(
@@ -305,7 +326,7 @@ impl Store {
     /// Opens for reading without ever waiting: for long-lived mount servers.
     pub fn open_read_only(root: &Path) -> Result<Store> {
         if on_read_only_fs(root) {
-            check_format(root, &*crate::storage::of(root))?;
+            check_format(root, &*crate::storage::of(root), false)?;
             return Store::open_without_writing(root);
         }
         create_root(root)?;

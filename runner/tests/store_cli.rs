@@ -614,3 +614,30 @@ fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A store this strata writes to is format 3, which a strata of format 2
+/// refuses rather than read its containers' partly copied files as zeros;
+/// one of format 2 is read as it is and brought up by the first writer;
+/// a newer one is refused in one line.
+#[test]
+fn the_first_writer_brings_a_format_2_store_up_and_a_newer_one_is_refused() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("t.tar"));
+    s.import(&tar, "img:1");
+    let format = s.root().join("format");
+    let read = || std::fs::read_to_string(&format).unwrap();
+    assert_eq!(read(), "strata store format 3\n");
+    std::fs::write(&format, "strata store format 2\n").unwrap();
+    s.run(&["images"]).ok();
+    assert_eq!(read(), "strata store format 2\n", "a reader writes nothing");
+    s.run(&["tag", "img:1", "img:2"]).ok();
+    assert_eq!(
+        read(),
+        "strata store format 3\n",
+        "the writer brought it up"
+    );
+    std::fs::write(&format, "strata store format 4\n").unwrap();
+    s.run(&["images"]).refused_with(
+        "the store is \"strata store format 4\", this strata reads \"strata store format 3\"",
+    );
+}
