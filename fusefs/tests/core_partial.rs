@@ -8,6 +8,7 @@
 mod common;
 
 use common::fixture::{for_each_setup, writer, Fx, Item, LowerKind};
+use common::noise;
 use fusefs::union_fs::SetAttr;
 use fusefs::{Layers, Lower, MemLower, UnionFs};
 use std::io::Read;
@@ -17,19 +18,6 @@ const MIB: u64 = 1 << 20;
 /// Not a whole number of blocks, so the last block is a short one.
 const SIZE: u64 = 24 * MIB + 12_345;
 const RECORD: &str = "user.strata.partial";
-
-/// Bytes that differ everywhere, so a block read from the wrong place or
-/// offset shows.
-fn noise(len: u64, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
-}
 
 fn big_lower() -> Vec<Item> {
     let data: &'static [u8] = Box::leak(noise(SIZE, 7).into_boxed_slice());

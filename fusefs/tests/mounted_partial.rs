@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::noise;
 use fusefs::{changes, Lower, MemLower, MountHandle, MountOptions, UpperFormat};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -21,17 +22,6 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 const SIZE: u64 = 20 * MIB + 4321;
-
-fn noise(len: u64, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 56) as u8
-        })
-        .collect()
-}
 
 fn lower() -> Box<dyn Lower> {
     let mut l = MemLower::new("store layer", 1);
@@ -127,7 +117,7 @@ fn random_operations_on_a_store_file_through_the_kernel_read_back_as_the_model()
             let n = 1 + rng.below(2 * MIB);
             match rng.below(12) {
                 0..=3 => {
-                    let data = noise(n, step);
+                    let data = noise(n, step + 1);
                     file.write_all_at(&data, off).unwrap();
                     let end = (off + n) as usize;
                     if model.len() < end {
