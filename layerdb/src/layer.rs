@@ -65,7 +65,6 @@ pub struct PendingLayer {
 /// [`PendingLayer`].
 pub struct LayerBuilder {
     chunks: ChunkDir,
-    chunker: Chunker,
     writer: ChunkWriter,
     /// The canonical tar, hashed as the entries arrive (put in its order
     /// on the way); it stops when one arrives too far out of that order
@@ -116,7 +115,6 @@ impl LayerBuilder {
         LayerBuilder {
             writer: ChunkWriter::new(chunks.clone()),
             chunks,
-            chunker: Chunker::default(),
             tar: CanonicalStream::new(),
             source: source.to_string(),
             entries: BTreeMap::new(),
@@ -346,8 +344,7 @@ impl LayerBuilder {
         let mut whole = std::io::Cursor::new(head).chain(reader);
         let mut slots = Vec::new();
         let (writer, tar) = (&mut self.writer, &mut self.tar);
-        let total = self
-            .chunker
+        let total = Chunker
             .split_sized(&mut whole, declared, &mut |piece| {
                 slots.push(writer.put(piece.clone())?);
                 tar.content(piece);

@@ -14,6 +14,7 @@
 //! threads, and serve the bytes they hashed.
 
 use crate::digest::Digest;
+use crate::entry::ChunkRef;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,7 +30,27 @@ const KEPT: usize = 256;
 /// their chunks opened and on their way in, and enough reads in flight to
 /// keep the disk busy. (32 left a reader of a READ sent 4 MiB ahead
 /// waiting for the read-ahead thread to open its chunks.)
-pub const AHEAD: usize = 64;
+const AHEAD: usize = 64;
+
+/// At most this many bytes are read ahead: a big file's chunks
+/// (`BIG_AVG_CHUNK`) are read ahead about 8 deep, not 64 MiB.
+const AHEAD_BYTES: u64 = 8 << 20;
+
+/// The chunks to read ahead of a sequential reader, out of the ones after
+/// the chunk it reads (`next`): [`AHEAD`] of them, up to [`AHEAD_BYTES`].
+pub fn window(next: &[ChunkRef]) -> &[ChunkRef] {
+    let mut bytes = 0u64;
+    let n = next
+        .iter()
+        .take(AHEAD)
+        .take_while(|c| {
+            let room = bytes < AHEAD_BYTES;
+            bytes += c.len as u64;
+            room
+        })
+        .count();
+    &next[..n]
+}
 
 /// An open chunk file.
 #[derive(Debug)]

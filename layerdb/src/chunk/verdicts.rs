@@ -520,7 +520,8 @@ pub(crate) mod tests {
                 flipped
             })
         };
-        let data = noise(8 << 20, 2);
+        // Just below a big file: many 64 KiB chunks for the racer.
+        let data = noise(crate::chunk::BIG_FILE as usize - 1, 2);
         import(root, "raced:1", &data);
         stop.store(true, Ordering::SeqCst);
         let flipped = racer.join().unwrap();
