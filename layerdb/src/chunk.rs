@@ -61,18 +61,19 @@ pub const BIG_FILE: u64 = 8 << 20;
 /// instead of 64 KiB (docs/design.md, "Big files, big chunks").
 pub const BIG_AVG_CHUNK: u32 = 1 << 20;
 
-/// The (min, avg, max) FastCDC sizes for a file of `size` bytes (`None`:
-/// not known). `STRATA_CHUNK_AVG` (bytes) sets one average for every
-/// file, so the benchmark can compare sizes on real trees; chunk
-/// boundaries never change a layer's diff id, only how it is stored.
-fn chunk_sizes(size: Option<u64>) -> (u32, u32, u32) {
+/// The (min, avg, max) FastCDC sizes for a file of `size` bytes.
+/// `STRATA_CHUNK_AVG` (bytes) sets one average for every file, so the
+/// benchmark can compare sizes on real trees; chunk boundaries never
+/// change a layer's diff id, only how it is stored.
+fn chunk_sizes(size: u64) -> (u32, u32, u32) {
     let avg = std::env::var("STRATA_CHUNK_AVG")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|v| (1024..=4 << 20).contains(v))
-        .unwrap_or(match size {
-            Some(n) if n >= BIG_FILE => BIG_AVG_CHUNK,
-            _ => AVG_CHUNK,
+        .unwrap_or(if size >= BIG_FILE {
+            BIG_AVG_CHUNK
+        } else {
+            AVG_CHUNK
         });
     (avg / 4, avg, avg * 4)
 }
@@ -396,38 +397,20 @@ pub struct Chunker;
 const READ_BLOCK: usize = 4 << 20;
 
 impl Chunker {
-    /// Calls `each` with every chunk of `reader`'s content, in order.
-    /// Returns the number of bytes read.
-    pub fn split(
-        &self,
-        reader: &mut dyn Read,
-        each: &mut dyn FnMut(Bytes) -> Result<()>,
-    ) -> Result<u64> {
-        self.cut(reader, None, each)
-    }
-
-    /// `split` for a stream expected to hold `expected` bytes (a tar
-    /// entry's size): a block is no larger than what is left of it and a
-    /// byte to see its end, so a small file's chunk keeps no more memory
-    /// than its bytes, and a big file is cut into big chunks
-    /// ([`BIG_FILE`]). A stream of another length is cut all the same.
+    /// Calls `each` with every chunk of `reader`'s content, in order, for
+    /// a stream expected to hold `expected` bytes (a tar entry's size): a
+    /// block is no larger than what is left of it and a byte to see its
+    /// end, so a small file's chunk keeps no more memory than its bytes,
+    /// and a big file is cut into big chunks ([`BIG_FILE`]). A stream of
+    /// another length is cut all the same. Returns the number of bytes
+    /// read.
     pub fn split_sized(
         &self,
         reader: &mut dyn Read,
         expected: u64,
         each: &mut dyn FnMut(Bytes) -> Result<()>,
     ) -> Result<u64> {
-        self.cut(reader, Some(expected), each)
-    }
-
-    fn cut(
-        &self,
-        reader: &mut dyn Read,
-        size: Option<u64>,
-        each: &mut dyn FnMut(Bytes) -> Result<()>,
-    ) -> Result<u64> {
-        let expected = size.unwrap_or(u64::MAX);
-        let (min, avg, max) = chunk_sizes(size);
+        let (min, avg, max) = chunk_sizes(expected);
         let full = READ_BLOCK + max as usize;
         // The bytes after the last cut (fewer than `max`).
         let mut carried: Vec<u8> = Vec::new();
@@ -1047,30 +1030,31 @@ mod tests {
         // Cut points must never move: stores made before keep deduplicating
         // against new input. Pseudo-random bytes over several read blocks,
         // with runs of zeros that force maximum-size chunks; cut as a
-        // stream of unknown size (64 KiB chunks) and as a big file's.
+        // file just below a big one (64 KiB chunks) and as a big file.
         let mut data = xorshift_bytes(9_500_000, 0x9e37_79b9_7f4a_7c15);
         data[5_000_000..6_000_000].fill(0);
-        for size in [None, Some(data.len() as u64)] {
+        for data in [&data[..BIG_FILE as usize - 1], &data[..]] {
+            let size = data.len() as u64;
             let (min, avg, max) = chunk_sizes(size);
-            let expected: Vec<usize> = fastcdc::v2020::StreamCDC::new(&data[..], min, avg, max)
+            let expected: Vec<usize> = fastcdc::v2020::StreamCDC::new(data, min, avg, max)
                 .map(|c| c.unwrap().length)
                 .collect();
             for step in [usize::MAX, 4097] {
                 let mut got = Vec::new();
-                let mut input = Trickle { data: &data, step };
+                let mut input = Trickle { data, step };
                 let total = Chunker
-                    .cut(&mut input, size, &mut |c| {
+                    .split_sized(&mut input, size, &mut |c| {
                         got.push(c.len());
                         Ok(())
                     })
                     .unwrap();
-                assert_eq!(total, data.len() as u64);
-                assert_eq!(got, expected, "{size:?} bytes read {step} at a time");
+                assert_eq!(total, size);
+                assert_eq!(got, expected, "{size} bytes read {step} at a time");
             }
         }
         let mut none = Vec::new();
         Chunker
-            .split(&mut io::empty(), &mut |c| {
+            .split_sized(&mut io::empty(), 0, &mut |c| {
                 none.push(c.len());
                 Ok(())
             })
