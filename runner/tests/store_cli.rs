@@ -56,6 +56,32 @@ fn import_prints_the_image_id_and_images_lists_it() {
 }
 
 #[test]
+fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let id = s.import(&tar, "localhost:5000/sample:1");
+    s.run(&["tag", "localhost:5000/sample:1", "busybox:2"]).ok();
+    let short = &id[7..19];
+    let listed = |arg: &str| s.run(&["images", "-q", arg]).ok().stdout;
+    for arg in [
+        "localhost:5000/sample",
+        "localhost:5000/sample:1",
+        "busybox:2",
+        "docker.io/library/busybox:2",
+    ] {
+        assert_eq!(listed(arg).trim(), short, "images {arg}");
+    }
+    for arg in [
+        "localhost:5000/sample:2",
+        "localhost:5000",
+        "busybox:1",
+        "Bad Name",
+    ] {
+        assert_eq!(listed(arg), "", "images {arg}");
+    }
+}
+
+#[test]
 fn compressed_and_piped_tars_give_the_same_layer_as_the_plain_one() {
     let s = Strata::new();
     let plain = sample_tar().bytes();

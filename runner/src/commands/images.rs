@@ -4,7 +4,7 @@ use super::Ctx;
 use crate::cli::ImagesArgs;
 use crate::output::{self, ImageRow, ImagesOptions};
 use anyhow::Result;
-use layerdb::{Digest, ImageRecord, Store};
+use layerdb::{Digest, ImageRecord, Reference, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The image's size as docker's classic store reports it: all its layers.
@@ -30,6 +30,7 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
     let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
+    let wanted = args.repository.as_deref().map(Wanted::of);
     let mut rows = Vec::new();
     for (image, refs) in &images {
         let image_digests = digests.remove(&image.id).unwrap_or_default();
@@ -39,11 +40,7 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         let size = image_size(&store, image)?;
         let created = created_ns(image);
         for (repository, tag, digest) in image_rows(refs, &image_digests, args.digests) {
-            if args
-                .repository
-                .as_deref()
-                .is_some_and(|want| want != repository)
-            {
+            if wanted.as_ref().is_some_and(|w| !w.keeps(&repository, &tag)) {
                 continue;
             }
             rows.push(ImageRow {
@@ -71,6 +68,39 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         output::render_images(&rows, &options, crate::clock::now_ns())
     );
     Ok(0)
+}
+
+/// What `images REPOSITORY[:TAG]` keeps, as docker filters: the
+/// repository in the familiar form rows show (`docker.io/library/x` is
+/// `x`), and the tag only when one is given.
+struct Wanted {
+    repository: String,
+    tag: Option<String>,
+}
+
+impl Wanted {
+    fn of(arg: &str) -> Wanted {
+        // A ':' after the last '/' starts a tag; one before is a port.
+        let tagged = arg
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
+        match Reference::parse_familiar(arg) {
+            Ok(r) => Wanted {
+                repository: r.name,
+                tag: tagged.then_some(r.tag),
+            },
+            // Not a name docker's grammar takes: it matches no row.
+            Err(_) => Wanted {
+                repository: arg.to_string(),
+                tag: None,
+            },
+        }
+    }
+
+    fn keeps(&self, repository: &str, tag: &str) -> bool {
+        self.repository == repository && self.tag.as_deref().is_none_or(|t| t == tag)
+    }
 }
 
 /// docker's rows for one image: (repository, tag, digest) per tag, with
