@@ -10,7 +10,7 @@ use crate::upper_format::UpperFormat;
 use fuser::{Config, MountOption, SessionACL};
 use layerdb::{ImageRecord, Store, StoreError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What to mount.
 pub struct MountOptions {
@@ -185,6 +185,15 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
     }
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
+    // A write that cleared set-id bits makes the kernel forget the node's
+    // attributes before it is answered, so no exec honours a cached bit.
+    let notifier = Arc::new(OnceLock::<fuser::Notifier>::new());
+    let slot = notifier.clone();
+    fs.on_set_id_cleared(move |id| {
+        if let Some(Err(e)) = slot.get().map(|n| n.inval_inode(id.into(), -1, 0)) {
+            log::debug!("node {id:#x}: attributes not invalidated: {e}");
+        }
+    });
     let adapter =
         Adapter::new(fs, opts.passthrough, opts.passthrough_min_size).with_view(opts.view);
     let session =
@@ -192,6 +201,7 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
             mountpoint: mountpoint.display().to_string(),
             source,
         })?;
+    let _ = notifier.set(session.notifier());
     crate::kernel_read_ahead::widen(mountpoint);
     Ok(session)
 }

@@ -116,5 +116,6 @@ fn writer() -> Writer {
         uid: 0,
         gid: 0,
         pid: std::process::id(),
+        lacks_fsetid: Some(false),
     }
 }

@@ -25,7 +25,18 @@ pub struct Writer {
     pub gid: u32,
     /// The writing process, whose supplementary groups count too.
     pub pid: u32,
+    /// Whether the writer lacks CAP_FSETID, so that its change clears
+    /// S_ISUID and S_ISGID as on a local filesystem (the mount leaves that
+    /// to the server, FUSE_HANDLE_KILLPRIV_V2, see `Adapter::init`).
+    /// `Some` where known: the kernel flags a WRITE by such a caller
+    /// (`Some(true)`). `None`: asked of /proc (fuser passes no flag for
+    /// SETATTR, FALLOCATE or COPY_FILE_RANGE), and only when a file with
+    /// set-id bits is changed.
+    pub lacks_fsetid: Option<bool>,
 }
+
+/// capability(7)'s number for CAP_FSETID (libc has no constant for it).
+const CAP_FSETID: u32 = 4;
 
 impl Writer {
     /// Whether the writer is in group `gid` (its own or a supplementary
@@ -34,12 +45,33 @@ impl Writer {
         if self.gid == gid {
             return true;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
-        status.is_ok_and(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
-        })
+        self.status_line("Groups:")
+            .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    }
+
+    /// Whether the writer's change clears set-id bits: it lacks CAP_FSETID
+    /// in the server's user namespace (as the kernel asks `capable`; a
+    /// container's root in a user namespace of its own lacks it). A
+    /// process /proc cannot tell about (gone, or in a pid namespace the
+    /// server does not see: pid 0) counts as lacking it.
+    pub(super) fn clears_set_id(&self) -> bool {
+        self.lacks_fsetid.unwrap_or_else(|| !self.has_fsetid())
+    }
+
+    fn has_fsetid(&self) -> bool {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+        let effective = self
+            .status_line("CapEff:")
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+        effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0)
+            && ns(&self.pid.to_string()).is_some_and(|n| Some(n) == ns("self"))
+    }
+
+    /// The rest of the line of the writer's /proc status that starts with `key`.
+    fn status_line(&self, key: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        Some(line.to_string())
     }
 }
 
@@ -223,7 +255,7 @@ impl UnionFs {
     }
 
     /// Writes `data` at `offset` through handle `fh` (none: node `id`'s file) and
-    /// returns the bytes written; clears S_ISGID as the kernel would for
+    /// returns the bytes written; clears set-id bits as the kernel would for
     /// `writer`.
     pub fn write(
         &self,
@@ -264,18 +296,20 @@ impl UnionFs {
             }
             OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
         };
-        self.drop_setgid(file, writer)?;
+        if self.drop_set_id(file, writer)? {
+            self.set_id_cleared(id);
+        }
         Ok(data.len())
     }
 
-    /// A write (or fallocate) by a user outside a file's group, without
-    /// CAP_FSETID, clears S_ISGID even on a file that is not
-    /// group-executable, as the kernel does on a local filesystem. FUSE's
-    /// kernel side clears S_ISUID, and S_ISGID only with group execute,
-    /// and leaves the rest to the server.
-    fn drop_setgid(&self, file: &std::fs::File, w: &Writer) -> Result<()> {
-        if w.uid == 0 {
-            return Ok(());
+    /// Clears the set-id bits a write (or fallocate) by `w` clears, as the
+    /// kernel clears them on a local filesystem, and returns whether it
+    /// did: when `w` lacks CAP_FSETID (see [`Writer::clears_set_id`]),
+    /// S_ISUID, and S_ISGID with group execute or when `w` is outside the
+    /// file's group.
+    fn drop_set_id(&self, file: &std::fs::File, w: &Writer) -> Result<bool> {
+        if w.lacks_fsetid == Some(false) {
+            return Ok(false);
         }
         let format = self.layers.upper(b"<open file>")?.format();
         let what = b"<open file>";
@@ -288,25 +322,33 @@ impl UnionFs {
                 .map_err(|e| FsError::io("fgetxattr", what, e))?;
             match v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) {
                 Some(o) => (o.mode, o.gid, Some(o)),
-                None => return Ok(()),
+                None => return Ok(false),
             }
         };
-        if mode & (libc::S_ISGID | libc::S_IXGRP) != libc::S_ISGID || w.in_group(gid) {
-            return Ok(());
+        if mode & (libc::S_ISUID | libc::S_ISGID) == 0 || !w.clears_set_id() {
+            return Ok(false);
+        }
+        let mut clear = libc::S_ISUID;
+        if mode & libc::S_IXGRP != 0 || !w.in_group(gid) {
+            clear |= libc::S_ISGID;
+        }
+        if mode & clear == 0 {
+            return Ok(false);
         }
         match ovr {
             None => {
                 use std::os::unix::fs::PermissionsExt;
-                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !libc::S_ISGID);
+                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !clear);
                 file.set_permissions(perm)
-                    .map_err(|e| FsError::io("fchmod", what, e))
+                    .map_err(|e| FsError::io("fchmod", what, e))?;
             }
             Some(mut o) => {
-                o.mode &= !libc::S_ISGID;
+                o.mode &= !clear;
                 crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
-                    .map_err(|e| FsError::io("fsetxattr override_stat", what, e))
+                    .map_err(|e| FsError::io("fsetxattr override_stat", what, e))?;
             }
         }
+        Ok(true)
     }
 
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
@@ -371,7 +413,10 @@ impl UnionFs {
             }
             OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
         };
-        self.drop_setgid(file, writer)
+        if self.drop_set_id(file, writer)? {
+            self.set_id_cleared(id);
+        }
+        Ok(())
     }
 
     /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store

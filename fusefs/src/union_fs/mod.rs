@@ -25,7 +25,7 @@ use crate::whiteout::is_reserved;
 use layerdb::{join_path, split_path, Entry, Kind};
 use nix::errno::Errno;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 mod file_io;
 mod orphan_xattrs;
@@ -73,6 +73,9 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     /// New modification time.
     pub mtime: Option<TimeSet>,
+    /// Who asks, for the set-id bits a chown or truncation clears (see
+    /// [`SetAttr::clearing_set_id`]); `None`: a caller with CAP_FSETID.
+    pub by: Option<Writer>,
 }
 
 impl SetAttr {
@@ -80,6 +83,41 @@ impl SetAttr {
     /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
         self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
+    }
+
+    /// This request with the set-id bits of `e` it clears added as a mode
+    /// change, as the kernel clears them on a local filesystem (the mount
+    /// leaves it to the server: FUSE_HANDLE_KILLPRIV_V2, see
+    /// `Adapter::init`). A chown of a non-directory clears S_ISUID, and
+    /// S_ISGID with group execute or when the caller is outside the file's
+    /// group and lacks CAP_FSETID; a truncation by a caller without
+    /// CAP_FSETID clears S_ISUID and S_ISGID under the same rule. A request
+    /// that sets the mode itself says what it wants.
+    pub fn clearing_set_id(&self, e: &Entry) -> SetAttr {
+        let mut sa = self.clone();
+        let set_id = libc::S_ISUID | libc::S_ISGID;
+        if self.mode.is_some() || e.kind == Kind::Dir || e.mode & set_id == 0 {
+            return sa;
+        }
+        // Asked only now: it may read the caller's /proc status.
+        let by = self.by.filter(|w| w.clears_set_id());
+        // S_ISGID goes with group execute, or for a caller outside the
+        // group without CAP_FSETID.
+        let sgid = match e.mode & libc::S_IXGRP != 0 || by.is_some_and(|w| !w.in_group(e.gid)) {
+            true => libc::S_ISGID,
+            false => 0,
+        };
+        let mut clear = 0;
+        if self.uid.is_some() || self.gid.is_some() {
+            clear |= libc::S_ISUID | sgid;
+        }
+        if self.size.is_some() && by.is_some() {
+            clear |= libc::S_ISUID | sgid;
+        }
+        if e.mode & clear != 0 {
+            sa.mode = Some(e.mode & 0o7777 & !clear);
+        }
+        sa
     }
 
     /// `e` with this request's owner and mode, and the access ACL that
@@ -123,7 +161,12 @@ pub struct UnionFs {
     handles: Handles,
     node_files: NodeFiles,
     listings: Listings,
+    /// Told of each node whose set-id bits a write cleared, which the
+    /// kernel's cached mode does not know (see [`UnionFs::on_set_id_cleared`]).
+    set_id_listener: OnceLock<SetIdListener>,
 }
+
+type SetIdListener = Box<dyn Fn(NodeId) + Send + Sync>;
 
 fn read_guard(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
     l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -158,6 +201,24 @@ impl UnionFs {
             handles: Handles::default(),
             node_files: NodeFiles::default(),
             listings: Listings::default(),
+            set_id_listener: OnceLock::new(),
+        }
+    }
+
+    /// Calls `f` with each node whose set-id bits a WRITE, FALLOCATE or
+    /// COPY_FILE_RANGE cleared, before that request is answered: those
+    /// replies carry no attributes, so the kernel would go on showing (and
+    /// `exec` honouring) the bits it cached until told to ask again. A
+    /// SETATTR's reply carries the new mode itself. Set once, by the mount.
+    pub fn on_set_id_cleared(&self, f: impl Fn(NodeId) + Send + Sync + 'static) {
+        if self.set_id_listener.set(Box::new(f)).is_err() {
+            log::warn!("a second set-id listener ignored");
+        }
+    }
+
+    fn set_id_cleared(&self, id: NodeId) {
+        if let Some(f) = self.set_id_listener.get() {
+            f(id);
         }
     }
 
@@ -289,6 +350,7 @@ impl UnionFs {
         };
         let upper = self.writable(&path)?;
         let r = self.layers.copy_up(&path, sa.size != Some(0))?;
+        let sa = &sa.clearing_set_id(&r.node.entry);
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
             upper.set_owner_mode(&path, e.kind, &override_of(&e))?;
@@ -583,6 +645,7 @@ impl UnionFs {
 
     fn orphan_setattr(&self, id: NodeId, o: &Arc<Orphan>, sa: &SetAttr) -> Result<Attr> {
         let o = self.writable_orphan(id, o)?;
+        let sa = &sa.clearing_set_id(&o.node(id.ino())?.entry);
         o.setattr(id.ino(), sa, &self.layers)?;
         Ok(Attr {
             id,

@@ -465,6 +465,7 @@ pub fn writer() -> Writer {
         uid: 0,
         gid: 0,
         pid: std::process::id(),
+        lacks_fsetid: Some(false),
     }
 }
 

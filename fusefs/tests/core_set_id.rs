@@ -1,0 +1,113 @@
+//! Set-id bits cleared by the union core itself: the mount asks the kernel
+//! for FUSE_HANDLE_KILLPRIV_V2 (fewer round trips per file written), so the
+//! kernel no longer sends the cleared mode with a chown or a truncation,
+//! nor clears bits on a write; the server does, as the kernel does on a
+//! local filesystem.
+
+mod common;
+
+use common::fixture::{for_each_setup, writer, Fx, Item};
+use fusefs::union_fs::{SetAttr, Writer};
+
+const LOWER: &[Item] = &[
+    Item::File("suid", b"0123456789", 0o4755),
+    Item::File("sgid-x", b"0123456789", 0o2755),
+    Item::File("sgid", b"0123456789", 0o2745),
+    Item::Dir("dir", 0o2755),
+];
+
+/// A caller that is not root and not in the files' group (0).
+fn stranger() -> Writer {
+    Writer {
+        uid: 1000,
+        gid: 1000,
+        pid: std::process::id(),
+        lacks_fsetid: Some(true),
+    }
+}
+
+fn chown(fx: &Fx, path: &str, by: Writer) -> u32 {
+    let sa = SetAttr {
+        uid: Some(0),
+        gid: Some(0),
+        by: Some(by),
+        ..SetAttr::default()
+    };
+    fx.fs
+        .setattr(fx.id(path), &sa)
+        .expect("chown")
+        .node
+        .entry
+        .mode
+}
+
+#[test]
+fn a_chown_clears_set_user_id_and_group_executable_set_group_id() {
+    for_each_setup(LOWER, |fx| {
+        assert_eq!(chown(fx, "suid", writer()), 0o755);
+        assert_eq!(chown(fx, "sgid-x", writer()), 0o755);
+        // Without group execute S_ISGID is mandatory locking, not a
+        // privilege: root keeps it, a caller outside the group does not.
+        assert_eq!(chown(fx, "sgid", writer()), 0o2745);
+        assert_eq!(chown(fx, "sgid", stranger()), 0o745);
+        // Directories keep theirs (BSD group inheritance).
+        assert_eq!(chown(fx, "dir", stranger()), 0o2755);
+        assert_eq!(fx.upper_mode("suid"), 0o755, "as the upper records it");
+    });
+}
+
+#[test]
+fn a_chown_with_a_mode_sets_that_mode() {
+    for_each_setup(LOWER, |fx| {
+        let sa = SetAttr {
+            uid: Some(0),
+            mode: Some(0o4711),
+            by: Some(stranger()),
+            ..SetAttr::default()
+        };
+        let a = fx.fs.setattr(fx.id("suid"), &sa).expect("chown and chmod");
+        assert_eq!(a.node.entry.mode, 0o4711);
+    });
+}
+
+#[test]
+fn a_truncation_clears_set_id_bits_only_for_a_caller_without_cap_fsetid() {
+    for_each_setup(LOWER, |fx| {
+        let truncate = |path: &str, by: Writer| {
+            let sa = SetAttr {
+                size: Some(3),
+                by: Some(by),
+                ..SetAttr::default()
+            };
+            fx.fs
+                .setattr(fx.id(path), &sa)
+                .expect("truncate")
+                .node
+                .entry
+                .mode
+        };
+        assert_eq!(truncate("suid", writer()), 0o4755, "root keeps them");
+        assert_eq!(truncate("suid", stranger()), 0o755);
+        assert_eq!(truncate("sgid-x", stranger()), 0o755);
+        // Outside the group: S_ISGID without group execute goes too, as on ext4.
+        assert_eq!(truncate("sgid", stranger()), 0o745);
+        assert_eq!(fx.read("suid"), b"012");
+    });
+}
+
+#[test]
+fn a_write_clears_set_id_bits_when_the_kernel_says_so() {
+    for_each_setup(LOWER, |fx| {
+        let write = |path: &str, by: Writer| {
+            let id = fx.id(path);
+            fx.fs.write(id, None, 0, b"ab", &by).expect("write");
+            fx.stat(path).entry.mode
+        };
+        assert_eq!(write("suid", writer()), 0o4755, "root keeps them");
+        assert_eq!(write("suid", stranger()), 0o755);
+        assert_eq!(write("sgid-x", stranger()), 0o755);
+        // Outside the group: S_ISGID without group execute goes too.
+        assert_eq!(write("sgid", stranger()), 0o745);
+        assert_eq!(fx.read("suid"), b"ab23456789");
+    });
+}
