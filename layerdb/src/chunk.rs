@@ -417,11 +417,16 @@ impl Chunker {
         let mut total = 0u64;
         let mut end_of_input = false;
         while !end_of_input || !carried.is_empty() {
-            let left = expected.saturating_sub(total);
-            let size = (carried.len() as u64)
-                .saturating_add(left)
-                .saturating_add(1)
-                .min(full as u64) as usize;
+            // Past the expected end (a file that grew after its size was
+            // taken, as a running container's may), whole blocks again: a
+            // byte at a time, each read would copy `carried` once more.
+            let size = match expected.checked_sub(total) {
+                Some(left) => (carried.len() as u64)
+                    .saturating_add(left)
+                    .saturating_add(1)
+                    .min(full as u64) as usize,
+                None => full,
+            };
             let mut block = std::mem::take(&mut carried);
             let mut filled = block.len();
             block.resize(size.max(filled + 1), 0);
@@ -1060,6 +1065,41 @@ mod tests {
             })
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_stream_longer_than_said_is_read_in_blocks() {
+        // A file that grew between its stat and its read: 3 MiB more than
+        // the 8 MiB expected. Read a byte at a time past the end, it took
+        // 3 million reads (and a copy of up to 4 MiB each).
+        struct Counted<'a> {
+            data: &'a [u8],
+            reads: usize,
+        }
+        impl Read for Counted<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.reads += 1;
+                if self.reads > 1000 {
+                    return Err(io::Error::other("too many reads"));
+                }
+                self.data.read(buf)
+            }
+        }
+        let data = xorshift_bytes(BIG_FILE as usize + (3 << 20), 0x1234_5678_9abc_def1);
+        let mut input = Counted {
+            data: &data,
+            reads: 0,
+        };
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let total = Chunker
+            .split_sized(&mut input, BIG_FILE, &mut |c| {
+                chunks.push(c);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(chunks.concat(), data);
+        assert!(input.reads < 20, "{} reads", input.reads);
     }
 
     #[test]
