@@ -34,6 +34,9 @@ pub struct Adapter {
     ttl: Duration,
     /// Whether to ask the kernel for passthrough at FUSE_INIT.
     want_passthrough: bool,
+    /// The kernel agreed to FUSE_HANDLE_KILLPRIV_V2: it flags each WRITE
+    /// whose caller lacks CAP_FSETID and clears no bits itself.
+    server_clears_set_id: bool,
     passthrough: Passthrough,
     /// Owners, link counts and options as the kernel is shown them.
     view: View,
@@ -70,6 +73,7 @@ impl Adapter {
             fs,
             ttl: ENTRY_TTL,
             want_passthrough,
+            server_clears_set_id: false,
             passthrough: Passthrough::new(passthrough_min_size),
             view: View::default(),
         }
@@ -97,18 +101,28 @@ impl Adapter {
         self.file_attr(a.id, &a.node)
     }
 
-    /// The writer of a request, for the set-id rules. `flagged`: the
-    /// kernel marked the WRITE FUSE_WRITE_KILL_SUIDGID (its caller lacks
-    /// CAP_FSETID). Unflagged, and for the requests fuser passes no flag
-    /// for, the union asks /proc when a set-id file changes (see
+    /// The writer of a request, for the set-id rules, whether its caller
+    /// lacks CAP_FSETID asked of /proc when a set-id file changes (see
     /// [`Writer::lacks_fsetid`]).
-    fn writer(&self, req: &Request, flagged: bool) -> Writer {
+    fn writer(&self, req: &Request) -> Writer {
         let c = self.caller(req, 0);
         Writer {
             uid: c.uid,
             gid: c.gid,
             pid: req.pid(),
-            lacks_fsetid: flagged.then_some(true),
+            lacks_fsetid: None,
+        }
+    }
+
+    /// The writer of a WRITE, `flagged` FUSE_WRITE_KILL_SUIDGID or not.
+    /// Under FUSE_HANDLE_KILLPRIV_V2 the kernel's flag says it all: it
+    /// flags a caller without CAP_FSETID, and the unflagged WRITEs of
+    /// written-back mmap pages carry no caller (pid 0) and change no bits,
+    /// as on a local filesystem.
+    fn write_writer(&self, req: &Request, flagged: bool) -> Writer {
+        Writer {
+            lacks_fsetid: self.server_clears_set_id.then_some(flagged),
+            ..self.writer(req)
         }
     }
 
@@ -280,8 +294,16 @@ impl Filesystem for Adapter {
         // kernel neither asks a GETATTR before each chown nor, once it has
         // seen a file without security.capability (SB_NOSEC), a GETXATTR
         // before each write(2): an untar of the Debian usr tree went from
-        // 86,000 requests to 70,000 (docs/design.md, "Untar").
-        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // 86,000 requests to 70,000 (docs/design.md, "Untar"). Not with
+        // passthrough: a passthrough write never reaches the server, so
+        // only the kernel can clear the bits it changes.
+        if !self.want_passthrough
+            && config
+                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+                .is_ok()
+        {
+            self.server_clears_set_id = true;
+        }
         // Stack depth 1: backing files may not live on a stacked filesystem
         // (overlayfs); those opens fall back to the server. It keeps this
         // mount usable as a layer of an overlayfs.
@@ -345,7 +367,7 @@ impl Filesystem for Adapter {
             size,
             atime: time_set(atime),
             mtime: time_set(mtime),
-            by: Some(self.writer(req, false)),
+            by: Some(self.writer(req)),
         };
         self.reply_attr("setattr", self.fs.setattr(id, &sa), reply)
     }
@@ -490,12 +512,13 @@ impl Filesystem for Adapter {
         if writes && self.passthrough.refuses_write(id) {
             return reply.error(errno("open", &busy(id, COPY_UP_WOULD_STRAND)));
         }
-        // A set-id file goes through the server as a small one does: a
-        // write by a user outside its group must clear S_ISGID, which the
-        // kernel leaves to the server (see `UnionFs::write`).
+        // A set-id file goes through the server whatever its size (and
+        // whatever the threshold, 0 included): a write by a user outside
+        // its group must clear S_ISGID, which the kernel leaves to the
+        // server (see `UnionFs::write`).
         let size = match self.fs.getattr(id) {
-            Ok(a) if a.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) != 0 => 0,
-            Ok(a) => a.node.entry.size,
+            Ok(a) if a.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) != 0 => None,
+            Ok(a) => Some(a.node.entry.size),
             Err(e) => return reply.error(errno("open", &e)),
         };
         // A small file opens with no host file at all: no handle, the
@@ -633,7 +656,7 @@ impl Filesystem for Adapter {
             FileHandle::from_fuser(fh),
             offset,
             data,
-            &self.writer(req, kill),
+            &self.write_writer(req, kill),
         ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", &e)),
@@ -794,7 +817,7 @@ impl Filesystem for Adapter {
                 name.as_bytes(),
                 value,
                 flags,
-                &self.writer(req, false),
+                &self.writer(req),
             ),
             reply,
         )
@@ -859,7 +882,7 @@ impl Filesystem for Adapter {
                 offset,
                 length,
                 mode,
-                &self.writer(req, false),
+                &self.writer(req),
             ),
             reply,
         )
@@ -910,7 +933,7 @@ impl Filesystem for Adapter {
                 offset_out,
             ),
             len,
-            &self.writer(req, false),
+            &self.writer(req),
         ) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("copy_file_range", &e)),

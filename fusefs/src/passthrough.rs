@@ -142,12 +142,13 @@ impl Passthrough {
     }
 
     /// Whether an open of `node`, `size` bytes now, is to be passed
-    /// through: the node's mode while it has opens, else by size.
-    pub fn wants(&self, node: NodeId, size: u64) -> bool {
+    /// through: the node's mode while it has opens, else by size (`None`:
+    /// never by size, for a file the server must see every write of).
+    pub fn wants(&self, node: NodeId, size: Option<u64>) -> bool {
         match lock(&self.nodes).get(&node) {
             Some(io) if io.backing.is_some() => true,
             Some(io) if io.cached > 0 => false,
-            _ => size >= self.min_size,
+            _ => size.is_some_and(|s| s >= self.min_size),
         }
     }
 
