@@ -17,6 +17,7 @@ mod names;
 mod network;
 mod output;
 mod overlay_compat;
+mod reference_filter;
 mod registry;
 mod run_state;
 mod runtime;

@@ -975,6 +975,26 @@ fn a_pull_and_a_push_remember_the_repo_digest_shown_resolved_and_removed_as_dock
         "{table}"
     );
     assert!(!strata(&s, &["images"]).ok().stdout.contains("DIGEST"));
+    // Filtered as docker filters: each reference is matched on its own,
+    // so a tag's pattern keeps no digest and a digest's keeps no tag.
+    let first_row = |pattern: &str| {
+        let table = strata(&s, &["images", "--digests", pattern]).ok().stdout;
+        let row: Vec<String> = table
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(table.lines().count(), 2, "images {pattern}: {table}");
+        row[..3].to_vec()
+    };
+    assert_eq!(
+        first_row(&format!("{name}:latest")),
+        [name.as_str(), "latest", "<none>"]
+    );
+    assert_eq!(first_row(&by_digest), [name.as_str(), "<none>", &digest]);
+    assert_eq!(first_row(&name), [name.as_str(), "latest", &digest]);
 
     // Untagging the digest keeps the tag; a pull that finds the image
     // present records the digest again.

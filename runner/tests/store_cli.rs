@@ -67,7 +67,11 @@ fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
         "localhost:5000/sample",
         "localhost:5000/sample:1",
         "busybox:2",
-        "docker.io/library/busybox:2",
+        // Globs, as Go's path.Match takes them.
+        "busy*",
+        "busybox:[0-9]",
+        "localhost:5000/*",
+        "*",
     ] {
         assert_eq!(listed(arg).trim(), short, "images {arg}");
     }
@@ -76,9 +80,27 @@ fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
         "localhost:5000",
         "busybox:1",
         "Bad Name",
+        // docker compares familiar forms only.
+        "docker.io/library/busybox:2",
+        "busybox:2@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "*/*/*",
     ] {
         assert_eq!(listed(arg), "", "images {arg}");
     }
+    // Rows keep only the references the pattern matched.
+    let rows = s.run(&["images", "busy*"]).ok().stdout;
+    assert!(rows.contains("busybox"), "{rows}");
+    assert!(!rows.contains("sample"), "{rows}");
+    // An image without a name is never matched, '<none>' included.
+    s.run(&["rmi", "busybox:2", "localhost:5000/sample:1"]).ok();
+    s.run(&["import", tar.to_str().unwrap()]).ok();
+    assert_eq!(s.run(&["images", "-q"]).ok().stdout.lines().count(), 1);
+    assert_eq!(listed("<none>"), "");
+    assert_eq!(listed("*"), "");
+    // A malformed pattern is refused, as docker refuses it.
+    let r = s.run(&["images", "busy["]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("syntax error in pattern"), "{}", r.stderr);
 }
 
 #[test]

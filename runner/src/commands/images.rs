@@ -3,8 +3,9 @@
 use super::Ctx;
 use crate::cli::ImagesArgs;
 use crate::output::{self, ImageRow, ImagesOptions};
+use crate::reference_filter::ReferenceFilter;
 use anyhow::Result;
-use layerdb::{Digest, ImageRecord, Reference, Store};
+use layerdb::{Digest, ImageRecord, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The image's size as docker's classic store reports it: all its layers.
@@ -30,19 +31,31 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
     let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
-    let wanted = args.repository.as_deref().map(Wanted::of);
+    let filter = args
+        .repository
+        .as_deref()
+        .map(ReferenceFilter::new)
+        .transpose()?;
     let mut rows = Vec::new();
     for (image, refs) in &images {
-        let image_digests = digests.remove(&image.id).unwrap_or_default();
+        let mut refs = refs.clone();
+        let mut image_digests = digests.remove(&image.id).unwrap_or_default();
+        if let Some(f) = &filter {
+            // As docker's filter: an image keeps the references the
+            // pattern matches (a tag's pattern drops the image's digests
+            // from its rows), and one left with none is not listed.
+            refs.retain(|r| f.keeps(r));
+            image_digests.retain(|d| f.keeps(d));
+            if refs.is_empty() && image_digests.is_empty() {
+                continue;
+            }
+        }
         if refs.is_empty() && image_digests.is_empty() && parents.contains(&image.id) && !args.all {
             continue;
         }
         let size = image_size(&store, image)?;
         let created = created_ns(image);
-        for (repository, tag, digest) in image_rows(refs, &image_digests, args.digests) {
-            if wanted.as_ref().is_some_and(|w| !w.keeps(&repository, &tag)) {
-                continue;
-            }
+        for (repository, tag, digest) in image_rows(&refs, &image_digests, args.digests) {
             rows.push(ImageRow {
                 repository,
                 tag,
@@ -68,39 +81,6 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         output::render_images(&rows, &options, crate::clock::now_ns())
     );
     Ok(0)
-}
-
-/// What `images REPOSITORY[:TAG]` keeps, as docker filters: the
-/// repository in the familiar form rows show (`docker.io/library/x` is
-/// `x`), and the tag only when one is given.
-struct Wanted {
-    repository: String,
-    tag: Option<String>,
-}
-
-impl Wanted {
-    fn of(arg: &str) -> Wanted {
-        // A ':' after the last '/' starts a tag; one before is a port.
-        let tagged = arg
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'));
-        match Reference::parse_familiar(arg) {
-            Ok(r) => Wanted {
-                repository: r.name,
-                tag: tagged.then_some(r.tag),
-            },
-            // Not a name docker's grammar takes: it matches no row.
-            Err(_) => Wanted {
-                repository: arg.to_string(),
-                tag: None,
-            },
-        }
-    }
-
-    fn keeps(&self, repository: &str, tag: &str) -> bool {
-        self.repository == repository && self.tag.as_deref().is_none_or(|t| t == tag)
-    }
 }
 
 /// docker's rows for one image: (repository, tag, digest) per tag, with
