@@ -745,6 +745,18 @@ fn an_inspection_mount_gives_other_users_no_setuid_root() {
     );
 }
 
+/// A directory other users can reach, holding `lower/` and `upper/`
+/// (made) and the path `mnt` for a mount of them; dropping the first
+/// removes it.
+fn public_layers() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let public = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let [lower, upper, mnt] = ["lower", "upper", "mnt"].map(|d| public.path().join(d));
+    fs::create_dir_all(&lower).expect("mkdir lower");
+    fs::create_dir_all(&upper).expect("mkdir upper");
+    (public, lower, upper, mnt)
+}
+
 /// A hole punched in, or bytes appended to, a set-id file by an ordinary
 /// user (nobody), and a truncation or an append by root without
 /// CAP_FSETID, through a mount served by its own `strata serve-mount`
@@ -762,15 +774,7 @@ fn a_change_by_a_caller_without_cap_fsetid_clears_set_id_bits_in_a_served_mounts
     use std::os::unix::fs::MetadataExt as _;
     common::privileges::require_root_and_fuse();
     let s = Strata::new();
-    let public = tempfile::tempdir().expect("temp dir");
-    fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let (lower, upper, mnt) = (
-        public.path().join("lower"),
-        public.path().join("upper"),
-        public.path().join("mnt"),
-    );
-    fs::create_dir_all(&lower).expect("mkdir lower");
-    fs::create_dir_all(&upper).expect("mkdir upper");
+    let (_public, lower, upper, mnt) = public_layers();
     let nobody = &["--reuid", "65534", "--regid", "65534", "--clear-groups"][..];
     let root_without_fsetid = &["--bounding-set=-fsetid", "--inh-caps=-fsetid"][..];
     let root = &["--reuid", "0"][..];
@@ -861,15 +865,7 @@ fn a_write_through_passthrough_clears_set_id_bits() {
     common::privileges::require_root_and_fuse();
     for threshold in ["1048576", "0"] {
         let s = Strata::new();
-        let public = tempfile::tempdir().expect("temp dir");
-        fs::set_permissions(public.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (lower, upper, mnt) = (
-            public.path().join("lower"),
-            public.path().join("upper"),
-            public.path().join("mnt"),
-        );
-        fs::create_dir_all(&lower).expect("mkdir lower");
-        fs::create_dir_all(&upper).expect("mkdir upper");
+        let (_public, lower, upper, mnt) = public_layers();
         // Big enough to be passed through at the 1 MiB threshold.
         fs::write(lower.join("held"), vec![b'.'; 2 << 20]).expect("write");
         fs::set_permissions(lower.join("held"), fs::Permissions::from_mode(0o777)).expect("chmod");
