@@ -116,12 +116,18 @@ impl Adapter {
 
     /// The writer of a WRITE, `flagged` FUSE_WRITE_KILL_SUIDGID or not.
     /// Under FUSE_HANDLE_KILLPRIV_V2 the kernel's flag says it all: it
-    /// flags a caller without CAP_FSETID, and the unflagged WRITEs of
-    /// written-back mmap pages carry no caller (pid 0) and change no bits,
-    /// as on a local filesystem.
+    /// flags a caller without CAP_FSETID. Without it, the kernel clears
+    /// bits before a write(2) itself and the union asks /proc for the
+    /// rest. Either way a shared mapping's pages written back come with no
+    /// caller (pid 0) and change no bits, as on a local filesystem.
     fn write_writer(&self, req: &Request, flagged: bool) -> Writer {
+        let lacks_fsetid = match (self.server_clears_set_id, req.pid()) {
+            (true, _) => Some(flagged),
+            (false, 0) => Some(false),
+            (false, _) => None,
+        };
         Writer {
-            lacks_fsetid: self.server_clears_set_id.then_some(flagged),
+            lacks_fsetid,
             ..self.writer(req)
         }
     }

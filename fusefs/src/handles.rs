@@ -47,6 +47,15 @@ pub enum OpenFile {
 }
 
 impl OpenFile {
+    /// The host file behind an upper or host layer's file (none for a
+    /// store layer's).
+    pub fn host_file(&self) -> Option<&File> {
+        match self {
+            OpenFile::Host { file, .. } | OpenFile::Partial { file, .. } => Some(file),
+            OpenFile::Layer { .. } => None,
+        }
+    }
+
     pub fn is_writable(&self) -> bool {
         matches!(
             self,

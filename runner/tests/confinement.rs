@@ -920,6 +920,60 @@ fn a_write_through_passthrough_clears_set_id_bits() {
     }
 }
 
+/// A server in a user namespace of its own (as in a rootless container,
+/// or as podman's rootless mount program) lacks CAP_FSETID where the host
+/// filesystem asks, so the host clears a file's set-id bits whenever the
+/// server writes it: found by review, the server then read the mode after
+/// its write, saw no bits to clear, and never told the kernel, whose
+/// cached 4777 let nobody run the changed file as root. The namespace maps
+/// ids 0-65535 to themselves, so its nobody is the host's.
+#[test]
+fn a_server_in_a_user_namespace_clears_set_id_bits_in_the_kernels_view() {
+    common::privileges::require_root_and_fuse();
+    let (public, lower, upper, mnt) = public_layers();
+    fs::write(lower.join("id"), vec![b'.'; 64 << 10]).expect("write");
+    fs::set_permissions(lower.join("id"), fs::Permissions::from_mode(0o4777)).expect("chmod");
+    fs::create_dir(&mnt).expect("mkdir mnt");
+    let go = public.path().join("mapped");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.05; done
+         {bin} fuse-overlayfs -o allow_other,lowerdir={lower},upperdir={upper},workdir={upper} {mnt} || exit 1
+         stat --format=%a {mnt}/id
+         setpriv --reuid 65534 --regid 65534 --clear-groups sh -c 'echo x >> {mnt}/id'
+         stat --format=%a {mnt}/id
+         umount {mnt}",
+        go = go.display(),
+        bin = common::bin(),
+        lower = lower.display(),
+        upper = upper.display(),
+        mnt = mnt.display(),
+    );
+    let child = Command::new("unshare")
+        .args(["--user", "--mount", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs");
+    // Mapped from outside once unshare has made the namespace.
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns(&child.id().to_string()) == ns("self") {
+        assert!(Instant::now() < deadline, "unshare made no user namespace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for map in ["uid_map", "gid_map"] {
+        fs::write(format!("/proc/{}/{map}", child.id()), "0 0 65536").expect("map ids");
+    }
+    fs::write(&go, "").expect("go");
+    let r: Run = child.wait_with_output().expect("wait").into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        ["4777", "777"],
+        "the mount's mode before and after nobody's append"
+    );
+}
+
 #[test]
 fn a_running_containers_tree_mounted_for_inspection_is_nosuid_and_nodev() {
     let s = Strata::with_busybox();

@@ -13,7 +13,7 @@ use crate::upper::Upper;
 use nix::errno::Errno;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Who writes: the ids the union stores for the caller, and its process
 /// (whose supplementary groups count too).
@@ -38,6 +38,34 @@ pub struct Writer {
 /// capability(7)'s number for CAP_FSETID (libc has no constant for it).
 const CAP_FSETID: u32 = 4;
 
+const SET_ID: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// Whether process `pid` (a number, or `self`) is in the initial user
+/// namespace: only there does its uid map cover every id unchanged
+/// (readable for any process, unlike its namespace link).
+fn in_initial_user_namespace(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
+        .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]))
+}
+
+/// Whether this server's own writes keep set-id bits on the host: it has
+/// CAP_FSETID in the initial user namespace, where the host filesystem
+/// asks (`capable`). A server in a user namespace of its own (a rootless
+/// container's) does not, and the host clears the bits of each file it
+/// writes.
+fn server_keeps_set_id() -> bool {
+    static KEEPS: OnceLock<bool> = OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let initial = in_initial_user_namespace("self");
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+        initial && effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0)
+    })
+}
+
 impl Writer {
     /// Whether the writer is in group `gid` (its own or a supplementary
     /// one, from /proc; a process gone counts as outside).
@@ -50,7 +78,7 @@ impl Writer {
     }
 
     /// Whether the writer's change clears set-id bits: it lacks CAP_FSETID
-    /// in the server's user namespace (as the kernel asks `capable`; a
+    /// in the initial user namespace, where the kernel asks (`capable`; a
     /// container's root in a user namespace of its own lacks it). A
     /// process /proc cannot tell about (gone, or in a pid namespace the
     /// server does not see: pid 0) counts as lacking it.
@@ -59,12 +87,11 @@ impl Writer {
     }
 
     fn has_fsetid(&self) -> bool {
-        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
         let effective = self
             .status_line("CapEff:")
             .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
         effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0)
-            && ns(&self.pid.to_string()).is_some_and(|n| Some(n) == ns("self"))
+            && in_initial_user_namespace(&self.pid.to_string())
     }
 
     /// The rest of the line of the writer's /proc status that starts with `key`.
@@ -272,11 +299,11 @@ impl UnionFs {
             file.write_all_at(data, offset)
                 .map_err(|e| FsError::io("write", b"<open file>", e))
         };
-        let file = match &*h {
-            OpenFile::Host { file, .. } => {
-                write(file)?;
-                file
-            }
+        let file = h
+            .host_file()
+            .ok_or_else(|| FsError::posix(Errno::EBADF, b"<open file>"))?;
+        self.under_set_id_rules(id, file, writer, || match &*h {
+            OpenFile::Host { file, .. } => write(file),
             OpenFile::Partial {
                 file,
                 appends,
@@ -291,64 +318,102 @@ impl UnionFs {
                         .len(),
                     false => offset,
                 };
-                partial.change(file, (at, data.len() as u64), || write(file))?;
-                file
+                partial.change(file, (at, data.len() as u64), || write(file))
             }
-            OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
-        };
-        if self.drop_set_id(file, writer)? {
-            self.set_id_cleared(id);
-        }
+            OpenFile::Layer { .. } => Err(FsError::posix(Errno::EBADF, b"<open file>")),
+        })?;
         Ok(data.len())
     }
 
-    /// Clears the set-id bits a write (or fallocate) by `w` clears, as the
-    /// kernel clears them on a local filesystem, and returns whether it
-    /// did: when `w` lacks CAP_FSETID (see [`Writer::clears_set_id`]),
-    /// S_ISUID, and S_ISGID with group execute or when `w` is outside the
-    /// file's group.
-    fn drop_set_id(&self, file: &std::fs::File, w: &Writer) -> Result<bool> {
-        if w.lacks_fsetid == Some(false) {
-            return Ok(false);
+    /// Makes `change` (a write or fallocate of node `id`'s open `file` by
+    /// `w`) leave the set-id bits as a local filesystem would: cleared
+    /// when `w` lacks CAP_FSETID (see [`Writer::clears_set_id`]): S_ISUID,
+    /// and S_ISGID with group execute or when `w` is outside the file's
+    /// group; kept otherwise. The mode is read before the change, because
+    /// the host may clear bits itself when the server writes: a server
+    /// without CAP_FSETID (one in a user namespace) loses them on every
+    /// write, whoever the caller. Bits a caller keeps are put back; when
+    /// bits go, the kernel is told to forget the mode it cached.
+    fn under_set_id_rules(
+        &self,
+        id: NodeId,
+        file: &std::fs::File,
+        w: &Writer,
+        change: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let before = match w.lacks_fsetid == Some(false) && server_keeps_set_id() {
+            true => None,
+            false => self.set_id_mode(file)?,
+        };
+        change()?;
+        let Some((mode, gid)) = before else {
+            return Ok(());
+        };
+        let mut clear = 0;
+        if w.clears_set_id() {
+            clear = libc::S_ISUID;
+            if mode & libc::S_IXGRP != 0 || !w.in_group(gid) {
+                clear |= libc::S_ISGID;
+            }
         }
-        let format = self.layers.upper(b"<open file>")?.format();
+        // Only the set-id bits are decided here: the rest stays as it is
+        // now, a chmod that raced the change included.
+        let Some((now, _)) = self.file_mode(file)? else {
+            return Ok(());
+        };
+        let target = (now & !SET_ID) | (mode & SET_ID & !clear);
+        if target != now {
+            self.set_mode(file, target)?;
+        }
+        if target != mode {
+            self.set_id_cleared(id);
+        }
+        Ok(())
+    }
+
+    /// [`UnionFs::file_mode`] of a file with set-id bits.
+    fn set_id_mode(&self, file: &std::fs::File) -> Result<Option<(u32, u32)>> {
+        let m = self.file_mode(file)?;
+        Ok(m.filter(|(mode, _)| mode & SET_ID != 0))
+    }
+
+    /// The permission bits and group of an open upper file, as the upper's
+    /// format keeps them (`None`: a file the format shows no owner for).
+    fn file_mode(&self, file: &std::fs::File) -> Result<Option<(u32, u32)>> {
         let what = b"<open file>";
-        let (mode, gid, ovr) = if format.is_kernel() {
+        let (mode, gid) = if self.layers.upper(what)?.format().is_kernel() {
             use std::os::unix::fs::MetadataExt;
             let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
-            (md.mode(), md.gid(), None)
+            (md.mode() & 0o7777, md.gid())
         } else {
             let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
                 .map_err(|e| FsError::io("fgetxattr", what, e))?;
             match v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) {
-                Some(o) => (o.mode, o.gid, Some(o)),
-                None => return Ok(false),
+                Some(o) => (o.mode & 0o7777, o.gid),
+                None => return Ok(None),
             }
         };
-        if mode & (libc::S_ISUID | libc::S_ISGID) == 0 || !w.clears_set_id() {
-            return Ok(false);
+        Ok(Some((mode, gid)))
+    }
+
+    /// Sets an open upper file's permission bits, where the upper's format
+    /// keeps them.
+    fn set_mode(&self, file: &std::fs::File, mode: u32) -> Result<()> {
+        let what = b"<open file>";
+        if self.layers.upper(what)?.format().is_kernel() {
+            use std::os::unix::fs::PermissionsExt;
+            return file
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| FsError::io("fchmod", what, e));
         }
-        let mut clear = libc::S_ISUID;
-        if mode & libc::S_IXGRP != 0 || !w.in_group(gid) {
-            clear |= libc::S_ISGID;
-        }
-        if mode & clear == 0 {
-            return Ok(false);
-        }
-        match ovr {
-            None => {
-                use std::os::unix::fs::PermissionsExt;
-                let perm = std::fs::Permissions::from_mode(mode & 0o7777 & !clear);
-                file.set_permissions(perm)
-                    .map_err(|e| FsError::io("fchmod", what, e))?;
-            }
-            Some(mut o) => {
-                o.mode &= !clear;
-                crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
-                    .map_err(|e| FsError::io("fsetxattr override_stat", what, e))?;
-            }
-        }
-        Ok(true)
+        let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
+            .map_err(|e| FsError::io("fgetxattr", what, e))?;
+        let Some(mut o) = v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) else {
+            return Ok(());
+        };
+        o.mode = (o.mode & !0o7777) | mode;
+        crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
+            .map_err(|e| FsError::io("fsetxattr override_stat", what, e))
     }
 
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
@@ -390,33 +455,28 @@ impl UnionFs {
             nix::fcntl::fallocate(file, flags, offset as libc::off_t, length as libc::off_t)
                 .map_err(|e| FsError::io("fallocate", b"<open file>", e.into()))
         };
-        let file = match &*h {
-            OpenFile::Host { file, .. } => {
-                allocate(file)?;
-                file
-            }
+        let file = h
+            .host_file()
+            .ok_or_else(|| FsError::posix(Errno::EBADF, b"<open file>"))?;
+        self.under_set_id_rules(id, file, writer, || match &*h {
+            OpenFile::Host { file, .. } => allocate(file),
             OpenFile::Partial { file, partial, .. } => {
                 use nix::fcntl::FallocateFlags as F;
                 let zeroes = F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_ZERO_RANGE;
                 if flags.intersects(zeroes) {
                     // Zeros in the range: the upper's from now on.
-                    partial.change(file, (offset, length), || allocate(file))?;
+                    partial.change(file, (offset, length), || allocate(file))
                 } else if flags.difference(F::FALLOC_FL_KEEP_SIZE).is_empty() {
                     // Space only: no byte changes.
-                    allocate(file)?;
+                    allocate(file)
                 } else {
                     // Collapse or insert moves bytes: all must be here.
                     partial.fill(file)?;
-                    allocate(file)?;
+                    allocate(file)
                 }
-                file
             }
-            OpenFile::Layer { .. } => return Err(FsError::posix(Errno::EBADF, b"<open file>")),
-        };
-        if self.drop_set_id(file, writer)? {
-            self.set_id_cleared(id);
-        }
-        Ok(())
+            OpenFile::Layer { .. } => Err(FsError::posix(Errno::EBADF, b"<open file>")),
+        })
     }
 
     /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store
