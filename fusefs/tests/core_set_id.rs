@@ -26,19 +26,24 @@ fn stranger() -> Writer {
     }
 }
 
+/// The mode of `path` after a SETATTR of `sa` asked by `by`.
+fn mode_after(fx: &Fx, path: &str, sa: SetAttr, by: Writer) -> u32 {
+    let sa = SetAttr { by: Some(by), ..sa };
+    fx.fs
+        .setattr(fx.id(path), &sa)
+        .expect("setattr")
+        .node
+        .entry
+        .mode
+}
+
 fn chown(fx: &Fx, path: &str, by: Writer) -> u32 {
     let sa = SetAttr {
         uid: Some(0),
         gid: Some(0),
-        by: Some(by),
         ..SetAttr::default()
     };
-    fx.fs
-        .setattr(fx.id(path), &sa)
-        .expect("chown")
-        .node
-        .entry
-        .mode
+    mode_after(fx, path, sa, by)
 }
 
 #[test]
@@ -76,15 +81,9 @@ fn a_truncation_clears_set_id_bits_only_for_a_caller_without_cap_fsetid() {
         let truncate = |path: &str, by: Writer| {
             let sa = SetAttr {
                 size: Some(3),
-                by: Some(by),
                 ..SetAttr::default()
             };
-            fx.fs
-                .setattr(fx.id(path), &sa)
-                .expect("truncate")
-                .node
-                .entry
-                .mode
+            mode_after(fx, path, sa, by)
         };
         assert_eq!(truncate("suid", writer()), 0o4755, "root keeps them");
         assert_eq!(truncate("suid", stranger()), 0o755);
