@@ -357,11 +357,16 @@ impl UnionFs {
             }
         }
         // Only the set-id bits are decided here: the rest stays as it is
-        // now, a chmod that raced the change included.
+        // now, a chmod that raced the change included. Bits are put back
+        // only where the server's own write took them; where it keeps
+        // them, one that is gone now was taken by someone else.
         let Some((now, _)) = self.file_mode(file)? else {
             return Ok(());
         };
-        let target = (now & !SET_ID) | (mode & SET_ID & !clear);
+        let target = match server_keeps_set_id() {
+            true => now & !clear,
+            false => (now & !SET_ID) | (mode & SET_ID & !clear),
+        };
         if target != now {
             self.set_mode(file, target)?;
         }
