@@ -245,9 +245,22 @@ impl Drop for Registry {
     }
 }
 
+/// A port nothing listens on, below Linux's ephemeral range (32768 and
+/// up by default), which the kernel's own pick (`bind` to port 0) is
+/// taken from: a port there can be handed out as the source port of any
+/// outgoing connection meanwhile, and a connect to it while nothing
+/// listens yet can even connect the socket to itself, which looks like a
+/// listening registry (a CI run saw skopeo's ping reset).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::time::{SystemTime, UNIX_EPOCH};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    (0..COUNT)
+        .map(|i| (FIRST + (seed.wrapping_add(i.wrapping_mul(7_919))) % COUNT) as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
