@@ -123,8 +123,11 @@ impl Orphan {
             let (e, acl) = sa.owner_and_mode(&e);
             if format.is_kernel() {
                 use std::os::unix::fs::PermissionsExt;
-                std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))
-                    .map_err(|e| FsError::io("fchown", WHAT, e))?;
+                // Only for a chown: any chown drops file capabilities.
+                if sa.changes_owner() {
+                    std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))
+                        .map_err(|e| FsError::io("fchown", WHAT, e))?;
+                }
                 file.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o7777))
                     .map_err(|e| FsError::io("fchmod", WHAT, e))?;
             } else {

@@ -251,7 +251,7 @@ impl Upper {
     pub fn write_meta(&self, path: &[u8], entry: &Entry, ino: Option<u64>) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.owner_mode(&host, path, entry.kind, &override_of(entry))?;
+        self.owner_mode(&host, path, entry.kind, &override_of(entry), true)?;
         if let Some(ino) = ino {
             match xattr::set(
                 &host,
@@ -317,10 +317,16 @@ impl Upper {
     }
 
     /// Sets the owner and mode of the node at `path` (of type `kind`).
-    pub fn set_owner_mode(&self, path: &[u8], kind: Kind, ovr: &OverrideStat) -> Result<()> {
+    pub fn set_owner_mode(
+        &self,
+        path: &[u8],
+        kind: Kind,
+        ovr: &OverrideStat,
+        chown: bool,
+    ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.owner_mode(&host, path, kind, ovr)?;
+        self.owner_mode(&host, path, kind, ovr, chown)?;
         if self.format.is_kernel()
             && matches!(kind, Kind::Regular | Kind::Dir)
             && !is_whiteout_like(kind, ovr.rdev)
@@ -333,14 +339,28 @@ impl Upper {
         Ok(())
     }
 
-    fn owner_mode(&self, host: &Path, path: &[u8], kind: Kind, ovr: &OverrideStat) -> Result<()> {
+    /// The owner (with `chown`) and mode of `host` as `ovr` has them.
+    /// Without `chown` the host file is not chowned, even to the owner it
+    /// has: any chown drops `security.capability`, and a chmod or an ACL
+    /// must keep it, as on ext4 (`cp -a` of a file with capabilities set
+    /// them, then its ACL, and lost them).
+    fn owner_mode(
+        &self,
+        host: &Path,
+        path: &[u8],
+        kind: Kind,
+        ovr: &OverrideStat,
+        chown: bool,
+    ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
             return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }
         // chown first: it clears the set-id bits the mode may set again.
-        std::os::unix::fs::lchown(host, Some(ovr.uid), Some(ovr.gid))
-            .map_err(|e| FsError::io("chown", path, e))?;
+        if chown {
+            std::os::unix::fs::lchown(host, Some(ovr.uid), Some(ovr.gid))
+                .map_err(|e| FsError::io("chown", path, e))?;
+        }
         if kind != Kind::Symlink {
             std::fs::set_permissions(host, std::fs::Permissions::from_mode(ovr.mode & 0o7777))
                 .map_err(|e| FsError::io("chmod", path, e))?;

@@ -506,6 +506,58 @@ fn selinux_labels_are_not_supported_so_ls_stops_asking() {
     );
 }
 
+/// File capabilities survive a chmod and an access ACL, and go with a
+/// chown (even to the same owner), as on ext4. `cp -a` of a file with
+/// capabilities sets them, then its ACL: the server chowned the host file
+/// for every mode change, and the host dropped them then.
+#[test]
+fn file_capabilities_survive_a_chmod_and_an_acl_but_not_a_chown() {
+    // Revision 2, effective, cap_net_raw permitted, as `setcap` writes it.
+    let caps: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    // user::rwx group::r-x other::r-x, as `cp -a` copies a plain mode.
+    let acl: Vec<u8> = [
+        2u32,
+        0x0007_0001,
+        u32::MAX,
+        0x0005_0004,
+        u32::MAX,
+        0x0005_0020,
+        u32::MAX,
+    ]
+    .iter()
+    .flat_map(|w| w.to_le_bytes())
+    .collect();
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let fx = Fixture::new();
+        let _m = fx.mount_as(false, format);
+        for name in ["etc/hostname", "new"] {
+            let f = fx.mnt().join(name);
+            if name == "new" {
+                fs::write(&f, "x").expect("create");
+            }
+            let capability = || xattr::get(&f, "security.capability").expect("get");
+            xattr::set(&f, "security.capability", &caps).expect("set capability");
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
+            assert_eq!(
+                capability(),
+                Some(caps.clone()),
+                "{format:?} {name}: after a chmod"
+            );
+            xattr::set(&f, "system.posix_acl_access", &acl).expect("set an ACL");
+            assert_eq!(
+                capability(),
+                Some(caps.clone()),
+                "{format:?} {name}: after an ACL"
+            );
+            std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
+            assert_eq!(capability(), None, "{format:?} {name}: after a chown");
+        }
+    }
+}
+
 /// The kernel opens existing files without asking the server (OPEN is
 /// answered ENOSYS), so a lower file is copied up by its first write, and
 /// reads after it see the upper file.

@@ -82,7 +82,13 @@ impl SetAttr {
     /// Whether the request changes the owner or the mode (what needs ownership
     /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
-        self.mode.is_some() || self.uid.is_some() || self.gid.is_some()
+        self.mode.is_some() || self.changes_owner()
+    }
+
+    /// Whether the request is a chown (which also drops a file's
+    /// capabilities, `security.capability`, as any chown does).
+    pub fn changes_owner(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some()
     }
 
     /// This request with the set-id bits of `e` it clears added as a mode
@@ -353,7 +359,7 @@ impl UnionFs {
         let sa = &sa.clearing_set_id(&r.node.entry);
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
-            upper.set_owner_mode(&path, e.kind, &override_of(&e))?;
+            upper.set_owner_mode(&path, e.kind, &override_of(&e), sa.changes_owner())?;
             if let Some(v) = acl {
                 self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
             }

@@ -143,7 +143,7 @@ impl UnionFs {
             mode &= !libc::S_ISGID;
         }
         e.mode = mode;
-        upper.set_owner_mode(path, e.kind, &override_of(&e))?;
+        upper.set_owner_mode(path, e.kind, &override_of(&e), false)?;
         match keep {
             Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
             None => self.remove_container_xattr(upper, path, acl::ACCESS),
