@@ -326,13 +326,17 @@ impl Upper {
     ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.owner_mode(&host, path, kind, ovr, chown)?;
-        if self.format.is_kernel()
+        // An entry recorded in the rootless format before: its override
+        // would still win over the host's owner and mode, and the host
+        // file's owner is not the one it records.
+        let recorded = self.format.is_kernel()
             && matches!(kind, Kind::Regular | Kind::Dir)
             && !is_whiteout_like(kind, ovr.rdev)
-        {
-            // An entry recorded in the rootless format before: its
-            // override would still win over the host's owner and mode.
+            && xattr::get(&host, OVERRIDE_STAT)
+                .map_err(|e| FsError::io("getxattr override_stat", path, e))?
+                .is_some();
+        self.owner_mode(&host, path, kind, ovr, chown || recorded)?;
+        if recorded {
             xattr::remove(&host, OVERRIDE_STAT)
                 .map_err(|e| FsError::io("removexattr override_stat", path, e))?;
         }
