@@ -48,22 +48,25 @@ fn in_initial_user_namespace(pid: &str) -> bool {
         .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]))
 }
 
+/// Whether process `pid` (a number, or `self`) has CAP_FSETID where the
+/// kernel asks for it (`capable`): effective, in the initial user
+/// namespace.
+fn has_fsetid(pid: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+    effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0) && in_initial_user_namespace(pid)
+}
+
 /// Whether this server's own writes keep set-id bits on the host: it has
-/// CAP_FSETID in the initial user namespace, where the host filesystem
-/// asks (`capable`). A server in a user namespace of its own (a rootless
+/// CAP_FSETID. A server in a user namespace of its own (a rootless
 /// container's) does not, and the host clears the bits of each file it
 /// writes.
 fn server_keeps_set_id() -> bool {
     static KEEPS: OnceLock<bool> = OnceLock::new();
-    *KEEPS.get_or_init(|| {
-        let initial = in_initial_user_namespace("self");
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let effective = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
-        initial && effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0)
-    })
+    *KEEPS.get_or_init(|| has_fsetid("self"))
 }
 
 impl Writer {
@@ -73,8 +76,12 @@ impl Writer {
         if self.gid == gid {
             return true;
         }
-        self.status_line("Groups:")
-            .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
+        status.is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        })
     }
 
     /// Whether the writer's change clears set-id bits: it lacks CAP_FSETID
@@ -83,22 +90,8 @@ impl Writer {
     /// process /proc cannot tell about (gone, or in a pid namespace the
     /// server does not see: pid 0) counts as lacking it.
     pub(super) fn clears_set_id(&self) -> bool {
-        self.lacks_fsetid.unwrap_or_else(|| !self.has_fsetid())
-    }
-
-    fn has_fsetid(&self) -> bool {
-        let effective = self
-            .status_line("CapEff:")
-            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
-        effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0)
-            && in_initial_user_namespace(&self.pid.to_string())
-    }
-
-    /// The rest of the line of the writer's /proc status that starts with `key`.
-    fn status_line(&self, key: &str) -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
-        Some(line.to_string())
+        self.lacks_fsetid
+            .unwrap_or_else(|| !has_fsetid(&self.pid.to_string()))
     }
 }
 
