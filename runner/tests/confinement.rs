@@ -941,7 +941,8 @@ fn a_server_in_a_user_namespace_clears_set_id_bits_in_the_kernels_view() {
     fs::create_dir(&mnt).expect("mkdir mnt");
     let go = public.path().join("mapped");
     let script = format!(
-        "while [ ! -e {go} ]; do sleep 0.05; done
+        "for _ in $(seq 200); do [ -e {go} ] && break; sleep 0.05; done
+         [ -e {go} ] || exit 1  # the test died before mapping the ids
          {bin} fuse-overlayfs -o allow_other,lowerdir={lower},upperdir={upper},workdir={upper} {mnt} || exit 1
          stat --format=%a {mnt}/id
          setpriv --reuid 65534 --regid 65534 --clear-groups sh -c 'echo x >> {mnt}/id'
