@@ -93,6 +93,21 @@ impl Writer {
         self.lacks_fsetid
             .unwrap_or_else(|| !has_fsetid(&self.pid.to_string()))
     }
+
+    /// The set-id bits of a file (permission bits `mode`, group `gid`)
+    /// that this writer's write, fallocate or truncation clears, as the
+    /// kernel decides it (`setattr_should_drop_suidgid`): none for a
+    /// caller with CAP_FSETID; else S_ISUID, and S_ISGID with group
+    /// execute or for a caller outside the file's group.
+    pub(super) fn set_id_bits_cleared(&self, mode: u32, gid: u32) -> u32 {
+        if mode & SET_ID == 0 || !self.clears_set_id() {
+            return 0;
+        }
+        match mode & libc::S_IXGRP != 0 || !self.in_group(gid) {
+            true => SET_ID,
+            false => libc::S_ISUID,
+        }
+    }
 }
 
 /// The upper file at `path` (resolved as `r`) opened for writing.
@@ -334,7 +349,11 @@ impl UnionFs {
         w: &Writer,
         change: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        let before = match w.lacks_fsetid == Some(false) && server_keeps_set_id() {
+        // Only a host file in the kernel format, written by a server
+        // without CAP_FSETID, loses bits to the host: the rootless format
+        // keeps the mode in an xattr no write touches.
+        let host_takes = !server_keeps_set_id() && self.upper_format()?.is_kernel();
+        let before = match w.lacks_fsetid == Some(false) && !host_takes {
             true => None,
             false => self.set_id_mode(file)?,
         };
@@ -342,23 +361,17 @@ impl UnionFs {
         let Some((mode, gid)) = before else {
             return Ok(());
         };
-        let mut clear = 0;
-        if w.clears_set_id() {
-            clear = libc::S_ISUID;
-            if mode & libc::S_IXGRP != 0 || !w.in_group(gid) {
-                clear |= libc::S_ISGID;
-            }
-        }
+        let clear = w.set_id_bits_cleared(mode, gid);
         // Only the set-id bits are decided here: the rest stays as it is
         // now, a chmod that raced the change included. Bits are put back
-        // only where the server's own write took them; where it keeps
-        // them, one that is gone now was taken by someone else.
+        // only where the host took them; elsewhere one that is gone now
+        // was taken by someone else.
         let Some((now, _)) = self.file_mode(file)? else {
             return Ok(());
         };
-        let target = match server_keeps_set_id() {
-            true => now & !clear,
-            false => (now & !SET_ID) | (mode & SET_ID & !clear),
+        let target = match host_takes {
+            true => (now & !SET_ID) | (mode & SET_ID & !clear),
+            false => now & !clear,
         };
         if target != now {
             self.set_mode(file, target)?;
@@ -367,6 +380,10 @@ impl UnionFs {
             self.set_id_cleared(id);
         }
         Ok(())
+    }
+
+    fn upper_format(&self) -> Result<crate::upper_format::UpperFormat> {
+        Ok(self.layers.upper(b"<open file>")?.format())
     }
 
     /// [`UnionFs::file_mode`] of a file with set-id bits.
@@ -379,7 +396,7 @@ impl UnionFs {
     /// format keeps them (`None`: a file the format shows no owner for).
     fn file_mode(&self, file: &std::fs::File) -> Result<Option<(u32, u32)>> {
         let what = b"<open file>";
-        let (mode, gid) = if self.layers.upper(what)?.format().is_kernel() {
+        let (mode, gid) = if self.upper_format()?.is_kernel() {
             use std::os::unix::fs::MetadataExt;
             let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
             (md.mode() & 0o7777, md.gid())
@@ -398,7 +415,7 @@ impl UnionFs {
     /// keeps them.
     fn set_mode(&self, file: &std::fs::File, mode: u32) -> Result<()> {
         let what = b"<open file>";
-        if self.layers.upper(what)?.format().is_kernel() {
+        if self.upper_format()?.is_kernel() {
             use std::os::unix::fs::PermissionsExt;
             return file
                 .set_permissions(std::fs::Permissions::from_mode(mode))

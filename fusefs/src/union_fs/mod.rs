@@ -102,23 +102,18 @@ impl SetAttr {
     pub fn clearing_set_id(&self, e: &Entry) -> SetAttr {
         let mut sa = self.clone();
         let set_id = libc::S_ISUID | libc::S_ISGID;
-        if self.mode.is_some() || e.kind == Kind::Dir || e.mode & set_id == 0 {
+        let clears = self.changes_owner() || self.size.is_some();
+        if !clears || self.mode.is_some() || e.kind == Kind::Dir || e.mode & set_id == 0 {
             return sa;
         }
-        // Asked only now: it may read the caller's /proc status.
-        let by = self.by.filter(|w| w.clears_set_id());
-        // S_ISGID goes with group execute, or for a caller outside the
-        // group without CAP_FSETID.
-        let sgid = match e.mode & libc::S_IXGRP != 0 || by.is_some_and(|w| !w.in_group(e.gid)) {
-            true => libc::S_ISGID,
-            false => 0,
-        };
-        let mut clear = 0;
-        if self.uid.is_some() || self.gid.is_some() {
-            clear |= libc::S_ISUID | sgid;
-        }
-        if self.size.is_some() && by.is_some() {
-            clear |= libc::S_ISUID | sgid;
+        // What the caller's change clears (it may read its /proc status).
+        let mut clear = self.by.map_or(0, |w| w.set_id_bits_cleared(e.mode, e.gid));
+        if self.changes_owner() {
+            // Any caller's chown: S_ISUID, and group-executable S_ISGID.
+            clear |= libc::S_ISUID;
+            if e.mode & libc::S_IXGRP != 0 {
+                clear |= libc::S_ISGID;
+            }
         }
         if e.mode & clear != 0 {
             sa.mode = Some(e.mode & 0o7777 & !clear);
