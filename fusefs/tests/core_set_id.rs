@@ -61,6 +61,19 @@ fn a_chown_clears_set_user_id_and_group_executable_set_group_id() {
     });
 }
 
+/// `chown(f, -1, -1)` reaches the server as a SETATTR that sets nothing.
+#[test]
+fn a_chown_naming_no_owner_clears_them_as_any_chown() {
+    for_each_setup(LOWER, |fx| {
+        let same = |path: &str, by: Writer| mode_after(fx, path, SetAttr::default(), by);
+        assert_eq!(same("suid", writer()), 0o755);
+        assert_eq!(same("sgid-x", writer()), 0o755);
+        assert_eq!(same("sgid", writer()), 0o2745);
+        assert_eq!(same("sgid", stranger()), 0o745);
+        assert_eq!(same("dir", stranger()), 0o2755);
+    });
+}
+
 #[test]
 fn a_chown_with_a_mode_sets_that_mode() {
     for_each_setup(LOWER, |fx| {

@@ -865,7 +865,7 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
 }
 
 /// Set-id bits as a local filesystem keeps them, in the mount's view: a
-/// chown, even root's, clears S_ISUID and group-executable S_ISGID, and a
+/// chown, even root's and even one naming no owner, clears S_ISUID and group-executable S_ISGID, and a
 /// truncation, a hole punched or an append by another user clears them.
 #[test]
 fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
@@ -882,6 +882,20 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).expect("chmod 6755");
         std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
         assert_eq!(mode(), 0o755, "{format:?}: after a chown by root");
+        // chown(f, -1, -1) changes no owner, yet clears them as any chown.
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).expect("chmod 6755");
+        std::os::unix::fs::chown(&f, None, None).expect("chown -1 -1");
+        assert_eq!(mode(), 0o755, "{format:?}: after chown(f, -1, -1)");
+        // Not by another user, who may not change the mode (ext4 answers
+        // EPERM; the server cannot tell the request from the one a write
+        // sends first, so it succeeds and changes nothing).
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).expect("chmod 6755");
+        as_uid_1000(r#"perl -e 'chown(-1, -1, $ARGV[0])' "$0""#, &f);
+        assert_eq!(
+            mode(),
+            0o6755,
+            "{format:?}: after uid 1000's chown(f, -1, -1)"
+        );
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).expect("chmod 6777");
         as_uid_1000("truncate -s 3 \"$0\"", &f);
         assert_eq!(mode(), 0o777, "{format:?}: after a truncation by uid 1000");

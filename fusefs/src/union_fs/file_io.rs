@@ -35,29 +35,42 @@ pub struct Writer {
     pub lacks_fsetid: Option<bool>,
 }
 
-/// capability(7)'s number for CAP_FSETID (libc has no constant for it).
+/// capability(7)'s numbers (libc has no constants for them).
+const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
 
 const SET_ID: u32 = libc::S_ISUID | libc::S_ISGID;
 
+/// The uid map of process `pid` (a number, or `self`), which names its
+/// user namespace's ids (readable for any process, unlike its namespace
+/// link); `None` for a process /proc cannot show.
+fn uid_map(pid: &str) -> Option<Vec<String>> {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
+    Some(map.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Whether process `pid` (a number, or `self`) is in the initial user
-/// namespace: only there does its uid map cover every id unchanged
-/// (readable for any process, unlike its namespace link).
+/// namespace: only there does its uid map cover every id unchanged.
 fn in_initial_user_namespace(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
-        .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]))
+    uid_map(pid).is_some_and(|m| m == ["0", "0", "4294967295"])
+}
+
+/// Whether process `pid` (a number, or `self`) has capability `cap` in its
+/// effective set.
+fn has_effective(pid: &str, cap: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+    effective.is_some_and(|c| c & (1 << cap) != 0)
 }
 
 /// Whether process `pid` (a number, or `self`) has CAP_FSETID where the
 /// kernel asks for it (`capable`): effective, in the initial user
 /// namespace.
 fn has_fsetid(pid: &str) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
-    effective.is_some_and(|c| c & (1 << CAP_FSETID) != 0) && in_initial_user_namespace(pid)
+    has_effective(pid, CAP_FSETID) && in_initial_user_namespace(pid)
 }
 
 /// Whether this server's own writes keep set-id bits on the host: it has
@@ -92,6 +105,17 @@ impl Writer {
     pub(super) fn clears_set_id(&self) -> bool {
         self.lacks_fsetid
             .unwrap_or_else(|| !has_fsetid(&self.pid.to_string()))
+    }
+
+    /// Whether the writer may change the mode of a file `owner` owns, as
+    /// the kernel decides it (`inode_owner_or_capable`): it is the owner,
+    /// or has CAP_FOWNER in a user namespace that maps ids as the server's
+    /// own does, where every owner the mount shows is mapped.
+    pub(super) fn owns_or_has_fowner(&self, owner: u32) -> bool {
+        let pid = self.pid.to_string();
+        self.uid == owner
+            || (has_effective(&pid, CAP_FOWNER)
+                && uid_map(&pid).is_some_and(|m| Some(m) == uid_map("self")))
     }
 
     /// The set-id bits of a file (permission bits `mode`, group `gid`)

@@ -91,6 +91,39 @@ impl SetAttr {
         self.uid.is_some() || self.gid.is_some()
     }
 
+    /// Whether the request is a chown(2) of a file `owner` owns, including
+    /// `chown(f, -1, -1)`: the kernel sends that as a request setting
+    /// nothing, its set-id bits left to the server
+    /// (FUSE_HANDLE_KILLPRIV_V2), and a local filesystem clears them for
+    /// it as for any chown, when the caller may change the mode (others
+    /// get EPERM there). The kernel sends the same empty request before a
+    /// write or fallocate by a caller without CAP_FSETID
+    /// (`file_remove_privs`), who need not own the file: for such a
+    /// caller nothing is cleared here, and the WRITE or FALLOCATE that
+    /// follows clears what it must.
+    fn is_chown(&self, owner: u32) -> bool {
+        let may_chmod = || self.by.is_none_or(|w| w.owns_or_has_fowner(owner));
+        self.changes_owner() || (self.sets_nothing() && may_chmod())
+    }
+
+    fn sets_nothing(&self) -> bool {
+        let Self {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            by: _,
+        } = self;
+        mode.is_none()
+            && uid.is_none()
+            && gid.is_none()
+            && size.is_none()
+            && atime.is_none()
+            && mtime.is_none()
+    }
+
     /// This request with the set-id bits of `e` it clears added as a mode
     /// change, as the kernel clears them on a local filesystem (the mount
     /// leaves it to the server: FUSE_HANDLE_KILLPRIV_V2, see
@@ -102,13 +135,14 @@ impl SetAttr {
     pub fn clearing_set_id(&self, e: &Entry) -> SetAttr {
         let mut sa = self.clone();
         let set_id = libc::S_ISUID | libc::S_ISGID;
-        let clears = self.changes_owner() || self.size.is_some();
+        let chown = self.is_chown(e.uid);
+        let clears = chown || self.size.is_some();
         if !clears || self.mode.is_some() || e.kind == Kind::Dir || e.mode & set_id == 0 {
             return sa;
         }
         // What the caller's change clears (it may read its /proc status).
         let mut clear = self.by.map_or(0, |w| w.set_id_bits_cleared(e.mode, e.gid));
-        if self.changes_owner() {
+        if chown {
             // Any caller's chown: S_ISUID, and group-executable S_ISGID.
             clear |= libc::S_ISUID;
             if e.mode & libc::S_IXGRP != 0 {
