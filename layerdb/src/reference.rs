@@ -324,8 +324,9 @@ fn split_domain(name: &str) -> (&str, &str) {
     }
 }
 
-/// `host[:port]`, host a DNS name or a bracketed IPv6 address.
-fn valid_domain(domain: &str) -> bool {
+/// `host[:port]`, host a DNS name or a bracketed IPv6 address: the
+/// reference grammar's domain, which a registry argument must be too.
+pub fn valid_domain(domain: &str) -> bool {
     let (host, port) = match domain.rsplit_once(':') {
         Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => (h, Some(p)),
         _ => (domain, None),

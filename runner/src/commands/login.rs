@@ -23,8 +23,11 @@ pub(super) fn registry_domain(arg: Option<&str>) -> Result<String> {
         .or_else(|| arg.strip_prefix("http://"))
         .unwrap_or(arg);
     let host = rest.split('/').next().unwrap_or(rest);
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        bail!("invalid registry {arg:?}");
+    // The reference grammar's domain, as pull and push take it: anything
+    // else (`127.0.0.1:1@example.com`) would make a URL whose host is not
+    // the one plain HTTP was allowed for.
+    if !layerdb::reference::valid_domain(host) {
+        bail!("invalid registry \"{}\"", layerdb::escape::escape(arg));
     }
     Ok(match host {
         "index.docker.io" | DOCKER_HUB_API_HOST => DOCKER_HUB.to_string(),
@@ -152,6 +155,11 @@ mod tests {
         );
         assert_eq!(registry_domain(Some("quay.io")).unwrap(), "quay.io");
         assert!(registry_domain(Some("")).is_err());
+        for bad in ["127.0.0.1:1@example.com", "localhost:1@10.0.0.1:80", "a b", "host:", "x\x1b]0;t\x07"] {
+            assert!(registry_domain(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(registry_domain(Some("[::1]:5000")).unwrap(), "[::1]:5000");
+        assert_eq!(registry_domain(Some("localhost")).unwrap(), "localhost");
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
     }
 }
