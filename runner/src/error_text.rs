@@ -6,10 +6,15 @@
 //! cause's text would print it twice with anyhow's `{:#}` (`open x:
 //! Permission denied (os error 13): Permission denied (os error 13)`). A
 //! cause the line already ends with is left out.
+//!
+//! An error can quote what a registry, an archive or an image said (a
+//! media type, a digest a parser refused), so the line is escaped as a
+//! whole: a terminal escape in it is shown, never obeyed, and the line
+//! stays one line.
 
-/// The error and its causes, joined with `: `, each once.
+/// The error and its causes, joined with `: `, each once, escaped.
 pub fn describe(err: &anyhow::Error) -> String {
-    join_causes(err.chain().map(ToString::to_string))
+    layerdb::escape::escape(&join_causes(err.chain().map(ToString::to_string)))
 }
 
 fn join_causes(layers: impl Iterator<Item = String>) -> String {
@@ -62,6 +67,16 @@ mod tests {
             "open the store: open /store/db: Permission denied (os error 13)"
         );
         assert_eq!(line.matches("Permission denied").count(), 1, "{line}");
+    }
+
+    #[test]
+    fn what_an_error_quotes_cannot_drive_the_terminal_or_break_the_line() {
+        let err = anyhow::anyhow!("unsupported manifest media type \u{1b}]0;owned\u{7}\nx")
+            .context("pull r/x");
+        assert_eq!(
+            describe(&err),
+            "pull r/x: unsupported manifest media type \\u{1b}]0;owned\\u{7}\\nx"
+        );
     }
 
     #[test]

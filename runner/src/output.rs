@@ -15,6 +15,7 @@ use crate::humanize::{
     created_since, format_rfc3339, history_created_since, human_duration, human_size, parse_rfc3339,
 };
 use crate::truncate::{display_width, ellipsis, truncate_id};
+use layerdb::escape::escape;
 use layerdb::image::History;
 use std::fmt;
 
@@ -345,7 +346,10 @@ pub fn render_history(rows: &[HistoryRow], options: &HistoryOptions, now: i64) -
                     } else {
                         c.created_at
                     };
-                    vec![c.id, when, c.created_by, c.size, c.comment]
+                    // An image's own words, shown and never obeyed (JSON
+                    // escapes them as JSON does).
+                    let (by, comment) = (escape(&c.created_by), escape(&c.comment));
+                    vec![c.id, when, by, c.size, comment]
                 }),
             )
         }
@@ -826,6 +830,20 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
         }];
         let out = render_history(&rows, &HistoryOptions::default(), NOW);
         assert!(out.contains("/bin/sh -c apt-get update"), "{out}");
+    }
+
+    #[test]
+    fn history_shows_an_images_terminal_escapes_without_obeying_them() {
+        let rows = vec![HistoryRow {
+            created_by: "/bin/sh -c true \u{1b}[2J".to_string(),
+            comment: "\u{1b}]0;owned\u{7}".to_string(),
+            created: Some(NOW),
+            ..HistoryRow::default()
+        }];
+        let out = render_history(&rows, &HistoryOptions::default(), NOW);
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("true \\u{1b}[2J"), "{out}");
+        assert!(out.contains("\\u{1b}]0;owned\\u{7}"), "{out}");
     }
 
     #[test]

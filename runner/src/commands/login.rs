@@ -155,7 +155,13 @@ mod tests {
         );
         assert_eq!(registry_domain(Some("quay.io")).unwrap(), "quay.io");
         assert!(registry_domain(Some("")).is_err());
-        for bad in ["127.0.0.1:1@example.com", "localhost:1@10.0.0.1:80", "a b", "host:", "x\x1b]0;t\x07"] {
+        for bad in [
+            "127.0.0.1:1@example.com",
+            "localhost:1@10.0.0.1:80",
+            "a b",
+            "host:",
+            "x\x1b]0;t\x07",
+        ] {
             assert!(registry_domain(Some(bad)).is_err(), "{bad:?}");
         }
         assert_eq!(registry_domain(Some("[::1]:5000")).unwrap(), "[::1]:5000");
