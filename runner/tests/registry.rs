@@ -1256,7 +1256,8 @@ fn a_layer_a_pull_skipped_as_present_is_never_pushed_as_the_blob_it_claimed() {
 }
 
 /// A registry whose tag list or error text is hostile: tags that are no
-/// tags (a path, a slash), pages that name themselves next, and terminal
+/// tags (a path, a slash), pages that name themselves next, pages of new
+/// tags without end, and terminal
 /// escapes in an error message. Each fails the pull in one line, pulls
 /// nothing, and the escape reaches the terminal shown, not obeyed.
 #[test]
@@ -1271,6 +1272,18 @@ fn a_hostile_tag_list_or_error_text_fails_in_one_line() {
         "/v2/loop/tags/list" => {
             Answer::json(200, serde_json::json!({"name": "loop", "tags": ["1"]}))
                 .with_header("Link", "</v2/loop/tags/list>; rel=\"next\"")
+        }
+        // Pages of fresh tags without end: the list is held in memory.
+        p if p.starts_with("/v2/flood/tags/list") => {
+            let page: usize = p
+                .rsplit('=')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let tags: Vec<String> = (0..5_000).map(|i| format!("t{page}-{i}")).collect();
+            let next = format!("</v2/flood/tags/list?page={}>; rel=\"next\"", page + 1);
+            Answer::json(200, serde_json::json!({"name": "flood", "tags": tags}))
+                .with_header("Link", &next)
         }
         _ => Answer::json(
             404,
@@ -1291,6 +1304,9 @@ fn a_hostile_tag_list_or_error_text_fails_in_one_line() {
     let r = strata(&s, &["pull", "--all-tags", &format!("{host}/loop")]);
     one_line_125(&r, "endless tag list");
     assert!(r.stderr.contains("tag list does not end"), "{}", r.stderr);
+    let r = strata(&s, &["pull", "--all-tags", &format!("{host}/flood")]);
+    one_line_125(&r, "a flood of tags");
+    assert!(r.stderr.contains("lists over 100000 tags"), "{}", r.stderr);
     let r = strata(&s, &["pull", &format!("{host}/esc:1")]);
     one_line_125(&r, "escapes in an error");
     assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);

@@ -83,10 +83,16 @@ pub fn sha256_of(digest: &str) -> Result<Digest> {
 /// good. Docker Hub pages 100 tags, so this is a million tags.
 const MAX_TAG_PAGES: usize = 10_000;
 
+/// Distinct tags taken at most: each page may be megabytes of new tags,
+/// and the list is held in memory (a registry answering 4 MB pages of
+/// fresh tags grew a pull by 5 MB a page). No one pulls more images at
+/// once.
+const MAX_TAGS: usize = 100_000;
+
 /// The repository's tags (`/v2/<name>/tags/list`), following the
-/// registry's `Link: <...>; rel="next"` pages, in the order it gives them.
-/// Each is checked against docker's tag grammar before anything is
-/// pulled: a tag is the registry's word, and becomes a local name.
+/// registry's `Link: <...>; rel="next"` pages, in the order it gives them,
+/// each once. Each is checked against docker's tag grammar before anything
+/// is pulled: a tag is the registry's word, and becomes a local name.
 pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct TagList {
@@ -95,6 +101,7 @@ pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<Str
     }
     let scope = scope(reference);
     let mut tags = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     let mut next = Some(format!("/v2/{}/tags/list", reference.path));
     let mut seen = std::collections::HashSet::new();
     while let Some(path) = next.take() {
@@ -114,14 +121,24 @@ pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<Str
         let body = Client::read_document(response)?;
         let page: TagList = serde_json::from_slice(&body)
             .with_context(|| format!("{path}: the registry's tag list is not JSON"))?;
-        tags.extend(page.tags.unwrap_or_default());
-    }
-    if let Some(bad) = tags.iter().find(|t| !layerdb::reference::valid_tag(t)) {
-        bail!(
-            "{}: the registry listed an invalid tag \"{}\"",
-            reference.path,
-            layerdb::escape::escape(bad)
-        );
+        for tag in page.tags.unwrap_or_default() {
+            if !layerdb::reference::valid_tag(&tag) {
+                bail!(
+                    "{}: the registry listed an invalid tag \"{}\"",
+                    reference.path,
+                    layerdb::escape::escape(&tag)
+                );
+            }
+            if listed.insert(tag.clone()) {
+                if tags.len() == MAX_TAGS {
+                    bail!(
+                        "{}: the registry lists over {MAX_TAGS} tags",
+                        reference.path
+                    );
+                }
+                tags.push(tag);
+            }
+        }
     }
     Ok(tags)
 }
