@@ -28,10 +28,12 @@
 //! identity or bearer, nor a password, is ever printed or logged.
 
 use super::credentials::{self, Credentials};
+use super::steady::Steady;
 use super::transport;
 use anyhow::{anyhow, bail, Context, Result};
 use layerdb::escape::escape;
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Mutex;
 use std::time::Duration;
 use ureq::http::Response;
@@ -106,6 +108,8 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(120)))
+            // Headers sent a line a minute stay under the per-read timeout.
+            .timeout_recv_response(Some(Duration::from_secs(120)))
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -327,12 +331,20 @@ impl Client {
 
     /// Reads a small response body (a manifest, a config, a token).
     pub fn read_document(response: Response<Body>) -> Result<Vec<u8>> {
-        response
+        let limited = response
             .into_body()
             .into_with_config()
-            .limit(MAX_DOCUMENT_BYTES)
-            .read_to_vec()
-            .context("reading the registry's answer")
+            .limit(MAX_DOCUMENT_BYTES);
+        let mut bytes = Vec::new();
+        Steady::new(limited.reader())
+            .read_to_end(&mut bytes)
+            .context("reading the registry's answer")?;
+        Ok(bytes)
+    }
+
+    /// A blob's body, as it streams; it fails if it stops coming.
+    pub fn body(response: Response<Body>) -> Steady<impl Read> {
+        Steady::new(response.into_body().into_reader())
     }
 
     /// The `Authorization` header for a scope, fetching a token if the

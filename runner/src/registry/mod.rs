@@ -2,6 +2,7 @@
 //! `layerdb::reference`, blobs are checked as they stream by
 //! `layerdb::oci::VerifiedReader`; here are the HTTP client and its auth
 //! ([`client`]), which registries may use plain HTTP ([`transport`]),
+//! bodies that must keep coming ([`steady`]),
 //! stored credentials ([`credentials`], [`cred_helper`]), manifests and platforms
 //! ([`manifest`]), the pull itself
 //! ([`pull`], [`push`], a blob's resumable [`upload`]) and how a pulled image is committed ([`image_store`]).
@@ -13,5 +14,6 @@ pub mod image_store;
 pub mod manifest;
 pub mod pull;
 pub mod push;
+pub mod steady;
 pub mod transport;
 pub mod upload;

@@ -233,7 +233,7 @@ fn fetch_config(
     }
     let response = blob(client, reference, scope, &digest)?;
     let reader = VerifiedReader::new(
-        response.into_body().into_reader(),
+        Client::body(response),
         &format!("config {digest:#}"),
         Some(digest),
         Some(descriptor.size()),
@@ -411,7 +411,7 @@ fn fetch_layer(
     let response = blob(client, reference, scope, &digest)?;
     let what = format!("layer {digest:#}");
     let body = Counting {
-        inner: response.into_body().into_reader(),
+        inner: Client::body(response),
         done: 0,
         report,
     };
