@@ -108,8 +108,12 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(120)))
-            // Headers sent a line a minute stay under the per-read timeout.
-            .timeout_recv_response(Some(Duration::from_secs(120)))
+            // A registry that stops reading an upload.
+            .timeout_per_write(Some(Duration::from_secs(120)))
+            // Headers sent a line a minute stay under the per-read
+            // timeout; this one is long enough for a registry that stores
+            // a big upload before it answers.
+            .timeout_recv_response(Some(Duration::from_secs(300)))
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();

@@ -1,6 +1,7 @@
 //! A response body that keeps coming. ureq's per-read timeout ends a
 //! connection that sends nothing for two minutes, but a registry sending a
-//! byte a minute would hold a pull, and `gc` waiting behind it, for good.
+//! byte a minute would hold a pull, and `gc` waiting behind it, for good
+//! (its headers are bounded by `Client::connect`'s timeouts).
 //! Like curl's `--speed-limit`, a body that brings less than
 //! [`MIN_BYTES`] in a [`WINDOW`] fails instead.
 
