@@ -29,7 +29,7 @@
 
 use super::credentials::{self, Credentials};
 use super::steady::Steady;
-use super::transport;
+use super::transport::{self, INSECURE_REGISTRIES_ENV};
 use anyhow::{anyhow, bail, Context, Result};
 use layerdb::escape::escape;
 use std::collections::HashMap;
@@ -378,6 +378,13 @@ impl Client {
 
     fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
         let mut held = self.credentials.lock().expect("not poisoned");
+        if held.is_some() && !secret_may_go_to(realm) {
+            bail!(
+                "the registry's token service {} is plain HTTP: credentials go only over TLS, \
+                 or plain HTTP to a registry allowed it (localhost, {INSECURE_REGISTRIES_ENV})",
+                escape(realm)
+            );
+        }
         let grant = match held.as_ref() {
             Some(c) => match c.identity_token() {
                 Some(identity) => self.exchange_identity_token(realm, service, scope, identity)?,
@@ -631,6 +638,24 @@ fn parse_challenge(response: &Response<Body>) -> Option<Challenge> {
     challenge_of(header)
 }
 
+/// Whether a password or token may be sent to `url`: over TLS, or over
+/// plain HTTP where the registry itself may use it. A registry names its
+/// token service, and docker sends credentials to any; a TLS registry
+/// naming `http://elsewhere/` would have them sent in the clear.
+fn secret_may_go_to(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => {
+            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            transport::plain_http_allowed(&format!("{host}{port}"))
+        }
+        _ => false,
+    }
+}
+
 fn challenge_of(header: &str) -> Option<Challenge> {
     let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     match scheme.to_ascii_lowercase().as_str() {
@@ -678,6 +703,18 @@ fn auth_params(s: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_to_a_token_service_over_tls_or_to_a_loopback_one() {
+        assert!(secret_may_go_to("https://auth.docker.io/token"));
+        assert!(secret_may_go_to("http://127.0.0.1:5001/token"));
+        assert!(secret_may_go_to("http://localhost/token"));
+        assert!(secret_may_go_to("http://[::1]:80/token"));
+        assert!(!secret_may_go_to("http://auth.example.com/token"));
+        assert!(!secret_may_go_to("http://127.0.0.1:1@example.com/token"));
+        assert!(!secret_may_go_to("file:///etc/passwd"));
+        assert!(!secret_may_go_to("not a url"));
+    }
 
     #[test]
     fn bearer_challenges_give_realm_and_service() {
