@@ -179,6 +179,15 @@ fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
             vec!["commit", "-c", "RUN ls", "taken"],
             "is not a valid change command",
         ),
+        // stdin is /dev/null here: a terminal fed by nothing would hang.
+        (
+            vec!["run", "-it", "busybox", "cat"],
+            "the input device is not a TTY",
+        ),
+        (
+            vec!["exec", "-it", "taken", "cat"],
+            "the input device is not a TTY",
+        ),
     ];
     for (args, expect) in cases {
         let r = s.run(&args);

@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 /// `strata exec`: finds the container, then re-executes into `__exec`,
 /// which joins its namespaces from a process with one thread.
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
+    super::check_tty(args.interactive, args.tty)?;
     let env = crate::environment::from_flags(&args.env)?;
     let rec = {
         let store = ctx.reader()?;

@@ -67,6 +67,17 @@ impl Ctx {
     }
 }
 
+/// docker's check before it attaches a terminal: `-it` with stdin a pipe
+/// or a file would give the container a terminal fed by no one (and a
+/// client waiting for good), so it is refused.
+fn check_tty(interactive: bool, tty: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    if interactive && tty && !std::io::stdin().is_terminal() {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    Ok(())
+}
+
 /// fuse-overlayfs's command line (see `overlay_compat`).
 pub fn fuse_overlayfs(args: &[String]) -> Result<i32> {
     overlay::run(args)

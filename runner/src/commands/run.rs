@@ -22,6 +22,9 @@ use std::fs;
 use std::io::Read;
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
+    if !args.detach {
+        super::check_tty(args.interactive, args.tty)?;
+    }
     let id = ContainerId::random();
     create_apart(ctx, &args, &id)?;
     super::launch::run(

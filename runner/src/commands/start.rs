@@ -21,6 +21,9 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
             println!("{name}");
             continue;
         }
+        if args.attach || args.interactive {
+            super::check_tty(args.interactive, rec.tty)?;
+        }
         let mut cmd = super::run::relaunch(ctx, &rec.id);
         if !(args.attach || args.interactive) {
             cmd.arg("--detach").arg("--print-name").arg(name);
