@@ -73,7 +73,45 @@ pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
     out
 }
 
-/// Whether a process with this pid exists (seen from this pid namespace).
+/// Whether a process with this pid exists (seen from this pid namespace)
+/// and has not exited: a zombie, which has, counts as gone, though its pid
+/// stays until its parent reaps it (an orphan waits for the host's init,
+/// which may take a second).
 pub fn process_alive(pid: i32) -> bool {
-    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)`, as comm may hold one.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    pid > 0 && !matches!(state, Some('Z' | 'X'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_alive;
+
+    #[test]
+    fn a_running_process_is_alive_and_an_exited_one_unreaped_is_not() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let mut quitter = std::process::Command::new("true").spawn().expect("true");
+        assert!(process_alive(sleeper.id() as i32));
+        // Exited but not reaped: a zombie until `wait`.
+        let zombie = quitter.id() as i32;
+        while std::fs::read_to_string(format!("/proc/{zombie}/stat"))
+            .is_ok_and(|s| !s.contains(") Z"))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!process_alive(zombie), "a zombie has exited");
+        quitter.wait().expect("reap");
+        assert!(!process_alive(zombie));
+        assert!(!process_alive(0) && !process_alive(-1));
+        sleeper.kill().expect("kill");
+        sleeper.wait().expect("reap");
+    }
 }
