@@ -353,6 +353,18 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
     }
+    // Each image named is tried and each failure reported.
+    let r = s.run(&["rmi", "nosuch", "other"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("No such image: other"), "{}", r.stderr);
+    assert!(r.stderr.contains("No such image: nosuch"), "{}", r.stderr);
+    // docker's `rmi -f` (and `rm -f`) of what is not there says so and
+    // succeeds: cleanup scripts run it under `set -e`.
+    for args in [["rmi", "-f", "nosuch"], ["rm", "-f", "nosuch"]] {
+        let r = s.run(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("No such "), "{args:?}: {}", r.stderr);
+    }
     assert_eq!(s.run(&["images", "-a", "-q"]).ok().stdout, "");
     assert_store_clean(&s);
 }

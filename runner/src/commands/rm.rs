@@ -30,14 +30,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 Ok(rec) => rec,
                 // The `run --rm` client of a container killed here removes
                 // it once it exits: gone meanwhile is what was asked.
-                Err(e)
-                    if matches!(
-                        e.downcast_ref::<layerdb::StoreError>(),
-                        Some(layerdb::StoreError::NoSuchContainer(_))
-                    ) =>
-                {
-                    return Ok(())
-                }
+                Err(e) if is_no_such_container(&e) => return Ok(()),
                 Err(e) => return Err(e),
             };
             liveness::remove(&store, &rec)?;
@@ -50,9 +43,20 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                     "Error response from daemon: {}",
                     crate::error_text::describe(&e)
                 );
-                failed = Some(());
+                // docker's `rm -f` of a container that is not there says
+                // so and succeeds: the cleanup scripts' idiom.
+                if !(args.force && is_no_such_container(&e)) {
+                    failed = Some(());
+                }
             }
         }
     }
     Ok(if failed.is_some() { 1 } else { 0 })
+}
+
+fn is_no_such_container(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<layerdb::StoreError>(),
+        Some(layerdb::StoreError::NoSuchContainer(_))
+    )
 }

@@ -3,11 +3,11 @@
 use super::Ctx;
 use crate::cli::RmiArgs;
 use anyhow::Result;
-use layerdb::Removal;
+use layerdb::{Removal, StoreError};
 
 pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
     let store = ctx.store_to_delete()?;
-    let mut failed = None;
+    let mut failed = false;
     for name in &args.images {
         match store.remove_image(name, args.force) {
             Ok(done) => {
@@ -18,11 +18,13 @@ pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
                     }
                 }
             }
-            Err(e) => failed = Some(e),
+            Err(e) => {
+                // docker's `rmi -f` of an image that is not there says so
+                // and succeeds; every other failure is reported and fails.
+                failed |= !(args.force && matches!(e, StoreError::NoSuchImage(_)));
+                eprintln!("Error: {}", crate::error_text::describe(&e.into()));
+            }
         }
     }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(0),
-    }
+    Ok(if failed { 125 } else { 0 })
 }
