@@ -297,6 +297,16 @@ fn network_host_shares_the_hosts_namespace_and_none_has_only_lo() {
         let out = s.sh(&[flag, "host"], "readlink /proc/self/ns/net");
         assert_eq!(Path::new(out.trim()), host_netns(), "{flag} host");
     }
+    // docker's: the host's name and hosts file, the added hosts after it.
+    let host = nix::unistd::gethostname().expect("hostname");
+    let host = host.to_string_lossy();
+    let out = s.sh(
+        &["--network", "host", "--add-host", "db:10.0.0.5"],
+        "hostname; cat /etc/hostname /etc/hosts",
+    );
+    let own_hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    let expected = format!("{host}\n{host}\n{}10.0.0.5\tdb\n", own_hosts);
+    assert_eq!(out, expected);
     let out = s.sh(
         &["--network", "none"],
         "readlink /proc/self/ns/net; ls /sys/class/net",

@@ -144,10 +144,16 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         bail!("No command specified");
     }
 
-    let hostname = args
-        .hostname
-        .clone()
-        .unwrap_or_else(|| id.short().to_string());
+    // docker's: `-h` (an empty one is none), else the host's own name on
+    // the host's network, else the short id.
+    let hostname = match args.hostname.clone().filter(|h| !h.is_empty()) {
+        Some(given) => given,
+        None if network == crate::network::Mode::Host => nix::unistd::gethostname()
+            .context("the host's name")?
+            .to_string_lossy()
+            .into_owned(),
+        None => id.short().to_string(),
+    };
     let paths = ContainerPaths::new(&ctx.root, id);
     let rec = ContainerRecord {
         id: id.to_string(),
@@ -193,12 +199,16 @@ fn make_files(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
         .with_context(|| format!("create {}", paths.merged().display()))?;
     // The bridge's address replaces 127.0.1.1 when the monitor connects it.
     let extra_hosts = crate::network::parsed_extra_hosts(&rec.net.extra_hosts);
-    fs::write(
-        paths.hosts(),
-        crate::network::hosts(&rec.hostname, &extra_hosts, None),
-    )?;
-    fs::write(paths.hostname(), format!("{}\n", rec.hostname))?;
     let mode = crate::network::Mode::parse(&rec.network)?;
+    let hosts = match mode {
+        crate::network::Mode::Host => {
+            let own = fs::read_to_string("/etc/hosts").unwrap_or_default();
+            crate::network::host_network_hosts(&own, &extra_hosts)
+        }
+        _ => crate::network::hosts(&rec.hostname, &extra_hosts, None),
+    };
+    fs::write(paths.hosts(), hosts)?;
+    fs::write(paths.hostname(), format!("{}\n", rec.hostname))?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     fs::write(
         paths.resolv_conf(),

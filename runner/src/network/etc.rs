@@ -64,10 +64,22 @@ pub fn resolv_conf(host: &str, mode: Mode, dns: &[String]) -> String {
     out
 }
 
+/// The /etc/hosts of a container on the host's network, as docker makes
+/// it: the host's own, then the `--add-host` entries.
+pub fn host_network_hosts(host_hosts: &str, extra: &[(String, IpAddr)]) -> String {
+    let mut out = host_hosts.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for (name, ip) in extra {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
+    out
+}
+
 /// The container's /etc/hosts: localhost, the `--add-host` entries, and
 /// the container's own name on its bridge address (docker's), or on
-/// 127.0.1.1 (Debian's convention) where it has none yet or shares the
-/// host's network.
+/// 127.0.1.1 (Debian's convention) where it has none yet.
 pub fn hosts(hostname: &str, extra: &[(String, IpAddr)], address: Option<Ipv4Addr>) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (name, ip) in extra {
@@ -81,6 +93,15 @@ pub fn hosts(hostname: &str, extra: &[(String, IpAddr)], address: Option<Ipv4Add
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_networks_hosts_file_is_the_hosts_own_with_added_hosts() {
+        let extra = [("db".to_string(), "10.0.0.5".parse().unwrap())];
+        assert_eq!(
+            host_network_hosts("127.0.0.1 localhost\n127.0.1.1 vm", &extra),
+            "127.0.0.1 localhost\n127.0.1.1 vm\n10.0.0.5\tdb\n"
+        );
+    }
 
     const HOST: &str = "search example.org\nnameserver 10.255.255.53\noptions ndots:2\n";
     const RESOLVED: &str = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n";

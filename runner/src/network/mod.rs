@@ -37,7 +37,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-pub use etc::{hosts, resolv_conf};
+pub use etc::{host_network_hosts, hosts, resolv_conf};
 pub use options::Mode;
 
 use crate::container::Spec;
