@@ -272,6 +272,38 @@ fn a_changed_byte_in_any_blob_is_refused_and_changes_nothing() {
     assert_ne!(image_id(&s, "victim:1"), kept);
 }
 
+/// docker's `save` of an image named by its id or digest records no name,
+/// so loading it gives an untagged image, not one named after the id; by
+/// one of its tags, the tag goes with it.
+#[test]
+fn an_image_saved_by_id_loads_untagged_and_one_saved_by_tag_keeps_it() {
+    let src = Strata::new();
+    let tar = TarMaker::new().file("f", b"x").write(&src.path("a.tar"));
+    src.import(&tar, "img:1");
+    let id = image_id(&src, "img:1");
+    let short = &hex(&id)[..12];
+    for (name, tags) in [
+        (short, json!([])),
+        (&id, json!([])),
+        ("img:1", json!(["img:1"])),
+    ] {
+        let dir = src.path(&format!("saved-{}", name.replace(':', "-")));
+        src.run(&["save", "-o", dir.to_str().unwrap(), name]).ok();
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest[0]["RepoTags"], tags, "saved as {name}");
+        let s = Strata::new();
+        s.run(&["load", "-i", dir.to_str().unwrap()]).ok();
+        let listed = s.run(&["images"]).ok().stdout;
+        let repository = listed
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next());
+        let expected = if name == "img:1" { "img" } else { "<none>" };
+        assert_eq!(repository, Some(expected), "saved as {name}: {listed}");
+    }
+}
+
 #[test]
 fn an_uncompressed_layer_with_a_changed_byte_is_refused() {
     let s = Strata::new();

@@ -76,7 +76,12 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
         "layers": layers,
     }))?;
     let manifest_digest = write_blob(&blobs, &manifest)?;
-    let tag = layerdb::Reference::parse(name).ok().map(|r| r.to_string());
+    // The name's tag, when the name is one of the image's tags: saved by
+    // id (or by a digest), docker records no name.
+    let tag = layerdb::Reference::parse(name)
+        .ok()
+        .map(|r| r.to_string())
+        .filter(|r| store.tags_of(&image.id).is_ok_and(|tags| tags.contains(r)));
     let mut desc = json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "digest": format!("{manifest_digest:#}"), "size": manifest.len() });
     if let Some(t) = &tag {
