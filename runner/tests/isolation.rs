@@ -825,6 +825,13 @@ fn exec_joins_the_containers_namespaces_and_returns_the_exit_code() {
     }
     let r = f.exec("joined", &["nosuchcmd"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
+    // docker's exec -w does not make a missing directory (run -w does):
+    // it fails, and the container's tree is left as it was.
+    let r = f.run(&["exec", "-w", "/work/by/exec", "joined", "pwd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(r.stderr.contains("chdir to cwd"), "{}", r.stderr);
+    let changes = f.run(&["diff", "joined"]).ok().stdout;
+    assert!(!changes.contains("/work"), "{changes}");
 }
 
 #[test]

@@ -167,6 +167,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         args: spec.args,
         env: spec.env,
         cwd: spec.cwd,
+        make_cwd: false,
         user: spec.user,
         hostname,
         tty: spec.tty,

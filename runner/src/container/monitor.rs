@@ -274,6 +274,7 @@ fn init_steps(
         args: &spec.args,
         env: &spec.env,
         cwd: &spec.cwd,
+        make_cwd: true,
         user: &spec.user,
         hostname: spec.hostname.clone(),
         tty: spec.tty,

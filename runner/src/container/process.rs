@@ -32,6 +32,10 @@ pub struct ProcessSpec<'a> {
     pub args: &'a [String],
     pub env: &'a [String],
     pub cwd: &'a str,
+    /// Whether a missing `cwd` is made: docker's `run -w` makes it, its
+    /// `exec -w` fails (runc chdirs only), so an exec never adds a
+    /// directory a commit would keep.
+    pub make_cwd: bool,
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
@@ -65,7 +69,9 @@ fn prepare_and_exec(
     } else {
         process.cwd
     };
-    create_working_dir(cwd)?;
+    if process.make_cwd {
+        create_working_dir(cwd)?;
+    }
     let security = process.security;
     // While the capability to raise a hard limit is still held.
     super::ulimits::apply(process.ulimits)?;
