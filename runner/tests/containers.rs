@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Strata;
+use common::{Strata, TarMaker};
 
 #[test]
 fn run_gives_the_containers_exit_status_and_dockers_codes() {
@@ -746,6 +746,30 @@ fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
         assert!(!upper_etc.join(f).exists(), "/etc/{f} was copied up");
     }
     assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
+}
+
+/// docker's IMAGE column: the name the container was made from while it
+/// still means that image, else the image's id.
+#[test]
+fn ps_shows_the_image_id_once_the_name_means_another_image() {
+    let s = Strata::with_busybox();
+    s.run(&["tag", "busybox", "mine:1"]).ok();
+    s.run(&["create", "--name", "cc", "mine:1", "true"]).ok();
+    let image_column = |args: &[&str]| {
+        let out = s.run(args).ok().stdout;
+        let row = out.lines().nth(1).expect("a row").to_string();
+        row.split_whitespace().nth(1).expect("IMAGE").to_string()
+    };
+    assert_eq!(image_column(&["ps", "-a"]), "mine:1");
+    let id = s
+        .run(&["images", "-q", "--no-trunc", "busybox"])
+        .ok()
+        .stdout;
+    let id = id.trim();
+    let other = TarMaker::new().file("f", b"x").write(&s.path("other.tar"));
+    s.import(&other, "mine:1");
+    assert_eq!(image_column(&["ps", "-a"]), id["sha256:".len()..][..12]);
+    assert_eq!(image_column(&["ps", "-a", "--no-trunc"]), id);
 }
 
 #[test]

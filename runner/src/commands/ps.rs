@@ -25,6 +25,16 @@ fn status_of(state: &State) -> ContainerStatus {
     }
 }
 
+/// The IMAGE a container shows, as docker's `refreshImage` decides it:
+/// the name it was run with while that name still means its image, else
+/// the image's id (the tag was removed or moved to another image).
+fn shown_image(store: &layerdb::Store, c: &layerdb::ContainerRecord) -> String {
+    match store.resolve_image(&c.image_ref) {
+        Ok(image) if image.id == c.image => c.image_ref.clone(),
+        _ => format!("{:#}", c.image),
+    }
+}
+
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let store = ctx.reader()?;
     let mut recs = liveness::containers(&store)?;
@@ -34,7 +44,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         .iter()
         .map(|c| PsRow {
             id: c.id.clone(),
-            image: c.image_ref.clone(),
+            image: shown_image(&store, c),
             image_id: format!("{:#}", c.image),
             command: output::container_command(&c.command),
             created: c.created_ns,
