@@ -748,6 +748,28 @@ fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
     assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
 }
 
+/// docker keeps a `-di` container's stdin open (a pipe no one writes), so
+/// `sh` waits on it instead of exiting at once; `-d` alone gives /dev/null.
+#[test]
+fn a_detached_interactive_container_keeps_its_stdin_open() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "-di", "--name", "open-stdin", "busybox", "sh"])
+        .ok();
+    s.run(&["run", "-d", "--name", "no-stdin", "busybox", "sleep", "60"])
+        .ok();
+    let stdin_of = |name: &str| {
+        s.run(&["exec", name, "readlink", "/proc/1/fd/0"])
+            .ok()
+            .stdout
+    };
+    assert!(stdin_of("open-stdin").starts_with("pipe:"), "sh's stdin");
+    // The host's /dev/null, opened before the container's root was.
+    assert!(stdin_of("no-stdin").ends_with("null\n"), "sleep's stdin");
+    let r = s.run(&["exec", "open-stdin", "true"]);
+    assert_eq!(r.code, 0, "the container is still running: {}", r.stderr);
+    s.run(&["rm", "-f", "open-stdin", "no-stdin"]).ok();
+}
+
 /// docker's IMAGE column: the name the container was made from while it
 /// still means that image, else the image's id.
 #[test]

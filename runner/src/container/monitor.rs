@@ -75,9 +75,11 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         events.send(&Event::Failed(err));
         code
     };
-    if let Err(err) = leave_terminal(spec, detach) {
-        return fail(StartError::other(crate::error_text::describe(&err)));
-    }
+    // Held while the monitor lives: the open stdin of a `-di` container.
+    let _stdin_held = match leave_terminal(spec, detach) {
+        Ok(held) => held,
+        Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
+    };
     // Before the fork below: the container inherits the user and mount
     // namespaces, and the FUSE mount is made in them.
     let in_user_namespace = userns.is_some();
@@ -159,25 +161,35 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 
 /// A session of our own, so a Ctrl-C typed at the CLI's terminal does not
 /// kill the monitor (the CLI forwards signals instead); detached, stdio
-/// goes to the container log.
-fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<()> {
+/// goes to the container log, and stdin is /dev/null, or with `-i` a pipe
+/// kept open and never written, as docker keeps a `-di` container's stdin
+/// open (`sh` waits on it rather than exiting at once). Returns that
+/// pipe's write end, which the monitor holds while it lives.
+fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Option<OwnedFd>> {
     setsid().context("setsid")?;
     if !detach {
-        return Ok(());
+        return Ok(None);
     }
-    let null = OpenOptions::new()
-        .read(true)
-        .open("/dev/null")
-        .context("open /dev/null")?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&spec.log_file)
         .with_context(|| format!("open the container log {}", spec.log_file.display()))?;
-    dup2_stdin(&null).context("dup2 stdin")?;
+    let held = if spec.interactive && !spec.tty {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        dup2_stdin(&read).context("dup2 stdin")?;
+        Some(write)
+    } else {
+        let null = OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .context("open /dev/null")?;
+        dup2_stdin(&null).context("dup2 stdin")?;
+        None
+    };
     dup2_stdout(&log).context("dup2 stdout")?;
     dup2_stderr(&log).context("dup2 stderr")?;
-    Ok(())
+    Ok(held)
 }
 
 /// The container's first process, parked until [`Self::release`].
