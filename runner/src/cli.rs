@@ -70,6 +70,8 @@ pub enum Command {
     Kill(KillArgs),
     /// Start stopped containers
     Start(StartArgs),
+    /// Restart containers
+    Restart(StopArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -174,6 +176,16 @@ pub enum ContainerCommand {
         container: String,
     },
     Export(ExportArgs),
+    Logs(LogsArgs),
+    Stop(StopArgs),
+    Kill(KillArgs),
+    Start(StartArgs),
+    Restart(StopArgs),
+    Exec(ExecArgs),
+    Rename {
+        container: String,
+        new_name: String,
+    },
     /// Remove all stopped containers
     Prune {
         #[arg(short, long)]

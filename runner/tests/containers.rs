@@ -748,6 +748,44 @@ fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
     assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
 }
 
+/// `restart` stops a container as `stop` does and starts it again; the
+/// container verbs have their `container` forms, as docker's do.
+#[test]
+fn restart_runs_the_container_again_and_container_forms_work() {
+    let s = Strata::with_busybox();
+    let script = "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    s.run(&[
+        "run", "-d", "--name", "again", "busybox", "sh", "-c", script,
+    ])
+    .ok();
+    assert_eq!(s.run(&["restart", "again"]).ok().stdout, "again\n");
+    let r = s.run(&["container", "exec", "again", "echo", "in"]).ok();
+    assert_eq!(r.stdout, "in\n", "running after restart");
+    // The second run's echo, before the stop could end it unsaid.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.run(&["container", "logs", "again"]).ok().stdout != "started\nstarted\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted container's log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = s.run(&["container", "stop", "-t", "5", "again"]).ok();
+    assert_eq!(r.stdout, "again\n");
+    s.run(&["container", "restart", "again"]).ok();
+    s.run(&["container", "rename", "again", "renamed"]).ok();
+    s.run(&["container", "kill", "renamed"]).ok();
+    s.run(&["container", "start", "renamed"]).ok();
+    s.run(&["rm", "-f", "renamed"]).ok();
+    let r = s.run(&["restart", "nosuch"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// docker keeps a `-di` container's stdin open (a pipe no one writes), so
 /// `sh` waits on it instead of exiting at once; `-d` alone gives /dev/null.
 #[test]

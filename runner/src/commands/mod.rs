@@ -102,7 +102,7 @@ fn only_prints(command: &Command) -> bool {
             | Command::Logs(_)
             | Command::System(SystemCommand::Df)
             | Command::Image(I::Ls(_) | I::History(_) | I::Inspect(_) | I::Save(_))
-            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. })
+            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. } | C::Logs(_))
     )
 }
 
@@ -150,15 +150,22 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
         Command::Container(ContainerCommand::Prune { .. }) => prune::prune(&ctx),
-        Command::Stop(a) => stop::stop(&ctx, a),
-        Command::Kill(a) => kill::kill(&ctx, a),
-        Command::Start(a) => start::start(&ctx, a),
-        Command::Logs(a) => logs::logs(&ctx, a),
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => stop::stop(&ctx, a),
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => kill::kill(&ctx, a),
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => start::start(&ctx, a),
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            start::restart(&ctx, a)
+        }
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {
             container,
             new_name,
-        } => rename::rename(&ctx, &container, &new_name),
-        Command::Exec(a) => exec::exec(&ctx, a),
+        }
+        | Command::Container(ContainerCommand::Rename {
+            container,
+            new_name,
+        }) => rename::rename(&ctx, &container, &new_name),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&ctx, a),
         Command::ExecIn(a) => exec::exec_in(a),
         Command::Flush { pid } => commit::flush_in(pid),
         Command::Mount(a) => mount::mount(&ctx, a),

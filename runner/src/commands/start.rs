@@ -1,40 +1,62 @@
 //! `strata start`: starts stopped containers again by re-executing `run`
-//! for them.
+//! for them; and `restart`, a stop and a start.
 
 use super::Ctx;
-use crate::cli::StartArgs;
+use crate::cli::{StartArgs, StopArgs};
 use crate::liveness;
 use anyhow::{bail, Context, Result};
+use layerdb::ContainerRecord;
 use std::os::unix::process::CommandExt;
 
 pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
-    if args.containers.len() > 1 && (args.attach || args.interactive) {
+    let attach = args.attach || args.interactive;
+    if args.containers.len() > 1 && attach {
         bail!("you cannot start and attach multiple containers at once");
     }
     for name in &args.containers {
-        let rec = {
-            // The lookup only reads; the relaunched `run` records the start.
-            let store = ctx.reader()?;
-            liveness::container(&store, name)?
-        };
+        let rec = record(ctx, name)?;
         if rec.state.is_running() {
             println!("{name}");
             continue;
         }
-        if args.attach || args.interactive {
+        if attach {
             super::check_tty(args.interactive, rec.tty)?;
+            // The one container: this process becomes its client.
+            let cmd = super::run::relaunch(ctx, &rec.id).exec();
+            return Err(cmd).context("re-executing strata to start the container");
         }
-        let mut cmd = super::run::relaunch(ctx, &rec.id);
-        if !(args.attach || args.interactive) {
-            cmd.arg("--detach").arg("--print-name").arg(name);
-        }
-        if args.containers.len() == 1 {
-            return Err(cmd.exec()).context("re-executing strata to start the container");
-        }
-        let status = cmd.status()?;
-        if !status.success() {
-            bail!("starting {name} failed");
-        }
+        start_detached(ctx, &rec, name)?;
     }
     Ok(0)
+}
+
+/// `strata restart`: each container stopped as `stop` does (its stop
+/// signal, SIGKILL after `-t` seconds), then started in the background.
+pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
+    for name in &args.containers {
+        super::stop::stop_one(ctx, name, args.time)?;
+        start_detached(ctx, &record(ctx, name)?, name)?;
+    }
+    Ok(0)
+}
+
+/// The container's record; the lookup only reads, the relaunched `run`
+/// records the start.
+fn record(ctx: &Ctx, name: &str) -> Result<ContainerRecord> {
+    let store = ctx.reader()?;
+    liveness::container(&store, name)
+}
+
+/// Starts a stopped container in the background; its name is printed once
+/// it runs.
+fn start_detached(ctx: &Ctx, rec: &ContainerRecord, name: &str) -> Result<()> {
+    let status = super::run::relaunch(ctx, &rec.id)
+        .arg("--detach")
+        .arg("--print-name")
+        .arg(name)
+        .status()?;
+    if !status.success() {
+        bail!("starting {name} failed");
+    }
+    Ok(())
 }

@@ -42,31 +42,34 @@ pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
 
 pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
-        // Read through a reader: a stop needs no index write, and the
-        // writer's open writes a MANIFEST, which a full disk refuses (a
-        // container filling the disk must still be stoppable).
-        let rec = {
-            let store = ctx.reader()?;
-            liveness::container(&store, name)?
-        };
-        if rec.state.is_running() {
-            let sig = Signal::for_stop(&rec.config.stop_signal)?;
-            signal(ctx, &rec, sig)?;
-            let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
-                rec.state
-            else {
-                unreachable!("checked running above")
-            };
-            let deadline = Instant::now() + Duration::from_secs(args.time);
-            while liveness::process_alive(monitor_pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if liveness::process_alive(monitor_pid) {
-                signal(ctx, &rec, Signal::KILL)?;
-                wait_monitor(&rec)?;
-            }
-        }
+        stop_one(ctx, name, args.time)?;
         println!("{name}");
     }
     Ok(0)
+}
+
+/// Sends a running container its stop signal and waits for it to exit,
+/// killing it after `time` seconds; a stopped one is left as it is.
+pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
+    // Read through a reader: a stop needs no index write, and the
+    // writer's open writes a MANIFEST, which a full disk refuses (a
+    // container filling the disk must still be stoppable).
+    let rec = {
+        let store = ctx.reader()?;
+        liveness::container(&store, name)?
+    };
+    let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
+        return Ok(());
+    };
+    let sig = Signal::for_stop(&rec.config.stop_signal)?;
+    signal(ctx, &rec, sig)?;
+    let deadline = Instant::now() + Duration::from_secs(time);
+    while liveness::process_alive(monitor_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if liveness::process_alive(monitor_pid) {
+        signal(ctx, &rec, Signal::KILL)?;
+        wait_monitor(&rec)?;
+    }
+    Ok(())
 }
