@@ -252,6 +252,9 @@ pub struct HistoryArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Format the output using the given Go template
+    #[arg(short = 'f', long = "format")]
+    pub format: Option<String>,
     #[arg(required = true)]
     pub targets: Vec<String>,
 }

@@ -24,6 +24,7 @@ mod runtime;
 mod signal;
 mod stack;
 mod sys;
+mod template;
 mod truncate;
 
 use clap::Parser;

@@ -140,13 +140,17 @@ pub enum ListFormat {
     Json,
 }
 
-/// A JSON string as Go's `encoding/json` writes it with HTML escaping off
-/// (docker's `{{json .}}`): like serde_json, plus `\u2028` and `\u2029`.
-fn go_json_string(value: &str) -> String {
-    let encoded = serde_json::to_string(value).expect("a string always serializes");
+/// JSON as Go's `encoding/json` writes it with HTML escaping off (docker's
+/// `{{json .}}`): like serde_json, plus `\u2028` and `\u2029`.
+pub fn go_json(value: &serde_json::Value) -> String {
+    let encoded = serde_json::to_string(value).expect("a JSON value always serializes");
     encoded
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029")
+}
+
+fn go_json_string(value: &str) -> String {
+    go_json(&serde_json::Value::from(value))
 }
 
 /// One `{"Key":"value",...}` line, keys in the order given (docker marshals a

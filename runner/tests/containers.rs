@@ -761,6 +761,9 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     assert_eq!(s.run(&["restart", "again"]).ok().stdout, "again\n");
     let r = s.run(&["container", "exec", "again", "echo", "in"]).ok();
     assert_eq!(r.stdout, "in\n", "running after restart");
+    let status = ["inspect", "-f", "{{.State.Status}} {{json .Config.Cmd}}", "again"];
+    let r = s.run(&status).ok();
+    assert_eq!(r.stdout, format!("running [\"sh\",\"-c\",{script:?}]\n"));
     // The second run's echo, before the stop could end it unsaid.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while s.run(&["container", "logs", "again"]).ok().stdout != "started\nstarted\n" {

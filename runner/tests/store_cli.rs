@@ -353,6 +353,9 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
     }
+    let r = s.run(&["inspect", "--format", "{{.Id", "x"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("template parsing error"), "{}", r.stderr);
     // Each image named is tried and each failure reported.
     let r = s.run(&["rmi", "nosuch", "other"]);
     assert_eq!(r.code, 125, "{}", r.stderr);

@@ -3,11 +3,17 @@
 use super::Ctx;
 use crate::cli::InspectArgs;
 use crate::humanize::format_rfc3339;
+use crate::template::Format;
 use anyhow::{bail, Result};
 use layerdb::{ContainerRecord, ImageRecord, State, Store};
 use serde_json::{json, Value};
 
 pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
+    // docker's `--format json` is its default output.
+    let format = match args.format.as_deref() {
+        None | Some("json") => None,
+        Some(source) => Some(Format::parse(source)?),
+    };
     let store = ctx.reader()?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -20,7 +26,14 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
             missing.push(t.clone());
         }
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    match format {
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        Some(format) => {
+            for object in &out {
+                println!("{}", format.render(object)?);
+            }
+        }
+    }
     if let Some(first) = missing.first() {
         bail!("No such object: {first}");
     }

@@ -1,0 +1,165 @@
+//! docker's `--format TEMPLATE`: Go's text/template (the `gotmpl` port)
+//! over the JSON object the command describes, with the functions docker
+//! adds to Go's (`json`, `join`, `split`, `lower`, `upper`, `title`).
+
+use anyhow::{anyhow, Result};
+use gotmpl::{Template, TemplateError, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A parsed `--format` template.
+pub struct Format(Template);
+
+impl Format {
+    /// Parses `source`; a malformed template is the user's error, named as
+    /// docker names it.
+    pub fn parse(source: &str) -> Result<Format> {
+        let template = Template::new("format")
+            .func("json", |args| {
+                let [v] = exactly("json", args)?;
+                Ok(text(crate::output::go_json(&to_json(v))))
+            })
+            .func("join", |args| {
+                let [list, sep] = exactly("join", args)?;
+                let items: Vec<String> = match list {
+                    Value::List(items) => items.iter().map(ToString::to_string).collect(),
+                    other => vec![other.to_string()],
+                };
+                Ok(text(items.join(&sep.to_string())))
+            })
+            .func("split", |args| {
+                let [s, sep] = exactly("split", args)?;
+                let (s, sep) = (s.to_string(), sep.to_string());
+                Ok(Value::List(s.split(sep.as_str()).map(text).collect()))
+            })
+            .func("lower", |args| {
+                let [s] = exactly("lower", args)?;
+                Ok(text(s.to_string().to_lowercase()))
+            })
+            .func("upper", |args| {
+                let [s] = exactly("upper", args)?;
+                Ok(text(s.to_string().to_uppercase()))
+            })
+            .func("title", |args| {
+                let [s] = exactly("title", args)?;
+                Ok(text(title(&s.to_string())))
+            })
+            .parse(source)
+            .map_err(|e| anyhow!("template parsing error: {e}"))?;
+        Ok(Format(template))
+    }
+
+    /// The template executed over `data`.
+    pub fn render(&self, data: &serde_json::Value) -> Result<String> {
+        self.0
+            .execute_to_string(&to_value(data))
+            .map_err(|e| anyhow!("template: {e}"))
+    }
+}
+
+fn text(s: impl AsRef<str>) -> Value {
+    Value::String(s.as_ref().into())
+}
+
+/// The `N` arguments a function takes, or Go's arity error.
+fn exactly<'a, const N: usize>(
+    name: &str,
+    args: &'a [Value],
+) -> Result<&'a [Value; N], TemplateError> {
+    args.try_into().map_err(|_| TemplateError::ArgCount {
+        name: name.to_string(),
+        expected: N,
+        got: args.len(),
+    })
+}
+
+/// Go's `strings.Title`: each word's first letter upper-cased.
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut at_start = true;
+    for c in s.chars() {
+        if at_start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        at_start = !c.is_alphanumeric();
+    }
+    out
+}
+
+fn to_value(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::Uint(u),
+            _ => Value::Float(n.as_f64().unwrap_or_default()),
+        },
+        J::String(s) => text(s),
+        J::Array(items) => Value::List(items.iter().map(to_value).collect()),
+        J::Object(map) => Value::Map(Arc::new(
+            map.iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), to_value(v)))
+                .collect::<BTreeMap<_, _>>(),
+        )),
+    }
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Nil | Value::Function(_) => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Uint(u) => J::from(*u),
+        Value::Float(f) => J::from(*f),
+        Value::String(s) => J::String(s.to_string()),
+        Value::List(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(map) => J::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(source: &str) -> String {
+        let data = json!({
+            "Id": "abc",
+            "State": {"Running": true, "Pid": 42},
+            "Config": {"Env": ["A=1", "B=2"], "Labels": {"k": "v"}, "Cmd": null},
+            "Name": "/web",
+        });
+        Format::parse(source).unwrap().render(&data).unwrap()
+    }
+
+    #[test]
+    fn docker_inspect_formats_render_as_go_renders_them() {
+        assert_eq!(render("{{.State.Running}} {{.State.Pid}}"), "true 42");
+        assert_eq!(render("{{.Config.Env}}"), "[A=1 B=2]");
+        assert_eq!(render("{{json .Config.Labels}}"), r#"{"k":"v"}"#);
+        assert_eq!(render(r#"{{index .Config.Labels "k"}}"#), "v");
+        assert_eq!(render("{{range .Config.Env}}{{.}};{{end}}"), "A=1;B=2;");
+        assert_eq!(render(r#"{{join .Config.Env ","}}"#), "A=1,B=2");
+        assert_eq!(render(r#"{{upper .Id}} {{title "a b"}}"#), "ABC A B");
+        assert_eq!(render("{{if .State.Running}}up{{else}}down{{end}}"), "up");
+        assert_eq!(render("{{json .Config.Cmd}}"), "null");
+    }
+
+    #[test]
+    fn a_malformed_template_is_a_parse_error() {
+        let e = Format::parse("{{.Id").err().expect("unclosed action");
+        assert!(e.to_string().starts_with("template parsing error"), "{e}");
+        let unknown = Format::parse("{{nosuchfunc .Id}}").and_then(|f| f.render(&json!({})));
+        let e = unknown.err().expect("an unknown function");
+        assert!(e.to_string().contains("nosuchfunc"), "{e}");
+    }
+}
