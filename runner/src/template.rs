@@ -159,7 +159,7 @@ mod tests {
         let e = Format::parse("{{.Id").err().expect("unclosed action");
         assert!(e.to_string().starts_with("template parsing error"), "{e}");
         let unknown = Format::parse("{{nosuchfunc .Id}}").and_then(|f| f.render(&json!({})));
-        let e = unknown.err().expect("an unknown function");
+        let e = unknown.expect_err("an unknown function");
         assert!(e.to_string().contains("nosuchfunc"), "{e}");
     }
 }
