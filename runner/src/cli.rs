@@ -225,6 +225,10 @@ pub struct ImagesArgs {
     /// Show the repository digests (RepoDigests) in a DIGEST column.
     #[arg(long)]
     pub digests: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE',
+    /// 'json' or a Go template
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -373,6 +377,10 @@ pub struct PsArgs {
     pub quiet: bool,
     #[arg(long)]
     pub no_trunc: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE',
+    /// 'json' or a Go template
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -387,6 +387,38 @@ pub struct ImagesOptions {
     pub digests: bool,
 }
 
+/// The fields an `images --format` template names, each with its header.
+pub const IMAGE_FIELDS: &[(&str, &str)] = &[
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+];
+
+/// Each row as `images --format` templates see it.
+pub fn image_objects(
+    rows: &[ImageRow],
+    options: &ImagesOptions,
+    now: i64,
+) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|row| {
+            serde_json::json!({
+                "CreatedAt": row.created.map_or_else(|| "N/A".to_string(), go_time),
+                "CreatedSince": created_since(row.created, now),
+                "Digest": row.digest,
+                "ID": if options.no_trunc { row.id.clone() } else { truncate_id(&row.id).to_string() },
+                "Repository": row.repository,
+                "Size": human_size(row.size),
+                "Tag": row.tag,
+            })
+        })
+        .collect()
+}
+
 /// The whole output of `images`. `-q` prints one id per row (docker repeats
 /// an image's id for each of its tags).
 pub fn render_images(rows: &[ImageRow], options: &ImagesOptions, now: i64) -> String {
@@ -604,6 +636,60 @@ pub fn ports_text(ports: &[layerdb::PortBinding]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The fields a `ps --format` template names, each with its header.
+pub const PS_FIELDS: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Names", "NAMES"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+];
+
+/// Each row as `ps --format` templates see it: the cells of the table,
+/// truncated as it truncates them.
+pub fn ps_objects(rows: &[PsRow], options: &PsOptions, now: i64) -> Vec<serde_json::Value> {
+    let trunc = !options.no_trunc;
+    rows.iter()
+        .map(|row| {
+            let command = match trunc {
+                true => ellipsis(&row.command, 20),
+                false => row.command.clone(),
+            };
+            let state = match row.status {
+                ContainerStatus::Created => "created",
+                ContainerStatus::Running { .. } => "running",
+                ContainerStatus::Paused { .. } => "paused",
+                ContainerStatus::Exited { .. } => "exited",
+            };
+            serde_json::json!({
+                "Command": go_quote(&command),
+                "CreatedAt": go_time(row.created),
+                "ID": if trunc { truncate_id(&row.id).to_string() } else { row.id.clone() },
+                "Image": ps_image(row, trunc),
+                "Names": ps_names(&row.names, trunc),
+                "Ports": row.ports,
+                "RunningFor": created_since(Some(row.created), now),
+                "State": state,
+                "Status": status_text(&row.status, now),
+            })
+        })
+        .collect()
+}
+
+/// A time as Go's `time.Time` prints it (`2024-06-01 12:00:00 +0000 UTC`),
+/// docker's `.CreatedAt`.
+fn go_time(nanos: i64) -> String {
+    let rfc3339 = format_rfc3339(nanos);
+    format!(
+        "{} +0000 UTC",
+        rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
+    )
 }
 
 /// The whole output of `ps`.

@@ -57,6 +57,53 @@ impl Format {
     }
 }
 
+/// docker's `--format` of a list command over its rows (`objects`, each a
+/// JSON object of `fields`): `json` prints each as a JSON line; `table
+/// TEMPLATE` a header row (each field's label) then a row per object,
+/// aligned as docker's tabwriter aligns them; any other template is run
+/// once per object. `\t` and `\n` in it are a tab and a newline, as in
+/// docker. `None`: plain `table`, the command's own table.
+pub fn render_list(
+    format: &str,
+    fields: &[(&str, &str)],
+    objects: &[serde_json::Value],
+) -> Result<Option<String>> {
+    if format == "json" {
+        let lines = objects.iter().map(|o| crate::output::go_json(o) + "\n");
+        return Ok(Some(lines.collect()));
+    }
+    let format = format.replace("\\t", "\t").replace("\\n", "\n");
+    let (table, source) = match format.strip_prefix("table") {
+        Some(rest) => (true, rest.trim_matches(' ')),
+        None => (false, format.trim_matches(' ')),
+    };
+    if table && source.is_empty() {
+        return Ok(None);
+    }
+    let template = Format::parse(source)?;
+    let mut out = String::new();
+    if table {
+        let labels = fields
+            .iter()
+            .map(|(field, label)| (field.to_string(), label.to_string()));
+        let header = serde_json::Value::Object(
+            labels
+                .map(|(f, l)| (f, serde_json::Value::String(l)))
+                .collect(),
+        );
+        out.push_str(&template.render(&header)?);
+        out.push('\n');
+    }
+    for object in objects {
+        out.push_str(&template.render(object)?);
+        out.push('\n');
+    }
+    Ok(Some(match table {
+        true => crate::output::align_columns(&out),
+        false => out,
+    }))
+}
+
 fn text(s: impl AsRef<str>) -> Value {
     Value::String(s.as_ref().into())
 }
@@ -152,6 +199,26 @@ mod tests {
         assert_eq!(render(r#"{{upper .Id}} {{title "a b"}}"#), "ABC A B");
         assert_eq!(render("{{if .State.Running}}up{{else}}down{{end}}"), "up");
         assert_eq!(render("{{json .Config.Cmd}}"), "null");
+    }
+
+    #[test]
+    fn list_formats_are_json_lines_a_table_with_labels_or_a_line_per_row() {
+        let fields = [("ID", "CONTAINER ID"), ("Names", "NAMES")];
+        let rows = [
+            json!({"ID": "abc", "Names": "web"}),
+            json!({"ID": "d", "Names": "db"}),
+        ];
+        let list = |f: &str| render_list(f, &fields, &rows).unwrap();
+        assert_eq!(list("{{.Names}}").unwrap(), "web\ndb\n");
+        assert_eq!(
+            list("table {{.ID}}\\t{{.Names}}").unwrap(),
+            "CONTAINER ID   NAMES\nabc            web\nd              db\n"
+        );
+        assert_eq!(
+            list("json").unwrap(),
+            "{\"ID\":\"abc\",\"Names\":\"web\"}\n{\"ID\":\"d\",\"Names\":\"db\"}\n"
+        );
+        assert_eq!(list("table"), None);
     }
 
     #[test]

@@ -761,7 +761,12 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     assert_eq!(s.run(&["restart", "again"]).ok().stdout, "again\n");
     let r = s.run(&["container", "exec", "again", "echo", "in"]).ok();
     assert_eq!(r.stdout, "in\n", "running after restart");
-    let status = ["inspect", "-f", "{{.State.Status}} {{json .Config.Cmd}}", "again"];
+    let status = [
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{json .Config.Cmd}}",
+        "again",
+    ];
     let r = s.run(&status).ok();
     assert_eq!(r.stdout, format!("running [\"sh\",\"-c\",{script:?}]\n"));
     // The second run's echo, before the stop could end it unsaid.
@@ -775,6 +780,14 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     }
     let r = s.run(&["container", "stop", "-t", "5", "again"]).ok();
     assert_eq!(r.stdout, "again\n");
+    let r = s
+        .run(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
+        .ok();
+    assert_eq!(r.stdout, "again exited\n");
+    let r = s
+        .run(&["ps", "-a", "--format", "table {{.Names}}\\t{{.Image}}"])
+        .ok();
+    assert_eq!(r.stdout, "NAMES     IMAGE\nagain     busybox\n");
     s.run(&["container", "restart", "again"]).ok();
     s.run(&["container", "rename", "again", "renamed"]).ok();
     s.run(&["container", "kill", "renamed"]).ok();

@@ -87,6 +87,19 @@ fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
     ] {
         assert_eq!(listed(arg), "", "images {arg}");
     }
+    // docker's --format: a template per row, or a table of the fields.
+    let r = s.run(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+        "busy*",
+    ]);
+    assert_eq!(r.ok().stdout, format!("busybox:2 {short}\n"));
+    let r = s.run(&["images", "--format", "table {{.Tag}}\\t{{.ID}}", "busy*"]);
+    assert_eq!(
+        r.ok().stdout,
+        format!("TAG       IMAGE ID\n2         {short}\n")
+    );
     // Rows keep only the references the pattern matched.
     let rows = s.run(&["images", "busy*"]).ok().stdout;
     assert!(rows.contains("busybox"), "{rows}");
@@ -353,6 +366,8 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
     }
+    let r = s.run(&["images", "--format", "{{.Repository"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
     let r = s.run(&["inspect", "--format", "{{.Id", "x"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("template parsing error"), "{}", r.stderr);

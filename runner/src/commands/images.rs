@@ -76,9 +76,18 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         no_trunc: args.no_trunc,
         digests: args.digests,
     };
+    let now = crate::clock::now_ns();
+    // docker: -q wins over --format.
+    let formatted = match args.format.as_deref().filter(|_| !args.quiet) {
+        Some(format) => {
+            let objects = output::image_objects(&rows, &options, now);
+            crate::template::render_list(format, output::IMAGE_FIELDS, &objects)?
+        }
+        None => None,
+    };
     print!(
         "{}",
-        output::render_images(&rows, &options, crate::clock::now_ns())
+        formatted.unwrap_or_else(|| output::render_images(&rows, &options, now))
     );
     Ok(0)
 }
