@@ -402,6 +402,9 @@ pub struct ExportArgs {
 pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
     pub container: String,
 }
 

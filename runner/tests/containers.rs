@@ -780,6 +780,10 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     }
     let r = s.run(&["container", "stop", "-t", "5", "again"]).ok();
     assert_eq!(r.stdout, "again\n");
+    let r = s.run(&["logs", "--tail", "1", "again"]).ok();
+    assert_eq!(r.stdout, "started\n");
+    let r = s.run(&["logs", "-n", "x", "again"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
     let r = s
         .run(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
         .ok();
