@@ -550,6 +550,17 @@ fn read_only_volume_refuses_writes_and_a_rw_volume_accepts_them() {
     assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
     assert!(!host.join("g").exists());
     assert_eq!(fs::read_to_string(host.join("f")).expect("read"), "data");
+    // inspect shows it as docker's Mounts do.
+    let mounts = f
+        .run(&["inspect", "-f", "{{json .Mounts}}", "ro-volume"])
+        .ok()
+        .stdout;
+    let expected = serde_json::json!([{"Type": "bind", "Source": host, "Destination": "/data",
+        "Mode": "ro", "RW": false, "Propagation": "rprivate"}]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&mounts).unwrap(),
+        expected
+    );
 
     let rw = format!("{}:/mnt/rw", host.display());
     let r = f.run_named(

@@ -119,11 +119,16 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "Privileged": c.security.privileged,
             "SecurityOpt": list_or_null(&security_opt(&c.security)) },
         "GraphDriver": { "Name": "strata", "Data": { "UpperDir": dir.upper() } },
+        "Mounts": c.mounts.iter().map(|m| json!({
+            "Type": "bind", "Source": m.source, "Destination": m.target,
+            "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only,
+            "Propagation": "rprivate",
+        })).collect::<Vec<_>>(),
         "Config": {
             "Hostname": c.hostname, "Tty": c.tty, "OpenStdin": c.interactive,
             "Image": c.image_ref,
-            "User": c.config.user, "Env": c.config.env, "Cmd": c.config.cmd,
-            "Entrypoint": c.config.entrypoint, "WorkingDir": c.config.working_dir,
+            "User": c.config.user, "Env": c.config.env, "Cmd": list_or_null(&c.config.cmd),
+            "Entrypoint": list_or_null(&c.config.entrypoint), "WorkingDir": c.config.working_dir,
             "Labels": c.config.labels,
         },
     });
@@ -141,7 +146,8 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
     value
 }
 
-/// docker shows an empty CapAdd, CapDrop or SecurityOpt as null.
+/// docker shows an empty CapAdd, CapDrop, SecurityOpt, Cmd or Entrypoint
+/// as null.
 fn list_or_null(items: &[String]) -> Value {
     if items.is_empty() {
         Value::Null
