@@ -310,7 +310,7 @@ impl Store {
     }
 
     /// Renames a container; a name in use by another container is
-    /// `RenameTaken` (docker's message). The record is replaced whole
+    /// `RenameTaken`, its own name `RenameToSameName` (docker's messages). The record is replaced whole
     /// (synced, then renamed over the old one, then its directory synced).
     /// Returns the renamed record.
     pub fn rename_container(
@@ -320,8 +320,14 @@ impl Store {
     ) -> Result<ContainerRecord> {
         let _lock = lock(self.root())?;
         let all = self.containers()?;
-        if all.iter().any(|c| c.name == new_name && c.id != rec.id) {
-            return Err(StoreError::RenameTaken(new_name.to_string()));
+        if let Some(holder) = all.iter().find(|c| c.name == new_name) {
+            return Err(match holder.id == rec.id {
+                true => StoreError::RenameToSameName,
+                false => StoreError::RenameTaken {
+                    name: new_name.to_string(),
+                    holder: holder.id.clone(),
+                },
+            });
         }
         let Some(mut renamed) = all.into_iter().find(|c| c.id == rec.id) else {
             return Err(StoreError::NoSuchContainer(rec.id.clone()));

@@ -74,10 +74,16 @@ pub enum StoreError {
         holder: String,
     },
     /// A rename to a name another container has (docker's message).
-    #[error(
-        "Error when allocating new name: Conflict. The container name \"/{0}\" is already in use"
-    )]
-    RenameTaken(String),
+    #[error("Error when allocating new name: Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    RenameTaken {
+        /// The name asked for.
+        name: String,
+        /// The id of the container that has it.
+        holder: String,
+    },
+    /// A rename to the name the container has (docker's message).
+    #[error("Renaming a container with the same name as its current name")]
+    RenameToSameName,
     /// `rmi` without `--force` of an image a container uses (docker's
     /// message).
     #[error("conflict: {refusal} - image is being used by container {container}")]

@@ -943,14 +943,17 @@ fn rmi_of_a_used_image_and_rename_to_a_taken_name_fail_with_dockers_messages() {
     for taken in ["second", "/second"] {
         let r = s.run(&["rename", "first", taken]);
         assert_eq!(r.code, 125, "{}", r.stderr);
-        assert!(
-            r.stderr.contains(
-                "Error when allocating new name: Conflict. The container name \"/second\" is already in use"
-            ),
-            "{}",
-            r.stderr
-        );
+        let whole = format!("Error when allocating new name: Conflict. The container name \"/second\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", b.stdout.trim());
+        assert!(r.stderr.contains(&whole), "{}", r.stderr);
     }
+    let r = s.run(&["rename", "first", "first"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Renaming a container with the same name as its current name"),
+        "{}",
+        r.stderr
+    );
     let r = s.run(&["rmi", "busybox"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     // Either container may be the one docker's message names.
