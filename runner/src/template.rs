@@ -63,7 +63,7 @@ impl Format {
 /// aligned as docker's tabwriter aligns them; any other template is run
 /// once per object. `\t` and `\n` in it are a tab and a newline, as in
 /// docker. `None`: plain `table`, the command's own table.
-pub fn render_list(
+fn render_list(
     format: &str,
     fields: &[(&str, &str)],
     objects: &[serde_json::Value],
@@ -102,6 +102,23 @@ pub fn render_list(
         true => crate::output::align_columns(&out),
         false => out,
     }))
+}
+
+/// Prints a list command's rows: as `format` asks, unless `-q` (which
+/// docker lets win), else (or for plain `table`) as the command's `table`.
+pub fn print_list(
+    format: Option<&str>,
+    quiet: bool,
+    fields: &[(&str, &str)],
+    objects: impl FnOnce() -> Vec<serde_json::Value>,
+    table: impl FnOnce() -> String,
+) -> Result<()> {
+    let formatted = match format.filter(|_| !quiet) {
+        Some(format) => render_list(format, fields, &objects())?,
+        None => None,
+    };
+    print!("{}", formatted.unwrap_or_else(table));
+    Ok(())
 }
 
 fn text(s: impl AsRef<str>) -> Value {

@@ -77,18 +77,13 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         digests: args.digests,
     };
     let now = crate::clock::now_ns();
-    // docker: -q wins over --format.
-    let formatted = match args.format.as_deref().filter(|_| !args.quiet) {
-        Some(format) => {
-            let objects = output::image_objects(&rows, &options, now);
-            crate::template::render_list(format, output::IMAGE_FIELDS, &objects)?
-        }
-        None => None,
-    };
-    print!(
-        "{}",
-        formatted.unwrap_or_else(|| output::render_images(&rows, &options, now))
-    );
+    crate::template::print_list(
+        args.format.as_deref(),
+        args.quiet,
+        output::IMAGE_FIELDS,
+        || output::image_objects(&rows, &options, now),
+        || output::render_images(&rows, &options, now),
+    )?;
     Ok(0)
 }
 

@@ -60,17 +60,12 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         no_trunc: args.no_trunc,
     };
     let now = crate::clock::now_ns();
-    // docker: -q wins over --format.
-    let formatted = match args.format.as_deref().filter(|_| !args.quiet) {
-        Some(format) => {
-            let objects = output::ps_objects(&rows, &options, now);
-            crate::template::render_list(format, output::PS_FIELDS, &objects)?
-        }
-        None => None,
-    };
-    print!(
-        "{}",
-        formatted.unwrap_or_else(|| output::render_ps(&rows, &options, now))
-    );
+    crate::template::print_list(
+        args.format.as_deref(),
+        args.quiet,
+        output::PS_FIELDS,
+        || output::ps_objects(&rows, &options, now),
+        || output::render_ps(&rows, &options, now),
+    )?;
     Ok(0)
 }
