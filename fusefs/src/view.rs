@@ -71,13 +71,20 @@ impl IdMap {
 
     /// The id stored for an id the kernel names (a caller, a chown).
     pub fn stored(&self, shown: u32) -> u32 {
+        self.mapped(shown).unwrap_or(OVERFLOW_ID)
+    }
+
+    /// The id stored for `shown`, or `None` where the mapping does not
+    /// cover it: such a caller is no file's owner and in no file's group,
+    /// though what it makes is stored as the overflow id.
+    pub fn mapped(&self, shown: u32) -> Option<u32> {
         if self.ranges.is_empty() {
-            return shown;
+            return Some(shown);
         }
         self.ranges
             .iter()
             .find(|r| shown >= r.shown && shown - r.shown < r.len)
-            .map_or(OVERFLOW_ID, |r| r.stored + (shown - r.shown))
+            .map(|r| r.stored + (shown - r.shown))
     }
 
     fn is_identity(&self) -> bool {

@@ -211,3 +211,43 @@ fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
     let status = m.wait_server();
     assert_eq!(status.code(), Some(0), "after fusermount3 -u: {status}");
 }
+
+/// A caller the uid mapping does not cover is stored as the overflow id
+/// (65534) for what it makes, but owns nothing: its chown(f, -1, -1) of a
+/// set-id file stored as 65534 leaves the bits, as the kernel leaves them
+/// for a non-owner on ext4 (it cleared them once, taken for the owner).
+#[test]
+fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["l", "u", "w", "m"] {
+        fs::create_dir(d.join(sub)).unwrap();
+    }
+    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    let f = d.join("l/nobodys");
+    fs::write(&f, "data").unwrap();
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},uidmapping=0:100000:65536,gidmapping=0:100000:65536,allow_other",
+        d.join("l").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let m = Mounted::background(d, d, &opts, &d.join("m"));
+    let shown = m.mnt.join("nobodys");
+    assert_eq!(fs::metadata(&shown).unwrap().uid(), 165534);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .args(["perl", "-e", "chown(-1, -1, $ARGV[0])"])
+        .arg(&shown)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = fs::metadata(&shown).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o6755, "uid 1000 is not the file's owner");
+}
