@@ -17,6 +17,33 @@ pub struct Strata {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Strata {
+    /// A test that failed midway leaves no container running: each one
+    /// left is removed with `rm -f`, which stops its processes and
+    /// unmounts its tree, so the temporary store can go too.
+    fn drop(&mut self) {
+        let containers = std::fs::read_dir(self.root().join("containers"));
+        if !containers.is_ok_and(|mut d| d.next().is_some()) {
+            return;
+        }
+        let listed = self
+            .cmd(&["ps", "-a", "-q", "--no-trunc"])
+            .stdin(Stdio::null())
+            .output();
+        for id in listed
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+            .split(|b| *b == b'\n')
+        {
+            if let Ok(id) = std::str::from_utf8(id).map(str::trim) {
+                if !id.is_empty() {
+                    let _ = self.cmd(&["rm", "-f", id]).stdin(Stdio::null()).output();
+                }
+            }
+        }
+    }
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
