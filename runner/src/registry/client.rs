@@ -340,7 +340,7 @@ impl Client {
             .into_with_config()
             .limit(MAX_DOCUMENT_BYTES);
         let mut bytes = Vec::new();
-        Steady::new(limited.reader())
+        Steady::document(limited.reader())
             .read_to_end(&mut bytes)
             .context("reading the registry's answer")?;
         Ok(bytes)
