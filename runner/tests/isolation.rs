@@ -835,6 +835,13 @@ fn exec_joins_the_containers_namespaces_and_returns_the_exit_code() {
     let r = f.run(&["exec", "-w", "/work/by/exec", "joined", "pwd"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
     assert!(r.stderr.contains("chdir to cwd"), "{}", r.stderr);
+    let r = f.run(&["exec", "-w", "../..", "joined", "pwd"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs to be an absolute path"),
+        "{}",
+        r.stderr
+    );
     let changes = f.run(&["diff", "joined"]).ok().stdout;
     assert!(!changes.contains("/work"), "{changes}");
 }

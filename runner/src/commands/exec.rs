@@ -12,6 +12,9 @@ use std::os::unix::process::CommandExt;
 /// which joins its namespaces from a process with one thread.
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     super::check_tty(args.interactive, args.tty)?;
+    if let Some(w) = &args.workdir {
+        super::run::check_workdir(w)?;
+    }
     let env = crate::environment::from_flags(&args.env)?;
     let rec = {
         let store = ctx.reader()?;

@@ -266,9 +266,7 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
         crate::environment::set(&mut config.env, entry);
     }
     if let Some(w) = &args.workdir {
-        if !w.starts_with('/') {
-            bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
-        }
+        check_workdir(w)?;
         config.working_dir = w.clone();
     }
     if let Some(u) = &args.user {
@@ -346,4 +344,12 @@ mod tests {
         assert!(check_user("a:").is_err());
         assert!(check_user("a b").is_err());
     }
+}
+
+/// docker's rule for `-w`, for run and exec: an absolute path.
+pub(super) fn check_workdir(w: &str) -> Result<()> {
+    if !w.starts_with('/') {
+        bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+    }
+    Ok(())
 }
