@@ -332,6 +332,14 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     Ok(resources)
 }
 
+/// docker's rule for `-w`, for run and exec: an absolute path.
+pub(super) fn check_workdir(w: &str) -> Result<()> {
+    if !w.starts_with('/') {
+        bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,12 +352,4 @@ mod tests {
         assert!(check_user("a:").is_err());
         assert!(check_user("a b").is_err());
     }
-}
-
-/// docker's rule for `-w`, for run and exec: an absolute path.
-pub(super) fn check_workdir(w: &str) -> Result<()> {
-    if !w.starts_with('/') {
-        bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
-    }
-    Ok(())
 }
