@@ -114,14 +114,28 @@ fn main() {
     log::set_max_level(logger.filter());
     // Only fails when a logger is set already, which nothing else does.
     let _ = log::set_boxed_logger(Box::new(NoSecrets(logger)));
-    let argv: Vec<String> = std::env::args().collect();
+    // Lossy only to tell the mode: an argument that is not UTF-8 is
+    // refused by the parser that takes it, never a panic here.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let as_overlay = argv
         .first()
         .is_some_and(|a| a.rsplit('/').next().unwrap_or(a).contains("fuse-overlayfs"));
-    let result = if as_overlay {
-        commands::fuse_overlayfs(&argv[1..])
-    } else if argv.get(1).map(String::as_str) == Some("fuse-overlayfs") {
-        commands::fuse_overlayfs(&argv[2..])
+    let overlay_args = match (as_overlay, argv.get(1).map(String::as_str)) {
+        (true, _) => Some(1),
+        (false, Some("fuse-overlayfs")) => Some(2),
+        _ => None,
+    };
+    let result = if let Some(skip) = overlay_args {
+        let args: Result<Vec<String>, _> = std::env::args_os()
+            .skip(skip)
+            .map(|a| a.into_string())
+            .collect();
+        match args {
+            Ok(args) => commands::fuse_overlayfs(&args),
+            Err(bad) => Err(anyhow::anyhow!("argument {bad:?} is not valid UTF-8")),
+        }
     } else {
         match cli::Cli::try_parse() {
             Ok(cli) => commands::dispatch(cli),

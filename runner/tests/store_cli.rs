@@ -366,6 +366,24 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
     }
+    // An argument that is not UTF-8: one line and 125, never a panic.
+    let mut overlay = std::process::Command::new(common::bin());
+    overlay.args(["fuse-overlayfs", "-o"]);
+    for mut command in [s.cmd(&["import"]), overlay] {
+        use std::os::unix::ffi::OsStrExt;
+        let mode = format!("{command:?}");
+        let out = command
+            .arg(std::ffi::OsStr::from_bytes(b"/no/caf\xe9"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains("UTF-8") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
     let r = s.run(&["images", "--format", "{{.Repository"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     let r = s.run(&["inspect", "--format", "{{.Id", "x"]);
