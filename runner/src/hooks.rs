@@ -111,7 +111,8 @@ impl MonitorHooks for ContainerHooks {
             log::error!("container {}: unmounting its filesystem: {e}", self.id);
             return;
         }
-        if self.auto_remove {
+        let restarting = ContainerPaths::new(&self.root, &self.id).restarting();
+        if self.auto_remove && !restarting.exists() {
             // An unlink and a tree removal: they work on a full disk too.
             if let Err(e) = self.remove() {
                 log::error!("container {}: removing it: {e:#}", self.id);

@@ -51,6 +51,12 @@ impl ContainerPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }
+    /// Present while `restart` stops the container: an `--rm` container's
+    /// monitor then leaves it for the start that follows, as docker's
+    /// restart does.
+    pub fn restarting(&self) -> PathBuf {
+        self.dir.join("restarting")
+    }
 }
 
 /// Paths a commit or diff never includes: files strata bind-mounts into

@@ -802,6 +802,15 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     s.run(&["container", "kill", "renamed"]).ok();
     s.run(&["container", "start", "renamed"]).ok();
     s.run(&["rm", "-f", "renamed"]).ok();
+    // docker keeps an --rm container across a restart.
+    s.run(&[
+        "run", "-d", "--rm", "--name", "kept", "busybox", "sleep", "60",
+    ])
+    .ok();
+    assert_eq!(s.run(&["restart", "-t", "1", "kept"]).ok().stdout, "kept\n");
+    let r = s.run(&["exec", "kept", "true"]);
+    assert_eq!(r.code, 0, "running after restart: {}", r.stderr);
+    s.run(&["rm", "-f", "kept"]).ok();
     let r = s.run(&["restart", "nosuch"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(

@@ -4,6 +4,7 @@
 use super::Ctx;
 use crate::cli::{StartArgs, StopArgs};
 use crate::liveness;
+use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::ContainerRecord;
 use std::os::unix::process::CommandExt;
@@ -32,10 +33,17 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
 
 /// `strata restart`: each container stopped as `stop` does (its stop
 /// signal, SIGKILL after `-t` seconds), then started in the background.
+/// An `--rm` container is kept across it, as docker keeps it: its monitor
+/// finds the `restarting` mark and leaves it.
 pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
-        super::stop::stop_one(ctx, name, args.time)?;
-        start_detached(ctx, &record(ctx, name)?, name)?;
+        let rec = record(ctx, name)?;
+        let mark = ContainerPaths::of(&ctx.root, &rec).restarting();
+        std::fs::write(&mark, b"").with_context(|| format!("mark {name} restarting"))?;
+        let restarted = super::stop::stop_one(ctx, name, args.time)
+            .and_then(|()| start_detached(ctx, &record(ctx, name)?, name));
+        let _ = std::fs::remove_file(&mark);
+        restarted?;
     }
     Ok(0)
 }
