@@ -217,6 +217,10 @@ pub struct ImportArgs {
 pub struct ImagesArgs {
     #[arg(short, long)]
     pub all: bool,
+    /// Filter output based on conditions provided (dangling, reference,
+    /// label)
+    #[arg(short, long)]
+    pub filter: Vec<String>,
     #[arg(short, long)]
     pub quiet: bool,
     #[arg(long)]
@@ -373,6 +377,10 @@ pub struct CommitArgs {
 pub struct PsArgs {
     #[arg(short, long)]
     pub all: bool,
+    /// Filter output based on conditions provided (id, name, status,
+    /// exited, label)
+    #[arg(short, long)]
+    pub filter: Vec<String>,
     #[arg(short, long)]
     pub quiet: bool,
     #[arg(long)]

@@ -11,6 +11,7 @@ mod environment;
 mod error_text;
 mod hooks;
 mod humanize;
+mod list_filter;
 mod liveness;
 mod mount_spec;
 mod names;

@@ -793,6 +793,22 @@ fn restart_runs_the_container_again_and_container_forms_work() {
         .run(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
         .ok();
     assert_eq!(r.stdout, "again exited\n");
+    // docker's --filter: a status filter shows stopped ones without -a,
+    // names match as regular expressions (with docker's leading /).
+    let names = |filters: &[&str]| {
+        let mut args = vec!["ps", "--format", "{{.Names}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        s.run(&args).ok().stdout
+    };
+    assert_eq!(names(&["status=exited"]), "again\n");
+    assert_eq!(names(&["status=exited", "name=^/ag"]), "again\n");
+    assert_eq!(names(&["status=exited", "name=^/gain"]), "");
+    assert_eq!(names(&["status=running"]), "");
+    let r = s.run(&["ps", "--filter", "nosuch=1"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid filter 'nosuch'"), "{}", r.stderr);
     let r = s
         .run(&["ps", "-a", "--format", "table {{.Names}}\\t{{.Image}}"])
         .ok();

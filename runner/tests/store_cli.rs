@@ -100,6 +100,20 @@ fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
         r.ok().stdout,
         format!("TAG       IMAGE ID\n2         {short}\n")
     );
+    // --filter reference= is the same pattern; dangling= splits by tags.
+    let r = s.run(&["images", "-q", "--filter", "reference=busy*"]);
+    assert_eq!(r.ok().stdout.trim(), short);
+    let r = s.run(&["images", "-q", "--filter", "dangling=true"]);
+    assert_eq!(r.ok().stdout, "");
+    let r = s.run(&[
+        "images",
+        "-q",
+        "-f",
+        "dangling=false",
+        "-f",
+        "reference=no*",
+    ]);
+    assert_eq!(r.ok().stdout, "");
     // Rows keep only the references the pattern matched.
     let rows = s.run(&["images", "busy*"]).ok().stdout;
     assert!(rows.contains("busybox"), "{rows}");
@@ -108,6 +122,8 @@ fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
     s.run(&["rmi", "busybox:2", "localhost:5000/sample:1"]).ok();
     s.run(&["import", tar.to_str().unwrap()]).ok();
     assert_eq!(s.run(&["images", "-q"]).ok().stdout.lines().count(), 1);
+    let dangling = s.run(&["images", "-q", "-f", "dangling=true"]).ok().stdout;
+    assert_eq!(dangling.lines().count(), 1);
     assert_eq!(listed("<none>"), "");
     assert_eq!(listed("*"), "");
     // A malformed pattern is refused, as docker refuses it.

@@ -2,9 +2,10 @@
 
 use super::Ctx;
 use crate::cli::ImagesArgs;
+use crate::list_filter::Filters;
 use crate::output::{self, ImageRow, ImagesOptions};
 use crate::reference_filter::ReferenceFilter;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use layerdb::{Digest, ImageRecord, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,11 +32,25 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
     let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
-    let filter = args
+    let filters = Filters::parse(&args.filter, &["dangling", "reference", "label"])?;
+    let dangling = match filters.values("dangling") {
+        [] => None,
+        [v] if v == "true" || v == "1" => Some(true),
+        [v] if v == "false" || v == "0" => Some(false),
+        _ => bail!(
+            "Invalid filter 'dangling=[{}]'",
+            filters.values("dangling").join(" ")
+        ),
+    };
+    // The positional REPOSITORY[:TAG] and each `reference=` are patterns,
+    // any of which may keep a reference.
+    let patterns = args
         .repository
-        .as_deref()
-        .map(ReferenceFilter::new)
-        .transpose()?;
+        .iter()
+        .chain(filters.values("reference"))
+        .map(|p| ReferenceFilter::new(p))
+        .collect::<Result<Vec<_>>>()?;
+    let filter = (!patterns.is_empty()).then_some(patterns);
     let mut rows = Vec::new();
     for (image, refs) in &images {
         let mut refs = refs.clone();
@@ -44,11 +59,16 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
             // As docker's filter: an image keeps the references the
             // pattern matches (a tag's pattern drops the image's digests
             // from its rows), and one left with none is not listed.
-            refs.retain(|r| f.keeps(r));
-            image_digests.retain(|d| f.keeps(d));
+            refs.retain(|r| f.iter().any(|p| p.keeps(r)));
+            image_digests.retain(|d| f.iter().any(|p| p.keeps(d)));
             if refs.is_empty() && image_digests.is_empty() {
                 continue;
             }
+        }
+        if dangling.is_some_and(|d| d != refs.is_empty())
+            || !filters.labels_match(&image.config().config.labels)
+        {
+            continue;
         }
         if refs.is_empty() && image_digests.is_empty() && parents.contains(&image.id) && !args.all {
             continue;

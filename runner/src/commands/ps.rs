@@ -2,9 +2,10 @@
 
 use super::Ctx;
 use crate::cli::PsArgs;
+use crate::list_filter::Filters;
 use crate::liveness;
 use crate::output::{self, ContainerStatus, PsOptions, PsRow};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use layerdb::State;
 
 fn status_of(state: &State) -> ContainerStatus {
@@ -35,10 +36,51 @@ fn shown_image(store: &layerdb::Store, c: &layerdb::ContainerRecord) -> String {
     }
 }
 
+/// Whether container `c` passes docker's `ps --filter`s.
+fn passes(filters: &Filters, c: &layerdb::ContainerRecord) -> bool {
+    let status = match c.state {
+        State::Created => "created",
+        State::Running { .. } => "running",
+        State::Paused { .. } => "paused",
+        State::Exited { .. } => "exited",
+    };
+    let exited = match c.state {
+        State::Exited { code, .. } => Some(code),
+        _ => None,
+    };
+    filters.matches("id", &c.id)
+        && filters.matches("name", &format!("/{}", c.name))
+        && filters.any("status", |s| s == status)
+        && filters.any("exited", |code| {
+            exited.is_some_and(|e| code.parse() == Ok(e))
+        })
+        && filters.labels_match(&c.config.labels)
+}
+
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
+    let filters = Filters::parse(&args.filter, &["id", "name", "status", "exited", "label"])?;
+    let states = [
+        "created",
+        "restarting",
+        "running",
+        "removing",
+        "paused",
+        "exited",
+        "dead",
+    ];
+    if let Some(bad) = filters
+        .values("status")
+        .iter()
+        .find(|s| !states.contains(&s.as_str()))
+    {
+        bail!("invalid filter 'status={bad}'");
+    }
     let store = ctx.reader()?;
     let mut recs = liveness::containers(&store)?;
-    recs.retain(|c| args.all || c.state.is_running());
+    // docker: a status or exited filter shows stopped containers without -a.
+    let all =
+        args.all || !filters.values("status").is_empty() || !filters.values("exited").is_empty();
+    recs.retain(|c| (all || c.state.is_running()) && passes(&filters, c));
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
     let rows: Vec<PsRow> = recs
         .iter()

@@ -1,0 +1,103 @@
+//! docker's `--filter KEY=VALUE` for `ps` and `images`: the values given
+//! for one key are alternatives (any may match), except `label`, whose
+//! values must all match; different keys must all match.
+
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+/// The `--filter` flags of one command, checked against the keys it takes.
+#[derive(Default)]
+pub struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    /// Parses `KEY=VALUE` flags; a key the command does not take, or a flag
+    /// without `=`, is refused as docker refuses it.
+    pub fn parse(given: &[String], keys: &[&str]) -> Result<Filters> {
+        let mut filters = BTreeMap::<String, Vec<String>>::new();
+        for flag in given {
+            let Some((key, value)) = flag.split_once('=') else {
+                bail!("bad format of filter (expected name=value)");
+            };
+            let key = key.trim().to_lowercase();
+            if !keys.contains(&key.as_str()) {
+                bail!("invalid filter '{key}'");
+            }
+            filters.entry(key).or_default().push(value.to_string());
+        }
+        Ok(Filters(filters))
+    }
+
+    /// The values given for `key`.
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `key` was not given or one of its values passes `test`.
+    pub fn any(&self, key: &str, test: impl Fn(&str) -> bool) -> bool {
+        let values = self.values(key);
+        values.is_empty() || values.iter().any(|v| test(v))
+    }
+
+    /// docker's `Match`: a value equal to `source`, or a regular
+    /// expression found in it (unanchored); a value that is no regular
+    /// expression matches only itself.
+    pub fn matches(&self, key: &str, source: &str) -> bool {
+        self.any(key, |v| {
+            v == source || regex::Regex::new(v).is_ok_and(|re| re.is_match(source))
+        })
+    }
+
+    /// Whether every `label=KEY` or `label=KEY=VALUE` holds for `labels`.
+    pub fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.values("label")
+            .iter()
+            .all(|v| match v.split_once('=') {
+                Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+                None => labels.contains_key(v),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filters(given: &[&str]) -> Filters {
+        let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        Filters::parse(&given, &["name", "status", "label"]).unwrap()
+    }
+
+    #[test]
+    fn one_keys_values_are_alternatives_and_names_match_as_regular_expressions() {
+        let f = filters(&["name=^/web", "name=db$", "status=running"]);
+        assert!(f.matches("name", "/web-1"));
+        assert!(f.matches("name", "/main-db"));
+        assert!(!f.matches("name", "/cache"));
+        assert!(f.any("status", |s| s == "running"));
+        assert!(
+            filters(&[]).matches("name", "/anything"),
+            "no filter, no limit"
+        );
+    }
+
+    #[test]
+    fn every_label_filter_must_hold() {
+        let f = filters(&["label=tier", "label=env=prod"]);
+        let mut labels = BTreeMap::new();
+        labels.insert("tier".to_string(), "web".to_string());
+        assert!(!f.labels_match(&labels));
+        labels.insert("env".to_string(), "prod".to_string());
+        assert!(f.labels_match(&labels));
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_flag_without_a_value_is_refused() {
+        let bad = |given: &str| {
+            Filters::parse(&[given.to_string()], &["name"])
+                .err()
+                .unwrap()
+        };
+        assert_eq!(bad("nosuch=1").to_string(), "invalid filter 'nosuch'");
+        assert!(bad("name").to_string().contains("expected name=value"));
+    }
+}
