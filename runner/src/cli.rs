@@ -378,7 +378,7 @@ pub struct PsArgs {
     #[arg(short, long)]
     pub all: bool,
     /// Filter output based on conditions provided (id, name, status,
-    /// exited, label)
+    /// exited, label, ancestor)
     #[arg(short, long)]
     pub filter: Vec<String>,
     #[arg(short, long)]

@@ -806,6 +806,14 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     assert_eq!(names(&["status=exited", "name=^/ag"]), "again\n");
     assert_eq!(names(&["status=exited", "name=^/gain"]), "");
     assert_eq!(names(&["status=running"]), "");
+    // ancestor=: the image or one built on it.
+    s.run(&["commit", "again", "child:1"]).ok();
+    s.run(&["create", "--name", "kid", "child:1", "true"]).ok();
+    assert_eq!(names(&["status=exited", "ancestor=child:1"]), "");
+    assert_eq!(names(&["status=created", "ancestor=busybox"]), "kid\n");
+    assert_eq!(names(&["status=created", "ancestor=child:1"]), "kid\n");
+    assert_eq!(names(&["status=created", "ancestor=nosuchimage"]), "");
+    s.run(&["rm", "kid"]).ok();
     let r = s.run(&["ps", "--filter", "nosuch=1"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("invalid filter 'nosuch'"), "{}", r.stderr);

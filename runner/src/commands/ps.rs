@@ -6,7 +6,7 @@ use crate::list_filter::Filters;
 use crate::liveness;
 use crate::output::{self, ContainerStatus, PsOptions, PsRow};
 use anyhow::{bail, Result};
-use layerdb::State;
+use layerdb::{Digest, State};
 
 fn status_of(state: &State) -> ContainerStatus {
     match *state {
@@ -36,6 +36,23 @@ fn shown_image(store: &layerdb::Store, c: &layerdb::ContainerRecord) -> String {
     }
 }
 
+/// Whether the image of container `c`, or an image it was built on (its
+/// parents), is one of `ancestors`: docker's `ancestor=` filter.
+fn descends(store: &layerdb::Store, c: &layerdb::ContainerRecord, ancestors: &[Digest]) -> bool {
+    let mut image = Some(c.image);
+    // A parent chain has no cycles; the bound only guards a damaged store.
+    for _ in 0..1000 {
+        let Some(id) = image else {
+            return false;
+        };
+        if ancestors.contains(&id) {
+            return true;
+        }
+        image = store.image(&id).ok().flatten().and_then(|i| i.parent);
+    }
+    false
+}
+
 /// Whether container `c` passes docker's `ps --filter`s.
 fn passes(filters: &Filters, c: &layerdb::ContainerRecord) -> bool {
     let status = match c.state {
@@ -58,7 +75,8 @@ fn passes(filters: &Filters, c: &layerdb::ContainerRecord) -> bool {
 }
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
-    let filters = Filters::parse(&args.filter, &["id", "name", "status", "exited", "label"])?;
+    let keys = ["id", "name", "status", "exited", "label", "ancestor"];
+    let filters = Filters::parse(&args.filter, &keys)?;
     let states = [
         "created",
         "restarting",
@@ -81,6 +99,13 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let all =
         args.all || !filters.values("status").is_empty() || !filters.values("exited").is_empty();
     recs.retain(|c| (all || c.state.is_running()) && passes(&filters, c));
+    // An ancestor that names no image matches nothing, as in docker.
+    let ancestors: Vec<Digest> = (filters.values("ancestor").iter())
+        .filter_map(|a| store.resolve_image(a).ok().map(|i| i.id))
+        .collect();
+    if !filters.values("ancestor").is_empty() {
+        recs.retain(|c| descends(&store, c, &ancestors));
+    }
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
     let rows: Vec<PsRow> = recs
         .iter()
