@@ -103,10 +103,9 @@ impl Adapter {
 
     /// The writer of a request, for the set-id rules, whether its caller
     /// lacks CAP_FSETID asked of /proc when a set-id file changes (see
-    /// [`Writer::lacks_fsetid`]).
-    /// Who changes a file. An id the mapping does not cover becomes -1,
-    /// which owns no file and names no group (the overflow id it would be
-    /// stored as owns every file stored as 65534).
+    /// [`Writer::lacks_fsetid`]). An id the mapping does not cover becomes
+    /// -1, which owns no file and names no group (the overflow id it would
+    /// be stored as owns every file stored as 65534).
     fn writer(&self, req: &Request) -> Writer {
         Writer {
             uid: self.view.uids.mapped(req.uid()).unwrap_or(u32::MAX),

@@ -78,6 +78,9 @@ pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
 /// stays until its parent reaps it (an orphan waits for the host's init,
 /// which may take a second).
 pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -85,7 +88,7 @@ pub fn process_alive(pid: i32) -> bool {
     let state = stat
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.trim_start().chars().next());
-    pid > 0 && !matches!(state, Some('Z' | 'X'))
+    !matches!(state, Some('Z' | 'X'))
 }
 
 #[cfg(test)]

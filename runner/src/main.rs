@@ -117,19 +117,22 @@ fn main() {
     let _ = log::set_boxed_logger(Box::new(NoSecrets(logger)));
     // Lossy only to tell the mode: an argument that is not UTF-8 is
     // refused by the parser that takes it, never a panic here.
-    let argv: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let as_overlay = argv
-        .first()
-        .is_some_and(|a| a.rsplit('/').next().unwrap_or(a).contains("fuse-overlayfs"));
-    let overlay_args = match (as_overlay, argv.get(1).map(String::as_str)) {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let arg = |i: usize| raw.get(i).map(|a| a.to_string_lossy());
+    let as_overlay = arg(0).is_some_and(|a| {
+        a.rsplit('/')
+            .next()
+            .unwrap_or(&a)
+            .contains("fuse-overlayfs")
+    });
+    let overlay_args = match (as_overlay, arg(1).as_deref()) {
         (true, _) => Some(1),
         (false, Some("fuse-overlayfs")) => Some(2),
         _ => None,
     };
     let result = if let Some(skip) = overlay_args {
-        let args: Result<Vec<String>, _> = std::env::args_os()
+        let args: Result<Vec<String>, _> = raw
+            .into_iter()
             .skip(skip)
             .map(|a| a.into_string())
             .collect();

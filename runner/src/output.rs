@@ -474,6 +474,18 @@ pub enum ContainerStatus {
     },
 }
 
+impl ContainerStatus {
+    /// docker's name for the state (`State.Status`, `ps --filter status=`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running { .. } => "running",
+            ContainerStatus::Paused { .. } => "paused",
+            ContainerStatus::Exited { .. } => "exited",
+        }
+    }
+}
+
 /// moby's `State.String()`: `Up 3 minutes`, `Up 2 hours (Paused)`,
 /// `Exited (0) 5 seconds ago`, `Created`.
 pub fn status_text(status: &ContainerStatus, now: i64) -> String {
@@ -661,12 +673,6 @@ pub fn ps_objects(rows: &[PsRow], options: &PsOptions, now: i64) -> Vec<serde_js
                 true => ellipsis(&row.command, 20),
                 false => row.command.clone(),
             };
-            let state = match row.status {
-                ContainerStatus::Created => "created",
-                ContainerStatus::Running { .. } => "running",
-                ContainerStatus::Paused { .. } => "paused",
-                ContainerStatus::Exited { .. } => "exited",
-            };
             serde_json::json!({
                 "Command": go_quote(&command),
                 "CreatedAt": go_time(row.created),
@@ -675,7 +681,7 @@ pub fn ps_objects(rows: &[PsRow], options: &PsOptions, now: i64) -> Vec<serde_js
                 "Names": ps_names(&row.names, trunc),
                 "Ports": row.ports,
                 "RunningFor": created_since(Some(row.created), now),
-                "State": state,
+                "State": row.status.name(),
                 "Status": status_text(&row.status, now),
             })
         })

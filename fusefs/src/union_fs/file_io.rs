@@ -49,6 +49,20 @@ fn uid_map(pid: &str) -> Option<Vec<String>> {
     Some(map.split_whitespace().map(str::to_owned).collect())
 }
 
+/// This server's own uid map, which does not change while it runs.
+fn own_uid_map() -> Option<&'static Vec<String>> {
+    static OWN: OnceLock<Option<Vec<String>>> = OnceLock::new();
+    OWN.get_or_init(|| uid_map("self")).as_ref()
+}
+
+/// The rest of the line of process `pid`'s /proc status that starts with
+/// `key`; `None` for a process /proc cannot show.
+fn status_field(pid: &str, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+    Some(line.to_string())
+}
+
 /// Whether process `pid` (a number, or `self`) is in the initial user
 /// namespace: only there does its uid map cover every id unchanged.
 fn in_initial_user_namespace(pid: &str) -> bool {
@@ -58,11 +72,8 @@ fn in_initial_user_namespace(pid: &str) -> bool {
 /// Whether process `pid` (a number, or `self`) has capability `cap` in its
 /// effective set.
 fn has_effective(pid: &str, cap: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+    let effective =
+        status_field(pid, "CapEff:").and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
     effective.is_some_and(|c| c & (1 << cap) != 0)
 }
 
@@ -89,12 +100,8 @@ impl Writer {
         if self.gid == gid {
             return true;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
-        status.is_ok_and(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
-        })
+        status_field(&self.pid.to_string(), "Groups:")
+            .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
     }
 
     /// Whether the writer's change clears set-id bits: it lacks CAP_FSETID
@@ -115,7 +122,7 @@ impl Writer {
         let pid = self.pid.to_string();
         self.uid == owner
             || (has_effective(&pid, CAP_FOWNER)
-                && uid_map(&pid).is_some_and(|m| Some(m) == uid_map("self")))
+                && uid_map(&pid).is_some_and(|m| Some(&m) == own_uid_map()))
     }
 
     /// The set-id bits of a file (permission bits `mode`, group `gid`)

@@ -27,7 +27,7 @@ pub(super) fn registry_domain(arg: Option<&str>) -> Result<String> {
     // else (`127.0.0.1:1@example.com`) would make a URL whose host is not
     // the one plain HTTP was allowed for.
     if !layerdb::reference::valid_domain(host) {
-        bail!("invalid registry \"{}\"", layerdb::escape::escape(arg));
+        bail!("invalid registry \"{arg}\"");
     }
     Ok(match host {
         "index.docker.io" | DOCKER_HUB_API_HOST => DOCKER_HUB.to_string(),

@@ -53,25 +53,27 @@ fn descends(store: &layerdb::Store, c: &layerdb::ContainerRecord, ancestors: &[D
     false
 }
 
-/// Whether container `c` passes docker's `ps --filter`s.
-fn passes(filters: &Filters, c: &layerdb::ContainerRecord) -> bool {
-    let status = match c.state {
-        State::Created => "created",
-        State::Running { .. } => "running",
-        State::Paused { .. } => "paused",
-        State::Exited { .. } => "exited",
-    };
+/// Whether container `c` passes docker's `ps --filter`s; `ancestors` are
+/// the images `ancestor=` names that exist.
+fn passes(
+    store: &layerdb::Store,
+    filters: &Filters,
+    ancestors: &[Digest],
+    c: &layerdb::ContainerRecord,
+) -> bool {
     let exited = match c.state {
         State::Exited { code, .. } => Some(code),
         _ => None,
     };
     filters.matches("id", &c.id)
         && filters.matches("name", &format!("/{}", c.name))
-        && filters.any("status", |s| s == status)
+        && filters.any("status", |s| s == status_of(&c.state).name())
         && filters.any("exited", |code| {
             exited.is_some_and(|e| code.parse() == Ok(e))
         })
         && filters.labels_match(&c.config.labels)
+        // An ancestor that names no image matches nothing, as in docker.
+        && (filters.values("ancestor").is_empty() || descends(store, c, ancestors))
 }
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
@@ -98,14 +100,10 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     // docker: a status or exited filter shows stopped containers without -a.
     let all =
         args.all || !filters.values("status").is_empty() || !filters.values("exited").is_empty();
-    recs.retain(|c| (all || c.state.is_running()) && passes(&filters, c));
-    // An ancestor that names no image matches nothing, as in docker.
     let ancestors: Vec<Digest> = (filters.values("ancestor").iter())
         .filter_map(|a| store.resolve_image(a).ok().map(|i| i.id))
         .collect();
-    if !filters.values("ancestor").is_empty() {
-        recs.retain(|c| descends(&store, c, &ancestors));
-    }
+    recs.retain(|c| (all || c.state.is_running()) && passes(&store, &filters, &ancestors, c));
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
     let rows: Vec<PsRow> = recs
         .iter()

@@ -380,9 +380,8 @@ impl Client {
         let mut held = self.credentials.lock().expect("not poisoned");
         if held.is_some() && !secret_may_go_to(realm) {
             bail!(
-                "the registry's token service {} is plain HTTP: credentials go only over TLS, \
-                 or plain HTTP to a registry allowed it (localhost, {INSECURE_REGISTRIES_ENV})",
-                escape(realm)
+                "the registry's token service {realm} is plain HTTP: credentials go only over TLS, \
+                 or plain HTTP to a registry allowed it (localhost, {INSECURE_REGISTRIES_ENV})"
             );
         }
         let grant = match held.as_ref() {
