@@ -98,6 +98,8 @@ mod read_buf;
 mod rename_flags;
 mod reply;
 mod request;
+#[cfg(target_os = "linux")]
+mod ring;
 mod request_param;
 mod session;
 mod time;

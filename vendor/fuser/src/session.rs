@@ -139,6 +139,9 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// The payload size of io_uring entries, when the filesystem asked for
+    /// `FUSE_OVER_IO_URING` and the kernel agreed.
+    ring_payload: Option<usize>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +189,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            ring_payload: None,
         };
 
         session.handshake()?;
@@ -214,6 +218,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            ring_payload: None,
         };
 
         session.handshake()?;
@@ -252,6 +257,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            ring_payload,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -286,6 +292,7 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        let ring_ch = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -305,6 +312,36 @@ impl<FS: Filesystem> Session<FS> {
                     .spawn(move || event_loop.event_loop())?,
             );
         }
+
+        #[cfg(target_os = "linux")]
+        if let Some(payload_size) = ring_payload {
+            let queues = crate::ring::queue_count().unwrap_or_else(|e| {
+                error!("FUSE io_uring: {e}; serving through /dev/fuse alone");
+                0
+            });
+            for qid in 0..queues {
+                let thread_name = format!("fuser-ring-{qid}");
+                let event_loop = SessionEventLoop {
+                    thread_name: thread_name.clone(),
+                    filesystem: filesystem.clone(),
+                    ch: ring_ch.clone(),
+                    allowed,
+                    session_owner,
+                };
+                let sender = ring_ch.sender();
+                threads.push(thread::Builder::new().name(thread_name).spawn(move || {
+                    // A queue that cannot start leaves the kernel on
+                    // /dev/fuse: it uses the queues only once all have
+                    // entries.
+                    if let Err(e) = crate::ring::serve(qid, &event_loop, &sender, payload_size) {
+                        error!("FUSE io_uring queue {qid}: {e}");
+                    }
+                    Ok(())
+                })?);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (ring_payload, ring_ch);
 
         let mut reply: io::Result<()> = Ok(());
         for thread in threads {
@@ -468,6 +505,13 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_readahead,
                 config.max_write
             );
+
+            if (init.capabilities() & config.requested).contains(InitFlags::FUSE_OVER_IO_URING) {
+                self.ring_payload = Some(crate::ring::payload_size(
+                    config.max_write,
+                    config.max_pages(),
+                ));
+            }
 
             let response = init.reply(&config);
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))

@@ -1,0 +1,497 @@
+//! FUSE over io_uring (Linux 6.14 and later, `FUSE_OVER_IO_URING`).
+//!
+//! Not part of the fuser release: added for strata (see VENDORED.md).
+//!
+//! The kernel keeps one queue per possible CPU and hands a request to the
+//! queue of the CPU its caller runs on. Each queue here is one thread, pinned
+//! to that CPU, with a few ring entries: a header buffer and a payload buffer
+//! the kernel fills with a request and reads the reply from. A request and
+//! its reply are then one `io_uring_enter` on the caller's own CPU, where
+//! `/dev/fuse` costs a read and a write and usually two cross-CPU wakeups.
+//!
+//! Forgets and interrupts still come through `/dev/fuse` (the kernel sends
+//! them there), so the device threads keep running beside the queues, and
+//! the kernel uses the queues only once every one of them has an entry.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+
+use io_uring::IoUring;
+use io_uring::cqueue;
+use io_uring::opcode;
+use io_uring::squeue;
+use io_uring::types;
+use log::error;
+use log::warn;
+
+use crate::Filesystem;
+use crate::channel::ChannelSender;
+use crate::ll::Operation;
+use crate::ll::fuse_abi as abi;
+use crate::request::RequestWithSender;
+use crate::session::SessionEventLoop;
+
+/// `enum fuse_uring_cmd`: give the kernel an entry to fill.
+const CMD_REGISTER: u32 = 1;
+/// `enum fuse_uring_cmd`: the reply is in the entry, fill it again.
+const CMD_COMMIT_AND_FETCH: u32 = 2;
+
+/// `struct fuse_uring_req_header`: `in_out[128]` (the `fuse_in_header` of a
+/// request, the `fuse_out_header` of its reply), `op_in[128]` (the
+/// operation's own header, the request's first argument) and
+/// `struct fuse_uring_ent_in_out` (flags, commit_id, payload_sz, padding,
+/// reserved).
+const HEADER_SIZE: usize = 128 + 128 + 32;
+const OP_IN: usize = 128;
+const COMMIT_ID: usize = 256 + 8;
+const PAYLOAD_SZ: usize = 256 + 16;
+const IN_HEADER: usize = size_of::<abi::fuse_in_header>();
+const OUT_HEADER: usize = size_of::<abi::fuse_out_header>();
+
+/// Entries per queue. A queue's thread serves one request at a time; a
+/// second entry lets the kernel hand over the next request while the first
+/// is being served, so the thread finds it without another wait.
+const DEPTH: usize = 2;
+
+/// Errors that mean the connection is going away: the queue ends quietly.
+const GONE: [i32; 4] = [
+    libc::ENOTCONN,
+    libc::ECONNABORTED,
+    libc::ECANCELED,
+    libc::ENODEV,
+];
+
+/// The queues the kernel makes: one per possible CPU (`num_possible_cpus`).
+pub(crate) fn queue_count() -> io::Result<u16> {
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let mut highest = 0u16;
+    for range in possible.trim().split(',') {
+        let last = range.rsplit('-').next().unwrap_or(range);
+        let cpu: u16 = last
+            .parse()
+            .map_err(|_| io::Error::other(format!("cannot read possible CPUs {possible:?}")))?;
+        highest = highest.max(cpu);
+    }
+    Ok(highest + 1)
+}
+
+/// The size of a payload buffer: the kernel refuses smaller ones
+/// (`ring->max_payload_sz`).
+pub(crate) fn payload_size(max_write: u32, max_pages: u16) -> usize {
+    let pages = usize::from(max_pages) * page_size::get();
+    abi::consts::FUSE_MIN_READ_BUFFER
+        .max(max_write as usize)
+        .max(pages)
+}
+
+/// One entry's memory: the header, then the payload, in one 8-byte aligned
+/// block so that a request can be laid out contiguously in front of its
+/// payload (see [`Entry::request`]).
+struct Entry {
+    block: Box<[u64]>,
+    /// `iov[0]` the header, `iov[1]` the payload; read by the kernel when
+    /// the entry is registered.
+    iov: Box<[libc::iovec; 2]>,
+    payload_size: usize,
+}
+
+impl Entry {
+    fn new(payload_size: usize) -> Entry {
+        let words = (HEADER_SIZE + payload_size).div_ceil(8);
+        let mut block = vec![0u64; words].into_boxed_slice();
+        let base = block.as_mut_ptr().cast::<u8>();
+        let iov = Box::new([
+            libc::iovec {
+                iov_base: base.cast(),
+                iov_len: HEADER_SIZE,
+            },
+            libc::iovec {
+                // SAFETY: the block holds HEADER_SIZE + payload_size bytes.
+                iov_base: unsafe { base.add(HEADER_SIZE) }.cast(),
+                iov_len: payload_size,
+            },
+        ]);
+        Entry {
+            block,
+            iov,
+            payload_size,
+        }
+    }
+
+    fn base(&mut self) -> *mut u8 {
+        self.block.as_mut_ptr().cast()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the block is HEADER_SIZE + payload_size initialised bytes
+        // (u64s seen as bytes), borrowed for as long as self is.
+        unsafe {
+            std::slice::from_raw_parts(self.block.as_ptr().cast(), HEADER_SIZE + self.payload_size)
+        }
+    }
+
+    fn read_u32(&self, at: usize) -> u32 {
+        let b = self.bytes();
+        u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    fn read_u64(&self, at: usize) -> u64 {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&self.bytes()[at..at + 8]);
+        u64::from_ne_bytes(v)
+    }
+
+    /// Moves the request the kernel wrote (its `fuse_in_header` in `in_out`,
+    /// its first argument in `op_in`, the rest in the payload) into one
+    /// contiguous run ending where the payload begins, as `/dev/fuse` would
+    /// have delivered it, and returns where it starts and how long it is.
+    /// Only the headers move (at most 168 bytes); the payload stays put.
+    fn request(&mut self) -> Option<(usize, usize)> {
+        let len = self.read_u32(0) as usize;
+        let payload = self.read_u32(PAYLOAD_SZ) as usize;
+        let op = len.checked_sub(IN_HEADER + payload)?;
+        if op > 128 || payload > self.payload_size || op % 8 != 0 {
+            return None;
+        }
+        let start = HEADER_SIZE - op - IN_HEADER;
+        let base = self.base();
+        // SAFETY: every range lies in the block's header (0..HEADER_SIZE);
+        // ptr::copy allows overlap. op_in moves first: its new place may
+        // cover bytes of in_out's, never the reverse (start >= 120 > 40).
+        unsafe {
+            ptr::copy(base.add(OP_IN), base.add(HEADER_SIZE - op), op);
+            ptr::copy(base, base.add(start), IN_HEADER);
+        }
+        Some((start, len))
+    }
+
+    /// Writes a reply: the `fuse_out_header` into `in_out`, the rest into
+    /// the payload, and the payload's length.
+    fn put_reply(&mut self, reply: &[u8]) -> Result<(), ()> {
+        if reply.len() < OUT_HEADER || reply.len() - OUT_HEADER > self.payload_size {
+            return Err(());
+        }
+        let rest = reply.len() - OUT_HEADER;
+        let base = self.base();
+        // SAFETY: the header is HEADER_SIZE bytes and the payload
+        // payload_size, checked above; reply is not in the block.
+        unsafe {
+            ptr::copy_nonoverlapping(reply.as_ptr(), base, OUT_HEADER);
+            ptr::copy_nonoverlapping(reply[OUT_HEADER..].as_ptr(), base.add(HEADER_SIZE), rest);
+        }
+        self.set_payload_sz(rest);
+        Ok(())
+    }
+
+    fn set_payload_sz(&mut self, n: usize) {
+        let base = self.base();
+        // SAFETY: PAYLOAD_SZ + 4 <= HEADER_SIZE.
+        unsafe { ptr::write_unaligned(base.add(PAYLOAD_SZ).cast::<u32>(), n as u32) };
+    }
+
+    /// An error reply for a request that could not be served.
+    fn put_error(&mut self, unique: u64, errno: i32) {
+        let header = abi::fuse_out_header {
+            len: OUT_HEADER as u32,
+            error: -errno,
+            unique,
+        };
+        let base = self.base();
+        // SAFETY: OUT_HEADER bytes fit in in_out.
+        unsafe { ptr::write_unaligned(base.cast::<abi::fuse_out_header>(), header) };
+        self.set_payload_sz(0);
+    }
+}
+
+/// Where a ring request's reply goes. Replies usually come from the queue's
+/// own thread while it serves the request, but a filesystem may send one
+/// from anywhere, so the thread waits for it before it commits.
+#[derive(Debug, Default)]
+pub(crate) struct RingReply {
+    state: Mutex<ReplyState>,
+    sent: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ReplyState {
+    /// Serving a request; its reply not yet given.
+    waiting: bool,
+    /// Where the reply may be written in place (see [`Direct`]).
+    direct: Option<Direct>,
+    /// The payload length of a reply written in place.
+    direct_len: Option<usize>,
+    /// Otherwise the reply's bytes, out header first.
+    reply: Vec<u8>,
+}
+
+/// The entry of a request that left its payload empty (READ, READDIR,
+/// GETATTR, ...): nothing of the request lies in the payload or the first
+/// bytes of the header, so a reply (a whole READ's data) is written there at
+/// once instead of being copied twice.
+#[derive(Debug, Clone, Copy)]
+struct Direct {
+    block: *mut u8,
+    payload_size: usize,
+}
+
+// SAFETY: a Direct is written through only by the one sender of the reply,
+// while the queue thread that owns the entry waits for that reply
+// (RingReply::take) and touches neither region.
+unsafe impl Send for Direct {}
+
+impl Direct {
+    /// Writes `bufs` as a reply: its first OUT_HEADER bytes to the header,
+    /// the rest to the payload. None if they do not fit.
+    fn write(self, bufs: &[io::IoSlice<'_>]) -> Option<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let rest = total.checked_sub(OUT_HEADER)?;
+        if rest > self.payload_size {
+            return None;
+        }
+        let mut at = 0;
+        for b in bufs {
+            let mut b: &[u8] = b;
+            if at < OUT_HEADER {
+                let n = b.len().min(OUT_HEADER - at);
+                // SAFETY: at + n <= OUT_HEADER, inside the header's in_out.
+                unsafe { ptr::copy_nonoverlapping(b.as_ptr(), self.block.add(at), n) };
+                at += n;
+                b = &b[n..];
+            }
+            // SAFETY: at - OUT_HEADER + b.len() <= rest <= payload_size.
+            unsafe {
+                let to = self.block.add(HEADER_SIZE + at - OUT_HEADER);
+                ptr::copy_nonoverlapping(b.as_ptr(), to, b.len());
+            }
+            at += b.len();
+        }
+        Some(rest)
+    }
+}
+
+impl RingReply {
+    fn lock(&self) -> MutexGuard<'_, ReplyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+        let mut state = self.lock();
+        if !state.waiting {
+            return Err(io::Error::other("a ring reply with no request waiting"));
+        }
+        state.direct_len = state.direct.take().and_then(|d| d.write(bufs));
+        if state.direct_len.is_none() {
+            state.reply.clear();
+            for b in bufs {
+                state.reply.extend_from_slice(b);
+            }
+        }
+        state.waiting = false;
+        self.sent.notify_all();
+        Ok(())
+    }
+
+    fn arm(&self, direct: Option<Direct>) {
+        let mut state = self.lock();
+        state.waiting = true;
+        state.direct = direct;
+        state.direct_len = None;
+    }
+
+    /// Waits for the reply and leaves it in `entry`.
+    fn take(&self, entry: &mut Entry, unique: u64) {
+        let mut state = self.lock();
+        while state.waiting {
+            state = self.sent.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.direct = None;
+        match state.direct_len {
+            Some(n) => entry.set_payload_sz(n),
+            None => {
+                if entry.put_reply(&state.reply).is_err() {
+                    entry.put_error(unique, libc::EIO);
+                }
+            }
+        }
+    }
+}
+
+/// `struct fuse_uring_cmd_req` (flags, commit_id, qid, padding) in the
+/// SQE's 80-byte command area.
+fn command(qid: u16, commit_id: u64) -> [u8; 80] {
+    let mut cmd = [0u8; 80];
+    cmd[8..16].copy_from_slice(&commit_id.to_ne_bytes());
+    cmd[16..18].copy_from_slice(&qid.to_ne_bytes());
+    cmd
+}
+
+/// A REGISTER entry: like any uring command, plus `len`, the number of
+/// iovecs at `addr`, which `opcode::UringCmd80` has no setter for.
+fn register_sqe(fd: i32, qid: u16, entry: &Entry, index: usize) -> squeue::Entry128 {
+    let sqe = opcode::UringCmd80::new(types::Fd(fd), CMD_REGISTER)
+        .cmd(command(qid, 0))
+        .addr(Some(entry.iov.as_ptr() as u64))
+        .build()
+        .user_data(index as u64);
+    // SAFETY: Entry128 is repr(C), 128 bytes: the kernel's io_uring_sqe in
+    // its SQE128 form, where `len` (u32) is at byte 24.
+    let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
+    raw[24..28].copy_from_slice(&2u32.to_ne_bytes());
+    // SAFETY: the same bytes back, with len set.
+    unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
+}
+
+fn commit_sqe(fd: i32, qid: u16, commit_id: u64, index: usize) -> squeue::Entry128 {
+    opcode::UringCmd80::new(types::Fd(fd), CMD_COMMIT_AND_FETCH)
+        .cmd(command(qid, commit_id))
+        .build()
+        .user_data(index as u64)
+}
+
+fn pin_to_cpu(cpu: u16) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds
+    // for any cpu below CPU_SETSIZE, which the kernel's queue count is.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(usize::from(cpu), &mut set);
+        // A CPU that is possible but offline refuses: the queue still
+        // serves, from wherever the scheduler puts it.
+        let _ = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Serves queue `qid` until the connection goes away.
+pub(crate) fn serve<FS: Filesystem>(
+    qid: u16,
+    se: &SessionEventLoop<FS>,
+    sender: &ChannelSender,
+    payload_size: usize,
+) -> io::Result<()> {
+    pin_to_cpu(qid);
+    let fd = se.ch.as_fd().as_raw_fd();
+    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(DEPTH as u32 * 2)?;
+    let mut entries: Vec<Entry> = (0..DEPTH).map(|_| Entry::new(payload_size)).collect();
+    let replies: Vec<Arc<RingReply>> = (0..DEPTH).map(|_| Arc::default()).collect();
+    let mut live = DEPTH;
+    // Whether an entry's last command was a REGISTER (or a COMMIT).
+    let mut registering = [true; DEPTH];
+    {
+        let mut sq = ring.submission();
+        for (i, e) in entries.iter().enumerate() {
+            // SAFETY: the entry's iovecs and buffers live as long as the
+            // ring: both are dropped together when this function returns,
+            // and dropping the ring cancels what the kernel still holds.
+            unsafe { sq.push(&register_sqe(fd, qid, e, i)) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+    }
+    let mut done: Vec<(usize, i32)> = Vec::with_capacity(DEPTH);
+    while live > 0 {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        done.clear();
+        done.extend(
+            ring.completion()
+                .map(|c| (c.user_data() as usize, c.result())),
+        );
+        for &(i, res) in &done {
+            if res < 0 {
+                if GONE.contains(&-res) {
+                    live -= 1;
+                    continue;
+                }
+                let err = io::Error::from_raw_os_error(-res);
+                if registering[i] {
+                    // EAGAIN: the kernel has not finished INIT yet. Any
+                    // other refusal stands (the kernel then stays on
+                    // /dev/fuse, see session.rs).
+                    if res != -libc::EAGAIN {
+                        warn!("FUSE io_uring queue {qid}: registering refused: {err}");
+                        live -= 1;
+                        continue;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                } else {
+                    // A refused commit ended its request (with this error)
+                    // and took the entry from the queue: offer it again.
+                    warn!("FUSE io_uring queue {qid}: a reply was refused: {err}");
+                }
+                registering[i] = true;
+                let sqe = register_sqe(fd, qid, &entries[i], i);
+                // SAFETY: as for the first registration.
+                unsafe { ring.submission().push(&sqe) }
+                    .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+                continue;
+            }
+            registering[i] = false;
+            let commit_id = entries[i].read_u64(COMMIT_ID);
+            serve_one(&mut entries[i], &replies[i], se, sender);
+            let sqe = commit_sqe(fd, qid, commit_id, i);
+            // SAFETY: a commit carries no pointer; the entry it names stays
+            // registered with its buffers.
+            unsafe { ring.submission().push(&sqe) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the request in `entry` and leaves its reply there.
+fn serve_one<FS: Filesystem>(
+    entry: &mut Entry,
+    reply: &Arc<RingReply>,
+    se: &SessionEventLoop<FS>,
+    sender: &ChannelSender,
+) {
+    let unique = entry.read_u64(8);
+    let Some((start, len)) = entry.request() else {
+        error!("FUSE io_uring: a request that does not fit its entry");
+        entry.put_error(unique, libc::EIO);
+        return;
+    };
+    let direct = (entry.read_u32(PAYLOAD_SZ) == 0).then(|| Direct {
+        block: entry.base(),
+        payload_size: entry.payload_size,
+    });
+    reply.arm(direct);
+    // SAFETY: start + len <= HEADER_SIZE + payload_sz (Entry::request), in
+    // the block; a Direct reply writes only outside this range (the out
+    // header's 16 bytes, start >= 120, and the empty payload).
+    let data = unsafe { std::slice::from_raw_parts(entry.base().add(start), len) };
+    let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        match RequestWithSender::new(sender.to_ring(reply.clone()), data) {
+            Some(req) => {
+                if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                    req.reply::<crate::ReplyEmpty>().ok();
+                } else {
+                    req.dispatch(se);
+                }
+            }
+            None => {
+                let _ = reply.send(&[]);
+            }
+        }
+    }));
+    // A panic that left no reply would leave this entry, and every later
+    // request from this CPU, waiting for good: the device threads outlive
+    // one, but a queue has only its own thread.
+    if served.is_err() {
+        error!("FUSE io_uring: serving a request panicked");
+        let _ = reply.send(&[]);
+    }
+    reply.take(entry, unique);
+}
