@@ -34,6 +34,8 @@ pub struct Adapter {
     ttl: Duration,
     /// Whether to ask the kernel for passthrough at FUSE_INIT.
     want_passthrough: bool,
+    /// Whether to ask the kernel for FUSE over io_uring at FUSE_INIT.
+    want_io_uring: bool,
     /// The kernel agreed to FUSE_HANDLE_KILLPRIV_V2: it flags each WRITE
     /// whose caller lacks CAP_FSETID and clears no bits itself.
     server_clears_set_id: bool,
@@ -73,10 +75,17 @@ impl Adapter {
             fs,
             ttl: ENTRY_TTL,
             want_passthrough,
+            want_io_uring: false,
             server_clears_set_id: false,
             passthrough: Passthrough::new(passthrough_min_size),
             view: View::default(),
         }
+    }
+
+    /// Serves requests through io_uring where the kernel offers it.
+    pub fn with_io_uring(mut self, want: bool) -> Adapter {
+        self.want_io_uring = want;
+        self
     }
 
     /// Shows the union through `view` (fuse-overlayfs's id and
@@ -310,6 +319,18 @@ impl Filesystem for Adapter {
                 .is_ok()
         {
             self.server_clears_set_id = true;
+        }
+        // Requests and replies through io_uring queues, one per CPU, where
+        // the kernel offers it (see `MountOptions::io_uring`). Each queue
+        // entry's payload buffer must hold max_write bytes: fuser's 16 MiB
+        // default is more than the kernel ever sends (at most max_pages,
+        // 256 pages by default), so 1 MiB, which is what it sends.
+        if self.want_io_uring
+            && config
+                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                .is_ok()
+        {
+            let _ = config.set_max_write(1 << 20);
         }
         // Stack depth 1: backing files may not live on a stacked filesystem
         // (overlayfs); those opens fall back to the server. It keeps this
