@@ -154,7 +154,10 @@ impl Entry {
     /// contiguous run ending where the payload begins, as `/dev/fuse` would
     /// have delivered it, and returns where it starts and how long it is.
     /// Only the headers move (at most 168 bytes); the payload stays put.
-    fn request(&mut self) -> Option<(usize, usize)> {
+    /// Also returns the payload's length: the move may overwrite the
+    /// trailer (`fuse_uring_ent_in_out`) it was read from, and commit_id
+    /// with it, which [`serve`] reads before.
+    fn request(&mut self) -> Option<(usize, usize, usize)> {
         let len = self.read_u32(0) as usize;
         let payload = self.read_u32(PAYLOAD_SZ) as usize;
         let op = len.checked_sub(IN_HEADER + payload)?;
@@ -170,7 +173,7 @@ impl Entry {
             ptr::copy(base.add(OP_IN), base.add(HEADER_SIZE - op), op);
             ptr::copy(base, base.add(start), IN_HEADER);
         }
-        Some((start, len))
+        Some((start, len, payload))
     }
 
     /// Writes a reply: the `fuse_out_header` into `in_out`, the rest into
@@ -458,12 +461,12 @@ fn serve_one<FS: Filesystem>(
     sender: &ChannelSender,
 ) {
     let unique = entry.read_u64(8);
-    let Some((start, len)) = entry.request() else {
+    let Some((start, len, payload)) = entry.request() else {
         error!("FUSE io_uring: a request that does not fit its entry");
         entry.put_error(unique, libc::EIO);
         return;
     };
-    let direct = (entry.read_u32(PAYLOAD_SZ) == 0).then(|| Direct {
+    let direct = (payload == 0).then(|| Direct {
         block: entry.base(),
         payload_size: entry.payload_size,
     });
@@ -494,4 +497,110 @@ fn serve_one<FS: Filesystem>(
         let _ = reply.send(&[]);
     }
     reply.take(entry, unique);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry as the kernel fills it: `fuse_in_header` (len, opcode,
+    /// unique) in `in_out`, `op` in `op_in`, `payload` in the payload, and
+    /// the trailer's commit_id and payload_sz.
+    fn filled(op: &[u8], payload: &[u8], unique: u64) -> Entry {
+        let mut e = Entry::new(4096);
+        let base = e.base();
+        let len = (IN_HEADER + op.len() + payload.len()) as u32;
+        let mut header = [0u8; IN_HEADER];
+        header[0..4].copy_from_slice(&len.to_ne_bytes());
+        header[4..8].copy_from_slice(&1u32.to_ne_bytes());
+        header[8..16].copy_from_slice(&unique.to_ne_bytes());
+        // SAFETY: every range is inside the entry's block.
+        unsafe {
+            ptr::copy_nonoverlapping(header.as_ptr(), base, IN_HEADER);
+            ptr::copy_nonoverlapping(op.as_ptr(), base.add(OP_IN), op.len());
+            ptr::copy_nonoverlapping(payload.as_ptr(), base.add(HEADER_SIZE), payload.len());
+            ptr::write_unaligned(base.add(COMMIT_ID).cast::<u64>(), unique);
+        }
+        e.set_payload_sz(payload.len());
+        e
+    }
+
+    #[test]
+    fn a_request_is_rebuilt_contiguous_with_its_payload_length() {
+        // A READ-sized header (40 bytes) moves over the trailer, where the
+        // payload length was: it must come back from before the move.
+        for (op, payload) in [
+            (vec![7u8; 40], vec![]),
+            (vec![], b"name\0".to_vec()),
+            (vec![9u8; 88], vec![1u8; 300]),
+            (vec![3u8; 128], vec![2u8; 8]),
+        ] {
+            let mut e = filled(&op, &payload, 42);
+            let (start, len, got) = e.request().expect("fits");
+            assert_eq!(got, payload.len());
+            assert_ne!(
+                e.read_u32(PAYLOAD_SZ) as usize,
+                payload.len(),
+                "the trailer is overwritten: read it before the move"
+            );
+            assert_eq!(start + len, HEADER_SIZE + payload.len());
+            let req = &e.bytes()[start..start + len];
+            assert_eq!(
+                u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize,
+                len
+            );
+            assert_eq!(u64::from_ne_bytes(req[8..16].try_into().unwrap()), 42);
+            assert_eq!(&req[IN_HEADER..IN_HEADER + op.len()], &op[..]);
+            assert_eq!(&req[IN_HEADER + op.len()..], &payload[..]);
+            assert_eq!(start % 8, 0, "fuser reads the headers in place");
+        }
+    }
+
+    #[test]
+    fn a_request_that_does_not_fit_is_refused() {
+        let mut e = filled(&[0u8; 136], &[], 1);
+        assert!(e.request().is_none(), "op_in holds 128 bytes");
+        let mut e = filled(&[0u8; 12], &[], 1);
+        assert!(e.request().is_none(), "an op header is whole u64s");
+    }
+
+    #[test]
+    fn a_reply_goes_to_in_out_and_the_payload() {
+        let mut e = filled(&[0u8; 40], &[], 5);
+        let reply: Vec<u8> = (0..100u8).collect();
+        e.put_reply(&reply).expect("fits");
+        assert_eq!(&e.bytes()[..OUT_HEADER], &reply[..OUT_HEADER]);
+        assert_eq!(e.read_u32(PAYLOAD_SZ) as usize, 100 - OUT_HEADER);
+        assert_eq!(
+            &e.bytes()[HEADER_SIZE..HEADER_SIZE + 84],
+            &reply[OUT_HEADER..]
+        );
+        assert!(e.put_reply(&vec![0u8; OUT_HEADER + 4097]).is_err());
+    }
+
+    #[test]
+    fn a_reply_written_in_place_splits_at_the_out_header() {
+        let mut e = filled(&[0u8; 40], &[], 5);
+        let d = Direct {
+            block: e.base(),
+            payload_size: e.payload_size,
+        };
+        let a: Vec<u8> = (0..10u8).collect();
+        let b: Vec<u8> = (10..60u8).collect();
+        let n = d.write(&[io::IoSlice::new(&a), io::IoSlice::new(&b)]);
+        assert_eq!(n, Some(60 - OUT_HEADER));
+        let all: Vec<u8> = (0..60u8).collect();
+        assert_eq!(&e.bytes()[..OUT_HEADER], &all[..OUT_HEADER]);
+        assert_eq!(
+            &e.bytes()[HEADER_SIZE..HEADER_SIZE + 44],
+            &all[OUT_HEADER..]
+        );
+        let big = vec![0u8; OUT_HEADER + 4097];
+        assert_eq!(d.write(&[io::IoSlice::new(&big)]), None);
+    }
+
+    #[test]
+    fn possible_cpus_are_counted() {
+        assert!(queue_count().expect("sysfs") >= 1);
+    }
 }
