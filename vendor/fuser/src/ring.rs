@@ -10,8 +10,16 @@
 //! `/dev/fuse` costs a read and a write and usually two cross-CPU wakeups.
 //!
 //! Forgets and interrupts still come through `/dev/fuse` (the kernel sends
-//! them there), so the device threads keep running beside the queues, and
-//! the kernel uses the queues only once every one of them has an entry.
+//! them there), so the device threads keep running beside the queues.
+//!
+//! Once the INIT reply accepts io_uring, the kernel holds every new request
+//! until each queue has an entry, and falls back to `/dev/fuse` only if a
+//! registration is refused. So the rings are made before that reply
+//! ([`prepare`]): where io_uring is refused (a seccomp profile,
+//! `kernel.io_uring_disabled`) the reply does not ask for it. A queue that
+//! stops while the connection lives would leave its CPU's requests waiting
+//! for good; the server aborts instead ([`fatal`]), which the kernel turns
+//! into a dead mount (ENOTCONN) rather than a hung one.
 
 use std::io;
 use std::mem::size_of;
@@ -70,22 +78,93 @@ const GONE: [i32; 4] = [
 ];
 
 /// The queues the kernel makes: one per possible CPU (`num_possible_cpus`).
-pub(crate) fn queue_count() -> io::Result<u16> {
+fn queue_count() -> io::Result<u16> {
     let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    let mut highest = 0u16;
+    let bad = || io::Error::other(format!("cannot read possible CPUs {possible:?}"));
+    let mut count = 0u16;
     for range in possible.trim().split(',') {
-        let last = range.rsplit('-').next().unwrap_or(range);
-        let cpu: u16 = last
-            .parse()
-            .map_err(|_| io::Error::other(format!("cannot read possible CPUs {possible:?}")))?;
-        highest = highest.max(cpu);
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let first: u16 = first.parse().map_err(|_| bad())?;
+        let last: u16 = last.parse().map_err(|_| bad())?;
+        count += last.checked_sub(first).ok_or_else(bad)? + 1;
     }
-    Ok(highest + 1)
+    Ok(count)
+}
+
+/// The rings of a connection's queues, made before the INIT reply asks for
+/// io_uring (see the module's documentation), each disabled until its
+/// thread enables it: a ring with a single issuer belongs to the thread
+/// that enables it.
+pub(crate) struct Queues {
+    rings: Vec<IoUring<squeue::Entry128, cqueue::Entry>>,
+    payload_size: usize,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Queues({}, payload {})",
+            self.rings.len(),
+            self.payload_size
+        )
+    }
+}
+
+/// Makes one ring per queue, or says why io_uring cannot be used.
+pub(crate) fn prepare(max_write: u32, max_pages: u16) -> io::Result<Queues> {
+    let rings = (0..queue_count()?)
+        .map(|_| {
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_r_disabled()
+                .build(DEPTH as u32 * 2)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Queues {
+        rings,
+        payload_size: payload_size(max_write, max_pages),
+    })
+}
+
+impl Queues {
+    /// Starts a thread per queue, each serving requests with what
+    /// `loop_for(qid)` gives it.
+    pub(crate) fn start<FS: Filesystem>(
+        self,
+        loop_for: impl Fn(u16) -> (SessionEventLoop<FS>, ChannelSender),
+    ) -> Vec<std::thread::JoinHandle<io::Result<()>>> {
+        let payload_size = self.payload_size;
+        let mut threads = Vec::with_capacity(self.rings.len());
+        for (qid, ring) in (0u16..).zip(self.rings) {
+            let (se, sender) = loop_for(qid);
+            let spawned = std::thread::Builder::new()
+                .name(se.thread_name.clone())
+                .spawn(move || {
+                    serve(qid, ring, &se, &sender, payload_size);
+                    Ok(())
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                // The kernel would hold every request for this queue.
+                Err(e) => fatal(qid, &format!("cannot start its thread: {e}")),
+            }
+        }
+        threads
+    }
+}
+
+/// A queue cannot go on while the connection lives: its CPU's requests
+/// would wait for good. Aborting makes the kernel end the connection.
+fn fatal(qid: u16, what: &str) -> ! {
+    error!("FUSE io_uring queue {qid}: {what}; aborting, as the queue's requests would hang");
+    std::process::abort()
 }
 
 /// The size of a payload buffer: the kernel refuses smaller ones
 /// (`ring->max_payload_sz`).
-pub(crate) fn payload_size(max_write: u32, max_pages: u16) -> usize {
+fn payload_size(max_write: u32, max_pages: u16) -> usize {
     let pages = usize::from(max_pages) * page_size::get();
     abi::consts::FUSE_MIN_READ_BUFFER
         .max(max_write as usize)
@@ -95,8 +174,13 @@ pub(crate) fn payload_size(max_write: u32, max_pages: u16) -> usize {
 /// One entry's memory: the header, then the payload, in one 8-byte aligned
 /// block so that a request can be laid out contiguously in front of its
 /// payload (see [`Entry::request`]).
+///
+/// The block is a raw allocation and every pointer into it (the kernel's
+/// iovecs, the request handed to the filesystem, a reply written in place)
+/// comes from the one pointer made at allocation, so none of them is
+/// invalidated by a later borrow of the entry.
 struct Entry {
-    block: Box<[u64]>,
+    block: std::ptr::NonNull<u8>,
     /// `iov[0]` the header, `iov[1]` the payload; read by the kernel when
     /// the entry is registered.
     iov: Box<[libc::iovec; 2]>,
@@ -104,10 +188,18 @@ struct Entry {
 }
 
 impl Entry {
+    fn layout(payload_size: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(HEADER_SIZE + payload_size, 8)
+            .unwrap_or_else(|_| panic!("a payload of {payload_size} bytes"))
+    }
+
     fn new(payload_size: usize) -> Entry {
-        let words = (HEADER_SIZE + payload_size).div_ceil(8);
-        let mut block = vec![0u64; words].into_boxed_slice();
-        let base = block.as_mut_ptr().cast::<u8>();
+        let layout = Entry::layout(payload_size);
+        // SAFETY: the layout is not zero-sized (HEADER_SIZE > 0).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(block) = std::ptr::NonNull::new(base) else {
+            std::alloc::handle_alloc_error(layout)
+        };
         let iov = Box::new([
             libc::iovec {
                 iov_base: base.cast(),
@@ -126,16 +218,14 @@ impl Entry {
         }
     }
 
-    fn base(&mut self) -> *mut u8 {
-        self.block.as_mut_ptr().cast()
+    fn base(&self) -> *mut u8 {
+        self.block.as_ptr()
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: the block is HEADER_SIZE + payload_size initialised bytes
-        // (u64s seen as bytes), borrowed for as long as self is.
-        unsafe {
-            std::slice::from_raw_parts(self.block.as_ptr().cast(), HEADER_SIZE + self.payload_size)
-        }
+        // SAFETY: the block is HEADER_SIZE + payload_size initialised
+        // bytes, borrowed for as long as self is.
+        unsafe { std::slice::from_raw_parts(self.base(), HEADER_SIZE + self.payload_size) }
     }
 
     fn read_u32(&self, at: usize) -> u32 {
@@ -214,6 +304,13 @@ impl Entry {
     }
 }
 
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // SAFETY: allocated in Entry::new with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.base(), Entry::layout(self.payload_size)) }
+    }
+}
+
 /// Where a ring request's reply goes. Replies usually come from the queue's
 /// own thread while it serves the request, but a filesystem may send one
 /// from anywhere, so the thread waits for it before it commits.
@@ -227,6 +324,10 @@ pub(crate) struct RingReply {
 struct ReplyState {
     /// Serving a request; its reply not yet given.
     waiting: bool,
+    /// The `unique` of the request served: a late reply to an earlier one
+    /// (sent from another thread after the panic path answered it) must
+    /// not become this one's.
+    unique: u64,
     /// Where the reply may be written in place (see [`Direct`]).
     direct: Option<Direct>,
     /// The payload length of a reply written in place.
@@ -280,6 +381,23 @@ impl Direct {
     }
 }
 
+/// The `unique` of the `fuse_out_header` a reply starts with (bytes 8..16),
+/// gathered across its slices; None for a reply too short to have one.
+fn reply_unique(bufs: &[io::IoSlice<'_>]) -> Option<u64> {
+    let mut header = [0u8; OUT_HEADER];
+    let mut at = 0;
+    for b in bufs {
+        let n = b.len().min(OUT_HEADER - at);
+        header[at..at + n].copy_from_slice(&b[..n]);
+        at += n;
+        if at == OUT_HEADER {
+            let unique: [u8; 8] = header[8..16].try_into().ok()?;
+            return Some(u64::from_ne_bytes(unique));
+        }
+    }
+    None
+}
+
 impl RingReply {
     fn lock(&self) -> MutexGuard<'_, ReplyState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -287,7 +405,7 @@ impl RingReply {
 
     pub(crate) fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
         let mut state = self.lock();
-        if !state.waiting {
+        if !state.waiting || reply_unique(bufs).is_some_and(|u| u != state.unique) {
             return Err(io::Error::other("a ring reply with no request waiting"));
         }
         state.direct_len = state.direct.take().and_then(|d| d.write(bufs));
@@ -302,9 +420,10 @@ impl RingReply {
         Ok(())
     }
 
-    fn arm(&self, direct: Option<Direct>) {
+    fn arm(&self, unique: u64, direct: Option<Direct>) {
         let mut state = self.lock();
         state.waiting = true;
+        state.unique = unique;
         state.direct = direct;
         state.direct_len = None;
     }
@@ -360,8 +479,11 @@ fn commit_sqe(fd: i32, qid: u16, commit_id: u64, index: usize) -> squeue::Entry1
 }
 
 fn pin_to_cpu(cpu: u16) {
+    if usize::from(cpu) >= libc::CPU_SETSIZE as usize {
+        return;
+    }
     // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds
-    // for any cpu below CPU_SETSIZE, which the kernel's queue count is.
+    // for a cpu below CPU_SETSIZE, checked above.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(usize::from(cpu), &mut set);
@@ -371,40 +493,63 @@ fn pin_to_cpu(cpu: u16) {
     }
 }
 
-/// Serves queue `qid` until the connection goes away.
-pub(crate) fn serve<FS: Filesystem>(
+/// Errors of `io_uring_enter` worth waiting out.
+const TRANSIENT: [i32; 4] = [libc::EINTR, libc::EAGAIN, libc::EBUSY, libc::ENOMEM];
+
+/// Serves queue `qid` through `ring` until the connection goes away.
+fn serve<FS: Filesystem>(
     qid: u16,
+    ring: IoUring<squeue::Entry128, cqueue::Entry>,
     se: &SessionEventLoop<FS>,
     sender: &ChannelSender,
     payload_size: usize,
-) -> io::Result<()> {
+) {
     pin_to_cpu(qid);
-    let fd = se.ch.as_fd().as_raw_fd();
-    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(DEPTH as u32 * 2)?;
+    if let Err(e) = ring.submitter().register_enable_rings() {
+        fatal(qid, &format!("cannot enable its ring: {e}"));
+    }
     let mut entries: Vec<Entry> = (0..DEPTH).map(|_| Entry::new(payload_size)).collect();
+    let mut ring = ring;
+    serve_entries(qid, &mut ring, &mut entries, se, sender);
+    // The ring goes first: it may hold the entries' buffers.
+    drop(ring);
+    drop(entries);
+}
+
+fn serve_entries<FS: Filesystem>(
+    qid: u16,
+    ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+    entries: &mut [Entry],
+    se: &SessionEventLoop<FS>,
+    sender: &ChannelSender,
+) {
+    let fd = se.ch.as_fd().as_raw_fd();
     let replies: Vec<Arc<RingReply>> = (0..DEPTH).map(|_| Arc::default()).collect();
-    let mut live = DEPTH;
+    let push = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128| {
+        // SAFETY: a REGISTER points at an entry's iovecs and buffers, which
+        // outlive the ring (serve drops the ring first); a COMMIT carries
+        // no pointer.
+        if unsafe { ring.submission().push(sqe) }.is_err() {
+            fatal(qid, "its submission queue is full");
+        }
+    };
+    for (i, e) in entries.iter().enumerate() {
+        push(ring, &register_sqe(fd, qid, e, i));
+    }
     // Whether an entry's last command was a REGISTER (or a COMMIT).
     let mut registering = [true; DEPTH];
-    {
-        let mut sq = ring.submission();
-        for (i, e) in entries.iter().enumerate() {
-            // SAFETY: the entry's iovecs and buffers live as long as the
-            // ring: both are dropped together when this function returns,
-            // and dropping the ring cancels what the kernel still holds.
-            unsafe { sq.push(&register_sqe(fd, qid, e, i)) }
-                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-        }
-    }
+    let mut live = DEPTH;
     let mut done: Vec<(usize, i32)> = Vec::with_capacity(DEPTH);
     while live > 0 {
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
+        if let Err(e) = ring.submit_and_wait(1) {
+            match e.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(n) if TRANSIENT.contains(&n) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                _ => fatal(qid, &format!("io_uring_enter: {e}")),
+            }
+            continue;
         }
         done.clear();
         done.extend(
@@ -418,39 +563,29 @@ pub(crate) fn serve<FS: Filesystem>(
                     continue;
                 }
                 let err = io::Error::from_raw_os_error(-res);
-                if registering[i] {
-                    // EAGAIN: the kernel has not finished INIT yet. Any
-                    // other refusal stands (the kernel then stays on
-                    // /dev/fuse, see session.rs).
-                    if res != -libc::EAGAIN {
-                        warn!("FUSE io_uring queue {qid}: registering refused: {err}");
-                        live -= 1;
-                        continue;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                } else {
-                    // A refused commit ended its request (with this error)
-                    // and took the entry from the queue: offer it again.
-                    warn!("FUSE io_uring queue {qid}: a reply was refused: {err}");
+                if !registering[i] {
+                    // The kernel ended neither the request nor the entry
+                    // (commit_id unknown, or a bad reply): a bug here.
+                    fatal(qid, &format!("a reply was refused: {err}"));
                 }
-                registering[i] = true;
-                let sqe = register_sqe(fd, qid, &entries[i], i);
-                // SAFETY: as for the first registration.
-                unsafe { ring.submission().push(&sqe) }
-                    .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+                if res != -libc::EAGAIN {
+                    // The kernel gave up io_uring for this connection and
+                    // serves it through /dev/fuse.
+                    warn!("FUSE io_uring queue {qid}: registering refused: {err}");
+                    live -= 1;
+                    continue;
+                }
+                // The kernel has not finished INIT yet.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                push(ring, &register_sqe(fd, qid, &entries[i], i));
                 continue;
             }
             registering[i] = false;
             let commit_id = entries[i].read_u64(COMMIT_ID);
             serve_one(&mut entries[i], &replies[i], se, sender);
-            let sqe = commit_sqe(fd, qid, commit_id, i);
-            // SAFETY: a commit carries no pointer; the entry it names stays
-            // registered with its buffers.
-            unsafe { ring.submission().push(&sqe) }
-                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            push(ring, &commit_sqe(fd, qid, commit_id, i));
         }
     }
-    Ok(())
 }
 
 /// Serves the request in `entry` and leaves its reply there.
@@ -470,7 +605,7 @@ fn serve_one<FS: Filesystem>(
         block: entry.base(),
         payload_size: entry.payload_size,
     });
-    reply.arm(direct);
+    reply.arm(unique, direct);
     // SAFETY: start + len <= HEADER_SIZE + payload_sz (Entry::request), in
     // the block; a Direct reply writes only outside this range (the out
     // header's 16 bytes, start >= 120, and the empty payload).

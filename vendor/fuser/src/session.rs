@@ -139,9 +139,11 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
-    /// The payload size of io_uring entries, when the filesystem asked for
-    /// `FUSE_OVER_IO_URING` and the kernel agreed.
-    ring_payload: Option<usize>,
+    /// The io_uring queues, when the filesystem asked for
+    /// `FUSE_OVER_IO_URING`, the kernel offers it and the rings could be
+    /// made (see `ring`).
+    #[cfg(target_os = "linux")]
+    queues: Option<crate::ring::Queues>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -189,7 +191,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
-            ring_payload: None,
+            #[cfg(target_os = "linux")]
+            queues: None,
         };
 
         session.handshake()?;
@@ -218,7 +221,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
-            ring_payload: None,
+            #[cfg(target_os = "linux")]
+            queues: None,
         };
 
         session.handshake()?;
@@ -257,7 +261,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
-            ring_payload,
+            #[cfg(target_os = "linux")]
+            queues,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -314,34 +319,20 @@ impl<FS: Filesystem> Session<FS> {
         }
 
         #[cfg(target_os = "linux")]
-        if let Some(payload_size) = ring_payload {
-            let queues = crate::ring::queue_count().unwrap_or_else(|e| {
-                error!("FUSE io_uring: {e}; serving through /dev/fuse alone");
-                0
-            });
-            for qid in 0..queues {
-                let thread_name = format!("fuser-ring-{qid}");
+        if let Some(queues) = queues {
+            threads.extend(queues.start(|qid| {
                 let event_loop = SessionEventLoop {
-                    thread_name: thread_name.clone(),
+                    thread_name: format!("fuser-ring-{qid}"),
                     filesystem: filesystem.clone(),
                     ch: ring_ch.clone(),
                     allowed,
                     session_owner,
                 };
-                let sender = ring_ch.sender();
-                threads.push(thread::Builder::new().name(thread_name).spawn(move || {
-                    // A queue that cannot start leaves the kernel on
-                    // /dev/fuse: it uses the queues only once all have
-                    // entries.
-                    if let Err(e) = crate::ring::serve(qid, &event_loop, &sender, payload_size) {
-                        error!("FUSE io_uring queue {qid}: {e}");
-                    }
-                    Ok(())
-                })?);
-            }
+                (event_loop, ring_ch.sender())
+            }));
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (ring_payload, ring_ch);
+        let _ = ring_ch;
 
         let mut reply: io::Result<()> = Ok(());
         for thread in threads {
@@ -506,11 +497,18 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_write
             );
 
+            // The queues' rings are made before the reply asks for them:
+            // once it has, the kernel holds every request until each queue
+            // has an entry (see `ring`).
+            #[cfg(target_os = "linux")]
             if (init.capabilities() & config.requested).contains(InitFlags::FUSE_OVER_IO_URING) {
-                self.ring_payload = Some(crate::ring::payload_size(
-                    config.max_write,
-                    config.max_pages(),
-                ));
+                match crate::ring::prepare(config.max_write, config.max_pages()) {
+                    Ok(queues) => self.queues = Some(queues),
+                    Err(e) => {
+                        warn!("FUSE over io_uring: {e}; serving through /dev/fuse");
+                        config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+                    }
+                }
             }
 
             let response = init.reply(&config);
