@@ -493,6 +493,20 @@ fn pin_to_cpu(cpu: u16) {
     }
 }
 
+/// Whether the connection on `/dev/fuse` (`fd`) has been aborted: the
+/// device then polls as an error (`fuse_dev_poll`), which `fuse_abort_conn`
+/// makes so before it tears the queues down.
+fn connection_gone(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLERR != 0
+}
+
 /// Errors of `io_uring_enter` worth waiting out.
 const TRANSIENT: [i32; 4] = [libc::EINTR, libc::EAGAIN, libc::EBUSY, libc::ENOMEM];
 
@@ -564,8 +578,15 @@ fn serve_entries<FS: Filesystem>(
                 }
                 let err = io::Error::from_raw_os_error(-res);
                 if !registering[i] {
-                    // The kernel ended neither the request nor the entry
-                    // (commit_id unknown, or a bad reply): a bug here.
+                    // An unmount racing the commit (the kernel checks the
+                    // connection before it takes the queue's lock) refuses
+                    // it with ENOENT or EIO: the connection is gone.
+                    if connection_gone(fd) {
+                        live -= 1;
+                        continue;
+                    }
+                    // Otherwise the kernel ended neither the request nor
+                    // the entry (commit_id unknown, or a bad reply).
                     fatal(qid, &format!("a reply was refused: {err}"));
                 }
                 if res != -libc::EAGAIN {
