@@ -91,65 +91,64 @@ fn queue_count() -> io::Result<u16> {
     Ok(count)
 }
 
-/// The rings of a connection's queues, made before the INIT reply asks for
-/// io_uring (see the module's documentation), each disabled until its
-/// thread enables it: a ring with a single issuer belongs to the thread
-/// that enables it.
-pub(crate) struct Queues {
-    rings: Vec<IoUring<squeue::Entry128, cqueue::Entry>>,
-    payload_size: usize,
+/// A connection's queues, made before the INIT reply asks for io_uring
+/// (see the module's documentation): a ring and a thread per queue. Each
+/// thread waits for what it serves requests with until `Session::run`
+/// starts it, and enables its ring itself, as a ring with a single issuer
+/// belongs to the thread that enables it. Dropped unstarted, the threads
+/// end and their rings with them.
+pub(crate) struct Queues<FS: Filesystem> {
+    threads: Vec<(
+        std::thread::JoinHandle<io::Result<()>>,
+        std::sync::mpsc::Sender<(SessionEventLoop<FS>, ChannelSender)>,
+    )>,
 }
 
-impl std::fmt::Debug for Queues {
+impl<FS: Filesystem> std::fmt::Debug for Queues<FS> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Queues({}, payload {})",
-            self.rings.len(),
-            self.payload_size
-        )
+        write!(f, "Queues({})", self.threads.len())
     }
 }
 
-/// Makes one ring per queue, or says why io_uring cannot be used.
-pub(crate) fn prepare(max_write: u32, max_pages: u16) -> io::Result<Queues> {
-    let rings = (0..queue_count()?)
-        .map(|_| {
-            IoUring::builder()
-                .setup_single_issuer()
-                .setup_defer_taskrun()
-                .setup_r_disabled()
-                .build(DEPTH as u32 * 2)
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(Queues {
-        rings,
-        payload_size: payload_size(max_write, max_pages),
-    })
+/// Makes a ring and a thread per queue, or says why io_uring cannot be
+/// used (io_uring refused, no thread to be had).
+pub(crate) fn prepare<FS: Filesystem>(max_write: u32, max_pages: u16) -> io::Result<Queues<FS>> {
+    let payload_size = payload_size(max_write, max_pages);
+    let mut threads = Vec::new();
+    for qid in 0..queue_count()? {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_r_disabled()
+            .build(DEPTH as u32 * 2)?;
+        let (start, started) = std::sync::mpsc::channel::<(SessionEventLoop<FS>, ChannelSender)>();
+        let thread = std::thread::Builder::new()
+            .name(format!("fuser-ring-{qid}"))
+            .spawn(move || {
+                if let Ok((se, sender)) = started.recv() {
+                    serve(qid, ring, &se, &sender, payload_size);
+                }
+                Ok(())
+            })?;
+        threads.push((thread, start));
+    }
+    Ok(Queues { threads })
 }
 
-impl Queues {
-    /// Starts a thread per queue, each serving requests with what
+impl<FS: Filesystem> Queues<FS> {
+    /// Starts each queue's thread serving requests with what
     /// `loop_for(qid)` gives it.
-    pub(crate) fn start<FS: Filesystem>(
+    pub(crate) fn start(
         self,
         loop_for: impl Fn(u16) -> (SessionEventLoop<FS>, ChannelSender),
     ) -> Vec<std::thread::JoinHandle<io::Result<()>>> {
-        let payload_size = self.payload_size;
-        let mut threads = Vec::with_capacity(self.rings.len());
-        for (qid, ring) in (0u16..).zip(self.rings) {
-            let (se, sender) = loop_for(qid);
-            let spawned = std::thread::Builder::new()
-                .name(se.thread_name.clone())
-                .spawn(move || {
-                    serve(qid, ring, &se, &sender, payload_size);
-                    Ok(())
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
+        let mut threads = Vec::with_capacity(self.threads.len());
+        for (qid, (thread, start)) in (0u16..).zip(self.threads) {
+            if start.send(loop_for(qid)).is_err() {
                 // The kernel would hold every request for this queue.
-                Err(e) => fatal(qid, &format!("cannot start its thread: {e}")),
+                fatal(qid, "its thread has gone");
             }
+            threads.push(thread);
         }
         threads
     }

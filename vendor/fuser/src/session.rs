@@ -143,7 +143,7 @@ pub struct Session<FS: Filesystem> {
     /// `FUSE_OVER_IO_URING`, the kernel offers it and the rings could be
     /// made (see `ring`).
     #[cfg(target_os = "linux")]
-    queues: Option<crate::ring::Queues>,
+    queues: Option<crate::ring::Queues<FS>>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
