@@ -18,3 +18,16 @@ STRATA_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_SRC
 # Base images are built once and cached here between runs.
 export STRATA_CACHE="${STRATA_CACHE:-/var/tmp/strata-cache}"
+# FUSE over io_uring: Linux's switch for it covers the whole host and is off
+# by default. set_fuse_uring Y|N sets it for a script's run (false where the
+# kernel has none), remembering the value found for restore_fuse_uring,
+# which the script's EXIT trap calls.
+FUSE_URING_SWITCH=/sys/module/fuse/parameters/enable_uring
+set_fuse_uring() {
+  [ -w "$FUSE_URING_SWITCH" ] || return 1
+  fuse_uring_was=$(cat "$FUSE_URING_SWITCH")
+  echo "$1" >"$FUSE_URING_SWITCH"
+}
+restore_fuse_uring() {
+  [ -z "${fuse_uring_was:-}" ] || echo "$fuse_uring_was" >"$FUSE_URING_SWITCH"
+}

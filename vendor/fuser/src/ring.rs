@@ -227,15 +227,26 @@ impl Entry {
         unsafe { std::slice::from_raw_parts(self.base(), HEADER_SIZE + self.payload_size) }
     }
 
+    fn read<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut v = [0u8; N];
+        v.copy_from_slice(&self.bytes()[at..at + N]);
+        v
+    }
+
     fn read_u32(&self, at: usize) -> u32 {
-        let b = self.bytes();
-        u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        u32::from_ne_bytes(self.read(at))
     }
 
     fn read_u64(&self, at: usize) -> u64 {
-        let mut v = [0u8; 8];
-        v.copy_from_slice(&self.bytes()[at..at + 8]);
-        u64::from_ne_bytes(v)
+        u64::from_ne_bytes(self.read(at))
+    }
+
+    /// The entry's header and payload as a reply's destination.
+    fn direct(&self) -> Direct {
+        Direct {
+            block: self.base(),
+            payload_size: self.payload_size,
+        }
     }
 
     /// Moves the request the kernel wrote (its `fuse_in_header` in `in_out`,
@@ -268,17 +279,7 @@ impl Entry {
     /// Writes a reply: the `fuse_out_header` into `in_out`, the rest into
     /// the payload, and the payload's length.
     fn put_reply(&mut self, reply: &[u8]) -> Result<(), ()> {
-        if reply.len() < OUT_HEADER || reply.len() - OUT_HEADER > self.payload_size {
-            return Err(());
-        }
-        let rest = reply.len() - OUT_HEADER;
-        let base = self.base();
-        // SAFETY: the header is HEADER_SIZE bytes and the payload
-        // payload_size, checked above; reply is not in the block.
-        unsafe {
-            ptr::copy_nonoverlapping(reply.as_ptr(), base, OUT_HEADER);
-            ptr::copy_nonoverlapping(reply[OUT_HEADER..].as_ptr(), base.add(HEADER_SIZE), rest);
-        }
+        let rest = self.direct().write(&[io::IoSlice::new(reply)]).ok_or(())?;
         self.set_payload_sz(rest);
         Ok(())
     }
@@ -433,7 +434,6 @@ impl RingReply {
         while state.waiting {
             state = self.sent.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        state.direct = None;
         match state.direct_len {
             Some(n) => entry.set_payload_sz(n),
             None => {
@@ -621,10 +621,7 @@ fn serve_one<FS: Filesystem>(
         entry.put_error(unique, libc::EIO);
         return;
     };
-    let direct = (payload == 0).then(|| Direct {
-        block: entry.base(),
-        payload_size: entry.payload_size,
-    });
+    let direct = (payload == 0).then(|| entry.direct());
     reply.arm(unique, direct);
     // SAFETY: start + len <= HEADER_SIZE + payload_sz (Entry::request), in
     // the block; a Direct reply writes only outside this range (the out
@@ -735,11 +732,8 @@ mod tests {
 
     #[test]
     fn a_reply_written_in_place_splits_at_the_out_header() {
-        let mut e = filled(&[0u8; 40], &[], 5);
-        let d = Direct {
-            block: e.base(),
-            payload_size: e.payload_size,
-        };
+        let e = filled(&[0u8; 40], &[], 5);
+        let d = e.direct();
         let a: Vec<u8> = (0..10u8).collect();
         let b: Vec<u8> = (10..60u8).collect();
         let n = d.write(&[io::IoSlice::new(&a), io::IoSlice::new(&b)]);
