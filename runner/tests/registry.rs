@@ -2004,3 +2004,20 @@ fn a_registry_s_chunk_minimum_is_kept() {
     assert_eq!(proxy.patches(), size.div_ceil(262144) as usize);
     pushed_image_is_whole(&s, &registry, "minimum:1");
 }
+
+/// A `Location` of the form `//host:port/path` names another host (RFC
+/// 3986's network-path reference), as a registry with a storage front
+/// may answer. The proxy in front of the registry rewrites each upload
+/// `Location` to name the registry itself that way: the chunks and the
+/// closing PUT must go there, past the proxy, and not to the path
+/// `//127.0.0.1:PORT/...` of the proxy.
+#[test]
+fn an_upload_location_naming_another_host_is_followed_there() {
+    let (s, registry, proxy, name) = busybox_behind_proxy(None, "elsewhere:1");
+    let from = format!("Location: http://{}/", proxy.host());
+    let proxy = proxy.with_answer_rewrite(&from, &format!("Location: //{}/", registry.host()));
+    let r = push_in_chunks(&s, &name);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.patches(), 0, "the chunks went through the proxy");
+    pushed_image_is_whole(&s, &registry, "elsewhere:1");
+}

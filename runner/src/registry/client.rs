@@ -273,10 +273,24 @@ impl Client {
 
     /// Whether `url` (a path, or an absolute URL) goes to this registry.
     pub fn owns_url(&self, url: &str) -> bool {
-        url.starts_with('/')
+        (url.starts_with('/') && !url.starts_with("//"))
             || url
                 .strip_prefix(&self.base)
                 .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// A `Location` the registry answered a request to `sent_to` (a path
+    /// of this registry or an absolute URL) with, as an absolute URL:
+    /// resolved against the request's URL as RFC 3986 says, so `//host/p`
+    /// names another host (which then gets no credentials), not the path
+    /// `//host/p` of this one.
+    pub fn location(&self, sent_to: &str, location: &str) -> Result<String> {
+        resolve_reference(&self.url(sent_to), location).with_context(|| {
+            format!(
+                "the registry gave a location that is no http or https URL: {}",
+                escape(location)
+            )
+        })
     }
 
     fn url(&self, path_or_url: &str) -> String {
@@ -699,9 +713,113 @@ fn auth_params(s: &str) -> HashMap<String, String> {
     }
 }
 
+/// `reference` resolved against the absolute URL `base` (RFC 3986
+/// section 5.2), without its fragment (requests carry none); `None` if
+/// either names a scheme other than http or https.
+fn resolve_reference(base: &str, reference: &str) -> Option<String> {
+    let reference = reference.split('#').next().unwrap_or("");
+    let (scheme, rest) = base.split_once("://")?;
+    let authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &base[..scheme.len() + 3 + authority];
+    let base_path = rest[authority..].split(['?', '#']).next().unwrap_or("");
+    let web = |s: &str| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https");
+    if !web(scheme) {
+        return None;
+    }
+    // A colon before the first `/`, `?` or `#` ends a scheme: a relative
+    // path cannot have one in its first segment.
+    let first = reference.find(['/', '?', '#']).unwrap_or(reference.len());
+    if let Some(colon) = reference[..first].find(':') {
+        return (web(&reference[..colon]) && reference[colon + 1..].starts_with("//"))
+            .then(|| reference.to_string());
+    }
+    if reference.starts_with("//") {
+        return Some(format!("{scheme}:{reference}"));
+    }
+    let (path, query) = match reference.find('?') {
+        Some(at) => reference.split_at(at),
+        None => (reference, ""),
+    };
+    let merged = if path.starts_with('/') {
+        path.to_string()
+    } else if path.is_empty() {
+        // `?query` alone keeps the request's path.
+        base_path.to_string()
+    } else {
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{}{path}", if dir.is_empty() { "/" } else { dir })
+    };
+    Some(format!("{origin}{}{query}", without_dot_segments(&merged)))
+}
+
+/// An absolute path with its `.` and `..` segments applied (RFC 3986
+/// section 5.2.4).
+fn without_dot_segments(path: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    kept.pop();
+                }
+                // `/a/..` is `/`, a directory: the trailing slash stays.
+                if last {
+                    kept.push("");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    format!("/{}", kept.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_resolved_against_the_request_url() {
+        let base = "https://reg.example:5000/v2/a/b/blobs/uploads/?x=1";
+        let resolve = |r| resolve_reference(base, r);
+        let same = "https://reg.example:5000/v2/a/b/blobs/uploads/u1?_state=s";
+        assert_eq!(resolve(same).as_deref(), Some(same));
+        assert_eq!(resolve("u1?_state=s#f").as_deref(), Some(same));
+        assert_eq!(
+            resolve("/v2/a/b/blobs/uploads/u1?_state=s").as_deref(),
+            Some(same)
+        );
+        assert_eq!(resolve("u1?_state=s").as_deref(), Some(same));
+        assert_eq!(
+            resolve("//other.example/up/u1").as_deref(),
+            Some("https://other.example/up/u1")
+        );
+        assert_eq!(
+            resolve("HTTP://other.example/u").as_deref(),
+            Some("HTTP://other.example/u")
+        );
+        assert_eq!(
+            resolve("../../x/./y").as_deref(),
+            Some("https://reg.example:5000/v2/a/b/x/y")
+        );
+        assert_eq!(
+            resolve("/../..").as_deref(),
+            Some("https://reg.example:5000/")
+        );
+        assert_eq!(
+            resolve("?_state=t").as_deref(),
+            Some("https://reg.example:5000/v2/a/b/blobs/uploads/?_state=t")
+        );
+        assert_eq!(
+            resolve_reference("http://h:1", "u").as_deref(),
+            Some("http://h:1/u")
+        );
+        for refused in ["file:///etc/passwd", "ftp://h/x", "javascript:x", "http:/x"] {
+            assert_eq!(resolve(refused), None, "{refused}");
+        }
+        assert_eq!(resolve_reference("file:///x", "/y"), None);
+    }
 
     #[test]
     fn credentials_go_to_a_token_service_over_tls_or_to_a_loopback_one() {

@@ -133,7 +133,7 @@ pub fn upload(dest: &Destination, digest: &Digest, blob: Blob) -> Result<()> {
                     saved.forget();
                     return Ok(());
                 }
-                session.location = upload_location(&response)?;
+                session.location = upload_location(dest, &session.location, &response)?;
                 session.offset += (size - session.offset).min(chunk);
                 saved.store(&session.location);
                 continue;
@@ -273,7 +273,7 @@ fn open(dest: &Destination, chunk: &mut u64) -> Result<Session> {
         *chunk = (*chunk).max(min);
     }
     Ok(Session {
-        location: upload_location(&response)?,
+        location: upload_location(dest, &start, &response)?,
         offset: 0,
     })
 }
@@ -294,9 +294,11 @@ fn progress(dest: &Destination, location: &str) -> Result<Progress> {
     let Some(offset) = range else {
         return Ok(Progress::Gone);
     };
-    let location = match upload_location(&response) {
-        Ok(location) => location,
-        Err(_) => location.to_string(),
+    // A status answer without a `Location` leaves the session's URL as
+    // it was.
+    let location = match response.headers().get("location") {
+        Some(_) => upload_location(dest, location, &response)?,
+        None => location.to_string(),
     };
     Ok(Progress::At(Session { location, offset }))
 }
@@ -324,13 +326,19 @@ fn has_blob(dest: &Destination, digest: &Digest) -> Result<bool> {
     super::push::has_blob(dest.client, dest.reference, dest.scope, digest)
 }
 
-pub fn upload_location(response: &ureq::http::Response<ureq::Body>) -> Result<String> {
-    Ok(response
+/// The upload `Location` of the answer to a request sent to `sent_to`,
+/// as an absolute URL.
+fn upload_location(
+    dest: &Destination,
+    sent_to: &str,
+    response: &ureq::http::Response<ureq::Body>,
+) -> Result<String> {
+    let location = response
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .context("the registry gave no upload location")?
-        .to_string())
+        .context("the registry gave no upload location")?;
+    dest.client.location(sent_to, location)
 }
 
 /// The file that keeps one blob's session URL for the next run.

@@ -4,7 +4,8 @@
 //!
 //! Requests are read as HTTP/1.1 with a `Content-Length` (what strata's
 //! client sends); the answers are copied back untouched, or with a header
-//! added to each `202 Accepted` (`with_answer_header`). Threads, not
+//! added to each `202 Accepted` (`with_answer_header`) or text replaced in
+//! its head (`with_answer_rewrite`). Threads, not
 //! processes: they end when their connections close, and the listener's
 //! when the proxy is dropped.
 
@@ -42,6 +43,8 @@ struct State {
     stop: AtomicBool,
     /// A header line (`Name: value\r\n`) added to every 202 answer.
     answer_header: Mutex<Option<String>>,
+    /// Text replaced, and its replacement, in every 202 answer's head.
+    answer_rewrite: Mutex<Option<(String, String)>>,
 }
 
 pub struct FaultProxy {
@@ -112,6 +115,13 @@ impl FaultProxy {
         self
     }
 
+    /// Replaces `from` with `to` in the head of every `202 Accepted`
+    /// answer: a `Location` naming another place, for example.
+    pub fn with_answer_rewrite(self, from: &str, to: &str) -> FaultProxy {
+        *self.state.answer_rewrite.lock().unwrap() = Some((from.to_string(), to.to_string()));
+        self
+    }
+
     /// Reachable again, with no cut to come.
     pub fn heal(&self) {
         *self.state.cut.lock().unwrap() = None;
@@ -138,8 +148,14 @@ fn relay(mut client: TcpStream, mut server: TcpStream, state: &State) {
         return;
     };
     let header = state.answer_header.lock().unwrap().clone();
+    let rewrite = state.answer_rewrite.lock().unwrap().clone();
     let answers = std::thread::spawn(move || {
-        let _ = copy_answers(&mut answers_from, &mut answers_to, header.as_deref());
+        let _ = copy_answers(
+            &mut answers_from,
+            &mut answers_to,
+            header.as_deref(),
+            rewrite.as_ref(),
+        );
         let _ = answers_to.shutdown(Shutdown::Write);
     });
     let _ = requests(&mut client, &mut server, state);
@@ -149,19 +165,31 @@ fn relay(mut client: TcpStream, mut server: TcpStream, state: &State) {
 }
 
 /// Copies the registry's answers, adding `header` after a 202's status
-/// line. Each answer starts a read: the client sends one request at a
-/// time and waits for its answer.
+/// line and applying `rewrite` to its head. Each answer starts a read: the
+/// client sends one request at a time and waits for its answer.
 fn copy_answers(
     from: &mut TcpStream,
     to: &mut TcpStream,
     header: Option<&str>,
+    rewrite: Option<&(String, String)>,
 ) -> std::io::Result<()> {
     const STATUS: &[u8] = b"HTTP/1.1 202 Accepted\r\n";
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = from.read(&mut buf)?;
+        let mut n = from.read(&mut buf)?;
         if n == 0 {
             return Ok(());
+        }
+        if let (Some((old, new)), true) = (rewrite, buf[..n].starts_with(STATUS)) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let head_end = text.find("\r\n\r\n").unwrap_or(text.len());
+            let rewritten = format!(
+                "{}{}",
+                text[..head_end].replace(old.as_str(), new),
+                &text[head_end..]
+            );
+            n = rewritten.len();
+            buf[..n].copy_from_slice(rewritten.as_bytes());
         }
         match header {
             Some(header) if buf[..n].starts_with(STATUS) => {
