@@ -2021,3 +2021,26 @@ fn an_upload_location_naming_another_host_is_followed_there() {
     assert_eq!(proxy.patches(), 0, "the chunks went through the proxy");
     pushed_image_is_whole(&s, &registry, "elsewhere:1");
 }
+
+/// A registry behind a token service mounts a blob from another
+/// repository only for a token that may pull that repository too: the
+/// push asks for both scopes, by the OAuth2 POST (space-separated) and by
+/// the GET (a `scope` parameter each).
+#[test]
+fn a_cross_repository_mount_asks_for_a_token_that_may_pull_the_source() {
+    for grant in [PasswordGrant::Taken, PasswordGrant::Refused(405)] {
+        let work = tempfile::tempdir().unwrap();
+        let (_tokens, registry) = token_guarded_registry(work.path(), token_secrets(false, grant));
+        let host = registry.host();
+        let src = format!("{host}/src:1");
+        let s = busybox_as(&src);
+        login_as_tester(&s, &host, "right-pass").ok();
+        let r = strata(&s, &["push", &src]).ok().stdout;
+        assert!(r.contains(": Pushed\n"), "{r}");
+        let dst = format!("{host}/dst:1");
+        strata(&s, &["tag", &src, &dst]).ok();
+        let r = strata(&s, &["push", &dst]).ok().stdout;
+        assert!(r.contains(": Mounted from src\n"), "{grant:?}: {r}");
+        assert!(!r.contains(": Pushed"), "{grant:?}: {r}");
+    }
+}

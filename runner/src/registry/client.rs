@@ -73,7 +73,7 @@ pub struct Client {
     /// refresh token is not sent twice (a rotating service takes it once).
     credentials: Mutex<Option<Credentials>>,
     challenge: Mutex<Option<Challenge>>,
-    /// Bearer tokens per scope.
+    /// Bearer tokens per scope (several scopes, space-separated, are one).
     tokens: Mutex<HashMap<String, String>>,
     /// Ask the token service for an identity token (docker's
     /// `OfflineAccess`): what `login` does with a password.
@@ -449,8 +449,10 @@ impl Client {
         if let Some(service) = service {
             request = request.query("service", service);
         }
-        if !scope.is_empty() {
-            request = request.query("scope", scope);
+        // Several scopes (a cross-repository mount's) go as one `scope`
+        // each, as docker asks; the OAuth2 POST sends them space-separated.
+        for one in scope.split_whitespace() {
+            request = request.query("scope", one);
         }
         if self.offline {
             request = request

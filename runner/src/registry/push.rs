@@ -214,10 +214,12 @@ fn place_known_blob(
         "/v2/{}/blobs/uploads/?mount={:#}&from={from}",
         reference.path, blob.digest
     );
+    // A registry mounts only for a token that may pull the source too.
+    let mount_scope = format!("{scope} repository:{from}:pull");
     let response = client.send(
         "POST",
         &mount,
-        scope,
+        &mount_scope,
         "application/octet-stream",
         &mut || Ok(Payload::Bytes(Vec::new())),
     )?;

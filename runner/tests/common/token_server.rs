@@ -35,7 +35,7 @@ pub struct Secrets {
 
 /// What the service does with an OAuth2 password grant (a POST with
 /// `grant_type=password`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum PasswordGrant {
     /// Takes it, answering the identity token as its refresh token.
     Taken,
@@ -261,11 +261,19 @@ fn serve(
                 base64::engine::general_purpose::STANDARD
                     .encode(format!("{}:{}", secrets.basic.0, secrets.basic.1))
             );
+            // Each `scope` parameter is one scope (the token spec repeats
+            // the parameter for more): one with a space in it is refused.
+            let scopes: Vec<&str> = form
+                .iter()
+                .filter(|(n, _)| n == "scope")
+                .map(|(_, v)| v.as_str())
+                .collect();
             let right = header("authorization").as_deref() == Some(expected.as_str())
-                && get("service") == Some(SERVICE);
+                && get("service") == Some(SERVICE)
+                && !scopes.iter().any(|one| one.contains(' '));
             (
                 format!("GET basic {}", judged(right)),
-                right.then(|| get("scope").unwrap_or("").to_string()),
+                right.then(|| scopes.join(" ")),
             )
         }
         _ => (format!("{method} {path} refused"), None),
