@@ -2044,3 +2044,49 @@ fn a_cross_repository_mount_asks_for_a_token_that_may_pull_the_source() {
         assert!(!r.contains(": Pushed"), "{grant:?}: {r}");
     }
 }
+
+/// podman and skopeo keep a login for one namespace under `host/namespace`
+/// (`podman login host/team`): it is that namespace's, sent for
+/// repositories under it only, and the closest key wins over one for the
+/// whole host, as containers/image reads them.
+#[test]
+fn a_login_for_one_namespace_is_used_for_that_namespace_only() {
+    let (_registry, host, config) = private_registry("namespaced\n", "team/app:1");
+    let full = format!("{host}/team/app:1");
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = dir.path().join("auth.json");
+    let s = client_store();
+    let right = basic64("tester:right-pass");
+    let wrong = basic64("tester:wrong-pass");
+    let pull_with = |auths: serde_json::Value| -> Run {
+        let file = serde_json::json!({ "auths": auths });
+        std::fs::write(&auth_file, file.to_string()).unwrap();
+        strata_cmd(&s, &["pull", "-q", &full])
+            .env("REGISTRY_AUTH_FILE", &auth_file)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = pull_with(serde_json::json!({ format!("{host}/other"): {"auth": right} }));
+    one_line_125(&r, "a login for another namespace");
+    assert!(r.stderr.contains("unauthorized"), "{}", r.stderr);
+    strata(&s, &["verify"]).ok();
+
+    let closest = [
+        serde_json::json!({ host.clone(): {"auth": wrong}, format!("{host}/team"): {"auth": right} }),
+        serde_json::json!({
+            format!("{host}/team"): {"auth": wrong},
+            format!("{host}/team/app"): {"auth": right},
+            format!("{host}/team/application"): {"auth": wrong},
+        }),
+    ];
+    for auths in closest {
+        let r = pull_with(auths.clone());
+        assert_eq!(r.code, 0, "{auths}: {}", r.stderr);
+        assert_eq!(
+            image_id(&s, &full),
+            format!("sha256:{}", sha256_hex(&config))
+        );
+        strata(&s, &["rmi", &full]).ok();
+    }
+}

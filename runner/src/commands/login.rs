@@ -59,7 +59,7 @@ pub fn login(args: LoginArgs) -> Result<i32> {
     if args.password.is_some() {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
-    let stored = credentials::lookup(&domain)?;
+    let stored = credentials::lookup(&domain, None)?;
     let password = if args.password_stdin {
         let mut text = String::new();
         std::io::stdin()

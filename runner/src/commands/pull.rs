@@ -46,7 +46,7 @@ fn pull_all_tags(
     if after_path.contains([':', '@']) {
         anyhow::bail!("tag can't be used with --all-tags/-a");
     }
-    let client = Client::for_registry(&reference.domain, reference.api_host())?;
+    let client = Client::for_repository(&reference)?;
     let tags =
         pull::list_tags(&client, &reference).map_err(|e| translate_pull_error(e, &reference))?;
     for tag in tags {
@@ -182,7 +182,7 @@ pub fn pull_image(
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let client = Client::for_registry(&reference.domain, reference.api_host())?;
+    let client = Client::for_repository(reference)?;
     let plan = pull::resolve(&client, reference, platform)
         .map_err(|e| translate_pull_error(e, reference))?;
     say(format!(

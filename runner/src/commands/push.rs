@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
             layerdb::Digest::of(&outgoing.config_json)
         );
     }
-    let client = Client::for_registry(&reference.domain, reference.api_host())?;
+    let client = Client::for_repository(&reference)?;
     let target = push::Target {
         client: &client,
         reference: &reference,

@@ -16,7 +16,7 @@
 //! Without one, the token comes from a GET with basic auth. When the
 //! answer carries a new `refresh_token` (a service that rotates them), it
 //! replaces the one held, and the one stored where it was found (see
-//! [`Client::for_registry`]).
+//! [`Client::for_repository`]).
 //!
 //! `login` asks for an identity token for the password
 //! ([`Client::asking_for_identity_token`]): first by the OAuth2 password
@@ -32,6 +32,7 @@ use super::steady::Steady;
 use super::transport::{self, INSECURE_REGISTRIES_ENV};
 use anyhow::{anyhow, bail, Context, Result};
 use layerdb::escape::escape;
+use layerdb::reference::RemoteReference;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
@@ -139,14 +140,15 @@ impl Client {
         }
     }
 
-    /// Connects to the registry of `domain` at `api_host` with the
-    /// credentials stored for it; a refresh token the token service hands
-    /// out replaces the stored one, in the file or helper it came from.
-    pub fn for_registry(domain: &str, api_host: &str) -> Result<Client> {
-        let mut client = Client::connect(api_host, credentials::lookup(domain)?)?;
-        let domain = domain.to_string();
+    /// Connects to the registry of `reference` with the credentials stored
+    /// for its repository; a refresh token the token service hands out
+    /// replaces the stored one, in the file or helper it came from.
+    pub fn for_repository(reference: &RemoteReference) -> Result<Client> {
+        let (domain, path) = (reference.domain.clone(), reference.path.clone());
+        let found = credentials::lookup(&domain, Some(&path))?;
+        let mut client = Client::connect(reference.api_host(), found)?;
         client.keeper = Some(Box::new(move |old: &str, new: &str| {
-            credentials::replace_identity_token(&domain, old, new)
+            credentials::replace_identity_token(&domain, Some(&path), old, new)
         }));
         Ok(client)
     }

@@ -119,14 +119,43 @@ fn names(domain: &str) -> impl Fn(&str) -> bool + '_ {
     }
 }
 
-/// Credentials for `domain` from a parsed config file, if it has them.
-fn from_config(config: &Value, domain: &str) -> Option<Credentials> {
+/// How closely an `auths` key names the repository `path` of `domain`,
+/// higher is closer; `None` if it does not. A key with a scheme is
+/// docker's and names the whole host, as does another name of the host
+/// (`index.docker.io`): 0; the bare domain is closer (1). A key
+/// `host/namespace` (`podman login quay.io/team`) names that repository
+/// and those below it, and a longer namespace is closer, as
+/// containers/image ranks them. With no repository (`path` None) only a
+/// key for the whole host names it.
+fn key_rank(key: &str, domain: &str, path: Option<&str>) -> Option<usize> {
+    if !names(domain)(key) {
+        return None;
+    }
+    if key.starts_with("https://") || key.starts_with("http://") {
+        return Some(0);
+    }
+    let namespace = key
+        .split_once('/')
+        .map_or("", |(_, n)| n.trim_end_matches('/'));
+    if namespace.is_empty() {
+        return Some(usize::from(key_host(key) == domain));
+    }
+    let path = path?;
+    let below = path
+        .strip_prefix(namespace)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    below.then_some(namespace.len() + 2)
+}
+
+/// Credentials for repository `path` of `domain` from a parsed config
+/// file, if it has them: those of the closest key (the first of equals).
+fn from_config(config: &Value, domain: &str, path: Option<&str>) -> Option<Credentials> {
     let auths = config.get("auths")?.as_object()?;
-    let named = names(domain);
     auths
         .iter()
-        .filter(|(key, _)| named(key))
-        .find_map(|(_, entry)| decode_entry(entry))
+        .filter_map(|(key, entry)| Some((key_rank(key, domain, path)?, decode_entry(entry)?)))
+        .min_by_key(|(rank, _)| std::cmp::Reverse(*rank))
+        .map(|(_, found)| found)
 }
 
 fn decode_entry(entry: &Value) -> Option<Credentials> {
@@ -170,23 +199,24 @@ fn read_config(path: &Path) -> Result<Option<Value>> {
     }
 }
 
-/// The stored credentials for a registry domain: from the credential
-/// helper docker's config names for it (which then has the secret, not the
-/// file), else docker's file, then podman's.
-pub fn lookup(domain: &str) -> Result<Option<Credentials>> {
+/// The stored credentials for repository `path` (if one is meant) of a
+/// registry domain: from the credential helper docker's config names for
+/// it (which then has the secret, not the file), else docker's file, then
+/// podman's.
+pub fn lookup(domain: &str, path: Option<&str>) -> Result<Option<Credentials>> {
     let read = |path: Option<PathBuf>| path.map(|p| read_config(&p)).transpose();
     if let Some(docker) = read(docker_config_path())?.flatten() {
         if let Some(helper) = cred_helper::named_in(&docker, names(domain)) {
             if let Some(found) = cred_helper::get(&helper, &auth_key(domain))? {
                 return Ok(Some(found));
             }
-        } else if let Some(found) = from_config(&docker, domain) {
+        } else if let Some(found) = from_config(&docker, domain, path) {
             return Ok(Some(found));
         }
     }
     Ok(read(podman_auth_path())?
         .flatten()
-        .and_then(|podman| from_config(&podman, domain)))
+        .and_then(|podman| from_config(&podman, domain, path)))
 }
 
 /// Where `store` put credentials.
@@ -238,12 +268,18 @@ pub fn store(domain: &str, credentials: &Credentials, account: Option<&str>) -> 
     })
 }
 
-/// Puts identity token `new` in place of `old` for `domain` where `lookup`
+/// Puts identity token `new` in place of `old` for `repository` (if one is
+/// meant) of `domain` where `lookup`
 /// found `old`: the credential helper docker's config names, docker's
 /// file, or podman's; written as `store` writes (0600, through a rename).
 /// Nothing is changed where the stored token is no longer `old` (another
 /// login came in between).
-pub fn replace_identity_token(domain: &str, old: &str, new: &str) -> Result<()> {
+pub fn replace_identity_token(
+    domain: &str,
+    repository: Option<&str>,
+    old: &str,
+    new: &str,
+) -> Result<()> {
     if let Some(path) = docker_config_path() {
         let _lock = lock_config(&path)?;
         if let Some(mut docker) = read_config(&path)? {
@@ -257,7 +293,7 @@ pub fn replace_identity_token(domain: &str, old: &str, new: &str) -> Result<()> 
                     };
                     return cred_helper::store(&helper, &key, &renewed);
                 }
-            } else if from_config(&docker, domain).is_some() {
+            } else if from_config(&docker, domain, repository).is_some() {
                 // `lookup` took the file's entry, renewed or not.
                 if replace_in(&mut docker, domain, old, new) {
                     write_private(&path, &docker)?;
@@ -460,13 +496,48 @@ mod tests {
             "http://127.0.0.1:5000": {"auth": creds("a", "b").basic()},
             "quay.io/team/app": {"username": "q", "password": "r"},
         }});
-        assert_eq!(from_config(&config, "docker.io"), Some(creds("u", "p:w")));
         assert_eq!(
-            from_config(&config, "127.0.0.1:5000"),
+            from_config(&config, "docker.io", None),
+            Some(creds("u", "p:w"))
+        );
+        assert_eq!(
+            from_config(&config, "127.0.0.1:5000", None),
             Some(creds("a", "b"))
         );
-        assert_eq!(from_config(&config, "quay.io"), Some(creds("q", "r")));
-        assert_eq!(from_config(&config, "127.0.0.1:5001"), None);
+        assert_eq!(from_config(&config, "127.0.0.1:5001", None), None);
+    }
+
+    #[test]
+    fn a_key_with_a_namespace_is_for_that_namespace_and_the_closest_one_wins() {
+        let config = json!({"auths": {
+            "quay.io": {"auth": creds("host", "h").basic()},
+            "quay.io/team": {"auth": creds("team", "t").basic()},
+            "quay.io/team/app/": {"auth": creds("app", "a").basic()},
+            "https://quay.io/v1/": {"auth": creds("url", "u").basic()},
+            "reg:1/team": {"auth": creds("only", "o").basic()},
+            "docker.io/library/ubuntu": {"auth": creds("ubuntu", "x").basic()},
+        }});
+        let found = |domain, path| from_config(&config, domain, path).map(|c| c.username);
+        assert_eq!(found("quay.io", Some("team/app")).as_deref(), Some("app"));
+        assert_eq!(found("quay.io", Some("team/app/x")).as_deref(), Some("app"));
+        assert_eq!(
+            found("quay.io", Some("team/application")).as_deref(),
+            Some("team")
+        );
+        assert_eq!(
+            found("quay.io", Some("team/other")).as_deref(),
+            Some("team")
+        );
+        assert_eq!(found("quay.io", Some("teams/x")).as_deref(), Some("host"));
+        assert_eq!(found("quay.io", None).as_deref(), Some("host"));
+        assert_eq!(found("reg:1", Some("team/a")).as_deref(), Some("only"));
+        assert_eq!(found("reg:1", Some("other/a")), None);
+        assert_eq!(found("reg:1", None), None);
+        assert_eq!(
+            found("docker.io", Some("library/ubuntu")).as_deref(),
+            Some("ubuntu")
+        );
+        assert_eq!(found("docker.io", Some("library/debian")), None);
     }
 
     #[test]
@@ -475,7 +546,7 @@ mod tests {
             "auth": creds("someone", "").basic(),
             "identitytoken": "refresh-me",
         }}});
-        let found = from_config(&config, "reg:5000").unwrap();
+        let found = from_config(&config, "reg:5000", None).unwrap();
         assert_eq!(found.identity_token(), Some("refresh-me"));
         assert_eq!(creds("someone", "pw").identity_token(), None);
         assert!(!format!("{found:?}").contains("refresh-me"));
@@ -502,7 +573,10 @@ mod tests {
     #[test]
     fn podman_keys_docker_hub_as_docker_io() {
         let config = json!({"auths": {"docker.io": {"auth": creds("x", "y").basic()}}});
-        assert_eq!(from_config(&config, "docker.io"), Some(creds("x", "y")));
+        assert_eq!(
+            from_config(&config, "docker.io", None),
+            Some(creds("x", "y"))
+        );
     }
 
     #[test]
@@ -525,7 +599,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = read_config(&path).unwrap().unwrap();
         assert_eq!(back["credHelpers"]["gcr.io"], "gcloud");
-        assert_eq!(from_config(&back, "h:1"), Some(creds("x", "y")));
+        assert_eq!(from_config(&back, "h:1", None), Some(creds("x", "y")));
     }
 
     #[test]
@@ -541,7 +615,7 @@ mod tests {
         write_private(&path, &json!({"auths": {"h:1": {"auth": "eDp5"}}})).unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
         assert_eq!(
-            from_config(&read_config(&path).unwrap().unwrap(), "h:1"),
+            from_config(&read_config(&path).unwrap().unwrap(), "h:1", None),
             Some(creds("x", "y"))
         );
         assert!(!fs::symlink_metadata(&path)
@@ -602,7 +676,7 @@ mod tests {
             for i in 0..WRITES {
                 let domain = writer_domain(prefix, i);
                 assert_eq!(
-                    from_config(&config, &domain),
+                    from_config(&config, &domain, None),
                     Some(creds(prefix, "p")),
                     "the login to {domain} was lost"
                 );
