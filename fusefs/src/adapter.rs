@@ -11,7 +11,7 @@ use crate::lower::Node;
 use crate::passthrough::{Host, Passthrough, Route};
 use crate::union_fs::{Attr, Caller, SetAttr, UnionFs, Writer};
 use crate::upper::TimeSet;
-use crate::view::View;
+use crate::view::{IdMap, View};
 use fuser::{
     AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileAttr, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
@@ -23,6 +23,7 @@ use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Adapter {
@@ -42,6 +43,8 @@ pub struct Adapter {
     passthrough: Passthrough,
     /// Owners, link counts and options as the kernel is shown them.
     view: View,
+    /// `view.gids` where it maps group ids, for each request's writer.
+    gid_map: Option<Arc<IdMap>>,
 }
 
 /// See [`Adapter::ttl`]; a day, which the kernel treats as "until changed".
@@ -79,6 +82,7 @@ impl Adapter {
             server_clears_set_id: false,
             passthrough: Passthrough::new(passthrough_min_size),
             view: View::default(),
+            gid_map: None,
         }
     }
 
@@ -91,6 +95,7 @@ impl Adapter {
     /// Shows the union through `view` (fuse-overlayfs's id and
     /// attribute options).
     pub fn with_view(mut self, view: View) -> Adapter {
+        self.gid_map = (!view.gids.ranges.is_empty()).then(|| Arc::new(view.gids.clone()));
         self.view = view;
         self
     }
@@ -121,6 +126,7 @@ impl Adapter {
             gid: self.view.gids.mapped(req.gid()).unwrap_or(u32::MAX),
             pid: req.pid(),
             lacks_fsetid: None,
+            gid_map: self.gid_map.clone(),
         }
     }
 

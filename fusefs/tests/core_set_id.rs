@@ -23,6 +23,7 @@ fn stranger() -> Writer {
         gid: 1000,
         pid: std::process::id(),
         lacks_fsetid: Some(true),
+        gid_map: None,
     }
 }
 

@@ -117,5 +117,6 @@ fn writer() -> Writer {
         gid: 0,
         pid: std::process::id(),
         lacks_fsetid: Some(false),
+        gid_map: None,
     }
 }

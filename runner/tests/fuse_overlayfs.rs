@@ -251,3 +251,47 @@ fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
     let mode = fs::metadata(&shown).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o6755, "uid 1000 is not the file's owner");
 }
+
+/// Under `gidmapping`, a caller's supplementary groups count in the ids
+/// the mount stores, as its own group does: a member of a 6666 file's
+/// group through a supplementary group, without CAP_FSETID, appending to
+/// it loses S_ISUID and keeps S_ISGID (no group execute), as on ext4. The
+/// groups /proc shows are the host's; compared unmapped, the caller was
+/// outside the group and lost both.
+#[test]
+fn a_supplementary_group_counts_through_the_gid_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["l", "u", "w", "m"] {
+        fs::create_dir(d.join(sub)).unwrap();
+    }
+    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    let f = d.join("l/shared");
+    fs::write(&f, "data").unwrap();
+    std::os::unix::fs::chown(&f, Some(0), Some(50)).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6666)).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},uidmapping=0:100000:65536,gidmapping=0:100000:65536,allow_other",
+        d.join("l").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let m = Mounted::background(d, d, &opts, &d.join("m"));
+    let shown = m.mnt.join("shared");
+    assert_eq!(fs::metadata(&shown).unwrap().gid(), 100050);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid", "101000", "--regid", "101000", "--groups", "100050",
+        ])
+        .args(["sh", "-c", "echo more >> \"$1\"", "sh"])
+        .arg(&shown)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = fs::metadata(&shown).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o2666, "the writer is in the file's group");
+}

@@ -10,6 +10,7 @@ use crate::layers::Layers;
 use crate::orphan::Orphan;
 use crate::union::Resolved;
 use crate::upper::Upper;
+use crate::view::IdMap;
 use nix::errno::Errno;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 /// Who writes: the ids the union stores for the caller, and its process
 /// (whose supplementary groups count too).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Writer {
     /// The uid the union stores for the writer.
     pub uid: u32,
@@ -33,6 +34,11 @@ pub struct Writer {
     /// SETATTR, FALLOCATE or COPY_FILE_RANGE), and only when a file with
     /// set-id bits is changed.
     pub lacks_fsetid: Option<bool>,
+    /// The mount's group mapping (fuse-overlayfs's `gidmapping`), which
+    /// stores the supplementary groups /proc shows in the server's ids as
+    /// `gid` is stored; `None` where ids are stored as the kernel names
+    /// them.
+    pub gid_map: Option<Arc<IdMap>>,
 }
 
 /// capability(7)'s numbers (libc has no constants for them).
@@ -94,14 +100,23 @@ fn server_keeps_set_id() -> bool {
 }
 
 impl Writer {
-    /// Whether the writer is in group `gid` (its own or a supplementary
-    /// one, from /proc; a process gone counts as outside).
+    /// Whether the writer is in stored group `gid` (its own or a
+    /// supplementary one, from /proc; a process gone counts as outside, and
+    /// a group the mapping does not cover names no stored group).
     pub(super) fn in_group(&self, gid: u32) -> bool {
         if self.gid == gid {
             return true;
         }
-        status_field(&self.pid.to_string(), "Groups:")
-            .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        let stored = |shown: u32| match &self.gid_map {
+            Some(map) => map.mapped(shown),
+            None => Some(shown),
+        };
+        status_field(&self.pid.to_string(), "Groups:").is_some_and(|groups| {
+            groups
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .any(|g| stored(g) == Some(gid))
+        })
     }
 
     /// Whether the writer's change clears set-id bits: it lacks CAP_FSETID

@@ -102,7 +102,7 @@ impl SetAttr {
     /// caller nothing is cleared here, and the WRITE or FALLOCATE that
     /// follows clears what it must.
     fn is_chown(&self, owner: u32) -> bool {
-        let may_chmod = || self.by.is_none_or(|w| w.owns_or_has_fowner(owner));
+        let may_chmod = || self.by.as_ref().is_none_or(|w| w.owns_or_has_fowner(owner));
         self.changes_owner() || (self.sets_nothing() && may_chmod())
     }
 
@@ -144,7 +144,10 @@ impl SetAttr {
             return sa;
         }
         // What the caller's change clears (it may read its /proc status).
-        let mut clear = self.by.map_or(0, |w| w.set_id_bits_cleared(e.mode, e.gid));
+        let mut clear = self
+            .by
+            .as_ref()
+            .map_or(0, |w| w.set_id_bits_cleared(e.mode, e.gid));
         if chown {
             // Any caller's chown: S_ISUID, and group-executable S_ISGID.
             clear |= libc::S_ISUID;

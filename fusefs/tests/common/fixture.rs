@@ -466,6 +466,7 @@ pub fn writer() -> Writer {
         gid: 0,
         pid: std::process::id(),
         lacks_fsetid: Some(false),
+        gid_map: None,
     }
 }
 
