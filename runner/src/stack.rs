@@ -51,6 +51,12 @@ impl ContainerPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }
+    /// Locked (flock) while a `start` or `restart` starts the container,
+    /// so that those of one container take turns.
+    pub fn start_lock(&self) -> PathBuf {
+        self.dir.join("start.lock")
+    }
+
     /// Present while `restart` stops the container: an `--rm` container's
     /// monitor then leaves it for the start that follows, as docker's
     /// restart does.

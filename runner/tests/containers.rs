@@ -753,6 +753,48 @@ fn etc_files_the_image_has_are_bound_over_without_a_copy_up() {
     assert_eq!(s.run(&["diff", "withetc-run"]).ok().stdout, "");
 }
 
+/// Starts and restarts of one container at once take turns, as docker's
+/// daemon makes them: each succeeds, and the container runs after them.
+/// Before, the second start found the container the first had started
+/// and failed to record a start of its own.
+#[test]
+fn starts_and_restarts_of_one_container_at_once_all_succeed() {
+    let s = Strata::with_busybox();
+    let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    s.run(&["create", "--name", "busy", "busybox", "sh", "-c", script])
+        .ok();
+    for verbs in [
+        ["start", "start"],
+        ["restart", "restart"],
+        ["restart", "start"],
+    ] {
+        let children: Vec<_> = verbs
+            .iter()
+            .map(|verb| {
+                let args: &[&str] = match *verb {
+                    "start" => &["start", "busy"],
+                    _ => &["restart", "-t", "1", "busy"],
+                };
+                s.cmd(args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{verbs:?}: {stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "busy\n", "{verbs:?}");
+        }
+        let r = s.run(&["exec", "busy", "true"]);
+        assert_eq!(r.code, 0, "{verbs:?}: running after: {}", r.stderr);
+    }
+    s.run(&["rm", "-f", "busy"]).ok();
+    s.run(&["verify"]).ok();
+}
+
 /// `restart` stops a container as `stop` does and starts it again; the
 /// container verbs have their `container` forms, as docker's do.
 #[test]

@@ -7,6 +7,8 @@ use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::ContainerRecord;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 
 pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
@@ -26,6 +28,12 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
             let cmd = super::run::relaunch(ctx, &rec.id).exec();
             return Err(cmd).context("re-executing strata to start the container");
         }
+        let _turn = take_turn(ctx, &rec)?;
+        let rec = record(ctx, name)?;
+        if rec.state.is_running() {
+            println!("{name}");
+            continue;
+        }
         start_detached(ctx, &rec, name)?;
     }
     Ok(0)
@@ -38,6 +46,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
 pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
         let rec = record(ctx, name)?;
+        let _turn = take_turn(ctx, &rec)?;
         let mark = ContainerPaths::of(&ctx.root, &rec).restarting();
         std::fs::write(&mark, b"").with_context(|| format!("mark {name} restarting"))?;
         let restarted = super::stop::stop_one(ctx, name, args.time)
@@ -46,6 +55,23 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
         restarted?;
     }
     Ok(0)
+}
+
+/// Waits for the container's other starts and restarts to end, as
+/// docker's daemon makes them take turns: a start that comes second then
+/// finds the container running (nothing to do), a restart stops it again.
+/// Held until dropped; the relaunched `run` does not inherit it.
+fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
+    let path = ContainerPaths::of(&ctx.root, rec).start_lock();
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {}", path.display()))
 }
 
 /// The container's record; the lookup only reads, the relaunched `run`
