@@ -212,22 +212,19 @@ fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
     assert_eq!(status.code(), Some(0), "after fusermount3 -u: {status}");
 }
 
-/// A caller the uid mapping does not cover is stored as the overflow id
-/// (65534) for what it makes, but owns nothing: its chown(f, -1, -1) of a
-/// set-id file stored as 65534 leaves the bits, as the kernel leaves them
-/// for a non-owner on ext4 (it cleared them once, taken for the owner).
-#[test]
-fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A mount of one lower file (`data`, owned by `owner`, mode `mode`) with
+/// ids mapped 0:100000:65536 both ways and `allow_other`, in `d`; the
+/// mount and the file as it shows there. `d` is made searchable for the
+/// callers the tests switch to.
+fn one_file_mapped(d: &Path, name: &str, owner: (u32, u32), mode: u32) -> (Mounted, PathBuf) {
     for sub in ["l", "u", "w", "m"] {
         fs::create_dir(d.join(sub)).unwrap();
     }
     fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    let f = d.join("l/nobodys");
+    let f = d.join("l").join(name);
     fs::write(&f, "data").unwrap();
-    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
-    fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).unwrap();
+    std::os::unix::fs::chown(&f, Some(owner.0), Some(owner.1)).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
     let opts = format!(
         "lowerdir={},upperdir={},workdir={},uidmapping=0:100000:65536,gidmapping=0:100000:65536,allow_other",
         d.join("l").display(),
@@ -235,18 +232,39 @@ fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
         d.join("w").display()
     );
     let m = Mounted::background(d, d, &opts, &d.join("m"));
-    let shown = m.mnt.join("nobodys");
-    assert_eq!(fs::metadata(&shown).unwrap().uid(), 165534);
+    let shown = m.mnt.join(name);
+    (m, shown)
+}
+
+/// Runs `args` as `setpriv` switches to `ids` (its options) and fails the
+/// test if it fails.
+fn run_as(ids: &[&str], args: &[&str], file: &Path) {
     let out = Command::new("setpriv")
-        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
-        .args(["perl", "-e", "chown(-1, -1, $ARGV[0])"])
-        .arg(&shown)
+        .args(ids)
+        .args(args)
+        .arg(file)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A caller the uid mapping does not cover is stored as the overflow id
+/// (65534) for what it makes, but owns nothing: its chown(f, -1, -1) of a
+/// set-id file stored as 65534 leaves the bits, as the kernel leaves them
+/// for a non-owner on ext4 (it cleared them once, taken for the owner).
+#[test]
+fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_m, shown) = one_file_mapped(dir.path(), "nobodys", (65534, 65534), 0o6755);
+    assert_eq!(fs::metadata(&shown).unwrap().uid(), 165534);
+    run_as(
+        &["--reuid", "1000", "--regid", "1000", "--clear-groups"],
+        &["perl", "-e", "chown(-1, -1, $ARGV[0])"],
+        &shown,
     );
     let mode = fs::metadata(&shown).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o6755, "uid 1000 is not the file's owner");
@@ -261,36 +279,14 @@ fn an_unmapped_caller_owns_no_file_stored_as_the_overflow_id() {
 #[test]
 fn a_supplementary_group_counts_through_the_gid_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    for sub in ["l", "u", "w", "m"] {
-        fs::create_dir(d.join(sub)).unwrap();
-    }
-    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    let f = d.join("l/shared");
-    fs::write(&f, "data").unwrap();
-    std::os::unix::fs::chown(&f, Some(0), Some(50)).unwrap();
-    fs::set_permissions(&f, fs::Permissions::from_mode(0o6666)).unwrap();
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},uidmapping=0:100000:65536,gidmapping=0:100000:65536,allow_other",
-        d.join("l").display(),
-        d.join("u").display(),
-        d.join("w").display()
-    );
-    let m = Mounted::background(d, d, &opts, &d.join("m"));
-    let shown = m.mnt.join("shared");
+    let (_m, shown) = one_file_mapped(dir.path(), "shared", (0, 50), 0o6666);
     assert_eq!(fs::metadata(&shown).unwrap().gid(), 100050);
-    let out = Command::new("setpriv")
-        .args([
+    run_as(
+        &[
             "--reuid", "101000", "--regid", "101000", "--groups", "100050",
-        ])
-        .args(["sh", "-c", "echo more >> \"$1\"", "sh"])
-        .arg(&shown)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &["sh", "-c", "echo more >> \"$1\"", "sh"],
+        &shown,
     );
     let mode = fs::metadata(&shown).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o2666, "the writer is in the file's group");
