@@ -300,6 +300,9 @@ pub struct RunArgs {
     pub rm: bool,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
     #[arg(short = 'u', long = "user")]
@@ -451,6 +454,9 @@ pub struct ExecArgs {
     pub interactive: bool,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
     #[arg(short = 'u', long = "user")]

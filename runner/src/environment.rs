@@ -8,7 +8,8 @@
 //! replaces the last one in place). Reading and setting both follow it, so
 //! what `commit -c 'LABEL x=$A'` expands is what the process sees as `$A`.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
 
 /// The key of a `K=V` entry; an entry without `=` is all key.
 pub fn key(entry: &str) -> &str {
@@ -47,6 +48,63 @@ pub fn add_missing(env: &mut Vec<String>, defaults: &[String]) {
             env.push(entry.clone());
         }
     }
+}
+
+/// The environment `--env-file` and `-e` give a container, as docker
+/// reads them: each file's entries in turn, then the flags, so that the
+/// last one given wins.
+pub fn from_files_and_flags(files: &[PathBuf], flags: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for file in files {
+        out.extend(from_file(file)?);
+    }
+    out.extend(from_flags(flags)?);
+    Ok(out)
+}
+
+/// An `--env-file`, by docker's rules: a line per entry, leading
+/// whitespace and a UTF-8 byte order mark dropped, blank lines and lines
+/// starting with `#` skipped; `K=V` passes V untouched (quotes and
+/// trailing spaces included), a bare `K` takes K's value from strata's own
+/// environment and is dropped when unset. A name with a space or a tab in
+/// it, an empty name and bytes that are not UTF-8 are refused.
+fn from_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("open {shown}"))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut out = Vec::new();
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else {
+            bail!(
+                "env file {shown} contains invalid utf8 bytes at line {}",
+                n + 1
+            );
+        };
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = match line.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (line, None),
+        };
+        if name.contains([' ', '\t']) {
+            bail!("poorly formatted environment: variable '{name}' contains whitespaces");
+        }
+        if name.is_empty() {
+            bail!("poorly formatted environment: no variable name on line '{line}'");
+        }
+        match value {
+            Some(value) => out.push(format!("{name}={value}")),
+            None => {
+                if let Ok(value) = std::env::var(name) {
+                    out.push(format!("{name}={value}"));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `-e K=V` as given; `-e K` takes K's value from strata's own environment
@@ -113,5 +171,39 @@ mod tests {
         assert_eq!(env, strings(&["A=1", "STRATA_TEST_ENV_FROM_CALLER=yes"]));
         assert!(from_flags(&strings(&["=x"])).is_err());
         assert!(from_flags(&strings(&["A B=1"])).is_err());
+    }
+
+    #[test]
+    fn an_env_file_is_read_as_docker_reads_it_and_flags_come_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(
+            &file,
+            "\u{feff}# a comment\n\n  A=1\nB=\"quoted\" kept \r\nSTRATA_ENV_FILE_UNSET\n\tC=x=y\nD=\nA=2\n",
+        )
+        .unwrap();
+        let env = from_files_and_flags(std::slice::from_ref(&file), &strings(&["C=flag"])).unwrap();
+        assert_eq!(
+            env,
+            strings(&["A=1", "B=\"quoted\" kept ", "C=x=y", "D=", "A=2", "C=flag"])
+        );
+        assert_eq!(lookup(&env, "A"), Some("2"));
+        assert_eq!(lookup(&env, "C"), Some("flag"));
+        for (text, refused) in [
+            ("A B=1\n", "variable 'A B' contains whitespaces"),
+            ("=1\n", "no variable name on line '=1'"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = from_files_and_flags(std::slice::from_ref(&file), &[]).unwrap_err();
+            assert!(format!("{err:#}").contains(refused), "{err:#}");
+        }
+        std::fs::write(&file, b"A=1\nB=\xff\n").unwrap();
+        let err = from_files_and_flags(std::slice::from_ref(&file), &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("invalid utf8 bytes at line 2"),
+            "{err:#}"
+        );
+        let err = from_files_and_flags(&[dir.path().join("nosuch")], &[]).unwrap_err();
+        assert!(format!("{err:#}").starts_with("open "), "{err:#}");
     }
 }

@@ -82,6 +82,61 @@ fn run_applies_flags_and_config() {
     s.run(&["rm", "-f", &id]).ok();
 }
 
+/// `--env-file` as docker reads it, for `run` and `exec`: the files in
+/// turn, then `-e`, the last one given winning; a bad file fails in one
+/// line and makes no container.
+#[test]
+fn env_files_set_the_environment_before_the_flags() {
+    let s = Strata::with_busybox();
+    let first = s.path("first.env");
+    let second = s.path("second.env");
+    std::fs::write(&first, "# base\nA=file\nB=\"kept as is\"\nC=first\n").unwrap();
+    std::fs::write(&second, "C=second\n").unwrap();
+    let (first, second) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let echo = "echo \"$A|$B|$C\"";
+    let r = s
+        .run(&[
+            "run",
+            "--rm",
+            "--env-file",
+            first,
+            "--env-file",
+            second,
+            "-e",
+            "A=flag",
+            "busybox",
+            "sh",
+            "-c",
+            echo,
+        ])
+        .ok();
+    assert_eq!(r.stdout, "flag|\"kept as is\"|second\n");
+    s.run(&["run", "-d", "--name", "envd", "busybox", "sleep", "30"])
+        .ok();
+    let r = s
+        .run(&["exec", "--env-file", first, "envd", "sh", "-c", echo])
+        .ok();
+    assert_eq!(r.stdout, "file|\"kept as is\"|first\n");
+    s.run(&["rm", "-f", "envd"]).ok();
+    std::fs::write(s.path("bad.env"), "A B=1\n").unwrap();
+    let bad = s.path("bad.env");
+    for file in [bad.to_str().unwrap(), "/nonexistent/env"] {
+        let r = s.run(&[
+            "run",
+            "--name",
+            "none",
+            "--env-file",
+            file,
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    let r = s.run(&["ps", "-a", "-q"]).ok();
+    assert_eq!(r.stdout, "", "a bad env file made a container");
+}
+
 /// A working directory reached through a symlink whose target is missing
 /// is made at the target, inside the container's root, as runc does.
 #[test]

@@ -15,7 +15,7 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     if let Some(w) = &args.workdir {
         super::run::check_workdir(w)?;
     }
-    let env = crate::environment::from_flags(&args.env)?;
+    let env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
     let rec = {
         let store = ctx.reader()?;
         liveness::container(&store, &args.container)?

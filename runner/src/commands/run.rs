@@ -88,7 +88,7 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// container's directory and record. Only in [`create_apart`]'s child: it
 /// arms SIGALRM for its time under the writer lock.
 fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord> {
-    let env = crate::environment::from_flags(&args.env)?;
+    let env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
     let mounts = args
         .volume
         .iter()
