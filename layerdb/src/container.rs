@@ -184,6 +184,9 @@ pub struct SecurityOptions {
     /// was created: the profile belongs to the container, as in docker,
     /// not to a file that may change or go away.
     pub seccomp_profile: Option<String>,
+    /// `--read-only`: the root filesystem, and the /etc files bound into
+    /// it, are mounted read-only (docker's `ReadonlyRootfs`).
+    pub read_only_rootfs: bool,
 }
 
 /// What the container may use, in docker's HostConfig units: 0 means no

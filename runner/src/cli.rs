@@ -329,6 +329,9 @@ pub struct RunArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
     /// Security options (seccomp=unconfined|PROFILE.json, no-new-privileges)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,

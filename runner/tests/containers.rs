@@ -137,6 +137,66 @@ fn env_files_set_the_environment_before_the_flags() {
     assert_eq!(r.stdout, "", "a bad env file made a container");
 }
 
+/// `--read-only`: the root filesystem and the /etc files bound into it
+/// refuse writes (EROFS), a missing working directory is still made (as
+/// docker makes it first), /dev/shm and volumes stay writable, and a start
+/// of the created container keeps it so.
+#[test]
+fn read_only_keeps_the_root_filesystem_unwritten() {
+    let s = Strata::with_busybox();
+    let vol = s.path("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let volume = format!("{}:/vol", vol.display());
+    let script = "pwd; for f in /x /etc/hosts /dev/shm/x /vol/x; do \
+                  if echo 1 >> $f; then echo $f written; else echo $f refused; fi; done 2>&1";
+    let r = s
+        .run(&[
+            "run",
+            "--name",
+            "ro",
+            "--read-only",
+            "-v",
+            &volume,
+            "-w",
+            "/made/here",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "/made/here", "{}", r.stdout);
+    for (file, outcome) in [
+        ("/x", "refused"),
+        ("/etc/hosts", "refused"),
+        ("/dev/shm/x", "written"),
+        ("/vol/x", "written"),
+    ] {
+        let line = format!("{file} {outcome}");
+        assert!(lines.contains(&line.as_str()), "{line}: {}", r.stdout);
+    }
+    assert!(r.stdout.contains("Read-only file system"), "{}", r.stdout);
+    let r = s
+        .run(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", "ro"])
+        .ok();
+    assert_eq!(r.stdout, "true\n");
+    let r = s.run(&["start", "-a", "ro"]).ok();
+    assert!(r.stdout.contains("/x refused"), "{}", r.stdout);
+    let r = s.run(&["diff", "ro"]).ok();
+    assert_eq!(r.stdout, "A /made\nA /made/here\n");
+    s.run(&["rm", "ro"]).ok();
+    let r = s.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /x && echo written",
+    ]);
+    assert_eq!(r.ok().stdout, "written\n", "without --read-only");
+}
+
 /// A working directory reached through a symlink whose target is missing
 /// is made at the target, inside the container's root, as runc does.
 #[test]

@@ -117,6 +117,7 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "CapAdd": list_or_null(&c.security.cap_add),
             "CapDrop": list_or_null(&c.security.cap_drop),
             "Privileged": c.security.privileged,
+            "ReadonlyRootfs": c.security.read_only_rootfs,
             "SecurityOpt": list_or_null(&security_opt(&c.security)) },
         "GraphDriver": { "Name": "strata", "Data": { "UpperDir": dir.upper() } },
         "Mounts": c.mounts.iter().map(|m| json!({

@@ -102,12 +102,15 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     if let Some(user) = &args.user {
         check_user(user)?;
     }
-    let security = crate::container::options_from_flags(
-        &args.cap_add,
-        &args.cap_drop,
-        args.privileged,
-        &args.security_opt,
-    )?;
+    let security = layerdb::SecurityOptions {
+        read_only_rootfs: args.read_only,
+        ..crate::container::options_from_flags(
+            &args.cap_add,
+            &args.cap_drop,
+            args.privileged,
+            &args.security_opt,
+        )?
+    };
     let resources = resources_of(args)?;
     // Flags first: a bad one never costs a pull (docker checks them as it
     // parses the command line).

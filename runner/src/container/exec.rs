@@ -168,6 +168,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         env: spec.env,
         cwd: spec.cwd,
         make_cwd: false,
+        read_only_root: false,
         user: spec.user,
         hostname,
         tty: spec.tty,

@@ -287,6 +287,7 @@ fn init_steps(
         env: &spec.env,
         cwd: &spec.cwd,
         make_cwd: true,
+        read_only_root: spec.security.read_only_rootfs,
         user: &spec.user,
         hostname: spec.hostname.clone(),
         tty: spec.tty,

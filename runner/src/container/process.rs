@@ -36,6 +36,10 @@ pub struct ProcessSpec<'a> {
     /// `exec -w` fails (runc chdirs only), so an exec never adds a
     /// directory a commit would keep.
     pub make_cwd: bool,
+    /// Whether the root filesystem is made read-only once `cwd` is made
+    /// (`run --read-only`; docker makes a missing working directory before
+    /// it mounts the root read-only).
+    pub read_only_root: bool,
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
@@ -71,6 +75,9 @@ fn prepare_and_exec(
     };
     if process.make_cwd {
         create_working_dir(cwd)?;
+    }
+    if process.read_only_root {
+        super::rootfs::make_root_read_only()?;
     }
     let security = process.security;
     // While the capability to raise a hard limit is still held.

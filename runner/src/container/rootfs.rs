@@ -309,11 +309,12 @@ fn make_dev_links(dev: &Path) -> Result<(), StartError> {
 
 /// /etc/hosts, /etc/hostname, /etc/resolv.conf. Creating a missing target
 /// writes an empty file to the upper layer; commit leaves these paths out.
+/// Read-only with the root filesystem (`--read-only`), as docker binds them.
 fn bind_etc_files(root: &Path, spec: &Spec) -> Result<(), StartError> {
     for (source, target) in spec.etc_files.binds() {
         let target = resolve_in_root(root, target, read_link)?;
         create_file(&target)?;
-        bind(source, &target, false, "bind")?;
+        bind(source, &target, spec.security.read_only_rootfs, "bind")?;
     }
     Ok(())
 }
@@ -346,14 +347,26 @@ fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(),
     mount(Some(source), target, None::<&str>, flags, None::<&str>)
         .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
     if read_only {
-        let kept = statvfs(target)
-            .map(|stat| locked_flags(stat.flags()))
-            .unwrap_or(MsFlags::empty());
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
-        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            .map_err(|errno| mount_error("read-only remount", target, errno))?;
+        remount_read_only(target)?;
     }
     Ok(())
+}
+
+/// The container's root, after pivot_root (`--read-only`); the mounts on
+/// it (/proc, /dev, /sys, volumes) keep their own modes, as in runc.
+pub fn make_root_read_only() -> Result<(), StartError> {
+    remount_read_only(Path::new("/"))
+}
+
+/// Makes the bind mount at `target` read-only, keeping the flags a user
+/// namespace may not clear.
+fn remount_read_only(target: &Path) -> Result<(), StartError> {
+    let kept = statvfs(target)
+        .map(|stat| locked_flags(stat.flags()))
+        .unwrap_or(MsFlags::empty());
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|errno| mount_error("read-only remount", target, errno))
 }
 
 /// pivot_root(".", ".") stacks the old root on top of the new one at "/";

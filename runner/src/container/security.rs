@@ -76,6 +76,7 @@ pub fn options_from_flags(
         privileged,
         security_opt: security_opt.to_vec(),
         seccomp_profile,
+        read_only_rootfs: false,
     };
     if options.seccomp_profile.is_some() {
         // A profile of the user's: compiled now, so that what libseccomp
