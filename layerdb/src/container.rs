@@ -119,6 +119,16 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// A tmpfs given with `--tmpfs DST[:OPTIONS]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Where it appears inside the container (absolute, cleaned).
+    pub target: String,
+    /// Its options as given (`rw,size=64m`), which come after docker's
+    /// `noexec,nosuid,nodev`.
+    pub options: String,
+}
+
 /// Everything the store keeps about one container; stored as JSON under its id
 /// (see the `keys` schema).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +160,10 @@ pub struct ContainerRecord {
     pub network: String,
     /// `-v` bind mounts, in the order given.
     pub mounts: Vec<BindMount>,
+    /// `--tmpfs` mounts, in the order given. Absent in records made
+    /// before it.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
     /// Removed when its process exits (`--rm`).
     pub auto_remove: bool,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
@@ -383,6 +397,7 @@ mod tests {
             interactive: false,
             network: "none".into(),
             mounts: vec![],
+            tmpfs: vec![],
             auto_remove: false,
             security: SecurityOptions::default(),
             resources: Resources::default(),

@@ -425,6 +425,7 @@ mod tests {
             interactive: false,
             network: "none".into(),
             mounts: vec![],
+            tmpfs: vec![],
             auto_remove: false,
             security: Default::default(),
             resources: Default::default(),

@@ -382,6 +382,7 @@ fn container_record(id: &str, image: Digest) -> ContainerRecord {
         interactive: false,
         network: "none".into(),
         mounts: vec![],
+        tmpfs: vec![],
         auto_remove: false,
         security: Default::default(),
         resources: Default::default(),

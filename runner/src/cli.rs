@@ -311,6 +311,9 @@ pub struct RunArgs {
     pub hostname: Option<String>,
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Mount a tmpfs directory: PATH[:OPTIONS] (noexec,nosuid,nodev first)
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// bridge (the default: a network of its own, NAT to the outside),
     /// host or none
     #[arg(long, alias = "net", default_value = "bridge")]

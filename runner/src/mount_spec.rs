@@ -1,11 +1,13 @@
-//! Mount specs: docker's `-v` (host paths only; `--mount` and `--tmpfs`
-//! belong here when they come), parsed and checked before a container is
-//! recorded. The record's type is layerdb's [`BindMount`].
+//! Mount specs: docker's `-v` (host paths only; `--mount` belongs here
+//! when it comes) and `--tmpfs`, parsed and checked before a container is
+//! recorded. The record's types are layerdb's [`BindMount`] and
+//! [`TmpfsMount`].
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use layerdb::BindMount;
+use layerdb::{BindMount, TmpfsMount};
+use nix::mount::MsFlags;
 
 /// A `-v` value checked and made ready for the record: the source
 /// resolved on the host, the target cleaned.
@@ -22,6 +24,65 @@ pub fn volume(v: &str) -> anyhow::Result<BindMount> {
         target: clean_target(&m.target),
         read_only: m.read_only,
     })
+}
+
+/// A `--tmpfs DST[:OPTIONS]` value checked for the record: the target
+/// absolute and allowed, every option one tmpfs takes.
+pub fn tmpfs(value: &str) -> anyhow::Result<TmpfsMount> {
+    let (target, options) = value.split_once(':').unwrap_or((value, ""));
+    let invalid = || format!("invalid tmpfs specification '{value}'");
+    if !target.starts_with('/') {
+        bail!("{}: mount path must be absolute", invalid());
+    }
+    check_target(target).with_context(invalid)?;
+    tmpfs_options(options).with_context(invalid)?;
+    Ok(TmpfsMount {
+        target: clean_target(target),
+        options: options.to_owned(),
+    })
+}
+
+/// The mount flags and the tmpfs data of `--tmpfs` options: docker's
+/// `noexec,nosuid,nodev`, then each option given, a later flag undoing an
+/// earlier one (`exec` lifts `noexec`); `key=value` options (size, mode,
+/// uid, gid, nr_inodes, nr_blocks, huge, mpol) are tmpfs's own data.
+pub fn tmpfs_options(options: &str) -> anyhow::Result<(MsFlags, String)> {
+    let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut data = Vec::new();
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        if let Some((key, _)) = option.split_once('=') {
+            match key {
+                "size" | "mode" | "uid" | "gid" | "nr_inodes" | "nr_blocks" | "huge" | "mpol" => {
+                    data.push(option)
+                }
+                _ => bail!("unknown tmpfs option '{option}'"),
+            }
+            continue;
+        }
+        let (set, flag) = match option {
+            "ro" => (true, MsFlags::MS_RDONLY),
+            "rw" => (false, MsFlags::MS_RDONLY),
+            "noexec" => (true, MsFlags::MS_NOEXEC),
+            "exec" => (false, MsFlags::MS_NOEXEC),
+            "nosuid" => (true, MsFlags::MS_NOSUID),
+            "suid" => (false, MsFlags::MS_NOSUID),
+            "nodev" => (true, MsFlags::MS_NODEV),
+            "dev" => (false, MsFlags::MS_NODEV),
+            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
+            "async" => (false, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (true, MsFlags::MS_DIRSYNC),
+            "noatime" => (true, MsFlags::MS_NOATIME),
+            "atime" => (false, MsFlags::MS_NOATIME),
+            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
+            "diratime" => (false, MsFlags::MS_NODIRATIME),
+            "relatime" => (true, MsFlags::MS_RELATIME),
+            "norelatime" => (false, MsFlags::MS_RELATIME),
+            "strictatime" => (true, MsFlags::MS_STRICTATIME),
+            _ => bail!("unknown tmpfs option '{option}'"),
+        };
+        flags.set(flag, set);
+    }
+    Ok((flags, data.join(",")))
 }
 
 /// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
@@ -96,6 +157,35 @@ fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmpfs_options_come_after_dockers_defaults() {
+        let t = tmpfs("/run//x/:exec,size=1m,mode=1777").expect("valid");
+        assert_eq!(t.target, "/run/x");
+        let (flags, data) = tmpfs_options(&t.options).unwrap();
+        assert_eq!(flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(data, "size=1m,mode=1777");
+        let (flags, data) = tmpfs_options("").unwrap();
+        assert_eq!(
+            flags,
+            MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        );
+        assert_eq!(data, "");
+        assert!(tmpfs_options("ro,dev")
+            .unwrap()
+            .0
+            .contains(MsFlags::MS_RDONLY));
+        for refused in [
+            "tmp",
+            "/tmp:bogus",
+            "/tmp:size",
+            "/tmp:user_xattr=1",
+            "/",
+            "/proc/x",
+        ] {
+            assert!(tmpfs(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn volume_with_ro_option_is_read_only() {

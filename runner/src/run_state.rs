@@ -139,6 +139,7 @@ mod tests {
             interactive: false,
             network: "host".into(),
             mounts: vec![],
+            tmpfs: vec![],
             auto_remove: false,
             security: Default::default(),
             resources: Default::default(),

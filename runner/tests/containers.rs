@@ -197,6 +197,77 @@ fn read_only_keeps_the_root_filesystem_unwritten() {
     assert_eq!(r.ok().stdout, "written\n", "without --read-only");
 }
 
+/// `--tmpfs`: a tmpfs of the container's own, `noexec,nosuid,nodev`
+/// unless its options say otherwise, its `size` kept, its files gone with
+/// the container's run and never committed; a bad option or a target a
+/// volume has fails in one line.
+#[test]
+fn tmpfs_mounts_are_the_containers_own_and_never_committed() {
+    let s = Strata::with_busybox();
+    let script = "grep -E ' /(scratch|big) ' /proc/mounts; \
+                  cp /bin/busybox /scratch/true && /scratch/true || echo noexec; \
+                  cp /bin/busybox /big/true && /big/true && echo exec; \
+                  dd if=/dev/zero of=/big/f bs=1024 count=5120 2>/dev/null || echo full";
+    let r = s
+        .run(&[
+            "run",
+            "--name",
+            "tmp",
+            "--read-only",
+            "--tmpfs",
+            "/scratch",
+            "--tmpfs",
+            "/big:exec,size=4m",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines[1].starts_with("tmpfs /big tmpfs rw,nosuid,nodev,relatime,size=4096k"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lines[2..], ["noexec", "exec", "full"], "{}", r.stdout);
+    let r = s
+        .run(&["inspect", "-f", "{{json .HostConfig.Tmpfs}}", "tmp"])
+        .ok();
+    assert_eq!(r.stdout, "{\"/big\":\"exec,size=4m\",\"/scratch\":\"\"}\n");
+    s.run(&["commit", "tmp", "tmp:1"]).ok();
+    let r = s
+        .run(&["run", "--rm", "tmp:1", "sh", "-c", "ls -A /scratch /big"])
+        .ok();
+    assert_eq!(
+        r.stdout, "/big:\n\n/scratch:\n",
+        "tmpfs files were committed"
+    );
+    s.run(&["rm", "tmp"]).ok();
+    for (args, refused) in [
+        (vec!["--tmpfs", "/x:bogus"], "unknown tmpfs option 'bogus'"),
+        (vec!["--tmpfs", "x"], "mount path must be absolute"),
+        (
+            vec!["--tmpfs", "/x", "-v", "/tmp:/x"],
+            "Duplicate mount point: /x",
+        ),
+    ] {
+        let mut all = vec!["run", "--name", "none"];
+        all.extend(args);
+        all.extend(["busybox", "true"]);
+        let r = s.run(&all);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(refused), "{}", r.stderr);
+    }
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
 /// A working directory reached through a symlink whose target is missing
 /// is made at the target, inside the container's root, as runc does.
 #[test]

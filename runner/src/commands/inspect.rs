@@ -118,6 +118,9 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "CapDrop": list_or_null(&c.security.cap_drop),
             "Privileged": c.security.privileged,
             "ReadonlyRootfs": c.security.read_only_rootfs,
+            "Tmpfs": (!c.tmpfs.is_empty()).then(|| c.tmpfs.iter()
+                .map(|t| (t.target.clone(), json!(t.options)))
+                .collect::<serde_json::Map<_, _>>()),
             "SecurityOpt": list_or_null(&security_opt(&c.security)) },
         "GraphDriver": { "Name": "strata", "Data": { "UpperDir": dir.upper() } },
         "Mounts": c.mounts.iter().map(|m| json!({

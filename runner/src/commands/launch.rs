@@ -73,6 +73,7 @@ fn spec_of(id: &ContainerId, rec: &ContainerRecord, paths: &ContainerPaths) -> S
             dir: paths.dir.clone(),
         },
         mounts: rec.mounts.clone(),
+        tmpfs: rec.tmpfs.clone(),
         etc_files: EtcFiles {
             hosts: Some(paths.hosts()),
             hostname: Some(paths.hostname()),

@@ -94,6 +94,17 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         .iter()
         .map(|v| crate::mount_spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
+    let tmpfs = args
+        .tmpfs
+        .iter()
+        .map(|t| crate::mount_spec::tmpfs(t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut targets: Vec<&str> = mounts.iter().map(|m| m.target.as_str()).collect();
+    targets.extend(tmpfs.iter().map(|t| t.target.as_str()));
+    targets.sort_unstable();
+    if let Some(twice) = targets.windows(2).find(|pair| pair[0] == pair[1]) {
+        bail!("Duplicate mount point: {}", twice[0]);
+    }
     let network = crate::network::Mode::parse(&args.network)?;
     let net = network_config(args, network)?;
     if let Some(name) = &args.name {
@@ -172,6 +183,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         interactive: args.interactive,
         network: network.name().to_string(),
         mounts,
+        tmpfs,
         auto_remove: args.rm,
         security,
         resources,

@@ -27,7 +27,7 @@ use nix::unistd::{chdir, pivot_root};
 use super::exit::StartError;
 use super::spec::Spec;
 use super::userns::map_text_covers;
-use layerdb::BindMount;
+use layerdb::{BindMount, TmpfsMount};
 
 /// The group that owns terminals, as in every distribution's /etc/group.
 const TTY_GID: u32 = 5;
@@ -89,7 +89,7 @@ pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     mount_sys(root, privileged)?;
     mount_dev(root, console, privileged)?;
     bind_etc_files(root, spec)?;
-    bind_volumes(root, &spec.mounts)?;
+    mount_volumes(root, spec)?;
     if !privileged {
         mask_paths(root)?;
         make_paths_read_only(root)?;
@@ -319,22 +319,64 @@ fn bind_etc_files(root: &Path, spec: &Spec) -> Result<(), StartError> {
     Ok(())
 }
 
-/// `-v`: a missing host directory is created (as docker does); the target
-/// is created as a directory or an empty file to match the source.
-fn bind_volumes(root: &Path, mounts: &[BindMount]) -> Result<(), StartError> {
-    for volume in mounts {
-        if !volume.source.exists() {
-            create_dir(&volume.source)?;
+/// `-v` and `--tmpfs`, a mount over another's directory after it (by the
+/// depth of their targets, as docker sorts them), else in the order given.
+fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
+    enum Volume<'a> {
+        Bind(&'a BindMount),
+        Tmpfs(&'a TmpfsMount),
+    }
+    let depth = |target: &str| target.split('/').filter(|p| !p.is_empty()).count();
+    let mut volumes: Vec<(usize, Volume)> = spec
+        .mounts
+        .iter()
+        .map(|m| (depth(&m.target), Volume::Bind(m)))
+        .chain(
+            spec.tmpfs
+                .iter()
+                .map(|t| (depth(&t.target), Volume::Tmpfs(t))),
+        )
+        .collect();
+    volumes.sort_by_key(|(depth, _)| *depth);
+    for (_, volume) in volumes {
+        match volume {
+            Volume::Bind(bind_mount) => bind_volume(root, bind_mount)?,
+            Volume::Tmpfs(tmpfs) => mount_tmpfs(root, tmpfs)?,
         }
-        let target = resolve_in_root(root, &volume.target, read_link)?;
-        if volume.source.is_dir() {
-            create_dir(&target)?;
-        } else {
-            create_file(&target)?;
-        }
-        bind(&volume.source, &target, volume.read_only, "bind")?;
     }
     Ok(())
+}
+
+/// `-v`: a missing host directory is created (as docker does); the target
+/// is created as a directory or an empty file to match the source.
+fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
+    if !volume.source.exists() {
+        create_dir(&volume.source)?;
+    }
+    let target = resolve_in_root(root, &volume.target, read_link)?;
+    if volume.source.is_dir() {
+        create_dir(&target)?;
+    } else {
+        create_file(&target)?;
+    }
+    bind(&volume.source, &target, volume.read_only, "bind")
+}
+
+/// `--tmpfs`: a tmpfs of the container's own, with the flags and data its
+/// options give (checked when the container was created).
+fn mount_tmpfs(root: &Path, tmpfs: &TmpfsMount) -> Result<(), StartError> {
+    let target = resolve_in_root(root, &tmpfs.target, read_link)?;
+    create_dir(&target)?;
+    let (flags, data) = crate::mount_spec::tmpfs_options(&tmpfs.options)
+        .map_err(|e| StartError::other(format!("{e:#}")))?;
+    mount(
+        Some("tmpfs"),
+        &target,
+        Some("tmpfs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|errno| mount_error("tmpfs", &target, errno))
 }
 
 /// A recursive bind; read-only needs a second, remounting call because the

@@ -35,6 +35,8 @@ pub struct Spec {
     pub network: crate::network::NetworkSpec,
     /// `-v src:dst[:ro]`.
     pub mounts: Vec<layerdb::BindMount>,
+    /// `--tmpfs dst[:options]`.
+    pub tmpfs: Vec<layerdb::TmpfsMount>,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
