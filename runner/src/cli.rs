@@ -157,11 +157,23 @@ pub enum ImageCommand {
     Rm(RmiArgs),
     Inspect(InspectArgs),
     Import(ImportArgs),
-    Tag { source: String, target: String },
+    Tag {
+        source: String,
+        target: String,
+    },
     Save(SaveArgs),
     Load(LoadArgs),
     Pull(PullArgs),
     Push(PushArgs),
+    /// Remove unused images (untagged ones, or every one with -a)
+    Prune {
+        /// Remove all images no container uses, not just untagged ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,6 +200,7 @@ pub enum ContainerCommand {
     },
     /// Remove all stopped containers
     Prune {
+        /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
     },
@@ -197,6 +210,15 @@ pub enum ContainerCommand {
 pub enum SystemCommand {
     /// Show logical bytes against bytes stored (the dedup ratio)
     Df,
+    /// Remove stopped containers and unused images, then what they leave
+    Prune {
+        /// Remove all images no container uses, not just untagged ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -813,6 +813,94 @@ fn logs_rename_and_prune_work_on_detached_containers() {
     assert_eq!(pruned, "Total reclaimed space: 0B\n");
 }
 
+/// `image prune` and `system prune` as docker's: they ask first (only
+/// `y` goes on), `image prune` takes untagged images no container and no
+/// child uses (an untagged parent goes with its last child), `-a` tagged
+/// ones too, and the space comes back (the store is collected).
+#[test]
+fn image_and_system_prune_remove_what_nothing_uses() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "base",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /one",
+    ])
+    .ok();
+    let parent = s.run(&["commit", "base"]).ok().stdout.trim().to_string();
+    s.run(&[
+        "run",
+        "--name",
+        "kid",
+        &parent,
+        "sh",
+        "-c",
+        "head -c 300000 /dev/urandom > /two",
+    ])
+    .ok();
+    s.run(&["commit", "kid", "kid:1"]).ok();
+    s.run(&["rm", "kid", "base"]).ok();
+    s.run(&["run", "--name", "user", "busybox", "true"]).ok();
+    let unused = s.run(&["commit", "user"]).ok().stdout.trim().to_string();
+    let ids = || s.run(&["images", "-a", "-q", "--no-trunc"]).ok().stdout;
+    let before = ids();
+    for answer in ["n\n", "", "maybe\n"] {
+        let r = s.run_stdin(&["image", "prune"], answer.as_bytes());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            r.stdout,
+            "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] "
+        );
+        assert_eq!(ids(), before, "declined with {answer:?}");
+    }
+    // Only the unused commit: the untagged parent has a tagged child.
+    let r = s.run_stdin(&["image", "prune"], b"y\n").ok();
+    assert!(
+        r.stdout.ends_with(&format!(
+            "Deleted Images:\ndeleted: {unused}\n\nTotal reclaimed space: 0B\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(ids().contains(&parent), "the parent of kid:1 went");
+    // Untagged, kid:1 leaves its parent unused too.
+    s.run(&["tag", "kid:1", "keep:1"]).ok();
+    s.run(&["rmi", "kid:1", "keep:1"]).ok();
+    let r = s.run(&["image", "prune", "-f"]).ok();
+    assert!(
+        r.stdout.contains(&format!("deleted: {parent}\n")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.ends_with("Total reclaimed space: 0B\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(!ids().contains(&parent));
+    // busybox is tagged and `user` uses it: -a keeps it while `user` is.
+    let r = s.run(&["image", "prune", "-a", "-f"]).ok();
+    assert_eq!(r.stdout, "Total reclaimed space: 0B\n");
+    let r = s.run(&["system", "prune", "-a", "-f"]).ok();
+    assert!(
+        r.stdout.starts_with("Deleted Containers:\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("\n\nDeleted Images:\nuntagged: busybox:latest\ndeleted: sha256:"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(ids(), "");
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+    s.run(&["verify"]).ok();
+}
+
 #[test]
 fn mount_of_a_container_shows_its_changes_over_its_image() {
     let s = Strata::with_busybox();

@@ -149,7 +149,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
-        Command::Container(ContainerCommand::Prune { .. }) => prune::prune(&ctx),
+        Command::Container(ContainerCommand::Prune { force }) => prune::containers(&ctx, force),
+        Command::Image(ImageCommand::Prune { all, force }) => prune::images(&ctx, all, force),
+        Command::System(SystemCommand::Prune { all, force }) => prune::system(&ctx, all, force),
         Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => stop::stop(&ctx, a),
         Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => kill::kill(&ctx, a),
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => start::start(&ctx, a),

@@ -1,35 +1,137 @@
-//! `strata container prune`: removes every stopped container.
+//! `strata container prune`, `image prune` and `system prune`: remove
+//! stopped containers and images nothing uses, then collect what they
+//! leave (`gc`), and report it as docker does.
 
 use super::Ctx;
+use crate::humanize::human_size;
 use crate::liveness;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use layerdb::{Digest, Removal, Store};
 use std::collections::HashSet;
+use std::io::{BufRead, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-pub fn prune(ctx: &Ctx) -> Result<i32> {
-    let store = ctx.store()?;
-    let mut deleted = String::new();
+/// `container prune`.
+pub fn containers(ctx: &Ctx, force: bool) -> Result<i32> {
+    if !force && !confirmed("This will remove all stopped containers.")? {
+        return Ok(0);
+    }
+    let (deleted, reclaimed) = remove_stopped_containers(&ctx.store()?)?;
+    print_deleted("Containers", &deleted);
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+/// `image prune [-a]`: images with no tag (`-a`: any) that no container
+/// and no other image (a child committed on it) uses.
+pub fn images(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
+    let warning = if all {
+        "This will remove all images without at least one container associated to them."
+    } else {
+        "This will remove all dangling images."
+    };
+    if !force && !confirmed(warning)? {
+        return Ok(0);
+    }
+    let deleted = remove_unused_images(&ctx.store_to_delete()?, all)?;
+    print_deleted("Images", &deleted);
+    let reclaimed = layerdb::gc::collect(&ctx.root)?.bytes_freed;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+/// `system prune [-a]`: stopped containers, then unused images, then what
+/// they leave.
+pub fn system(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
+    let images = if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    let warning = format!("This will remove:\n  - all stopped containers\n  - {images}\n");
+    if !force && !confirmed(&warning)? {
+        return Ok(0);
+    }
+    let store = ctx.store_to_delete()?;
+    let (containers, containers_bytes) = remove_stopped_containers(&store)?;
+    let images = remove_unused_images(&store, all)?;
+    drop(store);
+    print_deleted("Containers", &containers);
+    print_deleted("Images", &images);
+    let reclaimed = containers_bytes + layerdb::gc::collect(&ctx.root)?.bytes_freed;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+/// docker's question before a prune: `WARNING! {what}` and `Are you sure
+/// you want to continue? [y/N]`, answered on stdin; only `y` or `yes`
+/// (any case) goes on, and no answer (end of input) is no.
+fn confirmed(what: &str) -> Result<bool> {
+    print!("WARNING! {what}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    let answer = answer.trim();
+    Ok(answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes"))
+}
+
+/// docker's list of what a prune removed: `Deleted {kind}:`, a line each,
+/// a blank line; nothing when nothing went.
+fn print_deleted(kind: &str, lines: &[String]) {
+    if !lines.is_empty() {
+        println!("Deleted {kind}:\n{}\n", lines.join("\n"));
+    }
+}
+
+/// Removes every stopped container: their ids, and the space their own
+/// layers took (docker's `SizeRw`).
+fn remove_stopped_containers(store: &Store) -> Result<(Vec<String>, u64)> {
+    let mut deleted = Vec::new();
     let mut reclaimed = 0;
-    for rec in liveness::containers(&store)? {
+    for rec in liveness::containers(store)? {
         if rec.state.can_remove() {
             let size = files_bytes(&store.container_dir(&rec.id).upper());
-            liveness::remove(&store, &rec)?;
+            liveness::remove(store, &rec)?;
             reclaimed += size;
-            deleted.push_str(&rec.id);
-            deleted.push('\n');
+            deleted.push(rec.id);
         }
     }
-    // docker's report: the ids, a blank line, then the space the
-    // containers' own layers took (`SizeRw`).
-    if !deleted.is_empty() {
-        println!("Deleted Containers:\n{deleted}");
+    Ok((deleted, reclaimed))
+}
+
+/// Removes the images no container and no other image uses, untagged
+/// ones only unless `all`, until none is left (removing a child can leave
+/// its untagged parent unused): docker's `untagged:` and `deleted:` lines.
+fn remove_unused_images(store: &Store, all: bool) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let images = store.images()?;
+        let used: HashSet<Digest> = liveness::containers(store)?
+            .into_iter()
+            .map(|c| c.image)
+            .chain(images.iter().filter_map(|(image, _)| image.parent))
+            .collect();
+        let unused: Vec<Digest> = images
+            .iter()
+            .filter(|(image, tags)| !used.contains(&image.id) && (all || tags.is_empty()))
+            .map(|(image, _)| image.id)
+            .collect();
+        if unused.is_empty() {
+            return Ok(lines);
+        }
+        for id in unused {
+            for removal in store.remove_image(&format!("{id:#}"), false)? {
+                lines.push(match removal {
+                    Removal::Untagged(r) => format!("untagged: {r}"),
+                    Removal::Deleted(id) => format!("deleted: {id:#}"),
+                });
+            }
+        }
     }
-    println!(
-        "Total reclaimed space: {}",
-        crate::humanize::human_size(reclaimed)
-    );
-    Ok(0)
 }
 
 /// The bytes of the regular files under `dir`, each inode once, as
