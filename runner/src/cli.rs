@@ -291,10 +291,16 @@ pub struct InspectArgs {
 
 #[derive(Args, Debug)]
 pub struct SaveArgs {
-    /// Write to a directory (OCI layout) instead of a tar on stdout
+    /// Write to a file (with --format oci-dir: a directory), instead of
+    /// STDOUT
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    pub image: String,
+    /// docker-archive or oci-archive (the default: one tar that docker,
+    /// podman and skopeo all load), or oci-dir (the layout in a directory)
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -177,6 +177,68 @@ fn a_directory_imports_with_its_hardlinks_and_symlinks() {
     assert_store_clean(&s);
 }
 
+/// `save -o FILE IMAGE...` as docker's: one tar holding every image, a
+/// layer they share once, one `manifest.json` entry per image with each
+/// tag given for it; loaded into another store, each keeps its id and its
+/// tags. A tar is what `-o` writes; `--format oci-dir` a directory.
+#[test]
+fn save_writes_several_images_into_one_tar_that_loads_whole() {
+    let s = Strata::new();
+    let base = sample_tar().write(&s.path("base.tar"));
+    let base_id = s.import(&base, "base:1");
+    s.run(&["tag", "base:1", "base:also"]).ok();
+    let other = TarMaker::new()
+        .file("other", &noise(100_000, 3))
+        .write(&s.path("other.tar"));
+    let other_id = s.import(&other, "other:1");
+    let file = s.path("both.tar");
+    s.run(&[
+        "save",
+        "-o",
+        file.to_str().unwrap(),
+        "base:1",
+        "other:1",
+        "base:also",
+    ])
+    .ok();
+    assert!(file.is_file(), "save -o wrote no file");
+    let mut names = Vec::new();
+    let mut manifest = serde_json::Value::Null;
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if name == "manifest.json" {
+            manifest = serde_json::from_reader(&mut entry).unwrap();
+        }
+        names.push(name);
+    }
+    let layer = |s: &Strata, image| format!("blobs/sha256/{}", &diff_ids(s, image)[0][7..]);
+    for image in ["base:1", "other:1"] {
+        let blob = layer(&s, image);
+        assert_eq!(names.iter().filter(|n| **n == blob).count(), 1, "{names:?}");
+    }
+    assert_eq!(manifest.as_array().unwrap().len(), 2, "{manifest}");
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["base:1", "base:also"])
+    );
+    assert_eq!(manifest[1]["RepoTags"], serde_json::json!(["other:1"]));
+    let t = Strata::new();
+    t.run(&["load", "-i", file.to_str().unwrap()]).ok();
+    for (image, id) in [
+        ("base:1", &base_id),
+        ("base:also", &base_id),
+        ("other:1", &other_id),
+    ] {
+        let r = t.run(&["image", "inspect", "-f", "{{.Id}}", image]).ok();
+        assert_eq!(r.stdout.trim(), id, "{image}");
+    }
+    t.run(&["verify"]).ok();
+    let r = s.run(&["save", "--format", "docker-dir", "-o", "x", "base:1"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+}
+
 #[test]
 fn save_then_reimport_keeps_the_diff_id() {
     let s = Strata::new();
@@ -190,7 +252,15 @@ fn save_then_reimport_keeps_the_diff_id() {
         .write(&s.path("w.tar"));
     s.import(&tar, "w");
     let out = s.path("layout");
-    s.run(&["save", "-o", out.to_str().unwrap(), "w"]).ok();
+    s.run(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        out.to_str().unwrap(),
+        "w",
+    ])
+    .ok();
     for f in ["oci-layout", "index.json", "manifest.json"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
@@ -628,9 +698,26 @@ fn a_store_on_a_read_only_filesystem_serves_the_commands_that_read() {
     assert_eq!(inspect[0]["Id"].as_str().unwrap(), id);
     ro(&["history", "frozen:1"]).ok();
     ro(&["ps", "-a"]).ok();
-    let saved = s.path("saved");
+    let saved = s.path("saved.tar");
     ro(&["save", "-o", saved.to_str().unwrap(), "frozen:1"]).ok();
-    assert!(saved.join("index.json").exists(), "save wrote no layout");
+    let mut archive = tar::Archive::new(std::fs::File::open(&saved).unwrap());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "index.json"), "{names:?}");
+    let layout = s.path("layout");
+    ro(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+        "frozen:1",
+    ])
+    .ok();
+    assert!(layout.join("index.json").exists(), "save wrote no layout");
     let mnt = s.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     ro(&["mount", "frozen:1", mnt.to_str().unwrap()]).ok();

@@ -194,8 +194,26 @@ fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
         .write(&s.path("a.tar"));
     s.import(&tar, "victim");
     flip_a_byte(&chunks_of(&s, "victim", "a")[0]);
+    let file = s.path("saved.tar");
+    let r = s.run(&["save", "-o", file.to_str().unwrap(), "victim"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
+    assert!(!file.exists(), "a failed save left its file");
+    let leftovers: Vec<_> = std::fs::read_dir(s.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-save-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let out = s.path("saved");
-    let r = s.run(&["save", "-o", out.to_str().unwrap(), "victim"]);
+    let r = s.run(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        out.to_str().unwrap(),
+        "victim",
+    ]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
     for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {

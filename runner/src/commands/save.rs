@@ -1,43 +1,95 @@
-//! `strata save [-o DIR] IMAGE`: an OCI image layout (`oci-layout`,
-//! `index.json`, `blobs/sha256/`) plus docker's `manifest.json`. Layers are
-//! uncompressed tars, each blob's digest its diff id: the tars the image's
-//! config names (another tool's, kept byte for byte), else the canonical
-//! ones under a config that names those.
-//! Without -o the layout is written as a tar to stdout.
+//! `strata save [-o FILE] [--format F] IMAGE...`: the images as an OCI
+//! image layout (`oci-layout`, `index.json`, `blobs/sha256/`) plus
+//! docker's `manifest.json`, so that docker, podman and skopeo each load
+//! it. Layers are uncompressed tars, each blob's digest its diff id: the
+//! tars the image's config names (another tool's, kept byte for byte),
+//! else the canonical ones under a config that names those. A layer two
+//! images share is written once.
+//!
+//! As docker's: a tar on stdout, or in FILE with `-o` (written aside and
+//! renamed into place, so a failed save leaves no half file). podman's
+//! `--format oci-dir` writes the layout into a directory instead.
 
 use super::Ctx;
 use crate::cli::SaveArgs;
 use anyhow::{bail, Context, Result};
-use layerdb::{Digest, Store};
-use serde_json::json;
+use layerdb::{Digest, ImageRecord, Store};
+use serde_json::{json, Value};
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
+    let directory = match args.format.as_deref() {
+        None | Some("docker-archive" | "oci-archive") => false,
+        Some("oci-dir") => true,
+        Some(other) => bail!(
+            "unsupported format {other:?}: docker-archive, oci-archive (both the same tar) or oci-dir"
+        ),
+    };
     // Only reads, through a reader: the writer lock must not be held while
     // the tar goes to stdout (a reader that stops reading holds it up
-    // without bound). The pin keeps the layers from gc meanwhile.
+    // without bound). The pins keep the layers from gc meanwhile.
     let store = ctx.reader()?;
-    let image = store.resolve_image(&args.image)?;
-    let _pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
-    match &args.output {
-        Some(dir) => write_layout(&store, &image, &args.image, dir)?,
-        None => {
+    let mut images = Vec::new();
+    let mut pins = Vec::new();
+    for name in &args.images {
+        let image = store.resolve_image(name)?;
+        pins.push(layerdb::Pin::new(&ctx.root, &image.layers)?);
+        images.push((name.as_str(), image));
+    }
+    match (&args.output, directory) {
+        (Some(dir), true) => write_layout(&store, &images, dir)?,
+        (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
+        (Some(file), false) => {
+            let parent = match file.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut out = tempfile::Builder::new()
+                .prefix(".strata-save-")
+                .tempfile_in(parent)
+                .with_context(|| format!("create a file in {}", parent.display()))?;
+            write_tar(&store, &images, parent, out.as_file_mut())?;
+            out.as_file().sync_all()?;
+            out.persist(file)
+                .with_context(|| format!("write {}", file.display()))?;
+        }
+        (None, false) => {
             if std::io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            let tmp = tempfile::Builder::new()
-                .prefix("save-")
-                .tempdir_in(store.root().join("tmp"))?;
-            write_layout(&store, &image, &args.image, tmp.path())?;
-            let mut tar = tar::Builder::new(std::io::stdout().lock());
-            tar.mode(tar::HeaderMode::Deterministic);
-            tar.append_dir_all(".", tmp.path())?;
-            tar.into_inner()?.flush()?;
+            // The layout is made in the store's tmp/, or, for a store on
+            // a read-only filesystem, in the system's.
+            let read_only = nix::sys::statvfs::statvfs(store.root())
+                .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+            let tmp = match read_only {
+                true => std::env::temp_dir(),
+                false => store.root().join("tmp"),
+            };
+            write_tar(&store, &images, &tmp, &mut std::io::stdout().lock())?;
         }
     }
     Ok(0)
+}
+
+/// The layout, made in a directory under `tmp`, as a tar on `out`.
+fn write_tar(
+    store: &Store,
+    images: &[(&str, ImageRecord)],
+    tmp: &Path,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".strata-save-")
+        .tempdir_in(tmp)
+        .with_context(|| format!("create a directory in {}", tmp.display()))?;
+    write_layout(store, images, tmp.path())?;
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.append_dir_all(".", tmp.path())?;
+    tar.into_inner()?.flush()?;
+    Ok(())
 }
 
 fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
@@ -46,28 +98,78 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
     Ok(d)
 }
 
-fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &Path) -> Result<()> {
+/// Every image's blobs, then `index.json` (a manifest per name, annotated
+/// with the name when it is one of the image's tags), `oci-layout` and
+/// `manifest.json` (an entry per image, its tags among the names given).
+fn write_layout(store: &Store, images: &[(&str, ImageRecord)], dir: &Path) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("create {}", blobs.display()))?;
+    let mut index: Vec<Value> = Vec::new();
+    let mut docker: Vec<(Digest, Value)> = Vec::new();
+    for (name, image) in images {
+        let (manifest, entry) = write_image(store, image, &blobs)?;
+        // The name's tag, when the name is one of the image's tags: saved
+        // by id (or by a digest), docker records no name.
+        let tag = layerdb::Reference::parse(name)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|r| store.tags_of(&image.id).is_ok_and(|tags| tags.contains(r)));
+        let mut desc = manifest;
+        if let Some(t) = &tag {
+            desc["annotations"] = json!({ "io.containerd.image.name": t, "org.opencontainers.image.ref.name": t.rsplit(':').next() });
+        }
+        if !index.contains(&desc) {
+            index.push(desc);
+        }
+        match docker.iter_mut().find(|(id, _)| *id == image.id) {
+            Some((_, seen)) => {
+                let tags = seen["RepoTags"].as_array_mut().expect("made below");
+                if let Some(t) = tag.filter(|t| !tags.iter().any(|x| x == t)) {
+                    tags.push(json!(t));
+                }
+            }
+            None => {
+                let mut entry = entry;
+                entry["RepoTags"] = json!(tag.into_iter().collect::<Vec<_>>());
+                docker.push((image.id, entry));
+            }
+        }
+    }
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": index }))?,
+    )?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let docker: Vec<Value> = docker.into_iter().map(|(_, entry)| entry).collect();
+    fs::write(dir.join("manifest.json"), serde_json::to_vec(&docker)?)?;
+    Ok(())
+}
+
+/// One image's layers, config and manifest into `blobs` (a layer already
+/// there is not written again): its manifest's descriptor and its
+/// `manifest.json` entry without `RepoTags`.
+fn write_image(store: &Store, image: &ImageRecord, blobs: &Path) -> Result<(Value, Value)> {
     let outgoing = store.outgoing(image)?;
     let mut layers = Vec::new();
     for (stored, diff_id) in &outgoing.layers {
         let path = blobs.join(diff_id.hex());
-        let mut f = fs::File::create(&path)?;
-        if let Err(e) = store.write_layer_tar_as(stored, diff_id, &mut f) {
-            // No blob under a name its bytes do not hash to.
-            drop(f);
-            let _ = fs::remove_file(&path);
-            return Err(e.into());
+        if !path.exists() {
+            let mut f = fs::File::create(&path)?;
+            if let Err(e) = store.write_layer_tar_as(stored, diff_id, &mut f) {
+                // No blob under a name its bytes do not hash to.
+                drop(f);
+                let _ = fs::remove_file(&path);
+                return Err(e.into());
+            }
         }
         layers.push(json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
             "digest": format!("{diff_id:#}"),
-            "size": f.metadata()?.len(),
+            "size": fs::metadata(&path)?.len(),
         }));
     }
     let config_json = &outgoing.config_json;
-    let config = write_blob(&blobs, config_json)?;
+    let config = write_blob(blobs, config_json)?;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -75,28 +177,12 @@ fn write_layout(store: &Store, image: &layerdb::ImageRecord, name: &str, dir: &P
                     "digest": format!("{config:#}"), "size": config_json.len() },
         "layers": layers,
     }))?;
-    let manifest_digest = write_blob(&blobs, &manifest)?;
-    // The name's tag, when the name is one of the image's tags: saved by
-    // id (or by a digest), docker records no name.
-    let tag = layerdb::Reference::parse(name)
-        .ok()
-        .map(|r| r.to_string())
-        .filter(|r| store.tags_of(&image.id).is_ok_and(|tags| tags.contains(r)));
-    let mut desc = json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "digest": format!("{manifest_digest:#}"), "size": manifest.len() });
-    if let Some(t) = &tag {
-        desc["annotations"] = json!({ "io.containerd.image.name": t, "org.opencontainers.image.ref.name": t.rsplit(':').next() });
-    }
-    fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": [desc] }))?,
-    )?;
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let docker = json!([{
+    let manifest_digest = write_blob(blobs, &manifest)?;
+    let desc = json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("{manifest_digest:#}"), "size": manifest.len() });
+    let entry = json!({
         "Config": format!("blobs/sha256/{}", config.hex()),
-        "RepoTags": tag.into_iter().collect::<Vec<_>>(),
         "Layers": outgoing.layers.iter().map(|(_, d)| format!("blobs/sha256/{}", d.hex())).collect::<Vec<_>>(),
-    }]);
-    fs::write(dir.join("manifest.json"), serde_json::to_vec(&docker)?)?;
-    Ok(())
+    });
+    Ok((desc, entry))
 }
