@@ -413,3 +413,56 @@ fn exec_and_start_apply_the_recorded_options_and_inspect_shows_them() {
         serde_json::Value::Null
     );
 }
+
+/// `exec` runs from the binary the container's monitor runs, whatever
+/// strata binary the user called: a command in the container made a
+/// `#!/proc/self/exe` script runs the binary that exec'd it, which the
+/// container's root can then open through /proc and, once nothing runs
+/// that file, write (runc's CVE-2019-5736). The monitor's file cannot be
+/// written while the monitor runs (ETXTBSY), and nothing of the container
+/// outlives it. Here a second copy of strata execs: its `__exec` process
+/// must run the monitor's file, not the copy.
+#[test]
+fn exec_runs_from_the_monitors_binary_not_the_callers() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let f = Fixture::new();
+    let s = &f.strata;
+    f.containers.borrow_mut().push("target".into());
+    s.run(&["run", "-d", "--name", "target", "busybox", "sleep", "60"])
+        .ok();
+    let copy = s.path("strata-copy");
+    fs::copy(common::bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut caller = std::process::Command::new(&copy)
+        .arg("--root")
+        .arg(s.root())
+        .args(["exec", "target", "sleep", "3"])
+        .env_remove("STRATA_ROOT")
+        .spawn()
+        .unwrap();
+    let root = s.root().display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let exec_process = loop {
+        let found = fs::read_dir("/proc").unwrap().flatten().find(|p| {
+            let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&b"__exec".as_slice()) && args.contains(&root.as_bytes())
+        });
+        if let Some(p) = found {
+            break p.path();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no __exec process seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let running = fs::metadata(exec_process.join("exe")).unwrap().ino();
+    assert!(caller.wait().unwrap().success());
+    assert_ne!(
+        running,
+        fs::metadata(&copy).unwrap().ino(),
+        "__exec ran the caller's copy"
+    );
+    assert_eq!(running, fs::metadata(common::bin()).unwrap().ino());
+}

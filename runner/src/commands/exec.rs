@@ -6,6 +6,7 @@ use crate::cli::{ExecArgs, ExecInArgs};
 use crate::liveness;
 use anyhow::{bail, Context, Result};
 use layerdb::State;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 
 /// `strata exec`: finds the container, then re-executes into `__exec`,
@@ -20,11 +21,16 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         let store = ctx.reader()?;
         liveness::container(&store, &args.container)?
     };
-    let State::Running { pid, .. } = rec.state else {
+    let State::Running {
+        pid, monitor_pid, ..
+    } = rec.state
+    else {
         bail!("container {} is not running", rec.id);
     };
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg("--root")
+    let binary = monitor_binary(monitor_pid, pid, &rec.id)?;
+    let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
+    cmd.arg0("strata")
+        .arg("--root")
         .arg(&ctx.root)
         .arg("__exec")
         .arg("--pid")
@@ -48,6 +54,33 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         .arg(serde_json::to_string(&rec.resources.ulimits)?);
     cmd.arg("--").args(&args.command);
     Err(cmd.exec()).context("re-executing strata to join the container")
+}
+
+/// The file of the binary the container's monitor runs, which `__exec`
+/// runs from. A command run in the container as `#!/proc/self/exe` runs
+/// the binary that exec'd it, and the container's root can then open that
+/// file through /proc and write it once nothing runs it (CVE-2019-5736's
+/// pattern). The monitor's file cannot be opened for writing while the
+/// monitor runs it (ETXTBSY), and no process of the container outlives the
+/// monitor; another strata binary (a second install, or this one replaced
+/// while the container ran) would be writable as soon as its exec ended.
+/// Once the file is open, the container's init is checked to be the
+/// monitor's child still, so that a pid reused since cannot hand over
+/// another program.
+fn monitor_binary(monitor_pid: i32, init_pid: i32, id: &str) -> Result<std::fs::File> {
+    let gone = || {
+        anyhow::anyhow!("container {id} is not running (its monitor, pid {monitor_pid}, is gone)")
+    };
+    let exe = std::fs::File::open(format!("/proc/{monitor_pid}/exe")).map_err(|_| gone())?;
+    let status = std::fs::read_to_string(format!("/proc/{init_pid}/status")).map_err(|_| gone())?;
+    let parent = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    if parent != Some(monitor_pid) {
+        return Err(gone());
+    }
+    Ok(exe)
 }
 
 pub fn exec_in(args: ExecInArgs) -> Result<i32> {
