@@ -166,6 +166,10 @@ pub struct ContainerRecord {
     pub tmpfs: Vec<TmpfsMount>,
     /// Removed when its process exits (`--rm`).
     pub auto_remove: bool,
+    /// Its pid 1 is an init that runs the command, forwards signals and
+    /// reaps orphans (`--init`). Absent in records made before it.
+    #[serde(default)]
+    pub init: bool,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     #[serde(default)]
     pub security: SecurityOptions,
@@ -399,6 +403,7 @@ mod tests {
             mounts: vec![],
             tmpfs: vec![],
             auto_remove: false,
+            init: false,
             security: SecurityOptions::default(),
             resources: Resources::default(),
             net: NetworkConfig::default(),

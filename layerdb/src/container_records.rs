@@ -427,6 +427,7 @@ mod tests {
             mounts: vec![],
             tmpfs: vec![],
             auto_remove: false,
+            init: false,
             security: Default::default(),
             resources: Default::default(),
             net: Default::default(),

@@ -384,6 +384,7 @@ fn container_record(id: &str, image: Digest) -> ContainerRecord {
         mounts: vec![],
         tmpfs: vec![],
         auto_remove: false,
+        init: false,
         security: Default::default(),
         resources: Default::default(),
         net: Default::default(),

@@ -326,6 +326,10 @@ pub struct RunArgs {
     pub detach: bool,
     #[arg(long)]
     pub rm: bool,
+    /// Run an init inside the container that forwards signals and reaps
+    /// processes
+    #[arg(long)]
+    pub init: bool,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables

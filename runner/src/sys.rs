@@ -61,6 +61,28 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every descriptor from `first` up, for `run --init`'s init,
+/// which keeps none of them and never returns to code that owns one: its
+/// loop ends in `_exit`, so no `OwnedFd` is dropped after this.
+pub fn close_all_from_in_init(first: u32) {
+    // SAFETY: close_range takes integers only. The descriptors it closes
+    // may belong to `OwnedFd`s up the stack, but the only caller never
+    // returns and exits with `_exit`, which runs no destructor, so none is
+    // closed twice or used after this.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
+    }
+}
+
+/// _exit(2): ends this process at once, running no exit handler (a
+/// forked process must not run the C++ destructors of the libraries its
+/// parent loaded) and no Rust destructor.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and does not return; nothing in this
+    // process runs after it.
+    unsafe { libc::_exit(code) }
+}
+
 /// Makes the terminal `tty` the controlling terminal of this process, which
 /// must be a session leader without one (right after setsid).
 pub fn set_controlling_terminal(tty: BorrowedFd<'_>) -> io::Result<()> {

@@ -268,6 +268,45 @@ fn tmpfs_mounts_are_the_containers_own_and_never_committed() {
     assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
 }
 
+/// `--init`, as docker's: pid 1 is an init and the command its child; the
+/// init passes on a stop's SIGTERM (a command as pid 1 would ignore it and
+/// wait for the SIGKILL), reaps orphans, and exits as the command did.
+#[test]
+fn init_forwards_signals_reaps_orphans_and_exits_as_the_command() {
+    let s = Strata::with_busybox();
+    let script = "cat /proc/1/comm; echo $$; (sleep 0.1 &); sleep 0.5; \
+                  awk '$3 == \"Z\"' /proc/[0-9]*/stat | wc -l; exit 3";
+    let r = s.run(&["run", "--rm", "--init", "busybox", "sh", "-c", script]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        r.stdout, "strata-init\n2\n0\n",
+        "init, the command's pid, zombies"
+    );
+    let r = s.run(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    // sleep as pid 1 ignores SIGTERM and ends by the SIGKILL after the
+    // timeout (137); under the init it ends on the SIGTERM (143).
+    s.run(&[
+        "run", "-d", "--name", "initd", "--init", "busybox", "sleep", "60",
+    ])
+    .ok();
+    s.run(&["stop", "-t", "30", "initd"]).ok();
+    let r = s
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.State.ExitCode}} {{json .HostConfig.Init}}",
+            "initd",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "143 true\n");
+    // A start keeps it: the recorded container runs under the init again.
+    s.run(&["start", "initd"]).ok();
+    let r = s.run(&["exec", "initd", "cat", "/proc/1/comm"]).ok();
+    assert_eq!(r.stdout, "strata-init\n");
+    s.run(&["rm", "-f", "initd"]).ok();
+}
+
 /// A working directory reached through a symlink whose target is missing
 /// is made at the target, inside the container's root, as runc does.
 #[test]

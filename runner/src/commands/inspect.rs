@@ -118,6 +118,7 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "CapDrop": list_or_null(&c.security.cap_drop),
             "Privileged": c.security.privileged,
             "ReadonlyRootfs": c.security.read_only_rootfs,
+            "Init": c.init.then_some(true),
             "Tmpfs": (!c.tmpfs.is_empty()).then(|| c.tmpfs.iter()
                 .map(|t| (t.target.clone(), json!(t.options)))
                 .collect::<serde_json::Map<_, _>>()),

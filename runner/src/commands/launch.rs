@@ -74,6 +74,7 @@ fn spec_of(id: &ContainerId, rec: &ContainerRecord, paths: &ContainerPaths) -> S
         },
         mounts: rec.mounts.clone(),
         tmpfs: rec.tmpfs.clone(),
+        init: rec.init,
         etc_files: EtcFiles {
             hosts: Some(paths.hosts()),
             hostname: Some(paths.hostname()),

@@ -185,6 +185,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         mounts,
         tmpfs,
         auto_remove: args.rm,
+        init: args.init,
         security,
         resources,
         net,

@@ -169,6 +169,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         cwd: spec.cwd,
         make_cwd: false,
         read_only_root: false,
+        init: false,
         user: spec.user,
         hostname,
         tty: spec.tty,

@@ -30,6 +30,7 @@ pub mod cgroup;
 mod events;
 mod exec;
 mod exit;
+mod init;
 mod lookup;
 mod monitor;
 mod namespaces;

@@ -288,6 +288,7 @@ fn init_steps(
         cwd: &spec.cwd,
         make_cwd: true,
         read_only_root: spec.security.read_only_rootfs,
+        init: spec.init,
         user: &spec.user,
         hostname: spec.hostname.clone(),
         tty: spec.tty,

@@ -40,6 +40,9 @@ pub struct ProcessSpec<'a> {
     /// (`run --read-only`; docker makes a missing working directory before
     /// it mounts the root read-only).
     pub read_only_root: bool,
+    /// Whether this process stays as the container's init and the command
+    /// runs as its child (`run --init`).
+    pub init: bool,
     pub user: &'a str,
     pub hostname: String,
     pub tty: bool,
@@ -115,6 +118,9 @@ fn prepare_and_exec(
             .map_err(|err| StartError::other(format!("load the seccomp filter: {err}")))?;
     }
     capabilities::set_final(&kept)?;
+    if process.init {
+        super::init::start(process.tty)?;
+    }
     execve(
         &c_string(path.as_os_str().as_encoded_bytes())?,
         &c_strings(process.args)?,

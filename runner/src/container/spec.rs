@@ -37,6 +37,8 @@ pub struct Spec {
     pub mounts: Vec<layerdb::BindMount>,
     /// `--tmpfs dst[:options]`.
     pub tmpfs: Vec<layerdb::TmpfsMount>,
+    /// `--init`: pid 1 is an init, the command its child.
+    pub init: bool,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub etc_files: EtcFiles,
     /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
