@@ -64,15 +64,18 @@ fn without_runtime_paths(changes: Vec<Change>, rec: &ContainerRecord) -> Vec<Cha
 /// change set is one instant's; data written through mmap is flushed to
 /// the upper. The container's monitor does the pausing
 /// (`container::pause`): if this process dies while the container is
-/// paused, the monitor resumes it.
-struct Paused(Option<crate::container::pause::Paused>);
+/// paused, the monitor resumes it. `commit`, `export` and `diff` read the
+/// upper by host paths: a running container could swap a directory they
+/// are in for a symlink to a host directory between two of their reads
+/// (docker pauses `cp` for the same race, CVE-2018-15664).
+pub(super) struct Paused(Option<crate::container::pause::Paused>);
 
 /// Set in tests: after pausing, commit says so on stderr and waits to be
 /// killed, so a test can kill it while the container is paused.
 const HOLD_PAUSE_FOR_TESTS: &str = "STRATA_TEST_HOLD_PAUSE";
 
 impl Paused {
-    fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
+    pub(super) fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
         let State::Running { pid, .. } = rec.state else {
             return Ok(Paused(None));
         };

@@ -1,7 +1,7 @@
 //! `strata diff`: a container's change set as A/C/D lines, read from its
 //! upper directory.
 
-use super::commit::{change_set, image_of};
+use super::commit::{change_set, image_of, Paused};
 use super::Ctx;
 use crate::liveness;
 use anyhow::Result;
@@ -13,7 +13,11 @@ pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
     let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, container)?;
     let image = image_of(&store, &rec)?;
-    for c in change_set(&store, &rec, &image)?.0 {
+    let changes = {
+        let _paused = Paused::new(ctx, &rec, true)?;
+        change_set(&store, &rec, &image)?.0
+    };
+    for c in changes {
         let letter = match c.kind {
             ChangeKind::Added => 'A',
             ChangeKind::Modified => 'C',

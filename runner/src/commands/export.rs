@@ -6,7 +6,7 @@ use crate::cli::ExportArgs;
 use crate::liveness;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,12 +39,27 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let mut opts =
         fusefs::MountOptions::of_image(&store, &image, Some(store.container_dir(&rec.id).upper()))?;
     opts.read_only = true;
-    let mount = fusefs::mount(opts, tmp.path())?;
     let tree = tmp.path().to_path_buf();
-    write_tree(&tree, &mut out)?;
+    if rec.state.is_running() {
+        // Paused while the tree is read (see `commit::Paused`), into a
+        // file first: a reader of the output that stops reading must not
+        // hold the container paused.
+        let mut spooled = tempfile::tempfile_in(ctx.root.join("tmp"))?;
+        {
+            let _paused = super::commit::Paused::new(ctx, &rec, true)?;
+            let mount = fusefs::mount(opts, &tree)?;
+            write_tree(&tree, &mut std::io::BufWriter::new(&mut spooled))?;
+            drop(mount);
+        }
+        spooled.seek(std::io::SeekFrom::Start(0))?;
+        std::io::copy(&mut spooled, &mut out)?;
+    } else {
+        let mount = fusefs::mount(opts, &tree)?;
+        write_tree(&tree, &mut out)?;
+        // Unmount before the mountpoint's directory is removed.
+        drop(mount);
+    }
     out.flush()?;
-    // Unmount before the mountpoint's directory is removed.
-    drop(mount);
     drop(tmp);
     Ok(0)
 }
