@@ -32,6 +32,30 @@ use open_chunks::{ChunkFile, OpenChunks};
 use verdicts::{LookupsAhead, StoredVerdicts, Verdict};
 
 /// Whether `data` is `chunk`'s content: its length and its sha256.
+/// Opens the chunk file at `path` for reading, refusing anything but a
+/// regular file: a FIFO planted under a chunk's name would block every
+/// reader for good (the open is non-blocking, the type checked after it),
+/// a device would serve bytes without end, and a symlink is not followed.
+pub(crate) fn open_chunk_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)?;
+    let kind = f.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(f);
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::other(format!("{what}, not a chunk file")))
+}
+
 pub(crate) fn content_matches(chunk: &ChunkRef, data: &[u8]) -> std::result::Result<(), String> {
     if data.len() != chunk.len as usize {
         return Err(format!("{} bytes, expected {}", data.len(), chunk.len));
@@ -157,6 +181,9 @@ impl ChunkDir {
     /// temporary file); gone already is as good.
     pub(crate) fn remove_path(&self, path: &Path) -> Result<()> {
         match self.storage.remove_file(path) {
+            // A directory under a chunk's name is no chunk: it goes too,
+            // or neither `verify --repair` nor gc could ever clear it.
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory => fs::remove_dir_all(path).at(path),
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
             _ => Ok(()),
         }
@@ -174,7 +201,7 @@ impl ChunkDir {
         if let Some(f) = self.open.get_or_wait(&chunk.digest) {
             return Ok(f);
         }
-        let f = File::open(self.path_of(&chunk.digest))
+        let f = open_chunk_file(&self.path_of(&chunk.digest))
             .map_err(|e| self.damaged(chunk, e.to_string()))?;
         let f = Arc::new(ChunkFile::new(f));
         self.open.keep(chunk.digest, f.clone());
@@ -245,7 +272,7 @@ impl ChunkDir {
                             if !open.start(c) {
                                 continue; // a reader took it
                             }
-                            let f = File::open(dir.join(c.hex())).ok();
+                            let f = open_chunk_file(&dir.join(c.hex())).ok();
                             if let Some(f) = &f {
                                 open_chunks::start_reading(f);
                             }
@@ -334,7 +361,10 @@ impl ChunkDir {
             digest: chunk.digest,
             reason,
         };
-        let data = fs::read(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
+        let mut data = Vec::with_capacity(chunk.len as usize);
+        open_chunk_file(&self.path_of(&chunk.digest))
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| bad(e.to_string()))?;
         content_matches(chunk, &data).map_err(bad)?;
         Ok(data)
     }
@@ -347,7 +377,7 @@ impl ChunkDir {
             digest: chunk.digest,
             reason,
         };
-        let f = File::open(self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
+        let f = open_chunk_file(&self.path_of(&chunk.digest)).map_err(|e| bad(e.to_string()))?;
         let meta = f.metadata().map_err(|e| bad(e.to_string()))?;
         if meta.len() != chunk.len as u64 {
             return Err(bad(format!("{} bytes, expected {}", meta.len(), chunk.len)));
@@ -749,7 +779,7 @@ fn store_chunk(
 fn drop_cached(dir: &ChunkDir, digests: &[Digest]) {
     use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
     for digest in digests {
-        if let Ok(f) = File::open(dir.path_of(digest)) {
+        if let Ok(f) = open_chunk_file(&dir.path_of(digest)) {
             let _ = posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
     }

@@ -168,6 +168,70 @@ fn importing_the_same_content_again_replaces_a_damaged_chunk() {
     assert_eq!(m.read("b").unwrap(), data[1]);
 }
 
+/// Runs `args`, failing the test if it takes more than a minute: the
+/// command is killed, not waited for.
+fn run_bounded(s: &Strata, args: &[&str]) -> common::Run {
+    let mut child = s
+        .cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("strata {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+/// A chunk replaced by a FIFO (or any file that is not a regular one) is
+/// a damaged chunk: opened without blocking and refused by its type,
+/// where opening it waited for a writer for good (verify, save, a mount's
+/// reader, an import of the same content all hung).
+#[test]
+fn a_chunk_replaced_by_a_fifo_is_damaged_not_a_hang() {
+    let (s, tar, data) = victim();
+    let damaged = chunks_of(&s, "victim", "a")[0].clone();
+    std::fs::remove_file(&damaged).unwrap();
+    nix::unistd::mkfifo(&damaged, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let name = damaged.file_name().unwrap().to_str().unwrap();
+    let r = run_bounded(&s, &["verify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(name), "{}", r.stderr);
+    let out = s.path("saved.tar");
+    let r = run_bounded(&s, &["save", "-o", out.to_str().unwrap(), "victim"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    {
+        let m = Mounted::new(&s, "victim", "mnt");
+        assert_eio(m.read("a"), "a file whose chunk is a FIFO");
+        assert_eq!(m.read("b").unwrap(), data[1], "another file still reads");
+    }
+    let r = run_bounded(&s, &["import", tar.to_str().unwrap(), "again"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_bounded(&s, &["verify"]).ok();
+    let m = Mounted::new(&s, "victim", "mnt2");
+    assert_eq!(m.read("a").unwrap(), data[0]);
+    drop(m);
+    // A directory under a chunk's name: named by verify, cleared by
+    // --repair (it could not be removed before), then imported again.
+    let damaged = chunks_of(&s, "victim", "b")[0].clone();
+    std::fs::remove_file(&damaged).unwrap();
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("inside"), b"x").unwrap();
+    let r = run_bounded(&s, &["verify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    run_bounded(&s, &["verify", "--repair"]);
+    assert!(!damaged.exists(), "verify --repair left the directory");
+    run_bounded(&s, &["import", tar.to_str().unwrap(), "again"]).ok();
+    run_bounded(&s, &["verify"]).ok();
+}
+
 #[test]
 fn a_truncated_and_a_missing_chunk_give_eio_and_the_mount_survives() {
     let (s, _, data) = victim();

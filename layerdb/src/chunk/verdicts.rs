@@ -23,7 +23,6 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::keys;
 use rocksdb::WriteBatch;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -198,7 +197,7 @@ pub(crate) fn fingerprint_of(path: &Path) -> Option<Fingerprint> {
 /// taken before it is read: a change during the read moves it (see
 /// [`Fingerprint::settle`]).
 pub(crate) fn holding(path: &Path, data: &[u8]) -> Option<Fingerprint> {
-    let mut f = File::open(path).ok()?;
+    let mut f = super::open_chunk_file(path).ok()?;
     let meta = f.metadata().ok()?;
     if meta.len() != data.len() as u64 {
         return None;
