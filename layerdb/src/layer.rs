@@ -173,6 +173,14 @@ impl LayerBuilder {
             self.refuse_past_path_max(&path, &entry.link, "link target")?;
         }
         let shown = String::from_utf8_lossy(&path).into_owned();
+        if path.is_empty() && entry.kind != Kind::Dir {
+            return Err(
+                self.bad("entry \".\" names the root, which must be a directory".to_string())
+            );
+        }
+        if let Some(old) = self.entries.get(&path) {
+            self.refuse_replacing_a_link_target(&path, old.kind, entry.kind)?;
+        }
         if let Some(old) = self.entries.remove(&path) {
             self.replace(&path, &old, &mut entry);
         }
@@ -221,6 +229,30 @@ impl LayerBuilder {
             shortened(path),
             value.len()
         )))
+    }
+
+    /// Refuses a second entry for `path` that would take away a file a
+    /// hardlink earlier in the layer names: the file itself, or one under
+    /// it when a directory is replaced by something else. The layer keeps
+    /// hardlinks by name, so the link would name the new entry (or
+    /// nothing), where an extraction keeps the first file's content under
+    /// the link's name.
+    fn refuse_replacing_a_link_target(&self, path: &[u8], old: Kind, new: Kind) -> Result<()> {
+        let prefix = [path, b"/"].concat();
+        let subtree_goes = old == Kind::Dir && new != Kind::Dir;
+        let named = self.entries.iter().find(|(_, e)| {
+            e.kind == Kind::Hardlink
+                && (e.link == path || (subtree_goes && e.link.starts_with(&prefix)))
+        });
+        match named {
+            Some((link, e)) => Err(self.bad(format!(
+                "entry {:?} replaces {:?}, which hardlink {:?} earlier in the layer names",
+                String::from_utf8_lossy(path),
+                String::from_utf8_lossy(&e.link),
+                String::from_utf8_lossy(link)
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A second entry for `path` (`old` is gone from the entries): the

@@ -840,3 +840,59 @@ fn the_first_writer_brings_a_format_2_store_up_and_a_newer_one_is_refused() {
         "the store is \"strata store format 4\", this strata reads \"strata store format 3\"",
     );
 }
+
+/// Tars an attacker review made: a file a hardlink names replaced later in
+/// the layer (by a file, a symlink, a directory, or its directory by a
+/// file), and an entry `.` that is a file. The layer keeps hardlinks by
+/// name, so the link served the replacement (or a directory), and the
+/// last one panicked; a root that is a file mounted as EIO. Each is now
+/// refused in one line, exit 125, and nothing is stored.
+#[test]
+fn a_replaced_hardlink_target_or_a_root_that_is_no_directory_is_refused() {
+    let s = Strata::new();
+    let tars = [
+        (
+            TarMaker::new()
+                .file("a", &noise(300_000, 5))
+                .hardlink("h", "a")
+                .file("a", b"new content"),
+            "replaces \"a\", which hardlink \"h\"",
+        ),
+        (
+            TarMaker::new()
+                .file("a", b"old")
+                .hardlink("h", "a")
+                .symlink("a", "/etc/passwd"),
+            "replaces \"a\", which hardlink \"h\"",
+        ),
+        (
+            TarMaker::new()
+                .dir("d")
+                .file("d/a", b"old")
+                .hardlink("h", "d/a")
+                .file("d", b"now a file"),
+            "replaces \"d/a\", which hardlink \"h\"",
+        ),
+        (
+            TarMaker::new().raw(tar::EntryType::Regular, ".", "", b"x"),
+            "names the root, which must be a directory",
+        ),
+    ];
+    for (i, (tar, refused)) in tars.into_iter().enumerate() {
+        let path = tar.write(&s.path(&format!("bad{i}.tar")));
+        let r = s.run(&["import", path.to_str().unwrap(), &format!("bad:{i}")]);
+        assert_eq!(r.code, 125, "{i}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{i}: {}", r.stderr);
+        assert!(r.stderr.contains(refused), "{i}: {}", r.stderr);
+    }
+    assert_eq!(s.run(&["images", "-q"]).ok().stdout, "");
+    s.run(&["verify"]).ok();
+    // A directory over a directory keeps what is under it, links included.
+    let fine = TarMaker::new()
+        .dir("d")
+        .file("d/a", b"kept")
+        .hardlink("h", "d/a")
+        .dir("d")
+        .write(&s.path("fine.tar"));
+    s.import(&fine, "fine:1");
+}
