@@ -56,6 +56,13 @@ fn options() -> Options {
     // Periodic stats dumps start a timer thread in every process.
     o.set_stats_dump_period_sec(0);
     o.set_stats_persist_period_sec(0);
+    // A log record that fails its checksum before the log's end is damage,
+    // and the open fails. RocksDB's default recovers to the record before
+    // it and drops every later write without a word, so the images those
+    // writes recorded were lost and gc deleted their chunks. Only a record
+    // cut short at a log's end (a write a crash interrupted, which never
+    // returned: every write is synced) is let go.
+    o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     // Recovery replays the log into the memtable and keeps the log rather
     // than writing (and fsyncing) a tiny table at each open after a write;
     // `open_writer` flushes once logs pile up or grow (an import's batch).
@@ -111,6 +118,7 @@ impl Db {
         )?;
         locked();
         let path = root.join("db");
+        check_not_orphaned(root)?;
         threads::check(threads::WRITER)?;
         let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
         threads::started(threads::WRITER);
@@ -128,6 +136,7 @@ impl Db {
 
     pub fn open_secondary(root: &Path) -> Result<Db> {
         let path = root.join("db");
+        check_not_orphaned(root)?;
         if !path.join("CURRENT").exists() {
             // A reader of a store nobody wrote yet: make it, then read it
             // (its owner only: every other writer checked before it made
@@ -145,7 +154,10 @@ impl Db {
             db.try_catch_up_with_primary()?;
             Ok(db)
         });
-        let db = match opened {
+        let db = match opened.map_err(|e| db_error(&path, e)).and_then(|db| {
+            check_tables(&db, &path)?;
+            Ok(db)
+        }) {
             Ok(db) => {
                 threads::started(threads::READER);
                 db
@@ -153,7 +165,7 @@ impl Db {
             Err(e) => {
                 // Not left behind for gc (a full disk fails here too).
                 let _ = storage.remove_dir_all(&dir);
-                return Err(db_error(&path, e));
+                return Err(e);
             }
         };
         Ok(Db {
@@ -356,6 +368,85 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Refuses an index whose `CURRENT` is gone while it holds what an index
+/// that was written holds: a table, or a log with records. RocksDB, told
+/// to create a missing index, would make a new one holding at most what
+/// the logs replay, and gc would then delete the chunks of every image the
+/// lost tables recorded. (An index a crash cut off while it was first
+/// made has neither, and is made again.)
+fn check_not_orphaned(root: &Path) -> Result<()> {
+    let path = root.join("db");
+    if path.join("CURRENT").exists() {
+        return Ok(());
+    }
+    let Ok(entries) = fs::read_dir(&path) else {
+        return Ok(());
+    };
+    let written = entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.ends_with(".sst")
+            || (name.ends_with(".log") && e.metadata().is_ok_and(|m| m.len() > 0))
+    });
+    if !written {
+        return Ok(());
+    }
+    Err(StoreError::IndexDamaged {
+        path,
+        reason: "its CURRENT file is missing while it holds tables or logs".to_string(),
+    })
+}
+
+/// Refuses a secondary whose tables are not all there, whole. A secondary
+/// opens without the table files a primary's compaction may have removed
+/// since, and one whose MANIFEST names a table lost or cut short opens
+/// with no table at all, so the images they recorded went unnoticed (a
+/// writer's open checks its tables itself). Its view lists its tables and
+/// their sizes (`rocksdb.sstables`): each must be there at that size, and
+/// a view of none while `db/` holds tables is such a failed load.
+fn check_tables(db: &DB, path: &Path) -> Result<()> {
+    let damaged = |reason: String| StoreError::IndexDamaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let listing = db
+        .property_value("rocksdb.sstables")
+        .map_err(|e| db_error(path, e))?
+        .unwrap_or_default();
+    // Lines like ` 141:1389[...]`: the table's number and its size.
+    let tables: Vec<(u64, u64)> = listing
+        .lines()
+        .filter_map(|l| {
+            let (number, rest) = l.trim_start().split_once(':')?;
+            let size = rest.split('[').next()?;
+            Some((number.parse().ok()?, size.parse().ok()?))
+        })
+        .collect();
+    for (number, size) in &tables {
+        let file = path.join(format!("{number:06}.sst"));
+        match fs::metadata(&file) {
+            Ok(m) if m.len() == *size => {}
+            Ok(m) => {
+                return Err(damaged(format!(
+                    "table {number:06}.sst holds {} bytes, expected {size}",
+                    m.len()
+                )))
+            }
+            Err(e) => return Err(damaged(format!("table {number:06}.sst: {e}"))),
+        }
+    }
+    let on_disk = fs::read_dir(path).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".sst"))
+    });
+    if tables.is_empty() && on_disk {
+        return Err(damaged(
+            "its tables could not be loaded (one is missing or cut short)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn db_error(path: &Path, source: rocksdb::Error) -> StoreError {

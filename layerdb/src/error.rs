@@ -27,6 +27,17 @@ pub enum StoreError {
         #[source]
         source: rocksdb::Error,
     },
+    /// The index's files are not all there (a file lost, cut short, or a
+    /// `db/` gone while the store holds chunks): opening it would make a
+    /// new, emptier index, and gc would then delete what the lost part
+    /// named.
+    #[error("the store's index at {} is damaged: {reason}; restore it from a backup, or move the store aside", path.display())]
+    IndexDamaged {
+        /// The index directory (`<root>/db`).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another process held the store's lock past the wait limit; the store
     /// root. Retrying later is the fix.
     #[error("the store at {0} is busy: another strata process held it for too long; try again")]

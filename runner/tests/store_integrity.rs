@@ -625,3 +625,97 @@ fn a_mounted_file_of_many_chunks_reads_right_at_any_offset_in_big_kernel_reads()
         assert!(m.read(name).unwrap() == *data, "the whole of {name}");
     }
 }
+
+/// Two images, the first flushed into a table (a log per writer open, and
+/// more than 16 logs are flushed), the second in the log; the chunk count.
+fn two_images_one_in_a_table() -> (Strata, usize) {
+    let s = Strata::new();
+    let first = TarMaker::new()
+        .file("a", &noise(300_000, 41))
+        .write(&s.path("first.tar"));
+    s.import(&first, "first");
+    for i in 0..18 {
+        s.run(&["tag", "first", &format!("t{i}")]).ok();
+        s.run(&["rmi", &format!("t{i}")]).ok();
+    }
+    let second = TarMaker::new()
+        .file("b", &noise(300_000, 42))
+        .write(&s.path("second.tar"));
+    s.import(&second, "second");
+    let chunks = chunk_count(&s.root());
+    (s, chunks)
+}
+
+/// Index files an attacker review damaged: each made commands read a
+/// smaller index (a lost CURRENT made a new one from the logs alone, a
+/// damaged log record had writers drop every later write, a lost or
+/// shortened table left readers with no table), verify pass, and gc
+/// delete the chunks of the images it no longer saw. Each now fails every
+/// command in one line, and gc deletes nothing.
+#[test]
+fn a_damaged_index_is_refused_not_shrunk() {
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 4] = [
+        ("CURRENT removed", |db| {
+            std::fs::remove_file(db.join("CURRENT")).unwrap()
+        }),
+        ("a table cut short", |db| {
+            let table = tables(db)[0].clone();
+            let f = std::fs::OpenOptions::new().write(true).open(table).unwrap();
+            f.set_len(1000).unwrap();
+        }),
+        ("a table removed", |db| {
+            std::fs::remove_file(&tables(db)[0]).unwrap()
+        }),
+        ("a log record damaged", |db| {
+            let log = logs(db).last().unwrap().clone();
+            let len = std::fs::metadata(&log).unwrap().len();
+            let mut bytes = std::fs::read(&log).unwrap();
+            for b in &mut bytes[(len / 3) as usize..(len / 3) as usize + 4] {
+                *b ^= 0xA5;
+            }
+            std::fs::write(&log, bytes).unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        let (s, chunks) = two_images_one_in_a_table();
+        damage(&s.root().join("db"));
+        for args in [
+            &["images"][..],
+            &["verify"],
+            &["gc"],
+            &["run", "--rm", "first", "true"],
+        ] {
+            let r = s.run(args);
+            assert_eq!(r.code, 125, "{what}: {args:?}: {}{}", r.stdout, r.stderr);
+            assert_eq!(
+                r.stderr.lines().count(),
+                1,
+                "{what}: {args:?}: {}",
+                r.stderr
+            );
+        }
+        assert_eq!(chunk_count(&s.root()), chunks, "{what}: gc deleted chunks");
+    }
+}
+
+fn files_ending(db: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(db)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    found.sort();
+    found
+}
+
+fn tables(db: &Path) -> Vec<PathBuf> {
+    let found = files_ending(db, ".sst");
+    assert!(!found.is_empty(), "no table in {}", db.display());
+    found
+}
+
+fn logs(db: &Path) -> Vec<PathBuf> {
+    files_ending(db, ".log")
+}
