@@ -116,6 +116,15 @@ pub enum StoreError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// A directory given as the store root holds files that are not a
+    /// store's: the root, and one of them.
+    #[error("{} is not a strata store, and it holds other files ({name}): give --root an empty or new directory", root.display())]
+    NotAStore {
+        /// The directory.
+        root: PathBuf,
+        /// One of the names in it that is not a store's.
+        name: String,
+    },
     /// Every generated name tried for a new container was taken.
     #[error("no free generated container name: give one with --name")]
     NoFreeName,

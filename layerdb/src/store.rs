@@ -228,6 +228,39 @@ pub(crate) fn check_owner(root: &Path) -> Result<()> {
     })
 }
 
+/// The names a store makes in its root (and `lost+found`, which a
+/// filesystem made for the store brings).
+const STORE_NAMES: [&str; 10] = [
+    "format",
+    "db",
+    "chunks",
+    "containers",
+    "tmp",
+    "pins",
+    "lock",
+    "gc.lock",
+    "reserve",
+    "lost+found",
+];
+
+/// Refuses to make a store in a directory that holds other files: making
+/// it private would take them from their other users (`--root ~` or
+/// `--root /tmp` made the home or /tmp 1700, its files 0600).
+fn refuse_foreign_files(root: &Path) -> Result<()> {
+    let foreign = fs::read_dir(root)
+        .at(root)?
+        .flatten()
+        .map(|e| e.file_name())
+        .find(|name| !STORE_NAMES.iter().any(|own| name == *own));
+    match foreign {
+        Some(name) => Err(StoreError::NotAStore {
+            root: root.to_path_buf(),
+            name: name.to_string_lossy().into_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check_format(root: &Path, storage: &dyn crate::storage::Storage, writing: bool) -> Result<()> {
     let path = root.join("format");
     match fs::read_to_string(&path) {
@@ -256,6 +289,7 @@ fn check_format(root: &Path, storage: &dyn crate::storage::Storage, writing: boo
                     reason: "a store from before format 2 (chunks in fan-out directories): use another --root".into(),
                 });
             }
+            refuse_foreign_files(root)?;
             // Its bytes are synced before it is named: a power cut after the
             // name reached the disk and before the bytes did left an empty
             // format file, and the store was refused as another format

@@ -896,3 +896,54 @@ fn a_replaced_hardlink_target_or_a_root_that_is_no_directory_is_refused() {
         .write(&s.path("fine.tar"));
     s.import(&fine, "fine:1");
 }
+
+/// `--root` naming a directory that holds other files (a home, /tmp) is
+/// refused in one line and left as it was: making a store there took it
+/// private, chmodding what was in it. An empty or new directory becomes a
+/// store, and a store opens as before.
+#[test]
+fn a_root_holding_other_files_is_refused_and_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Strata::new();
+    let shared = s.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::create_dir(shared.join("tmp")).unwrap();
+    std::fs::write(shared.join("tmp/tool.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        shared.join("tmp/tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(shared.join("notes"), "mine").unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let at = |root: &std::path::Path, verb: &str| -> common::Run {
+        std::process::Command::new(common::bin())
+            .arg("--root")
+            .arg(root)
+            .arg(verb)
+            .env_remove("STRATA_ROOT")
+            .output()
+            .unwrap()
+            .into()
+    };
+    for verb in ["ps", "images", "gc"] {
+        let r = at(&shared, verb);
+        assert_eq!(r.code, 125, "{verb}: {}", r.stderr);
+        assert!(r.stderr.contains("is not a strata store"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    assert_eq!(mode(&shared), 0o1777);
+    assert_eq!(mode(&shared.join("tmp/tool.sh")), 0o755);
+    let names: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // An empty directory becomes a store.
+    let empty = s.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    at(&empty, "ps").ok();
+    at(&empty, "images").ok();
+}
