@@ -61,17 +61,28 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Closes every descriptor from `first` up, for `run --init`'s init,
-/// which keeps none of them and never returns to code that owns one: its
-/// loop ends in `_exit`, so no `OwnedFd` is dropped after this.
-pub fn close_all_from_in_init(first: u32) {
+/// Closes every descriptor from `first` up, for a forked process that
+/// keeps none of them and never returns to code that owns one (`run
+/// --init`'s init, a stdio relay): it ends in `_exit`, so no `OwnedFd` is
+/// dropped after this.
+pub fn close_all_from_before_exit(first: u32) {
     // SAFETY: close_range takes integers only. The descriptors it closes
-    // may belong to `OwnedFd`s up the stack, but the only caller never
-    // returns and exits with `_exit`, which runs no destructor, so none is
-    // closed twice or used after this.
+    // may belong to `OwnedFd`s up the stack, but the callers (a container's
+    // init, a stdio relay) never return and exit with `_exit`, which runs
+    // no destructor, so none is closed twice or used after this.
     unsafe {
         libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
     }
+}
+
+/// A descriptor number as a `BorrowedFd`, for a descriptor the caller
+/// knows is open for as long as it uses the result (stdio, or a pipe end
+/// a forked relay keeps until it exits).
+pub fn borrow_open_fd(fd: i32) -> BorrowedFd<'static> {
+    // SAFETY: the callers pass only descriptors that stay open while the
+    // borrow is used (see above); a closed one would make the calls on it
+    // fail with EBADF, not touch memory.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// _exit(2): ends this process at once, running no exit handler (a

@@ -466,3 +466,68 @@ fn exec_runs_from_the_monitors_binary_not_the_callers() {
     );
     assert_eq!(running, fs::metadata(common::bin()).unwrap().ino());
 }
+
+/// A root container given the CLI's stdio files would be the host's root
+/// on them: through /proc/self/fd it could open its stdin's file to write
+/// and its output files to truncate or read what they held. It gets pipes
+/// instead, as with docker, and every byte it writes still reaches the
+/// files before the CLI returns.
+#[test]
+fn stdio_files_reach_a_container_and_an_exec_through_pipes() {
+    let f = Fixture::new();
+    let s = &f.strata;
+    f.track("stdio-target");
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "stdio-target",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    let script = "read line; echo \"got $line\"; \
+        echo tampered > /proc/self/fd/0; : > /proc/self/fd/1; : > /proc/self/fd/2; \
+        seq 1 30000; echo to-stderr >&2";
+    let runs: [&[&str]; 2] = [
+        &["run", "--rm", "-i", "busybox", "sh", "-c", script],
+        &["exec", "-i", "stdio-target", "sh", "-c", script],
+    ];
+    for args in runs {
+        let input = s.path("input.txt");
+        fs::write(&input, "from the host\n").unwrap();
+        let (stdout, stderr) = (s.path("stdout.log"), s.path("stderr.log"));
+        fs::write(&stdout, "kept\n").unwrap();
+        fs::write(&stderr, "kept\n").unwrap();
+        let append = |path| fs::File::options().append(true).open(path).unwrap();
+        let status = s
+            .cmd(args)
+            .stdin(fs::File::open(&input).unwrap())
+            .stdout(append(&stdout))
+            .stderr(append(&stderr))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}: {status}");
+        let written = fs::read_to_string(&stdout).unwrap();
+        let (head, numbers) = written.split_at(written.len().min(23));
+        assert_eq!(head, "kept\ngot from the host\n", "{args:?}");
+        let expected: String = (1..=30000).map(|n| format!("{n}\n")).collect();
+        assert!(
+            numbers == expected,
+            "{args:?}: {} bytes of numbers, not {}",
+            numbers.len(),
+            expected.len()
+        );
+        assert_eq!(
+            fs::read_to_string(&stderr).unwrap(),
+            "kept\nto-stderr\n",
+            "{args:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(&input).unwrap(),
+            "from the host\n",
+            "{args:?}"
+        );
+    }
+}

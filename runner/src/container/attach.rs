@@ -249,7 +249,7 @@ pub fn copy_once(from: BorrowedFd<'_>, to: &mut impl std::io::Write) -> bool {
 }
 
 /// Writes all of `bytes` to a descriptor; false when it fails.
-fn write_all(to: BorrowedFd<'_>, mut bytes: &[u8]) -> bool {
+pub(super) fn write_all(to: BorrowedFd<'_>, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
         match nix::unistd::write(to, bytes) {
             Ok(count) => bytes = &bytes[count..],

@@ -96,6 +96,16 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
+    // The CLI's stdio files behind pipes, as a container's are (relay.rs);
+    // held until the process has exited and its output is in the files.
+    let spec = &request.spec;
+    let relays = match (!spec.tty)
+        .then(|| super::relay::interpose(spec.interactive))
+        .transpose()
+    {
+        Ok(relays) => relays,
+        Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
+    };
     if let Err(err) = enter_container(&request.namespaces) {
         return fail(err);
     }
@@ -105,6 +115,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
     };
     events.send(&Event::Started { pid: pid.as_raw() });
     let code = supervise(pid, None, None);
+    drop(relays);
     events.send(&Event::Exited { code });
     code
 }

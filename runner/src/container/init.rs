@@ -51,7 +51,7 @@ pub fn start(tty: bool) -> Result<(), StartError> {
 fn serve(command: Pid) -> ! {
     // Only the command's exec closes the descriptors the monitor watches
     // for the start's outcome; the init must not keep them open.
-    sys::close_all_from_in_init(3);
+    sys::close_all_from_before_exit(3);
     let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::sys::prctl::set_name(c"strata-init");
     let all = SigSet::all();

@@ -37,6 +37,7 @@ mod namespaces;
 pub mod pause;
 mod process;
 mod pty;
+mod relay;
 mod rootfs;
 mod seccomp;
 mod security;

@@ -75,8 +75,9 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         events.send(&Event::Failed(err));
         code
     };
-    // Held while the monitor lives: the open stdin of a `-di` container.
-    let _stdin_held = match leave_terminal(spec, detach) {
+    // Held while the container lives: the open stdin of a `-di` container,
+    // or the relays of an attached one's stdio files.
+    let stdio_held = match leave_terminal(spec, detach) {
         Ok(held) => held,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -155,6 +156,8 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         .is_some_and(super::cgroup::ContainerCgroup::oom_killed);
     hooks.exited(code, oom_killed);
     hooks.unmount();
+    // Its last output in the files before the CLI hears that it ended.
+    drop(stdio_held);
     events.send(&Event::Exited { code });
     code
 }
@@ -165,10 +168,17 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 /// kept open and never written, as docker keeps a `-di` container's stdin
 /// open (`sh` waits on it rather than exiting at once). Returns that
 /// pipe's write end, which the monitor holds while it lives.
-fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Option<OwnedFd>> {
+fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
     setsid().context("setsid")?;
     if !detach {
-        return Ok(None);
+        // Attached without a terminal: the CLI's stdio, each file behind a
+        // pipe (see relay.rs).
+        return Ok(Held {
+            _stdin: None,
+            _relays: (!spec.tty)
+                .then(|| super::relay::interpose(spec.interactive))
+                .transpose()?,
+        });
     }
     let log = OpenOptions::new()
         .create(true)
@@ -189,7 +199,18 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Option<OwnedFd>> 
     };
     dup2_stdout(&log).context("dup2 stdout")?;
     dup2_stderr(&log).context("dup2 stderr")?;
-    Ok(held)
+    Ok(Held {
+        _stdin: held,
+        _relays: None,
+    })
+}
+
+/// What the monitor holds for the container's stdio while it lives.
+struct Held {
+    /// Detached: the open stdin of a `-di` container.
+    _stdin: Option<OwnedFd>,
+    /// Attached: the relays of the CLI's stdio files, waited for last.
+    _relays: Option<super::relay::Relays>,
 }
 
 /// The container's first process, parked until [`Self::release`].
