@@ -177,7 +177,8 @@ impl Store {
             }
         }
         for (id, reason) in damaged_records {
-            r.problems.push(format!("container {id}: {reason}"));
+            r.problems
+                .push(format!("container {id}: {reason} (`rm {id}` removes it)"));
         }
         r.damaged = damaged.into_iter().collect();
         r.damaged.sort();

@@ -250,6 +250,16 @@ fn a_truncated_and_a_missing_chunk_give_eio_and_the_mount_survives() {
     assert_eio(m.read("a"), "the truncated one again");
 }
 
+/// How many of save's temporary files and directories are in the test's
+/// directory.
+fn leftovers_of_save(s: &Strata) -> usize {
+    std::fs::read_dir(s.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-save-"))
+        .count()
+}
+
 #[test]
 fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
     let s = Strata::new();
@@ -263,12 +273,7 @@ fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
     assert!(!file.exists(), "a failed save left its file");
-    let leftovers: Vec<_> = std::fs::read_dir(s.path(""))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-save-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(leftovers_of_save(&s), 0);
     let out = s.path("saved");
     let r = s.run(&[
         "save",
@@ -280,6 +285,20 @@ fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
     ]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
+    assert!(!out.exists(), "a failed save left its directory");
+    assert_eq!(leftovers_of_save(&s), 0);
+    // Into a directory that was there, blobs are written in place, and
+    // none is named for bytes it does not hold.
+    std::fs::create_dir(&out).unwrap();
+    let r = s.run(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        out.to_str().unwrap(),
+        "victim",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
     for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
         let blob = blob.unwrap().path();
         let digest = layerdb::Digest::of(&std::fs::read(&blob).unwrap());
@@ -718,4 +737,37 @@ fn tables(db: &Path) -> Vec<PathBuf> {
 
 fn logs(db: &Path) -> Vec<PathBuf> {
     files_ending(db, ".log")
+}
+
+#[test]
+fn a_container_whose_record_is_damaged_is_reported_and_rm_removes_it() {
+    let s = Strata::new();
+    let tar = TarMaker::new().file("f", b"x").write(&s.path("a.tar"));
+    s.import(&tar, "img:1");
+    let id = s
+        .run(&["create", "--name", "hurt", "img:1", "/f"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let dir = s.root().join("containers").join(&id);
+    std::fs::write(dir.join("record.json"), b"{\"id\": 7").unwrap();
+    let v = s.run(&["verify"]);
+    assert_ne!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        format!("{}{}", v.stdout, v.stderr).contains(&format!("`rm {id}` removes it")),
+        "{}{}",
+        v.stdout,
+        v.stderr
+    );
+    s.run(&["rm", &id[..12]]).ok();
+    assert!(!dir.exists());
+    s.run(&["verify"]).ok();
+    let again = s.run(&["rm", &id[..12]]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("No such container"),
+        "{}",
+        again.stderr
+    );
 }

@@ -16,7 +16,15 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
         let result = (|| -> Result<()> {
             let rec = {
                 let store = ctx.store_to_delete()?;
-                liveness::container(&store, name)?
+                match liveness::container(&store, name) {
+                    Ok(rec) => rec,
+                    // A record that cannot be read is still removable by
+                    // id, the way out of what `verify` reports.
+                    Err(e) => match store.remove_damaged_container(name)? {
+                        Some(_) => return Ok(()),
+                        None => return Err(e),
+                    },
+                }
             };
             if rec.state.is_running() {
                 if !args.force {

@@ -8,7 +8,8 @@
 //!
 //! As docker's: a tar on stdout, or in FILE with `-o` (written aside and
 //! renamed into place, so a failed save leaves no half file). podman's
-//! `--format oci-dir` writes the layout into a directory instead.
+//! `--format oci-dir` writes the layout into a directory instead (a new
+//! one made aside and renamed into place too).
 
 use super::Ctx;
 use crate::cli::SaveArgs;
@@ -17,6 +18,7 @@ use layerdb::{Digest, ImageRecord, Store};
 use serde_json::{json, Value};
 use std::fs;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
@@ -39,13 +41,21 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         images.push((name.as_str(), image));
     }
     match (&args.output, directory) {
-        (Some(dir), true) => write_layout(&store, &images, dir)?,
+        (Some(dir), true) if dir.exists() => write_layout(&store, &images, dir)?,
+        // A new directory appears whole or not at all: made beside, then
+        // renamed into place.
+        (Some(dir), true) => {
+            let made = tempfile::Builder::new()
+                .prefix(".strata-save-")
+                .tempdir_in(parent_of(dir))
+                .with_context(|| format!("create a directory beside {}", dir.display()))?;
+            write_layout(&store, &images, made.path())?;
+            fs::set_permissions(made.path(), fs::Permissions::from_mode(0o755))?;
+            fs::rename(made.path(), dir).with_context(|| format!("write {}", dir.display()))?;
+        }
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
-            let parent = match file.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
+            let parent = parent_of(file);
             let mut out = tempfile::Builder::new()
                 .prefix(".strata-save-")
                 .tempfile_in(parent)
@@ -71,6 +81,14 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The directory `path` is in.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// The layout, made in a directory under `tmp`, as a tar on `out`.
