@@ -819,3 +819,14 @@ fn error_messages_escape_the_bytes_they_quote() {
     assert!(!err.contains('\x1b'), "raw escape in {err:?}");
     assert!(err.contains("\\u{1b}"), "{err:?}");
 }
+
+#[test]
+fn a_docker_archive_naming_its_image_with_an_invalid_name_is_refused() {
+    let s = Strata::new();
+    let dir = s.path("archive");
+    docker_manifest(&dir, "config.json", &["layer.tar"], "Bad Name:1");
+    let layer = layer_tar();
+    std::fs::write(dir.join("config.json"), config_for(&[sha(&layer)])).unwrap();
+    std::fs::write(dir.join("layer.tar"), layer).unwrap();
+    assert_refused(&s, &dir, "invalid image name \"Bad Name:1\"");
+}

@@ -15,7 +15,7 @@ mod layout;
 
 use super::Ctx;
 use crate::cli::LoadArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use layerdb::escape::escape;
 use layerdb::oci::{self, VerifiedReader};
 use layerdb::{Digest, Entry, ExactImage, Ingest, Kind, PendingLayer, Reference};
@@ -290,21 +290,28 @@ struct DockerManifest {
     layers: Vec<String>,
 }
 
-/// The images of a docker archive's `manifest.json`.
+/// The images of a docker archive's `manifest.json`. A name there that is
+/// not one is refused before anything loads, as docker refuses it.
 fn docker_images(layout: &Layout) -> Result<Vec<Found>> {
     let json = Blob::at("manifest.json").read(layout)?;
     let list: Vec<DockerManifest> = oci::parse_document("manifest.json", "docker manifest", &json)?;
-    Ok(list
-        .into_iter()
-        .map(|m| Found {
-            config: Blob::at(&m.config),
-            layers: m.layers.iter().map(|l| Blob::at(l)).collect(),
-            names: m
+    list.into_iter()
+        .map(|m| {
+            let names = m
                 .repo_tags
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|t| familiar(t))
-                .collect(),
+                .map(|tag| {
+                    Reference::parse_familiar(tag).map_err(|err| {
+                        anyhow!("manifest.json: invalid image name {:?}: {err}", escape(tag))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(Found {
+                config: Blob::at(&m.config),
+                layers: m.layers.iter().map(|l| Blob::at(l)).collect(),
+                names,
+            })
         })
-        .collect())
+        .collect()
 }
