@@ -149,7 +149,9 @@ impl Drop for Ingest {
         }
         match self.remove_unreferenced(&created) {
             Ok((_, 0)) => {}
-            Ok((_, left)) => log::warn!(
+            // Not a warning: the failure is the caller's one line, and gc
+            // removes these as it removes any chunk nothing references.
+            Ok((_, left)) => log::info!(
                 "{left} chunk files of the failed ingest are left for `strata gc` (another import or commit is running)"
             ),
             Err(e) => log::warn!(

@@ -162,7 +162,12 @@ fn list(ctx: &Ctx) -> Result<i32> {
         return Ok(0);
     };
     for f in dir.flatten() {
-        let Ok(rec) = serde_json::from_slice::<MountRecord>(&std::fs::read(f.path())?) else {
+        // Another `mount` listing at once may have removed a stale record
+        // (and its log) since the directory was read.
+        let Ok(bytes) = std::fs::read(f.path()) else {
+            continue;
+        };
+        let Ok(rec) = serde_json::from_slice::<MountRecord>(&bytes) else {
             continue;
         };
         if liveness::process_alive(rec.pid as i32) {
