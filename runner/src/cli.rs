@@ -346,6 +346,10 @@ pub struct RunArgs {
     /// Mount a tmpfs directory: PATH[:OPTIONS] (noexec,nosuid,nodev first)
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Attach a mount: type=bind,source=HOST,target=PATH[,readonly] or
+    /// type=tmpfs,target=PATH[,tmpfs-size=N][,tmpfs-mode=MODE]
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// bridge (the default: a network of its own, NAT to the outside),
     /// host or none
     #[arg(long, alias = "net", default_value = "bridge")]

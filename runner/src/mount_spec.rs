@@ -1,11 +1,11 @@
-//! Mount specs: docker's `-v` (host paths only; `--mount` belongs here
-//! when it comes) and `--tmpfs`, parsed and checked before a container is
-//! recorded. The record's types are layerdb's [`BindMount`] and
+//! Mount specs: docker's `-v` and `--mount` (host paths only: strata has
+//! no named volumes) and `--tmpfs`, parsed and checked before a container
+//! is recorded. The record's types are layerdb's [`BindMount`] and
 //! [`TmpfsMount`].
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use layerdb::{BindMount, TmpfsMount};
 use nix::mount::MsFlags;
 
@@ -40,6 +40,122 @@ pub fn tmpfs(value: &str) -> anyhow::Result<TmpfsMount> {
         target: clean_target(target),
         options: options.to_owned(),
     })
+}
+
+/// A `--mount` value, as one of the mounts `-v` and `--tmpfs` make.
+#[derive(Debug, PartialEq)]
+pub enum Mount {
+    Bind(BindMount),
+    Tmpfs(TmpfsMount),
+}
+
+/// A `--mount` value: docker's comma-separated `key=value` fields (`type`,
+/// `source`/`src`, `target`/`destination`/`dst`, `readonly`/`ro`,
+/// `bind-propagation`, `tmpfs-size`, `tmpfs-mode`, `consistency`). Unlike
+/// `-v`, a bind's source must exist, as docker requires.
+pub fn mount(value: &str) -> anyhow::Result<Mount> {
+    let invalid = |why: String| anyhow!("invalid argument \"{value}\" for \"--mount\" flag: {why}");
+    let (mut kind, mut source, mut target) = ("volume", None, None);
+    let (mut read_only, mut tmpfs_data) = (false, Vec::new());
+    for field in value.split(',') {
+        let (key, val) = match field.split_once('=') {
+            Some((key, val)) => (key, Some(val)),
+            None => (field, None),
+        };
+        let given = || {
+            val.ok_or_else(|| invalid(format!("invalid field '{field}' must be a key=value pair")))
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" => kind = given()?,
+            "source" | "src" => source = Some(given()?),
+            "target" | "destination" | "dst" => target = Some(given()?),
+            "readonly" | "ro" => {
+                read_only = match val.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("1" | "true") => true,
+                    Some("0" | "false") => false,
+                    Some(other) => {
+                        return Err(invalid(format!("invalid value for {key}: {other}")))
+                    }
+                }
+            }
+            // Binds are private here, as docker's default; the other
+            // propagations would share the host's later mounts.
+            "bind-propagation" => match given()? {
+                "rprivate" | "private" => {}
+                other => {
+                    return Err(invalid(format!(
+                        "bind-propagation {other} is not supported: binds are rprivate"
+                    )))
+                }
+            },
+            "tmpfs-size" => tmpfs_data.push(format!("size={}", given()?.to_ascii_lowercase())),
+            "tmpfs-mode" => tmpfs_data.push(format!("mode={}", given()?)),
+            // docker accepts it and ignores it on Linux.
+            "consistency" => {
+                given()?;
+            }
+            _ => return Err(invalid(format!("unexpected key '{key}' in '{field}'"))),
+        }
+    }
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
+        return Err(invalid("target is required".into()));
+    };
+    let config = |kind: &str| format!("invalid mount config for type \"{kind}\"");
+    if !target.starts_with('/') {
+        bail!(
+            "{}: invalid mount path: '{target}' mount path must be absolute",
+            config(kind)
+        );
+    }
+    check_target(target).with_context(|| config(kind))?;
+    match kind {
+        "bind" => {
+            if !tmpfs_data.is_empty() {
+                bail!("{}: tmpfs options are for type=tmpfs", config(kind));
+            }
+            let source = match source {
+                Some(s) if !s.is_empty() => s,
+                _ => bail!("{}: field Source must not be empty", config(kind)),
+            };
+            if !source.starts_with('/') {
+                bail!(
+                    "{}: source {source:?} must be an absolute host path",
+                    config(kind)
+                );
+            }
+            let source = std::fs::canonicalize(source).map_err(|_| {
+                anyhow!(
+                    "{}: bind source path does not exist: {source}",
+                    config(kind)
+                )
+            })?;
+            Ok(Mount::Bind(BindMount {
+                source,
+                target: clean_target(target),
+                read_only,
+            }))
+        }
+        "tmpfs" => {
+            if source.is_some_and(|s| !s.is_empty()) {
+                bail!("{}: field Source must be empty for tmpfs", config(kind));
+            }
+            if read_only {
+                tmpfs_data.push("ro".into());
+            }
+            let options = tmpfs_data.join(",");
+            tmpfs_options(&options).with_context(|| config(kind))?;
+            Ok(Mount::Tmpfs(TmpfsMount {
+                target: clean_target(target),
+                options,
+            }))
+        }
+        "volume" => {
+            bail!("named volumes are not supported: use type=bind with an absolute host path")
+        }
+        other => Err(invalid(format!(
+            "invalid mount type {other:?}: bind or tmpfs"
+        ))),
+    }
 }
 
 /// The mount flags and the tmpfs data of `--tmpfs` options: docker's
@@ -229,6 +345,47 @@ mod tests {
         assert!(message("/tmp:/proc/sys").contains("inside /proc"));
         assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
         assert!(parse_bind_mount("/tmp:/system").is_ok());
+    }
+
+    #[test]
+    fn mount_takes_dockers_fields_for_binds_and_tmpfs() {
+        assert_eq!(
+            mount("type=bind,src=/tmp,dst=/data//x/,readonly").unwrap(),
+            Mount::Bind(BindMount {
+                source: std::fs::canonicalize("/tmp").unwrap(),
+                target: "/data/x".into(),
+                read_only: true,
+            })
+        );
+        assert_eq!(
+            mount("type=bind,source=/tmp,target=/d,ro=false,bind-propagation=rprivate").unwrap(),
+            Mount::Bind(BindMount {
+                source: std::fs::canonicalize("/tmp").unwrap(),
+                target: "/d".into(),
+                read_only: false,
+            })
+        );
+        assert_eq!(
+            mount("type=tmpfs,destination=/cache,tmpfs-size=64M,tmpfs-mode=1770,readonly=true")
+                .unwrap(),
+            Mount::Tmpfs(TmpfsMount {
+                target: "/cache".into(),
+                options: "size=64m,mode=1770,ro".into(),
+            })
+        );
+        let refused = |value: &str| format!("{:#}", mount(value).expect_err(value));
+        assert!(refused("type=bind,src=/tmp").contains("target is required"));
+        assert!(refused("type=bind,dst=/d").contains("Source must not be empty"));
+        assert!(refused("type=bind,src=/no/such/dir,dst=/d").contains("does not exist"));
+        assert!(refused("type=bind,src=rel,dst=/d").contains("absolute host path"));
+        assert!(refused("src=/tmp,dst=/d").contains("named volumes are not supported"));
+        assert!(refused("type=bind,src=/tmp,dst=/d,colour=red").contains("unexpected key 'colour'"));
+        assert!(refused("type=bind,src=/tmp,dst=/d,bind-propagation=shared").contains("rprivate"));
+        assert!(refused("type=bind,src=/tmp,dst=/").contains("destination can't be '/'"));
+        assert!(refused("type=bind,src=/tmp,dst=d").contains("must be absolute"));
+        assert!(refused("type=tmpfs,dst=/d,tmpfs-size").contains("key=value"));
+        assert!(refused("type=tmpfs,src=/tmp,dst=/d").contains("Source must be empty"));
+        assert!(refused("type=npipe,dst=/d").contains("invalid mount type"));
     }
 
     #[test]

@@ -268,6 +268,59 @@ fn tmpfs_mounts_are_the_containers_own_and_never_committed() {
     assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
 }
 
+/// `--mount`, docker's long form of `-v` and `--tmpfs`: a read-only bind
+/// and a sized tmpfs; a bind source that does not exist and a named
+/// volume refused in a line.
+#[test]
+fn mount_flags_make_binds_and_tmpfs_as_the_short_forms_do() {
+    let s = Strata::with_busybox();
+    let host = s.path("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("note"), "from the host\n").unwrap();
+    let bind = format!(
+        "type=bind,source={},target=/shared,readonly",
+        host.display()
+    );
+    let r = s
+        .run(&[
+            "run",
+            "--name",
+            "mounted",
+            "--mount",
+            &bind,
+            "--mount",
+            "type=tmpfs,dst=/cache,tmpfs-size=1m",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /shared/note; touch /shared/x 2>/dev/null || echo read-only; \
+             grep ' /cache ' /proc/mounts",
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[..2], ["from the host", "read-only"], "{}", r.stdout);
+    assert!(
+        lines[2].starts_with("tmpfs /cache tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k"),
+        "{}",
+        r.stdout
+    );
+    s.run(&["rm", "mounted"]).ok();
+    for (mount, refused) in [
+        (
+            "type=bind,src=/no/such/dir,dst=/d",
+            "bind source path does not exist",
+        ),
+        ("source=data,target=/d", "named volumes are not supported"),
+        ("type=bind,src=/tmp", "target is required"),
+    ] {
+        let r = s.run(&["run", "--name", "none", "--mount", mount, "busybox", "true"]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(refused), "{}", r.stderr);
+    }
+    assert_eq!(s.run(&["ps", "-a", "-q"]).ok().stdout, "");
+}
+
 /// `--init`, as docker's: pid 1 is an init and the command its child; the
 /// init passes on a stop's SIGTERM (a command as pid 1 would ignore it and
 /// wait for the SIGKILL), reaps orphans, and exits as the command did.

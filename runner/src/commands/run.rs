@@ -89,16 +89,22 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// arms SIGALRM for its time under the writer lock.
 fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord> {
     let env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
-    let mounts = args
+    let mut mounts = args
         .volume
         .iter()
         .map(|v| crate::mount_spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
-    let tmpfs = args
+    let mut tmpfs = args
         .tmpfs
         .iter()
         .map(|t| crate::mount_spec::tmpfs(t))
         .collect::<Result<Vec<_>>>()?;
+    for value in &args.mount {
+        match crate::mount_spec::mount(value)? {
+            crate::mount_spec::Mount::Bind(bind) => mounts.push(bind),
+            crate::mount_spec::Mount::Tmpfs(t) => tmpfs.push(t),
+        }
+    }
     let mut targets: Vec<&str> = mounts.iter().map(|m| m.target.as_str()).collect();
     targets.extend(tmpfs.iter().map(|t| t.target.as_str()));
     targets.sort_unstable();
