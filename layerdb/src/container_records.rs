@@ -225,21 +225,6 @@ impl Store {
         Ok(file_records(self.root())?.damaged)
     }
 
-    /// Removes the container whose record cannot be read that `s` names by
-    /// full id or unique id prefix: `rm`'s way out of the damage `verify`
-    /// reports. Its id, or None when `s` names no such container.
-    pub fn remove_damaged_container(&self, s: &str) -> Result<Option<String>> {
-        let damaged = self.damaged_containers()?;
-        let mut matches = damaged
-            .iter()
-            .filter(|(id, _)| !s.is_empty() && id.starts_with(s));
-        let (Some((id, _)), None) = (matches.next(), matches.next()) else {
-            return Ok(None);
-        };
-        remove(self.root(), id)?;
-        Ok(Some(id.clone()))
-    }
-
     /// [`Store::containers`] and [`Store::damaged_containers`] from one
     /// reading of the record files, for gc and verify, which need both.
     pub fn containers_and_damaged(&self) -> Result<(Vec<ContainerRecord>, Vec<DamagedRecord>)> {
@@ -509,14 +494,6 @@ mod tests {
             damaged.path().is_dir(),
             "gc took a damaged container's directory"
         );
-        let store = Store::open(root).unwrap();
-        assert_eq!(store.remove_damaged_container(&good).unwrap(), None);
-        assert_eq!(
-            store.remove_damaged_container(&bad[..12]).unwrap(),
-            Some(bad.clone())
-        );
-        assert!(!damaged.path().exists());
-        assert!(store.verify().unwrap().problems.is_empty());
     }
 
     #[test]

@@ -390,6 +390,40 @@ pub fn parse_rfc3339(input: &str) -> Result<i64, TimeParseError> {
         .ok_or_else(|| fail("outside the representable range (1677 to 2262)"))
 }
 
+/// docker's RAMInBytes, for the flag `flag`: a number (a fraction
+/// allowed) and an optional unit b, k, m, g, t or p (any case, binary
+/// multiples), optionally followed by `b`/`ib` as in `512mb` or `1GiB`.
+pub fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
+    let bad = || {
+        anyhow::anyhow!("invalid argument \"{value}\" for \"{flag}\" flag: invalid size: '{value}'")
+    };
+    let lower = value.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
+        .unwrap_or(unit);
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

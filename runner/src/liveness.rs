@@ -2,9 +2,10 @@
 //! their state still says running. Any command that looks a container up
 //! settles it: the stale mount goes and the state becomes exited.
 
+use crate::container_id::ContainerId;
 use crate::run_state;
 use crate::stack::ContainerPaths;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State, Store};
 
 /// Exit code recorded for a container whose monitor vanished: as if killed.
@@ -132,6 +133,31 @@ pub fn remove(store: &Store, rec: &ContainerRecord) -> Result<()> {
     }
     crate::network::forget(&rec.id);
     Ok(store.remove_container(rec)?)
+}
+
+/// Removes container `id`, whose record cannot be read: the way out of
+/// what `verify` reports. Refused while a monitor its state file names is
+/// alive (a newer strata's record reads as damaged too); then as
+/// [`remove`]: a mount a dead monitor left, the lease, the record and the
+/// directory.
+pub fn remove_damaged(store: &Store, id: &ContainerId) -> Result<()> {
+    let paths = ContainerPaths::new(store.root(), id);
+    if let Some(State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
+        run_state::read(&paths)
+    {
+        if process_alive(monitor_pid) {
+            bail!("cannot remove container {id}: its record cannot be read and its monitor (pid {monitor_pid}) is running");
+        }
+    }
+    let merged = paths.merged();
+    if is_mounted(&merged) {
+        fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
+    }
+    crate::network::forget(id.as_str());
+    Ok(layerdb::container_records::remove(
+        store.root(),
+        id.as_str(),
+    )?)
 }
 
 /// A container by name or id, settled.

@@ -55,7 +55,7 @@ pub enum Mount {
 /// `-v`, a bind's source must exist, as docker requires.
 pub fn mount(value: &str) -> anyhow::Result<Mount> {
     let invalid = |why: String| anyhow!("invalid argument \"{value}\" for \"--mount\" flag: {why}");
-    let (mut kind, mut source, mut target) = ("volume", None, None);
+    let (mut kind, mut source, mut target) = ("volume".to_owned(), None, None);
     let (mut read_only, mut tmpfs_data) = (false, Vec::new());
     for field in value.split(',') {
         let (key, val) = match field.split_once('=') {
@@ -66,13 +66,14 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
             val.ok_or_else(|| invalid(format!("invalid field '{field}' must be a key=value pair")))
         };
         match key.to_ascii_lowercase().as_str() {
-            "type" => kind = given()?,
+            "type" => kind = given()?.to_ascii_lowercase(),
             "source" | "src" => source = Some(given()?),
             "target" | "destination" | "dst" => target = Some(given()?),
             "readonly" | "ro" => {
-                read_only = match val.map(str::to_ascii_lowercase).as_deref() {
-                    None | Some("1" | "true") => true,
-                    Some("0" | "false") => false,
+                // Go's ParseBool, as docker reads it.
+                read_only = match val {
+                    None | Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
+                    Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
                     Some(other) => {
                         return Err(invalid(format!("invalid value for {key}: {other}")))
                     }
@@ -88,8 +89,21 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
                     )))
                 }
             },
-            "tmpfs-size" => tmpfs_data.push(format!("size={}", given()?.to_ascii_lowercase())),
-            "tmpfs-mode" => tmpfs_data.push(format!("mode={}", given()?)),
+            // Checked here, as docker does, not left for the kernel to
+            // refuse at the start: bytes, and an octal mode.
+            "tmpfs-size" => {
+                let size = crate::humanize::parse_size(given()?, "--mount")?;
+                tmpfs_data.push(format!("size={size}"));
+            }
+            "tmpfs-mode" => {
+                let mode = u32::from_str_radix(given()?, 8)
+                    .ok()
+                    .filter(|mode| *mode <= 0o7777)
+                    .ok_or_else(|| {
+                        invalid(format!("invalid value for {key}: {}", val.unwrap_or("")))
+                    })?;
+                tmpfs_data.push(format!("mode={mode:o}"));
+            }
             // docker accepts it and ignores it on Linux.
             "consistency" => {
                 given()?;
@@ -104,29 +118,29 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
     if !target.starts_with('/') {
         bail!(
             "{}: invalid mount path: '{target}' mount path must be absolute",
-            config(kind)
+            config(&kind)
         );
     }
-    check_target(target).with_context(|| config(kind))?;
-    match kind {
+    check_target(target).with_context(|| config(&kind))?;
+    match kind.as_str() {
         "bind" => {
             if !tmpfs_data.is_empty() {
-                bail!("{}: tmpfs options are for type=tmpfs", config(kind));
+                bail!("{}: tmpfs options are for type=tmpfs", config(&kind));
             }
             let source = match source {
                 Some(s) if !s.is_empty() => s,
-                _ => bail!("{}: field Source must not be empty", config(kind)),
+                _ => bail!("{}: field Source must not be empty", config(&kind)),
             };
             if !source.starts_with('/') {
                 bail!(
                     "{}: source {source:?} must be an absolute host path",
-                    config(kind)
+                    config(&kind)
                 );
             }
             let source = std::fs::canonicalize(source).map_err(|_| {
                 anyhow!(
                     "{}: bind source path does not exist: {source}",
-                    config(kind)
+                    config(&kind)
                 )
             })?;
             Ok(Mount::Bind(BindMount {
@@ -137,13 +151,13 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
         }
         "tmpfs" => {
             if source.is_some_and(|s| !s.is_empty()) {
-                bail!("{}: field Source must be empty for tmpfs", config(kind));
+                bail!("{}: field Source must be empty for tmpfs", config(&kind));
             }
             if read_only {
                 tmpfs_data.push("ro".into());
             }
             let options = tmpfs_data.join(",");
-            tmpfs_options(&options).with_context(|| config(kind))?;
+            tmpfs_options(&options).with_context(|| config(&kind))?;
             Ok(Mount::Tmpfs(TmpfsMount {
                 target: clean_target(target),
                 options,
@@ -201,13 +215,27 @@ pub fn tmpfs_options(options: &str) -> anyhow::Result<(MsFlags, String)> {
     Ok((flags, data.join(",")))
 }
 
-/// `/a//b/./c/` as `/a/b/c`: the target is compared with change-set paths.
+/// `/a//b/./c/` as `/a/b/c`, and `/a/../b` as `/b`, as Go's filepath.Clean
+/// makes docker's targets: the target is compared with change-set paths
+/// and with the places no mount may go.
 fn clean_target(target: &str) -> String {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
+    format!("/{}", target_parts(target).join("/"))
+}
+
+/// The components of `target` cleaned: no empty one, no `.`, and `..`
+/// taking back the one before it (at the root, nothing).
+fn target_parts(target: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    parts
 }
 
 /// Parses docker's `-v` value. Only host paths are supported (no named
@@ -241,11 +269,7 @@ fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
 /// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
 /// inside it; a bind over /sys or /dev would hand the container the host's).
 fn check_target(target: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = target
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
-    match parts.as_slice() {
+    match target_parts(target).as_slice() {
         [] => bail!("invalid specification: destination can't be '/'"),
         [top @ ("proc" | "sys" | "dev")] => {
             bail!("invalid specification: destination can't be '/{top}'")
@@ -343,6 +367,9 @@ mod tests {
         assert!(message("/tmp://sys").ends_with("destination can't be '/sys'"));
         assert!(message("/tmp:/dev:ro").ends_with("destination can't be '/dev'"));
         assert!(message("/tmp:/proc/sys").contains("inside /proc"));
+        assert!(message("/tmp:/x/../proc").ends_with("destination can't be '/proc'"));
+        assert!(message("/tmp:/..").ends_with("destination can't be '/'"));
+        assert!(message("/tmp:/x/../../proc/sys").contains("inside /proc"));
         assert!(parse_bind_mount("/tmp:/dev/shm/x").is_ok());
         assert!(parse_bind_mount("/tmp:/system").is_ok());
     }
@@ -370,7 +397,14 @@ mod tests {
                 .unwrap(),
             Mount::Tmpfs(TmpfsMount {
                 target: "/cache".into(),
-                options: "size=64m,mode=1770,ro".into(),
+                options: "size=67108864,mode=1770,ro".into(),
+            })
+        );
+        assert_eq!(
+            mount("Type=TMPFS,dst=/c,tmpfs-size=1.5k,readonly=F").unwrap(),
+            Mount::Tmpfs(TmpfsMount {
+                target: "/c".into(),
+                options: "size=1536".into(),
             })
         );
         let refused = |value: &str| format!("{:#}", mount(value).expect_err(value));
@@ -386,11 +420,17 @@ mod tests {
         assert!(refused("type=tmpfs,dst=/d,tmpfs-size").contains("key=value"));
         assert!(refused("type=tmpfs,src=/tmp,dst=/d").contains("Source must be empty"));
         assert!(refused("type=npipe,dst=/d").contains("invalid mount type"));
+        assert!(refused("type=tmpfs,dst=/d,tmpfs-size=64q").contains("invalid size"));
+        assert!(refused("type=tmpfs,dst=/d,tmpfs-mode=999").contains("tmpfs-mode"));
+        assert!(refused("type=tmpfs,dst=/d,tmpfs-size=1m,exec").contains("unexpected key 'exec'"));
+        assert!(refused("type=tmpfs,dst=/x/../proc").contains("destination can't be '/proc'"));
     }
 
     #[test]
     fn volume_targets_are_cleaned_for_comparison() {
         assert_eq!(clean_target("/deep//data/./"), "/deep/data");
+        assert_eq!(clean_target("/a/../b/c/.."), "/b");
+        assert_eq!(clean_target("/../../x"), "/x");
         assert_eq!(clean_target("/"), "/");
     }
 }

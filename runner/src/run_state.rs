@@ -113,7 +113,7 @@ fn lock_bounded(dir: File, path: &Path) -> Result<Flock<File>> {
     }
 }
 
-fn read(paths: &ContainerPaths) -> Option<State> {
+pub fn read(paths: &ContainerPaths) -> Option<State> {
     let bytes = fs::read(paths.state()).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -85,15 +85,6 @@ pub fn borrow_open_fd(fd: i32) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// _exit(2): ends this process at once, running no exit handler (a
-/// forked process must not run the C++ destructors of the libraries its
-/// parent loaded) and no Rust destructor.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit takes an integer and does not return; nothing in this
-    // process runs after it.
-    unsafe { libc::_exit(code) }
-}
-
 /// Makes the terminal `tty` the controlling terminal of this process, which
 /// must be a session leader without one (right after setsid).
 pub fn set_controlling_terminal(tty: BorrowedFd<'_>) -> io::Result<()> {
@@ -238,7 +229,8 @@ pub fn load_seccomp_program(program: &[u8]) -> io::Result<()> {
 }
 
 /// _exit(2): ends a forked child at once, without the exit handlers and
-/// buffers it inherited from the CLI (they belong to the parent).
+/// buffers it inherited from the CLI (they belong to the parent; a C++
+/// library's destructors must not run twice) and no Rust destructor.
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit takes an integer and never returns; skipping atexit
     // handlers is its purpose, and nothing in the child depends on them.

@@ -469,9 +469,10 @@ fn exec_runs_from_the_monitors_binary_not_the_callers() {
 
 /// A root container given the CLI's stdio files would be the host's root
 /// on them: through /proc/self/fd it could open its stdin's file to write
-/// and its output files to truncate or read what they held. It gets pipes
-/// instead, as with docker, and every byte it writes still reaches the
-/// files before the CLI returns.
+/// and its output files to truncate or read what they held, or walk the
+/// host's tree from a directory. It gets pipes instead, as with docker,
+/// and every byte it writes still reaches the files before the CLI
+/// returns; an exec that leaves a process holding its output still ends.
 #[test]
 fn stdio_files_reach_a_container_and_an_exec_through_pipes() {
     let f = Fixture::new();
@@ -494,13 +495,13 @@ fn stdio_files_reach_a_container_and_an_exec_through_pipes() {
         &["run", "--rm", "-i", "busybox", "sh", "-c", script],
         &["exec", "-i", "stdio-target", "sh", "-c", script],
     ];
+    let (stdout, stderr) = (s.path("stdout.log"), s.path("stderr.log"));
+    let append = |path| fs::File::options().append(true).open(path).unwrap();
     for args in runs {
         let input = s.path("input.txt");
         fs::write(&input, "from the host\n").unwrap();
-        let (stdout, stderr) = (s.path("stdout.log"), s.path("stderr.log"));
         fs::write(&stdout, "kept\n").unwrap();
         fs::write(&stderr, "kept\n").unwrap();
-        let append = |path| fs::File::options().append(true).open(path).unwrap();
         let status = s
             .cmd(args)
             .stdin(fs::File::open(&input).unwrap())
@@ -530,4 +531,47 @@ fn stdio_files_reach_a_container_and_an_exec_through_pipes() {
             "{args:?}"
         );
     }
+    // A directory as stdin is no way into the host's tree.
+    let host_dir = s.path("host-dir");
+    fs::create_dir(&host_dir).unwrap();
+    fs::write(host_dir.join("secret"), "host only\n").unwrap();
+    let out = s
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/self/fd/0/secret 2>/dev/null || echo refused",
+        ])
+        .stdin(fs::File::open(&host_dir).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\n");
+    // A process an exec leaves behind holds its stdout; the exec ends all
+    // the same (before: for as long as that process lived).
+    fs::write(&stdout, "").unwrap();
+    let mut exec = s
+        .cmd(&[
+            "exec",
+            "stdio-target",
+            "sh",
+            "-c",
+            "sleep 50 & echo started",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(append(&stdout))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while exec.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            exec.kill().unwrap();
+            exec.wait().unwrap();
+            panic!("an exec that left a process behind did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(fs::read_to_string(&stdout).unwrap(), "started\n");
 }

@@ -760,14 +760,40 @@ fn a_container_whose_record_is_damaged_is_reported_and_rm_removes_it() {
         v.stdout,
         v.stderr
     );
-    s.run(&["rm", &id[..12]]).ok();
+    // By its full id only: a prefix or a name could mean another.
+    let by_prefix = s.run(&["rm", &id[..12]]);
+    assert_eq!(by_prefix.code, 1);
+    assert!(dir.exists());
+    s.run(&["rm", &id]).ok();
     assert!(!dir.exists());
     s.run(&["verify"]).ok();
-    let again = s.run(&["rm", &id[..12]]);
+    let again = s.run(&["rm", &id]);
     assert_eq!(again.code, 1);
     assert!(
         again.stderr.contains("No such container"),
         "{}",
         again.stderr
     );
+}
+
+#[test]
+fn a_running_container_whose_record_is_damaged_is_not_removed() {
+    privileges::require_root_and_fuse();
+    let s = Strata::with_busybox();
+    let id = s
+        .run(&["run", "-d", "--name", "live", "busybox", "sleep", "60"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let record = s.root().join("containers").join(&id).join("record.json");
+    let kept = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"{\"id\": 7").unwrap();
+    let r = s.run(&["rm", "-f", &id]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is running"), "{}", r.stderr);
+    assert!(s.root().join("containers").join(&id).join("upper").is_dir());
+    std::fs::write(&record, kept).unwrap();
+    assert_eq!(s.run(&["ps", "-q"]).ok().stdout.trim(), &id[..12]);
+    s.run(&["rm", "-f", &id]).ok();
 }

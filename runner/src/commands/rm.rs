@@ -19,10 +19,10 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 match liveness::container(&store, name) {
                     Ok(rec) => rec,
                     // A record that cannot be read is still removable by
-                    // id, the way out of what `verify` reports.
-                    Err(e) => match store.remove_damaged_container(name)? {
-                        Some(_) => return Ok(()),
-                        None => return Err(e),
+                    // its full id, the way out of what `verify` reports.
+                    Err(e) => match (is_damaged_record(&e), name.parse()) {
+                        (true, Ok(id)) => return liveness::remove_damaged(&store, &id),
+                        _ => return Err(e),
                     },
                 }
             };
@@ -66,5 +66,13 @@ fn is_no_such_container(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<layerdb::StoreError>(),
         Some(layerdb::StoreError::NoSuchContainer(_))
+    )
+}
+
+/// Whether looking a container up by its full id failed on its record.
+fn is_damaged_record(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<layerdb::StoreError>(),
+        Some(layerdb::StoreError::Corrupt { .. })
     )
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! CLI          opens /proc/<pid>/ns/*, the pty; forks the helper; attach.rs
-//!  +- helper   setsid; setns into ipc, uts, net, pid; forks (a pid
+//!  +- helper   setsid; stdio relays; setns into ipc, uts, net, pid; forks (a pid
 //!      |       namespace applies to children only); reports to the CLI
 //!      +- process  setns into mnt; pty, user, cwd, exec
 //! ```
@@ -96,8 +96,11 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
-    // The CLI's stdio files behind pipes, as a container's are (relay.rs);
-    // held until the process has exited and its output is in the files.
+    if let Err(err) = leave_cli() {
+        return fail(err);
+    }
+    // The CLI's stdio behind pipes, as a container's is (relay.rs); held
+    // until the process has exited and its output is through.
     let spec = &request.spec;
     let relays = match (!spec.tty)
         .then(|| super::relay::interpose(spec.interactive))
@@ -106,7 +109,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         Ok(relays) => relays,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
-    if let Err(err) = enter_container(&request.namespaces) {
+    if let Err(err) = request.namespaces.join_all_but_mount() {
         return fail(err);
     }
     let pid = match fork_process(request) {
@@ -121,12 +124,11 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
 }
 
 /// A session of our own (Ctrl-C at the CLI's terminal is forwarded by the
-/// CLI, it must not kill us), death with the CLI, then the namespaces.
-fn enter_container(namespaces: &NamespaceFiles) -> Result<(), StartError> {
+/// CLI, it must not kill us or the relays), and death with the CLI.
+fn leave_cli() -> Result<(), StartError> {
     setsid().map_err(|errno| StartError::from_errno("setsid", errno))?;
     prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
-    namespaces.join_all_but_mount()
+        .map_err(|errno| StartError::from_errno("set parent death signal", errno))
 }
 
 /// Forks the process (now inside the pid namespace) and waits for its exec.

@@ -70,9 +70,9 @@ fn serve(command: Pid) -> ! {
 fn reap(command: Pid) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == command => sys::exit_now(code),
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => sys::exit_immediately(code),
             Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
-                sys::exit_now(128 + signal as i32)
+                sys::exit_immediately(128 + signal as i32)
             }
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}

@@ -1,28 +1,46 @@
-//! The stdio of an attached container or exec without a terminal, where the
-//! CLI's is a file: a pipe, with a
-//! process of the monitor's copying between it and the file. Given the
-//! file itself, the container could open it again through
-//! `/proc/self/fd/N` with modes of its own: read what the user's output
-//! file held before (`>>`), truncate it, or write the file its stdin came
-//! from, as its root (who is the host's root for a root container). docker
-//! and podman relay every stream; a pipe, a terminal or a socket given
-//! itself opens again as itself, so only files are relayed.
+//! The stdio of an attached container or exec without a terminal: pipes,
+//! with a process of the monitor's (or exec helper's) copying between each
+//! and what the CLI was given. Given a file itself, the container could
+//! open it again through `/proc/self/fd/N` with modes of its own: read
+//! what the user's output file held before (`>>`), truncate it, or write
+//! the file its stdin came from, as its root (who is the host's root for a
+//! root container); given a directory, walk the host's tree from it; given
+//! the user's terminal, read its keystrokes. docker and podman relay every
+//! stream. A pipe reopened through /proc is the same pipe, and /dev/null
+//! holds nothing, so only those two are handed over as they are.
 
 use crate::sys;
-use nix::sys::stat::{fstat, SFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::{fstat, major, minor, FileStat, SFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, ForkResult, Pid};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-/// The relays of this process's stdio; each is waited for when this drops,
-/// after this process's own ends of their pipes are closed, so that what
-/// the container wrote reaches the file before the monitor ends.
-pub struct Relays(Vec<(i32, Pid)>);
+/// How long the output relays may take to drain once the process has
+/// exited: longer only when something it left in the background still
+/// holds the pipe (containerd gives an exec's streams 2 s too).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// One stdio descriptor behind a pipe.
+struct Relay {
+    fd: i32,
+    pid: Pid,
+    /// What the CLI gave (close-on-exec), put back when the relay ends.
+    original: OwnedFd,
+}
+
+/// The relays of this process's stdio, ended when this drops: the output
+/// ones drained, so that what the process wrote is in the files before the
+/// CLI hears it ended; the stdin one stopped, its reader gone.
+pub struct Relays(Vec<Relay>);
 
 /// Puts a pipe and a relay in place of each of fds 1 and 2, and 0 when the
-/// process gets the CLI's stdin (`-i`), that is a regular file or a block
-/// device. Must run before any thread starts.
+/// process gets the CLI's stdin (`-i`), that is neither a pipe nor
+/// /dev/null. Must run in a single-threaded process, after it left the
+/// CLI's session (a Ctrl-C at the CLI's terminal must not kill a relay).
 pub fn interpose(stdin: bool) -> anyhow::Result<Relays> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let mut relays = Vec::new();
@@ -30,16 +48,16 @@ pub fn interpose(stdin: bool) -> anyhow::Result<Relays> {
         let Ok(stat) = fstat(sys::borrow_open_fd(fd)) else {
             continue;
         };
-        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-        if kind != SFlag::S_IFREG && kind != SFlag::S_IFBLK {
+        if handed_over_as_is(&stat) {
             continue;
         }
+        let original = sys::borrow_open_fd(fd).try_clone_to_owned()?;
         let (read, write) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         match sys::fork()? {
             ForkResult::Child => {
-                // The relay copies its fd 0 to its fd 1: for stdin the file
-                // into the pipe, for stdout and stderr the pipe into the
-                // file. It keeps nothing else open, so that the other
+                // The relay copies its fd 0 to its fd 1: for stdin what the
+                // CLI gave into the pipe, for stdout and stderr the pipe
+                // into it. It keeps nothing else open, so that the other
                 // relays' pipes and the monitor's own end when their
                 // holders do.
                 let arranged = match fd {
@@ -48,18 +66,31 @@ pub fn interpose(stdin: bool) -> anyhow::Result<Relays> {
                     _ => dup2_stdin(&read).and_then(|()| dup2_stdout(sys::borrow_open_fd(2))),
                 };
                 if arranged.and_then(|()| dup2_stderr(&null)).is_err() {
-                    sys::exit_now(1);
+                    sys::exit_immediately(1);
                 }
                 sys::close_all_from_before_exit(3);
-                sys::exit_now(copy(sys::borrow_open_fd(0), sys::borrow_open_fd(1)));
+                sys::exit_immediately(copy(sys::borrow_open_fd(0), sys::borrow_open_fd(1)));
             }
             ForkResult::Parent { child } => {
+                let relay = Relay {
+                    fd,
+                    pid: child,
+                    original,
+                };
                 onto_stdio(if fd == 0 { read.as_fd() } else { write.as_fd() }, fd)?;
-                relays.push((fd, child));
+                relays.push(relay);
             }
         }
     }
     Ok(Relays(relays))
+}
+
+/// A pipe (or FIFO) or /dev/null: reopened through /proc, nothing more
+/// than the container already holds.
+fn handed_over_as_is(stat: &FileStat) -> bool {
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    kind == SFlag::S_IFIFO
+        || (kind == SFlag::S_IFCHR && major(stat.st_rdev) == 1 && minor(stat.st_rdev) == 3)
 }
 
 /// Makes stdio descriptor `fd` (0, 1 or 2) a copy of `source`.
@@ -73,13 +104,39 @@ fn onto_stdio(source: impl AsFd, fd: i32) -> nix::Result<()> {
 
 impl Drop for Relays {
     fn drop(&mut self) {
-        if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-            for (fd, _) in &self.0 {
-                let _ = onto_stdio(&null, *fd);
-            }
+        // The CLI's stdio back (the monitor's own messages go there again),
+        // which closes this process's ends of the pipes.
+        for relay in &self.0 {
+            let _ = onto_stdio(&relay.original, relay.fd);
         }
-        for (_, pid) in &self.0 {
-            let _ = waitpid(*pid, None);
+        let deadline = Instant::now() + DRAIN;
+        for relay in &self.0 {
+            // stdin's relay may be waiting on a terminal for a line that
+            // nobody will read.
+            if relay.fd == 0 || !exits_by(relay.pid, deadline) {
+                let _ = kill(relay.pid, Signal::SIGKILL);
+            }
+            let _ = waitpid(relay.pid, None);
+        }
+    }
+}
+
+/// Whether process `pid` (a child) exits before `deadline`.
+fn exits_by(pid: Pid, deadline: Instant) -> bool {
+    let Ok(exited) = sys::pidfd_open(pid) else {
+        return true; // gone already
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(
+            &mut [PollFd::new(exited.as_fd(), PollFlags::POLLIN)],
+            timeout,
+        ) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return true,
         }
     }
 }

@@ -12,11 +12,9 @@ const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 const MEMORY_SWAP_FACTOR: i64 = 2;
 const NANOS_PER_CPU: i64 = 1_000_000_000;
 
-/// docker's RAMInBytes: a number (a fraction allowed) and an optional unit
-/// b, k, m, g, t or p (any case, binary multiples), optionally followed
-/// by `b`/`ib` as in `512mb` or `1GiB`.
+/// docker's `-m`: a size as [`crate::humanize::parse_size`] reads it.
 pub fn parse_memory(value: &str) -> anyhow::Result<i64> {
-    parse_size(value, "-m, --memory")
+    crate::humanize::parse_size(value, "-m, --memory")
 }
 
 /// docker's `--memory-swap`: a size as for `--memory`, or -1 for no limit
@@ -24,39 +22,8 @@ pub fn parse_memory(value: &str) -> anyhow::Result<i64> {
 pub fn parse_memory_swap(value: &str) -> anyhow::Result<i64> {
     match value {
         "-1" => Ok(-1),
-        _ => parse_size(value, "--memory-swap"),
+        _ => crate::humanize::parse_size(value, "--memory-swap"),
     }
-}
-
-fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
-    let bad = || {
-        anyhow::anyhow!("invalid argument \"{value}\" for \"{flag}\" flag: invalid size: '{value}'")
-    };
-    let lower = value.trim().to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (number, unit) = lower.split_at(digits_end);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.trim_start();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
-        .unwrap_or(unit);
-    let shift = match unit {
-        "" | "b" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        "p" => 50,
-        _ => return Err(bad()),
-    };
-    let bytes = number * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as i64)
 }
 
 /// docker's `--cpus`: a decimal number of CPUs, kept as billionths.
