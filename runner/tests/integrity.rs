@@ -288,15 +288,7 @@ fn an_image_saved_by_id_loads_untagged_and_one_saved_by_tag_keeps_it() {
         ("img:1", json!(["img:1"])),
     ] {
         let dir = src.path(&format!("saved-{}", name.replace(':', "-")));
-        src.run(&[
-            "save",
-            "--format",
-            "oci-dir",
-            "-o",
-            dir.to_str().unwrap(),
-            name,
-        ])
-        .ok();
+        src.save_to_dir(&dir, name).ok();
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(manifest[0]["RepoTags"], tags, "saved as {name}");
@@ -321,15 +313,7 @@ fn an_uncompressed_layer_with_a_changed_byte_is_refused() {
         .write(&src.path("a.tar"));
     src.import(&tar, "img:1");
     let dir = s.path("saved");
-    src.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        dir.to_str().unwrap(),
-        "img:1",
-    ])
-    .ok();
+    src.save_to_dir(&dir, "img:1").ok();
     let diff_id = {
         let out = src.run(&["image", "inspect", "img:1"]).ok().stdout;
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -718,15 +702,7 @@ fn a_layer_without_its_parents_keeps_the_lower_layers_directories() {
 /// The content of `path` in the image's saved layer tar.
 fn saved_file(s: &Strata, image: &str, path: &str) -> Vec<u8> {
     let out = s.path(&format!("saved-{}", image.replace(':', "-")));
-    s.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        out.to_str().unwrap(),
-        image,
-    ])
-    .ok();
+    s.save_to_dir(&out, image).ok();
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let layer = out.join(manifest[0]["Layers"][0].as_str().unwrap());

@@ -19,15 +19,7 @@ use std::process::{Command, Stdio};
 fn busybox_layer() -> Vec<u8> {
     let s = Strata::with_busybox();
     let out = s.path("saved");
-    s.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        out.to_str().unwrap(),
-        "busybox",
-    ])
-    .ok();
+    s.save_to_dir(&out, "busybox").ok();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     std::fs::read(out.join(manifest[0]["Layers"][0].as_str().unwrap())).unwrap()

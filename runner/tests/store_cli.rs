@@ -252,15 +252,7 @@ fn save_then_reimport_keeps_the_diff_id() {
         .write(&s.path("w.tar"));
     s.import(&tar, "w");
     let out = s.path("layout");
-    s.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        out.to_str().unwrap(),
-        "w",
-    ])
-    .ok();
+    s.save_to_dir(&out, "w").ok();
     for f in ["oci-layout", "index.json", "manifest.json"] {
         assert!(out.join(f).exists(), "{f} missing");
     }

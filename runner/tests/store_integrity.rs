@@ -275,14 +275,7 @@ fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
     assert!(!file.exists(), "a failed save left its file");
     assert_eq!(leftovers_of_save(&s), 0);
     let out = s.path("saved");
-    let r = s.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        out.to_str().unwrap(),
-        "victim",
-    ]);
+    let r = s.save_to_dir(&out, "victim");
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("does not match its name"), "{}", r.stderr);
     assert!(!out.exists(), "a failed save left its directory");
@@ -290,14 +283,7 @@ fn save_of_an_image_with_a_damaged_chunk_fails_and_writes_no_blob() {
     // Into a directory that was there, blobs are written in place, and
     // none is named for bytes it does not hold.
     std::fs::create_dir(&out).unwrap();
-    let r = s.run(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        out.to_str().unwrap(),
-        "victim",
-    ]);
+    let r = s.save_to_dir(&out, "victim");
     assert_eq!(r.code, 125, "{}", r.stderr);
     for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
         let blob = blob.unwrap().path();

@@ -150,6 +150,13 @@ impl Strata {
         child.wait_with_output().expect("strata finishes").into()
     }
 
+    /// `strata save --format oci-dir -o DIR IMAGE`: the image as an OCI
+    /// layout directory.
+    pub fn save_to_dir(&self, dir: &Path, image: &str) -> Run {
+        let dir = dir.to_str().expect("utf-8 path");
+        self.run(&["save", "--format", "oci-dir", "-o", dir, image])
+    }
+
     /// Imports a tar file and returns the image id line.
     pub fn import(&self, tar: &Path, reference: &str) -> String {
         let r = self
