@@ -72,6 +72,14 @@ struct NodeIo {
     backing: Option<Backing>,
 }
 
+/// Whether this server may have backing files at all: root in the initial
+/// user namespace, where the kernel's CAP_SYS_ADMIN check for them passes.
+/// Where it may not, the first OPEN's probe would find that out anyway;
+/// this decides before FUSE_INIT whether to ask for passthrough by default.
+pub fn within_reach() -> bool {
+    nix::unistd::geteuid().is_root() && crate::upper_format::in_initial_user_namespace()
+}
+
 /// The host file an open would pass through.
 pub struct Host<'a> {
     pub file: &'a File,

@@ -182,7 +182,7 @@ impl Mount {
             vec![Box::new(DirLower::new(dir.path().join("lower")))],
             Some(dir.path().join("upper")),
         );
-        o.passthrough = true;
+        o.passthrough = Some(true);
         o.passthrough_min_size = THRESHOLD;
         let mnt = dir.path().join("mnt");
         let handle = fusefs::mount(o, &mnt).expect("mount");
