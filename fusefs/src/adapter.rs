@@ -160,14 +160,15 @@ impl Adapter {
         }
     }
 
-    /// How the kernel does the I/O of handle `fh` just opened;
-    /// `generation` is the tree's before the open. A cached
+    /// How the kernel does the I/O of handle `fh` just opened (`writes`: for
+    /// writing or truncating); `generation` is the tree's before the open. A cached
     /// route's handle is closed: the caller answers with no handle, and I/O
     /// goes through the node's current file (see `crate::node_files`).
     fn route(
         &self,
         id: NodeId,
         (fh, generation): (FileHandle, u64),
+        writes: bool,
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
         let current = self.fs.tree_generation() == generation;
@@ -177,7 +178,7 @@ impl Adapter {
                 replaceable,
                 current,
             });
-            self.passthrough.route(id, fh, host, open_backing)
+            self.passthrough.route(id, fh, !writes, host, open_backing)
         });
         if !matches!(route, Route::Passthrough(_)) {
             self.fs.release(fh);
@@ -319,6 +320,7 @@ impl Filesystem for Adapter {
         // default is more than the kernel ever sends (at most max_pages,
         // 256 pages by default), so 1 MiB, which is what it sends.
         let io_uring = self.want_io_uring
+            && fuser::io_uring_available()
             && config
                 .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
                 .is_ok();
@@ -333,6 +335,15 @@ impl Filesystem for Adapter {
         let want_passthrough = self
             .want_passthrough
             .unwrap_or(io_uring && crate::passthrough::within_reach());
+        // Stack depth 1: backing files may not live on a stacked filesystem
+        // (overlayfs); those opens fall back to the server. It keeps this
+        // mount usable as a layer of an overlayfs.
+        let passthrough = want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if passthrough {
+            self.passthrough.enable(self.want_passthrough == Some(true));
+        }
         // The server clears set-id bits on write, chown and truncate (see
         // `SetAttr::clearing_set_id`, `Writer::clears_set_id`, and
         // `UnionFs::on_set_id_cleared` for the kernel's cached mode), so the
@@ -342,21 +353,12 @@ impl Filesystem for Adapter {
         // 86,000 requests to 70,000 (docs/design.md, "Untar"). Not with
         // passthrough: a passthrough write never reaches the server, so
         // only the kernel can clear the bits it changes.
-        if !want_passthrough
+        if !passthrough
             && config
                 .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
                 .is_ok()
         {
             self.server_clears_set_id = true;
-        }
-        // Stack depth 1: backing files may not live on a stacked filesystem
-        // (overlayfs); those opens fall back to the server. It keeps this
-        // mount usable as a layer of an overlayfs.
-        if want_passthrough
-            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
-            && config.set_max_stack_depth(1).is_ok()
-        {
-            self.passthrough.enable();
         }
         Ok(())
     }
@@ -580,7 +582,7 @@ impl Filesystem for Adapter {
                     Ok((fh, _)) => fh,
                     Err(e) => return reply.error(errno("open", &e)),
                 };
-                match self.route(id, (fh, generation), |fd| reply.open_backing(fd)) {
+                match self.route(id, (fh, generation), writes, |fd| reply.open_backing(fd)) {
                     Route::Passthrough(backing) => {
                         return reply.opened_passthrough(
                             FileHandle::to_fuser(Some(fh)),
@@ -635,7 +637,7 @@ impl Filesystem for Adapter {
         let route = if let Some(fh) = fh {
             // An upper file: no copy-up can replace it, so the tree may
             // have changed around the create (as the create itself did).
-            self.route(a.id, (fh, generation), |fd| reply.open_backing(fd))
+            self.route(a.id, (fh, generation), true, |fd| reply.open_backing(fd))
         } else if self.passthrough.is_enabled() {
             // Counted, as the kernel will send a RELEASE for it.
             self.passthrough

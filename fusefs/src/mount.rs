@@ -39,7 +39,9 @@ pub struct MountOptions {
     /// took 7x kernel overlayfs's time with it, 0.94x without); over io_uring
     /// a round trip is served on the caller's CPU and costs nothing
     /// measurable (docs/design.md, "Passthrough by size"). So `None`, the
-    /// default, passes through where the mount serves over io_uring; off,
+    /// default, passes through where the mount serves over io_uring, but
+    /// not lower files of a writable mount (while one is open passthrough
+    /// a copy-up of it fails with ETXTBSY; `Some(true)` accepts that); off,
     /// the kernel opens files without asking (see `crate::node_files`) and
     /// every read and write of a file not in its page cache goes through
     /// the server.
@@ -82,8 +84,8 @@ fn passthrough_default() -> (Option<bool>, u64) {
         Ok(n) => match n.parse() {
             Ok(n) => (Some(true), n),
             Err(_) => {
-                log::warn!("STRATA_PASSTHROUGH={n}: neither off nor a size; ignored");
-                (None, PASSTHROUGH_MIN_SIZE)
+                log::warn!("STRATA_PASSTHROUGH={n}: neither off nor a size; taken as off");
+                (Some(false), PASSTHROUGH_MIN_SIZE)
             }
         },
     }

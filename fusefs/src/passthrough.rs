@@ -72,12 +72,21 @@ struct NodeIo {
     backing: Option<Backing>,
 }
 
-/// Whether this server may have backing files at all: root in the initial
-/// user namespace, where the kernel's CAP_SYS_ADMIN check for them passes.
-/// Where it may not, the first OPEN's probe would find that out anyway;
-/// this decides before FUSE_INIT whether to ask for passthrough by default.
+/// Whether this server may have backing files at all: CAP_SYS_ADMIN in
+/// its effective set, in the initial user namespace, as the kernel's check
+/// for them asks. Where it may not, the first OPEN's probe would find that
+/// out anyway; this decides before FUSE_INIT whether to ask for
+/// passthrough by default.
 pub fn within_reach() -> bool {
-    nix::unistd::geteuid().is_root() && crate::upper_format::in_initial_user_namespace()
+    const CAP_SYS_ADMIN: u32 = 21;
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        });
+    effective.is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+        && crate::upper_format::in_initial_user_namespace()
 }
 
 /// The host file an open would pass through.
@@ -93,6 +102,11 @@ pub struct Host<'a> {
 #[derive(Debug, Default)]
 pub struct Passthrough {
     enabled: AtomicBool,
+    /// Lower files of a writable mount are passed through too. Only when
+    /// asked: while one is open passthrough, the kernel's one backing file
+    /// per inode makes a copy-up (an open for writing) fail with ETXTBSY,
+    /// where kernel overlayfs succeeds.
+    lowers: AtomicBool,
     /// Backing files were tried once (see [`Passthrough::probe`]).
     probed: AtomicBool,
     /// Files at least this big are passed through.
@@ -116,8 +130,10 @@ impl Passthrough {
         }
     }
 
-    /// Called once the kernel agreed to passthrough at FUSE_INIT.
-    pub fn enable(&self) {
+    /// Called once the kernel agreed to passthrough at FUSE_INIT; `lowers`:
+    /// lower files of a writable mount too (see [`Passthrough::lowers`]).
+    pub fn enable(&self, lowers: bool) {
+        self.lowers.store(lowers, Ordering::Relaxed);
         self.enabled.store(true, Ordering::Relaxed);
     }
 
@@ -181,22 +197,35 @@ impl Passthrough {
         Some(Route::Cached)
     }
 
-    /// Decides how the kernel does the I/O of handle `fh` of `node`;
-    /// `host` is the host file behind it, if any. `open_backing` registers
+    /// Decides how the kernel does the I/O of handle `fh` of `node`, opened
+    /// `read_only` or not; `host` is the host file behind it, if any. `open_backing` registers
     /// a backing file with the kernel. A cached route is counted for the
     /// node (the caller answers it without a handle).
     pub fn route(
         &self,
         node: NodeId,
         fh: FileHandle,
+        read_only: bool,
         host: Option<Host<'_>>,
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
-        let host = host.filter(|h| self.is_enabled() && (h.current || !h.replaceable));
+        let lowers = self.lowers.load(Ordering::Relaxed);
+        let host = host
+            .filter(|h| self.is_enabled() && (h.current || !h.replaceable))
+            .filter(|h| lowers || !h.replaceable);
         let mut nodes = lock(&self.nodes);
         let io = nodes.entry(node).or_default();
         let id = match (host, &mut io.backing) {
             (Some(h), Some(b)) if file_id(h.file) == Some(b.file) => {
+                b.opens += 1;
+                b.id.clone()
+            }
+            // A copy-up that was no write (chmod, a rename, an xattr) put
+            // the upper file behind the node while passthrough readers
+            // hold the lower one. Writes are refused until they close
+            // ([`Passthrough::refuses_write`]), so the two hold the same
+            // bytes, and a reader may share the lower backing file.
+            (_, Some(b)) if b.replaceable && read_only => {
                 b.opens += 1;
                 b.id.clone()
             }
