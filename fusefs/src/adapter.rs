@@ -34,9 +34,7 @@ pub struct Adapter {
     /// mounted), and the kernel invalidates what its own requests change.
     ttl: Duration,
     /// Whether to ask the kernel for passthrough at FUSE_INIT.
-    /// Passthrough asked for or refused; `None`: where requests come over
-    /// io_uring (see `MountOptions::passthrough`).
-    want_passthrough: Option<bool>,
+    want_passthrough: bool,
     /// Whether to ask the kernel for FUSE over io_uring at FUSE_INIT.
     want_io_uring: bool,
     /// The kernel agreed to FUSE_HANDLE_KILLPRIV_V2: it flags each WRITE
@@ -74,9 +72,8 @@ fn busy(node: NodeId, reason: &'static str) -> FsError {
 
 impl Adapter {
     /// Passes files of at least `passthrough_min_size` bytes through when
-    /// `want_passthrough` (`None`: over io_uring) and the kernel allows (see
-    /// `crate::passthrough`).
-    pub fn new(fs: UnionFs, want_passthrough: Option<bool>, passthrough_min_size: u64) -> Adapter {
+    /// `want_passthrough` and the kernel allows (see `crate::passthrough`).
+    pub fn new(fs: UnionFs, want_passthrough: bool, passthrough_min_size: u64) -> Adapter {
         Adapter {
             fs,
             ttl: ENTRY_TTL,
@@ -314,36 +311,6 @@ impl Filesystem for Adapter {
         // kernel refuses to encode any (name_to_handle_at gives
         // EOPNOTSUPP), as kernel overlayfs does without nfs_export.
         let _ = config.add_capabilities(InitFlags::FUSE_NO_EXPORT_SUPPORT);
-        // Requests and replies through io_uring queues, one per CPU, where
-        // the kernel offers it (see `MountOptions::io_uring`). Each queue
-        // entry's payload buffer must hold max_write bytes: fuser's 16 MiB
-        // default is more than the kernel ever sends (at most max_pages,
-        // 256 pages by default), so 1 MiB, which is what it sends.
-        let io_uring = self.want_io_uring
-            && fuser::io_uring_available()
-            && config
-                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
-                .is_ok();
-        if io_uring {
-            let _ = config.set_max_write(1 << 20);
-        }
-        // Over io_uring an OPEN round trip costs no cross-CPU wakeup, and
-        // passthrough by size costs the walks nothing (docs/design.md,
-        // "Passthrough by size"). Not for a server that cannot have backing
-        // files (they need CAP_SYS_ADMIN in the initial user namespace): it
-        // would lose KILLPRIV_V2 below for nothing.
-        let want_passthrough = self
-            .want_passthrough
-            .unwrap_or(io_uring && crate::passthrough::within_reach());
-        // Stack depth 1: backing files may not live on a stacked filesystem
-        // (overlayfs); those opens fall back to the server. It keeps this
-        // mount usable as a layer of an overlayfs.
-        let passthrough = want_passthrough
-            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
-            && config.set_max_stack_depth(1).is_ok();
-        if passthrough {
-            self.passthrough.enable(self.want_passthrough == Some(true));
-        }
         // The server clears set-id bits on write, chown and truncate (see
         // `SetAttr::clearing_set_id`, `Writer::clears_set_id`, and
         // `UnionFs::on_set_id_cleared` for the kernel's cached mode), so the
@@ -353,12 +320,33 @@ impl Filesystem for Adapter {
         // 86,000 requests to 70,000 (docs/design.md, "Untar"). Not with
         // passthrough: a passthrough write never reaches the server, so
         // only the kernel can clear the bits it changes.
-        if !passthrough
+        if !self.want_passthrough
             && config
                 .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
                 .is_ok()
         {
             self.server_clears_set_id = true;
+        }
+        // Requests and replies through io_uring queues, one per CPU, where
+        // the kernel offers it (see `MountOptions::io_uring`). Each queue
+        // entry's payload buffer must hold max_write bytes: fuser's 16 MiB
+        // default is more than the kernel ever sends (at most max_pages,
+        // 256 pages by default), so 1 MiB, which is what it sends.
+        if self.want_io_uring
+            && config
+                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                .is_ok()
+        {
+            let _ = config.set_max_write(1 << 20);
+        }
+        // Stack depth 1: backing files may not live on a stacked filesystem
+        // (overlayfs); those opens fall back to the server. It keeps this
+        // mount usable as a layer of an overlayfs.
+        if self.want_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.enable();
         }
         Ok(())
     }

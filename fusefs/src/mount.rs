@@ -33,19 +33,14 @@ pub struct MountOptions {
     /// Let the kernel read and write host files directly (FUSE passthrough)
     /// where it can (Linux >= 6.9, CAP_SYS_ADMIN): upper files and files of
     /// host directory lowers of at least [`MountOptions::passthrough_min_size`]
-    /// bytes, and new files (see `crate::passthrough`). It needs an OPEN
-    /// round trip for every open, small files included. Over `/dev/fuse`
+    /// bytes, and new files (see `crate::passthrough`). Off by default: it
+    /// needs an OPEN round trip for every open, small files included, and
     /// that costs walks that open files (a warm `tar` of the Debian rootfs
-    /// took 7x kernel overlayfs's time with it, 0.94x without); over io_uring
-    /// a round trip is served on the caller's CPU and costs nothing
-    /// measurable (docs/design.md, "Passthrough by size"). So `None`, the
-    /// default, passes through where the mount serves over io_uring, but
-    /// not lower files of a writable mount (while one is open passthrough
-    /// a copy-up of it fails with ETXTBSY; `Some(true)` accepts that); off,
-    /// the kernel opens files without asking (see `crate::node_files`) and
-    /// every read and write of a file not in its page cache goes through
-    /// the server.
-    pub passthrough: Option<bool>,
+    /// took 7x kernel overlayfs's time with it, 0.94x without; docs/design.md,
+    /// "Passthrough by size"). Off, the kernel opens files without asking
+    /// (see `crate::node_files`) and every read and write of a file not in
+    /// its page cache goes through the server.
+    pub passthrough: bool,
     /// How owners, link counts, xattrs and fsync are shown to the kernel
     /// (fuse-overlayfs's options; see [`crate::view`]).
     pub view: crate::view::View,
@@ -77,15 +72,14 @@ pub const PASSTHROUGH_MIN_SIZE: u64 = 1 << 20;
 /// `STRATA_PASSTHROUGH` (`off`, or a minimum size in bytes) overrides the
 /// defaults, so scripts/bench-fs measures each candidate through the same
 /// command lines (strata mount, the fuse-overlayfs one, containers).
-fn passthrough_default() -> (Option<bool>, u64) {
+fn passthrough_default() -> (bool, u64) {
     match std::env::var("STRATA_PASSTHROUGH").as_deref() {
-        Err(_) => (None, PASSTHROUGH_MIN_SIZE),
-        Ok("off") => (Some(false), PASSTHROUGH_MIN_SIZE),
+        Err(_) | Ok("off") => (false, PASSTHROUGH_MIN_SIZE),
         Ok(n) => match n.parse() {
-            Ok(n) => (Some(true), n),
+            Ok(n) => (true, n),
             Err(_) => {
-                log::warn!("STRATA_PASSTHROUGH={n}: neither off nor a size; taken as off");
-                (Some(false), PASSTHROUGH_MIN_SIZE)
+                log::warn!("STRATA_PASSTHROUGH={n}: neither off nor a size; ignored");
+                (false, PASSTHROUGH_MIN_SIZE)
             }
         },
     }
@@ -93,9 +87,9 @@ fn passthrough_default() -> (Option<bool>, u64) {
 
 impl MountOptions {
     /// Options for serving `lowers` (top first) with `upper` as the writable
-    /// directory (`None`: read-only): every other option off, passthrough
-    /// where the mount serves over io_uring (unless `STRATA_PASSTHROUGH`
-    /// says otherwise), one server thread per core, at most 4.
+    /// directory (`None`: read-only): every other option off (unless
+    /// `STRATA_PASSTHROUGH` asks for passthrough), one server thread per
+    /// core, at most 4.
     pub fn new(lowers: Vec<Box<dyn Lower>>, upper: Option<PathBuf>) -> MountOptions {
         let (passthrough, passthrough_min_size) = passthrough_default();
         MountOptions {

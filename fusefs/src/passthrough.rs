@@ -72,23 +72,6 @@ struct NodeIo {
     backing: Option<Backing>,
 }
 
-/// Whether this server may have backing files at all: CAP_SYS_ADMIN in
-/// its effective set, in the initial user namespace, as the kernel's check
-/// for them asks. Where it may not, the first OPEN's probe would find that
-/// out anyway; this decides before FUSE_INIT whether to ask for
-/// passthrough by default.
-pub fn within_reach() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    let effective = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        });
-    effective.is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
-        && crate::upper_format::in_initial_user_namespace()
-}
-
 /// The host file an open would pass through.
 pub struct Host<'a> {
     pub file: &'a File,
@@ -102,11 +85,6 @@ pub struct Host<'a> {
 #[derive(Debug, Default)]
 pub struct Passthrough {
     enabled: AtomicBool,
-    /// Lower files of a writable mount are passed through too. Only when
-    /// asked: while one is open passthrough, the kernel's one backing file
-    /// per inode makes a copy-up (an open for writing) fail with ETXTBSY,
-    /// where kernel overlayfs succeeds.
-    lowers: AtomicBool,
     /// Backing files were tried once (see [`Passthrough::probe`]).
     probed: AtomicBool,
     /// Files at least this big are passed through.
@@ -130,10 +108,8 @@ impl Passthrough {
         }
     }
 
-    /// Called once the kernel agreed to passthrough at FUSE_INIT; `lowers`:
-    /// lower files of a writable mount too (see [`Passthrough::lowers`]).
-    pub fn enable(&self, lowers: bool) {
-        self.lowers.store(lowers, Ordering::Relaxed);
+    /// Called once the kernel agreed to passthrough at FUSE_INIT.
+    pub fn enable(&self) {
         self.enabled.store(true, Ordering::Relaxed);
     }
 
@@ -209,10 +185,7 @@ impl Passthrough {
         host: Option<Host<'_>>,
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Route {
-        let lowers = self.lowers.load(Ordering::Relaxed);
-        let host = host
-            .filter(|h| self.is_enabled() && (h.current || !h.replaceable))
-            .filter(|h| lowers || !h.replaceable);
+        let host = host.filter(|h| self.is_enabled() && (h.current || !h.replaceable));
         let mut nodes = lock(&self.nodes);
         let io = nodes.entry(node).or_default();
         let id = match (host, &mut io.backing) {

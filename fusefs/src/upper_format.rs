@@ -61,9 +61,8 @@ pub const NLINK_XATTRS: [&[u8]; 3] = [
 ];
 
 /// True when this process is in the initial user namespace, where
-/// `trusted.*` xattrs (and passthrough's backing files) are within root's
-/// reach.
-pub(crate) fn in_initial_user_namespace() -> bool {
+/// `trusted.*` xattrs are within root's reach.
+fn in_initial_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
         let f: Vec<&str> = m.split_whitespace().collect();
         f == ["0", "0", "4294967295"]

@@ -508,7 +508,7 @@ fn run_seed(seed: u64, passthrough: Option<u64>) -> Vec<String> {
         Some(d.join("upper")),
     );
     opts.allow_other = true; // OpenAs acts as other users
-    opts.passthrough = Some(passthrough.is_some());
+    opts.passthrough = passthrough.is_some();
     opts.passthrough_min_size = passthrough.unwrap_or(0);
     let strata: MountHandle = fusefs::mount(opts, &d.join("strata")).expect("mount strata");
     wait_mounted(&d.join("strata"));

@@ -164,15 +164,6 @@ struct Mount {
 
 impl Mount {
     fn new(lower_files: &[(&str, u64)], upper_files: &[(&str, u64)]) -> Mount {
-        Mount::with(lower_files, upper_files, Some(true))
-    }
-
-    /// A mount whose passthrough is `passthrough` (`None`: the default).
-    fn with(
-        lower_files: &[(&str, u64)],
-        upper_files: &[(&str, u64)],
-        passthrough: Option<bool>,
-    ) -> Mount {
         common::require_fuse();
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
         for d in ["lower", "upper", "mnt"] {
@@ -191,7 +182,7 @@ impl Mount {
             vec![Box::new(DirLower::new(dir.path().join("lower")))],
             Some(dir.path().join("upper")),
         );
-        o.passthrough = passthrough;
+        o.passthrough = true;
         o.passthrough_min_size = THRESHOLD;
         let mnt = dir.path().join("mnt");
         let handle = fusefs::mount(o, &mnt).expect("mount");
@@ -495,33 +486,4 @@ fn a_lower_file_held_passthrough_opens_for_reading_after_a_chmod() {
     let mut peer = Peer::start();
     assert_eq!(peer.open(&path, true), format!("err {}", libc::ETXTBSY));
     drop((reader, again));
-}
-
-/// By default no lower file of a writable mount is passed through, so an
-/// open for writing while a reader holds one copies it up as kernel
-/// overlayfs does; an upper file is, where the mount serves over io_uring
-/// (which scripts/test turns on).
-#[test]
-fn by_default_a_writer_of_a_lower_file_someone_reads_is_not_refused() {
-    let m = Mount::with(&[("big", BIG)], &[("up", BIG)], None);
-    let path = m.path("big");
-    let reader = fs::File::open(&path).expect("open read-only");
-    assert_eq!(io_of(&path, &m.host("lower", "big")), Io::Cached);
-    let mut peer = Peer::start();
-    assert_eq!(peer.open(&path, true), "ok");
-    peer.write(0, b'N', 4);
-    drop(peer);
-    assert_eq!(byte_at(&reader, 2), "78", "the reader follows the copy-up");
-    let uring = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
-        .is_ok_and(|v| v.trim() == "Y")
-        && std::env::var("STRATA_FUSE_URING").as_deref() != Ok("off");
-    let upper = m.path("up");
-    let held = fs::File::open(&upper).expect("open the upper file");
-    let want = if uring { Io::Passthrough } else { Io::Cached };
-    assert_eq!(
-        io_of(&upper, &m.host("upper", "up")),
-        want,
-        "io_uring: {uring}"
-    );
-    drop(held);
 }

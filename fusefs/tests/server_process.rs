@@ -41,7 +41,7 @@ fn serve_mount_for_parent_test() {
     };
     let lowers: Vec<Box<dyn fusefs::Lower>> = vec![Box::new(fusefs::DirLower::new(lower))];
     let mut opts = fusefs::MountOptions::new(lowers, Some(PathBuf::from(upper)));
-    opts.passthrough = Some(std::env::var_os(ENV_NO_PASSTHROUGH).is_none());
+    opts.passthrough = std::env::var_os(ENV_NO_PASSTHROUGH).is_none();
     fusefs::serve(opts, Path::new(&mnt)).expect("serve");
 }
 

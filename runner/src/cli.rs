@@ -517,10 +517,8 @@ pub struct MountArgs {
     #[arg(long)]
     pub upper: Option<PathBuf>,
     /// Let the kernel read and write host files of 1 MiB or more, and new
-    /// ones, itself (FUSE passthrough; root, Linux 6.9+), lower files of a
-    /// writable mount included (while one is read so, opening it for
-    /// writing fails with ETXTBSY). Without it, a mount served over FUSE
-    /// io_uring passes through all but those; STRATA_PASSTHROUGH=off: none
+    /// ones, itself (FUSE passthrough; root, Linux 6.9+): faster big reads
+    /// and writes, but every open asks the server
     #[arg(long)]
     pub passthrough: bool,
     /// Image or container (or, with --lower, the mountpoint)

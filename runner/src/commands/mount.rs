@@ -220,7 +220,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     let mut opts = opts;
     if args.passthrough {
         // Files of 1 MiB or more, and new ones (see fusefs's passthrough).
-        opts.passthrough = Some(true);
+        opts.passthrough = true;
     }
     // An inspection mount serves an image one may not trust: setuid bits
     // and device nodes in it do nothing, and only the caller may enter it

@@ -100,8 +100,6 @@ mod reply;
 mod request;
 #[cfg(target_os = "linux")]
 mod ring;
-#[cfg(target_os = "linux")]
-pub use ring::available as io_uring_available;
 mod request_param;
 mod session;
 mod time;

@@ -110,14 +110,6 @@ impl<FS: Filesystem> std::fmt::Debug for Queues<FS> {
     }
 }
 
-/// Whether this process may make an io_uring at all (a seccomp profile or
-/// `kernel.io_uring_disabled` may refuse it): the handshake makes the
-/// queues' rings only after the filesystem's `init` has chosen what it
-/// asks for, so a choice that counts on io_uring asks this first.
-pub fn available() -> bool {
-    IoUring::new(1).is_ok()
-}
-
 /// Makes a ring and a thread per queue, or says why io_uring cannot be
 /// used (io_uring refused, no thread to be had).
 pub(crate) fn prepare<FS: Filesystem>(max_write: u32, max_pages: u16) -> io::Result<Queues<FS>> {
