@@ -564,14 +564,10 @@ fn stdio_files_reach_a_container_and_an_exec_through_pipes() {
         .stdout(append(&stdout))
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while exec.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            exec.kill().unwrap();
-            exec.wait().unwrap();
-            panic!("an exec that left a process behind did not end");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_bounded(
+        &mut exec,
+        std::time::Duration::from_secs(30),
+        "an exec that left a process behind",
+    );
     assert_eq!(fs::read_to_string(&stdout).unwrap(), "started\n");
 }

@@ -178,15 +178,11 @@ fn run_bounded(s: &Strata, args: &[&str]) -> common::Run {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("strata {args:?} hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_bounded(
+        &mut child,
+        std::time::Duration::from_secs(60),
+        &format!("strata {args:?}"),
+    );
     child.wait_with_output().unwrap().into()
 }
 

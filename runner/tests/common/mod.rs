@@ -79,6 +79,20 @@ impl From<Output> for Run {
     }
 }
 
+/// Waits for `child`; one that has not ended within `limit` is killed and
+/// fails the test: the hang is what such a test looks for.
+pub fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait for the child").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_strata")
 }
