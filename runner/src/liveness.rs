@@ -127,12 +127,17 @@ fn vanished(state: &State) -> Option<i64> {
 /// once the record is gone; then an address lease it may have left; then
 /// the record, then the directory.
 pub fn remove(store: &Store, rec: &ContainerRecord) -> Result<()> {
-    let merged = ContainerPaths::of(store.root(), rec).merged();
+    remove_stopped(store, &ContainerPaths::of(store.root(), rec), &rec.id)
+}
+
+/// [`remove`]'s steps for the container `id` whose files are `paths`.
+fn remove_stopped(store: &Store, paths: &ContainerPaths, id: &str) -> Result<()> {
+    let merged = paths.merged();
     if is_mounted(&merged) {
         fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
     }
-    crate::network::forget(&rec.id);
-    Ok(store.remove_container(rec)?)
+    crate::network::forget(id);
+    Ok(layerdb::container_records::remove(store.root(), id)?)
 }
 
 /// Removes container `id`, whose record cannot be read: the way out of
@@ -149,15 +154,7 @@ pub fn remove_damaged(store: &Store, id: &ContainerId) -> Result<()> {
             bail!("cannot remove container {id}: its record cannot be read and its monitor (pid {monitor_pid}) is running");
         }
     }
-    let merged = paths.merged();
-    if is_mounted(&merged) {
-        fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
-    }
-    crate::network::forget(id.as_str());
-    Ok(layerdb::container_records::remove(
-        store.root(),
-        id.as_str(),
-    )?)
+    remove_stopped(store, &paths, id.as_str())
 }
 
 /// A container by name or id, settled.

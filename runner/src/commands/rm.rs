@@ -64,15 +64,16 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
 
 fn is_no_such_container(e: &anyhow::Error) -> bool {
     matches!(
-        e.downcast_ref::<layerdb::StoreError>(),
+        store_error(e),
         Some(layerdb::StoreError::NoSuchContainer(_))
     )
 }
 
 /// Whether looking a container up by its full id failed on its record.
 fn is_damaged_record(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<layerdb::StoreError>(),
-        Some(layerdb::StoreError::Corrupt { .. })
-    )
+    matches!(store_error(e), Some(layerdb::StoreError::Corrupt { .. }))
+}
+
+fn store_error(e: &anyhow::Error) -> Option<&layerdb::StoreError> {
+    e.downcast_ref::<layerdb::StoreError>()
 }

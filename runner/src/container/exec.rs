@@ -102,10 +102,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
     // The CLI's stdio behind pipes, as a container's is (relay.rs); held
     // until the process has exited and its output is through.
     let spec = &request.spec;
-    let relays = match (!spec.tty)
-        .then(|| super::relay::interpose(spec.interactive))
-        .transpose()
-    {
+    let relays = match super::relay::interpose(spec.tty, spec.interactive) {
         Ok(relays) => relays,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };

@@ -175,9 +175,7 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
         // pipe (see relay.rs).
         return Ok(Held {
             _stdin: None,
-            _relays: (!spec.tty)
-                .then(|| super::relay::interpose(spec.interactive))
-                .transpose()?,
+            _relays: super::relay::interpose(spec.tty, spec.interactive)?,
         });
     }
     let log = OpenOptions::new()
@@ -201,7 +199,7 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
     dup2_stderr(&log).context("dup2 stderr")?;
     Ok(Held {
         _stdin: held,
-        _relays: None,
+        _relays: super::relay::Relays::default(),
     })
 }
 
@@ -210,7 +208,7 @@ struct Held {
     /// Detached: the open stdin of a `-di` container.
     _stdin: Option<OwnedFd>,
     /// Attached: the relays of the CLI's stdio files, waited for last.
-    _relays: Option<super::relay::Relays>,
+    _relays: super::relay::Relays,
 }
 
 /// The container's first process, parked until [`Self::release`].

@@ -35,15 +35,20 @@ struct Relay {
 /// The relays of this process's stdio, ended when this drops: the output
 /// ones drained, so that what the process wrote is in the files before the
 /// CLI hears it ended; the stdin one stopped, its reader gone.
+#[derive(Default)]
 pub struct Relays(Vec<Relay>);
 
 /// Puts a pipe and a relay in place of each of fds 1 and 2, and 0 when the
 /// process gets the CLI's stdin (`-i`), that is neither a pipe nor
-/// /dev/null. Must run in a single-threaded process, after it left the
-/// CLI's session (a Ctrl-C at the CLI's terminal must not kill a relay).
-pub fn interpose(stdin: bool) -> anyhow::Result<Relays> {
-    let null = File::options().read(true).write(true).open("/dev/null")?;
+/// /dev/null; none with a terminal (`tty`: the process gets the pty, not
+/// these). Must run in a single-threaded process, after it left the CLI's
+/// session (a Ctrl-C at the CLI's terminal must not kill a relay).
+pub fn interpose(tty: bool, stdin: bool) -> anyhow::Result<Relays> {
     let mut relays = Vec::new();
+    if tty {
+        return Ok(Relays(relays));
+    }
+    let null = File::options().read(true).write(true).open("/dev/null")?;
     for fd in (if stdin { 0 } else { 1 })..=2 {
         let Ok(stat) = fstat(sys::borrow_open_fd(fd)) else {
             continue;
