@@ -212,6 +212,55 @@ fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
     assert_eq!(status.code(), Some(0), "after fusermount3 -u: {status}");
 }
 
+/// containers-storage unmounts a container's mount and may mount it again
+/// at once (podman's cleanup beside `podman diff`): the old server, ending
+/// after the new mount is up, must leave the new mount alone. It unmounted
+/// whatever was mounted at its path (fuser took a dead connection for a
+/// live one), and `podman diff` walked an empty directory.
+#[test]
+fn a_server_ending_after_its_unmount_leaves_a_new_mount_at_its_path_alone() {
+    use nix::mount::{mount, umount, MsFlags};
+    use nix::sys::signal::Signal;
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    for dir in ["lower", "u", "w", "m"] {
+        fs::create_dir(d.join(dir)).expect("mkdir");
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        d.join("lower").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let mnt = d.join("m");
+    let mut m = Mounted::foreground(d, &opts, &mnt);
+    // Stopped, the server cannot end before the next mount is up.
+    m.signal(Signal::SIGSTOP);
+    umount(&mnt).expect("unmount the server's mount");
+    mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount a tmpfs where the server's mount was");
+    fs::write(mnt.join("mark"), "new").expect("write to the new mount");
+    m.signal(Signal::SIGCONT);
+    let status = m.wait_server();
+    let kept = fs::read_to_string(mnt.join("mark")).ok();
+    while is_mounted(&mnt) {
+        umount(&mnt).expect("unmount the tmpfs");
+    }
+    assert_eq!(status.code(), Some(0), "the server ended with {status}");
+    assert_eq!(
+        kept.as_deref(),
+        Some("new"),
+        "the ending server unmounted the mount made after its own"
+    );
+}
+
 /// A mount of one lower file (`data`, owned by `owner`, mode `mode`) with
 /// ids mapped 0:100000:65536 both ways and `allow_other`, in `d`; the
 /// mount and the file as it shows there. `d` is made searchable for the

@@ -207,9 +207,13 @@ fn is_mounted(fuse_device: &DevFuse) -> bool {
         let res = poll(slice::from_mut(&mut poll_fd), PollTimeout::ZERO);
         break match res {
             Ok(0) => true,
+            // POLLERR: the connection is gone (unmounted, or aborted), as
+            // libfuse's fuse_kern_unmount reads it. The release had this
+            // the other way round, so a server ending after its unmount
+            // unmounted whatever had been mounted at its path since.
             Ok(1) => poll_fd
                 .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLERR)),
+                .is_some_and(|r| !r.contains(PollFlags::POLLERR)),
             Ok(_) => unreachable!(),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => {
