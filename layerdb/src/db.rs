@@ -381,6 +381,7 @@ fn check_not_orphaned(root: &Path) -> Result<()> {
     if path.join("CURRENT").exists() {
         return Ok(());
     }
+    check_index_present(root)?;
     let Ok(entries) = fs::read_dir(&path) else {
         return Ok(());
     };
@@ -396,6 +397,29 @@ fn check_not_orphaned(root: &Path) -> Result<()> {
         path,
         reason: "its CURRENT file is missing while it holds tables or logs".to_string(),
     })
+}
+
+/// Refuses a store whose `db/` is gone while its chunks or containers are
+/// there: the index was removed, and a new empty one would list no image,
+/// pass verify, and let gc delete every chunk. A store makes `db/` before
+/// anything else under its root (`store::prepare_root`), and an ingest
+/// writes chunks only below a store made so, so only a removal leaves
+/// chunks without it.
+pub(crate) fn check_index_present(root: &Path) -> Result<()> {
+    let path = root.join("db");
+    if fs::symlink_metadata(&path).is_ok() {
+        return Ok(());
+    }
+    let holding = ["chunks", "containers"]
+        .into_iter()
+        .find(|sub| fs::read_dir(root.join(sub)).is_ok_and(|mut entries| entries.next().is_some()));
+    match holding {
+        Some(sub) => Err(StoreError::IndexDamaged {
+            path,
+            reason: format!("it is missing while {sub}/ holds files"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a secondary whose tables are not all there, whole. A secondary

@@ -103,8 +103,10 @@ fn prepare_root(root: &Path, writing: bool) -> Result<()> {
     }
     // `db/` too, rather than leaving it to RocksDB: made here, after the
     // format file, it is a name of the store's like the others (RocksDB
-    // syncs the files inside it, never the root's name for it).
-    for sub in ["chunks", "containers", "tmp", "pins", "db"] {
+    // syncs the files inside it, never the root's name for it). It comes
+    // first: chunks without it mean it was removed.
+    crate::db::check_index_present(root)?;
+    for sub in ["db", "chunks", "containers", "tmp", "pins"] {
         let p = root.join(sub);
         storage.create_dir_all(&p).at(&p)?;
     }

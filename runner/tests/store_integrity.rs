@@ -649,16 +649,19 @@ fn two_images_one_in_a_table() -> (Strata, usize) {
 
 /// Index files an attacker review damaged: each made commands read a
 /// smaller index (a lost CURRENT made a new one from the logs alone, a
-/// damaged log record had writers drop every later write, a lost or
-/// shortened table left readers with no table), verify pass, and gc
-/// delete the chunks of the images it no longer saw. Each now fails every
+/// lost `db/` an empty one, a damaged log record had writers drop every
+/// later write, a lost or shortened table left readers with no table),
+/// verify pass, and gc delete the chunks of the images it no longer saw. Each now fails every
 /// command in one line, and gc deletes nothing.
 #[test]
 fn a_damaged_index_is_refused_not_shrunk() {
     type Damage = fn(&Path);
-    let damages: [(&str, Damage); 4] = [
+    let damages: [(&str, Damage); 5] = [
         ("CURRENT removed", |db| {
             std::fs::remove_file(db.join("CURRENT")).unwrap()
+        }),
+        ("the whole index removed", |db| {
+            std::fs::remove_dir_all(db).unwrap()
         }),
         ("a table cut short", |db| {
             let table = tables(db)[0].clone();
