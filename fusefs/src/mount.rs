@@ -59,11 +59,9 @@ pub struct MountOptions {
     /// set by root; it is off by default): a queue per CPU, each served by
     /// a thread on that CPU, so a request and its reply cost one system call
     /// and no cross-CPU wakeup. An untar through the mount takes about 40%
-    /// less time (docs/design.md, "FUSE over io_uring"). Off by default,
-    /// `STRATA_FUSE_URING=on` turns it on: under several mounts at once a
-    /// mount served through it was seen to list a lower's directories as
-    /// gone (podman's diff and commit; not found yet). Without the kernel's
-    /// offer it does nothing.
+    /// less time (docs/design.md, "FUSE over io_uring"). On by default;
+    /// `STRATA_FUSE_URING=off` turns it off, for measuring. Without the
+    /// kernel's offer it does nothing.
     pub io_uring: bool,
 }
 
@@ -106,7 +104,7 @@ impl MountOptions {
             upper_format: None,
             nosuid_nodev: false,
             passthrough_min_size,
-            io_uring: std::env::var("STRATA_FUSE_URING").as_deref() == Ok("on"),
+            io_uring: std::env::var("STRATA_FUSE_URING").as_deref() != Ok("off"),
         }
     }
 
