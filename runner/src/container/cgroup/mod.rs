@@ -365,15 +365,19 @@ pub fn thaw_recorded(container_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     match cgroup.thaw() {
-        Err(err)
-            if err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
-        {
-            Ok(())
-        }
+        Err(err) if removed_meanwhile(&err) => Ok(()),
         thawed => thawed,
     }
+}
+
+/// Whether a control file could not be written because its cgroup was
+/// removed: gone before the open (ENOENT), or between the open and the
+/// write (ENODEV, kernfs's answer for a node being removed; `rm -f` met
+/// it in scripts/bench-fs).
+fn removed_meanwhile(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        io.kind() == std::io::ErrorKind::NotFound || io.raw_os_error() == Some(libc::ENODEV)
+    })
 }
 
 /// The pids listed in a cgroup directory (none when it is gone).
@@ -470,6 +474,18 @@ mod tests {
             fs::write(&record, serde_json::to_vec(&cgroup).expect("encode")).expect("write");
             thaw_recorded(dir.path()).expect("nothing left to thaw");
         }
+    }
+
+    #[test]
+    fn a_cgroup_removed_between_open_and_write_counts_as_gone() {
+        let failed = |errno| {
+            Err::<(), _>(std::io::Error::from_raw_os_error(errno))
+                .context("write \"THAWED\" to freezer.state")
+                .unwrap_err()
+        };
+        assert!(removed_meanwhile(&failed(libc::ENOENT)));
+        assert!(removed_meanwhile(&failed(libc::ENODEV)));
+        assert!(!removed_meanwhile(&failed(libc::EACCES)));
     }
 
     #[test]
