@@ -25,9 +25,10 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     let record = record_path(&ctx.root, &path)?;
     let server = server_of(&record);
     fusefs::unmount(&path).with_context(|| format!("unmounting {}", path.display()))?;
-    // The server unmounts its path once more as it exits (fuser 0.18's
-    // check for a mount still there is inverted: cberner/fuser#703), which
-    // would take away whatever was mounted there since: it is waited for.
+    // Waited for, so that once this returns the upper is the caller's to
+    // reuse or remove. (It also kept a mount made here since safe from the
+    // server's last unmount of its path, before vendor/fuser took the fix
+    // of cberner/fuser#703.)
     if let Some(pid) = server {
         let started = Instant::now();
         // A zombie's work is done: the server is nobody's child by now,
