@@ -40,24 +40,12 @@ pub fn widen(mountpoint: &Path) {
     if kb == 0 {
         return;
     }
-    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
-    let st = match statx(
-        CWD,
-        mountpoint,
-        AtFlags::STATX_DONT_SYNC,
-        StatxFlags::empty(),
-    ) {
-        Ok(st) => st,
-        Err(e) => {
-            log::debug!("read-ahead of {} left as is: {e}", mountpoint.display());
-            return;
-        }
+    use crate::mount::device_at;
+    let Some(dev) = device_at(mountpoint) else {
+        log::debug!("read-ahead of {} left as is: no stat", mountpoint.display());
+        return;
     };
-    let parent = mountpoint
-        .parent()
-        .and_then(|p| statx(CWD, p, AtFlags::STATX_DONT_SYNC, StatxFlags::empty()).ok())
-        .map(|p| (p.stx_dev_major, p.stx_dev_minor));
-    let dev = (st.stx_dev_major, st.stx_dev_minor);
+    let parent = mountpoint.parent().and_then(device_at);
     if !is_a_fuse_mount(dev, parent) {
         // Not the new mount (not there yet, or not FUSE): its knob would
         // be a disk's, a setting of the whole host.

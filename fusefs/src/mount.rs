@@ -222,12 +222,32 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
 pub struct MountHandle {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
+    device: Option<Device>,
+}
+
+/// A filesystem's device number (major, minor): a FUSE mount's is its own
+/// for as long as its connection lives.
+pub type Device = (u32, u32);
+
+/// The device of the filesystem at `path`, from a `statx` that never asks
+/// a FUSE server (one may not be serving yet, or may hang).
+pub fn device_at(path: &Path) -> Option<Device> {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    statx(CWD, path, AtFlags::STATX_DONT_SYNC, StatxFlags::empty())
+        .ok()
+        .map(|st| (st.stx_dev_major, st.stx_dev_minor))
 }
 
 impl MountHandle {
     /// The directory the filesystem is mounted on.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// The mount's device, to tell it from a mount made at the same path
+    /// later (see [`unmount_if_at`]).
+    pub fn device(&self) -> Option<Device> {
+        self.device
     }
 
     /// Unmounts and waits for the server threads.
@@ -277,6 +297,7 @@ pub fn mount(opts: MountOptions, mountpoint: &Path) -> Result<MountHandle, Mount
     Ok(MountHandle {
         session: Some(bg),
         mountpoint: mountpoint.to_path_buf(),
+        device: device_at(mountpoint),
     })
 }
 
@@ -288,6 +309,17 @@ pub fn serve(opts: MountOptions, mountpoint: &Path) -> Result<(), MountError> {
             mountpoint: mountpoint.display().to_string(),
             source,
         })
+}
+
+/// [`unmount`]s what is at `mountpoint` if it is the mount of `device`;
+/// false, and nothing done, when the path holds another filesystem now
+/// (ours detached by someone else, and the path mounted again: podman
+/// does so when an unmount finds the tree busy).
+pub fn unmount_if_at(mountpoint: &Path, device: Device) -> std::io::Result<bool> {
+    if device_at(mountpoint) != Some(device) {
+        return Ok(false);
+    }
+    unmount(mountpoint).map(|()| true)
 }
 
 /// Detaches a mount whose server is gone ("transport endpoint is not

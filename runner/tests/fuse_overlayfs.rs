@@ -261,6 +261,54 @@ fn a_server_ending_after_its_unmount_leaves_a_new_mount_at_its_path_alone() {
     );
 }
 
+/// A mount in use that someone detached (podman falls back to a lazy
+/// unmount when the tree is busy) and whose path was mounted again: a
+/// SIGTERM to the old server ends it and leaves the new mount alone. It
+/// detached whatever was at its path, the new mount, and served on.
+#[test]
+fn sigterm_to_a_detached_server_leaves_the_mount_made_at_its_path_since() {
+    use nix::mount::{mount, umount, umount2, MntFlags, MsFlags};
+    use nix::sys::signal::Signal;
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    for dir in ["lower", "u", "w", "m"] {
+        fs::create_dir(d.join(dir)).expect("mkdir");
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        d.join("lower").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let mnt = d.join("m");
+    let mut m = Mounted::foreground(d, &opts, &mnt);
+    let busy = fs::File::open(&mnt).expect("hold the mount's root open");
+    umount2(&mnt, MntFlags::MNT_DETACH).expect("detach the busy mount");
+    mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount a tmpfs where the server's mount was");
+    fs::write(mnt.join("mark"), "new").expect("write to the new mount");
+    m.signal(Signal::SIGTERM);
+    let status = m.wait_server();
+    drop(busy);
+    let kept = fs::read_to_string(mnt.join("mark")).ok();
+    while is_mounted(&mnt) {
+        umount(&mnt).expect("unmount the tmpfs");
+    }
+    assert_eq!(status.code(), Some(0), "the server ended with {status}");
+    assert_eq!(
+        kept.as_deref(),
+        Some("new"),
+        "the signalled server unmounted the mount made after its own"
+    );
+}
+
 /// A mount of one lower file (`data`, owned by `owner`, mode `mode`) with
 /// ids mapped 0:100000:65536 both ways and `allow_other`, in `d`; the
 /// mount and the file as it shows there. `d` is made searchable for the

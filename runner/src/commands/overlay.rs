@@ -111,14 +111,18 @@ fn serve(a: OverlayArgs, ready: Option<OwnedFd>) -> Result<i32> {
             .context("telling the caller the mount is up")?;
     }
     let mountpoint = a.mountpoint.clone();
-    std::thread::spawn(move || stop_on_signal(&stop, &mountpoint));
+    let device = handle.device();
+    std::thread::spawn(move || stop_on_signal(&stop, &mountpoint, device));
     handle.join()?;
     Ok(0)
 }
 
 /// Waits for one of `signals`, then detaches the mount: the kernel ends
-/// the session once nothing uses it, and the server returns.
-fn stop_on_signal(signals: &SigSet, mountpoint: &Path) {
+/// the session once nothing uses it, and the server returns. If the path
+/// holds another mount by then (ours detached by someone else while in
+/// use, and the path mounted again, as podman does), that one is left
+/// alone and the server ends at once: its exit ends the connection.
+fn stop_on_signal(signals: &SigSet, mountpoint: &Path, device: Option<fusefs::Device>) {
     match signals.wait() {
         Ok(sig) => log::info!("{sig}: unmounting {}", mountpoint.display()),
         Err(e) => {
@@ -126,7 +130,16 @@ fn stop_on_signal(signals: &SigSet, mountpoint: &Path) {
             return;
         }
     }
-    if let Err(e) = fusefs::unmount(mountpoint) {
-        log::error!("unmounting {}: {e}", mountpoint.display());
+    let unmounted = match device {
+        Some(device) => fusefs::unmount_if_at(mountpoint, device),
+        None => fusefs::unmount(mountpoint).map(|()| true),
+    };
+    match unmounted {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!("{} holds another mount now: ending", mountpoint.display());
+            crate::sys::exit_immediately(0);
+        }
+        Err(e) => log::error!("unmounting {}: {e}", mountpoint.display()),
     }
 }
