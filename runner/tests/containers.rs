@@ -825,9 +825,9 @@ fn bind_on_itself(path: &std::path::Path) {
 }
 
 /// `umount` takes away only strata's mounts, and when it returns the
-/// mount's server is gone: the server unmounts its path again as it exits
-/// (fuser's check is inverted), which took away a bind mount made right
-/// after `umount` in 6 of 40 rounds before.
+/// mount's server is gone: the server unmounted its path again as it
+/// exited (fuser's inverted check, fixed in vendor/fuser since), which
+/// took away a bind mount made right after `umount` in 6 of 40 rounds.
 #[test]
 fn umount_takes_away_only_its_own_mount_and_nothing_mounted_after() {
     let s = Strata::with_busybox();
@@ -857,6 +857,67 @@ fn umount_takes_away_only_its_own_mount_and_nothing_mounted_after() {
             .status()
             .unwrap();
     }
+}
+
+/// The pid of the `serve-mount` process serving `dir`.
+fn mount_server(dir: &std::path::Path) -> i32 {
+    let want = dir.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .collect();
+            args.contains(&&b"serve-mount"[..]) && args.last() == Some(&want)
+        })
+        .unwrap_or_else(|| panic!("no server for {}", dir.display()))
+}
+
+/// Whether `pid` is still running (a zombie's work is done).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(") ")?.1.chars().next()? != 'Z'))
+        .unwrap_or(false)
+}
+
+/// Mount records are named by mountpoint: a server that ended after its
+/// mount was taken away (`fusermount3 -u`) and the path mounted again
+/// removed the new mount's record, and `strata mount` stopped listing it.
+#[test]
+fn a_server_ending_late_leaves_the_next_mounts_record_at_its_path() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let s = Strata::with_busybox();
+    let dir = s.path("again");
+    std::fs::create_dir(&dir).unwrap();
+    let _cleanup = Unmounts(dir.clone());
+    let path = dir.to_str().unwrap();
+    s.run(&["mount", "busybox", path]).ok();
+    let old = Pid::from_raw(mount_server(&dir));
+    // Stopped, it cannot end before the next mount is recorded.
+    kill(old, Signal::SIGSTOP).unwrap();
+    nix::mount::umount(&dir).unwrap();
+    s.run(&["mount", "busybox", path]).ok();
+    kill(old, Signal::SIGCONT).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running(old.as_raw()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old server runs on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let listed = s.run(&["mount"]).ok().stdout;
+    assert!(
+        listed.contains(path),
+        "the new mount is not listed: {listed}"
+    );
+    s.run(&["umount", path]).ok();
 }
 
 #[test]

@@ -34,9 +34,14 @@ pub(super) fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
 
 /// The live server of the mount whose record is at `record`.
 pub(super) fn server_of(record: &Path) -> Option<i32> {
-    let rec: MountRecord = serde_json::from_slice(&std::fs::read(record).ok()?).ok()?;
-    let pid = i32::try_from(rec.pid).ok()?;
+    let pid = i32::try_from(recorded_server(record)?).ok()?;
     liveness::process_alive(pid).then_some(pid)
+}
+
+/// The server the record at `record` names, alive or not.
+fn recorded_server(record: &Path) -> Option<u32> {
+    let rec: MountRecord = serde_json::from_slice(&std::fs::read(record).ok()?).ok()?;
+    Some(rec.pid)
 }
 
 /// Where `strata mount IMAGE` mounts when no directory is given.
@@ -246,8 +251,12 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     let log = std::fs::File::create(record.with_extension("log"))?;
     let _ = nix::unistd::dup2_stderr(&log);
     handle.join()?;
-    let _ = std::fs::remove_file(record.with_extension("log"));
-    let _ = std::fs::remove_file(&record);
+    // Records are named by mountpoint: after `fusermount3 -u` the path may
+    // hold a new mount already, whose server wrote its own record there.
+    if recorded_server(&record) == Some(rec.pid) {
+        let _ = std::fs::remove_file(record.with_extension("log"));
+        let _ = std::fs::remove_file(&record);
+    }
     drop(pin);
     Ok(0)
 }
