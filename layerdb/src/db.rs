@@ -402,9 +402,13 @@ fn check_not_orphaned(root: &Path) -> Result<()> {
 /// Refuses a store whose `db/` is gone while its chunks or containers are
 /// there: the index was removed, and a new empty one would list no image,
 /// pass verify, and let gc delete every chunk. A store makes `db/` before
-/// anything else under its root (`store::prepare_root`), and an ingest
-/// writes chunks only below a store made so, so only a removal leaves
-/// chunks without it.
+/// its other directories (`store::prepare_root`) and an ingest writes
+/// chunks only after that, so here only a removal leaves chunks without
+/// it. Two stores it cannot tell: one whose `db/` was emptied rather than
+/// removed (what a first import killed midway leaves: chunks, an empty
+/// `db/`), which gets a new index; and one made before strata made `db/`
+/// itself (f47b7c7), whose first import was killed midway, which is
+/// refused though it never held an image (moving it aside loses nothing).
 pub(crate) fn check_index_present(root: &Path) -> Result<()> {
     let path = root.join("db");
     if fs::symlink_metadata(&path).is_ok() {

@@ -236,7 +236,11 @@ impl ContainerCgroup {
     /// A frozen process cannot die on v1 until thawed, so thaw first;
     /// then SIGKILL every process listed.
     fn kill_remaining(&self) -> anyhow::Result<()> {
-        self.thaw()?;
+        match self.thaw() {
+            // The freezer's hierarchy only: the others may still hold some.
+            Err(err) if removed_meanwhile(&err) => {}
+            thawed => thawed?,
+        }
         if self.version == Version::V2 {
             if let Some(dir) = self.dirs.first() {
                 if v2::kill_all(dir)? {
