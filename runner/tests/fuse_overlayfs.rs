@@ -173,12 +173,9 @@ fn lowers_given_as_links_relative_paths_and_escaped_colons_are_the_directories()
     );
 }
 
-#[test]
-fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
-    use nix::sys::signal::Signal;
-    common::privileges::require_root_and_fuse();
-    let t = tempfile::tempdir().expect("tempdir");
-    let d = t.path();
+/// fuse-overlayfs options for an empty lower, upper and work directory
+/// in `d`, and the mountpoint `d/m`.
+fn empty_overlay(d: &Path) -> (String, PathBuf) {
     for dir in ["lower", "u", "w", "m"] {
         fs::create_dir(d.join(dir)).expect("mkdir");
     }
@@ -188,7 +185,40 @@ fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
         d.join("u").display(),
         d.join("w").display()
     );
-    let mnt = d.join("m");
+    (opts, d.join("m"))
+}
+
+/// Mounts a tmpfs holding `mark` ("new") at `mnt`: another filesystem
+/// mounted where a server's mount was.
+fn mount_marked_tmpfs(mnt: &Path) {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("tmpfs"),
+        mnt,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount a tmpfs where the server's mount was");
+    fs::write(mnt.join("mark"), "new").expect("write to the new mount");
+}
+
+/// What `mark` at `mnt` holds now, once everything mounted there is gone.
+fn mark_then_unmount(mnt: &Path) -> Option<String> {
+    let kept = fs::read_to_string(mnt.join("mark")).ok();
+    while is_mounted(mnt) {
+        nix::mount::umount(mnt).expect("unmount the tmpfs");
+    }
+    kept
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
+    use nix::sys::signal::Signal;
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    let (opts, mnt) = empty_overlay(d);
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         let mut m = Mounted::foreground(d, &opts, &mnt);
         fs::write(mnt.join("f"), "x").expect("write through the mount");
@@ -219,40 +249,20 @@ fn sigterm_and_sigint_unmount_a_foreground_server_which_exits_0() {
 /// live one), and `podman diff` walked an empty directory.
 #[test]
 fn a_server_ending_after_its_unmount_leaves_a_new_mount_at_its_path_alone() {
-    use nix::mount::{mount, umount, MsFlags};
+    use nix::mount::umount;
     use nix::sys::signal::Signal;
     common::privileges::require_root_and_fuse();
     let t = tempfile::tempdir().expect("tempdir");
     let d = t.path();
-    for dir in ["lower", "u", "w", "m"] {
-        fs::create_dir(d.join(dir)).expect("mkdir");
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        d.join("lower").display(),
-        d.join("u").display(),
-        d.join("w").display()
-    );
-    let mnt = d.join("m");
+    let (opts, mnt) = empty_overlay(d);
     let mut m = Mounted::foreground(d, &opts, &mnt);
     // Stopped, the server cannot end before the next mount is up.
     m.signal(Signal::SIGSTOP);
     umount(&mnt).expect("unmount the server's mount");
-    mount(
-        Some("tmpfs"),
-        &mnt,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount a tmpfs where the server's mount was");
-    fs::write(mnt.join("mark"), "new").expect("write to the new mount");
+    mount_marked_tmpfs(&mnt);
     m.signal(Signal::SIGCONT);
     let status = m.wait_server();
-    let kept = fs::read_to_string(mnt.join("mark")).ok();
-    while is_mounted(&mnt) {
-        umount(&mnt).expect("unmount the tmpfs");
-    }
+    let kept = mark_then_unmount(&mnt);
     assert_eq!(status.code(), Some(0), "the server ended with {status}");
     assert_eq!(
         kept.as_deref(),
@@ -267,40 +277,20 @@ fn a_server_ending_after_its_unmount_leaves_a_new_mount_at_its_path_alone() {
 /// detached whatever was at its path, the new mount, and served on.
 #[test]
 fn sigterm_to_a_detached_server_leaves_the_mount_made_at_its_path_since() {
-    use nix::mount::{mount, umount, umount2, MntFlags, MsFlags};
+    use nix::mount::{umount2, MntFlags};
     use nix::sys::signal::Signal;
     common::privileges::require_root_and_fuse();
     let t = tempfile::tempdir().expect("tempdir");
     let d = t.path();
-    for dir in ["lower", "u", "w", "m"] {
-        fs::create_dir(d.join(dir)).expect("mkdir");
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        d.join("lower").display(),
-        d.join("u").display(),
-        d.join("w").display()
-    );
-    let mnt = d.join("m");
+    let (opts, mnt) = empty_overlay(d);
     let mut m = Mounted::foreground(d, &opts, &mnt);
     let busy = fs::File::open(&mnt).expect("hold the mount's root open");
     umount2(&mnt, MntFlags::MNT_DETACH).expect("detach the busy mount");
-    mount(
-        Some("tmpfs"),
-        &mnt,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount a tmpfs where the server's mount was");
-    fs::write(mnt.join("mark"), "new").expect("write to the new mount");
+    mount_marked_tmpfs(&mnt);
     m.signal(Signal::SIGTERM);
     let status = m.wait_server();
     drop(busy);
-    let kept = fs::read_to_string(mnt.join("mark")).ok();
-    while is_mounted(&mnt) {
-        umount(&mnt).expect("unmount the tmpfs");
-    }
+    let kept = mark_then_unmount(&mnt);
     assert_eq!(status.code(), Some(0), "the server ended with {status}");
     assert_eq!(
         kept.as_deref(),
