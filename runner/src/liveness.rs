@@ -71,20 +71,23 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
     if vanished(&rec.state).is_none() {
         return Ok(rec);
     }
-    // A root container's mount outlives its server as a dead FUSE mount; a
-    // rootless one lived in the monitor's namespace and went with it.
     let paths = ContainerPaths::of(store.root(), &rec);
-    // Its processes died with the monitor (or are killed now: frozen
-    // ones would not die of it), and its cgroup goes.
-    crate::container::cgroup::remove_recorded(&paths.dir);
-    let merged = paths.merged();
-    if is_mounted(&merged) {
-        let _ = fusefs::unmount(&merged);
-    }
     let finished_ns = crate::clock::now_ns();
-    // Checked again under the state's lock: a start may have come between.
+    // Checked again, and cleaned up, under the state's lock: a start may
+    // have settled it meanwhile and started a new monitor, which mounts
+    // the same `merged` and makes the same cgroup before it records the
+    // start under this lock.
     let recorded = run_state::update(store.root(), &mut rec, |state| {
         let started_ns = vanished(state)?;
+        // Its processes died with the monitor (or are killed now: frozen
+        // ones would not die of it), and its cgroup goes. A root
+        // container's mount outlives its server as a dead FUSE mount; a
+        // rootless one lived in the monitor's namespace and went with it.
+        crate::container::cgroup::remove_recorded(&paths.dir);
+        let merged = paths.merged();
+        if is_mounted(&merged) {
+            let _ = fusefs::unmount(&merged);
+        }
         Some(State::Exited {
             code: VANISHED,
             started_ns,
