@@ -40,13 +40,7 @@ pub fn widen(mountpoint: &Path) {
     if kb == 0 {
         return;
     }
-    use crate::mount::device_at;
-    let Some(dev) = device_at(mountpoint) else {
-        log::debug!("read-ahead of {} left as is: no stat", mountpoint.display());
-        return;
-    };
-    let parent = mountpoint.parent().and_then(device_at);
-    if !is_a_fuse_mount(dev, parent) {
+    let Some(dev) = crate::mount::fuse_device_at(mountpoint) else {
         // Not the new mount (not there yet, or not FUSE): its knob would
         // be a disk's, a setting of the whole host.
         log::debug!(
@@ -54,36 +48,12 @@ pub fn widen(mountpoint: &Path) {
             mountpoint.display()
         );
         return;
-    }
+    };
     let knob = format!("/sys/class/bdi/{}:{}/read_ahead_kb", dev.0, dev.1);
     if let Err(e) = std::fs::write(&knob, kb.to_string()) {
         log::debug!(
             "read-ahead of {} left as is ({knob}: {e})",
             mountpoint.display()
         );
-    }
-}
-
-/// Whether `dev`, the device at a mountpoint, is a FUSE mount made there:
-/// an anonymous device (major 0, which FUSE's superblocks get, where disks
-/// have a driver's major) other than its parent directory's.
-fn is_a_fuse_mount(dev: (u32, u32), parent: Option<(u32, u32)>) -> bool {
-    dev.0 == 0 && parent.is_some_and(|p| p != dev)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_new_anonymous_device_is_taken_for_the_mount() {
-        assert!(is_a_fuse_mount((0, 61), Some((254, 1))));
-        // The mount is not there yet: the directory's own disk.
-        assert!(!is_a_fuse_mount((254, 1), Some((254, 1))));
-        // A disk, whatever the parent.
-        assert!(!is_a_fuse_mount((8, 0), Some((0, 61))));
-        // Anonymous, but the parent's own (a directory on tmpfs).
-        assert!(!is_a_fuse_mount((0, 40), Some((0, 40))));
-        assert!(!is_a_fuse_mount((0, 61), None));
     }
 }

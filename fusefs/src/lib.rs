@@ -73,7 +73,7 @@ pub use layers::Layers;
 pub use lower::{Lower, Node};
 pub use mem_lower::MemLower;
 pub use mount::{
-    device_at, mount, serve, unmount, unmount_if_at, Device, MountError, MountHandle, MountOptions,
+    mount, serve, unmount, unmount_if_at, Device, MountError, MountHandle, MountOptions,
     PASSTHROUGH_MIN_SIZE,
 };
 pub use store_lower::StoreLower;

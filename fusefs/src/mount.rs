@@ -231,11 +231,26 @@ pub type Device = (u32, u32);
 
 /// The device of the filesystem at `path`, from a `statx` that never asks
 /// a FUSE server (one may not be serving yet, or may hang).
-pub fn device_at(path: &Path) -> Option<Device> {
+pub(crate) fn device_at(path: &Path) -> Option<Device> {
     use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
     statx(CWD, path, AtFlags::STATX_DONT_SYNC, StatxFlags::empty())
         .ok()
         .map(|st| (st.stx_dev_major, st.stx_dev_minor))
+}
+
+/// The device of a FUSE mount made at `mountpoint`; None when the path
+/// shows something else (the directory's own filesystem: not mounted, or
+/// not visible from here).
+pub(crate) fn fuse_device_at(mountpoint: &Path) -> Option<Device> {
+    let dev = device_at(mountpoint)?;
+    is_a_fuse_mount(dev, mountpoint.parent().and_then(device_at)).then_some(dev)
+}
+
+/// Whether `dev`, the device at a mountpoint, is a FUSE mount made there:
+/// an anonymous device (major 0, which FUSE's superblocks get, where disks
+/// have a driver's major) other than its parent directory's.
+fn is_a_fuse_mount(dev: Device, parent: Option<Device>) -> bool {
+    dev.0 == 0 && parent.is_some_and(|p| p != dev)
 }
 
 impl MountHandle {
@@ -297,7 +312,9 @@ pub fn mount(opts: MountOptions, mountpoint: &Path) -> Result<MountHandle, Mount
     Ok(MountHandle {
         session: Some(bg),
         mountpoint: mountpoint.to_path_buf(),
-        device: device_at(mountpoint),
+        // None if the mount cannot be seen from here: `unmount_if_at`
+        // then has nothing to compare with (see stop_on_signal's caller).
+        device: fuse_device_at(mountpoint),
     })
 }
 
@@ -342,5 +359,22 @@ pub fn unmount(mountpoint: &Path) -> std::io::Result<()> {
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_new_anonymous_device_is_taken_for_the_mount() {
+        assert!(is_a_fuse_mount((0, 61), Some((254, 1))));
+        // The mount is not there yet: the directory's own disk.
+        assert!(!is_a_fuse_mount((254, 1), Some((254, 1))));
+        // A disk, whatever the parent.
+        assert!(!is_a_fuse_mount((8, 0), Some((0, 61))));
+        // Anonymous, but the parent's own (a directory on tmpfs).
+        assert!(!is_a_fuse_mount((0, 40), Some((0, 40))));
+        assert!(!is_a_fuse_mount((0, 61), None));
     }
 }
