@@ -265,7 +265,19 @@ impl<FS: Filesystem> Session<FS> {
             queues,
         } = self;
 
+        // With io_uring queues the device carries only forgets and
+        // interrupts: one thread reads them (see `forget_pause`).
+        #[cfg(target_os = "linux")]
+        let n_threads = match queues {
+            Some(_) => 1,
+            None => config.n_threads.unwrap_or(1),
+        };
+        #[cfg(not(target_os = "linux"))]
         let n_threads = config.n_threads.unwrap_or(1);
+        #[cfg(target_os = "linux")]
+        let forget_pause = queues.as_ref().map(|_| FORGET_PAUSE);
+        #[cfg(not(target_os = "linux"))]
+        let forget_pause = None;
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
             // TODO: check whether it works on macOS/FreeBSD and enable if it works.
@@ -310,6 +322,7 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                forget_pause,
             };
             threads.push(
                 thread::Builder::new()
@@ -327,6 +340,7 @@ impl<FS: Filesystem> Session<FS> {
                     ch: ring_ch.clone(),
                     allowed,
                     session_owner,
+                    forget_pause: None,
                 };
                 (event_loop, ring_ch.sender())
             }));
@@ -560,7 +574,19 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    /// How long the device's reader waits after a forget before it reads
+    /// again, when io_uring queues serve every other request (see
+    /// [`FORGET_PAUSE`]).
+    pub(crate) forget_pause: Option<std::time::Duration>,
 }
+
+/// With io_uring queues, `/dev/fuse` carries forgets and interrupts, and
+/// each forget woke the device's reader: one wakeup per file an `rm -rf`
+/// removes. Waiting this long after one lets the next ones queue up, and
+/// the kernel hands them over as one BATCH_FORGET. A forget only lets the
+/// server drop a node it no longer needs; an interrupt waits at most this.
+#[cfg(target_os = "linux")]
+const FORGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
     fn event_loop(&self) -> io::Result<()> {
@@ -575,11 +601,16 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {
-                        if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                        let op = req.request.operation();
+                        if let Ok(Operation::Destroy(_)) = op {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
-                        } else {
-                            req.dispatch(self)
+                        }
+                        let forget =
+                            matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
+                        req.dispatch(self);
+                        if let (true, Some(pause)) = (forget, self.forget_pause) {
+                            std::thread::sleep(pause);
                         }
                     }
                     // Quit loop on illegal request
