@@ -1550,7 +1550,11 @@ fn a_write_into_a_big_image_file_copies_little_and_everything_sees_the_whole_fil
     s.run(&["start", "writer"]).ok();
     assert_eq!(s.run(&["diff", "writer"]).ok().stdout, "C /big\n");
     let exported = s.cmd(&["export", "writer"]).output().unwrap();
-    assert!(exported.status.success());
+    assert!(
+        exported.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
     let mut tar = tar::Archive::new(&exported.stdout[..]);
     let mut found = false;
     for e in tar.entries().unwrap() {

@@ -79,10 +79,19 @@ impl Paused {
         let State::Running { pid, .. } = rec.state else {
             return Ok(Paused(None));
         };
+        // A container recorded running may have ended meanwhile: its state
+        // is recorded a moment after its init exits, and a short command
+        // run by `start` is often gone by the next command. Then nothing
+        // writes to its tree any more, and there is nothing to pause or
+        // flush (its monitor and cgroup are going, and the pause failed).
+        let ended = || !crate::liveness::process_alive(pid);
         let paused = if pause {
             let dir = crate::stack::ContainerPaths::of(&ctx.root, rec).dir;
-            let paused = crate::container::pause::pause(&dir)
-                .with_context(|| format!("cannot pause {}", rec.name))?;
+            let paused = match crate::container::pause::pause(&dir) {
+                Ok(paused) => paused,
+                Err(_) if ended() => return Ok(Paused(None)),
+                Err(err) => return Err(err.context(format!("cannot pause {}", rec.name))),
+            };
             if std::env::var_os(HOLD_PAUSE_FOR_TESTS).is_some() {
                 eprintln!(
                     "strata: {} is paused; holding ({HOLD_PAUSE_FOR_TESTS}), pid {}",
@@ -97,7 +106,10 @@ impl Paused {
         } else {
             Paused(None)
         };
-        flush(ctx, rec, pid)?;
+        match flush(ctx, rec, pid) {
+            Err(_) if ended() => {}
+            flushed => flushed?,
+        }
         Ok(paused)
     }
 }
