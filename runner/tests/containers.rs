@@ -877,14 +877,6 @@ fn mount_server(dir: &std::path::Path) -> i32 {
         .unwrap_or_else(|| panic!("no server for {}", dir.display()))
 }
 
-/// Whether `pid` is still running (a zombie's work is done).
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.rsplit_once(") ")?.1.chars().next()? != 'Z'))
-        .unwrap_or(false)
-}
-
 /// Mount records are named by mountpoint: a server that ended after its
 /// mount was taken away (`fusermount3 -u`) and the path mounted again
 /// removed the new mount's record, and `strata mount` stopped listing it.
@@ -905,7 +897,7 @@ fn a_server_ending_late_leaves_the_next_mounts_record_at_its_path() {
     s.run(&["mount", "busybox", path]).ok();
     kill(old, Signal::SIGCONT).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while running(old.as_raw()) {
+    while layerdb::pins::process_alive(old.as_raw()) {
         assert!(
             std::time::Instant::now() < deadline,
             "the old server runs on"

@@ -268,16 +268,14 @@ impl<FS: Filesystem> Session<FS> {
         // With io_uring queues the device carries only forgets and
         // interrupts: one thread reads them (see `forget_pause`).
         #[cfg(target_os = "linux")]
-        let n_threads = match queues {
-            Some(_) => 1,
-            None => config.n_threads.unwrap_or(1),
+        let ring_served = queues.is_some();
+        #[cfg(not(target_os = "linux"))]
+        let ring_served = false;
+        let n_threads = match ring_served {
+            true => 1,
+            false => config.n_threads.unwrap_or(1),
         };
-        #[cfg(not(target_os = "linux"))]
-        let n_threads = config.n_threads.unwrap_or(1);
-        #[cfg(target_os = "linux")]
-        let forget_pause = queues.as_ref().map(|_| FORGET_PAUSE);
-        #[cfg(not(target_os = "linux"))]
-        let forget_pause = None;
+        let forget_pause = ring_served.then_some(FORGET_PAUSE);
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
             // TODO: check whether it works on macOS/FreeBSD and enable if it works.
@@ -585,7 +583,6 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
 /// removes. Waiting this long after one lets the next ones queue up, and
 /// the kernel hands them over as one BATCH_FORGET. A forget only lets the
 /// server drop a node it no longer needs; an interrupt waits at most this.
-#[cfg(target_os = "linux")]
 const FORGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<FS: Filesystem> SessionEventLoop<FS> {

@@ -192,14 +192,20 @@ impl ContainerCgroup {
         }
     }
 
-    /// Lets the container's processes run again.
+    /// Lets the container's processes run again. A cgroup removed
+    /// meanwhile holds none to thaw: its container died and its monitor
+    /// removed it (as after `rm -f`'s signal).
     pub fn thaw(&self) -> anyhow::Result<()> {
         let Some(dir) = &self.freezer else {
             return Ok(());
         };
-        match self.version {
+        let thawed = match self.version {
             Version::V1 => v1::thaw(dir),
             Version::V2 => v2::thaw(dir),
+        };
+        match thawed {
+            Err(err) if removed_meanwhile(&err) => Ok(()),
+            thawed => thawed,
         }
     }
 
@@ -236,11 +242,7 @@ impl ContainerCgroup {
     /// A frozen process cannot die on v1 until thawed, so thaw first;
     /// then SIGKILL every process listed.
     fn kill_remaining(&self) -> anyhow::Result<()> {
-        match self.thaw() {
-            // The freezer's hierarchy only: the others may still hold some.
-            Err(err) if removed_meanwhile(&err) => {}
-            thawed => thawed?,
-        }
+        self.thaw()?;
         if self.version == Version::V2 {
             if let Some(dir) = self.dirs.first() {
                 if v2::kill_all(dir)? {
@@ -368,10 +370,7 @@ pub fn thaw_recorded(container_dir: &Path) -> anyhow::Result<()> {
     let Some(cgroup) = ContainerCgroup::recorded(&record_path(container_dir)) else {
         return Ok(());
     };
-    match cgroup.thaw() {
-        Err(err) if removed_meanwhile(&err) => Ok(()),
-        thawed => thawed,
-    }
+    cgroup.thaw()
 }
 
 /// Whether a control file could not be written because its cgroup was
