@@ -332,6 +332,10 @@ struct ReplyState {
     direct: Option<Direct>,
     /// The payload length of a reply written in place.
     direct_len: Option<usize>,
+    /// The queue's thread is asleep in `take` until the reply comes. Most
+    /// replies are sent by that thread itself before it gets there, and a
+    /// wake with nobody asleep is still a futex call: one per request.
+    parked: bool,
     /// Otherwise the reply's bytes, out header first.
     reply: Vec<u8>,
 }
@@ -416,7 +420,9 @@ impl RingReply {
             }
         }
         state.waiting = false;
-        self.sent.notify_all();
+        if state.parked {
+            self.sent.notify_all();
+        }
         Ok(())
     }
 
@@ -432,7 +438,9 @@ impl RingReply {
     fn take(&self, entry: &mut Entry, unique: u64) {
         let mut state = self.lock();
         while state.waiting {
+            state.parked = true;
             state = self.sent.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.parked = false;
         }
         match state.direct_len {
             Some(n) => entry.set_payload_sz(n),
