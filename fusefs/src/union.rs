@@ -141,12 +141,35 @@ fn node_along(layer: &dyn Lower, path: &[u8]) -> Result<Option<Node>> {
     layer.node(path)
 }
 
+/// What a name of a directory shows in the union.
+// Only ever returned, never stored: a box would cost every lookup an
+// allocation to save stack space nobody keeps.
+#[allow(clippy::large_enum_variant)]
+pub enum Child {
+    /// Something is there.
+    Found(Resolved),
+    /// Hidden by a whiteout in this layer, the topmost to have the name.
+    WhitedOut(usize),
+    /// No layer has the name.
+    Absent,
+}
+
 /// The child at `path` of the directory `parent` (`path` is the full path).
 pub fn resolve_child(
     stack: &[&dyn Lower],
     parent: &Resolved,
     path: &[u8],
 ) -> Result<Option<Resolved>> {
+    Ok(match child(stack, parent, path)? {
+        Child::Found(r) => Some(r),
+        Child::WhitedOut(_) | Child::Absent => None,
+    })
+}
+
+/// Like [`resolve_child`], and says which layer's whiteout hides a name:
+/// a new node must replace a whiteout of the upper, and asking the upper
+/// again cost two more host probes per created file.
+pub fn child(stack: &[&dyn Lower], parent: &Resolved, path: &[u8]) -> Result<Child> {
     let (parent_path, name) = split_path(path);
     let mut lookup = Lookup::Name(Cow::Borrowed(name));
     let mut last: Option<usize> = None;
@@ -184,7 +207,7 @@ pub fn resolve_child(
         match &mut found {
             None => {
                 if node.is_whiteout() {
-                    return Ok(None);
+                    return Ok(Child::WhitedOut(i));
                 }
                 found = Some(Resolved::single(i, lpath.into_owned(), node));
             }
@@ -205,7 +228,7 @@ pub fn resolve_child(
             lookup = next;
         }
     }
-    Ok(found.map(Resolved::settle_nlink))
+    Ok(found.map_or(Child::Absent, |r| Child::Found(r.settle_nlink())))
 }
 
 /// Resolves a whole path component by component.

@@ -445,16 +445,6 @@ impl Upper {
             .is_ok_and(|md| is_whiteout_device(&md))
     }
 
-    /// Whether `name` in `dir` is whited out in the upper (either form).
-    pub fn has_whiteout(&self, dir: &[u8], name: &[u8]) -> bool {
-        let dotted = whiteout_fits(name)
-            && self
-                .host(&join_path(dir, &whiteout_name(name)))
-                .symlink_metadata()
-                .is_ok();
-        dotted || self.is_whiteout_device(&join_path(dir, name))
-    }
-
     /// Removes the whiteout of `name` in `dir`, in either form; true when
     /// there was one.
     pub fn remove_whiteout(&self, dir: &[u8], name: &[u8]) -> Result<bool> {

@@ -19,7 +19,7 @@ use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
 use crate::node_files::NodeFiles;
 use crate::orphan::Orphan;
-use crate::union::Resolved;
+use crate::union::{self, Child, Resolved};
 use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
 use layerdb::{join_path, split_path, Entry, Kind};
@@ -449,9 +449,12 @@ impl UnionFs {
         if !dir.is_dir() {
             return Err(FsError::posix(Errno::ENOTDIR, dir_path));
         }
-        if self.layers.resolve(&path)?.is_some() {
-            return Err(FsError::posix(Errno::EEXIST, &path));
-        }
+        // The parent is in the upper now, so the upper is its layer 0.
+        let had_whiteout = match union::child(&self.layers.stack(), &dir, &path)? {
+            Child::Found(_) => return Err(FsError::posix(Errno::EEXIST, &path)),
+            Child::WhitedOut(layer) => layer == 0,
+            Child::Absent => false,
+        };
         let kind = match what {
             NewNode::Dir => Kind::Dir,
             NewNode::File => Kind::Regular,
@@ -473,7 +476,6 @@ impl UnionFs {
             e.rdev = rdev;
         }
         e.mtime_ns = now_ns();
-        let had_whiteout = upper.has_whiteout(dir_path, name);
         if had_whiteout && upper.format().is_kernel() {
             // The whiteout device holds the name itself.
             upper.remove_whiteout(dir_path, name)?;
