@@ -159,7 +159,7 @@ impl Read for LayerReader<'_> {
 pub fn changes(upper: &Path, lowers: &[&dyn Lower]) -> Result<Vec<Change>> {
     let mut walk = Walk {
         upper,
-        view: DirLower::upper(upper),
+        view: DirLower::upper(upper, None),
         lowers,
         out: Vec::new(),
     };

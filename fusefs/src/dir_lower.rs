@@ -10,6 +10,7 @@
 use crate::error::{show, FsError, Result};
 use crate::lower::{ino_tag, Lower, Node};
 use crate::override_stat::{container_xattr_name, OverrideStat, OVERRIDE_STAT};
+use crate::shared_whiteout::SharedWhiteout;
 use crate::upper_format::{INO_XATTRS, NLINK_XATTRS};
 use crate::whiteout::{
     hidden_name, is_marker, is_valid_redirect, whiteout_fits, whiteout_name, OPAQUE_MARKER,
@@ -49,6 +50,9 @@ pub struct DirLower {
     /// extracted from an image otherwise keeps whatever xattrs the image
     /// gave its files, and one could make a file look root's and setuid.
     overrides: bool,
+    /// The upper's shared whiteout device, known in its listings without a
+    /// stat (see `shared_whiteout::Names`); the server's own upper only.
+    whiteouts: Option<Arc<SharedWhiteout>>,
 }
 
 /// Longest host path handed to a system call as is (PATH_MAX is 4096 with
@@ -145,15 +149,21 @@ impl DirLower {
             root,
             role: Role::Lower,
             overrides,
+            whiteouts: None,
         }
     }
 
-    /// The upper directory read back as a layer.
-    pub(crate) fn upper(root: impl Into<PathBuf>) -> DirLower {
+    /// The upper directory read back as a layer; `whiteouts` where this
+    /// process makes its whiteouts.
+    pub(crate) fn upper(
+        root: impl Into<PathBuf>,
+        whiteouts: Option<Arc<SharedWhiteout>>,
+    ) -> DirLower {
         DirLower {
             root: root.into(),
             role: Role::Upper,
             overrides: true,
+            whiteouts,
         }
     }
 
@@ -378,6 +388,8 @@ impl Lower for DirLower {
             Err(e) => return Err(FsError::io("readdir", dir, e)),
         };
         let mut out: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
+        let shared = self.whiteouts.as_ref().map(|w| w.names_in(&host_dir));
+        let whiteout = || Node::from_entry(Entry::new(Kind::Whiteout, 0), 0);
         for de in rd {
             let de = de.map_err(|e| FsError::io("readdir", dir, e))?;
             let name = de.file_name().into_vec();
@@ -386,8 +398,11 @@ impl Lower for DirLower {
             }
             if let Some(hidden) = hidden_name(&name) {
                 // A real entry of the same layer wins over its whiteout.
-                out.entry(hidden.to_vec())
-                    .or_insert_with(|| Node::from_entry(Entry::new(Kind::Whiteout, 0), 0));
+                out.entry(hidden.to_vec()).or_insert_with(whiteout);
+                continue;
+            }
+            if shared.as_ref().is_some_and(|s| s.is_shared_whiteout(&de)) {
+                out.insert(name, whiteout());
                 continue;
             }
             let path = join_path(dir, &name);

@@ -49,7 +49,7 @@ impl Layers {
             Some(root) => {
                 let format = format.unwrap_or_else(UpperFormat::detect);
                 let upper = Upper::open_as(root, dirs.clone(), format)?;
-                let view = DirLower::upper(upper.root());
+                let view = DirLower::upper(upper.root(), Some(upper.device_whiteouts()));
                 Some((upper, view))
             }
             None => None,

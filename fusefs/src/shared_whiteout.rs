@@ -24,16 +24,24 @@
 use crate::handles::lock;
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use std::fs::File;
+use std::cell::OnceCell;
+use std::fs::{DirEntry, File};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The whiteout device new ones link to.
 #[derive(Debug, Default)]
 pub struct SharedWhiteout {
-    last: Mutex<Option<File>>,
+    last: Mutex<Option<Remembered>>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    file: File,
+    /// (st_dev, st_ino) of `file`.
+    id: (u64, u64),
 }
 
 /// What [`SharedWhiteout::link`] did.
@@ -54,7 +62,7 @@ impl SharedWhiteout {
         let Some(src) = last.as_ref() else {
             return Linked::No;
         };
-        let src = format!("/proc/self/fd/{}", src.as_raw_fd());
+        let src = format!("/proc/self/fd/{}", src.file.as_raw_fd());
         match nix::unistd::linkat(
             nix::fcntl::AT_FDCWD,
             src.as_str(),
@@ -75,6 +83,56 @@ impl SharedWhiteout {
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(dest);
-        *lock(&self.last) = opened.ok();
+        let remembered = opened.ok().and_then(|file| {
+            let md = file.metadata().ok()?;
+            Some(Remembered {
+                id: (md.dev(), md.ino()),
+                file,
+            })
+        });
+        *lock(&self.last) = remembered;
+    }
+
+    /// Tells the shared whiteout's names in the listing of the host
+    /// directory `dir`.
+    pub fn names_in(&self, dir: &Path) -> Names {
+        let pinned = lock(&self.last).as_ref().and_then(|r| {
+            let file = r.file.try_clone().ok()?;
+            Some((file, r.id))
+        });
+        Names {
+            pinned,
+            dir: dir.to_path_buf(),
+            dir_dev: OnceCell::new(),
+        }
+    }
+}
+
+/// The shared whiteout's names in one directory, known from their
+/// directory entries alone: an entry of the whiteout's inode (a char
+/// device, on its filesystem) is that whiteout device, so it needs no
+/// stat. A directory emptied by `rm -rf` holds one per file it had, and
+/// its removal listed them twice, a stat each time. The inode is held
+/// open while the listing lasts, so its number cannot be given to another
+/// file meanwhile.
+pub struct Names {
+    pinned: Option<(File, (u64, u64))>,
+    dir: PathBuf,
+    /// The directory's st_dev, asked once, at the first candidate.
+    dir_dev: OnceCell<Option<u64>>,
+}
+
+impl Names {
+    /// Whether `de`, an entry of this directory, is the shared whiteout.
+    pub fn is_shared_whiteout(&self, de: &DirEntry) -> bool {
+        let Some((_, (dev, ino))) = &self.pinned else {
+            return false;
+        };
+        de.ino() == *ino
+            && de.file_type().is_ok_and(|t| t.is_char_device())
+            && *self
+                .dir_dev
+                .get_or_init(|| std::fs::symlink_metadata(&self.dir).ok().map(|m| m.dev()))
+                == Some(*dev)
     }
 }

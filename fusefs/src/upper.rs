@@ -47,8 +47,9 @@ pub struct Upper {
     tmp_counter: AtomicU64,
     dirs: Arc<ResolutionCache>,
     format: UpperFormat,
-    /// What new whiteout devices link to (see `shared_whiteout`).
-    device_whiteouts: SharedWhiteout,
+    /// What new whiteout devices link to (see `shared_whiteout`); the
+    /// upper's view as a layer knows them too.
+    device_whiteouts: Arc<SharedWhiteout>,
 }
 
 /// A time to set: a value, the current time, or leave as is.
@@ -144,8 +145,13 @@ impl Upper {
             tmp_counter: AtomicU64::new(0),
             dirs,
             format,
-            device_whiteouts: SharedWhiteout::default(),
+            device_whiteouts: Arc::default(),
         })
+    }
+
+    /// What its whiteout devices link to, for its view as a layer.
+    pub(crate) fn device_whiteouts(&self) -> Arc<SharedWhiteout> {
+        self.device_whiteouts.clone()
     }
 
     pub fn format(&self) -> UpperFormat {
@@ -480,13 +486,16 @@ impl Upper {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(FsError::io("readdir", dir, e)),
         };
+        let shared = self.device_whiteouts.names_in(&host);
         for de in rd {
             let de = de.map_err(|e| FsError::io("readdir", dir, e))?;
             let name = std::os::unix::ffi::OsStrExt::as_bytes(de.file_name().as_os_str()).to_vec();
             let device = || {
-                de.path()
-                    .symlink_metadata()
-                    .is_ok_and(|md| is_whiteout_device(&md))
+                shared.is_shared_whiteout(&de)
+                    || de
+                        .path()
+                        .symlink_metadata()
+                        .is_ok_and(|md| is_whiteout_device(&md))
             };
             if crate::whiteout::is_reserved(&name) || device() {
                 std::fs::remove_file(de.path())
