@@ -298,6 +298,35 @@ impl DirLower {
         Ok(None)
     }
 
+    /// The directory at `path`, which resolved as `before`, read again
+    /// from its host stat alone, with `before`'s xattr-derived parts (see
+    /// `Layers::remembered_upper_dir`). None when the host no longer shows
+    /// that directory with the owner and mode `before` has: gone, another
+    /// inode, changed from outside, or shown through an owner and mode
+    /// override (the rootless format), which takes a full resolution.
+    pub(crate) fn reread_dir(&self, path: &[u8], before: &Node) -> Result<Option<Node>> {
+        let host = host_path(&self.root, path);
+        let Some(md) = lstat_opt(&host, path)? else {
+            return Ok(None);
+        };
+        let e = &before.entry;
+        let same = md.is_dir()
+            && e.kind == Kind::Dir
+            && e.ino == md.ino() as u32
+            && e.mode == md.mode() & 0o7777
+            && (e.uid, e.gid) == (md.uid(), md.gid());
+        if !same {
+            return Ok(None);
+        }
+        let mut node = before.clone();
+        node.entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+        node.entry.nlink = md.nlink() as u32;
+        node.atime_ns = ns(md.atime(), md.atime_nsec());
+        node.ctime_ns = ns(md.ctime(), md.ctime_nsec());
+        node.blocks = md.blocks();
+        Ok(Some(node))
+    }
+
     fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
         for name in OPAQUE_XATTRS.into_iter().filter(|n| has(names, n)) {
             if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {

@@ -121,8 +121,12 @@ impl Layers {
     }
 
     /// Resolves `path` from its nearest remembered ancestor directory
-    /// (see `ResolutionCache`); the node itself is always read fresh.
+    /// (see `ResolutionCache`); the node itself is always read fresh, a
+    /// remembered upper directory by one host stat.
     pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
+        if let Some(r) = self.remembered_upper_dir(path)? {
+            return Ok(Some(r));
+        }
         let stack = self.stack();
         let (mut end, mut cur) = match self.dirs.nearest_ancestor(path) {
             Some(found) => found,
@@ -152,6 +156,27 @@ impl Layers {
             }
         }
         Ok(Some(cur))
+    }
+
+    /// A remembered directory the upper serves, its host attributes read
+    /// again. Resolved afresh it cost a stat, an xattr listing, the probe
+    /// for an opaque marker and the read of its stable inode number: a
+    /// GETATTR of the parent after every unlink in an `rm -rf` (the kernel
+    /// asks, `default_permissions`), and the parent of every file an
+    /// untar creates. What its xattrs say changes only through `Upper`,
+    /// which forgets the directory first (see `ResolutionCache`).
+    fn remembered_upper_dir(&self, path: &[u8]) -> Result<Option<Resolved>> {
+        let Some((_, view)) = &self.upper else {
+            return Ok(None);
+        };
+        let Some(mut r) = self.dirs.get(path).filter(|r| r.layer == 0) else {
+            return Ok(None);
+        };
+        let Some(node) = view.reread_dir(&r.path, &r.node)? else {
+            return Ok(None);
+        };
+        r.node = node;
+        Ok(Some(r.settle_nlink()))
     }
 
     /// Forgets remembered resolutions at and under `path`, for a change

@@ -1,13 +1,17 @@
 //! Remembered resolutions of directories, so a request resolves only the
 //! last component of its path instead of walking every layer from the root.
 //!
-//! Only the *shape* of a cached directory is relied on (which layers merge
-//! into it, that it is a directory): attributes are always read fresh for
-//! the node a request is about. Invariant: every change of the upper that
-//! can alter the shape of a directory invalidates that path and everything
-//! under it (children inherit their merge set from their parent); the upper
-//! only changes under the tree write lock, through [`crate::upper::Upper`],
-//! which calls [`ResolutionCache::invalidate`].
+//! Relied on for a cached directory: its *shape* (which layers merge into
+//! it, that it is a directory) and, for one the upper serves, what its
+//! xattrs say (owner and mode overrides, opaque, redirect, stable inode
+//! number, the container's xattrs); its host attributes are always read
+//! fresh for the node a request is about (see `Layers::resolve`).
+//! Invariant: every change of the upper that can alter the shape of a
+//! directory or its xattrs invalidates that path and everything under it
+//! (children inherit their merge set from their parent); the upper only
+//! changes under the tree write lock, through [`crate::upper::Upper`],
+//! which calls [`ResolutionCache::invalidate`], or after
+//! `Layers::invalidate`.
 
 use crate::handles::lock;
 use crate::union::Resolved;
@@ -39,6 +43,11 @@ impl ResolutionCache {
             end = cut;
         }
         dirs.get(&b""[..]).map(|r| (0, r.clone()))
+    }
+
+    /// The remembered resolution of `path` itself.
+    pub fn get(&self, path: &[u8]) -> Option<Resolved> {
+        lock(&self.dirs).get(path).cloned()
     }
 
     pub fn insert(&self, path: &[u8], r: &Resolved) {

@@ -74,7 +74,7 @@ impl Resolved {
     /// them means listing every layer. Like overlayfs, report nlink 1, which
     /// `find` and fts read as "unknown"; a directory of one layer keeps its
     /// layer's count (2 + subdirectories).
-    fn settle_nlink(mut self) -> Resolved {
+    pub(crate) fn settle_nlink(mut self) -> Resolved {
         if self.merges_lower() {
             self.node.entry.nlink = 1;
         }
