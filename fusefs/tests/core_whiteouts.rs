@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture::{errno, for_each_setup, setups, Fx, Item};
+use common::fixture::{caller, errno, for_each_setup, setups, Fx, Item};
 
 const LOWER: &[Item] = &[
     Item::Dir("d", 0o755),
@@ -162,4 +162,59 @@ fn overlay_names_are_neither_found_nor_created() {
         assert_eq!(errno(r), libc::EINVAL);
         assert!(fx.whiteout_in_upper("f"), "the whiteout is untouched");
     });
+}
+
+#[test]
+fn a_char_device_beside_shared_whiteouts_is_a_file_not_a_whiteout() {
+    // Listings know the shared whiteout by its inode number, without a
+    // stat: a real device among its names must still count.
+    for_each_setup(LOWER, |fx| {
+        fx.unlink("d/x").expect("unlink x");
+        fx.unlink("d/y").expect("unlink y");
+        let (parent, name) = fx.parent("d/null");
+        let dev = libc::makedev(1, 3) as u32;
+        fx.fs
+            .mknod(parent, name, libc::S_IFCHR | 0o666, dev, caller())
+            .expect("mknod");
+        assert_eq!(fx.names("d"), ["null"]);
+        assert_eq!(fx.rmdir("d"), Err(libc::ENOTEMPTY));
+        fx.unlink("d/null").expect("unlink the device");
+        fx.rmdir("d").expect("rmdir once only whiteouts are left");
+        assert!(!fx.exists("d"));
+    });
+}
+
+#[test]
+fn a_remembered_upper_directory_shows_what_its_host_directory_has_now() {
+    // A directory the upper serves is read again by one stat, the rest
+    // remembered: its links and times must follow, and a mode changed on
+    // the host takes a full resolution again.
+    for_each_setup(LOWER, |fx| {
+        fx.mkdir("n", 0o755).expect("mkdir n");
+        fx.mkdir("n/a", 0o755).expect("mkdir n/a");
+        assert_eq!(fx.stat("n").entry.nlink, 3);
+        fx.rmdir("n/a").expect("rmdir n/a");
+        assert_eq!(fx.stat("n").entry.nlink, 2);
+        let host = fx.upper_path("n");
+        let t = filetime(1_000_000_000);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &host,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .expect("utimensat on the host");
+        assert_eq!(fx.stat("n").entry.mtime_ns, 1_000_000_000 * 1_000_000_000);
+        if fx.setup.format.is_kernel() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod on the host");
+            assert_eq!(fx.stat("n").entry.mode, 0o700);
+        }
+    });
+}
+
+fn filetime(sec: i64) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(sec, 0)
 }
