@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ENV_LOWER: &str = "STRATA_TEST_SERVE_LOWER";
@@ -27,25 +27,6 @@ const ENV_UPPER: &str = "STRATA_TEST_SERVE_UPPER";
 const ENV_MNT: &str = "STRATA_TEST_SERVE_MNT";
 const ENV_NO_PASSTHROUGH: &str = "STRATA_TEST_SERVE_NO_PASSTHROUGH";
 const SERVER_TEST: &str = "serve_mount_for_parent_test";
-
-/// The descriptor test (`rewritten_and_removed_...`) runs alone, the other
-/// servers' tests beside each other. It counts the orphans one server
-/// holds until the kernel's FORGETs arrive; over io_uring those come
-/// through `/dev/fuse` to a thread apart from the request queues, and
-/// with the other tests' servers busy on this 2-core machine that thread
-/// fell behind the client by hundreds of files: EMFILE at the test's
-/// 256-descriptor limit in about half the parallel runs (ae4102d too),
-/// none of five run alone. See docs/design.md, "Forgets have no
-/// backpressure over io_uring".
-static TURNS: RwLock<()> = RwLock::new(());
-
-fn beside_others() -> RwLockReadGuard<'static, ()> {
-    TURNS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    TURNS.write().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The server side: only does something in a process started by
 /// [`Server::start`].
@@ -263,7 +244,6 @@ fn kill_9_of_the_server_mid_write_without_passthrough_loses_nothing_written_befo
 
 fn kill_9_mid_write(passthrough: bool) {
     common::require_fuse();
-    let _turn = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = (
         dir.path().join("lower"),
@@ -393,7 +373,6 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn server_memory_stays_under_100_mb_while_walking_100k_files() {
     common::require_fuse();
-    let _turn = beside_others();
     const LIMIT_KIB: u64 = 100 * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = (
@@ -445,7 +424,6 @@ fn server_dirs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 #[test]
 fn upper_files_are_read_and_written_by_the_kernel_not_the_server() {
     common::require_fuse();
-    let _turn = beside_others();
     const SIZE: usize = 32 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = server_dirs(dir.path());
@@ -486,7 +464,6 @@ fn upper_files_are_read_and_written_by_the_kernel_not_the_server() {
 #[test]
 fn a_lower_file_held_open_while_copied_up_stays_readable_and_writable() {
     common::require_fuse();
-    let _turn = beside_others();
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, upper, mnt) = server_dirs(dir.path());
     fs::write(lower.join("f"), "lower data").expect("write");
@@ -525,7 +502,6 @@ fn dd(args: &[String]) -> f64 {
 #[ignore = "a benchmark: writes 1 GiB twice and drops the page cache"]
 fn bench_sequential_1_gib_upper_file_with_and_without_passthrough() {
     common::require_fuse();
-    let _turn = beside_others();
     for passthrough in [false, true] {
         let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
         let (lower, upper, mnt) = server_dirs(dir.path());
@@ -586,11 +562,15 @@ impl Drop for Tmpfs {
 /// `: > w; echo x >> w; rm w` over and over (a log rotated and removed),
 /// 100,000 times, keeps no descriptor of a removed file: the server stays
 /// within a low open-file limit, its descriptors stay few all along, and
-/// a removed file's space comes back at once.
+/// a removed file's space comes back at once. It runs beside this file's
+/// other servers on purpose: over io_uring, with their load on the two
+/// CPUs, the thread reading FORGETs fell hundreds of files behind the
+/// client and this test ran out of descriptors in about half the runs,
+/// until the queue threads read them too (`vendor/fuser/src/ring.rs`,
+/// `Drain`).
 #[test]
 fn rewritten_and_removed_files_leave_no_descriptor_and_give_their_space_back() {
     common::require_fuse();
-    let _turn = alone();
     const CYCLES: usize = 100_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let (lower, _, mnt) = server_dirs(dir.path());

@@ -41,9 +41,11 @@ use log::error;
 use log::warn;
 
 use crate::Filesystem;
+use crate::channel::Channel;
 use crate::channel::ChannelSender;
 use crate::ll::Operation;
 use crate::ll::fuse_abi as abi;
+use crate::read_buf::FuseReadBuf;
 use crate::request::RequestWithSender;
 use crate::session::SessionEventLoop;
 
@@ -531,7 +533,8 @@ fn serve<FS: Filesystem>(
     }
     let mut entries: Vec<Entry> = (0..DEPTH).map(|_| Entry::new(payload_size)).collect();
     let mut ring = ring;
-    serve_entries(qid, &mut ring, &mut entries, se, sender);
+    let mut drain = Drain::open(&se.ch);
+    serve_entries(qid, &mut ring, &mut entries, se, sender, &mut drain);
     // The ring goes first: it may hold the entries' buffers.
     drop(ring);
     drop(entries);
@@ -543,6 +546,7 @@ fn serve_entries<FS: Filesystem>(
     entries: &mut [Entry],
     se: &SessionEventLoop<FS>,
     sender: &ChannelSender,
+    drain: &mut Option<Drain>,
 ) {
     let fd = se.ch.as_fd().as_raw_fd();
     let replies: Vec<Arc<RingReply>> = (0..DEPTH).map(|_| Arc::default()).collect();
@@ -612,6 +616,75 @@ fn serve_entries<FS: Filesystem>(
             let commit_id = entries[i].read_u64(COMMIT_ID);
             serve_one(&mut entries[i], &replies[i], se, sender);
             push(ring, &commit_sqe(fd, qid, commit_id, i));
+            if drain.as_mut().is_some_and(|d| !d.after_request(se)) {
+                *drain = None;
+            }
+        }
+    }
+}
+
+/// Forgets read by a queue's own thread. Over io_uring the kernel sends
+/// forgets (and interrupts) through `/dev/fuse` alone, to the device
+/// thread, and nothing made a client wait for that thread: a client that
+/// created and removed files while it waited for a CPU left an open
+/// orphan per file behind it, hundreds of them (EMFILE at a low
+/// descriptor limit). Over `/dev/fuse` the kernel hands a reader the
+/// queued forgets between requests; reading them here every
+/// [`DRAIN_EVERY`] requests gives that back. The queue's thread reads a
+/// clone of the device made non-blocking (the flag belongs to the clone's
+/// own open file, not the device thread's), so it never waits there.
+/// Without a clone (`/dev/fuse` not openable, as for an ordinary user
+/// when it is 0600) the device thread alone reads them, as before.
+struct Drain {
+    ch: Channel,
+    buf: FuseReadBuf,
+    served: u32,
+}
+
+/// Requests served between reads of the device. Over `/dev/fuse` the
+/// kernel gives queued forgets a turn at least every 8 requests
+/// (`forget_batch` in fs/fuse/dev.c); a read that finds nothing costs a
+/// system call, so this takes one every 16.
+const DRAIN_EVERY: u32 = 16;
+
+impl Drain {
+    fn open(ch: &Channel) -> Option<Drain> {
+        let clone = ch.clone_fd().ok()?;
+        let fd = clone.as_fd();
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).ok()?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
+        Some(Drain {
+            ch: clone,
+            buf: FuseReadBuf::new(),
+            served: 0,
+        })
+    }
+
+    /// Counts a request served; every [`DRAIN_EVERY`]th, serves what the
+    /// device holds. False when the clone cannot be read any more.
+    fn after_request<FS: Filesystem>(&mut self, se: &SessionEventLoop<FS>) -> bool {
+        self.served += 1;
+        if self.served < DRAIN_EVERY {
+            return true;
+        }
+        self.served = 0;
+        loop {
+            let buf = self.buf.as_mut();
+            let size = match self.ch.receive(buf) {
+                Ok(size) => size,
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
+            };
+            let Some(req) = RequestWithSender::new(self.ch.sender(), &buf[..size]) else {
+                return false;
+            };
+            if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                req.reply::<crate::ReplyEmpty>().ok();
+                return false;
+            }
+            req.dispatch(se);
         }
     }
 }
