@@ -300,7 +300,7 @@ impl DirLower {
 
     /// The directory at `path`, which resolved as `before`, read again
     /// from its host stat alone, with `before`'s xattr-derived parts (see
-    /// `Layers::remembered_upper_dir`). None when the host no longer shows
+    /// `Layers::reread_upper_dir`). None when the host no longer shows
     /// that directory with the owner and mode `before` has: gone, another
     /// inode, changed from outside, or shown through an owner and mode
     /// override (the rootless format), which takes a full resolution.
@@ -318,13 +318,13 @@ impl DirLower {
         if !same {
             return Ok(None);
         }
-        let mut node = before.clone();
-        node.entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
-        node.entry.nlink = md.nlink() as u32;
-        node.atime_ns = ns(md.atime(), md.atime_nsec());
-        node.ctime_ns = ns(md.ctime(), md.ctime_nsec());
-        node.blocks = md.blocks();
-        Ok(Some(node))
+        let mut entry = e.clone();
+        entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+        entry.nlink = md.nlink() as u32;
+        Ok(Some(Node {
+            redirect: before.redirect.clone(),
+            ..host_node(before.ino, &md, entry, &[])
+        }))
     }
 
     fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {

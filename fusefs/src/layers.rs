@@ -124,11 +124,16 @@ impl Layers {
     /// (see `ResolutionCache`); the node itself is always read fresh, a
     /// remembered upper directory by one host stat.
     pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
-        if let Some(r) = self.remembered_upper_dir(path)? {
-            return Ok(Some(r));
+        let mut found = self.dirs.nearest(path);
+        if let Some((_, r)) = found.take_if(|(end, _)| *end == path.len()) {
+            if let Some(r) = self.reread_upper_dir(r)? {
+                return Ok(Some(r));
+            }
+            // Not the upper's, or changed: read afresh from its parent.
+            found = self.dirs.nearest_ancestor(path);
         }
         let stack = self.stack();
-        let (mut end, mut cur) = match self.dirs.nearest_ancestor(path) {
+        let (mut end, mut cur) = match found {
             Some(found) => found,
             None => {
                 let Some(root) = union::resolve_root(&stack)? else {
@@ -165,11 +170,8 @@ impl Layers {
     /// asks, `default_permissions`), and the parent of every file an
     /// untar creates. What its xattrs say changes only through `Upper`,
     /// which forgets the directory first (see `ResolutionCache`).
-    fn remembered_upper_dir(&self, path: &[u8]) -> Result<Option<Resolved>> {
-        let Some((_, view)) = &self.upper else {
-            return Ok(None);
-        };
-        let Some(mut r) = self.dirs.get(path).filter(|r| r.layer == 0) else {
+    fn reread_upper_dir(&self, mut r: Resolved) -> Result<Option<Resolved>> {
+        let Some((_, view)) = self.upper.as_ref().filter(|_| r.layer == 0) else {
             return Ok(None);
         };
         let Some(node) = view.reread_dir(&r.path, &r.node)? else {
@@ -177,6 +179,12 @@ impl Layers {
         };
         r.node = node;
         Ok(Some(r.settle_nlink()))
+    }
+
+    /// What the name at `path` in directory `dir` shows, and which layer's
+    /// whiteout hides it (see [`union::child`]).
+    pub fn child(&self, dir: &Resolved, path: &[u8]) -> Result<union::Child> {
+        union::child(&self.stack(), dir, path)
     }
 
     /// Forgets remembered resolutions at and under `path`, for a change

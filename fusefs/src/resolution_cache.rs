@@ -31,23 +31,17 @@ impl ResolutionCache {
     /// The nearest remembered strict ancestor of `path` (the root's path
     /// is empty): its path length and resolution.
     pub fn nearest_ancestor(&self, path: &[u8]) -> Option<(usize, Resolved)> {
-        if path.is_empty() {
-            return None;
-        }
-        let dirs = lock(&self.dirs);
-        let mut end = path.len();
-        while let Some(cut) = path[..end].iter().rposition(|&b| b == b'/') {
-            if let Some(r) = dirs.get(&path[..cut]) {
-                return Some((cut, r.clone()));
-            }
-            end = cut;
-        }
-        dirs.get(&b""[..]).map(|r| (0, r.clone()))
+        above(&lock(&self.dirs), path)
     }
 
-    /// The remembered resolution of `path` itself.
-    pub fn get(&self, path: &[u8]) -> Option<Resolved> {
-        lock(&self.dirs).get(path).cloned()
+    /// Like [`ResolutionCache::nearest_ancestor`], `path` itself first
+    /// (then its length is `path.len()`): one lookup for a request.
+    pub fn nearest(&self, path: &[u8]) -> Option<(usize, Resolved)> {
+        let dirs = lock(&self.dirs);
+        match dirs.get(path) {
+            Some(r) => Some((path.len(), r.clone())),
+            None => above(&dirs, path),
+        }
     }
 
     pub fn insert(&self, path: &[u8], r: &Resolved) {
@@ -75,6 +69,21 @@ impl ResolutionCache {
             dirs.remove(&k);
         }
     }
+}
+
+/// The nearest of `dirs` strictly above `path`, the root last.
+fn above(dirs: &BTreeMap<Vec<u8>, Resolved>, path: &[u8]) -> Option<(usize, Resolved)> {
+    let mut end = path.len();
+    while let Some(cut) = path[..end].iter().rposition(|&b| b == b'/') {
+        if let Some(r) = dirs.get(&path[..cut]) {
+            return Some((cut, r.clone()));
+        }
+        end = cut;
+    }
+    if path.is_empty() {
+        return None;
+    }
+    dirs.get(&b""[..]).map(|r| (0, r.clone()))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::cell::OnceCell;
 use std::fs::{DirEntry, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 /// The whiteout device new ones link to.
@@ -95,14 +95,14 @@ impl SharedWhiteout {
 
     /// Tells the shared whiteout's names in the listing of the host
     /// directory `dir`.
-    pub fn names_in(&self, dir: &Path) -> Names {
+    pub fn names_in<'a>(&self, dir: &'a Path) -> Names<'a> {
         let pinned = lock(&self.last).as_ref().and_then(|r| {
             let file = r.file.try_clone().ok()?;
             Some((file, r.id))
         });
         Names {
             pinned,
-            dir: dir.to_path_buf(),
+            dir,
             dir_dev: OnceCell::new(),
         }
     }
@@ -115,14 +115,14 @@ impl SharedWhiteout {
 /// its removal listed them twice, a stat each time. The inode is held
 /// open while the listing lasts, so its number cannot be given to another
 /// file meanwhile.
-pub struct Names {
+pub struct Names<'a> {
     pinned: Option<(File, (u64, u64))>,
-    dir: PathBuf,
+    dir: &'a Path,
     /// The directory's st_dev, asked once, at the first candidate.
     dir_dev: OnceCell<Option<u64>>,
 }
 
-impl Names {
+impl Names<'_> {
     /// Whether `de`, an entry of this directory, is the shared whiteout.
     pub fn is_shared_whiteout(&self, de: &DirEntry) -> bool {
         let Some((_, (dev, ino))) = &self.pinned else {
@@ -132,7 +132,7 @@ impl Names {
             && de.file_type().is_ok_and(|t| t.is_char_device())
             && *self
                 .dir_dev
-                .get_or_init(|| std::fs::symlink_metadata(&self.dir).ok().map(|m| m.dev()))
+                .get_or_init(|| std::fs::symlink_metadata(self.dir).ok().map(|m| m.dev()))
                 == Some(*dev)
     }
 }

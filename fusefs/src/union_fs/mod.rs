@@ -19,7 +19,7 @@ use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
 use crate::node_files::NodeFiles;
 use crate::orphan::Orphan;
-use crate::union::{self, Child, Resolved};
+use crate::union::{Child, Resolved};
 use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
 use layerdb::{join_path, split_path, Entry, Kind};
@@ -450,7 +450,7 @@ impl UnionFs {
             return Err(FsError::posix(Errno::ENOTDIR, dir_path));
         }
         // The parent is in the upper now, so the upper is its layer 0.
-        let had_whiteout = match union::child(&self.layers.stack(), &dir, &path)? {
+        let had_whiteout = match self.layers.child(&dir, &path)? {
             Child::Found(_) => return Err(FsError::posix(Errno::EEXIST, &path)),
             Child::WhitedOut(layer) => layer == 0,
             Child::Absent => false,

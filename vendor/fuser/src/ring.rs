@@ -47,6 +47,7 @@ use crate::ll::Operation;
 use crate::ll::fuse_abi as abi;
 use crate::read_buf::FuseReadBuf;
 use crate::request::RequestWithSender;
+use crate::session::Served;
 use crate::session::SessionEventLoop;
 
 /// `enum fuse_uring_cmd`: give the kernel an entry to fill.
@@ -533,8 +534,7 @@ fn serve<FS: Filesystem>(
     }
     let mut entries: Vec<Entry> = (0..DEPTH).map(|_| Entry::new(payload_size)).collect();
     let mut ring = ring;
-    let mut drain = Drain::open(&se.ch);
-    serve_entries(qid, &mut ring, &mut entries, se, sender, &mut drain);
+    serve_entries(qid, &mut ring, &mut entries, se, sender);
     // The ring goes first: it may hold the entries' buffers.
     drop(ring);
     drop(entries);
@@ -546,9 +546,9 @@ fn serve_entries<FS: Filesystem>(
     entries: &mut [Entry],
     se: &SessionEventLoop<FS>,
     sender: &ChannelSender,
-    drain: &mut Option<Drain>,
 ) {
     let fd = se.ch.as_fd().as_raw_fd();
+    let mut drain = Drain::open(&se.ch);
     let replies: Vec<Arc<RingReply>> = (0..DEPTH).map(|_| Arc::default()).collect();
     let push = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128| {
         // SAFETY: a REGISTER points at an entry's iovecs and buffers, which
@@ -617,7 +617,7 @@ fn serve_entries<FS: Filesystem>(
             serve_one(&mut entries[i], &replies[i], se, sender);
             push(ring, &commit_sqe(fd, qid, commit_id, i));
             if drain.as_mut().is_some_and(|d| !d.after_request(se)) {
-                *drain = None;
+                drain = None;
             }
         }
     }
@@ -677,14 +677,9 @@ impl Drain {
                 Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINTR) => continue,
                 Err(_) => return false,
             };
-            let Some(req) = RequestWithSender::new(self.ch.sender(), &buf[..size]) else {
-                return false;
-            };
-            if let Ok(Operation::Destroy(_)) = req.request.operation() {
-                req.reply::<crate::ReplyEmpty>().ok();
+            if !matches!(se.serve_read(&self.ch, &buf[..size]), Some(Served::Request { .. })) {
                 return false;
             }
-            req.dispatch(se);
         }
     }
 }

@@ -595,21 +595,13 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
             match self.ch.receive_retrying(buf) {
-                Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
-                    // Dispatch request
-                    Some(req) => {
-                        let op = req.request.operation();
-                        if let Ok(Operation::Destroy(_)) = op {
-                            req.reply::<ReplyEmpty>().ok();
-                            return Ok(());
-                        }
-                        let forget =
-                            matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
-                        req.dispatch(self);
+                Ok(size) => match self.serve_read(&self.ch, &buf[..size]) {
+                    Some(Served::Request { forget }) => {
                         if let (true, Some(pause)) = (forget, self.forget_pause) {
                             std::thread::sleep(pause);
                         }
                     }
+                    Some(Served::Destroy) => return Ok(()),
                     // Quit loop on illegal request
                     None => {
                         return Err(io::Error::new(
@@ -623,6 +615,29 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
             }
         }
     }
+
+    /// Serves one request read from `ch` (the device, or a clone of it
+    /// that an io_uring queue's thread reads); None when `data` is not a
+    /// request.
+    pub(crate) fn serve_read(&self, ch: &Channel, data: &[u8]) -> Option<Served> {
+        let req = RequestWithSender::new(ch.sender(), data)?;
+        let op = req.request.operation();
+        if let Ok(Operation::Destroy(_)) = op {
+            req.reply::<ReplyEmpty>().ok();
+            return Some(Served::Destroy);
+        }
+        let forget = matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
+        req.dispatch(self);
+        Some(Served::Request { forget })
+    }
+}
+
+/// What [`SessionEventLoop::serve_read`] served.
+pub(crate) enum Served {
+    /// A request, answered; a forget needs no answer.
+    Request { forget: bool },
+    /// DESTROY, answered: the session is ending.
+    Destroy,
 }
 
 /// The background session data structure
