@@ -165,8 +165,36 @@ fn raise_open_file_limit() {
     }
 }
 
+/// The descriptors a server may come to hold at once: node files
+/// (`crate::node_files::CAPACITY`) and the handles, orphans and
+/// directories beside them.
+const DESCRIPTOR_TABLE: u64 = 4096;
+
+/// Grows the process's descriptor table to [`DESCRIPTOR_TABLE`] entries
+/// (or the open-file limit) at once. The kernel doubles the table as
+/// descriptors are taken, and in a process with more than one thread each
+/// doubling waits for an RCU grace period (`expand_fdtable`), 6-30 ms on
+/// the 2-core test VM, while the request that opened the file, and the
+/// program behind it, wait too: a server that came to hold a thousand node
+/// files paid that five times in its first second. One growth now, before
+/// the session's threads exist, is cheap (a 4096-entry table is 32 KiB).
+fn reserve_descriptor_table() {
+    use nix::sys::resource::{getrlimit, Resource};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    let highest = DESCRIPTOR_TABLE.min(limit).saturating_sub(1);
+    let Ok(highest) = i32::try_from(highest) else {
+        return;
+    };
+    // A descriptor at the table's last slot makes the kernel size the
+    // table for it; closing it leaves the table as it is.
+    if let Ok(root) = std::fs::File::open("/") {
+        let _ = rustix::io::fcntl_dupfd_cloexec(&root, highest);
+    }
+}
+
 fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapter>, MountError> {
     raise_open_file_limit();
+    reserve_descriptor_table();
     let layers = Layers::with_format(opts.upper.as_deref(), opts.lowers, opts.upper_format)
         .map_err(MountError::Layers)?;
     let fs = UnionFs::new(layers, opts.read_only);
