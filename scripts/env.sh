@@ -16,6 +16,15 @@ export CARGO_TARGET_DIR
 export STRATA_BIN="${STRATA_BIN:-$CARGO_TARGET_DIR/debug/strata}"
 STRATA_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export STRATA_SRC
+# The binary a script runs: the workspace's, built first so a script never
+# measures code older than the tree (cargo does nothing when it is
+# current), or the one STRATA_BIN names, which must exist.
+require_strata_bin() {
+  if [ "$STRATA_BIN" = "$CARGO_TARGET_DIR/debug/strata" ]; then
+    cargo build --quiet -p runner --manifest-path "$STRATA_SRC/Cargo.toml"
+  fi
+  [ -x "$STRATA_BIN" ] || { echo "$(basename "$0"): no strata binary at $STRATA_BIN" >&2; exit 1; }
+}
 # Base images are built once and cached here between runs.
 export STRATA_CACHE="${STRATA_CACHE:-/var/tmp/strata-cache}"
 # FUSE over io_uring: Linux's switch for it covers the whole host and is off
