@@ -5,6 +5,7 @@
 //! table); the only other errnos are FUSE protocol answers
 //! ([`NOT_SERVED`], and ERANGE for a too small xattr buffer).
 
+use crate::big_reads::{BigReads, BIG_READ};
 use crate::error::FsError;
 use crate::ids::{FileHandle, NodeId};
 use crate::lower::Node;
@@ -27,7 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Adapter {
-    fs: UnionFs,
+    /// Shared with the workers of big READs (`crate::big_reads`).
+    fs: Arc<UnionFs>,
+    big_reads: BigReads,
     /// How long the kernel may cache names and attributes. Long on every
     /// mount, as fuse-overlayfs does: all changes go through this mount
     /// (the upper is the mount's own; nothing else may write it while it is
@@ -75,7 +78,8 @@ impl Adapter {
     /// `want_passthrough` and the kernel allows (see `crate::passthrough`).
     pub fn new(fs: UnionFs, want_passthrough: bool, passthrough_min_size: u64) -> Adapter {
         Adapter {
-            fs,
+            fs: Arc::new(fs),
+            big_reads: BigReads::default(),
             ttl: ENTRY_TTL,
             want_passthrough,
             want_io_uring: false,
@@ -665,12 +669,17 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        reply_data(
-            "read",
-            self.fs
-                .read(NodeId::from(ino), FileHandle::from_fuser(fh), offset, size),
-            reply,
-        )
+        let fs = self.fs.clone();
+        let read = move || {
+            let data = fs.read(NodeId::from(ino), FileHandle::from_fuser(fh), offset, size);
+            reply_data("read", data, reply)
+        };
+        if size < BIG_READ {
+            return read();
+        }
+        if let Err(read) = self.big_reads.offer(Box::new(read)) {
+            read();
+        }
     }
 
     fn write(

@@ -31,6 +31,7 @@
 
 mod acl;
 mod adapter;
+mod big_reads;
 mod cached_lower;
 pub mod changes;
 mod copy_up;

@@ -373,6 +373,54 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// A READ of a MiB (the kernel's read-ahead of a big file, as root) is
+/// served by a worker thread off the queue's CPU (`big_reads`), its reply
+/// committed when it comes while the queue goes on: two big files read at
+/// once from two threads, beside small files read and created, come back
+/// whole, and the server did start the workers.
+#[test]
+fn big_reads_served_by_workers_come_back_whole() {
+    common::require_fuse();
+    const SIZE: u64 = 48 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    for (name, seed) in [("a", 1u64), ("b", 2)] {
+        let data: Vec<u8> = (0..SIZE).map(|i| pattern_byte(i * seed + seed)).collect();
+        fs::write(lower.join(name), data).expect("write");
+    }
+    for i in 0..200 {
+        fs::write(lower.join(format!("small{i}")), format!("small {i}")).expect("write");
+    }
+    let server = Server::start_with(&lower, &upper, &mnt, false);
+    std::thread::scope(|s| {
+        for (name, seed) in [("a", 1u64), ("b", 2)] {
+            let path = mnt.join(name);
+            s.spawn(move || {
+                let got = fs::read(&path).expect("read a big file");
+                assert_eq!(got.len() as u64, SIZE, "{name}: short read");
+                let bad = (0..SIZE).find(|&i| got[i as usize] != pattern_byte(i * seed + seed));
+                assert!(bad.is_none(), "{name}: wrong byte at {bad:?}");
+            });
+        }
+        for i in 0..200 {
+            let got = fs::read_to_string(mnt.join(format!("small{i}"))).expect("read a small file");
+            assert_eq!(got, format!("small {i}"));
+            fs::write(mnt.join(format!("new{i}")), "new").expect("create beside the reads");
+        }
+    });
+    let workers = fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .expect("tasks")
+        .filter(|t| {
+            let comm = t.as_ref().map(|t| t.path().join("comm")).expect("task");
+            fs::read_to_string(comm).is_ok_and(|c| c.starts_with("big-read-"))
+        })
+        .count();
+    assert!(
+        workers > 0,
+        "no big-read worker in the server: its reads never left the queues"
+    );
+}
+
 /// The server's descriptor table is sized before its threads exist: in a
 /// process with threads every growth of the table waits for an RCU grace
 /// period (6-30 ms on the test VM), with the request that took the

@@ -69,7 +69,8 @@ const OUT_HEADER: usize = size_of::<abi::fuse_out_header>();
 
 /// Entries per queue. A queue's thread serves one request at a time; a
 /// second entry lets the kernel hand over the next request while the first
-/// is being served, so the thread finds it without another wait.
+/// is being served (or waits for a reply from another thread, see
+/// [`Late`]), so the thread finds it without another wait.
 const DEPTH: usize = 2;
 
 /// Errors that mean the connection is going away: the queue ends quietly.
@@ -123,7 +124,8 @@ pub(crate) fn prepare<FS: Filesystem>(max_write: u32, max_pages: u16) -> io::Res
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_r_disabled()
-            .build(DEPTH as u32 * 2)?;
+            // A commit per entry and the poll for late replies, twice over.
+            .build((DEPTH as u32 + 1) * 2)?;
         let (start, started) = std::sync::mpsc::channel::<(SessionEventLoop<FS>, ChannelSender)>();
         let thread = std::thread::Builder::new()
             .name(format!("fuser-ring-{qid}"))
@@ -316,12 +318,73 @@ impl Drop for Entry {
 
 /// Where a ring request's reply goes. Replies usually come from the queue's
 /// own thread while it serves the request, but a filesystem may send one
-/// from anywhere, so the thread waits for it before it commits.
+/// from anywhere (a big READ served on another CPU): then the thread goes
+/// on with its other entries and commits this one when the reply comes
+/// (see [`Late`]). Without a `Late` it waits for the reply instead.
 #[derive(Debug, Default)]
 pub(crate) struct RingReply {
     state: Mutex<ReplyState>,
     sent: Condvar,
+    /// This entry's index in its queue.
+    index: usize,
+    late: Option<Arc<Late>>,
 }
+
+/// The entries of a queue whose replies came from another thread after
+/// the queue's thread had moved on, and an eventfd the thread polls in its
+/// ring, written for each.
+#[derive(Debug)]
+struct Late {
+    done: Mutex<Vec<usize>>,
+    wake: std::os::fd::OwnedFd,
+}
+
+impl Late {
+    fn new() -> io::Result<Late> {
+        // SAFETY: eventfd takes no pointer; a valid descriptor is owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just made and nothing else owns it.
+        let wake = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Late {
+            done: Mutex::new(Vec::with_capacity(DEPTH)),
+            wake,
+        })
+    }
+
+    fn push(&self, index: usize) {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer. A full counter
+        // (EAGAIN) has the thread's wake pending already.
+        let _ = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// The entries replied to since the last call; clears the eventfd.
+    fn take(&self) -> Vec<usize> {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN when
+        // nothing was written is fine.
+        let _ = unsafe { libc::read(self.wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Wakes the queue's thread when the eventfd is written.
+    fn poll_sqe(&self) -> squeue::Entry128 {
+        opcode::PollAdd::new(types::Fd(self.wake.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(WAKE)
+            .into()
+    }
+}
+
+/// The `user_data` of the poll on [`Late::wake`]; entries use their index.
+const WAKE: u64 = u64::MAX;
 
 #[derive(Debug, Default)]
 struct ReplyState {
@@ -339,6 +402,9 @@ struct ReplyState {
     /// replies are sent by that thread itself before it gets there, and a
     /// wake with nobody asleep is still a futex call: one per request.
     parked: bool,
+    /// The queue's thread moved on without the reply: the sender hands
+    /// the entry to [`Late`].
+    deferred: bool,
     /// Otherwise the reply's bytes, out header first.
     reply: Vec<u8>,
 }
@@ -423,10 +489,39 @@ impl RingReply {
             }
         }
         state.waiting = false;
-        if state.parked {
+        if state.deferred {
+            state.deferred = false;
+            drop(state);
+            if let Some(late) = &self.late {
+                late.push(self.index);
+            }
+        } else if state.parked {
             self.sent.notify_all();
         }
         Ok(())
+    }
+
+    fn new(index: usize, late: Option<Arc<Late>>) -> RingReply {
+        RingReply {
+            index,
+            late,
+            ..RingReply::default()
+        }
+    }
+
+    /// Leaves the reply in `entry` (true) if it came, or marks the entry
+    /// as waiting for a reply from another thread (false), which
+    /// [`Late`] will bring back; with no `Late`, waits for it.
+    fn take_or_defer(&self, entry: &mut Entry, unique: u64) -> bool {
+        {
+            let mut state = self.lock();
+            if state.waiting && self.late.is_some() {
+                state.deferred = true;
+                return false;
+            }
+        }
+        self.take(entry, unique);
+        true
     }
 
     fn arm(&self, unique: u64, direct: Option<Direct>) {
@@ -549,7 +644,18 @@ fn serve_entries<FS: Filesystem>(
 ) {
     let fd = se.ch.as_fd().as_raw_fd();
     let mut drain = Drain::open(&se.ch);
-    let replies: Vec<Arc<RingReply>> = (0..DEPTH).map(|_| Arc::default()).collect();
+    let late = match Late::new() {
+        Ok(late) => Some(Arc::new(late)),
+        Err(e) => {
+            warn!("FUSE io_uring queue {qid}: no eventfd ({e}): replies from other threads are waited for");
+            None
+        }
+    };
+    let replies: Vec<Arc<RingReply>> = (0..DEPTH)
+        .map(|i| Arc::new(RingReply::new(i, late.clone())))
+        .collect();
+    // What a deferred entry's commit needs: its commit id and request.
+    let mut serving = [(0u64, 0u64); DEPTH];
     let push = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128| {
         // SAFETY: a REGISTER points at an entry's iovecs and buffers, which
         // outlive the ring (serve drops the ring first); a COMMIT carries
@@ -560,6 +666,9 @@ fn serve_entries<FS: Filesystem>(
     };
     for (i, e) in entries.iter().enumerate() {
         push(ring, &register_sqe(fd, qid, e, i));
+    }
+    if let Some(late) = &late {
+        push(ring, &late.poll_sqe());
     }
     // Whether an entry's last command was a REGISTER (or a COMMIT).
     let mut registering = [true; DEPTH];
@@ -582,6 +691,23 @@ fn serve_entries<FS: Filesystem>(
                 .map(|c| (c.user_data() as usize, c.result())),
         );
         for &(i, res) in &done {
+            if i as u64 == WAKE {
+                // Replies another thread sent: commit their entries.
+                let Some(late) = &late else { continue };
+                for j in late.take() {
+                    let (commit_id, unique) = serving[j];
+                    replies[j].take(&mut entries[j], unique);
+                    push(ring, &commit_sqe(fd, qid, commit_id, j));
+                }
+                if res < 0 {
+                    warn!(
+                        "FUSE io_uring queue {qid}: polling for late replies: {}",
+                        io::Error::from_raw_os_error(-res)
+                    );
+                }
+                push(ring, &late.poll_sqe());
+                continue;
+            }
             if res < 0 {
                 if GONE.contains(&-res) {
                     live -= 1;
@@ -614,8 +740,10 @@ fn serve_entries<FS: Filesystem>(
             }
             registering[i] = false;
             let commit_id = entries[i].read_u64(COMMIT_ID);
-            serve_one(&mut entries[i], &replies[i], se, sender);
-            push(ring, &commit_sqe(fd, qid, commit_id, i));
+            serving[i] = (commit_id, entries[i].read_u64(8));
+            if serve_one(&mut entries[i], &replies[i], se, sender) {
+                push(ring, &commit_sqe(fd, qid, commit_id, i));
+            }
             if drain.as_mut().is_some_and(|d| !d.after_request(se)) {
                 drain = None;
             }
@@ -684,18 +812,19 @@ impl Drain {
     }
 }
 
-/// Serves the request in `entry` and leaves its reply there.
+/// Serves the request in `entry` and leaves its reply there (true), or
+/// leaves it to a reply another thread will send (false: see [`Late`]).
 fn serve_one<FS: Filesystem>(
     entry: &mut Entry,
     reply: &Arc<RingReply>,
     se: &SessionEventLoop<FS>,
     sender: &ChannelSender,
-) {
+) -> bool {
     let unique = entry.read_u64(8);
     let Some((start, len, payload)) = entry.request() else {
         error!("FUSE io_uring: a request that does not fit its entry");
         entry.put_error(unique, libc::EIO);
-        return;
+        return true;
     };
     let direct = (payload == 0).then(|| entry.direct());
     reply.arm(unique, direct);
@@ -724,7 +853,7 @@ fn serve_one<FS: Filesystem>(
         error!("FUSE io_uring: serving a request panicked");
         let _ = reply.send(&[]);
     }
-    reply.take(entry, unique);
+    reply.take_or_defer(entry, unique)
 }
 
 #[cfg(test)]
