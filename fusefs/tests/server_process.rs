@@ -421,6 +421,96 @@ fn big_reads_served_by_workers_come_back_whole() {
     );
 }
 
+/// The connection aborted (`/sys/fs/fuse/connections/N/abort`, what a
+/// forced unmount of a hung mount comes to) while big READs are out with
+/// the workers: the reader gets ENOTCONN and the server ends, its queue
+/// threads having taken the workers' late replies before they free the
+/// entries those replies are written into.
+#[test]
+fn a_connection_aborted_mid_big_read_ends_the_server() {
+    common::require_fuse();
+    const SIZE: u64 = 256 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    let data: Vec<u8> = (0..SIZE).map(pattern_byte).collect();
+    fs::write(lower.join("big"), data).expect("write");
+    let mut server = Server::start_with(&lower, &upper, &mnt, false);
+    let _fusectl = Fusectl::mounted();
+    let dev = fs::metadata(&mnt).expect("stat the mount").dev();
+    assert_eq!(
+        nix::sys::stat::major(dev),
+        0,
+        "a FUSE mount has an anonymous device"
+    );
+    let abort = format!(
+        "/sys/fs/fuse/connections/{}/abort",
+        nix::sys::stat::minor(dev)
+    );
+    let read = AtomicU64::new(0);
+    let outcome = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            use std::os::unix::fs::FileExt;
+            let f = fs::File::open(mnt.join("big")).expect("open");
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match f.read_at(&mut buf, read.load(Ordering::Relaxed)) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => read.fetch_add(n as u64, Ordering::Relaxed),
+                    Err(e) => return Err(e),
+                };
+            }
+        });
+        wait_for("the first 8 MiB", || {
+            read.load(Ordering::Relaxed) >= 8 << 20
+        });
+        fs::write(&abort, "1").expect("abort the connection");
+        reader.join().expect("the reader")
+    });
+    let err = outcome.expect_err("the read outlived its connection");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    assert!(
+        read.load(Ordering::Relaxed) < SIZE,
+        "the file was read whole before the abort"
+    );
+    wait_for("the server to end", || {
+        server.child.try_wait().expect("try_wait").is_some()
+    });
+}
+
+/// The fusectl filesystem at `/sys/fs/fuse/connections`, mounted for a
+/// test where it was not, and unmounted again when the test ends.
+struct Fusectl(bool);
+
+impl Fusectl {
+    fn mounted() -> Fusectl {
+        let dir = Path::new("/sys/fs/fuse/connections");
+        if fs::read_dir(dir)
+            .expect("fusectl's directory")
+            .next()
+            .is_some()
+        {
+            return Fusectl(false);
+        }
+        nix::mount::mount(
+            Some("fusectl"),
+            dir,
+            Some("fusectl"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount fusectl");
+        Fusectl(true)
+    }
+}
+
+impl Drop for Fusectl {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = nix::mount::umount("/sys/fs/fuse/connections");
+        }
+    }
+}
+
 /// The server's descriptor table is sized before its threads exist: in a
 /// process with threads every growth of the table waits for an RCU grace
 /// period (6-30 ms on the test VM), with the request that took the
