@@ -82,7 +82,13 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
             jobs.recv()
         };
         match job {
-            Ok(job) => job(),
+            // A panic leaves the READ to the reply's drop (EIO), as on a
+            // queue's thread, and the worker to the next one.
+            Ok(job) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    log::error!("serving a big read panicked");
+                }
+            }
             Err(_) => return,
         }
     }
