@@ -669,16 +669,16 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let fs = self.fs.clone();
-        let read = move || {
+        let read = move |fs: &UnionFs, reply| {
             let data = fs.read(NodeId::from(ino), FileHandle::from_fuser(fh), offset, size);
             reply_data("read", data, reply)
         };
         if size < BIG_READ {
-            return read();
+            return read(&self.fs, reply);
         }
-        if let Err(read) = self.big_reads.offer(Box::new(read)) {
-            read();
+        let fs = self.fs.clone();
+        if let Err(job) = self.big_reads.offer(Box::new(move || read(&fs, reply))) {
+            job();
         }
     }
 

@@ -37,6 +37,8 @@ use io_uring::cqueue;
 use io_uring::opcode;
 use io_uring::squeue;
 use io_uring::types;
+use nix::sys::eventfd::EfdFlags;
+use nix::sys::eventfd::EventFd;
 use log::error;
 use log::warn;
 
@@ -336,21 +338,15 @@ pub(crate) struct RingReply {
 #[derive(Debug)]
 struct Late {
     done: Mutex<Vec<usize>>,
-    wake: std::os::fd::OwnedFd,
+    wake: EventFd,
 }
 
 impl Late {
     fn new() -> io::Result<Late> {
-        // SAFETY: eventfd takes no pointer; a valid descriptor is owned.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just made and nothing else owns it.
-        let wake = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let flags = EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK;
         Ok(Late {
             done: Mutex::new(Vec::with_capacity(DEPTH)),
-            wake,
+            wake: EventFd::from_value_and_flags(0, flags)?,
         })
     }
 
@@ -359,18 +355,14 @@ impl Late {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(index);
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live buffer. A full counter
-        // (EAGAIN) has the thread's wake pending already.
-        let _ = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        // A full counter (EAGAIN) has the thread's wake pending already.
+        let _ = self.wake.write(1);
     }
 
     /// The entries replied to since the last call; clears the eventfd.
     fn take(&self) -> Vec<usize> {
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN when
-        // nothing was written is fine.
-        let _ = unsafe { libc::read(self.wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        // EAGAIN when nothing was written is fine.
+        let _ = self.wake.read();
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -512,7 +504,7 @@ impl RingReply {
     /// Leaves the reply in `entry` (true) if it came, or marks the entry
     /// as waiting for a reply from another thread (false), which
     /// [`Late`] will bring back; with no `Late`, waits for it.
-    fn take_or_defer(&self, entry: &mut Entry, unique: u64) -> bool {
+    fn take_or_defer(&self, entry: &mut Entry) -> bool {
         {
             let mut state = self.lock();
             if state.waiting && self.late.is_some() {
@@ -520,7 +512,7 @@ impl RingReply {
                 return false;
             }
         }
-        self.take(entry, unique);
+        self.take(entry);
         true
     }
 
@@ -532,8 +524,9 @@ impl RingReply {
         state.direct_len = None;
     }
 
-    /// Waits for the reply and leaves it in `entry`.
-    fn take(&self, entry: &mut Entry, unique: u64) {
+    /// Waits for the reply and leaves it in `entry` (an EIO for the
+    /// request armed if the reply does not fit).
+    fn take(&self, entry: &mut Entry) {
         let mut state = self.lock();
         while state.waiting {
             state.parked = true;
@@ -544,7 +537,7 @@ impl RingReply {
             Some(n) => entry.set_payload_sz(n),
             None => {
                 if entry.put_reply(&state.reply).is_err() {
-                    entry.put_error(unique, libc::EIO);
+                    entry.put_error(state.unique, libc::EIO);
                 }
             }
         }
@@ -654,8 +647,9 @@ fn serve_entries<FS: Filesystem>(
     let replies: Vec<Arc<RingReply>> = (0..DEPTH)
         .map(|i| Arc::new(RingReply::new(i, late.clone())))
         .collect();
-    // What a deferred entry's commit needs: its commit id and request.
-    let mut serving = [(0u64, 0u64); DEPTH];
+    // A deferred entry's commit id, read before serving moved the
+    // request over it (see `Entry::request`).
+    let mut commit_ids = [0u64; DEPTH];
     let push = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128| {
         // SAFETY: a REGISTER points at an entry's iovecs and buffers, which
         // outlive the ring (serve drops the ring first); a COMMIT carries
@@ -695,9 +689,8 @@ fn serve_entries<FS: Filesystem>(
                 // Replies another thread sent: commit their entries.
                 let Some(late) = &late else { continue };
                 for j in late.take() {
-                    let (commit_id, unique) = serving[j];
-                    replies[j].take(&mut entries[j], unique);
-                    push(ring, &commit_sqe(fd, qid, commit_id, j));
+                    replies[j].take(&mut entries[j]);
+                    push(ring, &commit_sqe(fd, qid, commit_ids[j], j));
                 }
                 if res < 0 {
                     warn!(
@@ -740,7 +733,7 @@ fn serve_entries<FS: Filesystem>(
             }
             registering[i] = false;
             let commit_id = entries[i].read_u64(COMMIT_ID);
-            serving[i] = (commit_id, entries[i].read_u64(8));
+            commit_ids[i] = commit_id;
             if serve_one(&mut entries[i], &replies[i], se, sender) {
                 push(ring, &commit_sqe(fd, qid, commit_id, i));
             }
@@ -853,7 +846,7 @@ fn serve_one<FS: Filesystem>(
         error!("FUSE io_uring: serving a request panicked");
         let _ = reply.send(&[]);
     }
-    reply.take_or_defer(entry, unique)
+    reply.take_or_defer(entry)
 }
 
 #[cfg(test)]
