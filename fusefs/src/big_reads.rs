@@ -29,12 +29,6 @@ pub struct BigReads {
     jobs: OnceLock<SyncSender<Job>>,
 }
 
-impl std::fmt::Debug for BigReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BigReads")
-    }
-}
-
 impl BigReads {
     /// Runs `job` on a worker, or gives it back to be run here when every
     /// worker is busy (or none could be started).
