@@ -10,10 +10,10 @@ use crate::digest::Digest;
 use crate::entry::{Entry, Kind};
 use crate::error::{Result, StoreError};
 use crate::escape::escape;
+use crate::layer::as_read::AsRead;
 use crate::layer::{LayerBuilder, PendingLayer};
 use crate::sparse::Sparse;
 use crate::tar_split::{OriginalTar, Recorder};
-use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
@@ -41,15 +41,15 @@ impl<R: Read> Read for Counting<'_, R> {
 /// the store can write it again byte for byte (see `tar_split`).
 struct Digesting<R> {
     inner: R,
-    hasher: Option<Sha256>,
+    as_read: Option<Rc<RefCell<AsRead>>>,
     recorder: Option<Rc<RefCell<Recorder>>>,
 }
 
 impl<R: Read> Read for Digesting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+        if let Some(a) = &self.as_read {
+            a.borrow_mut().took(&buf[..n]);
         }
         if let Some(r) = &self.recorder {
             r.borrow_mut().took(&buf[..n])?;
@@ -123,12 +123,16 @@ fn read_tar(
         })?))),
         false => None,
     };
+    let as_read = diff_id.then(|| Rc::new(RefCell::new(AsRead::new())));
     let mut stream = Digesting {
         inner: stream,
-        hasher: diff_id.then(Sha256::new),
+        as_read: as_read.clone(),
         recorder: recorder.clone(),
     };
-    let mut builder = LayerBuilder::new(chunks, source);
+    let mut builder = match &as_read {
+        Some(a) => LayerBuilder::compared_with(chunks, source, a.clone()),
+        None => LayerBuilder::new(chunks, source),
+    };
     let mut count = 0u64;
     {
         let mut archive = tar::Archive::new(&mut stream);
@@ -150,11 +154,12 @@ fn read_tar(
                 Some(Sparse { name: Some(n), .. }) => n.clone(),
                 _ => item.path_bytes().into_owned(),
             };
-            if let Some(r) = &recorder {
+            if let (Some(r), Some(a)) = (&recorder, &as_read) {
                 if sparse.is_some() || item.header().entry_type() == tar::EntryType::GNUSparse {
                     r.borrow_mut().spoil();
                 } else if let (Kind::Regular, Some(p)) = (entry.kind, builder.plain_path(&path)) {
                     r.borrow_mut().start_content(p);
+                    a.borrow_mut().start_content();
                 }
             }
             match sparse {
@@ -173,8 +178,9 @@ fn read_tar(
                 }
                 None => builder.add_oci(&path, entry, None)?,
             }
-            if let Some(r) = &recorder {
+            if let (Some(r), Some(a)) = (&recorder, &as_read) {
                 r.borrow_mut().end_content();
+                a.borrow_mut().end_content();
             }
         }
     }
@@ -193,7 +199,7 @@ fn read_tar(
     log::debug!("layer {source}: read in {:?}", started.elapsed());
     builder.add_missing_parents(below)?;
     stream.recorder = None;
-    let digest = stream.hasher.map(Digest::from_hasher);
+    let digest = as_read.as_ref().map(|a| a.borrow().digest());
     let mut layer = builder.finish()?;
     if let (Some(r), Some(digest)) = (recorder, digest) {
         let recorded = Rc::try_unwrap(r)

@@ -7,7 +7,9 @@
 //! own, while new chunks are written on another. That takes entries in the
 //! tar's order (path order), which commit and directory imports give and
 //! canonical tars have; for other input the tar is hashed at the end,
-//! from the stored chunks.
+//! from the stored chunks. A layer of an image read from a tar that is
+//! already canonical has its canonical tar compared with it instead of
+//! hashed again (`as_read`).
 
 use crate::chunk::{ChunkDir, ChunkWriter, Chunker, INLINE_MAX};
 use crate::digest::Digest;
@@ -21,8 +23,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 
+pub(crate) mod as_read;
 mod canonical_stream;
+use as_read::AsRead;
 use canonical_stream::CanonicalStream;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// What the index keeps per layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +118,25 @@ impl LayerBuilder {
     /// A builder writing chunks into `chunks`; `source` names the input in
     /// error messages (a file name, `-`, a container).
     pub fn new(chunks: ChunkDir, source: &str) -> LayerBuilder {
+        Self::with_tar(chunks, source, CanonicalStream::new())
+    }
+
+    /// A builder of a layer read from a tar that `as_read` hashes: the
+    /// canonical tar is compared with it and hashed only where it differs
+    /// (see `as_read`).
+    pub(crate) fn compared_with(
+        chunks: ChunkDir,
+        source: &str,
+        as_read: Rc<RefCell<AsRead>>,
+    ) -> LayerBuilder {
+        Self::with_tar(chunks, source, CanonicalStream::compared_with(as_read))
+    }
+
+    fn with_tar(chunks: ChunkDir, source: &str, tar: CanonicalStream) -> LayerBuilder {
         LayerBuilder {
             writer: ChunkWriter::new(chunks.clone()),
             chunks,
-            tar: CanonicalStream::new(),
+            tar,
             source: source.to_string(),
             entries: BTreeMap::new(),
             opaque_dirs: BTreeSet::new(),

@@ -16,12 +16,16 @@
 //! goes out, and it follows straight into the tar as it arrives (a layer
 //! of a few MB of gzip can hold a file of many GB).
 
+use super::as_read::{AsRead, Compared};
 use crate::digest::Digest;
 use crate::entry::{Entry, Kind};
 use crate::oci_tar::{BackgroundHasher, TarWriter};
 use bytes::Bytes;
+use sha2::Sha256;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::rc::Rc;
 
 /// Content bytes the reorder buffer holds at most.
 const MAX_WAITING_BYTES: usize = 32 << 20;
@@ -47,10 +51,78 @@ enum Current {
     Straight { len: u64 },
 }
 
+/// Where the canonical tar's bytes go.
+enum Out {
+    /// Compared with the tar as read, while the two are the same.
+    Compared(Rc<RefCell<AsRead>>),
+    /// Hashed on a thread of its own.
+    Hashed(BackgroundHasher),
+}
+
+impl Out {
+    /// The hasher the next bytes go to, once `compare` found what
+    /// comparing them with the tar as read gives: none while the two are
+    /// the same.
+    fn hasher_after(
+        &mut self,
+        compare: impl FnOnce(&mut AsRead) -> Compared,
+    ) -> io::Result<Option<&mut BackgroundHasher>> {
+        if let Out::Compared(as_read) = self {
+            let compared = compare(&mut as_read.borrow_mut());
+            match compared {
+                Compared::Same => return Ok(None),
+                Compared::Differs(Some(before)) => {
+                    *self = Out::Hashed(BackgroundHasher::spawn_from(before))
+                }
+                Compared::Differs(None) => {
+                    return Err(io::Error::other(
+                        "the canonical tar left the tar as read inside a file's content",
+                    ))
+                }
+            }
+        }
+        Ok(match self {
+            Out::Hashed(h) => Some(h),
+            Out::Compared(_) => None,
+        })
+    }
+
+    /// A piece of a file's content, after its header.
+    fn content(&mut self, piece: &Bytes) -> io::Result<()> {
+        let compare = |a: &mut AsRead| a.canonical_content(piece.len() as u64);
+        match self.hasher_after(compare)? {
+            None => Ok(()),
+            Some(h) if piece.len() < SMALL_PIECE => h.write_all(piece),
+            Some(h) => h.write_shared(piece.clone()),
+        }
+    }
+
+    /// The digest of the whole tar.
+    fn digest(mut self) -> io::Result<Digest> {
+        self.hasher_after(AsRead::canonical_end)?;
+        match self {
+            Out::Compared(as_read) => Ok(as_read.borrow().digest()),
+            Out::Hashed(h) => h.digest(),
+        }
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(h) = self.hasher_after(|a| a.canonical_raw(buf))? {
+            h.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The canonical tar being hashed, with its reorder buffer.
 pub(super) struct CanonicalStream {
     /// `None` once the streaming ended (the tar is hashed at the end).
-    tar: Option<TarWriter<BackgroundHasher>>,
+    tar: Option<TarWriter<Out>>,
     current: Option<Current>,
     waiting: BTreeMap<Vec<u8>, Waiting>,
     waiting_bytes: usize,
@@ -61,9 +133,21 @@ pub(super) struct CanonicalStream {
 }
 
 impl CanonicalStream {
+    /// A stream hashing the canonical tar.
     pub(super) fn new() -> CanonicalStream {
+        Self::into(Out::Hashed(BackgroundHasher::spawn_from(Sha256::default())))
+    }
+
+    /// A stream comparing the canonical tar with the tar read into
+    /// `as_read` while the two are the same, and hashing it from where
+    /// they differ.
+    pub(super) fn compared_with(as_read: Rc<RefCell<AsRead>>) -> CanonicalStream {
+        Self::into(Out::Compared(as_read))
+    }
+
+    fn into(out: Out) -> CanonicalStream {
         CanonicalStream {
-            tar: Some(TarWriter::new(BackgroundHasher::spawn())),
+            tar: Some(TarWriter::new(out)),
             current: None,
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
@@ -80,6 +164,9 @@ impl CanonicalStream {
 
     /// Ends the streaming: the tar will be hashed from the chunks.
     pub(super) fn stop(&mut self) {
+        if let Some(Out::Compared(as_read)) = self.tar.as_mut().map(|t| t.out()) {
+            as_read.borrow_mut().stop();
+        }
         self.tar = None;
         self.current = None;
         self.waiting.clear();
@@ -189,7 +276,7 @@ impl CanonicalStream {
             self.write(&path, waiting);
         }
         let tar = self.tar.take()?;
-        Some(tar.finish().and_then(BackgroundHasher::digest))
+        Some(tar.finish().and_then(Out::digest))
     }
 
     fn wait(&mut self, path: Vec<u8>, waiting: Waiting) {
@@ -258,12 +345,9 @@ impl CanonicalStream {
 
     /// Puts a piece of content into the tar.
     fn put(&mut self, piece: &Bytes) -> io::Result<()> {
-        let Some(tar) = self.tar.as_mut() else {
-            return Ok(());
-        };
-        match piece.len() < SMALL_PIECE {
-            true => tar.out().write_all(piece),
-            false => tar.out().write_shared(piece.clone()),
+        match self.tar.as_mut() {
+            Some(tar) => tar.out().content(piece),
+            None => Ok(()),
         }
     }
 
