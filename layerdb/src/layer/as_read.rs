@@ -17,11 +17,17 @@
 //! At the first difference the comparing ends and the canonical tar is
 //! hashed from there on, starting from the hash of the input up to where
 //! the two still agreed (each waiting part keeps the hash of what came
-//! before it).
+//! before it); so it does when more than `MAX_WAITING_RAW` bytes of
+//! headers wait.
 
 use crate::digest::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::VecDeque;
+
+/// Bytes outside file contents that may wait to be compared: past this
+/// (headers of many megabytes, which a tar may hold) the canonical tar is
+/// hashed instead of compared.
+const MAX_WAITING_RAW: usize = 64 << 20;
 
 /// The tar as read: its hash, and what the canonical tar has not been
 /// compared with yet.
@@ -29,6 +35,8 @@ pub(crate) struct AsRead {
     hasher: Sha256,
     /// Input not yet compared, oldest first; empty once the two differ.
     waiting: VecDeque<Part>,
+    /// Of `waiting`, the bytes outside contents.
+    waiting_raw: usize,
     /// Canonical bytes outside contents that the input has not reached.
     ahead: Vec<u8>,
     comparing: Comparing,
@@ -40,8 +48,9 @@ pub(crate) struct AsRead {
 enum Comparing {
     /// The canonical tar is the input so far.
     Same,
-    /// The input differed from canonical bytes that ran ahead of it: the
-    /// canonical tar's hash before the next canonical write.
+    /// Ended where the canonical tar is (the input differed from canonical
+    /// bytes that ran ahead of it, or too much waited): the canonical
+    /// tar's hash before its next write.
     Differed(Sha256),
     /// Over: the canonical tar is hashed on its own, or not streamed.
     Off,
@@ -83,6 +92,7 @@ impl AsRead {
         AsRead {
             hasher: Sha256::new(),
             waiting: VecDeque::new(),
+            waiting_raw: 0,
             ahead: Vec::new(),
             comparing: Comparing::Same,
             in_content: false,
@@ -120,7 +130,7 @@ impl AsRead {
         let n = self.ahead.len().min(bytes.len());
         if n > 0 {
             if self.ahead[..n] != bytes[..n] {
-                self.differ_ahead();
+                self.hash_from_here();
                 return bytes;
             }
             self.hasher.update(&bytes[..n]);
@@ -138,6 +148,10 @@ impl AsRead {
                 matched: 0,
             }),
         }
+        self.waiting_raw += rest.len();
+        if self.waiting_raw > MAX_WAITING_RAW {
+            self.hash_from_here();
+        }
         rest
     }
 
@@ -149,7 +163,8 @@ impl AsRead {
             return;
         }
         if !self.ahead.is_empty() {
-            return self.differ_ahead();
+            // The canonical tar put more raw bytes here than the input.
+            return self.hash_from_here();
         }
         self.waiting.push_back(Part::Content {
             before: self.hasher.clone(),
@@ -232,6 +247,7 @@ impl AsRead {
     pub(crate) fn stop(&mut self) {
         self.comparing = Comparing::Off;
         self.waiting.clear();
+        self.waiting_raw = 0;
         self.ahead.clear();
     }
 
@@ -252,57 +268,56 @@ impl AsRead {
             if !done {
                 return;
             }
-            self.waiting.pop_front();
+            if let Some(Part::Raw { bytes, .. }) = self.waiting.pop_front() {
+                self.waiting_raw -= bytes.len();
+            }
         }
     }
 
-    /// The input, all compared, differs from the canonical bytes ahead of
-    /// it: the canonical tar's hash is the input's before them and those
-    /// bytes, for the next canonical write to take.
-    fn differ_ahead(&mut self) {
-        let mut h = self.hasher.clone();
-        h.update(&self.ahead);
+    /// Ends the comparing where the canonical tar is now: its next write
+    /// is hashed, from the state of what the two agreed on.
+    fn hash_from_here(&mut self) {
+        let agreed = self.agreed();
         self.stop();
-        self.comparing = Comparing::Differed(h);
+        if let Some(h) = agreed {
+            self.comparing = Comparing::Differed(h);
+        }
     }
 
     /// Ends the comparing at a difference; the canonical tar's hash up to
     /// the canonical bytes being compared.
     fn differ(&mut self) -> Compared {
-        let agreed = match (&self.comparing, self.waiting.front()) {
-            (Comparing::Differed(h), _) => {
-                let h = h.clone();
-                self.stop();
-                return Compared::Differs(Some(h));
-            }
-            (Comparing::Off, _) => None,
-            (Comparing::Same, None) => Some(self.hasher.clone()),
-            (
-                Comparing::Same,
-                Some(Part::Raw {
-                    before,
-                    bytes,
-                    matched,
-                }),
-            ) => {
-                let mut h = before.clone();
-                h.update(&bytes[..*matched]);
-                Some(h)
-            }
-            (
-                Comparing::Same,
-                Some(Part::Content {
-                    before, matched: 0, ..
-                }),
-            ) => Some(before.clone()),
-            (Comparing::Same, Some(Part::Content { .. })) => None,
+        let state = match &self.comparing {
+            Comparing::Differed(h) => Some(h.clone()),
+            Comparing::Off => None,
+            Comparing::Same => self.agreed(),
         };
-        let state = agreed.map(|mut h| {
-            h.update(&self.ahead);
-            h
-        });
         self.stop();
         Compared::Differs(state)
+    }
+
+    /// The hash of the canonical tar so far, while the two are the same:
+    /// the input's up to where the canonical tar is, and what ran ahead;
+    /// `None` inside a content (neither keeps its bytes).
+    fn agreed(&self) -> Option<Sha256> {
+        let mut h = match self.waiting.front() {
+            None => self.hasher.clone(),
+            Some(Part::Raw {
+                before,
+                bytes,
+                matched,
+            }) => {
+                let mut h = before.clone();
+                h.update(&bytes[..*matched]);
+                h
+            }
+            Some(Part::Content {
+                before, matched: 0, ..
+            }) => before.clone(),
+            Some(Part::Content { .. }) => return None,
+        };
+        h.update(&self.ahead);
+        Some(h)
     }
 }
 
@@ -409,6 +424,24 @@ mod tests {
         match a.canonical_content(6) {
             super::Compared::Differs(Some(h)) => {
                 assert_eq!(Digest::from_hasher(h), Digest::of(b"head"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn headers_past_the_bound_are_hashed_not_kept() {
+        let mut a = super::AsRead::new();
+        let header = vec![9u8; 1 << 20];
+        a.took(b"first");
+        assert!(matches!(a.canonical_raw(b"fi"), super::Compared::Same));
+        for _ in 0..65 {
+            a.took(&header);
+        }
+        assert!(a.waiting.is_empty(), "{} bytes kept", a.waiting_raw);
+        match a.canonical_raw(b"rst") {
+            super::Compared::Differs(Some(h)) => {
+                assert_eq!(Digest::from_hasher(h), Digest::of(b"fi"))
             }
             other => panic!("{other:?}"),
         }
