@@ -62,7 +62,7 @@ pub enum Command {
     Diff { container: String },
     /// Export a container's filesystem as a tar archive to stdout
     Export(ExportArgs),
-    /// Fetch the logs of a detached container
+    /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Stop running containers
     Stop(StopArgs),

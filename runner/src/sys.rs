@@ -75,6 +75,19 @@ pub fn close_all_from_before_exit(first: u32) {
     }
 }
 
+/// Makes descriptor number `target` a copy of `fd`, closing what it held,
+/// for a forked process that lays out its descriptors by number before it
+/// ends in `_exit` (a stdio relay).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
+    // SAFETY: dup2 takes integers. What `target` held is closed; the
+    // callers own it through no `OwnedFd` they will use or drop again
+    // (they exit with `_exit`, see `close_all_from_before_exit`).
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A descriptor number as a `BorrowedFd`, for a descriptor the caller
 /// knows is open for as long as it uses the result (stdio, or a pipe end
 /// a forked relay keeps until it exits).

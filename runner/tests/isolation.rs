@@ -717,28 +717,73 @@ fn a_foreground_container_killed_by_a_signal_exits_128_plus_the_signal() {
     assert_eq!(f.state("killed")["ExitCode"], 137);
 }
 
+/// docker and podman keep a container whose attached CLI was killed (the
+/// daemon or conmon holds it), its output going on into its log.
 #[test]
-fn a_foreground_container_dies_with_its_killed_cli() {
+fn a_foreground_container_outlives_its_killed_cli_and_logs_what_follows() {
     let f = Fixture::new();
-    f.track("orphan");
-    let log = f.path("orphan.log");
-    let mut cli = spawn_logged(
-        f.strata
-            .cmd(&["run", "--name", "orphan", "busybox", "sleep", "300"]),
-        &log,
-    );
-    wait_until("the container to run", || {
-        f.run(&["inspect", "orphan"]).code == 0 && f.is_running("orphan")
-    });
-    let pid = f.state("orphan")["Pid"].as_i64().expect("a pid");
-    cli.kill().expect("kill the CLI");
-    cli.wait().expect("reap the CLI");
-    wait_until("the container's process to die", || {
-        !Path::new(&format!("/proc/{pid}")).exists()
-    });
-    wait_until("the container to be recorded as exited", || {
-        !f.is_running("orphan")
-    });
+    for options in [&[][..], &["-t"][..]] {
+        let name = f.track(if options.is_empty() {
+            "orphan"
+        } else {
+            "orphan-tty"
+        });
+        let log = f.path(&format!("{name}.log"));
+        let mut args = vec!["run", "--name", name];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[
+            "busybox",
+            "sh",
+            "-c",
+            "echo early; while [ ! -e /go ]; do sleep 0.1; done; echo late; exit 3",
+        ]);
+        let mut cli = spawn_logged(f.strata.cmd(&args), &log);
+        wait_until("the container's first line", || {
+            f.run(&["logs", name]).stdout.contains("early")
+        });
+        cli.kill().expect("kill the CLI");
+        cli.wait().expect("reap the CLI");
+        // The container goes on: it still takes an exec, and ends as its
+        // command says, not killed with its CLI (137).
+        let touched = f.exec(name, &["touch", "/go"]);
+        assert_eq!(touched.code, 0, "{options:?}: {}", touched.stderr);
+        wait_until("the container to exit", || !f.is_running(name));
+        assert_eq!(f.state(name)["ExitCode"], 3, "{options:?}");
+        let eol = if options.is_empty() { "\n" } else { "\r\n" };
+        assert_eq!(
+            f.run(&["logs", name]).ok().stdout,
+            format!("early{eol}late{eol}"),
+            "{options:?}"
+        );
+    }
+}
+
+/// `docker logs` shows what an attached container wrote too, not only a
+/// detached one's output.
+#[test]
+fn an_attached_containers_output_is_in_its_log() {
+    let f = Fixture::new();
+    let r = f
+        .run_named("attached", &[], &["sh", "-c", "echo out; echo err >&2"])
+        .ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out\n", "err\n"));
+    let logged = f.run(&["logs", "attached"]).ok().stdout;
+    let mut lines: Vec<&str> = logged.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["err", "out"], "{logged:?}");
+    // Piped or thrown away, the output still reaches the log.
+    f.track("piped");
+    let piped = f
+        .strata
+        .cmd(&["run", "--name", "piped", "busybox", "echo", "piped"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run strata");
+    assert!(piped.success());
+    assert_eq!(f.run(&["logs", "piped"]).ok().stdout, "piped\n");
+    let r = f.run_named("attached-tty", &["-t"], &["echo", "tty"]).ok();
+    assert_eq!(r.stdout, "tty\r\n");
+    assert_eq!(f.run(&["logs", "attached-tty"]).ok().stdout, "tty\r\n");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `strata logs [-f]`: a detached container's output.
+//! `strata logs [-f]`: a container's output, detached or attached.
 
 use super::Ctx;
 use crate::cli::LogsArgs;

@@ -1,6 +1,8 @@
-//! The CLI's side of a foreground container: copies the pty both ways,
-//! keeps the window size in step, forwards signals to the container, and
-//! returns the exit status the monitor reports.
+//! The CLI's side of a foreground container or exec: writes its input to
+//! the pty (and copies the pty's output for an exec; a container's monitor
+//! copies its own, see monitor.rs), keeps the window size in step,
+//! forwards signals to the process, and returns the exit status the
+//! monitor reports.
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
@@ -33,10 +35,12 @@ const CAUGHT: [Signal; 7] = [
 const DRAIN_IDLE_TIMEOUT_MS: u16 = 1000;
 
 /// Runs until the monitor reports the exit; returns the exit code.
+/// `copies_output`: whether the pty's output is ours to copy to stdout.
 pub fn foreground(
     events: EventReceiver,
     master: Option<OwnedFd>,
     interactive: bool,
+    copies_output: bool,
 ) -> anyhow::Result<i32> {
     let _raw = match master {
         Some(_) => RawMode::enter()?,
@@ -50,6 +54,7 @@ pub fn foreground(
         events,
         stdin_open: master.is_some() && interactive,
         master,
+        copies_output,
         signals,
         pid: None,
     };
@@ -97,6 +102,7 @@ enum Source {
 struct Session {
     events: EventReceiver,
     master: Option<OwnedFd>,
+    copies_output: bool,
     stdin_open: bool,
     signals: CaughtSignals,
     pid: Option<Pid>,
@@ -123,7 +129,9 @@ impl Session {
             sources.push((Source::Signals, self.signals.fd.as_fd()));
         }
         if let Some(master) = &self.master {
-            sources.push((Source::Master, master.as_fd()));
+            if self.copies_output {
+                sources.push((Source::Master, master.as_fd()));
+            }
             if self.stdin_open {
                 sources.push((Source::Stdin, stdin.as_fd()));
             }
@@ -223,7 +231,9 @@ impl Session {
     /// Output written just before the exit may still be in the pty (the
     /// kernel moves it from slave to master asynchronously).
     fn drain_master(&self) {
-        let Some(master) = &self.master else { return };
+        let Some(master) = self.master.as_ref().filter(|_| self.copies_output) else {
+            return;
+        };
         loop {
             let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
             let ready = poll(&mut fds, PollTimeout::from(DRAIN_IDLE_TIMEOUT_MS)).unwrap_or(0);

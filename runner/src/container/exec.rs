@@ -80,8 +80,12 @@ pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop((events_write, slave, namespaces));
-            let result =
-                attach::foreground(EventReceiver::new(events_read), master, spec.interactive);
+            let result = attach::foreground(
+                EventReceiver::new(events_read),
+                master,
+                spec.interactive,
+                true,
+            );
             reap(child);
             result
         }
@@ -102,7 +106,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
     // The CLI's stdio behind pipes, as a container's is (relay.rs); held
     // until the process has exited and its output is through.
     let spec = &request.spec;
-    let relays = match super::relay::interpose(spec.tty, spec.interactive) {
+    let relays = match super::relay::interpose(spec.tty, spec.interactive, None) {
         Ok(relays) => relays,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -114,7 +118,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         Err(err) => return fail(err),
     };
     events.send(&Event::Started { pid: pid.as_raw() });
-    let code = supervise(pid, None, None);
+    let code = supervise(pid, None);
     drop(relays);
     events.send(&Event::Exited { code });
     code

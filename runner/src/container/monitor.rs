@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
 use anyhow::Context as _;
 use nix::errno::Errno;
@@ -49,9 +49,6 @@ pub trait MonitorHooks {
 pub struct MonitorSetup {
     pub pty: Option<Pty>,
     pub events: EventSender,
-    /// Read end of a pipe the foreground CLI holds open: a hang-up means
-    /// the CLI died, and a foreground container dies with it. `None` when detached.
-    pub cli_alive: Option<OwnedFd>,
     pub detach: bool,
     /// Rootless: our end of the handshake through which the launcher maps
     /// the user namespace we make before anything else.
@@ -65,7 +62,6 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     let MonitorSetup {
         pty,
         events,
-        cli_alive,
         detach,
         userns,
         security,
@@ -77,7 +73,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     };
     // Held while the container lives: the open stdin of a `-di` container,
     // or the relays of an attached one's stdio files.
-    let stdio_held = match leave_terminal(spec, detach) {
+    let mut stdio_held = match leave_terminal(spec, detach) {
         Ok(held) => held,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -89,9 +85,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
             return fail(StartError::other(crate::error_text::describe(&err)));
         }
     }
-    // Foreground: the CLI copies the master. Detached: we copy it to the log.
+    // We copy the pty's output: detached to the log (our stdout), attached
+    // to the CLI's stdout and the log. The CLI writes its input.
     let (master, slave) = match pty {
-        Some(pty) => (detach.then_some(pty.master), Some(pty.slave)),
+        Some(pty) => (Some(pty.master), Some(pty.slave)),
         None => (None, None),
     };
     let child = match ContainerChild::fork(spec, &security, slave, in_user_namespace) {
@@ -149,7 +146,11 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     // it paused.
     let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
-    let code = supervise(pid, cli_alive, master);
+    let mut output = PtyOutput {
+        stdout: true,
+        log: stdio_held.log.take(),
+    };
+    let code = supervise(pid, master.as_ref().map(|m| (m.as_fd(), &mut output)));
     drop(network);
     let oom_killed = placement
         .cgroup()
@@ -163,26 +164,28 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 }
 
 /// A session of our own, so a Ctrl-C typed at the CLI's terminal does not
-/// kill the monitor (the CLI forwards signals instead); detached, stdio
-/// goes to the container log, and stdin is /dev/null, or with `-i` a pipe
-/// kept open and never written, as docker keeps a `-di` container's stdin
-/// open (`sh` waits on it rather than exiting at once). Returns that
-/// pipe's write end, which the monitor holds while it lives.
+/// kill the monitor (the CLI forwards signals instead). The container's
+/// output always reaches its log, as docker's does. Detached, stdio goes
+/// to the log, and stdin is /dev/null, or with `-i` a pipe kept open and
+/// never written, as docker keeps a `-di` container's stdin open (`sh`
+/// waits on it rather than exiting at once); the monitor holds that pipe's
+/// write end while it lives. Attached, the CLI's stdio files are each
+/// behind a pipe whose relay also writes the log (see relay.rs), or with a
+/// terminal the monitor copies the pty to both.
 fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
     setsid().context("setsid")?;
-    if !detach {
-        // Attached without a terminal: the CLI's stdio, each file behind a
-        // pipe (see relay.rs).
-        return Ok(Held {
-            _stdin: None,
-            _relays: super::relay::interpose(spec.tty, spec.interactive)?,
-        });
-    }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&spec.log_file)
         .with_context(|| format!("open the container log {}", spec.log_file.display()))?;
+    if !detach {
+        return Ok(Held {
+            _stdin: None,
+            _relays: super::relay::interpose(spec.tty, spec.interactive, Some(&log))?,
+            log: spec.tty.then_some(log),
+        });
+    }
     let held = if spec.interactive && !spec.tty {
         let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         dup2_stdin(&read).context("dup2 stdin")?;
@@ -200,6 +203,7 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
     Ok(Held {
         _stdin: held,
         _relays: super::relay::Relays::default(),
+        log: None,
     })
 }
 
@@ -209,6 +213,36 @@ struct Held {
     _stdin: Option<OwnedFd>,
     /// Attached: the relays of the CLI's stdio files, waited for last.
     _relays: super::relay::Relays,
+    /// Attached with a terminal: the log, which the pty's output goes to
+    /// besides the CLI's stdout.
+    log: Option<std::fs::File>,
+}
+
+/// Where the monitor copies a container's pty output: our stdout (the log
+/// when detached, the CLI's when attached) while it takes it, and the log
+/// when attached. The CLI may be gone (killed): the container goes on, and
+/// its output into the log.
+pub struct PtyOutput {
+    stdout: bool,
+    log: Option<std::fs::File>,
+}
+
+impl std::io::Write for PtyOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stdout {
+            let mut out = std::io::stdout();
+            self.stdout = out.write_all(buf).and_then(|()| out.flush()).is_ok();
+        }
+        if let Some(log) = &mut self.log {
+            // A log that cannot be written (a full disk) loses this
+            // output, as docker's does.
+            let _ = log.write_all(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The container's first process, parked until [`Self::release`].
@@ -317,48 +351,52 @@ fn init_steps(
     Err(process::exec(&process, Some(go.as_fd())))
 }
 
-/// Waits for the container to exit, killing it if the foreground CLI dies
-/// and copying a detached container's pty to the log.
-pub fn supervise(pid: Pid, mut cli_alive: Option<OwnedFd>, mut master: Option<OwnedFd>) -> i32 {
+/// Waits for the container to exit, copying its pty's output (a terminal's
+/// master) to `output` if it has one, then what is left in the pty.
+pub fn supervise(pid: Pid, mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput)>) -> i32 {
     let Ok(exited) = sys::pidfd_open(pid) else {
         return reap(pid);
     };
     loop {
         let mut fds = vec![PollFd::new(exited.as_fd(), PollFlags::POLLIN)];
-        let cli_index = cli_alive.as_ref().map(|fd| {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
-        let master_index = master.as_ref().map(|fd| {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
+        if let Some((master, _)) = &pty {
+            fds.push(PollFd::new(*master, PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => return reap(pid),
         }
         let ready = |index: usize| {
-            fds[index]
-                .revents()
+            fds.get(index)
+                .and_then(PollFd::revents)
                 .is_some_and(|events| !events.is_empty())
         };
         let container_exited = ready(0);
-        let cli_died = cli_index.is_some_and(ready);
-        let output = master_index.is_some_and(ready);
+        let output = ready(1);
         drop(fds);
-        if cli_died {
-            let _ = kill(pid, Signal::SIGKILL);
-            cli_alive = None;
-        }
-        if output
-            && !master
-                .as_ref()
-                .is_some_and(|fd| copy_once(fd.as_fd(), &mut std::io::stdout()))
-        {
-            master = None;
+        if output && !pty.as_mut().is_some_and(|(m, out)| copy_once(*m, out)) {
+            pty = None;
         }
         if container_exited {
-            return reap(pid);
+            let code = reap(pid);
+            if let Some((master, out)) = pty {
+                drain(master, out);
+            }
+            return code;
+        }
+    }
+}
+
+/// After the container exited, what it wrote may still be in the pty (the
+/// kernel moves it from slave to master asynchronously): copied until EIO
+/// (no slave left open), or a second without output, which bounds the wait
+/// when something that outlived the command holds the slave.
+fn drain(master: BorrowedFd<'_>, out: &mut PtyOutput) {
+    loop {
+        let mut fds = [PollFd::new(master, PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0);
+        if ready == 0 || !copy_once(master, out) {
+            return;
         }
     }
 }

@@ -16,7 +16,7 @@ use nix::sys::stat::{fstat, major, minor, FileStat, SFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, ForkResult, Pid};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long the output relays may take to drain once the process has
@@ -41,9 +41,13 @@ pub struct Relays(Vec<Relay>);
 /// Puts a pipe and a relay in place of each of fds 1 and 2, and 0 when the
 /// process gets the CLI's stdin (`-i`), that is neither a pipe nor
 /// /dev/null; none with a terminal (`tty`: the process gets the pty, not
-/// these). Must run in a single-threaded process, after it left the CLI's
-/// session (a Ctrl-C at the CLI's terminal must not kill a relay).
-pub fn interpose(tty: bool, stdin: bool) -> anyhow::Result<Relays> {
+/// these). With a `log` (a container's, not an exec's) fds 1 and 2 always
+/// get a relay, which also appends what it copies to the log, as docker
+/// logs an attached container's output, and goes on into the log alone
+/// once the CLI's side is gone. Must run in a single-threaded process,
+/// after it left the CLI's session (a Ctrl-C at the CLI's terminal must
+/// not kill a relay).
+pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<Relays> {
     let mut relays = Vec::new();
     if tty {
         return Ok(Relays(relays));
@@ -53,7 +57,10 @@ pub fn interpose(tty: bool, stdin: bool) -> anyhow::Result<Relays> {
         let Ok(stat) = fstat(sys::borrow_open_fd(fd)) else {
             continue;
         };
-        if handed_over_as_is(&stat) {
+        // (A log on fds 0-2, the CLI's stdio having been closed, would be
+        // overwritten below: not logged then.)
+        let logged = log.filter(|log| fd > 0 && log.as_raw_fd() > 2);
+        if logged.is_none() && handed_over_as_is(&stat) {
             continue;
         }
         let original = sys::borrow_open_fd(fd).try_clone_to_owned()?;
@@ -73,8 +80,15 @@ pub fn interpose(tty: bool, stdin: bool) -> anyhow::Result<Relays> {
                 if arranged.and_then(|()| dup2_stderr(&null)).is_err() {
                     sys::exit_immediately(1);
                 }
-                sys::close_all_from_before_exit(3);
-                sys::exit_immediately(copy(sys::borrow_open_fd(0), sys::borrow_open_fd(1)));
+                // The log, if any, as fd 3 (what was there is closed: the
+                // relay keeps nothing else).
+                let log_fd = logged.map(|log| sys::dup_onto(log.as_fd(), LOG_FD));
+                if log_fd.as_ref().is_some_and(Result::is_err) {
+                    sys::exit_immediately(1);
+                }
+                sys::close_all_from_before_exit(LOG_FD as u32 + 1);
+                let log = log_fd.map(|_| sys::borrow_open_fd(LOG_FD));
+                sys::exit_immediately(copy(sys::borrow_open_fd(0), sys::borrow_open_fd(1), log));
             }
             ForkResult::Parent { child } => {
                 let relay = Relay {
@@ -146,16 +160,32 @@ fn exits_by(pid: Pid, deadline: Instant) -> bool {
     }
 }
 
+/// Where an output relay keeps the container's log.
+const LOG_FD: i32 = 3;
+
 /// Copies until the end of `from` or a write that fails (EPIPE: the
-/// container closed its stdin); 0, or 1 on a read that fails.
-fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> i32 {
+/// container closed its stdin); 0, or 1 on a read that fails. With a
+/// `log`, every read goes to it too, and a write to `to` that fails (the
+/// CLI's pipe closed by its reader, the CLI killed) leaves the log alone
+/// to take the rest: the container outlives its CLI, as with docker.
+fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>, log: Option<BorrowedFd<'_>>) -> i32 {
     let mut buf = vec![0u8; 64 << 10];
+    let mut to = Some(to);
     loop {
         match nix::unistd::read(from, &mut buf) {
             Ok(0) => return 0,
             Ok(n) => {
-                if !super::attach::write_all(to, &buf[..n]) {
-                    return 0;
+                if to.is_some_and(|to| !super::attach::write_all(to, &buf[..n])) {
+                    to = None;
+                }
+                match log {
+                    Some(log) => {
+                        // A log that cannot be written (a full disk) loses
+                        // this output, as docker's does; the CLI still gets it.
+                        super::attach::write_all(log, &buf[..n]);
+                    }
+                    None if to.is_none() => return 0,
+                    None => {}
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
