@@ -458,6 +458,15 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of the logs
     #[arg(short = 'n', long, default_value = "all")]
     pub tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 

@@ -9,6 +9,7 @@
 //! ENTRYPOINT and HEALTHCHECK keep their text (the shell expands it later).
 
 use crate::environment;
+use crate::humanize::parse_go_duration;
 use crate::signal::Signal;
 use layerdb::image::{Empty, RunConfig};
 use serde_json::{json, Map, Value};
@@ -539,52 +540,6 @@ fn exposed_ports(spec: &str) -> Result<Vec<String>, ChangeError> {
         return Err(bad());
     }
     Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds.
-fn parse_go_duration(text: &str) -> Option<i64> {
-    let (negative, mut rest) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..number_end];
-        if number.is_empty() || number == "." {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += value * scale;
-    }
-    if total > i64::MAX as f64 {
-        return None;
-    }
-    let nanos = total.round() as i64;
-    Some(if negative { -nanos } else { nanos })
 }
 
 /// `HEALTHCHECK NONE` or `HEALTHCHECK [--interval=..] [--timeout=..]
@@ -1246,16 +1201,5 @@ mod tests {
             ..RunConfig::default()
         };
         assert_eq!(commit_created_by(&config), "/bin/sh -c node app.js");
-    }
-
-    #[test]
-    fn go_durations_parse_like_time_parse_duration() {
-        assert_eq!(parse_go_duration("30s"), Some(30_000_000_000));
-        assert_eq!(parse_go_duration("1h2m3.5s"), Some(3_723_500_000_000));
-        assert_eq!(parse_go_duration("250ms"), Some(250_000_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration("1d"), None);
-        assert_eq!(parse_go_duration(""), None);
     }
 }

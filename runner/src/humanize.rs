@@ -275,6 +275,60 @@ pub fn format_rfc3339(nanos: i64) -> String {
     format_utc(unix_seconds(nanos) * NANOS_PER_SECOND, false)
 }
 
+/// Go's `RFC3339NanoFixed` in UTC, nine digits of fraction always:
+/// `docker logs -t`'s timestamps, which line up.
+pub fn format_rfc3339_nano_fixed(nanos: i64) -> String {
+    let whole = format_rfc3339(nanos);
+    let fraction = nanos.rem_euclid(NANOS_PER_SECOND);
+    format!("{}.{fraction:09}Z", whole.trim_end_matches('Z'))
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds.
+pub fn parse_go_duration(text: &str) -> Option<i64> {
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..number_end];
+        if number.is_empty() || number == "." {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += value * scale;
+    }
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    let nanos = total.round() as i64;
+    Some(if negative { -nanos } else { nanos })
+}
+
 /// Why an RFC 3339 timestamp was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimeParseError {
@@ -427,6 +481,29 @@ pub fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_parse_like_time_parse_duration() {
+        assert_eq!(parse_go_duration("30s"), Some(30_000_000_000));
+        assert_eq!(parse_go_duration("1h2m3.5s"), Some(3_723_500_000_000));
+        assert_eq!(parse_go_duration("250ms"), Some(250_000_000));
+        assert_eq!(parse_go_duration("0"), Some(0));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("1d"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn fixed_nanos_keep_nine_digits() {
+        assert_eq!(
+            format_rfc3339_nano_fixed(1_500_000_000),
+            "1970-01-01T00:00:01.500000000Z"
+        );
+        assert_eq!(
+            format_rfc3339_nano_fixed(0),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+    }
 
     const SECOND: i64 = NANOS_PER_SECOND;
     const MINUTE: i64 = NANOS_PER_MINUTE;

@@ -912,6 +912,64 @@ fn a_server_ending_late_leaves_the_next_mounts_record_at_its_path() {
     s.run(&["umount", path]).ok();
 }
 
+/// docker logs gives each line back to the stream it came from, with its
+/// time under `-t`, and only the lines of `--since`/`--until`'s span.
+#[test]
+fn logs_keep_the_streams_apart_with_their_times() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "streams",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 1.2; echo late; printf 'no end'",
+    ])
+    .ok();
+    let all = s.run(&["logs", "streams"]).ok();
+    assert_eq!(all.stdout, "out\nlate\nno end");
+    assert_eq!(all.stderr, "err\n");
+    let timed = s.run(&["logs", "-t", "streams"]).ok();
+    let times: Vec<&str> = timed
+        .stdout
+        .lines()
+        .map(|l| l.split_once(' ').expect("a time, a space, the line").0)
+        .collect();
+    assert_eq!(times.len(), 3, "{}", timed.stdout);
+    for t in &times {
+        // RFC 3339 with nine digits of fraction, UTC: 30 characters.
+        assert!(
+            t.len() == 30 && t.ends_with('Z') && t.as_bytes()[19] == b'.',
+            "{t}"
+        );
+    }
+    let (err_time, err_line) = timed.stderr.split_once(' ').expect("a time");
+    assert_eq!(err_line, "err\n");
+    // The span from the late line on, and the one up to the early lines
+    // (fixed-width times compare as strings).
+    let since = times[1];
+    let until = times[0].max(err_time);
+    let late = s.run(&["logs", "--since", since, "streams"]).ok();
+    assert_eq!(
+        (late.stdout.as_str(), late.stderr.as_str()),
+        ("late\nno end", "")
+    );
+    let early = s.run(&["logs", "--until", until, "streams"]).ok();
+    assert_eq!(
+        (early.stdout.as_str(), early.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    assert_eq!(
+        s.run(&["logs", "--since", "1h", "-n", "1", "streams"])
+            .ok()
+            .stdout,
+        "no end"
+    );
+    let bad = s.run(&["logs", "--since", "yesterday", "streams"]);
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+}
+
 #[test]
 fn logs_rename_and_prune_work_on_detached_containers() {
     let s = Strata::with_busybox();

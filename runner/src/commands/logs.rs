@@ -1,15 +1,19 @@
-//! `strata logs [-f]`: a container's output, detached or attached.
+//! `strata logs [-f] [-t] [-n N] [--since T] [--until T]`: a container's
+//! output, detached or attached, each line to the stream it came from
+//! (the log's form is in `container::json_log`).
 
 use super::Ctx;
 use crate::cli::LogsArgs;
+use crate::container::json_log;
+use crate::humanize::{format_rfc3339_nano_fixed, parse_go_duration, parse_rfc3339};
 use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::State;
+use std::io::{Read, Seek, Write};
 use std::time::Duration;
 
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
-    use std::io::{Read, Seek, Write};
     let tail = match args.tail.as_str() {
         "all" => None,
         n => Some(n.parse::<u64>().map_err(|_| {
@@ -19,13 +23,20 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
             )
         })?),
     };
+    let now = crate::clock::now_ns();
+    let bound = |value: &Option<String>| value.as_deref().map(|v| time_bound(v, now)).transpose();
+    let mut printer = Printer {
+        timestamps: args.timestamps,
+        since: bound(&args.since)?,
+        until: bound(&args.until)?,
+        partial: Vec::new(),
+    };
     let (rec, log) = {
         let store = ctx.reader()?;
         let rec = liveness::container(&store, &args.container)?;
         let log = ContainerPaths::of(&ctx.root, &rec).log();
         (rec, log)
     };
-    let mut out = std::io::stdout().lock();
     let mut file = match std::fs::File::open(&log) {
         Ok(f) => f,
         Err(_) if !args.follow => return Ok(0),
@@ -35,30 +46,118 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         let start = start_of_last_lines(&mut file, lines)?;
         file.seek(std::io::SeekFrom::Start(start))?;
     }
-    std::io::copy(&mut file, &mut out)?;
-    out.flush()?;
-    if !args.follow {
-        return Ok(0);
-    }
     let monitor = match rec.state {
-        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } => monitor_pid,
-        _ => return Ok(0),
+        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } if args.follow => {
+            Some(monitor_pid)
+        }
+        _ => None,
     };
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let alive = liveness::process_alive(monitor);
-        let pos = file.stream_position()?;
-        let n = file.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            out.flush()?;
+        // Read before the last look at the monitor: what it wrote before
+        // it ended is in the file by then.
+        let alive = monitor.is_some_and(liveness::process_alive);
+        if printer.copy(&mut file)? {
             continue;
         }
         if !alive {
+            printer.finish()?;
             return Ok(0);
         }
-        file.seek(std::io::SeekFrom::Start(pos))?;
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// docker's `--since` and `--until`: an RFC 3339 time (or a date), Unix
+/// seconds with an optional fraction, or a Go duration back from `now`.
+fn time_bound(value: &str, now: i64) -> Result<i64> {
+    if let Some(back) = parse_go_duration(value) {
+        return Ok(now - back);
+    }
+    let (secs, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !secs.is_empty() && digits(secs) && digits(fraction) {
+        let secs: i64 = secs.parse().context("seconds out of range")?;
+        // Nanoseconds: the fraction's first nine digits.
+        let nanos: i64 = format!("{fraction:0<9}")[..9].parse().unwrap_or(0);
+        return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+    }
+    let whole = if value.len() == 10 {
+        format!("{value}T00:00:00Z")
+    } else {
+        value.to_string()
+    };
+    parse_rfc3339(&whole).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid value for \"since\" or \"until\": {value:?}: give an RFC 3339 time, Unix seconds or a duration like 42m"
+        )
+    })
+}
+
+/// Prints the log's lines as they are read: each entry's text to the
+/// stream it came from, within the time span, with its time if asked.
+struct Printer {
+    timestamps: bool,
+    since: Option<i64>,
+    until: Option<i64>,
+    /// The start of a line still being written.
+    partial: Vec<u8>,
+}
+
+impl Printer {
+    /// Prints the complete lines `file` holds from where it is; whether
+    /// there were any bytes.
+    fn copy(&mut self, file: &mut std::fs::File) -> Result<bool> {
+        let mut read = Vec::new();
+        file.read_to_end(&mut read)?;
+        if read.is_empty() {
+            return Ok(false);
+        }
+        self.partial.extend_from_slice(&read);
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        let mut done = 0;
+        while let Some(end) = self.partial[done..].iter().position(|&b| b == b'\n') {
+            let line = &self.partial[done..done + end];
+            self.line(line, &mut out, &mut err)?;
+            done += end + 1;
+        }
+        self.partial.drain(..done);
+        out.flush()?;
+        err.flush()?;
+        Ok(true)
+    }
+
+    /// The last line, if the log does not end with a newline.
+    fn finish(&mut self) -> Result<()> {
+        if self.partial.is_empty() {
+            return Ok(());
+        }
+        let line = std::mem::take(&mut self.partial);
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        self.line(&line, &mut out, &mut err)?;
+        out.flush()?;
+        Ok(())
+    }
+
+    fn line(&self, line: &[u8], out: &mut impl Write, err: &mut impl Write) -> Result<()> {
+        let entry = match json_log::parse(line) {
+            Ok(entry) => entry,
+            // A line of a log written before entries: as it is.
+            Err(plain) => {
+                out.write_all(plain)?;
+                return Ok(out.write_all(b"\n")?);
+            }
+        };
+        let time = parse_rfc3339(&entry.time).unwrap_or(0);
+        if self.since.is_some_and(|since| time < since)
+            || self.until.is_some_and(|until| time > until)
+        {
+            return Ok(());
+        }
+        let to: &mut dyn Write = if entry.stream == "stderr" { err } else { out };
+        if self.timestamps {
+            write!(to, "{} ", format_rfc3339_nano_fixed(time))?;
+        }
+        Ok(to.write_all(entry.log.as_bytes())?)
     }
 }
 

@@ -31,6 +31,7 @@ mod events;
 mod exec;
 mod exit;
 mod init;
+pub mod json_log;
 mod lookup;
 mod monitor;
 mod namespaces;

@@ -20,6 +20,7 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpid, pipe2, setsid, F
 use super::attach::copy_once;
 use super::events::{Event, EventSender};
 use super::exit::{exit_code_of_status, StartError, EXIT_STRATA_FAILED};
+use super::json_log::LineWriter;
 use super::namespaces;
 use super::process::{self, ProcessSpec};
 use super::pty::{attach_stdio, Pty};
@@ -73,7 +74,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     };
     // Held while the container lives: the open stdin of a `-di` container,
     // or the relays of an attached one's stdio files.
-    let mut stdio_held = match leave_terminal(spec, detach) {
+    let stdio_held = match leave_terminal(spec, detach) {
         Ok(held) => held,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -147,10 +148,11 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let mut output = PtyOutput {
-        stdout: true,
-        log: stdio_held.log.take(),
+        stdout: !detach,
+        log: LineWriter::new(stdio_held.log.as_fd(), "stdout"),
     };
     let code = supervise(pid, master.as_ref().map(|m| (m.as_fd(), &mut output)));
+    drop(output);
     drop(network);
     let oom_killed = placement
         .cgroup()
@@ -165,13 +167,13 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 
 /// A session of our own, so a Ctrl-C typed at the CLI's terminal does not
 /// kill the monitor (the CLI forwards signals instead). The container's
-/// output always reaches its log, as docker's does. Detached, stdio goes
-/// to the log, and stdin is /dev/null, or with `-i` a pipe kept open and
-/// never written, as docker keeps a `-di` container's stdin open (`sh`
-/// waits on it rather than exiting at once); the monitor holds that pipe's
-/// write end while it lives. Attached, the CLI's stdio files are each
-/// behind a pipe whose relay also writes the log (see relay.rs), or with a
-/// terminal the monitor copies the pty to both.
+/// output always reaches its log, as docker's does: without a terminal
+/// through relays (relay.rs) that also copy it to the CLI's stdio when
+/// attached; with one the monitor copies the pty (`supervise`). Detached,
+/// stdin is /dev/null, or with `-i` a pipe kept open and never written, as
+/// docker keeps a `-di` container's stdin open (`sh` waits on it rather
+/// than exiting at once); the monitor holds that pipe's write end while it
+/// lives.
 fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
     setsid().context("setsid")?;
     let log = OpenOptions::new()
@@ -179,31 +181,31 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
         .append(true)
         .open(&spec.log_file)
         .with_context(|| format!("open the container log {}", spec.log_file.display()))?;
-    if !detach {
-        return Ok(Held {
-            _stdin: None,
-            _relays: super::relay::interpose(spec.tty, spec.interactive, Some(&log))?,
-            log: spec.tty.then_some(log),
-        });
-    }
-    let held = if spec.interactive && !spec.tty {
-        let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        dup2_stdin(&read).context("dup2 stdin")?;
-        Some(write)
-    } else {
+    let mut stdin = None;
+    if detach {
         let null = OpenOptions::new()
             .read(true)
+            .write(true)
             .open("/dev/null")
             .context("open /dev/null")?;
-        dup2_stdin(&null).context("dup2 stdin")?;
-        None
-    };
-    dup2_stdout(&log).context("dup2 stdout")?;
-    dup2_stderr(&log).context("dup2 stderr")?;
+        if spec.interactive && !spec.tty {
+            let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+            dup2_stdin(&read).context("dup2 stdin")?;
+            stdin = Some(write);
+        } else {
+            dup2_stdin(&null).context("dup2 stdin")?;
+        }
+        dup2_stdout(&null).context("dup2 stdout")?;
+        // Our own messages: through the stderr relay below without a
+        // terminal; with one, as plain lines among the entries (which
+        // `logs` shows as they are).
+        dup2_stderr(if spec.tty { log.as_fd() } else { null.as_fd() }).context("dup2 stderr")?;
+    }
+    let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(&log))?;
     Ok(Held {
-        _stdin: held,
-        _relays: super::relay::Relays::default(),
-        log: None,
+        _stdin: stdin,
+        _relays: relays,
+        log,
     })
 }
 
@@ -211,33 +213,28 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
 struct Held {
     /// Detached: the open stdin of a `-di` container.
     _stdin: Option<OwnedFd>,
-    /// Attached: the relays of the CLI's stdio files, waited for last.
+    /// Without a terminal: the relays of stdout and stderr (and stdin
+    /// when attached with `-i`), waited for last.
     _relays: super::relay::Relays,
-    /// Attached with a terminal: the log, which the pty's output goes to
-    /// besides the CLI's stdout.
-    log: Option<std::fs::File>,
+    /// The container's log, which a terminal's output goes to.
+    log: std::fs::File,
 }
 
-/// Where the monitor copies a container's pty output: our stdout (the log
-/// when detached, the CLI's when attached) while it takes it, and the log
-/// when attached. The CLI may be gone (killed): the container goes on, and
-/// its output into the log.
-pub struct PtyOutput {
+/// Where the monitor copies a container's pty output: the log, and when
+/// attached our stdout (the CLI's) while it takes it. The CLI may be gone
+/// (killed): the container goes on, and its output into the log.
+pub struct PtyOutput<'log> {
     stdout: bool,
-    log: Option<std::fs::File>,
+    log: LineWriter<'log>,
 }
 
-impl std::io::Write for PtyOutput {
+impl std::io::Write for PtyOutput<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stdout {
             let mut out = std::io::stdout();
             self.stdout = out.write_all(buf).and_then(|()| out.flush()).is_ok();
         }
-        if let Some(log) = &mut self.log {
-            // A log that cannot be written (a full disk) loses this
-            // output, as docker's does.
-            let _ = log.write_all(buf);
-        }
+        self.log.write(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -353,7 +350,7 @@ fn init_steps(
 
 /// Waits for the container to exit, copying its pty's output (a terminal's
 /// master) to `output` if it has one, then what is left in the pty.
-pub fn supervise(pid: Pid, mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput)>) -> i32 {
+pub fn supervise(pid: Pid, mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput<'_>)>) -> i32 {
     let Ok(exited) = sys::pidfd_open(pid) else {
         return reap(pid);
     };
@@ -391,7 +388,7 @@ pub fn supervise(pid: Pid, mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput)>) ->
 /// kernel moves it from slave to master asynchronously): copied until EIO
 /// (no slave left open), or a second without output, which bounds the wait
 /// when something that outlived the command holds the slave.
-fn drain(master: BorrowedFd<'_>, out: &mut PtyOutput) {
+fn drain(master: BorrowedFd<'_>, out: &mut PtyOutput<'_>) {
     loop {
         let mut fds = [PollFd::new(master, PollFlags::POLLIN)];
         let ready = poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0);

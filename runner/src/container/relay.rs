@@ -9,6 +9,7 @@
 //! stream. A pipe reopened through /proc is the same pipe, and /dev/null
 //! holds nothing, so only those two are handed over as they are.
 
+use super::json_log::LineWriter;
 use crate::sys;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -42,9 +43,10 @@ pub struct Relays(Vec<Relay>);
 /// process gets the CLI's stdin (`-i`), that is neither a pipe nor
 /// /dev/null; none with a terminal (`tty`: the process gets the pty, not
 /// these). With a `log` (a container's, not an exec's) fds 1 and 2 always
-/// get a relay, which also appends what it copies to the log, as docker
-/// logs an attached container's output, and goes on into the log alone
-/// once the CLI's side is gone. Must run in a single-threaded process,
+/// get a relay, which also appends what it copies to the log (docker's
+/// json-file lines, see json_log.rs), as docker logs every container's
+/// output, and goes on into the log alone once the other side is gone or
+/// is /dev/null (a detached container's). Must run in a single-threaded process,
 /// after it left the CLI's session (a Ctrl-C at the CLI's terminal must
 /// not kill a relay).
 pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<Relays> {
@@ -63,6 +65,8 @@ pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<R
         if logged.is_none() && handed_over_as_is(&stat) {
             continue;
         }
+        // Output thrown away (a detached container's) goes to the log only.
+        let to_null = fd > 0 && is_dev_null(&stat);
         let original = sys::borrow_open_fd(fd).try_clone_to_owned()?;
         let (read, write) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         match sys::fork()? {
@@ -87,8 +91,10 @@ pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<R
                     sys::exit_immediately(1);
                 }
                 sys::close_all_from_before_exit(LOG_FD as u32 + 1);
-                let log = log_fd.map(|_| sys::borrow_open_fd(LOG_FD));
-                sys::exit_immediately(copy(sys::borrow_open_fd(0), sys::borrow_open_fd(1), log));
+                let stream = if fd == 1 { "stdout" } else { "stderr" };
+                let log = log_fd.map(|_| LineWriter::new(sys::borrow_open_fd(LOG_FD), stream));
+                let to = (!to_null).then(|| sys::borrow_open_fd(1));
+                sys::exit_immediately(copy(sys::borrow_open_fd(0), to, log));
             }
             ForkResult::Parent { child } => {
                 let relay = Relay {
@@ -108,8 +114,12 @@ pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<R
 /// than the container already holds.
 fn handed_over_as_is(stat: &FileStat) -> bool {
     let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-    kind == SFlag::S_IFIFO
-        || (kind == SFlag::S_IFCHR && major(stat.st_rdev) == 1 && minor(stat.st_rdev) == 3)
+    kind == SFlag::S_IFIFO || is_dev_null(stat)
+}
+
+fn is_dev_null(stat: &FileStat) -> bool {
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    kind == SFlag::S_IFCHR && major(stat.st_rdev) == 1 && minor(stat.st_rdev) == 3
 }
 
 /// Makes stdio descriptor `fd` (0, 1 or 2) a copy of `source`.
@@ -163,33 +173,33 @@ fn exits_by(pid: Pid, deadline: Instant) -> bool {
 /// Where an output relay keeps the container's log.
 const LOG_FD: i32 = 3;
 
-/// Copies until the end of `from` or a write that fails (EPIPE: the
-/// container closed its stdin); 0, or 1 on a read that fails. With a
+/// Copies until the end of `from` or a write to `to` that fails (EPIPE:
+/// the container closed its stdin); 0, or 1 on a read that fails. With a
 /// `log`, every read goes to it too, and a write to `to` that fails (the
 /// CLI's pipe closed by its reader, the CLI killed) leaves the log alone
 /// to take the rest: the container outlives its CLI, as with docker.
-fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>, log: Option<BorrowedFd<'_>>) -> i32 {
+fn copy(from: BorrowedFd<'_>, mut to: Option<BorrowedFd<'_>>, mut log: Option<LineWriter>) -> i32 {
     let mut buf = vec![0u8; 64 << 10];
-    let mut to = Some(to);
-    loop {
+    let code = loop {
         match nix::unistd::read(from, &mut buf) {
-            Ok(0) => return 0,
+            Ok(0) => break 0,
             Ok(n) => {
                 if to.is_some_and(|to| !super::attach::write_all(to, &buf[..n])) {
                     to = None;
                 }
-                match log {
-                    Some(log) => {
-                        // A log that cannot be written (a full disk) loses
-                        // this output, as docker's does; the CLI still gets it.
-                        super::attach::write_all(log, &buf[..n]);
-                    }
-                    None if to.is_none() => return 0,
+                match &mut log {
+                    Some(log) => log.write(&buf[..n]),
+                    None if to.is_none() => break 0,
                     None => {}
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return 1,
+            Err(_) => break 1,
         }
+    };
+    // The relay ends in `_exit`: no destructor logs the last line.
+    if let Some(log) = &mut log {
+        log.finish();
     }
+    code
 }
