@@ -968,6 +968,35 @@ fn logs_keep_the_streams_apart_with_their_times() {
     );
     let bad = s.run(&["logs", "--since", "yesterday", "streams"]);
     assert_eq!(bad.code, 125, "{}", bad.stderr);
+    // The file `inspect` names is docker's json-file log.
+    let path = s
+        .run(&["inspect", "-f", "{{.LogPath}}", "streams"])
+        .ok()
+        .stdout;
+    let log = std::fs::read_to_string(path.trim()).expect("the log file");
+    let mut streams: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).expect("a JSON entry");
+            format!(
+                "{}:{}",
+                entry["stream"].as_str().unwrap(),
+                entry["log"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // The two streams' relays run side by side: their first lines may
+    // come either way round.
+    streams[..2].sort_unstable();
+    assert_eq!(
+        streams,
+        [
+            "stderr:err\n",
+            "stdout:out\n",
+            "stdout:late\n",
+            "stdout:no end"
+        ]
+    );
 }
 
 #[test]

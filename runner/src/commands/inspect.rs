@@ -71,6 +71,7 @@ pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
 
 pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
     let dir = store.container_dir(&c.id);
+    let paths = crate::stack::ContainerPaths::of(store.root(), c);
     let (status, running, paused, pid, code, started, finished) = match &c.state {
         State::Created => ("created", false, false, 0, 0, 0, 0),
         State::Running {
@@ -111,8 +112,13 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "StartedAt": time(started), "FinishedAt": time(finished),
         },
         "Image": format!("{:#}", c.image),
+        "ResolvConfPath": paths.resolv_conf(),
+        "HostnamePath": paths.hostname(),
+        "HostsPath": paths.hosts(),
+        "LogPath": paths.log(),
         "Name": format!("/{}", c.name),
         "HostConfig": { "NetworkMode": c.network, "AutoRemove": c.auto_remove,
+            "LogConfig": { "Type": "json-file", "Config": {} },
             "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             "CapAdd": list_or_null(&c.security.cap_add),
             "CapDrop": list_or_null(&c.security.cap_drop),

@@ -26,9 +26,11 @@ pub struct Entry {
 /// newline does not grow the writer without bound.
 const MAX_LINE: usize = 16 << 10;
 
-/// Writes one stream's output to the log, a line an entry; each entry is
-/// one `write` to a file opened for appending, so the entries of the two
-/// streams, written by two processes, never mix within a line.
+/// Writes one stream's output to the log, a line an entry. The entries of
+/// one read go out in one `write` to a file opened for appending, so the
+/// entries of the two streams, written by two processes, never mix within
+/// a line, and a container printing many short lines costs a system call
+/// per read, not per line (the lines of a read share its time).
 pub struct LineWriter<'fd> {
     log: BorrowedFd<'fd>,
     stream: &'static str,
@@ -48,38 +50,49 @@ impl<'fd> LineWriter<'fd> {
     /// Logs the complete lines of `bytes` (with what came before them);
     /// keeps the rest for the next call or [`LineWriter::finish`].
     pub fn write(&mut self, mut bytes: &[u8]) {
+        let time = format_rfc3339_nano(crate::clock::now_ns());
+        let mut out = Vec::new();
         while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
             self.partial.extend_from_slice(&bytes[..=end]);
-            self.flush_partial();
+            self.entry(&time, &mut out);
             bytes = &bytes[end + 1..];
         }
         self.partial.extend_from_slice(bytes);
         while self.partial.len() >= MAX_LINE {
             let rest = self.partial.split_off(MAX_LINE);
-            self.flush_partial();
+            self.entry(&time, &mut out);
             self.partial = rest;
         }
+        self.put(&out);
     }
 
     /// Logs a last line that has no newline.
     pub fn finish(&mut self) {
         if !self.partial.is_empty() {
-            self.flush_partial();
+            let mut out = Vec::new();
+            self.entry(&format_rfc3339_nano(crate::clock::now_ns()), &mut out);
+            self.put(&out);
         }
     }
 
-    fn flush_partial(&mut self) {
+    /// Adds the partial line to `out` as an entry.
+    fn entry(&mut self, time: &str, out: &mut Vec<u8>) {
         let entry = Entry {
             log: String::from_utf8_lossy(&self.partial).into_owned(),
             stream: self.stream.to_string(),
-            time: format_rfc3339_nano(crate::clock::now_ns()),
+            time: time.to_string(),
         };
         self.partial.clear();
-        if let Ok(mut line) = serde_json::to_vec(&entry) {
-            line.push(b'\n');
-            // A log that cannot be written (a full disk) loses this line,
-            // as docker's does; the container goes on.
-            super::attach::write_all(self.log, &line);
+        if serde_json::to_writer(&mut *out, &entry).is_ok() {
+            out.push(b'\n');
+        }
+    }
+
+    fn put(&self, out: &[u8]) {
+        if !out.is_empty() {
+            // A log that cannot be written (a full disk) loses these
+            // lines, as docker's does; the container goes on.
+            super::attach::write_all(self.log, out);
         }
     }
 }
