@@ -423,9 +423,15 @@ pub struct PsArgs {
     #[arg(short, long)]
     pub all: bool,
     /// Filter output based on conditions provided (id, name, status,
-    /// exited, label, ancestor)
+    /// exited, label, ancestor, before, since)
     #[arg(short, long)]
     pub filter: Vec<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long, default_value_t = -1, allow_negative_numbers = true)]
+    pub last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
     #[arg(short, long)]
     pub quiet: bool,
     #[arg(long)]

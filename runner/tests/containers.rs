@@ -1356,6 +1356,28 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     assert_eq!(names(&["status=created", "ancestor=busybox"]), "kid\n");
     assert_eq!(names(&["status=created", "ancestor=child:1"]), "kid\n");
     assert_eq!(names(&["status=created", "ancestor=nosuchimage"]), "");
+    // before= and since= by creation (a name that is no container is an
+    // error); -n and -l count every state.
+    assert_eq!(names(&["status=created", "since=again"]), "kid\n");
+    assert_eq!(names(&["status=exited", "before=kid"]), "again\n");
+    assert_eq!(names(&["status=exited", "since=again"]), "");
+    assert_eq!(s.run(&["ps", "--filter", "before=nosuch"]).code, 125);
+    let last = |flags: &[&str]| {
+        let mut args = vec!["ps", "--format", "{{.Names}}"];
+        args.extend_from_slice(flags);
+        s.run(&args).ok().stdout
+    };
+    assert_eq!(last(&["-l"]), "kid\n");
+    assert_eq!(last(&["-n", "2"]), "kid\nagain\n");
+    assert_eq!(last(&["-n", "1", "--filter", "before=kid"]), "again\n");
+    // And images: the image committed from `again` is newer than busybox.
+    let repos = |filter: &str| {
+        let args = ["images", "--format", "{{.Repository}}", "--filter", filter];
+        s.run(&args).ok().stdout
+    };
+    assert_eq!(repos("since=busybox"), "child\n");
+    assert_eq!(repos("before=child:1"), "busybox\n");
+    assert_eq!(s.run(&["images", "--filter", "since=nosuch"]).code, 125);
     s.run(&["rm", "kid"]).ok();
     let r = s.run(&["ps", "--filter", "nosuch=1"]);
     assert_eq!(r.code, 125, "{}", r.stderr);

@@ -32,7 +32,22 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     // docker hides untagged images that are the parent of another
     // (intermediate images) unless -a.
     let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
-    let filters = Filters::parse(&args.filter, &["dangling", "reference", "label"])?;
+    let filters = Filters::parse(
+        &args.filter,
+        &["dangling", "reference", "label", "before", "since"],
+    )?;
+    // `before=` and `since=` name an image; the span of creation times
+    // they leave is open on both ends, as docker's.
+    let created = |key: &str| -> Result<Option<i64>> {
+        match filters.values(key).last() {
+            Some(name) => Ok(Some(created_ns(&store.resolve_image(name)?).unwrap_or(0))),
+            None => Ok(None),
+        }
+    };
+    let span = (
+        created("since")?.unwrap_or(i64::MIN),
+        created("before")?.unwrap_or(i64::MAX),
+    );
     let dangling = match filters.values("dangling") {
         [] => None,
         [v] if v == "true" || v == "1" => Some(true),
@@ -65,8 +80,11 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
                 continue;
             }
         }
+        let created = created_ns(image);
+        let in_span = created.is_some_and(|c| span.0 < c && c < span.1);
         if dangling.is_some_and(|d| d != refs.is_empty())
             || !filters.labels_match(&image.config().config.labels)
+            || (span != (i64::MIN, i64::MAX) && !in_span)
         {
             continue;
         }
@@ -74,7 +92,6 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
             continue;
         }
         let size = image_size(&store, image)?;
-        let created = created_ns(image);
         for (repository, tag, digest) in image_rows(&refs, &image_digests, args.digests) {
             rows.push(ImageRow {
                 repository,

@@ -104,26 +104,33 @@ struct Printer {
 }
 
 impl Printer {
-    /// Prints the complete lines `file` holds from where it is; whether
-    /// there were any bytes.
+    /// Prints the complete lines `file` holds from where it is, a block at
+    /// a time (a log may be far larger than memory); whether there were
+    /// any bytes.
     fn copy(&mut self, file: &mut std::fs::File) -> Result<bool> {
-        let mut read = Vec::new();
-        file.read_to_end(&mut read)?;
-        if read.is_empty() {
-            return Ok(false);
+        let mut block = vec![0u8; 1 << 20];
+        let mut any = false;
+        // Buffered: stdout alone flushes at every newline, a system call
+        // a line.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+        loop {
+            let n = file.read(&mut block)?;
+            if n == 0 {
+                break;
+            }
+            any = true;
+            self.partial.extend_from_slice(&block[..n]);
+            let mut done = 0;
+            while let Some(end) = self.partial[done..].iter().position(|&b| b == b'\n') {
+                self.line(&self.partial[done..done + end], &mut out, &mut err)?;
+                done += end + 1;
+            }
+            self.partial.drain(..done);
         }
-        self.partial.extend_from_slice(&read);
-        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-        let mut done = 0;
-        while let Some(end) = self.partial[done..].iter().position(|&b| b == b'\n') {
-            let line = &self.partial[done..done + end];
-            self.line(line, &mut out, &mut err)?;
-            done += end + 1;
-        }
-        self.partial.drain(..done);
         out.flush()?;
         err.flush()?;
-        Ok(true)
+        Ok(any)
     }
 
     /// The last line, if the log does not end with a newline.
@@ -147,7 +154,11 @@ impl Printer {
                 return Ok(out.write_all(b"\n")?);
             }
         };
-        let time = parse_rfc3339(&entry.time).unwrap_or(0);
+        let timed = self.timestamps || self.since.is_some() || self.until.is_some();
+        let time = match timed {
+            true => parse_rfc3339(&entry.time).unwrap_or(0),
+            false => 0,
+        };
         if self.since.is_some_and(|since| time < since)
             || self.until.is_some_and(|until| time > until)
         {

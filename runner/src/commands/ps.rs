@@ -54,11 +54,13 @@ fn descends(store: &layerdb::Store, c: &layerdb::ContainerRecord, ancestors: &[D
 }
 
 /// Whether container `c` passes docker's `ps --filter`s; `ancestors` are
-/// the images `ancestor=` names that exist.
+/// the images `ancestor=` names that exist, `span` the creation times
+/// `before=` and `since=` leave (exclusive).
 fn passes(
     store: &layerdb::Store,
     filters: &Filters,
     ancestors: &[Digest],
+    span: (i64, i64),
     c: &layerdb::ContainerRecord,
 ) -> bool {
     let exited = match c.state {
@@ -72,12 +74,16 @@ fn passes(
             exited.is_some_and(|e| code.parse() == Ok(e))
         })
         && filters.labels_match(&c.config.labels)
+        && span.0 < c.created_ns
+        && c.created_ns < span.1
         // An ancestor that names no image matches nothing, as in docker.
         && (filters.values("ancestor").is_empty() || descends(store, c, ancestors))
 }
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
-    let keys = ["id", "name", "status", "exited", "label", "ancestor"];
+    let keys = [
+        "id", "name", "status", "exited", "label", "ancestor", "before", "since",
+    ];
     let filters = Filters::parse(&args.filter, &keys)?;
     let states = [
         "created",
@@ -97,14 +103,35 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     }
     let store = ctx.reader()?;
     let mut recs = liveness::containers(&store)?;
-    // docker: a status or exited filter shows stopped containers without -a.
-    let all =
-        args.all || !filters.values("status").is_empty() || !filters.values("exited").is_empty();
+    // docker: -n and -l count containers of every state, and a status or
+    // exited filter shows stopped containers without -a.
+    let limit = if args.latest { 1 } else { args.last };
+    let all = args.all
+        || limit > 0
+        || !filters.values("status").is_empty()
+        || !filters.values("exited").is_empty();
+    // `before=` and `since=` name a container (docker refuses one that
+    // does not exist); the span is open on both ends.
+    let created = |key: &str| -> Result<Option<i64>> {
+        match filters.values(key).last() {
+            Some(name) => Ok(Some(liveness::container(&store, name)?.created_ns)),
+            None => Ok(None),
+        }
+    };
+    let span = (
+        created("since")?.unwrap_or(i64::MIN),
+        created("before")?.unwrap_or(i64::MAX),
+    );
     let ancestors: Vec<Digest> = (filters.values("ancestor").iter())
         .filter_map(|a| store.resolve_image(a).ok().map(|i| i.id))
         .collect();
-    recs.retain(|c| (all || c.state.is_running()) && passes(&store, &filters, &ancestors, c));
+    recs.retain(|c| (all || c.state.is_running()) && passes(&store, &filters, &ancestors, span, c));
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
+    if let Ok(limit) = usize::try_from(limit) {
+        if limit > 0 {
+            recs.truncate(limit);
+        }
+    }
     let rows: Vec<PsRow> = recs
         .iter()
         .map(|c| PsRow {
