@@ -88,6 +88,19 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// A copy of `fd` numbered `min` or above (an `F_DUPFD`), for a forked
+/// process laying out its descriptors by number (see [`dup_onto`]): moved
+/// out of the way first, none is overwritten before it is copied.
+pub fn dup_above(fd: BorrowedFd<'_>, min: i32) -> io::Result<i32> {
+    // SAFETY: fcntl with F_DUPFD takes and returns integers; the new
+    // descriptor is the caller's, closed with the rest before `_exit`.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(new)
+}
+
 /// A descriptor number as a `BorrowedFd`, for a descriptor the caller
 /// knows is open for as long as it uses the result (stdio, or a pipe end
 /// a forked relay keeps until it exits).

@@ -755,6 +755,12 @@ fn a_foreground_container_outlives_its_killed_cli_and_logs_what_follows() {
             format!("early{eol}late{eol}"),
             "{options:?}"
         );
+        // What the dead CLI was given gets nothing more.
+        let seen = fs::read_to_string(&log).expect("read the CLI's output");
+        assert!(
+            seen.contains("early") && !seen.contains("late"),
+            "{options:?}: {seen:?}"
+        );
     }
 }
 

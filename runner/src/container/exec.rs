@@ -118,7 +118,7 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         Err(err) => return fail(err),
     };
     events.send(&Event::Started { pid: pid.as_raw() });
-    let code = supervise(pid, None);
+    let code = supervise(pid, None, None);
     drop(relays);
     events.send(&Event::Exited { code });
     code

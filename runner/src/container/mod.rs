@@ -101,13 +101,15 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
     };
     let pty = spec.tty.then(Pty::open).transpose()?;
     let (events_read, events_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (alive_read, alive_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork the container monitor")? {
         ForkResult::Child => {
-            drop((events_read, launcher_side));
+            drop((events_read, alive_write, launcher_side));
             let mut hooks = hooks;
             let setup = MonitorSetup {
                 pty,
                 events: EventSender::new(events_write),
+                cli_alive: (!detach).then_some(alive_read),
                 detach,
                 userns: monitor_side,
                 security,
@@ -117,7 +119,7 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
             exit_process(code)
         }
         ForkResult::Parent { child } => {
-            drop((events_write, hooks, monitor_side));
+            drop((events_write, alive_read, hooks, monitor_side));
             if let (Some(userns), Some(launcher)) = (&userns, launcher_side) {
                 if let Err(err) = launcher.map(userns, child) {
                     reap(child);
@@ -139,6 +141,7 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
             if !matches!(outcome, Ok(Outcome::Detached { .. })) {
                 reap(child);
             }
+            drop(alive_write);
             outcome
         }
     }

@@ -50,6 +50,10 @@ pub trait MonitorHooks {
 pub struct MonitorSetup {
     pub pty: Option<Pty>,
     pub events: EventSender,
+    /// Attached: the read end of a pipe the CLI holds open. Its hang-up
+    /// means the CLI is gone: the container goes on (as docker's and
+    /// podman's do), its output into the log alone.
+    pub cli_alive: Option<OwnedFd>,
     pub detach: bool,
     /// Rootless: our end of the handshake through which the launcher maps
     /// the user namespace we make before anything else.
@@ -63,6 +67,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     let MonitorSetup {
         pty,
         events,
+        cli_alive,
         detach,
         userns,
         security,
@@ -74,7 +79,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     };
     // Held while the container lives: the open stdin of a `-di` container,
     // or the relays of an attached one's stdio files.
-    let stdio_held = match leave_terminal(spec, detach) {
+    let stdio_held = match leave_terminal(spec, detach, cli_alive.as_ref()) {
         Ok(held) => held,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -151,7 +156,11 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         stdout: !detach,
         log: LineWriter::new(stdio_held.log.as_fd(), "stdout"),
     };
-    let code = supervise(pid, master.as_ref().map(|m| (m.as_fd(), &mut output)));
+    let code = supervise(
+        pid,
+        master.as_ref().map(|m| (m.as_fd(), &mut output)),
+        cli_alive,
+    );
     drop(output);
     drop(network);
     let oom_killed = placement
@@ -174,7 +183,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 /// docker keeps a `-di` container's stdin open (`sh` waits on it rather
 /// than exiting at once); the monitor holds that pipe's write end while it
 /// lives.
-fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
+fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> anyhow::Result<Held> {
     setsid().context("setsid")?;
     let log = OpenOptions::new()
         .create(true)
@@ -201,7 +210,11 @@ fn leave_terminal(spec: &Spec, detach: bool) -> anyhow::Result<Held> {
         // `logs` shows as they are).
         dup2_stderr(if spec.tty { log.as_fd() } else { null.as_fd() }).context("dup2 stderr")?;
     }
-    let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(&log))?;
+    let logged = super::relay::Logged {
+        log: &log,
+        cli_alive: cli_alive.map(|fd| fd.as_fd()),
+    };
+    let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(logged))?;
     Ok(Held {
         _stdin: stdin,
         _relays: relays,
@@ -349,28 +362,46 @@ fn init_steps(
 }
 
 /// Waits for the container to exit, copying its pty's output (a terminal's
-/// master) to `output` if it has one, then what is left in the pty.
-pub fn supervise(pid: Pid, mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput<'_>)>) -> i32 {
+/// master) to `output` if it has one, then what is left in the pty; once
+/// `cli_alive` hangs up (the attached CLI is gone) none goes to our stdout.
+pub fn supervise(
+    pid: Pid,
+    mut pty: Option<(BorrowedFd<'_>, &mut PtyOutput<'_>)>,
+    mut cli_alive: Option<OwnedFd>,
+) -> i32 {
     let Ok(exited) = sys::pidfd_open(pid) else {
         return reap(pid);
     };
     loop {
         let mut fds = vec![PollFd::new(exited.as_fd(), PollFlags::POLLIN)];
-        if let Some((master, _)) = &pty {
+        let pty_index = pty.as_ref().map(|(master, _)| {
             fds.push(PollFd::new(*master, PollFlags::POLLIN));
-        }
+            fds.len() - 1
+        });
+        let cli_index = cli_alive.as_ref().map(|fd| {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => return reap(pid),
         }
-        let ready = |index: usize| {
-            fds.get(index)
+        let ready = |index: Option<usize>| {
+            index
+                .and_then(|i| fds.get(i))
                 .and_then(PollFd::revents)
                 .is_some_and(|events| !events.is_empty())
         };
-        let container_exited = ready(0);
-        let output = ready(1);
+        let container_exited = ready(Some(0));
+        let output = ready(pty_index);
+        let cli_gone = ready(cli_index);
         drop(fds);
+        if cli_gone {
+            cli_alive = None;
+            if let Some((_, out)) = &mut pty {
+                out.stdout = false;
+            }
+        }
         if output && !pty.as_mut().is_some_and(|(m, out)| copy_once(*m, out)) {
             pty = None;
         }

@@ -49,7 +49,7 @@ pub struct Relays(Vec<Relay>);
 /// is /dev/null (a detached container's). Must run in a single-threaded process,
 /// after it left the CLI's session (a Ctrl-C at the CLI's terminal must
 /// not kill a relay).
-pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<Relays> {
+pub fn interpose(tty: bool, stdin: bool, logged: Option<Logged<'_>>) -> anyhow::Result<Relays> {
     let mut relays = Vec::new();
     if tty {
         return Ok(Relays(relays));
@@ -61,10 +61,14 @@ pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<R
         };
         // (A log on fds 0-2, the CLI's stdio having been closed, would be
         // overwritten below: not logged then.)
-        let logged = log.filter(|log| fd > 0 && log.as_raw_fd() > 2);
-        if logged.is_none() && handed_over_as_is(&stat) {
+        let log = logged
+            .as_ref()
+            .map(|l| l.log)
+            .filter(|log| fd > 0 && log.as_raw_fd() > 2);
+        if log.is_none() && handed_over_as_is(&stat) {
             continue;
         }
+        let cli_alive = logged.as_ref().and_then(|l| l.cli_alive);
         // Output thrown away (a detached container's) goes to the log only.
         let to_null = fd > 0 && is_dev_null(&stat);
         let original = sys::borrow_open_fd(fd).try_clone_to_owned()?;
@@ -84,17 +88,28 @@ pub fn interpose(tty: bool, stdin: bool, log: Option<&File>) -> anyhow::Result<R
                 if arranged.and_then(|()| dup2_stderr(&null)).is_err() {
                     sys::exit_immediately(1);
                 }
-                // The log, if any, as fd 3 (what was there is closed: the
-                // relay keeps nothing else).
-                let log_fd = logged.map(|log| sys::dup_onto(log.as_fd(), LOG_FD));
-                if log_fd.as_ref().is_some_and(Result::is_err) {
+                // The log as fd 3 and the CLI's liveness pipe as fd 4, both
+                // moved above those numbers first, so neither overwrites
+                // the other where it was.
+                let high =
+                    |fd: Option<BorrowedFd<'_>>| fd.map(|fd| sys::dup_above(fd, ALIVE_FD + 1));
+                let (log_high, alive_high) = (high(log.map(AsFd::as_fd)), high(cli_alive));
+                let place = |high: Option<std::io::Result<i32>>, at: i32| {
+                    high.map(|h| {
+                        h.and_then(|h| sys::dup_onto(sys::borrow_open_fd(h), at))
+                            .is_ok()
+                    })
+                };
+                let (has_log, has_alive) = (place(log_high, LOG_FD), place(alive_high, ALIVE_FD));
+                if has_log == Some(false) || has_alive == Some(false) {
                     sys::exit_immediately(1);
                 }
-                sys::close_all_from_before_exit(LOG_FD as u32 + 1);
+                sys::close_all_from_before_exit(ALIVE_FD as u32 + 1);
                 let stream = if fd == 1 { "stdout" } else { "stderr" };
-                let log = log_fd.map(|_| LineWriter::new(sys::borrow_open_fd(LOG_FD), stream));
+                let log = has_log.map(|_| LineWriter::new(sys::borrow_open_fd(LOG_FD), stream));
+                let alive = has_alive.map(|_| sys::borrow_open_fd(ALIVE_FD));
                 let to = (!to_null).then(|| sys::borrow_open_fd(1));
-                sys::exit_immediately(copy(sys::borrow_open_fd(0), to, log));
+                sys::exit_immediately(copy(sys::borrow_open_fd(0), to, log, alive));
             }
             ForkResult::Parent { child } => {
                 let relay = Relay {
@@ -170,17 +185,52 @@ fn exits_by(pid: Pid, deadline: Instant) -> bool {
     }
 }
 
-/// Where an output relay keeps the container's log.
+/// What an attached container's relays need besides its stdio: its log,
+/// and the read end of the pipe its CLI holds (`None` when detached).
+pub struct Logged<'a> {
+    pub log: &'a File,
+    pub cli_alive: Option<BorrowedFd<'a>>,
+}
+
+/// Where a relay keeps the container's log, and the CLI's liveness pipe.
 const LOG_FD: i32 = 3;
+const ALIVE_FD: i32 = 4;
 
 /// Copies until the end of `from` or a write to `to` that fails (EPIPE:
 /// the container closed its stdin); 0, or 1 on a read that fails. With a
-/// `log`, every read goes to it too, and a write to `to` that fails (the
-/// CLI's pipe closed by its reader, the CLI killed) leaves the log alone
-/// to take the rest: the container outlives its CLI, as with docker.
-fn copy(from: BorrowedFd<'_>, mut to: Option<BorrowedFd<'_>>, mut log: Option<LineWriter>) -> i32 {
+/// `log`, every read goes to it too, and once `to` fails (the CLI's pipe
+/// closed by its reader) or `alive` hangs up (the CLI is gone) the log
+/// alone takes the rest: the container outlives its CLI, as with docker,
+/// and a dead CLI's terminal gets nothing more. Without a log (stdin's
+/// relay) the CLI's end ends the copy.
+fn copy(
+    from: BorrowedFd<'_>,
+    mut to: Option<BorrowedFd<'_>>,
+    mut log: Option<LineWriter>,
+    mut alive: Option<BorrowedFd<'_>>,
+) -> i32 {
     let mut buf = vec![0u8; 64 << 10];
     let code = loop {
+        if let Some(fd) = alive {
+            let mut fds = [
+                PollFd::new(from, PollFlags::POLLIN),
+                PollFd::new(fd, PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break 1,
+            }
+            if fds[1].revents().is_some_and(|events| !events.is_empty()) {
+                alive = None;
+                to = None;
+                if log.is_none() {
+                    break 0;
+                }
+            }
+            if fds[0].revents().is_none_or(|events| events.is_empty()) {
+                continue;
+            }
+        }
         match nix::unistd::read(from, &mut buf) {
             Ok(0) => break 0,
             Ok(n) => {
