@@ -42,13 +42,13 @@ pub struct Relays(Vec<Relay>);
 /// Puts a pipe and a relay in place of each of fds 1 and 2, and 0 when the
 /// process gets the CLI's stdin (`-i`), that is neither a pipe nor
 /// /dev/null; none with a terminal (`tty`: the process gets the pty, not
-/// these). With a `log` (a container's, not an exec's) fds 1 and 2 always
+/// these). With `logged` (a container's, not an exec's) fds 1 and 2 always
 /// get a relay, which also appends what it copies to the log (docker's
 /// json-file lines, see json_log.rs), as docker logs every container's
-/// output, and goes on into the log alone once the other side is gone or
-/// is /dev/null (a detached container's). Must run in a single-threaded process,
-/// after it left the CLI's session (a Ctrl-C at the CLI's terminal must
-/// not kill a relay).
+/// output, and goes on into the log alone once the other side fails, is
+/// /dev/null (a detached container's) or its CLI is gone. Must run in a
+/// single-threaded process, after it left the CLI's session (a Ctrl-C at
+/// the CLI's terminal must not kill a relay).
 pub fn interpose(tty: bool, stdin: bool, logged: Option<Logged<'_>>) -> anyhow::Result<Relays> {
     let mut relays = Vec::new();
     if tty {
