@@ -129,6 +129,18 @@ pub struct TmpfsMount {
     pub options: String,
 }
 
+/// Where a container's output is kept, docker's `--log-driver`: its
+/// json-file log (what `logs` reads), or nowhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogDriver {
+    /// docker's default: a JSON object a line in the container's log.
+    #[default]
+    JsonFile,
+    /// Output shown to an attached CLI only, never kept.
+    None,
+}
+
 /// Everything the store keeps about one container; stored as JSON under its id
 /// (see the `keys` schema).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +182,10 @@ pub struct ContainerRecord {
     /// reaps orphans (`--init`). Absent in records made before it.
     #[serde(default)]
     pub init: bool,
+    /// Where its output is kept (`--log-driver`). Absent in records made
+    /// before it (which had a log).
+    #[serde(default)]
+    pub log_driver: LogDriver,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     #[serde(default)]
     pub security: SecurityOptions,
@@ -404,6 +420,7 @@ mod tests {
             tmpfs: vec![],
             auto_remove: false,
             init: false,
+            log_driver: Default::default(),
             security: SecurityOptions::default(),
             resources: Resources::default(),
             net: NetworkConfig::default(),

@@ -428,6 +428,7 @@ mod tests {
             tmpfs: vec![],
             auto_remove: false,
             init: false,
+            log_driver: Default::default(),
             security: Default::default(),
             resources: Default::default(),
             net: Default::default(),

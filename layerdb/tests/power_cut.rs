@@ -385,6 +385,7 @@ fn container_record(id: &str, image: Digest) -> ContainerRecord {
         tmpfs: vec![],
         auto_remove: false,
         init: false,
+        log_driver: Default::default(),
         security: Default::default(),
         resources: Default::default(),
         net: Default::default(),

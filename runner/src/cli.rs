@@ -330,6 +330,9 @@ pub struct RunArgs {
     /// processes
     #[arg(long)]
     pub init: bool,
+    /// Logging driver for the container (json-file or none)
+    #[arg(long)]
+    pub log_driver: Option<String>,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables

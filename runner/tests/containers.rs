@@ -999,6 +999,58 @@ fn logs_keep_the_streams_apart_with_their_times() {
     );
 }
 
+/// docker's `--log-driver none`: the output reaches an attached CLI and
+/// is kept nowhere; `logs` says it cannot read it; another driver is
+/// refused before anything is made.
+#[test]
+fn log_driver_none_keeps_no_log() {
+    let s = Strata::with_busybox();
+    let args = ["run", "--log-driver", "none", "--name", "quiet"];
+    let r = s
+        .run(
+            &[
+                &args[..],
+                &["busybox", "sh", "-c", "echo out; echo err >&2"],
+            ]
+            .concat(),
+        )
+        .ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out\n", "err\n"));
+    let logs = s.run(&["logs", "quiet"]);
+    assert_eq!(logs.code, 125, "{}", logs.stderr);
+    assert!(
+        logs.stderr.contains("does not support reading"),
+        "{}",
+        logs.stderr
+    );
+    let kind = s.run(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "quiet"]);
+    assert_eq!(kind.ok().stdout, "none\n");
+    let path = s
+        .run(&["inspect", "-f", "{{.LogPath}}", "quiet"])
+        .ok()
+        .stdout;
+    assert!(!std::path::Path::new(path.trim()).exists(), "{path}");
+    let bad = s.run(&[
+        "run",
+        "--log-driver",
+        "syslog",
+        "--name",
+        "loud",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("no log driver named 'syslog'"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(
+        s.run(&["ps", "-aq", "--filter", "name=loud"]).ok().stdout,
+        ""
+    );
+}
+
 #[test]
 fn logs_rename_and_prune_work_on_detached_containers() {
     let s = Strata::with_busybox();

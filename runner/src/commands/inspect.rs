@@ -118,7 +118,10 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
         "LogPath": paths.log(),
         "Name": format!("/{}", c.name),
         "HostConfig": { "NetworkMode": c.network, "AutoRemove": c.auto_remove,
-            "LogConfig": { "Type": "json-file", "Config": {} },
+            "LogConfig": { "Type": match c.log_driver {
+                layerdb::LogDriver::JsonFile => "json-file",
+                layerdb::LogDriver::None => "none",
+            }, "Config": {} },
             "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
             "CapAdd": list_or_null(&c.security.cap_add),
             "CapDrop": list_or_null(&c.security.cap_drop),

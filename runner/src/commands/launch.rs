@@ -80,7 +80,7 @@ fn spec_of(id: &ContainerId, rec: &ContainerRecord, paths: &ContainerPaths) -> S
             hostname: Some(paths.hostname()),
             resolv_conf: Some(paths.resolv_conf()),
         },
-        log_file: paths.log(),
+        log_file: (rec.log_driver == layerdb::LogDriver::JsonFile).then(|| paths.log()),
         security: rec.security.clone(),
         resources: rec.resources.clone(),
         container_dir: paths.dir.clone(),

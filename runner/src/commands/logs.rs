@@ -34,6 +34,9 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     let (rec, log) = {
         let store = ctx.reader()?;
         let rec = liveness::container(&store, &args.container)?;
+        if rec.log_driver == layerdb::LogDriver::None {
+            anyhow::bail!("configured logging driver does not support reading");
+        }
         let log = ContainerPaths::of(&ctx.root, &rec).log();
         (rec, log)
     };

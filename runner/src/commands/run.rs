@@ -192,6 +192,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         tmpfs,
         auto_remove: args.rm,
         init: args.init,
+        log_driver: log_driver(args.log_driver.as_deref())?,
         security,
         resources,
         net,
@@ -360,6 +361,16 @@ pub(super) fn check_workdir(w: &str) -> Result<()> {
         bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
     }
     Ok(())
+}
+
+/// docker's `--log-driver`: `json-file` (the default) or `none`; strata
+/// has no other.
+fn log_driver(given: Option<&str>) -> Result<layerdb::LogDriver> {
+    match given {
+        None | Some("json-file") => Ok(layerdb::LogDriver::JsonFile),
+        Some("none") => Ok(layerdb::LogDriver::None),
+        Some(other) => anyhow::bail!("logger: no log driver named '{other}' is registered"),
+    }
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let mut output = PtyOutput {
         stdout: !detach,
-        log: LineWriter::new(stdio_held.log.as_fd(), "stdout"),
+        log: (stdio_held.log.as_ref()).map(|log| LineWriter::new(log.as_fd(), "stdout")),
     };
     let code = supervise(
         pid,
@@ -185,11 +185,16 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
 /// lives.
 fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> anyhow::Result<Held> {
     setsid().context("setsid")?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_file)
-        .with_context(|| format!("open the container log {}", spec.log_file.display()))?;
+    let log = match &spec.log_file {
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("open the container log {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut stdin = None;
     if detach {
         let null = OpenOptions::new()
@@ -208,10 +213,14 @@ fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> any
         // Our own messages: through the stderr relay below without a
         // terminal; with one, as plain lines among the entries (which
         // `logs` shows as they are).
-        dup2_stderr(if spec.tty { log.as_fd() } else { null.as_fd() }).context("dup2 stderr")?;
+        let stderr = match &log {
+            Some(log) if spec.tty => log.as_fd(),
+            _ => null.as_fd(),
+        };
+        dup2_stderr(stderr).context("dup2 stderr")?;
     }
     let logged = super::relay::Logged {
-        log: &log,
+        log: log.as_ref(),
         cli_alive: cli_alive.map(|fd| fd.as_fd()),
     };
     let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(logged))?;
@@ -229,8 +238,9 @@ struct Held {
     /// Without a terminal: the relays of stdout and stderr (and stdin
     /// when attached with `-i`), waited for last.
     _relays: super::relay::Relays,
-    /// The container's log, which a terminal's output goes to.
-    log: std::fs::File,
+    /// The container's log (none with `--log-driver none`), which a
+    /// terminal's output goes to.
+    log: Option<std::fs::File>,
 }
 
 /// Where the monitor copies a container's pty output: the log, and when
@@ -238,7 +248,7 @@ struct Held {
 /// (killed): the container goes on, and its output into the log.
 pub struct PtyOutput<'log> {
     stdout: bool,
-    log: LineWriter<'log>,
+    log: Option<LineWriter<'log>>,
 }
 
 impl std::io::Write for PtyOutput<'_> {
@@ -247,7 +257,9 @@ impl std::io::Write for PtyOutput<'_> {
             let mut out = std::io::stdout();
             self.stdout = out.write_all(buf).and_then(|()| out.flush()).is_ok();
         }
-        self.log.write(buf);
+        if let Some(log) = &mut self.log {
+            log.write(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -63,7 +63,7 @@ pub fn interpose(tty: bool, stdin: bool, logged: Option<Logged<'_>>) -> anyhow::
         // overwritten below: not logged then.)
         let log = logged
             .as_ref()
-            .map(|l| l.log)
+            .and_then(|l| l.log)
             .filter(|log| fd > 0 && log.as_raw_fd() > 2);
         if log.is_none() && handed_over_as_is(&stat) {
             continue;
@@ -185,10 +185,11 @@ fn exits_by(pid: Pid, deadline: Instant) -> bool {
     }
 }
 
-/// What an attached container's relays need besides its stdio: its log,
-/// and the read end of the pipe its CLI holds (`None` when detached).
+/// What a container's relays need besides its stdio: its log (none with
+/// `--log-driver none`), and the read end of the pipe its CLI holds
+/// (`None` when detached).
 pub struct Logged<'a> {
-    pub log: &'a File,
+    pub log: Option<&'a File>,
     pub cli_alive: Option<BorrowedFd<'a>>,
 }
 

@@ -41,8 +41,9 @@ pub struct Spec {
     pub init: bool,
     /// Host files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub etc_files: EtcFiles,
-    /// Where a detached container's stdout/stderr go (`<container dir>/container.log`).
-    pub log_file: PathBuf,
+    /// The container's log (`<container dir>/container.log`), or none
+    /// (`--log-driver none`).
+    pub log_file: Option<PathBuf>,
     /// Capabilities, seccomp, no_new_privs, `--privileged`, as recorded.
     pub security: layerdb::SecurityOptions,
     /// Limits and device access, applied through the container's cgroup.
