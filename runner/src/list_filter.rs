@@ -47,6 +47,22 @@ impl Filters {
         })
     }
 
+    /// The creation times `since=` and `before=` leave, each naming a
+    /// container or an image whose time `created_of` gives (refusing a
+    /// name that is nothing, as docker does).
+    pub fn created_span(&self, created_of: impl Fn(&str) -> Result<i64>) -> Result<CreatedSpan> {
+        let bound = |key: &str| {
+            self.values(key)
+                .last()
+                .map(|name| created_of(name))
+                .transpose()
+        };
+        Ok(CreatedSpan {
+            after: bound("since")?,
+            before: bound("before")?,
+        })
+    }
+
     /// Whether every `label=KEY` or `label=KEY=VALUE` holds for `labels`.
     pub fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
         self.values("label")
@@ -55,6 +71,26 @@ impl Filters {
                 Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
                 None => labels.contains_key(v),
             })
+    }
+}
+
+/// The span of creation times `since=` and `before=` leave, open at both
+/// ends as docker's.
+pub struct CreatedSpan {
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+impl CreatedSpan {
+    /// Whether `created` falls in it; a time not known only when neither
+    /// bound was given.
+    pub fn holds(&self, created: Option<i64>) -> bool {
+        if self.after.is_none() && self.before.is_none() {
+            return true;
+        }
+        created.is_some_and(|t| {
+            self.after.is_none_or(|after| after < t) && self.before.is_none_or(|before| t < before)
+        })
     }
 }
 

@@ -36,18 +36,8 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         &args.filter,
         &["dangling", "reference", "label", "before", "since"],
     )?;
-    // `before=` and `since=` name an image; the span of creation times
-    // they leave is open on both ends, as docker's.
-    let created = |key: &str| -> Result<Option<i64>> {
-        match filters.values(key).last() {
-            Some(name) => Ok(Some(created_ns(&store.resolve_image(name)?).unwrap_or(0))),
-            None => Ok(None),
-        }
-    };
-    let span = (
-        created("since")?.unwrap_or(i64::MIN),
-        created("before")?.unwrap_or(i64::MAX),
-    );
+    let span =
+        filters.created_span(|name| Ok(created_ns(&store.resolve_image(name)?).unwrap_or(0)))?;
     let dangling = match filters.values("dangling") {
         [] => None,
         [v] if v == "true" || v == "1" => Some(true),
@@ -81,10 +71,9 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
             }
         }
         let created = created_ns(image);
-        let in_span = created.is_some_and(|c| span.0 < c && c < span.1);
         if dangling.is_some_and(|d| d != refs.is_empty())
             || !filters.labels_match(&image.config().config.labels)
-            || (span != (i64::MIN, i64::MAX) && !in_span)
+            || !span.holds(created)
         {
             continue;
         }

@@ -56,8 +56,8 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         _ => None,
     };
     loop {
-        // Read before the last look at the monitor: what it wrote before
-        // it ended is in the file by then.
+        // The monitor looked at before the read: what it wrote before it
+        // ended is in the file for the read that follows.
         let alive = monitor.is_some_and(liveness::process_alive);
         if printer.copy(&mut file)? {
             continue;

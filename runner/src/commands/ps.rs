@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::cli::PsArgs;
-use crate::list_filter::Filters;
+use crate::list_filter::{CreatedSpan, Filters};
 use crate::liveness;
 use crate::output::{self, ContainerStatus, PsOptions, PsRow};
 use anyhow::{bail, Result};
@@ -55,12 +55,12 @@ fn descends(store: &layerdb::Store, c: &layerdb::ContainerRecord, ancestors: &[D
 
 /// Whether container `c` passes docker's `ps --filter`s; `ancestors` are
 /// the images `ancestor=` names that exist, `span` the creation times
-/// `before=` and `since=` leave (exclusive).
+/// `before=` and `since=` leave.
 fn passes(
     store: &layerdb::Store,
     filters: &Filters,
     ancestors: &[Digest],
-    span: (i64, i64),
+    span: &CreatedSpan,
     c: &layerdb::ContainerRecord,
 ) -> bool {
     let exited = match c.state {
@@ -74,8 +74,7 @@ fn passes(
             exited.is_some_and(|e| code.parse() == Ok(e))
         })
         && filters.labels_match(&c.config.labels)
-        && span.0 < c.created_ns
-        && c.created_ns < span.1
+        && span.holds(Some(c.created_ns))
         // An ancestor that names no image matches nothing, as in docker.
         && (filters.values("ancestor").is_empty() || descends(store, c, ancestors))
 }
@@ -110,22 +109,13 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         || limit > 0
         || !filters.values("status").is_empty()
         || !filters.values("exited").is_empty();
-    // `before=` and `since=` name a container (docker refuses one that
-    // does not exist); the span is open on both ends.
-    let created = |key: &str| -> Result<Option<i64>> {
-        match filters.values(key).last() {
-            Some(name) => Ok(Some(liveness::container(&store, name)?.created_ns)),
-            None => Ok(None),
-        }
-    };
-    let span = (
-        created("since")?.unwrap_or(i64::MIN),
-        created("before")?.unwrap_or(i64::MAX),
-    );
+    let span = filters.created_span(|name| Ok(liveness::container(&store, name)?.created_ns))?;
     let ancestors: Vec<Digest> = (filters.values("ancestor").iter())
         .filter_map(|a| store.resolve_image(a).ok().map(|i| i.id))
         .collect();
-    recs.retain(|c| (all || c.state.is_running()) && passes(&store, &filters, &ancestors, span, c));
+    recs.retain(|c| {
+        (all || c.state.is_running()) && passes(&store, &filters, &ancestors, &span, c)
+    });
     recs.sort_by_key(|c| std::cmp::Reverse(c.created_ns));
     if let Ok(limit) = usize::try_from(limit) {
         if limit > 0 {

@@ -228,18 +228,23 @@ impl Session {
         }
     }
 
-    /// Output written just before the exit may still be in the pty (the
-    /// kernel moves it from slave to master asynchronously).
     fn drain_master(&self) {
-        let Some(master) = self.master.as_ref().filter(|_| self.copies_output) else {
+        if let Some(master) = self.master.as_ref().filter(|_| self.copies_output) {
+            drain(master.as_fd(), &mut std::io::stdout());
+        }
+    }
+}
+
+/// After the process exited, what it wrote just before may still be in
+/// the pty (the kernel moves it from slave to master asynchronously):
+/// copied to `to` until EIO (no slave left open), or until the pty has
+/// been idle for [`DRAIN_IDLE_TIMEOUT_MS`].
+pub(super) fn drain(master: BorrowedFd<'_>, to: &mut impl std::io::Write) {
+    loop {
+        let mut fds = [PollFd::new(master, PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(DRAIN_IDLE_TIMEOUT_MS)).unwrap_or(0);
+        if ready == 0 || !copy_once(master, to) {
             return;
-        };
-        loop {
-            let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, PollTimeout::from(DRAIN_IDLE_TIMEOUT_MS)).unwrap_or(0);
-            if ready == 0 || !copy_once(master.as_fd(), &mut std::io::stdout()) {
-                return;
-            }
         }
     }
 }

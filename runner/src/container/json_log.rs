@@ -26,7 +26,8 @@ pub struct Entry {
 /// newline does not grow the writer without bound.
 const MAX_LINE: usize = 16 << 10;
 
-/// Writes one stream's output to the log, a line an entry. The entries of
+/// Writes one stream's output to the log, a line an entry (a last line
+/// without its newline when dropped). The entries of
 /// one read go out in one `write` to a file opened for appending, so the
 /// entries of the two streams, written by two processes, never mix within
 /// a line, and a container printing many short lines costs a system call
@@ -67,7 +68,7 @@ impl<'fd> LineWriter<'fd> {
     }
 
     /// Logs a last line that has no newline.
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         if !self.partial.is_empty() {
             let mut out = Vec::new();
             self.entry(&format_rfc3339_nano(crate::clock::now_ns()), &mut out);

@@ -420,23 +420,9 @@ pub fn supervise(
         if container_exited {
             let code = reap(pid);
             if let Some((master, out)) = pty {
-                drain(master, out);
+                super::attach::drain(master, out);
             }
             return code;
-        }
-    }
-}
-
-/// After the container exited, what it wrote may still be in the pty (the
-/// kernel moves it from slave to master asynchronously): copied until EIO
-/// (no slave left open), or a second without output, which bounds the wait
-/// when something that outlived the command holds the slave.
-fn drain(master: BorrowedFd<'_>, out: &mut PtyOutput<'_>) {
-    loop {
-        let mut fds = [PollFd::new(master, PollFlags::POLLIN)];
-        let ready = poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0);
-        if ready == 0 || !copy_once(master, out) {
-            return;
         }
     }
 }

@@ -248,9 +248,7 @@ fn copy(
             Err(_) => break 1,
         }
     };
-    // The relay ends in `_exit`: no destructor logs the last line.
-    if let Some(log) = &mut log {
-        log.finish();
-    }
+    // The last line without a newline is logged as `log` drops, here,
+    // before the relay's `_exit`.
     code
 }
