@@ -62,6 +62,8 @@ pub enum Command {
     Diff { container: String },
     /// Export a container's filesystem as a tar archive to stdout
     Export(ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Stop running containers
@@ -100,6 +102,10 @@ pub enum Command {
     /// Join a running container's namespaces (exec re-execs into this)
     #[command(name = "__exec", hide = true)]
     ExecIn(ExecInArgs),
+    /// The container's side of `cp`: enter its tree, then describe a path
+    /// or move one tar (not for users)
+    #[command(name = "__archive", hide = true)]
+    Archive(ArchiveArgs),
     /// Download an image from a registry
     Pull(PullArgs),
     /// Upload an image to a registry
@@ -152,18 +158,28 @@ pub struct ExecInArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Show the history of an image
     History(HistoryArgs),
+    /// List images
     Ls(ImagesArgs),
+    /// Remove one or more images
     Rm(RmiArgs),
+    /// Return low-level information on images
     Inspect(InspectArgs),
+    /// Import a tar (plain, gzip or zstd; - for stdin) or a directory as a one-layer image
     Import(ImportArgs),
+    /// Create a tag TARGET that refers to SOURCE
     Tag {
         source: String,
         target: String,
     },
+    /// Write an image's layers as canonical OCI layer tars in an OCI layout
     Save(SaveArgs),
+    /// Load images from what `save` writes (a tar, a directory, or stdin)
     Load(LoadArgs),
+    /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
     Push(PushArgs),
     /// Remove unused images (untagged ones, or every one with -a)
     Prune {
@@ -178,22 +194,39 @@ pub enum ImageCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
+    /// Create a new image from a container's changes
     Commit(CommitArgs),
+    /// List containers
     Ls(PsArgs),
+    /// Remove one or more containers
     Rm(RmArgs),
+    /// Create and run a new container from an image
     Run(Box<RunArgs>),
+    /// Create a new container from an image, without starting it
     Create(Box<RunArgs>),
+    /// Return low-level information on containers
     Inspect(InspectArgs),
+    /// Inspect changes to files or directories on a container's filesystem
     Diff {
         container: String,
     },
+    /// Export a container's filesystem as a tar archive to stdout
     Export(ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Fetch the logs of a container
     Logs(LogsArgs),
+    /// Stop running containers
     Stop(StopArgs),
+    /// Kill running containers
     Kill(KillArgs),
+    /// Start stopped containers
     Start(StartArgs),
+    /// Restart containers
     Restart(StopArgs),
+    /// Run a command in a running container
     Exec(ExecArgs),
+    /// Rename a container
     Rename {
         container: String,
         new_name: String,
@@ -458,6 +491,63 @@ pub struct ExportArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Suppress progress output during copy (it shows only on a terminal)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// CONTAINER:SRC_PATH, or SRC_PATH on the host (- for a tar on stdin)
+    pub src: String,
+    /// DEST_PATH on the host (- for a tar on stdout), or CONTAINER:DEST_PATH
+    pub dst: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ArchiveArgs {
+    /// A running container's init, as the host sees it
+    #[arg(long, conflicts_with = "dir")]
+    pub pid: Option<i32>,
+    /// Where a stopped container's tree is mounted
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The container's name, for messages
+    #[arg(long)]
+    pub name: String,
+    #[command(subcommand)]
+    pub op: ArchiveOp,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ArchiveOp {
+    /// What PATH is as a source (JSON, null when missing)
+    Source {
+        #[arg(long)]
+        follow: bool,
+        path: String,
+    },
+    /// What PATH is as a destination, its symlinks followed (JSON)
+    Destination { path: String },
+    /// PATH as a tar on stdout, its top entry named ENTRY
+    Get {
+        #[arg(long)]
+        follow: bool,
+        path: String,
+        entry: String,
+    },
+    /// A tar from stdin unpacked in DIR
+    Put {
+        #[arg(long)]
+        keep_owner: bool,
+        dir: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -1,8 +1,10 @@
 //! One file per verb (a hidden helper verb lives with the verb it serves:
-//! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs);
+//! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs,
+//! `__archive` in cp.rs);
 //! `dispatch` routes the parsed command line to it.
 
 mod commit;
+mod cp;
 mod create;
 mod df;
 mod diff;
@@ -147,6 +149,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             export::export(&ctx, a)
         }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => cp::cp(&ctx, a),
+        Command::Archive(a) => cp::archive_in(a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
         Command::Container(ContainerCommand::Prune { force }) => prune::containers(&ctx, force),

@@ -61,7 +61,7 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
 /// docker's daemon makes them take turns: a start that comes second then
 /// finds the container running (nothing to do), a restart stops it again.
 /// Held until dropped; the relaunched `run` does not inherit it.
-fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
+pub(super) fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
     let path = ContainerPaths::of(&ctx.root, rec).start_lock();
     let file = File::options()
         .create(true)

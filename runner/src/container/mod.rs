@@ -24,6 +24,7 @@
 //! container's exit. Start failures travel as typed [`StartError`]s over
 //! pipes and give docker's exit codes (125/126/127).
 
+pub mod archive;
 mod attach;
 mod capabilities;
 pub mod cgroup;
@@ -51,7 +52,7 @@ mod userns;
 pub use exec::{exec_in, ExecSpec};
 pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
-pub use namespaces::sync_root_filesystem;
+pub use namespaces::{private_mount_namespace, sync_root_filesystem};
 pub use security::options_from_flags;
 pub use signals::kill;
 pub use spec::{EtcFiles, Spec};

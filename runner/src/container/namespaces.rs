@@ -193,12 +193,41 @@ impl NamespaceFiles {
     }
 }
 
+/// Moves this process into a mount namespace of its own, where what it
+/// mounts reaches no other namespace and goes when the process does, even
+/// when it is killed (a mount in the host's namespace would stay behind,
+/// its server dead). The host's later mounts still arrive (a slave). Needs
+/// root (or root of a user namespace) and a process with one thread.
+pub fn private_mount_namespace() -> anyhow::Result<()> {
+    use nix::mount::MsFlags;
+    unshare(CloneFlags::CLONE_NEWNS).context("unshare the mount namespace")?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("make the new mount namespace a slave of the host's")
+}
+
 /// `syncfs` of a running container's root filesystem, so pages it wrote
 /// through mmap reach the upper. A rootless container's FUSE mount admits
 /// only processes of its user namespace, so this joins that namespace
 /// first: call it in a process of its own, with one thread (setns into a
 /// user namespace requires it); `strata commit` runs it as `__flush`.
 pub fn sync_root_filesystem(pid: Pid) -> anyhow::Result<()> {
+    let dir = open_root_filesystem(pid)?;
+    nix::unistd::syncfs(&dir).with_context(|| format!("syncfs /proc/{pid}/root"))
+}
+
+/// The root directory of the running container whose init is `pid`, as
+/// its processes see it (its volumes and /proc mounted in it), opened
+/// from inside its user namespace, which this joins when it is not ours:
+/// a rootless container's FUSE mount admits only processes of its user
+/// namespace. Call it in a process with one thread (setns into a user
+/// namespace requires it).
+pub fn open_root_filesystem(pid: Pid) -> anyhow::Result<File> {
     let user = format!("/proc/{pid}/ns/user");
     let ns =
         File::open(&user).with_context(|| format!("container process {pid} is not running"))?;
@@ -206,8 +235,7 @@ pub fn sync_root_filesystem(pid: Pid) -> anyhow::Result<()> {
         setns(&ns, CloneFlags::CLONE_NEWUSER).context("join the container's user namespace")?;
     }
     let root = format!("/proc/{pid}/root");
-    let dir = File::open(&root).with_context(|| format!("open {root}"))?;
-    nix::unistd::syncfs(&dir).with_context(|| format!("syncfs {root}"))
+    File::open(&root).with_context(|| format!("open {root}"))
 }
 
 /// Whether `file` (a /proc/PID/ns/NAME) is the namespace we are in.

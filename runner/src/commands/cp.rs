@@ -1,0 +1,374 @@
+//! `strata cp`: files between a container and the host, placed as
+//! docker's `cp` places them (`copy_path`), and `__archive`, the process
+//! that works inside the container's tree (`container::archive`). The two
+//! pass a tar, as docker's client and daemon do.
+//!
+//! A running container's tree is the one its processes see, its volumes
+//! included. A stopped one's is mounted privately for the copy (read-only
+//! to copy out of it), and its starts wait meanwhile (its start lock): two
+//! servers must never write one upper. A rootless store's stopped
+//! container is mounted in strata's user namespace (the copy runs again
+//! through `strata unshare`), where the container's root is root, so what
+//! is copied in belongs to it.
+
+use super::Ctx;
+use crate::cli::{ArchiveArgs, ArchiveOp, CpArgs};
+use crate::container::archive::{self, Root};
+use crate::copy_path::{self, Destination, Endpoint, Source};
+use crate::{liveness, tree_tar, ExitCode};
+use anyhow::{anyhow, bail, Context, Result};
+use layerdb::{ContainerRecord, State};
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
+    if nix::unistd::geteuid().is_root() {
+        // A stopped container's tree is mounted for the copy: in a
+        // namespace of our own it goes with us, even on kill -9.
+        crate::container::private_mount_namespace()?;
+    }
+    let (container, path, local, outward) =
+        match (Endpoint::parse(&args.src), Endpoint::parse(&args.dst)) {
+            (Endpoint::Container { .. }, Endpoint::Container { .. }) => {
+                bail!("copying between containers is not supported")
+            }
+            (Endpoint::Local(_), Endpoint::Local(_)) => {
+                bail!("must specify at least one container source")
+            }
+            (Endpoint::Container { container, path }, Endpoint::Local(local)) => {
+                (container, path, local, true)
+            }
+            (Endpoint::Local(local), Endpoint::Container { container, path }) => {
+                (container, path, local, false)
+            }
+        };
+    let rec = liveness::container(&ctx.reader()?, container)?;
+    if !outward && rec.security.read_only_rootfs {
+        let writable = rec.mounts.iter().filter(|m| !m.read_only);
+        if !copy_path::under_any(&path, writable.map(|m| m.target.as_str())) {
+            bail!("container rootfs is marked read-only");
+        }
+    }
+    let Some(tree) = ContainerTree::open(ctx, &rec, !outward, &path)? else {
+        return in_user_namespace(ctx, &args);
+    };
+    let copied = match outward {
+        true => copy_out(ctx, &tree, &path, local, args.follow_link)?,
+        false => copy_in(ctx, &tree, local, &path, &args)?,
+    };
+    if !args.quiet && std::io::stderr().is_terminal() {
+        // docker's client counts the tar's bytes, shown with go-units'
+        // `HumanSize` (four digits).
+        let size = crate::humanize::human_size_with_precision(copied as f64, 4);
+        eprintln!("Successfully copied {size} to {}", args.dst);
+    }
+    Ok(0)
+}
+
+/// From the container to the host (or to stdout as a tar, `-`). Returns
+/// the tar's size.
+fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bool) -> Result<u64> {
+    let follow_flag: &[&str] = if follow { &["--follow"] } else { &[] };
+    let src: Option<Source> = tree.ask(ctx, &[&["source"], follow_flag, &["--", path]].concat())?;
+    let src =
+        src.ok_or_else(|| anyhow!("Could not find the file {path} in container {}", tree.name))?;
+    // Where the host's side goes, decided before anything is read.
+    let place = match local {
+        "-" => None,
+        _ => Some(copy_path::placement(&src, &copy_path::destination(local)?)?),
+    };
+    let name = place.as_ref().map_or(&src.name, |p| &p.name);
+    let mut child = tree
+        .helper(ctx)
+        .args([&["get"], follow_flag, &["--", path, name]].concat())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting strata __archive")?;
+    let mut tar = Counted::new(child.stdout.take().expect("piped"));
+    let copied = match &place {
+        None => std::io::copy(&mut tar, &mut std::io::stdout().lock())
+            .map(drop)
+            .context("writing the tar to stdout"),
+        Some(place) => unpack_on_host(&mut tar, &place.dir),
+    };
+    let bytes = tar.bytes;
+    // A reader that stopped early closes the pipe: the helper then ends.
+    drop(tar);
+    helper_done(child)?;
+    copied.map(|()| bytes)
+}
+
+/// The tar the container gave, unpacked in `dir` on the host as docker's
+/// client unpacks it: modes and times kept, owned by the caller, no
+/// xattrs (a container's file capabilities stay in the container).
+/// Device nodes arrive as empty files, and names that would leave `dir`
+/// (through `..` or a symlink) are refused by the tar crate.
+fn unpack_on_host(tar: &mut dyn Read, dir: &str) -> Result<()> {
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    archive
+        .unpack(dir)
+        .with_context(|| format!("copying into {dir}"))
+}
+
+/// From the host (or a tar on stdin, `-`) into the container. Returns the
+/// tar's size.
+fn copy_in(ctx: &Ctx, tree: &ContainerTree, local: &str, path: &str, args: &CpArgs) -> Result<u64> {
+    let dst: Destination = tree.ask(ctx, &["destination", "--", path])?;
+    let whole = format!("{}:{path}", tree.name);
+    if dst.is_special {
+        bail!("destination \"{whole}\" must be a directory or a regular file");
+    }
+    let (dir, source) = match local {
+        "-" if dst.exists && dst.is_dir => (dst.path.clone(), None),
+        "-" => bail!("destination \"{whole}\" must be a directory"),
+        _ => {
+            let src = copy_path::source(local, args.follow_link)
+                .with_context(|| format!("lstat {local}"))?
+                .ok_or_else(|| anyhow!("lstat {local}: no such file or directory"))?;
+            let place = copy_path::placement(&src, &dst)?;
+            (place.dir, Some((src, place.name)))
+        }
+    };
+    let keep_owner: &[&str] = if args.archive { &["--keep-owner"] } else { &[] };
+    let mut child = tree
+        .helper(ctx)
+        .args([&["put"], keep_owner, &["--", &dir]].concat())
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting strata __archive")?;
+    let mut tar = Counted::new(child.stdin.take().expect("piped"));
+    let written = match &source {
+        None => std::io::copy(&mut std::io::stdin().lock(), &mut tar)
+            .map(drop)
+            .context("reading the tar from stdin"),
+        Some((src, name)) => {
+            let tree_root = match args.follow_link {
+                true => std::fs::canonicalize(local).with_context(|| format!("resolve {local}"))?,
+                false => Path::new(&src.path).to_path_buf(),
+            };
+            tree_tar::write(
+                &tree_root,
+                Path::new(name),
+                tree_tar::Xattrs::Capability,
+                &mut tar,
+            )
+        }
+    };
+    let bytes = tar.bytes;
+    // End of the tar: the helper finishes and exits.
+    drop(tar);
+    // The helper's failure first: it explains a write that broke its pipe.
+    helper_done(child)?;
+    written.map(|()| bytes)
+}
+
+/// Waits for `__archive`, which printed its own error line when it failed.
+fn helper_done(mut child: Child) -> Result<()> {
+    let status = child.wait().context("waiting for strata __archive")?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(ExitCode(status.code().unwrap_or(125)).into()),
+    }
+}
+
+/// The container's tree while the copy lasts.
+struct ContainerTree {
+    name: String,
+    root: TreeRoot,
+}
+
+enum TreeRoot {
+    /// Through the running container's init.
+    Running { pid: i32 },
+    /// Mounted here for the copy, and unmounted when dropped: the fields
+    /// drop in order, the mount before its directory, the pin on its
+    /// layers and the start lock.
+    Mounted {
+        _mount: fusefs::MountHandle,
+        dir: tempfile::TempDir,
+        _pin: layerdb::Pin,
+        _turn: nix::fcntl::Flock<std::fs::File>,
+    },
+}
+
+impl ContainerTree {
+    /// The tree of `rec`, writable or not. `None` for a stopped container
+    /// of a rootless store, outside strata's user namespace: the copy
+    /// must run there. Refuses a path on a stopped container's volume or
+    /// tmpfs, which only a running container has mounted.
+    fn open(
+        ctx: &Ctx,
+        rec: &ContainerRecord,
+        writable: bool,
+        path: &str,
+    ) -> Result<Option<ContainerTree>> {
+        let name = rec.name.clone();
+        if let State::Running { pid, .. } | State::Paused { pid, .. } = rec.state {
+            let root = TreeRoot::Running { pid };
+            return Ok(Some(ContainerTree { name, root }));
+        }
+        if let Some(m) = rec
+            .mounts
+            .iter()
+            .find(|m| copy_path::under_any(path, [&*m.target]))
+        {
+            bail!(
+                "{path} is on a volume of stopped container {name}: copy to or from its source, {}, or start the container",
+                m.source.display()
+            );
+        }
+        if rec
+            .tmpfs
+            .iter()
+            .any(|t| copy_path::under_any(path, [&*t.target]))
+        {
+            bail!("{path} is on a tmpfs of stopped container {name}, which holds nothing until it runs");
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let turn = super::start::take_turn(ctx, rec)?;
+        let store = Arc::new(ctx.reader()?);
+        let rec = liveness::container(&store, &rec.id)?;
+        if rec.state.is_running() {
+            // Started before the lock was ours: its own tree, then.
+            drop(turn);
+            return Self::open(ctx, &rec, writable, path);
+        }
+        let image = store
+            .image(&rec.image)?
+            .with_context(|| format!("the image of {name} is gone"))?;
+        let pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
+        let dir = tempfile::Builder::new()
+            .prefix("cp-")
+            .tempdir_in(ctx.root.join("tmp"))?;
+        let mut opts = fusefs::MountOptions::of_image(
+            &store,
+            &image,
+            Some(store.container_dir(&rec.id).upper()),
+        )?;
+        opts.read_only = !writable;
+        let mount = fusefs::mount(opts, dir.path())?;
+        let root = TreeRoot::Mounted {
+            _mount: mount,
+            dir,
+            _pin: pin,
+            _turn: turn,
+        };
+        Ok(Some(ContainerTree { name, root }))
+    }
+
+    /// `strata __archive` for this tree, to which the operation's
+    /// arguments are added.
+    fn helper(&self, ctx: &Ctx) -> Command {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("--root").arg(&ctx.root).arg("__archive");
+        match &self.root {
+            TreeRoot::Running { pid } => cmd.arg("--pid").arg(pid.to_string()),
+            TreeRoot::Mounted { dir, .. } => cmd.arg("--dir").arg(dir.path()),
+        };
+        cmd.arg("--name").arg(&self.name);
+        cmd
+    }
+
+    /// What `__archive` answers about a path (its JSON).
+    fn ask<T: serde::de::DeserializeOwned>(&self, ctx: &Ctx, op: &[&str]) -> Result<T> {
+        let out = self
+            .helper(ctx)
+            .args(op)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("starting strata __archive")?;
+        if !out.status.success() {
+            return Err(ExitCode(out.status.code().unwrap_or(125)).into());
+        }
+        serde_json::from_slice(&out.stdout).context("reading strata __archive's answer")
+    }
+}
+
+/// The copy again, in strata's user namespace (see the module's comment).
+fn in_user_namespace(ctx: &Ctx, args: &CpArgs) -> Result<i32> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("--root").arg(&ctx.root).arg("unshare").arg("--");
+    cmd.arg("/proc/self/exe")
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("cp");
+    for (set, flag) in [
+        (args.archive, "--archive"),
+        (args.follow_link, "--follow-link"),
+        (args.quiet, "--quiet"),
+    ] {
+        if set {
+            cmd.arg(flag);
+        }
+    }
+    cmd.arg("--").arg(&args.src).arg(&args.dst);
+    let status = cmd.status().context("starting strata unshare")?;
+    Ok(status.code().unwrap_or(125))
+}
+
+/// `strata __archive`: enters the container's tree, then does one thing
+/// (`container::archive`).
+pub fn archive_in(args: ArchiveArgs) -> Result<i32> {
+    let root = match (args.pid, args.dir) {
+        (Some(pid), _) => Root::Process(pid),
+        (None, Some(dir)) => Root::Dir(dir),
+        (None, None) => bail!("__archive needs --pid or --dir"),
+    };
+    archive::enter(&root)?;
+    match args.op {
+        ArchiveOp::Source { path, follow } => archive::describe_source(&path, follow)?,
+        ArchiveOp::Destination { path } => archive::describe_destination(&path)?,
+        ArchiveOp::Get {
+            path,
+            entry,
+            follow,
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            archive::get(&path, &entry, follow, &mut out)?;
+            out.flush()?;
+        }
+        ArchiveOp::Put { dir, keep_owner } => {
+            archive::put(&dir, keep_owner, &args.name, std::io::stdin().lock())?
+        }
+    }
+    Ok(0)
+}
+
+/// A reader or writer that counts the bytes through it.
+struct Counted<T> {
+    inner: T,
+    bytes: u64,
+}
+
+impl<T> Counted<T> {
+    fn new(inner: T) -> Self {
+        Counted { inner, bytes: 0 }
+    }
+}
+
+impl<T: Read> Read for Counted<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl<T: Write> Write for Counted<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

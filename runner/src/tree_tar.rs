@@ -1,0 +1,96 @@
+//! A directory tree written as a tar the way docker writes one, for
+//! `export` (a container's whole tree) and `cp` (a file or tree going into
+//! or out of a container).
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Which extended attributes go into the tar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Xattrs {
+    /// Every one (a container's tree read through its union, which shows
+    /// only the container's own).
+    All,
+    /// `security.capability` alone, as docker's archives carry: a host
+    /// tree's other attributes (SELinux labels, `trusted.*`) belong to the
+    /// host.
+    Capability,
+}
+
+/// Writes the tree at `tree` as docker does: the root entry named `name`
+/// (`.` for a tree whose entries go in at the top, as `export` writes
+/// it), every other entry by its path under that name, in name order, a
+/// file with several names once and its other names as hardlinks to the
+/// first, and each entry's xattrs as PAX `SCHILY.xattr.*` records, which
+/// `import`, `load` and `cp` read back. Sockets are left out, as docker
+/// leaves them (a tar has no type for them). (`tar::Builder::append_dir_all`
+/// wrote each name of a file as a whole copy and no xattrs: file
+/// capabilities were lost.)
+pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> Result<()> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut stack = vec![(tree.to_path_buf(), name.to_path_buf())];
+    while let Some((host, name)) = stack.pop() {
+        let reading = || format!("reading {}", host.display());
+        let md = std::fs::symlink_metadata(&host).with_context(reading)?;
+        if md.file_type().is_socket() {
+            continue;
+        }
+        if md.is_file() && md.nlink() > 1 {
+            if let Some(first) = first_names.get(&(md.dev(), md.ino())) {
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata(&md);
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                tar.append_link(&mut header, &name, first)?;
+                continue;
+            }
+            first_names.insert((md.dev(), md.ino()), name.clone());
+        }
+        let records = xattr_records(&host, xattrs).with_context(reading)?;
+        if !records.is_empty() {
+            let records = records.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+            tar.append_pax_extensions(records)?;
+        }
+        tar.append_path_with_name(&host, &name)
+            .with_context(reading)?;
+        if md.is_dir() {
+            let mut names = std::fs::read_dir(&host)
+                .with_context(reading)?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<Vec<_>>>()
+                .with_context(reading)?;
+            names.sort();
+            for n in names.into_iter().rev() {
+                // Names as the tar writer spells them ("bin", not
+                // "./bin"): hardlinks name their targets the same way.
+                let inner = match name == Path::new(".") {
+                    true => PathBuf::from(&n),
+                    false => name.join(&n),
+                };
+                stack.push((host.join(&n), inner));
+            }
+        }
+    }
+    tar.into_inner()?;
+    Ok(())
+}
+
+/// The xattrs of `host` (not following a symlink) that `which` keeps, as
+/// PAX records.
+fn xattr_records(host: &Path, which: Xattrs) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in xattr::list(host)? {
+        if which == Xattrs::Capability && name != "security.capability" {
+            continue;
+        }
+        if let Some(value) = xattr::get(host, &name)? {
+            out.push((format!("SCHILY.xattr.{}", name.to_string_lossy()), value));
+        }
+    }
+    Ok(out)
+}

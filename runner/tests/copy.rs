@@ -1,0 +1,330 @@
+//! `strata cp` end to end on a busybox image: docker's placement rules
+//! both ways, running and stopped containers, tars on stdin and stdout,
+//! owners, refusals, and a container that tries to make the copy leave
+//! its tree.
+
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
+mod common;
+
+use common::{Strata, TarMaker};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// A running container (`web`) and a stopped one (`idle`) of busybox.
+fn two_containers() -> Strata {
+    let s = Strata::with_busybox();
+    s.run(&["run", "-d", "--name", "web", "busybox", "sleep", "600"])
+        .ok();
+    s.run(&[
+        "run",
+        "--name",
+        "idle",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv/d/e && echo one > /srv/d/f && echo two > /srv/d/e/g && ln -s d /srv/l",
+    ])
+    .ok();
+    s.run(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "mkdir -p /srv/d/e && echo one > /srv/d/f && echo two > /srv/d/e/g && ln -s d /srv/l",
+    ])
+    .ok();
+    s
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn files_and_trees_come_out_where_docker_puts_them() {
+    let s = two_containers();
+    for ctr in ["web", "idle"] {
+        let out = s.path(&format!("out-{ctr}"));
+        std::fs::create_dir(&out).unwrap();
+        let o = |n: &str| out.join(n).to_str().unwrap().to_string();
+        let from = |p: &str| format!("{ctr}:{p}");
+        // A file: under a new name, into a directory under its own name,
+        // over an existing file.
+        s.run(&["cp", &from("/srv/d/f"), &o("renamed")]).ok();
+        assert_eq!(read(&out.join("renamed")), "one\n");
+        s.run(&["cp", &from("srv/d/f"), &o("")]).ok();
+        assert_eq!(read(&out.join("f")), "one\n");
+        s.run(&["cp", &from("/srv/d/e/g"), &o("f")]).ok();
+        assert_eq!(read(&out.join("f")), "two\n");
+        // A tree: into a directory under its name, as a new directory,
+        // its contents alone with `/.`.
+        s.run(&["cp", &from("/srv/d"), &o("")]).ok();
+        assert_eq!(read(&out.join("d/e/g")), "two\n");
+        s.run(&["cp", &from("/srv/d"), &o("new")]).ok();
+        assert_eq!(names(&out.join("new")), ["e", "f"]);
+        std::fs::create_dir(out.join("merged")).unwrap();
+        s.run(&["cp", &from("/srv/d/."), &o("merged")]).ok();
+        assert_eq!(names(&out.join("merged")), ["e", "f"]);
+        // A symlink is copied as one, or followed with -L under its name.
+        s.run(&["cp", &from("/srv/l"), &o("")]).ok();
+        assert_eq!(std::fs::read_link(out.join("l")).unwrap(), Path::new("d"));
+        s.run(&["cp", "-L", &from("/srv/l"), &o("followed")]).ok();
+        assert_eq!(read(&out.join("followed/f")), "one\n");
+        // To stdout, a tar whose entries start with the source's name.
+        let tar = s.cmd(&["cp", &from("/srv/d"), "-"]).output().unwrap();
+        assert!(tar.status.success());
+        let mut entries: Vec<String> = tar::Archive::new(&tar.stdout[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, ["d", "d/e", "d/e/g", "d/f"], "{ctr}");
+        // What is made on the host belongs to the caller.
+        let md = std::fs::metadata(out.join("d/e/g")).unwrap();
+        assert_eq!(md.uid(), nix::unistd::geteuid().as_raw());
+        // Refusals, docker's words, one line, 125.
+        s.run(&["cp", &from("/nothing"), &o("")])
+            .refused_with(&format!(
+                "Could not find the file /nothing in container {ctr}"
+            ));
+        s.run(&["cp", &from("/srv/d"), &o("renamed")])
+            .refused_with("cannot copy a directory to a file");
+        s.run(&["cp", &from("/srv/d/f"), &o("absent/")])
+            .refused_with("no such directory");
+    }
+    // The stopped container's tree was mounted out of the host's sight.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let copies = format!("{}/tmp/cp-", s.root().display());
+    assert!(!mounts.contains(&copies), "{mounts}");
+}
+
+#[test]
+fn files_and_trees_go_in_owned_by_the_containers_root() {
+    let s = two_containers();
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("tree/sub")).unwrap();
+    std::fs::write(src.join("tree/sub/file"), "host\n").unwrap();
+    std::fs::write(src.join("tool"), "#!/bin/sh\n").unwrap();
+    // Owner first: a chown clears the set-id bits.
+    nix::unistd::chown(&src.join("tool"), Some(1234.into()), Some(5678.into())).unwrap();
+    std::fs::set_permissions(
+        src.join("tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    let p = |n: &str| src.join(n).to_str().unwrap().to_string();
+    for ctr in ["web", "idle"] {
+        let to = |path: &str| format!("{ctr}:{path}");
+        s.run(&["cp", &p("tool"), &to("/srv/")]).ok();
+        s.run(&["cp", "-a", &p("tool"), &to("/srv/kept")]).ok();
+        s.run(&["cp", &p("tree"), &to("/srv/t")]).ok();
+        s.run(&["cp", &p("tree/."), &to("/srv/d")]).ok();
+        let tar = TarMaker::new()
+            .dir("fromtar")
+            .file("fromtar/x", b"tar\n")
+            .bytes();
+        s.run_stdin(&["cp", "-", &to("/srv")], &tar).ok();
+        s.run(&["cp", &p("tool"), &to("/srv/absent/")])
+            .refused_with("no such directory");
+        s.run(&["cp", &p("tree"), &to("/srv/d/f")])
+            .refused_with("cannot copy a directory to a file");
+        s.run_stdin(&["cp", "-", &to("/srv/d/f")], &tar)
+            .refused_with(&format!(
+                "destination \"{ctr}:/srv/d/f\" must be a directory"
+            ));
+        s.run(&["cp", "/nothing-here", &to("/srv")])
+            .refused_with("lstat /nothing-here: no such file or directory");
+    }
+    let script = "stat -c '%u:%g %a %n' /srv/tool /srv/kept /srv/t/sub/file; \
+                  cat /srv/t/sub/file /srv/d/sub/file /srv/fromtar/x";
+    let want =
+        "0:0 4755 /srv/tool\n1234:5678 4755 /srv/kept\n0:0 644 /srv/t/sub/file\nhost\nhost\ntar\n";
+    assert_eq!(
+        s.run(&["exec", "web", "sh", "-c", script]).ok().stdout,
+        want
+    );
+    // The stopped container's copy is in its upper: diff and commit see
+    // it, and its image runs with it.
+    let diff = s.run(&["diff", "idle"]).ok().stdout;
+    for line in [
+        "A /srv/tool",
+        "A /srv/kept",
+        "A /srv/t/sub/file",
+        "A /srv/fromtar/x",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line} not in {diff}");
+    }
+    s.run(&["commit", "idle", "copied"]).ok();
+    assert_eq!(
+        s.run(&["run", "--rm", "copied", "sh", "-c", script])
+            .ok()
+            .stdout,
+        want
+    );
+}
+
+#[test]
+fn a_container_cannot_make_a_copy_leave_its_tree() {
+    let s = Strata::with_busybox();
+    // A host directory whose path the container's links name: nothing
+    // may be read from it or written into it.
+    let host = s.path("host-only");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("secret"), "host\n").unwrap();
+    let h = host.to_str().unwrap();
+    let script = format!(
+        "ln -s {h} /esc && ln -s / /root-link && ln -s ../../../../../../../.. /up && \
+         mkdir -p /sw/real /srv && echo container > /sw/real/secret && touch /ready && \
+         while true; do mv /sw/real /sw/hold; ln -s {h} /sw/real; rm /sw/real; mv /sw/hold /sw/real; done"
+    );
+    s.run(&[
+        "run", "-d", "--name", "evil", "busybox", "sh", "-c", &script,
+    ])
+    .ok();
+    for _ in 0..100 {
+        if s.run(&["exec", "evil", "test", "-e", "/ready"]).code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = s.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = |n: &str| out.join(n).to_str().unwrap().to_string();
+    // Links to the host's path resolve in the container, where it is not.
+    for through in [
+        "/esc/secret".to_string(),
+        format!("/root-link{h}/secret"),
+        format!("/up{h}/secret"),
+    ] {
+        let from = format!("evil:{through}");
+        s.run(&["cp", &from, &o("x")])
+            .refused_with(&format!("Could not find the file {through}"));
+    }
+    // A directory swapped for a link to the host's path while copies run
+    // (CVE-2018-15664): each copy reads the container's file or none.
+    for i in 0..40 {
+        let to = o(&format!("swap{i}"));
+        if s.run(&["cp", "evil:/sw/real/secret", &to]).code == 0 {
+            assert_eq!(read(Path::new(&to)), "container\n");
+        }
+    }
+    // Writes through the same links land in the container.
+    std::fs::write(s.path("planted"), "planted\n").unwrap();
+    let planted = s.path("planted").to_str().unwrap().to_string();
+    let _ = s.run(&["cp", &planted, "evil:/esc/"]);
+    let _ = s.run(&["cp", &planted, &format!("evil:/root-link{h}/")]);
+    for i in 0..20 {
+        let _ = s.run(&["cp", &planted, &format!("evil:/sw/real/p{i}")]);
+    }
+    // A tar that names places outside, or goes through a link it made.
+    let dots = format!("../../../../../../../..{h}/dots");
+    let tar = TarMaker::new()
+        .raw(tar::EntryType::Regular, &dots, "", b"x")
+        .symlink("lnk", h)
+        .file("lnk/through", b"x")
+        .bytes();
+    let _ = s.run_stdin(&["cp", "-", "evil:/srv"], &tar);
+    assert_eq!(names(&host), ["secret"]);
+    assert_eq!(read(&host.join("secret")), "host\n");
+}
+
+#[test]
+fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
+    let s = Strata::with_busybox();
+    let vol = s.path("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let v = format!("{}:/data", vol.display());
+    s.run(&[
+        "run",
+        "-d",
+        "--read-only",
+        "-v",
+        &v,
+        "--name",
+        "ro",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    s.run(&[
+        "create",
+        "-v",
+        &v,
+        "--name",
+        "idle",
+        "busybox",
+        "cat",
+        "/etc/copied",
+    ])
+    .ok();
+    let file = s.path("file");
+    std::fs::write(&file, "copied\n").unwrap();
+    let f = file.to_str().unwrap();
+    s.run(&["cp", f, "ro:/etc/"])
+        .refused_with("container rootfs is marked read-only");
+    // A read-only container's writable volume takes it, as docker's does.
+    s.run(&["cp", f, "ro:/data/"]).ok();
+    assert_eq!(read(&vol.join("file")), "copied\n");
+    s.run(&["cp", f, "idle:/data/"])
+        .refused_with("/data/ is on a volume of stopped container idle");
+    s.run(&["cp", f, "other"])
+        .refused_with("must specify at least one container source");
+    s.run(&["cp", "ro:/etc/hosts", "idle:/tmp"])
+        .refused_with("copying between containers is not supported");
+    s.run(&["cp", f, "nothing:/tmp"])
+        .refused_with("No such container: nothing");
+
+    // kill -9 of a copy into a stopped container while its tree is
+    // mounted: the mount goes with it, the store verifies, the container
+    // starts, and the next copy works.
+    let mut copy = s
+        .cmd(&["cp", "-", "idle:/tmp"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = copy.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut input,
+        &TarMaker::new().file("half", b"x").bytes()[..512],
+    )
+    .unwrap();
+    let root = s.root().to_str().unwrap().to_string();
+    let mounted = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("mounts")).ok())
+            .any(|m| m.lines().any(|l| l.contains(&format!("{root}/tmp/cp-"))))
+    };
+    for _ in 0..200 {
+        if mounted() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(mounted(), "the copy never mounted the container's tree");
+    copy.kill().unwrap();
+    copy.wait().unwrap();
+    drop(input);
+    for _ in 0..100 {
+        if !mounted() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!mounted(), "the killed copy's mount stayed");
+    s.run(&["verify"]).ok();
+    s.run(&["cp", f, "idle:/etc/copied"]).ok();
+    assert_eq!(s.run(&["start", "-a", "idle"]).ok().stdout, "copied\n");
+}
