@@ -59,6 +59,12 @@ struct Shared {
 /// The background reader of a mount's lowers; stops when dropped.
 pub struct WalkAhead {
     shared: Arc<Shared>,
+    /// Joined when dropped: the thread holds the lowers, a store's among
+    /// them, and the last holder closes the store. On a thread left
+    /// running that close could meet the process's exit, whose C++
+    /// destructors pull RocksDB's locks away from under it ("pthread lock:
+    /// Invalid argument", an abort after the command's last line).
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WalkAhead {
@@ -71,19 +77,23 @@ impl WalkAhead {
             lowers,
             levels: levels(),
         });
+        let mut thread = None;
         if !shared.lowers.is_empty() && shared.levels > 0 {
             let s = shared.clone();
             let started = std::thread::Builder::new()
                 .name("walk-ahead".into())
                 .spawn(move || run(&s));
-            if let Err(e) = started {
-                // A mount without read-ahead is slower on cold walks, no
-                // less correct.
-                log::warn!("cannot start the walk-ahead thread: {e}");
-                lock(&shared.queue).closed = true;
+            match started {
+                Ok(t) => thread = Some(t),
+                Err(e) => {
+                    // A mount without read-ahead is slower on cold walks,
+                    // no less correct.
+                    log::warn!("cannot start the walk-ahead thread: {e}");
+                    lock(&shared.queue).closed = true;
+                }
             }
         }
-        WalkAhead { shared }
+        WalkAhead { shared, thread }
     }
 
     /// Queues `dirs` (lower index, path in that lower), the kernel's next
@@ -119,6 +129,10 @@ impl Drop for WalkAhead {
         q.jobs.clear();
         drop(q);
         self.shared.ready.notify_all();
+        // It ends after the directory it reads, if any.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

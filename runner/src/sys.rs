@@ -254,12 +254,13 @@ pub fn load_seccomp_program(program: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// _exit(2): ends a forked child at once, without the exit handlers and
-/// buffers it inherited from the CLI (they belong to the parent; a C++
-/// library's destructors must not run twice) and no Rust destructor.
+/// _exit(2): ends the process at once, without exit handlers, C++ static
+/// destructors or Rust destructors: a forked child (the handlers and
+/// buffers it inherited belong to the parent; a C++ library's destructors
+/// must not run twice), and `main` at its end (see there).
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: _exit takes an integer and never returns; skipping atexit
-    // handlers is its purpose, and nothing in the child depends on them.
+    // handlers is its purpose, and no caller depends on them.
     unsafe { libc::_exit(code) }
 }
 
