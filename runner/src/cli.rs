@@ -74,6 +74,10 @@ pub enum Command {
     Start(StartArgs),
     /// Restart containers
     Restart(StopArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -169,10 +173,7 @@ pub enum ImageCommand {
     /// Import a tar (plain, gzip or zstd; - for stdin) or a directory as a one-layer image
     Import(ImportArgs),
     /// Create a tag TARGET that refers to SOURCE
-    Tag {
-        source: String,
-        target: String,
-    },
+    Tag { source: String, target: String },
     /// Write an image's layers as canonical OCI layer tars in an OCI layout
     Save(SaveArgs),
     /// Load images from what `save` writes (a tar, a directory, or stdin)
@@ -207,9 +208,7 @@ pub enum ContainerCommand {
     /// Return low-level information on containers
     Inspect(InspectArgs),
     /// Inspect changes to files or directories on a container's filesystem
-    Diff {
-        container: String,
-    },
+    Diff { container: String },
     /// Export a container's filesystem as a tar archive to stdout
     Export(ExportArgs),
     /// Copy files/folders between a container and the local filesystem
@@ -224,13 +223,14 @@ pub enum ContainerCommand {
     Start(StartArgs),
     /// Restart containers
     Restart(StopArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
-    Rename {
-        container: String,
-        new_name: String,
-    },
+    Rename { container: String, new_name: String },
     /// Remove all stopped containers
     Prune {
         /// Do not prompt for confirmation
@@ -574,6 +574,12 @@ pub struct StopArgs {
     /// Seconds to wait before killing
     #[arg(short = 't', long = "time", default_value_t = 10)]
     pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContainersArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

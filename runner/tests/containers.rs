@@ -1725,3 +1725,74 @@ fn a_write_into_a_big_image_file_copies_little_and_everything_sees_the_whole_fil
     let r = s.run(&["run", "--rm", "big:2", "sh", "-c", sum]).ok();
     assert_eq!(r.stdout.trim(), want, "the commit holds the whole file");
 }
+
+#[test]
+fn pause_freezes_a_container_until_unpause_and_stop_still_ends_it() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "cnt",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; i=0; while true; do i=$((i+1)); echo $i > /c; sleep 0.05; done",
+    ])
+    .ok();
+    // The counter, read without exec (refused while paused).
+    let count = || {
+        let out = s.cmd(&["cp", "cnt:/c", "-"]).output().unwrap();
+        let mut tar = tar::Archive::new(&out.stdout[..]);
+        let mut entry = tar.entries().unwrap().next().unwrap().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        text.trim().parse::<u64>().unwrap()
+    };
+    for _ in 0..100 {
+        if s.run(&["exec", "cnt", "test", "-s", "/c"]).code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(s.run(&["pause", "cnt"]).ok().stdout, "cnt\n");
+    let frozen = count();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(count(), frozen, "the counter ran on while paused");
+    let ps = s.run(&["ps", "--format", "{{.Status}}"]).ok().stdout;
+    assert!(ps.trim().ends_with("(Paused)"), "{ps}");
+    let state = s.run(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Paused}}",
+        "cnt",
+    ]);
+    assert_eq!(state.ok().stdout, "paused true\n");
+    s.run(&["pause", "cnt"]).refused_with("is already paused");
+    s.run(&["exec", "cnt", "true"])
+        .refused_with("is paused, unpause the container before exec");
+    s.run(&["start", "cnt"])
+        .refused_with("cannot start a paused container, try unpause instead");
+    // A commit neither needs nor ends the pause.
+    s.run(&["commit", "cnt", "snap"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(count(), frozen, "the commit unpaused the container");
+    assert_eq!(s.run(&["unpause", "cnt"]).ok().stdout, "cnt\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() == frozen {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unpause left it frozen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    s.run(&["unpause", "cnt"]).refused_with("is not paused");
+    // stop of a paused container: the signal, then the thaw that lets it
+    // act on it (its trap exits 7, not the KILL's 137).
+    s.run(&["pause", "cnt"]).ok();
+    s.run(&["stop", "-t", "20", "cnt"]).ok();
+    let status = s.run(&["inspect", "-f", "{{.State.ExitCode}}", "cnt"]);
+    assert_eq!(status.ok().stdout, "7\n");
+    s.run(&["pause", "cnt"]).refused_with("is not running");
+    s.run(&["unpause", "cnt"]).refused_with("is not paused");
+}

@@ -76,8 +76,12 @@ const HOLD_PAUSE_FOR_TESTS: &str = "STRATA_TEST_HOLD_PAUSE";
 
 impl Paused {
     pub(super) fn new(ctx: &Ctx, rec: &ContainerRecord, pause: bool) -> Result<Paused> {
-        let State::Running { pid, .. } = rec.state else {
-            return Ok(Paused(None));
+        // A container paused by `strata pause` stays as it is: frozen
+        // already, and thawed by `unpause` alone.
+        let (pid, pause) = match rec.state {
+            State::Running { pid, .. } => (pid, pause),
+            State::Paused { pid, .. } => (pid, false),
+            _ => return Ok(Paused(None)),
         };
         // A container recorded running may have ended meanwhile: its state
         // is recorded a moment after its init exits, and a short command

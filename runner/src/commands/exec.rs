@@ -21,6 +21,12 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         let store = ctx.reader()?;
         liveness::container(&store, &args.container)?
     };
+    if let State::Paused { .. } = rec.state {
+        bail!(
+            "Container {} is paused, unpause the container before exec",
+            rec.id
+        );
+    }
     let State::Running {
         pid, monitor_pid, ..
     } = rec.state

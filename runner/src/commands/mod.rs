@@ -23,6 +23,7 @@ mod logout;
 mod logs;
 mod mount;
 mod overlay;
+mod pause;
 mod prune;
 mod ps;
 pub mod pull;
@@ -161,6 +162,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => start::start(&ctx, a),
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             start::restart(&ctx, a)
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => pause::pause(&ctx, a),
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            pause::unpause(&ctx, a)
         }
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {

@@ -6,7 +6,7 @@ use crate::cli::{StartArgs, StopArgs};
 use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
-use layerdb::ContainerRecord;
+use layerdb::{ContainerRecord, State};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -18,6 +18,9 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
     }
     for name in &args.containers {
         let rec = record(ctx, name)?;
+        if let State::Paused { .. } = rec.state {
+            bail!("cannot start a paused container, try unpause instead");
+        }
         if rec.state.is_running() {
             println!("{name}");
             continue;

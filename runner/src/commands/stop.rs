@@ -22,6 +22,16 @@ pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()
         let dir = ContainerPaths::of(&ctx.root, rec).dir;
         crate::container::cgroup::thaw_recorded(&dir)?;
     }
+    // A paused one is unpaused after the signal, which it then gets, as
+    // docker's daemon does for stop and kill.
+    if let State::Paused { .. } = rec.state {
+        let mut rec = rec.clone();
+        let resumed = super::pause::resume(ctx, &mut rec);
+        // Killed, it may be gone with its monitor before the thaw.
+        if liveness::process_alive(pid) {
+            resumed?;
+        }
+    }
     Ok(())
 }
 

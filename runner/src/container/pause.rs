@@ -1,5 +1,6 @@
-//! Pausing a running container for `commit`, done by its monitor so that
-//! a committer that dies cannot leave the container paused.
+//! Pausing a running container, done by its monitor: for `commit` (while
+//! the committer's connection lasts, so a committer that dies cannot leave
+//! the container paused) and for `strata pause` (until `unpause`).
 //!
 //! The monitor listens on `<container dir>/pause.sock`. A client sends
 //! `pause`; the monitor freezes the container (its cgroup's freezer, or
@@ -7,8 +8,11 @@
 //! rootless on cgroup v1) and answers `paused`. It resumes the container
 //! when the client sends `resume` (answering `resumed`) or when the
 //! connection ends: the kernel closes a killed committer's socket, even
-//! after SIGKILL, and the monitor sees end of file and thaws. One client
-//! is served at a time; a second commit waits for the first.
+//! after SIGKILL, and the monitor sees end of file and thaws. `hold`
+//! freezes it beyond the connection (`held`), until a `release`
+//! (`released`); a commit of a held container neither freezes nor thaws
+//! it. One client is served at a time; a second commit waits for the
+//! first.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::fd::AsRawFd as _;
@@ -80,8 +84,9 @@ pub fn serve(
     std::thread::Builder::new()
         .name("pause".into())
         .spawn(move || {
+            let mut held = false;
             for client in listener.incoming().flatten() {
-                serve_client(client, &method);
+                serve_client(client, &method, &mut held);
             }
         })
         .context("start the pause thread")?;
@@ -99,45 +104,77 @@ impl Drop for ServerGuard {
     }
 }
 
-/// One client: pause on request, resume on request or when it is gone.
-fn serve_client(client: UnixStream, method: &Method) {
+/// One client: pause on request, resume on request or when it is gone;
+/// hold or release for `strata pause` and `unpause`.
+fn serve_client(client: UnixStream, method: &Method, held: &mut bool) {
     let Ok(reader) = client.try_clone() else {
         return;
     };
     let mut lines = BufReader::new(reader).lines();
     let mut writer = client;
+    // Paused for this client, and whether it froze the container itself
+    // (then it thaws it when done), or found it held.
     let mut paused = false;
+    let mut froze = false;
     while let Some(Ok(line)) = lines.next() {
+        let done = |result: anyhow::Result<()>, answer: &str| match result {
+            Ok(()) => answer.to_owned(),
+            Err(err) => format!("error: {}", crate::error_text::describe(&err)),
+        };
         let answer = match (line.as_str(), paused) {
-            ("pause", false) => match method.freeze() {
-                Ok(()) => {
-                    paused = true;
-                    "paused".to_owned()
-                }
-                Err(err) => {
-                    // A partial freeze (SIGSTOP of some) is undone.
-                    let _ = method.thaw();
-                    format!("error: {}", crate::error_text::describe(&err))
-                }
-            },
-            ("resume", true) => match method.thaw() {
-                Ok(()) => {
-                    paused = false;
-                    "resumed".to_owned()
-                }
-                Err(err) => format!("error: {}", crate::error_text::describe(&err)),
-            },
+            ("pause", false) if *held => {
+                paused = true;
+                "paused".to_owned()
+            }
+            ("pause", false) => {
+                let frozen = freeze(method);
+                (paused, froze) = (frozen.is_ok(), frozen.is_ok());
+                done(frozen, "paused")
+            }
+            ("resume", true) => {
+                let thawed = match froze && !*held {
+                    true => method.thaw(),
+                    false => Ok(()),
+                };
+                (paused, froze) = (thawed.is_err(), froze && thawed.is_err());
+                done(thawed, "resumed")
+            }
+            ("hold", _) if *held => "held".to_owned(),
+            ("hold", _) => {
+                // A commit's freeze (this client's) becomes the hold.
+                let frozen = if froze { Ok(()) } else { freeze(method) };
+                *held = frozen.is_ok();
+                froze = false;
+                done(frozen, "held")
+            }
+            ("release", _) => {
+                // Thawed whether held or not: a `pause` whose client died
+                // before it asked for the hold recorded the container
+                // paused, and `unpause` must still succeed.
+                let thawed = method.thaw();
+                *held = *held && thawed.is_err();
+                done(thawed, "released")
+            }
             (other, _) => format!("error: unexpected request {other:?}"),
         };
         if writeln!(writer, "{answer}").is_err() {
             break;
         }
     }
-    if paused {
+    if froze && !*held {
         if let Err(err) = method.thaw() {
             log::error!("resuming the container after its committer went away: {err:#}");
         }
     }
+}
+
+/// Freezes the container; a partial freeze (SIGSTOP of some) is undone.
+fn freeze(method: &Method) -> anyhow::Result<()> {
+    let frozen = method.freeze();
+    if frozen.is_err() {
+        let _ = method.thaw();
+    }
+    frozen
 }
 
 /// A container paused by its monitor for as long as this lives: dropping
@@ -149,6 +186,24 @@ pub struct Paused {
 
 /// Asks the monitor of the container in `container_dir` to pause it.
 pub fn pause(container_dir: &Path) -> anyhow::Result<Paused> {
+    let mut paused = connect(container_dir)?;
+    paused.request("pause", "paused")?;
+    Ok(paused)
+}
+
+/// Asks the monitor to keep the container paused until [`release`]
+/// (`strata pause`).
+pub fn hold(container_dir: &Path) -> anyhow::Result<()> {
+    connect(container_dir)?.request("hold", "held")
+}
+
+/// Asks the monitor to let a held container run again (`strata
+/// unpause`); harmless for one not held.
+pub fn release(container_dir: &Path) -> anyhow::Result<()> {
+    connect(container_dir)?.request("release", "released")
+}
+
+fn connect(container_dir: &Path) -> anyhow::Result<Paused> {
     let dir = open_dir(container_dir)?;
     let stream = UnixStream::connect(short_path(&dir, SOCKET)).with_context(|| {
         format!(
@@ -156,12 +211,10 @@ pub fn pause(container_dir: &Path) -> anyhow::Result<Paused> {
             container_dir.join(SOCKET).display()
         )
     })?;
-    let mut paused = Paused {
+    Ok(Paused {
         lines: BufReader::new(stream.try_clone().context("clone the socket")?).lines(),
         stream,
-    };
-    paused.request("pause", "paused")?;
-    Ok(paused)
+    })
 }
 
 impl Paused {
