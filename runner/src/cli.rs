@@ -78,6 +78,12 @@ pub enum Command {
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
     Unpause(ContainersArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -227,6 +233,12 @@ pub enum ContainerCommand {
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
     Unpause(ContainersArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -576,6 +588,21 @@ pub struct StopArgs {
     pub time: u64,
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub private_port: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub container: String,
+    /// Options for ps (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
 }
 
 #[derive(Args, Debug)]

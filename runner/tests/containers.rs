@@ -1796,3 +1796,71 @@ fn pause_freezes_a_container_until_unpause_and_stop_still_ends_it() {
     s.run(&["pause", "cnt"]).refused_with("is not running");
     s.run(&["unpause", "cnt"]).refused_with("is not paused");
 }
+
+#[test]
+fn wait_port_and_top_answer_as_dockers_do() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        "81/udp",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 600 & echo started > /s; wait",
+    ])
+    .ok();
+    // port: every mapping, or the host addresses of one.
+    let all = s.run(&["port", "svc"]).ok().stdout;
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 2, "{all}");
+    assert!(lines[0].starts_with("80/tcp -> 127.0.0.1:"), "{all}");
+    assert!(lines[1].starts_with("81/udp -> 0.0.0.0:"), "{all}");
+    let tcp = s.run(&["port", "svc", "80"]).ok().stdout;
+    assert_eq!(format!("80/tcp -> {tcp}"), format!("{}\n", lines[0]));
+    s.run(&["port", "svc", "82"])
+        .refused_with("No public port '82/tcp' published for svc");
+    // top: ps's lines for the container's processes alone, with its options.
+    let top = s.run(&["top", "svc"]).ok().stdout;
+    let mut rows = top.lines();
+    assert!(rows.next().unwrap().contains("PID"), "{top}");
+    let commands: Vec<&str> = rows.map(|l| l.rsplit(':').next().unwrap()).collect();
+    assert_eq!(commands.len(), 2, "{top}");
+    assert!(commands.iter().any(|c| c.contains("sleep 600")), "{top}");
+    let top = s.run(&["top", "svc", "-o", "pid,comm"]).ok().stdout;
+    assert_eq!(
+        top.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect::<Vec<_>>(),
+        ["sh", "sleep"]
+    );
+    // wait: blocks until the container stops, prints its code.
+    let mut waiter = s
+        .cmd(&["wait", "svc"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "wait returned while the container ran"
+    );
+    s.run(&["kill", "-s", "TERM", "svc"]).ok();
+    s.run(&["kill", "svc"]).ok();
+    common::wait_bounded(&mut waiter, std::time::Duration::from_secs(20), "wait");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut waiter.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "137\n");
+    s.run(&["create", "--name", "never", "busybox", "true"])
+        .ok();
+    s.run(&["run", "--name", "three", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(s.run(&["wait", "never", "three"]).ok().stdout, "0\n3\n");
+    s.run(&["top", "three"]).refused_with("is not running");
+    assert_eq!(s.run(&["port", "three"]).ok().stdout, "");
+}

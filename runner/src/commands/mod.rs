@@ -24,6 +24,7 @@ mod logs;
 mod mount;
 mod overlay;
 mod pause;
+mod port;
 mod prune;
 mod ps;
 pub mod pull;
@@ -36,9 +37,11 @@ mod save;
 mod start;
 mod stop;
 mod tag;
+mod top;
 mod umount;
 mod unshare;
 mod verify;
+mod wait;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use anyhow::Result;
@@ -103,9 +106,13 @@ fn only_prints(command: &Command) -> bool {
             | Command::Ps(_)
             | Command::Diff { .. }
             | Command::Logs(_)
+            | Command::Port(_)
+            | Command::Top(_)
             | Command::System(SystemCommand::Df)
             | Command::Image(I::Ls(_) | I::History(_) | I::Inspect(_) | I::Save(_))
-            | Command::Container(C::Ls(_) | C::Inspect(_) | C::Diff { .. } | C::Logs(_))
+            | Command::Container(
+                C::Ls(_) | C::Inspect(_) | C::Diff { .. } | C::Logs(_) | C::Port(_) | C::Top(_),
+            )
     )
 }
 
@@ -167,6 +174,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
             pause::unpause(&ctx, a)
         }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => wait::wait(&ctx, a),
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => port::port(&ctx, a),
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => top::top(&ctx, a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {
             container,

@@ -1,0 +1,60 @@
+//! `strata wait`: blocks until each container stops, then prints its exit
+//! code, as docker's (a container never started counts as stopped, 0).
+
+use super::Ctx;
+use crate::cli::ContainersArgs;
+use crate::liveness;
+use crate::stack::ContainerPaths;
+use anyhow::{bail, Result};
+use layerdb::{ContainerRecord, State};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
+    for name in &args.containers {
+        let rec = {
+            let store = ctx.reader()?;
+            liveness::container(&store, name)?
+        };
+        println!("{}", wait_one(ctx, rec)?);
+    }
+    Ok(0)
+}
+
+/// The exit code of `rec` once it is not running. Its init's exit wakes
+/// the wait (a pidfd); its monitor records the code a moment later. A
+/// second's timeout looks again, for a monitor that died and a restart
+/// that started another init.
+fn wait_one(ctx: &Ctx, mut rec: ContainerRecord) -> Result<i32> {
+    let paths = ContainerPaths::of(&ctx.root, &rec);
+    loop {
+        let pid = match rec.state {
+            State::Exited { code, .. } => return Ok(code),
+            State::Created => return Ok(0),
+            State::Running { pid, .. } | State::Paused { pid, .. } => pid,
+        };
+        match crate::sys::pidfd_open(Pid::from_raw(pid)) {
+            Ok(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(1000u16));
+            }
+            // Gone already: its monitor is recording the exit.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        let store = ctx.reader()?;
+        rec = match liveness::container(&store, &rec.id) {
+            Ok(rec) => rec,
+            // An --rm container removed between two looks: its code went
+            // with it.
+            Err(_) if !paths.dir.exists() => {
+                bail!(
+                    "container {} was removed before its exit code was read",
+                    rec.name
+                )
+            }
+            Err(e) => return Err(e),
+        };
+    }
+}
