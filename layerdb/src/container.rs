@@ -197,6 +197,20 @@ pub struct ContainerRecord {
     /// beyond its mode (`network`). Absent in records made before it.
     #[serde(default)]
     pub net: NetworkConfig,
+    /// `--restart`: whether the container is started again when it exits.
+    /// Absent in records made before it (`no`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// docker's `--restart`, as its HostConfig names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartPolicy {
+    /// `no` (empty), `always`, `unless-stopped` or `on-failure`.
+    pub name: String,
+    /// `on-failure:N`: at most N restarts (0: no bound).
+    pub maximum_retry_count: u32,
 }
 
 /// What `run`/`create` were told about the container's privileges, as
@@ -424,6 +438,7 @@ mod tests {
             security: SecurityOptions::default(),
             resources: Resources::default(),
             net: NetworkConfig::default(),
+            restart: RestartPolicy::default(),
         };
         let mut old = serde_json::to_value(&rec).expect("encode");
         old["upper"] = "/elsewhere/upper".into();

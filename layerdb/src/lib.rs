@@ -57,7 +57,7 @@ pub mod verify;
 pub use chunk::{ChunkDir, ChunkEnds};
 pub use container::{
     BadTransition, BindMount, ContainerDir, ContainerRecord, LogDriver, NetworkConfig, PortBinding,
-    Resources, SecurityOptions, State, TmpfsMount, Ulimit,
+    Resources, RestartPolicy, SecurityOptions, State, TmpfsMount, Ulimit,
 };
 pub use digest::Digest;
 pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};

@@ -389,6 +389,7 @@ fn container_record(id: &str, image: Digest) -> ContainerRecord {
         security: Default::default(),
         resources: Default::default(),
         net: Default::default(),
+        restart: Default::default(),
     }
 }
 

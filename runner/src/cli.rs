@@ -105,6 +105,10 @@ pub enum Command {
     /// the fork happens in a process with one thread; not for users)
     #[command(name = "__launch", hide = true)]
     Launch(LaunchArgs),
+    /// Carry out a container's restart policy (launch starts this; not for
+    /// users)
+    #[command(name = "__keep", hide = true)]
+    Keep(KeepArgs),
     /// syncfs of a running container's filesystem from inside its user
     /// namespace (commit runs this; not for users)
     #[command(name = "__flush", hide = true)]
@@ -139,6 +143,19 @@ pub struct LaunchArgs {
     /// Print the container's name once it runs (start)
     #[arg(long)]
     pub print_name: Option<String>,
+    /// Started again by its restart policy's keeper, which goes on
+    /// watching it (not a start by hand)
+    #[arg(long)]
+    pub kept: bool,
+    pub id: crate::container_id::ContainerId,
+}
+
+#[derive(Args, Debug)]
+pub struct KeepArgs {
+    /// The launch that started the container; the keeper begins once it
+    /// has ended
+    #[arg(long)]
+    pub launcher: i32,
     pub id: crate::container_id::ContainerId,
 }
 
@@ -378,6 +395,10 @@ pub struct RunArgs {
     /// Logging driver for the container (json-file or none)
     #[arg(long)]
     pub log_driver: Option<String>,
+    /// Restart policy to apply when a container exits (no,
+    /// on-failure[:max-retries], always, unless-stopped)
+    #[arg(long)]
+    pub restart: Option<String>,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables

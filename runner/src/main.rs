@@ -21,6 +21,7 @@ mod output;
 mod overlay_compat;
 mod reference_filter;
 mod registry;
+mod restart_policy;
 mod run_state;
 mod runtime;
 mod signal;

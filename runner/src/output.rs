@@ -472,6 +472,11 @@ pub enum ContainerStatus {
         exit_code: i32,
         finished_at: i64,
     },
+    /// Exited, and waiting for its restart policy's next start.
+    Restarting {
+        exit_code: i32,
+        finished_at: i64,
+    },
 }
 
 impl ContainerStatus {
@@ -482,6 +487,7 @@ impl ContainerStatus {
             ContainerStatus::Running { .. } => "running",
             ContainerStatus::Paused { .. } => "paused",
             ContainerStatus::Exited { .. } => "exited",
+            ContainerStatus::Restarting { .. } => "restarting",
         }
     }
 }
@@ -503,6 +509,13 @@ pub fn status_text(status: &ContainerStatus, now: i64) -> String {
             finished_at,
         } => format!(
             "Exited ({exit_code}) {} ago",
+            human_duration(now.saturating_sub(finished_at))
+        ),
+        ContainerStatus::Restarting {
+            exit_code,
+            finished_at,
+        } => format!(
+            "Restarting ({exit_code}) {} ago",
             human_duration(now.saturating_sub(finished_at))
         ),
     }

@@ -146,6 +146,7 @@ mod tests {
             security: Default::default(),
             resources: Default::default(),
             net: Default::default(),
+            restart: Default::default(),
         }
     }
 

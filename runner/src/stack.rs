@@ -57,6 +57,31 @@ impl ContainerPaths {
         self.dir.join("start.lock")
     }
 
+    /// Present once `stop`, `kill` or `rm -f` signalled the container, until
+    /// a start by hand: its restart policy no longer applies (docker's
+    /// "manually stopped").
+    pub fn stopped_by_hand(&self) -> PathBuf {
+        self.dir.join("stopped-by-hand")
+    }
+
+    /// How many times the restart policy started the container since it
+    /// was last started by hand (decimal).
+    pub fn restart_count(&self) -> PathBuf {
+        self.dir.join("restart-count")
+    }
+
+    /// Present while the restart policy's keeper waits to start the
+    /// exited container again: `ps` and `inspect` show it restarting.
+    pub fn restart_pending(&self) -> PathBuf {
+        self.dir.join("restart-pending")
+    }
+
+    /// Locked (flock) by the one process that carries out the container's
+    /// restart policy (`strata __keep`).
+    pub fn keeper_lock(&self) -> PathBuf {
+        self.dir.join("keeper.lock")
+    }
+
     /// Present while `restart` stops the container: an `--rm` container's
     /// monitor then leaves it for the start that follows, as docker's
     /// restart does.

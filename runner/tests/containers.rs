@@ -1864,3 +1864,116 @@ fn wait_port_and_top_answer_as_dockers_do() {
     s.run(&["top", "three"]).refused_with("is not running");
     assert_eq!(s.run(&["port", "three"]).ok().stdout, "");
 }
+
+#[test]
+fn a_restart_policy_starts_the_container_again_until_stopped_by_hand() {
+    let s = Strata::with_busybox();
+    let inspect = |name: &str, format: &str| s.run(&["inspect", "-f", format, name]).ok().stdout;
+    let settle = |name: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{name} never settled");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // on-failure:2: two restarts of a failing command, then it stays
+    // exited; each run's output is in the one log.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ])
+    .ok();
+    settle("flaky", &|| {
+        inspect("flaky", "{{.RestartCount}}") == "2\n" && !keeper_alive(&s)
+    });
+    assert_eq!(
+        inspect("flaky", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 3\n"
+    );
+    assert_eq!(s.run(&["logs", "flaky"]).ok().stdout, "ran\nran\nran\n");
+    assert_eq!(
+        inspect("flaky", "{{json .HostConfig.RestartPolicy}}"),
+        "{\"MaximumRetryCount\":2,\"Name\":\"on-failure\"}\n"
+    );
+    // on-failure leaves a success alone.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "fine",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    settle("fine", &|| !keeper_alive(&s));
+    assert_eq!(
+        inspect("fine", "{{.RestartCount}} {{.State.Status}}"),
+        "0 exited\n"
+    );
+    // always: restarted until stop; a
+    // start by hand counts from zero again, and rm -f ends it for good.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ])
+    .ok();
+    settle("loop", &|| {
+        inspect("loop", "{{.RestartCount}}")
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            >= 3
+    });
+    s.run(&["stop", "loop"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let stopped = inspect("loop", "{{.RestartCount}} {{.State.Status}}");
+    assert!(stopped.ends_with(" exited\n"), "{stopped}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        inspect("loop", "{{.RestartCount}} {{.State.Status}}"),
+        stopped,
+        "restarted after stop"
+    );
+    assert!(!keeper_alive(&s), "the keeper outlived stop");
+    s.run(&["start", "loop"]).ok();
+    settle("loop", &|| inspect("loop", "{{.RestartCount}}") == "1\n");
+    s.run(&["rm", "-f", "loop"]).ok();
+    settle("loop", &|| !keeper_alive(&s));
+    // Refusals, before anything is made.
+    s.run(&["run", "--rm", "--restart", "always", "busybox", "true"])
+        .refused_with("conflicting options: cannot specify both --restart and --rm");
+    s.run(&["run", "--restart", "always:3", "busybox", "true"])
+        .refused_with("maximum retry count can only be used with 'on-failure'");
+    s.run(&["run", "--restart", "sometimes", "busybox", "true"])
+        .refused_with("unknown policy 'sometimes'");
+    assert_eq!(s.run(&["ps", "-aq"]).ok().stdout.lines().count(), 2);
+}
+
+/// Whether a restart keeper of this store's containers still runs.
+fn keeper_alive(s: &Strata) -> bool {
+    let root = s.root();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&&b"__keep"[..]) && args.contains(&root.as_os_str().as_encoded_bytes())
+        })
+    })
+}

@@ -87,6 +87,8 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             ..
         } => ("exited", false, false, 0, *code, *started_ns, *finished_ns),
     };
+    let restarting = status == "exited" && super::keep::restart_pending(&paths);
+    let status = if restarting { "restarting" } else { status };
     let oom_killed = matches!(
         c.state,
         State::Exited {
@@ -107,7 +109,8 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
         "Path": c.command.first().cloned().unwrap_or_default(),
         "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": status, "Running": running, "Paused": paused, "Pid": pid,
+            "Status": status, "Running": running, "Paused": paused,
+            "Restarting": restarting, "Pid": pid,
             "OOMKilled": oom_killed, "ExitCode": code,
             "StartedAt": time(started), "FinishedAt": time(finished),
         },
@@ -117,7 +120,12 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
         "HostsPath": paths.hosts(),
         "LogPath": paths.log(),
         "Name": format!("/{}", c.name),
+        "RestartCount": super::keep::restart_count(&paths),
         "HostConfig": { "NetworkMode": c.network, "AutoRemove": c.auto_remove,
+            "RestartPolicy": {
+                "Name": if c.restart.name.is_empty() { "no" } else { c.restart.name.as_str() },
+                "MaximumRetryCount": c.restart.maximum_retry_count,
+            },
             "LogConfig": { "Type": match c.log_driver {
                 layerdb::LogDriver::JsonFile => "json-file",
                 layerdb::LogDriver::None => "none",

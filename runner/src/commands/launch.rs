@@ -18,6 +18,15 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     // `container::launch` forks.
     let rec = layerdb::container_records::read_record(&ctx.root, args.id.as_str())?
         .with_context(|| format!("No such container: {}", args.id))?;
+    if !args.kept {
+        // A start by hand: the restart policy applies again, counted
+        // from zero, as docker's start resets it.
+        let _ = std::fs::remove_file(paths.stopped_by_hand());
+        let _ = std::fs::remove_file(paths.restart_count());
+        if crate::restart_policy::restarts(&rec.restart) {
+            start_keeper(ctx, &args.id)?;
+        }
+    }
     let spec = spec_of(&args.id, &rec, &paths);
     let hooks = Box::new(ContainerHooks::new(
         ctx.root.clone(),
@@ -51,6 +60,26 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         }
     };
     Ok(code)
+}
+
+/// Starts the container's keeper (`strata __keep`), which waits for this
+/// launch to end before it watches the container. Started first: the
+/// launch forks the monitor, which needs this process to have one thread.
+fn start_keeper(ctx: &Ctx, id: &ContainerId) -> Result<()> {
+    use std::process::Stdio;
+    std::process::Command::new("/proc/self/exe")
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("__keep")
+        .arg("--launcher")
+        .arg(std::process::id().to_string())
+        .arg(id.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the container's restart keeper")?;
+    Ok(())
 }
 
 /// What the container process needs, from its record.

@@ -1,6 +1,6 @@
 //! One file per verb (a hidden helper verb lives with the verb it serves:
 //! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs,
-//! `__archive` in cp.rs);
+//! `__archive` in cp.rs, `__keep` in keep.rs);
 //! `dispatch` routes the parsed command line to it.
 
 mod commit;
@@ -15,6 +15,7 @@ mod history;
 mod images;
 mod import;
 mod inspect;
+mod keep;
 mod kill;
 mod launch;
 mod load;
@@ -148,6 +149,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             create::run(&ctx, *a)
         }
         Command::Launch(a) => launch::run(&ctx, a),
+        Command::Keep(a) => keep::keep(&ctx, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             commit::commit(&ctx, a)
         }

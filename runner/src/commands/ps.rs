@@ -8,8 +8,21 @@ use crate::output::{self, ContainerStatus, PsOptions, PsRow};
 use anyhow::{bail, Result};
 use layerdb::{Digest, State};
 
-fn status_of(state: &State) -> ContainerStatus {
-    match *state {
+/// What `ps` shows of `c`: its state, an exited container waiting for its
+/// restart policy's next start shown restarting, as docker shows it.
+fn status_of(root: &std::path::Path, c: &layerdb::ContainerRecord) -> ContainerStatus {
+    if let State::Exited {
+        code, finished_ns, ..
+    } = c.state
+    {
+        if super::keep::restart_pending(&crate::stack::ContainerPaths::of(root, c)) {
+            return ContainerStatus::Restarting {
+                exit_code: code,
+                finished_at: finished_ns,
+            };
+        }
+    }
+    match c.state {
         State::Created => ContainerStatus::Created,
         State::Running { started_ns, .. } => ContainerStatus::Running {
             started_at: started_ns,
@@ -69,7 +82,7 @@ fn passes(
     };
     filters.matches("id", &c.id)
         && filters.matches("name", &format!("/{}", c.name))
-        && filters.any("status", |s| s == status_of(&c.state).name())
+        && filters.any("status", |s| s == status_of(store.root(), c).name())
         && filters.any("exited", |code| {
             exited.is_some_and(|e| code.parse() == Ok(e))
         })
@@ -130,7 +143,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
             image_id: format!("{:#}", c.image),
             command: output::container_command(&c.command),
             created: c.created_ns,
-            status: status_of(&c.state),
+            status: status_of(store.root(), c),
             ports: output::ports_text(
                 &crate::network::settings_of(&store.container_dir(&c.id), c).ports,
             ),

@@ -33,6 +33,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
             detach: args.detach,
             print_id: args.detach,
             print_name: None,
+            kept: false,
             id,
         },
     )
@@ -129,6 +130,13 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         )?
     };
     let resources = resources_of(args)?;
+    let restart = match &args.restart {
+        Some(given) => crate::restart_policy::parse(given)?,
+        None => layerdb::RestartPolicy::default(),
+    };
+    if args.rm && crate::restart_policy::restarts(&restart) {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
     // Flags first: a bad one never costs a pull (docker checks them as it
     // parses the command line).
     let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
@@ -196,6 +204,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         security,
         resources,
         net,
+        restart,
     };
     let name = match &args.name {
         Some(name) => NewName::Given(crate::names::given_name(name)?.to_string()),

@@ -6,7 +6,7 @@ use crate::cli::StopArgs;
 use crate::liveness;
 use crate::signal::Signal;
 use crate::stack::ContainerPaths;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
 use std::time::{Duration, Instant};
 
@@ -15,12 +15,17 @@ pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()
         State::Running { pid, .. } | State::Paused { pid, .. } => pid,
         _ => bail!("container {} is not running", rec.name),
     };
+    // Stopped by hand: its restart policy lets it be (docker's "manually
+    // stopped"), until a start by hand. Marked before the signal, which
+    // its keeper may see the effect of at once.
+    let paths = ContainerPaths::of(&ctx.root, rec);
+    std::fs::write(paths.stopped_by_hand(), b"")
+        .with_context(|| format!("mark {} stopped by hand", rec.name))?;
     crate::container::kill(pid, sig)?;
     // A container frozen for a commit (its cgroup's freezer) would only
     // die once thawed; the commit then fails, as docker's does.
     if sig == Signal::KILL {
-        let dir = ContainerPaths::of(&ctx.root, rec).dir;
-        crate::container::cgroup::thaw_recorded(&dir)?;
+        crate::container::cgroup::thaw_recorded(&paths.dir)?;
     }
     // A paused one is unpaused after the signal, which it then gets, as
     // docker's daemon does for stop and kill.
@@ -69,6 +74,12 @@ pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
         liveness::container(&store, name)?
     };
     let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
+        // Between two runs of its restart policy: it stays stopped.
+        let paths = ContainerPaths::of(&ctx.root, &rec);
+        if crate::restart_policy::restarts(&rec.restart) && paths.dir.exists() {
+            std::fs::write(paths.stopped_by_hand(), b"")
+                .with_context(|| format!("mark {} stopped by hand", rec.name))?;
+        }
         return Ok(());
     };
     let sig = Signal::for_stop(&rec.config.stop_signal)?;
