@@ -55,17 +55,16 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
                 continue;
             }
             State::Created => return Ok(0),
+            // A start that failed (no such command, a bad mount): docker
+            // does not restart what never ran.
+            State::Exited { started_ns: 0, .. } => return Ok(0),
             State::Exited {
                 code,
                 started_ns,
                 finished_ns,
                 ..
             } => {
-                // A start that failed ran for no time at all.
-                let ran = match started_ns {
-                    0 => 0,
-                    started => u64::try_from(finished_ns - started).unwrap_or(0),
-                };
+                let ran = u64::try_from(finished_ns - started_ns).unwrap_or(0);
                 (code, Duration::from_nanos(ran))
             }
         };
