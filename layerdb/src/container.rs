@@ -117,6 +117,10 @@ pub struct BindMount {
     pub target: String,
     /// Mounted read-only (`:ro`).
     pub read_only: bool,
+    /// The volume's name when the source is a volume's directory (`-v
+    /// NAME:DST`, `-v DST`, an image's `VOLUME`); absent for a host path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
 }
 
 /// A tmpfs given with `--tmpfs DST[:OPTIONS]`.

@@ -44,6 +44,9 @@ pub enum Command {
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Remove layers and chunks nothing references
     Gc,
     /// Re-hash every chunk and resolve every reference
@@ -269,6 +272,45 @@ pub enum ContainerCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create {
+        /// A name of [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a random one if none)
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        /// Only display volume names
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        /// Do not fail when a volume does not exist
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused local volumes (anonymous ones, or every one with -a)
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SystemCommand {
     /// Show logical bytes against bytes stored (the dedup ratio)
     Df,
@@ -410,12 +452,15 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(short = 'h', long = "hostname")]
     pub hostname: Option<String>,
+    /// Bind mount a volume: HOST:PATH, NAME:PATH (a named volume) or PATH
+    /// (an anonymous one), then [:ro]
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
     /// Mount a tmpfs directory: PATH[:OPTIONS] (noexec,nosuid,nodev first)
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Attach a mount: type=bind,source=HOST,target=PATH[,readonly] or
+    /// Attach a mount: type=bind,source=HOST,target=PATH[,readonly],
+    /// type=volume[,source=NAME],target=PATH[,readonly] or
     /// type=tmpfs,target=PATH[,tmpfs-size=N][,tmpfs-mode=MODE]
     #[arg(long)]
     pub mount: Vec<String>,
@@ -515,6 +560,9 @@ pub struct PsArgs {
 pub struct RmArgs {
     #[arg(short, long)]
     pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

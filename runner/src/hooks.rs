@@ -41,11 +41,15 @@ impl ContainerHooks {
     /// directory; the index is not opened. Killed between, the directory
     /// is an orphan that gc removes; killed before, `ps -a` shows the
     /// container exited and `rm` removes it; no mount is left either way.
+    /// An `--rm` container's end: its record and files, then its
+    /// anonymous volumes, as docker's `--rm` removes them.
     fn remove(&self) -> Result<()> {
-        Ok(layerdb::container_records::remove(
-            &self.root,
-            self.id.as_str(),
-        )?)
+        layerdb::container_records::remove(&self.root, self.id.as_str())?;
+        if let Some(rec) = &self.rec {
+            let others = Store::open_read_only(&self.root)?.containers()?;
+            crate::volumes::remove_anonymous(&self.root, rec, &others);
+        }
+        Ok(())
     }
 
     /// Records `state` in the container's state file: the index is not

@@ -30,6 +30,7 @@ mod sys;
 mod template;
 mod tree_tar;
 mod truncate;
+mod volumes;
 
 use clap::Parser;
 use log::Log as _;

@@ -1,6 +1,6 @@
-//! Mount specs: docker's `-v` and `--mount` (host paths only: strata has
-//! no named volumes) and `--tmpfs`, parsed and checked before a container
-//! is recorded. The record's types are layerdb's [`BindMount`] and
+//! Mount specs: docker's `-v` and `--mount` (host paths, and volumes,
+//! which `volumes.rs` keeps) and `--tmpfs`, parsed and checked before a
+//! container is recorded. The record's types are layerdb's [`BindMount`] and
 //! [`TmpfsMount`].
 
 use std::path::PathBuf;
@@ -13,6 +13,12 @@ use nix::mount::MsFlags;
 /// resolved on the host, the target cleaned.
 pub fn volume(v: &str) -> anyhow::Result<BindMount> {
     let m = parse_bind_mount(v)?;
+    if m.volume.is_some() {
+        return Ok(BindMount {
+            target: clean_target(&m.target),
+            ..m
+        });
+    }
     let source = std::fs::canonicalize(&m.source).with_context(|| {
         format!(
             "invalid volume specification {v:?}: source {}",
@@ -23,6 +29,7 @@ pub fn volume(v: &str) -> anyhow::Result<BindMount> {
         source,
         target: clean_target(&m.target),
         read_only: m.read_only,
+        volume: None,
     })
 }
 
@@ -147,6 +154,7 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
                 source,
                 target: clean_target(target),
                 read_only,
+                volume: None,
             }))
         }
         "tmpfs" => {
@@ -164,10 +172,17 @@ pub fn mount(value: &str) -> anyhow::Result<Mount> {
             }))
         }
         "volume" => {
-            bail!("named volumes are not supported: use type=bind with an absolute host path")
+            if !tmpfs_data.is_empty() {
+                bail!("{}: tmpfs options are for type=tmpfs", config(&kind));
+            }
+            let name = source.unwrap_or_default();
+            if !name.is_empty() {
+                crate::volumes::check_name(name)?;
+            }
+            Ok(Mount::Bind(volume_mount(name, target, read_only)))
         }
         other => Err(invalid(format!(
-            "invalid mount type {other:?}: bind or tmpfs"
+            "invalid mount type {other:?}: bind, volume or tmpfs"
         ))),
     }
 }
@@ -218,7 +233,7 @@ pub fn tmpfs_options(options: &str) -> anyhow::Result<(MsFlags, String)> {
 /// `/a//b/./c/` as `/a/b/c`, and `/a/../b` as `/b`, as Go's filepath.Clean
 /// makes docker's targets: the target is compared with change-set paths
 /// and with the places no mount may go.
-fn clean_target(target: &str) -> String {
+pub fn clean_target(target: &str) -> String {
     format!("/{}", target_parts(target).join("/"))
 }
 
@@ -238,18 +253,36 @@ fn target_parts(target: &str) -> Vec<&str> {
     parts
 }
 
-/// Parses docker's `-v` value. Only host paths are supported (no named
-/// volumes); both sides must be absolute.
+/// A volume's mount, its source made when the container is (`name`
+/// empty: an anonymous volume, named then).
+pub fn volume_mount(name: &str, target: &str, read_only: bool) -> BindMount {
+    BindMount {
+        source: PathBuf::new(),
+        target: clean_target(target),
+        read_only,
+        volume: Some(name.to_owned()),
+    }
+}
+
+/// Parses docker's `-v` value: `HOST:DST`, `NAME:DST` (a named volume),
+/// or `DST` (an anonymous one), with `:OPTIONS` after the first two; the
+/// paths absolute.
 fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
     let parts: Vec<&str> = value.split(':').collect();
     let (source, target, options) = match parts.as_slice() {
+        [target] if target.starts_with('/') => ("", *target, ""),
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
         _ => bail!("invalid volume specification: '{value}'"),
     };
-    if !source.starts_with('/') {
-        bail!("invalid volume specification: '{value}': only absolute host paths are supported, not named volumes");
-    }
+    let volume = match source.starts_with('/') {
+        true => None,
+        false if source.is_empty() => Some(String::new()),
+        false => {
+            crate::volumes::check_name(source)?;
+            Some(source.to_owned())
+        }
+    };
     if !target.starts_with('/') {
         bail!("invalid volume specification: '{value}': mount path must be absolute");
     }
@@ -262,6 +295,7 @@ fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
         source: PathBuf::from(source),
         target: target.to_owned(),
         read_only,
+        volume,
     })
 }
 
@@ -335,7 +369,8 @@ mod tests {
             BindMount {
                 source: "/data".into(),
                 target: "/mnt/data".into(),
-                read_only: true
+                read_only: true,
+                volume: None,
             }
         );
     }
@@ -347,11 +382,17 @@ mod tests {
     }
 
     #[test]
-    fn volume_rejects_named_volumes_relative_targets_and_unknown_options() {
-        assert!(parse_bind_mount("data:/b").is_err());
+    fn volume_takes_names_and_refuses_relative_targets_and_unknown_options() {
+        let named = parse_bind_mount("data:/b:ro").unwrap();
+        assert_eq!(
+            (named.volume.as_deref(), named.read_only),
+            (Some("data"), true)
+        );
+        assert_eq!(parse_bind_mount("/a").unwrap().volume.as_deref(), Some(""));
+        assert!(parse_bind_mount("da ta:/b").is_err());
         assert!(parse_bind_mount("/a:b").is_err());
         assert!(parse_bind_mount("/a:/b:bogus").is_err());
-        assert!(parse_bind_mount("/a").is_err());
+        assert!(parse_bind_mount("a").is_err());
         assert!(parse_bind_mount("/a:/b:ro:x").is_err());
     }
 
@@ -382,6 +423,7 @@ mod tests {
                 source: std::fs::canonicalize("/tmp").unwrap(),
                 target: "/data/x".into(),
                 read_only: true,
+                volume: None,
             })
         );
         assert_eq!(
@@ -390,6 +432,7 @@ mod tests {
                 source: std::fs::canonicalize("/tmp").unwrap(),
                 target: "/d".into(),
                 read_only: false,
+                volume: None,
             })
         );
         assert_eq!(
@@ -412,7 +455,13 @@ mod tests {
         assert!(refused("type=bind,dst=/d").contains("Source must not be empty"));
         assert!(refused("type=bind,src=/no/such/dir,dst=/d").contains("does not exist"));
         assert!(refused("type=bind,src=rel,dst=/d").contains("absolute host path"));
-        assert!(refused("src=/tmp,dst=/d").contains("named volumes are not supported"));
+        assert!(refused("src=/tmp,dst=/d").contains("invalid characters for a local volume name"));
+        let named = mount("type=volume,src=db,dst=/d/,ro").unwrap();
+        assert_eq!(named, Mount::Bind(volume_mount("db", "/d", true)));
+        assert_eq!(
+            mount("dst=/d").unwrap(),
+            Mount::Bind(volume_mount("", "/d", false))
+        );
         assert!(refused("type=bind,src=/tmp,dst=/d,colour=red").contains("unexpected key 'colour'"));
         assert!(refused("type=bind,src=/tmp,dst=/d,bind-propagation=shared").contains("rprivate"));
         assert!(refused("type=bind,src=/tmp,dst=/").contains("destination can't be '/'"));

@@ -307,7 +307,10 @@ fn mount_flags_make_binds_and_tmpfs_as_the_short_forms_do() {
             "type=bind,src=/no/such/dir,dst=/d",
             "bind source path does not exist",
         ),
-        ("source=data,target=/d", "named volumes are not supported"),
+        (
+            "source=da ta,target=/d",
+            "includes invalid characters for a local volume name",
+        ),
         ("type=bind,src=/tmp", "target is required"),
     ] {
         s.run(&["run", "--name", "none", "--mount", mount, "busybox", "true"])
@@ -1976,4 +1979,106 @@ fn keeper_alive(s: &Strata) -> bool {
             args.contains(&&b"__keep"[..]) && args.contains(&root.as_os_str().as_encoded_bytes())
         })
     })
+}
+
+#[test]
+fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data && echo seed > /data/f && chown -R 33:44 /data && chmod 750 /data",
+    ])
+    .ok();
+    s.run(&["commit", "-c", "VOLUME /data", "mk", "seeded"])
+        .ok();
+    // A named volume starts as the image's directory (owner, mode,
+    // content) and keeps what a container writes for the next one.
+    let first = s.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "db:/data",
+        "seeded",
+        "sh",
+        "-c",
+        "cat /data/f; echo more > /data/g; stat -c '%u:%g %a' /data",
+    ]);
+    assert_eq!(first.ok().stdout, "seed\n33:44 750\n");
+    let data = s.root().join("volumes/db/_data");
+    assert_eq!(std::fs::read_to_string(data.join("g")).unwrap(), "more\n");
+    let again = s.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=db,dst=/x,ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /x/g; touch /x/h",
+    ]);
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert_eq!(again.stdout, "more\n");
+    // A volume holding anything is left as it is; an empty one is seeded
+    // again at the next start (docker's rule).
+    std::fs::remove_file(data.join("f")).unwrap();
+    let ls = |s: &Strata| s.run(&["run", "--rm", "-v", "db:/data", "seeded", "ls", "/data"]);
+    assert_eq!(ls(&s).ok().stdout, "g\n");
+    std::fs::remove_file(data.join("g")).unwrap();
+    assert_eq!(ls(&s).ok().stdout, "f\n");
+    // The image's VOLUME gets an anonymous volume: what goes there is
+    // never committed, and `rm -v` (or `--rm`) removes it.
+    s.run(&[
+        "run",
+        "--name",
+        "anon",
+        "seeded",
+        "sh",
+        "-c",
+        "echo mine > /data/m; echo up > /top",
+    ])
+    .ok();
+    let mounts = s.run(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}",
+        "anon",
+    ]);
+    assert_eq!(mounts.ok().stdout, "volume /data\n");
+    s.run(&["commit", "anon", "after"]).ok();
+    // `-v /data` makes one too, which `--rm` removes with its container.
+    s.run(&["run", "--rm", "-v", "/data", "busybox", "true"])
+        .ok();
+    let listed = s
+        .run(&["run", "--rm", "after", "sh", "-c", "cat /top; ls /data"])
+        .ok()
+        .stdout;
+    assert_eq!(listed, "up\nf\n", "the commit took the volume's content");
+    assert_eq!(
+        s.run(&["volume", "ls", "-q"]).ok().stdout.lines().count(),
+        2
+    );
+    s.run(&["rm", "-v", "anon"]).ok();
+    assert_eq!(s.run(&["volume", "ls", "-q"]).ok().stdout, "db\n");
+    // In use, a volume stays; unused, rm and prune remove it.
+    s.run(&[
+        "run", "-d", "--name", "user", "-v", "db:/data", "busybox", "sleep", "600",
+    ])
+    .ok();
+    s.run(&["volume", "rm", "db"])
+        .refused_with("remove db: volume is in use");
+    s.run(&["rm", "-f", "user"]).ok();
+    s.run(&["volume", "create", "spare"]).ok();
+    let inspected = s.run(&["volume", "inspect", "spare"]).ok().stdout;
+    assert!(inspected.contains("\"Driver\": \"local\""), "{inspected}");
+    s.run(&["volume", "prune", "-f", "-a"]).ok();
+    assert_eq!(s.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    s.run(&["run", "-v", "no/good:/x", "busybox", "true"])
+        .refused_with("includes invalid characters for a local volume name");
+    s.run(&["volume", "rm", "nothing"])
+        .refused_with("get nothing: no such volume");
 }

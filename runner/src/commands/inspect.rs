@@ -130,7 +130,16 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
                 layerdb::LogDriver::JsonFile => "json-file",
                 layerdb::LogDriver::None => "none",
             }, "Config": {} },
-            "Binds": c.mounts.iter().map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            // docker's: a host path or a volume's name; anonymous
+            // volumes are the image's or `-v DST`'s, not binds.
+            "Binds": c.mounts.iter().filter_map(|m| {
+                let source = match &m.volume {
+                    Some(name) if crate::volumes::find(store.root(), name).is_some_and(|v| v.anonymous) => return None,
+                    Some(name) => name.clone(),
+                    None => m.source.display().to_string(),
+                };
+                Some(format!("{source}:{}{}", m.target, if m.read_only { ":ro" } else { "" }))
+            }).collect::<Vec<_>>(),
             "CapAdd": list_or_null(&c.security.cap_add),
             "CapDrop": list_or_null(&c.security.cap_drop),
             "Privileged": c.security.privileged,
@@ -141,11 +150,18 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
                 .collect::<serde_json::Map<_, _>>()),
             "SecurityOpt": list_or_null(&security_opt(&c.security)) },
         "GraphDriver": { "Name": "strata", "Data": { "UpperDir": dir.upper() } },
-        "Mounts": c.mounts.iter().map(|m| json!({
-            "Type": "bind", "Source": m.source, "Destination": m.target,
-            "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only,
-            "Propagation": "rprivate",
-        })).collect::<Vec<_>>(),
+        "Mounts": c.mounts.iter().map(|m| match &m.volume {
+            Some(name) => json!({
+                "Type": "volume", "Name": name, "Source": m.source, "Destination": m.target,
+                "Driver": "local", "Mode": if m.read_only { "ro" } else { "z" }, "RW": !m.read_only,
+                "Propagation": "",
+            }),
+            None => json!({
+                "Type": "bind", "Source": m.source, "Destination": m.target,
+                "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only,
+                "Propagation": "rprivate",
+            }),
+        }).collect::<Vec<_>>(),
         "Config": {
             "Hostname": c.hostname, "Tty": c.tty, "OpenStdin": c.interactive,
             "Image": c.image_ref,

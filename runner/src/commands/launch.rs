@@ -54,6 +54,8 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
                 let store = ctx.reader()?;
                 if let Ok(rec) = crate::liveness::container(&store, &rec.id) {
                     crate::liveness::remove(&store, &rec)?;
+                    let others = crate::liveness::containers(&store)?;
+                    crate::volumes::remove_anonymous(&ctx.root, &rec, &others);
                 }
             }
             container::exit_code_for(&e)

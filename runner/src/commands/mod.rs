@@ -42,6 +42,7 @@ mod top;
 mod umount;
 mod unshare;
 mod verify;
+mod volume;
 mod wait;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
@@ -142,6 +143,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
         Command::System(SystemCommand::Df) => df::df(&ctx),
+        Command::Volume(v) => volume::run(&ctx, v),
         Command::Gc => gc::gc(&ctx),
         Command::Verify(a) => verify::verify(&ctx, a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, *a),

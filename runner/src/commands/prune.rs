@@ -67,7 +67,7 @@ pub fn system(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
 /// docker's question before a prune: `WARNING! {what}` and `Are you sure
 /// you want to continue? [y/N]`, answered on stdin; only `y` or `yes`
 /// (any case) goes on, and no answer (end of input) is no.
-fn confirmed(what: &str) -> Result<bool> {
+pub(super) fn confirmed(what: &str) -> Result<bool> {
     print!("WARNING! {what}\nAre you sure you want to continue? [y/N] ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
@@ -81,7 +81,7 @@ fn confirmed(what: &str) -> Result<bool> {
 
 /// docker's list of what a prune removed: `Deleted {kind}:`, a line each,
 /// a blank line; nothing when nothing went.
-fn print_deleted(kind: &str, lines: &[String]) {
+pub(super) fn print_deleted(kind: &str, lines: &[String]) {
     if !lines.is_empty() {
         println!("Deleted {kind}:\n{}\n", lines.join("\n"));
     }
@@ -136,7 +136,7 @@ fn remove_unused_images(store: &Store, all: bool) -> Result<Vec<String>> {
 
 /// The bytes of the regular files under `dir`, each inode once, as
 /// docker sizes a container's layer; what cannot be read counts nothing.
-fn files_bytes(dir: &Path) -> u64 {
+pub(super) fn files_bytes(dir: &Path) -> u64 {
     let mut seen = HashSet::new();
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];

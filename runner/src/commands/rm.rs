@@ -42,6 +42,10 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 Err(e) => return Err(e),
             };
             liveness::remove(&store, &rec)?;
+            if args.volumes {
+                let others = liveness::containers(&store)?;
+                crate::volumes::remove_anonymous(&ctx.root, &rec, &others);
+            }
             Ok(())
         })();
         match result {

@@ -182,6 +182,25 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
             .into_owned(),
         None => id.short().to_string(),
     };
+    // The image's VOLUMEs that no mount covers get anonymous volumes, as
+    // docker gives them; then every volume is made (or found).
+    for path in config.volumes.keys() {
+        let path = crate::mount_spec::clean_target(path);
+        let covered =
+            mounts.iter().any(|m| m.target == path) || tmpfs.iter().any(|t| t.target == path);
+        if !covered {
+            mounts.push(crate::mount_spec::volume_mount("", &path, false));
+        }
+    }
+    for m in mounts.iter_mut() {
+        if let Some(name) = &mut m.volume {
+            let anonymous = name.is_empty();
+            if anonymous {
+                *name = crate::volumes::anonymous_name();
+            }
+            m.source = crate::volumes::ensure(&ctx.root, name, anonymous)?;
+        }
+    }
     let paths = ContainerPaths::new(&ctx.root, id);
     let rec = ContainerRecord {
         id: id.to_string(),

@@ -48,6 +48,7 @@ mod spec;
 pub mod ulimits;
 mod user;
 mod userns;
+mod volume_seed;
 
 pub use exec::{exec_in, ExecSpec};
 pub use exit::exit_code_for;

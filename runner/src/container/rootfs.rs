@@ -348,12 +348,16 @@ fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
 }
 
 /// `-v`: a missing host directory is created (as docker does); the target
-/// is created as a directory or an empty file to match the source.
+/// is created as a directory or an empty file to match the source. An
+/// empty volume first gets what the image has there (`volume_seed`).
 fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
     if !volume.source.exists() {
         create_dir(&volume.source)?;
     }
     let target = resolve_in_root(root, &volume.target, read_link)?;
+    if volume.volume.is_some() {
+        super::volume_seed::seed(&volume.source, &target)?;
+    }
     if volume.source.is_dir() {
         create_dir(&target)?;
     } else {

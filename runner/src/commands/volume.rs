@@ -1,0 +1,99 @@
+//! `strata volume create|ls|inspect|rm|prune`: docker's local volumes
+//! (`volumes.rs` keeps them).
+
+use super::Ctx;
+use crate::cli::VolumeCommand;
+use crate::humanize::{format_rfc3339, human_size};
+use crate::{liveness, volumes};
+use anyhow::{bail, Result};
+use layerdb::ContainerRecord;
+
+pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
+    match command {
+        VolumeCommand::Create { name } => {
+            let name = name.unwrap_or_else(volumes::anonymous_name);
+            volumes::ensure(&ctx.root, &name, false)?;
+            println!("{name}");
+        }
+        VolumeCommand::Ls { quiet } => {
+            let all = volumes::list(&ctx.root)?;
+            if !quiet {
+                println!("DRIVER    VOLUME NAME");
+            }
+            for v in all {
+                match quiet {
+                    true => println!("{}", v.name),
+                    false => println!("local     {}", v.name),
+                }
+            }
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut shown = Vec::new();
+            for name in &names {
+                let Some(v) = volumes::find(&ctx.root, name) else {
+                    bail!("get {name}: no such volume");
+                };
+                let labels = match v.anonymous {
+                    true => serde_json::json!({ "com.docker.volume.anonymous": "" }),
+                    false => serde_json::Value::Null,
+                };
+                shown.push(serde_json::json!({
+                    "CreatedAt": format_rfc3339(v.created_ns),
+                    "Driver": "local",
+                    "Labels": labels,
+                    "Mountpoint": volumes::data(&ctx.root, &v.name),
+                    "Name": v.name,
+                    "Options": null,
+                    "Scope": "local",
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        VolumeCommand::Rm { force, names } => {
+            let containers = containers(ctx)?;
+            for name in &names {
+                if volumes::find(&ctx.root, name).is_none() {
+                    if force {
+                        continue;
+                    }
+                    bail!("get {name}: no such volume");
+                }
+                let users = volumes::users(&containers, name);
+                if !users.is_empty() {
+                    bail!("remove {name}: volume is in use - [{}]", users.join(", "));
+                }
+                volumes::remove(&ctx.root, name)?;
+                println!("{name}");
+            }
+        }
+        VolumeCommand::Prune { all, force } => {
+            let what = match all {
+                true => "This will remove all local volumes not used by at least one container.",
+                false => {
+                    "This will remove anonymous local volumes not used by at least one container."
+                }
+            };
+            if !force && !super::prune::confirmed(what)? {
+                return Ok(0);
+            }
+            let containers = containers(ctx)?;
+            let (mut deleted, mut reclaimed) = (Vec::new(), 0);
+            for v in volumes::list(&ctx.root)? {
+                if (all || v.anonymous) && volumes::users(&containers, &v.name).is_empty() {
+                    let size = super::prune::files_bytes(&volumes::data(&ctx.root, &v.name));
+                    volumes::remove(&ctx.root, &v.name)?;
+                    reclaimed += size;
+                    deleted.push(v.name);
+                }
+            }
+            super::prune::print_deleted("Volumes", &deleted);
+            println!("Total reclaimed space: {}", human_size(reclaimed));
+        }
+    }
+    Ok(0)
+}
+
+/// Every container, for what their mounts use.
+fn containers(ctx: &Ctx) -> Result<Vec<ContainerRecord>> {
+    liveness::containers(&ctx.reader()?)
+}
