@@ -87,6 +87,8 @@ pub enum Command {
     Port(PortArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -259,6 +261,8 @@ pub enum ContainerCommand {
     Port(PortArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -664,6 +668,20 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private_port: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    pub containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]

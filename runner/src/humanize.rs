@@ -38,6 +38,19 @@ pub fn human_size_with_precision(size: f64, precision: usize) -> String {
     format!("{}{}", go_format_g(size, precision), DECIMAL_UNITS[unit])
 }
 
+/// go-units' `BytesSize`, as `docker stats` shows memory: binary units,
+/// four significant digits (`2.168MiB`, `23.44GiB`, `0B`).
+pub fn bytes_size(bytes: u64) -> String {
+    const BINARY_UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < BINARY_UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", go_format_g(size, 4), BINARY_UNITS[unit])
+}
+
 /// Go's `fmt.Sprintf("%.*g", precision, value)` for finite values.
 ///
 /// Go rounds to `precision` significant digits, drops trailing zeros, and
@@ -480,6 +493,14 @@ pub fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bytes_size_is_go_units_binary_form() {
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(1023), "1023B");
+        assert_eq!(bytes_size(2_273_280), "2.168MiB");
+        assert_eq!(bytes_size(25_168_416_768), "23.44GiB");
+    }
     use super::*;
 
     #[test]

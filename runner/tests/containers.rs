@@ -2082,3 +2082,60 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
     s.run(&["volume", "rm", "nothing"])
         .refused_with("get nothing: no such volume");
 }
+
+#[test]
+fn stats_shows_a_containers_use_from_its_cgroup() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=1M & sleep 600",
+    ])
+    .ok();
+    s.run(&["create", "--name", "idle", "busybox", "true"]).ok();
+    let out = s.run(&["stats", "--no-stream"]).ok().stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "running containers only: {out}");
+    assert!(lines[0].starts_with("CONTAINER ID   NAME"), "{out}");
+    let cells: Vec<&str> = lines[1]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells[1], "busy", "{out}");
+    // A process spinning for the whole second shows, whatever the load.
+    let cpu: f64 = cells[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 1.0, "{out}");
+    assert!(cells[3].ends_with(" / 64MiB"), "the memory limit: {out}");
+    assert_eq!(
+        cells.last().unwrap(),
+        &"2",
+        "dd, and the sleep sh became: {out}"
+    );
+    let all = s
+        .run(&["stats", "--no-stream", "-a", "--no-trunc", "idle"])
+        .ok()
+        .stdout;
+    let row = all.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells[0].len(), 64, "{all}");
+    let rest = [
+        "idle", "0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0",
+    ];
+    assert_eq!(cells[1..], rest, "{all}");
+    s.run(&["stats", "--no-stream", "nothing"])
+        .refused_with("No such container: nothing");
+}

@@ -36,6 +36,7 @@ mod rmi;
 mod run;
 mod save;
 mod start;
+mod stats;
 mod stop;
 mod tag;
 mod top;
@@ -110,6 +111,7 @@ fn only_prints(command: &Command) -> bool {
             | Command::Logs(_)
             | Command::Port(_)
             | Command::Top(_)
+            | Command::Stats(_)
             | Command::System(SystemCommand::Df)
             | Command::Image(I::Ls(_) | I::History(_) | I::Inspect(_) | I::Save(_))
             | Command::Container(
@@ -181,6 +183,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => wait::wait(&ctx, a),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => port::port(&ctx, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => top::top(&ctx, a),
+        Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {
             container,

@@ -22,12 +22,14 @@
 
 mod devices;
 mod limits;
+mod usage;
 mod v1;
 mod v2;
 
 pub use limits::{
     memory_and_swap, parse_cpus, parse_memory, parse_memory_swap, parse_pids_limit, validate,
 };
+pub use usage::Usage;
 
 use std::fs;
 use std::path::{Path, PathBuf};
