@@ -262,6 +262,10 @@ pub struct Resources {
     /// (one each). Absent in records made before it.
     #[serde(default)]
     pub ulimits: Vec<Ulimit>,
+    /// `--shm-size`: bytes of the container's /dev/shm (0: docker's 64 MiB).
+    /// Absent in records made before it.
+    #[serde(default)]
+    pub shm_size: i64,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]`, in docker's HostConfig shape; -1 is

@@ -445,6 +445,27 @@ pub struct RunArgs {
     /// on-failure[:max-retries], always, unless-stopped)
     #[arg(long)]
     pub restart: Option<String>,
+    /// Set meta data on a container (KEY=VALUE, or KEY for an empty value)
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long)]
+    pub label_file: Vec<PathBuf>,
+    /// Signal to stop the container (a name or a number)
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Expose a port or a range of ports (PORT[-PORT][/PROTO])
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Size of /dev/shm (bytes, or with a unit: b, k, m, g)
+    #[arg(long)]
+    pub shm_size: Option<String>,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables

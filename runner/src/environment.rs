@@ -62,13 +62,27 @@ pub fn from_files_and_flags(files: &[PathBuf], flags: &[String]) -> anyhow::Resu
     Ok(out)
 }
 
-/// An `--env-file`, by docker's rules: a line per entry, leading
-/// whitespace and a UTF-8 byte order mark dropped, blank lines and lines
-/// starting with `#` skipped; `K=V` passes V untouched (quotes and
-/// trailing spaces included), a bare `K` takes K's value from strata's own
-/// environment and is dropped when unset. A name with a space or a tab in
-/// it, an empty name and bytes that are not UTF-8 are refused.
+/// An `--env-file`, by docker's rules ([`key_value_file`]); a bare `K`
+/// takes K's value from strata's own environment and is dropped when
+/// unset.
 fn from_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(key_value_file(path)?
+        .into_iter()
+        .filter_map(|(name, value)| match value {
+            Some(value) => Some(format!("{name}={value}")),
+            None => std::env::var(&name)
+                .ok()
+                .map(|value| format!("{name}={value}")),
+        })
+        .collect())
+}
+
+/// A file of `K=V` lines, as docker reads `--env-file` and `--label-file`:
+/// leading whitespace and a UTF-8 byte order mark dropped, blank lines and
+/// lines starting with `#` skipped; V is kept untouched (quotes and
+/// trailing spaces included), a bare `K` has no value. A name with a space
+/// or a tab in it, an empty name and bytes that are not UTF-8 are refused.
+pub fn key_value_file(path: &Path) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let shown = path.display();
     let bytes = std::fs::read(path).with_context(|| format!("open {shown}"))?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
@@ -95,14 +109,7 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<String>> {
         if name.is_empty() {
             bail!("poorly formatted environment: no variable name on line '{line}'");
         }
-        match value {
-            Some(value) => out.push(format!("{name}={value}")),
-            None => {
-                if let Ok(value) = std::env::var(name) {
-                    out.push(format!("{name}={value}"));
-                }
-            }
-        }
+        out.push((name.to_owned(), value.map(str::to_owned)));
     }
     Ok(out)
 }

@@ -2139,3 +2139,82 @@ fn stats_shows_a_containers_use_from_its_cgroup() {
     s.run(&["stats", "--no-stream", "nothing"])
         .refused_with("No such container: nothing");
 }
+
+#[test]
+fn run_takes_labels_a_stop_signal_exposed_ports_a_cidfile_and_shm_size() {
+    let s = Strata::with_busybox();
+    let labels = s.path("labels");
+    std::fs::write(&labels, "# a comment\nfrom.file=1\nbare\nx=file\n").unwrap();
+    let cid = s.path("cid");
+    let c = cid.to_str().unwrap();
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "flags",
+        "-l",
+        "x=flag",
+        "-l",
+        "empty",
+        "--label-file",
+        labels.to_str().unwrap(),
+        "--stop-signal",
+        "USR1",
+        "--expose",
+        "7000-7001/udp",
+        "-P",
+        "--cidfile",
+        c,
+        "--shm-size",
+        "2m",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got usr1; exit 0' USR1; df -k /dev/shm | tail -1; while :; do sleep 0.1; done",
+    ])
+    .ok();
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert_eq!(
+        s.run(&["inspect", "-f", "{{.Id}}", "flags"])
+            .ok()
+            .stdout
+            .trim(),
+        id
+    );
+    let shown = s.run(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}} {{.Config.StopSignal}}",
+        "flags",
+    ]);
+    let want = "{\"bare\":\"\",\"empty\":\"\",\"from.file\":\"1\",\"x\":\"flag\"} USR1\n";
+    assert_eq!(shown.ok().stdout, want);
+    let ports = s.run(&["port", "flags"]).ok().stdout;
+    let exposed: Vec<&str> = ports
+        .lines()
+        .map(|l| l.split(" -> ").next().unwrap())
+        .collect();
+    assert_eq!(exposed, ["7000/udp", "7001/udp"], "{ports}");
+    let filtered = s.run(&["ps", "--filter", "label=from.file=1", "-q"]).ok();
+    assert_eq!(filtered.stdout.trim(), &id[..12]);
+    // The stop signal is the one given: its trap runs, exit 0.
+    s.run(&["stop", "flags"]).ok();
+    assert_eq!(
+        s.run(&["inspect", "-f", "{{.State.ExitCode}}", "flags"])
+            .ok()
+            .stdout,
+        "0\n"
+    );
+    let log = s.run(&["logs", "flags"]).ok().stdout;
+    assert!(
+        log.contains(" 2048 ") && log.ends_with("got usr1\n"),
+        "{log}"
+    );
+    // The cidfile is docker's lock: a second run with it is refused.
+    s.run(&["run", "--cidfile", c, "busybox", "true"])
+        .refused_with("container ID file found");
+    s.run(&["run", "--stop-signal", "NOPE", "busybox", "true"])
+        .refused_with("Invalid signal: NOPE");
+    s.run(&["run", "--expose", "90-80", "busybox", "true"])
+        .refused_with("invalid range format for --expose");
+}

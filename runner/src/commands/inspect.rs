@@ -168,8 +168,13 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "User": c.config.user, "Env": c.config.env, "Cmd": list_or_null(&c.config.cmd),
             "Entrypoint": list_or_null(&c.config.entrypoint), "WorkingDir": c.config.working_dir,
             "Labels": c.config.labels,
+            "ExposedPorts": (!c.config.exposed_ports.is_empty()).then_some(&c.config.exposed_ports),
+            "Volumes": (!c.config.volumes.is_empty()).then_some(&c.config.volumes),
         },
     });
+    if !c.config.stop_signal.is_empty() {
+        value["Config"]["StopSignal"] = json!(c.config.stop_signal);
+    }
     // docker's resource fields: 0 (and a null PidsLimit) mean no limit.
     let limits = &c.resources;
     value["HostConfig"]["Memory"] = json!(limits.memory);

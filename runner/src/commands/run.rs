@@ -42,9 +42,42 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
 /// Seconds [`create`] may take once it holds the containers lock.
 const RECORD_WORK_SECS: u64 = 60;
 
+/// Records the container (see [`create_recorded`]), with docker's
+/// `--cidfile`: refused when the file is there, written once the
+/// container is recorded, removed when it was not.
+pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
+    let cidfile = match &args.cidfile {
+        Some(path) => Some(
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                        "container ID file found, make sure the other container isn't running or delete {}",
+                        path.display()
+                    ),
+                    _ => anyhow::anyhow!("failed to create the container ID file {}: {e}", path.display()),
+                })?,
+        ),
+        None => None,
+    };
+    let created = create_recorded(ctx, args, id);
+    if let (Some(mut file), Some(path)) = (cidfile, &args.cidfile) {
+        match &created {
+            Ok(()) => std::io::Write::write_all(&mut file, id.as_str().as_bytes())
+                .with_context(|| format!("write {}", path.display()))?,
+            Err(_) => {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+    created
+}
+
 /// [`create`] in a forked child, which reports a failure through a pipe,
 /// so that this process never opens the index and keeps a single thread.
-pub(super) fn create_apart(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
+fn create_recorded(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
     let (read, write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     match crate::sys::fork().context("fork to record the container")? {
         ForkResult::Child => {
@@ -162,6 +195,10 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
             other => other.into(),
         })?;
     let config = run_config(&image, args, env)?;
+    let mut net = net;
+    if args.publish_all && network == crate::network::Mode::Bridge {
+        publish_all(&mut net, &config);
+    }
     let command: Vec<String> = config
         .entrypoint
         .iter()
@@ -323,7 +360,53 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
     if let Some(u) = &args.user {
         config.user = u.clone();
     }
+    // Labels: the files' first, then -l, a later key replacing an
+    // earlier one; a bare key has an empty value.
+    for file in &args.label_file {
+        for (key, value) in crate::environment::key_value_file(file)? {
+            config.labels.insert(key, value.unwrap_or_default());
+        }
+    }
+    for label in &args.label {
+        let (key, value) = label.split_once('=').unwrap_or((label, ""));
+        if key.is_empty() {
+            bail!("invalid label '{label}': empty name");
+        }
+        config.labels.insert(key.to_owned(), value.to_owned());
+    }
+    if let Some(signal) = &args.stop_signal {
+        signal.parse::<crate::signal::Signal>()?;
+        config.stop_signal = signal.clone();
+    }
+    for spec in &args.expose {
+        for port in crate::network::options::parse_expose(spec)? {
+            config.exposed_ports.insert(port, Default::default());
+        }
+    }
     Ok(config)
+}
+
+/// `-P`: every exposed port the `-p` flags leave unpublished, on a port
+/// the host picks, on every address (docker's `--publish-all`).
+fn publish_all(net: &mut NetworkConfig, config: &RunConfig) {
+    for key in config.exposed_ports.keys() {
+        let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        let published = net
+            .ports
+            .iter()
+            .any(|p| p.container_port == port && p.protocol == protocol);
+        if !published {
+            net.ports.push(layerdb::PortBinding {
+                host_ip: String::new(),
+                host_port: 0,
+                container_port: port,
+                protocol: protocol.to_owned(),
+            });
+        }
+    }
 }
 
 /// `-u` is `user[:group]`, each a name or a number.
@@ -374,6 +457,12 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
             .unwrap_or(0),
         all_devices: args.privileged,
         ulimits: crate::container::ulimits::parse_all(&args.ulimit)?,
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(|size| crate::humanize::parse_size(size, "--shm-size"))
+            .transpose()?
+            .unwrap_or(0),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     cgroup::validate(&resources, cpus)?;

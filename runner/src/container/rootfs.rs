@@ -87,7 +87,7 @@ pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     bind_rootfs_onto_itself(root)?;
     mount_proc(root)?;
     mount_sys(root, privileged)?;
-    mount_dev(root, console, privileged)?;
+    mount_dev(root, console, privileged, spec.resources.shm_size)?;
     bind_etc_files(root, spec)?;
     mount_volumes(root, spec)?;
     if !privileged {
@@ -160,7 +160,12 @@ fn mount_sys(root: &Path, privileged: bool) -> Result<(), StartError> {
 /// docker's /dev: a tmpfs of 64 MiB, mode 755. nodev (unless privileged)
 /// is ours: the devices are bind mounts, which keep the host's flags, and
 /// a node made with mknod in the tmpfs itself then opens nothing.
-fn mount_dev(root: &Path, console: Option<&Path>, privileged: bool) -> Result<(), StartError> {
+fn mount_dev(
+    root: &Path,
+    console: Option<&Path>,
+    privileged: bool,
+    shm_size: i64,
+) -> Result<(), StartError> {
     let dev = dir_in_root(root, "/dev")?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     if !privileged {
@@ -179,7 +184,7 @@ fn mount_dev(root: &Path, console: Option<&Path>, privileged: bool) -> Result<()
         bind_all_host_devices(Path::new("/dev"), &dev)?;
     }
     mount_devpts(&dev)?;
-    mount_shm(&dev)?;
+    mount_shm(&dev, shm_size)?;
     mount_mqueue(&dev)?;
     make_dev_links(&dev)?;
     if let Some(console) = console {
@@ -245,18 +250,17 @@ fn mount_devpts(dev: &Path) -> Result<(), StartError> {
         .map_err(|errno| mount_error("devpts", &pts, errno))
 }
 
-fn mount_shm(dev: &Path) -> Result<(), StartError> {
+/// /dev/shm: docker's 64 MiB, or `--shm-size` bytes.
+fn mount_shm(dev: &Path, size: i64) -> Result<(), StartError> {
     let shm = dev.join("shm");
     create_dir(&shm)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(
-        Some("shm"),
-        &shm,
-        Some("tmpfs"),
-        flags,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(|errno| mount_error("shm", &shm, errno))
+    let data = match size {
+        0 => "mode=1777,size=65536k".to_string(),
+        bytes => format!("mode=1777,size={bytes}"),
+    };
+    mount(Some("shm"), &shm, Some("tmpfs"), flags, Some(data.as_str()))
+        .map_err(|errno| mount_error("shm", &shm, errno))
 }
 
 /// POSIX message queues of the container's own ipc namespace.

@@ -88,6 +88,25 @@ pub fn parse_publish(spec: &str) -> anyhow::Result<PortBinding> {
     })
 }
 
+/// `--expose PORT[-PORT][/PROTO]`: the image-config keys (`80/tcp`) of
+/// each port of the range.
+pub fn parse_expose(spec: &str) -> anyhow::Result<Vec<String>> {
+    let (ports, protocol) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    if !matches!(protocol, "tcp" | "udp" | "sctp") {
+        bail!("invalid proto: {protocol}");
+    }
+    let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
+    let bad = || anyhow::anyhow!("invalid range format for --expose: {spec}");
+    let first = port_number(first).map_err(|_| bad())?;
+    let last = port_number(last).map_err(|_| bad())?;
+    if last < first {
+        return Err(bad());
+    }
+    Ok((first..=last)
+        .map(|port| format!("{port}/{protocol}"))
+        .collect())
+}
+
 fn port_number(text: &str) -> anyhow::Result<u16> {
     if text.contains('-') {
         bail!("port ranges are not supported");
@@ -128,6 +147,19 @@ pub fn port_key(port: &PortBinding) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expose_takes_ports_and_ranges() {
+        assert_eq!(parse_expose("80").unwrap(), ["80/tcp"]);
+        assert_eq!(parse_expose("53/udp").unwrap(), ["53/udp"]);
+        assert_eq!(
+            parse_expose("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        for bad in ["x", "90-80", "80/icmp", "0", ""] {
+            assert!(parse_expose(bad).is_err(), "{bad}");
+        }
+    }
     use super::*;
 
     fn binding(host_ip: &str, host_port: u16, container_port: u16, protocol: &str) -> PortBinding {
