@@ -110,6 +110,10 @@ pub enum Command {
     /// the fork happens in a process with one thread; not for users)
     #[command(name = "__launch", hide = true)]
     Launch(LaunchArgs),
+    /// Probe a container's health while it runs (launch starts this; not
+    /// for users)
+    #[command(name = "__health", hide = true)]
+    Health(HealthArgs),
     /// Carry out a container's restart policy (launch starts this; not for
     /// users)
     #[command(name = "__keep", hide = true)]
@@ -152,6 +156,11 @@ pub struct LaunchArgs {
     /// watching it (not a start by hand)
     #[arg(long)]
     pub kept: bool,
+    pub id: crate::container_id::ContainerId,
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
     pub id: crate::container_id::ContainerId,
 }
 
@@ -466,6 +475,25 @@ pub struct RunArgs {
     /// Size of /dev/shm (bytes, or with a unit: b, k, m, g)
     #[arg(long)]
     pub shm_size: Option<String>,
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 30s)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 30s)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before starting
+    /// health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables

@@ -38,6 +38,37 @@ pub fn human_size_with_precision(size: f64, precision: usize) -> String {
     format!("{}{}", go_format_g(size, precision), DECIMAL_UNITS[unit])
 }
 
+/// Go's `time.Duration.String()`: `30s`, `1.5s`, `500ms`, `1m30s`,
+/// `2h0m0s`.
+pub fn format_go_duration(d: std::time::Duration) -> String {
+    let ns = d.as_nanos();
+    let decimal = |value: u128, scale: u128| {
+        let text = format!(
+            "{}.{:0width$}",
+            value / scale,
+            value % scale,
+            width = scale.ilog10() as usize
+        );
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    match ns {
+        0 => "0s".to_string(),
+        1..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{}µs", decimal(ns, 1_000)),
+        1_000_000..=999_999_999 => format!("{}ms", decimal(ns, 1_000_000)),
+        _ => {
+            let (hours, rest) = (ns / 3_600_000_000_000, ns % 3_600_000_000_000);
+            let (minutes, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+            let seconds = format!("{}s", decimal(rest, 1_000_000_000));
+            match (hours, minutes) {
+                (0, 0) => seconds,
+                (0, m) => format!("{m}m{seconds}"),
+                (h, m) => format!("{h}h{m}m{seconds}"),
+            }
+        }
+    }
+}
+
 /// go-units' `BytesSize`, as `docker stats` shows memory: binary units,
 /// four significant digits (`2.168MiB`, `23.44GiB`, `0B`).
 pub fn bytes_size(bytes: u64) -> String {
@@ -493,6 +524,17 @@ pub fn parse_size(value: &str, flag: &str) -> anyhow::Result<i64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        let d = std::time::Duration::from_millis;
+        assert_eq!(format_go_duration(d(30_000)), "30s");
+        assert_eq!(format_go_duration(d(1_500)), "1.5s");
+        assert_eq!(format_go_duration(d(500)), "500ms");
+        assert_eq!(format_go_duration(d(90_000)), "1m30s");
+        assert_eq!(format_go_duration(d(7_200_000)), "2h0m0s");
+        assert_eq!(format_go_duration(d(0)), "0s");
+    }
 
     #[test]
     fn bytes_size_is_go_units_binary_form() {

@@ -10,6 +10,7 @@ mod copy_path;
 mod dockerfile;
 mod environment;
 mod error_text;
+mod health;
 mod hooks;
 mod humanize;
 mod list_filter;

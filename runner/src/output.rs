@@ -461,9 +461,11 @@ pub fn render_images(rows: &[ImageRow], options: &ImagesOptions, now: i64) -> St
 pub enum ContainerStatus {
     /// Never started.
     Created,
-    /// `started_at` in Unix nanoseconds.
+    /// `started_at` in Unix nanoseconds; `health` what its health check
+    /// found (`healthy`, `unhealthy`, `health: starting`), if it has one.
     Running {
         started_at: i64,
+        health: Option<&'static str>,
     },
     Paused {
         started_at: i64,
@@ -497,8 +499,12 @@ impl ContainerStatus {
 pub fn status_text(status: &ContainerStatus, now: i64) -> String {
     match *status {
         ContainerStatus::Created => "Created".to_string(),
-        ContainerStatus::Running { started_at } => {
-            format!("Up {}", human_duration(now.saturating_sub(started_at)))
+        ContainerStatus::Running { started_at, health } => {
+            let up = format!("Up {}", human_duration(now.saturating_sub(started_at)));
+            match health {
+                Some(health) => format!("{up} ({health})"),
+                None => up,
+            }
         }
         ContainerStatus::Paused { started_at } => format!(
             "Up {} (Paused)",
@@ -1206,15 +1212,32 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
         assert_eq!(
             status_text(
                 &ContainerStatus::Running {
-                    started_at: NOW - 3 * MINUTE
+                    started_at: NOW - 3 * MINUTE,
+                    health: None,
                 },
                 NOW
             ),
             "Up 3 minutes"
         );
         assert_eq!(
-            status_text(&ContainerStatus::Running { started_at: NOW }, NOW),
+            status_text(
+                &ContainerStatus::Running {
+                    started_at: NOW,
+                    health: None
+                },
+                NOW
+            ),
             "Up Less than a second"
+        );
+        assert_eq!(
+            status_text(
+                &ContainerStatus::Running {
+                    started_at: NOW - 5 * SECOND,
+                    health: Some("health: starting")
+                },
+                NOW
+            ),
+            "Up 5 seconds (health: starting)"
         );
         assert_eq!(
             status_text(
@@ -1287,6 +1310,7 @@ d5c1fca2cdc4   10 seconds ago   /bin/bash                                       
                 "/bin/bash",
                 ContainerStatus::Running {
                     started_at: NOW - 3 * MINUTE,
+                    health: None,
                 },
             ),
             PsRow {

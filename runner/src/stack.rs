@@ -76,6 +76,17 @@ impl ContainerPaths {
         self.dir.join("restart-pending")
     }
 
+    /// The container's health, as its health prober last found it.
+    pub fn health(&self) -> PathBuf {
+        self.dir.join("health.json")
+    }
+
+    /// Locked (flock) by the one process that probes the container's
+    /// health (`strata __health`).
+    pub fn health_lock(&self) -> PathBuf {
+        self.dir.join("health.lock")
+    }
+
     /// Locked (flock) by the one process that carries out the container's
     /// restart policy (`strata __keep`).
     pub fn keeper_lock(&self) -> PathBuf {

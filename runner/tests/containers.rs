@@ -2218,3 +2218,104 @@ fn run_takes_labels_a_stop_signal_exposed_ports_a_cidfile_and_shm_size() {
     s.run(&["run", "--expose", "90-80", "busybox", "true"])
         .refused_with("invalid range format for --expose");
 }
+
+#[test]
+fn a_health_check_makes_a_running_container_healthy_or_unhealthy() {
+    let s = Strata::with_busybox();
+    let status = |name: &str| {
+        s.run(&["inspect", "-f", "{{.State.Health.Status}}", name])
+            .ok()
+            .stdout
+    };
+    let settle = |name: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while status(name).trim() != want {
+            assert!(std::time::Instant::now() < deadline, "{name} never {want}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    // From the image's HEALTHCHECK (commit -c): unhealthy after two
+    // failures, healthy once the probe passes, as ps shows it.
+    s.run(&["create", "--name", "base", "busybox", "true"]).ok();
+    s.run(&[
+        "commit",
+        "-c",
+        "HEALTHCHECK --interval=200ms --retries=2 CMD test -e /ready || (echo not yet; exit 1)",
+        "base",
+        "checked",
+    ])
+    .ok();
+    s.run(&["run", "-d", "--name", "web", "checked", "sleep", "600"])
+        .ok();
+    settle("web", "unhealthy");
+    let ps = s.run(&["ps", "--format", "{{.Status}}"]).ok().stdout;
+    assert!(ps.trim().ends_with("(unhealthy)"), "{ps}");
+    let log = s
+        .run(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).ExitCode}} {{(index .State.Health.Log 0).Output}}",
+            "web",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(log, "1 not yet\n\n");
+    s.run(&["exec", "web", "touch", "/ready"]).ok();
+    settle("web", "healthy");
+    // A probe that outlasts its timeout fails; --no-healthcheck turns the
+    // image's off.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 10",
+        "--health-timeout",
+        "100ms",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    settle("slow", "unhealthy");
+    let output = s
+        .run(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).Output}}",
+            "slow",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(output, "Health check exceeded timeout (100ms)\n");
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--no-healthcheck",
+        "checked",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let off = s
+        .run(&["inspect", "-f", "{{json .State.Health}}", "off"])
+        .ok()
+        .stdout;
+    assert_eq!(off, "null\n");
+    s.run(&[
+        "run",
+        "--no-healthcheck",
+        "--health-cmd",
+        "true",
+        "busybox",
+        "true",
+    ])
+    .refused_with("--no-healthcheck conflicts with --health-* options");
+}

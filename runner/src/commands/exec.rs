@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::cli::{ExecArgs, ExecInArgs};
 use crate::liveness;
 use anyhow::{bail, Context, Result};
-use layerdb::State;
+use layerdb::{ContainerRecord, State};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 
@@ -21,6 +21,37 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         let store = ctx.reader()?;
         liveness::container(&store, &args.container)?
     };
+    let process = Process {
+        command: &args.command,
+        env: &env,
+        user: args.user.as_deref(),
+        workdir: args.workdir.as_deref(),
+        tty: args.tty,
+        interactive: args.interactive,
+    };
+    let (mut cmd, _binary) = command_in(ctx, &rec, &process)?;
+    Err(cmd.exec()).context("re-executing strata to join the container")
+}
+
+/// A process to run in a container: its command, and what it changes
+/// of the container's config (env added; user and workdir replaced).
+pub(super) struct Process<'a> {
+    pub command: &'a [String],
+    pub env: &'a [String],
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    pub tty: bool,
+    pub interactive: bool,
+}
+
+/// The `__exec` command line that runs `process` in the running
+/// container `rec`, and the open file of the binary it runs from, which
+/// must stay open until the command has started.
+pub(super) fn command_in(
+    ctx: &Ctx,
+    rec: &ContainerRecord,
+    process: &Process<'_>,
+) -> Result<(std::process::Command, std::fs::File)> {
     if let State::Paused { .. } = rec.state {
         bail!(
             "Container {} is paused, unpause the container before exec",
@@ -41,25 +72,25 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         .arg("__exec")
         .arg("--pid")
         .arg(pid.to_string());
-    if args.tty {
+    if process.tty {
         cmd.arg("--tty");
     }
-    if args.interactive {
+    if process.interactive {
         cmd.arg("--interactive");
     }
     cmd.arg("--user")
-        .arg(args.user.as_deref().unwrap_or(&rec.config.user));
+        .arg(process.user.unwrap_or(&rec.config.user));
     cmd.arg("--workdir")
-        .arg(args.workdir.as_deref().unwrap_or(&rec.config.working_dir));
-    for e in rec.config.env.iter().chain(&env) {
+        .arg(process.workdir.unwrap_or(&rec.config.working_dir));
+    for e in rec.config.env.iter().chain(process.env) {
         cmd.arg("--env").arg(e);
     }
     cmd.arg("--security")
         .arg(serde_json::to_string(&rec.security)?);
     cmd.arg("--ulimits")
         .arg(serde_json::to_string(&rec.resources.ulimits)?);
-    cmd.arg("--").args(&args.command);
-    Err(cmd.exec()).context("re-executing strata to join the container")
+    cmd.arg("--").args(process.command);
+    Ok((cmd, binary))
 }
 
 /// The file of the binary the container's monitor runs, which `__exec`

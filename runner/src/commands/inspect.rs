@@ -172,6 +172,10 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
             "Volumes": (!c.config.volumes.is_empty()).then_some(&c.config.volumes),
         },
     });
+    if crate::health::Check::of(&c.config).is_some() {
+        let health = super::health::read(&paths).unwrap_or_else(crate::health::Health::starting);
+        value["State"]["Health"] = json!(health);
+    }
     if !c.config.stop_signal.is_empty() {
         value["Config"]["StopSignal"] = json!(c.config.stop_signal);
     }

@@ -24,8 +24,14 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         let _ = std::fs::remove_file(paths.stopped_by_hand());
         let _ = std::fs::remove_file(paths.restart_count());
         if crate::restart_policy::restarts(&rec.restart) {
-            start_keeper(ctx, &args.id)?;
+            let launcher = std::process::id().to_string();
+            start_helper(ctx, "__keep", &["--launcher", &launcher], &args.id)?;
         }
+    }
+    if crate::health::Check::of(&rec.config).is_some() {
+        // The last run's health goes: this one starts over.
+        let _ = std::fs::remove_file(paths.health());
+        start_helper(ctx, "__health", &[], &args.id)?;
     }
     let spec = spec_of(&args.id, &rec, &paths);
     let hooks = Box::new(ContainerHooks::new(
@@ -64,23 +70,23 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Starts the container's keeper (`strata __keep`), which waits for this
-/// launch to end before it watches the container. Started first: the
-/// launch forks the monitor, which needs this process to have one thread.
-fn start_keeper(ctx: &Ctx, id: &ContainerId) -> Result<()> {
+/// Starts one of the processes that watch the container while it runs
+/// (`strata __keep`, `strata __health`), in the background. Started
+/// first: the launch forks the monitor, which needs this process to have
+/// one thread.
+fn start_helper(ctx: &Ctx, verb: &str, flags: &[&str], id: &ContainerId) -> Result<()> {
     use std::process::Stdio;
     std::process::Command::new("/proc/self/exe")
         .arg("--root")
         .arg(&ctx.root)
-        .arg("__keep")
-        .arg("--launcher")
-        .arg(std::process::id().to_string())
+        .arg(verb)
+        .args(flags)
         .arg(id.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting the container's restart keeper")?;
+        .with_context(|| format!("starting strata {verb} for the container"))?;
     Ok(())
 }
 

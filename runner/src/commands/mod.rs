@@ -1,6 +1,6 @@
 //! One file per verb (a hidden helper verb lives with the verb it serves:
 //! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs,
-//! `__archive` in cp.rs, `__keep` in keep.rs);
+//! `__archive` in cp.rs, `__keep` in keep.rs, `__health` in health.rs);
 //! `dispatch` routes the parsed command line to it.
 
 mod commit;
@@ -11,6 +11,7 @@ mod diff;
 mod exec;
 mod export;
 mod gc;
+mod health;
 mod history;
 mod images;
 mod import;
@@ -154,6 +155,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Launch(a) => launch::run(&ctx, a),
         Command::Keep(a) => keep::keep(&ctx, a),
+        Command::Health(a) => health::health(&ctx, a),
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             commit::commit(&ctx, a)
         }

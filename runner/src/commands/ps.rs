@@ -26,6 +26,10 @@ fn status_of(root: &std::path::Path, c: &layerdb::ContainerRecord) -> ContainerS
         State::Created => ContainerStatus::Created,
         State::Running { started_ns, .. } => ContainerStatus::Running {
             started_at: started_ns,
+            health: crate::health::Check::of(&c.config).map(|_| {
+                let paths = crate::stack::ContainerPaths::of(root, c);
+                super::health::read(&paths).map_or("health: starting", |h| h.shown())
+            }),
         },
         State::Paused { started_ns, .. } => ContainerStatus::Paused {
             started_at: started_ns,

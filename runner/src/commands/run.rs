@@ -374,6 +374,15 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
         }
         config.labels.insert(key.to_owned(), value.to_owned());
     }
+    let health = crate::health::Flags {
+        cmd: args.health_cmd.as_deref(),
+        interval: args.health_interval.as_deref(),
+        timeout: args.health_timeout.as_deref(),
+        start_period: args.health_start_period.as_deref(),
+        retries: args.health_retries,
+        none: args.no_healthcheck,
+    };
+    crate::health::apply(&mut config, &health)?;
     if let Some(signal) = &args.stop_signal {
         signal.parse::<crate::signal::Signal>()?;
         config.stop_signal = signal.clone();

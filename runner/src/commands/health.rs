@@ -1,0 +1,186 @@
+//! `strata __health ID`: runs a container's health probe (`health.rs`)
+//! every interval while the container runs, as docker's daemon does, and
+//! keeps the result in its `health.json`. `__launch` starts one at each
+//! start of a container that has a check; it waits for that start (its
+//! state running, at most a minute), then probes until the monitor it
+//! found exits. Each probe is an `exec` of the check's command (the
+//! container's user, environment and working directory), its output
+//! kept (4 KiB), killed when it outlasts the timeout.
+
+use super::exec::{command_in, Process};
+use super::Ctx;
+use crate::cli::HealthArgs;
+use crate::health::{Check, Health, Probe, OUTPUT_BYTES};
+use crate::humanize::format_rfc3339_nano;
+use crate::liveness;
+use crate::stack::ContainerPaths;
+use anyhow::{Context, Result};
+use layerdb::{ContainerRecord, State};
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub fn health(ctx: &Ctx, args: HealthArgs) -> Result<i32> {
+    // Its own session: the terminal that ran `run` may close.
+    let _ = nix::unistd::setsid();
+    let paths = ContainerPaths::new(&ctx.root, &args.id);
+    // The start it was made for, at most a minute away: a monitor that
+    // started since the launch began (its start time is later).
+    let launched = crate::clock::now_ns();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (rec, monitor_pid, started_ns) = loop {
+        let rec = record(ctx, args.id.as_str())?;
+        match rec.state {
+            State::Running {
+                monitor_pid,
+                started_ns,
+                ..
+            } if started_ns >= launched - 1_000_000_000 => break (rec, monitor_pid, started_ns),
+            State::Exited { .. } | State::Created if Instant::now() > deadline => return Ok(0),
+            _ if Instant::now() > deadline => return Ok(0),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let Some(check) = Check::of(&rec.config) else {
+        return Ok(0);
+    };
+    // One prober per container: a previous start's leaves with its monitor.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.health_lock())
+        .with_context(|| format!("open {}", paths.health_lock().display()))?;
+    let Ok(_lock) = Flock::lock(lock, FlockArg::LockExclusive) else {
+        return Ok(0);
+    };
+    let monitor =
+        crate::sys::pidfd_open(Pid::from_raw(monitor_pid)).context("watch the monitor")?;
+    let mut health = Health::starting();
+    write(&paths, &health)?;
+    loop {
+        // The interval, cut short by the monitor's exit.
+        let mut fds = [PollFd::new(monitor.as_fd(), PollFlags::POLLIN)];
+        let wait = PollTimeout::try_from(check.interval).unwrap_or(PollTimeout::MAX);
+        if poll(&mut fds, wait).unwrap_or(0) > 0 {
+            return Ok(0);
+        }
+        // Paused: docker skips the probe.
+        let rec = record(ctx, args.id.as_str())?;
+        match rec.state {
+            State::Running { started_ns: s, .. } if s == started_ns => {}
+            State::Paused { .. } => continue,
+            _ => return Ok(0),
+        }
+        let start = crate::clock::now_ns();
+        let in_start_period = start - started_ns < check.start_period.as_nanos() as i64;
+        let probe = run_probe(ctx, &rec, &check, start);
+        health.record(probe, in_start_period, check.retries);
+        write(&paths, &health)?;
+    }
+}
+
+/// One probe: the check's command in the container, its stdout and
+/// stderr together, killed past the timeout (exit code -1, docker's).
+fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Probe {
+    let process = Process {
+        command: &check.argv,
+        env: &[],
+        user: None,
+        workdir: None,
+        tty: false,
+        interactive: false,
+    };
+    let ended = |exit_code: i32, output: String| Probe {
+        start: format_rfc3339_nano(start),
+        end: format_rfc3339_nano(crate::clock::now_ns()),
+        exit_code,
+        output,
+    };
+    let spawned = command_in(ctx, rec, &process).and_then(|(mut cmd, binary)| {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start the health check")?;
+        drop(binary);
+        Ok(child)
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return ended(-1, crate::error_text::describe(&e)),
+    };
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut stream| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            bytes
+        })
+    })
+    .collect();
+    let deadline = Instant::now() + check.timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut output: Vec<u8> = readers
+        .into_iter()
+        .flat_map(|r| r.join().unwrap_or_default())
+        .collect();
+    output.truncate(OUTPUT_BYTES);
+    match status {
+        Some(status) => ended(
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output).into_owned(),
+        ),
+        None => ended(
+            -1,
+            format!(
+                "Health check exceeded timeout ({})",
+                crate::humanize::format_go_duration(check.timeout)
+            ),
+        ),
+    }
+}
+
+/// The container's health, if a prober has written it.
+pub fn read(paths: &ContainerPaths) -> Option<Health> {
+    serde_json::from_slice(&std::fs::read(paths.health()).ok()?).ok()
+}
+
+fn write(paths: &ContainerPaths, health: &Health) -> Result<()> {
+    let tmp = paths.health().with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(health)?)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, paths.health())
+        .with_context(|| format!("write {}", paths.health().display()))
+}
+
+fn record(ctx: &Ctx, id: &str) -> Result<ContainerRecord> {
+    let store = ctx.reader()?;
+    liveness::container(&store, id)
+}
