@@ -77,7 +77,14 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
     // Where the host's side goes, decided before anything is read.
     let place = match local {
         "-" => None,
-        _ => Some(copy_path::placement(&src, &copy_path::destination(local)?)?),
+        _ => {
+            let dst = copy_path::destination(local)?;
+            // A file unpacked over /dev/null would replace the device.
+            if dst.is_special {
+                bail!("destination \"{local}\" must be a directory or a regular file");
+            }
+            Some(copy_path::placement(&src, &dst)?)
+        }
     };
     let name = place.as_ref().map_or(&src.name, |p| &p.name);
     let mut child = tree
