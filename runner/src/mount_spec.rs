@@ -302,7 +302,7 @@ fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
 /// Where a volume may not go: over the root or the kernel file systems
 /// the runtime mounts itself (docker refuses `/`, runc `/proc` and mounts
 /// inside it; a bind over /sys or /dev would hand the container the host's).
-fn check_target(target: &str) -> anyhow::Result<()> {
+pub fn check_target(target: &str) -> anyhow::Result<()> {
     match target_parts(target).as_slice() {
         [] => bail!("invalid specification: destination can't be '/'"),
         [top @ ("proc" | "sys" | "dev")] => {

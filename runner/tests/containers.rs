@@ -2081,6 +2081,13 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
         .refused_with("includes invalid characters for a local volume name");
     s.run(&["volume", "rm", "nothing"])
         .refused_with("get nothing: no such volume");
+    // An image may not put a volume over /proc (it would hide the
+    // container's own, and the masking lands in the volume).
+    s.run(&["create", "--name", "vb", "busybox", "true"]).ok();
+    s.run(&["commit", "-c", "VOLUME /proc", "vb", "badvol"])
+        .ok();
+    s.run(&["run", "--rm", "badvol", "true"])
+        .refused_with("the image's VOLUME /proc: invalid specification");
 }
 
 #[test]

@@ -222,6 +222,12 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     // The image's VOLUMEs that no mount covers get anonymous volumes, as
     // docker gives them; then every volume is made (or found).
     for path in config.volumes.keys() {
+        // An image may not put a volume where a user may not (`/`, /proc).
+        if !path.starts_with('/') {
+            bail!("invalid mount config for type \"volume\": invalid mount path: '{path}' mount path must be absolute");
+        }
+        crate::mount_spec::check_target(path)
+            .with_context(|| format!("the image's VOLUME {path}"))?;
         let path = crate::mount_spec::clean_target(path);
         let covered =
             mounts.iter().any(|m| m.target == path) || tmpfs.iter().any(|t| t.target == path);
