@@ -2071,6 +2071,8 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
     .ok();
     s.run(&["volume", "rm", "db"])
         .refused_with("remove db: volume is in use");
+    let users = s.run(&["ps", "--filter", "volume=db", "--format", "{{.Names}}"]);
+    assert_eq!(users.ok().stdout, "user\n");
     s.run(&["rm", "-f", "user"]).ok();
     s.run(&["volume", "create", "spare"]).ok();
     let inspected = s.run(&["volume", "inspect", "spare"]).ok().stdout;
@@ -2269,6 +2271,8 @@ fn a_health_check_makes_a_running_container_healthy_or_unhealthy() {
     assert_eq!(log, "1 not yet\n\n");
     s.run(&["exec", "web", "touch", "/ready"]).ok();
     settle("web", "healthy");
+    let healthy = s.run(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"]);
+    assert_eq!(healthy.ok().stdout, "web\n");
     // A probe that outlasts its timeout fails; --no-healthcheck turns the
     // image's off.
     s.run(&[

@@ -91,16 +91,37 @@ fn passes(
             exited.is_some_and(|e| code.parse() == Ok(e))
         })
         && filters.labels_match(&c.config.labels)
+        && filters.any("volume", |v| {
+            c.mounts
+                .iter()
+                .any(|m| m.volume.as_deref() == Some(v) || m.target == v)
+        })
+        && filters.any("health", |h| h == health_filter_state(store.root(), c))
         && span.holds(Some(c.created_ns))
         // An ancestor that names no image matches nothing, as in docker.
         && (filters.values("ancestor").is_empty() || descends(store, c, ancestors))
 }
 
+/// What docker's `health=` filter compares: `none` without a check, else
+/// the last status its prober found (`starting` before one).
+fn health_filter_state(root: &std::path::Path, c: &layerdb::ContainerRecord) -> String {
+    if crate::health::Check::of(&c.config).is_none() {
+        return "none".into();
+    }
+    let paths = crate::stack::ContainerPaths::of(root, c);
+    super::health::read(&paths).map_or_else(|| "starting".into(), |h| h.status)
+}
+
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let keys = [
-        "id", "name", "status", "exited", "label", "ancestor", "before", "since",
+        "id", "name", "status", "exited", "label", "ancestor", "before", "since", "volume",
+        "health",
     ];
     let filters = Filters::parse(&args.filter, &keys)?;
+    let healths = ["starting", "healthy", "unhealthy", "none"];
+    if let Some(bad) = (filters.values("health").iter()).find(|h| !healths.contains(&h.as_str())) {
+        bail!("Unrecognised filter value for health: {bad}");
+    }
     let states = [
         "created",
         "restarting",
