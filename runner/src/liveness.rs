@@ -160,6 +160,23 @@ pub fn remove_damaged(store: &Store, id: &ContainerId) -> Result<()> {
     remove_stopped(store, &paths, id.as_str())
 }
 
+/// Waits until process `pid` exits, or `limit` passes (`None`: no
+/// limit), without polling: a pidfd. True once it has exited (or was
+/// gone already).
+pub fn wait_exit(pid: i32, limit: Option<std::time::Duration>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Ok(fd) = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) else {
+        return true;
+    };
+    let timeout = match limit {
+        Some(limit) => PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, timeout).unwrap_or(0) > 0
+}
+
 /// A container by name or id, settled.
 pub fn container(store: &Store, name: &str) -> Result<ContainerRecord> {
     settle(store, store.container(name)?)

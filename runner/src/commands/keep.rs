@@ -41,7 +41,16 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
     let Ok(_lock) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
         return Ok(0); // another keeper watches the container
     };
-    wait_for_exit(args.launcher, None);
+    // The launch that started this is its parent while it lives: with a
+    // descriptor of that pid held, the parent still being it means the
+    // descriptor is the launch's (once it is gone this process has another
+    // parent, and the pid may name someone else).
+    if let Ok(launcher) = crate::sys::pidfd_open(Pid::from_raw(args.launcher)) {
+        if nix::unistd::getppid().as_raw() == args.launcher {
+            let mut fds = [PollFd::new(launcher.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+        }
+    }
     let mut backoff = Backoff::default();
     loop {
         let Ok(rec) = record(ctx, args.id.as_str()) else {
@@ -51,7 +60,7 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
             State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } => {
                 // Looked at again every second: a monitor's pid is only
                 // its own while the state says so.
-                wait_for_exit(monitor_pid, Some(Duration::from_secs(1)));
+                liveness::wait_exit(monitor_pid, Some(Duration::from_secs(1)));
                 continue;
             }
             State::Created => return Ok(0),
@@ -159,19 +168,6 @@ fn wait_unless_stopped(paths: &ContainerPaths, delay: Duration) -> bool {
         }
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }
-}
-
-/// Returns once `pid` has exited, or after `limit`.
-fn wait_for_exit(pid: i32, limit: Option<Duration>) {
-    let Ok(fd) = crate::sys::pidfd_open(Pid::from_raw(pid)) else {
-        return; // gone already
-    };
-    let timeout = match limit {
-        Some(limit) => PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX),
-        None => PollTimeout::NONE,
-    };
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, timeout);
 }
 
 /// The container, settled; the lookup only reads.

@@ -7,9 +7,6 @@ use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Result};
 use layerdb::{ContainerRecord, State};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::unistd::Pid;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
@@ -35,13 +32,9 @@ fn wait_one(ctx: &Ctx, mut rec: ContainerRecord) -> Result<i32> {
             State::Created => return Ok(0),
             State::Running { pid, .. } | State::Paused { pid, .. } => pid,
         };
-        match crate::sys::pidfd_open(Pid::from_raw(pid)) {
-            Ok(fd) => {
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(1000u16));
-            }
-            // Gone already: its monitor is recording the exit.
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        if liveness::wait_exit(pid, Some(Duration::from_secs(1))) {
+            // Gone: its monitor records the exit a moment after.
+            std::thread::sleep(Duration::from_millis(10));
         }
         let store = ctx.reader()?;
         rec = match liveness::container(&store, &rec.id) {
