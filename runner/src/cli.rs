@@ -180,6 +180,8 @@ pub struct ExecInArgs {
     #[arg(long)]
     pub tty: bool,
     #[arg(long)]
+    pub detach: bool,
+    #[arg(long)]
     pub interactive: bool,
     #[arg(long, default_value = "")]
     pub user: String,
@@ -767,6 +769,9 @@ pub struct StartArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     #[arg(short = 't', long)]
     pub tty: bool,
     #[arg(short = 'i', long)]

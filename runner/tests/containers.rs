@@ -2330,3 +2330,35 @@ fn a_health_check_makes_a_running_container_healthy_or_unhealthy() {
     ])
     .refused_with("--no-healthcheck conflicts with --health-* options");
 }
+
+#[test]
+fn exec_detached_returns_at_once_and_its_process_is_reaped() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "-d", "--name", "host", "busybox", "sleep", "600"])
+        .ok();
+    let started = s.run(&[
+        "exec",
+        "-d",
+        "host",
+        "sh",
+        "-c",
+        "sleep 1; echo done > /tmp/done",
+    ]);
+    assert_eq!((started.code, started.stdout.as_str()), (0, ""));
+    // Returned before the command ended, which then ran to its end.
+    s.run(&["exec", "host", "test", "!", "-e", "/tmp/done"])
+        .ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.run(&["exec", "host", "test", "-e", "/tmp/done"]).code != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached command never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Reaped by its helper: no zombie left in the container.
+    let top = s.run(&["top", "host", "-o", "pid,stat,comm"]).ok().stdout;
+    assert!(!top.lines().skip(1).any(|l| l.contains(" Z")), "{top}");
+    let missing = s.run(&["exec", "-d", "host", "/no/such/command"]);
+    assert_eq!(missing.code, 127, "{}", missing.stderr);
+}

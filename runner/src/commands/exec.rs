@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt;
 /// `strata exec`: finds the container, then re-executes into `__exec`,
 /// which joins its namespaces from a process with one thread.
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
-    super::check_tty(args.interactive, args.tty)?;
+    if !args.detach {
+        super::check_tty(args.interactive, args.tty)?;
+    }
     if let Some(w) = &args.workdir {
         super::run::check_workdir(w)?;
     }
@@ -28,6 +30,7 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         workdir: args.workdir.as_deref(),
         tty: args.tty,
         interactive: args.interactive,
+        detach: args.detach,
     };
     let (mut cmd, _binary) = command_in(ctx, &rec, &process)?;
     Err(cmd.exec()).context("re-executing strata to join the container")
@@ -42,6 +45,7 @@ pub(super) struct Process<'a> {
     pub workdir: Option<&'a str>,
     pub tty: bool,
     pub interactive: bool,
+    pub detach: bool,
 }
 
 /// The `__exec` command line that runs `process` in the running
@@ -77,6 +81,9 @@ pub(super) fn command_in(
     }
     if process.interactive {
         cmd.arg("--interactive");
+    }
+    if process.detach {
+        cmd.arg("--detach");
     }
     cmd.arg("--user")
         .arg(process.user.unwrap_or(&rec.config.user));
@@ -131,6 +138,7 @@ pub fn exec_in(args: ExecInArgs) -> Result<i32> {
         user: &args.user,
         tty: args.tty,
         interactive: args.interactive,
+        detach: args.detach,
         security: &security,
         ulimits: &ulimits,
     };

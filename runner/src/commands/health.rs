@@ -94,6 +94,7 @@ fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Pro
         workdir: None,
         tty: false,
         interactive: false,
+        detach: false,
     };
     let ended = |exit_code: i32, output: String| Probe {
         start: format_rfc3339_nano(start),

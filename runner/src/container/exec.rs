@@ -35,6 +35,9 @@ pub struct ExecSpec<'a> {
     pub user: &'a str,
     pub tty: bool,
     pub interactive: bool,
+    /// `exec -d`: the CLI returns once the process runs; the helper stays
+    /// to reap it, the process's stdio is /dev/null.
+    pub detach: bool,
     pub security: &'a SecurityOptions,
     pub ulimits: &'a [layerdb::Ulimit],
 }
@@ -78,6 +81,15 @@ pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
             };
             exit_process(run_helper(request, &EventSender::new(events_write)))
         }
+        ForkResult::Parent { child } if spec.detach => {
+            drop((events_write, slave, namespaces, master));
+            // The helper goes on alone: it reaps the process and exits.
+            let started = EventReceiver::new(events_read).wait_started();
+            if started.is_err() {
+                reap(child);
+            }
+            started.map(|_| 0)
+        }
         ForkResult::Parent { child } => {
             drop((events_write, slave, namespaces));
             let result = attach::foreground(
@@ -100,13 +112,18 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
-    if let Err(err) = leave_cli() {
+    let spec = &request.spec;
+    if let Err(err) = leave_cli(spec.detach) {
         return fail(err);
     }
     // The CLI's stdio behind pipes, as a container's is (relay.rs); held
-    // until the process has exited and its output is through.
-    let spec = &request.spec;
-    let relays = match super::relay::interpose(spec.tty, spec.interactive, None) {
+    // until the process has exited and its output is through. Detached,
+    // /dev/null: the CLI is gone once the process runs.
+    let relays = match spec.detach {
+        true => stdio_to_null().map(|()| None),
+        false => super::relay::interpose(spec.tty, spec.interactive, None).map(Some),
+    };
+    let relays = match relays {
         Ok(relays) => relays,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
@@ -125,11 +142,27 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
 }
 
 /// A session of our own (Ctrl-C at the CLI's terminal is forwarded by the
-/// CLI, it must not kill us or the relays), and death with the CLI.
-fn leave_cli() -> Result<(), StartError> {
+/// CLI, it must not kill us or the relays), and death with the CLI unless
+/// detached (then the CLI leaves first).
+fn leave_cli(detach: bool) -> Result<(), StartError> {
     setsid().map_err(|errno| StartError::from_errno("setsid", errno))?;
+    if detach {
+        return Ok(());
+    }
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|errno| StartError::from_errno("set parent death signal", errno))
+}
+
+/// stdin, stdout and stderr on /dev/null, for a detached process.
+fn stdio_to_null() -> anyhow::Result<()> {
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        sys::dup_onto(null.as_fd(), fd)?;
+    }
+    Ok(())
 }
 
 /// Forks the process (now inside the pid namespace) and waits for its exec.
