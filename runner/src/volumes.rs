@@ -87,9 +87,15 @@ pub fn list(root: &Path) -> Result<Vec<Volume>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).context("read the volumes directory"),
     };
+    // A removal cut short left a `.removing-*` directory: not a volume
+    // (no volume's name starts with a dot); `prune` takes it away.
     let mut volumes: Vec<Volume> = entries
         .flatten()
-        .filter_map(|e| find(root, e.file_name().to_str()?))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            check_name(&name).ok()?;
+            find(root, &name)
+        })
         .collect();
     volumes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(volumes)
@@ -141,6 +147,25 @@ fn remove_in_user_namespace(root: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes what removals cut short left (`.removing-*`); their names.
+pub fn remove_leftovers(root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir(root)) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".removing-") {
+            let gone = std::fs::remove_dir_all(entry.path())
+                .or_else(|_| remove_in_user_namespace(root, &entry.path()));
+            if gone.is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    removed
+}
+
 /// Removes the anonymous volumes of `rec` (its `--rm`, or `rm -v`) that
 /// no other container uses.
 pub fn remove_anonymous(root: &Path, rec: &ContainerRecord, others: &[ContainerRecord]) {
@@ -186,5 +211,13 @@ mod tests {
         remove(root.path(), "db").unwrap();
         assert!(list(root.path()).unwrap().is_empty());
         assert!(!dir(root.path()).join("db").exists());
+        // A removal killed after its rename: no volume, and prune's
+        // cleanup takes it away.
+        ensure(root.path(), "half", false).unwrap();
+        let cut = dir(root.path()).join(".removing-half-1");
+        std::fs::rename(dir(root.path()).join("half"), &cut).unwrap();
+        assert!(list(root.path()).unwrap().is_empty());
+        assert_eq!(remove_leftovers(root.path()), [".removing-half-1"]);
+        assert!(!cut.exists());
     }
 }

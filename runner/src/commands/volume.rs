@@ -77,6 +77,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
                 return Ok(0);
             }
             let containers = containers(ctx)?;
+            volumes::remove_leftovers(&ctx.root);
             let (mut deleted, mut reclaimed) = (Vec::new(), 0);
             for v in volumes::list(&ctx.root)? {
                 if (all || v.anonymous) && volumes::users(&containers, &v.name).is_empty() {
