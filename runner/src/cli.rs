@@ -452,6 +452,9 @@ pub struct RunArgs {
     /// Logging driver for the container (json-file or none)
     #[arg(long)]
     pub log_driver: Option<String>,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Restart policy to apply when a container exits (no,
     /// on-failure[:max-retries], always, unless-stopped)
     #[arg(long)]

@@ -2226,6 +2226,26 @@ fn run_takes_labels_a_stop_signal_exposed_ports_a_cidfile_and_shm_size() {
         .refused_with("Invalid signal: NOPE");
     s.run(&["run", "--expose", "90-80", "busybox", "true"])
         .refused_with("invalid range format for --expose");
+    // --platform: the image's own runs; another is refused (not pulled,
+    // with --pull never), as docker refuses it.
+    let arch = s
+        .run(&["image", "inspect", "-f", "{{.Architecture}}", "busybox"])
+        .ok()
+        .stdout;
+    let own = format!("linux/{}", arch.trim());
+    s.run(&["run", "--rm", "--platform", &own, "busybox", "true"])
+        .ok();
+    s.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--platform",
+        "linux/s390x",
+        "busybox",
+        "true",
+    ])
+    .refused_with("does not match the specified platform: wanted linux/s390x");
 }
 
 #[test]

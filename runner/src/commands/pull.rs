@@ -295,7 +295,12 @@ fn translate_pull_error(e: anyhow::Error, reference: &RemoteReference) -> anyhow
 /// `Unable to find image 'X' locally` first when it is missing, and gives
 /// what it pulled. Progress goes to stderr, leaving stdout to the
 /// container.
-pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<Option<ImageRecord>> {
+pub fn ensure_image(
+    ctx: &Ctx,
+    image: &str,
+    policy: PullPolicy,
+    platform: Option<&Platform>,
+) -> Result<Option<ImageRecord>> {
     if policy == PullPolicy::Never {
         return Ok(None);
     }
@@ -305,6 +310,9 @@ pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<Option
     };
     if policy == PullPolicy::Missing {
         match ctx.reader()?.resolve_image(image) {
+            // One of another platform than asked for is pulled again,
+            // as docker does with `--platform`.
+            Ok(found) if platform.is_some_and(|p| !matches_platform(&found, p)) => {}
             Ok(_) => return Ok(None),
             Err(layerdb::StoreError::NoSuchImage(_) | layerdb::StoreError::BadReference(_)) => {
                 eprintln!(
@@ -315,5 +323,12 @@ pub fn ensure_image(ctx: &Ctx, image: &str, policy: PullPolicy) -> Result<Option
             Err(e) => return Err(e.into()),
         }
     }
-    pull_image(ctx, &reference, &Platform::host(), Progress::Stderr).map(Some)
+    let host = Platform::host();
+    pull_image(ctx, &reference, platform.unwrap_or(&host), Progress::Stderr).map(Some)
+}
+
+/// Whether `image` is of `platform` (its config's os and architecture).
+pub fn matches_platform(image: &ImageRecord, platform: &Platform) -> bool {
+    let config = image.config();
+    config.os == platform.os && config.architecture == platform.architecture
 }

@@ -172,7 +172,12 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     }
     // Flags first: a bad one never costs a pull (docker checks them as it
     // parses the command line).
-    let pulled = super::pull::ensure_image(ctx, &args.image, args.pull)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(crate::registry::manifest::Platform::parse)
+        .transpose()?;
+    let pulled = super::pull::ensure_image(ctx, &args.image, args.pull, platform.as_ref())?;
     // From here this process (create_apart's child) takes the containers
     // lock, and every other `run`, `rm`, `rmi` and gc queues behind it: it
     // must never wait without bound (a writer holding the lock the same
@@ -194,6 +199,17 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
             ),
             other => other.into(),
         })?;
+    if let Some(platform) = &platform {
+        if !super::pull::matches_platform(&image, platform) {
+            let found = image.config();
+            bail!(
+                "image with reference {} was found but does not match the specified platform: wanted {platform}, actual: {}/{}",
+                args.image,
+                found.os,
+                found.architecture
+            );
+        }
+    }
     let config = run_config(&image, args, env)?;
     let mut net = net;
     if args.publish_all && network == crate::network::Mode::Bridge {
