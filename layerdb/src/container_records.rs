@@ -333,13 +333,36 @@ impl Store {
             return Err(StoreError::NoSuchContainer(rec.id.clone()));
         };
         renamed.name = new_name.to_string();
+        self.replace_record(&renamed)?;
+        Ok(renamed)
+    }
+
+    /// Changes what `change` changes of a container's record (`strata
+    /// update`: its limits and restart policy), under the containers lock
+    /// and replaced whole as a rename replaces it. Returns the new record.
+    pub fn update_container(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord> {
+        let _lock = lock(self.root())?;
+        let mut rec = read_record(self.root(), id)?
+            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+        change(&mut rec);
+        self.replace_record(&rec)?;
+        Ok(rec)
+    }
+
+    /// The record written whole: synced, renamed over the old one, its
+    /// directory synced.
+    fn replace_record(&self, rec: &ContainerRecord) -> Result<()> {
         let dir = self.container_dir(&rec.id);
         let storage = crate::storage::of(self.root());
-        let bytes = serde_json::to_vec(&renamed).expect("container records always serialize");
+        let bytes = serde_json::to_vec(rec).expect("container records always serialize");
         let path = dir.record();
         storage.replace_file_synced(&path, &bytes).at(&path)?;
         storage.sync_dir(dir.path()).at(dir.path())?;
-        Ok(renamed)
+        Ok(())
     }
 
     /// Drops the record first, then the directory: a crash between leaves

@@ -2382,3 +2382,67 @@ fn exec_detached_returns_at_once_and_its_process_is_reaped() {
     let missing = s.run(&["exec", "-d", "host", "/no/such/command"]);
     assert_eq!(missing.code, 127, "{}", missing.stderr);
 }
+
+#[test]
+fn update_changes_a_running_containers_limits_and_restart_policy() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "busybox",
+        "sh",
+        "-c",
+        "while [ ! -e /stop ]; do sleep 0.1; done; exit 3",
+    ])
+    .ok();
+    assert_eq!(
+        s.run(&["update", "-m", "64m", "--pids-limit", "20", "svc"])
+            .ok()
+            .stdout,
+        "svc\n"
+    );
+    // At once in its cgroup (what stats reads), and in its record.
+    let stats = s.run(&["stats", "--no-stream", "svc"]).ok().stdout;
+    assert!(stats.contains(" / 64MiB "), "{stats}");
+    let shown = s.run(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        "svc",
+    ]);
+    assert_eq!(shown.ok().stdout, "67108864 20\n");
+    s.run(&["update", "-m", "0", "svc"]).ok();
+    let stats = s.run(&["stats", "--no-stream", "svc"]).ok().stdout;
+    assert!(!stats.contains(" / 64MiB "), "{stats}");
+    // A policy that restarts, given to a running container, applies to
+    // its next exit.
+    s.run(&["update", "--restart", "on-failure:1", "svc"]).ok();
+    s.run(&["exec", "svc", "touch", "/stop"]).ok();
+    // It fails by itself: started again once (the next run finds /stop and
+    // fails at once), then left exited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let settled = || {
+        s.run(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "svc",
+        ])
+        .ok()
+        .stdout
+    };
+    while settled() != "1 exited 3\n" {
+        assert!(std::time::Instant::now() < deadline, "{}", settled());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    s.run(&["update", "svc"])
+        .refused_with("you must provide one or more flags when using this command");
+    s.run(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "60",
+    ])
+    .ok();
+    s.run(&["update", "--restart", "always", "gone"])
+        .refused_with("restart policy cannot be updated because AutoRemove is enabled");
+}

@@ -24,8 +24,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         let _ = std::fs::remove_file(paths.stopped_by_hand());
         let _ = std::fs::remove_file(paths.restart_count());
         if crate::restart_policy::restarts(&rec.restart) {
-            let launcher = std::process::id().to_string();
-            start_helper(ctx, "__keep", &["--launcher", &launcher], &args.id)?;
+            start_keeper(ctx, &args.id)?;
         }
     }
     if crate::health::Check::of(&rec.config).is_some() {
@@ -68,6 +67,13 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         }
     };
     Ok(code)
+}
+
+/// Starts the container's restart keeper, which watches it from the end
+/// of this process on.
+pub(super) fn start_keeper(ctx: &Ctx, id: &ContainerId) -> Result<()> {
+    let launcher = std::process::id().to_string();
+    start_helper(ctx, "__keep", &["--launcher", &launcher], id)
 }
 
 /// Starts one of the processes that watch the container while it runs

@@ -43,6 +43,7 @@ mod tag;
 mod top;
 mod umount;
 mod unshare;
+mod update;
 mod verify;
 mod volume;
 mod wait;
@@ -186,6 +187,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => port::port(&ctx, a),
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => top::top(&ctx, a),
         Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
+        Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => {
+            update::update(&ctx, a)
+        }
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {
             container,

@@ -178,6 +178,18 @@ impl ContainerCgroup {
         Ok(())
     }
 
+    /// Applies `resources` to the running container's cgroup (`strata
+    /// update`): each limit written anew, none where there is none now.
+    pub fn update(&self, resources: &Resources) -> anyhow::Result<()> {
+        for dir in &self.dirs {
+            match self.version {
+                Version::V2 => v2::update(dir, resources)?,
+                Version::V1 => v1::update(dir, resources)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the container can be paused through a freezer.
     pub fn has_freezer(&self) -> bool {
         self.freezer.is_some()

@@ -152,6 +152,45 @@ fn controller_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
     mounts
 }
 
+/// `strata update` of one hierarchy's directory of a running container:
+/// the limits its controller has, -1 where there is none now. Memory and
+/// swap move in the order the kernel accepts (the sum never below the
+/// memory): the sum unbounded first, then the memory, then the sum.
+pub fn update(dir: &Path, resources: &Resources) -> anyhow::Result<()> {
+    let or_none = |value: i64| if value > 0 { value } else { -1 };
+    if dir.join("memory.limit_in_bytes").exists() {
+        let memsw = dir.join("memory.memsw.limit_in_bytes").exists();
+        if memsw {
+            write_control(dir, "memory.memsw.limit_in_bytes", "-1")?;
+        }
+        write_control(
+            dir,
+            "memory.limit_in_bytes",
+            &or_none(resources.memory).to_string(),
+        )?;
+        if memsw && resources.memory > 0 {
+            let both = memory_and_swap(resources);
+            write_control(dir, "memory.memsw.limit_in_bytes", &both.to_string())?;
+        }
+    }
+    if dir.join("cpu.cfs_quota_us").exists() {
+        write_control(dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+        let quota = match resources.nano_cpus {
+            0 => -1,
+            n => super::limits::cfs_quota_us(n),
+        };
+        write_control(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+    }
+    if dir.join("pids.max").exists() {
+        let pids = match resources.pids_limit {
+            p if p > 0 => p.to_string(),
+            _ => "max".to_string(),
+        };
+        write_control(dir, "pids.max", &pids)?;
+    }
+    Ok(())
+}
+
 pub fn freeze(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     write_control(dir, "freezer.state", "FROZEN")?;
     let state = dir.join("freezer.state");

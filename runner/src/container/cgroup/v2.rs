@@ -121,6 +121,36 @@ fn delegated_base() -> anyhow::Result<Option<PathBuf>> {
     Ok(writable.then_some(base))
 }
 
+/// `strata update` of a running container's cgroup `dir` (`base/strata/
+/// <id>`): each limit written anew, `max` where there is none now, the
+/// controllers turned on first where it had none.
+pub fn update(dir: &Path, resources: &Resources) -> anyhow::Result<()> {
+    let base = dir
+        .parent()
+        .and_then(Path::parent)
+        .context("the container's cgroup has no parent")?;
+    enable_controllers(base, &["memory", "cpu", "pids"])?;
+    let limit = |value: i64| match value {
+        v if v > 0 => v.to_string(),
+        _ => "max".to_string(),
+    };
+    // v2 counts swap apart from memory: each is set on its own.
+    write_control(dir, "memory.max", &limit(resources.memory))?;
+    if dir.join("memory.swap.max").exists() {
+        let swap = match (resources.memory, super::limits::memory_and_swap(resources)) {
+            (0, _) | (_, -1) => "max".to_string(),
+            (memory, both) => (both - memory).to_string(),
+        };
+        write_control(dir, "memory.swap.max", &swap)?;
+    }
+    let quota = match resources.nano_cpus {
+        0 => "max".to_string(),
+        n => super::limits::cfs_quota_us(n).to_string(),
+    };
+    write_control(dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"))?;
+    write_control(dir, "pids.max", &limit(resources.pids_limit))
+}
+
 pub fn freeze(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     write_control(dir, "cgroup.freeze", "1")?;
     let events = dir.join("cgroup.events");
