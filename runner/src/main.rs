@@ -10,6 +10,7 @@ mod copy_path;
 mod dockerfile;
 mod environment;
 mod error_text;
+mod file_lock;
 mod health;
 mod hooks;
 mod humanize;

@@ -16,7 +16,6 @@ use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::{ContainerRecord, State};
-use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 use std::io::Read;
@@ -49,15 +48,7 @@ pub fn health(ctx: &Ctx, args: HealthArgs) -> Result<i32> {
         return Ok(0);
     };
     // One prober per container: a previous start's leaves with its monitor.
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(paths.health_lock())
-        .with_context(|| format!("open {}", paths.health_lock().display()))?;
-    let Ok(_lock) = Flock::lock(lock, FlockArg::LockExclusive) else {
-        return Ok(0);
-    };
+    let _lock = crate::file_lock::exclusive(&paths.health_lock())?;
     let monitor =
         crate::sys::pidfd_open(Pid::from_raw(monitor_pid)).context("watch the monitor")?;
     let mut health = Health::starting();

@@ -21,7 +21,6 @@ use crate::restart_policy::Backoff;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::{ContainerRecord, State};
-use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
@@ -32,13 +31,7 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
     // Its own session: the terminal that ran `run` may close.
     let _ = nix::unistd::setsid();
     let paths = ContainerPaths::new(&ctx.root, &args.id);
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(paths.keeper_lock())
-        .with_context(|| format!("open {}", paths.keeper_lock().display()))?;
-    let Ok(_lock) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
+    let Some(_lock) = crate::file_lock::try_exclusive(&paths.keeper_lock())? else {
         return Ok(0); // another keeper watches the container
     };
     // The launch that started this is its parent while it lives: with a

@@ -7,7 +7,7 @@ use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 
@@ -65,16 +65,7 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
 /// finds the container running (nothing to do), a restart stops it again.
 /// Held until dropped; the relaunched `run` does not inherit it.
 pub(super) fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
-    let path = ContainerPaths::of(&ctx.root, rec).start_lock();
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("lock {}", path.display()))
+    crate::file_lock::exclusive(&ContainerPaths::of(&ctx.root, rec).start_lock())
 }
 
 /// The container's record; the lookup only reads, the relaunched `run`
