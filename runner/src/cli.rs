@@ -231,6 +231,9 @@ pub enum ImageCommand {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (until=TIME, label=KEY[=VALUE], label!=...)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -287,6 +290,9 @@ pub enum ContainerCommand {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (until=TIME, label=KEY[=VALUE], label!=...)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -341,6 +347,12 @@ pub enum SystemCommand {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Prune anonymous volumes
+        #[arg(long)]
+        volumes: bool,
+        /// Provide filter values (until=TIME, label=KEY[=VALUE], label!=...)
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 

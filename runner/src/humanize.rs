@@ -38,6 +38,35 @@ pub fn human_size_with_precision(size: f64, precision: usize) -> String {
     format!("{}{}", go_format_g(size, precision), DECIMAL_UNITS[unit])
 }
 
+/// A time as docker's `--since`, `--until` and `until=` filters take it:
+/// an RFC 3339 time (or a date), Unix seconds with an optional fraction,
+/// or a Go duration back from `now`; in ns since the Unix epoch.
+pub fn time_bound(value: &str, now: i64) -> anyhow::Result<i64> {
+    if let Some(back) = parse_go_duration(value) {
+        return Ok(now - back);
+    }
+    let (secs, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !secs.is_empty() && digits(secs) && digits(fraction) {
+        let secs: i64 = secs
+            .parse()
+            .map_err(|_| anyhow::anyhow!("seconds out of range: {value}"))?;
+        // Nanoseconds: the fraction's first nine digits.
+        let nanos: i64 = format!("{fraction:0<9}")[..9].parse().unwrap_or(0);
+        return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+    }
+    let whole = if value.len() == 10 {
+        format!("{value}T00:00:00Z")
+    } else {
+        value.to_string()
+    };
+    parse_rfc3339(&whole).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid time {value:?}: give an RFC 3339 time, Unix seconds or a duration like 42m"
+        )
+    })
+}
+
 /// Go's `time.Duration.String()`: `30s`, `1.5s`, `500ms`, `1m30s`,
 /// `2h0m0s`.
 pub fn format_go_duration(d: std::time::Duration) -> String {

@@ -1,6 +1,6 @@
-//! docker's `--filter KEY=VALUE` for `ps` and `images`: the values given
-//! for one key are alternatives (any may match), except `label`, whose
-//! values must all match; different keys must all match.
+//! docker's `--filter KEY=VALUE` for `ps`, `images` and the prunes: the
+//! values given for one key are alternatives (any may match), except
+//! `label`, whose values must all match; different keys must all match.
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -65,12 +65,47 @@ impl Filters {
 
     /// Whether every `label=KEY` or `label=KEY=VALUE` holds for `labels`.
     pub fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.values("label")
+        self.values("label").iter().all(|v| label_holds(v, labels))
+    }
+}
+
+/// A prune's `--filter`s: `until=` (what was made before a time: RFC
+/// 3339, Unix seconds or a duration back from now), `label=KEY[=VALUE]`
+/// and `label!=KEY[=VALUE]` (what has, or has not, the label).
+pub struct PruneFilter {
+    filters: Filters,
+    until: Option<i64>,
+}
+
+impl PruneFilter {
+    pub fn parse(given: &[String]) -> Result<PruneFilter> {
+        let filters = Filters::parse(given, &["until", "label", "label!"])?;
+        let now = crate::clock::now_ns();
+        let until = (filters.values("until").last())
+            .map(|v| crate::humanize::time_bound(v, now))
+            .transpose()?;
+        Ok(PruneFilter { filters, until })
+    }
+
+    /// Whether what was made at `created` with `labels` may be pruned.
+    pub fn admits(&self, created: Option<i64>, labels: &BTreeMap<String, String>) -> bool {
+        let old_enough = self
+            .until
+            .is_none_or(|until| created.is_some_and(|c| c < until));
+        let unwanted = self
+            .filters
+            .values("label!")
             .iter()
-            .all(|v| match v.split_once('=') {
-                Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
-                None => labels.contains_key(v),
-            })
+            .any(|v| label_holds(v, labels));
+        old_enough && self.filters.labels_match(labels) && !unwanted
+    }
+}
+
+/// Whether `KEY` or `KEY=VALUE` holds for `labels`.
+fn label_holds(filter: &str, labels: &BTreeMap<String, String>) -> bool {
+    match filter.split_once('=') {
+        Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+        None => labels.contains_key(filter),
     }
 }
 

@@ -2446,3 +2446,32 @@ fn update_changes_a_running_containers_limits_and_restart_policy() {
     s.run(&["update", "--restart", "always", "gone"])
         .refused_with("restart policy cannot be updated because AutoRemove is enabled");
 }
+
+#[test]
+fn prunes_take_dockers_filters_and_system_prune_takes_volumes() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "--name", "kept", "-l", "keep=yes", "busybox", "true"])
+        .ok();
+    s.run(&[
+        "run", "--name", "loose", "-v", "/scratch", "busybox", "true",
+    ])
+    .ok();
+    s.run(&["volume", "create", "named"]).ok();
+    let names = |s: &Strata| s.run(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout;
+    // until= keeps what is younger; label!= what has the label.
+    s.run(&["container", "prune", "-f", "--filter", "until=1h"])
+        .ok();
+    assert_eq!(names(&s).lines().count(), 2);
+    s.run(&["container", "prune", "-f", "--filter", "label!=keep"])
+        .ok();
+    assert_eq!(names(&s), "kept\n");
+    // --volumes: the anonymous volumes nothing uses now (the pruned
+    // container's), never a named one.
+    let pruned = s.run(&["system", "prune", "-f", "--volumes"]).ok().stdout;
+    assert!(pruned.contains("Deleted Volumes:\n"), "{pruned}");
+    assert_eq!(s.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
+    s.run(&["container", "prune", "-f", "--filter", "colour=red"])
+        .refused_with("invalid filter 'colour'");
+    s.run(&["image", "prune", "-f", "--filter", "until=soon"])
+        .refused_with("invalid time \"soon\"");
+}

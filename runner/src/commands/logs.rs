@@ -5,7 +5,7 @@
 use super::Ctx;
 use crate::cli::LogsArgs;
 use crate::container::json_log;
-use crate::humanize::{format_rfc3339_nano_fixed, parse_go_duration, parse_rfc3339};
+use crate::humanize::{format_rfc3339_nano_fixed, parse_rfc3339, time_bound};
 use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
@@ -68,32 +68,6 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// docker's `--since` and `--until`: an RFC 3339 time (or a date), Unix
-/// seconds with an optional fraction, or a Go duration back from `now`.
-fn time_bound(value: &str, now: i64) -> Result<i64> {
-    if let Some(back) = parse_go_duration(value) {
-        return Ok(now - back);
-    }
-    let (secs, fraction) = value.split_once('.').unwrap_or((value, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !secs.is_empty() && digits(secs) && digits(fraction) {
-        let secs: i64 = secs.parse().context("seconds out of range")?;
-        // Nanoseconds: the fraction's first nine digits.
-        let nanos: i64 = format!("{fraction:0<9}")[..9].parse().unwrap_or(0);
-        return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
-    }
-    let whole = if value.len() == 10 {
-        format!("{value}T00:00:00Z")
-    } else {
-        value.to_string()
-    };
-    parse_rfc3339(&whole).map_err(|_| {
-        anyhow::anyhow!(
-            "invalid value for \"since\" or \"until\": {value:?}: give an RFC 3339 time, Unix seconds or a duration like 42m"
-        )
-    })
 }
 
 /// Prints the log's lines as they are read: each entry's text to the

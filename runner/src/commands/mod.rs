@@ -170,9 +170,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Archive(a) => cp::archive_in(a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
-        Command::Container(ContainerCommand::Prune { force }) => prune::containers(&ctx, force),
-        Command::Image(ImageCommand::Prune { all, force }) => prune::images(&ctx, all, force),
-        Command::System(SystemCommand::Prune { all, force }) => prune::system(&ctx, all, force),
+        Command::Container(ContainerCommand::Prune { force, filter }) => {
+            prune::containers(&ctx, force, &filter)
+        }
+        Command::Image(ImageCommand::Prune { all, force, filter }) => {
+            prune::images(&ctx, all, force, &filter)
+        }
+        Command::System(SystemCommand::Prune {
+            all,
+            force,
+            volumes,
+            filter,
+        }) => prune::system(&ctx, all, force, volumes, &filter),
         Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => stop::stop(&ctx, a),
         Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => kill::kill(&ctx, a),
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => start::start(&ctx, a),

@@ -4,6 +4,7 @@
 
 use super::Ctx;
 use crate::humanize::human_size;
+use crate::list_filter::PruneFilter;
 use crate::liveness;
 use anyhow::{Context, Result};
 use layerdb::{Digest, Removal, Store};
@@ -13,11 +14,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// `container prune`.
-pub fn containers(ctx: &Ctx, force: bool) -> Result<i32> {
+pub fn containers(ctx: &Ctx, force: bool, filter: &[String]) -> Result<i32> {
+    let filter = PruneFilter::parse(filter)?;
     if !force && !confirmed("This will remove all stopped containers.")? {
         return Ok(0);
     }
-    let (deleted, reclaimed) = remove_stopped_containers(&ctx.store()?)?;
+    let (deleted, reclaimed) = remove_stopped_containers(&ctx.store()?, &filter)?;
     print_deleted("Containers", &deleted);
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
@@ -25,7 +27,8 @@ pub fn containers(ctx: &Ctx, force: bool) -> Result<i32> {
 
 /// `image prune [-a]`: images with no tag (`-a`: any) that no container
 /// and no other image (a child committed on it) uses.
-pub fn images(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
+pub fn images(ctx: &Ctx, all: bool, force: bool, filter: &[String]) -> Result<i32> {
+    let filter = PruneFilter::parse(filter)?;
     let warning = if all {
         "This will remove all images without at least one container associated to them."
     } else {
@@ -34,32 +37,44 @@ pub fn images(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
     if !force && !confirmed(warning)? {
         return Ok(0);
     }
-    let deleted = remove_unused_images(&ctx.store_to_delete()?, all)?;
+    let deleted = remove_unused_images(&ctx.store_to_delete()?, all, &filter)?;
     print_deleted("Images", &deleted);
     let reclaimed = layerdb::gc::collect(&ctx.root)?.bytes_freed;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
 }
 
-/// `system prune [-a]`: stopped containers, then unused images, then what
-/// they leave.
-pub fn system(ctx: &Ctx, all: bool, force: bool) -> Result<i32> {
+/// `system prune [-a] [--volumes]`: stopped containers, then (with
+/// `--volumes`) the anonymous volumes none uses, then unused images, then
+/// what they leave.
+pub fn system(ctx: &Ctx, all: bool, force: bool, volumes: bool, filter: &[String]) -> Result<i32> {
+    let filter = PruneFilter::parse(filter)?;
     let images = if all {
         "all images without at least one container associated to them"
     } else {
         "all dangling images"
     };
-    let warning = format!("This will remove:\n  - all stopped containers\n  - {images}\n");
+    let volumes_line = match volumes {
+        true => "  - all anonymous volumes not used by at least one container\n",
+        false => "",
+    };
+    let warning =
+        format!("This will remove:\n  - all stopped containers\n{volumes_line}  - {images}\n");
     if !force && !confirmed(&warning)? {
         return Ok(0);
     }
     let store = ctx.store_to_delete()?;
-    let (containers, containers_bytes) = remove_stopped_containers(&store)?;
-    let images = remove_unused_images(&store, all)?;
+    let (containers, containers_bytes) = remove_stopped_containers(&store, &filter)?;
+    let (volumes, volumes_bytes) = match volumes {
+        true => remove_unused_volumes(&ctx.root, &liveness::containers(&store)?, false)?,
+        false => (Vec::new(), 0),
+    };
+    let images = remove_unused_images(&store, all, &filter)?;
     drop(store);
     print_deleted("Containers", &containers);
+    print_deleted("Volumes", &volumes);
     print_deleted("Images", &images);
-    let reclaimed = containers_bytes + layerdb::gc::collect(&ctx.root)?.bytes_freed;
+    let reclaimed = containers_bytes + volumes_bytes + layerdb::gc::collect(&ctx.root)?.bytes_freed;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
 }
@@ -89,11 +104,11 @@ pub(super) fn print_deleted(kind: &str, lines: &[String]) {
 
 /// Removes every stopped container: their ids, and the space their own
 /// layers took (docker's `SizeRw`).
-fn remove_stopped_containers(store: &Store) -> Result<(Vec<String>, u64)> {
+fn remove_stopped_containers(store: &Store, filter: &PruneFilter) -> Result<(Vec<String>, u64)> {
     let mut deleted = Vec::new();
     let mut reclaimed = 0;
     for rec in liveness::containers(store)? {
-        if rec.state.can_remove() {
+        if rec.state.can_remove() && filter.admits(Some(rec.created_ns), &rec.config.labels) {
             let size = files_bytes(&store.container_dir(&rec.id).upper());
             liveness::remove(store, &rec)?;
             reclaimed += size;
@@ -106,7 +121,7 @@ fn remove_stopped_containers(store: &Store) -> Result<(Vec<String>, u64)> {
 /// Removes the images no container and no other image uses, untagged
 /// ones only unless `all`, until none is left (removing a child can leave
 /// its untagged parent unused): docker's `untagged:` and `deleted:` lines.
-fn remove_unused_images(store: &Store, all: bool) -> Result<Vec<String>> {
+fn remove_unused_images(store: &Store, all: bool, filter: &PruneFilter) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     loop {
         let images = store.images()?;
@@ -118,6 +133,11 @@ fn remove_unused_images(store: &Store, all: bool) -> Result<Vec<String>> {
         let unused: Vec<Digest> = images
             .iter()
             .filter(|(image, tags)| !used.contains(&image.id) && (all || tags.is_empty()))
+            .filter(|(image, _)| {
+                let config = image.config();
+                let created = crate::humanize::parse_rfc3339(&config.created).ok();
+                filter.admits(created, &config.config.labels)
+            })
             .map(|(image, _)| image.id)
             .collect();
         if unused.is_empty() {
@@ -132,6 +152,27 @@ fn remove_unused_images(store: &Store, all: bool) -> Result<Vec<String>> {
             }
         }
     }
+}
+
+/// Removes the volumes no container in `containers` uses, anonymous ones
+/// only unless `all`, and what removals cut short left: their names and
+/// the bytes they held.
+pub(super) fn remove_unused_volumes(
+    root: &Path,
+    containers: &[layerdb::ContainerRecord],
+    all: bool,
+) -> Result<(Vec<String>, u64)> {
+    crate::volumes::remove_leftovers(root);
+    let (mut deleted, mut reclaimed) = (Vec::new(), 0);
+    for v in crate::volumes::list(root)? {
+        if (all || v.anonymous) && crate::volumes::users(containers, &v.name).is_empty() {
+            let size = files_bytes(&crate::volumes::data(root, &v.name));
+            crate::volumes::remove(root, &v.name)?;
+            reclaimed += size;
+            deleted.push(v.name);
+        }
+    }
+    Ok((deleted, reclaimed))
 }
 
 /// The bytes of the regular files under `dir`, each inode once, as

@@ -76,17 +76,8 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             if !force && !super::prune::confirmed(what)? {
                 return Ok(0);
             }
-            let containers = containers(ctx)?;
-            volumes::remove_leftovers(&ctx.root);
-            let (mut deleted, mut reclaimed) = (Vec::new(), 0);
-            for v in volumes::list(&ctx.root)? {
-                if (all || v.anonymous) && volumes::users(&containers, &v.name).is_empty() {
-                    let size = super::prune::files_bytes(&volumes::data(&ctx.root, &v.name));
-                    volumes::remove(&ctx.root, &v.name)?;
-                    reclaimed += size;
-                    deleted.push(v.name);
-                }
-            }
+            let (deleted, reclaimed) =
+                super::prune::remove_unused_volumes(&ctx.root, &containers(ctx)?, all)?;
             super::prune::print_deleted("Volumes", &deleted);
             println!("Total reclaimed space: {}", human_size(reclaimed));
         }
