@@ -145,6 +145,17 @@ pub enum LogDriver {
     None,
 }
 
+/// docker's json-file `--log-opt`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogOptions {
+    /// `max-size`: bytes past which the log is rotated (0: never).
+    pub max_size: u64,
+    /// `max-file`: the files kept in all, the current one included
+    /// (`<log>`, `<log>.1`...); 0 counts as 1.
+    pub max_files: u32,
+}
+
 /// Everything the store keeps about one container; stored as JSON under its id
 /// (see the `keys` schema).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +201,10 @@ pub struct ContainerRecord {
     /// before it (which had a log).
     #[serde(default)]
     pub log_driver: LogDriver,
+    /// `--log-opt max-size=`, `max-file=`. Absent in records made before
+    /// them (no rotation).
+    #[serde(default)]
+    pub log_options: LogOptions,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
     #[serde(default)]
     pub security: SecurityOptions,
@@ -447,6 +462,7 @@ mod tests {
             resources: Resources::default(),
             net: NetworkConfig::default(),
             restart: RestartPolicy::default(),
+            log_options: LogOptions::default(),
         };
         let mut old = serde_json::to_value(&rec).expect("encode");
         old["upper"] = "/elsewhere/upper".into();

@@ -456,6 +456,7 @@ mod tests {
             resources: Default::default(),
             net: Default::default(),
             restart: Default::default(),
+            log_options: Default::default(),
         }
     }
 

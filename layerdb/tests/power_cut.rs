@@ -390,6 +390,7 @@ fn container_record(id: &str, image: Digest) -> ContainerRecord {
         resources: Default::default(),
         net: Default::default(),
         restart: Default::default(),
+        log_options: Default::default(),
     }
 }
 

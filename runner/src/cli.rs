@@ -468,6 +468,9 @@ pub struct RunArgs {
     /// Logging driver for the container (json-file or none)
     #[arg(long)]
     pub log_driver: Option<String>,
+    /// Log driver options (json-file: max-size=SIZE, max-file=N)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
     #[arg(long)]
     pub platform: Option<String>,

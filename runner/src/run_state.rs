@@ -147,6 +147,7 @@ mod tests {
             resources: Default::default(),
             net: Default::default(),
             restart: Default::default(),
+            log_options: Default::default(),
         }
     }
 

@@ -2475,3 +2475,74 @@ fn prunes_take_dockers_filters_and_system_prune_takes_volumes() {
     s.run(&["image", "prune", "-f", "--filter", "until=soon"])
         .refused_with("invalid time \"soon\"");
 }
+
+#[test]
+fn a_log_with_max_size_rotates_and_logs_reads_across_its_files() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 200); do echo line $i; done",
+    ])
+    .ok();
+    let log = s
+        .run(&["inspect", "-f", "{{.LogPath}}", "chatty"])
+        .ok()
+        .stdout;
+    let log = std::path::PathBuf::from(log.trim());
+    // Three files at most, none past the size by more than one entry.
+    let older = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    for path in [log.clone(), older(1), older(2)] {
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len <= 2048, "{}: {len}", path.display());
+    }
+    assert!(!older(3).exists());
+    // What is kept reads in order, its newest lines last; --tail spans
+    // the files.
+    let shown = s.run(&["logs", "chatty"]).ok().stdout;
+    let numbers: Vec<u32> = shown
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(*numbers.last().unwrap(), 200);
+    assert!(numbers.len() < 200, "nothing was rotated away");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    let count = shown.lines().count().to_string();
+    let all = s.run(&["logs", "--tail", &count, "chatty"]).ok().stdout;
+    assert_eq!(all, shown);
+    assert_eq!(
+        s.run(&["logs", "--tail", "2", "chatty"]).ok().stdout,
+        "line 199\nline 200\n"
+    );
+    // Followed while it rotates: every line, in order.
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--log-opt",
+        "max-size=500",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; for i in $(seq 1 60); do echo line $i; sleep 0.05; done",
+    ])
+    .ok();
+    let followed = s.run(&["logs", "-f", "slow"]).ok().stdout;
+    let want: String = (1..=60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(followed, want);
+    s.run(&["run", "--log-opt", "max-file=2", "busybox", "true"])
+        .refused_with("max-file cannot be set when max-size is not set");
+    s.run(&["run", "--log-opt", "colour=red", "busybox", "true"])
+        .refused_with("unknown log opt 'colour' for json-file log driver");
+}

@@ -124,6 +124,7 @@ fn spec_of(id: &ContainerId, rec: &ContainerRecord, paths: &ContainerPaths) -> S
             resolv_conf: Some(paths.resolv_conf()),
         },
         log_file: (rec.log_driver == layerdb::LogDriver::JsonFile).then(|| paths.log()),
+        log_options: rec.log_options,
         security: rec.security.clone(),
         resources: rec.resources.clone(),
         container_dir: paths.dir.clone(),

@@ -40,14 +40,30 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         let log = ContainerPaths::of(&ctx.root, &rec).log();
         (rec, log)
     };
+    let older = older_files(&log, &rec.log_options);
     let mut file = match std::fs::File::open(&log) {
         Ok(f) => f,
-        Err(_) if !args.follow => return Ok(0),
+        Err(_) if !args.follow && older.is_empty() => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("open {}", log.display())),
     };
-    if let Some(lines) = tail {
-        let start = start_of_last_lines(&mut file, lines)?;
-        file.seek(std::io::SeekFrom::Start(start))?;
+    if older.is_empty() {
+        if let Some(lines) = tail {
+            let start = start_of_last_lines(&mut file, lines)?;
+            file.seek(std::io::SeekFrom::Start(start))?;
+        }
+    } else {
+        // A rotated log is bounded (max-size times max-file): its files,
+        // oldest first, are read whole, the tail taken of them together.
+        let mut all = Vec::new();
+        for path in &older {
+            // One rotated away meanwhile is in the next file.
+            if let Ok(mut f) = std::fs::File::open(path) {
+                f.read_to_end(&mut all)?;
+            }
+        }
+        file.read_to_end(&mut all)?;
+        let start = tail.map_or(0, |lines| start_of_last_lines_in(&all, lines));
+        printer.copy(&mut &all[start..])?;
     }
     let monitor = match rec.state {
         State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } if args.follow => {
@@ -61,6 +77,15 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         let alive = monitor.is_some_and(liveness::process_alive);
         if printer.copy(&mut file)? {
             continue;
+        }
+        // Rotated under us: what the old file got last is read above, the
+        // new one from its start.
+        if rotated_away(&file, &log) {
+            if let Ok(new) = std::fs::File::open(&log) {
+                printer.copy(&mut file)?;
+                file = new;
+                continue;
+            }
         }
         if !alive {
             printer.finish()?;
@@ -84,7 +109,7 @@ impl Printer {
     /// Prints the complete lines `file` holds from where it is, a block at
     /// a time (a log may be far larger than memory); whether there were
     /// any bytes.
-    fn copy(&mut self, file: &mut std::fs::File) -> Result<bool> {
+    fn copy(&mut self, file: &mut impl Read) -> Result<bool> {
         let mut block = vec![0u8; 1 << 20];
         let mut any = false;
         // Buffered: stdout alone flushes at every newline, a system call
@@ -147,6 +172,46 @@ impl Printer {
         }
         Ok(to.write_all(entry.log.as_bytes())?)
     }
+}
+
+/// The rotated files of the log at `log` that exist, oldest first.
+fn older_files(log: &std::path::Path, options: &layerdb::LogOptions) -> Vec<std::path::PathBuf> {
+    (1..options.max_files.max(1))
+        .rev()
+        .map(|n| json_log::Rotation::older(log, n))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// Whether the log's path now names another file than `file`.
+fn rotated_away(file: &std::fs::File, log: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(log)) {
+        (Ok(ours), Ok(now)) => (ours.dev(), ours.ino()) != (now.dev(), now.ino()),
+        _ => false,
+    }
+}
+
+/// Where the last `lines` lines of `bytes` begin (a last line without its
+/// newline counts).
+fn start_of_last_lines_in(bytes: &[u8], lines: u64) -> usize {
+    if lines == 0 {
+        return bytes.len();
+    }
+    let end = match bytes.last() {
+        Some(b'\n') => bytes.len() - 1,
+        _ => bytes.len(),
+    };
+    let mut seen = 0;
+    for (i, b) in bytes[..end].iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == lines {
+                return i + 1;
+            }
+        }
+    }
+    0
 }
 
 /// Where the last `lines` lines of `file` begin (a last line without its

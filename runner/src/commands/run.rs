@@ -163,6 +163,16 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         )?
     };
     let resources = resources_of(args)?;
+    let log_driver = log_driver(args.log_driver.as_deref())?;
+    let log_options = match (log_driver, args.log_opt.first()) {
+        (layerdb::LogDriver::None, Some(opt)) => {
+            bail!(
+                "unknown log opt '{}' for none log driver",
+                opt.split('=').next().unwrap_or(opt)
+            )
+        }
+        _ => crate::container::json_log::options(&args.log_opt)?,
+    };
     let restart = match &args.restart {
         Some(given) => crate::restart_policy::parse(given)?,
         None => layerdb::RestartPolicy::default(),
@@ -278,7 +288,8 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
         tmpfs,
         auto_remove: args.rm,
         init: args.init,
-        log_driver: log_driver(args.log_driver.as_deref())?,
+        log_driver,
+        log_options,
         security,
         resources,
         net,

@@ -4,7 +4,9 @@
 //! time of each line (`-t`) and only the lines of a time span (`--since`,
 //! `--until`). Output that is not UTF-8 is kept lossily, as docker's is.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,14 +39,135 @@ pub struct LineWriter<'fd> {
     stream: &'static str,
     /// The start of a line whose newline has not come yet.
     partial: Vec<u8>,
+    rotation: Option<Rotation>,
+}
+
+/// docker's json-file `max-size` and `max-file` for a log at `path`: a
+/// write that would take the log past `max_size` first moves it to
+/// `path.1` (`path.1` to `path.2`..., the oldest past `max_files` gone;
+/// with one file the log is emptied instead), then goes to a new log.
+/// Every writer of the log (the two output relays, or the monitor) does
+/// this under one lock (`path.lock`), and one that finds its descriptor no
+/// longer the log's (another rotated it) opens the log again onto the same
+/// descriptor number first.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub path: PathBuf,
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// docker's json-file `--log-opt KEY=VALUE`s: `max-size` (bytes, or with
+/// a unit: k, m, g, in 1024s as docker reads them) and `max-file` (at
+/// least 1, only with `max-size`); another option of docker's is refused
+/// as not kept here, one it does not know as docker refuses it.
+pub fn options(given: &[String]) -> anyhow::Result<layerdb::LogOptions> {
+    let mut options = layerdb::LogOptions::default();
+    let mut files = None;
+    for opt in given {
+        let Some((key, value)) = opt.split_once('=') else {
+            anyhow::bail!("invalid key value pair format in log options: {opt}");
+        };
+        match key {
+            "max-size" => {
+                let bytes = crate::humanize::parse_size(value, "--log-opt max-size")?;
+                options.max_size = u64::try_from(bytes).unwrap_or(0);
+            }
+            "max-file" => match value.parse::<u32>() {
+                Ok(n) if n >= 1 => files = Some(n),
+                _ => anyhow::bail!("max-file cannot be less than 1"),
+            },
+            "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {
+                anyhow::bail!("log opt '{key}' of the json-file driver is not supported by strata")
+            }
+            _ => anyhow::bail!("unknown log opt '{key}' for json-file log driver"),
+        }
+    }
+    if files.is_some_and(|n| n > 1) && options.max_size == 0 {
+        anyhow::bail!("max-file cannot be set when max-size is not set");
+    }
+    options.max_files = files.unwrap_or(1);
+    Ok(options)
+}
+
+impl Rotation {
+    /// The rotation `options` ask for of the log at `path`, if any.
+    pub fn of(path: &Path, options: &layerdb::LogOptions) -> Option<Rotation> {
+        (options.max_size > 0).then(|| Rotation {
+            path: path.to_path_buf(),
+            max_size: options.max_size,
+            max_files: options.max_files.max(1),
+        })
+    }
+
+    /// The log's `n`th older file (`path.n`).
+    pub fn older(path: &Path, n: u32) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    /// Writes `out` (whole entries) to `fd`, a descriptor of the log, an
+    /// entry never split across files: first the log opened again if
+    /// another writer rotated it, then before each entry that would take
+    /// it past `max_size` (unless it is empty) a rotation. Call under the
+    /// lock.
+    fn write(&self, fd: BorrowedFd<'_>, out: &[u8]) -> std::io::Result<()> {
+        let ours = nix::sys::stat::fstat(fd)?;
+        match std::fs::metadata(&self.path) {
+            Ok(md) if md.ino() == ours.st_ino && md.dev() == ours.st_dev as u64 => {}
+            _ => self.reopen(fd)?,
+        }
+        let mut size = nix::sys::stat::fstat(fd)?.st_size as u64;
+        let mut pending = 0;
+        let mut at = 0;
+        for entry in out.split_inclusive(|&b| b == b'\n') {
+            if size > 0 && size + entry.len() as u64 > self.max_size {
+                super::attach::write_all(fd, &out[pending..at]);
+                self.rotate(fd)?;
+                (size, pending) = (0, at);
+            }
+            size += entry.len() as u64;
+            at += entry.len();
+        }
+        super::attach::write_all(fd, &out[pending..]);
+        Ok(())
+    }
+
+    /// The log moved to `path.1` (the older ones one further, the oldest
+    /// past `max_files` gone) and a new one onto `fd`; with one file, the
+    /// log emptied.
+    fn rotate(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        if self.max_files < 2 {
+            return nix::unistd::ftruncate(fd, 0).map_err(std::io::Error::from);
+        }
+        for n in (1..self.max_files - 1).rev() {
+            match std::fs::rename(Self::older(&self.path, n), Self::older(&self.path, n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(&self.path, Self::older(&self.path, 1))?;
+        self.reopen(fd)
+    }
+
+    /// The log at `path` (made if missing) onto `fd`'s number.
+    fn reopen(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        crate::sys::dup_onto(log.as_fd(), fd.as_raw_fd())
+    }
 }
 
 impl<'fd> LineWriter<'fd> {
-    pub fn new(log: BorrowedFd<'fd>, stream: &'static str) -> Self {
+    pub fn new(log: BorrowedFd<'fd>, stream: &'static str, rotation: Option<Rotation>) -> Self {
         LineWriter {
             log,
             stream,
             partial: Vec::new(),
+            rotation,
         }
     }
 
@@ -90,10 +213,18 @@ impl<'fd> LineWriter<'fd> {
     }
 
     fn put(&self, out: &[u8]) {
-        if !out.is_empty() {
-            // A log that cannot be written (a full disk) loses these
-            // lines, as docker's does; the container goes on.
+        if out.is_empty() {
+            return;
+        }
+        // A log that cannot be written (a full disk), or rotated, loses
+        // these lines, as docker's does; the container goes on.
+        let Some(rotation) = &self.rotation else {
             super::attach::write_all(self.log, out);
+            return;
+        };
+        let _lock = crate::file_lock::exclusive(&rotation.path.with_extension("lock"));
+        if let Err(e) = rotation.write(self.log, out) {
+            log::warn!("rotating {}: {e}", rotation.path.display());
         }
     }
 }
@@ -120,7 +251,7 @@ mod tests {
     fn logged(calls: &[&[u8]], stream: &'static str) -> Vec<(String, String)> {
         let mut file = tempfile::tempfile().unwrap();
         {
-            let mut w = LineWriter::new(file.as_fd(), stream);
+            let mut w = LineWriter::new(file.as_fd(), stream, None);
             for call in calls {
                 w.write(call);
             }

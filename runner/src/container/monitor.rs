@@ -154,7 +154,8 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     let mut output = PtyOutput {
         stdout: !detach,
-        log: (stdio_held.log.as_ref()).map(|log| LineWriter::new(log.as_fd(), "stdout")),
+        log: (stdio_held.log.as_ref())
+            .map(|log| LineWriter::new(log.as_fd(), "stdout", log_rotation(spec))),
     };
     let code = supervise(
         pid,
@@ -221,6 +222,7 @@ fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> any
     }
     let logged = super::relay::Logged {
         log: log.as_ref(),
+        rotation: log_rotation(spec),
         cli_alive: cli_alive.map(|fd| fd.as_fd()),
     };
     let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(logged))?;
@@ -229,6 +231,12 @@ fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> any
         _relays: relays,
         log,
     })
+}
+
+/// How the container's log is rotated, if it is.
+fn log_rotation(spec: &Spec) -> Option<super::json_log::Rotation> {
+    let path = spec.log_file.as_deref()?;
+    super::json_log::Rotation::of(path, &spec.log_options)
 }
 
 /// What the monitor holds for the container's stdio while it lives.

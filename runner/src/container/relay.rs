@@ -106,7 +106,9 @@ pub fn interpose(tty: bool, stdin: bool, logged: Option<Logged<'_>>) -> anyhow::
                 }
                 sys::close_all_from_before_exit(ALIVE_FD as u32 + 1);
                 let stream = if fd == 1 { "stdout" } else { "stderr" };
-                let log = has_log.map(|_| LineWriter::new(sys::borrow_open_fd(LOG_FD), stream));
+                let rotation = logged.as_ref().and_then(|l| l.rotation.clone());
+                let log =
+                    has_log.map(|_| LineWriter::new(sys::borrow_open_fd(LOG_FD), stream, rotation));
                 let alive = has_alive.map(|_| sys::borrow_open_fd(ALIVE_FD));
                 let to = (!to_null).then(|| sys::borrow_open_fd(1));
                 sys::exit_immediately(copy(sys::borrow_open_fd(0), to, log, alive));
@@ -190,6 +192,8 @@ fn exits_by(pid: Pid, deadline: Instant) -> bool {
 /// (`None` when detached).
 pub struct Logged<'a> {
     pub log: Option<&'a File>,
+    /// When the log is rotated.
+    pub rotation: Option<super::json_log::Rotation>,
     pub cli_alive: Option<BorrowedFd<'a>>,
 }
 

@@ -44,6 +44,8 @@ pub struct Spec {
     /// The container's log (`<container dir>/container.log`), or none
     /// (`--log-driver none`).
     pub log_file: Option<PathBuf>,
+    /// When the log is rotated (`--log-opt max-size`, `max-file`).
+    pub log_options: layerdb::LogOptions,
     /// Capabilities, seccomp, no_new_privs, `--privileged`, as recorded.
     pub security: layerdb::SecurityOptions,
     /// Limits and device access, applied through the container's cgroup.
