@@ -107,6 +107,21 @@ pub fn settle(store: &Store, rec: ContainerRecord) -> Result<ContainerRecord> {
     Ok(rec)
 }
 
+/// The container `id` from its files alone (its record and state file),
+/// without opening the index: for the processes that watch a container
+/// for its whole life (`__keep`, `__health`), whose index reader's memory
+/// would stay with them. One whose monitor died is settled through the
+/// index, as every command settles it.
+pub fn container_from_files(root: &std::path::Path, id: &str) -> Result<ContainerRecord> {
+    let rec = layerdb::container_records::read_record(root, id)?
+        .with_context(|| format!("No such container: {id}"))?;
+    let rec = run_state::current(root, rec);
+    match vanished(&rec.state) {
+        None => Ok(rec),
+        Some(_) => settle(&Store::open_read_only(root)?, rec),
+    }
+}
+
 /// When the state says running but its monitor is gone: the start time.
 fn vanished(state: &State) -> Option<i64> {
     match *state {

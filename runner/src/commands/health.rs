@@ -173,6 +173,5 @@ fn write(paths: &ContainerPaths, health: &Health) -> Result<()> {
 }
 
 fn record(ctx: &Ctx, id: &str) -> Result<ContainerRecord> {
-    let store = ctx.reader()?;
-    liveness::container(&store, id)
+    liveness::container_from_files(&ctx.root, id)
 }

@@ -165,6 +165,5 @@ fn wait_unless_stopped(paths: &ContainerPaths, delay: Duration) -> bool {
 
 /// The container, settled; the lookup only reads.
 fn record(ctx: &Ctx, id: &str) -> Result<ContainerRecord> {
-    let store = ctx.reader()?;
-    liveness::container(&store, id)
+    liveness::container_from_files(&ctx.root, id)
 }
