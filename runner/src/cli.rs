@@ -47,6 +47,10 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Display system-wide information
+    Info,
+    /// Show the strata version information
+    Version,
     /// Remove layers and chunks nothing references
     Gc,
     /// Re-hash every chunk and resolve every reference
@@ -602,6 +606,10 @@ pub struct CommitArgs {
     pub message: Option<String>,
     #[arg(short, long = "change")]
     pub change: Vec<String>,
+    /// Pause container during commit (docker's `--pause=false` turns it off)
+    #[arg(short = 'p', long = "pause", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
     /// Do not pause the container during commit
     #[arg(long)]
     pub no_pause: bool,
@@ -614,7 +622,7 @@ pub struct PsArgs {
     #[arg(short, long)]
     pub all: bool,
     /// Filter output based on conditions provided (id, name, status,
-    /// exited, label, ancestor, before, since)
+    /// exited, label, ancestor, before, since, volume, health)
     #[arg(short, long)]
     pub filter: Vec<String>,
     /// Show n last created containers (includes all states)

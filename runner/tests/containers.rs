@@ -2546,3 +2546,33 @@ fn a_log_with_max_size_rotates_and_logs_reads_across_its_files() {
     s.run(&["run", "--log-opt", "colour=red", "busybox", "true"])
         .refused_with("unknown log opt 'colour' for json-file log driver");
 }
+
+#[test]
+fn info_version_and_commit_pause_speak_dockers_language() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "-d", "--name", "up", "busybox", "sleep", "600"])
+        .ok();
+    s.run(&["create", "--name", "made", "busybox", "true"]).ok();
+    let info = s.run(&["info"]).ok().stdout;
+    for line in [
+        " Containers: 2",
+        "  Running: 1",
+        "  Stopped: 1",
+        " Images: 1",
+    ] {
+        assert!(info.lines().any(|l| l == line), "{line:?} not in {info}");
+    }
+    assert!(
+        info.contains(&format!(" Strata Root Dir: {}", s.root().display())),
+        "{info}"
+    );
+    let version = s.run(&["version"]).ok().stdout;
+    assert!(
+        version.contains(&format!(" Version:      {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // docker's `commit --pause=false` and `-p` (a bool: the name after
+    // it is the container's).
+    s.run(&["commit", "--pause=false", "up", "nopause"]).ok();
+    s.run(&["commit", "-p", "up", "paused"]).ok();
+}

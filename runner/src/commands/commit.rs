@@ -173,7 +173,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
     let run_config = crate::dockerfile::commit_config(&rec.config, &args.change)?;
 
     let layer = {
-        let _paused = Paused::new(ctx, &rec, !args.no_pause)?;
+        let _paused = Paused::new(ctx, &rec, args.pause && !args.no_pause)?;
         let (changes, lowers) = change_set(&store, &rec, &image)?;
         let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
         if changes.is_empty() {

@@ -15,6 +15,7 @@ mod health;
 mod history;
 mod images;
 mod import;
+mod info;
 mod inspect;
 mod keep;
 mod kill;
@@ -149,6 +150,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::System(SystemCommand::Df) => df::df(&ctx),
         Command::Volume(v) => volume::run(&ctx, v),
         Command::Gc => gc::gc(&ctx),
+        Command::Info => info::info(&ctx),
+        Command::Version => info::version(),
         Command::Verify(a) => verify::verify(&ctx, a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, *a),
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {

@@ -1,0 +1,90 @@
+//! `strata info` and `strata version`: what docker's print, for a
+//! newcomer's first look and a bug report: the store's containers and
+//! images, where it lives, and what of the host strata uses (cgroups,
+//! FUSE over io_uring, user namespaces).
+
+use super::Ctx;
+use crate::container::cgroup::{host_version, Version};
+use crate::humanize::bytes_size;
+use crate::liveness;
+use anyhow::Result;
+use layerdb::State;
+
+pub fn version() -> Result<i32> {
+    println!("Client: strata");
+    println!(" Version:      {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        " OS/Arch:      linux/{}",
+        layerdb::image::host_architecture()
+    );
+    println!();
+    println!("Server: none (strata runs containers without a daemon)");
+    Ok(0)
+}
+
+pub fn info(ctx: &Ctx) -> Result<i32> {
+    let store = ctx.reader()?;
+    let containers = liveness::containers(&store)?;
+    let count = |f: fn(&State) -> bool| containers.iter().filter(|c| f(&c.state)).count();
+    let running = count(|s| matches!(s, State::Running { .. }));
+    let paused = count(|s| matches!(s, State::Paused { .. }));
+    let images = store.images()?.len();
+    let volumes = crate::volumes::list(&ctx.root)?.len();
+    drop(store);
+    let rootless = !nix::unistd::geteuid().is_root();
+    let uring = std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").map_or(
+        "not offered by this kernel".to_string(),
+        |v| match v.trim() {
+            "Y" => "on".to_string(),
+            _ => "off (/sys/module/fuse/parameters/enable_uring)".to_string(),
+        },
+    );
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            let name = text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
+            Some(name.trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let kib = t.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+            kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("Client: strata {}", env!("CARGO_PKG_VERSION"));
+    println!();
+    println!("Server: none (containers run under their own monitor process)");
+    println!(" Containers: {}", containers.len());
+    println!("  Running: {running}");
+    println!("  Paused: {paused}");
+    println!("  Stopped: {}", containers.len() - running - paused);
+    println!(" Images: {images}");
+    println!(" Volumes: {volumes}");
+    println!(" Storage Driver: strata (content-defined chunks, FUSE union)");
+    println!("  FUSE over io_uring: {uring}");
+    println!(" Logging Driver: json-file");
+    println!(" Cgroup Driver: cgroupfs");
+    let cgroup = match host_version() {
+        Version::V1 => "1",
+        Version::V2 => "2",
+    };
+    println!(" Cgroup Version: {cgroup}");
+    println!(
+        " Security Options:\n  seccomp\n   Profile: builtin{}",
+        if rootless { "\n  rootless" } else { "" }
+    );
+    println!(" Kernel Version: {kernel}");
+    println!(" Operating System: {os}");
+    println!(" OSType: linux");
+    println!(" Architecture: {}", std::env::consts::ARCH);
+    println!(" CPUs: {cpus}");
+    println!(" Total Memory: {}", bytes_size(memory));
+    println!(" Strata Root Dir: {}", ctx.root.display());
+    Ok(0)
+}
