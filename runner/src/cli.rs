@@ -95,6 +95,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Update configuration of one or more containers
     Update(UpdateArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -285,6 +287,8 @@ pub enum ContainerCommand {
     Stats(StatsArgs),
     /// Update configuration of one or more containers
     Update(UpdateArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
     /// Rename a container
@@ -749,6 +753,14 @@ pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]
     pub private_port: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    pub container: String,
 }
 
 #[derive(Args, Debug)]

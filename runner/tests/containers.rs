@@ -2576,3 +2576,39 @@ fn info_version_and_commit_pause_speak_dockers_language() {
     s.run(&["commit", "--pause=false", "up", "nopause"]).ok();
     s.run(&["commit", "-p", "up", "paused"]).ok();
 }
+
+#[test]
+fn attach_follows_a_detached_containers_output_and_feeds_its_stdin() {
+    let s = Strata::with_busybox();
+    s.run(&["run", "-di", "--name", "shell", "busybox", "sh"])
+        .ok();
+    // The input goes to the container's stdin; its output comes back; it
+    // exits, and attach with its code.
+    let mut client = s
+        .cmd(&["attach", "shell"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = client.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"echo hello from attach\nexit 3\n").unwrap();
+    common::wait_bounded(&mut client, std::time::Duration::from_secs(20), "attach");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "hello from attach\n");
+    assert_eq!(client.wait().unwrap().code(), Some(3));
+    drop(input);
+    // Ctrl-P Ctrl-Q leaves the container running.
+    s.run(&["run", "-di", "--name", "cat", "busybox", "cat"])
+        .ok();
+    let detached = s.run_stdin(&["attach", "cat"], b"\x10\x11");
+    assert_eq!(detached.code, 0, "{}", detached.stderr);
+    assert!(s
+        .run(&["ps", "--format", "{{.Names}}"])
+        .ok()
+        .stdout
+        .contains("cat"));
+    s.run(&["stop", "-t", "0", "cat"]).ok();
+    s.run(&["attach", "cat"])
+        .refused_with("You cannot attach to a stopped container, start it first");
+}

@@ -25,12 +25,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     };
     let now = crate::clock::now_ns();
     let bound = |value: &Option<String>| value.as_deref().map(|v| time_bound(v, now)).transpose();
-    let mut printer = Printer {
-        timestamps: args.timestamps,
-        since: bound(&args.since)?,
-        until: bound(&args.until)?,
-        partial: Vec::new(),
-    };
+    let mut printer = Printer::new(args.timestamps, bound(&args.since)?, bound(&args.until)?);
     let (rec, log) = {
         let store = ctx.reader()?;
         let rec = liveness::container(&store, &args.container)?;
@@ -97,7 +92,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
 
 /// Prints the log's lines as they are read: each entry's text to the
 /// stream it came from, within the time span, with its time if asked.
-struct Printer {
+pub(super) struct Printer {
     timestamps: bool,
     since: Option<i64>,
     until: Option<i64>,
@@ -106,10 +101,19 @@ struct Printer {
 }
 
 impl Printer {
+    pub(super) fn new(timestamps: bool, since: Option<i64>, until: Option<i64>) -> Printer {
+        Printer {
+            timestamps,
+            since,
+            until,
+            partial: Vec::new(),
+        }
+    }
+
     /// Prints the complete lines `file` holds from where it is, a block at
     /// a time (a log may be far larger than memory); whether there were
     /// any bytes.
-    fn copy(&mut self, file: &mut impl Read) -> Result<bool> {
+    pub(super) fn copy(&mut self, file: &mut impl Read) -> Result<bool> {
         let mut block = vec![0u8; 1 << 20];
         let mut any = false;
         // Buffered: stdout alone flushes at every newline, a system call
@@ -136,7 +140,7 @@ impl Printer {
     }
 
     /// The last line, if the log does not end with a newline.
-    fn finish(&mut self) -> Result<()> {
+    pub(super) fn finish(&mut self) -> Result<()> {
         if self.partial.is_empty() {
             return Ok(());
         }
@@ -184,7 +188,7 @@ fn older_files(log: &std::path::Path, options: &layerdb::LogOptions) -> Vec<std:
 }
 
 /// Whether the log's path now names another file than `file`.
-fn rotated_away(file: &std::fs::File, log: &std::path::Path) -> bool {
+pub(super) fn rotated_away(file: &std::fs::File, log: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(log)) {
         (Ok(ours), Ok(now)) => (ours.dev(), ours.ino()) != (now.dev(), now.ino()),

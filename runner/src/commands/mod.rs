@@ -3,6 +3,7 @@
 //! `__archive` in cp.rs, `__keep` in keep.rs, `__health` in health.rs);
 //! `dispatch` routes the parsed command line to it.
 
+mod attach;
 mod commit;
 mod cp;
 mod create;
@@ -201,6 +202,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
         Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => {
             update::update(&ctx, a)
+        }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            attach::attach(&ctx, a)
         }
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::logs(&ctx, a),
         Command::Rename {

@@ -26,6 +26,7 @@
 
 pub mod archive;
 mod attach;
+pub mod attach_input;
 mod capabilities;
 pub mod cgroup;
 mod events;
@@ -35,6 +36,7 @@ mod init;
 pub mod json_log;
 mod lookup;
 mod monitor;
+mod monitor_socket;
 mod namespaces;
 pub mod pause;
 mod process;
@@ -54,6 +56,7 @@ pub use exec::{exec_in, ExecSpec};
 pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::{private_mount_namespace, sync_root_filesystem};
+pub use pty::RawMode;
 pub use security::options_from_flags;
 pub use signals::kill;
 pub use spec::{EtcFiles, Spec};

@@ -152,6 +152,17 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     // it paused.
     let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
+    // A detached `-i` container's stdin, for `strata attach`.
+    let input = match (&master, &stdio_held.stdin) {
+        _ if !(detach && spec.interactive) => None,
+        (Some(master), _) => Some(master.as_fd()),
+        (None, Some(stdin)) => Some(stdin.as_fd()),
+        (None, None) => None,
+    };
+    let _attach = input.map(|input| {
+        super::attach_input::serve(&spec.container_dir, input)
+            .map_err(|err| log::warn!("attach will not reach the container's input: {err:#}"))
+    });
     let mut output = PtyOutput {
         stdout: !detach,
         log: (stdio_held.log.as_ref())
@@ -227,7 +238,7 @@ fn leave_terminal(spec: &Spec, detach: bool, cli_alive: Option<&OwnedFd>) -> any
     };
     let relays = super::relay::interpose(spec.tty, spec.interactive && !detach, Some(logged))?;
     Ok(Held {
-        _stdin: stdin,
+        stdin,
         _relays: relays,
         log,
     })
@@ -242,7 +253,7 @@ fn log_rotation(spec: &Spec) -> Option<super::json_log::Rotation> {
 /// What the monitor holds for the container's stdio while it lives.
 struct Held {
     /// Detached: the open stdin of a `-di` container.
-    _stdin: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
     /// Without a terminal: the relays of stdout and stderr (and stdin
     /// when attached with `-i`), waited for last.
     _relays: super::relay::Relays,

@@ -15,9 +15,8 @@
 //! first.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::fd::AsRawFd as _;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use nix::unistd::Pid;
@@ -51,17 +50,6 @@ impl Method {
     }
 }
 
-/// A path for `name` in `dir` that fits a socket address (108 bytes),
-/// however long `dir` is: through an open descriptor of the directory.
-/// The descriptor must stay open while the path is used.
-fn short_path(dir: &std::fs::File, name: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
-}
-
-fn open_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))
-}
-
 /// Starts serving pause requests for the container whose init is `pid`,
 /// on a thread of the monitor (call it after the rootfs is mounted: the
 /// monitor forks nothing after that). The socket is removed when the
@@ -70,17 +58,12 @@ pub fn serve(
     container_dir: &Path,
     pid: Pid,
     cgroup: Option<&ContainerCgroup>,
-) -> anyhow::Result<ServerGuard> {
+) -> anyhow::Result<super::monitor_socket::Guard> {
     let method = match cgroup.filter(|cgroup| cgroup.has_freezer()) {
         Some(cgroup) => Method::Freezer(cgroup.clone()),
         None => Method::Signals(pid),
     };
-    let dir = open_dir(container_dir)?;
-    let path = container_dir.join(SOCKET);
-    // A socket left by a monitor that was killed.
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(short_path(&dir, SOCKET))
-        .with_context(|| format!("listen on {}", path.display()))?;
+    let (listener, guard) = super::monitor_socket::listen(container_dir, SOCKET)?;
     std::thread::Builder::new()
         .name("pause".into())
         .spawn(move || {
@@ -90,18 +73,7 @@ pub fn serve(
             }
         })
         .context("start the pause thread")?;
-    Ok(ServerGuard { path })
-}
-
-/// Removes the socket when the monitor is done.
-pub struct ServerGuard {
-    path: PathBuf,
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    Ok(guard)
 }
 
 /// One client: pause on request, resume on request or when it is gone;
@@ -204,13 +176,7 @@ pub fn release(container_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn connect(container_dir: &Path) -> anyhow::Result<Paused> {
-    let dir = open_dir(container_dir)?;
-    let stream = UnixStream::connect(short_path(&dir, SOCKET)).with_context(|| {
-        format!(
-            "reach the container's monitor at {}",
-            container_dir.join(SOCKET).display()
-        )
-    })?;
+    let stream = super::monitor_socket::connect(container_dir, SOCKET)?;
     Ok(Paused {
         lines: BufReader::new(stream.try_clone().context("clone the socket")?).lines(),
         stream,
