@@ -433,13 +433,27 @@ fn exec_runs_from_the_monitors_binary_not_the_callers() {
     let copy = s.path("strata-copy");
     fs::copy(common::bin(), &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut caller = std::process::Command::new(&copy)
-        .arg("--root")
-        .arg(s.root())
-        .args(["exec", "target", "sleep", "3"])
-        .env_remove("STRATA_ROOT")
-        .spawn()
-        .unwrap();
+    // Another test's fork, made while the copy was open for writing,
+    // holds that descriptor until its exec: the copy is "busy" for that
+    // moment (ETXTBSY, seen once in CI), so the spawn is retried.
+    let spawn = || {
+        std::process::Command::new(&copy)
+            .arg("--root")
+            .arg(s.root())
+            .args(["exec", "target", "sleep", "3"])
+            .env_remove("STRATA_ROOT")
+            .spawn()
+    };
+    let mut tries = 0;
+    let mut caller = loop {
+        match spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            spawned => break spawned.unwrap(),
+        }
+    };
     let root = s.root().display().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let exec_process = loop {
