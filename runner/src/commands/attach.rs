@@ -5,7 +5,7 @@
 //! its exit code) or when the detach keys, Ctrl-P Ctrl-Q, are typed, as
 //! docker's does.
 
-use super::logs::{rotated_away, Printer};
+use super::logs::{Followed, Printer};
 use super::Ctx;
 use crate::cli::AttachArgs;
 use crate::liveness;
@@ -46,10 +46,11 @@ pub fn attach(ctx: &Ctx, args: AttachArgs) -> Result<i32> {
         true => crate::container::RawMode::enter()?,
         false => None,
     };
-    let log_path = paths.log();
-    let mut log =
-        std::fs::File::open(&log_path).with_context(|| format!("open {}", log_path.display()))?;
-    log.seek(std::io::SeekFrom::End(0))?;
+    let path = paths.log();
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    file.seek(std::io::SeekFrom::End(0))?;
+    let mut log = Followed { file, path };
     let mut printer = Printer::new(false, None, None);
     let mut typed: Vec<u8> = Vec::new();
     loop {
@@ -73,16 +74,10 @@ pub fn attach(ctx: &Ctx, args: AttachArgs) -> Result<i32> {
         } else {
             std::thread::sleep(Duration::from_millis(100));
         }
-        printer.copy(&mut log)?;
-        if rotated_away(&log, &log_path) {
-            if let Ok(new) = std::fs::File::open(&log_path) {
-                printer.copy(&mut log)?;
-                log = new;
-                continue;
-            }
+        if log.print_new(&mut printer)? {
+            continue;
         }
         if !alive {
-            printer.copy(&mut log)?;
             printer.finish()?;
             let store = ctx.reader()?;
             return Ok(

@@ -66,21 +66,13 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         }
         _ => None,
     };
+    let mut followed = Followed { file, path: log };
     loop {
         // The monitor looked at before the read: what it wrote before it
         // ended is in the file for the read that follows.
         let alive = monitor.is_some_and(liveness::process_alive);
-        if printer.copy(&mut file)? {
+        if followed.print_new(&mut printer)? {
             continue;
-        }
-        // Rotated under us: what the old file got last is read above, the
-        // new one from its start.
-        if rotated_away(&file, &log) {
-            if let Ok(new) = std::fs::File::open(&log) {
-                printer.copy(&mut file)?;
-                file = new;
-                continue;
-            }
         }
         if !alive {
             printer.finish()?;
@@ -187,8 +179,33 @@ fn older_files(log: &std::path::Path, options: &layerdb::LogOptions) -> Vec<std:
         .collect()
 }
 
+/// A log being followed, from where it was opened or read to.
+pub(super) struct Followed {
+    pub(super) file: std::fs::File,
+    pub(super) path: std::path::PathBuf,
+}
+
+impl Followed {
+    /// Prints what the log got since the last read; whether there was
+    /// anything. A log rotated under it: what the old file got last, then
+    /// the new one from its start.
+    pub(super) fn print_new(&mut self, printer: &mut Printer) -> Result<bool> {
+        if printer.copy(&mut self.file)? {
+            return Ok(true);
+        }
+        if rotated_away(&self.file, &self.path) {
+            if let Ok(new) = std::fs::File::open(&self.path) {
+                printer.copy(&mut self.file)?;
+                self.file = new;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Whether the log's path now names another file than `file`.
-pub(super) fn rotated_away(file: &std::fs::File, log: &std::path::Path) -> bool {
+fn rotated_away(file: &std::fs::File, log: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(log)) {
         (Ok(ours), Ok(now)) => (ours.dev(), ours.ino()) != (now.dev(), now.ino()),
