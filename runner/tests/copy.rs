@@ -292,8 +292,25 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     // A read-only container's writable volume takes it, as docker's does.
     s.run(&["cp", f, "ro:/data/"]).ok();
     assert_eq!(read(&vol.join("file")), "copied\n");
-    s.run(&["cp", f, "idle:/data/"])
-        .refused_with("/data/ is on a volume of stopped container idle");
+    // A stopped container's volume is its host directory, as docker
+    // mounts it for the copy: in and out, by the container's path.
+    s.run(&["cp", f, "idle:/data/again"]).ok();
+    assert_eq!(read(&vol.join("again")), "copied\n");
+    let back = s.path("back");
+    s.run(&["cp", "idle:/data", back.to_str().unwrap()]).ok();
+    assert_eq!(read(&back.join("again")), "copied\n");
+    s.run(&[
+        "create",
+        "-v",
+        &format!("{}:/ro:ro", vol.display()),
+        "--name",
+        "idle-ro",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    s.run(&["cp", f, "idle-ro:/ro/"])
+        .refused_with("mounted volume is marked read-only");
     s.run(&["cp", f, "other"])
         .refused_with("must specify at least one container source");
     s.run(&["cp", "ro:/etc/hosts", "idle:/tmp"])

@@ -71,9 +71,13 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
 /// the tar's size.
 fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bool) -> Result<u64> {
     let follow_flag: &[&str] = if follow { &["--follow"] } else { &[] };
-    let src: Option<Source> = tree.ask(ctx, &[&["source"], follow_flag, &["--", path]].concat())?;
-    let src =
+    let inner = tree.inner(path);
+    let src: Option<Source> =
+        tree.ask(ctx, &[&["source"], follow_flag, &["--", &inner]].concat())?;
+    let mut src =
         src.ok_or_else(|| anyhow!("Could not find the file {path} in container {}", tree.name))?;
+    // Named as the container names it (a volume's root is its target).
+    src.name = copy_path::split_dir_entry(path).1;
     // Where the host's side goes, decided before anything is read.
     let place = match local {
         "-" => None,
@@ -89,7 +93,7 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
     let name = place.as_ref().map_or(&src.name, |p| &p.name);
     let mut child = tree
         .helper(ctx)
-        .args([&["get"], follow_flag, &["--", path, name]].concat())
+        .args([&["get"], follow_flag, &["--", &inner, name]].concat())
         .stdout(Stdio::piped())
         .spawn()
         .context("starting strata __archive")?;
@@ -125,7 +129,7 @@ fn unpack_on_host(tar: &mut dyn Read, dir: &str) -> Result<()> {
 /// From the host (or a tar on stdin, `-`) into the container. Returns the
 /// tar's size.
 fn copy_in(ctx: &Ctx, tree: &ContainerTree, local: &str, path: &str, args: &CpArgs) -> Result<u64> {
-    let dst: Destination = tree.ask(ctx, &["destination", "--", path])?;
+    let dst: Destination = tree.ask(ctx, &["destination", "--", &tree.inner(path)])?;
     let whole = format!("{}:{path}", tree.name);
     if dst.is_special {
         bail!("destination \"{whole}\" must be a directory or a regular file");
@@ -192,6 +196,13 @@ struct ContainerTree {
 enum TreeRoot {
     /// Through the running container's init.
     Running { pid: i32 },
+    /// A stopped container's volume, mounted at `target` when it runs:
+    /// its host directory is the tree.
+    Volume {
+        dir: std::path::PathBuf,
+        target: String,
+        _turn: nix::fcntl::Flock<std::fs::File>,
+    },
     /// Mounted here for the copy, and unmounted when dropped: the fields
     /// drop in order, the mount before its directory, the pin on its
     /// layers and the start lock.
@@ -206,8 +217,8 @@ enum TreeRoot {
 impl ContainerTree {
     /// The tree of `rec`, writable or not. `None` for a stopped container
     /// of a rootless store, outside strata's user namespace: the copy
-    /// must run there. Refuses a path on a stopped container's volume or
-    /// tmpfs, which only a running container has mounted.
+    /// must run there. A path on a stopped container's tmpfs is refused
+    /// (it holds nothing until the container runs).
     fn open(
         ctx: &Ctx,
         rec: &ContainerRecord,
@@ -219,15 +230,15 @@ impl ContainerTree {
             let root = TreeRoot::Running { pid };
             return Ok(Some(ContainerTree { name, root }));
         }
-        if let Some(m) = rec
-            .mounts
-            .iter()
-            .find(|m| copy_path::under_any(path, [&*m.target]))
-        {
-            bail!(
-                "{path} is on a volume of stopped container {name}: copy to or from its source, {}, or start the container",
-                m.source.display()
-            );
+        // A path on a stopped container's volume is the volume's: its
+        // directory is the tree (the deepest target holding the path).
+        let volume = (rec.mounts.iter())
+            .filter(|m| copy_path::under_any(path, [&*m.target]))
+            .max_by_key(|m| m.target.len());
+        if let Some(m) = volume {
+            if writable && m.read_only {
+                bail!("mounted volume is marked read-only");
+            }
         }
         if rec
             .tmpfs
@@ -240,6 +251,14 @@ impl ContainerTree {
             return Ok(None);
         }
         let turn = super::start::take_turn(ctx, rec)?;
+        if let Some(m) = volume {
+            let root = TreeRoot::Volume {
+                dir: m.source.clone(),
+                target: m.target.clone(),
+                _turn: turn,
+            };
+            return Ok(Some(ContainerTree { name, root }));
+        }
         let store = Arc::new(ctx.reader()?);
         let rec = liveness::container(&store, &rec.id)?;
         if rec.state.is_running() {
@@ -277,10 +296,23 @@ impl ContainerTree {
         cmd.arg("--root").arg(&ctx.root).arg("__archive");
         match &self.root {
             TreeRoot::Running { pid } => cmd.arg("--pid").arg(pid.to_string()),
+            TreeRoot::Volume { dir, .. } => cmd.arg("--dir").arg(dir),
             TreeRoot::Mounted { dir, .. } => cmd.arg("--dir").arg(dir.path()),
         };
         cmd.arg("--name").arg(&self.name);
         cmd
+    }
+
+    /// The container's `path` as the tree names it: on a volume's tree,
+    /// from the volume's root.
+    fn inner(&self, path: &str) -> String {
+        match &self.root {
+            TreeRoot::Volume { target, .. } => {
+                let rest = path.strip_prefix(target.as_str()).unwrap_or(path);
+                format!("/{}", rest.trim_start_matches('/'))
+            }
+            _ => path.to_string(),
+        }
     }
 
     /// What `__archive` answers about a path (its JSON).
