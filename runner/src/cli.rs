@@ -317,6 +317,9 @@ pub enum VolumeCommand {
         /// Only display volume names
         #[arg(short, long)]
         quiet: bool,
+        /// Provide filter values (dangling=true|false, name=NAME)
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more volumes
     Inspect {

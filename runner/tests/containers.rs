@@ -2071,6 +2071,8 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
     .ok();
     s.run(&["volume", "rm", "db"])
         .refused_with("remove db: volume is in use");
+    let used = s.run(&["volume", "ls", "-q", "--filter", "dangling=false"]);
+    assert_eq!(used.ok().stdout, "db\n");
     let users = s.run(&["ps", "--filter", "volume=db", "--format", "{{.Names}}"]);
     assert_eq!(users.ok().stdout, "user\n");
     s.run(&["rm", "-f", "user"]).ok();

@@ -15,8 +15,22 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             volumes::ensure(&ctx.root, &name, false)?;
             println!("{name}");
         }
-        VolumeCommand::Ls { quiet } => {
-            let all = volumes::list(&ctx.root)?;
+        VolumeCommand::Ls { quiet, filter } => {
+            let filters = crate::list_filter::Filters::parse(&filter, &["dangling", "name"])?;
+            let dangling = match filters.values("dangling").last().map(String::as_str) {
+                None => None,
+                Some("true" | "1") => Some(true),
+                Some("false" | "0") => Some(false),
+                Some(other) => bail!("invalid filter 'dangling={other}'"),
+            };
+            let in_use = match dangling {
+                Some(_) => containers(ctx)?,
+                None => Vec::new(),
+            };
+            let all = volumes::list(&ctx.root)?.into_iter().filter(|v| {
+                let unused = volumes::users(&in_use, &v.name).is_empty();
+                filters.any("name", |n| v.name.contains(n)) && dangling.is_none_or(|d| d == unused)
+            });
             if !quiet {
                 println!("DRIVER    VOLUME NAME");
             }
