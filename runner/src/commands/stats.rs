@@ -124,10 +124,11 @@ fn row(c: &ContainerRecord, now: &Sample, then: &Sample, host_ns: u64, args: &St
         (Some(r), Some(w)) => format!("{} / {}", size(r), size(w)),
         _ => "0B / 0B".to_string(),
     };
-    let pids = now
-        .usage
-        .pids
-        .map_or_else(|| "0".to_string(), |p| p.to_string());
+    let pids = match now.usage.pids {
+        Some(p) => p.to_string(),
+        None if c.state.is_running() => dash(),
+        None => "0".to_string(),
+    };
     format!(
         "{id}\t{}\t{cpu}\t{memory}\t{memory_percent}\t{net}\t{block}\t{pids}\n",
         c.name

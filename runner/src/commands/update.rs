@@ -60,9 +60,16 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<i32> {
         if let (true, State::Running { pid, .. } | State::Paused { pid, .. }) =
             (limits_given, &rec.state)
         {
-            if let Some(cg) = ContainerCgroup::of_process(*pid)? {
-                cg.update(&resources)
-                    .with_context(|| format!("Cannot update container {}", rec.id))?;
+            match ContainerCgroup::of_process(*pid)? {
+                Some(cg) => cg
+                    .update(&resources)
+                    .with_context(|| format!("Cannot update container {}", rec.id))?,
+                // Rootless on cgroup v1: nothing is delegated, as at run.
+                None => {
+                    if let Some(warning) = cgroup::rootless_limits_warning(&resources) {
+                        eprintln!("{warning}");
+                    }
+                }
             }
         }
         let store = ctx.store()?;
