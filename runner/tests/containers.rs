@@ -2326,6 +2326,11 @@ fn a_health_check_makes_a_running_container_healthy_or_unhealthy() {
         .ok()
         .stdout;
     assert_eq!(output, "Health check exceeded timeout (100ms)\n");
+    // Each probe past its timeout ends reaped: no zombie of it is left
+    // to the container's pid 1 (a `sleep`, which reaps nothing).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let top = s.run(&["top", "slow", "-o", "pid,stat,args"]).ok().stdout;
+    assert!(!top.lines().skip(1).any(|l| l.contains(" Z")), "{top}");
     s.run(&[
         "run",
         "-d",

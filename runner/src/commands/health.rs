@@ -133,8 +133,7 @@ fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Pro
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_probe(&mut child);
                 break None;
             }
         }
@@ -157,6 +156,25 @@ fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Pro
             ),
         ),
     }
+}
+
+/// Ends a probe past its timeout: SIGTERM to its `exec` client, which
+/// passes it on to the probe in the container, whose helper then reaps it;
+/// SIGKILL a second later if it is still there. (A SIGKILL first ended the
+/// client and its helper and left the probe, killed by its parent-death
+/// signal, a zombie of the container's init, one per timeout.)
+fn stop_probe(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The container's health, if a prober has written it.
