@@ -21,10 +21,7 @@ use std::time::Duration;
 const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
 
 pub fn attach(ctx: &Ctx, args: AttachArgs) -> Result<i32> {
-    let rec = {
-        let store = ctx.reader()?;
-        liveness::container(&store, &args.container)?
-    };
+    let rec = ctx.container(&args.container)?;
     let monitor_pid = match rec.state {
         State::Running { monitor_pid, .. } => monitor_pid,
         State::Paused { .. } => bail!("You cannot attach to a paused container, unpause it first"),

@@ -3,7 +3,6 @@
 
 use super::Ctx;
 use crate::cli::{ExecArgs, ExecInArgs};
-use crate::liveness;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
 use std::os::fd::AsRawFd;
@@ -19,10 +18,7 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         super::run::check_workdir(w)?;
     }
     let env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
-    let rec = {
-        let store = ctx.reader()?;
-        liveness::container(&store, &args.container)?
-    };
+    let rec = ctx.container(&args.container)?;
     let process = Process {
         command: &args.command,
         env: &env,

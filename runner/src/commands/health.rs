@@ -32,7 +32,7 @@ pub fn health(ctx: &Ctx, args: HealthArgs) -> Result<i32> {
     let launched = crate::clock::now_ns();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (rec, monitor_pid, started_ns) = loop {
-        let rec = record(ctx, args.id.as_str())?;
+        let rec = liveness::container_from_files(&ctx.root, args.id.as_str())?;
         match rec.state {
             State::Running {
                 monitor_pid,
@@ -61,7 +61,7 @@ pub fn health(ctx: &Ctx, args: HealthArgs) -> Result<i32> {
             return Ok(0);
         }
         // Paused: docker skips the probe.
-        let rec = record(ctx, args.id.as_str())?;
+        let rec = liveness::container_from_files(&ctx.root, args.id.as_str())?;
         match rec.state {
             State::Running { started_ns: s, .. } if s == started_ns => {}
             State::Paused { .. } => continue,
@@ -188,8 +188,4 @@ fn write(paths: &ContainerPaths, health: &Health) -> Result<()> {
         .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, paths.health())
         .with_context(|| format!("write {}", paths.health().display()))
-}
-
-fn record(ctx: &Ctx, id: &str) -> Result<ContainerRecord> {
-    liveness::container_from_files(&ctx.root, id)
 }

@@ -49,13 +49,7 @@ pub fn info(ctx: &Ctx) -> Result<i32> {
             Some(name.trim_matches('"').to_string())
         })
         .unwrap_or_default();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            let kib = t.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
-            kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024);
+    let memory = super::stats::host_memory();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Client: strata {}", env!("CARGO_PKG_VERSION"));
     println!();

@@ -20,7 +20,7 @@ use crate::liveness;
 use crate::restart_policy::Backoff;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
-use layerdb::{ContainerRecord, State};
+use layerdb::State;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
@@ -46,7 +46,7 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
     }
     let mut backoff = Backoff::default();
     loop {
-        let Ok(rec) = record(ctx, args.id.as_str()) else {
+        let Ok(rec) = liveness::container_from_files(&ctx.root, args.id.as_str()) else {
             return Ok(0); // removed
         };
         let (code, ran) = match rec.state {
@@ -84,7 +84,7 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
         // A start by hand and this one take turns, as two starts do; one
         // made meanwhile has started it already.
         let _turn = super::start::take_turn(ctx, &rec)?;
-        let Ok(rec) = record(ctx, args.id.as_str()) else {
+        let Ok(rec) = liveness::container_from_files(&ctx.root, args.id.as_str()) else {
             return Ok(0);
         };
         if !rec.state.can_start() || paths.stopped_by_hand().exists() {
@@ -161,9 +161,4 @@ fn wait_unless_stopped(paths: &ContainerPaths, delay: Duration) -> bool {
         }
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }
-}
-
-/// The container, settled; the lookup only reads.
-fn record(ctx: &Ctx, id: &str) -> Result<ContainerRecord> {
-    liveness::container_from_files(&ctx.root, id)
 }

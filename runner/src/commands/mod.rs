@@ -78,6 +78,12 @@ impl Ctx {
     pub fn reader(&self) -> Result<layerdb::Store> {
         Ok(layerdb::Store::open_read_only(&self.root)?)
     }
+
+    /// A container by name or id, its state settled, through a reader
+    /// (the lookup only reads).
+    pub fn container(&self, name: &str) -> Result<layerdb::ContainerRecord> {
+        crate::liveness::container(&self.reader()?, name)
+    }
 }
 
 /// docker's check before it attaches a terminal: `-it` with stdin a pipe

@@ -7,14 +7,13 @@
 
 use super::Ctx;
 use crate::cli::ContainersArgs;
-use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
 
 pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
     for name in &args.containers {
-        let mut rec = record(ctx, name)?;
+        let mut rec = ctx.container(name)?;
         // Pauses and unpauses of a container take turns, as starts do.
         let _turn = super::start::take_turn(ctx, &rec)?;
         // The state first: a client that dies before the hold leaves a
@@ -54,7 +53,7 @@ pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
 
 pub fn unpause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
     for name in &args.containers {
-        let rec = record(ctx, name)?;
+        let rec = ctx.container(name)?;
         let _turn = super::start::take_turn(ctx, &rec)?;
         // As it is now that the turn is ours.
         let mut rec = crate::run_state::current(&ctx.root, rec);
@@ -88,10 +87,4 @@ fn record_running(ctx: &Ctx, rec: &mut ContainerRecord) -> Result<()> {
         }),
         _ => None,
     })
-}
-
-/// The container, its state settled; the lookup only reads.
-fn record(ctx: &Ctx, name: &str) -> Result<ContainerRecord> {
-    let store = ctx.reader()?;
-    liveness::container(&store, name)
 }

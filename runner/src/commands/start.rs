@@ -3,7 +3,6 @@
 
 use super::Ctx;
 use crate::cli::{StartArgs, StopArgs};
-use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
@@ -17,7 +16,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
         bail!("you cannot start and attach multiple containers at once");
     }
     for name in &args.containers {
-        let rec = record(ctx, name)?;
+        let rec = ctx.container(name)?;
         if let State::Paused { .. } = rec.state {
             bail!("cannot start a paused container, try unpause instead");
         }
@@ -32,7 +31,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
             return Err(cmd).context("re-executing strata to start the container");
         }
         let _turn = take_turn(ctx, &rec)?;
-        let rec = record(ctx, name)?;
+        let rec = ctx.container(name)?;
         if rec.state.is_running() {
             println!("{name}");
             continue;
@@ -48,12 +47,12 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
 /// finds the `restarting` mark and leaves it.
 pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
-        let rec = record(ctx, name)?;
+        let rec = ctx.container(name)?;
         let _turn = take_turn(ctx, &rec)?;
         let mark = ContainerPaths::of(&ctx.root, &rec).restarting();
         std::fs::write(&mark, b"").with_context(|| format!("mark {name} restarting"))?;
         let restarted = super::stop::stop_one(ctx, name, args.time)
-            .and_then(|()| start_detached(ctx, &record(ctx, name)?, name));
+            .and_then(|()| start_detached(ctx, &ctx.container(name)?, name));
         let _ = std::fs::remove_file(&mark);
         restarted?;
     }
@@ -66,13 +65,6 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
 /// Held until dropped; the relaunched `run` does not inherit it.
 pub(super) fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
     crate::file_lock::exclusive(&ContainerPaths::of(&ctx.root, rec).start_lock())
-}
-
-/// The container's record; the lookup only reads, the relaunched `run`
-/// records the start.
-fn record(ctx: &Ctx, name: &str) -> Result<ContainerRecord> {
-    let store = ctx.reader()?;
-    liveness::container(&store, name)
 }
 
 /// Starts a stopped container in the background; its name is printed once

@@ -191,7 +191,7 @@ fn online_cpus() -> u64 {
 }
 
 /// The host's memory, the limit of a container without one.
-fn host_memory() -> u64 {
+pub(super) fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {

@@ -69,10 +69,7 @@ pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
     // Read through a reader: a stop needs no index write, and the
     // writer's open writes a MANIFEST, which a full disk refuses (a
     // container filling the disk must still be stoppable).
-    let rec = {
-        let store = ctx.reader()?;
-        liveness::container(&store, name)?
-    };
+    let rec = ctx.container(name)?;
     let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
         // Between two runs of its restart policy: it stays stopped.
         let paths = ContainerPaths::of(&ctx.root, &rec);

@@ -4,17 +4,13 @@
 
 use super::Ctx;
 use crate::cli::TopArgs;
-use crate::liveness;
 use anyhow::{bail, Context, Result};
 use layerdb::State;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 
 pub fn top(ctx: &Ctx, args: TopArgs) -> Result<i32> {
-    let rec = {
-        let store = ctx.reader()?;
-        liveness::container(&store, &args.container)?
-    };
+    let rec = ctx.container(&args.container)?;
     let (State::Running { pid, .. } | State::Paused { pid, .. }) = rec.state else {
         bail!("Container {} is not running", rec.id);
     };

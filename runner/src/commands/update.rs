@@ -8,7 +8,6 @@
 use super::Ctx;
 use crate::cli::UpdateArgs;
 use crate::container::cgroup::{self, ContainerCgroup};
-use crate::liveness;
 use anyhow::{bail, Context, Result};
 use layerdb::State;
 
@@ -28,10 +27,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<i32> {
         bail!("you must provide one or more flags when using this command");
     }
     for name in &args.containers {
-        let rec = {
-            let store = ctx.reader()?;
-            liveness::container(&store, name)?
-        };
+        let rec = ctx.container(name)?;
         if rec.auto_remove
             && restart
                 .as_ref()

@@ -11,10 +11,7 @@ use std::time::Duration;
 
 pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
     for name in &args.containers {
-        let rec = {
-            let store = ctx.reader()?;
-            liveness::container(&store, name)?
-        };
+        let rec = ctx.container(name)?;
         println!("{}", wait_one(ctx, rec)?);
     }
     Ok(0)
@@ -36,8 +33,8 @@ fn wait_one(ctx: &Ctx, mut rec: ContainerRecord) -> Result<i32> {
             // Gone: its monitor records the exit a moment after.
             std::thread::sleep(Duration::from_millis(10));
         }
-        let store = ctx.reader()?;
-        rec = match liveness::container(&store, &rec.id) {
+        // From its files: a long wait opens no index each second.
+        rec = match liveness::container_from_files(&ctx.root, &rec.id) {
             Ok(rec) => rec,
             // An --rm container removed between two looks: its code went
             // with it.
