@@ -72,8 +72,10 @@ pub fn ensure(root: &Path, name: &str, anonymous: bool) -> Result<PathBuf> {
     Ok(data)
 }
 
-/// The volume `name`, if it exists.
+/// The volume `name`, if it exists (a name that is not a volume's, like
+/// `../x`, names none).
 pub fn find(root: &Path, name: &str) -> Option<Volume> {
+    check_name(name).ok()?;
     let bytes = std::fs::read(dir(root).join(name).join("volume.json")).ok()?;
     let mut volume: Volume = serde_json::from_slice(&bytes).ok()?;
     volume.name = name.to_string();
@@ -93,7 +95,6 @@ pub fn list(root: &Path) -> Result<Vec<Volume>> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            check_name(&name).ok()?;
             find(root, &name)
         })
         .collect();
@@ -113,6 +114,7 @@ pub fn users<'c>(containers: &'c [ContainerRecord], name: &str) -> Vec<&'c str> 
 /// Removes the volume `name` and everything in it. Renamed away first,
 /// so that a removal cut short leaves no half volume under its name.
 pub fn remove(root: &Path, name: &str) -> Result<()> {
+    check_name(name)?;
     let volume = dir(root).join(name);
     let doomed = dir(root).join(format!(".removing-{name}-{}", std::process::id()));
     std::fs::rename(&volume, &doomed).with_context(|| format!("remove volume {name}"))?;

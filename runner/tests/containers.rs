@@ -2085,6 +2085,20 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
         .refused_with("includes invalid characters for a local volume name");
     s.run(&["volume", "rm", "nothing"])
         .refused_with("get nothing: no such volume");
+    // A name climbing out of the volumes directory names no volume, even
+    // where a volume.json waits for it.
+    let outside = s.root().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("volume.json"),
+        br#"{"created_ns":0,"anonymous":false}"#,
+    )
+    .unwrap();
+    s.run(&["volume", "inspect", "../outside"])
+        .refused_with("no such volume");
+    s.run(&["volume", "rm", "../outside"])
+        .refused_with("no such volume");
+    assert!(outside.join("volume.json").exists());
     // An image may not put a volume over /proc (it would hide the
     // container's own, and the masking lands in the volume).
     s.run(&["create", "--name", "vb", "busybox", "true"]).ok();
@@ -2092,6 +2106,34 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
         .ok();
     s.run(&["run", "--rm", "badvol", "true"])
         .refused_with("the image's VOLUME /proc: invalid specification");
+    // Nor through a symlink of its own; and a volume a symlink leads onto
+    // a kernel file system is not seeded from it (host root once copied
+    // the host's /sys/firmware into the volume).
+    s.run(&[
+        "run",
+        "--name",
+        "lk",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /sys/firmware /fw && ln -s /proc /p",
+    ])
+    .ok();
+    s.run(&["commit", "-c", "VOLUME /p", "lk", "linkedproc"])
+        .ok();
+    s.run(&["run", "--rm", "linkedproc", "true"])
+        .refused_with("volume /p: invalid specification: destination can't be '/proc'");
+    s.run(&["commit", "-c", "VOLUME /fw", "lk", "linkedsys"])
+        .ok();
+    s.run(&["run", "--rm", "-v", "fwvol:/fw", "linkedsys", "true"])
+        .ok();
+    let seeded = s
+        .run(&["run", "--rm", "-v", "fwvol:/x", "busybox", "ls", "-A", "/x"])
+        .ok();
+    assert_eq!(
+        seeded.stdout, "",
+        "the host's /sys/firmware went into the volume"
+    );
 }
 
 #[test]

@@ -359,8 +359,16 @@ fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
         create_dir(&volume.source)?;
     }
     let target = resolve_in_root(root, &volume.target, read_link)?;
+    // The target's own check again, where its symlinks lead: an image's
+    // `/fw -> /proc/x` must not put a volume inside /proc.
+    let inside = format!(
+        "/{}",
+        target.strip_prefix(root).unwrap_or(&target).display()
+    );
+    crate::mount_spec::check_target(&inside)
+        .map_err(|e| StartError::other(format!("volume {}: {e:#}", volume.target)))?;
     if volume.volume.is_some() {
-        super::volume_seed::seed(&volume.source, &target)?;
+        super::volume_seed::seed(&volume.source, root, &target)?;
     }
     if volume.source.is_dir() {
         create_dir(&target)?;
