@@ -359,4 +359,32 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     s.run(&["verify"]).ok();
     s.run(&["cp", f, "idle:/etc/copied"]).ok();
     assert_eq!(s.run(&["start", "-a", "idle"]).ok().stdout, "copied\n");
+
+    // `rm -f` while a copy into the stopped container runs waits for it:
+    // removed under it, the copy's server lost its upper and aborted
+    // (a stack overflow in its thread, exit 134).
+    let mut copy = s
+        .cmd(&["cp", "-", "idle:/tmp"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = copy.stdin.take().unwrap();
+    for _ in 0..200 {
+        if mounted() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(mounted(), "the copy never mounted the container's tree");
+    let mut rm = s.cmd(&["rm", "-f", "idle"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        rm.try_wait().unwrap().is_none(),
+        "rm -f did not wait for the copy"
+    );
+    std::io::Write::write_all(&mut input, &TarMaker::new().file("late", b"x").bytes()).unwrap();
+    drop(input);
+    assert!(copy.wait().unwrap().success(), "the copy failed");
+    assert!(rm.wait().unwrap().success(), "rm -f failed");
+    s.run(&["verify"]).ok();
 }

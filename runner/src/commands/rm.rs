@@ -33,6 +33,10 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 signal(ctx, &rec, Signal::KILL)?;
                 wait_monitor(&rec)?;
             }
+            // A copy into the stopped container (`cp`, a build's COPY)
+            // serves its tree from the upper until it ends: removed under
+            // it, its server would lose the directory it writes to.
+            let _turn = super::start::take_turn(ctx, &rec)?;
             let store = ctx.store_to_delete()?;
             let rec = match liveness::container(&store, &rec.id) {
                 Ok(rec) => rec,
