@@ -61,6 +61,8 @@ pub enum Command {
     Create(Box<RunArgs>),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// List containers
     Ps(PsArgs),
     /// Remove one or more containers
@@ -137,6 +139,10 @@ pub enum Command {
     /// or move one tar (not for users)
     #[command(name = "__archive", hide = true)]
     Archive(ArchiveArgs),
+    /// Put a tar from stdin into a stopped container as COPY does (build
+    /// runs this; not for users)
+    #[command(name = "__copy-in", hide = true)]
+    CopyIn(CopyInArgs),
     /// Download an image from a registry
     Pull(PullArgs),
     /// Upload an image to a registry
@@ -209,6 +215,8 @@ pub struct ExecInArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Show the history of an image
     History(HistoryArgs),
     /// List images
@@ -529,6 +537,10 @@ pub struct RunArgs {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub no_healthcheck: bool,
+    /// The image's VOLUMEs get no volume (`build`'s step containers, as
+    /// BuildKit runs its steps; not for users)
+    #[arg(long, hide = true)]
+    pub no_image_volumes: bool,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read in a file of environment variables
@@ -721,6 +733,69 @@ pub enum ArchiveOp {
         keep_owner: bool,
         dir: String,
     },
+    /// A tar from stdin put at DEST as a Dockerfile's COPY puts it
+    Copy {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        one_file: bool,
+        dest: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CopyInArgs {
+    /// COPY's --chown
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// The tar holds one file, which becomes DEST unless DEST is a directory
+    #[arg(long)]
+    pub one_file: bool,
+    pub container: String,
+    pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long)]
+    pub tag: Vec<String>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// Set build-time variables
+    #[arg(long)]
+    pub build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Set metadata for an image
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// The network of RUN instructions: bridge (the default), host or none
+    #[arg(long, alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          require_equals = true, action = clap::ArgAction::Set)]
+    pub rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long)]
+    pub force_rm: bool,
+    /// The build context: a directory, or - for a Dockerfile on stdin and no context
+    pub path: String,
 }
 
 #[derive(Args, Debug)]

@@ -81,7 +81,7 @@ pub fn apply_changes(config: &RunConfig, changes: &[String]) -> Result<RunConfig
     let instructions = logical_lines(&text);
     // docker checks every instruction's name before applying any.
     let mut parsed = Vec::with_capacity(instructions.len());
-    for line in &instructions {
+    for (_, line) in &instructions {
         let (name, rest) = split_instruction(line);
         let lower = name.to_ascii_lowercase();
         if !CHANGE_COMMANDS.contains(&lower.as_str()) {
@@ -89,10 +89,7 @@ pub fn apply_changes(config: &RunConfig, changes: &[String]) -> Result<RunConfig
         }
         parsed.push((lower, rest));
     }
-    let mut state = State {
-        config: config.clone(),
-        cmd_set: false,
-    };
+    let mut state = State::new(config.clone());
     for (name, rest) in parsed {
         state.dispatch(&name, rest)?;
     }
@@ -160,15 +157,20 @@ fn merge_healthcheck(own: &mut Option<Value>, default: Option<&Value>) {
     }
 }
 
-/// Splits Dockerfile text into instructions: blank lines and `#` comments
-/// dropped, lines ending in `\` joined with the next.
-fn logical_lines(text: &str) -> Vec<String> {
+/// Splits Dockerfile text into instructions, each with the number of the
+/// line it starts on: blank lines and `#` comments dropped, lines ending
+/// in `\\` joined with the next.
+pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut lines = Vec::new();
     let mut pending = String::new();
-    for line in text.lines() {
+    let mut start = 0;
+    for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_empty()) {
             continue;
+        }
+        if pending.is_empty() {
+            start = n + 1;
         }
         let end = line.trim_end();
         if let Some(continued) = end.strip_suffix('\\') {
@@ -176,16 +178,16 @@ fn logical_lines(text: &str) -> Vec<String> {
             continue;
         }
         pending.push_str(line);
-        lines.push(std::mem::take(&mut pending));
+        lines.push((start, std::mem::take(&mut pending)));
     }
     if !pending.trim().is_empty() {
-        lines.push(pending);
+        lines.push((start, pending));
     }
     lines
 }
 
 /// The instruction word and the trimmed rest of the line.
-fn split_instruction(line: &str) -> (&str, &str) {
+pub(crate) fn split_instruction(line: &str) -> (&str, &str) {
     let line = line.trim();
     match line.find(char::is_whitespace) {
         Some(at) => (&line[..at], line[at..].trim()),
@@ -194,7 +196,7 @@ fn split_instruction(line: &str) -> (&str, &str) {
 }
 
 /// Leading `--name=value` (or `--name`) words, and what follows them.
-fn split_flags(rest: &str) -> (Vec<(String, Option<String>)>, &str) {
+pub(crate) fn split_flags(rest: &str) -> (Vec<(String, Option<String>)>, &str) {
     let mut flags = Vec::new();
     let mut rest = rest.trim_start();
     while let Some(flag) = rest.strip_prefix("--") {
@@ -222,7 +224,7 @@ fn refuse_flags(flags: &[(String, Option<String>)]) -> Result<(), ChangeError> {
 /// A JSON array of strings (docker's exec form), `None` when `rest` is not
 /// JSON (then it is shell form). Like Go's decoder, text after the array is
 /// ignored.
-fn parse_json_form(rest: &str) -> Result<Option<Vec<String>>, ChangeError> {
+pub(crate) fn parse_json_form(rest: &str) -> Result<Option<Vec<String>>, ChangeError> {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
         return Ok(None);
@@ -243,23 +245,32 @@ fn parse_json_form(rest: &str) -> Result<Option<Vec<String>>, ChangeError> {
         .map(Some)
 }
 
-/// CMD / ENTRYPOINT / HEALTHCHECK CMD arguments: exec form as given, shell
-/// form as `["/bin/sh", "-c", rest]`. Nothing at all gives an empty list.
-fn command_line(rest: &str) -> Result<(Vec<String>, bool), ChangeError> {
+/// CMD / ENTRYPOINT / RUN / HEALTHCHECK CMD arguments: exec form as given,
+/// shell form as `shell` + `[rest]` (`["/bin/sh", "-c", rest]` unless a
+/// Dockerfile's SHELL changed it). Nothing at all gives an empty list.
+pub(crate) fn command_line(
+    rest: &str,
+    shell: &[String],
+) -> Result<(Vec<String>, bool), ChangeError> {
     if let Some(args) = parse_json_form(rest)? {
         return Ok((args, true));
     }
     if rest.is_empty() {
         return Ok((Vec::new(), false));
     }
-    let mut args: Vec<String> = DEFAULT_SHELL.iter().map(|s| s.to_string()).collect();
+    let mut args = shell.to_vec();
     args.push(rest.to_string());
     Ok((args, false))
 }
 
+/// The shell docker prepends to shell-form commands on Linux.
+pub(crate) fn default_shell() -> Vec<String> {
+    DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+}
+
 /// Splits on whitespace outside quotes, keeping quotes and escapes in the
 /// words (buildkit's `parseWords`; expansion removes them later).
-fn split_words(rest: &str) -> Vec<String> {
+pub(crate) fn split_words(rest: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quote: Option<char> = None;
@@ -302,7 +313,7 @@ fn split_words(rest: &str) -> Vec<String> {
 /// `${VAR+word}` and `${VAR:?message}` from `env`, and removes quotes and
 /// backslash escapes, as the Dockerfile shell lexer's `ProcessWord` does.
 /// Whitespace is kept.
-fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeError> {
+pub(crate) fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeError> {
     let chars: Vec<char> = word.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -604,7 +615,7 @@ fn healthcheck(rest: &str) -> Result<Value, ChangeError> {
         }
         durations.push((key, nanos));
     }
-    let (args, json_form) = command_line(command)?;
+    let (args, json_form) = command_line(command, &default_shell())?;
     let mut test = vec![if json_form { "CMD" } else { "CMD-SHELL" }.to_string()];
     if json_form {
         test.extend(args);
@@ -628,31 +639,63 @@ fn healthcheck(rest: &str) -> Result<Value, ChangeError> {
 }
 
 /// The config being changed, and whether a CMD has been given so far (an
-/// ENTRYPOINT clears the Cmd unless one has).
-struct State {
-    config: RunConfig,
-    cmd_set: bool,
+/// ENTRYPOINT clears the Cmd unless one has). A build adds its ARG values,
+/// which `$VAR` sees where no ENV of the same name hides them, and the
+/// shell of SHELL.
+pub(crate) struct State {
+    pub config: RunConfig,
+    pub cmd_set: bool,
+    /// `KEY=VALUE` of the build arguments in scope.
+    pub args: Vec<String>,
+    pub shell: Vec<String>,
 }
 
 impl State {
-    fn dispatch(&mut self, name: &str, rest: &str) -> Result<(), ChangeError> {
+    pub fn new(config: RunConfig) -> State {
+        State {
+            config,
+            cmd_set: false,
+            args: Vec::new(),
+            shell: default_shell(),
+        }
+    }
+
+    /// What `$VAR` expands from: the build arguments, then the config's
+    /// Env, which wins.
+    pub fn expansion_env(&self) -> Vec<String> {
+        let mut env = self.args.clone();
+        env.extend(self.config.env.iter().cloned());
+        env
+    }
+
+    /// Applies one instruction that changes the config (`name` in
+    /// lowercase).
+    pub fn dispatch(&mut self, name: &str, rest: &str) -> Result<(), ChangeError> {
         if name == "healthcheck" {
             self.config.healthcheck = Some(healthcheck(rest)?);
             return Ok(());
         }
         let (flags, rest) = split_flags(rest);
         refuse_flags(&flags)?;
-        let env = self.config.env.clone();
+        let env = self.expansion_env();
         match name {
+            "shell" => {
+                let shell = parse_json_form(rest)?
+                    .ok_or_else(|| invalid("SHELL requires the arguments to be in JSON form"))?;
+                if shell.is_empty() {
+                    return Err(invalid("SHELL requires at least one argument"));
+                }
+                self.shell = shell;
+            }
             "cmd" => {
-                let (cmd, _) = command_line(rest)?;
+                let (cmd, _) = command_line(rest, &self.shell)?;
                 if !cmd.is_empty() {
                     self.cmd_set = true;
                 }
                 self.config.cmd = cmd;
             }
             "entrypoint" => {
-                let (entrypoint, _) = command_line(rest)?;
+                let (entrypoint, _) = command_line(rest, &self.shell)?;
                 self.config.entrypoint = entrypoint;
                 if !self.cmd_set {
                     self.config.cmd.clear();

@@ -1,6 +1,7 @@
 //! `strata`: docker's verbs on a layer store (layerdb) and a FUSE union
 //! filesystem (fusefs), with no daemon.
 
+mod build;
 mod cli;
 mod clock;
 mod commands;

@@ -9,7 +9,9 @@ use crate::liveness;
 use crate::stack::is_runtime_path;
 use anyhow::{bail, Context, Result};
 use fusefs::{Change, ChangeKind};
-use layerdb::{ContainerRecord, History, ImageRecord, Ingest, NewImage, Reference, State, Store};
+use layerdb::{
+    ContainerRecord, History, ImageRecord, Ingest, NewImage, PendingLayer, Reference, State, Store,
+};
 use std::sync::Arc;
 
 /// An image's layers, top first.
@@ -147,6 +149,30 @@ pub fn flush_in(pid: i32) -> Result<i32> {
     Ok(0)
 }
 
+/// The changes of a container that nothing writes to any more (paused,
+/// or stopped) as a new layer; `None` when it changed nothing.
+pub(super) fn container_layer(
+    store: &Arc<Store>,
+    ingest: &Ingest,
+    rec: &ContainerRecord,
+    image: &ImageRecord,
+) -> Result<Option<PendingLayer>> {
+    let (changes, lowers) = change_set(store, rec, image)?;
+    let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = ingest.builder(&format!("container {}", rec.name));
+    for c in changes {
+        let mut data = c
+            .data(&refs)
+            .with_context(|| format!("reading /{}", String::from_utf8_lossy(&c.path)))?;
+        let data = data.as_mut().map(|d| &mut **d as &mut dyn std::io::Read);
+        builder.add(c.path, c.entry, data)?;
+    }
+    Ok(Some(builder.finish()?))
+}
+
 impl Drop for Paused {
     fn drop(&mut self) {
         if let Some(paused) = self.0.take() {
@@ -174,21 +200,7 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
 
     let layer = {
         let _paused = Paused::new(ctx, &rec, args.pause && !args.no_pause)?;
-        let (changes, lowers) = change_set(&store, &rec, &image)?;
-        let refs: Vec<&dyn fusefs::Lower> = lowers.iter().map(|l| l.as_ref()).collect();
-        if changes.is_empty() {
-            None
-        } else {
-            let mut builder = ingest.builder(&format!("container {}", rec.name));
-            for c in changes {
-                let mut data = c
-                    .data(&refs)
-                    .with_context(|| format!("reading /{}", String::from_utf8_lossy(&c.path)))?;
-                let data = data.as_mut().map(|d| &mut **d as &mut dyn std::io::Read);
-                builder.add(c.path, c.entry, data)?;
-            }
-            Some(builder.finish()?)
-        }
+        container_layer(&store, &ingest, &rec, &image)?
     };
 
     let now = crate::humanize::format_rfc3339_nano(crate::clock::now_ns());

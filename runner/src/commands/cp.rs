@@ -12,7 +12,7 @@
 //! is copied in belongs to it.
 
 use super::Ctx;
-use crate::cli::{ArchiveArgs, ArchiveOp, CpArgs};
+use crate::cli::{ArchiveArgs, ArchiveOp, CopyInArgs, CpArgs};
 use crate::container::archive::{self, Root};
 use crate::copy_path::{self, Destination, Endpoint, Source};
 use crate::{liveness, tree_tar, ExitCode};
@@ -332,24 +332,66 @@ impl ContainerTree {
 
 /// The copy again, in strata's user namespace (see the module's comment).
 fn in_user_namespace(ctx: &Ctx, args: &CpArgs) -> Result<i32> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("--root").arg(&ctx.root).arg("unshare").arg("--");
-    cmd.arg("/proc/self/exe")
-        .arg("--root")
-        .arg(&ctx.root)
-        .arg("cp");
+    let mut again = vec!["cp".to_string()];
     for (set, flag) in [
         (args.archive, "--archive"),
         (args.follow_link, "--follow-link"),
         (args.quiet, "--quiet"),
     ] {
         if set {
-            cmd.arg(flag);
+            again.push(flag.to_string());
         }
     }
-    cmd.arg("--").arg(&args.src).arg(&args.dst);
+    again.extend(["--".to_string(), args.src.clone(), args.dst.clone()]);
+    again_in_user_namespace(ctx, &again)
+}
+
+/// This strata run again with `args`, through `strata unshare`.
+fn again_in_user_namespace(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("--root").arg(&ctx.root).arg("unshare").arg("--");
+    cmd.arg("/proc/self/exe")
+        .arg("--root")
+        .arg(&ctx.root)
+        .args(args);
     let status = cmd.status().context("starting strata unshare")?;
     Ok(status.code().unwrap_or(125))
+}
+
+/// `strata __copy-in CONTAINER DEST`: a tar on stdin put into a stopped
+/// container as a Dockerfile's COPY puts it (`build` runs this for each
+/// COPY and ADD; `container::archive::copy` says how).
+pub fn copy_in_for_build(ctx: &Ctx, args: CopyInArgs) -> Result<i32> {
+    if nix::unistd::geteuid().is_root() {
+        crate::container::private_mount_namespace()?;
+    }
+    let rec = liveness::container(&ctx.reader()?, &args.container)?;
+    let Some(tree) = ContainerTree::open(ctx, &rec, true, &args.dest)? else {
+        let mut again = vec!["__copy-in".to_string()];
+        if let Some(owner) = &args.owner {
+            again.push(format!("--owner={owner}"));
+        }
+        if args.one_file {
+            again.push("--one-file".to_string());
+        }
+        again.extend(["--".to_string(), args.container.clone(), args.dest.clone()]);
+        return again_in_user_namespace(ctx, &again);
+    };
+    let mut op = vec!["copy".to_string()];
+    if let Some(owner) = &args.owner {
+        op.push(format!("--owner={owner}"));
+    }
+    if args.one_file {
+        op.push("--one-file".to_string());
+    }
+    op.extend(["--".to_string(), tree.inner(&args.dest)]);
+    let child = tree
+        .helper(ctx)
+        .args(&op)
+        .spawn()
+        .context("starting strata __archive")?;
+    helper_done(child)?;
+    Ok(0)
 }
 
 /// `strata __archive`: enters the container's tree, then does one thing
@@ -376,6 +418,11 @@ pub fn archive_in(args: ArchiveArgs) -> Result<i32> {
         ArchiveOp::Put { dir, keep_owner } => {
             archive::put(&dir, keep_owner, &args.name, std::io::stdin().lock())?
         }
+        ArchiveOp::Copy {
+            owner,
+            one_file,
+            dest,
+        } => archive::copy(&dest, owner.as_deref(), one_file, std::io::stdin().lock())?,
     }
     Ok(0)
 }

@@ -1,9 +1,10 @@
 //! One file per verb (a hidden helper verb lives with the verb it serves:
 //! `__flush` in commit.rs, `serve-mount` in mount.rs, `__exec` in exec.rs,
-//! `__archive` in cp.rs, `__keep` in keep.rs, `__health` in health.rs);
+//! `__archive` and `__copy-in` in cp.rs, `__keep` in keep.rs, `__health` in health.rs);
 //! `dispatch` routes the parsed command line to it.
 
 mod attach;
+mod build;
 mod commit;
 mod cp;
 mod create;
@@ -178,6 +179,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => cp::cp(&ctx, a),
         Command::Archive(a) => cp::archive_in(a),
+        Command::CopyIn(a) => cp::copy_in_for_build(&ctx, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(&ctx, a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::ps(&ctx, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::rm(&ctx, a),
         Command::Container(ContainerCommand::Prune { force, filter }) => {

@@ -247,7 +247,8 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     };
     // The image's VOLUMEs that no mount covers get anonymous volumes, as
     // docker gives them; then every volume is made (or found).
-    for path in config.volumes.keys() {
+    let image_volumes = config.volumes.keys().filter(|_| !args.no_image_volumes);
+    for path in image_volumes {
         // An image may not put a volume where a user may not (`/`, /proc).
         if !path.starts_with('/') {
             bail!("invalid mount config for type \"volume\": invalid mount path: '{path}' mount path must be absolute");

@@ -85,3 +85,95 @@ pub fn put(dir: &str, keep_owner: bool, container: &str, input: impl Read) -> an
     tar.unpack(dir)
         .with_context(|| format!("copying into {dir} in container {container}"))
 }
+
+/// Unpacks a tar into `dest` as a Dockerfile's COPY places it (`build`):
+/// the directories of `dest` that are missing are made (mode 0755), and
+/// they and everything unpacked belong to `owner` (`--chown`: a user, a
+/// `user:group`, names looked up in the container's /etc/passwd and
+/// /etc/group; a user alone gives its uid as the group too, as docker
+/// does), else to root. With `one_file`, the tar holds one entry, which
+/// becomes `dest` itself unless `dest` is a directory (COPY's rule for a
+/// single file to a path without a trailing `/`).
+pub fn copy(
+    dest: &str,
+    owner: Option<&str>,
+    one_file: bool,
+    input: impl Read,
+) -> anyhow::Result<()> {
+    let (uid, gid) = match owner {
+        Some(spec) => chown_ids(spec)?,
+        None => (0, 0),
+    };
+    let dest = Path::new(dest);
+    let (dir, rename) = match one_file && !dest.is_dir() {
+        true => {
+            let name = dest
+                .file_name()
+                .context("COPY's destination names no file")?;
+            (dest.parent().unwrap_or(Path::new("/")), Some(name))
+        }
+        false => (dest, None),
+    };
+    make_dirs(dir, uid, gid)?;
+    let mut tar = tar::Archive::new(input);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_mtime(true);
+    tar.set_overwrite(true);
+    for entry in tar.entries().context("reading the tar")? {
+        let mut entry = entry.context("reading the tar")?;
+        let path = match rename {
+            Some(name) => {
+                let path = dir.join(name);
+                entry
+                    .unpack(&path)
+                    .with_context(|| format!("copying to {}", path.display()))?;
+                path
+            }
+            None => {
+                let name = entry.path().context("a name in the tar")?.into_owned();
+                if !entry
+                    .unpack_in(dir)
+                    .with_context(|| format!("copying {}", name.display()))?
+                {
+                    continue; // a name leaving `dir`, skipped by the tar crate
+                }
+                dir.join(name)
+            }
+        };
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// COPY's `--chown` spec as ids, looked up in this (chrooted) tree.
+fn chown_ids(spec: &str) -> anyhow::Result<(u32, u32)> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let ids = super::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| anyhow::anyhow!("--chown={spec}: {e}"))?;
+    match spec.contains(':') {
+        true => Ok((ids.uid, ids.gid)),
+        false => Ok((ids.uid, ids.uid)),
+    }
+}
+
+/// `mkdir -p dir`, the directories it makes owned by `uid`:`gid`.
+fn make_dirs(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut at = PathBuf::from("/");
+    for part in dir.components().skip(1) {
+        at.push(part);
+        match std::fs::metadata(&at) {
+            Ok(md) if md.is_dir() => continue,
+            Ok(_) => bail!("mkdir {}: not a directory", at.display()),
+            Err(_) => {}
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&at)
+            .with_context(|| format!("mkdir {}", at.display()))?;
+        std::os::unix::fs::lchown(&at, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", at.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,813 @@
+//! `strata build`: a Dockerfile carried out as docker's classic builder
+//! does it. Each instruction makes an image whose parent is the one
+//! before: ENV, CMD, LABEL and the like change the config alone; RUN runs
+//! its command in a container of the image (`strata create` and `start
+//! -a`, the same path as `run`, so it gets run's isolation) and commits
+//! what it changed; COPY and ADD put a tar of their sources into a
+//! stopped container (`strata __copy-in`, chrooted in its tree as `cp`
+//! is) and commit that. The build cache is that chain: a step is skipped
+//! when an image with the same parent, the same history line and the
+//! same config is there already. A COPY's history line names its tar's
+//! fingerprint (`build::context`), so changed sources miss the cache.
+
+use super::Ctx;
+use crate::build::context::{add_kind, AddKind, Context, Packer};
+use crate::build::plan::{Instruction, Plan};
+use crate::cli::{BuildArgs, PullPolicy};
+use crate::dockerfile::{
+    command_line, expand_word, parse_json_form, split_flags, split_words, State,
+};
+use crate::{environment, liveness, ExitCode};
+use anyhow::{anyhow, bail, Context as _, Result};
+use layerdb::{Digest, History, ImageConfig, Ingest, NewImage, PendingLayer, Reference};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
+    // Everything the command line says is checked before any step runs.
+    let tags = (args.tag.iter())
+        .map(|t| Reference::parse(t).map_err(|e| anyhow!("invalid tag {t:?}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let labels = (args.label.iter())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect::<Vec<_>>();
+    let build_args = build_arg_values(&args.build_arg)?;
+    crate::network::Mode::parse(&args.network)?;
+    let (text, context_dir) = match args.path.as_str() {
+        "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            (text, None)
+        }
+        dir => {
+            let dir = PathBuf::from(dir);
+            let file = args.file.clone().unwrap_or_else(|| dir.join("Dockerfile"));
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?;
+            (text, Some(dir))
+        }
+    };
+    let context = Context::open(context_dir.as_deref())?;
+    let plan = Plan::parse(&text)?;
+    let target = match &args.target {
+        Some(name) => plan
+            .stage_named(name)
+            .filter(|_| name.parse::<usize>().is_err())
+            .ok_or_else(|| anyhow!("target stage {name:?} could not be found"))?,
+        None => plan.stages.len() - 1,
+    };
+    let mut builder = Builder {
+        ctx,
+        args: &args,
+        plan: &plan,
+        context,
+        build_args,
+        used_args: BTreeSet::new(),
+        global_args: Vec::new(),
+        results: vec![None; plan.stages.len()],
+        step: 0,
+        total: 0,
+    };
+    builder.global_args()?;
+    let stages = builder.needed(target)?;
+    builder.total = stages
+        .iter()
+        .map(|&s| 1 + plan.stages[s].instructions.len())
+        .sum::<usize>()
+        + usize::from(!labels.is_empty());
+    let mut image = Digest::of(b"");
+    for &stage in &stages {
+        image = builder.stage(stage)?;
+        builder.results[stage] = Some(image);
+    }
+    if !labels.is_empty() {
+        image = builder.labels(&image, &labels)?;
+    }
+    let unused: Vec<&str> = (builder.build_args.iter())
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !builder.used_args.contains(*k))
+        .collect();
+    if !unused.is_empty() {
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused.join(" ")
+        );
+    }
+    let store = ctx.store()?;
+    for tag in &tags {
+        store.tag(&image, tag)?;
+    }
+    drop(store);
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, format!("{image:#}"))
+            .with_context(|| format!("writing the image id to {}", path.display()))?;
+    }
+    match args.quiet {
+        true => println!("{image:#}"),
+        false => {
+            println!("Successfully built {}", short(&image));
+            for tag in &tags {
+                println!("Successfully tagged {tag}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `--build-arg NAME=VALUE`, or `NAME` alone for the value of this
+/// process's environment (left out when it has none).
+fn build_arg_values(given: &[String]) -> Result<Vec<(String, String)>> {
+    let mut values = Vec::new();
+    for arg in given {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg.as_str(), std::env::var(arg).ok()),
+        };
+        if name.is_empty() {
+            bail!("invalid --build-arg {arg:?}: no name");
+        }
+        if let Some(value) = value {
+            values.retain(|(n, _): &(String, String)| n != name);
+            values.push((name.to_string(), value));
+        }
+    }
+    Ok(values)
+}
+
+/// An image id as the build prints it.
+fn short(id: &Digest) -> String {
+    id.hex()[..12].to_string()
+}
+
+struct Builder<'a> {
+    ctx: &'a Ctx,
+    args: &'a BuildArgs,
+    plan: &'a Plan,
+    context: Context,
+    /// `--build-arg` values.
+    build_args: Vec<(String, String)>,
+    /// The build args an ARG declared.
+    used_args: BTreeSet<String>,
+    /// `NAME=VALUE` of the ARGs before the first FROM.
+    global_args: Vec<String>,
+    /// Each stage's image, once built.
+    results: Vec<Option<Digest>>,
+    step: usize,
+    total: usize,
+}
+
+/// A stage being built: its latest image and the config it has.
+struct StageState {
+    image: Digest,
+    state: State,
+    author: String,
+}
+
+impl Builder<'_> {
+    fn say(&self, line: &str) {
+        if !self.args.quiet {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn step_line(&mut self, instruction: &Instruction) {
+        self.step += 1;
+        self.say(&format!(
+            "Step {}/{} : {}",
+            self.step,
+            self.total,
+            instruction.text()
+        ));
+    }
+
+    /// The ARGs before the first FROM, each given by `--build-arg` or by
+    /// its default.
+    fn global_args(&mut self) -> Result<()> {
+        for instruction in &self.plan.global_args {
+            for (name, value) in self.declare(instruction, &self.global_args.clone())? {
+                if let Some(value) = value {
+                    environment::set(&mut self.global_args, format!("{name}={value}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The names an ARG declares, each with its value: `--build-arg`'s,
+    /// else its default expanded with `env`, else (a global ARG declared
+    /// again in a stage) the global value.
+    fn declare(
+        &mut self,
+        instruction: &Instruction,
+        env: &[String],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let words = split_words(&instruction.rest);
+        if words.is_empty() {
+            bail!(
+                "dockerfile parse error on line {}: ARG requires at least one argument",
+                instruction.line
+            );
+        }
+        let mut declared = Vec::new();
+        for word in words {
+            let (name, default) = match word.split_once('=') {
+                Some((name, default)) => (name.to_string(), Some(expand_word(default, env)?)),
+                None => (word, None),
+            };
+            let given = (self.build_args.iter()).find(|(n, _)| *n == name);
+            let value = match given {
+                Some((_, value)) => {
+                    self.used_args.insert(name.clone());
+                    Some(value.clone())
+                }
+                None => default
+                    .or_else(|| environment::lookup(&self.global_args, &name).map(str::to_string)),
+            };
+            declared.push((name, value));
+        }
+        Ok(declared)
+    }
+
+    /// The stages `target` needs (its base stages and `COPY --from`
+    /// stages, recursively), in file order.
+    fn needed(&self, target: usize) -> Result<Vec<usize>> {
+        let mut needed = BTreeSet::new();
+        let mut todo = vec![target];
+        while let Some(at) = todo.pop() {
+            if !needed.insert(at) {
+                continue;
+            }
+            let stage = &self.plan.stages[at];
+            let base = expand_word(&stage.base, &self.global_args)?;
+            let mut refs = vec![base];
+            for instruction in &stage.instructions {
+                let (flags, _) = split_flags(&instruction.rest);
+                if let Some((_, Some(from))) = flags.iter().find(|(name, _)| name == "from") {
+                    refs.push(from.clone());
+                }
+            }
+            for name in refs {
+                if let Some(earlier) = self.plan.stage_named(&name).filter(|&s| s < at) {
+                    todo.push(earlier);
+                }
+            }
+        }
+        Ok(needed.into_iter().collect())
+    }
+
+    fn stage(&mut self, index: usize) -> Result<Digest> {
+        let stage = &self.plan.stages[index];
+        self.step_line(&stage.from);
+        let base = expand_word(&stage.base, &self.global_args)?;
+        let image = self.base_image(&base, index)?;
+        self.say(&format!(" ---> {}", short(&image)));
+        let config = self.image_config(&image)?;
+        let mut st = StageState {
+            image,
+            state: State::new(config.config.clone()),
+            author: config.author.clone(),
+        };
+        // The base image's ONBUILD triggers run first, and are not
+        // passed on (docker's rule).
+        let triggers = std::mem::take(&mut st.state.config.on_build);
+        if !triggers.is_empty() {
+            self.say(&format!("# Executing {} build triggers", triggers.len()));
+            for text in &triggers {
+                let trigger = Instruction::parse(stage.from.line, text)?;
+                self.instruction(&mut st, &trigger)?;
+            }
+        }
+        for instruction in &stage.instructions {
+            self.step_line(instruction);
+            self.instruction(&mut st, instruction)
+                .map_err(|e| on_line(e, instruction))?;
+            self.say(&format!(" ---> {}", short(&st.image)));
+        }
+        Ok(st.image)
+    }
+
+    /// FROM's image: `scratch`, an earlier stage, or an image of the store
+    /// (pulled when missing, or always with `--pull`).
+    fn base_image(&mut self, base: &str, index: usize) -> Result<Digest> {
+        if base == "scratch" {
+            return self.scratch();
+        }
+        if let Some(stage) = self.plan.stage_named(base).filter(|&s| s < index) {
+            return self.results[stage].ok_or_else(|| anyhow!("stage {base} was not built"));
+        }
+        self.image(base)
+    }
+
+    /// An image by name: pulled when missing, or always with `--pull`.
+    fn image(&self, name: &str) -> Result<Digest> {
+        let policy = match self.args.pull {
+            true => PullPolicy::Always,
+            false => PullPolicy::Missing,
+        };
+        if let Some(pulled) = super::pull::ensure_image(self.ctx, name, policy, None)? {
+            return Ok(pulled.id);
+        }
+        let store = self.ctx.reader()?;
+        let image = store.resolve_image(name).map_err(|e| match e {
+            layerdb::StoreError::NoSuchImage(_) => anyhow!("No such image: {name}"),
+            other => other.into(),
+        })?;
+        Ok(image.id)
+    }
+
+    /// The image of `FROM scratch`: no layer, an empty config. Its config
+    /// is fixed, so every build from scratch shares it and the cache holds.
+    fn scratch(&self) -> Result<Digest> {
+        let config = ImageConfig::new("1970-01-01T00:00:00Z".to_string());
+        let id = Digest::of(&config.to_bytes());
+        if self.ctx.reader()?.image(&id)?.is_some() {
+            return Ok(id);
+        }
+        let made = self.ctx.store()?.commit_image(NewImage {
+            config,
+            layer: None,
+            parent: None,
+            reference: None,
+        })?;
+        Ok(made.id)
+    }
+
+    fn image_config(&self, id: &Digest) -> Result<ImageConfig> {
+        let store = self.ctx.reader()?;
+        let image = store
+            .image(id)?
+            .ok_or_else(|| anyhow!("image {id:#} is gone"))?;
+        Ok(image.config())
+    }
+
+    fn instruction(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<()> {
+        let keyword = instruction.keyword.as_str();
+        match keyword {
+            "run" => return self.run(st, instruction),
+            "copy" | "add" => return self.copy(st, instruction),
+            "from" => unreachable!("a FROM starts a stage"),
+            "arg" => {
+                let env = st.state.expansion_env();
+                for (name, value) in self.declare(instruction, &env)? {
+                    match value {
+                        Some(value) => {
+                            environment::set(&mut st.state.args, format!("{name}={value}"))
+                        }
+                        None => st.state.args.retain(|a| environment::key(a) != name),
+                    }
+                }
+            }
+            "maintainer" => st.author = instruction.rest.clone(),
+            _ => st.state.dispatch(keyword, &instruction.rest)?,
+        }
+        let created_by = format!("/bin/sh -c #(nop)  {}", instruction.text());
+        st.image = self.step_image(st, created_by, None)?;
+        Ok(())
+    }
+
+    /// The step's image: the cached one, or a new one with `layer`.
+    fn step_image(
+        &self,
+        st: &StageState,
+        created_by: String,
+        layer: Option<(Ingest, Option<PendingLayer>)>,
+    ) -> Result<Digest> {
+        if layer.is_none() {
+            if let Some(hit) = self.cached(st, &created_by)? {
+                return Ok(hit);
+            }
+        }
+        let mut config = self.image_config(&st.image)?;
+        let now = crate::humanize::format_rfc3339_nano(crate::clock::now_ns());
+        config.config = st.state.config.clone();
+        config.author = st.author.clone();
+        config.created = now.clone();
+        let (ingest, layer) = match layer {
+            Some((ingest, layer)) => (Some(ingest), layer),
+            None => (None, None),
+        };
+        config.history.push(History {
+            created: now,
+            created_by,
+            author: st.author.clone(),
+            comment: String::new(),
+            empty_layer: layer.is_none(),
+        });
+        let made = self.ctx.store()?.commit_image(NewImage {
+            config,
+            layer,
+            parent: Some(st.image),
+            reference: None,
+        })?;
+        drop(ingest);
+        Ok(made.id)
+    }
+
+    /// A step the cache has: an image made from the same parent by the
+    /// same history line, with the same config.
+    fn cached(&self, st: &StageState, created_by: &str) -> Result<Option<Digest>> {
+        if self.args.no_cache {
+            return Ok(None);
+        }
+        let store = self.ctx.reader()?;
+        for (image, _) in store.images()? {
+            if image.parent != Some(st.image) {
+                continue;
+            }
+            let config = image.config();
+            let same = config.history.last().map(|h| h.created_by.as_str()) == Some(created_by)
+                && config.config == st.state.config
+                && config.author == st.author;
+            if same {
+                self.say(" ---> Using cache");
+                return Ok(Some(image.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// RUN: the command in a container of the stage's image, with the
+    /// build args in its environment; what it changed becomes a layer.
+    fn run(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<()> {
+        let (flags, rest) = split_flags(&instruction.rest);
+        if let Some((flag, _)) = flags.first() {
+            bail!("RUN --{flag} is not supported by strata build");
+        }
+        let (cmd, _) = command_line(rest, &st.state.shell)?;
+        if cmd.is_empty() {
+            bail!("RUN requires at least one argument");
+        }
+        // docker's history line: the build args the command saw first.
+        let args: Vec<String> = (st.state.args.iter())
+            .filter(|a| environment::lookup(&st.state.config.env, environment::key(a)).is_none())
+            .cloned()
+            .collect();
+        let created_by = match args.is_empty() {
+            true => cmd.join(" "),
+            false => format!("|{} {} {}", args.len(), args.join(" "), cmd.join(" ")),
+        };
+        if let Some(hit) = self.cached(st, &created_by)? {
+            st.image = hit;
+            return Ok(());
+        }
+        let container = self.create(&st.image, &args, &cmd)?;
+        let result = self.run_in(&container, &cmd, st, created_by);
+        self.remove(&container, result.is_ok())?;
+        st.image = result?;
+        Ok(())
+    }
+
+    fn run_in(
+        &self,
+        container: &str,
+        cmd: &[String],
+        st: &StageState,
+        created_by: String,
+    ) -> Result<Digest> {
+        self.say(&format!(" ---> Running in {}", &container[..12]));
+        let mut start = self.strata();
+        start.args(["start", "-a", container]).stdin(Stdio::null());
+        let captured = match self.args.quiet {
+            true => {
+                let file = tempfile::tempfile_in(self.ctx.root.join("tmp"))?;
+                start.stdout(file.try_clone()?).stderr(file.try_clone()?);
+                Some(file)
+            }
+            false => None,
+        };
+        let status = start.status().context("starting strata start")?;
+        let code = status.code().unwrap_or(125);
+        if code != 0 {
+            if let Some(mut file) = captured {
+                file.rewind()?;
+                std::io::copy(&mut file, &mut std::io::stderr())?;
+            }
+            eprintln!(
+                "The command '{}' returned a non-zero code: {code}",
+                cmd.join(" ")
+            );
+            return Err(ExitCode(1).into());
+        }
+        self.commit(container, st, created_by)
+    }
+
+    /// COPY and ADD: the sources as one tar, put into a stopped container
+    /// of the stage's image, which is then committed.
+    fn copy(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<()> {
+        let keyword = instruction.keyword.to_ascii_uppercase();
+        let add = keyword == "ADD";
+        let (flags, rest) = split_flags(&instruction.rest);
+        let env = st.state.expansion_env();
+        let (mut from, mut chown, mut chmod) = (None, None, None);
+        for (name, value) in &flags {
+            let value = || {
+                value
+                    .as_deref()
+                    .map(|v| expand_word(v, &env))
+                    .transpose()?
+                    .ok_or_else(|| anyhow!("{keyword} --{name} needs a value"))
+            };
+            match name.as_str() {
+                "from" if !add => from = Some(value()?),
+                "chown" => chown = Some(value()?),
+                "chmod" => {
+                    let text = value()?;
+                    let bits = u32::from_str_radix(&text, 8)
+                        .ok()
+                        .filter(|b| *b <= 0o7777)
+                        .ok_or_else(|| {
+                            anyhow!("invalid chmod parameter {text:?}: an octal mode")
+                        })?;
+                    chmod = Some(bits);
+                }
+                // --link only changes how BuildKit stacks the layer.
+                "link" => {}
+                other => bail!("{keyword} --{other} is not supported by strata build"),
+            }
+        }
+        let words = match parse_json_form(rest)? {
+            Some(words) => words,
+            None => split_words(rest),
+        };
+        let mut words = (words.iter())
+            .map(|w| expand_word(w, &env))
+            .collect::<Result<Vec<_>, _>>()?;
+        if words.len() < 2 {
+            bail!(
+                "{keyword} requires at least two arguments, but only {} provided",
+                words.len()
+            );
+        }
+        let dest = words.pop().expect("two words or more");
+        let into_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+        let dest = match dest.starts_with('/') {
+            true => dest,
+            false => format!(
+                "{}/{dest}",
+                st.state.config.working_dir.trim_end_matches('/')
+            ),
+        };
+        let dest = crate::build::pattern::clean_relative(&dest)
+            .map(|d| format!("/{d}"))
+            .unwrap_or_else(|| "/".to_string());
+        if let Some(url) = words.iter().find(|w| w.contains("://")) {
+            bail!("{keyword} of a URL ({url}) is not supported by strata build: fetch it in a RUN step");
+        }
+
+        let mut packer = Packer::new(&self.ctx.root.join("tmp"), chmod)?;
+        let (count, single_file) = match &from {
+            Some(from) => self.pack_from_image(&mut packer, from, &words)?,
+            None => {
+                let sources = self.context.sources(&keyword, &words)?;
+                let mut archives = 0;
+                for source in &sources {
+                    match (add && !source.is_dir)
+                        .then(|| add_kind(&source.host))
+                        .transpose()?
+                    {
+                        Some(AddKind::Tar(tar)) => {
+                            packer.add_tar(tar, false, false)?;
+                            archives += 1;
+                        }
+                        _ => packer.add_source(&self.context, source)?,
+                    }
+                }
+                let single = sources.len() == 1 && !sources[0].is_dir && archives == 0;
+                (sources.len(), single)
+            }
+        };
+        if count > 1 && !into_dir {
+            bail!("When using {keyword} with more than one source file, the destination must be a directory and end with a /");
+        }
+        let one_file = single_file && !into_dir;
+        let (tar, fingerprint) = packer.finish()?;
+        let what = match (one_file || single_file, count) {
+            (true, _) => "file",
+            (false, 1) => "dir",
+            _ => "multi",
+        };
+        let owner = chown
+            .as_deref()
+            .map(|c| format!("--chown={c} "))
+            .unwrap_or_default();
+        let created_by =
+            format!("/bin/sh -c #(nop) {keyword} {owner}{what}:{fingerprint} in {dest} ");
+        if let Some(hit) = self.cached(st, &created_by)? {
+            st.image = hit;
+            return Ok(());
+        }
+        let container = self.create(&st.image, &[], &["true".to_string()])?;
+        let result = self.copy_in(
+            &container,
+            tar,
+            chown.as_deref(),
+            one_file,
+            &dest,
+            st,
+            created_by,
+        );
+        self.remove(&container, result.is_ok())?;
+        st.image = result?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_in(
+        &self,
+        container: &str,
+        tar: File,
+        owner: Option<&str>,
+        one_file: bool,
+        dest: &str,
+        st: &StageState,
+        created_by: String,
+    ) -> Result<Digest> {
+        self.say(&format!(" ---> Running in {}", &container[..12]));
+        let mut cmd = self.strata();
+        cmd.arg("__copy-in");
+        if let Some(owner) = owner {
+            cmd.arg(format!("--owner={owner}"));
+        }
+        if one_file {
+            cmd.arg("--one-file");
+        }
+        let status = cmd
+            .args(["--", container, dest])
+            .stdin(tar)
+            .status()
+            .context("starting strata __copy-in")?;
+        if !status.success() {
+            return Err(ExitCode(status.code().unwrap_or(125)).into());
+        }
+        self.commit(container, st, created_by)
+    }
+
+    /// `COPY --from`: each path out of a container of the stage or image
+    /// (`strata cp CONTAINER:PATH -`), a directory's contents or a file.
+    /// Returns the number of sources and whether it is one file.
+    fn pack_from_image(
+        &mut self,
+        packer: &mut Packer,
+        from: &str,
+        paths: &[String],
+    ) -> Result<(usize, bool)> {
+        let image = match self.plan.stage_named(from) {
+            Some(stage) => self.results[stage].ok_or_else(|| {
+                anyhow!("COPY --from={from}: that stage is not built before this one")
+            })?,
+            None => self.image(from)?,
+        };
+        let container = self.create(&image, &[], &["true".to_string()])?;
+        let packed = (|| -> Result<(usize, bool)> {
+            let mut single_file = false;
+            for path in paths {
+                if crate::build::pattern::has_wildcards(path) {
+                    bail!("COPY --from={from} {path}: wildcards are not supported with --from");
+                }
+                let path = format!("/{}", path.trim_start_matches('/'));
+                let mut tar = tempfile::tempfile_in(self.ctx.root.join("tmp"))?;
+                let status = self
+                    .strata()
+                    .args(["cp", "-q", &format!("{container}:{path}"), "-"])
+                    .stdout(tar.try_clone()?)
+                    .status()
+                    .context("starting strata cp")?;
+                if !status.success() {
+                    return Err(ExitCode(status.code().unwrap_or(125)).into());
+                }
+                tar.rewind()?;
+                let is_dir = {
+                    let mut archive = tar::Archive::new(&mut tar);
+                    let first = archive.entries()?.next().transpose()?;
+                    first.is_some_and(|e| e.header().entry_type().is_dir())
+                };
+                tar.rewind()?;
+                packer.add_tar(&mut tar, is_dir, true)?;
+                single_file = paths.len() == 1 && !is_dir;
+            }
+            Ok((paths.len(), single_file))
+        })();
+        self.remove(&container, false)?;
+        packed
+    }
+
+    /// `--label`s: a last step on the final image.
+    fn labels(&mut self, image: &Digest, labels: &[(String, String)]) -> Result<Digest> {
+        let config = self.image_config(image)?;
+        let mut st = StageState {
+            image: *image,
+            state: State::new(config.config.clone()),
+            author: config.author,
+        };
+        let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let instruction = Instruction {
+            line: 0,
+            keyword: "label".to_string(),
+            rest: text.join(" "),
+        };
+        self.step_line(&instruction);
+        self.instruction(&mut st, &instruction)?;
+        self.say(&format!(" ---> {}", short(&st.image)));
+        Ok(st.image)
+    }
+
+    /// A container of `image` made to run `cmd` (`strata create`): no
+    /// health check, no log file, no volumes for the image's VOLUMEs (what
+    /// a step writes there stays in its layer, as with BuildKit), the
+    /// image's entrypoint set aside, the build args in its environment.
+    /// Returns its id.
+    fn create(&self, image: &Digest, env: &[String], cmd: &[String]) -> Result<String> {
+        let dir = tempfile::tempdir_in(self.ctx.root.join("tmp"))?;
+        let cidfile = dir.path().join("cid");
+        let mut create = self.strata();
+        create
+            .arg("create")
+            .arg("--cidfile")
+            .arg(&cidfile)
+            .args([
+                "--pull",
+                "never",
+                "--no-healthcheck",
+                "--log-driver",
+                "none",
+            ])
+            .args(["--entrypoint", "", "--network", &self.args.network]);
+        for entry in env {
+            create.arg("-e").arg(entry);
+        }
+        let out = create
+            .arg(format!("{image:#}"))
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .context("starting strata create")?;
+        if !out.status.success() {
+            std::io::stderr().write_all(&out.stderr)?;
+            return Err(ExitCode(out.status.code().unwrap_or(125)).into());
+        }
+        std::fs::read_to_string(&cidfile).context("reading the build container's id")
+    }
+
+    /// Removes a step's container and its anonymous volumes; `say`s so
+    /// as docker does (a step's that succeeded).
+    fn remove(&self, container: &str, say: bool) -> Result<()> {
+        if !self.args.rm && !self.args.force_rm {
+            return Ok(());
+        }
+        let status = self
+            .strata()
+            .args(["rm", "-f", "-v", container])
+            .stdout(Stdio::null())
+            .status()
+            .context("starting strata rm")?;
+        if !status.success() {
+            bail!("removing the intermediate container {container} failed");
+        }
+        if say {
+            self.say(&format!(
+                "Removing intermediate container {}",
+                &container[..12]
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a stopped step container changed, as the step's image.
+    fn commit(&self, container: &str, st: &StageState, created_by: String) -> Result<Digest> {
+        let ingest = Ingest::begin(&self.ctx.root)?;
+        let store = Arc::new(self.ctx.reader()?);
+        let rec = liveness::container(&store, container)?;
+        let image = super::commit::image_of(&store, &rec)?;
+        let layer = super::commit::container_layer(&store, &ingest, &rec, &image)?;
+        drop(store);
+        self.step_image(st, created_by, Some((ingest, layer)))
+    }
+
+    fn strata(&self) -> Command {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("--root").arg(&self.ctx.root);
+        cmd
+    }
+}
+
+/// An instruction's error, with the line it is on (docker's prefix).
+fn on_line(e: anyhow::Error, instruction: &Instruction) -> anyhow::Error {
+    if e.downcast_ref::<ExitCode>().is_some() {
+        return e;
+    }
+    e.context(format!(
+        "Dockerfile line {}: {}",
+        instruction.line,
+        instruction.text()
+    ))
+}

@@ -1,0 +1,299 @@
+//! `strata build` end to end on a busybox image: the instructions, the
+//! context and `.dockerignore`, multi-stage builds, the cache, and what a
+//! build refuses (a context that links out of itself included).
+
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
+mod common;
+
+use common::{Strata, TarMaker};
+use std::path::{Path, PathBuf};
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A context with sources, a `.dockerignore` and a gzipped tar for ADD.
+fn context(s: &Strata, dockerfile: &str) -> PathBuf {
+    let ctx = s.path("ctx");
+    write(&ctx.join("Dockerfile"), dockerfile);
+    write(&ctx.join("src/a.txt"), "a\n");
+    write(&ctx.join("src/sub/b.txt"), "b\n");
+    write(&ctx.join("src/debug.log"), "left out\n");
+    write(&ctx.join("notes/one.md"), "1\n");
+    write(&ctx.join("notes/two.md"), "2\n");
+    write(&ctx.join(".dockerignore"), "**/*.log\n");
+    let tar = TarMaker::new()
+        .dir("pkg")
+        .file("pkg/inside", b"unpacked\n")
+        .bytes();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    std::fs::write(ctx.join("pkg.tar.gz"), gz.finish().unwrap()).unwrap();
+    ctx
+}
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS builder
+ARG WHO=nobody-said
+RUN echo "built for $WHO" > /built.txt
+
+FROM ${BASE}
+ARG BASE
+ARG WHO
+LABEL org.example.base=$BASE
+ENV APP=/app \
+    MODE=test
+WORKDIR $APP
+RUN echo "run as $(id -u) in $(pwd) for $WHO, mode $MODE" > run.txt
+COPY src/ ./src/
+COPY src/a.txt /renamed.txt
+COPY --chown=nobody:nogroup --chmod=600 src/a.txt /owned/
+COPY notes/*.md /notes/
+ADD pkg.tar.gz /opt/
+COPY --from=builder /built.txt /from-builder.txt
+EXPOSE 8080/tcp
+USER nobody
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/run.txt"]
+"#;
+
+#[test]
+fn a_dockerfile_builds_as_docker_builds_it_and_its_cache_holds() {
+    let s = Strata::with_busybox();
+    let ctx = context(&s, DOCKERFILE);
+    let dir = ctx.to_str().unwrap();
+    let built = s
+        .run(&[
+            "build",
+            "-t",
+            "app:1",
+            "--build-arg",
+            "WHO=tests",
+            "--build-arg",
+            "UNUSED=1",
+            dir,
+        ])
+        .ok();
+    assert!(
+        built.stdout.contains("Step 1/20 : FROM $BASE AS builder"),
+        "{}",
+        built.stdout
+    );
+    assert!(
+        built.stdout.contains("Successfully tagged app:1"),
+        "{}",
+        built.stdout
+    );
+    assert!(
+        built
+            .stderr
+            .contains("build-args [UNUSED] were not consumed"),
+        "{}",
+        built.stderr
+    );
+
+    // The image runs its CMD through its ENTRYPOINT, as the user it names.
+    let ran = s.run(&["run", "--rm", "app:1"]).ok();
+    assert_eq!(ran.stdout, "run as 0 in /app for tests, mode test\n");
+    let look = |script: &str| {
+        s.run(&["run", "--rm", "-u", "0", "app:1", script])
+            .ok()
+            .stdout
+    };
+    assert_eq!(
+        look("find /app/src | sort"),
+        "/app/src\n/app/src/a.txt\n/app/src/sub\n/app/src/sub/b.txt\n"
+    );
+    assert_eq!(look("cat /renamed.txt"), "a\n");
+    assert_eq!(
+        look("stat -c '%U:%G %a' /owned /owned/a.txt"),
+        "nobody:nogroup 755\nnobody:nogroup 600\n"
+    );
+    assert_eq!(look("ls /notes"), "one.md\ntwo.md\n");
+    assert_eq!(look("cat /opt/pkg/inside"), "unpacked\n");
+    assert_eq!(look("cat /from-builder.txt"), "built for tests\n");
+    let inspect = |format: &str| {
+        s.run(&["image", "inspect", "-f", format, "app:1"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(inspect("{{.Config.User}}"), "nobody");
+    assert_eq!(inspect("{{.Config.WorkingDir}}"), "/app");
+    assert_eq!(
+        inspect("{{json .Config.Entrypoint}}"),
+        r#"["/bin/sh","-c"]"#
+    );
+    assert_eq!(
+        inspect("{{index .Config.Labels \"org.example.base\"}}"),
+        "busybox"
+    );
+    assert!(inspect("{{json .Config.ExposedPorts}}").contains("8080/tcp"));
+    assert!(
+        !inspect("{{json .Config.Env}}").contains("WHO"),
+        "a build arg stayed in the image's Env"
+    );
+    let history = s.run(&["history", "--no-trunc", "app:1"]).ok().stdout;
+    assert!(
+        history.contains("|2 BASE=busybox WHO=tests /bin/sh -c echo \"run as"),
+        "{history}"
+    );
+    // The steps' images are the tagged image's parents, shown with -a
+    // only; the first stage's result is dangling, as with docker's
+    // classic builder.
+    let images = s.run(&["images", "-q"]).ok().stdout;
+    assert_eq!(images.lines().count(), 3, "{images}");
+    assert_eq!(
+        s.run(&["ps", "-aq"]).ok().stdout,
+        "",
+        "a step's container was left"
+    );
+
+    // Again: every step from the cache, the same image.
+    let again = s
+        .run(&[
+            "build",
+            "-q",
+            "-t",
+            "app:2",
+            "--build-arg",
+            "WHO=tests",
+            dir,
+        ])
+        .ok();
+    let id = |tag: &str| inspect_id(&s, tag);
+    assert_eq!(again.stdout.trim(), id("app:1"));
+    let verbose = s
+        .run(&["build", "--build-arg", "WHO=tests", dir])
+        .ok()
+        .stdout;
+    assert_eq!(verbose.matches("Using cache").count(), 18, "{verbose}");
+    // A touched source keeps the cache; a changed one misses it from its
+    // COPY on; another build arg misses it from the first RUN that sees it.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(ctx.join("src/a.txt"))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let touched = s
+        .run(&["build", "-q", "--build-arg", "WHO=tests", dir])
+        .ok();
+    assert_eq!(touched.stdout.trim(), id("app:1"));
+    write(&ctx.join("src/a.txt"), "changed\n");
+    let changed = s
+        .run(&["build", "-t", "app:3", "--build-arg", "WHO=tests", dir])
+        .ok()
+        .stdout;
+    assert!(
+        changed.contains("Step 11/20 : COPY src/ ./src/\n ---> Running in"),
+        "{changed}"
+    );
+    assert_eq!(changed.matches("Using cache").count(), 8, "{changed}");
+    assert_eq!(
+        s.run(&["run", "--rm", "-u", "0", "app:3", "cat /renamed.txt"])
+            .ok()
+            .stdout,
+        "changed\n"
+    );
+    let other = s
+        .run(&["build", "--build-arg", "WHO=others", dir])
+        .ok()
+        .stdout;
+    assert_eq!(other.matches("Using cache").count(), 6, "{other}");
+    let none = s
+        .run(&["build", "--no-cache", "--build-arg", "WHO=tests", dir])
+        .ok()
+        .stdout;
+    assert!(!none.contains("Using cache"), "{none}");
+
+    // --target stops at a stage; a Dockerfile on stdin has no context.
+    let target = s
+        .run(&["build", "-q", "--target", "builder", dir])
+        .ok()
+        .stdout;
+    let shown = s
+        .run(&["run", "--rm", target.trim(), "cat", "/built.txt"])
+        .ok()
+        .stdout;
+    assert_eq!(shown, "built for nobody-said\n");
+    let stdin = s
+        .run_stdin(
+            &["build", "-t", "piped", "-"],
+            b"FROM busybox\nRUN echo piped > /p\n",
+        )
+        .ok();
+    assert!(
+        stdin.stdout.contains("Successfully tagged piped:latest"),
+        "{}",
+        stdin.stdout
+    );
+    s.run(&["verify"]).ok();
+}
+
+fn inspect_id(s: &Strata, image: &str) -> String {
+    s.run(&["image", "inspect", "-f", "{{.Id}}", image])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
+    let s = Strata::with_busybox();
+    let build = |dockerfile: &str| {
+        let ctx = context(&s, dockerfile);
+        s.run(&["build", "-t", "bad", ctx.to_str().unwrap()])
+    };
+    let failed = build("FROM busybox\nRUN echo partial > /p; exit 3\n");
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains(
+            "The command '/bin/sh -c echo partial > /p; exit 3' returned a non-zero code: 3"
+        ),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        s.run(&["ps", "-aq"]).ok().stdout,
+        "",
+        "the failed step's container was left"
+    );
+    s.run(&["image", "inspect", "bad"])
+        .refused_with("No such object: bad");
+
+    build("FROM busybox\nFROB x\n").refused_with("line 2: unknown instruction: FROB");
+    build("RUN true\n").refused_with("before the first FROM");
+    build("FROM busybox\nCOPY ../outside /x\n")
+        .refused_with("forbidden path outside the build context");
+    build("FROM busybox\nCOPY missing /x\n").refused_with("file not found in build context");
+    build("FROM busybox\nCOPY src/debug.log /x\n").refused_with("excluded by .dockerignore");
+    build("FROM busybox\nCOPY notes/one.md notes/two.md /x\n")
+        .refused_with("the destination must be a directory and end with a /");
+    build("FROM busybox\nADD http://127.0.0.1:9/x /x\n").refused_with("not supported");
+    build("FROM busybox\nRUN --mount=type=cache,target=/c true\n")
+        .refused_with("RUN --mount is not supported");
+    build("FROM busybox\nCOPY --chown=nosuchuser src/a.txt /x\n")
+        .refused_with("unable to find user nosuchuser");
+    let ctx = context(&s, "FROM busybox\n");
+    s.run(&["build", "--target", "nope", ctx.to_str().unwrap()])
+        .refused_with("target stage \"nope\" could not be found");
+
+    // A link in the context leads nowhere outside it: /etc/passwd is read
+    // as the context's own etc/passwd, which is not there.
+    let ctx = context(&s, "FROM busybox\nCOPY hostlink/passwd /stolen\n");
+    std::os::unix::fs::symlink("/etc", ctx.join("hostlink")).unwrap();
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("file not found in build context");
+    let ctx = context(&s, "FROM busybox\nCOPY direct /stolen\n");
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("direct")).unwrap();
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("file not found in build context");
+    assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "");
+    s.run(&["verify"]).ok();
+}
