@@ -2373,6 +2373,39 @@ fn a_health_check_makes_a_running_container_healthy_or_unhealthy() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let top = s.run(&["top", "slow", "-o", "pid,stat,args"]).ok().stdout;
     assert!(!top.lines().skip(1).any(|l| l.contains(" Z")), "{top}");
+    // A probe that leaves a writer without end behind (in the container)
+    // still ends: its output is cut at 4 KiB, the prober reads no more
+    // once it exited, and it stays small. (It read everything into memory
+    // and waited for the writer: gigabytes, and "starting" for ever.)
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "--health-cmd",
+        "cat /dev/zero & echo hi",
+        "--health-interval",
+        "200ms",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    settle("chatty", "healthy");
+    let output = s
+        .run(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).Output}}",
+            "chatty",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        output.len() <= 4097,
+        "{} bytes of output kept",
+        output.len()
+    );
     s.run(&[
         "run",
         "-d",

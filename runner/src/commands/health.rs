@@ -93,56 +93,51 @@ fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Pro
         exit_code,
         output,
     };
+    // One pipe for stdout and stderr, read here against the deadline:
+    // the probe (or what it leaves running in the background) may write
+    // without end, and only the first OUTPUT_BYTES are kept.
     let spawned = command_in(ctx, rec, &process).and_then(|(mut cmd, binary)| {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(write.try_clone()?))
+            .stderr(Stdio::from(write))
             .spawn()
             .context("start the health check")?;
+        // The command holds the pipe's write end until dropped.
+        drop(cmd);
         drop(binary);
-        Ok(child)
+        Ok((child, read))
     });
-    let mut child = match spawned {
-        Ok(child) => child,
+    let (mut child, read) = match spawned {
+        Ok(spawned) => spawned,
         Err(e) => return ended(-1, crate::error_text::describe(&e)),
     };
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = stream.read_to_end(&mut bytes);
-            bytes
-        })
-    })
-    .collect();
+    let mut output = Vec::with_capacity(OUTPUT_BYTES);
+    let mut pipe = std::fs::File::from(read);
+    let _ = nix::fcntl::fcntl(
+        &pipe,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     let deadline = Instant::now() + check.timeout;
     let status = loop {
+        drain(&mut pipe, &mut output);
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) if Instant::now() < deadline => {
+                let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(20u8));
+            }
             _ => {
                 stop_probe(&mut child);
                 break None;
             }
         }
     };
-    let mut output: Vec<u8> = readers
-        .into_iter()
-        .flat_map(|r| r.join().unwrap_or_default())
-        .collect();
-    output.truncate(OUTPUT_BYTES);
+    // What the probe wrote before it ended; then the pipe is closed, so
+    // what it left behind gets EPIPE rather than a reader.
+    drain(&mut pipe, &mut output);
+    drop(pipe);
     match status {
         Some(status) => ended(
             status.code().unwrap_or(-1),
@@ -155,6 +150,22 @@ fn run_probe(ctx: &Ctx, rec: &ContainerRecord, check: &Check, start: i64) -> Pro
                 crate::humanize::format_go_duration(check.timeout)
             ),
         ),
+    }
+}
+
+/// Reads what the pipe holds now (a bounded amount, so a writer without
+/// end cannot hold the probe past its deadline), keeping the first
+/// OUTPUT_BYTES.
+fn drain(pipe: &mut std::fs::File, output: &mut Vec<u8>) {
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..64 {
+        match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let room = OUTPUT_BYTES.saturating_sub(output.len());
+                output.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }
 
