@@ -1868,6 +1868,68 @@ fn wait_port_and_top_answer_as_dockers_do() {
     assert_eq!(s.run(&["port", "three"]).ok().stdout, "");
 }
 
+/// Whether a process whose command line names `id` runs (a container's
+/// `__launch`, monitor or keeper).
+fn runs_for(id: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+    })
+}
+
+#[test]
+fn stop_and_rm_between_two_runs_of_a_restart_policy_leave_nothing_running() {
+    let s = Strata::with_busybox();
+    let flags = s.path("flags");
+    std::fs::create_dir_all(&flags).unwrap();
+    let volume = format!("{}:/f", flags.display());
+    // The first run exits at once; the keeper starts it again ~100 ms
+    // later, and that run stays. A stop or rm that read "exited" just
+    // before the relaunch returned, and the container ran on (after rm,
+    // with no record left to find it by).
+    let script = "[ -e /f/$HOSTNAME ] && exec sleep 1000; touch /f/$HOSTNAME";
+    for round in 0..16u64 {
+        let name = format!("r{round}");
+        let id = s
+            .run(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--restart",
+                "always",
+                "-v",
+                &volume,
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+            .ok()
+            .stdout
+            .trim()
+            .to_string();
+        std::thread::sleep(std::time::Duration::from_millis(70 + 5 * round));
+        if round % 2 == 0 {
+            s.run(&["rm", "-f", &name]).ok();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(
+                !runs_for(&id),
+                "round {round}: a process of the removed container runs on"
+            );
+        } else {
+            s.run(&["stop", "-t", "1", &name]).ok();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let state = s
+                .run(&["inspect", "-f", "{{.State.Status}}", &name])
+                .ok()
+                .stdout;
+            assert_eq!(state, "exited\n", "round {round}: running again after stop");
+            s.run(&["rm", &name]).ok();
+        }
+    }
+}
+
 #[test]
 fn a_restart_policy_starts_the_container_again_until_stopped_by_hand() {
     let s = Strata::with_busybox();

@@ -26,6 +26,17 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                     },
                 }
             };
+            let paths = crate::stack::ContainerPaths::of(&ctx.root, &rec);
+            if !args.force && super::keep::restart_pending(&paths) {
+                bail!("cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove", rec.name);
+            }
+            // Its keeper held off first; then what it may have started
+            // meanwhile is seen running.
+            let keeper_turn = super::stop::hold_off_keeper(ctx, &rec)?;
+            let rec = match keeper_turn {
+                Some(_) => ctx.container(&rec.id)?,
+                None => rec,
+            };
             if rec.state.is_running() {
                 if !args.force {
                     bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
@@ -36,7 +47,16 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
             // A copy into the stopped container (`cp`, a build's COPY)
             // serves its tree from the upper until it ends: removed under
             // it, its server would lose the directory it writes to.
-            let _turn = super::start::take_turn(ctx, &rec)?;
+            let _turn = match keeper_turn {
+                Some(turn) => Some(turn),
+                None => match super::start::take_turn(ctx, &rec) {
+                    Ok(turn) => Some(turn),
+                    // Removed meanwhile (a `run --rm` client): looked up
+                    // below.
+                    Err(_) if !paths.dir.exists() => None,
+                    Err(e) => return Err(e),
+                },
+            };
             let store = ctx.store_to_delete()?;
             let rec = match liveness::container(&store, &rec.id) {
                 Ok(rec) => rec,

@@ -57,10 +57,31 @@ pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
 
 pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
+        let _turn = hold_off_keeper(ctx, &ctx.container(name)?)?;
         stop_one(ctx, name, args.time)?;
         println!("{name}");
     }
     Ok(0)
+}
+
+/// Holds off the restart keeper of a container that has a policy: marks
+/// it stopped by hand (a keeper that has not yet taken its turn then lets
+/// it be), then takes the start turn (a keeper that has is starting it
+/// now: that start ends first, and what it started is then seen running).
+/// Without this a `stop` or `rm` that read "exited" while the keeper was
+/// relaunching returned, and the container ran on (or, removed, ran on
+/// with no record). `None` for a container without a policy.
+pub(super) fn hold_off_keeper(
+    ctx: &Ctx,
+    rec: &ContainerRecord,
+) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let paths = ContainerPaths::of(&ctx.root, rec);
+    if !crate::restart_policy::restarts(&rec.restart) || !paths.dir.exists() {
+        return Ok(None);
+    }
+    std::fs::write(paths.stopped_by_hand(), b"")
+        .with_context(|| format!("mark {} stopped by hand", rec.name))?;
+    super::start::take_turn(ctx, rec).map(Some)
 }
 
 /// Sends a running container its stop signal and waits for it to exit,
@@ -71,12 +92,8 @@ pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
     // container filling the disk must still be stoppable).
     let rec = ctx.container(name)?;
     let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
-        // Between two runs of its restart policy: it stays stopped.
-        let paths = ContainerPaths::of(&ctx.root, &rec);
-        if crate::restart_policy::restarts(&rec.restart) && paths.dir.exists() {
-            std::fs::write(paths.stopped_by_hand(), b"")
-                .with_context(|| format!("mark {} stopped by hand", rec.name))?;
-        }
+        // Between two runs of its restart policy: it stays stopped (the
+        // caller held its keeper off).
         return Ok(());
     };
     let sig = Signal::for_stop(&rec.config.stop_signal)?;
