@@ -41,8 +41,11 @@ impl Check {
             }
             _ => return None, // NONE, or nothing to run
         };
+        // At least a millisecond, the least `run` and `commit` accept: an
+        // image loaded from elsewhere may say 1 ns, which would probe
+        // without pause, outside the container's CPU limit.
         let ns = |key: &str, default: Duration| match hc.get(key).and_then(|v| v.as_u64()) {
-            Some(ns) if ns > 0 => Duration::from_nanos(ns),
+            Some(ns) if ns > 0 => Duration::from_nanos(ns).max(Duration::from_millis(1)),
             _ => default,
         };
         let retries = hc.get("Retries").and_then(|v| v.as_u64()).unwrap_or(0);
@@ -208,6 +211,19 @@ mod tests {
             h.record(probe(0), false, 2);
         }
         assert_eq!(h.log.len(), 5);
+    }
+
+    #[test]
+    fn an_images_interval_under_a_millisecond_is_a_millisecond() {
+        let config = RunConfig {
+            healthcheck: Some(serde_json::json!({
+                "Test": ["CMD", "check"], "Interval": 1, "Timeout": 1
+            })),
+            ..RunConfig::default()
+        };
+        let check = Check::of(&config).unwrap();
+        assert_eq!(check.interval, Duration::from_millis(1));
+        assert_eq!(check.timeout, Duration::from_millis(1));
     }
 
     #[test]

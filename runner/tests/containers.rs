@@ -2581,6 +2581,43 @@ fn update_changes_a_running_containers_limits_and_restart_policy() {
         assert!(std::time::Instant::now() < deadline, "{}", settled());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A memory limit under what the container uses is refused by the
+    // kernel (EBUSY), and the swap limit, lifted to set it, comes back
+    // (it stayed unlimited).
+    let id = s
+        .run(&[
+            "run",
+            "-d",
+            "-m",
+            "100m",
+            "--shm-size",
+            "200m",
+            "busybox",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/shm/x bs=1M count=40 2>/dev/null; touch /tmp/full; sleep 600",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    while s.run(&["exec", &id, "test", "-e", "/tmp/full"]).code != 0 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let memsw = format!("/sys/fs/cgroup/memory/strata/{id}/memory.memsw.limit_in_bytes");
+    let before = std::fs::read_to_string(&memsw).ok();
+    assert_ne!(
+        s.run(&["update", "-m", "20m", &id]).code,
+        0,
+        "a limit under the use was taken"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&memsw).ok(),
+        before,
+        "the swap limit was left lifted"
+    );
+    s.run(&["rm", "-f", &id]).ok();
     s.run(&["update", "svc"])
         .refused_with("you must provide one or more flags when using this command");
     s.run(&[

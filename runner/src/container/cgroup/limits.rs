@@ -66,10 +66,17 @@ pub fn memory_and_swap(resources: &Resources) -> i64 {
     }
 }
 
+/// The most a pids cgroup takes (the kernel's PID_MAX_LIMIT): more is
+/// refused by the kernel only when the container starts.
+const PIDS_MAX: i64 = 4_194_304;
+
 /// docker's `--pids-limit`: an integer; 0 and -1 mean no limit.
 pub fn parse_pids_limit(value: &str) -> anyhow::Result<i64> {
     match value.parse::<i64>() {
         Ok(limit) if limit <= 0 => Ok(0),
+        Ok(limit) if limit > PIDS_MAX => {
+            bail!("invalid --pids-limit {limit}: the kernel takes at most {PIDS_MAX}")
+        }
         Ok(limit) => Ok(limit),
         Err(_) => bail!(
             "invalid argument \"{value}\" for \"--pids-limit\" flag: strconv.ParseInt: parsing \"{value}\": invalid syntax"
@@ -148,6 +155,8 @@ mod tests {
         assert_eq!(parse_pids_limit("100").unwrap(), 100);
         assert_eq!(parse_pids_limit("-1").unwrap(), 0);
         assert_eq!(parse_pids_limit("0").unwrap(), 0);
+        assert_eq!(parse_pids_limit("4194304").unwrap(), 4_194_304);
+        assert!(parse_pids_limit("99999999").is_err());
         assert!(parse_pids_limit("lots")
             .unwrap_err()
             .to_string()

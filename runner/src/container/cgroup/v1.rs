@@ -159,15 +159,21 @@ fn controller_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
 pub fn update(dir: &Path, resources: &Resources) -> anyhow::Result<()> {
     let or_none = |value: i64| if value > 0 { value } else { -1 };
     if dir.join("memory.limit_in_bytes").exists() {
+        // memsw may never be under the memory limit: lifted first, then
+        // set again. A memory limit the kernel refuses (EBUSY: below
+        // what the container uses) puts the old memsw limit back.
         let memsw = dir.join("memory.memsw.limit_in_bytes").exists();
+        let old_memsw = fs::read_to_string(dir.join("memory.memsw.limit_in_bytes")).ok();
         if memsw {
             write_control(dir, "memory.memsw.limit_in_bytes", "-1")?;
         }
-        write_control(
-            dir,
-            "memory.limit_in_bytes",
-            &or_none(resources.memory).to_string(),
-        )?;
+        let memory = or_none(resources.memory).to_string();
+        if let Err(e) = write_control(dir, "memory.limit_in_bytes", &memory) {
+            if let Some(old) = old_memsw.filter(|_| memsw) {
+                let _ = write_control(dir, "memory.memsw.limit_in_bytes", old.trim());
+            }
+            return Err(e);
+        }
         if memsw && resources.memory > 0 {
             let both = memory_and_swap(resources);
             write_control(dir, "memory.memsw.limit_in_bytes", &both.to_string())?;
