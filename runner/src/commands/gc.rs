@@ -2,9 +2,11 @@
 
 use super::Ctx;
 use crate::humanize::human_size;
-use anyhow::Result;
+use crate::stack::ContainerPaths;
+use anyhow::{Context, Result};
 
 pub fn gc(ctx: &Ctx) -> Result<i32> {
+    detach_orphaned_mounts(ctx)?;
     let r = layerdb::gc::collect(&ctx.root)?;
     println!(
         "Removed {} layers, {} chunks, {} container directories; reclaimed space: {}",
@@ -14,4 +16,33 @@ pub fn gc(ctx: &Ctx) -> Result<i32> {
         human_size(r.bytes_freed)
     );
     Ok(0)
+}
+
+/// Unmounts the tree of each container directory that has no record: a
+/// removal cut short after the record went, its monitor's mount left
+/// (dead once the monitor died). layerdb's gc removes such directories,
+/// and could not while a mount held one (ENOTCONN, every time). A
+/// container being made has no mount before its record.
+fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
+    let dir = ctx.root.join("containers");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<crate::container_id::ContainerId>() else {
+            continue;
+        };
+        let merged = ContainerPaths::new(&ctx.root, &id).merged();
+        let orphaned = matches!(
+            layerdb::container_records::read_record(&ctx.root, id.as_str()),
+            Ok(None)
+        );
+        if orphaned && crate::liveness::mount_at(&merged).is_some() {
+            fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
+        }
+    }
+    Ok(())
 }
