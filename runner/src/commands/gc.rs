@@ -40,7 +40,19 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
             layerdb::container_records::read_record(&ctx.root, id.as_str()),
             Ok(None)
         );
-        if orphaned && crate::liveness::mount_at(&merged).is_some() {
+        if !orphaned {
+            continue;
+        }
+        let paths = ContainerPaths::new(&ctx.root, &id);
+        if let Some(layerdb::State::Running { monitor_pid, .. }) = crate::run_state::read(&paths) {
+            if crate::liveness::process_alive(monitor_pid) {
+                eprintln!(
+                    "strata gc: container directory {} has no record, but its monitor (pid {monitor_pid}) still runs; its tree is detached",
+                    id.as_str()
+                );
+            }
+        }
+        if crate::liveness::mount_at(&merged).is_some() {
             fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
         }
     }
