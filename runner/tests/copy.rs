@@ -321,17 +321,6 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     // kill -9 of a copy into a stopped container while its tree is
     // mounted: the mount goes with it, the store verifies, the container
     // starts, and the next copy works.
-    let mut copy = s
-        .cmd(&["cp", "-", "idle:/tmp"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = copy.stdin.take().unwrap();
-    std::io::Write::write_all(
-        &mut input,
-        &TarMaker::new().file("half", b"x").bytes()[..512],
-    )
-    .unwrap();
     let root = s.root().to_str().unwrap().to_string();
     let mounted = || {
         std::fs::read_dir("/proc")
@@ -339,13 +328,29 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("mounts")).ok())
             .any(|m| m.lines().any(|l| l.contains(&format!("{root}/tmp/cp-"))))
     };
-    for _ in 0..200 {
-        if mounted() {
-            break;
+    // A copy of a tar on stdin into `idle`, once its tree is mounted.
+    let copy_mounted = || {
+        let mut copy = s
+            .cmd(&["cp", "-", "idle:/tmp"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = copy.stdin.take().unwrap();
+        for _ in 0..200 {
+            if mounted() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(mounted(), "the copy never mounted the container's tree");
+        assert!(mounted(), "the copy never mounted the container's tree");
+        (copy, input)
+    };
+    let (mut copy, mut input) = copy_mounted();
+    std::io::Write::write_all(
+        &mut input,
+        &TarMaker::new().file("half", b"x").bytes()[..512],
+    )
+    .unwrap();
     copy.kill().unwrap();
     copy.wait().unwrap();
     drop(input);
@@ -363,19 +368,7 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     // `rm -f` while a copy into the stopped container runs waits for it:
     // removed under it, the copy's server lost its upper and aborted
     // (a stack overflow in its thread, exit 134).
-    let mut copy = s
-        .cmd(&["cp", "-", "idle:/tmp"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = copy.stdin.take().unwrap();
-    for _ in 0..200 {
-        if mounted() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(mounted(), "the copy never mounted the container's tree");
+    let (mut copy, mut input) = copy_mounted();
     let mut rm = s.cmd(&["rm", "-f", "idle"]).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
