@@ -118,13 +118,19 @@ impl Store {
         }
 
         let storage = crate::storage::of(self.root());
-        // Secondary-instance directories of mount servers that died.
+        // What processes that died left in tmp/: a directory named
+        // `KIND-PID-UNIQUE` is process PID's (a mount server's secondary
+        // instance; a copy's, an export's or a build's scratch directory),
+        // removed once PID is gone. Other names are left alone.
         let tmp = self.root().join("tmp");
         for d in fs::read_dir(&tmp).at(&tmp)?.flatten() {
             let name = d.file_name().to_string_lossy().into_owned();
             let pid = name
-                .strip_prefix("secondary-")
-                .and_then(|r| r.split('-').next()?.parse().ok());
+                .split_once('-')
+                .filter(|(kind, _)| {
+                    !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase())
+                })
+                .and_then(|(_, rest)| rest.split('-').next()?.parse().ok());
             if pid.is_some_and(|p| !crate::pins::process_alive(p)) {
                 let _ = storage.remove_dir_all(&d.path());
                 report.dirs_removed += 1;

@@ -362,6 +362,15 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     }
     assert!(!mounted(), "the killed copy's mount stayed");
     s.run(&["verify"]).ok();
+    // Its directory in tmp/ is gc's to remove (it named no process).
+    s.run(&["gc"]).ok();
+    let left: Vec<_> = std::fs::read_dir(s.root().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     s.run(&["cp", f, "idle:/etc/copied"]).ok();
     assert_eq!(s.run(&["start", "-a", "idle"]).ok().stdout, "copied\n");
 

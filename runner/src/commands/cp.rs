@@ -270,9 +270,7 @@ impl ContainerTree {
             .image(&rec.image)?
             .with_context(|| format!("the image of {name} is gone"))?;
         let pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
-        let dir = tempfile::Builder::new()
-            .prefix("cp-")
-            .tempdir_in(ctx.root.join("tmp"))?;
+        let dir = ctx.scratch_dir("cp")?;
         let mut opts = fusefs::MountOptions::of_image(
             &store,
             &image,

@@ -36,9 +36,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         .image(&rec.image)?
         .with_context(|| format!("the image of {} is gone", rec.name))?;
     let _pin = layerdb::Pin::new(&ctx.root, &image.layers)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("export-")
-        .tempdir_in(ctx.root.join("tmp"))?;
+    let tmp = ctx.scratch_dir("export")?;
     let mut opts =
         fusefs::MountOptions::of_image(&store, &image, Some(store.container_dir(&rec.id).upper()))?;
     opts.read_only = true;

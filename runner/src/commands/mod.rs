@@ -72,6 +72,17 @@ impl Ctx {
         Ok(layerdb::Store::open_to_delete(&self.root)?)
     }
 
+    /// A directory of this process's own in the store's `tmp/`, removed
+    /// when dropped; named `KIND-PID-…`, so `gc` removes one whose process
+    /// was killed (layerdb's rule for `tmp/`).
+    pub fn scratch_dir(&self, kind: &str) -> Result<tempfile::TempDir> {
+        let tmp = self.root.join("tmp");
+        Ok(tempfile::Builder::new()
+            .prefix(&format!("{kind}-{}-", std::process::id()))
+            .tempdir_in(&tmp)
+            .map_err(|e| anyhow::anyhow!("create a directory in {}: {e}", tmp.display()))?)
+    }
+
     /// The store for a command that only reads the index: a secondary
     /// instance, which never waits for a writer and costs no fsync (a
     /// read-write open writes a new MANIFEST, CURRENT and OPTIONS file).
