@@ -275,7 +275,10 @@ fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
     build("FROM busybox\nCOPY src/debug.log /x\n").refused_with("excluded by .dockerignore");
     build("FROM busybox\nCOPY notes/one.md notes/two.md /x\n")
         .refused_with("the destination must be a directory and end with a /");
-    build("FROM busybox\nADD http://127.0.0.1:9/x /x\n").refused_with("not supported");
+    build("FROM busybox\nADD http://127.0.0.1:9/x /x\n")
+        .refused_with("ADD failed: Get \"http://127.0.0.1:9/x\"");
+    build("FROM busybox\nCOPY http://127.0.0.1:9/x /x\n")
+        .refused_with("source can't be a URL for COPY");
     build("FROM busybox\nRUN --mount=type=cache,target=/c true\n")
         .refused_with("RUN --mount is not supported");
     build("FROM busybox\nCOPY --chown=nosuchuser src/a.txt /x\n")
@@ -296,4 +299,65 @@ fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
         .refused_with("file not found in build context");
     assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "");
     s.run(&["verify"]).ok();
+}
+
+/// Serves `body` at every path but `/missing` (404) on 127.0.0.1, with a
+/// Last-Modified; returns the port. The thread ends with the test.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let missing = String::from_utf8_lossy(&request[..n]).starts_with("GET /missing");
+            let head = match missing {
+                true => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                false => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                    body.len()
+                ),
+            };
+            let _ = stream.write_all(head.as_bytes());
+            if !missing {
+                let _ = stream.write_all(body);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn add_downloads_a_url_as_docker_does() {
+    let s = Strata::with_busybox();
+    let port = serve(b"downloaded\n");
+    let ctx = context(
+        &s,
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/files/tool.sh /opt/\nADD http://127.0.0.1:{port}/other /named\n"),
+    );
+    s.run(&["build", "-t", "fetched", ctx.to_str().unwrap()])
+        .ok();
+    let shown = s
+        .run(&[
+            "run",
+            "--rm",
+            "fetched",
+            "sh",
+            "-c",
+            "cat /opt/tool.sh /named; stat -c '%a %u %Y' /opt/tool.sh",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(shown, "downloaded\ndownloaded\n600 0 784111777\n");
+    // Downloaded again each build, and the same bytes keep the cache.
+    let again = s.run(&["build", ctx.to_str().unwrap()]).ok().stdout;
+    assert_eq!(again.matches("Using cache").count(), 2, "{again}");
+    let ctx = context(
+        &s,
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/missing /x\n"),
+    );
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("status 404");
 }

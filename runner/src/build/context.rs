@@ -256,6 +256,18 @@ impl Packer {
         self.add(header, name, None, file)
     }
 
+    /// A file ADD downloaded: owned by root, mode 0600, as docker makes it.
+    pub fn add_fetched(&mut self, fetched: super::fetch::Fetched) -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o600);
+        header.set_size(fetched.file.metadata()?.len());
+        header.set_mtime(fetched.mtime);
+        header.set_uid(0);
+        header.set_gid(0);
+        self.add(header, &fetched.name, None, fetched.file)
+    }
+
     /// The entries of a tar (ADD's local archive, plain, gzip or zstd;
     /// `COPY --from`'s tar from `strata cp`) as they are, owners kept;
     /// with `strip_top`, the first name of each path taken off (a

@@ -12,6 +12,7 @@
 
 use super::Ctx;
 use crate::build::context::{add_kind, AddKind, Context, Packer};
+use crate::build::fetch;
 use crate::build::plan::{Instruction, Plan};
 use crate::cli::{BuildArgs, PullPolicy};
 use crate::dockerfile::{
@@ -560,15 +561,24 @@ impl Builder<'_> {
         let dest = crate::build::pattern::clean_relative(&dest)
             .map(|d| format!("/{d}"))
             .unwrap_or_else(|| "/".to_string());
-        if let Some(url) = words.iter().find(|w| w.contains("://")) {
-            bail!("{keyword} of a URL ({url}) is not supported by strata build: fetch it in a RUN step");
+        let (urls, paths): (Vec<String>, Vec<String>) =
+            words.iter().cloned().partition(|w| fetch::is_url(w));
+        if !add && !urls.is_empty() {
+            bail!("COPY failed: source can't be a URL for COPY");
         }
 
         let mut packer = Packer::new(&self.ctx.root.join("tmp"), chmod)?;
         let (count, single_file) = match &from {
             Some(from) => self.pack_from_image(&mut packer, from, &words)?,
             None => {
-                let sources = self.context.sources(&keyword, &words)?;
+                let sources = match paths.is_empty() {
+                    true => Vec::new(),
+                    false => self.context.sources(&keyword, &paths)?,
+                };
+                let tmp = self.ctx.root.join("tmp");
+                for url in &urls {
+                    packer.add_fetched(fetch::fetch(url, &tmp)?)?;
+                }
                 let mut archives = 0;
                 for source in &sources {
                     match (add && !source.is_dir)
@@ -582,8 +592,12 @@ impl Builder<'_> {
                         _ => packer.add_source(&self.context, source)?,
                     }
                 }
-                let single = sources.len() == 1 && !sources[0].is_dir && archives == 0;
-                (sources.len(), single)
+                let single = match (sources.as_slice(), urls.len()) {
+                    ([one], 0) => !one.is_dir && archives == 0,
+                    ([], 1) => true,
+                    _ => false,
+                };
+                (sources.len() + urls.len(), single)
             }
         };
         if count > 1 && !into_dir {
@@ -727,7 +741,7 @@ impl Builder<'_> {
     /// image's entrypoint set aside, the build args in its environment.
     /// Returns its id.
     fn create(&self, image: &Digest, env: &[String], cmd: &[String]) -> Result<String> {
-        let dir = tempfile::tempdir_in(self.ctx.root.join("tmp"))?;
+        let dir = self.ctx.scratch_dir("build")?;
         let cidfile = dir.path().join("cid");
         let mut create = self.strata();
         create
