@@ -77,10 +77,10 @@ impl Ctx {
     /// was killed (layerdb's rule for `tmp/`).
     pub fn scratch_dir(&self, kind: &str) -> Result<tempfile::TempDir> {
         let tmp = self.root.join("tmp");
-        Ok(tempfile::Builder::new()
+        tempfile::Builder::new()
             .prefix(&format!("{kind}-{}-", std::process::id()))
             .tempdir_in(&tmp)
-            .map_err(|e| anyhow::anyhow!("create a directory in {}: {e}", tmp.display()))?)
+            .map_err(|e| anyhow::anyhow!("create a directory in {}: {e}", tmp.display()))
     }
 
     /// The store for a command that only reads the index: a secondary
