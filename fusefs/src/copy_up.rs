@@ -70,7 +70,18 @@ impl Layers {
             return Ok(r);
         }
         let upper = self.upper(path)?;
-        // The root always exists in the upper, so recursion ends.
+        // The root exists in the upper, so recursion ends there; unless
+        // the upper directory itself was removed under the mount (a
+        // container removed while a copy served its tree): then the root
+        // resolves to a lower, and each write fails instead of recursing
+        // until the thread's stack overflows.
+        if path.is_empty() {
+            return Err(FsError::io(
+                "copy up: the upper directory is gone",
+                path,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
         let (parent, _) = split_path(path);
         let parent_times = self.copy_up(parent, true)?.node;
         let node = &r.node;

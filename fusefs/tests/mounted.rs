@@ -175,6 +175,23 @@ impl AppendAll for fs::File {
 }
 
 #[test]
+fn an_upper_removed_under_the_mount_fails_writes_not_the_server() {
+    // As when a container is removed while `cp` serves its tree: the
+    // root then resolved to a lower, and a copy-up recursed from it to
+    // itself until the server's thread overflowed its stack (abort).
+    let fx = Fixture::new();
+    let _m = fx.mount(false);
+    let m = fx.mnt();
+    fs::remove_dir_all(fx.upper()).expect("remove the upper");
+    assert!(fs::write(m.join("d/a"), "x").is_err());
+    assert!(fs::write(m.join("new-file"), "x").is_err());
+    assert_eq!(
+        fs::read_to_string(m.join("etc/passwd")).expect("read"),
+        "root:x:0:0\n"
+    );
+}
+
+#[test]
 fn deleting_a_lower_file_leaves_a_whiteout() {
     let fx = Fixture::new();
     let _m = fx.mount(false);
