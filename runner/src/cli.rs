@@ -556,6 +556,9 @@ pub struct RunArgs {
     /// (an anonymous one), then [:ro]
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|:rw]
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs directory: PATH[:OPTIONS] (noexec,nosuid,nodev first)
     #[arg(long)]
     pub tmpfs: Vec<String>,

@@ -2229,6 +2229,70 @@ fn volumes_are_seeded_from_the_image_shared_and_kept_apart_from_commits() {
 }
 
 #[test]
+fn volumes_from_shares_another_containers_volumes() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "create", "--name", "store", "-v", "vf:/data", "-v", "/anon", "busybox", "true",
+    ])
+    .ok();
+    s.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "store",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f && echo a > /anon/g",
+    ])
+    .ok();
+    let ro = s.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "store:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f /anon/g; touch /data/x",
+    ]);
+    assert_eq!(ro.stdout, "hi\na\n");
+    assert_ne!(ro.code, 0, "a write through :ro succeeded");
+    // This container's own -v wins the place both name.
+    let own = s.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "mine:/data",
+        "--volumes-from",
+        "store",
+        "busybox",
+        "ls",
+        "-A",
+        "/data",
+    ]);
+    assert_eq!(own.ok().stdout, "");
+    s.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "nothing",
+        "busybox",
+        "true",
+    ])
+    .refused_with("No such container: nothing");
+    s.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "store:rx",
+        "busybox",
+        "true",
+    ])
+    .refused_with("invalid mode for volumes-from: rx");
+}
+
+#[test]
 fn stats_shows_a_containers_use_from_its_cgroup() {
     let s = Strata::with_busybox();
     s.run(&[

@@ -111,6 +111,41 @@ fn create_recorded(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<()> {
     }
 }
 
+/// `--volumes-from CONTAINER[:ro|:rw]`: the other container's volumes and
+/// binds at the same places, read-only with `:ro`, writable with `:rw`,
+/// else as it has them; this container's own `-v` and `--mount` win a
+/// place both name, as docker's do.
+fn volumes_from(
+    ctx: &Ctx,
+    args: &RunArgs,
+    mounts: &mut Vec<layerdb::BindMount>,
+    tmpfs: &[layerdb::TmpfsMount],
+) -> Result<()> {
+    if args.volumes_from.is_empty() {
+        return Ok(());
+    }
+    let store = ctx.reader()?;
+    for spec in &args.volumes_from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((name, mode @ ("ro" | "rw"))) => (name, Some(mode == "ro")),
+            Some((_, mode)) => bail!("invalid mode for volumes-from: {mode}"),
+            None => (spec.as_str(), None),
+        };
+        let other = crate::liveness::container(&store, name)?;
+        for m in &other.mounts {
+            let taken = mounts.iter().any(|own| own.target == m.target)
+                || tmpfs.iter().any(|t| t.target == m.target);
+            if !taken {
+                mounts.push(layerdb::BindMount {
+                    read_only: mode.unwrap_or(m.read_only),
+                    ..m.clone()
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `strata __launch` with the store root, ready for more flags.
 pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new("/proc/self/exe");
@@ -145,6 +180,7 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     if let Some(twice) = targets.windows(2).find(|pair| pair[0] == pair[1]) {
         bail!("Duplicate mount point: {}", twice[0]);
     }
+    volumes_from(ctx, args, &mut mounts, &tmpfs)?;
     let network = crate::network::Mode::parse(&args.network)?;
     let net = network_config(args, network)?;
     if let Some(name) = &args.name {
