@@ -232,6 +232,17 @@ fn a_dockerfile_builds_as_docker_builds_it_and_its_cache_holds() {
         "{}",
         stdin.stdout
     );
+    // -f - reads the Dockerfile from stdin and keeps the context.
+    let with_context = s
+        .run_stdin(
+            &["build", "-q", "-f", "-", dir],
+            b"FROM busybox\nCOPY src/a.txt /a\n",
+        )
+        .ok();
+    let copied = s
+        .run(&["run", "--rm", with_context.stdout.trim(), "cat", "/a"])
+        .ok();
+    assert_eq!(copied.stdout, "changed\n");
     s.run(&["verify"]).ok();
 }
 

@@ -41,20 +41,28 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         .collect::<Vec<_>>();
     let build_args = build_arg_values(&args.build_arg)?;
     crate::network::Mode::parse(&args.network)?;
-    let (text, context_dir) = match args.path.as_str() {
-        "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading the Dockerfile from stdin")?;
-            (text, None)
-        }
-        dir => {
-            let dir = PathBuf::from(dir);
-            let file = args.file.clone().unwrap_or_else(|| dir.join("Dockerfile"));
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?;
-            (text, Some(dir))
+    // `PATH` the context, `-f` the Dockerfile (PATH/Dockerfile by
+    // default); `-` for either reads the Dockerfile from stdin (`build -`
+    // has no context).
+    let read_stdin = || -> Result<String> {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the Dockerfile from stdin")?;
+        Ok(text)
+    };
+    let context_dir = (args.path != "-").then(|| PathBuf::from(&args.path));
+    let text = match (&args.file, &context_dir) {
+        (Some(file), _) if file.as_os_str() == "-" => read_stdin()?,
+        (None, None) => read_stdin()?,
+        (file, dir) => {
+            let file = file.clone().unwrap_or_else(|| {
+                dir.as_deref()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("Dockerfile")
+            });
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?
         }
     };
     let context = Context::open(context_dir.as_deref())?;
