@@ -138,9 +138,17 @@ fn files_and_trees_go_in_owned_by_the_containers_root() {
         std::os::unix::fs::PermissionsExt::from_mode(0o4755),
     )
     .unwrap();
+    // A file capability (cap_net_raw+ep, a VFS_CAP_REVISION_2 record)
+    // goes in with the file, as docker's cp takes it.
+    let capability: [u8; 20] = [
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    std::fs::write(src.join("pinger"), "#!/bin/sh\n").unwrap();
+    xattr::set(src.join("pinger"), "security.capability", &capability).unwrap();
     let p = |n: &str| src.join(n).to_str().unwrap().to_string();
     for ctr in ["web", "idle"] {
         let to = |path: &str| format!("{ctr}:{path}");
+        s.run(&["cp", &p("pinger"), &to("/srv/")]).ok();
         s.run(&["cp", &p("tool"), &to("/srv/")]).ok();
         s.run(&["cp", "-a", &p("tool"), &to("/srv/kept")]).ok();
         s.run(&["cp", &p("tree"), &to("/srv/t")]).ok();
@@ -180,6 +188,26 @@ fn files_and_trees_go_in_owned_by_the_containers_root() {
     ] {
         assert!(diff.lines().any(|l| l == line), "{line} not in {diff}");
     }
+    let exported = s.cmd(&["export", "idle"]).output().unwrap();
+    assert!(exported.status.success());
+    let mut archive = tar::Archive::new(exported.stdout.as_slice());
+    let caps: Vec<Vec<u8>> = archive
+        .entries()
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().unwrap().ends_with("srv/pinger"))
+        .flat_map(|mut e| {
+            let Some(records) = e.pax_extensions().ok().flatten() else {
+                return Vec::new();
+            };
+            records
+                .flatten()
+                .filter(|r| r.key() == Ok("SCHILY.xattr.security.capability"))
+                .map(|r| r.value_bytes().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(caps, [capability.to_vec()], "the file capability was lost");
     s.run(&["commit", "idle", "copied"]).ok();
     assert_eq!(
         s.run(&["run", "--rm", "copied", "sh", "-c", script])
