@@ -372,3 +372,67 @@ fn add_downloads_a_url_as_docker_does() {
     s.run(&["build", ctx.to_str().unwrap()])
         .refused_with("status 404");
 }
+
+/// A loop device over a file of ours, detached when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_device_node_in_the_base_image_is_never_read_on_the_host() {
+    let s = Strata::with_busybox();
+    // What only a host device holds: an account the image lacks.
+    let backing = s.path("accounts.img");
+    let mut bytes = b"evil:x:4242:4343::/:/bin/sh\n".to_vec();
+    bytes.resize(64 * 1024, b'\n');
+    std::fs::write(&backing, bytes).unwrap();
+    let out = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let device = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(&device.0).unwrap());
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    // An image whose /etc/passwd is that device; its COPY --chown must
+    // not read it (the copy runs as host root, outside the container's
+    // device cgroup): the user is unknown, as the image's files say.
+    let ctx = context(
+        &s,
+        &format!("FROM busybox\nRUN rm /etc/passwd && mknod /etc/passwd b {major} {minor}\nCOPY --chown=evil src/a.txt /x\n"),
+    );
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("unable to find user evil");
+    drop(device);
+    assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "");
+}
+
+#[test]
+fn what_steps_write_under_a_volume_stays_in_the_image() {
+    let s = Strata::with_busybox();
+    let ctx = context(
+        &s,
+        "FROM busybox\nVOLUME /data\nCOPY src/a.txt /data/\nRUN echo run > /data/r\n",
+    );
+    s.run(&["build", "-t", "vol", ctx.to_str().unwrap()]).ok();
+    let shown = s
+        .run(&["run", "--rm", "vol", "cat", "/data/a.txt", "/data/r"])
+        .ok();
+    assert_eq!(shown.stdout, "a\nrun\n");
+    assert_eq!(
+        s.run(&["volume", "ls", "-q"]).ok().stdout,
+        "",
+        "a step's volume was left"
+    );
+}

@@ -756,16 +756,12 @@ impl Builder<'_> {
             .arg("create")
             .arg("--cidfile")
             .arg(&cidfile)
-            .args([
-                "--pull",
-                "never",
-                "--no-healthcheck",
-                "--log-driver",
-                "none",
-            ])
+            .args(["--pull", "never", "--no-healthcheck", "--no-image-volumes"])
+            .args(["--log-driver", "none"])
             .args(["--entrypoint", "", "--network", &self.args.network]);
         for entry in env {
-            create.arg("-e").arg(entry);
+            // One word: a build arg's text never reads as a flag.
+            create.arg(format!("--env={entry}"));
         }
         let out = create
             .arg(format!("{image:#}"))

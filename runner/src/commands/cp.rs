@@ -277,6 +277,10 @@ impl ContainerTree {
             Some(store.container_dir(&rec.id).upper()),
         )?;
         opts.read_only = !writable;
+        // The helper works in this tree as root of the host, outside the
+        // container's device cgroup: a device node the image holds (an
+        // /etc/passwd made `b 7 0`) must not open the host's device.
+        opts.nosuid_nodev = true;
         let mount = fusefs::mount(opts, dir.path())?;
         let root = TreeRoot::Mounted {
             _mount: mount,
