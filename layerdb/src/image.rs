@@ -100,6 +100,16 @@ pub struct RunConfig {
         skip_serializing_if = "String::is_empty"
     )]
     pub stop_signal: String,
+    /// Dockerfile `SHELL`: what shell-form RUN, CMD and ENTRYPOINT run
+    /// under (`/bin/sh -c` when empty); a child image's build starts
+    /// from it.
+    #[serde(
+        rename = "Shell",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub shell: Vec<String>,
 }
 
 /// The `{}` value of ExposedPorts and Volumes maps.

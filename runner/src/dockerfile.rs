@@ -652,11 +652,15 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(config: RunConfig) -> State {
+        let shell = match config.shell.is_empty() {
+            true => default_shell(),
+            false => config.shell.clone(),
+        };
         State {
             config,
             cmd_set: false,
             args: Vec::new(),
-            shell: default_shell(),
+            shell,
         }
     }
 
@@ -685,6 +689,7 @@ impl State {
                 if shell.is_empty() {
                     return Err(invalid("SHELL requires at least one argument"));
                 }
+                self.config.shell = shell.clone();
                 self.shell = shell;
             }
             "cmd" => {

@@ -436,3 +436,77 @@ fn what_steps_write_under_a_volume_stays_in_the_image() {
         "a step's volume was left"
     );
 }
+
+#[test]
+fn links_ignores_stages_shells_and_workdirs_follow_dockers_rules() {
+    let s = Strata::with_busybox();
+    let ctx = context(
+        &s,
+        r#"ARG SRC=maker
+FROM busybox AS maker
+RUN echo target > /target && ln -s /target /lnk
+SHELL ["/bin/sh", "-xc"]
+FROM busybox
+ARG SRC
+WORKDIR /made/here
+COPY --from=${SRC} /lnk /got
+COPY notes /n/
+ADD fifo /from-fifo
+"#,
+    );
+    write(
+        &ctx.join(".dockerignore"),
+        "**/*.log\n.env\nnotes\n!notes/one.md\n",
+    );
+    write(&ctx.join(".env"), "SECRET=1\n");
+    std::os::unix::fs::symlink(".env", ctx.join("alias")).unwrap();
+    nix::unistd::mkfifo(
+        &ctx.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let dir = ctx.to_str().unwrap();
+    s.run(&["build", "-t", "rules", dir]).ok();
+    let look = |script: &str| {
+        s.run(&["run", "--rm", "rules", "sh", "-c", script])
+            .ok()
+            .stdout
+    };
+    // A link COPY --from names is followed in the image it comes from; a
+    // stage named by an ARG is found; a ! rule brings a file back from an
+    // ignored directory; a fifo is not waited on.
+    assert_eq!(
+        look("cat /got; ls /n; test -e /from-fifo || echo no-fifo"),
+        "target\none.md\nno-fifo\n"
+    );
+    // WORKDIR made its directory in a layer of its own.
+    let layers = |image: &str| {
+        s.run(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", image])
+            .ok()
+            .stdout
+    };
+    let base: usize = layers("busybox").trim().parse().unwrap();
+    // busybox's, WORKDIR's and the two copies' (the fifo's ADD changed
+    // nothing).
+    assert_eq!(layers("rules").trim().parse::<usize>().unwrap(), base + 3);
+    // SHELL is kept in the image, and a build from it uses it.
+    let maker = s
+        .run(&["build", "-q", "--target", "maker", dir])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let shell = s
+        .run(&["image", "inspect", "-f", "{{json .Config.Shell}}", &maker])
+        .ok()
+        .stdout;
+    assert_eq!(shell, "[\"/bin/sh\",\"-xc\"]\n");
+    let child = context(&s, &format!("FROM {maker}\nRUN true\n"));
+    let built = s.run(&["build", child.to_str().unwrap()]).ok();
+    assert!(built.stderr.contains("+ true"), "{}", built.stderr);
+    // An ignored file is not reached through a link to it either.
+    let ctx = context(&s, "FROM busybox\nCOPY alias /a\n");
+    write(&ctx.join(".dockerignore"), ".env\n");
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("excluded by .dockerignore");
+}

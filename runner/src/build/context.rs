@@ -82,11 +82,17 @@ impl Context {
                 let missing = || {
                     anyhow!("{keyword} failed: file not found in build context or excluded by .dockerignore: {spec}")
                 };
-                if !rel.is_empty() && self.ignore.excludes(&rel) {
-                    return Err(missing());
-                }
                 let host = resolve_in(root, &rel)?;
                 let md = std::fs::metadata(&host).map_err(|_| missing())?;
+                // Where its links led counts too (`ln -s .env alias` must
+                // not copy an ignored .env); a directory left out may
+                // still hold what a `!` rule brings back.
+                let resolved = host.strip_prefix(root).unwrap_or(&host).to_string_lossy();
+                let left_out = |path: &str| !path.is_empty() && self.ignore.excludes(path);
+                let maybe_back = md.is_dir() && self.ignore.has_exceptions();
+                if (left_out(&rel) || left_out(&resolved)) && !maybe_back {
+                    return Err(missing());
+                }
                 let name = rel.rsplit('/').next().unwrap_or("").to_string();
                 sources.push(Source {
                     host,
@@ -216,12 +222,16 @@ impl Packer {
             let mut subdirs = Vec::new();
             for entry in entries {
                 let host = entry.path();
-                if context.excluded(&host) {
-                    continue;
-                }
+                let is_dir = entry.file_type()?.is_dir();
                 let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-                self.add_host(&host, &name)?;
-                if entry.file_type()?.is_dir() {
+                match context.excluded(&host) {
+                    false => self.add_host(&host, &name)?,
+                    // Left out, but a `!` rule may bring back what is
+                    // under it: looked into, its own entry left out.
+                    true if is_dir && context.ignore.has_exceptions() => {}
+                    true => continue,
+                }
+                if is_dir {
                     subdirs.push((host, format!("{name}/")));
                 }
             }
@@ -379,6 +389,10 @@ pub enum AddKind {
 }
 
 pub fn add_kind(path: &Path) -> Result<AddKind> {
+    // Opened only as a regular file: a fifo would wait for a writer.
+    if !std::fs::metadata(path).is_ok_and(|md| md.is_file()) {
+        return Ok(AddKind::File);
+    }
     let mut head = [0u8; 512];
     let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let n = read_up_to(&mut file, &mut head)?;

@@ -139,6 +139,12 @@ impl Ignore {
         Ok(Ignore { rules })
     }
 
+    /// Whether a `!` rule could bring back something under a directory
+    /// that is left out (then a walk must still look inside it).
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|(_, exception)| *exception)
+    }
+
     /// Whether `path` (relative, cleaned) is left out.
     pub fn excludes(&self, path: &str) -> bool {
         let mut excluded = false;

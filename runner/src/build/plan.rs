@@ -88,6 +88,11 @@ impl Plan {
         };
         for (line, text) in logical_lines(text) {
             let instruction = Instruction::parse(line, &text)?;
+            if matches!(instruction.keyword.as_str(), "run" | "copy" | "add")
+                && has_heredoc(&instruction.rest)
+            {
+                bail!("dockerfile parse error on line {line}: heredocs (<<EOF) are not supported by strata build");
+            }
             match (instruction.keyword.as_str(), plan.stages.last_mut()) {
                 ("from", _) => {
                     let stage = stage(instruction, &plan.stages)?;
@@ -121,6 +126,17 @@ impl Plan {
             .ok()
             .filter(|&at| at < self.stages.len())
     }
+}
+
+/// Whether `rest` opens a heredoc (`<<EOF`, `<<-"EOF"`): BuildKit's,
+/// whose body lines would otherwise read as instructions. `$((1<<2))`
+/// is not one.
+fn has_heredoc(rest: &str) -> bool {
+    rest.match_indices("<<").any(|(at, _)| {
+        let after = rest[at + 2..].trim_start_matches('-');
+        let after = after.trim_start_matches(['"', '\'']);
+        after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+    })
 }
 
 /// `# escape=` and `# syntax=` lines at the top. Only the default escape
@@ -211,5 +227,7 @@ mod tests {
         assert!(err("FROM a AS x\nFROM b AS X\n").contains("duplicate name"));
         assert!(err("FROM a b\n").contains("one or three"));
         assert!(err("# escape=`\nFROM a\n").contains("escape"));
+        assert!(err("FROM a\nRUN <<EOF\necho hi\nEOF\n").contains("heredocs"));
+        assert!(Plan::parse("FROM a\nRUN echo $((1<<2))\n").is_ok());
     }
 }

@@ -87,7 +87,9 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         total: 0,
     };
     builder.global_args()?;
-    let stages = builder.needed(target)?;
+    // Every stage up to the target, as docker's classic builder builds
+    // them (a `COPY --from=$ARG` names its stage only as it runs).
+    let stages: Vec<usize> = (0..=target).collect();
     builder.total = stages
         .iter()
         .map(|&s| 1 + plan.stages[s].instructions.len())
@@ -247,33 +249,6 @@ impl Builder<'_> {
         Ok(declared)
     }
 
-    /// The stages `target` needs (its base stages and `COPY --from`
-    /// stages, recursively), in file order.
-    fn needed(&self, target: usize) -> Result<Vec<usize>> {
-        let mut needed = BTreeSet::new();
-        let mut todo = vec![target];
-        while let Some(at) = todo.pop() {
-            if !needed.insert(at) {
-                continue;
-            }
-            let stage = &self.plan.stages[at];
-            let base = expand_word(&stage.base, &self.global_args)?;
-            let mut refs = vec![base];
-            for instruction in &stage.instructions {
-                let (flags, _) = split_flags(&instruction.rest);
-                if let Some((_, Some(from))) = flags.iter().find(|(name, _)| name == "from") {
-                    refs.push(from.clone());
-                }
-            }
-            for name in refs {
-                if let Some(earlier) = self.plan.stage_named(&name).filter(|&s| s < at) {
-                    todo.push(earlier);
-                }
-            }
-        }
-        Ok(needed.into_iter().collect())
-    }
-
     fn stage(&mut self, index: usize) -> Result<Digest> {
         let stage = &self.plan.stages[index];
         self.step_line(&stage.from);
@@ -377,10 +352,32 @@ impl Builder<'_> {
                 }
             }
             "maintainer" => st.author = instruction.rest.clone(),
+            "workdir" => {
+                st.state.dispatch(keyword, &instruction.rest)?;
+                return self.workdir(st, instruction);
+            }
             _ => st.state.dispatch(keyword, &instruction.rest)?,
         }
         let created_by = format!("/bin/sh -c #(nop)  {}", instruction.text());
         st.image = self.step_image(st, created_by, None)?;
+        Ok(())
+    }
+
+    /// WORKDIR: the directory is made (owned by root) in the step's
+    /// layer, as docker makes it, so a later `COPY --from` of it or a
+    /// `run -w`-less start finds it.
+    fn workdir(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<()> {
+        let created_by = format!("/bin/sh -c #(nop)  {}", instruction.text());
+        if let Some(hit) = self.cached(st, &created_by)? {
+            st.image = hit;
+            return Ok(());
+        }
+        let (empty, _) = Packer::new(&self.ctx.root.join("tmp"), None)?.finish()?;
+        let dir = st.state.config.working_dir.clone();
+        let container = self.create(&st.image, &[], &["true".to_string()])?;
+        let result = self.copy_in(&container, empty, None, false, &dir, st, created_by);
+        self.remove(&container, result.is_ok())?;
+        st.image = result?;
         Ok(())
     }
 
@@ -700,7 +697,9 @@ impl Builder<'_> {
                 let mut tar = tempfile::tempfile_in(self.ctx.root.join("tmp"))?;
                 let status = self
                     .strata()
-                    .args(["cp", "-q", &format!("{container}:{path}"), "-"])
+                    // A link at the path is followed, inside the
+                    // image's tree, as docker's COPY --from follows it.
+                    .args(["cp", "-q", "-L", &format!("{container}:{path}"), "-"])
                     .stdout(tar.try_clone()?)
                     .status()
                     .context("starting strata cp")?;
