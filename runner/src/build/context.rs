@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -210,9 +211,10 @@ impl Packer {
     /// contents (what `.dockerignore` leaves out left out).
     pub fn add_source(&mut self, context: &Context, source: &Source) -> Result<()> {
         if !source.is_dir {
-            return self.add_host(&source.host, &source.name);
+            return self.add_host(&source.host, Path::new(&source.name));
         }
-        let mut stack = vec![(source.host.clone(), String::new())];
+        // Names as the file system has them, bytes and all.
+        let mut stack = vec![(source.host.clone(), PathBuf::new())];
         while let Some((dir, prefix)) = stack.pop() {
             let mut entries = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
@@ -223,7 +225,7 @@ impl Packer {
             for entry in entries {
                 let host = entry.path();
                 let is_dir = entry.file_type()?.is_dir();
-                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                let name = prefix.join(entry.file_name());
                 match context.excluded(&host) {
                     false => self.add_host(&host, &name)?,
                     // Left out, but a `!` rule may bring back what is
@@ -232,7 +234,7 @@ impl Packer {
                     true => continue,
                 }
                 if is_dir {
-                    subdirs.push((host, format!("{name}/")));
+                    subdirs.push((host, name));
                 }
             }
             stack.extend(subdirs.into_iter().rev());
@@ -241,7 +243,7 @@ impl Packer {
     }
 
     /// One host file, directory or symlink, owned by root in the tar.
-    fn add_host(&mut self, host: &Path, name: &str) -> Result<()> {
+    fn add_host(&mut self, host: &Path, name: &Path) -> Result<()> {
         let md = std::fs::symlink_metadata(host)
             .with_context(|| format!("reading {}", host.display()))?;
         let kind = md.file_type();
@@ -275,7 +277,7 @@ impl Packer {
         header.set_mtime(fetched.mtime);
         header.set_uid(0);
         header.set_gid(0);
-        self.add(header, &fetched.name, None, fetched.file)
+        self.add(header, Path::new(&fetched.name), None, fetched.file)
     }
 
     /// The entries of a tar (ADD's local archive, plain, gzip or zstd;
@@ -291,12 +293,16 @@ impl Packer {
         let mut archive = tar::Archive::new(input);
         for entry in archive.entries().context("reading the tar")? {
             let mut entry = entry.context("reading the tar")?;
-            let path = entry.path()?.to_string_lossy().into_owned();
+            let path = entry.path()?.into_owned();
             let name = match strip_top {
-                true => match path.trim_end_matches('/').split_once('/') {
-                    Some((_, rest)) => rest.to_string(),
-                    None => continue,
-                },
+                true => {
+                    let mut parts = path.components();
+                    parts.next();
+                    match parts.as_path() {
+                        rest if rest.as_os_str().is_empty() => continue,
+                        rest => rest.to_path_buf(),
+                    }
+                }
                 false => path,
             };
             let link = entry.link_name()?.map(|l| l.into_owned());
@@ -308,8 +314,9 @@ impl Packer {
             // A hard link's target is a name of the same tar.
             let link = match (header.entry_type(), link, strip_top) {
                 (tar::EntryType::Link, Some(target), true) => {
-                    let target = target.to_string_lossy().into_owned();
-                    target.split_once('/').map(|(_, rest)| PathBuf::from(rest))
+                    let mut parts = target.components();
+                    parts.next();
+                    Some(parts.as_path().to_path_buf()).filter(|t| !t.as_os_str().is_empty())
                 }
                 (_, link, _) => link,
             };
@@ -321,7 +328,7 @@ impl Packer {
     fn add(
         &mut self,
         mut header: tar::Header,
-        name: &str,
+        name: &Path,
         link: Option<&Path>,
         data: impl Read,
     ) -> Result<()> {
@@ -329,8 +336,9 @@ impl Packer {
             let mode = header.mode()?;
             header.set_mode((mode & !0o7777) | bits);
         }
+        self.hasher.update(name.as_os_str().as_bytes());
         let fields = format!(
-            "{name}\0{:?}\0{:o}\0{}\0{}\0{}\0{}\0",
+            "\0{:?}\0{:o}\0{}\0{}\0{}\0{}\0",
             header.entry_type(),
             header.mode()?,
             header.uid()?,
@@ -459,6 +467,27 @@ mod tests {
         assert_eq!(fingerprint(dir.path()), first, "a touched file");
         std::fs::write(dir.path().join("a"), "two").unwrap();
         assert_ne!(fingerprint(dir.path()), first, "changed bytes");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_stay_apart() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        for name in [&b"bad\xff"[..], &b"bad\xfe"[..]] {
+            std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
+        }
+        let context = Context::open(Some(dir.path())).unwrap();
+        let sources = context.sources("COPY", &[".".to_string()]).unwrap();
+        let mut packer = Packer::new(dir.path(), None).unwrap();
+        packer.add_source(&context, &sources[0]).unwrap();
+        let (file, _) = packer.finish().unwrap();
+        let mut names: Vec<Vec<u8>> = tar::Archive::new(file)
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [b"bad\xfe".to_vec(), b"bad\xff".to_vec()]);
     }
 
     #[test]
