@@ -374,10 +374,9 @@ impl Builder<'_> {
         }
         let (empty, _) = Packer::new(&self.ctx.root.join("tmp"), None)?.finish()?;
         let dir = st.state.config.working_dir.clone();
-        let container = self.create(&st.image, &[], &["true".to_string()])?;
-        let result = self.copy_in(&container, empty, None, false, &dir, st, created_by);
-        self.remove(&container, result.is_ok())?;
-        st.image = result?;
+        st.image = self.in_container(&st.image, &[], &true_command(), true, |container| {
+            self.copy_in(container, empty, None, false, &dir, st, created_by)
+        })?;
         Ok(())
     }
 
@@ -466,10 +465,9 @@ impl Builder<'_> {
             st.image = hit;
             return Ok(());
         }
-        let container = self.create(&st.image, &args, &cmd)?;
-        let result = self.run_in(&container, &cmd, st, created_by);
-        self.remove(&container, result.is_ok())?;
-        st.image = result?;
+        st.image = self.in_container(&st.image, &args, &cmd, true, |container| {
+            self.run_in(container, &cmd, st, created_by)
+        })?;
         Ok(())
     }
 
@@ -625,18 +623,10 @@ impl Builder<'_> {
             st.image = hit;
             return Ok(());
         }
-        let container = self.create(&st.image, &[], &["true".to_string()])?;
-        let result = self.copy_in(
-            &container,
-            tar,
-            chown.as_deref(),
-            one_file,
-            &dest,
-            st,
-            created_by,
-        );
-        self.remove(&container, result.is_ok())?;
-        st.image = result?;
+        st.image = self.in_container(&st.image, &[], &true_command(), true, |container| {
+            let owner = chown.as_deref();
+            self.copy_in(container, tar, owner, one_file, &dest, st, created_by)
+        })?;
         Ok(())
     }
 
@@ -686,8 +676,7 @@ impl Builder<'_> {
             })?,
             None => self.image(from)?,
         };
-        let container = self.create(&image, &[], &["true".to_string()])?;
-        let packed = (|| -> Result<(usize, bool)> {
+        self.in_container(&image, &[], &true_command(), false, |container| {
             let mut single_file = false;
             for path in paths {
                 if crate::build::pattern::has_wildcards(path) {
@@ -717,9 +706,7 @@ impl Builder<'_> {
                 single_file = paths.len() == 1 && !is_dir;
             }
             Ok((paths.len(), single_file))
-        })();
-        self.remove(&container, false)?;
-        packed
+        })
     }
 
     /// `--label`s: a last step on the final image.
@@ -740,6 +727,23 @@ impl Builder<'_> {
         self.instruction(&mut st, &instruction)?;
         self.say(&format!(" ---> {}", short(&st.image)));
         Ok(st.image)
+    }
+
+    /// `work` done with a container of `image` made to run `cmd`, which is
+    /// removed after, whatever `work` did (docker's `Removing
+    /// intermediate container` said when `say` and it succeeded).
+    fn in_container<T>(
+        &self,
+        image: &Digest,
+        env: &[String],
+        cmd: &[String],
+        say: bool,
+        work: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let container = self.create(image, env, cmd)?;
+        let done = work(&container);
+        self.remove(&container, say && done.is_ok())?;
+        done
     }
 
     /// A container of `image` made to run `cmd` (`strata create`): no
@@ -815,6 +819,11 @@ impl Builder<'_> {
         cmd.arg("--root").arg(&self.ctx.root);
         cmd
     }
+}
+
+/// What a container made only to hold a copy would run: never started.
+fn true_command() -> [String; 1] {
+    ["true".to_string()]
 }
 
 /// An instruction's error, with the line it is on (docker's prefix).
