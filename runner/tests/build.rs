@@ -510,3 +510,31 @@ ADD fifo /from-fifo
     s.run(&["build", ctx.to_str().unwrap()])
         .refused_with("excluded by .dockerignore");
 }
+
+#[test]
+fn a_killed_builds_step_container_goes_with_the_next_build() {
+    let s = Strata::with_busybox();
+    let ctx = context(&s, "FROM busybox\nRUN touch /started && sleep 600\n");
+    let mut build = s.cmd(&["build", ctx.to_str().unwrap()]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.run(&["ps", "-q"]).ok().stdout.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    build.kill().unwrap();
+    build.wait().unwrap();
+    // Left running, as docker's classic builder leaves it...
+    assert_eq!(s.run(&["ps", "-q"]).ok().stdout.lines().count(), 1);
+    // ...until the next build, which removes it.
+    let ctx = context(&s, "FROM busybox\nRUN true\n");
+    s.run(&["build", ctx.to_str().unwrap()]).ok();
+    assert_eq!(
+        s.run(&["ps", "-aq"]).ok().stdout,
+        "",
+        "the killed build's step container stayed"
+    );
+    s.run(&["verify"]).ok();
+}

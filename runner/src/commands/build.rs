@@ -86,6 +86,7 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         step: 0,
         total: 0,
     };
+    builder.remove_orphaned_steps()?;
     builder.global_args()?;
     // Every stage up to the target, as docker's classic builder builds
     // them (a `COPY --from=$ARG` names its stage only as it runs).
@@ -761,6 +762,7 @@ impl Builder<'_> {
             .arg(&cidfile)
             .args(["--pull", "never", "--no-healthcheck", "--no-image-volumes"])
             .args(["--log-driver", "none"])
+            .arg(format!("--label={STEP_LABEL}={}", std::process::id()))
             .args(["--entrypoint", "", "--network", &self.args.network]);
         for entry in env {
             // One word: a build arg's text never reads as a flag.
@@ -814,12 +816,47 @@ impl Builder<'_> {
         self.step_image(st, created_by, Some((ingest, layer)))
     }
 
+    /// Removes the step containers of builds that are gone: a build killed
+    /// (kill -9) leaves its step's container, stopped or still running its
+    /// RUN, which docker's classic builder leaves too; the next build takes
+    /// them away. (A pid used again keeps a container, never the reverse.)
+    fn remove_orphaned_steps(&self) -> Result<()> {
+        let store = self.ctx.reader()?;
+        let orphans: Vec<String> = (liveness::containers(&store)?.into_iter())
+            .filter(|rec| {
+                let pid = rec
+                    .config
+                    .labels
+                    .get(STEP_LABEL)
+                    .and_then(|p| p.parse().ok());
+                pid.is_some_and(|pid| !liveness::process_alive(pid))
+            })
+            .map(|rec| rec.id)
+            .collect();
+        drop(store);
+        for id in orphans {
+            let status = self
+                .strata()
+                .args(["rm", "-f", "-v", &id])
+                .stdout(Stdio::null())
+                .status()
+                .context("starting strata rm")?;
+            if !status.success() {
+                bail!("removing the step container {id} of a build that was killed failed");
+            }
+        }
+        Ok(())
+    }
+
     fn strata(&self) -> Command {
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg("--root").arg(&self.ctx.root);
         cmd
     }
 }
+
+/// The label of a build's step containers: the pid of the build.
+const STEP_LABEL: &str = "org.strata.build-step";
 
 /// What a container made only to hold a copy would run: never started.
 fn true_command() -> [String; 1] {
