@@ -211,6 +211,37 @@ pub fn placement(src: &Source, dst: &Destination) -> anyhow::Result<Placement> {
 
 /// Whether `path` in a container lies on one of `targets` (its volumes'
 /// mount points) or below one.
+/// A container path with `.` and `..` taken lexically from `/`, as
+/// docker's daemon cleans it (`filepath.Join("/", path)`) before it
+/// picks the mount holding it, a trailing `/` or `/.` kept, as docker's
+/// `PreserveTrailingDotOrSeparator` keeps them (they decide where a copy
+/// goes). So `/vol/../etc/passwd` is `/etc/passwd` whether the container
+/// runs (its tree resolves it) or not (the copy picks a volume by it).
+pub fn clean_container_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let end = if path.ends_with("/.") {
+        "/."
+    } else if path.ends_with('/') {
+        "/"
+    } else {
+        ""
+    };
+    match (parts.is_empty(), end) {
+        (true, "/.") => "/.".to_string(),
+        (true, _) => "/".to_string(),
+        (false, end) => format!("/{}{end}", parts.join("/")),
+    }
+}
+
 pub fn under_any<'t>(path: &str, targets: impl IntoIterator<Item = &'t str>) -> bool {
     let path = Path::new(path);
     targets.into_iter().any(|t| path.starts_with(t))
@@ -219,6 +250,16 @@ pub fn under_any<'t>(path: &str, targets: impl IntoIterator<Item = &'t str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_paths_are_cleaned_as_dockers_daemon_cleans_them() {
+        assert_eq!(clean_container_path("/vol/../etc/passwd"), "/etc/passwd");
+        assert_eq!(clean_container_path("etc//x/./"), "/etc/x/");
+        assert_eq!(clean_container_path("/srv/d/."), "/srv/d/.");
+        assert_eq!(clean_container_path("/../.."), "/");
+        assert_eq!(clean_container_path("/."), "/.");
+        assert_eq!(clean_container_path("/"), "/");
+    }
 
     #[test]
     fn arguments_split_as_docker_splits_them() {

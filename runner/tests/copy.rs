@@ -327,6 +327,13 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     let back = s.path("back");
     s.run(&["cp", "idle:/data", back.to_str().unwrap()]).ok();
     assert_eq!(read(&back.join("again")), "copied\n");
+    // `..` out of the volume's path leads to the container's own tree,
+    // as it does while the container runs (it was looked for in the
+    // volume: "Could not find the file").
+    let passwd = s.path("passwd-out");
+    s.run(&["cp", "idle:/data/../etc/passwd", passwd.to_str().unwrap()])
+        .ok();
+    assert!(read(&passwd).starts_with("root:"), "{}", read(&passwd));
     s.run(&[
         "create",
         "-v",

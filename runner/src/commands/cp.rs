@@ -44,6 +44,7 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
                 (container, path, local, false)
             }
         };
+    let path = copy_path::clean_container_path(&path);
     let rec = liveness::container(&ctx.reader()?, container)?;
     if !outward && rec.security.read_only_rootfs {
         let writable = rec.mounts.iter().filter(|m| !m.read_only);
