@@ -144,11 +144,15 @@ fn files_and_trees_go_in_owned_by_the_containers_root() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     std::fs::write(src.join("pinger"), "#!/bin/sh\n").unwrap();
+    nix::unistd::chown(&src.join("pinger"), Some(1234.into()), Some(5678.into())).unwrap();
     xattr::set(src.join("pinger"), "security.capability", &capability).unwrap();
     let p = |n: &str| src.join(n).to_str().unwrap().to_string();
     for ctr in ["web", "idle"] {
         let to = |path: &str| format!("{ctr}:{path}");
         s.run(&["cp", &p("pinger"), &to("/srv/")]).ok();
+        // Kept through a chown too (it would drop the capability after).
+        s.run(&["cp", "-a", &p("pinger"), &to("/srv/pinger-a")])
+            .ok();
         s.run(&["cp", &p("tool"), &to("/srv/")]).ok();
         s.run(&["cp", "-a", &p("tool"), &to("/srv/kept")]).ok();
         s.run(&["cp", &p("tree"), &to("/srv/t")]).ok();
@@ -195,7 +199,10 @@ fn files_and_trees_go_in_owned_by_the_containers_root() {
         .entries()
         .unwrap()
         .flatten()
-        .filter(|e| e.path().unwrap().ends_with("srv/pinger"))
+        .filter(|e| {
+            let path = e.path().unwrap();
+            path.ends_with("srv/pinger") || path.ends_with("srv/pinger-a")
+        })
         .flat_map(|mut e| {
             let Some(records) = e.pax_extensions().ok().flatten() else {
                 return Vec::new();
@@ -207,7 +214,11 @@ fn files_and_trees_go_in_owned_by_the_containers_root() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert_eq!(caps, [capability.to_vec()], "the file capability was lost");
+    assert_eq!(
+        caps,
+        [capability.to_vec(), capability.to_vec()],
+        "a file capability was lost"
+    );
     s.run(&["commit", "idle", "copied"]).ok();
     assert_eq!(
         s.run(&["run", "--rm", "copied", "sh", "-c", script])
@@ -424,4 +435,81 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     assert!(copy.wait().unwrap().success(), "the copy failed");
     assert!(rm.wait().unwrap().success(), "rm -f failed");
     s.run(&["verify"]).ok();
+}
+
+/// A tar built entry by entry, for what TarMaker does not make.
+fn tar_of(entries: &[(&str, tar::EntryType, u32, u32, u32, &str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, mode, uid, gid, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(*mode);
+        h.set_uid((*uid).into());
+        h.set_gid((*gid).into());
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        match *kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                b.append_link(&mut h, name, link).unwrap()
+            }
+            _ => b.append_data(&mut h, name, *data).unwrap(),
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_hostile_or_odd_tar_keeps_to_the_destination_and_its_modes() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink, XGlobalHeader};
+    let s = two_containers();
+    let look = |script: &str| s.run(&["exec", "web", "sh", "-c", script]).ok().stdout;
+    s.run(&["exec", "web", "mkdir", "-p", "/dst"]).ok();
+    // A link to /etc, then a file through it: refused, and nothing is
+    // made in /etc on the way (the parents were made before they were
+    // checked: a 0777 /etc/evil/sub).
+    let through = tar_of(&[
+        ("x", Symlink, 0o777, 0, 0, "/etc", b""),
+        ("x/evil/sub/f", Regular, 0o644, 0, 0, "", b"f"),
+    ]);
+    assert_ne!(s.run_stdin(&["cp", "-", "web:/dst"], &through).code, 0);
+    assert_eq!(
+        look("test -e /etc/evil && echo made || echo none"),
+        "none\n"
+    );
+    // Parents the tar leaves out are made 0755.
+    let parents = tar_of(&[("ia/ib/f", Regular, 0o644, 0, 0, "", b"f")]);
+    s.run_stdin(&["cp", "-", "web:/dst"], &parents).ok();
+    assert_eq!(look("stat -c %a /dst/ia /dst/ia/ib"), "755\n755\n");
+    // -a: a hard link to a set-id file keeps its bits; a root file in a
+    // setgid directory is root's group; a global PAX header is no entry.
+    s.run(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "mkdir /sg && chown 0:50 /sg && chmod 2775 /sg",
+    ])
+    .ok();
+    let odd = tar_of(&[
+        (
+            "pax_global_header",
+            XGlobalHeader,
+            0o644,
+            0,
+            0,
+            "",
+            b"22 comment=git-archive\n",
+        ),
+        ("sd", Directory, 0o755, 1234, 1234, "", b""),
+        ("sd/suid", Regular, 0o4755, 1234, 1234, "", b"#!/bin/sh\n"),
+        ("sd/hl", Link, 0o4755, 1234, 1234, "sd/suid", b""),
+    ]);
+    s.run_stdin(&["cp", "-a", "-", "web:/dst"], &odd).ok();
+    assert_eq!(
+        look("stat -c '%a %u' /dst/sd/suid /dst/sd/hl"),
+        "4755 1234\n4755 1234\n"
+    );
+    let plain = tar_of(&[("f", Regular, 0o644, 0, 0, "", b"f")]);
+    s.run_stdin(&["cp", "-a", "-", "web:/sg"], &plain).ok();
+    assert_eq!(look("stat -c %u:%g /sg/f"), "0:0\n");
 }
