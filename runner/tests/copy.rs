@@ -437,8 +437,11 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     s.run(&["verify"]).ok();
 }
 
+/// One entry of [`tar_of`]: name, type, mode, uid, gid, link, data.
+type Entry<'a> = (&'a str, tar::EntryType, u32, u32, u32, &'a str, &'a [u8]);
+
 /// A tar built entry by entry, for what TarMaker does not make.
-fn tar_of(entries: &[(&str, tar::EntryType, u32, u32, u32, &str, &[u8])]) -> Vec<u8> {
+fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, mode, uid, gid, link, data) in entries {
         let mut h = tar::Header::new_gnu();
