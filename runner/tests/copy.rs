@@ -338,6 +338,21 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     let back = s.path("back");
     s.run(&["cp", "idle:/data", back.to_str().unwrap()]).ok();
     assert_eq!(read(&back.join("again")), "copied\n");
+    // A host file bound into a stopped container is read from the host
+    // (it failed: ENOTDIR); copied into, it is refused (the copy would
+    // replace a file in the host's directory).
+    let bound = s.path("bound.conf");
+    std::fs::write(&bound, "bound\n").unwrap();
+    let bind = format!("{}:/etc/app.conf", bound.display());
+    s.run(&["create", "--name", "fb", "-v", &bind, "busybox", "true"])
+        .ok();
+    let out = s.path("bound-out");
+    s.run(&["cp", "fb:/etc/app.conf", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(&out), "bound\n");
+    s.run(&["cp", f, "fb:/etc/app.conf"])
+        .refused_with("copy into it while the container runs");
+    assert_eq!(read(&bound), "bound\n");
     // `..` out of the volume's path leads to the container's own tree,
     // as it does while the container runs (it was looked for in the
     // volume: "Could not find the file").

@@ -204,6 +204,13 @@ enum TreeRoot {
         target: String,
         _turn: nix::fcntl::Flock<std::fs::File>,
     },
+    /// A stopped container's bind of a host file (`-v /host/f:/etc/f`),
+    /// read from the host directory holding it, by its name there.
+    BoundFile {
+        dir: std::path::PathBuf,
+        file: String,
+        _turn: nix::fcntl::Flock<std::fs::File>,
+    },
     /// Mounted here for the copy, and unmounted when dropped: the fields
     /// drop in order, the mount before its directory, the pin on its
     /// layers and the start lock.
@@ -253,6 +260,30 @@ impl ContainerTree {
         }
         let turn = super::start::take_turn(ctx, rec)?;
         if let Some(m) = volume {
+            // A host file bound at `m.target`: read from its directory,
+            // by its own name. Written into, it would be the host's
+            // directory that the copy replaces a file in: refused.
+            if !m.source.is_dir() {
+                if writable {
+                    bail!("{path} is the host file {} bound into stopped container {name}: copy into it while the container runs", m.source.display());
+                }
+                let file = m
+                    .source
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned());
+                let (Some(dir), Some(file)) = (m.source.parent(), file) else {
+                    bail!(
+                        "{path}: the bound host file {} has no name",
+                        m.source.display()
+                    );
+                };
+                let root = TreeRoot::BoundFile {
+                    dir: dir.to_path_buf(),
+                    file,
+                    _turn: turn,
+                };
+                return Ok(Some(ContainerTree { name, root }));
+            }
             let root = TreeRoot::Volume {
                 dir: m.source.clone(),
                 target: m.target.clone(),
@@ -299,7 +330,9 @@ impl ContainerTree {
         cmd.arg("--root").arg(&ctx.root).arg("__archive");
         match &self.root {
             TreeRoot::Running { pid } => cmd.arg("--pid").arg(pid.to_string()),
-            TreeRoot::Volume { dir, .. } => cmd.arg("--dir").arg(dir),
+            TreeRoot::Volume { dir, .. } | TreeRoot::BoundFile { dir, .. } => {
+                cmd.arg("--dir").arg(dir)
+            }
             TreeRoot::Mounted { dir, .. } => cmd.arg("--dir").arg(dir.path()),
         };
         cmd.arg("--name").arg(&self.name);
@@ -314,6 +347,7 @@ impl ContainerTree {
                 let rest = path.strip_prefix(target.as_str()).unwrap_or(path);
                 format!("/{}", rest.trim_start_matches('/'))
             }
+            TreeRoot::BoundFile { file, .. } => format!("/{file}"),
             _ => path.to_string(),
         }
     }
