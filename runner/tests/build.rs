@@ -232,6 +232,20 @@ fn a_dockerfile_builds_as_docker_builds_it_and_its_cache_holds() {
         "{}",
         stdin.stdout
     );
+    // A tar on stdin is the context, its Dockerfile inside (gzip too).
+    let context_tar = TarMaker::new()
+        .file("Dockerfile", b"FROM busybox\nCOPY in-tar /t\n")
+        .file("in-tar", b"from the tar\n")
+        .bytes();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &context_tar).unwrap();
+    let from_tar = s
+        .run_stdin(&["build", "-q", "-"], &gz.finish().unwrap())
+        .ok();
+    let shown = s
+        .run(&["run", "--rm", from_tar.stdout.trim(), "cat", "/t"])
+        .ok();
+    assert_eq!(shown.stdout, "from the tar\n");
     // -f - reads the Dockerfile from stdin and keeps the context.
     let with_context = s
         .run_stdin(

@@ -42,8 +42,10 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
     let build_args = build_arg_values(&args.build_arg)?;
     crate::network::Mode::parse(&args.network)?;
     // `PATH` the context, `-f` the Dockerfile (PATH/Dockerfile by
-    // default); `-` for either reads the Dockerfile from stdin (`build -`
-    // has no context).
+    // default). `build -` reads stdin: a tar (plain, gzip or zstd) is the
+    // context, unpacked in a scratch directory, its Dockerfile inside;
+    // anything else is the Dockerfile, with no context. `-f -` reads the
+    // Dockerfile from stdin and keeps PATH as the context.
     let read_stdin = || -> Result<String> {
         let mut text = String::new();
         std::io::stdin()
@@ -51,16 +53,30 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
             .context("reading the Dockerfile from stdin")?;
         Ok(text)
     };
-    let context_dir = (args.path != "-").then(|| PathBuf::from(&args.path));
+    let scratch = ctx.scratch_dir("build")?;
+    let mut context_dir = (args.path != "-").then(|| PathBuf::from(&args.path));
     let text = match (&args.file, &context_dir) {
         (Some(file), _) if file.as_os_str() == "-" => read_stdin()?,
-        (None, None) => read_stdin()?,
-        (file, dir) => {
-            let file = file.clone().unwrap_or_else(|| {
-                dir.as_deref()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join("Dockerfile")
-            });
+        (file, None) => match stdin_context(scratch.path())? {
+            Some(dir) => {
+                let file = dir.join(
+                    file.as_deref()
+                        .unwrap_or(std::path::Path::new("Dockerfile")),
+                );
+                let text = std::fs::read_to_string(&file).with_context(|| {
+                    format!(
+                        "unable to read the Dockerfile {} in the context from stdin",
+                        file.display()
+                    )
+                })?;
+                context_dir = Some(dir);
+                text
+            }
+            None => std::fs::read_to_string(scratch.path().join("stdin"))
+                .context("reading the Dockerfile from stdin")?,
+        },
+        (file, Some(dir)) => {
+            let file = file.clone().unwrap_or_else(|| dir.join("Dockerfile"));
             std::fs::read_to_string(&file)
                 .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?
         }
@@ -133,6 +149,28 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `build -`'s stdin, kept in `scratch/stdin`: when it is a tar (plain,
+/// gzip or zstd) it is unpacked in `scratch/context` (names leaving it
+/// refused by the tar crate, owners not kept), whose path is returned.
+fn stdin_context(scratch: &std::path::Path) -> Result<Option<PathBuf>> {
+    let kept = scratch.join("stdin");
+    let mut file = File::create(&kept).context("keeping stdin")?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file).context("reading stdin")?;
+    drop(file);
+    let AddKind::Tar(tar) = add_kind(&kept)? else {
+        return Ok(None);
+    };
+    let dir = scratch.join("context");
+    std::fs::create_dir(&dir)?;
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive
+        .unpack(&dir)
+        .context("unpacking the build context from stdin")?;
+    Ok(Some(dir))
 }
 
 /// `--build-arg NAME=VALUE`, or `NAME` alone for the value of this
