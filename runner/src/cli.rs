@@ -763,7 +763,7 @@ pub struct BuildArgs {
     /// Name and optionally a tag in the 'name:tag' format
     #[arg(short, long)]
     pub tag: Vec<String>,
-    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    /// Name of the Dockerfile (default: PATH/Dockerfile; - for stdin)
     #[arg(short, long)]
     pub file: Option<PathBuf>,
     /// Set build-time variables
@@ -797,7 +797,8 @@ pub struct BuildArgs {
     /// Always remove intermediate containers
     #[arg(long)]
     pub force_rm: bool,
-    /// The build context: a directory, or - for a Dockerfile on stdin and no context
+    /// The build context: a directory, or - for stdin (a tar of the
+    /// context, or a Dockerfile and no context)
     pub path: String,
 }
 
