@@ -530,4 +530,30 @@ fn a_hostile_or_odd_tar_keeps_to_the_destination_and_its_modes() {
     let plain = tar_of(&[("f", Regular, 0o644, 0, 0, "", b"f")]);
     s.run_stdin(&["cp", "-a", "-", "web:/sg"], &plain).ok();
     assert_eq!(look("stat -c %u:%g /sg/f"), "0:0\n");
+    // Without -a too: the container's root, not the directory's group.
+    let nested = tar_of(&[
+        ("p", Directory, 0o755, 7, 7, "", b""),
+        ("p/f", Regular, 0o640, 7, 7, "", b"f"),
+    ]);
+    s.run_stdin(&["cp", "-", "web:/sg"], &nested).ok();
+    assert_eq!(look("stat -c %u:%g /sg/p /sg/p/f"), "0:0\n0:0\n");
+    // A contiguous file ('7') keeps its set-id bits through the chown,
+    // as a regular one does.
+    let contiguous = tar_of(&[(
+        "c",
+        tar::EntryType::Continuous,
+        0o4755,
+        1234,
+        1234,
+        "",
+        b"c",
+    )]);
+    s.run_stdin(&["cp", "-a", "-", "web:/dst"], &contiguous)
+        .ok();
+    assert_eq!(look("stat -c '%a %u' /dst/c"), "4755 1234\n");
+    // Deep names are checked parent by parent, each once.
+    let deep = format!("{}/f", vec!["a"; 200].join("/"));
+    let deep_tar = tar_of(&[(deep.as_str(), Regular, 0o644, 0, 0, "", b"deep")]);
+    s.run_stdin(&["cp", "-", "web:/dst"], &deep_tar).ok();
+    assert_eq!(look(&format!("cat /dst/{deep}")), "deep");
 }

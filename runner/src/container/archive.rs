@@ -77,19 +77,24 @@ pub fn put(dir: &str, keep_owner: bool, container: &str, input: impl Read) -> an
         Ok(_) => bail!("extraction point is not a directory: {dir} in container {container}"),
         Err(_) => bail!("Could not find the file {dir} in container {container}"),
     }
-    let owner = |header: &tar::Header| -> anyhow::Result<Option<(u32, u32)>> {
+    // Without -a, the container's root, whose ids this process has: set
+    // where a setgid directory would give its group instead.
+    let own = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let owner = |header: &tar::Header| -> anyhow::Result<(u32, u32)> {
         Ok(match keep_owner {
-            true => Some((header.uid()? as u32, header.gid()? as u32)),
-            false => None,
+            true => (header.uid()? as u32, header.gid()? as u32),
+            false => own,
         })
     };
     unpack(Path::new(dir), input, &owner, None)
         .with_context(|| format!("copying into {dir} in container {container}"))
 }
 
-/// The ids an entry gets: `None` leaves it to this process (the
-/// container's root).
-type Owner<'a> = dyn Fn(&tar::Header) -> anyhow::Result<Option<(u32, u32)>> + 'a;
+/// The ids an entry gets.
+type Owner<'a> = dyn Fn(&tar::Header) -> anyhow::Result<(u32, u32)> + 'a;
 
 /// Unpacks every entry of `input` under `dir` (or, with `rename`, its one
 /// entry as `dir/rename`): modes, times and xattrs as the tar has them,
@@ -136,7 +141,10 @@ fn unpack(
             },
         };
         let ids = owner(entry.header())?;
-        if kind == tar::EntryType::Regular {
+        if matches!(
+            kind,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+        ) {
             write_file(&mut entry, &path, ids)?;
             continue;
         }
@@ -150,14 +158,13 @@ fn unpack(
         if !made || kind == tar::EntryType::Link {
             continue;
         }
-        if let Some((uid, gid)) = ids {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                .with_context(|| format!("chown {}", path.display()))?;
-            // A chown clears set-id bits: the tar's mode again.
-            if kind == tar::EntryType::Directory {
-                let mode = entry.header().mode()? & 0o7777;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-            }
+        let (uid, gid) = ids;
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+        // A chown clears set-id bits: the tar's mode again.
+        if kind == tar::EntryType::Directory {
+            let mode = entry.header().mode()? & 0o7777;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         }
         if kind == tar::EntryType::Directory {
             dirs.push((path, entry.header().mtime()?));
@@ -195,12 +202,18 @@ fn inside(root: &Path, name: &Path) -> anyhow::Result<Option<PathBuf>> {
     let Some((last, parents)) = parts.split_last() else {
         return Ok(Some(root.to_path_buf()));
     };
+    // `at` stays a real path: a plain directory is stepped into as it is,
+    // only a link is resolved (resolving every parent again for every
+    // entry cost a tar of 1,000-deep names minutes).
     let mut at = root.to_path_buf();
     for part in parents {
         let next = at.join(part);
-        if std::fs::symlink_metadata(&next).is_ok() {
-            let real = std::fs::canonicalize(&next)
-                .with_context(|| format!("resolve {}", next.display()))?;
+        if let Ok(md) = std::fs::symlink_metadata(&next) {
+            let real = match md.file_type().is_symlink() {
+                true => std::fs::canonicalize(&next)
+                    .with_context(|| format!("resolve {}", next.display()))?,
+                false => next.clone(),
+            };
             if !real.starts_with(root) {
                 return Ok(None);
             }
@@ -234,7 +247,7 @@ fn inside(root: &Path, name: &Path) -> anyhow::Result<Option<PathBuf>> {
 fn write_file(
     entry: &mut tar::Entry<'_, impl Read>,
     path: &Path,
-    ids: Option<(u32, u32)>,
+    ids: (u32, u32),
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let writing = || format!("copying to {}", path.display());
@@ -266,8 +279,8 @@ fn write_file(
             file.write_all(&buf[..n])?;
         }
         let made = file.metadata()?;
-        if let Some((uid, gid)) = ids.filter(|ids| *ids != (made.uid(), made.gid())) {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        if ids != (made.uid(), made.gid()) {
+            std::os::unix::fs::fchown(&file, Some(ids.0), Some(ids.1))?;
         }
         if mode & 0o7000 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
@@ -324,11 +337,11 @@ pub fn copy(
     make_dirs(dir, uid, gid)?;
     // --chown's ids, else the tar's (root's for the context's files, an
     // ADD archive's own).
-    let owner = |header: &tar::Header| -> anyhow::Result<Option<(u32, u32)>> {
-        Ok(Some(match ids {
+    let owner = |header: &tar::Header| -> anyhow::Result<(u32, u32)> {
+        Ok(match ids {
             Some(ids) => ids,
             None => (header.uid()? as u32, header.gid()? as u32),
-        }))
+        })
     };
     unpack(dir, input, &owner, rename)
 }
