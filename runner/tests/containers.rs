@@ -544,16 +544,26 @@ fn gc_removes_the_directory_of_a_removal_cut_short_with_its_mount_left() {
     // still ran (as the keeper race left one): its mount on the orphan
     // directory made gc fail every time.
     std::fs::remove_file(dir.join("record.json")).unwrap();
+    let cgroup = std::fs::read_to_string(dir.join("cgroup")).ok();
     let gc = s.run(&["gc"]).ok();
     assert!(gc.stderr.contains("still runs"), "{}", gc.stderr);
+    // Its processes end with their cgroup (the cgroup leaked before).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{}", pid_of("pid"))).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container's process runs on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(cgroup.is_some(), "no cgroup was recorded");
     assert!(!dir.exists(), "the orphan directory stayed");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&id), "its mount stayed");
-    for pid in [pid_of("pid"), pid_of("monitor_pid")] {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    }
+    // The monitor, outside the cgroup, ends by its own: not waited for.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid_of("monitor_pid").to_string()])
+        .status();
     s.run(&["verify"]).ok();
 }
 

@@ -18,9 +18,10 @@ pub fn gc(ctx: &Ctx) -> Result<i32> {
     Ok(0)
 }
 
-/// Unmounts the tree of each container directory that has no record: a
-/// removal cut short after the record went, its monitor's mount left
-/// (dead once the monitor died). layerdb's gc removes such directories,
+/// Unmounts the tree of each container directory that has no record (a
+/// removal cut short after the record went, its monitor's mount left,
+/// dead once the monitor died), after ending what runs in its cgroup and
+/// removing the cgroup. layerdb's gc removes such directories,
 /// and could not while a mount held one (ENOTCONN, every time). A
 /// container being made has no mount before its record.
 fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
@@ -47,11 +48,14 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
         if let Some(layerdb::State::Running { monitor_pid, .. }) = crate::run_state::read(&paths) {
             if crate::liveness::process_alive(monitor_pid) {
                 eprintln!(
-                    "strata gc: container directory {} has no record, but its monitor (pid {monitor_pid}) still runs; its tree is detached",
+                    "strata gc: container directory {} has no record, but its monitor (pid {monitor_pid}) still runs; its processes are killed and its tree detached",
                     id.as_str()
                 );
             }
         }
+        // What runs in its cgroup ends, and the cgroup goes: nothing else
+        // would remove them once the record is gone.
+        crate::container::cgroup::remove_recorded(&paths.dir);
         if crate::liveness::mount_at(&merged).is_some() {
             fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
         }
