@@ -1,6 +1,6 @@
 //! A directory tree written as a tar the way docker writes one, for
 //! `export` (a container's whole tree) and `cp` (a file or tree going into
-//! or out of a container).
+//! or out of a container), and a tar unpacked on the host.
 
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -93,4 +93,20 @@ fn xattr_records(host: &Path, which: Xattrs) -> std::io::Result<Vec<(String, Vec
         }
     }
     Ok(out)
+}
+
+/// A tar unpacked in `dir` on the host, as docker's client unpacks one:
+/// modes and times kept, owned by the caller, no xattrs (a container's
+/// file capabilities stay in the container). Device nodes arrive as empty
+/// files, and names that would leave `dir` (through `..` or a symlink)
+/// are refused by the tar crate. `cp` out of a container, and `build -`'s
+/// context from stdin.
+pub fn unpack_on_host(tar: &mut dyn std::io::Read, dir: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    archive
+        .unpack(dir)
+        .with_context(|| format!("copying into {}", dir.display()))
 }

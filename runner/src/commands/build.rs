@@ -106,17 +106,14 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
     builder.global_args()?;
     // Every stage up to the target, as docker's classic builder builds
     // them (a `COPY --from=$ARG` names its stage only as it runs).
-    let stages: Vec<usize> = (0..=target).collect();
-    builder.total = stages
-        .iter()
-        .map(|&s| 1 + plan.stages[s].instructions.len())
+    builder.total = (plan.stages[..=target].iter())
+        .map(|stage| 1 + stage.instructions.len())
         .sum::<usize>()
         + usize::from(!labels.is_empty());
-    let mut image = Digest::of(b"");
-    for &stage in &stages {
-        image = builder.stage(stage)?;
-        builder.results[stage] = Some(image);
+    for stage in 0..=target {
+        builder.results[stage] = Some(builder.stage(stage)?);
     }
+    let mut image = builder.results[target].expect("the target stage was built");
     if !labels.is_empty() {
         image = builder.labels(&image, &labels)?;
     }
@@ -164,11 +161,7 @@ fn stdin_context(scratch: &std::path::Path) -> Result<Option<PathBuf>> {
     };
     let dir = scratch.join("context");
     std::fs::create_dir(&dir)?;
-    let mut archive = tar::Archive::new(tar);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive
-        .unpack(&dir)
+    crate::tree_tar::unpack_on_host(&mut { tar }, &dir)
         .context("unpacking the build context from stdin")?;
     Ok(Some(dir))
 }
@@ -398,8 +391,23 @@ impl Builder<'_> {
             _ => st.state.dispatch(keyword, &instruction.rest)?,
         }
         let created_by = format!("/bin/sh -c #(nop)  {}", instruction.text());
-        st.image = self.step_image(st, created_by, None)?;
+        st.image = self.cached_or(st, created_by, |created_by| {
+            self.step_image(st, created_by, None)
+        })?;
         Ok(())
+    }
+
+    /// The step's image: the cache's, else what `make` makes of it.
+    fn cached_or(
+        &self,
+        st: &StageState,
+        created_by: String,
+        make: impl FnOnce(String) -> Result<Digest>,
+    ) -> Result<Digest> {
+        match self.cached(st, &created_by)? {
+            Some(hit) => Ok(hit),
+            None => make(created_by),
+        }
     }
 
     /// WORKDIR: the directory is made (owned by root) in the step's
@@ -407,30 +415,24 @@ impl Builder<'_> {
     /// `run -w`-less start finds it.
     fn workdir(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<()> {
         let created_by = format!("/bin/sh -c #(nop)  {}", instruction.text());
-        if let Some(hit) = self.cached(st, &created_by)? {
-            st.image = hit;
-            return Ok(());
-        }
-        let (empty, _) = Packer::new(&self.ctx.root.join("tmp"), None)?.finish()?;
-        let dir = st.state.config.working_dir.clone();
-        st.image = self.in_container(&st.image, &[], &true_command(), true, |container| {
-            self.copy_in(container, empty, None, false, &dir, st, created_by)
+        let dir = &st.state.config.working_dir;
+        st.image = self.cached_or(st, created_by, |created_by| {
+            let (empty, _) = Packer::new(&self.tmp(), None)?.finish()?;
+            self.in_container(&st.image, &[], &true_command(), true, |container| {
+                self.copy_in(container, empty, None, false, dir, st, created_by)
+            })
         })?;
         Ok(())
     }
 
-    /// The step's image: the cached one, or a new one with `layer`.
+    /// The step's new image, with `layer` (and the ingest that made it,
+    /// kept until the image holds the layer).
     fn step_image(
         &self,
         st: &StageState,
         created_by: String,
         layer: Option<(Ingest, Option<PendingLayer>)>,
     ) -> Result<Digest> {
-        if layer.is_none() {
-            if let Some(hit) = self.cached(st, &created_by)? {
-                return Ok(hit);
-            }
-        }
         let mut config = self.image_config(&st.image)?;
         let now = crate::humanize::format_rfc3339_nano(crate::clock::now_ns());
         config.config = st.state.config.clone();
@@ -500,12 +502,10 @@ impl Builder<'_> {
             true => cmd.join(" "),
             false => format!("|{} {} {}", args.len(), args.join(" "), cmd.join(" ")),
         };
-        if let Some(hit) = self.cached(st, &created_by)? {
-            st.image = hit;
-            return Ok(());
-        }
-        st.image = self.in_container(&st.image, &args, &cmd, true, |container| {
-            self.run_in(container, &cmd, st, created_by)
+        st.image = self.cached_or(st, created_by, |created_by| {
+            self.in_container(&st.image, &args, &cmd, true, |container| {
+                self.run_in(container, &cmd, st, created_by)
+            })
         })?;
         Ok(())
     }
@@ -522,7 +522,7 @@ impl Builder<'_> {
         start.args(["start", "-a", container]).stdin(Stdio::null());
         let captured = match self.args.quiet {
             true => {
-                let file = tempfile::tempfile_in(self.ctx.root.join("tmp"))?;
+                let file = tempfile::tempfile_in(self.tmp())?;
                 start.stdout(file.try_clone()?).stderr(file.try_clone()?);
                 Some(file)
             }
@@ -609,7 +609,7 @@ impl Builder<'_> {
             bail!("COPY failed: source can't be a URL for COPY");
         }
 
-        let mut packer = Packer::new(&self.ctx.root.join("tmp"), chmod)?;
+        let mut packer = Packer::new(&self.tmp(), chmod)?;
         let (count, single_file) = match &from {
             Some(from) => self.pack_from_image(&mut packer, from, &words)?,
             None => {
@@ -617,9 +617,8 @@ impl Builder<'_> {
                     true => Vec::new(),
                     false => self.context.sources(&keyword, &paths)?,
                 };
-                let tmp = self.ctx.root.join("tmp");
                 for url in &urls {
-                    packer.add_fetched(fetch::fetch(url, &tmp)?)?;
+                    packer.add_fetched(fetch::fetch(url, &self.tmp())?)?;
                 }
                 let mut archives = 0;
                 for source in &sources {
@@ -647,7 +646,7 @@ impl Builder<'_> {
         }
         let one_file = single_file && !into_dir;
         let (tar, fingerprint) = packer.finish()?;
-        let what = match (one_file || single_file, count) {
+        let what = match (single_file, count) {
             (true, _) => "file",
             (false, 1) => "dir",
             _ => "multi",
@@ -658,13 +657,11 @@ impl Builder<'_> {
             .unwrap_or_default();
         let created_by =
             format!("/bin/sh -c #(nop) {keyword} {owner}{what}:{fingerprint} in {dest} ");
-        if let Some(hit) = self.cached(st, &created_by)? {
-            st.image = hit;
-            return Ok(());
-        }
-        st.image = self.in_container(&st.image, &[], &true_command(), true, |container| {
-            let owner = chown.as_deref();
-            self.copy_in(container, tar, owner, one_file, &dest, st, created_by)
+        st.image = self.cached_or(st, created_by, |created_by| {
+            self.in_container(&st.image, &[], &true_command(), true, |container| {
+                let owner = chown.as_deref();
+                self.copy_in(container, tar, owner, one_file, &dest, st, created_by)
+            })
         })?;
         Ok(())
     }
@@ -722,7 +719,7 @@ impl Builder<'_> {
                     bail!("COPY --from={from} {path}: wildcards are not supported with --from");
                 }
                 let path = format!("/{}", path.trim_start_matches('/'));
-                let mut tar = tempfile::tempfile_in(self.ctx.root.join("tmp"))?;
+                let mut tar = tempfile::tempfile_in(self.tmp())?;
                 let status = self
                     .strata()
                     // A link at the path is followed, inside the
@@ -825,13 +822,7 @@ impl Builder<'_> {
         if !self.args.rm && !self.args.force_rm {
             return Ok(());
         }
-        let status = self
-            .strata()
-            .args(["rm", "-f", "-v", container])
-            .stdout(Stdio::null())
-            .status()
-            .context("starting strata rm")?;
-        if !status.success() {
+        if !self.rm(container)? {
             bail!("removing the intermediate container {container} failed");
         }
         if say {
@@ -873,17 +864,27 @@ impl Builder<'_> {
             .collect();
         drop(store);
         for id in orphans {
-            let status = self
-                .strata()
-                .args(["rm", "-f", "-v", &id])
-                .stdout(Stdio::null())
-                .status()
-                .context("starting strata rm")?;
-            if !status.success() {
+            if !self.rm(&id)? {
                 bail!("removing the step container {id} of a build that was killed failed");
             }
         }
         Ok(())
+    }
+
+    /// `strata rm -f -v CONTAINER`: whether it succeeded.
+    fn rm(&self, container: &str) -> Result<bool> {
+        let status = self
+            .strata()
+            .args(["rm", "-f", "-v", container])
+            .stdout(Stdio::null())
+            .status()
+            .context("starting strata rm")?;
+        Ok(status.success())
+    }
+
+    /// The store's tmp/, for the build's temporary files.
+    fn tmp(&self) -> PathBuf {
+        self.ctx.root.join("tmp")
     }
 
     fn strata(&self) -> Command {

@@ -103,28 +103,13 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
         None => std::io::copy(&mut tar, &mut std::io::stdout().lock())
             .map(drop)
             .context("writing the tar to stdout"),
-        Some(place) => unpack_on_host(&mut tar, &place.dir),
+        Some(place) => tree_tar::unpack_on_host(&mut tar, Path::new(&place.dir)),
     };
     let bytes = tar.bytes;
     // A reader that stopped early closes the pipe: the helper then ends.
     drop(tar);
     helper_done(child)?;
     copied.map(|()| bytes)
-}
-
-/// The tar the container gave, unpacked in `dir` on the host as docker's
-/// client unpacks it: modes and times kept, owned by the caller, no
-/// xattrs (a container's file capabilities stay in the container).
-/// Device nodes arrive as empty files, and names that would leave `dir`
-/// (through `..` or a symlink) are refused by the tar crate.
-fn unpack_on_host(tar: &mut dyn Read, dir: &str) -> Result<()> {
-    let mut archive = tar::Archive::new(tar);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_overwrite(true);
-    archive
-        .unpack(dir)
-        .with_context(|| format!("copying into {dir}"))
 }
 
 /// From the host (or a tar on stdin, `-`) into the container. Returns the
@@ -403,25 +388,25 @@ pub fn copy_in_for_build(ctx: &Ctx, args: CopyInArgs) -> Result<i32> {
         crate::container::private_mount_namespace()?;
     }
     let rec = liveness::container(&ctx.reader()?, &args.container)?;
+    let mut flags: Vec<String> = args.owner.iter().map(|o| format!("--owner={o}")).collect();
+    if args.one_file {
+        flags.push("--one-file".to_string());
+    }
     let Some(tree) = ContainerTree::open(ctx, &rec, true, &args.dest)? else {
-        let mut again = vec!["__copy-in".to_string()];
-        if let Some(owner) = &args.owner {
-            again.push(format!("--owner={owner}"));
-        }
-        if args.one_file {
-            again.push("--one-file".to_string());
-        }
-        again.extend(["--".to_string(), args.container.clone(), args.dest.clone()]);
+        let again = [
+            &["__copy-in".to_string()],
+            &flags[..],
+            &["--".to_string(), args.container.clone(), args.dest.clone()],
+        ]
+        .concat();
         return again_in_user_namespace(ctx, &again);
     };
-    let mut op = vec!["copy".to_string()];
-    if let Some(owner) = &args.owner {
-        op.push(format!("--owner={owner}"));
-    }
-    if args.one_file {
-        op.push("--one-file".to_string());
-    }
-    op.extend(["--".to_string(), tree.inner(&args.dest)]);
+    let op = [
+        &["copy".to_string()],
+        &flags[..],
+        &["--".to_string(), tree.inner(&args.dest)],
+    ]
+    .concat();
     let child = tree
         .helper(ctx)
         .args(&op)
