@@ -30,13 +30,13 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
         return Ok(());
     };
     for entry in entries.flatten() {
-        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+        let name = entry.file_name();
+        let Some(Ok(id)) = name
+            .to_str()
+            .map(str::parse::<crate::container_id::ContainerId>)
+        else {
             continue;
         };
-        let Ok(id) = id.parse::<crate::container_id::ContainerId>() else {
-            continue;
-        };
-        let merged = ContainerPaths::new(&ctx.root, &id).merged();
         let orphaned = matches!(
             layerdb::container_records::read_record(&ctx.root, id.as_str()),
             Ok(None)
@@ -45,6 +45,7 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
             continue;
         }
         let paths = ContainerPaths::new(&ctx.root, &id);
+        let merged = paths.merged();
         if let Some(layerdb::State::Running { monitor_pid, .. }) = crate::run_state::read(&paths) {
             if crate::liveness::process_alive(monitor_pid) {
                 eprintln!(
