@@ -360,6 +360,24 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     s.run(&["cp", "idle:/data/../etc/passwd", passwd.to_str().unwrap()])
         .ok();
     assert!(read(&passwd).starts_with("root:"), "{}", read(&passwd));
+    // A link in a stopped container's tree into its volume leads into
+    // the volume, as while it runs (the copy went under the volume's
+    // mount point, in the container's own layer, where the volume hid it
+    // once the container started). Out again through the link too.
+    let links = TarMaker::new()
+        .symlink("into", "/data/sub")
+        .symlink("up", "../data")
+        .bytes();
+    s.run_stdin(&["cp", "-", "idle:/"], &links).ok();
+    std::fs::create_dir(vol.join("sub")).unwrap();
+    s.run(&["cp", f, "idle:/into/linked"]).ok();
+    assert_eq!(read(&vol.join("sub/linked")), "copied\n");
+    s.run(&["cp", f, "idle:/up/"]).ok();
+    assert_eq!(read(&vol.join("file")), "copied\n");
+    let through = s.path("through");
+    s.run(&["cp", "idle:/into/linked", through.to_str().unwrap()])
+        .ok();
+    assert_eq!(read(&through), "copied\n");
     s.run(&[
         "create",
         "-v",

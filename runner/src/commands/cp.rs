@@ -18,6 +18,7 @@ use crate::copy_path::{self, Destination, Endpoint, Source};
 use crate::{liveness, tree_tar, ExitCode};
 use anyhow::{anyhow, bail, Context, Result};
 use layerdb::{ContainerRecord, State};
+use nix::mount::MsFlags;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,13 +73,9 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
 /// the tar's size.
 fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bool) -> Result<u64> {
     let follow_flag: &[&str] = if follow { &["--follow"] } else { &[] };
-    let inner = tree.inner(path);
-    let src: Option<Source> =
-        tree.ask(ctx, &[&["source"], follow_flag, &["--", &inner]].concat())?;
-    let mut src =
+    let src: Option<Source> = tree.ask(ctx, &[&["source"], follow_flag, &["--", path]].concat())?;
+    let src =
         src.ok_or_else(|| anyhow!("Could not find the file {path} in container {}", tree.name))?;
-    // Named as the container names it (a volume's root is its target).
-    src.name = copy_path::split_dir_entry(path).1;
     // Where the host's side goes, decided before anything is read.
     let place = match local {
         "-" => None,
@@ -94,7 +91,7 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
     let name = place.as_ref().map_or(&src.name, |p| &p.name);
     let mut child = tree
         .helper(ctx)
-        .args([&["get"], follow_flag, &["--", &inner, name]].concat())
+        .args([&["get"], follow_flag, &["--", path, name]].concat())
         .stdout(Stdio::piped())
         .spawn()
         .context("starting strata __archive")?;
@@ -115,7 +112,7 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
 /// From the host (or a tar on stdin, `-`) into the container. Returns the
 /// tar's size.
 fn copy_in(ctx: &Ctx, tree: &ContainerTree, local: &str, path: &str, args: &CpArgs) -> Result<u64> {
-    let dst: Destination = tree.ask(ctx, &["destination", "--", &tree.inner(path)])?;
+    let dst: Destination = tree.ask(ctx, &["destination", "--", &path])?;
     let whole = format!("{}:{path}", tree.name);
     if dst.is_special {
         bail!("destination \"{whole}\" must be a directory or a regular file");
@@ -182,24 +179,12 @@ struct ContainerTree {
 enum TreeRoot {
     /// Through the running container's init.
     Running { pid: i32 },
-    /// A stopped container's volume, mounted at `target` when it runs:
-    /// its host directory is the tree.
-    Volume {
-        dir: std::path::PathBuf,
-        target: String,
-        _turn: nix::fcntl::Flock<std::fs::File>,
-    },
-    /// A stopped container's bind of a host file (`-v /host/f:/etc/f`),
-    /// read from the host directory holding it, by its name there.
-    BoundFile {
-        dir: std::path::PathBuf,
-        file: String,
-        _turn: nix::fcntl::Flock<std::fs::File>,
-    },
-    /// Mounted here for the copy, and unmounted when dropped: the fields
-    /// drop in order, the mount before its directory, the pin on its
-    /// layers and the start lock.
+    /// Mounted here for the copy with the container's volumes bound into
+    /// it, and unmounted when dropped: the fields drop in order, the
+    /// volumes, the mount, its directory, the pin on its layers and the
+    /// start lock.
     Mounted {
+        _volumes: VolumeBinds,
         _mount: fusefs::MountHandle,
         dir: tempfile::TempDir,
         _pin: layerdb::Pin,
@@ -223,14 +208,19 @@ impl ContainerTree {
             let root = TreeRoot::Running { pid };
             return Ok(Some(ContainerTree { name, root }));
         }
-        // A path on a stopped container's volume is the volume's: its
-        // directory is the tree (the deepest target holding the path).
+        // The volume holding the path, if the path names one (the deepest
+        // target holding it): docker's messages for the two it refuses.
         let volume = (rec.mounts.iter())
             .filter(|m| copy_path::under_any(path, [&*m.target]))
             .max_by_key(|m| m.target.len());
-        if let Some(m) = volume {
-            if writable && m.read_only {
+        if let Some(m) = volume.filter(|_| writable) {
+            if m.read_only {
                 bail!("mounted volume is marked read-only");
+            }
+            // Written into, it would be the host's directory that the
+            // copy replaces a file in.
+            if !m.source.is_dir() {
+                bail!("{path} is the host file {} bound into stopped container {name}: copy into it while the container runs", m.source.display());
             }
         }
         if rec
@@ -244,38 +234,6 @@ impl ContainerTree {
             return Ok(None);
         }
         let turn = super::start::take_turn(ctx, rec)?;
-        if let Some(m) = volume {
-            // A host file bound at `m.target`: read from its directory,
-            // by its own name. Written into, it would be the host's
-            // directory that the copy replaces a file in: refused.
-            if !m.source.is_dir() {
-                if writable {
-                    bail!("{path} is the host file {} bound into stopped container {name}: copy into it while the container runs", m.source.display());
-                }
-                let file = m
-                    .source
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned());
-                let (Some(dir), Some(file)) = (m.source.parent(), file) else {
-                    bail!(
-                        "{path}: the bound host file {} has no name",
-                        m.source.display()
-                    );
-                };
-                let root = TreeRoot::BoundFile {
-                    dir: dir.to_path_buf(),
-                    file,
-                    _turn: turn,
-                };
-                return Ok(Some(ContainerTree { name, root }));
-            }
-            let root = TreeRoot::Volume {
-                dir: m.source.clone(),
-                target: m.target.clone(),
-                _turn: turn,
-            };
-            return Ok(Some(ContainerTree { name, root }));
-        }
         let store = Arc::new(ctx.reader()?);
         let rec = liveness::container(&store, &rec.id)?;
         if rec.state.is_running() {
@@ -293,13 +251,21 @@ impl ContainerTree {
             &image,
             Some(store.container_dir(&rec.id).upper()),
         )?;
-        opts.read_only = !writable;
+        // Writable while the volumes' mount points are made (as a start
+        // makes them), then read-only if the copy only reads.
+        opts.read_only = !writable && rec.mounts.is_empty();
         // The helper works in this tree as root of the host, outside the
         // container's device cgroup: a device node the image holds (an
         // /etc/passwd made `b 7 0`) must not open the host's device.
         opts.nosuid_nodev = true;
         let mount = fusefs::mount(opts, dir.path())?;
+        let volumes = VolumeBinds::bind(dir.path(), &rec.mounts)?;
+        if !writable && !rec.mounts.is_empty() {
+            let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            crate::container::remount(dir.path(), flags)?;
+        }
         let root = TreeRoot::Mounted {
+            _volumes: volumes,
             _mount: mount,
             dir,
             _pin: pin,
@@ -315,26 +281,10 @@ impl ContainerTree {
         cmd.arg("--root").arg(&ctx.root).arg("__archive");
         match &self.root {
             TreeRoot::Running { pid } => cmd.arg("--pid").arg(pid.to_string()),
-            TreeRoot::Volume { dir, .. } | TreeRoot::BoundFile { dir, .. } => {
-                cmd.arg("--dir").arg(dir)
-            }
             TreeRoot::Mounted { dir, .. } => cmd.arg("--dir").arg(dir.path()),
         };
         cmd.arg("--name").arg(&self.name);
         cmd
-    }
-
-    /// The container's `path` as the tree names it: on a volume's tree,
-    /// from the volume's root.
-    fn inner(&self, path: &str) -> String {
-        match &self.root {
-            TreeRoot::Volume { target, .. } => {
-                let rest = path.strip_prefix(target.as_str()).unwrap_or(path);
-                format!("/{}", rest.trim_start_matches('/'))
-            }
-            TreeRoot::BoundFile { file, .. } => format!("/{file}"),
-            _ => path.to_string(),
-        }
     }
 
     /// What `__archive` answers about a path (its JSON).
@@ -404,7 +354,7 @@ pub fn copy_in_for_build(ctx: &Ctx, args: CopyInArgs) -> Result<i32> {
     let op = [
         &["copy".to_string()],
         &flags[..],
-        &["--".to_string(), tree.inner(&args.dest)],
+        &["--".to_string(), args.dest.clone()],
     ]
     .concat();
     let child = tree
@@ -447,6 +397,35 @@ pub fn archive_in(args: ArchiveArgs) -> Result<i32> {
         } => archive::copy(&dest, owner.as_deref(), one_file, std::io::stdin().lock())?,
     }
     Ok(0)
+}
+
+/// A stopped container's volumes bound into its tree for a copy, where
+/// its start binds them (a mount over another's directory after it);
+/// unbound when dropped, before the tree is unmounted.
+struct VolumeBinds(Vec<std::path::PathBuf>);
+
+impl VolumeBinds {
+    fn bind(root: &Path, mounts: &[layerdb::BindMount]) -> Result<VolumeBinds> {
+        let mut mounts: Vec<&layerdb::BindMount> = mounts.iter().collect();
+        mounts.sort_by_key(|m| m.target.split('/').filter(|p| !p.is_empty()).count());
+        let mut binds = VolumeBinds(Vec::new());
+        for m in mounts {
+            let target = crate::container::bind_volume_for_copy(root, m)
+                .with_context(|| format!("volume {}", m.target))?;
+            binds.0.push(target);
+        }
+        Ok(binds)
+    }
+}
+
+impl Drop for VolumeBinds {
+    fn drop(&mut self) {
+        for target in self.0.iter().rev() {
+            if let Err(e) = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
+                log::warn!("unmount {}: {e}", target.display());
+            }
+        }
+    }
 }
 
 /// A reader or writer that counts the bytes through it.

@@ -355,27 +355,62 @@ fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
 /// is created as a directory or an empty file to match the source. An
 /// empty volume first gets what the image has there (`volume_seed`).
 fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
+    let target = volume_target(root, volume)?;
+    if volume.volume.is_some() {
+        super::volume_seed::seed(&volume.source, root, &target)?;
+    }
+    create_target(&target, &volume.source)?;
+    bind(&volume.source, &target, volume.read_only, "bind")
+}
+
+/// A stopped container's volume, bound into its tree mounted for `cp`
+/// (`root`, in the copy's private mount namespace) where `run` binds it,
+/// so that a path through the container's symlinks reaches the volume
+/// as it does while the container runs. nosuid and nodev, as that tree
+/// is: the copy works in it as root of the host. Returns the target.
+pub fn bind_volume_for_copy(root: &Path, volume: &BindMount) -> Result<PathBuf, StartError> {
+    let target = volume_target(root, volume)?;
+    create_target(&target, &volume.source)?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(
+        Some(&volume.source),
+        &target,
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|errno| mount_error(&format!("bind {}", volume.source.display()), &target, errno))?;
+    let read_only = match volume.read_only {
+        true => MsFlags::MS_RDONLY,
+        false => MsFlags::empty(),
+    };
+    remount(&target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | read_only)?;
+    Ok(target)
+}
+
+/// Where `volume` goes under `root`, its missing host directory made (as
+/// docker does). The target's check runs again where its symlinks lead:
+/// an image's `/fw -> /proc/x` must not put a volume inside /proc.
+fn volume_target(root: &Path, volume: &BindMount) -> Result<PathBuf, StartError> {
     if !volume.source.exists() {
         create_dir(&volume.source)?;
     }
     let target = resolve_in_root(root, &volume.target, read_link)?;
-    // The target's own check again, where its symlinks lead: an image's
-    // `/fw -> /proc/x` must not put a volume inside /proc.
     let inside = format!(
         "/{}",
         target.strip_prefix(root).unwrap_or(&target).display()
     );
     crate::mount_spec::check_target(&inside)
         .map_err(|e| StartError::other(format!("volume {}: {e:#}", volume.target)))?;
-    if volume.volume.is_some() {
-        super::volume_seed::seed(&volume.source, root, &target)?;
+    Ok(target)
+}
+
+/// A directory or an empty file to bind `source` onto, as it is one.
+fn create_target(target: &Path, source: &Path) -> Result<(), StartError> {
+    match source.is_dir() {
+        true => create_dir(target),
+        false => create_file(target),
     }
-    if volume.source.is_dir() {
-        create_dir(&target)?;
-    } else {
-        create_file(&target)?;
-    }
-    bind(&volume.source, &target, volume.read_only, "bind")
 }
 
 /// `--tmpfs`: a tmpfs of the container's own, with the flags and data its
@@ -405,7 +440,7 @@ fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(),
     mount(Some(source), target, None::<&str>, flags, None::<&str>)
         .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
     if read_only {
-        remount_read_only(target)?;
+        remount(target, MsFlags::MS_RDONLY)?;
     }
     Ok(())
 }
@@ -413,18 +448,18 @@ fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(),
 /// The container's root, after pivot_root (`--read-only`); the mounts on
 /// it (/proc, /dev, /sys, volumes) keep their own modes, as in runc.
 pub fn make_root_read_only() -> Result<(), StartError> {
-    remount_read_only(Path::new("/"))
+    remount(Path::new("/"), MsFlags::MS_RDONLY)
 }
 
-/// Makes the bind mount at `target` read-only, keeping the flags a user
-/// namespace may not clear.
-fn remount_read_only(target: &Path) -> Result<(), StartError> {
+/// Adds `flags` (read-only, nosuid...) to the bind mount at `target`,
+/// keeping the flags a user namespace may not clear.
+pub fn remount(target: &Path, flags: MsFlags) -> Result<(), StartError> {
     let kept = statvfs(target)
         .map(|stat| locked_flags(stat.flags()))
         .unwrap_or(MsFlags::empty());
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | kept;
     mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-        .map_err(|errno| mount_error("read-only remount", target, errno))
+        .map_err(|errno| mount_error("remount", target, errno))
 }
 
 /// pivot_root(".", ".") stacks the old root on top of the new one at "/";
