@@ -65,16 +65,34 @@ impl Layers {
     /// Makes `path` live in the upper and returns its resolution there.
     /// `with_data: false` skips file content (the caller truncates to 0).
     pub fn copy_up(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
+        // The ancestors missing from the upper first, top down, so that
+        // each one's parent is already there: one level of recursion
+        // below, not one per level (an image's tree 2,000 levels deep
+        // overflowed the serving thread's stack).
+        let mut missing = Vec::new();
+        let mut dir = split_path(path).0;
+        while !dir.is_empty() && !self.in_upper(&self.get(dir)?) {
+            missing.push(dir);
+            dir = split_path(dir).0;
+        }
+        for dir in missing.into_iter().rev() {
+            self.copy_up_one(dir, true)?;
+        }
+        self.copy_up_one(path, with_data)
+    }
+
+    /// [`Layers::copy_up`] of `path` whose parent is in the upper (or is
+    /// the root, whose own copy is the upper directory).
+    fn copy_up_one(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
         let r = self.get(path)?;
         if self.in_upper(&r) {
             return Ok(r);
         }
         let upper = self.upper(path)?;
-        // The root exists in the upper, so recursion ends there; unless
-        // the upper directory itself was removed under the mount (a
-        // container removed while a copy served its tree): then the root
-        // resolves to a lower, and each write fails instead of recursing
-        // until the thread's stack overflows.
+        // The root exists in the upper, unless the upper directory itself
+        // was removed under the mount (a container removed while a copy
+        // served its tree): then the root resolves to a lower, and each
+        // write fails.
         if path.is_empty() {
             return Err(FsError::io(
                 "copy up: the upper directory is gone",
@@ -83,7 +101,7 @@ impl Layers {
             ));
         }
         let (parent, _) = split_path(path);
-        let parent_times = self.copy_up(parent, true)?.node;
+        let parent_times = self.copy_up_one(parent, true)?.node;
         let node = &r.node;
         let entry = &node.entry;
         match entry.kind {

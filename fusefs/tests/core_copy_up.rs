@@ -173,3 +173,25 @@ fn chmod_of_a_lower_directory_copies_it_up_still_merging_its_lower_children() {
         assert!(!fx.in_upper("etc/conf"));
     });
 }
+
+/// A write at the bottom of a lower tree 2,000 levels deep (4,000 bytes
+/// of path, which an image may carry) copies every level up. The copy-up
+/// recursed once per level and overflowed the serving thread's stack
+/// (a dead mount for the whole container).
+#[test]
+fn a_write_2000_levels_down_copies_every_level_up() {
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    let mut items: Vec<Item> = (1..=2000)
+        .map(|n| Item::Dir(leak(vec!["d"; n].join("/")), 0o755))
+        .collect();
+    let file = leak(format!("{}/f", vec!["d"; 2000].join("/")));
+    items.push(Item::File(file, b"deep", 0o644));
+    let items: &'static [Item] = Box::leak(items.into_boxed_slice());
+    for_each_setup(items, |fx| {
+        fx.write(file, 4, b"er");
+        assert_eq!(fx.read(file), b"deeper");
+        assert!(fx.in_upper(file) && fx.in_upper("d/d/d"));
+    });
+}

@@ -161,3 +161,27 @@ fn writes_after_a_create_without_a_handle_use_the_file_create_opened() {
         assert_eq!(std::fs::read(&kept).expect("read the host file"), b"data");
     });
 }
+
+/// A name whose union path would be PATH_MAX (4096) bytes or more is
+/// refused with ENAMETOOLONG, however it is reached (one relative name at
+/// a time), as fuse-overlayfs refuses it: no layer may hold such a path,
+/// and the server keeps each node's whole path (1,500 levels of 255-byte
+/// names grew it past 2 GB).
+#[test]
+fn a_path_of_path_max_bytes_cannot_be_made() {
+    for_each_setup(LOWER, |fx| {
+        let name = "n".repeat(255);
+        // 16 levels: 16 * 255 + 15 slashes = 4,095 bytes.
+        let mut path = String::new();
+        for _ in 0..16 {
+            path = match path.is_empty() {
+                true => name.clone(),
+                false => format!("{path}/{name}"),
+            };
+            fx.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
+        }
+        assert_eq!(path.len(), 4095);
+        let past = format!("{path}/x");
+        assert_eq!(fx.mkdir(&past, 0o755).err(), Some(libc::ENAMETOOLONG));
+    });
+}

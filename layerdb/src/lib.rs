@@ -64,7 +64,7 @@ pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};
 pub use error::StoreError;
 pub use image::{ExactImage, History, ImageConfig, ImageRecord, RunConfig};
 pub use ingest::Ingest;
-pub use layer::{LayerBuilder, LayerMeta, PendingLayer};
+pub use layer::{LayerBuilder, LayerMeta, PendingLayer, PATH_MAX};
 pub use pins::Pin;
 pub use reference::Reference;
 pub use store::{default_root, NewImage, Removal, Store};

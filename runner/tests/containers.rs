@@ -700,18 +700,32 @@ fn commit_records_deletions_as_whiteouts_and_leaves_out_runtime_files() {
         .ok();
 }
 
-/// A container can make a path of more than PATH_MAX bytes (one relative
-/// name at a time) and the union serves it, but no layer may hold one:
-/// commit refuses it in one line naming it, exit 125, and makes no image.
+/// A container cannot make a path of PATH_MAX (4096) bytes, even one
+/// relative name at a time: the union refuses the name (ENAMETOOLONG),
+/// as no layer may hold it. One put into the upper from the host is
+/// refused by commit in one line naming it, exit 125, and no image is made.
 #[test]
-fn commit_refuses_a_path_of_path_max_bytes_made_in_the_container() {
+fn a_path_of_path_max_bytes_is_refused_in_the_container_and_by_commit() {
     let s = Strata::with_busybox();
     // 100 levels by `cd`, then 2,000 by one relative `mkdir -p` (4,000
     // bytes): `e/` and 4,199 bytes below it.
     let script = "mkdir /e && cd /e && for i in $(seq 100); do mkdir d && cd d; done \
                   && mkdir -p $(printf 'd/%.0s' $(seq 2000)) && echo made";
     let made = s.run(&["run", "--name", "deep", "busybox", "sh", "-c", script]);
-    assert!(made.ok().stdout.contains("made"));
+    assert_ne!(made.code, 0, "{}", made.stdout);
+    assert!(made.stderr.contains("too long"), "{}", made.stderr);
+    let id = s.run(&["inspect", "-f", "{{.Id}}", "deep"]).ok().stdout;
+    let upper = s.root().join("containers").join(id.trim()).join("upper");
+    // GNU mkdir -p walks one directory at a time, past PATH_MAX.
+    let deep = format!(
+        "cd {}/e && mkdir -p $(printf 'd/%.0s' $(seq 2100))",
+        upper.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &deep])
+        .status()
+        .unwrap();
+    assert!(status.success());
     let r = s.run(&["commit", "deep", "deep-img"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);

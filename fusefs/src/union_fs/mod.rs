@@ -296,7 +296,16 @@ impl UnionFs {
         if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
             return Err(FsError::posix(Errno::EINVAL, &join_path(&dir, name)));
         }
-        Ok(join_path(&dir, name))
+        let path = join_path(&dir, name);
+        // A path of PATH_MAX bytes or more, made one relative name at a
+        // time, is one no layer may hold (commit refuses it) and the
+        // server would keep whole for every level below: ENAMETOOLONG,
+        // as fuse-overlayfs answers (1,500 levels of 255-byte names grew
+        // the server past 2 GB).
+        if path.len() >= layerdb::PATH_MAX {
+            return Err(FsError::posix(Errno::ENAMETOOLONG, &path));
+        }
+        Ok(path)
     }
 
     /// The upper, unless the mount is read-only.
@@ -700,13 +709,20 @@ impl UnionFs {
     /// Copies up `path` and, for a directory, everything the union shows
     /// under it, so the upper alone holds the whole subtree.
     fn deep_copy_up(&self, path: &[u8]) -> Result<Resolved> {
-        let r = self.layers.copy_up(path, true)?;
-        if r.is_dir() && r.merges_lower() {
-            for (name, _) in self.layers.list(&r, path)? {
-                self.deep_copy_up(&join_path(path, &name))?;
+        let top = self.layers.copy_up(path, true)?;
+        // Directories still to go through, not a recursion: a lower tree
+        // thousands of levels deep must not overflow the thread's stack.
+        let mut dirs = vec![(path.to_vec(), top.clone())];
+        while let Some((dir, r)) = dirs.pop() {
+            if r.is_dir() && r.merges_lower() {
+                for (name, _) in self.layers.list(&r, &dir)? {
+                    let child = join_path(&dir, &name);
+                    let copied = self.layers.copy_up(&child, true)?;
+                    dirs.push((child, copied));
+                }
             }
         }
-        Ok(r)
+        Ok(top)
     }
 
     /// rename(2) with its `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags. A
