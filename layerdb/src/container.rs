@@ -281,6 +281,23 @@ pub struct Resources {
     /// Absent in records made before it.
     #[serde(default)]
     pub shm_size: i64,
+    /// `--device`: host devices given to the container. Absent in records
+    /// made before it.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+}
+
+/// One `--device HOST[:CONTAINER][:PERMISSIONS]`, in docker's HostConfig
+/// shape: the host's path is found again at each start, as docker does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    /// The node, or a directory of nodes, on the host.
+    pub path_on_host: String,
+    /// Where it appears in the container (absolute).
+    pub path_in_container: String,
+    /// What the container may do with it: some of `r`, `w` and `m`.
+    pub cgroup_permissions: String,
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]`, in docker's HostConfig shape; -1 is

@@ -56,8 +56,9 @@ pub mod verify;
 
 pub use chunk::{ChunkDir, ChunkEnds};
 pub use container::{
-    BadTransition, BindMount, ContainerDir, ContainerRecord, LogDriver, LogOptions, NetworkConfig,
-    PortBinding, Resources, RestartPolicy, SecurityOptions, State, TmpfsMount, Ulimit,
+    BadTransition, BindMount, ContainerDir, ContainerRecord, DeviceMapping, LogDriver, LogOptions,
+    NetworkConfig, PortBinding, Resources, RestartPolicy, SecurityOptions, State, TmpfsMount,
+    Ulimit,
 };
 pub use digest::Digest;
 pub use entry::{join_path, split_path, ChunkRef, Data, Entry, Kind};

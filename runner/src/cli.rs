@@ -585,6 +585,10 @@ pub struct RunArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS],
+    /// PERMISSIONS some of r, w, m)
+    #[arg(long)]
+    pub device: Vec<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     pub read_only: bool,

@@ -194,6 +194,69 @@ fn a_block_device_made_with_mknod_in_dev_opens_nothing() {
     );
 }
 
+/// `--device` gives a host node with the permissions asked for and no
+/// others (the device cgroup), at the place asked for; a missing or
+/// non-device path is refused in one line before anything is made.
+#[test]
+fn device_gives_a_host_node_with_the_permissions_asked_for() {
+    let f = Fixture::new();
+    let open_rw = "exec 3<>/dev/fuse && echo opened";
+    // Not given: not there, and a node made for it opens nothing.
+    let out = f.sh(
+        &[],
+        "mknod /dev/fuse c 10 229; exec 3<>/dev/fuse && echo opened",
+    );
+    assert!(!out.stdout.contains("opened"), "{}", out.stdout);
+    let out = f.sh(&["--device", "/dev/fuse"], open_rw).ok();
+    assert!(out.stdout.contains("opened"), "{}", out.stdout);
+    let out = f.sh(
+        &["--device", "/dev/fuse:r"],
+        "exec 3</dev/fuse && echo read; exec 4<>/dev/fuse && echo written",
+    );
+    assert!(out.stdout.contains("read"), "{}", out.stderr);
+    assert!(!out.stdout.contains("written"), "{}", out.stdout);
+    assert!(out.stderr.contains("not permitted"), "{}", out.stderr);
+    // Elsewhere than /dev, and as docker's inspect shows it.
+    let s = &f.strata;
+    f.track("dev");
+    s.run(&[
+        "create",
+        "--name",
+        "dev",
+        "--device",
+        "/dev/fuse:/x/fuse:rw",
+        "busybox",
+        "sh",
+        "-c",
+        "exec 3<>/x/fuse && echo opened",
+    ])
+    .ok();
+    let shown = s.run(&["inspect", "-f", "{{json .HostConfig.Devices}}", "dev"]);
+    assert_eq!(
+        shown.ok().stdout.trim(),
+        r#"[{"CgroupPermissions":"rw","PathInContainer":"/x/fuse","PathOnHost":"/dev/fuse"}]"#
+    );
+    assert!(s
+        .run(&["start", "-a", "dev"])
+        .ok()
+        .stdout
+        .contains("opened"));
+    for (device, says) in [
+        ("/dev/nothing-here", "\"/dev/nothing-here\": No such file"),
+        ("/etc/hostname", "not a device node"),
+        ("dev/fuse", "is not an absolute path"),
+        ("/dev/fuse:/dev/fuse:rwx", "bad mode specified: rwx"),
+    ] {
+        let r = s.run(&[
+            "run", "--name", "never", "--device", device, "busybox", "true",
+        ]);
+        assert_eq!(r.code, 125, "{device}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{device}: {}", r.stderr);
+    }
+    assert!(!s.run(&["ps", "-a"]).ok().stdout.contains("never"));
+}
+
 #[test]
 fn dev_mounts_have_dockers_flags() {
     let f = Fixture::new();

@@ -185,6 +185,7 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
     value["HostConfig"]["MemorySwap"] = json!(crate::container::cgroup::memory_and_swap(limits));
     value["HostConfig"]["NanoCpus"] = json!(limits.nano_cpus);
     value["HostConfig"]["PidsLimit"] = json!((limits.pids_limit > 0).then_some(limits.pids_limit));
+    value["HostConfig"]["Devices"] = json!(limits.devices);
     value["HostConfig"]["Ulimits"] = match limits.ulimits.is_empty() {
         true => Value::Null,
         false => json!(limits.ulimits),

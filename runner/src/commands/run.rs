@@ -505,7 +505,7 @@ fn check_user(u: &str) -> Result<()> {
 }
 
 /// `--memory`, `--memory-swap`, `--cpus`, `--pids-limit`, `--privileged`,
-/// `--ulimit`, checked as
+/// `--ulimit`, `--shm-size`, `--device`, checked as
 /// docker checks them; warns when they cannot apply (rootless on v1).
 fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
     use crate::container::cgroup;
@@ -542,7 +542,13 @@ fn resources_of(args: &RunArgs) -> Result<layerdb::Resources> {
             .map(|size| crate::humanize::parse_size(size, "--shm-size"))
             .transpose()?
             .unwrap_or(0),
+        devices: (args.device.iter())
+            .map(|spec| crate::container::host_devices::parse(spec))
+            .collect::<Result<_>>()?,
     };
+    // A device that is not there fails now, before anything is made (a
+    // start finds them again).
+    crate::container::host_devices::expand_all(&resources.devices)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     cgroup::validate(&resources, cpus)?;
     if let Some(warning) = cgroup::rootless_limits_warning(&resources) {

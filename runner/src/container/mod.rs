@@ -32,6 +32,7 @@ pub mod cgroup;
 mod events;
 mod exec;
 mod exit;
+pub mod host_devices;
 mod init;
 pub mod json_log;
 mod lookup;

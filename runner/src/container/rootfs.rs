@@ -88,6 +88,7 @@ pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     mount_proc(root)?;
     mount_sys(root, privileged)?;
     mount_dev(root, console, privileged, spec.resources.shm_size)?;
+    bind_given_devices(root, &spec.resources.devices)?;
     bind_etc_files(root, spec)?;
     mount_volumes(root, spec)?;
     if !privileged {
@@ -200,6 +201,19 @@ fn bind_host_devices(dev: &Path) -> Result<(), StartError> {
         let target = dev.join(name);
         create_file(&target)?;
         bind(&Path::new("/dev").join(name), &target, false, "device")?;
+    }
+    Ok(())
+}
+
+/// `--device`: each node bound at its place in the container, which may
+/// be outside /dev (resolved in the root, as a volume's target).
+fn bind_given_devices(root: &Path, devices: &[layerdb::DeviceMapping]) -> Result<(), StartError> {
+    let nodes = super::host_devices::expand_all(devices)
+        .map_err(|e| StartError::other(format!("{e:#}")))?;
+    for node in nodes {
+        let target = resolve_in_root(root, &node.target, read_link)?;
+        create_file(&target)?;
+        bind(&node.host, &target, false, "device")?;
     }
     Ok(())
 }

@@ -65,6 +65,15 @@ pub const DOCKER_DEFAULT_DEVICES: &[DeviceRule] = &[
     char_device(10, Some(200)),
 ];
 
+/// What the container may use: docker's defaults and its `--device`s,
+/// found on the host now.
+pub fn allowed(resources: &layerdb::Resources) -> anyhow::Result<Vec<DeviceRule>> {
+    let given = crate::container::host_devices::expand_all(&resources.devices)?;
+    Ok((DOCKER_DEFAULT_DEVICES.iter().copied())
+        .chain(given.into_iter().map(|device| device.rule))
+        .collect())
+}
+
 impl DeviceRule {
     /// The line for v1's devices.allow: `c 1:3 rwm`, `b *:* m`.
     pub fn v1_text(&self) -> String {

@@ -20,7 +20,7 @@
 //! see [`rootless_limits_warning`]); on v2 the subtree systemd delegates to
 //! the user is used when the caller's cgroup is writable.
 
-mod devices;
+pub(crate) mod devices;
 mod limits;
 mod usage;
 mod v1;

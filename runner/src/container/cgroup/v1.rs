@@ -60,7 +60,7 @@ fn configure(
     if !resources.all_devices {
         let dir = dir_of("devices", "cannot limit the container's devices")?;
         write_control(dir, "devices.deny", "a")?;
-        for rule in devices::DOCKER_DEFAULT_DEVICES {
+        for rule in devices::allowed(resources)? {
             write_control(dir, "devices.allow", &rule.v1_text())?;
         }
     }

@@ -76,7 +76,7 @@ fn configure(base: &Path, dir: &Path, resources: &Resources) -> anyhow::Result<(
         write_control(dir, "pids.max", &resources.pids_limit.to_string())?;
     }
     if !resources.all_devices {
-        let program: Vec<[u8; 8]> = devices::bpf_program(devices::DOCKER_DEFAULT_DEVICES)
+        let program: Vec<[u8; 8]> = devices::bpf_program(&devices::allowed(resources)?)
             .iter()
             .map(devices::Insn::bytes)
             .collect();
