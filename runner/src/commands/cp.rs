@@ -112,7 +112,7 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
 /// From the host (or a tar on stdin, `-`) into the container. Returns the
 /// tar's size.
 fn copy_in(ctx: &Ctx, tree: &ContainerTree, local: &str, path: &str, args: &CpArgs) -> Result<u64> {
-    let dst: Destination = tree.ask(ctx, &["destination", "--", &path])?;
+    let dst: Destination = tree.ask(ctx, &["destination", "--", path])?;
     let whole = format!("{}:{path}", tree.name);
     if dst.is_special {
         bail!("destination \"{whole}\" must be a directory or a regular file");
@@ -179,17 +179,20 @@ struct ContainerTree {
 enum TreeRoot {
     /// Through the running container's init.
     Running { pid: i32 },
-    /// Mounted here for the copy with the container's volumes bound into
-    /// it, and unmounted when dropped: the fields drop in order, the
-    /// volumes, the mount, its directory, the pin on its layers and the
-    /// start lock.
-    Mounted {
-        _volumes: VolumeBinds,
-        _mount: fusefs::MountHandle,
-        dir: tempfile::TempDir,
-        _pin: layerdb::Pin,
-        _turn: nix::fcntl::Flock<std::fs::File>,
-    },
+    /// A stopped container's, mounted for the copy.
+    Mounted(Box<MountedTree>),
+}
+
+/// A stopped container's tree mounted here for the copy with its volumes
+/// bound into it, and unmounted when dropped: the fields drop in order,
+/// the volumes, the mount, its directory, the pin on its layers and the
+/// start lock.
+struct MountedTree {
+    _volumes: VolumeBinds,
+    _mount: fusefs::MountHandle,
+    dir: tempfile::TempDir,
+    _pin: layerdb::Pin,
+    _turn: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl ContainerTree {
@@ -264,13 +267,13 @@ impl ContainerTree {
             let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
             crate::container::remount(dir.path(), flags)?;
         }
-        let root = TreeRoot::Mounted {
+        let root = TreeRoot::Mounted(Box::new(MountedTree {
             _volumes: volumes,
             _mount: mount,
             dir,
             _pin: pin,
             _turn: turn,
-        };
+        }));
         Ok(Some(ContainerTree { name, root }))
     }
 
@@ -281,7 +284,7 @@ impl ContainerTree {
         cmd.arg("--root").arg(&ctx.root).arg("__archive");
         match &self.root {
             TreeRoot::Running { pid } => cmd.arg("--pid").arg(pid.to_string()),
-            TreeRoot::Mounted { dir, .. } => cmd.arg("--dir").arg(dir.path()),
+            TreeRoot::Mounted(tree) => cmd.arg("--dir").arg(tree.dir.path()),
         };
         cmd.arg("--name").arg(&self.name);
         cmd
