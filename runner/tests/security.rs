@@ -485,6 +485,104 @@ fn exec_and_start_apply_the_recorded_options_and_inspect_shows_them() {
 /// written while the monitor runs (ETXTBSY), and nothing of the container
 /// outlives it. Here a second copy of strata execs: its `__exec` process
 /// must run the monitor's file, not the copy.
+/// Inside a container for `SECONDS` seconds: every descriptor of every
+/// other process that links to a directory named `caller-held-dir` is
+/// used to make a file there (what the container's root could do to a
+/// host directory `exec`'s caller held open).
+const DESCRIPTOR_PROBE: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    time_t end = time(0) + atoi(argv[1]);
+    while (time(0) < end) {
+        DIR *procs = opendir("/proc");
+        struct dirent *p;
+        while ((p = readdir(procs))) {
+            int pid = atoi(p->d_name);
+            if (pid <= 1 || pid == getpid()) continue;
+            char dir[64], link[128], target[512];
+            snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+            DIR *fds = opendir(dir);
+            if (!fds) continue;
+            struct dirent *f;
+            while ((f = readdir(fds))) {
+                snprintf(link, sizeof link, "%s/%s", dir, f->d_name);
+                ssize_t n = readlink(link, target, sizeof target - 1);
+                if (n <= 0) continue;
+                target[n] = 0;
+                if (!strstr(target, "caller-held-dir")) continue;
+                int held = open(link, O_RDONLY | O_DIRECTORY);
+                if (held >= 0) close(openat(held, "ESCAPED", O_CREAT | O_WRONLY, 0644));
+            }
+            closedir(fds);
+        }
+        closedir(procs);
+    }
+    return 0;
+}
+"#;
+
+/// The process `exec` puts into a container runs the host's strata, with
+/// the caller's descriptors, until it starts the command: the container's
+/// root must not reach them through /proc/PID meanwhile (CVE-2016-9962,
+/// CVE-2024-21626's shape). A probe in the container watches every
+/// process's descriptors while execs come in from a caller holding a
+/// host directory open on fd 9; before the fix it made a file in that
+/// directory (tens of chances per exec).
+#[test]
+fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
+    let f = Fixture::new();
+    let probe_dir = f.strata.path("probe");
+    fs::create_dir(&probe_dir).unwrap();
+    let source = probe_dir.join("probe.c");
+    fs::write(&source, DESCRIPTOR_PROBE).unwrap();
+    let built = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(probe_dir.join("probe"))
+        .arg(&source)
+        .status()
+        .expect("gcc (build-essential, which scripts/setup installs) builds the probe");
+    assert!(built.success(), "gcc failed to build the probe");
+    let held = f.strata.path("caller-held-dir");
+    fs::create_dir(&held).unwrap();
+    f.track("watch");
+    let volume = format!("{}:/probe:ro", probe_dir.display());
+    f.strata
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "watch",
+            "-v",
+            &volume,
+            "busybox",
+            "/probe/probe",
+            "30",
+        ])
+        .ok();
+    let execs = format!(
+        "exec 9<'{}'; for i in $(seq 30); do '{}' --root '{}' exec watch true || exit 1; done",
+        held.display(),
+        common::bin(),
+        f.strata.root().display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &execs])
+        .status()
+        .unwrap();
+    assert!(status.success(), "an exec failed");
+    assert!(
+        !held.join("ESCAPED").exists(),
+        "the container wrote into the exec's caller's directory"
+    );
+}
+
 #[test]
 fn exec_runs_from_the_monitors_binary_not_the_callers() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

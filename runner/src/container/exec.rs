@@ -112,6 +112,15 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         events.send(&Event::Failed(err));
         code
     };
+    // Not dumpable from here until the command's execve: the process it
+    // forks into the container's namespaces is the host's strata binary
+    // holding the caller's descriptors (a directory open in the caller's
+    // shell) until then, and the container's root could otherwise open
+    // them, its memory and its binary through /proc/PID (CVE-2016-9962,
+    // CVE-2024-21626's shape). execve makes it dumpable again.
+    if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
+        return fail(StartError::from_errno("prctl PR_SET_DUMPABLE", errno));
+    }
     let spec = &request.spec;
     if let Err(err) = leave_cli(spec.detach) {
         return fail(err);
