@@ -348,13 +348,6 @@ fn container_init(
     slave: Option<OwnedFd>,
     go: &OwnedFd,
 ) -> StartError {
-    // Not dumpable until the command's execve, as an exec'd process
-    // (see `exec::run_helper`): a process of a container sharing this
-    // one's namespaces could otherwise reach the host binary and its
-    // descriptors through /proc/PID.
-    if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
-        return StartError::from_errno("prctl PR_SET_DUMPABLE", errno);
-    }
     match init_steps(spec, security, slave, go) {
         Ok(never) => match never {},
         Err(err) => err,
