@@ -375,6 +375,47 @@ fn a_json_profile_denies_what_it_names_with_its_errno() {
     assert_eq!(r.code, 125, "{}", r.stderr);
 }
 
+/// `-v SRC:DST:ro` is read-only all the way down, as docker 25 makes it
+/// on Linux 5.12 and later: a host mount under SRC stayed writable
+/// through it (the read-only flag was set on the top mount only).
+#[test]
+fn a_read_only_volume_is_read_only_below_its_own_mount_too() {
+    let f = Fixture::new();
+    let source = f.strata.path("ro-source");
+    let sub = source.join("sub");
+    fs::create_dir_all(&sub).unwrap();
+    /// Unmounts the tmpfs when the test ends, failed or not.
+    struct Mounted<'a>(&'a std::path::Path);
+    impl Drop for Mounted<'_> {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mount a tmpfs under the volume's source");
+    let _mounted = Mounted(&sub);
+    fs::write(sub.join("f"), "original\n").unwrap();
+    let volume = format!("{}:/data:ro", source.display());
+    let out = f.sh(
+        &["-v", &volume],
+        "echo x > /data/top; echo changed > /data/sub/f; cat /data/sub/f",
+    );
+    assert_eq!(fs::read_to_string(sub.join("f")).unwrap(), "original\n");
+    assert!(!source.join("top").exists());
+    assert_eq!(
+        out.stderr.matches("Read-only file system").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn volumes_over_the_root_or_proc_sys_dev_are_refused() {
     let f = Fixture::new();

@@ -399,6 +399,9 @@ pub fn bind_volume_for_copy(root: &Path, volume: &BindMount) -> Result<PathBuf, 
         false => MsFlags::empty(),
     };
     remount(&target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | read_only)?;
+    if volume.read_only {
+        read_only_below(&target)?;
+    }
     Ok(target)
 }
 
@@ -455,8 +458,21 @@ fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(),
         .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
     if read_only {
         remount(target, MsFlags::MS_RDONLY)?;
+        read_only_below(target)?;
     }
     Ok(())
+}
+
+/// The mounts under a read-only bind read-only too, as docker 25 makes
+/// `:ro` on Linux 5.12 and later: a host mount inside a volume's source
+/// stayed writable through the container's `:ro` bind. Older kernels
+/// keep the top mount's flag alone, as docker does there.
+fn read_only_below(target: &Path) -> Result<(), StartError> {
+    match crate::sys::make_read_only_recursively(target) {
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        Err(err) => Err(io_error("make read-only recursively", target, &err)),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// The container's root, after pivot_root (`--read-only`); the mounts on
