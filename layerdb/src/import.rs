@@ -99,6 +99,11 @@ pub fn from_tar_with_diff_id(
     Ok((layer, digest.expect("asked for")))
 }
 
+/// The most extended attribute bytes (names and values) one layer may
+/// carry: real layers carry a few (file capabilities, ACLs), and every
+/// entry's wait in memory until the layer is written.
+const LAYER_XATTR_MAX: usize = 64 << 20;
+
 fn read_tar(
     chunks: ChunkDir,
     source: &str,
@@ -134,6 +139,7 @@ fn read_tar(
         None => LayerBuilder::new(chunks, source),
     };
     let mut count = 0u64;
+    let mut xattr_bytes = 0usize;
     {
         let mut archive = tar::Archive::new(&mut stream);
         let entries = archive
@@ -154,6 +160,20 @@ fn read_tar(
                 Some(Sparse { name: Some(n), .. }) => n.clone(),
                 _ => item.path_bytes().into_owned(),
             };
+            // Every entry waits in memory until the layer is written: a
+            // few KB of gzip must not make gigabytes of xattrs.
+            xattr_bytes += entry
+                .xattrs
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>();
+            if xattr_bytes > LAYER_XATTR_MAX {
+                return Err(bad(format!(
+                    "entry {:?}: the layer's extended attributes pass {} MiB",
+                    String::from_utf8_lossy(&path),
+                    LAYER_XATTR_MAX >> 20
+                )));
+            }
             if let (Some(r), Some(a)) = (&recorder, &as_read) {
                 if sparse.is_some() || item.header().entry_type() == tar::EntryType::GNUSparse {
                     r.borrow_mut().spoil();
@@ -270,8 +290,19 @@ fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<(Entry, Option<
             records.push((ext.key_bytes().to_vec(), ext.value_bytes().to_vec()));
         }
     }
+    let mut names = 0;
     for (key, value) in &records {
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+            // What Linux can hold (XATTR_NAME_MAX, XATTR_SIZE_MAX and
+            // XATTR_LIST_MAX): anything larger no extraction could set.
+            names += name.len() + 1;
+            if name.is_empty() || name.len() > 255 || value.len() > 65536 || names > 65536 {
+                return Err(io::Error::other(format!(
+                    "extended attribute {:?} ({} bytes) is larger than Linux allows (a name of 255 bytes, a value of 64 KiB, 64 KiB of names)",
+                    String::from_utf8_lossy(&name[..name.len().min(64)]),
+                    value.len()
+                )));
+            }
             e.xattrs.push((name.to_vec(), value.clone()));
         } else if key == b"mtime" {
             e.mtime_ns = parse_pax_time(value).unwrap_or(e.mtime_ns);

@@ -524,6 +524,50 @@ fn a_path_of_path_max_bytes_is_refused_and_leaves_nothing() {
     s.import(&tar, "longest");
 }
 
+/// Extended attributes larger than Linux can hold are refused, and so is
+/// a layer whose attributes pass 64 MiB in all: every entry waits in
+/// memory until its layer is written, and a pull of 1,000 entries with a
+/// 1 MiB attribute each (1.1 MB of gzip) grew to 4 GB.
+#[test]
+fn xattrs_past_what_linux_holds_or_a_layers_budget_are_refused() {
+    let s = Strata::new();
+    let value = vec![b'v'; 65537];
+    let one = TarMaker::new()
+        .file("big", &noise(1 << 20, 5))
+        .file_with_xattr("f", "user.big", &value)
+        .write(&s.path("one.tar"));
+    let r = s.run(&["import", one.to_str().unwrap(), "one"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("entry \"f\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("larger than Linux allows"),
+        "{}",
+        r.stderr
+    );
+    let value = vec![b'v'; 65536];
+    let mut many = TarMaker::new();
+    for i in 0..1030 {
+        many = many.file_with_xattr(&format!("f{i}"), "user.v", &value);
+    }
+    let many = many.write(&s.path("many.tar"));
+    let r = s.run(&["import", many.to_str().unwrap(), "many"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("extended attributes pass 64 MiB"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(s.run(&["images", "-a", "-q"]).ok().stdout, "");
+    assert_eq!(walkdir_count(&s.root().join("chunks")), 0);
+    assert_store_clean(&s);
+    // What Linux holds still imports.
+    let fits = TarMaker::new()
+        .file_with_xattr("f", "user.v", &value)
+        .write(&s.path("fits.tar"));
+    s.import(&fits, "fits");
+}
+
 #[test]
 fn two_imports_started_together_both_succeed() {
     let s = Strata::new();

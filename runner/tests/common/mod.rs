@@ -232,6 +232,15 @@ impl TarMaker {
         self
     }
 
+    /// A file carrying the extended attribute `name` (a PAX record).
+    pub fn file_with_xattr(mut self, path: &str, name: &str, value: &[u8]) -> TarMaker {
+        let key = format!("SCHILY.xattr.{name}");
+        self.b
+            .append_pax_extensions([(key.as_str(), value)])
+            .expect("tar pax header");
+        self.file(path, b"x")
+    }
+
     pub fn symlink(mut self, path: &str, target: &str) -> TarMaker {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
         self.b
