@@ -376,27 +376,25 @@ pub fn kill_with_parent(command: &mut std::process::Command) {
     };
 }
 
-/// mount_setattr(2) with AT_RECURSIVE: makes the mount at `target` and
-/// every mount below it read-only (Linux 5.12+; ENOSYS before).
-pub fn make_read_only_recursively(target: &std::path::Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let path = std::ffi::CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+/// mount_setattr(2) with AT_RECURSIVE: sets `attrs` (MOUNT_ATTR_RDONLY,
+/// _NOSUID...) on the mount tree `tree` (from open_tree) and every mount
+/// below it (Linux 5.12+; ENOSYS before).
+pub fn set_mount_attrs_recursively(tree: BorrowedFd<'_>, attrs: u64) -> io::Result<()> {
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr
-    // whose size is passed with it; both outlive the call, which only
-    // reads them.
+    // SAFETY: the path is a NUL-terminated empty string and `attr` a
+    // mount_attr whose size is passed with it; both outlive the call,
+    // which only reads them.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
             &attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )

@@ -470,6 +470,101 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     s.run(&["verify"]).ok();
 }
 
+/// Swaps `DIR` with `LINK` (a symlink) for `SECONDS` seconds, as fast
+/// as the kernel lets it: `DIR LINK SECONDS`.
+const SWAPPER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    time_t end = time(0) + atoi(argv[3]);
+    while (time(0) < end)
+        renameat2(AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE);
+    return 0;
+}
+"#;
+
+/// A stopped container's volumes are bound into its tree for a copy
+/// where they resolve there, by descriptor: a second container sharing
+/// the volume above another one's target swaps the directory on the way
+/// for a link to the host's /etc while copies run. Before, the bind
+/// could land on the host's /etc in the copy's namespace, whose helper
+/// (a host binary) then read the volume's ld.so.preload as host root
+/// (the reviewer's library ran; here the name of a missing one makes
+/// ld.so complain instead), and the copy read the wrong tree.
+#[test]
+fn a_volume_bind_for_a_copy_cannot_be_steered_to_the_host() {
+    let s = Strata::with_busybox();
+    let tools = s.path("tools");
+    std::fs::create_dir(&tools).unwrap();
+    common::static_program(&tools, "swapper", SWAPPER);
+    for name in ["shared", "inner"] {
+        s.run(&["volume", "create", name]).ok();
+    }
+    s.run(&[
+        "create",
+        "--name",
+        "victim",
+        "-v",
+        "shared:/a",
+        "-v",
+        "inner:/a/b",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    let mount = format!("{}:/tools:ro", tools.display());
+    let script = "echo /strata-probe-missing.so > /inner/ld.so.preload \
+                  && echo inner > /inner/marker && mkdir -p /shared/b && ln -sfn /etc /shared/etc-link \
+                  && touch /ready && exec /tools/swapper /shared/b /shared/etc-link 60";
+    s.run(&[
+        "run",
+        "-d",
+        "--name",
+        "swap",
+        "-v",
+        "shared:/shared",
+        "-v",
+        "inner:/inner",
+        "-v",
+        &mount,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ])
+    .ok();
+    let ready = || s.run(&["exec", "swap", "test", "-e", "/ready"]).code == 0;
+    for _ in 0..100 {
+        if ready() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ready(), "the swapper did not start");
+    for _ in 0..60 {
+        let r = s.run(&["cp", "victim:/a/b/marker", "-"]);
+        assert!(
+            !r.stderr.contains("ld.so"),
+            "the copy's helper read the volume's ld.so.preload: {}",
+            r.stderr
+        );
+        // The bind landed where /a/b resolved at that moment: the volume
+        // itself, or nothing when the swap had made it a link (the copy
+        // then fails inside the tree); never another tree.
+        if r.code == 0 {
+            assert!(
+                String::from_utf8_lossy(r.stdout.as_bytes()).contains("inner"),
+                "{}",
+                r.stdout
+            );
+        }
+    }
+    s.run(&["rm", "-f", "swap", "victim"]).ok();
+}
+
 /// One entry of [`tar_of`]: name, type, mode, uid, gid, link, data.
 type Entry<'a> = (&'a str, tar::EntryType, u32, u32, u32, &'a str, &'a [u8]);
 

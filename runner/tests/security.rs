@@ -581,15 +581,7 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
     let f = Fixture::new();
     let probe_dir = f.strata.path("probe");
     fs::create_dir(&probe_dir).unwrap();
-    let source = probe_dir.join("probe.c");
-    fs::write(&source, DESCRIPTOR_PROBE).unwrap();
-    let built = std::process::Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(probe_dir.join("probe"))
-        .arg(&source)
-        .status()
-        .expect("gcc (build-essential, which scripts/setup installs) builds the probe");
-    assert!(built.success(), "gcc failed to build the probe");
+    common::static_program(&probe_dir, "probe", DESCRIPTOR_PROBE);
     let held = f.strata.path("caller-held-dir");
     fs::create_dir(&held).unwrap();
     f.track("watch");

@@ -16,6 +16,7 @@
 //! host.
 
 use std::fs::{self, OpenOptions};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{symlink, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
@@ -25,6 +26,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, pivot_root};
 
 use super::exit::StartError;
+use super::in_root;
 use super::spec::Spec;
 use super::userns::map_text_covers;
 use layerdb::{BindMount, TmpfsMount};
@@ -88,9 +90,10 @@ pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     mount_proc(root)?;
     mount_sys(root, privileged)?;
     mount_dev(root, console, privileged, spec.resources.shm_size)?;
-    bind_given_devices(root, &spec.resources.devices)?;
-    bind_etc_files(root, spec)?;
-    mount_volumes(root, spec)?;
+    let tree = in_root::open_root(root).map_err(|err| io_error("open", root, &err))?;
+    bind_given_devices(&tree, &spec.resources.devices)?;
+    bind_etc_files(&tree, spec)?;
+    mount_volumes(root, &tree, spec)?;
     if !privileged {
         mask_paths(root)?;
         make_paths_read_only(root)?;
@@ -207,13 +210,15 @@ fn bind_host_devices(dev: &Path) -> Result<(), StartError> {
 
 /// `--device`: each node bound at its place in the container, which may
 /// be outside /dev (resolved in the root, as a volume's target).
-fn bind_given_devices(root: &Path, devices: &[layerdb::DeviceMapping]) -> Result<(), StartError> {
+fn bind_given_devices(
+    tree: &OwnedFd,
+    devices: &[layerdb::DeviceMapping],
+) -> Result<(), StartError> {
     let nodes = super::host_devices::expand_all(devices)
         .map_err(|e| StartError::other(format!("{e:#}")))?;
     for node in nodes {
-        let target = resolve_in_root(root, &node.target, read_link)?;
-        create_file(&target)?;
-        bind(&node.host, &target, false, "device")?;
+        let target = target_in(tree, &node.target, true)?;
+        bind_onto(&node.host, &target, 0)?;
     }
     Ok(())
 }
@@ -328,18 +333,21 @@ fn make_dev_links(dev: &Path) -> Result<(), StartError> {
 /// /etc/hosts, /etc/hostname, /etc/resolv.conf. Creating a missing target
 /// writes an empty file to the upper layer; commit leaves these paths out.
 /// Read-only with the root filesystem (`--read-only`), as docker binds them.
-fn bind_etc_files(root: &Path, spec: &Spec) -> Result<(), StartError> {
+fn bind_etc_files(tree: &OwnedFd, spec: &Spec) -> Result<(), StartError> {
+    let read_only = match spec.security.read_only_rootfs {
+        true => libc::MOUNT_ATTR_RDONLY,
+        false => 0,
+    };
     for (source, target) in spec.etc_files.binds() {
-        let target = resolve_in_root(root, target, read_link)?;
-        create_file(&target)?;
-        bind(source, &target, spec.security.read_only_rootfs, "bind")?;
+        let target = target_in(tree, target, true)?;
+        bind_onto(source, &target, read_only)?;
     }
     Ok(())
 }
 
 /// `-v` and `--tmpfs`, a mount over another's directory after it (by the
 /// depth of their targets, as docker sorts them), else in the order given.
-fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
+fn mount_volumes(root: &Path, tree: &OwnedFd, spec: &Spec) -> Result<(), StartError> {
     enum Volume<'a> {
         Bind(&'a BindMount),
         Tmpfs(&'a TmpfsMount),
@@ -358,8 +366,8 @@ fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
     volumes.sort_by_key(|(depth, _)| *depth);
     for (_, volume) in volumes {
         match volume {
-            Volume::Bind(bind_mount) => bind_volume(root, bind_mount)?,
-            Volume::Tmpfs(tmpfs) => mount_tmpfs(root, tmpfs)?,
+            Volume::Bind(bind_mount) => bind_volume(root, tree, bind_mount)?,
+            Volume::Tmpfs(tmpfs) => mount_tmpfs(tree, tmpfs)?,
         }
     }
     Ok(())
@@ -368,13 +376,16 @@ fn mount_volumes(root: &Path, spec: &Spec) -> Result<(), StartError> {
 /// `-v`: a missing host directory is created (as docker does); the target
 /// is created as a directory or an empty file to match the source. An
 /// empty volume first gets what the image has there (`volume_seed`).
-fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
-    let target = volume_target(root, volume)?;
+fn bind_volume(root: &Path, tree: &OwnedFd, volume: &BindMount) -> Result<(), StartError> {
+    let target = volume_target(tree, volume)?;
     if volume.volume.is_some() {
-        super::volume_seed::seed(&volume.source, root, &target)?;
+        super::volume_seed::seed(&volume.source, root, &target.host)?;
     }
-    create_target(&target, &volume.source)?;
-    bind(&volume.source, &target, volume.read_only, "bind")
+    let read_only = match volume.read_only {
+        true => libc::MOUNT_ATTR_RDONLY,
+        false => 0,
+    };
+    bind_onto(&volume.source, &target, read_only)
 }
 
 /// A stopped container's volume, bound into its tree mounted for `cp`
@@ -383,68 +394,54 @@ fn bind_volume(root: &Path, volume: &BindMount) -> Result<(), StartError> {
 /// as it does while the container runs. nosuid and nodev, as that tree
 /// is: the copy works in it as root of the host. Returns the target.
 pub fn bind_volume_for_copy(root: &Path, volume: &BindMount) -> Result<PathBuf, StartError> {
-    let target = volume_target(root, volume)?;
-    create_target(&target, &volume.source)?;
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount(
-        Some(&volume.source),
-        &target,
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )
-    .map_err(|errno| mount_error(&format!("bind {}", volume.source.display()), &target, errno))?;
-    let read_only = match volume.read_only {
-        true => MsFlags::MS_RDONLY,
-        false => MsFlags::empty(),
-    };
-    remount(&target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | read_only)?;
+    let tree = in_root::open_root(root).map_err(|err| io_error("open", root, &err))?;
+    let target = volume_target(&tree, volume)?;
+    let mut attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
     if volume.read_only {
-        read_only_below(&target)?;
+        attrs |= libc::MOUNT_ATTR_RDONLY;
     }
-    Ok(target)
+    bind_onto(&volume.source, &target, attrs)?;
+    Ok(target.host)
 }
 
-/// Where `volume` goes under `root`, its missing host directory made (as
-/// docker does). The target's check runs again where its symlinks lead:
-/// an image's `/fw -> /proc/x` must not put a volume inside /proc.
-fn volume_target(root: &Path, volume: &BindMount) -> Result<PathBuf, StartError> {
+/// Where `volume` goes in `tree`, made as a directory or an empty file to
+/// match its source, whose missing host directory is made (as docker
+/// does). The target's check runs again where its links led: an image's
+/// `/fw -> /proc/x` must not put a volume inside /proc.
+fn volume_target(tree: &OwnedFd, volume: &BindMount) -> Result<in_root::Target, StartError> {
     if !volume.source.exists() {
         create_dir(&volume.source)?;
     }
-    let target = resolve_in_root(root, &volume.target, read_link)?;
-    let inside = format!(
-        "/{}",
-        target.strip_prefix(root).unwrap_or(&target).display()
-    );
-    crate::mount_spec::check_target(&inside)
+    let target = target_in(tree, &volume.target, !volume.source.is_dir())?;
+    crate::mount_spec::check_target(&target.inside)
         .map_err(|e| StartError::other(format!("volume {}: {e:#}", volume.target)))?;
     Ok(target)
 }
 
-/// A directory or an empty file to bind `source` onto, as it is one.
-fn create_target(target: &Path, source: &Path) -> Result<(), StartError> {
-    match source.is_dir() {
-        true => create_dir(target),
-        false => create_file(target),
-    }
+/// `path` in the container's tree, opened where it resolves there, the
+/// missing parts made (see `in_root`).
+fn target_in(tree: &OwnedFd, path: &str, file: bool) -> Result<in_root::Target, StartError> {
+    in_root::target(tree, path, file)
+        .map_err(|err| io_error("open mount target", Path::new(path), &err))
+}
+
+/// A recursive bind of `source` onto `target`, its mounts given `attrs`
+/// (read-only all the way down for `:ro`, as docker 25 makes it on Linux
+/// 5.12 and later: a host mount under a volume's source stayed writable
+/// through the container's `:ro` when only the top mount was remounted).
+fn bind_onto(source: &Path, target: &in_root::Target, attrs: u64) -> Result<(), StartError> {
+    in_root::bind(source, target, attrs)
+        .map_err(|err| io_error(&format!("bind {}", source.display()), &target.host, &err))
 }
 
 /// `--tmpfs`: a tmpfs of the container's own, with the flags and data its
 /// options give (checked when the container was created).
-fn mount_tmpfs(root: &Path, tmpfs: &TmpfsMount) -> Result<(), StartError> {
-    let target = resolve_in_root(root, &tmpfs.target, read_link)?;
-    create_dir(&target)?;
+fn mount_tmpfs(tree: &OwnedFd, tmpfs: &TmpfsMount) -> Result<(), StartError> {
+    let target = target_in(tree, &tmpfs.target, false)?;
     let (flags, data) = crate::mount_spec::tmpfs_options(&tmpfs.options)
         .map_err(|e| StartError::other(format!("{e:#}")))?;
-    mount(
-        Some("tmpfs"),
-        &target,
-        Some("tmpfs"),
-        flags,
-        Some(data.as_str()),
-    )
-    .map_err(|errno| mount_error("tmpfs", &target, errno))
+    in_root::mount("tmpfs", &target, flags, &data)
+        .map_err(|err| io_error("mount tmpfs", &target.host, &err))
 }
 
 /// A recursive bind; read-only needs a second, remounting call because the
@@ -458,21 +455,8 @@ fn bind(source: &Path, target: &Path, read_only: bool, what: &str) -> Result<(),
         .map_err(|errno| mount_error(&format!("{what} {}", source.display()), target, errno))?;
     if read_only {
         remount(target, MsFlags::MS_RDONLY)?;
-        read_only_below(target)?;
     }
     Ok(())
-}
-
-/// The mounts under a read-only bind read-only too, as docker 25 makes
-/// `:ro` on Linux 5.12 and later: a host mount inside a volume's source
-/// stayed writable through the container's `:ro` bind. Older kernels
-/// keep the top mount's flag alone, as docker does there.
-fn read_only_below(target: &Path) -> Result<(), StartError> {
-    match crate::sys::make_read_only_recursively(target) {
-        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
-        Err(err) => Err(io_error("make read-only recursively", target, &err)),
-        Ok(()) => Ok(()),
-    }
 }
 
 /// The container's root, after pivot_root (`--read-only`); the mounts on

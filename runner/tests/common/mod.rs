@@ -288,3 +288,20 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.write_all(bytes).expect("gzip into memory");
     gz.finish().expect("gzip into memory")
 }
+
+/// A C program built static with gcc (build-essential, which
+/// scripts/setup installs) into `dir`, to run inside busybox containers
+/// where a shell loop is too slow to win a race.
+pub fn static_program(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).expect("write the C source");
+    let out = dir.join(name);
+    let built = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&c)
+        .status()
+        .expect("gcc (build-essential, which scripts/setup installs) runs");
+    assert!(built.success(), "gcc failed to build {name}");
+    out
+}

@@ -1,0 +1,144 @@
+//! Mounts at a path inside a container's tree, made where the path
+//! resolved. The target is opened with openat2's `RESOLVE_IN_ROOT` (each
+//! `..` and absolute link stops at the tree's root, whatever the tree
+//! holds) and the mount goes onto that descriptor, not onto a path looked
+//! up again. Between a lookup and a mount by path, a process sharing a
+//! volume on the way (another container) could swap a directory for a
+//! link to the host's tree and have the mount land there (runc's
+//! CVE-2021-30465); `cp` then ran a host binary in that namespace.
+
+use std::io;
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::MsFlags;
+use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+
+/// A mount target opened inside a tree, and where it is on the host.
+pub struct Target {
+    fd: OwnedFd,
+    /// The host's path of the target, for messages and checks; mounts go
+    /// through the descriptor.
+    pub host: PathBuf,
+    /// The target's path inside the tree, as it resolved (`/` first).
+    pub inside: String,
+}
+
+/// The tree at `root`, opened to resolve targets in.
+pub fn open_root(root: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// `path` (absolute inside the tree) under `root`, the missing parts
+/// made on the way: directories, and the last one a file when `file`.
+pub fn target(root: &OwnedFd, path: &str, file: bool) -> io::Result<Target> {
+    let parts = clean(path);
+    let fd = open_or_make(root, &parts, file)?;
+    let host = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let top = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))?;
+    let inside = match host.strip_prefix(&top) {
+        Ok(rest) => format!("/{}", rest.display()),
+        Err(_) => return Err(io::Error::other("the target resolved outside the tree")),
+    };
+    Ok(Target { fd, host, inside })
+}
+
+/// The path's names, `.` and `..` taken away as docker cleans a mount's
+/// destination (`..` stops at the root).
+fn clean(path: &str) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(name) => parts.push(name.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn open_or_make(root: &OwnedFd, parts: &[String], file: bool) -> io::Result<OwnedFd> {
+    let resolve = |parts: &[String]| {
+        let path = match parts.is_empty() {
+            true => ".".to_string(),
+            false => parts.join("/"),
+        };
+        rustix::fs::openat2(
+            root,
+            path,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    match resolve(parts) {
+        Err(rustix::io::Errno::NOENT) => {}
+        found => return Ok(found?),
+    }
+    let Some((name, parent)) = parts.split_last() else {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    };
+    // The parent by the same rule; the name made inside it, never
+    // through a link (a dangling one left there makes the open below
+    // fail).
+    let dir = open_or_make(root, parent, false)?;
+    let dir = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let made = match file {
+        true => rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop),
+        false => rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)),
+    };
+    match made {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(resolve(parts)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A recursive bind of `source` onto `target`, its mounts given `attrs`
+/// (`MOUNT_ATTR_RDONLY`, `_NOSUID`...) before it is attached: a copy of
+/// the source's tree is made, set, then moved onto the descriptor.
+pub fn bind(source: &Path, target: &Target, attrs: u64) -> io::Result<()> {
+    let tree = rustix::mount::open_tree(
+        CWD,
+        source,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )?;
+    if attrs != 0 {
+        crate::sys::set_mount_attrs_recursively(tree.as_fd(), attrs)?;
+    }
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        "",
+        target.fd.as_fd(),
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// A new file system (`tmpfs`) mounted onto `target`, through the
+/// descriptor's /proc link, which the kernel follows to the opened place.
+pub fn mount(fstype: &str, target: &Target, flags: MsFlags, data: &str) -> io::Result<()> {
+    let at = format!("/proc/self/fd/{}", target.fd.as_raw_fd());
+    nix::mount::mount(Some(fstype), at.as_str(), Some(fstype), flags, Some(data))?;
+    Ok(())
+}
