@@ -174,6 +174,16 @@ impl InodeTable {
     }
 
     /// What was at `from` (and under it) is now at `to`.
+    /// How much longer than `from` the longest known path at or below it
+    /// is: a rename of `from` makes each of them that much longer than
+    /// its new name.
+    pub fn longest_below(&self, from: &[u8]) -> usize {
+        (subtree(&self.by_path, from).iter())
+            .map(|p| p.len() - from.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn rename(&mut self, from: &[u8], to: &[u8]) {
         for p in subtree(&self.by_path, from) {
             let mut np = to.to_vec();

@@ -320,3 +320,28 @@ fn a_directory_merged_from_two_lowers_moves_with_the_content_of_both() {
         assert_eq!(fx.names(""), ["x"]);
     }
 }
+
+/// A rename that would make a path the server holds PATH_MAX (4096)
+/// bytes or longer is ENAMETOOLONG, as a new name that long is: moving a
+/// directory one level down at a time made a path of any length.
+#[test]
+fn a_rename_cannot_push_a_held_path_past_path_max() {
+    for_each_setup(&[], |fx| {
+        let name = "n".repeat(255);
+        let mut path = String::new();
+        for _ in 0..16 {
+            path = match path.is_empty() {
+                true => name.clone(),
+                false => format!("{path}/{name}"),
+            };
+            fx.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
+        }
+        fx.mkdir("t", 0o755).unwrap();
+        let moved = format!("t/{name}");
+        assert_eq!(fx.rename(&name, &moved, 0), Err(libc::ENAMETOOLONG));
+        assert!(fx.exists(&path), "the tree stayed where it was");
+        // A move that keeps every path under the limit is made.
+        fx.rename(&format!("{name}/{name}"), "shallow", 0).unwrap();
+        assert!(fx.exists("shallow"));
+    });
+}

@@ -750,6 +750,16 @@ impl UnionFs {
         if to.starts_with(&from) && to.get(from.len()) == Some(&b'/') {
             return Err(FsError::posix(Errno::EINVAL, &to));
         }
+        // The paths the server holds below a moved directory stay under
+        // PATH_MAX, as new names do (`child_path`): renames in turn made
+        // a path of any length one level at a time.
+        {
+            let inodes = lock(&self.inodes);
+            let past = |a: &[u8], b: &[u8]| b.len() + inodes.longest_below(a) >= layerdb::PATH_MAX;
+            if past(&from, &to) || (exchange && past(&to, &from)) {
+                return Err(FsError::posix(Errno::ENAMETOOLONG, &to));
+            }
+        }
         let src = self.layers.get(&from)?;
         let dst = self.layers.resolve(&to)?;
         if from == to {
