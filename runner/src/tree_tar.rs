@@ -56,8 +56,13 @@ pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> R
             let records = records.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
             tar.append_pax_extensions(records)?;
         }
-        tar.append_path_with_name(&host, &name)
-            .with_context(reading)?;
+        match special_header(&md) {
+            // tar 0.4.46 names a fifo's or a device's entry by its host
+            // path, then refuses it as absolute: written here instead.
+            Some(mut header) => tar.append_data(&mut header, &name, std::io::empty()),
+            None => tar.append_path_with_name(&host, &name),
+        }
+        .with_context(reading)?;
         if md.is_dir() {
             let mut names = std::fs::read_dir(&host)
                 .with_context(reading)?
@@ -78,6 +83,32 @@ pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> R
     }
     tar.into_inner()?;
     Ok(())
+}
+
+/// The header of a fifo or a device node, `None` for other files.
+fn special_header(md: &std::fs::Metadata) -> Option<tar::Header> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = md.file_type();
+    let entry_type = match () {
+        _ if kind.is_fifo() => tar::EntryType::Fifo,
+        _ if kind.is_char_device() => tar::EntryType::Char,
+        _ if kind.is_block_device() => tar::EntryType::Block,
+        _ => return None,
+    };
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata(md);
+    header.set_entry_type(entry_type);
+    header.set_size(0);
+    if entry_type != tar::EntryType::Fifo {
+        let rdev = md.rdev();
+        header
+            .set_device_major(nix::sys::stat::major(rdev) as u32)
+            .ok()?;
+        header
+            .set_device_minor(nix::sys::stat::minor(rdev) as u32)
+            .ok()?;
+    }
+    Some(header)
 }
 
 /// The xattrs of `host` (not following a symlink) that `which` keeps, as

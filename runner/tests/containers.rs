@@ -735,6 +735,40 @@ fn a_path_of_path_max_bytes_is_refused_in_the_container_and_by_commit() {
     assert!(!s.run(&["images"]).ok().stdout.contains("deep-img"));
 }
 
+/// A fifo or a device node in a container's tree is exported with its
+/// type and numbers, and copied out (as an empty file, as docker's cp
+/// lands one): both failed on any of them, the tar writer naming the
+/// entry by its host path and refusing it as absolute.
+#[test]
+fn export_and_cp_take_fifos_and_device_nodes() {
+    let s = Strata::with_busybox();
+    let script = "mkdir /x && mkfifo /x/p && mknod /x/c c 1 3 && mknod /x/b b 7 0";
+    s.run(&["run", "--name", "nodes", "busybox", "sh", "-c", script])
+        .ok();
+    let tar = s.path("nodes.tar");
+    s.run(&["export", "-o", tar.to_str().unwrap(), "nodes"])
+        .ok();
+    let kinds: Vec<(String, tar::EntryType)> = tar_entries(&tar)
+        .into_iter()
+        .filter(|(n, ..)| n.starts_with("x/"))
+        .map(|(n, kind, ..)| (n, kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("x/b".to_string(), tar::EntryType::Block),
+            ("x/c".to_string(), tar::EntryType::Char),
+            ("x/p".to_string(), tar::EntryType::Fifo),
+        ]
+    );
+    let out = s.path("x-out");
+    s.run(&["cp", "nodes:/x", out.to_str().unwrap()]).ok();
+    for name in ["b", "c", "p"] {
+        let md = std::fs::symlink_metadata(out.join(name)).unwrap();
+        assert!(md.is_file() && md.len() == 0, "{name}: {md:?}");
+    }
+}
+
 #[test]
 fn export_writes_the_flattened_tree() {
     let s = Strata::with_busybox();
