@@ -170,16 +170,7 @@ fn writes_after_a_create_without_a_handle_use_the_file_create_opened() {
 #[test]
 fn a_path_of_path_max_bytes_cannot_be_made() {
     for_each_setup(LOWER, |fx| {
-        let name = "n".repeat(255);
-        // 16 levels: 16 * 255 + 15 slashes = 4,095 bytes.
-        let mut path = String::new();
-        for _ in 0..16 {
-            path = match path.is_empty() {
-                true => name.clone(),
-                false => format!("{path}/{name}"),
-            };
-            fx.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
-        }
+        let path = fx.mkdir_to_path_max();
         assert_eq!(path.len(), 4095);
         let past = format!("{path}/x");
         assert_eq!(fx.mkdir(&past, 0o755).err(), Some(libc::ENAMETOOLONG));

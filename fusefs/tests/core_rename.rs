@@ -327,15 +327,8 @@ fn a_directory_merged_from_two_lowers_moves_with_the_content_of_both() {
 #[test]
 fn a_rename_cannot_push_a_held_path_past_path_max() {
     for_each_setup(&[], |fx| {
+        let path = fx.mkdir_to_path_max();
         let name = "n".repeat(255);
-        let mut path = String::new();
-        for _ in 0..16 {
-            path = match path.is_empty() {
-                true => name.clone(),
-                false => format!("{path}/{name}"),
-            };
-            fx.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
-        }
         fx.mkdir("t", 0o755).unwrap();
         let moved = format!("t/{name}");
         assert_eq!(fx.rename(&name, &moved, 0), Err(libc::ENAMETOOLONG));

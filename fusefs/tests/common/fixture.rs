@@ -299,6 +299,19 @@ impl Fx {
             .map_err(|e| e.errno())
     }
 
+    /// 16 directories of 255-byte names, each in the last: the deepest
+    /// path is 4,095 bytes, one short of PATH_MAX. Returns it.
+    pub fn mkdir_to_path_max(&self) -> String {
+        let name = "n".repeat(255);
+        let mut path = name.clone();
+        self.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
+        for _ in 1..16 {
+            path = format!("{path}/{name}");
+            self.mkdir(&path, 0o755).expect("mkdir under PATH_MAX");
+        }
+        path
+    }
+
     pub fn unlink(&self, path: &str) -> Result<(), i32> {
         let (dir, name) = self.parent(path);
         self.fs.unlink(dir, name).map_err(|e| e.errno())
