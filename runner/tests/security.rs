@@ -616,6 +616,37 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
     );
 }
 
+/// exec reads the container's /etc/passwd and /etc/group before its
+/// command: a container that made them fifos held the admin's exec until
+/// it wrote to them. Non-regular account files are not read.
+#[test]
+fn an_exec_is_not_held_by_a_fifo_account_file() {
+    let f = Fixture::new();
+    f.track("fifos");
+    let script = "rm /etc/passwd /etc/group && mkfifo /etc/passwd /etc/group && sleep 600";
+    f.strata
+        .run(&[
+            "run", "-d", "--name", "fifos", "busybox", "sh", "-c", script,
+        ])
+        .ok();
+    let mut exec = f
+        .strata
+        .cmd(&[
+            "exec",
+            "fifos",
+            "sh",
+            "-c",
+            "test -p /etc/passwd && echo through",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_bounded(&mut exec, std::time::Duration::from_secs(20), "exec");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut exec.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "through\n");
+}
+
 #[test]
 fn exec_runs_from_the_monitors_binary_not_the_callers() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -346,30 +346,11 @@ pub fn copy(
     unpack(dir, input, &owner, rename)
 }
 
-/// The most of /etc/passwd or /etc/group `--chown` reads.
-const ACCOUNTS_BYTES: u64 = 16 << 20;
-
-/// COPY's `--chown` spec as ids, looked up in this (chrooted) tree. The
-/// image's account files are read only where they are regular files,
-/// opened without following a link or waiting on a fifo, and at most
-/// ACCOUNTS_BYTES of them.
+/// COPY's `--chown` spec as ids, looked up in this (chrooted) tree, its
+/// account files read as `user::read_account_file` reads them, links not
+/// followed.
 fn chown_ids(spec: &str) -> anyhow::Result<(u32, u32)> {
-    let read = |path: &str| -> String {
-        use std::os::unix::fs::OpenOptionsExt;
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(path);
-        let Ok(file) = opened else {
-            return String::new();
-        };
-        if !file.metadata().is_ok_and(|md| md.is_file()) {
-            return String::new();
-        }
-        let mut text = String::new();
-        let _ = file.take(ACCOUNTS_BYTES).read_to_string(&mut text);
-        text
-    };
+    let read = |path| super::user::read_account_file(path, false);
     let ids = super::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
         .map_err(|e| anyhow::anyhow!("--chown={spec}: {e}"))?;
     match spec.contains(':') {

@@ -130,8 +130,8 @@ fn prepare_and_exec(
 }
 
 fn resolve_user(spec: &str) -> Result<Ids, StartError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = user::read_account_file("/etc/passwd", true);
+    let group = user::read_account_file("/etc/group", true);
     user::resolve(spec, &passwd, &group)
 }
 

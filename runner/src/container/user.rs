@@ -84,6 +84,36 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// Resolves `spec` ("" means root) with the text of /etc/passwd and
 /// /etc/group (empty when the image has none). A name must exist; a number
 /// need not (it then runs with gid 0 and HOME=/, as in docker).
+/// The most of /etc/passwd or /etc/group read.
+const ACCOUNTS_BYTES: u64 = 16 << 20;
+
+/// An account file of the container's tree (/etc/passwd, /etc/group),
+/// read only where it is a regular file, opened without waiting on a
+/// fifo (a container that made one would hold `exec` or a COPY until it
+/// wrote), at most ACCOUNTS_BYTES of it; empty otherwise. `follow`: its
+/// links followed (in a chroot they stay inside).
+pub fn read_account_file(path: &str, follow: bool) -> String {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = match follow {
+        true => libc::O_NONBLOCK,
+        false => libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    };
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path);
+    let Ok(file) = opened else {
+        return String::new();
+    };
+    if !file.metadata().is_ok_and(|md| md.is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = file.take(ACCOUNTS_BYTES).read_to_string(&mut text);
+    text
+}
+
 pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Ids, StartError> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((user, group)) => (user, Some(group)),
