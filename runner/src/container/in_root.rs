@@ -38,15 +38,29 @@ pub fn open_root(root: &Path) -> io::Result<OwnedFd> {
 /// made on the way: directories, and the last one a file when `file`.
 pub fn target(root: &OwnedFd, path: &str, file: bool) -> io::Result<Target> {
     let parts = clean(path);
-    let fd = open_or_make(root, &parts, file)?;
-    let host = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
-    let top = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))?;
-    let inside = match host.strip_prefix(&top) {
-        Ok(rest) => format!("/{}", rest.display()),
-        Err(_) => return Err(io::Error::other("the target resolved outside the tree")),
-    };
+    let fd = open_or_make(root, &parts, file, 0)?;
+    let host = fd_path(&fd)?;
+    let inside = inside(root, &fd)?;
     Ok(Target { fd, host, inside })
 }
+
+/// Where the kernel says `fd` is.
+fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Where `fd` is inside the tree `root`, `/` first.
+fn inside(root: &OwnedFd, fd: &OwnedFd) -> io::Result<String> {
+    let (host, top) = (fd_path(fd)?, fd_path(root)?);
+    match host.strip_prefix(&top) {
+        Ok(rest) => Ok(format!("/{}", rest.display())),
+        Err(_) => Err(io::Error::other("the target resolved outside the tree")),
+    }
+}
+
+/// Links followed while a target is made, at most (the kernel's own
+/// limit for a path).
+const MAX_LINKS: usize = 40;
 
 /// The path's names, `.` and `..` taken away as docker cleans a mount's
 /// destination (`..` stops at the root).
@@ -64,7 +78,7 @@ fn clean(path: &str) -> Vec<String> {
     parts
 }
 
-fn open_or_make(root: &OwnedFd, parts: &[String], file: bool) -> io::Result<OwnedFd> {
+fn open_or_make(root: &OwnedFd, parts: &[String], file: bool, links: usize) -> io::Result<OwnedFd> {
     let resolve = |parts: &[String]| {
         let path = match parts.is_empty() {
             true => ".".to_string(),
@@ -88,7 +102,7 @@ fn open_or_make(root: &OwnedFd, parts: &[String], file: bool) -> io::Result<Owne
     // The parent by the same rule; the name made inside it, never
     // through a link (a dangling one left there makes the open below
     // fail).
-    let dir = open_or_make(root, parent, false)?;
+    let dir = open_or_make(root, parent, false, links)?;
     let dir = rustix::fs::openat(
         &dir,
         ".",
@@ -106,7 +120,21 @@ fn open_or_make(root: &OwnedFd, parts: &[String], file: bool) -> io::Result<Owne
         false => rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)),
     };
     match made {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(resolve(parts)?),
+        Ok(()) => Ok(resolve(parts)?),
+        Err(rustix::io::Errno::EXIST) => match resolve(parts) {
+            // A link to nothing yet (an image's `/data -> /srv/data`):
+            // its target is made, in the tree, as a start makes it.
+            Err(rustix::io::Errno::NOENT) if links < MAX_LINKS => {
+                let link = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())?;
+                let link = link.to_string_lossy().into_owned();
+                let from = match link.starts_with('/') {
+                    true => link,
+                    false => format!("{}/{link}", inside(root, &dir)?),
+                };
+                open_or_make(root, &clean(&from), file, links + 1)
+            }
+            found => Ok(found?),
+        },
         Err(e) => Err(e.into()),
     }
 }
@@ -141,4 +169,35 @@ pub fn mount(fstype: &str, target: &Target, flags: MsFlags, data: &str) -> io::R
     let at = format!("/proc/self/fd/{}", target.fd.as_raw_fd());
     nix::mount::mount(Some(fstype), at.as_str(), Some(fstype), flags, Some(data))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn targets_are_made_and_resolved_inside_the_tree() {
+        let tree = tempfile::tempdir().unwrap();
+        let t = tree.path();
+        let root = open_root(t).unwrap();
+        let made = target(&root, "/a/./b/../c", false).unwrap();
+        assert_eq!(made.inside, "/a/c");
+        assert!(t.join("a/c").is_dir());
+        // Links lead inside the tree, absolute or climbing out.
+        symlink("../../../../etc", t.join("esc")).unwrap();
+        let file = target(&root, "/esc/hosts", true).unwrap();
+        assert_eq!(file.inside, "/etc/hosts");
+        assert!(t.join("etc/hosts").is_file());
+        // A link to nothing yet: its target is made, as a start makes it.
+        symlink("/srv/data", t.join("data")).unwrap();
+        assert_eq!(target(&root, "/data", false).unwrap().inside, "/srv/data");
+        std::fs::create_dir(t.join("d")).unwrap();
+        symlink("../q", t.join("d/r")).unwrap();
+        assert_eq!(target(&root, "/d/r", false).unwrap().inside, "/q");
+        // A loop of links ends.
+        symlink("/loop2", t.join("loop1")).unwrap();
+        symlink("/loop1", t.join("loop2")).unwrap();
+        assert!(target(&root, "/loop1", false).is_err());
+    }
 }
