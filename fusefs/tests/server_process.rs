@@ -106,6 +106,11 @@ impl Server {
             .env(ENV_LOWER, lower)
             .env(ENV_UPPER, upper)
             .env(ENV_MNT, mnt)
+            // One malloc arena, as strata's serving processes have it
+            // (`runner::sys::one_malloc_arena`), from the process's first
+            // allocation: the memory test measures what a walk keeps, not
+            // how glibc spread it over the threads' arenas (87 or 103 MB).
+            .env("MALLOC_ARENA_MAX", "1")
             .stdout(Stdio::null());
         if !passthrough {
             cmd.env(ENV_NO_PASSTHROUGH, "1");

@@ -79,6 +79,7 @@ impl MonitorHooks for ContainerHooks {
         opts.allow_other = true;
         opts.fsname = format!("strata:{}", rec.short_id());
         self.rec = Some(run_state::current(&self.root, rec));
+        crate::sys::one_malloc_arena();
         self.mount = Some(fusefs::mount(opts, &paths.merged())?);
         Ok(())
     }

@@ -234,6 +234,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     // unless /etc/fuse.conf says user_allow_other.
     opts.nosuid_nodev = args.inspection;
     opts.allow_other = args.allow_other;
+    crate::sys::one_malloc_arena();
     let handle = fusefs::mount(opts, &args.mountpoint)?;
     let rec = MountRecord {
         pid: std::process::id(),

@@ -97,6 +97,7 @@ fn serve(a: OverlayArgs, ready: Option<OwnedFd>) -> Result<i32> {
     opts.fsname = "fuse-overlayfs".into();
     opts.view = a.view;
     opts.upper_format = a.upper_format;
+    crate::sys::one_malloc_arena();
     let handle = fusefs::mount(opts, &a.mountpoint)?;
     if let Some(ready) = ready {
         let devnull = std::fs::OpenOptions::new()
