@@ -52,15 +52,18 @@ pub struct InodeTable {
 /// The keys of `map` at `path` or under it: `path` itself, then the range
 /// [path + "/", path + "0") ('0' is the byte after '/').
 fn subtree<V>(map: &BTreeMap<Vec<u8>, V>, path: &[u8]) -> Vec<Vec<u8>> {
-    let mut keys: Vec<Vec<u8>> = map
-        .get_key_value(path)
-        .map(|(k, _)| k.clone())
-        .into_iter()
-        .collect();
+    subtree_keys(map, path).cloned().collect()
+}
+
+/// The keys of [`subtree`], borrowed.
+fn subtree_keys<'m, V>(
+    map: &'m BTreeMap<Vec<u8>, V>,
+    path: &[u8],
+) -> impl Iterator<Item = &'m Vec<u8>> {
     let lo = [path, b"/"].concat();
     let hi = [path, b"0"].concat();
-    keys.extend(map.range(lo..hi).map(|(k, _)| k.clone()));
-    keys
+    let own = map.get_key_value(path).map(|(k, _)| k);
+    own.into_iter().chain(map.range(lo..hi).map(|(k, _)| k))
 }
 
 impl InodeTable {
@@ -178,7 +181,7 @@ impl InodeTable {
     /// is: a rename of `from` makes each of them that much longer than
     /// its new name.
     pub fn longest_below(&self, from: &[u8]) -> usize {
-        (subtree(&self.by_path, from).iter())
+        subtree_keys(&self.by_path, from)
             .map(|p| p.len() - from.len())
             .max()
             .unwrap_or(0)

@@ -209,8 +209,6 @@ pub fn placement(src: &Source, dst: &Destination) -> anyhow::Result<Placement> {
     })
 }
 
-/// Whether `path` in a container lies on one of `targets` (its volumes'
-/// mount points) or below one.
 /// A container path with `.` and `..` taken lexically from `/`, as
 /// docker's daemon cleans it (`filepath.Join("/", path)`) before it
 /// picks the mount holding it, a trailing `/` or `/.` kept, as docker's
@@ -218,16 +216,7 @@ pub fn placement(src: &Source, dst: &Destination) -> anyhow::Result<Placement> {
 /// goes). So `/vol/../etc/passwd` is `/etc/passwd` whether the container
 /// runs (its tree resolves it) or not (the copy picks a volume by it).
 pub fn clean_container_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
+    let parts = crate::mount_spec::target_parts(path);
     let end = if path.ends_with("/.") {
         "/."
     } else if path.ends_with('/') {
@@ -242,6 +231,8 @@ pub fn clean_container_path(path: &str) -> String {
     }
 }
 
+/// Whether `path` in a container lies on one of `targets` (its volumes'
+/// mount points) or below one.
 pub fn under_any<'t>(path: &str, targets: impl IntoIterator<Item = &'t str>) -> bool {
     let path = Path::new(path);
     targets.into_iter().any(|t| path.starts_with(t))

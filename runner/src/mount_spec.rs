@@ -237,9 +237,10 @@ pub fn clean_target(target: &str) -> String {
     format!("/{}", target_parts(target).join("/"))
 }
 
-/// The components of `target` cleaned: no empty one, no `.`, and `..`
-/// taking back the one before it (at the root, nothing).
-fn target_parts(target: &str) -> Vec<&str> {
+/// The components of a container path cleaned lexically, as Go's
+/// filepath.Clean cleans them: no empty one, no `.`, and `..` taking back
+/// the one before it (at the root, nothing).
+pub fn target_parts(target: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     for part in target.split('/') {
         match part {

@@ -409,14 +409,8 @@ struct VolumeBinds(Vec<std::path::PathBuf>);
 
 impl VolumeBinds {
     fn bind(root: &Path, mounts: &[layerdb::BindMount]) -> Result<VolumeBinds> {
-        let mut mounts: Vec<&layerdb::BindMount> = mounts.iter().collect();
-        mounts.sort_by_key(|m| m.target.split('/').filter(|p| !p.is_empty()).count());
         let mut binds = VolumeBinds(Vec::new());
-        for m in mounts {
-            let target = crate::container::bind_volume_for_copy(root, m)
-                .with_context(|| format!("volume {}", m.target))?;
-            binds.0.push(target);
-        }
+        crate::container::bind_volumes_for_copy(root, mounts, &mut binds.0)?;
         Ok(binds)
     }
 }

@@ -9,11 +9,13 @@
 
 use std::io;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+
+use crate::mount_spec::target_parts;
 
 /// A mount target opened inside a tree, and where it is on the host.
 pub struct Target {
@@ -37,10 +39,9 @@ pub fn open_root(root: &Path) -> io::Result<OwnedFd> {
 /// `path` (absolute inside the tree) under `root`, the missing parts
 /// made on the way: directories, and the last one a file when `file`.
 pub fn target(root: &OwnedFd, path: &str, file: bool) -> io::Result<Target> {
-    let parts = clean(path);
-    let fd = open_or_make(root, &parts, file, 0)?;
+    let fd = open_or_make(root, &target_parts(path), file, 0)?;
     let host = fd_path(&fd)?;
-    let inside = inside(root, &fd)?;
+    let inside = inside(root, &host)?;
     Ok(Target { fd, host, inside })
 }
 
@@ -49,10 +50,9 @@ fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// Where `fd` is inside the tree `root`, `/` first.
-fn inside(root: &OwnedFd, fd: &OwnedFd) -> io::Result<String> {
-    let (host, top) = (fd_path(fd)?, fd_path(root)?);
-    match host.strip_prefix(&top) {
+/// Where the host's `host` is inside the tree `root`, `/` first.
+fn inside(root: &OwnedFd, host: &Path) -> io::Result<String> {
+    match host.strip_prefix(fd_path(root)?) {
         Ok(rest) => Ok(format!("/{}", rest.display())),
         Err(_) => Err(io::Error::other("the target resolved outside the tree")),
     }
@@ -62,24 +62,10 @@ fn inside(root: &OwnedFd, fd: &OwnedFd) -> io::Result<String> {
 /// limit for a path).
 const MAX_LINKS: usize = 40;
 
-/// The path's names, `.` and `..` taken away as docker cleans a mount's
-/// destination (`..` stops at the root).
-fn clean(path: &str) -> Vec<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(name) => parts.push(name.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    parts
-}
-
-fn open_or_make(root: &OwnedFd, parts: &[String], file: bool, links: usize) -> io::Result<OwnedFd> {
-    let resolve = |parts: &[String]| {
+/// The target `parts` (a path's names, cleaned as docker cleans a mount's
+/// destination) opened under `root`, made where missing.
+fn open_or_make(root: &OwnedFd, parts: &[&str], file: bool, links: usize) -> io::Result<OwnedFd> {
+    let resolve = |parts: &[&str]| {
         let path = match parts.is_empty() {
             true => ".".to_string(),
             false => parts.join("/"),
@@ -112,12 +98,12 @@ fn open_or_make(root: &OwnedFd, parts: &[String], file: bool, links: usize) -> i
     let made = match file {
         true => rustix::fs::openat(
             &dir,
-            name.as_str(),
+            *name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
         .map(drop),
-        false => rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)),
+        false => rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(0o755)),
     };
     match made {
         Ok(()) => Ok(resolve(parts)?),
@@ -125,13 +111,13 @@ fn open_or_make(root: &OwnedFd, parts: &[String], file: bool, links: usize) -> i
             // A link to nothing yet (an image's `/data -> /srv/data`):
             // its target is made, in the tree, as a start makes it.
             Err(rustix::io::Errno::NOENT) if links < MAX_LINKS => {
-                let link = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())?;
+                let link = rustix::fs::readlinkat(&dir, *name, Vec::new())?;
                 let link = link.to_string_lossy().into_owned();
                 let from = match link.starts_with('/') {
                     true => link,
-                    false => format!("{}/{link}", inside(root, &dir)?),
+                    false => format!("{}/{link}", inside(root, &fd_path(&dir)?)?),
                 };
-                open_or_make(root, &clean(&from), file, links + 1)
+                open_or_make(root, &target_parts(&from), file, links + 1)
             }
             found => Ok(found?),
         },

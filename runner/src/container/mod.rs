@@ -59,7 +59,7 @@ pub use exit::exit_code_for;
 pub use monitor::{reap, MonitorHooks};
 pub use namespaces::{private_mount_namespace, sync_root_filesystem};
 pub use pty::RawMode;
-pub use rootfs::{bind_volume_for_copy, remount};
+pub use rootfs::{bind_volumes_for_copy, remount};
 pub use security::options_from_flags;
 pub use signals::kill;
 pub use spec::{EtcFiles, Spec};

@@ -352,7 +352,6 @@ fn mount_volumes(root: &Path, tree: &OwnedFd, spec: &Spec) -> Result<(), StartEr
         Bind(&'a BindMount),
         Tmpfs(&'a TmpfsMount),
     }
-    let depth = |target: &str| target.split('/').filter(|p| !p.is_empty()).count();
     let mut volumes: Vec<(usize, Volume)> = spec
         .mounts
         .iter()
@@ -388,20 +387,36 @@ fn bind_volume(root: &Path, tree: &OwnedFd, volume: &BindMount) -> Result<(), St
     bind_onto(&volume.source, &target, read_only)
 }
 
-/// A stopped container's volume, bound into its tree mounted for `cp`
-/// (`root`, in the copy's private mount namespace) where `run` binds it,
-/// so that a path through the container's symlinks reaches the volume
+/// How many names deep a mount's target is: a mount over another's
+/// directory goes after it.
+fn depth(target: &str) -> usize {
+    target.split('/').filter(|p| !p.is_empty()).count()
+}
+
+/// A stopped container's volumes, bound into its tree mounted for `cp`
+/// (`root`, in the copy's private mount namespace) where `run` binds
+/// them, so that a path through the container's symlinks reaches a volume
 /// as it does while the container runs. nosuid and nodev, as that tree
-/// is: the copy works in it as root of the host. Returns the target.
-pub fn bind_volume_for_copy(root: &Path, volume: &BindMount) -> Result<PathBuf, StartError> {
+/// is: the copy works in it as root of the host. Each target is pushed on
+/// `bound` once bound, for the caller to unmount, also after a failure.
+pub fn bind_volumes_for_copy(
+    root: &Path,
+    volumes: &[BindMount],
+    bound: &mut Vec<PathBuf>,
+) -> Result<(), StartError> {
     let tree = in_root::open_root(root).map_err(|err| io_error("open", root, &err))?;
-    let target = volume_target(&tree, volume)?;
-    let mut attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
-    if volume.read_only {
-        attrs |= libc::MOUNT_ATTR_RDONLY;
+    let mut volumes: Vec<&BindMount> = volumes.iter().collect();
+    volumes.sort_by_key(|m| depth(&m.target));
+    for volume in volumes {
+        let target = volume_target(&tree, volume)?;
+        let mut attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+        if volume.read_only {
+            attrs |= libc::MOUNT_ATTR_RDONLY;
+        }
+        bind_onto(&volume.source, &target, attrs)?;
+        bound.push(target.host);
     }
-    bind_onto(&volume.source, &target, attrs)?;
-    Ok(target.host)
+    Ok(())
 }
 
 /// Where `volume` goes in `tree`, made as a directory or an empty file to
