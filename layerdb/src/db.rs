@@ -257,17 +257,40 @@ impl Db {
     /// Applies a batch atomically and durably: after a crash the store shows
     /// all of it or none of it.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_synced(batch, SYNC_WRITES)
+    }
+
+    /// Applies a batch atomically but not durably: a crash may lose it,
+    /// and keeps it only if a later synced write made it (the log is
+    /// written in order). For keys nothing names until such a write.
+    pub fn write_unsynced(&self, batch: WriteBatch) -> Result<()> {
+        self.write_synced(batch, false)
+    }
+
+    fn write_synced(&self, batch: WriteBatch, synced: bool) -> Result<()> {
         if !self.is_writer() {
             return Err(StoreError::ReadOnly(self.path.clone()));
         }
         let mut o = WriteOptions::default();
-        o.set_sync(SYNC_WRITES);
+        o.set_sync(synced);
         let watched = self.storage.watches_index().then(|| batch.data().to_vec());
         self.db.write_opt(batch, &o).map_err(|e| self.err(e))?;
         if let Some(batch) = watched {
-            self.storage.index_written(&batch, SYNC_WRITES);
+            self.storage.index_written(&batch, synced);
         }
         Ok(())
+    }
+
+    /// Whether any key is in `from..to`.
+    pub fn any_between(&self, from: &[u8], to: &[u8]) -> Result<bool> {
+        let mut iter = self.db.iterator(rocksdb::IteratorMode::From(
+            from,
+            rocksdb::Direction::Forward,
+        ));
+        match iter.next() {
+            Some(item) => Ok(&*item.map_err(|e| self.err(e))?.0 < to),
+            None => Ok(false),
+        }
     }
 
     /// Rewrites the tables holding keys in `from..to` without what a

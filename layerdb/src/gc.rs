@@ -90,6 +90,16 @@ impl Store {
                 report.layers_removed += 1;
             }
         }
+        // Entries a commit wrote before a crash stopped it short of the
+        // layer's record (see `Store::write_entries`).
+        let uncommitted = (
+            keys::entries_of_layer(self.next_seq()?),
+            vec![keys::ENTRY + 1],
+        );
+        if self.db().any_between(&uncommitted.0, &uncommitted.1)? {
+            batch.delete_range(&uncommitted.0, &uncommitted.1);
+            removed_ranges.push(uncommitted);
+        }
         // The verdicts of the chunk files removed below (and of any whose
         // file went before): written before the unlinks, as the layers.
         for digest in crate::chunk::verdicts::stored(self.db())? {
@@ -187,4 +197,28 @@ fn bytes_under(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, Kind};
+
+    #[test]
+    fn entries_a_crashed_commit_left_past_the_last_layer_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let past_the_last = |store: &Store| {
+            let from = keys::entries_of_layer(store.next_seq().unwrap());
+            store.db().any_between(&from, &[keys::ENTRY + 1]).unwrap()
+        };
+        let store = Store::open(&root).unwrap();
+        let seq = store.next_seq().unwrap();
+        let left = vec![(b"left".to_vec(), Entry::new(Kind::Dir, 0o755))];
+        store.write_entries(seq, left).unwrap();
+        assert!(past_the_last(&store));
+        drop(store);
+        collect(&root).unwrap();
+        assert!(!past_the_last(&Store::open(&root).unwrap()));
+    }
 }

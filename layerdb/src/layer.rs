@@ -490,11 +490,9 @@ impl LayerBuilder {
             }
             e.opaque = true;
         }
-        let mut inos: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
-        for (i, (path, e)) in self.entries.iter_mut().enumerate() {
+        for (i, e) in self.entries.values_mut().enumerate() {
             e.ino = i as u32 + 1;
             e.nlink = 1;
-            inos.insert(path.clone(), e.ino);
         }
         let links: Vec<Vec<u8>> = self
             .entries

@@ -551,7 +551,7 @@ impl Store {
         )
     }
 
-    fn next_seq(&self) -> Result<u32> {
+    pub(crate) fn next_seq(&self) -> Result<u32> {
         Ok(match self.db.get(keys::NEXT_SEQ)? {
             Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
             _ => 1,
@@ -599,7 +599,7 @@ impl Store {
 
     /// Adds an image whose config bytes are kept as given (see
     /// `ExactImage`), and its new layers, in one atomic write.
-    pub fn commit_exact_image(&self, new: ExactImage) -> Result<ImageRecord> {
+    pub fn commit_exact_image(&self, mut new: ExactImage) -> Result<ImageRecord> {
         let named =
             crate::oci::config_diff_ids("new image config", &new.config_json).map_err(|e| {
                 StoreError::Corrupt {
@@ -616,7 +616,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let mut seq = self.next_seq()?;
         let mut written = std::collections::HashSet::new();
-        for layer in &new.new_layers {
+        for layer in &mut new.new_layers {
             if let Some(original) = &layer.original {
                 batch.put(
                     keys::tar_split(&layer.diff_id, &original.diff_id),
@@ -626,15 +626,14 @@ impl Store {
             if self.has_layer(&layer.diff_id)? || !written.insert(layer.diff_id) {
                 continue;
             }
+            let entries = std::mem::take(&mut layer.entries);
             let meta = LayerMeta {
                 diff_id: layer.diff_id,
                 seq,
                 size: layer.size,
-                entries: layer.entries.len() as u64,
+                entries: entries.len() as u64,
             };
-            for (path, entry) in &layer.entries {
-                batch.put(keys::entry(seq, path), Self::encode(entry));
-            }
+            self.write_entries(seq, entries)?;
             batch.put(keys::layer(&layer.diff_id), Self::encode(&meta));
             seq += 1;
         }
@@ -673,6 +672,32 @@ impl Store {
         );
         crate::ingest::note_commit(&self.root);
         Ok(record)
+    }
+
+    /// Writes a new layer's entries under `seq` ahead of the batch that
+    /// names the layer, a few MB at a time, each entry freed once in a
+    /// batch. In that batch, a layer of many small files was in memory
+    /// three times over (its entries, the batch, RocksDB's memtable):
+    /// 1.3 GB for 100,000 files of 4 KiB. Until the layer's record names
+    /// `seq`, nothing reads these keys; a crash before it leaves them
+    /// under a number the next commit takes again, and clears first.
+    pub(crate) fn write_entries(&self, seq: u32, entries: Vec<(Vec<u8>, Entry)>) -> Result<()> {
+        const BATCH_BYTES: usize = 8 << 20;
+        let mut batch = WriteBatch::default();
+        let (from, to) = (keys::entries_of_layer(seq), keys::entries_of_layer(seq + 1));
+        if self.db.any_between(&from, &to)? {
+            batch.delete_range(from, to);
+        }
+        for (path, entry) in entries {
+            batch.put(keys::entry(seq, &path), Self::encode(&entry));
+            if batch.size_in_bytes() >= BATCH_BYTES {
+                self.db.write_unsynced(std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            self.db.write_unsynced(batch)?;
+        }
+        Ok(())
     }
 
     /// The image with this exact id, or `None`.

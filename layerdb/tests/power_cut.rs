@@ -236,6 +236,7 @@ fn check(root: &Path, before: &Shown, after: &Shown, returned: bool, whence: &st
         report.problems
     );
     drop(store);
+    the_next_layer_holds_its_own_entries_only(root, whence);
     layerdb::gc::collect(root).unwrap();
     let store = Store::open(root).unwrap();
     let after_gc = shown(&store);
@@ -259,6 +260,41 @@ fn check(root: &Path, before: &Shown, after: &Shown, returned: bool, whence: &st
         "{whence}: after gc: {:?}",
         report.problems
     );
+}
+
+/// A commit writes its layer's entries before the batch that names the
+/// layer, so a crash may leave them under the number the next layer
+/// takes: that layer, committed on a copy of the crashed store, must show
+/// its own entries and none of them.
+fn the_next_layer_holds_its_own_entries_only(root: &Path, whence: &str) {
+    let copy = root.with_extension("next-layer");
+    storage::copy_tree(root, &copy).unwrap();
+    let ingest = Ingest::begin(&copy).unwrap();
+    let mut b = ingest.builder("the next layer");
+    b.add(b"only-this".to_vec(), Entry::new(Kind::Dir, 0o755), None)
+        .unwrap();
+    let layer = b.finish().unwrap();
+    let diff_id = layer.diff_id;
+    let store = Store::open(&copy).unwrap();
+    store
+        .commit_image(NewImage {
+            config: ImageConfig::new("2024-01-01T00:00:00Z".into()),
+            layer: Some(layer),
+            parent: None,
+            reference: None,
+        })
+        .unwrap();
+    let meta = store.layer(&diff_id).unwrap();
+    let paths: Vec<Vec<u8>> = store
+        .layer_entries(&meta)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(paths, vec![b"only-this".to_vec()], "{whence}");
+    drop(store);
+    drop(ingest);
+    std::fs::remove_dir_all(&copy).unwrap();
 }
 
 /// Every layer of every image hashes to its diff id, and every chunk its
