@@ -246,6 +246,7 @@ fn device_gives_a_host_node_with_the_permissions_asked_for() {
         ("/etc/hostname", "not a device node"),
         ("dev/fuse", "is not an absolute path"),
         ("/dev/fuse:/dev/fuse:rwx", "bad mode specified: rwx"),
+        ("/dev/fuse:/proc/fuse", "inside /proc"),
     ] {
         let r = s.run(&[
             "run", "--name", "never", "--device", device, "busybox", "true",
@@ -255,6 +256,25 @@ fn device_gives_a_host_node_with_the_permissions_asked_for() {
         assert!(r.stderr.contains(says), "{device}: {}", r.stderr);
     }
     assert!(!s.run(&["ps", "-a"]).ok().stdout.contains("never"));
+    // Nor where an image's link leads there, found at the start.
+    f.track("linker");
+    s.run(&[
+        "run", "--name", "linker", "busybox", "ln", "-s", "/proc", "/d",
+    ])
+    .ok();
+    s.run(&["commit", "linker", "linked"]).ok();
+    f.track("linked");
+    let r = s.run(&[
+        "run",
+        "--name",
+        "linked",
+        "--device",
+        "/dev/fuse:/d/cmdline",
+        "linked",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("inside /proc"), "{}", r.stderr);
 }
 
 #[test]

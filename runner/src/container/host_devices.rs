@@ -36,9 +36,11 @@ pub fn parse(spec: &str) -> Result<DeviceMapping> {
             bail!("invalid device specification: {spec}: {path} is not an absolute path");
         }
     }
-    if container.split('/').any(|part| part == "..") || container == "/" {
+    if container.split('/').any(|part| part == "..") {
         bail!("invalid device specification: {spec}: {container} is not a place for a device");
     }
+    crate::mount_spec::check_target(container)
+        .with_context(|| format!("invalid device specification: {spec}"))?;
     Ok(DeviceMapping {
         path_on_host: host.to_string(),
         path_in_container: container.to_string(),
@@ -185,6 +187,8 @@ mod tests {
             "/dev/sda:/x:r:w",
             "/dev/sda:/",
             "/dev/sda:/dev/../etc/passwd",
+            "/dev/sda:/proc/sysrq-trigger",
+            "/dev/sda:/dev",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -218,6 +218,9 @@ fn bind_given_devices(
         .map_err(|e| StartError::other(format!("{e:#}")))?;
     for node in nodes {
         let target = target_in(tree, &node.target, true)?;
+        // Where the image's links led, as for a volume.
+        crate::mount_spec::check_target(&target.inside)
+            .map_err(|e| StartError::other(format!("device {}: {e:#}", node.target)))?;
         bind_onto(&node.host, &target, 0)?;
     }
     Ok(())
