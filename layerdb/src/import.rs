@@ -141,13 +141,18 @@ fn read_tar(
     let mut count = 0u64;
     let mut xattr_bytes = 0usize;
     {
-        let mut archive = tar::Archive::new(&mut stream);
+        let mut archive = crate::bounded_tar::Archive::new(&mut stream);
         let entries = archive
             .entries()
             .map_err(|e| bad(format!("not a tar archive: {}", shown(&e))))?;
         for item in entries {
             let mut item =
                 item.map_err(|e| bad(format!("corrupt or truncated archive: {}", shown(&e))))?;
+            // docker ignores PAX global headers (`git archive` writes one
+            // holding the commit's id).
+            if item.header().entry_type() == tar::EntryType::XGlobalHeader {
+                continue;
+            }
             count += 1;
             let (entry, sparse) = entry_of_tar(&mut item).map_err(|e| {
                 bad(format!(

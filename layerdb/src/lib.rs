@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+pub mod bounded_tar;
 pub mod chunk;
 pub mod container;
 pub mod container_records;

@@ -290,7 +290,7 @@ impl Packer {
         strip_top: bool,
         owned_by_root: bool,
     ) -> Result<()> {
-        let mut archive = tar::Archive::new(input);
+        let mut archive = layerdb::bounded_tar::Archive::new(input);
         for entry in archive.entries().context("reading the tar")? {
             let mut entry = entry.context("reading the tar")?;
             let path = entry.path()?.into_owned();

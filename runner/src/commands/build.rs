@@ -733,7 +733,7 @@ impl Builder<'_> {
                 }
                 tar.rewind()?;
                 let is_dir = {
-                    let mut archive = tar::Archive::new(&mut tar);
+                    let mut archive = layerdb::bounded_tar::Archive::new(&mut tar);
                     let first = archive.entries()?.next().transpose()?;
                     first.is_some_and(|e| e.header().entry_type().is_dir())
                 };

@@ -147,7 +147,7 @@ fn index(file: &File, name: &str) -> Result<HashMap<String, Member>> {
         )
     };
     let mut members = HashMap::new();
-    let mut archive = tar::Archive::new(file);
+    let mut archive = layerdb::bounded_tar::Archive::new(file);
     for entry in archive.entries_with_seek().map_err(corrupt)? {
         let entry = entry.map_err(corrupt)?;
         let Some(key) = member_key(&entry.path_bytes()) else {
