@@ -572,6 +572,8 @@ fn xattrs_past_what_linux_holds_or_a_layers_budget_are_refused() {
 /// resident memory in bytes.
 fn measured(s: &Strata, args: &[&str]) -> (i32, String, usize) {
     use std::io::Read as _;
+    // Reaped by wait4 below, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
     let mut child = s
         .cmd(args)
         .stdout(Stdio::null())
@@ -585,6 +587,7 @@ fn measured(s: &Strata, args: &[&str]) -> (i32, String, usize) {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    // SAFETY: rusage is plain integers, for which all zeros is a value.
     let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
     // SAFETY: waits for our own child, into locals.
     let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
