@@ -275,7 +275,7 @@ fn entry_of_tar<R: Read>(item: &mut tar::Entry<R>) -> io::Result<(Entry, Option<
     }
     e.uid = h.uid()? as u32;
     e.gid = h.gid()? as u32;
-    e.mtime_ns = h.mtime()? as i64 * 1_000_000_000;
+    e.mtime_ns = seconds_to_ns(i64::try_from(h.mtime()?).unwrap_or(i64::MAX), 0);
     if matches!(kind, Kind::CharDev | Kind::BlockDev) {
         e.rdev = (
             h.device_major()?.unwrap_or(0),
@@ -333,7 +333,19 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
     while digits.len() < 9 {
         digits.push('0');
     }
-    Some(secs * 1_000_000_000 + digits.parse::<i64>().ok()?)
+    let nanos: i64 = digits.parse().ok()?;
+    // `-1.5` is a second and a half before the epoch.
+    Some(seconds_to_ns(
+        secs,
+        if s.starts_with('-') { -nanos } else { nanos },
+    ))
+}
+
+/// A time as nanoseconds since the epoch, held at the ends of what an
+/// `i64` holds (years 1677 to 2262): a tar may say any time, and docker
+/// takes it.
+fn seconds_to_ns(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 /// Builds a layer from a directory tree on the host, keeping owners,
@@ -408,7 +420,7 @@ fn entry_of_metadata(meta: &fs::Metadata) -> Entry {
     }
     e.uid = meta.uid();
     e.gid = meta.gid();
-    e.mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+    e.mtime_ns = seconds_to_ns(meta.mtime(), meta.mtime_nsec());
     if matches!(kind, Kind::CharDev | Kind::BlockDev) {
         let rdev = meta.rdev();
         e.rdev = (libc::major(rdev), libc::minor(rdev));
@@ -449,5 +461,9 @@ mod tests {
     fn pax_times_keep_nanoseconds() {
         assert_eq!(parse_pax_time(b"12.5"), Some(12_500_000_000));
         assert_eq!(parse_pax_time(b"3"), Some(3_000_000_000));
+        assert_eq!(parse_pax_time(b"-1.5"), Some(-1_500_000_000));
+        // Past what nanoseconds in an i64 hold: held at the end.
+        assert_eq!(parse_pax_time(b"99999999999"), Some(i64::MAX));
+        assert_eq!(parse_pax_time(b"-99999999999.5"), Some(i64::MIN));
     }
 }

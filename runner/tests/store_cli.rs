@@ -568,6 +568,18 @@ fn xattrs_past_what_linux_holds_or_a_layers_budget_are_refused() {
     s.import(&fits, "fits");
 }
 
+/// A ustar header of `kind` and `size`, mode 0644, owned by root.
+fn ustar(kind: tar::EntryType, size: usize) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
 /// Runs strata with `args`: its exit code, its stderr and its peak
 /// resident memory in bytes.
 fn measured(s: &Strata, args: &[&str]) -> (i32, String, usize) {
@@ -646,25 +658,42 @@ fn huge_extended_headers_are_refused_before_they_are_read() {
     // A global header: skipped.
     let mut tar = tar::Builder::new(Vec::new());
     let comment = b"52 comment=0123456789012345678901234567890123456789\n";
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::XGlobalHeader);
-    h.set_size(comment.len() as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    let mut h = ustar(tar::EntryType::XGlobalHeader, comment.len());
     tar.append_data(&mut h, "pax_global_header", &comment[..])
         .unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_size(3);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    let mut h = ustar(tar::EntryType::Regular, 3);
     tar.append_data(&mut h, "README", &b"hi\n"[..]).unwrap();
     let path = s.path("git-archive.tar");
     std::fs::write(&path, tar.into_inner().unwrap()).unwrap();
     s.import(&path, "archived");
+    assert_store_clean(&s);
+}
+
+/// A time past what nanoseconds in an i64 hold (the year 2262), in a GNU
+/// base-256 field or a PAX record, is held at the end: it overflowed a
+/// multiplication and panicked (exit 101).
+#[test]
+fn times_past_2262_import_held_at_the_end() {
+    let s = Strata::new();
+    let mut gnu = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(99_999_999_999);
+    h.set_cksum();
+    gnu.append_data(&mut h, "f", &b"hi\n"[..]).unwrap();
+    let mut pax = tar::Builder::new(Vec::new());
+    pax.append_pax_extensions([("mtime", &b"-99999999999.5"[..])])
+        .unwrap();
+    let mut h = ustar(tar::EntryType::Regular, 3);
+    pax.append_data(&mut h, "f", &b"hi\n"[..]).unwrap();
+    for (name, tar) in [("gnu", gnu), ("pax", pax)] {
+        let path = s.path(&format!("{name}.tar"));
+        std::fs::write(&path, tar.into_inner().unwrap()).unwrap();
+        s.import(&path, name);
+    }
     assert_store_clean(&s);
 }
 
@@ -682,12 +711,7 @@ fn a_layer_of_many_small_files_is_held_in_memory_about_once() {
     let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
     let block = noise(SIZE + FILES, 3);
     for i in 0..FILES {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(SIZE as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
+        let mut h = ustar(tar::EntryType::Regular, SIZE);
         let name = format!("d{}/f{i}", i / 1000);
         tar.append_data(&mut h, name, &block[i..i + SIZE]).unwrap();
     }
