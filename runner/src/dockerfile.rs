@@ -55,6 +55,18 @@ impl fmt::Display for ChangeError {
 
 impl std::error::Error for ChangeError {}
 
+/// Refuses an ONBUILD trigger docker refuses, by its keyword: the
+/// Dockerfile's own, and a base image's (which may come from anywhere).
+pub fn check_trigger(keyword: &str) -> Result<(), String> {
+    match keyword.to_ascii_uppercase().as_str() {
+        "ONBUILD" => Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()),
+        upper @ ("FROM" | "MAINTAINER") => {
+            Err(format!("{upper} isn't allowed as an ONBUILD trigger"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn invalid(message: impl Into<String>) -> ChangeError {
     ChangeError::Invalid(message.into())
 }
@@ -765,20 +777,11 @@ impl State {
             }
             "onbuild" => {
                 let (trigger, _) = split_instruction(rest);
-                match trigger.to_ascii_uppercase().as_str() {
-                    "" => return Err(invalid("ONBUILD requires at least one argument")),
-                    "ONBUILD" => {
-                        return Err(invalid(
-                            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
-                        ))
-                    }
-                    upper @ ("FROM" | "MAINTAINER") => {
-                        return Err(invalid(format!(
-                            "{upper} isn't allowed as an ONBUILD trigger"
-                        )))
-                    }
-                    _ => self.config.on_build.push(rest.to_string()),
+                if trigger.is_empty() {
+                    return Err(invalid("ONBUILD requires at least one argument"));
                 }
+                check_trigger(trigger).map_err(invalid)?;
+                self.config.on_build.push(rest.to_string());
             }
             other => unreachable!("{other} passed the change-command check"),
         }

@@ -322,8 +322,67 @@ fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
     std::os::unix::fs::symlink("/etc/passwd", ctx.join("direct")).unwrap();
     s.run(&["build", ctx.to_str().unwrap()])
         .refused_with("file not found in build context");
+    // Nor does the Dockerfile or .dockerignore: they are read inside the
+    // context too, where the link (to a file beside the context, which
+    // the build must not read) leads to nothing. The links go before the
+    // next `context`, which would write through them.
+    let outside = s.path("outside");
+    write(&outside, "FROM busybox\n");
+    let ctx = context(&s, "");
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink(&outside, ctx.join("Dockerfile")).unwrap();
+    s.run(&["build", ctx.to_str().unwrap()])
+        .refused_with("unable to read the Dockerfile");
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    let ctx = context(&s, "FROM busybox\nCOPY src/debug.log /x\n");
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    let ignore_all = s.path("ignore-all");
+    write(&ignore_all, "*\n");
+    std::os::unix::fs::symlink(&ignore_all, ctx.join(".dockerignore")).unwrap();
+    s.run(&["build", ctx.to_str().unwrap()]).ok();
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
     assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "");
     s.run(&["verify"]).ok();
+}
+
+/// A base image's ONBUILD triggers come from wherever the image came
+/// from: FROM, MAINTAINER and ONBUILD among them are refused as docker
+/// refuses them (a FROM panicked the build).
+#[test]
+fn a_base_images_forbidden_trigger_is_refused() {
+    use sha2::Digest as _;
+    let s = Strata::with_busybox();
+    let layer = TarMaker::new().file("f", b"f\n").bytes();
+    let diff_id = format!("sha256:{:x}", sha2::Sha256::digest(&layer));
+    for trigger in ["FROM busybox", "MAINTAINER someone", "ONBUILD RUN true"] {
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"OnBuild": [trigger]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        })
+        .to_string();
+        let config_name = format!("{:x}.json", sha2::Sha256::digest(config.as_bytes()));
+        let manifest = serde_json::json!([{
+            "Config": config_name,
+            "RepoTags": ["triggered:1"],
+            "Layers": ["layer.tar"],
+        }])
+        .to_string();
+        let archive = TarMaker::new()
+            .file(&config_name, config.as_bytes())
+            .file("layer.tar", &layer)
+            .file("manifest.json", manifest.as_bytes())
+            .write(&s.path("triggered.tar"));
+        s.run(&["load", "-i", archive.to_str().unwrap()]).ok();
+        let ctx = context(&s, "FROM triggered:1\n");
+        let keyword = trigger.split(' ').next().unwrap();
+        let says = match keyword {
+            "ONBUILD" => "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string(),
+            _ => format!("{keyword} isn't allowed as an ONBUILD trigger"),
+        };
+        s.run(&["build", ctx.to_str().unwrap()]).refused_with(&says);
+    }
 }
 
 /// Serves `body` at every path but `/missing` (404) on 127.0.0.1, with a

@@ -16,6 +16,47 @@ use std::path::{Path, PathBuf};
 /// Symlinks followed while resolving one source, as Linux allows.
 const MAX_LINKS: usize = 40;
 
+/// The largest Dockerfile or `.dockerignore` read (docker's front end
+/// refuses far smaller ones in practice).
+const TEXT_MAX: u64 = 16 << 20;
+
+/// A text file of the context (its Dockerfile, its `.dockerignore`),
+/// found as docker finds it: links resolved inside the context, so a
+/// `Dockerfile -> /etc/shadow` (or `-> /dev/zero`) is not read on the
+/// host. A regular file of at most 16 MiB.
+pub fn read_in(root: &Path, rel: &Path) -> std::io::Result<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::{Error, ErrorKind};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", rel.display()),
+        ));
+    }
+    let mut text = String::new();
+    file.take(TEXT_MAX + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > TEXT_MAX {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is larger than {} MiB", rel.display(), TEXT_MAX >> 20),
+        ));
+    }
+    Ok(text)
+}
+
 pub struct Context {
     /// The directory, canonical; `None` for a Dockerfile given on stdin
     /// without one.
@@ -49,7 +90,7 @@ impl Context {
                 dir.display()
             );
         }
-        let ignore = match std::fs::read_to_string(root.join(".dockerignore")) {
+        let ignore = match read_in(&root, Path::new(".dockerignore")) {
             Ok(text) => Ignore::parse(&text).context("reading .dockerignore")?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
             Err(e) => return Err(anyhow!(e).context("reading .dockerignore")),

@@ -24,7 +24,7 @@ use layerdb::{Digest, History, ImageConfig, Ingest, NewImage, PendingLayer, Refe
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -59,11 +59,8 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         (Some(file), _) if file.as_os_str() == "-" => read_stdin()?,
         (file, None) => match stdin_context(scratch.path())? {
             Some(dir) => {
-                let file = dir.join(
-                    file.as_deref()
-                        .unwrap_or(std::path::Path::new("Dockerfile")),
-                );
-                let text = std::fs::read_to_string(&file).with_context(|| {
+                let file = file.as_deref().unwrap_or(Path::new("Dockerfile"));
+                let text = crate::build::context::read_in(&dir, file).with_context(|| {
                     format!(
                         "unable to read the Dockerfile {} in the context from stdin",
                         file.display()
@@ -75,11 +72,17 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
             None => std::fs::read_to_string(scratch.path().join("stdin"))
                 .context("reading the Dockerfile from stdin")?,
         },
-        (file, Some(dir)) => {
-            let file = file.clone().unwrap_or_else(|| dir.join("Dockerfile"));
-            std::fs::read_to_string(&file)
-                .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?
-        }
+        // `-f FILE` is the caller's own file; the default is the
+        // context's, read inside it.
+        (Some(file), Some(_)) => std::fs::read_to_string(file)
+            .with_context(|| format!("unable to read the Dockerfile {}", file.display()))?,
+        (None, Some(dir)) => crate::build::context::read_in(dir, Path::new("Dockerfile"))
+            .with_context(|| {
+                format!(
+                    "unable to read the Dockerfile {}",
+                    dir.join("Dockerfile").display()
+                )
+            })?,
     };
     let context = Context::open(context_dir.as_deref())?;
     let plan = Plan::parse(&text)?;
@@ -300,6 +303,7 @@ impl Builder<'_> {
             self.say(&format!("# Executing {} build triggers", triggers.len()));
             for text in &triggers {
                 let trigger = Instruction::parse(stage.from.line, text)?;
+                crate::dockerfile::check_trigger(&trigger.keyword).map_err(|e| anyhow!(e))?;
                 self.instruction(&mut st, &trigger)?;
             }
         }
