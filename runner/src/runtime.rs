@@ -28,6 +28,27 @@ pub fn base_dir() -> Result<PathBuf> {
     base()
 }
 
+/// `/run/strata`, made 0700, or made so: an older strata made it 0755
+/// where the network's state came first, which let any user read the
+/// leases and hold the network lock. One that is not root's own directory
+/// is refused.
+fn private_root_dir(dir: &Path) -> Result<PathBuf> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != 0 {
+        bail!("{} is not a directory of root's: remove it", dir.display());
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("make {} private", dir.display()))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// Whether this process runs in the host's user namespace, whose uid map
 /// is the identity over every id.
 fn is_initial_user_namespace() -> bool {
@@ -41,7 +62,7 @@ fn base() -> Result<PathBuf> {
     // Root of the host, not root of a user namespace (`strata unshare`),
     // which may not write to the host's /run.
     if uid.is_root() && is_initial_user_namespace() {
-        return Ok(PathBuf::from("/run/strata"));
+        return private_root_dir(Path::new("/run/strata"));
     }
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
         return Ok(PathBuf::from(xdg).join("strata"));

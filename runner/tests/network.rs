@@ -257,11 +257,19 @@ fn iptables_rules_naming(what: &str) -> Vec<String> {
 #[test]
 fn a_default_container_has_a_network_namespace_of_its_own_on_the_bridge() {
     let s = Stack::root();
+    // As an older strata left it, or the first run after a boot made it.
+    use std::os::unix::fs::PermissionsExt as _;
+    for path in ["/run/strata", "/run/strata/network"] {
+        if Path::new(path).is_dir() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
     // NET_ADMIN (not in docker's default set) lets the container try to
     // change a loopback, to show whose it is.
     let out = s.sh(
         &["--cap-add", "NET_ADMIN"],
         "readlink /proc/self/ns/net; ip -o -4 addr show dev eth0; ip route; \
+         echo ipv6 $(cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6); \
          ip addr add 10.254.254.1/32 dev lo && echo added",
     );
     let added_on_host = ip(&["-o", "addr", "show", "dev", "lo"]).contains("10.254.254.1/32");
@@ -288,6 +296,23 @@ fn a_default_container_has_a_network_namespace_of_its_own_on_the_bridge() {
     );
     let bridge = ip(&["-o", "-4", "addr", "show", "dev", "strata0"]);
     assert!(bridge.contains("inet 172."), "strata0: {bridge}");
+    // The network's state is root's alone: it was 0755, and anyone could
+    // hold its lock and stop every root `run` on the bridge.
+    use std::os::unix::fs::PermissionsExt as _;
+    for (path, mode) in [
+        ("/run/strata", 0o700),
+        ("/run/strata/network", 0o700),
+        ("/run/strata/network/lock", 0o600),
+    ] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{path}");
+    }
+    // IPv6 is off on both ends of the bridge: with it on, a container's
+    // router advertisements gave the host and the other containers a
+    // default route through it.
+    assert!(lines.contains(&"ipv6 1"), "IPv6 on in eth0: {out}");
+    let host_side = std::fs::read_to_string("/proc/sys/net/ipv6/conf/strata0/disable_ipv6");
+    assert_eq!(host_side.unwrap().trim(), "1", "IPv6 on on strata0");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -93,9 +94,27 @@ pub struct Locked {
 }
 
 pub fn lock() -> anyhow::Result<Locked> {
+    // Root's alone: a lock anyone could open, anyone could hold, and
+    // every root `run` on the bridge would wait for them.
     let dir = state_dir();
-    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let file = File::create(dir.join("lock")).context("open the network lock")?;
+    crate::runtime::base_dir()?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("make {} private", dir.display()))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join("lock"))
+        .context("open the network lock")?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .context("make the network lock private")?;
     let lock = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno)
         .context("lock the network state")?;
@@ -115,6 +134,8 @@ pub fn ensure(locked: &Locked, netlink: &mut Netlink) -> anyhow::Result<Bridge> 
                 subnet_file.display()
             );
         };
+        // A bridge an older strata made has IPv6 on.
+        disable_ipv6(BRIDGE)?;
         return Ok(Bridge { index, subnet });
     }
     let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
@@ -127,6 +148,7 @@ pub fn ensure(locked: &Locked, netlink: &mut Netlink) -> anyhow::Result<Bridge> 
     netlink
         .add_address(index, subnet.gateway(), subnet.prefix)
         .with_context(|| format!("give {BRIDGE} the address {}", subnet.gateway()))?;
+    disable_ipv6(BRIDGE)?;
     netlink
         .set_up(index)
         .with_context(|| format!("bring {BRIDGE} up"))?;
@@ -169,6 +191,22 @@ fn host_routes(table: &str) -> Vec<Subnet> {
             })
         })
         .collect()
+}
+
+/// Turns IPv6 off on `interface` of the calling thread's network
+/// namespace: the bridge is IPv4 only, and with IPv6 on, the host took
+/// router advertisements a container (CAP_NET_RAW, in docker's default
+/// set) sent on the bridge, and with them an address and a default route
+/// through the container: its IPv6 traffic went there (docker's
+/// CVE-2020-13401). A kernel without IPv6 has nothing to turn off.
+pub fn disable_ipv6(interface: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+    match fs::read_to_string(&path) {
+        Ok(value) if value.trim() == "1" => Ok(()),
+        Ok(_) => fs::write(&path, "1").with_context(|| format!("turn IPv6 off on {interface}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("read {path}")),
+    }
 }
 
 fn enable_forwarding() -> anyhow::Result<()> {

@@ -164,6 +164,9 @@ fn attach_to_bridge(spec: &Spec, netns: &File) -> anyhow::Result<Attachment> {
     in_namespace(netns, || {
         let mut inside = Netlink::open()?;
         let eth0 = nix::net::if_::if_nametoindex("eth0")?;
+        // No IPv6 on the bridge: the container takes no router
+        // advertisement another container sends (see `disable_ipv6`).
+        bridge::disable_ipv6("eth0").map_err(std::io::Error::other)?;
         inside.add_address(eth0, address, prefix)?;
         inside.set_up(eth0)?;
         inside.add_default_route(gateway, eth0)
