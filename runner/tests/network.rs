@@ -298,7 +298,6 @@ fn a_default_container_has_a_network_namespace_of_its_own_on_the_bridge() {
     assert!(bridge.contains("inet 172."), "strata0: {bridge}");
     // The network's state is root's alone: it was 0755, and anyone could
     // hold its lock and stop every root `run` on the bridge.
-    use std::os::unix::fs::PermissionsExt as _;
     for (path, mode) in [
         ("/run/strata", 0o700),
         ("/run/strata/network", 0o700),
