@@ -13,6 +13,7 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
 use std::rc::Rc;
 
 /// What the tar reader may take between two entries, beyond the rest of
@@ -103,6 +104,45 @@ impl<R: Read> Archive<R> {
             entries: self.archive.entries()?,
             budget: self.budget.clone(),
         })
+    }
+
+    /// `tar::Archive::set_preserve_permissions`.
+    pub fn set_preserve_permissions(&mut self, preserve: bool) {
+        self.archive.set_preserve_permissions(preserve);
+    }
+
+    /// `tar::Archive::set_preserve_mtime`.
+    pub fn set_preserve_mtime(&mut self, preserve: bool) {
+        self.archive.set_preserve_mtime(preserve);
+    }
+
+    /// `tar::Archive::set_overwrite`.
+    pub fn set_overwrite(&mut self, overwrite: bool) {
+        self.archive.set_overwrite(overwrite);
+    }
+
+    /// `tar::Archive::unpack` through the budget: every entry under `dst`
+    /// (names that would leave it refused), directories last, deepest
+    /// first, so their modes and times hold.
+    pub fn unpack(&mut self, dst: &Path) -> io::Result<()> {
+        if dst.symlink_metadata().is_err() {
+            std::fs::create_dir_all(dst)?;
+        }
+        let dst = dst.canonicalize().unwrap_or_else(|_| dst.to_path_buf());
+        let mut directories = Vec::new();
+        for entry in self.entries()? {
+            let mut entry = entry?;
+            if entry.header().entry_type() == tar::EntryType::Directory {
+                directories.push(entry);
+            } else {
+                entry.unpack_in(&dst)?;
+            }
+        }
+        directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+        for mut dir in directories {
+            dir.unpack_in(&dst)?;
+        }
+        Ok(())
     }
 }
 

@@ -133,7 +133,7 @@ fn xattr_records(host: &Path, which: Xattrs) -> std::io::Result<Vec<(String, Vec
 /// are refused by the tar crate. `cp` out of a container, and `build -`'s
 /// context from stdin.
 pub fn unpack_on_host(tar: &mut dyn std::io::Read, dir: &Path) -> Result<()> {
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = layerdb::bounded_tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);

@@ -582,12 +582,17 @@ fn ustar(kind: tar::EntryType, size: usize) -> tar::Header {
 
 /// Runs strata with `args`: its exit code, its stderr and its peak
 /// resident memory in bytes.
-fn measured(s: &Strata, args: &[&str]) -> (i32, String, usize) {
+fn measured(s: &Strata, args: &[&str], stdin: Option<&std::path::Path>) -> (i32, String, usize) {
     use std::io::Read as _;
+    let stdin = match stdin {
+        Some(path) => Stdio::from(std::fs::File::open(path).unwrap()),
+        None => Stdio::null(),
+    };
     // Reaped by wait4 below, which also gives its resource usage.
     #[allow(clippy::zombie_processes)]
     let mut child = s
         .cmd(args)
+        .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -611,8 +616,8 @@ fn measured(s: &Strata, args: &[&str]) -> (i32, String, usize) {
 
 /// tar 0.4 reads a GNU long name or a PAX header whole, to the size its
 /// header declares: 1 MB of gzip declaring a 1 GiB name took an import
-/// to 7.4 GB, and `load` of it to 3.7 GB. Such headers are refused past
-/// 16 MiB, before they are read;
+/// to 7.4 GB, `load` of it to 3.7 GB and `build -` past 5 GB. Such
+/// headers are refused past 16 MiB, before they are read;
 /// and a PAX global header (`git archive` writes one) is ignored, as
 /// docker ignores it (it was refused as an unknown entry type).
 #[test]
@@ -637,9 +642,14 @@ fn huge_extended_headers_are_refused_before_they_are_read() {
         }
         gz.write_all(&line[..declared % line.len()]).unwrap();
         gz.finish().unwrap();
-        let path = path.to_str().unwrap();
-        for args in [&["import", path, "huge"][..], &["load", "-i", path]] {
-            let (code, stderr, peak) = measured(&s, args);
+        let file = path.to_str().unwrap();
+        let runs = [
+            (&["import", file, "huge"][..], None),
+            (&["load", "-i", file], None),
+            (&["build", "-"], Some(path.as_path())),
+        ];
+        for (args, stdin) in runs {
+            let (code, stderr, peak) = measured(&s, args, stdin);
             assert_eq!(code, 125, "{args:?} {kind:?}: {stderr}");
             assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
             assert!(
@@ -717,7 +727,7 @@ fn a_layer_of_many_small_files_is_held_in_memory_about_once() {
     }
     tar.finish().unwrap();
     drop(tar);
-    let (code, _, peak) = measured(&s, &["import", path.to_str().unwrap(), "small:files"]);
+    let (code, _, peak) = measured(&s, &["import", path.to_str().unwrap(), "small:files"], None);
     assert_eq!(code, 0);
     let content = FILES * SIZE;
     assert!(
