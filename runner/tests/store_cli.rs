@@ -239,6 +239,51 @@ fn save_writes_several_images_into_one_tar_that_loads_whole() {
     assert_eq!(r.code, 125, "{}", r.stderr);
 }
 
+/// An existing output directory, or the path of `-o FILE`, may be
+/// another user's, with links planted in it: save and export (as root)
+/// replaced or made root's files wherever those led. They now replace the
+/// links themselves.
+#[test]
+fn save_and_export_replace_planted_links_instead_of_writing_through_them() {
+    use std::os::unix::fs::symlink;
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("in.tar"));
+    s.import(&tar, "img");
+    let layer = diff_ids(&s, "img")[0]
+        .trim_start_matches("sha256:")
+        .to_string();
+    let precious = s.path("precious");
+    std::fs::write(&precious, "precious\n").unwrap();
+    let planted = s.path("planted");
+    let out = s.path("out");
+    std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+    symlink(&precious, out.join("index.json")).unwrap();
+    symlink(&planted, out.join("blobs/sha256").join(&layer)).unwrap();
+    let dir = out.to_str().unwrap();
+    s.run(&["save", "--format", "oci-dir", "-o", dir, "img"])
+        .ok();
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(
+        !planted.exists(),
+        "a blob was written through a dangling link"
+    );
+    for file in ["index.json", &format!("blobs/sha256/{layer}")] {
+        let meta = std::fs::symlink_metadata(out.join(file)).unwrap();
+        assert!(meta.is_file(), "{file} is not a file of its own");
+    }
+    let other = Strata::new();
+    other.run(&["load", "-i", dir]).ok();
+    let id = other.run(&["create", "img", "true"]).ok().stdout;
+    let exported = out.join("export.tar");
+    symlink(&precious, &exported).unwrap();
+    other
+        .run(&["export", "-o", exported.to_str().unwrap(), id.trim()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&exported).unwrap().is_file());
+    other.run(&["rm", id.trim()]).ok();
+}
+
 #[test]
 fn save_then_reimport_keeps_the_diff_id() {
     let s = Strata::new();

@@ -110,18 +110,98 @@ fn write_tar(
     Ok(())
 }
 
-fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
+fn write_blob(blobs: &OutDir, bytes: &[u8]) -> Result<Digest> {
     let d = Digest::of(bytes);
-    fs::write(blobs.join(d.hex()), bytes)?;
+    blobs.write(&d.hex(), bytes)?;
     Ok(d)
+}
+
+/// A directory the layout goes into, written by descriptor: no name in
+/// it is followed as a link. An existing `-o` directory may belong to
+/// someone else than the (root) caller, who may have planted links there
+/// (`index.json -> /etc/shadow`, a dangling `blobs/sha256/<layer>`):
+/// writes through them replaced or made root's files elsewhere. Each
+/// file is made under a new name and renamed over its own, which replaces
+/// a link rather than following it.
+struct OutDir {
+    fd: rustix::fd::OwnedFd,
+    shown: std::path::PathBuf,
+}
+
+impl OutDir {
+    fn open(path: &Path) -> Result<OutDir> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open the directory {}", path.display()))?;
+        Ok(OutDir {
+            fd,
+            shown: path.to_path_buf(),
+        })
+    }
+
+    /// The directory `name` in it, made if missing; a link is refused.
+    fn subdir(&self, name: &str) -> Result<OutDir> {
+        use rustix::fs::{Mode, OFlags};
+        let shown = self.shown.join(name);
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("create {}", shown.display())),
+        }
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open the directory {}", shown.display()))?;
+        Ok(OutDir { fd, shown })
+    }
+
+    /// Whether `name` is a regular file here (a link is not).
+    fn has_file(&self, name: &str) -> bool {
+        rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write_with(name, |f| Ok(f.write_all(bytes)?))
+    }
+
+    /// `name` written by `fill` under a new name, then renamed over it.
+    fn write_with(&self, name: &str, fill: impl FnOnce(&mut fs::File) -> Result<()>) -> Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let shown = self.shown.join(name);
+        let temporary = format!(".strata-save-{name}-{:08x}", rand::random::<u32>());
+        let fd = rustix::fs::openat(
+            &self.fd,
+            temporary.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .with_context(|| format!("create a file in {}", self.shown.display()))?;
+        let mut file = fs::File::from(fd);
+        let written = fill(&mut file).and_then(|()| {
+            rustix::fs::renameat(&self.fd, temporary.as_str(), &self.fd, name)
+                .with_context(|| format!("write {}", shown.display()))
+        });
+        if written.is_err() {
+            let _ =
+                rustix::fs::unlinkat(&self.fd, temporary.as_str(), rustix::fs::AtFlags::empty());
+        }
+        written
+    }
 }
 
 /// Every image's blobs, then `index.json` (a manifest per name, annotated
 /// with the name when it is one of the image's tags), `oci-layout` and
 /// `manifest.json` (an entry per image, its tags among the names given).
 fn write_layout(store: &Store, images: &[(&str, ImageRecord)], dir: &Path) -> Result<()> {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).with_context(|| format!("create {}", blobs.display()))?;
+    let dir = OutDir::open(dir)?;
+    let blobs = dir.subdir("blobs")?.subdir("sha256")?;
     let mut index: Vec<Value> = Vec::new();
     let mut docker: Vec<(Digest, Value)> = Vec::new();
     for (name, image) in images {
@@ -153,37 +233,39 @@ fn write_layout(store: &Store, images: &[(&str, ImageRecord)], dir: &Path) -> Re
             }
         }
     }
-    fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": index }))?,
+    dir.write(
+        "index.json",
+        &serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": index }))?,
     )?;
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    dir.write("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let docker: Vec<Value> = docker.into_iter().map(|(_, entry)| entry).collect();
-    fs::write(dir.join("manifest.json"), serde_json::to_vec(&docker)?)?;
+    dir.write("manifest.json", &serde_json::to_vec(&docker)?)?;
     Ok(())
 }
 
 /// One image's layers, config and manifest into `blobs` (a layer already
 /// there is not written again): its manifest's descriptor and its
 /// `manifest.json` entry without `RepoTags`.
-fn write_image(store: &Store, image: &ImageRecord, blobs: &Path) -> Result<(Value, Value)> {
+fn write_image(store: &Store, image: &ImageRecord, blobs: &OutDir) -> Result<(Value, Value)> {
     let outgoing = store.outgoing(image)?;
     let mut layers = Vec::new();
     for (stored, diff_id) in &outgoing.layers {
-        let path = blobs.join(diff_id.hex());
-        if !path.exists() {
-            let mut f = fs::File::create(&path)?;
-            if let Err(e) = store.write_layer_tar_as(stored, diff_id, &mut f) {
-                // No blob under a name its bytes do not hash to.
-                drop(f);
-                let _ = fs::remove_file(&path);
-                return Err(e.into());
-            }
+        let name = diff_id.hex();
+        // A blob appears whole under its name or not at all: no name
+        // holds bytes that do not hash to it.
+        if !blobs.has_file(&name) {
+            blobs.write_with(&name, |f| Ok(store.write_layer_tar_as(stored, diff_id, f)?))?;
         }
+        let size = rustix::fs::statat(
+            &blobs.fd,
+            name.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?
+        .st_size;
         layers.push(json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
             "digest": format!("{diff_id:#}"),
-            "size": fs::metadata(&path)?.len(),
+            "size": size,
         }));
     }
     let config_json = &outgoing.config_json;
