@@ -4,17 +4,17 @@
 //! types, modes, owners, link targets and bytes, not times, so the build
 //! cache holds across a checkout that only touched the files.
 
+use super::in_context::Opened;
 use super::pattern::{clean_relative, has_wildcards, Ignore, Pattern};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// Symlinks followed while resolving one source, as Linux allows.
-const MAX_LINKS: usize = 40;
+use std::rc::Rc;
 
 /// The largest Dockerfile or `.dockerignore` read (docker's front end
 /// refuses far smaller ones in practice).
@@ -58,17 +58,19 @@ pub fn read_in(root: &Path, rel: &Path) -> std::io::Result<String> {
 }
 
 pub struct Context {
-    /// The directory, canonical; `None` for a Dockerfile given on stdin
-    /// without one.
-    root: Option<PathBuf>,
+    /// The directory, canonical, and opened; `None` for a Dockerfile
+    /// given on stdin without one.
+    root: Option<(PathBuf, Opened)>,
     ignore: Ignore,
 }
 
 /// One source of a COPY or ADD in the context.
 #[derive(Debug)]
 pub struct Source {
-    /// Where it is on the host, its symlinks followed inside the context.
-    pub host: PathBuf,
+    /// It, opened where its symlinks led inside the context.
+    pub opened: Opened,
+    /// Where that is in the context (`a/b`).
+    pub rel: String,
     /// The name it is copied under when it is a file.
     pub name: String,
     pub is_dir: bool,
@@ -95,8 +97,10 @@ impl Context {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
             Err(e) => return Err(anyhow!(e).context("reading .dockerignore")),
         };
+        let opened = Opened::root(&root)
+            .with_context(|| format!("unable to prepare context: open {}", root.display()))?;
         Ok(Context {
-            root: Some(root),
+            root: Some((root, opened)),
             ignore,
         })
     }
@@ -105,7 +109,7 @@ impl Context {
     /// context, wildcards matched against its files (in name order),
     /// left out when `.dockerignore` leaves them out.
     pub fn sources(&self, keyword: &str, specs: &[String]) -> Result<Vec<Source>> {
-        let root = self.root.as_deref().ok_or_else(|| {
+        let (root, opened) = self.root.as_ref().ok_or_else(|| {
             anyhow!("{keyword} failed: no build context (the Dockerfile came from stdin)")
         })?;
         let mut sources = Vec::new();
@@ -124,22 +128,23 @@ impl Context {
                 let missing = || {
                     anyhow!("{keyword} failed: file not found in build context or excluded by .dockerignore: {spec}")
                 };
-                let host = resolve_in(root, &rel)?;
-                let md = std::fs::metadata(&host).map_err(|_| missing())?;
+                let source = Opened::resolve(opened, &rel).map_err(|_| missing())?;
+                let resolved = source.path_under(root).map_err(|_| missing())?;
+                let is_dir = source.meta.is_dir();
                 // Where its links led counts too (`ln -s .env alias` must
                 // not copy an ignored .env); a directory left out may
                 // still hold what a `!` rule brings back.
-                let resolved = host.strip_prefix(root).unwrap_or(&host).to_string_lossy();
                 let left_out = |path: &str| !path.is_empty() && self.ignore.excludes(path);
-                let maybe_back = md.is_dir() && self.ignore.has_exceptions();
+                let maybe_back = is_dir && self.ignore.has_exceptions();
                 if (left_out(&rel) || left_out(&resolved)) && !maybe_back {
                     return Err(missing());
                 }
                 let name = rel.rsplit('/').next().unwrap_or("").to_string();
                 sources.push(Source {
-                    host,
+                    opened: source,
+                    rel: resolved,
                     name,
-                    is_dir: md.is_dir(),
+                    is_dir,
                 });
             }
         }
@@ -181,50 +186,10 @@ impl Context {
         Ok(found)
     }
 
-    /// Whether the directory tree's entry at `rel` (relative to the
-    /// context) is left out.
-    fn excluded(&self, host: &Path) -> bool {
-        let Some(root) = &self.root else { return false };
-        match host.strip_prefix(root) {
-            Ok(rel) => self.ignore.excludes(&rel.to_string_lossy()),
-            Err(_) => false,
-        }
+    /// Whether the entry at `rel` (relative to the context) is left out.
+    fn excluded(&self, rel: &str) -> bool {
+        self.root.is_some() && self.ignore.excludes(rel)
     }
-}
-
-/// `rel` under `root` with every symlink on the way followed as if `root`
-/// were `/` (docker's `FollowSymlinkInScope`): a link cannot lead out.
-fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf> {
-    let mut done: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
-    let mut links = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let path = root.join(done.join("/")).join(&part);
-        match std::fs::symlink_metadata(&path) {
-            Ok(md) if md.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    bail!("too many levels of symbolic links: {rel}");
-                }
-                let target = std::fs::read_link(&path)?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                todo.extend(target.split('/').rev().map(str::to_string));
-            }
-            _ => done.push(part),
-        }
-    }
-    Ok(root.join(done.join("/")))
 }
 
 /// The tar of one COPY or ADD, in a temporary file, and its fingerprint.
@@ -249,64 +214,95 @@ impl Packer {
     }
 
     /// A source from the context: a file under its name, a directory's
-    /// contents (what `.dockerignore` leaves out left out).
+    /// contents (what `.dockerignore` leaves out left out), depth first in
+    /// name order, each name opened from its directory's descriptor.
     pub fn add_source(&mut self, context: &Context, source: &Source) -> Result<()> {
         if !source.is_dir {
-            return self.add_host(&source.host, Path::new(&source.name));
+            return self.add_opened(&source.opened, Path::new(&source.name));
         }
-        // Names as the file system has them, bytes and all.
-        let mut stack = vec![(source.host.clone(), PathBuf::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            let mut entries = std::fs::read_dir(&dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .collect::<std::io::Result<Vec<_>>>()?;
-            entries.sort_by_key(|e| e.file_name());
-            // Depth first, in name order: directories are pushed in reverse.
+        /// A directory to list: the source, or a name in a listed one
+        /// (opened again when its turn comes, so that only the
+        /// directories on the way down hold a descriptor).
+        enum Dir {
+            Top(Opened),
+            Child(Rc<Opened>, OsString),
+        }
+        let top = Dir::Top(source.opened.try_clone()?);
+        let mut stack = vec![(top, PathBuf::new(), source.rel.clone())];
+        while let Some((at, prefix, rel)) = stack.pop() {
+            let dir = match at {
+                Dir::Top(dir) => dir,
+                Dir::Child(parent, name) => parent.child(&name)?,
+            };
+            // Swapped for something else since it was listed: its entry
+            // is in the tar already, nothing is read through it.
+            if !dir.meta.is_dir() {
+                continue;
+            }
+            let dir = Rc::new(dir);
             let mut subdirs = Vec::new();
-            for entry in entries {
-                let host = entry.path();
-                let is_dir = entry.file_type()?.is_dir();
-                let name = prefix.join(entry.file_name());
-                match context.excluded(&host) {
-                    false => self.add_host(&host, &name)?,
+            for file_name in dir
+                .names()
+                .with_context(|| format!("reading {}", prefix.display()))?
+            {
+                let entry = dir.child(&file_name)?;
+                let is_dir = entry.meta.is_dir();
+                let name = prefix.join(&file_name);
+                let entry_rel = match rel.is_empty() {
+                    true => file_name.to_string_lossy().into_owned(),
+                    false => format!("{rel}/{}", file_name.to_string_lossy()),
+                };
+                match context.excluded(&entry_rel) {
+                    false => self.add_opened(&entry, &name)?,
                     // Left out, but a `!` rule may bring back what is
                     // under it: looked into, its own entry left out.
                     true if is_dir && context.ignore.has_exceptions() => {}
                     true => continue,
                 }
                 if is_dir {
-                    subdirs.push((host, name));
+                    subdirs.push((Dir::Child(dir.clone(), file_name), name, entry_rel));
                 }
             }
+            // Depth first, in name order: directories are pushed in reverse.
             stack.extend(subdirs.into_iter().rev());
         }
         Ok(())
     }
 
-    /// One host file, directory or symlink, owned by root in the tar.
-    fn add_host(&mut self, host: &Path, name: &Path) -> Result<()> {
-        let md = std::fs::symlink_metadata(host)
-            .with_context(|| format!("reading {}", host.display()))?;
+    /// One file, directory or symlink of the context as it was opened,
+    /// owned by root in the tar.
+    fn add_opened(&mut self, opened: &Opened, name: &Path) -> Result<()> {
+        let md = &opened.meta;
         let kind = md.file_type();
         if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
             // Sockets, fifos and devices of a source tree are not copied.
             return Ok(());
         }
         let mut header = tar::Header::new_gnu();
-        header.set_metadata(&md);
+        header.set_metadata(md);
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(md.mtime().max(0) as u64);
         if kind.is_symlink() {
-            let target = std::fs::read_link(host)?;
+            let target = opened.link_target()?;
             return self.add(header, name, Some(&target), std::io::empty());
         }
         if kind.is_dir() {
             header.set_size(0);
             return self.add(header, name, None, std::io::empty());
         }
-        let file = File::open(host).with_context(|| format!("reading {}", host.display()))?;
-        self.add(header, name, None, file)
+        let file = opened
+            .open()
+            .with_context(|| format!("reading {}", name.display()))?;
+        // The size its header says, whatever the file does meanwhile:
+        // bytes past it would break the tar, missing ones are zeros.
+        let size = md.len();
+        self.add(
+            header,
+            name,
+            None,
+            file.take(size).chain(std::io::repeat(0)).take(size),
+        )
     }
 
     /// A file ADD downloaded: owned by root, mode 0600, as docker makes it.
@@ -437,13 +433,9 @@ pub enum AddKind {
     Tar(Box<dyn Read>),
 }
 
-pub fn add_kind(path: &Path) -> Result<AddKind> {
-    // Opened only as a regular file: a fifo would wait for a writer.
-    if !std::fs::metadata(path).is_ok_and(|md| md.is_file()) {
-        return Ok(AddKind::File);
-    }
+/// What `file` (a regular file; `shown` names it) is to ADD.
+pub fn add_kind(mut file: File, shown: &str) -> Result<AddKind> {
     let mut head = [0u8; 512];
-    let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let n = read_up_to(&mut file, &mut head)?;
     let head = &head[..n];
     file.rewind()?;
@@ -459,8 +451,7 @@ pub fn add_kind(path: &Path) -> Result<AddKind> {
     }
     if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         bail!(
-            "ADD failed: {} is a bzip2 or xz archive, which strata cannot unpack (use gzip or zstd)",
-            path.display()
+            "ADD failed: {shown} is a bzip2 or xz archive, which strata cannot unpack (use gzip or zstd)"
         );
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
@@ -531,6 +522,33 @@ mod tests {
         assert_eq!(names, [b"bad\xfe".to_vec(), b"bad\xff".to_vec()]);
     }
 
+    /// Someone who can write to the context swaps a source directory for
+    /// a link to a host directory after the build found it: the build
+    /// reads what it found (by descriptor), not the host's directory.
+    #[test]
+    fn a_source_swapped_for_a_link_after_it_was_found_is_read_as_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::write(root.join("d/sub/f"), "mine").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(outside.join("sub/secret"), "host's").unwrap();
+        let context = Context::open(Some(&root)).unwrap();
+        let sources = context.sources("COPY", &["d".to_string()]).unwrap();
+        std::fs::rename(root.join("d"), root.join("d.moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        let mut packer = Packer::new(dir.path(), None).unwrap();
+        packer.add_source(&context, &sources[0]).unwrap();
+        let (file, _) = packer.finish().unwrap();
+        let names: Vec<Vec<u8>> = tar::Archive::new(file)
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect();
+        assert_eq!(names, [b"sub".to_vec(), b"sub/f".to_vec()]);
+    }
+
     #[test]
     fn sources_stay_in_the_context_and_skip_ignored_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -565,9 +583,6 @@ mod tests {
         let sources = context
             .sources("COPY", &["etc/passwd".to_string()])
             .unwrap();
-        assert_eq!(
-            sources[0].host,
-            root.canonicalize().unwrap().join("real/passwd")
-        );
+        assert_eq!(sources[0].rel, "real/passwd");
     }
 }

@@ -5,5 +5,6 @@
 
 pub mod context;
 pub mod fetch;
+pub mod in_context;
 pub mod pattern;
 pub mod plan;

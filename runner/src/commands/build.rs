@@ -159,7 +159,8 @@ fn stdin_context(scratch: &std::path::Path) -> Result<Option<PathBuf>> {
     let mut file = File::create(&kept).context("keeping stdin")?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file).context("reading stdin")?;
     drop(file);
-    let AddKind::Tar(tar) = add_kind(&kept)? else {
+    let stdin = File::open(&kept).context("reading the kept stdin")?;
+    let AddKind::Tar(tar) = add_kind(stdin, "stdin")? else {
         return Ok(None);
     };
     let dir = scratch.join("context");
@@ -626,8 +627,11 @@ impl Builder<'_> {
                 }
                 let mut archives = 0;
                 for source in &sources {
-                    match (add && !source.is_dir)
-                        .then(|| add_kind(&source.host))
+                    // Opened only as a regular file: a fifo would wait
+                    // for a writer.
+                    let archive = add && source.opened.meta.is_file();
+                    match archive
+                        .then(|| add_kind(source.opened.open()?, &source.rel))
                         .transpose()?
                     {
                         Some(AddKind::Tar(tar)) => {
