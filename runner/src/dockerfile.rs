@@ -326,6 +326,41 @@ pub(crate) fn split_words(rest: &str) -> Vec<String> {
 /// backslash escapes, as the Dockerfile shell lexer's `ProcessWord` does.
 /// Whitespace is kept.
 pub(crate) fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeError> {
+    expand_nested(word, env, 0)
+}
+
+/// Substitutions nested deeper than this are refused: each level held a
+/// copy of the rest of the word, so a 120 KB `${a:-${a:-...}}` took 5.5
+/// GB.
+const MAX_NESTING: usize = 64;
+
+/// The longest a word may expand to. Doubling a variable line by line
+/// (`ENV A=$A$A`) made a 299-byte Dockerfile a 268 MB value; nothing
+/// longer than 128 KiB can even reach a process (the kernel's limit on
+/// one argument or variable).
+const WORD_MAX: usize = 1 << 20;
+
+/// The most bytes of variables a build or a commit's changes may hold.
+const ENVIRONMENT_MAX: usize = 16 << 20;
+
+/// Refuses an environment past [`ENVIRONMENT_MAX`] bytes.
+pub fn check_environment(env: &[String]) -> Result<(), ChangeError> {
+    let bytes: usize = env.iter().map(|v| v.len() + 1).sum();
+    match bytes > ENVIRONMENT_MAX {
+        true => Err(invalid(format!(
+            "the variables pass {} MiB",
+            ENVIRONMENT_MAX >> 20
+        ))),
+        false => Ok(()),
+    }
+}
+
+fn expand_nested(word: &str, env: &[String], depth: usize) -> Result<String, ChangeError> {
+    if depth > MAX_NESTING {
+        return Err(invalid(format!(
+            "variable substitutions nested more than {MAX_NESTING} deep"
+        )));
+    }
     let chars: Vec<char> = word.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -354,8 +389,8 @@ pub(crate) fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeEr
                             i += 2;
                         }
                         '$' => {
-                            let (value, next) = expand_variable(&chars, i, env)?;
-                            out.push_str(&value);
+                            let (value, next) = expand_variable(&chars, i, env, depth)?;
+                            push_within(&mut out, &value)?;
                             i = next;
                         }
                         c => {
@@ -367,8 +402,8 @@ pub(crate) fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeEr
                 i += 1;
             }
             '$' => {
-                let (value, next) = expand_variable(&chars, i, env)?;
-                out.push_str(&value);
+                let (value, next) = expand_variable(&chars, i, env, depth)?;
+                push_within(&mut out, &value)?;
                 i = next;
             }
             c => {
@@ -380,6 +415,18 @@ pub(crate) fn expand_word(word: &str, env: &[String]) -> Result<String, ChangeEr
     Ok(out)
 }
 
+/// `value` added to a word being expanded, which stays within [`WORD_MAX`].
+fn push_within(out: &mut String, value: &str) -> Result<(), ChangeError> {
+    if out.len() + value.len() > WORD_MAX {
+        return Err(invalid(format!(
+            "a word expands past {} MiB",
+            WORD_MAX >> 20
+        )));
+    }
+    out.push_str(value);
+    Ok(())
+}
+
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
@@ -389,6 +436,7 @@ fn expand_variable(
     chars: &[char],
     at: usize,
     env: &[String],
+    nesting: usize,
 ) -> Result<(String, usize), ChangeError> {
     let mut i = at + 1;
     if chars.get(i) == Some(&'{') {
@@ -436,12 +484,12 @@ fn expand_variable(
         };
         let expanded = match operator {
             '-' if set => value.unwrap_or_default().to_string(),
-            '-' => expand_word(&operand, env)?,
-            '+' if set => expand_word(&operand, env)?,
+            '-' => expand_nested(&operand, env, nesting + 1)?,
+            '+' if set => expand_nested(&operand, env, nesting + 1)?,
             '+' => String::new(),
             '?' if set => value.unwrap_or_default().to_string(),
             '?' => {
-                let message = expand_word(&operand, env)?;
+                let message = expand_nested(&operand, env, nesting + 1)?;
                 let message = if message.is_empty() {
                     "is not allowed to be unset".to_string()
                 } else {
@@ -722,6 +770,7 @@ impl State {
                 for (key, value) in key_values("ENV", rest, &env)? {
                     environment::set(&mut self.config.env, format!("{key}={value}"));
                 }
+                check_environment(&self.config.env)?;
             }
             "label" => {
                 for (key, value) in key_values("LABEL", rest, &env)? {
@@ -893,6 +942,28 @@ mod tests {
                 "PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             ])
         );
+    }
+
+    /// What a Dockerfile (or a base image's triggers) may make expansion
+    /// hold: nesting quadratic in the word, doubling exponential in the
+    /// lines. Each is refused at its bound.
+    #[test]
+    fn expansion_is_bounded_in_nesting_length_and_total() {
+        let nested = |n: usize| "${a:-".repeat(n) + "x" + &"}".repeat(n);
+        assert_eq!(expand_word(&nested(64), &[]).unwrap(), "x");
+        let err = expand_word(&nested(20_000), &[]).unwrap_err();
+        assert!(err.to_string().contains("nested more than 64"), "{err}");
+        let mut doubling = vec!["ENV A=0123456789abcdef".to_string()];
+        doubling.extend(std::iter::repeat_n("ENV A=$A$A".to_string(), 20));
+        let lines: Vec<&str> = doubling.iter().map(String::as_str).collect();
+        let err = apply(&ubuntu(), &lines).unwrap_err();
+        assert!(err.to_string().contains("expands past 1 MiB"), "{err}");
+        let mut many = vec!["ENV A=0123456789abcdef".to_string()];
+        many.extend(std::iter::repeat_n("ENV A=$A$A".to_string(), 15));
+        many.extend((0..40).map(|i| format!("ENV B{i}=$A")));
+        let lines: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = apply(&ubuntu(), &lines).unwrap_err();
+        assert!(err.to_string().contains("variables pass 16 MiB"), "{err}");
     }
 
     #[test]

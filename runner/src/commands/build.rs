@@ -387,6 +387,7 @@ impl Builder<'_> {
                         None => st.state.args.retain(|a| environment::key(a) != name),
                     }
                 }
+                crate::dockerfile::check_environment(&st.state.args)?;
             }
             "maintainer" => st.author = instruction.rest.clone(),
             "workdir" => {
