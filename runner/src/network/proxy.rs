@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use layerdb::PortBinding;
@@ -55,12 +56,100 @@ pub fn bind(port: &PortBinding) -> anyhow::Result<(Listener, PortBinding)> {
     Ok((listener, bound))
 }
 
-/// Starts the thread that serves `listener`, forwarding to `target`.
+/// How many TCP connections, and how many UDP clients, the proxies of
+/// one monitor serve at once. Each connection costs two threads and four
+/// descriptors, each UDP client a thread and a socket: unbounded, a
+/// container whose own pids were limited made its monitor hold 1,620
+/// threads by connecting to its own port and never accepting, and a user
+/// sending from fresh source ports left 2,015 threads for good, until
+/// the descriptor table was full and `pause` failed. Past the bound, new
+/// connections wait in the listen queue (a client waits, is not reset) and
+/// new UDP clients' datagrams are dropped.
+struct Bounds {
+    tcp: Slots,
+    udp: Slots,
+}
+
+/// A count of things in use, up to a bound.
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+    most: usize,
+}
+
+impl Slots {
+    fn new(most: usize) -> Slots {
+        Slots {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            most,
+        }
+    }
+
+    /// Waits for a slot.
+    fn take(&self) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used >= self.most {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += 1;
+    }
+
+    /// A slot if one is free now.
+    fn try_take(&self) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let free = *used < self.most;
+        if free {
+            *used += 1;
+        }
+        free
+    }
+
+    fn give_back(&self) {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// The bounds, from this process's descriptor limit: descriptors are
+/// left for the monitor's own sockets (`pause`, `attach`).
+fn bounds() -> &'static Bounds {
+    static BOUNDS: OnceLock<Bounds> = OnceLock::new();
+    BOUNDS.get_or_init(|| {
+        use nix::sys::resource::{getrlimit, Resource};
+        let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+        // Four descriptors per connection and one per UDP client, with
+        // 128 left for the monitor's own.
+        let each = (limit.saturating_sub(128) / 5).clamp(16, 256) as usize;
+        Bounds {
+            tcp: Slots::new(each),
+            udp: Slots::new(each),
+        }
+    })
+}
+
+/// What a relay thread needs of a stack.
+const STACK: usize = 128 << 10;
+
+/// A TCP connection to the container that has not come up in this long
+/// is given up (a container not accepting held each for two minutes of
+/// SYN retries).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A UDP client the container has not answered for this long is
+/// forgotten, its socket and thread freed (docker-proxy's 90 s).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+
+/// A failing accept or receive (out of descriptors) is retried after
+/// this long, not at once.
+const RETRY: Duration = Duration::from_millis(100);
+
 pub fn serve(listener: Listener, target: SocketAddr) -> io::Result<()> {
+    bounds();
     match listener {
         Listener::Tcp(listener) => thread::Builder::new()
             .name("proxy-tcp".into())
-            .spawn(move || serve_tcp(listener, target))
+            .spawn(move || serve_tcp(listener, target, &bounds().tcp))
             .map(drop),
         Listener::Udp(socket) => thread::Builder::new()
             .name("proxy-udp".into())
@@ -69,20 +158,32 @@ pub fn serve(listener: Listener, target: SocketAddr) -> io::Result<()> {
     }
 }
 
-fn serve_tcp(listener: TcpListener, target: SocketAddr) {
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
-        let _ = thread::Builder::new()
+fn serve_tcp(listener: TcpListener, target: SocketAddr, slots: &'static Slots) {
+    loop {
+        slots.take();
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            Err(_) => {
+                slots.give_back();
+                thread::sleep(RETRY);
+                continue;
+            }
+        };
+        let spawned = thread::Builder::new()
             .name("proxy-conn".into())
-            .spawn(move || relay_tcp(client, target));
+            .stack_size(STACK)
+            .spawn(move || {
+                relay_tcp(client, target);
+                slots.give_back();
+            });
+        if spawned.is_err() {
+            slots.give_back();
+        }
     }
 }
 
-/// One connection: a thread per direction; each passes the end of its
-/// stream on as a half-close, so request/response protocols finish.
 fn relay_tcp(client: TcpStream, target: SocketAddr) {
-    let Ok(upstream) = TcpStream::connect(target) else {
-        // Nothing listens in the container: the client sees a reset.
+    let Ok(upstream) = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) else {
         return;
     };
     let (Ok(client_read), Ok(upstream_write)) = (client.try_clone(), upstream.try_clone()) else {
@@ -90,6 +191,7 @@ fn relay_tcp(client: TcpStream, target: SocketAddr) {
     };
     let back = thread::Builder::new()
         .name("proxy-conn".into())
+        .stack_size(STACK)
         .spawn(move || copy_then_close(upstream, client));
     copy_then_close(client_read, upstream_write);
     if let Ok(back) = back {
@@ -102,31 +204,37 @@ fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// Datagrams: one socket towards the container per client address, and a
-/// thread per client that sends the container's answers back to it.
+type UdpClients = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
+
 fn serve_udp(socket: UdpSocket, target: SocketAddr) {
     let socket = Arc::new(socket);
-    let clients: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let clients: UdpClients = Arc::default();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((len, client)) = socket.recv_from(&mut buf) else {
-            continue;
+        let (len, client) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            Err(_) => {
+                thread::sleep(RETRY);
+                continue;
+            }
         };
         let upstream = {
-            let mut clients = clients
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match clients.get(&client) {
+            let mut known = clients.lock().unwrap_or_else(|p| p.into_inner());
+            match known.get(&client) {
                 Some(upstream) => Some(upstream.clone()),
-                None => connect_udp(target).ok().map(|upstream| {
-                    let upstream = Arc::new(upstream);
-                    clients.insert(client, upstream.clone());
-                    let (host, answers) = (socket.clone(), upstream.clone());
-                    let _ = thread::Builder::new()
-                        .name("proxy-udp".into())
-                        .spawn(move || answer_udp(&answers, &host, client));
-                    upstream
-                }),
+                None if bounds().udp.try_take() => {
+                    match start_udp_client(&socket, &clients, client, target) {
+                        Some(upstream) => {
+                            known.insert(client, upstream.clone());
+                            Some(upstream)
+                        }
+                        None => {
+                            bounds().udp.give_back();
+                            None
+                        }
+                    }
+                }
+                None => None,
             }
         };
         if let Some(upstream) = upstream {
@@ -135,15 +243,85 @@ fn serve_udp(socket: UdpSocket, target: SocketAddr) {
     }
 }
 
+/// A socket to the container for a new client, and the thread that
+/// carries its answers back until the client has been idle [`UDP_IDLE`].
+fn start_udp_client(
+    host: &Arc<UdpSocket>,
+    clients: &UdpClients,
+    client: SocketAddr,
+    target: SocketAddr,
+) -> Option<Arc<UdpSocket>> {
+    let upstream = connect_udp(target).ok()?;
+    upstream.set_read_timeout(Some(UDP_IDLE)).ok()?;
+    let upstream = Arc::new(upstream);
+    let (host, answers, clients) = (host.clone(), upstream.clone(), clients.clone());
+    thread::Builder::new()
+        .name("proxy-udp".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            answer_udp(&answers, &host, client);
+            clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&client);
+            bounds().udp.give_back();
+        })
+        .ok()?;
+    Some(upstream)
+}
+
 fn connect_udp(target: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     socket.connect(target)?;
     Ok(socket)
 }
 
+/// Carries the container's answers to `client` until none came for
+/// [`UDP_IDLE`] (the read timeout) or the socket fails.
 fn answer_udp(upstream: &UdpSocket, host: &UdpSocket, client: SocketAddr) {
     let mut buf = vec![0u8; 65536];
     while let Ok(len) = upstream.recv(&mut buf) {
         let _ = host.send_to(&buf[..len], client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container that never accepts: the proxy relays as many
+    /// connections as it has slots, and the rest wait for one.
+    #[test]
+    fn tcp_connections_wait_for_a_slot() {
+        let container = TcpListener::bind("127.0.0.1:0").unwrap();
+        container.set_nonblocking(true).unwrap();
+        let target = container.local_addr().unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let published = proxy.local_addr().unwrap();
+        let slots: &'static Slots = Box::leak(Box::new(Slots::new(4)));
+        thread::spawn(move || serve_tcp(proxy, target, slots));
+        let clients: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(published).unwrap())
+            .collect();
+        let mut arrived = Vec::new();
+        for _ in 0..40 {
+            while let Ok((connection, _)) = container.accept() {
+                arrived.push(connection);
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(arrived.len(), 4, "connections relayed at once");
+        // One ends: the next waiting one is relayed.
+        drop(clients);
+        drop(arrived);
+        let mut more = 0;
+        for _ in 0..200 {
+            if container.accept().is_ok() {
+                more += 1;
+                break;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(more, 1, "a freed slot serves the next connection");
     }
 }
