@@ -106,9 +106,31 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
             layerdb::image::host_architecture()
         );
     }
+    // The same image named by several entries (of index.json, or of
+    // manifest.json) is read once, under all their names: an input of a
+    // few KB naming one image many times made load read it each time.
+    let mut images: Vec<Found> = Vec::new();
+    for image in found {
+        let key = |f: &Found| {
+            (
+                f.config.path.clone(),
+                f.layers.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
+            )
+        };
+        match images.iter_mut().find(|seen| key(seen) == key(&image)) {
+            Some(seen) => {
+                for name in image.names {
+                    if !seen.names.contains(&name) {
+                        seen.names.push(name);
+                    }
+                }
+            }
+            None => images.push(image),
+        }
+    }
     let ingest = Ingest::begin(&ctx.root)?;
     let mut loaded = Vec::new();
-    for image in &found {
+    for image in &images {
         loaded.push((read_image(&layout, &ingest, image)?, &image.names));
     }
     let store = ctx.store()?;
@@ -130,6 +152,10 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The most layers an image may have: docker's (overlay2 stacks at most
+/// 128 lowers). Each is read and held until the image is committed.
+const MAX_LAYERS: usize = 128;
+
 /// Reads and checks one image: its config, then each layer into the
 /// store's chunks, hashed as it streams.
 fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactImage> {
@@ -143,19 +169,62 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
             image.layers.len()
         );
     }
+    if diff_ids.len() > MAX_LAYERS {
+        bail!(
+            "{what} names {} layers: max depth exceeded (an image has at most {MAX_LAYERS})",
+            diff_ids.len()
+        );
+    }
     let mut layers = Vec::new();
-    let mut new_layers = Vec::new();
+    let mut new_layers: Vec<PendingLayer> = Vec::new();
+    // Blobs read already, with what their layer asked of the layers
+    // below it (the directories it does not name) and was told: where a
+    // blob is repeated and would be told the same, it is the same layer,
+    // not read again (an image naming one layer a hundred times took a
+    // second per copy).
+    struct Read<'a> {
+        path: &'a str,
+        as_read: Digest,
+        layer: Digest,
+        asked: Vec<(Vec<u8>, Option<Entry>)>,
+    }
+    let mut read: Vec<Read> = Vec::new();
     for (blob, expected) in image.layers.iter().zip(&diff_ids) {
+        let again = read.iter().find(|r| {
+            r.path == blob.path
+                && r.as_read == *expected
+                && r.asked
+                    .iter()
+                    .all(|(dir, told)| directory_below(&new_layers, dir) == *told)
+        });
+        if let Some(again) = again {
+            layers.push(again.layer);
+            continue;
+        }
         let name = format!("layer {:?}", blob.path);
         let mut reader = blob.reader(layout)?;
-        let below = |path: &[u8]| directory_below(&new_layers, path);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let below = |path: &[u8]| {
+            let told = directory_below(&new_layers, path);
+            asked.borrow_mut().push((path.to_vec(), told.clone()));
+            told
+        };
         let (layer, diff_id) = ingest.from_tar_with_diff_id(&name, &mut reader, &below)?;
         reader.finish().with_context(|| name.clone())?;
         if diff_id != *expected {
             bail!("{name}: its tar hashes to {diff_id:#}, the image config says {expected:#}");
         }
         layers.push(layer.diff_id);
-        new_layers.push(layer);
+        read.push(Read {
+            path: &blob.path,
+            as_read: diff_id,
+            layer: layer.diff_id,
+            asked: asked.into_inner(),
+        });
+        // A layer repeated in the image is held once.
+        if !new_layers.iter().any(|l| l.diff_id == layer.diff_id) {
+            new_layers.push(layer);
+        }
     }
     Ok(ExactImage {
         config_json,
