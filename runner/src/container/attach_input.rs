@@ -28,7 +28,7 @@ pub fn serve(
     std::thread::Builder::new()
         .name("attach".into())
         .spawn(move || {
-            for client in listener.incoming().flatten() {
+            for client in super::monitor_socket::clients(&listener) {
                 let input = input.clone();
                 let _ = std::thread::Builder::new()
                     .name("attach-client".into())

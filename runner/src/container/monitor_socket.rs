@@ -51,3 +51,18 @@ impl Drop for Guard {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// Each client of `listener`, for ever. A failing accept (the monitor
+/// out of descriptors) is retried after a pause: at once, it would spin
+/// a core for as long as the failure lasts.
+pub fn clients(
+    listener: &std::os::unix::net::UnixListener,
+) -> impl Iterator<Item = std::os::unix::net::UnixStream> + '_ {
+    listener.incoming().filter_map(|client| match client {
+        Ok(client) => Some(client),
+        Err(_) => {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        }
+    })
+}

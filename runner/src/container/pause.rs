@@ -68,7 +68,7 @@ pub fn serve(
         .name("pause".into())
         .spawn(move || {
             let mut held = false;
-            for client in listener.incoming().flatten() {
+            for client in super::monitor_socket::clients(&listener) {
                 serve_client(client, &method, &mut held);
             }
         })
