@@ -808,7 +808,29 @@ impl Builder<'_> {
             .args(["--log-driver", "none"])
             .arg(format!("--label={STEP_LABEL}={}", std::process::id()))
             .args(["--entrypoint", "", "--network", &self.args.network]);
-        for entry in env {
+        // The values go in a file only this user reads, not on the
+        // command line, which every user of the host can read in /proc:
+        // `--build-arg TOKEN` (from the environment) is how a secret is
+        // kept off one. A value an env file cannot hold (a line break,
+        // a final carriage return) goes as one word on the command line.
+        let (in_file, on_line): (Vec<&String>, Vec<&String>) = env
+            .iter()
+            .partition(|entry| !entry.contains('\n') && !entry.ends_with('\r'));
+        if !in_file.is_empty() {
+            let env_file = dir.path().join("env");
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&env_file)
+                .context("writing the build args' file")?;
+            for entry in in_file {
+                writeln!(file, "{entry}")?;
+            }
+            create.arg("--env-file").arg(&env_file);
+        }
+        for entry in on_line {
             // One word: a build arg's text never reads as a flag.
             create.arg(format!("--env={entry}"));
         }
