@@ -13,6 +13,18 @@ const VANISHED: i32 = 137;
 
 pub use layerdb::pins::process_alive;
 
+/// Whether process `pid` is alive and `parent`'s child.
+pub fn is_child_of(pid: i32, parent: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse::<i32>().ok())
+        == Some(parent)
+}
+
 /// The state letter of process `pid` (`R`, `S`, `T`, `Z`...) from
 /// /proc/<pid>/stat; `None` once it is gone.
 pub fn process_state(pid: i32) -> Option<char> {

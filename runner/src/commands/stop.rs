@@ -11,8 +11,13 @@ use layerdb::{ContainerRecord, State};
 use std::time::{Duration, Instant};
 
 pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()> {
-    let pid = match rec.state {
-        State::Running { pid, .. } | State::Paused { pid, .. } => pid,
+    let (pid, monitor_pid) = match rec.state {
+        State::Running {
+            pid, monitor_pid, ..
+        }
+        | State::Paused {
+            pid, monitor_pid, ..
+        } => (pid, monitor_pid),
         _ => bail!("container {} is not running", rec.name),
     };
     // Stopped by hand: its restart policy lets it be (docker's "manually
@@ -21,6 +26,13 @@ pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()
     let paths = ContainerPaths::of(&ctx.root, rec);
     std::fs::write(paths.stopped_by_hand(), b"")
         .with_context(|| format!("mark {} stopped by hand", rec.name))?;
+    // The record's pid is the container's first process only while its
+    // monitor has not reaped it: after that (the monitor still tearing
+    // down when a stop's timeout ends), the number may be another
+    // process's, which must not get the signal.
+    if !liveness::is_child_of(pid, monitor_pid) {
+        return Ok(());
+    }
     crate::container::kill(pid, sig)?;
     // A container frozen for a commit (its cgroup's freezer) would only
     // die once thawed; the commit then fails, as docker's does.
