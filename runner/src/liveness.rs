@@ -220,6 +220,20 @@ pub fn containers(store: &Store) -> Result<Vec<ContainerRecord>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_child_is_known_by_its_parent_until_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let (pid, own) = (child.id() as i32, std::process::id() as i32);
+        assert!(is_child_of(pid, own));
+        assert!(!is_child_of(pid, 1));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_child_of(pid, own));
+    }
+
     use super::*;
     use std::path::Path;
 
