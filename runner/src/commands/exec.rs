@@ -112,12 +112,7 @@ fn monitor_binary(monitor_pid: i32, init_pid: i32, id: &str) -> Result<std::fs::
         anyhow::anyhow!("container {id} is not running (its monitor, pid {monitor_pid}, is gone)")
     };
     let exe = std::fs::File::open(format!("/proc/{monitor_pid}/exe")).map_err(|_| gone())?;
-    let status = std::fs::read_to_string(format!("/proc/{init_pid}/status")).map_err(|_| gone())?;
-    let parent = status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|p| p.trim().parse::<i32>().ok());
-    if parent != Some(monitor_pid) {
+    if !crate::liveness::is_child_of(init_pid, monitor_pid) {
         return Err(gone());
     }
     Ok(exe)
