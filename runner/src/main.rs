@@ -21,6 +21,7 @@ mod mount_spec;
 mod names;
 mod network;
 mod output;
+mod output_file;
 mod overlay_compat;
 mod reference_filter;
 mod registry;

@@ -257,8 +257,13 @@ fn save_and_export_replace_planted_links_instead_of_writing_through_them() {
     let planted = s.path("planted");
     let out = s.path("out");
     std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
-    symlink(&precious, out.join("index.json")).unwrap();
-    symlink(&planted, out.join("blobs/sha256").join(&layer)).unwrap();
+    // Planted by another user (a link of root's own is followed).
+    let plant = |target: &std::path::Path, link: &std::path::Path| {
+        symlink(target, link).unwrap();
+        std::os::unix::fs::lchown(link, Some(65534), Some(65534)).unwrap();
+    };
+    plant(&precious, &out.join("index.json"));
+    plant(&planted, &out.join("blobs/sha256").join(&layer));
     let dir = out.to_str().unwrap();
     s.run(&["save", "--format", "oci-dir", "-o", dir, "img"])
         .ok();
@@ -275,12 +280,52 @@ fn save_and_export_replace_planted_links_instead_of_writing_through_them() {
     other.run(&["load", "-i", dir]).ok();
     let id = other.run(&["create", "img", "true"]).ok().stdout;
     let exported = out.join("export.tar");
-    symlink(&precious, &exported).unwrap();
+    plant(&precious, &exported);
     other
         .run(&["export", "-o", exported.to_str().unwrap(), id.trim()])
         .ok();
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
     assert!(std::fs::symlink_metadata(&exported).unwrap().is_file());
+    // A device node is written to, not replaced (`-o /dev/null`); the
+    // caller's own link is followed (`-o /dev/stdout`), for a file and
+    // for save's directory.
+    use std::os::unix::fs::FileTypeExt as _;
+    let null = s.path("null");
+    nix::sys::stat::mknod(
+        &null,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let own_link = s.path("own-link");
+    let own_target = s.path("own-target");
+    symlink(&own_target, &own_link).unwrap();
+    for file in [&null, &own_link] {
+        other
+            .run(&["export", "-o", file.to_str().unwrap(), id.trim()])
+            .ok();
+    }
+    assert!(std::fs::symlink_metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(std::fs::symlink_metadata(&own_link).unwrap().is_symlink());
+    assert!(std::fs::metadata(&own_target).unwrap().len() > 0);
+    let layout = s.path("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let layout_link = s.path("layout-link");
+    symlink(&layout, &layout_link).unwrap();
+    s.run(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout_link.to_str().unwrap(),
+        "img",
+    ])
+    .ok();
+    assert!(layout.join("index.json").is_file());
     other.run(&["rm", id.trim()]).ok();
 }
 

@@ -20,26 +20,13 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     // without bound). The pin below keeps the layers from gc meanwhile.
     let store = Arc::new(ctx.reader()?);
     let rec = liveness::container(&store, &args.container)?;
-    // `-o FILE`: written aside and renamed into place, as `save -o` is: a
-    // failed export leaves no half file, and a link planted at FILE is
-    // replaced, not written through.
-    let mut aside = match &args.output {
-        Some(p) => {
-            let parent = match p.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => std::path::Path::new("."),
-            };
-            Some(
-                tempfile::Builder::new()
-                    .prefix(".strata-export-")
-                    .tempfile_in(parent)
-                    .with_context(|| format!("create a file in {}", parent.display()))?,
-            )
-        }
-        None => None,
-    };
+    let mut aside = args
+        .output
+        .as_deref()
+        .map(crate::output_file::Output::open)
+        .transpose()?;
     let mut out: Box<dyn Write> = match &mut aside {
-        Some(file) => Box::new(file.as_file_mut()),
+        Some(output) => Box::new(output.file()),
         None if std::io::stdout().is_terminal() => {
             bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         }
@@ -78,10 +65,8 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     }
     out.flush()?;
     drop(out);
-    if let (Some(file), Some(p)) = (aside, &args.output) {
-        file.as_file().sync_all()?;
-        file.persist(p)
-            .with_context(|| format!("write {}", p.display()))?;
+    if let Some(output) = aside {
+        output.finish()?;
     }
     drop(tmp);
     Ok(0)

@@ -55,15 +55,9 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         }
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
-            let parent = parent_of(file);
-            let mut out = tempfile::Builder::new()
-                .prefix(".strata-save-")
-                .tempfile_in(parent)
-                .with_context(|| format!("create a file in {}", parent.display()))?;
-            write_tar(&store, &images, parent, out.as_file_mut())?;
-            out.as_file().sync_all()?;
-            out.persist(file)
-                .with_context(|| format!("write {}", file.display()))?;
+            let mut out = crate::output_file::Output::open(file)?;
+            write_tar(&store, &images, parent_of(file), out.file())?;
+            out.finish()?;
         }
         (None, false) => {
             if std::io::stdout().is_terminal() {
@@ -129,11 +123,21 @@ struct OutDir {
 }
 
 impl OutDir {
+    /// The directory `-o` names, through its link only when the link is
+    /// the caller's own (as `output_file` follows one).
     fn open(path: &Path) -> Result<OutDir> {
         use rustix::fs::{Mode, OFlags};
+        use std::os::unix::fs::MetadataExt as _;
+        let own_link = fs::symlink_metadata(path).is_ok_and(|m| {
+            m.file_type().is_symlink() && m.uid() == nix::unistd::geteuid().as_raw()
+        });
+        let follow = match own_link {
+            true => OFlags::empty(),
+            false => OFlags::NOFOLLOW,
+        };
         let fd = rustix::fs::open(
             path,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::DIRECTORY | follow | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .with_context(|| format!("open the directory {}", path.display()))?;

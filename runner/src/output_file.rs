@@ -1,0 +1,91 @@
+//! `-o FILE` of `save` and `export`: where their tar goes.
+//!
+//! A new or regular FILE is written aside and renamed into place, as
+//! docker's client writes it: a failed run leaves no half file. A device,
+//! fifo or socket (`-o /dev/null`) is written in place: renaming over it
+//! would replace the host's node with a file. A symlink is followed only
+//! when it is the caller's own (`/dev/stdout` is root's); another user's,
+//! planted in a directory they own, is replaced rather than written
+//! through, so root's save cannot be steered onto a file of root's.
+
+use anyhow::{bail, Context as _, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+pub enum Output {
+    /// Renamed onto `path` once written.
+    Aside {
+        file: tempfile::NamedTempFile,
+        path: PathBuf,
+    },
+    InPlace(File),
+}
+
+impl Output {
+    pub fn open(path: &Path) -> Result<Output> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Output::aside(path),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        let kind = meta.file_type();
+        let own = meta.uid() == nix::unistd::geteuid().as_raw();
+        if kind.is_symlink() && own {
+            let file = File::create(path).with_context(|| format!("open {}", path.display()))?;
+            return Ok(Output::InPlace(file));
+        }
+        if kind.is_file() || kind.is_symlink() {
+            return Output::aside(path);
+        }
+        if kind.is_dir() {
+            bail!("{} is a directory", path.display());
+        }
+        if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket() {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .with_context(|| format!("open {}", path.display()))?;
+            return Ok(Output::InPlace(file));
+        }
+        bail!("{} is not a file to write", path.display())
+    }
+
+    fn aside(path: &Path) -> Result<Output> {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let file = tempfile::Builder::new()
+            .prefix(".strata-output-")
+            .tempfile_in(parent)
+            .with_context(|| format!("create a file in {}", parent.display()))?;
+        Ok(Output::Aside {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        match self {
+            Output::Aside { file, .. } => file.as_file_mut(),
+            Output::InPlace(file) => file,
+        }
+    }
+
+    /// Everything written: the file is synced and renamed into place.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            Output::Aside { file, path } => {
+                file.as_file().sync_all()?;
+                file.persist(&path)
+                    .with_context(|| format!("write {}", path.display()))?;
+            }
+            Output::InPlace(mut file) => file.flush()?,
+        }
+        Ok(())
+    }
+}
