@@ -118,8 +118,9 @@ fn bounds() -> &'static Bounds {
     BOUNDS.get_or_init(|| {
         use nix::sys::resource::{getrlimit, Resource};
         let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
-        // Four descriptors per connection and one per UDP client, with
-        // 128 left for the monitor's own.
+        // Four descriptors per connection (and one waiting for a slot)
+        // and one per UDP client, with 128 left for the monitor's own
+        // and its listeners.
         let each = (limit.saturating_sub(128) / 5).clamp(16, 256) as usize;
         Bounds {
             tcp: Slots::new(each),
@@ -160,15 +161,19 @@ pub fn serve(listener: Listener, target: SocketAddr) -> io::Result<()> {
 
 fn serve_tcp(listener: TcpListener, target: SocketAddr, slots: &'static Slots) {
     loop {
-        slots.take();
         let client = match listener.accept() {
             Ok((client, _)) => client,
             Err(_) => {
-                slots.give_back();
                 thread::sleep(RETRY);
                 continue;
             }
         };
+        // A slot once there is a connection (an idle port holds none);
+        // while none is free, this one waits and the next ones queue.
+        slots.take();
+        // A client gone without a word frees its slot once keepalive
+        // notices, not never.
+        keep_alive(&client);
         let spawned = thread::Builder::new()
             .name("proxy-conn".into())
             .stack_size(STACK)
@@ -180,6 +185,16 @@ fn serve_tcp(listener: TcpListener, target: SocketAddr, slots: &'static Slots) {
             slots.give_back();
         }
     }
+}
+
+/// TCP keepalive on `stream`: probes after a minute of silence, every 10
+/// s, 6 unanswered end it.
+fn keep_alive(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &60);
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &10);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &6);
 }
 
 fn relay_tcp(client: TcpStream, target: SocketAddr) {
