@@ -67,10 +67,12 @@ pub struct Context {
 /// One source of a COPY or ADD in the context.
 #[derive(Debug)]
 pub struct Source {
-    /// It, opened where its symlinks led inside the context.
-    pub opened: Opened,
-    /// Where that is in the context (`a/b`).
+    /// Where its symlinks led inside the context (`a/b`): a path without
+    /// links, opened again (refusing any link) when it is packed, so
+    /// that a COPY of many files holds no descriptor per file.
     pub rel: String,
+    /// A regular file, when it was found.
+    pub is_file: bool,
     /// The name it is copied under when it is a file.
     pub name: String,
     pub is_dir: bool,
@@ -130,7 +132,8 @@ impl Context {
                 };
                 let source = Opened::resolve(opened, &rel).map_err(|_| missing())?;
                 let resolved = source.path_under(root).map_err(|_| missing())?;
-                let is_dir = source.meta.is_dir();
+                let (is_dir, is_file) = (source.meta.is_dir(), source.meta.is_file());
+                drop(source);
                 // Where its links led counts too (`ln -s .env alias` must
                 // not copy an ignored .env); a directory left out may
                 // still hold what a `!` rule brings back.
@@ -141,8 +144,8 @@ impl Context {
                 }
                 let name = rel.rsplit('/').next().unwrap_or("").to_string();
                 sources.push(Source {
-                    opened: source,
                     rel: resolved,
+                    is_file,
                     name,
                     is_dir,
                 });
@@ -186,6 +189,24 @@ impl Context {
         Ok(found)
     }
 
+    /// `source` opened again where it was found: a link met on the way
+    /// (its path had none) means it was swapped since, and is refused.
+    pub fn reopen(&self, source: &Source) -> Result<Opened> {
+        let (_, root) = self
+            .root
+            .as_ref()
+            .ok_or_else(|| anyhow!("no build context"))?;
+        let opened = Opened::resolve_exact(root, &source.rel)
+            .with_context(|| format!("reading {} in the build context", source.rel))?;
+        if opened.meta.is_dir() != source.is_dir || opened.meta.is_file() != source.is_file {
+            bail!(
+                "{} changed in the build context while the build read it",
+                source.rel
+            );
+        }
+        Ok(opened)
+    }
+
     /// Whether the entry at `rel` (relative to the context) is left out.
     fn excluded(&self, rel: &str) -> bool {
         self.root.is_some() && self.ignore.excludes(rel)
@@ -217,8 +238,9 @@ impl Packer {
     /// contents (what `.dockerignore` leaves out left out), depth first in
     /// name order, each name opened from its directory's descriptor.
     pub fn add_source(&mut self, context: &Context, source: &Source) -> Result<()> {
+        let opened = context.reopen(source)?;
         if !source.is_dir {
-            return self.add_opened(&source.opened, Path::new(&source.name));
+            return self.add_opened(&opened, Path::new(&source.name));
         }
         /// A directory to list: the source, or a name in a listed one
         /// (opened again when its turn comes, so that only the
@@ -227,7 +249,7 @@ impl Packer {
             Top(Opened),
             Child(Rc<Opened>, OsString),
         }
-        let top = Dir::Top(source.opened.try_clone()?);
+        let top = Dir::Top(opened);
         let mut stack = vec![(top, PathBuf::new(), source.rel.clone())];
         while let Some((at, prefix, rel)) = stack.pop() {
             let dir = match at {
@@ -524,9 +546,11 @@ mod tests {
 
     /// Someone who can write to the context swaps a source directory for
     /// a link to a host directory after the build found it: the build
-    /// reads what it found (by descriptor), not the host's directory.
+    /// refuses it (its path had no link), never reads the host's
+    /// directory; a directory below it swapped after it was listed is
+    /// not descended into.
     #[test]
-    fn a_source_swapped_for_a_link_after_it_was_found_is_read_as_found() {
+    fn a_source_swapped_for_a_link_after_it_was_found_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("ctx");
         std::fs::create_dir_all(root.join("d/sub")).unwrap();
@@ -539,6 +563,21 @@ mod tests {
         std::fs::rename(root.join("d"), root.join("d.moved")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
         let mut packer = Packer::new(dir.path(), None).unwrap();
+        let err = packer.add_source(&context, &sources[0]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("reading d in the build context"),
+            "{err:#}"
+        );
+        // Put back, then the subdirectory swapped once its parent is open.
+        std::fs::remove_file(root.join("d")).unwrap();
+        std::fs::rename(root.join("d.moved"), root.join("d")).unwrap();
+        let top = context.reopen(&sources[0]).unwrap();
+        let sub = top.child(std::ffi::OsStr::new("sub")).unwrap();
+        std::fs::rename(root.join("d/sub"), root.join("d/sub.moved")).unwrap();
+        std::os::unix::fs::symlink(outside.join("sub"), root.join("d/sub")).unwrap();
+        let again = top.child(std::ffi::OsStr::new("sub")).unwrap();
+        assert!(sub.meta.is_dir() && !again.meta.is_dir());
+        let mut packer = Packer::new(dir.path(), None).unwrap();
         packer.add_source(&context, &sources[0]).unwrap();
         let (file, _) = packer.finish().unwrap();
         let names: Vec<Vec<u8>> = tar::Archive::new(file)
@@ -546,7 +585,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path_bytes().into_owned())
             .collect();
-        assert_eq!(names, [b"sub".to_vec(), b"sub/f".to_vec()]);
+        assert!(!names.iter().any(|n| n.ends_with(b"secret")), "{names:?}");
     }
 
     #[test]

@@ -51,6 +51,23 @@ impl Opened {
         Opened::of(fd)
     }
 
+    /// `rel` under `root`, a path that had no links when it was resolved:
+    /// one met now fails the open.
+    pub fn resolve_exact(root: &Opened, rel: &str) -> io::Result<Opened> {
+        let rel = match rel.is_empty() {
+            true => ".",
+            false => rel,
+        };
+        let fd = rustix::fs::openat2(
+            &root.file,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Opened::of(fd)
+    }
+
     /// `name` in this directory, itself when it is a link.
     pub fn child(&self, name: &OsStr) -> io::Result<Opened> {
         let fd = rustix::fs::openat(
@@ -66,13 +83,6 @@ impl Opened {
         let file = File::from(fd);
         let meta = file.metadata()?;
         Ok(Opened { file, meta })
-    }
-
-    pub fn try_clone(&self) -> io::Result<Opened> {
-        Ok(Opened {
-            file: self.file.try_clone()?,
-            meta: self.meta.clone(),
-        })
     }
 
     /// The kernel's name for the descriptor, through which it is opened

@@ -630,9 +630,9 @@ impl Builder<'_> {
                 for source in &sources {
                     // Opened only as a regular file: a fifo would wait
                     // for a writer.
-                    let archive = add && source.opened.meta.is_file();
+                    let archive = add && source.is_file;
                     match archive
-                        .then(|| add_kind(source.opened.open()?, &source.rel))
+                        .then(|| add_kind(self.context.reopen(source)?.open()?, &source.rel))
                         .transpose()?
                     {
                         Some(AddKind::Tar(tar)) => {
