@@ -340,7 +340,8 @@ const MAX_NESTING: usize = 64;
 /// one argument or variable).
 const WORD_MAX: usize = 1 << 20;
 
-/// The most bytes of variables a build or a commit's changes may hold.
+/// The most bytes of variables (or of labels) a build or a commit's
+/// changes may hold.
 const ENVIRONMENT_MAX: usize = 16 << 20;
 
 /// Refuses an environment past [`ENVIRONMENT_MAX`] bytes.
@@ -356,6 +357,9 @@ pub fn check_environment(env: &[String]) -> Result<(), ChangeError> {
 }
 
 fn expand_nested(word: &str, env: &[String], depth: usize) -> Result<String, ChangeError> {
+    if word.len() > WORD_MAX {
+        return Err(invalid(format!("a word passes {} MiB", WORD_MAX >> 20)));
+    }
     if depth > MAX_NESTING {
         return Err(invalid(format!(
             "variable substitutions nested more than {MAX_NESTING} deep"
@@ -776,6 +780,18 @@ impl State {
                 for (key, value) in key_values("LABEL", rest, &env)? {
                     self.config.labels.insert(key, value);
                 }
+                let bytes: usize = self
+                    .config
+                    .labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum();
+                if bytes > ENVIRONMENT_MAX {
+                    return Err(invalid(format!(
+                        "the labels pass {} MiB",
+                        ENVIRONMENT_MAX >> 20
+                    )));
+                }
             }
             "expose" => {
                 let words = split_words(rest);
@@ -964,6 +980,14 @@ mod tests {
         let lines: Vec<&str> = many.iter().map(String::as_str).collect();
         let err = apply(&ubuntu(), &lines).unwrap_err();
         assert!(err.to_string().contains("variables pass 16 MiB"), "{err}");
+        let labels: Vec<String> = many[..16]
+            .iter()
+            .cloned()
+            .chain((0..40).map(|i| format!("LABEL l{i}=$A")))
+            .collect();
+        let lines: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let err = apply(&ubuntu(), &lines).unwrap_err();
+        assert!(err.to_string().contains("labels pass 16 MiB"), "{err}");
     }
 
     #[test]

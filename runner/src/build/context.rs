@@ -96,6 +96,15 @@ impl Context {
         }
         let ignore = match read_in(&root, Path::new(".dockerignore")) {
             Ok(text) => Ignore::parse(&text).context("reading .dockerignore")?,
+            // A link that leads to nothing inside the context (an absolute
+            // one to the context's own path among them) is not "no rules":
+            // the files it meant to leave out would go in.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && root.join(".dockerignore").symlink_metadata().is_ok() =>
+            {
+                bail!("reading .dockerignore: it is a link to nothing inside the build context")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
             Err(e) => return Err(anyhow!(e).context("reading .dockerignore")),
         };
