@@ -110,22 +110,25 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
     // manifest.json) is read once, under all their names: an input of a
     // few KB naming one image many times made load read it each time.
     let mut images: Vec<Found> = Vec::new();
+    let mut seen: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
     for image in found {
-        let key = |f: &Found| {
-            (
-                f.config.path.clone(),
-                f.layers.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
-            )
-        };
-        match images.iter_mut().find(|seen| key(seen) == key(&image)) {
-            Some(seen) => {
+        let key = (
+            image.config.path.clone(),
+            image.layers.iter().map(|l| l.path.clone()).collect(),
+        );
+        match seen.get(&key) {
+            Some(&at) => {
+                let names = &mut images[at].names;
                 for name in image.names {
-                    if !seen.names.contains(&name) {
-                        seen.names.push(name);
+                    if !names.contains(&name) {
+                        names.push(name);
                     }
                 }
             }
-            None => images.push(image),
+            None => {
+                seen.insert(key, images.len());
+                images.push(image);
+            }
         }
     }
     let ingest = Ingest::begin(&ctx.root)?;
@@ -177,6 +180,9 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
     }
     let mut layers = Vec::new();
     let mut new_layers: Vec<PendingLayer> = Vec::new();
+    // The image's layers so far, bottom first, as places in `new_layers`
+    // (a repeated layer is held once but counts where it is repeated).
+    let mut stack: Vec<usize> = Vec::new();
     // Blobs read already, with what their layer asked of the layers
     // below it (the directories it does not name) and was told: where a
     // blob is repeated and would be told the same, it is the same layer,
@@ -195,17 +201,18 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
                 && r.as_read == *expected
                 && r.asked
                     .iter()
-                    .all(|(dir, told)| directory_below(&new_layers, dir) == *told)
+                    .all(|(dir, told)| directory_below(&new_layers, &stack, dir) == *told)
         });
         if let Some(again) = again {
             layers.push(again.layer);
+            stack.push(held_at(&new_layers, &again.layer));
             continue;
         }
         let name = format!("layer {:?}", blob.path);
         let mut reader = blob.reader(layout)?;
         let asked = std::cell::RefCell::new(Vec::new());
         let below = |path: &[u8]| {
-            let told = directory_below(&new_layers, path);
+            let told = directory_below(&new_layers, &stack, path);
             asked.borrow_mut().push((path.to_vec(), told.clone()));
             told
         };
@@ -225,6 +232,7 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
         if !new_layers.iter().any(|l| l.diff_id == layer.diff_id) {
             new_layers.push(layer);
         }
+        stack.push(held_at(&new_layers, layers.last().expect("pushed above")));
     }
     Ok(ExactImage {
         config_json,
@@ -236,12 +244,21 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
     })
 }
 
-/// The entry for `path` in the topmost of `layers` (bottom first) that
-/// names it, if that is a directory.
-fn directory_below(layers: &[PendingLayer], path: &[u8]) -> Option<Entry> {
+/// Where the layer `diff_id` is in `layers`.
+fn held_at(layers: &[PendingLayer], diff_id: &Digest) -> usize {
     layers
         .iter()
+        .position(|l| l.diff_id == *diff_id)
+        .expect("every layer of the stack is held")
+}
+
+/// The entry for `path` in the topmost layer of `stack` (places in
+/// `layers`, bottom first) that names it, if that is a directory.
+fn directory_below(layers: &[PendingLayer], stack: &[usize], path: &[u8]) -> Option<Entry> {
+    stack
+        .iter()
         .rev()
+        .map(|&i| &layers[i])
         .find_map(|l| {
             l.entries
                 .binary_search_by(|(p, _)| p.as_slice().cmp(path))
