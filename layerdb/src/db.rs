@@ -60,8 +60,10 @@ fn options() -> Options {
     // and the open fails. RocksDB's default recovers to the record before
     // it and drops every later write without a word, so the images those
     // writes recorded were lost and gc deleted their chunks. Only a record
-    // cut short at a log's end (a write a crash interrupted, which never
-    // returned: every write is synced) is let go.
+    // cut short at a log's end is let go: a write a crash interrupted,
+    // which never returned, or a commit's unsynced entry batch (see
+    // `Store::write_entries`), which nothing names until a synced write
+    // after it.
     o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     // Recovery replays the log into the memtable and keeps the log rather
     // than writing (and fsyncing) a tiny table at each open after a write;

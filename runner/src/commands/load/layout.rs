@@ -150,6 +150,11 @@ fn index(file: &File, name: &str) -> Result<HashMap<String, Member>> {
     let mut archive = layerdb::bounded_tar::Archive::new(file);
     for entry in archive.entries_with_seek().map_err(corrupt)? {
         let entry = entry.map_err(corrupt)?;
+        // No file of a layout has a name past PATH_MAX; such members are
+        // not kept (every name in this map is held until the load ends).
+        if entry.path_bytes().len() >= 4096 {
+            continue;
+        }
         let Some(key) = member_key(&entry.path_bytes()) else {
             continue;
         };
