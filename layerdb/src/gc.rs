@@ -96,9 +96,9 @@ impl Store {
             keys::entries_of_layer(self.next_seq()?),
             vec![keys::ENTRY + 1],
         );
-        if self.db().any_between(&uncommitted.0, &uncommitted.1)? {
+        let orphans = self.db().any_between(&uncommitted.0, &uncommitted.1)?;
+        if orphans {
             batch.delete_range(&uncommitted.0, &uncommitted.1);
-            removed_ranges.push(uncommitted);
         }
         // The verdicts of the chunk files removed below (and of any whose
         // file went before): written before the unlinks, as the layers.
@@ -125,6 +125,11 @@ impl Store {
         let span = removed_ranges.iter().map(|r| &r.0).min();
         if let (Some(from), Some(to)) = (span, removed_ranges.iter().map(|r| &r.1).max()) {
             self.db().compact_range(from, to);
+        }
+        // On its own: with the removed layers' span, it would stretch the
+        // compaction to the end of every layer's entries.
+        if orphans {
+            self.db().compact_range(&uncommitted.0, &uncommitted.1);
         }
 
         let storage = crate::storage::of(self.root());
