@@ -105,13 +105,7 @@ fn files_and_trees_come_out_where_docker_puts_them() {
         // Never over a device (`cp ctr:/f /dev/null` replaced it with a
         // file): a null device of the test's own stays one.
         let null = out.join("null");
-        nix::sys::stat::mknod(
-            &null,
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::from_bits_truncate(0o666),
-            nix::sys::stat::makedev(1, 3),
-        )
-        .unwrap();
+        common::null_device(&null);
         s.run(&["cp", &from("/srv/d/f"), &o("null")])
             .refused_with("must be a directory or a regular file");
         let kind = std::fs::symlink_metadata(&null).unwrap().file_type();

@@ -291,13 +291,7 @@ fn save_and_export_replace_planted_links_instead_of_writing_through_them() {
     // for save's directory.
     use std::os::unix::fs::FileTypeExt as _;
     let null = s.path("null");
-    nix::sys::stat::mknod(
-        &null,
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o666),
-        nix::sys::stat::makedev(1, 3),
-    )
-    .unwrap();
+    common::null_device(&null);
     let own_link = s.path("own-link");
     let own_target = s.path("own-target");
     symlink(&own_target, &own_link).unwrap();

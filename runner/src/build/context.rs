@@ -574,7 +574,7 @@ mod tests {
         let mut packer = Packer::new(dir.path(), None).unwrap();
         let err = packer.add_source(&context, &sources[0]).unwrap_err();
         assert!(
-            format!("{err:#}").contains("reading d in the build context"),
+            format!("{err:#}").contains("d changed in the build context"),
             "{err:#}"
         );
         // Put back, then the subdirectory swapped once its parent is open.

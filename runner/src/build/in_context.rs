@@ -37,33 +37,26 @@ impl Opened {
     /// `rel` under `root`, its links followed as if `root` were `/`
     /// (docker's `FollowSymlinkInScope`): no link leads out.
     pub fn resolve(root: &Opened, rel: &str) -> io::Result<Opened> {
-        let rel = match rel.is_empty() {
-            true => ".",
-            false => rel,
-        };
-        let fd = rustix::fs::openat2(
-            &root.file,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )?;
-        Opened::of(fd)
+        root.beneath(rel, OFlags::empty(), ResolveFlags::empty())
     }
 
     /// `rel` under `root`, a path that had no links when it was resolved:
     /// one met now fails the open.
     pub fn resolve_exact(root: &Opened, rel: &str) -> io::Result<Opened> {
+        root.beneath(rel, OFlags::NOFOLLOW, ResolveFlags::NO_SYMLINKS)
+    }
+
+    fn beneath(&self, rel: &str, flags: OFlags, resolve: ResolveFlags) -> io::Result<Opened> {
         let rel = match rel.is_empty() {
             true => ".",
             false => rel,
         };
         let fd = rustix::fs::openat2(
-            &root.file,
+            &self.file,
             rel,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::CLOEXEC | flags,
             Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | resolve,
         )?;
         Opened::of(fd)
     }

@@ -305,3 +305,15 @@ pub fn static_program(dir: &Path, name: &str, source: &str) -> PathBuf {
     assert!(built.success(), "gcc failed to build {name}");
     out
 }
+
+/// A null device (1, 3) of the test's own at `path`: what a command must
+/// write to, or refuse, but never replace with a file.
+pub fn null_device(path: &Path) {
+    nix::sys::stat::mknod(
+        path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .expect("mknod a null device");
+}
