@@ -787,8 +787,8 @@ fn times_past_2262_import_held_at_the_end() {
     assert_store_clean(&s);
 }
 
-/// A docker archive naming one layer many times: every copy was read and
-/// held until the image was committed (an 880 KB archive naming a
+/// A docker archive naming one layer many times (in one image, or in
+/// many): every copy was read and held until the image was committed (an 880 KB archive naming a
 /// 100,000-file layer 128 times took 65 s and 4.8 GB). A repeated layer
 /// is held once and read again only where the layers below it would
 /// change it; an image of more than 128 layers is refused, as docker
@@ -833,6 +833,35 @@ fn a_layer_named_many_times_is_read_and_held_once() {
     let too_deep = archive(129);
     s.run(&["load", "-i", too_deep.to_str().unwrap()])
         .refused_with("max depth exceeded");
+    // Forty images of that one layer: it is read and held once for all
+    // of them (each image held its own copy until the commit).
+    let mut many = TarMaker::new().file("layer.tar", &layer);
+    let mut manifest = Vec::new();
+    for i in 0..40 {
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": format!("2024-01-01T00:00:{i:02}Z"),
+            "rootfs": {"type": "layers", "diff_ids": [&diff_id]},
+        })
+        .to_string();
+        let config_name = format!("{:x}.json", sha2::Sha256::digest(config.as_bytes()));
+        many = many.file(&config_name, config.as_bytes());
+        manifest.push(serde_json::json!({
+            "Config": config_name,
+            "RepoTags": [format!("many:{i}")],
+            "Layers": ["layer.tar"],
+        }));
+    }
+    let many = many
+        .file(
+            "manifest.json",
+            serde_json::Value::from(manifest).to_string().as_bytes(),
+        )
+        .write(&s.path("many-images.tar"));
+    let (code, stderr, peak) = measured(&s, &["load", "-i", many.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(peak < 100 << 20, "forty images peaked at {} MB", peak >> 20);
     assert_store_clean(&s);
 }
 

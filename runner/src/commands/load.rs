@@ -132,15 +132,32 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
         }
     }
     let ingest = Ingest::begin(&ctx.root)?;
+    let mut reading = Reading::default();
     let mut loaded = Vec::new();
     for image in &images {
-        loaded.push((read_image(&layout, &ingest, image)?, &image.names));
+        let (config_json, layers) = read_image(&layout, &ingest, image, &mut reading)?;
+        loaded.push((config_json, layers, &image.names));
     }
+    // Each held layer goes with the first image that uses it, which is
+    // committed first.
+    let mut held: Vec<Option<PendingLayer>> = reading.held.into_iter().map(Some).collect();
     let store = ctx.store()?;
-    for (image, names) in loaded {
+    for (config_json, layers, names) in loaded {
+        let new_layers = layers
+            .iter()
+            .filter_map(|d| {
+                held.iter_mut()
+                    .find(|l| l.as_ref().is_some_and(|l| l.diff_id == *d))
+                    .and_then(Option::take)
+            })
+            .collect();
         let record = store.commit_exact_image(ExactImage {
+            config_json,
+            layers,
+            new_layers,
+            parent: None,
             reference: names.first().cloned(),
-            ..image
+            repo_digest: None,
         })?;
         for name in names.iter().skip(1) {
             store.tag(&record.id, name)?;
@@ -159,9 +176,35 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
 /// 128 lowers). Each is read and held until the image is committed.
 const MAX_LAYERS: usize = 128;
 
+/// What the images of one input have read, shared among them: a layer
+/// two images use (or one image twice) is read and held once.
+#[derive(Default)]
+struct Reading<'a> {
+    held: Vec<PendingLayer>,
+    /// Blobs read already, with what their layer asked of the layers
+    /// below it (the directories it does not name) and was told: where a
+    /// blob is repeated and would be told the same, it is the same layer,
+    /// not read again (an image naming one layer a hundred times took a
+    /// second per copy).
+    read: Vec<Read<'a>>,
+}
+
+struct Read<'a> {
+    path: &'a str,
+    as_read: Digest,
+    layer: Digest,
+    asked: Vec<(Vec<u8>, Option<Entry>)>,
+}
+
 /// Reads and checks one image: its config, then each layer into the
-/// store's chunks, hashed as it streams.
-fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactImage> {
+/// store's chunks, hashed as it streams. Returns its config and its
+/// layers; the layers read are held in `reading`.
+fn read_image<'a>(
+    layout: &Layout,
+    ingest: &Ingest,
+    image: &'a Found,
+    reading: &mut Reading<'a>,
+) -> Result<(Vec<u8>, Vec<Digest>)> {
     let config_json = image.config.read(layout)?;
     let what = format!("image config {:?}", image.config.path);
     let diff_ids = oci::config_diff_ids(&what, &config_json)?;
@@ -179,40 +222,29 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
         );
     }
     let mut layers = Vec::new();
-    let mut new_layers: Vec<PendingLayer> = Vec::new();
-    // The image's layers so far, bottom first, as places in `new_layers`
-    // (a repeated layer is held once but counts where it is repeated).
+    // The image's layers so far, bottom first, as places in
+    // `reading.held` (a repeated layer is held once but counts where it
+    // is repeated).
     let mut stack: Vec<usize> = Vec::new();
-    // Blobs read already, with what their layer asked of the layers
-    // below it (the directories it does not name) and was told: where a
-    // blob is repeated and would be told the same, it is the same layer,
-    // not read again (an image naming one layer a hundred times took a
-    // second per copy).
-    struct Read<'a> {
-        path: &'a str,
-        as_read: Digest,
-        layer: Digest,
-        asked: Vec<(Vec<u8>, Option<Entry>)>,
-    }
-    let mut read: Vec<Read> = Vec::new();
     for (blob, expected) in image.layers.iter().zip(&diff_ids) {
-        let again = read.iter().find(|r| {
+        let held = &reading.held;
+        let again = reading.read.iter().find(|r| {
             r.path == blob.path
                 && r.as_read == *expected
                 && r.asked
                     .iter()
-                    .all(|(dir, told)| directory_below(&new_layers, &stack, dir) == *told)
+                    .all(|(dir, told)| directory_below(held, &stack, dir) == *told)
         });
         if let Some(again) = again {
             layers.push(again.layer);
-            stack.push(held_at(&new_layers, &again.layer));
+            stack.push(held_at(held, &again.layer));
             continue;
         }
         let name = format!("layer {:?}", blob.path);
         let mut reader = blob.reader(layout)?;
         let asked = std::cell::RefCell::new(Vec::new());
         let below = |path: &[u8]| {
-            let told = directory_below(&new_layers, &stack, path);
+            let told = directory_below(held, &stack, path);
             asked.borrow_mut().push((path.to_vec(), told.clone()));
             told
         };
@@ -222,26 +254,18 @@ fn read_image(layout: &Layout, ingest: &Ingest, image: &Found) -> Result<ExactIm
             bail!("{name}: its tar hashes to {diff_id:#}, the image config says {expected:#}");
         }
         layers.push(layer.diff_id);
-        read.push(Read {
+        reading.read.push(Read {
             path: &blob.path,
             as_read: diff_id,
             layer: layer.diff_id,
             asked: asked.into_inner(),
         });
-        // A layer repeated in the image is held once.
-        if !new_layers.iter().any(|l| l.diff_id == layer.diff_id) {
-            new_layers.push(layer);
+        if !reading.held.iter().any(|l| l.diff_id == layer.diff_id) {
+            reading.held.push(layer);
         }
-        stack.push(held_at(&new_layers, layers.last().expect("pushed above")));
+        stack.push(held_at(&reading.held, layers.last().expect("pushed above")));
     }
-    Ok(ExactImage {
-        config_json,
-        layers,
-        new_layers,
-        parent: None,
-        reference: None,
-        repo_digest: None,
-    })
+    Ok((config_json, layers))
 }
 
 /// Where the layer `diff_id` is in `layers`.
