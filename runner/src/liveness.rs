@@ -18,9 +18,8 @@ pub fn is_child_of(pid: i32, parent: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+    after_name(&stat)
+        .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|ppid| ppid.parse::<i32>().ok())
         == Some(parent)
 }
@@ -34,8 +33,13 @@ pub fn process_state(pid: i32) -> Option<char> {
 /// The state letter of a /proc/<pid>/stat line: the field after the
 /// command name, which is in parentheses and may itself hold ") ".
 fn state_letter(stat: &str) -> Option<char> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.trim_start().chars().next()
+    after_name(stat)?.trim_start().chars().next()
+}
+
+/// A /proc/<pid>/stat line after the command name (`state ppid ...`):
+/// the name is in parentheses and may itself hold spaces and ") ".
+fn after_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.rfind(')')? + 1..])
 }
 
 /// Whether something is mounted on `path` in this mount namespace.

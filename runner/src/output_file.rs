@@ -11,8 +11,14 @@
 use anyhow::{bail, Context as _, Result};
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
+/// Whether `meta` (of a name, not followed) is a link the caller owns:
+/// one to follow to the place it names (`-o /dev/stdout`).
+pub fn is_own_link(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_symlink() && meta.uid() == nix::unistd::geteuid().as_raw()
+}
 
 pub enum Output {
     /// Renamed onto `path` once written.
@@ -31,8 +37,7 @@ impl Output {
             Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
         };
         let kind = meta.file_type();
-        let own = meta.uid() == nix::unistd::geteuid().as_raw();
-        if kind.is_symlink() && own {
+        if is_own_link(&meta) {
             let file = File::create(path).with_context(|| format!("open {}", path.display()))?;
             return Ok(Output::InPlace(file));
         }
@@ -42,16 +47,14 @@ impl Output {
         if kind.is_dir() {
             bail!("{} is a directory", path.display());
         }
-        if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket() {
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .with_context(|| format!("open {}", path.display()))?;
-            return Ok(Output::InPlace(file));
-        }
-        bail!("{} is not a file to write", path.display())
+        // A device, fifo or socket.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("open {}", path.display()))?;
+        Ok(Output::InPlace(file))
     }
 
     fn aside(path: &Path) -> Result<Output> {

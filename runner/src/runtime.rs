@@ -28,21 +28,24 @@ pub fn base_dir() -> Result<PathBuf> {
     base()
 }
 
-/// `/run/strata`, made 0700, or made so: an older strata made it 0755
-/// where the network's state came first, which let any user read the
-/// leases and hold the network lock. One that is not root's own directory
-/// is refused.
-fn private_root_dir(dir: &Path) -> Result<PathBuf> {
+/// `dir`, made 0700 if missing; it must be a directory of `uid`'s, or
+/// `refused` says what to do. One open to others is made private when
+/// `mend` (an older strata made `/run/strata` 0755 where the network's
+/// state came first, which let any user read the leases and hold the
+/// network lock), and refused otherwise (in a shared /tmp, another user
+/// may have made it open, to watch or redirect our mounts).
+pub fn private_dir(dir: &Path, uid: u32, mend: bool, refused: &str) -> Result<PathBuf> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
     }
     let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || meta.uid() != 0 {
-        bail!("{} is not a directory of root's: remove it", dir.display());
+    let open = meta.permissions().mode() & 0o077 != 0;
+    if !meta.is_dir() || meta.uid() != uid || (open && !mend) {
+        bail!("{} {refused}", dir.display());
     }
-    if meta.permissions().mode() & 0o077 != 0 {
+    if open {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("make {} private", dir.display()))?;
     }
@@ -62,25 +65,13 @@ fn base() -> Result<PathBuf> {
     // Root of the host, not root of a user namespace (`strata unshare`),
     // which may not write to the host's /run.
     if uid.is_root() && is_initial_user_namespace() {
-        return private_root_dir(Path::new("/run/strata"));
+        let refused = "is not a directory of root's: remove it";
+        return private_dir(Path::new("/run/strata"), 0, true, refused);
     }
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
         return Ok(PathBuf::from(xdg).join("strata"));
     }
-    // A shared /tmp: the directory must be ours and private, or another
-    // user could have placed it to watch or redirect our mounts.
     let dir = PathBuf::from(format!("/tmp/strata-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
-    }
-    let meta = std::fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{} is not a private directory of yours: remove it or set XDG_RUNTIME_DIR",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    let refused = "is not a private directory of yours: remove it or set XDG_RUNTIME_DIR";
+    private_dir(&dir, uid.as_raw(), false, refused)
 }

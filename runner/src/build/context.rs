@@ -25,29 +25,16 @@ const TEXT_MAX: u64 = 16 << 20;
 /// `Dockerfile -> /etc/shadow` (or `-> /dev/zero`) is not read on the
 /// host. A regular file of at most 16 MiB.
 pub fn read_in(root: &Path, rel: &Path) -> std::io::Result<String> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::io::{Error, ErrorKind};
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let fd = rustix::fs::openat2(
-        &dir,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?;
-    let file = File::from(fd);
-    if !file.metadata()?.is_file() {
+    let found = Opened::resolve(&Opened::root(root)?, rel)?;
+    if !found.meta.is_file() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("{} is not a regular file", rel.display()),
         ));
     }
     let mut text = String::new();
-    file.take(TEXT_MAX + 1).read_to_string(&mut text)?;
+    found.open()?.take(TEXT_MAX + 1).read_to_string(&mut text)?;
     if text.len() as u64 > TEXT_MAX {
         return Err(Error::new(
             ErrorKind::InvalidInput,

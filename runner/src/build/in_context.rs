@@ -26,30 +26,30 @@ pub struct Opened {
 impl Opened {
     /// The context's root directory.
     pub fn root(path: &Path) -> io::Result<Opened> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Opened::of(fd)
+        Opened::of(crate::container::in_root::open_root(path)?)
     }
 
     /// `rel` under `root`, its links followed as if `root` were `/`
     /// (docker's `FollowSymlinkInScope`): no link leads out.
-    pub fn resolve(root: &Opened, rel: &str) -> io::Result<Opened> {
+    pub fn resolve(root: &Opened, rel: impl AsRef<Path>) -> io::Result<Opened> {
         root.beneath(rel, OFlags::empty(), ResolveFlags::empty())
     }
 
     /// `rel` under `root`, a path that had no links when it was resolved:
     /// one met now fails the open.
-    pub fn resolve_exact(root: &Opened, rel: &str) -> io::Result<Opened> {
+    pub fn resolve_exact(root: &Opened, rel: impl AsRef<Path>) -> io::Result<Opened> {
         root.beneath(rel, OFlags::NOFOLLOW, ResolveFlags::NO_SYMLINKS)
     }
 
-    fn beneath(&self, rel: &str, flags: OFlags, resolve: ResolveFlags) -> io::Result<Opened> {
-        let rel = match rel.is_empty() {
-            true => ".",
-            false => rel,
+    fn beneath(
+        &self,
+        rel: impl AsRef<Path>,
+        flags: OFlags,
+        resolve: ResolveFlags,
+    ) -> io::Result<Opened> {
+        let rel = match rel.as_ref() {
+            rel if rel.as_os_str().is_empty() => Path::new("."),
+            rel => rel,
         };
         let fd = rustix::fs::openat2(
             &self.file,

@@ -127,10 +127,8 @@ impl OutDir {
     /// the caller's own (as `output_file` follows one).
     fn open(path: &Path) -> Result<OutDir> {
         use rustix::fs::{Mode, OFlags};
-        use std::os::unix::fs::MetadataExt as _;
-        let own_link = fs::symlink_metadata(path).is_ok_and(|m| {
-            m.file_type().is_symlink() && m.uid() == nix::unistd::geteuid().as_raw()
-        });
+        let own_link =
+            fs::symlink_metadata(path).is_ok_and(|m| crate::output_file::is_own_link(&m));
         let follow = match own_link {
             true => OFlags::empty(),
             false => OFlags::NOFOLLOW,

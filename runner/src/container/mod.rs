@@ -33,7 +33,7 @@ mod events;
 mod exec;
 mod exit;
 pub mod host_devices;
-mod in_root;
+pub mod in_root;
 mod init;
 pub mod json_log;
 mod lookup;

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -98,13 +98,7 @@ pub fn lock() -> anyhow::Result<Locked> {
     // every root `run` on the bridge would wait for them.
     let dir = state_dir();
     crate::runtime::base_dir()?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("create {}", dir.display()))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("make {} private", dir.display()))?;
+    crate::runtime::private_dir(&dir, 0, true, "is not a directory of root's: remove it")?;
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -201,20 +195,23 @@ fn host_routes(table: &str) -> Vec<Subnet> {
 /// CVE-2020-13401). A kernel without IPv6 has nothing to turn off.
 pub fn disable_ipv6(interface: &str) -> anyhow::Result<()> {
     let path = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
-    match fs::read_to_string(&path) {
-        Ok(value) if value.trim() == "1" => Ok(()),
-        Ok(_) => fs::write(&path, "1").with_context(|| format!("turn IPv6 off on {interface}")),
+    match switch_on(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("read {path}")),
+        done => done.with_context(|| format!("turn IPv6 off on {interface} ({path})")),
     }
 }
 
 fn enable_forwarding() -> anyhow::Result<()> {
     let path = "/proc/sys/net/ipv4/ip_forward";
-    if fs::read_to_string(path).is_ok_and(|value| value.trim() == "1") {
-        return Ok(());
+    switch_on(path).with_context(|| format!("enable IPv4 forwarding ({path})"))
+}
+
+/// Sets the kernel switch at `path` (under /proc/sys) to 1, unless it is.
+fn switch_on(path: &str) -> std::io::Result<()> {
+    match fs::read_to_string(path)?.trim() {
+        "1" => Ok(()),
+        _ => fs::write(path, "1"),
     }
-    fs::write(path, "1").with_context(|| format!("enable IPv4 forwarding ({path})"))
 }
 
 /// docker's rules for its bridge: MASQUERADE the subnet's traffic that
