@@ -25,8 +25,10 @@ use std::io::Read;
 
 pub(crate) mod as_read;
 mod canonical_stream;
+mod link_targets;
 use as_read::AsRead;
 use canonical_stream::CanonicalStream;
+use link_targets::LinkTargets;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -80,6 +82,8 @@ pub struct LayerBuilder {
     source: String,
     entries: BTreeMap<Vec<u8>, Entry>,
     opaque_dirs: BTreeSet<Vec<u8>>,
+    /// The hardlinks among `entries`, by the path each names.
+    links: LinkTargets,
     logical_bytes: u64,
     new_bytes: u64,
     /// The chunks of regular files by path, as the writer's slots: the
@@ -140,6 +144,7 @@ impl LayerBuilder {
             source: source.to_string(),
             entries: BTreeMap::new(),
             opaque_dirs: BTreeSet::new(),
+            links: LinkTargets::default(),
             logical_bytes: 0,
             new_bytes: 0,
             unnamed: HashMap::new(),
@@ -202,7 +207,7 @@ impl LayerBuilder {
         if let Some(old) = self.entries.get(&path) {
             self.refuse_replacing_a_link_target(&path, old.kind, entry.kind)?;
         }
-        if let Some(old) = self.entries.remove(&path) {
+        if let Some(old) = self.take(&path) {
             self.replace(&path, &old, &mut entry);
         }
         match entry.kind {
@@ -231,8 +236,21 @@ impl LayerBuilder {
                 self.unnamed.insert(path.clone(), slots);
             }
         }
+        if entry.kind == Kind::Hardlink {
+            self.links.add(&path, &entry.link);
+        }
         self.entries.insert(path, entry);
         Ok(())
+    }
+
+    /// Takes `path`'s entry out of the layer, with what the builder
+    /// counts of it.
+    fn take(&mut self, path: &[u8]) -> Option<Entry> {
+        let old = self.entries.remove(path)?;
+        if old.kind == Kind::Hardlink {
+            self.links.remove(path, &old.link);
+        }
+        Some(old)
     }
 
     /// Refuses an entry whose `what` (its name, or its link's target)
@@ -259,17 +277,12 @@ impl LayerBuilder {
     /// nothing), where an extraction keeps the first file's content under
     /// the link's name.
     fn refuse_replacing_a_link_target(&self, path: &[u8], old: Kind, new: Kind) -> Result<()> {
-        let prefix = [path, b"/"].concat();
         let subtree_goes = old == Kind::Dir && new != Kind::Dir;
-        let named = self.entries.iter().find(|(_, e)| {
-            e.kind == Kind::Hardlink
-                && (e.link == path || (subtree_goes && e.link.starts_with(&prefix)))
-        });
-        match named {
-            Some((link, e)) => Err(self.bad(format!(
+        match self.links.naming(path, subtree_goes) {
+            Some((link, target)) => Err(self.bad(format!(
                 "entry {:?} replaces {:?}, which hardlink {:?} earlier in the layer names",
                 String::from_utf8_lossy(path),
-                String::from_utf8_lossy(&e.link),
+                String::from_utf8_lossy(target),
                 String::from_utf8_lossy(link)
             ))),
             None => Ok(()),
@@ -286,10 +299,22 @@ impl LayerBuilder {
         if old.kind == Kind::Dir && new.kind == Kind::Dir {
             new.opaque |= old.opaque;
         } else if old.kind == Kind::Dir {
+            // What is under it, found by range: a walk over the whole
+            // layer per replaced directory made a tar alternating one
+            // name between a directory and a file quadratic.
             let prefix = [path, b"/"].concat();
-            self.entries.retain(|p, _| !p.starts_with(&prefix));
-            self.opaque_dirs
-                .retain(|p| !p.starts_with(&prefix) && p != path);
+            let under = |set: &mut dyn Iterator<Item = &Vec<u8>>| -> Vec<Vec<u8>> {
+                set.take_while(|p| p.starts_with(&prefix))
+                    .cloned()
+                    .collect()
+            };
+            for p in under(&mut self.entries.range(prefix.clone()..).map(|(p, _)| p)) {
+                self.take(&p);
+            }
+            for p in under(&mut self.opaque_dirs.range(prefix.clone()..)) {
+                self.opaque_dirs.remove(&p);
+            }
+            self.opaque_dirs.remove(path);
         }
     }
 
@@ -375,12 +400,13 @@ impl LayerBuilder {
             .take(INLINE_MAX + 1)
             .read_to_end(&mut head)
             .map_err(|e| self.bad(format!("reading {shown:?}: {e}")))?;
-        if head.len() as u64 <= INLINE_MAX {
+        let len = head.len() as u64;
+        if len <= INLINE_MAX {
             // The entry keeps `head` until the layer is committed: at the
             // capacity read with, each small file held 4 KB (50,000 files
             // of 2 bytes peaked at 270 MB).
             head.shrink_to_fit();
-            entry.size = head.len() as u64;
+            entry.size = len;
             self.logical_bytes += entry.size;
             self.new_bytes += entry.size;
             if !head.is_empty() {
@@ -798,6 +824,30 @@ mod tests {
         assert_eq!((a.ino, a.nlink), (l.ino, l.nlink));
         assert_eq!(a.nlink, 2);
         assert_eq!(layer.size, 1000);
+    }
+
+    #[test]
+    fn a_target_may_be_replaced_once_the_links_naming_it_are_gone() {
+        let (_d, mut b) = builder();
+        let link = |to: &str| {
+            let mut l = Entry::new(Kind::Hardlink, 0);
+            l.link = to.as_bytes().to_vec();
+            l
+        };
+        let dir = || Entry::new(Kind::Dir, 0o755);
+        file(&mut b, "t", b"1").unwrap();
+        b.add_oci(b"d", dir(), None).unwrap();
+        b.add_oci(b"d/l", link("t"), None).unwrap();
+        b.add_oci(b"m", link("t"), None).unwrap();
+        assert!(file(&mut b, "t", b"2").is_err(), "two links name it");
+        // One link goes with its directory, the other is replaced.
+        file(&mut b, "d", b"a file now").unwrap();
+        assert!(file(&mut b, "t", b"2").is_err(), "\"m\" still names it");
+        file(&mut b, "m", b"a file now").unwrap();
+        file(&mut b, "t", b"2").unwrap();
+        let layer = b.finish().unwrap();
+        let paths: Vec<&[u8]> = layer.entries.iter().map(|(p, _)| p.as_slice()).collect();
+        assert_eq!(paths, [&b"d"[..], b"m", b"t"]);
     }
 
     #[test]
