@@ -10,16 +10,31 @@ use std::path::{Path, PathBuf};
 
 /// The runtime directory for the store at `root`, made 0700 if missing.
 pub fn dir(root: &Path) -> Result<PathBuf> {
-    let base = base()?;
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let key = layerdb::Digest::of(root.as_os_str().as_encoded_bytes()).short();
-    let dir = base.join(key);
+    let dir = path(root)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Where the runtime directory of the store at `root` is, made or not.
+pub fn path(root: &Path) -> Result<PathBuf> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let key = layerdb::Digest::of(root.as_os_str().as_encoded_bytes()).short();
+    Ok(base()?.join(key))
+}
+
+/// Takes away the store's runtime directory, and its `sub` directory,
+/// when nothing is left in them: stores come and go (every test makes
+/// its own), and /run is memory. Whoever writes there makes them again
+/// if they went in between (`mount::write_record`).
+pub fn tidy(root: &Path, sub: &str) {
+    if let Ok(dir) = path(root) {
+        let _ = std::fs::remove_dir(dir.join(sub));
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// The directory that holds every store's runtime directory, for what is

@@ -1000,7 +1000,14 @@ fn a_server_ending_late_leaves_the_next_mounts_record_at_its_path() {
         listed.contains(path),
         "the new mount is not listed: {listed}"
     );
+    // The store's runtime directory holds the record, and goes with the
+    // last mount: every store the tests made left one in /run before.
+    let root = std::fs::canonicalize(s.root()).unwrap();
+    let key = layerdb::Digest::of(root.as_os_str().as_encoded_bytes()).short();
+    let runtime = std::path::Path::new("/run/strata").join(key);
+    assert!(runtime.join("mounts").is_dir(), "{}", runtime.display());
     s.run(&["umount", path]).ok();
+    assert!(!runtime.exists(), "{} is left", runtime.display());
 }
 
 /// docker logs gives each line back to the stream it came from, with its

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use layerdb::{Pin, State, Store};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -23,13 +24,52 @@ struct MountRecord {
     mountpoint: PathBuf,
 }
 
+const RECORDS: &str = "mounts";
+
 fn records_dir(root: &Path) -> Result<PathBuf> {
-    Ok(crate::runtime::dir(root)?.join("mounts"))
+    Ok(crate::runtime::path(root)?.join(RECORDS))
+}
+
+fn record_name(mountpoint: &Path) -> String {
+    let d = layerdb::Digest::of(mountpoint.as_os_str().as_encoded_bytes());
+    format!("{}.json", d.short())
 }
 
 pub(super) fn record_path(root: &Path, mountpoint: &Path) -> Result<PathBuf> {
-    let d = layerdb::Digest::of(mountpoint.as_os_str().as_encoded_bytes());
-    Ok(records_dir(root)?.join(format!("{}.json", d.short())))
+    Ok(records_dir(root)?.join(record_name(mountpoint)))
+}
+
+/// Writes the record of the mount at `mountpoint`. A server ending at the
+/// same moment may take the store's empty runtime directory away between
+/// its making and the write (`forget_record`): it is made again then.
+fn write_record(root: &Path, mountpoint: &Path, rec: &MountRecord) -> Result<PathBuf> {
+    let bytes = serde_json::to_vec(rec)?;
+    let mut tries = 0;
+    loop {
+        let dir = crate::runtime::dir(root)?.join(RECORDS);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("create {}", dir.display()))
+            }
+            _ => {}
+        }
+        let record = dir.join(record_name(mountpoint));
+        match std::fs::write(&record, &bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 => tries += 1,
+            written => {
+                written.with_context(|| format!("write {}", record.display()))?;
+                return Ok(record);
+            }
+        }
+    }
+}
+
+/// Removes a mount's record and its log, and the store's runtime
+/// directory with them when it is left empty.
+pub(super) fn forget_record(root: &Path, record: &Path) {
+    let _ = std::fs::remove_file(record.with_extension("log"));
+    let _ = std::fs::remove_file(record);
+    crate::runtime::tidy(root, RECORDS);
 }
 
 /// The live server of the mount whose record is at `record`.
@@ -178,8 +218,7 @@ fn list(ctx: &Ctx) -> Result<i32> {
         if liveness::process_alive(rec.pid as i32) {
             println!("{} {}", rec.target, rec.mountpoint.display());
         } else {
-            let _ = std::fs::remove_file(f.path().with_extension("log"));
-            let _ = std::fs::remove_file(f.path());
+            forget_record(&ctx.root, &f.path());
         }
     }
     Ok(0)
@@ -241,9 +280,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         target,
         mountpoint: args.mountpoint.clone(),
     };
-    std::fs::create_dir_all(records_dir(&ctx.root)?)?;
-    let record = record_path(&ctx.root, &args.mountpoint)?;
-    std::fs::write(&record, serde_json::to_vec(&rec)?)?;
+    let record = write_record(&ctx.root, &args.mountpoint, &rec)?;
     println!("ready");
     // The parent stops reading after "ready": from here on errors go to a
     // log beside the mount's record.
@@ -255,8 +292,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     // Records are named by mountpoint: after `fusermount3 -u` the path may
     // hold a new mount already, whose server wrote its own record there.
     if recorded_server(&record) == Some(rec.pid) {
-        let _ = std::fs::remove_file(record.with_extension("log"));
-        let _ = std::fs::remove_file(&record);
+        forget_record(&ctx.root, &record);
     }
     drop(pin);
     Ok(0)

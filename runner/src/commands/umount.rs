@@ -1,6 +1,6 @@
 //! `strata umount`: ends an inspection mount made by `strata mount`.
 
-use super::mount::{record_path, server_of};
+use super::mount::{forget_record, record_path, server_of};
 use super::Ctx;
 use crate::liveness;
 use anyhow::{bail, Context, Result};
@@ -38,8 +38,7 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let _ = std::fs::remove_file(record.with_extension("log"));
-    let _ = std::fs::remove_file(record);
+    forget_record(&ctx.root, &record);
     println!("{}", path.display());
     Ok(0)
 }
