@@ -15,7 +15,8 @@
 //! that where no udev runs).
 //!
 //! Nothing here talks to an address outside the host: published ports are
-//! reached on 127.0.0.1, and containers talk to each other on the bridge.
+//! reached on 127.0.0.1, containers talk to each other on the bridge, and
+//! to a network namespace a test makes itself (`Outside`).
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
@@ -461,6 +462,119 @@ fn two_containers_get_different_addresses_and_reach_each_other() {
         !second.starts_with(&format!("{first}/")),
         "{first} twice: {page}"
     );
+}
+
+/// A network namespace of the test's own, reached from the host through
+/// a veth pair: 198.51.100.1 on the host's end, 198.51.100.2 on its own
+/// (TEST-NET-2, kept for documentation; this VM's own network is
+/// TEST-NET-1). Removed with its veth.
+struct Outside {
+    ns: String,
+}
+
+impl Outside {
+    const ADDRESS: &'static str = "198.51.100.2";
+
+    fn new() -> Outside {
+        // Only where the host reaches neither address but by its default
+        // route: taking a gateway's address would cut the host off.
+        for address in ["198.51.100.1", Outside::ADDRESS] {
+            let route = ip(&["route", "get", address]);
+            assert!(
+                route.contains(" via "),
+                "198.51.100.0/30 is in use on this host: {route}"
+            );
+        }
+        let ns = format!("strata-out-{}", std::process::id());
+        let host_end = format!("sto{}", std::process::id() % 1_000_000);
+        let outside = Outside { ns };
+        let ns = outside.ns.as_str();
+        for args in [
+            vec!["netns", "add", ns],
+            vec![
+                "link", "add", &host_end, "type", "veth", "peer", "name", "out0", "netns", ns,
+            ],
+            vec!["addr", "add", "198.51.100.1/30", "dev", &host_end],
+            vec!["link", "set", &host_end, "up"],
+            vec!["-n", ns, "addr", "add", "198.51.100.2/30", "dev", "out0"],
+            vec!["-n", ns, "link", "set", "out0", "up"],
+        ] {
+            let status = Command::new("ip").args(&args).status().expect("ip runs");
+            assert!(status.success(), "ip {}", args.join(" "));
+        }
+        outside
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// An iptables rule of the test's own, deleted at the end.
+struct Rule(Vec<&'static str>);
+
+impl Rule {
+    fn insert(chain: &'static str, spec: &[&'static str]) -> Rule {
+        let status = Command::new("iptables")
+            .args(["-w", "-I", chain])
+            .args(spec)
+            .status()
+            .expect("iptables runs");
+        assert!(status.success(), "iptables -I {chain} {}", spec.join(" "));
+        Rule([&["-w", "-D", chain], spec].concat())
+    }
+}
+
+impl Drop for Rule {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables").args(&self.0).status();
+    }
+}
+
+fn first_forward_rule() -> String {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", "FORWARD"])
+        .output()
+        .expect("iptables runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("-A "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// As docker's `DOCKER-USER`: the administrator's rules in `STRATA-USER`
+/// come ahead of the bridge's accept rules, which passed everything a
+/// container sent out before any rule of the host's own; a bridge an
+/// older strata made gets the chain at the next run.
+#[test]
+fn the_administrators_rules_in_strata_user_come_first() {
+    let s = Stack::root();
+    let outside = Outside::new();
+    let ping = format!(
+        "ping -c 1 -W 2 {} >/dev/null && echo reached || echo blocked",
+        Outside::ADDRESS
+    );
+    assert_eq!(s.sh(&[], &ping).trim(), "reached");
+    assert_eq!(first_forward_rule(), "-A FORWARD -j STRATA-USER");
+    let _drop = Rule::insert(
+        "STRATA-USER",
+        &["-i", "strata0", "-d", Outside::ADDRESS, "-j", "DROP"],
+    );
+    assert_eq!(s.sh(&[], &ping).trim(), "blocked");
+    // As an older strata left the host: no jump, nothing recorded.
+    let jump = ["-w", "-D", "FORWARD", "-j", "STRATA-USER"];
+    assert!(Command::new("iptables")
+        .args(jump)
+        .status()
+        .unwrap()
+        .success());
+    fs::remove_file("/run/strata/network/user-chain").unwrap();
+    assert_eq!(s.sh(&[], &ping).trim(), "blocked");
+    assert_eq!(first_forward_rule(), "-A FORWARD -j STRATA-USER");
+    drop(outside);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! (docker's pool, 172.17-31.0.0/16), the gateway address on the bridge,
 //! IPv4 forwarding on, and NAT to the outside (iptables MASQUERADE of the
 //! subnet leaving by any other interface, plus the FORWARD rules that let
-//! its traffic through a DROP policy). Like docker0 it stays when
-//! containers go; `ip link del strata0` and the rules below remove it.
+//! its traffic through a DROP policy), with the administrator's own rules
+//! ahead of them in `STRATA-USER` (docker's `DOCKER-USER`). Like docker0
+//! it stays when containers go; `ip link del strata0` and the rules below
+//! remove it.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -128,8 +130,11 @@ pub fn ensure(locked: &Locked, netlink: &mut Netlink) -> anyhow::Result<Bridge> 
                 subnet_file.display()
             );
         };
-        // A bridge an older strata made has IPv6 on.
+        // A bridge an older strata made has IPv6 on, and no user chain.
         disable_ipv6(BRIDGE)?;
+        if !locked.dir.join(USER_CHAIN_MADE).exists() {
+            install_user_chain(locked)?;
+        }
         return Ok(Bridge { index, subnet });
     }
     let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
@@ -148,6 +153,7 @@ pub fn ensure(locked: &Locked, netlink: &mut Netlink) -> anyhow::Result<Bridge> 
         .with_context(|| format!("bring {BRIDGE} up"))?;
     enable_forwarding()?;
     install_nat(&subnet)?;
+    install_user_chain(locked)?;
     fs::write(&subnet_file, subnet.to_string())
         .with_context(|| format!("write {}", subnet_file.display()))?;
     Ok(Bridge { index, subnet })
@@ -253,22 +259,61 @@ fn nat_rules(subnet: &Subnet) -> Vec<Vec<String>> {
 
 fn install_nat(subnet: &Subnet) -> anyhow::Result<()> {
     for rule in nat_rules(subnet) {
-        // `-t TABLE CHAIN ...`: check first, insert if missing.
+        // `-t TABLE CHAIN ...`
         let (table, rest) = rule.split_at(2);
         let (chain, spec) = rest.split_at(1);
-        let present = iptables(table, "-C", &chain[0], spec)?;
-        if !present.status.success() {
-            let added = iptables(table, "-I", &chain[0], spec)?;
-            if !added.status.success() {
-                bail!(
-                    "iptables {} -I {} {}: {}",
-                    table.join(" "),
-                    chain[0],
-                    spec.join(" "),
-                    String::from_utf8_lossy(&added.stderr).trim()
-                );
-            }
+        add_rule(table, "-I", &chain[0], spec)?;
+    }
+    Ok(())
+}
+
+/// The chain for the administrator's own rules about containers' traffic,
+/// as docker's `DOCKER-USER`: FORWARD jumps to it first, so a rule there
+/// (`iptables -I STRATA-USER -i strata0 -d 10.0.0.0/8 -j DROP`) comes
+/// ahead of the accept rules above, which otherwise pass everything the
+/// bridge forwards before any rule of the host's own.
+const USER_CHAIN: &str = "STRATA-USER";
+
+/// In the network's state directory once the user chain is in place: a
+/// bridge an older strata made gets the chain at the next run, and later
+/// runs spend no iptables call on it.
+const USER_CHAIN_MADE: &str = "user-chain";
+
+fn install_user_chain(locked: &Locked) -> anyhow::Result<()> {
+    let filter = ["-t".to_string(), "filter".to_string()];
+    let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    // Made unless it exists; an administrator's rules in it are kept.
+    let listed = iptables(&filter, "-S", USER_CHAIN, &[])?;
+    if !listed.status.success() {
+        let made = iptables(&filter, "-N", USER_CHAIN, &[])?;
+        if !made.status.success() {
+            bail!(
+                "iptables -N {USER_CHAIN}: {}",
+                String::from_utf8_lossy(&made.stderr).trim()
+            );
         }
+    }
+    add_rule(&filter, "-A", USER_CHAIN, &words(&["-j", "RETURN"]))?;
+    // First in FORWARD: inserted after the accept rules, or alone where an
+    // older strata put them.
+    add_rule(&filter, "-I", "FORWARD", &words(&["-j", USER_CHAIN]))?;
+    let made = locked.dir.join(USER_CHAIN_MADE);
+    fs::write(&made, "").with_context(|| format!("write {}", made.display()))
+}
+
+/// Adds `spec` to `chain` (`-I` first or `-A` last) unless it is there.
+fn add_rule(table: &[String], how: &str, chain: &str, spec: &[String]) -> anyhow::Result<()> {
+    if iptables(table, "-C", chain, spec)?.status.success() {
+        return Ok(());
+    }
+    let added = iptables(table, how, chain, spec)?;
+    if !added.status.success() {
+        bail!(
+            "iptables {} {how} {chain} {}: {}",
+            table.join(" "),
+            spec.join(" "),
+            String::from_utf8_lossy(&added.stderr).trim()
+        );
     }
     Ok(())
 }
