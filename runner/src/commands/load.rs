@@ -117,19 +117,19 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
             image.layers.iter().map(|l| l.path.clone()).collect(),
         );
         match seen.get(&key) {
-            Some(&at) => {
-                let names = &mut images[at].names;
-                for name in image.names {
-                    if !names.contains(&name) {
-                        names.push(name);
-                    }
-                }
-            }
+            Some(&at) => images[at].names.extend(image.names),
             None => {
                 seen.insert(key, images.len());
                 images.push(image);
             }
         }
+    }
+    // Each name once, in the order first given: a search of the names
+    // kept per name merged made 80,000 entries of a 295 KB input take
+    // 180 s.
+    for image in &mut images {
+        let mut once = std::collections::HashSet::new();
+        image.names.retain(|name| once.insert(name.to_string()));
     }
     let ingest = Ingest::begin(&ctx.root)?;
     let mut reading = Reading::default();
