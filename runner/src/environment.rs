@@ -9,6 +9,7 @@
 //! what `commit -c 'LABEL x=$A'` expands is what the process sees as `$A`.
 
 use anyhow::{bail, Context};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The key of a `K=V` entry; an entry without `=` is all key.
@@ -28,23 +29,34 @@ pub fn lookup<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
 /// Sets `entry`: it replaces the entry [`lookup`] would read for its key,
 /// in that entry's place, or is appended when the key is new.
 pub fn set(env: &mut Vec<String>, entry: String) {
-    let wanted = key(&entry);
-    match env
-        .iter_mut()
-        .rev()
-        .find(|existing| key(existing) == wanted)
-    {
-        Some(existing) => *existing = entry,
-        None => env.push(entry),
+    set_all(env, [entry]);
+}
+
+/// [`set`] of each of `entries` in turn, with the keys found by a map: an
+/// image's Env is the image author's, and a search of the list per entry
+/// made 80,000 keys (190 KB of gzip) cost `run` 28 s.
+pub fn set_all(env: &mut Vec<String>, entries: impl IntoIterator<Item = String>) {
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (at, entry) in env.iter().enumerate() {
+        last.insert(key(entry).to_owned(), at);
+    }
+    for entry in entries {
+        match last.get(key(&entry)) {
+            Some(&at) => env[at] = entry,
+            None => {
+                last.insert(key(&entry).to_owned(), env.len());
+                env.push(entry);
+            }
+        }
     }
 }
 
 /// Appends the entries of `defaults` whose key `env` does not have
 /// (a committed image's Env: its own entries, then the container's).
 pub fn add_missing(env: &mut Vec<String>, defaults: &[String]) {
+    let mut keys: HashSet<String> = env.iter().map(|own| key(own).to_owned()).collect();
     for entry in defaults {
-        let wanted = key(entry);
-        if !env.iter().any(|own| key(own) == wanted) {
+        if keys.insert(key(entry).to_owned()) {
             env.push(entry.clone());
         }
     }
@@ -157,6 +169,13 @@ mod tests {
         assert_eq!(lookup(&env, "A"), Some("3"));
         set(&mut env, "C=new".into());
         assert_eq!(env.last().map(String::as_str), Some("C=new"));
+    }
+
+    #[test]
+    fn setting_many_keys_replaces_the_last_entry_of_each_in_place() {
+        let mut env = strings(&["A=1", "B=1", "A=2", "C"]);
+        set_all(&mut env, strings(&["A=3", "D=1", "C=1", "D=2", "E"]));
+        assert_eq!(env, strings(&["A=1", "B=1", "A=3", "C=1", "D=2", "E"]));
     }
 
     #[test]

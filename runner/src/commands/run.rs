@@ -420,9 +420,7 @@ fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<R
     if !args.command.is_empty() {
         config.cmd = args.command.clone();
     }
-    for entry in env {
-        crate::environment::set(&mut config.env, entry);
-    }
+    crate::environment::set_all(&mut config.env, env);
     if let Some(w) = &args.workdir {
         check_workdir(w)?;
         config.working_dir = w.clone();

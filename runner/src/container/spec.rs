@@ -108,9 +108,7 @@ pub fn final_env(given: &[String], home: &str, hostname: &str, tty: bool) -> Vec
     if tty {
         env.push("TERM=xterm".to_owned());
     }
-    for entry in given {
-        environment::set(&mut env, entry.clone());
-    }
+    environment::set_all(&mut env, given.iter().cloned());
     if environment::lookup(&env, "HOME").is_none() {
         env.push(format!("HOME={home}"));
     }
