@@ -5,7 +5,7 @@
 //! cache holds across a checkout that only touched the files.
 
 use super::in_context::Opened;
-use super::pattern::{clean_relative, has_wildcards, Ignore, Pattern};
+use super::pattern::{clean_relative, has_wildcards, Hits, Ignore, Pattern};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 use std::ffi::OsString;
@@ -203,9 +203,9 @@ impl Context {
         Ok(opened)
     }
 
-    /// Whether the entry at `rel` (relative to the context) is left out.
-    fn excluded(&self, rel: &str) -> bool {
-        self.root.is_some() && self.ignore.excludes(rel)
+    /// Whether the entry with these `.dockerignore` hits is left out.
+    fn excluded(&self, hits: &Hits) -> bool {
+        self.root.is_some() && self.ignore.excluded_by(hits)
     }
 }
 
@@ -241,16 +241,21 @@ impl Packer {
         /// A directory to list: the source, or a name in a listed one
         /// (opened again when its turn comes, so that only the
         /// directories on the way down hold a descriptor).
+        /// A child keeps its directory's `.dockerignore` hits (shared
+        /// among its siblings), to compute its own from when listed.
         enum Dir {
             Top(Opened),
-            Child(Rc<Opened>, OsString),
+            Child(Rc<Opened>, OsString, Rc<Hits>),
         }
         let top = Dir::Top(opened);
         let mut stack = vec![(top, PathBuf::new(), source.rel.clone())];
         while let Some((at, prefix, rel)) = stack.pop() {
-            let dir = match at {
-                Dir::Top(dir) => dir,
-                Dir::Child(parent, name) => parent.child(&name)?,
+            let (dir, hits) = match at {
+                Dir::Top(dir) => (dir, context.ignore.hits(&source.rel)),
+                Dir::Child(parent, name, above) => (
+                    parent.child(&name)?,
+                    context.ignore.hits_below(&rel, &above),
+                ),
             };
             // Swapped for something else since it was listed: its entry
             // is in the tar already, nothing is read through it.
@@ -258,6 +263,7 @@ impl Packer {
                 continue;
             }
             let dir = Rc::new(dir);
+            let hits = Rc::new(hits);
             let mut subdirs = Vec::new();
             for file_name in dir
                 .names()
@@ -270,7 +276,7 @@ impl Packer {
                     true => file_name.to_string_lossy().into_owned(),
                     false => format!("{rel}/{}", file_name.to_string_lossy()),
                 };
-                match context.excluded(&entry_rel) {
+                match context.excluded(&context.ignore.hits_below(&entry_rel, &hits)) {
                     false => self.add_opened(&entry, &name)?,
                     // Left out, but a `!` rule may bring back what is
                     // under it: looked into, its own entry left out.
@@ -278,7 +284,8 @@ impl Packer {
                     true => continue,
                 }
                 if is_dir {
-                    subdirs.push((Dir::Child(dir.clone(), file_name), name, entry_rel));
+                    let child = Dir::Child(dir.clone(), file_name, hits.clone());
+                    subdirs.push((child, name, entry_rel));
                 }
             }
             // Depth first, in name order: directories are pushed in reverse.
