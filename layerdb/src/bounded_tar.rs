@@ -11,6 +11,7 @@
 //! read past that fails, before anything is allocated for it. Real ones
 //! are a few KB (a name is under PATH_MAX, an attribute under 64 KiB).
 
+use crate::unpack_dest::Destination;
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -87,6 +88,22 @@ fn past_budget() -> io::Error {
     ))
 }
 
+/// Where an entry named `name` is made, about to be: `None` for the
+/// destination itself (`./`, left as it is); a name leaving it is refused.
+fn placed(dest: &mut Destination, name: &Path) -> io::Result<Option<std::path::PathBuf>> {
+    match dest.place(name)? {
+        Some(path) if path == dest.root() => Ok(None),
+        Some(path) => {
+            dest.making(&path);
+            Ok(Some(path))
+        }
+        None => Err(io::Error::other(format!(
+            "{}: a name leaving the destination",
+            name.display()
+        ))),
+    }
+}
+
 /// A tar archive read with the budget.
 pub struct Archive<R: Read> {
     archive: tar::Archive<Budgeted<R>>,
@@ -130,13 +147,14 @@ impl<R: Read> Archive<R> {
     }
 
     /// `tar::Archive::unpack` through the budget: every entry under `dst`
-    /// (names that would leave it refused), directories last, deepest
-    /// first, so their modes and times hold.
+    /// (names that would leave it refused, parents checked as
+    /// `unpack_dest` checks them), directories last, deepest first, so
+    /// their modes and times hold.
     pub fn unpack(&mut self, dst: &Path) -> io::Result<()> {
         if dst.symlink_metadata().is_err() {
             std::fs::create_dir_all(dst)?;
         }
-        let dst = dst.canonicalize().unwrap_or_else(|_| dst.to_path_buf());
+        let mut dest = Destination::new(dst)?;
         let mut directories = Vec::new();
         for entry in self.entries()? {
             let mut entry = entry?;
@@ -148,15 +166,24 @@ impl<R: Read> Archive<R> {
                     entry.path_bytes().len()
                 )));
             }
-            if entry.header().entry_type() == tar::EntryType::Directory {
-                directories.push(entry);
-            } else {
-                entry.unpack_in(&dst)?;
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => directories.push(entry),
+                // A hard link's target is checked by the tar crate.
+                tar::EntryType::Link => {
+                    entry.unpack_in(dest.root())?;
+                }
+                _ => {
+                    if let Some(path) = placed(&mut dest, &entry.path()?)? {
+                        entry.unpack(&path)?;
+                    }
+                }
             }
         }
         directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
         for mut dir in directories {
-            dir.unpack_in(&dst)?;
+            if let Some(path) = placed(&mut dest, &dir.path()?)? {
+                dir.unpack(&path)?;
+            }
         }
         Ok(())
     }
@@ -251,6 +278,73 @@ mod tests {
             names.push(String::from_utf8_lossy(&entry?.path_bytes()).into_owned());
         }
         Ok(names)
+    }
+
+    /// A tar of `(name, kind, link or content)`.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for &(name, kind, data) in entries {
+            let mut h = header(kind, 0);
+            h.set_mode(if kind == tar::EntryType::Directory {
+                0o750
+            } else {
+                0o644
+            });
+            match kind {
+                tar::EntryType::Symlink => b.append_link(&mut h, name, data).unwrap(),
+                // The tar crate writes no `..`: the name set by hand.
+                _ if name.contains("..") => {
+                    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                    h.set_size(data.len() as u64);
+                    h.set_cksum();
+                    b.append(&h, data.as_bytes()).unwrap()
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, name, data.as_bytes()).unwrap()
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpack_keeps_every_name_under_the_destination() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (dst, outside) = (tmp.path().join("dst"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&outside).unwrap();
+        let deep = format!("{}f", "d/".repeat(300));
+        let good = tar_of(&[
+            (&deep, tar::EntryType::Regular, "deep"),
+            ("d", tar::EntryType::Directory, ""),
+            ("in", tar::EntryType::Symlink, "d"),
+            ("in/g", tar::EntryType::Regular, "through a link inside"),
+        ]);
+        Archive::new(&good[..]).unpack(&dst).unwrap();
+        assert_eq!(std::fs::read_to_string(dst.join(&deep)).unwrap(), "deep");
+        assert_eq!(
+            std::fs::read_to_string(dst.join("d/g")).unwrap(),
+            "through a link inside"
+        );
+        let mode = std::fs::metadata(dst.join("d"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o750, "a directory's own mode, set last");
+        // A link out, then a name through it; a name with `..`.
+        let out = outside.to_str().unwrap();
+        for bad in [
+            tar_of(&[
+                ("l", tar::EntryType::Symlink, out),
+                ("l/x", tar::EntryType::Regular, "escaped"),
+            ]),
+            tar_of(&[("d/../../outside/y", tar::EntryType::Regular, "escaped")]),
+        ] {
+            let err = Archive::new(&bad[..]).unpack(&dst).unwrap_err();
+            assert!(err.to_string().contains("leaving the destination"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod sparse;
 pub mod storage;
 pub mod store;
 pub mod tar_split;
+pub mod unpack_dest;
 pub mod verify;
 
 pub use chunk::{ChunkDir, ChunkEnds};

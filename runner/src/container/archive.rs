@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::copy_path;
 use crate::tree_tar::{self, Xattrs};
+use layerdb::unpack_dest::Destination;
 
 /// Whose tree: a running container's (its init's pid), or a directory
 /// where a stopped container's tree is mounted.
@@ -114,7 +115,7 @@ fn unpack(
     tar.set_preserve_mtime(true);
     tar.set_unpack_xattrs(true);
     tar.set_overwrite(true);
-    let root = std::fs::canonicalize(dir).with_context(|| format!("resolve {}", dir.display()))?;
+    let mut dest = Destination::new(dir)?;
     let mut dirs = Vec::new();
     for entry in tar.entries().context("reading the tar")? {
         let mut entry = entry.context("reading the tar")?;
@@ -133,13 +134,14 @@ fn unpack(
         let name = entry.path().context("a name in the tar")?.into_owned();
         let path = match rename {
             Some(rename) => dir.join(rename),
-            None => match inside(&root, &name)? {
+            None => match dest.place(&name)? {
                 // The destination itself (`./`): left as it is.
-                Some(path) if path == root => continue,
+                Some(path) if path == dest.root() => continue,
                 Some(path) => path,
                 None => bail!("{}: a name leaving the destination", name.display()),
             },
         };
+        dest.making(&path);
         let ids = owner(entry.header())?;
         if matches!(
             kind,
@@ -148,9 +150,11 @@ fn unpack(
             write_file(&mut entry, &path, ids)?;
             continue;
         }
-        let made = match rename {
-            Some(_) => entry.unpack(&path).map(|_| true),
-            None => entry.unpack_in(&root),
+        // Where `place` put it; a hard link's target is checked by the
+        // tar crate.
+        let made = match kind {
+            tar::EntryType::Link if rename.is_none() => entry.unpack_in(dest.root()),
+            _ => entry.unpack(&path).map(|_| true),
         }
         .with_context(|| format!("copying {}", name.display()))?;
         // A hard link's owner and mode are its target's, set already
@@ -181,55 +185,6 @@ fn unpack(
         );
     }
     Ok(())
-}
-
-/// Where `name` goes under `root`, if it stays there: no `..`, no
-/// absolute name, and each of its parents checked where it really is
-/// (an earlier entry's symlink followed) before anything is made in it;
-/// missing parents are made 0755, as the tar crate checks and makes them
-/// (CVE-2021-38511 was making them first).
-fn inside(root: &Path, name: &Path) -> anyhow::Result<Option<PathBuf>> {
-    use std::os::unix::fs::DirBuilderExt;
-    use std::path::Component;
-    let mut parts = Vec::new();
-    for part in name.components() {
-        match part {
-            Component::Normal(part) => parts.push(part),
-            Component::CurDir => {}
-            _ => return Ok(None),
-        }
-    }
-    let Some((last, parents)) = parts.split_last() else {
-        return Ok(Some(root.to_path_buf()));
-    };
-    // `at` stays a real path: a plain directory is stepped into as it is,
-    // only a link is resolved (resolving every parent again for every
-    // entry cost a tar of 1,000-deep names minutes).
-    let mut at = root.to_path_buf();
-    for part in parents {
-        let next = at.join(part);
-        if let Ok(md) = std::fs::symlink_metadata(&next) {
-            let real = match md.file_type().is_symlink() {
-                true => std::fs::canonicalize(&next)
-                    .with_context(|| format!("resolve {}", next.display()))?,
-                false => next.clone(),
-            };
-            if !real.starts_with(root) {
-                return Ok(None);
-            }
-            if !real.is_dir() {
-                bail!("{}: not a directory", next.display());
-            }
-            at = real;
-        } else {
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&next)
-                .with_context(|| format!("mkdir {}", next.display()))?;
-            at = next;
-        }
-    }
-    Ok(Some(at.join(last)))
 }
 
 /// A regular file's entry written at `path` in 1 MiB writes (the tar
