@@ -55,9 +55,10 @@ impl Store {
         let mut report = GcReport::default();
 
         let mut keep: HashSet<Digest> = crate::pins::live_pins(self.root()).into_iter().collect();
-        for (image, _) in self.images()? {
-            keep.extend(image.layers.iter().copied());
-        }
+        self.for_each_image(|image, _| {
+            keep.extend(image.layers);
+            Ok(())
+        })?;
         let mut batch = WriteBatch::default();
         let mut referenced: HashSet<Digest> = HashSet::new();
         let mut removed_ranges = Vec::new();

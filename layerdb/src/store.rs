@@ -711,20 +711,36 @@ impl Store {
 
     /// Every image with its references (`name:tag`), sorted.
     pub fn images(&self) -> Result<Vec<(ImageRecord, Vec<String>)>> {
-        let refs = self.references()?;
+        let mut all = Vec::new();
+        self.for_each_image(|rec, tags| {
+            all.push((rec, tags));
+            Ok(())
+        })?;
+        Ok(all)
+    }
+
+    /// `f` of every image with its references, in id order, one record
+    /// read at a time: a config may be megabytes, and a store of many
+    /// such images held them all at once (40 loaded configs of 31 MiB,
+    /// 1.3 MB of gzip, made every `images` take 2.6 GB).
+    pub fn for_each_image(
+        &self,
+        mut f: impl FnMut(ImageRecord, Vec<String>) -> Result<()>,
+    ) -> Result<()> {
         let mut by_id: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-        for (r, id) in refs {
+        for (r, id) in self.references()? {
             by_id.entry(id).or_default().push(r);
         }
-        self.db
-            .scan(&[keys::IMAGE])?
-            .iter()
-            .map(|(k, v)| {
-                let rec: ImageRecord = Self::decode(k, v)?;
+        let mut failed = None;
+        self.db.scan_each(&[keys::IMAGE], |k, v| {
+            let done = Self::decode::<ImageRecord>(k, v).and_then(|rec| {
                 let tags = by_id.remove(&rec.id).unwrap_or_default();
-                Ok((rec, tags))
-            })
-            .collect()
+                f(rec, tags)
+            });
+            failed = done.err();
+            failed.is_none()
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Every reference (`name:tag`) with the image id it names, in name order.
@@ -813,14 +829,15 @@ impl Store {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         {
-            let matches: Vec<ImageRecord> = self
-                .images()?
-                .into_iter()
-                .map(|(rec, _)| rec)
-                .filter(|rec| rec.id.hex().starts_with(hex))
-                .collect();
-            if matches.len() == 1 {
-                return Ok(matches.into_iter().next().expect("one match"));
+            let mut matches = Vec::new();
+            self.for_each_image(|rec, _| {
+                if rec.id.hex().starts_with(hex) {
+                    matches.push(rec.id);
+                }
+                Ok(())
+            })?;
+            if let [id] = matches[..] {
+                return self.image(&id)?.ok_or_else(missing);
             }
         }
         let key = if s.contains('@') {

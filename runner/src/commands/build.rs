@@ -472,20 +472,24 @@ impl Builder<'_> {
             return Ok(None);
         }
         let store = self.ctx.reader()?;
-        for (image, _) in store.images()? {
-            if image.parent != Some(st.image) {
-                continue;
+        let mut found = None;
+        store.for_each_image(|image, _| {
+            if found.is_some() || image.parent != Some(st.image) {
+                return Ok(());
             }
             let config = image.config();
             let same = config.history.last().map(|h| h.created_by.as_str()) == Some(created_by)
                 && config.config == st.state.config
                 && config.author == st.author;
             if same {
-                self.say(" ---> Using cache");
-                return Ok(Some(image.id));
+                found = Some(image.id);
             }
+            Ok(())
+        })?;
+        if found.is_some() {
+            self.say(" ---> Using cache");
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// RUN: the command in a container of the stage's image, with the

@@ -24,14 +24,10 @@ fn created_ns(image: &ImageRecord) -> Option<i64> {
 
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let store = ctx.reader()?;
-    let images = store.images()?;
     let mut digests: HashMap<Digest, Vec<String>> = HashMap::new();
     for (r, id) in store.repo_digests()? {
         digests.entry(id).or_default().push(r);
     }
-    // docker hides untagged images that are the parent of another
-    // (intermediate images) unless -a.
-    let parents: HashSet<Digest> = images.iter().filter_map(|(i, _)| i.parent).collect();
     let filters = Filters::parse(
         &args.filter,
         &["dangling", "reference", "label", "before", "since"],
@@ -56,8 +52,25 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         .map(|p| ReferenceFilter::new(p))
         .collect::<Result<Vec<_>>>()?;
     let filter = (!patterns.is_empty()).then_some(patterns);
+    // What the listing needs of each config, read one image at a time
+    // (configs may be megabytes each); the records kept without them.
+    let mut images = Vec::new();
+    store.for_each_image(|image, refs| {
+        let created = created_ns(&image);
+        let labels_match = filters.labels_match(&image.config().config.labels);
+        let image = ImageRecord {
+            config_json: Vec::new(),
+            ..image
+        };
+        images.push((image, refs, created, labels_match));
+        Ok(())
+    })?;
+    // docker hides untagged images that are the parent of another
+    // (intermediate images) unless -a.
+    let parents: HashSet<Digest> = images.iter().filter_map(|(i, ..)| i.parent).collect();
     let mut rows = Vec::new();
-    for (image, refs) in &images {
+    for (image, refs, created, labels_match) in &images {
+        let (created, labels_match) = (*created, *labels_match);
         let mut refs = refs.clone();
         let mut image_digests = digests.remove(&image.id).unwrap_or_default();
         if let Some(f) = &filter {
@@ -70,11 +83,7 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
                 continue;
             }
         }
-        let created = created_ns(image);
-        if dangling.is_some_and(|d| d != refs.is_empty())
-            || !filters.labels_match(&image.config().config.labels)
-            || !span.holds(created)
-        {
+        if dangling.is_some_and(|d| d != refs.is_empty()) || !labels_match || !span.holds(created) {
             continue;
         }
         if refs.is_empty() && image_digests.is_empty() && parents.contains(&image.id) && !args.all {

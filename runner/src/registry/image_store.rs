@@ -21,16 +21,17 @@ pub fn known_layers(store: &Store) -> Result<HashMap<Digest, Digest>> {
         .into_iter()
         .map(|l| (l.diff_id, l.diff_id))
         .collect();
-    for (image, _) in store.images()? {
+    store.for_each_image(|image, _| {
         let Ok(config_ids) = image.config().diff_ids() else {
-            continue;
+            return Ok(());
         };
         if config_ids.len() == image.layers.len() {
             for (config_id, layer) in config_ids.into_iter().zip(&image.layers) {
                 known.entry(config_id).or_insert(*layer);
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(known)
 }
 
