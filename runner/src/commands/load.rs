@@ -135,14 +135,18 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
     let mut reading = Reading::default();
     let mut loaded = Vec::new();
     for image in &images {
-        let (config_json, layers) = read_image(&layout, &ingest, image, &mut reading)?;
-        loaded.push((config_json, layers, &image.names));
+        let layers = read_image(&layout, &ingest, image, &mut reading)?;
+        loaded.push((image, layers));
     }
     // Each held layer goes with the first image that uses it, which is
     // committed first.
     let mut held: Vec<Option<PendingLayer>> = reading.held.into_iter().map(Some).collect();
     let store = ctx.store()?;
-    for (config_json, layers, names) in loaded {
+    for (image, layers) in loaded {
+        // Read again, checked against its digest again, rather than held:
+        // a config may be megabytes, and 40 of 31 MiB took 1.4 GB.
+        let config_json = image.config.read(&layout)?;
+        let names = &image.names;
         let new_layers = layers
             .iter()
             .filter_map(|d| {
@@ -197,14 +201,14 @@ struct Read<'a> {
 }
 
 /// Reads and checks one image: its config, then each layer into the
-/// store's chunks, hashed as it streams. Returns its config and its
-/// layers; the layers read are held in `reading`.
+/// store's chunks, hashed as it streams. Returns its layers; the layers
+/// read are held in `reading`.
 fn read_image<'a>(
     layout: &Layout,
     ingest: &Ingest,
     image: &'a Found,
     reading: &mut Reading<'a>,
-) -> Result<(Vec<u8>, Vec<Digest>)> {
+) -> Result<Vec<Digest>> {
     let config_json = image.config.read(layout)?;
     let what = format!("image config {:?}", image.config.path);
     let diff_ids = oci::config_diff_ids(&what, &config_json)?;
@@ -265,7 +269,7 @@ fn read_image<'a>(
         }
         stack.push(held_at(&reading.held, layers.last().expect("pushed above")));
     }
-    Ok((config_json, layers))
+    Ok(layers)
 }
 
 /// Where the layer `diff_id` is in `layers`.
