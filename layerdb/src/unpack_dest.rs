@@ -103,6 +103,19 @@ impl Destination {
         Ok(Some(at.join(last)))
     }
 
+    /// A directory entry was made at `path` (as `place` gave it, after
+    /// `making`): a real directory now (the tar crate makes none through
+    /// a link), as plain as its parent. A copy's tar names each level of
+    /// a deep tree before what is in it, and each would walk from the
+    /// root again.
+    pub fn made_dir(&mut self, path: &Path) {
+        if let Some(parent) = path.parent() {
+            if parent == self.root || self.plain.contains(parent) {
+                self.plain.insert(path.to_path_buf());
+            }
+        }
+    }
+
     /// An entry is about to be made at `path` (as `place` gave it): what
     /// was known of it and under it may change.
     pub fn making(&mut self, path: &Path) {

@@ -171,6 +171,7 @@ fn unpack(
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         }
         if kind == tar::EntryType::Directory {
+            dest.made_dir(&path);
             dirs.push((path, entry.header().mtime()?));
         }
     }
