@@ -47,14 +47,12 @@ fn write_record(root: &Path, mountpoint: &Path, rec: &MountRecord) -> Result<Pat
     let mut tries = 0;
     loop {
         let dir = crate::runtime::dir(root)?.join(RECORDS);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(e).with_context(|| format!("create {}", dir.display()))
-            }
-            _ => {}
-        }
         let record = dir.join(record_name(mountpoint));
-        match std::fs::write(&record, &bytes) {
+        let written = match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => std::fs::write(&record, &bytes),
+        };
+        match written {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 => tries += 1,
             written => {
                 written.with_context(|| format!("write {}", record.display()))?;
@@ -84,9 +82,18 @@ fn recorded_server(record: &Path) -> Option<u32> {
     Some(rec.pid)
 }
 
-/// Where `strata mount IMAGE` mounts when no directory is given.
+/// Where `strata mount IMAGE` mounts when no directory is given, made
+/// here 0700 with what is missing above it: the store's runtime directory
+/// may have gone with another mount's end since it was made
+/// (`runtime::tidy`), and a `create_dir_all` would make it again open.
 fn default_mountpoint(root: &Path, name: &str) -> Result<PathBuf> {
-    Ok(crate::runtime::dir(root)?.join("mnt").join(name))
+    let dir = crate::runtime::dir(root)?.join("mnt").join(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
