@@ -564,16 +564,23 @@ fn the_administrators_rules_in_strata_user_come_first() {
         &["-i", "strata0", "-d", Outside::ADDRESS, "-j", "DROP"],
     );
     assert_eq!(s.sh(&[], &ping).trim(), "blocked");
-    // As an older strata left the host: no jump, nothing recorded.
-    let jump = ["-w", "-D", "FORWARD", "-j", "STRATA-USER"];
-    assert!(Command::new("iptables")
-        .args(jump)
-        .status()
-        .unwrap()
-        .success());
+    // Nothing recorded, and the jump below the accept rules (as when they
+    // were made again above it): put back first, once.
+    let iptables = |action: &str| {
+        let args = ["-w", action, "FORWARD", "-j", "STRATA-USER"];
+        assert!(Command::new("iptables")
+            .args(args)
+            .status()
+            .unwrap()
+            .success());
+    };
+    iptables("-D");
+    iptables("-A");
     fs::remove_file("/run/strata/network/user-chain").unwrap();
     assert_eq!(s.sh(&[], &ping).trim(), "blocked");
     assert_eq!(first_forward_rule(), "-A FORWARD -j STRATA-USER");
+    let jumps = iptables_rules_naming("-j STRATA-USER");
+    assert_eq!(jumps.len(), 1, "{jumps:?}");
     drop(outside);
 }
 

@@ -294,9 +294,11 @@ fn install_user_chain(locked: &Locked) -> anyhow::Result<()> {
         }
     }
     add_rule(&filter, "-A", USER_CHAIN, &words(&["-j", "RETURN"]))?;
-    // First in FORWARD: inserted after the accept rules, or alone where an
-    // older strata put them.
-    add_rule(&filter, "-I", "FORWARD", &words(&["-j", USER_CHAIN]))?;
+    // First in FORWARD, as dockerd puts DOCKER-USER: a jump left lower
+    // (the accept rules made again above it) is taken out first.
+    let jump = words(&["-j", USER_CHAIN]);
+    while iptables(&filter, "-D", "FORWARD", &jump)?.status.success() {}
+    add_rule(&filter, "-I", "FORWARD", &jump)?;
     let made = locked.dir.join(USER_CHAIN_MADE);
     fs::write(&made, "").with_context(|| format!("write {}", made.display()))
 }
