@@ -88,22 +88,6 @@ fn past_budget() -> io::Error {
     ))
 }
 
-/// Where an entry named `name` is made, about to be: `None` for the
-/// destination itself (`./`, left as it is); a name leaving it is refused.
-fn placed(dest: &mut Destination, name: &Path) -> io::Result<Option<std::path::PathBuf>> {
-    match dest.place(name)? {
-        Some(path) if path == dest.root() => Ok(None),
-        Some(path) => {
-            dest.making(&path);
-            Ok(Some(path))
-        }
-        None => Err(io::Error::other(format!(
-            "{}: a name leaving the destination",
-            name.display()
-        ))),
-    }
-}
-
 /// A tar archive read with the budget.
 pub struct Archive<R: Read> {
     archive: tar::Archive<Budgeted<R>>,
@@ -173,7 +157,7 @@ impl<R: Read> Archive<R> {
                     entry.unpack_in(dest.root())?;
                 }
                 _ => {
-                    if let Some(path) = placed(&mut dest, &entry.path()?)? {
+                    if let Some(path) = dest.entry(&entry.path()?)? {
                         entry.unpack(&path)?;
                     }
                 }
@@ -181,7 +165,7 @@ impl<R: Read> Archive<R> {
         }
         directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
         for mut dir in directories {
-            if let Some(path) = placed(&mut dest, &dir.path()?)? {
+            if let Some(path) = dest.entry(&dir.path()?)? {
                 dir.unpack(&path)?;
             }
         }

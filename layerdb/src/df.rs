@@ -37,13 +37,8 @@ impl Store {
     /// Counts the store's records and adds up the disk blocks of its chunk
     /// files and index. Reads every layer's entries: slow on a large store.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
-        let mut images = 0;
-        self.for_each_image(|_, _| {
-            images += 1;
-            Ok(())
-        })?;
         let mut du = DiskUsage {
-            images,
+            images: self.image_count()?,
             containers: self.containers()?.len() as u64,
             ..Default::default()
         };

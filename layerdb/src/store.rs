@@ -719,6 +719,16 @@ impl Store {
         Ok(all)
     }
 
+    /// How many images the store holds, their records not read.
+    pub fn image_count(&self) -> Result<u64> {
+        let mut count = 0;
+        self.db.scan_each(&[keys::IMAGE], |_, _| {
+            count += 1;
+            true
+        })?;
+        Ok(count)
+    }
+
     /// `f` of every image with its references, in id order, one record
     /// read at a time: a config may be megabytes, and a store of many
     /// such images held them all at once (40 loaded configs of 31 MiB,

@@ -103,6 +103,23 @@ impl Destination {
         Ok(Some(at.join(last)))
     }
 
+    /// Where an entry named `name` is made, with what is known under that
+    /// path forgotten (`making`): `None` for the destination itself (`./`,
+    /// left as it is); a name leaving it is refused.
+    pub fn entry(&mut self, name: &Path) -> io::Result<Option<PathBuf>> {
+        match self.place(name)? {
+            Some(path) if path == self.root => Ok(None),
+            Some(path) => {
+                self.making(&path);
+                Ok(Some(path))
+            }
+            None => Err(io::Error::other(format!(
+                "{}: a name leaving the destination",
+                name.display()
+            ))),
+        }
+    }
+
     /// A directory entry was made at `path` (as `place` gave it, after
     /// `making`): a real directory now (the tar crate makes none through
     /// a link), as plain as its parent. A copy's tar names each level of

@@ -8,9 +8,12 @@ use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The runtime directory for the store at `root`, made 0700 if missing.
-pub fn dir(root: &Path) -> Result<PathBuf> {
-    let dir = path(root)?;
+/// `sub` in the runtime directory of the store at `root`, made 0700 with
+/// whatever is missing above it: another mount's end may have taken the
+/// store's directory away since (`tidy`), and a `create_dir_all` would
+/// make it again open.
+pub fn dir(root: &Path, sub: impl AsRef<Path>) -> Result<PathBuf> {
+    let dir = path(root)?.join(sub);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -512,24 +512,26 @@ impl Drop for Outside {
     }
 }
 
+/// `iptables -w ARGS...`, whether it succeeded.
+fn iptables(args: &[&str]) -> bool {
+    let status = Command::new("iptables").arg("-w").args(args).status();
+    status.expect("iptables runs").success()
+}
+
 /// An iptables rule of the test's own, deleted at the end.
 struct Rule(Vec<&'static str>);
 
 impl Rule {
     fn insert(chain: &'static str, spec: &[&'static str]) -> Rule {
-        let status = Command::new("iptables")
-            .args(["-w", "-I", chain])
-            .args(spec)
-            .status()
-            .expect("iptables runs");
-        assert!(status.success(), "iptables -I {chain} {}", spec.join(" "));
-        Rule([&["-w", "-D", chain], spec].concat())
+        let insert = [&["-I", chain], spec].concat();
+        assert!(iptables(&insert), "iptables {}", insert.join(" "));
+        Rule([&["-D", chain], spec].concat())
     }
 }
 
 impl Drop for Rule {
     fn drop(&mut self) {
-        let _ = Command::new("iptables").args(&self.0).status();
+        iptables(&self.0);
     }
 }
 
@@ -566,16 +568,9 @@ fn the_administrators_rules_in_strata_user_come_first() {
     assert_eq!(s.sh(&[], &ping).trim(), "blocked");
     // Nothing recorded, and the jump below the accept rules (as when they
     // were made again above it): put back first, once.
-    let iptables = |action: &str| {
-        let args = ["-w", action, "FORWARD", "-j", "STRATA-USER"];
-        assert!(Command::new("iptables")
-            .args(args)
-            .status()
-            .unwrap()
-            .success());
-    };
-    iptables("-D");
-    iptables("-A");
+    for action in ["-D", "-A"] {
+        assert!(iptables(&[action, "FORWARD", "-j", "STRATA-USER"]));
+    }
     fs::remove_file("/run/strata/network/user-chain").unwrap();
     assert_eq!(s.sh(&[], &ping).trim(), "blocked");
     assert_eq!(first_forward_rule(), "-A FORWARD -j STRATA-USER");

@@ -6,7 +6,7 @@ use crate::list_filter::Filters;
 use crate::output::{self, ImageRow, ImagesOptions};
 use crate::reference_filter::ReferenceFilter;
 use anyhow::{bail, Result};
-use layerdb::{Digest, ImageRecord, Store};
+use layerdb::{Digest, ImageConfig, ImageRecord, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The image's size as docker's classic store reports it: all its layers.
@@ -18,8 +18,8 @@ pub fn image_size(store: &Store, image: &ImageRecord) -> Result<u64> {
     Ok(size)
 }
 
-fn created_ns(image: &ImageRecord) -> Option<i64> {
-    crate::humanize::parse_rfc3339(&image.config().created).ok()
+fn created_ns(config: &ImageConfig) -> Option<i64> {
+    crate::humanize::parse_rfc3339(&config.created).ok()
 }
 
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
@@ -32,8 +32,8 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         &args.filter,
         &["dangling", "reference", "label", "before", "since"],
     )?;
-    let span =
-        filters.created_span(|name| Ok(created_ns(&store.resolve_image(name)?).unwrap_or(0)))?;
+    let span = filters
+        .created_span(|name| Ok(created_ns(&store.resolve_image(name)?.config()).unwrap_or(0)))?;
     let dangling = match filters.values("dangling") {
         [] => None,
         [v] if v == "true" || v == "1" => Some(true),
@@ -56,8 +56,9 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     // (configs may be megabytes each); the records kept without them.
     let mut images = Vec::new();
     store.for_each_image(|image, refs| {
-        let created = created_ns(&image);
-        let labels_match = filters.labels_match(&image.config().config.labels);
+        let config = image.config();
+        let created = created_ns(&config);
+        let labels_match = filters.labels_match(&config.config.labels);
         let image = ImageRecord {
             config_json: Vec::new(),
             ..image

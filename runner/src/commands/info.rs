@@ -28,11 +28,7 @@ pub fn info(ctx: &Ctx) -> Result<i32> {
     let count = |f: fn(&State) -> bool| containers.iter().filter(|c| f(&c.state)).count();
     let running = count(|s| matches!(s, State::Running { .. }));
     let paused = count(|s| matches!(s, State::Paused { .. }));
-    let mut images = 0;
-    store.for_each_image(|_, _| {
-        images += 1;
-        Ok(())
-    })?;
+    let images = store.image_count()?;
     let volumes = crate::volumes::list(&ctx.root)?.len();
     drop(store);
     let rootless = !nix::unistd::geteuid().is_root();

@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use layerdb::{Pin, State, Store};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -46,18 +45,19 @@ fn write_record(root: &Path, mountpoint: &Path, rec: &MountRecord) -> Result<Pat
     let bytes = serde_json::to_vec(rec)?;
     let mut tries = 0;
     loop {
-        let dir = crate::runtime::dir(root)?.join(RECORDS);
-        let record = dir.join(record_name(mountpoint));
-        let written = match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-            _ => std::fs::write(&record, &bytes),
+        let written = crate::runtime::dir(root, RECORDS).and_then(|dir| {
+            let record = dir.join(record_name(mountpoint));
+            std::fs::write(&record, &bytes)
+                .with_context(|| format!("write {}", record.display()))?;
+            Ok(record)
+        });
+        let gone = |e: &anyhow::Error| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
         };
         match written {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 => tries += 1,
-            written => {
-                written.with_context(|| format!("write {}", record.display()))?;
-                return Ok(record);
-            }
+            Err(e) if gone(&e) && tries < 8 => tries += 1,
+            written => return written,
         }
     }
 }
@@ -82,18 +82,9 @@ fn recorded_server(record: &Path) -> Option<u32> {
     Some(rec.pid)
 }
 
-/// Where `strata mount IMAGE` mounts when no directory is given, made
-/// here 0700 with what is missing above it: the store's runtime directory
-/// may have gone with another mount's end since it was made
-/// (`runtime::tidy`), and a `create_dir_all` would make it again open.
+/// Where `strata mount IMAGE` mounts when no directory is given.
 fn default_mountpoint(root: &Path, name: &str) -> Result<PathBuf> {
-    let dir = crate::runtime::dir(root)?.join("mnt").join(name);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("create {}", dir.display()))?;
-    Ok(dir)
+    crate::runtime::dir(root, Path::new("mnt").join(name))
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {

@@ -134,14 +134,12 @@ fn unpack(
         let name = entry.path().context("a name in the tar")?.into_owned();
         let path = match rename {
             Some(rename) => dir.join(rename),
-            None => match dest.place(&name)? {
-                // The destination itself (`./`): left as it is.
-                Some(path) if path == dest.root() => continue,
+            None => match dest.entry(&name)? {
                 Some(path) => path,
-                None => bail!("{}: a name leaving the destination", name.display()),
+                // The destination itself (`./`): left as it is.
+                None => continue,
             },
         };
-        dest.making(&path);
         let ids = owner(entry.header())?;
         if matches!(
             kind,
