@@ -74,6 +74,20 @@ pub fn decompressed<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>>
     })
 }
 
+/// What the bytes handed to the ingest are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// A tar, plain or gzip- or zstd-compressed, told apart by its first
+    /// bytes (`import`, `load`, a registry layer of the plain tar media
+    /// type: docker reads all of them so).
+    Sniffed,
+    /// A tar as it is: its blob was decompressed once already, as its
+    /// media type said (a pull). Unwrapping it again would hash another
+    /// stream than every other client does, and a blob could then name
+    /// one diff id to strata and another to docker.
+    Tar,
+}
+
 /// Builds a layer from a tar stream. `source` names it in errors;
 /// `progress` is told how many compressed bytes were read.
 pub fn from_tar(
@@ -82,7 +96,16 @@ pub fn from_tar(
     input: impl Read,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PendingLayer> {
-    read_tar(chunks, source, input, progress, &|_| None, false).map(|(layer, _)| layer)
+    read_tar(
+        chunks,
+        source,
+        input,
+        Framing::Sniffed,
+        progress,
+        &|_| None,
+        false,
+    )
+    .map(|(layer, _)| layer)
 }
 
 /// `from_tar` for a layer of an image, also giving the sha256 of the
@@ -93,9 +116,10 @@ pub fn from_tar_with_diff_id(
     chunks: ChunkDir,
     source: &str,
     input: impl Read,
+    framing: Framing,
     below: &dyn Fn(&[u8]) -> Option<Entry>,
 ) -> Result<(PendingLayer, Digest)> {
-    let (layer, digest) = read_tar(chunks, source, input, &mut |_| {}, below, true)?;
+    let (layer, digest) = read_tar(chunks, source, input, framing, &mut |_| {}, below, true)?;
     Ok((layer, digest.expect("asked for")))
 }
 
@@ -108,6 +132,7 @@ fn read_tar(
     chunks: ChunkDir,
     source: &str,
     input: impl Read,
+    framing: Framing,
     progress: &mut dyn FnMut(u64),
     below: &dyn Fn(&[u8]) -> Option<Entry>,
     diff_id: bool,
@@ -121,7 +146,12 @@ fn read_tar(
         inner: input,
         progress,
     };
-    let stream = decompressed(counted).map_err(|e| bad(format!("cannot read: {}", shown(&e))))?;
+    let stream: Box<dyn Read + '_> = match framing {
+        Framing::Sniffed => {
+            decompressed(counted).map_err(|e| bad(format!("cannot read: {}", shown(&e))))?
+        }
+        Framing::Tar => Box::new(counted),
+    };
     let recorder = match diff_id {
         true => Some(Rc::new(RefCell::new(Recorder::new().map_err(|e| {
             bad(format!("cannot record the tar: {}", shown(&e)))

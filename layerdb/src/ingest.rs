@@ -95,14 +95,16 @@ impl Ingest {
 
     /// `from_tar` for a layer of an image, also giving the sha256 of the
     /// uncompressed tar as read (the diff id an image config names the
-    /// layer by); `below` finds directories in the layers beneath it.
+    /// layer by); `framing` says whether `input` may still be compressed,
+    /// `below` finds directories in the layers beneath it.
     pub fn from_tar_with_diff_id(
         &self,
         source: &str,
         input: impl Read,
+        framing: crate::import::Framing,
         below: &dyn Fn(&[u8]) -> Option<crate::Entry>,
     ) -> Result<(PendingLayer, crate::Digest)> {
-        crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, below)
+        crate::import::from_tar_with_diff_id(self.chunks.clone(), source, input, framing, below)
     }
 
     /// Reads a host directory tree into a new layer; `progress` is told each

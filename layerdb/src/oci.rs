@@ -17,6 +17,11 @@ pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// layers below add nothing to it.
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
+/// The most layers an image may have: docker's (overlay2 stacks at most
+/// 128 lowers). `load` reads and holds each until the image is committed,
+/// and a pull gives a registry each one's time to hold it.
+pub const MAX_LAYERS: usize = 128;
+
 /// An OCI document or digest from outside the store that is not what the spec
 /// allows; `what` names where it came from (a file in the archive, a blob).
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! whose contents the layer does not keep as read leaves in canonical form.
 #![allow(clippy::unwrap_used)]
 
+use layerdb::import::Framing;
 use layerdb::{Digest, ExactImage, Ingest, Store};
 use std::path::Path;
 
@@ -60,7 +61,7 @@ fn sha256(bytes: &[u8]) -> Digest {
 fn load(root: &Path, tar: &[u8]) -> (Digest, Option<Digest>) {
     let ingest = Ingest::begin(root).unwrap();
     let (layer, diff_id) = ingest
-        .from_tar_with_diff_id("test.tar", tar, &|_| None)
+        .from_tar_with_diff_id("test.tar", tar, Framing::Tar, &|_| None)
         .unwrap();
     assert_eq!(diff_id, sha256(tar));
     let original = layer.original.as_ref().map(|o| o.diff_id);

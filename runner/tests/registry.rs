@@ -1321,6 +1321,173 @@ fn a_hostile_tag_list_or_error_text_fails_in_one_line() {
     assert_eq!(strata(&s, &["images", "-q"]).ok().stdout, "");
 }
 
+/// `strata ARGS`, failing the test as held by the registry if it has not
+/// ended within `limit` (it is killed then).
+fn strata_or_held(s: &Strata, args: &[&str], limit: std::time::Duration) -> Run {
+    let mut child = strata_cmd(s, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strata {args:?} still ran after {limit:?}: the registry held it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+/// An image `scripted_images` serves as `REPO:1`: one blob of `media_type`
+/// listed `layers` times, and `config`.
+struct Served {
+    repo: &'static str,
+    media_type: &'static str,
+    blob: Vec<u8>,
+    layers: usize,
+    config: Vec<u8>,
+}
+
+/// A registry serving `images` as given, whatever they hold.
+fn scripted_images(images: Vec<Served>) -> common::scripted_registry::ScriptedRegistry {
+    use common::scripted_registry::{Answer, ScriptedRegistry};
+    let mut files = std::collections::HashMap::new();
+    for Served {
+        repo,
+        media_type,
+        blob,
+        layers,
+        config,
+    } in images
+    {
+        let descriptor = |media: &str, bytes: &[u8]| {
+            serde_json::json!({"mediaType": media, "size": bytes.len(),
+                "digest": format!("sha256:{}", sha256_hex(bytes))})
+        };
+        let config_type = "application/vnd.oci.image.config.v1+json";
+        let layers = vec![descriptor(media_type, &blob); layers];
+        let manifest = serde_json::json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor(config_type, &config), "layers": layers});
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let blob_path = |b: &[u8]| format!("/v2/{repo}/blobs/sha256:{}", sha256_hex(b));
+        let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+        files.insert(blob_path(&blob), ("application/octet-stream", blob));
+        files.insert(blob_path(&config), (config_type, config));
+        files.insert(format!("/v2/{repo}/manifests/1"), (manifest_type, manifest));
+    }
+    ScriptedRegistry::start(move |_, path| match (path, files.get(path)) {
+        ("/v2/", _) => Answer::json(200, serde_json::json!({})),
+        (_, Some((kind, bytes))) => Answer::bytes(200, kind, bytes.clone()),
+        _ => Answer::json(
+            404,
+            serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown"}]}),
+        ),
+    })
+}
+
+#[test]
+fn a_redirect_is_followed_without_reading_its_body_and_a_loop_ends() {
+    use common::scripted_registry::{Answer, ScriptedRegistry};
+    let registry = ScriptedRegistry::start(|_, path| match path {
+        "/v2/" => Answer::json(200, serde_json::json!({})),
+        // ureq read a redirect's body to its end before following it,
+        // outside every deadline: a registry held a pull for good.
+        "/v2/moved/manifests/1" => {
+            Answer::endless(302).with_header("Location", "/v2/gone/manifests/1")
+        }
+        "/v2/loop/manifests/1" => Answer::bytes(302, "text/plain", Vec::new())
+            .with_header("Location", "/v2/loop/manifests/1"),
+        _ => Answer::json(
+            404,
+            serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN",
+                "message": "manifest unknown"}]}),
+        ),
+    });
+    let host = registry.host();
+    let s = client_store();
+    let limit = std::time::Duration::from_secs(120);
+    let r = strata_or_held(&s, &["pull", &format!("{host}/moved:1")], limit);
+    one_line_125(&r, "a redirect with an endless body");
+    assert!(r.stderr.contains("manifest unknown"), "{}", r.stderr);
+    assert!(
+        registry
+            .requests()
+            .contains(&"GET /v2/gone/manifests/1".to_string()),
+        "{:?}",
+        registry.requests()
+    );
+    let r = strata_or_held(&s, &["pull", &format!("{host}/loop:1")], limit);
+    one_line_125(&r, "a redirect loop");
+    assert!(r.stderr.contains("more than 10 redirects"), "{}", r.stderr);
+}
+
+#[test]
+fn a_layer_is_decompressed_once_as_its_media_type_says() {
+    let tar = hello_layer("once");
+    let config = foreign_config(std::slice::from_ref(&tar));
+    let gzip_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let tar_type = "application/vnd.oci.image.layer.v1.tar";
+    let registry = scripted_images(vec![
+        // gzip inside gzip, under a config naming the inner tar: docker
+        // gunzips once and hashes a gzip stream, so this image is not
+        // the tar its config claims anywhere else. strata unwrapped both
+        // and took it; a later push then mounted this blob for the tar.
+        Served {
+            repo: "twice",
+            media_type: gzip_type,
+            blob: gzip(&gzip(&tar)),
+            layers: 1,
+            config: config.clone(),
+        },
+        // A plain-tar type over a gzip stream: docker looks at the bytes.
+        Served {
+            repo: "sniffed",
+            media_type: tar_type,
+            blob: gzip(&tar),
+            layers: 1,
+            config: config.clone(),
+        },
+    ]);
+    let host = registry.host();
+    let s = client_store();
+    let r = strata(&s, &["pull", &format!("{host}/twice:1")]);
+    one_line_125(&r, "gzip inside gzip");
+    assert_eq!(strata(&s, &["images", "-q"]).ok().stdout, "");
+    strata(&s, &["pull", "-q", &format!("{host}/sniffed:1")]).ok();
+    assert_eq!(
+        image_id(&s, &format!("{host}/sniffed:1")),
+        format!("sha256:{}", sha256_hex(&config))
+    );
+    strata(&s, &["verify"]).ok();
+}
+
+#[test]
+fn an_image_of_more_layers_than_docker_allows_is_refused_before_any_blob() {
+    let tar = hello_layer("deep");
+    // One past docker's most (overlay2's 128 lowers).
+    let layers = 129;
+    let registry = scripted_images(vec![Served {
+        repo: "deep",
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+        blob: gzip(&tar),
+        layers,
+        config: foreign_config(&vec![tar.clone(); layers]),
+    }]);
+    let s = client_store();
+    let r = strata(&s, &["pull", &format!("{}/deep:1", registry.host())]);
+    one_line_125(&r, "129 layers");
+    assert!(r.stderr.contains("max depth exceeded"), "{}", r.stderr);
+    assert!(
+        !registry.requests().iter().any(|r| r.contains("/blobs/")),
+        "{:?}",
+        registry.requests()
+    );
+}
+
 /// PATCH chunk size for the interrupted-upload tests: busybox's layer
 /// (about 1 MB compressed) goes in many chunks.
 const CUT_CHUNK: u64 = 64 << 10;

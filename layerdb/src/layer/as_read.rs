@@ -382,8 +382,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chunks = ChunkDir::new(dir.path().join("chunks"));
         let before = CANONICAL_HASHES.with(|n| n.get());
-        let (layer, as_read) =
-            crate::import::from_tar_with_diff_id(chunks.clone(), "t", input, &|_| None).unwrap();
+        let (layer, as_read) = crate::import::from_tar_with_diff_id(
+            chunks.clone(),
+            "t",
+            input,
+            crate::import::Framing::Sniffed,
+            &|_| None,
+        )
+        .unwrap();
         let started = CANONICAL_HASHES.with(|n| n.get()) - before;
         let mut canonical = oci_tar::HashingWriter::default();
         oci_tar::write(

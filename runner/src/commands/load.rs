@@ -17,6 +17,7 @@ use super::Ctx;
 use crate::cli::LoadArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use layerdb::escape::escape;
+use layerdb::import::Framing;
 use layerdb::oci::{self, VerifiedReader};
 use layerdb::{Digest, Entry, ExactImage, Ingest, Kind, PendingLayer, Reference};
 use layout::Layout;
@@ -176,10 +177,6 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The most layers an image may have: docker's (overlay2 stacks at most
-/// 128 lowers). Each is read and held until the image is committed.
-const MAX_LAYERS: usize = 128;
-
 /// What the images of one input have read, shared among them: a layer
 /// two images use (or one image twice) is read and held once.
 #[derive(Default)]
@@ -219,10 +216,11 @@ fn read_image<'a>(
             image.layers.len()
         );
     }
-    if diff_ids.len() > MAX_LAYERS {
+    if diff_ids.len() > oci::MAX_LAYERS {
         bail!(
-            "{what} names {} layers: max depth exceeded (an image has at most {MAX_LAYERS})",
-            diff_ids.len()
+            "{what} names {} layers: max depth exceeded (an image has at most {})",
+            diff_ids.len(),
+            oci::MAX_LAYERS
         );
     }
     let mut layers = Vec::new();
@@ -252,7 +250,8 @@ fn read_image<'a>(
             asked.borrow_mut().push((path.to_vec(), told.clone()));
             told
         };
-        let (layer, diff_id) = ingest.from_tar_with_diff_id(&name, &mut reader, &below)?;
+        let (layer, diff_id) =
+            ingest.from_tar_with_diff_id(&name, &mut reader, Framing::Sniffed, &below)?;
         reader.finish().with_context(|| name.clone())?;
         if diff_id != *expected {
             bail!("{name}: its tar hashes to {diff_id:#}, the image config says {expected:#}");

@@ -43,6 +43,9 @@ use ureq::Body;
 /// Largest manifest, index or token response read (docker's limit too).
 const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
 
+/// Redirects one GET or HEAD follows (ureq's default, and Go's).
+const MAX_REDIRECTS: usize = 10;
+
 /// How the registry wants requests authorized, learnt from a 401.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Challenge {
@@ -115,6 +118,12 @@ impl Client {
             // timeout; this one is long enough for a registry that stores
             // a big upload before it answers.
             .timeout_recv_response(Some(Duration::from_secs(300)))
+            // Redirects are followed by `Client::followed`: ureq reads a
+            // 3xx answer's body to its end before it follows, outside
+            // any deadline of ours, so one endless (or one byte a
+            // minute) held a pull, and `gc` behind it, for good.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -175,6 +184,7 @@ impl Client {
             .get(&url)
             .call()
             .map_err(|e| transport_error("Get", &url, e))?;
+        let response = self.followed("Get", &url, response, &[])?;
         if response.status() == 401 {
             *self.challenge.lock().expect("not poisoned") = parse_challenge(&response);
         }
@@ -196,7 +206,7 @@ impl Client {
     /// [`Client::expect_ok`].
     pub fn get(&self, path: &str, scope: &str, accept: &[&str]) -> Result<Response<Body>> {
         let url = self.url(path);
-        self.with_auth("Get", &url, scope, &mut |auth| {
+        let response = self.with_auth("Get", &url, scope, &mut |auth| {
             let mut request = self.agent.get(&url);
             if !accept.is_empty() {
                 request = request.header("Accept", accept.join(", "));
@@ -205,19 +215,68 @@ impl Client {
                 request = request.header("Authorization", value);
             }
             request.call()
-        })
+        })?;
+        self.followed("Get", &url, response, accept)
     }
 
     /// A HEAD with auth for `scope`.
     pub fn head(&self, path: &str, scope: &str) -> Result<Response<Body>> {
         let url = self.url(path);
-        self.with_auth("Head", &url, scope, &mut |auth| {
+        let response = self.with_auth("Head", &url, scope, &mut |auth| {
             let mut request = self.agent.head(&url);
             if let Some(value) = auth {
                 request = request.header("Authorization", value);
             }
             request.call()
-        })
+        })?;
+        self.followed("Head", &url, response, &[])
+    }
+
+    /// `response`, the answer to a GET or HEAD of `url`, or else the
+    /// answer at the end of the redirects it starts. Each 3xx body is
+    /// dropped unread, and each hop goes without `Authorization` (as
+    /// ureq sent them): a blob a registry sends to its storage comes
+    /// from a signed URL, and the digest check does not depend on where.
+    fn followed(
+        &self,
+        method: &str,
+        url: &str,
+        mut response: Response<Body>,
+        accept: &[&str],
+    ) -> Result<Response<Body>> {
+        let mut url = url.to_string();
+        for _ in 0..MAX_REDIRECTS {
+            let status = response.status();
+            if !status.is_redirection() || status == 304 {
+                return Ok(response);
+            }
+            let Some(location) = response.headers().get("Location") else {
+                return Ok(response);
+            };
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            url = resolve_reference(&url, &location).with_context(|| {
+                format!(
+                    "the registry redirected to a location that is no http or https URL: {}",
+                    escape(&location)
+                )
+            })?;
+            drop(response);
+            let mut request = match method {
+                "Head" => self.agent.head(&url),
+                _ => self.agent.get(&url),
+            };
+            if !accept.is_empty() {
+                request = request.header("Accept", accept.join(", "));
+            }
+            response = request
+                .call()
+                .map_err(|e| transport_error(method, &url, e))?;
+        }
+        let shown = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
+        bail!(
+            "{method} \"{}\": more than {MAX_REDIRECTS} redirects",
+            escape(shown)
+        )
     }
 
     /// A POST or PUT of `body` with auth for `scope`; `url` may be a path
@@ -367,6 +426,13 @@ impl Client {
         Steady::new(response.into_body().into_reader())
     }
 
+    /// A document's body (an image config) read through the caller's own
+    /// size bound: it fails if it stops coming, or takes over the
+    /// documents' deadline in all.
+    pub fn document_body(response: Response<Body>) -> Steady<impl Read> {
+        Steady::document(response.into_body().into_reader())
+    }
+
     /// The `Authorization` header for a scope, fetching a token if the
     /// registry wants bearer tokens and none is kept for it.
     fn authorization(&self, scope: &str) -> Result<Option<String>> {
@@ -469,6 +535,7 @@ impl Client {
         let response = request
             .call()
             .map_err(|e| transport_error("Get", realm, e))?;
+        let response = self.followed("Get", realm, response, &[])?;
         if response.status() == 401 {
             bail!("unauthorized: incorrect username or password");
         }

@@ -7,6 +7,7 @@
 use super::client::Client;
 use super::manifest::{self, Compression, Document, Platform};
 use anyhow::{bail, Context, Result};
+use layerdb::import::Framing;
 use layerdb::oci::VerifiedReader;
 use layerdb::reference::RemoteReference;
 use layerdb::{Digest, Ingest, PendingLayer};
@@ -103,9 +104,11 @@ pub fn list_tags(client: &Client, reference: &RemoteReference) -> Result<Vec<Str
     let mut tags = Vec::new();
     let mut listed = std::collections::HashSet::new();
     let mut next = Some(format!("/v2/{}/tags/list", reference.path));
+    // Pages by their digest: a `Link` may be 64 KiB long, and ten thousand
+    // of them kept whole were 640 MB.
     let mut seen = std::collections::HashSet::new();
     while let Some(path) = next.take() {
-        if seen.len() == MAX_TAG_PAGES || !seen.insert(path.clone()) {
+        if seen.len() == MAX_TAG_PAGES || !seen.insert(Digest::of(path.as_bytes())) {
             bail!(
                 "{}: the registry's tag list does not end (page {} again, or over {MAX_TAG_PAGES} pages)",
                 reference.path,
@@ -185,6 +188,13 @@ pub fn resolve(client: &Client, reference: &RemoteReference, platform: &Platform
             }
         }
     };
+    let layers = manifest.layers().len();
+    if layers > layerdb::oci::MAX_LAYERS {
+        bail!(
+            "the manifest names {layers} layers: max depth exceeded (an image has at most {})",
+            layerdb::oci::MAX_LAYERS
+        );
+    }
     let config_json = fetch_config(client, reference, &scope, manifest.config())?;
     let diff_ids = layerdb::oci::config_diff_ids("the image config", &config_json)?;
     if diff_ids.len() != manifest.layers().len() {
@@ -233,7 +243,7 @@ fn fetch_config(
     }
     let response = blob(client, reference, scope, &digest)?;
     let reader = VerifiedReader::new(
-        Client::body(response),
+        Client::document_body(response),
         &format!("config {digest:#}"),
         Some(digest),
         Some(descriptor.size()),
@@ -424,6 +434,9 @@ fn fetch_layer(
         let what = &what;
         let compressed = &mut compressed;
         let fetch = move || -> Result<()> {
+            // Decompressed once, as the media type says. A blob of the
+            // plain tar type is read as docker reads it: still compressed
+            // if its first bytes say so (the ingest looks).
             let decoded: Box<dyn Read + '_> = match compression {
                 Compression::None => Box::new(&mut *compressed),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
@@ -449,7 +462,11 @@ fn fetch_layer(
         };
         // Read with its diff id, so a tar another tool wrote is kept the
         // way it was written and a push gives it back byte for byte.
-        let ingested = ingest.from_tar_with_diff_id(what, piped, &|_| None);
+        let framing = match compression {
+            Compression::None => Framing::Sniffed,
+            Compression::Gzip | Compression::Zstd => Framing::Tar,
+        };
+        let ingested = ingest.from_tar_with_diff_id(what, piped, framing, &|_| None);
         let downloaded = download
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("{what}: the download thread panicked")));

@@ -13,14 +13,34 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Instead of `body`, bytes without end (a terabyte declared), until
+    /// the client goes away.
+    pub endless: bool,
 }
 
 impl Answer {
     pub fn json(status: u16, body: serde_json::Value) -> Answer {
+        Answer::bytes(
+            status,
+            "application/json",
+            serde_json::to_vec(&body).expect("json"),
+        )
+    }
+
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Answer {
         Answer {
             status,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: serde_json::to_vec(&body).expect("json"),
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+            endless: false,
+        }
+    }
+
+    /// `status` with a body that never ends.
+    pub fn endless(status: u16) -> Answer {
+        Answer {
+            endless: true,
+            ..Answer::bytes(status, "text/html", Vec::new())
         }
     }
 
@@ -94,10 +114,10 @@ fn answer(client: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std:
         .expect("not poisoned")
         .push(format!("{method} {path}"));
     let a = script(method, path);
+    let length = if a.endless { 1 << 40 } else { a.body.len() };
     let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        a.status,
-        a.body.len()
+        "HTTP/1.1 {} X\r\nContent-Length: {length}\r\nConnection: close\r\n",
+        a.status
     );
     for (name, value) in &a.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
@@ -105,6 +125,13 @@ fn answer(client: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std:
     out.push_str("\r\n");
     let mut client = client;
     client.write_all(out.as_bytes())?;
+    if a.endless {
+        // Until the client hangs up: then the write fails.
+        let block = vec![b'x'; 64 << 10];
+        loop {
+            client.write_all(&block)?;
+        }
+    }
     if method != "HEAD" {
         client.write_all(&a.body)?;
     }
