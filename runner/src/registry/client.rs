@@ -245,7 +245,8 @@ impl Client {
         accept: &[&str],
     ) -> Result<Response<Body>> {
         let mut url = url.to_string();
-        for _ in 0..MAX_REDIRECTS {
+        let mut hops = 0;
+        loop {
             let status = response.status();
             if !status.is_redirection() || status == 304 {
                 return Ok(response);
@@ -253,6 +254,13 @@ impl Client {
             let Some(location) = response.headers().get("Location") else {
                 return Ok(response);
             };
+            if hops == MAX_REDIRECTS {
+                let shown = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
+                bail!(
+                    "{method} \"{}\": more than {MAX_REDIRECTS} redirects",
+                    escape(shown)
+                );
+            }
             let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
             url = resolve_reference(&url, &location).with_context(|| {
                 format!(
@@ -261,6 +269,7 @@ impl Client {
                 )
             })?;
             drop(response);
+            hops += 1;
             let mut request = match method {
                 "Head" => self.agent.head(&url),
                 _ => self.agent.get(&url),
@@ -272,11 +281,6 @@ impl Client {
                 .call()
                 .map_err(|e| transport_error(method, &url, e))?;
         }
-        let shown = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
-        bail!(
-            "{method} \"{}\": more than {MAX_REDIRECTS} redirects",
-            escape(shown)
-        )
     }
 
     /// A POST or PUT of `body` with auth for `scope`; `url` may be a path
