@@ -14,6 +14,21 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+#[test]
+fn a_build_is_the_first_command_a_new_store_may_get() {
+    let s = Strata::new();
+    let ctx = context(&s, "FROM scratch\nCOPY src /src\n");
+    assert!(!s.root().exists());
+    s.run(&["build", "-q", "-t", "first", ctx.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        s.run(&["images", "--format", "{{.Repository}}"])
+            .ok()
+            .stdout,
+        "first\n"
+    );
+}
+
 /// A context with sources, a `.dockerignore` and a gzipped tar for ADD.
 fn context(s: &Strata, dockerfile: &str) -> PathBuf {
     let ctx = s.path("ctx");

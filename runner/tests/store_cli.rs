@@ -871,6 +871,30 @@ fn a_layer_named_many_times_is_read_and_held_once() {
 /// MiB, 1.3 MB of gzip, made every later `images` take 2.6 GB). They are
 /// now read one record at a time.
 #[test]
+fn a_save_cut_short_leaves_nothing_gc_keeps() {
+    use std::io::Read;
+    let s = Strata::with_busybox();
+    // A reader that stops early: save ends on the closed pipe before it
+    // removes the layout it was sending.
+    let mut save = s
+        .cmd(&["save", "busybox"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    save.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert!(!save.wait().unwrap().success());
+    s.run(&["gc"]).ok();
+    let left: Vec<String> = std::fs::read_dir(s.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("save"))
+        .collect();
+    assert!(left.is_empty(), "left in tmp/ after gc: {left:?}");
+}
+
+#[test]
 fn images_reads_one_config_at_a_time() {
     use sha2::Digest as _;
     const IMAGES: usize = 16;

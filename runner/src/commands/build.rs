@@ -53,6 +53,9 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
             .context("reading the Dockerfile from stdin")?;
         Ok(text)
     };
+    // Its scratch directory is the first file a build makes: the store
+    // must be there (a first command on a new store) and writable first.
+    layerdb::store::create_root_for_writing(&ctx.root)?;
     let scratch = ctx.scratch_dir("build")?;
     let mut context_dir = (args.path != "-").then(|| PathBuf::from(&args.path));
     let text = match (&args.file, &context_dir) {

@@ -56,22 +56,14 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
             let mut out = crate::output_file::Output::open(file)?;
-            write_tar(&store, &images, parent_of(file), out.file())?;
+            write_tar(&store, &images, out.file())?;
             out.finish()?;
         }
         (None, false) => {
             if std::io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            // The layout is made in the store's tmp/, or, for a store on
-            // a read-only filesystem, in the system's.
-            let read_only = nix::sys::statvfs::statvfs(store.root())
-                .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
-            let tmp = match read_only {
-                true => std::env::temp_dir(),
-                false => store.root().join("tmp"),
-            };
-            write_tar(&store, &images, &tmp, &mut std::io::stdout().lock())?;
+            write_tar(&store, &images, &mut std::io::stdout().lock())?;
         }
     }
     Ok(0)
@@ -85,16 +77,21 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// The layout, made in a directory under `tmp`, as a tar on `out`.
-fn write_tar(
-    store: &Store,
-    images: &[(&str, ImageRecord)],
-    tmp: &Path,
-    out: &mut dyn Write,
-) -> Result<()> {
+/// The layout, made in a directory of its own, as a tar on `out`. That
+/// directory is in the store's `tmp/` and named as `gc` expects
+/// (`save-PID-…`), so a save killed (or ended by a closed pipe) before it
+/// removed it leaves nothing `gc` keeps; for a store on a read-only
+/// filesystem it is in the system's temporary directory.
+fn write_tar(store: &Store, images: &[(&str, ImageRecord)], out: &mut dyn Write) -> Result<()> {
+    let read_only = nix::sys::statvfs::statvfs(store.root())
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let tmp = match read_only {
+        true => std::env::temp_dir(),
+        false => store.root().join("tmp"),
+    };
     let tmp = tempfile::Builder::new()
-        .prefix(".strata-save-")
-        .tempdir_in(tmp)
+        .prefix(&format!("save-{}-", std::process::id()))
+        .tempdir_in(&tmp)
         .with_context(|| format!("create a directory in {}", tmp.display()))?;
     write_layout(store, images, tmp.path())?;
     let mut tar = tar::Builder::new(out);
