@@ -178,6 +178,10 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     let oom_killed = placement
         .cgroup()
         .is_some_and(super::cgroup::ContainerCgroup::oom_killed);
+    // Its cgroups go before its record: a `--rm` container's record (its
+    // `cgroup` file) is what finds them again after a kill in between.
+    drop(_pause);
+    drop(placement);
     hooks.exited(code, oom_killed);
     hooks.unmount();
     // Its last output in the files before the CLI hears that it ended.

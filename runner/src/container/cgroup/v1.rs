@@ -43,12 +43,14 @@ fn configure(
     hierarchies.extend(unified_mount(mountinfo));
     let mut dirs = BTreeMap::new();
     for hierarchy in hierarchies {
+        // Kept before it is made: the caller's cleanup of a failure
+        // halfway (cpuset's controls, a full disk) must know of it.
+        cgroup.dirs.push(hierarchy.join("strata").join(id));
         // cpuset refuses tasks until its cpus and mems are set.
         if controllers.get("cpuset") == Some(&hierarchy) {
             prepare_cpuset(&hierarchy, id)?;
         }
         let dir = make_dir(&hierarchy, id)?;
-        cgroup.dirs.push(dir.clone());
         dirs.insert(hierarchy, dir);
     }
     let dir_of = |controller: &str, why: &str| -> anyhow::Result<&PathBuf> {
