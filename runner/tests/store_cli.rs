@@ -895,6 +895,37 @@ fn a_save_cut_short_leaves_nothing_gc_keeps() {
 }
 
 #[test]
+fn a_load_whose_report_cannot_be_written_still_loads_every_image() {
+    let s = Strata::new();
+    let base = sample_tar().write(&s.path("base.tar"));
+    s.import(&base, "base:1");
+    let other = TarMaker::new()
+        .file("other", &noise(10_000, 4))
+        .write(&s.path("other.tar"));
+    s.import(&other, "other:1");
+    let file = s.path("both.tar");
+    let file = file.to_str().unwrap();
+    s.run(&["save", "-o", file, "base:1", "other:1"]).ok();
+    let fresh = Strata::new();
+    // stdout on a full disk: the report fails after the first image.
+    let out = fresh
+        .cmd(&["load", "-i", file])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let listed = fresh
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok()
+        .stdout;
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    assert_eq!(listed, ["base:1", "other:1"]);
+}
+
+#[test]
 fn images_reads_one_config_at_a_time() {
     use sha2::Digest as _;
     const IMAGES: usize = 16;

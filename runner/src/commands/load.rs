@@ -23,6 +23,7 @@ use layerdb::{Digest, Entry, ExactImage, Ingest, Kind, PendingLayer, Reference};
 use layout::Layout;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::HashMap;
+use std::io::Write as _;
 
 /// Largest JSON document (index, manifest, config) read into memory.
 const DOCUMENT_LIMIT: u64 = 32 << 20;
@@ -143,6 +144,9 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
     // committed first.
     let mut held: Vec<Option<PendingLayer>> = reading.held.into_iter().map(Some).collect();
     let store = ctx.store()?;
+    // Said once every image is in: a failed write to stdout (a full
+    // disk, a closed pipe) then loses no image, only the report.
+    let mut said = Vec::new();
     for (image, layers) in loaded {
         // Read again, checked against its digest again, rather than held:
         // a config may be megabytes, and 40 of 31 MiB took 1.4 GB.
@@ -168,11 +172,13 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
             store.tag(&record.id, name)?;
         }
         if names.is_empty() {
-            println!("Loaded image ID: {:#}", record.id);
+            said.push(format!("Loaded image ID: {:#}", record.id));
         }
-        for name in names {
-            println!("Loaded image: {name}");
-        }
+        said.extend(names.iter().map(|name| format!("Loaded image: {name}")));
+    }
+    let mut out = std::io::stdout().lock();
+    for line in said {
+        writeln!(out, "{line}").context("write to stdout")?;
     }
     Ok(0)
 }
