@@ -765,6 +765,10 @@ fn store_chunk(
         return Ok(Some(print));
     }
     log::warn!("replacing damaged chunk {}", path.display());
+    // A rename does not replace a directory put under the name.
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+        dir.storage.remove_dir_all(&path).at(&path)?;
+    }
     dir.storage.replace_file(&path, data).at(&path)?;
     Ok(verdicts::holding(&path, data))
 }

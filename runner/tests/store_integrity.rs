@@ -168,6 +168,19 @@ fn importing_the_same_content_again_replaces_a_damaged_chunk() {
     assert_eq!(m.read("b").unwrap(), data[1]);
 }
 
+#[test]
+fn importing_the_same_content_again_replaces_a_directory_in_a_chunks_place() {
+    let (s, tar, data) = victim();
+    let damaged = chunks_of(&s, "victim", "b")[0].clone();
+    std::fs::remove_file(&damaged).unwrap();
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("inside"), b"x").unwrap();
+    s.import(&tar, "again");
+    s.run(&["verify"]).ok();
+    let m = Mounted::new(&s, "victim", "mnt");
+    assert_eq!(m.read("b").unwrap(), data[1]);
+}
+
 /// Runs `args`, failing the test if it takes more than a minute: the
 /// command is killed, not waited for.
 fn run_bounded(s: &Strata, args: &[&str]) -> common::Run {
