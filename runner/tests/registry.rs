@@ -1329,15 +1329,7 @@ fn strata_or_held(s: &Strata, args: &[&str], limit: std::time::Duration) -> Run 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata {args:?} still ran after {limit:?}: the registry held it");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::wait_bounded(&mut child, limit, &format!("strata {args:?}"));
     child.wait_with_output().unwrap().into()
 }
 
