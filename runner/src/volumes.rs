@@ -57,19 +57,43 @@ pub fn ensure(root: &Path, name: &str, anonymous: bool) -> Result<PathBuf> {
     if volume.join("volume.json").exists() {
         return Ok(data);
     }
-    std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
     let record = Volume {
         name: name.to_string(),
         created_ns: crate::clock::now_ns(),
         anonymous,
     };
-    // Written whole or not at all: a second maker at once writes the same.
-    let tmp = volume.join(format!("volume.json.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(&record)?)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, volume.join("volume.json"))
-        .with_context(|| format!("create volume {name}"))?;
+    let record = serde_json::to_vec(&record)?;
+    if volume.exists() {
+        // Left without its record by a strata before the one below.
+        write_record(&volume, &record, name)?;
+        return Ok(data);
+    }
+    // Made whole beside, then renamed into place: a maker killed halfway
+    // leaves a `.making-*` directory, which `prune` removes once its
+    // process is gone, not a volume no command lists or removes.
+    let making = dir(root).join(format!("{MAKING}{name}-{}", std::process::id()));
+    let made = making.join("_data");
+    std::fs::create_dir_all(&made).with_context(|| format!("create {}", made.display()))?;
+    write_record(&making, &record, name)?;
+    if let Err(e) = std::fs::rename(&making, &volume) {
+        let _ = std::fs::remove_dir_all(&making);
+        // Another maker of the same name got there first.
+        if !volume.join("volume.json").exists() {
+            return Err(e).with_context(|| format!("create volume {name}"));
+        }
+    }
     Ok(data)
+}
+
+/// What a volume being made is called until it is whole.
+const MAKING: &str = ".making-";
+
+/// Writes `volume.json` into `volume`, whole or not at all.
+fn write_record(volume: &Path, record: &[u8], name: &str) -> Result<()> {
+    let tmp = volume.join(format!("volume.json.{}", std::process::id()));
+    std::fs::write(&tmp, record).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, volume.join("volume.json"))
+        .with_context(|| format!("create volume {name}"))
 }
 
 /// The volume `name`, if it exists (a name that is not a volume's, like
@@ -157,7 +181,11 @@ pub fn remove_leftovers(root: &Path) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".removing-") {
+        let abandoned = name
+            .strip_prefix(MAKING)
+            .and_then(|rest| rest.rsplit_once('-')?.1.parse().ok())
+            .is_some_and(|pid| !crate::liveness::process_alive(pid));
+        if name.starts_with(".removing-") || abandoned {
             let gone = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| remove_in_user_namespace(root, &entry.path()));
             if gone.is_ok() {

@@ -926,6 +926,30 @@ fn a_load_whose_report_cannot_be_written_still_loads_every_image() {
 }
 
 #[test]
+fn a_volume_whose_maker_was_killed_is_never_listed_and_prune_removes_it() {
+    let s = Strata::new();
+    s.run(&["volume", "create", "made"]).ok();
+    // What a maker of `half` killed before its record leaves: the
+    // volume's directory under the name it is made at, its process gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let volumes = s.root().join("volumes");
+    let half = volumes.join(format!(".making-half-{}", gone.id()));
+    std::fs::create_dir_all(half.join("_data")).unwrap();
+    assert_eq!(s.run(&["volume", "ls", "-q"]).ok().stdout, "made\n");
+    s.run(&["volume", "prune", "-f"]).ok();
+    assert!(!half.exists(), "prune left {}", half.display());
+    s.run(&["volume", "create", "half"]).ok();
+    let listed = s.run(&["volume", "ls", "-q"]).ok().stdout;
+    assert_eq!(listed, "half\nmade\n");
+    let left: Vec<_> = std::fs::read_dir(&volumes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
+#[test]
 fn images_reads_one_config_at_a_time() {
     use sha2::Digest as _;
     const IMAGES: usize = 16;

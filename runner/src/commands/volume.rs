@@ -12,6 +12,9 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
     match command {
         VolumeCommand::Create { name } => {
             let name = name.unwrap_or_else(volumes::anonymous_name);
+            // A first command on a new store: the store comes first, or
+            // its `volumes/` alone made every later command refuse it.
+            layerdb::store::create_root_for_writing(&ctx.root)?;
             volumes::ensure(&ctx.root, &name, false)?;
             println!("{name}");
         }
