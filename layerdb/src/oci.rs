@@ -45,6 +45,27 @@ pub enum OciError {
         /// Why it is not.
         reason: String,
     },
+    /// More layers than an image may have.
+    #[error(
+        "{what} names {layers} layers: max depth exceeded (an image has at most {MAX_LAYERS})"
+    )]
+    TooDeep {
+        /// What listed them (a manifest, an image config).
+        what: String,
+        /// How many it names.
+        layers: usize,
+    },
+}
+
+/// Refuses more than [`MAX_LAYERS`] layers; `what` names what listed them.
+pub fn check_depth(what: &str, layers: usize) -> Result<(), OciError> {
+    if layers > MAX_LAYERS {
+        return Err(OciError::TooDeep {
+            what: what.to_string(),
+            layers,
+        });
+    }
+    Ok(())
 }
 
 /// A digest as OCI documents write it: `sha256:` and 64 lowercase hex

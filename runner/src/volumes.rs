@@ -85,8 +85,10 @@ pub fn ensure(root: &Path, name: &str, anonymous: bool) -> Result<PathBuf> {
     Ok(data)
 }
 
-/// What a volume being made is called until it is whole.
+/// What a volume being made is called until it is whole, and one being
+/// removed once it is no longer one (no volume's name starts with a dot).
 const MAKING: &str = ".making-";
+const REMOVING: &str = ".removing-";
 
 /// Writes `volume.json` into `volume`, whole or not at all.
 fn write_record(volume: &Path, record: &[u8], name: &str) -> Result<()> {
@@ -140,7 +142,7 @@ pub fn users<'c>(containers: &'c [ContainerRecord], name: &str) -> Vec<&'c str> 
 pub fn remove(root: &Path, name: &str) -> Result<()> {
     check_name(name)?;
     let volume = dir(root).join(name);
-    let doomed = dir(root).join(format!(".removing-{name}-{}", std::process::id()));
+    let doomed = dir(root).join(format!("{REMOVING}{name}-{}", std::process::id()));
     std::fs::rename(&volume, &doomed).with_context(|| format!("remove volume {name}"))?;
     match std::fs::remove_dir_all(&doomed) {
         Ok(()) => Ok(()),
@@ -185,7 +187,7 @@ pub fn remove_leftovers(root: &Path) -> Vec<String> {
             .strip_prefix(MAKING)
             .and_then(|rest| rest.rsplit_once('-')?.1.parse().ok())
             .is_some_and(|pid| !crate::liveness::process_alive(pid));
-        if name.starts_with(".removing-") || abandoned {
+        if name.starts_with(REMOVING) || abandoned {
             let gone = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| remove_in_user_namespace(root, &entry.path()));
             if gone.is_ok() {

@@ -222,13 +222,7 @@ fn read_image<'a>(
             image.layers.len()
         );
     }
-    if diff_ids.len() > oci::MAX_LAYERS {
-        bail!(
-            "{what} names {} layers: max depth exceeded (an image has at most {})",
-            diff_ids.len(),
-            oci::MAX_LAYERS
-        );
-    }
+    oci::check_depth(&what, diff_ids.len())?;
     let mut layers = Vec::new();
     // The image's layers so far, bottom first, as places in
     // `reading.held` (a repeated layer is held once but counts where it

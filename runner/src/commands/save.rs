@@ -56,14 +56,15 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
             let mut out = crate::output_file::Output::open(file)?;
-            write_tar(&store, &images, out.file())?;
+            write_tar(&store, &images, &layout_dir(ctx, &store)?, out.file())?;
             out.finish()?;
         }
         (None, false) => {
             if std::io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            write_tar(&store, &images, &mut std::io::stdout().lock())?;
+            let dir = layout_dir(ctx, &store)?;
+            write_tar(&store, &images, &dir, &mut std::io::stdout().lock())?;
         }
     }
     Ok(0)
@@ -77,26 +78,30 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// The layout, made in a directory of its own, as a tar on `out`. That
-/// directory is in the store's `tmp/` and named as `gc` expects
-/// (`save-PID-…`), so a save killed (or ended by a closed pipe) before it
-/// removed it leaves nothing `gc` keeps; for a store on a read-only
-/// filesystem it is in the system's temporary directory.
-fn write_tar(store: &Store, images: &[(&str, ImageRecord)], out: &mut dyn Write) -> Result<()> {
+/// Where the layout of a tar is made: a scratch directory of the store's,
+/// which `gc` removes once a save killed (or ended by a closed pipe)
+/// before it could is gone; for a store on a read-only filesystem, one in
+/// the system's temporary directory.
+fn layout_dir(ctx: &Ctx, store: &Store) -> Result<tempfile::TempDir> {
     let read_only = nix::sys::statvfs::statvfs(store.root())
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
-    let tmp = match read_only {
-        true => std::env::temp_dir(),
-        false => store.root().join("tmp"),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("save-{}-", std::process::id()))
-        .tempdir_in(&tmp)
-        .with_context(|| format!("create a directory in {}", tmp.display()))?;
-    write_layout(store, images, tmp.path())?;
+    match read_only {
+        true => tempfile::tempdir().context("create a temporary directory"),
+        false => ctx.scratch_dir("save"),
+    }
+}
+
+/// The layout, made in `dir`, as a tar on `out`.
+fn write_tar(
+    store: &Store,
+    images: &[(&str, ImageRecord)],
+    dir: &tempfile::TempDir,
+    out: &mut dyn Write,
+) -> Result<()> {
+    write_layout(store, images, dir.path())?;
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
-    tar.append_dir_all(".", tmp.path())?;
+    tar.append_dir_all(".", dir.path())?;
     tar.into_inner()?.flush()?;
     Ok(())
 }

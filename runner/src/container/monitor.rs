@@ -150,7 +150,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     events.send(&Event::Started { pid: pid.as_raw() });
     // commit pauses the container through us, so its death cannot leave
     // it paused.
-    let _pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
+    let pause = super::pause::serve(&spec.container_dir, pid, placement.cgroup())
         .map_err(|err| log::warn!("commit will not be able to pause the container: {err:#}"));
     // A detached `-i` container's stdin, for `strata attach`.
     let input = match (&master, &stdio_held.stdin) {
@@ -180,7 +180,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
         .is_some_and(super::cgroup::ContainerCgroup::oom_killed);
     // Its cgroups go before its record: a `--rm` container's record (its
     // `cgroup` file) is what finds them again after a kill in between.
-    drop(_pause);
+    drop(pause);
     drop(placement);
     hooks.exited(code, oom_killed);
     hooks.unmount();

@@ -255,10 +255,9 @@ impl Client {
                 return Ok(response);
             };
             if hops == MAX_REDIRECTS {
-                let shown = url.split_once('?').map_or(url.as_str(), |(path, _)| path);
                 bail!(
                     "{method} \"{}\": more than {MAX_REDIRECTS} redirects",
-                    escape(shown)
+                    escape(without_query(&url))
                 );
             }
             let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
@@ -659,8 +658,14 @@ fn grant_of(realm: &str, response: Response<Body>) -> Result<Grant> {
 /// `Get "http://127.0.0.1:5000/v2/": connection refused`. The URL's query
 /// is left out: an upload's carries the registry's state (or a signed
 /// grant), long and of no use to the reader.
+/// `url` without its query, which may carry an account or a token
+/// service's parameters: what an error line shows of a URL.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(path, _)| path)
+}
+
 fn transport_error(method: &str, url: &str, error: ureq::Error) -> anyhow::Error {
-    let url = url.split_once('?').map_or(url, |(path, _)| path);
+    let url = without_query(url);
     let cause = match &error {
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),

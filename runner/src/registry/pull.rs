@@ -188,13 +188,7 @@ pub fn resolve(client: &Client, reference: &RemoteReference, platform: &Platform
             }
         }
     };
-    let layers = manifest.layers().len();
-    if layers > layerdb::oci::MAX_LAYERS {
-        bail!(
-            "the manifest names {layers} layers: max depth exceeded (an image has at most {})",
-            layerdb::oci::MAX_LAYERS
-        );
-    }
+    layerdb::oci::check_depth("the manifest", manifest.layers().len())?;
     let config_json = fetch_config(client, reference, &scope, manifest.config())?;
     let diff_ids = layerdb::oci::config_diff_ids("the image config", &config_json)?;
     if diff_ids.len() != manifest.layers().len() {
