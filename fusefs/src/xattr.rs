@@ -9,6 +9,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use xattr::FileExt;
 
+/// A file's capabilities (`setcap`), which a write or chown drops.
+pub const CAPABILITY: &[u8] = b"security.capability";
+
 /// `None` for an attribute that is missing (the crate already answers
 /// ENODATA so) or a host filesystem without xattrs at all (ENOTSUP).
 fn absent_if_unsupported(r: io::Result<Option<Vec<u8>>>) -> io::Result<Option<Vec<u8>>> {

@@ -529,11 +529,7 @@ fn selinux_labels_are_not_supported_so_ls_stops_asking() {
 /// for every mode change, and the host dropped them then.
 #[test]
 fn file_capabilities_survive_a_chmod_and_an_acl_but_not_a_chown() {
-    // Revision 2, effective, cap_net_raw permitted, as `setcap` writes it.
-    let caps: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect();
+    let caps = net_raw_capability();
     // user::rwx group::r-x other::r-x, as `cp -a` copies a plain mode.
     let acl: Vec<u8> = [
         2u32,
@@ -572,6 +568,107 @@ fn file_capabilities_survive_a_chmod_and_an_acl_but_not_a_chown() {
             std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
             assert_eq!(capability(), None, "{format:?} {name}: after a chown");
         }
+    }
+}
+
+/// Revision 2, effective, cap_net_raw permitted, as `setcap` writes it.
+fn net_raw_capability() -> Vec<u8> {
+    [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+/// A new file opened write-only (tar's, cp's) is written straight to the
+/// server, not through the page cache: a reader holding it open and
+/// cached sees each write, one starting inside a page included, and a
+/// write past the end.
+#[test]
+fn a_reader_sees_every_write_through_a_file_created_write_only() {
+    use std::os::unix::fs::FileExt;
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let fx = Fixture::new();
+        let _m = fx.mount_as(false, format);
+        let path = fx.mnt().join("d/new");
+        let writer = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create write-only");
+        writer.write_all_at(&[b'a'; 10_000], 0).expect("write");
+        let reader = fs::File::open(&path).expect("open for reading");
+        let read = |f: &fs::File| {
+            let mut buf = vec![0u8; 30_000];
+            let n = f.read_at(&mut buf, 0).expect("read");
+            buf.truncate(n);
+            buf
+        };
+        assert_eq!(read(&reader), vec![b'a'; 10_000], "{format:?}");
+        writer.write_all_at(&[b'b'; 3_000], 2_048).expect("write");
+        writer
+            .write_all_at(b"c", 20_000)
+            .expect("write past the end");
+        let mut want = vec![b'a'; 10_000];
+        want[2_048..5_048].fill(b'b');
+        want.resize(20_000, 0);
+        want.push(b'c');
+        assert_eq!(read(&reader), want, "{format:?}: the cached reader");
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            want,
+            "{format:?}: a new open"
+        );
+        assert_eq!(reader.metadata().expect("fstat").len(), 20_001);
+    }
+}
+
+/// A write drops a file's capabilities, as on ext4, through a file
+/// created write-only too (written straight to the server, where the
+/// kernel leaves that to the server): capabilities set while the writer
+/// holds the file open go with its next write, in both upper formats.
+#[test]
+fn a_write_through_a_file_created_write_only_drops_its_capabilities() {
+    use std::os::unix::fs::FileExt;
+    let caps = net_raw_capability();
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let fx = Fixture::new();
+        let _m = fx.mount_as(false, format);
+        let path = fx.mnt().join("tool");
+        let writer = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create write-only");
+        writer.write_all_at(b"#!/bin/sh\n", 0).expect("write");
+        xattr::set(&path, "security.capability", &caps).expect("set capability");
+        writer.write_all_at(b"exit 0\n", 10).expect("write");
+        assert_eq!(
+            xattr::get(&path, "security.capability").expect("get"),
+            None,
+            "{format:?}: a write kept the capabilities"
+        );
+    }
+}
+
+/// A write by a caller without CAP_FSETID clears set-id bits through a
+/// file it created write-only too (written straight to the server, where
+/// the kernel leaves that to the server), and the mode the kernel
+/// caches shows it.
+#[test]
+fn a_write_through_a_file_created_write_only_clears_set_id_bits() {
+    let fx = Fixture::new();
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+        let _m = fx.mount_with(|o| {
+            o.allow_other = true; // uid 1000 writes
+            o.upper_format = Some(format);
+        });
+        let dir = fx.mnt().join(format!("shared-{format:?}"));
+        fs::create_dir(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
+        let f = dir.join("tool");
+        as_uid_1000(r#"exec 3>"$0" && chmod 6755 "$0" && echo x >&3"#, &f);
+        assert_eq!(mode_as_cached(&f), 0o755, "{format:?}");
     }
 }
 

@@ -376,7 +376,25 @@ impl UnionFs {
             }
             OpenFile::Layer { .. } => Err(FsError::posix(Errno::EBADF, b"<open file>")),
         })?;
+        self.drop_capabilities(file, writer)?;
         Ok(data.len())
+    }
+
+    /// A write drops the file's capabilities, as on ext4. Through the page
+    /// cache the kernel drops them before the WRITE comes; through a
+    /// direct handle (a new file opened write-only, see
+    /// `Adapter::new_file_open_flags`) it leaves that to the server. The
+    /// host drops the kernel format's itself when the server writes; the
+    /// rootless format keeps them in a user xattr no write touches, so the
+    /// server removes it. Not for a shared mapping's written-back pages
+    /// (no caller, pid 0), which keep them on ext4.
+    fn drop_capabilities(&self, file: &std::fs::File, writer: &Writer) -> Result<()> {
+        let format = self.upper_format()?;
+        if format.is_kernel() || writer.pid == 0 {
+            return Ok(());
+        }
+        crate::xattr::remove_fd(file, &format.host_xattr(crate::xattr::CAPABILITY))
+            .map_err(|e| FsError::io("fremovexattr", b"<open file>", e))
     }
 
     /// Makes `change` (a write or fallocate of node `id`'s open `file` by
