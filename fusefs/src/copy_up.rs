@@ -65,6 +65,13 @@ impl Layers {
     /// Makes `path` live in the upper and returns its resolution there.
     /// `with_data: false` skips file content (the caller truncates to 0).
     pub fn copy_up(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
+        // A node the upper holds has its every ancestor there: the common
+        // case (each SETATTR of a file an untar made, each CREATE's
+        // directory) costs no host stat of the parent.
+        let r = self.get(path)?;
+        if self.in_upper(&r) {
+            return Ok(r);
+        }
         // The ancestors missing from the upper first, top down, so that
         // each one's parent is already there: one level of recursion
         // below, not one per level (an image's tree 2,000 levels deep
