@@ -198,6 +198,15 @@ impl DirLower {
         }
     }
 
+    /// The node of the host file at `path`, if there is one.
+    fn host_node(&self, path: &[u8]) -> Result<Option<Node>> {
+        let host = host_path(&self.root, path);
+        match lstat_opt(&host, path)? {
+            Some(md) => self.node_of(path, &host, &md).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The node for a host file that exists; `name` is its last component.
     fn node_of(&self, path: &[u8], host: &Path, md: &Metadata) -> Result<Node> {
         let ft = md.file_type();
@@ -392,19 +401,28 @@ impl Lower for DirLower {
 
     fn node(&self, path: &[u8]) -> Result<Option<Node>> {
         let (parent, name) = split_path(path);
-        if hidden_name(name).is_some() || is_marker(name) {
-            // Bookkeeping names are not files of the container.
+        if is_bookkeeping(name) {
             return Ok(None);
         }
-        let host = host_path(&self.root, path);
-        if let Some(md) = lstat_opt(&host, path)? {
-            return self.node_of(path, &host, &md).map(Some);
+        if let Some(node) = self.host_node(path)? {
+            return Ok(Some(node));
         }
         if path.is_empty() || !whiteout_fits(name) {
             return Ok(None);
         }
         let wh = host_path(&self.root, &join_path(parent, &whiteout_name(name)));
         Ok(lstat_opt(&wh, path)?.map(|_| Node::from_entry(Entry::new(Kind::Whiteout, 0), 0)))
+    }
+
+    /// Without the probe for a `.wh.` file: each name an untar creates
+    /// in a directory of its own was looked up twice (LOOKUP, then
+    /// CREATE's check), two host stats each. A whiteout device is still
+    /// seen, as it holds the name a new file needs.
+    fn node_over_nothing(&self, path: &[u8]) -> Result<Option<Node>> {
+        match is_bookkeeping(split_path(path).1) {
+            true => Ok(None),
+            false => self.host_node(path),
+        }
     }
 
     fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
@@ -509,6 +527,12 @@ fn host_node(ino: u64, md: &Metadata, entry: Entry, names: &[Vec<u8>]) -> Node {
         redirect: None,
         chunk_ends: None,
     }
+}
+
+/// A `.wh.` file or a marker: the layer's bookkeeping, no file of the
+/// container.
+fn is_bookkeeping(name: &[u8]) -> bool {
+    hidden_name(name).is_some() || is_marker(name)
 }
 
 /// Opens a host file for reading without following a final symlink.

@@ -105,6 +105,13 @@ pub trait Lower: Send + Sync {
     /// nothing there (also when a parent is missing or not a directory).
     fn node(&self, path: &[u8]) -> Result<Option<Node>>;
 
+    /// Like [`Lower::node`], for a directory no layer below merges with:
+    /// a whiteout there hides nothing, so one the layer can only find by
+    /// a second look (a host directory's `.wh.` file) may be missed.
+    fn node_over_nothing(&self, path: &[u8]) -> Result<Option<Node>> {
+        self.node(path)
+    }
+
     /// Direct children of `dir` sorted by name, whiteouts included (with the
     /// name they hide, not the `.wh.` form).
     fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>>;

@@ -187,7 +187,11 @@ pub fn child(stack: &[&dyn Lower], parent: &Resolved, path: &[u8]) -> Result<Chi
                 } else {
                     Cow::Owned(join_path(&d.path, name))
                 };
-                let node = stack[d.layer].node(&lpath)?;
+                // A whiteout where no layer below merges hides nothing.
+                let node = match parent.dir_layers.iter().any(|b| b.layer > d.layer) {
+                    true => stack[d.layer].node(&lpath)?,
+                    false => stack[d.layer].node_over_nothing(&lpath)?,
+                };
                 (d.layer, lpath, node)
             }
             Lookup::Absolute(p) => {
