@@ -403,7 +403,13 @@ impl UnionFs {
         let sa = &sa.clearing_set_id(&r.node.entry);
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
-            upper.set_owner_mode(&path, e.kind, &override_of(&e), sa.changes_owner())?;
+            // tar chowns every file it makes to the owner it already has.
+            // The chmod that follows any owner change still marks ctime
+            // and sets the mode (set-id bits included); the kernel drops
+            // the file's capabilities itself (REMOVEXATTR), for any chown.
+            let was = &r.node.entry;
+            let chown = sa.changes_owner() && (e.uid, e.gid) != (was.uid, was.gid);
+            upper.set_owner_mode(&path, e.kind, &override_of(&e), chown)?;
             if let Some(v) = acl {
                 self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
             }
