@@ -85,13 +85,20 @@ impl Layers {
         for dir in missing.into_iter().rev() {
             self.copy_up_one(dir, true)?;
         }
-        self.copy_up_one(path, with_data)
+        // Still the lower node to copy: the ancestors' copies change how
+        // its directories merge, not what it is.
+        self.copy_up_resolved(path, r, with_data)
     }
 
     /// [`Layers::copy_up`] of `path` whose parent is in the upper (or is
     /// the root, whose own copy is the upper directory).
     fn copy_up_one(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
         let r = self.get(path)?;
+        self.copy_up_resolved(path, r, with_data)
+    }
+
+    /// [`Layers::copy_up_one`] of `path`, resolved as `r`.
+    fn copy_up_resolved(&self, path: &[u8], r: Resolved, with_data: bool) -> Result<Resolved> {
         if self.in_upper(&r) {
             return Ok(r);
         }
