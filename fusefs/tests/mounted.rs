@@ -76,6 +76,19 @@ impl Fixture {
         })
     }
 
+    /// Runs `test` on a writable mount in each upper format in turn,
+    /// which uid 1000 may use too.
+    fn for_each_format_shared(&self, mut test: impl FnMut(UpperFormat)) {
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        for format in [UpperFormat::detect(), UpperFormat::Rootless] {
+            let _m = self.mount_with(|o| {
+                o.allow_other = true;
+                o.upper_format = Some(format);
+            });
+            test(format);
+        }
+    }
+
     /// A writable mount with the options `set` chooses.
     fn mount_with(&self, set: impl FnOnce(&mut MountOptions)) -> MountHandle {
         let mut o = MountOptions::new(self.lowers(), Some(self.upper()));
@@ -657,19 +670,14 @@ fn a_write_through_a_file_created_write_only_drops_its_capabilities() {
 #[test]
 fn a_write_through_a_file_created_write_only_clears_set_id_bits() {
     let fx = Fixture::new();
-    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
-        let _m = fx.mount_with(|o| {
-            o.allow_other = true; // uid 1000 writes
-            o.upper_format = Some(format);
-        });
+    fx.for_each_format_shared(|format| {
         let dir = fx.mnt().join(format!("shared-{format:?}"));
         fs::create_dir(&dir).expect("mkdir");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
         let f = dir.join("tool");
         as_uid_1000(r#"exec 3>"$0" && chmod 6755 "$0" && echo x >&3"#, &f);
         assert_eq!(mode_as_cached(&f), 0o755, "{format:?}");
-    }
+    });
 }
 
 /// The kernel opens existing files without asking the server (OPEN is
@@ -943,12 +951,7 @@ fn fuse_overlayfs_options_change_what_the_kernel_is_shown() {
 #[test]
 fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
     let fx = Fixture::new();
-    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
-        let _m = fx.mount_with(|o| {
-            o.allow_other = true; // uid 1000 writes
-            o.upper_format = Some(format);
-        });
+    fx.for_each_format_shared(|format| {
         let f = fx.mnt().join(format!("sgid-{format:?}"));
         fs::write(&f, "").expect("create");
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6666)).expect("chmod 6666");
@@ -975,7 +978,7 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
             mode, 0o666,
             "{format:?}: set-id bits after a write by a non-member"
         );
-    }
+    });
 }
 
 /// Set-id bits as a local filesystem keeps them, in the mount's view: a
@@ -984,12 +987,7 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
 #[test]
 fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
     let fx = Fixture::new();
-    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    for format in [UpperFormat::detect(), UpperFormat::Rootless] {
-        let _m = fx.mount_with(|o| {
-            o.allow_other = true; // uid 1000 truncates
-            o.upper_format = Some(format);
-        });
+    fx.for_each_format_shared(|format| {
         let f = fx.mnt().join(format!("setid-{format:?}"));
         fs::write(&f, "0123456789").expect("create");
         let mode = || mode_as_cached(&f);
@@ -1027,7 +1025,7 @@ fn a_chown_or_a_truncation_by_another_user_clears_set_id_bits() {
             as_uid_1000(cmd, &f);
             assert_eq!(mode(), 0o777, "{format:?}: after {what} by uid 1000");
         }
-    }
+    });
 }
 
 /// The permission bits of `file` as stat(1) shows them: it asks statx
