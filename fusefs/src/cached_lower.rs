@@ -190,14 +190,7 @@ impl Lower for CachedLower {
         // waits for the first one's walk instead of making its own.
         let mut memo = lock(&self.hardlinks);
         if memo.is_none() {
-            let mut by_ino: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-            crate::lower::walk_files(&*self.inner, |path, node| {
-                if node.entry.nlink > 1 {
-                    by_ino.entry(node.ino).or_default().push(path);
-                }
-            })?;
-            by_ino.values_mut().for_each(|names| names.sort());
-            *memo = Some(by_ino);
+            *memo = Some(self.inner.hardlinks()?);
         }
         Ok(memo
             .as_ref()

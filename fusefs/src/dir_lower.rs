@@ -174,11 +174,7 @@ impl DirLower {
 
     fn stable_ino(&self, host: &Path, md: &Metadata, names: &[Vec<u8>]) -> Result<u64> {
         match self.role {
-            Role::Lower => {
-                let dev = md.dev();
-                let dev_tag = (dev ^ (dev >> 22)) & ((1 << 22) - 1);
-                Ok(ino_tag::HOST_DIR | dev_tag << 40 | (md.ino() & ino_tag::HOST_INO_MASK))
-            }
+            Role::Lower => Ok(lower_ino(md.dev(), md.ino())),
             Role::Upper => {
                 if let Some(name) = INO_XATTRS.into_iter().find(|n| has(names, n)) {
                     let rec = xattr::get(host, name)
@@ -425,6 +421,55 @@ impl Lower for DirLower {
         }
     }
 
+    /// Each file asked only for its link count and inode, by its name in
+    /// a directory held open: the whole node of every file of a Debian
+    /// root (a stat by full path and an xattr listing each), read to find
+    /// its four hardlinked ones, made the first copy-up of one take 30-80
+    /// ms, against 2-4 ms for another file.
+    fn hardlinks(&self) -> Result<std::collections::HashMap<u64, Vec<Vec<u8>>>> {
+        use nix::fcntl::{AtFlags, OFlag};
+        if matches!(self.role, Role::Upper) {
+            return crate::lower::hardlinks_by_stat(self);
+        }
+        let mut by_ino: std::collections::HashMap<u64, Vec<Vec<u8>>> = Default::default();
+        let mut dirs = vec![Vec::new()];
+        while let Some(dir) = dirs.pop() {
+            let host = host_path(&self.root, &dir);
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let fd = nix::fcntl::open(&*host, flags, nix::sys::stat::Mode::empty())
+                .map_err(|e| FsError::io("open directory", &dir, e.into()))?;
+            let entries = std::fs::read_dir(&*host).map_err(|e| FsError::io("readdir", &dir, e))?;
+            for de in entries {
+                let de = de.map_err(|e| FsError::io("readdir", &dir, e))?;
+                let name = de.file_name();
+                if is_bookkeeping(name.as_bytes()) {
+                    continue;
+                }
+                let path = join_path(&dir, name.as_bytes());
+                if de.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                    continue;
+                }
+                let st =
+                    nix::sys::stat::fstatat(&fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| FsError::io("stat", &path, e.into()))?;
+                let kind = st.st_mode & libc::S_IFMT;
+                // A whiteout device (shared by hardlinks in kernel
+                // overlayfs's uppers) names no file.
+                let whiteout = kind == libc::S_IFCHR && st.st_rdev == 0;
+                if kind == libc::S_IFDIR {
+                    dirs.push(path);
+                } else if st.st_nlink > 1 && !whiteout {
+                    by_ino
+                        .entry(lower_ino(st.st_dev, st.st_ino))
+                        .or_default()
+                        .push(path);
+                }
+            }
+        }
+        Ok(crate::lower::several_names(by_ino))
+    }
+
     fn children(&self, dir: &[u8]) -> Result<Vec<(Vec<u8>, Node)>> {
         let host_dir = host_path(&self.root, dir);
         let rd = match std::fs::read_dir(&host_dir) {
@@ -529,6 +574,12 @@ fn host_node(ino: u64, md: &Metadata, entry: Entry, names: &[Vec<u8>]) -> Node {
     }
 }
 
+/// The stable inode number of a lower's host file on device `dev`.
+fn lower_ino(dev: u64, ino: u64) -> u64 {
+    let dev_tag = (dev ^ (dev >> 22)) & ((1 << 22) - 1);
+    ino_tag::HOST_DIR | dev_tag << 40 | (ino & ino_tag::HOST_INO_MASK)
+}
+
 /// A `.wh.` file or a marker: the layer's bookkeeping, no file of the
 /// container.
 fn is_bookkeeping(name: &[u8]) -> bool {
@@ -569,4 +620,44 @@ pub fn open_beneath(root: &Path, path: &[u8]) -> io::Result<File> {
         at = openat(&at, OsStr::from_bytes(name), flags, Mode::empty())?;
     }
     Ok(File::from(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_lower_s_hardlinks_from_link_counts_are_those_its_nodes_show() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in ["a/deep", "b"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::write(root.join("a/deep/one"), "1").expect("write");
+        std::fs::hard_link(root.join("a/deep/one"), root.join("b/one")).expect("link");
+        std::fs::hard_link(root.join("a/deep/one"), root.join("one")).expect("link");
+        std::fs::write(root.join("a/two"), "2").expect("write");
+        std::fs::hard_link(root.join("a/two"), root.join("b/two")).expect("link");
+        std::fs::write(root.join("single"), "s").expect("write");
+        symlink("single", root.join("b/link")).expect("symlink");
+        // A whiteout hides no file: not a name of anything.
+        std::fs::write(root.join("b/.wh.gone"), "").expect("whiteout");
+        std::fs::hard_link(root.join("b/.wh.gone"), root.join("b/.wh.also")).expect("link");
+        let lower = DirLower::new(root);
+        let by_entries = lower.hardlinks().expect("hardlinks");
+        assert_eq!(
+            by_entries,
+            crate::lower::hardlinks_by_stat(&lower).expect("by stat")
+        );
+        let mut names: Vec<_> = by_entries.into_values().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                vec![b"a/deep/one".to_vec(), b"b/one".to_vec(), b"one".to_vec()],
+                vec![b"a/two".to_vec(), b"b/two".to_vec()],
+            ]
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use layerdb::{ChunkEnds, Entry, Kind};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Tag bits of stable inode numbers. Every stable number has one of them set,
@@ -132,10 +133,16 @@ pub trait Lower: Send + Sync {
         None
     }
 
+    /// The names of every file this layer holds under more than one, by
+    /// its stable inode number, each list sorted: one walk of the layer,
+    /// which a mount's lowers make once, at the first copy-up of a file
+    /// with `nlink > 1` (`CachedLower`).
+    fn hardlinks(&self) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
+        hardlinks_by_stat(self)
+    }
+
     /// Every path of this layer naming inode `ino` (hardlinks), found by
-    /// walking the layer. Only called on the first copy-up of a file with
-    /// `nlink > 1`; a mount's lowers walk once for all such files
-    /// (`CachedLower`).
+    /// walking the layer.
     fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         let mut found = Vec::new();
         walk_files(self, |path, node| {
@@ -146,6 +153,24 @@ pub trait Lower: Send + Sync {
         found.sort();
         Ok(found)
     }
+}
+
+/// [`Lower::hardlinks`] from every file's node.
+pub fn hardlinks_by_stat<L: Lower + ?Sized>(layer: &L) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
+    let mut by_ino: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    walk_files(layer, |path, node| {
+        if node.entry.nlink > 1 {
+            by_ino.entry(node.ino).or_default().push(path);
+        }
+    })?;
+    Ok(several_names(by_ino))
+}
+
+/// The inodes of `by_ino` with more than one name, their names sorted.
+pub fn several_names(mut by_ino: HashMap<u64, Vec<Vec<u8>>>) -> HashMap<u64, Vec<Vec<u8>>> {
+    by_ino.retain(|_, names| names.len() > 1);
+    by_ino.values_mut().for_each(|names| names.sort());
+    by_ino
 }
 
 /// Calls `f` with the path and node of every file of `layer` that is not
