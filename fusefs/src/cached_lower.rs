@@ -29,9 +29,9 @@ pub struct CachedLower {
     listings: Mutex<Listings>,
     /// Signalled when a listing leaves `Listings::pending`.
     listed: Condvar,
-    /// Every name of each file with several (nlink > 1), by inode number:
-    /// found by one walk of the layer at the first copy-up of such a file,
-    /// and kept. Each such copy-up used to walk the whole layer again (40
+    /// Every name of each file the layer holds under several, by inode
+    /// number (`Lower::hardlinks`): found by one walk of the layer at the
+    /// first copy-up of a file with nlink > 1, and kept. Each such copy-up used to walk the whole layer again (40
     /// ms for a Debian root in the page cache; a Debian root has four).
     hardlinks: Mutex<Option<HashMap<u64, Vec<Vec<u8>>>>>,
 }

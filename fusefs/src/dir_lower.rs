@@ -18,7 +18,7 @@ use crate::whiteout::{
 };
 use crate::xattr;
 use layerdb::{join_path, split_path, Entry, Kind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::io;
@@ -426,12 +426,12 @@ impl Lower for DirLower {
     /// root (a stat by full path and an xattr listing each), read to find
     /// its four hardlinked ones, made the first copy-up of one take 30-80
     /// ms, against 2-4 ms for another file.
-    fn hardlinks(&self) -> Result<std::collections::HashMap<u64, Vec<Vec<u8>>>> {
+    fn hardlinks(&self) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
         use nix::fcntl::{AtFlags, OFlag};
         if matches!(self.role, Role::Upper) {
             return crate::lower::hardlinks_by_stat(self);
         }
-        let mut by_ino: std::collections::HashMap<u64, Vec<Vec<u8>>> = Default::default();
+        let mut by_ino: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
         let mut dirs = vec![Vec::new()];
         while let Some(dir) = dirs.pop() {
             let host = host_path(&self.root, &dir);
