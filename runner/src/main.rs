@@ -1,6 +1,8 @@
 //! `strata`: docker's verbs on a layer store (layerdb) and a FUSE union
 //! filesystem (fusefs), with no daemon.
 
+#[macro_use]
+mod stdout;
 mod build;
 mod cli;
 mod clock;

@@ -117,7 +117,7 @@ pub fn print_list(
         Some(format) => render_list(format, fields, &objects())?,
         None => None,
     };
-    print!("{}", formatted.unwrap_or_else(table));
+    out!("{}", formatted.unwrap_or_else(table))?;
     Ok(())
 }
 

@@ -925,6 +925,37 @@ fn a_load_whose_report_cannot_be_written_still_loads_every_image() {
     assert_eq!(listed, ["base:1", "other:1"]);
 }
 
+/// A command whose output cannot be written (stdout on a full disk) fails
+/// as any command fails: one line naming stdout, exit 125. It panicked
+/// with a backtrace and exit 101.
+#[test]
+fn output_that_cannot_be_written_is_a_one_line_error() {
+    let s = Strata::new();
+    let base = sample_tar().write(&s.path("base.tar"));
+    s.import(&base, "base:1");
+    for args in [
+        &["version"][..],
+        &["info"],
+        &["images"],
+        &["images", "--format", "{{.ID}}"],
+        &["history", "base:1"],
+        &["image", "inspect", "base:1"],
+        &["ps", "-a"],
+        &["volume", "ls"],
+        &["system", "df"],
+    ] {
+        let out = s
+            .cmd(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("stdout"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn a_volume_whose_maker_was_killed_is_never_listed_and_prune_removes_it() {
     let s = Strata::new();

@@ -143,11 +143,11 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
             .with_context(|| format!("writing the image id to {}", path.display()))?;
     }
     match args.quiet {
-        true => println!("{image:#}"),
+        true => outln!("{image:#}")?,
         false => {
-            println!("Successfully built {}", short(&image));
+            outln!("Successfully built {}", short(&image))?;
             for tag in &tags {
-                println!("Successfully tagged {tag}");
+                outln!("Successfully tagged {tag}")?;
             }
         }
     }
@@ -223,21 +223,22 @@ struct StageState {
 }
 
 impl Builder<'_> {
-    fn say(&self, line: &str) {
+    fn say(&self, line: &str) -> Result<()> {
         if !self.args.quiet {
-            println!("{line}");
+            outln!("{line}")?;
             let _ = std::io::stdout().flush();
         }
+        Ok(())
     }
 
-    fn step_line(&mut self, instruction: &Instruction) {
+    fn step_line(&mut self, instruction: &Instruction) -> Result<()> {
         self.step += 1;
         self.say(&format!(
             "Step {}/{} : {}",
             self.step,
             self.total,
             instruction.text()
-        ));
+        ))
     }
 
     /// The ARGs before the first FROM, each given by `--build-arg` or by
@@ -290,10 +291,10 @@ impl Builder<'_> {
 
     fn stage(&mut self, index: usize) -> Result<Digest> {
         let stage = &self.plan.stages[index];
-        self.step_line(&stage.from);
+        self.step_line(&stage.from)?;
         let base = expand_word(&stage.base, &self.global_args)?;
         let image = self.base_image(&base, index)?;
-        self.say(&format!(" ---> {}", short(&image)));
+        self.say(&format!(" ---> {}", short(&image)))?;
         let config = self.image_config(&image)?;
         let mut st = StageState {
             image,
@@ -304,7 +305,7 @@ impl Builder<'_> {
         // passed on (docker's rule).
         let triggers = std::mem::take(&mut st.state.config.on_build);
         if !triggers.is_empty() {
-            self.say(&format!("# Executing {} build triggers", triggers.len()));
+            self.say(&format!("# Executing {} build triggers", triggers.len()))?;
             for text in &triggers {
                 let trigger = Instruction::parse(stage.from.line, text)?;
                 crate::dockerfile::check_trigger(&trigger.keyword).map_err(|e| anyhow!(e))?;
@@ -312,10 +313,10 @@ impl Builder<'_> {
             }
         }
         for instruction in &stage.instructions {
-            self.step_line(instruction);
+            self.step_line(instruction)?;
             self.instruction(&mut st, instruction)
                 .map_err(|e| on_line(e, instruction))?;
-            self.say(&format!(" ---> {}", short(&st.image)));
+            self.say(&format!(" ---> {}", short(&st.image)))?;
         }
         Ok(st.image)
     }
@@ -490,7 +491,7 @@ impl Builder<'_> {
             Ok(())
         })?;
         if found.is_some() {
-            self.say(" ---> Using cache");
+            self.say(" ---> Using cache")?;
         }
         Ok(found)
     }
@@ -530,7 +531,7 @@ impl Builder<'_> {
         st: &StageState,
         created_by: String,
     ) -> Result<Digest> {
-        self.say(&format!(" ---> Running in {}", &container[..12]));
+        self.say(&format!(" ---> Running in {}", &container[..12]))?;
         let mut start = self.strata();
         start.args(["start", "-a", container]).stdin(Stdio::null());
         let captured = match self.args.quiet {
@@ -693,7 +694,7 @@ impl Builder<'_> {
         st: &StageState,
         created_by: String,
     ) -> Result<Digest> {
-        self.say(&format!(" ---> Running in {}", &container[..12]));
+        self.say(&format!(" ---> Running in {}", &container[..12]))?;
         let mut cmd = self.strata();
         cmd.arg("__copy-in");
         if let Some(owner) = owner {
@@ -775,9 +776,9 @@ impl Builder<'_> {
             keyword: "label".to_string(),
             rest: text.join(" "),
         };
-        self.step_line(&instruction);
+        self.step_line(&instruction)?;
         self.instruction(&mut st, &instruction)?;
-        self.say(&format!(" ---> {}", short(&st.image)));
+        self.say(&format!(" ---> {}", short(&st.image)))?;
         Ok(st.image)
     }
 
@@ -867,7 +868,7 @@ impl Builder<'_> {
             self.say(&format!(
                 "Removing intermediate container {}",
                 &container[..12]
-            ));
+            ))?;
         }
         Ok(())
     }

@@ -221,6 +221,6 @@ pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {
         parent: Some(image.id),
         reference,
     })?;
-    println!("{:#}", new.id);
+    outln!("{:#}", new.id)?;
     Ok(0)
 }

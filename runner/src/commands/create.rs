@@ -11,6 +11,6 @@ use anyhow::Result;
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
     let id = crate::container_id::ContainerId::random();
     super::run::create_apart(ctx, &args, &id)?;
-    println!("{id}");
+    outln!("{id}")?;
     Ok(0)
 }

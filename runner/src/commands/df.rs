@@ -12,22 +12,22 @@ pub fn df(ctx: &Ctx) -> Result<i32> {
     } else {
         du.logical_bytes as f64 / du.stored_bytes() as f64
     };
-    println!("TYPE        COUNT");
-    println!("Images      {}", du.images);
-    println!("Layers      {}", du.layers);
-    println!("Containers  {}", du.containers);
-    println!();
-    println!(
+    outln!("TYPE        COUNT")?;
+    outln!("Images      {}", du.images)?;
+    outln!("Layers      {}", du.layers)?;
+    outln!("Containers  {}", du.containers)?;
+    outln!()?;
+    outln!(
         "Logical size (every file of every layer):  {}",
         human_size(du.logical_bytes)
-    );
-    println!(
+    )?;
+    outln!(
         "Stored (chunks {} in {} files, index {}):  {}",
         human_size(du.chunk_bytes),
         du.chunk_files,
         human_size(du.index_bytes),
         human_size(du.stored_bytes())
-    );
-    println!("Dedup ratio:  {ratio:.2}x");
+    )?;
+    outln!("Dedup ratio:  {ratio:.2}x")?;
     Ok(0)
 }

@@ -23,7 +23,7 @@ pub fn diff(ctx: &Ctx, container: &str) -> Result<i32> {
             ChangeKind::Modified => 'C',
             ChangeKind::Deleted => 'D',
         };
-        println!("{letter} /{}", String::from_utf8_lossy(&c.path));
+        outln!("{letter} /{}", String::from_utf8_lossy(&c.path))?;
     }
     Ok(0)
 }

@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 pub fn gc(ctx: &Ctx) -> Result<i32> {
     detach_orphaned_mounts(ctx)?;
     let r = layerdb::gc::collect(&ctx.root)?;
-    println!(
+    outln!(
         "Removed {} layers, {} chunks, {} container directories; reclaimed space: {}",
         r.layers_removed,
         r.chunks_removed,
         r.dirs_removed,
         human_size(r.bytes_freed)
-    );
+    )?;
     Ok(0)
 }
 

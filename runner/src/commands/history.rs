@@ -35,9 +35,9 @@ pub fn history(ctx: &Ctx, args: HistoryArgs) -> Result<i32> {
         quiet: args.quiet,
         format,
     };
-    print!(
+    out!(
         "{}",
         output::render_history(&rows, &options, crate::clock::now_ns())
-    );
+    )?;
     Ok(0)
 }

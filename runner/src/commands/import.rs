@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, args: ImportArgs) -> Result<i32> {
         parent: None,
         reference,
     })?;
-    println!("{:#}", image.id);
+    outln!("{:#}", image.id)?;
     Ok(0)
 }
 

@@ -11,14 +11,14 @@ use anyhow::Result;
 use layerdb::State;
 
 pub fn version() -> Result<i32> {
-    println!("Client: strata");
-    println!(" Version:      {}", env!("CARGO_PKG_VERSION"));
-    println!(
+    outln!("Client: strata")?;
+    outln!(" Version:      {}", env!("CARGO_PKG_VERSION"))?;
+    outln!(
         " OS/Arch:      linux/{}",
         layerdb::image::host_architecture()
-    );
-    println!();
-    println!("Server: none (strata runs containers without a daemon)");
+    )?;
+    outln!()?;
+    outln!("Server: none (strata runs containers without a daemon)")?;
     Ok(0)
 }
 
@@ -51,34 +51,34 @@ pub fn info(ctx: &Ctx) -> Result<i32> {
         .unwrap_or_default();
     let memory = super::stats::host_memory();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("Client: strata {}", env!("CARGO_PKG_VERSION"));
-    println!();
-    println!("Server: none (containers run under their own monitor process)");
-    println!(" Containers: {}", containers.len());
-    println!("  Running: {running}");
-    println!("  Paused: {paused}");
-    println!("  Stopped: {}", containers.len() - running - paused);
-    println!(" Images: {images}");
-    println!(" Volumes: {volumes}");
-    println!(" Storage Driver: strata (content-defined chunks, FUSE union)");
-    println!("  FUSE over io_uring: {uring}");
-    println!(" Logging Driver: json-file");
-    println!(" Cgroup Driver: cgroupfs");
+    outln!("Client: strata {}", env!("CARGO_PKG_VERSION"))?;
+    outln!()?;
+    outln!("Server: none (containers run under their own monitor process)")?;
+    outln!(" Containers: {}", containers.len())?;
+    outln!("  Running: {running}")?;
+    outln!("  Paused: {paused}")?;
+    outln!("  Stopped: {}", containers.len() - running - paused)?;
+    outln!(" Images: {images}")?;
+    outln!(" Volumes: {volumes}")?;
+    outln!(" Storage Driver: strata (content-defined chunks, FUSE union)")?;
+    outln!("  FUSE over io_uring: {uring}")?;
+    outln!(" Logging Driver: json-file")?;
+    outln!(" Cgroup Driver: cgroupfs")?;
     let cgroup = match host_version() {
         Version::V1 => "1",
         Version::V2 => "2",
     };
-    println!(" Cgroup Version: {cgroup}");
-    println!(
+    outln!(" Cgroup Version: {cgroup}")?;
+    outln!(
         " Security Options:\n  seccomp\n   Profile: builtin{}",
         if rootless { "\n  rootless" } else { "" }
-    );
-    println!(" Kernel Version: {kernel}");
-    println!(" Operating System: {os}");
-    println!(" OSType: linux");
-    println!(" Architecture: {}", std::env::consts::ARCH);
-    println!(" CPUs: {cpus}");
-    println!(" Total Memory: {}", bytes_size(memory));
-    println!(" Strata Root Dir: {}", ctx.root.display());
+    )?;
+    outln!(" Kernel Version: {kernel}")?;
+    outln!(" Operating System: {os}")?;
+    outln!(" OSType: linux")?;
+    outln!(" Architecture: {}", std::env::consts::ARCH)?;
+    outln!(" CPUs: {cpus}")?;
+    outln!(" Total Memory: {}", bytes_size(memory))?;
+    outln!(" Strata Root Dir: {}", ctx.root.display())?;
     Ok(0)
 }

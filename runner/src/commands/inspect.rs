@@ -27,10 +27,10 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
         }
     }
     match format {
-        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        None => outln!("{}", serde_json::to_string_pretty(&Value::Array(out))?)?,
         Some(format) => {
             for object in &out {
-                println!("{}", format.render(object)?);
+                outln!("{}", format.render(object)?)?;
             }
         }
     }

@@ -19,7 +19,7 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
             );
         }
         signal(ctx, &rec, sig)?;
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }

@@ -42,10 +42,10 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     let code = match outcome {
         Ok(Outcome::Detached { .. }) => {
             if args.print_id {
-                println!("{}", rec.id);
+                outln!("{}", rec.id)?;
             }
             if let Some(name) = &args.print_name {
-                println!("{name}");
+                outln!("{name}")?;
             }
             return Ok(0);
         }

@@ -112,7 +112,7 @@ pub fn login(args: LoginArgs) -> Result<i32> {
             path.display()
         );
     }
-    println!("Login Succeeded");
+    outln!("Login Succeeded")?;
     Ok(0)
 }
 

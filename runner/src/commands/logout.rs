@@ -7,9 +7,9 @@ use anyhow::Result;
 pub fn logout(registry: Option<&str>) -> Result<i32> {
     let domain = registry_domain(registry)?;
     if credentials::remove(&domain)? {
-        println!("Removing login credentials for {}", shown(&domain));
+        outln!("Removing login credentials for {}", shown(&domain))?;
     } else {
-        println!("Not logged in to {}", shown(&domain));
+        outln!("Not logged in to {}", shown(&domain))?;
     }
     Ok(0)
 }

@@ -122,10 +122,10 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
                 if nix::unistd::geteuid().is_root() {
                     match &args.dir {
                         Some(dir) => bind_inspection(&paths.merged(), dir)?,
-                        None => println!("{}", paths.merged().display()),
+                        None => outln!("{}", paths.merged().display())?,
                     }
                 } else {
-                    println!("/proc/{pid}/root");
+                    outln!("/proc/{pid}/root")?;
                 }
                 return Ok(0);
             }
@@ -147,7 +147,7 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         }
     };
     start_server(serve, &mountpoint, &target)?;
-    println!("{}", std::fs::canonicalize(&mountpoint)?.display());
+    outln!("{}", std::fs::canonicalize(&mountpoint)?.display())?;
     Ok(0)
 }
 
@@ -169,7 +169,7 @@ fn bind_inspection(merged: &Path, dir: &Path) -> Result<()> {
         let _ = fusefs::unmount(dir);
         return Err(err).with_context(|| format!("remount {} nosuid,nodev", dir.display()));
     }
-    println!("{}", std::fs::canonicalize(dir)?.display());
+    outln!("{}", std::fs::canonicalize(dir)?.display())?;
     Ok(())
 }
 
@@ -214,7 +214,7 @@ fn list(ctx: &Ctx) -> Result<i32> {
             continue;
         };
         if liveness::process_alive(rec.pid as i32) {
-            println!("{} {}", rec.target, rec.mountpoint.display());
+            outln!("{} {}", rec.target, rec.mountpoint.display())?;
         } else {
             forget_record(&ctx.root, &f.path());
         }
@@ -279,7 +279,7 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
         mountpoint: args.mountpoint.clone(),
     };
     let record = write_record(&ctx.root, &args.mountpoint, &rec)?;
-    println!("ready");
+    outln!("ready")?;
     // The parent stops reading after "ready": from here on errors go to a
     // log beside the mount's record.
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;

@@ -46,7 +46,7 @@ pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
             let _ = record_running(ctx, &mut rec);
             return Err(err.context(format!("cannot pause container {}", rec.id)));
         }
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }
@@ -61,7 +61,7 @@ pub fn unpause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
             bail!("Container {} is not paused", rec.id);
         }
         resume(ctx, &mut rec)?;
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }

@@ -20,7 +20,7 @@ pub fn port(ctx: &Ctx, args: PortArgs) -> Result<i32> {
     });
     let Some(wanted) = &args.private_port else {
         for p in &ports {
-            println!("{}/{} -> {}", p.container_port, p.protocol, host_address(p));
+            outln!("{}/{} -> {}", p.container_port, p.protocol, host_address(p))?;
         }
         return Ok(0);
     };
@@ -39,7 +39,7 @@ pub fn port(ctx: &Ctx, args: PortArgs) -> Result<i32> {
         );
     }
     for p in found {
-        println!("{}", host_address(p));
+        outln!("{}", host_address(p))?;
     }
     Ok(0)
 }

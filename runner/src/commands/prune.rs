@@ -20,8 +20,8 @@ pub fn containers(ctx: &Ctx, force: bool, filter: &[String]) -> Result<i32> {
         return Ok(0);
     }
     let (deleted, reclaimed) = remove_stopped_containers(&ctx.store()?, &filter)?;
-    print_deleted("Containers", &deleted);
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    print_deleted("Containers", &deleted)?;
+    outln!("Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(0)
 }
 
@@ -38,9 +38,9 @@ pub fn images(ctx: &Ctx, all: bool, force: bool, filter: &[String]) -> Result<i3
         return Ok(0);
     }
     let deleted = remove_unused_images(&ctx.store_to_delete()?, all, &filter)?;
-    print_deleted("Images", &deleted);
+    print_deleted("Images", &deleted)?;
     let reclaimed = layerdb::gc::collect(&ctx.root)?.bytes_freed;
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    outln!("Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(0)
 }
 
@@ -71,11 +71,11 @@ pub fn system(ctx: &Ctx, all: bool, force: bool, volumes: bool, filter: &[String
     };
     let images = remove_unused_images(&store, all, &filter)?;
     drop(store);
-    print_deleted("Containers", &containers);
-    print_deleted("Volumes", &volumes);
-    print_deleted("Images", &images);
+    print_deleted("Containers", &containers)?;
+    print_deleted("Volumes", &volumes)?;
+    print_deleted("Images", &images)?;
     let reclaimed = containers_bytes + volumes_bytes + layerdb::gc::collect(&ctx.root)?.bytes_freed;
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    outln!("Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(0)
 }
 
@@ -83,7 +83,7 @@ pub fn system(ctx: &Ctx, all: bool, force: bool, volumes: bool, filter: &[String
 /// you want to continue? [y/N]`, answered on stdin; only `y` or `yes`
 /// (any case) goes on, and no answer (end of input) is no.
 pub(super) fn confirmed(what: &str) -> Result<bool> {
-    print!("WARNING! {what}\nAre you sure you want to continue? [y/N] ");
+    out!("WARNING! {what}\nAre you sure you want to continue? [y/N] ")?;
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin()
@@ -96,10 +96,11 @@ pub(super) fn confirmed(what: &str) -> Result<bool> {
 
 /// docker's list of what a prune removed: `Deleted {kind}:`, a line each,
 /// a blank line; nothing when nothing went.
-pub(super) fn print_deleted(kind: &str, lines: &[String]) {
+pub(super) fn print_deleted(kind: &str, lines: &[String]) -> Result<()> {
     if !lines.is_empty() {
-        println!("Deleted {kind}:\n{}\n", lines.join("\n"));
+        outln!("Deleted {kind}:\n{}\n", lines.join("\n"))?;
     }
+    Ok(())
 }
 
 /// Removes every stopped container: their ids, and the space their own

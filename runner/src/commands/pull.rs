@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<i32> {
         return pull_all_tags(ctx, &args.name, reference, &platform, progress);
     }
     pull_image(ctx, &reference, &platform, progress)?;
-    println!("{}", full_name(&reference));
+    outln!("{}", full_name(&reference))?;
     Ok(0)
 }
 
@@ -56,7 +56,7 @@ fn pull_all_tags(
         };
         pull_image(ctx, &tagged, platform, progress)?;
     }
-    println!("{}/{}", reference.domain, reference.path);
+    outln!("{}/{}", reference.domain, reference.path)?;
     Ok(0)
 }
 

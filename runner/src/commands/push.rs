@@ -13,15 +13,16 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
     // Reading the image needs no writer lock: an upload may take long.
     let store = ctx.reader()?;
     let image = store.resolve_image(&args.name)?;
-    let say = |line: String| {
+    let say = |line: String| -> Result<()> {
         if !args.quiet {
-            println!("{line}");
+            outln!("{line}")?;
         }
+        Ok(())
     };
     say(format!(
         "The push refers to repository [{}/{}]",
         reference.domain, reference.path
-    ));
+    ))?;
     // Layers another tool wrote go out as it wrote them where the store
     // kept how; otherwise as canonical tars, under a config naming those.
     let outgoing = store.outgoing(&image)?;
@@ -46,7 +47,9 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
             PushEvent::Mounted(from) => format!("Mounted from {from}"),
             PushEvent::Pushed => "Pushed".to_string(),
         };
-        say(format!("{}: {what}", image.layers[i].short()));
+        // Progress: a line that cannot be written does not stop the
+        // push; the digest line after it reports the failure.
+        let _ = say(format!("{}: {what}", image.layers[i].short()));
     })?;
     let rewritten = outgoing.rewritten();
     drop(outgoing);
@@ -69,14 +72,14 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<i32> {
         reference.tag.as_deref().unwrap_or("latest"),
         pushed.digest,
         pushed.size
-    ));
+    ))?;
     if args.quiet {
-        println!(
+        outln!(
             "{}/{}:{}",
             reference.domain,
             reference.path,
             reference.tag.as_deref().unwrap_or("latest")
-        );
+        )?;
     }
     Ok(0)
 }

@@ -73,7 +73,7 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
             Ok(())
         })();
         match result {
-            Ok(()) => println!("{name}"),
+            Ok(()) => outln!("{name}")?,
             Err(e) => {
                 eprintln!(
                     "Error response from daemon: {}",

@@ -13,8 +13,8 @@ pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
             Ok(done) => {
                 for d in done {
                     match d {
-                        Removal::Untagged(r) => println!("Untagged: {r}"),
-                        Removal::Deleted(id) => println!("Deleted: {id:#}"),
+                        Removal::Untagged(r) => outln!("Untagged: {r}")?,
+                        Removal::Deleted(id) => outln!("Deleted: {id:#}")?,
                     }
                 }
             }

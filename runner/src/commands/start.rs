@@ -21,7 +21,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
             bail!("cannot start a paused container, try unpause instead");
         }
         if rec.state.is_running() {
-            println!("{name}");
+            outln!("{name}")?;
             continue;
         }
         if attach {
@@ -33,7 +33,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
         let _turn = take_turn(ctx, &rec)?;
         let rec = ctx.container(name)?;
         if rec.state.is_running() {
-            println!("{name}");
+            outln!("{name}")?;
             continue;
         }
         start_detached(ctx, &rec, name)?;

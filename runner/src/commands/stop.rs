@@ -71,7 +71,7 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     for name in &args.containers {
         let _turn = hold_off_keeper(ctx, &ctx.container(name)?)?;
         stop_one(ctx, name, args.time)?;
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }

@@ -36,14 +36,14 @@ pub fn top(ctx: &Ctx, args: TopArgs) -> Result<i32> {
     let Some(column) = header.split_whitespace().position(|f| f == "PID") else {
         bail!("Couldn't find PID field in ps output");
     };
-    println!("{header}");
+    outln!("{header}")?;
     for line in lines {
         let listed = line.split_whitespace().nth(column);
         if listed
             .and_then(|p| p.parse::<i32>().ok())
             .is_some_and(|p| members.contains(&p))
         {
-            println!("{line}");
+            outln!("{line}")?;
         }
     }
     Ok(0)

@@ -39,6 +39,6 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
         }
     }
     forget_record(&ctx.root, &record);
-    println!("{}", path.display());
+    outln!("{}", path.display())?;
     Ok(0)
 }

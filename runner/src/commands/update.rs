@@ -81,7 +81,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<i32> {
             // Its keeper, if it has none (a second one leaves at once).
             super::launch::start_keeper(ctx, &updated.id.parse()?)?;
         }
-        println!("{name}");
+        outln!("{name}")?;
     }
     Ok(0)
 }

@@ -44,12 +44,12 @@ fn report(r: &layerdb::verify::VerifyReport) {
 }
 
 fn summary(r: &layerdb::verify::VerifyReport) -> Result<i32> {
-    println!(
+    outln!(
         "checked {} images, {} layers, {} chunks: {} problems",
         r.images,
         r.layers,
         r.chunks,
         r.problems.len()
-    );
+    )?;
     Ok(if r.problems.is_empty() { 0 } else { 1 })
 }

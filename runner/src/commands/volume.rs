@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             // its `volumes/` alone made every later command refuse it.
             layerdb::store::create_root_for_writing(&ctx.root)?;
             volumes::ensure(&ctx.root, &name, false)?;
-            println!("{name}");
+            outln!("{name}")?;
         }
         VolumeCommand::Ls { quiet, filter } => {
             let filters = crate::list_filter::Filters::parse(&filter, &["dangling", "name"])?;
@@ -35,12 +35,12 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
                 filters.any("name", |n| v.name.contains(n)) && dangling.is_none_or(|d| d == unused)
             });
             if !quiet {
-                println!("DRIVER    VOLUME NAME");
+                outln!("DRIVER    VOLUME NAME")?;
             }
             for v in all {
                 match quiet {
-                    true => println!("{}", v.name),
-                    false => println!("local     {}", v.name),
+                    true => outln!("{}", v.name)?,
+                    false => outln!("local     {}", v.name)?,
                 }
             }
         }
@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
                     "Scope": "local",
                 }));
             }
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            outln!("{}", serde_json::to_string_pretty(&shown)?)?;
         }
         VolumeCommand::Rm { force, names } => {
             let containers = containers(ctx)?;
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
                     bail!("remove {name}: volume is in use - [{}]", users.join(", "));
                 }
                 volumes::remove(&ctx.root, name)?;
-                println!("{name}");
+                outln!("{name}")?;
             }
         }
         VolumeCommand::Prune { all, force } => {
@@ -95,8 +95,8 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             }
             let (deleted, reclaimed) =
                 super::prune::remove_unused_volumes(&ctx.root, &containers(ctx)?, all)?;
-            super::prune::print_deleted("Volumes", &deleted);
-            println!("Total reclaimed space: {}", human_size(reclaimed));
+            super::prune::print_deleted("Volumes", &deleted)?;
+            outln!("Total reclaimed space: {}", human_size(reclaimed))?;
         }
     }
     Ok(0)

@@ -12,7 +12,7 @@ use std::time::Duration;
 pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
     for name in &args.containers {
         let rec = ctx.container(name)?;
-        println!("{}", wait_one(ctx, rec)?);
+        outln!("{}", wait_one(ctx, rec)?)?;
     }
     Ok(0)
 }

@@ -47,14 +47,14 @@ pub fn enter(root: &Root) -> anyhow::Result<()> {
 /// there).
 pub fn describe_source(path: &str, follow: bool) -> anyhow::Result<()> {
     let source = copy_path::source(path, follow).with_context(|| format!("lstat {path}"))?;
-    println!("{}", serde_json::to_string(&source)?);
+    outln!("{}", serde_json::to_string(&source)?)?;
     Ok(())
 }
 
 /// Prints what `path` is as a destination (JSON), its symlinks followed.
 pub fn describe_destination(path: &str) -> anyhow::Result<()> {
     let destination = copy_path::destination(path)?;
-    println!("{}", serde_json::to_string(&destination)?);
+    outln!("{}", serde_json::to_string(&destination)?)?;
     Ok(())
 }
 
