@@ -427,18 +427,14 @@ impl Lower for DirLower {
     /// its four hardlinked ones, made the first copy-up of one take 30-80
     /// ms, against 2-4 ms for another file.
     fn hardlinks(&self) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
-        use nix::fcntl::{AtFlags, OFlag};
         if matches!(self.role, Role::Upper) {
             return crate::lower::hardlinks_by_stat(self);
         }
         let mut by_ino: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
         let mut dirs = vec![Vec::new()];
         while let Some(dir) = dirs.pop() {
-            let host = host_path(&self.root, &dir);
-            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let fd = nix::fcntl::open(&*host, flags, nix::sys::stat::Mode::empty())
-                .map_err(|e| FsError::io("open directory", &dir, e.into()))?;
-            let entries = std::fs::read_dir(&*host).map_err(|e| FsError::io("readdir", &dir, e))?;
+            let entries = std::fs::read_dir(&*host_path(&self.root, &dir))
+                .map_err(|e| FsError::io("readdir", &dir, e))?;
             for de in entries {
                 let de = de.map_err(|e| FsError::io("readdir", &dir, e))?;
                 let name = de.file_name();
@@ -450,18 +446,15 @@ impl Lower for DirLower {
                     dirs.push(path);
                     continue;
                 }
-                let st =
-                    nix::sys::stat::fstatat(&fd, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| FsError::io("stat", &path, e.into()))?;
-                let kind = st.st_mode & libc::S_IFMT;
-                // A whiteout device (shared by hardlinks in kernel
-                // overlayfs's uppers) names no file.
-                let whiteout = kind == libc::S_IFCHR && st.st_rdev == 0;
-                if kind == libc::S_IFDIR {
+                // A stat by name in the directory being read.
+                let md = de.metadata().map_err(|e| FsError::io("stat", &path, e))?;
+                if md.is_dir() {
                     dirs.push(path);
-                } else if st.st_nlink > 1 && !whiteout {
+                } else if md.nlink() > 1 && !crate::upper::is_whiteout_device(&md) {
+                    // (A whiteout device, shared by hardlinks in kernel
+                    // overlayfs's uppers, names no file.)
                     by_ino
-                        .entry(lower_ino(st.st_dev, st.st_ino))
+                        .entry(lower_ino(md.dev(), md.ino()))
                         .or_default()
                         .push(path);
                 }

@@ -141,17 +141,10 @@ pub trait Lower: Send + Sync {
         hardlinks_by_stat(self)
     }
 
-    /// Every path of this layer naming inode `ino` (hardlinks), found by
-    /// walking the layer.
+    /// Every path of this layer naming inode `ino` when it has several
+    /// (hardlinks), found by walking the layer.
     fn names_of(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        let mut found = Vec::new();
-        walk_files(self, |path, node| {
-            if node.ino == ino {
-                found.push(path);
-            }
-        })?;
-        found.sort();
-        Ok(found)
+        Ok(self.hardlinks()?.remove(&ino).unwrap_or_default())
     }
 }
 

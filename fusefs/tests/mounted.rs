@@ -955,24 +955,7 @@ fn a_write_by_a_user_outside_the_group_clears_setgid_too() {
         let f = fx.mnt().join(format!("sgid-{format:?}"));
         fs::write(&f, "").expect("create");
         fs::set_permissions(&f, fs::Permissions::from_mode(0o6666)).expect("chmod 6666");
-        let out = std::process::Command::new("setpriv")
-            .args([
-                "--reuid",
-                "1000",
-                "--regid",
-                "1000",
-                "--clear-groups",
-                "sh",
-                "-c",
-            ])
-            .arg(format!("echo x >> '{}'", f.display()))
-            .output()
-            .expect("setpriv runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        as_uid_1000(r#"echo x >> "$0""#, &f);
         let mode = fs::metadata(&f).expect("stat").mode() & 0o7777;
         assert_eq!(
             mode, 0o666,

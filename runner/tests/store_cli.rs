@@ -908,11 +908,7 @@ fn a_load_whose_report_cannot_be_written_still_loads_every_image() {
     s.run(&["save", "-o", file, "base:1", "other:1"]).ok();
     let fresh = Strata::new();
     // stdout on a full disk: the report fails after the first image.
-    let out = fresh
-        .cmd(&["load", "-i", file])
-        .stdout(std::fs::File::create("/dev/full").unwrap())
-        .output()
-        .unwrap();
+    let out = onto_full_disk(&fresh, &["load", "-i", file]);
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -944,11 +940,7 @@ fn output_that_cannot_be_written_is_a_one_line_error() {
         &["volume", "ls"],
         &["system", "df"],
     ] {
-        let out = s
-            .cmd(args)
-            .stdout(std::fs::File::create("/dev/full").unwrap())
-            .output()
-            .unwrap();
+        let out = onto_full_disk(&s, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
@@ -1318,6 +1310,14 @@ fn a_store_on_a_read_only_filesystem_serves_the_commands_that_read() {
         );
     }
     assert!(ro(&["images"]).ok().stdout.contains("frozen"));
+}
+
+/// `strata ARGS` with its output on a full disk (/dev/full).
+fn onto_full_disk(s: &Strata, args: &[&str]) -> std::process::Output {
+    s.cmd(args)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap()
 }
 
 /// `strata ARGS` with its output a pipe whose reading end is gone before

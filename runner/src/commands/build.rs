@@ -226,7 +226,6 @@ impl Builder<'_> {
     fn say(&self, line: &str) -> Result<()> {
         if !self.args.quiet {
             outln!("{line}")?;
-            let _ = std::io::stdout().flush();
         }
         Ok(())
     }

@@ -23,7 +23,6 @@ use layerdb::{Digest, Entry, ExactImage, Ingest, Kind, PendingLayer, Reference};
 use layout::Layout;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::collections::HashMap;
-use std::io::Write as _;
 
 /// Largest JSON document (index, manifest, config) read into memory.
 const DOCUMENT_LIMIT: u64 = 32 << 20;
@@ -176,9 +175,8 @@ pub fn run(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
         }
         said.extend(names.iter().map(|name| format!("Loaded image: {name}")));
     }
-    let mut out = std::io::stdout().lock();
     for line in said {
-        writeln!(out, "{line}").context("write to stdout")?;
+        outln!("{line}")?;
     }
     Ok(0)
 }
