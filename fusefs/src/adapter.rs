@@ -689,9 +689,11 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let read = move |fs: &UnionFs, reply| {
-            let data = fs.read(NodeId::from(ino), FileHandle::from_fuser(fh), offset, size);
-            reply_data("read", data, reply)
+        let read = move |fs: &UnionFs, reply: ReplyData| {
+            reply.read_into(size as usize, |buf| {
+                fs.read_into(NodeId::from(ino), FileHandle::from_fuser(fh), offset, buf)
+                    .map_err(|e| errno("read", &e))
+            })
         };
         if size < BIG_READ {
             return read(&self.fs, reply);

@@ -296,8 +296,8 @@ impl UnionFs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` of the file open as handle `fh` (none:
-    /// node `id`'s own file); fewer only at the end of the file.
+    /// Reads up to `size` bytes at `offset` through handle `fh` (none: node
+    /// `id`'s file); fewer only at the end of the file.
     pub fn read(
         &self,
         id: NodeId,
@@ -305,8 +305,23 @@ impl UnionFs {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>> {
-        let h = self.file_of(id, fh, false)?;
         let mut buf = vec![0u8; size as usize];
+        let n = self.read_into(id, fh, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Reads into `buf` at `offset` through handle `fh` (none: node `id`'s
+    /// file) and returns the bytes read: all of `buf` but at the end of
+    /// the file.
+    pub fn read_into(
+        &self,
+        id: NodeId,
+        fh: Option<FileHandle>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let h = self.file_of(id, fh, false)?;
         let mut done = 0;
         while done < buf.len() {
             let off = offset + done as u64;
@@ -331,8 +346,7 @@ impl UnionFs {
             }
             done += n;
         }
-        buf.truncate(done);
-        Ok(buf)
+        Ok(done)
     }
 
     /// Writes `data` at `offset` through handle `fh` (none: node `id`'s file) and

@@ -112,6 +112,12 @@ impl ChannelSender {
         Ok(())
     }
 
+    /// Where a reply of `size` data bytes may be written in place (a ring
+    /// entry's payload, see [`RingReply::payload`]); None through the device.
+    pub(crate) fn payload(&self, size: usize) -> Option<*mut u8> {
+        self.ring.as_ref()?.payload(size)
+    }
+
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
         BackingId::create(&self.dev, fd)
     }

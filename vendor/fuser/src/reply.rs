@@ -59,6 +59,15 @@ impl ReplySender {
         }
     }
 
+    /// Where a reply's `size` data bytes may be written in place.
+    pub(crate) fn payload(&self, size: usize) -> Option<*mut u8> {
+        match self {
+            ReplySender::Channel(sender) => sender.payload(size),
+            #[cfg(test)]
+            ReplySender::Assert(_) | ReplySender::Sync(_) => None,
+        }
+    }
+
     /// Open a backing file
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
         match self {
@@ -207,6 +216,34 @@ impl ReplyData {
     /// Reply to a request with the given data
     pub fn data(self, data: &[u8]) {
         self.reply.send_ll(&ll::ResponseSlice(data));
+    }
+
+    /// Reply with at most `size` bytes that `read` writes into a buffer
+    /// and counts, or with its error. Over an io_uring queue the buffer is
+    /// the ring entry's own payload, so a READ's data is not copied on its
+    /// way to the kernel; through `/dev/fuse` it is the thread's own,
+    /// zeroed once rather than for every READ.
+    pub fn read_into(self, size: usize, read: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        let in_place = self.reply.sender.as_ref().and_then(|s| s.payload(size));
+        let reply = |buf: &mut [u8]| match read(buf) {
+            Ok(n) => self.data(&buf[..n.min(size)]),
+            Err(e) => self.error(e),
+        };
+        if let Some(p) = in_place {
+            // SAFETY: the entry's payload holds at least `size` initialised
+            // bytes and stays this request's until the reply is sent, which
+            // `reply` does after its last use of the slice.
+            return reply(unsafe { std::slice::from_raw_parts_mut(p, size) });
+        }
+        thread_local! {
+            static OWN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        OWN.with_borrow_mut(|own| {
+            if own.len() < size {
+                own.resize(size, 0);
+            }
+            reply(&mut own[..size])
+        })
     }
 
     /// Reply to a request with the given error code

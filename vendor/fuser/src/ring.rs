@@ -438,7 +438,11 @@ impl Direct {
             // SAFETY: at - OUT_HEADER + b.len() <= rest <= payload_size.
             unsafe {
                 let to = self.block.add(HEADER_SIZE + at - OUT_HEADER);
-                ptr::copy_nonoverlapping(b.as_ptr(), to, b.len());
+                // Data read into the payload in place (see
+                // RingReply::payload) is already where it goes.
+                if b.as_ptr() != to.cast_const() {
+                    ptr::copy_nonoverlapping(b.as_ptr(), to, b.len());
+                }
             }
             at += b.len();
         }
@@ -466,6 +470,19 @@ fn reply_unique(bufs: &[io::IoSlice<'_>]) -> Option<u64> {
 impl RingReply {
     fn lock(&self) -> MutexGuard<'_, ReplyState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The payload of the entry awaiting this reply, when the reply may
+    /// be written in place and `size` bytes fit: a READ's data read
+    /// straight into it is then copied once, by the kernel, instead of
+    /// three times (into a buffer, into the payload, into the page).
+    /// The caller writes there only before its `send`, whose data then
+    /// begins at this pointer.
+    pub(crate) fn payload(&self, size: usize) -> Option<*mut u8> {
+        let state = self.lock();
+        let direct = state.direct.filter(|d| state.waiting && size <= d.payload_size)?;
+        // SAFETY: HEADER_SIZE is inside the block (Entry::layout).
+        Some(unsafe { direct.block.add(HEADER_SIZE) })
     }
 
     pub(crate) fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
@@ -944,6 +961,33 @@ mod tests {
         );
         let big = vec![0u8; OUT_HEADER + 4097];
         assert_eq!(d.write(&[io::IoSlice::new(&big)]), None);
+    }
+
+    #[test]
+    fn data_read_into_the_payload_is_replied_in_place() {
+        let mut e = filled(&[0u8; 40], &[], 5);
+        let reply = RingReply::new(0, None);
+        assert!(reply.payload(10).is_none(), "no request armed");
+        reply.arm(5, Some(e.direct()));
+        assert!(reply.payload(4097).is_none(), "more than the payload holds");
+        let p = reply.payload(100).expect("armed with a direct entry");
+        // SAFETY: the payload holds 4096 bytes, and nothing else touches
+        // them until the reply is sent.
+        let data = unsafe { std::slice::from_raw_parts_mut(p, 100) };
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let mut header = [0u8; OUT_HEADER];
+        header[0..4].copy_from_slice(&((OUT_HEADER + 60) as u32).to_ne_bytes());
+        header[8..16].copy_from_slice(&5u64.to_ne_bytes());
+        let bufs = [io::IoSlice::new(&header), io::IoSlice::new(&data[..60])];
+        reply.send(&bufs).expect("a request waits");
+        reply.take(&mut e);
+        assert_eq!(e.read_u32(PAYLOAD_SZ) as usize, 60);
+        assert_eq!(&e.bytes()[..OUT_HEADER], &header[..]);
+        let want: Vec<u8> = (0..60u8).collect();
+        assert_eq!(&e.bytes()[HEADER_SIZE..HEADER_SIZE + 60], &want[..]);
+        assert!(reply.payload(10).is_none(), "replied: not the reader's any more");
     }
 
     #[test]
