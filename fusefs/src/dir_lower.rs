@@ -279,6 +279,7 @@ impl DirLower {
         e.ino = md.ino() as u32;
         let ino = self.stable_ino(host, md, &names)?;
         let mut node = host_node(ino, md, e, &names);
+        node.overridden = ovr.is_some();
         if kind == Kind::Dir && !node.entry.opaque {
             node.redirect = self.redirect(host, path, &names)?.map(Arc::new);
         }
@@ -306,9 +307,9 @@ impl DirLower {
     /// The directory at `path`, which resolved as `before`, read again
     /// from its host stat alone, with `before`'s xattr-derived parts (see
     /// `Layers::reread_upper_dir`). None when the host no longer shows
-    /// that directory with the owner and mode `before` has: gone, another
-    /// inode, changed from outside, or shown through an owner and mode
-    /// override (the rootless format), which takes a full resolution.
+    /// that directory as `before` has it: gone, another inode, or an owner
+    /// or mode changed from outside. An owner and mode from an override
+    /// xattr (the rootless format) are among the xattr-derived parts.
     pub(crate) fn reread_dir(&self, path: &[u8], before: &Node) -> Result<Option<Node>> {
         let host = host_path(&self.root, path);
         let Some(md) = lstat_opt(&host, path)? else {
@@ -318,8 +319,8 @@ impl DirLower {
         let same = md.is_dir()
             && e.kind == Kind::Dir
             && e.ino == md.ino() as u32
-            && e.mode == md.mode() & 0o7777
-            && (e.uid, e.gid) == (md.uid(), md.gid());
+            && (before.overridden
+                || e.mode == md.mode() & 0o7777 && (e.uid, e.gid) == (md.uid(), md.gid()));
         if !same {
             return Ok(None);
         }
@@ -328,6 +329,7 @@ impl DirLower {
         entry.nlink = md.nlink() as u32;
         Ok(Some(Node {
             redirect: before.redirect.clone(),
+            overridden: before.overridden,
             ..host_node(before.ino, &md, entry, &[])
         }))
     }
@@ -564,6 +566,7 @@ fn host_node(ino: u64, md: &Metadata, entry: Entry, names: &[Vec<u8>]) -> Node {
         entry,
         redirect: None,
         chunk_ends: None,
+        overridden: false,
     }
 }
 
@@ -652,5 +655,42 @@ mod tests {
                 vec![b"a/two".to_vec(), b"b/two".to_vec()],
             ]
         );
+    }
+
+    #[test]
+    fn a_directory_is_reread_from_its_stat_alone_whatever_shows_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in ["plain", "overridden"] {
+            std::fs::create_dir(root.join(d)).expect("mkdir");
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+        }
+        xattr::set(&root.join("overridden"), OVERRIDE_STAT, b"0:0:0755:dir", 0)
+            .expect("a filesystem with user xattrs");
+        let upper = DirLower::upper(root, None);
+        let node = |d: &str| upper.host_node(d.as_bytes()).expect("stat").expect("a dir");
+        let (plain, overridden) = (node("plain"), node("overridden"));
+        assert_eq!(overridden.entry.mode, 0o755);
+        assert!(overridden.overridden && !plain.overridden);
+        // A new file changes both directories' times, not what shows them:
+        // the rootless format's directory was resolved in full again for
+        // each file an untar made in it.
+        for d in ["plain", "overridden"] {
+            std::fs::write(root.join(d).join("new"), "").expect("write");
+        }
+        let again = upper.reread_dir(b"overridden", &overridden).expect("stat");
+        let again = again.expect("reread, its owner and mode from the override");
+        assert_eq!(again.entry.mode, 0o755);
+        assert!(again.overridden);
+        assert!(upper.reread_dir(b"plain", &plain).expect("stat").is_some());
+        // A host chmod from outside changes what the host-shown one shows.
+        for d in ["plain", "overridden"] {
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o750))
+                .expect("chmod");
+        }
+        assert!(upper.reread_dir(b"plain", &plain).expect("stat").is_none());
+        assert!(upper.reread_dir(b"overridden", &overridden).expect("stat").is_some());
     }
 }

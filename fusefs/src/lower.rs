@@ -52,6 +52,10 @@ pub struct Node {
     /// search instead of walking the chunk list (16,384 chunks for 1 GiB)
     /// from the start on every 128 KiB read. Shared, like `redirect`.
     pub chunk_ends: Option<ChunkEnds>,
+    /// The owner, group and mode come from an override xattr (the
+    /// rootless format, see [`crate::override_stat`]), not from the host
+    /// inode's own, which may differ.
+    pub overridden: bool,
 }
 
 impl Node {
@@ -75,6 +79,7 @@ impl Node {
             blocks,
             redirect: None,
             chunk_ends,
+            overridden: false,
         }
     }
 
