@@ -691,6 +691,9 @@ mod tests {
                 .expect("chmod");
         }
         assert!(upper.reread_dir(b"plain", &plain).expect("stat").is_none());
-        assert!(upper.reread_dir(b"overridden", &overridden).expect("stat").is_some());
+        assert!(upper
+            .reread_dir(b"overridden", &overridden)
+            .expect("stat")
+            .is_some());
     }
 }

@@ -1,7 +1,10 @@
 //! `-o FILE` of `save` and `export`: where their tar goes.
 //!
 //! A new or regular FILE is written aside and renamed into place, as
-//! docker's client writes it: a failed run leaves no half file. A device,
+//! docker's client writes it: a failed run leaves no half file. Aside is
+//! an unnamed file in FILE's directory (`O_TMPFILE`) where the filesystem
+//! makes one, so that a run killed before its end leaves nothing there
+//! either; it gets a name only once written. A device,
 //! fifo or socket (`-o /dev/null`) is written in place: renaming over it
 //! would replace the host's node with a file. A symlink is followed only
 //! when it is the caller's own (`/dev/stdout` is root's); another user's,
@@ -24,6 +27,11 @@ pub enum Output {
     /// Renamed onto `path` once written.
     Aside {
         file: tempfile::NamedTempFile,
+        path: PathBuf,
+    },
+    /// An unnamed file in `path`'s directory, linked in once written.
+    Unnamed {
+        file: File,
         path: PathBuf,
     },
     InPlace(File),
@@ -58,10 +66,27 @@ impl Output {
     }
 
     fn aside(path: &Path) -> Result<Output> {
-        let parent = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let parent = parent_of(path);
+        // 0600, as docker's client makes it (and a named temporary file).
+        let unnamed = fs::OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(parent);
+        match unnamed {
+            Ok(file) => {
+                return Ok(Output::Unnamed {
+                    file,
+                    path: path.to_path_buf(),
+                })
+            }
+            // A filesystem without unnamed files (EOPNOTSUPP; EISDIR from
+            // a kernel that predates them) gets a named one.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("create a file in {}", parent.display()))
+            }
+        }
         let file = tempfile::Builder::new()
             .prefix(".strata-output-")
             .tempfile_in(parent)
@@ -75,7 +100,7 @@ impl Output {
     pub fn file(&mut self) -> &mut File {
         match self {
             Output::Aside { file, .. } => file.as_file_mut(),
-            Output::InPlace(file) => file,
+            Output::Unnamed { file, .. } | Output::InPlace(file) => file,
         }
     }
 
@@ -87,8 +112,45 @@ impl Output {
                 file.persist(&path)
                     .with_context(|| format!("write {}", path.display()))?;
             }
+            Output::Unnamed { file, path } => {
+                file.sync_all()?;
+                link_into_place(&file, &path)
+                    .with_context(|| format!("write {}", path.display()))?;
+            }
             Output::InPlace(mut file) => file.flush()?,
         }
         Ok(())
+    }
+}
+
+/// Gives the unnamed `file` the name `path`, replacing what is there. A
+/// link cannot replace a name, so the file is linked under a free name
+/// beside it and renamed over `path`: a kill between the two leaves that
+/// name, for a moment instead of for the whole run.
+fn link_into_place(file: &File, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // Through /proc, which needs no CAP_DAC_READ_SEARCH (AT_EMPTY_PATH does).
+    let proc = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let parent = parent_of(path);
+    let mut tries = 0;
+    let aside = loop {
+        let name = parent.join(format!(".strata-output-{:016x}", rand::random::<u64>()));
+        let (cwd, follow) = (rustix::fs::CWD, rustix::fs::AtFlags::SYMLINK_FOLLOW);
+        match rustix::fs::linkat(cwd, &proc, cwd, &name, follow) {
+            Ok(()) => break name,
+            Err(rustix::io::Errno::EXIST) if tries < 100 => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    fs::rename(&aside, path).inspect_err(|_| {
+        let _ = fs::remove_file(&aside);
+    })
+}
+
+/// The directory `path` is named in.
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }

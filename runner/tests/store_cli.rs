@@ -6,6 +6,7 @@
 mod common;
 
 use common::{gzip, noise, Strata, TarMaker};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 fn sample_tar() -> TarMaker {
@@ -892,6 +893,48 @@ fn a_save_cut_short_leaves_nothing_gc_keeps() {
         .filter(|name| name.contains("save"))
         .collect();
     assert!(left.is_empty(), "left in tmp/ after gc: {left:?}");
+}
+
+/// `save -o FILE` killed while it writes leaves nothing in FILE's
+/// directory: its output was a named file beside FILE (renamed in at the
+/// end) for the whole run, and a kill left it there.
+#[test]
+fn a_save_killed_while_it_writes_leaves_nothing_beside_its_output() {
+    let s = Strata::new();
+    let big = TarMaker::new()
+        .file("big", &noise(64 << 20, 7))
+        .write(&s.path("big.tar"));
+    s.import(&big, "big:1");
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("big.tar");
+    let mut save = s
+        .cmd(&["save", "-o", out.to_str().unwrap(), "big:1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it holds a file in the directory open.
+    let fds = PathBuf::from(format!("/proc/{}/fd", save.id()));
+    let writing = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.unwrap().path()).is_ok_and(|to| to.starts_with(&dir)))
+    };
+    while !writing() {
+        assert!(
+            save.try_wait().unwrap().is_none(),
+            "save ended before it could be killed while writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    save.kill().unwrap();
+    save.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a killed save left {left:?}");
 }
 
 #[test]
