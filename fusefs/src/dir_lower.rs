@@ -304,20 +304,29 @@ impl DirLower {
         Ok(None)
     }
 
-    /// The directory at `path`, which resolved as `before`, read again
-    /// from its host stat alone, with `before`'s xattr-derived parts (see
-    /// `Layers::reread_upper_dir`). None when the host no longer shows
-    /// that directory as `before` has it: gone, another inode, or an owner
-    /// or mode changed from outside. An owner and mode from an override
-    /// xattr (the rootless format) are among the xattr-derived parts.
-    pub(crate) fn reread_dir(&self, path: &[u8], before: &Node) -> Result<Option<Node>> {
+    /// The directory or regular file at `path`, which resolved as
+    /// `before`, read again from its host stat alone, with `before`'s
+    /// xattr-derived parts (see `Layers::reread_upper`). None when the
+    /// host no longer shows it as `before` has it: gone, another inode, or
+    /// an owner or mode changed from outside; for a file also a link or
+    /// block count other than the host's, which come from xattrs (links
+    /// in other layers, a file copied up in part) only a full resolution
+    /// reads. An owner and mode from an override xattr (the rootless
+    /// format) are among the xattr-derived parts.
+    pub(crate) fn reread(&self, path: &[u8], before: &Node) -> Result<Option<Node>> {
         let host = host_path(&self.root, path);
         let Some(md) = lstat_opt(&host, path)? else {
             return Ok(None);
         };
         let e = &before.entry;
-        let same = md.is_dir()
-            && e.kind == Kind::Dir
+        let same_kind = match e.kind {
+            Kind::Dir => md.is_dir(),
+            Kind::Regular => {
+                md.is_file() && e.nlink == md.nlink() as u32 && before.blocks == md.blocks()
+            }
+            _ => false,
+        };
+        let same = same_kind
             && e.ino == md.ino() as u32
             && (before.overridden
                 || e.mode == md.mode() & 0o7777 && (e.uid, e.gid) == (md.uid(), md.gid()));
@@ -327,6 +336,9 @@ impl DirLower {
         let mut entry = e.clone();
         entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
         entry.nlink = md.nlink() as u32;
+        if e.kind == Kind::Regular {
+            entry.size = md.size();
+        }
         Ok(Some(Node {
             redirect: before.redirect.clone(),
             overridden: before.overridden,
@@ -680,19 +692,19 @@ mod tests {
         for d in ["plain", "overridden"] {
             std::fs::write(root.join(d).join("new"), "").expect("write");
         }
-        let again = upper.reread_dir(b"overridden", &overridden).expect("stat");
+        let again = upper.reread(b"overridden", &overridden).expect("stat");
         let again = again.expect("reread, its owner and mode from the override");
         assert_eq!(again.entry.mode, 0o755);
         assert!(again.overridden);
-        assert!(upper.reread_dir(b"plain", &plain).expect("stat").is_some());
+        assert!(upper.reread(b"plain", &plain).expect("stat").is_some());
         // A host chmod from outside changes what the host-shown one shows.
         for d in ["plain", "overridden"] {
             std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o750))
                 .expect("chmod");
         }
-        assert!(upper.reread_dir(b"plain", &plain).expect("stat").is_none());
+        assert!(upper.reread(b"plain", &plain).expect("stat").is_none());
         assert!(upper
-            .reread_dir(b"overridden", &overridden)
+            .reread(b"overridden", &overridden)
             .expect("stat")
             .is_some());
     }

@@ -126,7 +126,7 @@ impl Layers {
     pub fn resolve(&self, path: &[u8]) -> Result<Option<Resolved>> {
         let mut found = self.dirs.nearest(path);
         if let Some((_, r)) = found.take_if(|(end, _)| *end == path.len()) {
-            if let Some(r) = self.reread_upper_dir(r)? {
+            if let Some(r) = self.reread_upper(r)? {
                 return Ok(Some(r));
             }
             // Not the upper's, or changed: read afresh from its parent.
@@ -163,18 +163,20 @@ impl Layers {
         Ok(Some(cur))
     }
 
-    /// A remembered directory the upper serves, its host attributes read
-    /// again. Resolved afresh it cost a stat, an xattr listing, the probe
-    /// for an opaque marker and the read of its stable inode number: a
-    /// GETATTR of the parent after every unlink in an `rm -rf` (the kernel
-    /// asks, `default_permissions`), and the parent of every file an
-    /// untar creates. What its xattrs say changes only through `Upper`,
-    /// which forgets the directory first (see `ResolutionCache`).
-    fn reread_upper_dir(&self, mut r: Resolved) -> Result<Option<Resolved>> {
+    /// A directory or regular file the upper serves, its host attributes
+    /// read again (see `DirLower::reread`); None where only a full
+    /// resolution tells. Resolved afresh a remembered directory cost a
+    /// stat, an xattr listing, the probe for an opaque marker and the read
+    /// of its stable inode number: a GETATTR of the parent after every
+    /// unlink in an `rm -rf` (the kernel asks, `default_permissions`), and
+    /// the parent of every file an untar creates. What its xattrs say
+    /// changes only through `Upper`, which forgets the directory first
+    /// (see `ResolutionCache`).
+    pub fn reread_upper(&self, mut r: Resolved) -> Result<Option<Resolved>> {
         let Some((_, view)) = self.upper.as_ref().filter(|_| r.layer == 0) else {
             return Ok(None);
         };
-        let Some(node) = view.reread_dir(&r.path, &r.node)? else {
+        let Some(node) = view.reread(&r.path, &r.node)? else {
             return Ok(None);
         };
         r.node = node;

@@ -6,6 +6,7 @@ mod common;
 
 use common::fixture::{for_each_setup, Item};
 use fusefs::union_fs::SetAttr;
+use fusefs::TimeSet;
 
 const LOWER: &[Item] = &[
     Item::Dir("etc", 0o750),
@@ -193,5 +194,36 @@ fn a_write_2000_levels_down_copies_every_level_up() {
         fx.write(file, 4, b"er");
         assert_eq!(fx.read(file), b"deeper");
         assert!(fx.in_upper(file) && fx.in_upper("d/d/d"));
+    });
+}
+
+/// A SETATTR of times alone answers from one host stat and the node it
+/// resolved before (tar's utimensat of every file it makes): what it
+/// answers is what a fresh resolution shows, for an upper file, a
+/// copied-up one (its inode number from an xattr) and one of several
+/// names (its link count partly from the lower).
+#[test]
+fn setting_times_answers_what_a_fresh_resolution_shows() {
+    let items = &[
+        Item::File("top", b"0123456789", 0o600),
+        Item::File("linked", b"two names", 0o644),
+        Item::Hardlink("other", "linked"),
+    ];
+    for_each_setup(items, |fx| {
+        fx.create("new", b"made here");
+        fx.write("top", 0, b"X");
+        fx.write("linked", 0, b"Y");
+        for (i, path) in ["new", "top", "linked"].into_iter().enumerate() {
+            let t = 1_600_000_000_000_000_000 + i as i64 * 1_000_000_007;
+            let sa = SetAttr {
+                mtime: Some(TimeSet::At(t)),
+                atime: Some(TimeSet::At(t)),
+                ..SetAttr::default()
+            };
+            let answered = fx.fs.setattr(fx.id(path), &sa).expect("utimensat").node;
+            assert_eq!(answered.entry.mtime_ns, t, "{path}");
+            let fresh = fx.stat(path);
+            assert_eq!(format!("{answered:?}"), format!("{fresh:?}"), "{path}");
+        }
     });
 }

@@ -431,7 +431,19 @@ impl UnionFs {
                 sa.mtime.unwrap_or(TimeSet::Omit),
             )?;
         }
-        Ok(Self::attr(&path, self.layers.get(&path)?))
+        // Times alone (tar's utimensat of every file it makes) leave what
+        // the xattrs say as it was: one stat tells the rest.
+        let times_only = !sa.changes_owner_or_mode() && sa.size.is_none();
+        let reread = if times_only {
+            self.layers.reread_upper(r)?
+        } else {
+            None
+        };
+        let r = match reread {
+            Some(r) => r,
+            None => self.layers.get(&path)?,
+        };
+        Ok(Self::attr(&path, r))
     }
 
     /// A symlink's target; EINVAL for anything else.
