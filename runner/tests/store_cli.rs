@@ -901,9 +901,20 @@ fn a_save_cut_short_leaves_nothing_gc_keeps() {
 #[test]
 fn a_save_killed_while_it_writes_leaves_nothing_beside_its_output() {
     let s = Strata::new();
-    let big = TarMaker::new()
-        .file("big", &noise(64 << 20, 7))
-        .write(&s.path("big.tar"));
+    // Streamed to disk: 64 MiB held here would count in the peak memory
+    // of every command the other tests start meanwhile (a child's
+    // ru_maxrss starts from its parent's at fork).
+    let big = s.path("big.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&big).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(64 << 20);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    let content = std::io::Read::take(std::io::repeat(7), 64 << 20);
+    tar.append_data(&mut header, "big", content).unwrap();
+    tar.into_inner().unwrap();
     s.import(&big, "big:1");
     let dir = s.path("out");
     std::fs::create_dir(&dir).unwrap();
