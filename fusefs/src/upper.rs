@@ -255,9 +255,31 @@ impl Upper {
     /// Gives the new upper node at `path` the owner, mode and xattrs of
     /// `entry`, and records its stable inode number (for copied-up files).
     pub fn write_meta(&self, path: &[u8], entry: &Entry, ino: Option<u64>) -> Result<()> {
+        self.write_meta_of(path, entry, ino, None)
+    }
+
+    /// [`Upper::write_meta`] of a regular file [`Upper::create_file`]
+    /// made, `file`: a root server makes root's files with the owner they
+    /// are to have, often the mode too (tar creates them 0600), and a
+    /// chown or chmod to what a file has is a path walk and an inode
+    /// write for nothing.
+    pub fn write_new_file_meta(&self, file: &File, path: &[u8], entry: &Entry) -> Result<()> {
+        let md = file.metadata().map_err(|e| FsError::io("fstat", path, e))?;
+        use std::os::unix::fs::MetadataExt as _;
+        let new = (md.uid(), md.gid(), md.mode() & 0o7777);
+        self.write_meta_of(path, entry, None, Some(new))
+    }
+
+    fn write_meta_of(
+        &self,
+        path: &[u8],
+        entry: &Entry,
+        ino: Option<u64>,
+        new: Option<(u32, u32, u32)>,
+    ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.owner_mode(&host, path, entry.kind, &override_of(entry), true)?;
+        self.owner_mode(&host, path, entry.kind, &override_of(entry), true, new)?;
         if let Some(ino) = ino {
             match xattr::set(
                 &host,
@@ -322,13 +344,15 @@ impl Upper {
             .map_err(|e| FsError::io("setxattr", b"", e))
     }
 
-    /// Sets the owner and mode of the node at `path` (of type `kind`).
+    /// Sets the owner and mode of the node at `path` (of type `kind`);
+    /// `overridden` as its resolution says (`Node::overridden`).
     pub fn set_owner_mode(
         &self,
         path: &[u8],
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
+        overridden: bool,
     ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
@@ -336,12 +360,10 @@ impl Upper {
         // would still win over the host's owner and mode, and the host
         // file's owner is not the one it records.
         let recorded = self.format.is_kernel()
+            && overridden
             && matches!(kind, Kind::Regular | Kind::Dir)
-            && !is_whiteout_like(kind, ovr.rdev)
-            && xattr::get(&host, OVERRIDE_STAT)
-                .map_err(|e| FsError::io("getxattr override_stat", path, e))?
-                .is_some();
-        self.owner_mode(&host, path, kind, ovr, chown || recorded)?;
+            && !is_whiteout_like(kind, ovr.rdev);
+        self.owner_mode(&host, path, kind, ovr, chown || recorded, None)?;
         if recorded {
             xattr::remove(&host, OVERRIDE_STAT)
                 .map_err(|e| FsError::io("removexattr override_stat", path, e))?;
@@ -353,7 +375,9 @@ impl Upper {
     /// Without `chown` the host file is not chowned, even to the owner it
     /// has: any chown drops `security.capability`, and a chmod or an ACL
     /// must keep it, as on ext4 (`cp -a` of a file with capabilities set
-    /// them, then its ACL, and lost them).
+    /// them, then its ACL, and lost them). `new`: the owner and mode a
+    /// file this process just made has (no capabilities yet), where a
+    /// chown or chmod to what it has already is skipped.
     fn owner_mode(
         &self,
         host: &Path,
@@ -361,18 +385,25 @@ impl Upper {
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
+        new: Option<(u32, u32, u32)>,
     ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
             return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }
+        let mode = ovr.mode & 0o7777;
+        let (chown, chmod) = match new {
+            // A chown clears the set-id bits the chmod then sets.
+            Some((uid, gid, has)) if (uid, gid) == (ovr.uid, ovr.gid) => (false, has != mode),
+            _ => (chown, true),
+        };
         // chown first: it clears the set-id bits the mode may set again.
         if chown {
             std::os::unix::fs::lchown(host, Some(ovr.uid), Some(ovr.gid))
                 .map_err(|e| FsError::io("chown", path, e))?;
         }
-        if kind != Kind::Symlink {
-            std::fs::set_permissions(host, std::fs::Permissions::from_mode(ovr.mode & 0o7777))
+        if chmod && kind != Kind::Symlink {
+            std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| FsError::io("chmod", path, e))?;
         }
         Ok(())

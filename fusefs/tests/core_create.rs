@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::fixture::{caller, errno, for_each_setup, writer, Fx, Item};
+use common::fixture::{caller, errno, for_each_setup, setups, writer, Fx, Item};
 use fusefs::override_stat::OverrideStat;
+use fusefs::union_fs::SetAttr;
 use fusefs::NodeId;
 use fusefs::{Layers, MemLower, UnionFs};
 use layerdb::Kind;
@@ -175,4 +176,51 @@ fn a_path_of_path_max_bytes_cannot_be_made() {
         let past = format!("{path}/x");
         assert_eq!(fx.mkdir(&past, 0o755).err(), Some(libc::ENAMETOOLONG));
     });
+}
+
+/// An upper file recorded in the rootless format (its owner and mode in
+/// an override xattr) and mounted in the kernel format shows the
+/// override; its first chmod makes the host inode say it instead:
+/// chowned to the recorded owner, the mode set, the override gone.
+#[test]
+fn a_chmod_in_the_kernel_format_turns_a_rootless_record_into_the_host_s_own() {
+    let kernel: Vec<_> = setups()
+        .into_iter()
+        .filter(|s| s.format.is_kernel())
+        .collect();
+    assert!(!kernel.is_empty(), "the kernel format needs root");
+    for setup in kernel {
+        let mut fx = Fx::new(setup, &[LOWER]);
+        fx.create("f", b"x");
+        let host = fx.upper_path("f");
+        std::os::unix::fs::lchown(&host, Some(0), Some(0)).expect("chown");
+        xattr::set(
+            &host,
+            "user.containers.override_stat",
+            b"1000:1000:0640:file",
+        )
+        .expect("setxattr");
+        fx.remount();
+        let e = fx.stat("f").entry;
+        assert_eq!(
+            (e.uid, e.gid, e.mode),
+            (1000, 1000, 0o640),
+            "the override shows"
+        );
+        let sa = SetAttr {
+            mode: Some(0o604),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(fx.id("f"), &sa).expect("chmod");
+        let md = std::fs::symlink_metadata(&host).expect("lstat");
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (1000, 1000, 0o604)
+        );
+        let left = xattr::get(&host, "user.containers.override_stat").expect("getxattr");
+        assert_eq!(left, None, "the override is gone");
+        fx.remount();
+        let e = fx.stat("f").entry;
+        assert_eq!((e.uid, e.gid, e.mode), (1000, 1000, 0o604));
+    }
 }

@@ -409,7 +409,7 @@ impl UnionFs {
             // the file's capabilities itself (REMOVEXATTR), for any chown.
             let was = &r.node.entry;
             let chown = sa.changes_owner() && (e.uid, e.gid) != (was.uid, was.gid);
-            upper.set_owner_mode(&path, e.kind, &override_of(&e), chown)?;
+            upper.set_owner_mode(&path, e.kind, &override_of(&e), chown, r.node.overridden)?;
             if let Some(v) = acl {
                 self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
             }
@@ -511,8 +511,9 @@ impl UnionFs {
         match what {
             NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
             NewNode::File => {
-                file = Some(upper.create_file(&path)?);
-                upper.write_meta(&path, &e, None)?;
+                let new = upper.create_file(&path)?;
+                upper.write_new_file_meta(&new, &path, &e)?;
+                file = Some(new);
             }
             NewNode::Symlink(target) => {
                 upper.create_symlink(&path, target)?;

@@ -6,6 +6,7 @@ use super::{read_guard, Place, UnionFs, Writer};
 use crate::acl::{self, Acl};
 use crate::error::{FsError, Result};
 use crate::ids::NodeId;
+use crate::lower::Node;
 use crate::override_stat::is_private_xattr;
 use crate::upper::{override_of, Upper};
 use crate::xattr;
@@ -103,7 +104,7 @@ impl UnionFs {
             return Err(FsError::posix(Errno::ENODATA, &path));
         }
         if name == acl::ACCESS {
-            return self.set_access_acl(upper, &path, r.node.entry.clone(), value, writer);
+            return self.set_access_acl(upper, &path, &r.node, value, writer);
         }
         self.set_container_xattr(upper, &path, name, value)
     }
@@ -133,17 +134,18 @@ impl UnionFs {
         &self,
         upper: &Upper,
         path: &[u8],
-        mut e: Entry,
+        node: &Node,
         value: &[u8],
         writer: &Writer,
     ) -> Result<()> {
+        let mut e = node.entry.clone();
         let a = Acl::parse(value).ok_or_else(|| FsError::posix(Errno::EINVAL, path))?;
         let (mut mode, keep) = a.set_on(e.mode);
         if mode & libc::S_ISGID != 0 && writer.uid != 0 && !writer.in_group(e.gid) {
             mode &= !libc::S_ISGID;
         }
         e.mode = mode;
-        upper.set_owner_mode(path, e.kind, &override_of(&e), false)?;
+        upper.set_owner_mode(path, e.kind, &override_of(&e), false, node.overridden)?;
         match keep {
             Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
             None => self.remove_container_xattr(upper, path, acl::ACCESS),
