@@ -27,7 +27,7 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -112,7 +112,7 @@ fn is_whiteout_like(kind: Kind, rdev: (u32, u32)) -> bool {
 
 /// True for a 0/0 character device: kernel overlayfs's whiteout.
 pub(crate) fn is_whiteout_device(md: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
@@ -265,7 +265,6 @@ impl Upper {
     /// write for nothing.
     pub fn write_new_file_meta(&self, file: &File, path: &[u8], entry: &Entry) -> Result<()> {
         let md = file.metadata().map_err(|e| FsError::io("fstat", path, e))?;
-        use std::os::unix::fs::MetadataExt as _;
         let new = (md.uid(), md.gid(), md.mode() & 0o7777);
         self.write_meta_of(path, entry, None, Some(new))
     }
