@@ -52,6 +52,7 @@ mod orphan;
 pub mod override_stat;
 mod partial;
 mod passthrough;
+mod plain_writes;
 #[cfg(test)]
 mod probe_lower;
 mod resolution_cache;

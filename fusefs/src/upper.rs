@@ -264,9 +264,7 @@ impl Upper {
     /// chown or chmod to what a file has is a path walk and an inode
     /// write for nothing.
     pub fn write_new_file_meta(&self, file: &File, path: &[u8], entry: &Entry) -> Result<()> {
-        let md = file.metadata().map_err(|e| FsError::io("fstat", path, e))?;
-        let new = (md.uid(), md.gid(), md.mode() & 0o7777);
-        self.write_meta_of(path, entry, None, Some(new))
+        self.write_meta_of(path, entry, None, Some(file))
     }
 
     fn write_meta_of(
@@ -274,7 +272,7 @@ impl Upper {
         path: &[u8],
         entry: &Entry,
         ino: Option<u64>,
-        new: Option<(u32, u32, u32)>,
+        new: Option<&File>,
     ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
@@ -374,9 +372,9 @@ impl Upper {
     /// Without `chown` the host file is not chowned, even to the owner it
     /// has: any chown drops `security.capability`, and a chmod or an ACL
     /// must keep it, as on ext4 (`cp -a` of a file with capabilities set
-    /// them, then its ACL, and lost them). `new`: the owner and mode a
-    /// file this process just made has (no capabilities yet), where a
-    /// chown or chmod to what it has already is skipped.
+    /// them, then its ACL, and lost them). `new`: the file this process
+    /// just made there (no capabilities yet), which is not chowned or
+    /// chmodded to the owner or mode it has already.
     fn owner_mode(
         &self,
         host: &Path,
@@ -384,14 +382,21 @@ impl Upper {
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
-        new: Option<(u32, u32, u32)>,
+        new: Option<&File>,
     ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
             return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }
         let mode = ovr.mode & 0o7777;
-        let (chown, chmod) = match new {
+        let has = match new {
+            Some(f) => {
+                let md = f.metadata().map_err(|e| FsError::io("fstat", path, e))?;
+                Some((md.uid(), md.gid(), md.mode() & 0o7777))
+            }
+            None => None,
+        };
+        let (chown, chmod) = match has {
             // A chown clears the set-id bits the chmod then sets.
             Some((uid, gid, has)) if (uid, gid) == (ovr.uid, ovr.gid) => (false, has != mode),
             _ => (chown, true),

@@ -10,6 +10,7 @@ use common::fixture::{for_each_setup, writer, Fx, Item};
 use fusefs::union_fs::{SetAttr, Writer};
 
 const LOWER: &[Item] = &[
+    Item::File("plain", b"0123456789", 0o755),
     Item::File("suid", b"0123456789", 0o4755),
     Item::File("sgid-x", b"0123456789", 0o2755),
     Item::File("sgid", b"0123456789", 0o2745),
@@ -122,5 +123,40 @@ fn a_write_clears_set_id_bits_when_the_kernel_says_so() {
         // Outside the group: S_ISGID without group execute goes too.
         assert_eq!(write("sgid", stranger()), 0o745);
         assert_eq!(fx.read("suid"), b"ab23456789");
+    });
+}
+
+/// A write remembers a file it found without set-id bits or capabilities
+/// and skips looking again (`plain_writes`); set-id bits or capabilities
+/// a change gives the file after it still go with the next write.
+#[test]
+fn what_a_change_gives_a_file_after_a_plain_write_goes_with_the_next_write() {
+    // CAP_NET_RAW, effective: a capability set (VFS_CAP_REVISION_2).
+    let caps: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("plain");
+        let write = |at: u64| fx.fs.write(id, None, at, b"w", &stranger()).expect("write");
+        write(0);
+        write(1);
+        let sa = SetAttr {
+            mode: Some(0o6755),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(id, &sa).expect("chmod");
+        write(2);
+        assert_eq!(fx.stat("plain").entry.mode, 0o755, "{:?}", fx.setup);
+        fx.fs
+            .setxattr(id, b"security.capability", &caps, 0, &writer())
+            .expect("set capabilities");
+        write(3);
+        assert!(
+            fx.fs.getxattr(id, b"security.capability").is_err(),
+            "{:?}: a write kept the capabilities",
+            fx.setup
+        );
+        assert_eq!(fx.read("plain"), b"wwww456789");
     });
 }

@@ -370,7 +370,7 @@ impl UnionFs {
         let file = h
             .host_file()
             .ok_or_else(|| FsError::posix(Errno::EBADF, b"<open file>"))?;
-        self.under_set_id_rules(id, file, writer, || match &*h {
+        let change = || match &*h {
             OpenFile::Host { file, .. } => write(file),
             OpenFile::Partial {
                 file,
@@ -389,8 +389,20 @@ impl UnionFs {
                 partial.change(file, (at, data.len() as u64), || write(file))
             }
             OpenFile::Layer { .. } => Err(FsError::posix(Errno::EBADF, b"<open file>")),
-        })?;
-        self.drop_capabilities(file, writer)?;
+        };
+        if self
+            .plain_writes
+            .holds(id, self.generation.load(Ordering::Relaxed))
+        {
+            change()?;
+            return Ok(data.len());
+        }
+        let plain_at = self.under_set_id_rules(id, file, writer, change)?;
+        if self.drop_capabilities(file, writer)? {
+            if let Some(generation) = plain_at {
+                self.plain_writes.record(id, generation);
+            }
+        }
         Ok(data.len())
     }
 
@@ -401,14 +413,19 @@ impl UnionFs {
     /// host drops the kernel format's itself when the server writes; the
     /// rootless format keeps them in a user xattr no write touches, so the
     /// server removes it. Not for a shared mapping's written-back pages
-    /// (no caller, pid 0), which keep them on ext4.
-    fn drop_capabilities(&self, file: &std::fs::File, writer: &Writer) -> Result<()> {
+    /// (no caller, pid 0), which keep them on ext4. True when the file
+    /// has none left.
+    fn drop_capabilities(&self, file: &std::fs::File, writer: &Writer) -> Result<bool> {
         let format = self.upper_format()?;
-        if format.is_kernel() || writer.pid == 0 {
-            return Ok(());
+        if format.is_kernel() {
+            return Ok(true);
+        }
+        if writer.pid == 0 {
+            return Ok(false);
         }
         crate::xattr::remove_fd(file, &format.host_xattr(crate::xattr::CAPABILITY))
-            .map_err(|e| FsError::io("fremovexattr", b"<open file>", e))
+            .map_err(|e| FsError::io("fremovexattr", b"<open file>", e))?;
+        Ok(true)
     }
 
     /// Makes `change` (a write or fallocate of node `id`'s open `file` by
@@ -419,25 +436,33 @@ impl UnionFs {
     /// the host may clear bits itself when the server writes: a server
     /// without CAP_FSETID (one in a user namespace) loses them on every
     /// write, whoever the caller. Bits a caller keeps are put back; when
-    /// bits go, the kernel is told to forget the mode it cached.
+    /// bits go, the kernel is told to forget the mode it cached. Returns
+    /// the generation at which it found the file without set-id bits, if
+    /// it looked (see `crate::plain_writes`).
     fn under_set_id_rules(
         &self,
         id: NodeId,
         file: &std::fs::File,
         w: &Writer,
         change: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         // Only a host file in the kernel format, written by a server
         // without CAP_FSETID, loses bits to the host: the rootless format
         // keeps the mode in an xattr no write touches.
         let host_takes = !server_keeps_set_id() && self.upper_format()?.is_kernel();
-        let before = match w.lacks_fsetid == Some(false) && !host_takes {
-            true => None,
-            false => self.set_id_mode(file)?,
+        let (before, plain_at) = match w.lacks_fsetid == Some(false) && !host_takes {
+            true => (None, None),
+            false => {
+                // No change is half made while the mode is read.
+                let _g = read_guard(&self.tree);
+                let generation = self.generation.load(Ordering::Relaxed);
+                let before = self.set_id_mode(file)?;
+                (before, before.is_none().then_some(generation))
+            }
         };
         change()?;
         let Some((mode, gid)) = before else {
-            return Ok(());
+            return Ok(plain_at);
         };
         let clear = w.set_id_bits_cleared(mode, gid);
         // Only the set-id bits are decided here: the rest stays as it is
@@ -445,7 +470,7 @@ impl UnionFs {
         // only where the host took them; elsewhere one that is gone now
         // was taken by someone else.
         let Some((now, _)) = self.file_mode(file)? else {
-            return Ok(());
+            return Ok(None);
         };
         let target = match host_takes {
             true => (now & !SET_ID) | (mode & SET_ID & !clear),
@@ -457,7 +482,7 @@ impl UnionFs {
         if target != mode {
             self.set_id_cleared(id);
         }
-        Ok(())
+        Ok(None)
     }
 
     fn upper_format(&self) -> Result<crate::upper_format::UpperFormat> {
@@ -570,6 +595,7 @@ impl UnionFs {
             }
             OpenFile::Layer { .. } => Err(FsError::posix(Errno::EBADF, b"<open file>")),
         })
+        .map(|_| ())
     }
 
     /// lseek(2) on an open file, for SEEK_DATA and SEEK_HOLE above all: a store

@@ -19,6 +19,7 @@ use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
 use crate::node_files::NodeFiles;
 use crate::orphan::Orphan;
+use crate::plain_writes::PlainWrites;
 use crate::union::{Child, Resolved};
 use crate::upper::{override_of, TimeSet, Upper};
 use crate::whiteout::is_reserved;
@@ -201,6 +202,7 @@ pub struct UnionFs {
     inodes: Mutex<InodeTable>,
     handles: Handles,
     node_files: NodeFiles,
+    plain_writes: PlainWrites,
     listings: Listings,
     /// Told of each node whose set-id bits a write cleared, which the
     /// kernel's cached mode does not know (see [`UnionFs::on_set_id_cleared`]).
@@ -241,6 +243,7 @@ impl UnionFs {
             inodes: Mutex::new(InodeTable::default()),
             handles: Handles::default(),
             node_files: NodeFiles::default(),
+            plain_writes: PlainWrites::default(),
             listings: Listings::default(),
             set_id_listener: OnceLock::new(),
         }
