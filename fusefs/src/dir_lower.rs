@@ -195,7 +195,7 @@ impl DirLower {
     }
 
     /// The node of the host file at `path`, if there is one.
-    fn host_node(&self, path: &[u8]) -> Result<Option<Node>> {
+    fn lstat_node(&self, path: &[u8]) -> Result<Option<Node>> {
         let host = host_path(&self.root, path);
         match lstat_opt(&host, path)? {
             Some(md) => self.node_of(path, &host, &md).map(Some),
@@ -414,7 +414,7 @@ impl Lower for DirLower {
         if is_bookkeeping(name) {
             return Ok(None);
         }
-        if let Some(node) = self.host_node(path)? {
+        if let Some(node) = self.lstat_node(path)? {
             return Ok(Some(node));
         }
         if path.is_empty() || !whiteout_fits(name) {
@@ -431,7 +431,7 @@ impl Lower for DirLower {
     fn node_over_nothing(&self, path: &[u8]) -> Result<Option<Node>> {
         match is_bookkeeping(split_path(path).1) {
             true => Ok(None),
-            false => self.host_node(path),
+            false => self.lstat_node(path),
         }
     }
 
@@ -682,7 +682,12 @@ mod tests {
         xattr::set(&root.join("overridden"), OVERRIDE_STAT, b"0:0:0755:dir", 0)
             .expect("a filesystem with user xattrs");
         let upper = DirLower::upper(root, None);
-        let node = |d: &str| upper.host_node(d.as_bytes()).expect("stat").expect("a dir");
+        let node = |d: &str| {
+            upper
+                .lstat_node(d.as_bytes())
+                .expect("stat")
+                .expect("a dir")
+        };
         let (plain, overridden) = (node("plain"), node("overridden"));
         assert_eq!(overridden.entry.mode, 0o755);
         assert!(overridden.overridden && !plain.overridden);

@@ -389,16 +389,15 @@ impl Upper {
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }
         let mode = ovr.mode & 0o7777;
-        let has = match new {
-            Some(f) => {
-                let md = f.metadata().map_err(|e| FsError::io("fstat", path, e))?;
-                Some((md.uid(), md.gid(), md.mode() & 0o7777))
-            }
-            None => None,
-        };
+        let has = new
+            .map(File::metadata)
+            .transpose()
+            .map_err(|e| FsError::io("fstat", path, e))?;
         let (chown, chmod) = match has {
+            Some(md) if (md.uid(), md.gid()) == (ovr.uid, ovr.gid) => {
+                (false, md.mode() & 0o7777 != mode)
+            }
             // A chown clears the set-id bits the chmod then sets.
-            Some((uid, gid, has)) if (uid, gid) == (ovr.uid, ovr.gid) => (false, has != mode),
             _ => (chown, true),
         };
         // chown first: it clears the set-id bits the mode may set again.
