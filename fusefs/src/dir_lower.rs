@@ -333,17 +333,7 @@ impl DirLower {
         if !same {
             return Ok(None);
         }
-        let mut entry = e.clone();
-        entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
-        entry.nlink = md.nlink() as u32;
-        if e.kind == Kind::Regular {
-            entry.size = md.size();
-        }
-        Ok(Some(Node {
-            redirect: before.redirect.clone(),
-            overridden: before.overridden,
-            ..host_node(before.ino, &md, entry, &[])
-        }))
+        Ok(Some(refreshed(before, &md)))
     }
 
     fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
@@ -560,8 +550,24 @@ pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     Ok(host_node(ino, &md, e, &names))
 }
 
-/// The node `entry` makes with the host inode's times and block count.
-/// The node of a host file whose xattrs are `names`. A file copied up
+/// `before` with what its host file's `md` says now: times, size, link
+/// and block counts. What came from xattrs stays `before`'s.
+pub(crate) fn refreshed(before: &Node, md: &Metadata) -> Node {
+    let mut entry = before.entry.clone();
+    entry.mtime_ns = ns(md.mtime(), md.mtime_nsec());
+    entry.nlink = md.nlink() as u32;
+    if entry.kind == Kind::Regular {
+        entry.size = md.size();
+    }
+    Node {
+        redirect: before.redirect.clone(),
+        overridden: before.overridden,
+        ..host_node(before.ino, md, entry, &[])
+    }
+}
+
+/// The node `entry` makes with the host inode's times and block count,
+/// for a host file whose xattrs are `names`. A file copied up
 /// block by block counts its layer's bytes as used: its holes are data,
 /// and a sparse-aware reader (tar's, GNU tar --sparse) that sees fewer
 /// blocks than bytes looks for holes, or with none at all reads nothing.

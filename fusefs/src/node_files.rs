@@ -8,9 +8,15 @@
 //! truncate), checked by the union's generation number. At most
 //! [`CAPACITY`] files, and a quarter of the open-file limit, stay open; a
 //! full table starts over.
+//!
+//! A file CREATE made keeps the node CREATE answered with: while the tree
+//! is as it was, that file is the node entire (no link elsewhere, no part
+//! in a lower), so its fstat tells what changed since (see
+//! `UnionFs::set_new_file_times`).
 
 use crate::handles::{lock, OpenFile};
 use crate::ids::NodeId;
+use crate::lower::Node;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +24,17 @@ pub const CAPACITY: usize = 1024;
 
 #[derive(Debug)]
 pub struct NodeFiles {
-    /// node id -> (generation it was opened at, its file)
-    files: Mutex<HashMap<NodeId, (u64, Arc<OpenFile>)>>,
+    files: Mutex<HashMap<NodeId, Kept>>,
     capacity: usize,
+}
+
+#[derive(Debug)]
+struct Kept {
+    /// The tree's generation when the file was opened.
+    generation: u64,
+    file: Arc<OpenFile>,
+    /// The node as CREATE made it, for a file CREATE made.
+    made: Option<Arc<Node>>,
 }
 
 impl Default for NodeFiles {
@@ -44,9 +58,23 @@ impl NodeFiles {
     /// Node `id`'s file if it was opened at `generation` and can be
     /// written when `write` asks for it.
     pub fn get(&self, id: NodeId, generation: u64, write: bool) -> Option<Arc<OpenFile>> {
+        let (file, _) = self.current(id, generation)?;
+        (!write || file.is_writable()).then_some(file)
+    }
+
+    /// Node `id`'s file and the node it was made as, if CREATE made it and
+    /// the tree is still at `generation`.
+    pub fn made(&self, id: NodeId, generation: u64) -> Option<(Arc<OpenFile>, Node)> {
+        let (file, made) = self.current(id, generation)?;
+        Some((file, Node::clone(made?.as_ref())))
+    }
+
+    /// Node `id`'s file and what it was made as, if it was opened at
+    /// `generation`.
+    fn current(&self, id: NodeId, generation: u64) -> Option<(Arc<OpenFile>, Option<Arc<Node>>)> {
         let mut files = lock(&self.files);
         match files.get(&id) {
-            Some((g, f)) if *g == generation && (!write || f.is_writable()) => Some(f.clone()),
+            Some(k) if k.generation == generation => Some((k.file.clone(), k.made.clone())),
             // Stale: drop it now, so it holds no unlinked file open.
             Some(_) => {
                 files.remove(&id);
@@ -57,12 +85,32 @@ impl NodeFiles {
     }
 
     pub fn insert(&self, id: NodeId, generation: u64, file: OpenFile) -> Arc<OpenFile> {
+        self.keep(id, generation, file, None)
+    }
+
+    /// Keeps the file CREATE made for node `id`, and the node as made.
+    pub fn insert_made(&self, id: NodeId, generation: u64, file: OpenFile, made: Node) {
+        self.keep(id, generation, file, Some(Arc::new(made)));
+    }
+
+    fn keep(
+        &self,
+        id: NodeId,
+        generation: u64,
+        file: OpenFile,
+        made: Option<Arc<Node>>,
+    ) -> Arc<OpenFile> {
         let mut files = lock(&self.files);
         if files.len() >= self.capacity {
             files.clear();
         }
         let file = Arc::new(file);
-        files.insert(id, (generation, file.clone()));
+        let kept = Kept {
+            generation,
+            file: file.clone(),
+            made,
+        };
+        files.insert(id, kept);
         file
     }
 

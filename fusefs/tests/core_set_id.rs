@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::fixture::{for_each_setup, writer, Fx, Item};
+use common::fixture::{caller, for_each_setup, writer, Fx, Item};
 use fusefs::union_fs::{SetAttr, Writer};
+use fusefs::TimeSet;
 
 const LOWER: &[Item] = &[
     Item::File("plain", b"0123456789", 0o755),
@@ -158,5 +159,56 @@ fn what_a_change_gives_a_file_after_a_plain_write_goes_with_the_next_write() {
             fx.setup
         );
         assert_eq!(fx.read("plain"), b"wwww456789");
+    });
+}
+
+/// tar sets the times of each file it made after writing it. Such a
+/// SETATTR is answered from the file CREATE made while the tree is
+/// unchanged (`UnionFs::set_new_file_times`), and the answer must be what
+/// a fresh resolution shows: after a write that cleared set-id bits
+/// (which changes no tree), and after a change of the tree in between.
+#[test]
+fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
+    for_each_setup(LOWER, |fx| {
+        let dir = fx.id("dir");
+        let made = |name: &str, mode: u32| {
+            // No handle: the default mount's CREATE, whose file the node keeps.
+            let (attr, fh) = fx
+                .fs
+                .create(dir, name.as_bytes(), mode, (libc::O_RDWR, false), caller())
+                .expect("create");
+            assert!(fh.is_none());
+            attr.id
+        };
+        let set_times = |id, t: i64| {
+            let sa = SetAttr {
+                mtime: Some(TimeSet::At(t)),
+                atime: Some(TimeSet::Now),
+                ..SetAttr::default()
+            };
+            fx.fs.setattr(id, &sa).expect("utimensat").node
+        };
+        let show = |n: &fusefs::Node| format!("{n:?}");
+        // Made in a set-group-id directory of group 0: a writer outside
+        // that group loses both set-id bits.
+        let a = made("a", 0o6755);
+        fx.fs
+            .write(a, None, 0, b"data", &stranger())
+            .expect("write");
+        let answered = set_times(a, 1_600_000_000_000_000_000);
+        assert_eq!(answered.entry.mode, 0o755, "{:?}", fx.setup);
+        assert_eq!(answered.entry.size, 4);
+        assert_eq!(answered.entry.mtime_ns, 1_600_000_000_000_000_000);
+        assert_eq!(show(&answered), show(&fx.stat("dir/a")), "{:?}", fx.setup);
+
+        let b = made("b", 0o644);
+        fx.fs
+            .write(b, None, 0, b"more data", &writer())
+            .expect("write");
+        fx.fs
+            .setxattr(b, b"user.note", b"set in between", 0, &writer())
+            .expect("setxattr");
+        let answered = set_times(b, 1_700_000_000_000_000_000);
+        assert_eq!(show(&answered), show(&fx.stat("dir/b")), "{:?}", fx.setup);
     });
 }

@@ -2,14 +2,14 @@
 //! passthrough) or, with no handle, through the node's kept file (see
 //! `crate::node_files`).
 
-use super::{read_guard, Place, UnionFs};
+use super::{read_guard, Attr, Place, UnionFs};
 use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::ids::{FileHandle, NodeId};
 use crate::layers::Layers;
 use crate::orphan::Orphan;
 use crate::union::Resolved;
-use crate::upper::Upper;
+use crate::upper::{TimeSet, Upper};
 use crate::view::IdMap;
 use nix::errno::Errno;
 use std::os::unix::fs::FileExt;
@@ -154,6 +154,11 @@ impl Writer {
             false => libc::S_ISUID,
         }
     }
+}
+
+fn fstat(file: &std::fs::File) -> Result<std::fs::Metadata> {
+    file.metadata()
+        .map_err(|e| FsError::io("fstat", b"<open file>", e))
 }
 
 /// The upper file at `path` (resolved as `r`) opened for writing.
@@ -498,20 +503,63 @@ impl UnionFs {
     /// The permission bits and group of an open upper file, as the upper's
     /// format keeps them (`None`: a file the format shows no owner for).
     fn file_mode(&self, file: &std::fs::File) -> Result<Option<(u32, u32)>> {
-        let what = b"<open file>";
-        let (mode, gid) = if self.upper_format()?.is_kernel() {
+        let mode = self.file_owner_mode(file, || fstat(file))?;
+        Ok(mode.map(|(mode, _, gid)| (mode, gid)))
+    }
+
+    /// The permission bits, owner and group of an open upper file, as the
+    /// upper's format keeps them: the host's in the kernel format (`md`
+    /// gives its fstat), its override xattr's in the rootless one (`None`
+    /// for a file without).
+    fn file_owner_mode(
+        &self,
+        file: &std::fs::File,
+        md: impl FnOnce() -> Result<std::fs::Metadata>,
+    ) -> Result<Option<(u32, u32, u32)>> {
+        if self.upper_format()?.is_kernel() {
             use std::os::unix::fs::MetadataExt;
-            let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
-            (md.mode() & 0o7777, md.gid())
-        } else {
-            let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
-                .map_err(|e| FsError::io("fgetxattr", what, e))?;
-            match v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) {
-                Some(o) => (o.mode & 0o7777, o.gid),
-                None => return Ok(None),
-            }
+            let md = md()?;
+            return Ok(Some((md.mode() & 0o7777, md.uid(), md.gid())));
+        }
+        let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
+            .map_err(|e| FsError::io("fgetxattr", b"<open file>", e))?;
+        let o = v.and_then(|v| crate::override_stat::OverrideStat::parse(&v));
+        Ok(o.map(|o| (o.mode & 0o7777, o.uid, o.gid)))
+    }
+
+    /// A SETATTR of times alone on a file CREATE made, the tree unchanged
+    /// since (tar's futimens of every file it writes): set through the
+    /// node's open file and answered from its fstat. Through the path it
+    /// cost a resolution (a stat, an xattr listing and a getxattr in the
+    /// rootless format), the utimensat and a stat after, each walking the
+    /// whole host path. None where that does not hold. The caller holds
+    /// the tree read lock: times change nothing a resolution keeps.
+    pub(super) fn set_new_file_times(
+        &self,
+        id: NodeId,
+        (atime, mtime): (TimeSet, TimeSet),
+    ) -> Result<Option<Attr>> {
+        let now = self.generation.load(Ordering::Relaxed);
+        let Some((h, made)) = self.node_files.made(id, now) else {
+            return Ok(None);
         };
-        Ok(Some((mode, gid)))
+        let Some(file) = h.host_file() else {
+            return Ok(None);
+        };
+        nix::sys::stat::futimens(file, &atime.timespec(), &mtime.timespec())
+            .map_err(|e| FsError::io("futimens", b"<open file>", e.into()))?;
+        let md = fstat(file)?;
+        // The mode a write cleared set-id bits from, too.
+        let Some((mode, uid, gid)) = self.file_owner_mode(file, || Ok(md.clone()))? else {
+            return Ok(None);
+        };
+        let mut node = crate::dir_lower::refreshed(&made, &md);
+        (node.entry.mode, node.entry.uid, node.entry.gid) = (mode, uid, gid);
+        Ok(Some(Attr {
+            id,
+            node,
+            generation: 0,
+        }))
     }
 
     /// Sets an open upper file's permission bits, where the upper's format

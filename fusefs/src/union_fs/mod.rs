@@ -80,6 +80,17 @@ pub struct SetAttr {
 }
 
 impl SetAttr {
+    /// The times a request setting times alone sets (an unset one as
+    /// Omit); None for any other.
+    pub fn times_alone(&self) -> Option<(TimeSet, TimeSet)> {
+        let times = self.atime.is_some() || self.mtime.is_some();
+        let alone = !self.changes_owner_or_mode() && self.size.is_none();
+        (times && alone).then(|| {
+            let or_omit = |t: Option<TimeSet>| t.unwrap_or(TimeSet::Omit);
+            (or_omit(self.atime), or_omit(self.mtime))
+        })
+    }
+
     /// Whether the request changes the owner or the mode (what needs ownership
     /// of the file).
     pub fn changes_owner_or_mode(&self) -> bool {
@@ -396,6 +407,12 @@ impl UnionFs {
     /// its content for a truncation to 0) and changes what `sa` sets. A node
     /// with no name left changes its orphan.
     pub fn setattr(&self, id: NodeId, sa: &SetAttr) -> Result<Attr> {
+        if let Some(times) = sa.times_alone() {
+            let _g = read_guard(&self.tree);
+            if let Some(a) = self.set_new_file_times(id, times)? {
+                return Ok(a);
+            }
+        }
         let _g = self.change_tree();
         let path = match self.place(id)? {
             Place::Path(p) => p,
@@ -606,7 +623,8 @@ impl UnionFs {
                     writable: true,
                     backs_node: true,
                 };
-                self.node_files.insert(attr.id, generation, file);
+                let made = attr.node.clone();
+                self.node_files.insert_made(attr.id, generation, file, made);
             }
             return Ok((attr, None));
         }
