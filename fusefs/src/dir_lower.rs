@@ -16,7 +16,7 @@ use crate::whiteout::{
     hidden_name, is_marker, is_valid_redirect, whiteout_fits, whiteout_name, OPAQUE_MARKER,
     OPAQUE_XATTRS, REDIRECT_XATTRS,
 };
-use crate::xattr;
+use crate::xattr::{self, Host};
 use layerdb::{join_path, split_path, Entry, Kind};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -172,19 +172,18 @@ impl DirLower {
         &self.root
     }
 
-    fn stable_ino(&self, host: &Path, md: &Metadata, names: &[Vec<u8>]) -> Result<u64> {
+    fn stable_ino(&self, path: &[u8], xa: Host, md: &Metadata, names: &[Vec<u8>]) -> Result<u64> {
         match self.role {
             Role::Lower => Ok(lower_ino(md.dev(), md.ino())),
             Role::Upper => {
                 if let Some(name) = INO_XATTRS.into_iter().find(|n| has(names, n)) {
-                    let rec = xattr::get(host, name)
-                        .map_err(|e| FsError::io("getxattr", host.as_os_str().as_bytes(), e))?;
+                    let rec = xa.get(name).map_err(|e| FsError::io("getxattr", path, e))?;
                     if let Some(v) = rec {
                         return std::str::from_utf8(&v)
                             .ok()
                             .and_then(|s| s.parse().ok())
                             .ok_or_else(|| FsError::Corrupt {
-                                path: host.display().to_string(),
+                                path: show(path),
                                 reason: "unreadable stable inode number".into(),
                             });
                     }
@@ -198,13 +197,29 @@ impl DirLower {
     fn lstat_node(&self, path: &[u8]) -> Result<Option<Node>> {
         let host = host_path(&self.root, path);
         match lstat_opt(&host, path)? {
-            Some(md) => self.node_of(path, &host, &md).map(Some),
+            Some(md) => self.node_of(path, &host, None, &md).map(Some),
             None => Ok(None),
         }
     }
 
-    /// The node for a host file that exists; `name` is its last component.
-    fn node_of(&self, path: &[u8], host: &Path, md: &Metadata) -> Result<Node> {
+    /// The node of the regular file CREATE just made at `path`, read
+    /// through `file`, open on it: what [`DirLower::lstat_node`] reads,
+    /// without a walk of the host path for each call.
+    pub(crate) fn new_file_node(&self, path: &[u8], file: &File) -> Result<Node> {
+        let md = file.metadata().map_err(|e| FsError::io("fstat", path, e))?;
+        self.node_of(path, &host_path(&self.root, path), Some(file), &md)
+    }
+
+    /// The node for host file `host` that exists, its xattrs read through
+    /// `open` when there is one (see [`Host`]); `md` is its lstat.
+    fn node_of(
+        &self,
+        path: &[u8],
+        host: &Path,
+        open: Option<&File>,
+        md: &Metadata,
+    ) -> Result<Node> {
+        let xa = open.map_or(Host::Path(host), Host::Open);
         let ft = md.file_type();
         let hp = || path.to_vec();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -215,12 +230,15 @@ impl DirLower {
         // have none, and a lookup should not pay a failed getxattr for each
         // name strata might have written.
         let names = if can_xattr {
-            xattr::list(host).map_err(|e| FsError::io("listxattr", path, e))?
+            xa.list().map_err(|e| FsError::io("listxattr", path, e))?
         } else {
             Vec::new()
         };
         let ovr = if self.overrides && has(&names, OVERRIDE_STAT) {
-            match xattr::get(host, OVERRIDE_STAT).map_err(|e| FsError::io("getxattr", &hp(), e))? {
+            match xa
+                .get(OVERRIDE_STAT)
+                .map_err(|e| FsError::io("getxattr", &hp(), e))?
+            {
                 Some(v) => Some(OverrideStat::parse(&v).ok_or_else(|| FsError::Corrupt {
                     path: show(path),
                     reason: format!("unreadable override_stat {:?}", String::from_utf8_lossy(&v)),
@@ -250,7 +268,7 @@ impl DirLower {
         // (whiteouts and markers are files); see `union` for merged ones.
         e.nlink = md.nlink() as u32;
         if let Some(name) = NLINK_XATTRS.into_iter().find(|n| has(&names, n)) {
-            let hidden = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))?;
+            let hidden = xa.get(name).map_err(|e| FsError::io("getxattr", path, e))?;
             let hidden: u32 = hidden
                 .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
                 .unwrap_or(0);
@@ -273,24 +291,24 @@ impl DirLower {
             e.size = e.link.len() as u64;
         }
         if kind == Kind::Dir {
-            e.opaque = self.is_opaque(host, path, &names)?;
+            e.opaque = self.is_opaque(host, xa, path, &names)?;
         }
-        e.xattrs = self.container_xattrs(host, path, &names)?;
+        e.xattrs = self.container_xattrs(xa, path, &names)?;
         e.ino = md.ino() as u32;
-        let ino = self.stable_ino(host, md, &names)?;
+        let ino = self.stable_ino(path, xa, md, &names)?;
         let mut node = host_node(ino, md, e, &names);
         node.overridden = ovr.is_some();
         if kind == Kind::Dir && !node.entry.opaque {
-            node.redirect = self.redirect(host, path, &names)?.map(Arc::new);
+            node.redirect = self.redirect(xa, path, &names)?.map(Arc::new);
         }
         Ok(node)
     }
 
     /// A renamed directory's redirect (see [`crate::whiteout`]); a value
     /// that could leave the layers or is malformed is ignored.
-    fn redirect(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<Option<Vec<u8>>> {
+    fn redirect(&self, xa: Host, path: &[u8], names: &[Vec<u8>]) -> Result<Option<Vec<u8>>> {
         for name in REDIRECT_XATTRS.into_iter().filter(|n| has(names, n)) {
-            let v = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))?;
+            let v = xa.get(name).map_err(|e| FsError::io("getxattr", path, e))?;
             match v {
                 Some(v) if is_valid_redirect(&v) => return Ok(Some(v)),
                 Some(v) => log::warn!(
@@ -336,9 +354,9 @@ impl DirLower {
         Ok(Some(refreshed(before, &md)))
     }
 
-    fn is_opaque(&self, host: &Path, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
+    fn is_opaque(&self, host: &Path, xa: Host, path: &[u8], names: &[Vec<u8>]) -> Result<bool> {
         for name in OPAQUE_XATTRS.into_iter().filter(|n| has(names, n)) {
-            if let Some(v) = xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))? {
+            if let Some(v) = xa.get(name).map_err(|e| FsError::io("getxattr", path, e))? {
                 if v == b"y" {
                     return Ok(true);
                 }
@@ -352,12 +370,12 @@ impl DirLower {
 
     fn container_xattrs(
         &self,
-        host: &Path,
+        xa: Host,
         path: &[u8],
         names: &[Vec<u8>],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         visible_xattrs(names, |name| {
-            xattr::get(host, name).map_err(|e| FsError::io("getxattr", path, e))
+            xa.get(name).map_err(|e| FsError::io("getxattr", path, e))
         })
     }
 }
@@ -499,7 +517,7 @@ impl Lower for DirLower {
             let Some(md) = lstat_opt(&host, &path)? else {
                 continue; // removed while listing
             };
-            let node = self.node_of(&path, &host, &md)?;
+            let node = self.node_of(&path, &host, None, &md)?;
             out.insert(name, node);
         }
         Ok(out.into_iter().collect())

@@ -183,6 +183,20 @@ impl Layers {
         Ok(Some(r.settle_nlink()))
     }
 
+    /// The resolution of the regular file CREATE just made at `path` in
+    /// the upper, read through `file`, open on it: what [`Layers::get`]
+    /// gives a file of the upper (its parent's merge set holds the upper
+    /// first, and a non-directory merges nothing), without walking the
+    /// host path for each of its stat and xattr calls.
+    pub fn new_file(&self, path: &[u8], file: &File) -> Result<Resolved> {
+        let (_, view) = self
+            .upper
+            .as_ref()
+            .ok_or_else(|| FsError::posix(Errno::EROFS, path))?;
+        let node = view.new_file_node(path, file)?;
+        Ok(Resolved::single(0, path.to_vec(), node))
+    }
+
     /// What the name at `path` in directory `dir` shows, and which layer's
     /// whiteout hides it (see [`union::child`]).
     pub fn child(&self, dir: &Resolved, path: &[u8]) -> Result<union::Child> {

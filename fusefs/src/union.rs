@@ -53,7 +53,7 @@ impl Resolved {
 
     /// The node found at `path` of layer `layer`, as a resolution of its
     /// own (a directory merging nothing yet).
-    fn single(layer: usize, path: Vec<u8>, node: Node) -> Resolved {
+    pub(crate) fn single(layer: usize, path: Vec<u8>, node: Node) -> Resolved {
         let dir_layers = if node.is_dir() {
             vec![LayerDir {
                 layer,

@@ -18,7 +18,7 @@ use crate::resolution_cache::ResolutionCache;
 use crate::shared_whiteout::{Linked, SharedWhiteout};
 use crate::upper_format::UpperFormat;
 use crate::whiteout::{whiteout_fits, whiteout_name, TMP_PREFIX};
-use crate::xattr;
+use crate::xattr::{self, Host};
 use layerdb::{join_path, Entry, Kind};
 use nix::errno::Errno;
 use nix::sys::stat::UtimensatFlags;
@@ -276,14 +276,11 @@ impl Upper {
     ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
-        self.owner_mode(&host, path, entry.kind, &override_of(entry), true, new)?;
+        // A new file's calls go through its descriptor: no path walk.
+        let xa = new.map_or(Host::Path(&host), Host::Open);
+        self.owner_mode(xa, path, entry.kind, &override_of(entry), true)?;
         if let Some(ino) = ino {
-            match xattr::set(
-                &host,
-                self.format.ino_xattr(),
-                ino.to_string().as_bytes(),
-                0,
-            ) {
+            match xa.set(self.format.ino_xattr(), ino.to_string().as_bytes()) {
                 // A symlink of a user namespace's upper takes no user.*
                 // xattr: its number changes with the copy-up.
                 Err(_) if entry.kind == Kind::Symlink => {}
@@ -293,10 +290,11 @@ impl Upper {
         if self.format.is_kernel() && matches!(entry.kind, Kind::Regular | Kind::Dir) {
             // The host may have given the node its directory's default
             // ACL; only the ACLs `entry` has may stay.
-            let present = xattr::list(&host).map_err(|e| FsError::io("listxattr", path, e))?;
+            let present = xa.list().map_err(|e| FsError::io("listxattr", path, e))?;
             for acl in [crate::acl::ACCESS, crate::acl::DEFAULT] {
                 if present.iter().any(|n| n == acl) && !entry.xattrs.iter().any(|(n, _)| n == acl) {
-                    xattr::remove(&host, acl).map_err(|e| FsError::io("removexattr", path, e))?;
+                    xa.remove(acl)
+                        .map_err(|e| FsError::io("removexattr", path, e))?;
                 }
             }
         }
@@ -304,7 +302,7 @@ impl Upper {
         // entry from anywhere else must not write them either.
         let container = entry.xattrs.iter().filter(|(n, _)| !is_private_xattr(n));
         for (name, value) in container {
-            xattr::set(&host, &self.format.host_xattr(name), value, 0)
+            xa.set(&self.format.host_xattr(name), value)
                 .map_err(|e| FsError::io("setxattr", path, e))?;
         }
         Ok(())
@@ -360,7 +358,7 @@ impl Upper {
             && overridden
             && matches!(kind, Kind::Regular | Kind::Dir)
             && !is_whiteout_like(kind, ovr.rdev);
-        self.owner_mode(&host, path, kind, ovr, chown || recorded, None)?;
+        self.owner_mode(Host::Path(&host), path, kind, ovr, chown || recorded)?;
         if recorded {
             xattr::remove(&host, OVERRIDE_STAT)
                 .map_err(|e| FsError::io("removexattr override_stat", path, e))?;
@@ -368,31 +366,31 @@ impl Upper {
         Ok(())
     }
 
-    /// The owner (with `chown`) and mode of `host` as `ovr` has them.
-    /// Without `chown` the host file is not chowned, even to the owner it
-    /// has: any chown drops `security.capability`, and a chmod or an ACL
-    /// must keep it, as on ext4 (`cp -a` of a file with capabilities set
-    /// them, then its ACL, and lost them). `new`: the file this process
-    /// just made there (no capabilities yet), which is not chowned or
-    /// chmodded to the owner or mode it has already.
+    /// The owner (with `chown`) and mode of host file `xa` as `ovr` has
+    /// them. Without `chown` the host file is not chowned, even to the
+    /// owner it has: any chown drops `security.capability`, and a chmod or
+    /// an ACL must keep it, as on ext4 (`cp -a` of a file with capabilities
+    /// set them, then its ACL, and lost them). A file this process just
+    /// made and holds open (`Host::Open`, no capabilities yet) is not
+    /// chowned or chmodded to the owner or mode it has already.
     fn owner_mode(
         &self,
-        host: &Path,
+        xa: Host,
         path: &[u8],
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
-        new: Option<&File>,
     ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
-            return xattr::set(host, OVERRIDE_STAT, &ovr.format(), 0)
+            return xa
+                .set(OVERRIDE_STAT, &ovr.format())
                 .map_err(|e| FsError::io("setxattr override_stat", path, e));
         }
         let mode = ovr.mode & 0o7777;
-        let has = new
-            .map(File::metadata)
-            .transpose()
-            .map_err(|e| FsError::io("fstat", path, e))?;
+        let has = match xa {
+            Host::Open(f) => Some(f.metadata().map_err(|e| FsError::io("fstat", path, e))?),
+            Host::Path(_) => None,
+        };
         let (chown, chmod) = match has {
             Some(md) if (md.uid(), md.gid()) == (ovr.uid, ovr.gid) => {
                 (false, md.mode() & 0o7777 != mode)
@@ -402,12 +400,20 @@ impl Upper {
         };
         // chown first: it clears the set-id bits the mode may set again.
         if chown {
-            std::os::unix::fs::lchown(host, Some(ovr.uid), Some(ovr.gid))
-                .map_err(|e| FsError::io("chown", path, e))?;
+            let owner = (Some(ovr.uid), Some(ovr.gid));
+            match xa {
+                Host::Path(p) => std::os::unix::fs::lchown(p, owner.0, owner.1),
+                Host::Open(f) => std::os::unix::fs::fchown(f, owner.0, owner.1),
+            }
+            .map_err(|e| FsError::io("chown", path, e))?;
         }
         if chmod && kind != Kind::Symlink {
-            std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| FsError::io("chmod", path, e))?;
+            let perms = std::fs::Permissions::from_mode(mode);
+            match xa {
+                Host::Path(p) => std::fs::set_permissions(p, perms),
+                Host::Open(f) => f.set_permissions(perms),
+            }
+            .map_err(|e| FsError::io("chmod", path, e))?;
         }
         Ok(())
     }

@@ -80,3 +80,42 @@ pub fn list_fd(file: &std::fs::File) -> io::Result<Vec<Vec<u8>>> {
         Err(e) => Err(e),
     }
 }
+
+/// A host file the calls above name: by its path, or through a descriptor
+/// open on it. A call through the descriptor walks no path, and a path
+/// walk costs a lookup per component (a new file's, right after CREATE).
+#[derive(Clone, Copy, Debug)]
+pub enum Host<'a> {
+    Path(&'a Path),
+    Open(&'a std::fs::File),
+}
+
+impl Host<'_> {
+    pub fn get(self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Host::Path(p) => get(p, name),
+            Host::Open(f) => get_fd(f, name),
+        }
+    }
+
+    pub fn set(self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        match self {
+            Host::Path(p) => set(p, name, value, 0),
+            Host::Open(f) => set_fd(f, name, value),
+        }
+    }
+
+    pub fn remove(self, name: &[u8]) -> io::Result<()> {
+        match self {
+            Host::Path(p) => remove(p, name),
+            Host::Open(f) => remove_fd(f, name),
+        }
+    }
+
+    pub fn list(self) -> io::Result<Vec<Vec<u8>>> {
+        match self {
+            Host::Path(p) => list(p),
+            Host::Open(f) => list_fd(f),
+        }
+    }
+}

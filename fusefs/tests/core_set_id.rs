@@ -162,11 +162,12 @@ fn what_a_change_gives_a_file_after_a_plain_write_goes_with_the_next_write() {
     });
 }
 
-/// tar sets the times of each file it made after writing it. Such a
-/// SETATTR is answered from the file CREATE made while the tree is
-/// unchanged (`UnionFs::set_new_file_times`), and the answer must be what
-/// a fresh resolution shows: after a write that cleared set-id bits
-/// (which changes no tree), and after a change of the tree in between.
+/// CREATE resolves the file it made through its descriptor, and tar sets
+/// the times of each file it made after writing it: such a SETATTR is
+/// answered from the file CREATE made while the tree is unchanged
+/// (`UnionFs::set_new_file_times`). Each answer must be what a fresh
+/// resolution shows: after a write that cleared set-id bits (which
+/// changes no tree), and after a change of the tree in between.
 #[test]
 fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
     for_each_setup(LOWER, |fx| {
@@ -178,6 +179,9 @@ fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
                 .create(dir, name.as_bytes(), mode, (libc::O_RDWR, false), caller())
                 .expect("create");
             assert!(fh.is_none());
+            // Resolved through the new file's descriptor: as by its path.
+            let fresh = fx.stat(&format!("dir/{name}"));
+            assert_eq!(format!("{:?}", attr.node), format!("{fresh:?}"));
             attr.id
         };
         let set_times = |id, t: i64| {

@@ -549,7 +549,10 @@ impl UnionFs {
         if had_whiteout {
             upper.remove_whiteout(dir_path, name)?;
         }
-        let r = self.layers.get(&path)?;
+        let r = match &file {
+            Some(new) => self.layers.new_file(&path, new)?,
+            None => self.layers.get(&path)?,
+        };
         Ok((path, r, file))
     }
 
