@@ -251,13 +251,16 @@ impl Layers {
         }
     }
 
-    /// Copies up the directory holding `path`, unless it is in the upper
-    /// already.
-    pub fn copy_up_parent(&self, path: &[u8]) -> Result<()> {
-        if self.parent_of(path)?.is_some_and(|d| self.in_upper(&d)) {
-            return Ok(());
+    /// The directory holding `path`, copied up unless the upper holds it
+    /// already. One the upper holds is taken as remembered (see
+    /// `parent_of`): what a new node takes from its directory (owner,
+    /// mode, default ACL) changes only through `Upper`, which forgets it.
+    /// Reading it again cost every CREATE and MKDIR of an untar a stat.
+    pub fn copy_up_parent(&self, path: &[u8]) -> Result<Resolved> {
+        if let Some(dir) = self.parent_of(path)?.filter(|d| self.in_upper(d)) {
+            return Ok(dir);
         }
-        self.copy_up(split_path(path).0, true).map(drop)
+        self.copy_up(split_path(path).0, true)
     }
 
     /// The merged listing of a directory.

@@ -4,8 +4,10 @@
 //! Relied on for a cached directory: its *shape* (which layers merge into
 //! it, that it is a directory) and, for one the upper serves, what its
 //! xattrs say (owner and mode overrides, opaque, redirect, stable inode
-//! number, the container's xattrs); its host attributes are always read
-//! fresh for the node a request is about (see `Layers::resolve`).
+//! number, the container's xattrs) and, as the directory of a new node,
+//! its owner and mode (see `Layers::copy_up_parent`); its host attributes
+//! are always read fresh for the node a request is about (see
+//! `Layers::resolve`).
 //! Invariant: every change of the upper that can alter the shape of a
 //! directory or its xattrs invalidates that path and everything under it
 //! (children inherit their merge set from their parent); the upper only

@@ -91,6 +91,32 @@ fn a_setgid_directory_gives_new_nodes_its_group_and_new_directories_its_bit() {
     });
 }
 
+/// A directory that made a node is remembered (`Layers::copy_up_parent`):
+/// a chown and chmod of it in between must reach the next node made.
+#[test]
+fn a_new_node_takes_the_group_its_directory_has_now() {
+    for_each_setup(LOWER, |fx| {
+        let d = fx.mkdir("d", 0o755).expect("mkdir");
+        fx.create("d/before", b"");
+        assert_eq!(fx.stat("d/before").entry.gid, caller().gid);
+        let sa = SetAttr {
+            gid: Some(50),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(d, &sa).expect("chgrp");
+        let sa = SetAttr {
+            mode: Some(0o2775),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(d, &sa).expect("chmod g+s");
+        fx.create("d/after", b"");
+        fx.mkdir("d/sub", 0o755).expect("mkdir");
+        assert_eq!(fx.stat("d/after").entry.gid, 50, "{:?}", fx.setup);
+        let sub = fx.stat("d/sub").entry;
+        assert_eq!((sub.gid, sub.mode), (50, 0o2755), "{:?}", fx.setup);
+    });
+}
+
 #[test]
 fn creating_refuses_an_existing_name_and_a_parent_that_is_no_directory() {
     for_each_setup(LOWER, |fx| {

@@ -167,7 +167,9 @@ fn what_a_change_gives_a_file_after_a_plain_write_goes_with_the_next_write() {
 /// answered from the file CREATE made while the tree is unchanged
 /// (`UnionFs::set_new_file_times`). Each answer must be what a fresh
 /// resolution shows: after a write that cleared set-id bits (which
-/// changes no tree), and after a change of the tree in between.
+/// changes no tree), and after a change of the tree in between. A new
+/// file without set-id bits is remembered as plain for its writes (see
+/// `plain_writes`) until the tree changes.
 #[test]
 fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
     for_each_setup(LOWER, |fx| {
@@ -214,5 +216,17 @@ fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
             .expect("setxattr");
         let answered = set_times(b, 1_700_000_000_000_000_000);
         assert_eq!(show(&answered), show(&fx.stat("dir/b")), "{:?}", fx.setup);
+
+        // Made without set-id bits, its writes skip the check; bits a
+        // chmod gives it later still go with the next write.
+        let c = made("c", 0o755);
+        fx.fs.write(c, None, 0, b"w", &stranger()).expect("write");
+        let sa = SetAttr {
+            mode: Some(0o6755),
+            ..SetAttr::default()
+        };
+        fx.fs.setattr(c, &sa).expect("chmod");
+        fx.fs.write(c, None, 1, b"w", &stranger()).expect("write");
+        assert_eq!(fx.stat("dir/c").entry.mode, 0o755, "{:?}", fx.setup);
     });
 }

@@ -492,7 +492,7 @@ impl UnionFs {
         Self::check_new_name(&path)?;
         let upper = self.writable(&path)?;
         let (dir_path, _) = split_path(&path);
-        let dir = self.layers.copy_up(dir_path, true)?;
+        let dir = self.layers.copy_up_parent(&path)?;
         if !dir.is_dir() {
             return Err(FsError::posix(Errno::ENOTDIR, dir_path));
         }
@@ -626,6 +626,11 @@ impl UnionFs {
                     writable: true,
                     backs_node: true,
                 };
+                // New, it has no capabilities: without set-id bits its
+                // writes have nothing to clear (see `crate::plain_writes`).
+                if attr.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+                    self.plain_writes.record(attr.id, generation);
+                }
                 let made = attr.node.clone();
                 self.node_files.insert_made(attr.id, generation, file, made);
             }
