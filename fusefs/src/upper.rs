@@ -382,9 +382,17 @@ impl Upper {
         chown: bool,
     ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
-            return xa
-                .set(OVERRIDE_STAT, &ovr.format())
-                .map_err(|e| FsError::io("setxattr override_stat", path, e));
+            xa.set(OVERRIDE_STAT, &ovr.format())
+                .map_err(|e| FsError::io("setxattr override_stat", path, e))?;
+            // The host skips writing the value an xattr already has, ctime
+            // included; a chown or chmod marks ctime even when it changes
+            // nothing, as the host's chown(-1, -1) does. (A file just made,
+            // open as `xa`, has a new ctime anyway.)
+            if let Host::Path(p) = xa {
+                std::os::unix::fs::lchown(p, None, None)
+                    .map_err(|e| FsError::io("chown", path, e))?;
+            }
+            return Ok(());
         }
         let mode = ovr.mode & 0o7777;
         let has = match xa {

@@ -117,6 +117,39 @@ fn a_new_node_takes_the_group_its_directory_has_now() {
     });
 }
 
+/// chown(2) and chmod(2) mark ctime even when they change nothing, as on
+/// ext4. The rootless format keeps owner and mode in an xattr, and the
+/// host skips writing the value an xattr already has, ctime included.
+#[test]
+fn a_chown_or_chmod_that_changes_nothing_still_marks_ctime() {
+    for_each_setup(LOWER, |fx| {
+        fx.create("f", b"data");
+        let id = fx.id("f");
+        let was = fx.stat("f");
+        let same_owner = SetAttr {
+            uid: Some(was.entry.uid),
+            gid: Some(was.entry.gid),
+            ..SetAttr::default()
+        };
+        let same_mode = SetAttr {
+            mode: Some(was.entry.mode),
+            ..SetAttr::default()
+        };
+        let mut ctime = was.ctime_ns;
+        for (what, sa) in [("chown", same_owner), ("chmod", same_mode)] {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let answered = fx.fs.setattr(id, &sa).expect(what).node;
+            assert!(
+                answered.ctime_ns > ctime,
+                "{:?}: a {what} left ctime",
+                fx.setup
+            );
+            assert_eq!(answered.ctime_ns, fx.stat("f").ctime_ns);
+            ctime = answered.ctime_ns;
+        }
+    });
+}
+
 #[test]
 fn creating_refuses_an_existing_name_and_a_parent_that_is_no_directory() {
     for_each_setup(LOWER, |fx| {
