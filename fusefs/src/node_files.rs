@@ -114,6 +114,16 @@ impl NodeFiles {
         file
     }
 
+    /// Node `id`'s file, kept at `from` and made by CREATE, stays its file
+    /// at `to`, now showing `made`: the change between went through it.
+    pub fn renew(&self, id: NodeId, (from, to): (u64, u64), made: Node) {
+        let mut files = lock(&self.files);
+        if let Some(k) = files.get_mut(&id).filter(|k| k.generation == from) {
+            k.generation = to;
+            k.made = Some(Arc::new(made));
+        }
+    }
+
     /// The kernel forgot the node.
     pub fn forget(&self, id: NodeId) {
         lock(&self.files).remove(&id);

@@ -278,7 +278,14 @@ impl Upper {
         let host = self.host(path);
         // A new file's calls go through its descriptor: no path walk.
         let xa = new.map_or(Host::Path(&host), Host::Open);
-        self.owner_mode(xa, path, entry.kind, &override_of(entry), true)?;
+        self.owner_mode(
+            xa,
+            path,
+            entry.kind,
+            &override_of(entry),
+            true,
+            new.is_some(),
+        )?;
         if let Some(ino) = ino {
             match xa.set(self.format.ino_xattr(), ino.to_string().as_bytes()) {
                 // A symlink of a user namespace's upper takes no user.*
@@ -340,10 +347,11 @@ impl Upper {
     }
 
     /// Sets the owner and mode of the node at `path` (of type `kind`);
-    /// `overridden` as its resolution says (`Node::overridden`).
+    /// `overridden` as its resolution says (`Node::overridden`). Through
+    /// `open` where the caller holds the file open (see [`Host`]).
     pub fn set_owner_mode(
         &self,
-        path: &[u8],
+        (path, open): (&[u8], Option<&File>),
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
@@ -351,6 +359,7 @@ impl Upper {
     ) -> Result<()> {
         self.dirs.invalidate(path);
         let host = self.host(path);
+        let xa = open.map_or(Host::Path(&host), Host::Open);
         // An entry recorded in the rootless format before: its override
         // would still win over the host's owner and mode, and the host
         // file's owner is not the one it records.
@@ -358,9 +367,9 @@ impl Upper {
             && overridden
             && matches!(kind, Kind::Regular | Kind::Dir)
             && !is_whiteout_like(kind, ovr.rdev);
-        self.owner_mode(Host::Path(&host), path, kind, ovr, chown || recorded)?;
+        self.owner_mode(xa, path, kind, ovr, chown || recorded, false)?;
         if recorded {
-            xattr::remove(&host, OVERRIDE_STAT)
+            xa.remove(OVERRIDE_STAT)
                 .map_err(|e| FsError::io("removexattr override_stat", path, e))?;
         }
         Ok(())
@@ -370,9 +379,11 @@ impl Upper {
     /// them. Without `chown` the host file is not chowned, even to the
     /// owner it has: any chown drops `security.capability`, and a chmod or
     /// an ACL must keep it, as on ext4 (`cp -a` of a file with capabilities
-    /// set them, then its ACL, and lost them). A file this process just
-    /// made and holds open (`Host::Open`, no capabilities yet) is not
-    /// chowned or chmodded to the owner or mode it has already.
+    /// set them, then its ACL, and lost them). A file this process has
+    /// just made (`new`, open as `xa`, no capabilities yet) is not chowned
+    /// or chmodded to the owner or mode it has already; any other is
+    /// chmodded even to its own mode, which marks its ctime as a chown's
+    /// must.
     fn owner_mode(
         &self,
         xa: Host,
@@ -380,24 +391,27 @@ impl Upper {
         kind: Kind,
         ovr: &OverrideStat,
         chown: bool,
+        new: bool,
     ) -> Result<()> {
         if !self.format.is_kernel() || is_whiteout_like(kind, ovr.rdev) {
             xa.set(OVERRIDE_STAT, &ovr.format())
                 .map_err(|e| FsError::io("setxattr override_stat", path, e))?;
-            // The host skips writing the value an xattr already has, ctime
-            // included; a chown or chmod marks ctime even when it changes
-            // nothing, as the host's chown(-1, -1) does. (A file just made,
-            // open as `xa`, has a new ctime anyway.)
-            if let Host::Path(p) = xa {
-                std::os::unix::fs::lchown(p, None, None)
-                    .map_err(|e| FsError::io("chown", path, e))?;
+            if !new {
+                // The host skips writing the value an xattr already has,
+                // ctime included; a chown or chmod marks ctime even when it
+                // changes nothing, as the host's chown(-1, -1) does.
+                match xa {
+                    Host::Path(p) => std::os::unix::fs::lchown(p, None, None),
+                    Host::Open(f) => std::os::unix::fs::fchown(f, None, None),
+                }
+                .map_err(|e| FsError::io("chown", path, e))?;
             }
             return Ok(());
         }
         let mode = ovr.mode & 0o7777;
-        let has = match xa {
-            Host::Open(f) => Some(f.metadata().map_err(|e| FsError::io("fstat", path, e))?),
-            Host::Path(_) => None,
+        let has = match (xa, new) {
+            (Host::Open(f), true) => Some(f.metadata().map_err(|e| FsError::io("fstat", path, e))?),
+            _ => None,
         };
         let (chown, chmod) = match has {
             Some(md) if (md.uid(), md.gid()) == (ovr.uid, ovr.gid) => {
@@ -438,6 +452,17 @@ impl Upper {
         self.dirs.invalidate(path);
         xattr::set(&self.host(path), self.format.redirect_xattr(), target, 0)
             .map_err(|e| FsError::io("setxattr redirect", path, e))
+    }
+
+    /// Sets the times of the file at `path` through `file`, open on it.
+    pub fn set_file_times(
+        &self,
+        (path, file): (&[u8], &File),
+        atime: TimeSet,
+        mtime: TimeSet,
+    ) -> Result<()> {
+        nix::sys::stat::futimens(file, &atime.timespec(), &mtime.timespec())
+            .map_err(|e| FsError::io("futimens", path, e.into()))
     }
 
     pub fn set_times(&self, path: &[u8], atime: TimeSet, mtime: TimeSet) -> Result<()> {

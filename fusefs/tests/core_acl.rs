@@ -149,6 +149,40 @@ fn chmod_rewrites_the_mask_of_an_access_acl() {
     });
 }
 
+/// The same on a file CREATE made without a handle, which a SETATTR
+/// changes through the file the node keeps (`UnionFs::setattr`): the
+/// chmod's answer and the ACL are what a fresh resolution shows.
+#[test]
+fn chmod_of_a_file_just_made_rewrites_its_acl_as_well() {
+    for_each_setup(LOWER, |fx| {
+        set_default_acl(fx);
+        let (attr, fh) = fx
+            .fs
+            .create(
+                fx.id("shared"),
+                b"f",
+                0o660,
+                (libc::O_RDWR, false),
+                caller(),
+            )
+            .expect("create");
+        assert!(fh.is_none());
+        let sa = fusefs::union_fs::SetAttr {
+            mode: Some(0o604),
+            ..Default::default()
+        };
+        let answered = fx.fs.setattr(attr.id, &sa).expect("chmod").node;
+        assert_eq!(answered.entry.mode, 0o604);
+        assert_eq!(
+            format!("{answered:?}"),
+            format!("{:?}", fx.stat("shared/f"))
+        );
+        let mask = getxattr(fx, "shared/f", ACCESS);
+        assert_eq!(&mask[4 + 3 * 8..4 + 4 * 8], &acl(&[(MASK, 0, NO_ID)])[4..]);
+        assert_eq!(fx.upper_mode("shared/f"), 0o604);
+    });
+}
+
 #[test]
 fn an_access_acl_the_mode_says_all_of_is_kept_as_the_mode_alone() {
     for_each_setup(LOWER, |fx| {

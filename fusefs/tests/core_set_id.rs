@@ -228,5 +228,47 @@ fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
         fx.fs.setattr(c, &sa).expect("chmod");
         fx.fs.write(c, None, 1, b"w", &stranger()).expect("write");
         assert_eq!(fx.stat("dir/c").entry.mode, 0o755, "{:?}", fx.setup);
+
+        // tar as root: a chown to the owner it has, then a chmod, each
+        // through the file CREATE made; the chown still marks ctime.
+        let d = made("d", 0o600);
+        fx.fs.write(d, None, 0, b"data", &writer()).expect("write");
+        let ctime = fx.stat("dir/d").ctime_ns;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let owner = fx.stat("dir/d").entry;
+        let sa = SetAttr {
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
+            ..SetAttr::default()
+        };
+        let answered = fx.fs.setattr(d, &sa).expect("chown");
+        assert!(
+            answered.node.ctime_ns > ctime,
+            "{:?}: a chown left ctime",
+            fx.setup
+        );
+        assert_eq!(
+            show(&answered.node),
+            show(&fx.stat("dir/d")),
+            "{:?}",
+            fx.setup
+        );
+        let sa = SetAttr {
+            mode: Some(0o4711),
+            ..SetAttr::default()
+        };
+        let answered = fx.fs.setattr(d, &sa).expect("chmod").node;
+        assert_eq!(answered.entry.mode, 0o4711, "{:?}", fx.setup);
+        assert_eq!(show(&answered), show(&fx.stat("dir/d")), "{:?}", fx.setup);
+        let sa = SetAttr {
+            size: Some(2),
+            ..SetAttr::default()
+        };
+        let answered = fx.fs.setattr(d, &sa).expect("truncate").node;
+        assert_eq!(show(&answered), show(&fx.stat("dir/d")), "{:?}", fx.setup);
+        // The set-user-id bit the chmod gave goes with a stranger's write.
+        fx.fs.write(d, None, 0, b"w", &stranger()).expect("write");
+        assert_eq!(fx.stat("dir/d").entry.mode, 0o711, "{:?}", fx.setup);
+        assert_eq!(fx.read("dir/d"), b"wa");
     });
 }

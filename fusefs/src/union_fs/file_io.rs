@@ -7,6 +7,7 @@ use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::ids::{FileHandle, NodeId};
 use crate::layers::Layers;
+use crate::lower::Node;
 use crate::orphan::Orphan;
 use crate::union::Resolved;
 use crate::upper::{TimeSet, Upper};
@@ -531,9 +532,9 @@ impl UnionFs {
     /// since (tar's futimens of every file it writes): set through the
     /// node's open file and answered from its fstat. Through the path it
     /// cost a resolution (a stat, an xattr listing and a getxattr in the
-    /// rootless format), the utimensat and a stat after, each walking the
-    /// whole host path. None where that does not hold. The caller holds
-    /// the tree read lock: times change nothing a resolution keeps.
+    /// rootless format), the utimensat and a stat after, each a call by
+    /// the whole host path. None where that does not hold. The caller
+    /// holds the tree read lock: times change nothing a resolution keeps.
     pub(super) fn set_new_file_times(
         &self,
         id: NodeId,
@@ -546,20 +547,28 @@ impl UnionFs {
         let Some(file) = h.host_file() else {
             return Ok(None);
         };
-        nix::sys::stat::futimens(file, &atime.timespec(), &mtime.timespec())
-            .map_err(|e| FsError::io("futimens", b"<open file>", e.into()))?;
-        let md = fstat(file)?;
-        // The mode a write cleared set-id bits from, too.
-        let Some((mode, uid, gid)) = self.file_owner_mode(file, || Ok(md.clone()))? else {
-            return Ok(None);
-        };
-        let mut node = crate::dir_lower::refreshed(&made, &md);
-        (node.entry.mode, node.entry.uid, node.entry.gid) = (mode, uid, gid);
-        Ok(Some(Attr {
+        let path = self.path_of(id)?;
+        let upper = self.writable(&path)?;
+        upper.set_file_times((&path, file), atime, mtime)?;
+        Ok(self.made_node(file, &made)?.map(|node| Attr {
             id,
             node,
             generation: 0,
         }))
+    }
+
+    /// `made`, what CREATE answered for `file`, as the file shows it now:
+    /// its times and size from one fstat, its owner and mode where the
+    /// format keeps them (a write may clear set-id bits without a tree
+    /// change). None for a file without an owner record.
+    pub(super) fn made_node(&self, file: &std::fs::File, made: &Node) -> Result<Option<Node>> {
+        let md = fstat(file)?;
+        let Some((mode, uid, gid)) = self.file_owner_mode(file, || Ok(md.clone()))? else {
+            return Ok(None);
+        };
+        let mut node = crate::dir_lower::refreshed(made, &md);
+        (node.entry.mode, node.entry.uid, node.entry.gid) = (mode, uid, gid);
+        Ok(Some(node))
     }
 
     /// Sets an open upper file's permission bits, where the upper's format

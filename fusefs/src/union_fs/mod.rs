@@ -419,8 +419,25 @@ impl UnionFs {
             Place::Orphan(o) => return self.orphan_setattr(id, &o, sa),
         };
         let upper = self.writable(&path)?;
-        let r = self.layers.copy_up(&path, sa.size != Some(0))?;
+        // A file CREATE made, the tree unchanged since (tar's chown and
+        // chmod of each file it makes as root): changed through the file
+        // the node keeps, with no call by path (see `set_new_file_times`).
+        let now = self.generation.load(Ordering::Relaxed);
+        let made = match self.node_files.made(id, now - 1) {
+            Some((h, made)) => match h.host_file() {
+                Some(f) => self.made_node(f, &made)?.map(|n| (h.clone(), n)),
+                None => None,
+            },
+            None => None,
+        };
+        let file = made.as_ref().and_then(|(h, _)| h.host_file());
+        let r = match &made {
+            Some((_, node)) => Resolved::single(0, path.clone(), node.clone()),
+            None => self.layers.copy_up(&path, sa.size != Some(0))?,
+        };
         let sa = &sa.clearing_set_id(&r.node.entry);
+        // An access ACL rewritten by a chmod: the node's xattrs changed.
+        let mut acl_set = false;
         if sa.changes_owner_or_mode() {
             let (e, acl) = sa.owner_and_mode(&r.node.entry);
             // tar chowns every file it makes to the owner it already has.
@@ -429,27 +446,40 @@ impl UnionFs {
             // the file's capabilities itself (REMOVEXATTR), for any chown.
             let was = &r.node.entry;
             let chown = sa.changes_owner() && (e.uid, e.gid) != (was.uid, was.gid);
-            upper.set_owner_mode(&path, e.kind, &override_of(&e), chown, r.node.overridden)?;
+            let ovr = &override_of(&e);
+            upper.set_owner_mode((&path, file), e.kind, ovr, chown, r.node.overridden)?;
             if let Some(v) = acl {
                 self.set_container_xattr(upper, &path, acl::ACCESS, &v)?;
+                acl_set = true;
             }
         }
         if let Some(size) = sa.size {
-            match r.node.entry.kind {
-                Kind::Regular => {
+            match (r.node.entry.kind, file) {
+                (Kind::Regular, Some(f)) => self.layers.truncate(f, size, &path)?,
+                (Kind::Regular, None) => {
                     let f = upper.open_file(&path, libc::O_WRONLY)?;
                     self.layers.truncate(&f, size, &path)?;
                 }
-                Kind::Dir => return Err(FsError::posix(Errno::EISDIR, &path)),
+                (Kind::Dir, _) => return Err(FsError::posix(Errno::EISDIR, &path)),
                 _ => return Err(FsError::posix(Errno::EINVAL, &path)),
             }
         }
         if sa.atime.is_some() || sa.mtime.is_some() {
-            upper.set_times(
-                &path,
+            let (atime, mtime) = (
                 sa.atime.unwrap_or(TimeSet::Omit),
                 sa.mtime.unwrap_or(TimeSet::Omit),
-            )?;
+            );
+            match file {
+                Some(f) => upper.set_file_times((&path, f), atime, mtime)?,
+                None => upper.set_times(&path, atime, mtime)?,
+            }
+        }
+        if let (Some((h, before)), false) = (&made, acl_set) {
+            let f = h.host_file().ok_or_else(|| gone(id))?;
+            let node = self.made_node(f, before)?.ok_or_else(|| gone(id))?;
+            // Still the node's file: its next requests keep using it.
+            self.node_files.renew(id, (now - 1, now), node.clone());
+            return Ok(Self::attr(&path, Resolved::single(0, path.clone(), node)));
         }
         // Times alone (tar's utimensat of every file it makes) leave what
         // the xattrs say as it was: one stat tells the rest.

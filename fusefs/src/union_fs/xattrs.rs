@@ -145,7 +145,13 @@ impl UnionFs {
             mode &= !libc::S_ISGID;
         }
         e.mode = mode;
-        upper.set_owner_mode(path, e.kind, &override_of(&e), false, node.overridden)?;
+        upper.set_owner_mode(
+            (path, None),
+            e.kind,
+            &override_of(&e),
+            false,
+            node.overridden,
+        )?;
         match keep {
             Some(a) => self.set_container_xattr(upper, path, acl::ACCESS, &a.to_bytes()),
             None => self.remove_container_xattr(upper, path, acl::ACCESS),
