@@ -557,6 +557,24 @@ impl UnionFs {
         }))
     }
 
+    /// The file CREATE made for node `id` and the node it shows now, if
+    /// the tree is still at `generation`: while it is, that file is the
+    /// node entire (no link in another layer, no part in a lower).
+    pub(super) fn made_file(
+        &self,
+        id: NodeId,
+        generation: u64,
+    ) -> Result<Option<(Arc<OpenFile>, Node)>> {
+        let Some((h, made)) = self.node_files.made(id, generation) else {
+            return Ok(None);
+        };
+        let now = match h.host_file() {
+            Some(file) => self.made_node(file, &made)?,
+            None => None,
+        };
+        Ok(now.map(|node| (h, node)))
+    }
+
     /// `made`, what CREATE answered for `file`, as the file shows it now:
     /// its times and size from one fstat, its owner and mode where the
     /// format keeps them (a write may clear set-id bits without a tree

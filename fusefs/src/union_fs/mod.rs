@@ -405,7 +405,8 @@ impl UnionFs {
 
     /// chmod, chown, truncate and utimes in one: copies the file up (without
     /// its content for a truncation to 0) and changes what `sa` sets. A node
-    /// with no name left changes its orphan.
+    /// with no name left changes its orphan; a file CREATE made, the tree
+    /// unchanged since, changes through the file the node keeps.
     pub fn setattr(&self, id: NodeId, sa: &SetAttr) -> Result<Attr> {
         if let Some(times) = sa.times_alone() {
             let _g = read_guard(&self.tree);
@@ -423,13 +424,7 @@ impl UnionFs {
         // chmod of each file it makes as root): changed through the file
         // the node keeps, with no call by path (see `set_new_file_times`).
         let now = self.generation.load(Ordering::Relaxed);
-        let made = match self.node_files.made(id, now - 1) {
-            Some((h, made)) => match h.host_file() {
-                Some(f) => self.made_node(f, &made)?.map(|n| (h.clone(), n)),
-                None => None,
-            },
-            None => None,
-        };
+        let made = self.made_file(id, now - 1)?;
         let file = made.as_ref().and_then(|(h, _)| h.host_file());
         let r = match &made {
             Some((_, node)) => Resolved::single(0, path.clone(), node.clone()),
@@ -474,8 +469,7 @@ impl UnionFs {
                 None => upper.set_times(&path, atime, mtime)?,
             }
         }
-        if let (Some((h, before)), false) = (&made, acl_set) {
-            let f = h.host_file().ok_or_else(|| gone(id))?;
+        if let (Some((_, before)), Some(f), false) = (&made, file, acl_set) {
             let node = self.made_node(f, before)?.ok_or_else(|| gone(id))?;
             // Still the node's file: its next requests keep using it.
             self.node_files.renew(id, (now - 1, now), node.clone());
