@@ -167,6 +167,13 @@ fn chmod_of_a_file_just_made_rewrites_its_acl_as_well() {
             )
             .expect("create");
         assert!(fh.is_none());
+        // Its inherited ACL, answered from what CREATE found.
+        let inherited = fx.upper_xattr("shared/f", ACCESS).expect("an access ACL");
+        let answered = fx
+            .fs
+            .getxattr(attr.id, ACCESS.as_bytes())
+            .expect("getxattr");
+        assert_eq!(answered, inherited);
         let sa = fusefs::union_fs::SetAttr {
             mode: Some(0o604),
             ..Default::default()

@@ -211,9 +211,16 @@ fn times_set_on_a_file_just_made_answer_what_a_fresh_resolution_shows() {
         fx.fs
             .write(b, None, 0, b"more data", &writer())
             .expect("write");
+        // Its xattrs as CREATE found them, while the tree is unchanged.
+        let note = fx.fs.getxattr(b, b"user.note");
+        assert_eq!(note.expect_err("no note yet").errno(), libc::ENODATA);
+        assert_eq!(fx.fs.listxattr(b).expect("listxattr"), b"");
         fx.fs
             .setxattr(b, b"user.note", b"set in between", 0, &writer())
             .expect("setxattr");
+        let note = fx.fs.getxattr(b, b"user.note").expect("getxattr");
+        assert_eq!(note, b"set in between");
+        assert_eq!(fx.fs.listxattr(b).expect("listxattr"), b"user.note\0");
         let answered = set_times(b, 1_700_000_000_000_000_000);
         assert_eq!(show(&answered), show(&fx.stat("dir/b")), "{:?}", fx.setup);
 

@@ -12,6 +12,7 @@ use crate::upper::{override_of, Upper};
 use crate::xattr;
 use layerdb::Entry;
 use nix::errno::Errno;
+use std::sync::atomic::Ordering;
 
 /// SELinux labels are not kept: on a host running SELinux the kernel
 /// answers for them from the mount's context (podman mounts container
@@ -59,8 +60,8 @@ impl UnionFs {
             Place::Orphan(o) => return self.orphan_getxattr(id, &o, name),
         };
         unsupported_xattr(name, &path)?;
-        let r = self.layers.get(&path)?;
-        xattr_of(&r.node.entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
+        let entry = self.entry_now(id, &path)?;
+        xattr_of(&entry, name).ok_or_else(|| FsError::posix(Errno::ENODATA, &path))
     }
 
     /// Names, each NUL-terminated, as listxattr(2) returns them.
@@ -70,8 +71,20 @@ impl UnionFs {
             Place::Path(p) => p,
             Place::Orphan(o) => return self.orphan_listxattr(id, &o),
         };
-        let r = self.layers.get(&path)?;
-        Ok(listing(&r.node.entry))
+        Ok(listing(&self.entry_now(id, &path)?))
+    }
+
+    /// The entry of node `id` at `path`, for its xattrs: as CREATE made it
+    /// while the tree is unchanged since (the kernel asks every file tar
+    /// chowns as root for `security.capability`), else resolved. Only a
+    /// tree change adds or removes a made file's xattrs: a write drops
+    /// capabilities, which a file CREATE made gets only by a setxattr.
+    fn entry_now(&self, id: NodeId, path: &[u8]) -> Result<Entry> {
+        let now = self.generation.load(Ordering::Relaxed);
+        if let Some((_, made)) = self.node_files.made(id, now) {
+            return Ok(made.entry);
+        }
+        Ok(self.layers.get(path)?.node.entry)
     }
 
     /// Sets the container xattr `name` (copying the file up); `flags` are
