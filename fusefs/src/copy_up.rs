@@ -118,6 +118,8 @@ impl Layers {
         let parent_times = self.copy_up_one(parent, true)?.node;
         let node = &r.node;
         let entry = &node.entry;
+        // A regular file's copy, still open: what follows goes through it.
+        let mut copy = None;
         match entry.kind {
             Kind::Dir => {
                 // Not opaque: the lower directory keeps merging below it.
@@ -136,18 +138,25 @@ impl Layers {
                 } else {
                     Content::Nothing
                 };
-                let built = self.build_copy(&tmp, path, &r, content);
-                if let Err(e) =
-                    built.and_then(|()| upper.rename(&tmp, path, nix::fcntl::RenameFlags::empty()))
-                {
-                    // Best effort: the temporary name is invisible anyway.
-                    let _ = upper.remove_file(&tmp);
-                    return Err(e);
+                let built = self.build_copy(&tmp, path, &r, content).and_then(|file| {
+                    upper.rename(&tmp, path, nix::fcntl::RenameFlags::empty())?;
+                    Ok(file)
+                });
+                match built {
+                    Ok(file) => copy = file,
+                    Err(e) => {
+                        // Best effort: the temporary name is invisible anyway.
+                        let _ = upper.remove_file(&tmp);
+                        return Err(e);
+                    }
                 }
             }
         }
-        let t = TimeSet::At(entry.mtime_ns);
-        upper.set_times(path, TimeSet::At(node.atime_ns), t)?;
+        let (a, m) = (TimeSet::At(node.atime_ns), TimeSet::At(entry.mtime_ns));
+        match &copy {
+            Some(file) => upper.set_file_times((path, file), a, m)?,
+            None => upper.set_times(path, a, m)?,
+        }
         // Copy-up changes nothing the container sees in the parent: its
         // times are put back, as kernel overlayfs puts them back.
         let (pa, pm) = (parent_times.atime_ns, parent_times.entry.mtime_ns);
@@ -162,7 +171,10 @@ impl Layers {
                 self.invalidate(path);
             }
         }
-        self.get(path)
+        match &copy {
+            Some(file) => self.new_file(path, file),
+            None => self.get(path),
+        }
     }
 
     /// A nameless upper copy of `r`, the lower file `path` named before a
@@ -175,7 +187,7 @@ impl Layers {
         let node = &r.node;
         let file = self
             .build_copy(&tmp, path, r, Content::Whole)
-            .and_then(|()| {
+            .and_then(|_| {
                 let (a, m) = (TimeSet::At(node.atime_ns), TimeSet::At(node.entry.mtime_ns));
                 upper.set_times(&tmp, a, m)
             })
@@ -193,7 +205,13 @@ impl Layers {
     }
 
     /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
-    fn build_copy(&self, tmp: &[u8], path: &[u8], r: &Resolved, content: Content) -> Result<()> {
+    fn build_copy(
+        &self,
+        tmp: &[u8],
+        path: &[u8],
+        r: &Resolved,
+        content: Content,
+    ) -> Result<Option<File>> {
         let upper = self.upper(path)?;
         let entry = &r.node.entry;
         let layer = self
@@ -210,11 +228,14 @@ impl Layers {
                     }
                     (_, None) => copy_through_buffer(layer, &r.path, r, &mut file)?,
                 }
+                upper.write_new_file_meta(&file, tmp, entry, Some(r.node.ino))?;
+                return Ok(Some(file));
             }
             Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(&r.path, &r.node)?)?,
             _ => upper.create_special(tmp, entry)?,
         }
-        upper.write_meta(tmp, entry, Some(r.node.ino))
+        upper.write_meta(tmp, entry, Some(r.node.ino))?;
+        Ok(None)
     }
 
     /// After copying up `path`, makes the other names of the same lower

@@ -259,12 +259,18 @@ impl Upper {
     }
 
     /// [`Upper::write_meta`] of a regular file [`Upper::create_file`]
-    /// made, `file`: a root server makes root's files with the owner they
-    /// are to have, often the mode too (tar creates them 0600), and a
-    /// chown or chmod to what a file has is a path walk and an inode
-    /// write for nothing.
-    pub fn write_new_file_meta(&self, file: &File, path: &[u8], entry: &Entry) -> Result<()> {
-        self.write_meta_of(path, entry, None, Some(file))
+    /// made (a CREATE's, or a copy-up's under its temporary name), through
+    /// `file`: a root server makes root's files with the owner they are to
+    /// have, often the mode too (tar creates them 0600), and a chown or
+    /// chmod to what a file has is an inode write for nothing.
+    pub fn write_new_file_meta(
+        &self,
+        file: &File,
+        path: &[u8],
+        entry: &Entry,
+        ino: Option<u64>,
+    ) -> Result<()> {
+        self.write_meta_of(path, entry, ino, Some(file))
     }
 
     fn write_meta_of(
@@ -278,14 +284,7 @@ impl Upper {
         let host = self.host(path);
         // A new file's calls go through its descriptor: no path walk.
         let xa = new.map_or(Host::Path(&host), Host::Open);
-        self.owner_mode(
-            xa,
-            path,
-            entry.kind,
-            &override_of(entry),
-            true,
-            new.is_some(),
-        )?;
+        self.owner_mode(xa, path, entry.kind, &override_of(entry), true, true)?;
         if let Some(ino) = ino {
             match xa.set(self.format.ino_xattr(), ino.to_string().as_bytes()) {
                 // A symlink of a user namespace's upper takes no user.*
@@ -379,11 +378,11 @@ impl Upper {
     /// them. Without `chown` the host file is not chowned, even to the
     /// owner it has: any chown drops `security.capability`, and a chmod or
     /// an ACL must keep it, as on ext4 (`cp -a` of a file with capabilities
-    /// set them, then its ACL, and lost them). A file this process has
-    /// just made (`new`, open as `xa`, no capabilities yet) is not chowned
-    /// or chmodded to the owner or mode it has already; any other is
-    /// chmodded even to its own mode, which marks its ctime as a chown's
-    /// must.
+    /// set them, then its ACL, and lost them). A node this process has
+    /// just made (`new`) has a fresh ctime and no capabilities yet: open
+    /// as `xa`, it is not chowned or chmodded to the owner or mode it has
+    /// already. Any other is chmodded even to its own mode, which marks
+    /// its ctime as a chown's must.
     fn owner_mode(
         &self,
         xa: Host,

@@ -208,12 +208,17 @@ fn setting_times_answers_what_a_fresh_resolution_shows() {
         Item::File("top", b"0123456789", 0o600),
         Item::File("linked", b"two names", 0o644),
         Item::Hardlink("other", "linked"),
+        // Copied up by the SETATTR itself, which answers from the copy.
+        Item::File("untouched", b"lower", 0o4755),
+        Item::File("pair", b"also two names", 0o640),
+        Item::Hardlink("pair2", "pair"),
     ];
     for_each_setup(items, |fx| {
         fx.create("new", b"made here");
         fx.write("top", 0, b"X");
         fx.write("linked", 0, b"Y");
-        for (i, path) in ["new", "top", "linked"].into_iter().enumerate() {
+        let paths = ["new", "top", "linked", "untouched", "pair"];
+        for (i, path) in paths.into_iter().enumerate() {
             let t = 1_600_000_000_000_000_000 + i as i64 * 1_000_000_007;
             let sa = SetAttr {
                 mtime: Some(TimeSet::At(t)),

@@ -556,7 +556,7 @@ impl UnionFs {
             NewNode::Dir => upper.mkdir(&path, &e, None, had_whiteout)?,
             NewNode::File => {
                 let new = upper.create_file(&path)?;
-                upper.write_new_file_meta(&new, &path, &e)?;
+                upper.write_new_file_meta(&new, &path, &e, None)?;
                 file = Some(new);
             }
             NewNode::Symlink(target) => {
