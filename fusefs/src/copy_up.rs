@@ -65,12 +65,19 @@ impl Layers {
     /// Makes `path` live in the upper and returns its resolution there.
     /// `with_data: false` skips file content (the caller truncates to 0).
     pub fn copy_up(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
+        Ok(self.copy_up_open(path, with_data)?.0)
+    }
+
+    /// [`Layers::copy_up`], and the copy of a regular file it made, open
+    /// for reading and writing (none where it made none): a write that
+    /// copied the file up then needs no open of its own.
+    pub fn copy_up_open(&self, path: &[u8], with_data: bool) -> Result<(Resolved, Option<File>)> {
         // A node the upper holds has its every ancestor there: the common
         // case (each SETATTR of a file an untar made, each CREATE's
         // directory) costs no host stat of the parent.
         let r = self.get(path)?;
         if self.in_upper(&r) {
-            return Ok(r);
+            return Ok((r, None));
         }
         // The ancestors missing from the upper first, top down, so that
         // each one's parent is already there: one level of recursion
@@ -94,13 +101,19 @@ impl Layers {
     /// the root, whose own copy is the upper directory).
     fn copy_up_one(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
         let r = self.get(path)?;
-        self.copy_up_resolved(path, r, with_data)
+        Ok(self.copy_up_resolved(path, r, with_data)?.0)
     }
 
-    /// [`Layers::copy_up_one`] of `path`, resolved as `r`.
-    fn copy_up_resolved(&self, path: &[u8], r: Resolved, with_data: bool) -> Result<Resolved> {
+    /// [`Layers::copy_up_one`] of `path`, resolved as `r`, and the copy of
+    /// a regular file, still open.
+    fn copy_up_resolved(
+        &self,
+        path: &[u8],
+        r: Resolved,
+        with_data: bool,
+    ) -> Result<(Resolved, Option<File>)> {
         if self.in_upper(&r) {
-            return Ok(r);
+            return Ok((r, None));
         }
         let upper = self.upper(path)?;
         // The root exists in the upper, unless the upper directory itself
@@ -171,9 +184,9 @@ impl Layers {
                 self.invalidate(path);
             }
         }
-        match &copy {
-            Some(file) => self.new_file(path, file),
-            None => self.get(path),
+        match copy {
+            Some(file) => Ok((self.new_file(path, &file)?, Some(file))),
+            None => Ok((self.get(path)?, None)),
         }
     }
 

@@ -195,8 +195,16 @@ impl UnionFs {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
-                let r = self.layers.copy_up(&path, flags & libc::O_TRUNC == 0)?;
-                open_upper_file(&self.layers, upper, (&path, &r), flags)
+                let (r, copy) = self
+                    .layers
+                    .copy_up_open(&path, flags & libc::O_TRUNC == 0)?;
+                match copy {
+                    // A handle-less write's open: the copy is open so.
+                    Some(file) if flags == libc::O_RDWR => {
+                        self.layers.upper_open_file(file, flags, &path)
+                    }
+                    _ => open_upper_file(&self.layers, upper, (&path, &r), flags),
+                }
             }
             Place::Orphan(o) => self.writable_orphan(id, &o)?.open(&self.layers, flags),
         }
