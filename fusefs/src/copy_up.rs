@@ -217,7 +217,8 @@ impl Layers {
         Ok(file)
     }
 
-    /// Writes the copy of `r` (found at `path`) into the upper at `tmp`.
+    /// Writes the copy of `r` (found at `path`) into the upper at `tmp`; a
+    /// regular file's copy comes back open for reading and writing.
     fn build_copy(
         &self,
         tmp: &[u8],

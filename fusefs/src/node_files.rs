@@ -12,7 +12,7 @@
 //! A file CREATE made keeps the node CREATE answered with: while the tree
 //! is as it was, that file is the node entire (no link elsewhere, no part
 //! in a lower), so its fstat tells what changed since (see
-//! `UnionFs::set_new_file_times`).
+//! `UnionFs::set_new_file_times` and `UnionFs::setattr`).
 
 use crate::handles::{lock, OpenFile};
 use crate::ids::NodeId;

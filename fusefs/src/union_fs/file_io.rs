@@ -157,6 +157,7 @@ impl Writer {
     }
 }
 
+/// An fstat of an open upper file (which may have no name left).
 fn fstat(file: &std::fs::File) -> Result<std::fs::Metadata> {
     file.metadata()
         .map_err(|e| FsError::io("fstat", b"<open file>", e))
