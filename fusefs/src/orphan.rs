@@ -133,6 +133,9 @@ impl Orphan {
             } else {
                 xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
                     .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
+                // An unchanged value marks no ctime: see `Upper::owner_mode`.
+                std::os::unix::fs::fchown(file, None, None)
+                    .map_err(|e| FsError::io("fchown", WHAT, e))?;
             }
             if let Some(v) = acl {
                 xattr::set_fd(file, &access, &v)

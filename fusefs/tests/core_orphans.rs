@@ -45,6 +45,27 @@ fn an_unlinked_upper_file_still_open_keeps_reading_and_writing_until_release() {
     });
 }
 
+/// As for a named file (`core_create.rs`): a chmod to the mode it has
+/// still marks ctime, in the rootless format too, where the mode is an
+/// xattr the host does not rewrite when it is unchanged.
+#[test]
+fn a_chmod_of_an_unlinked_file_to_its_own_mode_marks_ctime() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.create("tmp", b"data");
+        let (fh, _) = fx.fs.open(id, libc::O_RDWR).expect("open");
+        fx.unlink("tmp").expect("unlink");
+        let was = fx.fs.getattr(id).expect("fstat of the orphan").node;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let sa = SetAttr {
+            mode: Some(was.entry.mode),
+            ..SetAttr::default()
+        };
+        let now = fx.fs.setattr(id, &sa).expect("fchmod").node;
+        assert!(now.ctime_ns > was.ctime_ns, "{:?}: ctime left", fx.setup);
+        fx.fs.release(fh);
+    });
+}
+
 #[test]
 fn an_unlinked_lower_file_still_open_keeps_its_content_and_becomes_writable() {
     for_each_setup(LOWER, |fx| {
