@@ -72,10 +72,21 @@ impl Layers {
     /// for reading and writing (none where it made none): a write that
     /// copied the file up then needs no open of its own.
     pub fn copy_up_open(&self, path: &[u8], with_data: bool) -> Result<(Resolved, Option<File>)> {
+        let r = self.get(path)?;
+        self.copy_up_open_from(path, r, with_data)
+    }
+
+    /// [`Layers::copy_up_open`] of `path`, which resolves as `r` (the
+    /// caller resolved it, and nothing changed the tree since).
+    pub fn copy_up_open_from(
+        &self,
+        path: &[u8],
+        r: Resolved,
+        with_data: bool,
+    ) -> Result<(Resolved, Option<File>)> {
         // A node the upper holds has its every ancestor there: the common
         // case (each SETATTR of a file an untar made, each CREATE's
         // directory) costs no host stat of the parent.
-        let r = self.get(path)?;
         if self.in_upper(&r) {
             return Ok((r, None));
         }

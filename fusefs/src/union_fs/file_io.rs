@@ -157,6 +157,10 @@ impl Writer {
     }
 }
 
+/// A node's path and its resolution in a lower layer, as found under the
+/// tree's read lock (see `UnionFs::node_file`).
+type LowerFound = Option<(Vec<u8>, Resolved)>;
+
 /// An fstat of an open upper file (which may have no name left).
 fn fstat(file: &std::fs::File) -> Result<std::fs::Metadata> {
     file.metadata()
@@ -183,7 +187,7 @@ impl UnionFs {
         let acc = flags & libc::O_ACCMODE;
         let (file, keep_cache) = if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             let _g = self.change_tree();
-            (self.open_for_write(id, flags)?, false)
+            (self.open_for_write(id, flags, None)?, false)
         } else {
             let _g = read_guard(&self.tree);
             self.open_for_read(id, flags)?
@@ -191,14 +195,20 @@ impl UnionFs {
         Ok((self.handles.add_file(file), keep_cache))
     }
 
-    /// Copies up first; the caller holds the tree write lock.
-    fn open_for_write(&self, id: NodeId, flags: i32) -> Result<OpenFile> {
+    /// Copies up first; the caller holds the tree write lock. `lower`: the
+    /// node's path and its resolution in a lower, as the caller found them
+    /// with the tree as it is now.
+    fn open_for_write(&self, id: NodeId, flags: i32, lower: LowerFound) -> Result<OpenFile> {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
-                let (r, copy) = self
-                    .layers
-                    .copy_up_open(&path, flags & libc::O_TRUNC == 0)?;
+                let with_data = flags & libc::O_TRUNC == 0;
+                let (r, copy) = match lower {
+                    Some((p, r)) if p == path => {
+                        self.layers.copy_up_open_from(&path, r, with_data)?
+                    }
+                    _ => self.layers.copy_up_open(&path, with_data)?,
+                };
                 match copy {
                     // A handle-less write's open: the copy is open so.
                     Some(file) if flags == libc::O_RDWR => {
@@ -275,38 +285,47 @@ impl UnionFs {
         if let Some(f) = self.node_files.get(id, now(), write) {
             return Ok(f);
         }
-        let (file, generation) = {
+        let (found, generation) = {
             let _g = read_guard(&self.tree);
-            match write {
-                false => (Some(self.open_for_read(id, libc::O_RDONLY)?.0), now()),
-                true => (self.open_upper_for_write(id, libc::O_RDWR)?, now()),
-            }
+            let found = match write {
+                false => Ok(self.open_for_read(id, libc::O_RDONLY)?.0),
+                true => self.open_upper_for_write(id, libc::O_RDWR)?,
+            };
+            (found, now())
         };
-        if let Some(f) = file {
-            return Ok(self.node_files.insert(id, generation, f));
-        }
+        let lower = match found {
+            Ok(f) => return Ok(self.node_files.insert(id, generation, f)),
+            Err(lower) => lower,
+        };
         // A copy-up changes the tree: the write lock, and a new generation.
         let _g = self.change_tree();
-        let f = self.open_for_write(id, libc::O_RDWR)?;
+        // What the read lock found holds if nothing changed the tree since.
+        let lower = lower.filter(|_| now() == generation + 1);
+        let f = self.open_for_write(id, libc::O_RDWR, lower)?;
         Ok(self.node_files.insert(id, now(), f))
     }
 
     /// Node `id`'s file opened for writing with `flags`, if it is in the
-    /// upper already; `None` while it is still in a lower layer. No
-    /// copy-up, so the tree read lock will do (the caller holds a lock).
-    fn open_upper_for_write(&self, id: NodeId, flags: i32) -> Result<Option<OpenFile>> {
+    /// upper already; else (`Err`) the node's path and lower resolution a
+    /// copy-up starts from (none for an orphan). No copy-up, so the tree
+    /// read lock will do (the caller holds a lock).
+    fn open_upper_for_write(
+        &self,
+        id: NodeId,
+        flags: i32,
+    ) -> Result<std::result::Result<OpenFile, LowerFound>> {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
                 let r = self.layers.get(&path)?;
                 if !self.layers.in_upper(&r) {
-                    return Ok(None);
+                    return Ok(Err(Some((path, r))));
                 }
-                open_upper_file(&self.layers, upper, (&path, &r), flags).map(Some)
+                open_upper_file(&self.layers, upper, (&path, &r), flags).map(Ok)
             }
             Place::Orphan(o) => match *o {
-                Orphan::Upper(_) | Orphan::Gone(_) => o.open(&self.layers, flags).map(Some),
-                Orphan::Lower { .. } => Ok(None),
+                Orphan::Upper(_) | Orphan::Gone(_) => o.open(&self.layers, flags).map(Ok),
+                Orphan::Lower { .. } => Ok(Err(None)),
             },
         }
     }
