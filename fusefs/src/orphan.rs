@@ -15,10 +15,9 @@ use crate::error::{FsError, Result};
 use crate::handles::OpenFile;
 use crate::layers::Layers;
 use crate::lower::Node;
-use crate::override_stat::OVERRIDE_STAT;
 use crate::union::Resolved;
 use crate::union_fs::SetAttr;
-use crate::upper::{host_open_options, override_of, TimeSet};
+use crate::upper::{host_open_options, override_of};
 use crate::xattr;
 use nix::errno::Errno;
 use std::fs::File;
@@ -110,7 +109,7 @@ impl Orphan {
     /// Applies a setattr to an upper orphan through its descriptor, in the
     /// upper's `format`.
     pub fn setattr(&self, ino: u64, sa: &SetAttr, layers: &Layers) -> Result<()> {
-        let format = layers.upper(WHAT)?.format();
+        let upper = layers.upper(WHAT)?;
         let file = match self {
             Orphan::Upper(file) => file,
             Orphan::Gone(_) => return Err(FsError::posix(Errno::ENOENT, WHAT)),
@@ -119,24 +118,10 @@ impl Orphan {
         if sa.changes_owner_or_mode() {
             // The node carries the access ACL, for chmod to rewrite.
             let e = node_of_open_file(file, ino)?.entry;
-            let access = format.host_xattr(crate::acl::ACCESS);
+            let access = upper.format().host_xattr(crate::acl::ACCESS);
             let (e, acl) = sa.owner_and_mode(&e);
-            if format.is_kernel() {
-                use std::os::unix::fs::PermissionsExt;
-                // Only for a chown: any chown drops file capabilities.
-                if sa.changes_owner() {
-                    std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))
-                        .map_err(|e| FsError::io("fchown", WHAT, e))?;
-                }
-                file.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o7777))
-                    .map_err(|e| FsError::io("fchmod", WHAT, e))?;
-            } else {
-                xattr::set_fd(file, OVERRIDE_STAT, &override_of(&e).format())
-                    .map_err(|e| FsError::io("fsetxattr override_stat", WHAT, e))?;
-                // An unchanged value marks no ctime: see `Upper::owner_mode`.
-                std::os::unix::fs::fchown(file, None, None)
-                    .map_err(|e| FsError::io("fchown", WHAT, e))?;
-            }
+            // Only for a chown: any chown drops file capabilities.
+            upper.set_file_owner_mode(file, e.kind, &override_of(&e), sa.changes_owner())?;
             if let Some(v) = acl {
                 xattr::set_fd(file, &access, &v)
                     .map_err(|e| FsError::io("fsetxattr ACL", WHAT, e))?;
@@ -145,13 +130,8 @@ impl Orphan {
         if let Some(size) = sa.size {
             layers.truncate(file, size, WHAT)?;
         }
-        if sa.atime.is_some() || sa.mtime.is_some() {
-            nix::sys::stat::futimens(
-                file,
-                &sa.atime.unwrap_or(TimeSet::Omit).timespec(),
-                &sa.mtime.unwrap_or(TimeSet::Omit).timespec(),
-            )
-            .map_err(|e| FsError::io("futimens", WHAT, e.into()))?;
+        if let Some((atime, mtime)) = sa.times() {
+            upper.set_file_times((WHAT, file), atime, mtime)?;
         }
         Ok(())
     }

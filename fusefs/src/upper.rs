@@ -374,6 +374,19 @@ impl Upper {
         Ok(())
     }
 
+    /// [`Upper::set_owner_mode`] of an open file that may have no name left
+    /// (an orphan): nothing remembered to forget, and chowned only with
+    /// `chown`.
+    pub fn set_file_owner_mode(
+        &self,
+        file: &File,
+        kind: Kind,
+        ovr: &OverrideStat,
+        chown: bool,
+    ) -> Result<()> {
+        self.owner_mode(Host::Open(file), b"<open file>", kind, ovr, chown, false)
+    }
+
     /// The owner (with `chown`) and mode of host file `xa` as `ovr` has
     /// them. Without `chown` the host file is not chowned, even to the
     /// owner it has: any chown drops `security.capability`, and a chmod or

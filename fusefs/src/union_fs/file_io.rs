@@ -46,7 +46,8 @@ pub struct Writer {
 const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
 
-const SET_ID: u32 = libc::S_ISUID | libc::S_ISGID;
+/// The set-id bits, which a write or a chown may have to clear.
+pub(super) const SET_ID: u32 = libc::S_ISUID | libc::S_ISGID;
 
 /// The uid map of process `pid` (a number, or `self`), which names its
 /// user namespace's ids (readable for any process, unlike its namespace

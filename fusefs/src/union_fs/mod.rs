@@ -80,15 +80,18 @@ pub struct SetAttr {
 }
 
 impl SetAttr {
-    /// The times a request setting times alone sets (an unset one as
-    /// Omit); None for any other.
+    /// The access and modification times the request sets, if it sets
+    /// either (the other as Omit).
+    pub fn times(&self) -> Option<(TimeSet, TimeSet)> {
+        let or_omit = |t: Option<TimeSet>| t.unwrap_or(TimeSet::Omit);
+        (self.atime.is_some() || self.mtime.is_some())
+            .then(|| (or_omit(self.atime), or_omit(self.mtime)))
+    }
+
+    /// [`SetAttr::times`] of a request that sets nothing else.
     pub fn times_alone(&self) -> Option<(TimeSet, TimeSet)> {
-        let times = self.atime.is_some() || self.mtime.is_some();
         let alone = !self.changes_owner_or_mode() && self.size.is_none();
-        (times && alone).then(|| {
-            let or_omit = |t: Option<TimeSet>| t.unwrap_or(TimeSet::Omit);
-            (or_omit(self.atime), or_omit(self.mtime))
-        })
+        self.times().filter(|_| alone)
     }
 
     /// Whether the request changes the owner or the mode (what needs ownership
@@ -459,11 +462,7 @@ impl UnionFs {
                 _ => return Err(FsError::posix(Errno::EINVAL, &path)),
             }
         }
-        if sa.atime.is_some() || sa.mtime.is_some() {
-            let (atime, mtime) = (
-                sa.atime.unwrap_or(TimeSet::Omit),
-                sa.mtime.unwrap_or(TimeSet::Omit),
-            );
+        if let Some((atime, mtime)) = sa.times() {
             match file {
                 Some(f) => upper.set_file_times((&path, f), atime, mtime)?,
                 None => upper.set_times(&path, atime, mtime)?,
@@ -652,7 +651,7 @@ impl UnionFs {
                 };
                 // New, it has no capabilities: without set-id bits its
                 // writes have nothing to clear (see `crate::plain_writes`).
-                if attr.node.entry.mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+                if attr.node.entry.mode & file_io::SET_ID == 0 {
                     self.plain_writes.record(attr.id, generation);
                 }
                 let made = attr.node.clone();
