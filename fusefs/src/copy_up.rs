@@ -36,14 +36,48 @@ enum Content {
     ByBlock,
 }
 
-/// Copies a host lower file in the kernel: `std::io::copy` between two
-/// files uses copy_file_range(2), which clones extents where the host
-/// filesystem can (XFS, btrfs) and otherwise copies without a trip through
-/// userspace.
-fn copy_host_file(host: &Path, to: &mut File, path: &[u8]) -> Result<()> {
+/// A regular file's copy in the upper, still open for reading and writing.
+pub struct Copy {
+    pub file: File,
+    /// Copied block by block (see [`crate::partial`]): its opens go
+    /// through the record of what is still in the layer.
+    pub partial: bool,
+}
+
+/// Copies the `size` bytes of a host lower file in the kernel with
+/// copy_file_range(2), which clones extents where the host filesystem can
+/// (XFS, btrfs) and otherwise copies without a trip through userspace.
+/// The size is the one the lower's resolution found (lowers do not change
+/// while mounted; kernel overlayfs copies its stat's size too), so the
+/// copy asks no stat of either file and no last call to find the end, as
+/// `std::io::copy` does. Hosts that refuse the call between these two
+/// files (another filesystem type, an old kernel) get `std::io::copy`.
+fn copy_host_file(host: &Path, to: &mut File, (path, size): (&[u8], u64)) -> Result<()> {
     let mut from = open_no_follow(host).map_err(|e| FsError::io("open copy-up", path, e))?;
-    std::io::copy(&mut from, to).map_err(|e| FsError::io("copy-up", path, e))?;
+    let mut done = 0u64;
+    while done < size {
+        let left = usize::try_from(size - done).unwrap_or(usize::MAX);
+        match rustix::fs::copy_file_range(&from, None, &*to, None, left) {
+            // Nothing at all: some filesystems (procfs-like ones) answer
+            // so and give their bytes to read(2) only.
+            Ok(0) if done == 0 => break,
+            Ok(0) => return Ok(()), // shorter than it was: what there is
+            Ok(n) => done += n as u64,
+            Err(e) if done == 0 && refused_between_files(e) => break,
+            Err(e) => return Err(FsError::io("copy-up", path, e.into())),
+        }
+    }
+    if done < size {
+        std::io::copy(&mut from, to).map_err(|e| FsError::io("copy-up", path, e))?;
+    }
     Ok(())
+}
+
+/// Whether copy_file_range(2) failed for the pair of files rather than for
+/// the data: a copy through userspace can still do it.
+fn refused_between_files(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [Errno::XDEV, Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e)
 }
 
 /// Copies a file of a layer without a host file (a store layer).
@@ -71,7 +105,7 @@ impl Layers {
     /// [`Layers::copy_up`], and the copy of a regular file it made, open
     /// for reading and writing (none where it made none): a write that
     /// copied the file up then needs no open of its own.
-    pub fn copy_up_open(&self, path: &[u8], with_data: bool) -> Result<(Resolved, Option<File>)> {
+    pub fn copy_up_open(&self, path: &[u8], with_data: bool) -> Result<(Resolved, Option<Copy>)> {
         let r = self.get(path)?;
         self.copy_up_open_from(path, r, with_data)
     }
@@ -83,7 +117,7 @@ impl Layers {
         path: &[u8],
         r: Resolved,
         with_data: bool,
-    ) -> Result<(Resolved, Option<File>)> {
+    ) -> Result<(Resolved, Option<Copy>)> {
         // A node the upper holds has its every ancestor there: the common
         // case (each SETATTR of a file an untar made, each CREATE's
         // directory) costs no host stat of the parent.
@@ -93,45 +127,63 @@ impl Layers {
         // The ancestors missing from the upper first, top down, so that
         // each one's parent is already there: one level of recursion
         // below, not one per level (an image's tree 2,000 levels deep
-        // overflowed the serving thread's stack).
+        // overflowed the serving thread's stack). The parent's resolution
+        // found on the way is the one the copy starts from.
+        let (parent, _) = split_path(path);
         let mut missing = Vec::new();
-        let mut dir = split_path(path).0;
-        while !dir.is_empty() && !self.in_upper(&self.get(dir)?) {
+        let mut dir = parent;
+        let mut parent_r = None;
+        while !dir.is_empty() {
+            let d = self.get(dir)?;
+            if self.in_upper(&d) {
+                parent_r = (dir == parent).then_some(d);
+                break;
+            }
             missing.push(dir);
             dir = split_path(dir).0;
         }
         for dir in missing.into_iter().rev() {
-            self.copy_up_one(dir, true)?;
+            parent_r = Some(self.copy_up_one(dir, true)?);
         }
+        let parent_r = match parent_r {
+            Some(p) => p,
+            None => self.get(parent)?, // the root
+        };
         // Still the lower node to copy: the ancestors' copies change how
         // its directories merge, not what it is.
-        self.copy_up_resolved(path, r, with_data)
+        self.copy_up_resolved(path, r, parent_r, with_data)
     }
 
     /// [`Layers::copy_up`] of `path` whose parent is in the upper (or is
     /// the root, whose own copy is the upper directory).
     fn copy_up_one(&self, path: &[u8], with_data: bool) -> Result<Resolved> {
         let r = self.get(path)?;
-        Ok(self.copy_up_resolved(path, r, with_data)?.0)
+        if self.in_upper(&r) {
+            return Ok(r);
+        }
+        let parent = self.get(split_path(path).0)?;
+        Ok(self.copy_up_resolved(path, r, parent, with_data)?.0)
     }
 
-    /// [`Layers::copy_up_one`] of `path`, resolved as `r`, and the copy of
-    /// a regular file, still open.
+    /// [`Layers::copy_up_one`] of `path`, resolved as `r`, whose parent
+    /// is in the upper and resolves as `parent`; and the copy of a regular
+    /// file, still open.
     fn copy_up_resolved(
         &self,
         path: &[u8],
         r: Resolved,
+        parent_r: Resolved,
         with_data: bool,
-    ) -> Result<(Resolved, Option<File>)> {
+    ) -> Result<(Resolved, Option<Copy>)> {
         if self.in_upper(&r) {
             return Ok((r, None));
         }
         let upper = self.upper(path)?;
-        // The root exists in the upper, unless the upper directory itself
-        // was removed under the mount (a container removed while a copy
-        // served its tree): then the root resolves to a lower, and each
-        // write fails.
-        if path.is_empty() {
+        // The parent is in the upper, and so is the root, unless the upper
+        // directory itself was removed under the mount (a container
+        // removed while a copy served its tree): then the root resolves
+        // to a lower, and each write fails.
+        if path.is_empty() || !self.in_upper(&parent_r) {
             return Err(FsError::io(
                 "copy up: the upper directory is gone",
                 path,
@@ -139,7 +191,7 @@ impl Layers {
             ));
         }
         let (parent, _) = split_path(path);
-        let parent_times = self.copy_up_one(parent, true)?.node;
+        let parent_times = parent_r.node;
         let node = &r.node;
         let entry = &node.entry;
         // A regular file's copy, still open: what follows goes through it.
@@ -178,7 +230,7 @@ impl Layers {
         }
         let (a, m) = (TimeSet::At(node.atime_ns), TimeSet::At(entry.mtime_ns));
         match &copy {
-            Some(file) => upper.set_file_times((path, file), a, m)?,
+            Some(c) => upper.set_file_times((path, &c.file), a, m)?,
             None => upper.set_times(path, a, m)?,
         }
         // Copy-up changes nothing the container sees in the parent: its
@@ -196,7 +248,7 @@ impl Layers {
             }
         }
         match copy {
-            Some(file) => Ok((self.new_file(path, &file)?, Some(file))),
+            Some(c) => Ok((self.new_file(path, &c.file)?, Some(c))),
             None => Ok((self.get(path)?, None)),
         }
     }
@@ -236,7 +288,7 @@ impl Layers {
         path: &[u8],
         r: &Resolved,
         content: Content,
-    ) -> Result<Option<File>> {
+    ) -> Result<Option<Copy>> {
         let upper = self.upper(path)?;
         let entry = &r.node.entry;
         let layer = self
@@ -245,16 +297,18 @@ impl Layers {
         match entry.kind {
             Kind::Regular => {
                 let mut file = upper.create_file(tmp)?;
+                let mut partial = false;
                 // The layer keeps it under its own path (`Resolved::path`).
                 match (content, layer.host_path(&r.path)) {
                     (Content::Nothing, _) => {}
-                    (_, Some(host)) => copy_host_file(&host, &mut file, path)?,
+                    (_, Some(host)) => copy_host_file(&host, &mut file, (path, entry.size))?,
                     (Content::ByBlock, None) if partial::start(&file, layer, &r.path, &r.node)? => {
+                        partial = true
                     }
                     (_, None) => copy_through_buffer(layer, &r.path, r, &mut file)?,
                 }
                 upper.write_new_file_meta(&file, tmp, entry, Some(r.node.ino))?;
-                return Ok(Some(file));
+                return Ok(Some(Copy { file, partial }));
             }
             Kind::Symlink => upper.create_symlink(tmp, &layer.read_link(&r.path, &r.node)?)?,
             _ => upper.create_special(tmp, entry)?,

@@ -210,12 +210,31 @@ impl UnionFs {
                     }
                     _ => self.layers.copy_up_open(&path, with_data)?,
                 };
-                match copy {
-                    // A handle-less write's open: the copy is open so.
-                    Some(file) if flags == libc::O_RDWR => {
-                        self.layers.upper_open_file(file, flags, &path)
-                    }
-                    _ => open_upper_file(&self.layers, upper, (&path, &r), flags),
+                let Some(copy) = copy else {
+                    return open_upper_file(&self.layers, upper, (&path, &r), flags);
+                };
+                // A copy just made has neither set-id bits nor capabilities
+                // if its lower file had none: its writes have nothing to
+                // clear (see `crate::plain_writes`).
+                let entry = &r.node.entry;
+                let caps = entry
+                    .xattrs
+                    .iter()
+                    .any(|(n, _)| n == crate::xattr::CAPABILITY);
+                if entry.mode & SET_ID == 0 && !caps {
+                    let generation = self.generation.load(Ordering::Relaxed);
+                    self.plain_writes.record(id, generation);
+                }
+                match (copy.partial, flags == libc::O_RDWR) {
+                    // A handle-less write's open: the copy is open so, and
+                    // whole.
+                    (false, true) => Ok(OpenFile::Host {
+                        file: copy.file,
+                        writable: true,
+                        backs_node: true,
+                    }),
+                    (true, true) => self.layers.upper_open_file(copy.file, flags, &path),
+                    (_, false) => open_upper_file(&self.layers, upper, (&path, &r), flags),
                 }
             }
             Place::Orphan(o) => self.writable_orphan(id, &o)?.open(&self.layers, flags),
