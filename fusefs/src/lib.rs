@@ -41,6 +41,7 @@ mod handles;
 mod ids;
 mod inode;
 mod kernel_read_ahead;
+mod last_lower;
 mod layers;
 mod listings;
 pub mod lower;

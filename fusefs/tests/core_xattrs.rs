@@ -30,6 +30,32 @@ fn setting_an_xattr_on_a_lower_file_copies_it_up_and_records_it() {
     });
 }
 
+/// The kernel asks a file for `security.capability` before its first
+/// write: the union keeps a lower file's resolution from one request for
+/// the next while nothing changed (see `last_lower`), and a change in
+/// between must not leave the next request with the lower file.
+#[test]
+fn a_lower_file_read_before_a_change_is_read_again_after_it() {
+    for_each_setup(LOWER, |fx| {
+        let id = fx.id("d/f");
+        assert_eq!(
+            errno(fx.fs.getxattr(id, b"security.capability")),
+            libc::ENODATA
+        );
+        fx.fs
+            .setxattr(id, b"user.k", b"v1", 0, &writer())
+            .expect("setxattr");
+        assert_eq!(fx.fs.getxattr(id, b"user.k").expect("getxattr"), b"v1");
+        // A handle-less write (the mount answers OPEN with ENOSYS) finds
+        // the copy the setxattr made, not the lower file to copy up again
+        // over it.
+        fx.fs.write(id, None, 1, b"g", &writer()).expect("write");
+        assert_eq!(fx.upper_bytes("d/f"), b"fg");
+        assert_eq!(fx.fs.getxattr(id, b"user.k").expect("getxattr"), b"v1");
+        assert_eq!(fx.upper_xattr("d/f", "user.k"), Some(b"v1".to_vec()));
+    });
+}
+
 #[test]
 fn xattr_flags_and_reserved_names_are_refused_as_the_kernel_refuses_them() {
     for_each_setup(LOWER, |fx| {

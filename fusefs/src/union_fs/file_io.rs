@@ -337,7 +337,7 @@ impl UnionFs {
         match self.place(id)? {
             Place::Path(path) => {
                 let upper = self.writable(&path)?;
-                let r = self.layers.get(&path)?;
+                let r = self.resolve_node(id, &path)?;
                 if !self.layers.in_upper(&r) {
                     return Ok(Err(Some((path, r))));
                 }

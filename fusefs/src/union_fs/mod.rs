@@ -14,6 +14,7 @@ use crate::error::{FsError, Result};
 use crate::handles::{lock, Handles, OpenFile};
 use crate::ids::{FileHandle, NodeId};
 use crate::inode::InodeTable;
+use crate::last_lower::LastLower;
 use crate::layers::Layers;
 use crate::listings::{DirItem, Listing, Listings};
 use crate::lower::Node;
@@ -217,6 +218,7 @@ pub struct UnionFs {
     handles: Handles,
     node_files: NodeFiles,
     plain_writes: PlainWrites,
+    last_lower: LastLower,
     listings: Listings,
     /// Told of each node whose set-id bits a write cleared, which the
     /// kernel's cached mode does not know (see [`UnionFs::on_set_id_cleared`]).
@@ -258,6 +260,7 @@ impl UnionFs {
             handles: Handles::default(),
             node_files: NodeFiles::default(),
             plain_writes: PlainWrites::default(),
+            last_lower: LastLower::default(),
             listings: Listings::default(),
             set_id_listener: OnceLock::new(),
         }
@@ -296,6 +299,21 @@ impl UnionFs {
     /// reading the path and resolving it would reach another file.
     fn path_of(&self, id: NodeId) -> Result<Vec<u8>> {
         lock(&self.inodes).path(id).ok_or_else(|| gone(id))
+    }
+
+    /// Node `id`'s resolution at `path`: the one the last request about it
+    /// found in a lower layer, if the tree is unchanged since (see
+    /// [`LastLower`]). Callers hold the tree's read lock.
+    fn resolve_node(&self, id: NodeId, path: &[u8]) -> Result<Resolved> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        if let Some(r) = self.last_lower.get(id, generation, path) {
+            return Ok(r);
+        }
+        let r = self.layers.get(path)?;
+        if !self.layers.in_upper(&r) {
+            self.last_lower.keep(id, generation, path, &r);
+        }
+        Ok(r)
     }
 
     /// Where node `id` is: a path of the union or, with no name left, its

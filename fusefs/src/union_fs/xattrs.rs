@@ -78,13 +78,15 @@ impl UnionFs {
     /// while the tree is unchanged since (the kernel asks every file tar
     /// chowns as root for `security.capability`), else resolved. Only a
     /// tree change adds or removes a made file's xattrs: a write drops
-    /// capabilities, which a file CREATE made gets only by a setxattr.
+    /// capabilities, which a file CREATE made gets only by a setxattr. A
+    /// lower file's resolution is kept for the WRITE that follows (see
+    /// `crate::last_lower`).
     fn entry_now(&self, id: NodeId, path: &[u8]) -> Result<Entry> {
         let now = self.generation.load(Ordering::Relaxed);
         if let Some((_, made)) = self.node_files.made(id, now) {
             return Ok(made.entry);
         }
-        Ok(self.layers.get(path)?.node.entry)
+        Ok(self.resolve_node(id, path)?.node.entry)
     }
 
     /// Sets the container xattr `name` (copying the file up); `flags` are
