@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::fixture::{caller, for_each_setup, writer, Fx, Item};
+use common::fixture::{caller, for_each_setup, setups, writer, Fx, Item};
 use fusefs::union_fs::{SetAttr, Writer};
 use fusefs::TimeSet;
 
@@ -125,6 +125,28 @@ fn a_write_clears_set_id_bits_when_the_kernel_says_so() {
         assert_eq!(write("sgid", stranger()), 0o745);
         assert_eq!(fx.read("suid"), b"ab23456789");
     });
+}
+
+/// An upper file with an owner record (`user.containers.override_stat`,
+/// the rootless format's, which a mount in the kernel format shows too:
+/// an upper may mix both) shows the record's set-id bits, so a write by a
+/// caller without CAP_FSETID clears them there, in either format.
+#[test]
+fn a_write_clears_the_set_id_bits_an_owner_record_shows() {
+    for setup in setups() {
+        let mut fx = Fx::new(setup, &[LOWER]);
+        fx.create("f", b"x");
+        let host = fx.upper_path("f");
+        xattr::set(&host, "user.containers.override_stat", b"0:0:04777:file").expect("setxattr");
+        fx.remount();
+        assert_eq!(fx.stat("f").entry.mode, 0o4777, "{setup:?}");
+        fx.fs
+            .write(fx.id("f"), None, 1, b"y", &stranger())
+            .expect("write");
+        assert_eq!(fx.stat("f").entry.mode, 0o777, "{setup:?}");
+        fx.remount();
+        assert_eq!(fx.stat("f").entry.mode, 0o777, "{setup:?}: as stored");
+    }
 }
 
 /// A write remembers a file it found without set-id bits or capabilities

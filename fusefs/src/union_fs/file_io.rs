@@ -168,6 +168,14 @@ fn fstat(file: &std::fs::File) -> Result<std::fs::Metadata> {
         .map_err(|e| FsError::io("fstat", b"<open file>", e))
 }
 
+/// An open upper file's owner record (see [`crate::override_stat`]), if
+/// it has one that reads.
+fn owner_record(file: &std::fs::File) -> Result<Option<crate::override_stat::OverrideStat>> {
+    let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
+        .map_err(|e| FsError::io("fgetxattr", b"<open file>", e))?;
+    Ok(v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)))
+}
+
 /// The upper file at `path` (resolved as `r`) opened for writing.
 fn open_upper_file(
     layers: &Layers,
@@ -549,31 +557,38 @@ impl UnionFs {
         Ok(m.filter(|(mode, _)| mode & SET_ID != 0))
     }
 
-    /// The permission bits and group of an open upper file, as the upper's
-    /// format keeps them (`None`: a file the format shows no owner for).
+    /// The permission bits and group of an open upper file, as a
+    /// resolution shows them (`None`: a file the format shows no owner
+    /// for).
     fn file_mode(&self, file: &std::fs::File) -> Result<Option<(u32, u32)>> {
-        let mode = self.file_owner_mode(file, || fstat(file))?;
+        let mode = self.file_owner_mode(file, true, || fstat(file))?;
         Ok(mode.map(|(mode, _, gid)| (mode, gid)))
     }
 
-    /// The permission bits, owner and group of an open upper file, as the
-    /// upper's format keeps them: the host's in the kernel format (`md`
-    /// gives its fstat), its override xattr's in the rootless one (`None`
-    /// for a file without).
+    /// The permission bits, owner and group of an open upper file, as a
+    /// resolution shows them: its owner record's where it has one, else
+    /// the host's in the kernel format (`md` gives its fstat; `None` in
+    /// the rootless one). The kernel format shows a record too, one
+    /// another server wrote (an upper may mix both formats), so it is
+    /// looked for there unless `may_have_record` says the file has none.
     fn file_owner_mode(
         &self,
         file: &std::fs::File,
+        may_have_record: bool,
         md: impl FnOnce() -> Result<std::fs::Metadata>,
     ) -> Result<Option<(u32, u32, u32)>> {
-        if self.upper_format()?.is_kernel() {
-            use std::os::unix::fs::MetadataExt;
-            let md = md()?;
-            return Ok(Some((md.mode() & 0o7777, md.uid(), md.gid())));
+        let kernel = self.upper_format()?.is_kernel();
+        if !kernel || may_have_record {
+            if let Some(o) = owner_record(file)? {
+                return Ok(Some((o.mode & 0o7777, o.uid, o.gid)));
+            }
         }
-        let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
-            .map_err(|e| FsError::io("fgetxattr", b"<open file>", e))?;
-        let o = v.and_then(|v| crate::override_stat::OverrideStat::parse(&v));
-        Ok(o.map(|o| (o.mode & 0o7777, o.uid, o.gid)))
+        if !kernel {
+            return Ok(None);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let md = md()?;
+        Ok(Some((md.mode() & 0o7777, md.uid(), md.gid())))
     }
 
     /// A SETATTR of times alone on a file CREATE made, the tree unchanged
@@ -629,7 +644,8 @@ impl UnionFs {
     /// change). None for a file without an owner record.
     pub(super) fn made_node(&self, file: &std::fs::File, made: &Node) -> Result<Option<Node>> {
         let md = fstat(file)?;
-        let Some((mode, uid, gid)) = self.file_owner_mode(file, || Ok(md.clone()))? else {
+        let owner = self.file_owner_mode(file, made.overridden, || Ok(md.clone()))?;
+        let Some((mode, uid, gid)) = owner else {
             return Ok(None);
         };
         let mut node = crate::dir_lower::refreshed(made, &md);
@@ -637,24 +653,22 @@ impl UnionFs {
         Ok(Some(node))
     }
 
-    /// Sets an open upper file's permission bits, where the upper's format
-    /// keeps them.
+    /// Sets an open upper file's permission bits where a resolution takes
+    /// them from (see [`UnionFs::file_owner_mode`]).
     fn set_mode(&self, file: &std::fs::File, mode: u32) -> Result<()> {
         let what = b"<open file>";
+        if let Some(mut o) = owner_record(file)? {
+            o.mode = (o.mode & !0o7777) | mode;
+            return crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
+                .map_err(|e| FsError::io("fsetxattr override_stat", what, e));
+        }
         if self.upper_format()?.is_kernel() {
             use std::os::unix::fs::PermissionsExt;
             return file
                 .set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(|e| FsError::io("fchmod", what, e));
         }
-        let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
-            .map_err(|e| FsError::io("fgetxattr", what, e))?;
-        let Some(mut o) = v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)) else {
-            return Ok(());
-        };
-        o.mode = (o.mode & !0o7777) | mode;
-        crate::xattr::set_fd(file, crate::override_stat::OVERRIDE_STAT, &o.format())
-            .map_err(|e| FsError::io("fsetxattr override_stat", what, e))
+        Ok(())
     }
 
     /// Flushes a host-backed file to disk: its data only with `datasync`, else
