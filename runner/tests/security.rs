@@ -15,7 +15,7 @@ mod common;
 use std::cell::RefCell;
 use std::fs;
 
-use common::{Run, Strata};
+use common::{Run, Strata, TarMaker};
 
 /// docker's default capability set (moby's caps.DefaultCapabilities).
 const DOCKER_DEFAULT_CAPS: u64 = 0xa804_25fb;
@@ -168,6 +168,54 @@ fn the_escapes_docker_blocks_fail_inside_a_default_container() {
         echo done";
     let out = f.sh(&[], script).ok().stdout;
     assert_eq!(out, "done\n", "probes that got through: {out}");
+}
+
+/// An image whose /proc or /sys is a link does not start, as runc refuses
+/// it. The link sent the kernel filesystem elsewhere in the tree, where
+/// the masks and read-only binds did not follow it: with `/proc ->
+/// /dev/l/proc` and `/dev/l -> /y` (hidden by the /dev tmpfs once
+/// mounted), procfs landed at /y/proc unmasked, /proc/sys writable.
+#[test]
+fn an_image_whose_proc_or_sys_is_a_link_does_not_start() {
+    let f = Fixture::new();
+    let busybox = fs::read("/bin/busybox").expect("the host's busybox");
+    for (name, fs_name, links) in [
+        ("proc", "proc", [("proc", "/dev/l/proc"), ("dev/l", "/y")]),
+        ("sys", "sysfs", [("sys", "/dev/l/sys"), ("dev/l", "/y")]),
+    ] {
+        let mut tar = TarMaker::new()
+            .dir("bin")
+            .file_with_mode("bin/busybox", &busybox, 0o755)
+            .symlink("bin/sh", "busybox")
+            .symlink("bin/cat", "busybox")
+            .dir("dev")
+            .dir("y")
+            .dir(&format!("y/{name}"));
+        for (path, target) in links {
+            tar = tar.symlink(path, target);
+        }
+        let image = format!("linked-{name}");
+        f.strata
+            .import(&tar.write(&f.strata.path(&format!("{image}.tar"))), &image);
+        let r = f.strata.run(&[
+            "run",
+            "--rm",
+            &image,
+            "sh",
+            "-c",
+            "cat /y/proc/sys/kernel/panic",
+        ]);
+        assert_eq!(r.code, 125, "{image} started: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "filesystem \"{fs_name}\" must be mounted on ordinary directory"
+            )),
+            "{image}: {}",
+            r.stderr
+        );
+    }
+    let listed = f.strata.run(&["ps", "-a", "-q"]).ok().stdout;
+    assert_eq!(listed, "", "a refused run left a container");
 }
 
 #[test]

@@ -95,6 +95,12 @@ pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
     bind_etc_files(&tree, spec)?;
     mount_volumes(root, &tree, spec)?;
     if !privileged {
+        expect_kernel_fs(
+            &root.join("proc"),
+            "proc",
+            nix::sys::statfs::PROC_SUPER_MAGIC,
+        )?;
+        expect_kernel_fs(&root.join("sys"), "sysfs", nix::sys::statfs::SYSFS_MAGIC)?;
         mask_paths(root)?;
         make_paths_read_only(root)?;
     }
@@ -139,7 +145,7 @@ fn bind_rootfs_onto_itself(root: &Path) -> Result<(), StartError> {
 }
 
 fn mount_proc(root: &Path) -> Result<(), StartError> {
-    let target = dir_in_root(root, "/proc")?;
+    let target = kernel_fs_dir(root, "proc", "proc")?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("proc"), &target, Some("proc"), flags, None::<&str>)
         .map_err(|errno| mount_error("proc", &target, errno))
@@ -149,7 +155,7 @@ fn mount_proc(root: &Path) -> Result<(), StartError> {
 /// a new one (no own network namespace without privilege), a bind of the
 /// host's. Without CAP_SYS_ADMIN the container cannot remount it.
 fn mount_sys(root: &Path, privileged: bool) -> Result<(), StartError> {
-    let target = dir_in_root(root, "/sys")?;
+    let target = kernel_fs_dir(root, "sysfs", "sys")?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if !privileged {
         flags |= MsFlags::MS_RDONLY;
@@ -523,6 +529,52 @@ fn locked_flags(flags: FsFlags) -> MsFlags {
     .into_iter()
     .filter(|(st, _)| flags.contains(*st))
     .fold(MsFlags::empty(), |kept, (_, ms)| kept | ms)
+}
+
+/// The rootfs's directory `name` (`proc` or `sys`) that filesystem `fs`
+/// is mounted on, made if missing. It must be a directory of its own, as
+/// runc requires: the masks and read-only paths go under `/proc` and
+/// `/sys` later, and an image's link sent the mount somewhere they did not
+/// look (`/proc -> /dev/l/proc`, with `/dev/l` then hidden by the /dev
+/// tmpfs: the procfs at `/dev/l/proc`'s target kept /proc/sys writable, and
+/// root in the container could set the host's core_pattern).
+fn kernel_fs_dir(root: &Path, fs: &str, name: &str) -> Result<PathBuf, StartError> {
+    let dir = root.join(name);
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(dir),
+        Ok(_) => Err(StartError::other(format!(
+            "error mounting \"{fs}\" to rootfs at \"/{name}\": \
+             filesystem \"{fs}\" must be mounted on ordinary directory"
+        ))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir(&dir).map_err(|err| io_error("mkdir", &dir, &err))?;
+            Ok(dir)
+        }
+        Err(err) => Err(io_error("stat", &dir, &err)),
+    }
+}
+
+/// Checks that `dir` is still the kernel filesystem `magic` names before
+/// its paths are masked: a mask that misses its target fails open.
+fn expect_kernel_fs(
+    dir: &Path,
+    fs: &str,
+    magic: nix::sys::statfs::FsType,
+) -> Result<(), StartError> {
+    let found = nix::sys::statfs::statfs(dir).map_err(|errno| {
+        StartError::other(format!(
+            "statfs {}: {}",
+            dir.display(),
+            super::exit::errno_text(errno)
+        ))
+    })?;
+    match found.filesystem_type() == magic {
+        true => Ok(()),
+        false => Err(StartError::other(format!(
+            "{} is not the container's {fs}: refusing to start without its masks",
+            dir.display()
+        ))),
+    }
 }
 
 fn dir_in_root(root: &Path, path: &str) -> Result<PathBuf, StartError> {

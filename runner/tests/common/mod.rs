@@ -215,8 +215,12 @@ impl TarMaker {
         self
     }
 
-    pub fn file(mut self, path: &str, data: &[u8]) -> TarMaker {
-        let mut h = Self::header(tar::EntryType::Regular, 0o644, data.len() as u64);
+    pub fn file(self, path: &str, data: &[u8]) -> TarMaker {
+        self.file_with_mode(path, data, 0o644)
+    }
+
+    pub fn file_with_mode(mut self, path: &str, data: &[u8], mode: u32) -> TarMaker {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
         self.b.append_data(&mut h, path, data).expect("tar file");
         self
     }
