@@ -91,19 +91,26 @@ const ACCOUNTS_BYTES: u64 = 16 << 20;
 /// read only where it is a regular file, opened without waiting on a
 /// fifo (a container that made one would hold `exec` or a COPY until it
 /// wrote), at most ACCOUNTS_BYTES of it; empty otherwise. `follow`: its
-/// links followed (in a chroot they stay inside).
+/// links followed (the caller is in the tree's root, so they stay in
+/// it), never through a magic link: the process reading it still holds the strata
+/// command's descriptors (its stdout's file, the container's log), and
+/// `/etc/passwd -> /proc/self/fd/N` read such a host file as the
+/// container's accounts (found by a review as an attacker).
 pub fn read_account_file(path: &str, follow: bool) -> String {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let flags = match follow {
-        true => libc::O_NONBLOCK,
-        false => libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let opened = match follow {
+        true => rustix::fs::openat2(
+            rustix::fs::CWD,
+            path,
+            flags,
+            Mode::empty(),
+            ResolveFlags::NO_MAGICLINKS,
+        ),
+        false => rustix::fs::open(path, flags | OFlags::NOFOLLOW, Mode::empty()),
     };
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path);
-    let Ok(file) = opened else {
+    let Ok(file) = opened.map(std::fs::File::from) else {
         return String::new();
     };
     if !file.metadata().is_ok_and(|md| md.is_file()) {
@@ -199,6 +206,28 @@ mod tests {
                           alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
                           broken line\n";
     const GROUP: &str = "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\nstaff:x:50:bob\n";
+
+    /// The reader of a container's accounts still holds the strata
+    /// command's descriptors: a link through /proc/self/fd must not read
+    /// the host file behind one, while an ordinary link is followed.
+    #[test]
+    fn account_files_are_not_read_through_a_magic_link() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = tempfile::tempfile().unwrap();
+        host.write_all(PASSWD.as_bytes()).unwrap();
+        let magic = dir.path().join("magic");
+        let fd_path = format!("/proc/self/fd/{}", host.as_raw_fd());
+        std::os::unix::fs::symlink(&fd_path, &magic).unwrap();
+        assert_eq!(read_account_file(magic.to_str().unwrap(), true), "");
+        let plain = dir.path().join("passwd");
+        std::fs::write(&plain, PASSWD).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        assert_eq!(read_account_file(link.to_str().unwrap(), true), PASSWD);
+        assert_eq!(read_account_file(link.to_str().unwrap(), false), "");
+    }
 
     fn ids(uid: u32, gid: u32, groups: &[u32], home: &str) -> Ids {
         Ids {
