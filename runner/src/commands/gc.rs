@@ -57,8 +57,14 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
         // What runs in its cgroup ends, and the cgroup goes: nothing else
         // would remove them once the record is gone.
         crate::container::cgroup::remove_recorded(&paths.dir);
+        // Its monitor, once the container's processes ended, unmounts it
+        // itself and may do so first: only a mount still there is an error.
         if crate::liveness::mount_at(&merged).is_some() {
-            fusefs::unmount(&merged).with_context(|| format!("unmount {}", merged.display()))?;
+            if let Err(e) = fusefs::unmount(&merged) {
+                if crate::liveness::mount_at(&merged).is_some() {
+                    return Err(e).with_context(|| format!("unmount {}", merged.display()));
+                }
+            }
         }
     }
     Ok(())
