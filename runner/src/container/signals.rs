@@ -8,7 +8,6 @@
 //! (waitpid with WUNTRACED), which the freezer of a container's cgroup,
 //! used wherever it has one, hides.
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt as _;
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,11 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 /// Rounds of "list, stop, wait" before we give up on a container that
-/// keeps forking.
+/// keeps forking or resuming its own processes.
 const FREEZE_ROUNDS: usize = 20;
-/// How long one process may take to reach the stopped state.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a round waits for the processes it stopped to show stopped:
+/// 5 s in all, for one in the middle of a slow system call.
+const ROUND_WAIT: Duration = Duration::from_millis(250);
 
 /// Sends `signal` to the container's init (`pid` on the host).
 pub fn kill(pid: i32, signal: crate::signal::Signal) -> anyhow::Result<()> {
@@ -30,24 +30,33 @@ pub fn kill(pid: i32, signal: crate::signal::Signal) -> anyhow::Result<()> {
 }
 
 /// Stops every process in the container of init `pid`, and returns once all
-/// of them are stopped. New processes forked meanwhile are caught by
-/// listing again until a round finds nothing left running.
+/// of them are stopped. Each round stops every process that /proc does
+/// not show stopped, all at once, then waits for them; the next round
+/// catches what was forked meanwhile, and a process that a sibling not
+/// yet stopped sent SIGCONT (a SIGCONT cancels a SIGSTOP still pending,
+/// too). Done when a round finds every process stopped: then none is left
+/// to fork or resume another.
 pub fn freeze(pid: i32) -> anyhow::Result<()> {
-    let mut stopped: BTreeSet<i32> = BTreeSet::new();
     for _ in 0..FREEZE_ROUNDS {
         let running: Vec<i32> = processes_in_namespace_of(pid)?
             .into_iter()
-            .filter(|member| !stopped.contains(member))
+            .filter(|member| !is_stopped_or_gone(*member))
             .collect();
         if running.is_empty() {
             return Ok(());
         }
-        for member in running {
-            stop(member)?;
-            stopped.insert(member);
+        for &member in &running {
+            match signal::kill(Pid::from_raw(member), Signal::SIGSTOP) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(errno) => return Err(errno).with_context(|| format!("stop process {member}")),
+            }
+        }
+        let deadline = Instant::now() + ROUND_WAIT;
+        while !running.iter().all(|m| is_stopped_or_gone(*m)) && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
-    bail!("container process {pid} kept starting processes while being paused")
+    bail!("container process {pid} kept starting or resuming processes while being paused")
 }
 
 /// Resumes every process in the container of init `pid`.
@@ -57,23 +66,6 @@ pub fn thaw(pid: i32) -> anyhow::Result<()> {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(errno) => return Err(errno).with_context(|| format!("resume process {member}")),
         }
-    }
-    Ok(())
-}
-
-/// SIGSTOP and wait until /proc shows the process stopped (or gone).
-fn stop(member: i32) -> anyhow::Result<()> {
-    match signal::kill(Pid::from_raw(member), Signal::SIGSTOP) {
-        Ok(()) => {}
-        Err(Errno::ESRCH) => return Ok(()),
-        Err(errno) => return Err(errno).with_context(|| format!("stop process {member}")),
-    }
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while !is_stopped_or_gone(member) {
-        if Instant::now() > deadline {
-            bail!("process {member} did not stop within {STOP_TIMEOUT:?}");
-        }
-        std::thread::yield_now();
     }
     Ok(())
 }
