@@ -48,6 +48,18 @@ impl Fixture {
     fn track(&self, name: &str) {
         self.containers.borrow_mut().push(name.to_owned());
     }
+
+    /// No container is listed, stopped ones included.
+    fn assert_nothing_left(&self) {
+        let listed = self.strata.run(&["ps", "-a", "-q"]).ok().stdout;
+        assert_eq!(listed, "", "a refused run left a container");
+    }
+}
+
+/// A run refused before it made anything: exit 125, `message` in its error.
+fn assert_refused(r: &Run, what: &str, message: &str) {
+    assert_eq!(r.code, 125, "{what}: {}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(message), "{what}: {}", r.stderr);
 }
 
 impl Drop for Fixture {
@@ -205,17 +217,10 @@ fn an_image_whose_proc_or_sys_is_a_link_does_not_start() {
             "-c",
             "cat /y/proc/sys/kernel/panic",
         ]);
-        assert_eq!(r.code, 125, "{image} started: {}{}", r.stdout, r.stderr);
-        assert!(
-            r.stderr.contains(&format!(
-                "filesystem \"{fs_name}\" must be mounted on ordinary directory"
-            )),
-            "{image}: {}",
-            r.stderr
-        );
+        let message = format!("filesystem \"{fs_name}\" must be mounted on ordinary directory");
+        assert_refused(&r, &image, &message);
     }
-    let listed = f.strata.run(&["ps", "-a", "-q"]).ok().stdout;
-    assert_eq!(listed, "", "a refused run left a container");
+    f.assert_nothing_left();
 }
 
 #[test]
@@ -490,17 +495,12 @@ fn volumes_over_the_root_or_proc_sys_dev_are_refused() {
     for target in ["/", "/proc", "/sys", "/dev"] {
         let volume = format!("/tmp:{target}");
         let r = f.sh(&["-v", &volume], "true");
-        assert_eq!(r.code, 125, "{volume}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(&format!(
-                "invalid volume specification: '{volume}': invalid mount config for type \"bind\""
-            )),
-            "{volume}: {}",
-            r.stderr
+        let message = format!(
+            "invalid volume specification: '{volume}': invalid mount config for type \"bind\""
         );
+        assert_refused(&r, &volume, &message);
     }
-    let listed = f.strata.run(&["ps", "-a", "-q"]).ok().stdout;
-    assert_eq!(listed, "", "a refused run left a container");
+    f.assert_nothing_left();
 }
 
 #[test]
