@@ -132,10 +132,11 @@ pub enum StoreError {
     /// user's process limit, which counts threads.
     #[error("{}", no_thread_text(.0))]
     NoThread(#[source] std::io::Error),
-    /// A command that writes was run by a user who does not own the store
-    /// (root on a user's store): what it wrote would be theirs, and the
-    /// owner locked out of it.
-    #[error("the store at {} belongs to {owner}: only its owner may change it (commands that read work)", root.display())]
+    /// A command was run by a user who does not own the store (root on a
+    /// user's store): what a writer wrote would be theirs, and the owner
+    /// locked out of it; and the store's files are the owner's to plant,
+    /// which a reader would have followed as root.
+    #[error("the store at {} belongs to {owner}: only its owner may use it (run strata as that user)", root.display())]
     OtherOwner {
         /// The store root.
         root: PathBuf,

@@ -201,13 +201,17 @@ pub(crate) fn on_read_only_fs(root: &Path) -> bool {
         .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
-/// Refuses to write a store another user owns. RocksDB makes its files
-/// (a new MANIFEST, OPTIONS, logs) as whoever opens it for writing: root
-/// writing a user's store (`sudo strata --root ~u/S tag ...`) left files
-/// root owned, and the owner's next command failed on them. A reader's
-/// secondary leaves nothing behind and stays allowed. In a user namespace
-/// (a rootless container's monitor) the owner shows as the mapped id, 0,
-/// as the euid does.
+/// Refuses a store another user owns, as git refuses another user's
+/// repository. RocksDB makes its files (a new MANIFEST, OPTIONS, logs) as
+/// whoever opens it for writing: root writing a user's store (`sudo
+/// strata --root ~u/S tag ...`) left files root owned, and the owner's
+/// next command failed on them. Reading is refused too (session 43, found
+/// by a review as an attacker): every file of the store is its owner's to
+/// plant, and root's `ps` or `images` followed them, settling a container
+/// whose recorded cgroup listed any pid to kill and any file to write,
+/// and opening a secondary index whose scratch directory's `LOG` was a
+/// link to any path. In a user namespace (a rootless container's monitor)
+/// the owner shows as the mapped id, 0, as the euid does.
 pub(crate) fn check_owner(root: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = fs::metadata(root) else {
@@ -361,6 +365,7 @@ impl Store {
 
     /// Opens for reading without ever waiting: for long-lived mount servers.
     pub fn open_read_only(root: &Path) -> Result<Store> {
+        check_owner(root)?;
         if on_read_only_fs(root) {
             check_format(root, &*crate::storage::of(root), false)?;
             return Store::open_without_writing(root);

@@ -74,8 +74,11 @@ fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
     out
 }
 
+/// Root is refused a user's store, reads included (as git refuses another
+/// user's repository): the store's files are the user's to plant, and a
+/// root `ps` followed them (see the next test).
 #[test]
-fn root_is_refused_a_write_to_a_users_store_and_leaves_it_the_users() {
+fn root_is_refused_a_users_store_and_leaves_it_the_users() {
     require_root();
     let s = nobodys_store();
     let tar = s.path("a.tar");
@@ -88,6 +91,9 @@ fn root_is_refused_a_write_to_a_users_store_and_leaves_it_the_users() {
         &[
             "create", "--pull", "never", "--name", "roots", "mine:1", "true",
         ],
+        &["images"],
+        &["ps", "-a"],
+        &["verify"],
     ] {
         let r = s.run(args);
         assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
@@ -96,13 +102,53 @@ fn root_is_refused_a_write_to_a_users_store_and_leaves_it_the_users() {
         assert!(r.stderr.contains(&root), "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains("nobody"), "{args:?}: {}", r.stderr);
     }
-    // Reading stays allowed, verify's check included.
-    assert!(s.run(&["images"]).ok().stdout.contains("mine"));
-    s.run(&["verify"]).ok();
     assert_eq!(not_owned_by(&s.root(), NOBODY), Vec::<String>::new());
     // The owner's writes work after root's visit.
     as_nobody(&s, &["tag", "mine:1", "yours:1"], "").ok();
     assert!(as_nobody(&s, &["images"], "").ok().stdout.contains("yours"));
+}
+
+/// What a user plants in their store for root's reader: a container
+/// whose monitor is gone, its recorded cgroup a directory of the user's
+/// listing a root process to kill and a link where the freezer's state
+/// is written, its state file's scratch name a link to a root file. Root's
+/// `ps -a` on that store must touch none of them.
+#[test]
+fn a_users_planted_store_files_do_not_steer_roots_reader() {
+    require_root();
+    let s = nobodys_store();
+    as_nobody(&s, &["create", "--name", "planted", "mine:1", "true"], "").ok();
+    let dir = std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the container's directory")
+        .path();
+    let victim = Command::new("sleep").arg("600").spawn().unwrap();
+    let fake = s.path("fake");
+    let target = s.path("roots-file");
+    std::fs::write(&target, "precious").unwrap();
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("cgroup.procs"), victim.id().to_string()).unwrap();
+    std::os::unix::fs::symlink(&target, fake.join("freezer.state")).unwrap();
+    let fake_s = fake.display();
+    let cgroup = format!(r#"{{"version":"V1","dirs":["{fake_s}"],"freezer":"{fake_s}"}}"#);
+    std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+    let state = r#"{"Running":{"monitor_pid":999999,"pid":999998,"started_ns":1}}"#;
+    std::fs::write(dir.join("state"), state).unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("state.tmp")).unwrap();
+    for f in [&dir.join("cgroup"), &dir.join("state"), &fake] {
+        std::os::unix::fs::lchown(f, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let r = s.run(&["ps", "-a"]);
+    let mut victim = victim;
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert_eq!(r.code, 125, "{}{}", r.stdout, r.stderr);
+    assert!(alive, "root's ps killed the process the user listed");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert!(fake.exists(), "root's ps removed the user's directory");
 }
 
 #[test]
