@@ -767,6 +767,53 @@ fn sparse_files_import_with_their_whole_content() {
     }
 }
 
+/// A sparse file's holes are read as zeros and hashed: a tiny layer
+/// declaring a huge one kept an import (or a pull) hashing for good. One
+/// of 1 TiB, a few bytes of data, is refused at once in every format.
+#[test]
+fn a_huge_sparse_file_is_refused_at_once() {
+    let s = Strata::new();
+    let tree = s.path("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let file = std::fs::File::create(tree.join("huge")).unwrap();
+    file.set_len(1 << 40).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"data", 1 << 20).unwrap();
+    for (name, flags) in [
+        ("pax10", vec!["--format=posix", "--sparse-version=1.0"]),
+        ("pax01", vec!["--format=posix", "--sparse-version=0.1"]),
+        ("gnu", vec!["--format=gnu"]),
+    ] {
+        let tar = s.path(&format!("{name}.tar"));
+        let out = Command::new("tar")
+            .args(&flags)
+            .args(["-S", "-cf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&tree)
+            .arg("huge")
+            .output()
+            .expect("GNU tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::metadata(&tar).unwrap().len() < 1 << 20,
+            "{name}: not sparse"
+        );
+        let r = s.run(&["import", tar.to_str().unwrap(), name]);
+        assert_eq!(r.code, 125, "{name}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("a sparse file of 1099511627776 bytes") && r.stderr.contains("huge"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+    assert!(!s.run(&["images"]).ok().stdout.contains("pax"));
+}
+
 #[test]
 fn docker_keeps_the_last_duplicate_and_a_climbing_relative_symlink() {
     let s = Strata::new();
