@@ -223,6 +223,44 @@ fn an_image_whose_proc_or_sys_is_a_link_does_not_start() {
     f.assert_nothing_left();
 }
 
+/// The monitor a `run -d` leaves behind was forked from the command, and
+/// every user could read its `-e` values in `ps` for as long as the
+/// container ran; its command line now shows the program's name only.
+#[test]
+fn a_detached_containers_monitor_shows_no_environment_values() {
+    let f = Fixture::new();
+    f.track("secret-env");
+    let id = f
+        .strata
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "secret-env",
+            "-e",
+            "SECRET=hunter2",
+            "busybox",
+            "sleep",
+            "600",
+        ])
+        .ok()
+        .stdout;
+    let state = f
+        .strata
+        .root()
+        .join("containers")
+        .join(id.trim())
+        .join("state");
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+    let monitor = state["Running"]["monitor_pid"]
+        .as_i64()
+        .expect("a monitor pid");
+    let shown = fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+    let shown = String::from_utf8_lossy(&shown).replace('\0', " ");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.trim().ends_with("strata"), "{shown}");
+}
+
 #[test]
 fn a_block_device_made_with_mknod_in_dev_opens_nothing() {
     let f = Fixture::new();

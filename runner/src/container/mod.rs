@@ -113,6 +113,7 @@ pub fn launch(spec: &Spec, hooks: Box<dyn MonitorHooks>, detach: bool) -> anyhow
     match crate::sys::fork().context("fork the container monitor")? {
         ForkResult::Child => {
             drop((events_read, alive_write, launcher_side));
+            crate::sys::hide_arguments();
             let mut hooks = hooks;
             let setup = MonitorSetup {
                 pty,
