@@ -166,6 +166,20 @@ fn creating_refuses_an_existing_name_and_a_parent_that_is_no_directory() {
         );
         assert_eq!(fx.read("file"), b"f");
         assert_eq!(fx.names(""), ["file", "sg"]);
+        // In a directory only the upper holds, the host's own EEXIST
+        // answers: no probe comes first.
+        fx.mkdir("new", 0o755).expect("mkdir");
+        fx.create("new/f", b"kept");
+        let new = fx.id("new");
+        let exclusive = (libc::O_RDWR | libc::O_EXCL, true);
+        assert_eq!(
+            errno(fx.fs.create(new, b"f", 0o644, exclusive, c)),
+            libc::EEXIST
+        );
+        assert_eq!(errno(fx.fs.mkdir(new, b"f", 0o755, c)), libc::EEXIST);
+        assert_eq!(errno(fx.fs.symlink(new, b"f", b"t", c)), libc::EEXIST);
+        assert_eq!(fx.read("new/f"), b"kept");
+        assert_eq!(fx.names("new"), ["f"]);
     });
 }
 

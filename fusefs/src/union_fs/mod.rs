@@ -537,11 +537,18 @@ impl UnionFs {
         if !dir.is_dir() {
             return Err(FsError::posix(Errno::ENOTDIR, dir_path));
         }
-        // The parent is in the upper now, so the upper is its layer 0.
-        let had_whiteout = match self.layers.child(&dir, &path)? {
-            Child::Found(_) => return Err(FsError::posix(Errno::EEXIST, &path)),
-            Child::WhitedOut(layer) => layer == 0,
-            Child::Absent => false,
+        // The parent is in the upper now, so the upper is its layer 0. A
+        // directory only the upper holds (each one an untar makes) hides
+        // nothing below it: the host's own EEXIST (O_EXCL, mkdir, symlink,
+        // mknod) says whether the name is taken, without a probe first.
+        let upper_only = dir.dir_layers.len() <= 1;
+        let had_whiteout = match upper_only {
+            true => false,
+            false => match self.layers.child(&dir, &path)? {
+                Child::Found(_) => return Err(FsError::posix(Errno::EEXIST, &path)),
+                Child::WhitedOut(layer) => layer == 0,
+                Child::Absent => false,
+            },
         };
         let kind = match what {
             NewNode::Dir => Kind::Dir,
