@@ -139,7 +139,12 @@ pub fn source(path: &str, follow: bool) -> io::Result<Option<Source>> {
 
 /// docker's `CopyInfoDestinationPath`: a symlink at the end of `path` is
 /// followed (at most 10 times; a dangling one names the file to create);
-/// a path that does not exist needs its parent directory to.
+/// a path that does not exist needs its parent directory to. A link the
+/// kernel would not follow for this caller (`protected_symlinks`: another
+/// user's, in a sticky world-writable directory it does not own) is
+/// refused too: resolving links here skipped the kernel's rule, and root's
+/// `cp CTR:SRC /tmp/x` wrote through a user's `/tmp/x -> /etc/...`
+/// (found by a review as an attacker; docker's client resolves it too).
 pub fn destination(path: &str) -> io::Result<Destination> {
     let mut path = path.to_string();
     let mut found = std::fs::symlink_metadata(&path);
@@ -147,6 +152,12 @@ pub fn destination(path: &str) -> io::Result<Destination> {
     while let Ok(md) = &found {
         if !md.file_type().is_symlink() {
             break;
+        }
+        if !may_follow(&path, md) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{path}: another user's link in a sticky directory is not followed"),
+            ));
         }
         links += 1;
         if links > 10 {
@@ -183,6 +194,18 @@ pub fn destination(path: &str) -> io::Result<Destination> {
         }
         Err(e) => Err(io::Error::new(e.kind(), format!("lstat {path}: {e}"))),
     }
+}
+
+/// The kernel's `protected_symlinks` rule for link `path` (its lstat
+/// `md`): followed unless it sits in a sticky, world-writable directory
+/// and belongs neither to the caller nor to the directory's owner.
+fn may_follow(path: &str, md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(dir) = std::fs::metadata(split_dir_entry(path).0) else {
+        return true;
+    };
+    let sticky_shared = dir.mode() & 0o1002 == 0o1002;
+    !sticky_shared || md.uid() == nix::unistd::geteuid().as_raw() || md.uid() == dir.uid()
 }
 
 /// Where a copy of `src` to `dst` is unpacked, as docker decides it:

@@ -287,6 +287,35 @@ fn a_container_cannot_make_a_copy_leave_its_tree() {
     assert_eq!(read(&host.join("secret")), "host\n");
 }
 
+/// Root's copy out to a shared sticky directory (/tmp) where another
+/// user planted a link at the destination: the kernel would not follow it
+/// for root (`protected_symlinks`), and strata, which resolves the
+/// destination's links itself, must not either; its own link is followed.
+#[test]
+fn another_users_link_in_a_sticky_directory_is_not_followed() {
+    let s = two_containers();
+    let shared = s.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(
+        &shared,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let target = s.path("roots-file");
+    std::fs::write(&target, "precious").unwrap();
+    let planted = shared.join("planted");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).unwrap();
+    let r = s.run(&["cp", "web:/srv/d/f", planted.to_str().unwrap()]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("another user's link"), "{}", r.stderr);
+    assert_eq!(read(&target), "precious");
+    let mine = shared.join("mine");
+    std::os::unix::fs::symlink(&target, &mine).unwrap();
+    s.run(&["cp", "web:/srv/d/f", mine.to_str().unwrap()]).ok();
+    assert_eq!(read(&target), "one\n");
+}
+
 #[test]
 fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     let s = Strata::with_busybox();
