@@ -6,7 +6,7 @@
 mod common;
 
 use common::{gzip, noise, Strata, TarMaker};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 fn sample_tar() -> TarMaker {
@@ -897,7 +897,8 @@ fn a_save_cut_short_leaves_nothing_gc_keeps() {
 
 /// `save -o FILE` killed while it writes leaves nothing in FILE's
 /// directory: its output was a named file beside FILE (renamed in at the
-/// end) for the whole run, and a kill left it there.
+/// end) for the whole run, and a kill left it there. The same for
+/// `--format oci-dir -o DIR`, whose new directory was made beside DIR.
 #[test]
 fn a_save_killed_while_it_writes_leaves_nothing_beside_its_output() {
     let s = Strata::new();
@@ -918,34 +919,58 @@ fn a_save_killed_while_it_writes_leaves_nothing_beside_its_output() {
     s.import(&big, "big:1");
     let dir = s.path("out");
     std::fs::create_dir(&dir).unwrap();
-    let out = dir.join("big.tar");
-    let mut save = s
-        .cmd(&["save", "-o", out.to_str().unwrap(), "big:1"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it once it holds a file in the directory open.
-    let fds = PathBuf::from(format!("/proc/{}/fd", save.id()));
-    let writing = || {
-        std::fs::read_dir(&fds)
-            .into_iter()
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.unwrap().path()).is_ok_and(|to| to.starts_with(&dir)))
-    };
-    while !writing() {
-        assert!(
-            save.try_wait().unwrap().is_none(),
-            "save ended before it could be killed while writing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    let (tar_out, layout) = (dir.join("big.tar"), dir.join("layout"));
+    let scratch = s.root().join("tmp");
+    // Each form, killed once it holds its output open: the tar in the
+    // output's directory; a blob of the layout, wherever it makes the new
+    // directory.
+    let in_dir = |to: &Path| to.starts_with(&dir);
+    let a_blob = |to: &Path| to.to_string_lossy().contains("/blobs/sha256/");
+    let forms: [(Vec<&str>, &dyn Fn(&Path) -> bool); 2] = [
+        (vec!["save", "-o", tar_out.to_str().unwrap()], &in_dir),
+        (
+            vec![
+                "save",
+                "--format",
+                "oci-dir",
+                "-o",
+                layout.to_str().unwrap(),
+            ],
+            &a_blob,
+        ),
+    ];
+    for (args, writes) in forms {
+        let mut save = s
+            .cmd(&[&args[..], &["big:1"]].concat())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let fds = PathBuf::from(format!("/proc/{}/fd", save.id()));
+        let writing = || {
+            std::fs::read_dir(&fds)
+                .into_iter()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.unwrap().path()).is_ok_and(|to| writes(&to)))
+        };
+        while !writing() {
+            assert!(
+                save.try_wait().unwrap().is_none(),
+                "{args:?} ended before it could be killed while writing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        save.kill().unwrap();
+        save.wait().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "a killed {args:?} left {left:?}");
     }
-    save.kill().unwrap();
-    save.wait().unwrap();
-    let left: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "a killed save left {left:?}");
+    // What the killed layout left in the store's scratch, gc removes.
+    s.run(&["gc"]).ok();
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in tmp/ after gc: {left:?}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! As docker's: a tar on stdout, or in FILE with `-o` (written aside and
 //! renamed into place, so a failed save leaves no half file). podman's
 //! `--format oci-dir` writes the layout into a directory instead (a new
-//! one made aside and renamed into place too).
+//! one made aside and renamed into place too: in the store's scratch where
+//! the rename can come from there, so a killed save leaves nothing).
 
 use super::Ctx;
 use crate::cli::SaveArgs;
@@ -42,13 +43,10 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
     }
     match (&args.output, directory) {
         (Some(dir), true) if dir.exists() => write_layout(&store, &images, dir)?,
-        // A new directory appears whole or not at all: made beside, then
+        // A new directory appears whole or not at all: made aside, then
         // renamed into place.
         (Some(dir), true) => {
-            let made = tempfile::Builder::new()
-                .prefix(".strata-save-")
-                .tempdir_in(parent_of(dir))
-                .with_context(|| format!("create a directory beside {}", dir.display()))?;
+            let made = new_dir_aside(ctx, dir)?;
             write_layout(&store, &images, made.path())?;
             fs::set_permissions(made.path(), fs::Permissions::from_mode(0o755))?;
             fs::rename(made.path(), dir).with_context(|| format!("write {}", dir.display()))?;
@@ -68,6 +66,24 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Where a new `-o` directory is made before it is renamed into place:
+/// in the store's scratch, which `gc` empties of a save killed before its
+/// end, where that is on the same filesystem (a rename cannot cross one);
+/// else beside the directory, where a killed save leaves it.
+fn new_dir_aside(ctx: &Ctx, dir: &Path) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::MetadataExt as _;
+    let parent = parent_of(dir);
+    let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    let scratch = ctx.root.join("tmp");
+    if device(&scratch).is_some() && device(&scratch) == device(parent) {
+        return ctx.scratch_dir("save");
+    }
+    tempfile::Builder::new()
+        .prefix(".strata-save-")
+        .tempdir_in(parent)
+        .with_context(|| format!("create a directory beside {}", dir.display()))
 }
 
 /// The directory `path` is in.
