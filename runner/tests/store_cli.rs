@@ -926,7 +926,8 @@ fn a_save_killed_while_it_writes_leaves_nothing_beside_its_output() {
     // directory.
     let in_dir = |to: &Path| to.starts_with(&dir);
     let a_blob = |to: &Path| to.to_string_lossy().contains("/blobs/sha256/");
-    let forms: [(Vec<&str>, &dyn Fn(&Path) -> bool); 2] = [
+    type Writes<'a> = &'a dyn Fn(&Path) -> bool;
+    let forms: [(Vec<&str>, Writes); 2] = [
         (vec!["save", "-o", tar_out.to_str().unwrap()], &in_dir),
         (
             vec![
