@@ -22,13 +22,69 @@ use crate::xattr;
 use nix::errno::Errno;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 const WHAT: &[u8] = b"<unlinked file>";
+
+/// Upper orphans' descriptors open now (see [`HeldFile`]).
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many descriptors upper orphans may hold: half the server's
+/// open-file limit (raised to its hard limit when the mount starts, before
+/// any orphan), leaving the rest for the requests of everyone else.
+fn held_max() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE);
+        limit.map_or(512, |(soft, _)| {
+            usize::try_from(soft / 2).unwrap_or(usize::MAX)
+        })
+    })
+}
+
+/// An upper orphan's descriptor, counted against [`held_max`]. Each file a
+/// process keeps open after unlinking it holds one of the server's
+/// descriptors, and a container that kept thousands (found by a review as
+/// an attacker) used up the server's limit: every create, every read of
+/// a store chunk in the mount failed with EMFILE for every process. Past
+/// the bound an unlinked file is not kept, as when its open fails: its
+/// holder's later calls on it fail, and nobody else's do. (Kernel
+/// overlayfs holds such files in the kernel, fuse-overlayfs by moving them
+/// to its work directory.)
+#[derive(Debug)]
+pub struct HeldFile(File);
+
+impl HeldFile {
+    /// `open`'s file, if a descriptor is left for orphans.
+    fn open(open: impl FnOnce() -> Result<File>) -> Result<HeldFile> {
+        if HELD.fetch_add(1, Ordering::SeqCst) >= held_max() {
+            HELD.fetch_sub(1, Ordering::SeqCst);
+            return Err(FsError::posix(Errno::EMFILE, WHAT));
+        }
+        open().map(HeldFile).inspect_err(|_| {
+            HELD.fetch_sub(1, Ordering::SeqCst);
+        })
+    }
+}
+
+impl std::ops::Deref for HeldFile {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.0
+    }
+}
+
+impl Drop for HeldFile {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 #[derive(Debug)]
 pub enum Orphan {
     /// An upper file, held open since its last name went.
-    Upper(File),
+    Upper(HeldFile),
     /// A file of a lower layer, hidden now by a whiteout.
     Lower { path: Vec<u8>, r: Box<Resolved> },
     /// A node with no file to keep: its attributes when it went.
@@ -43,7 +99,7 @@ impl Orphan {
             // Read-write: a later ftruncate goes through this descriptor.
             // (Only a regular file: in the kernel format a fifo or device
             // node of the upper is real, and opening it would act on it.)
-            let file = layers.upper(path)?.open_file(path, libc::O_RDWR)?;
+            let file = HeldFile::open(|| layers.upper(path)?.open_file(path, libc::O_RDWR))?;
             return Ok(Orphan::Upper(file));
         }
         if r.is_dir() || layers.in_upper(r) {
@@ -99,10 +155,10 @@ impl Orphan {
         };
         if let Some(other) = other_name(layers, path, r)? {
             layers.copy_up(&other, true)?;
-            let file = layers.upper(&other)?.open_file(&other, libc::O_RDWR)?;
+            let file = HeldFile::open(|| layers.upper(&other)?.open_file(&other, libc::O_RDWR))?;
             return Ok(Some(Orphan::Upper(file)));
         }
-        let file = layers.copy_out(path, r)?;
+        let file = HeldFile::open(|| layers.copy_out(path, r))?;
         Ok(Some(Orphan::Upper(file)))
     }
 

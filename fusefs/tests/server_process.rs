@@ -561,6 +561,49 @@ fn the_descriptor_table_does_not_grow_while_node_files_open() {
     );
 }
 
+/// A file unlinked while open keeps one of the server's descriptors (its
+/// orphan); processes that kept more than the server's open-file limit
+/// made every create and every lower read in the mount fail with EMFILE.
+/// Orphans now hold half the limit at most: with 300 files kept unlinked
+/// against a limit of 256, the mount still creates, writes and reads, and
+/// the first orphans still work through their holder's descriptors.
+#[test]
+fn files_kept_open_after_unlink_leave_the_server_descriptors_for_others() {
+    use std::io::{Read, Seek, Write};
+    common::require_fuse();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    fs::write(lower.join("lower"), "from the lower").expect("write");
+    let _server = Server::start_limited(&lower, &upper, &mnt, false, Some(256));
+    let mut kept = Vec::new();
+    for i in 0..300 {
+        let path = mnt.join(format!("t{i}"));
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create through the mount");
+        f.write_all(b"kept").expect("write");
+        fs::remove_file(&path).expect("unlink");
+        kept.push(f);
+    }
+    fs::write(mnt.join("after"), "made after").expect("a create after the orphans");
+    assert_eq!(fs::read_to_string(mnt.join("after")).unwrap(), "made after");
+    assert_eq!(
+        fs::read_to_string(mnt.join("lower")).unwrap(),
+        "from the lower"
+    );
+    let first = &mut kept[0];
+    first
+        .write_all(b" still")
+        .expect("the first orphan takes writes");
+    first.rewind().unwrap();
+    let mut back = String::new();
+    first.read_to_string(&mut back).expect("and reads");
+    assert_eq!(back, "kept still");
+}
+
 #[test]
 fn server_memory_stays_under_100_mb_while_walking_100k_files() {
     common::require_fuse();
