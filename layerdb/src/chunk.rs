@@ -201,8 +201,21 @@ impl ChunkDir {
         if let Some(f) = self.open.get_or_wait(&chunk.digest) {
             return Ok(f);
         }
-        let f = open_chunk_file(&self.path_of(&chunk.digest))
-            .map_err(|e| self.damaged(chunk, e.to_string()))?;
+        let path = self.path_of(&chunk.digest);
+        let f = match open_chunk_file(&path) {
+            Ok(f) => f,
+            // Out of descriptors or memory: the chunk is not at fault, and
+            // the next read may open it.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+                ) =>
+            {
+                return Err(e).at(path);
+            }
+            Err(e) => return Err(self.damaged(chunk, e.to_string())),
+        };
         let f = Arc::new(ChunkFile::new(f));
         self.open.keep(chunk.digest, f.clone());
         Ok(f)
