@@ -526,6 +526,35 @@ fn what_steps_write_under_a_volume_stays_in_the_image() {
     );
 }
 
+/// A build removes the step containers of builds that died, found by the
+/// label it gives them; an image carrying that label (an untrusted one,
+/// or a commit of a step kept with --rm=false) made every container run
+/// from it a step container of a dead build, removed with its volumes
+/// by the next build of anything.
+#[test]
+fn a_containers_image_cannot_make_it_a_step_of_a_dead_build() {
+    let s = Strata::with_busybox();
+    let marked = s.path("marked");
+    write(
+        &marked.join("Dockerfile"),
+        "FROM busybox\nLABEL org.strata.build-step=0\nVOLUME /data\n",
+    );
+    s.run(&["build", "-q", "-t", "marked", marked.to_str().unwrap()])
+        .ok();
+    s.run(&["run", "-d", "--name", "victim", "marked", "sleep", "600"])
+        .ok();
+    let other = s.path("other");
+    write(&other.join("Dockerfile"), "FROM busybox\nENV X=1\n");
+    s.run(&["build", "-q", other.to_str().unwrap()]).ok();
+    let listed = s.run(&["ps", "-a", "--format", "{{.Names}}"]).ok().stdout;
+    s.run(&["rm", "-f", "-v", "victim"]).ok();
+    assert_eq!(
+        listed.trim(),
+        "victim",
+        "the next build removed the container"
+    );
+}
+
 #[test]
 fn links_ignores_stages_shells_and_workdirs_follow_dockers_rules() {
     let s = Strata::with_busybox();

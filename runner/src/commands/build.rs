@@ -932,8 +932,10 @@ impl Builder<'_> {
     }
 }
 
-/// The label of a build's step containers: the pid of the build.
-const STEP_LABEL: &str = "org.strata.build-step";
+/// The label of a build's step containers: the pid of the build. Set
+/// only by `create --label` (a container never takes it from its image,
+/// see `run::run_config`).
+pub(super) const STEP_LABEL: &str = "org.strata.build-step";
 
 /// What a container made only to hold a copy would run: never started.
 fn true_command() -> [String; 1] {

@@ -409,6 +409,12 @@ fn network_config(args: &RunArgs, mode: crate::network::Mode) -> Result<NetworkC
 /// command given replaces Cmd; -e adds or replaces by key.
 fn run_config(image: &ImageRecord, args: &RunArgs, env: Vec<String>) -> Result<RunConfig> {
     let mut config = image.config().config;
+    // A build's mark of its step containers is never inherited: the next
+    // build removes the marked containers of dead builds, so an image
+    // carrying the mark (an untrusted one, or a commit of a step kept
+    // with --rm=false) had every container made from it and its volumes
+    // removed (found by a review as an attacker).
+    config.labels.remove(super::build::STEP_LABEL);
     if let Some(e) = &args.entrypoint {
         config.entrypoint = if e.is_empty() {
             vec![]
