@@ -630,6 +630,11 @@ fn dns_and_add_host_are_written_to_the_containers_files() {
     assert_eq!(r.code, 125, "{}", r.stderr);
     let r = s.run(&["run", "--rm", "--add-host", "nocolon", "busybox", "true"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
+    // A line break in the hostname wrote a line into /etc/hosts.
+    let r = s.run(&["run", "--rm", "-h", "h\n6.6.6.6 evil", "busybox", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid hostname"), "{}", r.stderr);
+    assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "", "nothing half-made");
 }
 
 #[test]

@@ -274,7 +274,10 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     // docker's: `-h` (an empty one is none), else the host's own name on
     // the host's network, else the short id.
     let hostname = match args.hostname.clone().filter(|h| !h.is_empty()) {
-        Some(given) => given,
+        Some(given) => {
+            crate::network::options::check_hostname(&given)?;
+            given
+        }
         None if network == crate::network::Mode::Host => nix::unistd::gethostname()
             .context("the host's name")?
             .to_string_lossy()

@@ -125,6 +125,19 @@ pub fn check_dns(server: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{server} is not an ip address"))
 }
 
+/// `-h NAME`: a name /etc/hosts and /etc/hostname can hold as one word,
+/// as sethostname(2) takes it: at most 64 bytes, no whitespace or control
+/// byte. A line break wrote lines of the caller's choosing into the
+/// container's /etc/hosts (found by a review as an attacker), as
+/// `--add-host` refuses them.
+pub fn check_hostname(name: &str) -> anyhow::Result<()> {
+    let bad = |c: char| c.is_whitespace() || c.is_control();
+    if name.len() > 64 || name.contains(bad) {
+        bail!("invalid hostname {name:?}: at most 64 bytes, without spaces or control characters");
+    }
+    Ok(())
+}
+
 /// `--add-host NAME:IP` (IPv6 addresses keep their colons: the name ends
 /// at the first one). docker's `host-gateway` is not supported.
 pub fn parse_extra_host(entry: &str) -> anyhow::Result<(String, IpAddr)> {
