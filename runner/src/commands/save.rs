@@ -70,14 +70,21 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
 
 /// Where a new `-o` directory is made before it is renamed into place:
 /// in the store's scratch, which `gc` empties of a save killed before its
-/// end, where that is on the same filesystem (a rename cannot cross one);
-/// else beside the directory, where a killed save leaves it.
+/// end, where that is on the same mount (a rename crosses no mount, a
+/// bind mount of the same filesystem included, and a store on a read-only
+/// mount has none of its own); else beside the directory, where a killed
+/// save leaves it.
 fn new_dir_aside(ctx: &Ctx, dir: &Path) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::MetadataExt as _;
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
     let parent = parent_of(dir);
-    let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    let mount = |p: &Path| {
+        statx(CWD, p, AtFlags::empty(), StatxFlags::MNT_ID)
+            .ok()
+            .filter(|s| StatxFlags::from_bits_retain(s.stx_mask).contains(StatxFlags::MNT_ID))
+            .map(|s| s.stx_mnt_id)
+    };
     let scratch = ctx.root.join("tmp");
-    if device(&scratch).is_some() && device(&scratch) == device(parent) {
+    if mount(&scratch).is_some() && mount(&scratch) == mount(parent) {
         return ctx.scratch_dir("save");
     }
     tempfile::Builder::new()
