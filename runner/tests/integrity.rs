@@ -718,6 +718,27 @@ fn saved_file(s: &Strata, image: &str, path: &str) -> Vec<u8> {
     panic!("{path} is not in {image}'s layer");
 }
 
+/// GNU tar's sparse archive `NAME.tar` (in `flags`' format) of `file` in
+/// `dir`.
+fn sparse_tar(s: &Strata, (dir, file): (&Path, &str), name: &str, flags: &[&str]) -> PathBuf {
+    let tar = s.path(&format!("{name}.tar"));
+    let out = Command::new("tar")
+        .args(flags)
+        .args(["-S", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(dir)
+        .arg(file)
+        .output()
+        .expect("GNU tar");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tar
+}
+
 #[test]
 fn sparse_files_import_with_their_whole_content() {
     let s = Strata::new();
@@ -743,22 +764,7 @@ fn sparse_files_import_with_their_whole_content() {
         ("gnu", vec!["--format=gnu"]),
     ];
     for (name, flags) in cases {
-        let tar = s.path(&format!("{name}.tar"));
-        let out = Command::new("tar")
-            .args(&flags)
-            .arg("-S")
-            .arg("-cf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&tree)
-            .arg("sparse")
-            .output()
-            .expect("GNU tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let tar = sparse_tar(&s, (&tree, "sparse"), name, &flags);
         s.import(&tar, name);
         assert!(
             saved_file(&s, name, "sparse") == expected,
@@ -783,21 +789,7 @@ fn a_huge_sparse_file_is_refused_at_once() {
         ("pax01", vec!["--format=posix", "--sparse-version=0.1"]),
         ("gnu", vec!["--format=gnu"]),
     ] {
-        let tar = s.path(&format!("{name}.tar"));
-        let out = Command::new("tar")
-            .args(&flags)
-            .args(["-S", "-cf"])
-            .arg(&tar)
-            .arg("-C")
-            .arg(&tree)
-            .arg("huge")
-            .output()
-            .expect("GNU tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let tar = sparse_tar(&s, (&tree, "huge"), name, &flags);
         assert!(
             std::fs::metadata(&tar).unwrap().len() < 1 << 20,
             "{name}: not sparse"
