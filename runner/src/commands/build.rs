@@ -21,7 +21,7 @@ use crate::dockerfile::{
 use crate::{environment, liveness, ExitCode};
 use anyhow::{anyhow, bail, Context as _, Result};
 use layerdb::{Digest, History, ImageConfig, Ingest, NewImage, PendingLayer, Reference};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -107,6 +107,7 @@ pub fn build(ctx: &Ctx, args: BuildArgs) -> Result<i32> {
         results: vec![None; plan.stages.len()],
         step: 0,
         total: 0,
+        children: Default::default(),
     };
     builder.remove_orphaned_steps()?;
     builder.global_args()?;
@@ -213,6 +214,31 @@ struct Builder<'a> {
     results: Vec<Option<Digest>>,
     step: usize,
     total: usize,
+    /// The images the cache can give, by parent: read from the store at
+    /// the first step that asks and told of each image the build makes.
+    /// Each step scanned every image of the store before, so a build took
+    /// time in its steps times the store's images (0.17 s a step with
+    /// 1,140 images; a 1,000-step Dockerfile 88 s), found by a review.
+    children: std::cell::RefCell<Option<HashMap<Digest, Vec<CachedStep>>>>,
+}
+
+/// A step image the cache may give: what [`Builder::cached`] compares.
+struct CachedStep {
+    id: Digest,
+    created_by: String,
+    config: layerdb::RunConfig,
+    author: String,
+}
+
+impl CachedStep {
+    fn of(id: Digest, config: &ImageConfig) -> CachedStep {
+        CachedStep {
+            id,
+            created_by: (config.history.last()).map_or_else(String::new, |h| h.created_by.clone()),
+            config: config.config.clone(),
+            author: config.author.clone(),
+        }
+    }
 }
 
 /// A stage being built: its latest image and the config it has.
@@ -465,6 +491,10 @@ impl Builder<'_> {
             reference: None,
         })?;
         drop(ingest);
+        if let Some(children) = self.children.borrow_mut().as_mut() {
+            let step = CachedStep::of(made.id, &made.config());
+            children.entry(st.image).or_default().push(step);
+        }
         Ok(made.id)
     }
 
@@ -474,21 +504,28 @@ impl Builder<'_> {
         if self.args.no_cache {
             return Ok(None);
         }
-        let store = self.ctx.reader()?;
-        let mut found = None;
-        store.for_each_image(|image, _| {
-            if found.is_some() || image.parent != Some(st.image) {
-                return Ok(());
-            }
-            let config = image.config();
-            let same = config.history.last().map(|h| h.created_by.as_str()) == Some(created_by)
-                && config.config == st.state.config
-                && config.author == st.author;
-            if same {
-                found = Some(image.id);
-            }
-            Ok(())
-        })?;
+        let mut children = self.children.borrow_mut();
+        if children.is_none() {
+            let mut by_parent: HashMap<Digest, Vec<CachedStep>> = HashMap::new();
+            self.ctx.reader()?.for_each_image(|image, _| {
+                if let Some(parent) = image.parent {
+                    let step = CachedStep::of(image.id, &image.config());
+                    by_parent.entry(parent).or_default().push(step);
+                }
+                Ok(())
+            })?;
+            *children = Some(by_parent);
+        }
+        let found = (children.as_ref().and_then(|c| c.get(&st.image)))
+            .and_then(|steps| {
+                steps.iter().find(|c| {
+                    c.created_by == created_by
+                        && c.config == st.state.config
+                        && c.author == st.author
+                })
+            })
+            .map(|c| c.id);
+        drop(children);
         if found.is_some() {
             self.say(" ---> Using cache")?;
         }
