@@ -546,6 +546,11 @@ pub struct RunArgs {
     /// Read in a file of environment variables
     #[arg(long = "env-file")]
     pub env_file: Vec<PathBuf>,
+    /// A file of `NAME=VALUE` entries ended by NUL bytes, after the
+    /// others (`build`'s args whose values an --env-file cannot hold, a
+    /// line break in them, kept off the command line; not for users)
+    #[arg(long, hide = true)]
+    pub env_file0: Vec<PathBuf>,
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
     #[arg(short = 'u', long = "user")]

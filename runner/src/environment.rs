@@ -144,6 +144,22 @@ pub fn from_flags(given: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// The `NAME=VALUE` entries of a file in which each ends with a NUL byte:
+/// a value may hold any other byte, a line break included.
+pub fn from_nul_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("open {shown}"))?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{shown}: not UTF-8"))?;
+    let entries: Vec<String> = text.split_terminator('\0').map(str::to_owned).collect();
+    if let Some(bad) = entries
+        .iter()
+        .find(|e| !e.contains('=') || key(e).is_empty())
+    {
+        bail!("{shown}: invalid environment variable: {bad}");
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

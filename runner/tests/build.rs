@@ -555,6 +555,26 @@ fn a_containers_image_cannot_make_it_a_step_of_a_dead_build() {
     );
 }
 
+/// A build arg's value reaches its RUN whatever bytes it holds, a line
+/// break and a final carriage return included (docker's env file format
+/// holds neither: such values went on the step's command line, which
+/// every local user can read).
+#[test]
+fn a_build_arg_with_line_breaks_reaches_its_run() {
+    let s = Strata::with_busybox();
+    let ctx = s.path("multiline");
+    write(
+        &ctx.join("Dockerfile"),
+        "FROM busybox\nARG TOKEN\nRUN printf %s \"$TOKEN\" > /token\n",
+    );
+    let arg = "TOKEN=first line\nsecond=line\r";
+    let dir = ctx.to_str().unwrap();
+    s.run(&["build", "-q", "-t", "ml", "--build-arg", arg, dir])
+        .ok();
+    let token = s.run(&["run", "--rm", "ml", "cat", "/token"]).ok().stdout;
+    assert_eq!(token, "first line\nsecond=line\r");
+}
+
 #[test]
 fn links_ignores_stages_shells_and_workdirs_follow_dockers_rules() {
     let s = Strata::with_busybox();

@@ -855,12 +855,10 @@ impl Builder<'_> {
         // The values go in a file only this user reads, not on the
         // command line, which every user of the host can read in /proc:
         // `--build-arg TOKEN` (from the environment) is how a secret is
-        // kept off one. A value an env file cannot hold (a line break,
-        // a final carriage return) goes as one word on the command line.
-        let (in_file, on_line): (Vec<&String>, Vec<&String>) = env
-            .iter()
-            .partition(|entry| !entry.contains('\n') && !entry.ends_with('\r'));
-        if !in_file.is_empty() {
+        // kept off one. Entries end with NUL bytes (`--env-file0`): a
+        // value may hold a line break, which docker's env file format
+        // cannot (such a value went on the command line until session 43).
+        if !env.is_empty() {
             let env_file = dir.path().join("env");
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut file = std::fs::OpenOptions::new()
@@ -869,14 +867,11 @@ impl Builder<'_> {
                 .mode(0o600)
                 .open(&env_file)
                 .context("writing the build args' file")?;
-            for entry in in_file {
-                writeln!(file, "{entry}")?;
+            for entry in env {
+                file.write_all(entry.as_bytes())?;
+                file.write_all(b"\0")?;
             }
-            create.arg("--env-file").arg(&env_file);
-        }
-        for entry in on_line {
-            // One word: a build arg's text never reads as a flag.
-            create.arg(format!("--env={entry}"));
+            create.arg("--env-file0").arg(&env_file);
         }
         let out = create
             .arg(format!("{image:#}"))

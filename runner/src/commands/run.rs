@@ -157,7 +157,10 @@ pub fn relaunch(ctx: &Ctx, id: &str) -> std::process::Command {
 /// container's directory and record. Only in [`create_apart`]'s child: it
 /// arms SIGALRM for its time under the writer lock.
 fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord> {
-    let env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
+    let mut env = crate::environment::from_files_and_flags(&args.env_file, &args.env)?;
+    for file in &args.env_file0 {
+        env.extend(crate::environment::from_nul_file(file)?);
+    }
     let mut mounts = args
         .volume
         .iter()
