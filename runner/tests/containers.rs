@@ -527,6 +527,44 @@ fn parent_of(pid: i32) -> i32 {
         .expect("a parent pid")
 }
 
+/// `rm -f` racing a `start` of the same container: `rm` waits for the
+/// start's turn, and the container it then finds may be running. It was
+/// removed as it was, and ran on with no record to find or stop it.
+#[test]
+fn rm_f_racing_a_start_leaves_nothing_running() {
+    use std::process::Stdio;
+    let s = Strata::with_busybox();
+    let quiet = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    for i in 0..5 {
+        let marker = format!("rm-start-race-{i}-{}", std::process::id());
+        let name = format!("race{i}");
+        let script = format!("sleep 1000; : {marker}");
+        s.run(&["create", "--name", &name, "busybox", "sh", "-c", &script])
+            .ok();
+        let mut start = quiet(&["start", &name]);
+        let mut rm = quiet(&["rm", "-f", &name]);
+        start.wait().unwrap();
+        assert!(rm.wait().unwrap().success(), "rm -f {name} failed");
+        // What runs on, killed here so that a failure leaves nothing.
+        let mut running = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let pid = entry.file_name().to_string_lossy().parse::<i32>();
+            if let (true, Ok(pid)) = (String::from_utf8_lossy(&cmdline).contains(&marker), pid) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                running.push(pid);
+            }
+        }
+        assert_eq!(running, vec![], "round {i}: removed, still running");
+        assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "", "round {i}");
+    }
+}
+
 #[test]
 fn gc_removes_the_directory_of_a_removal_cut_short_with_its_mount_left() {
     let s = Strata::with_busybox();

@@ -57,14 +57,35 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                     Err(e) => return Err(e),
                 },
             };
-            let store = ctx.store_to_delete()?;
-            let rec = match liveness::container(&store, &rec.id) {
-                Ok(rec) => rec,
-                // The `run --rm` client of a container killed here removes
-                // it once it exits: gone meanwhile is what was asked.
-                Err(e) if is_no_such_container(&e) => return Ok(()),
-                Err(e) => return Err(e),
+            let look_up = || -> Result<Option<(layerdb::Store, _)>> {
+                let store = ctx.store_to_delete()?;
+                match liveness::container(&store, &rec.id) {
+                    Ok(rec) => Ok(Some((store, rec))),
+                    // The `run --rm` client of a container killed here
+                    // removes it once it exits: gone is what was asked.
+                    Err(e) if is_no_such_container(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
             };
+            let Some((mut store, mut rec)) = look_up()? else {
+                return Ok(());
+            };
+            // A start or restart that held the turn before this one may
+            // have started it meanwhile: removed running, it ran on with
+            // no record to find or stop it (found by a review of
+            // concurrent commands).
+            if rec.state.is_running() {
+                if !args.force {
+                    bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
+                }
+                drop(store);
+                signal(ctx, &rec, Signal::KILL)?;
+                wait_monitor(&rec)?;
+                let Some(found) = look_up()? else {
+                    return Ok(());
+                };
+                (store, rec) = found;
+            }
             liveness::remove(&store, &rec)?;
             if args.volumes {
                 let others = liveness::containers(&store)?;
