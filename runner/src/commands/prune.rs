@@ -124,12 +124,17 @@ fn remove_stopped_containers(store: &Store, filter: &PruneFilter) -> Result<(Vec
 /// its untagged parent unused): docker's `untagged:` and `deleted:` lines.
 fn remove_unused_images(store: &Store, all: bool, filter: &PruneFilter) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    // Images a container was made from since `used` was read (a racing
+    // `run`): skipped, as docker's prune skips images in use, where the
+    // refusal ended the prune (found by a review of concurrent commands).
+    let mut taken: HashSet<Digest> = HashSet::new();
     loop {
         let images = store.images()?;
         let used: HashSet<Digest> = liveness::containers(store)?
             .into_iter()
             .map(|c| c.image)
             .chain(images.iter().filter_map(|(image, _)| image.parent))
+            .chain(taken.iter().copied())
             .collect();
         let unused: Vec<Digest> = images
             .iter()
@@ -145,7 +150,14 @@ fn remove_unused_images(store: &Store, all: bool, filter: &PruneFilter) -> Resul
             return Ok(lines);
         }
         for id in unused {
-            for removal in store.remove_image(&format!("{id:#}"), false)? {
+            let removals = match store.remove_image(&format!("{id:#}"), false) {
+                Err(layerdb::StoreError::ImageInUse { .. }) => {
+                    taken.insert(id);
+                    continue;
+                }
+                removed => removed?,
+            };
+            for removal in removals {
                 lines.push(match removal {
                     Removal::Untagged(r) => format!("untagged: {r}"),
                     Removal::Deleted(id) => format!("deleted: {id:#}"),
