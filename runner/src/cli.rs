@@ -170,6 +170,10 @@ pub struct LaunchArgs {
     /// watching it (not a start by hand)
     #[arg(long)]
     pub kept: bool,
+    /// Take the container's start turn first and hold it until the
+    /// container runs (`start -a`, which becomes this process)
+    #[arg(long)]
+    pub turn: bool,
     pub id: crate::container_id::ContainerId,
 }
 

@@ -27,3 +27,14 @@ pub fn exclusive(path: &Path) -> Result<Flock<File>> {
 pub fn try_exclusive(path: &Path) -> Result<Option<Flock<File>>> {
     Ok(Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock).ok())
 }
+
+/// [`exclusive`], held by a plain file: the lock belongs to the file's
+/// open description, so a child forked while it is held holds it too, and
+/// it goes when the last copy is closed. (A `Flock` unlocks on drop, for
+/// every copy at once.)
+pub fn exclusive_inherited(path: &Path) -> Result<File> {
+    let file = open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("lock {}", path.display()))?;
+    Ok(file)
+}

@@ -22,6 +22,8 @@ pub struct ContainerHooks {
     mount: Option<fusefs::MountHandle>,
     _pin: Option<Pin>,
     started_ns: i64,
+    /// The container's start turn, held until it is recorded running.
+    turn: Option<std::fs::File>,
 }
 
 impl ContainerHooks {
@@ -34,7 +36,16 @@ impl ContainerHooks {
             mount: None,
             _pin: None,
             started_ns: 0,
+            turn: None,
         }
+    }
+
+    /// Holds the container's start `turn` (a lock file: the monitor's copy,
+    /// inherited at the fork, keeps it) until the container is recorded
+    /// running; the launching process closes its own copy at the fork.
+    pub fn holding_turn(mut self, turn: Option<std::fs::File>) -> ContainerHooks {
+        self.turn = turn;
+        self
     }
 
     /// `--rm`, once nothing is mounted: the record file, then the
@@ -87,11 +98,14 @@ impl MonitorHooks for ContainerHooks {
     fn started(&mut self, monitor_pid: i32, pid: i32) -> Result<()> {
         self.started_ns = crate::clock::now_ns();
         let started_ns = self.started_ns;
-        self.record(State::Running {
+        let recorded = self.record(State::Running {
             monitor_pid,
             pid,
             started_ns,
-        })
+        });
+        // The next start may come: it finds the container running.
+        self.turn = None;
+        recorded
     }
 
     fn exited(&mut self, code: i32, oom_killed: bool) {

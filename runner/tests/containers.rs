@@ -527,6 +527,42 @@ fn parent_of(pid: i32) -> i32 {
         .expect("a parent pid")
 }
 
+/// Two `start -a` of one container at once: one launches it and stays
+/// attached, the other finds it running. Without the start turn both
+/// launched, and the loser's failure path killed the container.
+#[test]
+fn two_attached_starts_at_once_leave_the_container_running() {
+    use std::process::Stdio;
+    let s = Strata::with_busybox();
+    for i in 0..3 {
+        let name = format!("twice{i}");
+        s.run(&["create", "--name", &name, "busybox", "sleep", "1000"])
+            .ok();
+        let spawn = || {
+            let mut c = s.cmd(&["start", "-a", &name]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().unwrap()
+        };
+        let (mut first, mut second) = (spawn(), spawn());
+        // One of them ends at once (it found the container running).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while first.try_wait().unwrap().is_none() && second.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "neither start returned"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = s
+            .run(&["inspect", "-f", "{{.State.Status}}", &name])
+            .ok()
+            .stdout;
+        s.run(&["rm", "-f", &name]).ok();
+        let _ = (first.wait(), second.wait());
+        assert_eq!(status.trim(), "running", "round {i}");
+    }
+}
+
 /// `rm -f` racing a `start` of the same container: `rm` waits for the
 /// start's turn, and the container it then finds may be running. It was
 /// removed as it was, and ran on with no record to find or stop it.

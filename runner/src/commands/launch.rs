@@ -18,6 +18,25 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     // `container::launch` forks.
     let rec = layerdb::container_records::read_record(&ctx.root, args.id.as_str())?
         .with_context(|| format!("No such container: {}", args.id))?;
+    // `start -a`: the turn `start` takes for a detached start, held by the
+    // monitor until it records the container running (see
+    // `ContainerHooks::holding_turn`). Without it two starts at once, one
+    // attached, both launched, and the loser's failure path recorded an
+    // exit over the winner's state, unmounted its tree and emptied the
+    // cgroup both used (found by a review of concurrent commands).
+    let turn = match args.turn {
+        true => {
+            let turn = crate::file_lock::exclusive_inherited(&paths.start_lock())?;
+            if running(&paths) {
+                // Started by another while this one waited, as `start`
+                // finds it.
+                outln!("{}", rec.name)?;
+                return Ok(0);
+            }
+            Some(turn)
+        }
+        false => None,
+    };
     if !args.kept {
         // A start by hand: the restart policy applies again, counted
         // from zero, as docker's start resets it.
@@ -33,11 +52,9 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         start_helper(ctx, "__health", &[], &args.id)?;
     }
     let spec = spec_of(&args.id, &rec, &paths);
-    let hooks = Box::new(ContainerHooks::new(
-        ctx.root.clone(),
-        args.id.clone(),
-        rec.auto_remove,
-    ));
+    let hooks = Box::new(
+        ContainerHooks::new(ctx.root.clone(), args.id.clone(), rec.auto_remove).holding_turn(turn),
+    );
     let outcome = container::launch(&spec, hooks, args.detach);
     let code = match outcome {
         Ok(Outcome::Detached { .. }) => {
@@ -67,6 +84,17 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         }
     };
     Ok(code)
+}
+
+/// Whether the container's state file shows it running, its monitor
+/// alive (the index is not opened here, see the module's documentation).
+fn running(paths: &ContainerPaths) -> bool {
+    match crate::run_state::read(paths) {
+        Some(layerdb::State::Running { monitor_pid, .. }) => {
+            crate::liveness::process_alive(monitor_pid)
+        }
+        _ => false,
+    }
 }
 
 /// Starts the container's restart keeper, which watches it from the end

@@ -34,6 +34,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
             print_id: args.detach,
             print_name: None,
             kept: false,
+            // A new container: no other start knows it yet.
+            turn: false,
             id,
         },
     )

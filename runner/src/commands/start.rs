@@ -26,8 +26,9 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
         }
         if attach {
             super::check_tty(args.interactive, rec.tty)?;
-            // The one container: this process becomes its client.
-            let cmd = super::run::relaunch(ctx, &rec.id).exec();
+            // The one container: this process becomes its client, and
+            // takes the start turn there (`__launch --turn`).
+            let cmd = super::run::relaunch(ctx, &rec.id).arg("--turn").exec();
             return Err(cmd).context("re-executing strata to start the container");
         }
         let _turn = take_turn(ctx, &rec)?;
