@@ -542,9 +542,7 @@ impl Lower for DirLower {
 pub(crate) fn node_of_open_file(file: &File, ino: u64) -> Result<Node> {
     let what = b"<open file>";
     let md = file.metadata().map_err(|e| FsError::io("fstat", what, e))?;
-    let ovr = xattr::get_fd(file, OVERRIDE_STAT)
-        .map_err(|e| FsError::io("fgetxattr", what, e))?
-        .and_then(|v| OverrideStat::parse(&v));
+    let ovr = OverrideStat::of_file(file).map_err(|e| FsError::io("fgetxattr", what, e))?;
     let kind = ovr.and_then(|o| o.kind).unwrap_or(if md.is_dir() {
         Kind::Dir
     } else {

@@ -57,6 +57,11 @@ impl OverrideStat {
         format!("{}:{}:0{:o}{}", self.uid, self.gid, self.mode & 0o7777, ty).into_bytes()
     }
 
+    /// The record an open host file carries, if it has one that parses.
+    pub fn of_file(file: &std::fs::File) -> std::io::Result<Option<OverrideStat>> {
+        Ok(crate::xattr::get_fd(file, OVERRIDE_STAT)?.and_then(|v| OverrideStat::parse(&v)))
+    }
+
     /// Parses the xattr value; `None` when it is malformed.
     pub fn parse(value: &[u8]) -> Option<OverrideStat> {
         let text = std::str::from_utf8(value).ok()?;

@@ -138,6 +138,11 @@ pub fn container_from_files(root: &std::path::Path, id: &str) -> Result<Containe
     }
 }
 
+/// Whether `state` says running (or paused) and its monitor is alive.
+pub fn runs(state: &State) -> bool {
+    state.is_running() && vanished(state).is_none()
+}
+
 /// When the state says running but its monitor is gone: the start time.
 fn vanished(state: &State) -> Option<i64> {
     match *state {

@@ -171,9 +171,19 @@ fn fstat(file: &std::fs::File) -> Result<std::fs::Metadata> {
 /// An open upper file's owner record (see [`crate::override_stat`]), if
 /// it has one that reads.
 fn owner_record(file: &std::fs::File) -> Result<Option<crate::override_stat::OverrideStat>> {
-    let v = crate::xattr::get_fd(file, crate::override_stat::OVERRIDE_STAT)
-        .map_err(|e| FsError::io("fgetxattr", b"<open file>", e))?;
-    Ok(v.and_then(|v| crate::override_stat::OverrideStat::parse(&v)))
+    crate::override_stat::OverrideStat::of_file(file)
+        .map_err(|e| FsError::io("fgetxattr", b"<open file>", e))
+}
+
+/// Whether a file whose resolution shows `entry` is plain: no set-id bits
+/// and no capabilities, nothing a write must clear (see
+/// `crate::plain_writes`).
+pub(super) fn is_plain(entry: &layerdb::Entry) -> bool {
+    entry.mode & SET_ID == 0
+        && !entry
+            .xattrs
+            .iter()
+            .any(|(n, _)| n == crate::xattr::CAPABILITY)
 }
 
 /// The upper file at `path` (resolved as `r`) opened for writing.
@@ -221,15 +231,9 @@ impl UnionFs {
                 let Some(copy) = copy else {
                     return open_upper_file(&self.layers, upper, (&path, &r), flags);
                 };
-                // A copy just made has neither set-id bits nor capabilities
-                // if its lower file had none: its writes have nothing to
-                // clear (see `crate::plain_writes`).
-                let entry = &r.node.entry;
-                let caps = entry
-                    .xattrs
-                    .iter()
-                    .any(|(n, _)| n == crate::xattr::CAPABILITY);
-                if entry.mode & SET_ID == 0 && !caps {
+                // A copy just made whose resolution shows it plain: its
+                // writes have nothing to clear.
+                if is_plain(&r.node.entry) {
                     let generation = self.generation.load(Ordering::Relaxed);
                     self.plain_writes.record(id, generation);
                 }

@@ -674,9 +674,8 @@ impl UnionFs {
                     writable: true,
                     backs_node: true,
                 };
-                // New, it has no capabilities: without set-id bits its
-                // writes have nothing to clear (see `crate::plain_writes`).
-                if attr.node.entry.mode & file_io::SET_ID == 0 {
+                // New and plain: its writes have nothing to clear.
+                if file_io::is_plain(&attr.node.entry) {
                     self.plain_writes.record(attr.id, generation);
                 }
                 let made = attr.node.clone();

@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     let turn = match args.turn {
         true => {
             let turn = crate::file_lock::exclusive_inherited(&paths.start_lock())?;
-            if running(&paths) {
+            if crate::run_state::read(&paths).is_some_and(|s| crate::liveness::runs(&s)) {
                 // Started by another while this one waited, as `start`
                 // finds it.
                 outln!("{}", rec.name)?;
@@ -84,17 +84,6 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         }
     };
     Ok(code)
-}
-
-/// Whether the container's state file shows it running, its monitor
-/// alive (the index is not opened here, see the module's documentation).
-fn running(paths: &ContainerPaths) -> bool {
-    match crate::run_state::read(paths) {
-        Some(layerdb::State::Running { monitor_pid, .. }) => {
-            crate::liveness::process_alive(monitor_pid)
-        }
-        _ => false,
-    }
 }
 
 /// Starts the container's restart keeper, which watches it from the end

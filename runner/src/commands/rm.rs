@@ -37,12 +37,18 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
                 Some(_) => ctx.container(&rec.id)?,
                 None => rec,
             };
-            if rec.state.is_running() {
+            // A running container is refused without -f, else killed and
+            // its monitor waited for (with no store open: it records the
+            // exit).
+            let end_run = |rec: &layerdb::ContainerRecord| -> Result<()> {
                 if !args.force {
                     bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
                 }
-                signal(ctx, &rec, Signal::KILL)?;
-                wait_monitor(&rec)?;
+                signal(ctx, rec, Signal::KILL)?;
+                wait_monitor(rec)
+            };
+            if rec.state.is_running() {
+                end_run(&rec)?;
             }
             // A copy into the stopped container (`cp`, a build's COPY)
             // serves its tree from the upper until it ends: removed under
@@ -75,12 +81,8 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
             // no record to find or stop it (found by a review of
             // concurrent commands).
             if rec.state.is_running() {
-                if !args.force {
-                    bail!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", rec.name);
-                }
                 drop(store);
-                signal(ctx, &rec, Signal::KILL)?;
-                wait_monitor(&rec)?;
+                end_run(&rec)?;
                 let Some(found) = look_up()? else {
                     return Ok(());
                 };
