@@ -24,6 +24,8 @@
 //!   two `run --name X` cannot both find X free, a gc never takes the
 //!   directory of a container being made for an orphan, and an image is
 //!   never removed between a `run` finding it and its record naming it.
+//!   The runner's volume commands hold it too ([`Store::hold_containers`]),
+//!   so no volume is removed between a `run` making it and naming it.
 //!   The lock is an flock, no file is written to take it.
 //! - Names are unique among records: a new name is checked against every
 //!   record under the lock (one small file per container; `ps` reads them
@@ -56,6 +58,11 @@ pub(crate) fn lock(root: &Path) -> Result<File> {
         crate::db::lock_timeout(),
         "another strata process to finish making or removing a container",
     )
+}
+
+/// The containers lock, held until dropped ([`Store::hold_containers`]).
+pub struct ContainersHeld {
+    _lock: File,
 }
 
 /// Container `id`'s record as its file holds it; None without one (a
@@ -207,6 +214,17 @@ impl Drop for NewContainer<'_> {
 }
 
 impl Store {
+    /// Holds the containers lock until the guard is dropped: meanwhile no
+    /// container is made, renamed or removed. For a decision made on which
+    /// containers there are, such as removing a volume none names (the
+    /// runner's volume commands; its `run` makes a container's volumes
+    /// while it holds the lock for the record).
+    pub fn hold_containers(&self) -> Result<ContainersHeld> {
+        Ok(ContainersHeld {
+            _lock: lock(self.root())?,
+        })
+    }
+
     /// Every container's record, in id order: the record files, and the
     /// records of a store made before them still in the index.
     /// A record that cannot be read is left out (with a warning):

@@ -995,9 +995,16 @@ impl Store {
 /// Removes a container's directory (never while its filesystem is mounted
 /// there: it would delete through the mount).
 pub fn remove_container_dir(dir: &Path) -> Result<()> {
-    match crate::storage::of(dir).remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(dir),
-        _ => Ok(()),
+    // A file made in it while it goes (a waiting start's lock file, an
+    // exited container's monitor finishing) fails the last rmdir: the
+    // removal is made again, a few times.
+    let mut tries = 0;
+    loop {
+        match crate::storage::of(dir).remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 3 => tries += 1,
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(dir),
+            _ => return Ok(()),
+        }
     }
 }
 

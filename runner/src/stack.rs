@@ -51,8 +51,9 @@ impl ContainerPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }
-    /// Locked (flock) while a `start` or `restart` starts the container,
-    /// so that those of one container take turns.
+    /// The container's start turn: locked (flock) while a `run`, `start`
+    /// or `restart` starts the container, a `cp` copies into it stopped,
+    /// or `rm` or a prune removes it, so that those take turns.
     pub fn start_lock(&self) -> PathBuf {
         self.dir.join("start.lock")
     }

@@ -137,25 +137,60 @@ pub fn users<'c>(containers: &'c [ContainerRecord], name: &str) -> Vec<&'c str> 
         .collect()
 }
 
-/// Removes the volume `name` and everything in it. Renamed away first,
-/// so that a removal cut short leaves no half volume under its name.
+/// Removes the volume `name` and everything in it: [`take_away`], then
+/// [`Doomed::remove`].
 pub fn remove(root: &Path, name: &str) -> Result<()> {
+    take_away(root, name)?.remove()
+}
+
+/// A volume renamed away, not yet removed.
+pub struct Doomed {
+    root: PathBuf,
+    name: String,
+    /// Where it is now: `.removing-NAME-PID`.
+    pub path: PathBuf,
+}
+
+/// Renames the volume `name` away: no command finds it from then on, and
+/// a removal cut short leaves no half volume under its name. Quick, so
+/// that the containers lock can be held over the choice and this (see
+/// `remove_unused`).
+pub fn take_away(root: &Path, name: &str) -> Result<Doomed> {
     check_name(name)?;
-    let volume = dir(root).join(name);
-    let doomed = dir(root).join(format!("{REMOVING}{name}-{}", std::process::id()));
-    std::fs::rename(&volume, &doomed).with_context(|| format!("remove volume {name}"))?;
-    match std::fs::remove_dir_all(&doomed) {
-        Ok(()) => Ok(()),
-        // A rootless store's volume holds what its containers chowned to
-        // their users (subordinate ids), out of the host user's reach:
-        // removed from strata's user namespace, where they map back.
-        Err(e)
-            if e.kind() == std::io::ErrorKind::PermissionDenied
-                && !nix::unistd::geteuid().is_root() =>
-        {
-            remove_in_user_namespace(root, &doomed).with_context(|| format!("remove volume {name}"))
+    let path = dir(root).join(format!("{REMOVING}{name}-{}", std::process::id()));
+    std::fs::rename(dir(root).join(name), &path)
+        .with_context(|| format!("remove volume {name}"))?;
+    Ok(Doomed {
+        root: root.to_path_buf(),
+        name: name.to_string(),
+        path,
+    })
+}
+
+impl Doomed {
+    /// The volume's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Removes everything in it.
+    pub fn remove(self) -> Result<()> {
+        let name = &self.name;
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            // A rootless store's volume holds what its containers chowned
+            // to their users (subordinate ids), out of the host user's
+            // reach: removed from strata's user namespace, where they map
+            // back.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && !nix::unistd::geteuid().is_root() =>
+            {
+                remove_in_user_namespace(&self.root, &self.path)
+                    .with_context(|| format!("remove volume {name}"))
+            }
+            Err(e) => Err(e).with_context(|| format!("remove volume {name}")),
         }
-        Err(e) => Err(e).with_context(|| format!("remove volume {name}")),
     }
 }
 

@@ -601,6 +601,131 @@ fn rm_f_racing_a_start_leaves_nothing_running() {
     }
 }
 
+/// The container directories of `s` that have no record: what a removal
+/// racing a start left (gc's work, never a command's result).
+fn directories_without_records(s: &Strata) -> Vec<String> {
+    std::fs::read_dir(s.root().join("containers"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir() && !e.path().join("record.json").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn container_prune_racing_start_or_run_removes_whole_containers_only() {
+    use std::process::{Output, Stdio};
+    let s = Strata::with_busybox();
+    let spawn = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let said = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    for i in 0..8 {
+        let name = format!("prunerace{i}");
+        // Even rounds start a created container, odd ones run a new one.
+        let racer = if i % 2 == 0 {
+            s.run(&["create", "--name", &name, "busybox", "sleep", "1000"])
+                .ok();
+            spawn(&["start", &name])
+        } else {
+            spawn(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"])
+        };
+        let prune = spawn(&["container", "prune", "-f"])
+            .wait_with_output()
+            .unwrap();
+        let raced = racer.wait_with_output().unwrap();
+        assert!(prune.status.success(), "round {i}: prune: {}", said(&prune));
+        // Either the prune came first (the start finds no container) or
+        // the start did (it runs, and the prune left it).
+        match s
+            .run(&["inspect", "-f", "{{.State.Status}}", &name])
+            .stdout
+            .trim()
+        {
+            "running" => assert!(raced.status.success(), "round {i}: {}", said(&raced)),
+            "" => assert!(
+                said(&raced).contains("No such container"),
+                "round {i}: gone, and the start said {}",
+                said(&raced)
+            ),
+            other => panic!("round {i}: left {other}"),
+        }
+        assert_eq!(
+            directories_without_records(&s),
+            Vec::<String>::new(),
+            "round {i}"
+        );
+        s.run(&["rm", "-f", &name]);
+    }
+}
+
+#[test]
+fn volume_removals_racing_a_run_leave_no_volume_unlisted() {
+    use std::process::Stdio;
+    let s = Strata::with_busybox();
+    let spawn = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    for i in 0..10 {
+        let volume = format!("racevol{i}");
+        s.run(&["volume", "create", &volume]).ok();
+        let target = format!("/data{i}");
+        let mount = format!("{volume}:{target}");
+        let mut run = spawn(&[
+            "run",
+            "--rm",
+            "-v",
+            &mount,
+            "busybox",
+            "touch",
+            &format!("{target}/x"),
+        ]);
+        let mut removal = match i % 2 {
+            0 => spawn(&["volume", "rm", &volume]),
+            _ => spawn(&["volume", "prune", "-a", "-f"]),
+        };
+        run.wait().unwrap();
+        removal.wait().unwrap();
+        // Whatever won, every volume directory is a volume `ls` lists
+        // (or one `prune` takes away), and its data is there.
+        let listed = s.run(&["volume", "ls", "-q"]).ok().stdout;
+        for entry in std::fs::read_dir(s.root().join("volumes"))
+            .unwrap()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                assert!(
+                    listed.lines().any(|l| l == name),
+                    "round {i}: {name} unlisted"
+                );
+                assert!(
+                    entry.path().join("_data").is_dir(),
+                    "round {i}: {name} without data"
+                );
+            }
+        }
+        s.run(&["volume", "prune", "-a", "-f"]).ok();
+        let left: Vec<String> = std::fs::read_dir(s.root().join("volumes"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "round {i}: left after a prune");
+    }
+}
+
 #[test]
 fn gc_removes_the_directory_of_a_removal_cut_short_with_its_mount_left() {
     let s = Strata::with_busybox();

@@ -14,29 +14,32 @@ use layerdb::ContainerRecord;
 
 pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
     let paths = ContainerPaths::new(&ctx.root, &args.id);
+    // `run` and `start -a`: the turn `start` takes for a detached start,
+    // held by the monitor until it records the container running (see
+    // `ContainerHooks::holding_turn`), and taken before the record is
+    // read, as a removal that held it took the record away. Without it
+    // two starts at once, one attached, both launched, and the loser's
+    // failure path recorded an exit over the winner's state, unmounted its
+    // tree and emptied the cgroup both used; and a `container prune`
+    // removed a new container while `run` launched it (both found by a
+    // review of concurrent commands).
+    let turn = match args.turn {
+        true => Some(super::start::turn_lock(
+            &paths,
+            args.id.as_str(),
+            crate::file_lock::exclusive_inherited,
+        )?),
+        false => None,
+    };
     // The record file, not the index: nothing here opens the index before
     // `container::launch` forks.
     let rec = layerdb::container_records::read_record(&ctx.root, args.id.as_str())?
         .with_context(|| format!("No such container: {}", args.id))?;
-    // `start -a`: the turn `start` takes for a detached start, held by the
-    // monitor until it records the container running (see
-    // `ContainerHooks::holding_turn`). Without it two starts at once, one
-    // attached, both launched, and the loser's failure path recorded an
-    // exit over the winner's state, unmounted its tree and emptied the
-    // cgroup both used (found by a review of concurrent commands).
-    let turn = match args.turn {
-        true => {
-            let turn = crate::file_lock::exclusive_inherited(&paths.start_lock())?;
-            if crate::run_state::read(&paths).is_some_and(|s| crate::liveness::runs(&s)) {
-                // Started by another while this one waited, as `start`
-                // finds it.
-                outln!("{}", rec.name)?;
-                return Ok(0);
-            }
-            Some(turn)
-        }
-        false => None,
-    };
+    if turn.is_some() && crate::run_state::read(&paths).is_some_and(|s| crate::liveness::runs(&s)) {
+        // Started by another while this one waited, as `start` finds it.
+        outln!("{}", rec.name)?;
+        return Ok(0);
+    }
     if !args.kept {
         // A start by hand: the restart policy applies again, counted
         // from zero, as docker's start resets it.

@@ -6,6 +6,7 @@ use super::Ctx;
 use crate::humanize::human_size;
 use crate::list_filter::PruneFilter;
 use crate::liveness;
+use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::{Digest, Removal, Store};
 use std::collections::HashSet;
@@ -66,7 +67,7 @@ pub fn system(ctx: &Ctx, all: bool, force: bool, volumes: bool, filter: &[String
     let store = ctx.store_to_delete()?;
     let (containers, containers_bytes) = remove_stopped_containers(&store, &filter)?;
     let (volumes, volumes_bytes) = match volumes {
-        true => remove_unused_volumes(&ctx.root, &liveness::containers(&store)?, false)?,
+        true => remove_unused_volumes(&store, false)?,
         false => (Vec::new(), 0),
     };
     let images = remove_unused_images(&store, all, &filter)?;
@@ -109,12 +110,33 @@ fn remove_stopped_containers(store: &Store, filter: &PruneFilter) -> Result<(Vec
     let mut deleted = Vec::new();
     let mut reclaimed = 0;
     for rec in liveness::containers(store)? {
-        if rec.state.can_remove() && filter.admits(Some(rec.created_ns), &rec.config.labels) {
-            let size = files_bytes(&store.container_dir(&rec.id).upper());
-            liveness::remove(store, &rec)?;
-            reclaimed += size;
-            deleted.push(rec.id);
+        if !(rec.state.can_remove() && filter.admits(Some(rec.created_ns), &rec.config.labels)) {
+            continue;
         }
+        // One a `run`, `start`, `cp` or `rm` holds the turn of is in use
+        // (being started, copied into, removed), and is left as docker's
+        // prune leaves a container it cannot lock; one that holds still
+        // is looked at again under its turn, which a start waits for.
+        // Removed under a start, it left a directory without a record, or
+        // failed on "Directory not empty" (found by a review of
+        // concurrent commands).
+        let paths = ContainerPaths::of(store.root(), &rec);
+        let turn = super::start::turn_lock(&paths, &rec.id, crate::file_lock::try_exclusive);
+        let Ok(Some(_turn)) = turn else {
+            continue;
+        };
+        let Ok(rec) = liveness::container(store, &rec.id) else {
+            continue;
+        };
+        // A container its restart policy is about to start again is
+        // docker's "restarting", which a prune leaves.
+        if !rec.state.can_remove() || super::keep::restart_pending(&paths) {
+            continue;
+        }
+        let size = files_bytes(&paths.upper());
+        liveness::remove(store, &rec)?;
+        reclaimed += size;
+        deleted.push(rec.id);
     }
     Ok((deleted, reclaimed))
 }
@@ -167,23 +189,35 @@ fn remove_unused_images(store: &Store, all: bool, filter: &PruneFilter) -> Resul
     }
 }
 
-/// Removes the volumes no container in `containers` uses, anonymous ones
-/// only unless `all`, and what removals cut short left: their names and
-/// the bytes they held.
-pub(super) fn remove_unused_volumes(
-    root: &Path,
-    containers: &[layerdb::ContainerRecord],
-    all: bool,
-) -> Result<(Vec<String>, u64)> {
+/// Removes the volumes no container uses, anonymous ones only unless
+/// `all`, and what removals cut short left: their names and the bytes
+/// they held.
+pub(super) fn remove_unused_volumes(store: &Store, all: bool) -> Result<(Vec<String>, u64)> {
+    let root = store.root();
     crate::volumes::remove_leftovers(root);
-    let (mut deleted, mut reclaimed) = (Vec::new(), 0);
-    for v in crate::volumes::list(root)? {
-        if (all || v.anonymous) && crate::volumes::users(containers, &v.name).is_empty() {
-            let size = files_bytes(&crate::volumes::data(root, &v.name));
-            crate::volumes::remove(root, &v.name)?;
-            reclaimed += size;
-            deleted.push(v.name);
+    // Chosen and renamed away under the containers lock, which `run`
+    // holds from making a container's volumes to naming them in its
+    // record: a volume a `run` was about to use was removed under it, its
+    // data left where nothing listed it (found by a review of concurrent
+    // commands). Removed after, so that no `run` waits for that.
+    let doomed = {
+        let _held = store.hold_containers()?;
+        let containers = liveness::containers(store)?;
+        let mut doomed = Vec::new();
+        for v in crate::volumes::list(root)? {
+            if (all || v.anonymous) && crate::volumes::users(&containers, &v.name).is_empty() {
+                doomed.push(crate::volumes::take_away(root, &v.name)?);
+            }
         }
+        doomed
+    };
+    let (mut deleted, mut reclaimed) = (Vec::new(), 0);
+    for volume in doomed {
+        let size = files_bytes(&volume.path);
+        let name = volume.name().to_string();
+        volume.remove()?;
+        reclaimed += size;
+        deleted.push(name);
     }
     Ok((deleted, reclaimed))
 }

@@ -34,8 +34,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<i32> {
             print_id: args.detach,
             print_name: None,
             kept: false,
-            // A new container: no other start knows it yet.
-            turn: false,
+            // A new container: no other start knows it yet, but a prune
+            // or `rm` may already (it is listed once recorded).
+            turn: true,
             id,
         },
     )
@@ -306,13 +307,15 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
             mounts.push(crate::mount_spec::volume_mount("", &path, false));
         }
     }
+    let mut anonymous = Vec::new();
     for m in mounts.iter_mut() {
         if let Some(name) = &mut m.volume {
-            let anonymous = name.is_empty();
-            if anonymous {
+            if name.is_empty() {
                 *name = crate::volumes::anonymous_name();
+                anonymous.push(name.clone());
             }
-            m.source = crate::volumes::ensure(&ctx.root, name, anonymous)?;
+            crate::volumes::check_name(name)?;
+            m.source = crate::volumes::data(&ctx.root, name);
         }
     }
     let paths = ContainerPaths::new(&ctx.root, id);
@@ -354,6 +357,18 @@ fn create(ctx: &Ctx, args: &RunArgs, id: &ContainerId) -> Result<ContainerRecord
     // The filesystem first, the record last: no record without its files.
     // Dropped on an error, the new directory goes.
     let made = store.new_container(rec, name)?;
+    // Its volumes are made (or found) under the containers lock the record
+    // is made under, which `volume rm` and the prunes hold while they
+    // choose: none is removed between being made here and named in the
+    // record.
+    for name in made
+        .record()
+        .mounts
+        .iter()
+        .filter_map(|m| m.volume.as_ref())
+    {
+        crate::volumes::ensure(&ctx.root, name, anonymous.contains(name))?;
+    }
     make_files(&paths, made.record())?;
     Ok(made.commit()?)
 }

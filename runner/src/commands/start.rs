@@ -60,12 +60,32 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for the container's other starts and restarts to end, as
-/// docker's daemon makes them take turns: a start that comes second then
-/// finds the container running (nothing to do), a restart stops it again.
+/// Waits for the container's other starts, restarts, copies and
+/// removals to end, as docker's daemon makes them take turns: a start
+/// that comes second then finds the container running (nothing to do), a
+/// restart stops it again, a removal finds it running.
 /// Held until dropped; the relaunched `run` does not inherit it.
 pub(super) fn take_turn(ctx: &Ctx, rec: &ContainerRecord) -> Result<Flock<File>> {
-    crate::file_lock::exclusive(&ContainerPaths::of(&ctx.root, rec).start_lock())
+    turn_lock(
+        &ContainerPaths::of(&ctx.root, rec),
+        &rec.name,
+        crate::file_lock::exclusive,
+    )
+}
+
+/// The container's start turn, taken by `lock` (waiting, or not, or
+/// inherited by a child). Whoever holds it looks the container up again:
+/// a removal may have held it before. A container removed before its
+/// lock file was opened is docker's "No such container".
+pub(super) fn turn_lock<T>(
+    paths: &ContainerPaths,
+    name: &str,
+    lock: fn(&std::path::Path) -> Result<T>,
+) -> Result<T> {
+    lock(&paths.start_lock()).map_err(|e| match paths.dir.exists() {
+        true => e,
+        false => layerdb::StoreError::NoSuchContainer(name.to_string()).into(),
+    })
 }
 
 /// Starts a stopped container in the background; its name is printed once

@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             outln!("{}", serde_json::to_string_pretty(&shown)?)?;
         }
         VolumeCommand::Rm { force, names } => {
-            let containers = containers(ctx)?;
+            let store = ctx.reader()?;
             for name in &names {
                 if volumes::find(&ctx.root, name).is_none() {
                     if force {
@@ -75,11 +75,17 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
                     }
                     bail!("get {name}: no such volume");
                 }
-                let users = volumes::users(&containers, name);
-                if !users.is_empty() {
-                    bail!("remove {name}: volume is in use - [{}]", users.join(", "));
-                }
-                volumes::remove(&ctx.root, name)?;
+                // Chosen and renamed away under the containers lock, as
+                // a prune does (see `remove_unused_volumes`).
+                let doomed = {
+                    let _held = store.hold_containers()?;
+                    let users = volumes::users(&liveness::containers(&store)?, name).join(", ");
+                    if !users.is_empty() {
+                        bail!("remove {name}: volume is in use - [{users}]");
+                    }
+                    volumes::take_away(&ctx.root, name)?
+                };
+                doomed.remove()?;
                 outln!("{name}")?;
             }
         }
@@ -93,8 +99,7 @@ pub fn run(ctx: &Ctx, command: VolumeCommand) -> Result<i32> {
             if !force && !super::prune::confirmed(what)? {
                 return Ok(0);
             }
-            let (deleted, reclaimed) =
-                super::prune::remove_unused_volumes(&ctx.root, &containers(ctx)?, all)?;
+            let (deleted, reclaimed) = super::prune::remove_unused_volumes(&ctx.reader()?, all)?;
             super::prune::print_deleted("Volumes", &deleted)?;
             outln!("Total reclaimed space: {}", human_size(reclaimed))?;
         }
