@@ -19,7 +19,13 @@ pub fn thread_count() -> io::Result<usize> {
 /// while another thread holds a lock (malloc, stdio, a FUSE session) leaves
 /// that lock held forever in the child.
 pub fn fork() -> anyhow::Result<ForkResult> {
-    let threads = thread_count()?;
+    fork_counted(thread_count()?)
+}
+
+/// [`fork`] for a process whose /proc does not show it (it joined a
+/// container's mount namespace, whose /proc is the container's pid
+/// namespace's): `threads` is its thread count, read before it joined.
+pub fn fork_counted(threads: usize) -> anyhow::Result<ForkResult> {
     if threads != 1 {
         bail!("refusing to fork with {threads} threads: fork must happen before any thread starts");
     }
@@ -66,12 +72,37 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 /// --init`'s init, a stdio relay): it ends in `_exit`, so no `OwnedFd` is
 /// dropped after this.
 pub fn close_all_from_before_exit(first: u32) {
-    // SAFETY: close_range takes integers only. The descriptors it closes
-    // may belong to `OwnedFd`s up the stack, but the callers (a container's
-    // init, a stdio relay) never return and exit with `_exit`, which runs
-    // no destructor, so none is closed twice or used after this.
+    // The descriptors it closes may belong to `OwnedFd`s up the stack, but
+    // the callers (a container's init, a stdio relay) never return and
+    // exit with `_exit`, which runs no destructor, so none is closed twice
+    // or used after this.
+    close_range(first, u32::MAX);
+}
+
+/// Closes every descriptor from 3 up but `keep`: what a process that
+/// becomes a container's (or an exec'd) process inherited from the CLI
+/// and the monitor goes before the process resolves its user, working
+/// directory or command, so that no path through `/proc/self/fd/N` can
+/// lead out of the container (CVE-2024-21626's shape).
+pub fn close_all_but(keep: &[BorrowedFd<'_>]) {
+    let mut kept: Vec<u32> = keep.iter().map(|fd| fd.as_raw_fd() as u32).collect();
+    kept.sort_unstable();
+    let mut from = 3;
+    for fd in kept.into_iter().filter(|&fd| fd >= 3) {
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    close_range(from, u32::MAX);
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range takes integers only. The callers (a forked
+    // process on its way to execve or `_exit`) own no `OwnedFd` in the
+    // range that they will use or drop again.
     unsafe {
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
+        libc::syscall(libc::SYS_close_range, first, last, 0);
     }
 }
 

@@ -643,31 +643,62 @@ const DESCRIPTOR_PROBE: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+static const char *held_path;
+static struct stat own_root;
+/* What process `pid` lets this one reach: a descriptor of the caller's
+   directory, or (given its host path) a root that is not the container's. */
+static void probe(int pid) {
+    char dir[64], link[128], target[512];
+    if (held_path) {
+        snprintf(dir, sizeof dir, "/proc/%d/root", pid);
+        int root = open(dir, O_RDONLY | O_DIRECTORY);
+        struct stat st;
+        if (root >= 0 && fstat(root, &st) == 0
+            && (st.st_dev != own_root.st_dev || st.st_ino != own_root.st_ino)) {
+            int held = openat(root, held_path + 1, O_RDONLY | O_DIRECTORY);
+            if (held >= 0) close(openat(held, "ESCAPED", O_CREAT | O_WRONLY, 0644));
+            if (held >= 0) close(held);
+        }
+        if (root >= 0) close(root);
+    }
+    snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+    DIR *fds = opendir(dir);
+    if (!fds) return;
+    struct dirent *f;
+    while ((f = readdir(fds))) {
+        snprintf(link, sizeof link, "%s/%s", dir, f->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = 0;
+        if (!strstr(target, "caller-held-dir")) continue;
+        int held = open(link, O_RDONLY | O_DIRECTORY);
+        if (held >= 0) close(openat(held, "ESCAPED", O_CREAT | O_WRONLY, 0644));
+    }
+    closedir(fds);
+}
 int main(int argc, char **argv) {
     time_t end = time(0) + atoi(argv[1]);
+    held_path = argc > 2 ? argv[2] : 0;
+    stat("/", &own_root);
     while (time(0) < end) {
+        /* The newest pids first: a process just forked into the pid
+           namespace is there for microseconds. */
+        char last[32] = {0};
+        int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY);
+        if (fd >= 0) {
+            if (read(fd, last, sizeof last - 1) > 0)
+                for (int pid = atoi(last); pid <= atoi(last) + 2; pid++)
+                    if (pid > 1 && pid != getpid()) probe(pid);
+            close(fd);
+        }
         DIR *procs = opendir("/proc");
         struct dirent *p;
         while ((p = readdir(procs))) {
             int pid = atoi(p->d_name);
-            if (pid <= 1 || pid == getpid()) continue;
-            char dir[64], link[128], target[512];
-            snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
-            DIR *fds = opendir(dir);
-            if (!fds) continue;
-            struct dirent *f;
-            while ((f = readdir(fds))) {
-                snprintf(link, sizeof link, "%s/%s", dir, f->d_name);
-                ssize_t n = readlink(link, target, sizeof target - 1);
-                if (n <= 0) continue;
-                target[n] = 0;
-                if (!strstr(target, "caller-held-dir")) continue;
-                int held = open(link, O_RDONLY | O_DIRECTORY);
-                if (held >= 0) close(openat(held, "ESCAPED", O_CREAT | O_WRONLY, 0644));
-            }
-            closedir(fds);
+            if (pid > 1 && pid != getpid()) probe(pid);
         }
         closedir(procs);
     }
@@ -675,16 +706,10 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The process `exec` puts into a container runs the host's strata, with
-/// the caller's descriptors, until it starts the command: the container's
-/// root must not reach them through /proc/PID meanwhile (CVE-2016-9962,
-/// CVE-2024-21626's shape). A probe in the container watches every
-/// process's descriptors while execs come in from a caller holding a
-/// host directory open on fd 9; before the fix it made a file in that
-/// directory (tens of chances per exec).
-#[test]
-fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
-    let f = Fixture::new();
+/// Runs the probe above in a container started with `options`, while a
+/// caller holding a host directory open on fd 9 makes 30 execs into it:
+/// none must let the probe write into that directory.
+fn probe_execs(f: &Fixture, options: &[&str], roots_too: bool) {
     let probe_dir = f.strata.path("probe");
     fs::create_dir(&probe_dir).unwrap();
     common::static_program(&probe_dir, "probe", DESCRIPTOR_PROBE);
@@ -692,19 +717,14 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
     fs::create_dir(&held).unwrap();
     f.track("watch");
     let volume = format!("{}:/probe:ro", probe_dir.display());
-    f.strata
-        .run(&[
-            "run",
-            "-d",
-            "--name",
-            "watch",
-            "-v",
-            &volume,
-            "busybox",
-            "/probe/probe",
-            "30",
-        ])
-        .ok();
+    let held_arg = held.display().to_string();
+    let mut args = vec!["run", "-d", "--name", "watch", "-v", &volume];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["busybox", "/probe/probe", "30"]);
+    if roots_too {
+        args.push(&held_arg);
+    }
+    f.strata.run(&args).ok();
     let execs = format!(
         "exec 9<'{}'; for i in $(seq 30); do '{}' --root '{}' exec watch true || exit 1; done",
         held.display(),
@@ -720,6 +740,70 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
         !held.join("ESCAPED").exists(),
         "the container wrote into the exec's caller's directory"
     );
+}
+
+/// The process `exec` puts into a container runs the host's strata, with
+/// the caller's descriptors, until it starts the command: the container's
+/// root must not reach them through /proc/PID meanwhile (CVE-2016-9962,
+/// CVE-2024-21626's shape). A probe in the container watches every
+/// process's descriptors while execs come in from a caller holding a
+/// host directory open on fd 9; before the fix it made a file in that
+/// directory (tens of chances per exec).
+#[test]
+fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
+    probe_execs(&Fixture::new(), &[], false);
+}
+
+/// With CAP_SYS_PTRACE, which overrides the non-dumpable guard, the
+/// container's root may open /proc/PID/root of any process in its pid
+/// namespace: an exec's process must be in the container's mount
+/// namespace from its first instant. It joined it after its fork, and the
+/// probe reached the host's root through it at the first exec (found by
+/// a review).
+#[test]
+fn an_exec_never_shows_the_hosts_root_to_a_container_with_sys_ptrace() {
+    probe_execs(&Fixture::new(), &["--cap-add", "SYS_PTRACE"], true);
+}
+
+/// A working directory named through a descriptor (`-w /proc/self/fd/N`,
+/// or an image's WORKDIR so named) must not lead to a host directory the
+/// caller held open, nor to the stdin a relay keeps a copy of (`-i` with
+/// a directory as stdin): CVE-2024-21626's shape. Before the fix each of
+/// these printed the host file.
+#[test]
+fn a_working_directory_through_a_held_descriptor_stays_in_the_container() {
+    let f = Fixture::new();
+    let secret = f.strata.path("held-secret");
+    fs::create_dir(&secret).unwrap();
+    fs::write(secret.join("s.txt"), "HOST-SECRET\n").unwrap();
+    let strata = format!("'{}' --root '{}'", common::bin(), f.strata.root().display());
+    let shell = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let held = format!("exec 5<'{}';", secret.display());
+    let said = shell(&format!(
+        "{held} {strata} run --rm -w /proc/self/fd/5 busybox cat s.txt"
+    ));
+    assert!(!said.contains("HOST-SECRET"), "run -w: {said}");
+    for fd in 3..=12 {
+        let said = shell(&format!(
+            "{strata} run --rm -i -w /proc/self/fd/{fd} busybox cat s.txt < '{}'",
+            secret.display()
+        ));
+        assert!(!said.contains("HOST-SECRET"), "run -i, fd {fd}: {said}");
+    }
+    f.track("held");
+    f.strata
+        .run(&["run", "-d", "--name", "held", "busybox", "sleep", "600"])
+        .ok();
+    let said = shell(&format!(
+        "{held} {strata} exec -w /proc/self/fd/5 held cat s.txt"
+    ));
+    assert!(!said.contains("HOST-SECRET"), "exec -w: {said}");
 }
 
 /// exec reads the container's /etc/passwd and /etc/group before its

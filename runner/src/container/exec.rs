@@ -2,11 +2,24 @@
 //!
 //! ```text
 //! CLI          opens /proc/<pid>/ns/*, the pty; forks the helper; attach.rs
-//!  +- helper   setsid; stdio relays; setns into ipc, uts, net, pid; forks (a pid
-//!      |       namespace applies to children only); reports to the CLI
-//!      +- process  setns into mnt; pty, user, cwd, exec
+//!  +- helper   setsid; stdio relays; setns into user, ipc, uts, net; a
+//!      |       subreaper; forks the joiner; reports to the CLI
+//!      +- joiner   the container's cgroup; setns into cgroup, pid, mnt;
+//!          |       forks the process (a pid namespace applies to children
+//!          |       only), reports its pid, exits
+//!          +- process  the helper's child once the joiner is gone; pty,
+//!                      user, cwd, exec
 //! ```
+//!
+//! The process is born in the container's mount namespace: none of ours
+//! is ever in its pid namespace with the host's root. One that was (the
+//! process joined mnt itself, after the fork) showed the host's root and
+//! cwd, the caller's descriptors and environment, and strata's binary
+//! through /proc/PID to the container, whose CAP_SYS_PTRACE (`--cap-add`)
+//! overrides the non-dumpable guard (found by a review; runc joins every
+//! namespace before its last fork for the same reason).
 
+use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd as _, OwnedFd};
 
 use anyhow::Context as _;
@@ -136,8 +149,11 @@ fn run_helper(request: ExecRequest<'_>, events: &EventSender) -> i32 {
         Ok(relays) => relays,
         Err(err) => return fail(StartError::other(crate::error_text::describe(&err))),
     };
-    if let Err(err) = request.namespaces.join_all_but_mount() {
+    if let Err(err) = request.namespaces.join_for_helper() {
         return fail(err);
+    }
+    if let Err(errno) = prctl::set_child_subreaper(true) {
+        return fail(StartError::from_errno("become a child subreaper", errno));
     }
     let pid = match fork_process(request) {
         Ok(pid) => pid,
@@ -174,28 +190,43 @@ fn stdio_to_null() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forks the process (now inside the pid namespace) and waits for its exec.
+/// Forks the joiner, which forks the process (see the module's notes),
+/// and waits for the process's exec.
 fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
     let pipe = |what| pipe2(OFlag::O_CLOEXEC).map_err(|errno| StartError::from_errno(what, errno));
     let (errors_read, errors_write) = pipe("pipe")?;
     let (alive_read, alive_write) = pipe("pipe")?;
+    let (pid_read, pid_write) = pipe("pipe")?;
     match sys::fork()
         .map_err(|err| StartError::other(format!("fork: {}", crate::error_text::describe(&err))))?
     {
         ForkResult::Child => {
-            drop((errors_read, alive_write));
-            let err = exec_process(request, &alive_read);
-            process::send_start_error(errors_write, &err);
-            exit_process(err.exit_code())
+            drop((errors_read, alive_write, pid_read));
+            join_and_fork(request, alive_read, errors_write, pid_write)
         }
-        ForkResult::Parent { child } => {
-            drop((errors_write, alive_read));
-            let started = process::receive_start_result(errors_read);
+        ForkResult::Parent { child: joiner } => {
+            drop((errors_write, alive_read, pid_write));
+            let mut bytes = [0u8; 4];
+            let forked = std::fs::File::from(pid_read).read_exact(&mut bytes);
+            // Reaped, the joiner has left the process to us.
+            reap(joiner);
+            if forked.is_err() {
+                // It failed before the fork, and said why.
+                return Err(match process::receive_start_result(errors_read) {
+                    Err(err) => err,
+                    Ok(()) => StartError::other("the exec joiner died"),
+                });
+            }
+            let pid = Pid::from_raw(i32::from_be_bytes(bytes));
+            // Our child now: it may arm its parent-death signal.
+            let released = nix::unistd::write(&alive_write, &[1])
+                .map_err(|errno| StartError::from_errno("release the exec process", errno))
+                .and_then(|_| process::receive_start_result(errors_read));
             drop(alive_write);
-            match started {
-                Ok(()) => Ok(child),
+            match released {
+                Ok(()) => Ok(pid),
                 Err(err) => {
-                    reap(child);
+                    reap(pid);
                     Err(err)
                 }
             }
@@ -203,17 +234,72 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
     }
 }
 
-fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
-    if let Some(cgroup) = &request.cgroup {
-        if let Err(err) = cgroup.add(0) {
-            return StartError::other(crate::error_text::describe(&err));
+/// The joiner: joins the container's cgroup and its cgroup, pid and mount
+/// namespaces, forks the process, reports its pid and exits.
+fn join_and_fork(
+    request: ExecRequest<'_>,
+    alive: OwnedFd,
+    errors: OwnedFd,
+    pid_pipe: OwnedFd,
+) -> ! {
+    let ExecRequest {
+        namespaces,
+        cgroup,
+        slave,
+        spec,
+        security,
+    } = request;
+    let joined = (|| {
+        // Counted while this process's /proc still shows it.
+        let threads = sys::thread_count()
+            .map_err(|err| StartError::other(format!("count threads: {err}")))?;
+        if let Some(cgroup) = &cgroup {
+            cgroup
+                .add(0)
+                .map_err(|err| StartError::other(crate::error_text::describe(&err)))?;
+        }
+        namespaces.join_for_process()?;
+        drop((namespaces, cgroup));
+        // Nothing of the caller's reaches the container, not even through
+        // /proc/PID/fd of the process before its exec (which a container
+        // with CAP_SYS_PTRACE may open): see `sys::close_all_but`.
+        let mut keep = vec![alive.as_fd(), errors.as_fd(), pid_pipe.as_fd()];
+        keep.extend(slave.as_ref().map(|s| s.as_fd()));
+        sys::close_all_but(&keep);
+        sys::fork_counted(threads).map_err(|err| {
+            StartError::other(format!("fork: {}", crate::error_text::describe(&err)))
+        })
+    })();
+    match joined {
+        Ok(ForkResult::Child) => {
+            drop(pid_pipe);
+            let err = exec_process(slave, spec, &security, &alive);
+            process::send_start_error(errors, &err);
+            exit_process(err.exit_code())
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let _ = std::fs::File::from(pid_pipe).write_all(&child.as_raw().to_be_bytes());
+            sys::exit_immediately(0)
+        }
+        Err(err) => {
+            process::send_start_error(errors, &err);
+            exit_process(err.exit_code())
         }
     }
-    if let Err(err) = request.namespaces.join_mount() {
+}
+
+fn exec_process(
+    slave: Option<OwnedFd>,
+    spec: ExecSpec<'_>,
+    security: &Prepared,
+    alive: &OwnedFd,
+) -> StartError {
+    // The joiner is gone once the helper says so: a parent-death signal
+    // armed before would come with the joiner's exit.
+    if let Err(err) = process::wait_for_go(alive) {
         return err;
     }
-    let spec = request.spec;
-    if let Err(err) = attach_stdio(request.slave, spec.interactive) {
+    if let Err(err) = attach_stdio(slave, spec.interactive) {
         return err;
     }
     let hostname = nix::unistd::gethostname()
@@ -229,7 +315,7 @@ fn exec_process(request: ExecRequest<'_>, alive: &OwnedFd) -> StartError {
         user: spec.user,
         hostname,
         tty: spec.tty,
-        security: &request.security,
+        security,
         ulimits: spec.ulimits,
     };
     process::exec(&process, Some(alive.as_fd()))

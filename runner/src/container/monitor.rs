@@ -317,6 +317,14 @@ impl ContainerChild {
         {
             ForkResult::Child => {
                 drop((go_write, errors_read));
+                // Nothing of the CLI's or the monitor's reaches the
+                // container (see `sys::close_all_but`): a `-w
+                // /proc/self/fd/N` or an image's WORKDIR so named led to
+                // a directory the caller held, or the stdin copy a relay
+                // keeps (found by a review).
+                let mut keep = vec![go_read.as_fd(), errors_write.as_fd()];
+                keep.extend(slave.as_ref().map(|s| s.as_fd()));
+                crate::sys::close_all_but(&keep);
                 let err = container_init(spec, security, slave, &go_read);
                 process::send_start_error(errors_write, &err);
                 crate::sys::exit_immediately(err.exit_code())
@@ -377,7 +385,13 @@ fn init_steps(
     super::cgroup::enter_namespace()
         .map_err(|errno| StartError::from_errno("unshare the cgroup namespace", errno))?;
     namespaces::unshare_container_namespaces()?;
-    let console = attach_stdio(slave, spec.interactive)?;
+    // The slave's host path, bind-mounted as /dev/console.
+    let console = slave
+        .as_ref()
+        .map(|slave| nix::unistd::ttyname(slave.as_fd()))
+        .transpose()
+        .map_err(|errno| StartError::from_errno("ttyname", errno))?;
+    attach_stdio(slave, spec.interactive)?;
     rootfs::enter(spec, console.as_deref())?;
     namespaces::configure(&spec.hostname, spec.network.mode.is_private())?;
     let process = ProcessSpec {

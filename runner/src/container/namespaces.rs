@@ -127,9 +127,10 @@ pub fn configure(hostname: &str, private_network: bool) -> Result<(), StartError
     Ok(())
 }
 
-/// The namespaces `strata exec` joins, in order. The helper joins all but
-/// mnt and forks; the new process joins mnt itself, so the helper keeps the
-/// host's /proc (and its fork safety check keeps working). A rootless
+/// The namespaces `strata exec` joins, in order. The helper joins user,
+/// ipc, uts and net; the joiner it forks joins cgroup, pid and mnt and
+/// forks the process, born in all of them (see exec.rs), so the helper
+/// keeps the host's /proc (and its fork safety check keeps working). A rootless
 /// container's user namespace comes first: it grants the capabilities the
 /// other joins need. A namespace the caller is already in is skipped (the
 /// host network; the host user namespace of a root container), since
@@ -165,23 +166,29 @@ impl NamespaceFiles {
         Ok(Self { files })
     }
 
-    /// Joins all but the mount namespace. The pid namespace applies to
-    /// this process's children only.
-    pub fn join_all_but_mount(&self) -> Result<(), StartError> {
-        self.join_where(|flag| !Self::joined_by_the_process(flag))
+    /// Joins the user, ipc, uts and network namespaces: the exec helper's
+    /// part, which keeps the host's /proc and cgroups.
+    pub fn join_for_helper(&self) -> Result<(), StartError> {
+        self.join_where(|flag| !Self::joined_by_the_joiner(flag))
     }
 
-    /// Joins the cgroup namespace (the process has joined the container's
-    /// cgroup before: from inside the namespace, v2 refuses the move) and
-    /// the mount namespace (root and cwd become the container's). Must run
-    /// in a single-threaded process: the kernel refuses a mount namespace
-    /// switch to a process that shares its file system context.
-    pub fn join_mount(&self) -> Result<(), StartError> {
-        self.join_where(Self::joined_by_the_process)
+    /// Joins the cgroup namespace (the joiner has joined the container's
+    /// cgroup before: from inside the namespace, v2 refuses the move), the
+    /// pid namespace (for the joiner's children) and the mount namespace
+    /// (root and cwd become the container's). Must run in a
+    /// single-threaded process: the kernel refuses a mount namespace switch
+    /// to a process that shares its file system context.
+    pub fn join_for_process(&self) -> Result<(), StartError> {
+        self.join_where(Self::joined_by_the_joiner)
     }
 
-    fn joined_by_the_process(flag: CloneFlags) -> bool {
-        flag == CloneFlags::CLONE_NEWNS || flag == CloneFlags::CLONE_NEWCGROUP
+    fn joined_by_the_joiner(flag: CloneFlags) -> bool {
+        [
+            CloneFlags::CLONE_NEWNS,
+            CloneFlags::CLONE_NEWCGROUP,
+            CloneFlags::CLONE_NEWPID,
+        ]
+        .contains(&flag)
     }
 
     fn join_where(&self, wanted: impl Fn(CloneFlags) -> bool) -> Result<(), StartError> {

@@ -98,6 +98,14 @@ fn prepare_and_exec(
             ),
         )
     })?;
+    // A working directory reached through a descriptor held from outside
+    // the container is outside its root, and the kernel says so (runc's
+    // check against CVE-2024-21626); none should be left by now.
+    if nix::unistd::getcwd().is_err() {
+        return Err(StartError::other(
+            "current working directory is outside of container mount namespace root -- possible container breakout detected",
+        ));
+    }
     let path = resolve_command(
         command,
         crate::environment::lookup(&env, "PATH").unwrap_or(""),

@@ -4,11 +4,10 @@
 use std::fs::OpenOptions;
 use std::io::IsTerminal as _;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid, ttyname};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 
 use super::exit::StartError;
 use crate::sys;
@@ -35,26 +34,23 @@ impl Pty {
 /// Gives this process its stdio: with a tty, a new session whose controlling
 /// terminal is the slave (so Ctrl-C typed on the master signals our
 /// foreground group through the line discipline); without one, stdin is
-/// /dev/null unless `-i`. Returns the slave's host path, for /dev/console.
-pub fn attach_stdio(
-    slave: Option<OwnedFd>,
-    interactive: bool,
-) -> Result<Option<PathBuf>, StartError> {
+/// /dev/null unless `-i`. (No path of the slave is asked for here: an exec'd
+/// process is in the container's mount namespace, where the host's
+/// /dev/pts/N is not, and its `ttyname` failed every `exec -t`.)
+pub fn attach_stdio(slave: Option<OwnedFd>, interactive: bool) -> Result<(), StartError> {
     let Some(slave) = slave else {
         if !interactive {
             redirect_stdin_to_null()?;
         }
-        return Ok(None);
+        return Ok(());
     };
     setsid().map_err(|errno| StartError::from_errno("setsid", errno))?;
     sys::set_controlling_terminal(slave.as_fd())
         .map_err(|err| StartError::other(format!("set controlling terminal: {err}")))?;
-    let console =
-        ttyname(slave.as_fd()).map_err(|errno| StartError::from_errno("ttyname", errno))?;
     dup2_stdin(&slave).map_err(|errno| StartError::from_errno("dup2 stdin", errno))?;
     dup2_stdout(&slave).map_err(|errno| StartError::from_errno("dup2 stdout", errno))?;
     dup2_stderr(&slave).map_err(|errno| StartError::from_errno("dup2 stderr", errno))?;
-    Ok(Some(console))
+    Ok(())
 }
 
 fn redirect_stdin_to_null() -> Result<(), StartError> {
