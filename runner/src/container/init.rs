@@ -30,6 +30,11 @@ pub fn start(tty: bool) -> Result<(), StartError> {
         Some(&mut before),
     )
     .map_err(|errno| StartError::from_errno("block signals for the init", errno))?;
+    // The init stays strata's binary holding the start's descriptors until
+    // it closes them: not dumpable from before the command exists, which
+    // could otherwise open them through /proc/1 (the command's execve makes
+    // it dumpable again).
+    let _ = nix::sys::prctl::set_dumpable(false);
     match sys::fork().map_err(|e| StartError::other(format!("fork the init's command: {e:#}")))? {
         ForkResult::Child => {
             let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -52,7 +57,6 @@ fn serve(command: Pid) -> ! {
     // Only the command's exec closes the descriptors the monitor watches
     // for the start's outcome; the init must not keep them open.
     sys::close_all_from_before_exit(3);
-    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::sys::prctl::set_name(c"strata-init");
     let all = SigSet::all();
     loop {
