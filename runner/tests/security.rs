@@ -223,6 +223,54 @@ fn an_image_whose_proc_or_sys_is_a_link_does_not_start() {
     f.assert_nothing_left();
 }
 
+/// A tmpfs or an /etc file bound where an image's links lead must not land
+/// inside /proc, as a volume must not: `--tmpfs /psys/kernel` through an
+/// image's `psys -> /proc/sys` put a writable tmpfs over the kernel's
+/// settings, and `/etc/hosts -> /proc/...` bound strata's file over a
+/// kernel one.
+#[test]
+fn a_tmpfs_or_etc_file_is_not_steered_into_proc_by_the_images_links() {
+    let f = Fixture::new();
+    let busybox = fs::read("/bin/busybox").expect("the host's busybox");
+    let image = |name: &str, link: (&str, &str)| {
+        let tar = TarMaker::new()
+            .dir("bin")
+            .file_with_mode("bin/busybox", &busybox, 0o755)
+            .symlink("bin/sh", "busybox")
+            .dir("etc")
+            .dir("proc")
+            .dir("sys")
+            .dir("dev")
+            .symlink(link.0, link.1);
+        f.strata
+            .import(&tar.write(&f.strata.path(&format!("{name}.tar"))), name);
+    };
+    image("psys", ("psys", "/proc/sys"));
+    let r = f.strata.run(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/psys/kernel",
+        "psys",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    assert_refused(
+        &r,
+        "--tmpfs /psys/kernel",
+        "tmpfs /psys/kernel: \"/proc/sys/kernel\" cannot be mounted because it is inside /proc",
+    );
+    image("hosts", ("etc/hosts", "/proc/sys/kernel/domainname"));
+    let r = f.strata.run(&["run", "--rm", "hosts", "sh", "-c", "true"]);
+    assert_refused(
+        &r,
+        "/etc/hosts -> /proc",
+        "cannot be mounted because it is inside /proc",
+    );
+    f.assert_nothing_left();
+}
+
 /// The monitor a `run -d` leaves behind was forked from the command, and
 /// every user could read its `-e` values in `ps` for as long as the
 /// container ran; its command line now shows the program's name only.

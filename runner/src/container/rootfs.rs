@@ -223,10 +223,7 @@ fn bind_given_devices(
     let nodes = super::host_devices::expand_all(devices)
         .map_err(|e| StartError::other(format!("{e:#}")))?;
     for node in nodes {
-        let target = target_in(tree, &node.target, true)?;
-        // Where the image's links led, as for a volume.
-        crate::mount_spec::check_target(&target.inside)
-            .map_err(|e| StartError::other(format!("device {}: {e:#}", node.target)))?;
+        let target = target_in(tree, &node.target, true, "device")?;
         bind_onto(&node.host, &target, 0)?;
     }
     Ok(())
@@ -348,7 +345,7 @@ fn bind_etc_files(tree: &OwnedFd, spec: &Spec) -> Result<(), StartError> {
         false => 0,
     };
     for (source, target) in spec.etc_files.binds() {
-        let target = target_in(tree, target, true)?;
+        let target = target_in(tree, target, true, "file")?;
         bind_onto(source, &target, read_only)?;
     }
     Ok(())
@@ -430,23 +427,31 @@ pub fn bind_volumes_for_copy(
 
 /// Where `volume` goes in `tree`, made as a directory or an empty file to
 /// match its source, whose missing host directory is made (as docker
-/// does). The target's check runs again where its links led: an image's
-/// `/fw -> /proc/x` must not put a volume inside /proc.
+/// does).
 fn volume_target(tree: &OwnedFd, volume: &BindMount) -> Result<in_root::Target, StartError> {
     if !volume.source.exists() {
         create_dir(&volume.source)?;
     }
-    let target = target_in(tree, &volume.target, !volume.source.is_dir())?;
-    crate::mount_spec::check_target(&target.inside)
-        .map_err(|e| StartError::other(format!("volume {}: {e:#}", volume.target)))?;
-    Ok(target)
+    target_in(tree, &volume.target, !volume.source.is_dir(), "volume")
 }
 
 /// `path` in the container's tree, opened where it resolves there, the
-/// missing parts made (see `in_root`).
-fn target_in(tree: &OwnedFd, path: &str, file: bool) -> Result<in_root::Target, StartError> {
-    in_root::target(tree, path, file)
-        .map_err(|err| io_error("open mount target", Path::new(path), &err))
+/// missing parts made (see `in_root`), for a mount of kind `what`. The
+/// target's check runs again where its links led: an image's `/fw ->
+/// /proc/x` must not put a volume, a device, a tmpfs or /etc/hosts inside
+/// /proc (the last two went unchecked: an image's link steered a user's
+/// `--tmpfs` over /proc/sys/kernel, found by a review).
+fn target_in(
+    tree: &OwnedFd,
+    path: &str,
+    file: bool,
+    what: &str,
+) -> Result<in_root::Target, StartError> {
+    let target = in_root::target(tree, path, file)
+        .map_err(|err| io_error("open mount target", Path::new(path), &err))?;
+    crate::mount_spec::check_target(&target.inside)
+        .map_err(|e| StartError::other(format!("{what} {path}: {e:#}")))?;
+    Ok(target)
 }
 
 /// A recursive bind of `source` onto `target`, its mounts given `attrs`
@@ -461,7 +466,7 @@ fn bind_onto(source: &Path, target: &in_root::Target, attrs: u64) -> Result<(), 
 /// `--tmpfs`: a tmpfs of the container's own, with the flags and data its
 /// options give (checked when the container was created).
 fn mount_tmpfs(tree: &OwnedFd, tmpfs: &TmpfsMount) -> Result<(), StartError> {
-    let target = target_in(tree, &tmpfs.target, false)?;
+    let target = target_in(tree, &tmpfs.target, false, "tmpfs")?;
     let (flags, data) = crate::mount_spec::tmpfs_options(&tmpfs.options)
         .map_err(|e| StartError::other(format!("{e:#}")))?;
     in_root::mount("tmpfs", &target, flags, &data)
