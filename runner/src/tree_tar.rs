@@ -28,13 +28,19 @@ pub enum Xattrs {
 /// `import`, `load` and `cp` read back. Sockets are left out, as docker
 /// leaves them (a tar has no type for them). (`tar::Builder::append_dir_all`
 /// wrote each name of a file as a whole copy and no xattrs: file
-/// capabilities were lost.)
+/// capabilities were lost.) A kernel filesystem mounted in the tree (a
+/// running container's /proc, /sys, /dev/pts) is an empty directory, as
+/// docker's copy of a container's root has them: its files are the
+/// kernel's, not the container's, and some refuse to be read (`cp
+/// CTR:/ DIR` of a running container failed on /proc/1/attr/current).
 pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut stack = vec![(tree.to_path_buf(), name.to_path_buf())];
-    while let Some((host, name)) = stack.pop() {
+    // Each entry with the device of the directory holding it: where the
+    // two differ, a mount begins.
+    let mut stack = vec![(tree.to_path_buf(), name.to_path_buf(), None)];
+    while let Some((host, name, parent_dev)) = stack.pop() {
         let reading = || format!("reading {}", host.display());
         let md = std::fs::symlink_metadata(&host).with_context(reading)?;
         if md.file_type().is_socket() {
@@ -63,7 +69,8 @@ pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> R
             None => tar.append_path_with_name(&host, &name),
         }
         .with_context(reading)?;
-        if md.is_dir() {
+        let mount = parent_dev != Some(md.dev());
+        if md.is_dir() && !(mount && is_kernel_filesystem(&host)) {
             let mut names = std::fs::read_dir(&host)
                 .with_context(reading)?
                 .map(|e| e.map(|e| e.file_name()))
@@ -77,12 +84,30 @@ pub fn write(tree: &Path, name: &Path, xattrs: Xattrs, out: &mut dyn Write) -> R
                     true => PathBuf::from(&n),
                     false => name.join(&n),
                 };
-                stack.push((host.join(&n), inner));
+                stack.push((host.join(&n), inner, Some(md.dev())));
             }
         }
     }
     tar.into_inner()?;
     Ok(())
+}
+
+/// Whether the directory `dir` is on one of the kernel's own filesystems
+/// (what a container's runtime mounts besides its tree and volumes).
+fn is_kernel_filesystem(dir: &Path) -> bool {
+    use nix::sys::statfs::*;
+    const KERNEL: [FsType; 9] = [
+        PROC_SUPER_MAGIC,
+        SYSFS_MAGIC,
+        DEVPTS_SUPER_MAGIC,
+        CGROUP_SUPER_MAGIC,
+        CGROUP2_SUPER_MAGIC,
+        SECURITYFS_MAGIC,
+        DEBUGFS_MAGIC,
+        TRACEFS_MAGIC,
+        BPF_FS_MAGIC,
+    ];
+    statfs(dir).is_ok_and(|fs| KERNEL.contains(&fs.filesystem_type()))
 }
 
 /// The header of a fifo or a device node, `None` for other files.

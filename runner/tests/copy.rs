@@ -118,6 +118,24 @@ fn files_and_trees_come_out_where_docker_puts_them() {
     assert!(!mounts.contains(&copies), "{mounts}");
 }
 
+/// The root of a running container comes out whole, its /proc and /sys
+/// as empty directories, as docker's copy has them: the kernel's files
+/// are not the container's, and some refuse to be read (the copy failed
+/// on /proc/1/attr/current, leaving half a tree).
+#[test]
+fn the_root_of_a_running_container_comes_out_without_the_kernels_files() {
+    let s = two_containers();
+    let out = s.path("root-of-web");
+    std::fs::create_dir(&out).unwrap();
+    s.run(&["cp", "web:/", out.to_str().unwrap()]).ok();
+    let root = out;
+    assert_eq!(read(&root.join("srv/d/e/g")), "two\n");
+    assert!(root.join("bin/busybox").is_file());
+    for kernel in ["proc", "sys", "dev/pts"] {
+        assert_eq!(names(&root.join(kernel)), Vec::<String>::new(), "{kernel}");
+    }
+}
+
 #[test]
 fn files_and_trees_go_in_owned_by_the_containers_root() {
     let s = two_containers();
