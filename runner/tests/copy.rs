@@ -437,6 +437,12 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
         .refused_with("copying between containers is not supported");
     s.run(&["cp", f, "nothing:/tmp"])
         .refused_with("No such container: nothing");
+    // An unset variable's empty path: docker's client refuses it (the
+    // copy went nowhere, or a tree into the current directory).
+    s.run(&["cp", "idle:/srv/d/f", ""])
+        .refused_with("destination can not be empty");
+    s.run(&["cp", "", "idle:/tmp"])
+        .refused_with("source can not be empty");
 
     // kill -9 of a copy into a stopped container while its tree is
     // mounted: the mount goes with it, the store verifies, the container

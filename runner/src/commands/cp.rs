@@ -25,6 +25,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
+    // docker's client refuses these: an empty destination (an unset
+    // variable) lost the copy, or spilled a tree into the current
+    // directory.
+    if args.src.is_empty() {
+        bail!("source can not be empty");
+    }
+    if args.dst.is_empty() {
+        bail!("destination can not be empty");
+    }
     if nix::unistd::geteuid().is_root() {
         // A stopped container's tree is mounted for the copy: in a
         // namespace of our own it goes with us, even on kill -9.
