@@ -854,6 +854,53 @@ fn a_working_directory_through_a_held_descriptor_stays_in_the_container() {
     assert!(!said.contains("HOST-SECRET"), "exec -w: {said}");
 }
 
+/// The container's terminal is its own: its root may chmod and chown its
+/// /dev/console and its stdin, and no node of the host's devpts changes.
+/// The pty came from the host's /dev/pts, and a review made the host's
+/// node world-writable from inside (any host user could then read what
+/// was typed into the container).
+#[test]
+fn a_containers_terminal_is_not_a_node_of_the_hosts_devpts() {
+    use std::os::unix::fs::MetadataExt as _;
+    let f = Fixture::new();
+    f.track("tty");
+    let script = "chmod 666 /dev/console /proc/self/fd/0; chown 65534 /dev/console /proc/self/fd/0; sleep 600";
+    f.strata
+        .run(&[
+            "run", "-d", "-t", "--name", "tty", "busybox", "sh", "-c", script,
+        ])
+        .ok();
+    // The container did change its own.
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = f
+            .strata
+            .run(&["exec", "tty", "stat", "-c", "%u %a", "/dev/console"])
+            .ok()
+            .stdout;
+        if seen.trim() == "65534 666" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        seen.trim(),
+        "65534 666",
+        "the container's chmod of its console"
+    );
+    let changed: Vec<String> = fs::read_dir("/dev/pts")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == 65534))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert_eq!(
+        changed,
+        Vec::<String>::new(),
+        "host pty nodes the container chowned"
+    );
+}
+
 /// exec reads the container's /etc/passwd and /etc/group before its
 /// command: a container that made them fifos held the admin's exec until
 /// it wrote to them. Non-regular account files are not read.

@@ -23,7 +23,7 @@ use super::exit::{exit_code_of_status, StartError, EXIT_STRATA_FAILED};
 use super::json_log::LineWriter;
 use super::namespaces;
 use super::process::{self, ProcessSpec};
-use super::pty::{attach_stdio, Pty};
+use super::pty::{attach_stdio, Console, Pty};
 use super::rootfs;
 use super::security::Prepared;
 use super::spec::Spec;
@@ -94,7 +94,7 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     // We copy the pty's output: detached to the log (our stdout), attached
     // to the CLI's stdout and the log. The CLI writes its input.
     let (master, slave) = match pty {
-        Some(pty) => (Some(pty.master), Some(pty.slave)),
+        Some(pty) => (Some(pty.master), Some((pty.slave, pty.console))),
         None => (None, None),
     };
     let child = match ContainerChild::fork(spec, &security, slave, in_user_namespace) {
@@ -304,7 +304,7 @@ impl ContainerChild {
     fn fork(
         spec: &Spec,
         security: &Prepared,
-        slave: Option<OwnedFd>,
+        slave: Option<(OwnedFd, Console)>,
         in_user_namespace: bool,
     ) -> anyhow::Result<Self> {
         let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -323,7 +323,12 @@ impl ContainerChild {
                 // a directory the caller held, or the stdin copy a relay
                 // keeps (found by a review).
                 let mut keep = vec![go_read.as_fd(), errors_write.as_fd()];
-                keep.extend(slave.as_ref().map(|s| s.as_fd()));
+                if let Some((slave, console)) = &slave {
+                    keep.push(slave.as_fd());
+                    if let Console::Mount(mount) = console {
+                        keep.push(mount.as_fd());
+                    }
+                }
                 crate::sys::close_all_but(&keep);
                 let err = container_init(spec, security, slave, &go_read);
                 process::send_start_error(errors_write, &err);
@@ -357,7 +362,7 @@ impl ContainerChild {
 fn container_init(
     spec: &Spec,
     security: &Prepared,
-    slave: Option<OwnedFd>,
+    slave: Option<(OwnedFd, Console)>,
     go: &OwnedFd,
 ) -> StartError {
     match init_steps(spec, security, slave, go) {
@@ -369,7 +374,7 @@ fn container_init(
 fn init_steps(
     spec: &Spec,
     security: &Prepared,
-    slave: Option<OwnedFd>,
+    slave: Option<(OwnedFd, Console)>,
     go: &OwnedFd,
 ) -> Result<Infallible, StartError> {
     // Until "go", a monitor that dies closes the pipe and wait_for_go
@@ -385,14 +390,9 @@ fn init_steps(
     super::cgroup::enter_namespace()
         .map_err(|errno| StartError::from_errno("unshare the cgroup namespace", errno))?;
     namespaces::unshare_container_namespaces()?;
-    // The slave's host path, bind-mounted as /dev/console.
-    let console = slave
-        .as_ref()
-        .map(|slave| nix::unistd::ttyname(slave.as_fd()))
-        .transpose()
-        .map_err(|errno| StartError::from_errno("ttyname", errno))?;
+    let (slave, console) = slave.unzip();
     attach_stdio(slave, spec.interactive)?;
-    rootfs::enter(spec, console.as_deref())?;
+    rootfs::enter(spec, console.as_ref())?;
     namespaces::configure(&spec.hostname, spec.network.mode.is_private())?;
     let process = ProcessSpec {
         args: &spec.args,

@@ -4,10 +4,11 @@
 use std::fs::OpenOptions;
 use std::io::IsTerminal as _;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid, ttyname};
 
 use super::exit::StartError;
 use crate::sys;
@@ -17,16 +18,77 @@ use crate::sys;
 pub struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,
+    /// What a container's /dev/console is bound from (exec's process has
+    /// none).
+    pub console: Console,
+}
+
+/// Where a container's /dev/console comes from: the pty's slave.
+pub enum Console {
+    /// A detached mount of the slave alone: root's pty is in a devpts
+    /// instance of its own, mounted nowhere.
+    Mount(OwnedFd),
+    /// The slave's path in the host's devpts: an ordinary user may not
+    /// make a devpts instance, and uses the host's.
+    Path(PathBuf),
 }
 
 impl Pty {
     /// Opens a pty sized like the CLI's own terminal, when it has one.
+    /// Root's comes from a devpts instance of its own (see
+    /// [`Pty::in_own_devpts`]); an ordinary user's from the host's.
     pub fn open() -> anyhow::Result<Self> {
         let size = sys::window_size(std::io::stdin().as_fd());
+        if let Ok(pty) = Self::in_own_devpts() {
+            if let Some(size) = &size {
+                sys::set_window_size(pty.master.as_fd(), size).context("size the pty")?;
+            }
+            return Ok(pty);
+        }
         let pty = nix::pty::openpty(size.as_ref(), None).context("openpty")?;
+        let path = ttyname(pty.slave.as_fd()).context("the pty's name")?;
         Ok(Self {
             master: pty.master,
             slave: pty.slave,
+            console: Console::Path(path),
+        })
+    }
+
+    /// A pty of a devpts instance made for it alone and mounted nowhere
+    /// (the new mount API), with the host's devpts options. A slave of
+    /// the host's devpts let the container's root chmod and chown the
+    /// host's `/dev/pts/N` through its stdin or /dev/console (a review
+    /// made it world-writable, so that any host user could read what was
+    /// typed into the container); runc opens the pty in the container's
+    /// own devpts for the same reason. This one's node is nobody else's.
+    fn in_own_devpts() -> rustix::io::Result<Self> {
+        use rustix::mount::*;
+        let fs = fsopen("devpts", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        for (key, value) in [("gid", "5"), ("mode", "620"), ("ptmxmode", "666")] {
+            fsconfig_set_string(&fs, key, value)?;
+        }
+        fsconfig_create(&fs)?;
+        let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        let devpts = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+        let flags =
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC;
+        let master = rustix::fs::openat(&devpts, "ptmx", flags, rustix::fs::Mode::empty())?;
+        rustix::pty::unlockpt(&master)?;
+        let peer = rustix::pty::OpenptFlags::RDWR
+            | rustix::pty::OpenptFlags::NOCTTY
+            | rustix::pty::OpenptFlags::CLOEXEC;
+        let slave = rustix::pty::ioctl_tiocgptpeer(&master, peer)?;
+        // The slave alone, as a mount of its own that the container's
+        // first process moves onto its /dev/console: a bind from the
+        // instance itself is refused once in another mount namespace.
+        let tree = OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH;
+        let console = open_tree(&slave, "", tree)?;
+        Ok(Self {
+            master,
+            slave,
+            console: Console::Mount(console),
         })
     }
 }

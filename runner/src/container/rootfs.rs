@@ -27,6 +27,7 @@ use nix::unistd::{chdir, pivot_root};
 
 use super::exit::StartError;
 use super::in_root;
+use super::pty::Console;
 use super::spec::Spec;
 use super::userns::map_text_covers;
 use layerdb::{BindMount, TmpfsMount};
@@ -80,9 +81,9 @@ const NOT_HOST_DEVICES: [&str; 5] = ["pts", "shm", "mqueue", "ptmx", "console"];
 /// Symlinks followed while resolving one path before we call it a loop.
 const MAX_SYMLINKS: usize = 255;
 
-/// All the steps, in order. `console` is the host path of the pty slave
-/// when the container has a tty.
-pub fn enter(spec: &Spec, console: Option<&Path>) -> Result<(), StartError> {
+/// All the steps, in order. `console` is the pty's slave when the
+/// container has a tty.
+pub fn enter(spec: &Spec, console: Option<&Console>) -> Result<(), StartError> {
     let root = spec.rootfs.as_path();
     let privileged = spec.security.privileged;
     make_mounts_private()?;
@@ -172,7 +173,7 @@ fn mount_sys(root: &Path, privileged: bool) -> Result<(), StartError> {
 /// a node made with mknod in the tmpfs itself then opens nothing.
 fn mount_dev(
     root: &Path,
-    console: Option<&Path>,
+    console: Option<&Console>,
     privileged: bool,
     shm_size: i64,
 ) -> Result<(), StartError> {
@@ -200,7 +201,14 @@ fn mount_dev(
     if let Some(console) = console {
         let target = dev.join("console");
         create_file(&target)?;
-        bind(console, &target, false, "console")?;
+        match console {
+            Console::Mount(mount) => {
+                let flags = rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH;
+                rustix::mount::move_mount(mount, "", rustix::fs::CWD, &target, flags)
+                    .map_err(|errno| io_error("move the console onto", &target, &errno.into()))?
+            }
+            Console::Path(path) => bind(path, &target, false, "console")?,
+        }
     }
     Ok(())
 }
