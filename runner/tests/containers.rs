@@ -601,6 +601,19 @@ fn rm_f_racing_a_start_leaves_nothing_running() {
     }
 }
 
+/// `unshare CMD` names a command that cannot run, with a shell's code,
+/// as root as well as rootless (root's said only "No such file or
+/// directory", exit 125).
+#[test]
+fn unshare_names_a_command_that_cannot_run() {
+    let s = Strata::new();
+    let r = s.run(&["unshare", "no-such-command"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-command"), "{}", r.stderr);
+    assert_eq!(s.run(&["unshare", "/etc/passwd"]).code, 126);
+    assert_eq!(s.run(&["unshare", "true"]).code, 0);
+}
+
 /// The container directories of `s` that have no record: what a removal
 /// racing a start left (gc's work, never a command's result).
 fn directories_without_records(s: &Strata) -> Vec<String> {

@@ -164,18 +164,31 @@ fn wait_detached(mut events: EventReceiver, monitor: Pid) -> anyhow::Result<Outc
     })
 }
 
+/// Becomes `command`; one that cannot run is named, with a shell's exit
+/// code: 127 when not found, 126 otherwise (root's `unshare nosuchcmd`
+/// said only "No such file or directory", with 125).
+fn exec_command(command: &mut std::process::Command, name: &str) -> ! {
+    use std::os::unix::process::CommandExt as _;
+    let err = command.exec();
+    eprintln!("strata: {name}: {err}");
+    let code = match err.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    exit_process(code)
+}
+
 /// `strata unshare`: runs `args` in a new user namespace where the caller
 /// is root (with its /etc/subuid range mapped when granted) and a new mount
 /// namespace, as `podman unshare` does: where a user's FUSE mounts and
 /// container files can be handled with the ids containers see. Root gets
 /// the command run as it is. Must be called with a single thread (it forks).
 pub fn unshare(args: &[String]) -> anyhow::Result<i32> {
-    use std::os::unix::process::CommandExt as _;
     let Some(userns) = UserNamespace::for_caller()? else {
-        return Err(std::process::Command::new(&args[0])
-            .args(&args[1..])
-            .exec()
-            .into());
+        exec_command(
+            std::process::Command::new(&args[0]).args(&args[1..]),
+            &args[0],
+        )
     };
     if let Some(notice) = &userns.notice {
         eprintln!("{notice}");
@@ -188,12 +201,12 @@ pub fn unshare(args: &[String]) -> anyhow::Result<i32> {
                 eprintln!("strata: {}", crate::error_text::describe(&e));
                 crate::sys::exit_immediately(125);
             }
-            let err = std::process::Command::new(&args[0])
-                .args(&args[1..])
-                .env("STRATA_UNSHARED", "1")
-                .exec();
-            eprintln!("strata: {}: {err}", args[0]);
-            crate::sys::exit_immediately(127)
+            exec_command(
+                std::process::Command::new(&args[0])
+                    .args(&args[1..])
+                    .env("STRATA_UNSHARED", "1"),
+                &args[0],
+            )
         }
         ForkResult::Parent { child } => {
             drop(monitor_side);
