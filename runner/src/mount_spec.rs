@@ -272,6 +272,9 @@ fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
     let parts: Vec<&str> = value.split(':').collect();
     let (source, target, options) = match parts.as_slice() {
         [target] if target.starts_with('/') => ("", *target, ""),
+        // An empty source is docker's invalid spec, not an anonymous
+        // volume (that is `-v /x` alone).
+        [source, ..] if source.is_empty() => bail!("invalid volume specification: '{value}'"),
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
         _ => bail!("invalid volume specification: '{value}'"),
@@ -395,6 +398,9 @@ mod tests {
         assert!(parse_bind_mount("/a:/b:bogus").is_err());
         assert!(parse_bind_mount("a").is_err());
         assert!(parse_bind_mount("/a:/b:ro:x").is_err());
+        // docker's invalid spec, not an anonymous volume.
+        assert!(parse_bind_mount(":/x").is_err());
+        assert!(parse_bind_mount(":/x:ro").is_err());
     }
 
     #[test]
