@@ -274,7 +274,7 @@ fn parse_bind_mount(value: &str) -> anyhow::Result<BindMount> {
         [target] if target.starts_with('/') => ("", *target, ""),
         // An empty source is docker's invalid spec, not an anonymous
         // volume (that is `-v /x` alone).
-        [source, ..] if source.is_empty() => bail!("invalid volume specification: '{value}'"),
+        ["", ..] => bail!("invalid volume specification: '{value}'"),
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
         _ => bail!("invalid volume specification: '{value}'"),
