@@ -152,14 +152,31 @@ impl Db {
         let storage = crate::storage::of(root);
         threads::check(threads::READER)?;
         storage.create_dir_all(&dir).at(&dir)?;
-        let opened = DB::open_as_secondary(&options(), &path, &dir).and_then(|db| {
-            db.try_catch_up_with_primary()?;
-            Ok(db)
-        });
-        let db = match opened.map_err(|e| db_error(&path, e)).and_then(|db| {
-            check_tables(&db, &path)?;
-            Ok(db)
-        }) {
+        let open = || {
+            let db = DB::open_as_secondary(&options(), &path, &dir).and_then(|db| {
+                db.try_catch_up_with_primary()?;
+                Ok(db)
+            });
+            db.map_err(|e| db_error(&path, e)).and_then(|db| {
+                check_tables(&db, &path)?;
+                Ok(db)
+            })
+        };
+        // A writer at work can make a sound index look damaged for a
+        // moment: a table it is flushing is on disk before its MANIFEST
+        // names it, and one its compaction replaced goes after a view
+        // named it (a `create` beside a commit and a `verify` said the
+        // index was damaged; found by a test of verify's own race).
+        // Damage stays; the moment passes: the open is tried again.
+        let mut opened = open();
+        for wait_ms in [20, 80, 320] {
+            if !matches!(opened, Err(StoreError::IndexDamaged { .. })) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            opened = open();
+        }
+        let db = match opened {
             Ok(db) => {
                 threads::started(threads::READER);
                 db
