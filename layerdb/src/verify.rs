@@ -159,16 +159,29 @@ impl Store {
                     .push(format!("reference {name}: image {id:#} is missing"));
             }
         }
+        // The records are read now, the index as it was when the check
+        // began: a container made since of an image committed since, or
+        // one removed since, looked damaged to a verify that raced a build
+        // (found by a review). What looks wrong is looked at again, with
+        // the index caught up and the record read afresh.
         let (containers, damaged_records) = self.containers_and_damaged()?;
+        let mut caught_up = false;
         for c in containers {
+            let still_recorded = || self.container(&c.id).is_ok();
             if !ids.contains(&c.image) {
-                r.problems.push(format!(
-                    "container {}: image {:#} is missing",
-                    c.name, c.image
-                ));
+                if !caught_up {
+                    self.db().catch_up()?;
+                    caught_up = true;
+                }
+                if self.image(&c.image)?.is_none() && still_recorded() {
+                    r.problems.push(format!(
+                        "container {}: image {:#} is missing",
+                        c.name, c.image
+                    ));
+                }
             }
             let upper = self.container_dir(&c.id).upper();
-            if !upper.is_dir() {
+            if !upper.is_dir() && still_recorded() {
                 r.problems.push(format!(
                     "container {}: upper {} is missing",
                     c.name,

@@ -1262,6 +1262,38 @@ fn save_to_a_tar_then_load_into_another_store_keeps_the_image_id() {
     other.run(&["verify"]).ok();
 }
 
+/// `verify` beside commits and creates reports nothing: it read the
+/// images when it began and the container records at its end, so a
+/// container made meanwhile of an image committed meanwhile looked like
+/// one whose image was missing (a review: every run on a small store).
+#[test]
+fn verify_racing_commits_and_creates_finds_nothing_wrong() {
+    let s = Strata::with_busybox();
+    // Chunks enough that each verify hashes for a while.
+    let tar = TarMaker::new().file("big", &noise(40_000_000, 7));
+    s.import(&tar.write(&s.path("big.tar")), "big:1");
+    s.run(&["create", "--name", "base", "busybox", "true"]).ok();
+    let script = format!(
+        "for i in $(seq 15); do {0} commit base made:$i >/dev/null && {0} create made:$i true >/dev/null || exit 1; done",
+        format_args!("'{}' --root '{}'", common::bin(), s.root().display())
+    );
+    let mut maker = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let mut verified = 0;
+    while maker.try_wait().unwrap().is_none() {
+        let v = s.run(&["verify"]);
+        assert_eq!(v.code, 0, "verify beside commits: {}{}", v.stdout, v.stderr);
+        verified += 1;
+    }
+    assert!(
+        maker.wait().unwrap().success(),
+        "the commits and creates failed"
+    );
+    assert!(verified > 0);
+}
+
 #[test]
 fn verify_names_every_broken_chunk_and_exits_non_zero() {
     let s = Strata::new();
