@@ -88,9 +88,8 @@ impl log::Log for NoSecrets {
 /// Prints what clap found wrong with the command line as docker's CLI
 /// does (one line, exit 125), or the help or version asked for (exit 0).
 /// clap's own rendering is a paragraph with tips and the usage, exit 2.
-fn usage_error(e: &clap::Error) -> i32 {
+fn usage_error(e: &clap::Error, raw: &[std::ffi::OsString]) -> i32 {
     use clap::error::ErrorKind;
-    let shown = e.render().to_string();
     match e.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
@@ -101,20 +100,42 @@ fn usage_error(e: &clap::Error) -> i32 {
             0
         }
         _ => {
-            let what = shown.lines().next().unwrap_or_default();
-            let what = what.strip_prefix("error: ").unwrap_or(what);
-            // "Usage: strata run [OPTIONS] ..." names the command.
-            let command: Vec<&str> = shown
+            // What is wrong is clap's first paragraph: one line, or a
+            // line and what it names on the next ones (the arguments
+            // missing, the values possible). Tips and usage follow a
+            // blank line.
+            let shown = e.render().to_string();
+            let what: Vec<&str> = shown
                 .lines()
-                .find_map(|l| l.strip_prefix("Usage: "))
-                .unwrap_or("strata")
-                .split(' ')
-                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
                 .collect();
-            eprintln!("Error: {what}; see '{} --help'", command.join(" "));
+            let what = what.join(" ");
+            let what = what.strip_prefix("error: ").unwrap_or(&what);
+            eprintln!("Error: {what}; see '{} --help'", command_named(raw));
             125
         }
     }
+}
+
+/// The (sub)command a command line names, "strata image rm", for the
+/// hint to its help. clap's error does not carry it (only some kinds
+/// show a usage line), so the line is parsed again with errors ignored,
+/// which keeps the subcommands the parser got into.
+fn command_named(raw: &[std::ffi::OsString]) -> String {
+    use clap::CommandFactory;
+    let mut words = vec!["strata".to_owned()];
+    if let Ok(matches) = cli::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(raw)
+    {
+        let mut matches = &matches;
+        while let Some((name, sub)) = matches.subcommand() {
+            words.push(name.to_owned());
+            matches = sub;
+        }
+    }
+    words.join(" ")
 }
 
 fn main() {
@@ -151,9 +172,9 @@ fn main() {
             Err(bad) => Err(anyhow::anyhow!("argument {bad:?} is not valid UTF-8")),
         }
     } else {
-        match cli::Cli::try_parse() {
+        match cli::Cli::try_parse_from(&raw) {
             Ok(cli) => commands::dispatch(cli),
-            Err(e) => std::process::exit(usage_error(&e)),
+            Err(e) => std::process::exit(usage_error(&e, &raw)),
         }
     };
     let code = match result {

@@ -1487,6 +1487,41 @@ fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.starts_with("Error: "), "{args:?}: {}", r.stderr);
     }
+    // The line names what is missing or wrong (clap puts it on the lines
+    // after the first) and the help of the subcommand it was given to.
+    let named: [(&[&str], &str, &str); 7] = [
+        (&["rm"], "not provided: <CONTAINERS>...", "strata rm"),
+        (&["tag", "busybox"], "not provided: <TARGET>", "strata tag"),
+        (
+            &["image", "rm"],
+            "not provided: <IMAGES>...",
+            "strata image rm",
+        ),
+        (
+            &["run", "--pull", "bogus", "img"],
+            "'bogus' for '--pull <PULL>' [possible values: always, missing, never]",
+            "strata run",
+        ),
+        (
+            &["ps", "-n", "abc"],
+            "'abc' for '--last <LAST>'",
+            "strata ps",
+        ),
+        (
+            &["run", "--name"],
+            "'--name <NAME>' but none was supplied",
+            "strata run",
+        ),
+        (&["no-such-command"], "'no-such-command'", "strata"),
+    ];
+    for (args, what, command) in named {
+        let r = s.run(args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(what), "{args:?}: {}", r.stderr);
+        let help = format!("; see '{command} --help'");
+        assert!(r.stderr.contains(&help), "{args:?}: {}", r.stderr);
+    }
     assert!(s.run(&["run", "--help"]).ok().stdout.contains("Usage"));
     s.run(&["--version"]).ok();
     // Help into a pipe already closed (`strata --help | true`).
