@@ -270,7 +270,8 @@ impl Store {
             .filter(|c| !s.is_empty() && c.id.starts_with(s));
         match (matches.next(), matches.next()) {
             (Some(rec), None) => Ok(rec),
-            _ => Err(StoreError::NoSuchContainer(s.to_string())),
+            (Some(_), Some(_)) => Err(StoreError::AmbiguousPrefix(s.to_string())),
+            (None, _) => Err(StoreError::NoSuchContainer(s.to_string())),
         }
     }
 

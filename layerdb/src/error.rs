@@ -55,6 +55,11 @@ pub enum StoreError {
     /// No container has this name, id or id prefix (docker's wording).
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// More than one container (or image) id starts with this prefix
+    /// (moby's ErrAmbiguousPrefix wording): which one is meant is not
+    /// for the store to guess.
+    #[error("multiple IDs found with provided prefix: {0}")]
+    AmbiguousPrefix(String),
     /// Not a valid `name[:tag]` reference.
     #[error("invalid reference format: {0:?}")]
     BadReference(String),

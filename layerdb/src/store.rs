@@ -839,6 +839,9 @@ impl Store {
             return self.image(&id)?.ok_or_else(missing);
         }
         let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        // A prefix of several ids is an error only if `s` is no
+        // reference either.
+        let mut ambiguous = false;
         if !hex.is_empty()
             && hex
                 .bytes()
@@ -851,8 +854,10 @@ impl Store {
                 }
                 Ok(())
             })?;
-            if let [id] = matches[..] {
-                return self.image(&id)?.ok_or_else(missing);
+            match matches[..] {
+                [id] => return self.image(&id)?.ok_or_else(missing),
+                [] => {}
+                _ => ambiguous = true,
             }
         }
         let key = if s.contains('@') {
@@ -864,6 +869,7 @@ impl Store {
             Some(v) if v.len() == 32 => self
                 .image(&Digest(v.try_into().expect("length checked")))?
                 .ok_or_else(missing),
+            _ if ambiguous => Err(StoreError::AmbiguousPrefix(s.to_string())),
             _ => Err(missing()),
         }
     }

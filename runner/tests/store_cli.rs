@@ -1471,6 +1471,71 @@ fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
     }
 }
 
+/// The first hex digit two of `ids` (with or without `sha256:`) share;
+/// of 17 ids, two do.
+fn shared_first_digit(ids: &[String]) -> Option<String> {
+    let firsts: Vec<char> = ids
+        .iter()
+        .map(|id| id.trim_start_matches("sha256:").chars().next().unwrap())
+        .collect();
+    let shared = firsts
+        .iter()
+        .enumerate()
+        .find(|(i, c)| firsts[..*i].contains(c))?;
+    Some(shared.1.to_string())
+}
+
+/// An id prefix two ids start with names neither: moby's "multiple IDs
+/// found with provided prefix", for containers and for images, where
+/// "No such container" would say there is none.
+#[test]
+fn an_id_prefix_two_ids_share_is_ambiguous_not_missing() {
+    let s = Strata::new();
+    let mut images = Vec::new();
+    let prefix = loop {
+        let n = images.len();
+        let tar = TarMaker::new()
+            .file("f", n.to_string().as_bytes())
+            .write(&s.path(&format!("{n}.tar")));
+        images.push(s.import(&tar, &format!("i:{n}")));
+        if let Some(p) = shared_first_digit(&images) {
+            break p;
+        }
+    };
+    for args in [vec!["rmi", &prefix], vec!["image", "inspect", &prefix]] {
+        let r = s.run(&args);
+        assert_ne!(r.code, 0, "{args:?}");
+        let said = format!("multiple IDs found with provided prefix: {prefix}");
+        assert!(r.stderr.contains(&said), "{args:?}: {}", r.stderr);
+    }
+    let mut containers = Vec::new();
+    let prefix = loop {
+        let id = s.run(&["create", "--network", "none", "i:0", "true"]).ok();
+        containers.push(id.stdout.trim().to_string());
+        if let Some(p) = shared_first_digit(&containers) {
+            break p;
+        }
+    };
+    for args in [
+        vec!["start", &prefix],
+        vec!["rm", &prefix],
+        vec!["rm", "-f", &prefix],
+        vec!["exec", &prefix, "true"],
+        vec!["inspect", &prefix],
+        vec!["container", "inspect", &prefix],
+    ] {
+        let r = s.run(&args);
+        assert_ne!(r.code, 0, "{args:?}");
+        let said = format!("multiple IDs found with provided prefix: {prefix}");
+        assert!(r.stderr.contains(&said), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("No such"), "{args:?}: {}", r.stderr);
+    }
+    // A longer prefix, one id's own, still finds it.
+    let one = containers.iter().find(|c| c.starts_with(&prefix)).unwrap();
+    let r = s.run(&["inspect", "--format", "{{.Id}}", &one[..12]]).ok();
+    assert_eq!(r.stdout.trim(), one);
+}
+
 #[test]
 fn a_bad_command_line_gets_one_line_and_exit_125_as_dockers_does() {
     let s = Strata::new();

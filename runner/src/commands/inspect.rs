@@ -5,7 +5,7 @@ use crate::cli::InspectArgs;
 use crate::humanize::format_rfc3339;
 use crate::template::Format;
 use anyhow::{bail, Result};
-use layerdb::{ContainerRecord, ImageRecord, State, Store};
+use layerdb::{ContainerRecord, ImageRecord, State, Store, StoreError};
 use serde_json::{json, Value};
 
 pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
@@ -16,14 +16,13 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     };
     let store = ctx.reader()?;
     let mut out = Vec::new();
-    let mut missing = Vec::new();
+    let mut failure = None;
     for t in &args.targets {
-        if let Ok(c) = crate::liveness::container(&store, t) {
-            out.push(container_json(&store, &c));
-        } else if let Ok(i) = store.resolve_image(t) {
-            out.push(image_json(&store, &i)?);
-        } else {
-            missing.push(t.clone());
+        match object_json(&store, t) {
+            Ok(object) => out.push(object),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
     }
     match format {
@@ -34,10 +33,30 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
             }
         }
     }
-    if let Some(first) = missing.first() {
-        bail!("No such object: {first}");
+    match failure {
+        Some(first) => Err(first),
+        None => Ok(0),
     }
-    Ok(0)
+}
+
+/// `target` as a container, else as an image, as docker's inspect looks
+/// without `--type`: only not finding one moves on to the next, so an id
+/// prefix several containers share is said to be that.
+fn object_json(store: &Store, target: &str) -> Result<Value> {
+    match crate::liveness::container(store, target) {
+        Ok(c) => return Ok(container_json(store, &c)),
+        Err(e) if !matches!(e.downcast_ref(), Some(StoreError::NoSuchContainer(_))) => {
+            return Err(e)
+        }
+        Err(_) => {}
+    }
+    match store.resolve_image(target) {
+        Ok(i) => image_json(store, &i),
+        Err(StoreError::NoSuchImage(_) | StoreError::BadReference(_)) => {
+            bail!("No such object: {target}")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {

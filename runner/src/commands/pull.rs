@@ -314,7 +314,13 @@ pub fn ensure_image(
             // as docker does with `--platform`.
             Ok(found) if platform.is_some_and(|p| !matches_platform(&found, p)) => {}
             Ok(_) => return Ok(None),
-            Err(layerdb::StoreError::NoSuchImage(_) | layerdb::StoreError::BadReference(_)) => {
+            // A prefix of several image ids names no image: docker counts
+            // it as not found, and pulls the name.
+            Err(
+                layerdb::StoreError::NoSuchImage(_)
+                | layerdb::StoreError::BadReference(_)
+                | layerdb::StoreError::AmbiguousPrefix(_),
+            ) => {
                 eprintln!(
                     "Unable to find image '{}' locally",
                     familiar_string(&reference)
