@@ -30,7 +30,7 @@ pub enum Command {
     /// Show the history of an image
     History(HistoryArgs),
     /// Return low-level information on images or containers
-    Inspect(InspectArgs),
+    Inspect(InspectAnyArgs),
     /// Write an image's layers as canonical OCI layer tars in an OCI layout
     Save(SaveArgs),
     /// Load images from what `save` writes (a tar, a directory, or stdin)
@@ -445,6 +445,24 @@ pub struct InspectArgs {
     pub format: Option<String>,
     #[arg(required = true)]
     pub targets: Vec<String>,
+}
+
+/// `inspect`: `image inspect`'s and `container inspect`'s arguments, and
+/// what to look for.
+#[derive(Args, Debug)]
+pub struct InspectAnyArgs {
+    /// Only this type of object (else a container, then an image)
+    #[arg(long = "type", value_enum)]
+    pub object_type: Option<ObjectType>,
+    #[command(flatten)]
+    pub args: InspectArgs,
+}
+
+/// What a name given to `inspect` is looked up as.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    Container,
+    Image,
 }
 
 #[derive(Args, Debug)]

@@ -305,7 +305,7 @@ fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
         "the failed step's container was left"
     );
     s.run(&["image", "inspect", "bad"])
-        .refused_with("No such object: bad");
+        .refused_with("No such image: bad");
 
     build("FROM busybox\nFROB x\n").refused_with("line 2: unknown instruction: FROB");
     build("RUN true\n").refused_with("before the first FROM");

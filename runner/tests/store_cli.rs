@@ -1471,6 +1471,43 @@ fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
     }
 }
 
+/// `image inspect` looks for images only, `container inspect` for
+/// containers only, as `inspect --type` does; `inspect` alone takes
+/// either. Each says docker's "No such image" or "No such container".
+#[test]
+fn image_and_container_inspect_look_for_their_own_type_only() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let image = s.import(&tar, "img:1")["sha256:".len()..][..12].to_string();
+    let created = s
+        .run(&["create", "--network", "none", "img:1", "true"])
+        .ok();
+    let container = created.stdout.trim()[..12].to_string();
+    for (args, expect) in [
+        (&["image", "inspect", &container][..], "No such image"),
+        (&["inspect", "--type", "image", &container], "No such image"),
+        (&["container", "inspect", &image], "No such container"),
+        (
+            &["inspect", "--type", "container", &image],
+            "No such container",
+        ),
+    ] {
+        let r = s.run(args);
+        assert_eq!(r.stdout.trim(), "[]", "{args:?}");
+        r.refused_with(&format!("{expect}: {}", args[args.len() - 1]));
+    }
+    let id = |args: &[&str]| s.run(args).ok().stdout.trim().to_string();
+    assert!(id(&["image", "inspect", "-f", "{{.Id}}", &image]).contains(&image));
+    let found = id(&["container", "inspect", "-f", "{{.Id}}", &container]);
+    assert!(found.starts_with(&container), "{found}");
+    let found = id(&["inspect", "--type", "image", "-f", "{{.Id}}", &image]);
+    assert!(found.contains(&image), "{found}");
+    let both = id(&["inspect", "-f", "{{.Id}}", &image, &container]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+    s.run(&["inspect", "nosuch"])
+        .refused_with("No such object: nosuch");
+}
+
 /// The first hex digit two of `ids` (with or without `sha256:`) share;
 /// of 17 ids, two do.
 fn shared_first_digit(ids: &[String]) -> Option<String> {

@@ -1,14 +1,14 @@
 //! `strata inspect`: docker's JSON array for images and containers.
 
 use super::Ctx;
-use crate::cli::InspectArgs;
+use crate::cli::{InspectArgs, ObjectType};
 use crate::humanize::format_rfc3339;
 use crate::template::Format;
 use anyhow::{bail, Result};
 use layerdb::{ContainerRecord, ImageRecord, State, Store, StoreError};
 use serde_json::{json, Value};
 
-pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
+pub fn run(ctx: &Ctx, args: InspectArgs, only: Option<ObjectType>) -> Result<i32> {
     // docker's `--format json` is its default output.
     let format = match args.format.as_deref() {
         None | Some("json") => None,
@@ -18,7 +18,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut failure = None;
     for t in &args.targets {
-        match object_json(&store, t) {
+        match object_json(&store, t, only) {
             Ok(object) => out.push(object),
             Err(e) => {
                 failure.get_or_insert(e);
@@ -39,24 +39,44 @@ pub fn run(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     }
 }
 
-/// `target` as a container, else as an image, as docker's inspect looks
-/// without `--type`: only not finding one moves on to the next, so an id
-/// prefix several containers share is said to be that.
-fn object_json(store: &Store, target: &str) -> Result<Value> {
-    match crate::liveness::container(store, target) {
-        Ok(c) => return Ok(container_json(store, &c)),
-        Err(e) if !matches!(e.downcast_ref(), Some(StoreError::NoSuchContainer(_))) => {
-            return Err(e)
-        }
-        Err(_) => {}
+/// `target` as the type asked for (`--type`, or `image inspect` and
+/// `container inspect`), or else as a container, then an image, as
+/// docker's inspect looks: only not finding one moves on to the next, so
+/// an id prefix several containers share is said to be that.
+fn object_json(store: &Store, target: &str, only: Option<ObjectType>) -> Result<Value> {
+    if let Some(kind) = only {
+        return typed_json(store, target, kind);
     }
-    match store.resolve_image(target) {
-        Ok(i) => image_json(store, &i),
-        Err(StoreError::NoSuchImage(_) | StoreError::BadReference(_)) => {
-            bail!("No such object: {target}")
+    for kind in [ObjectType::Container, ObjectType::Image] {
+        match typed_json(store, target, kind) {
+            Err(e) if not_found(&e) => continue,
+            found => return found,
         }
-        Err(e) => Err(e.into()),
     }
+    bail!("No such object: {target}")
+}
+
+fn typed_json(store: &Store, target: &str, kind: ObjectType) -> Result<Value> {
+    match kind {
+        ObjectType::Container => Ok(container_json(
+            store,
+            &crate::liveness::container(store, target)?,
+        )),
+        ObjectType::Image => image_json(store, &store.resolve_image(target)?),
+    }
+}
+
+/// Whether a lookup found nothing of its type (a text that is no image
+/// reference names no image either).
+fn not_found(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref(),
+        Some(
+            StoreError::NoSuchContainer(_)
+                | StoreError::NoSuchImage(_)
+                | StoreError::BadReference(_)
+        )
+    )
 }
 
 pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {

@@ -51,7 +51,7 @@ mod verify;
 mod volume;
 mod wait;
 
-use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ObjectType, SystemCommand};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -161,9 +161,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::remove(&ctx, a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::history(&ctx, a),
-        Command::Inspect(a)
-        | Command::Image(ImageCommand::Inspect(a))
-        | Command::Container(ContainerCommand::Inspect(a)) => inspect::run(&ctx, a),
+        Command::Inspect(a) => inspect::run(&ctx, a.args, a.object_type),
+        Command::Image(ImageCommand::Inspect(a)) => inspect::run(&ctx, a, Some(ObjectType::Image)),
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            inspect::run(&ctx, a, Some(ObjectType::Container))
+        }
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(&ctx, a),
         Command::System(SystemCommand::Df) => df::df(&ctx),
