@@ -56,6 +56,41 @@ fn import_prints_the_image_id_and_images_lists_it() {
     assert_store_clean(&s);
 }
 
+/// `inspect` shows each field of docker's Config that docker never
+/// leaves out, unset ones null or empty, though the stored config (whose
+/// bytes are the image id) leaves them out; set ones as they are. A
+/// container's Config has them too.
+#[test]
+fn inspect_shows_dockers_config_fields_unset_or_set() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let tar = tar.to_str().unwrap();
+    s.run(&["import", "-c", "CMD [\"tool\"]", tar, "img:1"])
+        .ok();
+    let out = s.run(&["image", "inspect", "img:1"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let config = &v[0]["Config"];
+    for key in ["Entrypoint", "Env", "Labels", "Volumes", "OnBuild"] {
+        assert_eq!(
+            config.get(key),
+            Some(&serde_json::Value::Null),
+            "{key}: {config}"
+        );
+    }
+    for key in ["WorkingDir", "User", "Hostname", "Image"] {
+        assert_eq!(config.get(key), Some(&"".into()), "{key}: {config}");
+    }
+    assert_eq!(config["Cmd"], serde_json::json!(["tool"]));
+    assert_eq!(config["Tty"], false);
+    let id = s.run(&["create", "--network", "none", "img:1"]).ok().stdout;
+    let out = s.run(&["container", "inspect", id.trim()]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let config = &v[0]["Config"];
+    assert_eq!(config.get("OnBuild"), Some(&serde_json::Value::Null));
+    assert_eq!(config.get("AttachStdin"), Some(&false.into()));
+    assert_eq!(config["Cmd"], serde_json::json!(["tool"]));
+}
+
 #[test]
 fn images_takes_a_repository_with_or_without_a_tag_as_docker_does() {
     let s = Strata::new();

@@ -87,6 +87,8 @@ pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
     for d in &image.layers {
         size += store.layer(d)?.size;
     }
+    let mut run_config = serde_json::to_value(&config.config)?;
+    fill_config(&mut run_config, false);
     let comment = config
         .history
         .last()
@@ -100,12 +102,52 @@ pub fn image_json(store: &Store, image: &ImageRecord) -> Result<Value> {
         "Comment": comment,
         "Created": config.created,
         "Author": config.author,
-        "Config": serde_json::to_value(&config.config)?,
+        "Config": run_config,
         "Architecture": config.architecture,
         "Os": config.os,
         "Size": size,
         "RootFS": { "Type": "layers", "Layers": config.rootfs.diff_ids },
     }))
+}
+
+/// Fills in the fields of docker's container.Config (an image's Config
+/// and a container's) that `config` lacks, as docker shows them unset:
+/// the stored image config leaves empty ones out (its bytes are the
+/// image id). `all`: also those docker's JSON leaves out when empty
+/// (omitempty), which its `--format` still finds, as it runs on the Go
+/// type first.
+fn fill_config(config: &mut Value, all: bool) {
+    let (text, flag, none) = (json!(""), json!(false), Value::Null);
+    let unset = [
+        ("Hostname", &text, false),
+        ("Domainname", &text, false),
+        ("User", &text, false),
+        ("AttachStdin", &flag, false),
+        ("AttachStdout", &flag, false),
+        ("AttachStderr", &flag, false),
+        ("ExposedPorts", &none, true),
+        ("Tty", &flag, false),
+        ("OpenStdin", &flag, false),
+        ("StdinOnce", &flag, false),
+        ("Env", &none, false),
+        ("Cmd", &none, false),
+        ("Healthcheck", &none, true),
+        ("Image", &text, false),
+        ("Volumes", &none, false),
+        ("WorkingDir", &text, false),
+        ("Entrypoint", &none, false),
+        ("OnBuild", &none, false),
+        ("Labels", &none, false),
+        ("StopSignal", &text, true),
+        ("Shell", &none, true),
+    ];
+    if let Some(fields) = config.as_object_mut() {
+        for (key, empty, omitted) in unset {
+            if all || !omitted {
+                fields.entry(key).or_insert_with(|| empty.clone());
+            }
+        }
+    }
 }
 
 pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
@@ -229,6 +271,7 @@ pub fn container_json(store: &Store, c: &ContainerRecord) -> Value {
         true => Value::Null,
         false => json!(limits.ulimits),
     };
+    fill_config(&mut value["Config"], false);
     add_network_json(&dir, c, &mut value);
     value
 }
