@@ -3,7 +3,7 @@
 //! adds to Go's (`json`, `join`, `split`, `lower`, `upper`, `title`).
 
 use anyhow::{anyhow, Result};
-use gotmpl::{Template, TemplateError, Value};
+use gotmpl::{MissingKey, Template, TemplateError, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -15,6 +15,11 @@ impl Format {
     /// docker names it.
     pub fn parse(source: &str) -> Result<Format> {
         let template = Template::new("format")
+            // A field the object lacks is a mistake (a misspelt name) to
+            // report, as docker's inspect reports it on its JSON map and
+            // its lists on their row types; a field there with a null
+            // value still prints Go's `<no value>`.
+            .missing_key(MissingKey::Error)
             .func("json", |args| {
                 let [v] = exactly("json", args)?;
                 Ok(text(crate::output::go_json(&to_json(v))))
@@ -236,6 +241,20 @@ mod tests {
             "{\"ID\":\"abc\",\"Names\":\"web\"}\n{\"ID\":\"d\",\"Names\":\"db\"}\n"
         );
         assert_eq!(list("table"), None);
+    }
+
+    #[test]
+    fn a_field_the_object_lacks_is_an_error_naming_it_a_null_one_is_no_value() {
+        let data = json!({"Config": {"Cmd": null, "Labels": {"k": "v"}}});
+        for source in ["{{.Bogus}}", "{{.Config.Bogus}}", "{{if .Bogus}}x{{end}}"] {
+            let e = Format::parse(source).unwrap().render(&data);
+            let e = e.expect_err(source).to_string();
+            assert!(e.contains("Bogus"), "{source}: {e}");
+        }
+        let render = |source: &str| Format::parse(source).unwrap().render(&data).unwrap();
+        assert_eq!(render("{{.Config.Cmd}}"), "<no value>");
+        // Go's index of a key a map lacks is its zero value, no error.
+        assert_eq!(render(r#"{{index .Config.Labels "x"}}"#), "<no value>");
     }
 
     #[test]

@@ -1506,6 +1506,46 @@ fn a_command_whose_output_is_closed_ends_quietly_as_dockers_does() {
     }
 }
 
+/// A `--format` naming a field the object lacks (a misspelling) fails
+/// naming it, as docker's does, rather than printing `<no value>`; a
+/// field there with no value still prints that.
+#[test]
+fn a_format_naming_a_field_the_object_lacks_fails() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    s.import(&tar, "img:1");
+    let create = [
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "box",
+        "img:1",
+        "true",
+    ];
+    s.run(&create).ok();
+    for args in [
+        &["inspect", "--format", "{{.Bogus}}", "img:1"][..],
+        &["inspect", "--format", "{{.Config.Bogus}}", "box"],
+        &["images", "--format", "{{.Bogus}}"],
+        &["ps", "-a", "--format", "table {{.ID}}\\t{{.Bogus}}"],
+    ] {
+        let r = s.run(args);
+        assert_eq!(r.stdout, "", "{args:?}");
+        r.refused_with("map has no entry for key: Bogus");
+    }
+    for target in ["img:1", "box"] {
+        let r = s.run(&["inspect", "--format", "{{.Config.Entrypoint}}", target]);
+        assert_eq!(r.ok().stdout, "<no value>\n", "{target}");
+        // Fields docker's JSON leaves out when empty, its templates see.
+        let format = "{{.Config.StopSignal}}|{{json .Config.Shell}}";
+        let r = s.run(&["inspect", "--format", format, target]);
+        assert_eq!(r.ok().stdout, "|null\n", "{target}");
+    }
+    let r = s.run(&["inspect", "--format", "{{json .State.Health}}", "box"]);
+    assert_eq!(r.ok().stdout, "null\n");
+}
+
 /// `image inspect` looks for images only, `container inspect` for
 /// containers only, as `inspect --type` does; `inspect` alone takes
 /// either. Each says docker's "No such image" or "No such container".

@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, args: InspectArgs, only: Option<ObjectType>) -> Result<i32
         None => outln!("{}", serde_json::to_string_pretty(&Value::Array(out))?)?,
         Some(format) => {
             for object in &out {
-                outln!("{}", format.render(object)?)?;
+                outln!("{}", format.render(&as_templates_see(object))?)?;
             }
         }
     }
@@ -37,6 +37,21 @@ pub fn run(ctx: &Ctx, args: InspectArgs, only: Option<ObjectType>) -> Result<i32
         Some(first) => Err(first),
         None => Ok(0),
     }
+}
+
+/// The object as docker's `--format` sees it: the fields its JSON
+/// leaves out when empty are there (null), as docker's template runs on
+/// the Go type before it falls back to the JSON map, where a field
+/// missing is an error.
+fn as_templates_see(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(config) = object.get_mut("Config") {
+        fill_config(config, true);
+    }
+    if let Some(state) = object.get_mut("State").and_then(Value::as_object_mut) {
+        state.entry("Health").or_insert(Value::Null);
+    }
+    object
 }
 
 /// `target` as the type asked for (`--type`, or `image inspect` and
