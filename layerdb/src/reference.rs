@@ -25,6 +25,7 @@ impl Reference {
     /// Parses `name[:tag]` with docker's grammar (a `:` before the last `/` is
     /// a registry port); `BadReference` names `s` when it does not fit.
     pub fn parse(s: &str) -> Result<Reference, StoreError> {
+        refuse_image_id(s)?;
         let bad = || StoreError::BadReference(s.to_string());
         // A ':' after the last '/' starts the tag; one before is a registry port.
         let last_slash = s.rfind('/').map_or(0, |i| i + 1);
@@ -88,6 +89,18 @@ impl DigestReference {
     }
 }
 
+/// docker/distribution's refusal of a name of 64 lower-case hex digits:
+/// it reads as an image id, so a tag of that name could never be looked
+/// up (an id is looked up as an id, never as a name).
+fn refuse_image_id(s: &str) -> Result<(), StoreError> {
+    if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(StoreError::BadReference(format!(
+            "{s}: invalid repository name, cannot specify 64-byte hexadecimal strings"
+        )));
+    }
+    Ok(())
+}
+
 /// docker's name grammar: an optional registry domain, then path
 /// components (see `RemoteReference`).
 fn valid_name(name: &str) -> bool {
@@ -138,6 +151,21 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_of_64_hex_digits_is_refused_as_an_image_id_with_a_tag_it_is_not() {
+        let hex = "051fc1".repeat(11)[..64].to_string();
+        let e = Reference::parse(&hex).expect_err("an id is no name");
+        assert!(
+            e.to_string()
+                .contains("cannot specify 64-byte hexadecimal strings"),
+            "{e}"
+        );
+        // docker's check is of the whole text: with a tag, or shorter, it
+        // is a name.
+        assert!(Reference::parse(&format!("{hex}:v1")).is_ok());
+        assert!(Reference::parse(&hex[..63]).is_ok());
     }
 }
 
@@ -202,11 +230,7 @@ impl RemoteReference {
                 format!("{s}: {why}")
             })
         };
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(
-                "a 64-character hexadecimal string is an image id, not a name",
-            ));
-        }
+        refuse_image_id(s)?;
         let (rest, digest) = match s.split_once('@') {
             Some((rest, digest)) => {
                 if !valid_digest(digest) {

@@ -549,6 +549,7 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
             r.stderr
         );
     }
+    let id_like = "0123456789abcdef".repeat(4);
     for (args, expect) in [
         (
             vec!["import", "/no/such/file.tar", "x"],
@@ -558,6 +559,12 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         (vec!["rmi", "nosuch"], "No such image: nosuch"),
         (vec!["tag", "nosuch", "x"], "No such image: nosuch"),
         (vec!["import", "-", "Bad:Ref"], "invalid reference format"),
+        // 64 hex digits are an image id: a tag so named could never be
+        // looked up.
+        (
+            vec!["tag", "nosuch", &id_like],
+            "cannot specify 64-byte hexadecimal strings",
+        ),
     ] {
         let r = s.run(&args);
         assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
