@@ -831,46 +831,39 @@ impl Store {
             .collect()
     }
 
-    /// Finds an image by `name[:tag]`, full id (with or without `sha256:`)
-    /// or unique id prefix, as docker does.
+    /// Finds an image by full id (with or without `sha256:`), `name[:tag]`
+    /// or unique id prefix, in that order, as docker's GetImage looks:
+    /// a text that is both a tag and an id prefix (`051fc1`) is the tag.
+    /// A full id is never a name (`tag` refuses one).
     pub fn resolve_image(&self, s: &str) -> Result<ImageRecord> {
         let missing = || StoreError::NoSuchImage(s.to_string());
+        let found = |id: Digest| self.image(&id)?.ok_or_else(missing);
         if let Ok(id) = s.parse::<Digest>() {
-            return self.image(&id)?.ok_or_else(missing);
-        }
-        let hex = s.strip_prefix("sha256:").unwrap_or(s);
-        // A prefix of several ids is an error only if `s` is no
-        // reference either.
-        let mut ambiguous = false;
-        if !hex.is_empty()
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            let mut matches = Vec::new();
-            self.for_each_image(|rec, _| {
-                if rec.id.hex().starts_with(hex) {
-                    matches.push(rec.id);
-                }
-                Ok(())
-            })?;
-            match matches[..] {
-                [id] => return self.image(&id)?.ok_or_else(missing),
-                [] => {}
-                _ => ambiguous = true,
-            }
+            return found(id);
         }
         let key = if s.contains('@') {
             keys::repo_digest(&DigestReference::parse(s)?.to_string())
         } else {
             keys::reference(&Reference::parse(s)?.to_string())
         };
-        match self.db.get(&key)? {
-            Some(v) if v.len() == 32 => self
-                .image(&Digest(v.try_into().expect("length checked")))?
-                .ok_or_else(missing),
-            _ if ambiguous => Err(StoreError::AmbiguousPrefix(s.to_string())),
-            _ => Err(missing()),
+        if let Some(v) = self.db.get(&key)?.filter(|v| v.len() == 32) {
+            return found(Digest(v.try_into().expect("length checked")));
+        }
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        if hex.is_empty() || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(missing());
+        }
+        let mut matches = Vec::new();
+        self.for_each_image(|rec, _| {
+            if rec.id.hex().starts_with(hex) {
+                matches.push(rec.id);
+            }
+            Ok(())
+        })?;
+        match matches[..] {
+            [id] => found(id),
+            [] => Err(missing()),
+            _ => Err(StoreError::AmbiguousPrefix(s.to_string())),
         }
     }
 

@@ -1590,6 +1590,39 @@ fn image_and_container_inspect_look_for_their_own_type_only() {
         .refused_with("No such object: nosuch");
 }
 
+/// A text that is a tag and also an id prefix of another image is the
+/// tag, as docker's lookup tries a name before an id prefix: `rmi`
+/// untags and removes the tagged image, not the other.
+#[test]
+fn a_tag_that_is_also_an_id_prefix_names_the_tagged_image() {
+    let s = Strata::new();
+    let tar = sample_tar().write(&s.path("a.tar"));
+    let other = s.import(&tar, "other:1");
+    let prefix = other["sha256:".len()..][..6].to_string();
+    let tar = TarMaker::new().file("f", b"tagged").write(&s.path("b.tar"));
+    let tagged = s.import(&tar, &prefix);
+    let r = s.run(&["image", "inspect", "-f", "{{.Id}}", &prefix]).ok();
+    assert_eq!(r.stdout.trim(), tagged);
+    let r = s.run(&["rmi", &prefix]).ok();
+    assert!(
+        r.stdout.contains(&format!("Untagged: {prefix}:latest")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("Deleted: {tagged}")),
+        "{}",
+        r.stdout
+    );
+    let r = s
+        .run(&["image", "inspect", "-f", "{{.Id}}", "other:1"])
+        .ok();
+    assert_eq!(r.stdout.trim(), other);
+    // With the tag gone, the text is the other's id prefix again.
+    let r = s.run(&["image", "inspect", "-f", "{{.Id}}", &prefix]).ok();
+    assert_eq!(r.stdout.trim(), other);
+}
+
 /// The first hex digit two of `ids` (with or without `sha256:`) share;
 /// of 17 ids, two do.
 fn shared_first_digit(ids: &[String]) -> Option<String> {
