@@ -83,13 +83,14 @@ impl State {
 
     /// Whether a container may go from `self` to `to`: created and exited
     /// containers start, running ones pause, resume and exit, and a start
-    /// that fails leaves a created container exited.
+    /// that fails leaves the container exited with that start's code (a
+    /// created one and an exited one alike, as docker's daemon records it).
     pub fn can_become(&self, to: &State) -> bool {
         use State::*;
         matches!(
             (self, to),
             (Created | Exited { .. }, Running { .. })
-                | (Created, Exited { .. })
+                | (Created | Exited { .. }, Exited { .. })
                 | (Running { .. }, Paused { .. } | Exited { .. })
                 | (Paused { .. }, Running { .. } | Exited { .. })
         )
@@ -418,6 +419,8 @@ mod tests {
         assert!(State::Created.can_become(&running));
         assert!(running.can_become(&exited));
         assert!(exited.can_become(&running));
+        // A failed start of an exited container records its code.
+        assert!(exited.can_become(&exited));
         assert!(!exited.can_become(&State::Created));
         assert!(!State::Created.can_become(&State::Paused {
             monitor_pid: 1,

@@ -66,11 +66,17 @@ impl ContainerHooks {
     /// Records `state` in the container's state file: the index is not
     /// opened (see run_state.rs).
     fn record(&mut self, state: State) -> Result<()> {
+        self.record_by(|_| Some(state))
+    }
+
+    /// Records the state `decide` names, given the current one read under
+    /// the state file's lock, if any.
+    fn record_by(&mut self, decide: impl FnOnce(&State) -> Option<State>) -> Result<()> {
         let rec = self
             .rec
             .as_mut()
             .context("the container's record was never read")?;
-        run_state::transition(&self.root, rec, state)
+        run_state::update(&self.root, rec, decide)
     }
 }
 
@@ -119,6 +125,37 @@ impl MonitorHooks for ContainerHooks {
         };
         if let Err(e) = self.record(state) {
             log::error!("container {}: recording its exit: {e:#}", self.id);
+        }
+    }
+
+    fn start_failed(&mut self, code: i32) {
+        // docker's daemon keeps a failed start's code as the container's
+        // (127 for no such command, 126 for one it cannot run) and leaves
+        // the times of its last run as they were. A created container
+        // becomes exited (strata has no created state with a code).
+        let failed = |state: &State| match *state {
+            State::Created => Some(State::Exited {
+                code,
+                started_ns: 0,
+                finished_ns: crate::clock::now_ns(),
+                oom_killed: false,
+            }),
+            State::Exited {
+                started_ns,
+                finished_ns,
+                oom_killed,
+                ..
+            } => Some(State::Exited {
+                code,
+                started_ns,
+                finished_ns,
+                oom_killed,
+            }),
+            // Not ours: the start turn keeps a second start out.
+            State::Running { .. } | State::Paused { .. } => None,
+        };
+        if let Err(e) = self.record_by(failed) {
+            log::error!("container {}: recording its failed start: {e:#}", self.id);
         }
     }
 

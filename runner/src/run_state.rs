@@ -31,15 +31,10 @@ pub fn current(root: &Path, mut rec: ContainerRecord) -> ContainerRecord {
     rec
 }
 
-/// Moves the container to `to` if its current state allows it, and
-/// updates `rec` to match.
-pub fn transition(root: &Path, rec: &mut ContainerRecord, to: State) -> Result<()> {
-    update(root, rec, |_| Some(to))
-}
-
-/// Under the lock, `decide` sees the current state and names the state
-/// to move to, if any: a decision taken on a state read earlier could
-/// undo a change made since (a new start).
+/// Moves the container to the state `decide` names, if any, when its
+/// current state allows it, and updates `rec` to match. Under the lock,
+/// `decide` sees the current state: a decision taken on a state read
+/// earlier could undo a change made since (a new start).
 pub fn update(
     root: &Path,
     rec: &mut ContainerRecord,
@@ -166,8 +161,8 @@ mod tests {
         // file, read under the lock, refuses its start.
         let mut first = rec.clone();
         let mut second = rec.clone();
-        transition(root.path(), &mut first, running.clone()).unwrap();
-        assert!(transition(root.path(), &mut second, running.clone()).is_err());
+        update(root.path(), &mut first, |_| Some(running.clone())).unwrap();
+        assert!(update(root.path(), &mut second, |_| Some(running.clone())).is_err());
         assert_eq!(current(root.path(), rec.clone()).state, running);
 
         let exited = State::Exited {
@@ -176,7 +171,7 @@ mod tests {
             finished_ns: 4,
             oom_killed: false,
         };
-        transition(root.path(), &mut first, exited.clone()).unwrap();
+        update(root.path(), &mut first, |_| Some(exited.clone())).unwrap();
         assert_eq!(first.state, exited);
         assert_eq!(current(root.path(), rec).state, exited);
     }

@@ -1865,6 +1865,41 @@ fn create_records_a_container_that_start_runs_later() {
     s.run(&["verify"]).ok();
 }
 
+/// A start that fails records its code as the container's, as docker's
+/// daemon does (127: the command is gone), and leaves the last run's
+/// times; `start -a` says why in one line, with no log line of the
+/// monitor's.
+#[test]
+fn a_failed_start_of_an_exited_container_records_its_exit_code() {
+    let s = Strata::with_busybox();
+    let rm_itself = ["/bin/busybox", "rm", "/bin/busybox"];
+    let mut args = vec!["run", "--network", "none", "--name", "gone", "busybox"];
+    args.extend(rm_itself);
+    s.run(&args).ok();
+    let inspect = |format: &str| s.run(&["inspect", "-f", format, "gone"]).ok().stdout;
+    let times = "{{.State.StartedAt}} {{.State.FinishedAt}}";
+    let last_run = inspect(times);
+    // A second later, so a time taken at the failed start would differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_ne!(s.run(&["start", "gone"]).code, 0);
+    assert_eq!(
+        inspect("{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 127\n"
+    );
+    assert_eq!(inspect(times), last_run);
+    assert_eq!(s.run(&["wait", "gone"]).ok().stdout, "127\n");
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    assert!(ps.contains("Exited (127)"), "{ps}");
+    let r = s.run(&["start", "-a", "gone"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no such file or directory"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn stop_sends_a_realtime_stop_signal_that_commit_accepted() {
     let s = Strata::with_busybox();

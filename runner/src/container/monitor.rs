@@ -42,6 +42,10 @@ pub trait MonitorHooks {
     /// its cgroup saw the kernel kill a process for its memory limit; the
     /// rootfs is still mounted.
     fn exited(&mut self, code: i32, oom_killed: bool);
+    /// The container's process was made but never ran the user's command:
+    /// its start failed with `code`, what the CLI exits with; the rootfs
+    /// is still mounted.
+    fn start_failed(&mut self, code: i32);
     /// Last call; made whenever `mount_rootfs` was called, even if it failed.
     fn unmount(&mut self);
 }
@@ -131,21 +135,21 @@ pub fn run(spec: &Spec, hooks: &mut dyn MonitorHooks, setup: MonitorSetup) -> i3
     };
     let pid = child.pid;
     if let Err(err) = child.release() {
-        let code = err.exit_code();
         reap(pid);
-        hooks.exited(code, false);
+        hooks.start_failed(err.exit_code());
         hooks.unmount();
         return fail(err);
     }
     if let Err(err) = hooks.started(getpid().as_raw(), pid.as_raw()) {
         let _ = kill(pid, Signal::SIGKILL);
-        let code = reap(pid);
-        hooks.exited(code, false);
-        hooks.unmount();
-        return fail(StartError::other(format!(
+        reap(pid);
+        let err = StartError::other(format!(
             "record the container as started: {}",
             crate::error_text::describe(&err)
-        )));
+        ));
+        hooks.start_failed(err.exit_code());
+        hooks.unmount();
+        return fail(err);
     }
     events.send(&Event::Started { pid: pid.as_raw() });
     // commit pauses the container through us, so its death cannot leave
