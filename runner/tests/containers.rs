@@ -1762,13 +1762,8 @@ fn restart_runs_the_container_again_and_container_forms_work() {
     let r = s.run(&["exec", "kept", "true"]);
     assert_eq!(r.code, 0, "running after restart: {}", r.stderr);
     s.run(&["rm", "-f", "kept"]).ok();
-    let r = s.run(&["restart", "nosuch"]);
-    assert_eq!(r.code, 125, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("No such container: nosuch"),
-        "{}",
-        r.stderr
-    );
+    s.run(&["restart", "nosuch"])
+        .failed_with("No such container: nosuch");
 }
 
 /// docker keeps a `-di` container's stdin open (a pipe no one writes), so
@@ -2113,11 +2108,11 @@ fn pause_freezes_a_container_until_unpause_and_stop_still_ends_it() {
         "cnt",
     ]);
     assert_eq!(state.ok().stdout, "paused true\n");
-    s.run(&["pause", "cnt"]).refused_with("is already paused");
+    s.run(&["pause", "cnt"]).failed_with("is already paused");
     s.run(&["exec", "cnt", "true"])
         .refused_with("is paused, unpause the container before exec");
     s.run(&["start", "cnt"])
-        .refused_with("cannot start a paused container, try unpause instead");
+        .failed_with("cannot start a paused container, try unpause instead");
     // A commit neither needs nor ends the pause.
     s.run(&["commit", "cnt", "snap"]).ok();
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -2131,15 +2126,55 @@ fn pause_freezes_a_container_until_unpause_and_stop_still_ends_it() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    s.run(&["unpause", "cnt"]).refused_with("is not paused");
+    s.run(&["unpause", "cnt"]).failed_with("is not paused");
     // stop of a paused container: the signal, then the thaw that lets it
     // act on it (its trap exits 7, not the KILL's 137).
     s.run(&["pause", "cnt"]).ok();
     s.run(&["stop", "-t", "20", "cnt"]).ok();
     let status = s.run(&["inspect", "-f", "{{.State.ExitCode}}", "cnt"]);
     assert_eq!(status.ok().stdout, "7\n");
-    s.run(&["pause", "cnt"]).refused_with("is not running");
-    s.run(&["unpause", "cnt"]).refused_with("is not paused");
+    s.run(&["pause", "cnt"]).failed_with("is not running");
+    s.run(&["unpause", "cnt"]).failed_with("is not paused");
+}
+
+/// docker's verbs of several containers act on each one there is and say
+/// which are not, a line each on stderr, then exit 1: a missing name given
+/// first no longer keeps the others from being acted on.
+#[test]
+fn verbs_of_several_containers_act_on_each_and_report_the_missing() {
+    let s = Strata::with_busybox();
+    let create = ["create", "--network", "none", "--name", "c11", "busybox"];
+    s.run(&[&create[..], &["sleep", "1000"]].concat()).ok();
+    let status = || {
+        let format = "{{.State.Status}} {{.State.ExitCode}}";
+        s.run(&["inspect", "-f", format, "c11"]).ok().stdout
+    };
+    let missing = "Error response from daemon: No such container: nosuch";
+    // The stop signal is lost on a pid 1 without a handler: -t 1, then
+    // the KILL.
+    for (verb, stdout, after) in [
+        (&["start"][..], "c11\n", "running 0\n"),
+        (&["pause"], "c11\n", "paused 0\n"),
+        (&["unpause"], "c11\n", "running 0\n"),
+        (&["kill"], "c11\n", "exited 137\n"),
+        (&["restart"], "c11\n", "running 0\n"),
+        (&["stop", "-t", "1"], "c11\n", "exited 137\n"),
+        (&["wait"], "137\n", "exited 137\n"),
+    ] {
+        let r = s.run(&[verb, &["nosuch", "c11"]].concat());
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (1, stdout),
+            "{verb:?}: {}",
+            r.stderr
+        );
+        let mut said = vec![missing];
+        if verb[0] == "start" {
+            said.push("Error: failed to start containers: nosuch");
+        }
+        assert_eq!(r.stderr.lines().collect::<Vec<_>>(), said, "{verb:?}");
+        assert_eq!(status(), after, "{verb:?}");
+    }
 }
 
 #[test]

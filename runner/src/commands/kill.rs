@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
     let sig: Signal = args.signal.parse()?;
     let store = ctx.reader()?;
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let rec = liveness::container(&store, name)?;
         if !rec.state.can_kill() {
             bail!(
@@ -19,7 +19,6 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
             );
         }
         signal(ctx, &rec, sig)?;
-        outln!("{name}")?;
-    }
-    Ok(0)
+        outln!("{name}")
+    }))
 }

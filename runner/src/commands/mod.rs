@@ -98,6 +98,42 @@ impl Ctx {
     }
 }
 
+/// docker's CLI on a verb of several containers (`stop a b c`, `rm`,
+/// `wait`...): each is acted on in turn, and one that fails is reported
+/// on stderr as the daemon's error, a line each, while the others still
+/// go. `act` prints what a success prints. Returns the failures, for the
+/// verb's last word and exit code. A failure that is an [`ExitCode`] was
+/// reported by whoever made it (a start's launch prints its own error).
+///
+/// [`ExitCode`]: crate::ExitCode
+fn each_container(
+    names: &[String],
+    mut act: impl FnMut(&str) -> Result<()>,
+) -> Vec<(&str, anyhow::Error)> {
+    let mut failures = Vec::new();
+    for name in names {
+        if let Err(e) = act(name) {
+            if !e.is::<crate::ExitCode>() {
+                eprintln!(
+                    "Error response from daemon: {}",
+                    crate::error_text::describe(&e)
+                );
+            }
+            failures.push((name.as_str(), e));
+        }
+    }
+    failures
+}
+
+/// [`each_container`] for a verb that ends with 1 when one failed, as
+/// docker's `stop`, `kill`, `pause`, `unpause`, `restart` and `wait` do.
+fn for_each_container(names: &[String], act: impl FnMut(&str) -> Result<()>) -> i32 {
+    match each_container(names, act).is_empty() {
+        true => 0,
+        false => 1,
+    }
+}
+
 /// docker's check before it attaches a terminal: `-it` with stdin a pipe
 /// or a file would give the container a terminal fed by no one (and a
 /// client waiting for good), so it is refused.

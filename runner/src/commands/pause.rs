@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use layerdb::{ContainerRecord, State};
 
 pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let mut rec = ctx.container(name)?;
         // Pauses and unpauses of a container take turns, as starts do.
         let _turn = super::start::take_turn(ctx, &rec)?;
@@ -46,13 +46,12 @@ pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
             let _ = record_running(ctx, &mut rec);
             return Err(err.context(format!("cannot pause container {}", rec.id)));
         }
-        outln!("{name}")?;
-    }
-    Ok(0)
+        outln!("{name}")
+    }))
 }
 
 pub fn unpause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let rec = ctx.container(name)?;
         let _turn = super::start::take_turn(ctx, &rec)?;
         // As it is now that the turn is ours.
@@ -61,9 +60,8 @@ pub fn unpause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
             bail!("Container {} is not paused", rec.id);
         }
         resume(ctx, &mut rec)?;
-        outln!("{name}")?;
-    }
-    Ok(0)
+        outln!("{name}")
+    }))
 }
 
 /// Thaws a paused container through its monitor and records it running.

@@ -11,35 +11,52 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 
 pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
-    let attach = args.attach || args.interactive;
-    if args.containers.len() > 1 && attach {
-        bail!("you cannot start and attach multiple containers at once");
+    if args.attach || args.interactive {
+        let [name] = args.containers.as_slice() else {
+            bail!("you cannot start and attach multiple containers at once");
+        };
+        let Some(rec) = stopped(ctx, name)? else {
+            return Ok(0);
+        };
+        super::check_tty(args.interactive, rec.tty)?;
+        // The one container: this process becomes its client, and takes
+        // the start turn there (`__launch --turn`).
+        let cmd = super::run::relaunch(ctx, &rec.id).arg("--turn").exec();
+        return Err(cmd).context("re-executing strata to start the container");
     }
-    for name in &args.containers {
-        let rec = ctx.container(name)?;
-        if let State::Paused { .. } = rec.state {
-            bail!("cannot start a paused container, try unpause instead");
-        }
-        if rec.state.is_running() {
-            outln!("{name}")?;
-            continue;
-        }
-        if attach {
-            super::check_tty(args.interactive, rec.tty)?;
-            // The one container: this process becomes its client, and
-            // takes the start turn there (`__launch --turn`).
-            let cmd = super::run::relaunch(ctx, &rec.id).arg("--turn").exec();
-            return Err(cmd).context("re-executing strata to start the container");
-        }
+    let failed = super::each_container(&args.containers, |name| {
+        let Some(rec) = stopped(ctx, name)? else {
+            return Ok(());
+        };
         let _turn = take_turn(ctx, &rec)?;
-        let rec = ctx.container(name)?;
-        if rec.state.is_running() {
-            outln!("{name}")?;
-            continue;
+        // Another start may have held the turn before.
+        match stopped(ctx, name)? {
+            Some(rec) => start_detached(ctx, &rec, name),
+            None => Ok(()),
         }
-        start_detached(ctx, &rec, name)?;
+    });
+    if failed.is_empty() {
+        return Ok(0);
     }
-    Ok(0)
+    // docker's last word after each container's own error.
+    let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
+    eprintln!("Error: failed to start containers: {}", names.join(", "));
+    Ok(1)
+}
+
+/// The container `name` if it is one to start; a running one is already
+/// started, which is said as a start says it (its name), and a paused one
+/// is refused.
+fn stopped(ctx: &Ctx, name: &str) -> Result<Option<ContainerRecord>> {
+    let rec = ctx.container(name)?;
+    if let State::Paused { .. } = rec.state {
+        bail!("cannot start a paused container, try unpause instead");
+    }
+    if rec.state.is_running() {
+        outln!("{name}")?;
+        return Ok(None);
+    }
+    Ok(Some(rec))
 }
 
 /// `strata restart`: each container stopped as `stop` does (its stop
@@ -47,7 +64,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> Result<i32> {
 /// An `--rm` container is kept across it, as docker keeps it: its monitor
 /// finds the `restarting` mark and leaves it.
 pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let rec = ctx.container(name)?;
         let _turn = take_turn(ctx, &rec)?;
         let mark = ContainerPaths::of(&ctx.root, &rec).restarting();
@@ -55,9 +72,8 @@ pub fn restart(ctx: &Ctx, args: StopArgs) -> Result<i32> {
         let restarted = super::stop::stop_one(ctx, name, args.time)
             .and_then(|()| start_detached(ctx, &ctx.container(name)?, name));
         let _ = std::fs::remove_file(&mark);
-        restarted?;
-    }
-    Ok(0)
+        restarted
+    }))
 }
 
 /// Waits for the container's other starts, restarts, copies and
@@ -89,15 +105,16 @@ pub(super) fn turn_lock<T>(
 }
 
 /// Starts a stopped container in the background; its name is printed once
-/// it runs.
+/// it runs. A failed start's launch has said why: its failure is an
+/// [`ExitCode`](crate::ExitCode), which is not said again.
 fn start_detached(ctx: &Ctx, rec: &ContainerRecord, name: &str) -> Result<()> {
     let status = super::run::relaunch(ctx, &rec.id)
         .arg("--detach")
         .arg("--print-name")
         .arg(name)
         .status()?;
-    if !status.success() {
-        bail!("starting {name} failed");
+    match status.success() {
+        true => Ok(()),
+        false => Err(crate::ExitCode(status.code().unwrap_or(125)).into()),
     }
-    Ok(())
 }

@@ -68,12 +68,11 @@ pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
 }
 
 pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let _turn = hold_off_keeper(ctx, &ctx.container(name)?)?;
         stop_one(ctx, name, args.time)?;
-        outln!("{name}")?;
-    }
-    Ok(0)
+        outln!("{name}")
+    }))
 }
 
 /// Holds off the restart keeper of a container that has a policy: marks

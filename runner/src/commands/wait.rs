@@ -10,11 +10,10 @@ use layerdb::{ContainerRecord, State};
 use std::time::Duration;
 
 pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
-    for name in &args.containers {
+    Ok(super::for_each_container(&args.containers, |name| {
         let rec = ctx.container(name)?;
-        outln!("{}", wait_one(ctx, rec)?)?;
-    }
-    Ok(0)
+        outln!("{}", wait_one(ctx, rec)?)
+    }))
 }
 
 /// The exit code of `rec` once it is not running. Its init's exit wakes

@@ -69,6 +69,21 @@ impl Run {
     }
 }
 
+impl Run {
+    /// docker's shape for a verb of several containers (`stop`, `pause`,
+    /// `start`...) that failed on one: exit 1, and the daemon's error, a
+    /// line that says `text`, on stderr.
+    pub fn failed_with(self, text: &str) -> Run {
+        assert_eq!(self.code, 1, "{}", self.stderr);
+        let said = self
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("Error response from daemon: ") && l.contains(text));
+        assert!(said, "wanted {text:?} in: {}", self.stderr);
+        self
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Run {
         Run {
