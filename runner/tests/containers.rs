@@ -1392,6 +1392,14 @@ fn logs_rename_and_prune_work_on_detached_containers() {
     assert!(ps.contains("quiet") && !ps.contains("talker"), "{ps}");
     let r = s.run(&["rename", "quiet", "bad name"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
+    // One never started has no log: both forms return at once, saying
+    // nothing, as docker's do.
+    s.run(&["create", "--name", "mute", "busybox", "true"]).ok();
+    for logs in [&["logs", "mute"][..], &["logs", "-f", "mute"]] {
+        let r = s.run(logs).ok();
+        assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""), "{logs:?}");
+    }
+    s.run(&["rm", "mute"]).ok();
     let pruned = s.run(&["container", "prune", "-f"]).ok().stdout;
     assert_eq!(
         pruned,

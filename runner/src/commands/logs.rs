@@ -10,7 +10,7 @@ use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
 use layerdb::State;
-use std::io::{Read, Seek, Write};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::time::Duration;
 
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
@@ -36,9 +36,20 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         (rec, log)
     };
     let older = older_files(&log, &rec.log_options);
+    let monitor = match rec.state {
+        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } if args.follow => {
+            Some(monitor_pid)
+        }
+        _ => None,
+    };
     let mut file = match std::fs::File::open(&log) {
         Ok(f) => f,
-        Err(_) if !args.follow && older.is_empty() => return Ok(0),
+        // No log yet: a container never started has said nothing, and
+        // `logs -f` of one returns at once, as docker's does. A running
+        // one's log is made before it is recorded running.
+        Err(e) if e.kind() == ErrorKind::NotFound && monitor.is_none() && older.is_empty() => {
+            return Ok(0)
+        }
         Err(e) => return Err(e).with_context(|| format!("open {}", log.display())),
     };
     if older.is_empty() {
@@ -60,12 +71,6 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         let start = tail.map_or(0, |lines| start_of_last_lines_in(&all, lines));
         printer.copy(&mut &all[start..])?;
     }
-    let monitor = match rec.state {
-        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } if args.follow => {
-            Some(monitor_pid)
-        }
-        _ => None,
-    };
     let mut followed = Followed { file, path: log };
     loop {
         // The monitor looked at before the read: what it wrote before it
