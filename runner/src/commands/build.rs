@@ -589,7 +589,9 @@ impl Builder<'_> {
                 "The command '{}' returned a non-zero code: {code}",
                 cmd.join(" ")
             );
-            return Err(ExitCode(1).into());
+            // docker's CLI exits with the code of the daemon's error,
+            // which the classic builder sets to the step's.
+            return Err(ExitCode(code).into());
         }
         self.commit(container, st, created_by)
     }
