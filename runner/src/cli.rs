@@ -105,7 +105,7 @@ pub enum Command {
     Rename { container: String, new_name: String },
     /// Mount an image (read-only) or container, or list active mounts
     Mount(MountArgs),
-    /// Unmount what `strata mount` mounted
+    /// Unmount what `strata mount` mounted, by mountpoint or by name
     Umount { target: String },
     /// Run a shell or CMD in strata's user and mount namespaces, where you
     /// are root with your subordinate ids mapped (like podman unshare)

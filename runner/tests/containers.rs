@@ -1089,6 +1089,29 @@ fn an_inspection_mount_is_read_only_and_outlives_the_command() {
     assert!(listed.contains(dir.to_str().unwrap()), "{listed}");
     s.run(&["umount", dir.to_str().unwrap()]).ok();
     assert!(!dir.join("bin/busybox").exists());
+    assert!(dir.is_dir(), "the directory given to mount is the user's");
+    // Given no directory, mount makes one, which umount removes; umount
+    // takes the image or container mount took too (podman's takes a
+    // container), and says where it unmounted.
+    s.run(&["create", "--name", "idle", "busybox", "true"]).ok();
+    for (target, by) in [("busybox", "path"), ("busybox", "name"), ("idle", "name")] {
+        let made = s.run(&["mount", target]).ok().stdout;
+        let made = std::path::PathBuf::from(made.trim());
+        assert!(made.join("bin/busybox").exists(), "{target}");
+        let named = match by {
+            "path" => made.to_str().unwrap(),
+            _ => target,
+        };
+        let r = s.run(&["umount", named]).ok();
+        assert_eq!(r.stdout.trim(), made.to_str().unwrap());
+        assert!(
+            !made.exists(),
+            "{target} by {by}: {} is left",
+            made.display()
+        );
+    }
+    s.run(&["umount", "idle"])
+        .refused_with("idle is not mounted");
 }
 
 /// Lazily unmounts every mount left on a path when dropped.

@@ -70,6 +70,18 @@ pub(super) fn forget_record(root: &Path, record: &Path) {
     crate::runtime::tidy(root, RECORDS);
 }
 
+/// Removes `mountpoint` (canonical), once nothing is mounted on it, if
+/// `mount` made it, and the runtime directories left empty; a directory
+/// the user named is theirs and stays.
+pub(super) fn forget_mountpoint(root: &Path, mountpoint: &Path) {
+    let made = made_mountpoints(root).and_then(|dir| Ok(std::fs::canonicalize(dir)?));
+    if made.is_ok_and(|made| mountpoint.parent() == Some(&made)) {
+        // Empty once unmounted: a directory, never a tree, is removed.
+        let _ = std::fs::remove_dir(mountpoint);
+        crate::runtime::tidy(root, MOUNTPOINTS);
+    }
+}
+
 /// The live server of the mount whose record is at `record`.
 pub(super) fn server_of(record: &Path) -> Option<i32> {
     let pid = i32::try_from(recorded_server(record)?).ok()?;
@@ -82,9 +94,50 @@ fn recorded_server(record: &Path) -> Option<u32> {
     Some(rec.pid)
 }
 
-/// Where `strata mount IMAGE` mounts when no directory is given.
-fn default_mountpoint(root: &Path, name: &str) -> Result<PathBuf> {
-    crate::runtime::dir(root, Path::new("mnt").join(name))
+/// Where `strata mount IMAGE` mounts when no directory is given: a
+/// directory of its own in the store's runtime `mnt/`, which `umount`
+/// removes with the mount.
+const MOUNTPOINTS: &str = "mnt";
+
+/// What `mount` and `umount` take besides a path: a container (by name or
+/// id) before an image.
+pub(super) enum Target {
+    Container(Box<layerdb::ContainerRecord>),
+    Image(layerdb::ImageRecord),
+}
+
+impl Target {
+    pub(super) fn resolve(store: &Store, name: &str) -> Result<Target> {
+        match liveness::container(store, name) {
+            Ok(rec) => Ok(Target::Container(Box::new(rec))),
+            Err(_) => Ok(Target::Image(store.resolve_image(name)?)),
+        }
+    }
+
+    /// The name of the directory `mount` mounts it at when given none.
+    fn dir_name(&self) -> String {
+        match self {
+            Target::Container(rec) => format!("container-{}", rec.short_id()),
+            Target::Image(image) => format!("image-{}", image.id.short()),
+        }
+    }
+
+    /// That directory, made or not.
+    pub(super) fn made_mountpoint(&self, root: &Path) -> Result<PathBuf> {
+        Ok(made_mountpoints(root)?.join(self.dir_name()))
+    }
+}
+
+/// The directory that holds the mountpoints `mount` makes.
+pub(super) fn made_mountpoints(root: &Path) -> Result<PathBuf> {
+    Ok(crate::runtime::path(root)?.join(MOUNTPOINTS))
+}
+
+/// Makes the directory `mount` mounts `target` at when given none, as the
+/// runtime directory's own are made (private, and again if another
+/// mount's end took the store's directory away).
+fn make_mountpoint(root: &Path, target: &Target) -> Result<PathBuf> {
+    crate::runtime::dir(root, Path::new(MOUNTPOINTS).join(target.dir_name()))
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
@@ -114,36 +167,33 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         // Only reads: the writer lock must not be held while the server
         // mounts (start_server waits on its pipe, without bound).
         let store = ctx.reader()?;
-        if let Ok(rec) = liveness::container(&store, &target) {
-            let paths = ContainerPaths::of(&ctx.root, &rec);
-            if let State::Running { pid, .. } | State::Paused { pid, .. } = rec.state {
-                // Its monitor serves it already; a rootless container's mount
-                // is visible only through its own processes.
-                if nix::unistd::geteuid().is_root() {
-                    match &args.dir {
-                        Some(dir) => bind_inspection(&paths.merged(), dir)?,
-                        None => outln!("{}", paths.merged().display())?,
+        let resolved = Target::resolve(&store, &target)?;
+        match &resolved {
+            Target::Container(rec) => {
+                let paths = ContainerPaths::of(&ctx.root, rec);
+                if let State::Running { pid, .. } | State::Paused { pid, .. } = rec.state {
+                    // Its monitor serves it already; a rootless container's
+                    // mount is visible only through its own processes.
+                    if nix::unistd::geteuid().is_root() {
+                        match &args.dir {
+                            Some(dir) => bind_inspection(&paths.merged(), dir)?,
+                            None => outln!("{}", paths.merged().display())?,
+                        }
+                    } else {
+                        outln!("/proc/{pid}/root")?;
                     }
-                } else {
-                    outln!("/proc/{pid}/root")?;
+                    return Ok(0);
                 }
-                return Ok(0);
+                serve.arg("--container").arg(&rec.id);
             }
-            serve.arg("--container").arg(&rec.id).arg("--read-only");
-            match &args.dir {
-                Some(d) => d.clone(),
-                None => default_mountpoint(&ctx.root, &format!("container-{}", rec.short_id()))?,
+            Target::Image(image) => {
+                serve.arg("--image").arg(format!("{:#}", image.id));
             }
-        } else {
-            let image = store.resolve_image(&target)?;
-            serve
-                .arg("--image")
-                .arg(format!("{:#}", image.id))
-                .arg("--read-only");
-            match &args.dir {
-                Some(d) => d.clone(),
-                None => default_mountpoint(&ctx.root, &format!("image-{}", image.id.short()))?,
-            }
+        }
+        serve.arg("--read-only");
+        match &args.dir {
+            Some(d) => d.clone(),
+            None => make_mountpoint(&ctx.root, &resolved)?,
         }
     };
     start_server(serve, &mountpoint, &target)?;

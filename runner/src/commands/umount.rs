@@ -1,17 +1,17 @@
 //! `strata umount`: ends an inspection mount made by `strata mount`.
 
-use super::mount::{forget_record, record_path, server_of};
+use super::mount::{forget_mountpoint, forget_record, record_path, server_of, Target};
 use super::Ctx;
 use crate::liveness;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long `umount` waits for the mount's server to exit.
 const SERVER_EXIT: Duration = Duration::from_secs(10);
 
 pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
-    let path =
-        std::fs::canonicalize(target).with_context(|| format!("{target}: no such mountpoint"))?;
+    let path = mountpoint_of(ctx, target)?;
     // Only strata's own mounts: a bind mount or another filesystem that
     // someone put there is not this command's to take away.
     // `strata` for a mount of its own server, `strata:<id>` for a bind of
@@ -39,6 +39,20 @@ pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
         }
     }
     forget_record(&ctx.root, &record);
+    forget_mountpoint(&ctx.root, &path);
     outln!("{}", path.display())?;
     Ok(0)
+}
+
+/// The mountpoint `target` names: a path, or what `mount` took (a
+/// container or an image; podman's `umount` takes a container) mounted at
+/// the directory `mount` made for it.
+fn mountpoint_of(ctx: &Ctx, target: &str) -> Result<PathBuf> {
+    if let Ok(path) = std::fs::canonicalize(target) {
+        return Ok(path);
+    }
+    let resolved = Target::resolve(&ctx.reader()?, target)
+        .map_err(|_| anyhow!("{target}: no such mountpoint, container or image"))?;
+    let made = resolved.made_mountpoint(&ctx.root)?;
+    std::fs::canonicalize(made).map_err(|_| anyhow!("{target} is not mounted"))
 }
