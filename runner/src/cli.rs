@@ -188,6 +188,10 @@ pub struct KeepArgs {
     /// has ended
     #[arg(long)]
     pub launcher: i32,
+    /// When that launch began, in ns since the Unix epoch: a run that
+    /// started before it is not the launch's (the launch failed)
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
     pub id: crate::container_id::ContainerId,
 }
 

@@ -2440,6 +2440,46 @@ fn a_restart_policy_starts_the_container_again_until_stopped_by_hand() {
     assert_eq!(s.run(&["ps", "-aq"]).ok().stdout.lines().count(), 2);
 }
 
+/// A start that fails is not made again by the container's restart
+/// policy, whether the keeper or a start by hand made it: docker restarts
+/// only what ran, and its restart manager gives up once a start fails.
+#[test]
+fn a_restart_policy_leaves_a_container_whose_start_failed() {
+    let s = Strata::with_busybox();
+    let inspect = || {
+        let format = "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}";
+        s.run(&["inspect", "-f", format, "gone"]).ok().stdout
+    };
+    let settled = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while keeper_alive(&s) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the keeper starts it again and again: {}",
+                inspect()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // Its first run removes its command: the restart that follows fails.
+    let mut run = vec!["run", "-d", "--network", "none", "--restart", "always"];
+    run.extend([
+        "--name",
+        "gone",
+        "busybox",
+        "/bin/busybox",
+        "rm",
+        "/bin/busybox",
+    ]);
+    s.run(&run).ok();
+    settled();
+    assert_eq!(inspect(), "exited 127 1\n");
+    // A start by hand that fails: the count starts over, nothing follows.
+    assert_ne!(s.run(&["start", "gone"]).code, 0);
+    settled();
+    assert_eq!(inspect(), "exited 127 0\n");
+}
+
 /// Whether a restart keeper of this store's containers still runs.
 fn keeper_alive(s: &Strata) -> bool {
     let root = s.root();

@@ -45,6 +45,9 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
         }
     }
     let mut backoff = Backoff::default();
+    // When the launch waited for began: its run, if it started one, began
+    // after.
+    let mut since = args.since;
     loop {
         let Ok(rec) = liveness::container_from_files(&ctx.root, args.id.as_str()) else {
             return Ok(0); // removed
@@ -57,9 +60,12 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
                 continue;
             }
             State::Created => return Ok(0),
-            // A start that failed (no such command, a bad mount): docker
-            // does not restart what never ran.
-            State::Exited { started_ns: 0, .. } => return Ok(0),
+            // A start that failed (no such command, a bad mount) left the
+            // last run's times, or none: docker restarts only what ran,
+            // and its restart manager gives up once a start fails.
+            State::Exited { started_ns, .. } if started_ns == 0 || started_ns < since => {
+                return Ok(0)
+            }
             State::Exited {
                 code,
                 started_ns,
@@ -94,6 +100,7 @@ pub fn keep(ctx: &Ctx, args: KeepArgs) -> Result<i32> {
         let count = restart_count(&paths);
         std::fs::write(paths.restart_count(), (count + 1).to_string())
             .with_context(|| format!("write {}", paths.restart_count().display()))?;
+        since = crate::clock::now_ns();
         let _ = super::run::relaunch(ctx, &rec.id)
             .arg("--detach")
             .arg("--kept")

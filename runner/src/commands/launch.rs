@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
         let _ = std::fs::remove_file(paths.stopped_by_hand());
         let _ = std::fs::remove_file(paths.restart_count());
         if crate::restart_policy::restarts(&rec.restart) {
-            start_keeper(ctx, &args.id)?;
+            start_keeper(ctx, &args.id, Some(crate::clock::now_ns()))?;
         }
     }
     if crate::health::Check::of(&rec.config).is_some() {
@@ -90,10 +90,17 @@ pub fn run(ctx: &Ctx, args: LaunchArgs) -> Result<i32> {
 }
 
 /// Starts the container's restart keeper, which watches it from the end
-/// of this process on.
-pub(super) fn start_keeper(ctx: &Ctx, id: &ContainerId) -> Result<()> {
+/// of this process on; `launch_ns`, the time this process's launch began,
+/// tells it whether the launch started a run.
+pub(super) fn start_keeper(ctx: &Ctx, id: &ContainerId, launch_ns: Option<i64>) -> Result<()> {
     let launcher = std::process::id().to_string();
-    start_helper(ctx, "__keep", &["--launcher", &launcher], id)
+    let since = launch_ns.unwrap_or(0).to_string();
+    start_helper(
+        ctx,
+        "__keep",
+        &["--launcher", &launcher, "--since", &since],
+        id,
+    )
 }
 
 /// Starts one of the processes that watch the container while it runs

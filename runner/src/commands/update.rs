@@ -79,7 +79,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<i32> {
         // the current one, which `rec` was settled with.)
         if rec.state.is_running() && crate::restart_policy::restarts(&updated.restart) {
             // Its keeper, if it has none (a second one leaves at once).
-            super::launch::start_keeper(ctx, &updated.id.parse()?)?;
+            super::launch::start_keeper(ctx, &updated.id.parse()?, None)?;
         }
         outln!("{name}")?;
     }
