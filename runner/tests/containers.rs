@@ -1543,6 +1543,25 @@ fn mount_of_a_container_shows_its_changes_over_its_image() {
     assert!(!vi, "the deleted file shows through");
 }
 
+/// `mount` of a running container prints its own tree, which its monitor
+/// serves: `umount` of that path, or of the container, leaves it.
+#[test]
+fn umount_leaves_a_running_containers_own_tree() {
+    let s = Strata::with_busybox();
+    let run = ["run", "-d", "--network", "none", "--rm", "--name", "up"];
+    s.run(&[&run[..], &["busybox", "sleep", "1000"]].concat())
+        .ok();
+    let tree = s.run(&["mount", "up"]).ok().stdout;
+    let tree = std::path::Path::new(tree.trim());
+    s.run(&["umount", tree.to_str().unwrap()])
+        .refused_with("a running container's own tree");
+    s.run(&["umount", "up"]).refused_with("up is not mounted");
+    assert!(tree.join("bin/busybox").exists());
+    // Its end unmounts it, and `--rm` removes it.
+    s.run(&["stop", "-t", "0", "up"]).ok();
+    assert_eq!(s.run(&["ps", "-aq"]).ok().stdout, "");
+}
+
 /// `rm -f` of a container whose `run --rm` client is attached: the kill
 /// makes the client remove it too, and whichever comes first, `rm -f`
 /// has done what was asked (it said "No such container" when the client

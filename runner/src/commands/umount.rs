@@ -12,6 +12,16 @@ const SERVER_EXIT: Duration = Duration::from_secs(10);
 
 pub fn umount(ctx: &Ctx, target: &str) -> Result<i32> {
     let path = mountpoint_of(ctx, target)?;
+    // A container's own tree (what `mount` prints for a running one) is
+    // its monitor's: taken away, the container's end failed to unmount
+    // it, and an `--rm` container was left behind.
+    let containers = std::fs::canonicalize(ctx.root.join(layerdb::ContainerDir::PARENT));
+    if containers.is_ok_and(|dir| path.starts_with(dir)) {
+        bail!(
+            "{}: a running container's own tree, unmounted when it stops",
+            path.display()
+        );
+    }
     // Only strata's own mounts: a bind mount or another filesystem that
     // someone put there is not this command's to take away.
     // `strata` for a mount of its own server, `strata:<id>` for a bind of
