@@ -54,7 +54,10 @@ impl Store {
     fn collect_garbage(&self) -> Result<GcReport> {
         let mut report = GcReport::default();
 
-        let mut keep: HashSet<Digest> = crate::pins::live_pins(self.root()).into_iter().collect();
+        let mut keep: HashSet<Digest> = match crate::pins::live_pins(self.root()) {
+            Some(pinned) => pinned.into_iter().collect(),
+            None => self.layers()?.into_iter().map(|l| l.diff_id).collect(),
+        };
         self.for_each_image(|image, _| {
             keep.extend(image.layers);
             Ok(())

@@ -35,9 +35,14 @@ impl Pin {
         ));
         let text: String = layers.iter().map(|d| format!("{}\n", d.hex())).collect();
         // Named only when whole: gc never reads half a pin.
-        storage
-            .create_file(&path, text.as_bytes(), false)
-            .at(&path)?;
+        match storage.create_file(&path, text.as_bytes(), false) {
+            // A full disk must not stop what only reads (`save` to another
+            // disk, `export`, `cp` out, `mount` failed on it, found by a
+            // review): a pin naming no layer needs no data block, and
+            // keeps every layer.
+            Err(e) if is_out_of_space(&e) => storage.create_file(&path, b"", false).at(&path)?,
+            written => written.at(&path)?,
+        };
         Ok(Pin { path: Some(path) })
     }
 }
@@ -50,11 +55,18 @@ impl Drop for Pin {
     }
 }
 
-/// Layers pinned by live processes; stale pin files are removed.
-pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Layers pinned by live processes, `None` when one pins every layer (a
+/// pin made on a full disk names none, and so does the pin of an image of
+/// no layer, which then keeps every layer while it lives); stale pin
+/// files are removed.
+pub(crate) fn live_pins(root: &Path) -> Option<Vec<Digest>> {
     let mut out = Vec::new();
     let Ok(dir) = fs::read_dir(root.join("pins")) else {
-        return out;
+        return Some(out);
     };
     for f in dir.flatten() {
         let name = f.file_name().to_string_lossy().into_owned();
@@ -65,12 +77,15 @@ pub(crate) fn live_pins(root: &Path) -> Vec<Digest> {
             .unwrap_or(0);
         if pid > 0 && process_alive(pid) {
             let text = fs::read_to_string(f.path()).unwrap_or_default();
+            if text.is_empty() {
+                return None;
+            }
             out.extend(text.lines().filter_map(|l| l.parse::<Digest>().ok()));
         } else {
             let _ = crate::storage::of(root).remove_file(&f.path());
         }
     }
-    out
+    Some(out)
 }
 
 /// Whether a process with this pid exists (seen from this pid namespace)

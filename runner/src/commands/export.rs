@@ -48,7 +48,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         // Paused while the tree is read (see `commit::Paused`), into a
         // file first: a reader of the output that stops reading must not
         // hold the container paused.
-        let mut spooled = tempfile::tempfile_in(ctx.root.join("tmp"))?;
+        let mut spooled = tempfile::tempfile_in(tmp.path())?;
         {
             let _paused = super::commit::Paused::new(ctx, &rec, true)?;
             let mount = fusefs::mount(opts, &tree)?;

@@ -52,12 +52,28 @@ mod volume;
 mod wait;
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ObjectType, SystemCommand};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 
 /// What every command gets: where the store is.
 pub struct Ctx {
     pub root: PathBuf,
+}
+
+/// Whether `e` says a filesystem is full.
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded)
+}
+
+/// Whether an error of `e`'s chain says a filesystem is full.
+pub(crate) fn ran_out_of_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>();
+        let errno = cause.downcast_ref::<rustix::io::Errno>();
+        io.is_some_and(is_out_of_space)
+            || errno.is_some_and(|e| is_out_of_space(&std::io::Error::from(*e)))
+    })
 }
 
 impl Ctx {
@@ -74,13 +90,23 @@ impl Ctx {
 
     /// A directory of this process's own in the store's `tmp/`, removed
     /// when dropped; named `KIND-PID-…`, so `gc` removes one whose process
-    /// was killed (layerdb's rule for `tmp/`).
+    /// was killed (layerdb's rule for `tmp/`). On a full store disk, one
+    /// in the system's temporary directory: what only reads the store
+    /// (`export`, `cp` out, `save`) must work there, as the way to free
+    /// it (they failed, found by a review).
     pub fn scratch_dir(&self, kind: &str) -> Result<tempfile::TempDir> {
         let tmp = self.root.join("tmp");
-        tempfile::Builder::new()
-            .prefix(&format!("{kind}-{}-", std::process::id()))
-            .tempdir_in(&tmp)
-            .map_err(|e| anyhow::anyhow!("create a directory in {}: {e}", tmp.display()))
+        let prefix = format!("{kind}-{}-", std::process::id());
+        let builder = || {
+            let mut b = tempfile::Builder::new();
+            b.prefix(&prefix);
+            b
+        };
+        match builder().tempdir_in(&tmp) {
+            Err(e) if is_out_of_space(&e) => builder().tempdir(),
+            made => made,
+        }
+        .with_context(|| format!("create a directory in {}", tmp.display()))
     }
 
     /// The store for a command that only reads the index: a secondary

@@ -54,15 +54,15 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
             let mut out = crate::output_file::Output::open(file)?;
-            write_tar(&store, &images, &layout_dir(ctx, &store)?, out.file())?;
+            write_tar(&layout(ctx, &store, &images)?, out.file())?;
             out.finish()?;
         }
         (None, false) => {
             if std::io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            let dir = layout_dir(ctx, &store)?;
-            write_tar(&store, &images, &dir, &mut std::io::stdout().lock())?;
+            let dir = layout(ctx, &store, &images)?;
+            write_tar(&dir, &mut std::io::stdout().lock())?;
         }
     }
     Ok(0)
@@ -101,27 +101,35 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Where the layout of a tar is made: a scratch directory of the store's,
-/// which `gc` removes once a save killed (or ended by a closed pipe)
-/// before it could is gone; for a store on a read-only filesystem, one in
-/// the system's temporary directory.
-fn layout_dir(ctx: &Ctx, store: &Store) -> Result<tempfile::TempDir> {
+/// The layout of a tar, made in a scratch directory of the store's, which
+/// `gc` removes once a save killed (or ended by a closed pipe) before it
+/// could is gone; for a store on a read-only or full filesystem, in the
+/// system's temporary directory (a full store disk stopped the save to
+/// another that would free it, found by a review).
+fn layout(ctx: &Ctx, store: &Store, images: &[(&str, ImageRecord)]) -> Result<tempfile::TempDir> {
+    let elsewhere = || -> Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir().context("create a temporary directory")?;
+        write_layout(store, images, dir.path())?;
+        Ok(dir)
+    };
     let read_only = nix::sys::statvfs::statvfs(store.root())
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
-    match read_only {
-        true => tempfile::tempdir().context("create a temporary directory"),
-        false => ctx.scratch_dir("save"),
+    if read_only {
+        return elsewhere();
+    }
+    let in_store = || -> Result<tempfile::TempDir> {
+        let dir = ctx.scratch_dir("save")?;
+        write_layout(store, images, dir.path())?;
+        Ok(dir)
+    };
+    match in_store() {
+        Err(e) if super::ran_out_of_space(&e) => elsewhere(),
+        made => made,
     }
 }
 
-/// The layout, made in `dir`, as a tar on `out`.
-fn write_tar(
-    store: &Store,
-    images: &[(&str, ImageRecord)],
-    dir: &tempfile::TempDir,
-    out: &mut dyn Write,
-) -> Result<()> {
-    write_layout(store, images, dir.path())?;
+/// The layout made in `dir`, as a tar on `out`.
+fn write_tar(dir: &tempfile::TempDir, out: &mut dyn Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.append_dir_all(".", dir.path())?;
