@@ -121,6 +121,7 @@ impl Db {
         locked();
         let path = root.join("db");
         check_not_orphaned(root)?;
+        remove_unfinished_options(&path);
         threads::check(threads::WRITER)?;
         let db = DB::open(&options(), &path).map_err(|e| db_error(&path, e))?;
         threads::started(threads::WRITER);
@@ -468,6 +469,24 @@ pub(crate) fn check_index_present(root: &Path) -> Result<()> {
     }
 }
 
+/// Removes the options files a writer killed while it wrote them left
+/// (`OPTIONS-N.dbtmp`, renamed to `OPTIONS-N` once whole): RocksDB never
+/// removes them and gc did not, so a store killed often kept tens of them
+/// (found by a review). Called under the writer lock, where no other
+/// writer is writing one.
+fn remove_unfinished_options(db: &Path) {
+    let Ok(entries) = fs::read_dir(db) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("OPTIONS-") && name.ends_with(".dbtmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Refuses a secondary whose tables are not all there, whole. A secondary
 /// opens without the table files a primary's compaction may have removed
 /// since, and one whose MANIFEST names a table lost or cut short opens
@@ -563,5 +582,24 @@ mod tests {
         drop(writer);
         let reader = Db::open_secondary(root.path()).unwrap();
         assert_eq!(reader.scan(b"").unwrap().len(), 3 * MAX_LOGS + 1);
+    }
+
+    #[test]
+    fn a_writer_removes_the_options_files_a_killed_writer_left() {
+        let root = tempfile::tempdir().unwrap();
+        put(root.path(), 1, b"v");
+        // What a writer killed while it wrote its options leaves.
+        let left = root.path().join("db/OPTIONS-000099.dbtmp");
+        fs::write(&left, b"half").unwrap();
+        put(root.path(), 2, b"v");
+        assert!(!left.exists());
+        assert_eq!(
+            Db::open_writer(root.path())
+                .unwrap()
+                .scan(b"")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
