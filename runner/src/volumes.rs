@@ -210,7 +210,9 @@ fn remove_in_user_namespace(root: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes what removals cut short left (`.removing-*`); their names.
+/// Removes what makers and removals cut short left (`.making-*`,
+/// `.removing-*` of a process gone: a live one is still at work); their
+/// names. `volume prune` and `gc` call it.
 pub fn remove_leftovers(root: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir(root)) else {
         return Vec::new();
@@ -218,11 +220,12 @@ pub fn remove_leftovers(root: &Path) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let abandoned = name
-            .strip_prefix(MAKING)
+        let abandoned = [MAKING, REMOVING]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
             .and_then(|rest| rest.rsplit_once('-')?.1.parse().ok())
             .is_some_and(|pid| !crate::liveness::process_alive(pid));
-        if name.starts_with(REMOVING) || abandoned {
+        if abandoned {
             let gone = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| remove_in_user_namespace(root, &entry.path()));
             if gone.is_ok() {

@@ -1087,6 +1087,17 @@ fn a_volume_whose_maker_was_killed_is_never_listed_and_prune_removes_it() {
     s.run(&["volume", "create", "half"]).ok();
     let listed = s.run(&["volume", "ls", "-q"]).ok().stdout;
     assert_eq!(listed, "half\nmade\n");
+    // gc takes them too, a killed removal's as well, and leaves a live
+    // process's.
+    let removing = volumes.join(format!(".removing-old-{}", gone.id()));
+    let working = volumes.join(format!(".removing-busy-{}", std::process::id()));
+    for dir in [&half, &removing, &working] {
+        std::fs::create_dir_all(dir.join("_data")).unwrap();
+    }
+    s.run(&["gc"]).ok();
+    assert!(!half.exists() && !removing.exists(), "gc left them");
+    assert!(working.exists(), "gc took a live removal's directory");
+    std::fs::remove_dir_all(&working).unwrap();
     let left: Vec<_> = std::fs::read_dir(&volumes)
         .unwrap()
         .map(|e| e.unwrap().file_name())

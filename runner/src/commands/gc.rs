@@ -7,6 +7,9 @@ use anyhow::{Context, Result};
 
 pub fn gc(ctx: &Ctx) -> Result<i32> {
     detach_orphaned_mounts(ctx)?;
+    // Volumes are not layers, but what a killed `volume create`, `rm` or
+    // `prune` left is nothing's either (only `volume prune` took it).
+    crate::volumes::remove_leftovers(&ctx.root);
     let r = layerdb::gc::collect(&ctx.root)?;
     outln!(
         "Removed {} layers, {} chunks, {} container directories; reclaimed space: {}",
