@@ -129,6 +129,44 @@ fn flip_a_byte_in_place(chunk: &Path) {
     f.set_modified(before.modified().unwrap()).unwrap();
 }
 
+/// A copy out that a damaged chunk cuts short fails in one line and
+/// leaves the destination as it was: it left half the file under its
+/// name (found by a review).
+#[test]
+fn a_copy_out_cut_short_by_a_damaged_chunk_leaves_the_destination_as_it_was() {
+    let (s, _, _) = victim();
+    s.run(&["create", "--name", "holder", "victim", "true"])
+        .ok();
+    let damaged = chunks_of(&s, "victim", "a")[1].clone();
+    flip_a_byte_in_place(&damaged);
+    let out = s.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let dest = out.join("a.bin");
+    std::fs::write(&dest, b"previous").unwrap();
+    let r = s.run(&["cp", "holder:/a", dest.to_str().unwrap()]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    let now = std::fs::read(&dest).unwrap();
+    assert!(
+        now == b"previous",
+        "the destination became {} bytes",
+        now.len()
+    );
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("a.bin")]);
+    // Into a new name: nothing appears.
+    let fresh = out.join("fresh.bin");
+    assert_eq!(
+        s.run(&["cp", "holder:/a", fresh.to_str().unwrap()]).code,
+        125
+    );
+    assert!(!fresh.exists());
+    s.run(&["rm", "holder"]).ok();
+}
+
 #[test]
 fn a_chunk_changed_after_its_stored_verdict_reads_as_eio_on_a_fresh_mount() {
     let (s, _, data) = victim();

@@ -102,6 +102,7 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
         .helper(ctx)
         .args([&["get"], follow_flag, &["--", path, name]].concat())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("starting strata __archive")?;
     let mut tar = Counted::new(child.stdout.take().expect("piped"));
@@ -109,13 +110,49 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
         None => std::io::copy(&mut tar, &mut std::io::stdout().lock())
             .map(drop)
             .context("writing the tar to stdout"),
-        Some(place) => tree_tar::unpack_on_host(&mut tar, Path::new(&place.dir)),
+        Some(place) => unpack_into_place(&mut tar, place),
     };
     let bytes = tar.bytes;
     // A reader that stopped early closes the pipe: the helper then ends.
     drop(tar);
-    helper_done(child)?;
-    copied.map(|()| bytes)
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut said);
+    }
+    // The helper's failure explains a copy cut short (a damaged chunk);
+    // one that only met the pipe this side closed does not: this side's
+    // own failure does (a full disk was reported as a broken pipe, found
+    // by a review).
+    match helper_done(child) {
+        Err(_) if copied.is_err() && said.contains("Broken pipe") => copied.map(|()| bytes),
+        Err(e) => {
+            eprint!("{said}");
+            Err(e)
+        }
+        Ok(()) => copied.map(|()| bytes),
+    }
+}
+
+/// Unpacks the copy beside its destination, then renames it into place
+/// once whole: a copy cut short (killed, a damaged chunk, a full disk)
+/// leaves the destination as it was, where it left half a file under its
+/// name (found by a review). A directory copied into one that exists is
+/// merged into it, as docker does, which no rename can do: unpacked in
+/// place then. Killed, a copy leaves its `.strata-cp-*` directory.
+fn unpack_into_place(tar: &mut dyn Read, place: &copy_path::Placement) -> Result<()> {
+    let dir = Path::new(&place.dir);
+    let target = dir.join(&place.name);
+    let merged = place.name == "." || target.symlink_metadata().is_ok_and(|m| m.is_dir());
+    if merged {
+        return tree_tar::unpack_on_host(tar, dir);
+    }
+    let aside = tempfile::Builder::new()
+        .prefix(".strata-cp-")
+        .tempdir_in(dir)
+        .with_context(|| format!("copying into {}", dir.display()))?;
+    tree_tar::unpack_on_host(tar, aside.path())?;
+    std::fs::rename(aside.path().join(&place.name), &target)
+        .with_context(|| format!("copying into {}", target.display()))
 }
 
 /// From the host (or a tar on stdin, `-`) into the container. Returns the
