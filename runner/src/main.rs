@@ -30,6 +30,7 @@ mod registry;
 mod restart_policy;
 mod run_state;
 mod runtime;
+mod server_faults;
 mod signal;
 mod stack;
 mod sys;
@@ -75,7 +76,7 @@ impl log::Log for NoSecrets {
     }
 
     fn log(&self, record: &log::Record) {
-        if self.may_log(record.metadata()) {
+        if self.may_log(record.metadata()) && !server_faults::kept(record) {
             self.0.log(record);
         }
     }
@@ -182,7 +183,8 @@ fn main() {
         Err(e) => match e.downcast_ref::<ExitCode>() {
             Some(ExitCode(code)) => *code,
             None => {
-                eprintln!("Error: {}", error_text::describe(&e));
+                let error = format!("Error: {}", error_text::describe(&e));
+                eprintln!("{}", server_faults::with_cause(&error));
                 125
             }
         },

@@ -129,9 +129,10 @@ fn flip_a_byte_in_place(chunk: &Path) {
     f.set_modified(before.modified().unwrap()).unwrap();
 }
 
-/// A copy out that a damaged chunk cuts short fails in one line and
-/// leaves the destination as it was: it left half the file under its
-/// name (found by a review).
+/// A copy out that a damaged chunk cuts short fails in one line naming
+/// the chunk and leaves the destination as it was: it left half the file
+/// under its name, after the server's log lines (found by a review);
+/// `export` says it in one line too.
 #[test]
 fn a_copy_out_cut_short_by_a_damaged_chunk_leaves_the_destination_as_it_was() {
     let (s, _, _) = victim();
@@ -145,6 +146,13 @@ fn a_copy_out_cut_short_by_a_damaged_chunk_leaves_the_destination_as_it_was() {
     std::fs::write(&dest, b"previous").unwrap();
     let r = s.run(&["cp", "holder:/a", dest.to_str().unwrap()]);
     assert_eq!(r.code, 125, "{}", r.stderr);
+    // One line that names the chunk (the server's log lines came first).
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is damaged"), "{}", r.stderr);
+    let r = s.run(&["export", "holder"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is damaged"), "{}", r.stderr);
     let now = std::fs::read(&dest).unwrap();
     assert!(
         now == b"previous",

@@ -34,6 +34,8 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
     if args.dst.is_empty() {
         bail!("destination can not be empty");
     }
+    // A stopped container's tree is served from this process.
+    crate::server_faults::keep();
     if nix::unistd::geteuid().is_root() {
         // A stopped container's tree is mounted for the copy: in a
         // namespace of our own it goes with us, even on kill -9.
@@ -126,7 +128,10 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
     match helper_done(child) {
         Err(_) if copied.is_err() && said.contains("Broken pipe") => copied.map(|()| bytes),
         Err(e) => {
-            eprint!("{said}");
+            // Its error, with what the tree served here found wrong.
+            if !said.trim().is_empty() {
+                eprintln!("{}", crate::server_faults::with_cause(said.trim_end()));
+            }
             Err(e)
         }
         Ok(()) => copied.map(|()| bytes),

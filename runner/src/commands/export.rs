@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
+    // The tree is served from this process.
+    crate::server_faults::keep();
     if nix::unistd::geteuid().is_root() {
         // The tree is mounted for the export: in a namespace of our own
         // it goes with us, even on kill -9.
