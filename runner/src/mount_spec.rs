@@ -195,13 +195,36 @@ pub fn tmpfs_options(options: &str) -> anyhow::Result<(MsFlags, String)> {
     let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let mut data = Vec::new();
     for option in options.split(',').filter(|o| !o.is_empty()) {
-        if let Some((key, _)) = option.split_once('=') {
-            match key {
-                "size" | "mode" | "uid" | "gid" | "nr_inodes" | "nr_blocks" | "huge" | "mpol" => {
-                    data.push(option)
+        if let Some((key, value)) = option.split_once('=') {
+            // Values checked here, as the kernel reads them: a bad one
+            // failed only at the start, with EINVAL naming nothing, and
+            // left the container made (found by a review).
+            let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            let sized = |v: &str| {
+                let number = v
+                    .trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', 't', 'T', 'p', 'P', 'e', 'E']);
+                digits(number) && v.len() - number.len() <= 1
+            };
+            let valid = match key {
+                "size" => sized(value) || value.strip_suffix('%').is_some_and(digits),
+                "nr_inodes" | "nr_blocks" => sized(value),
+                "mode" => {
+                    !value.is_empty()
+                        && value.len() <= 4
+                        && value.bytes().all(|b| (b'0'..=b'7').contains(&b))
                 }
+                "uid" | "gid" => digits(value),
+                "huge" => matches!(
+                    value,
+                    "never" | "always" | "within_size" | "advise" | "deny" | "force"
+                ),
+                "mpol" => true,
                 _ => bail!("unknown tmpfs option '{option}'"),
+            };
+            if !valid {
+                bail!("invalid value '{value}' for tmpfs option '{key}'");
             }
+            data.push(option);
             continue;
         }
         let (set, flag) = match option {
@@ -335,6 +358,34 @@ fn parse_volume_options(options: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmpfs_option_values_are_checked_as_the_kernel_reads_them() {
+        for good in [
+            "size=64m",
+            "size=50%",
+            "size=1024",
+            "mode=1777",
+            "uid=1000",
+            "nr_inodes=10k",
+            "huge=never",
+        ] {
+            assert!(tmpfs_options(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "size=abc",
+            "size=64mb",
+            "size=",
+            "mode=999",
+            "mode=12345",
+            "uid=-1",
+            "huge=maybe",
+            "nr_inodes=x",
+        ] {
+            let e = format!("{:#}", tmpfs_options(bad).expect_err(bad));
+            assert!(e.starts_with("invalid value"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn tmpfs_options_come_after_dockers_defaults() {
