@@ -282,12 +282,18 @@ mod tests {
         assert!(list(root.path()).unwrap().is_empty());
         assert!(!dir(root.path()).join("db").exists());
         // A removal killed after its rename: no volume, and prune's
-        // cleanup takes it away.
+        // cleanup takes it away once its process is gone (pid 1 is not).
         ensure(root.path(), "half", false).unwrap();
-        let cut = dir(root.path()).join(".removing-half-1");
-        std::fs::rename(dir(root.path()).join("half"), &cut).unwrap();
+        let working = dir(root.path()).join(".removing-half-1");
+        std::fs::rename(dir(root.path()).join("half"), &working).unwrap();
         assert!(list(root.path()).unwrap().is_empty());
-        assert_eq!(remove_leftovers(root.path()), [".removing-half-1"]);
+        assert!(remove_leftovers(root.path()).is_empty());
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let cut = dir(root.path()).join(format!(".removing-half-{}", gone.id()));
+        std::fs::rename(&working, &cut).unwrap();
+        let name = cut.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(remove_leftovers(root.path()), [name]);
         assert!(!cut.exists());
     }
 }
