@@ -136,6 +136,49 @@ fn the_root_of_a_running_container_comes_out_without_the_kernels_files() {
     }
 }
 
+/// A copy out into a directory another user may write to cannot be
+/// steered: a watcher there swaps each directory the copy makes for a
+/// link to a directory of root's. The copy made its file beside the
+/// destination and used it by path, and root's file was replaced (found
+/// by a review).
+#[test]
+fn a_copy_out_into_a_directory_another_user_writes_cannot_be_steered() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = two_containers();
+    let dir = s.path("users-dir");
+    std::fs::create_dir(&dir).unwrap();
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let victim = s.path("roots-dir");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("f"), "ORIGINAL").unwrap();
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    watch.add_watch(&dir, AddWatchFlags::IN_CREATE).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for event in watch.read_events().unwrap_or_default() {
+                    let Some(name) = event.name else { continue };
+                    let made = dir.join(&name);
+                    if made.is_dir() && !made.is_symlink() {
+                        let moved = dir.join(format!("moved-{}", name.to_string_lossy()));
+                        if std::fs::rename(&made, &moved).is_ok() {
+                            let _ = std::os::unix::fs::symlink(&victim, &made);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        });
+        for _ in 0..10 {
+            let _ = s.run(&["cp", "idle:/srv/d/f", &format!("{}/", dir.display())]);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(read(&victim.join("f")), "ORIGINAL");
+}
+
 #[test]
 fn files_and_trees_go_in_owned_by_the_containers_root() {
     let s = two_containers();

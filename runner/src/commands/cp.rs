@@ -143,12 +143,21 @@ fn copy_out(ctx: &Ctx, tree: &ContainerTree, path: &str, local: &str, follow: bo
 /// leaves the destination as it was, where it left half a file under its
 /// name (found by a review). A directory copied into one that exists is
 /// merged into it, as docker does, which no rename can do: unpacked in
-/// place then. Killed, a copy leaves its `.strata-cp-*` directory.
+/// place then, as into a directory another user may write to. Killed, a
+/// copy leaves its `.strata-cp-*` directory.
 fn unpack_into_place(tar: &mut dyn Read, place: &copy_path::Placement) -> Result<()> {
     let dir = Path::new(&place.dir);
     let target = dir.join(&place.name);
     let merged = place.name == "." || target.symlink_metadata().is_ok_and(|m| m.is_dir());
-    if merged {
+    // The aside directory is used by its path: in a directory another
+    // user may write to, that user could swap it for a link and have
+    // root's copy land anywhere (a review did, within the session that
+    // made it). Unpacked in place there, as before.
+    let others_write = std::fs::metadata(dir).map_or(true, |m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid() != nix::unistd::geteuid().as_raw() || m.mode() & 0o022 != 0
+    });
+    if merged || others_write {
         return tree_tar::unpack_on_host(tar, dir);
     }
     let aside = tempfile::Builder::new()
