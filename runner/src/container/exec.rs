@@ -211,7 +211,11 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
             // Reaped, the joiner has left the process to us.
             reap(joiner);
             if forked.is_err() {
-                // It failed before the fork, and said why.
+                // It failed before the fork, and said why; or it was killed
+                // after (the container's memory limit), and the process it
+                // left waits for our word: a hang-up ends it, and its end
+                // the wait below.
+                drop(alive_write);
                 return Err(match process::receive_start_result(errors_read) {
                     Err(err) => err,
                     Ok(()) => StartError::other("the exec joiner died"),

@@ -36,10 +36,17 @@ pub enum Console {
 impl Pty {
     /// Opens a pty sized like the CLI's own terminal, when it has one.
     /// Root's comes from a devpts instance of its own (see
-    /// [`Pty::in_own_devpts`]); an ordinary user's from the host's.
+    /// [`Pty::in_own_devpts`]), or none is opened; an ordinary user's from
+    /// the host's.
     pub fn open() -> anyhow::Result<Self> {
         let size = sys::window_size(std::io::stdin().as_fd());
-        if let Ok(pty) = Self::in_own_devpts() {
+        if nix::unistd::geteuid().is_root() {
+            // Never the host's for root: a container that used up the
+            // ptys every devpts instance but the host's first shares could
+            // otherwise make root's fall back to a host node it may chmod
+            // (found by a review).
+            let pty =
+                Self::in_own_devpts().context("open a pty in a devpts instance of its own")?;
             if let Some(size) = &size {
                 sys::set_window_size(pty.master.as_fd(), size).context("size the pty")?;
             }
