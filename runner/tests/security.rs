@@ -701,6 +701,19 @@ static struct stat own_root;
 static void probe(int pid) {
     char dir[64], link[128], target[512];
     if (held_path) {
+        /* Capabilities beyond the container's (CAP_SYS_ADMIN): what a
+           ptrace of the process would hand over. */
+        snprintf(dir, sizeof dir, "/proc/%d/status", pid);
+        FILE *status = fopen(dir, "r");
+        char line[256];
+        while (status && fgets(line, sizeof line, status)) {
+            unsigned long long caps;
+            if (sscanf(line, "CapEff: %llx", &caps) == 1 && (caps & (1ULL << 21))) {
+                printf("FULL CAPS in pid %d\n", pid);
+                fflush(stdout);
+            }
+        }
+        if (status) fclose(status);
         snprintf(dir, sizeof dir, "/proc/%d/root", pid);
         int root = open(dir, O_RDONLY | O_DIRECTORY);
         struct stat st;
@@ -788,6 +801,8 @@ fn probe_execs(f: &Fixture, options: &[&str], roots_too: bool) {
         !held.join("ESCAPED").exists(),
         "the container wrote into the exec's caller's directory"
     );
+    let logs = f.strata.run(&["logs", "watch"]).ok().stdout;
+    assert!(!logs.contains("FULL CAPS"), "{logs}");
 }
 
 /// The process `exec` puts into a container runs the host's strata, with
@@ -804,10 +819,12 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
 
 /// With CAP_SYS_PTRACE, which overrides the non-dumpable guard, the
 /// container's root may open /proc/PID/root of any process in its pid
-/// namespace: an exec's process must be in the container's mount
-/// namespace from its first instant. It joined it after its fork, and the
-/// probe reached the host's root through it at the first exec (found by
-/// a review).
+/// namespace, and attach to it: an exec's process must be in the
+/// container's mount namespace from its first instant, and hold no more
+/// than the container's processes. It joined the mount namespace after
+/// its fork (the probe reached the host's root through it at the first
+/// exec), and held the host's capabilities until just before its exec (a
+/// review's ptrace of it ran code as the host's root).
 #[test]
 fn an_exec_never_shows_the_hosts_root_to_a_container_with_sys_ptrace() {
     probe_execs(&Fixture::new(), &["--cap-add", "SYS_PTRACE"], true);

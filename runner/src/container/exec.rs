@@ -239,7 +239,11 @@ fn fork_process(request: ExecRequest<'_>) -> Result<Pid, StartError> {
 }
 
 /// The joiner: joins the container's cgroup and its cgroup, pid and mount
-/// namespaces, forks the process, reports its pid and exits.
+/// namespaces, takes on the process's user, capabilities and seccomp
+/// filter (every step before the exec: see `process::prepare`), forks the
+/// process, reports its pid and exits. The process is thus never in the
+/// container's pid namespace with more than the container's processes
+/// hold.
 fn join_and_fork(
     request: ExecRequest<'_>,
     alive: OwnedFd,
@@ -270,18 +274,36 @@ fn join_and_fork(
         let mut keep = vec![alive.as_fd(), errors.as_fd(), pid_pipe.as_fd()];
         keep.extend(slave.as_ref().map(|s| s.as_fd()));
         sys::close_all_but(&keep);
-        sys::fork_counted(threads).map_err(|err| {
+        let hostname = nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let process = ProcessSpec {
+            args: spec.args,
+            env: spec.env,
+            cwd: spec.cwd,
+            make_cwd: false,
+            read_only_root: false,
+            init: false,
+            user: spec.user,
+            hostname,
+            tty: spec.tty,
+            security: &security,
+            ulimits: spec.ulimits,
+        };
+        let ready = process::prepare(&process, || Ok(()))?;
+        let forked = sys::fork_counted(threads).map_err(|err| {
             StartError::other(format!("fork: {}", crate::error_text::describe(&err)))
-        })
+        })?;
+        Ok((forked, ready))
     })();
     match joined {
-        Ok(ForkResult::Child) => {
+        Ok((ForkResult::Child, ready)) => {
             drop(pid_pipe);
-            let err = exec_process(slave, spec, &security, &alive);
+            let err = exec_process(slave, spec.interactive, &ready, &alive);
             process::send_start_error(errors, &err);
             exit_process(err.exit_code())
         }
-        Ok(ForkResult::Parent { child }) => {
+        Ok((ForkResult::Parent { child }, _)) => {
             let _ = std::fs::File::from(pid_pipe).write_all(&child.as_raw().to_be_bytes());
             sys::exit_immediately(0)
         }
@@ -292,35 +314,21 @@ fn join_and_fork(
     }
 }
 
+/// The process: once the helper is its parent, its parent-death signal,
+/// its terminal, the exec.
 fn exec_process(
     slave: Option<OwnedFd>,
-    spec: ExecSpec<'_>,
-    security: &Prepared,
+    interactive: bool,
+    ready: &process::Ready,
     alive: &OwnedFd,
 ) -> StartError {
     // The joiner is gone once the helper says so: a parent-death signal
     // armed before would come with the joiner's exit.
-    if let Err(err) = process::wait_for_go(alive) {
-        return err;
+    let steps = process::wait_for_go(alive)
+        .and_then(|()| process::arm_parent_death_signal(Some(alive.as_fd())))
+        .and_then(|()| attach_stdio(slave, interactive));
+    match steps {
+        Ok(()) => process::exec_ready(ready),
+        Err(err) => err,
     }
-    if let Err(err) = attach_stdio(slave, spec.interactive) {
-        return err;
-    }
-    let hostname = nix::unistd::gethostname()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let process = ProcessSpec {
-        args: spec.args,
-        env: spec.env,
-        cwd: spec.cwd,
-        make_cwd: false,
-        read_only_root: false,
-        init: false,
-        user: spec.user,
-        hostname,
-        tty: spec.tty,
-        security,
-        ulimits: spec.ulimits,
-    };
-    process::exec(&process, Some(alive.as_fd()))
 }

@@ -6,7 +6,6 @@
 //! carries a [`StartError`] back to the parent: the write end is
 //! close-on-exec, so EOF with no bytes means the exec succeeded.
 
-use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -55,16 +54,34 @@ pub struct ProcessSpec<'a> {
 /// seen the result: a hang-up on it means the parent died, and we must not
 /// start a process nobody supervises.
 pub fn exec(process: &ProcessSpec<'_>, parent_alive: Option<BorrowedFd<'_>>) -> StartError {
-    match prepare_and_exec(process, parent_alive) {
-        Ok(never) => match never {},
+    match prepare(process, || arm_parent_death_signal(parent_alive)) {
+        Ok(ready) => exec_ready(&ready),
         Err(err) => err,
     }
 }
 
-fn prepare_and_exec(
+/// The user's command, ready to exec: this process holds no more than
+/// the container's processes do.
+pub struct Ready {
+    command: String,
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    init: bool,
+    tty: bool,
+}
+
+/// Every step before the exec, in order, ending with the process's final
+/// user, capabilities, no_new_privs and seccomp filter; `before_filter`
+/// runs just before the filter is loaded. `exec`'s joiner calls it before
+/// it forks the process into the container's pid namespace, so that the
+/// process is never there with the host's privileges: with them, a
+/// container given CAP_SYS_PTRACE attached to it and ran code as the
+/// host's root (found by a review).
+pub fn prepare(
     process: &ProcessSpec<'_>,
-    parent_alive: Option<BorrowedFd<'_>>,
-) -> Result<Infallible, StartError> {
+    before_filter: impl FnOnce() -> Result<(), StartError>,
+) -> Result<Ready, StartError> {
     let command = process
         .args
         .first()
@@ -111,7 +128,15 @@ fn prepare_and_exec(
         crate::environment::lookup(&env, "PATH").unwrap_or(""),
         probe_path,
     )?;
-    arm_parent_death_signal(parent_alive)?;
+    let ready = Ready {
+        command: command.clone(),
+        path: c_string(path.as_os_str().as_encoded_bytes())?,
+        args: c_strings(process.args)?,
+        env: c_strings(&env)?,
+        init: process.init,
+        tty: process.tty,
+    };
+    before_filter()?;
     sys::reset_signal_handling().map_err(|errno| StartError::from_errno("reset signals", errno))?;
     sys::cloexec_from(3)
         .map_err(|err| StartError::other(format!("close inherited files: {err}")))?;
@@ -120,21 +145,28 @@ fn prepare_and_exec(
             .map_err(|errno| StartError::from_errno("set no_new_privs", errno))?;
     }
     // Loading needs CAP_SYS_ADMIN (raised above) or no_new_privs; from
-    // here on only capget, capset and execve, which a profile must allow.
+    // here on only capget, capset and execve (and for exec's process a
+    // prctl, a poll and its terminal's calls), which a profile must allow.
     if let Some(program) = &security.filter {
         sys::load_seccomp_program(program)
             .map_err(|err| StartError::other(format!("load the seccomp filter: {err}")))?;
     }
     capabilities::set_final(&kept)?;
-    if process.init {
-        super::init::start(process.tty)?;
+    Ok(ready)
+}
+
+/// Execs the command [`prepare`] readied (its `--init` first); returns
+/// only the error that stopped it.
+pub fn exec_ready(ready: &Ready) -> StartError {
+    if ready.init {
+        if let Err(err) = super::init::start(ready.tty) {
+            return err;
+        }
     }
-    execve(
-        &c_string(path.as_os_str().as_encoded_bytes())?,
-        &c_strings(process.args)?,
-        &c_strings(&env)?,
-    )
-    .map_err(|errno| exec_error(command, errno))
+    match execve(&ready.path, &ready.args, &ready.env) {
+        Err(errno) => exec_error(&ready.command, errno),
+        Ok(never) => match never {},
+    }
 }
 
 fn resolve_user(spec: &str) -> Result<Ids, StartError> {
@@ -209,7 +241,7 @@ fn switch_user(ids: &Ids) -> Result<(), StartError> {
 /// The parent-death signal is cleared by a credential change, so it is set
 /// (again) after switch_user; then we check the parent did not die before it
 /// was armed.
-fn arm_parent_death_signal(parent_alive: Option<BorrowedFd<'_>>) -> Result<(), StartError> {
+pub fn arm_parent_death_signal(parent_alive: Option<BorrowedFd<'_>>) -> Result<(), StartError> {
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|errno| StartError::from_errno("set parent death signal", errno))?;
     let Some(fd) = parent_alive else {
