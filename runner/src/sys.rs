@@ -459,7 +459,7 @@ pub fn one_malloc_arena() {
 /// Found by a review as an attacker. Nothing reads the arguments again:
 /// they were parsed when the command began.
 pub fn hide_arguments() {
-    let Some((start, end)) = argument_area() else {
+    let Some((start, end)) = memory_area(48) else {
         return;
     };
     // SAFETY: [start, end) is this process's argument area (the kernel's
@@ -476,13 +476,32 @@ pub fn hide_arguments() {
     }
 }
 
-/// The argument area's bounds, fields 48 and 49 of `/proc/self/stat`.
-fn argument_area() -> Option<(usize, usize)> {
+/// Blanks this process's environment where `/proc/PID/environ` shows it,
+/// for a process that reads its environment no more and stays strata's
+/// binary where a container may look: `--init`'s pid 1, whose environment
+/// was the whole of the caller's (a container given CAP_SYS_PTRACE read
+/// it, found by a review).
+pub fn hide_environment() {
+    let Some((start, end)) = memory_area(50) else {
+        return;
+    };
+    // SAFETY: [start, end) is this process's environment area (the
+    // kernel's env_start and env_end), writable memory the process owns;
+    // the callers read no variable after this (libc's `environ` points
+    // into it, and would find empty strings). Bytes are only set to zero.
+    unsafe {
+        std::slice::from_raw_parts_mut(start as *mut u8, end - start).fill(0);
+    }
+}
+
+/// The bounds of a memory area `/proc/self/stat` gives as fields `first`
+/// and `first + 1`: the arguments' (48) or the environment's (50).
+fn memory_area(first: usize) -> Option<(usize, usize)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // After the command name's closing parenthesis come field 3 onward.
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
-    let (start, end) = (field(48)?, field(49)?);
+    let (start, end) = (field(first)?, field(first + 1)?);
     (start < end).then_some((start, end))
 }

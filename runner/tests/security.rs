@@ -223,6 +223,33 @@ fn an_image_whose_proc_or_sys_is_a_link_does_not_start() {
     f.assert_nothing_left();
 }
 
+/// `--init`'s pid 1 stays strata's binary, whose environment was the
+/// whole of the caller's: a container given CAP_SYS_PTRACE read it from
+/// /proc/1/environ (found by a review).
+#[test]
+fn the_init_shows_the_container_none_of_the_callers_environment() {
+    let f = Fixture::new();
+    let r = f
+        .strata
+        .cmd(&[
+            "run",
+            "--rm",
+            "--init",
+            "--cap-add",
+            "SYS_PTRACE",
+            "busybox",
+            "sh",
+            "-c",
+            "tr '\\0' '\\n' < /proc/1/environ",
+        ])
+        .env("CALLER_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(!shown.contains("CALLER_SECRET"), "{shown}");
+}
+
 /// A tmpfs or an /etc file bound where an image's links lead must not land
 /// inside /proc, as a volume must not: `--tmpfs /psys/kernel` through an
 /// image's `psys -> /proc/sys` put a writable tmpfs over the kernel's
@@ -714,6 +741,17 @@ static void probe(int pid) {
             }
         }
         if (status) fclose(status);
+        /* The caller's environment, which strata's binary held until the
+           exec. */
+        char env[8192];
+        snprintf(dir, sizeof dir, "/proc/%d/environ", pid);
+        int e = open(dir, O_RDONLY);
+        ssize_t got = e >= 0 ? read(e, env, sizeof env - 1) : -1;
+        if (e >= 0) close(e);
+        if (got > 0 && memmem(env, got, "CALLER_SECRET", 13)) {
+            printf("CALLER ENV in pid %d\n", pid);
+            fflush(stdout);
+        }
         snprintf(dir, sizeof dir, "/proc/%d/root", pid);
         int root = open(dir, O_RDONLY | O_DIRECTORY);
         struct stat st;
@@ -794,6 +832,7 @@ fn probe_execs(f: &Fixture, options: &[&str], roots_too: bool) {
     );
     let status = std::process::Command::new("sh")
         .args(["-c", &execs])
+        .env("CALLER_SECRET", "s3cret")
         .status()
         .unwrap();
     assert!(status.success(), "an exec failed");
@@ -802,7 +841,10 @@ fn probe_execs(f: &Fixture, options: &[&str], roots_too: bool) {
         "the container wrote into the exec's caller's directory"
     );
     let logs = f.strata.run(&["logs", "watch"]).ok().stdout;
-    assert!(!logs.contains("FULL CAPS"), "{logs}");
+    assert!(
+        !logs.contains("FULL CAPS") && !logs.contains("CALLER ENV"),
+        "{logs}"
+    );
 }
 
 /// The process `exec` puts into a container runs the host's strata, with

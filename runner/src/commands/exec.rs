@@ -66,6 +66,13 @@ pub(super) fn command_in(
     };
     let binary = monitor_binary(monitor_pid, pid, &rec.id)?;
     let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
+    // None of the caller's environment: the process it forks into the
+    // container is strata's binary until its exec, whose environment a
+    // container given CAP_SYS_PTRACE could read (found by a review).
+    cmd.env_clear();
+    if let Some(log) = std::env::var_os("STRATA_LOG") {
+        cmd.env("STRATA_LOG", log);
+    }
     cmd.arg0("strata")
         .arg("--root")
         .arg(&ctx.root)

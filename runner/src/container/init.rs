@@ -57,6 +57,7 @@ fn serve(command: Pid) -> ! {
     // Only the command's exec closes the descriptors the monitor watches
     // for the start's outcome; the init must not keep them open.
     sys::close_all_from_before_exit(3);
+    sys::hide_environment();
     let _ = nix::sys::prctl::set_name(c"strata-init");
     let all = SigSet::all();
     loop {
