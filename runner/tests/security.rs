@@ -334,6 +334,23 @@ fn a_detached_containers_monitor_shows_no_environment_values() {
     let shown = String::from_utf8_lossy(&shown).replace('\0', " ");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.trim().ends_with("strata"), "{shown}");
+    // Nor does an exec's process on the host, which is given the
+    // container's environment.
+    let mut exec = f
+        .strata
+        .cmd(&["exec", "secret-env", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut shown_by = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("hunter2") {
+            shown_by.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    exec.wait().unwrap();
+    assert_eq!(shown_by, Vec::<String>::new());
 }
 
 #[test]

@@ -126,6 +126,10 @@ fn monitor_binary(monitor_pid: i32, init_pid: i32, id: &str) -> Result<std::fs::
 }
 
 pub fn exec_in(args: ExecInArgs) -> Result<i32> {
+    // Its command line carries the container's `-e` values, in view of
+    // every host user for as long as the exec (or a health check every
+    // interval) runs: blanked, as the monitor's are.
+    crate::sys::hide_arguments();
     let security: layerdb::SecurityOptions =
         serde_json::from_str(&args.security).context("--security")?;
     let ulimits: Vec<layerdb::Ulimit> = serde_json::from_str(&args.ulimits).context("--ulimits")?;
