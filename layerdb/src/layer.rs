@@ -1003,13 +1003,15 @@ mod tests {
     }
 
     /// Builds a layer of `items`; says whether the tar was hashed as they
-    /// arrived. `waiting` bounds the reorder buffer (bytes, entries).
+    /// arrived. `waiting` bounds the reorder buffer (bytes, entries). The
+    /// chunks live in the directory returned, removed when it drops (a
+    /// kept one left six directories in /tmp per run).
     fn build_from(
         items: &[Item],
         waiting: Option<(usize, usize)>,
-    ) -> (bool, PendingLayer, ChunkDir) {
+    ) -> (bool, PendingLayer, ChunkDir, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let chunks = ChunkDir::new(dir.keep().join("chunks"));
+        let chunks = ChunkDir::new(dir.path().join("chunks"));
         let mut b = LayerBuilder::new(chunks.clone(), "test");
         if let Some((bytes, entries)) = waiting {
             b.tar.set_limits(bytes, entries);
@@ -1020,7 +1022,7 @@ mod tests {
             b.add_oci(path, entry.clone(), content).unwrap();
         }
         let streamed = b.tar.is_streaming();
-        (streamed, b.finish().unwrap(), chunks)
+        (streamed, b.finish().unwrap(), chunks, dir)
     }
 
     /// The canonical tar of `layer`, hashed from its stored chunks.
@@ -1051,7 +1053,7 @@ mod tests {
             (&shuffled, no_wait, false),
             (&misdeclared, None, false),
         ] {
-            let (streamed, layer, chunks) = build_from(items, waiting);
+            let (streamed, layer, chunks, _dir) = build_from(items, waiting);
             assert_eq!(streamed, streams, "waiting {waiting:?}");
             assert_eq!(layer.diff_id, canonical_digest(&layer, &chunks));
             ids.push(layer.diff_id);
@@ -1076,7 +1078,7 @@ mod tests {
             e.size = data.as_ref().map_or(0, |d: &Vec<u8>| d.len() as u64);
             items.push((path.as_bytes().to_vec(), e, data));
         }
-        let (streamed, layer, chunks) = build_from(&items, None);
+        let (streamed, layer, chunks, _dir) = build_from(&items, None);
         assert!(streamed, "hashed as the entries arrived");
         assert_eq!(layer.diff_id, canonical_digest(&layer, &chunks));
     }
