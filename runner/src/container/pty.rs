@@ -104,8 +104,8 @@ impl Pty {
 /// terminal is the slave (so Ctrl-C typed on the master signals our
 /// foreground group through the line discipline); without one, stdin is
 /// /dev/null unless `-i`. (No path of the slave is asked for here: an exec'd
-/// process is in the container's mount namespace, where the host's
-/// /dev/pts/N is not, and its `ttyname` failed every `exec -t`.)
+/// process is in the container's mount namespace, where the slave's path
+/// resolves to nothing.)
 pub fn attach_stdio(slave: Option<OwnedFd>, interactive: bool) -> Result<(), StartError> {
     let Some(slave) = slave else {
         if !interactive {
