@@ -226,13 +226,14 @@ fn create_working_dir(cwd: &str) -> Result<(), StartError> {
 /// Groups first: after setuid to a non-root user we may no longer change them.
 /// In a rootless container with a single id, setgroups(2) is denied (the
 /// kernel's condition for that mapping): with no groups wanted we keep the
-/// ones we have, which the container sees as nogroup anyway.
+/// ones we have, which the container sees as nogroup anyway. (Told by the
+/// call's EPERM, not by /proc/self/setgroups: exec's joiner runs this in
+/// the container's mount namespace, whose /proc does not show it.)
 fn switch_user(ids: &Ids) -> Result<(), StartError> {
     let groups: Vec<Gid> = ids.groups.iter().copied().map(Gid::from_raw).collect();
-    let denied = std::fs::read_to_string("/proc/self/setgroups")
-        .is_ok_and(|setting| setting.trim() == "deny");
-    if !(denied && groups.is_empty()) {
-        setgroups(&groups).map_err(|errno| StartError::from_errno("setgroups", errno))?;
+    match setgroups(&groups) {
+        Err(Errno::EPERM) if groups.is_empty() => {}
+        set => set.map_err(|errno| StartError::from_errno("setgroups", errno))?,
     }
     setgid(Gid::from_raw(ids.gid)).map_err(|errno| StartError::from_errno("setgid", errno))?;
     setuid(Uid::from_raw(ids.uid)).map_err(|errno| StartError::from_errno("setuid", errno))
