@@ -159,6 +159,14 @@ fn no_thread_text(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Whether `e` says a filesystem had no room for what was asked (no
+/// space, or the user's quota). By its kind, which an error wrapped with
+/// the path it met (tempfile's) keeps where its errno is gone.
+pub fn no_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded)
+}
+
 impl StoreError {
     /// Whether the store's filesystem had no room for what was asked (no
     /// space, or the user's quota). RocksDB's errors carry only text: its
@@ -166,9 +174,7 @@ impl StoreError {
     pub fn is_no_space(&self) -> bool {
         const WORDS: [&str; 2] = ["No space left on device", "Disk quota exceeded"];
         match self {
-            StoreError::Io { source, .. } => {
-                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-            }
+            StoreError::Io { source, .. } => no_space(source),
             StoreError::Db { source, .. } => {
                 let text = source.to_string();
                 WORDS.iter().any(|w| text.contains(w))

@@ -40,7 +40,9 @@ impl Pin {
             // disk, `export`, `cp` out, `mount` failed on it, found by a
             // review): a pin naming no layer needs no data block, and
             // keeps every layer.
-            Err(e) if is_out_of_space(&e) => storage.create_file(&path, b"", false).at(&path)?,
+            Err(e) if crate::error::no_space(&e) => {
+                storage.create_file(&path, b"", false).at(&path)?
+            }
             written => written.at(&path)?,
         };
         Ok(Pin { path: Some(path) })
@@ -53,10 +55,6 @@ impl Drop for Pin {
             let _ = crate::storage::of(path).remove_file(path);
         }
     }
-}
-
-fn is_out_of_space(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Layers pinned by live processes, `None` when one pins every layer (a

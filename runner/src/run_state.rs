@@ -54,7 +54,7 @@ pub fn update(
     let tmp = paths.dir.join("state.tmp");
     match fs::write(&tmp, &bytes) {
         Ok(()) => {}
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+        Err(e) if layerdb::error::no_space(&e) => {
             let _ = fs::remove_file(&tmp);
             return overwrite(&paths.state(), &bytes)
                 .with_context(|| format!("write {} (the disk is full)", paths.state().display()));

@@ -60,19 +60,14 @@ pub struct Ctx {
     pub root: PathBuf,
 }
 
-/// Whether `e` says a filesystem is full.
-pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
-    matches!(e.kind(), StorageFull | QuotaExceeded)
-}
-
-/// Whether an error of `e`'s chain says a filesystem is full.
+/// Whether an error of `e`'s chain says a filesystem is full
+/// (`layerdb::error::no_space`).
 pub(crate) fn ran_out_of_space(e: &anyhow::Error) -> bool {
+    use layerdb::error::no_space;
     e.chain().any(|cause| {
         let io = cause.downcast_ref::<std::io::Error>();
         let errno = cause.downcast_ref::<rustix::io::Errno>();
-        io.is_some_and(is_out_of_space)
-            || errno.is_some_and(|e| is_out_of_space(&std::io::Error::from(*e)))
+        io.is_some_and(no_space) || errno.is_some_and(|e| no_space(&std::io::Error::from(*e)))
     })
 }
 
@@ -103,7 +98,7 @@ impl Ctx {
             b
         };
         match builder().tempdir_in(&tmp) {
-            Err(e) if is_out_of_space(&e) => builder().tempdir(),
+            Err(e) if layerdb::error::no_space(&e) => builder().tempdir(),
             made => made,
         }
         .with_context(|| format!("create a directory in {}", tmp.display()))

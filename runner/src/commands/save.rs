@@ -107,22 +107,18 @@ fn parent_of(path: &Path) -> &Path {
 /// system's temporary directory (a full store disk stopped the save to
 /// another that would free it, found by a review).
 fn layout(ctx: &Ctx, store: &Store, images: &[(&str, ImageRecord)]) -> Result<tempfile::TempDir> {
-    let elsewhere = || -> Result<tempfile::TempDir> {
-        let dir = tempfile::tempdir().context("create a temporary directory")?;
+    let written = |dir: Result<tempfile::TempDir>| {
+        let dir = dir?;
         write_layout(store, images, dir.path())?;
         Ok(dir)
     };
+    let elsewhere = || written(tempfile::tempdir().context("create a temporary directory"));
     let read_only = nix::sys::statvfs::statvfs(store.root())
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
     if read_only {
         return elsewhere();
     }
-    let in_store = || -> Result<tempfile::TempDir> {
-        let dir = ctx.scratch_dir("save")?;
-        write_layout(store, images, dir.path())?;
-        Ok(dir)
-    };
-    match in_store() {
+    match written(ctx.scratch_dir("save")) {
         Err(e) if super::ran_out_of_space(&e) => elsewhere(),
         made => made,
     }
