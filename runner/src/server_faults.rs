@@ -32,14 +32,10 @@ pub fn kept(record: &log::Record) -> bool {
     true
 }
 
-/// The first fault kept, to say with the command's error.
-pub fn first() -> Option<String> {
-    FIRST.lock().ok().and_then(|first| first.clone())
-}
-
-/// `error` (one line), with the fault that caused it when one was kept.
+/// `error` (one line), with the first fault kept, its cause, when there
+/// is one.
 pub fn with_cause(error: &str) -> String {
-    match first() {
+    match FIRST.lock().ok().and_then(|first| first.clone()) {
         Some(cause) => format!("{error}: {cause}"),
         None => error.to_string(),
     }
