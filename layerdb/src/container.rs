@@ -17,6 +17,11 @@ pub enum State {
         /// The `strata` process that serves the container's mount and waits on
         /// it.
         monitor_pid: i32,
+        /// When the monitor started ([`crate::pins::process_start`]): a
+        /// pid names the monitor only while this matches, as pids are
+        /// reused. 0 in states written before it was kept.
+        #[serde(default)]
+        monitor_start: u64,
         /// The container's init process, as the host sees it.
         pid: i32,
         /// When it started, in ns since the Unix epoch.
@@ -27,6 +32,9 @@ pub enum State {
         /// The `strata` process that serves the container's mount and waits on
         /// it.
         monitor_pid: i32,
+        /// As in `Running`.
+        #[serde(default)]
+        monitor_start: u64,
         /// The container's init process, as the host sees it.
         pid: i32,
         /// When it started, in ns since the Unix epoch.
@@ -70,6 +78,23 @@ impl State {
     /// Whether `pause` may freeze it: running and not already paused.
     pub fn can_pause(&self) -> bool {
         matches!(self, State::Running { .. })
+    }
+
+    /// The monitor of a running or paused container: its pid and start.
+    pub fn monitor(&self) -> Option<(i32, u64)> {
+        match *self {
+            State::Running {
+                monitor_pid,
+                monitor_start,
+                ..
+            }
+            | State::Paused {
+                monitor_pid,
+                monitor_start,
+                ..
+            } => Some((monitor_pid, monitor_start)),
+            _ => None,
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -407,6 +432,7 @@ mod tests {
     fn transitions_follow_the_containers_life() {
         let running = State::Running {
             monitor_pid: 1,
+            monitor_start: 0,
             pid: 2,
             started_ns: 0,
         };
@@ -424,6 +450,7 @@ mod tests {
         assert!(!exited.can_become(&State::Created));
         assert!(!State::Created.can_become(&State::Paused {
             monitor_pid: 1,
+            monitor_start: 0,
             pid: 2,
             started_ns: 0
         }));
@@ -434,6 +461,7 @@ mod tests {
     fn a_running_container_cannot_be_removed_or_started() {
         let s = State::Running {
             monitor_pid: 1,
+            monitor_start: 0,
             pid: 2,
             started_ns: 0,
         };

@@ -91,22 +91,38 @@ pub(crate) fn live_pins(root: &Path) -> Option<Vec<Digest>> {
 /// stays until its parent reaps it (an orphan waits for the host's init,
 /// which may take a second).
 pub fn process_alive(pid: i32) -> bool {
+    stat_fields(pid)
+        .is_some_and(|fields| !matches!(fields.first().map(String::as_str), Some("Z" | "X")))
+}
+
+/// Whether the process that started at `start` ([`process_start`]) still
+/// has pid `pid` and has not exited. Pids are reused (pid_max may be
+/// 32768), so a pid recorded earlier may name another process now;
+/// `start` 0 (not recorded) checks the pid alone.
+pub fn process_alive_since(pid: i32, start: u64) -> bool {
+    process_alive(pid) && (start == 0 || process_start(pid) == Some(start))
+}
+
+/// When process `pid` started, in clock ticks after boot (the 22nd field
+/// of /proc/PID/stat): with its pid, it names one process for good.
+pub fn process_start(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// The fields of /proc/PID/stat after the command name (the state
+/// first), which is in parentheses and may itself hold spaces and `)`.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     if pid <= 0 {
-        return false;
+        return None;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // `pid (comm) S ...`: the state follows the last `)`, as comm may hold one.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, Some('Z' | 'X'))
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::process_alive;
+    use super::{process_alive, process_alive_since, process_start};
 
     #[test]
     fn a_running_process_is_alive_and_an_exited_one_unreaped_is_not() {
@@ -129,5 +145,20 @@ mod tests {
         assert!(!process_alive(0) && !process_alive(-1));
         sleeper.kill().expect("kill");
         sleeper.wait().expect("reap");
+    }
+
+    #[test]
+    fn a_process_is_known_by_its_pid_and_its_start() {
+        let own = std::process::id() as i32;
+        let start = process_start(own).expect("own start");
+        assert!(start > 0);
+        assert!(process_alive_since(own, start));
+        // Another start under the same pid: another process.
+        assert!(!process_alive_since(own, start + 1));
+        assert!(
+            process_alive_since(own, 0),
+            "no start recorded: the pid alone"
+        );
+        assert_eq!(process_start(-1), None);
     }
 }

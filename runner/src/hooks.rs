@@ -106,6 +106,7 @@ impl MonitorHooks for ContainerHooks {
         let started_ns = self.started_ns;
         let recorded = self.record(State::Running {
             monitor_pid,
+            monitor_start: layerdb::pins::process_start(monitor_pid).unwrap_or(0),
             pid,
             started_ns,
         });

@@ -146,18 +146,22 @@ pub fn runs(state: &State) -> bool {
 /// When the state says running but its monitor is gone: the start time.
 fn vanished(state: &State) -> Option<i64> {
     match *state {
-        State::Running {
-            monitor_pid,
-            started_ns,
-            ..
+        State::Running { started_ns, .. } | State::Paused { started_ns, .. }
+            if !monitor_runs(state) =>
+        {
+            Some(started_ns)
         }
-        | State::Paused {
-            monitor_pid,
-            started_ns,
-            ..
-        } if !process_alive(monitor_pid) => Some(started_ns),
         _ => None,
     }
+}
+
+/// Whether the monitor a running or paused state names still runs: its
+/// pid alive and started when recorded. A monitor killed leaves its pid to
+/// be reused, and the next process under it is not the container's.
+pub fn monitor_runs(state: &State) -> bool {
+    state
+        .monitor()
+        .is_some_and(|(pid, start)| layerdb::pins::process_alive_since(pid, start))
 }
 
 /// Removes a container that does not run: first a mount its monitor left
@@ -186,12 +190,9 @@ fn remove_stopped(store: &Store, paths: &ContainerPaths, id: &str) -> Result<()>
 /// directory.
 pub fn remove_damaged(store: &Store, id: &ContainerId) -> Result<()> {
     let paths = ContainerPaths::new(store.root(), id);
-    if let Some(State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) =
-        run_state::read(&paths)
-    {
-        if process_alive(monitor_pid) {
-            bail!("cannot remove container {id}: its record cannot be read and its monitor (pid {monitor_pid}) is running");
-        }
+    let running = run_state::read(&paths).filter(monitor_runs);
+    if let Some((monitor_pid, _)) = running.and_then(|state| state.monitor()) {
+        bail!("cannot remove container {id}: its record cannot be read and its monitor (pid {monitor_pid}) is running");
     }
     remove_stopped(store, &paths, id.as_str())
 }

@@ -154,6 +154,7 @@ mod tests {
 
         let running = State::Running {
             monitor_pid: 1,
+            monitor_start: 0,
             pid: 2,
             started_ns: 3,
         };

@@ -517,6 +517,67 @@ fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
     assert!(!s.root().join("containers").join(&id).exists());
 }
 
+/// A killed monitor's pid taken by another process (this machine's
+/// pid_max is 32768: pids come round within minutes of builds): the
+/// container still counts as exited and goes with `rm`, and the process
+/// that has the pid now is left alone. A check by pid alone took the
+/// newcomer for the monitor: `ps` said Up, and `rm` refused a running
+/// container that no `stop` could end.
+#[test]
+fn a_killed_monitors_pid_taken_by_another_process_leaves_the_container_exited() {
+    let s = Strata::with_busybox();
+    let id = s
+        .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let pid = s
+        .run(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .ok()
+        .stdout
+        .trim()
+        .parse::<i32>()
+        .unwrap();
+    let monitor = parent_of(pid);
+    // SAFETY: kill sends a signal; no memory is involved.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "the monitor stays");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // No strata command has looked since: the record still says running.
+    let mut impostor = take_pid(monitor);
+    let ps = s.run(&["ps", "-a"]).ok().stdout;
+    let status = impostor.try_wait().unwrap();
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    assert!(status.is_none(), "the process that took the pid was ended");
+    s.run(&["rm", "victim"]).ok();
+}
+
+/// A `sleep` started under pid `pid`, which is free: the pid namespace's
+/// last pid set just below it (root's /proc/sys/kernel/ns_last_pid), tried
+/// again while other processes of the machine take it first.
+fn take_pid(pid: i32) -> std::process::Child {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("set ns_last_pid (root)");
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("spawn sleep");
+        if child.id() as i32 == pid {
+            return child;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("pid {pid} could not be taken");
+}
+
 /// The parent of process `pid` (the monitor of a container's init).
 fn parent_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat of the init");

@@ -22,11 +22,11 @@ const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
 
 pub fn attach(ctx: &Ctx, args: AttachArgs) -> Result<i32> {
     let rec = ctx.container(&args.container)?;
-    let monitor_pid = match rec.state {
-        State::Running { monitor_pid, .. } => monitor_pid,
+    match rec.state {
+        State::Running { .. } => {}
         State::Paused { .. } => bail!("You cannot attach to a paused container, unpause it first"),
         _ => bail!("You cannot attach to a stopped container, start it first"),
-    };
+    }
     if rec.log_driver == layerdb::LogDriver::None {
         bail!("configured logging driver does not support reading");
     }
@@ -53,7 +53,7 @@ pub fn attach(ctx: &Ctx, args: AttachArgs) -> Result<i32> {
     loop {
         // The monitor looked at first: what it wrote before it ended is
         // in the log for the reads below.
-        let alive = liveness::process_alive(monitor_pid);
+        let alive = liveness::monitor_runs(&rec.state);
         if let Some(socket) = &mut input {
             let stdin = std::io::stdin();
             let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];

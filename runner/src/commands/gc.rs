@@ -49,8 +49,8 @@ fn detach_orphaned_mounts(ctx: &Ctx) -> Result<()> {
         }
         let paths = ContainerPaths::new(&ctx.root, &id);
         let merged = paths.merged();
-        if let Some(layerdb::State::Running { monitor_pid, .. }) = crate::run_state::read(&paths) {
-            if crate::liveness::process_alive(monitor_pid) {
+        if let Some(state) = crate::run_state::read(&paths).filter(crate::liveness::monitor_runs) {
+            if let Some((monitor_pid, _)) = state.monitor() {
                 eprintln!(
                     "strata gc: container directory {} has no record, but its monitor (pid {monitor_pid}) still runs; its processes are killed and its tree detached",
                     id.as_str()

@@ -9,7 +9,6 @@ use crate::humanize::{format_rfc3339_nano_fixed, parse_rfc3339, time_bound};
 use crate::liveness;
 use crate::stack::ContainerPaths;
 use anyhow::{Context, Result};
-use layerdb::State;
 use std::io::{ErrorKind, Read, Seek, Write};
 use std::time::Duration;
 
@@ -36,12 +35,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         (rec, log)
     };
     let older = older_files(&log, &rec.log_options);
-    let monitor = match rec.state {
-        State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. } if args.follow => {
-            Some(monitor_pid)
-        }
-        _ => None,
-    };
+    let monitor = rec.state.monitor().filter(|_| args.follow);
     let mut file = match std::fs::File::open(&log) {
         Ok(f) => f,
         // No log yet: a container never started has said nothing, and
@@ -75,7 +69,8 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     loop {
         // The monitor looked at before the read: what it wrote before it
         // ended is in the file for the read that follows.
-        let alive = monitor.is_some_and(liveness::process_alive);
+        let alive =
+            monitor.is_some_and(|(pid, start)| layerdb::pins::process_alive_since(pid, start));
         if followed.print_new(&mut printer)? {
             continue;
         }

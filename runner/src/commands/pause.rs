@@ -26,10 +26,12 @@ pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
             match *state {
                 State::Running {
                     monitor_pid,
+                    monitor_start,
                     pid,
                     started_ns,
                 } => Some(State::Paused {
                     monitor_pid,
+                    monitor_start,
                     pid,
                     started_ns,
                 }),
@@ -76,10 +78,12 @@ fn record_running(ctx: &Ctx, rec: &mut ContainerRecord) -> Result<()> {
     crate::run_state::update(&ctx.root, rec, |state| match *state {
         State::Paused {
             monitor_pid,
+            monitor_start,
             pid,
             started_ns,
         } => Some(State::Running {
             monitor_pid,
+            monitor_start,
             pid,
             started_ns,
         }),

@@ -54,11 +54,8 @@ pub(super) fn signal(ctx: &Ctx, rec: &ContainerRecord, sig: Signal) -> Result<()
 
 /// Waits (without holding the store) for a container's monitor to exit.
 pub(super) fn wait_monitor(rec: &ContainerRecord) -> Result<()> {
-    let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
-        return Ok(());
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while liveness::process_alive(monitor_pid) {
+    while liveness::monitor_runs(&rec.state) {
         if Instant::now() >= deadline {
             bail!("container {} did not stop", rec.name);
         }
@@ -102,18 +99,18 @@ pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
     // writer's open writes a MANIFEST, which a full disk refuses (a
     // container filling the disk must still be stoppable).
     let rec = ctx.container(name)?;
-    let (State::Running { monitor_pid, .. } | State::Paused { monitor_pid, .. }) = rec.state else {
+    if !rec.state.is_running() {
         // Between two runs of its restart policy: it stays stopped (the
         // caller held its keeper off).
         return Ok(());
-    };
+    }
     let sig = Signal::for_stop(&rec.config.stop_signal)?;
     signal(ctx, &rec, sig)?;
     let deadline = Instant::now() + Duration::from_secs(time);
-    while liveness::process_alive(monitor_pid) && Instant::now() < deadline {
+    while liveness::monitor_runs(&rec.state) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    if liveness::process_alive(monitor_pid) {
+    if liveness::monitor_runs(&rec.state) {
         signal(ctx, &rec, Signal::KILL)?;
         wait_monitor(&rec)?;
     }
