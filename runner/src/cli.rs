@@ -842,7 +842,12 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Number of lines to show from the end of the logs
-    #[arg(short = 'n', long, default_value = "all")]
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "all",
+        allow_negative_numbers = true
+    )]
     pub tail: String,
     /// Show timestamps
     #[arg(short, long)]
@@ -858,9 +863,15 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait before killing
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing (a negative number: wait for good)
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
+    pub time: i64,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

@@ -1799,10 +1799,23 @@ fn restart_runs_the_container_again_and_container_forms_work() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let r = s.run(&["container", "stop", "-t", "5", "again"]).ok();
+    // A negative timeout waits for the container however long it takes,
+    // as docker's daemon does; it exits on the TERM with its own code.
+    let r = s
+        .run(&["container", "stop", "--timeout", "-1", "again"])
+        .ok();
     assert_eq!(r.stdout, "again\n");
+    let r = s
+        .run(&["inspect", "-f", "{{.State.ExitCode}}", "again"])
+        .ok();
+    assert_eq!(r.stdout, "0\n", "stopped by its TERM, not killed");
     let r = s.run(&["logs", "--tail", "1", "again"]).ok();
     assert_eq!(r.stdout, "started\n");
+    let r = s.run(&["logs", "--tail", "-1", "again"]).ok();
+    assert_eq!(
+        r.stdout, "started\nstarted\n",
+        "a negative tail is every line"
+    );
     let r = s.run(&["logs", "-n", "x", "again"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     let r = s

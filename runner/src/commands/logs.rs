@@ -13,14 +13,16 @@ use std::io::{ErrorKind, Read, Seek, Write};
 use std::time::Duration;
 
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
+    // A negative count is every line, as docker's daemon reads it.
     let tail = match args.tail.as_str() {
         "all" => None,
-        n => Some(n.parse::<u64>().map_err(|_| {
+        n => u64::try_from(n.parse::<i64>().map_err(|_| {
             anyhow::anyhow!(
                 "invalid value for \"tail\": {:?}: it must be \"all\" or a number",
                 n
             )
-        })?),
+        })?)
+        .ok(),
     };
     let now = crate::clock::now_ns();
     let bound = |value: &Option<String>| value.as_deref().map(|v| time_bound(v, now)).transpose();

@@ -93,8 +93,9 @@ pub(super) fn hold_off_keeper(
 }
 
 /// Sends a running container its stop signal and waits for it to exit,
-/// killing it after `time` seconds; a stopped one is left as it is.
-pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
+/// killing it after `time` seconds (never when negative, as docker's
+/// daemon waits); a stopped one is left as it is.
+pub(super) fn stop_one(ctx: &Ctx, name: &str, time: i64) -> Result<()> {
     // Read through a reader: a stop needs no index write, and the
     // writer's open writes a MANIFEST, which a full disk refuses (a
     // container filling the disk must still be stoppable).
@@ -106,8 +107,10 @@ pub(super) fn stop_one(ctx: &Ctx, name: &str, time: u64) -> Result<()> {
     }
     let sig = Signal::for_stop(&rec.config.stop_signal)?;
     signal(ctx, &rec, sig)?;
-    let deadline = Instant::now() + Duration::from_secs(time);
-    while liveness::monitor_runs(&rec.state) && Instant::now() < deadline {
+    let deadline = u64::try_from(time)
+        .ok()
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    while liveness::monitor_runs(&rec.state) && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(10));
     }
     if liveness::monitor_runs(&rec.state) {
