@@ -34,7 +34,10 @@ pub enum Output {
         file: File,
         path: PathBuf,
     },
-    InPlace(File),
+    InPlace {
+        file: File,
+        path: PathBuf,
+    },
 }
 
 impl Output {
@@ -47,7 +50,7 @@ impl Output {
         let kind = meta.file_type();
         if is_own_link(&meta) {
             let file = File::create(path).with_context(|| format!("open {}", path.display()))?;
-            return Ok(Output::InPlace(file));
+            return Ok(Output::in_place(file, path));
         }
         if kind.is_file() || kind.is_symlink() {
             return Output::aside(path);
@@ -62,7 +65,14 @@ impl Output {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .with_context(|| format!("open {}", path.display()))?;
-        Ok(Output::InPlace(file))
+        Ok(Output::in_place(file, path))
+    }
+
+    fn in_place(file: File, path: &Path) -> Output {
+        Output::InPlace {
+            file,
+            path: path.to_path_buf(),
+        }
     }
 
     fn aside(path: &Path) -> Result<Output> {
@@ -97,10 +107,15 @@ impl Output {
         })
     }
 
-    pub fn file(&mut self) -> &mut File {
-        match self {
-            Output::Aside { file, .. } => file.as_file_mut(),
-            Output::Unnamed { file, .. } | Output::InPlace(file) => file,
+    /// The file to write, its errors naming `path`.
+    pub fn writer(&mut self) -> Named<&mut File> {
+        let (file, path) = match self {
+            Output::Aside { file, path } => (file.as_file_mut(), path),
+            Output::Unnamed { file, path } | Output::InPlace { file, path } => (file, path),
+        };
+        Named {
+            inner: file,
+            name: path.display().to_string(),
         }
     }
 
@@ -108,18 +123,52 @@ impl Output {
     pub fn finish(self) -> Result<()> {
         match self {
             Output::Aside { file, path } => {
-                file.as_file().sync_all()?;
-                file.persist(&path)
-                    .with_context(|| format!("write {}", path.display()))?;
+                let write = || format!("write {}", path.display());
+                file.as_file().sync_all().with_context(write)?;
+                file.persist(&path).with_context(write)?;
             }
             Output::Unnamed { file, path } => {
-                file.sync_all()?;
-                link_into_place(&file, &path)
-                    .with_context(|| format!("write {}", path.display()))?;
+                let write = || format!("write {}", path.display());
+                file.sync_all().with_context(write)?;
+                link_into_place(&file, &path).with_context(write)?;
             }
-            Output::InPlace(mut file) => file.flush()?,
+            Output::InPlace { mut file, path } => file
+                .flush()
+                .with_context(|| format!("write {}", path.display()))?,
         }
         Ok(())
+    }
+}
+
+/// A writer whose errors name what it writes to: a full disk under
+/// `save` or `export` said only "No space left on device (os error 28)".
+/// The error's kind stays, for the callers that tell a full disk by it.
+pub struct Named<W> {
+    inner: W,
+    name: String,
+}
+
+/// Standard output, as a [`Named`] writer.
+pub fn stdout() -> Named<std::io::StdoutLock<'static>> {
+    Named {
+        inner: std::io::stdout().lock(),
+        name: "standard output".into(),
+    }
+}
+
+impl<W> Named<W> {
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("write {}: {e}", self.name))
+    }
+}
+
+impl<W: Write> Write for Named<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.named(e))
     }
 }
 

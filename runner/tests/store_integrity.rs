@@ -472,6 +472,40 @@ fn chunk_count(root: &Path) -> usize {
     std::fs::read_dir(root.join("chunks")).unwrap().count()
 }
 
+/// `save` and `export` onto a full disk name what they could not write
+/// (they said only "No space left on device (os error 28)") and leave no
+/// file there.
+#[test]
+fn save_and_export_onto_a_full_disk_name_their_output() {
+    let s = Strata::with_busybox();
+    s.run(&["create", "--name", "ctr", "busybox", "true"]).ok();
+    let disk = SmallDisk::new(&s.path("out.img"), &s.path("out"), 4);
+    // Filled to its last block (ext4 refuses the write past it).
+    let mut fill = std::fs::File::create(disk.dir.join("fill")).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while std::io::Write::write_all(&mut fill, &chunk).is_ok() {}
+    drop(fill);
+    for (verb, target) in [("save", "busybox"), ("export", "ctr")] {
+        let out = disk.dir.join(format!("{verb}.tar"));
+        let r = s.run(&[verb, "-o", out.to_str().unwrap(), target]);
+        assert_eq!(r.code, 125, "{verb}: {}", r.stderr);
+        let said = format!("write {}: No space left on device", out.display());
+        assert!(r.stderr.contains(&said), "{verb}: {}", r.stderr);
+        assert!(!out.exists(), "{verb} left its file");
+        // The same to standard output.
+        let full = std::fs::File::create(disk.dir.join(format!("{verb}-stdout.tar")));
+        let mut cmd = s.cmd(&[verb, target]);
+        let out = cmd.stdout(full.unwrap()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{verb} >: {stderr}");
+        assert!(
+            stderr.contains("write standard output: No space left on device"),
+            "{verb} >: {stderr}"
+        );
+    }
+    drop(disk);
+}
+
 #[test]
 fn a_full_disk_costs_the_import_and_the_container_only() {
     let (s, disk) = busybox_on_a_small_disk(200);

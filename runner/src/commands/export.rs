@@ -28,11 +28,11 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         .map(crate::output_file::Output::open)
         .transpose()?;
     let mut out: Box<dyn Write> = match &mut aside {
-        Some(output) => Box::new(output.file()),
+        Some(output) => Box::new(output.writer()),
         None if std::io::stdout().is_terminal() => {
             bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         }
-        None => Box::new(std::io::stdout().lock()),
+        None => Box::new(crate::output_file::stdout()),
     };
     // A private read-only view of the upper over the image, running or
     // not: it is the same tree the container sees, without its /proc, /sys

@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
         (None, true) => bail!("--format oci-dir needs -o DIRECTORY"),
         (Some(file), false) => {
             let mut out = crate::output_file::Output::open(file)?;
-            write_tar(&layout(ctx, &store, &images)?, out.file())?;
+            write_tar(&layout(ctx, &store, &images)?, &mut out.writer())?;
             out.finish()?;
         }
         (None, false) => {
@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
             let dir = layout(ctx, &store, &images)?;
-            write_tar(&dir, &mut std::io::stdout().lock())?;
+            write_tar(&dir, &mut crate::output_file::stdout())?;
         }
     }
     Ok(0)
