@@ -487,17 +487,7 @@ fn bad_run_input_fails_with_dockers_shape_and_leaves_no_container() {
 #[test]
 fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
     let s = Strata::with_busybox();
-    let id = s
-        .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    let inspect: serde_json::Value =
-        serde_json::from_str(&s.run(&["inspect", &id]).ok().stdout).unwrap();
-    let pid = inspect[0]["State"]["Pid"].as_i64().unwrap() as i32;
-    // SAFETY: kill sends a signal; no memory is involved.
-    unsafe { libc::kill(parent_of(pid), libc::SIGKILL) };
+    let (id, _) = run_and_kill_the_monitor(&s);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let ps = s.run(&["ps", "-a"]).ok().stdout;
@@ -526,27 +516,7 @@ fn ps_shows_a_container_whose_monitor_was_killed_as_exited_and_rm_cleans_it() {
 #[test]
 fn a_killed_monitors_pid_taken_by_another_process_leaves_the_container_exited() {
     let s = Strata::with_busybox();
-    let id = s
-        .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    let pid = s
-        .run(&["inspect", "-f", "{{.State.Pid}}", &id])
-        .ok()
-        .stdout
-        .trim()
-        .parse::<i32>()
-        .unwrap();
-    let monitor = parent_of(pid);
-    // SAFETY: kill sends a signal; no memory is involved.
-    unsafe { libc::kill(monitor, libc::SIGKILL) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
-        assert!(std::time::Instant::now() < deadline, "the monitor stays");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (_, monitor) = run_and_kill_the_monitor(&s);
     // No strata command has looked since: the record still says running.
     let mut impostor = take_pid(monitor);
     let ps = s.run(&["ps", "-a"]).ok().stdout;
@@ -556,6 +526,27 @@ fn a_killed_monitors_pid_taken_by_another_process_leaves_the_container_exited() 
     assert!(ps.contains("Exited (137)"), "{ps}");
     assert!(status.is_none(), "the process that took the pid was ended");
     s.run(&["rm", "victim"]).ok();
+}
+
+/// Runs `victim` (`sleep 300`) and kills its monitor with SIGKILL: the
+/// container's id and the monitor's pid, which is free when this returns.
+fn run_and_kill_the_monitor(s: &Strata) -> (String, i32) {
+    let id = s
+        .run(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let pid = s.run(&["inspect", "-f", "{{.State.Pid}}", &id]).ok().stdout;
+    let monitor = parent_of(pid.trim().parse().unwrap());
+    // SAFETY: kill sends a signal; no memory is involved.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "the monitor stays");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (id, monitor)
 }
 
 /// A `sleep` started under pid `pid`, which is free: the pid namespace's
