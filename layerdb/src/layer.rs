@@ -110,7 +110,7 @@ const INLINE_HELD_MAX: u64 = 128 << 20;
 pub const PATH_MAX: usize = 4096;
 
 /// `path` for an error message: whole when short, else its two ends.
-fn shortened(path: &[u8]) -> String {
+pub(crate) fn shortened(path: &[u8]) -> String {
     const ENDS: usize = 40;
     let text = String::from_utf8_lossy(path);
     let chars: Vec<char> = text.chars().collect();
