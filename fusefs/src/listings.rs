@@ -20,14 +20,13 @@ use std::sync::{Arc, Mutex};
 /// in all (a stream whose snapshot went is listed afresh from its index).
 const MAX_ITEMS: usize = 1 << 16;
 
-/// One row of a listing.
+/// One row of a listing: what READDIRPLUS answers, no more (its path is
+/// the listing's directory and its name, its node the attributes only).
 #[derive(Clone, Debug)]
 pub struct DirItem {
     pub name: Vec<u8>,
     /// Node id to report.
     pub id: NodeId,
-    /// Full path (for readdirplus lookups).
-    pub path: Vec<u8>,
     pub node: Node,
     /// `.` and `..`, which readdirplus must not count as lookups.
     pub is_dot: bool,
@@ -39,16 +38,24 @@ pub struct Listing {
     seq: u32,
     /// The tree's generation when it was taken (see `UnionFs::note_lookup`).
     pub generation: u64,
+    /// The listed directory's path.
+    dir: Vec<u8>,
     pub items: Vec<DirItem>,
 }
 
 impl Listing {
-    pub fn new(seq: u32, generation: u64, items: Vec<DirItem>) -> Listing {
+    pub fn new(seq: u32, generation: u64, dir: Vec<u8>, items: Vec<DirItem>) -> Listing {
         Listing {
             seq,
             generation,
+            dir,
             items,
         }
+    }
+
+    /// The path of `item`, one of the entries (not `.` or `..`).
+    pub fn path_of(&self, item: &DirItem) -> Vec<u8> {
+        layerdb::entry::join_path(&self.dir, &item.name)
     }
 
     /// The READDIR offset of the entry after `items[i]`.
@@ -129,12 +136,11 @@ mod tests {
             .map(|n| DirItem {
                 name: n.as_bytes().to_vec(),
                 id: NodeId::of_ino(10),
-                path: n.as_bytes().to_vec(),
                 node: Node::from_entry(Entry::new(Kind::Regular, 0o644), 10),
                 is_dot: false,
             })
             .collect();
-        Ok(Listing::new(seq, generation, items))
+        Ok(Listing::new(seq, generation, Vec::new(), items))
     }
 
     #[test]

@@ -643,6 +643,90 @@ fn server_memory_stays_under_100_mb_while_walking_100k_files() {
     );
 }
 
+/// A tree deeper than PATH_MAX, in a layer: a container makes one by
+/// moving a tree under a deep one while the kernel has forgotten its
+/// nodes. No LOOKUP reaches past PATH_MAX, and no listing may either: a
+/// `find` made a node of every level, each holding its whole path (10 GB
+/// of server at 2,880 levels, found by a review as an attacker). Now the
+/// walk stops where the paths would pass it.
+#[test]
+fn a_tree_deeper_than_path_max_gives_no_node_past_it() {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    common::require_fuse();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    // 1,000 levels of 250-byte names (a 251 KB path), one relative step
+    // at a time: no system call takes the whole path.
+    let name = "d".repeat(250);
+    let mut at = fs::File::open(&lower).expect("open the lower").into();
+    for _ in 0..1000 {
+        mkdirat(&at, name.as_str(), Mode::from_bits_truncate(0o755)).expect("mkdirat");
+        at = openat(&at, name.as_str(), OFlag::O_DIRECTORY, Mode::empty()).expect("openat");
+    }
+    drop(at);
+    let server = Server::start(&lower, &upper, &mnt);
+    let (hwm_start, _) = server.memory_kib();
+    let out = Command::new("find").arg(&mnt).output().expect("find");
+    let found = String::from_utf8_lossy(&out.stdout);
+    let longest = found.lines().map(str::len).max().unwrap_or(0);
+    let (hwm, _) = server.memory_kib();
+    assert!(
+        longest < mnt.as_os_str().len() + 1 + fusefs_path_max(),
+        "find reached a path of {longest} bytes through the mount"
+    );
+    assert!(
+        found.lines().count() <= 17,
+        "{} levels",
+        found.lines().count()
+    );
+    assert!(
+        hwm < hwm_start + 20 * 1024,
+        "the server grew from {hwm_start} to {hwm} KiB"
+    );
+}
+
+/// PATH_MAX, the longest path a layer holds (with its NUL).
+fn fusefs_path_max() -> usize {
+    layerdb::PATH_MAX
+}
+
+/// A listing keeps what READDIRPLUS answers, not each entry's link
+/// target or xattrs: 150,000 symlinks of 4,000-byte targets a container
+/// made held 768 MB of server after one `ls -f` (a review as an
+/// attacker). The links are in the upper, as a container makes them (a
+/// lower's listings are kept whole, see `cached_lower`).
+#[test]
+fn a_listing_holds_no_link_targets() {
+    common::require_fuse();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lower, upper, mnt) = server_dirs(dir.path());
+    let target = "t".repeat(4000);
+    for d in ["links", "more"] {
+        let links = upper.join(d);
+        fs::create_dir(&links).expect("mkdir");
+        for i in 0..16_384 {
+            std::os::unix::fs::symlink(&target, links.join(format!("l{i:05}"))).expect("symlink");
+        }
+    }
+    let server = Server::start(&lower, &upper, &mnt);
+    let (start, _) = server.memory_kib();
+    for d in ["links", "more"] {
+        let listed = run(Command::new("ls").arg("-f").arg(mnt.join(d)));
+        assert_eq!(listed.lines().count(), 16_384 + 2);
+    }
+    let (hwm, _) = server.memory_kib();
+    // 128 MB of targets; the listings and nodes themselves are about 30
+    // MB (the code before: 165 MB, 85 of them the first listing's reads).
+    assert!(
+        hwm < start + 48 * 1024,
+        "the server grew from {start} to {hwm} KiB listing 32,768 links"
+    );
+    // The links still read whole.
+    let read = fs::read_link(mnt.join("more/l00007")).expect("readlink");
+    assert_eq!(read.as_os_str().len(), 4000);
+}
+
 /// Three directories for a server: (lower, upper, mnt), created.
 fn server_dirs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ds = ["lower", "upper", "mnt"].map(|d| dir.join(d));

@@ -996,7 +996,7 @@ impl UnionFs {
         let generation = self.generation.load(Ordering::Relaxed);
         let Ok(path) = self.path_of(id) else {
             // Removed while a process still has it open: nothing to list.
-            return Ok(Listing::new(seq, generation, Vec::new()));
+            return Ok(Listing::new(seq, generation, Vec::new(), Vec::new()));
         };
         let r = self.layers.get_dir(&path)?;
         let mut items = Vec::new();
@@ -1009,33 +1009,40 @@ impl UnionFs {
                 .map(|p| InodeTable::node_id(&parent_path, p.node.ino))
                 .unwrap_or(NodeId::ROOT)
         };
+        let dot = r.node.clone().attributes_only();
         items.push(DirItem {
             name: b".".to_vec(),
             id,
-            path: path.clone(),
-            node: r.node.clone(),
+            node: dot.clone(),
             is_dot: true,
         });
         items.push(DirItem {
             name: b"..".to_vec(),
             id: parent_id,
-            path: parent_path,
-            node: r.node.clone(),
+            node: dot,
             is_dot: true,
         });
         let children = self.layers.list(&r, &path)?;
         self.layers.read_ahead(&children);
         for (name, child) in children {
             let cpath = join_path(&path, &name);
+            // A name whose path reaches PATH_MAX is one no LOOKUP gives
+            // (`child_path`), and READDIRPLUS must not give it either: a
+            // container that moved a tree under a deep one while the
+            // kernel had forgotten its nodes (`rename` checks the nodes
+            // held) had `find` make a node of every level, each holding
+            // its whole path, 10 GB of server at 2,880 levels.
+            if cpath.len() >= layerdb::PATH_MAX {
+                continue;
+            }
             items.push(DirItem {
                 id: InodeTable::node_id(&cpath, child.node.ino),
                 name,
-                path: cpath,
-                node: child.node,
+                node: child.node.attributes_only(),
                 is_dot: false,
             });
         }
-        Ok(Listing::new(seq, generation, items))
+        Ok(Listing::new(seq, generation, path, items))
     }
 
     /// Space of the upper's filesystem (zeros for a read-only stack).
