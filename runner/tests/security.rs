@@ -876,6 +876,51 @@ fn an_exec_on_its_way_in_is_not_reachable_through_proc() {
     probe_execs(&Fixture::new(), &[], false);
 }
 
+/// `exec` checks that the container's init is its monitor's child, then
+/// `__exec` opens the init's namespaces by pid: a pid freed and reused in
+/// between would name another process, the host's namespaces. `__exec`
+/// gets the init's start with its pid and refuses a process under that
+/// pid that started at another time; here a host `sleep` stands for the
+/// process that took the pid.
+#[test]
+fn an_exec_refuses_a_pid_that_names_another_process_by_now() {
+    let s = Strata::new();
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let pid = other.id().to_string();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let started_before = (start - 1).to_string();
+    let r = s.run(&[
+        "__exec",
+        "--pid",
+        &pid,
+        "--pid-start",
+        &started_before,
+        "--",
+        "/bin/echo",
+        "joined",
+    ]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("is not running"), "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("joined"),
+        "ran in the other process's namespaces"
+    );
+}
+
 /// With CAP_SYS_PTRACE, which overrides the non-dumpable guard, the
 /// container's root may open /proc/PID/root of any process in its pid
 /// namespace, and attach to it: an exec's process must be in the

@@ -65,6 +65,9 @@ pub(super) fn command_in(
         bail!("container {} is not running", rec.id);
     };
     let binary = monitor_binary(monitor_pid, pid, &rec.id)?;
+    // The init as checked just now, by its start too: `__exec` opens its
+    // namespaces by pid, which names another process once reused.
+    let pid_start = layerdb::pins::process_start(pid).unwrap_or(0);
     let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     // None of the caller's environment: the process it forks into the
     // container is strata's binary until its exec, whose environment a
@@ -78,7 +81,9 @@ pub(super) fn command_in(
         .arg(&ctx.root)
         .arg("__exec")
         .arg("--pid")
-        .arg(pid.to_string());
+        .arg(pid.to_string())
+        .arg("--pid-start")
+        .arg(pid_start.to_string());
     if process.tty {
         cmd.arg("--tty");
     }
@@ -144,7 +149,7 @@ pub fn exec_in(args: ExecInArgs) -> Result<i32> {
         security: &security,
         ulimits: &ulimits,
     };
-    match crate::container::exec_in(args.pid, spec) {
+    match crate::container::exec_in((args.pid, args.pid_start), spec) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("strata: {}", crate::error_text::describe(&e));

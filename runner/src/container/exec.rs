@@ -67,15 +67,23 @@ struct ExecRequest<'a> {
     security: Prepared,
 }
 
-/// Runs `spec.args` inside the container whose init is `pid` (on the host)
-/// and returns its exit code. Start failures are errors carrying a
-/// [`StartError`] (see [`super::exit_code_for`]). Must be called while the
-/// CLI has a single thread.
-pub fn exec_in(pid: i32, spec: ExecSpec<'_>) -> anyhow::Result<i32> {
+/// Runs `spec.args` inside the container whose init is `pid` (on the host),
+/// started at `start` ([`layerdb::pins::process_start`]), and returns its
+/// exit code. Start failures are errors carrying a [`StartError`] (see
+/// [`super::exit_code_for`]). Must be called while the CLI has a single
+/// thread.
+pub fn exec_in((pid, start): (i32, u64), spec: ExecSpec<'_>) -> anyhow::Result<i32> {
     anyhow::ensure!(!spec.args.is_empty(), "no command specified");
     let security = Prepared::new(spec.security)?;
     let namespaces = NamespaceFiles::open(Pid::from_raw(pid))?;
     let cgroup = super::cgroup::ContainerCgroup::of_process(pid)?;
+    // What was opened is the init's only if the pid still names the
+    // process that started then: a pid freed and reused since names
+    // another process, whose namespaces (the host's) must not be joined.
+    anyhow::ensure!(
+        layerdb::pins::process_alive_since(pid, start),
+        "container process {pid} is not running"
+    );
     let pty = spec.tty.then(Pty::open).transpose()?;
     let (master, slave) = match pty {
         Some(pty) => (Some(pty.master), Some(pty.slave)),
