@@ -702,9 +702,49 @@ fn xattrs_past_what_linux_holds_or_a_layers_budget_are_refused() {
 /// past 256 MiB, as its extended attributes past 64 MiB.
 #[test]
 fn a_layer_whose_names_pass_the_budget_is_refused() {
-    use std::io::Write as _;
     let s = Strata::new();
-    let path = s.path("long-names.tar.gz");
+    // 70,000 names of about 4,000 bytes: 280 MB of names.
+    let path = long_named_files(&s, 70_000);
+    let file = path.to_str().unwrap();
+    let (code, stderr, _) = measured(&s, &["import", file, "names"], None);
+    assert_eq!(code, 125, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the layer's names pass 256 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.len() < 300,
+        "the entry's name is shortened: {stderr}"
+    );
+    assert_eq!(s.run(&["images", "-a", "-q"]).ok().stdout, "");
+    assert_store_clean(&s);
+}
+
+/// The index's keys hold a layer's paths, and RocksDB stored every key
+/// of a table's index block whole: 20,000 paths of 4,000 bytes made the
+/// flush at the import's end build two index blocks of 106 MB each
+/// (heaptrack), the import peaked at 423 MB, and every later command's
+/// open read them back (`images` 96 MB). Keys sharing their prefixes in
+/// the index block: 218 MB and 24 MB.
+#[test]
+fn long_paths_cost_the_index_little_memory() {
+    let s = Strata::new();
+    let path = long_named_files(&s, 20_000);
+    let file = path.to_str().unwrap();
+    let (code, stderr, peak) = measured(&s, &["import", file, "long"], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(peak < 320 << 20, "the import peaked at {} MB", peak >> 20);
+    let (code, stderr, peak) = measured(&s, &["images"], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(peak < 60 << 20, "images peaked at {} MB", peak >> 20);
+}
+
+/// A gzipped tar of `n` empty files named with about 4,000 bytes each,
+/// under their 19 parent directories.
+fn long_named_files(s: &Strata, n: usize) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = s.path(&format!("long-names-{n}.tar.gz"));
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(&path).unwrap(),
         flate2::Compression::fast(),
@@ -721,27 +761,13 @@ fn a_layer_whose_names_pass_the_budget_is_refused() {
         let mut h = ustar(tar::EntryType::Directory, 0);
         tar.append_data(&mut h, &parent, std::io::empty()).unwrap();
     }
-    // 70,000 names of about 4,000 bytes: 280 MB of names.
-    for i in 0..70_000 {
+    for i in 0..n {
         let mut h = ustar(tar::EntryType::Regular, 0);
         let name = format!("{dir}/f{i:09}{}", "x".repeat(160));
         tar.append_data(&mut h, name, std::io::empty()).unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-    let file = path.to_str().unwrap();
-    let (code, stderr, _) = measured(&s, &["import", file, "names"], None);
-    assert_eq!(code, 125, "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("the layer's names pass 256 MiB"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.len() < 300,
-        "the entry's name is shortened: {stderr}"
-    );
-    assert_eq!(s.run(&["images", "-a", "-q"]).ok().stdout, "");
-    assert_store_clean(&s);
+    path
 }
 
 /// A ustar header of `kind` and `size`, mode 0644, owned by root.
