@@ -76,8 +76,8 @@ pub use layers::Layers;
 pub use lower::{Lower, Node};
 pub use mem_lower::MemLower;
 pub use mount::{
-    mount, serve, unmount, unmount_if_at, Device, MountError, MountHandle, MountOptions,
-    PASSTHROUGH_MIN_SIZE,
+    mount, serve, unmount, unmount_if_at, Device, MountError, MountFlags, MountHandle,
+    MountOptions, PASSTHROUGH_MIN_SIZE,
 };
 pub use store_lower::StoreLower;
 pub use union_fs::UnionFs;

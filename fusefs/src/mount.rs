@@ -12,6 +12,27 @@ use layerdb::{ImageRecord, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+/// Kernel mount flags that take effect from the tree's content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    /// Setuid and setgid bits (and file capabilities) do nothing.
+    pub nosuid: bool,
+    /// Device nodes cannot be opened.
+    pub nodev: bool,
+    /// Nothing in the tree can be executed.
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    /// `nosuid,nodev`: for trees one may not trust (inspection mounts of
+    /// images, a copy's helper working as the host's root).
+    pub const UNTRUSTED: MountFlags = MountFlags {
+        nosuid: true,
+        nodev: true,
+        noexec: false,
+    };
+}
+
 /// What to mount.
 pub struct MountOptions {
     /// Read-only layers, top first.
@@ -47,9 +68,8 @@ pub struct MountOptions {
     /// The upper's format; `None`: the one the server's privileges allow
     /// (see [`crate::upper_format`]).
     pub upper_format: Option<crate::upper_format::UpperFormat>,
-    /// `nosuid,nodev`: setuid bits and device nodes in the tree have no
-    /// effect (inspection mounts of images one may not trust).
-    pub nosuid_nodev: bool,
+    /// The kernel's `nosuid`, `nodev` and `noexec` for the mount.
+    pub flags: MountFlags,
     /// Files at least this big are passed through (0: every host file);
     /// smaller ones are served with the kernel's page cache. Default
     /// [`PASSTHROUGH_MIN_SIZE`].
@@ -102,7 +122,7 @@ impl MountOptions {
             passthrough,
             view: crate::view::View::default(),
             upper_format: None,
-            nosuid_nodev: false,
+            flags: MountFlags::default(),
             passthrough_min_size,
             io_uring: std::env::var("STRATA_FUSE_URING").as_deref() != Ok("off"),
         }
@@ -206,15 +226,24 @@ fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapt
         // report, as a local filesystem would.
         MountOption::DefaultPermissions,
     ];
-    if opts.nosuid_nodev {
-        config
-            .mount_options
-            .extend([MountOption::NoSuid, MountOption::NoDev]);
-    } else {
-        config
-            .mount_options
-            .extend([MountOption::Dev, MountOption::Suid]);
-    }
+    let f = opts.flags;
+    config.mount_options.extend([
+        if f.nosuid {
+            MountOption::NoSuid
+        } else {
+            MountOption::Suid
+        },
+        if f.nodev {
+            MountOption::NoDev
+        } else {
+            MountOption::Dev
+        },
+        if f.noexec {
+            MountOption::NoExec
+        } else {
+            MountOption::Exec
+        },
+    ]);
     if fs.is_read_only() {
         config.mount_options.push(MountOption::RO);
     }

@@ -13,7 +13,7 @@
 //! a `,` inside an option as `\,`.
 
 use anyhow::{bail, Result};
-use fusefs::{IdMap, UpperFormat, View};
+use fusefs::{IdMap, MountFlags, UpperFormat, View};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,21 +28,21 @@ pub struct OverlayArgs {
     /// `xattr_permissions=2`: owners and modes in
     /// `user.containers.override_stat` even where the server could chown.
     pub upper_format: Option<UpperFormat>,
+    /// `ro`: the mount is read-only even with an upper.
+    pub read_only: bool,
+    /// `nosuid`, `nodev`, `noexec`, as fuse-overlayfs hands them to the
+    /// kernel (containers-storage's `mountopt` default is `nodev`).
+    pub flags: MountFlags,
     /// Options strata has no use for, to warn about.
     pub ignored: Vec<String>,
 }
 
-/// Options fuse-overlayfs takes that need nothing from strata: the kernel
-/// mount flags it passes through, its work directory (strata copies up
-/// through temporary names in the upper itself), and tuning knobs of its
-/// own (strata's threads and caches are its own).
-const HARMLESS: [&str; 14] = [
+/// Options fuse-overlayfs takes that need nothing from strata: its work
+/// directory (strata copies up through temporary names in the upper
+/// itself), and tuning knobs of its own (strata's threads and caches are
+/// its own).
+const HARMLESS: [&str; 9] = [
     "workdir",
-    "rw",
-    "ro",
-    "suid",
-    "dev",
-    "exec",
     "noatime",
     "allow_other",
     "default_permissions",
@@ -166,6 +166,11 @@ fn options(out: &mut OverlayArgs, opts: &str, cwd: &Path) -> Result<()> {
                 // own, which nothing else reads.
                 _ => out.ignored.push(opt.to_string()),
             },
+            // The kernel flags, the last of each pair winning, as mount(8).
+            "ro" | "rw" => out.read_only = key == "ro",
+            "nosuid" | "suid" => out.flags.nosuid = key == "nosuid",
+            "nodev" | "dev" => out.flags.nodev = key == "nodev",
+            "noexec" | "exec" => out.flags.noexec = key == "noexec",
             k if HARMLESS.contains(&k) => {}
             _ => out.ignored.push(opt.to_string()),
         }
@@ -183,6 +188,29 @@ mod tests {
 
     fn paths(a: &[&str]) -> Vec<PathBuf> {
         a.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn kernel_flags_are_kept_the_last_of_each_pair_winning() {
+        let a = parse_in(
+            &strings(&[
+                "/m",
+                "-o",
+                "lowerdir=/a,nosuid,suid,nodev,ro",
+                "-o",
+                "noexec,rw,ro",
+            ]),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert!(a.read_only);
+        let want = MountFlags {
+            nosuid: false,
+            nodev: true,
+            noexec: true,
+        };
+        assert_eq!(a.flags, want);
+        assert!(a.ignored.is_empty(), "{:?}", a.ignored);
     }
 
     #[test]

@@ -173,6 +173,35 @@ fn lowers_given_as_links_relative_paths_and_escaped_colons_are_the_directories()
     );
 }
 
+/// `ro`, `nosuid`, `nodev` and `noexec` reach the kernel, as fuse-overlayfs
+/// hands them on (containers-storage passes its `mountopt`, `nodev` by
+/// default): as root they were dropped with a warning (`ro` silently),
+/// and the mount took writes and opened device nodes.
+#[test]
+fn ro_nosuid_nodev_and_noexec_reach_the_kernel() {
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    let (opts, mnt) = empty_overlay(d);
+    let m = Mounted::background(d, d, &format!("{opts},ro,nosuid,nodev,noexec"), &mnt);
+    let want = m.mnt.to_string_lossy().into_owned();
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .expect("the mount's line");
+    let flags: Vec<&str> = line.split(' ').nth(5).unwrap_or("").split(',').collect();
+    for flag in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(flags.contains(&flag), "{flag} missing: {line}");
+    }
+    let err = fs::write(m.mnt.join("new"), "n").expect_err("a write to a ro mount");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    drop(m);
+    // And the defaults stay a writable mount that honours set-id bits.
+    let m = Mounted::background(d, d, &opts, &mnt);
+    fs::write(m.mnt.join("new"), "n").expect("a write without ro");
+}
+
 /// fuse-overlayfs options for an empty lower, upper and work directory
 /// in `d`, and the mountpoint `d/m`.
 fn empty_overlay(d: &Path) -> (String, PathBuf) {

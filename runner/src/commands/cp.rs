@@ -320,7 +320,7 @@ impl ContainerTree {
         // The helper works in this tree as root of the host, outside the
         // container's device cgroup: a device node the image holds (an
         // /etc/passwd made `b 7 0`) must not open the host's device.
-        opts.nosuid_nodev = true;
+        opts.flags = fusefs::MountFlags::UNTRUSTED;
         let mount = fusefs::mount(opts, dir.path())?;
         let volumes = VolumeBinds::bind(dir.path(), &rec.mounts)?;
         if !writable && !rec.mounts.is_empty() {

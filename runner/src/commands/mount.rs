@@ -319,7 +319,9 @@ pub fn serve(ctx: &Ctx, args: ServeMountArgs) -> Result<i32> {
     // unless asked (as podman keeps image mounts below a root-only
     // directory). fusermount3 refuses allow_other to ordinary users
     // unless /etc/fuse.conf says user_allow_other.
-    opts.nosuid_nodev = args.inspection;
+    if args.inspection {
+        opts.flags = fusefs::MountFlags::UNTRUSTED;
+    }
     opts.allow_other = args.allow_other;
     crate::sys::one_malloc_arena();
     let handle = fusefs::mount(opts, &args.mountpoint)?;

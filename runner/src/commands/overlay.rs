@@ -90,7 +90,8 @@ fn serve(a: OverlayArgs, ready: Option<OwnedFd>) -> Result<i32> {
         .map(|d| Box::new(fusefs::DirLower::new(d)) as Box<dyn fusefs::Lower>)
         .collect();
     let mut opts = fusefs::MountOptions::new(lowers, a.upper.clone());
-    opts.read_only = a.upper.is_none();
+    opts.read_only = a.read_only || a.upper.is_none();
+    opts.flags = a.flags;
     // As fuse-overlayfs: a server running as root (in the host's or a
     // user namespace, as rootless podman runs it) serves every user.
     opts.allow_other = nix::unistd::geteuid().is_root();
