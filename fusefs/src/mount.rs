@@ -150,6 +150,14 @@ pub enum MountError {
     /// The upper or a lower could not be opened.
     #[error("cannot set up the layer stack")]
     Layers(#[source] FsError),
+    /// A layer's directory holds the mountpoint.
+    #[error("cannot mount on {mountpoint}: it is inside the layer directory {layer}, which would be read through the mount itself")]
+    LayerHoldsMountpoint {
+        /// The directory mounted on.
+        mountpoint: String,
+        /// The lower or upper directory.
+        layer: String,
+    },
     /// The kernel refused the mount.
     #[error("cannot mount on {mountpoint} (is /dev/fuse usable and fusermount3 installed?)")]
     Mount {
@@ -168,6 +176,31 @@ pub enum MountError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Refuses a mount on a directory at or below a layer's host directory:
+/// every host path the server reaches through the mountpoint would be a
+/// request to itself, and the first waits for good (`ls` of a mount whose
+/// lower was its own mountpoint hung in D state until the connection was
+/// aborted; found by a review as an attacker). fuse-overlayfs serves a
+/// lower that is its mountpoint through a descriptor taken before it
+/// mounts; strata's layers are reached by path.
+fn refuse_a_layer_holding(mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
+    let Ok(mountpoint) = std::fs::canonicalize(mountpoint) else {
+        return Ok(()); // the mount reports it
+    };
+    let lowers = opts.lowers.iter().filter_map(|l| l.host_path(b""));
+    let lowers: Vec<PathBuf> = lowers.map(|h| h.to_path_buf()).collect();
+    let upper = opts.upper.as_deref().map(crate::upper::resolved_root);
+    for layer in lowers.iter().chain(&upper) {
+        if mountpoint.starts_with(layer) {
+            return Err(MountError::LayerHoldsMountpoint {
+                mountpoint: mountpoint.display().to_string(),
+                layer: layer.display().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A server holds host files open for the kernel (`crate::node_files`,
@@ -215,6 +248,7 @@ fn reserve_descriptor_table() {
 fn session(opts: MountOptions, mountpoint: &Path) -> Result<fuser::Session<Adapter>, MountError> {
     raise_open_file_limit();
     reserve_descriptor_table();
+    refuse_a_layer_holding(mountpoint, &opts)?;
     let layers = Layers::with_format(opts.upper.as_deref(), opts.lowers, opts.upper_format)
         .map_err(MountError::Layers)?;
     let fs = UnionFs::new(layers, opts.read_only);

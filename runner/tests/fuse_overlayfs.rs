@@ -202,6 +202,44 @@ fn ro_nosuid_nodev_and_noexec_reach_the_kernel() {
     fs::write(m.mnt.join("new"), "n").expect("a write without ro");
 }
 
+/// A lower (or upper) that is the mountpoint or holds it would be read
+/// through the mount itself: the server's first lookup there was a request
+/// to itself, and `ls` of the mount hung in D state for good (a review as
+/// an attacker). The mount is refused in one line naming both.
+#[test]
+fn a_layer_holding_its_own_mountpoint_is_refused() {
+    common::privileges::require_root_and_fuse();
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    for dir in ["par/m", "u", "w"] {
+        fs::create_dir_all(d.join(dir)).expect("mkdir");
+    }
+    for lower in ["par/m", "par"] {
+        let out = Command::new(overlay_program(d))
+            .current_dir(d)
+            .args([
+                "-o",
+                &format!("lowerdir={lower},upperdir=u,workdir=w"),
+                "par/m",
+            ])
+            .output()
+            .expect("fuse-overlayfs runs");
+        let mounted = is_mounted(&d.join("par/m"));
+        if mounted {
+            // Detached without a lookup: a look inside would hang.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(d.join("par/m"))
+                .status();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!mounted, "lowerdir={lower} was mounted on par/m");
+        assert!(!out.status.success(), "lowerdir={lower}: {stderr}");
+        assert!(stderr.contains("inside the layer directory"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
 /// fuse-overlayfs options for an empty lower, upper and work directory
 /// in `d`, and the mountpoint `d/m`.
 fn empty_overlay(d: &Path) -> (String, PathBuf) {

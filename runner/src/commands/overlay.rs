@@ -56,7 +56,16 @@ fn start_in_background(a: OverlayArgs) -> Result<i32> {
             let mut line = String::new();
             BufReader::new(std::fs::File::from(ready_r)).read_line(&mut line)?;
             if line.trim() != "ready" {
-                let _ = nix::sys::wait::waitpid(child, None);
+                // A server that failed said why, in one line on the
+                // caller's stderr: its code is the answer. Only one that
+                // died without a word is reported here.
+                if let Ok(nix::sys::wait::WaitStatus::Exited(_, code)) =
+                    nix::sys::wait::waitpid(child, None)
+                {
+                    if code != 0 {
+                        return Ok(code);
+                    }
+                }
                 bail!(
                     "mounting on {}: the server ended before the mount was up",
                     a.mountpoint.display()
