@@ -14,7 +14,25 @@
 
 /// The error and its causes, joined with `: `, each once, escaped.
 pub fn describe(err: &anyhow::Error) -> String {
-    layerdb::escape::escape(&join_causes(err.chain().map(ToString::to_string)))
+    let layers = err.chain().map(|layer| bounded(layer.to_string()));
+    layerdb::escape::escape(&join_causes(layers))
+}
+
+/// Characters of one error or cause kept from each of its ends: enough
+/// for a path near PATH_MAX to stay recognisable, where a value quoted
+/// whole from a hostile input (a Dockerfile line of 300 KB) made a line as
+/// long.
+const ENDS: usize = 1024;
+
+/// `layer`, its middle left out past twice [`ENDS`] characters.
+fn bounded(layer: String) -> String {
+    let chars = layer.chars().count();
+    if chars <= 2 * ENDS + 1 {
+        return layer;
+    }
+    let head: String = layer.chars().take(ENDS).collect();
+    let tail: String = layer.chars().skip(chars - ENDS).collect();
+    format!("{head}…{tail}")
 }
 
 fn join_causes(layers: impl Iterator<Item = String>) -> String {
@@ -54,6 +72,20 @@ mod tests {
 
     fn denied() -> std::io::Error {
         std::io::Error::from_raw_os_error(libc::EACCES)
+    }
+
+    #[test]
+    fn a_huge_cause_keeps_its_two_ends() {
+        let err = anyhow::anyhow!("invalid containerPort: {}", "x".repeat(300_000))
+            .context("Dockerfile line 2: EXPOSE …");
+        let line = describe(&err);
+        assert!(
+            line.chars().count() < 2 * ENDS + 100,
+            "{} chars",
+            line.len()
+        );
+        assert!(line.starts_with("Dockerfile line 2: EXPOSE …: invalid containerPort: xx"));
+        assert!(line.ends_with("xxx"));
     }
 
     #[test]

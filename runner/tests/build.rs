@@ -310,6 +310,12 @@ fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
         .refused_with("No such image: bad");
 
     build("FROM busybox\nFROB x\n").refused_with("line 2: unknown instruction: FROB");
+    // A line of 300 KB quoted back whole made the error as long: one
+    // line still, with both ends of what it quotes.
+    let long = build(&format!("FROM busybox\nEXPOSE {}\n", "9".repeat(300_000)));
+    assert_eq!(long.code, 125, "{}", long.stderr);
+    assert_eq!(long.stderr.trim().lines().count(), 1);
+    assert!(long.stderr.len() < 8192, "{} bytes", long.stderr.len());
     build("RUN true\n").refused_with("before the first FROM");
     build("FROM busybox\nCOPY ../outside /x\n")
         .refused_with("forbidden path outside the build context");

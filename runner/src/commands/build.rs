@@ -976,7 +976,9 @@ fn true_command() -> [String; 1] {
     ["true".to_string()]
 }
 
-/// An instruction's error, with the line it is on (docker's prefix).
+/// An instruction's error, with the line it is on (docker's prefix) and
+/// the instruction shortened: a line of hundreds of KB made the error as
+/// long (found by a review).
 fn on_line(e: anyhow::Error, instruction: &Instruction) -> anyhow::Error {
     if e.downcast_ref::<ExitCode>().is_some() {
         return e;
@@ -984,6 +986,6 @@ fn on_line(e: anyhow::Error, instruction: &Instruction) -> anyhow::Error {
     e.context(format!(
         "Dockerfile line {}: {}",
         instruction.line,
-        instruction.text()
+        crate::truncate::ellipsis(&instruction.text(), 200)
     ))
 }
