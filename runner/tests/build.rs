@@ -283,6 +283,27 @@ fn inspect_id(s: &Strata, image: &str) -> String {
         .to_string()
 }
 
+/// A WORKDIR or COPY destination that is a link to a directory not made
+/// yet makes the link's target, as docker's MkdirAll does (it failed with
+/// "mkdir /w: File exists"); inside the image, never on the host.
+#[test]
+fn a_workdir_or_destination_through_a_dangling_link_makes_its_target() {
+    let s = Strata::with_busybox();
+    let ctx = context(
+        &s,
+        "FROM busybox\n\
+         RUN ln -s /data/work /w && ln -s ../made /d\n\
+         WORKDIR /w\n\
+         COPY src/a.txt /d/\n\
+         RUN test -d /data/work && test -f /made/a.txt && pwd\n",
+    );
+    let r = s
+        .run(&["build", "-t", "linked", ctx.to_str().unwrap()])
+        .ok();
+    assert!(r.stdout.contains("/w\n"), "{}", r.stdout);
+    assert!(!std::path::Path::new("/made").exists(), "made on the host");
+}
+
 #[test]
 fn a_failing_step_or_a_bad_dockerfile_stops_the_build_and_says_why() {
     let s = Strata::with_busybox();

@@ -313,8 +313,19 @@ fn chown_ids(spec: &str) -> anyhow::Result<(u32, u32)> {
     }
 }
 
-/// `mkdir -p dir`, the directories it makes owned by `uid`:`gid`.
+/// `mkdir -p dir`, the directories it makes owned by `uid`:`gid`. A link
+/// on the way to a directory not there yet is followed and its target
+/// made, as docker's MkdirAll does (`RUN ln -s /data /w` then `WORKDIR
+/// /w`): this runs chrooted in the container's tree, where no link leads
+/// out of it.
 fn make_dirs(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    make_dirs_within(dir, uid, gid, 0)
+}
+
+/// Links followed before giving up, as the kernel's ELOOP.
+const LINKS_FOLLOWED_MAX: usize = 40;
+
+fn make_dirs_within(dir: &Path, uid: u32, gid: u32, links: usize) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let mut at = PathBuf::from("/");
     for part in dir.components().skip(1) {
@@ -323,6 +334,14 @@ fn make_dirs(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
             Ok(md) if md.is_dir() => continue,
             Ok(_) => bail!("mkdir {}: not a directory", at.display()),
             Err(_) => {}
+        }
+        if let Ok(target) = std::fs::read_link(&at) {
+            if links >= LINKS_FOLLOWED_MAX {
+                bail!("mkdir {}: too many levels of symbolic links", dir.display());
+            }
+            let parent = at.parent().unwrap_or(Path::new("/"));
+            make_dirs_within(&parent.join(target), uid, gid, links + 1)?;
+            continue;
         }
         std::fs::DirBuilder::new()
             .mode(0o755)
