@@ -199,9 +199,6 @@ pub struct KeepArgs {
 pub struct ExecInArgs {
     #[arg(long)]
     pub pid: i32,
-    /// When `pid` started (`/proc/PID/stat`), as the caller checked it
-    #[arg(long, default_value_t = 0)]
-    pub pid_start: u64,
     #[arg(long)]
     pub tty: bool,
     #[arg(long)]

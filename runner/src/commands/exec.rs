@@ -44,6 +44,10 @@ pub(super) struct Process<'a> {
     pub detach: bool,
 }
 
+/// Where `exec` tells `__exec` when the container's init started (see
+/// `container::exec_in`).
+const PID_START: &str = "STRATA_EXEC_PID_START";
+
 /// The `__exec` command line that runs `process` in the running
 /// container `rec`, and the open file of the binary it runs from, which
 /// must stay open until the command has started.
@@ -76,14 +80,17 @@ pub(super) fn command_in(
     if let Some(log) = std::env::var_os("STRATA_LOG") {
         cmd.env("STRATA_LOG", log);
     }
+    // In the environment, not an argument: the binary may be a monitor's
+    // older one, whose `__exec` took an unknown option for the start of
+    // the command (found by a review: it ran `--pid-start` from the
+    // image, with none of the container's user, capabilities or filter).
+    cmd.env(PID_START, pid_start.to_string());
     cmd.arg0("strata")
         .arg("--root")
         .arg(&ctx.root)
         .arg("__exec")
         .arg("--pid")
-        .arg(pid.to_string())
-        .arg("--pid-start")
-        .arg(pid_start.to_string());
+        .arg(pid.to_string());
     if process.tty {
         cmd.arg("--tty");
     }
@@ -149,7 +156,11 @@ pub fn exec_in(args: ExecInArgs) -> Result<i32> {
         security: &security,
         ulimits: &ulimits,
     };
-    match crate::container::exec_in((args.pid, args.pid_start), spec) {
+    let pid_start = std::env::var(PID_START)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    match crate::container::exec_in((args.pid, pid_start), spec) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("strata: {}", crate::error_text::describe(&e));
