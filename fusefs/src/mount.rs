@@ -151,7 +151,7 @@ pub enum MountError {
     #[error("cannot set up the layer stack")]
     Layers(#[source] FsError),
     /// A layer's directory holds the mountpoint.
-    #[error("cannot mount on {mountpoint}: it is inside the layer directory {layer}, which would be read through the mount itself")]
+    #[error("cannot mount on {mountpoint}: the layer directory {layer} would be read through the mount itself")]
     LayerHoldsMountpoint {
         /// The directory mounted on.
         mountpoint: String,
@@ -178,13 +178,15 @@ pub enum MountError {
     },
 }
 
-/// Refuses a mount on a directory at or below a layer's host directory:
-/// every host path the server reaches through the mountpoint would be a
-/// request to itself, and the first waits for good (`ls` of a mount whose
-/// lower was its own mountpoint hung in D state until the connection was
-/// aborted; found by a review as an attacker). fuse-overlayfs serves a
-/// lower that is its mountpoint through a descriptor taken before it
-/// mounts; strata's layers are reached by path.
+/// Refuses a mount on a directory at or below a layer's host directory,
+/// or above one: every host path the server reaches through the
+/// mountpoint would be a request to itself, and the first waits for good
+/// (`ls` of a mount whose lower was its own mountpoint hung in D state
+/// until the connection was aborted; found by a review as an attacker).
+/// fuse-overlayfs serves a lower that is its mountpoint through a
+/// descriptor taken before it mounts; strata's layers are reached by
+/// path. (A bind mount with shared propagation can still carry the mount
+/// onto a layer's path: that is left to the caller.)
 fn refuse_a_layer_holding(mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
     let Ok(mountpoint) = std::fs::canonicalize(mountpoint) else {
         return Ok(()); // the mount reports it
@@ -193,7 +195,7 @@ fn refuse_a_layer_holding(mountpoint: &Path, opts: &MountOptions) -> Result<(), 
     let lowers: Vec<PathBuf> = lowers.map(|h| h.to_path_buf()).collect();
     let upper = opts.upper.as_deref().map(crate::upper::resolved_root);
     for layer in lowers.iter().chain(&upper) {
-        if mountpoint.starts_with(layer) {
+        if mountpoint.starts_with(layer) || layer.starts_with(&mountpoint) {
             return Err(MountError::LayerHoldsMountpoint {
                 mountpoint: mountpoint.display().to_string(),
                 layer: layer.display().to_string(),

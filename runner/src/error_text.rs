@@ -14,8 +14,7 @@
 
 /// The error and its causes, joined with `: `, each once, escaped.
 pub fn describe(err: &anyhow::Error) -> String {
-    let layers = err.chain().map(|layer| bounded(layer.to_string()));
-    layerdb::escape::escape(&join_causes(layers))
+    layerdb::escape::escape(&join_causes(err.chain().map(ToString::to_string)))
 }
 
 /// Characters of one error or cause kept from each of its ends: enough
@@ -35,16 +34,20 @@ fn bounded(layer: String) -> String {
     format!("{head}…{tail}")
 }
 
+/// The layers joined, each shortened ([`bounded`]) once it is known not
+/// to repeat the end of what came before (told on the whole texts).
 fn join_causes(layers: impl Iterator<Item = String>) -> String {
-    let mut line = String::new();
+    let (mut whole, mut line) = (String::new(), String::new());
     for layer in layers {
-        if layer.is_empty() || line.ends_with(&layer) {
+        if layer.is_empty() || whole.ends_with(&layer) {
             continue;
         }
-        if !line.is_empty() {
+        if !whole.is_empty() {
+            whole.push_str(": ");
             line.push_str(": ");
         }
-        line.push_str(&layer);
+        whole.push_str(&layer);
+        line.push_str(&bounded(layer));
     }
     line
 }
@@ -72,6 +75,15 @@ mod tests {
 
     fn denied() -> std::io::Error {
         std::io::Error::from_raw_os_error(libc::EACCES)
+    }
+
+    #[test]
+    fn a_huge_cause_its_error_already_names_is_printed_once() {
+        let long = "y".repeat(5_000);
+        let err = anyhow::Error::new(std::io::Error::other(long.clone()))
+            .context(format!("open x: {long}"));
+        let line = describe(&err);
+        assert_eq!(line.matches('…').count(), 1, "{line}");
     }
 
     #[test]
