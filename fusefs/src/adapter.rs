@@ -840,7 +840,7 @@ impl Filesystem for Adapter {
             }
             // Every entry but . and .. counts as a lookup in the kernel.
             if !it.is_dot && it.id != NodeId::ROOT {
-                self.fs.note_lookup(&listing, it.id, &listing.path_of(it));
+                self.fs.note_lookup(&listing, it);
             }
         }
         reply.ok();

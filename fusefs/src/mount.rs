@@ -192,10 +192,9 @@ fn refuse_a_layer_holding(mountpoint: &Path, opts: &MountOptions) -> Result<(), 
         return Ok(()); // the mount reports it
     };
     let lowers = opts.lowers.iter().filter_map(|l| l.host_path(b""));
-    let lowers: Vec<PathBuf> = lowers.map(|h| h.to_path_buf()).collect();
     let upper = opts.upper.as_deref().map(crate::upper::resolved_root);
-    for layer in lowers.iter().chain(&upper) {
-        if mountpoint.starts_with(layer) || layer.starts_with(&mountpoint) {
+    for layer in lowers.map(|h| h.to_path_buf()).chain(upper) {
+        if mountpoint.starts_with(&layer) || layer.starts_with(&mountpoint) {
             return Err(MountError::LayerHoldsMountpoint {
                 mountpoint: mountpoint.display().to_string(),
                 layer: layer.display().to_string(),

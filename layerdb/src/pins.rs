@@ -91,8 +91,7 @@ pub(crate) fn live_pins(root: &Path) -> Option<Vec<Digest>> {
 /// stays until its parent reaps it (an orphan waits for the host's init,
 /// which may take a second).
 pub fn process_alive(pid: i32) -> bool {
-    stat_fields(pid)
-        .is_some_and(|fields| !matches!(fields.first().map(String::as_str), Some("Z" | "X")))
+    process_stat(pid).is_some_and(|s| s.is_alive())
 }
 
 /// Whether the process that started at `start` ([`process_start`]) still
@@ -100,29 +99,64 @@ pub fn process_alive(pid: i32) -> bool {
 /// 32768), so a pid recorded earlier may name another process now;
 /// `start` 0 (not recorded) checks the pid alone.
 pub fn process_alive_since(pid: i32, start: u64) -> bool {
-    process_alive(pid) && (start == 0 || process_start(pid) == Some(start))
+    process_stat(pid).is_some_and(|s| s.is_alive() && (start == 0 || s.start == start))
 }
 
 /// When process `pid` started, in clock ticks after boot (the 22nd field
 /// of /proc/PID/stat): with its pid, it names one process for good.
 pub fn process_start(pid: i32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    process_stat(pid).map(|s| s.start)
 }
 
-/// The fields of /proc/PID/stat after the command name (the state
-/// first), which is in parentheses and may itself hold spaces and `)`.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
+/// What /proc/PID/stat says of a process, of what strata asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessStat {
+    /// `R`, `S`, `T`, `Z`...
+    pub state: char,
+    /// The parent's pid.
+    pub ppid: i32,
+    /// Clock ticks after boot (0 where the line stops short).
+    pub start: u64,
+}
+
+impl ProcessStat {
+    /// Not exited: a zombie has, though its pid stays until it is reaped.
+    fn is_alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Process `pid` as /proc/PID/stat shows it; `None` once it is gone.
+pub fn process_stat(pid: i32) -> Option<ProcessStat> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// A /proc/PID/stat line: the fields after the command name, which is in
+/// parentheses and may itself hold spaces and `) `.
+fn parse_stat(stat: &str) -> Option<ProcessStat> {
     let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    // Field 22; the two above were 3 and 4.
+    let start = fields.nth(17).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Some(ProcessStat { state, ppid, start })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{process_alive, process_alive_since, process_start};
+    use super::{parse_stat, process_alive, process_alive_since, process_start};
+
+    #[test]
+    fn state_is_read_after_a_command_name_with_parentheses() {
+        let state = |line: &str| parse_stat(line).map(|s| s.state);
+        assert_eq!(state("42 (a) b) T 1 42"), Some('T'));
+        assert_eq!(state("1 (sh) S 0 1"), Some('S'));
+        assert_eq!(state("garbage"), None);
+    }
 
     #[test]
     fn a_running_process_is_alive_and_an_exited_one_unreaped_is_not() {

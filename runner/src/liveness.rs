@@ -12,34 +12,17 @@ use layerdb::{ContainerRecord, State, Store};
 const VANISHED: i32 = 137;
 
 pub use layerdb::pins::process_alive;
+use layerdb::pins::process_stat;
 
 /// Whether process `pid` is alive and `parent`'s child.
 pub fn is_child_of(pid: i32, parent: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    after_name(&stat)
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|ppid| ppid.parse::<i32>().ok())
-        == Some(parent)
+    process_stat(pid).is_some_and(|s| s.ppid == parent)
 }
 
 /// The state letter of process `pid` (`R`, `S`, `T`, `Z`...) from
 /// /proc/<pid>/stat; `None` once it is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    state_letter(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// The state letter of a /proc/<pid>/stat line: the field after the
-/// command name, which is in parentheses and may itself hold ") ".
-fn state_letter(stat: &str) -> Option<char> {
-    after_name(stat)?.trim_start().chars().next()
-}
-
-/// A /proc/<pid>/stat line after the command name (`state ppid ...`):
-/// the name is in parentheses and may itself hold spaces and ") ".
-fn after_name(stat: &str) -> Option<&str> {
-    Some(&stat[stat.rfind(')')? + 1..])
+    process_stat(pid).map(|s| s.state)
 }
 
 /// Whether something is mounted on `path` in this mount namespace.
@@ -246,13 +229,6 @@ mod tests {
 
     use super::*;
     use std::path::Path;
-
-    #[test]
-    fn state_is_read_after_a_command_name_with_parentheses() {
-        assert_eq!(state_letter("42 (a) b) T 1 42"), Some('T'));
-        assert_eq!(state_letter("1 (sh) S 0 1"), Some('S'));
-        assert_eq!(state_letter("garbage"), None);
-    }
 
     #[test]
     fn the_type_on_top_of_an_escaped_mount_point_is_found() {

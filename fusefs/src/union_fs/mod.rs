@@ -396,14 +396,15 @@ impl UnionFs {
     /// Records a reference the kernel took through readdirplus. The
     /// listing is a snapshot: after a change of the tree its name may have
     /// moved, so it is checked before it becomes a way to the node.
-    pub fn note_lookup(&self, listing: &Listing, id: NodeId, path: &[u8]) {
+    pub fn note_lookup(&self, listing: &Listing, item: &DirItem) {
+        let (id, path) = (item.id, listing.path_of(item));
         let _g = read_guard(&self.tree);
         let current = listing.generation == self.generation.load(Ordering::Relaxed)
             || self
                 .layers
-                .get(path)
-                .is_ok_and(|r| InodeTable::node_id(path, r.node.ino) == id);
-        lock(&self.inodes).add_lookup(id, current.then_some(path));
+                .get(&path)
+                .is_ok_and(|r| InodeTable::node_id(&path, r.node.ino) == id);
+        lock(&self.inodes).add_lookup(id, current.then_some(&path));
     }
 
     /// The generation a readdirplus entry for node `id` carries.
