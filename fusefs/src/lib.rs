@@ -12,7 +12,8 @@
 //! - `union_fs`: every filesystem operation, returning `Result` and no FUSE
 //!   types; `adapter` implements `fuser::Filesystem` by calling it and
 //!   replying; [`mod@mount`] starts and stops servers; `passthrough` lets the
-//!   kernel do the I/O of host-backed files itself where it can.
+//!   kernel do the I/O of host-backed files itself where it can;
+//!   [`client_thread`] is where a process walks a tree it serves itself.
 //! - [`NodeId`], [`FileHandle`]: the numbers the kernel and the server
 //!   share, converted from fuser's only in the adapter.
 //! - `inode`, `orphan`: which paths a node id stands for, and the file a
@@ -34,6 +35,7 @@ mod adapter;
 mod big_reads;
 mod cached_lower;
 pub mod changes;
+mod client;
 mod copy_up;
 pub mod dir_lower;
 pub mod error;
@@ -69,6 +71,7 @@ pub mod whiteout;
 mod xattr;
 
 pub use changes::{changes, Change, ChangeKind, Source};
+pub use client::client_thread;
 pub use dir_lower::DirLower;
 pub use error::FsError;
 pub use ids::{FileHandle, NodeId};

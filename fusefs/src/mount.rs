@@ -406,7 +406,8 @@ pub fn mount(opts: MountOptions, mountpoint: &Path) -> Result<MountHandle, Mount
         mountpoint: mountpoint.to_path_buf(),
         // None if the mount cannot be seen from here: `unmount_if_at`
         // then has nothing to compare with (see stop_on_signal's caller).
-        device: fuse_device_at(mountpoint),
+        // The stat is answered by the threads just spawned.
+        device: crate::client_thread(|| fuse_device_at(mountpoint)).unwrap_or(None),
     })
 }
 

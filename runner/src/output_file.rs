@@ -148,10 +148,11 @@ pub struct Named<W> {
     name: String,
 }
 
-/// Standard output, as a [`Named`] writer.
-pub fn stdout() -> Named<std::io::StdoutLock<'static>> {
+/// Standard output, as a [`Named`] writer; not locked, so that a thread
+/// of its own may write it (`export`'s walk).
+pub fn stdout() -> Named<std::io::Stdout> {
     Named {
-        inner: std::io::stdout().lock(),
+        inner: std::io::stdout(),
         name: "standard output".into(),
     }
 }

@@ -40,12 +40,17 @@ impl Drop for Killed {
     }
 }
 
-/// Waits until process `pid` sleeps writing to a full pipe. Polled, with
-/// a bound far above the time it takes.
+/// Waits until a thread of process `pid` (export writes from one of its
+/// own) sleeps writing to a full pipe. Polled, with a bound far above the
+/// time it takes.
 fn wait_blocked_on_a_pipe(pid: u32, what: &str) {
+    let writing = |task: std::fs::DirEntry| {
+        let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+        wchan.contains("pipe_write") || wchan.contains("pipe_wait")
+    };
     for _ in 0..6000 {
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if wchan.contains("pipe_write") || wchan.contains("pipe_wait") {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        if tasks.is_ok_and(|t| t.flatten().any(writing)) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

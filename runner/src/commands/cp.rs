@@ -325,7 +325,8 @@ impl ContainerTree {
         let volumes = VolumeBinds::bind(dir.path(), &rec.mounts)?;
         if !writable && !rec.mounts.is_empty() {
             let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-            crate::container::remount(dir.path(), flags)?;
+            // Its statfs is answered by this process's server.
+            fusefs::client_thread(|| crate::container::remount(dir.path(), flags))??;
         }
         let root = TreeRoot::Mounted(Box::new(MountedTree {
             _volumes: volumes,
@@ -464,23 +465,31 @@ pub fn archive_in(args: ArchiveArgs) -> Result<i32> {
 
 /// A stopped container's volumes bound into its tree for a copy, where
 /// its start binds them (a mount over another's directory after it);
-/// unbound when dropped, before the tree is unmounted.
+/// unbound when dropped, before the tree is unmounted. Both walk the
+/// tree this process serves, so they run apart from its server
+/// (`fusefs::client_thread`).
 struct VolumeBinds(Vec<std::path::PathBuf>);
 
 impl VolumeBinds {
     fn bind(root: &Path, mounts: &[layerdb::BindMount]) -> Result<VolumeBinds> {
         let mut binds = VolumeBinds(Vec::new());
-        crate::container::bind_volumes_for_copy(root, mounts, &mut binds.0)?;
+        let bound = &mut binds.0;
+        fusefs::client_thread(|| crate::container::bind_volumes_for_copy(root, mounts, bound))??;
         Ok(binds)
     }
 }
 
 impl Drop for VolumeBinds {
     fn drop(&mut self) {
-        for target in self.0.iter().rev() {
-            if let Err(e) = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
-                log::warn!("unmount {}: {e}", target.display());
+        let unbind = || {
+            for target in self.0.iter().rev() {
+                if let Err(e) = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
+                    log::warn!("unmount {}: {e}", target.display());
+                }
             }
+        };
+        if let Err(e) = fusefs::client_thread(unbind) {
+            log::warn!("unbinding the volumes: {e}");
         }
     }
 }

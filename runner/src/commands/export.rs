@@ -27,7 +27,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         .as_deref()
         .map(crate::output_file::Output::open)
         .transpose()?;
-    let mut out: Box<dyn Write> = match &mut aside {
+    let mut out: Box<dyn Write + Send> = match &mut aside {
         Some(output) => Box::new(output.writer()),
         None if std::io::stdout().is_terminal() => {
             bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect")
@@ -75,7 +75,11 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
 }
 
 /// The tree as `export` writes it: entries from the top (`.`), with every
-/// xattr the union shows (the container's own).
-fn write_tree(tree: &Path, out: &mut dyn Write) -> Result<()> {
-    crate::tree_tar::write(tree, Path::new("."), crate::tree_tar::Xattrs::All, out)
+/// xattr the union shows (the container's own), read on a thread apart
+/// from the tree's server (`fusefs::client_thread`: this process serves
+/// it).
+fn write_tree(tree: &Path, out: &mut (dyn Write + Send)) -> Result<()> {
+    fusefs::client_thread(|| {
+        crate::tree_tar::write(tree, Path::new("."), crate::tree_tar::Xattrs::All, out)
+    })?
 }

@@ -47,7 +47,13 @@ pub fn target(root: &OwnedFd, path: &str, file: bool) -> io::Result<Target> {
 
 /// Where the kernel says `fd` is.
 fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    std::fs::read_link(fd_link(fd))
+}
+
+/// The /proc link of `fd`: the calling thread's, which has a file table
+/// of its own in `fusefs::client_thread` (/proc/self names the process's).
+fn fd_link(fd: &OwnedFd) -> String {
+    format!("/proc/thread-self/fd/{}", fd.as_raw_fd())
 }
 
 /// Where the host's `host` is inside the tree `root`, `/` first.
@@ -152,7 +158,7 @@ pub fn bind(source: &Path, target: &Target, attrs: u64) -> io::Result<()> {
 /// A new file system (`tmpfs`) mounted onto `target`, through the
 /// descriptor's /proc link, which the kernel follows to the opened place.
 pub fn mount(fstype: &str, target: &Target, flags: MsFlags, data: &str) -> io::Result<()> {
-    let at = format!("/proc/self/fd/{}", target.fd.as_raw_fd());
+    let at = fd_link(&target.fd);
     nix::mount::mount(Some(fstype), at.as_str(), Some(fstype), flags, Some(data))?;
     Ok(())
 }
