@@ -782,7 +782,10 @@ impl StalledMount {
             std::fs::create_dir(d).unwrap();
         }
         let [lower, upper, work] = dirs.map(|d| d.display().to_string());
+        // Over /dev/fuse: a stopped server then reads nothing, where its
+        // io_uring ring would take requests and hold them up for good.
         let server = std::process::Command::new(common::bin())
+            .env("STRATA_FUSE_URING", "off")
             .args(["fuse-overlayfs", "-f", "-o"])
             .arg(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
             .arg(mnt)

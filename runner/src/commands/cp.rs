@@ -321,6 +321,9 @@ impl ContainerTree {
         // container's device cgroup: a device node the image holds (an
         // /etc/passwd made `b 7 0`) must not open the host's device.
         opts.flags = fusefs::MountFlags::UNTRUSTED;
+        // Walked by this process (the volumes' binds): over /dev/fuse (see
+        // `fusefs::client_thread`).
+        opts.io_uring = false;
         let mount = fusefs::mount(opts, dir.path())?;
         let volumes = VolumeBinds::bind(dir.path(), &rec.mounts)?;
         if !writable && !rec.mounts.is_empty() {

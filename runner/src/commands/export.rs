@@ -45,6 +45,8 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
     let mut opts =
         fusefs::MountOptions::of_image(&store, &image, Some(store.container_dir(&rec.id).upper()))?;
     opts.read_only = true;
+    // Walked by this process: over /dev/fuse (see `fusefs::client_thread`).
+    opts.io_uring = false;
     let tree = tmp.path().to_path_buf();
     if rec.state.is_running() {
         // Paused while the tree is read (see `commit::Paused`), into a
