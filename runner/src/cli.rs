@@ -741,6 +741,10 @@ pub struct ArchiveArgs {
     /// Where a stopped container's tree is mounted
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// A host directory other users may change, entered only where no link
+    /// is on its path (a copy out of the container unpacks there)
+    #[arg(long, conflicts_with_all = ["pid", "dir"])]
+    pub host_dir: Option<PathBuf>,
     /// The container's name, for messages
     #[arg(long)]
     pub name: String,
@@ -779,6 +783,9 @@ pub enum ArchiveOp {
         one_file: bool,
         dest: String,
     },
+    /// A tar from stdin unpacked at the root as a copy out of the
+    /// container unpacks it on the host
+    Unpack,
 }
 
 #[derive(Args, Debug)]

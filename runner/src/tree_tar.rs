@@ -156,13 +156,14 @@ fn xattr_records(host: &Path, which: Xattrs) -> std::io::Result<Vec<(String, Vec
 /// file capabilities stay in the container). Device nodes arrive as empty
 /// files, and names that would leave `dir` (through `..` or a symlink)
 /// are refused by the tar crate. `cp` out of a container, and `build -`'s
-/// context from stdin.
-pub fn unpack_on_host(tar: &mut dyn std::io::Read, dir: &Path) -> Result<()> {
+/// context from stdin. Errors name the directory `shown` (`dir` as the
+/// user knows it: a chrooted helper unpacks at `/`).
+pub fn unpack_on_host(tar: &mut dyn std::io::Read, dir: &Path, shown: &Path) -> Result<()> {
     let mut archive = layerdb::bounded_tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive
         .unpack(dir)
-        .with_context(|| format!("copying into {}", dir.display()))
+        .with_context(|| format!("copying into {}", shown.display()))
 }

@@ -179,6 +179,71 @@ fn a_copy_out_into_a_directory_another_user_writes_cannot_be_steered() {
     assert_eq!(read(&victim.join("f")), "ORIGINAL");
 }
 
+/// A tree copied out by root into a directory another user writes: that
+/// user swaps the directory the copy is filling for one holding a link to
+/// a root-only directory (renameat2 RENAME_EXCHANGE, once the copy's
+/// first file is there). Unpacked by path, the rest of the copy went
+/// through the link, over root's files (a review: 2,985 files).
+#[test]
+fn a_tree_copied_out_where_another_user_writes_stays_there_whatever_they_swap() {
+    let s = Strata::with_busybox();
+    s.run(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && cd /data/sub && for i in $(seq 2000); do echo $i > f$i; done && echo CONTAINER > victim",
+    ])
+    .ok();
+    let out = s.path("users-out");
+    std::fs::create_dir_all(out.join("fake")).unwrap();
+    let secret = s.path("roots-only");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("victim"), "ORIGINAL").unwrap();
+    std::os::unix::fs::symlink(&secret, out.join("fake/sub")).unwrap();
+    for d in [&out, &out.join("fake")] {
+        nix::unistd::chown(d, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    }
+    let first = out.join("data/sub/f1");
+    let copying = std::sync::atomic::AtomicBool::new(true);
+    let swapped = std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            while copying.load(std::sync::atomic::Ordering::Relaxed) {
+                if first.exists() {
+                    return nix::fcntl::renameat2(
+                        nix::fcntl::AT_FDCWD,
+                        &out.join("data"),
+                        nix::fcntl::AT_FDCWD,
+                        &out.join("fake"),
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .is_ok();
+                }
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+            false
+        });
+        // It may fail: its directory changed under it.
+        let _ = s.run(&["cp", "big:/data", &format!("{}/", out.display())]);
+        copying.store(false, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap()
+    });
+    assert!(swapped, "the copy ended before its directory was swapped");
+    let landed: Vec<_> = std::fs::read_dir(&secret)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        landed == ["victim"],
+        "the copy wrote {} names into root's directory",
+        landed.len() - 1
+    );
+    assert_eq!(read(&secret.join("victim")), "ORIGINAL");
+}
+
 #[test]
 fn files_and_trees_go_in_owned_by_the_containers_root() {
     let s = two_containers();

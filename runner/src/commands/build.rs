@@ -169,7 +169,7 @@ fn stdin_context(scratch: &std::path::Path) -> Result<Option<PathBuf>> {
     };
     let dir = scratch.join("context");
     std::fs::create_dir(&dir)?;
-    crate::tree_tar::unpack_on_host(&mut { tar }, &dir)
+    crate::tree_tar::unpack_on_host(&mut { tar }, &dir, &dir)
         .context("unpacking the build context from stdin")?;
     Ok(Some(dir))
 }

@@ -19,11 +19,15 @@ use crate::copy_path;
 use crate::tree_tar::{self, Xattrs};
 use layerdb::unpack_dest::Destination;
 
-/// Whose tree: a running container's (its init's pid), or a directory
-/// where a stopped container's tree is mounted.
+/// Whose tree: a running container's (its init's pid), a directory
+/// where a stopped container's tree is mounted, or a host directory that
+/// other users may change, into which a copy comes out of the container:
+/// chrooted there, root's copy cannot be led out of it by a directory
+/// they swap for a link while it runs.
 pub enum Root {
     Process(i32),
     Dir(PathBuf),
+    HostDir(PathBuf),
 }
 
 /// Makes the container's tree this process's root. Call it in a process
@@ -36,6 +40,20 @@ pub fn enter(root: &Root) -> anyhow::Result<()> {
     let dir = match root {
         Root::Process(pid) => super::namespaces::open_root_filesystem(Pid::from_raw(*pid))?,
         Root::Dir(dir) => File::open(dir).with_context(|| format!("open {}", dir.display()))?,
+        // Resolved by the caller: a link on the path now is someone's swap.
+        Root::HostDir(dir) => {
+            let how = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+            let resolve = rustix::fs::ResolveFlags::NO_SYMLINKS;
+            rustix::fs::openat2(
+                rustix::fs::CWD,
+                dir,
+                how,
+                rustix::fs::Mode::empty(),
+                resolve,
+            )
+            .map(File::from)
+            .with_context(|| format!("open {}", dir.display()))?
+        }
     };
     nix::unistd::fchdir(&dir).context("enter the container's root")?;
     nix::unistd::chroot(".").context("chroot into the container's root")?;
