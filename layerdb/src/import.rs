@@ -1,5 +1,5 @@
-//! Reading layers in: a tar stream (plain, gzip or zstd, told apart by
-//! their first bytes) or a directory on the host, into a `LayerBuilder`.
+//! Reading layers in from a tar stream (plain, gzip or zstd, told apart by
+//! their first bytes) into a `LayerBuilder`; `host_dir` reads a directory.
 //!
 //! A tar is read as docker extracts one: the stream to its end with every
 //! checksum checked, missing parent directories made, GNU and PAX sparse
@@ -15,11 +15,7 @@ use crate::layer::{LayerBuilder, PendingLayer};
 use crate::sparse::Sparse;
 use crate::tar_split::{OriginalTar, Recorder};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::rc::Rc;
 
 /// Counts bytes as they are read, for progress reports.
@@ -408,113 +404,8 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
 /// A time as nanoseconds since the epoch, held at the ends of what an
 /// `i64` holds (years 1677 to 2262): a tar may say any time, and docker
 /// takes it.
-fn seconds_to_ns(secs: i64, nanos: i64) -> i64 {
+pub(crate) fn seconds_to_ns(secs: i64, nanos: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-/// Builds a layer from a directory tree on the host, keeping owners,
-/// modes, times, xattrs, devices and hardlinks.
-pub fn from_dir(
-    chunks: ChunkDir,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> Result<PendingLayer> {
-    let source = dir.display().to_string();
-    let mut builder = LayerBuilder::new(chunks, &source);
-    let io_err = |p: &Path, e: io::Error| StoreError::Io {
-        path: p.to_path_buf(),
-        source: e,
-    };
-    let host_of = |rel: &[u8]| dir.join(std::ffi::OsStr::from_bytes_path(rel));
-    // The whole tree first, then its files in path order: the order of the
-    // layer's tar, which the builder then hashes as it reads them. The
-    // first name of a file in that order is the file, later ones link to it.
-    let mut tree = Vec::new();
-    let mut stack = vec![Vec::<u8>::new()];
-    while let Some(rel) = stack.pop() {
-        let host = host_of(&rel);
-        let meta = fs::symlink_metadata(&host).map_err(|e| io_err(&host, e))?;
-        if meta.is_dir() {
-            for d in fs::read_dir(&host).map_err(|e| io_err(&host, e))? {
-                let name = d.map_err(|e| io_err(&host, e))?.file_name();
-                stack.push(crate::entry::join_path(&rel, name.as_encoded_bytes()));
-            }
-        }
-        tree.push((rel, meta));
-    }
-    tree.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    for (rel, meta) in tree {
-        let host = host_of(&rel);
-        let mut entry = entry_of_metadata(&meta);
-        entry.xattrs = read_xattrs(&host);
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            entry.link = fs::read_link(&host)
-                .map_err(|e| io_err(&host, e))?
-                .into_os_string()
-                .into_encoded_bytes();
-        }
-        if ft.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = seen.get(&key) {
-                entry = Entry::new(Kind::Hardlink, 0);
-                entry.link = first.clone();
-                builder.add_oci(&rel, entry, None)?;
-                continue;
-            }
-            seen.insert(key, rel.clone());
-        }
-        if ft.is_file() {
-            let mut f = fs::File::open(&host).map_err(|e| io_err(&host, e))?;
-            progress(meta.len());
-            builder.add_oci(&rel, entry, Some(&mut f))?;
-        } else {
-            builder.add_oci(&rel, entry, None)?;
-        }
-    }
-    builder.finish()
-}
-
-fn entry_of_metadata(meta: &fs::Metadata) -> Entry {
-    let kind = Entry::kind_of(meta.file_type());
-    let mut e = Entry::new(kind, meta.mode());
-    if kind == Kind::Regular {
-        e.size = meta.len();
-    }
-    e.uid = meta.uid();
-    e.gid = meta.gid();
-    e.mtime_ns = seconds_to_ns(meta.mtime(), meta.mtime_nsec());
-    if matches!(kind, Kind::CharDev | Kind::BlockDev) {
-        let rdev = meta.rdev();
-        e.rdev = (libc::major(rdev), libc::minor(rdev));
-    }
-    e
-}
-
-fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
-        .filter_map(|n| {
-            let value = xattr::get(path, &n).ok().flatten()?;
-            Some((n.into_encoded_bytes(), value))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Bytes to an OsStr path, for the few places a layer path meets the host.
-trait FromBytesPath {
-    fn from_bytes_path(b: &[u8]) -> &std::ffi::OsStr;
-}
-
-impl FromBytesPath for std::ffi::OsStr {
-    fn from_bytes_path(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
 }
 
 #[cfg(test)]

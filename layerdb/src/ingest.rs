@@ -110,7 +110,7 @@ impl Ingest {
     /// Reads a host directory tree into a new layer; `progress` is told each
     /// regular file's size as it is read.
     pub fn from_dir(&self, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<PendingLayer> {
-        crate::import::from_dir(self.chunks.clone(), dir, progress)
+        crate::host_dir::from_dir(self.chunks.clone(), dir, progress)
     }
 
     /// Removes the chunk files this failed ingest made that no layer

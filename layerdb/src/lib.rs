@@ -37,6 +37,7 @@ pub mod entry;
 pub mod error;
 pub mod escape;
 pub mod gc;
+mod host_dir;
 pub mod image;
 pub mod import;
 pub mod ingest;

@@ -213,6 +213,58 @@ fn a_directory_imports_with_its_hardlinks_and_symlinks() {
     assert_store_clean(&s);
 }
 
+/// Root imports a directory another user owns, who swaps names in it for
+/// links to root's files once the import reads its first file (inotify):
+/// a directory for a link to a root-only one, a file for a link to a
+/// root-only file. By path, the import read root's files into the image
+/// (a review as a local attacker).
+#[test]
+fn a_directory_changed_under_its_import_gives_up_none_of_roots_files() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let s = Strata::new();
+    let src = s.path("users-tree");
+    std::fs::create_dir_all(src.join("m")).unwrap();
+    // Read first, and long enough for the swap to land meanwhile.
+    std::fs::write(src.join("aaa"), noise(16 << 20, 7)).unwrap();
+    for i in 0..500 {
+        std::fs::write(src.join(format!("m/f{i}")), "user's\n").unwrap();
+    }
+    std::fs::write(src.join("zzz"), "").unwrap();
+    let secret = s.path("roots-only");
+    std::fs::create_dir(&secret).unwrap();
+    for i in 0..500 {
+        std::fs::write(secret.join(format!("f{i}")), "ROOT-SECRET\n").unwrap();
+    }
+    let watch = Inotify::init(InitFlags::empty()).unwrap();
+    watch
+        .add_watch(&src.join("aaa"), AddWatchFlags::IN_OPEN)
+        .unwrap();
+    let swapper = std::thread::spawn({
+        let (src, secret) = (src.clone(), secret.clone());
+        move || {
+            watch.read_events().unwrap();
+            std::fs::rename(src.join("m"), src.join("m.old")).unwrap();
+            std::os::unix::fs::symlink(&secret, src.join("m")).unwrap();
+            std::fs::remove_file(src.join("zzz")).unwrap();
+            std::os::unix::fs::symlink(secret.join("f0"), src.join("zzz")).unwrap();
+        }
+    });
+    let run = s.run(&["import", src.to_str().unwrap(), "users:tree"]);
+    swapper.join().unwrap();
+    if run.code == 0 {
+        let saved = s.path("saved.tar");
+        s.run(&["save", "-o", saved.to_str().unwrap(), "users:tree"])
+            .ok();
+        let bytes = std::fs::read(&saved).unwrap();
+        let leaked = bytes.windows(11).filter(|w| w == b"ROOT-SECRET").count();
+        assert_eq!(leaked, 0, "root's files went into the user's image");
+    } else {
+        run.refused_with(&format!("{}/m", src.display()));
+        assert!(s.run(&["images", "-q"]).ok().stdout.is_empty());
+    }
+    assert_store_clean(&s);
+}
+
 /// `save -o FILE IMAGE...` as docker's: one tar holding every image, a
 /// layer they share once, one `manifest.json` entry per image with each
 /// tag given for it; loaded into another store, each keeps its id and its
