@@ -1166,6 +1166,75 @@ fn an_inspection_mount_is_read_only_and_outlives_the_command() {
         .refused_with("idle is not mounted");
 }
 
+/// kill -9 of an inspection mount's server (`strata mount` forks one that
+/// outlives it) left its dead mount: the next `mount` of the image failed
+/// ("create ...: File exists"), and a removed container's could be
+/// unmounted by no name (a review). `mount` and `gc` take such mounts
+/// away.
+#[test]
+fn a_killed_inspection_server_leaves_no_dead_mount() {
+    let s = Strata::with_busybox();
+    let root = s.root().display().to_string();
+    // The server of the mount at `at`, by its command line.
+    let server_of = |at: &str| {
+        let pid = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .find_map(|p| {
+                let cmd = std::fs::read(p.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                let ours = cmd.contains("serve-mount") && cmd.contains(&root);
+                (ours && cmd.trim_end().ends_with(at)).then(|| p.file_name())
+            })
+            .expect("the mount's server");
+        nix::unistd::Pid::from_raw(pid.to_str().unwrap().parse().unwrap())
+    };
+    // Until it has exited (a zombie, or reaped).
+    let kill = |pid: nix::unistd::Pid| {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let running = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            state.is_some_and(|c| c != 'Z' && c != 'X')
+        };
+        while running() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    // Dead mounts are detached when the test ends, whatever it found.
+    struct Detached(String);
+    impl Drop for Detached {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let made = s.run(&["mount", "busybox"]).ok().stdout.trim().to_string();
+    let _left = Detached(made.clone());
+    kill(server_of(&made));
+    let again = s.run(&["mount", "busybox"]).ok().stdout;
+    assert_eq!(again.trim(), made);
+    assert!(std::path::Path::new(&made).join("bin/busybox").exists());
+    kill(server_of(&made));
+    s.run(&["gc"]).ok();
+    assert!(!mounted(made.as_ref()), "gc left the dead mount");
+    assert!(
+        !std::path::Path::new(&made).exists(),
+        "gc left its directory"
+    );
+    s.run(&["create", "--name", "c4", "busybox", "true"]).ok();
+    let made = s.run(&["mount", "c4"]).ok().stdout.trim().to_string();
+    let _left = Detached(made.clone());
+    kill(server_of(&made));
+    s.run(&["rm", "c4"]).ok();
+    assert_eq!(s.run(&["mount"]).ok().stdout, "");
+    assert!(
+        !mounted(made.as_ref()),
+        "the removed container's dead mount stayed"
+    );
+}
+
 /// Lazily unmounts every mount left on a path when dropped.
 struct Unmounts(std::path::PathBuf);
 

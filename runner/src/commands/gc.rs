@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 pub fn gc(ctx: &Ctx) -> Result<i32> {
     detach_orphaned_mounts(ctx)?;
+    super::mount::reap_dead_servers(&ctx.root)?;
     // Volumes are not layers, but what a killed `volume create`, `rm` or
     // `prune` left is nothing's either (only `volume prune` took it).
     crate::volumes::remove_leftovers(&ctx.root);

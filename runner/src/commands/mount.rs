@@ -82,6 +82,58 @@ pub(super) fn forget_mountpoint(root: &Path, mountpoint: &Path) {
     }
 }
 
+/// Forgets the mounts whose servers are gone (killed): each one's dead
+/// mount is detached and the directory `mount` made for it removed, with
+/// its record. Left, such a mount answered ENOTCONN to every caller, and
+/// the next `mount` of the same image failed to make its directory
+/// ("File exists"); a container's could be named by no command once the
+/// container was removed (a review). `mount` (listing or mounting) and
+/// `gc` reap them.
+pub(super) fn reap_dead_servers(root: &Path) -> Result<()> {
+    let Ok(dir) = std::fs::read_dir(records_dir(root)?) else {
+        return Ok(());
+    };
+    for f in dir.flatten() {
+        // Another `mount` listing at once may have removed a stale record
+        // (and its log) since the directory was read.
+        let Some(rec) = read_record(&f.path()) else {
+            continue;
+        };
+        if !liveness::process_alive(rec.pid as i32) {
+            reap(root, &f.path(), &rec);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `at` is a FUSE mount whose server has gone. By statfs, which
+/// the kernel always asks the server (a stat may come from attributes it
+/// still holds). Only for a mount whose server is known dead: a live one
+/// may take its time to answer.
+fn disconnected(at: &Path) -> bool {
+    nix::sys::statfs::statfs(at).is_err_and(|e| e == nix::errno::Errno::ENOTCONN)
+}
+
+fn read_record(record: &Path) -> Option<MountRecord> {
+    serde_json::from_slice(&std::fs::read(record).ok()?).ok()
+}
+
+/// A dead server's mount, record and made directory gone. Only strata's
+/// own mount is detached, and only while it answers ENOTCONN: a mount
+/// made on the path since is someone else's.
+fn reap(root: &Path, record: &Path, rec: &MountRecord) {
+    let at = &rec.mountpoint;
+    let ours = liveness::mount_at(at)
+        .is_some_and(|(fstype, source)| fstype.starts_with("fuse") && source == "strata");
+    if ours && disconnected(at) {
+        if let Err(e) = fusefs::unmount(at) {
+            log::warn!("unmount {}: {e}", at.display());
+        }
+    }
+    forget_record(root, record);
+    forget_mountpoint(root, at);
+}
+
 /// The live server of the mount whose record is at `record`.
 pub(super) fn server_of(record: &Path) -> Option<i32> {
     let pid = i32::try_from(recorded_server(record)?).ok()?;
@@ -90,8 +142,7 @@ pub(super) fn server_of(record: &Path) -> Option<i32> {
 
 /// The server the record at `record` names, alive or not.
 fn recorded_server(record: &Path) -> Option<u32> {
-    let rec: MountRecord = serde_json::from_slice(&std::fs::read(record).ok()?).ok()?;
-    Some(rec.pid)
+    Some(read_record(record)?.pid)
 }
 
 /// Where `strata mount IMAGE` mounts when no directory is given: a
@@ -141,6 +192,7 @@ fn make_mountpoint(root: &Path, target: &Target) -> Result<PathBuf> {
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
+    reap_dead_servers(&ctx.root)?;
     let Some(target) = args.target.clone() else {
         return list(ctx);
     };
@@ -250,23 +302,14 @@ pub fn start_server(mut serve: Command, mountpoint: &Path, what: &str) -> Result
     Ok(())
 }
 
+/// The live mounts (the dead were reaped first).
 fn list(ctx: &Ctx) -> Result<i32> {
     let Ok(dir) = std::fs::read_dir(records_dir(&ctx.root)?) else {
         return Ok(0);
     };
     for f in dir.flatten() {
-        // Another `mount` listing at once may have removed a stale record
-        // (and its log) since the directory was read.
-        let Ok(bytes) = std::fs::read(f.path()) else {
-            continue;
-        };
-        let Ok(rec) = serde_json::from_slice::<MountRecord>(&bytes) else {
-            continue;
-        };
-        if liveness::process_alive(rec.pid as i32) {
+        if let Some(rec) = read_record(&f.path()) {
             outln!("{} {}", rec.target, rec.mountpoint.display())?;
-        } else {
-            forget_record(&ctx.root, &f.path());
         }
     }
     Ok(0)
