@@ -1164,6 +1164,28 @@ fn an_inspection_mount_is_read_only_and_outlives_the_command() {
     }
     s.run(&["umount", "idle"])
         .refused_with("idle is not mounted");
+    // Another user's link as the directory: refused, and not followed
+    // onto the directory of root's it names (it was covered by the image).
+    let roots = s.path("roots-dir");
+    std::fs::create_dir(&roots).unwrap();
+    let link = s.path("users-link");
+    std::os::unix::fs::symlink(&roots, &link).unwrap();
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &link,
+        Some(65534.into()),
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    for target in ["busybox", "idle"] {
+        s.run(&["mount", target, link.to_str().unwrap()])
+            .refused_with("a link of another user's");
+        assert!(
+            !roots.join("bin").exists(),
+            "{target} mounted through the link"
+        );
+    }
 }
 
 /// kill -9 of an inspection mount's server (`strata mount` forks one that

@@ -196,6 +196,13 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     let Some(target) = args.target.clone() else {
         return list(ctx);
     };
+    let named = match &args.lower {
+        Some(_) => Some(PathBuf::from(&target)),
+        None => args.dir.clone(),
+    };
+    if let Some(dir) = &named {
+        refuse_a_foreign_link(dir)?;
+    }
     let mut serve = Command::new("/proc/self/exe");
     serve
         .arg("--root")
@@ -251,6 +258,22 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
     start_server(serve, &mountpoint, &target)?;
     outln!("{}", std::fs::canonicalize(&mountpoint)?.display())?;
     Ok(0)
+}
+
+/// A mountpoint the caller names may be a link only if it is the
+/// caller's own, as `-o` follows only the caller's (`output_file`): root's
+/// `mount IMAGE DIR` followed a link another user planted as DIR in a
+/// directory of theirs, and covered a directory of root's with the image
+/// (a running container's writable tree, for `mount CONTAINER DIR`; a
+/// review).
+fn refuse_a_foreign_link(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() && !crate::output_file::is_own_link(&m) => bail!(
+            "{}: a link of another user's; name the directory it leads to",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// A running container's tree at `dir`, as an inspection mount is:
