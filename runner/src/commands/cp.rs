@@ -196,13 +196,24 @@ fn unpack_in_place(ctx: &Ctx, container: &str, tar: &mut dyn Read, dir: &Path) -
         .arg(&real)
         .args(["--name", container, "unpack"])
         .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("starting strata __archive")?;
     let mut input = child.stdin.take().expect("piped");
     let fed = std::io::copy(tar, &mut input);
     drop(input);
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut said);
+    }
+    let status = child.wait().context("waiting for strata __archive")?;
     // The helper's failure first: it explains a write that broke its pipe.
-    helper_done(child)?;
+    // Its line becomes this copy's error, which `copy_out` weighs against
+    // the source's (one line, as unpacked here).
+    if !status.success() {
+        let line = said.lines().last().unwrap_or_default();
+        bail!("{}", line.strip_prefix("Error: ").unwrap_or(line));
+    }
     fed.map(drop)
         .with_context(|| format!("copying into {}", dir.display()))
 }
