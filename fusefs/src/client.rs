@@ -35,7 +35,9 @@ const FUSE_DEVICE: (u64, u64) = (10, 229);
 
 /// Runs `f` on a thread of its own whose file table holds none of this
 /// process's FUSE connections (see the module's comment), and returns
-/// what it returns. `f` may use every descriptor open before it ran but
+/// what it returns. The table is a copy, which keeps every other file of
+/// the process open until `f` returns: for commands doing one thing, not
+/// for a library's callers whose other threads close files meanwhile. `f` may use every descriptor open before it ran but
 /// those; a descriptor it opens must be closed before it returns (its
 /// number means nothing outside the thread's table), and is named through
 /// `/proc/thread-self/fd` (`/proc/self/fd` shows the process's table).

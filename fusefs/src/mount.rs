@@ -406,8 +406,7 @@ pub fn mount(opts: MountOptions, mountpoint: &Path) -> Result<MountHandle, Mount
         mountpoint: mountpoint.to_path_buf(),
         // None if the mount cannot be seen from here: `unmount_if_at`
         // then has nothing to compare with (see stop_on_signal's caller).
-        // The stat is answered by the threads just spawned.
-        device: crate::client_thread(|| fuse_device_at(mountpoint)).unwrap_or(None),
+        device: fuse_device_at(mountpoint),
     })
 }
 
