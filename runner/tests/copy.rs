@@ -564,7 +564,8 @@ fn refusals_name_the_reason_and_a_killed_copy_leaves_the_store_whole() {
     };
     // A copy of a tar on stdin into `idle`, once its tree is mounted and
     // its helper (which unpacks in the tree) runs. (A kill while the
-    // copy's own thread waits on its tree: the next test.)
+    // copy's own thread waits on its tree:
+    // `a_copy_or_export_killed_while_it_waits_on_its_own_tree_ends`.)
     let copy_mounted = || {
         let mut copy = s
             .cmd(&["cp", "-", "idle:/tmp"])
