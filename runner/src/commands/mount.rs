@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// What `strata mount` with no argument lists: one file per live mount.
 #[derive(Serialize, Deserialize)]
-struct MountRecord {
+pub(super) struct MountRecord {
     pid: u32,
     target: String,
     mountpoint: PathBuf,
@@ -88,22 +88,24 @@ pub(super) fn forget_mountpoint(root: &Path, mountpoint: &Path) {
 /// the next `mount` of the same image failed to make its directory
 /// ("File exists"); a container's could be named by no command once the
 /// container was removed (a review). `mount` (listing or mounting) and
-/// `gc` reap them.
-pub(super) fn reap_dead_servers(root: &Path) -> Result<()> {
+/// `gc` reap them. Returns the records of the live ones.
+pub(super) fn reap_dead_servers(root: &Path) -> Result<Vec<MountRecord>> {
     let Ok(dir) = std::fs::read_dir(records_dir(root)?) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut live = Vec::new();
     for f in dir.flatten() {
         // Another `mount` listing at once may have removed a stale record
         // (and its log) since the directory was read.
         let Some(rec) = read_record(&f.path()) else {
             continue;
         };
-        if !liveness::process_alive(rec.pid as i32) {
-            reap(root, &f.path(), &rec);
+        match liveness::process_alive(rec.pid as i32) {
+            true => live.push(rec),
+            false => reap(root, &f.path(), &rec),
         }
     }
-    Ok(())
+    Ok(live)
 }
 
 fn read_record(record: &Path) -> Option<MountRecord> {
@@ -188,9 +190,9 @@ fn make_mountpoint(root: &Path, target: &Target) -> Result<PathBuf> {
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
-    reap_dead_servers(&ctx.root)?;
+    let live = reap_dead_servers(&ctx.root)?;
     let Some(target) = args.target.clone() else {
-        return list(ctx);
+        return list(&live);
     };
     let named = match &args.lower {
         Some(_) => Some(PathBuf::from(&target)),
@@ -321,15 +323,10 @@ pub fn start_server(mut serve: Command, mountpoint: &Path, what: &str) -> Result
     Ok(())
 }
 
-/// The live mounts (the dead were reaped first).
-fn list(ctx: &Ctx) -> Result<i32> {
-    let Ok(dir) = std::fs::read_dir(records_dir(&ctx.root)?) else {
-        return Ok(0);
-    };
-    for f in dir.flatten() {
-        if let Some(rec) = read_record(&f.path()) {
-            outln!("{} {}", rec.target, rec.mountpoint.display())?;
-        }
+/// The live mounts, as `reap_dead_servers` found them.
+fn list(live: &[MountRecord]) -> Result<i32> {
+    for rec in live {
+        outln!("{} {}", rec.target, rec.mountpoint.display())?;
     }
     Ok(0)
 }
