@@ -1214,14 +1214,7 @@ fn a_killed_inspection_server_leaves_no_dead_mount() {
     // Until it has exited (a zombie, or reaped).
     let kill = |pid: nix::unistd::Pid| {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-        let running = || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next());
-            state.is_some_and(|c| c != 'Z' && c != 'X')
-        };
-        while running() {
+        while layerdb::pins::process_alive(pid.as_raw()) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     };
